@@ -1,0 +1,298 @@
+/**
+ * The typed errors of openrouter-rx. Every failure the library reports is an `OpenRouterError`
+ * (or a subclass), so callers branch on `kind`, `scope` and `retryable` instead of parsing text.
+ *
+ * `scope` says which health record a failure touches (see `openrouter-wire.md` §5):
+ * - `key`: this API key only (401, 403 key limit);
+ * - `account`: every key of the same account (402, platform 429 on free models);
+ * - `model`: the model and its providers, for every key (upstream 429, 5xx, no endpoints);
+ * - `request`: this payload only; health is never touched (400, context length, moderation);
+ * - `transport`: the connection of one attempt (network error, reset, timeout, truncated stream).
+ *
+ * No message or field ever holds API key text: keys appear as their label and fingerprint.
+ */
+
+export type ErrorScope = 'key' | 'account' | 'model' | 'request' | 'transport';
+
+export type ErrorKind =
+  | 'authentication'
+  | 'key_limit'
+  | 'insufficient_credits'
+  | 'permission_denied'
+  | 'rate_limit'
+  | 'bad_request'
+  | 'context_length'
+  | 'content_policy'
+  | 'not_found'
+  | 'upstream'
+  | 'network'
+  | 'timeout'
+  | 'stream'
+  | 'malformed_response'
+  | 'no_key_available'
+  | 'queue_timeout'
+  | 'attempts_exhausted'
+  | 'aborted';
+
+export interface OpenRouterErrorOptions {
+  message: string;
+  scope: ErrorScope;
+  retryable: boolean;
+  status?: number;
+  /** OpenRouter's `error.code` (usually the HTTP status, sometimes a string). */
+  code?: number | string;
+  /** OpenRouter's `error_type` (`context_length_exceeded`, `rate_limit_exceeded`, ...). */
+  errorType?: string;
+  /** Milliseconds to wait before this target may be tried again, from the most specific hint. */
+  retryAfterMs?: number;
+  /** The upstream provider that answered, when OpenRouter names it. */
+  providerName?: string;
+  /** `error.metadata`, as sent (provider raw text, reasons, limit source). */
+  metadata?: Readonly<Record<string, unknown>>;
+  /** Label of the key the attempt used (never the key itself). */
+  keyLabel?: string;
+  model?: string;
+  cause?: unknown;
+}
+
+export class OpenRouterError extends Error {
+  override name = 'OpenRouterError';
+  readonly kind: ErrorKind = 'bad_request';
+  readonly scope: ErrorScope;
+  readonly retryable: boolean;
+  readonly status?: number;
+  readonly code?: number | string;
+  readonly errorType?: string;
+  readonly retryAfterMs?: number;
+  readonly providerName?: string;
+  readonly metadata?: Readonly<Record<string, unknown>>;
+  keyLabel?: string;
+  model?: string;
+
+  constructor(options: OpenRouterErrorOptions) {
+    super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.scope = options.scope;
+    this.retryable = options.retryable;
+    this.status = options.status;
+    this.code = options.code;
+    this.errorType = options.errorType;
+    this.retryAfterMs = options.retryAfterMs;
+    this.providerName = options.providerName;
+    this.metadata = options.metadata;
+    this.keyLabel = options.keyLabel;
+    this.model = options.model;
+  }
+
+  /** A log-safe plain object (no stack, no cause chain, no key text). */
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      kind: this.kind,
+      message: this.message,
+      scope: this.scope,
+      retryable: this.retryable,
+      status: this.status,
+      code: this.code,
+      errorType: this.errorType,
+      retryAfterMs: this.retryAfterMs,
+      providerName: this.providerName,
+      keyLabel: this.keyLabel,
+      model: this.model,
+    };
+  }
+}
+
+/** 401: the key is invalid, disabled or deleted. The pool disables it. */
+export class AuthenticationError extends OpenRouterError {
+  override name = 'AuthenticationError';
+  override readonly kind = 'authentication' as const;
+}
+
+/** 403 `Key limit exceeded`: the key's own spending cap. The pool marks it exhausted. */
+export class KeyLimitError extends OpenRouterError {
+  override name = 'KeyLimitError';
+  override readonly kind = 'key_limit' as const;
+}
+
+/** 402: the account lacks credits. Every key of the account is exhausted. */
+export class InsufficientCreditsError extends OpenRouterError {
+  override name = 'InsufficientCreditsError';
+  override readonly kind = 'insufficient_credits' as const;
+}
+
+/** 403 other than a key limit: guardrail, workspace budget, region, management route. */
+export class PermissionDeniedError extends OpenRouterError {
+  override name = 'PermissionDeniedError';
+  override readonly kind = 'permission_denied' as const;
+}
+
+/** 429: rate limited by the platform (key or account) or upstream (model). */
+export class RateLimitError extends OpenRouterError {
+  override name = 'RateLimitError';
+  override readonly kind = 'rate_limit' as const;
+}
+
+/** 400, 413, 422 and other request errors: fix the request; never retried on the same model. */
+export class BadRequestError extends OpenRouterError {
+  override name = 'BadRequestError';
+  override readonly kind: ErrorKind = 'bad_request';
+}
+
+/** 400 context or token limit: a model with a larger context may take it. */
+export class ContextLengthError extends BadRequestError {
+  override name = 'ContextLengthError';
+  override readonly kind = 'context_length' as const;
+}
+
+/** Moderation, refusal or `finish_reason: content_filter`: another model may accept it. */
+export class ContentPolicyError extends BadRequestError {
+  override name = 'ContentPolicyError';
+  override readonly kind = 'content_policy' as const;
+}
+
+/** 404: unknown model, no endpoints, or no provider left after the routing filters. */
+export class NotFoundError extends OpenRouterError {
+  override name = 'NotFoundError';
+  override readonly kind = 'not_found' as const;
+}
+
+/** 500, 502, 503, 524, 529 and an upstream 408: the model or its providers failed. */
+export class UpstreamError extends OpenRouterError {
+  override name = 'UpstreamError';
+  override readonly kind = 'upstream' as const;
+}
+
+/** The connection failed or was reset before a complete answer. */
+export class NetworkError extends OpenRouterError {
+  override name = 'NetworkError';
+  override readonly kind = 'network' as const;
+}
+
+export type TimeoutPhase = 'total' | 'first-token' | 'idle';
+
+/** Base of the three attempt timeouts; `phase` says which limit fired and `limitMs` its value. */
+export class AttemptTimeoutError extends OpenRouterError {
+  override name = 'AttemptTimeoutError';
+  override readonly kind = 'timeout' as const;
+  readonly phase: TimeoutPhase;
+  readonly limitMs: number;
+
+  constructor(phase: TimeoutPhase, limitMs: number, options: Omit<OpenRouterErrorOptions, 'message'> & { message?: string }) {
+    super({ ...options, message: options.message ?? `${phase} timeout: no answer within ${limitMs} ms` });
+    this.phase = phase;
+    this.limitMs = limitMs;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), phase: this.phase, limitMs: this.limitMs };
+  }
+}
+
+/** No first content token within `firstTokenMs`. */
+export class FirstTokenTimeoutError extends AttemptTimeoutError {
+  override name = 'FirstTokenTimeoutError';
+}
+
+/** A gap between chunks longer than `idleMs`. */
+export class IdleTimeoutError extends AttemptTimeoutError {
+  override name = 'IdleTimeoutError';
+}
+
+/** The attempt as a whole took longer than `totalMs`. */
+export class TotalTimeoutError extends AttemptTimeoutError {
+  override name = 'TotalTimeoutError';
+}
+
+/**
+ * A stream that failed after HTTP 200: an in-band error event, `finish_reason: "error"`,
+ * `native_finish_reason: "network_error"`, or a socket closed without `[DONE]` and without a
+ * `finish_reason` (`truncated: true`).
+ */
+export class StreamError extends OpenRouterError {
+  override name = 'StreamError';
+  override readonly kind = 'stream' as const;
+  readonly truncated: boolean;
+
+  constructor(options: OpenRouterErrorOptions & { truncated?: boolean }) {
+    super(options);
+    this.truncated = options.truncated ?? false;
+  }
+}
+
+/** A body or SSE event that is not valid JSON, or not the shape OpenRouter documents. */
+export class MalformedResponseError extends OpenRouterError {
+  override name = 'MalformedResponseError';
+  override readonly kind = 'malformed_response' as const;
+}
+
+/** Every key is disabled or exhausted, so nothing can ever serve the request. */
+export class NoKeyAvailableError extends OpenRouterError {
+  override name = 'NoKeyAvailableError';
+  override readonly kind = 'no_key_available' as const;
+}
+
+/** The request waited in the admission queue longer than `queueTimeoutMs`. */
+export class QueueTimeoutError extends OpenRouterError {
+  override name = 'QueueTimeoutError';
+  override readonly kind = 'queue_timeout' as const;
+}
+
+/** The request was cancelled by its caller. */
+export class AbortedError extends OpenRouterError {
+  override name = 'AbortedError';
+  override readonly kind = 'aborted' as const;
+}
+
+/** One attempt of a request, as recorded in `AttemptsExhaustedError.attempts` and in events. */
+export interface AttemptRecord {
+  attempt: number;
+  keyLabel?: string;
+  model?: string;
+  kind: ErrorKind;
+  status?: number;
+  message: string;
+  /** Scheduler time when the attempt ended. */
+  at: number;
+}
+
+/** Retries gave up; `attempts` holds the reason of every attempt, in order. */
+export class AttemptsExhaustedError extends OpenRouterError {
+  override name = 'AttemptsExhaustedError';
+  override readonly kind = 'attempts_exhausted' as const;
+  readonly attempts: readonly AttemptRecord[];
+  /** The last attempt's error, whose kind and scope this error repeats. */
+  readonly lastError: OpenRouterError;
+
+  constructor(lastError: OpenRouterError, attempts: readonly AttemptRecord[]) {
+    super({
+      message: `gave up after ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}: ${lastError.message}`,
+      scope: lastError.scope,
+      retryable: false,
+      status: lastError.status,
+      code: lastError.code,
+      errorType: lastError.errorType,
+      retryAfterMs: lastError.retryAfterMs,
+      providerName: lastError.providerName,
+      keyLabel: lastError.keyLabel,
+      model: lastError.model,
+      cause: lastError,
+    });
+    this.attempts = attempts;
+    this.lastError = lastError;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), attempts: this.attempts, lastError: this.lastError.toJSON() };
+  }
+}
+
+export function isOpenRouterError(value: unknown): value is OpenRouterError {
+  return value instanceof OpenRouterError;
+}
+
+/** Wraps anything thrown into an `OpenRouterError`, keeping typed errors as they are. */
+export function toOpenRouterError(value: unknown): OpenRouterError {
+  if (value instanceof OpenRouterError) return value;
+  const message = value instanceof Error ? value.message : String(value);
+  return new NetworkError({ message, scope: 'transport', retryable: true, cause: value });
+}

@@ -1,0 +1,8 @@
+export type {
+  FakeKeyConfig,
+  FakeAccountConfig,
+  FakeFault,
+  FakeModelConfig,
+  FakeServerOptions,
+  FakeRequestRecord,
+} from './testing/types.js';
