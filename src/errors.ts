@@ -1,3 +1,5 @@
+import type { Usage } from './types.js';
+
 /**
  * The typed errors of openrouter-rx. Every failure the library reports is an `OpenRouterError`
  * (or a subclass), so callers branch on `kind`, `scope` and `retryable` instead of parsing text.
@@ -31,6 +33,7 @@ export type ErrorKind =
   | 'malformed_response'
   | 'no_key_available'
   | 'queue_timeout'
+  | 'queue_full'
   | 'attempts_exhausted'
   | 'aborted';
 
@@ -52,6 +55,8 @@ export interface OpenRouterErrorOptions {
   /** Label of the key the attempt used (never the key itself). */
   keyLabel?: string;
   model?: string;
+  /** Tokens billed for the failed attempt (an in-band error can carry usage). */
+  usage?: Usage;
   cause?: unknown;
 }
 
@@ -68,6 +73,7 @@ export class OpenRouterError extends Error {
   readonly metadata?: Readonly<Record<string, unknown>>;
   keyLabel?: string;
   model?: string;
+  readonly usage?: Usage;
 
   constructor(options: OpenRouterErrorOptions) {
     super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -81,6 +87,7 @@ export class OpenRouterError extends Error {
     this.metadata = options.metadata;
     this.keyLabel = options.keyLabel;
     this.model = options.model;
+    this.usage = options.usage;
   }
 
   /** A log-safe plain object (no stack, no cause chain, no key text). */
@@ -295,4 +302,10 @@ export function toOpenRouterError(value: unknown): OpenRouterError {
   if (value instanceof OpenRouterError) return value;
   const message = value instanceof Error ? value.message : String(value);
   return new NetworkError({ message, scope: 'transport', retryable: true, cause: value });
+}
+
+/** The admission queue is at its `maxSize`; retry later or raise the limit. */
+export class QueueFullError extends OpenRouterError {
+  override name = 'QueueFullError';
+  override readonly kind = 'queue_full' as const;
 }

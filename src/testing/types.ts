@@ -5,6 +5,20 @@
  * `openai` SDK and no network.
  */
 
+/**
+ * A sliding-window request quota. Only admitted requests enter the window (a 429 does not), and
+ * only while a quota is set: requests admitted before `setKey`/`setAccount` adds one are not counted.
+ */
+export interface FakeQuota {
+  requests: number;
+  windowMs: number;
+  /**
+   * The bucket named in the 429 message `Rate limit exceeded: <bucket>`; defaults to
+   * `requests-per-key` for a key quota and `free-models-per-min` for an account quota.
+   */
+  bucket?: string;
+}
+
 /** One API key the fake server accepts. */
 export interface FakeKeyConfig {
   key: string;
@@ -13,13 +27,15 @@ export interface FakeKeyConfig {
   /** Keys on one account share its credit state (402) and its account quota. */
   account?: string;
   /** Requests admitted per sliding window; more are answered 429 with OpenRouter's headers. */
-  quota?: { requests: number; windowMs: number };
+  quota?: FakeQuota;
   /** Answer 401 `User not found.` */
   revoked?: boolean;
   /** Answer 403 `Key limit exceeded (total limit)`. */
   keyLimitExceeded?: boolean;
   /** Credit limit and usage reported by `GET /api/v1/key` (USD). */
   limit?: number | null;
+  /** The period after which `usage` toward `limit` resets, as `GET /api/v1/key` reports it. */
+  limitReset?: 'daily' | 'weekly' | 'monthly' | null;
   usage?: number;
   isFreeTier?: boolean;
 }
@@ -29,12 +45,27 @@ export interface FakeAccountConfig {
   /** Answer 402 for every key of this account. */
   outOfCredits?: boolean;
   /** Requests admitted per sliding window across every key of the account. */
-  quota?: { requests: number; windowMs: number };
+  quota?: FakeQuota;
+}
+
+/** A recorded HTTP response, replayed byte for byte (the `response` of a fixture file). */
+export interface FakeRecordedResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** The raw body; for SSE the exact stream, keep-alive comments and blank lines included. */
+  body: string;
 }
 
 /**
  * A fault injected into a model's responses. `times` limits how many requests it hits (default:
  * every request); a fault with `times` left to spend takes precedence over later ones.
+ * `context-length` and `reject-prefill` only hit requests that meet their condition; a request that
+ * does not is answered by the next fault in line (or normally) and spends none of their `times`.
+ * The streaming faults also act on non-streaming requests: `slow-first-token` and `stall` delay the
+ * answer, `cut` sends half the body then drops the socket, `malformed` answers 200 with a body that
+ * is not JSON, `missing-done` never ends the body, `in-band-error` answers 200 with an `{error}` body.
+ * `afterChunks` counts content chunks after the opening role chunk; past `chunkCount` it acts just
+ * before the `stop` chunk.
  */
 export type FakeFault = { times?: number } & (
   | { type: 'status'; status: number; retryAfterSeconds?: number; message?: string }
@@ -45,17 +76,25 @@ export type FakeFault = { times?: number } & (
   | { type: 'cut'; afterChunks: number }
   | { type: 'stall'; afterChunks: number; stallMs: number }
   | { type: 'malformed'; afterChunks: number }
-  | { type: 'missing-done' }
+  | {
+      type: 'missing-done';
+      /** After the usage chunk: `hang` keeps the connection open and silent (default), `close` ends it cleanly. */
+      ending?: 'hang' | 'close';
+    }
   | { type: 'in-band-error'; afterChunks: number; code?: number | string; message?: string }
   | { type: 'context-length'; maxPromptTokens: number }
   | { type: 'content-policy'; reasons?: string[] }
   | { type: 'reject-prefill' }
-  | { type: 'replay'; fixture: string }
+  /** A fixture name resolved against `FakeServerOptions.fixturesDir`, or the recording itself. */
+  | { type: 'replay'; fixture: string | FakeRecordedResponse }
 );
 
-/** How a model answers when no fault hits. */
+/**
+ * How a model answers when no fault hits. A non-streaming answer is sent whole once the stream would
+ * have ended: after `latencyMs + firstTokenMs + chunkCount * chunkGapMs`.
+ */
 export interface FakeModelConfig {
-  /** Delay before the response headers (ms). */
+  /** Delay before the response headers (ms); fault answers wait it too, platform errors do not. */
   latencyMs?: number;
   /** Delay from the headers to the first content chunk of a stream (ms), filled with keep-alives. */
   firstTokenMs?: number;
@@ -80,13 +119,75 @@ export interface FakeServerOptions {
   respond?: (request: { model: string; messages: ReadonlyArray<{ role: string; content: unknown }> }) => string;
   /** Port to listen on; default 0 (a free port). Host is always 127.0.0.1. */
   port?: number;
+  /** Directory of `<name>.http.json` fixtures that `replay` faults name. */
+  fixturesDir?: string;
+  /** Answer 404 on `GET /api/v1/key`, like older deployments, so a client falls back to `/auth/key`. */
+  legacyKeyEndpointOnly?: boolean;
+  /** Gap between `: OPENROUTER PROCESSING` comments while a stream waits for its first token; default 100. */
+  keepAliveIntervalMs?: number;
 }
 
 export interface FakeRequestRecord {
   keyLabel: string | undefined;
   model: string;
   stream: boolean;
+  /** The status sent; 0 while no status line has gone out (and for good after `reset` or `silent`). */
   status: number;
   /** `Date.now()` when the request arrived. */
   at: number;
+  /** The fault that hit this request. */
+  fault?: FakeFault['type'];
+  /** True when the client closed the connection before the response was complete. */
+  clientAborted?: boolean;
+}
+
+export interface FakeRequestFilter {
+  keyLabel?: string;
+  model?: string;
+  status?: number;
+}
+
+/** A connection the client closed before the server finished its response. */
+export interface FakeAbortEvent {
+  /** `Date.now()` when the server saw the connection close. */
+  at: number;
+  /** Request path, e.g. `/api/v1/chat/completions`. */
+  path: string;
+  /** The chat request it belonged to, if it was one. */
+  record: FakeRequestRecord | undefined;
+}
+
+export type FakeKeyPatch = Partial<Omit<FakeKeyConfig, 'key'>>;
+export type FakeAccountPatch = Partial<Omit<FakeAccountConfig, 'id'>>;
+
+/** A running fake OpenRouter server. */
+export interface FakeOpenRouter {
+  /** `http://127.0.0.1:PORT/api/v1`, the `baseURL` for the openai SDK. */
+  readonly baseURL: string;
+  /** `http://127.0.0.1:PORT`. */
+  readonly url: string;
+  /** Every chat request since start (or the last `reset()`), in arrival order. */
+  readonly requests: readonly FakeRequestRecord[];
+  /** Connections the client closed before the server finished the response. */
+  readonly abortedConnections: number;
+  /** Client connections open right now. */
+  readonly openConnections: number;
+  countRequests(filter?: FakeRequestFilter): number;
+  /** Replaces the faults of a model (with fresh `times`). */
+  setFaults(model: string, faults: readonly FakeFault[]): void;
+  addFault(model: string, fault: FakeFault): void;
+  /** Removes the faults of one model, or of every model (and of `defaultModel`) when none is named. */
+  clearFaults(model?: string): void;
+  /** Changes a key mid-test (revoke it, exhaust its limit, move it); an unknown key is added. */
+  setKey(key: string, patch: FakeKeyPatch): void;
+  /** Changes an account mid-test (e.g. restore credits); an unknown account is added. */
+  setAccount(id: string, patch: FakeAccountPatch): void;
+  /** Clears `requests` and `abortedConnections`; keys, accounts, quotas and faults stay. */
+  reset(): void;
+  /** Calls `listener` on every client abort; returns the unsubscribe function. */
+  onAbort(listener: (event: FakeAbortEvent) => void): () => void;
+  /** Resolves on the next client abort; rejects after `timeoutMs` (default 1000) or on `close()`. */
+  waitForAbort(timeoutMs?: number): Promise<FakeAbortEvent>;
+  /** Destroys every open connection (silent and stalled ones too), clears every timer, stops listening. */
+  close(): Promise<void>;
 }

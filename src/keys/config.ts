@@ -1,0 +1,188 @@
+import { z } from 'zod';
+import type { SchedulerLike } from 'rxjs';
+import type { KeyCredential, Transport } from '../types.js';
+import type { StrategyLike } from '../routing/strategies.js';
+import { strategyNames } from '../routing/strategies.js';
+import { defaultBreakerPolicy, type BreakerPolicy } from './breaker.js';
+import { ValidationError, formatZodError } from '../validation.js';
+import type { Observable } from 'rxjs';
+
+/** What `GET /api/v1/key` says of a key, as far as the pool uses it. */
+export interface KeyInfoSnapshot {
+  limit: number | null;
+  limitRemaining: number | null;
+  limitReset?: string | null;
+  usage: number;
+  isFreeTier: boolean;
+}
+
+export type KeyInfoSource = (key: KeyCredential) => Observable<KeyInfoSnapshot> | Promise<KeyInfoSnapshot>;
+
+const positiveInt = z.number().int().positive();
+
+const windowQuotaSchema = z
+  .strictObject({
+    requests: positiveInt.optional(),
+    tokens: positiveInt.optional(),
+    windowMs: positiveInt,
+  })
+  .refine((quota) => quota.requests !== undefined || quota.tokens !== undefined, {
+    message: 'a quota needs `requests` or `tokens`',
+  });
+
+const limitsSchema = z.strictObject({
+  /** Requests per minute. */
+  rpm: positiveInt.optional(),
+  /** Tokens (prompt + completion) per minute. */
+  tpm: positiveInt.optional(),
+  /** Attempts in flight at once. */
+  maxConcurrent: positiveInt.optional(),
+  /** Quotas over other windows, e.g. `{ requests: 50, windowMs: 86_400_000 }` for 50 a day. */
+  quotas: z.array(windowQuotaSchema).optional(),
+});
+
+const modelLimitsSchema = limitsSchema.extend({
+  /** The model's context window in tokens, used to skip it for prompts that cannot fit. */
+  contextLength: positiveInt.optional(),
+});
+
+const keySchema = z.strictObject({
+  key: z.string().min(1, 'must not be empty'),
+  label: z.string().min(1).optional(),
+  account: z.string().min(1).optional(),
+  weight: z.number().positive().optional(),
+  limits: limitsSchema.optional(),
+});
+
+const breakerSchema = z.strictObject({
+  consecutiveFailures: positiveInt.optional(),
+  failureRateThreshold: z.number().gt(0).max(1).optional(),
+  minimumCalls: positiveInt.optional(),
+  windowMs: positiveInt.optional(),
+  cooldownMs: z.number().int().nonnegative().optional(),
+  cooldownMultiplier: z.number().min(1).optional(),
+  maxCooldownMs: z.number().int().nonnegative().optional(),
+  halfOpenProbes: positiveInt.optional(),
+});
+
+const isFunction = (value: unknown) => typeof value === 'function';
+
+export const keyPoolConfigSchema = z
+  .strictObject({
+    keys: z.array(keySchema).min(1, 'needs at least one key'),
+    accounts: z.record(z.string(), limitsSchema).optional(),
+    /** Limits per model, by exact id or a `*` pattern such as `*:free`; they apply per account. */
+    models: z.record(z.string(), modelLimitsSchema).optional(),
+    breaker: breakerSchema.optional(),
+    modelBreaker: breakerSchema.optional(),
+    rateLimitCooldownMs: z.number().int().nonnegative().optional(),
+    maxRateLimitCooldownMs: z.number().int().nonnegative().optional(),
+    exhaustedRetryMs: positiveInt.optional(),
+    queue: z
+      .strictObject({ maxSize: positiveInt.optional(), timeoutMs: positiveInt.optional() })
+      .optional(),
+    strategy: z
+      .union([
+        z.enum(strategyNames as [string, ...string[]]),
+        z.custom<StrategyLike>((value) => isFunction(value) || (typeof value === 'object' && value !== null && isFunction((value as { pick?: unknown }).pick)), {
+          message: 'expected a strategy name, a Strategy or a function',
+        }),
+      ])
+      .optional(),
+    defaultCompletionTokens: positiveInt.optional(),
+    latencySmoothing: z.number().gt(0).max(1).optional(),
+    scheduler: z.custom<SchedulerLike>((value) => typeof value === 'object' && value !== null && isFunction((value as SchedulerLike).now), {
+      message: 'expected an RxJS scheduler',
+    }).optional(),
+    random: z.custom<() => number>(isFunction, { message: 'expected a function' }).optional(),
+    transport: z.custom<Transport>(isFunction, { message: 'expected a transport function' }),
+    keyInfo: z.custom<KeyInfoSource>(isFunction, { message: 'expected a function' }).optional(),
+  })
+  .superRefine((config, context) => {
+    const labels = new Map<string, number>();
+    const keys = new Map<string, number>();
+    config.keys.forEach((entry, index) => {
+      const label = entry.label ?? defaultLabel(index);
+      const seen = labels.get(label);
+      if (seen !== undefined) {
+        context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: `duplicate label "${label}" (also keys[${seen}])` });
+      }
+      labels.set(label, index);
+      const sameKey = keys.get(entry.key);
+      if (sameKey !== undefined) {
+        // Never echo the key itself: name where its twin is.
+        context.addIssue({ code: 'custom', path: ['keys', index, 'key'], message: `the same key as keys[${sameKey}]` });
+      }
+      keys.set(entry.key, index);
+    });
+  });
+
+export type KeyPoolInput = z.input<typeof keyPoolConfigSchema>;
+export type LimitsConfig = z.infer<typeof limitsSchema>;
+export type ModelLimitsConfig = z.infer<typeof modelLimitsSchema>;
+
+export interface ResolvedKeyConfig {
+  key: string;
+  label: string;
+  account: string;
+  weight: number;
+  limits: LimitsConfig;
+}
+
+export interface ResolvedPoolConfig {
+  keys: ResolvedKeyConfig[];
+  accounts: Record<string, LimitsConfig>;
+  models: Record<string, ModelLimitsConfig>;
+  breaker: BreakerPolicy;
+  modelBreaker: BreakerPolicy;
+  rateLimitCooldownMs: number;
+  maxRateLimitCooldownMs: number;
+  exhaustedRetryMs: number;
+  queue: { maxSize: number; timeoutMs: number | undefined };
+  strategy: StrategyLike;
+  defaultCompletionTokens: number;
+  latencySmoothing: number;
+  scheduler: SchedulerLike | undefined;
+  random: () => number;
+  transport: Transport;
+  keyInfo: KeyInfoSource | undefined;
+}
+
+export function defaultLabel(index: number): string {
+  return `key-${index + 1}`;
+}
+
+/** Validates a pool config and fills in every default; throws a `ValidationError` naming the field. */
+export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
+  const parsed = keyPoolConfigSchema.safeParse(input);
+  if (!parsed.success) throw new ValidationError(formatZodError(parsed.error, 'key pool config'), parsed.error.issues);
+  const config = parsed.data;
+  return {
+    keys: config.keys.map((entry, index) => {
+      const label = entry.label ?? defaultLabel(index);
+      return {
+        key: entry.key,
+        label,
+        // A key without an account is an account of its own.
+        account: entry.account ?? `key:${label}`,
+        weight: entry.weight ?? 1,
+        limits: entry.limits ?? {},
+      };
+    }),
+    accounts: config.accounts ?? {},
+    models: config.models ?? {},
+    breaker: { ...defaultBreakerPolicy, ...config.breaker },
+    modelBreaker: { ...defaultBreakerPolicy, ...config.modelBreaker },
+    rateLimitCooldownMs: config.rateLimitCooldownMs ?? 1_000,
+    maxRateLimitCooldownMs: config.maxRateLimitCooldownMs ?? 60_000,
+    exhaustedRetryMs: config.exhaustedRetryMs ?? 15 * 60_000,
+    queue: { maxSize: config.queue?.maxSize ?? Infinity, timeoutMs: config.queue?.timeoutMs },
+    strategy: (config.strategy ?? 'powerOfTwo') as StrategyLike,
+    defaultCompletionTokens: config.defaultCompletionTokens ?? 512,
+    latencySmoothing: config.latencySmoothing ?? 0.2,
+    scheduler: config.scheduler,
+    random: config.random ?? Math.random,
+    transport: config.transport,
+    keyInfo: config.keyInfo,
+  };
+}

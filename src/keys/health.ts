@@ -1,0 +1,103 @@
+import type { BreakerState } from './breaker.js';
+import type { ErrorKind } from '../errors.js';
+
+/**
+ * The public, immutable health records the pool publishes through BehaviorSubjects. They hold
+ * labels and fingerprints, never key text, so they are safe to log and to send to a browser.
+ */
+
+/** `disabled`: revoked (401). `exhausted`: out of credit or over its spending cap (402, 403). */
+export type KeyState = BreakerState | 'disabled' | 'exhausted';
+
+/** Why a key or model is `open`: its breaker tripped, or a 429 parked it until a reset time. */
+export type OpenReason = 'failures' | 'rate-limit';
+
+export interface LastError {
+  kind: ErrorKind;
+  status?: number;
+  message: string;
+  /** Scheduler time of the failure. */
+  at: number;
+}
+
+export interface QuotaRemaining {
+  scope: 'key' | 'account' | 'model';
+  /** `requests` or `tokens`. */
+  unit: 'requests' | 'tokens';
+  limit: number;
+  remaining: number;
+  windowMs: number;
+  /** For `model` quotas, the model pattern they apply to. */
+  model?: string;
+}
+
+export interface UsageTotals {
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** Credits (USD) billed, as reported by OpenRouter. */
+  cost: number;
+}
+
+export interface Credit {
+  limit: number | null;
+  limitRemaining: number | null;
+  usage: number;
+  isFreeTier: boolean;
+  /** Scheduler time of the `GET /api/v1/key` call. */
+  checkedAt: number;
+}
+
+export interface KeyHealth {
+  label: string;
+  fingerprint: string;
+  account: string;
+  state: KeyState;
+  openReason: OpenReason | null;
+  /** Scheduler time until which the key is parked, open, or exhausted; null when none applies. */
+  cooldownUntil: number | null;
+  inFlight: number;
+  maxConcurrent: number | null;
+  /** Outcomes in the breaker's current sliding window. */
+  successes: number;
+  failures: number;
+  consecutiveFailures: number;
+  lastError: LastError | null;
+  /** Exponential moving averages, in ms; null before the first sample. */
+  latencyMs: number | null;
+  timeToFirstTokenMs: number | null;
+  quota: readonly QuotaRemaining[];
+  credit: Credit | null;
+  usage: UsageTotals;
+}
+
+export interface ModelHealth {
+  model: string;
+  state: BreakerState;
+  openReason: OpenReason | null;
+  cooldownUntil: number | null;
+  inFlight: number;
+  successes: number;
+  failures: number;
+  consecutiveFailures: number;
+  lastError: LastError | null;
+  latencyMs: number | null;
+  timeToFirstTokenMs: number | null;
+  usage: UsageTotals;
+}
+
+export interface PoolHealth {
+  keys: readonly KeyHealth[];
+  models: readonly ModelHealth[];
+  /** Sums over every key. */
+  usage: UsageTotals;
+  /** Requests waiting for a key. */
+  queued: number;
+  /** Scheduler time of this snapshot. */
+  at: number;
+}
+
+export function emptyUsage(): UsageTotals {
+  return { requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, cost: 0 };
+}

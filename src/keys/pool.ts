@@ -1,0 +1,1061 @@
+import {
+  BehaviorSubject,
+  Observable,
+  Subject,
+  asyncScheduler,
+  defer,
+  distinctUntilChanged,
+  filter,
+  forkJoin,
+  from,
+  map,
+  of,
+  catchError,
+  startWith,
+  type SchedulerLike,
+  type Subscription,
+} from 'rxjs';
+import {
+  AbortedError,
+  NoKeyAvailableError,
+  QueueFullError,
+  QueueTimeoutError,
+  toOpenRouterError,
+  type ErrorScope,
+  type OpenRouterError,
+} from '../errors.js';
+import type { ChatRequest, KeyCredential, Transport, Usage } from '../types.js';
+import { toStrategy, type KeyCandidate, type PickContext, type Strategy, type StrategyLike } from '../routing/strategies.js';
+import { Breaker, type BreakerState } from './breaker.js';
+import { resolvePoolConfig, type KeyInfoSnapshot, type KeyPoolInput, type ResolvedPoolConfig } from './config.js';
+import type { PoolEvent } from './events.js';
+import { fingerprintOf } from './fingerprint.js';
+import {
+  emptyUsage,
+  type Credit,
+  type KeyHealth,
+  type KeyState,
+  type LastError,
+  type ModelHealth,
+  type OpenReason,
+  type PoolHealth,
+  type UsageTotals,
+} from './health.js';
+import { Limiter, type LimiterHold } from './limiter.js';
+import { estimateTokens } from './tokens.js';
+import { balance, type BalanceEvent, type BalanceOptions, type ChunkEvent, type CompletionEvent, type RestartEvent } from '../operators/balance.js';
+
+/** A key slot held by one attempt. Unsubscribing from `pool.acquire` (or `release()`) frees it. */
+export interface KeyLease {
+  /** Hand this to the transport only; its `key` is not enumerable, so logging a lease is safe. */
+  readonly credential: KeyCredential;
+  readonly label: string;
+  readonly fingerprint: string;
+  readonly account: string;
+  readonly model: string;
+  /** Scheduler time of admission. */
+  readonly acquiredAt: number;
+  /** Call on the first response byte: quota windows count from then, as the server's do. */
+  markResponded(): void;
+  /** Replaces the token estimate held in `tpm` quotas with the billed count. */
+  reconcile(usage: Usage): void;
+  /** Frees the slot; idempotent. */
+  release(): void;
+}
+
+export interface AcquireOptions {
+  /** Models to use, in order of preference; the first with an eligible key wins. */
+  models: readonly string[];
+  /** Keys to pass over while another is eligible (those a retry already tried). */
+  avoid?: ReadonlySet<string>;
+  strategy?: Strategy;
+  /** Higher goes first; equal priorities are served in arrival order. Default 0. */
+  priority?: number;
+  /** Fail with `QueueTimeoutError` after waiting this long; default from the pool config. */
+  queueTimeoutMs?: number;
+  /** Correlation id for events. */
+  requestId?: string;
+}
+
+/** The outcome of one attempt, as `circuitBreaker` records it. */
+export type AttemptOutcome =
+  | {
+      type: 'success';
+      keyLabel: string;
+      model: string;
+      latencyMs: number;
+      timeToFirstTokenMs?: number;
+      usage?: Usage;
+    }
+  | { type: 'failure'; keyLabel: string; model: string; error: OpenRouterError; usage?: Usage };
+
+export interface KeyHandle {
+  readonly label: string;
+  readonly fingerprint: string;
+  readonly health$: Observable<KeyHealth>;
+}
+
+export interface KeyPool {
+  /** Every key and model, on every change (a new snapshot per change, never a duplicate). */
+  readonly health$: Observable<PoolHealth>;
+  /** Attempts, retries, cooldowns, state changes and fallbacks, for logs and metrics. */
+  readonly events$: Observable<PoolEvent>;
+  readonly scheduler: SchedulerLike;
+  readonly transport: Transport;
+  /** The pool's default strategy, one instance shared by every request. */
+  readonly strategy: Strategy;
+  readonly labels: readonly string[];
+  key(label: string): KeyHandle;
+  model(model: string): { readonly health$: Observable<ModelHealth> };
+  snapshot(): PoolHealth;
+  /** Waits for an eligible key (FIFO, by priority) and holds its slot while subscribed. */
+  acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease>;
+  /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
+  record(outcome: AttemptOutcome): void;
+  /** Emits an event on `events$` (used by the operators). */
+  emit(event: PoolEvent): void;
+  /** Polls `GET /api/v1/key` for every key and folds limit and credit into health. */
+  refreshKeyInfo(): Observable<readonly KeyHealth[]>;
+  /** Puts a disabled or exhausted key back into service. */
+  enable(label: string): void;
+  /** Takes a key out of service until `enable`. */
+  disable(label: string): void;
+  /** One request, not streamed: emits its `completion` event, or errors with its typed error. */
+  complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent>;
+  /** One streamed request: emits `chunk` (and `restart`) events, then its `completion`; errors on failure. */
+  stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent>;
+  /** Completes every health stream, cancels every timer and fails every waiting request. */
+  dispose(): void;
+}
+
+/** A `refresh` timer per entity: when its cooldown ends, its health changes without any call. */
+interface Timed {
+  refreshAt: number;
+  refreshTimer: Subscription | undefined;
+}
+
+class AccountEntry {
+  readonly keys: KeyEntry[] = [];
+  parkedUntil = 0;
+  exhaustedUntil = 0;
+  rateLimitStreak = 0;
+  private readonly modelLimiters = new Map<string, Limiter>();
+
+  constructor(
+    readonly id: string,
+    readonly limiter: Limiter,
+    private readonly modelLimits: ResolvedPoolConfig['models'],
+  ) {}
+
+  modelLimiter(pattern: string): Limiter {
+    let limiter = this.modelLimiters.get(pattern);
+    if (limiter === undefined) {
+      limiter = new Limiter(this.modelLimits[pattern] ?? {}, 'model', pattern);
+      this.modelLimiters.set(pattern, limiter);
+    }
+    return limiter;
+  }
+}
+
+class KeyEntry implements KeyCandidate, Timed {
+  disabled = false;
+  exhaustedUntil = 0;
+  parkedUntil = 0;
+  rateLimitStreak = 0;
+  lastError: LastError | null = null;
+  latencyMs: number | null = null;
+  timeToFirstTokenMs: number | null = null;
+  usage: UsageTotals = emptyUsage();
+  credit: Credit | null = null;
+  limitReset: string | null = null;
+  refreshAt = Infinity;
+  refreshTimer: Subscription | undefined;
+  readonly subject: BehaviorSubject<KeyHealth>;
+
+  constructor(
+    readonly credential: KeyCredential,
+    readonly weight: number,
+    readonly account: AccountEntry,
+    readonly limiter: Limiter,
+    readonly breaker: Breaker,
+    initial: (entry: KeyEntry) => KeyHealth,
+  ) {
+    this.subject = new BehaviorSubject(initial(this));
+  }
+
+  get label(): string {
+    return this.credential.label;
+  }
+
+  get inFlight(): number {
+    return this.limiter.inFlight;
+  }
+
+  get health(): KeyHealth {
+    return this.subject.value;
+  }
+}
+
+class ModelEntry implements Timed {
+  parkedUntil = 0;
+  rateLimitStreak = 0;
+  inFlight = 0;
+  lastError: LastError | null = null;
+  latencyMs: number | null = null;
+  timeToFirstTokenMs: number | null = null;
+  usage: UsageTotals = emptyUsage();
+  refreshAt = Infinity;
+  refreshTimer: Subscription | undefined;
+  readonly subject: BehaviorSubject<ModelHealth>;
+
+  constructor(
+    readonly model: string,
+    readonly breaker: Breaker,
+    /** The `models` limit patterns this model matches. */
+    readonly limitPatterns: readonly string[],
+    initial: (entry: ModelEntry) => ModelHealth,
+  ) {
+    this.subject = new BehaviorSubject(initial(this));
+  }
+}
+
+interface Ticket {
+  readonly request: ChatRequest;
+  readonly options: AcquireOptions;
+  readonly tokens: number;
+  readonly priority: number;
+  readonly seq: number;
+  /** Tickets with equal signatures compete for the same keys: one that fails blocks the rest. */
+  readonly signature: string;
+  admit(lease: KeyLease): void;
+  reject(error: OpenRouterError): void;
+  timeout?: Subscription;
+}
+
+/** Creates a key pool. Validates `config` with zod and throws a `ValidationError` naming the field. */
+export function createPool(config: KeyPoolInput): KeyPool {
+  return new Pool(resolvePoolConfig(config));
+}
+
+function patternMatches(pattern: string, model: string): boolean {
+  if (!pattern.includes('*')) return pattern === model;
+  const parts = pattern.split('*');
+  let position = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (i === 0) {
+      if (!model.startsWith(part)) return false;
+      position = part.length;
+    } else if (i === parts.length - 1) {
+      return model.length - part.length >= position && model.endsWith(part);
+    } else {
+      const found = model.indexOf(part, position);
+      if (found < 0) return false;
+      position = found + part.length;
+    }
+  }
+  return true;
+}
+
+function movingAverage(previous: number | null, sample: number, alpha: number): number {
+  return previous === null ? sample : previous + alpha * (sample - previous);
+}
+
+function addUsage(totals: UsageTotals, usage: Usage | undefined, countRequest: boolean): UsageTotals {
+  return {
+    requests: totals.requests + (countRequest ? 1 : 0),
+    promptTokens: totals.promptTokens + (usage?.promptTokens ?? 0),
+    completionTokens: totals.completionTokens + (usage?.completionTokens ?? 0),
+    totalTokens: totals.totalTokens + (usage?.totalTokens ?? 0),
+    cost: totals.cost + (usage?.cost ?? 0),
+  };
+}
+
+/** The next boundary of an OpenRouter key limit period, in UTC. */
+function nextLimitReset(now: number, period: string | null): number | undefined {
+  const date = new Date(now);
+  const midnight = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
+  const day = 86_400_000;
+  switch (period) {
+    case 'daily':
+      return midnight + day;
+    case 'weekly':
+      return midnight + ((8 - date.getUTCDay()) % 7 || 7) * day;
+    case 'monthly':
+      return Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
+    default:
+      return undefined;
+  }
+}
+
+function keyHealthEqual(a: KeyHealth, b: KeyHealth): boolean {
+  return (
+    a.state === b.state &&
+    a.openReason === b.openReason &&
+    a.cooldownUntil === b.cooldownUntil &&
+    a.inFlight === b.inFlight &&
+    a.successes === b.successes &&
+    a.failures === b.failures &&
+    a.consecutiveFailures === b.consecutiveFailures &&
+    a.lastError === b.lastError &&
+    a.latencyMs === b.latencyMs &&
+    a.timeToFirstTokenMs === b.timeToFirstTokenMs &&
+    a.credit === b.credit &&
+    a.usage === b.usage &&
+    a.quota.length === b.quota.length &&
+    a.quota.every((quota, index) => quota.remaining === b.quota[index]!.remaining)
+  );
+}
+
+function modelHealthEqual(a: ModelHealth, b: ModelHealth): boolean {
+  return (
+    a.state === b.state &&
+    a.openReason === b.openReason &&
+    a.cooldownUntil === b.cooldownUntil &&
+    a.inFlight === b.inFlight &&
+    a.successes === b.successes &&
+    a.failures === b.failures &&
+    a.consecutiveFailures === b.consecutiveFailures &&
+    a.lastError === b.lastError &&
+    a.latencyMs === b.latencyMs &&
+    a.timeToFirstTokenMs === b.timeToFirstTokenMs &&
+    a.usage === b.usage
+  );
+}
+
+class Pool implements KeyPool {
+  readonly scheduler: SchedulerLike;
+  readonly transport: Transport;
+  readonly strategy: Strategy;
+  readonly labels: readonly string[];
+  readonly health$: Observable<PoolHealth>;
+  readonly events$: Observable<PoolEvent>;
+
+  private readonly entries: KeyEntry[] = [];
+  private readonly byLabel = new Map<string, KeyEntry>();
+  private readonly accounts = new Map<string, AccountEntry>();
+  private readonly models = new Map<string, ModelEntry>();
+  private readonly events = new Subject<PoolEvent>();
+  private readonly changes = new Subject<void>();
+  private readonly dirtyKeys = new Set<KeyEntry>();
+  private readonly dirtyModels = new Set<ModelEntry>();
+  private readonly queue: Ticket[] = [];
+  private ticketSeq = 0;
+  private draining = false;
+  private drainAgain = false;
+  private wakeAt = Infinity;
+  private wakeTimer: Subscription | undefined;
+  private disposed = false;
+
+  constructor(private readonly config: ResolvedPoolConfig) {
+    this.scheduler = config.scheduler ?? asyncScheduler;
+    this.transport = config.transport;
+    this.strategy = toStrategy(config.strategy);
+    for (const keyConfig of config.keys) {
+      const account = this.accountEntry(keyConfig.account);
+      const credential = Object.defineProperty(
+        { label: keyConfig.label, fingerprint: fingerprintOf(keyConfig.key) },
+        'key',
+        { value: keyConfig.key, enumerable: false },
+      ) as KeyCredential;
+      const entry = new KeyEntry(
+        credential,
+        keyConfig.weight,
+        account,
+        new Limiter(keyConfig.limits, 'key'),
+        new Breaker(config.breaker),
+        (self) => this.buildKeyHealth(self, this.now()),
+      );
+      account.keys.push(entry);
+      this.entries.push(entry);
+      this.byLabel.set(entry.label, entry);
+    }
+    this.labels = this.entries.map((entry) => entry.label);
+    this.events$ = this.events.asObservable();
+    this.health$ = defer(() =>
+      this.changes.pipe(
+        startWith(undefined),
+        map(() => this.snapshot()),
+      ),
+    );
+  }
+
+  private now(): number {
+    return this.scheduler.now();
+  }
+
+  private accountEntry(id: string): AccountEntry {
+    let account = this.accounts.get(id);
+    if (account === undefined) {
+      account = new AccountEntry(id, new Limiter(this.config.accounts[id] ?? {}, 'account'), this.config.models);
+      this.accounts.set(id, account);
+    }
+    return account;
+  }
+
+  private modelEntry(model: string): ModelEntry {
+    let entry = this.models.get(model);
+    if (entry === undefined) {
+      const patterns = Object.keys(this.config.models).filter((pattern) => {
+        const limits = this.config.models[pattern]!;
+        return patternMatches(pattern, model) && (limits.rpm !== undefined || limits.tpm !== undefined || limits.maxConcurrent !== undefined || (limits.quotas?.length ?? 0) > 0);
+      });
+      entry = new ModelEntry(model, new Breaker(this.config.modelBreaker), patterns, (self) => this.buildModelHealth(self, this.now()));
+      this.models.set(model, entry);
+      this.dirtyModels.add(entry);
+    }
+    return entry;
+  }
+
+  // ---------------------------------------------------------------- public reads
+
+  key(label: string): KeyHandle {
+    const entry = this.byLabel.get(label);
+    if (entry === undefined) throw new RangeError(`no key labelled "${label}" in this pool`);
+    return { label, fingerprint: entry.credential.fingerprint, health$: entry.subject.asObservable() };
+  }
+
+  model(model: string): { readonly health$: Observable<ModelHealth> } {
+    const entry = this.modelEntry(model);
+    this.flush();
+    return { health$: entry.subject.asObservable().pipe(distinctUntilChanged()) };
+  }
+
+  snapshot(): PoolHealth {
+    const keys = this.entries.map((entry) => entry.health);
+    let usage = emptyUsage();
+    for (const key of keys) {
+      usage = {
+        requests: usage.requests + key.usage.requests,
+        promptTokens: usage.promptTokens + key.usage.promptTokens,
+        completionTokens: usage.completionTokens + key.usage.completionTokens,
+        totalTokens: usage.totalTokens + key.usage.totalTokens,
+        cost: usage.cost + key.usage.cost,
+      };
+    }
+    return {
+      keys,
+      models: [...this.models.values()].map((entry) => entry.subject.value),
+      usage,
+      queued: this.queue.length,
+      at: this.now(),
+    };
+  }
+
+  emit(event: PoolEvent): void {
+    this.events.next(event);
+  }
+
+  // ---------------------------------------------------------------- health records
+
+  private keyState(entry: KeyEntry, now: number): { state: KeyState; reason: OpenReason | null; until: number | null } {
+    if (entry.disabled) return { state: 'disabled', reason: null, until: null };
+    const exhaustedUntil = Math.max(entry.exhaustedUntil, entry.account.exhaustedUntil);
+    if (exhaustedUntil > now) return { state: 'exhausted', reason: null, until: Number.isFinite(exhaustedUntil) ? exhaustedUntil : null };
+    entry.breaker.advance(now);
+    const parkedUntil = Math.max(entry.parkedUntil, entry.account.parkedUntil);
+    if (parkedUntil > now) {
+      const until = entry.breaker.state === 'open' ? Math.max(parkedUntil, entry.breaker.openUntil) : parkedUntil;
+      return { state: 'open', reason: 'rate-limit', until };
+    }
+    if (entry.breaker.state === 'open') return { state: 'open', reason: 'failures', until: entry.breaker.openUntil };
+    return { state: entry.breaker.state, reason: null, until: null };
+  }
+
+  private buildKeyHealth(entry: KeyEntry, now: number): KeyHealth {
+    const { state, reason, until } = this.keyState(entry, now);
+    const { successes, failures } = entry.breaker.counts(now);
+    return {
+      label: entry.label,
+      fingerprint: entry.credential.fingerprint,
+      account: entry.account.id,
+      state,
+      openReason: reason,
+      cooldownUntil: until,
+      inFlight: entry.limiter.inFlight,
+      maxConcurrent: entry.limiter.maxConcurrent,
+      successes,
+      failures,
+      consecutiveFailures: entry.breaker.consecutiveFailures,
+      lastError: entry.lastError,
+      latencyMs: entry.latencyMs,
+      timeToFirstTokenMs: entry.timeToFirstTokenMs,
+      quota: [...entry.limiter.remaining(now), ...entry.account.limiter.remaining(now)],
+      credit: entry.credit,
+      usage: entry.usage,
+    };
+  }
+
+  private modelState(entry: ModelEntry, now: number): { state: BreakerState; reason: OpenReason | null; until: number | null } {
+    entry.breaker.advance(now);
+    if (entry.parkedUntil > now) {
+      const until = entry.breaker.state === 'open' ? Math.max(entry.parkedUntil, entry.breaker.openUntil) : entry.parkedUntil;
+      return { state: 'open', reason: 'rate-limit', until };
+    }
+    if (entry.breaker.state === 'open') return { state: 'open', reason: 'failures', until: entry.breaker.openUntil };
+    return { state: entry.breaker.state, reason: null, until: null };
+  }
+
+  private buildModelHealth(entry: ModelEntry, now: number): ModelHealth {
+    const { state, reason, until } = this.modelState(entry, now);
+    const { successes, failures } = entry.breaker.counts(now);
+    return {
+      model: entry.model,
+      state,
+      openReason: reason,
+      cooldownUntil: until,
+      inFlight: entry.inFlight,
+      successes,
+      failures,
+      consecutiveFailures: entry.breaker.consecutiveFailures,
+      lastError: entry.lastError,
+      latencyMs: entry.latencyMs,
+      timeToFirstTokenMs: entry.timeToFirstTokenMs,
+      usage: entry.usage,
+    };
+  }
+
+  /** Publishes every health record touched since the last flush, and state-change events. */
+  private flush(): void {
+    if (this.disposed) return;
+    const now = this.now();
+    let changed = false;
+    for (const entry of this.dirtyKeys) {
+      const previous = entry.subject.value;
+      const next = this.buildKeyHealth(entry, now);
+      if (keyHealthEqual(previous, next)) continue;
+      changed = true;
+      entry.subject.next(next);
+      if (previous.state !== next.state) {
+        this.emit({ type: 'state-change', scope: 'key', target: entry.label, from: previous.state, to: next.state, at: now });
+      }
+      this.scheduleRefresh(entry, next.cooldownUntil);
+    }
+    this.dirtyKeys.clear();
+    for (const entry of this.dirtyModels) {
+      const previous = entry.subject.value;
+      const next = this.buildModelHealth(entry, now);
+      if (modelHealthEqual(previous, next)) continue;
+      changed = true;
+      entry.subject.next(next);
+      if (previous.state !== next.state) {
+        this.emit({ type: 'state-change', scope: 'model', target: entry.model, from: previous.state, to: next.state, at: now });
+      }
+      this.scheduleRefresh(entry, next.cooldownUntil);
+    }
+    this.dirtyModels.clear();
+    if (changed) this.changes.next();
+  }
+
+  /** Republishes an entity when its cooldown ends, so `health$` turns without any request. */
+  private scheduleRefresh(entity: KeyEntry | ModelEntry, until: number | null): void {
+    if (until === null || until === entity.refreshAt) return;
+    entity.refreshTimer?.unsubscribe();
+    entity.refreshAt = until;
+    entity.refreshTimer = this.scheduler.schedule(() => {
+      entity.refreshAt = Infinity;
+      entity.refreshTimer = undefined;
+      if (entity instanceof KeyEntry) this.dirtyKeys.add(entity);
+      else this.dirtyModels.add(entity);
+      this.flush();
+      this.drain();
+    }, Math.max(0, until - this.now()));
+  }
+
+  private markAccount(account: AccountEntry): void {
+    for (const key of account.keys) this.dirtyKeys.add(key);
+  }
+
+  // ---------------------------------------------------------------- admission
+
+  private keyAdmits(entry: KeyEntry, model: ModelEntry, now: number, tokens: number): boolean {
+    if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now) return false;
+    const account = entry.account;
+    if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
+    if (entry.breaker.state !== 'closed') {
+      if (entry.breaker.advance(now)) this.dirtyKeys.add(entry);
+      if (!entry.breaker.admits()) return false;
+    }
+    if (entry.limiter.isBounded && !entry.limiter.fits(now, tokens)) return false;
+    if (account.limiter.isBounded && !account.limiter.fits(now, tokens)) return false;
+    for (const pattern of model.limitPatterns) {
+      if (!account.modelLimiter(pattern).fits(now, tokens)) return false;
+    }
+    return true;
+  }
+
+  private modelAdmits(model: ModelEntry, now: number): boolean {
+    if (model.parkedUntil > now) return false;
+    if (model.breaker.state !== 'closed') {
+      if (model.breaker.advance(now)) this.dirtyModels.add(model);
+      return model.breaker.admits();
+    }
+    return true;
+  }
+
+  /** Finds a key for the ticket now, trying its models in order; undefined when none fits. */
+  private place(ticket: Ticket, now: number): KeyLease | undefined {
+    const strategy = ticket.options.strategy ?? this.strategy;
+    const avoid = ticket.options.avoid;
+    for (const modelId of ticket.options.models) {
+      const model = this.modelEntry(modelId);
+      if (!this.modelAdmits(model, now)) continue;
+      let avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < this.entries.length;
+      const context: PickContext = {
+        candidates: this.entries,
+        isEligible: (index) => {
+          const entry = this.entries[index]!;
+          if (avoiding && avoid!.has(entry.label)) return false;
+          return this.keyAdmits(entry, model, now, ticket.tokens);
+        },
+        request: ticket.request,
+        model: modelId,
+        random: this.config.random,
+      };
+      let index = strategy.pick(context);
+      if (index === undefined && avoiding) {
+        avoiding = false;
+        index = strategy.pick(context);
+      }
+      if (index === undefined) continue;
+      const entry = this.entries[index];
+      // A user strategy may return anything: admit only what the pool would.
+      if (entry === undefined || !this.keyAdmits(entry, model, now, ticket.tokens)) continue;
+      return this.lease(entry, model, ticket.tokens, now);
+    }
+    return undefined;
+  }
+
+  private lease(entry: KeyEntry, model: ModelEntry, tokens: number, now: number): KeyLease {
+    const account = entry.account;
+    const holds: LimiterHold[] = [entry.limiter.take(now, tokens), account.limiter.take(now, tokens)];
+    for (const pattern of model.limitPatterns) holds.push(account.modelLimiter(pattern).take(now, tokens));
+    const keyProbe = entry.breaker.begin();
+    const modelProbe = model.breaker.begin();
+    model.inFlight++;
+    this.dirtyKeys.add(entry);
+    this.dirtyModels.add(model);
+    let released = false;
+    let responded = false;
+    const pool = this;
+    return {
+      credential: entry.credential,
+      label: entry.label,
+      fingerprint: entry.credential.fingerprint,
+      account: account.id,
+      model: model.model,
+      acquiredAt: now,
+      markResponded() {
+        if (responded || released) return;
+        responded = true;
+        const at = pool.now();
+        for (const hold of holds) hold.limiter.touch(hold, at);
+      },
+      reconcile(usage) {
+        for (const hold of holds) hold.limiter.reconcileTokens(hold, usage.totalTokens);
+      },
+      release() {
+        if (released) return;
+        released = true;
+        for (const hold of holds) hold.limiter.release();
+        entry.breaker.abandon(keyProbe);
+        model.breaker.abandon(modelProbe);
+        model.inFlight--;
+        pool.dirtyKeys.add(entry);
+        pool.dirtyModels.add(model);
+        pool.flush();
+        pool.drain();
+      },
+    };
+  }
+
+  acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease> {
+    return new Observable<KeyLease>((subscriber) => {
+      if (this.disposed) {
+        subscriber.error(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
+        return undefined;
+      }
+      let lease: KeyLease | undefined;
+      const priority = options.priority ?? 0;
+      const ticket: Ticket = {
+        request,
+        options,
+        tokens: estimateTokens(request, this.config.defaultCompletionTokens),
+        priority,
+        seq: this.ticketSeq++,
+        signature: `${priority}|${options.models.join('\u0000')}`,
+        admit: (admitted) => {
+          lease = admitted;
+          subscriber.next(admitted);
+        },
+        reject: (error) => subscriber.error(error),
+      };
+      this.enqueue(ticket);
+      return () => {
+        this.dequeue(ticket);
+        lease?.release();
+      };
+    });
+  }
+
+  private enqueue(ticket: Ticket): void {
+    if (this.entries.every((entry) => entry.disabled)) {
+      ticket.reject(this.noKeyError());
+      return;
+    }
+    if (this.queue.length === 0) {
+      const lease = this.place(ticket, this.now());
+      if (lease !== undefined) {
+        this.flush();
+        ticket.admit(lease);
+        return;
+      }
+    }
+    if (this.queue.length >= this.config.queue.maxSize) {
+      ticket.reject(new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }));
+      return;
+    }
+    // Keep the queue ordered by priority (descending), then arrival.
+    let index = this.queue.length;
+    while (index > 0 && this.queue[index - 1]!.priority < ticket.priority) index--;
+    this.queue.splice(index, 0, ticket);
+    const timeoutMs = ticket.options.queueTimeoutMs ?? this.config.queue.timeoutMs;
+    if (timeoutMs !== undefined) {
+      ticket.timeout = this.scheduler.schedule(() => {
+        this.dequeue(ticket);
+        ticket.reject(new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }));
+      }, timeoutMs);
+    }
+    this.emit({ type: 'queued', requestId: ticket.options.requestId ?? '', queued: this.queue.length, at: this.now() });
+    this.changes.next();
+    this.drain();
+  }
+
+  private dequeue(ticket: Ticket): void {
+    ticket.timeout?.unsubscribe();
+    const index = this.queue.indexOf(ticket);
+    if (index >= 0) {
+      this.queue.splice(index, 1);
+      this.changes.next();
+    }
+  }
+
+  private noKeyError(): NoKeyAvailableError {
+    return new NoKeyAvailableError({ message: `every key of the pool is disabled (${this.labels.join(', ')})`, scope: 'key', retryable: false });
+  }
+
+  /** Admits waiting requests in order while keys have room; then sleeps until the earliest reset. */
+  private drain(): void {
+    if (this.draining) {
+      this.drainAgain = true;
+      return;
+    }
+    if (this.queue.length === 0 || this.disposed) return;
+    this.draining = true;
+    try {
+      do {
+        this.drainAgain = false;
+        if (this.entries.every((entry) => entry.disabled)) {
+          for (const ticket of this.queue.splice(0)) {
+            ticket.timeout?.unsubscribe();
+            ticket.reject(this.noKeyError());
+          }
+          break;
+        }
+        const now = this.now();
+        const blocked = new Set<string>();
+        for (let index = 0; index < this.queue.length; ) {
+          const ticket = this.queue[index]!;
+          if (blocked.has(ticket.signature)) {
+            index++;
+            continue;
+          }
+          const lease = this.place(ticket, now);
+          if (lease === undefined) {
+            blocked.add(ticket.signature);
+            index++;
+            continue;
+          }
+          this.queue.splice(index, 1);
+          ticket.timeout?.unsubscribe();
+          this.flush();
+          ticket.admit(lease);
+        }
+      } while (this.drainAgain);
+    } finally {
+      this.draining = false;
+    }
+    this.flush();
+    this.changes.next();
+    if (this.queue.length > 0) this.scheduleWake();
+  }
+
+  /** The earliest future time at which a cooldown, exhaustion or quota window ends. */
+  private nextChangeAt(now: number): number {
+    const tokens = this.queue[0]?.tokens ?? 1;
+    let at = Infinity;
+    const consider = (time: number) => {
+      if (time > now && time < at) at = time;
+    };
+    for (const entry of this.entries) {
+      if (entry.disabled) continue;
+      consider(entry.parkedUntil);
+      consider(entry.exhaustedUntil);
+      if (entry.breaker.state === 'open') consider(entry.breaker.openUntil);
+      if (entry.limiter.isBounded) consider(entry.limiter.nextFitAt(now, tokens));
+    }
+    for (const account of this.accounts.values()) {
+      consider(account.parkedUntil);
+      consider(account.exhaustedUntil);
+      if (account.limiter.isBounded) consider(account.limiter.nextFitAt(now, tokens));
+      for (const model of this.models.values()) {
+        for (const pattern of model.limitPatterns) consider(account.modelLimiter(pattern).nextFitAt(now, tokens));
+      }
+    }
+    for (const model of this.models.values()) {
+      consider(model.parkedUntil);
+      if (model.breaker.state === 'open') consider(model.breaker.openUntil);
+    }
+    return at;
+  }
+
+  private scheduleWake(): void {
+    const now = this.now();
+    const at = this.nextChangeAt(now);
+    if (!Number.isFinite(at) || (this.wakeTimer !== undefined && this.wakeAt <= at)) return;
+    this.wakeTimer?.unsubscribe();
+    this.wakeAt = at;
+    this.wakeTimer = this.scheduler.schedule(() => {
+      this.wakeTimer = undefined;
+      this.wakeAt = Infinity;
+      this.drain();
+    }, at - now);
+  }
+
+  // ---------------------------------------------------------------- outcomes
+
+  record(outcome: AttemptOutcome): void {
+    if (this.disposed) return;
+    const entry = this.byLabel.get(outcome.keyLabel);
+    const model = this.modelEntry(outcome.model);
+    const now = this.now();
+    const alpha = this.config.latencySmoothing;
+    if (outcome.type === 'success') {
+      if (entry !== undefined) {
+        entry.breaker.succeed(now);
+        entry.rateLimitStreak = 0;
+        entry.account.rateLimitStreak = 0;
+        entry.latencyMs = movingAverage(entry.latencyMs, outcome.latencyMs, alpha);
+        if (outcome.timeToFirstTokenMs !== undefined) {
+          entry.timeToFirstTokenMs = movingAverage(entry.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
+        }
+        entry.usage = addUsage(entry.usage, outcome.usage, true);
+        this.dirtyKeys.add(entry);
+      }
+      model.breaker.succeed(now);
+      model.rateLimitStreak = 0;
+      model.latencyMs = movingAverage(model.latencyMs, outcome.latencyMs, alpha);
+      if (outcome.timeToFirstTokenMs !== undefined) {
+        model.timeToFirstTokenMs = movingAverage(model.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
+      }
+      model.usage = addUsage(model.usage, outcome.usage, true);
+      this.dirtyModels.add(model);
+    } else {
+      this.applyFailure(entry, model, outcome.error, now);
+      if (outcome.usage !== undefined) {
+        // Billed tokens of a failed attempt still count: OpenRouter charged them.
+        if (entry !== undefined) entry.usage = addUsage(entry.usage, outcome.usage, false);
+        model.usage = addUsage(model.usage, outcome.usage, false);
+      }
+    }
+    this.flush();
+    this.drain();
+  }
+
+  private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
+    const lastError: LastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
+    if (error.scope !== 'request' && entry !== undefined) {
+      entry.lastError = lastError;
+      this.dirtyKeys.add(entry);
+    }
+    if (error.scope === 'model') {
+      model.lastError = lastError;
+      this.dirtyModels.add(model);
+    }
+    switch (error.kind) {
+      case 'authentication':
+        if (entry !== undefined) this.disableKey(entry, now);
+        return;
+      case 'key_limit':
+        if (entry !== undefined) {
+          const until = error.retryAfterMs !== undefined ? now + error.retryAfterMs : nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs;
+          entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
+          this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'exhausted', until, errorKind: error.kind, at: now });
+        }
+        return;
+      case 'insufficient_credits':
+        if (entry !== undefined && error.scope === 'account') {
+          const account = entry.account;
+          if (error.retryable && error.retryAfterMs !== undefined) {
+            // A transient in-flight budget: wait the hint out, the credit is there.
+            account.parkedUntil = Math.max(account.parkedUntil, now + error.retryAfterMs);
+            this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'rate-limit', until: account.parkedUntil, errorKind: error.kind, at: now });
+          } else {
+            account.exhaustedUntil = Math.max(account.exhaustedUntil, now + (error.retryAfterMs ?? this.config.exhaustedRetryMs));
+            this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'exhausted', until: account.exhaustedUntil, errorKind: error.kind, at: now });
+          }
+          this.markAccount(account);
+        }
+        return;
+      case 'rate_limit':
+        this.park(entry, model, error, now);
+        return;
+      default:
+        break;
+    }
+    this.countFailure(entry, model, error.scope, now, error.retryAfterMs);
+  }
+
+  /** A 429 parks its scope until the reset without counting as a health failure. */
+  private park(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
+    const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.config;
+    const holder: { rateLimitStreak: number; parkedUntil: number } | undefined =
+      error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
+    if (holder === undefined) return;
+    // Without a hint, back off: each 429 in a row doubles the wait, up to the cap.
+    const waitMs = error.retryAfterMs ?? Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** holder.rateLimitStreak);
+    holder.rateLimitStreak++;
+    holder.parkedUntil = Math.max(holder.parkedUntil, now + waitMs);
+    const scope = error.scope === 'model' ? 'model' : error.scope === 'account' ? 'account' : 'key';
+    const target = scope === 'model' ? model.model : scope === 'account' ? entry!.account.id : entry!.label;
+    this.emit({ type: 'cooldown', scope, target, reason: 'rate-limit', until: holder.parkedUntil, errorKind: error.kind, at: now });
+    if (scope === 'model') this.dirtyModels.add(model);
+    else if (scope === 'account') this.markAccount(entry!.account);
+    else this.dirtyKeys.add(entry!);
+  }
+
+  private countFailure(entry: KeyEntry | undefined, model: ModelEntry, scope: ErrorScope, now: number, retryAfterMs: number | undefined): void {
+    if (scope === 'model') {
+      const opened = model.breaker.fail(now);
+      if (retryAfterMs !== undefined) model.breaker.holdOpenUntil(now + retryAfterMs);
+      this.dirtyModels.add(model);
+      if (opened || retryAfterMs !== undefined) {
+        this.emit({ type: 'cooldown', scope: 'model', target: model.model, reason: 'failures', until: model.breaker.openUntil, at: now });
+      }
+    } else if ((scope === 'transport' || scope === 'key') && entry !== undefined) {
+      const opened = entry.breaker.fail(now);
+      this.dirtyKeys.add(entry);
+      if (opened) this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'failures', until: entry.breaker.openUntil, at: now });
+    }
+  }
+
+  private disableKey(entry: KeyEntry, now: number): void {
+    if (entry.disabled) return;
+    entry.disabled = true;
+    this.dirtyKeys.add(entry);
+    this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'disabled', until: Infinity, errorKind: 'authentication', at: now });
+  }
+
+  enable(label: string): void {
+    const entry = this.requireKey(label);
+    entry.disabled = false;
+    entry.exhaustedUntil = 0;
+    entry.account.exhaustedUntil = 0;
+    this.markAccount(entry.account);
+    this.flush();
+    this.drain();
+  }
+
+  disable(label: string): void {
+    this.disableKey(this.requireKey(label), this.now());
+    this.flush();
+    this.drain();
+  }
+
+  private requireKey(label: string): KeyEntry {
+    const entry = this.byLabel.get(label);
+    if (entry === undefined) throw new RangeError(`no key labelled "${label}" in this pool`);
+    return entry;
+  }
+
+  refreshKeyInfo(): Observable<readonly KeyHealth[]> {
+    const source = this.config.keyInfo;
+    if (source === undefined) return of(this.entries.map((entry) => entry.health));
+    return defer(() =>
+      forkJoin(
+        this.entries.map((entry) =>
+          defer(() => from(source(entry.credential))).pipe(
+            map((info) => this.foldKeyInfo(entry, info)),
+            catchError((thrown: unknown) => {
+              const error = toOpenRouterError(thrown);
+              const now = this.now();
+              if (error.kind === 'authentication') this.disableKey(entry, now);
+              else {
+                entry.lastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
+                this.dirtyKeys.add(entry);
+              }
+              return of(undefined);
+            }),
+          ),
+        ),
+      ).pipe(
+        map(() => {
+          this.flush();
+          this.drain();
+          return this.entries.map((entry) => entry.health);
+        }),
+      ),
+    );
+  }
+
+  private foldKeyInfo(entry: KeyEntry, info: KeyInfoSnapshot): void {
+    const now = this.now();
+    entry.credit = { limit: info.limit, limitRemaining: info.limitRemaining, usage: info.usage, isFreeTier: info.isFreeTier, checkedAt: now };
+    entry.limitReset = info.limitReset ?? null;
+    // The key answered, so it is valid; credit left (or no limit) lifts an exhaustion.
+    entry.disabled = false;
+    if (info.limitRemaining === null || info.limitRemaining > 0) entry.exhaustedUntil = 0;
+    else entry.exhaustedUntil = Math.max(entry.exhaustedUntil, nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
+    this.dirtyKeys.add(entry);
+  }
+
+  complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent> {
+    return this.single({ ...request, stream: false }, options).pipe(
+      filter((event): event is CompletionEvent => event.type === 'completion'),
+    );
+  }
+
+  stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
+    return this.single({ ...request, stream: true }, options);
+  }
+
+  private single(request: ChatRequest, options: BalanceOptions | undefined): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
+    return of(request).pipe(
+      balance(this, options),
+      map((event: BalanceEvent) => {
+        if (event.type === 'failed') throw event.error;
+        return event;
+      }),
+    );
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.wakeTimer?.unsubscribe();
+    for (const ticket of this.queue.splice(0)) {
+      ticket.timeout?.unsubscribe();
+      ticket.reject(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
+    }
+    for (const entry of this.entries) {
+      entry.refreshTimer?.unsubscribe();
+      entry.subject.complete();
+    }
+    for (const model of this.models.values()) {
+      model.refreshTimer?.unsubscribe();
+      model.subject.complete();
+    }
+    this.changes.complete();
+    this.events.complete();
+  }
+}

@@ -1,0 +1,54 @@
+import type { ErrorKind } from '../errors.js';
+import type { TransportEvent } from '../types.js';
+
+/**
+ * What flows between the routing operators for one request: the transport's events tagged with
+ * the key and model of their attempt, plus markers that let downstream operators follow the
+ * attempts (`attempt` when a key was leased, `retry` and `restart` from the retry operators).
+ */
+export interface AttemptTag {
+  requestId: string;
+  keyLabel: string;
+  model: string;
+}
+
+export type AttemptStart = {
+  type: 'attempt';
+  requestId: string;
+  attempt: number;
+  keyLabel: string;
+  model: string;
+  /** Scheduler time when the key was leased. */
+  at: number;
+};
+
+export type AttemptRetry = {
+  type: 'retry';
+  requestId: string;
+  attempt: number;
+  reason: ErrorKind;
+  keyLabel?: string;
+  model?: string;
+  delayMs: number;
+  at: number;
+};
+
+/** Sent before a retry that follows delivered content (`onMidStreamError: 'restart'`): clear it. */
+export type AttemptRestart = {
+  type: 'restart';
+  requestId: string;
+  attempt: number;
+  reason: ErrorKind;
+  at: number;
+};
+
+export type TaggedTransportEvent = TransportEvent & AttemptTag;
+
+export type AttemptEvent = AttemptStart | AttemptRetry | AttemptRestart | TaggedTransportEvent;
+
+/** Whether an event carries something a user sees: text, reasoning or a tool call. */
+export function carriesContent(event: AttemptEvent): boolean {
+  if (event.type === 'completion') return true;
+  if (event.type !== 'chunk') return false;
+  return event.delta.length > 0 || (event.reasoning?.length ?? 0) > 0 || (event.toolCalls?.length ?? 0) > 0;
+}

@@ -1,0 +1,256 @@
+import { Observable, mergeMap, of, type OperatorFunction } from 'rxjs';
+import { BadRequestError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
+import type { KeyPool } from '../keys/pool.js';
+import { validateBalancedRequest } from '../routing/balanced-request.js';
+import type { StrategyLike } from '../routing/strategies.js';
+import type { ChatRequest, Completion, FinishReason, Usage } from '../types.js';
+import { ValidationError } from '../validation.js';
+import type { AttemptEvent } from './attempt-event.js';
+import { circuitBreaker } from './circuit-breaker.js';
+import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
+import { retryTransient, type RetryTransientConfig } from './retry-transient.js';
+import type { MidStreamErrorMode } from './retry-loop.js';
+import { withKeyRotation } from './with-key-rotation.js';
+
+export interface BalanceOptions {
+  /** Requests in flight at once (mergeMap's cap). Default 16. */
+  concurrency?: number;
+  /** Overrides the pool's key strategy. */
+  strategy?: StrategyLike;
+  /** Admission priority, higher first. Default 0. */
+  priority?: number | ((request: ChatRequest) => number);
+  /** How long a request may wait for a key before failing with `QueueTimeoutError`. */
+  queueTimeoutMs?: number;
+  /** `retryOnRateLimit` settings, or `false` to fail on the first refusal. */
+  rateLimit?: Omit<RetryOnRateLimitConfig, 'scheduler' | 'onMidStreamError'> | false;
+  /** `retryTransient` settings, or `false` to fail on the first transient error. */
+  transient?: Omit<RetryTransientConfig, 'scheduler' | 'onMidStreamError'> | false;
+  /** After content was delivered: fail (`'error'`, default) or run again elsewhere after a `restart` event. */
+  onMidStreamError?: MidStreamErrorMode;
+  /** Failed attempts a model gets per request before its chain moves on. Default 2. */
+  maxAttemptsPerModel?: number;
+}
+
+export interface ChunkEvent {
+  type: 'chunk';
+  requestId: string;
+  delta: string;
+  reasoning?: string;
+  toolCalls?: ReadonlyArray<Record<string, unknown>>;
+  keyLabel: string;
+  model: string;
+}
+
+/** Content already delivered for this request is void: a new attempt starts over. */
+export interface RestartEvent {
+  type: 'restart';
+  requestId: string;
+  attempt: number;
+  reason: OpenRouterError['kind'];
+}
+
+export interface CompletionEvent {
+  type: 'completion';
+  requestId: string;
+  completion: Completion;
+  keyLabel: string;
+  model: string;
+  /** Attempts made, this one included. */
+  attempts: number;
+  /** From the request's arrival to its completion, in scheduler ms. */
+  latencyMs: number;
+  /** The successful attempt's usage. */
+  usage?: Usage;
+  /** Usage summed over every attempt that reported any: what OpenRouter billed. */
+  billedUsage?: Usage;
+}
+
+export interface FailedEvent {
+  type: 'failed';
+  requestId: string;
+  /** Always typed; an invalid request fails with a `BadRequestError` whose cause is the `ValidationError`. */
+  error: OpenRouterError;
+  /** Every attempt's reason, in order. */
+  attempts: readonly AttemptRecord[];
+}
+
+/** One input gets `chunk`s (streams only), maybe `restart`s, then exactly one `completion` or `failed`. */
+export type BalanceEvent = ChunkEvent | RestartEvent | CompletionEvent | FailedEvent;
+
+function addUsage(total: Usage | undefined, usage: Usage | undefined): Usage | undefined {
+  if (usage === undefined) return total;
+  if (total === undefined) return { ...usage };
+  return {
+    promptTokens: total.promptTokens + usage.promptTokens,
+    completionTokens: total.completionTokens + usage.completionTokens,
+    totalTokens: total.totalTokens + usage.totalTokens,
+    ...(total.cost === undefined && usage.cost === undefined ? {} : { cost: (total.cost ?? 0) + (usage.cost ?? 0) }),
+  };
+}
+
+interface StreamedAnswer {
+  content: string;
+  reasoning: string;
+  toolCalls: Record<string, unknown>[];
+}
+
+/**
+ * Turns one request's attempt events into balance events, and guarantees one terminal event:
+ * errors become `failed`, and a pipeline that completes without an answer becomes a `failed`
+ * with a truncation error, never a silent success.
+ */
+function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, attempts$: Observable<AttemptEvent>): Observable<BalanceEvent> {
+  return new Observable<BalanceEvent>((subscriber) => {
+    const records: AttemptRecord[] = [];
+    let attempts = 0;
+    let billed: Usage | undefined;
+    let answer: StreamedAnswer = { content: '', reasoning: '', toolCalls: [] };
+    let settled = false;
+    const fail = (error: OpenRouterError) => {
+      settled = true;
+      const last = records[records.length - 1];
+      if (last === undefined || last.message !== error.message || last.kind !== error.kind) {
+        records.push({
+          attempt: attempts,
+          kind: error.kind,
+          message: error.message,
+          at: pool.scheduler.now(),
+          ...(error.status === undefined ? {} : { status: error.status }),
+          ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
+          ...(error.model === undefined ? {} : { model: error.model }),
+        });
+      }
+      subscriber.next({ type: 'failed', requestId, error, attempts: records });
+      subscriber.complete();
+    };
+    const complete = (event: Omit<CompletionEvent, 'type' | 'requestId' | 'attempts' | 'latencyMs' | 'billedUsage'>) => {
+      settled = true;
+      subscriber.next({
+        type: 'completion',
+        requestId,
+        attempts,
+        latencyMs: pool.scheduler.now() - startedAt,
+        ...event,
+        ...(billed === undefined ? {} : { billedUsage: billed }),
+      });
+      subscriber.complete();
+    };
+    const subscription = attempts$.subscribe({
+      next: (event) => {
+        switch (event.type) {
+          case 'attempt':
+            attempts = event.attempt;
+            pool.emit(event);
+            return;
+          case 'retry':
+            records.push({
+              attempt: event.attempt,
+              kind: event.reason,
+              message: event.reason,
+              at: event.at,
+              ...(event.keyLabel === undefined ? {} : { keyLabel: event.keyLabel }),
+              ...(event.model === undefined ? {} : { model: event.model }),
+            });
+            pool.emit(event);
+            return;
+          case 'restart':
+            answer = { content: '', reasoning: '', toolCalls: [] };
+            pool.emit(event);
+            subscriber.next({ type: 'restart', requestId, attempt: event.attempt, reason: event.reason });
+            return;
+          case 'chunk': {
+            const hasContent = event.delta.length > 0 || (event.reasoning?.length ?? 0) > 0 || (event.toolCalls?.length ?? 0) > 0;
+            // Role-only and empty deltas are held back: the subscriber sees content only.
+            if (!hasContent) return;
+            answer.content += event.delta;
+            if (event.reasoning !== undefined) answer.reasoning += event.reasoning;
+            if (event.toolCalls !== undefined) answer.toolCalls.push(...event.toolCalls);
+            subscriber.next({
+              type: 'chunk',
+              requestId,
+              delta: event.delta,
+              keyLabel: event.keyLabel,
+              model: event.model,
+              ...(event.reasoning === undefined ? {} : { reasoning: event.reasoning }),
+              ...(event.toolCalls === undefined ? {} : { toolCalls: event.toolCalls }),
+            });
+            return;
+          }
+          case 'end': {
+            billed = addUsage(billed, event.usage);
+            const completion: Completion = {
+              id: event.id,
+              model: event.model,
+              content: answer.content,
+              finishReason: event.finishReason as FinishReason,
+              raw: null,
+              ...(event.provider === undefined ? {} : { provider: event.provider }),
+              ...(answer.reasoning.length === 0 ? {} : { reasoning: answer.reasoning }),
+              ...(answer.toolCalls.length === 0 ? {} : { toolCalls: answer.toolCalls }),
+              ...(event.usage === undefined ? {} : { usage: event.usage }),
+            };
+            complete({ completion, keyLabel: event.keyLabel, model: event.model, ...(event.usage === undefined ? {} : { usage: event.usage }) });
+            return;
+          }
+          case 'completion':
+            billed = addUsage(billed, event.completion.usage);
+            complete({
+              completion: event.completion,
+              keyLabel: event.keyLabel,
+              model: event.model,
+              ...(event.completion.usage === undefined ? {} : { usage: event.completion.usage }),
+            });
+            return;
+        }
+      },
+      error: (thrown: unknown) => {
+        const error = toOpenRouterError(thrown);
+        billed = addUsage(billed, error.usage);
+        fail(error);
+      },
+      complete: () => {
+        if (!settled) fail(new StreamError({ message: 'the attempt ended without an answer', scope: 'transport', retryable: false, truncated: true }));
+      },
+    });
+    return subscription;
+  });
+}
+
+/**
+ * The library's main operator: routes each request through `withKeyRotation`, `circuitBreaker`,
+ * `retryOnRateLimit` and `retryTransient`, at most `concurrency` at a time, and reports it as
+ * `BalanceEvent`s. Every input gets exactly one terminal event (`completion` or `failed`); a failing
+ * request never errors the output stream. Unsubscribing aborts every request in flight.
+ */
+export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
+  const onMidStreamError = options.onMidStreamError ?? 'error';
+  const rotation = withKeyRotation(pool, {
+    ...(options.strategy === undefined ? {} : { strategy: options.strategy }),
+    ...(options.priority === undefined ? {} : { priority: options.priority }),
+    ...(options.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: options.queueTimeoutMs }),
+    ...(options.maxAttemptsPerModel === undefined ? {} : { maxAttemptsPerModel: options.maxAttemptsPerModel }),
+  });
+  const breaker = circuitBreaker(pool);
+  const rateLimitRetry = options.rateLimit === false ? undefined : retryOnRateLimit({ ...options.rateLimit, onMidStreamError, scheduler: pool.scheduler });
+  const transientRetry = options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
+  let sequence = 0;
+
+  const run = (input: ChatRequest): Observable<BalanceEvent> => {
+    const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
+    let request: ChatRequest;
+    try {
+      // A copy: routes are per request object, and one input object may be sent twice.
+      request = { ...validateBalancedRequest(input), id: requestId };
+    } catch (error) {
+      const message = error instanceof ValidationError ? error.message : String(error);
+      const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
+      return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
+    }
+    let attempts$ = of(request).pipe(rotation, breaker);
+    if (rateLimitRetry !== undefined) attempts$ = attempts$.pipe(rateLimitRetry);
+    if (transientRetry !== undefined) attempts$ = attempts$.pipe(transientRetry);
+    return toBalanceEvents(pool, requestId, pool.scheduler.now(), attempts$);
+  };
+
+  return (requests) => requests.pipe(mergeMap(run, options.concurrency ?? 16));
+}

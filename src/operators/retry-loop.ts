@@ -1,0 +1,136 @@
+import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
+import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
+import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+
+export type MidStreamErrorMode = 'error' | 'restart';
+
+/** What a retry operator decides; shared by `retryOnRateLimit` and `retryTransient`. */
+export interface RetryPolicy {
+  /**
+   * The delay before the next attempt, or undefined to give up. `failures` counts the failed
+   * attempts this operator has seen, this one included.
+   */
+  delayFor(error: OpenRouterError, failures: number): number | undefined;
+  /** The longest the next attempt may take to start (waiting for a key) before giving up. */
+  maxWaitMs: number | undefined;
+  onMidStreamError: MidStreamErrorMode;
+  scheduler: SchedulerLike;
+  /** Called for every attempt that starts (the retry budget counts them). */
+  onAttempt?: () => void;
+}
+
+function recordOf(error: OpenRouterError, start: AttemptStart | undefined, at: number): AttemptRecord {
+  return {
+    attempt: start?.attempt ?? 0,
+    kind: error.kind,
+    message: error.message,
+    at,
+    ...(error.status === undefined ? {} : { status: error.status }),
+    ...((error.keyLabel ?? start?.keyLabel) === undefined ? {} : { keyLabel: error.keyLabel ?? start?.keyLabel }),
+    ...((error.model ?? start?.model) === undefined ? {} : { model: error.model ?? start?.model }),
+  };
+}
+
+/**
+ * Resubscribes `source` (one attempt per subscription) while `policy` allows. It never retries
+ * an attempt that already delivered content, since resubscribing would repeat those tokens:
+ * it fails with the error (`'error'` mode) or announces a `restart` first (`'restart'` mode).
+ * An error that already ended a retry loop upstream (`AttemptsExhaustedError`) passes through.
+ */
+export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy): Observable<AttemptEvent> {
+  return new Observable<AttemptEvent>((subscriber) => {
+    const records: AttemptRecord[] = [];
+    let inner: Subscription | undefined;
+    let timer: Subscription | undefined;
+    let lastStart: AttemptStart | undefined;
+    let deliveredContent = false;
+    let subscribing = false;
+    let resubscribeNow = false;
+
+    const giveUp = (error: OpenRouterError) => {
+      subscriber.error(records.length > 1 ? new AttemptsExhaustedError(error, records) : error);
+    };
+
+    /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
+    const boundWait = (lastError: OpenRouterError, delayMs: number) => {
+      if (policy.maxWaitMs === undefined) return;
+      timer?.unsubscribe();
+      timer = policy.scheduler.schedule(() => {
+        inner?.unsubscribe();
+        giveUp(lastError);
+      }, delayMs + policy.maxWaitMs);
+    };
+
+    const subscribeSource = () => {
+      if (subscribing) {
+        resubscribeNow = true;
+        return;
+      }
+      do {
+        resubscribeNow = false;
+        deliveredContent = false;
+        subscribing = true;
+        inner = source.subscribe({
+          next: (event) => {
+            if (event.type === 'attempt') {
+              lastStart = event;
+              timer?.unsubscribe();
+              timer = undefined;
+              policy.onAttempt?.();
+            } else if (!deliveredContent && carriesContent(event)) {
+              deliveredContent = true;
+            }
+            subscriber.next(event);
+          },
+          error: (thrown: unknown) => onError(toOpenRouterError(thrown)),
+          complete: () => subscriber.complete(),
+        });
+        subscribing = false;
+      } while (resubscribeNow);
+    };
+
+    const onError = (error: OpenRouterError) => {
+      if (error instanceof AttemptsExhaustedError) {
+        subscriber.error(error);
+        return;
+      }
+      const now = policy.scheduler.now();
+      records.push(recordOf(error, lastStart, now));
+      if (deliveredContent && policy.onMidStreamError === 'error') {
+        subscriber.error(error);
+        return;
+      }
+      const delayMs = policy.delayFor(error, records.length);
+      if (delayMs === undefined) {
+        giveUp(error);
+        return;
+      }
+      if (deliveredContent) {
+        subscriber.next({ type: 'restart', requestId: lastStart?.requestId ?? '', attempt: lastStart?.attempt ?? 0, reason: error.kind, at: now });
+      }
+      subscriber.next({
+        type: 'retry',
+        requestId: lastStart?.requestId ?? '',
+        attempt: lastStart?.attempt ?? 0,
+        reason: error.kind,
+        delayMs,
+        at: now,
+        ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
+        ...(error.model === undefined ? {} : { model: error.model }),
+      });
+      boundWait(error, delayMs);
+      if (delayMs > 0) {
+        const retryTimer = policy.scheduler.schedule(() => subscribeSource(), delayMs);
+        subscriber.add(retryTimer);
+      } else {
+        subscribeSource();
+      }
+    };
+
+    subscribeSource();
+    return () => {
+      inner?.unsubscribe();
+      timer?.unsubscribe();
+    };
+  });
+}

@@ -1,0 +1,38 @@
+import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
+import type { ErrorKind } from '../errors.js';
+import type { AttemptEvent } from './attempt-event.js';
+import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
+
+export interface RetryOnRateLimitConfig {
+  /** Attempts in all, the first included. Default 4. */
+  maxAttempts?: number;
+  /**
+   * The longest a retry may wait for an eligible key (all keys parked until their reset) before
+   * giving up. Default 60 s.
+   */
+  maxWaitMs?: number;
+  onMidStreamError?: MidStreamErrorMode;
+  scheduler?: SchedulerLike;
+}
+
+/** Refusals by a key or its account, which another key may not meet. */
+const keyRefusals: ReadonlySet<ErrorKind> = new Set<ErrorKind>(['rate_limit', 'authentication', 'key_limit', 'insufficient_credits']);
+
+/**
+ * Moves an attempt refused by its key or account (429, and 401, 402, 403 key limit) to another
+ * key at once. It never sleeps itself: `withKeyRotation` prefers keys the request has not tried,
+ * and when every key is parked the pool's queue admits the retry at the earliest reset. It gives
+ * up after `maxAttempts`, or when no key frees within `maxWaitMs`, with an
+ * `AttemptsExhaustedError` listing every attempt.
+ */
+export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  const maxAttempts = config.maxAttempts ?? 4;
+  const maxWaitMs = config.maxWaitMs ?? 60_000;
+  return (source) =>
+    retryLoop(source, {
+      delayFor: (error, failures) => (keyRefusals.has(error.kind) && failures < maxAttempts ? 0 : undefined),
+      maxWaitMs,
+      onMidStreamError: config.onMidStreamError ?? 'error',
+      scheduler: config.scheduler ?? asyncScheduler,
+    });
+}

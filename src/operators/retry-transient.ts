@@ -1,0 +1,109 @@
+import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
+import type { ErrorKind } from '../errors.js';
+import type { AttemptEvent } from './attempt-event.js';
+import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
+
+export interface RetryBudgetConfig {
+  /** Retries may be at most this fraction of the attempts in the window. Default 0.2 (Envoy's). */
+  ratio?: number;
+  /** Retries always allowed in a window, however little traffic. Default 3. */
+  minRetries?: number;
+  /** The window over which attempts and retries are counted. Default 10 s. */
+  windowMs?: number;
+}
+
+export interface RetryTransientConfig {
+  /** Attempts in all, the first included. Default 3. */
+  maxAttempts?: number;
+  /** Backoff base: retry n waits a random time in [0, min(maxDelayMs, baseDelayMs · 2^(n-1))). Default 200 ms. */
+  baseDelayMs?: number;
+  /** Backoff cap. Default 5 s. */
+  maxDelayMs?: number;
+  /** Shared by every request through this operator instance; `false` turns it off. */
+  budget?: RetryBudgetConfig | false;
+  onMidStreamError?: MidStreamErrorMode;
+  scheduler?: SchedulerLike;
+  random?: () => number;
+}
+
+/** Failures of the route (upstream 5xx, network, timeouts, broken streams) that may pass. */
+const transientKinds: ReadonlySet<ErrorKind> = new Set<ErrorKind>(['upstream', 'network', 'timeout', 'stream', 'malformed_response']);
+
+/** Counts attempts and retries over a sliding window of `BUCKETS` buckets. */
+class RetryBudget {
+  private static readonly BUCKETS = 10;
+  private readonly bucketMs: number;
+  private readonly epochs = new Array<number>(RetryBudget.BUCKETS).fill(-1);
+  private readonly attempts = new Array<number>(RetryBudget.BUCKETS).fill(0);
+  private readonly retries = new Array<number>(RetryBudget.BUCKETS).fill(0);
+
+  constructor(
+    private readonly ratio: number,
+    private readonly minRetries: number,
+    windowMs: number,
+  ) {
+    this.bucketMs = Math.max(1, windowMs / RetryBudget.BUCKETS);
+  }
+
+  private slot(now: number): number {
+    const epoch = Math.floor(now / this.bucketMs);
+    const slot = epoch % RetryBudget.BUCKETS;
+    if (this.epochs[slot] !== epoch) {
+      this.epochs[slot] = epoch;
+      this.attempts[slot] = 0;
+      this.retries[slot] = 0;
+    }
+    return slot;
+  }
+
+  private sum(counts: number[], now: number): number {
+    const current = Math.floor(now / this.bucketMs);
+    let total = 0;
+    for (let slot = 0; slot < RetryBudget.BUCKETS; slot++) {
+      if (current - this.epochs[slot]! < RetryBudget.BUCKETS) total += counts[slot]!;
+    }
+    return total;
+  }
+
+  countAttempt(now: number): void {
+    this.attempts[this.slot(now)]! += 1;
+  }
+
+  /** Takes one retry from the budget if there is room. */
+  tryRetry(now: number): boolean {
+    const allowed = Math.max(this.minRetries, this.ratio * this.sum(this.attempts, now));
+    if (this.sum(this.retries, now) >= allowed) return false;
+    this.retries[this.slot(now)]! += 1;
+    return true;
+  }
+}
+
+/**
+ * Retries transient failures (5xx, network errors, timeouts, broken streams) with full-jitter
+ * exponential backoff, at most `maxAttempts` in all, and within a retry budget shared by every
+ * request through this operator, so an outage does not turn into a retry storm. The next attempt
+ * picks a key (and model) afresh, preferring ones the request has not failed on.
+ */
+export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  const maxAttempts = config.maxAttempts ?? 3;
+  const baseDelayMs = config.baseDelayMs ?? 200;
+  const maxDelayMs = config.maxDelayMs ?? 5_000;
+  const scheduler = config.scheduler ?? asyncScheduler;
+  const random = config.random ?? Math.random;
+  const budget =
+    config.budget === false
+      ? undefined
+      : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetries ?? 3, config.budget?.windowMs ?? 10_000);
+  return (source) =>
+    retryLoop(source, {
+      delayFor: (error, failures) => {
+        if (!transientKinds.has(error.kind) || !error.retryable || failures >= maxAttempts) return undefined;
+        if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;
+        return Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1)));
+      },
+      maxWaitMs: undefined,
+      onMidStreamError: config.onMidStreamError ?? 'error',
+      scheduler,
+      ...(budget === undefined ? {} : { onAttempt: () => budget.countAttempt(scheduler.now()) }),
+    });
+}

@@ -1,0 +1,58 @@
+import type { OpenRouterError } from '../errors.js';
+
+/**
+ * What one request has learnt across its attempts: the keys it tried (a retry prefers the
+ * others) and the models it may still use. It lives as long as the request, across the
+ * resubscriptions of a retry, and is shared by nobody else.
+ */
+export class RouteState {
+  readonly triedKeys = new Set<string>();
+  attempts = 0;
+  lastError: OpenRouterError | undefined;
+  private readonly attemptsByModel = new Map<string, number>();
+  private readonly excludedModels = new Set<string>();
+
+  constructor(
+    /** The models to try, in order of preference. */
+    readonly chain: readonly string[],
+    /** Failed attempts a model gets for this request before the next model is preferred. */
+    readonly maxAttemptsPerModel: number,
+  ) {}
+
+  /** Models still worth an attempt, in order; empty when the route is exhausted. */
+  candidates(): string[] {
+    const open = this.chain.filter((model) => !this.excludedModels.has(model));
+    // Models below their per-request attempt cap first; the rest only when nothing else is left.
+    const fresh = open.filter((model) => (this.attemptsByModel.get(model) ?? 0) < this.maxAttemptsPerModel);
+    return fresh.length > 0 ? fresh : open;
+  }
+
+  begin(keyLabel: string, model: string): number {
+    this.triedKeys.add(keyLabel);
+    this.attemptsByModel.set(model, (this.attemptsByModel.get(model) ?? 0) + 1);
+    return ++this.attempts;
+  }
+
+  /** Records a failed attempt; an error that no retry of this model can fix excludes the model. */
+  fail(model: string, error: OpenRouterError): void {
+    this.lastError = error;
+    if (excludesModel(error)) this.excludedModels.add(model);
+  }
+}
+
+/**
+ * Errors that will fail the same way on the same model for this request: the request does not
+ * fit (context length), the model refuses it (content policy), the model or its endpoints are
+ * gone (404), or the request is malformed for it (400).
+ */
+function excludesModel(error: OpenRouterError): boolean {
+  switch (error.kind) {
+    case 'context_length':
+    case 'content_policy':
+    case 'not_found':
+    case 'bad_request':
+      return true;
+    default:
+      return false;
+  }
+}
