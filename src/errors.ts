@@ -74,6 +74,11 @@ export class OpenRouterError extends Error {
   keyLabel?: string;
   model?: string;
   readonly usage?: Usage;
+  /**
+   * Set when no other key or model of the request's route can serve it any more: retry
+   * operators never retry such an error.
+   */
+  routeExhausted = false;
 
   constructor(options: OpenRouterErrorOptions) {
     super(options.message, options.cause === undefined ? undefined : { cause: options.cause });

@@ -37,3 +37,59 @@ export type {
   TransportOptions,
   Transport,
 } from './types.js';
+export { QueueFullError } from './errors.js';
+export { ValidationError } from './validation.js';
+export { validateChatRequest, chatRequestSchema, providerPreferencesSchema, MAX_FALLBACK_MODELS } from './request.js';
+export { validateBalancedRequest } from './routing/balanced-request.js';
+export { providerRouting, withVariant, withoutVariant, splitVariant, MODEL_VARIANTS } from './routing/provider.js';
+export type { ModelVariant } from './routing/provider.js';
+export { classifyHttpError, retryAfterMsFrom } from './wire/index.js';
+
+// The pool
+export { createKeyPool } from './pool.js';
+export type { KeyPoolOptions } from './pool.js';
+export { createPool } from './keys/pool.js';
+export type { KeyPool, KeyLease, KeyHandle, AcquireOptions, AttemptOutcome } from './keys/pool.js';
+export type { KeyPoolInput, KeyInfoSnapshot, KeyInfoSource, LimitsConfig, ModelLimitsConfig } from './keys/config.js';
+export { defaultBreakerPolicy } from './keys/breaker.js';
+export type { BreakerPolicy, BreakerState } from './keys/breaker.js';
+export type {
+  KeyHealth,
+  KeyState,
+  ModelHealth,
+  PoolHealth,
+  OpenReason,
+  LastError,
+  QuotaRemaining,
+  UsageTotals,
+  Credit,
+} from './keys/health.js';
+export type { PoolEvent, PoolEventType } from './keys/events.js';
+export { fingerprintOf } from './keys/fingerprint.js';
+export { estimateTokens, estimatePromptTokens } from './keys/tokens.js';
+
+// Strategies
+export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky, fromFunction, toStrategy } from './routing/strategies.js';
+export type { Strategy, StrategyFunction, StrategyLike, StrategyName, KeyCandidate, PickContext, StickyOptions } from './routing/strategies.js';
+
+// Operators
+export { withKeyRotation, modelChainOf } from './operators/with-key-rotation.js';
+export type { WithKeyRotationConfig } from './operators/with-key-rotation.js';
+export { circuitBreaker } from './operators/circuit-breaker.js';
+export type { CircuitBreakerConfig } from './operators/circuit-breaker.js';
+export { retryOnRateLimit } from './operators/retry-on-rate-limit.js';
+export type { RetryOnRateLimitConfig } from './operators/retry-on-rate-limit.js';
+export { retryTransient } from './operators/retry-transient.js';
+export type { RetryTransientConfig, RetryBudgetConfig } from './operators/retry-transient.js';
+export type { MidStreamErrorMode } from './operators/retry-loop.js';
+export { attemptTimeouts, defaultAttemptTimeouts } from './operators/attempt-timeouts.js';
+export type { AttemptTimeoutsConfig } from './operators/attempt-timeouts.js';
+export { fallbackOnModelError } from './operators/fallback-on-model-error.js';
+export type { FallbackOnModelErrorConfig } from './operators/fallback-on-model-error.js';
+export { balance } from './operators/balance.js';
+export type { BalanceOptions, BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './operators/balance.js';
+export type { AttemptEvent, AttemptStart, AttemptRetry, AttemptRestart, AttemptTag, TaggedTransportEvent } from './operators/attempt-event.js';
+
+// The transport (the network edge)
+export { createOpenRouterTransport, fetchKeyInfo } from './transport/index.js';
+export type { OpenRouterTransportOptions, OpenRouterClientOptions, KeyInfo } from './transport/index.js';

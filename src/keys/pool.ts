@@ -108,6 +108,8 @@ export interface KeyPool {
   key(label: string): KeyHandle;
   model(model: string): { readonly health$: Observable<ModelHealth> };
   snapshot(): PoolHealth;
+  /** The context window configured for a model (`models` limits), if any. */
+  contextLengthOf(model: string): number | undefined;
   /** Waits for an eligible key (FIFO, by priority) and holds its slot while subscribed. */
   acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease>;
   /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
@@ -444,6 +446,16 @@ class Pool implements KeyPool {
 
   emit(event: PoolEvent): void {
     this.events.next(event);
+  }
+
+  contextLengthOf(model: string): number | undefined {
+    let contextLength: number | undefined;
+    for (const [pattern, limits] of Object.entries(this.config.models)) {
+      if (limits.contextLength !== undefined && patternMatches(pattern, model)) {
+        contextLength = Math.min(contextLength ?? Infinity, limits.contextLength);
+      }
+    }
+    return contextLength;
   }
 
   // ---------------------------------------------------------------- health records

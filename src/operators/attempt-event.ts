@@ -18,6 +18,8 @@ export type AttemptStart = {
   attempt: number;
   keyLabel: string;
   model: string;
+  /** Whether the attempt streams (timeouts on the first token and idle gaps apply to streams). */
+  stream: boolean;
   /** Scheduler time when the key was leased. */
   at: number;
 };

@@ -6,7 +6,9 @@ import type { StrategyLike } from '../routing/strategies.js';
 import type { ChatRequest, Completion, FinishReason, Usage } from '../types.js';
 import { ValidationError } from '../validation.js';
 import type { AttemptEvent } from './attempt-event.js';
+import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { circuitBreaker } from './circuit-breaker.js';
+import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
 import { retryTransient, type RetryTransientConfig } from './retry-transient.js';
 import type { MidStreamErrorMode } from './retry-loop.js';
@@ -29,6 +31,12 @@ export interface BalanceOptions {
   onMidStreamError?: MidStreamErrorMode;
   /** Failed attempts a model gets per request before its chain moves on. Default 2. */
   maxAttemptsPerModel?: number;
+  /** `fallbackOnModelError` settings, or `false` to fail when a model refuses the request. */
+  fallback?: Omit<FallbackOnModelErrorConfig, 'scheduler' | 'onMidStreamError'> | false;
+  /** Per-attempt timeouts (`totalMs`, `firstTokenMs`, `idleMs`), or `false` for none. */
+  timeouts?: Omit<AttemptTimeoutsConfig, 'scheduler'> | false;
+  /** Next models of the chain also handed to OpenRouter's server-side fallback (0 to 2). Default 0. */
+  serverFallbacks?: 0 | 1 | 2;
 }
 
 export interface ChunkEvent {
@@ -217,8 +225,8 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
 }
 
 /**
- * The library's main operator: routes each request through `withKeyRotation`, `circuitBreaker`,
- * `retryOnRateLimit` and `retryTransient`, at most `concurrency` at a time, and reports it as
+ * The library's main operator: routes each request through `withKeyRotation`, `attemptTimeouts`,
+ * `circuitBreaker`, `retryOnRateLimit`, `fallbackOnModelError` and `retryTransient`, at most `concurrency` at a time, and reports it as
  * `BalanceEvent`s. Every input gets exactly one terminal event (`completion` or `failed`); a failing
  * request never errors the output stream. Unsubscribing aborts every request in flight.
  */
@@ -229,8 +237,11 @@ export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFu
     ...(options.priority === undefined ? {} : { priority: options.priority }),
     ...(options.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: options.queueTimeoutMs }),
     ...(options.maxAttemptsPerModel === undefined ? {} : { maxAttemptsPerModel: options.maxAttemptsPerModel }),
+    ...(options.serverFallbacks === undefined ? {} : { serverFallbacks: options.serverFallbacks }),
   });
+  const timeouts = options.timeouts === false ? undefined : attemptTimeouts({ ...options.timeouts, scheduler: pool.scheduler });
   const breaker = circuitBreaker(pool);
+  const modelFallback = options.fallback === false ? undefined : fallbackOnModelError({ ...options.fallback, onMidStreamError, scheduler: pool.scheduler });
   const rateLimitRetry = options.rateLimit === false ? undefined : retryOnRateLimit({ ...options.rateLimit, onMidStreamError, scheduler: pool.scheduler });
   const transientRetry = options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
   let sequence = 0;
@@ -246,8 +257,11 @@ export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFu
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
       return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
     }
-    let attempts$ = of(request).pipe(rotation, breaker);
+    let attempts$ = of(request).pipe(rotation);
+    if (timeouts !== undefined) attempts$ = attempts$.pipe(timeouts);
+    attempts$ = attempts$.pipe(breaker);
     if (rateLimitRetry !== undefined) attempts$ = attempts$.pipe(rateLimitRetry);
+    if (modelFallback !== undefined) attempts$ = attempts$.pipe(modelFallback);
     if (transientRetry !== undefined) attempts$ = attempts$.pipe(transientRetry);
     return toBalanceEvents(pool, requestId, pool.scheduler.now(), attempts$);
   };

@@ -90,7 +90,7 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
     };
 
     const onError = (error: OpenRouterError) => {
-      if (error instanceof AttemptsExhaustedError) {
+      if (error instanceof AttemptsExhaustedError || error.routeExhausted) {
         subscriber.error(error);
         return;
       }

@@ -3,11 +3,15 @@ import type { ErrorKind } from '../errors.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
+/**
+ * Finagle's retry budget: over the last `windowMs`, retries may be `ratio` of the attempts made,
+ * plus `minRetriesPerSecond` so that light traffic can always retry.
+ */
 export interface RetryBudgetConfig {
-  /** Retries may be at most this fraction of the attempts in the window. Default 0.2 (Envoy's). */
+  /** Retries may add at most this fraction of the attempts in the window. Default 0.2. */
   ratio?: number;
-  /** Retries always allowed in a window, however little traffic. Default 3. */
-  minRetries?: number;
+  /** Retries always allowed per second of window, however little traffic. Default 10. */
+  minRetriesPerSecond?: number;
   /** The window over which attempts and retries are counted. Default 10 s. */
   windowMs?: number;
 }
@@ -37,12 +41,15 @@ class RetryBudget {
   private readonly attempts = new Array<number>(RetryBudget.BUCKETS).fill(0);
   private readonly retries = new Array<number>(RetryBudget.BUCKETS).fill(0);
 
+  private readonly minRetries: number;
+
   constructor(
     private readonly ratio: number,
-    private readonly minRetries: number,
+    minRetriesPerSecond: number,
     windowMs: number,
   ) {
     this.bucketMs = Math.max(1, windowMs / RetryBudget.BUCKETS);
+    this.minRetries = (minRetriesPerSecond * windowMs) / 1000;
   }
 
   private slot(now: number): number {
@@ -71,7 +78,7 @@ class RetryBudget {
 
   /** Takes one retry from the budget if there is room. */
   tryRetry(now: number): boolean {
-    const allowed = Math.max(this.minRetries, this.ratio * this.sum(this.attempts, now));
+    const allowed = this.minRetries + this.ratio * this.sum(this.attempts, now);
     if (this.sum(this.retries, now) >= allowed) return false;
     this.retries[this.slot(now)]! += 1;
     return true;
@@ -93,7 +100,7 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
   const budget =
     config.budget === false
       ? undefined
-      : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetries ?? 3, config.budget?.windowMs ?? 10_000);
+      : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetriesPerSecond ?? 10, config.budget?.windowMs ?? 10_000);
   return (source) =>
     retryLoop(source, {
       delayFor: (error, failures) => {

@@ -1,5 +1,6 @@
 import { Observable, mergeMap, type OperatorFunction, type Subscription } from 'rxjs';
-import { AttemptsExhaustedError, BadRequestError, toOpenRouterError, type AttemptRecord } from '../errors.js';
+import { BadRequestError, ContextLengthError, toOpenRouterError, type OpenRouterError } from '../errors.js';
+import { estimateTokens } from '../keys/tokens.js';
 import type { KeyLease, KeyPool } from '../keys/pool.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type StrategyLike } from '../routing/strategies.js';
@@ -15,6 +16,12 @@ export interface WithKeyRotationConfig {
   queueTimeoutMs?: number;
   /** Failed attempts a model gets per request before the next model in its chain is preferred. Default 2. */
   maxAttemptsPerModel?: number;
+  /**
+   * How many of the chain's next models to also hand OpenRouter as its server-side `models`
+   * fallback on each attempt (0 to 2; OpenRouter takes 3 in all). Default 0: the library walks
+   * the chain itself and keeps per-model health.
+   */
+  serverFallbacks?: 0 | 1 | 2;
 }
 
 /** The models a request may use, in order: `model`, then the client-side chain in `models`. */
@@ -43,15 +50,27 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
     return route;
   };
 
+  const serverFallbacks = config.serverFallbacks ?? 0;
+
+  /** The route's models that can hold the request, as far as the pool knows their context. */
+  const fittingModels = (route: RouteState, request: ChatRequest): string[] => {
+    const needed = estimateTokens(request, 0);
+    return route.candidates().filter((model) => (pool.contextLengthOf(model) ?? Infinity) >= needed);
+  };
+
   const attempt = (request: ChatRequest) =>
     new Observable<AttemptEvent>((subscriber) => {
       const route = routeOf(request);
       const requestId = request.id ?? '';
-      const models = route.candidates();
+      const models = fittingModels(route, request);
       if (models.length === 0) {
-        const lastError = route.lastError ?? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false });
-        const record: AttemptRecord = { attempt: route.attempts, kind: lastError.kind, message: lastError.message, at: pool.scheduler.now(), ...(lastError.model === undefined ? {} : { model: lastError.model }) };
-        subscriber.error(route.attempts > 0 ? new AttemptsExhaustedError(lastError, [record]) : lastError);
+        const error: OpenRouterError =
+          route.lastError ??
+          (route.chain.length === 0
+            ? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false })
+            : new ContextLengthError({ message: `the prompt needs about ${estimateTokens(request, 0)} tokens, more than the context of ${route.chain.join(', ')}`, scope: 'request', retryable: false }));
+        error.routeExhausted = true;
+        subscriber.error(error);
         return undefined;
       }
       let call: Subscription | undefined;
@@ -68,10 +87,16 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
         .subscribe({
           next: (lease: KeyLease) => {
             const tag = { requestId, keyLabel: lease.label, model: lease.model };
+            const previousModel = route.lastModel;
+            if (previousModel !== undefined && previousModel !== lease.model) {
+              pool.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });
+            }
             const number = route.begin(lease.label, lease.model);
-            subscriber.next({ type: 'attempt', attempt: number, at: lease.acquiredAt, ...tag });
+            subscriber.next({ type: 'attempt', attempt: number, at: lease.acquiredAt, stream: request.stream === true, ...tag });
             const { id: _correlationId, models: _chain, ...body } = request;
-            call = pool.transport(lease.credential, { ...body, model: lease.model }).subscribe({
+            const serverChain = serverFallbacks > 0 ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks) : [];
+            const wireRequest: ChatRequest = serverChain.length > 0 ? { ...body, model: lease.model, models: [lease.model, ...serverChain] } : { ...body, model: lease.model };
+            call = pool.transport(lease.credential, wireRequest).subscribe({
               next: (event) => {
                 lease.markResponded();
                 if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
@@ -84,6 +109,7 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
                 error.keyLabel = lease.label;
                 error.model = lease.model;
                 route.fail(lease.model, error);
+                if (fittingModels(route, request).length === 0) error.routeExhausted = true;
                 subscriber.error(error);
               },
               complete: () => subscriber.complete(),

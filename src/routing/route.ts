@@ -37,6 +37,16 @@ export class RouteState {
   fail(model: string, error: OpenRouterError): void {
     this.lastError = error;
     if (excludesModel(error)) this.excludedModels.add(model);
+    // A silent or rate-limited model is the route's problem, not the attempt's: try the next
+    // model first (it stays usable if nothing else is left).
+    if (error.kind === 'timeout' || (error.kind === 'rate_limit' && error.scope === 'model')) {
+      this.attemptsByModel.set(model, Math.max(this.maxAttemptsPerModel, this.attemptsByModel.get(model) ?? 0));
+    }
+  }
+
+  /** The model of the latest attempt, to report a fallback when the next one differs. */
+  get lastModel(): string | undefined {
+    return this.lastError?.model;
   }
 }
 

@@ -1,0 +1,98 @@
+import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../errors.js';
+import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+
+export interface AttemptTimeoutsConfig {
+  /** The whole attempt, from the key's lease to the last event. Default 300 s. */
+  totalMs?: number;
+  /**
+   * Streams only: from the lease to the first content token (text, reasoning or a tool call).
+   * Keep-alive comments do not count. Default 10 s; raise it for models that think silently.
+   */
+  firstTokenMs?: number;
+  /** Streams only: the longest gap between chunks once content flows. Default 20 s. */
+  idleMs?: number;
+  scheduler?: SchedulerLike;
+}
+
+export const defaultAttemptTimeouts = Object.freeze({ totalMs: 300_000, firstTokenMs: 10_000, idleMs: 20_000 });
+
+type TimeoutErrorClass = new (...args: ConstructorParameters<typeof TotalTimeoutError>) => AttemptTimeoutError;
+
+/**
+ * Bounds each attempt with three timers on the scheduler: `totalMs`, `firstTokenMs` and `idleMs`.
+ * When one fires, the attempt is unsubscribed (aborting its HTTP request) and fails with its own
+ * typed error (`TotalTimeoutError`, `FirstTokenTimeoutError`, `IdleTimeoutError`), scoped to the
+ * model, retryable. Place it right after `withKeyRotation`, inside the retries, so each attempt
+ * gets fresh timers and a silent upstream costs at most `firstTokenMs`.
+ */
+export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  const totalMs = config.totalMs ?? defaultAttemptTimeouts.totalMs;
+  const firstTokenMs = config.firstTokenMs ?? defaultAttemptTimeouts.firstTokenMs;
+  const idleMs = config.idleMs ?? defaultAttemptTimeouts.idleMs;
+  const scheduler = config.scheduler ?? asyncScheduler;
+  return (source) =>
+    new Observable<AttemptEvent>((subscriber) => {
+      let start: AttemptStart | undefined;
+      let total: Subscription | undefined;
+      let firstToken: Subscription | undefined;
+      let idle: Subscription | undefined;
+      let contentSeen = false;
+      let upstream: Subscription | undefined;
+
+      const clear = () => {
+        total?.unsubscribe();
+        firstToken?.unsubscribe();
+        idle?.unsubscribe();
+        total = firstToken = idle = undefined;
+      };
+      const arm = (ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token' | 'idle', limitMs: number) =>
+        scheduler.schedule(() => {
+          upstream?.unsubscribe();
+          clear();
+          subscriber.error(
+            new ErrorClass(phase, limitMs, {
+              scope: 'model',
+              retryable: true,
+              ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
+            }),
+          );
+        }, limitMs);
+
+      upstream = source.subscribe({
+        next: (event) => {
+          if (event.type === 'attempt') {
+            clear();
+            start = event;
+            contentSeen = false;
+            total = arm(TotalTimeoutError, 'total', totalMs);
+            if (event.stream) firstToken = arm(FirstTokenTimeoutError, 'first-token', firstTokenMs);
+          } else if (start?.stream && (event.type === 'chunk' || event.type === 'end')) {
+            if (!contentSeen && carriesContent(event)) {
+              contentSeen = true;
+              firstToken?.unsubscribe();
+              firstToken = undefined;
+            }
+            if (contentSeen) {
+              idle?.unsubscribe();
+              idle = event.type === 'end' ? undefined : arm(IdleTimeoutError, 'idle', idleMs);
+            }
+          }
+          if (event.type === 'end' || event.type === 'completion') clear();
+          subscriber.next(event);
+        },
+        error: (error: unknown) => {
+          clear();
+          subscriber.error(error);
+        },
+        complete: () => {
+          clear();
+          subscriber.complete();
+        },
+      });
+      return () => {
+        upstream?.unsubscribe();
+        clear();
+      };
+    });
+}

@@ -1,0 +1,31 @@
+import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
+import type { ErrorKind } from '../errors.js';
+import type { AttemptEvent } from './attempt-event.js';
+import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
+
+export interface FallbackOnModelErrorConfig {
+  /** Attempts in all, the first included. Default 4. */
+  maxAttempts?: number;
+  onMidStreamError?: MidStreamErrorMode;
+  scheduler?: SchedulerLike;
+}
+
+/** Errors the same model will repeat for this request, but the next model in the chain may not. */
+const modelRefusals: ReadonlySet<ErrorKind> = new Set<ErrorKind>(['context_length', 'content_policy', 'not_found']);
+
+/**
+ * Moves a request that one model refused (context too long, content policy, no endpoints) to the
+ * next model of its chain at once. `withKeyRotation` has already struck the refusing model off the
+ * request's route, and marks the error `routeExhausted` when no model is left: then the
+ * original error is the outcome, after exactly one try per model.
+ */
+export function fallbackOnModelError(config: FallbackOnModelErrorConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  const maxAttempts = config.maxAttempts ?? 4;
+  return (source) =>
+    retryLoop(source, {
+      delayFor: (error, failures) => (modelRefusals.has(error.kind) && failures < maxAttempts ? 0 : undefined),
+      maxWaitMs: undefined,
+      onMidStreamError: config.onMidStreamError ?? 'error',
+      scheduler: config.scheduler ?? asyncScheduler,
+    });
+}

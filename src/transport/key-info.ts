@@ -1,0 +1,120 @@
+import { NotFoundError as SdkNotFoundError } from 'openai';
+import { Observable } from 'rxjs';
+import { z } from 'zod';
+import { MalformedResponseError } from '../errors.js';
+import type { KeyCredential } from '../types.js';
+import { parseJsonBody } from '../wire/values.js';
+import { createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
+import { redactError } from './redact.js';
+import { errorFromSdk } from './sdk-errors.js';
+
+/** What `GET /api/v1/key` reports about a key (openrouter-wire.md §7); amounts in USD. */
+export interface KeyInfo {
+  label: string;
+  /** Spending cap, or `null` for none. */
+  limit: number | null;
+  /** What is left of `limit`; `null` when there is no limit (or an old deployment omits it). */
+  limitRemaining: number | null;
+  /** When usage toward `limit` resets; `null` for never. */
+  limitReset: 'daily' | 'weekly' | 'monthly' | (string & {}) | null;
+  usage: number;
+  usageDaily?: number;
+  usageWeekly?: number;
+  usageMonthly?: number;
+  /** True when the account never bought credits (free-model quota of 50/day). */
+  isFreeTier: boolean;
+  isManagementKey?: boolean;
+  expiresAt?: string | null;
+  /** Deprecated by OpenRouter; present on older deployments (`{requests: 50, interval: "10s"}`). */
+  rateLimit?: { requests: number; interval: string };
+}
+
+/** A field OpenRouter added later, or deprecated: garbage there is dropped, not fatal. */
+const optionalNumber = z.number().optional().catch(undefined);
+
+const keyResponseSchema = z.looseObject({
+  data: z.looseObject({
+    label: z.string(),
+    limit: z.number().nullable(),
+    limit_remaining: z.number().nullable().optional(),
+    limit_reset: z.string().nullable().optional().catch(undefined),
+    usage: z.number(),
+    usage_daily: optionalNumber,
+    usage_weekly: optionalNumber,
+    usage_monthly: optionalNumber,
+    is_free_tier: z.boolean(),
+    is_management_key: z.boolean().optional().catch(undefined),
+    expires_at: z.string().nullable().optional().catch(undefined),
+    rate_limit: z.looseObject({ requests: z.number(), interval: z.string() }).optional().catch(undefined),
+  }),
+});
+
+const CURRENT_PATH = '/key';
+/** Older deployments only answer the undocumented legacy route. */
+const LEGACY_PATH = '/auth/key';
+
+/**
+ * Reads a key's limits and usage: `GET {baseURL}/key`, falling back to the legacy `/auth/key` on
+ * 404. Emits one `KeyInfo` and completes; unsubscribing aborts the request. Fails with the typed
+ * error of the response (401 `AuthenticationError`, ...) or `MalformedResponseError`.
+ */
+export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOptions = {}): Observable<KeyInfo> {
+  return new Observable<KeyInfo>((subscriber) => {
+    const controller = new AbortController();
+    const client = createOpenRouterClient(key.key, options);
+    const getText = async (path: string): Promise<string> =>
+      (await client.get(path, { signal: controller.signal }).asResponse()).text();
+
+    getText(CURRENT_PATH)
+      .catch((error: unknown) => {
+        if (error instanceof SdkNotFoundError) return getText(LEGACY_PATH);
+        throw error;
+      })
+      .then((text) => parseKeyInfo(text, key))
+      .then(
+        (info) => {
+          subscriber.next(info);
+          subscriber.complete();
+        },
+        (error: unknown) => {
+          // An abort from our own teardown is not a failure.
+          if (!controller.signal.aborted) subscriber.error(errorFromSdk(error, { key }));
+        },
+      );
+    return () => controller.abort();
+  });
+}
+
+/** Parses a `/key` or `/auth/key` body (a JSON string or an object). */
+export function parseKeyInfo(body: unknown, key: KeyCredential): KeyInfo {
+  const result = keyResponseSchema.safeParse(parseJsonBody(body));
+  if (!result.success) {
+    throw redactError(
+      new MalformedResponseError({
+        message: `key info response is not the documented shape: ${result.error.issues
+          .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
+          .join('; ')}`,
+        scope: 'transport',
+        retryable: true,
+        keyLabel: key.label,
+      }),
+      key,
+    );
+  }
+  const data = result.data.data;
+  const info: KeyInfo = {
+    label: data.label,
+    limit: data.limit,
+    limitRemaining: data.limit_remaining ?? null,
+    limitReset: data.limit_reset ?? null,
+    usage: data.usage,
+    isFreeTier: data.is_free_tier,
+  };
+  if (data.usage_daily !== undefined) info.usageDaily = data.usage_daily;
+  if (data.usage_weekly !== undefined) info.usageWeekly = data.usage_weekly;
+  if (data.usage_monthly !== undefined) info.usageMonthly = data.usage_monthly;
+  if (data.is_management_key !== undefined) info.isManagementKey = data.is_management_key;
+  if (data.expires_at !== undefined) info.expiresAt = data.expires_at;
+  if (data.rate_limit !== undefined) info.rateLimit = { requests: data.rate_limit.requests, interval: data.rate_limit.interval };
+  return info;
+}

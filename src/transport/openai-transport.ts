@@ -1,0 +1,228 @@
+import type OpenAI from 'openai';
+import type {
+  ChatCompletionCreateParamsNonStreaming,
+  ChatCompletionCreateParamsStreaming,
+} from 'openai/resources/chat/completions';
+import { asyncScheduler, Observable, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
+import { AbortedError, StreamError, type OpenRouterError } from '../errors.js';
+import type { ChatRequest, KeyCredential, Transport, TransportEvent } from '../types.js';
+import {
+  advanceStream,
+  parseCompletionBody,
+  parseStreamChunk,
+  type StreamChunkContent,
+  type StreamProgress,
+  type WireContext,
+} from '../wire/chunk.js';
+import { createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
+import { redactError, redactValue } from './redact.js';
+import { errorFromSdk, errorFromStreamRead, truncatedStreamError, type AttemptIdentity } from './sdk-errors.js';
+
+export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
+  /**
+   * How long to wait, once a stream has sent its `finish_reason`, for the usage chunk or the end
+   * of the stream, before completing anyway and closing the socket. Default 1000 ms.
+   */
+  doneGraceMs?: number;
+  /** Runs the grace timers; default `asyncScheduler`. */
+  scheduler?: SchedulerLike;
+}
+
+const DEFAULT_DONE_GRACE_MS = 1000;
+
+/**
+ * The network edge: sends one attempt through the `openai` SDK (one client per key) and reports it
+ * as `TransportEvent`s or a typed `OpenRouterError`. Each subscription owns an `AbortController`;
+ * unsubscribing aborts the HTTP request at once, and that abort is never reported as an error.
+ */
+export function createOpenRouterTransport(options: OpenRouterTransportOptions = {}): Transport {
+  const clients = new Map<string, OpenAI>();
+  const clientFor = (key: KeyCredential): OpenAI => {
+    let client = clients.get(key.key);
+    if (client === undefined) {
+      client = createOpenRouterClient(key.key, options);
+      clients.set(key.key, client);
+    }
+    return client;
+  };
+  const settings: AttemptSettings = {
+    doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
+    scheduler: options.scheduler ?? asyncScheduler,
+  };
+
+  return (key, request, transportOptions) =>
+    new Observable<TransportEvent>((subscriber) => {
+      const attempt = new Attempt(subscriber, clientFor(key), { key, model: request.model }, settings);
+      return attempt.start(request, transportOptions?.signal);
+    });
+}
+
+interface AttemptSettings {
+  doneGraceMs: number;
+  scheduler: SchedulerLike;
+}
+
+/**
+ * One subscription's request. `settled` is set once the outcome is decided (completed, failed or
+ * torn down); after that, nothing reaches the subscriber and failures are not reported.
+ */
+class Attempt {
+  private readonly controller = new AbortController();
+  private settled = false;
+  private progress: StreamProgress = {};
+  /** Completes the stream if usage (or the end of the body) does not follow the finish in time. */
+  private graceTimer: Subscription | undefined;
+  /** Set when the stream completed on finish + usage: the socket may still deliver `[DONE]`. */
+  private completedBeforeEnd = false;
+  /** Closes the socket if the server lingers after such an early completion. */
+  private drainCutoff: Subscription | undefined;
+
+  constructor(
+    private readonly subscriber: Subscriber<TransportEvent>,
+    private readonly client: OpenAI,
+    private readonly identity: AttemptIdentity,
+    private readonly settings: AttemptSettings,
+  ) {}
+
+  /** Sends the request; returns the teardown. */
+  start(request: ChatRequest, callerSignal: AbortSignal | undefined): () => void {
+    const onCallerAbort = (): void => this.fail(this.abortedByCaller());
+    if (callerSignal?.aborted === true) {
+      onCallerAbort();
+      return () => undefined;
+    }
+    callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
+
+    const run = request.stream === true ? this.stream(request) : this.complete(request);
+    run.catch((error: unknown) => this.fail(errorFromSdk(error, this.identity)));
+
+    return () => {
+      callerSignal?.removeEventListener('abort', onCallerAbort);
+      this.graceTimer?.unsubscribe();
+      this.settled = true;
+      if (this.completedBeforeEnd) {
+        // The answer is complete; let a well-behaved server finish with `[DONE]` so the connection
+        // closes cleanly, but never hold it open longer than the grace period.
+        this.drainCutoff = this.settings.scheduler.schedule(() => this.controller.abort(), this.settings.doneGraceMs);
+      } else {
+        this.controller.abort();
+      }
+    };
+  }
+
+  private async complete(request: ChatRequest): Promise<void> {
+    const body = { ...bodyOf(request), stream: false } as ChatCompletionCreateParamsNonStreaming;
+    const response = await this.client.chat.completions.create(body, { signal: this.controller.signal }).asResponse();
+    const text = await response.text();
+    if (this.settled) return;
+    const result = parseCompletionBody(redactValue(text, this.identity.key), this.wireContext(response.headers));
+    if (result.kind === 'error') {
+      this.fail(result.error);
+      return;
+    }
+    this.settled = true;
+    this.subscriber.next({ type: 'completion', completion: result.completion });
+    this.subscriber.complete();
+  }
+
+  private async stream(request: ChatRequest): Promise<void> {
+    const body = { ...bodyOf(request), stream: true } as ChatCompletionCreateParamsStreaming;
+    const stream = await this.client.chat.completions.create(body, { signal: this.controller.signal });
+    if (this.settled) {
+      stream.controller.abort();
+      return;
+    }
+    this.controller.signal.addEventListener('abort', () => stream.controller.abort(), { once: true });
+    const context = this.wireContext(undefined);
+    try {
+      for await (const chunk of stream) {
+        // After the outcome is decided the loop keeps draining (breaking out would abort the
+        // socket at once): the teardown bounds how long.
+        if (!this.settled) this.onChunk(parseStreamChunk(redactValue(chunk, this.identity.key), context));
+      }
+      if (this.settled) return;
+      if (this.progress.finishReason !== undefined) this.end();
+      else this.fail(truncatedStreamError(this.identity));
+    } catch (error: unknown) {
+      if (this.settled) return;
+      const failure = errorFromStreamRead(error, this.identity);
+      // A socket that breaks after a normal finish_reason lost nothing but `[DONE]`; an in-band
+      // error or a malformed event after it is still a failed attempt (§6).
+      if (this.progress.finishReason !== undefined && failure instanceof StreamError && failure.truncated) this.end();
+      else this.fail(failure);
+    } finally {
+      this.drainCutoff?.unsubscribe();
+    }
+  }
+
+  private onChunk(result: ReturnType<typeof parseStreamChunk>): void {
+    if (result.kind === 'error') {
+      this.fail(result.error);
+      return;
+    }
+    this.progress = advanceStream(this.progress, result);
+    if (result.hasChoices) this.subscriber.next(this.chunkEvent(result));
+    // The subscriber may have unsubscribed from inside `next` (a `take`, a `timeout`).
+    if (this.settled || this.progress.finishReason === undefined) return;
+    if (this.progress.usage !== undefined) {
+      this.completedBeforeEnd = true;
+      this.end();
+    } else {
+      // Usage may follow the finish (§6); do not wait for it, or for `[DONE]`, forever.
+      this.graceTimer ??= this.settings.scheduler.schedule(() => this.end(), this.settings.doneGraceMs);
+    }
+  }
+
+  private chunkEvent(content: StreamChunkContent): TransportEvent {
+    return {
+      type: 'chunk',
+      delta: content.delta,
+      ...(content.reasoning === undefined ? {} : { reasoning: content.reasoning }),
+      ...(content.toolCalls === undefined ? {} : { toolCalls: content.toolCalls }),
+      model: content.model ?? this.progress.model ?? this.identity.model ?? '',
+      ...(content.provider === undefined ? {} : { provider: content.provider }),
+    };
+  }
+
+  private end(): void {
+    if (this.settled) return;
+    const { id, model, provider, finishReason, usage } = this.progress;
+    this.settled = true;
+    this.subscriber.next({
+      type: 'end',
+      id: id ?? '',
+      model: model ?? this.identity.model ?? '',
+      ...(provider === undefined ? {} : { provider }),
+      finishReason: finishReason ?? 'unknown',
+      ...(usage === undefined ? {} : { usage }),
+    });
+    this.subscriber.complete();
+  }
+
+  private fail(error: OpenRouterError): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.subscriber.error(redactError(error, this.identity.key));
+  }
+
+  private abortedByCaller(): AbortedError {
+    return new AbortedError({
+      message: 'request aborted by its caller',
+      scope: 'request',
+      retryable: false,
+      keyLabel: this.identity.key.label,
+      model: this.identity.model,
+    });
+  }
+
+  private wireContext(headers: Headers | undefined): WireContext {
+    return { nowMs: Date.now(), model: this.identity.model, keyLabel: this.identity.key.label, headers };
+  }
+}
+
+/** The request as OpenRouter takes it: without the caller's correlation `id`. */
+function bodyOf(request: ChatRequest): Record<string, unknown> {
+  const body: Record<string, unknown> = { ...request };
+  delete body['id'];
+  return body;
+}

@@ -1,0 +1,40 @@
+import type { z } from 'zod';
+
+/**
+ * Validation failures of caller input (a request, a pool config). The message names every failing
+ * field path (`Invalid request: provider.sortt: unrecognized key`); `issues` keeps zod's issues for
+ * callers that want to branch on them.
+ */
+export class ValidationError extends Error {
+  override name = 'ValidationError';
+  readonly issues: readonly z.core.$ZodIssue[];
+
+  constructor(message: string, issues: readonly z.core.$ZodIssue[]) {
+    super(message);
+    this.issues = issues;
+  }
+}
+
+/** `Invalid <what>: <path>: <issue>; <path>: <issue>`. */
+export function formatZodError(error: z.ZodError, what: string): string {
+  return `Invalid ${what}: ${error.issues.flatMap(describeIssue).join('; ')}`;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string[] {
+  // zod reports unknown keys on the parent object; name each key as a field of its own.
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unrecognized key`);
+  }
+  return [`${formatPath(issue.path)}: ${issue.message}`];
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return '(root)';
+  return path
+    .map((segment, index) => {
+      if (typeof segment === 'number') return `[${segment}]`;
+      const name = String(segment);
+      return index === 0 ? name : `.${name}`;
+    })
+    .join('');
+}
