@@ -23,7 +23,8 @@ export function fallbackOnModelError(config: FallbackOnModelErrorConfig = {}): M
   const maxAttempts = config.maxAttempts ?? 4;
   return (source) =>
     retryLoop(source, {
-      delayFor: (error, failures) => (modelRefusals.has(error.kind) && failures < maxAttempts ? 0 : undefined),
+      handles: (error) => modelRefusals.has(error.kind),
+      delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
       maxWaitMs: undefined,
       onMidStreamError: config.onMidStreamError ?? 'error',
       scheduler: config.scheduler ?? asyncScheduler,

@@ -6,9 +6,11 @@ export type MidStreamErrorMode = 'error' | 'restart';
 
 /** What a retry operator decides; shared by `retryOnRateLimit` and `retryTransient`. */
 export interface RetryPolicy {
+  /** Whether this operator retries errors like this one; others pass through untouched. */
+  handles(error: OpenRouterError): boolean;
   /**
-   * The delay before the next attempt, or undefined to give up. `failures` counts the failed
-   * attempts this operator has seen, this one included.
+   * The delay before the next attempt, or undefined to give up. `failures` counts the failures
+   * this operator handled, this one included.
    */
   delayFor(error: OpenRouterError, failures: number): number | undefined;
   /** The longest the next attempt may take to start (waiting for a key) before giving up. */
@@ -32,7 +34,10 @@ function recordOf(error: OpenRouterError, start: AttemptStart | undefined, at: n
 }
 
 /**
- * Resubscribes `source` (one attempt per subscription) while `policy` allows. It never retries
+ * Resubscribes `source` (one attempt per subscription) while `policy` allows. Errors the policy
+ * does not handle pass through unchanged, so retry operators nest; when it gives up on its own
+ * kind of error after more than one attempt, it fails with an `AttemptsExhaustedError`, which no
+ * retry operator retries. It never retries
  * an attempt that already delivered content, since resubscribing would repeat those tokens:
  * it fails with the error (`'error'` mode) or announces a `restart` first (`'restart'` mode).
  * An error that already ended a retry loop upstream (`AttemptsExhaustedError`) passes through.
@@ -91,6 +96,11 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
 
     const onError = (error: OpenRouterError) => {
       if (error instanceof AttemptsExhaustedError || error.routeExhausted) {
+        subscriber.error(error);
+        return;
+      }
+      // Not ours: an outer operator (or the caller) decides, so it passes through as it is.
+      if (!policy.handles(error)) {
         subscriber.error(error);
         return;
       }

@@ -30,7 +30,8 @@ export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeO
   const maxWaitMs = config.maxWaitMs ?? 60_000;
   return (source) =>
     retryLoop(source, {
-      delayFor: (error, failures) => (keyRefusals.has(error.kind) && failures < maxAttempts ? 0 : undefined),
+      handles: (error) => keyRefusals.has(error.kind),
+      delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
       maxWaitMs,
       onMidStreamError: config.onMidStreamError ?? 'error',
       scheduler: config.scheduler ?? asyncScheduler,

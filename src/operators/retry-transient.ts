@@ -103,8 +103,9 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
       : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetriesPerSecond ?? 10, config.budget?.windowMs ?? 10_000);
   return (source) =>
     retryLoop(source, {
-      delayFor: (error, failures) => {
-        if (!transientKinds.has(error.kind) || !error.retryable || failures >= maxAttempts) return undefined;
+      handles: (error) => transientKinds.has(error.kind) && error.retryable,
+      delayFor: (_error, failures) => {
+        if (failures >= maxAttempts) return undefined;
         if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;
         return Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1)));
       },

@@ -1,0 +1,127 @@
+/**
+ * The demo: a few hundred prompts through `balance()` over a pool of keys with different quotas,
+ * one revoked key, one key whose account is out of credits and one flaky model, against the
+ * embedded fake OpenRouter (no key needed). Shows a live per-key table, then a summary.
+ *
+ *   npm run demo                                   # embedded fake server
+ *   OPENROUTER_API_KEYS=sk-or-...,sk-or-... npm run demo   # the real OpenRouter (20 short prompts)
+ */
+import { auditTime, from, lastValueFrom, tap, toArray } from 'rxjs';
+import { balance, createKeyPool, type BalanceEvent, type ChatRequest, type KeyPoolOptions } from '../src/index.js';
+import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing.js';
+import { createHealthPrinter } from './health-table.js';
+
+interface DemoSetup {
+  pool: KeyPoolOptions;
+  prompts: ChatRequest[];
+  fake?: FakeOpenRouter;
+}
+
+const realKeys = (process.env.OPENROUTER_API_KEYS ?? '')
+  .split(',')
+  .map((key) => key.trim())
+  .filter((key) => key.length > 0);
+
+async function fakeSetup(): Promise<DemoSetup> {
+  const second = { requests: 0, windowMs: 1000 };
+  const fake = await startFakeOpenRouter({
+    keys: [
+      { key: 'sk-or-v1-demo-alpha', label: 'alpha', quota: { ...second, requests: 25 } },
+      { key: 'sk-or-v1-demo-beta', label: 'beta', quota: { ...second, requests: 15 } },
+      // The pool is not told gamma's quota: it learns it from 429s and their reset headers.
+      { key: 'sk-or-v1-demo-gamma', label: 'gamma', quota: { ...second, requests: 10 } },
+      { key: 'sk-or-v1-demo-delta', label: 'delta', revoked: true },
+      { key: 'sk-or-v1-demo-omega', label: 'omega', account: 'broke' },
+    ],
+    accounts: [{ id: 'broke', outOfCredits: true }],
+    defaultModel: { latencyMs: 40, chunkCount: 6, chunkGapMs: 15 },
+    models: {
+      // Down for its first 40 requests: its breaker opens and traffic falls back to demo/steady.
+      'demo/flaky': { latencyMs: 40, chunkCount: 6, chunkGapMs: 15, faults: [{ type: 'status', status: 503, times: 40 }] },
+    },
+  });
+  const prompts = Array.from({ length: 300 }, (_, index): ChatRequest => ({
+    id: `prompt-${index + 1}`,
+    model: 'demo/flaky',
+    models: ['demo/steady'],
+    stream: index % 2 === 0,
+    max_tokens: 64,
+    messages: [{ role: 'user', content: `Prompt number ${index + 1}: say something short.` }],
+  }));
+  return {
+    fake,
+    prompts,
+    pool: {
+      baseURL: fake.baseURL,
+      keys: [
+        { key: 'sk-or-v1-demo-alpha', label: 'alpha', limits: { quotas: [{ requests: 25, windowMs: 1000 }] } },
+        { key: 'sk-or-v1-demo-beta', label: 'beta', limits: { quotas: [{ requests: 15, windowMs: 1000 }] } },
+        { key: 'sk-or-v1-demo-gamma', label: 'gamma' },
+        { key: 'sk-or-v1-demo-delta', label: 'delta' },
+        { key: 'sk-or-v1-demo-omega', label: 'omega', account: 'broke' },
+      ],
+      modelBreaker: { cooldownMs: 1000, maxCooldownMs: 2000 },
+    },
+  };
+}
+
+function realSetup(): DemoSetup {
+  const model = process.env.OPENROUTER_MODEL ?? 'openai/gpt-4o-mini';
+  const fallbacks = (process.env.OPENROUTER_FALLBACK_MODELS ?? 'meta-llama/llama-3.3-70b-instruct').split(',').filter(Boolean);
+  return {
+    prompts: Array.from({ length: 20 }, (_, index): ChatRequest => ({
+      id: `prompt-${index + 1}`,
+      model,
+      models: fallbacks,
+      stream: index % 2 === 0,
+      max_tokens: 32,
+      messages: [{ role: 'user', content: `In five words, name a fact about the number ${index + 1}.` }],
+    })),
+    pool: { keys: realKeys.map((key, index) => ({ key, label: `key-${index + 1}` })), appTitle: 'openrouter-rx demo' },
+  };
+}
+
+async function main(): Promise<void> {
+  const setup = realKeys.length > 0 ? realSetup() : await fakeSetup();
+  console.log(setup.fake === undefined ? `openrouter-rx demo against OpenRouter with ${realKeys.length} key(s)` : `openrouter-rx demo against the embedded fake OpenRouter at ${setup.fake.url}`);
+  const pool = createKeyPool(setup.pool);
+  const print = createHealthPrinter();
+  const redraw = pool.health$.pipe(auditTime(100)).subscribe((health) => print(health));
+  const startedAt = Date.now();
+  let fallbacks = 0;
+  const events = pool.events$.subscribe((event) => {
+    if (event.type === 'fallback') fallbacks++;
+  });
+
+  const terminal = await lastValueFrom(
+    from(setup.prompts).pipe(
+      balance(pool, { concurrency: 24 }),
+      tap((event: BalanceEvent) => {
+        if (event.type === 'failed') console.error(`${event.requestId} failed: ${event.error.name}: ${event.error.message}`);
+      }),
+      toArray(),
+    ),
+  );
+  redraw.unsubscribe();
+  events.unsubscribe();
+  print(pool.snapshot(), true);
+
+  const completions = terminal.filter((event) => event.type === 'completion');
+  const failures = terminal.filter((event) => event.type === 'failed');
+  const attempts = completions.reduce((sum, event) => sum + event.attempts, 0);
+  const seconds = (Date.now() - startedAt) / 1000;
+  console.log(`\n${setup.prompts.length} prompts in ${seconds.toFixed(1)} s: ${completions.length} completed, ${failures.length} failed, ${attempts} attempts for the completed ones, ${fallbacks} model fallbacks.`);
+  if (setup.fake !== undefined) {
+    const rateLimited = setup.fake.countRequests({ status: 429 });
+    console.log(`The fake server answered ${setup.fake.requests.length} requests, ${rateLimited} of them with 429.`);
+  }
+  const lost = setup.prompts.length - completions.length - failures.length;
+  pool.dispose();
+  await setup.fake?.close();
+  if (lost !== 0) {
+    console.error(`${lost} prompt(s) got no terminal event`);
+    process.exitCode = 1;
+  }
+}
+
+await main();
