@@ -5,5 +5,6 @@ export default defineConfig({
     include: ['test/**/*.test.ts', 'marbles/**/*.spec.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
+    reporters: ['default', ['json', { outputFile: 'test-output/vitest.json' }]],
   },
 });
