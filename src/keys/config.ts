@@ -6,6 +6,7 @@ import { strategyNames } from '../routing/strategies.js';
 import { defaultBreakerPolicy, type BreakerPolicy } from './breaker.js';
 import { ValidationError, formatZodError } from '../validation.js';
 import type { Observable } from 'rxjs';
+import type { StateStore } from './state-store.js';
 
 /** What `GET /api/v1/key` says of a key, as far as the pool uses it. */
 export interface KeyInfoSnapshot {
@@ -97,6 +98,11 @@ export const keyPoolConfigSchema = z
     random: z.custom<() => number>(isFunction, { message: 'expected a function' }).optional(),
     transport: z.custom<Transport>(isFunction, { message: 'expected a transport function' }),
     keyInfo: z.custom<KeyInfoSource>(isFunction, { message: 'expected a function' }).optional(),
+    store: z
+      .custom<StateStore>((value) => typeof value === 'object' && value !== null && isFunction((value as StateStore).reserve), {
+        message: 'expected a StateStore',
+      })
+      .optional(),
   })
   .superRefine((config, context) => {
     const labels = new Map<string, number>();
@@ -146,6 +152,7 @@ export interface ResolvedPoolConfig {
   random: () => number;
   transport: Transport;
   keyInfo: KeyInfoSource | undefined;
+  store: StateStore | undefined;
 }
 
 export function defaultLabel(index: number): string {
@@ -184,5 +191,6 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
     random: config.random ?? Math.random,
     transport: config.transport,
     keyInfo: config.keyInfo,
+    store: config.store,
   };
 }

@@ -60,6 +60,13 @@ export type PoolEvent =
       at: number;
     }
   | {
+      /** The state store changed mode: `local` when it failed and each pool limits alone. */
+      type: 'store';
+      mode: 'shared' | 'local';
+      reason?: string;
+      at: number;
+    }
+  | {
       type: 'queued';
       requestId: string;
       /** Requests waiting, this one included. */

@@ -13,7 +13,7 @@ import {
   catchError,
   startWith,
   type SchedulerLike,
-  type Subscription,
+  Subscription,
 } from 'rxjs';
 import {
   AbortedError,
@@ -41,7 +41,7 @@ import {
   type PoolHealth,
   type UsageTotals,
 } from './health.js';
-import { Limiter, type LimiterHold } from './limiter.js';
+import { createMemoryStore, type AdmissionPlan, type Reservation, type ReserveResult, type ScopeDefinition, type StateChange, type StateStore } from './state-store.js';
 import { estimateTokens } from './tokens.js';
 import { balance, type BalanceEvent, type BalanceOptions, type ChunkEvent, type CompletionEvent, type RestartEvent } from '../operators/balance.js';
 
@@ -105,6 +105,8 @@ export interface KeyPool {
   /** The pool's default strategy, one instance shared by every request. */
   readonly strategy: Strategy;
   readonly labels: readonly string[];
+  /** Where quotas, slots and shared states live (in memory by default; Redis for a fleet). */
+  readonly store: StateStore;
   key(label: string): KeyHandle;
   model(model: string): { readonly health$: Observable<ModelHealth> };
   snapshot(): PoolHealth;
@@ -141,21 +143,22 @@ class AccountEntry {
   parkedUntil = 0;
   exhaustedUntil = 0;
   rateLimitStreak = 0;
-  private readonly modelLimiters = new Map<string, Limiter>();
+  private readonly modelScopes = new Map<string, ScopeDefinition>();
 
   constructor(
     readonly id: string,
-    readonly limiter: Limiter,
+    readonly scope: ScopeDefinition,
     private readonly modelLimits: ResolvedPoolConfig['models'],
   ) {}
 
-  modelLimiter(pattern: string): Limiter {
-    let limiter = this.modelLimiters.get(pattern);
-    if (limiter === undefined) {
-      limiter = new Limiter(this.modelLimits[pattern] ?? {}, 'model', pattern);
-      this.modelLimiters.set(pattern, limiter);
+  /** The scope of a `models` limit pattern within this account (OpenRouter limits per account). */
+  modelScope(pattern: string): ScopeDefinition {
+    let scope = this.modelScopes.get(pattern);
+    if (scope === undefined) {
+      scope = { id: `model:${this.id}:${pattern}`, kind: 'model', limits: this.modelLimits[pattern] ?? {}, model: pattern };
+      this.modelScopes.set(pattern, scope);
     }
-    return limiter;
+    return scope;
   }
 }
 
@@ -163,6 +166,11 @@ class KeyEntry implements KeyCandidate, Timed {
   disabled = false;
   exhaustedUntil = 0;
   parkedUntil = 0;
+  /** The shared store said this key's quotas are full until then (another process took them). */
+  fullUntil = 0;
+  /** Attempts of this pool holding the key. */
+  inFlight = 0;
+  readonly plans = new Map<string, AdmissionPlan>();
   rateLimitStreak = 0;
   lastError: LastError | null = null;
   latencyMs: number | null = null;
@@ -178,7 +186,7 @@ class KeyEntry implements KeyCandidate, Timed {
     readonly credential: KeyCredential,
     readonly weight: number,
     readonly account: AccountEntry,
-    readonly limiter: Limiter,
+    readonly scope: ScopeDefinition,
     readonly breaker: Breaker,
     initial: (entry: KeyEntry) => KeyHealth,
   ) {
@@ -187,10 +195,6 @@ class KeyEntry implements KeyCandidate, Timed {
 
   get label(): string {
     return this.credential.label;
-  }
-
-  get inFlight(): number {
-    return this.limiter.inFlight;
   }
 
   get health(): KeyHealth {
@@ -232,6 +236,8 @@ interface Ticket {
   admit(lease: KeyLease): void;
   reject(error: OpenRouterError): void;
   timeout?: Subscription;
+  /** Unsubscribed: a reservation that arrives later is given back at once. */
+  cancelled: boolean;
 }
 
 /** Creates a key pool. Validates `config` with zod and throws a `ValidationError` naming the field. */
@@ -332,7 +338,12 @@ class Pool implements KeyPool {
   readonly labels: readonly string[];
   readonly health$: Observable<PoolHealth>;
   readonly events$: Observable<PoolEvent>;
+  readonly store: StateStore;
 
+  /** Tells this pool's state changes apart from other pools' on a shared store. */
+  private readonly origin: string;
+  private readonly ownsStore: boolean;
+  private readonly storeSubscriptions = new Subscription();
   private readonly entries: KeyEntry[] = [];
   private readonly byLabel = new Map<string, KeyEntry>();
   private readonly accounts = new Map<string, AccountEntry>();
@@ -353,6 +364,9 @@ class Pool implements KeyPool {
     this.scheduler = config.scheduler ?? asyncScheduler;
     this.transport = config.transport;
     this.strategy = toStrategy(config.strategy);
+    this.ownsStore = config.store === undefined;
+    this.store = config.store ?? createMemoryStore();
+    this.origin = `pool-${Math.floor(config.random() * 2 ** 48).toString(36)}`;
     for (const keyConfig of config.keys) {
       const account = this.accountEntry(keyConfig.account);
       const credential = Object.defineProperty(
@@ -364,7 +378,7 @@ class Pool implements KeyPool {
         credential,
         keyConfig.weight,
         account,
-        new Limiter(keyConfig.limits, 'key'),
+        { id: `key:${keyConfig.label}`, kind: 'key', limits: keyConfig.limits },
         new Breaker(config.breaker),
         (self) => this.buildKeyHealth(self, this.now()),
       );
@@ -373,6 +387,14 @@ class Pool implements KeyPool {
       this.byLabel.set(entry.label, entry);
     }
     this.labels = this.entries.map((entry) => entry.label);
+    for (const entry of this.entries) this.store.define(entry.scope);
+    for (const account of this.accounts.values()) this.store.define(account.scope);
+    this.storeSubscriptions.add(this.store.changes$.subscribe((change) => this.applyChange(change)));
+    this.storeSubscriptions.add(
+      this.store.status$.subscribe((status) =>
+        this.emit({ type: 'store', mode: status.mode, at: this.now(), ...(status.reason === undefined ? {} : { reason: status.reason }) }),
+      ),
+    );
     this.events$ = this.events.asObservable();
     this.health$ = defer(() =>
       this.changes.pipe(
@@ -389,7 +411,7 @@ class Pool implements KeyPool {
   private accountEntry(id: string): AccountEntry {
     let account = this.accounts.get(id);
     if (account === undefined) {
-      account = new AccountEntry(id, new Limiter(this.config.accounts[id] ?? {}, 'account'), this.config.models);
+      account = new AccountEntry(id, { id: `account:${id}`, kind: 'account', limits: this.config.accounts[id] ?? {} }, this.config.models);
       this.accounts.set(id, account);
     }
     return account;
@@ -484,15 +506,15 @@ class Pool implements KeyPool {
       state,
       openReason: reason,
       cooldownUntil: until,
-      inFlight: entry.limiter.inFlight,
-      maxConcurrent: entry.limiter.maxConcurrent,
+      inFlight: entry.inFlight,
+      maxConcurrent: entry.scope.limits.maxConcurrent ?? null,
       successes,
       failures,
       consecutiveFailures: entry.breaker.consecutiveFailures,
       lastError: entry.lastError,
       latencyMs: entry.latencyMs,
       timeToFirstTokenMs: entry.timeToFirstTokenMs,
-      quota: [...entry.limiter.remaining(now), ...entry.account.limiter.remaining(now)],
+      quota: [...this.store.remaining(entry.scope.id, now), ...this.store.remaining(entry.account.scope.id, now)],
       credit: entry.credit,
       usage: entry.usage,
     };
@@ -580,20 +602,26 @@ class Pool implements KeyPool {
 
   // ---------------------------------------------------------------- admission
 
+  /** The scopes an attempt of `entry` on `model` takes room in: key, account, model limits. */
+  private planOf(entry: KeyEntry, model: ModelEntry): AdmissionPlan {
+    let plan = entry.plans.get(model.model);
+    if (plan === undefined) {
+      plan = [entry.scope, entry.account.scope, ...model.limitPatterns.map((pattern) => entry.account.modelScope(pattern))];
+      for (const scope of plan) this.store.define(scope);
+      entry.plans.set(model.model, plan);
+    }
+    return plan;
+  }
+
   private keyAdmits(entry: KeyEntry, model: ModelEntry, now: number, tokens: number): boolean {
-    if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now) return false;
+    if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now || entry.fullUntil > now) return false;
     const account = entry.account;
     if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
     if (entry.breaker.state !== 'closed') {
       if (entry.breaker.advance(now)) this.dirtyKeys.add(entry);
       if (!entry.breaker.admits()) return false;
     }
-    if (entry.limiter.isBounded && !entry.limiter.fits(now, tokens)) return false;
-    if (account.limiter.isBounded && !account.limiter.fits(now, tokens)) return false;
-    for (const pattern of model.limitPatterns) {
-      if (!account.modelLimiter(pattern).fits(now, tokens)) return false;
-    }
-    return true;
+    return this.store.fits(this.planOf(entry, model), tokens, now);
   }
 
   private modelAdmits(model: ModelEntry, now: number): boolean {
@@ -606,7 +634,7 @@ class Pool implements KeyPool {
   }
 
   /** Finds a key for the ticket now, trying its models in order; undefined when none fits. */
-  private place(ticket: Ticket, now: number): KeyLease | undefined {
+  private place(ticket: Ticket, now: number): { entry: KeyEntry; model: ModelEntry } | undefined {
     const strategy = ticket.options.strategy ?? this.strategy;
     const avoid = ticket.options.avoid;
     for (const modelId of ticket.options.models) {
@@ -633,18 +661,64 @@ class Pool implements KeyPool {
       const entry = this.entries[index];
       // A user strategy may return anything: admit only what the pool would.
       if (entry === undefined || !this.keyAdmits(entry, model, now, ticket.tokens)) continue;
-      return this.lease(entry, model, ticket.tokens, now);
+      return { entry, model };
     }
     return undefined;
   }
 
-  private lease(entry: KeyEntry, model: ModelEntry, tokens: number, now: number): KeyLease {
+  /**
+   * Places the ticket if a key looks free, and reserves its room in the store. With the memory
+   * store the answer is synchronous; with a shared store it may come later, or be a refusal
+   * (another process took the room first): then the key is skipped until the store's retry time
+   * and the ticket goes back to its place in the queue. Returns whether a key was tried.
+   */
+  private tryAdmit(ticket: Ticket, now: number): boolean {
+    const candidate = this.place(ticket, now);
+    if (candidate === undefined) return false;
+    const { entry, model } = candidate;
+    const plan = this.planOf(entry, model);
+    entry.inFlight++;
+    model.inFlight++;
+    this.store.reserve(plan, ticket.tokens, now).subscribe({
+      next: (result) => this.onReserved(ticket, entry, model, result),
+      error: (error: unknown) => {
+        entry.inFlight--;
+        model.inFlight--;
+        this.dequeue(ticket);
+        if (!ticket.cancelled) ticket.reject(toOpenRouterError(error));
+        this.flush();
+      },
+    });
+    return true;
+  }
+
+  private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, result: ReserveResult): void {
+    const now = this.now();
+    if (!result.ok) {
+      entry.inFlight--;
+      model.inFlight--;
+      entry.fullUntil = Math.max(entry.fullUntil, now + result.retryAfterMs);
+      if (!ticket.cancelled && !this.queue.includes(ticket)) this.insert(ticket);
+      this.drain();
+      return;
+    }
+    if (ticket.cancelled) {
+      entry.inFlight--;
+      model.inFlight--;
+      this.store.release(result.reservation);
+      return;
+    }
+    this.dequeue(ticket);
+    ticket.timeout?.unsubscribe();
+    const lease = this.lease(entry, model, result.reservation, now);
+    this.flush();
+    ticket.admit(lease);
+  }
+
+  private lease(entry: KeyEntry, model: ModelEntry, reservation: Reservation, now: number): KeyLease {
     const account = entry.account;
-    const holds: LimiterHold[] = [entry.limiter.take(now, tokens), account.limiter.take(now, tokens)];
-    for (const pattern of model.limitPatterns) holds.push(account.modelLimiter(pattern).take(now, tokens));
     const keyProbe = entry.breaker.begin();
     const modelProbe = model.breaker.begin();
-    model.inFlight++;
     this.dirtyKeys.add(entry);
     this.dirtyModels.add(model);
     let released = false;
@@ -660,16 +734,16 @@ class Pool implements KeyPool {
       markResponded() {
         if (responded || released) return;
         responded = true;
-        const at = pool.now();
-        for (const hold of holds) hold.limiter.touch(hold, at);
+        pool.store.markResponded(reservation, pool.now());
       },
       reconcile(usage) {
-        for (const hold of holds) hold.limiter.reconcileTokens(hold, usage.totalTokens);
+        pool.store.reconcile(reservation, usage.totalTokens);
       },
       release() {
         if (released) return;
         released = true;
-        for (const hold of holds) hold.limiter.release();
+        pool.store.release(reservation);
+        entry.inFlight--;
         entry.breaker.abandon(keyProbe);
         model.breaker.abandon(modelProbe);
         model.inFlight--;
@@ -701,9 +775,11 @@ class Pool implements KeyPool {
           subscriber.next(admitted);
         },
         reject: (error) => subscriber.error(error),
+        cancelled: false,
       };
       this.enqueue(ticket);
       return () => {
+        ticket.cancelled = true;
         this.dequeue(ticket);
         lease?.release();
       };
@@ -715,32 +791,35 @@ class Pool implements KeyPool {
       ticket.reject(this.noKeyError());
       return;
     }
-    if (this.queue.length === 0) {
-      const lease = this.place(ticket, this.now());
-      if (lease !== undefined) {
-        this.flush();
-        ticket.admit(lease);
-        return;
-      }
-    }
-    if (this.queue.length >= this.config.queue.maxSize) {
-      ticket.reject(new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }));
-      return;
-    }
-    // Keep the queue ordered by priority (descending), then arrival.
-    let index = this.queue.length;
-    while (index > 0 && this.queue[index - 1]!.priority < ticket.priority) index--;
-    this.queue.splice(index, 0, ticket);
     const timeoutMs = ticket.options.queueTimeoutMs ?? this.config.queue.timeoutMs;
     if (timeoutMs !== undefined) {
       ticket.timeout = this.scheduler.schedule(() => {
+        ticket.cancelled = true;
         this.dequeue(ticket);
         ticket.reject(new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }));
       }, timeoutMs);
     }
+    if (this.queue.length === 0 && this.tryAdmit(ticket, this.now())) return;
+    if (this.queue.length >= this.config.queue.maxSize) {
+      ticket.timeout?.unsubscribe();
+      ticket.reject(new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }));
+      return;
+    }
+    this.insert(ticket);
     this.emit({ type: 'queued', requestId: ticket.options.requestId ?? '', queued: this.queue.length, at: this.now() });
     this.changes.next();
     this.drain();
+  }
+
+  /** Puts a ticket in its place: by priority (descending), then arrival. */
+  private insert(ticket: Ticket): void {
+    let index = this.queue.length;
+    while (index > 0) {
+      const before = this.queue[index - 1]!;
+      if (before.priority > ticket.priority || (before.priority === ticket.priority && before.seq < ticket.seq)) break;
+      index--;
+    }
+    this.queue.splice(index, 0, ticket);
   }
 
   private dequeue(ticket: Ticket): void {
@@ -782,16 +861,13 @@ class Pool implements KeyPool {
             index++;
             continue;
           }
-          const lease = this.place(ticket, now);
-          if (lease === undefined) {
+          // Out of the queue while its reservation is under way; a refusal puts it back.
+          this.queue.splice(index, 1);
+          if (!this.tryAdmit(ticket, now)) {
+            this.queue.splice(index, 0, ticket);
             blocked.add(ticket.signature);
             index++;
-            continue;
           }
-          this.queue.splice(index, 1);
-          ticket.timeout?.unsubscribe();
-          this.flush();
-          ticket.admit(lease);
         }
       } while (this.drainAgain);
     } finally {
@@ -813,16 +889,13 @@ class Pool implements KeyPool {
       if (entry.disabled) continue;
       consider(entry.parkedUntil);
       consider(entry.exhaustedUntil);
+      consider(entry.fullUntil);
       if (entry.breaker.state === 'open') consider(entry.breaker.openUntil);
-      if (entry.limiter.isBounded) consider(entry.limiter.nextFitAt(now, tokens));
+      for (const plan of entry.plans.values()) consider(this.store.nextFitAt(plan, tokens, now));
     }
     for (const account of this.accounts.values()) {
       consider(account.parkedUntil);
       consider(account.exhaustedUntil);
-      if (account.limiter.isBounded) consider(account.limiter.nextFitAt(now, tokens));
-      for (const model of this.models.values()) {
-        for (const pattern of model.limitPatterns) consider(account.modelLimiter(pattern).nextFitAt(now, tokens));
-      }
     }
     for (const model of this.models.values()) {
       consider(model.parkedUntil);
@@ -902,6 +975,7 @@ class Pool implements KeyPool {
         if (entry !== undefined) {
           const until = error.retryAfterMs !== undefined ? now + error.retryAfterMs : nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs;
           entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
+          this.share('key', entry.label, 'exhausted', until, now);
           this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'exhausted', until, errorKind: error.kind, at: now });
         }
         return;
@@ -911,9 +985,11 @@ class Pool implements KeyPool {
           if (error.retryable && error.retryAfterMs !== undefined) {
             // A transient in-flight budget: wait the hint out, the credit is there.
             account.parkedUntil = Math.max(account.parkedUntil, now + error.retryAfterMs);
+            this.share('account', account.id, 'parked', account.parkedUntil, now);
             this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'rate-limit', until: account.parkedUntil, errorKind: error.kind, at: now });
           } else {
             account.exhaustedUntil = Math.max(account.exhaustedUntil, now + (error.retryAfterMs ?? this.config.exhaustedRetryMs));
+            this.share('account', account.id, 'exhausted', account.exhaustedUntil, now);
             this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'exhausted', until: account.exhaustedUntil, errorKind: error.kind, at: now });
           }
           this.markAccount(account);
@@ -940,6 +1016,7 @@ class Pool implements KeyPool {
     holder.parkedUntil = Math.max(holder.parkedUntil, now + waitMs);
     const scope = error.scope === 'model' ? 'model' : error.scope === 'account' ? 'account' : 'key';
     const target = scope === 'model' ? model.model : scope === 'account' ? entry!.account.id : entry!.label;
+    this.share(scope, target, 'parked', holder.parkedUntil, now);
     this.emit({ type: 'cooldown', scope, target, reason: 'rate-limit', until: holder.parkedUntil, errorKind: error.kind, at: now });
     if (scope === 'model') this.dirtyModels.add(model);
     else if (scope === 'account') this.markAccount(entry!.account);
@@ -952,19 +1029,63 @@ class Pool implements KeyPool {
       if (retryAfterMs !== undefined) model.breaker.holdOpenUntil(now + retryAfterMs);
       this.dirtyModels.add(model);
       if (opened || retryAfterMs !== undefined) {
+        this.share('model', model.model, 'open', model.breaker.openUntil, now);
         this.emit({ type: 'cooldown', scope: 'model', target: model.model, reason: 'failures', until: model.breaker.openUntil, at: now });
       }
     } else if ((scope === 'transport' || scope === 'key') && entry !== undefined) {
       const opened = entry.breaker.fail(now);
       this.dirtyKeys.add(entry);
-      if (opened) this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'failures', until: entry.breaker.openUntil, at: now });
+      if (opened) {
+        this.share('key', entry.label, 'open', entry.breaker.openUntil, now);
+        this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'failures', until: entry.breaker.openUntil, at: now });
+      }
     }
+  }
+
+  /** Shares a state change with the other pools on the store. */
+  private share(scope: StateChange['scope'], target: string, state: StateChange['state'], until: number, now: number): void {
+    this.store.publish({ scope, target, state, remainingMs: until - now, origin: this.origin });
+  }
+
+  /** Applies another pool's state change; cooldowns only ever extend, as with local signals. */
+  private applyChange(change: StateChange): void {
+    if (change.origin === this.origin || this.disposed) return;
+    const now = this.now();
+    const until = now + change.remainingMs;
+    if (change.scope === 'key') {
+      const entry = this.byLabel.get(change.target);
+      if (entry === undefined) return;
+      if (change.state === 'parked') entry.parkedUntil = Math.max(entry.parkedUntil, until);
+      else if (change.state === 'open') entry.breaker.holdOpenUntil(until);
+      else if (change.state === 'exhausted') entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
+      else if (change.state === 'disabled') entry.disabled = true;
+      else {
+        entry.disabled = false;
+        entry.exhaustedUntil = 0;
+      }
+      this.dirtyKeys.add(entry);
+    } else if (change.scope === 'account') {
+      const account = this.accounts.get(change.target);
+      if (account === undefined) return;
+      if (change.state === 'parked') account.parkedUntil = Math.max(account.parkedUntil, until);
+      else if (change.state === 'exhausted') account.exhaustedUntil = Math.max(account.exhaustedUntil, until);
+      else if (change.state === 'enabled') account.exhaustedUntil = 0;
+      this.markAccount(account);
+    } else {
+      const model = this.modelEntry(change.target);
+      if (change.state === 'parked') model.parkedUntil = Math.max(model.parkedUntil, until);
+      else if (change.state === 'open') model.breaker.holdOpenUntil(until);
+      this.dirtyModels.add(model);
+    }
+    this.flush();
+    this.drain();
   }
 
   private disableKey(entry: KeyEntry, now: number): void {
     if (entry.disabled) return;
     entry.disabled = true;
     this.dirtyKeys.add(entry);
+    this.share('key', entry.label, 'disabled', Infinity, now);
     this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'disabled', until: Infinity, errorKind: 'authentication', at: now });
   }
 
@@ -974,6 +1095,8 @@ class Pool implements KeyPool {
     entry.exhaustedUntil = 0;
     entry.account.exhaustedUntil = 0;
     this.markAccount(entry.account);
+    this.share('key', entry.label, 'enabled', 0, this.now());
+    this.share('account', entry.account.id, 'enabled', 0, this.now());
     this.flush();
     this.drain();
   }
@@ -1067,6 +1190,8 @@ class Pool implements KeyPool {
       model.refreshTimer?.unsubscribe();
       model.subject.complete();
     }
+    this.storeSubscriptions.unsubscribe();
+    if (this.ownsStore) this.store.dispose();
     this.changes.complete();
     this.events.complete();
   }

@@ -28,6 +28,8 @@ import {
   splitIntoChunks,
   sseEvent,
   usageChunk,
+  estimateTokens,
+  usageFor,
   type Generation,
   type InBandError,
 } from './wire.js';
@@ -116,13 +118,15 @@ function firstTokenDelay(plan: AnswerPlan, fault: GenerationFault | undefined): 
   return fault?.type === 'slow-first-token' ? fault.delayMs : plan.timing.firstTokenMs;
 }
 
-function inBandError(fault: FaultOf<'in-band-error'>): InBandError {
+/** `streamedText`: the content sent before the error, billed when the fault asks for usage. */
+function inBandError(fault: FaultOf<'in-band-error'>, generation: Generation, streamedText: string): InBandError {
   const code = fault.code ?? 502;
   return {
     code,
     message: fault.message ?? 'Provider returned error',
     errorType: typeof code === 'number' ? errorTypeForStatus(code) : 'server',
     providerCode: 'server_error',
+    ...(fault.usage === true ? { usage: usageFor(generation.usage.prompt_tokens, estimateTokens(streamedText)) } : {}),
   };
 }
 
@@ -142,11 +146,11 @@ async function streamAnswer(exchange: Exchange, plan: AnswerPlan, fault: Generat
   const pieces = splitIntoChunks(generation.text, timing.chunkCount);
   const interrupt = isInterrupt(fault) ? { fault, at: Math.min(fault.afterChunks, pieces.length) } : undefined;
   for (const [index, piece] of pieces.entries()) {
-    if (interrupt?.at === index && !(await interruptStream(exchange, generation, interrupt.fault))) return;
+    if (interrupt?.at === index && !(await interruptStream(exchange, generation, interrupt.fault, pieces.slice(0, index).join('')))) return;
     if (index > 0 && !(await exchange.sleep(timing.chunkGapMs))) return;
     exchange.write(sseEvent(contentChunk(generation, piece)));
   }
-  if (interrupt?.at === pieces.length && !(await interruptStream(exchange, generation, interrupt.fault))) return;
+  if (interrupt?.at === pieces.length && !(await interruptStream(exchange, generation, interrupt.fault, generation.text))) return;
   if (!(await exchange.sleep(timing.chunkGapMs))) return;
 
   exchange.write(sseEvent(finishChunk(generation)));
@@ -176,7 +180,7 @@ async function keepAliveFor(exchange: Exchange, totalMs: number, intervalMs: num
 }
 
 /** Applies a mid-stream fault; true if the stream goes on afterwards. */
-async function interruptStream(exchange: Exchange, generation: Generation, fault: InterruptFault): Promise<boolean> {
+async function interruptStream(exchange: Exchange, generation: Generation, fault: InterruptFault, streamedText: string): Promise<boolean> {
   switch (fault.type) {
     case 'cut':
       exchange.drop('close');
@@ -187,7 +191,7 @@ async function interruptStream(exchange: Exchange, generation: Generation, fault
       exchange.write(MALFORMED_EVENT);
       return true;
     case 'in-band-error':
-      exchange.end(sseEvent(inBandErrorChunk(generation, inBandError(fault))));
+      exchange.end(sseEvent(inBandErrorChunk(generation, inBandError(fault, generation, streamedText))));
       return false;
   }
 }
@@ -214,8 +218,8 @@ async function completeAnswer(exchange: Exchange, plan: AnswerPlan, fault: Gener
       exchange.end(MALFORMED_BODY);
       return;
     case 'in-band-error': {
-      const error = inBandError(fault);
-      exchange.sendJson(inBandErrorReply(error.code, error.message, error.errorType), generationHeader);
+      const error = inBandError(fault, generation, generation.text);
+      exchange.sendJson(inBandErrorReply(error.code, error.message, error.errorType, error.usage), generationHeader);
       return;
     }
     case 'missing-done':

@@ -201,8 +201,9 @@ export function prefillRejectedReply(context: FaultContext): JsonReply {
 }
 
 /** The non-streaming counterpart of an in-band stream error: status 200, body only `{error}`. */
-export function inBandErrorReply(code: number | string, message: string, errorType: string): JsonReply {
-  return { status: 200, body: { error: { code, message, metadata: { error_type: errorType } } } };
+export function inBandErrorReply(code: number | string, message: string, errorType: string, usage?: unknown): JsonReply {
+  const error = { code, message, metadata: { error_type: errorType } };
+  return { status: 200, body: usage === undefined ? { error } : { error, usage } };
 }
 
 // Key endpoints.

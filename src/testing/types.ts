@@ -81,7 +81,18 @@ export type FakeFault = { times?: number } & (
       /** After the usage chunk: `hang` keeps the connection open and silent (default), `close` ends it cleanly. */
       ending?: 'hang' | 'close';
     }
-  | { type: 'in-band-error'; afterChunks: number; code?: number | string; message?: string }
+  | {
+      type: 'in-band-error';
+      afterChunks: number;
+      code?: number | string;
+      message?: string;
+      /**
+       * Also put a `usage` block in the error event (the prompt plus the completion tokens sent so
+       * far), as providers that bill a failed generation do; the non-streaming `{error}` body gets
+       * it too. Default false: no usage, as in the documented error event.
+       */
+      usage?: boolean;
+    }
   | { type: 'context-length'; maxPromptTokens: number }
   | { type: 'content-policy'; reasons?: string[] }
   | { type: 'reject-prefill' }

@@ -161,6 +161,8 @@ export interface InBandError {
   message: string;
   errorType: string;
   providerCode: string;
+  /** Billed usage the error event carries, if any. */
+  usage?: FakeUsage;
 }
 
 /** The documented mid-stream error event: HTTP status stays 200, `finish_reason` is `error`. */
@@ -177,5 +179,6 @@ export function inBandErrorChunk(generation: Generation, error: InBandError): Re
       metadata: { error_type: error.errorType, provider_code: error.providerCode },
     },
     choices: [{ index: 0, delta: { content: '' }, finish_reason: 'error', native_finish_reason: 'error' }],
+    ...(error.usage === undefined ? {} : { usage: error.usage }),
   };
 }

@@ -1,0 +1,173 @@
+import { Observable, Subject, of, BehaviorSubject } from 'rxjs';
+import type { LimitsConfig } from './config.js';
+import type { QuotaRemaining } from './health.js';
+import { Limiter, type LimiterHold } from './limiter.js';
+
+/**
+ * Where a pool keeps the state that several pools (in one process, or in many processes on many
+ * machines) must agree on: quotas per scope, in-flight slots, and cooldown, open, exhausted and
+ * disabled states. The pool and its operators use only this interface; the in-memory store below is
+ * the default, and `openrouter-rx/redis` puts the same state on Redis.
+ *
+ * Shared: every quota window and concurrency slot, 429 parks, open breakers (as their cooldown),
+ * exhaustion and disabling. Local to each pool: failure counting (each pool trips its own breaker,
+ * then shares the opening), half-open probes, latency and time-to-first-token averages, usage totals.
+ */
+
+/** One scope whose quotas and slots an attempt takes: a key, an account, or a model in an account. */
+export interface ScopeDefinition {
+  /** Stable across processes: `key:<label>`, `account:<id>`, `model:<account>:<pattern>`. */
+  readonly id: string;
+  readonly kind: QuotaRemaining['scope'];
+  readonly limits: LimitsConfig;
+  /** For model scopes, the pattern the limits apply to. */
+  readonly model?: string;
+}
+
+/** The scopes one attempt takes room in, in a fixed order. */
+export type AdmissionPlan = readonly ScopeDefinition[];
+
+/** Room taken by one attempt; give it back with `release`. */
+export interface Reservation {
+  readonly id: string;
+  readonly plan: AdmissionPlan;
+}
+
+export type ReserveResult =
+  | { readonly ok: true; readonly reservation: Reservation }
+  /** No room: `retryAfterMs` from now, the earliest a quota window or slot frees. */
+  | { readonly ok: false; readonly retryAfterMs: number };
+
+export type SharedStateKind = 'parked' | 'open' | 'exhausted' | 'disabled' | 'enabled';
+
+/** A state change one pool shares with the others; times are relative, since clocks differ. */
+export interface StateChange {
+  readonly scope: 'key' | 'account' | 'model';
+  /** A key label, an account id or a model id. */
+  readonly target: string;
+  readonly state: SharedStateKind;
+  /** How long the state lasts from when it was published; `Infinity` for `disabled`. */
+  readonly remainingMs: number;
+  /** The publishing pool, so that it can ignore its own changes. */
+  readonly origin: string;
+}
+
+/** `shared`: the store answers. `local`: it failed, and each pool limits alone (a share of each quota). */
+export interface StoreStatus {
+  readonly mode: 'shared' | 'local';
+  readonly reason?: string;
+}
+
+export interface StateStore {
+  /** Declares a scope and its limits; idempotent. */
+  define(scope: ScopeDefinition): void;
+  /** Whether `plan` has room for `tokens` now, as far as this process can tell without a round trip. */
+  fits(plan: AdmissionPlan, tokens: number, now: number): boolean;
+  /** The earliest time the quotas of `plan` admit `tokens` (slots aside). */
+  nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number;
+  /** Atomically takes room in every quota and slot of `plan`, or says when to try again. */
+  reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult>;
+  /** The first response byte arrived: quota entries count from now, as the server's do. */
+  markResponded(reservation: Reservation, now: number): void;
+  /** Replaces the token estimate with the billed count. */
+  reconcile(reservation: Reservation, tokens: number): void;
+  /** Frees the reservation's slots (its quota entries stay until they leave their windows). */
+  release(reservation: Reservation): void;
+  /** What is left of a scope's quotas. */
+  remaining(scopeId: string, now: number): QuotaRemaining[];
+  /** Shares a state change with every pool on this store. */
+  publish(change: StateChange): void;
+  /** State changes published by any pool on this store, its own included. */
+  readonly changes$: Observable<StateChange>;
+  readonly status$: Observable<StoreStatus>;
+  dispose(): void;
+}
+
+interface MemoryReservation extends Reservation {
+  readonly holds: readonly LimiterHold[];
+  released: boolean;
+}
+
+/**
+ * The default store: exact sliding-window quotas and slot counts in this process. Pools that share
+ * one memory store share its quotas and see each other's state changes.
+ */
+export class MemoryStateStore implements StateStore {
+  private readonly limiters = new Map<string, Limiter>();
+  private readonly changes = new Subject<StateChange>();
+  private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
+  private reservations = 0;
+  readonly changes$ = this.changes.asObservable();
+  readonly status$ = this.status.asObservable();
+
+  define(scope: ScopeDefinition): void {
+    if (!this.limiters.has(scope.id)) this.limiters.set(scope.id, new Limiter(scope.limits, scope.kind, scope.model));
+  }
+
+  private limiter(scope: ScopeDefinition): Limiter {
+    this.define(scope);
+    return this.limiters.get(scope.id)!;
+  }
+
+  fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
+    for (const scope of plan) {
+      const limiter = this.limiter(scope);
+      if (limiter.isBounded && !limiter.fits(now, tokens)) return false;
+    }
+    return true;
+  }
+
+  nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number {
+    let at = now;
+    for (const scope of plan) {
+      const limiter = this.limiter(scope);
+      if (limiter.isBounded) at = Math.max(at, limiter.nextFitAt(now, tokens));
+    }
+    return at;
+  }
+
+  reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult> {
+    if (!this.fits(plan, tokens, now)) {
+      return of({ ok: false, retryAfterMs: Math.max(0, this.nextFitAt(plan, tokens, now) - now) });
+    }
+    const reservation: MemoryReservation = {
+      id: `r${++this.reservations}`,
+      plan,
+      holds: plan.map((scope) => this.limiter(scope).take(now, tokens)),
+      released: false,
+    };
+    return of({ ok: true, reservation });
+  }
+
+  markResponded(reservation: Reservation, now: number): void {
+    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.touch(hold, now);
+  }
+
+  reconcile(reservation: Reservation, tokens: number): void {
+    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.reconcileTokens(hold, tokens);
+  }
+
+  release(reservation: Reservation): void {
+    const memory = reservation as MemoryReservation;
+    if (memory.released) return;
+    memory.released = true;
+    for (const hold of memory.holds) hold.limiter.release();
+  }
+
+  remaining(scopeId: string, now: number): QuotaRemaining[] {
+    return this.limiters.get(scopeId)?.remaining(now) ?? [];
+  }
+
+  publish(change: StateChange): void {
+    this.changes.next(change);
+  }
+
+  dispose(): void {
+    this.changes.complete();
+    this.status.complete();
+  }
+}
+
+export function createMemoryStore(): StateStore {
+  return new MemoryStateStore();
+}
