@@ -93,3 +93,16 @@ export type { AttemptEvent, AttemptStart, AttemptRetry, AttemptRestart, AttemptT
 // The transport (the network edge)
 export { createOpenRouterTransport, fetchKeyInfo } from './transport/index.js';
 export type { OpenRouterTransportOptions, OpenRouterClientOptions, KeyInfo } from './transport/index.js';
+
+// State stores (Redis is in `openrouter-rx/redis`)
+export { createMemoryStore, MemoryStateStore } from './keys/state-store.js';
+export type {
+  StateStore,
+  StateChange,
+  SharedStateKind,
+  StoreStatus,
+  ScopeDefinition,
+  AdmissionPlan,
+  Reservation,
+  ReserveResult,
+} from './keys/state-store.js';

@@ -1,0 +1,113 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { z } from 'zod';
+
+/**
+ * Flag parsing shared by the commands: `node:util`'s `parseArgs` (strict, so a typo is an error
+ * rather than a silently ignored flag) and zod schemas whose messages name the flag.
+ */
+
+/** A mistake in how the CLI was called: reported as one message and exit code 2, no stack. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Flags that would put a key in the shell history; refused with the ways that do not. */
+const KEY_FLAGS = new Set(['--key', '--keys', '--api-key', '--api-keys', '-k']);
+
+export const KEYS_HINT = 'set OPENROUTER_API_KEYS (comma-separated) or pass --keys-file <file> (one key per line, optionally label=key)';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export interface ParsedFlags {
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  positionals: string[];
+}
+
+/** `parseArgs` with messages a user can act on; never echoes what followed `=` (it may be a key). */
+export function parseFlags(command: string, argv: readonly string[], options: Options): ParsedFlags {
+  for (const argument of argv) {
+    if (argument === '--') break;
+    const flag = argument.split('=')[0]!;
+    if (KEY_FLAGS.has(flag)) {
+      throw new UsageError(`${flag} is not accepted: a key given as a flag stays in your shell history; ${KEYS_HINT}`);
+    }
+  }
+  try {
+    const { values, positionals } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
+    return { values: values as ParsedFlags['values'], positionals };
+  } catch (error) {
+    throw new UsageError(describeParseError(command, error));
+  }
+}
+
+function describeParseError(command: string, error: unknown): string {
+  const code = (error as { code?: string }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  const flag = /'(-{1,2}[^'= ]+)/.exec(message)?.[1];
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag !== undefined) {
+    return `unknown flag ${flag} (see openrouter-rx ${command} --help)`;
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag !== undefined) {
+    return /argument missing/.test(message) ? `${flag} needs a value` : `${flag} takes no value`;
+  }
+  return message;
+}
+
+/** Formats zod issues of a flags object as `--flag: problem` lines. */
+export function describeFlagIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const name = issue.path[0];
+      const where = name === undefined ? '' : name === 'input' ? 'prompts file' : `--${String(name)}`;
+      if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => `--${key}: not a flag of this command`).join('\n');
+      return where === '' ? issue.message : `${where}: ${issue.message}`;
+    })
+    .join('\n');
+}
+
+/** A whole-number flag within [min, max]. */
+export function intFlag(min: number, max: number) {
+  return z.string().transform((text, context) => {
+    const value = /^\d+$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      context.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}, got "${text}"` });
+      return z.NEVER;
+    }
+    return value;
+  });
+}
+
+/** A flag whose value is one of `names`. */
+export function oneOfFlag<const Name extends string>(names: readonly Name[]) {
+  return z.string().transform((text, context) => {
+    if (!(names as readonly string[]).includes(text)) {
+      context.addIssue({ code: 'custom', message: `must be one of ${names.join(', ')}; got "${text}"` });
+      return z.NEVER;
+    }
+    return text as Name;
+  });
+}
+
+/** A URL flag (`http:` or `https:`). */
+export const urlFlag = z.string().transform((text, context) => {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    context.addIssue({ code: 'custom', message: `must be an http(s) URL such as https://openrouter.ai/api/v1, got "${text}"` });
+    return z.NEVER;
+  }
+  return text;
+});
+
+/** A model slug: no spaces, as OpenRouter names models (`author/model[:variant]`). */
+export const modelFlag = z.string().regex(/^\S+$/, 'must be a model slug without spaces, such as openai/gpt-4o-mini');
+
+/** A list flag, repeatable and comma-separated: `--fallback-models a,b --fallback-models c`. */
+export const modelListFlag = z
+  .array(z.string())
+  .transform((values) => values.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value.length > 0))
+  .pipe(z.array(modelFlag).max(10, 'at most 10 fallback models'));

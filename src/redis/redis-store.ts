@@ -1,0 +1,387 @@
+import type { Redis } from 'ioredis';
+import { BehaviorSubject, Observable, Subject, from, of, timeout, map, catchError, type Subscription } from 'rxjs';
+import { z } from 'zod';
+import { OpenRouterError } from '../errors.js';
+import type { LimitsConfig } from '../keys/config.js';
+import type { QuotaRemaining } from '../keys/health.js';
+import { Limiter, type LimiterHold } from '../keys/limiter.js';
+import type {
+  AdmissionPlan,
+  Reservation,
+  ReserveResult,
+  ScopeDefinition,
+  StateChange,
+  StateStore,
+  StoreStatus,
+} from '../keys/state-store.js';
+import { ValidationError, formatZodError } from '../validation.js';
+import { ADJUST, RENEW, RESERVE } from './scripts.js';
+
+export interface RedisStoreOptions {
+  /** An ioredis client; the store also `duplicate()`s it for pub/sub. */
+  client: Redis;
+  /** Key prefix; every key is `{<prefix>}:...` (one hash slot, so the scripts also run on a cluster). Default `orx`. */
+  prefix?: string;
+  /**
+   * When Redis fails: `'local'` (default) falls back to in-process limits, each process taking
+   * `localShare` of every quota and slot, and resumes shared limits when Redis answers again;
+   * `'fail'` fails each admission with a `StoreUnavailableError`.
+   */
+  onStoreError?: 'local' | 'fail';
+  /** The share of each quota a process takes while Redis is down. Default 1 (one process). */
+  localShare?: number;
+  /** A slot's lease: it expires this long after its last renewal if its process dies. Default 30 s. */
+  leaseMs?: number;
+  /** A Redis command slower than this counts as a failure. Default 1 s. */
+  commandTimeoutMs?: number;
+  /** How often a degraded store checks whether Redis is back. Default 1 s. */
+  recoveryIntervalMs?: number;
+}
+
+const optionsSchema = z.strictObject({
+  client: z.custom<Redis>((value) => typeof value === 'object' && value !== null && typeof (value as Redis).eval === 'function', {
+    message: 'expected an ioredis client',
+  }),
+  prefix: z.string().min(1).regex(/^[^{}]+$/, 'must not contain braces').optional(),
+  onStoreError: z.enum(['local', 'fail']).optional(),
+  localShare: z.number().gt(0).max(1).optional(),
+  leaseMs: z.number().int().positive().optional(),
+  commandTimeoutMs: z.number().int().positive().optional(),
+  recoveryIntervalMs: z.number().int().positive().optional(),
+});
+
+/** The shared store is unreachable and the pool was told to fail rather than limit alone. */
+export class StoreUnavailableError extends OpenRouterError {
+  override name = 'StoreUnavailableError';
+}
+
+interface RedisReservation extends Reservation {
+  readonly holds: readonly LimiterHold[];
+  /** Window keys and the amounts this reservation put in them (empty for a local-only one). */
+  readonly windows: readonly { window: string; sum: string; unit: 'requests' | 'tokens'; amount: number }[];
+  readonly slots: readonly string[];
+  released: boolean;
+}
+
+type LayoutPart =
+  | { slot: number; max: number }
+  | { window: number; sum: number; unit: 'requests' | 'tokens'; limit: number; windowMs: number };
+
+const MINUTE_MS = 60_000;
+
+/** Every quota of a scope as `{unit, limit, windowMs}`, as `Limiter` reads them. */
+function windowsOf(limits: LimitsConfig): { unit: 'requests' | 'tokens'; limit: number; windowMs: number }[] {
+  const windows: { unit: 'requests' | 'tokens'; limit: number; windowMs: number }[] = [];
+  if (limits.rpm !== undefined) windows.push({ unit: 'requests', limit: limits.rpm, windowMs: MINUTE_MS });
+  if (limits.tpm !== undefined) windows.push({ unit: 'tokens', limit: limits.tpm, windowMs: MINUTE_MS });
+  for (const quota of limits.quotas ?? []) {
+    if (quota.requests !== undefined) windows.push({ unit: 'requests', limit: quota.requests, windowMs: quota.windowMs });
+    if (quota.tokens !== undefined) windows.push({ unit: 'tokens', limit: quota.tokens, windowMs: quota.windowMs });
+  }
+  return windows;
+}
+
+/** A scope's limits scaled to one process's share, for when Redis is down. */
+function shareOf(limits: LimitsConfig, share: number): LimitsConfig {
+  const scale = (value: number | undefined) => (value === undefined ? undefined : Math.max(1, Math.floor(value * share)));
+  return {
+    ...(limits.rpm === undefined ? {} : { rpm: scale(limits.rpm)! }),
+    ...(limits.tpm === undefined ? {} : { tpm: scale(limits.tpm)! }),
+    ...(limits.maxConcurrent === undefined ? {} : { maxConcurrent: scale(limits.maxConcurrent)! }),
+    ...(limits.quotas === undefined
+      ? {}
+      : {
+          quotas: limits.quotas.map((quota) => ({
+            windowMs: quota.windowMs,
+            ...(quota.requests === undefined ? {} : { requests: scale(quota.requests)! }),
+            ...(quota.tokens === undefined ? {} : { tokens: scale(quota.tokens)! }),
+          })),
+        }),
+  };
+}
+
+const stateMessageSchema = z.object({
+  scope: z.enum(['key', 'account', 'model']),
+  target: z.string(),
+  state: z.enum(['parked', 'open', 'exhausted', 'disabled', 'enabled']),
+  remainingMs: z.number().nullable(),
+  origin: z.string(),
+});
+
+/**
+ * A `StateStore` on Redis, so that every process of a fleet shares one set of quotas, slots and
+ * states: quota acquisition is one Lua script (exact sliding windows on Redis's clock), in-flight
+ * slots are leases renewed while held and expiring if their process dies, states are keys with a
+ * TTL, and every state change is published on pub/sub. Latency and TTFT averages, usage totals,
+ * failure counting and half-open probes stay local to each pool.
+ */
+export class RedisStateStore implements StateStore {
+  private readonly client: Redis;
+  private readonly subscriber: Redis;
+  private readonly prefix: string;
+  private readonly onStoreError: 'local' | 'fail';
+  private readonly localShare: number;
+  private readonly leaseMs: number;
+  private readonly commandTimeoutMs: number;
+  private readonly scopes = new Map<string, ScopeDefinition>();
+  /** This process's own use of each scope: the optimistic local view in shared mode. */
+  private readonly local = new Map<string, Limiter>();
+  /** This process's share of each scope: the limits while Redis is down. */
+  private readonly degraded = new Map<string, Limiter>();
+  private readonly held = new Set<RedisReservation>();
+  private readonly changes = new Subject<StateChange>();
+  private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
+  private readonly timers: NodeJS.Timeout[] = [];
+  private recovering: Subscription | undefined;
+  private reservations = 0;
+  private disposed = false;
+  readonly changes$: Observable<StateChange> = this.changes.asObservable();
+  readonly status$: Observable<StoreStatus> = this.status.asObservable();
+
+  constructor(options: RedisStoreOptions) {
+    const parsed = optionsSchema.safeParse(options);
+    if (!parsed.success) throw new ValidationError(formatZodError(parsed.error, 'Redis store options'), parsed.error.issues);
+    this.client = options.client;
+    this.prefix = `{${options.prefix ?? 'orx'}}`;
+    this.onStoreError = options.onStoreError ?? 'local';
+    this.localShare = options.localShare ?? 1;
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 1_000;
+    const recoveryIntervalMs = options.recoveryIntervalMs ?? 1_000;
+    this.subscriber = this.client.duplicate();
+    this.subscriber.on('error', () => undefined);
+    this.subscriber.on('message', (_channel: string, message: string) => this.receive(message));
+    void this.subscriber.subscribe(this.channel).catch(() => undefined);
+    // Leases are renewed while held, so a live process never loses a slot it uses.
+    this.timers.push(setInterval(() => this.renewLeases(), Math.max(100, Math.floor(this.leaseMs / 3))));
+    this.timers.push(setInterval(() => this.checkRecovery(), recoveryIntervalMs));
+    for (const timer of this.timers) timer.unref();
+    void this.loadStates();
+  }
+
+  private get channel(): string {
+    return `${this.prefix}:changes`;
+  }
+
+  private get shared(): boolean {
+    return this.status.value.mode === 'shared';
+  }
+
+  define(scope: ScopeDefinition): void {
+    if (this.scopes.has(scope.id)) return;
+    this.scopes.set(scope.id, scope);
+    this.local.set(scope.id, new Limiter(scope.limits, scope.kind, scope.model));
+    this.degraded.set(scope.id, new Limiter(shareOf(scope.limits, this.localShare), scope.kind, scope.model));
+  }
+
+  private limiters(plan: AdmissionPlan): Limiter[] {
+    for (const scope of plan) this.define(scope);
+    const source = this.shared ? this.local : this.degraded;
+    return plan.map((scope) => source.get(scope.id)!);
+  }
+
+  fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
+    return this.limiters(plan).every((limiter) => !limiter.isBounded || limiter.fits(now, tokens));
+  }
+
+  nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number {
+    return this.limiters(plan).reduce((at, limiter) => (limiter.isBounded ? Math.max(at, limiter.nextFitAt(now, tokens)) : at), now);
+  }
+
+  reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult> {
+    const id = `${process.pid}.${++this.reservations}`;
+    if (!this.shared) return of(this.reserveLocally(id, plan, tokens, now));
+    const keys: string[] = [];
+    const layout: LayoutPart[] = [];
+    const windows: RedisReservation['windows'][number][] = [];
+    const slots: string[] = [];
+    for (const scope of plan) {
+      this.define(scope);
+      if (scope.limits.maxConcurrent !== undefined) {
+        keys.push(`${this.prefix}:slots:${scope.id}`);
+        slots.push(keys[keys.length - 1]!);
+        layout.push({ slot: keys.length, max: scope.limits.maxConcurrent });
+      }
+      for (const quota of windowsOf(scope.limits)) {
+        const window = `${this.prefix}:window:${scope.id}:${quota.unit}:${quota.windowMs}`;
+        keys.push(window, `${window}:sum`);
+        layout.push({ window: keys.length - 1, sum: keys.length, ...quota });
+        windows.push({ window, sum: `${window}:sum`, unit: quota.unit, amount: quota.unit === 'requests' ? 1 : Math.min(tokens, quota.limit) });
+      }
+    }
+    if (keys.length === 0) return of(this.reserveLocally(id, plan, tokens, now));
+    return this.command(() => this.client.eval(RESERVE, keys.length, ...keys, id, tokens, this.leaseMs, JSON.stringify(layout))).pipe(
+      map((reply): ReserveResult => {
+        const [ok, value] = reply as [number, number];
+        if (ok !== 1) return { ok: false, retryAfterMs: value };
+        const reservation: RedisReservation = { id, plan, holds: this.limiters(plan).map((limiter) => limiter.take(now, tokens)), windows, slots, released: false };
+        this.held.add(reservation);
+        return { ok: true, reservation };
+      }),
+      catchError((error: unknown) => this.onFailure(error, () => this.reserveLocally(id, plan, tokens, now))),
+    );
+  }
+
+  /** Admission by this process's own limits: always in degraded mode, and for unlimited plans. */
+  private reserveLocally(id: string, plan: AdmissionPlan, tokens: number, now: number): ReserveResult {
+    const limiters = this.limiters(plan);
+    if (!limiters.every((limiter) => !limiter.isBounded || limiter.fits(now, tokens))) {
+      const at = limiters.reduce((latest, limiter) => Math.max(latest, limiter.nextFitAt(now, tokens)), now);
+      return { ok: false, retryAfterMs: Math.max(1, at - now) };
+    }
+    const reservation: RedisReservation = { id, plan, holds: limiters.map((limiter) => limiter.take(now, tokens)), windows: [], slots: [], released: false };
+    return { ok: true, reservation };
+  }
+
+  markResponded(reservation: Reservation, now: number): void {
+    const held = reservation as RedisReservation;
+    for (const hold of held.holds) hold.limiter.touch(hold, now);
+    this.adjust(held, undefined, true);
+  }
+
+  reconcile(reservation: Reservation, tokens: number): void {
+    const held = reservation as RedisReservation;
+    for (const hold of held.holds) hold.limiter.reconcileTokens(hold, tokens);
+    this.adjust(held, tokens, false);
+  }
+
+  private adjust(reservation: RedisReservation, tokens: number | undefined, touch: boolean): void {
+    if (reservation.windows.length === 0 || !this.shared) return;
+    const keys = reservation.windows.flatMap((window) => [window.window, window.sum]);
+    const parts = reservation.windows.map((window) => ({
+      unit: window.unit,
+      amount: window.amount,
+      ...(tokens !== undefined && window.unit === 'tokens' ? { resize: tokens } : {}),
+    }));
+    this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, reservation.id, JSON.stringify(parts), touch ? '1' : '0'));
+  }
+
+  release(reservation: Reservation): void {
+    const held = reservation as RedisReservation;
+    if (held.released) return;
+    held.released = true;
+    this.held.delete(held);
+    for (const hold of held.holds) hold.limiter.release();
+    if (held.slots.length > 0) {
+      const pipeline = this.client.pipeline();
+      for (const slots of held.slots) pipeline.zrem(slots, held.id);
+      this.fireAndForget(() => pipeline.exec());
+    }
+  }
+
+  remaining(scopeId: string, now: number): QuotaRemaining[] {
+    return (this.shared ? this.local : this.degraded).get(scopeId)?.remaining(now) ?? [];
+  }
+
+  publish(change: StateChange): void {
+    this.changes.next(change);
+    if (!this.shared) return;
+    const key = `${this.prefix}:state:${change.scope}:${change.target}`;
+    const message = JSON.stringify({ ...change, remainingMs: Number.isFinite(change.remainingMs) ? change.remainingMs : null });
+    const pipeline = this.client.pipeline();
+    if (change.state === 'enabled') pipeline.del(key);
+    else if (Number.isFinite(change.remainingMs)) pipeline.set(key, message, 'PX', Math.max(1, Math.ceil(change.remainingMs)));
+    else pipeline.set(key, message);
+    pipeline.publish(this.channel, message);
+    this.fireAndForget(() => pipeline.exec());
+  }
+
+  private receive(message: string): void {
+    let parsed: z.infer<typeof stateMessageSchema>;
+    try {
+      parsed = stateMessageSchema.parse(JSON.parse(message));
+    } catch {
+      return; // Not ours, or from a newer version: ignore rather than crash a subscriber.
+    }
+    this.changes.next({ ...parsed, remainingMs: parsed.remainingMs ?? Infinity });
+  }
+
+  /** Replays the states other processes set before this one started (what is left of them). */
+  private async loadStates(): Promise<void> {
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.client.scan(cursor, 'MATCH', `${this.prefix}:state:*`, 'COUNT', 200);
+        cursor = next;
+        for (const key of keys) {
+          const [value, ttl] = await Promise.all([this.client.get(key), this.client.pttl(key)]);
+          if (value === null || this.disposed) continue;
+          const remaining = ttl > 0 ? ttl : Infinity;
+          try {
+            const parsed = stateMessageSchema.parse(JSON.parse(value));
+            this.changes.next({ ...parsed, remainingMs: remaining, origin: `redis:${parsed.origin}` });
+          } catch {
+            continue;
+          }
+        }
+      } while (cursor !== '0' && !this.disposed);
+    } catch {
+      // Redis down at start: the store runs degraded until it answers.
+    }
+  }
+
+  private renewLeases(): void {
+    if (!this.shared || this.held.size === 0) return;
+    const keys: string[] = [];
+    const ids: string[] = [];
+    for (const reservation of this.held) {
+      for (const slots of reservation.slots) {
+        keys.push(slots);
+        ids.push(reservation.id);
+      }
+    }
+    if (keys.length > 0) this.fireAndForget(() => this.client.eval(RENEW, keys.length, ...keys, this.leaseMs, ...ids));
+  }
+
+  private checkRecovery(): void {
+    if (this.shared || this.recovering !== undefined || this.disposed) return;
+    this.recovering = this.command(() => this.client.ping()).subscribe({
+      next: () => {
+        this.recovering = undefined;
+        this.status.next({ mode: 'shared' });
+        void this.loadStates();
+      },
+      error: () => {
+        this.recovering = undefined;
+      },
+    });
+  }
+
+  /** Runs a Redis command with the store's timeout. */
+  private command<T>(run: () => Promise<T>): Observable<T> {
+    return from(Promise.resolve().then(run)).pipe(timeout({ first: this.commandTimeoutMs }));
+  }
+
+  private onFailure(error: unknown, fallback: () => ReserveResult): Observable<ReserveResult> {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (this.onStoreError === 'fail') {
+      throw new StoreUnavailableError({ message: `the Redis state store failed: ${reason}`, scope: 'transport', retryable: true, cause: error });
+    }
+    if (this.shared) this.status.next({ mode: 'local', reason });
+    return of(fallback());
+  }
+
+  private fireAndForget(run: () => Promise<unknown>): void {
+    this.command(run).subscribe({
+      error: (error: unknown) => {
+        if (this.shared && this.onStoreError === 'local') this.status.next({ mode: 'local', reason: error instanceof Error ? error.message : String(error) });
+      },
+    });
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.recovering?.unsubscribe();
+    for (const reservation of [...this.held]) this.release(reservation);
+    this.subscriber.disconnect();
+    this.changes.complete();
+    this.status.complete();
+  }
+}
+
+/** Creates a Redis state store; pass it as the pool's `store`. */
+export function createRedisStore(options: RedisStoreOptions): StateStore {
+  return new RedisStateStore(options);
+}

@@ -1,0 +1,124 @@
+/**
+ * Lua scripts of the Redis state store. Each runs atomically on the server and reads the server's
+ * clock (`TIME`), so every process and machine counts windows and leases on one clock.
+ *
+ * Layouts: a window is a sorted set of `<reservation>|<amount>` members scored by time, plus a
+ * `:sum` counter of their amounts; a slot set holds reservation ids scored by lease expiry.
+ */
+
+const NOW = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+`;
+
+/** Drops a window's expired entries and returns its current total. */
+const PRUNE = `
+local function prune(wkey, skey, windowMs)
+  local expired = redis.call('ZRANGEBYSCORE', wkey, '-inf', now - windowMs)
+  if #expired > 0 then
+    local freed = 0
+    for _, member in ipairs(expired) do freed = freed + tonumber(string.match(member, '|(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', wkey, '-inf', now - windowMs)
+    redis.call('DECRBY', skey, freed)
+  end
+  return tonumber(redis.call('GET', skey) or '0')
+end
+`;
+
+/**
+ * KEYS: the plan's keys. ARGV[1] reservation id, ARGV[2] tokens, ARGV[3] lease ms, ARGV[4] layout
+ * (JSON: `[{slot, max}]` or `[{window, sum, unit, limit, windowMs}]` with 1-based KEYS indexes).
+ * Returns `{1, now}` when it took room everywhere, or `{0, retryAfterMs}` having taken nothing.
+ */
+export const RESERVE = `${NOW}${PRUNE}
+local id = ARGV[1]
+local tokens = tonumber(ARGV[2])
+local leaseMs = tonumber(ARGV[3])
+local layout = cjson.decode(ARGV[4])
+local refused = false
+local retry = 0
+for _, part in ipairs(layout) do
+  if part.slot then
+    local slots = KEYS[part.slot]
+    redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+    if redis.call('ZCARD', slots) >= part.max then
+      refused = true
+      -- A release frees a slot at any moment; poll soon rather than wait for a lease to expire.
+      retry = math.max(retry, 25)
+    end
+  else
+    local wkey = KEYS[part.window]
+    local skey = KEYS[part.sum]
+    local total = prune(wkey, skey, part.windowMs)
+    local amount = 1
+    if part.unit == 'tokens' then amount = math.min(tokens, part.limit) end
+    part.amount = amount
+    if total > 0 and total + amount > part.limit then
+      refused = true
+      local entries = redis.call('ZRANGE', wkey, 0, -1, 'WITHSCORES')
+      local freed = 0
+      local at = now + part.windowMs
+      for k = 1, #entries, 2 do
+        freed = freed + tonumber(string.match(entries[k], '|(%d+)$'))
+        local left = total - freed
+        if left == 0 or left + amount <= part.limit then
+          at = tonumber(entries[k + 1]) + part.windowMs
+          break
+        end
+      end
+      retry = math.max(retry, at - now, 1)
+    end
+  end
+end
+if refused then return {0, retry} end
+for _, part in ipairs(layout) do
+  if part.slot then
+    redis.call('ZADD', KEYS[part.slot], now + leaseMs, id)
+    redis.call('PEXPIRE', KEYS[part.slot], leaseMs * 2)
+  else
+    redis.call('ZADD', KEYS[part.window], now, id .. '|' .. part.amount)
+    redis.call('INCRBY', KEYS[part.sum], part.amount)
+    redis.call('PEXPIRE', KEYS[part.window], part.windowMs * 2)
+    redis.call('PEXPIRE', KEYS[part.sum], part.windowMs * 2)
+  end
+end
+return {1, now}
+`;
+
+/**
+ * Moves a reservation's window entries to now (its first response byte), and optionally resizes
+ * its token entries. KEYS: window, sum pairs. ARGV[1] id, ARGV[2] JSON `[{unit, amount, resize?}]`
+ * aligned with the pairs.
+ */
+export const ADJUST = `${NOW}
+local id = ARGV[1]
+local parts = cjson.decode(ARGV[2])
+local touch = ARGV[3] == '1'
+for index, part in ipairs(parts) do
+  local wkey = KEYS[index * 2 - 1]
+  local skey = KEYS[index * 2]
+  local member = id .. '|' .. part.amount
+  local score = redis.call('ZSCORE', wkey, member)
+  if score then
+    local amount = part.amount
+    if part.resize then amount = part.resize end
+    if amount ~= part.amount then
+      redis.call('ZREM', wkey, member)
+      redis.call('INCRBY', skey, amount - part.amount)
+    end
+    if touch then score = math.max(tonumber(score), now) end
+    redis.call('ZADD', wkey, score, id .. '|' .. amount)
+  end
+end
+return 1
+`;
+
+/** Extends the leases of held slots. KEYS: slot sets. ARGV[1] lease ms, ARGV[2..] reservation ids per key. */
+export const RENEW = `${NOW}
+local leaseMs = tonumber(ARGV[1])
+for index, slots in ipairs(KEYS) do
+  redis.call('ZADD', slots, 'XX', now + leaseMs, ARGV[index + 1])
+  redis.call('PEXPIRE', slots, leaseMs * 2)
+end
+return 1
+`;
