@@ -20,6 +20,8 @@ export type PoolEvent =
       /** The attempt that failed. */
       attempt: number;
       reason: ErrorKind;
+      message: string;
+      status?: number;
       keyLabel?: string;
       model?: string;
       /** How long the retry waits before its next attempt (0: at once, on another key). */

@@ -29,6 +29,9 @@ export type AttemptRetry = {
   requestId: string;
   attempt: number;
   reason: ErrorKind;
+  /** The failed attempt's error message and HTTP status. */
+  message: string;
+  status?: number;
   keyLabel?: string;
   model?: string;
   delayMs: number;

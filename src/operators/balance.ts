@@ -154,8 +154,9 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
             records.push({
               attempt: event.attempt,
               kind: event.reason,
-              message: event.reason,
+              message: event.message,
               at: event.at,
+              ...(event.status === undefined ? {} : { status: event.status }),
               ...(event.keyLabel === undefined ? {} : { keyLabel: event.keyLabel }),
               ...(event.model === undefined ? {} : { model: event.model }),
             });

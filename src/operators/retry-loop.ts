@@ -123,8 +123,10 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
         requestId: lastStart?.requestId ?? '',
         attempt: lastStart?.attempt ?? 0,
         reason: error.kind,
+        message: error.message,
         delayMs,
         at: now,
+        ...(error.status === undefined ? {} : { status: error.status }),
         ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
         ...(error.model === undefined ? {} : { model: error.model }),
       });
