@@ -73,7 +73,8 @@ export class OpenRouterError extends Error {
   readonly metadata?: Readonly<Record<string, unknown>>;
   keyLabel?: string;
   model?: string;
-  readonly usage?: Usage;
+  /** Tokens billed for the failed attempt, when the stream reported usage before failing. */
+  usage?: Usage;
   /**
    * Set when no other key or model of the request's route can serve it any more: retry
    * operators never retry such an error.

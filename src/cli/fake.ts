@@ -16,7 +16,8 @@ export interface FakeSetup {
   model: string;
 }
 
-const FAKE_KEYS: readonly CliKey[] = [
+/** Made up: they open nothing but this fake server. Exported so output is scrubbed of them too. */
+export const FAKE_KEYS: readonly CliKey[] = [
   { label: 'north', key: 'sk-or-v1-cli-fake-north-0001' },
   { label: 'south', key: 'sk-or-v1-cli-fake-south-0002' },
   { label: 'east', key: 'sk-or-v1-cli-fake-east-0003' },

@@ -40,15 +40,16 @@ export function pace(counts: ProgressCounts, elapsedMs: number): { rate: number;
   return { rate, etaMs: left === 0 ? 0 : rate > 0 ? (left / rate) * 1000 : Infinity };
 }
 
-/** `[█████░░░░░] 42% 42/100 · 40 ok · 2 failed · 3 in flight · 3.1/s · ETA 19s` */
+/** `[█████░░░░░]  42% 42/100 done · 2 failed · 3 in flight · 3.1/s · ETA 19s` (fits 80 columns) */
 export function renderBar(counts: ProgressCounts, elapsedMs: number, width: number, colour: boolean): string {
   const finished = counts.succeeded + counts.failed;
   const fraction = counts.total === 0 ? 1 : finished / counts.total;
   const { rate, etaMs } = pace(counts, elapsedMs);
   const failed = counts.failed > 0 && colour ? `\x1b[31m${counts.failed} failed\x1b[39m` : `${counts.failed} failed`;
-  const tail = ` ${String(Math.floor(fraction * 100)).padStart(3)}% ${finished}/${counts.total} · ${counts.succeeded} ok · ${failed} · ${counts.inFlight} in flight · ${rate.toFixed(1)}/s · ETA ${formatDuration(etaMs)}`;
+  const tail = ` ${String(Math.floor(fraction * 100)).padStart(3)}% ${finished}/${counts.total} done · ${failed} · ${counts.inFlight} in flight · ${rate.toFixed(1)}/s · ETA ${formatDuration(etaMs)}`;
   const tailWidth = tail.replace(/\x1b\[\d+m/g, '').length;
-  const barWidth = Math.max(10, Math.min(30, width - tailWidth - 2));
+  // Two brackets, and the last column left free: writing into it wraps on some terminals.
+  const barWidth = Math.max(10, Math.min(30, width - tailWidth - 3));
   const filled = Math.round(fraction * barWidth);
   return `[${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)}]${tail}`;
 }
@@ -161,7 +162,8 @@ export class ProgressReporter {
   }
 
   private draw(): void {
-    const width = Math.max(40, this.out.columns ?? 80);
+    // A pseudo-terminal without a size reports 0 columns: assume the classic 80.
+    const width = Math.max(40, this.out.columns || 80);
     const lines = [renderBar(this.counts, this.now() - this.startedAt, width, true)];
     if (this.health !== undefined) lines.push(renderKeyLine(this.health, width, true, this.now()));
     this.clear();

@@ -5,7 +5,7 @@ import { createKeyPool } from '../pool.js';
 import type { KeyPool } from '../keys/pool.js';
 import { createDashboardServer, type DashboardServer } from '../dashboard/server.js';
 import { UsageError } from './args.js';
-import { FAKE_MODEL, startCliFake, type FakeSetup } from './fake.js';
+import { FAKE_KEYS, FAKE_MODEL, startCliFake, type FakeSetup } from './fake.js';
 import { renderHealthTable } from './health-table.js';
 import { EXIT, type CliIo } from './io.js';
 import { keyRedactor, loadKeys, type CliKey } from './keys.js';
@@ -79,35 +79,51 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
   });
   const real = options.fake ? undefined : await keysFor(options, io, cwd);
   const resume = prepareResults(outPath, { retryFailed: options.retryFailed });
-  const writer = new ResultsWriter(outPath, keyRedactor(real?.keys ?? []));
+  const writer = new ResultsWriter(outPath, keyRedactor(real?.keys ?? FAKE_KEYS));
+
+  const todo = entries.filter((entry) => !resume.done.has(entry.id));
+  const bad = todo.filter((entry): entry is Extract<PromptEntry, { kind: 'bad' }> => entry.kind === 'bad');
+  const runnable = todo.filter((entry): entry is Extract<PromptEntry, { kind: 'ok' }> => entry.kind === 'ok');
+  const summarize = (outcome: Pick<BatchOutcome, 'succeeded' | 'failed' | 'elapsedMs'>) => {
+    const written = outcome.succeeded + outcome.failed + bad.length;
+    io.stdout.write(
+      `${options.out}: ${written} result(s) written this run (${outcome.succeeded} ok, ${outcome.failed + bad.length} failed) in ${formatDuration(outcome.elapsedMs)}; ` +
+        `${resume.done.size + written} of ${entries.length} prompt(s) have a result\n`,
+    );
+  };
 
   let fake: FakeSetup | undefined;
   let pool: KeyPool | undefined;
   let dashboard: DashboardServer | undefined;
   try {
-    fake = options.fake ? await startCliFake(options.fakeLatencyMs) : undefined;
-    const keys = fake?.keys ?? real!.keys;
-    const redact = keyRedactor(keys);
+    const redact = keyRedactor(real?.keys ?? FAKE_KEYS);
     const say = (text: string) => io.stderr.write(`${redact(text)}\n`);
     for (const note of [...(real?.warnings ?? []), ...resume.notes]) say(`warning: ${note}`);
-
-    const todo = entries.filter((entry) => !resume.done.has(entry.id));
-    const bad = todo.filter((entry): entry is Extract<PromptEntry, { kind: 'bad' }> => entry.kind === 'bad');
-    const runnable = todo.filter((entry): entry is Extract<PromptEntry, { kind: 'ok' }> => entry.kind === 'ok');
-    const where = fake === undefined ? real!.description : `the embedded fake OpenRouter at ${fake.fake.url} (made-up keys ${keys.map((key) => key.label).join(', ')})`;
     say(
       `openrouter-rx: ${entries.length} prompt(s) in ${options.input}; ${entries.length - todo.length} already in ${options.out}; ` +
-        `${runnable.length} to send${bad.length > 0 ? `, ${bad.length} bad line(s)` : ''}; ${where}; concurrency ${options.concurrency}`,
+        `${runnable.length} to send${bad.length > 0 ? `, ${bad.length} bad line(s)` : ''}`,
     );
     for (const entry of bad) {
       say(`${options.input} line ${entry.line}: ${entry.message}`);
       writer.write({ id: entry.id, ok: false, error: { kind: 'bad_request', message: `line ${entry.line}: ${entry.message}` }, line: entry.line });
+    }
+    if (runnable.length === 0) {
+      summarize({ succeeded: 0, failed: 0, elapsedMs: 0 });
+      if (bad.length === 0) say('nothing to do: every prompt already has a result (--retry-failed runs the failed ones again)');
+      return bad.length > 0 ? EXIT.failures : EXIT.ok;
     }
     if (io.signal?.aborted === true || io.abortSignal?.aborted === true) {
       say(`stopped before any prompt was sent; ${runnable.length} not run`);
       return EXIT.interrupted;
     }
 
+    fake = options.fake ? await startCliFake(options.fakeLatencyMs) : undefined;
+    const keys = fake?.keys ?? real!.keys;
+    say(
+      fake === undefined
+        ? `sending to ${options.baseURL ?? 'OpenRouter'} with ${real!.description}; concurrency ${options.concurrency}`
+        : `sending to the embedded fake OpenRouter at ${fake.fake.url} with made-up keys ${keys.map((key) => key.label).join(', ')}; concurrency ${options.concurrency}`,
+    );
     pool = createKeyPool({
       keys: keys.map((key) => ({ key: key.key, label: key.label })),
       strategy: options.strategy,
@@ -115,19 +131,17 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
       ...(fake !== undefined ? { baseURL: fake.fake.baseURL } : options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
     });
     if (options.dashboardPort !== undefined) {
-      dashboard = await createDashboardServer({ pool, port: options.dashboardPort, host: '127.0.0.1', title: 'openrouter-rx run' });
+      dashboard = await createDashboardServer({ pool, port: options.dashboardPort, host: '127.0.0.1', title: 'openrouter-rx run' }).catch((error: unknown) => {
+        const code = (error as NodeJS.ErrnoException).code;
+        throw code === 'EADDRINUSE' ? new UsageError(`--dashboard-port: ${options.dashboardPort} is in use; pick another`) : error;
+      });
       say(`dashboard: ${dashboard.url}`);
       // Credit and validity per key, for the dashboard; a failure here only shows on the page.
       pool.refreshKeyInfo().subscribe({ error: () => undefined });
     }
 
     const outcome = await runBatch(pool, runnable, options, io, writer, say, bad.length);
-    const written = outcome.succeeded + outcome.failed + bad.length;
-    const total = resume.done.size + written;
-    io.stdout.write(
-      `${options.out}: ${written} result(s) written this run (${outcome.succeeded} ok, ${outcome.failed + bad.length} failed) in ${formatDuration(outcome.elapsedMs)}; ` +
-        `${total} of ${entries.length} prompt(s) have a result\n`,
-    );
+    summarize(outcome);
     if (outcome.fatal !== undefined) {
       say(`error: ${outcome.fatal}; ${outcome.notRun} prompt(s) were not run. Fix the keys and run the same command again.`);
       return EXIT.failures;
@@ -179,6 +193,8 @@ function runBatch(
   let admitAgain = false;
   let fatal: string | undefined;
 
+  const report = () => progress.update({ succeeded, failed: failed + alreadyFailed, inFlight });
+
   /** Feeds prompts while slots are free. Re-entrant calls (a prompt that settles synchronously)
    * only flag another pass, so the source is never completed in the middle of a pass. */
   const admit = () => {
@@ -199,9 +215,8 @@ function runBatch(
       }
     } while (admitAgain);
     admitting = false;
+    report();
   };
-
-  const report = () => progress.update({ succeeded, failed: failed + alreadyFailed, inFlight });
 
   return new Promise<BatchOutcome>((resolvePromise) => {
     let subscription: Subscription | undefined;
@@ -237,6 +252,8 @@ function runBatch(
       stopping = true;
       note(`aborting ${inFlight} prompt(s) in flight: they are not written, and the next run sends them again`);
       subscription?.unsubscribe();
+      inFlight = 0;
+      report();
       finish();
     };
 

@@ -63,7 +63,7 @@ export function dashboardClient(config: DashboardClientConfig): void {
 
   const ms = (value: number | null) => (value === null ? '—' : value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`);
 
-  const money = (value: number) => (value >= 100 ? `$${value.toFixed(0)}` : `$${value.toFixed(2)}`);
+  const money = (value: number) => (value >= 100 ? `$${value.toFixed(0)}` : value > 0 && value < 0.01 ? `$${value.toFixed(4)}` : `$${value.toFixed(2)}`);
 
   const count = (value: number) => (value >= 1_000_000 ? `${(value / 1_000_000).toFixed(1)}M` : value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : String(value));
 
@@ -79,7 +79,7 @@ export function dashboardClient(config: DashboardClientConfig): void {
   };
 
   const creditText = (key: KeyHealth) => {
-    if (key.credit === null) return 'not checked';
+    if (key.credit === null) return 'unknown';
     if (key.credit.limitRemaining === null) return key.credit.isFreeTier ? 'free tier' : 'no cap';
     return `${money(key.credit.limitRemaining)}${key.credit.limit === null ? '' : ` of ${money(key.credit.limit)}`}`;
   };
@@ -89,11 +89,11 @@ export function dashboardClient(config: DashboardClientConfig): void {
     if (until === null || latest === undefined) return '';
     const left = until - latest.at - (Date.now() - receivedAt);
     if (left <= 0) return '';
-    return left >= 60_000 ? ` · ${Math.ceil(left / 60_000)}m` : ` · ${(left / 1000).toFixed(1)}s`;
+    return left >= 60_000 ? ` ${Math.ceil(left / 60_000)}m` : ` ${(left / 1000).toFixed(1)}s`;
   };
 
   const stateText = (state: KeyState, reason: string | null, until: number | null) =>
-    `${STATE_TEXT[state]}${state === 'open' && reason !== null ? ` (${reason === 'rate-limit' ? 'rate-limited' : 'failing'})` : ''}${cooldownText(until)}`;
+    `${STATE_TEXT[state]}${state === 'open' && reason !== null ? `: ${reason === 'rate-limit' ? 'rate-limited' : 'failing'}` : ''}${cooldownText(until)}`;
 
   const ago = (at: number) => {
     if (latest === undefined) return '';
@@ -120,11 +120,10 @@ export function dashboardClient(config: DashboardClientConfig): void {
     const low = Math.min(...samples);
     const high = Math.max(...samples);
     const span = high - low || 1;
-    const step = width / (config.sparkPoints - 1);
-    const offset = width - step * (samples.length - 1);
-    const points = samples.map((value, index) => `${(offset + index * step).toFixed(1)},${(height - 3 - ((value - low) / span) * (height - 6)).toFixed(1)}`);
+    const step = width / (samples.length - 1);
+    const points = samples.map((value, index) => `${(index * step).toFixed(1)},${(height - 3 - ((value - low) / span) * (height - 6)).toFixed(1)}`);
     const area = document.createElementNS(SVG, 'polygon');
-    area.setAttribute('points', `${offset.toFixed(1)},${height} ${points.join(' ')} ${width},${height}`);
+    area.setAttribute('points', `0,${height} ${points.join(' ')} ${width},${height}`);
     area.setAttribute('class', 'spark-area');
     const line = document.createElementNS(SVG, 'polyline');
     line.setAttribute('points', points.join(' '));
@@ -185,15 +184,15 @@ export function dashboardClient(config: DashboardClientConfig): void {
     badge.dataset.field = 'state';
     header.appendChild(badge);
     const stats = make('dl', 'stats');
-    for (const [name, title] of [
-      ['inflight', 'in flight'],
-      ['quota', 'quota left'],
-      ['credit', 'credit left'],
-      ['outcomes', 'ok / failed'],
-      ['latency', 'latency'],
-      ['ttft', 'first token'],
+    for (const [name, title, span] of [
+      ['inflight', 'in flight', 1],
+      ['outcomes', 'ok / failed', 1],
+      ['latency', 'latency', 1],
+      ['ttft', 'first token', 1],
+      ['credit', 'credit left', 2],
+      ['quota', 'quota left', 3],
     ] as const) {
-      const cell = make('div', 'stat');
+      const cell = make('div', `stat span-${span}`);
       const value = make('dd', 'value');
       value.dataset.field = name;
       cell.append(make('dt', 'name', title), value);
@@ -228,7 +227,10 @@ export function dashboardClient(config: DashboardClientConfig): void {
   const newModelRow = (model: ModelHealth): Tracked => {
     const row = make('tr', 'model');
     row.dataset.model = model.model;
-    const name = make('td', 'model-name', model.model);
+    const name = make('td', 'model-name');
+    const error = make('div', 'model-error');
+    error.dataset.field = 'error';
+    name.append(make('div', 'model-id', model.model), error);
     const state = make('td', 'model-state');
     const badge = make('span', 'badge');
     badge.dataset.field = 'state';
@@ -240,9 +242,7 @@ export function dashboardClient(config: DashboardClientConfig): void {
     });
     const sparkCell = make('td', 'model-spark');
     sparkCell.appendChild(newSparkline());
-    const error = make('td', 'model-error');
-    error.dataset.field = 'error';
-    row.append(name, state, ...cells, sparkCell, error);
+    row.append(name, state, ...cells, sparkCell);
     return { samples: [], requests: 0, errors: [], element: row };
   };
 

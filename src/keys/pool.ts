@@ -357,6 +357,7 @@ class Pool implements KeyPool {
   private draining = false;
   private drainAgain = false;
   private wakeAt = Infinity;
+  private announcedQueueLength = 0;
   private wakeTimer: Subscription | undefined;
   private disposed = false;
 
@@ -366,7 +367,8 @@ class Pool implements KeyPool {
     this.strategy = toStrategy(config.strategy);
     this.ownsStore = config.store === undefined;
     this.store = config.store ?? createMemoryStore();
-    this.origin = `pool-${Math.floor(config.random() * 2 ** 48).toString(36)}`;
+    // An identity, not a decision: the injected random source stays for routing, untouched.
+    this.origin = `pool-${Math.floor(Math.random() * 2 ** 48).toString(36)}`;
     for (const keyConfig of config.keys) {
       const account = this.accountEntry(keyConfig.account);
       const credential = Object.defineProperty(
@@ -488,9 +490,9 @@ class Pool implements KeyPool {
     if (exhaustedUntil > now) return { state: 'exhausted', reason: null, until: Number.isFinite(exhaustedUntil) ? exhaustedUntil : null };
     entry.breaker.advance(now);
     const parkedUntil = Math.max(entry.parkedUntil, entry.account.parkedUntil);
-    if (parkedUntil > now) {
-      const until = entry.breaker.state === 'open' ? Math.max(parkedUntil, entry.breaker.openUntil) : parkedUntil;
-      return { state: 'open', reason: 'rate-limit', until };
+    // Open for whichever lasts longer: the park's reason would be stale once it ends first.
+    if (parkedUntil > now && !(entry.breaker.state === 'open' && entry.breaker.openUntil >= parkedUntil)) {
+      return { state: 'open', reason: 'rate-limit', until: parkedUntil };
     }
     if (entry.breaker.state === 'open') return { state: 'open', reason: 'failures', until: entry.breaker.openUntil };
     return { state: entry.breaker.state, reason: null, until: null };
@@ -522,9 +524,8 @@ class Pool implements KeyPool {
 
   private modelState(entry: ModelEntry, now: number): { state: BreakerState; reason: OpenReason | null; until: number | null } {
     entry.breaker.advance(now);
-    if (entry.parkedUntil > now) {
-      const until = entry.breaker.state === 'open' ? Math.max(entry.parkedUntil, entry.breaker.openUntil) : entry.parkedUntil;
-      return { state: 'open', reason: 'rate-limit', until };
+    if (entry.parkedUntil > now && !(entry.breaker.state === 'open' && entry.breaker.openUntil >= entry.parkedUntil)) {
+      return { state: 'open', reason: 'rate-limit', until: entry.parkedUntil };
     }
     if (entry.breaker.state === 'open') return { state: 'open', reason: 'failures', until: entry.breaker.openUntil };
     return { state: entry.breaker.state, reason: null, until: null };
@@ -578,7 +579,14 @@ class Pool implements KeyPool {
       this.scheduleRefresh(entry, next.cooldownUntil);
     }
     this.dirtyModels.clear();
-    if (changed) this.changes.next();
+    this.announce(changed);
+  }
+
+  /** Tells `health$` subscribers about a change: a health record, or the queue's length. */
+  private announce(healthChanged: boolean): void {
+    if (!healthChanged && this.queue.length === this.announcedQueueLength) return;
+    this.announcedQueueLength = this.queue.length;
+    this.changes.next();
   }
 
   /** Republishes an entity when its cooldown ends, so `health$` turns without any request. */
@@ -705,7 +713,7 @@ class Pool implements KeyPool {
     if (ticket.cancelled) {
       entry.inFlight--;
       model.inFlight--;
-      this.store.release(result.reservation);
+      this.store.release(result.reservation, now);
       return;
     }
     this.dequeue(ticket);
@@ -735,6 +743,8 @@ class Pool implements KeyPool {
         if (responded || released) return;
         responded = true;
         pool.store.markResponded(reservation, pool.now());
+        // The quota entry now has an expiry: a waiting request can be woken for it.
+        if (pool.queue.length > 0) pool.scheduleWake();
       },
       reconcile(usage) {
         pool.store.reconcile(reservation, usage.totalTokens);
@@ -742,7 +752,7 @@ class Pool implements KeyPool {
       release() {
         if (released) return;
         released = true;
-        pool.store.release(reservation);
+        pool.store.release(reservation, pool.now());
         entry.inFlight--;
         entry.breaker.abandon(keyProbe);
         model.breaker.abandon(modelProbe);
@@ -807,8 +817,8 @@ class Pool implements KeyPool {
     }
     this.insert(ticket);
     this.emit({ type: 'queued', requestId: ticket.options.requestId ?? '', queued: this.queue.length, at: this.now() });
-    this.changes.next();
     this.drain();
+    this.flush();
   }
 
   /** Puts a ticket in its place: by priority (descending), then arrival. */
@@ -827,7 +837,7 @@ class Pool implements KeyPool {
     const index = this.queue.indexOf(ticket);
     if (index >= 0) {
       this.queue.splice(index, 1);
-      this.changes.next();
+      this.flush();
     }
   }
 
@@ -874,7 +884,6 @@ class Pool implements KeyPool {
       this.draining = false;
     }
     this.flush();
-    this.changes.next();
     if (this.queue.length > 0) this.scheduleWake();
   }
 

@@ -9,6 +9,11 @@ export interface WindowEntry {
   amount: number;
   /** False once the entry has left the window. */
   live: boolean;
+  /**
+   * Sent but not yet answered: the server counts it from an arrival we cannot see, so it does not
+   * leave the window before it is `touch`ed with its first response.
+   */
+  pending: boolean;
 }
 
 export class SlidingWindow {
@@ -34,7 +39,7 @@ export class SlidingWindow {
   }
 
   add(now: number, amount: number): WindowEntry {
-    const entry: WindowEntry = { at: now, amount, live: true };
+    const entry: WindowEntry = { at: now, amount, live: true, pending: true };
     this.entries.push(entry);
     this.total += amount;
     return entry;
@@ -46,6 +51,8 @@ export class SlidingWindow {
    * server's. Entries after it may now be older: they then expire late, which errs on the safe side.
    */
   touch(entry: WindowEntry, now: number): void {
+    if (!entry.pending) return;
+    entry.pending = false;
     if (now > entry.at) entry.at = now;
   }
 
@@ -70,6 +77,8 @@ export class SlidingWindow {
     let expiry = now;
     for (let i = this.head; i < this.entries.length; i++) {
       const entry = this.entries[i] as WindowEntry;
+      // A pending entry's expiry is unknown until it is answered; the wake-up then comes from that.
+      if (entry.pending) return Infinity;
       freed += entry.amount;
       expiry = Math.max(expiry, entry.at + this.windowMs);
       const left = this.total - freed;
@@ -82,7 +91,7 @@ export class SlidingWindow {
     const entries = this.entries;
     while (this.head < entries.length) {
       const entry = entries[this.head] as WindowEntry;
-      if (entry.at + this.windowMs > now) break;
+      if (entry.pending || entry.at + this.windowMs > now) break;
       this.total -= entry.amount;
       entry.live = false;
       this.head++;

@@ -71,8 +71,11 @@ export interface StateStore {
   markResponded(reservation: Reservation, now: number): void;
   /** Replaces the token estimate with the billed count. */
   reconcile(reservation: Reservation, tokens: number): void;
-  /** Frees the reservation's slots (its quota entries stay until they leave their windows). */
-  release(reservation: Reservation): void;
+  /**
+   * Frees the reservation's slots; its quota entries stay until they leave their windows, counted
+   * from `now` at the latest if no response ever came.
+   */
+  release(reservation: Reservation, now: number): void;
   /** What is left of a scope's quotas. */
   remaining(scopeId: string, now: number): QuotaRemaining[];
   /** Shares a state change with every pool on this store. */
@@ -147,11 +150,14 @@ export class MemoryStateStore implements StateStore {
     for (const hold of (reservation as MemoryReservation).holds) hold.limiter.reconcileTokens(hold, tokens);
   }
 
-  release(reservation: Reservation): void {
+  release(reservation: Reservation, now: number): void {
     const memory = reservation as MemoryReservation;
     if (memory.released) return;
     memory.released = true;
-    for (const hold of memory.holds) hold.limiter.release();
+    for (const hold of memory.holds) {
+      hold.limiter.touch(hold, now);
+      hold.limiter.release();
+    }
   }
 
   remaining(scopeId: string, now: number): QuotaRemaining[] {

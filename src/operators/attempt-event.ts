@@ -1,5 +1,5 @@
 import type { ErrorKind } from '../errors.js';
-import type { TransportEvent } from '../types.js';
+import type { TransportEvent, Usage } from '../types.js';
 
 /**
  * What flows between the routing operators for one request: the transport's events tagged with
@@ -32,6 +32,8 @@ export type AttemptRetry = {
   /** The failed attempt's error message and HTTP status. */
   message: string;
   status?: number;
+  /** Tokens OpenRouter billed for the failed attempt, if it reported any. */
+  usage?: Usage;
   keyLabel?: string;
   model?: string;
   delayMs: number;

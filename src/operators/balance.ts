@@ -1,12 +1,12 @@
-import { Observable, mergeMap, of, type OperatorFunction } from 'rxjs';
-import { BadRequestError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
+import { Observable, map, mergeMap, of, type OperatorFunction } from 'rxjs';
+import { AttemptsExhaustedError, BadRequestError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
 import type { KeyPool } from '../keys/pool.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../routing/strategies.js';
 import type { ChatRequest, Completion, FinishReason, Usage } from '../types.js';
 import { ValidationError } from '../validation.js';
 import type { AttemptEvent } from './attempt-event.js';
-import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
+import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { circuitBreaker } from './circuit-breaker.js';
 import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
@@ -116,16 +116,17 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
     let settled = false;
     const fail = (error: OpenRouterError) => {
       settled = true;
-      const last = records[records.length - 1];
-      if (last === undefined || last.message !== error.message || last.kind !== error.kind) {
+      // The final attempt's own reason, not the wrapper's "gave up" summary.
+      const reason = error instanceof AttemptsExhaustedError ? error.lastError : error;
+      if (attempts > records.length || attempts === 0) {
         records.push({
           attempt: attempts,
-          kind: error.kind,
-          message: error.message,
+          kind: reason.kind,
+          message: reason.message,
           at: pool.scheduler.now(),
-          ...(error.status === undefined ? {} : { status: error.status }),
-          ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
-          ...(error.model === undefined ? {} : { model: error.model }),
+          ...(reason.status === undefined ? {} : { status: reason.status }),
+          ...(reason.keyLabel === undefined ? {} : { keyLabel: reason.keyLabel }),
+          ...(reason.model === undefined ? {} : { model: reason.model }),
         });
       }
       subscriber.next({ type: 'failed', requestId, error, attempts: records });
@@ -151,6 +152,7 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
             pool.emit(event);
             return;
           case 'retry':
+            billed = addUsage(billed, event.usage);
             records.push({
               attempt: event.attempt,
               kind: event.reason,
@@ -239,15 +241,15 @@ export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFu
     ...(options.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: options.queueTimeoutMs }),
     ...(options.maxAttemptsPerModel === undefined ? {} : { maxAttemptsPerModel: options.maxAttemptsPerModel }),
     ...(options.serverFallbacks === undefined ? {} : { serverFallbacks: options.serverFallbacks }),
+    ...(options.timeouts === false ? {} : { timeouts: { ...defaultAttemptTimeouts, ...options.timeouts } }),
   });
-  const timeouts = options.timeouts === false ? undefined : attemptTimeouts({ ...options.timeouts, scheduler: pool.scheduler });
   const breaker = circuitBreaker(pool);
   const modelFallback = options.fallback === false ? undefined : fallbackOnModelError({ ...options.fallback, onMidStreamError, scheduler: pool.scheduler });
   const rateLimitRetry = options.rateLimit === false ? undefined : retryOnRateLimit({ ...options.rateLimit, onMidStreamError, scheduler: pool.scheduler });
   const transientRetry = options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
   let sequence = 0;
 
-  const run = (input: ChatRequest): Observable<BalanceEvent> => {
+  const run = ({ input, arrivedAt }: { input: ChatRequest; arrivedAt: number }): Observable<BalanceEvent> => {
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
     let request: ChatRequest;
     try {
@@ -258,14 +260,17 @@ export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFu
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
       return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
     }
-    let attempts$ = of(request).pipe(rotation);
-    if (timeouts !== undefined) attempts$ = attempts$.pipe(timeouts);
-    attempts$ = attempts$.pipe(breaker);
+    let attempts$ = of(request).pipe(rotation, breaker);
     if (rateLimitRetry !== undefined) attempts$ = attempts$.pipe(rateLimitRetry);
     if (modelFallback !== undefined) attempts$ = attempts$.pipe(modelFallback);
     if (transientRetry !== undefined) attempts$ = attempts$.pipe(transientRetry);
-    return toBalanceEvents(pool, requestId, pool.scheduler.now(), attempts$);
+    return toBalanceEvents(pool, requestId, arrivedAt, attempts$);
   };
 
-  return (requests) => requests.pipe(mergeMap(run, options.concurrency ?? 16));
+  // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot.
+  return (requests) =>
+    requests.pipe(
+      map((input) => ({ input, arrivedAt: pool.scheduler.now() })),
+      mergeMap(run, options.concurrency ?? 16),
+    );
 }

@@ -17,8 +17,8 @@ export interface RetryPolicy {
   maxWaitMs: number | undefined;
   onMidStreamError: MidStreamErrorMode;
   scheduler: SchedulerLike;
-  /** Called for every attempt that starts (the retry budget counts them). */
-  onAttempt?: () => void;
+  /** Called for every attempt that starts, saying whether it is a retry (the retry budget counts first attempts). */
+  onAttempt?: (isRetry: boolean) => void;
 }
 
 function recordOf(error: OpenRouterError, start: AttemptStart | undefined, at: number): AttemptRecord {
@@ -62,7 +62,7 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
       timer?.unsubscribe();
       timer = policy.scheduler.schedule(() => {
         inner?.unsubscribe();
-        giveUp(lastError);
+        subscriber.error(new AttemptsExhaustedError(lastError, records));
       }, delayMs + policy.maxWaitMs);
     };
 
@@ -81,7 +81,7 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
               lastStart = event;
               timer?.unsubscribe();
               timer = undefined;
-              policy.onAttempt?.();
+              policy.onAttempt?.(records.length > 0);
             } else if (!deliveredContent && carriesContent(event)) {
               deliveredContent = true;
             }
@@ -127,6 +127,7 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
         delayMs,
         at: now,
         ...(error.status === undefined ? {} : { status: error.status }),
+        ...(error.usage === undefined ? {} : { usage: error.usage }),
         ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
         ...(error.model === undefined ? {} : { model: error.model }),
       });

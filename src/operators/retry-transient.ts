@@ -79,7 +79,7 @@ class RetryBudget {
   /** Takes one retry from the budget if there is room. */
   tryRetry(now: number): boolean {
     const allowed = this.minRetries + this.ratio * this.sum(this.attempts, now);
-    if (this.sum(this.retries, now) >= allowed) return false;
+    if (this.sum(this.retries, now) + 1 > allowed) return false;
     this.retries[this.slot(now)]! += 1;
     return true;
   }
@@ -112,6 +112,7 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
       maxWaitMs: undefined,
       onMidStreamError: config.onMidStreamError ?? 'error',
       scheduler,
-      ...(budget === undefined ? {} : { onAttempt: () => budget.countAttempt(scheduler.now()) }),
+      // Only first attempts fund the budget (Finagle's rule), so retries cannot feed more retries.
+      ...(budget === undefined ? {} : { onAttempt: (isRetry: boolean) => isRetry || budget.countAttempt(scheduler.now()) }),
     });
 }

@@ -1,4 +1,4 @@
-import { Observable, mergeMap, type OperatorFunction, type Subscription } from 'rxjs';
+import { EMPTY, Observable, Subscription, concat, defer, map, mergeMap, of, type OperatorFunction } from 'rxjs';
 import { BadRequestError, ContextLengthError, toOpenRouterError, type OpenRouterError } from '../errors.js';
 import { estimateTokens } from '../keys/tokens.js';
 import type { KeyLease, KeyPool } from '../keys/pool.js';
@@ -6,6 +6,7 @@ import { RouteState } from '../routing/route.js';
 import { toStrategy, type StrategyLike } from '../routing/strategies.js';
 import type { ChatRequest } from '../types.js';
 import type { AttemptEvent } from './attempt-event.js';
+import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 
 export interface WithKeyRotationConfig {
   /** Overrides the pool's strategy for these requests. */
@@ -22,6 +23,11 @@ export interface WithKeyRotationConfig {
    * the chain itself and keeps per-model health.
    */
   serverFallbacks?: 0 | 1 | 2;
+  /**
+   * Per-attempt timeouts (`attemptTimeouts`), applied inside each attempt so that a model that
+   * timed out is struck from the request's route like any failing model. Default: none.
+   */
+  timeouts?: AttemptTimeoutsConfig;
 }
 
 /** The models a request may use, in order: `model`, then the client-side chain in `models`. */
@@ -51,6 +57,7 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
   };
 
   const serverFallbacks = config.serverFallbacks ?? 0;
+  const timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: pool.scheduler, ...config.timeouts });
 
   /** The route's models that can hold the request, as far as the pool knows their context. */
   const fittingModels = (route: RouteState, request: ChatRequest): string[] => {
@@ -73,7 +80,7 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
         subscriber.error(error);
         return undefined;
       }
-      let call: Subscription | undefined;
+      const call = new Subscription();
       const priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
       const acquisition = pool
         .acquire(request, {
@@ -92,17 +99,26 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
               pool.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });
             }
             const number = route.begin(lease.label, lease.model);
-            subscriber.next({ type: 'attempt', attempt: number, at: lease.acquiredAt, stream: request.stream === true, ...tag });
+            const marker: AttemptEvent = { type: 'attempt', attempt: number, at: lease.acquiredAt, stream: request.stream === true, ...tag };
             const { id: _correlationId, models: _chain, ...body } = request;
             const serverChain = serverFallbacks > 0 ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks) : [];
             const wireRequest: ChatRequest = serverChain.length > 0 ? { ...body, model: lease.model, models: [lease.model, ...serverChain] } : { ...body, model: lease.model };
-            call = pool.transport(lease.credential, wireRequest).subscribe({
-              next: (event) => {
-                lease.markResponded();
-                if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
-                if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
-                subscriber.next({ ...event, ...tag });
-              },
+            const events$ = concat(
+              of(marker),
+              // `defer`: nothing is sent if the consumer left on the marker, and a transport that
+              // throws instead of erroring still fails this attempt only.
+              defer(() => (subscriber.closed ? EMPTY : pool.transport(lease.credential, wireRequest))).pipe(
+                map((event): AttemptEvent => {
+                  lease.markResponded();
+                  if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
+                  if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
+                  return { ...event, ...tag };
+                }),
+              ),
+            );
+            // Timeouts inside the attempt, so that the route learns of them like of any failure.
+            call.add((timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
+              next: (event) => subscriber.next(event),
               error: (thrown: unknown) => {
                 lease.markResponded();
                 const error = toOpenRouterError(thrown);
@@ -113,13 +129,13 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
                 subscriber.error(error);
               },
               complete: () => subscriber.complete(),
-            });
+            }));
           },
           error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
         });
       // Abort the call first, then free the slot: the lease outlives the request by no time.
       return () => {
-        call?.unsubscribe();
+        call.unsubscribe();
         acquisition.unsubscribe();
       };
     });

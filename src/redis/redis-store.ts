@@ -256,12 +256,15 @@ export class RedisStateStore implements StateStore {
     this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, reservation.id, JSON.stringify(parts), touch ? '1' : '0'));
   }
 
-  release(reservation: Reservation): void {
+  release(reservation: Reservation, now: number): void {
     const held = reservation as RedisReservation;
     if (held.released) return;
     held.released = true;
     this.held.delete(held);
-    for (const hold of held.holds) hold.limiter.release();
+    for (const hold of held.holds) {
+      hold.limiter.touch(hold, now);
+      hold.limiter.release();
+    }
     if (held.slots.length > 0) {
       const pipeline = this.client.pipeline();
       for (const slots of held.slots) pipeline.zrem(slots, held.id);
@@ -374,7 +377,7 @@ export class RedisStateStore implements StateStore {
     this.disposed = true;
     for (const timer of this.timers) clearInterval(timer);
     this.recovering?.unsubscribe();
-    for (const reservation of [...this.held]) this.release(reservation);
+    for (const reservation of [...this.held]) this.release(reservation, Date.now());
     this.subscriber.disconnect();
     this.changes.complete();
     this.status.complete();

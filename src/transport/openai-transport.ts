@@ -14,8 +14,9 @@ import {
   type StreamProgress,
   type WireContext,
 } from '../wire/chunk.js';
+import { sseData } from '../wire/sse.js';
 import { createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
-import { redactError, redactValue } from './redact.js';
+import { StreamRedactor, redactError, redactValue } from './redact.js';
 import { errorFromSdk, errorFromStreamRead, truncatedStreamError, type AttemptIdentity } from './sdk-errors.js';
 
 export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
@@ -68,6 +69,8 @@ interface AttemptSettings {
  */
 class Attempt {
   private readonly controller = new AbortController();
+  private readonly contentRedactor: StreamRedactor;
+  private readonly reasoningRedactor: StreamRedactor;
   private settled = false;
   private progress: StreamProgress = {};
   /** Completes the stream if usage (or the end of the body) does not follow the finish in time. */
@@ -82,7 +85,10 @@ class Attempt {
     private readonly client: OpenAI,
     private readonly identity: AttemptIdentity,
     private readonly settings: AttemptSettings,
-  ) {}
+  ) {
+    this.contentRedactor = new StreamRedactor(identity.key);
+    this.reasoningRedactor = new StreamRedactor(identity.key);
+  }
 
   /** Sends the request; returns the teardown. */
   start(request: ChatRequest, callerSignal: AbortSignal | undefined): () => void {
@@ -127,18 +133,27 @@ class Attempt {
 
   private async stream(request: ChatRequest): Promise<void> {
     const body = { ...bodyOf(request), stream: true } as ChatCompletionCreateParamsStreaming;
-    const stream = await this.client.chat.completions.create(body, { signal: this.controller.signal });
-    if (this.settled) {
-      stream.controller.abort();
+    // The SDK sends the request and maps HTTP errors; the events themselves are read here (see sseData).
+    const response = await this.client.chat.completions.create(body, { signal: this.controller.signal }).asResponse();
+    if (this.settled || response.body === null) {
+      if (!this.settled) this.fail(truncatedStreamError(this.identity));
+      this.controller.abort();
       return;
     }
-    this.controller.signal.addEventListener('abort', () => stream.controller.abort(), { once: true });
-    const context = this.wireContext(undefined);
+    const context = this.wireContext(response.headers);
     try {
-      for await (const chunk of stream) {
+      for await (const data of sseData(response.body as unknown as AsyncIterable<Uint8Array>)) {
         // After the outcome is decided the loop keeps draining (breaking out would abort the
         // socket at once): the teardown bounds how long.
-        if (!this.settled) this.onChunk(parseStreamChunk(redactValue(chunk, this.identity.key), context));
+        if (this.settled) continue;
+        let chunk: unknown;
+        try {
+          chunk = JSON.parse(data);
+        } catch (error: unknown) {
+          this.fail(errorFromStreamRead(error, this.identity));
+          continue;
+        }
+        this.onChunk(parseStreamChunk(redactValue(chunk, this.identity.key), context));
       }
       if (this.settled) return;
       if (this.progress.finishReason !== undefined) this.end();
@@ -174,10 +189,11 @@ class Attempt {
   }
 
   private chunkEvent(content: StreamChunkContent): TransportEvent {
+    const reasoning = content.reasoning === undefined ? undefined : this.reasoningRedactor.push(content.reasoning);
     return {
       type: 'chunk',
-      delta: content.delta,
-      ...(content.reasoning === undefined ? {} : { reasoning: content.reasoning }),
+      delta: this.contentRedactor.push(content.delta),
+      ...(reasoning === undefined ? {} : { reasoning }),
       ...(content.toolCalls === undefined ? {} : { toolCalls: content.toolCalls }),
       model: content.model ?? this.progress.model ?? this.identity.model ?? '',
       ...(content.provider === undefined ? {} : { provider: content.provider }),
@@ -187,6 +203,12 @@ class Attempt {
   private end(): void {
     if (this.settled) return;
     const { id, model, provider, finishReason, usage } = this.progress;
+    // Text held back in case it began the key: it did not, so it is part of the answer.
+    const heldContent = this.contentRedactor.flush();
+    const heldReasoning = this.reasoningRedactor.flush();
+    if (heldContent !== '' || heldReasoning !== '') {
+      this.subscriber.next({ type: 'chunk', delta: heldContent, ...(heldReasoning === '' ? {} : { reasoning: heldReasoning }), model: model ?? this.identity.model ?? '', ...(provider === undefined ? {} : { provider }) });
+    }
     this.settled = true;
     this.subscriber.next({
       type: 'end',
@@ -202,6 +224,8 @@ class Attempt {
   private fail(error: OpenRouterError): void {
     if (this.settled) return;
     this.settled = true;
+    // Usage reported earlier in the stream was billed even though the attempt failed.
+    if (error.usage === undefined && this.progress.usage !== undefined) error.usage = this.progress.usage;
     this.subscriber.error(redactError(error, this.identity.key));
   }
 

@@ -33,3 +33,30 @@ export function redactError<E extends Error>(error: E, key: KeyCredential): E {
   }
   return error;
 }
+
+/**
+ * Redacts a text that arrives in pieces (a streamed answer), where the key could be split across
+ * two pieces: it holds back the end of each piece while it could be the start of the key, and
+ * releases it with the next piece (or `flush`).
+ */
+export class StreamRedactor {
+  private held = '';
+
+  constructor(private readonly key: KeyCredential) {}
+
+  push(piece: string): string {
+    const secret = this.key.key;
+    if (secret === '') return piece;
+    const text = redactText(this.held + piece, this.key);
+    let keep = Math.min(secret.length - 1, text.length);
+    while (keep > 0 && !secret.startsWith(text.slice(text.length - keep))) keep--;
+    this.held = text.slice(text.length - keep);
+    return text.slice(0, text.length - keep);
+  }
+
+  flush(): string {
+    const rest = this.held;
+    this.held = '';
+    return rest;
+  }
+}

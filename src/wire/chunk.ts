@@ -53,12 +53,18 @@ export function parseStreamChunk(chunk: unknown, context: WireContext): StreamCh
   // Errors name the model that answered when the chunk says so.
   context = { ...context, model: stringField(chunk['model']) ?? context.model };
 
+  // An error event may carry the usage OpenRouter billed for the attempt (§6): keep it.
+  const billed = parseUsage(chunk['usage']);
+  const withUsage = <E extends OpenRouterError>(error: E): E => {
+    if (billed !== undefined) error.usage = billed;
+    return error;
+  };
   if (chunk['error'] !== undefined && chunk['error'] !== null) {
-    return { kind: 'error', error: streamErrorFromPayload(chunk['error'], context) };
+    return { kind: 'error', error: withUsage(streamErrorFromPayload(chunk['error'], context)) };
   }
   const choices = chunk['choices'];
   if (choices === undefined && isOpenAiStyleError(chunk)) {
-    return { kind: 'error', error: streamErrorFromPayload(chunk, context) };
+    return { kind: 'error', error: withUsage(streamErrorFromPayload(chunk, context)) };
   }
   if (choices !== undefined && !Array.isArray(choices)) {
     return { kind: 'error', error: malformed('stream chunk has a `choices` that is not an array', context) };
@@ -82,7 +88,7 @@ export function parseStreamChunk(chunk: unknown, context: WireContext): StreamCh
   const finishReason = stringField(choice['finish_reason']);
   const nativeFinishReason = stringField(choice['native_finish_reason']);
   if (finishReason === 'error') {
-    return { kind: 'error', error: streamErrorFromPayload(choice['error'] ?? null, context) };
+    return { kind: 'error', error: withUsage(streamErrorFromPayload(choice['error'] ?? null, context)) };
   }
   if (nativeFinishReason === 'network_error') {
     return {
@@ -140,7 +146,10 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
   const parsed = parseJsonBody(body);
   if (!isRecord(parsed)) return { kind: 'error', error: malformed('completion body is not a JSON object', context) };
   if (parsed['error'] !== undefined && parsed['error'] !== null) {
-    return { kind: 'error', error: classifyInBand(parsed['error'], context) };
+    const error = classifyInBand(parsed['error'], context);
+    const billed = parseUsage(parsed['usage']);
+    if (billed !== undefined) error.usage = billed;
+    return { kind: 'error', error };
   }
   const choices = parsed['choices'];
   const choice: unknown = Array.isArray(choices) ? choices[0] : undefined;

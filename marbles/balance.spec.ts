@@ -1,0 +1,216 @@
+import { describe, expect, it } from 'vitest';
+import { of, type Observable } from 'rxjs';
+import type { TestScheduler } from 'rxjs/testing';
+import { createPool, type KeyPool } from '../src/keys/pool.js';
+import type { KeyPoolInput } from '../src/keys/config.js';
+import { balance, type BalanceEvent, type BalanceOptions } from '../src/operators/balance.js';
+import { BadRequestError, RateLimitError, UpstreamError } from '../src/errors.js';
+import type { ChatRequest, TransportEvent } from '../src/types.js';
+import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, firstEligible, newTestScheduler, scriptedTransport, type TransportCall } from './support.js';
+
+function makePool(
+  scheduler: TestScheduler,
+  scripts: Record<string, Observable<TransportEvent>[]>,
+  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
+): { pool: KeyPool; calls: TransportCall[] } {
+  // Scripts are looked up by the request's message content.
+  const { transport, calls } = scriptedTransport(scheduler, scripts, 'content');
+  const pool = createPool({
+    keys: [
+      { key: 'sk-test-1', label: 'k1' },
+      { key: 'sk-test-2', label: 'k2' },
+    ],
+    random: () => 0.5,
+    strategy: firstEligible,
+    ...overrides,
+    scheduler,
+    transport,
+  });
+  return { pool, calls };
+}
+
+/** Deterministic backoff for the transient retries. */
+const options: BalanceOptions = { transient: { random: () => 0.5, baseDelayMs: 100, budget: false } };
+
+const upstream = () => new UpstreamError({ message: 'upstream 503', scope: 'model', retryable: true, status: 503 });
+
+interface Seen {
+  at: number;
+  event: BalanceEvent;
+}
+
+function collect(scheduler: TestScheduler, source: Observable<BalanceEvent>): { seen: Seen[]; ended: () => 'complete' | 'error' | undefined } {
+  const seen: Seen[] = [];
+  let end: 'complete' | 'error' | undefined;
+  source.subscribe({
+    next: (event) => seen.push({ at: scheduler.now(), event }),
+    error: () => (end = 'error'),
+    complete: () => (end = 'complete'),
+  });
+  return { seen, ended: () => end };
+}
+
+describe('balance', () => {
+  it('gives every input exactly one terminal event, whatever its outcome, and never errors', () => {
+    const scheduler = newTestScheduler();
+    let seen: Seen[] = [];
+    let ended: () => string | undefined = () => undefined;
+    scheduler.run(({ cold }) => {
+      const { pool } = makePool(
+        scheduler,
+        {
+          ok: [cold('--c|', { c: completionEvent('gen-ok') })],
+          bad: [cold<TransportEvent>('--#', undefined, new BadRequestError({ message: 'invalid tool schema', scope: 'request', retryable: false, status: 400 }))],
+          flaky: [cold<TransportEvent>('--#', undefined, upstream()), cold('--c|', { c: completionEvent('gen-flaky') })],
+          limited: [
+            cold<TransportEvent>('--#', undefined, new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 10 })),
+            cold('--c|', { c: completionEvent('gen-limited') }),
+          ],
+          streamed: [cold('-a-b-e|', { a: chunkEvent('Hel'), b: chunkEvent('lo'), e: endEvent('gen-stream') })],
+          down: [cold<TransportEvent>('--#', undefined, upstream())],
+        },
+        { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } },
+      );
+      const requests: ChatRequest[] = ['ok', 'bad', 'flaky', 'limited', 'streamed', 'down'].map((content) =>
+        chatRequest(content, { id: content, ...(content === 'streamed' ? { stream: true } : {}) }),
+      );
+      ({ seen, ended } = collect(scheduler, of(...requests).pipe(balance(pool, options))));
+    });
+    expect(ended()).toBe('complete');
+    const terminals = seen.filter(({ event }) => event.type === 'completion' || event.type === 'failed');
+    const byRequest = new Map<string, string[]>();
+    for (const { event } of terminals) byRequest.set(event.requestId, [...(byRequest.get(event.requestId) ?? []), event.type]);
+    expect(Object.fromEntries(byRequest)).toEqual({
+      ok: ['completion'],
+      bad: ['failed'],
+      flaky: ['completion'],
+      limited: ['completion'],
+      streamed: ['completion'],
+      down: ['failed'],
+    });
+    // Nothing follows a request's terminal event.
+    for (const [index, { event }] of seen.entries()) {
+      if (event.type !== 'completion' && event.type !== 'failed') continue;
+      expect(seen.slice(index + 1).some((later) => later.event.requestId === event.requestId)).toBe(false);
+    }
+    const failed = (id: string) => terminals.find(({ event }) => event.requestId === id)!.event;
+    expect(failed('bad')).toMatchObject({ type: 'failed', error: { name: 'BadRequestError' } });
+    expect(failed('down')).toMatchObject({ type: 'failed', error: { name: 'AttemptsExhaustedError' } });
+    expect(failed('streamed')).toMatchObject({ type: 'completion', completion: { content: 'Hello' } });
+    expect(failed('limited')).toMatchObject({ type: 'completion', keyLabel: 'k2', attempts: 2 });
+  });
+
+  it('caps the requests in flight at `concurrency`: the next starts when one ends', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+      const calls = ['r1', 'r2', 'r3', 'r4', 'r5'].map(() => cold('----c|', { c: completionEvent() }));
+      const { pool } = makePool(scheduler, { r1: [calls[0]!], r2: [calls[1]!], r3: [calls[2]!], r4: [calls[3]!], r5: [calls[4]!] });
+      const requests = ['r1', 'r2', 'r3', 'r4', 'r5'].map((id) => chatRequest(id, { id }));
+      // A request ends with its completion at frame 4, which frees its slot in that same frame.
+      // (A group takes as many frames as its characters: (ab) spans 4..7, so (cd) sits at 8.)
+      expectObservable(of(...requests).pipe(balance(pool, { ...options, concurrency: 2 }))).toBe('----(ab)(cd)(e|)', {
+        a: expect.objectContaining({ type: 'completion', requestId: 'r1' }),
+        b: expect.objectContaining({ type: 'completion', requestId: 'r2' }),
+        c: expect.objectContaining({ type: 'completion', requestId: 'r3' }),
+        d: expect.objectContaining({ type: 'completion', requestId: 'r4' }),
+        e: expect.objectContaining({ type: 'completion', requestId: 'r5' }),
+      });
+      expectSubscriptions(calls[0]!.subscriptions).toBe('^---!');
+      expectSubscriptions(calls[1]!.subscriptions).toBe('^---!');
+      expectSubscriptions(calls[2]!.subscriptions).toBe('----^---!');
+      expectSubscriptions(calls[3]!.subscriptions).toBe('----^---!');
+      expectSubscriptions(calls[4]!.subscriptions).toBe('--------^---!');
+    });
+  });
+
+  it('passes only content chunks: role-only and empty chunks never reach the subscriber', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const call = cold('-r-a-z-e|', { r: chunkEvent(''), a: chunkEvent('Hel'), z: chunkEvent(''), e: endEvent('gen-1') });
+      const { pool } = makePool(scheduler, { hello: [call] });
+      expectObservable(of(chatRequest('hello', { id: 'r1', stream: true })).pipe(balance(pool, options))).toBe('---a---(c|)', {
+        a: { type: 'chunk', requestId: 'r1', delta: 'Hel', keyLabel: 'k1', model: MODEL },
+        c: expect.objectContaining({ type: 'completion', requestId: 'r1', completion: expect.objectContaining({ content: 'Hel' }) }),
+      });
+    });
+  });
+
+  it('an invalid request gives a failed event whose error names the field, and calls nothing', () => {
+    const scheduler = newTestScheduler();
+    let calls: TransportCall[] = [];
+    scheduler.run(({ expectObservable }) => {
+      const made = makePool(scheduler, {});
+      calls = made.calls;
+      const invalid = { ...chatRequest('hello', { id: 'r1' }), temperature: 7 };
+      const noMessages = { id: 'r2', model: MODEL, messages: [] } as ChatRequest;
+      expectObservable(of(invalid, noMessages).pipe(balance(made.pool, options))).toBe('(ab|)', {
+        a: expect.objectContaining({
+          type: 'failed',
+          requestId: 'r1',
+          attempts: [],
+          error: expect.objectContaining({ name: 'BadRequestError', scope: 'request', message: expect.stringContaining('temperature') }),
+        }),
+        b: expect.objectContaining({
+          type: 'failed',
+          requestId: 'r2',
+          error: expect.objectContaining({ message: expect.stringContaining('messages') }),
+        }),
+      });
+    });
+    expect(calls).toEqual([]);
+  });
+
+  // BUG (reported): toBalanceEvents builds `failed.attempts` from the `retry` markers and then
+  // `fail()` appends a record of the final error itself; when that error is an
+  // AttemptsExhaustedError, the last attempt shows up as kind 'attempts_exhausted' with the
+  // wrapper's message ('gave up after 3 attempts: …'). The error's own `attempts` list is right.
+  it('a failed event lists every attempt with its own kind, status and message (as AttemptsExhaustedError does)', () => {
+    const scheduler = newTestScheduler();
+    let seen: Seen[] = [];
+    scheduler.run(({ cold }) => {
+      const { pool } = makePool(scheduler, { down: [cold<TransportEvent>('--#', undefined, upstream())] }, { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
+      seen = collect(scheduler, of(chatRequest('down', { id: 'down' })).pipe(balance(pool, options))).seen;
+    });
+    const failed = seen.at(-1)!.event;
+    expect(failed.type).toBe('failed');
+    if (failed.type !== 'failed') return;
+    expect(failed.error.name).toBe('AttemptsExhaustedError');
+    const summary = failed.attempts.map(({ attempt, kind, status, message }) => ({ attempt, kind, status, message }));
+    expect(summary).toEqual([
+      { attempt: 1, kind: 'upstream', status: 503, message: 'upstream 503' },
+      { attempt: 2, kind: 'upstream', status: 503, message: 'upstream 503' },
+      { attempt: 3, kind: 'upstream', status: 503, message: 'upstream 503' },
+    ]);
+  });
+
+  // BUG (reported, or a doc fix): CompletionEvent.latencyMs is documented as "from the request's
+  // arrival to its completion", but `startedAt` is read inside mergeMap's project, so a request
+  // held back by `concurrency` is timed from when its slot freed. r3 arrives at 0 and completes
+  // at 8, yet reports 4.
+  it('latencyMs counts from the arrival of a request, including its wait for a concurrency slot', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const scripts = Object.fromEntries(['r1', 'r2', 'r3'].map((id) => [id, [cold('----c|', { c: completionEvent() })]]));
+      const { pool } = makePool(scheduler, scripts);
+      const requests = ['r1', 'r2', 'r3'].map((id) => chatRequest(id, { id }));
+      expectObservable(of(...requests).pipe(balance(pool, { ...options, concurrency: 2 }))).toBe('----(ab)(c|)', {
+        a: expect.objectContaining({ requestId: 'r1', latencyMs: 4 }),
+        b: expect.objectContaining({ requestId: 'r2', latencyMs: 4 }),
+        c: expect.objectContaining({ requestId: 'r3', latencyMs: 8 }),
+      });
+    });
+  });
+
+  it('unsubscribing aborts every request in flight', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+      const first = cold('------c|', { c: completionEvent() });
+      const second = cold('------c|', { c: completionEvent() });
+      const { pool } = makePool(scheduler, { a: [first], b: [second] });
+      expectObservable(of(chatRequest('a', { id: 'a' }), chatRequest('b', { id: 'b' })).pipe(balance(pool, options)), '^ 2ms !').toBe('');
+      expectSubscriptions(first.subscriptions).toBe('^ 2ms !');
+      expectSubscriptions(second.subscriptions).toBe('^ 2ms !');
+      scheduler.schedule(() => expect(pool.snapshot().keys.map((key) => key.inFlight)).toEqual([0, 0]), 5);
+    });
+  });
+});

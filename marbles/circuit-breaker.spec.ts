@@ -1,0 +1,181 @@
+import { describe, expect, it } from 'vitest';
+import { catchError, distinctUntilChanged, filter, map, of, take, type Observable } from 'rxjs';
+import type { TestScheduler } from 'rxjs/testing';
+import { createPool, type KeyPool } from '../src/keys/pool.js';
+import type { KeyPoolInput } from '../src/keys/config.js';
+import { withKeyRotation } from '../src/operators/with-key-rotation.js';
+import { circuitBreaker, type CircuitBreakerConfig } from '../src/operators/circuit-breaker.js';
+import { BadRequestError, NetworkError, RateLimitError, UpstreamError, type OpenRouterError } from '../src/errors.js';
+import type { TransportEvent } from '../src/types.js';
+import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, firstEligible, newTestScheduler, scriptedTransport } from './support.js';
+
+function makePool(
+  scheduler: TestScheduler,
+  scripts: Record<string, Observable<TransportEvent>[]>,
+  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
+): KeyPool {
+  const { transport } = scriptedTransport(scheduler, scripts);
+  return createPool({
+    keys: [
+      { key: 'sk-test-1', label: 'k1', account: 'acme' },
+      { key: 'sk-test-2', label: 'k2', account: 'acme' },
+      { key: 'sk-test-3', label: 'k3', account: 'other' },
+    ],
+    random: () => 0.5,
+    strategy: firstEligible,
+    ...overrides,
+    scheduler,
+    transport,
+  });
+}
+
+/** One request through `withKeyRotation` and `circuitBreaker`, its error swallowed. */
+function run(pool: KeyPool, config?: CircuitBreakerConfig): Observable<unknown> {
+  return of(chatRequest('hello', { id: 'r1', stream: true })).pipe(
+    withKeyRotation(pool),
+    circuitBreaker(pool, config),
+    catchError(() => of('failed')),
+  );
+}
+
+describe('circuitBreaker: successes', () => {
+  it('records latency and time to first content token in scheduler ms', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      // Attempt leased at 10; a role-only chunk at 11 (not content), text at 13, end at 16.
+      const call = cold('-r-a--e|', { r: chunkEvent(''), a: chunkEvent('Hel'), e: endEvent('gen-1', { promptTokens: 3, completionTokens: 2, totalTokens: 5 }) });
+      const pool = makePool(scheduler, { k1: [call] });
+      expectObservable(run(pool), '10ms ^').toBe('10ms xr-a--e|', {
+        x: expect.objectContaining({ type: 'attempt', keyLabel: 'k1' }),
+        r: expect.objectContaining({ type: 'chunk', delta: '' }),
+        a: expect.objectContaining({ type: 'chunk', delta: 'Hel' }),
+        e: expect.objectContaining({ type: 'end' }),
+      });
+      expectObservable(
+        pool.key('k1').health$.pipe(
+          filter((health) => health.latencyMs !== null),
+          take(1),
+          map(({ latencyMs, timeToFirstTokenMs, successes, usage }) => ({ latencyMs, timeToFirstTokenMs, successes, requests: usage.requests, tokens: usage.totalTokens })),
+        ),
+      ).toBe('16ms (h|)', { h: { latencyMs: 6, timeToFirstTokenMs: 3, successes: 1, requests: 1, tokens: 5 } });
+      expectObservable(
+        pool.model(MODEL).health$.pipe(
+          filter((health) => health.latencyMs !== null),
+          take(1),
+          map(({ latencyMs, timeToFirstTokenMs, successes }) => ({ latencyMs, timeToFirstTokenMs, successes })),
+        ),
+      ).toBe('16ms (h|)', { h: { latencyMs: 6, timeToFirstTokenMs: 3, successes: 1 } });
+    });
+  });
+
+  it('a non-streamed completion records latency but no time to first token', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const pool = makePool(scheduler, { k1: [cold('----c|', { c: completionEvent() })] });
+      expectObservable(run(pool), '5ms ^').toBe('5ms x---c|', {
+        x: expect.objectContaining({ type: 'attempt' }),
+        c: expect.objectContaining({ type: 'completion' }),
+      });
+      expectObservable(
+        pool.key('k1').health$.pipe(
+          filter((health) => health.successes > 0),
+          take(1),
+          map(({ latencyMs, timeToFirstTokenMs }) => ({ latencyMs, timeToFirstTokenMs })),
+        ),
+      ).toBe('9ms (h|)', { h: { latencyMs: 4, timeToFirstTokenMs: null } });
+    });
+  });
+
+  it('a success closes a half-open key', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const pool = makePool(scheduler, { k1: [cold('--c|', { c: completionEvent() })] }, {
+        keys: [{ key: 'sk-test-1', label: 'k1' }],
+        breaker: { consecutiveFailures: 1, cooldownMs: 20 },
+      });
+      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new NetworkError({ message: 'reset', scope: 'transport', retryable: true }) });
+      // Open until 20; the request waits, is the half-open probe at 20, and its success at 22 closes.
+      expectObservable(run(pool).pipe(filter((event) => event === 'failed')), '^ 100ms !').toBe('23ms |');
+      expectObservable(pool.key('k1').health$.pipe(map((health) => health.state), distinctUntilChanged()), '^ 100ms !').toBe(
+        'o 19ms h 1ms c',
+        { o: 'open', h: 'half-open', c: 'closed' },
+      );
+    });
+  });
+});
+
+describe('circuitBreaker: failures go to the scope their error names', () => {
+  interface Case {
+    name: string;
+    error: () => OpenRouterError;
+    /** Per key label: [consecutiveFailures, state]. */
+    keys: Record<string, [number, string]>;
+    modelFailures: number;
+  }
+  const cases: Case[] = [
+    {
+      name: 'a transport error counts against the key only',
+      error: () => new NetworkError({ message: 'reset', scope: 'transport', retryable: true }),
+      keys: { k1: [1, 'closed'], k2: [0, 'closed'], k3: [0, 'closed'] },
+      modelFailures: 0,
+    },
+    {
+      name: 'a model error (5xx) counts against the model, not the key',
+      error: () => new UpstreamError({ message: 'upstream 502', scope: 'model', retryable: true, status: 502 }),
+      keys: { k1: [0, 'closed'], k2: [0, 'closed'], k3: [0, 'closed'] },
+      modelFailures: 1,
+    },
+    {
+      name: 'an account 429 parks every key of the account and counts no failure',
+      error: () => new RateLimitError({ message: 'rate limited', scope: 'account', retryable: true, status: 429, retryAfterMs: 1_000 }),
+      keys: { k1: [0, 'open'], k2: [0, 'open'], k3: [0, 'closed'] },
+      modelFailures: 0,
+    },
+    {
+      name: 'a request error touches nothing',
+      error: () => new BadRequestError({ message: 'bad', scope: 'request', retryable: false, status: 400 }),
+      keys: { k1: [0, 'closed'], k2: [0, 'closed'], k3: [0, 'closed'] },
+      modelFailures: 0,
+    },
+  ];
+
+  for (const testCase of cases) {
+    it(testCase.name, () => {
+      const scheduler = newTestScheduler();
+      scheduler.run(({ cold, expectObservable }) => {
+        const pool = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, testCase.error())] });
+        expectObservable(run(pool)).toBe('x-(f|)', { x: expect.objectContaining({ type: 'attempt', keyLabel: 'k1' }), f: 'failed' });
+        scheduler.schedule(() => {
+          const snapshot = pool.snapshot();
+          const keys = Object.fromEntries(snapshot.keys.map((key) => [key.label, [key.consecutiveFailures, key.state]]));
+          expect(keys).toEqual(testCase.keys);
+          const model = snapshot.models.find((entry) => entry.model === MODEL);
+          expect(model?.consecutiveFailures ?? 0).toBe(testCase.modelFailures);
+          expect(model?.lastError?.kind ?? null).toBe(testCase.modelFailures > 0 ? testCase.error().kind : null);
+        }, 5);
+      });
+    });
+  }
+
+  it('shouldRecord: false keeps a failure out of health', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const pool = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, new NetworkError({ message: 'reset', scope: 'transport', retryable: true }))] });
+      expectObservable(run(pool, { shouldRecord: () => false })).toBe('x-(f|)', { x: expect.objectContaining({ type: 'attempt' }), f: 'failed' });
+      scheduler.schedule(() => {
+        expect(pool.snapshot().keys[0]).toMatchObject({ consecutiveFailures: 0, failures: 0, lastError: null });
+      }, 5);
+    });
+  });
+
+  it('a queue timeout (no attempt started) is recorded against no key', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, {}, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
+      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 500 }) });
+      const request$ = of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool, { queueTimeoutMs: 50 }), circuitBreaker(pool));
+      expectObservable(request$).toBe('50ms #', undefined, expect.objectContaining({ name: 'QueueTimeoutError' }));
+      scheduler.schedule(() => expect(pool.snapshot().keys[0]).toMatchObject({ consecutiveFailures: 0, failures: 0 }), 60);
+    });
+  });
+});

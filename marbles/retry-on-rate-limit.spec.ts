@@ -1,0 +1,182 @@
+import { describe, expect, it } from 'vitest';
+import { ignoreElements, of, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
+import type { TestScheduler } from 'rxjs/testing';
+import { createPool, type KeyPool } from '../src/keys/pool.js';
+import type { KeyPoolInput } from '../src/keys/config.js';
+import { withKeyRotation } from '../src/operators/with-key-rotation.js';
+import { circuitBreaker } from '../src/operators/circuit-breaker.js';
+import { retryOnRateLimit, type RetryOnRateLimitConfig } from '../src/operators/retry-on-rate-limit.js';
+import type { AttemptEvent } from '../src/operators/attempt-event.js';
+import { AttemptsExhaustedError, AuthenticationError, RateLimitError, UpstreamError } from '../src/errors.js';
+import type { TransportEvent } from '../src/types.js';
+import { MODEL, chatRequest, completionEvent, firstEligible, newTestScheduler, scriptedTransport, timeline, type TransportCall } from './support.js';
+
+const threeKeys = [
+  { key: 'sk-test-1', label: 'k1' },
+  { key: 'sk-test-2', label: 'k2' },
+  { key: 'sk-test-3', label: 'k3' },
+];
+
+function makePool(
+  scheduler: TestScheduler,
+  scripts: Record<string, Observable<TransportEvent>[]>,
+  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
+): { pool: KeyPool; calls: TransportCall[] } {
+  const { transport, calls } = scriptedTransport(scheduler, scripts);
+  // The strategy always takes the first eligible key, so only parking and the rotation's
+  // preference for untried keys move a retry elsewhere.
+  const pool = createPool({ keys: threeKeys, random: () => 0.5, strategy: firstEligible, ...overrides, scheduler, transport });
+  return { pool, calls };
+}
+
+const rateLimit = (retryAfterMs?: number) =>
+  new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+
+/** withKeyRotation → circuitBreaker (so a 429 parks its key) → retryOnRateLimit. */
+function request$(pool: KeyPool, scheduler: TestScheduler, config: RetryOnRateLimitConfig = {}, record = true): Observable<AttemptEvent> {
+  const breaker: MonoTypeOperatorFunction<AttemptEvent> = record ? circuitBreaker(pool) : (source) => source;
+  return of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool), breaker, retryOnRateLimit({ scheduler, ...config }));
+}
+
+describe('retryOnRateLimit', () => {
+  it('moves a 429 to another key at once, in the same frame', () => {
+    const scheduler = newTestScheduler();
+    let log: string[] = [];
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const k2 = cold('--c|', { c: completionEvent() });
+      const { pool } = makePool(scheduler, { k1: [k1], k2: [k2] });
+      log = timeline(scheduler, request$(pool, scheduler)).log;
+      expectSubscriptions(k1.subscriptions).toBe('^-!');
+      expectSubscriptions(k2.subscriptions).toBe('--^--!'); // subscribed at 2, the frame of the 429
+    });
+    expect(log).toEqual(['0 attempt 1 k1', '2 retry rate_limit +0', '2 attempt 2 k2', '4 completion k2', '5 complete']);
+  });
+
+  it('never uses the same key twice while another is eligible, even when the 429 parks nothing', () => {
+    const scheduler = newTestScheduler();
+    let log: string[] = [];
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      // Without circuitBreaker no 429 is recorded: k1 and k2 stay eligible throughout.
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const k2 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const k3 = cold('--c|', { c: completionEvent() });
+      const { pool } = makePool(scheduler, { k1: [k1], k2: [k2], k3: [k3] });
+      log = timeline(scheduler, request$(pool, scheduler, {}, false)).log;
+      expectSubscriptions(k1.subscriptions).toBe('^-!');
+      expectSubscriptions(k2.subscriptions).toBe('--^-!');
+      expectSubscriptions(k3.subscriptions).toBe('----^--!');
+    });
+    expect(log.filter((line) => line.includes('attempt'))).toEqual(['0 attempt 1 k1', '2 attempt 2 k2', '4 attempt 3 k3']);
+  });
+
+  it('when every key is parked, waits for the earliest reset and retries there', () => {
+    const scheduler = newTestScheduler();
+    let log: string[] = [];
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(100)); // parked 2..102
+      const k2First = cold<TransportEvent>('--#', undefined, rateLimit(50)); // parked 4..54
+      const k2Second = cold('--c|', { c: completionEvent() });
+      const { pool } = makePool(scheduler, { k1: [k1], k2: [k2First, k2Second] }, { keys: threeKeys.slice(0, 2) });
+      log = timeline(scheduler, request$(pool, scheduler)).log;
+      expectSubscriptions(k1.subscriptions).toBe('^-!');
+      expectSubscriptions(k2First.subscriptions).toBe('--^-!');
+      // The retry due at 4 waits in the pool's queue and starts exactly at k2's reset.
+      expectSubscriptions(k2Second.subscriptions).toBe('54ms ^--!');
+    });
+    expect(log).toEqual([
+      '0 attempt 1 k1',
+      '2 retry rate_limit +0',
+      '2 attempt 2 k2',
+      '4 retry rate_limit +0',
+      '54 attempt 3 k2',
+      '56 completion k2',
+      '57 complete',
+    ]);
+  });
+
+  it('gives up after maxAttempts with an AttemptsExhaustedError listing every attempt', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+      const scripts = {
+        k1: [cold<TransportEvent>('--#', undefined, rateLimit(1_000))],
+        k2: [cold<TransportEvent>('--#', undefined, rateLimit(1_000))],
+        k3: [cold<TransportEvent>('--#', undefined, rateLimit(1_000))],
+      };
+      const { pool, calls } = makePool(scheduler, scripts);
+      const attempt = (number: number, keyLabel: string, at: number) => ({
+        attempt: number,
+        keyLabel,
+        model: MODEL,
+        kind: 'rate_limit',
+        status: 429,
+        message: 'rate limited',
+        at,
+      });
+      expectObservable(request$(pool, scheduler, { maxAttempts: 3 }).pipe(ignoreElements())).toBe(
+        '6ms #',
+        undefined,
+        expect.objectContaining({
+          name: 'AttemptsExhaustedError',
+          kind: 'attempts_exhausted',
+          attempts: [attempt(1, 'k1', 2), attempt(2, 'k2', 4), attempt(3, 'k3', 6)],
+          lastError: expect.objectContaining({ name: 'RateLimitError', keyLabel: 'k3' }),
+        }),
+      );
+      expectSubscriptions(scripts.k3[0]!.subscriptions).toBe('----^-!');
+      scheduler.schedule(() => expect(calls.map((call) => call.label)).toEqual(['k1', 'k2', 'k3']), 2_000);
+    });
+  });
+
+  it('maxWaitMs: gives up when no key frees within the bound after the retry was due', () => {
+    const scheduler = newTestScheduler();
+    let failure: unknown;
+    let log: string[] = [];
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const k2 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const { pool, calls } = makePool(scheduler, { k1: [k1], k2: [k2] }, { keys: threeKeys.slice(0, 2) });
+      const result = timeline(scheduler, request$(pool, scheduler, { maxWaitMs: 100 }));
+      log = result.log;
+      // The retry is due at 4 and waits in the queue; at 104 the request gives up and leaves it.
+      expectSubscriptions(k1.subscriptions).toBe('^-!');
+      expectSubscriptions(k2.subscriptions).toBe('--^-!');
+      scheduler.schedule(() => {
+        failure = result.error();
+        expect(pool.snapshot().queued).toBe(0);
+      }, 105);
+      // The keys' resets at 1002 and 1004 call nothing more.
+      scheduler.schedule(() => expect(calls).toHaveLength(2), 2_000);
+    });
+    expect(log.at(-1)).toBe('104 error AttemptsExhaustedError');
+    expect(failure).toBeInstanceOf(AttemptsExhaustedError);
+    expect((failure as AttemptsExhaustedError).attempts.map((attempt) => attempt.keyLabel)).toEqual(['k1', 'k2']);
+  });
+
+  it('a 401 also moves to another key, and the disabled key is never tried again', () => {
+    const scheduler = newTestScheduler();
+    let log: string[] = [];
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      const k1 = cold<TransportEvent>('--#', undefined, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
+      const k2 = cold<TransportEvent>('--#', undefined, rateLimit(10));
+      const k2Again = cold('--c|', { c: completionEvent() });
+      const { pool } = makePool(scheduler, { k1: [k1], k2: [k2, k2Again] }, { keys: threeKeys.slice(0, 2) });
+      log = timeline(scheduler, request$(pool, scheduler)).log;
+      expectSubscriptions(k1.subscriptions).toBe('^-!');
+      // k2 parked 4..14: k1 is disabled, so the retry waits for k2 rather than going back to k1.
+      expectSubscriptions(k2Again.subscriptions).toBe('14ms ^--!');
+    });
+    expect(log.filter((line) => line.includes('attempt'))).toEqual(['0 attempt 1 k1', '2 attempt 2 k2', '14 attempt 3 k2']);
+  });
+
+  it('lets errors that are not key refusals pass through untouched, without a retry', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+      const error = new UpstreamError({ message: 'upstream 502', scope: 'model', retryable: true, status: 502 });
+      const k1 = cold<TransportEvent>('--#', undefined, error);
+      const { pool } = makePool(scheduler, { k1: [k1] });
+      expectObservable(request$(pool, scheduler).pipe(ignoreElements())).toBe('--#', undefined, error);
+      expectSubscriptions(k1.subscriptions).toBe('^-!');
+    });
+  });
+});

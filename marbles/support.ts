@@ -1,0 +1,120 @@
+/**
+ * Shared helpers of the marble suites: a vitest-wired TestScheduler, request and transport-event
+ * builders, and a scripted fake transport that hands out pre-built cold observables, so a test can
+ * assert their subscription frames with `expectSubscriptions`.
+ */
+import type { Observable } from 'rxjs';
+import { expect } from 'vitest';
+import { TestScheduler } from 'rxjs/testing';
+import type { KeyHealth } from '../src/keys/health.js';
+import type { ChatRequest, Completion, KeyCredential, Transport, TransportEvent, Usage } from '../src/types.js';
+
+export function newTestScheduler(): TestScheduler {
+  return new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+}
+
+export const MODEL = 'acme/model-a';
+
+export function chatRequest(content = 'hello', overrides: Partial<ChatRequest> = {}): ChatRequest {
+  return { model: MODEL, messages: [{ role: 'user', content }], ...overrides };
+}
+
+export function completion(id = 'gen-1', content = 'hi there', usage?: Usage): Completion {
+  return { id, model: MODEL, content, finishReason: 'stop', raw: null, ...(usage === undefined ? {} : { usage }) };
+}
+
+export function completionEvent(id = 'gen-1', content = 'hi there', usage?: Usage): TransportEvent {
+  return { type: 'completion', completion: completion(id, content, usage) };
+}
+
+export function chunkEvent(delta: string): TransportEvent {
+  return { type: 'chunk', delta, model: MODEL };
+}
+
+export function endEvent(id = 'gen-1', usage?: Usage): TransportEvent {
+  return { type: 'end', id, model: MODEL, finishReason: 'stop', ...(usage === undefined ? {} : { usage }) };
+}
+
+export interface TransportCall {
+  label: string;
+  /** The user message of the request, which the tests use to tell requests apart. */
+  content: string;
+  /** Scheduler time of the call. */
+  at: number;
+  /** The body the transport was given. */
+  request: ChatRequest;
+}
+
+/**
+ * A fake transport that returns, for each call, the next observable of the script of the key's
+ * label (or of the request's first message content, when `by: 'content'`). A script that runs out
+ * fails the test loudly.
+ */
+export function scriptedTransport(
+  scheduler: { now(): number },
+  scripts: Record<string, Observable<TransportEvent>[]>,
+  by: 'label' | 'content' = 'label',
+): { transport: Transport; calls: TransportCall[] } {
+  const calls: TransportCall[] = [];
+  const cursors = new Map<string, number>();
+  const transport: Transport = (key: KeyCredential, request: ChatRequest) => {
+    const content = String(request.messages[0]?.content ?? '');
+    const name = by === 'label' ? key.label : content;
+    calls.push({ label: key.label, content, at: scheduler.now(), request });
+    const index = cursors.get(name) ?? 0;
+    cursors.set(name, index + 1);
+    const script = scripts[name];
+    const next = script?.[index] ?? script?.[script.length - 1];
+    if (next === undefined) throw new Error(`no script for "${name}" (call ${index + 1})`);
+    return next;
+  };
+  return { transport, calls };
+}
+
+/** The fields of a key's health that the breaker tests look at. */
+export function breakerView(health: KeyHealth): Pick<KeyHealth, 'state' | 'openReason' | 'cooldownUntil' | 'consecutiveFailures'> {
+  return {
+    state: health.state,
+    openReason: health.openReason,
+    cooldownUntil: health.cooldownUntil,
+    consecutiveFailures: health.consecutiveFailures,
+  };
+}
+
+/** A strategy function that always takes the first eligible key, to make picks predictable. */
+export const firstEligible = (eligible: readonly KeyHealth[]): KeyHealth | undefined => eligible[0];
+
+/** A one-line description of an attempt event, for timelines. */
+export function describeEvent(event: { type: string } & Record<string, unknown>): string {
+  switch (event.type) {
+    case 'attempt':
+      return `attempt ${String(event['attempt'])} ${String(event['keyLabel'])}`;
+    case 'retry':
+      return `retry ${String(event['reason'])} +${String(event['delayMs'])}`;
+    case 'restart':
+      return `restart ${String(event['reason'])}`;
+    case 'chunk':
+      return `chunk ${JSON.stringify(event['delta'])} ${String(event['keyLabel'])}`;
+    default:
+      return `${event.type} ${String(event['keyLabel'] ?? '')}`.trim();
+  }
+}
+
+/**
+ * Subscribes to `source` and logs `"<frame> <event>"` lines, `"<frame> error <name>"` and
+ * `"<frame> complete"`, for tests where several events share a frame (which marbles cannot draw
+ * after a group). Read the log after `run()` returned.
+ */
+export function timeline(scheduler: { now(): number }, source: Observable<{ type: string }>): { log: string[]; error: () => unknown } {
+  const log: string[] = [];
+  let failure: unknown;
+  source.subscribe({
+    next: (event) => log.push(`${scheduler.now()} ${describeEvent(event as { type: string } & Record<string, unknown>)}`),
+    error: (error: unknown) => {
+      failure = error;
+      log.push(`${scheduler.now()} error ${(error as Error).name}`);
+    },
+    complete: () => log.push(`${scheduler.now()} complete`),
+  });
+  return { log, error: () => failure };
+}

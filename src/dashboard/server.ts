@@ -1,0 +1,58 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dashboardHandler, type DashboardOptions } from './handler.js';
+import type { HealthSource } from './events.js';
+
+/**
+ * A ready-made server for the dashboard. It listens on 127.0.0.1 unless told otherwise: the page
+ * has no login, and although it never shows key text, labels, errors and spend are nobody else's
+ * business.
+ */
+
+export interface DashboardServerOptions extends Omit<DashboardOptions, 'basePath'> {
+  pool: HealthSource;
+  /** Default 0: a free port (read it from `url`). */
+  port?: number;
+  /** Default `127.0.0.1`. */
+  host?: string;
+}
+
+export interface DashboardServer {
+  /** `http://127.0.0.1:PORT/`. */
+  readonly url: string;
+  readonly port: number;
+  readonly server: Server;
+  /** Ends every feed and stops listening. */
+  close(): Promise<void>;
+}
+
+export async function createDashboardServer(options: DashboardServerOptions): Promise<DashboardServer> {
+  const { pool, port = 0, host = '127.0.0.1', ...rest } = options;
+  const handler = dashboardHandler(pool, rest);
+  const server = createServer((request, response) => {
+    if (!handler(request, response)) response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${shownHost}:${bound}/`,
+    port: bound,
+    server,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        handler.close();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
