@@ -189,15 +189,28 @@ describe('pool: what each refusal does to health', () => {
     });
   });
 
-  it('429s without a hint park for rateLimitCooldownMs, doubling while they come in a row', () => {
+  it('429s without a hint park for rateLimitCooldownMs, doubling while they come in a row, with equal jitter', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
-      const pool = makePool(scheduler, { rateLimitCooldownMs: 100 });
+      // random() = 1 takes the full backoff (half fixed + all of the random half).
+      const pool = makePool(scheduler, { rateLimitCooldownMs: 100, random: () => 1 });
       failAt(scheduler, pool, 0, rateLimit()); // 100 ms
       failAt(scheduler, pool, 100, rateLimit()); // 200 ms
       expectObservable(pool.key('k1').health$.pipe(map(breakerView)), '^ 400ms !').toBe('a 99ms b 199ms c', {
         a: parked(100),
         b: parked(300),
+        c: closed(),
+      });
+    });
+  });
+
+  it('the jitter takes between half and all of the backoff', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, { rateLimitCooldownMs: 100, random: () => 0 });
+      failAt(scheduler, pool, 0, rateLimit()); // 50 ms: the fixed half only
+      expectObservable(pool.key('k1').health$.pipe(map(breakerView)), '^ 100ms !').toBe('a 49ms c', {
+        a: parked(50),
         c: closed(),
       });
     });

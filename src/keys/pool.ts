@@ -1019,8 +1019,10 @@ class Pool implements KeyPool {
     const holder: { rateLimitStreak: number; parkedUntil: number } | undefined =
       error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
     if (holder === undefined) return;
-    // Without a hint, back off: each 429 in a row doubles the wait, up to the cap.
-    const waitMs = error.retryAfterMs ?? Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** holder.rateLimitStreak);
+    // Without a hint, back off: each 429 in a row doubles the wait, up to the cap
+    // (equal jitter: half fixed, half random, so what is parked together does not resume together).
+    const backoffMs = Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** holder.rateLimitStreak);
+    const waitMs = error.retryAfterMs ?? backoffMs / 2 + (this.config.random() * backoffMs) / 2;
     holder.rateLimitStreak++;
     holder.parkedUntil = Math.max(holder.parkedUntil, now + waitMs);
     const scope = error.scope === 'model' ? 'model' : error.scope === 'account' ? 'account' : 'key';
