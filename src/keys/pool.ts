@@ -296,6 +296,10 @@ function nextLimitReset(now: number, period: string | null): number | undefined 
   }
 }
 
+function sameLastError(a: LastError | null, b: LastError | null): boolean {
+  return a === b || (a !== null && b !== null && a.kind === b.kind && a.status === b.status && a.message === b.message && a.at === b.at);
+}
+
 function keyHealthEqual(a: KeyHealth, b: KeyHealth): boolean {
   return (
     a.state === b.state &&
@@ -305,7 +309,7 @@ function keyHealthEqual(a: KeyHealth, b: KeyHealth): boolean {
     a.successes === b.successes &&
     a.failures === b.failures &&
     a.consecutiveFailures === b.consecutiveFailures &&
-    a.lastError === b.lastError &&
+    sameLastError(a.lastError, b.lastError) &&
     a.latencyMs === b.latencyMs &&
     a.timeToFirstTokenMs === b.timeToFirstTokenMs &&
     a.credit === b.credit &&
@@ -324,7 +328,7 @@ function modelHealthEqual(a: ModelHealth, b: ModelHealth): boolean {
     a.successes === b.successes &&
     a.failures === b.failures &&
     a.consecutiveFailures === b.consecutiveFailures &&
-    a.lastError === b.lastError &&
+    sameLastError(a.lastError, b.lastError) &&
     a.latencyMs === b.latencyMs &&
     a.timeToFirstTokenMs === b.timeToFirstTokenMs &&
     a.usage === b.usage
@@ -660,15 +664,17 @@ class Pool implements KeyPool {
         model: modelId,
         random: this.config.random,
       };
-      let index = strategy.pick(context);
-      if (index === undefined && avoiding) {
-        avoiding = false;
-        index = strategy.pick(context);
-      }
-      if (index === undefined) continue;
-      const entry = this.entries[index];
       // A user strategy may return anything: admit only what the pool would.
-      if (entry === undefined || !this.keyAdmits(entry, model, now, ticket.tokens)) continue;
+      const admissible = (index: number | undefined) => {
+        const entry = index === undefined ? undefined : this.entries[index];
+        return entry !== undefined && context.isEligible(index!) ? entry : undefined;
+      };
+      let entry = admissible(strategy.pick(context));
+      if (entry === undefined && avoiding) {
+        avoiding = false;
+        entry = admissible(strategy.pick(context));
+      }
+      if (entry === undefined) continue;
       return { entry, model };
     }
     return undefined;

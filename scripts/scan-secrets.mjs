@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/**
+ * Fails (exit 1) if any test API key appears in any file under test-output/ (the captured test
+ * output of test/helpers/capture-output.ts, vitest's reports, and whatever else tests write there).
+ *
+ * The keys are the `sk-or-v1-...` string literals of test/helpers/test-keys.ts. A leak is reported
+ * by file name and the key's label (its property name there) and index, never by the key itself.
+ *
+ * Usage: node scripts/scan-secrets.mjs [output-dir]   (default: test-output)
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const keysFile = join(root, 'test', 'helpers', 'test-keys.ts');
+const outputDir = resolve(root, process.argv[2] ?? 'test-output');
+
+/** `label: 'sk-or-v1-...'` entries, plus any other `sk-or-v1-...` literal (labelled by index). */
+function loadKeys() {
+  const source = readFileSync(keysFile, 'utf8');
+  const keys = [];
+  const seen = new Set();
+  const literal = /(['"`])(sk-or-v1-[A-Za-z0-9-]+)\1/g;
+  for (const match of source.matchAll(literal)) {
+    const key = match[2];
+    if (seen.has(key)) continue;
+    seen.add(key);
+    // The property name just before the literal, if it is written as `name: 'sk-or-v1-...'`.
+    const before = source.slice(Math.max(0, match.index - 80), match.index);
+    const label = /([A-Za-z_$][\w$]*)\s*:\s*$/.exec(before)?.[1];
+    keys.push({ key, label: label ?? `#${keys.length}`, index: keys.length });
+  }
+  return keys;
+}
+
+function listFiles(dir) {
+  const files = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) files.push(...listFiles(path));
+    else if (entry.isFile() || (entry.isSymbolicLink() && statSync(path).isFile())) files.push(path);
+  }
+  return files;
+}
+
+const keys = loadKeys();
+if (keys.length === 0) {
+  console.error(`scan-secrets: no sk-or-v1-... literals found in ${relative(root, keysFile)}; refusing to pass an empty scan`);
+  process.exit(1);
+}
+if (!existsSync(outputDir)) {
+  console.error(`scan-secrets: ${relative(root, outputDir) || outputDir} does not exist; run the tests first (the capture setup file writes it)`);
+  process.exit(1);
+}
+
+const files = listFiles(outputDir);
+if (!files.some((file) => /(^|[\\/])captured-\d+\.log$/.test(file))) {
+  console.error(`scan-secrets: no captured-<pid>.log under ${relative(root, outputDir) || outputDir}/; is test/helpers/capture-output.ts in vitest's setupFiles?`);
+  process.exit(1);
+}
+const leaks = [];
+for (const file of files) {
+  // Bytes, not text: a key is ASCII, so it is found in any encoding that keeps ASCII as is.
+  const content = readFileSync(file);
+  for (const { key, label, index } of keys) {
+    if (content.includes(key)) leaks.push(`${relative(root, file)}: test key "${label}" (#${index})`);
+  }
+}
+
+if (leaks.length > 0) {
+  console.error(`scan-secrets: ${leaks.length} test key occurrence${leaks.length === 1 ? '' : 's'} in test output:`);
+  for (const leak of leaks) console.error(`  ${leak}`);
+  process.exit(1);
+}
+console.log(`scan-secrets: ${files.length} file${files.length === 1 ? '' : 's'} under ${relative(root, outputDir)}/, ${keys.length} keys, no leak`);

@@ -1,0 +1,279 @@
+/**
+ * No key text in anything the library reports. A run against the fake OpenRouter with keys that
+ * fail every way a key fails (401 revoked, 402 out of credits, 403 key limit, 429 quota), plus a
+ * server that echoes the key back in error bodies and answers, and everything the library hands
+ * out is searched for every test key: errors (message, stack, toJSON, inspection, cause chain),
+ * health snapshots, pool events, balance events, key-info refreshes and the credentials a
+ * transport receives. Failures name key labels only, never the key.
+ */
+import { inspect } from 'node:util';
+import { from, lastValueFrom, toArray } from 'rxjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  AuthenticationError,
+  InsufficientCreditsError,
+  KeyLimitError,
+  OpenRouterError,
+  RateLimitError,
+  ValidationError,
+  balance,
+  createKeyPool,
+  createOpenRouterTransport,
+  type BalanceEvent,
+  type ChatRequest,
+  type KeyCredential,
+  type KeyHealth,
+  type KeyPool,
+  type KeyPoolOptions,
+  type PoolEvent,
+  type PoolHealth,
+  type Transport,
+} from '../src/index.js';
+import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
+import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
+
+const MODEL = 'test/model-a';
+const ECHO_ERROR_MODEL = 'test/echo-error';
+const ECHO_STREAM_MODEL = 'test/echo-stream';
+const ECHO_ANSWER_MODEL = 'test/echo-answer';
+
+const servers: FakeOpenRouter[] = [];
+const pools: KeyPool[] = [];
+
+afterEach(async () => {
+  for (const pool of pools.splice(0)) pool.dispose();
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+
+/** Everything a logger could print of a value: JSON (toJSON included), inspection, error chains. */
+function renderings(value: unknown): string[] {
+  const texts: string[] = [];
+  const seen = new Set<unknown>();
+  const visit = (item: unknown, depth: number) => {
+    if (item === null || typeof item !== 'object' || seen.has(item) || depth > 6) return;
+    seen.add(item);
+    if (item instanceof Error) {
+      texts.push(item.message, item.stack ?? '', String(item));
+      if (item instanceof OpenRouterError) texts.push(JSON.stringify(item.toJSON()));
+      visit(item.cause, depth + 1);
+      if (item instanceof ValidationError) texts.push(JSON.stringify(item.issues));
+    }
+    for (const nested of Object.values(item)) visit(nested, depth + 1);
+  };
+  try {
+    texts.push(JSON.stringify(value) ?? '');
+  } catch (error) {
+    texts.push(`unserialisable: ${String(error)}`);
+  }
+  texts.push(inspect(value, { depth: 12, breakLength: Infinity }));
+  visit(value, 0);
+  return texts;
+}
+
+/** Asserts that no test key appears in any rendering of `value`; reports labels only. */
+function expectNoKeyText(value: unknown, what: string): void {
+  const leaked = [...new Set(renderings(value).flatMap(leakedKeyLabels))];
+  expect(leaked, `test keys found in ${what}`).toEqual([]);
+}
+
+async function startFake(options: FakeServerOptions): Promise<FakeOpenRouter> {
+  const fake = await startFakeOpenRouter({ keepAliveIntervalMs: 20, ...options });
+  servers.push(fake);
+  return fake;
+}
+
+function startPool(options: KeyPoolOptions): KeyPool {
+  const pool = createKeyPool(options);
+  pools.push(pool);
+  return pool;
+}
+
+/** A proxy or provider that quotes the Authorization header back, as some do. */
+const echoedHeader = (key: string) => `upstream said: invalid header "Authorization: Bearer ${key}"`;
+
+const FAILING_KEYS = [
+  { key: TEST_KEYS.secretAuth, label: 'auth-401' },
+  { key: TEST_KEYS.secretCredits, label: 'credits-402' },
+  { key: TEST_KEYS.secretCap, label: 'cap-403' },
+  { key: TEST_KEYS.secretRate, label: 'rate-429' },
+  { key: TEST_KEYS.secretGood, label: 'good' },
+];
+
+async function startFailingFake(): Promise<FakeOpenRouter> {
+  return startFake({
+    keys: [
+      { key: TEST_KEYS.secretAuth, label: 'auth-401', revoked: true },
+      { key: TEST_KEYS.secretCredits, label: 'credits-402', account: 'broke' },
+      { key: TEST_KEYS.secretCap, label: 'cap-403', keyLimitExceeded: true, limit: 1, usage: 1 },
+      { key: TEST_KEYS.secretRate, label: 'rate-429', quota: { requests: 1, windowMs: 60_000 } },
+      { key: TEST_KEYS.secretGood, label: 'good', limit: 20, usage: 3 },
+    ],
+    accounts: [{ id: 'broke', outOfCredits: true }],
+    models: {
+      [ECHO_ERROR_MODEL]: { faults: [{ type: 'status', status: 500, message: echoedHeader(TEST_KEYS.secretGood) }] },
+      [ECHO_STREAM_MODEL]: {
+        chunkCount: 4,
+        faults: [{ type: 'in-band-error', afterChunks: 2, code: 502, message: echoedHeader(TEST_KEYS.secretGood) }],
+      },
+    },
+    // The answer quotes the key too (a model repeating its prompt, say).
+    respond: ({ model }) => (model === ECHO_ANSWER_MODEL ? `your key is ${TEST_KEYS.secretGood}` : 'a fine answer'),
+  });
+}
+
+function requests(count: number, model = MODEL, streams = true): ChatRequest[] {
+  return Array.from({ length: count }, (_, index) => ({
+    id: `secret-${model}-${index}`,
+    model,
+    ...(streams && index % 3 === 0 ? { stream: true } : {}),
+    messages: [{ role: 'user' as const, content: `question ${index}` }],
+  }));
+}
+
+function errorOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
+describe('no API key text in what the library reports', () => {
+  it('a run over keys failing with 401, 402, 403 and 429: balance events, errors, health and pool events', async () => {
+    const fake = await startFailingFake();
+    const credentials: KeyCredential[] = [];
+    const real = createOpenRouterTransport({ baseURL: fake.baseURL });
+    const transport: Transport = (credential, request, options) => {
+      credentials.push(credential);
+      return real(credential, request, options);
+    };
+    const pool = startPool({ baseURL: fake.baseURL, keys: FAILING_KEYS, strategy: 'roundRobin', transport });
+    const poolEvents: PoolEvent[] = [];
+    const snapshots: PoolHealth[] = [];
+    const keyHealth: KeyHealth[] = [];
+    const subscriptions = [
+      pool.events$.subscribe((event) => poolEvents.push(event)),
+      pool.health$.subscribe((snapshot) => snapshots.push(snapshot)),
+      ...FAILING_KEYS.map(({ label }) => pool.key(label).health$.subscribe((health) => keyHealth.push(health))),
+    ];
+
+    const events: BalanceEvent[] = await lastValueFrom(
+      from([...requests(20), ...requests(3, ECHO_ERROR_MODEL), ...requests(3, ECHO_STREAM_MODEL), ...requests(3, ECHO_ANSWER_MODEL, false)]).pipe(
+        balance(pool, { concurrency: 5, rateLimit: { maxAttempts: 5 }, transient: { maxAttempts: 2, baseDelayMs: 1, budget: false } }),
+        toArray(),
+      ),
+    );
+    const refreshed = await lastValueFrom(pool.refreshKeyInfo());
+    for (const subscription of subscriptions) subscription.unsubscribe();
+
+    // The run went through every failure it is meant to show.
+    for (const status of [401, 402, 403, 429, 500, 200]) expect(fake.countRequests({ status }), `answers ${status}`).toBeGreaterThan(0);
+    const failures = events.flatMap((event) => (event.type === 'failed' ? [event.error] : []));
+    expect(failures.length).toBeGreaterThan(0);
+    expect(events.some((event) => event.type === 'completion' && event.model === ECHO_ANSWER_MODEL)).toBe(true);
+    expect(poolEvents.some((event) => event.type === 'cooldown' && event.reason === 'disabled')).toBe(true);
+    expect(poolEvents.some((event) => event.type === 'cooldown' && event.reason === 'exhausted')).toBe(true);
+    expect(poolEvents.some((event) => event.type === 'cooldown' && event.reason === 'rate-limit')).toBe(true);
+
+    expectNoKeyText(events, 'balance events');
+    for (const error of failures) expectNoKeyText(error, `a ${error.kind} error`);
+    expectNoKeyText(poolEvents, 'pool events');
+    expectNoKeyText(snapshots, 'health$ snapshots');
+    expectNoKeyText(keyHealth, 'key health$');
+    expectNoKeyText(pool.snapshot(), 'the final snapshot');
+    expectNoKeyText(refreshed, 'refreshKeyInfo results');
+    expectNoKeyText(FAILING_KEYS.map(({ label }) => pool.key(label)), 'key handles');
+    // What the transport receives is logged by careless callers: the key is not enumerable.
+    expect(credentials.length).toBeGreaterThan(0);
+    expectNoKeyText(credentials, 'credentials handed to the transport');
+  }, 30_000);
+
+  it('the typed error of each key failure, thrown by pool.complete and pool.stream, holds no key', async () => {
+    const fake = await startFailingFake();
+    const single = (index: number) => startPool({ baseURL: fake.baseURL, keys: [FAILING_KEYS[index]!] });
+    const hello = (model = MODEL): ChatRequest => ({ model, messages: [{ role: 'user', content: 'hello' }] });
+    const noRetries = { rateLimit: false, transient: false } as const;
+
+    const expected = [
+      [0, AuthenticationError, 401],
+      [1, InsufficientCreditsError, 402],
+      [2, KeyLimitError, 403],
+    ] as const;
+    for (const [index, type, status] of expected) {
+      const error = await errorOf(lastValueFrom(single(index).complete(hello(), noRetries)));
+      expect(error, FAILING_KEYS[index]!.label).toBeInstanceOf(type);
+      expect((error as OpenRouterError).status).toBe(status);
+      expectNoKeyText(error, `the ${status} error of complete()`);
+      const streamed = await errorOf(lastValueFrom(single(index).stream(hello(), noRetries)));
+      expect(streamed).toBeInstanceOf(type);
+      expectNoKeyText(streamed, `the ${status} error of stream()`);
+    }
+
+    // 429: the first request spends the key's quota on the server, the second is refused.
+    const ratePool = single(3);
+    await lastValueFrom(ratePool.complete(hello(), noRetries));
+    const limited = await errorOf(lastValueFrom(ratePool.complete(hello(), noRetries)));
+    expect(limited).toBeInstanceOf(RateLimitError);
+    expect((limited as RateLimitError).retryAfterMs).toBeGreaterThan(0);
+    expectNoKeyText(limited, 'the 429 error');
+    expectNoKeyText(ratePool.snapshot(), 'health after a 429');
+
+    // Key text echoed by the server is redacted from errors and answers.
+    const goodPool = single(4);
+    const echoed = await errorOf(lastValueFrom(goodPool.complete(hello(ECHO_ERROR_MODEL), noRetries)));
+    expect(echoed).toBeInstanceOf(OpenRouterError);
+    expect((echoed as OpenRouterError).message).toContain('[key good');
+    expectNoKeyText(echoed, 'an error whose body quoted the key');
+    const broken = await errorOf(lastValueFrom(goodPool.stream(hello(ECHO_STREAM_MODEL), noRetries)));
+    expect(broken).toBeInstanceOf(OpenRouterError);
+    expectNoKeyText(broken, 'an in-band stream error that quoted the key');
+    const answer = await lastValueFrom(goodPool.complete(hello(ECHO_ANSWER_MODEL)));
+    expect(answer.completion.content).toContain('[key good');
+    expectNoKeyText(answer, 'an answer that quoted the key');
+    expectNoKeyText(goodPool.snapshot(), 'health after echoed keys');
+
+    // A revoked key found by the key-info refresh.
+    const authPool = single(0);
+    const refreshed = await lastValueFrom(authPool.refreshKeyInfo());
+    expect(refreshed[0]!.state).toBe('disabled');
+    expectNoKeyText(refreshed, 'a refresh of a revoked key');
+  }, 30_000);
+
+  // The answer arrives in chunks: a key quoted across two of them must be redacted all the same,
+  // in the chunk deltas and in the assembled completion.
+  it('a streamed answer that quotes the key is redacted like a complete one', async () => {
+    const fake = await startFailingFake();
+    const pool = startPool({ baseURL: fake.baseURL, keys: [FAILING_KEYS[4]!] });
+    const hello: ChatRequest = { model: ECHO_ANSWER_MODEL, messages: [{ role: 'user', content: 'hello' }] };
+    const events = await lastValueFrom(pool.stream(hello).pipe(toArray()));
+    const completion = events.at(-1);
+    expect(completion?.type).toBe('completion');
+    expectNoKeyText(events, 'a streamed answer that quoted the key');
+  });
+
+  it('the search itself finds a key anywhere a logger would print it', () => {
+    const hidden = new OpenRouterError({ message: 'outer', scope: 'key', retryable: true, cause: new Error(`inner ${TEST_KEYS.secretCap}`) });
+    expect(renderings(hidden).flatMap(leakedKeyLabels)).toContain('secretCap');
+    expect(renderings({ nested: [{ deep: { key: TEST_KEYS.secretRate } }] }).flatMap(leakedKeyLabels)).toContain('secretRate');
+    const credential = Object.defineProperty({ label: 'x' }, 'key', { value: TEST_KEYS.secretAuth, enumerable: false });
+    expect(renderings(credential).flatMap(leakedKeyLabels)).toEqual([]);
+  });
+
+  it('config validation errors name the field, never the key', () => {
+    const invalid: unknown[] = [
+      { keys: [{ key: TEST_KEYS.secretGood }, { key: TEST_KEYS.secretGood }] },
+      { keys: [{ key: TEST_KEYS.secretGood, label: 'good', weight: TEST_KEYS.secretCap }] },
+      { keys: [{ key: TEST_KEYS.secretGood, lable: TEST_KEYS.secretCap }] },
+      { keys: [TEST_KEYS.secretGood] },
+    ];
+    for (const [index, options] of invalid.entries()) {
+      let thrown: unknown;
+      try {
+        createKeyPool({ baseURL: 'http://127.0.0.1:9/api/v1', ...(options as KeyPoolOptions) });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, `config #${index}`).toBeInstanceOf(ValidationError);
+      expectNoKeyText(thrown, `the validation error of config #${index}`);
+    }
+  });
+});
