@@ -1,15 +1,31 @@
 import { defineConfig } from 'tsup';
 
-export default defineConfig({
-  entry: { index: 'src/index.ts', testing: 'src/testing.ts', redis: 'src/redis/index.ts' },
-  // ioredis is an optional peer: users who never import `openrouter-rx/redis` never install it.
-  external: ['ioredis'],
-  format: ['esm', 'cjs'],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  target: 'node20',
-  // Shared chunks: the entries share one copy of the error classes, so `instanceof` works across them.
-  splitting: true,
-  treeshake: true,
-});
+export default defineConfig([
+  {
+    entry: { index: 'src/index.ts', testing: 'src/testing.ts', redis: 'src/redis/index.ts', dashboard: 'src/dashboard/index.ts' },
+    // ioredis is an optional peer: users who never import `openrouter-rx/redis` never install it.
+    external: ['ioredis'],
+    format: ['esm', 'cjs'],
+    dts: true,
+    sourcemap: true,
+    // Keep the CLI's files: the second build below writes them, in parallel with this one.
+    clean: ['!cli.js', '!cli.js.map'],
+    target: 'node20',
+    // Shared chunks: the entries share one copy of the error classes, so `instanceof` works across them.
+    splitting: true,
+    treeshake: true,
+  },
+  {
+    // The `openrouter-rx` executable: ESM only, no types, one self-contained file with its shebang.
+    entry: { cli: 'src/cli/main.ts' },
+    external: ['ioredis'],
+    format: ['esm'],
+    dts: false,
+    sourcemap: true,
+    clean: false,
+    target: 'node20',
+    splitting: false,
+    treeshake: true,
+    banner: { js: '#!/usr/bin/env node' },
+  },
+]);

@@ -9,7 +9,7 @@
 import { auditTime, from, lastValueFrom, tap, toArray } from 'rxjs';
 import { balance, createKeyPool, type BalanceEvent, type ChatRequest, type KeyPoolOptions } from '../src/index.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing.js';
-import { createHealthPrinter } from './health-table.js';
+import { createHealthPrinter } from '../src/cli/health-table.js';
 
 interface DemoSetup {
   pool: KeyPoolOptions;

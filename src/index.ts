@@ -69,7 +69,7 @@ export { fingerprintOf } from './keys/fingerprint.js';
 export { estimateTokens, estimatePromptTokens } from './keys/tokens.js';
 
 // Strategies
-export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky, fromFunction, toStrategy } from './routing/strategies.js';
+export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky, fromFunction, toStrategy, strategyNames } from './routing/strategies.js';
 export type { Strategy, StrategyFunction, StrategyLike, StrategyName, KeyCandidate, PickContext, StickyOptions } from './routing/strategies.js';
 
 // Operators

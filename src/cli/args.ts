@@ -26,6 +26,10 @@ export interface ParsedFlags {
 /** `parseArgs` with messages a user can act on; never echoes what followed `=` (it may be a key). */
 export function parseFlags(command: string, argv: readonly string[], options: Options): ParsedFlags {
   for (const argument of argv) {
+    // A key pasted as an argument would otherwise be echoed back in "cannot read file sk-or-...".
+    if (/^sk-[\w-]{8,}$/.test(argument)) {
+      throw new UsageError(`an argument looks like an API key; keys are never taken from the command line (shell history): ${KEYS_HINT}`);
+    }
     if (argument === '--') break;
     const flag = argument.split('=')[0]!;
     if (KEY_FLAGS.has(flag)) {
@@ -43,12 +47,15 @@ export function parseFlags(command: string, argv: readonly string[], options: Op
 function describeParseError(command: string, error: unknown): string {
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : String(error);
-  const flag = /'(-{1,2}[^'= ]+)/.exec(message)?.[1];
+  // Node names options as '-o, --out <value>' or '--modle': prefer the long form.
+  const flag = /--[A-Za-z][\w-]*/.exec(message)?.[0] ?? /'(-[A-Za-z])/.exec(message)?.[1];
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag !== undefined) {
     return `unknown flag ${flag} (see openrouter-rx ${command} --help)`;
   }
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag !== undefined) {
-    return /argument missing/.test(message) ? `${flag} needs a value` : `${flag} takes no value`;
+    if (/argument missing/.test(message)) return `${flag} needs a value`;
+    if (/ambiguous/.test(message)) return `${flag} needs a value; one that starts with "-" goes as ${flag}=<value>`;
+    if (/does not take an argument/.test(message)) return `${flag} takes no value`;
   }
   return message;
 }

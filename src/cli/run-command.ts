@@ -1,59 +1,23 @@
 import { resolve } from 'node:path';
-import { Subject, type Subscription } from 'rxjs';
-import { balance, type BalanceEvent } from '../operators/balance.js';
 import { createKeyPool } from '../pool.js';
 import type { KeyPool } from '../keys/pool.js';
 import { createDashboardServer, type DashboardServer } from '../dashboard/server.js';
 import { UsageError } from './args.js';
+import { runBatch, type BatchOutcome } from './batch.js';
 import { FAKE_KEYS, FAKE_MODEL, startCliFake, type FakeSetup } from './fake.js';
-import { renderHealthTable } from './health-table.js';
 import { EXIT, type CliIo } from './io.js';
 import { keyRedactor, loadKeys, type CliKey } from './keys.js';
-import { ProgressReporter, formatDuration, type ProgressMode } from './progress.js';
+import { formatDuration } from './progress.js';
 import { readPromptsFile, type PromptEntry } from './prompts.js';
-import { ResultsWriter, prepareResults, type ResultLine } from './results.js';
+import { ResultsWriter, prepareResults } from './results.js';
 import type { RunOptions } from './run-options.js';
 
 /**
- * `openrouter-rx run`: the batch. Prompts go into `balance()` one at a time as slots free up (so a
- * Ctrl-C can stop admitting at once, instead of after a buffered backlog), and every terminal event
- * becomes one result line. Key text reaches no output: the pool speaks in labels, and every line
- * and message passes through a redactor of the loaded keys as a last guard.
+ * `openrouter-rx run`: checks everything that can be a usage error before sending anything, writes
+ * the bad lines as failures, then hands the rest to the batch loop (`batch.ts`). Key text reaches
+ * no output: the pool speaks in labels, and every line and message passes through a redactor of
+ * the loaded keys as a last guard.
  */
-
-/** Failures that say nothing about the prompt, only that the pool cannot serve anything now: they
- * stop the run instead of being written, so that fixing the keys and rerunning does the work. */
-const POOL_WIDE_FAILURES = new Set(['no_key_available', 'aborted']);
-
-/** Failure notes printed in full; past this they are only counted (they are all in the file). */
-const MAX_FAILURE_NOTES = 20;
-
-function progressMode(requested: RunOptions['progress'], io: CliIo): ProgressMode {
-  if (requested !== 'auto') return requested;
-  return io.stderr.isTTY === true ? 'bar' : 'plain';
-}
-
-function toResult(event: Exclude<BalanceEvent, { type: 'chunk' | 'restart' }>): ResultLine {
-  if (event.type === 'completion') {
-    return {
-      id: event.requestId,
-      ok: true,
-      model: event.model,
-      keyLabel: event.keyLabel,
-      content: event.completion.content,
-      finishReason: event.completion.finishReason,
-      usage: event.usage ?? null,
-      attempts: event.attempts,
-      latencyMs: Math.round(event.latencyMs),
-    };
-  }
-  return {
-    id: event.requestId,
-    ok: false,
-    error: { kind: event.error.kind, message: event.error.message, ...(event.error.status === undefined ? {} : { status: event.error.status }) },
-    attempts: event.attempts.length,
-  };
-}
 
 interface Keys {
   keys: CliKey[];
@@ -140,10 +104,10 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
       pool.refreshKeyInfo().subscribe({ error: () => undefined });
     }
 
-    const outcome = await runBatch(pool, runnable, options, io, writer, say, bad.length);
+    const outcome = await runBatch(pool, runnable, options, io, writer, redact, bad.length);
     summarize(outcome);
     if (outcome.fatal !== undefined) {
-      say(`error: ${outcome.fatal}; ${outcome.notRun} prompt(s) were not run. Fix the keys and run the same command again.`);
+      say(`error: ${outcome.fatal}; ${outcome.notRun} prompt(s) were not run; fix that and run the same command again to resume`);
       return EXIT.failures;
     }
     if (outcome.notRun > 0) {
@@ -157,144 +121,4 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
     pool?.dispose();
     await fake?.fake.close();
   }
-}
-
-interface BatchOutcome {
-  succeeded: number;
-  failed: number;
-  /** Prompts never sent or aborted in flight: the next run sends them. */
-  notRun: number;
-  elapsedMs: number;
-  /** A pool-wide failure (every key disabled) that stopped the run. */
-  fatal?: string;
-}
-
-function runBatch(
-  pool: KeyPool,
-  entries: ReadonlyArray<Extract<PromptEntry, { kind: 'ok' }>>,
-  options: RunOptions,
-  io: CliIo,
-  writer: ResultsWriter,
-  say: (text: string) => void,
-  alreadyFailed: number,
-): Promise<BatchOutcome> {
-  const progress = new ProgressReporter(io.stderr, progressMode(options.progress, io));
-  const note = (text: string) => (progress.mode === 'none' ? say(text) : progress.note(text));
-  const requests = new Subject<(typeof entries)[number]['request']>();
-  const startedAt = Date.now();
-  let next = 0;
-  let inFlight = 0;
-  let succeeded = 0;
-  let failed = 0;
-  let failureNotes = 0;
-  let stopping = false;
-  let sourceDone = false;
-  let admitting = false;
-  let admitAgain = false;
-  let fatal: string | undefined;
-
-  const report = () => progress.update({ succeeded, failed: failed + alreadyFailed, inFlight });
-
-  /** Feeds prompts while slots are free. Re-entrant calls (a prompt that settles synchronously)
-   * only flag another pass, so the source is never completed in the middle of a pass. */
-  const admit = () => {
-    if (admitting) {
-      admitAgain = true;
-      return;
-    }
-    admitting = true;
-    do {
-      admitAgain = false;
-      while (!stopping && inFlight < options.concurrency && next < entries.length) {
-        inFlight++;
-        requests.next(entries[next++]!.request);
-      }
-      if (!sourceDone && (stopping || next >= entries.length)) {
-        sourceDone = true;
-        requests.complete();
-      }
-    } while (admitAgain);
-    admitting = false;
-    report();
-  };
-
-  return new Promise<BatchOutcome>((resolvePromise) => {
-    let subscription: Subscription | undefined;
-    let settled = false;
-    const health = pool.health$.subscribe((snapshot) => progress.setHealth(snapshot));
-    const finish = () => {
-      if (settled) return;
-      settled = true;
-      health.unsubscribe();
-      progress.setHealth(pool.snapshot());
-      progress.finish();
-      io.signal?.removeEventListener('abort', stop);
-      io.abortSignal?.removeEventListener('abort', abort);
-      if (progress.mode === 'bar') io.stderr.write(`${renderHealthTable(pool.snapshot())}\n`);
-      resolvePromise({
-        succeeded,
-        failed,
-        notRun: entries.length - succeeded - failed,
-        elapsedMs: Date.now() - startedAt,
-        ...(fatal === undefined ? {} : { fatal }),
-      });
-    };
-    const stop = () => {
-      if (stopping) return;
-      stopping = true;
-      if (fatal === undefined) {
-        note(inFlight > 0 ? `stopping: no new prompts; waiting for ${inFlight} in flight (Ctrl-C again to abort them)` : 'stopping: no new prompts');
-      }
-      admit();
-    };
-    const abort = () => {
-      if (settled) return;
-      stopping = true;
-      note(`aborting ${inFlight} prompt(s) in flight: they are not written, and the next run sends them again`);
-      subscription?.unsubscribe();
-      inFlight = 0;
-      report();
-      finish();
-    };
-
-    progress.start(entries.length + alreadyFailed);
-    report();
-    subscription = requests
-      .pipe(balance(pool, { concurrency: options.concurrency, timeouts: options.timeouts }))
-      .subscribe({
-        next: (event) => {
-          if (event.type === 'chunk' || event.type === 'restart') return;
-          inFlight--;
-          if (event.type === 'failed' && POOL_WIDE_FAILURES.has(event.error.kind)) {
-            // Not the prompt's fault: leave it unwritten so that the next run sends it.
-            if (fatal === undefined) fatal = event.error.message;
-            stop();
-          } else {
-            writer.write(toResult(event));
-            if (event.type === 'completion') succeeded++;
-            else {
-              failed++;
-              if (failureNotes < MAX_FAILURE_NOTES) {
-                failureNotes++;
-                note(`${event.requestId} failed: ${event.error.kind}${event.error.status === undefined ? '' : ` ${event.error.status}`}: ${event.error.message}`);
-                if (failureNotes === MAX_FAILURE_NOTES) note(`further failures are in ${options.out} only`);
-              }
-            }
-          }
-          report();
-          admit();
-        },
-        complete: finish,
-        error: (error: unknown) => {
-          // balance() never errors (every failure is an event); if it does, say so and stop cleanly.
-          fatal = `internal error: ${error instanceof Error ? error.message : String(error)}`;
-          finish();
-        },
-      });
-    io.signal?.addEventListener('abort', stop, { once: true });
-    io.abortSignal?.addEventListener('abort', abort, { once: true });
-    if (io.abortSignal?.aborted === true) abort();
-    else if (io.signal?.aborted === true) stop();
-    else admit();
-  });
 }

@@ -13,7 +13,8 @@ per prompt to --out. A rerun skips the ids already in --out, so an interrupted r
 
 Input lines:  {"id"?: "a1", "prompt": "Hello"}  or  {"messages": [...], "model"?: ..., <any request field>}
               id defaults to the line number; "stream": false to ask for one non-streamed answer.
-Output lines: {"id", "ok": true, "model", "keyLabel", "content", "finishReason", "usage", "attempts", "latencyMs"}
+Output lines (in the order prompts finish):
+              {"id", "ok": true, "model", "keyLabel", "content", "finishReason", "usage", "attempts", "latencyMs"}
               {"id", "ok": false, "error": {"kind", "message", "status"?}, "line"?}
 
 Keys: OPENROUTER_API_KEYS (comma-separated, each optionally label=key), or --keys-file.

@@ -974,7 +974,8 @@ class Pool implements KeyPool {
 
   private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
     const lastError: LastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
-    if (error.scope !== 'request' && entry !== undefined) {
+    // A key shows the errors that touch it; a model's (an upstream 503) show on the model.
+    if ((error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
       entry.lastError = lastError;
       this.dirtyKeys.add(entry);
     }
@@ -1141,11 +1142,9 @@ class Pool implements KeyPool {
             catchError((thrown: unknown) => {
               const error = toOpenRouterError(thrown);
               const now = this.now();
+              entry.lastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
+              this.dirtyKeys.add(entry);
               if (error.kind === 'authentication') this.disableKey(entry, now);
-              else {
-                entry.lastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
-                this.dirtyKeys.add(entry);
-              }
               return of(undefined);
             }),
           ),

@@ -5,7 +5,7 @@ import type { KeyLease, KeyPool } from '../keys/pool.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type StrategyLike } from '../routing/strategies.js';
 import type { ChatRequest } from '../types.js';
-import type { AttemptEvent } from './attempt-event.js';
+import { carriesContent, type AttemptEvent } from './attempt-event.js';
 import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 
 export interface WithKeyRotationConfig {
@@ -99,6 +99,7 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
               pool.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });
             }
             const number = route.begin(lease.label, lease.model);
+            let deliveredContent = false;
             const marker: AttemptEvent = { type: 'attempt', attempt: number, at: lease.acquiredAt, stream: request.stream === true, ...tag };
             const { id: _correlationId, models: _chain, ...body } = request;
             const serverChain = serverFallbacks > 0 ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks) : [];
@@ -112,7 +113,9 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
                   lease.markResponded();
                   if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
                   if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
-                  return { ...event, ...tag };
+                  const tagged: AttemptEvent = { ...event, ...tag };
+                  if (carriesContent(tagged)) deliveredContent = true;
+                  return tagged;
                 }),
               ),
             );
@@ -124,7 +127,7 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
                 const error = toOpenRouterError(thrown);
                 error.keyLabel = lease.label;
                 error.model = lease.model;
-                route.fail(lease.model, error);
+                route.fail(lease.model, error, deliveredContent);
                 if (fittingModels(route, request).length === 0) error.routeExhausted = true;
                 subscriber.error(error);
               },

@@ -34,12 +34,13 @@ export class RouteState {
   }
 
   /** Records a failed attempt; an error that no retry of this model can fix excludes the model. */
-  fail(model: string, error: OpenRouterError): void {
+  fail(model: string, error: OpenRouterError, afterContent = false): void {
     this.lastError = error;
     if (excludesModel(error)) this.excludedModels.add(model);
-    // A silent or rate-limited model is the route's problem, not the attempt's: try the next
-    // model first (it stays usable if nothing else is left).
-    if (error.kind === 'timeout' || (error.kind === 'rate_limit' && error.scope === 'model')) {
+    // A silent, rate-limited or mid-answer failing model is the route's problem, not the
+    // attempt's: try the next model first (it stays usable if nothing else is left). A restart
+    // on the same model would pay for another partial answer.
+    if (afterContent || error.kind === 'timeout' || (error.kind === 'rate_limit' && error.scope === 'model')) {
       this.attemptsByModel.set(model, Math.max(this.maxAttemptsPerModel, this.attemptsByModel.get(model) ?? 0));
     }
   }

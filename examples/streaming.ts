@@ -1,0 +1,41 @@
+/**
+ * Streaming to the terminal: text appears as the model writes it. If an attempt breaks after some
+ * text went out and `onMidStreamError: 'restart'` is set, a `restart` event says to start over.
+ *
+ *   npx tsx examples/streaming.ts "Write a haiku about rate limits"
+ *
+ * In your app, import from 'openrouter-rx' instead of '../src/index.js'.
+ */
+import { lastValueFrom, tap } from 'rxjs';
+import { createKeyPool } from '../src/index.js';
+import { exampleEndpoint } from './support/endpoint.js';
+
+const question = process.argv[2] ?? 'Write a haiku about rate limits.';
+const endpoint = await exampleEndpoint({
+  defaultModel: { latencyMs: 20, chunkCount: 12, chunkGapMs: 25 },
+  respond: () => 'Keys wait in a queue; one rests until its reset, the others answer.',
+});
+const pool = createKeyPool({
+  keys: endpoint.keys,
+  ...(endpoint.baseURL === undefined ? {} : { baseURL: endpoint.baseURL }),
+});
+
+const done = await lastValueFrom(
+  pool
+    .stream(
+      { model: endpoint.model, messages: [{ role: 'user', content: question }] },
+      { onMidStreamError: 'restart', timeouts: { firstTokenMs: 20_000, idleMs: 20_000, totalMs: 120_000 } },
+    )
+    .pipe(
+      tap((event) => {
+        if (event.type === 'chunk') process.stdout.write(event.delta);
+        if (event.type === 'restart') process.stdout.write(`\n[${event.reason}: starting over on another key]\n`);
+      }),
+    ),
+);
+if (done.type === 'completion') {
+  process.stdout.write(`\n\n(${done.completion.finishReason}; key ${done.keyLabel}; ${done.usage?.totalTokens ?? '?'} tokens)\n`);
+}
+
+pool.dispose();
+await endpoint.close();

@@ -1,0 +1,141 @@
+import { spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const examplesDir = join(root, 'examples');
+
+function listTs(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return entry.name === 'node_modules' ? [] : listTs(path);
+    return entry.name.endsWith('.ts') ? [path] : [];
+  });
+}
+
+const exampleFiles = listTs(examplesDir);
+const angularFiles = exampleFiles.filter((file) => file.includes(`${join('examples', 'angular')}`));
+
+function angularInstalled(): boolean {
+  try {
+    createRequire(join(root, 'package.json')).resolve('@angular/core/package.json');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('examples type-check', () => {
+  /** Diagnostics per example file, from one program with the project's own compiler options. */
+  const byFile = new Map<string, string[]>();
+
+  beforeAll(() => {
+    const configPath = join(root, 'tsconfig.json');
+    const config = ts.readConfigFile(configPath, ts.sys.readFile);
+    const parsed = ts.parseJsonConfigFileContent(config.config, ts.sys, root, { noEmit: true }, configPath);
+    const program = ts.createProgram(exampleFiles, parsed.options);
+    for (const diagnostic of ts.getPreEmitDiagnostics(program)) {
+      const file = diagnostic.file === undefined ? '(global)' : relative(root, diagnostic.file.fileName);
+      const position = diagnostic.file !== undefined && diagnostic.start !== undefined ? diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start) : undefined;
+      const where = position === undefined ? file : `${file}:${position.line + 1}:${position.character + 1}`;
+      const list = byFile.get(file) ?? [];
+      list.push(`${where} ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`);
+      byFile.set(file, list);
+    }
+  }, 60_000);
+
+  it('finds the examples', () => {
+    expect(exampleFiles.map((file) => relative(examplesDir, file)).sort()).toEqual(
+      expect.arrayContaining(['minimal.ts', 'streaming.ts', 'custom-routing.ts', 'dashboard.ts', 'demo.ts', 'angular/openrouter.service.ts']),
+    );
+  });
+
+  it('compiles every Node example with the project settings', () => {
+    const problems = [...byFile].filter(([file]) => !file.startsWith(join('examples', 'angular'))).flatMap(([, list]) => list);
+    expect(problems).toEqual([]);
+  });
+
+  it("compiles the Angular example against Angular's own types (@angular/core)", () => {
+    expect(angularFiles.length).toBeGreaterThan(0);
+    if (!angularInstalled()) {
+      throw new Error('@angular/core is not installed: the Angular example is type-checked against it (npm install --save-dev @angular/core@21)');
+    }
+    const problems = [...byFile].filter(([file]) => file.startsWith(join('examples', 'angular'))).flatMap(([, list]) => list);
+    expect(problems).toEqual([]);
+  });
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs an example with tsx, with no OPENROUTER_API_KEYS: the examples then use the fake server. */
+function runExample(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolveRun, rejectRun) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(examplesDir, file), ...args], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rejectRun(new Error(`${file} did not exit within 25 s\n${stdout}\n${stderr}`));
+    }, 25_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      // Kept under test-output/ so that scripts/scan-secrets.mjs checks it for key text.
+      mkdirSync(join(root, 'test-output'), { recursive: true });
+      appendFileSync(join(root, 'test-output', 'examples-output.log'), `--- ${file} ${args.join(' ')} (exit ${code})\n${stdout}\n${stderr}\n`);
+      resolveRun({ code, stdout, stderr });
+    });
+  });
+}
+
+describe.concurrent('runnable examples, against the fake server', () => {
+  it('minimal.ts answers one prompt', async () => {
+    const run = await runExample('minimal.ts');
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^answer: Echo \(example\/model\): Say hello in five words\.$/m);
+    expect(run.stdout).toMatch(/^served by key (one|two) \(example\/model\) in \d+ ms after 1 attempt\(s\)$/m);
+  });
+
+  it('streaming.ts writes the answer as it streams', async () => {
+    const run = await runExample('streaming.ts');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('Keys wait in a queue; one rests until its reset, the others answer.');
+    expect(run.stdout).toMatch(/\(stop; key (one|two); \d+ tokens\)/);
+  });
+
+  it('custom-routing.ts sends long prompts to the large-context model', async () => {
+    const run = await runExample('custom-routing.ts');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^long-1 -> example\/large-context \(key (one|two)\): example\/large-context read \d+ characters\.$/m);
+    expect(run.stdout).toMatch(/^short-1 -> example\/small /m);
+    expect(run.stdout).toMatch(/^short-2 -> example\/small /m);
+  });
+
+  it('dashboard.ts serves the dashboard from its own server', async () => {
+    const run = await runExample('dashboard.ts', ['--once'], { PORT: '0' });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^dashboard: http:\/\/127\.0\.0\.1:\d+\/dashboard\/$/m);
+    expect(run.stdout).toMatch(/^key one #[0-9a-f]{6}: closed, \d+ requests$/m);
+    expect(run.stdout).toMatch(/^key two #[0-9a-f]{6}: closed, \d+ requests$/m);
+  });
+
+  it('demo.ts balances 300 prompts over five keys', async () => {
+    const run = await runExample('demo.ts');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/300 prompts in [\d.]+ s: \d+ completed, \d+ failed/);
+  });
+});

@@ -1,0 +1,756 @@
+/**
+ * The Redis state store (`openrouter-rx/redis`) against a real Redis: the one at 127.0.0.1:6379
+ * (`.ci/run` starts one if none answers), plus private `redis-server`s on free ports for the
+ * tests that kill and restart Redis mid-run.
+ *
+ * - In one process: two pools with their own stores on one prefix share a quota, and a 429 park,
+ *   a 401 disable or a breaker opening in one shows in the other's key health.
+ * - A fleet: worker processes (test/helpers/redis-worker.ts), each with its own pool, share three
+ *   keys with quotas against the fake server. With the Redis store they stay within the quotas;
+ *   with each its own memory store they over-admit and collect 429s, for contrast.
+ * - A worker killed mid-flight holds its slot until its lease expires, and not longer.
+ * - Redis dies and comes back mid-run: with `onStoreError: 'local'` no request is lost and shared
+ *   limits resume; with `'fail'` admissions fail with a `StoreUnavailableError`.
+ *
+ * Without Redis at 127.0.0.1:6379 the suites are skipped with a warning that says why; under CI
+ * (`CI` set) a missing Redis fails the run instead. Real time and real sockets throughout: the
+ * checks are bounds (quotas, counts, orderings) with slack for a loaded two-core machine.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Redis, type RedisOptions } from 'ioredis';
+import { firstValueFrom, from, interval, lastValueFrom, map, take, tap, toArray, type Subscription } from 'rxjs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AttemptsExhaustedError,
+  balance,
+  createKeyPool,
+  type BalanceEvent,
+  type BalanceOptions,
+  type ChatRequest,
+  type KeyHealth,
+  type KeyPool,
+  type KeyPoolOptions,
+  type PoolEvent,
+} from '../src/index.js';
+import type { StateStore } from '../src/keys/state-store.js';
+import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
+import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
+import type { RedisWorkerConfig, RedisWorkerLine, RedisWorkerSummary } from './helpers/redis-worker.js';
+import { redisServerBinary, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
+import { TEST_KEYS } from './helpers/test-keys.js';
+
+const REDIS_HOST = '127.0.0.1';
+const REDIS_PORT = 6379;
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const WORKER = fileURLToPath(new URL('./helpers/redis-worker.ts', import.meta.url));
+const IN_CI = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
+
+// ------------------------------------------------------------------------------------ probe
+
+async function probeRedis(): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const client = new Redis({
+    host: REDIS_HOST,
+    port: REDIS_PORT,
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const pong = await client.ping();
+    return pong === 'PONG' ? { ok: true } : { ok: false, reason: `PING answered ${JSON.stringify(pong)}` };
+  } catch (error) {
+    return { ok: false, reason: error instanceof Error ? error.message || error.name : String(error) };
+  } finally {
+    client.disconnect();
+  }
+}
+
+const probe = await probeRedis();
+const redisUp = probe.ok;
+const binary = redisServerBinary();
+const restartable = redisUp && binary.available;
+if (!probe.ok && !IN_CI) {
+  console.warn(`Redis suites skipped: no Redis answered at ${REDIS_HOST}:${REDIS_PORT} (${probe.reason})`);
+} else if (redisUp && !binary.available && !IN_CI) {
+  console.warn(`Redis restart suites skipped: no redis-server binary to start a private Redis (${binary.reason})`);
+}
+
+describe.runIf(IN_CI && (!redisUp || !binary.available))('Redis shared state under CI', () => {
+  it('needs a Redis server at 127.0.0.1:6379 and the redis-server binary (CI never skips the Redis suites)', () => {
+    if (!probe.ok) throw new Error(`CI is set but no Redis answered at ${REDIS_HOST}:${REDIS_PORT} (${probe.reason}); .ci/run starts one when redis-cli is installed`);
+    if (!binary.available) throw new Error(`CI is set but redis-server cannot be run (${binary.reason}); the restart tests need it`);
+  });
+});
+
+// ------------------------------------------------------------------------------------ resources
+
+const clients: Redis[] = [];
+const stores: StateStore[] = [];
+const pools: KeyPool[] = [];
+const fakes: FakeOpenRouter[] = [];
+const subscriptions: Subscription[] = [];
+const workers: WorkerHandle[] = [];
+/** Prefixes used on the shared Redis at 6379, deleted after each test. */
+const prefixes: string[] = [];
+let admin: Redis | undefined;
+
+async function connectRedis(port = REDIS_PORT, options: RedisOptions = {}): Promise<Redis> {
+  const client = new Redis({ host: REDIS_HOST, port, lazyConnect: true, connectTimeout: 2_000, ...options });
+  client.on('error', () => undefined);
+  clients.push(client);
+  await client.connect();
+  return client;
+}
+
+async function adminClient(): Promise<Redis> {
+  if (admin === undefined) {
+    admin = new Redis({ host: REDIS_HOST, port: REDIS_PORT, lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 2 });
+    admin.on('error', () => undefined);
+    await admin.connect();
+  }
+  return admin;
+}
+
+let prefixSeq = 0;
+function uniquePrefix(name: string): string {
+  const prefix = `orx-test:${name}:${process.pid}:${Date.now().toString(36)}:${++prefixSeq}`;
+  prefixes.push(prefix);
+  return prefix;
+}
+
+function redisStore(client: Redis, options: Omit<RedisStoreOptions, 'client'>): StateStore {
+  const store = createRedisStore({ client, ...options });
+  stores.push(store);
+  return store;
+}
+
+async function startFake(options: FakeServerOptions): Promise<FakeOpenRouter> {
+  const fake = await startFakeOpenRouter({ keepAliveIntervalMs: 20, ...options });
+  fakes.push(fake);
+  return fake;
+}
+
+function startPool(fake: FakeOpenRouter, options: Omit<KeyPoolOptions, 'baseURL'>): KeyPool {
+  const pool = createKeyPool({ baseURL: fake.baseURL, ...options });
+  pools.push(pool);
+  return pool;
+}
+
+function recordEvents(pool: KeyPool): PoolEvent[] {
+  const events: PoolEvent[] = [];
+  subscriptions.push(pool.events$.subscribe((event) => events.push(event)));
+  return events;
+}
+
+/** Every key of a prefix (`{prefix}:*`) on `client`. */
+async function keysOf(client: Redis, prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `{${prefix}}:*`, 'COUNT', 500);
+    cursor = next;
+    found.push(...keys);
+  } while (cursor !== '0');
+  return found;
+}
+
+async function deletePrefix(client: Redis, prefix: string): Promise<void> {
+  const keys = await keysOf(client, prefix);
+  if (keys.length > 0) await client.del(...keys);
+}
+
+afterEach(async () => {
+  for (const subscription of subscriptions.splice(0)) subscription.unsubscribe();
+  for (const pool of pools.splice(0)) pool.dispose();
+  for (const store of stores.splice(0)) store.dispose();
+  await Promise.all(workers.splice(0).map((worker) => worker.kill()));
+  await Promise.all(fakes.splice(0).map((fake) => fake.close()));
+  // `quit` lets the stores' last fire-and-forget commands (releases) go out first.
+  await Promise.all(clients.splice(0).map((client) => (client.status === 'ready' ? client.quit().catch(() => client.disconnect()) : client.disconnect())));
+  const used = prefixes.splice(0);
+  if (used.length > 0 && redisUp) {
+    const client = await adminClient();
+    for (const prefix of used) await deletePrefix(client, prefix);
+  }
+});
+
+afterAll(async () => {
+  await admin?.quit().catch(() => admin?.disconnect());
+  admin = undefined;
+});
+
+// ------------------------------------------------------------------------------------ helpers
+
+const MODEL = 'test/model-a';
+
+function requestsOf(count: number, prefix: string, model = MODEL): ChatRequest[] {
+  return Array.from({ length: count }, (_, index) => ({
+    id: `${prefix}-${index}`,
+    model,
+    messages: [{ role: 'user' as const, content: `question ${index}` }],
+  }));
+}
+
+function runAll(pool: KeyPool, requests: ChatRequest[], options: BalanceOptions = {}): Promise<BalanceEvent[]> {
+  return lastValueFrom(from(requests).pipe(balance(pool, { concurrency: 16, ...options }), toArray()));
+}
+
+function terminals(events: readonly BalanceEvent[]) {
+  return {
+    completed: events.filter((event) => event.type === 'completion'),
+    failed: events.flatMap((event) => (event.type === 'failed' ? [event] : [])),
+  };
+}
+
+/** Windows of `windowMs` (half-open, as the fake server counts) that hold more than `limit` of `times`. */
+function overfullWindows(times: readonly number[], limit: number, windowMs: number): string[] {
+  const sorted = [...times].sort((a, b) => a - b);
+  const problems: string[] = [];
+  for (let i = 0; i + limit < sorted.length; i++) {
+    const span = sorted[i + limit]! - sorted[i]!;
+    if (span < windowMs) problems.push(`${limit + 1} within ${span} ms from t=${sorted[i]}`);
+  }
+  return problems;
+}
+
+/** The most entries of `times` in any window of `windowMs` (half-open). */
+function busiestWindow(times: readonly number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let start = 0;
+  for (let end = 0; end < sorted.length; end++) {
+    while (sorted[end]! - sorted[start]! >= windowMs) start++;
+    best = Math.max(best, end - start + 1);
+  }
+  return best;
+}
+
+/** Resolves with `Date.now()` and the record when a key's health first satisfies `predicate`. */
+function whenKeyHealth(pool: KeyPool, label: string, predicate: (health: KeyHealth) => boolean, timeoutMs = 5_000): Promise<{ at: number; health: KeyHealth }> {
+  return new Promise((resolve, reject) => {
+    let subscription: Subscription | undefined;
+    const timer = setTimeout(() => {
+      subscription?.unsubscribe();
+      reject(new Error(`key ${label} did not reach the expected health within ${timeoutMs} ms`));
+    }, timeoutMs);
+    subscription = pool.key(label).health$.subscribe((health) => {
+      if (!predicate(health)) return;
+      clearTimeout(timer);
+      resolve({ at: Date.now(), health });
+      queueMicrotask(() => subscription?.unsubscribe());
+    });
+    subscriptions.push(subscription);
+  });
+}
+
+function waitFor<T>(find: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + timeoutMs;
+    const check = () => {
+      const found = find();
+      if (found !== undefined) return resolve(found);
+      if (Date.now() > deadline) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      setTimeout(check, 10);
+    };
+    check();
+  });
+}
+
+/** Measurements worth seeing when tuning the bounds: `ORX_REDIS_TEST_VERBOSE=1`. */
+function verbose(message: string): void {
+  if (process.env.ORX_REDIS_TEST_VERBOSE) console.log(`[redis.test] ${message}`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits until `count` clients listen on the store channel of `prefix`, so no published change is missed. */
+async function subscribersReady(client: Redis, prefix: string, count: number): Promise<void> {
+  const channel = `{${prefix}}:changes`;
+  const deadline = Date.now() + 3_000;
+  for (;;) {
+    const reply = (await client.pubsub('NUMSUB', channel)) as [string, number];
+    if (Number(reply[1]) >= count) return;
+    if (Date.now() > deadline) throw new Error(`only ${reply[1]} of ${count} stores subscribed to ${channel}`);
+    await sleep(10);
+  }
+}
+
+// ------------------------------------------------------------------------------------ workers
+
+interface WorkerHandle {
+  readonly child: ChildProcess;
+  readonly lines: RedisWorkerLine[];
+  stderr: string;
+  /** The first line of `type` (from the start), waiting up to `timeoutMs`. */
+  line<T extends RedisWorkerLine['type']>(type: T, timeoutMs: number): Promise<Extract<RedisWorkerLine, { type: T }>>;
+  go(): void;
+  /** Resolves with the exit code (or signal) once the process is gone. */
+  readonly exited: Promise<number | string>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+function spawnWorker(config: RedisWorkerConfig): WorkerHandle {
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER], {
+    cwd: ROOT,
+    env: { ...process.env, ORX_REDIS_WORKER: JSON.stringify(config) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const lines: RedisWorkerLine[] = [];
+  const listeners = new Set<() => void>();
+  let gone = false;
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => {
+      gone = true;
+      for (const listener of listeners) listener();
+      resolve(code ?? signal ?? 'unknown');
+    });
+  });
+  const handle: WorkerHandle = {
+    child,
+    lines,
+    stderr: '',
+    line(type, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = lines.find((line) => line.type === type);
+          const failure = lines.find((line) => line.type === 'error');
+          if (found !== undefined) done(() => resolve(found as never));
+          else if (failure !== undefined && failure.type === 'error') done(() => reject(new Error(`worker failed: ${failure.message}`)));
+          else if (gone) done(() => reject(new Error(`worker exited without a "${type}" line; stderr:\n${handle.stderr.slice(-2_000)}`)));
+        };
+        const timer = setTimeout(() => done(() => reject(new Error(`no "${type}" line from the worker within ${timeoutMs} ms; stderr:\n${handle.stderr.slice(-2_000)}`))), timeoutMs);
+        const done = (settle: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          settle();
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    go() {
+      child.stdin?.write('go\n');
+    },
+    exited,
+    async kill(signal = 'SIGKILL') {
+      if (!gone) child.kill(signal);
+      child.stdin?.destroy();
+      await exited;
+    },
+  };
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    try {
+      lines.push(JSON.parse(text) as RedisWorkerLine);
+    } catch {
+      handle.stderr += `[stdout] ${text}\n`;
+    }
+    for (const listener of [...listeners]) listener();
+  });
+  child.stderr?.on('data', (data: Buffer) => {
+    handle.stderr = (handle.stderr + data.toString('utf8')).slice(-8_000);
+  });
+  workers.push(handle);
+  return handle;
+}
+
+interface FleetRun {
+  summaries: RedisWorkerSummary[];
+  fake: FakeOpenRouter;
+  attempts: number;
+  rateLimited: number;
+  startedAt: number;
+  endedAt: number;
+}
+
+const FLEET_KEYS = [
+  { key: TEST_KEYS.quota1, label: 'fleet-1' },
+  { key: TEST_KEYS.quota2, label: 'fleet-2' },
+  { key: TEST_KEYS.quota3, label: 'fleet-3' },
+];
+const FLEET_QUOTA = { requests: 10, windowMs: 1_000 };
+const FLEET_WORKERS = 4;
+const FLEET_REQUESTS = 20;
+
+/** Runs the fleet once: `FLEET_WORKERS` workers, each sending `FLEET_REQUESTS`, released together. */
+async function runFleet(store: 'redis' | 'memory'): Promise<FleetRun> {
+  const fake = await startFake({ keys: FLEET_KEYS.map((key) => ({ ...key, quota: FLEET_QUOTA })), defaultModel: { latencyMs: 5 } });
+  const prefix = uniquePrefix(`fleet-${store}`);
+  const handles = Array.from({ length: FLEET_WORKERS }, (_, index) =>
+    spawnWorker({
+      name: `${store}-${index}`,
+      baseURL: fake.baseURL,
+      keys: FLEET_KEYS.map((key) => ({ ...key, limits: { quotas: [FLEET_QUOTA] } })),
+      store,
+      ...(store === 'redis' ? { redis: { host: REDIS_HOST, port: REDIS_PORT, prefix } } : {}),
+      requests: FLEET_REQUESTS,
+      model: MODEL,
+      concurrency: 16,
+      maxRunMs: 25_000,
+    }),
+  );
+  const spawnedAt = Date.now();
+  await Promise.all(handles.map((handle) => handle.line('ready', 20_000)));
+  const startedAt = Date.now();
+  verbose(`fleet ${store}: workers ready after ${startedAt - spawnedAt} ms`);
+  for (const handle of handles) handle.go();
+  const summaries = await Promise.all(handles.map((handle) => handle.line('summary', 25_000)));
+  const endedAt = Date.now();
+  await Promise.all(handles.map((handle) => handle.exited));
+  const attempts = fake.requests.length;
+  const rateLimited = fake.requests.filter((record) => record.status === 429).length;
+  const run = { summaries, fake, attempts, rateLimited, startedAt, endedAt };
+  verbose(`fleet ${store}: ${describeFleet(run)}`);
+  return run;
+}
+
+function describeFleet(run: FleetRun): string {
+  const perWorker = run.summaries.map((summary) => `${summary.name}: ${summary.completed} ok, ${summary.failed} failed ${JSON.stringify(summary.errors)}`);
+  return `${run.attempts} attempts, ${run.rateLimited} 429s, ${run.endedAt - run.startedAt} ms; ${perWorker.join('; ')}`;
+}
+
+// ------------------------------------------------------------------------------------ suites
+
+describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
+  it('two pools with their own stores on one prefix share a quota: admissions in any window stay within it', async () => {
+    const quota = { requests: 4, windowMs: 500 };
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'shared', quota }], defaultModel: { latencyMs: 5 } });
+    const prefix = uniquePrefix('share-quota');
+    const config = { keys: [{ key: TEST_KEYS.healthy1, label: 'shared', limits: { quotas: [quota] } }] };
+    const poolA = startPool(fake, { ...config, store: redisStore(await connectRedis(), { prefix }) });
+    const poolB = startPool(fake, { ...config, store: redisStore(await connectRedis(), { prefix }) });
+    const eventsA = recordEvents(poolA);
+    const eventsB = recordEvents(poolB);
+
+    const [resultA, resultB] = await Promise.all([runAll(poolA, requestsOf(10, 'a')), runAll(poolB, requestsOf(10, 'b'))]);
+
+    expect(terminals(resultA).completed).toHaveLength(10);
+    expect(terminals(resultB).completed).toHaveLength(10);
+    const admissions = [...eventsA, ...eventsB].flatMap((event) => (event.type === 'attempt' ? [event.at] : []));
+    expect(admissions).toHaveLength(20);
+    // Each pool alone would take the whole quota at once: the two together may not exceed it.
+    expect(busiestWindow(admissions, quota.windowMs), 'admissions of both pools in one window').toBeLessThanOrEqual(quota.requests);
+    const arrivals = fake.requests.map((record) => record.at);
+    expect(overfullWindows(arrivals, quota.requests, quota.windowMs)).toEqual([]);
+    expect(fake.countRequests({ status: 429 })).toBe(0);
+    // Both pools took part: neither starved while the other ran.
+    expect(eventsA.some((event) => event.type === 'attempt')).toBe(true);
+    expect(eventsB.some((event) => event.type === 'attempt')).toBe(true);
+    // Every slot and quota entry is in Redis under the prefix, and nothing else.
+    const keys = await keysOf(await adminClient(), prefix);
+    expect(keys.length).toBeGreaterThan(0);
+    expect(keys.every((key) => key.startsWith(`{${prefix}}:`))).toBe(true);
+  });
+
+  /** Two pools on one prefix with the same keys; only A sends traffic. */
+  async function twoPools(fakeOptions: FakeServerOptions, keys: KeyPoolOptions['keys'], extra: Omit<KeyPoolOptions, 'baseURL' | 'keys' | 'store'> = {}) {
+    const fake = await startFake(fakeOptions);
+    const prefix = uniquePrefix('share-state');
+    const poolA = startPool(fake, { keys, ...extra, store: redisStore(await connectRedis(), { prefix }) });
+    const poolB = startPool(fake, { keys, ...extra, store: redisStore(await connectRedis(), { prefix }) });
+    await subscribersReady(await adminClient(), prefix, 2);
+    return { fake, prefix, poolA, poolB, eventsA: recordEvents(poolA) };
+  }
+
+  /** How long pool B took to show what pool A published: from A's `cooldown` event to B's health. */
+  function propagation(eventsA: PoolEvent[], target: string, reason: string, seenAt: number): number {
+    const cooldown = eventsA.find((event) => event.type === 'cooldown' && event.target === target && event.reason === reason);
+    expect(cooldown, `pool A's ${reason} cooldown event for ${target}`).toBeDefined();
+    verbose(`${reason} of ${target} reached pool B ${seenAt - cooldown!.at} ms after pool A's event`);
+    return seenAt - cooldown!.at;
+  }
+
+  it("a 429 that parks a key in pool A shows in pool B's key health within ~100 ms", async () => {
+    const { poolA, poolB, eventsA } = await twoPools(
+      { keys: [{ key: TEST_KEYS.healthy1, label: 'parked', quota: { requests: 1, windowMs: 10_000 } }] },
+      [{ key: TEST_KEYS.healthy1, label: 'parked' }],
+    );
+    const seen = whenKeyHealth(poolB, 'parked', (health) => health.state === 'open' && health.openReason === 'rate-limit');
+
+    await runAll(poolA, requestsOf(2, 'park'), { concurrency: 1, rateLimit: false });
+
+    const { at, health } = await seen;
+    const delayMs = propagation(eventsA, 'parked', 'rate-limit', at);
+    expect(delayMs).toBeLessThan(150);
+    // The park lasts as long in B as in A (the server's Retry-After of about 10 s).
+    const parkedA = poolA.snapshot().keys[0]!;
+    expect(parkedA.state).toBe('open');
+    expect(Math.abs(health.cooldownUntil! - parkedA.cooldownUntil!)).toBeLessThan(250);
+    expect(health.cooldownUntil! - Date.now()).toBeGreaterThan(5_000);
+  });
+
+  it("a 401 that disables a key in pool A shows in pool B's key health within ~100 ms", async () => {
+    const { poolA, poolB, eventsA } = await twoPools(
+      { keys: [{ key: TEST_KEYS.revoked, label: 'revoked', revoked: true }, { key: TEST_KEYS.healthy2, label: 'good' }] },
+      [
+        { key: TEST_KEYS.revoked, label: 'revoked' },
+        { key: TEST_KEYS.healthy2, label: 'good' },
+      ],
+      { strategy: 'roundRobin' },
+    );
+    const seen = whenKeyHealth(poolB, 'revoked', (health) => health.state === 'disabled');
+
+    const events = await runAll(poolA, requestsOf(2, 'auth'), { concurrency: 1 });
+
+    expect(terminals(events).completed).toHaveLength(2);
+    const { at } = await seen;
+    expect(propagation(eventsA, 'revoked', 'disabled', at)).toBeLessThan(150);
+    expect(poolB.snapshot().keys.find((key) => key.label === 'good')?.state).toBe('closed');
+  });
+
+  it("a breaker opening in pool A shows in pool B's key health within ~100 ms", async () => {
+    const breaker = { consecutiveFailures: 2, cooldownMs: 10_000 };
+    const { poolA, poolB, eventsA } = await twoPools(
+      { keys: [{ key: TEST_KEYS.healthy1, label: 'flaky' }], models: { 'test/broken': { faults: [{ type: 'reset' }] } } },
+      [{ key: TEST_KEYS.healthy1, label: 'flaky' }],
+      { breaker },
+    );
+    const seen = whenKeyHealth(poolB, 'flaky', (health) => health.state === 'open' && health.openReason === 'failures');
+
+    const events = await runAll(poolA, requestsOf(1, 'broken', 'test/broken'), { transient: { maxAttempts: 2, baseDelayMs: 1 } });
+
+    expect(terminals(events).failed).toHaveLength(1);
+    const { at, health } = await seen;
+    expect(propagation(eventsA, 'flaky', 'failures', at)).toBeLessThan(150);
+    // B's own breaker saw no failure: it holds A's opening, for as long.
+    expect(health.consecutiveFailures).toBe(0);
+    expect(health.cooldownUntil! - Date.now()).toBeGreaterThan(5_000);
+  });
+});
+
+describe.skipIf(!redisUp)('Redis store: a fleet of worker processes', () => {
+  let redisRun: FleetRun | undefined;
+
+  it(`${FLEET_WORKERS} workers on 3 keys with quotas: every request completes, almost no 429s, no key over its quota in any window`, async () => {
+    const run = await runFleet('redis');
+    redisRun = run;
+    const summary = describeFleet(run);
+
+    for (const worker of run.summaries) {
+      expect(worker.failed, summary).toBe(0);
+      expect(worker.completed, summary).toBe(FLEET_REQUESTS);
+      expect(worker.storeModes.includes('local'), `${worker.name} fell back to local limits`).toBe(false);
+    }
+    expect(run.attempts).toBeGreaterThanOrEqual(FLEET_WORKERS * FLEET_REQUESTS);
+    expect(run.rateLimited / run.attempts, summary).toBeLessThan(0.02);
+    for (const { label } of FLEET_KEYS) {
+      const arrivals = run.fake.requests.filter((record) => record.keyLabel === label && record.status !== 429).map((record) => record.at);
+      // One arrival of slack for the two clocks (Redis's TIME and the fake server's Date.now()).
+      expect(overfullWindows(arrivals, FLEET_QUOTA.requests + 1, FLEET_QUOTA.windowMs), `${label}: ${summary}`).toEqual([]);
+      expect(busiestWindow(arrivals, FLEET_QUOTA.windowMs)).toBeGreaterThanOrEqual(FLEET_QUOTA.requests / 2);
+    }
+    // The whole fleet ran at about Σ quota (30 a second), not at each worker's own idea of it.
+    const goodput = (FLEET_WORKERS * FLEET_REQUESTS) / ((run.endedAt - run.startedAt) / 1_000);
+    expect(goodput, summary).toBeLessThanOrEqual(FLEET_KEYS.length * FLEET_QUOTA.requests * 1.6);
+  }, 40_000);
+
+  it('the same fleet with each worker on its own memory store over-admits: markedly more 429s', async () => {
+    const run = await runFleet('memory');
+    const summary = describeFleet(run);
+    const share = run.rateLimited / run.attempts;
+    expect(share, summary).toBeGreaterThan(0.1);
+    if (redisRun !== undefined) {
+      expect(run.rateLimited, `memory: ${summary}\nredis: ${describeFleet(redisRun)}`).toBeGreaterThanOrEqual(Math.max(10, 5 * redisRun.rateLimited));
+    }
+  }, 40_000);
+});
+
+describe.skipIf(!redisUp)('Redis store: a worker killed mid-flight', () => {
+  it('its slot stays held until its lease expires, then another pool takes it (leaseMs 1000)', async () => {
+    const leaseMs = 1_000;
+    const fake = await startFake({
+      keys: [{ key: TEST_KEYS.healthy1, label: 'single' }],
+      models: { 'test/silent': { faults: [{ type: 'silent' }] } },
+      defaultModel: { latencyMs: 5 },
+    });
+    const prefix = uniquePrefix('killed');
+    const keys = [{ key: TEST_KEYS.healthy1, label: 'single', limits: { maxConcurrent: 1 } }];
+    const worker = spawnWorker({
+      name: 'doomed',
+      baseURL: fake.baseURL,
+      keys,
+      store: 'redis',
+      redis: { host: REDIS_HOST, port: REDIS_PORT, prefix, leaseMs },
+      requests: 1,
+      model: 'test/silent',
+      timeouts: false,
+      reportAttempts: true,
+      maxRunMs: 20_000,
+    });
+    await worker.line('ready', 20_000);
+    worker.go();
+    await worker.line('attempt', 10_000);
+    // Let the request reach the server, so the slot is held by a request in flight.
+    await waitFor(() => (fake.countRequests({ model: 'test/silent' }) > 0 ? true : undefined), 5_000, 'the silent request');
+    await sleep(150); // at least one lease renewal has gone by (every leaseMs / 3)
+
+    console.log('DBG before kill');
+    await worker.kill('SIGKILL');
+    const killedAt = Date.now();
+    console.log('DBG killed');
+    const client = await adminClient();
+    const slotKey = `{${prefix}}:slots:key:single`;
+    const held = await client.zrange(slotKey, 0, -1, 'WITHSCORES');
+    expect(held, 'the dead worker still holds its slot').toHaveLength(2);
+    const expiresAt = Number(held[1]);
+    expect(expiresAt - killedAt).toBeGreaterThan(0);
+    expect(expiresAt - killedAt).toBeLessThanOrEqual(leaseMs + 50);
+
+    const pool = startPool(fake, { keys, store: redisStore(await connectRedis(), { prefix, leaseMs }) });
+    const events = recordEvents(pool);
+    subscriptions.push(pool.events$.subscribe((e) => console.log('DBG event', Date.now() - killedAt, JSON.stringify(e))));
+    console.log('DBG held', held, expiresAt - killedAt);
+    const result = await runAll(pool, requestsOf(1, 'after-kill'), { queueTimeoutMs: 5_000 });
+    console.log('DBG result', JSON.stringify(result.map((e) => e.type === 'failed' ? e.error.message : e.type)), await client.zrange(slotKey, 0, -1, 'WITHSCORES'), Date.now());
+    console.log('DBG done');
+
+    expect(terminals(result).completed).toHaveLength(1);
+    const admittedAt = events.find((event) => event.type === 'attempt')!.at;
+    // Not before the lease expired (Redis's clock and ours are one machine's) ...
+    expect(admittedAt).toBeGreaterThanOrEqual(expiresAt - 5);
+    // ... and soon after: the pool polls a full slot set every 25 ms.
+    expect(admittedAt - expiresAt).toBeLessThan(500);
+    expect(admittedAt - killedAt).toBeLessThan(leaseMs + 500);
+    // And the slot is free again once that request ended.
+    const deadline = Date.now() + 2_000;
+    while ((await client.zcard(slotKey)) > 0 && Date.now() < deadline) await sleep(20);
+    expect(await client.zcard(slotKey)).toBe(0);
+  }, 40_000);
+});
+
+describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', () => {
+  let server: PrivateRedis | undefined;
+
+  beforeAll(async () => {
+    server = await startPrivateRedis();
+  });
+
+  afterEach(async () => {
+    if (server !== undefined && !server.running) await server.start();
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    server = undefined;
+  });
+
+  /** A client for the private server that reconnects quickly (the default backs off up to 2 s). */
+  function privateClient(): Promise<Redis> {
+    return connectRedis(server!.port, { retryStrategy: () => 50 });
+  }
+
+  it("onStoreError 'local': no request is lost, the store goes local then shared again, and shared limits resume", async () => {
+    const fake = await startFake({
+      keys: [
+        { key: TEST_KEYS.healthy1, label: 'steady' },
+        { key: TEST_KEYS.healthy2, label: 'joint' },
+      ],
+      defaultModel: { latencyMs: 10 },
+    });
+    const prefix = `orx-restart-local-${process.pid}-${Date.now().toString(36)}`;
+    const options = { prefix, onStoreError: 'local' as const, commandTimeoutMs: 150, recoveryIntervalMs: 200, leaseMs: 1_000 };
+    const store = redisStore(await privateClient(), options);
+    const pool = startPool(fake, {
+      keys: [{ key: TEST_KEYS.healthy1, label: 'steady', limits: { maxConcurrent: 4, quotas: [{ requests: 200, windowMs: 1_000 }] } }],
+      store,
+    });
+    const events = recordEvents(pool);
+
+    // One request every 20 ms for 3 s; Redis dies at 0.8 s and is back at 1.8 s.
+    const total = 150;
+    const outcomes: { id: string; type: string; at: number }[] = [];
+    const run = lastValueFrom(
+      interval(20).pipe(
+        take(total),
+        map((index): ChatRequest => ({ id: `steady-${index}`, model: MODEL, messages: [{ role: 'user', content: `question ${index}` }] })),
+        balance(pool, { concurrency: 16 }),
+        tap((event) => {
+          if (event.type === 'completion' || event.type === 'failed') outcomes.push({ id: event.requestId, type: event.type, at: Date.now() });
+        }),
+        toArray(),
+      ),
+    );
+    await sleep(800);
+    await server!.stop('SIGKILL');
+    const killedAt = Date.now();
+    await waitFor(() => events.find((event) => event.type === 'store' && event.mode === 'local'), 3_000, "a 'local' store event");
+    await sleep(1_000);
+    await server!.start();
+    const restartedAt = Date.now();
+    const shared = await waitFor(
+      () => events.find((event) => event.type === 'store' && event.mode === 'shared' && event.at >= restartedAt - 50),
+      5_000,
+      "a 'shared' store event",
+    );
+    await run;
+
+    // Every input got exactly one terminal event, and it was a completion.
+    expect(outcomes.filter((outcome) => outcome.type === 'failed')).toEqual([]);
+    expect(new Set(outcomes.map((outcome) => outcome.id)).size).toBe(total);
+    expect(outcomes).toHaveLength(total);
+    // Requests went on completing while Redis was down, on local limits.
+    expect(outcomes.filter((outcome) => outcome.at > killedAt + 300 && outcome.at < restartedAt).length).toBeGreaterThan(10);
+    const modes = events.flatMap((event) => (event.type === 'store' ? [event.mode] : []));
+    expect(modes[0]).toBe('local');
+    expect(modes.at(-1)).toBe('shared');
+    expect(shared.at - restartedAt).toBeLessThan(2_000);
+
+    // Shared limits resume: a pool on the recovered store and one on a fresh store share a quota.
+    const quota = { requests: 4, windowMs: 1_500 };
+    const joint = [{ key: TEST_KEYS.healthy2, label: 'joint', limits: { quotas: [quota] } }];
+    const poolA = startPool(fake, { keys: joint, store });
+    const poolB = startPool(fake, { keys: joint, store: redisStore(await privateClient(), options) });
+    const eventsA = recordEvents(poolA);
+    const eventsB = recordEvents(poolB);
+    const [resultA, resultB] = await Promise.all([runAll(poolA, requestsOf(4, 'joint-a')), runAll(poolB, requestsOf(4, 'joint-b'))]);
+    expect(terminals(resultA).completed).toHaveLength(4);
+    expect(terminals(resultB).completed).toHaveLength(4);
+    const admissions = [...eventsA, ...eventsB].flatMap((event) => (event.type === 'attempt' ? [event.at] : []));
+    // Alone, each would take 4 at once; jointly, the second 4 wait for the window.
+    expect(busiestWindow(admissions, 1_000)).toBeLessThanOrEqual(quota.requests);
+    expect(eventsA.concat(eventsB).some((event) => event.type === 'store' && event.mode === 'local')).toBe(false);
+  }, 40_000);
+
+  it("onStoreError 'fail': while Redis is down, admissions fail with a StoreUnavailableError and every input gets exactly one terminal event", async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'strict' }], defaultModel: { latencyMs: 5 } });
+    const prefix = `orx-restart-fail-${process.pid}-${Date.now().toString(36)}`;
+    // No `maxConcurrent` here: see the known-bug test below for what a slot does across an outage.
+    const pool = startPool(fake, {
+      keys: [{ key: TEST_KEYS.healthy1, label: 'strict', limits: { quotas: [{ requests: 1_000, windowMs: 1_000 }] } }],
+      store: redisStore(await privateClient(), { prefix, onStoreError: 'fail', commandTimeoutMs: 150, recoveryIntervalMs: 200 }),
+    });
+    const events = recordEvents(pool);
+    expect(terminals(await runAll(pool, requestsOf(3, 'before'))).completed).toHaveLength(3);
+
+    await server!.stop('SIGKILL');
+    const acquired = firstValueFrom(pool.acquire(requestsOf(1, 'direct')[0]!, { models: [MODEL] }));
+    await expect(acquired).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(acquired).rejects.toMatchObject({ retryable: true, message: expect.stringContaining('Redis') });
+
+    const during = await runAll(pool, requestsOf(12, 'down'), { concurrency: 4 });
+    const ids = during.filter((event) => event.type === 'completion' || event.type === 'failed').map((event) => event.requestId);
+    expect(ids.sort()).toEqual(requestsOf(12, 'down').map((request) => request.id).sort());
+    const { completed, failed } = terminals(during);
+    expect(completed).toHaveLength(0);
+    for (const event of failed) {
+      const error = event.error instanceof AttemptsExhaustedError ? event.error.lastError : event.error;
+      expect(error, `${event.requestId}: ${event.error.name} ${event.error.message}`).toBeInstanceOf(StoreUnavailableError);
+    }
+    // Nothing reached the server while the store was down, and the store never went local.
+    expect(fake.requests).toHaveLength(3);
+    expect(events.some((event) => event.type === 'store' && event.mode === 'local')).toBe(false);
+
+    await server!.start();
+    await sleep(300);
+    const after = terminals(await runAll(pool, requestsOf(3, 'after')));
+    expect(after.failed.map((event) => event.error.message)).toEqual([]);
+    expect(after.completed).toHaveLength(3);
+  }, 40_000);
+});
