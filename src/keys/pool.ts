@@ -300,26 +300,8 @@ function sameLastError(a: LastError | null, b: LastError | null): boolean {
   return a === b || (a !== null && b !== null && a.kind === b.kind && a.status === b.status && a.message === b.message && a.at === b.at);
 }
 
-function keyHealthEqual(a: KeyHealth, b: KeyHealth): boolean {
-  return (
-    a.state === b.state &&
-    a.openReason === b.openReason &&
-    a.cooldownUntil === b.cooldownUntil &&
-    a.inFlight === b.inFlight &&
-    a.successes === b.successes &&
-    a.failures === b.failures &&
-    a.consecutiveFailures === b.consecutiveFailures &&
-    sameLastError(a.lastError, b.lastError) &&
-    a.latencyMs === b.latencyMs &&
-    a.timeToFirstTokenMs === b.timeToFirstTokenMs &&
-    a.credit === b.credit &&
-    a.usage === b.usage &&
-    a.quota.length === b.quota.length &&
-    a.quota.every((quota, index) => quota.remaining === b.quota[index]!.remaining)
-  );
-}
-
-function modelHealthEqual(a: ModelHealth, b: ModelHealth): boolean {
+/** The fields key and model records share, compared by value: a health stream never repeats itself. */
+function sameBreakerView(a: KeyHealth | ModelHealth, b: KeyHealth | ModelHealth): boolean {
   return (
     a.state === b.state &&
     a.openReason === b.openReason &&
@@ -332,6 +314,15 @@ function modelHealthEqual(a: ModelHealth, b: ModelHealth): boolean {
     a.latencyMs === b.latencyMs &&
     a.timeToFirstTokenMs === b.timeToFirstTokenMs &&
     a.usage === b.usage
+  );
+}
+
+function keyHealthEqual(a: KeyHealth, b: KeyHealth): boolean {
+  return (
+    sameBreakerView(a, b) &&
+    a.credit === b.credit &&
+    a.quota.length === b.quota.length &&
+    a.quota.every((quota, index) => quota.remaining === b.quota[index]!.remaining)
   );
 }
 
@@ -574,7 +565,7 @@ class Pool implements KeyPool {
     for (const entry of this.dirtyModels) {
       const previous = entry.subject.value;
       const next = this.buildModelHealth(entry, now);
-      if (modelHealthEqual(previous, next)) continue;
+      if (sameBreakerView(previous, next)) continue;
       changed = true;
       entry.subject.next(next);
       if (previous.state !== next.state) {
