@@ -1,38 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { of, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import type { KeyPoolInput } from '../src/keys/config.js';
 import { balance, type BalanceEvent, type BalanceOptions } from '../src/operators/balance.js';
-import { BadRequestError, RateLimitError, UpstreamError } from '../src/errors.js';
+import { BadRequestError, RateLimitError } from '../src/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/types.js';
-import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, firstEligible, newTestScheduler, scriptedTransport, type TransportCall } from './support.js';
+import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, newTestScheduler, scriptedPoolFactory, upstreamError, type TransportCall } from './support.js';
 
-function makePool(
-  scheduler: TestScheduler,
-  scripts: Record<string, Observable<TransportEvent>[]>,
-  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
-): { pool: KeyPool; calls: TransportCall[] } {
-  // Scripts are looked up by the request's message content.
-  const { transport, calls } = scriptedTransport(scheduler, scripts, 'content');
-  const pool = createPool({
-    keys: [
-      { key: 'sk-test-1', label: 'k1' },
-      { key: 'sk-test-2', label: 'k2' },
-    ],
-    random: () => 0.5,
-    strategy: firstEligible,
-    ...overrides,
-    scheduler,
-    transport,
-  });
-  return { pool, calls };
-}
+// Scripts are looked up by the request's message content.
+const makePool = scriptedPoolFactory(
+  [
+    { key: 'sk-test-1', label: 'k1' },
+    { key: 'sk-test-2', label: 'k2' },
+  ],
+  { by: 'content' },
+);
 
 /** Deterministic backoff for the transient retries. */
 const options: BalanceOptions = { transient: { random: () => 0.5, baseDelayMs: 100, budget: false } };
 
-const upstream = () => new UpstreamError({ message: 'upstream 503', scope: 'model', retryable: true, status: 503 });
 
 interface Seen {
   at: number;
@@ -61,13 +46,13 @@ describe('balance', () => {
         {
           ok: [cold('--c|', { c: completionEvent('gen-ok') })],
           bad: [cold<TransportEvent>('--#', undefined, new BadRequestError({ message: 'invalid tool schema', scope: 'request', retryable: false, status: 400 }))],
-          flaky: [cold<TransportEvent>('--#', undefined, upstream()), cold('--c|', { c: completionEvent('gen-flaky') })],
+          flaky: [cold<TransportEvent>('--#', undefined, upstreamError()), cold('--c|', { c: completionEvent('gen-flaky') })],
           limited: [
             cold<TransportEvent>('--#', undefined, new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 10 })),
             cold('--c|', { c: completionEvent('gen-limited') }),
           ],
           streamed: [cold('-a-b-e|', { a: chunkEvent('Hel'), b: chunkEvent('lo'), e: endEvent('gen-stream') })],
-          down: [cold<TransportEvent>('--#', undefined, upstream())],
+          down: [cold<TransportEvent>('--#', undefined, upstreamError())],
         },
         { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } },
       );
@@ -168,7 +153,7 @@ describe('balance', () => {
     const scheduler = newTestScheduler();
     let seen: Seen[] = [];
     scheduler.run(({ cold }) => {
-      const { pool } = makePool(scheduler, { down: [cold<TransportEvent>('--#', undefined, upstream())] }, { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
+      const { pool } = makePool(scheduler, { down: [cold<TransportEvent>('--#', undefined, upstreamError())] }, { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
       seen = collect(scheduler, of(chatRequest('down', { id: 'down' })).pipe(balance(pool, options))).seen;
     });
     const failed = seen.at(-1)!.event;

@@ -1,33 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { catchError, distinctUntilChanged, filter, map, of, take, type Observable } from 'rxjs';
-import type { TestScheduler } from 'rxjs/testing';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import type { KeyPoolInput } from '../src/keys/config.js';
+import type { KeyPool } from '../src/keys/pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker, type CircuitBreakerConfig } from '../src/operators/circuit-breaker.js';
 import { BadRequestError, NetworkError, RateLimitError, UpstreamError, type OpenRouterError } from '../src/errors.js';
 import type { TransportEvent } from '../src/types.js';
-import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, firstEligible, newTestScheduler, scriptedTransport } from './support.js';
+import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, newTestScheduler, scriptedPoolFactory } from './support.js';
 
-function makePool(
-  scheduler: TestScheduler,
-  scripts: Record<string, Observable<TransportEvent>[]>,
-  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
-): KeyPool {
-  const { transport } = scriptedTransport(scheduler, scripts);
-  return createPool({
-    keys: [
-      { key: 'sk-test-1', label: 'k1', account: 'acme' },
-      { key: 'sk-test-2', label: 'k2', account: 'acme' },
-      { key: 'sk-test-3', label: 'k3', account: 'other' },
-    ],
-    random: () => 0.5,
-    strategy: firstEligible,
-    ...overrides,
-    scheduler,
-    transport,
-  });
-}
+const makePool = scriptedPoolFactory([
+  { key: 'sk-test-1', label: 'k1', account: 'acme' },
+  { key: 'sk-test-2', label: 'k2', account: 'acme' },
+  { key: 'sk-test-3', label: 'k3', account: 'other' },
+]);
 
 /** One request through `withKeyRotation` and `circuitBreaker`, its error swallowed. */
 function run(pool: KeyPool, config?: CircuitBreakerConfig): Observable<unknown> {
@@ -44,7 +28,7 @@ describe('circuitBreaker: successes', () => {
     scheduler.run(({ cold, expectObservable }) => {
       // Attempt leased at 10; a role-only chunk at 11 (not content), text at 13, end at 16.
       const call = cold('-r-a--e|', { r: chunkEvent(''), a: chunkEvent('Hel'), e: endEvent('gen-1', { promptTokens: 3, completionTokens: 2, totalTokens: 5 }) });
-      const pool = makePool(scheduler, { k1: [call] });
+      const { pool } = makePool(scheduler, { k1: [call] });
       expectObservable(run(pool), '10ms ^').toBe('10ms xr-a--e|', {
         x: expect.objectContaining({ type: 'attempt', keyLabel: 'k1' }),
         r: expect.objectContaining({ type: 'chunk', delta: '' }),
@@ -71,7 +55,7 @@ describe('circuitBreaker: successes', () => {
   it('a non-streamed completion records latency but no time to first token', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {
-      const pool = makePool(scheduler, { k1: [cold('----c|', { c: completionEvent() })] });
+      const { pool } = makePool(scheduler, { k1: [cold('----c|', { c: completionEvent() })] });
       expectObservable(run(pool), '5ms ^').toBe('5ms x---c|', {
         x: expect.objectContaining({ type: 'attempt' }),
         c: expect.objectContaining({ type: 'completion' }),
@@ -89,7 +73,7 @@ describe('circuitBreaker: successes', () => {
   it('a success closes a half-open key', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {
-      const pool = makePool(scheduler, { k1: [cold('--c|', { c: completionEvent() })] }, {
+      const { pool } = makePool(scheduler, { k1: [cold('--c|', { c: completionEvent() })] }, {
         keys: [{ key: 'sk-test-1', label: 'k1' }],
         breaker: { consecutiveFailures: 1, cooldownMs: 20 },
       });
@@ -143,7 +127,7 @@ describe('circuitBreaker: failures go to the scope their error names', () => {
     it(testCase.name, () => {
       const scheduler = newTestScheduler();
       scheduler.run(({ cold, expectObservable }) => {
-        const pool = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, testCase.error())] });
+        const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, testCase.error())] });
         expectObservable(run(pool)).toBe('x-(f|)', { x: expect.objectContaining({ type: 'attempt', keyLabel: 'k1' }), f: 'failed' });
         scheduler.schedule(() => {
           const snapshot = pool.snapshot();
@@ -160,7 +144,7 @@ describe('circuitBreaker: failures go to the scope their error names', () => {
   it('shouldRecord: false keeps a failure out of health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {
-      const pool = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, new NetworkError({ message: 'reset', scope: 'transport', retryable: true }))] });
+      const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, new NetworkError({ message: 'reset', scope: 'transport', retryable: true }))] });
       expectObservable(run(pool, { shouldRecord: () => false })).toBe('x-(f|)', { x: expect.objectContaining({ type: 'attempt' }), f: 'failed' });
       scheduler.schedule(() => {
         expect(pool.snapshot().keys[0]).toMatchObject({ consecutiveFailures: 0, failures: 0, lastError: null });
@@ -171,7 +155,7 @@ describe('circuitBreaker: failures go to the scope their error names', () => {
   it('a queue timeout (no attempt started) is recorded against no key', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
-      const pool = makePool(scheduler, {}, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
+      const { pool } = makePool(scheduler, {}, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
       pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 500 }) });
       const request$ = of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool, { queueTimeoutMs: 50 }), circuitBreaker(pool));
       expectObservable(request$).toBe('50ms #', undefined, expect.objectContaining({ name: 'QueueTimeoutError' }));

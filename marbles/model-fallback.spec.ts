@@ -6,54 +6,17 @@
  * is never retried on the same model.
  */
 import { describe, expect, it } from 'vitest';
-import { EMPTY, distinctUntilChanged, filter, map, of, type Observable } from 'rxjs';
-import { TestScheduler } from 'rxjs/testing';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import type { KeyPoolInput } from '../src/keys/config.js';
-import type { PoolEvent } from '../src/keys/events.js';
-import { balance, type BalanceEvent, type BalanceOptions } from '../src/operators/balance.js';
-import { BadRequestError, ContentPolicyError, ContextLengthError, UpstreamError, type OpenRouterError } from '../src/errors.js';
-import type { ChatRequest, Completion, Transport, TransportEvent } from '../src/types.js';
+import { distinctUntilChanged, map, of } from 'rxjs';
+import { balance, type BalanceOptions } from '../src/operators/balance.js';
+import { BadRequestError, ContentPolicyError, ContextLengthError, type OpenRouterError } from '../src/errors.js';
+import type { ChatRequest, TransportEvent } from '../src/types.js';
+import { newTestScheduler } from './support.js';
+import { answer, deliveredCompletion, eventsOf, modelScriptedPoolFactory, providerUnavailable, transientRetries } from './model-support.js';
 
 // ------------------------------------------------------------------ harness
 
-interface Call {
-  model: string;
-  /** 1 for the model's first call, 2 for its second... */
-  n: number;
-  key: string;
-  at: number;
-}
-
-/**
- * A pool over a fake transport that answers the n-th call to a model with `scripts[model][n-1]`
- * (cold observables the test keeps, to assert their subscriptions). Unscripted calls get EMPTY and
- * show up in `calls`, which every test asserts.
- */
-function harness(
-  scheduler: TestScheduler,
-  scripts: Record<string, Observable<TransportEvent>[]>,
-  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
-): { pool: KeyPool; calls: Call[] } {
-  const calls: Call[] = [];
-  const transport: Transport = (key, request) => {
-    const model = request.model ?? '';
-    const n = calls.filter((call) => call.model === model).length + 1;
-    calls.push({ model, n, key: key.label, at: scheduler.now() });
-    return scripts[model]?.[n - 1] ?? EMPTY;
-  };
-  const pool = createPool({
-    keys: [{ key: 'sk-or-v1-fallback-1', label: 'k1' }],
-    random: () => 0.5,
-    strategy: (eligible) => eligible[0],
-    ...overrides,
-    scheduler,
-    transport,
-  });
-  return { pool, calls };
-}
-
-const newScheduler = () => new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+/** One key, k1 (its key text is listed in test/helpers/test-keys.ts, for the secret scan). */
+const makePool = modelScriptedPoolFactory([{ key: 'sk-or-v1-fallback-1', label: 'k1' }]);
 
 /** The chain a → b → c, not streamed (the answer is one `completion` event). */
 const request = (id = 'r1', overrides: Partial<ChatRequest> = {}): ChatRequest => ({
@@ -66,19 +29,12 @@ const request = (id = 'r1', overrides: Partial<ChatRequest> = {}): ChatRequest =
 /** 100 characters: about 29 prompt tokens (25 + 4 for the message). */
 const longPrompt = 'x'.repeat(100);
 
-const answer = (model: string, id = `gen-${model}`): Completion => ({ id, model, content: `from ${model}`, finishReason: 'stop', raw: null });
-const done = (model: string, id?: string): TransportEvent => ({ type: 'completion', completion: answer(model, id) });
-const completed = (model: string, attempts: number, latencyMs: number, requestId = 'r1', id?: string): BalanceEvent => ({
-  type: 'completion',
-  requestId,
-  completion: answer(model, id),
-  keyLabel: 'k1',
-  model,
-  attempts,
-  latencyMs,
-});
+/** The answer of `model`, whose text is "from <model>". */
+const answerOf = (model: string, id = `gen-${model}`) => answer(id, `from ${model}`, model);
+const done = (model: string, id?: string): TransportEvent => ({ type: 'completion', completion: answerOf(model, id) });
+const completed = (model: string, attempts: number, latencyMs: number, requestId = 'r1', id?: string) =>
+  deliveredCompletion(answerOf(model, id), { requestId, attempts, latencyMs });
 
-const unavailable = () => new UpstreamError({ message: 'provider returned 503', scope: 'model', retryable: true, status: 503 });
 const tooLong = () => new ContextLengthError({ message: 'maximum context length exceeded', scope: 'request', retryable: false, status: 400, errorType: 'context_length_exceeded' });
 const refused = () => new ContentPolicyError({ message: 'flagged by moderation', scope: 'request', retryable: false, status: 403 });
 const invalid = () => new BadRequestError({ message: 'temperature: must be at most 2', scope: 'request', retryable: false, status: 400 });
@@ -87,22 +43,18 @@ const tagged = <E extends OpenRouterError>(error: E, model: string, routeExhaust
   Object.assign(error, { keyLabel: 'k1', model, routeExhausted });
 
 /** Transient retries after floor(0.5 * 4) = 2, then floor(0.5 * 8) = 4 frames. */
-const options: BalanceOptions = { transient: { baseDelayMs: 4, random: () => 0.5, budget: false } };
-
-type Of<T extends PoolEvent['type']> = Extract<PoolEvent, { type: T }>;
-const eventsOf = <T extends PoolEvent['type']>(pool: KeyPool, ...types: T[]): Observable<Of<T>> =>
-  pool.events$.pipe(filter((event): event is Of<T> => (types as string[]).includes(event.type)));
+const options: BalanceOptions = { transient: transientRetries };
 
 // ------------------------------------------------------------------ 5xx
 
 describe('a model failing with 503', () => {
   it('is retried (maxAttemptsPerModel 2), then left for b, with a fallback event on pool.events$', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
-      const a1 = cold<TransportEvent>('-#', undefined, unavailable());
-      const a2 = cold<TransportEvent>('-#', undefined, unavailable());
+      const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const a2 = cold<TransportEvent>('-#', undefined, providerUnavailable());
       const b1 = cold('--(c|)', { c: done('b') });
-      const { pool, calls } = harness(scheduler, { a: [a1, a2], b: [b1] });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2], b: [b1] });
       expectObservable(eventsOf(pool, 'fallback'), '^ 30ms !').toBe('8ms f', {
         f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 8 },
       });
@@ -129,16 +81,16 @@ describe('a model failing with 503', () => {
 
 describe('a model whose breaker opened', () => {
   it('is skipped by every request until its cooldown ends, then probed half-open and closed again', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
-      const a1 = cold<TransportEvent>('-#', undefined, unavailable());
-      const a2 = cold<TransportEvent>('-#', undefined, unavailable());
+      const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const a2 = cold<TransportEvent>('-#', undefined, providerUnavailable());
       const a3 = cold('--(c|)', { c: done('a', 'gen-a-4') });
       const b1 = cold('--(c|)', { c: done('b', 'gen-b-1') });
       const b2 = cold('--(c|)', { c: done('b', 'gen-b-2') });
       const b3 = cold('--(c|)', { c: done('b', 'gen-b-3') });
       const b4 = cold('--(c|)', { c: done('b', 'gen-b-5') });
-      const { pool, calls } = harness(scheduler, { a: [a1, a2, a3], b: [b1, b2, b3, b4] }, { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2, a3], b: [b1, b2, b3, b4] }, { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } });
 
       // a's second failure (at 4) opens its breaker until 104.
       const states$ = pool.model('a').health$.pipe(
@@ -184,15 +136,15 @@ describe('a model whose breaker opened', () => {
   });
 
   it('a failed half-open probe re-opens it with a doubled cooldown (until 305): the probing request moves to b, later ones skip a', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
-      const a1 = cold<TransportEvent>('-#', undefined, unavailable());
-      const a2 = cold<TransportEvent>('-#', undefined, unavailable());
-      const a3 = cold<TransportEvent>('-#', undefined, unavailable());
+      const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const a2 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const a3 = cold<TransportEvent>('-#', undefined, providerUnavailable());
       const b1 = cold('--(c|)', { c: done('b', 'gen-b-1') });
       const b2 = cold('--(c|)', { c: done('b', 'gen-b-2') });
       const b3 = cold('--(c|)', { c: done('b', 'gen-b-3') });
-      const { pool, calls } = harness(scheduler, { a: [a1, a2, a3], b: [b1, b2, b3] }, { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2, a3], b: [b1, b2, b3] }, { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } });
 
       const states$ = pool.model('a').health$.pipe(
         map((health) => [health.state, health.cooldownUntil] as const),
@@ -237,10 +189,10 @@ describe('a model whose breaker opened', () => {
 
 describe('context length', () => {
   it('a prompt longer than the configured contexts of a (10) and b (20) goes to c without calling either', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const c1 = cold('--(c|)', { c: done('c') });
-      const { pool, calls } = harness(scheduler, { c: [c1] }, { models: { a: { contextLength: 10 }, b: { contextLength: 20 } } });
+      const { pool, calls } = makePool(scheduler, { c: [c1] }, { models: { a: { contextLength: 10 }, b: { contextLength: 20 } } });
       expectObservable(eventsOf(pool, 'fallback', 'retry'), '^ 20ms !').toBe('');
       expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe('--(c|)', {
         c: completed('c', 1, 2),
@@ -252,10 +204,10 @@ describe('context length', () => {
   });
 
   it('a prompt that fits stays on a (the pool only skips what cannot fit)', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold('--(c|)', { c: done('a') });
-      const { pool, calls } = harness(scheduler, { a: [a1] }, { models: { a: { contextLength: 10 } } });
+      const { pool, calls } = makePool(scheduler, { a: [a1] }, { models: { a: { contextLength: 10 } } });
       // 'hi' is 1 + 4 = 5 tokens.
       expectObservable(of(request()).pipe(balance(pool, options))).toBe('--(c|)', { c: completed('a', 1, 2) });
       expectSubscriptions(a1.subscriptions).toBe('^-!');
@@ -265,11 +217,11 @@ describe('context length', () => {
   });
 
   it('a ContextLengthError from b moves the request to c in the same frame (a, too small, is never called)', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const b1 = cold<TransportEvent>('-#', undefined, tooLong());
       const c1 = cold('--(c|)', { c: done('c') });
-      const { pool, calls } = harness(scheduler, { b: [b1], c: [c1] }, { models: { a: { contextLength: 10 } } });
+      const { pool, calls } = makePool(scheduler, { b: [b1], c: [c1] }, { models: { a: { contextLength: 10 } } });
       expectObservable(eventsOf(pool, 'fallback'), '^ 20ms !').toBe('-f', {
         f: { type: 'fallback', requestId: 'r1', from: 'b', to: 'c', reason: 'context_length', at: 1 },
       });
@@ -287,9 +239,9 @@ describe('context length', () => {
   });
 
   it('a prompt that fits no model of the chain fails at once with ContextLengthError, without any call', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable, flush }) => {
-      const { pool, calls } = harness(scheduler, {}, { models: { a: { contextLength: 10 }, b: { contextLength: 10 }, c: { contextLength: 10 } } });
+      const { pool, calls } = makePool(scheduler, {}, { models: { a: { contextLength: 10 }, b: { contextLength: 10 }, c: { contextLength: 10 } } });
       const error = new ContextLengthError({ message: 'the prompt needs about 29 tokens, more than the context of a, b, c', scope: 'request', retryable: false });
       error.routeExhausted = true;
       expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe('(f|)', {
@@ -305,11 +257,11 @@ describe('context length', () => {
 
 describe('content policy', () => {
   it('a ContentPolicyError from a moves the request to b in the same frame; a is called once', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, refused());
       const b1 = cold('--(c|)', { c: done('b') });
-      const { pool, calls } = harness(scheduler, { a: [a1], b: [b1] });
+      const { pool, calls } = makePool(scheduler, { a: [a1], b: [b1] });
       expectObservable(eventsOf(pool, 'fallback'), '^ 20ms !').toBe('-f', {
         f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'content_policy', at: 1 },
       });
@@ -325,12 +277,12 @@ describe('content policy', () => {
   });
 
   it('when every model refuses, the last refusal is the outcome, after exactly one try per model', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, refused());
       const b1 = cold<TransportEvent>('-#', undefined, refused());
       const c1 = cold<TransportEvent>('-#', undefined, refused());
-      const { pool, calls } = harness(scheduler, { a: [a1], b: [b1], c: [c1] });
+      const { pool, calls } = makePool(scheduler, { a: [a1], b: [b1], c: [c1] });
       const events$ = of(request()).pipe(balance(pool, options));
       expectObservable(events$).toBe('---(f|)', {
         f: {
@@ -361,12 +313,12 @@ describe('content policy', () => {
 
 describe('a plain 400', () => {
   it('is never retried on the same model: the request fails with the BadRequestError after one call', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, invalid());
       const a2 = cold('--(c|)', { c: done('a') });
       const b1 = cold('--(c|)', { c: done('b') });
-      const { pool, calls } = harness(scheduler, { a: [a1, a2], b: [b1] });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2], b: [b1] });
       expectObservable(eventsOf(pool, 'retry', 'fallback'), '^ 20ms !').toBe('');
       expectObservable(of(request()).pipe(balance(pool, options))).toBe('-(f|)', {
         f: {
@@ -385,13 +337,13 @@ describe('a plain 400', () => {
   });
 
   it('is not retried on a single-model route either, however generous the retry settings', () => {
-    const scheduler = newScheduler();
+    const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, invalid());
       const a2 = cold('--(c|)', { c: done('a') });
-      const { pool, calls } = harness(scheduler, { a: [a1, a2] }, { keys: [{ key: 'sk-or-v1-fallback-1', label: 'k1' }, { key: 'sk-or-v1-fallback-2', label: 'k2' }] });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2] }, { keys: [{ key: 'sk-or-v1-fallback-1', label: 'k1' }, { key: 'sk-or-v1-fallback-2', label: 'k2' }] });
       const events$ = of(request('r1', { models: undefined })).pipe(
-        balance(pool, { ...options, maxAttemptsPerModel: 5, transient: { maxAttempts: 5, baseDelayMs: 4, random: () => 0.5, budget: false }, rateLimit: { maxAttempts: 5 }, fallback: { maxAttempts: 5 } }),
+        balance(pool, { ...options, maxAttemptsPerModel: 5, transient: { ...transientRetries, maxAttempts: 5 }, rateLimit: { maxAttempts: 5 }, fallback: { maxAttempts: 5 } }),
       );
       expectObservable(events$).toBe('-(f|)', {
         f: {

@@ -1,39 +1,38 @@
 import { describe, expect, it } from 'vitest';
 import { distinctUntilChanged, map } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import type { KeyPoolInput } from '../src/keys/config.js';
+import type { KeyPool } from '../src/keys/pool.js';
 import type { PoolHealth } from '../src/keys/health.js';
 import {
   AuthenticationError,
   BadRequestError,
   InsufficientCreditsError,
   KeyLimitError,
-  NetworkError,
-  RateLimitError,
   UpstreamError,
   type OpenRouterError,
 } from '../src/errors.js';
-import { MODEL, breakerView, chatRequest, newTestScheduler, scriptedTransport } from './support.js';
+import {
+  MODEL,
+  breakerView,
+  chatRequest,
+  networkError,
+  newTestScheduler,
+  predictablePool,
+  rateLimitError,
+  scriptedTransport,
+  type PoolOverrides,
+} from './support.js';
 
-type PoolOverrides = Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'>;
-
+/** A pool whose transport is never called: these tests drive it through `acquire` and `record`. */
 function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyPool {
   const { transport } = scriptedTransport(scheduler, {});
-  return createPool({
-    keys: [{ key: 'sk-test-1', label: 'k1' }],
+  return predictablePool(scheduler, transport, [{ key: 'sk-test-1', label: 'k1' }], {
     breaker: { consecutiveFailures: 2, cooldownMs: 100, cooldownMultiplier: 2, maxCooldownMs: 300 },
-    random: () => 0.5,
     strategy: 'roundRobin',
     ...overrides,
-    scheduler,
-    transport,
   });
 }
 
-const networkError = () => new NetworkError({ message: 'connection reset', scope: 'transport', retryable: true });
-const rateLimit = (retryAfterMs?: number, scope: 'key' | 'account' = 'key') =>
-  new RateLimitError({ message: 'rate limited', scope, retryable: true, status: 429, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
 
 /** Schedules `pool.record` of a failure of `label` at frame `at`. */
 function failAt(scheduler: TestScheduler, pool: KeyPool, at: number, error: OpenRouterError, label = 'k1'): void {
@@ -96,9 +95,9 @@ describe('pool: breaker transitions on key(label).health$', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
-      failAt(scheduler, pool, 10, rateLimit(100)); // parked until 110
-      failAt(scheduler, pool, 20, rateLimit(30)); // would end at 50: ignored
-      failAt(scheduler, pool, 30, rateLimit(200)); // extended to 230
+      failAt(scheduler, pool, 10, rateLimitError(100)); // parked until 110
+      failAt(scheduler, pool, 20, rateLimitError(30)); // would end at 50: ignored
+      failAt(scheduler, pool, 30, rateLimitError(200)); // extended to 230
       // Nothing happens at 50 or 110; the key turns closed only at 230.
       expectObservable(pool.key('k1').health$.pipe(map(breakerView)), '^ 300ms !').toBe('a 9ms b 9ms c 9ms d 199ms e', {
         a: closed(),
@@ -116,7 +115,7 @@ describe('pool: breaker transitions on key(label).health$', () => {
       const pool = makePool(scheduler);
       failAt(scheduler, pool, 10, networkError());
       failAt(scheduler, pool, 20, networkError()); // open until 120
-      failAt(scheduler, pool, 30, rateLimit(10)); // parked until 40 only
+      failAt(scheduler, pool, 30, rateLimitError(10)); // parked until 40 only
       expectObservable(
         pool.key('k1').health$.pipe(map((health) => ({ state: health.state, cooldownUntil: health.cooldownUntil }))),
         '^ 200ms !',
@@ -159,7 +158,7 @@ describe('pool: open reason after a short park', () => {
       const pool = makePool(scheduler);
       failAt(scheduler, pool, 10, networkError());
       failAt(scheduler, pool, 20, networkError()); // open for failures until 120
-      failAt(scheduler, pool, 30, rateLimit(10)); // parked until 40
+      failAt(scheduler, pool, 30, rateLimitError(10)); // parked until 40
       expectObservable(pool.key('k1').health$.pipe(map(breakerView)), '^ 200ms !').toBe('a 9ms b 9ms c 9ms c 89ms f', {
         a: closed(),
         b: closed(1),
@@ -176,7 +175,7 @@ describe('pool: what each refusal does to health', () => {
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
       failAt(scheduler, pool, 5, networkError()); // one real failure first: 1 in a row
-      failAt(scheduler, pool, 10, rateLimit(50)); // parked until 60, still 1 in a row
+      failAt(scheduler, pool, 10, rateLimitError(50)); // parked until 60, still 1 in a row
       expectObservable(
         pool.key('k1').health$.pipe(map((health) => ({ ...breakerView(health), failures: health.failures }))),
         '^ 100ms !',
@@ -194,8 +193,8 @@ describe('pool: what each refusal does to health', () => {
     scheduler.run(({ expectObservable }) => {
       // random() = 1 takes the full backoff (half fixed + all of the random half).
       const pool = makePool(scheduler, { rateLimitCooldownMs: 100, random: () => 1 });
-      failAt(scheduler, pool, 0, rateLimit()); // 100 ms
-      failAt(scheduler, pool, 100, rateLimit()); // 200 ms
+      failAt(scheduler, pool, 0, rateLimitError()); // 100 ms
+      failAt(scheduler, pool, 100, rateLimitError()); // 200 ms
       expectObservable(pool.key('k1').health$.pipe(map(breakerView)), '^ 400ms !').toBe('a 99ms b 199ms c', {
         a: parked(100),
         b: parked(300),
@@ -208,7 +207,7 @@ describe('pool: what each refusal does to health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { rateLimitCooldownMs: 100, random: () => 0 });
-      failAt(scheduler, pool, 0, rateLimit()); // 50 ms: the fixed half only
+      failAt(scheduler, pool, 0, rateLimitError()); // 50 ms: the fixed half only
       expectObservable(pool.key('k1').health$.pipe(map(breakerView)), '^ 100ms !').toBe('a 49ms c', {
         a: parked(50),
         c: closed(),
@@ -297,7 +296,7 @@ describe('pool: what each refusal does to health', () => {
           { key: 'sk-c', label: 'k3', account: 'other' },
         ],
       });
-      failAt(scheduler, pool, 10, rateLimit(40, 'account'));
+      failAt(scheduler, pool, 10, rateLimitError(40, 'account'));
       const view = map(breakerView);
       expectObservable(pool.key('k1').health$.pipe(view), '^ 100ms !').toBe('a 9ms b 39ms a', { a: closed(), b: parked(50) });
       expectObservable(pool.key('k2').health$.pipe(view), '^ 100ms !').toBe('a 9ms b 39ms a', { a: closed(), b: parked(50) });
@@ -327,8 +326,8 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1' }, { key: 'sk-b', label: 'k2' }] });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimit(100) }); // until 100
-      pool.record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: rateLimit(50) }); // until 50
+      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) }); // until 100
+      pool.record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: rateLimitError(50) }); // until 50
       expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '10ms ^ 100ms !').toBe('50ms a', { a: 'k2' });
       // distinctUntilChanged: pool.health$ repeats snapshots (see the last test of this file).
       expectObservable(pool.health$.pipe(map((health) => health.queued), distinctUntilChanged()), '^ 60ms !').toBe('a 9ms b 39ms a', { a: 0, b: 1 });
@@ -380,7 +379,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimit(1_000) });
+      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(1_000) });
       expectObservable(pool.acquire(chatRequest(), { models: [MODEL], queueTimeoutMs: 100 }), '10ms ^').toBe(
         '110ms #',
         undefined,
@@ -394,7 +393,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { queue: { timeoutMs: 40 } });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimit(1_000) });
+      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(1_000) });
       expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }), '5ms ^').toBe(
         '45ms #',
         undefined,
@@ -407,7 +406,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { queue: { maxSize: 1 } });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimit(100) });
+      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) });
       expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '^ 200ms !').toBe('100ms a', { a: 'k1' });
       expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }), '10ms ^').toBe(
         '10ms #',
@@ -461,7 +460,7 @@ describe('pool: admission queue', () => {
         const second = pool.acquire(chatRequest(), { models: [MODEL] }).subscribe();
         scheduler.schedule(() => second.unsubscribe(), 30);
       }, 10);
-      failAt(scheduler, pool, 60, rateLimit(20));
+      failAt(scheduler, pool, 60, rateLimitError(20));
     });
     expect(snapshots.length).toBeGreaterThan(3);
     const duplicates = snapshots.slice(1).filter((snapshot, index) => JSON.stringify(snapshot) === JSON.stringify(snapshots[index]));

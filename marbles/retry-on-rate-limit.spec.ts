@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { ignoreElements, of, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import type { KeyPoolInput } from '../src/keys/config.js';
+import type { KeyPool } from '../src/keys/pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker } from '../src/operators/circuit-breaker.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from '../src/operators/retry-on-rate-limit.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { AttemptsExhaustedError, AuthenticationError, RateLimitError, UpstreamError } from '../src/errors.js';
+import { AttemptsExhaustedError, AuthenticationError, UpstreamError } from '../src/errors.js';
 import type { TransportEvent } from '../src/types.js';
-import { MODEL, chatRequest, completionEvent, firstEligible, newTestScheduler, scriptedTransport, timeline, type TransportCall } from './support.js';
+import { MODEL, chatRequest, completionEvent, newTestScheduler, rateLimitError, scriptedPoolFactory, timeline } from './support.js';
 
 const threeKeys = [
   { key: 'sk-test-1', label: 'k1' },
@@ -17,20 +16,9 @@ const threeKeys = [
   { key: 'sk-test-3', label: 'k3' },
 ];
 
-function makePool(
-  scheduler: TestScheduler,
-  scripts: Record<string, Observable<TransportEvent>[]>,
-  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
-): { pool: KeyPool; calls: TransportCall[] } {
-  const { transport, calls } = scriptedTransport(scheduler, scripts);
-  // The strategy always takes the first eligible key, so only parking and the rotation's
-  // preference for untried keys move a retry elsewhere.
-  const pool = createPool({ keys: threeKeys, random: () => 0.5, strategy: firstEligible, ...overrides, scheduler, transport });
-  return { pool, calls };
-}
-
-const rateLimit = (retryAfterMs?: number) =>
-  new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+// The strategy always takes the first eligible key, so only parking and the rotation's
+// preference for untried keys move a retry elsewhere.
+const makePool = scriptedPoolFactory(threeKeys);
 
 /** withKeyRotation → circuitBreaker (so a 429 parks its key) → retryOnRateLimit. */
 function request$(pool: KeyPool, scheduler: TestScheduler, config: RetryOnRateLimitConfig = {}, record = true): Observable<AttemptEvent> {
@@ -43,7 +31,7 @@ describe('retryOnRateLimit', () => {
     const scheduler = newTestScheduler();
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimitError(1_000));
       const k2 = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [k1], k2: [k2] });
       log = timeline(scheduler, request$(pool, scheduler)).log;
@@ -58,8 +46,8 @@ describe('retryOnRateLimit', () => {
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
       // Without circuitBreaker no 429 is recorded: k1 and k2 stay eligible throughout.
-      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
-      const k2 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimitError(1_000));
+      const k2 = cold<TransportEvent>('--#', undefined, rateLimitError(1_000));
       const k3 = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [k1], k2: [k2], k3: [k3] });
       log = timeline(scheduler, request$(pool, scheduler, {}, false)).log;
@@ -74,8 +62,8 @@ describe('retryOnRateLimit', () => {
     const scheduler = newTestScheduler();
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(100)); // parked 2..102
-      const k2First = cold<TransportEvent>('--#', undefined, rateLimit(50)); // parked 4..54
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimitError(100)); // parked 2..102
+      const k2First = cold<TransportEvent>('--#', undefined, rateLimitError(50)); // parked 4..54
       const k2Second = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [k1], k2: [k2First, k2Second] }, { keys: threeKeys.slice(0, 2) });
       log = timeline(scheduler, request$(pool, scheduler)).log;
@@ -99,9 +87,9 @@ describe('retryOnRateLimit', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const scripts = {
-        k1: [cold<TransportEvent>('--#', undefined, rateLimit(1_000))],
-        k2: [cold<TransportEvent>('--#', undefined, rateLimit(1_000))],
-        k3: [cold<TransportEvent>('--#', undefined, rateLimit(1_000))],
+        k1: [cold<TransportEvent>('--#', undefined, rateLimitError(1_000))],
+        k2: [cold<TransportEvent>('--#', undefined, rateLimitError(1_000))],
+        k3: [cold<TransportEvent>('--#', undefined, rateLimitError(1_000))],
       };
       const { pool, calls } = makePool(scheduler, scripts);
       const attempt = (number: number, keyLabel: string, at: number) => ({
@@ -133,8 +121,8 @@ describe('retryOnRateLimit', () => {
     let failure: unknown;
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const k1 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
-      const k2 = cold<TransportEvent>('--#', undefined, rateLimit(1_000));
+      const k1 = cold<TransportEvent>('--#', undefined, rateLimitError(1_000));
+      const k2 = cold<TransportEvent>('--#', undefined, rateLimitError(1_000));
       const { pool, calls } = makePool(scheduler, { k1: [k1], k2: [k2] }, { keys: threeKeys.slice(0, 2) });
       const result = timeline(scheduler, request$(pool, scheduler, { maxWaitMs: 100 }));
       log = result.log;
@@ -158,7 +146,7 @@ describe('retryOnRateLimit', () => {
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
       const k1 = cold<TransportEvent>('--#', undefined, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
-      const k2 = cold<TransportEvent>('--#', undefined, rateLimit(10));
+      const k2 = cold<TransportEvent>('--#', undefined, rateLimitError(10));
       const k2Again = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [k1], k2: [k2, k2Again] }, { keys: threeKeys.slice(0, 2) });
       log = timeline(scheduler, request$(pool, scheduler)).log;

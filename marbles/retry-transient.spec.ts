@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { catchError, ignoreElements, merge, of, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import type { KeyPoolInput } from '../src/keys/config.js';
+import type { KeyPool } from '../src/keys/pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker } from '../src/operators/circuit-breaker.js';
 import { retryTransient, type RetryTransientConfig } from '../src/operators/retry-transient.js';
@@ -23,31 +22,17 @@ import {
   chunkEvent,
   completionEvent,
   endEvent,
-  firstEligible,
   newTestScheduler,
-  scriptedTransport,
+  randomSequence,
+  scriptedPoolFactory,
   timeline,
+  upstreamError,
   type TransportCall,
 } from './support.js';
 
-function makePool(
-  scheduler: TestScheduler,
-  scripts: Record<string, Observable<TransportEvent>[]>,
-  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> & { by?: 'label' | 'content' } = {},
-): { pool: KeyPool; calls: TransportCall[] } {
-  const { by, ...config } = overrides;
-  const { transport, calls } = scriptedTransport(scheduler, scripts, by);
-  const pool = createPool({ keys: [{ key: 'sk-test-1', label: 'k1' }], random: () => 0.5, strategy: firstEligible, ...config, scheduler, transport });
-  return { pool, calls };
-}
+const makePool = scriptedPoolFactory([{ key: 'sk-test-1', label: 'k1' }]);
 
-/** Returns the values of `values` in turn (the last one repeats): a seeded `random`. */
-function sequence(...values: number[]): () => number {
-  let index = 0;
-  return () => values[Math.min(index++, values.length - 1)]!;
-}
 
-const upstream = (status = 503) => new UpstreamError({ message: `upstream ${status}`, scope: 'model', retryable: true, status });
 
 function request$(pool: KeyPool, retry: ReturnType<typeof retryTransient>, content = 'hello'): Observable<AttemptEvent> {
   return of(chatRequest(content, { id: content })).pipe(withKeyRotation(pool), circuitBreaker(pool), retry);
@@ -62,12 +47,12 @@ describe('retryTransient: backoff', () => {
     const scheduler = newTestScheduler();
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const first = cold<TransportEvent>('--#', undefined, upstream(503));
-      const second = cold<TransportEvent>('--#', undefined, upstream(502));
+      const first = cold<TransportEvent>('--#', undefined, upstreamError(503));
+      const second = cold<TransportEvent>('--#', undefined, upstreamError(502));
       const third = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [first, second, third] });
       // random 0.3 then 0.75: retry 1 waits floor(0.3 · 100) = 30, retry 2 floor(0.75 · 200) = 150.
-      log = timeline(scheduler, request$(pool, transient(scheduler, { random: sequence(0.3, 0.75) }))).log;
+      log = timeline(scheduler, request$(pool, transient(scheduler, { random: randomSequence(0.3, 0.75) }))).log;
       expectSubscriptions(first.subscriptions).toBe('^-!');
       expectSubscriptions(second.subscriptions).toBe('32ms ^-!'); // failed at 2, +30
       expectSubscriptions(third.subscriptions).toBe('184ms ^--!'); // failed at 34, +150
@@ -131,7 +116,7 @@ describe('retryTransient: what it does not retry', () => {
   it('is bounded by maxAttempts, then fails with an AttemptsExhaustedError', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
-      const call = cold<TransportEvent>('--#', undefined, upstream(503));
+      const call = cold<TransportEvent>('--#', undefined, upstreamError(503));
       const { pool } = makePool(scheduler, { k1: [call] });
       // random 0.5: 50 ms, then 100 ms; the third failure (at 156) ends it.
       expectObservable(request$(pool, transient(scheduler, { random: () => 0.5, maxAttempts: 3 })).pipe(ignoreElements())).toBe(
@@ -154,7 +139,7 @@ describe('retryTransient: what it does not retry', () => {
     const scheduler = newTestScheduler();
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const call = cold('-a-#', { a: chunkEvent('Hel') }, upstream(502));
+      const call = cold('-a-#', { a: chunkEvent('Hel') }, upstreamError(502));
       const { pool } = makePool(scheduler, { k1: [call] });
       log = timeline(scheduler, request$(pool, transient(scheduler))).log;
       expectSubscriptions(call.subscriptions).toBe('^--!');
@@ -165,7 +150,7 @@ describe('retryTransient: what it does not retry', () => {
   it('an empty (role-only) chunk is not content: the attempt is still retried', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const first = cold('-r-#', { r: chunkEvent('') }, upstream(502));
+      const first = cold('-r-#', { r: chunkEvent('') }, upstreamError(502));
       const second = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [first, second] });
       timeline(scheduler, request$(pool, transient(scheduler, { random: () => 0.5 })));
@@ -179,7 +164,7 @@ describe('retryTransient: restart mode', () => {
     const scheduler = newTestScheduler();
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const first = cold('-a-#', { a: chunkEvent('Hel') }, upstream(502));
+      const first = cold('-a-#', { a: chunkEvent('Hel') }, upstreamError(502));
       const second = cold('-b-e|', { b: chunkEvent('Hello'), e: endEvent() });
       const { pool } = makePool(scheduler, { k1: [first, second] });
       log = timeline(scheduler, request$(pool, transient(scheduler, { random: () => 0.5, onMidStreamError: 'restart' }))).log;
@@ -207,7 +192,7 @@ describe('retryTransient: retry budget', () => {
     scheduler.run(({ cold }) => {
       const names = Array.from({ length: 10 }, (_, index) => `r${index + 1}`);
       // Every request fails once at frame 2, then would succeed.
-      const scripts = Object.fromEntries(names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstream(503)), cold('--c|', { c: completionEvent() })]]));
+      const scripts = Object.fromEntries(names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]));
       // A model breaker that tolerates the burst: ten 5xx in a row would otherwise open the model.
       const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
       calls = made.calls;
@@ -233,7 +218,7 @@ describe('retryTransient: retry budget', () => {
     let log: string[] = [];
     scheduler.run(({ cold }) => {
       const names = Array.from({ length: 10 }, (_, index) => `r${index + 1}`);
-      const failing = () => cold<TransportEvent>('--#', undefined, upstream(503));
+      const failing = () => cold<TransportEvent>('--#', undefined, upstreamError(503));
       const scripts = Object.fromEntries(names.map((name) => [name, [failing(), failing(), cold('--c|', { c: completionEvent() })]]));
       const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
       const retry = transient(scheduler, { random: () => 0.5, budget: { ratio: 0.2, minRetriesPerSecond: 0, windowMs: 10_000 } });
@@ -254,7 +239,7 @@ describe('retryTransient: retry budget', () => {
     let log: string[] = [];
     scheduler.run(({ cold }) => {
       const names = Array.from({ length: 10 }, (_, index) => `r${index + 1}`);
-      const scripts = Object.fromEntries(names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstream(503)), cold('--c|', { c: completionEvent() })]]));
+      const scripts = Object.fromEntries(names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]));
       const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
       const retry = transient(scheduler, { random: () => 0.5, budget: false });
       log = timeline(scheduler, merge(...names.map((name) => request$(made.pool, retry, name)))).log;
@@ -270,7 +255,7 @@ describe('retryTransient nested under retryOnRateLimit (as balance composes them
     let failure: unknown;
     scheduler.run(({ cold, expectSubscriptions }) => {
       const k1 = cold<TransportEvent>('--#', undefined, new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 1_000 }));
-      const k2 = cold<TransportEvent>('--#', undefined, upstream(503));
+      const k2 = cold<TransportEvent>('--#', undefined, upstreamError(503));
       const k3 = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [k1], k2: [k2], k3: [k3] }, {
         keys: [

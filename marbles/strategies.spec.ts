@@ -15,7 +15,7 @@ import {
 import type { KeyHealth } from '../src/keys/health.js';
 import type { ChatRequest } from '../src/types.js';
 import { createPool } from '../src/keys/pool.js';
-import { MODEL, chatRequest, newTestScheduler, scriptedTransport } from './support.js';
+import { MODEL, chatRequest, newTestScheduler, randomSequence, scriptedTransport } from './support.js';
 
 interface CandidateSpec {
   label: string;
@@ -29,11 +29,6 @@ function candidate(spec: CandidateSpec): KeyCandidate {
   return { label: spec.label, weight: spec.weight ?? 1, inFlight: spec.inFlight ?? 0, latencyMs: spec.latencyMs ?? null, health };
 }
 
-/** Returns the values in turn, then repeats the last: a seeded random source. */
-function sequence(...values: number[]): () => number {
-  let index = 0;
-  return () => values[Math.min(index++, values.length - 1)]!;
-}
 
 /** A seeded uniform generator (mulberry32), for the proportion test. */
 function seeded(seed: number): () => number {
@@ -83,7 +78,7 @@ describe('roundRobin', () => {
 describe('weighted', () => {
   it('maps the random draw onto the cumulative weights', () => {
     // Weights 1 and 3 (total 4): a draw below 0.25 picks a, anything else b.
-    const ctx = context([{ label: 'a', weight: 1 }, { label: 'b', weight: 3 }], { random: sequence(0.1, 0.24, 0.26, 0.9) });
+    const ctx = context([{ label: 'a', weight: 1 }, { label: 'b', weight: 3 }], { random: randomSequence(0.1, 0.24, 0.26, 0.9) });
     expect(picks(weighted(), ctx, 4)).toEqual(['a', 'a', 'b', 'b']);
   });
 
@@ -133,19 +128,19 @@ describe('powerOfTwo', () => {
     // Draws 0 and 0.5 over 4 keys sample a (index 0) and c (index 2); d is idler but unsampled.
     const ctx = context(
       [{ label: 'a', inFlight: 5 }, { label: 'b', inFlight: 9 }, { label: 'c', inFlight: 3 }, { label: 'd', inFlight: 0 }],
-      { random: sequence(0, 0.5) },
+      { random: randomSequence(0, 0.5) },
     );
     expect(labelOf(ctx, powerOfTwo().pick(ctx))).toBe('c');
   });
 
   it('keeps the first sample on a tie', () => {
-    const ctx = context([{ label: 'a', inFlight: 1 }, { label: 'b', inFlight: 1 }], { random: sequence(0.9, 0.1) });
+    const ctx = context([{ label: 'a', inFlight: 1 }, { label: 'b', inFlight: 1 }], { random: randomSequence(0.9, 0.1) });
     expect(labelOf(ctx, powerOfTwo().pick(ctx))).toBe('b');
   });
 
   it('compares load relative to weight', () => {
     // a: (1 + 1) / 1 = 2; b: (2 + 1) / 3 = 1.
-    const ctx = context([{ label: 'a', inFlight: 1, weight: 1 }, { label: 'b', inFlight: 2, weight: 3 }], { random: sequence(0, 0.5) });
+    const ctx = context([{ label: 'a', inFlight: 1, weight: 1 }, { label: 'b', inFlight: 2, weight: 3 }], { random: randomSequence(0, 0.5) });
     expect(labelOf(ctx, powerOfTwo().pick(ctx))).toBe('b');
   });
 

@@ -1,12 +1,16 @@
 /**
  * Shared helpers of the marble suites: a vitest-wired TestScheduler, request and transport-event
- * builders, and a scripted fake transport that hands out pre-built cold observables, so a test can
- * assert their subscription frames with `expectSubscriptions`.
+ * builders, the errors and seeded random sources the suites share, a scripted fake transport that
+ * hands out pre-built cold observables, so a test can assert their subscription frames with
+ * `expectSubscriptions`, and predictable pools over it.
  */
 import type { Observable } from 'rxjs';
 import { expect } from 'vitest';
 import { TestScheduler } from 'rxjs/testing';
+import type { KeyPoolInput } from '../src/keys/config.js';
 import type { KeyHealth } from '../src/keys/health.js';
+import { createPool, type KeyPool } from '../src/keys/pool.js';
+import { NetworkError, RateLimitError, UpstreamError } from '../src/errors.js';
 import type { ChatRequest, Completion, KeyCredential, Transport, TransportEvent, Usage } from '../src/types.js';
 
 export function newTestScheduler(): TestScheduler {
@@ -35,6 +39,25 @@ export function endEvent(id = 'gen-1', usage?: Usage): TransportEvent {
   return { type: 'end', id, model: MODEL, finishReason: 'stop', ...(usage === undefined ? {} : { usage }) };
 }
 
+/** A retryable failure of the transport ('connection reset'). */
+export const networkError = () => new NetworkError({ message: 'connection reset', scope: 'transport', retryable: true });
+
+/** A 429, with a Retry-After of `retryAfterMs` when given. */
+export const rateLimitError = (retryAfterMs?: number, scope: 'key' | 'account' = 'key') =>
+  new RateLimitError({ message: 'rate limited', scope, retryable: true, status: 429, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+
+/** A retryable 5xx of the model, with the message `upstream <status>`. */
+export const upstreamError = (status = 503) => new UpstreamError({ message: `upstream ${status}`, scope: 'model', retryable: true, status });
+
+/** A seeded `random`: returns `values` in turn, then repeats the last one. */
+export function randomSequence(...values: number[]): () => number {
+  let index = 0;
+  return () => values[Math.min(index++, values.length - 1)]!;
+}
+
+/** Cold observables a fake transport hands out in turn, by script name. */
+export type TransportScripts = Record<string, Observable<TransportEvent>[]>;
+
 export interface TransportCall {
   label: string;
   /** The user message of the request, which the tests use to tell requests apart. */
@@ -52,7 +75,7 @@ export interface TransportCall {
  */
 export function scriptedTransport(
   scheduler: { now(): number },
-  scripts: Record<string, Observable<TransportEvent>[]>,
+  scripts: TransportScripts,
   by: 'label' | 'content' = 'label',
 ): { transport: Transport; calls: TransportCall[] } {
   const calls: TransportCall[] = [];
@@ -83,6 +106,39 @@ export function breakerView(health: KeyHealth): Pick<KeyHealth, 'state' | 'openR
 
 /** A strategy function that always takes the first eligible key, to make picks predictable. */
 export const firstEligible = (eligible: readonly KeyHealth[]): KeyHealth | undefined => eligible[0];
+
+/** Pool settings a test may change: everything but the scheduler and the transport, which are the test's. */
+export type PoolOverrides = Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'>;
+
+/**
+ * A pool of `keys` on `scheduler` over `transport` that always takes the first eligible key and
+ * whose random source always returns 0.5, so its picks and backoffs are predictable; `overrides`
+ * replace any of that (`keys` too).
+ */
+export function predictablePool(scheduler: TestScheduler, transport: Transport, keys: KeyPoolInput['keys'], overrides: PoolOverrides = {}): KeyPool {
+  return createPool({ keys, random: () => 0.5, strategy: firstEligible, ...overrides, scheduler, transport });
+}
+
+export interface ScriptedPoolOptions extends PoolOverrides {
+  /** What the scripts are named by: the key's label (the default) or the request's message content. */
+  by?: 'label' | 'content';
+}
+
+/**
+ * Makes a suite's `makePool(scheduler, scripts, options?)`: a `predictablePool` of `keys` over
+ * `scriptedTransport(scheduler, scripts, by)`, returned with the transport's call log. A call's
+ * `options` apply over the suite's `defaults`.
+ */
+export function scriptedPoolFactory(
+  keys: KeyPoolInput['keys'],
+  defaults: ScriptedPoolOptions = {},
+): (scheduler: TestScheduler, scripts: TransportScripts, options?: ScriptedPoolOptions) => { pool: KeyPool; calls: TransportCall[] } {
+  return (scheduler, scripts, options = {}) => {
+    const { by, ...overrides } = { ...defaults, ...options };
+    const { transport, calls } = scriptedTransport(scheduler, scripts, by);
+    return { pool: predictablePool(scheduler, transport, keys, overrides), calls };
+  };
+}
 
 /** A one-line description of an attempt event, for timelines. */
 export function describeEvent(event: { type: string } & Record<string, unknown>): string {

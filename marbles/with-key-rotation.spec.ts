@@ -1,39 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { distinctUntilChanged, map, of, retry, take, type Observable } from 'rxjs';
-import type { TestScheduler } from 'rxjs/testing';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import type { KeyPoolInput } from '../src/keys/config.js';
+import { distinctUntilChanged, map, of, retry, take } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { NetworkError, RateLimitError } from '../src/errors.js';
+import { RateLimitError } from '../src/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/types.js';
-import { MODEL, chatRequest, chunkEvent, endEvent, firstEligible, newTestScheduler, scriptedTransport, type TransportCall } from './support.js';
+import { MODEL, chatRequest, chunkEvent, endEvent, networkError, newTestScheduler, scriptedPoolFactory } from './support.js';
 
-function makePool(
-  scheduler: TestScheduler,
-  scripts: Record<string, Observable<TransportEvent>[]>,
-  overrides: Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport'> = {},
-): { pool: KeyPool; calls: TransportCall[] } {
-  const { transport, calls } = scriptedTransport(scheduler, scripts);
-  const pool = createPool({
-    keys: [
-      { key: 'sk-test-1', label: 'k1' },
-      { key: 'sk-test-2', label: 'k2' },
-    ],
-    random: () => 0.5,
-    strategy: firstEligible,
-    ...overrides,
-    scheduler,
-    transport,
-  });
-  return { pool, calls };
-}
+const makePool = scriptedPoolFactory([
+  { key: 'sk-test-1', label: 'k1' },
+  { key: 'sk-test-2', label: 'k2' },
+]);
 
 const tag = (keyLabel: string, requestId = 'r1') => ({ requestId, keyLabel, model: MODEL });
 /** The attempt marker's identifying fields (other fields, such as `stream`, are not this suite's concern). */
 const attemptMarker = (attempt: number, keyLabel: string, at: number, requestId = 'r1'): AttemptEvent =>
   expect.objectContaining({ type: 'attempt', attempt, at, ...tag(keyLabel, requestId) }) as AttemptEvent;
-const networkError = () => new NetworkError({ message: 'connection reset', scope: 'transport', retryable: true });
 
 describe('withKeyRotation', () => {
   it('emits an attempt marker when the key is leased, then the transport events tagged with key and model', () => {
