@@ -428,19 +428,20 @@ describe('pool: admission queue', () => {
     });
   });
 
-  it('quotas slide: with 2 requests per 100 ms the 3rd is admitted at 101 and the 4th at 111', () => {
+  it('quotas slide: with 2 requests per 100 ms the 3rd is admitted at 150 and the 4th at 160', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 100 }] } }] });
       const acquire = () => pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel);
       // Leases are released one frame later (the window counts requests, not concurrency). They
-      // never saw a response, so each counts from its release: frames 1 and 11.
+      // never saw a response, so each counts from its admission plus the 50 ms arrival margin:
+      // frames 50 and 60.
       expectObservable(acquire(), '^ !').toBe('a', { a: 'k1' });
       expectObservable(acquire(), '10ms ^ !').toBe('10ms a', { a: 'k1' });
-      // A fixed window would admit both at 100; the sliding one holds the 4th until the request
-      // released at 11 leaves the window.
-      expectObservable(acquire(), '20ms ^ 200ms !').toBe('101ms a', { a: 'k1' });
-      expectObservable(acquire(), '20ms ^ 200ms !').toBe('111ms a', { a: 'k1' });
+      // A fixed window would admit both at once; the sliding one holds the 4th until the request
+      // admitted at 10 leaves the window.
+      expectObservable(acquire(), '20ms ^ 200ms !').toBe('150ms a', { a: 'k1' });
+      expectObservable(acquire(), '20ms ^ 200ms !').toBe('160ms a', { a: 'k1' });
     });
   });
 

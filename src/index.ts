@@ -95,9 +95,10 @@ export { createOpenRouterTransport, fetchKeyInfo } from './transport/index.js';
 export type { OpenRouterTransportOptions, OpenRouterClientOptions, KeyInfo } from './transport/index.js';
 
 // State stores (Redis is in `openrouter-rx/redis`)
-export { createMemoryStore, MemoryStateStore } from './keys/state-store.js';
+export { createMemoryStore, MemoryStateStore, DEFAULT_ARRIVAL_MARGIN_MS } from './keys/state-store.js';
 export type {
   StateStore,
+  MemoryStoreOptions,
   StateChange,
   SharedStateKind,
   StoreStatus,

@@ -30,6 +30,7 @@ import {
   RateLimitError,
   UpstreamError,
   balance,
+  createMemoryStore,
   createPool,
   type BalanceEvent,
   type BalanceOptions,
@@ -734,19 +735,18 @@ describe('pool properties (virtual time, fake transport)', () => {
     );
   });
 
-  // The server counts a request when it arrives, which may be long after its admission. An
-  // attempt still on its way must keep its place in the window until it is answered, or the next
-  // one is admitted before the server saw the first and both land in one server window.
-  it('quotas hold at the server too when an attempt takes time to arrive', () => {
+  // The server counts a request when it arrives, after its admission. Quota entries count from
+  // admission plus the store's arrival margin (or the first response, if sooner), so a request that
+  // takes up to the margin to arrive never lands in the server's window with the next one.
+  function arrivalsWithDelays(networkDelays: number[], arrivalMarginMs: number | undefined) {
     const scheduler = new TestScheduler(() => undefined);
     scheduler.maxFrames = 10_000;
     const quota = { requests: 1, windowMs: 100 };
-    const networkDelays = [150, 10];
     const admissions: number[] = [];
     const arrivals: number[] = [];
     const transport: Transport = (_credential, request) =>
       new Observable<TransportEvent>((subscriber) => {
-        const delay = networkDelays[admissions.length] ?? 10;
+        const delay = networkDelays[admissions.length] ?? 0;
         admissions.push(scheduler.now());
         const arrival = scheduler.schedule(() => {
           arrivals.push(scheduler.now());
@@ -758,16 +758,34 @@ describe('pool properties (virtual time, fake transport)', () => {
         }, delay);
         return () => arrival.unsubscribe();
       });
-    const pool = createPool({ keys: [{ key: KEYS[0]!, label: 'k1', limits: { quotas: [quota] } }], scheduler, transport });
+    const pool = createPool({
+      keys: [{ key: KEYS[0]!, label: 'k1', limits: { quotas: [quota] } }],
+      scheduler,
+      transport,
+      ...(arrivalMarginMs === undefined ? {} : { store: createMemoryStore({ arrivalMarginMs }) }),
+    });
     const events: BalanceEvent[] = [];
     from([0, 1].map((index): ChatRequest => ({ id: `r${index}`, model: MODELS[0], messages: [{ role: 'user', content: 'hi' }] })))
       .pipe(balance(pool, { concurrency: 2 }))
       .subscribe((event) => events.push(event));
     scheduler.flush();
-
     expect(events.filter((event) => event.type === 'completion')).toHaveLength(2);
-    // Counting from admission only: admitted at 0 and 100, arriving at 150 and 110, 40 ms apart.
+    return { admissions, arrivals, quota };
+  }
+
+  it('quotas hold at the server too when an attempt takes up to the arrival margin to arrive', () => {
+    // The first request takes 45 ms to arrive (within the default 50 ms margin), the second none.
+    const { admissions, arrivals, quota } = arrivalsWithDelays([45, 0], undefined);
     expect(overfullWindow(arrivals, quota.requests, quota.windowMs), `admitted at ${admissions}, arrived at ${arrivals}`).toBeUndefined();
+  });
+
+  it('a slower network needs a larger arrival margin, and then holds too', () => {
+    // Counting from admission alone (margin 0), a request that arrives 150 ms late shares the
+    // server's window with the next one; a 150 ms margin keeps them apart.
+    const unguarded = arrivalsWithDelays([150, 10], 0);
+    expect(overfullWindow(unguarded.arrivals, unguarded.quota.requests, unguarded.quota.windowMs)).toBeDefined();
+    const guarded = arrivalsWithDelays([150, 10], 150);
+    expect(overfullWindow(guarded.arrivals, guarded.quota.requests, guarded.quota.windowMs), `admitted at ${guarded.admissions}, arrived at ${guarded.arrivals}`).toBeUndefined();
   });
 
   it('the window check itself catches an overfull window', () => {

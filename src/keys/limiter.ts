@@ -55,9 +55,10 @@ export class Limiter {
     return true;
   }
 
-  take(now: number, tokens: number): LimiterHold {
+  /** Takes a slot and counts the attempt in every window from `countFrom` (see `SlidingWindow.add`). */
+  take(countFrom: number, tokens: number): LimiterHold {
     this.inFlight++;
-    const entries = this.windows.map(({ unit, window }) => window.add(now, unit === 'requests' ? 1 : tokens));
+    const entries = this.windows.map(({ unit, window }) => window.add(countFrom, unit === 'requests' ? 1 : tokens));
     return { limiter: this, entries };
   }
 

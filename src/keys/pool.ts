@@ -710,7 +710,7 @@ class Pool implements KeyPool {
     if (ticket.cancelled) {
       entry.inFlight--;
       model.inFlight--;
-      this.store.release(result.reservation, now);
+      this.store.release(result.reservation);
       return;
     }
     this.dequeue(ticket);
@@ -749,7 +749,7 @@ class Pool implements KeyPool {
       release() {
         if (released) return;
         released = true;
-        pool.store.release(reservation, pool.now());
+        pool.store.release(reservation);
         entry.inFlight--;
         entry.breaker.abandon(keyProbe);
         model.breaker.abandon(modelProbe);

@@ -4,16 +4,11 @@
  * length, whatever the phase of the server's own window.
  */
 export interface WindowEntry {
-  /** When the entry counts from; only ever moved later (see `SlidingWindow.touch`). */
+  /** When the entry counts from (see `SlidingWindow.add` and `touch`). */
   at: number;
   amount: number;
   /** False once the entry has left the window. */
   live: boolean;
-  /**
-   * Sent but not yet answered: the server counts it from an arrival we cannot see, so it does not
-   * leave the window before it is `touch`ed with its first response.
-   */
-  pending: boolean;
 }
 
 export class SlidingWindow {
@@ -38,22 +33,25 @@ export class SlidingWindow {
     return this.total === 0 || this.total + Math.min(amount, this.limit) <= this.limit;
   }
 
-  add(now: number, amount: number): WindowEntry {
-    const entry: WindowEntry = { at: now, amount, live: true, pending: true };
+  /**
+   * Counts `amount` from `countFrom`. The server counts a request when it arrives, after we sent
+   * it, so the caller passes the send time plus a margin for the trip: our window then stays at or
+   * behind the server's, and a key never draws a 429 for a quota we track.
+   */
+  add(countFrom: number, amount: number): WindowEntry {
+    const entry: WindowEntry = { at: countFrom, amount, live: true };
     this.entries.push(entry);
     this.total += amount;
     return entry;
   }
 
   /**
-   * Moves an entry to a later time. The server counts a request when it arrives, which is after
-   * we sent it; counting ours from the first response byte keeps our window at or behind the
-   * server's. Entries after it may now be older: they then expire late, which errs on the safe side.
+   * The first response byte arrived at `now`: the request reached the server before then, so the
+   * entry may count from `now` if that is earlier than the margin assumed. An entry moved earlier
+   * than others ahead of it expires late, which errs on the safe side.
    */
   touch(entry: WindowEntry, now: number): void {
-    if (!entry.pending) return;
-    entry.pending = false;
-    if (now > entry.at) entry.at = now;
+    if (now < entry.at) entry.at = now;
   }
 
   /** Sets an entry's amount, e.g. reconciling a token estimate with the billed usage. */
@@ -61,11 +59,6 @@ export class SlidingWindow {
     if (!entry.live) return;
     this.total += amount - entry.amount;
     entry.amount = amount;
-  }
-
-  /** Takes back an entry that never reached the server (the attempt failed before sending). */
-  remove(entry: WindowEntry): void {
-    this.resize(entry, 0);
   }
 
   /** The earliest time at which `amount` fits, or `now` if it fits already. */
@@ -77,8 +70,6 @@ export class SlidingWindow {
     let expiry = now;
     for (let i = this.head; i < this.entries.length; i++) {
       const entry = this.entries[i] as WindowEntry;
-      // A pending entry's expiry is unknown until it is answered; the wake-up then comes from that.
-      if (entry.pending) return Infinity;
       freed += entry.amount;
       expiry = Math.max(expiry, entry.at + this.windowMs);
       const left = this.total - freed;
@@ -91,7 +82,7 @@ export class SlidingWindow {
     const entries = this.entries;
     while (this.head < entries.length) {
       const entry = entries[this.head] as WindowEntry;
-      if (entry.pending || entry.at + this.windowMs > now) break;
+      if (entry.at + this.windowMs > now) break;
       this.total -= entry.amount;
       entry.live = false;
       this.head++;

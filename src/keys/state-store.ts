@@ -67,15 +67,12 @@ export interface StateStore {
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number;
   /** Atomically takes room in every quota and slot of `plan`, or says when to try again. */
   reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult>;
-  /** The first response byte arrived: quota entries count from now, as the server's do. */
+  /** The first response byte arrived: quota entries count from now at the latest. */
   markResponded(reservation: Reservation, now: number): void;
   /** Replaces the token estimate with the billed count. */
   reconcile(reservation: Reservation, tokens: number): void;
-  /**
-   * Frees the reservation's slots; its quota entries stay until they leave their windows, counted
-   * from `now` at the latest if no response ever came.
-   */
-  release(reservation: Reservation, now: number): void;
+  /** Frees the reservation's slots (its quota entries stay until they leave their windows). */
+  release(reservation: Reservation): void;
   /** What is left of a scope's quotas. */
   remaining(scopeId: string, now: number): QuotaRemaining[];
   /** Shares a state change with every pool on this store. */
@@ -91,17 +88,33 @@ interface MemoryReservation extends Reservation {
   released: boolean;
 }
 
+export interface MemoryStoreOptions {
+  /**
+   * How long a request may take to reach the server: quota entries count from the send time plus
+   * this (or from the first response byte, if sooner), so the server's window never runs ahead of
+   * ours. Default 50 ms.
+   */
+  arrivalMarginMs?: number;
+}
+
+export const DEFAULT_ARRIVAL_MARGIN_MS = 50;
+
 /**
  * The default store: exact sliding-window quotas and slot counts in this process. Pools that share
  * one memory store share its quotas and see each other's state changes.
  */
 export class MemoryStateStore implements StateStore {
+  private readonly arrivalMarginMs: number;
   private readonly limiters = new Map<string, Limiter>();
   private readonly changes = new Subject<StateChange>();
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private reservations = 0;
   readonly changes$ = this.changes.asObservable();
   readonly status$ = this.status.asObservable();
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.arrivalMarginMs = options.arrivalMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS;
+  }
 
   define(scope: ScopeDefinition): void {
     if (!this.limiters.has(scope.id)) this.limiters.set(scope.id, new Limiter(scope.limits, scope.kind, scope.model));
@@ -136,7 +149,7 @@ export class MemoryStateStore implements StateStore {
     const reservation: MemoryReservation = {
       id: `r${++this.reservations}`,
       plan,
-      holds: plan.map((scope) => this.limiter(scope).take(now, tokens)),
+      holds: plan.map((scope) => this.limiter(scope).take(now + this.arrivalMarginMs, tokens)),
       released: false,
     };
     return of({ ok: true, reservation });
@@ -150,14 +163,11 @@ export class MemoryStateStore implements StateStore {
     for (const hold of (reservation as MemoryReservation).holds) hold.limiter.reconcileTokens(hold, tokens);
   }
 
-  release(reservation: Reservation, now: number): void {
+  release(reservation: Reservation): void {
     const memory = reservation as MemoryReservation;
     if (memory.released) return;
     memory.released = true;
-    for (const hold of memory.holds) {
-      hold.limiter.touch(hold, now);
-      hold.limiter.release();
-    }
+    for (const hold of memory.holds) hold.limiter.release();
   }
 
   remaining(scopeId: string, now: number): QuotaRemaining[] {
@@ -174,6 +184,6 @@ export class MemoryStateStore implements StateStore {
   }
 }
 
-export function createMemoryStore(): StateStore {
-  return new MemoryStateStore();
+export function createMemoryStore(options: MemoryStoreOptions = {}): StateStore {
+  return new MemoryStateStore(options);
 }

@@ -14,6 +14,7 @@ import type {
   StateStore,
   StoreStatus,
 } from '../keys/state-store.js';
+import { DEFAULT_ARRIVAL_MARGIN_MS } from '../keys/state-store.js';
 import { ValidationError, formatZodError } from '../validation.js';
 import { ADJUST, RENEW, RESERVE } from './scripts.js';
 
@@ -36,6 +37,8 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** How often a degraded store checks whether Redis is back. Default 1 s. */
   recoveryIntervalMs?: number;
+  /** How long a request may take to reach OpenRouter (see `MemoryStoreOptions`). Default 50 ms. */
+  arrivalMarginMs?: number;
 }
 
 const optionsSchema = z.strictObject({
@@ -48,6 +51,7 @@ const optionsSchema = z.strictObject({
   leaseMs: z.number().int().positive().optional(),
   commandTimeoutMs: z.number().int().positive().optional(),
   recoveryIntervalMs: z.number().int().positive().optional(),
+  arrivalMarginMs: z.number().int().nonnegative().optional(),
 });
 
 /** The shared store is unreachable and the pool was told to fail rather than limit alone. */
@@ -123,6 +127,7 @@ export class RedisStateStore implements StateStore {
   private readonly localShare: number;
   private readonly leaseMs: number;
   private readonly commandTimeoutMs: number;
+  private readonly arrivalMarginMs: number;
   private readonly scopes = new Map<string, ScopeDefinition>();
   /** This process's own use of each scope: the optimistic local view in shared mode. */
   private readonly local = new Map<string, Limiter>();
@@ -147,6 +152,7 @@ export class RedisStateStore implements StateStore {
     this.localShare = options.localShare ?? 1;
     this.leaseMs = options.leaseMs ?? 30_000;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 1_000;
+    this.arrivalMarginMs = options.arrivalMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS;
     const recoveryIntervalMs = options.recoveryIntervalMs ?? 1_000;
     this.subscriber = this.client.duplicate();
     this.subscriber.on('error', () => undefined);
@@ -210,11 +216,11 @@ export class RedisStateStore implements StateStore {
       }
     }
     if (keys.length === 0) return of(this.reserveLocally(id, plan, tokens, now));
-    return this.command(() => this.client.eval(RESERVE, keys.length, ...keys, id, tokens, this.leaseMs, JSON.stringify(layout))).pipe(
+    return this.command(() => this.client.eval(RESERVE, keys.length, ...keys, id, tokens, this.leaseMs, JSON.stringify(layout), this.arrivalMarginMs)).pipe(
       map((reply): ReserveResult => {
         const [ok, value] = reply as [number, number];
         if (ok !== 1) return { ok: false, retryAfterMs: value };
-        const reservation: RedisReservation = { id, plan, holds: this.limiters(plan).map((limiter) => limiter.take(now, tokens)), windows, slots, released: false };
+        const reservation: RedisReservation = { id, plan, holds: this.limiters(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)), windows, slots, released: false };
         this.held.add(reservation);
         return { ok: true, reservation };
       }),
@@ -229,7 +235,7 @@ export class RedisStateStore implements StateStore {
       const at = limiters.reduce((latest, limiter) => Math.max(latest, limiter.nextFitAt(now, tokens)), now);
       return { ok: false, retryAfterMs: Math.max(1, at - now) };
     }
-    const reservation: RedisReservation = { id, plan, holds: limiters.map((limiter) => limiter.take(now, tokens)), windows: [], slots: [], released: false };
+    const reservation: RedisReservation = { id, plan, holds: limiters.map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)), windows: [], slots: [], released: false };
     return { ok: true, reservation };
   }
 
@@ -256,15 +262,12 @@ export class RedisStateStore implements StateStore {
     this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, reservation.id, JSON.stringify(parts), touch ? '1' : '0'));
   }
 
-  release(reservation: Reservation, now: number): void {
+  release(reservation: Reservation): void {
     const held = reservation as RedisReservation;
     if (held.released) return;
     held.released = true;
     this.held.delete(held);
-    for (const hold of held.holds) {
-      hold.limiter.touch(hold, now);
-      hold.limiter.release();
-    }
+    for (const hold of held.holds) hold.limiter.release();
     if (held.slots.length > 0) {
       const pipeline = this.client.pipeline();
       for (const slots of held.slots) pipeline.zrem(slots, held.id);
@@ -377,7 +380,7 @@ export class RedisStateStore implements StateStore {
     this.disposed = true;
     for (const timer of this.timers) clearInterval(timer);
     this.recovering?.unsubscribe();
-    for (const reservation of [...this.held]) this.release(reservation, Date.now());
+    for (const reservation of [...this.held]) this.release(reservation);
     this.subscriber.disconnect();
     this.changes.complete();
     this.status.complete();

@@ -27,7 +27,8 @@ end
 
 /**
  * KEYS: the plan's keys. ARGV[1] reservation id, ARGV[2] tokens, ARGV[3] lease ms, ARGV[4] layout
- * (JSON: `[{slot, max}]` or `[{window, sum, unit, limit, windowMs}]` with 1-based KEYS indexes).
+ * (JSON: `[{slot, max}]` or `[{window, sum, unit, limit, windowMs}]` with 1-based KEYS indexes),
+ * ARGV[5] the arrival margin: window entries count from now plus it.
  * Returns `{1, now}` when it took room everywhere, or `{0, retryAfterMs}` having taken nothing.
  */
 export const RESERVE = `${NOW}${PRUNE}
@@ -35,6 +36,7 @@ local id = ARGV[1]
 local tokens = tonumber(ARGV[2])
 local leaseMs = tonumber(ARGV[3])
 local layout = cjson.decode(ARGV[4])
+local countFrom = now + tonumber(ARGV[5])
 local refused = false
 local retry = 0
 for _, part in ipairs(layout) do
@@ -76,7 +78,7 @@ for _, part in ipairs(layout) do
     redis.call('ZADD', KEYS[part.slot], now + leaseMs, id)
     redis.call('PEXPIRE', KEYS[part.slot], leaseMs * 2)
   else
-    redis.call('ZADD', KEYS[part.window], now, id .. '|' .. part.amount)
+    redis.call('ZADD', KEYS[part.window], countFrom, id .. '|' .. part.amount)
     redis.call('INCRBY', KEYS[part.sum], part.amount)
     redis.call('PEXPIRE', KEYS[part.window], part.windowMs * 2)
     redis.call('PEXPIRE', KEYS[part.sum], part.windowMs * 2)
@@ -86,7 +88,8 @@ return {1, now}
 `;
 
 /**
- * Moves a reservation's window entries to now (its first response byte), and optionally resizes
+ * Moves a reservation's window entries back to now (its first response byte) if that is earlier
+ * than the margin assumed, and optionally resizes
  * its token entries. KEYS: window, sum pairs. ARGV[1] id, ARGV[2] JSON `[{unit, amount, resize?}]`
  * aligned with the pairs.
  */
@@ -106,7 +109,7 @@ for index, part in ipairs(parts) do
       redis.call('ZREM', wkey, member)
       redis.call('INCRBY', skey, amount - part.amount)
     end
-    if touch then score = math.max(tonumber(score), now) end
+    if touch then score = math.min(tonumber(score), now) end
     redis.call('ZADD', wkey, score, id .. '|' .. amount)
   end
 end
