@@ -1,3 +1,4 @@
+import { createMemoryStore } from '../src/keys/state-store.js';
 import { describe, expect, it } from 'vitest';
 import { distinctUntilChanged, map } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
@@ -431,10 +432,13 @@ describe('pool: admission queue', () => {
   it('quotas slide: with 2 requests per 100 ms the 3rd is admitted at 150 and the 4th at 160', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
-      const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 100 }] } }] });
+      const pool = makePool(scheduler, {
+        keys: [{ key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 100 }] } }],
+        store: createMemoryStore({ arrivalMarginMs: 50 }),
+      });
       const acquire = () => pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel);
       // Leases are released one frame later (the window counts requests, not concurrency). They
-      // never saw a response, so each counts from its admission plus the 50 ms arrival margin:
+      // never saw a response, so each counts from its admission plus the arrival margin (50 ms here):
       // frames 50 and 60.
       expectObservable(acquire(), '^ !').toBe('a', { a: 'k1' });
       expectObservable(acquire(), '10ms ^ !').toBe('10ms a', { a: 'k1' });

@@ -34,6 +34,7 @@ export type ErrorKind =
   | 'no_key_available'
   | 'queue_timeout'
   | 'queue_full'
+  | 'store_unavailable'
   | 'attempts_exhausted'
   | 'aborted';
 

@@ -16,16 +16,14 @@
  * (`CI` set) a missing Redis fails the run instead. Real time and real sockets throughout: the
  * checks are bounds (quotas, counts, orderings) with slack for a loaded two-core machine.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { Redis, type RedisOptions } from 'ioredis';
-import { firstValueFrom, from, interval, lastValueFrom, map, take, tap, toArray, type Subscription } from 'rxjs';
+import { firstValueFrom, from, interval, lastValueFrom, map, switchMap, take, tap, timer, toArray, type Subscription } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AttemptsExhaustedError,
   balance,
   createKeyPool,
+  createOpenRouterTransport,
   type BalanceEvent,
   type BalanceOptions,
   type ChatRequest,
@@ -33,18 +31,17 @@ import {
   type KeyPool,
   type KeyPoolOptions,
   type PoolEvent,
+  type Transport,
 } from '../src/index.js';
 import type { StateStore } from '../src/keys/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
 import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
-import type { RedisWorkerConfig, RedisWorkerLine, RedisWorkerSummary } from './helpers/redis-worker.js';
+import { runWorkerFleet, spawnRedisWorker, type RedisWorkerConfig, type RedisWorkerHandle, type RedisWorkerSummary } from './helpers/redis-worker.js';
 import { redisServerBinary, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
 
 const REDIS_HOST = '127.0.0.1';
 const REDIS_PORT = 6379;
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const WORKER = fileURLToPath(new URL('./helpers/redis-worker.ts', import.meta.url));
 const IN_CI = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
 
 // ------------------------------------------------------------------------------------ probe
@@ -59,13 +56,17 @@ async function probeRedis(): Promise<{ ok: true } | { ok: false; reason: string 
     enableOfflineQueue: false,
     retryStrategy: () => null,
   });
-  client.on('error', () => undefined);
+  // The socket's own error (ECONNREFUSED, ETIMEDOUT) says more than the "Connection is closed." that follows.
+  let socketError: string | undefined;
+  client.on('error', (error: Error) => {
+    socketError ??= error.message || error.name;
+  });
   try {
     await client.connect();
     const pong = await client.ping();
     return pong === 'PONG' ? { ok: true } : { ok: false, reason: `PING answered ${JSON.stringify(pong)}` };
   } catch (error) {
-    return { ok: false, reason: error instanceof Error ? error.message || error.name : String(error) };
+    return { ok: false, reason: socketError ?? (error instanceof Error ? error.message || error.name : String(error)) };
   } finally {
     client.disconnect();
   }
@@ -82,7 +83,7 @@ if (!probe.ok && !IN_CI) {
 }
 
 describe.runIf(IN_CI && (!redisUp || !binary.available))('Redis shared state under CI', () => {
-  it('needs a Redis server at 127.0.0.1:6379 and the redis-server binary (CI never skips the Redis suites)', () => {
+  it(`needs a Redis server at ${REDIS_HOST}:${REDIS_PORT} and the redis-server binary (CI never skips the Redis suites)`, () => {
     if (!probe.ok) throw new Error(`CI is set but no Redis answered at ${REDIS_HOST}:${REDIS_PORT} (${probe.reason}); .ci/run starts one when redis-cli is installed`);
     if (!binary.available) throw new Error(`CI is set but redis-server cannot be run (${binary.reason}); the restart tests need it`);
   });
@@ -95,7 +96,7 @@ const stores: StateStore[] = [];
 const pools: KeyPool[] = [];
 const fakes: FakeOpenRouter[] = [];
 const subscriptions: Subscription[] = [];
-const workers: WorkerHandle[] = [];
+const workers: RedisWorkerHandle[] = [];
 /** Prefixes used on the shared Redis at 6379, deleted after each test. */
 const prefixes: string[] = [];
 let admin: Redis | undefined;
@@ -188,6 +189,12 @@ afterAll(async () => {
 // ------------------------------------------------------------------------------------ helpers
 
 const MODEL = 'test/model-a';
+/**
+ * How long a request may wait for a key before it fails with `QueueTimeoutError`: far beyond any
+ * quota wait here, so a timeout means the pool stalled (a queued request nobody woke up), and the
+ * test fails with that, rather than hanging until vitest's timeout.
+ */
+const STALL_MS = 8_000;
 
 function requestsOf(count: number, prefix: string, model = MODEL): ChatRequest[] {
   return Array.from({ length: count }, (_, index) => ({
@@ -198,7 +205,7 @@ function requestsOf(count: number, prefix: string, model = MODEL): ChatRequest[]
 }
 
 function runAll(pool: KeyPool, requests: ChatRequest[], options: BalanceOptions = {}): Promise<BalanceEvent[]> {
-  return lastValueFrom(from(requests).pipe(balance(pool, { concurrency: 16, ...options }), toArray()));
+  return lastValueFrom(from(requests).pipe(balance(pool, { concurrency: 16, queueTimeoutMs: STALL_MS, ...options }), toArray()));
 }
 
 function terminals(events: readonly BalanceEvent[]) {
@@ -206,6 +213,14 @@ function terminals(events: readonly BalanceEvent[]) {
     completed: events.filter((event) => event.type === 'completion'),
     failed: events.flatMap((event) => (event.type === 'failed' ? [event] : [])),
   };
+}
+
+/** Failures as `id: kind message`, so an assertion on them says what went wrong. */
+function failuresOf(events: readonly BalanceEvent[]): string[] {
+  return terminals(events).failed.map((event) => {
+    const stalled = event.error.kind === 'queue_timeout' ? ' (the pool stalled: a queued request was never admitted)' : '';
+    return `${event.requestId}: ${event.error.kind} ${event.error.message}${stalled}`;
+  });
 }
 
 /** Windows of `windowMs` (half-open, as the fake server counts) that hold more than `limit` of `times`. */
@@ -285,80 +300,11 @@ async function subscribersReady(client: Redis, prefix: string, count: number): P
 
 // ------------------------------------------------------------------------------------ workers
 
-interface WorkerHandle {
-  readonly child: ChildProcess;
-  readonly lines: RedisWorkerLine[];
-  stderr: string;
-  /** The first line of `type` (from the start), waiting up to `timeoutMs`. */
-  line<T extends RedisWorkerLine['type']>(type: T, timeoutMs: number): Promise<Extract<RedisWorkerLine, { type: T }>>;
-  go(): void;
-  /** Resolves with the exit code (or signal) once the process is gone. */
-  readonly exited: Promise<number | string>;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
-
-function spawnWorker(config: RedisWorkerConfig): WorkerHandle {
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER], {
-    cwd: ROOT,
-    env: { ...process.env, ORX_REDIS_WORKER: JSON.stringify(config) },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const lines: RedisWorkerLine[] = [];
-  const listeners = new Set<() => void>();
-  let gone = false;
-  const exited = new Promise<number | string>((resolve) => {
-    child.once('exit', (code, signal) => {
-      gone = true;
-      for (const listener of listeners) listener();
-      resolve(code ?? signal ?? 'unknown');
-    });
-  });
-  const handle: WorkerHandle = {
-    child,
-    lines,
-    stderr: '',
-    line(type, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const found = lines.find((line) => line.type === type);
-          const failure = lines.find((line) => line.type === 'error');
-          if (found !== undefined) done(() => resolve(found as never));
-          else if (failure !== undefined && failure.type === 'error') done(() => reject(new Error(`worker failed: ${failure.message}`)));
-          else if (gone) done(() => reject(new Error(`worker exited without a "${type}" line; stderr:\n${handle.stderr.slice(-2_000)}`)));
-        };
-        const timer = setTimeout(() => done(() => reject(new Error(`no "${type}" line from the worker within ${timeoutMs} ms; stderr:\n${handle.stderr.slice(-2_000)}`))), timeoutMs);
-        const done = (settle: () => void) => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          settle();
-        };
-        listeners.add(check);
-        check();
-      });
-    },
-    go() {
-      child.stdin?.write('go\n');
-    },
-    exited,
-    async kill(signal = 'SIGKILL') {
-      if (!gone) child.kill(signal);
-      child.stdin?.destroy();
-      await exited;
-    },
-  };
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    try {
-      lines.push(JSON.parse(text) as RedisWorkerLine);
-    } catch {
-      handle.stderr += `[stdout] ${text}\n`;
-    }
-    for (const listener of [...listeners]) listener();
-  });
-  child.stderr?.on('data', (data: Buffer) => {
-    handle.stderr = (handle.stderr + data.toString('utf8')).slice(-8_000);
-  });
-  workers.push(handle);
-  return handle;
+/** Starts a worker that is killed after the test (if it is still running). */
+function spawnWorker(config: RedisWorkerConfig): RedisWorkerHandle {
+  const worker = spawnRedisWorker(config);
+  workers.push(worker);
+  return worker;
 }
 
 interface FleetRun {
@@ -383,9 +329,13 @@ const FLEET_REQUESTS = 20;
 async function runFleet(store: 'redis' | 'memory'): Promise<FleetRun> {
   const fake = await startFake({ keys: FLEET_KEYS.map((key) => ({ ...key, quota: FLEET_QUOTA })), defaultModel: { latencyMs: 5 } });
   const prefix = uniquePrefix(`fleet-${store}`);
-  const handles = Array.from({ length: FLEET_WORKERS }, (_, index) =>
-    spawnWorker({
-      name: `${store}-${index}`,
+  const { summaries, spawnedAt, startedAt, endedAt } = await runWorkerFleet({
+    workers: FLEET_WORKERS,
+    name: store,
+    onSpawn: (worker) => workers.push(worker),
+    readyTimeoutMs: 20_000,
+    runTimeoutMs: 25_000,
+    config: {
       baseURL: fake.baseURL,
       keys: FLEET_KEYS.map((key) => ({ ...key, limits: { quotas: [FLEET_QUOTA] } })),
       store,
@@ -393,21 +343,19 @@ async function runFleet(store: 'redis' | 'memory'): Promise<FleetRun> {
       requests: FLEET_REQUESTS,
       model: MODEL,
       concurrency: 16,
+      queueTimeoutMs: STALL_MS,
       maxRunMs: 25_000,
-    }),
-  );
-  const spawnedAt = Date.now();
-  await Promise.all(handles.map((handle) => handle.line('ready', 20_000)));
-  const startedAt = Date.now();
+    },
+  });
   verbose(`fleet ${store}: workers ready after ${startedAt - spawnedAt} ms`);
-  for (const handle of handles) handle.go();
-  const summaries = await Promise.all(handles.map((handle) => handle.line('summary', 25_000)));
-  const endedAt = Date.now();
-  await Promise.all(handles.map((handle) => handle.exited));
   const attempts = fake.requests.length;
   const rateLimited = fake.requests.filter((record) => record.status === 429).length;
   const run = { summaries, fake, attempts, rateLimited, startedAt, endedAt };
   verbose(`fleet ${store}: ${describeFleet(run)}`);
+  if (rateLimited > 0 && store === 'redis') {
+    const at = (time: number) => time - startedAt;
+    verbose(`fleet ${store}: 429s at ${fake.requests.filter((record) => record.status === 429).map((record) => `${record.keyLabel}@${at(record.at)}`).join(' ')}`);
+  }
   return run;
 }
 
@@ -431,6 +379,7 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
 
     const [resultA, resultB] = await Promise.all([runAll(poolA, requestsOf(10, 'a')), runAll(poolB, requestsOf(10, 'b'))]);
 
+    expect([...failuresOf(resultA), ...failuresOf(resultB)]).toEqual([]);
     expect(terminals(resultA).completed).toHaveLength(10);
     expect(terminals(resultB).completed).toHaveLength(10);
     const admissions = [...eventsA, ...eventsB].flatMap((event) => (event.type === 'attempt' ? [event.at] : []));
@@ -499,6 +448,7 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
 
     const events = await runAll(poolA, requestsOf(2, 'auth'), { concurrency: 1 });
 
+    expect(failuresOf(events)).toEqual([]);
     expect(terminals(events).completed).toHaveLength(2);
     const { at } = await seen;
     expect(propagation(eventsA, 'revoked', 'disabled', at)).toBeLessThan(150);
@@ -525,6 +475,56 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
   });
 });
 
+describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
+  it('two stores in one process hand out distinct reservation ids, so their slots and quota entries never collide', async () => {
+    const prefix = uniquePrefix('collide');
+    const storeA = redisStore(await connectRedis(), { prefix });
+    const storeB = redisStore(await connectRedis(), { prefix });
+    const windowMs = 60_000;
+    const plan = [{ id: 'key:twin', kind: 'key' as const, limits: { maxConcurrent: 2, quotas: [{ requests: 10, windowMs }] } }];
+    const first = await firstValueFrom(storeA.reserve(plan, 1, Date.now()));
+    const second = await firstValueFrom(storeB.reserve(plan, 1, Date.now()));
+    if (!first.ok || !second.ok) throw new Error('the first two reservations should both fit');
+    const client = await adminClient();
+    const slots = `{${prefix}}:slots:key:twin`;
+    const window = `{${prefix}}:window:key:twin:requests:${windowMs}`;
+    // Two reservations hold two slots and two quota entries ...
+    expect(await client.zcard(slots), 'slots held').toBe(2);
+    expect(await client.zcard(window), 'quota entries').toBe(2);
+    expect(await client.get(`${window}:sum`)).toBe('2');
+    // ... so a third does not fit under maxConcurrent 2.
+    const third = await firstValueFrom(storeA.reserve(plan, 1, Date.now()));
+    expect(third.ok, 'a third reservation under maxConcurrent 2').toBe(false);
+  });
+
+  it("an unanswered request's quota entry stays in the Redis window until its response (or the arrival margin), so a request that reached the server late is not followed too soon by another pool's", async () => {
+    const quota = { requests: 1, windowMs: 400 };
+    const fake = await startFake({
+      keys: [{ key: TEST_KEYS.healthy1, label: 'late', quota }],
+      models: { 'test/slow': { latencyMs: 200 } },
+      defaultModel: { latencyMs: 5 },
+    });
+    const prefix = uniquePrefix('late');
+    const keys = [{ key: TEST_KEYS.healthy1, label: 'late', limits: { quotas: [quota] } }];
+    // Pool A's process stalls 300 ms between its admission and sending (a busy event loop, a slow
+    // connection setup): its request reaches the server at +300 ms and is answered at +500 ms.
+    const http = createOpenRouterTransport({ baseURL: fake.baseURL });
+    const stalled: Transport = (key, request, options) => timer(300).pipe(switchMap(() => http(key, request, options)));
+    const poolA = startPool(fake, { keys, transport: stalled, store: redisStore(await connectRedis(), { prefix }) });
+    const poolB = startPool(fake, { keys, store: redisStore(await connectRedis(), { prefix }) });
+
+    const first = runAll(poolA, requestsOf(1, 'late', 'test/slow'));
+    await sleep(50);
+    const second = runAll(poolB, requestsOf(1, 'next'), { rateLimit: false });
+    await Promise.all([first, second]);
+
+    // The server counts A's request from its arrival (+300 ms) for 400 ms: B's may arrive from +700 ms.
+    const [arrivalA, arrivalB] = fake.requests.map((record) => record.at);
+    expect(fake.countRequests({ status: 429 }), 'requests refused by the server').toBe(0);
+    expect(arrivalB! - arrivalA!).toBeGreaterThanOrEqual(quota.windowMs);
+  });
+});
+
 describe.skipIf(!redisUp)('Redis store: a fleet of worker processes', () => {
   let redisRun: FleetRun | undefined;
 
@@ -536,19 +536,18 @@ describe.skipIf(!redisUp)('Redis store: a fleet of worker processes', () => {
     for (const worker of run.summaries) {
       expect(worker.failed, summary).toBe(0);
       expect(worker.completed, summary).toBe(FLEET_REQUESTS);
-      expect(worker.storeModes.includes('local'), `${worker.name} fell back to local limits`).toBe(false);
+      expect(worker.storeModes.filter((mode) => mode.startsWith('local')), `${worker.name} fell back to local limits`).toEqual([]);
     }
     expect(run.attempts).toBeGreaterThanOrEqual(FLEET_WORKERS * FLEET_REQUESTS);
     expect(run.rateLimited / run.attempts, summary).toBeLessThan(0.02);
     for (const { label } of FLEET_KEYS) {
-      const arrivals = run.fake.requests.filter((record) => record.keyLabel === label && record.status !== 429).map((record) => record.at);
+      // Every arrival, 429s included: what the fleet sent, not what the server let through.
+      const arrivals = run.fake.requests.filter((record) => record.keyLabel === label).map((record) => record.at);
       // One arrival of slack for the two clocks (Redis's TIME and the fake server's Date.now()).
       expect(overfullWindows(arrivals, FLEET_QUOTA.requests + 1, FLEET_QUOTA.windowMs), `${label}: ${summary}`).toEqual([]);
-      expect(busiestWindow(arrivals, FLEET_QUOTA.windowMs)).toBeGreaterThanOrEqual(FLEET_QUOTA.requests / 2);
+      // And the keys were used: the fleet ran at the quotas' pace, not below it.
+      expect(busiestWindow(arrivals, FLEET_QUOTA.windowMs), `${label}: ${summary}`).toBeGreaterThanOrEqual(FLEET_QUOTA.requests / 2);
     }
-    // The whole fleet ran at about Σ quota (30 a second), not at each worker's own idea of it.
-    const goodput = (FLEET_WORKERS * FLEET_REQUESTS) / ((run.endedAt - run.startedAt) / 1_000);
-    expect(goodput, summary).toBeLessThanOrEqual(FLEET_KEYS.length * FLEET_QUOTA.requests * 1.6);
   }, 40_000);
 
   it('the same fleet with each worker on its own memory store over-admits: markedly more 429s', async () => {
@@ -591,10 +590,8 @@ describe.skipIf(!redisUp)('Redis store: a worker killed mid-flight', () => {
     await waitFor(() => (fake.countRequests({ model: 'test/silent' }) > 0 ? true : undefined), 5_000, 'the silent request');
     await sleep(150); // at least one lease renewal has gone by (every leaseMs / 3)
 
-    console.log('DBG before kill');
     await worker.kill('SIGKILL');
     const killedAt = Date.now();
-    console.log('DBG killed');
     const client = await adminClient();
     const slotKey = `{${prefix}}:slots:key:single`;
     const held = await client.zrange(slotKey, 0, -1, 'WITHSCORES');
@@ -605,12 +602,9 @@ describe.skipIf(!redisUp)('Redis store: a worker killed mid-flight', () => {
 
     const pool = startPool(fake, { keys, store: redisStore(await connectRedis(), { prefix, leaseMs }) });
     const events = recordEvents(pool);
-    subscriptions.push(pool.events$.subscribe((e) => console.log('DBG event', Date.now() - killedAt, JSON.stringify(e))));
-    console.log('DBG held', held, expiresAt - killedAt);
-    const result = await runAll(pool, requestsOf(1, 'after-kill'), { queueTimeoutMs: 5_000 });
-    console.log('DBG result', JSON.stringify(result.map((e) => e.type === 'failed' ? e.error.message : e.type)), await client.zrange(slotKey, 0, -1, 'WITHSCORES'), Date.now());
-    console.log('DBG done');
+    const result = await runAll(pool, requestsOf(1, 'after-kill'));
 
+    expect(failuresOf(result)).toEqual([]);
     expect(terminals(result).completed).toHaveLength(1);
     const admittedAt = events.find((event) => event.type === 'attempt')!.at;
     // Not before the lease expired (Redis's clock and ours are one machine's) ...
@@ -665,14 +659,15 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
 
     // One request every 20 ms for 3 s; Redis dies at 0.8 s and is back at 1.8 s.
     const total = 150;
-    const outcomes: { id: string; type: string; at: number }[] = [];
+    const outcomes: { id: string; type: string; at: number; error?: string }[] = [];
     const run = lastValueFrom(
       interval(20).pipe(
         take(total),
         map((index): ChatRequest => ({ id: `steady-${index}`, model: MODEL, messages: [{ role: 'user', content: `question ${index}` }] })),
-        balance(pool, { concurrency: 16 }),
+        balance(pool, { concurrency: 16, queueTimeoutMs: STALL_MS }),
         tap((event) => {
-          if (event.type === 'completion' || event.type === 'failed') outcomes.push({ id: event.requestId, type: event.type, at: Date.now() });
+          if (event.type === 'completion') outcomes.push({ id: event.requestId, type: event.type, at: Date.now() });
+          if (event.type === 'failed') outcomes.push({ id: event.requestId, type: event.type, at: Date.now(), error: `${event.error.kind}: ${event.error.message}` });
         }),
         toArray(),
       ),
@@ -697,9 +692,10 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     expect(outcomes).toHaveLength(total);
     // Requests went on completing while Redis was down, on local limits.
     expect(outcomes.filter((outcome) => outcome.at > killedAt + 300 && outcome.at < restartedAt).length).toBeGreaterThan(10);
-    const modes = events.flatMap((event) => (event.type === 'store' ? [event.mode] : []));
-    expect(modes[0]).toBe('local');
-    expect(modes.at(-1)).toBe('shared');
+    const modes = () => events.flatMap((event) => (event.type === 'store' ? [event.mode] : []));
+    expect(modes()[0]).toBe('local');
+    // Shared at the end (a command that times out just after the restart may flip it once more).
+    await waitFor(() => (modes().at(-1) === 'shared' ? true : undefined), 3_000, 'the store back in shared mode');
     expect(shared.at - restartedAt).toBeLessThan(2_000);
 
     // Shared limits resume: a pool on the recovered store and one on a fresh store share a quota.
@@ -710,6 +706,7 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     const eventsA = recordEvents(poolA);
     const eventsB = recordEvents(poolB);
     const [resultA, resultB] = await Promise.all([runAll(poolA, requestsOf(4, 'joint-a')), runAll(poolB, requestsOf(4, 'joint-b'))]);
+    expect([...failuresOf(resultA), ...failuresOf(resultB)]).toEqual([]);
     expect(terminals(resultA).completed).toHaveLength(4);
     expect(terminals(resultB).completed).toHaveLength(4);
     const admissions = [...eventsA, ...eventsB].flatMap((event) => (event.type === 'attempt' ? [event.at] : []));
@@ -717,6 +714,26 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     expect(busiestWindow(admissions, 1_000)).toBeLessThanOrEqual(quota.requests);
     expect(eventsA.concat(eventsB).some((event) => event.type === 'store' && event.mode === 'local')).toBe(false);
   }, 40_000);
+
+  it('a reservation that timed out while Redis was down and runs when it comes back gives its slot back at once', async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'lonely' }], defaultModel: { latencyMs: 5 } });
+    const prefix = `orx-replay-${process.pid}-${Date.now().toString(36)}`;
+    // The default lease (30 s): what a deployment gets.
+    const pool = startPool(fake, {
+      keys: [{ key: TEST_KEYS.healthy1, label: 'lonely', limits: { maxConcurrent: 1 } }],
+      store: redisStore(await privateClient(), { prefix, onStoreError: 'fail', commandTimeoutMs: 150 }),
+    });
+    await server!.stop('SIGKILL');
+    await expect(firstValueFrom(pool.acquire(requestsOf(1, 'down')[0]!, { models: [MODEL] }))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await server!.start();
+    await sleep(500);
+
+    // Nobody holds the key: its slot set is empty, and a request is admitted at once.
+    const client = await privateClient();
+    expect(await client.zrange(`{${prefix}}:slots:key:lonely`, 0, -1), 'slots held after the outage').toEqual([]);
+    const after = await runAll(pool, requestsOf(1, 'after'), { queueTimeoutMs: 2_000 });
+    expect(failuresOf(after)).toEqual([]);
+  }, 20_000);
 
   it("onStoreError 'fail': while Redis is down, admissions fail with a StoreUnavailableError and every input gets exactly one terminal event", async () => {
     const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'strict' }], defaultModel: { latencyMs: 5 } });
@@ -727,7 +744,9 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
       store: redisStore(await privateClient(), { prefix, onStoreError: 'fail', commandTimeoutMs: 150, recoveryIntervalMs: 200 }),
     });
     const events = recordEvents(pool);
-    expect(terminals(await runAll(pool, requestsOf(3, 'before'))).completed).toHaveLength(3);
+    const before = await runAll(pool, requestsOf(3, 'before'));
+    expect(failuresOf(before)).toEqual([]);
+    expect(terminals(before).completed).toHaveLength(3);
 
     await server!.stop('SIGKILL');
     const acquired = firstValueFrom(pool.acquire(requestsOf(1, 'direct')[0]!, { models: [MODEL] }));
@@ -749,8 +768,8 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
 
     await server!.start();
     await sleep(300);
-    const after = terminals(await runAll(pool, requestsOf(3, 'after')));
-    expect(after.failed.map((event) => event.error.message)).toEqual([]);
-    expect(after.completed).toHaveLength(3);
+    const after = await runAll(pool, requestsOf(3, 'after'));
+    expect(failuresOf(after)).toEqual([]);
+    expect(terminals(after).completed).toHaveLength(3);
   }, 40_000);
 });

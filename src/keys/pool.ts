@@ -180,6 +180,9 @@ class KeyEntry implements KeyCandidate, Timed {
   limitReset: string | null = null;
   refreshAt = Infinity;
   refreshTimer: Subscription | undefined;
+  /** Changed since its record was last built, while nobody watched it (see `Pool.flush`). */
+  stale = false;
+  lastState: KeyState;
   readonly subject: BehaviorSubject<KeyHealth>;
 
   constructor(
@@ -188,16 +191,22 @@ class KeyEntry implements KeyCandidate, Timed {
     readonly account: AccountEntry,
     readonly scope: ScopeDefinition,
     readonly breaker: Breaker,
-    initial: (entry: KeyEntry) => KeyHealth,
+    private readonly build: (entry: KeyEntry) => KeyHealth,
   ) {
-    this.subject = new BehaviorSubject(initial(this));
+    this.subject = new BehaviorSubject(build(this));
+    this.lastState = this.subject.value.state;
   }
 
   get label(): string {
     return this.credential.label;
   }
 
+  /** The current record, built now if it went stale while unwatched. */
   get health(): KeyHealth {
+    if (this.stale) {
+      this.stale = false;
+      this.subject.next(this.build(this));
+    }
     return this.subject.value;
   }
 }
@@ -212,6 +221,8 @@ class ModelEntry implements Timed {
   usage: UsageTotals = emptyUsage();
   refreshAt = Infinity;
   refreshTimer: Subscription | undefined;
+  stale = false;
+  lastState: BreakerState;
   readonly subject: BehaviorSubject<ModelHealth>;
 
   constructor(
@@ -219,9 +230,18 @@ class ModelEntry implements Timed {
     readonly breaker: Breaker,
     /** The `models` limit patterns this model matches. */
     readonly limitPatterns: readonly string[],
-    initial: (entry: ModelEntry) => ModelHealth,
+    private readonly build: (entry: ModelEntry) => ModelHealth,
   ) {
-    this.subject = new BehaviorSubject(initial(this));
+    this.subject = new BehaviorSubject(build(this));
+    this.lastState = this.subject.value.state;
+  }
+
+  get health(): ModelHealth {
+    if (this.stale) {
+      this.stale = false;
+      this.subject.next(this.build(this));
+    }
+    return this.subject.value;
   }
 }
 
@@ -239,6 +259,9 @@ interface Ticket {
   /** Unsubscribed: a reservation that arrives later is given back at once. */
   cancelled: boolean;
 }
+
+/** How often a blocked queue looks again at a store other pools share (their releases send no event). */
+const SHARED_STORE_POLL_MS = 25;
 
 /** Creates a key pool. Validates `config` with zod and throws a `ValidationError` naming the field. */
 export function createPool(config: KeyPoolInput): KeyPool {
@@ -433,13 +456,14 @@ class Pool implements KeyPool {
   key(label: string): KeyHandle {
     const entry = this.byLabel.get(label);
     if (entry === undefined) throw new RangeError(`no key labelled "${label}" in this pool`);
-    return { label, fingerprint: entry.credential.fingerprint, health$: entry.subject.asObservable() };
+    // Built fresh on subscription: the record may have gone stale while nobody watched it.
+    return { label, fingerprint: entry.credential.fingerprint, health$: defer(() => (entry.health, entry.subject.asObservable())) };
   }
 
   model(model: string): { readonly health$: Observable<ModelHealth> } {
     const entry = this.modelEntry(model);
     this.flush();
-    return { health$: entry.subject.asObservable().pipe(distinctUntilChanged()) };
+    return { health$: defer(() => (entry.health, entry.subject.asObservable())).pipe(distinctUntilChanged()) };
   }
 
   snapshot(): PoolHealth {
@@ -456,7 +480,7 @@ class Pool implements KeyPool {
     }
     return {
       keys,
-      models: [...this.models.values()].map((entry) => entry.subject.value),
+      models: [...this.models.values()].map((entry) => entry.health),
       usage,
       queued: this.queue.length,
       at: this.now(),
@@ -549,32 +573,50 @@ class Pool implements KeyPool {
   private flush(): void {
     if (this.disposed) return;
     const now = this.now();
+    // Building records is the costly part of a flush: while nobody watches an entity (nor the
+    // pool), only its state is followed, for events and timers; `health` builds it on demand.
+    const poolWatched = this.changes.observed;
     let changed = false;
     for (const entry of this.dirtyKeys) {
-      const previous = entry.subject.value;
+      if (!poolWatched && !entry.subject.observed) {
+        const { state, until } = this.keyState(entry, now);
+        this.noteState(entry, 'key', entry.label, state, until, now);
+        entry.stale = true;
+        continue;
+      }
+      const previous = entry.health;
       const next = this.buildKeyHealth(entry, now);
       if (keyHealthEqual(previous, next)) continue;
       changed = true;
       entry.subject.next(next);
-      if (previous.state !== next.state) {
-        this.emit({ type: 'state-change', scope: 'key', target: entry.label, from: previous.state, to: next.state, at: now });
-      }
-      this.scheduleRefresh(entry, next.cooldownUntil);
+      this.noteState(entry, 'key', entry.label, next.state, next.cooldownUntil, now);
     }
     this.dirtyKeys.clear();
     for (const entry of this.dirtyModels) {
-      const previous = entry.subject.value;
+      if (!poolWatched && !entry.subject.observed) {
+        const { state, until } = this.modelState(entry, now);
+        this.noteState(entry, 'model', entry.model, state, until, now);
+        entry.stale = true;
+        continue;
+      }
+      const previous = entry.health;
       const next = this.buildModelHealth(entry, now);
       if (sameBreakerView(previous, next)) continue;
       changed = true;
       entry.subject.next(next);
-      if (previous.state !== next.state) {
-        this.emit({ type: 'state-change', scope: 'model', target: entry.model, from: previous.state, to: next.state, at: now });
-      }
-      this.scheduleRefresh(entry, next.cooldownUntil);
+      this.noteState(entry, 'model', entry.model, next.state, next.cooldownUntil, now);
     }
     this.dirtyModels.clear();
     this.announce(changed);
+  }
+
+  /** Reports a state change of a key or model, and arms the timer that ends its cooldown. */
+  private noteState(entity: KeyEntry | ModelEntry, scope: 'key' | 'model', target: string, state: KeyState, until: number | null, now: number): void {
+    if (entity.lastState !== state) {
+      this.emit({ type: 'state-change', scope, target, from: entity.lastState, to: state, at: now });
+      entity.lastState = state;
+    }
+    this.scheduleRefresh(entity, until);
   }
 
   /** Tells `health$` subscribers about a change: a health record, or the queue's length. */
@@ -849,6 +891,7 @@ class Pool implements KeyPool {
       return;
     }
     if (this.queue.length === 0 || this.disposed) return;
+    let drainedAt = this.now();
     this.draining = true;
     try {
       do {
@@ -861,6 +904,7 @@ class Pool implements KeyPool {
           break;
         }
         const now = this.now();
+        drainedAt = now;
         const blocked = new Set<string>();
         for (let index = 0; index < this.queue.length; ) {
           const ticket = this.queue[index]!;
@@ -881,7 +925,7 @@ class Pool implements KeyPool {
       this.draining = false;
     }
     this.flush();
-    if (this.queue.length > 0) this.scheduleWake();
+    if (this.queue.length > 0) this.scheduleWake(drainedAt);
   }
 
   /** The earliest future time at which a cooldown, exhaustion or quota window ends. */
@@ -910,9 +954,14 @@ class Pool implements KeyPool {
     return at;
   }
 
-  private scheduleWake(): void {
-    const now = this.now();
-    const at = this.nextChangeAt(now);
+  /**
+   * Sleeps until the earliest change after `checkedAt`, the time the queue was last found blocked:
+   * a change between then and now wakes at once, never lost. On a store shared with other pools,
+   * their releases free room without any event here, so a blocked queue also polls.
+   */
+  private scheduleWake(checkedAt = this.now()): void {
+    let at = this.nextChangeAt(checkedAt);
+    if (!Number.isFinite(at) && !this.ownsStore) at = checkedAt + SHARED_STORE_POLL_MS;
     if (!Number.isFinite(at) || (this.wakeTimer !== undefined && this.wakeAt <= at)) return;
     this.wakeTimer?.unsubscribe();
     this.wakeAt = at;
@@ -920,7 +969,7 @@ class Pool implements KeyPool {
       this.wakeTimer = undefined;
       this.wakeAt = Infinity;
       this.drain();
-    }, at - now);
+    }, Math.max(0, at - this.now()));
   }
 
   // ---------------------------------------------------------------- outcomes

@@ -92,12 +92,12 @@ export interface MemoryStoreOptions {
   /**
    * How long a request may take to reach the server: quota entries count from the send time plus
    * this (or from the first response byte, if sooner), so the server's window never runs ahead of
-   * ours. Default 50 ms.
+   * ours even when a busy event loop delays the send. Default 1 s.
    */
   arrivalMarginMs?: number;
 }
 
-export const DEFAULT_ARRIVAL_MARGIN_MS = 50;
+export const DEFAULT_ARRIVAL_MARGIN_MS = 1_000;
 
 /**
  * The default store: exact sliding-window quotas and slot counts in this process. Pools that share

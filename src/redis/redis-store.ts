@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BehaviorSubject, Observable, Subject, from, of, timeout, map, catchError, type Subscription } from 'rxjs';
 import { z } from 'zod';
@@ -37,7 +38,7 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** How often a degraded store checks whether Redis is back. Default 1 s. */
   recoveryIntervalMs?: number;
-  /** How long a request may take to reach OpenRouter (see `MemoryStoreOptions`). Default 50 ms. */
+  /** How long a request may take to reach OpenRouter (see `MemoryStoreOptions`). Default 1 s. */
   arrivalMarginMs?: number;
 }
 
@@ -57,6 +58,7 @@ const optionsSchema = z.strictObject({
 /** The shared store is unreachable and the pool was told to fail rather than limit alone. */
 export class StoreUnavailableError extends OpenRouterError {
   override name = 'StoreUnavailableError';
+  override readonly kind = 'store_unavailable' as const;
 }
 
 interface RedisReservation extends Reservation {
@@ -139,6 +141,7 @@ export class RedisStateStore implements StateStore {
   private readonly timers: NodeJS.Timeout[] = [];
   private recovering: Subscription | undefined;
   private reservations = 0;
+  private readonly instance = randomUUID();
   private disposed = false;
   readonly changes$: Observable<StateChange> = this.changes.asObservable();
   readonly status$: Observable<StoreStatus> = this.status.asObservable();
@@ -195,7 +198,8 @@ export class RedisStateStore implements StateStore {
   }
 
   reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult> {
-    const id = `${process.pid}.${++this.reservations}`;
+    // Unique across stores, processes and machines: a slot released by id must be this one.
+    const id = `${this.instance}.${++this.reservations}`;
     if (!this.shared) return of(this.reserveLocally(id, plan, tokens, now));
     const keys: string[] = [];
     const layout: LayoutPart[] = [];
@@ -216,7 +220,16 @@ export class RedisStateStore implements StateStore {
       }
     }
     if (keys.length === 0) return of(this.reserveLocally(id, plan, tokens, now));
-    return this.command(() => this.client.eval(RESERVE, keys.length, ...keys, id, tokens, this.leaseMs, JSON.stringify(layout), this.arrivalMarginMs)).pipe(
+    const sent = this.client.eval(RESERVE, keys.length, ...keys, id, tokens, this.leaseMs, JSON.stringify(layout), this.arrivalMarginMs);
+    return this.command(() => sent).pipe(
+      catchError((error: unknown) => {
+        // Timed out, but Redis may still run it (ioredis queues and resends): give back what a
+        // late success takes, or it holds a slot for a whole lease.
+        sent.then((reply) => {
+          if ((reply as [number])[0] === 1 && slots.length > 0) this.fireAndForget(() => Promise.all(slots.map((key) => this.client.zrem(key, id))));
+        }, () => undefined);
+        throw error;
+      }),
       map((reply): ReserveResult => {
         const [ok, value] = reply as [number, number];
         if (ok !== 1) return { ok: false, retryAfterMs: value };

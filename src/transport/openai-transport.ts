@@ -77,6 +77,8 @@ class Attempt {
   private graceTimer: Subscription | undefined;
   /** Set when the stream completed on finish + usage: the socket may still deliver `[DONE]`. */
   private completedBeforeEnd = false;
+  /** The whole response was read: nothing is left to abort (and an abort costs a DOMException). */
+  private exchangeDone = false;
   /** Closes the socket if the server lingers after such an early completion. */
   private drainCutoff: Subscription | undefined;
 
@@ -106,6 +108,7 @@ class Attempt {
       callerSignal?.removeEventListener('abort', onCallerAbort);
       this.graceTimer?.unsubscribe();
       this.settled = true;
+      if (this.exchangeDone) return;
       if (this.completedBeforeEnd) {
         // The answer is complete; let a well-behaved server finish with `[DONE]` so the connection
         // closes cleanly, but never hold it open longer than the grace period.
@@ -120,8 +123,9 @@ class Attempt {
     const body = { ...bodyOf(request), stream: false } as ChatCompletionCreateParamsNonStreaming;
     const response = await this.client.chat.completions.create(body, { signal: this.controller.signal }).asResponse();
     const text = await response.text();
+    this.exchangeDone = true;
     if (this.settled) return;
-    const result = parseCompletionBody(redactValue(text, this.identity.key), this.wireContext(response.headers));
+    const result = parseCompletionBody(text.includes(this.identity.key.key) ? redactValue(text, this.identity.key) : text, this.wireContext(response.headers));
     if (result.kind === 'error') {
       this.fail(result.error);
       return;
@@ -153,8 +157,10 @@ class Attempt {
           this.fail(errorFromStreamRead(error, this.identity));
           continue;
         }
-        this.onChunk(parseStreamChunk(redactValue(chunk, this.identity.key), context));
+        // Copying every chunk to scrub it costs per token; only one that holds the key needs it.
+        this.onChunk(parseStreamChunk(data.includes(this.identity.key.key) ? redactValue(chunk, this.identity.key) : chunk, context));
       }
+      this.exchangeDone = true;
       if (this.settled) return;
       if (this.progress.finishReason !== undefined) this.end();
       else this.fail(truncatedStreamError(this.identity));

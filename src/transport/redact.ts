@@ -47,11 +47,19 @@ export class StreamRedactor {
   push(piece: string): string {
     const secret = this.key.key;
     if (secret === '') return piece;
-    const text = redactText(this.held + piece, this.key);
-    let keep = Math.min(secret.length - 1, text.length);
-    while (keep > 0 && !secret.startsWith(text.slice(text.length - keep))) keep--;
-    this.held = text.slice(text.length - keep);
-    return text.slice(0, text.length - keep);
+    const joined = this.held + piece;
+    const text = joined.includes(secret) ? redactText(joined, this.key) : joined;
+    // The longest end of `text` that could begin the key: only positions holding its first
+    // character are candidates, so most pieces are checked in a few steps.
+    let cut = text.length;
+    for (let at = text.indexOf(secret[0]!, Math.max(0, text.length - secret.length + 1)); at >= 0; at = text.indexOf(secret[0]!, at + 1)) {
+      if (secret.startsWith(text.slice(at))) {
+        cut = at;
+        break;
+      }
+    }
+    this.held = text.slice(cut);
+    return cut === text.length ? text : text.slice(0, cut);
   }
 
   flush(): string {

@@ -12,8 +12,13 @@
  *
  * Output is JSON lines on stdout, labels only, never key text. The worker exits by itself when
  * done, when its stdin closes before `go` (its parent is gone), or after `maxRunMs`.
+ *
+ * Imported (rather than run), the module only exports `spawnRedisWorker` and `runWorkerFleet`,
+ * which start workers from the parent's side.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { balance, createKeyPool, type BalanceEvent, type BalanceOptions, type ChatRequest, type KeyPool } from '../../src/index.js';
@@ -27,12 +32,26 @@ export interface RedisWorkerConfig {
   keys: { key: string; label: string; limits?: LimitsConfig }[];
   store: 'redis' | 'memory';
   /** Where the Redis store lives (required with `store: 'redis'`). */
-  redis?: { host: string; port: number; prefix: string; leaseMs?: number };
+  redis?: {
+    host: string;
+    port: number;
+    prefix: string;
+    leaseMs?: number;
+    /**
+     * The store's `commandTimeoutMs`. Default here 5 s, not the store's 1 s: a fresh process on a
+     * busy machine can stall its event loop for a second on its first requests, and a timer that
+     * expired during a stall fires before the reply already waiting on the socket is read, which
+     * would send the store to local limits for no fault of Redis.
+     */
+    commandTimeoutMs?: number;
+  };
   /** Requests to send. */
   requests: number;
   model: string;
   /** `balance`'s concurrency. Default 16. */
   concurrency?: number;
+  /** `balance`'s `queueTimeoutMs`: a request waiting longer for a key fails with `queue_timeout`. */
+  queueTimeoutMs?: number;
   /** `false` turns the per-attempt timeouts off (a request may then wait forever on a silent server). */
   timeouts?: false;
   /** Print an `attempt` line per attempt. */
@@ -57,7 +76,7 @@ export interface RedisWorkerSummary {
   /** `Date.now()` when the first request went in and when the last terminal event came out. */
   startedAt: number;
   endedAt: number;
-  /** Store mode changes seen (`shared`/`local`), in order. */
+  /** Store mode changes seen (`shared`, or `local (<reason>)`), in order. */
   storeModes: string[];
 }
 
@@ -115,9 +134,9 @@ async function main(): Promise<void> {
   let client: Redis | undefined;
   let store: StateStore | undefined;
   if (config.store === 'redis') {
-    const { host, port, prefix, leaseMs } = config.redis!;
+    const { host, port, prefix, leaseMs, commandTimeoutMs } = config.redis!;
     client = await connect(host, port);
-    store = createRedisStore({ client, prefix, ...(leaseMs === undefined ? {} : { leaseMs }) });
+    store = createRedisStore({ client, prefix, commandTimeoutMs: commandTimeoutMs ?? 5_000, ...(leaseMs === undefined ? {} : { leaseMs }) });
   }
   const pool: KeyPool = createKeyPool({
     baseURL: config.baseURL,
@@ -128,7 +147,7 @@ async function main(): Promise<void> {
   const storeModes: string[] = [];
   let attempts = 0;
   const events = pool.events$.subscribe((event) => {
-    if (event.type === 'store') storeModes.push(event.mode);
+    if (event.type === 'store') storeModes.push(event.reason === undefined ? event.mode : `${event.mode} (${event.reason})`);
     if (event.type === 'attempt') {
       attempts++;
       if (config.reportAttempts === true) void print({ type: 'attempt', keyLabel: event.keyLabel, model: event.model, at: Date.now() });
@@ -143,7 +162,11 @@ async function main(): Promise<void> {
     model: config.model,
     messages: [{ role: 'user' as const, content: `question ${index} from ${name}` }],
   }));
-  const options: BalanceOptions = { concurrency: config.concurrency ?? 16, ...(config.timeouts === false ? { timeouts: false as const } : {}) };
+  const options: BalanceOptions = {
+    concurrency: config.concurrency ?? 16,
+    ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
+    ...(config.timeouts === false ? { timeouts: false as const } : {}),
+  };
   const startedAt = Date.now();
   let completed = 0;
   let failed = 0;
@@ -172,7 +195,152 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-main().catch(async (error: unknown) => {
-  await print({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-  process.exit(1);
-});
+// ------------------------------------------------------------------------ the parent's side
+
+/** This file, for `node --import tsx <path>`. */
+export const REDIS_WORKER_PATH = fileURLToPath(import.meta.url);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface RedisWorkerHandle {
+  readonly child: ChildProcess;
+  /** Every JSON line the worker printed so far. */
+  readonly lines: readonly RedisWorkerLine[];
+  /** The tail of its stderr (and of any stdout line that was not JSON). */
+  readonly stderr: string;
+  /** The first line of `type`, waiting up to `timeoutMs`; rejects if the worker fails or exits first. */
+  line<T extends RedisWorkerLine['type']>(type: T, timeoutMs: number): Promise<Extract<RedisWorkerLine, { type: T }>>;
+  /** Tells a ready worker to start sending. */
+  go(): void;
+  /** Resolves with the exit code (or the signal) once the process is gone. */
+  readonly exited: Promise<number | string>;
+  /** Kills the worker (SIGKILL by default) and resolves once it is gone; idempotent. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts one worker: `node --import tsx test/helpers/redis-worker.ts`, its config in the environment. */
+export function spawnRedisWorker(config: RedisWorkerConfig): RedisWorkerHandle {
+  const child = spawn(process.execPath, ['--import', 'tsx', REDIS_WORKER_PATH], {
+    cwd: ROOT,
+    env: { ...process.env, ORX_REDIS_WORKER: JSON.stringify(config) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const lines: RedisWorkerLine[] = [];
+  const listeners = new Set<() => void>();
+  let stderr = '';
+  let gone = false;
+  const exited = new Promise<number | string>((resolve) => {
+    const finish = (outcome: number | string) => {
+      gone = true;
+      for (const listener of [...listeners]) listener();
+      resolve(outcome);
+    };
+    child.once('exit', (code, signal) => finish(code ?? signal ?? 'unknown'));
+    child.once('error', (error) => {
+      stderr += `${error.message}\n`;
+      finish('spawn-error');
+    });
+  });
+  // A closed stdin is how a worker learns its parent is gone; writes after that are dropped.
+  child.stdin?.on('error', () => undefined);
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    try {
+      lines.push(JSON.parse(text) as RedisWorkerLine);
+    } catch {
+      stderr = `${stderr}[stdout] ${text}\n`.slice(-8_000);
+    }
+    for (const listener of [...listeners]) listener();
+  });
+  child.stderr?.on('data', (data: Buffer) => {
+    stderr = (stderr + data.toString('utf8')).slice(-8_000);
+  });
+  return {
+    child,
+    lines,
+    get stderr() {
+      return stderr;
+    },
+    line(type, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const settle = (finish: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          finish();
+        };
+        const check = () => {
+          const found = lines.find((line) => line.type === type);
+          const failure = lines.find((line): line is Extract<RedisWorkerLine, { type: 'error' }> => line.type === 'error');
+          if (found !== undefined) settle(() => resolve(found as Extract<RedisWorkerLine, { type: typeof type }>));
+          else if (failure !== undefined) settle(() => reject(new Error(`worker failed: ${failure.message}`)));
+          else if (gone) settle(() => reject(new Error(`worker exited without a "${type}" line; stderr:\n${stderr.slice(-2_000)}`)));
+        };
+        const timer = setTimeout(
+          () => settle(() => reject(new Error(`no "${type}" line from the worker within ${timeoutMs} ms; stderr:\n${stderr.slice(-2_000)}`))),
+          timeoutMs,
+        );
+        listeners.add(check);
+        check();
+      });
+    },
+    go() {
+      if (!gone) child.stdin?.write('go\n');
+    },
+    exited,
+    async kill(signal = 'SIGKILL') {
+      if (!gone) child.kill(signal);
+      child.stdin?.destroy();
+      await exited;
+    },
+  };
+}
+
+export interface WorkerFleetOptions {
+  /** How many workers, each with the same config but its own `name`. */
+  workers: number;
+  /** The config of every worker (`name` is set per worker). */
+  config: Omit<RedisWorkerConfig, 'name'>;
+  /** Prefix of the workers' names. */
+  name: string;
+  /** Called with each worker as it starts, so the caller can kill it if the run is abandoned. */
+  onSpawn?: (worker: RedisWorkerHandle) => void;
+  /** How long the workers may take to start. Default 30 s. */
+  readyTimeoutMs?: number;
+  /** How long the run may take once started. Default 60 s. */
+  runTimeoutMs?: number;
+}
+
+export interface WorkerFleetRun {
+  summaries: RedisWorkerSummary[];
+  /** `Date.now()` when the workers were spawned, told to go, and when the last summary came. */
+  spawnedAt: number;
+  startedAt: number;
+  endedAt: number;
+}
+
+/** Starts `workers` workers, waits until all are ready, releases them together, and collects their summaries. */
+export async function runWorkerFleet(options: WorkerFleetOptions): Promise<WorkerFleetRun> {
+  const spawnedAt = Date.now();
+  const handles = Array.from({ length: options.workers }, (_, index) => {
+    const handle = spawnRedisWorker({ ...options.config, name: `${options.name}-${index}` });
+    options.onSpawn?.(handle);
+    return handle;
+  });
+  try {
+    await Promise.all(handles.map((handle) => handle.line('ready', options.readyTimeoutMs ?? 30_000)));
+    const startedAt = Date.now();
+    for (const handle of handles) handle.go();
+    const summaries = await Promise.all(handles.map((handle) => handle.line('summary', options.runTimeoutMs ?? 60_000)));
+    const endedAt = Date.now();
+    await Promise.all(handles.map((handle) => handle.exited));
+    return { summaries, spawnedAt, startedAt, endedAt };
+  } finally {
+    await Promise.all(handles.map((handle) => handle.kill()));
+  }
+}
+
+// Run as a script (not imported): be a worker.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch(async (error: unknown) => {
+    await print({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    process.exit(1);
+  });
+}
