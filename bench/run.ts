@@ -1,0 +1,118 @@
+/**
+ * `npm run bench` (full) or `npm run bench -- --quick` (under a minute): every scenario against the
+ * fake OpenRouter on 127.0.0.1, every peer in this same process run. Prints a Markdown table and
+ * writes `bench/results/latest.json` and `latest.md` (the README's performance section), and the
+ * same as `full.json`/`full.md` or `quick.json`/`quick.md`, so a quick run leaves the last full one.
+ *
+ *   --quick              shorter runs (noisier figures)
+ *   --only a,b           only these scenarios (saturation, saturation-slow, overhead, streaming,
+ *                        dead-keys, scale; saturation-slow is in the full run only);
+ *                        written to bench/results/partial.json, never over latest.json
+ *   --peers a,b          only these peers (library, bare-sdk, recipe, cockatiel, portkey)
+ *   --out path           where to write the JSON instead
+ */
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { peers as allPeers, stopGateway, type PeerId } from './peers/index.js';
+import { markdownTable, performanceSection, targetSummary, writeJson, type BenchReport } from './report.js';
+import { deadKeys } from './scenarios/dead-keys.js';
+import { overhead } from './scenarios/overhead.js';
+import { saturation, saturationSlow } from './scenarios/saturation.js';
+import { scale } from './scenarios/scale.js';
+import { streaming } from './scenarios/streaming.js';
+import type { Scenario, ScenarioResult } from './scenarios/types.js';
+import { startFakeHost, type FakeHost } from './support/fake-host.js';
+import { machineInfo, packageVersions, sourceRevision } from './support/measure.js';
+
+const scenarios: readonly Scenario[] = [saturation, saturationSlow, overhead, streaming, deadKeys, scale];
+/** Left out of `--quick` unless named with `--only`. */
+const fullOnly = new Set<string>(['saturation-slow']);
+
+function option(name: string): string | undefined {
+  const args = process.argv.slice(2);
+  const index = args.indexOf(name);
+  if (index >= 0) return args[index + 1];
+  const inline = args.find((arg) => arg.startsWith(`${name}=`));
+  return inline?.slice(name.length + 1);
+}
+
+function listOption(name: string): string[] | undefined {
+  return option(name)
+    ?.split(',')
+    .map((value) => value.trim())
+    .filter((value) => value.length > 0);
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const only = listOption('--only');
+  const peerIds = listOption('--peers');
+  const unknownScenario = only?.find((id) => !scenarios.some((scenario) => scenario.id === id));
+  if (unknownScenario !== undefined) throw new Error(`unknown scenario "${unknownScenario}" (${scenarios.map((scenario) => scenario.id).join(', ')})`);
+  const unknownPeer = peerIds?.find((id) => !allPeers.some((peer) => peer.id === id));
+  if (unknownPeer !== undefined) throw new Error(`unknown peer "${unknownPeer}" (${allPeers.map((peer) => peer.id).join(', ')})`);
+  const selected = only === undefined ? scenarios.filter((scenario) => !(quick && fullOnly.has(scenario.id))) : scenarios.filter((scenario) => only.includes(scenario.id));
+  const peers = peerIds === undefined ? allPeers : allPeers.filter((peer) => peerIds.includes(peer.id as PeerId));
+  const complete = only === undefined && peerIds === undefined;
+  const out = option('--out') ?? fileURLToPath(new URL(complete ? './results/latest.json' : './results/partial.json', import.meta.url));
+
+  const machine = machineInfo();
+  const log = (message: string) => process.stderr.write(`${message}\n`);
+  log(`openrouter-rx bench (${quick ? 'quick' : 'full'}) on ${machine.cpuCount} × ${machine.cpuModel}, Node ${machine.node}`);
+  const started = Date.now();
+  // Read before the run: the library is built from the tree as it is when its first peer starts.
+  const source = sourceRevision();
+  const results: ScenarioResult[] = [];
+  let host: FakeHost | undefined;
+  try {
+    host = await startFakeHost();
+    for (const scenario of selected) {
+      log(`${scenario.title}:`);
+      const scenarioStart = Date.now();
+      try {
+        const result = await scenario.run({ host, quick, peers, log });
+        results.push({ ...result, durationMs: Date.now() - scenarioStart });
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        log(`  failed: ${reason}`);
+        results.push({ id: scenario.id, title: scenario.title, settings: {}, results: [], targets: [], notes: [], durationMs: Date.now() - scenarioStart, failed: reason });
+      }
+    }
+  } finally {
+    await stopGateway();
+    await host?.close();
+  }
+
+  const table = markdownTable(results);
+  const report: BenchReport = {
+    generatedAt: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    machine: { ...machine, loadAverageAtEnd: loadavg().map((value) => Math.round(value * 100) / 100) },
+    versions: packageVersions(),
+    source,
+    peers: peers.map((peer) => ({ id: peer.id, name: peer.name, description: peer.description })),
+    durationMs: Date.now() - started,
+    scenarios: results,
+    targets: results.flatMap((scenario) => scenario.targets.map((check) => ({ ...check, scenario: scenario.id }))),
+    table,
+  };
+  writeJson(out, report);
+  if (complete && option('--out') === undefined) {
+    const mode = quick ? 'quick' : 'full';
+    writeJson(fileURLToPath(new URL(`./results/${mode}.json`, import.meta.url)), report);
+    const section = performanceSection(report);
+    writeFileSync(fileURLToPath(new URL('./results/latest.md', import.meta.url)), section);
+    writeFileSync(fileURLToPath(new URL(`./results/${mode}.md`, import.meta.url)), section);
+  }
+  process.stdout.write(`\n${table}\n\n${targetSummary(results)}\n\nWrote ${out} in ${((Date.now() - started) / 1000).toFixed(1)} s.\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

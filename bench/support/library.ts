@@ -1,0 +1,43 @@
+/**
+ * The library as users run it: `src/` compiled by esbuild the way `tsup` builds `dist/` (ESM,
+ * target node20, dependencies external, no `keepNames`), into `bench/.build/`. Running it from
+ * source through `tsx` instead would charge it for `__name(...)` wrappers on every closure, which
+ * tsx adds (`keepNames`) and the published build does not; the peers, plain JS from
+ * `node_modules`, pay nothing of the kind. Built fresh on every run, so it measures the tree as it is.
+ * The output file name depends on the entry, so an A/B in parallel does not overwrite the other.
+ */
+import { createHash } from 'node:crypto';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type * as Library from '../../src/index.js';
+
+export type LibraryModule = typeof Library;
+
+/** `BENCH_LIBRARY_ENTRY=/path/to/src/index.ts` benches another copy of the source (an A/B of a fix). */
+const ENTRY = process.env['BENCH_LIBRARY_ENTRY'] ?? fileURLToPath(new URL('../../src/index.ts', import.meta.url));
+const OUTDIR = fileURLToPath(new URL('../.build/', import.meta.url));
+
+const OUTFILE = process.env['BENCH_LIBRARY_ENTRY'] === undefined ? 'openrouter-rx' : `openrouter-rx-${createHash('sha1').update(ENTRY).digest('hex').slice(0, 8)}`;
+
+let loading: Promise<LibraryModule> | undefined;
+
+export function loadLibrary(): Promise<LibraryModule> {
+  loading ??= (async () => {
+    const { build } = await import('esbuild');
+    await build({
+      entryPoints: { [OUTFILE]: ENTRY },
+      outdir: OUTDIR,
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      packages: 'external',
+      treeShaking: true,
+      outExtension: { '.js': '.mjs' },
+      // For `profile-summary.ts`, which maps profile frames back to `src/` lines with it.
+      sourcemap: 'linked',
+      logLevel: 'silent',
+    });
+    return (await import(pathToFileURL(`${OUTDIR}${OUTFILE}.mjs`).href)) as LibraryModule;
+  })();
+  return loading;
+}
