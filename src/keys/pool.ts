@@ -14,6 +14,7 @@ import {
   startWith,
   type SchedulerLike,
   Subscription,
+  type OperatorFunction,
 } from 'rxjs';
 import {
   AbortedError,
@@ -376,6 +377,7 @@ class Pool implements KeyPool {
   private drainAgain = false;
   private wakeAt = Infinity;
   private announcedQueueLength = 0;
+  private defaultBalance: OperatorFunction<ChatRequest, BalanceEvent> | undefined;
   private wakeTimer: Subscription | undefined;
   private disposed = false;
 
@@ -1221,8 +1223,10 @@ class Pool implements KeyPool {
   }
 
   private single(request: ChatRequest, options: BalanceOptions | undefined): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
+    // One shared `balance` for calls without options, so its retry budget spans them all.
+    const route = options === undefined ? (this.defaultBalance ??= balance(this)) : balance(this, options);
     return of(request).pipe(
-      balance(this, options),
+      route,
       map((event: BalanceEvent) => {
         if (event.type === 'failed') throw event.error;
         return event;

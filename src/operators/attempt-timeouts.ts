@@ -1,4 +1,4 @@
-import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike, type Subscription } from 'rxjs';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../errors.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
@@ -38,6 +38,7 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
       let firstToken: Subscription | undefined;
       let idle: Subscription | undefined;
       let contentSeen = false;
+      let lastEventAt = 0;
       let upstream: Subscription | undefined;
 
       const clear = () => {
@@ -46,18 +47,30 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
         idle?.unsubscribe();
         total = firstToken = idle = undefined;
       };
-      const arm = (ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token' | 'idle', limitMs: number) =>
-        scheduler.schedule(() => {
-          upstream?.unsubscribe();
-          clear();
-          subscriber.error(
-            new ErrorClass(phase, limitMs, {
-              scope: 'model',
-              retryable: true,
-              ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
-            }),
-          );
-        }, limitMs);
+      const fire = (ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token' | 'idle', limitMs: number) => {
+        upstream?.unsubscribe();
+        clear();
+        subscriber.error(
+          new ErrorClass(phase, limitMs, {
+            scope: 'model',
+            retryable: true,
+            ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
+          }),
+        );
+      };
+      const arm = (ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token', limitMs: number) =>
+        scheduler.schedule(() => fire(ErrorClass, phase, limitMs), limitMs);
+      /**
+       * One idle timer per attempt, not one per chunk: when it fires it checks the time since the
+       * last chunk and sleeps again for what is left (re-arming a timer per token costs more than
+       * the token).
+       */
+      const armIdle = () =>
+        scheduler.schedule(function (this: SchedulerAction<unknown>) {
+          const quietMs = scheduler.now() - lastEventAt;
+          if (quietMs >= idleMs) fire(IdleTimeoutError, 'idle', idleMs);
+          else this.schedule(undefined, idleMs - quietMs);
+        }, idleMs);
 
       upstream = source.subscribe({
         next: (event) => {
@@ -74,8 +87,13 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
               firstToken = undefined;
             }
             if (contentSeen) {
-              idle?.unsubscribe();
-              idle = event.type === 'end' ? undefined : arm(IdleTimeoutError, 'idle', idleMs);
+              lastEventAt = scheduler.now();
+              if (event.type === 'end') {
+                idle?.unsubscribe();
+                idle = undefined;
+              } else {
+                idle ??= armIdle();
+              }
             }
           }
           if (event.type === 'end' || event.type === 'completion') clear();
