@@ -40,7 +40,7 @@ export function markdownTable(scenarios: readonly ScenarioResult[]): string {
       continue;
     }
     for (const result of scenario.results) {
-      const target = result.peer === 'library' ? targetCell(scenario.targets) : '—';
+      const target = (result.showsTargets ?? result.peer === 'library') ? targetCell(scenario.targets) : '—';
       lines.push(
         `| ${scenario.title} | ${cell(result.name)} | ${cell(result.failed === undefined ? result.summary : `failed: ${result.failed}`)} | ${cell(result.vsBare)} | ${cell(result.vsRecipe)} | ${cell(target)} |`,
       );
@@ -89,7 +89,7 @@ export function performanceSection(report: BenchReport): string {
     targetSummary(report.scenarios),
     '',
     ...(missedNotes(report.targets).length === 0 ? [] : ['Where a target is missed, and why:', '', ...missedNotes(report.targets), '']),
-    'Reproduce: `npm run bench` (full, a few minutes) or `npm run bench -- --quick` (under a minute); every figure lands in `bench/results/latest.json`.',
+    'Reproduce: `npm run bench` (full, a few minutes) or `npm run bench -- --quick` (about a minute); every figure lands in `bench/results/latest.json`.',
     '',
   ].join('\n');
 }

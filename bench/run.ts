@@ -1,12 +1,12 @@
 /**
- * `npm run bench` (full) or `npm run bench -- --quick` (under a minute): every scenario against the
+ * `npm run bench` (full) or `npm run bench -- --quick` (about a minute): every scenario against the
  * fake OpenRouter on 127.0.0.1, every peer in this same process run. Prints a Markdown table and
  * writes `bench/results/latest.json` and `latest.md` (the README's performance section), and the
  * same as `full.json`/`full.md` or `quick.json`/`quick.md`, so a quick run leaves the last full one.
  *
  *   --quick              shorter runs (noisier figures)
  *   --only a,b           only these scenarios (saturation, saturation-slow, overhead, streaming,
- *                        dead-keys, scale; saturation-slow is in the full run only);
+ *                        dead-keys, scale, fleet; saturation-slow is in the full run only);
  *                        written to bench/results/partial.json, never over latest.json
  *   --peers a,b          only these peers (library, bare-sdk, recipe, cockatiel, portkey)
  *   --out path           where to write the JSON instead
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { peers as allPeers, stopGateway, type PeerId } from './peers/index.js';
 import { markdownTable, performanceSection, targetSummary, writeJson, type BenchReport } from './report.js';
 import { deadKeys } from './scenarios/dead-keys.js';
+import { fleet } from './scenarios/fleet.js';
 import { overhead } from './scenarios/overhead.js';
 import { saturation, saturationSlow } from './scenarios/saturation.js';
 import { scale } from './scenarios/scale.js';
@@ -25,7 +26,7 @@ import type { Scenario, ScenarioResult } from './scenarios/types.js';
 import { startFakeHost, type FakeHost } from './support/fake-host.js';
 import { machineInfo, packageVersions, sourceRevision } from './support/measure.js';
 
-const scenarios: readonly Scenario[] = [saturation, saturationSlow, overhead, streaming, deadKeys, scale];
+const scenarios: readonly Scenario[] = [saturation, saturationSlow, overhead, streaming, deadKeys, scale, fleet];
 /** Left out of `--quick` unless named with `--only`. */
 const fullOnly = new Set<string>(['saturation-slow']);
 

@@ -9,11 +9,17 @@
  * - 429 share: 429 answers over every attempt the fake server saw;
  * - failed: requests that ended with an error; lost: requests without an outcome.
  *
- * The Redis run is skipped (with the reason in `redisSkipped`) when no Redis answers.
+ * The Redis run is skipped (with the reason in `redisSkipped`) when no Redis answers, and recorded
+ * as failed (`redisFailed`) when it throws; the memory run's figures are kept either way.
+ *
+ * `fleet` (at the end) is the bench scenario: a row per store, the targets on the Redis row. The
+ * Redis address can be changed with `BENCH_REDIS=host:port`.
  */
 import { Redis } from 'ioredis';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../../src/testing.js';
 import { runWorkerFleet, type RedisWorkerHandle, type RedisWorkerSummary } from '../../test/helpers/redis-worker.js';
+import { round } from '../support/measure.js';
+import { fmt, pct, type PeerResult, type Scenario, type TargetCheck } from './types.js';
 
 export interface FleetRunFigures {
   store: 'memory' | 'redis';
@@ -57,9 +63,10 @@ export interface FleetResult {
     redis: string;
   };
   memory: FleetRunFigures;
-  /** `null` when no Redis answered (see `redisSkipped`). */
+  /** `null` when no Redis answered (see `redisSkipped`) or the Redis run failed (`redisFailed`). */
   redis: FleetRunFigures | null;
   redisSkipped?: string;
+  redisFailed?: string;
   durationMs: number;
 }
 
@@ -116,7 +123,7 @@ export async function runFleetScenario(options: FleetScenarioOptions): Promise<F
   const settings: FleetResult['settings'] = {
     workers: 4,
     // Enough demand to saturate Σ quota through warm-up and the measured span, and then some.
-    requestsPerWorker: quick ? 45 : 100,
+    requestsPerWorker: quick ? 45 : 120,
     keys: 3,
     quotaRequests: 10,
     windowMs: 1_000,
@@ -205,13 +212,118 @@ export async function runFleetScenario(options: FleetScenarioOptions): Promise<F
   const memory = await runOnce('memory');
   const unreachable = await probeRedis(host, port);
   let redis: FleetRunFigures | null = null;
-  if (unreachable === undefined) redis = await runOnce('redis');
-  else log(`  redis: skipped, no Redis answered at ${host}:${port} (${unreachable})`);
+  let redisFailed: string | undefined;
+  if (unreachable === undefined) {
+    try {
+      redis = await runOnce('redis');
+    } catch (error) {
+      redisFailed = error instanceof Error ? error.message : String(error);
+      log(`  redis: failed: ${redisFailed}`);
+    }
+  } else log(`  redis: skipped, no Redis answered at ${host}:${port} (${unreachable})`);
   return {
     settings,
     memory,
     redis,
     ...(unreachable === undefined ? {} : { redisSkipped: `no Redis answered at ${host}:${port} (${unreachable})` }),
+    ...(redisFailed === undefined ? {} : { redisFailed }),
     durationMs: Date.now() - started,
   };
 }
+
+// ------------------------------------------------------------------------ the bench scenario
+
+/** `BENCH_REDIS=host:port` (or `host`, or `:port`), else 127.0.0.1:6379. */
+function redisAddress(): { host: string; port: number } {
+  const raw = process.env.BENCH_REDIS?.trim();
+  if (raw === undefined || raw === '') return { host: '127.0.0.1', port: 6379 };
+  const colon = raw.lastIndexOf(':');
+  const host = (colon < 0 ? raw : raw.slice(0, colon)) || '127.0.0.1';
+  const port = colon < 0 ? 6379 : Number(raw.slice(colon + 1));
+  if (!Number.isInteger(port) || port <= 0 || port > 65_535) throw new Error(`BENCH_REDIS="${raw}": expected host:port`);
+  return { host, port };
+}
+
+const STORE_NAMES = { memory: 'library, memory store', redis: 'library, Redis store' } as const;
+
+function storeRow(figures: FleetRunFigures, showsTargets: boolean): PeerResult {
+  const fallbacks = figures.storeFallbacks > 0 ? ` · ${figures.storeFallbacks} of ${figures.workers} fell back to local limits` : '';
+  const kinds = Object.entries(figures.errors)
+    .map(([kind, count]) => `${kind} ${fmt(count)}`)
+    .join(', ');
+  return {
+    peer: 'library',
+    name: `${STORE_NAMES[figures.store]} (${figures.workers} processes)`,
+    figures: {
+      ...figures,
+      rateLimitedShare: round(figures.rateLimitedShare, 4),
+      goodputPerSecond: round(figures.goodputPerSecond, 2),
+      goodputVsQuota: round(figures.goodputVsQuota, 4),
+    },
+    summary:
+      `goodput ${pct(figures.goodputVsQuota)} of Σ quota · 429s ${pct(figures.rateLimitedShare)} of ${fmt(figures.attempts)} attempts · ` +
+      `completed ${fmt(figures.completed)}/${fmt(figures.requests)} · failed ${fmt(figures.failed)}${kinds === '' ? '' : ` (${kinds})`} · lost ${fmt(figures.lost)}${fallbacks}`,
+    showsTargets,
+  };
+}
+
+/**
+ * The library alone, as a fleet of processes: each on its own in-memory store, then all on one
+ * Redis store. Peers do not apply (they have no shared store); the table shows a row per store,
+ * with the targets on the Redis row. About 15 s in the quick run (each fleet's processes start
+ * through `tsx`, about 2 s, outside the measured span).
+ */
+export const fleet: Scenario = {
+  id: 'fleet',
+  title: 'Fleet: several processes, memory store vs Redis store',
+  async run(env) {
+    const id = 'fleet' as const;
+    const title = fleet.title;
+    if (!env.peers.some((peer) => peer.id === 'library')) {
+      env.log('  skipped: library-only scenario, and --peers leaves the library out');
+      return { id, title, settings: { skipped: 'library not among --peers' }, results: [], targets: [], notes: ['Skipped: the library is not among the selected peers.'] };
+    }
+    const { host, port } = redisAddress();
+    const run = await runFleetScenario({ quick: env.quick, redisHost: host, redisPort: port, log: env.log });
+    const { settings, memory, redis } = run;
+    const redisReason = run.redisSkipped ?? run.redisFailed ?? 'no figures';
+    const results: PeerResult[] = [
+      storeRow(memory, false),
+      redis === null
+        ? { peer: 'library', name: `${STORE_NAMES.redis} (${settings.workers} processes)`, figures: {}, summary: `failed: ${redisReason}`, failed: redisReason, showsTargets: true }
+        : storeRow(redis, true),
+    ];
+    const targets: TargetCheck[] = [];
+    if (redis !== null) {
+      targets.push({
+        id: 'fleet.429',
+        target: 'Redis store: < 1% of attempts answered 429',
+        measured: `${pct(redis.rateLimitedShare, 2)}, ${fmt(redis.rateLimited)} of ${fmt(redis.attempts)} attempts`,
+        met: redis.rateLimitedShare < 0.01,
+      });
+      targets.push({
+        id: 'fleet.vs-memory',
+        target: 'Redis store: fewer 429s than the memory store',
+        measured:
+          `${fmt(redis.rateLimited)} vs ${fmt(memory.rateLimited)} answered 429, ${pct(redis.rateLimitedShare)} vs ${pct(memory.rateLimitedShare)} of attempts; ` +
+          `goodput ${pct(redis.goodputVsQuota)} vs ${pct(memory.goodputVsQuota)} of Σ quota; completed ${fmt(redis.completed)} vs ${fmt(memory.completed)} of ${fmt(memory.requests)}`,
+        met: redis.rateLimited < memory.rateLimited,
+      });
+    } else {
+      targets.push({ id: 'fleet.429', target: 'Redis store: < 1% of attempts answered 429, fewer 429s than the memory store', measured: redisReason, met: null });
+    }
+    const sumQuota = settings.keys * settings.quotaRequests;
+    return {
+      id,
+      title,
+      settings: { ...settings, sumQuotaPerWindow: sumQuota, redisSkipped: run.redisSkipped ?? null, redisFailed: run.redisFailed ?? null },
+      results,
+      targets,
+      notes: [
+        `${settings.workers} worker processes × ${settings.requestsPerWorker} requests (${settings.concurrencyPerWorker} in flight each) on ${settings.keys} keys × ${settings.quotaRequests} requests per ${settings.windowMs} ms window (Σ ${sumQuota}), answers in ${settings.latencyMs} ms: demand above Σ quota. Goodput = 200 answers at the fake server over ${settings.measureMs} ms after a ${settings.warmupMs} ms warm-up; the 429 share counts every attempt of the run.`,
+        'Every worker is told the quotas. On the memory store each process believes it has the whole quota to itself; on the Redis store they share it.',
+        `Library only (no peer has a shared store). The workers (test/helpers/redis-worker.ts) run the library from src/ through tsx; the fake server runs in the bench process. Redis at ${settings.redis}.`,
+      ],
+    };
+  },
+};

@@ -1,7 +1,7 @@
 import type { Peer, PeerId } from '../peers/types.js';
 import type { FakeHost } from '../support/fake-host.js';
 
-export type ScenarioId = 'saturation' | 'saturation-slow' | 'overhead' | 'streaming' | 'dead-keys' | 'scale';
+export type ScenarioId = 'saturation' | 'saturation-slow' | 'overhead' | 'streaming' | 'dead-keys' | 'scale' | 'fleet';
 
 export interface ScenarioEnv {
   host: FakeHost;
@@ -22,6 +22,11 @@ export interface PeerResult {
   vsBare?: string;
   vsRecipe?: string;
   failed?: string;
+  /**
+   * Whether the table puts the scenario's targets on this row. Default: on the library's row. The
+   * fleet scenario has two library rows (memory store, Redis store) and sets it on the Redis one.
+   */
+  showsTargets?: boolean;
 }
 
 export interface TargetCheck {
