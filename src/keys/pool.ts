@@ -223,7 +223,7 @@ class ModelEntry implements Timed {
   refreshAt = Infinity;
   refreshTimer: Subscription | undefined;
   stale = false;
-  lastState: BreakerState;
+  lastState: KeyState;
   readonly subject: BehaviorSubject<ModelHealth>;
 
   constructor(
@@ -259,6 +259,15 @@ interface Ticket {
   timeout?: Subscription;
   /** Unsubscribed: a reservation that arrives later is given back at once. */
   cancelled: boolean;
+}
+
+/** How the pool publishes one kind of health record (keys or models). */
+interface RecordKind<E, H> {
+  scope: 'key' | 'model';
+  target(entry: E): string;
+  state(entry: E, now: number): { state: KeyState; until: number | null };
+  build(entry: E, now: number): H;
+  same(a: H, b: H): boolean;
 }
 
 /** How often a blocked queue looks again at a store other pools share (their releases send no event). */
@@ -575,41 +584,52 @@ class Pool implements KeyPool {
   private flush(): void {
     if (this.disposed) return;
     const now = this.now();
-    // Building records is the costly part of a flush: while nobody watches an entity (nor the
-    // pool), only its state is followed, for events and timers; `health` builds it on demand.
+    const keysChanged = this.publish(this.dirtyKeys, this.keyRecords, now);
+    const modelsChanged = this.publish(this.dirtyModels, this.modelRecords, now);
+    this.announce(keysChanged || modelsChanged);
+  }
+
+  private readonly keyRecords: RecordKind<KeyEntry, KeyHealth> = {
+    scope: 'key',
+    target: (entry) => entry.label,
+    state: (entry, now) => this.keyState(entry, now),
+    build: (entry, now) => this.buildKeyHealth(entry, now),
+    same: keyHealthEqual,
+  };
+
+  private readonly modelRecords: RecordKind<ModelEntry, ModelHealth> = {
+    scope: 'model',
+    target: (entry) => entry.model,
+    state: (entry, now) => this.modelState(entry, now),
+    build: (entry, now) => this.buildModelHealth(entry, now),
+    same: sameBreakerView,
+  };
+
+  /**
+   * Publishes the dirty records of one kind; returns whether any changed. Building records is the
+   * costly part: while nobody watches an entity (nor the pool), only its state is followed, for
+   * events and timers, and `health` builds the record on demand.
+   */
+  private publish<E extends KeyEntry | ModelEntry, H extends KeyHealth | ModelHealth>(dirty: Set<E>, kind: RecordKind<E, H>, now: number): boolean {
     const poolWatched = this.changes.observed;
     let changed = false;
-    for (const entry of this.dirtyKeys) {
-      if (!poolWatched && !entry.subject.observed) {
-        const { state, until } = this.keyState(entry, now);
-        this.noteState(entry, 'key', entry.label, state, until, now);
+    for (const entry of dirty) {
+      const subject = entry.subject as unknown as BehaviorSubject<H>;
+      if (!poolWatched && !subject.observed) {
+        const { state, until } = kind.state(entry, now);
+        this.noteState(entry, kind.scope, kind.target(entry), state, until, now);
         entry.stale = true;
         continue;
       }
-      const previous = entry.health;
-      const next = this.buildKeyHealth(entry, now);
-      if (keyHealthEqual(previous, next)) continue;
+      const previous = entry.health as H;
+      const next = kind.build(entry, now);
+      if (kind.same(previous, next)) continue;
       changed = true;
-      entry.subject.next(next);
-      this.noteState(entry, 'key', entry.label, next.state, next.cooldownUntil, now);
+      subject.next(next);
+      this.noteState(entry, kind.scope, kind.target(entry), next.state, next.cooldownUntil, now);
     }
-    this.dirtyKeys.clear();
-    for (const entry of this.dirtyModels) {
-      if (!poolWatched && !entry.subject.observed) {
-        const { state, until } = this.modelState(entry, now);
-        this.noteState(entry, 'model', entry.model, state, until, now);
-        entry.stale = true;
-        continue;
-      }
-      const previous = entry.health;
-      const next = this.buildModelHealth(entry, now);
-      if (sameBreakerView(previous, next)) continue;
-      changed = true;
-      entry.subject.next(next);
-      this.noteState(entry, 'model', entry.model, next.state, next.cooldownUntil, now);
-    }
-    this.dirtyModels.clear();
-    this.announce(changed);
+    dirty.clear();
+    return changed;
   }
 
   /** Reports a state change of a key or model, and arms the timer that ends its cooldown. */
