@@ -6,10 +6,11 @@
  * seconds apart). Portkey, whose work happens in another process, runs one shorter batch.
  */
 import { bareSdkPeer } from '../peers/bare-sdk.js';
-import type { Peer, PeerId, PeerSession } from '../peers/types.js';
+import type { Peer, PeerContext, PeerId, PeerSession } from '../peers/types.js';
 import { benchRequest, drive, type RunRecord } from '../support/driver.js';
-import { collectGarbage, median } from '../support/measure.js';
-import type { ScenarioEnv } from './types.js';
+import type { FakeStartOptions } from '../support/fake-protocol.js';
+import { collectGarbage, median, round } from '../support/measure.js';
+import { fmt, measurePeer, ratio, type PeerResult, type ScenarioEnv } from './types.js';
 
 export interface Batch {
   /** Per second, of the unit (requests or chunks). */
@@ -115,6 +116,21 @@ export async function measureThroughput(env: ScenarioEnv, context: Parameters<Pe
   return results;
 }
 
+/** `measureThroughput` on a fake server of its own, started with `server` and closed after. */
+export async function measureOnFakeServer(env: ScenarioEnv, server: FakeStartOptions, context: Omit<PeerContext, 'baseURL'>, plan: ThroughputPlan): Promise<Map<PeerId, PeerBatches>> {
+  const fake = await env.host.start(server);
+  try {
+    return await measureThroughput(env, { ...context, baseURL: fake.baseURL }, plan);
+  } finally {
+    await fake.close();
+  }
+}
+
+/** Throws unless every request of the run succeeded. */
+export function requireClean(record: RunRecord): void {
+  if (record.failed > 0 || record.lost > 0) throw new Error(`${record.failed} failed, ${record.lost} lost: ${JSON.stringify(record.errors)}`);
+}
+
 /** Median over the rounds of (peer − baseline) client CPU per unit, pairing rounds by index. */
 export function pairedCpuDifference(peer: PeerBatches | undefined, baseline: PeerBatches | undefined): number | undefined {
   if (peer === undefined || baseline === undefined || peer.failed !== undefined || baseline.failed !== undefined) return undefined;
@@ -127,4 +143,89 @@ export function pairedCpuDifference(peer: PeerBatches | undefined, baseline: Pee
 export function medianOf(entry: PeerBatches, pick: (batch: Batch) => number | undefined): number | undefined {
   const values = entry.batches.map(pick).filter((value): value is number => value !== undefined);
   return values.length === 0 ? undefined : median(values);
+}
+
+/** How `throughputResults` names and rounds one scenario's figures. */
+export interface ThroughputFigures {
+  /** The rate's figure, e.g. `requestsPerSecond`; its ratio against a baseline is `${rate}Ratio`. */
+  rate: string;
+  /** The unit in figure names, e.g. `Request`: `clientCpuMicrosPer${unit}`, `cpuMicrosAddedPer${unit}`… */
+  unit: string;
+  /** The rate and the unit in the table, e.g. `req/s` and `req`. */
+  rateText: string;
+  unitText: string;
+  /** Decimals: CPU figures in the JSON; client CPU, gateway CPU and CPU differences in the table. */
+  digits: { json: number; cpu: number; gateway: number; difference: number };
+  /** One batch, for the JSON. */
+  batch(batch: Batch): Record<string, unknown>;
+}
+
+export interface ThroughputComparison {
+  text: string;
+  rateRatio: number;
+  cpuDifference: number;
+}
+
+/**
+ * Every peer's row from `measureThroughput`'s batches (medians over the rounds), with its ratios
+ * against the bare SDK and the recipe; `against` compares two peers for the scenario's targets.
+ */
+export async function throughputResults(
+  env: ScenarioEnv,
+  measured: Map<PeerId, PeerBatches>,
+  figures: ThroughputFigures,
+): Promise<{ results: PeerResult[]; against(id: PeerId, baseline: PeerId): ThroughputComparison | undefined }> {
+  const { rate: rateName, unit, rateText, unitText, digits } = figures;
+  const cpuName = `clientCpuMicrosPer${unit}`;
+  const results: PeerResult[] = [];
+  for (const peer of env.peers) {
+    results.push(
+      await measurePeer(peer, env, async () => {
+        const entry = measured.get(peer.id)!;
+        if (entry.failed !== undefined) throw new Error(entry.failed);
+        if (entry.batches.length === 0) throw new Error('no batch ran');
+        const rate = medianOf(entry, (batch) => batch.rate)!;
+        const cpuUs = medianOf(entry, (batch) => batch.cpuUs)!;
+        const gatewayUs = medianOf(entry, (batch) => batch.helperCpuUs);
+        return {
+          peer: peer.id,
+          name: peer.name,
+          figures: {
+            [rateName]: round(rate, 0),
+            [cpuName]: round(cpuUs, digits.json),
+            [`fakeServerCpuMicrosPer${unit}`]: round(medianOf(entry, (batch) => batch.serverCpuUs)!, digits.json),
+            ...(gatewayUs === undefined ? {} : { [`gatewayCpuMicrosPer${unit}`]: round(gatewayUs, digits.json) }),
+            batches: entry.batches.map(figures.batch),
+          },
+          summary: `${fmt(rate)} ${rateText} · ${fmt(cpuUs, digits.cpu)} µs client CPU/${unitText}` + (gatewayUs === undefined ? '' : ` (+ ${fmt(gatewayUs, digits.gateway)} µs in the gateway process)`),
+        };
+      }),
+    );
+  }
+
+  const figure = (id: PeerId, name: string) => results.find((result) => result.peer === id && result.failed === undefined)?.figures[name] as number | undefined;
+  const against = (id: PeerId, baseline: PeerId): ThroughputComparison | undefined => {
+    const rate = figure(id, rateName);
+    const baseRate = figure(baseline, rateName);
+    if (rate === undefined || baseRate === undefined) return undefined;
+    // Peers in process ran in the same rounds: pair them. Portkey ran once: medians.
+    const paired = id === 'portkey' ? undefined : pairedCpuDifference(measured.get(id), measured.get(baseline));
+    const difference = paired ?? figure(id, cpuName)! - figure(baseline, cpuName)!;
+    return { text: `${ratio(rate, baseRate)} ${rateText} · ${signed(difference, digits.difference)} µs CPU/${unitText}`, rateRatio: rate / baseRate, cpuDifference: difference };
+  };
+  const compared = (comparison: ThroughputComparison) => ({ [`${rateName}Ratio`]: round(comparison.rateRatio, 3), [`cpuMicrosAddedPer${unit}`]: round(comparison.cpuDifference, digits.json) });
+  for (const result of results) {
+    if (result.failed !== undefined) continue;
+    const bare = result.peer === 'bare-sdk' ? undefined : against(result.peer, 'bare-sdk');
+    const recipe = result.peer === 'recipe' ? undefined : against(result.peer, 'recipe');
+    if (bare !== undefined) {
+      result.vsBare = bare.text;
+      result.figures['vsBare'] = compared(bare);
+    }
+    if (recipe !== undefined) {
+      result.vsRecipe = recipe.text;
+      result.figures['vsRecipe'] = compared(recipe);
+    }
+  }
+  return { results, against };
 }

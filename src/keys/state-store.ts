@@ -106,6 +106,8 @@ export const DEFAULT_ARRIVAL_MARGIN_MS = 1_000;
 export class MemoryStateStore implements StateStore {
   private readonly arrivalMarginMs: number;
   private readonly limiters = new Map<string, Limiter>();
+  /** A plan's limiters, looked up once: `fits` runs for every key a strategy samples. */
+  private readonly planLimiters = new WeakMap<AdmissionPlan, readonly Limiter[]>();
   private readonly changes = new Subject<StateChange>();
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private reservations = 0;
@@ -125,20 +127,26 @@ export class MemoryStateStore implements StateStore {
     return this.limiters.get(scope.id)!;
   }
 
+  /** The plan's bounded limiters (unbounded ones never refuse anything). */
+  private limitersOf(plan: AdmissionPlan): readonly Limiter[] {
+    let limiters = this.planLimiters.get(plan);
+    if (limiters === undefined) {
+      limiters = plan.map((scope) => this.limiter(scope)).filter((limiter) => limiter.isBounded);
+      this.planLimiters.set(plan, limiters);
+    }
+    return limiters;
+  }
+
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
-    for (const scope of plan) {
-      const limiter = this.limiter(scope);
-      if (limiter.isBounded && !limiter.fits(now, tokens)) return false;
+    for (const limiter of this.limitersOf(plan)) {
+      if (!limiter.fits(now, tokens)) return false;
     }
     return true;
   }
 
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number {
     let at = now;
-    for (const scope of plan) {
-      const limiter = this.limiter(scope);
-      if (limiter.isBounded) at = Math.max(at, limiter.nextFitAt(now, tokens));
-    }
+    for (const limiter of this.limitersOf(plan)) at = Math.max(at, limiter.nextFitAt(now, tokens));
     return at;
   }
 
@@ -149,7 +157,7 @@ export class MemoryStateStore implements StateStore {
     const reservation: MemoryReservation = {
       id: `r${++this.reservations}`,
       plan,
-      holds: plan.map((scope) => this.limiter(scope).take(now + this.arrivalMarginMs, tokens)),
+      holds: this.limitersOf(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)),
       released: false,
     };
     return of({ ok: true, reservation });
