@@ -16,6 +16,7 @@ import type { KeyHealth } from '../src/keys/health.js';
 import type { ChatRequest } from '../src/types.js';
 import { createPool } from '../src/keys/pool.js';
 import { MODEL, chatRequest, newTestScheduler, randomSequence, scriptedTransport } from './support.js';
+import { seededRandom } from '../test/helpers/seeded-random.js';
 
 interface CandidateSpec {
   label: string;
@@ -30,17 +31,6 @@ function candidate(spec: CandidateSpec): KeyCandidate {
 }
 
 
-/** A seeded uniform generator (mulberry32), for the proportion test. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function context(
   specs: CandidateSpec[],
@@ -83,7 +73,7 @@ describe('weighted', () => {
   });
 
   it('picks in proportion to weight over many draws (seeded)', () => {
-    const ctx = context([{ label: 'a', weight: 1 }, { label: 'b', weight: 2 }, { label: 'c', weight: 5 }], { random: seeded(42) });
+    const ctx = context([{ label: 'a', weight: 1 }, { label: 'b', weight: 2 }, { label: 'c', weight: 5 }], { random: seededRandom(42) });
     const counts: Record<string, number> = { a: 0, b: 0, c: 0 };
     for (const label of picks(weighted(), ctx, 8_000)) counts[label!]! += 1;
     expect(counts['a']! / 8_000).toBeCloseTo(1 / 8, 1);
@@ -93,7 +83,7 @@ describe('weighted', () => {
   });
 
   it('never picks an ineligible key, whatever its weight', () => {
-    const ctx = context([{ label: 'a', weight: 100 }, { label: 'b', weight: 1 }], { eligible: (label) => label === 'b', random: seeded(7) });
+    const ctx = context([{ label: 'a', weight: 100 }, { label: 'b', weight: 1 }], { eligible: (label) => label === 'b', random: seededRandom(7) });
     expect(new Set(picks(weighted(), ctx, 100))).toEqual(new Set(['b']));
   });
 });
@@ -146,14 +136,14 @@ describe('powerOfTwo', () => {
 
   it('with one eligible key, picks it; with none, undefined', () => {
     const specs = [{ label: 'a' }, { label: 'b' }, { label: 'c' }];
-    const one = context(specs, { eligible: (label) => label === 'c', random: seeded(3) });
+    const one = context(specs, { eligible: (label) => label === 'c', random: seededRandom(3) });
     expect(labelOf(one, powerOfTwo().pick(one))).toBe('c');
     expect(powerOfTwo().pick(context(specs, { eligible: () => false }))).toBeUndefined();
   });
 
   it('never returns an ineligible key when sampling keeps hitting ineligible ones', () => {
     const specs = Array.from({ length: 10 }, (_, index) => ({ label: `k${index}`, inFlight: index }));
-    const ctx = context(specs, { eligible: (label) => label === 'k8' || label === 'k9', random: seeded(11) });
+    const ctx = context(specs, { eligible: (label) => label === 'k8' || label === 'k9', random: seededRandom(11) });
     for (let i = 0; i < 50; i++) expect(['k8', 'k9']).toContain(labelOf(ctx, powerOfTwo().pick(ctx)));
     // Of the two eligible ones, the less loaded.
     expect(labelOf(ctx, powerOfTwo().pick(ctx))).toBe('k8');

@@ -45,6 +45,7 @@ import {
   type TransportEvent,
 } from '../src/index.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
+import { seededRandom } from './helpers/seeded-random.js';
 
 const KEYS = [TEST_KEYS.prop1, TEST_KEYS.prop2, TEST_KEYS.prop3, TEST_KEYS.prop4, TEST_KEYS.prop5, TEST_KEYS.prop6];
 const MODELS = ['test/m1', 'test/m2'] as const;
@@ -221,17 +222,6 @@ const scenarioArbWith = ({ rogue }: { rogue: boolean }): fc.Arbitrary<Scenario> 
 const scenarioArb = scenarioArbWith({ rogue: false });
 const anyStrategyScenarioArb = scenarioArbWith({ rogue: true });
 
-/** mulberry32: a seeded random source, so a failing case replays exactly. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function limitsOf(shape: LimitsShape): Record<string, unknown> | undefined {
   const limits: Record<string, unknown> = {};

@@ -26,8 +26,8 @@ import {
   type OpenRouterError,
 } from '../errors.js';
 import type { ChatRequest, KeyCredential, Transport, Usage } from '../types.js';
-import { toStrategy, type KeyCandidate, type PickContext, type Strategy, type StrategyLike } from '../routing/strategies.js';
-import { Breaker, type BreakerState } from './breaker.js';
+import { toStrategy, type KeyCandidate, type PickContext, type Strategy } from '../routing/strategies.js';
+import { Breaker } from './breaker.js';
 import { resolvePoolConfig, type KeyInfoSnapshot, type KeyPoolInput, type ResolvedPoolConfig } from './config.js';
 import type { PoolEvent } from './events.js';
 import { fingerprintOf } from './fingerprint.js';
@@ -163,28 +163,51 @@ class AccountEntry {
   }
 }
 
-class KeyEntry implements KeyCandidate, Timed {
+/**
+ * What keys and models share: a health record published through a `BehaviorSubject`, built lazily
+ * while nobody watches (see `Pool.publish`), a last published state, and a cooldown timer.
+ */
+abstract class PublishedEntity<H extends KeyHealth | ModelHealth> implements Timed {
+  refreshAt = Infinity;
+  refreshTimer: Subscription | undefined;
+  /** Changed since its record was last built, while nobody watched it. */
+  stale = false;
+  lastState!: KeyState;
+  subject!: BehaviorSubject<H>;
+  lastError: LastError | null = null;
+  latencyMs: number | null = null;
+  timeToFirstTokenMs: number | null = null;
+  usage: UsageTotals = emptyUsage();
+  rateLimitStreak = 0;
+  inFlight = 0;
+
+  protected constructor(private readonly build: (entity: never) => H) {}
+
+  /** Publishes the first record; subclasses call it last, once every field it reads is set. */
+  protected publishFirst(): void {
+    this.subject = new BehaviorSubject(this.build(this as never));
+    this.lastState = this.subject.value.state;
+  }
+
+  /** The current record, built now if it went stale while unwatched. */
+  get health(): H {
+    if (this.stale) {
+      this.stale = false;
+      this.subject.next(this.build(this as never));
+    }
+    return this.subject.value;
+  }
+}
+
+class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate {
   disabled = false;
   exhaustedUntil = 0;
   parkedUntil = 0;
   /** The shared store said this key's quotas are full until then (another process took them). */
   fullUntil = 0;
-  /** Attempts of this pool holding the key. */
-  inFlight = 0;
   readonly plans = new Map<string, AdmissionPlan>();
-  rateLimitStreak = 0;
-  lastError: LastError | null = null;
-  latencyMs: number | null = null;
-  timeToFirstTokenMs: number | null = null;
-  usage: UsageTotals = emptyUsage();
   credit: Credit | null = null;
   limitReset: string | null = null;
-  refreshAt = Infinity;
-  refreshTimer: Subscription | undefined;
-  /** Changed since its record was last built, while nobody watched it (see `Pool.flush`). */
-  stale = false;
-  lastState: KeyState;
-  readonly subject: BehaviorSubject<KeyHealth>;
 
   constructor(
     readonly credential: KeyCredential,
@@ -192,57 +215,29 @@ class KeyEntry implements KeyCandidate, Timed {
     readonly account: AccountEntry,
     readonly scope: ScopeDefinition,
     readonly breaker: Breaker,
-    private readonly build: (entry: KeyEntry) => KeyHealth,
+    build: (entry: KeyEntry) => KeyHealth,
   ) {
-    this.subject = new BehaviorSubject(build(this));
-    this.lastState = this.subject.value.state;
+    super(build as (entity: never) => KeyHealth);
+    this.publishFirst();
   }
 
   get label(): string {
     return this.credential.label;
   }
-
-  /** The current record, built now if it went stale while unwatched. */
-  get health(): KeyHealth {
-    if (this.stale) {
-      this.stale = false;
-      this.subject.next(this.build(this));
-    }
-    return this.subject.value;
-  }
 }
 
-class ModelEntry implements Timed {
+class ModelEntry extends PublishedEntity<ModelHealth> {
   parkedUntil = 0;
-  rateLimitStreak = 0;
-  inFlight = 0;
-  lastError: LastError | null = null;
-  latencyMs: number | null = null;
-  timeToFirstTokenMs: number | null = null;
-  usage: UsageTotals = emptyUsage();
-  refreshAt = Infinity;
-  refreshTimer: Subscription | undefined;
-  stale = false;
-  lastState: KeyState;
-  readonly subject: BehaviorSubject<ModelHealth>;
 
   constructor(
     readonly model: string,
     readonly breaker: Breaker,
     /** The `models` limit patterns this model matches. */
     readonly limitPatterns: readonly string[],
-    private readonly build: (entry: ModelEntry) => ModelHealth,
+    build: (entry: ModelEntry) => ModelHealth,
   ) {
-    this.subject = new BehaviorSubject(build(this));
-    this.lastState = this.subject.value.state;
-  }
-
-  get health(): ModelHealth {
-    if (this.stale) {
-      this.stale = false;
-      this.subject.next(this.build(this));
-    }
-    return this.subject.value;
+    super(build as (entity: never) => ModelHealth);
+    this.publishFirst();
   }
 }
 
@@ -327,6 +322,43 @@ function nextLimitReset(now: number, period: string | null): number | undefined 
     default:
       return undefined;
   }
+}
+
+interface StateView {
+  state: KeyState;
+  reason: OpenReason | null;
+  until: number | null;
+}
+
+/**
+ * A breaker's state with a 429 park on top: open for whichever lasts longer (the park's reason
+ * would be stale once it ends first), else the breaker's own state.
+ */
+function breakerState(breaker: Breaker, parkedUntil: number, now: number): StateView {
+  breaker.advance(now);
+  if (parkedUntil > now && !(breaker.state === 'open' && breaker.openUntil >= parkedUntil)) {
+    return { state: 'open', reason: 'rate-limit', until: parkedUntil };
+  }
+  if (breaker.state === 'open') return { state: 'open', reason: 'failures', until: breaker.openUntil };
+  return { state: breaker.state, reason: null, until: null };
+}
+
+/** The fields key and model records share, from an entity and its state. */
+function breakerView(entity: KeyEntry | ModelEntry, view: StateView, now: number) {
+  const { successes, failures } = entity.breaker.counts(now);
+  return {
+    state: view.state,
+    openReason: view.reason,
+    cooldownUntil: view.until,
+    inFlight: entity.inFlight,
+    successes,
+    failures,
+    consecutiveFailures: entity.breaker.consecutiveFailures,
+    lastError: entity.lastError,
+    latencyMs: entity.latencyMs,
+    timeToFirstTokenMs: entity.timeToFirstTokenMs,
+    usage: entity.usage,
+  };
 }
 
 function sameLastError(a: LastError | null, b: LastError | null): boolean {
@@ -514,70 +546,31 @@ class Pool implements KeyPool {
 
   // ---------------------------------------------------------------- health records
 
-  private keyState(entry: KeyEntry, now: number): { state: KeyState; reason: OpenReason | null; until: number | null } {
+  private keyState(entry: KeyEntry, now: number): StateView {
     if (entry.disabled) return { state: 'disabled', reason: null, until: null };
     const exhaustedUntil = Math.max(entry.exhaustedUntil, entry.account.exhaustedUntil);
     if (exhaustedUntil > now) return { state: 'exhausted', reason: null, until: Number.isFinite(exhaustedUntil) ? exhaustedUntil : null };
-    entry.breaker.advance(now);
-    const parkedUntil = Math.max(entry.parkedUntil, entry.account.parkedUntil);
-    // Open for whichever lasts longer: the park's reason would be stale once it ends first.
-    if (parkedUntil > now && !(entry.breaker.state === 'open' && entry.breaker.openUntil >= parkedUntil)) {
-      return { state: 'open', reason: 'rate-limit', until: parkedUntil };
-    }
-    if (entry.breaker.state === 'open') return { state: 'open', reason: 'failures', until: entry.breaker.openUntil };
-    return { state: entry.breaker.state, reason: null, until: null };
+    return breakerState(entry.breaker, Math.max(entry.parkedUntil, entry.account.parkedUntil), now);
   }
 
   private buildKeyHealth(entry: KeyEntry, now: number): KeyHealth {
-    const { state, reason, until } = this.keyState(entry, now);
-    const { successes, failures } = entry.breaker.counts(now);
     return {
       label: entry.label,
       fingerprint: entry.credential.fingerprint,
       account: entry.account.id,
-      state,
-      openReason: reason,
-      cooldownUntil: until,
-      inFlight: entry.inFlight,
+      ...breakerView(entry, this.keyState(entry, now), now),
       maxConcurrent: entry.scope.limits.maxConcurrent ?? null,
-      successes,
-      failures,
-      consecutiveFailures: entry.breaker.consecutiveFailures,
-      lastError: entry.lastError,
-      latencyMs: entry.latencyMs,
-      timeToFirstTokenMs: entry.timeToFirstTokenMs,
       quota: [...this.store.remaining(entry.scope.id, now), ...this.store.remaining(entry.account.scope.id, now)],
       credit: entry.credit,
-      usage: entry.usage,
     };
   }
 
-  private modelState(entry: ModelEntry, now: number): { state: BreakerState; reason: OpenReason | null; until: number | null } {
-    entry.breaker.advance(now);
-    if (entry.parkedUntil > now && !(entry.breaker.state === 'open' && entry.breaker.openUntil >= entry.parkedUntil)) {
-      return { state: 'open', reason: 'rate-limit', until: entry.parkedUntil };
-    }
-    if (entry.breaker.state === 'open') return { state: 'open', reason: 'failures', until: entry.breaker.openUntil };
-    return { state: entry.breaker.state, reason: null, until: null };
+  private modelState(entry: ModelEntry, now: number): StateView {
+    return breakerState(entry.breaker, entry.parkedUntil, now);
   }
 
   private buildModelHealth(entry: ModelEntry, now: number): ModelHealth {
-    const { state, reason, until } = this.modelState(entry, now);
-    const { successes, failures } = entry.breaker.counts(now);
-    return {
-      model: entry.model,
-      state,
-      openReason: reason,
-      cooldownUntil: until,
-      inFlight: entry.inFlight,
-      successes,
-      failures,
-      consecutiveFailures: entry.breaker.consecutiveFailures,
-      lastError: entry.lastError,
-      latencyMs: entry.latencyMs,
-      timeToFirstTokenMs: entry.timeToFirstTokenMs,
-      usage: entry.usage,
-    };
+    return { model: entry.model, ...breakerView(entry, this.modelState(entry, now), now) } as ModelHealth;
   }
 
   /** Publishes every health record touched since the last flush, and state-change events. */

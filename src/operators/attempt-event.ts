@@ -1,4 +1,4 @@
-import type { ErrorKind } from '../errors.js';
+import type { AttemptRecord, ErrorKind, OpenRouterError } from '../errors.js';
 import type { TransportEvent, Usage } from '../types.js';
 
 /**
@@ -58,4 +58,17 @@ export function carriesContent(event: AttemptEvent): boolean {
   if (event.type === 'completion') return true;
   if (event.type !== 'chunk') return false;
   return event.delta.length > 0 || (event.reasoning?.length ?? 0) > 0 || (event.toolCalls?.length ?? 0) > 0;
+}
+
+/** The record of a failed attempt, for `AttemptsExhaustedError` and `failed` events. */
+export function attemptRecordOf(error: OpenRouterError, start: AttemptStart | undefined, at: number): AttemptRecord {
+  return {
+    attempt: start?.attempt ?? 0,
+    kind: error.kind,
+    message: error.message,
+    at,
+    ...(error.status === undefined ? {} : { status: error.status }),
+    ...((error.keyLabel ?? start?.keyLabel) === undefined ? {} : { keyLabel: error.keyLabel ?? start?.keyLabel }),
+    ...((error.model ?? start?.model) === undefined ? {} : { model: error.model ?? start?.model }),
+  };
 }

@@ -5,7 +5,7 @@ import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../routing/strategies.js';
 import type { ChatRequest, Completion, FinishReason, Usage } from '../types.js';
 import { ValidationError } from '../validation.js';
-import type { AttemptEvent } from './attempt-event.js';
+import { attemptRecordOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { circuitBreaker } from './circuit-breaker.js';
 import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
@@ -111,6 +111,7 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
   return new Observable<BalanceEvent>((subscriber) => {
     const records: AttemptRecord[] = [];
     let attempts = 0;
+    let lastStart: AttemptStart | undefined;
     let billed: Usage | undefined;
     let answer: StreamedAnswer = { content: '', reasoning: '', toolCalls: [] };
     let settled = false;
@@ -118,17 +119,7 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
       settled = true;
       // The final attempt's own reason, not the wrapper's "gave up" summary.
       const reason = error instanceof AttemptsExhaustedError ? error.lastError : error;
-      if (attempts > records.length || attempts === 0) {
-        records.push({
-          attempt: attempts,
-          kind: reason.kind,
-          message: reason.message,
-          at: pool.scheduler.now(),
-          ...(reason.status === undefined ? {} : { status: reason.status }),
-          ...(reason.keyLabel === undefined ? {} : { keyLabel: reason.keyLabel }),
-          ...(reason.model === undefined ? {} : { model: reason.model }),
-        });
-      }
+      if (attempts > records.length || attempts === 0) records.push(attemptRecordOf(reason, lastStart, pool.scheduler.now()));
       subscriber.next({ type: 'failed', requestId, error, attempts: records });
       subscriber.complete();
     };
@@ -149,6 +140,7 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
         switch (event.type) {
           case 'attempt':
             attempts = event.attempt;
+            lastStart = event;
             pool.emit(event);
             return;
           case 'retry':

@@ -1,6 +1,6 @@
 import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
-import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import { attemptRecordOf, carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 export type MidStreamErrorMode = 'error' | 'restart';
 
@@ -19,18 +19,6 @@ export interface RetryPolicy {
   scheduler: SchedulerLike;
   /** Called for every attempt that starts, saying whether it is a retry (the retry budget counts first attempts). */
   onAttempt?: (isRetry: boolean) => void;
-}
-
-function recordOf(error: OpenRouterError, start: AttemptStart | undefined, at: number): AttemptRecord {
-  return {
-    attempt: start?.attempt ?? 0,
-    kind: error.kind,
-    message: error.message,
-    at,
-    ...(error.status === undefined ? {} : { status: error.status }),
-    ...((error.keyLabel ?? start?.keyLabel) === undefined ? {} : { keyLabel: error.keyLabel ?? start?.keyLabel }),
-    ...((error.model ?? start?.model) === undefined ? {} : { model: error.model ?? start?.model }),
-  };
 }
 
 /**
@@ -105,7 +93,7 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
         return;
       }
       const now = policy.scheduler.now();
-      records.push(recordOf(error, lastStart, now));
+      records.push(attemptRecordOf(error, lastStart, now));
       if (deliveredContent && policy.onMidStreamError === 'error') {
         subscriber.error(error);
         return;

@@ -50,7 +50,7 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
   const routeOf = (request: ChatRequest) => {
     let route = routes.get(request);
     if (route === undefined) {
-      route = new RouteState(modelChainOf(request), maxAttemptsPerModel);
+      route = new RouteState(modelChainOf(request), maxAttemptsPerModel, estimateTokens(request, 0));
       routes.set(request, route);
     }
     return route;
@@ -60,8 +60,8 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
   const timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: pool.scheduler, ...config.timeouts });
 
   /** The route's models that can hold the request, as far as the pool knows their context. */
-  const fittingModels = (route: RouteState, request: ChatRequest): string[] => {
-    const needed = estimateTokens(request, 0);
+  const fittingModels = (route: RouteState): string[] => {
+    const needed = route.neededTokens;
     return route.candidates().filter((model) => (pool.contextLengthOf(model) ?? Infinity) >= needed);
   };
 
@@ -69,13 +69,13 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
     new Observable<AttemptEvent>((subscriber) => {
       const route = routeOf(request);
       const requestId = request.id ?? '';
-      const models = fittingModels(route, request);
+      const models = fittingModels(route);
       if (models.length === 0) {
         const error: OpenRouterError =
           route.lastError ??
           (route.chain.length === 0
             ? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false })
-            : new ContextLengthError({ message: `the prompt needs about ${estimateTokens(request, 0)} tokens, more than the context of ${route.chain.join(', ')}`, scope: 'request', retryable: false }));
+            : new ContextLengthError({ message: `the prompt needs about ${route.neededTokens} tokens, more than the context of ${route.chain.join(', ')}`, scope: 'request', retryable: false }));
         error.routeExhausted = true;
         subscriber.error(error);
         return undefined;
@@ -128,7 +128,7 @@ export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {
                 error.keyLabel = lease.label;
                 error.model = lease.model;
                 route.fail(lease.model, error, deliveredContent);
-                if (fittingModels(route, request).length === 0) error.routeExhausted = true;
+                if (fittingModels(route).length === 0) error.routeExhausted = true;
                 subscriber.error(error);
               },
               complete: () => subscriber.complete(),

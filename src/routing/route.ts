@@ -17,6 +17,8 @@ export class RouteState {
     readonly chain: readonly string[],
     /** Failed attempts a model gets for this request before the next model is preferred. */
     readonly maxAttemptsPerModel: number,
+    /** Prompt plus `max_tokens`: what a model's context must hold. Estimated once per request. */
+    readonly neededTokens: number,
   ) {}
 
   /** Models still worth an attempt, in order; empty when the route is exhausted. */
