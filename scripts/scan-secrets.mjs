@@ -3,8 +3,12 @@
  * Fails (exit 1) if any test API key appears in any file under test-output/ (the captured test
  * output of test/helpers/capture-output.ts, vitest's reports, and whatever else tests write there).
  *
- * The keys are the `sk-or-v1-...` string literals of test/helpers/test-keys.ts. A leak is reported
- * by file name and the key's label (its property name there) and index, never by the key itself.
+ * The keys are the `sk-or-v1-...` string literals of test/helpers/test-keys.ts, trimmed: a literal
+ * written with surrounding whitespace (`' sk-or-v1-...\n'`) is searched for as the key the library
+ * sends and redacts. For an OpenRouter-shaped key (`sk-or-v1-` and 64 hex) the scan looks for its
+ * first 20 characters, so a partial echo counts as a leak too: the library redacts any echo that
+ * long (src/transport/redact.ts; test/helpers/test-keys.ts searches the same way). A leak is
+ * reported by file name and the key's label (its property name there) and index, never by the key.
  *
  * Usage: node scripts/scan-secrets.mjs [output-dir]   (default: test-output)
  */
@@ -16,12 +20,18 @@ const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const keysFile = join(root, 'test', 'helpers', 'test-keys.ts');
 const outputDir = resolve(root, process.argv[2] ?? 'test-output');
 
+/** Characters of a key's start that the library treats as key text (DISTINCTIVE_PREFIX_LENGTH). */
+const ECHO_PREFIX_LENGTH = 20;
+const OPENROUTER_KEY_SHAPE = /^sk-or-v1-[0-9a-f]{64}$/;
+
 /** `label: 'sk-or-v1-...'` entries, plus any other `sk-or-v1-...` literal (labelled by index). */
 function loadKeys() {
   const source = readFileSync(keysFile, 'utf8');
   const keys = [];
   const seen = new Set();
-  const literal = /(['"`])(sk-or-v1-[A-Za-z0-9-]+)\1/g;
+  // Whitespace, written or escaped, around the key inside the quotes is not part of the key.
+  const padding = String.raw`(?:\s|\\[nrt])*`;
+  const literal = new RegExp(String.raw`(['"\x60])${padding}(sk-or-v1-[A-Za-z0-9-]+)${padding}\1`, 'g');
   for (const match of source.matchAll(literal)) {
     const key = match[2];
     if (seen.has(key)) continue;
@@ -29,7 +39,8 @@ function loadKeys() {
     // The property name just before the literal, if it is written as `name: 'sk-or-v1-...'`.
     const before = source.slice(Math.max(0, match.index - 80), match.index);
     const label = /([A-Za-z_$][\w$]*)\s*:\s*$/.exec(before)?.[1];
-    keys.push({ key, label: label ?? `#${keys.length}`, index: keys.length });
+    const needle = OPENROUTER_KEY_SHAPE.test(key) ? key.slice(0, ECHO_PREFIX_LENGTH) : key;
+    keys.push({ key: needle, label: label ?? `#${keys.length}`, index: keys.length });
   }
   return keys;
 }

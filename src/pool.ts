@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { createPool, type KeyPool } from './keys/pool.js';
 import type { KeyPoolInput } from './keys/config.js';
 import { createOpenRouterTransport, fetchKeyInfo, type OpenRouterClientOptions } from './transport/index.js';
+import { clientOptionsSchema } from './transport/client-options.js';
 import { ValidationError, formatZodError } from './validation.js';
 
 /**
@@ -12,12 +13,7 @@ export type KeyPoolOptions = Omit<KeyPoolInput, 'transport'> &
   Partial<Pick<KeyPoolInput, 'transport'>> &
   Pick<OpenRouterClientOptions, 'baseURL' | 'appUrl' | 'appTitle' | 'timeoutMs'>;
 
-const endpointSchema = z.strictObject({
-  baseURL: z.url().optional(),
-  appUrl: z.string().min(1).optional(),
-  appTitle: z.string().min(1).optional(),
-  timeoutMs: z.number().int().positive().optional(),
-});
+const endpointSchema = z.strictObject(clientOptionsSchema.pick({ baseURL: true, appUrl: true, appTitle: true, timeoutMs: true }).shape);
 
 /**
  * Creates a key pool that talks to OpenRouter (or any OpenAI-compatible `baseURL`) through the

@@ -25,6 +25,10 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unrecognized key`);
   }
+  // zod says only "Invalid key in record"; what is wrong with the key is in its own issues.
+  if (issue.code === 'invalid_key') {
+    return issue.issues.map((inner) => `${formatPath(issue.path)}: ${inner.message}`);
+  }
   return [`${formatPath(issue.path)}: ${issue.message}`];
 }
 

@@ -6,6 +6,8 @@
  * health snapshots, pool events, balance events, key-info refreshes and the credentials a
  * transport receives. Failures name key labels only, never the key.
  */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -37,7 +39,7 @@ const ECHO_ERROR_MODEL = 'test/echo-error';
 const ECHO_STREAM_MODEL = 'test/echo-stream';
 const ECHO_ANSWER_MODEL = 'test/echo-answer';
 
-const servers: FakeOpenRouter[] = [];
+const servers: Array<Pick<FakeOpenRouter, 'close'>> = [];
 const pools: KeyPool[] = [];
 
 afterEach(async () => {
@@ -65,7 +67,7 @@ function renderings(value: unknown): string[] {
   } catch (error) {
     texts.push(`unserialisable: ${String(error)}`);
   }
-  texts.push(inspect(value, { depth: 12, breakLength: Infinity }));
+  texts.push(inspect(value, { depth: Infinity, breakLength: Infinity }));
   visit(value, 0);
   return texts;
 }
@@ -254,6 +256,9 @@ describe('no API key text in what the library reports', () => {
     const hidden = new OpenRouterError({ message: 'outer', scope: 'key', retryable: true, cause: new Error(`inner ${TEST_KEYS.secretCap}`) });
     expect(renderings(hidden).flatMap(leakedKeyLabels)).toContain('secretCap');
     expect(renderings({ nested: [{ deep: { key: TEST_KEYS.secretRate } }] }).flatMap(leakedKeyLabels)).toContain('secretRate');
+    // An OpenRouter-shaped key is found by its first 20 characters alone, at any depth.
+    expect(renderings({ message: `quoted ${TEST_KEYS.echoedPrefix.slice(0, 20)}…` }).flatMap(leakedKeyLabels)).toContain('echoedPrefix');
+    expect(renderings(nestedQuote(TEST_KEYS.echoedPrefix, 40)).flatMap(leakedKeyLabels)).toContain('echoedPrefix');
     const credential = Object.defineProperty({ label: 'x' }, 'key', { value: TEST_KEYS.secretAuth, enumerable: false });
     expect(renderings(credential).flatMap(leakedKeyLabels)).toEqual([]);
   });
@@ -276,4 +281,140 @@ describe('no API key text in what the library reports', () => {
       expectNoKeyText(thrown, `the validation error of config #${index}`);
     }
   });
+});
+
+/**
+ * An upstream that quotes back the key it was sent everywhere an answer can hold text: an error's
+ * message and metadata nested 12 levels deep, an answer's content, reasoning and raw body, stream
+ * chunks (split 7 characters at a time), an in-band stream error, and `GET /key`. The model says
+ * what it quotes: `whole/<shape>` the key, `prefix/<shape>` only its first 20 characters.
+ */
+const ECHO_DEPTH = 12;
+
+function nestedQuote(text: string, levels: number): unknown {
+  let value: unknown = { quoted: text };
+  for (let level = levels; level > 0; level--) value = { level, inner: value };
+  return value;
+}
+
+async function startEchoServer(): Promise<string> {
+  const server = createServer((request, response) => {
+    answerWithEcho(request, response).catch(() => response.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  servers.push({
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`;
+}
+
+async function answerWithEcho(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  const key = (request.headers.authorization ?? '').replace(/^Bearer /, '');
+  const json = (status: number, body: unknown): void => {
+    response.writeHead(status, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(body));
+  };
+  if (request.method === 'GET') {
+    json(401, { error: { code: 401, message: `User not found for ${key.slice(0, 20)}`, metadata: nestedQuote(key, ECHO_DEPTH) } });
+    return;
+  }
+  const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { model: string; stream?: boolean };
+  const [quote, shape] = body.model.split('/');
+  const text = quote === 'prefix' ? key.slice(0, 20) : key;
+  const error = (code: number) => ({ code, message: `upstream saw ${text}`, metadata: { raw: text, deep: nestedQuote(text, ECHO_DEPTH) } });
+  if (shape === 'auth') return json(401, { error: error(401) });
+  if (shape === 'bad-request') return json(400, { error: error(400) });
+  const said = `your key is ${text}, keep it safe`;
+  if (body.stream !== true) {
+    if (shape === 'in-band') return json(200, { error: error(502) });
+    return json(200, {
+      id: 'gen-echo',
+      model: body.model,
+      echo: nestedQuote(text, ECHO_DEPTH),
+      choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: said, reasoning: said } }],
+      usage: { prompt_tokens: 3, completion_tokens: 9, total_tokens: 12 },
+    });
+  }
+  response.writeHead(200, { 'content-type': 'text/event-stream' });
+  const send = (data: unknown): boolean => response.write(`data: ${JSON.stringify(data)}\n\n`);
+  const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) => ({
+    id: 'gen-echo',
+    model: body.model,
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta, finish_reason: finishReason }],
+  });
+  send(chunk({ role: 'assistant', content: '' }));
+  for (let at = 0; at < said.length; at += 7) send(chunk({ content: said.slice(at, at + 7), reasoning: said.slice(at, at + 7) }));
+  if (shape === 'in-band') {
+    send({ ...chunk({ content: '' }, 'error'), error: error(502) });
+    response.end();
+    return;
+  }
+  send(chunk({}, 'stop'));
+  send({ ...chunk({}), choices: [], usage: { prompt_tokens: 3, completion_tokens: 9, total_tokens: 12 } });
+  response.end('data: [DONE]\n\n');
+}
+
+function settled(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    (value) => value,
+    (error: unknown) => error,
+  );
+}
+
+/** Every shape, quoted whole and in part, through complete and stream; then a 401 and a key-info refresh. */
+async function runAgainstEchoes(pool: KeyPool): Promise<{ reported: unknown[]; answers: string[]; errors: OpenRouterError[] }> {
+  const reported: unknown[] = [];
+  const answers: string[] = [];
+  const noRetries = { rateLimit: false, transient: false } as const;
+  const events = pool.events$.subscribe((event) => reported.push(event));
+  for (const quote of ['whole', 'prefix']) {
+    for (const shape of ['bad-request', 'in-band', 'answer']) {
+      const request: ChatRequest = { model: `${quote}/${shape}`, messages: [{ role: 'user', content: 'hello' }] };
+      const completed = await settled(lastValueFrom(pool.complete(request, noRetries)));
+      const streamed = await settled(lastValueFrom(pool.stream(request, noRetries).pipe(toArray())));
+      reported.push(completed, streamed);
+      for (const outcome of [completed, streamed].flat() as Array<Partial<BalanceEvent>>) {
+        if (outcome.type === 'completion' && 'completion' in outcome) answers.push(outcome.completion!.content);
+      }
+    }
+  }
+  reported.push(await settled(lastValueFrom(pool.complete({ model: 'whole/auth', messages: [{ role: 'user', content: 'hello' }] }, noRetries))));
+  reported.push(await settled(lastValueFrom(pool.refreshKeyInfo())));
+  reported.push(pool.snapshot());
+  events.unsubscribe();
+  const errors = reported.filter((item): item is OpenRouterError => item instanceof OpenRouterError);
+  return { reported, answers, errors };
+}
+
+describe('no key text, whole or in part, when keys are padded or echoed partially', () => {
+  it.each([
+    ['with a trailing newline', `${TEST_KEYS.paddedNewline}\n`],
+    ['between spaces and a tab', ` ${TEST_KEYS.paddedSpace} \t`],
+    ['as is', TEST_KEYS.echoedPrefix],
+  ])('a key configured %s, echoed whole and by its first 20 characters everywhere', async (_how, key) => {
+    const baseURL = await startEchoServer();
+    const pool = startPool({ baseURL, keys: [{ key, label: 'echoed' }] });
+    const { reported, answers, errors } = await runAgainstEchoes(pool);
+
+    // The upstream did quote the key, and what it quoted became the key's placeholder. (Matched
+    // as booleans: a failing match must not print the text it found.)
+    const placeholder = /^your key is \[key echoed #[0-9a-f]{6}\], keep it safe$/;
+    expect(answers.map((answer) => placeholder.test(answer))).toEqual([true, true, true, true]);
+    expect(errors.length).toBeGreaterThanOrEqual(9);
+    const badRequest = errors.find((error) => error.status === 400);
+    expect(badRequest?.message.includes('[key echoed')).toBe(true);
+    // Metadata deeper than any fixed cutoff is scrubbed too.
+    expect(JSON.stringify(badRequest?.metadata).includes('"quoted":"[key echoed')).toBe(true);
+    expect(pool.snapshot().keys[0]?.lastError?.message.includes('[key echoed')).toBe(true);
+
+    expectNoKeyText(reported, 'errors, answers, events, health and key info of an echoing upstream');
+    for (const error of errors) expectNoKeyText(error, `a ${error.kind} error`);
+  }, 30_000);
 });

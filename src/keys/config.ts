@@ -47,8 +47,20 @@ const modelLimitsSchema = limitsSchema.extend({
   contextLength: positiveInt.optional(),
 });
 
+/**
+ * An API key as it is sent: `Authorization: Bearer <key>`. Surrounding whitespace (a key file's
+ * newline) is trimmed, as `fetch` trims header values, so the trimmed key is what is stored,
+ * fingerprinted, sent and redacted. Anything a header cannot carry as a token could only fail.
+ * The messages never quote the key.
+ */
+const apiKeySchema = z
+  .string()
+  .trim()
+  .min(1, 'must not be empty (or only whitespace)')
+  .regex(/^[\x21-\x7E]*$/, 'must be printable ASCII without whitespace (it is sent in the Authorization header)');
+
 const keySchema = z.strictObject({
-  key: z.string().min(1, 'must not be empty'),
+  key: apiKeySchema,
   label: z.string().min(1).optional(),
   account: z.string().min(1).optional(),
   weight: z.number().positive().optional(),
@@ -155,6 +167,21 @@ export interface ResolvedPoolConfig {
   store: StateStore | undefined;
 }
 
+/** The largest double below 1: `Math.floor(value * n)` stays below `n`. */
+const BELOW_ONE = 1 - Number.EPSILON / 2;
+
+/**
+ * A user's random source, held to [0, 1): strategies index keys with `Math.floor(random() * n)`,
+ * so a 1 (or NaN, or a negative) would pick a key that does not exist.
+ */
+function clampedRandom(random: () => number): () => number {
+  return () => {
+    const value = random();
+    if (value >= 0 && value < 1) return value;
+    return value >= 1 ? BELOW_ONE : 0;
+  };
+}
+
 export function defaultLabel(index: number): string {
   return `key-${index + 1}`;
 }
@@ -188,7 +215,7 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
     defaultCompletionTokens: config.defaultCompletionTokens ?? 512,
     latencySmoothing: config.latencySmoothing ?? 0.2,
     scheduler: config.scheduler,
-    random: config.random ?? Math.random,
+    random: config.random === undefined ? Math.random : clampedRandom(config.random),
     transport: config.transport,
     keyInfo: config.keyInfo,
     store: config.store,

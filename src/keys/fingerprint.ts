@@ -11,8 +11,3 @@ export function fingerprintOf(key: string): string {
   }
   return `#${(hash >>> 0).toString(16).padStart(8, '0').slice(0, 6)}`;
 }
-
-/** Replaces every occurrence of `secret` in `text` (a server message, say) with `replacement`. */
-export function redact(text: string, secret: string, replacement: string): string {
-  return secret.length > 0 && text.includes(secret) ? text.split(secret).join(replacement) : text;
-}

@@ -1,4 +1,6 @@
 import OpenAI from 'openai';
+import { z } from 'zod';
+import { ValidationError, formatZodError } from '../validation.js';
 
 /** How to reach OpenRouter; shared by the chat transport and `fetchKeyInfo`. */
 export interface OpenRouterClientOptions {
@@ -21,6 +23,38 @@ export interface OpenRouterClientOptions {
 
 export const DEFAULT_BASE_URL = 'https://openrouter.ai/api/v1';
 const DEFAULT_TIMEOUT_MS = 600_000;
+
+/**
+ * What an HTTP header value can carry: `fetch` refuses any character above U+00FF, and a line
+ * break would end the header. Control characters are refused too: they are never meant.
+ */
+const headerValueSchema = z
+  .string()
+  .regex(/^[\t\x20-\x7E\xA0-\xFF]*$/, 'must be Latin-1 text without line breaks or control characters (it is sent as an HTTP header)');
+
+/** RFC 9110 `token`. */
+const headerNameSchema = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name (letters, digits and !#$%&\'*+-.^_`|~)');
+
+const isFunction = (value: unknown) => typeof value === 'function';
+
+/**
+ * The client options, checked where they are given: each of them is sent with every request, so a
+ * bad one would fail every request instead.
+ */
+export const clientOptionsSchema = z.object({
+  baseURL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  appUrl: headerValueSchema.min(1).optional(),
+  appTitle: headerValueSchema.min(1).optional(),
+  defaultHeaders: z.record(headerNameSchema, headerValueSchema).optional(),
+  fetch: z.custom<OpenRouterClientOptions['fetch']>(isFunction, { message: 'expected a fetch function' }).optional(),
+  timeoutMs: z.number().int().positive().optional(),
+});
+
+/** Throws a `ValidationError` naming each bad field (`Invalid <what>: baseURL: ...`). */
+export function checkOptions(schema: z.ZodType, options: unknown, what: string): void {
+  const result = schema.safeParse(options);
+  if (!result.success) throw new ValidationError(formatZodError(result.error, what), result.error.issues);
+}
 
 /** One SDK client for one key. */
 export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions): OpenAI {

@@ -4,8 +4,8 @@ import { z } from 'zod';
 import { MalformedResponseError } from '../errors.js';
 import type { KeyCredential } from '../types.js';
 import { parseJsonBody } from '../wire/values.js';
-import { createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
-import { redactError } from './redact.js';
+import { checkOptions, clientOptionsSchema, createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
+import { redactError, redactValue } from './redact.js';
 import { errorFromSdk } from './sdk-errors.js';
 
 /** What `GET /api/v1/key` reports about a key (openrouter-wire.md §7); amounts in USD. */
@@ -56,9 +56,11 @@ const LEGACY_PATH = '/auth/key';
 /**
  * Reads a key's limits and usage: `GET {baseURL}/key`, falling back to the legacy `/auth/key` on
  * 404. Emits one `KeyInfo` and completes; unsubscribing aborts the request. Fails with the typed
- * error of the response (401 `AuthenticationError`, ...) or `MalformedResponseError`.
+ * error of the response (401 `AuthenticationError`, ...) or `MalformedResponseError`. Throws a
+ * `ValidationError` naming the field for options that could only fail.
  */
 export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOptions = {}): Observable<KeyInfo> {
+  checkOptions(clientOptionsSchema, options, 'transport options');
   return new Observable<KeyInfo>((subscriber) => {
     const controller = new AbortController();
     const client = createOpenRouterClient(key.key, options);
@@ -85,9 +87,9 @@ export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOption
   });
 }
 
-/** Parses a `/key` or `/auth/key` body (a JSON string or an object). */
+/** Parses a `/key` or `/auth/key` body (a JSON string or an object); key text in it (a label, say) is redacted. */
 export function parseKeyInfo(body: unknown, key: KeyCredential): KeyInfo {
-  const result = keyResponseSchema.safeParse(parseJsonBody(body));
+  const result = keyResponseSchema.safeParse(redactValue(parseJsonBody(body), key));
   if (!result.success) {
     throw redactError(
       new MalformedResponseError({

@@ -4,6 +4,7 @@ import type {
   ChatCompletionCreateParamsStreaming,
 } from 'openai/resources/chat/completions';
 import { asyncScheduler, Observable, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
+import { z } from 'zod';
 import { AbortedError, StreamError, type OpenRouterError } from '../errors.js';
 import type { ChatRequest, KeyCredential, Transport, TransportEvent } from '../types.js';
 import {
@@ -11,12 +12,14 @@ import {
   parseCompletionBody,
   parseStreamChunk,
   type StreamChunkContent,
+  type StreamChunkResult,
   type StreamProgress,
   type WireContext,
 } from '../wire/chunk.js';
 import { sseData } from '../wire/sse.js';
-import { createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
-import { StreamRedactor, redactError, redactValue } from './redact.js';
+import { parseJsonBody } from '../wire/values.js';
+import { checkOptions, clientOptionsSchema, createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
+import { StreamRedactor, mentionsKey, redactError, redactValue } from './redact.js';
 import { errorFromSdk, errorFromStreamRead, truncatedStreamError, type AttemptIdentity } from './sdk-errors.js';
 
 export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
@@ -31,12 +34,23 @@ export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
 
 const DEFAULT_DONE_GRACE_MS = 1000;
 
+const transportOptionsSchema = clientOptionsSchema.extend({
+  doneGraceMs: z.number().nonnegative().optional(),
+  scheduler: z
+    .custom<SchedulerLike>((value) => typeof value === 'object' && value !== null && typeof (value as SchedulerLike).schedule === 'function', {
+      message: 'expected an RxJS scheduler',
+    })
+    .optional(),
+});
+
 /**
  * The network edge: sends one attempt through the `openai` SDK (one client per key) and reports it
  * as `TransportEvent`s or a typed `OpenRouterError`. Each subscription owns an `AbortController`;
  * unsubscribing aborts the HTTP request at once, and that abort is never reported as an error.
+ * Throws a `ValidationError` naming the field for options that could only fail every request.
  */
 export function createOpenRouterTransport(options: OpenRouterTransportOptions = {}): Transport {
+  checkOptions(transportOptionsSchema, options, 'transport options');
   const clients = new Map<string, OpenAI>();
   const clientFor = (key: KeyCredential): OpenAI => {
     let client = clients.get(key.key);
@@ -102,7 +116,11 @@ class Attempt {
     callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
 
     const run = request.stream === true ? this.stream(request) : this.complete(request);
-    run.catch((error: unknown) => this.fail(errorFromSdk(error, this.identity)));
+    // The one handler of the attempt's promise. A torn-down attempt still rejects (its aborted
+    // request or body read); that is the expected end, not a failure, and is not even mapped.
+    run.catch((error: unknown) => {
+      if (!this.settled) this.fail(errorFromSdk(error, this.identity));
+    });
 
     return () => {
       callerSignal?.removeEventListener('abort', onCallerAbort);
@@ -125,7 +143,9 @@ class Attempt {
     const text = await response.text();
     this.exchangeDone = true;
     if (this.settled) return;
-    const result = parseCompletionBody(text.includes(this.identity.key.key) ? redactValue(text, this.identity.key) : text, this.wireContext(response.headers));
+    // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
+    const parsed = parseJsonBody(text);
+    const result = parseCompletionBody(mentionsKey(text, this.identity.key) ? redactValue(parsed, this.identity.key) : parsed, this.wireContext(response.headers));
     if (result.kind === 'error') {
       this.fail(result.error);
       return;
@@ -157,8 +177,7 @@ class Attempt {
           this.fail(errorFromStreamRead(error, this.identity));
           continue;
         }
-        // Copying every chunk to scrub it costs per token; only one that holds the key needs it.
-        this.onChunk(parseStreamChunk(data.includes(this.identity.key.key) ? redactValue(chunk, this.identity.key) : chunk, context));
+        this.onChunk(this.parseChunk(data, chunk, context));
       }
       this.exchangeDone = true;
       if (this.settled) return;
@@ -176,7 +195,20 @@ class Attempt {
     }
   }
 
-  private onChunk(result: ReturnType<typeof parseStreamChunk>): void {
+  /**
+   * Copying every chunk to scrub it costs per token; only one that holds key text needs it. Its
+   * answer text still goes to the stream redactors unscrubbed: key text split across chunks is
+   * only found there, and scrubbing this chunk's part first would release the rest as plain text.
+   */
+  private parseChunk(data: string, chunk: unknown, context: WireContext): StreamChunkResult {
+    if (!mentionsKey(data, this.identity.key)) return parseStreamChunk(chunk, context);
+    const scrubbed = parseStreamChunk(redactValue(chunk, this.identity.key), context);
+    if (scrubbed.kind === 'error') return scrubbed;
+    const raw = parseStreamChunk(chunk, context);
+    return raw.kind === 'error' ? scrubbed : { ...scrubbed, delta: raw.delta, ...(raw.reasoning === undefined ? {} : { reasoning: raw.reasoning }) };
+  }
+
+  private onChunk(result: StreamChunkResult): void {
     if (result.kind === 'error') {
       this.fail(result.error);
       return;

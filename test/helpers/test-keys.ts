@@ -38,6 +38,8 @@ export const TEST_KEYS = {
   demoOmega: 'sk-or-v1-demo-omega',
   exampleKeyOne: 'sk-or-v1-example-key-one',
   exampleKeyTwo: 'sk-or-v1-example-key-two',
+  // test/cli.test.ts: as long as a real OpenRouter key (sk-or-v1- and 64 hex digits)
+  cliLongKey: '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',
   // test/pool.properties.test.ts (only ever handed to a fake transport)
   prop1: 'sk-or-v1-test-prop-1-c0ffee',
   prop2: 'sk-or-v1-test-prop-2-c0ffee',
@@ -61,6 +63,13 @@ export const TEST_KEYS = {
   secretCap: 'sk-or-v1-test-secret-cap-43d9',
   secretRate: 'sk-or-v1-test-secret-rate-44ea',
   secretGood: 'sk-or-v1-test-secret-good-45fb',
+  // test/unhandled-rejection.test.ts (through test/helpers/abort-probe.ts)
+  abortProbe: 'sk-or-v1-test-abort-probe-6d2e',
+  // test/secrets.test.ts: OpenRouter-shaped keys (`sk-or-v1-` and 64 hex), whose first 20
+  // characters are distinctive enough that an echo of them alone is a leak too.
+  paddedNewline: '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',
+  paddedSpace: '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',
+  echoedPrefix: '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',
 } as const;
 
 export type TestKeyLabel = keyof typeof TEST_KEYS;
@@ -75,7 +84,21 @@ export function labelOfKey(key: string): string | undefined {
   return ALL_TEST_KEYS.find(([, candidate]) => candidate === key)?.[0];
 }
 
-/** Labels of every test key that occurs in `text` (so a failing assertion names labels only). */
+/**
+ * The library redacts any echo of a key's first 20 characters or more (src/transport/redact.ts).
+ * For an OpenRouter-shaped key (`sk-or-v1-` and 64 hex) those 20 characters are distinctive, so a
+ * search looks for them instead of the whole key: it finds partial echoes too. The shorter test
+ * keys share their starts (`sk-or-v1-test-secret…`), so they are searched for whole.
+ * scripts/scan-secrets.mjs applies the same rule.
+ */
+const ECHO_PREFIX_LENGTH = 20;
+const OPENROUTER_KEY_SHAPE = /^sk-or-v1-[0-9a-f]{64}$/;
+
+function searchTextOf(key: string): string {
+  return OPENROUTER_KEY_SHAPE.test(key) ? key.slice(0, ECHO_PREFIX_LENGTH) : key;
+}
+
+/** Labels of every test key that occurs in `text`, whole or as a partial echo (so a failing assertion names labels only). */
 export function leakedKeyLabels(text: string): TestKeyLabel[] {
-  return ALL_TEST_KEYS.filter(([, key]) => text.includes(key)).map(([label]) => label);
+  return ALL_TEST_KEYS.filter(([, key]) => text.includes(searchTextOf(key))).map(([label]) => label);
 }

@@ -1,0 +1,168 @@
+/**
+ * Configs that can only fail are refused where they are given, with the field named: a header-bound
+ * string that no HTTP header can carry, a `baseURL` that is not http(s), a key that is blank or
+ * holds whitespace. A key's surrounding whitespace (a key file's newline) is trimmed, and a custom
+ * `random` source is clamped to [0, 1) rather than trusted.
+ */
+import { lastValueFrom, of } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import {
+  ValidationError,
+  createKeyPool,
+  createOpenRouterTransport,
+  fetchKeyInfo,
+  fingerprintOf,
+  strategyNames,
+  type KeyPoolOptions,
+  type Transport,
+} from '../src/index.js';
+import { resolvePoolConfig } from '../src/keys/config.js';
+import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
+
+const KEY = TEST_KEYS.paddedNewline;
+const OTHER = TEST_KEYS.paddedSpace;
+
+/** Answers every attempt at once. */
+const answering: Transport = (_key, request) =>
+  of({ type: 'completion', completion: { id: 'gen-1', model: request.model ?? 'm/a', content: 'ok', finishReason: 'stop', raw: {} } });
+
+function rejectionOf(create: () => unknown): ValidationError {
+  let thrown: unknown;
+  try {
+    create();
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(ValidationError);
+  const error = thrown as ValidationError;
+  expect(leakedKeyLabels(`${error.message} ${JSON.stringify(error.issues)}`), 'key text in a validation error').toEqual([]);
+  return error;
+}
+
+const pool = (options: Partial<KeyPoolOptions>) => () => createKeyPool({ keys: [{ key: KEY }], ...options } as KeyPoolOptions);
+
+describe('createKeyPool refuses header-bound strings no header can carry', () => {
+  it.each([
+    ['a line break', 'My App\r\nX-Injected: 1'],
+    ['a bare newline', 'My App\n'],
+    ['text outside Latin-1', 'アプリ'],
+    ['a control character', 'My\u0000App'],
+  ])('appTitle with %s', (_what, appTitle) => {
+    expect(rejectionOf(pool({ appTitle })).message).toMatch(/^Invalid key pool config: appTitle: must be Latin-1 text without line breaks or control characters/);
+  });
+
+  it('appUrl with a line break or text outside Latin-1', () => {
+    expect(rejectionOf(pool({ appUrl: 'https://example.test/\r\nX-Injected: 1' })).message).toMatch(/^Invalid key pool config: appUrl: /);
+    expect(rejectionOf(pool({ appUrl: 'https://例え.テスト/' })).message).toMatch(/^Invalid key pool config: appUrl: /);
+  });
+
+  it('accepts Latin-1 titles and ordinary URLs', () => {
+    expect(() => createKeyPool({ keys: [{ key: KEY }], appTitle: 'Café Überall', appUrl: 'https://example.test/app', transport: answering }).dispose()).not.toThrow();
+  });
+});
+
+describe('createKeyPool refuses a baseURL that is not http(s)', () => {
+  it.each(['ftp://example.test/api/v1', 'file:///tmp/api', 'mailto:ops@example.test', 'not a url'])('%s', (baseURL) => {
+    expect(rejectionOf(pool({ baseURL })).message).toBe('Invalid key pool config: baseURL: must be an http:// or https:// URL');
+  });
+
+  it('accepts http and https', () => {
+    for (const baseURL of ['http://127.0.0.1:9/api/v1', 'https://openrouter.ai/api/v1']) {
+      expect(() => createKeyPool({ keys: [{ key: KEY }], baseURL, transport: answering }).dispose()).not.toThrow();
+    }
+  });
+});
+
+describe('the transport factories validate their options too', () => {
+  it('createOpenRouterTransport: baseURL, attribution headers and default headers', () => {
+    expect(rejectionOf(() => createOpenRouterTransport({ baseURL: 'ftp://example.test' })).message).toBe(
+      'Invalid transport options: baseURL: must be an http:// or https:// URL',
+    );
+    expect(rejectionOf(() => createOpenRouterTransport({ appTitle: 'a\nb' })).message).toMatch(/^Invalid transport options: appTitle: /);
+    expect(rejectionOf(() => createOpenRouterTransport({ defaultHeaders: { 'X-Team': 'a\r\nb' } })).message).toMatch(
+      /^Invalid transport options: defaultHeaders\.X-Team: /,
+    );
+    expect(rejectionOf(() => createOpenRouterTransport({ defaultHeaders: { 'Bad Name': 'x' } })).message).toMatch(
+      /^Invalid transport options: defaultHeaders\.Bad Name: /,
+    );
+    expect(rejectionOf(() => createOpenRouterTransport({ timeoutMs: 0 })).message).toMatch(/^Invalid transport options: timeoutMs: /);
+  });
+
+  it('fetchKeyInfo', () => {
+    const credential = Object.defineProperty({ label: 'k', fingerprint: '#k' }, 'key', { value: KEY }) as never;
+    expect(rejectionOf(() => fetchKeyInfo(credential, { baseURL: 'ftp://example.test' })).message).toBe(
+      'Invalid transport options: baseURL: must be an http:// or https:// URL',
+    );
+  });
+});
+
+describe('keys are trimmed and checked at the edge', () => {
+  it('a key with surrounding whitespace is stored, fingerprinted and sent trimmed', async () => {
+    const config = resolvePoolConfig({ keys: [{ key: `${KEY}\n` }, { key: `  ${OTHER} ` }], transport: answering });
+    expect(config.keys.map((entry) => entry.key === KEY || entry.key === OTHER)).toEqual([true, true]);
+    expect(config.keys[0]!.key.length).toBe(KEY.length);
+    expect(config.keys[1]!.key.length).toBe(OTHER.length);
+
+    const seen: string[] = [];
+    const recording: Transport = (credential, request, options) => {
+      seen.push(credential.key);
+      return answering(credential, request, options);
+    };
+    const padded = createKeyPool({ keys: [{ key: `${KEY}\r\n`, label: 'padded' }], transport: recording });
+    await lastValueFrom(padded.complete({ model: 'm/a', messages: [{ role: 'user', content: 'hi' }] }));
+    expect(seen.length === 1 && seen[0] === KEY, 'the transport received the trimmed key').toBe(true);
+    expect(padded.key('padded').fingerprint).toBe(fingerprintOf(KEY));
+    padded.dispose();
+  });
+
+  it('a key and its whitespace-padded twin are the same key', () => {
+    expect(rejectionOf(() => resolvePoolConfig({ keys: [{ key: KEY }, { key: `${KEY} ` }], transport: answering })).message).toBe(
+      'Invalid key pool config: keys[1].key: the same key as keys[0]',
+    );
+  });
+
+  it.each([
+    ['only whitespace', ' \n\t '],
+    ['empty', ''],
+  ])('refuses a key that is %s', (_what, key) => {
+    expect(rejectionOf(() => resolvePoolConfig({ keys: [{ key }], transport: answering })).message).toBe(
+      'Invalid key pool config: keys[0].key: must not be empty (or only whitespace)',
+    );
+  });
+
+  it.each([
+    ['inner whitespace', `${KEY.slice(0, 20)} ${KEY.slice(20)}`],
+    ['a line break inside', `${KEY.slice(0, 20)}\n${KEY.slice(20)}`],
+    ['text outside ASCII', `${KEY}é`],
+  ])('refuses a key with %s, without echoing it', (_what, key) => {
+    expect(rejectionOf(() => resolvePoolConfig({ keys: [{ key }], transport: answering })).message).toBe(
+      'Invalid key pool config: keys[0].key: must be printable ASCII without whitespace (it is sent in the Authorization header)',
+    );
+  });
+});
+
+describe('a custom random source is clamped to [0, 1)', () => {
+  const request = { model: 'm/a', messages: [{ role: 'user' as const, content: 'hi' }] };
+
+  for (const strategy of strategyNames) {
+    it.each([
+      ['1', () => 1],
+      ['more than 1', () => 1.5],
+      ['a negative number', () => -0.25],
+      ['NaN', () => Number.NaN],
+    ])(`${strategy}: a random that returns %s still routes every request`, async (_what, random) => {
+      const keys = [{ key: KEY, label: 'a' }, { key: OTHER, label: 'b' }, { key: TEST_KEYS.echoedPrefix, label: 'c' }];
+      const clamped = createKeyPool({ keys, strategy, random, transport: answering });
+      for (let round = 0; round < 3; round++) {
+        await expect(lastValueFrom(clamped.complete(request, { rateLimit: false, transient: false }))).resolves.toMatchObject({ type: 'completion' });
+      }
+      clamped.dispose();
+    });
+  }
+
+  it('values already in [0, 1) pass unchanged', () => {
+    const values = [0, 0.25, 0.999999];
+    const config = resolvePoolConfig({ keys: [{ key: KEY }], transport: answering, random: () => values.shift()! });
+    expect([config.random(), config.random(), config.random()]).toEqual([0, 0.25, 0.999999]);
+  });
+});
