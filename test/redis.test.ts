@@ -9,8 +9,9 @@
  *   keys with quotas against the fake server. With the Redis store they stay within the quotas;
  *   with each its own memory store they over-admit and collect 429s, for contrast.
  * - A worker killed mid-flight holds its slot until its lease expires, and not longer.
- * - Redis dies and comes back mid-run: with `onStoreError: 'local'` no request is lost and shared
- *   limits resume; with `'fail'` admissions fail with a `StoreUnavailableError`.
+ * - Redis dies and comes back mid-run: with `onStoreError: 'local'` no request is lost, shared
+ *   limits resume, and `maxConcurrent` holds through both switches of mode; with `'fail'`
+ *   admissions fail with a `StoreUnavailableError`.
  *
  * Without Redis at 127.0.0.1:6379 the suites are skipped with a warning that says why; under CI
  * (`CI` set) a missing Redis fails the run instead. Real time and real sockets throughout: the
@@ -33,7 +34,7 @@ import {
   type PoolEvent,
   type Transport,
 } from '../src/index.js';
-import type { StateStore } from '../src/keys/state-store.js';
+import type { AdmissionPlan, Reservation, StateStore } from '../src/keys/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
 import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
 import { runWorkerFleet, spawnRedisWorker, type RedisWorkerConfig, type RedisWorkerHandle, type RedisWorkerSummary } from './helpers/redis-worker.js';
@@ -298,6 +299,51 @@ async function subscribersReady(client: Redis, prefix: string, count: number): P
   }
 }
 
+/**
+ * Reserves and releases slots of one plan on a store directly, counting the reservations held:
+ * each stands for a request in flight, so `peak` is the most the upstream would have seen at once.
+ */
+function slotHolder(store: StateStore, plan: AdmissionPlan) {
+  const held: Reservation[] = [];
+  let peak = 0;
+  return {
+    get peak(): number {
+      return peak;
+    },
+    get ids(): string[] {
+      return held.map((reservation) => reservation.id);
+    },
+    /** Tries `times` admissions one after another; resolves how many were admitted. */
+    async reserve(times = 1): Promise<number> {
+      let admitted = 0;
+      for (let i = 0; i < times; i++) {
+        const result = await firstValueFrom(store.reserve(plan, 1, Date.now()));
+        if (!result.ok) continue;
+        held.push(result.reservation);
+        admitted++;
+        peak = Math.max(peak, held.length);
+      }
+      return admitted;
+    },
+    release(count = held.length): void {
+      for (const reservation of held.splice(0, count)) store.release(reservation);
+    },
+  };
+}
+
+/** Waits until a slot set is empty: releases reach Redis a moment after `release` returns. */
+async function waitForEmpty(client: Redis, slotKey: string): Promise<void> {
+  const deadline = Date.now() + 2_000;
+  while ((await client.zcard(slotKey)) > 0 && Date.now() < deadline) await sleep(20);
+  expect(await client.zcard(slotKey), `leases left in ${slotKey} after every release`).toBe(0);
+}
+
+function storeModes(store: StateStore): string[] {
+  const modes: string[] = [];
+  subscriptions.push(store.status$.subscribe((status) => modes.push(status.mode)));
+  return modes;
+}
+
 // ------------------------------------------------------------------------------------ workers
 
 /** Starts a worker that is killed after the test (if it is still running). */
@@ -495,6 +541,27 @@ describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
     // ... so a third does not fit under maxConcurrent 2.
     const third = await firstValueFrom(storeA.reserve(plan, 1, Date.now()));
     expect(third.ok, 'a third reservation under maxConcurrent 2').toBe(false);
+  });
+
+  it('a slot lease Redis lost while the store stayed shared (a restart nobody noticed) is put back at the next renewal, so maxConcurrent holds', async () => {
+    const prefix = uniquePrefix('lost-lease');
+    const leaseMs = 300;
+    const store = redisStore(await connectRedis(), { prefix, leaseMs });
+    const plan = [{ id: 'key:forgotten', kind: 'key' as const, limits: { maxConcurrent: 3 } }];
+    const slots = slotHolder(store, plan);
+    expect(await slots.reserve(3)).toBe(3);
+    const client = await adminClient();
+    const slotKey = `{${prefix}}:slots:key:forgotten`;
+    await client.del(slotKey);
+    // Renewals run every leaseMs / 3: after two of them the three leases are back ...
+    await sleep((2 * leaseMs) / 3 + 100);
+    expect((await client.zrange(slotKey, 0, -1)).sort(), 'leases in Redis').toEqual(slots.ids.sort());
+    // ... and a fourth request is refused while the three are in flight.
+    expect(await slots.reserve(1), 'admitted over maxConcurrent 3').toBe(0);
+    slots.release();
+    await waitForEmpty(client, slotKey);
+    expect(await slots.reserve(3)).toBe(3);
+    expect(slots.peak).toBe(3);
   });
 
   it("an unanswered request's quota entry stays in the Redis window until its response (or the arrival margin), so a request that reached the server late is not followed too soon by another pool's", async () => {
@@ -714,6 +781,60 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     expect(busiestWindow(admissions, 1_000)).toBeLessThanOrEqual(quota.requests);
     expect(eventsA.concat(eventsB).some((event) => event.type === 'store' && event.mode === 'local')).toBe(false);
   }, 40_000);
+
+  it("onStoreError 'local': the slots held when Redis dies count against the local limit (maxConcurrent 3 never exceeded)", async () => {
+    const prefix = `orx-down-slots-${process.pid}-${Date.now().toString(36)}`;
+    const store = redisStore(await privateClient(), { prefix, onStoreError: 'local', commandTimeoutMs: 150, recoveryIntervalMs: 100 });
+    const modes = storeModes(store);
+    const plan = [{ id: 'key:capped', kind: 'key' as const, limits: { maxConcurrent: 3 } }];
+    const slots = slotHolder(store, plan);
+    expect(await slots.reserve(2), 'admitted in shared mode').toBe(2);
+
+    await server!.stop('SIGKILL');
+    // The first admission finds Redis gone and falls back to local limits: two of three slots are taken.
+    expect(await slots.reserve(4), 'admitted locally with two in flight').toBe(1);
+    expect(modes.at(-1)).toBe('local');
+    expect(slots.peak, 'reservations held at once').toBe(3);
+    // One ends, one more fits.
+    slots.release(1);
+    expect(await slots.reserve(2)).toBe(1);
+
+    // Redis comes back empty: the three still held (two leases the restart lost, one never in Redis)
+    // are leased again before shared admission resumes.
+    await server!.start();
+    await waitFor(() => (modes.at(-1) === 'shared' ? true : undefined), 3_000, 'the store back in shared mode');
+    expect(await slots.reserve(2), 'admitted in shared mode with three in flight').toBe(0);
+    const client = await privateClient();
+    expect((await client.zrange(`{${prefix}}:slots:key:capped`, 0, -1)).sort(), 'leases in Redis').toEqual(slots.ids.sort());
+    expect(slots.peak, 'reservations held at once').toBe(3);
+  }, 20_000);
+
+  it("onStoreError 'local': the slots taken while Redis was down are leased in Redis before shared admission resumes (maxConcurrent 3 never exceeded)", async () => {
+    const prefix = `orx-up-slots-${process.pid}-${Date.now().toString(36)}`;
+    const store = redisStore(await privateClient(), { prefix, onStoreError: 'local', commandTimeoutMs: 150, recoveryIntervalMs: 100 });
+    const modes = storeModes(store);
+    const plan = [{ id: 'key:capped', kind: 'key' as const, limits: { maxConcurrent: 3 } }];
+    const slots = slotHolder(store, plan);
+
+    await server!.stop('SIGKILL');
+    expect(await slots.reserve(4), 'admitted locally').toBe(3);
+    expect(modes.at(-1)).toBe('local');
+
+    await server!.start();
+    await waitFor(() => (modes.at(-1) === 'shared' ? true : undefined), 3_000, 'the store back in shared mode');
+    // The three requests admitted while Redis was down are still in flight: Redis counts them.
+    expect(await slots.reserve(3), 'admitted in shared mode with three in flight').toBe(0);
+    const client = await privateClient();
+    const slotKey = `{${prefix}}:slots:key:capped`;
+    expect((await client.zrange(slotKey, 0, -1)).sort(), 'leases in Redis').toEqual(slots.ids.sort());
+    // As they end, their slots go back to the fleet.
+    slots.release(1);
+    expect(await slots.reserve(2)).toBe(1);
+    slots.release();
+    await waitForEmpty(client, slotKey);
+    expect(await slots.reserve(3)).toBe(3);
+    expect(slots.peak, 'reservations held at once').toBe(3);
+  }, 20_000);
 
   it('a reservation that timed out while Redis was down and runs when it comes back gives its slot back at once', async () => {
     const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'lonely' }], defaultModel: { latencyMs: 5 } });

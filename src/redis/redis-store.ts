@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { BehaviorSubject, Observable, Subject, from, of, timeout, map, catchError, type Subscription } from 'rxjs';
+import { BehaviorSubject, Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
 import { z } from 'zod';
 import { OpenRouterError } from '../errors.js';
 import type { LimitsConfig } from '../keys/config.js';
@@ -65,6 +65,7 @@ interface RedisReservation extends Reservation {
   readonly holds: readonly LimiterHold[];
   /** Window keys and the amounts this reservation put in them (empty for a local-only one). */
   readonly windows: readonly { window: string; sum: string; unit: 'requests' | 'tokens'; amount: number }[];
+  /** The slot sets it holds a lease in, or will once Redis answers (a local one). */
   readonly slots: readonly string[];
   released: boolean;
 }
@@ -87,13 +88,20 @@ function windowsOf(limits: LimitsConfig): { unit: 'requests' | 'tokens'; limit: 
   return windows;
 }
 
-/** A scope's limits scaled to one process's share, for when Redis is down. */
+/** One limit scaled to one process's share, for when Redis is down. */
+function scaled(value: number, share: number): number {
+  return Math.max(1, Math.floor(value * share));
+}
+
+/**
+ * A scope's quotas scaled to one process's share, for when Redis is down. `maxConcurrent` is
+ * left out: the store counts slots itself, across modes (see `RedisStateStore.slotsHeld`).
+ */
 function shareOf(limits: LimitsConfig, share: number): LimitsConfig {
-  const scale = (value: number | undefined) => (value === undefined ? undefined : Math.max(1, Math.floor(value * share)));
+  const scale = (value: number | undefined) => (value === undefined ? undefined : scaled(value, share));
   return {
     ...(limits.rpm === undefined ? {} : { rpm: scale(limits.rpm)! }),
     ...(limits.tpm === undefined ? {} : { tpm: scale(limits.tpm)! }),
-    ...(limits.maxConcurrent === undefined ? {} : { maxConcurrent: scale(limits.maxConcurrent)! }),
     ...(limits.quotas === undefined
       ? {}
       : {
@@ -131,10 +139,17 @@ export class RedisStateStore implements StateStore {
   private readonly commandTimeoutMs: number;
   private readonly arrivalMarginMs: number;
   private readonly scopes = new Map<string, ScopeDefinition>();
-  /** This process's own use of each scope: the optimistic local view in shared mode. */
+  /** This process's own use of each scope's quotas: the optimistic local view in shared mode. */
   private readonly local = new Map<string, Limiter>();
-  /** This process's share of each scope: the limits while Redis is down. */
+  /** This process's share of each scope's quotas: the limits while Redis is down. */
   private readonly degraded = new Map<string, Limiter>();
+  /**
+   * The slots this process holds per scope, whichever mode admitted them. The local limit counts
+   * those taken in shared mode, and every one is leased in Redis before shared admission resumes,
+   * so `maxConcurrent` holds while requests are in flight across a change of mode.
+   */
+  private readonly slotsHeld = new Map<string, number>();
+  /** Every reservation not yet released, local ones included. */
   private readonly held = new Set<RedisReservation>();
   private readonly changes = new Subject<StateChange>();
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
@@ -179,7 +194,9 @@ export class RedisStateStore implements StateStore {
   define(scope: ScopeDefinition): void {
     if (this.scopes.has(scope.id)) return;
     this.scopes.set(scope.id, scope);
-    this.local.set(scope.id, new Limiter(scope.limits, scope.kind, scope.model));
+    // The limiters keep quotas only: slots are counted in `slotsHeld`, whatever the mode.
+    const { maxConcurrent: _slots, ...quotas } = scope.limits;
+    this.local.set(scope.id, new Limiter(quotas, scope.kind, scope.model));
     this.degraded.set(scope.id, new Limiter(shareOf(scope.limits, this.localShare), scope.kind, scope.model));
   }
 
@@ -189,8 +206,21 @@ export class RedisStateStore implements StateStore {
     return plan.map((scope) => source.get(scope.id)!);
   }
 
+  /** Whether this process holds fewer slots than the mode allows in every scope of `plan`. */
+  private hasSlotRoom(plan: AdmissionPlan): boolean {
+    return plan.every((scope) => {
+      const max = scope.limits.maxConcurrent;
+      if (max === undefined) return true;
+      return (this.slotsHeld.get(scope.id) ?? 0) < (this.shared ? max : scaled(max, this.localShare));
+    });
+  }
+
+  private slotKey(scope: ScopeDefinition): string {
+    return `${this.prefix}:slots:${scope.id}`;
+  }
+
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
-    return this.limiters(plan).every((limiter) => !limiter.isBounded || limiter.fits(now, tokens));
+    return this.hasSlotRoom(plan) && this.limiters(plan).every((limiter) => !limiter.isBounded || limiter.fits(now, tokens));
   }
 
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number {
@@ -208,7 +238,7 @@ export class RedisStateStore implements StateStore {
     for (const scope of plan) {
       this.define(scope);
       if (scope.limits.maxConcurrent !== undefined) {
-        keys.push(`${this.prefix}:slots:${scope.id}`);
+        keys.push(this.slotKey(scope));
         slots.push(keys[keys.length - 1]!);
         layout.push({ slot: keys.length, max: scope.limits.maxConcurrent });
       }
@@ -233,9 +263,7 @@ export class RedisStateStore implements StateStore {
       map((reply): ReserveResult => {
         const [ok, value] = reply as [number, number];
         if (ok !== 1) return { ok: false, retryAfterMs: value };
-        const reservation: RedisReservation = { id, plan, holds: this.limiters(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)), windows, slots, released: false };
-        this.held.add(reservation);
-        return { ok: true, reservation };
+        return { ok: true, reservation: this.admit(id, plan, tokens, now, windows, slots) };
       }),
       catchError((error: unknown) => this.onFailure(error, () => this.reserveLocally(id, plan, tokens, now))),
     );
@@ -244,12 +272,26 @@ export class RedisStateStore implements StateStore {
   /** Admission by this process's own limits: always in degraded mode, and for unlimited plans. */
   private reserveLocally(id: string, plan: AdmissionPlan, tokens: number, now: number): ReserveResult {
     const limiters = this.limiters(plan);
-    if (!limiters.every((limiter) => !limiter.isBounded || limiter.fits(now, tokens))) {
+    if (!this.fits(plan, tokens, now)) {
       const at = limiters.reduce((latest, limiter) => Math.max(latest, limiter.nextFitAt(now, tokens)), now);
       return { ok: false, retryAfterMs: Math.max(1, at - now) };
     }
-    const reservation: RedisReservation = { id, plan, holds: limiters.map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)), windows: [], slots: [], released: false };
-    return { ok: true, reservation };
+    const slots = plan.filter((scope) => scope.limits.maxConcurrent !== undefined).map((scope) => this.slotKey(scope));
+    return { ok: true, reservation: this.admit(id, plan, tokens, now, [], slots) };
+  }
+
+  private admit(id: string, plan: AdmissionPlan, tokens: number, now: number, windows: RedisReservation['windows'], slots: readonly string[]): RedisReservation {
+    const holds = this.limiters(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens));
+    const reservation: RedisReservation = { id, plan, holds, windows, slots, released: false };
+    this.held.add(reservation);
+    this.countSlots(plan, 1);
+    return reservation;
+  }
+
+  private countSlots(plan: AdmissionPlan, change: 1 | -1): void {
+    for (const scope of plan) {
+      if (scope.limits.maxConcurrent !== undefined) this.slotsHeld.set(scope.id, (this.slotsHeld.get(scope.id) ?? 0) + change);
+    }
   }
 
   markResponded(reservation: Reservation, now: number): void {
@@ -280,7 +322,9 @@ export class RedisStateStore implements StateStore {
     if (held.released) return;
     held.released = true;
     this.held.delete(held);
+    this.countSlots(held.plan, -1);
     for (const hold of held.holds) hold.limiter.release();
+    // Sent in local mode too: a lease taken before Redis failed must go once it answers again.
     if (held.slots.length > 0) {
       const pipeline = this.client.pipeline();
       for (const slots of held.slots) pipeline.zrem(slots, held.id);
@@ -341,29 +385,49 @@ export class RedisStateStore implements StateStore {
 
   private renewLeases(): void {
     if (!this.shared || this.held.size === 0) return;
+    const reservations = [...this.held];
+    if (reservations.some((reservation) => reservation.slots.length > 0)) this.fireAndForget(() => this.renew(reservations));
+  }
+
+  /** Extends the leases of `reservations`' slots, or puts back those Redis lost. */
+  private renew(reservations: readonly RedisReservation[]): Promise<unknown> {
     const keys: string[] = [];
     const ids: string[] = [];
-    for (const reservation of this.held) {
+    for (const reservation of reservations) {
       for (const slots of reservation.slots) {
         keys.push(slots);
         ids.push(reservation.id);
       }
     }
-    if (keys.length > 0) this.fireAndForget(() => this.client.eval(RENEW, keys.length, ...keys, this.leaseMs, ...ids));
+    return this.client.eval(RENEW, keys.length, ...keys, this.leaseMs, ...ids);
   }
 
   private checkRecovery(): void {
     if (this.shared || this.recovering !== undefined || this.disposed) return;
-    this.recovering = this.command(() => this.client.ping()).subscribe({
-      next: () => {
-        this.recovering = undefined;
-        this.status.next({ mode: 'shared' });
-        void this.loadStates();
-      },
-      error: () => {
-        this.recovering = undefined;
-      },
-    });
+    this.recovering = this.command(() => this.client.ping())
+      .pipe(switchMap(() => this.leaseHeldSlots(new Set())))
+      .subscribe({
+        next: () => {
+          this.recovering = undefined;
+          this.status.next({ mode: 'shared' });
+          void this.loadStates();
+        },
+        error: () => {
+          this.recovering = undefined;
+        },
+      });
+  }
+
+  /**
+   * Leases in Redis every slot this process holds, before shared admission resumes: those taken
+   * while Redis was down, and those whose leases lapsed or were lost with a restart, must count
+   * against the shared limit first. Local admission goes on meanwhile, so the round repeats for
+   * the slots taken during it.
+   */
+  private leaseHeldSlots(leased: ReadonlySet<RedisReservation>): Observable<void> {
+    const pending = [...this.held].filter((reservation) => reservation.slots.length > 0 && !leased.has(reservation));
+    if (pending.length === 0) return of(undefined);
+    return this.command(() => this.renew(pending)).pipe(switchMap(() => this.leaseHeldSlots(new Set([...leased, ...pending]))));
   }
 
   /** Runs a Redis command with the store's timeout. */

@@ -116,11 +116,15 @@ end
 return 1
 `;
 
-/** Extends the leases of held slots. KEYS: slot sets. ARGV[1] lease ms, ARGV[2..] reservation ids per key. */
+/**
+ * Extends the leases of held slots, and puts back those Redis lost (a restart, an outage longer
+ * than the lease) or never had (slots taken while it was down): the requests are in flight, so
+ * their slots must count. KEYS: slot sets. ARGV[1] lease ms, ARGV[2..] reservation ids per key.
+ */
 export const RENEW = `${NOW}
 local leaseMs = tonumber(ARGV[1])
 for index, slots in ipairs(KEYS) do
-  redis.call('ZADD', slots, 'XX', now + leaseMs, ARGV[index + 1])
+  redis.call('ZADD', slots, now + leaseMs, ARGV[index + 1])
   redis.call('PEXPIRE', slots, leaseMs * 2)
 end
 return 1
