@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, appendFileSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -177,8 +179,16 @@ describe('openrouter-rx flags', () => {
 
     const badLabel = scratchFile('keys.txt', `bad label=${TEST_KEYS.alpha}\n`);
     const labelResult = await cli(['run', 'examples/prompts.jsonl', '-o', scratchFile('out.jsonl'), '--keys-file', badLabel]);
-    expect(labelResult.stderr).toMatch(/line 1: the label "bad label" may hold/);
+    expect(labelResult.stderr).toMatch(/line 1: the label may hold letters, digits and \. _ - : @ only/);
+    // A message about a keys line names the line, never what it holds.
+    expect(labelResult.stderr).not.toContain('bad label');
     expect(leakedKeyLabels(labelResult.stderr)).toEqual([]);
+
+    const sameLabel = scratchFile('keys.txt', `ops=${TEST_KEYS.alpha}\nops=${TEST_KEYS.beta}\n`);
+    const sameLabelResult = await cli(['run', 'examples/prompts.jsonl', '-o', scratchFile('out.jsonl'), '--keys-file', sameLabel]);
+    expect(sameLabelResult.stderr).toMatch(/keys\.txt line 2: the same label as .*keys\.txt line 1/);
+    expect(sameLabelResult.stderr).not.toContain('ops');
+    expect(leakedKeyLabels(sameLabelResult.stderr)).toEqual([]);
 
     const missing = await cli(['run', 'examples/prompts.jsonl', '-o', scratchFile('out.jsonl'), '--keys-file', join(scratch, 'nope.txt')]);
     expect(missing.stderr).toMatch(/--keys-file: cannot read .*nope\.txt: ENOENT/);
@@ -305,6 +315,56 @@ describe('openrouter-rx run, in-process', () => {
     expect(warned.stderr).toMatch(/can be read by other users .*chmod 600/);
   });
 
+  describe('refuses a key written where its label goes, and never prints it', () => {
+    /** Runs against the fake server, which would accept these keys: only the label rule stops the run. */
+    async function runWith(keys: { file?: string; env?: Record<string, string> }) {
+      const out = scratchFile('results.jsonl');
+      const argv = ['run', promptsFile(2), '--out', out, '--base-url', fake.baseURL, '--model', 'test/model'];
+      const result = await cli(keys.file === undefined ? argv : [...argv, '--keys-file', keys.file], keys.env === undefined ? {} : { env: keys.env });
+      const written = existsSync(out) ? readFileSync(out, 'utf8') : '';
+      keep(`results file ${out}`, written);
+      return { ...result, written };
+    }
+
+    it.each([
+      ['a key short enough to pass as a label', TEST_KEYS.healthy2],
+      ['a key as long as a real one', TEST_KEYS.cliLongKey],
+    ])('key=label in a keys file: %s', async (_case, swapped) => {
+      const keys = scratchFile('keys.txt', `one=${TEST_KEYS.healthy1}\n\n${swapped}=two\n`);
+      chmodSync(keys, 0o600);
+      const result = await runWith({ file: keys });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/keys\.txt line 3: what comes before '=' looks like an API key, not a label: write label=key, the label first/);
+      expect(result.written).toBe('');
+      expect(leakedKeyLabels(result.stdout + result.stderr + result.written)).toEqual([]);
+    });
+
+    it('key=label in OPENROUTER_API_KEYS', async () => {
+      const result = await runWith({ env: { OPENROUTER_API_KEYS: `first=${TEST_KEYS.healthy1},${TEST_KEYS.healthy2}=second` } });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/entry 2 of OPENROUTER_API_KEYS: what comes before '=' looks like an API key/);
+      expect(result.written).toBe('');
+      expect(leakedKeyLabels(result.stdout + result.stderr + result.written)).toEqual([]);
+    });
+
+    it('a token-like label that does not start with sk-', async () => {
+      const token = '9c1f0e7a3b5d2c4e6f8a0b1c3d5e7f9a';
+      const keys = scratchFile('keys.txt', `${token}=${TEST_KEYS.healthy1}\n`);
+      chmodSync(keys, 0o600);
+      const result = await runWith({ file: keys });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/keys\.txt line 1: what comes before '=' looks like an API key/);
+      expect(result.stdout + result.stderr + result.written).not.toContain(token);
+    });
+
+    it('an empty label', async () => {
+      const result = await runWith({ env: { OPENROUTER_API_KEYS: `=${TEST_KEYS.healthy1}` } });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/entry 1 of OPENROUTER_API_KEYS: nothing before '='/);
+      expect(leakedKeyLabels(result.stdout + result.stderr)).toEqual([]);
+    });
+  });
+
   it('reports bad lines with their line number and writes them as failures, next to the good ones', async () => {
     const input = scratchFile(
       'prompts.jsonl',
@@ -412,7 +472,95 @@ describe('openrouter-rx run, in-process', () => {
   });
 });
 
+/** The status of a GET with exactly these headers (fetch will not send a made-up Host); a feed is cut at its head. */
+function statusOf(url: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolveStatus, reject) => {
+    httpGet(url, { headers, agent: false }, (response) => {
+      resolveStatus(response.statusCode ?? 0);
+      response.destroy();
+    }).on('error', reject);
+  });
+}
+
+async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>((resolveListen) => probe.listen(0, '127.0.0.1', resolveListen));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolveClose) => probe.close(resolveClose));
+  return port;
+}
+
+const dashboardToken = 'cli-dashboard-token-5f2e9b';
+
 describe('openrouter-rx dashboard, in-process', () => {
+  async function serve(argv: string[], env: Record<string, string> = {}) {
+    const stop = new AbortController();
+    const captured = capture({ signal: stop.signal, env });
+    const running = runCli(['dashboard', '--fake', '--port', '0', ...argv], captured.io);
+    while (!captured.stdout().includes('http://')) await new Promise((wait) => setTimeout(wait, 10));
+    const url = /http:\/\/\S+\//.exec(captured.stdout())![0];
+    const stopped = async () => {
+      stop.abort();
+      const code = await running;
+      keep('dashboard stdout', captured.stdout());
+      keep('dashboard stderr', captured.stderr());
+      return { code, stdout: captured.stdout(), stderr: captured.stderr() };
+    };
+    return { url, stopped };
+  }
+
+  it('asks for OPENROUTER_RX_DASHBOARD_TOKEN on every route when it is set, without printing it', async () => {
+    const { url, stopped } = await serve([], { OPENROUTER_RX_DASHBOARD_TOKEN: dashboardToken });
+    for (const path of ['', 'health.json', 'events']) {
+      expect([path, await statusOf(`${url}${path}`)]).toEqual([path, 401]);
+      expect([path, await statusOf(`${url}${path}`, { authorization: 'Bearer not-the-token-at-all' })]).toEqual([path, 401]);
+      expect([path, await statusOf(`${url}${path}`, { authorization: `Bearer ${dashboardToken}` })]).toEqual([path, 200]);
+    }
+    expect(await statusOf(`${url}?token=${dashboardToken}`)).toBe(303);
+    const result = await stopped();
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('?token=<OPENROUTER_RX_DASHBOARD_TOKEN>');
+    expect(result.stdout + result.stderr).not.toContain(dashboardToken);
+  });
+
+  it('answers only to its own host names, and to those of --allowed-host', async () => {
+    const { url, stopped } = await serve(['--allowed-host', 'dash.example.com,ops.example.com']);
+    const port = new URL(url).port;
+    expect(await statusOf(`${url}health.json`, { host: `evil.example:${port}` })).toBe(403);
+    expect(await statusOf(`${url}health.json`, { host: `localhost:${port}` })).toBe(200);
+    expect(await statusOf(`${url}health.json`, { host: `ops.example.com:${port}` })).toBe(200);
+    expect(await statusOf(`${url}health.json`, { host: `127.0.0.1:${port}`, origin: 'http://evil.example' })).toBe(403);
+    expect((await stopped()).code).toBe(0);
+  });
+
+  it.each([
+    [['dashboard', '--fake', '--allowed-host', 'https://dash.example.com/'], {}, /--allowed-host: must be a host name such as dash\.example\.com/],
+    [['dashboard', '--fake'], { OPENROUTER_RX_DASHBOARD_TOKEN: 'short-secret' }, /OPENROUTER_RX_DASHBOARD_TOKEN: must be at least 16 characters/],
+    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--dashboard-port', '4999'], { OPENROUTER_RX_DASHBOARD_TOKEN: 'short secret with spaces' }, /OPENROUTER_RX_DASHBOARD_TOKEN: must be at least/],
+  ])('refuses %j with a message naming the flag or variable, never quoting a token', async (argv, env, message) => {
+    const result = await cli(argv, { env });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).not.toContain('short');
+    expect(existsSync(join(root, 'x.jsonl'))).toBe(false);
+  });
+
+  it('run --dashboard-port asks for the token too', async () => {
+    const port = await freePort();
+    const stop = new AbortController();
+    const captured = capture({ signal: stop.signal, env: { OPENROUTER_RX_DASHBOARD_TOKEN: dashboardToken } });
+    const running = runCli(['run', promptsFile(6), '--out', scratchFile('results.jsonl'), '--fake', '--fake-latency-ms', '2000', '-c', '1', '--dashboard-port', String(port)], captured.io);
+    while (!captured.stderr().includes('dashboard: http://')) await new Promise((wait) => setTimeout(wait, 10));
+    const url = `http://127.0.0.1:${port}/`;
+    expect(await statusOf(`${url}health.json`)).toBe(401);
+    expect(await statusOf(`${url}health.json`, { authorization: `Bearer ${dashboardToken}` })).toBe(200);
+    stop.abort();
+    expect(await running).toBe(130);
+    keep('run --dashboard-port stderr', captured.stderr());
+    expect(captured.stdout() + captured.stderr()).not.toContain(dashboardToken);
+  });
+
+
   it('serves the demo dashboard until stopped', async () => {
     const stop = new AbortController();
     const captured = capture({ signal: stop.signal });

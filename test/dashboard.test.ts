@@ -1,6 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -76,6 +76,49 @@ function health(label: string, at: number): PoolHealth {
     queued: 0,
     at,
   };
+}
+
+/** A snapshot of `count` keys, about 0.5 kB each: a few make a frame larger than a socket's buffer. */
+function bigHealth(count: number, at: number): PoolHealth {
+  const one = health('template', at);
+  return { ...one, keys: Array.from({ length: count }, (_, index) => ({ ...one.keys[0]!, label: `key-${index}`, account: `key:key-${index}` })) };
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((wait) => setTimeout(wait, 5));
+  }
+}
+
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * A GET with exactly these headers (fetch would not send a made-up Host). An event stream is cut
+ * once its head arrived.
+ */
+function get(url: string, headers: Record<string, string> = {}): Promise<Answer> {
+  return new Promise((resolveAnswer, reject) => {
+    const sent = httpRequest(url, { headers, agent: false }, (response) => {
+      const answer = { status: response.statusCode ?? 0, headers: response.headers };
+      if (response.headers['content-type']?.startsWith('text/event-stream')) {
+        response.destroy();
+        resolveAnswer({ ...answer, body: '' });
+        return;
+      }
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolveAnswer({ ...answer, body }));
+    });
+    sent.on('error', reject);
+    sent.end();
+  });
 }
 
 /** A stand-in pool: the dashboard reads only `health$` and `snapshot()`. */
@@ -181,6 +224,66 @@ describe('dashboardHandler in a user-owned node:http server', () => {
     }
   });
 
+  it('holds at most one snapshot for a client that stops reading, and sends it the newest when it reads again', async () => {
+    const { subject, source } = fakeSource();
+    const handler = dashboardHandler(source, { throttleMs: 1, heartbeatMs: 60_000 });
+    const responses: ServerResponse[] = [];
+    const server = createServer((request, response) => {
+      responses.push(response);
+      handler(request, response);
+    });
+    const origin = await listen(server);
+    const clients: Socket[] = [];
+    try {
+      const count = 16;
+      for (let index = 0; index < count; index++) {
+        const socket = connect(Number(new URL(origin).port), '127.0.0.1');
+        // Never read: what a stalled browser tab, or a client that means harm, does.
+        socket.pause();
+        socket.write('GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+        clients.push(socket);
+      }
+      await until(() => handler.connections === count, `${count} feeds`);
+
+      const keys = 200;
+      const frameBytes = Buffer.byteLength(`data: ${JSON.stringify(bigHealth(keys, 1_000_000))}\n\n`);
+      let at = 0;
+      let mostHeld = 0;
+      // The kernel takes a few MB per socket before Node holds anything; only after that does a
+      // feed that ignores backpressure grow. So: push until every socket has held bytes in Node
+      // (its kernel buffers are full) for 30 snapshots, whatever the buffers' sizes on this machine.
+      let fullFor = 0;
+      while (fullFor < 30) {
+        if (at > 2000) throw new Error('the sockets never filled up');
+        subject.next(bigHealth(keys, ++at));
+        await new Promise((wait) => setTimeout(wait, 3));
+        const held = responses.map((response) => response.writableLength);
+        mostHeld = Math.max(mostHeld, ...held);
+        if (held.every((bytes) => bytes > 0)) fullFor++;
+      }
+      // What was being written when the socket filled, and one snapshot more at most.
+      const highWaterMark = responses[0]!.socket!.writableHighWaterMark;
+      expect(mostHeld).toBeLessThanOrEqual(highWaterMark + 2 * frameBytes);
+
+      // A client that reads again catches up with the newest state.
+      const reader = clients[0]!;
+      let tail = '';
+      const newest = `"at":${at}}`;
+      const caughtUp = new Promise<void>((resolveCaughtUp) =>
+        reader.on('data', (chunk: Buffer) => {
+          tail = (tail + chunk.toString('latin1')).slice(-2 * newest.length);
+          if (tail.includes(newest)) resolveCaughtUp();
+        }),
+      );
+      reader.resume();
+      await caughtUp;
+    } finally {
+      for (const socket of clients) socket.destroy();
+      handler.close();
+      await close(server);
+    }
+  });
+
   it('tells the page when the pool is disposed, so it stops reconnecting', async () => {
     const { subject, source } = fakeSource();
     const dashboard = await createDashboardServer({ pool: source });
@@ -194,6 +297,129 @@ describe('dashboardHandler in a user-owned node:http server', () => {
     } finally {
       await dashboard.close();
     }
+  });
+
+  it('answers only to its own host names, so a page elsewhere cannot read it through DNS rebinding', async () => {
+    const { source } = fakeSource();
+    const dashboard = await createDashboardServer({ pool: source, allowedHosts: ['Dash.Example.com'] });
+    const port = dashboard.port;
+    try {
+      for (const path of ['', 'health.json', 'events']) {
+        const url = `${dashboard.url}${path}`;
+        for (const host of ['evil.example', `evil.example:${port}`, `localhost.evil.example:${port}`, `127.0.0.1.nip.io:${port}`]) {
+          const answer = await get(url, { host });
+          expect([path, host, answer.status]).toEqual([path, host, 403]);
+        }
+        for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`, `10.1.2.3:${port}`, 'dash.example.com', `dash.example.com.:${port}`]) {
+          const answer = await get(url, { host });
+          expect([path, host, answer.status]).toEqual([path, host, 200]);
+        }
+        // A page on another site, even with the dashboard's own Host (a proxy, or a rebinding that kept it).
+        for (const origin of ['http://evil.example', `http://evil.example:${port}`, 'null']) {
+          const answer = await get(url, { host: `127.0.0.1:${port}`, origin });
+          expect([path, origin, answer.status]).toEqual([path, origin, 403]);
+        }
+        const sameOrigin = await get(url, { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` });
+        expect([path, sameOrigin.status]).toEqual([path, 200]);
+      }
+      // HTTP/1.0 may leave Host out; then nothing says whose page is asking.
+      const socket = connect(port, '127.0.0.1');
+      socket.end('GET /health.json HTTP/1.0\r\n\r\n');
+      let head = '';
+      for await (const chunk of socket) head += String(chunk);
+      expect(head).toMatch(/^HTTP\/1\.1 403 /);
+    } finally {
+      await dashboard.close();
+    }
+  });
+
+  it('checks the host in a user-owned server too, and answers to the name it listens on', async () => {
+    const { source } = fakeSource();
+    const handler = dashboardHandler(source, { basePath: '/dash' });
+    const server = createServer((request, response) => {
+      if (!handler(request, response)) response.writeHead(418).end('mine');
+    });
+    const origin = await listen(server);
+    const named = await createDashboardServer({ pool: source, host: 'localhost' });
+    try {
+      expect((await get(`${origin}/dash/health.json`, { host: 'evil.example' })).status).toBe(403);
+      expect((await get(`${origin}/dash/health.json`)).status).toBe(200);
+      // The app's own routes are the app's business.
+      expect((await get(`${origin}/elsewhere`, { host: 'evil.example' })).status).toBe(418);
+      expect((await get(`${named.url}health.json`, { host: `localhost:${named.port}` })).status).toBe(200);
+    } finally {
+      handler.close();
+      await close(server);
+      await named.close();
+    }
+  });
+
+  it('asks for the token on every route when one is set', async () => {
+    const { source } = fakeSource();
+    const token = 'a-dashboard-token-for-the-tests';
+    const handler = dashboardHandler(source, { basePath: '/dash', token });
+    const server = createServer((request, response) => {
+      if (!handler(request, response)) response.writeHead(418).end('mine');
+    });
+    const origin = await listen(server);
+    try {
+      for (const path of ['/dash', '/dash/', '/dash/health.json', '/dash/events']) {
+        for (const authorization of [undefined, 'Bearer not-the-dashboard-token', `Bearer ${token}x`, `Basic ${token}`, `Bearer ${token.slice(0, -1)}`]) {
+          const answer = await get(`${origin}${path}`, authorization === undefined ? {} : { authorization });
+          expect([path, authorization, answer.status]).toEqual([path, authorization, 401]);
+          expect(answer.headers['www-authenticate']).toMatch(/^Bearer/);
+          expect(answer.body).not.toContain(token);
+        }
+        const right = await get(`${origin}${path}`, { authorization: `Bearer ${token}` });
+        expect([path, right.status]).toEqual([path, path === '/dash' ? 308 : 200]);
+      }
+      expect((await get(`${origin}/dash/?token=not-the-dashboard-token`)).status).toBe(401);
+
+      // A browser opens the page once with ?token=, and gets a cookie for the page and its feed instead.
+      const exchange = await get(`${origin}/dash/?token=${encodeURIComponent(token)}`);
+      expect(exchange.status).toBe(303);
+      expect(exchange.headers.location).toBe('/dash/');
+      const setCookie = exchange.headers['set-cookie']?.[0] ?? '';
+      expect(setCookie).toMatch(/; HttpOnly/);
+      expect(setCookie).toMatch(/; SameSite=Lax/);
+      expect(setCookie).toMatch(/; Path=\/dash\//);
+      expect(setCookie).not.toContain(token);
+      const cookie = setCookie.split(';')[0]!;
+      for (const path of ['/dash/', '/dash/health.json', '/dash/events']) {
+        expect([path, (await get(`${origin}${path}`, { cookie })).status]).toEqual([path, 200]);
+      }
+      const forged = `${cookie.split('=')[0]}=${token}`;
+      expect((await get(`${origin}/dash/health.json`, { cookie: forged })).status).toBe(401);
+      expect((await get(`${origin}/elsewhere`)).status).toBe(418);
+    } finally {
+      handler.close();
+      await close(server);
+    }
+  });
+
+  it.each([
+    [{ token: 'too-short' }, /^Invalid dashboard options: token: must be at least 16 characters/],
+    [{ token: 'sixteen or more but with spaces' }, /token: .*without spaces/],
+    [{ allowedHosts: ['https://dash.example.com/'] }, /allowedHosts\[0\]: must be a host name such as dash\.example\.com/],
+    [{ allowedHosts: ['dash.example.com:8080'] }, /allowedHosts\[0\]: must be a host name/],
+    [{ throttleMs: -1 }, /throttleMs: /],
+    [{ heartbeatMs: 0 }, /heartbeatMs: /],
+    [{ basePth: '/x' }, /basePth: unrecognized key/],
+  ])('refuses the options %j, naming the field', (options, message) => {
+    const { source } = fakeSource();
+    expect(() => dashboardHandler(source, options as never)).toThrow(message);
+  });
+
+  it('never quotes a refused token', () => {
+    const { source } = fakeSource();
+    let message = '';
+    try {
+      dashboardHandler(source, { token: 'short-secret' });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/^Invalid dashboard options: token: /);
+    expect(message).not.toContain('short-secret');
   });
 
   it('renders a page whose script is self-contained source text', () => {
@@ -330,6 +556,26 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
     // Kept beside the screenshot, so that scripts/scan-secrets.mjs checks the rendered page too.
     writeFileSync(join(root, 'test-output', 'dashboard.html'), html);
     expect(leakedKeyLabels(html)).toEqual([]);
+  });
+
+  it('opens a dashboard that asks for a token with ?token= once, then runs on a cookie', async () => {
+    const token = 'chromium-dashboard-token-0123';
+    const guarded = await createDashboardServer({ pool, token });
+    const context = await browser.newContext();
+    const guardedPage = await context.newPage();
+    try {
+      const refused = await guardedPage.goto(guarded.url);
+      expect(refused?.status()).toBe(401);
+      await guardedPage.goto(`${guarded.url}?token=${token}`);
+      // The token is gone from the address bar (and from history) once traded for the cookie.
+      expect(guardedPage.url()).toBe(guarded.url);
+      await guardedPage.waitForSelector('#connection[data-state="live"]', { timeout: 5000 });
+      await guardedPage.waitForSelector('body[data-ready="true"]', { timeout: 5000 });
+      expect(await guardedPage.locator('[data-key]').count()).toBe(4);
+    } finally {
+      await context.close();
+      await guarded.close();
+    }
   });
 
   it('starts a page opened later from the current state', async () => {

@@ -1,10 +1,12 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { HOST_NAME_RULE, normalizeHostName } from '../dashboard/access.js';
 import { createDashboardServer } from '../dashboard/server.js';
 import { createKeyPool } from '../pool.js';
 import type { KeyPool } from '../keys/pool.js';
 import { UsageError, describeFlagIssues, intFlag, parseFlags, urlFlag } from './args.js';
 import { startDashboardDemo, type DashboardDemo } from './dashboard-demo.js';
+import { DASHBOARD_TOKEN_ENV, dashboardToken, tokenHint } from './dashboard-token.js';
 import { EXIT, type CliIo } from './io.js';
 import { keyRedactor, loadKeys } from './keys.js';
 
@@ -18,9 +20,16 @@ errors, a latency sparkline) and of every model, fed by the pool's health$ over 
 With your keys (OPENROUTER_API_KEYS or --keys-file) it checks each key's credit and validity every
 --refresh-ms. With --fake it runs a demo load against the embedded fake OpenRouter: no key needed.
 
+It answers requests for localhost, IP addresses, --host and --allowed-host only (a page on another
+site cannot read it through DNS rebinding). Set ${DASHBOARD_TOKEN_ENV} (16+ characters)
+and every route asks for that token: open the page once as <url>?token=<token>, or send
+Authorization: Bearer <token>.
+
 Flags:
   -p, --port <port>        port to listen on (default 4280; 0 picks a free one)
-      --host <host>        interface to listen on (default 127.0.0.1; the page has no login)
+      --host <host>        interface to listen on (default 127.0.0.1)
+      --allowed-host <name>  another host name the page is reached by, e.g. behind a proxy
+                           (comma-separated or repeated)
       --keys-file <file>   one key per line, optionally label=key
       --base-url <url>     an OpenAI-compatible endpoint (default https://openrouter.ai/api/v1)
       --refresh-ms <ms>    how often to check each key's credit (default 60000)
@@ -32,6 +41,7 @@ Flags:
 const DASHBOARD_FLAGS = {
   port: { type: 'string', short: 'p' },
   host: { type: 'string' },
+  'allowed-host': { type: 'string', multiple: true },
   'keys-file': { type: 'string' },
   'base-url': { type: 'string' },
   'refresh-ms': { type: 'string' },
@@ -44,6 +54,11 @@ const dashboardFlagsSchema = z
   .strictObject({
     port: intFlag(0, 65_535).optional(),
     host: z.string().min(1, 'must name an interface, such as 127.0.0.1').optional(),
+    'allowed-host': z
+      .array(z.string())
+      .transform((values) => values.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value.length > 0))
+      .pipe(z.array(z.string().refine((name) => normalizeHostName(name) !== undefined, HOST_NAME_RULE)))
+      .optional(),
     'keys-file': z.string().min(1).optional(),
     'base-url': urlFlag.optional(),
     'refresh-ms': intFlag(1000, 86_400_000).optional(),
@@ -68,6 +83,7 @@ export async function dashboardCommand(argv: readonly string[], io: CliIo): Prom
   const parsed = dashboardFlagsSchema.safeParse(flags);
   if (!parsed.success) throw new UsageError(describeFlagIssues(parsed.error));
   const options = parsed.data;
+  const token = dashboardToken(io.env);
   const cwd = io.cwd ?? process.cwd();
 
   let demo: DashboardDemo | undefined;
@@ -92,11 +108,19 @@ export async function dashboardCommand(argv: readonly string[], io: CliIo): Prom
   }
   try {
     const host = options.host ?? '127.0.0.1';
-    const server = await createDashboardServer({ pool, port: options.port ?? 4280, host, title: options.fake === true ? 'openrouter-rx demo' : 'openrouter-rx' });
+    const server = await createDashboardServer({
+      pool,
+      port: options.port ?? 4280,
+      host,
+      title: options.fake === true ? 'openrouter-rx demo' : 'openrouter-rx',
+      ...(options['allowed-host'] === undefined ? {} : { allowedHosts: options['allowed-host'] }),
+      ...(token === undefined ? {} : { token }),
+    });
     try {
       io.stdout.write(redact(`dashboard: ${server.url}  (${options.fake === true ? 'demo load on the embedded fake OpenRouter' : `${pool.labels.length} key(s)`}; Ctrl-C to stop)\n`));
-      if (host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
-        io.stderr.write(`warning: listening on ${host}: anyone who can reach it sees key labels, errors and spend (never key text)\n`);
+      if (token !== undefined) io.stdout.write(`dashboard: ${tokenHint(server.url)}\n`);
+      if (token === undefined && host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
+        io.stderr.write(`warning: listening on ${host} without a token: anyone who can reach it sees key labels, errors and spend (never key text); set ${DASHBOARD_TOKEN_ENV}\n`);
       }
       await new Promise<void>((resolveStop) => {
         const signals = [io.signal, io.abortSignal].filter((signal): signal is AbortSignal => signal !== undefined);

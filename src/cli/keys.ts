@@ -22,7 +22,18 @@ export interface LoadedKeys {
 
 export const KEYS_ENV = 'OPENROUTER_API_KEYS';
 
+/**
+ * A label is a short name a person gave the key: 1 to 64 letters, digits and `. _ - : @`, starting
+ * with a letter or digit. It is printed everywhere (progress, results, dashboard), so text shaped
+ * like a key is refused as a label: a line written `key=label` would otherwise publish the key.
+ */
 const LABEL = /^[A-Za-z0-9][\w.:@-]{0,63}$/;
+
+/**
+ * Key-shaped text: an `sk-` prefix (OpenRouter's `sk-or-v1-…`, and other providers' keys), or 20 or
+ * more letters and digits in a row, which is a token (hex, base64) rather than a name.
+ */
+const KEY_SHAPED = /^sk-|[A-Za-z0-9]{20}/i;
 
 interface Entry {
   text: string;
@@ -63,22 +74,29 @@ async function loadKeysFile(path: string): Promise<LoadedKeys> {
   return { keys: toKeys(entries), source: path, warnings };
 }
 
-/** `key` or `label=key` entries to labelled keys; duplicates are reported by position, never by text. */
+/**
+ * `key` or `label=key` entries to labelled keys. Messages name the entry and what is wrong with it,
+ * never its text: either side of the `=` may be the key.
+ */
 export function toKeys(entries: readonly Entry[]): CliKey[] {
   const byKey = new Map<string, string>();
   const byLabel = new Map<string, string>();
   return entries.map((entry, index) => {
     const equals = entry.text.indexOf('=');
-    const label = equals > 0 ? entry.text.slice(0, equals).trim() : `key-${index + 1}`;
-    const key = (equals > 0 ? entry.text.slice(equals + 1) : entry.text).trim();
+    const label = equals >= 0 ? entry.text.slice(0, equals).trim() : `key-${index + 1}`;
+    const key = (equals >= 0 ? entry.text.slice(equals + 1) : entry.text).trim();
+    if (label.length === 0) throw new UsageError(`${entry.where}: nothing before '='; write label=key, or the key alone`);
+    if (KEY_SHAPED.test(label)) {
+      throw new UsageError(`${entry.where}: what comes before '=' looks like an API key, not a label: write label=key, the label first`);
+    }
     if (!LABEL.test(label)) {
-      throw new UsageError(`${entry.where}: the label "${label}" may hold letters, digits and . _ - : @ only (at most 64)`);
+      throw new UsageError(`${entry.where}: the label may hold letters, digits and . _ - : @ only, start with a letter or digit, and be at most 64 long`);
     }
     if (key.length === 0 || /\s/.test(key)) throw new UsageError(`${entry.where}: the key is empty or holds spaces`);
     const twin = byKey.get(key);
     if (twin !== undefined) throw new UsageError(`${entry.where}: the same key (${fingerprintOf(key)}) as ${twin}`);
     const sameLabel = byLabel.get(label);
-    if (sameLabel !== undefined) throw new UsageError(`${entry.where}: the label "${label}" is already used by ${sameLabel}`);
+    if (sameLabel !== undefined) throw new UsageError(`${entry.where}: the same label as ${sameLabel}`);
     byKey.set(key, entry.where);
     byLabel.set(label, entry.where);
     return { key, label };

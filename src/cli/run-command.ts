@@ -4,6 +4,7 @@ import type { KeyPool } from '../keys/pool.js';
 import { createDashboardServer, type DashboardServer } from '../dashboard/server.js';
 import { UsageError } from './args.js';
 import { runBatch, type BatchOutcome } from './batch.js';
+import { dashboardToken, tokenHint } from './dashboard-token.js';
 import { FAKE_KEYS, FAKE_MODEL, startCliFake, type FakeSetup } from './fake.js';
 import { EXIT, type CliIo } from './io.js';
 import { keyRedactor, loadKeys, type CliKey } from './keys.js';
@@ -35,6 +36,7 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
   const inputPath = resolve(cwd, options.input);
   const outPath = resolve(cwd, options.out);
   if (inputPath === outPath) throw new UsageError('--out: must not be the prompts file');
+  const token = options.dashboardPort === undefined ? undefined : dashboardToken(io.env);
 
   // Everything that can be a usage error comes first: a bad call writes nothing and sends nothing.
   const entries = await readPromptsFile(inputPath, {
@@ -95,11 +97,13 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
       ...(fake !== undefined ? { baseURL: fake.fake.baseURL } : options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
     });
     if (options.dashboardPort !== undefined) {
-      dashboard = await createDashboardServer({ pool, port: options.dashboardPort, host: '127.0.0.1', title: 'openrouter-rx run' }).catch((error: unknown) => {
-        const code = (error as NodeJS.ErrnoException).code;
-        throw code === 'EADDRINUSE' ? new UsageError(`--dashboard-port: ${options.dashboardPort} is in use; pick another`) : error;
-      });
-      say(`dashboard: ${dashboard.url}`);
+      dashboard = await createDashboardServer({ pool, port: options.dashboardPort, host: '127.0.0.1', title: 'openrouter-rx run', ...(token === undefined ? {} : { token }) }).catch(
+        (error: unknown) => {
+          const code = (error as NodeJS.ErrnoException).code;
+          throw code === 'EADDRINUSE' ? new UsageError(`--dashboard-port: ${options.dashboardPort} is in use; pick another`) : error;
+        },
+      );
+      say(`dashboard: ${dashboard.url}${token === undefined ? '' : `; ${tokenHint(dashboard.url)}`}`);
       // Credit and validity per key, for the dashboard; a failure here only shows on the page.
       pool.refreshKeyInfo().subscribe({ error: () => undefined });
     }

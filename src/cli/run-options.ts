@@ -34,6 +34,7 @@ Flags:
       --retry-failed               drop earlier failure lines from --out and run those prompts again
       --progress <mode>            auto (default: a bar on a terminal, plain lines otherwise), bar, plain, none
       --dashboard-port <port>      also serve the live health dashboard on http://127.0.0.1:<port>/
+                                   (set OPENROUTER_RX_DASHBOARD_TOKEN and it asks for that token)
       --fake                       use the embedded fake OpenRouter: no key, no network
       --fake-latency-ms <ms>       how long the fake server takes to answer (default 60)
   -h, --help                       this help

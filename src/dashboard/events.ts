@@ -7,6 +7,12 @@ import type { PoolHealth } from '../keys/health.js';
  * `throttleMs` (the last one of a burst always goes out, so the page never shows a stale state),
  * and a comment line every `heartbeatMs` so that proxies and the browser keep an idle stream open.
  * Real timers are fine here: this is a network edge, not the core.
+ *
+ * A client that reads slower than snapshots come (or stops reading) gets them coalesced: once a
+ * write is not taken at once, nothing more is written until the socket drains, and only the newest
+ * snapshot waits meanwhile. Each snapshot replaces the whole state, so skipping the ones between
+ * loses nothing, and what the server holds per client is bounded by the socket's high-water mark
+ * plus two snapshots (the one being written and the one waiting), however long the client stalls.
  */
 
 /** What the dashboard reads of a pool; a `KeyPool` is one. */
@@ -34,7 +40,26 @@ export function streamHealth(source: HealthSource, response: ServerResponse, opt
   let closed = false;
   let completed = false;
   let subscription: Subscription | undefined;
-  const heartbeat = setInterval(() => response.write(': heartbeat\n\n'), options.heartbeatMs);
+  /** The last write was not taken at once: wait for 'drain' before writing more. */
+  let waitingForDrain = false;
+  /** The newest snapshot that came while waiting for 'drain'; it replaces any older one. */
+  let waiting: PoolHealth | undefined;
+
+  const write = (text: string) => {
+    if (response.write(text)) return;
+    waitingForDrain = true;
+    response.once('drain', drained);
+  };
+  const drained = () => {
+    waitingForDrain = false;
+    const health = waiting;
+    waiting = undefined;
+    if (health !== undefined) write(frame(health));
+  };
+  // A stream that is backed up is not idle: no heartbeat then.
+  const heartbeat = setInterval(() => {
+    if (!waitingForDrain) write(': heartbeat\n\n');
+  }, options.heartbeatMs);
   heartbeat.unref?.();
   // A function declaration: the feed may complete during `subscribe`, before a const would exist.
   function teardown(): void {
@@ -43,16 +68,19 @@ export function streamHealth(source: HealthSource, response: ServerResponse, opt
     clearInterval(heartbeat);
     subscription?.unsubscribe();
     response.off('close', teardown);
+    response.off('drain', drained);
     if (!response.writableEnded) response.end();
   }
   response.on('close', teardown);
   subscription = source.health$.pipe(throttleTime(options.throttleMs, asyncScheduler, { leading: true, trailing: true })).subscribe({
     next: (health) => {
-      response.write(`data: ${JSON.stringify(health)}\n\n`);
+      if (waitingForDrain) waiting = health;
+      else write(frame(health));
     },
-    // The pool was disposed: tell the page, so it stops reconnecting.
+    // The pool was disposed: tell the page (after the newest state), so it stops reconnecting.
     complete: () => {
       completed = true;
+      if (waiting !== undefined) response.write(frame(waiting));
       response.write('event: end\ndata: {}\n\n');
       teardown();
     },
@@ -60,4 +88,8 @@ export function streamHealth(source: HealthSource, response: ServerResponse, opt
   });
   if (completed) subscription.unsubscribe();
   return teardown;
+}
+
+function frame(health: PoolHealth): string {
+  return `data: ${JSON.stringify(health)}\n\n`;
 }

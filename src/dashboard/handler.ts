@@ -1,4 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { ValidationError, formatZodError } from '../validation.js';
+import { HOST_NAME_RULE, TOKEN_PATTERN, TOKEN_RULE, dashboardAccess, normalizeHostName } from './access.js';
 import { streamHealth, type HealthSource } from './events.js';
 import { dashboardPage } from './page.js';
 
@@ -6,7 +9,9 @@ import { dashboardPage } from './page.js';
  * The dashboard as a request handler, for a user's own `node:http` server (or Express, Connect and
  * the like, which take the same `(request, response, next)` shape). It answers under `basePath`:
  * the page at `basePath/`, the SSE feed at `basePath/events` and one snapshot at
- * `basePath/health.json`; anything else is left to the caller.
+ * `basePath/health.json`; anything else is left to the caller. Those routes answer only requests
+ * that name the dashboard's own host, come from no other origin, and carry the token if one is set
+ * (`access.ts`).
  */
 
 export interface DashboardOptions {
@@ -18,6 +23,19 @@ export interface DashboardOptions {
   throttleMs?: number;
   /** Comment lines that keep an idle feed open. Default 15 s. */
   heartbeatMs?: number;
+  /**
+   * Host names the dashboard answers to (e.g. `dash.example.com` behind a proxy), besides
+   * `localhost` and IP addresses, which it always answers. Any other `Host` gets 403: that stops a
+   * page elsewhere from reading the dashboard by rebinding its own name to this machine (DNS
+   * rebinding). Names only, no port.
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * A secret every route then asks for (401 without it): `Authorization: Bearer <token>`, or, in a
+   * browser, open the page once as `<page>?token=<token>`, which trades it for a cookie. At least 16
+   * characters. Default: none.
+   */
+  token?: string;
 }
 
 export interface DashboardHandler {
@@ -35,10 +53,31 @@ function normalizeBase(basePath: string | undefined): string {
   return withSlash.replace(/\/+$/, '');
 }
 
+const hostName = z.string().transform((text, context) => {
+  const name = normalizeHostName(text);
+  if (name === undefined) context.addIssue({ code: 'custom', message: HOST_NAME_RULE });
+  return name ?? z.NEVER;
+});
+
+const optionsSchema = z.strictObject({
+  basePath: z.string().optional(),
+  title: z.string().optional(),
+  throttleMs: z.number().int().min(0).optional(),
+  // At least 1: a zero interval would write heartbeats in a busy loop.
+  heartbeatMs: z.number().int().min(1).optional(),
+  allowedHosts: z.array(hostName).optional(),
+  // The message never quotes the value: it is a secret.
+  token: z.string().regex(TOKEN_PATTERN, TOKEN_RULE).optional(),
+});
+
 export function dashboardHandler(pool: HealthSource, options: DashboardOptions = {}): DashboardHandler {
-  const base = normalizeBase(options.basePath);
-  const page = dashboardPage({ ...(options.title === undefined ? {} : { title: options.title }) });
-  const streamOptions = { throttleMs: options.throttleMs ?? 100, heartbeatMs: options.heartbeatMs ?? 15_000 };
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) throw new ValidationError(formatZodError(parsed.error, 'dashboard options'), parsed.error.issues);
+  const { basePath, title, throttleMs = 100, heartbeatMs = 15_000, allowedHosts = [], token } = parsed.data;
+  const base = normalizeBase(basePath);
+  const page = dashboardPage({ ...(title === undefined ? {} : { title }) });
+  const streamOptions = { throttleMs, heartbeatMs };
+  const allow = dashboardAccess({ allowedHosts, token, base });
   const feeds = new Set<() => void>();
 
   const handle = (request: IncomingMessage, response: ServerResponse, next?: (error?: unknown) => void): boolean => {
@@ -49,6 +88,7 @@ export function dashboardHandler(pool: HealthSource, options: DashboardOptions =
       next?.();
       return false;
     }
+    if (!allow(request, response, path === base || path === `${base}/`)) return true;
     if (path === base && base !== '') {
       // The page loads `events` relative to itself, which needs the trailing slash.
       response.writeHead(308, { location: `${base}/` }).end();

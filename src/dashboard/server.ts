@@ -1,12 +1,13 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { dashboardHandler, type DashboardOptions } from './handler.js';
 import type { HealthSource } from './events.js';
 
 /**
- * A ready-made server for the dashboard. It listens on 127.0.0.1 unless told otherwise: the page
- * has no login, and although it never shows key text, labels, errors and spend are nobody else's
- * business.
+ * A ready-made server for the dashboard. It listens on 127.0.0.1 unless told otherwise: without a
+ * `token` anyone who reaches it can read it, and although it never shows key text, labels, errors
+ * and spend are nobody else's business. It answers to the name it listens on, besides `localhost`,
+ * IP addresses and `allowedHosts`.
  */
 
 export interface DashboardServerOptions extends Omit<DashboardOptions, 'basePath'> {
@@ -28,7 +29,8 @@ export interface DashboardServer {
 
 export async function createDashboardServer(options: DashboardServerOptions): Promise<DashboardServer> {
   const { pool, port = 0, host = '127.0.0.1', ...rest } = options;
-  const handler = dashboardHandler(pool, rest);
+  // IP addresses are answered anyway; a name (`myhost.lan`) is what a browser puts in Host.
+  const handler = dashboardHandler(pool, isIP(host) === 0 ? { ...rest, allowedHosts: [...(rest.allowedHosts ?? []), host] } : rest);
   const server = createServer((request, response) => {
     if (!handler(request, response)) response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
   });
