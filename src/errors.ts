@@ -7,9 +7,10 @@ import type { Usage } from './types.js';
  * `scope` says which health record a failure touches (see `openrouter-wire.md` §5):
  * - `key`: this API key only (401, 403 key limit);
  * - `account`: every key of the same account (402, platform 429 on free models);
- * - `model`: the model and its providers, for every key (upstream 429, 5xx, no endpoints);
- * - `request`: this payload only; health is never touched (400, context length, moderation);
- * - `transport`: the connection of one attempt (network error, reset, timeout, truncated stream).
+ * - `model`: the model and its providers, for every key (upstream 429, 5xx, timeouts, streams cut
+ *   or broken after the response began);
+ * - `request`: this payload only; health is never touched (400, 404, context length, moderation);
+ * - `transport`: the connection of one attempt before any response (network error, reset).
  *
  * No message or field ever holds API key text: keys appear as their label and fingerprint.
  */
@@ -34,6 +35,7 @@ export type ErrorKind =
   | 'no_key_available'
   | 'queue_timeout'
   | 'queue_full'
+  | 'model_unavailable'
   | 'store_unavailable'
   | 'attempts_exhausted'
   | 'aborted';
@@ -249,6 +251,18 @@ export class NoKeyAvailableError extends OpenRouterError {
 export class QueueTimeoutError extends OpenRouterError {
   override name = 'QueueTimeoutError';
   override readonly kind = 'queue_timeout' as const;
+}
+
+/**
+ * Every model of the request's chain is out of service (its breaker open after failures, or
+ * half-open with its probes already out), so the request failed at once instead of holding a
+ * concurrency slot that requests for other models could use. `retryAfterMs` says when the first
+ * of its models is expected back (absent while a probe decides); the cause is that model's last
+ * error. Nothing was sent and no health was touched.
+ */
+export class ModelUnavailableError extends OpenRouterError {
+  override name = 'ModelUnavailableError';
+  override readonly kind = 'model_unavailable' as const;
 }
 
 /** The request was cancelled by its caller. */

@@ -19,6 +19,7 @@ export {
   MalformedResponseError,
   NoKeyAvailableError,
   QueueTimeoutError,
+  ModelUnavailableError,
   AbortedError,
   AttemptsExhaustedError,
   isOpenRouterError,
@@ -43,7 +44,8 @@ export { validateChatRequest, chatRequestSchema, providerPreferencesSchema, MAX_
 export { validateBalancedRequest } from './routing/balanced-request.js';
 export { providerRouting, withVariant, withoutVariant, splitVariant, MODEL_VARIANTS } from './routing/provider.js';
 export type { ModelVariant } from './routing/provider.js';
-export { classifyHttpError, retryAfterMsFrom } from './wire/index.js';
+export { classifyHttpError, retryAfterMsFrom, MAX_RETRY_AFTER_MS, DEFAULT_MAX_EVENT_BYTES } from './wire/index.js';
+export { MAX_TIMER_DELAY_MS } from './timers.js';
 
 // The pool
 export { createKeyPool } from './pool.js';

@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { inspect } from 'node:util';
 import { firstValueFrom, lastValueFrom, toArray, type Observable } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -21,7 +22,10 @@ import {
 import { startFakeOpenRouter, type FakeFault, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
 import { createOpenRouterTransport, fetchKeyInfo, parseKeyInfo, type OpenRouterTransportOptions } from '../src/transport/index.js';
 import type { ChatRequest, KeyCredential, TransportEvent } from '../src/types.js';
+import { StreamRedactor, redactText, redactValue } from '../src/transport/redact.js';
+import { errorFromSdk } from '../src/transport/sdk-errors.js';
 import { FIXTURES_DIR, fixtureNames, loadFixture } from './helpers/fixtures.js';
+import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const ALPHA: KeyCredential = { key: 'sk-or-v1-test-alpha', label: 'alpha', fingerprint: 'fp-alpha' };
 const BETA: KeyCredential = { key: 'sk-or-v1-test-beta', label: 'beta', fingerprint: 'fp-beta' };
@@ -259,7 +263,7 @@ const errorCases: ErrorCase[] = [
     retryable: false,
     status: 400,
   },
-  { name: '404 no endpoints', fault: { type: 'status', status: 404 }, type: NotFoundError, scope: 'model', retryable: true, status: 404 },
+  { name: '404 no endpoints', fault: { type: 'status', status: 404 }, type: NotFoundError, scope: 'request', retryable: false, status: 404 },
   { name: '408 timeout', fault: { type: 'status', status: 408 }, type: UpstreamError, scope: 'transport', retryable: true, status: 408 },
 ];
 
@@ -318,7 +322,7 @@ describe('createOpenRouterTransport: fixtures replayed', () => {
     'error-401-no-auth-credentials': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
     'error-401-user-not-found': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
     'error-402-insufficient-credits': ({ error }) => void expectTyped(error, { type: InsufficientCreditsError, scope: 'account', retryable: true }),
-    'error-404-no-endpoints': ({ error }) => void expectTyped(error, { type: NotFoundError, scope: 'model', retryable: true }),
+    'error-404-no-endpoints': ({ error }) => void expectTyped(error, { type: NotFoundError, scope: 'request', retryable: false }),
     'error-429-docs-example': ({ error }) => expect(expectTyped(error, { type: RateLimitError, scope: 'key', retryable: true }).retryAfterMs).toBe(60_000),
     'error-429-free-models-per-day': ({ error }) => void expectTyped(error, { type: RateLimitError, scope: 'account', retryable: true }),
     'error-429-provider-retry-after': ({ error }) => {
@@ -363,11 +367,11 @@ describe('createOpenRouterTransport: failures after the status line', () => {
     expectTyped(error, { type: UpstreamError, scope: 'model', retryable: true });
   });
 
-  it('a stream cut before any finish_reason → StreamError truncated', async () => {
+  it('a stream cut before any finish_reason → StreamError truncated, on the model (the key had answered)', async () => {
     const fake = await withFault({ type: 'cut', afterChunks: 2 }, { defaultModel: { chunkCount: 5 } });
     const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
     expect(events.length).toBe(3);
-    const typed = expectTyped(error, { type: StreamError, scope: 'transport', retryable: true });
+    const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
     expect((typed as StreamError).truncated).toBe(true);
   });
 
@@ -504,6 +508,87 @@ describe('createOpenRouterTransport: key secrecy', () => {
     await lastValueFrom(transport(BETA, chat()));
     await lastValueFrom(transport(ALPHA, chat()));
     expect(fake.requests.map((record) => record.keyLabel)).toEqual(['alpha', 'beta', 'alpha']);
+  });
+});
+
+describe('redaction', () => {
+  /** An OpenRouter-shaped key: `sk-or-v1-` and 64 hex. */
+  const LONG: KeyCredential = Object.defineProperty({ label: 'long', fingerprint: '#10ab9e' }, 'key', { value: TEST_KEYS.echoedPrefix }) as KeyCredential;
+  const secret = TEST_KEYS.echoedPrefix;
+  const leaks = (value: unknown) => leakedKeyLabels(typeof value === 'string' ? value : `${JSON.stringify(value)} ${inspect(value, { depth: Infinity })}`);
+
+  it('maps an aborted body read (a DOMException, whose message is read-only) without touching it', () => {
+    const abort = new DOMException('This operation was aborted', 'AbortError');
+    const mapped = errorFromSdk(abort, { key: ALPHA, model: MODEL });
+    expect(mapped).toBeInstanceOf(NetworkError);
+    expect(mapped.message).toBe('This operation was aborted');
+    expect(abort.message).toBe('This operation was aborted');
+  });
+
+  it('never rewrites a foreign error: the typed error holds a redacted copy of its cause', () => {
+    const text = `connect failed for ${secret} (${secret.slice(0, 24)})`;
+    const foreign = new Error(text);
+    const stack = foreign.stack;
+    const mapped = errorFromSdk(foreign, { key: LONG });
+    expect(foreign.message === text && foreign.stack === stack, 'the foreign error is untouched').toBe(true);
+    expect(mapped.message).toBe('connect failed for [key long #10ab9e] ([key long #10ab9e])');
+    expect(mapped.cause).not.toBe(foreign);
+    expect((mapped.cause as Error).message).toBe(mapped.message);
+    expect(leaks(mapped)).toEqual([]);
+    expect(leaks(String((mapped.cause as Error).stack))).toEqual([]);
+  });
+
+  it('redacts the key and any echo of its first 20 characters or more; shorter starts and ends stay', () => {
+    const text = `whole ${secret}; twenty ${secret.slice(0, 20)}…; forty ${secret.slice(0, 40)}…; twice ${secret}${secret}`;
+    // Compared as booleans: a failing comparison must not print key text.
+    const redacted = redactText(text, LONG);
+    expect(leaks(redacted)).toEqual([]);
+    expect(redacted === 'whole [key long #10ab9e]; twenty [key long #10ab9e]…; forty [key long #10ab9e]…; twice [key long #10ab9e][key long #10ab9e]').toBe(true);
+    // What OpenRouter itself shows of a key (`sk-or-v1-aa1...566`) is not distinctive: it stays readable.
+    const preview = `${secret.slice(0, 12)}...${secret.slice(-3)} and ${secret.slice(0, 19)}`;
+    expect(redactText(preview, LONG) === preview).toBe(true);
+    // A key shorter than 20 characters is matched whole only.
+    expect(redactText(`${ALPHA.key} and ${ALPHA.key.slice(0, 15)}`, ALPHA)).toBe(`[key alpha fp-alpha] and ${ALPHA.key.slice(0, 15)}`);
+  });
+
+  it('redacts at any depth, keys included; a pathological depth becomes a placeholder, never the raw value', () => {
+    let deep: unknown = { quoted: secret };
+    for (let level = 0; level < 12; level++) deep = { level, inner: deep, [secret.slice(0, 30)]: [secret] };
+    expect(leaks(redactValue(deep, LONG))).toEqual([]);
+    expect(JSON.stringify(redactValue(deep, LONG))).toContain('"quoted":"[key long #10ab9e]"');
+
+    let abyss: unknown = { quoted: secret };
+    for (let level = 0; level < 50_000; level++) abyss = { inner: abyss };
+    let cursor = redactValue(abyss, LONG);
+    let levels = 0;
+    while (typeof cursor === 'object' && cursor !== null && 'inner' in cursor) {
+      cursor = cursor.inner;
+      levels += 1;
+    }
+    expect(levels).toBeGreaterThan(8);
+    expect(typeof cursor).toBe('string');
+    expect(leaks(String(cursor))).toEqual([]);
+
+    const cyclic: Record<string, unknown> = { quoted: secret };
+    cyclic['self'] = cyclic;
+    expect(leaks(inspect(redactValue(cyclic, LONG), { depth: 4 }))).toEqual([]);
+  });
+
+  it('a stream redactor catches the key, or its first 20 characters, split at any point of the pieces', () => {
+    const text = `a ${secret.slice(0, 20)}, b ${secret} c ${secret.slice(0, 33)}!`;
+    const expected = redactText(text, LONG);
+    expect(leaks(expected)).toEqual([]);
+    for (let first = 1; first < text.length; first++) {
+      for (const second of [first + 1, first + 7, first + 21]) {
+        const redactor = new StreamRedactor(LONG);
+        const out = [text.slice(0, first), text.slice(first, second), text.slice(second)].map((piece) => redactor.push(piece)).join('') + redactor.flush();
+        if (out !== expected) expect.fail(`split at ${first}/${second}: ${leaks(out).length === 0 ? 'wrong text' : 'key text released'}`);
+      }
+    }
+    // A start of the key held back at the end is released by flush, redacted if it is distinctive.
+    const held = new StreamRedactor(LONG);
+    expect(held.push(`tail ${secret.slice(0, 25)}`) === 'tail ').toBe(true);
+    expect(held.flush() === '[key long #10ab9e]').toBe(true);
   });
 });
 

@@ -154,9 +154,9 @@ describe('classifyHttpError: fixtures', () => {
     expect(error.message).toMatch(/can only afford 10114/);
   });
 
-  it('404 no endpoints → NotFoundError, model scope', () => {
+  it('404 no endpoints → NotFoundError, request scope: a configuration error, not a sick model', () => {
     const error = fromFixture('error-404-no-endpoints');
-    expectError(error, { type: NotFoundError, scope: 'model', retryable: true });
+    expectError(error, { type: NotFoundError, scope: 'request', retryable: false });
     expect(error.model).toBe('openai/gpt-4o');
   });
 
@@ -447,9 +447,9 @@ describe('parseStreamChunk: hand-written shapes', () => {
     if (result.kind === 'error') expect(result.error).toMatchObject({ kind: 'stream', scope: 'model', retryable: true });
   });
 
-  it('native_finish_reason "network_error" → StreamError on the transport', () => {
+  it('native_finish_reason "network_error" → StreamError on the model (OpenRouter lost its provider)', () => {
     const result = parseStreamChunk(chunk({ finish_reason: null, native_finish_reason: 'network_error' }), context);
-    expect(result.kind === 'error' && result.error).toMatchObject({ kind: 'stream', scope: 'transport', retryable: true });
+    expect(result.kind === 'error' && result.error).toMatchObject({ kind: 'stream', scope: 'model', retryable: true });
   });
 
   it('an error event with choices: [] or with a string code', () => {

@@ -91,6 +91,7 @@ export const keyPoolConfigSchema = z
     rateLimitCooldownMs: z.number().int().nonnegative().optional(),
     maxRateLimitCooldownMs: z.number().int().nonnegative().optional(),
     exhaustedRetryMs: positiveInt.optional(),
+    maxModelRecords: positiveInt.optional(),
     queue: z
       .strictObject({ maxSize: positiveInt.optional(), timeoutMs: positiveInt.optional() })
       .optional(),
@@ -156,6 +157,8 @@ export interface ResolvedPoolConfig {
   rateLimitCooldownMs: number;
   maxRateLimitCooldownMs: number;
   exhaustedRetryMs: number;
+  /** Model health records kept before idle, healthy ones are dropped (least recently used first). */
+  maxModelRecords: number;
   queue: { maxSize: number; timeoutMs: number | undefined };
   strategy: StrategyLike;
   defaultCompletionTokens: number;
@@ -210,6 +213,7 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
     rateLimitCooldownMs: config.rateLimitCooldownMs ?? 1_000,
     maxRateLimitCooldownMs: config.maxRateLimitCooldownMs ?? 60_000,
     exhaustedRetryMs: config.exhaustedRetryMs ?? 15 * 60_000,
+    maxModelRecords: config.maxModelRecords ?? 1_000,
     queue: { maxSize: config.queue?.maxSize ?? Infinity, timeoutMs: config.queue?.timeoutMs },
     strategy: (config.strategy ?? 'powerOfTwo') as StrategyLike,
     defaultCompletionTokens: config.defaultCompletionTokens ?? 512,

@@ -18,6 +18,7 @@ import {
 } from 'rxjs';
 import {
   AbortedError,
+  ModelUnavailableError,
   NoKeyAvailableError,
   QueueFullError,
   QueueTimeoutError,
@@ -44,6 +45,7 @@ import {
 } from './health.js';
 import { createMemoryStore, type AdmissionPlan, type Reservation, type ReserveResult, type ScopeDefinition, type StateChange, type StateStore } from './state-store.js';
 import { estimateTokens } from './tokens.js';
+import { scheduleAfter } from '../timers.js';
 import { balance, type BalanceEvent, type BalanceOptions, type ChunkEvent, type CompletionEvent, type RestartEvent } from '../operators/balance.js';
 
 /** A key slot held by one attempt. Unsubscribing from `pool.acquire` (or `release()`) frees it. */
@@ -228,6 +230,8 @@ class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate {
 
 class ModelEntry extends PublishedEntity<ModelHealth> {
   parkedUntil = 0;
+  /** Scheduler time of the last request that named it: idle records go first when over the cap. */
+  lastUsedAt: number;
 
   constructor(
     readonly model: string,
@@ -235,9 +239,26 @@ class ModelEntry extends PublishedEntity<ModelHealth> {
     /** The `models` limit patterns this model matches. */
     readonly limitPatterns: readonly string[],
     build: (entry: ModelEntry) => ModelHealth,
+    now: number,
   ) {
     super(build as (entity: never) => ModelHealth);
+    this.lastUsedAt = now;
     this.publishFirst();
+  }
+
+  /**
+   * Nothing would be lost by dropping the record: no request holds or waits on it by its breaker,
+   * no cooldown runs, nobody watches it, and its breaker has nothing to remember.
+   */
+  isIdleAndHealthy(now: number): boolean {
+    return (
+      this.inFlight === 0 &&
+      this.refreshTimer === undefined &&
+      this.parkedUntil <= now &&
+      this.breaker.state === 'closed' &&
+      this.breaker.consecutiveFailures === 0 &&
+      !this.subject.observed
+    );
   }
 }
 
@@ -418,6 +439,8 @@ class Pool implements KeyPool {
   private drainAgain = false;
   private wakeAt = Infinity;
   private announcedQueueLength = 0;
+  /** A model record was added or dropped since `health$` was last told. */
+  private modelSetChanged = false;
   private defaultBalance: OperatorFunction<ChatRequest, BalanceEvent> | undefined;
   private wakeTimer: Subscription | undefined;
   private disposed = false;
@@ -482,16 +505,39 @@ class Pool implements KeyPool {
 
   private modelEntry(model: string): ModelEntry {
     let entry = this.models.get(model);
-    if (entry === undefined) {
+    if (entry !== undefined) {
+      entry.lastUsedAt = this.now();
+    } else {
+      if (this.models.size >= this.config.maxModelRecords) this.evictIdleModels();
       const patterns = Object.keys(this.config.models).filter((pattern) => {
         const limits = this.config.models[pattern]!;
         return patternMatches(pattern, model) && (limits.rpm !== undefined || limits.tpm !== undefined || limits.maxConcurrent !== undefined || (limits.quotas?.length ?? 0) > 0);
       });
-      entry = new ModelEntry(model, new Breaker(this.config.modelBreaker), patterns, (self) => this.buildModelHealth(self, this.now()));
+      entry = new ModelEntry(model, new Breaker(this.config.modelBreaker), patterns, (self) => this.buildModelHealth(self, this.now()), this.now());
       this.models.set(model, entry);
       this.dirtyModels.add(entry);
+      this.modelSetChanged = true;
     }
     return entry;
+  }
+
+  /**
+   * Keeps the model records bounded (a pool sent 20,000 model ids must not carry 20,000 records):
+   * drops idle, healthy records, least recently used first, down to 90 % of `maxModelRecords`, so
+   * the scan runs once per many new models. Records with something to remember stay, so the
+   * count may exceed the cap while that many models are failing, busy or watched.
+   */
+  private evictIdleModels(): void {
+    const now = this.now();
+    const target = Math.floor(this.config.maxModelRecords * 0.9);
+    const idle = [...this.models.values()].filter((entry) => entry.isIdleAndHealthy(now)).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    for (const entry of idle.slice(0, Math.max(0, this.models.size - target))) {
+      this.models.delete(entry.model);
+      this.dirtyModels.delete(entry);
+      for (const key of this.entries) key.plans.delete(entry.model);
+      entry.subject.complete();
+    }
+    this.modelSetChanged = true;
   }
 
   // ---------------------------------------------------------------- public reads
@@ -578,7 +624,8 @@ class Pool implements KeyPool {
     if (this.disposed) return;
     const now = this.now();
     const keysChanged = this.publish(this.dirtyKeys, this.keyRecords, now);
-    const modelsChanged = this.publish(this.dirtyModels, this.modelRecords, now);
+    const modelsChanged = this.publish(this.dirtyModels, this.modelRecords, now) || this.modelSetChanged;
+    this.modelSetChanged = false;
     this.announce(keysChanged || modelsChanged);
   }
 
@@ -646,14 +693,14 @@ class Pool implements KeyPool {
     if (until === null || until === entity.refreshAt) return;
     entity.refreshTimer?.unsubscribe();
     entity.refreshAt = until;
-    entity.refreshTimer = this.scheduler.schedule(() => {
+    entity.refreshTimer = scheduleAfter(this.scheduler, until - this.now(), () => {
       entity.refreshAt = Infinity;
       entity.refreshTimer = undefined;
       if (entity instanceof KeyEntry) this.dirtyKeys.add(entity);
       else this.dirtyModels.add(entity);
       this.flush();
       this.drain();
-    }, Math.max(0, until - this.now()));
+    });
   }
 
   private markAccount(account: AccountEntry): void {
@@ -691,6 +738,49 @@ class Pool implements KeyPool {
       return model.breaker.admits();
     }
     return true;
+  }
+
+  /** Out of service by its breaker: open, or half-open with its probes out. A 429 park is a wait, not this. */
+  private modelOutOfService(model: ModelEntry, now: number): boolean {
+    if (model.breaker.state === 'closed') return false;
+    if (model.breaker.advance(now)) this.dirtyModels.add(model);
+    return !model.breaker.admits();
+  }
+
+  /**
+   * The refusal of a ticket that could not be placed because every model of its chain is out of
+   * service; undefined when it waits for a key instead. Such a ticket never waits in the queue: it
+   * would hold its caller's concurrency slot (a `balance` slot) that requests for healthy models
+   * could use, so it fails at once and the caller decides whether to wait (`balance` waits
+   * without its slot, up to its `modelWaitMs`).
+   */
+  private modelsUnavailable(ticket: Ticket, now: number): ModelUnavailableError | undefined {
+    const models = ticket.options.models.map((id) => this.modelEntry(id));
+    if (models.length === 0 || !models.every((model) => this.modelOutOfService(model, now))) return undefined;
+    // Known return times (open breakers); a half-open model's return hangs on its probe.
+    const backAt = Math.min(...models.map((model) => (model.breaker.state === 'open' ? model.breaker.openUntil : Infinity)));
+    const described = models.map((model) => {
+      const state = model.breaker.state === 'open' ? `breaker open for another ${Math.ceil((model.breaker.openUntil - now) / 1000)} s` : 'breaker half-open, its probe still out';
+      return `${model.model} (${state}${model.lastError === null ? '' : `; last error: ${model.lastError.message}`})`;
+    });
+    const last = models.find((model) => model.lastError !== null)?.lastError ?? null;
+    return new ModelUnavailableError({
+      message: `every model of the request is out of service: ${described.join(', ')}`,
+      scope: 'model',
+      retryable: true,
+      ...(Number.isFinite(backAt) ? { retryAfterMs: Math.max(0, backAt - now) } : {}),
+      ...(last?.status === undefined ? {} : { status: last.status }),
+      model: models[0]!.model,
+    });
+  }
+
+  /** Fails a ticket that is out of the queue; it never got a key. */
+  private refuse(ticket: Ticket, error: OpenRouterError): void {
+    ticket.cancelled = true;
+    ticket.timeout?.unsubscribe();
+    // No retry operator may take it: the route's every model is out, and time, not another key, mends that.
+    error.routeExhausted = true;
+    ticket.reject(error);
   }
 
   /** Finds a key for the ticket now, trying its models in order; undefined when none fits. */
@@ -771,7 +861,6 @@ class Pool implements KeyPool {
       return;
     }
     this.dequeue(ticket);
-    ticket.timeout?.unsubscribe();
     const lease = this.lease(entry, model, result.reservation, now);
     this.flush();
     ticket.admit(lease);
@@ -857,13 +946,20 @@ class Pool implements KeyPool {
     }
     const timeoutMs = ticket.options.queueTimeoutMs ?? this.config.queue.timeoutMs;
     if (timeoutMs !== undefined) {
-      ticket.timeout = this.scheduler.schedule(() => {
+      ticket.timeout = scheduleAfter(this.scheduler, timeoutMs, () => {
         ticket.cancelled = true;
         this.dequeue(ticket);
         ticket.reject(new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }));
-      }, timeoutMs);
+      });
     }
-    if (this.queue.length === 0 && this.tryAdmit(ticket, this.now())) return;
+    const now = this.now();
+    if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
+    const unavailable = this.modelsUnavailable(ticket, now);
+    if (unavailable !== undefined) {
+      this.refuse(ticket, unavailable);
+      this.flush();
+      return;
+    }
     if (this.queue.length >= this.config.queue.maxSize) {
       ticket.timeout?.unsubscribe();
       ticket.reject(new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }));
@@ -912,10 +1008,7 @@ class Pool implements KeyPool {
       do {
         this.drainAgain = false;
         if (this.entries.every((entry) => entry.disabled)) {
-          for (const ticket of this.queue.splice(0)) {
-            ticket.timeout?.unsubscribe();
-            ticket.reject(this.noKeyError());
-          }
+          for (const ticket of this.queue.splice(0)) this.refuse(ticket, this.noKeyError());
           break;
         }
         const now = this.now();
@@ -929,11 +1022,15 @@ class Pool implements KeyPool {
           }
           // Out of the queue while its reservation is under way; a refusal puts it back.
           this.queue.splice(index, 1);
-          if (!this.tryAdmit(ticket, now)) {
-            this.queue.splice(index, 0, ticket);
-            blocked.add(ticket.signature);
-            index++;
+          if (this.tryAdmit(ticket, now)) continue;
+          const unavailable = this.modelsUnavailable(ticket, now);
+          if (unavailable !== undefined) {
+            this.refuse(ticket, unavailable);
+            continue;
           }
+          this.queue.splice(index, 0, ticket);
+          blocked.add(ticket.signature);
+          index++;
         }
       } while (this.drainAgain);
     } finally {
@@ -980,11 +1077,11 @@ class Pool implements KeyPool {
     if (!Number.isFinite(at) || (this.wakeTimer !== undefined && this.wakeAt <= at)) return;
     this.wakeTimer?.unsubscribe();
     this.wakeAt = at;
-    this.wakeTimer = this.scheduler.schedule(() => {
+    this.wakeTimer = scheduleAfter(this.scheduler, at - this.now(), () => {
       this.wakeTimer = undefined;
       this.wakeAt = Infinity;
       this.drain();
-    }, Math.max(0, at - this.now()));
+    });
   }
 
   // ---------------------------------------------------------------- outcomes
@@ -1016,7 +1113,8 @@ class Pool implements KeyPool {
       model.usage = addUsage(model.usage, outcome.usage, true);
       this.dirtyModels.add(model);
     } else {
-      this.applyFailure(entry, model, outcome.error, now);
+      if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
+      else this.applyFailure(entry, model, outcome.error, now);
       if (outcome.usage !== undefined) {
         // Billed tokens of a failed attempt still count: OpenRouter charged them.
         if (entry !== undefined) entry.usage = addUsage(entry.usage, outcome.usage, false);
@@ -1025,6 +1123,23 @@ class Pool implements KeyPool {
     }
     this.flush();
     this.drain();
+  }
+
+  /**
+   * A request-scoped error (400, 404, context length, moderation): the key authenticated and the
+   * model answered, the payload was at fault. That is no failure of either, and it settles a
+   * half-open probe: a model probed only by requests it refuses (a 404 for a misspelt id) would
+   * otherwise stay half-open for good.
+   */
+  private settleProbes(entry: KeyEntry | undefined, model: ModelEntry, now: number): void {
+    if (entry !== undefined && entry.breaker.state === 'half-open') {
+      entry.breaker.succeed(now);
+      this.dirtyKeys.add(entry);
+    }
+    if (model.breaker.state === 'half-open') {
+      model.breaker.succeed(now);
+      this.dirtyModels.add(model);
+    }
   }
 
   private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {

@@ -1,5 +1,6 @@
 import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike, type Subscription } from 'rxjs';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../errors.js';
+import { MAX_TIMER_DELAY_MS, scheduleAfter } from '../timers.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 export interface AttemptTimeoutsConfig {
@@ -59,7 +60,7 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
         );
       };
       const arm = (ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token', limitMs: number) =>
-        scheduler.schedule(() => fire(ErrorClass, phase, limitMs), limitMs);
+        scheduleAfter(scheduler, limitMs, () => fire(ErrorClass, phase, limitMs));
       /**
        * One idle timer per attempt, not one per chunk: when it fires it checks the time since the
        * last chunk and sleeps again for what is left (re-arming a timer per token costs more than
@@ -69,8 +70,8 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
         scheduler.schedule(function (this: SchedulerAction<unknown>) {
           const quietMs = scheduler.now() - lastEventAt;
           if (quietMs >= idleMs) fire(IdleTimeoutError, 'idle', idleMs);
-          else this.schedule(undefined, idleMs - quietMs);
-        }, idleMs);
+          else this.schedule(undefined, Math.min(idleMs - quietMs, MAX_TIMER_DELAY_MS));
+        }, Math.min(idleMs, MAX_TIMER_DELAY_MS));
 
       upstream = source.subscribe({
         next: (event) => {

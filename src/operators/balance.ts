@@ -1,10 +1,11 @@
-import { Observable, map, mergeMap, of, type OperatorFunction } from 'rxjs';
-import { AttemptsExhaustedError, BadRequestError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
+import { Observable, Subscription, map, of, type OperatorFunction } from 'rxjs';
+import { z } from 'zod';
+import { AttemptsExhaustedError, BadRequestError, ModelUnavailableError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
 import type { KeyPool } from '../keys/pool.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../routing/strategies.js';
 import type { ChatRequest, Completion, FinishReason, Usage } from '../types.js';
-import { ValidationError } from '../validation.js';
+import { ValidationError, formatZodError } from '../validation.js';
 import { attemptRecordOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { circuitBreaker } from './circuit-breaker.js';
@@ -13,6 +14,8 @@ import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-l
 import { retryTransient, type RetryTransientConfig } from './retry-transient.js';
 import type { MidStreamErrorMode } from './retry-loop.js';
 import { withKeyRotation } from './with-key-rotation.js';
+import { mergeWithSlots, type Slot } from './merge-with-slots.js';
+import { scheduleAfter } from '../timers.js';
 
 export interface BalanceOptions {
   /** Requests in flight at once (mergeMap's cap). Default 16. */
@@ -37,7 +40,38 @@ export interface BalanceOptions {
   timeouts?: Omit<AttemptTimeoutsConfig, 'scheduler'> | false;
   /** Next models of the chain also handed to OpenRouter's server-side fallback (0 to 2). Default 0. */
   serverFallbacks?: 0 | 1 | 2;
+  /**
+   * How long a request may wait while every model of its chain is out of service (breaker open,
+   * or half-open with its probe out) before it fails with `ModelUnavailableError`. It waits
+   * without its concurrency slot, so requests for other models run meanwhile. Default 30 s (the
+   * longest default breaker cooldown); 0 fails at once.
+   */
+  modelWaitMs?: number;
 }
+
+const positiveInt = z.number().int().positive();
+const settingsOrOff = z.union([z.literal(false), z.record(z.string(), z.unknown())]).optional();
+
+/** `BalanceOptions` at the edge: a typo or a cap that can only stall fails here, naming the field. */
+const balanceOptionsSchema = z.strictObject({
+  concurrency: z.union([positiveInt, z.literal(Infinity)]).optional(),
+  strategy: z.unknown().optional(),
+  priority: z.union([z.number().finite(), z.custom<(request: ChatRequest) => number>((value) => typeof value === 'function', 'expected a number or a function')]).optional(),
+  queueTimeoutMs: positiveInt.optional(),
+  rateLimit: settingsOrOff,
+  transient: settingsOrOff,
+  onMidStreamError: z.enum(['error', 'restart']).optional(),
+  maxAttemptsPerModel: positiveInt.optional(),
+  fallback: settingsOrOff,
+  timeouts: z
+    .union([z.literal(false), z.strictObject({ totalMs: positiveInt.optional(), firstTokenMs: positiveInt.optional(), idleMs: positiveInt.optional() })])
+    .optional(),
+  serverFallbacks: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
+  modelWaitMs: z.number().int().nonnegative().optional(),
+});
+
+/** How often a request waiting on a half-open model (its probe out) looks again. */
+const MODEL_PROBE_POLL_MS = 250;
 
 export interface ChunkEvent {
   type: 'chunk';
@@ -107,7 +141,14 @@ interface StreamedAnswer {
  * errors become `failed`, and a pipeline that completes without an answer becomes a `failed`
  * with a truncation error, never a silent success.
  */
-function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, attempts$: Observable<AttemptEvent>): Observable<BalanceEvent> {
+function toBalanceEvents(
+  pool: KeyPool,
+  requestId: string,
+  startedAt: number,
+  attempts$: Observable<AttemptEvent>,
+  slot: Slot,
+  modelWaitMs: number,
+): Observable<BalanceEvent> {
   return new Observable<BalanceEvent>((subscriber) => {
     const records: AttemptRecord[] = [];
     let attempts = 0;
@@ -135,8 +176,30 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
       });
       subscriber.complete();
     };
-    const subscription = attempts$.subscribe({
-      next: (event) => {
+    const subscription = new Subscription();
+    /** When every model of the request was first found out of service. */
+    let modelsOutSince: number | undefined;
+    /**
+     * Every model out of service: wait outside the concurrency slot (requests for other models
+     * take it meanwhile) until the first model is due back, then take a slot again and retry.
+     * Returns false once `modelWaitMs` is spent: then the refusal is the outcome.
+     */
+    const awaitModels = (error: ModelUnavailableError): boolean => {
+      const now = pool.scheduler.now();
+      modelsOutSince ??= now;
+      const leftMs = modelsOutSince + modelWaitMs - now;
+      // No use waiting for a model known to stay out past the deadline.
+      if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
+      slot.release();
+      // A half-open model's return hangs on its probe: look again soon.
+      const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS);
+      subscription.add(
+        scheduleAfter(pool.scheduler, waitMs, () => subscription.add(slot.reacquire().subscribe(() => subscription.add(attempts$.subscribe(observer))))),
+      );
+      return true;
+    };
+    const observer = {
+      next: (event: AttemptEvent) => {
         switch (event.type) {
           case 'attempt':
             attempts = event.attempt;
@@ -208,13 +271,15 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
       },
       error: (thrown: unknown) => {
         const error = toOpenRouterError(thrown);
+        if (error instanceof ModelUnavailableError && awaitModels(error)) return;
         billed = addUsage(billed, error.usage);
         fail(error);
       },
       complete: () => {
         if (!settled) fail(new StreamError({ message: 'the attempt ended without an answer', scope: 'transport', retryable: false, truncated: true }));
       },
-    });
+    };
+    subscription.add(attempts$.subscribe(observer));
     return subscription;
   });
 }
@@ -226,6 +291,8 @@ function toBalanceEvents(pool: KeyPool, requestId: string, startedAt: number, at
  * request never errors the output stream. Unsubscribing aborts every request in flight.
  */
 export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
+  const checked = balanceOptionsSchema.safeParse(options);
+  if (!checked.success) throw new ValidationError(formatZodError(checked.error, 'balance options'), checked.error.issues);
   const onMidStreamError = options.onMidStreamError ?? 'error';
   const rotation = withKeyRotation(pool, {
     ...(options.strategy === undefined ? {} : { strategy: options.strategy }),
@@ -241,7 +308,9 @@ export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFu
   const transientRetry = options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
   let sequence = 0;
 
-  const run = ({ input, arrivedAt }: { input: ChatRequest; arrivedAt: number }): Observable<BalanceEvent> => {
+  const modelWaitMs = options.modelWaitMs ?? 30_000;
+
+  const run = ({ input, arrivedAt }: { input: ChatRequest; arrivedAt: number }, slot: Slot): Observable<BalanceEvent> => {
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
     let request: ChatRequest;
     try {
@@ -256,13 +325,13 @@ export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFu
     if (rateLimitRetry !== undefined) attempts$ = attempts$.pipe(rateLimitRetry);
     if (modelFallback !== undefined) attempts$ = attempts$.pipe(modelFallback);
     if (transientRetry !== undefined) attempts$ = attempts$.pipe(transientRetry);
-    return toBalanceEvents(pool, requestId, arrivedAt, attempts$);
+    return toBalanceEvents(pool, requestId, arrivedAt, attempts$, slot, modelWaitMs);
   };
 
   // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot.
   return (requests) =>
     requests.pipe(
       map((input) => ({ input, arrivedAt: pool.scheduler.now() })),
-      mergeMap(run, options.concurrency ?? 16),
+      mergeWithSlots(run, options.concurrency ?? 16),
     );
 }

@@ -1,5 +1,6 @@
 import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
+import { scheduleAfter } from '../timers.js';
 import { attemptRecordOf, carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 export type MidStreamErrorMode = 'error' | 'restart';
@@ -48,10 +49,10 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
     const boundWait = (lastError: OpenRouterError, delayMs: number) => {
       if (policy.maxWaitMs === undefined) return;
       timer?.unsubscribe();
-      timer = policy.scheduler.schedule(() => {
+      timer = scheduleAfter(policy.scheduler, delayMs + policy.maxWaitMs, () => {
         inner?.unsubscribe();
         subscriber.error(new AttemptsExhaustedError(lastError, records));
-      }, delayMs + policy.maxWaitMs);
+      });
     };
 
     const subscribeSource = () => {
@@ -121,7 +122,7 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
       });
       boundWait(error, delayMs);
       if (delayMs > 0) {
-        const retryTimer = policy.scheduler.schedule(() => subscribeSource(), delayMs);
+        const retryTimer = scheduleAfter(policy.scheduler, delayMs, () => subscribeSource());
         subscriber.add(retryTimer);
       } else {
         subscribeSource();

@@ -99,7 +99,9 @@ export function truncatedStreamError(attempt: AttemptIdentity, cause?: unknown):
   const reason = cause instanceof Error ? `: ${describeCause(cause)}` : '';
   return new StreamError({
     message: `stream ended before any finish_reason (truncated answer)${reason}`,
-    scope: 'transport',
+    // The response had begun, so the key and the connection to OpenRouter worked: the provider
+    // behind the model cut the answer (openrouter-wire.md §6), and the model's health pays.
+    scope: 'model',
     retryable: true,
     truncated: true,
     keyLabel: attempt.key.label,

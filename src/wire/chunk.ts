@@ -95,7 +95,7 @@ export function parseStreamChunk(chunk: unknown, context: WireContext): StreamCh
       kind: 'error',
       error: new StreamError({
         message: 'stream failed between OpenRouter and the provider (native_finish_reason "network_error")',
-        scope: 'transport',
+        scope: 'model',
         retryable: true,
         model: content.model ?? context.model,
         providerName: content.provider,
@@ -164,7 +164,7 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
       kind: 'error',
       error: new NetworkError({
         message: 'completion failed between OpenRouter and the provider (native_finish_reason "network_error")',
-        scope: 'transport',
+        scope: 'model',
         retryable: true,
         model,
         providerName: provider,

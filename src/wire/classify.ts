@@ -30,10 +30,12 @@ import { retryAfterMsFrom } from './retry-after.js';
  * knowing:
  * - 401 is retryable: the key is dead (scope `key`), a sibling key may serve the request;
  * - 402 credits and 403 guardrail are retryable: another account's key may serve it;
- * - 404 is retryable with scope `model`: this model never serves it, the next model may;
- * - context length and moderation are request-scoped and not retryable, although a fallback chain
- *   may still hand the request to a different model (they are "request × model" in §5; branch on
- *   `kind` `context_length` / `content_policy`).
+ * - 404 (unknown model, no endpoint left after the request's filters) is request-scoped and not
+ *   retryable: a misspelt model id is a configuration error, not a sick model, so it never opens
+ *   the model's breaker;
+ * - 404, context length and moderation are request-scoped and not retryable, although a fallback
+ *   chain may still hand the request to a different model (they are "request × model" in §5;
+ *   branch on `kind` `not_found` / `context_length` / `content_policy`).
  */
 
 type ErrorConstructor = new (options: OpenRouterErrorOptions) => OpenRouterError;
@@ -159,7 +161,7 @@ function decide(status: number, parsed: ParsedErrorBody | undefined, origin: Err
       if (isModeration(parsed, signals)) return { type: ContentPolicyError, scope: 'request' };
       return { type: PermissionDeniedError, scope: 'account' };
     case 404:
-      return { type: NotFoundError, scope: 'model' };
+      return { type: NotFoundError, scope: 'request' };
     case 408:
       // The request timed out on the way: transient, tied to this attempt rather than a target.
       return { type: UpstreamError, scope: 'transport' };

@@ -12,9 +12,21 @@ import { isRecord, numberField, parseJsonBody, recordField } from './values.js';
  * 6. `error.availability.retry_after` (seconds, the minimum across the providers tried).
  *
  * A source that holds garbage is skipped, not trusted. The answer is never negative: a date or a
- * reset time already past means "now" (0).
+ * reset time already past means "now" (0), and never more than `MAX_RETRY_AFTER_MS`.
  */
 export function retryAfterMsFrom(headers: HeaderLookup, body: unknown, nowMs: number): number | undefined {
+  const hint = unclampedRetryAfterMs(headers, body, nowMs);
+  return hint === undefined ? undefined : Math.min(hint, MAX_RETRY_AFTER_MS);
+}
+
+/**
+ * The longest wait a server hint may impose: one day, the longest real OpenRouter window (a daily
+ * free-model cap resets at the next 00:00 UTC). A longer `Retry-After` is a broken or hostile
+ * upstream; the target is tried again after a day, and a refusal then parks it again.
+ */
+export const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
+
+function unclampedRetryAfterMs(headers: HeaderLookup, body: unknown, nowMs: number): number | undefined {
   const fromHeaders = retryAfterMsFromHeaders(headers, nowMs);
   if (fromHeaders !== undefined) return fromHeaders;
 

@@ -1,0 +1,262 @@
+/**
+ * A model that is out of service must not hold up requests for other models. The pool never queues
+ * a request whose every model has its breaker open: it refuses it with `ModelUnavailableError`.
+ * `balance` then waits for the model without the request's concurrency slot, up to `modelWaitMs`,
+ * and fails it with that error after. A 404 is a request error, never a model failure. Model
+ * records stay bounded however many model ids pass.
+ */
+import { from, of, type Observable } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { ModelUnavailableError } from '../src/errors.js';
+import { classifyHttpError } from '../src/wire/classify.js';
+import { balance, type BalanceEvent, type FailedEvent } from '../src/operators/balance.js';
+import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/timers.js';
+import type { ChatRequest, TransportEvent } from '../src/types.js';
+import { answerEvent, modelScriptedPoolFactory, providerUnavailable } from './model-support.js';
+import { newTestScheduler, predictablePool } from './support.js';
+
+const makePool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1' }]);
+const makeOneSlotPool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1', limits: { maxConcurrent: 1 } }]);
+
+function request(id: string, model: string): ChatRequest {
+  return { id, model, messages: [{ role: 'user', content: id }] };
+}
+
+const modelBreaker = { consecutiveFailures: 2, cooldownMs: 1_000, maxCooldownMs: 1_000 };
+
+/** `"<frame> <id> <completion|failed kind>"` for each terminal event of `balance`. */
+function terminals(scheduler: { now(): number }, events$: Observable<BalanceEvent>): string[] {
+  const log: string[] = [];
+  events$.subscribe((event) => {
+    if (event.type === 'completion') log.push(`${scheduler.now()} ${event.requestId} completion`);
+    if (event.type === 'failed') log.push(`${scheduler.now()} ${event.requestId} ${event.error.kind}`);
+  });
+  return log;
+}
+
+describe('a model out of service', () => {
+  it('waits for its model without a concurrency slot: requests for a healthy model keep running, and the wait is bounded', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      // The dead model fails each call after 5 frames; the healthy one answers after 10.
+      const deadCall = () => cold<TransportEvent>('-----#', undefined, providerUnavailable());
+      const okCall = (id: string) => cold<TransportEvent>('----------(a|)', { a: answerEvent(id, 'ok', 'ok') });
+      const scripts = {
+        dead: Array.from({ length: 20 }, deadCall),
+        ok: Array.from({ length: 20 }, (_, index) => okCall(`ok-${index + 1}`)),
+      };
+      const { pool, calls } = makePool(scheduler, scripts, { modelBreaker });
+      const requests = Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? request(`d${index}`, 'dead') : request(`h${index}`, 'ok')));
+      const log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 2, transient: false, modelWaitMs: 5_000 })));
+      flush();
+
+      // Two calls opened the dead model's breaker; then one probe per cooldown, nothing more.
+      expect(calls.filter((call) => call.model === 'dead').length).toBeLessThanOrEqual(2 + 5);
+      const deadOutcomes = log.filter((line) => / d\d+ /.test(line));
+      expect(deadOutcomes).toHaveLength(10);
+      // Each cooldown lets one request probe the dead model (and fail with its 503); the rest
+      // waited without their slot and failed with the reason once 5 s could not bring it back.
+      const refused = deadOutcomes.filter((line) => line.endsWith('model_unavailable'));
+      expect(refused.length).toBeGreaterThanOrEqual(3);
+      for (const line of deadOutcomes) expect(Number(line.split(' ')[0])).toBeLessThanOrEqual(5_100);
+      // Every healthy request answered, one slot's worth of 10-frame answers after another:
+      // no healthy request waited for the dead model's 1,000-frame cooldown.
+      const healthy = log.filter((line) => / h\d+ /.test(line));
+      expect(healthy).toHaveLength(10);
+      expect(healthy.every((line) => line.endsWith('completion'))).toBe(true);
+      expect(Math.max(...healthy.map((line) => Number(line.split(' ')[0])))).toBeLessThan(100);
+      expect(pool.snapshot().queued).toBe(0);
+    });
+  });
+
+  it('refuses thousands of requests in a row without growing the stack', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      let calls = 0;
+      const transport = () => {
+        calls++;
+        return cold<TransportEvent>('-#', undefined, providerUnavailable());
+      };
+      const pool = predictablePool(scheduler, transport, [{ key: 'k1', label: 'k1' }], { modelBreaker });
+      let failed = 0;
+      from(Array.from({ length: 20_000 }, (_, index) => request(`r${index}`, 'dead')))
+        .pipe(balance(pool, { concurrency: 2, transient: false, modelWaitMs: 0 }))
+        .subscribe((event) => event.type === 'failed' && failed++);
+      flush();
+      // The first two calls open the breaker; a third may start between their failures.
+      expect(calls).toBeLessThanOrEqual(3);
+      expect(failed).toBe(20_000);
+    });
+  });
+
+  it('says which model is out, until when, and why; nothing is sent and no health is touched', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const scripts = { dead: [cold<TransportEvent>('-#', undefined, providerUnavailable()), cold<TransportEvent>('-#', undefined, providerUnavailable())] };
+      const { pool, calls } = makePool(scheduler, scripts, { modelBreaker });
+      const failures: FailedEvent[] = [];
+      from([request('r1', 'dead'), request('r2', 'dead'), request('r3', 'dead')])
+        .pipe(balance(pool, { concurrency: 1, transient: false, modelWaitMs: 0 }))
+        .subscribe((event) => event.type === 'failed' && failures.push(event));
+      flush();
+      expect(calls).toHaveLength(2);
+      const refused = failures[2]!;
+      expect(refused.error).toBeInstanceOf(ModelUnavailableError);
+      expect(refused.error.message).toMatch(/dead \(breaker open for another 1 s; last error: provider returned 503\)/);
+      expect(refused.error.retryAfterMs).toBe(1_000);
+      expect(refused.error.status).toBe(503);
+      expect(refused.attempts).toEqual([expect.objectContaining({ kind: 'model_unavailable' })]);
+      const model = pool.snapshot().models.find((entry) => entry.model === 'dead')!;
+      // Its cooldown ran out while the scheduler flushed: the breaker now waits for a probe.
+      expect(model.state).toBe('half-open');
+      expect(model.lastError?.message).toBe('provider returned 503');
+      expect(pool.snapshot().keys[0]!).toMatchObject({ state: 'closed', consecutiveFailures: 0, inFlight: 0 });
+    });
+  });
+
+  it('refuses requests already queued for keys when their model opens', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const scripts = { dead: Array.from({ length: 5 }, () => cold<TransportEvent>('---#', undefined, providerUnavailable())) };
+      const { pool, calls } = makeOneSlotPool(scheduler, scripts, { modelBreaker: { ...modelBreaker, consecutiveFailures: 1 } });
+      const log: string[] = [];
+      // One slot on the key: r2 and r3 wait in the pool's queue behind r1.
+      for (const id of ['r1', 'r2', 'r3']) {
+        pool.acquire(request(id, 'dead'), { models: ['dead'] }).subscribe({
+          next: (lease) => {
+            pool.transport(lease.credential, request(id, 'dead')).subscribe({
+              error: (error: unknown) => {
+                pool.record({ type: 'failure', keyLabel: lease.label, model: lease.model, error: error as never });
+                lease.release();
+              },
+            });
+          },
+          error: (error: unknown) => log.push(`${scheduler.now()} ${id} ${(error as ModelUnavailableError).kind}`),
+        });
+      }
+      flush();
+      expect(calls).toHaveLength(1);
+      expect(log).toEqual(['3 r2 model_unavailable', '3 r3 model_unavailable']);
+    });
+  });
+
+  it('with modelWaitMs, waits that long for a model to come back and fails after it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const fail = () => cold<TransportEvent>('#', undefined, providerUnavailable());
+      const probe = cold<TransportEvent>('-(a|)', { a: answerEvent('probe', 'back', 'dead') });
+      const { pool } = makePool(scheduler, { dead: [fail(), fail(), probe] }, { modelBreaker });
+      const log: string[] = [];
+      const send = (id: string, at: number) =>
+        scheduler.schedule(
+          () =>
+            of(request(id, 'dead'))
+              .pipe(balance(pool, { transient: false, modelWaitMs: 400 }))
+              .subscribe((event) => {
+                if (event.type === 'completion') log.push(`${scheduler.now()} ${id} completion`);
+                if (event.type === 'failed') log.push(`${scheduler.now()} ${id} ${event.error.kind}`);
+              }),
+          at,
+        );
+      send('r1', 0);
+      send('r2', 0);
+      // The breaker half-opens at 1,000: within r3's 400 ms wait (from 700), past r4's (from 300),
+      // which fails at once since it could not end in time.
+      send('r3', 700);
+      send('r4', 300);
+      flush();
+      expect(log).toEqual(['0 r1 upstream', '0 r2 upstream', '300 r4 model_unavailable', '1001 r3 completion']);
+    });
+  });
+});
+
+describe('a 404 or a 400', () => {
+  it('is a request error: it excludes the model from the request, never opens its breaker', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      // The error as the wire classifier makes it from OpenRouter's answer to a misspelt model.
+      const notFound = () =>
+        cold<TransportEvent>('-#', undefined, classifyHttpError({ status: 404, body: { error: { code: 404, message: 'No endpoints found for misspelt/model.' } }, nowMs: 0 }));
+      const { pool, calls } = makePool(scheduler, { 'misspelt/model': Array.from({ length: 8 }, notFound) }, { modelBreaker });
+      const kinds: string[] = [];
+      from(Array.from({ length: 8 }, (_, index) => request(`r${index}`, 'misspelt/model')))
+        .pipe(balance(pool, { concurrency: 2 }))
+        .subscribe((event) => event.type === 'failed' && kinds.push(event.error.kind));
+      flush();
+      expect(kinds).toEqual(Array(8).fill('not_found'));
+      expect(calls).toHaveLength(8);
+      const model = pool.snapshot().models.find((entry) => entry.model === 'misspelt/model')!;
+      expect(model.state).toBe('closed');
+      expect(model.consecutiveFailures).toBe(0);
+    });
+  });
+
+  it('settles a half-open probe: a model probed by a request it refuses closes again', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const fail = () => cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const refusal = cold<TransportEvent>('-#', undefined, classifyHttpError({ status: 400, body: { error: { code: 400, message: 'Invalid prompt' } }, nowMs: 0 }));
+      const { pool, calls } = makePool(scheduler, { m: [fail(), fail(), refusal, cold<TransportEvent>('-(a|)', { a: answerEvent('r4', 'ok', 'm') })] }, { modelBreaker });
+      const kinds: string[] = [];
+      const send = (id: string, at: number) =>
+        scheduler.schedule(
+          () =>
+            of(request(id, 'm'))
+              .pipe(balance(pool, { transient: false, modelWaitMs: 0 }))
+              .subscribe((event) => (event.type === 'failed' || event.type === 'completion') && kinds.push(`${scheduler.now()} ${id} ${event.type === 'failed' ? event.error.kind : 'completion'}`)),
+          at,
+        );
+      send('r1', 0);
+      send('r2', 0);
+      // The breaker opened at 1 for 1,000: r3 is its probe, refused with a 400; r4 finds it closed.
+      send('r3', 1_001);
+      let stateAfterProbe = '';
+      scheduler.schedule(() => (stateAfterProbe = pool.snapshot().models.find((entry) => entry.model === 'm')!.state), 1_003);
+      send('r4', 1_005);
+      flush();
+      expect(stateAfterProbe).toBe('closed');
+      expect(kinds).toEqual(['1 r1 upstream', '1 r2 upstream', '1002 r3 bad_request', '1006 r4 completion']);
+      expect(calls).toHaveLength(4);
+    });
+  });
+});
+
+describe('model health records', () => {
+  it('stay bounded: idle, healthy records go first, least recently used; failing ones stay', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const transport = (_key: unknown, req: ChatRequest) =>
+        req.model === 'flaky'
+          ? cold<TransportEvent>('-#', undefined, providerUnavailable())
+          : cold<TransportEvent>('-(a|)', { a: answerEvent(String(req.id), 'ok', req.model) });
+      const pool = predictablePool(scheduler, transport, [{ key: 'k1', label: 'k1' }], { maxModelRecords: 20, modelBreaker: { consecutiveFailures: 100 } });
+      const ids = ['flaky', ...Array.from({ length: 200 }, (_, index) => `vendor/model-${index}`)];
+      from(ids.map((model, index) => request(`r${index}`, model)))
+        .pipe(balance(pool, { concurrency: 4, transient: false }))
+        .subscribe();
+      flush();
+      const models = pool.snapshot().models.map((entry) => entry.model);
+      expect(models.length).toBeLessThanOrEqual(20);
+      expect(models).toContain('flaky');
+      expect(models).toContain('vendor/model-199');
+      expect(models).not.toContain('vendor/model-0');
+    });
+  });
+});
+
+describe('scheduleAfter', () => {
+  it('fires a 35-day delay exactly on time, sleeping in steps no timer can overflow', () => {
+    const scheduler = newTestScheduler();
+    const thirtyFiveDays = 35 * 86_400_000;
+    expect(thirtyFiveDays).toBeGreaterThan(MAX_TIMER_DELAY_MS);
+    scheduler.run(({ flush }) => {
+      const fired: number[] = [];
+      scheduleAfter(scheduler, thirtyFiveDays, () => fired.push(scheduler.now()));
+      const cancelled = scheduleAfter(scheduler, thirtyFiveDays, () => fired.push(-1));
+      scheduler.schedule(() => cancelled.unsubscribe(), MAX_TIMER_DELAY_MS + 5);
+      expect(scheduleAfter(scheduler, Infinity, () => fired.push(-2)).closed).toBe(true);
+      flush();
+      expect(fired).toEqual([thirtyFiveDays]);
+    });
+  });
+});
