@@ -2,7 +2,7 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts', testing: 'src/testing.ts', redis: 'src/redis/index.ts', dashboard: 'src/dashboard/index.ts' },
+    entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', redis: 'src/redis/index.ts', dashboard: 'src/dashboard/index.ts' },
     // ioredis is an optional peer: users who never import `openrouter-rx/redis` never install it.
     external: ['ioredis'],
     format: ['esm', 'cjs'],

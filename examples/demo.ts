@@ -8,7 +8,7 @@
  */
 import { auditTime, from, lastValueFrom, tap, toArray } from 'rxjs';
 import { balance, createKeyPool, type BalanceEvent, type ChatRequest, type KeyPoolOptions } from '../src/index.js';
-import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { createHealthPrinter } from '../src/cli/health-table.js';
 
 interface DemoSetup {

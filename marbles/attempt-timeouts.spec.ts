@@ -11,8 +11,8 @@ import { attemptTimeouts } from '../src/operators/attempt-timeouts.js';
 import { retryTransient } from '../src/operators/retry-transient.js';
 import { balance, type BalanceEvent } from '../src/operators/balance.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { AttemptsExhaustedError, FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptRecord } from '../src/errors.js';
-import type { TransportEvent } from '../src/types.js';
+import { AttemptsExhaustedError, FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptRecord } from '../src/core/errors.js';
+import type { TransportEvent } from '../src/core/types.js';
 import { newTestScheduler } from './support.js';
 import {
   answer,

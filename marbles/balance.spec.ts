@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { of, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { balance, type BalanceEvent, type BalanceOptions } from '../src/operators/balance.js';
-import { BadRequestError, RateLimitError } from '../src/errors.js';
-import type { ChatRequest, TransportEvent } from '../src/types.js';
+import { BadRequestError, RateLimitError } from '../src/core/errors.js';
+import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, newTestScheduler, scriptedPoolFactory, upstreamError, type TransportCall } from './support.js';
 
 // Scripts are looked up by the request's message content.

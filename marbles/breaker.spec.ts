@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Breaker, defaultBreakerPolicy, type BreakerPolicy } from '../src/keys/breaker.js';
+import { Breaker, defaultBreakerPolicy, type BreakerPolicy } from '../src/health/breaker.js';
 
 /** A policy where only what a test sets can trip the breaker. */
 function policy(overrides: Partial<BreakerPolicy>): BreakerPolicy {

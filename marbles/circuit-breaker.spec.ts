@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { catchError, distinctUntilChanged, filter, map, of, take, type Observable } from 'rxjs';
-import type { KeyPool } from '../src/keys/pool.js';
+import type { KeyPool } from '../src/pool/key-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker, type CircuitBreakerConfig } from '../src/operators/circuit-breaker.js';
-import { BadRequestError, NetworkError, RateLimitError, UpstreamError, type OpenRouterError } from '../src/errors.js';
-import type { TransportEvent } from '../src/types.js';
+import { BadRequestError, NetworkError, RateLimitError, UpstreamError, type OpenRouterError } from '../src/core/errors.js';
+import type { TransportEvent } from '../src/core/types.js';
 import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, newTestScheduler, scriptedPoolFactory } from './support.js';
 
 const makePool = scriptedPoolFactory([

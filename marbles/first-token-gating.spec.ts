@@ -6,8 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { of } from 'rxjs';
 import { balance, type BalanceOptions } from '../src/operators/balance.js';
-import { NetworkError } from '../src/errors.js';
-import type { Usage } from '../src/types.js';
+import { NetworkError } from '../src/core/errors.js';
+import type { Usage } from '../src/core/types.js';
 import { newTestScheduler } from './support.js';
 import {
   answer,

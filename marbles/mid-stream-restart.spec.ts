@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { of } from 'rxjs';
 import { balance, type BalanceEvent } from '../src/operators/balance.js';
-import { ContentPolicyError, IdleTimeoutError } from '../src/errors.js';
+import { ContentPolicyError, IdleTimeoutError } from '../src/core/errors.js';
 import { newTestScheduler } from './support.js';
 import {
   answer,

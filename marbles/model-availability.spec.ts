@@ -7,11 +7,11 @@
  */
 import { from, of, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { ModelUnavailableError } from '../src/errors.js';
+import { ModelUnavailableError } from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
 import { balance, type BalanceEvent, type FailedEvent } from '../src/operators/balance.js';
-import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/timers.js';
-import type { ChatRequest, TransportEvent } from '../src/types.js';
+import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
+import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import { answerEvent, modelScriptedPoolFactory, providerUnavailable } from './model-support.js';
 import { newTestScheduler, predictablePool } from './support.js';
 

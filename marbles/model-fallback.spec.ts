@@ -8,8 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { distinctUntilChanged, map, of } from 'rxjs';
 import { balance, type BalanceOptions } from '../src/operators/balance.js';
-import { BadRequestError, ContentPolicyError, ContextLengthError, type OpenRouterError } from '../src/errors.js';
-import type { ChatRequest, TransportEvent } from '../src/types.js';
+import { BadRequestError, ContentPolicyError, ContextLengthError, type OpenRouterError } from '../src/core/errors.js';
+import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import { newTestScheduler } from './support.js';
 import { answer, deliveredCompletion, eventsOf, modelScriptedPoolFactory, providerUnavailable, transientRetries } from './model-support.js';
 

@@ -6,13 +6,13 @@
  */
 import { EMPTY, filter, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import type { KeyPoolInput } from '../src/keys/config.js';
-import type { PoolEvent } from '../src/keys/events.js';
-import type { KeyPool } from '../src/keys/pool.js';
+import type { KeyPoolInput } from '../src/pool/config.js';
+import type { PoolEvent } from '../src/pool/events.js';
+import type { KeyPool } from '../src/pool/key-pool.js';
 import type { AttemptStart } from '../src/operators/attempt-event.js';
 import type { BalanceEvent, BalanceOptions, CompletionEvent } from '../src/operators/balance.js';
-import { UpstreamError } from '../src/errors.js';
-import type { ChatRequest, Completion, Transport, TransportEvent, Usage } from '../src/types.js';
+import { UpstreamError } from '../src/core/errors.js';
+import type { ChatRequest, Completion, Transport, TransportEvent, Usage } from '../src/core/types.js';
 import { predictablePool, type PoolOverrides, type TransportScripts } from './support.js';
 
 // ------------------------------------------------------------------ pool

@@ -1,9 +1,9 @@
-import { createMemoryStore } from '../src/keys/state-store.js';
+import { createMemoryStore } from '../src/store/state-store.js';
 import { describe, expect, it } from 'vitest';
 import { distinctUntilChanged, map } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import type { KeyPool } from '../src/keys/pool.js';
-import type { PoolHealth } from '../src/keys/health.js';
+import type { KeyPool } from '../src/pool/key-pool.js';
+import type { PoolHealth } from '../src/health/records.js';
 import {
   AuthenticationError,
   BadRequestError,
@@ -11,7 +11,7 @@ import {
   KeyLimitError,
   UpstreamError,
   type OpenRouterError,
-} from '../src/errors.js';
+} from '../src/core/errors.js';
 import {
   MODEL,
   breakerView,

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ignoreElements, of, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import type { KeyPool } from '../src/keys/pool.js';
+import type { KeyPool } from '../src/pool/key-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker } from '../src/operators/circuit-breaker.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from '../src/operators/retry-on-rate-limit.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { AttemptsExhaustedError, AuthenticationError, UpstreamError } from '../src/errors.js';
-import type { TransportEvent } from '../src/types.js';
+import { AttemptsExhaustedError, AuthenticationError, UpstreamError } from '../src/core/errors.js';
+import type { TransportEvent } from '../src/core/types.js';
 import { MODEL, chatRequest, completionEvent, newTestScheduler, rateLimitError, scriptedPoolFactory, timeline } from './support.js';
 
 const threeKeys = [

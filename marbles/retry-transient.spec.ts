@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { catchError, ignoreElements, merge, of, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import type { KeyPool } from '../src/keys/pool.js';
+import type { KeyPool } from '../src/pool/key-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker } from '../src/operators/circuit-breaker.js';
 import { retryTransient, type RetryTransientConfig } from '../src/operators/retry-transient.js';
@@ -15,8 +15,8 @@ import {
   RateLimitError,
   UpstreamError,
   type OpenRouterError,
-} from '../src/errors.js';
-import type { TransportEvent } from '../src/types.js';
+} from '../src/core/errors.js';
+import type { TransportEvent } from '../src/core/types.js';
 import {
   chatRequest,
   chunkEvent,

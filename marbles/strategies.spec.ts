@@ -11,10 +11,10 @@ import {
   type KeyCandidate,
   type PickContext,
   type Strategy,
-} from '../src/routing/strategies.js';
-import type { KeyHealth } from '../src/keys/health.js';
-import type { ChatRequest } from '../src/types.js';
-import { createPool } from '../src/keys/pool.js';
+} from '../src/pool/strategies.js';
+import type { KeyHealth } from '../src/health/records.js';
+import type { ChatRequest } from '../src/core/types.js';
+import { createPool } from '../src/pool/key-pool.js';
 import { MODEL, chatRequest, newTestScheduler, randomSequence, scriptedTransport } from './support.js';
 import { seededRandom } from '../test/helpers/seeded-random.js';
 

@@ -7,11 +7,11 @@
 import type { Observable } from 'rxjs';
 import { expect } from 'vitest';
 import { TestScheduler } from 'rxjs/testing';
-import type { KeyPoolInput } from '../src/keys/config.js';
-import type { KeyHealth } from '../src/keys/health.js';
-import { createPool, type KeyPool } from '../src/keys/pool.js';
-import { NetworkError, RateLimitError, UpstreamError } from '../src/errors.js';
-import type { ChatRequest, Completion, KeyCredential, Transport, TransportEvent, Usage } from '../src/types.js';
+import type { KeyPoolInput } from '../src/pool/config.js';
+import type { KeyHealth } from '../src/health/records.js';
+import { createPool, type KeyPool } from '../src/pool/key-pool.js';
+import { NetworkError, RateLimitError, UpstreamError } from '../src/core/errors.js';
+import type { ChatRequest, Completion, KeyCredential, Transport, TransportEvent, Usage } from '../src/core/types.js';
 
 export function newTestScheduler(): TestScheduler {
   return new TestScheduler((actual, expected) => expect(actual).toEqual(expected));

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { distinctUntilChanged, map, of, retry, take } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { RateLimitError } from '../src/errors.js';
-import type { ChatRequest, TransportEvent } from '../src/types.js';
+import { RateLimitError } from '../src/core/errors.js';
+import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import { MODEL, chatRequest, chunkEvent, endEvent, networkError, newTestScheduler, scriptedPoolFactory } from './support.js';
 
 const makePool = scriptedPoolFactory([

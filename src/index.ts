@@ -24,8 +24,8 @@ export {
   AttemptsExhaustedError,
   isOpenRouterError,
   toOpenRouterError,
-} from './errors.js';
-export type { ErrorScope, ErrorKind, OpenRouterErrorOptions, TimeoutPhase, AttemptRecord } from './errors.js';
+} from './core/errors.js';
+export type { ErrorScope, ErrorKind, OpenRouterErrorOptions, TimeoutPhase, AttemptRecord } from './core/errors.js';
 export type {
   ChatMessage,
   ChatRequest,
@@ -37,24 +37,24 @@ export type {
   KeyCredential,
   TransportOptions,
   Transport,
-} from './types.js';
-export { QueueFullError } from './errors.js';
-export { ValidationError } from './validation.js';
-export { validateChatRequest, chatRequestSchema, providerPreferencesSchema, MAX_FALLBACK_MODELS } from './request.js';
+} from './core/types.js';
+export { QueueFullError } from './core/errors.js';
+export { ValidationError } from './core/validation.js';
+export { validateChatRequest, chatRequestSchema, providerPreferencesSchema, MAX_FALLBACK_MODELS } from './core/request.js';
 export { validateBalancedRequest } from './routing/balanced-request.js';
 export { providerRouting, withVariant, withoutVariant, splitVariant, MODEL_VARIANTS } from './routing/provider.js';
 export type { ModelVariant } from './routing/provider.js';
 export { classifyHttpError, retryAfterMsFrom, MAX_RETRY_AFTER_MS, DEFAULT_MAX_EVENT_BYTES } from './wire/index.js';
-export { MAX_TIMER_DELAY_MS } from './timers.js';
+export { MAX_TIMER_DELAY_MS } from './core/timers.js';
 
 // The pool
-export { createKeyPool } from './pool.js';
-export type { KeyPoolOptions } from './pool.js';
-export { createPool } from './keys/pool.js';
-export type { KeyPool, KeyLease, KeyHandle, AcquireOptions, AttemptOutcome } from './keys/pool.js';
-export type { KeyPoolInput, KeyInfoSnapshot, KeyInfoSource, LimitsConfig, ModelLimitsConfig } from './keys/config.js';
-export { defaultBreakerPolicy } from './keys/breaker.js';
-export type { BreakerPolicy, BreakerState } from './keys/breaker.js';
+export { createKeyPool } from './create-pool.js';
+export type { KeyPoolOptions } from './create-pool.js';
+export { createPool } from './pool/key-pool.js';
+export type { KeyPool, KeyLease, KeyHandle, AcquireOptions, AttemptOutcome } from './pool/key-pool.js';
+export type { KeyPoolInput, KeyInfoSnapshot, KeyInfoSource, LimitsConfig, ModelLimitsConfig } from './pool/config.js';
+export { defaultBreakerPolicy } from './health/breaker.js';
+export type { BreakerPolicy, BreakerState } from './health/breaker.js';
 export type {
   KeyHealth,
   KeyState,
@@ -65,14 +65,14 @@ export type {
   QuotaRemaining,
   UsageTotals,
   Credit,
-} from './keys/health.js';
-export type { PoolEvent, PoolEventType } from './keys/events.js';
-export { fingerprintOf } from './keys/fingerprint.js';
-export { estimateTokens, estimatePromptTokens } from './keys/tokens.js';
+} from './health/records.js';
+export type { PoolEvent, PoolEventType } from './pool/events.js';
+export { fingerprintOf } from './core/fingerprint.js';
+export { estimateTokens, estimatePromptTokens } from './core/tokens.js';
 
 // Strategies
-export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky, fromFunction, toStrategy, strategyNames } from './routing/strategies.js';
-export type { Strategy, StrategyFunction, StrategyLike, StrategyName, KeyCandidate, PickContext, StickyOptions } from './routing/strategies.js';
+export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky, fromFunction, toStrategy, strategyNames } from './pool/strategies.js';
+export type { Strategy, StrategyFunction, StrategyLike, StrategyName, KeyCandidate, PickContext, StickyOptions } from './pool/strategies.js';
 
 // Operators
 export { withKeyRotation, modelChainOf } from './operators/with-key-rotation.js';
@@ -97,7 +97,7 @@ export { createOpenRouterTransport, fetchKeyInfo } from './transport/index.js';
 export type { OpenRouterTransportOptions, OpenRouterClientOptions, KeyInfo } from './transport/index.js';
 
 // State stores (Redis is in `openrouter-rx/redis`)
-export { createMemoryStore, MemoryStateStore, DEFAULT_ARRIVAL_MARGIN_MS } from './keys/state-store.js';
+export { createMemoryStore, MemoryStateStore, DEFAULT_ARRIVAL_MARGIN_MS } from './store/state-store.js';
 export type {
   StateStore,
   MemoryStoreOptions,
@@ -108,4 +108,4 @@ export type {
   AdmissionPlan,
   Reservation,
   ReserveResult,
-} from './keys/state-store.js';
+} from './store/state-store.js';

@@ -10,7 +10,7 @@ import { runCli } from '../src/cli/run-cli.js';
 import type { CliIo } from '../src/cli/io.js';
 import { parsePrompts } from '../src/cli/prompts.js';
 import { renderBar, renderPlain } from '../src/cli/progress.js';
-import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');

@@ -16,7 +16,7 @@ import {
   type KeyPoolOptions,
   type Transport,
 } from '../src/index.js';
-import { resolvePoolConfig } from '../src/keys/config.js';
+import { resolvePoolConfig } from '../src/pool/config.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const KEY = TEST_KEYS.paddedNewline;

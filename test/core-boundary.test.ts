@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const coreEntries = ['src/keys/pool.ts', 'src/routing/strategies.ts', 'src/operators/balance.ts', 'src/wire/index.ts'];
+const coreEntries = ['src/pool/key-pool.ts', 'src/pool/strategies.ts', 'src/operators/balance.ts', 'src/wire/index.ts'];
 
 /** Every module reachable from `entry` through relative imports, with its bare imports. */
 function importGraph(entry: string): Map<string, string[]> {

@@ -8,7 +8,7 @@ import { BehaviorSubject, filter, firstValueFrom, from, lastValueFrom, toArray }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balance, createKeyPool, type ChatRequest, type KeyPool, type PoolHealth } from '../src/index.js';
 import { createDashboardServer, dashboardHandler, dashboardPage, type DashboardServer } from '../src/dashboard/index.js';
-import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');

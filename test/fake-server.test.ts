@@ -8,7 +8,7 @@ import {
   type FakeFault,
   type FakeOpenRouter,
   type FakeServerOptions,
-} from '../src/testing.js';
+} from '../src/testing/index.js';
 
 const FIXTURES_DIR = fileURLToPath(new URL('./fixtures/openrouter/', import.meta.url));
 const ALPHA = 'sk-or-v1-test-alpha';

@@ -40,7 +40,7 @@ import {
   type RestartEvent,
   type Usage,
 } from '../src/index.js';
-import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
 
 const PRIMARY = 'primary/model';

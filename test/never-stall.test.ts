@@ -18,7 +18,7 @@ import {
   type FailedEvent,
   type KeyPoolOptions,
 } from '../src/index.js';
-import { startFakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
 import { NODE_TIMER_LIMIT_MS, watchTimers } from './helpers/timer-watch.js';
 

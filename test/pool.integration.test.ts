@@ -23,7 +23,7 @@ import {
   type PoolHealth,
   type RestartEvent,
 } from '../src/index.js';
-import { startFakeOpenRouter, type FakeOpenRouter, type FakeRequestRecord, type FakeServerOptions } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter, type FakeRequestRecord, type FakeServerOptions } from '../src/testing/index.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
 
 const MODEL = 'test/model-a';

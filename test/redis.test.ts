@@ -34,9 +34,9 @@ import {
   type PoolEvent,
   type Transport,
 } from '../src/index.js';
-import type { AdmissionPlan, Reservation, StateStore } from '../src/keys/state-store.js';
+import type { AdmissionPlan, Reservation, StateStore } from '../src/store/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
-import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import { runWorkerFleet, spawnRedisWorker, type RedisWorkerConfig, type RedisWorkerHandle, type RedisWorkerSummary } from './helpers/redis-worker.js';
 import { redisServerBinary, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
 import { TEST_KEYS } from './helpers/test-keys.js';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { chatRequestSchema, validateChatRequest } from '../src/request.js';
+import { chatRequestSchema, validateChatRequest } from '../src/core/request.js';
 import { providerRouting, splitVariant, withVariant, withoutVariant } from '../src/routing/provider.js';
-import type { ChatRequest } from '../src/types.js';
-import { ValidationError } from '../src/validation.js';
+import type { ChatRequest } from '../src/core/types.js';
+import { ValidationError } from '../src/core/validation.js';
 
 const messages: ChatRequest['messages'] = [{ role: 'user', content: 'Hello' }];
 

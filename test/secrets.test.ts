@@ -31,7 +31,7 @@ import {
   type PoolHealth,
   type Transport,
 } from '../src/index.js';
-import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const MODEL = 'test/model-a';

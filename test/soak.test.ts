@@ -11,7 +11,7 @@
 import { from, type Subscription } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { OpenRouterError, balance, createKeyPool, type BalanceEvent, type ChatRequest } from '../src/index.js';
-import { startFakeOpenRouter, type FakeFault } from '../src/testing.js';
+import { startFakeOpenRouter, type FakeFault } from '../src/testing/index.js';
 import { seededRandom } from './helpers/seeded-random.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
 import { NODE_TIMER_LIMIT_MS, watchTimers } from './helpers/timer-watch.js';

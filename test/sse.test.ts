@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MalformedResponseError } from '../src/errors.js';
+import { MalformedResponseError } from '../src/core/errors.js';
 import { DEFAULT_MAX_EVENT_BYTES, sseData } from '../src/wire/sse.js';
 
 const MiB = 1024 * 1024;

@@ -18,10 +18,10 @@ import {
   StreamError,
   UpstreamError,
   type ErrorScope,
-} from '../src/errors.js';
-import { startFakeOpenRouter, type FakeFault, type FakeOpenRouter, type FakeServerOptions } from '../src/testing.js';
+} from '../src/core/errors.js';
+import { startFakeOpenRouter, type FakeFault, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import { createOpenRouterTransport, fetchKeyInfo, parseKeyInfo, type OpenRouterTransportOptions } from '../src/transport/index.js';
-import type { ChatRequest, KeyCredential, TransportEvent } from '../src/types.js';
+import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/types.js';
 import { StreamRedactor, redactText, redactValue } from '../src/transport/redact.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
 import { FIXTURES_DIR, fixtureNames, loadFixture } from './helpers/fixtures.js';

@@ -14,13 +14,13 @@ import {
   StreamError,
   UpstreamError,
   type ErrorScope,
-} from '../src/errors.js';
+} from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
 import { advanceStream, parseCompletionBody, parseStreamChunk, parseUsage, type StreamProgress } from '../src/wire/chunk.js';
 import { parseErrorBody } from '../src/wire/error-body.js';
 import { toHeaderLookup } from '../src/wire/headers.js';
 import { retryAfterMsFrom } from '../src/wire/retry-after.js';
-import type { TransportEvent } from '../src/types.js';
+import type { TransportEvent } from '../src/core/types.js';
 import { fixtureNames, loadFixture, sseEvents } from './helpers/fixtures.js';
 
 /** 2025-10-10T12:00:00Z: twelve hours before the reset in the free-models-per-day fixture. */

@@ -16,7 +16,7 @@
  * Redis address can be changed with `BENCH_REDIS=host:port`.
  */
 import { Redis } from 'ioredis';
-import { startFakeOpenRouter, type FakeOpenRouter } from '../../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter } from '../../src/testing/index.js';
 import { runWorkerFleet, type RedisWorkerHandle, type RedisWorkerSummary } from '../../test/helpers/redis-worker.js';
 import { round } from '../support/measure.js';
 import { fmt, pct, type PeerResult, type Scenario, type TargetCheck } from './types.js';

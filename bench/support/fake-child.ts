@@ -3,7 +3,7 @@
  * the bench measures in the parent is the client's only. Driven over the IPC channel by
  * `fake-host.ts`: start a server, read its counters, close it, report this process's CPU.
  */
-import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../../src/testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../../src/testing/index.js';
 import type { ChildReply, ChildRequest, ServerStats } from './fake-protocol.js';
 
 const servers = new Map<number, FakeOpenRouter>();

@@ -1,4 +1,4 @@
-import type { FakeServerOptions } from '../../src/testing.js';
+import type { FakeServerOptions } from '../../src/testing/index.js';
 
 /** What the parent may configure: the JSON part of the fake server's options, plus an answer size. */
 export type FakeStartOptions = Omit<FakeServerOptions, 'respond' | 'port' | 'fixturesDir'> & {

@@ -1,9 +1,9 @@
 import { Subscription, interval, map } from 'rxjs';
 import { balance } from '../operators/balance.js';
-import { createKeyPool } from '../pool.js';
-import type { KeyPool } from '../keys/pool.js';
-import type { ChatRequest } from '../types.js';
-import { startFakeOpenRouter, type FakeOpenRouter } from '../testing.js';
+import { createKeyPool } from '../create-pool.js';
+import type { KeyPool } from '../pool/key-pool.js';
+import type { ChatRequest } from '../core/types.js';
+import { startFakeOpenRouter, type FakeOpenRouter } from '../testing/index.js';
 
 /**
  * `openrouter-rx dashboard --fake`: a pool under steady load against the embedded fake OpenRouter,

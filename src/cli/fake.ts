@@ -1,4 +1,4 @@
-import { startFakeOpenRouter, type FakeOpenRouter } from '../testing.js';
+import { startFakeOpenRouter, type FakeOpenRouter } from '../testing/index.js';
 import type { CliKey } from './keys.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { KeyHealth, KeyState, PoolHealth } from '../keys/health.js';
+import type { KeyHealth, KeyState, PoolHealth } from '../health/records.js';
 
 /**
  * The compact per-key health line under the progress bar: each key's label, state and load, in

@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
-import { fingerprintOf } from '../keys/fingerprint.js';
+import { fingerprintOf } from '../core/fingerprint.js';
 import { KEYS_HINT, UsageError } from './args.js';
 
 /**

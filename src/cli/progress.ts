@@ -1,4 +1,4 @@
-import type { PoolHealth } from '../keys/health.js';
+import type { PoolHealth } from '../health/records.js';
 import type { CliOutput } from './io.js';
 import { describeKeyChange, renderKeyLine } from './key-line.js';
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
-import type { ChatRequest } from '../types.js';
+import type { ChatRequest } from '../core/types.js';
 import { UsageError } from './args.js';
 
 /**

@@ -1,5 +1,5 @@
 import packageJson from '../../package.json' with { type: 'json' };
-import { ValidationError } from '../validation.js';
+import { ValidationError } from '../core/validation.js';
 import { UsageError } from './args.js';
 import { dashboardCommand } from './dashboard-command.js';
 import { EXIT, type CliIo } from './io.js';

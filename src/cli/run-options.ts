@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { strategyNames } from '../routing/strategies.js';
-import type { StrategyName } from '../routing/strategies.js';
+import { strategyNames } from '../pool/strategies.js';
+import type { StrategyName } from '../pool/strategies.js';
 import { UsageError, describeFlagIssues, intFlag, modelFlag, modelListFlag, oneOfFlag, parseFlags, urlFlag } from './args.js';
 import type { ProgressMode } from './progress.js';
 

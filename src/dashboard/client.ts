@@ -1,4 +1,4 @@
-import type { KeyHealth, KeyState, LastError, ModelHealth, PoolHealth, QuotaRemaining } from '../keys/health.js';
+import type { KeyHealth, KeyState, LastError, ModelHealth, PoolHealth, QuotaRemaining } from '../health/records.js';
 
 /**
  * The dashboard page's script. It is written here, in TypeScript, so that the compiler checks it

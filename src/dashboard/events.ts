@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { asyncScheduler, throttleTime, type Observable, type Subscription } from 'rxjs';
-import type { PoolHealth } from '../keys/health.js';
+import type { PoolHealth } from '../health/records.js';
 
 /**
  * The health feed as Server-Sent Events: the current snapshot at once, then at most one per

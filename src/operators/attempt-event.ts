@@ -1,5 +1,5 @@
-import type { AttemptRecord, ErrorKind, OpenRouterError } from '../errors.js';
-import type { TransportEvent, Usage } from '../types.js';
+import type { AttemptRecord, ErrorKind, OpenRouterError } from '../core/errors.js';
+import type { TransportEvent, Usage } from '../core/types.js';
 
 /**
  * What flows between the routing operators for one request: the transport's events tagged with

@@ -1,6 +1,6 @@
 import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike, type Subscription } from 'rxjs';
-import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../errors.js';
-import { MAX_TIMER_DELAY_MS, scheduleAfter } from '../timers.js';
+import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
+import { MAX_TIMER_DELAY_MS, scheduleAfter } from '../core/timers.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 export interface AttemptTimeoutsConfig {

@@ -1,11 +1,11 @@
 import { Observable, Subscription, map, of, type OperatorFunction } from 'rxjs';
 import { z } from 'zod';
-import { AttemptsExhaustedError, BadRequestError, ModelUnavailableError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
-import type { KeyPool } from '../keys/pool.js';
+import { AttemptsExhaustedError, BadRequestError, ModelUnavailableError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
+import type { KeyPool } from '../pool/key-pool.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
-import type { StrategyLike } from '../routing/strategies.js';
-import type { ChatRequest, Completion, FinishReason, Usage } from '../types.js';
-import { ValidationError, formatZodError } from '../validation.js';
+import type { StrategyLike } from '../pool/strategies.js';
+import type { ChatRequest, Completion, FinishReason, Usage } from '../core/types.js';
+import { ValidationError, formatZodError } from '../core/validation.js';
 import { attemptRecordOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { circuitBreaker } from './circuit-breaker.js';
@@ -15,7 +15,7 @@ import { retryTransient, type RetryTransientConfig } from './retry-transient.js'
 import type { MidStreamErrorMode } from './retry-loop.js';
 import { withKeyRotation } from './with-key-rotation.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
-import { scheduleAfter } from '../timers.js';
+import { scheduleAfter } from '../core/timers.js';
 
 export interface BalanceOptions {
   /** Requests in flight at once (mergeMap's cap). Default 16. */

@@ -1,7 +1,7 @@
 import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
-import { toOpenRouterError, type OpenRouterError } from '../errors.js';
-import type { KeyPool } from '../keys/pool.js';
-import type { Usage } from '../types.js';
+import { toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import type { KeyPool } from '../pool/key-pool.js';
+import type { Usage } from '../core/types.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 export interface CircuitBreakerConfig {

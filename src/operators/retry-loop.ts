@@ -1,6 +1,6 @@
 import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
-import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../errors.js';
-import { scheduleAfter } from '../timers.js';
+import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
+import { scheduleAfter } from '../core/timers.js';
 import { attemptRecordOf, carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 export type MidStreamErrorMode = 'error' | 'restart';

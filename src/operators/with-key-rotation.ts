@@ -1,10 +1,10 @@
 import { EMPTY, Observable, Subscription, concat, defer, map, mergeMap, of, type OperatorFunction } from 'rxjs';
-import { BadRequestError, ContextLengthError, toOpenRouterError, type OpenRouterError } from '../errors.js';
-import { estimateTokens } from '../keys/tokens.js';
-import type { KeyLease, KeyPool } from '../keys/pool.js';
+import { BadRequestError, ContextLengthError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import { estimateTokens } from '../core/tokens.js';
+import type { KeyLease, KeyPool } from '../pool/key-pool.js';
 import { RouteState } from '../routing/route.js';
-import { toStrategy, type StrategyLike } from '../routing/strategies.js';
-import type { ChatRequest } from '../types.js';
+import { toStrategy, type StrategyLike } from '../pool/strategies.js';
+import type { ChatRequest } from '../core/types.js';
 import { carriesContent, type AttemptEvent } from './attempt-event.js';
 import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 

@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BehaviorSubject, Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
 import { z } from 'zod';
-import { OpenRouterError } from '../errors.js';
-import type { LimitsConfig } from '../keys/config.js';
-import type { QuotaRemaining } from '../keys/health.js';
-import { Limiter, type LimiterHold } from '../keys/limiter.js';
+import { OpenRouterError } from '../core/errors.js';
+import type { LimitsConfig } from '../health/limits.js';
+import type { QuotaRemaining } from '../health/records.js';
+import { Limiter, type LimiterHold } from '../health/limiter.js';
 import type {
   AdmissionPlan,
   Reservation,
@@ -14,9 +14,9 @@ import type {
   StateChange,
   StateStore,
   StoreStatus,
-} from '../keys/state-store.js';
-import { DEFAULT_ARRIVAL_MARGIN_MS } from '../keys/state-store.js';
-import { ValidationError, formatZodError } from '../validation.js';
+} from '../store/state-store.js';
+import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
+import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, RENEW, RESERVE } from './scripts.js';
 
 export interface RedisStoreOptions {

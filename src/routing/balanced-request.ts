@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { chatRequestSchema } from '../request.js';
-import type { ChatRequest } from '../types.js';
-import { ValidationError, formatZodError } from '../validation.js';
+import { chatRequestSchema } from '../core/request.js';
+import type { ChatRequest } from '../core/types.js';
+import { ValidationError, formatZodError } from '../core/validation.js';
 
 /**
  * A request as `balance` takes it. It differs from the wire request in one field: `models` is the

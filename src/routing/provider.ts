@@ -1,6 +1,6 @@
-import { providerPreferencesSchema } from '../request.js';
-import type { ProviderPreferences } from '../types.js';
-import { ValidationError, formatZodError } from '../validation.js';
+import { providerPreferencesSchema } from '../core/request.js';
+import type { ProviderPreferences } from '../core/types.js';
+import { ValidationError, formatZodError } from '../core/validation.js';
 
 /**
  * Small typed helpers for OpenRouter's routing knobs: the `provider` preferences object and the

@@ -1,4 +1,4 @@
-import type { OpenRouterError } from '../errors.js';
+import type { OpenRouterError } from '../core/errors.js';
 
 /**
  * What one request has learnt across its attempts: the keys it tried (a retry prefers the

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { z } from 'zod';
-import { ValidationError, formatZodError } from '../validation.js';
+import { ValidationError, formatZodError } from '../core/validation.js';
 
 /** How to reach OpenRouter; shared by the chat transport and `fetchKeyInfo`. */
 export interface OpenRouterClientOptions {

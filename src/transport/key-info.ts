@@ -1,8 +1,8 @@
 import { NotFoundError as SdkNotFoundError } from 'openai';
 import { Observable } from 'rxjs';
 import { z } from 'zod';
-import { MalformedResponseError } from '../errors.js';
-import type { KeyCredential } from '../types.js';
+import { MalformedResponseError } from '../core/errors.js';
+import type { KeyCredential } from '../core/types.js';
 import { parseJsonBody } from '../wire/values.js';
 import { checkOptions, clientOptionsSchema, createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
 import { redactError, redactValue } from './redact.js';

@@ -5,8 +5,8 @@ import type {
 } from 'openai/resources/chat/completions';
 import { asyncScheduler, Observable, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { z } from 'zod';
-import { AbortedError, StreamError, type OpenRouterError } from '../errors.js';
-import type { ChatRequest, KeyCredential, Transport, TransportEvent } from '../types.js';
+import { AbortedError, StreamError, type OpenRouterError } from '../core/errors.js';
+import type { ChatRequest, KeyCredential, Transport, TransportEvent } from '../core/types.js';
 import {
   advanceStream,
   parseCompletionBody,

@@ -1,5 +1,5 @@
-import { OpenRouterError } from '../errors.js';
-import type { KeyCredential } from '../types.js';
+import { OpenRouterError } from '../core/errors.js';
+import type { KeyCredential } from '../core/types.js';
 
 /**
  * Keeps API key text out of everything the library reports. Error bodies and SDK messages can

@@ -1,6 +1,6 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
-import { MalformedResponseError, NetworkError, OpenRouterError, StreamError, toOpenRouterError } from '../errors.js';
-import type { KeyCredential } from '../types.js';
+import { MalformedResponseError, NetworkError, OpenRouterError, StreamError, toOpenRouterError } from '../core/errors.js';
+import type { KeyCredential } from '../core/types.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { streamErrorFromPayload } from '../wire/chunk.js';
 import { redactError, redactText, redactValue } from './redact.js';

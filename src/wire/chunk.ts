@@ -4,8 +4,8 @@ import {
   OpenRouterError,
   StreamError,
   UpstreamError,
-} from '../errors.js';
-import type { Completion, FinishReason, Usage } from '../types.js';
+} from '../core/errors.js';
+import type { Completion, FinishReason, Usage } from '../core/types.js';
 import { classifyErrorResponse, statusOfErrorPayload } from './classify.js';
 import { parseErrorBody } from './error-body.js';
 import type { HeaderSource } from './headers.js';

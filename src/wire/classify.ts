@@ -12,7 +12,7 @@ import {
   UpstreamError,
   type ErrorScope,
   type OpenRouterErrorOptions,
-} from '../errors.js';
+} from '../core/errors.js';
 import { numericCode, parseErrorBody, type ParsedErrorBody } from './error-body.js';
 import { toHeaderLookup, type HeaderSource } from './headers.js';
 import { retryAfterMsFrom } from './retry-after.js';

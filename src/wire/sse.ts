@@ -1,4 +1,4 @@
-import { MalformedResponseError } from '../errors.js';
+import { MalformedResponseError } from '../core/errors.js';
 
 /**
  * The most bytes `sseData` holds for one event by default: 16 MiB. A streamed chat chunk is a few

@@ -10,7 +10,7 @@
  */
 import type { Observable } from 'rxjs';
 import { createKeyPool, createOpenRouterTransport, type ChatRequest, type KeyCredential } from '../../src/index.js';
-import { startFakeOpenRouter } from '../../src/testing.js';
+import { startFakeOpenRouter } from '../../src/testing/index.js';
 import { seededRandom } from './seeded-random.js';
 import { TEST_KEYS } from './test-keys.js';
 

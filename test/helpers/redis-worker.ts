@@ -22,8 +22,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { balance, createKeyPool, type BalanceEvent, type BalanceOptions, type ChatRequest, type KeyPool } from '../../src/index.js';
-import type { LimitsConfig } from '../../src/keys/config.js';
-import type { StateStore } from '../../src/keys/state-store.js';
+import type { LimitsConfig } from '../../src/pool/config.js';
+import type { StateStore } from '../../src/store/state-store.js';
 import { createRedisStore } from '../../src/redis/index.js';
 
 export interface RedisWorkerConfig {

@@ -25,13 +25,13 @@ import {
   toOpenRouterError,
   type ErrorScope,
   type OpenRouterError,
-} from '../errors.js';
-import type { ChatRequest, KeyCredential, Transport, Usage } from '../types.js';
-import { toStrategy, type KeyCandidate, type PickContext, type Strategy } from '../routing/strategies.js';
-import { Breaker } from './breaker.js';
+} from '../core/errors.js';
+import type { ChatRequest, KeyCredential, Transport, Usage } from '../core/types.js';
+import { toStrategy, type KeyCandidate, type PickContext, type Strategy } from './strategies.js';
+import { Breaker } from '../health/breaker.js';
 import { resolvePoolConfig, type KeyInfoSnapshot, type KeyPoolInput, type ResolvedPoolConfig } from './config.js';
 import type { PoolEvent } from './events.js';
-import { fingerprintOf } from './fingerprint.js';
+import { fingerprintOf } from '../core/fingerprint.js';
 import {
   emptyUsage,
   type Credit,
@@ -42,10 +42,10 @@ import {
   type OpenReason,
   type PoolHealth,
   type UsageTotals,
-} from './health.js';
-import { createMemoryStore, type AdmissionPlan, type Reservation, type ReserveResult, type ScopeDefinition, type StateChange, type StateStore } from './state-store.js';
-import { estimateTokens } from './tokens.js';
-import { scheduleAfter } from '../timers.js';
+} from '../health/records.js';
+import { createMemoryStore, type AdmissionPlan, type Reservation, type ReserveResult, type ScopeDefinition, type StateChange, type StateStore } from '../store/state-store.js';
+import { estimateTokens } from '../core/tokens.js';
+import { scheduleAfter } from '../core/timers.js';
 import { balance, type BalanceEvent, type BalanceOptions, type ChunkEvent, type CompletionEvent, type RestartEvent } from '../operators/balance.js';
 
 /** A key slot held by one attempt. Unsubscribing from `pool.acquire` (or `release()`) frees it. */

@@ -1,5 +1,5 @@
-import type { ErrorKind, ErrorScope } from '../errors.js';
-import type { KeyState, OpenReason } from './health.js';
+import type { ErrorKind, ErrorScope } from '../core/errors.js';
+import type { KeyState, OpenReason } from '../health/records.js';
 
 /**
  * What the pool and its operators report on `pool.events$`, for logs and metrics. A union on

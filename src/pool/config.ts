@@ -1,12 +1,15 @@
 import { z } from 'zod';
 import type { SchedulerLike } from 'rxjs';
-import type { KeyCredential, Transport } from '../types.js';
-import type { StrategyLike } from '../routing/strategies.js';
-import { strategyNames } from '../routing/strategies.js';
-import { defaultBreakerPolicy, type BreakerPolicy } from './breaker.js';
-import { ValidationError, formatZodError } from '../validation.js';
+import type { KeyCredential, Transport } from '../core/types.js';
+import type { StrategyLike } from './strategies.js';
+import { strategyNames } from './strategies.js';
+import { defaultBreakerPolicy, type BreakerPolicy } from '../health/breaker.js';
+import { ValidationError, formatZodError } from '../core/validation.js';
 import type { Observable } from 'rxjs';
-import type { StateStore } from './state-store.js';
+import type { StateStore } from '../store/state-store.js';
+import { limitsSchema, modelLimitsSchema, type LimitsConfig, type ModelLimitsConfig } from '../health/limits.js';
+
+export type { LimitsConfig, ModelLimitsConfig };
 
 /** What `GET /api/v1/key` says of a key, as far as the pool uses it. */
 export interface KeyInfoSnapshot {
@@ -20,32 +23,6 @@ export interface KeyInfoSnapshot {
 export type KeyInfoSource = (key: KeyCredential) => Observable<KeyInfoSnapshot> | Promise<KeyInfoSnapshot>;
 
 const positiveInt = z.number().int().positive();
-
-const windowQuotaSchema = z
-  .strictObject({
-    requests: positiveInt.optional(),
-    tokens: positiveInt.optional(),
-    windowMs: positiveInt,
-  })
-  .refine((quota) => quota.requests !== undefined || quota.tokens !== undefined, {
-    message: 'a quota needs `requests` or `tokens`',
-  });
-
-const limitsSchema = z.strictObject({
-  /** Requests per minute. */
-  rpm: positiveInt.optional(),
-  /** Tokens (prompt + completion) per minute. */
-  tpm: positiveInt.optional(),
-  /** Attempts in flight at once. */
-  maxConcurrent: positiveInt.optional(),
-  /** Quotas over other windows, e.g. `{ requests: 50, windowMs: 86_400_000 }` for 50 a day. */
-  quotas: z.array(windowQuotaSchema).optional(),
-});
-
-const modelLimitsSchema = limitsSchema.extend({
-  /** The model's context window in tokens, used to skip it for prompts that cannot fit. */
-  contextLength: positiveInt.optional(),
-});
 
 /**
  * An API key as it is sent: `Authorization: Bearer <key>`. Surrounding whitespace (a key file's
@@ -137,8 +114,6 @@ export const keyPoolConfigSchema = z
   });
 
 export type KeyPoolInput = z.input<typeof keyPoolConfigSchema>;
-export type LimitsConfig = z.infer<typeof limitsSchema>;
-export type ModelLimitsConfig = z.infer<typeof modelLimitsSchema>;
 
 export interface ResolvedKeyConfig {
   key: string;

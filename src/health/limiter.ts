@@ -1,6 +1,6 @@
 import { SlidingWindow, type WindowEntry } from './sliding-window.js';
-import type { LimitsConfig } from './config.js';
-import type { QuotaRemaining } from './health.js';
+import type { LimitsConfig } from './limits.js';
+import type { QuotaRemaining } from './records.js';
 
 const MINUTE_MS = 60_000;
 

@@ -12,7 +12,7 @@ export type {
   FakeKeyPatch,
   FakeAccountPatch,
   FakeOpenRouter,
-} from './testing/types.js';
-export { startFakeOpenRouter } from './testing/fake-server.js';
-export { loadFixture, listFixtures, parseFixture } from './testing/fixtures.js';
-export type { OpenRouterFixture } from './testing/fixtures.js';
+} from './types.js';
+export { startFakeOpenRouter } from './fake-server.js';
+export { loadFixture, listFixtures, parseFixture } from './fixtures.js';
+export type { OpenRouterFixture } from './fixtures.js';

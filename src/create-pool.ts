@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { createPool, type KeyPool } from './keys/pool.js';
-import type { KeyPoolInput } from './keys/config.js';
+import { createPool, type KeyPool } from './pool/key-pool.js';
+import type { KeyPoolInput } from './pool/config.js';
 import { createOpenRouterTransport, fetchKeyInfo, type OpenRouterClientOptions } from './transport/index.js';
 import { clientOptionsSchema } from './transport/client-options.js';
-import { ValidationError, formatZodError } from './validation.js';
+import { ValidationError, formatZodError } from './core/validation.js';
 
 /**
  * `createKeyPool`'s options: the core pool config, where `transport` defaults to OpenRouter

@@ -1,7 +1,7 @@
 import { Observable, Subject, of, BehaviorSubject } from 'rxjs';
-import type { LimitsConfig } from './config.js';
-import type { QuotaRemaining } from './health.js';
-import { Limiter, type LimiterHold } from './limiter.js';
+import type { LimitsConfig } from '../health/limits.js';
+import type { QuotaRemaining } from '../health/records.js';
+import { Limiter, type LimiterHold } from '../health/limiter.js';
 
 /**
  * Where a pool keeps the state that several pools (in one process, or in many processes on many

@@ -1,5 +1,5 @@
 import type { BreakerState } from './breaker.js';
-import type { ErrorKind } from '../errors.js';
+import type { ErrorKind } from '../core/errors.js';
 
 /**
  * The public, immutable health records the pool publishes through BehaviorSubjects. They hold

@@ -1,5 +1,5 @@
-import type { ChatRequest } from '../types.js';
-import type { KeyHealth } from '../keys/health.js';
+import type { ChatRequest } from '../core/types.js';
+import type { KeyHealth } from '../health/records.js';
 
 /**
  * Key-selection strategies. A strategy sees every key of the pool with a cheap eligibility test,

@@ -1,4 +1,4 @@
-import type { ChatRequest } from '../types.js';
+import type { ChatRequest } from './types.js';
 
 /** Characters per token for the estimate; OpenAI's rule of thumb for English text. */
 const CHARS_PER_TOKEN = 4;
