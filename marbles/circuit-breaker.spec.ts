@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { catchError, distinctUntilChanged, filter, map, of, take, type Observable } from 'rxjs';
-import type { KeyPool } from '../src/pool/key-pool.js';
+import type { KeyPool } from '../src/create-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker, type CircuitBreakerConfig } from '../src/operators/circuit-breaker.js';
 import { BadRequestError, NetworkError, RateLimitError, UpstreamError, type OpenRouterError } from '../src/core/errors.js';

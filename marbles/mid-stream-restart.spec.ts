@@ -205,7 +205,7 @@ describe("onMidStreamError: 'restart'", () => {
         b: deliveredChunk('Two', 'k2'),
         c: deliveredChunk('Three'),
         C: completed('gen-3', 'Three', 'k1', 3, 12),
-      } as Record<string, BalanceEvent>);
+      });
       expectSubscriptions(first.subscriptions).toBe('^-!');
       expectSubscriptions(second.subscriptions).toBe('----^-!');
       expectSubscriptions(third.subscriptions).toBe('----------^-!');

@@ -8,7 +8,7 @@ import { EMPTY, filter, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { KeyPoolInput } from '../src/pool/config.js';
 import type { PoolEvent } from '../src/pool/events.js';
-import type { KeyPool } from '../src/pool/key-pool.js';
+import type { KeyPool } from '../src/create-pool.js';
 import type { AttemptStart } from '../src/operators/attempt-event.js';
 import type { BalanceEvent, BalanceOptions, CompletionEvent } from '../src/operators/balance.js';
 import { UpstreamError } from '../src/core/errors.js';

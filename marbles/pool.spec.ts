@@ -2,7 +2,7 @@ import { createMemoryStore } from '../src/store/state-store.js';
 import { describe, expect, it } from 'vitest';
 import { distinctUntilChanged, map } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import type { KeyPool } from '../src/pool/key-pool.js';
+import type { KeyPool } from '../src/create-pool.js';
 import type { PoolHealth } from '../src/health/records.js';
 import {
   AuthenticationError,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ignoreElements, of, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import type { KeyPool } from '../src/pool/key-pool.js';
+import type { KeyPool } from '../src/create-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker } from '../src/operators/circuit-breaker.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from '../src/operators/retry-on-rate-limit.js';

@@ -14,7 +14,7 @@ import {
 } from '../src/pool/strategies.js';
 import type { KeyHealth } from '../src/health/records.js';
 import type { ChatRequest } from '../src/core/types.js';
-import { createPool } from '../src/pool/key-pool.js';
+import { createPool } from '../src/create-pool.js';
 import { MODEL, chatRequest, newTestScheduler, randomSequence, scriptedTransport } from './support.js';
 import { seededRandom } from '../test/helpers/seeded-random.js';
 

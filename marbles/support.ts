@@ -9,7 +9,7 @@ import { expect } from 'vitest';
 import { TestScheduler } from 'rxjs/testing';
 import type { KeyPoolInput } from '../src/pool/config.js';
 import type { KeyHealth } from '../src/health/records.js';
-import { createPool, type KeyPool } from '../src/pool/key-pool.js';
+import { createPool, type KeyPool } from '../src/create-pool.js';
 import { NetworkError, RateLimitError, UpstreamError } from '../src/core/errors.js';
 import type { ChatRequest, Completion, KeyCredential, Transport, TransportEvent, Usage } from '../src/core/types.js';
 
@@ -165,7 +165,7 @@ export function timeline(scheduler: { now(): number }, source: Observable<{ type
   const log: string[] = [];
   let failure: unknown;
   source.subscribe({
-    next: (event) => log.push(`${scheduler.now()} ${describeEvent(event as { type: string } & Record<string, unknown>)}`),
+    next: (event) => log.push(`${scheduler.now()} ${describeEvent(event)}`),
     error: (error: unknown) => {
       failure = error;
       log.push(`${scheduler.now()} error ${(error as Error).name}`);

@@ -1,35 +1,47 @@
-import { z } from 'zod';
-import { createPool, type KeyPool } from './pool/key-pool.js';
-import type { KeyPoolInput } from './pool/config.js';
-import { createOpenRouterTransport, fetchKeyInfo, type OpenRouterClientOptions } from './transport/index.js';
-import { clientOptionsSchema } from './transport/client-options.js';
-import { ValidationError, formatZodError } from './core/validation.js';
+import { filter, map, of, type Observable, type OperatorFunction } from 'rxjs';
+import type { ChatRequest } from './core/types.js';
+import { resolvePoolConfig, type KeyPoolInput } from './pool/config.js';
+import { Pool } from './pool/key-pool.js';
+import type { PoolCore } from './pool/types.js';
+import { balance, type BalanceEvent, type BalanceOptions, type ChunkEvent, type CompletionEvent, type RestartEvent } from './operators/balance.js';
+
+/** A key pool with its one-call shortcuts, which run through `balance` like any request. */
+export interface KeyPool extends PoolCore {
+  /** One request, not streamed: emits its `completion` event, or errors with its typed error. */
+  complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent>;
+  /** One streamed request: emits `chunk` (and `restart`) events, then its `completion`; errors on failure. */
+  stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent>;
+}
 
 /**
- * `createKeyPool`'s options: the core pool config, where `transport` defaults to OpenRouter
- * through the `openai` SDK, plus how to reach OpenRouter.
+ * The pool and the shortcuts, assembled here so that the pool never imports the operators built
+ * on it.
  */
-export type KeyPoolOptions = Omit<KeyPoolInput, 'transport'> &
-  Partial<Pick<KeyPoolInput, 'transport'>> &
-  Pick<OpenRouterClientOptions, 'baseURL' | 'appUrl' | 'appTitle' | 'timeoutMs'>;
+class BalancedPool extends Pool implements KeyPool {
+  /** One shared `balance` for calls without options, so its retry budget spans them all. */
+  private defaultBalance: OperatorFunction<ChatRequest, BalanceEvent> | undefined;
 
-const endpointSchema = z.strictObject(clientOptionsSchema.pick({ baseURL: true, appUrl: true, appTitle: true, timeoutMs: true }).shape);
+  complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent> {
+    return this.single({ ...request, stream: false }, options).pipe(filter((event): event is CompletionEvent => event.type === 'completion'));
+  }
 
-/**
- * Creates a key pool that talks to OpenRouter (or any OpenAI-compatible `baseURL`) through the
- * real `openai` SDK, with `maxRetries: 0`: the pool owns retries. The config is validated with
- * zod; a bad one throws a `ValidationError` naming the field.
- */
-export function createKeyPool(options: KeyPoolOptions): KeyPool {
-  const { baseURL, appUrl, appTitle, timeoutMs, ...config } = options ?? ({} as KeyPoolOptions);
-  const endpoint = endpointSchema.safeParse({ baseURL, appUrl, appTitle, timeoutMs });
-  if (!endpoint.success) throw new ValidationError(formatZodError(endpoint.error, 'key pool config'), endpoint.error.issues);
-  const client: OpenRouterClientOptions = Object.fromEntries(
-    Object.entries(endpoint.data).filter(([, value]) => value !== undefined),
-  );
-  return createPool({
-    ...config,
-    transport: config.transport ?? createOpenRouterTransport({ ...client, ...(config.scheduler === undefined ? {} : { scheduler: config.scheduler }) }),
-    keyInfo: config.keyInfo ?? ((key) => fetchKeyInfo(key, client)),
-  });
+  stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
+    return this.single({ ...request, stream: true }, options);
+  }
+
+  private single(request: ChatRequest, options: BalanceOptions | undefined): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
+    const route = options === undefined ? (this.defaultBalance ??= balance(this)) : balance(this, options);
+    return of(request).pipe(
+      route,
+      map((event: BalanceEvent) => {
+        if (event.type === 'failed') throw event.error;
+        return event;
+      }),
+    );
+  }
+}
+
+/** Creates a key pool. Validates `config` with zod and throws a `ValidationError` naming the field. */
+export function createPool(config: KeyPoolInput): KeyPool {
+  return new BalancedPool(resolvePoolConfig(config));
 }

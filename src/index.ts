@@ -48,10 +48,11 @@ export { classifyHttpError, retryAfterMsFrom, MAX_RETRY_AFTER_MS, DEFAULT_MAX_EV
 export { MAX_TIMER_DELAY_MS } from './core/timers.js';
 
 // The pool
-export { createKeyPool } from './create-pool.js';
-export type { KeyPoolOptions } from './create-pool.js';
-export { createPool } from './pool/key-pool.js';
-export type { KeyPool, KeyLease, KeyHandle, AcquireOptions, AttemptOutcome } from './pool/key-pool.js';
+export { createKeyPool } from './create-key-pool.js';
+export type { KeyPoolOptions } from './create-key-pool.js';
+export { createPool } from './create-pool.js';
+export type { KeyPool } from './create-pool.js';
+export type { PoolCore, KeyLease, KeyHandle, AcquireOptions, AttemptOutcome } from './pool/types.js';
 export type { KeyPoolInput, KeyInfoSnapshot, KeyInfoSource, LimitsConfig, ModelLimitsConfig } from './pool/config.js';
 export { defaultBreakerPolicy } from './health/breaker.js';
 export type { BreakerPolicy, BreakerState } from './health/breaker.js';

@@ -1,6 +1,6 @@
 import { Subject, type Subscription } from 'rxjs';
 import { balance, type BalanceEvent } from '../operators/balance.js';
-import type { KeyPool } from '../pool/key-pool.js';
+import type { KeyPool } from '../create-pool.js';
 import { renderHealthTable } from './health-table.js';
 import type { CliIo } from './io.js';
 import { ProgressReporter, type ProgressMode } from './progress.js';

@@ -1,7 +1,7 @@
 import { Subscription, interval, map } from 'rxjs';
 import { balance } from '../operators/balance.js';
-import { createKeyPool } from '../create-pool.js';
-import type { KeyPool } from '../pool/key-pool.js';
+import { createKeyPool } from '../create-key-pool.js';
+import type { KeyPool } from '../create-pool.js';
 import type { ChatRequest } from '../core/types.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../testing/index.js';
 

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
-import { createKeyPool } from '../create-pool.js';
-import type { KeyPool } from '../pool/key-pool.js';
+import { createKeyPool } from '../create-key-pool.js';
+import type { KeyPool } from '../create-pool.js';
 import { createDashboardServer, type DashboardServer } from '../dashboard/server.js';
 import { UsageError } from './args.js';
 import { runBatch, type BatchOutcome } from './batch.js';

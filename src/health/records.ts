@@ -101,3 +101,34 @@ export interface PoolHealth {
 export function emptyUsage(): UsageTotals {
   return { requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, cost: 0 };
 }
+
+export function sameLastError(a: LastError | null, b: LastError | null): boolean {
+  return a === b || (a !== null && b !== null && a.kind === b.kind && a.status === b.status && a.message === b.message && a.at === b.at);
+}
+
+/** The fields key and model records share, compared by value: a health stream never repeats itself. */
+export function sameModelHealth(a: KeyHealth | ModelHealth, b: KeyHealth | ModelHealth): boolean {
+  return (
+    a.state === b.state &&
+    a.openReason === b.openReason &&
+    a.cooldownUntil === b.cooldownUntil &&
+    a.inFlight === b.inFlight &&
+    a.successes === b.successes &&
+    a.failures === b.failures &&
+    a.consecutiveFailures === b.consecutiveFailures &&
+    sameLastError(a.lastError, b.lastError) &&
+    a.latencyMs === b.latencyMs &&
+    a.timeToFirstTokenMs === b.timeToFirstTokenMs &&
+    a.usage === b.usage
+  );
+}
+
+/** A key record by value: the shared fields, its credit and what its quotas have left. */
+export function sameKeyHealth(a: KeyHealth, b: KeyHealth): boolean {
+  return (
+    sameModelHealth(a, b) &&
+    a.credit === b.credit &&
+    a.quota.length === b.quota.length &&
+    a.quota.every((quota, index) => quota.remaining === b.quota[index]!.remaining)
+  );
+}

@@ -1,7 +1,7 @@
 import { Observable, Subscription, map, of, type OperatorFunction } from 'rxjs';
 import { z } from 'zod';
 import { AttemptsExhaustedError, BadRequestError, ModelUnavailableError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
-import type { KeyPool } from '../pool/key-pool.js';
+import type { PoolCore } from '../pool/types.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
 import type { ChatRequest, Completion, FinishReason, Usage } from '../core/types.js';
@@ -142,7 +142,7 @@ interface StreamedAnswer {
  * with a truncation error, never a silent success.
  */
 function toBalanceEvents(
-  pool: KeyPool,
+  pool: PoolCore,
   requestId: string,
   startedAt: number,
   attempts$: Observable<AttemptEvent>,
@@ -290,7 +290,7 @@ function toBalanceEvents(
  * `BalanceEvent`s. Every input gets exactly one terminal event (`completion` or `failed`); a failing
  * request never errors the output stream. Unsubscribing aborts every request in flight.
  */
-export function balance(pool: KeyPool, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
+export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
   const checked = balanceOptionsSchema.safeParse(options);
   if (!checked.success) throw new ValidationError(formatZodError(checked.error, 'balance options'), checked.error.issues);
   const onMidStreamError = options.onMidStreamError ?? 'error';

@@ -1,6 +1,6 @@
 import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
 import { toOpenRouterError, type OpenRouterError } from '../core/errors.js';
-import type { KeyPool } from '../pool/key-pool.js';
+import type { PoolCore } from '../pool/types.js';
 import type { Usage } from '../core/types.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
@@ -24,7 +24,7 @@ interface AttemptInProgress {
  * probes) is the pool's, so every request sees the same state. Place it after `withKeyRotation`
  * and before the retry operators, so a retry already sees the key parked or open.
  */
-export function circuitBreaker(pool: KeyPool, config: CircuitBreakerConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+export function circuitBreaker(pool: PoolCore, config: CircuitBreakerConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
   const shouldRecord = config.shouldRecord ?? (() => true);
   return (source) =>
     new Observable<AttemptEvent>((subscriber) => {

@@ -1,7 +1,7 @@
 import { EMPTY, Observable, Subscription, concat, defer, map, mergeMap, of, type OperatorFunction } from 'rxjs';
 import { BadRequestError, ContextLengthError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
-import type { KeyLease, KeyPool } from '../pool/key-pool.js';
+import type { KeyLease, PoolCore } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type StrategyLike } from '../pool/strategies.js';
 import type { ChatRequest } from '../core/types.js';
@@ -42,7 +42,7 @@ export function modelChainOf(request: ChatRequest): string[] {
  * the request has not failed on yet. Emits an `attempt` marker, then the transport's events
  * tagged with key and model. Unsubscribing aborts the HTTP request and frees the slot.
  */
-export function withKeyRotation(pool: KeyPool, config: WithKeyRotationConfig = {}): OperatorFunction<ChatRequest, AttemptEvent> {
+export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = {}): OperatorFunction<ChatRequest, AttemptEvent> {
   const strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
   const maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
   // Routes outlive one attempt (a retry resubscribes) but not their request.

@@ -1,0 +1,456 @@
+import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
+import {
+  AbortedError,
+  ModelUnavailableError,
+  NoKeyAvailableError,
+  QueueFullError,
+  QueueTimeoutError,
+  toOpenRouterError,
+  type OpenRouterError,
+} from '../core/errors.js';
+import { scheduleAfter } from '../core/timers.js';
+import { estimateTokens } from '../core/tokens.js';
+import type { ChatRequest } from '../core/types.js';
+import type { AdmissionPlan, Reservation, ReserveResult, StateStore } from '../store/state-store.js';
+import type { ResolvedPoolConfig } from './config.js';
+import type { KeyEntry, ModelEntry } from './entities.js';
+import type { PoolEvent } from './events.js';
+import type { HealthPublisher } from './publisher.js';
+import type { Registry } from './registry.js';
+import type { PickContext, Strategy } from './strategies.js';
+import type { AcquireOptions, KeyLease } from './types.js';
+
+interface Ticket {
+  readonly request: ChatRequest;
+  readonly options: AcquireOptions;
+  readonly tokens: number;
+  readonly priority: number;
+  readonly seq: number;
+  /** Tickets with equal signatures compete for the same keys: one that fails blocks the rest. */
+  readonly signature: string;
+  admit(lease: KeyLease): void;
+  reject(error: OpenRouterError): void;
+  timeout?: Subscription;
+  /** Unsubscribed: a reservation that arrives later is given back at once. */
+  cancelled: boolean;
+}
+
+/** How often a blocked queue looks again at a store other pools share (their releases send no event). */
+const SHARED_STORE_POLL_MS = 25;
+
+/**
+ * Admission: the queue of requests waiting for a key, the placement of each on a key (models in
+ * order, the strategy among eligible keys), the reservation of its room in the store, the lease
+ * that holds it, and the wake-ups that admit waiting requests when room frees.
+ */
+export class Admission {
+  private readonly queue: Ticket[] = [];
+  private ticketSeq = 0;
+  private draining = false;
+  private drainAgain = false;
+  private wakeAt = Infinity;
+  private wakeTimer: Subscription | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly config: ResolvedPoolConfig,
+    private readonly registry: Registry,
+    private readonly store: StateStore,
+    private readonly publisher: HealthPublisher,
+    private readonly scheduler: SchedulerLike,
+    private readonly strategy: Strategy,
+    private readonly emit: (event: PoolEvent) => void,
+    /** Whether this pool alone uses the store: if not, other pools' releases send no event. */
+    private readonly ownsStore: boolean,
+  ) {}
+
+  /** Requests waiting for a key. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** The scopes an attempt of `entry` on `model` takes room in: key, account, model limits. */
+  private planOf(entry: KeyEntry, model: ModelEntry): AdmissionPlan {
+    let plan = entry.plans.get(model.model);
+    if (plan === undefined) {
+      plan = [entry.scope, entry.account.scope, ...model.limitPatterns.map((pattern) => entry.account.modelScope(pattern))];
+      for (const scope of plan) this.store.define(scope);
+      entry.plans.set(model.model, plan);
+    }
+    return plan;
+  }
+
+  private keyAdmits(entry: KeyEntry, model: ModelEntry, now: number, tokens: number): boolean {
+    if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now || entry.fullUntil > now) return false;
+    const account = entry.account;
+    if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
+    if (entry.breaker.state !== 'closed') {
+      if (entry.breaker.advance(now)) this.publisher.markKey(entry);
+      if (!entry.breaker.admits()) return false;
+    }
+    return this.store.fits(this.planOf(entry, model), tokens, now);
+  }
+
+  private modelAdmits(model: ModelEntry, now: number): boolean {
+    if (model.parkedUntil > now) return false;
+    if (model.breaker.state !== 'closed') {
+      if (model.breaker.advance(now)) this.publisher.markModel(model);
+      return model.breaker.admits();
+    }
+    return true;
+  }
+
+  /** Out of service by its breaker: open, or half-open with its probes out. A 429 park is a wait, not this. */
+  private modelOutOfService(model: ModelEntry, now: number): boolean {
+    if (model.breaker.state === 'closed') return false;
+    if (model.breaker.advance(now)) this.publisher.markModel(model);
+    return !model.breaker.admits();
+  }
+
+  /**
+   * The refusal of a ticket that could not be placed because every model of its chain is out of
+   * service; undefined when it waits for a key instead. Such a ticket never waits in the queue: it
+   * would hold its caller's concurrency slot (a `balance` slot) that requests for healthy models
+   * could use, so it fails at once and the caller decides whether to wait (`balance` waits
+   * without its slot, up to its `modelWaitMs`).
+   */
+  private modelsUnavailable(ticket: Ticket, now: number): ModelUnavailableError | undefined {
+    const models = ticket.options.models.map((id) => this.registry.model(id));
+    if (models.length === 0 || !models.every((model) => this.modelOutOfService(model, now))) return undefined;
+    // Known return times (open breakers); a half-open model's return hangs on its probe.
+    const backAt = Math.min(...models.map((model) => (model.breaker.state === 'open' ? model.breaker.openUntil : Infinity)));
+    const described = models.map((model) => {
+      const state = model.breaker.state === 'open' ? `breaker open for another ${Math.ceil((model.breaker.openUntil - now) / 1000)} s` : 'breaker half-open, its probe still out';
+      return `${model.model} (${state}${model.lastError === null ? '' : `; last error: ${model.lastError.message}`})`;
+    });
+    const last = models.find((model) => model.lastError !== null)?.lastError ?? null;
+    return new ModelUnavailableError({
+      message: `every model of the request is out of service: ${described.join(', ')}`,
+      scope: 'model',
+      retryable: true,
+      ...(Number.isFinite(backAt) ? { retryAfterMs: Math.max(0, backAt - now) } : {}),
+      ...(last?.status === undefined ? {} : { status: last.status }),
+      model: models[0]!.model,
+    });
+  }
+
+  /** Fails a ticket that is out of the queue; it never got a key. */
+  private refuse(ticket: Ticket, error: OpenRouterError): void {
+    ticket.cancelled = true;
+    ticket.timeout?.unsubscribe();
+    // No retry operator may take it: the route's every model is out, and time, not another key, mends that.
+    error.routeExhausted = true;
+    ticket.reject(error);
+  }
+
+  /** Finds a key for the ticket now, trying its models in order; undefined when none fits. */
+  private place(ticket: Ticket, now: number): { entry: KeyEntry; model: ModelEntry } | undefined {
+    const strategy = ticket.options.strategy ?? this.strategy;
+    const avoid = ticket.options.avoid;
+    for (const modelId of ticket.options.models) {
+      const model = this.registry.model(modelId);
+      if (!this.modelAdmits(model, now)) continue;
+      let avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < this.registry.keys.length;
+      const context: PickContext = {
+        candidates: this.registry.keys,
+        isEligible: (index) => {
+          const entry = this.registry.keys[index]!;
+          if (avoiding && avoid!.has(entry.label)) return false;
+          return this.keyAdmits(entry, model, now, ticket.tokens);
+        },
+        request: ticket.request,
+        model: modelId,
+        random: this.config.random,
+      };
+      // A user strategy may return anything: admit only what the pool would.
+      const admissible = (index: number | undefined) => {
+        const entry = index === undefined ? undefined : this.registry.keys[index];
+        return entry !== undefined && context.isEligible(index!) ? entry : undefined;
+      };
+      let entry = admissible(strategy.pick(context));
+      if (entry === undefined && avoiding) {
+        avoiding = false;
+        entry = admissible(strategy.pick(context));
+      }
+      if (entry === undefined) continue;
+      return { entry, model };
+    }
+    return undefined;
+  }
+
+  /**
+   * Places the ticket if a key looks free, and reserves its room in the store. With the memory
+   * store the answer is synchronous; with a shared store it may come later, or be a refusal
+   * (another process took the room first): then the key is skipped until the store's retry time
+   * and the ticket goes back to its place in the queue. Returns whether a key was tried.
+   */
+  private tryAdmit(ticket: Ticket, now: number): boolean {
+    const candidate = this.place(ticket, now);
+    if (candidate === undefined) return false;
+    const { entry, model } = candidate;
+    const plan = this.planOf(entry, model);
+    entry.inFlight++;
+    model.inFlight++;
+    this.store.reserve(plan, ticket.tokens, now).subscribe({
+      next: (result) => this.onReserved(ticket, entry, model, result),
+      error: (error: unknown) => {
+        entry.inFlight--;
+        model.inFlight--;
+        this.dequeue(ticket);
+        if (!ticket.cancelled) ticket.reject(toOpenRouterError(error));
+        this.publisher.flush();
+      },
+    });
+    return true;
+  }
+
+  private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, result: ReserveResult): void {
+    const now = this.scheduler.now();
+    if (!result.ok) {
+      entry.inFlight--;
+      model.inFlight--;
+      entry.fullUntil = Math.max(entry.fullUntil, now + result.retryAfterMs);
+      if (!ticket.cancelled && !this.queue.includes(ticket)) this.insert(ticket);
+      this.drain();
+      return;
+    }
+    if (ticket.cancelled) {
+      entry.inFlight--;
+      model.inFlight--;
+      this.store.release(result.reservation);
+      return;
+    }
+    this.dequeue(ticket);
+    const lease = this.lease(entry, model, result.reservation, now);
+    this.publisher.flush();
+    ticket.admit(lease);
+  }
+
+  private lease(entry: KeyEntry, model: ModelEntry, reservation: Reservation, now: number): KeyLease {
+    const account = entry.account;
+    const keyProbe = entry.breaker.begin();
+    const modelProbe = model.breaker.begin();
+    this.publisher.markKey(entry);
+    this.publisher.markModel(model);
+    let released = false;
+    let responded = false;
+    const admission = this;
+    return {
+      credential: entry.credential,
+      label: entry.label,
+      fingerprint: entry.credential.fingerprint,
+      account: account.id,
+      model: model.model,
+      acquiredAt: now,
+      markResponded() {
+        if (responded || released) return;
+        responded = true;
+        admission.store.markResponded(reservation, admission.scheduler.now());
+        // The quota entry now has an expiry: a waiting request can be woken for it.
+        if (admission.queue.length > 0) admission.scheduleWake();
+      },
+      reconcile(usage) {
+        admission.store.reconcile(reservation, usage.totalTokens);
+      },
+      release() {
+        if (released) return;
+        released = true;
+        admission.store.release(reservation);
+        entry.inFlight--;
+        entry.breaker.abandon(keyProbe);
+        model.breaker.abandon(modelProbe);
+        model.inFlight--;
+        admission.publisher.markKey(entry);
+        admission.publisher.markModel(model);
+        admission.publisher.flush();
+        admission.drain();
+      },
+    };
+  }
+
+  acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease> {
+    return new Observable<KeyLease>((subscriber) => {
+      if (this.closed) {
+        subscriber.error(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
+        return undefined;
+      }
+      let lease: KeyLease | undefined;
+      const priority = options.priority ?? 0;
+      const ticket: Ticket = {
+        request,
+        options,
+        tokens: estimateTokens(request, this.config.defaultCompletionTokens),
+        priority,
+        seq: this.ticketSeq++,
+        signature: `${priority}|${options.models.join('\u0000')}`,
+        admit: (admitted) => {
+          lease = admitted;
+          subscriber.next(admitted);
+        },
+        reject: (error) => subscriber.error(error),
+        cancelled: false,
+      };
+      this.enqueue(ticket);
+      return () => {
+        ticket.cancelled = true;
+        this.dequeue(ticket);
+        lease?.release();
+      };
+    });
+  }
+
+  private enqueue(ticket: Ticket): void {
+    if (this.registry.keys.every((entry) => entry.disabled)) {
+      ticket.reject(this.noKeyError());
+      return;
+    }
+    const timeoutMs = ticket.options.queueTimeoutMs ?? this.config.queue.timeoutMs;
+    if (timeoutMs !== undefined) {
+      ticket.timeout = scheduleAfter(this.scheduler, timeoutMs, () => {
+        ticket.cancelled = true;
+        this.dequeue(ticket);
+        ticket.reject(new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }));
+      });
+    }
+    const now = this.scheduler.now();
+    if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
+    const unavailable = this.modelsUnavailable(ticket, now);
+    if (unavailable !== undefined) {
+      this.refuse(ticket, unavailable);
+      this.publisher.flush();
+      return;
+    }
+    if (this.queue.length >= this.config.queue.maxSize) {
+      ticket.timeout?.unsubscribe();
+      ticket.reject(new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }));
+      return;
+    }
+    this.insert(ticket);
+    this.emit({ type: 'queued', requestId: ticket.options.requestId ?? '', queued: this.queue.length, at: this.scheduler.now() });
+    this.drain();
+    this.publisher.flush();
+  }
+
+  /** Puts a ticket in its place: by priority (descending), then arrival. */
+  private insert(ticket: Ticket): void {
+    let index = this.queue.length;
+    while (index > 0) {
+      const before = this.queue[index - 1]!;
+      if (before.priority > ticket.priority || (before.priority === ticket.priority && before.seq < ticket.seq)) break;
+      index--;
+    }
+    this.queue.splice(index, 0, ticket);
+  }
+
+  private dequeue(ticket: Ticket): void {
+    ticket.timeout?.unsubscribe();
+    const index = this.queue.indexOf(ticket);
+    if (index >= 0) {
+      this.queue.splice(index, 1);
+      this.publisher.flush();
+    }
+  }
+
+  private noKeyError(): NoKeyAvailableError {
+    return new NoKeyAvailableError({ message: `every key of the pool is disabled (${this.registry.keys.map((entry) => entry.label).join(', ')})`, scope: 'key', retryable: false });
+  }
+
+  /** Admits waiting requests in order while keys have room; then sleeps until the earliest reset. */
+  drain(): void {
+    if (this.draining) {
+      this.drainAgain = true;
+      return;
+    }
+    if (this.queue.length === 0 || this.closed) return;
+    let drainedAt = this.scheduler.now();
+    this.draining = true;
+    try {
+      do {
+        this.drainAgain = false;
+        if (this.registry.keys.every((entry) => entry.disabled)) {
+          for (const ticket of this.queue.splice(0)) this.refuse(ticket, this.noKeyError());
+          break;
+        }
+        const now = this.scheduler.now();
+        drainedAt = now;
+        const blocked = new Set<string>();
+        for (let index = 0; index < this.queue.length; ) {
+          const ticket = this.queue[index]!;
+          if (blocked.has(ticket.signature)) {
+            index++;
+            continue;
+          }
+          // Out of the queue while its reservation is under way; a refusal puts it back.
+          this.queue.splice(index, 1);
+          if (this.tryAdmit(ticket, now)) continue;
+          const unavailable = this.modelsUnavailable(ticket, now);
+          if (unavailable !== undefined) {
+            this.refuse(ticket, unavailable);
+            continue;
+          }
+          this.queue.splice(index, 0, ticket);
+          blocked.add(ticket.signature);
+          index++;
+        }
+      } while (this.drainAgain);
+    } finally {
+      this.draining = false;
+    }
+    this.publisher.flush();
+    if (this.queue.length > 0) this.scheduleWake(drainedAt);
+  }
+
+  /** The earliest future time at which a cooldown, exhaustion or quota window ends. */
+  private nextChangeAt(now: number): number {
+    const tokens = this.queue[0]?.tokens ?? 1;
+    let at = Infinity;
+    const consider = (time: number) => {
+      if (time > now && time < at) at = time;
+    };
+    for (const entry of this.registry.keys) {
+      if (entry.disabled) continue;
+      consider(entry.parkedUntil);
+      consider(entry.exhaustedUntil);
+      consider(entry.fullUntil);
+      if (entry.breaker.state === 'open') consider(entry.breaker.openUntil);
+      for (const plan of entry.plans.values()) consider(this.store.nextFitAt(plan, tokens, now));
+    }
+    for (const account of this.registry.accounts.values()) {
+      consider(account.parkedUntil);
+      consider(account.exhaustedUntil);
+    }
+    for (const model of this.registry.models.values()) {
+      consider(model.parkedUntil);
+      if (model.breaker.state === 'open') consider(model.breaker.openUntil);
+    }
+    return at;
+  }
+
+  /**
+   * Sleeps until the earliest change after `checkedAt`, the time the queue was last found blocked:
+   * a change between then and now wakes at once, never lost. On a store shared with other pools,
+   * their releases free room without any event here, so a blocked queue also polls.
+   */
+  private scheduleWake(checkedAt = this.scheduler.now()): void {
+    let at = this.nextChangeAt(checkedAt);
+    if (!Number.isFinite(at) && !this.ownsStore) at = checkedAt + SHARED_STORE_POLL_MS;
+    if (!Number.isFinite(at) || (this.wakeTimer !== undefined && this.wakeAt <= at)) return;
+    this.wakeTimer?.unsubscribe();
+    this.wakeAt = at;
+    this.wakeTimer = scheduleAfter(this.scheduler, at - this.scheduler.now(), () => {
+      this.wakeTimer = undefined;
+      this.wakeAt = Infinity;
+      this.drain();
+    });
+  }
+
+  /** Fails every waiting request and cancels the wake-up timer. */
+  close(): void {
+    this.closed = true;
+    this.wakeTimer?.unsubscribe();
+    for (const ticket of this.queue.splice(0)) {
+      ticket.timeout?.unsubscribe();
+      ticket.reject(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
+    }
+  }
+}

@@ -1,0 +1,166 @@
+import { BehaviorSubject, type Subscription } from 'rxjs';
+import type { KeyCredential } from '../core/types.js';
+import type { Breaker } from '../health/breaker.js';
+import type { LimitsConfig } from '../health/limits.js';
+import { emptyUsage, type Credit, type KeyHealth, type KeyState, type LastError, type ModelHealth, type UsageTotals } from '../health/records.js';
+import type { AdmissionPlan, ScopeDefinition } from '../store/state-store.js';
+import type { KeyCandidate } from './strategies.js';
+
+/**
+ * The mutable state behind the published records: one entry per key, account and model. They hold
+ * data only; the pool's parts (publisher, admission, outcome policy) decide what changes them.
+ */
+
+export class AccountEntry {
+  readonly keys: KeyEntry[] = [];
+  parkedUntil = 0;
+  exhaustedUntil = 0;
+  rateLimitStreak = 0;
+  private readonly modelScopes = new Map<string, ScopeDefinition>();
+
+  constructor(
+    readonly id: string,
+    readonly scope: ScopeDefinition,
+    private readonly modelLimits: Readonly<Record<string, LimitsConfig>>,
+  ) {}
+
+  /** The scope of a `models` limit pattern within this account (OpenRouter limits per account). */
+  modelScope(pattern: string): ScopeDefinition {
+    let scope = this.modelScopes.get(pattern);
+    if (scope === undefined) {
+      scope = { id: `model:${this.id}:${pattern}`, kind: 'model', limits: this.modelLimits[pattern] ?? {}, model: pattern };
+      this.modelScopes.set(pattern, scope);
+    }
+    return scope;
+  }
+}
+
+/**
+ * What keys and models share: a health record published through a `BehaviorSubject` that is only
+ * built once someone asks (a record nobody watches is not worth building per request), the state
+ * last reported, and the timer that ends a cooldown.
+ */
+export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
+  /** When the pending cooldown timer fires (Infinity: none). */
+  refreshAt = Infinity;
+  refreshTimer: Subscription | undefined;
+  /** Changed since its record was last built, while nobody watched it. */
+  stale = false;
+  /** Every key and model starts closed: the last state reported in a `state-change` event. */
+  lastState: KeyState = 'closed';
+  lastError: LastError | null = null;
+  latencyMs: number | null = null;
+  timeToFirstTokenMs: number | null = null;
+  usage: UsageTotals = emptyUsage();
+  rateLimitStreak = 0;
+  inFlight = 0;
+  private published: BehaviorSubject<H> | undefined;
+
+  abstract readonly breaker: Breaker;
+  abstract parkedUntil: number;
+
+  /** Builds the record from the entity as it is now (publishes nothing). */
+  abstract build(): H;
+
+  /** The record's subject, created (and the record built) on first use. */
+  get subject(): BehaviorSubject<H> {
+    if (this.published === undefined) {
+      this.stale = false;
+      this.published = new BehaviorSubject(this.build());
+    }
+    return this.published;
+  }
+
+  /** Whether anybody watches this record now. */
+  get watched(): boolean {
+    return this.published?.observed ?? false;
+  }
+
+  /** The current record, built now if it went stale while unwatched. */
+  get health(): H {
+    if (this.published === undefined) return this.subject.value;
+    if (this.stale) {
+      this.stale = false;
+      this.published.next(this.build());
+    }
+    return this.published.value;
+  }
+
+  /** Publishes a record built by the caller (who compared it with the last one). */
+  publish(record: H): void {
+    this.stale = false;
+    if (this.published === undefined) this.published = new BehaviorSubject(record);
+    else this.published.next(record);
+  }
+
+  /** Ends the record's stream and its cooldown timer. */
+  close(): void {
+    this.refreshTimer?.unsubscribe();
+    this.published?.complete();
+  }
+}
+
+export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate {
+  disabled = false;
+  exhaustedUntil = 0;
+  parkedUntil = 0;
+  /** The shared store said this key's quotas are full until then (another process took them). */
+  fullUntil = 0;
+  readonly plans = new Map<string, AdmissionPlan>();
+  credit: Credit | null = null;
+  limitReset: string | null = null;
+
+  constructor(
+    readonly credential: KeyCredential,
+    readonly weight: number,
+    readonly account: AccountEntry,
+    readonly scope: ScopeDefinition,
+    readonly breaker: Breaker,
+    private readonly toRecord: (entry: KeyEntry) => KeyHealth,
+  ) {
+    super();
+  }
+
+  get label(): string {
+    return this.credential.label;
+  }
+
+  build(): KeyHealth {
+    return this.toRecord(this);
+  }
+}
+
+export class ModelEntry extends PublishedEntity<ModelHealth> {
+  parkedUntil = 0;
+
+  constructor(
+    readonly model: string,
+    readonly breaker: Breaker,
+    /** The `models` limit patterns this model matches. */
+    readonly limitPatterns: readonly string[],
+    private readonly toRecord: (entry: ModelEntry) => ModelHealth,
+    /** Scheduler time of the last request that named it: idle records go first when over the cap. */
+    public lastUsedAt: number,
+  ) {
+    super();
+  }
+
+  build(): ModelHealth {
+    return this.toRecord(this);
+  }
+
+  /**
+   * Nothing would be lost by dropping the record: no request holds or waits on it by its breaker,
+   * no cooldown runs, nobody watches it, and its breaker has nothing to remember.
+   */
+  isIdleAndHealthy(now: number): boolean {
+    return (
+      this.inFlight === 0 &&
+      this.refreshTimer === undefined &&
+      this.parkedUntil <= now &&
+      this.breaker.state === 'closed' &&
+      this.breaker.consecutiveFailures === 0 &&
+      !this.watched
+    );
+  }
+}

@@ -1,0 +1,260 @@
+import type { SchedulerLike } from 'rxjs';
+import type { ErrorScope, OpenRouterError } from '../core/errors.js';
+import type { Usage } from '../core/types.js';
+import type { LastError, UsageTotals } from '../health/records.js';
+import type { StateChange, StateStore } from '../store/state-store.js';
+import type { ResolvedPoolConfig } from './config.js';
+import type { KeyEntry, ModelEntry } from './entities.js';
+import type { PoolEvent } from './events.js';
+import type { HealthPublisher } from './publisher.js';
+import type { Registry } from './registry.js';
+import type { AttemptOutcome } from './types.js';
+
+function movingAverage(previous: number | null, sample: number, alpha: number): number {
+  return previous === null ? sample : previous + alpha * (sample - previous);
+}
+
+function addUsage(totals: UsageTotals, usage: Usage | undefined, countRequest: boolean): UsageTotals {
+  return {
+    requests: totals.requests + (countRequest ? 1 : 0),
+    promptTokens: totals.promptTokens + (usage?.promptTokens ?? 0),
+    completionTokens: totals.completionTokens + (usage?.completionTokens ?? 0),
+    totalTokens: totals.totalTokens + (usage?.totalTokens ?? 0),
+    cost: totals.cost + (usage?.cost ?? 0),
+  };
+}
+
+/** The next boundary of an OpenRouter key limit period, in UTC. */
+export function nextLimitReset(now: number, period: string | null): number | undefined {
+  const date = new Date(now);
+  const midnight = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
+  const day = 86_400_000;
+  switch (period) {
+    case 'daily':
+      return midnight + day;
+    case 'weekly':
+      return midnight + ((8 - date.getUTCDay()) % 7 || 7) * day;
+    case 'monthly':
+      return Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The outcome policy: what each attempt's outcome does to key, account and model health (see the
+ * SCOPE table, openrouter-wire.md §5), and what other pools on the store report. A success closes
+ * and refreshes; a failure acts by its kind (401 disables, key limit and 402 exhaust, 429 parks),
+ * else counts against the breaker of the scope it names; a request-scoped error touches nothing.
+ */
+export class OutcomePolicy {
+  private closed = false;
+
+  constructor(
+    private readonly config: ResolvedPoolConfig,
+    private readonly registry: Registry,
+    private readonly store: StateStore,
+    private readonly publisher: HealthPublisher,
+    private readonly scheduler: SchedulerLike,
+    private readonly emit: (event: PoolEvent) => void,
+    /** Tells this pool's state changes apart from other pools' on a shared store. */
+    private readonly origin: string,
+    /** Runs after every change: a waiting request may fit now. */
+    private readonly afterChange: () => void,
+  ) {}
+
+  close(): void {
+    this.closed = true;
+  }
+
+  record(outcome: AttemptOutcome): void {
+    if (this.closed) return;
+    const entry = this.registry.key(outcome.keyLabel);
+    const model = this.registry.model(outcome.model);
+    const now = this.scheduler.now();
+    const alpha = this.config.latencySmoothing;
+    if (outcome.type === 'success') {
+      if (entry !== undefined) {
+        entry.breaker.succeed(now);
+        entry.rateLimitStreak = 0;
+        entry.account.rateLimitStreak = 0;
+        entry.latencyMs = movingAverage(entry.latencyMs, outcome.latencyMs, alpha);
+        if (outcome.timeToFirstTokenMs !== undefined) {
+          entry.timeToFirstTokenMs = movingAverage(entry.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
+        }
+        entry.usage = addUsage(entry.usage, outcome.usage, true);
+        this.publisher.markKey(entry);
+      }
+      model.breaker.succeed(now);
+      model.rateLimitStreak = 0;
+      model.latencyMs = movingAverage(model.latencyMs, outcome.latencyMs, alpha);
+      if (outcome.timeToFirstTokenMs !== undefined) {
+        model.timeToFirstTokenMs = movingAverage(model.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
+      }
+      model.usage = addUsage(model.usage, outcome.usage, true);
+      this.publisher.markModel(model);
+    } else {
+      if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
+      else this.applyFailure(entry, model, outcome.error, now);
+      if (outcome.usage !== undefined) {
+        // Billed tokens of a failed attempt still count: OpenRouter charged them.
+        if (entry !== undefined) entry.usage = addUsage(entry.usage, outcome.usage, false);
+        model.usage = addUsage(model.usage, outcome.usage, false);
+      }
+    }
+    this.publisher.flush();
+    this.afterChange();
+  }
+
+  /**
+   * A request-scoped error (400, 404, context length, moderation): the key authenticated and the
+   * model answered, the payload was at fault. That is no failure of either, and it settles a
+   * half-open probe: a model probed only by requests it refuses (a 404 for a misspelt id) would
+   * otherwise stay half-open for good.
+   */
+  private settleProbes(entry: KeyEntry | undefined, model: ModelEntry, now: number): void {
+    if (entry !== undefined && entry.breaker.state === 'half-open') {
+      entry.breaker.succeed(now);
+      this.publisher.markKey(entry);
+    }
+    if (model.breaker.state === 'half-open') {
+      model.breaker.succeed(now);
+      this.publisher.markModel(model);
+    }
+  }
+
+  private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
+    const lastError: LastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
+    // A key shows the errors that touch it; a model's (an upstream 503) show on the model.
+    if ((error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
+      entry.lastError = lastError;
+      this.publisher.markKey(entry);
+    }
+    if (error.scope === 'model') {
+      model.lastError = lastError;
+      this.publisher.markModel(model);
+    }
+    switch (error.kind) {
+      case 'authentication':
+        if (entry !== undefined) this.disableKey(entry, now);
+        return;
+      case 'key_limit':
+        if (entry !== undefined) {
+          const until = error.retryAfterMs !== undefined ? now + error.retryAfterMs : nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs;
+          entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
+          this.share('key', entry.label, 'exhausted', until, now);
+          this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'exhausted', until, errorKind: error.kind, at: now });
+        }
+        return;
+      case 'insufficient_credits':
+        if (entry !== undefined && error.scope === 'account') {
+          const account = entry.account;
+          if (error.retryable && error.retryAfterMs !== undefined) {
+            // A transient in-flight budget: wait the hint out, the credit is there.
+            account.parkedUntil = Math.max(account.parkedUntil, now + error.retryAfterMs);
+            this.share('account', account.id, 'parked', account.parkedUntil, now);
+            this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'rate-limit', until: account.parkedUntil, errorKind: error.kind, at: now });
+          } else {
+            account.exhaustedUntil = Math.max(account.exhaustedUntil, now + (error.retryAfterMs ?? this.config.exhaustedRetryMs));
+            this.share('account', account.id, 'exhausted', account.exhaustedUntil, now);
+            this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'exhausted', until: account.exhaustedUntil, errorKind: error.kind, at: now });
+          }
+          this.publisher.markAccount(account);
+        }
+        return;
+      case 'rate_limit':
+        this.park(entry, model, error, now);
+        return;
+      default:
+        break;
+    }
+    this.countFailure(entry, model, error.scope, now, error.retryAfterMs);
+  }
+
+  /** A 429 parks its scope until the reset without counting as a health failure. */
+  private park(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
+    const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.config;
+    const holder: { rateLimitStreak: number; parkedUntil: number } | undefined =
+      error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
+    if (holder === undefined) return;
+    // Without a hint, back off: each 429 in a row doubles the wait, up to the cap
+    // (equal jitter: half fixed, half random, so what is parked together does not resume together).
+    const backoffMs = Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** holder.rateLimitStreak);
+    const waitMs = error.retryAfterMs ?? backoffMs / 2 + (this.config.random() * backoffMs) / 2;
+    holder.rateLimitStreak++;
+    holder.parkedUntil = Math.max(holder.parkedUntil, now + waitMs);
+    const scope = error.scope === 'model' ? 'model' : error.scope === 'account' ? 'account' : 'key';
+    const target = scope === 'model' ? model.model : scope === 'account' ? entry!.account.id : entry!.label;
+    this.share(scope, target, 'parked', holder.parkedUntil, now);
+    this.emit({ type: 'cooldown', scope, target, reason: 'rate-limit', until: holder.parkedUntil, errorKind: error.kind, at: now });
+    if (scope === 'model') this.publisher.markModel(model);
+    else if (scope === 'account') this.publisher.markAccount(entry!.account);
+    else this.publisher.markKey(entry!);
+  }
+
+  private countFailure(entry: KeyEntry | undefined, model: ModelEntry, scope: ErrorScope, now: number, retryAfterMs: number | undefined): void {
+    if (scope === 'model') {
+      const opened = model.breaker.fail(now);
+      if (retryAfterMs !== undefined) model.breaker.holdOpenUntil(now + retryAfterMs);
+      this.publisher.markModel(model);
+      if (opened || retryAfterMs !== undefined) {
+        this.share('model', model.model, 'open', model.breaker.openUntil, now);
+        this.emit({ type: 'cooldown', scope: 'model', target: model.model, reason: 'failures', until: model.breaker.openUntil, at: now });
+      }
+    } else if ((scope === 'transport' || scope === 'key') && entry !== undefined) {
+      const opened = entry.breaker.fail(now);
+      this.publisher.markKey(entry);
+      if (opened) {
+        this.share('key', entry.label, 'open', entry.breaker.openUntil, now);
+        this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'failures', until: entry.breaker.openUntil, at: now });
+      }
+    }
+  }
+
+  /** Shares a state change with the other pools on the store. */
+  share(scope: StateChange['scope'], target: string, state: StateChange['state'], until: number, now: number): void {
+    this.store.publish({ scope, target, state, remainingMs: until - now, origin: this.origin });
+  }
+
+  /** Applies another pool's state change; cooldowns only ever extend, as with local signals. */
+  applyChange(change: StateChange): void {
+    if (change.origin === this.origin || this.closed) return;
+    const now = this.scheduler.now();
+    const until = now + change.remainingMs;
+    if (change.scope === 'key') {
+      const entry = this.registry.key(change.target);
+      if (entry === undefined) return;
+      if (change.state === 'parked') entry.parkedUntil = Math.max(entry.parkedUntil, until);
+      else if (change.state === 'open') entry.breaker.holdOpenUntil(until);
+      else if (change.state === 'exhausted') entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
+      else if (change.state === 'disabled') entry.disabled = true;
+      else {
+        entry.disabled = false;
+        entry.exhaustedUntil = 0;
+      }
+      this.publisher.markKey(entry);
+    } else if (change.scope === 'account') {
+      const account = this.registry.accounts.get(change.target);
+      if (account === undefined) return;
+      if (change.state === 'parked') account.parkedUntil = Math.max(account.parkedUntil, until);
+      else if (change.state === 'exhausted') account.exhaustedUntil = Math.max(account.exhaustedUntil, until);
+      else if (change.state === 'enabled') account.exhaustedUntil = 0;
+      this.publisher.markAccount(account);
+    } else {
+      const model = this.registry.model(change.target);
+      if (change.state === 'parked') model.parkedUntil = Math.max(model.parkedUntil, until);
+      else if (change.state === 'open') model.breaker.holdOpenUntil(until);
+      this.publisher.markModel(model);
+    }
+    this.publisher.flush();
+    this.afterChange();
+  }
+
+  disableKey(entry: KeyEntry, now: number): void {
+    if (entry.disabled) return;
+    entry.disabled = true;
+    this.publisher.markKey(entry);
+    this.share('key', entry.label, 'disabled', Infinity, now);
+    this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'disabled', until: Infinity, errorKind: 'authentication', at: now });
+  }
+}

@@ -1,0 +1,179 @@
+import { Subject, defer, map, startWith, type Observable, type SchedulerLike } from 'rxjs';
+import { scheduleAfter } from '../core/timers.js';
+import { emptyUsage, sameKeyHealth, sameModelHealth, type KeyHealth, type KeyState, type ModelHealth, type PoolHealth, type UsageTotals } from '../health/records.js';
+import type { AccountEntry, KeyEntry, ModelEntry, PublishedEntity } from './entities.js';
+import type { PoolEvent } from './events.js';
+import { keyStateOf, modelStateOf, type StateView } from './records.js';
+import type { Registry } from './registry.js';
+
+/** How the publisher handles one kind of record (keys or models). */
+interface RecordKind<E extends PublishedEntity<H>, H extends KeyHealth | ModelHealth> {
+  scope: 'key' | 'model';
+  target(entry: E): string;
+  state(entry: E, now: number): StateView;
+  same(a: H, b: H): boolean;
+}
+
+/** What the publisher follows of an entity between records: its last state and its cooldown timer. */
+type Tracked = Pick<PublishedEntity<KeyHealth | ModelHealth>, 'lastState' | 'refreshAt' | 'refreshTimer'>;
+
+const keyRecords: RecordKind<KeyEntry, KeyHealth> = {
+  scope: 'key',
+  target: (entry) => entry.label,
+  state: keyStateOf,
+  same: sameKeyHealth,
+};
+
+const modelRecords: RecordKind<ModelEntry, ModelHealth> = {
+  scope: 'model',
+  target: (entry) => entry.model,
+  state: modelStateOf,
+  same: sameModelHealth,
+};
+
+function sumUsage(keys: readonly KeyHealth[]): UsageTotals {
+  let usage = emptyUsage();
+  for (const key of keys) {
+    usage = {
+      requests: usage.requests + key.usage.requests,
+      promptTokens: usage.promptTokens + key.usage.promptTokens,
+      completionTokens: usage.completionTokens + key.usage.completionTokens,
+      totalTokens: usage.totalTokens + key.usage.totalTokens,
+      cost: usage.cost + key.usage.cost,
+    };
+  }
+  return usage;
+}
+
+/**
+ * Publishes health: the parts that change an entity mark it dirty, and `flush` rebuilds the dirty
+ * records, publishes those that changed by value, reports state changes, arms the timers that end
+ * cooldowns, and tells `health$` once per flush. While nobody watches an entity (nor the pool),
+ * only its state is followed and its record is built on demand.
+ */
+export class HealthPublisher {
+  readonly health$: Observable<PoolHealth>;
+  private readonly changes = new Subject<void>();
+  private readonly dirtyKeys = new Set<KeyEntry>();
+  private readonly dirtyModels = new Set<ModelEntry>();
+  private announcedQueueLength = 0;
+  private closed = false;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly scheduler: SchedulerLike,
+    private readonly emit: (event: PoolEvent) => void,
+    private readonly queueLength: () => number,
+    /** Called when a cooldown ends: a waiting request may fit now. */
+    private readonly onCooldownEnd: () => void,
+  ) {
+    this.health$ = defer(() =>
+      this.changes.pipe(
+        startWith(undefined),
+        map(() => this.snapshot()),
+      ),
+    );
+  }
+
+  markKey(entry: KeyEntry): void {
+    this.dirtyKeys.add(entry);
+  }
+
+  markModel(entry: ModelEntry): void {
+    this.dirtyModels.add(entry);
+  }
+
+  markAccount(account: AccountEntry): void {
+    for (const key of account.keys) this.dirtyKeys.add(key);
+  }
+
+  snapshot(): PoolHealth {
+    const keys = this.registry.keys.map((entry) => entry.health);
+    return {
+      keys,
+      models: [...this.registry.models.values()].map((entry) => entry.health),
+      usage: sumUsage(keys),
+      queued: this.queueLength(),
+      at: this.scheduler.now(),
+    };
+  }
+
+  /** Publishes every health record touched since the last flush, and state-change events. */
+  flush(): void {
+    if (this.closed) return;
+    const now = this.scheduler.now();
+    const keysChanged = this.publish(this.dirtyKeys, keyRecords, now);
+    const modelsChanged = this.publish(this.dirtyModels, modelRecords, now) || this.registry.modelSetChanged;
+    this.registry.modelSetChanged = false;
+    this.announce(keysChanged || modelsChanged);
+  }
+
+  /** Completes `health$` and every record stream, and cancels every cooldown timer. */
+  close(): void {
+    this.closed = true;
+    for (const entry of this.registry.keys) entry.close();
+    for (const model of this.registry.models.values()) model.close();
+    this.changes.complete();
+  }
+
+  /** Publishes the dirty records of one kind; returns whether any changed. */
+  private publish<H extends KeyHealth | ModelHealth, E extends PublishedEntity<H>>(dirty: Set<E>, kind: RecordKind<E, H>, now: number): boolean {
+    const poolWatched = this.changes.observed;
+    let changed = false;
+    for (const entry of dirty) {
+      if (!poolWatched && !entry.watched) {
+        const { state, until } = kind.state(entry, now);
+        this.noteState(entry, dirty, kind.scope, kind.target(entry), state, until, now);
+        entry.stale = true;
+        continue;
+      }
+      const previous = entry.health;
+      const next = entry.build();
+      if (kind.same(previous, next)) continue;
+      changed = true;
+      entry.publish(next);
+      this.noteState(entry, dirty, kind.scope, kind.target(entry), next.state, next.cooldownUntil, now);
+    }
+    dirty.clear();
+    return changed;
+  }
+
+  /** Reports a state change of a key or model, and arms the timer that ends its cooldown. */
+  private noteState<E extends Tracked>(
+    entity: E,
+    dirty: Set<E>,
+    scope: 'key' | 'model',
+    target: string,
+    state: KeyState,
+    until: number | null,
+    now: number,
+  ): void {
+    if (entity.lastState !== state) {
+      this.emit({ type: 'state-change', scope, target, from: entity.lastState, to: state, at: now });
+      entity.lastState = state;
+    }
+    this.scheduleRefresh(entity, dirty, until);
+  }
+
+  /** Tells `health$` subscribers about a change: a health record, or the queue's length. */
+  private announce(healthChanged: boolean): void {
+    const queued = this.queueLength();
+    if (!healthChanged && queued === this.announcedQueueLength) return;
+    this.announcedQueueLength = queued;
+    this.changes.next();
+  }
+
+  /** Republishes an entity when its cooldown ends, so `health$` turns without any request. */
+  private scheduleRefresh<E extends Tracked>(entity: E, dirty: Set<E>, until: number | null): void {
+    if (until === null || until === entity.refreshAt) return;
+    entity.refreshTimer?.unsubscribe();
+    entity.refreshAt = until;
+    entity.refreshTimer = scheduleAfter(this.scheduler, until - this.scheduler.now(), () => {
+      entity.refreshAt = Infinity;
+      entity.refreshTimer = undefined;
+      dirty.add(entity);
+      this.flush();
+      this.onCooldownEnd();
+    });
+  }
+}

@@ -1,0 +1,70 @@
+import type { Breaker } from '../health/breaker.js';
+import type { KeyHealth, KeyState, ModelHealth, OpenReason } from '../health/records.js';
+import type { StateStore } from '../store/state-store.js';
+import type { KeyEntry, ModelEntry } from './entities.js';
+
+/** What a key or model is now, with why and until when. */
+export interface StateView {
+  state: KeyState;
+  reason: OpenReason | null;
+  until: number | null;
+}
+
+/**
+ * A breaker's state with a 429 park on top: open for whichever lasts longer (the park's reason
+ * would be stale once it ends first), else the breaker's own state.
+ */
+function breakerState(breaker: Breaker, parkedUntil: number, now: number): StateView {
+  breaker.advance(now);
+  if (parkedUntil > now && !(breaker.state === 'open' && breaker.openUntil >= parkedUntil)) {
+    return { state: 'open', reason: 'rate-limit', until: parkedUntil };
+  }
+  if (breaker.state === 'open') return { state: 'open', reason: 'failures', until: breaker.openUntil };
+  return { state: breaker.state, reason: null, until: null };
+}
+
+export function keyStateOf(entry: KeyEntry, now: number): StateView {
+  if (entry.disabled) return { state: 'disabled', reason: null, until: null };
+  const exhaustedUntil = Math.max(entry.exhaustedUntil, entry.account.exhaustedUntil);
+  if (exhaustedUntil > now) return { state: 'exhausted', reason: null, until: Number.isFinite(exhaustedUntil) ? exhaustedUntil : null };
+  return breakerState(entry.breaker, Math.max(entry.parkedUntil, entry.account.parkedUntil), now);
+}
+
+export function modelStateOf(entry: ModelEntry, now: number): StateView {
+  return breakerState(entry.breaker, entry.parkedUntil, now);
+}
+
+/** The fields key and model records share, from an entity and its state. */
+function sharedFields(entity: KeyEntry | ModelEntry, view: StateView, now: number) {
+  const { successes, failures } = entity.breaker.counts(now);
+  return {
+    state: view.state,
+    openReason: view.reason,
+    cooldownUntil: view.until,
+    inFlight: entity.inFlight,
+    successes,
+    failures,
+    consecutiveFailures: entity.breaker.consecutiveFailures,
+    lastError: entity.lastError,
+    latencyMs: entity.latencyMs,
+    timeToFirstTokenMs: entity.timeToFirstTokenMs,
+    usage: entity.usage,
+  };
+}
+
+export function keyHealthOf(entry: KeyEntry, store: StateStore, now: number): KeyHealth {
+  return {
+    label: entry.label,
+    fingerprint: entry.credential.fingerprint,
+    account: entry.account.id,
+    ...sharedFields(entry, keyStateOf(entry, now), now),
+    maxConcurrent: entry.scope.limits.maxConcurrent ?? null,
+    quota: [...store.remaining(entry.scope.id, now), ...store.remaining(entry.account.scope.id, now)],
+    credit: entry.credit,
+  };
+}
+
+export function modelHealthOf(entry: ModelEntry, now: number): ModelHealth {
+  // A model's state is a breaker state: it is never disabled or exhausted.
+  return { model: entry.model, ...sharedFields(entry, modelStateOf(entry, now), now) } as ModelHealth;
+}

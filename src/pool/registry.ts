@@ -1,0 +1,135 @@
+import type { SchedulerLike } from 'rxjs';
+import { fingerprintOf } from '../core/fingerprint.js';
+import type { KeyCredential } from '../core/types.js';
+import { Breaker } from '../health/breaker.js';
+import type { StateStore } from '../store/state-store.js';
+import type { ResolvedPoolConfig } from './config.js';
+import { AccountEntry, KeyEntry, ModelEntry } from './entities.js';
+import { keyHealthOf, modelHealthOf } from './records.js';
+
+/** Whether a `models` limit pattern (exact, or with `*` wildcards) names `model`. */
+export function patternMatches(pattern: string, model: string): boolean {
+  if (!pattern.includes('*')) return pattern === model;
+  const parts = pattern.split('*');
+  let position = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (i === 0) {
+      if (!model.startsWith(part)) return false;
+      position = part.length;
+    } else if (i === parts.length - 1) {
+      return model.length - part.length >= position && model.endsWith(part);
+    } else {
+      const found = model.indexOf(part, position);
+      if (found < 0) return false;
+      position = found + part.length;
+    }
+  }
+  return true;
+}
+
+/**
+ * Every key, account and model entry of one pool: built from the config at start, models added
+ * as requests name them and dropped again when idle past `maxModelRecords`.
+ */
+export class Registry {
+  readonly keys: KeyEntry[] = [];
+  readonly accounts = new Map<string, AccountEntry>();
+  readonly models = new Map<string, ModelEntry>();
+  private readonly byLabel = new Map<string, KeyEntry>();
+  /** A model record was added or dropped since the publisher last looked. */
+  modelSetChanged = false;
+
+  constructor(
+    private readonly config: ResolvedPoolConfig,
+    private readonly store: StateStore,
+    private readonly scheduler: SchedulerLike,
+  ) {
+    for (const keyConfig of config.keys) {
+      const account = this.accountOf(keyConfig.account);
+      const credential = Object.defineProperty({ label: keyConfig.label, fingerprint: fingerprintOf(keyConfig.key) }, 'key', {
+        value: keyConfig.key,
+        enumerable: false,
+      }) as KeyCredential;
+      const entry = new KeyEntry(
+        credential,
+        keyConfig.weight,
+        account,
+        { id: `key:${keyConfig.label}`, kind: 'key', limits: keyConfig.limits },
+        new Breaker(config.breaker),
+        (self) => keyHealthOf(self, this.store, this.scheduler.now()),
+      );
+      account.keys.push(entry);
+      this.keys.push(entry);
+      this.byLabel.set(entry.label, entry);
+      store.define(entry.scope);
+    }
+    for (const account of this.accounts.values()) store.define(account.scope);
+  }
+
+  key(label: string): KeyEntry | undefined {
+    return this.byLabel.get(label);
+  }
+
+  requireKey(label: string): KeyEntry {
+    const entry = this.byLabel.get(label);
+    if (entry === undefined) throw new RangeError(`no key labelled "${label}" in this pool`);
+    return entry;
+  }
+
+  private accountOf(id: string): AccountEntry {
+    let account = this.accounts.get(id);
+    if (account === undefined) {
+      account = new AccountEntry(id, { id: `account:${id}`, kind: 'account', limits: this.config.accounts[id] ?? {} }, this.config.models);
+      this.accounts.set(id, account);
+    }
+    return account;
+  }
+
+  /** The model's entry, created on first mention. */
+  model(model: string): ModelEntry {
+    const now = this.scheduler.now();
+    let entry = this.models.get(model);
+    if (entry !== undefined) {
+      entry.lastUsedAt = now;
+      return entry;
+    }
+    if (this.models.size >= this.config.maxModelRecords) this.evictIdleModels(now);
+    const patterns = Object.keys(this.config.models).filter((pattern) => {
+      const limits = this.config.models[pattern]!;
+      return patternMatches(pattern, model) && (limits.rpm !== undefined || limits.tpm !== undefined || limits.maxConcurrent !== undefined || (limits.quotas?.length ?? 0) > 0);
+    });
+    entry = new ModelEntry(model, new Breaker(this.config.modelBreaker), patterns, (self) => modelHealthOf(self, this.scheduler.now()), now);
+    this.models.set(model, entry);
+    this.modelSetChanged = true;
+    return entry;
+  }
+
+  /** The context window configured for a model (the smallest of the patterns it matches). */
+  contextLengthOf(model: string): number | undefined {
+    let contextLength: number | undefined;
+    for (const [pattern, limits] of Object.entries(this.config.models)) {
+      if (limits.contextLength !== undefined && patternMatches(pattern, model)) {
+        contextLength = Math.min(contextLength ?? Infinity, limits.contextLength);
+      }
+    }
+    return contextLength;
+  }
+
+  /**
+   * Keeps the model records bounded (a pool sent 20,000 model ids must not carry 20,000 records):
+   * drops idle, healthy records, least recently used first, down to 90 % of `maxModelRecords`, so
+   * the scan runs once per many new models. Records with something to remember stay, so the
+   * count may exceed the cap while that many models are failing, busy or watched.
+   */
+  private evictIdleModels(now: number): void {
+    const target = Math.floor(this.config.maxModelRecords * 0.9);
+    const idle = [...this.models.values()].filter((entry) => entry.isIdleAndHealthy(now)).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
+    for (const entry of idle.slice(0, Math.max(0, this.models.size - target))) {
+      this.models.delete(entry.model);
+      for (const key of this.keys) key.plans.delete(entry.model);
+      entry.close();
+    }
+    this.modelSetChanged = true;
+  }
+}

@@ -1,0 +1,95 @@
+import type { Observable, SchedulerLike } from 'rxjs';
+import type { OpenRouterError } from '../core/errors.js';
+import type { ChatRequest, KeyCredential, Transport, Usage } from '../core/types.js';
+import type { KeyHealth, ModelHealth, PoolHealth } from '../health/records.js';
+import type { StateStore } from '../store/state-store.js';
+import type { PoolEvent } from './events.js';
+import type { Strategy } from './strategies.js';
+
+/** A key slot held by one attempt. Unsubscribing from `pool.acquire` (or `release()`) frees it. */
+export interface KeyLease {
+  /** Hand this to the transport only; its `key` is not enumerable, so logging a lease is safe. */
+  readonly credential: KeyCredential;
+  readonly label: string;
+  readonly fingerprint: string;
+  readonly account: string;
+  readonly model: string;
+  /** Scheduler time of admission. */
+  readonly acquiredAt: number;
+  /** Call on the first response byte: quota windows count from then, as the server's do. */
+  markResponded(): void;
+  /** Replaces the token estimate held in `tpm` quotas with the billed count. */
+  reconcile(usage: Usage): void;
+  /** Frees the slot; idempotent. */
+  release(): void;
+}
+
+export interface AcquireOptions {
+  /** Models to use, in order of preference; the first with an eligible key wins. */
+  models: readonly string[];
+  /** Keys to pass over while another is eligible (those a retry already tried). */
+  avoid?: ReadonlySet<string>;
+  strategy?: Strategy;
+  /** Higher goes first; equal priorities are served in arrival order. Default 0. */
+  priority?: number;
+  /** Fail with `QueueTimeoutError` after waiting this long; default from the pool config. */
+  queueTimeoutMs?: number;
+  /** Correlation id for events. */
+  requestId?: string;
+}
+
+/** The outcome of one attempt, as `circuitBreaker` records it. */
+export type AttemptOutcome =
+  | {
+      type: 'success';
+      keyLabel: string;
+      model: string;
+      latencyMs: number;
+      timeToFirstTokenMs?: number;
+      usage?: Usage;
+    }
+  | { type: 'failure'; keyLabel: string; model: string; error: OpenRouterError; usage?: Usage };
+
+export interface KeyHandle {
+  readonly label: string;
+  readonly fingerprint: string;
+  readonly health$: Observable<KeyHealth>;
+}
+
+/**
+ * The pool as its own layer knows it: reads, commands, and what the routing operators use
+ * (admission, outcome recording, the scheduler and the transport). The request shortcuts
+ * `complete` and `stream` are added above it, where `balance` lives (`KeyPool`).
+ */
+export interface PoolCore {
+  /** Every key and model, on every change (a new snapshot per change, never a duplicate). */
+  readonly health$: Observable<PoolHealth>;
+  /** Attempts, retries, cooldowns, state changes and fallbacks, for logs and metrics. */
+  readonly events$: Observable<PoolEvent>;
+  readonly scheduler: SchedulerLike;
+  readonly transport: Transport;
+  /** The pool's default strategy, one instance shared by every request. */
+  readonly strategy: Strategy;
+  readonly labels: readonly string[];
+  /** Where quotas, slots and shared states live (in memory by default; Redis for a fleet). */
+  readonly store: StateStore;
+  key(label: string): KeyHandle;
+  model(model: string): { readonly health$: Observable<ModelHealth> };
+  snapshot(): PoolHealth;
+  /** The context window configured for a model (`models` limits), if any. */
+  contextLengthOf(model: string): number | undefined;
+  /** Waits for an eligible key (FIFO, by priority) and holds its slot while subscribed. */
+  acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease>;
+  /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
+  record(outcome: AttemptOutcome): void;
+  /** Emits an event on `events$` (used by the operators). */
+  emit(event: PoolEvent): void;
+  /** Polls `GET /api/v1/key` for every key and folds limit and credit into health. */
+  refreshKeyInfo(): Observable<readonly KeyHealth[]>;
+  /** Puts a disabled or exhausted key back into service. */
+  enable(label: string): void;
+  /** Takes a key out of service until `enable`. */
+  disable(label: string): void;
+  /** Completes every health stream, cancels every timer and fails every waiting request. */
+  dispose(): void;
+}
