@@ -6,6 +6,7 @@ import { circuitBreaker, type CircuitBreakerConfig } from '../src/operators/circ
 import { BadRequestError, NetworkError, RateLimitError, UpstreamError, type OpenRouterError } from '../src/core/errors.js';
 import type { TransportEvent } from '../src/core/types.js';
 import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, newTestScheduler, scriptedPoolFactory } from './support.js';
+import { POOL_PORT } from '../src/pool/types.js';
 
 const makePool = scriptedPoolFactory([
   { key: 'sk-test-1', label: 'k1', account: 'acme' },
@@ -77,7 +78,7 @@ describe('circuitBreaker: successes', () => {
         keys: [{ key: 'sk-test-1', label: 'k1' }],
         breaker: { consecutiveFailures: 1, cooldownMs: 20 },
       });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new NetworkError({ message: 'reset', scope: 'transport', retryable: true }) });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new NetworkError({ message: 'reset', scope: 'transport', retryable: true }) });
       // Open until 20; the request waits, is the half-open probe at 20, and its success at 22 closes.
       expectObservable(run(pool).pipe(filter((event) => event === 'failed')), '^ 100ms !').toBe('23ms |');
       expectObservable(pool.key('k1').health$.pipe(map((health) => health.state), distinctUntilChanged()), '^ 100ms !').toBe(
@@ -156,10 +157,33 @@ describe('circuitBreaker: failures go to the scope their error names', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const { pool } = makePool(scheduler, {}, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 500 }) });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 500 }) });
       const request$ = of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool, { queueTimeoutMs: 50 }), circuitBreaker(pool));
       expectObservable(request$).toBe('50ms #', undefined, expect.objectContaining({ name: 'QueueTimeoutError' }));
       scheduler.schedule(() => expect(pool.snapshot().keys[0]).toMatchObject({ consecutiveFailures: 0, failures: 0 }), 60);
     });
   });
 });
+
+describe('recording without circuitBreaker', () => {
+  it('withKeyRotation alone records every outcome: a chain that leaves circuitBreaker out still keeps health', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, flush }) => {
+      const fail = () => cold<TransportEvent>('-#', undefined, new NetworkError({ message: 'connection reset', scope: 'transport', retryable: true }));
+      const { pool } = makePool(scheduler, { k1: [fail(), fail(), cold('--c|', { c: completionEvent() })] });
+      // Three requests, one after the other, all on k1 (the pool takes the first eligible key).
+      for (const at of [0, 10, 20]) {
+        scheduler.schedule(() => of(chatRequest('hello', { id: `r${at}` })).pipe(withKeyRotation(pool), catchError(() => of('failed'))).subscribe(), at);
+      }
+      expectObservable(
+        pool.key('k1').health$.pipe(
+          map(({ successes, failures, consecutiveFailures }) => `${successes}/${failures}/${consecutiveFailures}`),
+          distinctUntilChanged(),
+        ),
+        '^ 30ms !',
+      ).toBe('a 0ms b 9ms c 10ms d', { a: '0/0/0', b: '0/1/1', c: '0/2/2', d: '1/2/0' });
+      flush();
+    });
+  });
+});
+

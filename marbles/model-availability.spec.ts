@@ -14,6 +14,7 @@ import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import { answerEvent, modelScriptedPoolFactory, providerUnavailable } from './model-support.js';
 import { newTestScheduler, predictablePool } from './support.js';
+import { POOL_PORT } from '../src/pool/types.js';
 
 const makePool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1' }]);
 const makeOneSlotPool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1', limits: { maxConcurrent: 1 } }]);
@@ -122,11 +123,11 @@ describe('a model out of service', () => {
       const log: string[] = [];
       // One slot on the key: r2 and r3 wait in the pool's queue behind r1.
       for (const id of ['r1', 'r2', 'r3']) {
-        pool.acquire(request(id, 'dead'), { models: ['dead'] }).subscribe({
+        pool[POOL_PORT].acquire(request(id, 'dead'), { models: ['dead'] }).subscribe({
           next: (lease) => {
-            pool.transport(lease.credential, request(id, 'dead')).subscribe({
+            pool[POOL_PORT].transport(lease.credential, request(id, 'dead')).subscribe({
               error: (error: unknown) => {
-                pool.record({ type: 'failure', keyLabel: lease.label, model: lease.model, error: error as never });
+                pool[POOL_PORT].record({ type: 'failure', keyLabel: lease.label, model: lease.model, error: error as never });
                 lease.release();
               },
             });

@@ -23,6 +23,7 @@ import {
   scriptedTransport,
   type PoolOverrides,
 } from './support.js';
+import { POOL_PORT } from '../src/pool/types.js';
 
 /** A pool whose transport is never called: these tests drive it through `acquire` and `record`. */
 function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyPool {
@@ -37,11 +38,11 @@ function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyP
 
 /** Schedules `pool.record` of a failure of `label` at frame `at`. */
 function failAt(scheduler: TestScheduler, pool: KeyPool, at: number, error: OpenRouterError, label = 'k1'): void {
-  scheduler.schedule(() => pool.record({ type: 'failure', keyLabel: label, model: MODEL, error }), at);
+  scheduler.schedule(() => pool[POOL_PORT].record({ type: 'failure', keyLabel: label, model: MODEL, error }), at);
 }
 
 function succeedAt(scheduler: TestScheduler, pool: KeyPool, at: number, label = 'k1'): void {
-  scheduler.schedule(() => pool.record({ type: 'success', keyLabel: label, model: MODEL, latencyMs: 5 }), at);
+  scheduler.schedule(() => pool[POOL_PORT].record({ type: 'success', keyLabel: label, model: MODEL, latencyMs: 5 }), at);
 }
 
 const closed = (consecutiveFailures = 0) => ({ state: 'closed', openReason: null, cooldownUntil: null, consecutiveFailures });
@@ -228,7 +229,7 @@ describe('pool: what each refusal does to health', () => {
       // Watched until 15 only: from 20 on, k2 emits again as the request below leases it.
       expectObservable(pool.key('k2').health$.pipe(map((health) => health.state)), '^ 15ms !').toBe('a', { a: 'closed' });
       // A request after the 401 goes to k2.
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }).pipe(map((lease) => lease.label)), '20ms ^ 10ms !').toBe('20ms a', { a: 'k2' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(map((lease) => lease.label)), '20ms ^ 10ms !').toBe('20ms a', { a: 'k2' });
     });
   });
 
@@ -237,7 +238,7 @@ describe('pool: what each refusal does to health', () => {
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
       failAt(scheduler, pool, 10, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }), '20ms ^').toBe(
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '20ms ^').toBe(
         '20ms #',
         undefined,
         expect.objectContaining({ name: 'NoKeyAvailableError', kind: 'no_key_available' }),
@@ -327,9 +328,9 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1' }, { key: 'sk-b', label: 'k2' }] });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) }); // until 100
-      pool.record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: rateLimitError(50) }); // until 50
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '10ms ^ 100ms !').toBe('50ms a', { a: 'k2' });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) }); // until 100
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: rateLimitError(50) }); // until 50
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '10ms ^ 100ms !').toBe('50ms a', { a: 'k2' });
       // distinctUntilChanged: pool.health$ repeats snapshots (see the last test of this file).
       expectObservable(pool.health$.pipe(map((health) => health.queued), distinctUntilChanged()), '^ 60ms !').toBe('a 9ms b 39ms a', { a: 0, b: 1 });
     });
@@ -339,7 +340,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { maxConcurrent: 2 } }] });
-      const acquire = () => pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel);
+      const acquire = () => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel);
       // Subscribed first, so it sees the two first leases arrive at frame 0.
       expectObservable(pool.key('k1').health$.pipe(map((health) => health.inFlight)), '^ 200ms !').toBe('(abc) 15ms (bc) 16ms b 65ms a', {
         a: 0,
@@ -357,7 +358,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { maxConcurrent: 1 } }] });
-      const acquire = (id: string) => pool.acquire(chatRequest(), { models: [MODEL], requestId: id }).pipe(map(() => id));
+      const acquire = (id: string) => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL], requestId: id }).pipe(map(() => id));
       expectObservable(acquire('A'), '^ 29ms !').toBe('A', { A: 'A' }); // holds the slot 0..30
       expectObservable(acquire('B'), '10ms ^ 34ms !').toBe('30ms B', { B: 'B' }); // waits from 10, holds 30..45
       expectObservable(acquire('C'), '20ms ^ 100ms !').toBe('45ms C', { C: 'C' }); // waits from 20
@@ -369,7 +370,7 @@ describe('pool: admission queue', () => {
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { maxConcurrent: 1 } }] });
       const acquire = (id: string, priority: number) =>
-        pool.acquire(chatRequest(), { models: [MODEL], requestId: id, priority }).pipe(map(() => id));
+        pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL], requestId: id, priority }).pipe(map(() => id));
       expectObservable(acquire('A', 0), '^ 29ms !').toBe('A', { A: 'A' });
       expectObservable(acquire('B', 0), '10ms ^ 100ms !').toBe('45ms B', { B: 'B' }); // arrived first, served after C
       expectObservable(acquire('C', 5), '20ms ^ 24ms !').toBe('30ms C', { C: 'C' }); // holds 30..45
@@ -380,8 +381,8 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(1_000) });
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL], queueTimeoutMs: 100 }), '10ms ^').toBe(
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(1_000) });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL], queueTimeoutMs: 100 }), '10ms ^').toBe(
         '110ms #',
         undefined,
         expect.objectContaining({ name: 'QueueTimeoutError', kind: 'queue_timeout' }),
@@ -394,8 +395,8 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { queue: { timeoutMs: 40 } });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(1_000) });
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }), '5ms ^').toBe(
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(1_000) });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '5ms ^').toBe(
         '45ms #',
         undefined,
         expect.objectContaining({ name: 'QueueTimeoutError' }),
@@ -407,9 +408,9 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { queue: { maxSize: 1 } });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) });
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '^ 200ms !').toBe('100ms a', { a: 'k1' });
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }), '10ms ^').toBe(
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '^ 200ms !').toBe('100ms a', { a: 'k1' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '10ms ^').toBe(
         '10ms #',
         undefined,
         expect.objectContaining({ name: 'QueueFullError', kind: 'queue_full' }),
@@ -424,8 +425,8 @@ describe('pool: admission queue', () => {
       failAt(scheduler, pool, 0, networkError());
       failAt(scheduler, pool, 0, networkError()); // open until 100
       succeedAt(scheduler, pool, 140); // the probe's verdict closes the breaker
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '110ms ^ 100ms !').toBe('110ms a', { a: 'k1' });
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '120ms ^ 100ms !').toBe('140ms a', { a: 'k1' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '110ms ^ 100ms !').toBe('110ms a', { a: 'k1' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '120ms ^ 100ms !').toBe('140ms a', { a: 'k1' });
     });
   });
 
@@ -436,7 +437,7 @@ describe('pool: admission queue', () => {
         keys: [{ key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 100 }] } }],
         store: createMemoryStore({ arrivalMarginMs: 50 }),
       });
-      const acquire = () => pool.acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel);
+      const acquire = () => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel);
       // Leases are released one frame later (the window counts requests, not concurrency). They
       // never saw a response, so each counts from its admission plus the arrival margin (50 ms here):
       // frames 50 and 60.
@@ -459,10 +460,10 @@ describe('pool: admission queue', () => {
       const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { maxConcurrent: 1 } }] });
       pool.health$.subscribe((health) => snapshots.push(health));
       // One request holds the key 0..30; a second waits from 10 and is admitted at 30.
-      const first = pool.acquire(chatRequest(), { models: [MODEL] }).subscribe();
+      const first = pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe();
       scheduler.schedule(() => first.unsubscribe(), 30);
       scheduler.schedule(() => {
-        const second = pool.acquire(chatRequest(), { models: [MODEL] }).subscribe();
+        const second = pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe();
         scheduler.schedule(() => second.unsubscribe(), 30);
       }, 10);
       failAt(scheduler, pool, 60, rateLimitError(20));

@@ -17,6 +17,7 @@ import type { ChatRequest } from '../src/core/types.js';
 import { createPool } from '../src/create-pool.js';
 import { MODEL, chatRequest, newTestScheduler, randomSequence, scriptedTransport } from './support.js';
 import { seededRandom } from '../test/helpers/seeded-random.js';
+import { POOL_PORT } from '../src/pool/types.js';
 
 interface CandidateSpec {
   label: string;
@@ -246,7 +247,7 @@ describe('user function strategy', () => {
         scheduler,
         transport,
       });
-      expectObservable(pool.acquire(chatRequest(), { models: [MODEL] }), '^ 5ms !').toBe('a', { a: expect.objectContaining({ label: 'k3' }) });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '^ 5ms !').toBe('a', { a: expect.objectContaining({ label: 'k3' }) });
     });
   });
 });

@@ -81,7 +81,8 @@ export function scriptedTransport(
   const calls: TransportCall[] = [];
   const cursors = new Map<string, number>();
   const transport: Transport = (key: KeyCredential, request: ChatRequest) => {
-    const content = String(request.messages[0]?.content ?? '');
+    const first = request.messages[0]?.content;
+    const content = typeof first === 'string' ? first : first == null ? '' : JSON.stringify(first);
     const name = by === 'label' ? key.label : content;
     calls.push({ label: key.label, content, at: scheduler.now(), request });
     const index = cursors.get(name) ?? 0;
@@ -152,7 +153,7 @@ export function describeEvent(event: { type: string } & Record<string, unknown>)
     case 'chunk':
       return `chunk ${JSON.stringify(event['delta'])} ${String(event['keyLabel'])}`;
     default:
-      return `${event.type} ${String(event['keyLabel'] ?? '')}`.trim();
+      return `${event.type} ${typeof event['keyLabel'] === 'string' ? event['keyLabel'] : ''}`.trim();
   }
 }
 

@@ -5,6 +5,7 @@ import type { AttemptEvent } from '../src/operators/attempt-event.js';
 import { RateLimitError } from '../src/core/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import { MODEL, chatRequest, chunkEvent, endEvent, networkError, newTestScheduler, scriptedPoolFactory } from './support.js';
+import { POOL_PORT } from '../src/pool/types.js';
 
 const makePool = scriptedPoolFactory([
   { key: 'sk-test-1', label: 'k1' },
@@ -44,7 +45,7 @@ describe('withKeyRotation', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const call = cold('--a|', { a: endEvent() });
       const { pool } = makePool(scheduler, { k1: [call] }, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 30 }) });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 30 }) });
       expectObservable(of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool))).toBe('30ms x-a|', {
         x: attemptMarker(1, 'k1', 30),
         a: { ...endEvent(), ...tag('k1') },
@@ -140,7 +141,7 @@ describe('withKeyRotation', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const call = cold('--a|', { a: endEvent() });
       const { pool, calls } = makePool(scheduler, { k1: [call] }, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 50 }) });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 50 }) });
       expectObservable(of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool)), '^ 9ms !').toBe('');
       // Subscribed after the request queued; distinct because pool.health$ repeats snapshots.
       expectObservable(pool.health$.pipe(map((health) => health.queued), distinctUntilChanged()), '^ 100ms !').toBe('b 9ms a', { a: 0, b: 1 });
@@ -159,7 +160,7 @@ describe('withKeyRotation', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const call = cold('-----c|', { c: endEvent() });
       const { pool } = makePool(scheduler, { k1: [call] }, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool.record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 10 }) });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 10 }) });
       expectObservable(of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool), take(1))).toBe('10ms (x|)', { x: attemptMarker(1, 'k1', 10) });
       expectSubscriptions(call.subscriptions).toBe([]);
     });

@@ -40,6 +40,7 @@ import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from
 import { runWorkerFleet, spawnRedisWorker, type RedisWorkerConfig, type RedisWorkerHandle, type RedisWorkerSummary } from './helpers/redis-worker.js';
 import { redisServerBinary, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
+import { POOL_PORT } from '../src/pool/types.js';
 
 const REDIS_HOST = '127.0.0.1';
 const REDIS_PORT = 6379;
@@ -174,7 +175,12 @@ afterEach(async () => {
   await Promise.all(workers.splice(0).map((worker) => worker.kill()));
   await Promise.all(fakes.splice(0).map((fake) => fake.close()));
   // `quit` lets the stores' last fire-and-forget commands (releases) go out first.
-  await Promise.all(clients.splice(0).map((client) => (client.status === 'ready' ? client.quit().catch(() => client.disconnect()) : client.disconnect())));
+  await Promise.all(
+    clients.splice(0).map(async (client) => {
+      if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
+      else client.disconnect();
+    }),
+  );
   const used = prefixes.splice(0);
   if (used.length > 0 && redisUp) {
     const client = await adminClient();
@@ -845,7 +851,7 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
       store: redisStore(await privateClient(), { prefix, onStoreError: 'fail', commandTimeoutMs: 150 }),
     });
     await server!.stop('SIGKILL');
-    await expect(firstValueFrom(pool.acquire(requestsOf(1, 'down')[0]!, { models: [MODEL] }))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(firstValueFrom(pool[POOL_PORT].acquire(requestsOf(1, 'down')[0]!, { models: [MODEL] }))).rejects.toBeInstanceOf(StoreUnavailableError);
     await server!.start();
     await sleep(500);
 
@@ -870,7 +876,7 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     expect(terminals(before).completed).toHaveLength(3);
 
     await server!.stop('SIGKILL');
-    const acquired = firstValueFrom(pool.acquire(requestsOf(1, 'direct')[0]!, { models: [MODEL] }));
+    const acquired = firstValueFrom(pool[POOL_PORT].acquire(requestsOf(1, 'direct')[0]!, { models: [MODEL] }));
     await expect(acquired).rejects.toBeInstanceOf(StoreUnavailableError);
     await expect(acquired).rejects.toMatchObject({ retryable: true, message: expect.stringContaining('Redis') });
 

@@ -46,6 +46,7 @@ export const libraryPeer: Peer = {
     const library = await loadLibrary();
     const { balance } = library;
     const pool = poolFor(library, context);
+    const port = pool[library.POOL_PORT];
     const input = new Subject<ChatRequest>();
     const waiters = new Map<string, Waiter>();
     const subscription: Subscription = input.pipe(balance(pool, { concurrency: context.concurrency })).subscribe((event: BalanceEvent) => {
@@ -80,7 +81,7 @@ export const libraryPeer: Peer = {
       pick() {
         // Admission as an attempt sees it: the strategy's pick, the quota and concurrency checks,
         // the lease, and its release.
-        pool.acquire(probe, probeOptions).subscribe().unsubscribe();
+        port.acquire(probe, probeOptions).subscribe().unsubscribe();
       },
       async close() {
         subscription.unsubscribe();

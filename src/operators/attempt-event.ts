@@ -51,6 +51,23 @@ export type AttemptRestart = {
 
 export type TaggedTransportEvent = TransportEvent & AttemptTag;
 
+/**
+ * How one attempt's outcome is recorded into health. `withKeyRotation`, which holds the attempt's
+ * lease, records every outcome itself; it hangs this (not enumerable) on the attempt's marker so
+ * that a `circuitBreaker` downstream can narrow which failures count.
+ */
+export const ATTEMPT_RECORDING: unique symbol = Symbol.for('openrouter-rx.attempt-recording');
+
+export interface AttemptRecording {
+  /** Whether a failure counts against health; request-scoped errors never do, whatever it says. */
+  shouldRecord: (error: OpenRouterError) => boolean;
+}
+
+/** The recording settings an attempt marker carries, if it came from `withKeyRotation`. */
+export function recordingOf(start: AttemptStart): AttemptRecording | undefined {
+  return (start as AttemptStart & { [ATTEMPT_RECORDING]?: AttemptRecording })[ATTEMPT_RECORDING];
+}
+
 export type AttemptEvent = AttemptStart | AttemptRetry | AttemptRestart | TaggedTransportEvent;
 
 /** Whether an event carries something a user sees: text, reasoning or a tool call. */

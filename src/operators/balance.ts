@@ -1,14 +1,13 @@
 import { Observable, Subscription, map, of, type OperatorFunction } from 'rxjs';
 import { z } from 'zod';
 import { AttemptsExhaustedError, BadRequestError, ModelUnavailableError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
-import type { PoolCore } from '../pool/types.js';
+import { POOL_PORT, type PoolCore, type PoolPort } from '../pool/types.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
 import type { ChatRequest, Completion, FinishReason, Usage } from '../core/types.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { attemptRecordOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
-import { circuitBreaker } from './circuit-breaker.js';
 import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
 import { retryTransient, type RetryTransientConfig } from './retry-transient.js';
@@ -142,7 +141,7 @@ interface StreamedAnswer {
  * with a truncation error, never a silent success.
  */
 function toBalanceEvents(
-  pool: PoolCore,
+  pool: PoolPort,
   requestId: string,
   startedAt: number,
   attempts$: Observable<AttemptEvent>,
@@ -286,7 +285,8 @@ function toBalanceEvents(
 
 /**
  * The library's main operator: routes each request through `withKeyRotation`, `attemptTimeouts`,
- * `circuitBreaker`, `retryOnRateLimit`, `fallbackOnModelError` and `retryTransient`, at most `concurrency` at a time, and reports it as
+ * `retryOnRateLimit`, `fallbackOnModelError` and `retryTransient` (the rotation records every outcome
+ * into health), at most `concurrency` at a time, and reports it as
  * `BalanceEvent`s. Every input gets exactly one terminal event (`completion` or `failed`); a failing
  * request never errors the output stream. Unsubscribing aborts every request in flight.
  */
@@ -302,7 +302,6 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     ...(options.serverFallbacks === undefined ? {} : { serverFallbacks: options.serverFallbacks }),
     ...(options.timeouts === false ? {} : { timeouts: { ...defaultAttemptTimeouts, ...options.timeouts } }),
   });
-  const breaker = circuitBreaker(pool);
   const modelFallback = options.fallback === false ? undefined : fallbackOnModelError({ ...options.fallback, onMidStreamError, scheduler: pool.scheduler });
   const rateLimitRetry = options.rateLimit === false ? undefined : retryOnRateLimit({ ...options.rateLimit, onMidStreamError, scheduler: pool.scheduler });
   const transientRetry = options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
@@ -321,11 +320,11 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
       return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
     }
-    let attempts$ = of(request).pipe(rotation, breaker);
+    let attempts$ = of(request).pipe(rotation);
     if (rateLimitRetry !== undefined) attempts$ = attempts$.pipe(rateLimitRetry);
     if (modelFallback !== undefined) attempts$ = attempts$.pipe(modelFallback);
     if (transientRetry !== undefined) attempts$ = attempts$.pipe(transientRetry);
-    return toBalanceEvents(pool, requestId, arrivedAt, attempts$, slot, modelWaitMs);
+    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, modelWaitMs);
   };
 
   // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot.

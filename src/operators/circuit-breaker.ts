@@ -1,8 +1,7 @@
 import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
-import { toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import type { OpenRouterError } from '../core/errors.js';
 import type { PoolCore } from '../pool/types.js';
-import type { Usage } from '../core/types.js';
-import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import { recordingOf, type AttemptEvent } from './attempt-event.js';
 
 export interface CircuitBreakerConfig {
   /**
@@ -12,66 +11,31 @@ export interface CircuitBreakerConfig {
   shouldRecord?: (error: OpenRouterError) => boolean;
 }
 
-interface AttemptInProgress {
-  start: AttemptStart;
-  firstContentAt: number | undefined;
-  usage: Usage | undefined;
-}
-
 /**
- * Records each attempt's outcome into the pool's key, account and model health: successes,
- * failures, latency and time to first token. The breaker policy itself (thresholds, cooldowns,
- * probes) is the pool's, so every request sees the same state. Place it after `withKeyRotation`
- * and before the retry operators, so a retry already sees the key parked or open.
+ * Narrows which failures of the attempts passing through count against the pool's key, account
+ * and model health. `withKeyRotation` records every attempt's outcome itself (its lease knows the
+ * key), so a chain without this operator still keeps health; this one only hands it
+ * `shouldRecord`. The breaker policy itself (thresholds, cooldowns, probes) is the pool's, so every
+ * request sees the same state. Place it right after `withKeyRotation`.
+ *
+ * `pool` is the pool the attempts come from; it is not used since recording moved into
+ * `withKeyRotation`, and stays so that chains written as `circuitBreaker(pool)` keep compiling.
  */
-export function circuitBreaker(pool: PoolCore, config: CircuitBreakerConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
-  const shouldRecord = config.shouldRecord ?? (() => true);
+export function circuitBreaker(_pool: PoolCore, config: CircuitBreakerConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  const { shouldRecord } = config;
+  if (shouldRecord === undefined) return (source) => source;
   return (source) =>
-    new Observable<AttemptEvent>((subscriber) => {
-      let current: AttemptInProgress | undefined;
-      const now = () => pool.scheduler.now();
-      const succeed = (usage: Usage | undefined) => {
-        if (current === undefined) return;
-        const { start, firstContentAt } = current;
-        pool.record({
-          type: 'success',
-          keyLabel: start.keyLabel,
-          model: start.model,
-          latencyMs: now() - start.at,
-          ...(firstContentAt === undefined ? {} : { timeToFirstTokenMs: firstContentAt - start.at }),
-          ...(usage === undefined ? {} : { usage }),
-        });
-        current = undefined;
-      };
-      return source.subscribe({
+    new Observable<AttemptEvent>((subscriber) =>
+      source.subscribe({
         next: (event) => {
-          switch (event.type) {
-            case 'attempt':
-              current = { start: event, firstContentAt: undefined, usage: undefined };
-              break;
-            case 'chunk':
-              if (current !== undefined && current.firstContentAt === undefined && carriesContent(event)) current.firstContentAt = now();
-              break;
-            case 'end':
-              succeed(event.usage);
-              break;
-            case 'completion':
-              succeed(event.completion.usage);
-              break;
-            default:
-              break;
+          if (event.type === 'attempt') {
+            const recording = recordingOf(event);
+            if (recording !== undefined) recording.shouldRecord = shouldRecord;
           }
           subscriber.next(event);
         },
-        error: (thrown: unknown) => {
-          const error = toOpenRouterError(thrown);
-          if (current !== undefined && error.keyLabel === current.start.keyLabel && shouldRecord(error)) {
-            pool.record({ type: 'failure', keyLabel: current.start.keyLabel, model: current.start.model, error, ...(error.usage === undefined ? {} : { usage: error.usage }) });
-          }
-          current = undefined;
-          subscriber.error(error);
-        },
+        error: (error: unknown) => subscriber.error(error),
         complete: () => subscriber.complete(),
-      });
-    });
+      }),
+    );
 }

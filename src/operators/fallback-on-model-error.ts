@@ -1,5 +1,5 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
-import type { ErrorKind } from '../core/errors.js';
+import { ERROR_POLICY } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
@@ -10,8 +10,6 @@ export interface FallbackOnModelErrorConfig {
   scheduler?: SchedulerLike;
 }
 
-/** Errors the same model will repeat for this request, but the next model in the chain may not. */
-const modelRefusals: ReadonlySet<ErrorKind> = new Set<ErrorKind>(['context_length', 'content_policy', 'not_found']);
 
 /**
  * Moves a request that one model refused (context too long, content policy, no endpoints) to the
@@ -23,7 +21,7 @@ export function fallbackOnModelError(config: FallbackOnModelErrorConfig = {}): M
   const maxAttempts = config.maxAttempts ?? 4;
   return (source) =>
     retryLoop(source, {
-      handles: (error) => modelRefusals.has(error.kind),
+      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'model-fallback',
       delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
       maxWaitMs: undefined,
       onMidStreamError: config.onMidStreamError ?? 'error',

@@ -1,5 +1,5 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
-import type { ErrorKind } from '../core/errors.js';
+import { ERROR_POLICY } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
@@ -15,8 +15,6 @@ export interface RetryOnRateLimitConfig {
   scheduler?: SchedulerLike;
 }
 
-/** Refusals by a key or its account, which another key may not meet. */
-const keyRefusals: ReadonlySet<ErrorKind> = new Set<ErrorKind>(['rate_limit', 'authentication', 'key_limit', 'insufficient_credits']);
 
 /**
  * Moves an attempt refused by its key or account (429, and 401, 402, 403 key limit) to another
@@ -30,7 +28,7 @@ export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeO
   const maxWaitMs = config.maxWaitMs ?? 60_000;
   return (source) =>
     retryLoop(source, {
-      handles: (error) => keyRefusals.has(error.kind),
+      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'rate-limit',
       delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
       maxWaitMs,
       onMidStreamError: config.onMidStreamError ?? 'error',

@@ -1,5 +1,5 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
-import type { ErrorKind } from '../core/errors.js';
+import { ERROR_POLICY } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
@@ -30,8 +30,6 @@ export interface RetryTransientConfig {
   random?: () => number;
 }
 
-/** Failures of the route (upstream 5xx, network, timeouts, broken streams) that may pass. */
-const transientKinds: ReadonlySet<ErrorKind> = new Set<ErrorKind>(['upstream', 'network', 'timeout', 'stream', 'malformed_response']);
 
 /** Counts attempts and retries over a sliding window of `BUCKETS` buckets. */
 class RetryBudget {
@@ -103,7 +101,7 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
       : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetriesPerSecond ?? 10, config.budget?.windowMs ?? 10_000);
   return (source) =>
     retryLoop(source, {
-      handles: (error) => transientKinds.has(error.kind) && error.retryable,
+      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'transient' && error.retryable,
       delayFor: (_error, failures) => {
         if (failures >= maxAttempts) return undefined;
         if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;

@@ -1,11 +1,11 @@
 import { EMPTY, Observable, Subscription, concat, defer, map, mergeMap, of, type OperatorFunction } from 'rxjs';
 import { BadRequestError, ContextLengthError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
-import type { KeyLease, PoolCore } from '../pool/types.js';
+import { POOL_PORT, type KeyLease, type PoolCore } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type StrategyLike } from '../pool/strategies.js';
-import type { ChatRequest } from '../core/types.js';
-import { carriesContent, type AttemptEvent } from './attempt-event.js';
+import type { ChatRequest, Usage } from '../core/types.js';
+import { ATTEMPT_RECORDING, carriesContent, type AttemptEvent, type AttemptRecording, type AttemptStart } from './attempt-event.js';
 import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 
 export interface WithKeyRotationConfig {
@@ -43,6 +43,7 @@ export function modelChainOf(request: ChatRequest): string[] {
  * tagged with key and model. Unsubscribing aborts the HTTP request and frees the slot.
  */
 export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = {}): OperatorFunction<ChatRequest, AttemptEvent> {
+  const port = pool[POOL_PORT];
   const strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
   const maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
   // Routes outlive one attempt (a retry resubscribes) but not their request.
@@ -57,12 +58,12 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
   };
 
   const serverFallbacks = config.serverFallbacks ?? 0;
-  const timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: pool.scheduler, ...config.timeouts });
+  const timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: port.scheduler, ...config.timeouts });
 
   /** The route's models that can hold the request, as far as the pool knows their context. */
   const fittingModels = (route: RouteState): string[] => {
     const needed = route.neededTokens;
-    return route.candidates().filter((model) => (pool.contextLengthOf(model) ?? Infinity) >= needed);
+    return route.candidates().filter((model) => (port.contextLengthOf(model) ?? Infinity) >= needed);
   };
 
   const attempt = (request: ChatRequest) =>
@@ -82,7 +83,7 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
       }
       const call = new Subscription();
       const priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
-      const acquisition = pool
+      const acquisition = port
         .acquire(request, {
           models,
           avoid: route.triedKeys,
@@ -96,11 +97,25 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
             const tag = { requestId, keyLabel: lease.label, model: lease.model };
             const previousModel = route.lastModel;
             if (previousModel !== undefined && previousModel !== lease.model) {
-              pool.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });
+              port.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });
             }
             const number = route.begin(lease.label, lease.model);
-            let deliveredContent = false;
-            const marker: AttemptEvent = { type: 'attempt', attempt: number, at: lease.acquiredAt, stream: request.stream === true, ...tag };
+            let firstContentAt: number | undefined;
+            const marker: AttemptStart = { type: 'attempt', attempt: number, at: lease.acquiredAt, stream: request.stream === true, ...tag };
+            const recording: AttemptRecording = { shouldRecord: () => true };
+            Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
+            /** This attempt's outcome into key, account and model health: the lease knows the key. */
+            const recordSuccess = (usage: Usage | undefined) => {
+              const now = port.scheduler.now();
+              port.record({
+                type: 'success',
+                keyLabel: lease.label,
+                model: lease.model,
+                latencyMs: now - lease.acquiredAt,
+                ...(firstContentAt === undefined ? {} : { timeToFirstTokenMs: firstContentAt - lease.acquiredAt }),
+                ...(usage === undefined ? {} : { usage }),
+              });
+            };
             const { id: _correlationId, models: _chain, ...body } = request;
             const serverChain = serverFallbacks > 0 ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks) : [];
             const wireRequest: ChatRequest = serverChain.length > 0 ? { ...body, model: lease.model, models: [lease.model, ...serverChain] } : { ...body, model: lease.model };
@@ -108,26 +123,36 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
               of(marker),
               // `defer`: nothing is sent if the consumer left on the marker, and a transport that
               // throws instead of erroring still fails this attempt only.
-              defer(() => (subscriber.closed ? EMPTY : pool.transport(lease.credential, wireRequest))).pipe(
+              defer(() => (subscriber.closed ? EMPTY : port.transport(lease.credential, wireRequest))).pipe(
                 map((event): AttemptEvent => {
                   lease.markResponded();
                   if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
                   if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
                   const tagged: AttemptEvent = { ...event, ...tag };
-                  if (carriesContent(tagged)) deliveredContent = true;
+                  // The first token of a stream; a whole answer has no time to a first token.
+                  if (firstContentAt === undefined && tagged.type === 'chunk' && carriesContent(tagged)) firstContentAt = port.scheduler.now();
                   return tagged;
                 }),
               ),
             );
             // Timeouts inside the attempt, so that the route learns of them like of any failure.
             call.add((timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
-              next: (event) => subscriber.next(event),
+              next: (event) => {
+                // Recorded before the answer goes on, so whoever reacts to it sees health current.
+                if (event.type === 'end') recordSuccess(event.usage);
+                else if (event.type === 'completion') recordSuccess(event.completion.usage);
+                subscriber.next(event);
+              },
               error: (thrown: unknown) => {
                 lease.markResponded();
                 const error = toOpenRouterError(thrown);
                 error.keyLabel = lease.label;
                 error.model = lease.model;
-                route.fail(lease.model, error, deliveredContent);
+                // Recorded before the error goes on, so a retry already sees the key parked or open.
+                if (recording.shouldRecord(error)) {
+                  port.record({ type: 'failure', keyLabel: lease.label, model: lease.model, error, ...(error.usage === undefined ? {} : { usage: error.usage }) });
+                }
+                route.fail(lease.model, error, firstContentAt !== undefined);
                 if (fittingModels(route).length === 0) error.routeExhausted = true;
                 subscriber.error(error);
               },

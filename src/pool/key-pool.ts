@@ -1,6 +1,5 @@
 import { Observable, Subject, Subscription, asyncScheduler, catchError, defer, distinctUntilChanged, forkJoin, from, map, of, type SchedulerLike } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
-import type { ChatRequest, Transport } from '../core/types.js';
 import type { KeyHealth, ModelHealth, PoolHealth } from '../health/records.js';
 import { createMemoryStore, type StateStore } from '../store/state-store.js';
 import { Admission } from './admission.js';
@@ -10,8 +9,8 @@ import type { PoolEvent } from './events.js';
 import { OutcomePolicy, nextLimitReset } from './outcomes.js';
 import { HealthPublisher } from './publisher.js';
 import { Registry } from './registry.js';
-import { toStrategy, type Strategy } from './strategies.js';
-import type { AcquireOptions, AttemptOutcome, KeyHandle, KeyLease, PoolCore } from './types.js';
+import { toStrategy } from './strategies.js';
+import { POOL_PORT, type KeyHandle, type PoolCore, type PoolPort } from './types.js';
 
 /**
  * The key pool: a small facade over its parts, each with one job. The registry holds the key,
@@ -21,12 +20,11 @@ import type { AcquireOptions, AttemptOutcome, KeyHandle, KeyLease, PoolCore } fr
  */
 export class Pool implements PoolCore {
   readonly scheduler: SchedulerLike;
-  readonly transport: Transport;
-  readonly strategy: Strategy;
   readonly labels: readonly string[];
   readonly health$: Observable<PoolHealth>;
   readonly events$: Observable<PoolEvent>;
-  readonly store: StateStore;
+  readonly [POOL_PORT]: PoolPort;
+  private readonly store: StateStore;
 
   private readonly ownsStore: boolean;
   private readonly storeSubscriptions = new Subscription();
@@ -39,8 +37,7 @@ export class Pool implements PoolCore {
 
   constructor(private readonly config: ResolvedPoolConfig) {
     this.scheduler = config.scheduler ?? asyncScheduler;
-    this.transport = config.transport;
-    this.strategy = toStrategy(config.strategy);
+    const strategy = toStrategy(config.strategy);
     this.ownsStore = config.store === undefined;
     this.store = config.store ?? createMemoryStore();
     // An identity, not a decision: the injected random source stays for routing, untouched.
@@ -48,7 +45,7 @@ export class Pool implements PoolCore {
     const emit = (event: PoolEvent) => this.events.next(event);
     this.registry = new Registry(config, this.store, this.scheduler);
     this.publisher = new HealthPublisher(this.registry, this.scheduler, emit, () => this.admission.queued, () => this.admission.drain());
-    this.admission = new Admission(config, this.registry, this.store, this.publisher, this.scheduler, this.strategy, emit, this.ownsStore);
+    this.admission = new Admission(config, this.registry, this.store, this.publisher, this.scheduler, strategy, emit, this.ownsStore);
     this.outcomes = new OutcomePolicy(config, this.registry, this.store, this.publisher, this.scheduler, emit, origin, () => this.admission.drain());
     this.labels = this.registry.keys.map((entry) => entry.label);
     this.storeSubscriptions.add(this.store.changes$.subscribe((change) => this.outcomes.applyChange(change)));
@@ -59,6 +56,18 @@ export class Pool implements PoolCore {
     );
     this.events$ = this.events.asObservable();
     this.health$ = this.publisher.health$;
+    this[POOL_PORT] = {
+      scheduler: this.scheduler,
+      transport: config.transport,
+      strategy,
+      store: this.store,
+      acquire: (request, options) => this.admission.acquire(request, options),
+      record: (outcome) => {
+        if (!this.disposed) this.outcomes.record(outcome);
+      },
+      emit,
+      contextLengthOf: (model) => this.registry.contextLengthOf(model),
+    };
   }
 
   // ---------------------------------------------------------------- reads
@@ -77,24 +86,6 @@ export class Pool implements PoolCore {
 
   snapshot(): PoolHealth {
     return this.publisher.snapshot();
-  }
-
-  contextLengthOf(model: string): number | undefined {
-    return this.registry.contextLengthOf(model);
-  }
-
-  // ---------------------------------------------------------------- what the operators use
-
-  acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease> {
-    return this.admission.acquire(request, options);
-  }
-
-  record(outcome: AttemptOutcome): void {
-    if (!this.disposed) this.outcomes.record(outcome);
-  }
-
-  emit(event: PoolEvent): void {
-    this.events.next(event);
   }
 
   // ---------------------------------------------------------------- commands

@@ -1,4 +1,5 @@
 import type { SchedulerLike } from 'rxjs';
+import { ERROR_POLICY } from '../core/error-policy.js';
 import type { ErrorScope, OpenRouterError } from '../core/errors.js';
 import type { Usage } from '../core/types.js';
 import type { LastError, UsageTotals } from '../health/records.js';
@@ -134,11 +135,11 @@ export class OutcomePolicy {
       model.lastError = lastError;
       this.publisher.markModel(model);
     }
-    switch (error.kind) {
-      case 'authentication':
+    switch (ERROR_POLICY[error.kind].health) {
+      case 'disable-key':
         if (entry !== undefined) this.disableKey(entry, now);
         return;
-      case 'key_limit':
+      case 'exhaust-key':
         if (entry !== undefined) {
           const until = error.retryAfterMs !== undefined ? now + error.retryAfterMs : nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs;
           entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
@@ -146,7 +147,7 @@ export class OutcomePolicy {
           this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'exhausted', until, errorKind: error.kind, at: now });
         }
         return;
-      case 'insufficient_credits':
+      case 'credits':
         if (entry !== undefined && error.scope === 'account') {
           const account = entry.account;
           if (error.retryable && error.retryAfterMs !== undefined) {
@@ -162,13 +163,15 @@ export class OutcomePolicy {
           this.publisher.markAccount(account);
         }
         return;
-      case 'rate_limit':
+      case 'park':
         this.park(entry, model, error, now);
         return;
-      default:
-        break;
+      case 'failure':
+        this.countFailure(entry, model, error.scope, now, error.retryAfterMs);
+        return;
+      case 'none':
+        return;
     }
-    this.countFailure(entry, model, error.scope, now, error.retryAfterMs);
   }
 
   /** A 429 parks its scope until the reset without counting as a health failure. */

@@ -57,33 +57,50 @@ export interface KeyHandle {
 }
 
 /**
- * The pool as its own layer knows it: reads, commands, and what the routing operators use
- * (admission, outcome recording, the scheduler and the transport). The request shortcuts
- * `complete` and `stream` are added above it, where `balance` lives (`KeyPool`).
+ * What the routing operators use of a pool, and nobody else: admission, outcome recording, the
+ * transport and the event stream. It hangs on the pool under `POOL_PORT`, off the pool's own
+ * surface, for operators (the library's, or a user's own) to reach.
+ */
+export interface PoolPort {
+  readonly scheduler: SchedulerLike;
+  readonly transport: Transport;
+  /** The pool's default strategy, one instance shared by every request. */
+  readonly strategy: Strategy;
+  /** Where quotas, slots and shared states live (in memory by default; Redis for a fleet). */
+  readonly store: StateStore;
+  /** Waits for an eligible key (FIFO, by priority) and holds its slot while subscribed. */
+  acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease>;
+  /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
+  record(outcome: AttemptOutcome): void;
+  /** Emits an operator's event (attempt, retry, restart, fallback) on the pool's `events$`. */
+  emit(event: PoolEvent): void;
+  /** The context window configured for a model (`models` limits), if any. */
+  contextLengthOf(model: string): number | undefined;
+}
+
+/**
+ * The key under which a pool carries its `PoolPort`. A registered symbol, so that a pool made by
+ * one copy of the library (its ESM build) works with the operators of another (its CJS build).
+ */
+export const POOL_PORT: unique symbol = Symbol.for('openrouter-rx.pool-port');
+
+/**
+ * The pool as its own layer knows it: reads and commands, and the port its operators use. The
+ * request shortcuts `complete` and `stream` are added above it, where `balance` lives (`KeyPool`).
  */
 export interface PoolCore {
   /** Every key and model, on every change (a new snapshot per change, never a duplicate). */
   readonly health$: Observable<PoolHealth>;
   /** Attempts, retries, cooldowns, state changes and fallbacks, for logs and metrics. */
   readonly events$: Observable<PoolEvent>;
+  /** The pool's clock: hand it to operators composed around the pool. */
   readonly scheduler: SchedulerLike;
-  readonly transport: Transport;
-  /** The pool's default strategy, one instance shared by every request. */
-  readonly strategy: Strategy;
   readonly labels: readonly string[];
-  /** Where quotas, slots and shared states live (in memory by default; Redis for a fleet). */
-  readonly store: StateStore;
   key(label: string): KeyHandle;
   model(model: string): { readonly health$: Observable<ModelHealth> };
   snapshot(): PoolHealth;
-  /** The context window configured for a model (`models` limits), if any. */
-  contextLengthOf(model: string): number | undefined;
-  /** Waits for an eligible key (FIFO, by priority) and holds its slot while subscribed. */
-  acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease>;
-  /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
-  record(outcome: AttemptOutcome): void;
-  /** Emits an event on `events$` (used by the operators). */
-  emit(event: PoolEvent): void;
+  /** For operators only; see `PoolPort`. */
+  readonly [POOL_PORT]: PoolPort;
   /** Polls `GET /api/v1/key` for every key and folds limit and credit into health. */
   refreshKeyInfo(): Observable<readonly KeyHealth[]>;
   /** Puts a disabled or exhausted key back into service. */

@@ -1,3 +1,4 @@
+import { ERROR_POLICY } from '../core/error-policy.js';
 import type { OpenRouterError } from '../core/errors.js';
 
 /**
@@ -38,7 +39,8 @@ export class RouteState {
   /** Records a failed attempt; an error that no retry of this model can fix excludes the model. */
   fail(model: string, error: OpenRouterError, afterContent = false): void {
     this.lastError = error;
-    if (excludesModel(error)) this.excludedModels.add(model);
+    // An error the same model will repeat for this request (context, policy, 404, 400).
+    if (ERROR_POLICY[error.kind].excludesModel) this.excludedModels.add(model);
     // A silent, rate-limited or mid-answer failing model is the route's problem, not the
     // attempt's: try the next model first (it stays usable if nothing else is left). A restart
     // on the same model would pay for another partial answer.
@@ -50,22 +52,5 @@ export class RouteState {
   /** The model of the latest attempt, to report a fallback when the next one differs. */
   get lastModel(): string | undefined {
     return this.lastError?.model;
-  }
-}
-
-/**
- * Errors that will fail the same way on the same model for this request: the request does not
- * fit (context length), the model refuses it (content policy), the model or its endpoints are
- * gone (404), or the request is malformed for it (400).
- */
-function excludesModel(error: OpenRouterError): boolean {
-  switch (error.kind) {
-    case 'context_length':
-    case 'content_policy':
-    case 'not_found':
-    case 'bad_request':
-      return true;
-    default:
-      return false;
   }
 }
