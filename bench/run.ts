@@ -14,7 +14,7 @@
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { peers as allPeers, stopGateway, type PeerId } from './peers/index.js';
+import { peers as allPeers, stopGateway } from './peers/index.js';
 import { markdownTable, performanceSection, targetSummary, writeJson, type BenchReport } from './report.js';
 import { deadKeys } from './scenarios/dead-keys.js';
 import { fleet } from './scenarios/fleet.js';
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const unknownPeer = peerIds?.find((id) => !allPeers.some((peer) => peer.id === id));
   if (unknownPeer !== undefined) throw new Error(`unknown peer "${unknownPeer}" (${allPeers.map((peer) => peer.id).join(', ')})`);
   const selected = only === undefined ? scenarios.filter((scenario) => !(quick && fullOnly.has(scenario.id))) : scenarios.filter((scenario) => only.includes(scenario.id));
-  const peers = peerIds === undefined ? allPeers : allPeers.filter((peer) => peerIds.includes(peer.id as PeerId));
+  const peers = peerIds === undefined ? allPeers : allPeers.filter((peer) => peerIds.includes(peer.id));
   const complete = only === undefined && peerIds === undefined;
   const out = option('--out') ?? fileURLToPath(new URL(complete ? './results/latest.json' : './results/partial.json', import.meta.url));
 

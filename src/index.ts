@@ -40,12 +40,11 @@ export type {
 } from './core/types.js';
 export { QueueFullError } from './core/errors.js';
 export { ValidationError } from './core/validation.js';
-export { validateChatRequest, chatRequestSchema, providerPreferencesSchema, MAX_FALLBACK_MODELS } from './core/request.js';
+export { validateChatRequest, MAX_FALLBACK_MODELS } from './core/request.js';
 export { validateBalancedRequest } from './routing/balanced-request.js';
 export { providerRouting, withVariant, withoutVariant, splitVariant, MODEL_VARIANTS } from './routing/provider.js';
 export type { ModelVariant } from './routing/provider.js';
 export { classifyHttpError, retryAfterMsFrom, MAX_RETRY_AFTER_MS, DEFAULT_MAX_EVENT_BYTES } from './wire/index.js';
-export { MAX_TIMER_DELAY_MS } from './core/timers.js';
 
 // The pool
 export { createKeyPool } from './create-key-pool.js';
@@ -68,16 +67,15 @@ export type {
   UsageTotals,
   Credit,
 } from './health/records.js';
-export type { PoolEvent, PoolEventType } from './pool/events.js';
-export { fingerprintOf } from './core/fingerprint.js';
-export { estimateTokens, estimatePromptTokens } from './core/tokens.js';
+export type { PoolEvent } from './pool/events.js';
+export { estimatePromptTokens } from './core/tokens.js';
 
 // Strategies
-export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky, fromFunction, toStrategy, strategyNames } from './pool/strategies.js';
+export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky } from './pool/strategies.js';
 export type { Strategy, StrategyFunction, StrategyLike, StrategyName, KeyCandidate, PickContext, StickyOptions } from './pool/strategies.js';
 
 // Operators
-export { withKeyRotation, modelChainOf } from './operators/with-key-rotation.js';
+export { withKeyRotation } from './operators/with-key-rotation.js';
 export type { WithKeyRotationConfig } from './operators/with-key-rotation.js';
 export { circuitBreaker } from './operators/circuit-breaker.js';
 export type { CircuitBreakerConfig } from './operators/circuit-breaker.js';
@@ -86,7 +84,7 @@ export type { RetryOnRateLimitConfig } from './operators/retry-on-rate-limit.js'
 export { retryTransient } from './operators/retry-transient.js';
 export type { RetryTransientConfig, RetryBudgetConfig } from './operators/retry-transient.js';
 export type { MidStreamErrorMode } from './operators/retry-loop.js';
-export { attemptTimeouts, defaultAttemptTimeouts } from './operators/attempt-timeouts.js';
+export { attemptTimeouts } from './operators/attempt-timeouts.js';
 export type { AttemptTimeoutsConfig } from './operators/attempt-timeouts.js';
 export { fallbackOnModelError } from './operators/fallback-on-model-error.js';
 export type { FallbackOnModelErrorConfig } from './operators/fallback-on-model-error.js';
@@ -99,7 +97,7 @@ export { createOpenRouterTransport, fetchKeyInfo } from './transport/index.js';
 export type { OpenRouterTransportOptions, OpenRouterClientOptions, KeyInfo } from './transport/index.js';
 
 // State stores (Redis is in `openrouter-rx/redis`)
-export { createMemoryStore, MemoryStateStore, DEFAULT_ARRIVAL_MARGIN_MS } from './store/state-store.js';
+export { createMemoryStore } from './store/state-store.js';
 export type {
   StateStore,
   MemoryStoreOptions,

@@ -246,7 +246,7 @@ describe('progress rendering', () => {
     const counts = { total: 100, succeeded: 40, failed: 2, inFlight: 8 };
     expect(renderPlain(counts, 10_000)).toBe('progress: 42/100 done (40 ok, 2 failed), 8 in flight, 4.2/s, ETA 14s');
     const bar = renderBar(counts, 10_000, 80, false);
-    expect(bar).toMatch(/^\[█+░+\]  42% 42\/100 done · 2 failed · 8 in flight · 4\.2\/s · ETA 14s$/);
+    expect(bar).toMatch(/^\[█+░+\] {2}42% 42\/100 done · 2 failed · 8 in flight · 4\.2\/s · ETA 14s$/);
     expect([...bar].length).toBeLessThan(80);
   });
 });

@@ -11,12 +11,12 @@ import {
   createKeyPool,
   createOpenRouterTransport,
   fetchKeyInfo,
-  fingerprintOf,
-  strategyNames,
   type KeyPoolOptions,
   type Transport,
 } from '../src/index.js';
 import { resolvePoolConfig } from '../src/pool/config.js';
+import { fingerprintOf } from '../src/core/fingerprint.js';
+import { strategyNames } from '../src/pool/strategies.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const KEY = TEST_KEYS.paddedNewline;
@@ -39,7 +39,7 @@ function rejectionOf(create: () => unknown): ValidationError {
   return error;
 }
 
-const pool = (options: Partial<KeyPoolOptions>) => () => createKeyPool({ keys: [{ key: KEY }], ...options } as KeyPoolOptions);
+const pool = (options: Partial<KeyPoolOptions>) => () => createKeyPool({ keys: [{ key: KEY }], ...options });
 
 describe('createKeyPool refuses header-bound strings no header can carry', () => {
   it.each([

@@ -35,7 +35,7 @@ describe('examples type-check', () => {
 
   beforeAll(() => {
     const configPath = join(root, 'tsconfig.json');
-    const config = ts.readConfigFile(configPath, ts.sys.readFile);
+    const config = ts.readConfigFile(configPath, (path) => ts.sys.readFile(path));
     const parsed = ts.parseJsonConfigFileContent(config.config, ts.sys, root, { noEmit: true }, configPath);
     const program = ts.createProgram(exampleFiles, parsed.options);
     for (const diagnostic of ts.getPreEmitDiagnostics(program)) {

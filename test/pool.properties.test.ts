@@ -766,7 +766,7 @@ describe('pool properties (virtual time, fake transport)', () => {
   it('quotas hold at the server too when an attempt takes up to the arrival margin to arrive', () => {
     // The first request takes 45 ms to arrive (within the default 50 ms margin), the second none.
     const { admissions, arrivals, quota } = arrivalsWithDelays([45, 0], undefined);
-    expect(overfullWindow(arrivals, quota.requests, quota.windowMs), `admitted at ${admissions}, arrived at ${arrivals}`).toBeUndefined();
+    expect(overfullWindow(arrivals, quota.requests, quota.windowMs), `admitted at ${admissions.join(',')}, arrived at ${arrivals.join(',')}`).toBeUndefined();
   });
 
   it('a slower network needs a larger arrival margin, and then holds too', () => {
@@ -775,7 +775,7 @@ describe('pool properties (virtual time, fake transport)', () => {
     const unguarded = arrivalsWithDelays([150, 10], 0);
     expect(overfullWindow(unguarded.arrivals, unguarded.quota.requests, unguarded.quota.windowMs)).toBeDefined();
     const guarded = arrivalsWithDelays([150, 10], 150);
-    expect(overfullWindow(guarded.arrivals, guarded.quota.requests, guarded.quota.windowMs), `admitted at ${guarded.admissions}, arrived at ${guarded.arrivals}`).toBeUndefined();
+    expect(overfullWindow(guarded.arrivals, guarded.quota.requests, guarded.quota.windowMs), `admitted at ${guarded.admissions.join(',')}, arrived at ${guarded.arrivals.join(',')}`).toBeUndefined();
   });
 
   it('the window check itself catches an overfull window', () => {

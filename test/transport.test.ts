@@ -1,4 +1,4 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { firstValueFrom, lastValueFrom, toArray, type Observable } from 'rxjs';
@@ -661,7 +661,7 @@ describe('fetchKeyInfo', () => {
 
 /** A one-route HTTP server for what the fake server does not expose (request headers, echoes). */
 async function listen(
-  handler: (request: import('node:http').IncomingMessage, respond: (status: number, body: unknown) => void) => Promise<void>,
+  handler: (request: IncomingMessage, respond: (status: number, body: unknown) => void) => Promise<void>,
 ): Promise<{ baseURL: string }> {
   const server: Server = createServer((request, response) => {
     const respond = (status: number, body: unknown): void => {
@@ -676,7 +676,7 @@ async function listen(
   return { baseURL: `http://127.0.0.1:${port}/api/v1` };
 }
 
-async function readAll(request: import('node:http').IncomingMessage): Promise<string> {
+async function readAll(request: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');

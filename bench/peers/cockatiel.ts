@@ -130,7 +130,7 @@ export const cockatielPeer: Peer = {
           } catch (error) {
             return failure(error);
           }
-        }) as Promise<Outcome>;
+        });
       },
       pick() {
         nextKey();

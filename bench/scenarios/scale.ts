@@ -21,7 +21,7 @@
 import { performance } from 'node:perf_hooks';
 import { poolFor } from '../peers/library.js';
 import { portkeyConfig } from '../peers/portkey.js';
-import type { BenchKey, Peer, PeerSession } from '../peers/types.js';
+import type { BenchKey, Peer } from '../peers/types.js';
 import { benchRequest, drive } from '../support/driver.js';
 import { loadLibrary } from '../support/library.js';
 import { collectGarbage, median, round, settledHeap, sleep } from '../support/measure.js';

@@ -157,7 +157,7 @@ export interface ThroughputFigures {
   /** Decimals: CPU figures in the JSON; client CPU, gateway CPU and CPU differences in the table. */
   digits: { json: number; cpu: number; gateway: number; difference: number };
   /** One batch, for the JSON. */
-  batch(batch: Batch): Record<string, unknown>;
+  batch: (batch: Batch) => Record<string, unknown>;
 }
 
 export interface ThroughputComparison {
@@ -174,7 +174,7 @@ export async function throughputResults(
   env: ScenarioEnv,
   measured: Map<PeerId, PeerBatches>,
   figures: ThroughputFigures,
-): Promise<{ results: PeerResult[]; against(id: PeerId, baseline: PeerId): ThroughputComparison | undefined }> {
+): Promise<{ results: PeerResult[]; against: (id: PeerId, baseline: PeerId) => ThroughputComparison | undefined }> {
   const { rate: rateName, unit, rateText, unitText, digits } = figures;
   const cpuName = `clientCpuMicrosPer${unit}`;
   const results: PeerResult[] = [];

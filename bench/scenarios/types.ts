@@ -7,7 +7,7 @@ export interface ScenarioEnv {
   host: FakeHost;
   quick: boolean;
   peers: readonly Peer[];
-  log(message: string): void;
+  log: (message: string) => void;
 }
 
 /** One peer's figures in one scenario; `failed` when it could not be measured. */

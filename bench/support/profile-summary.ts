@@ -7,7 +7,7 @@
  *   npx tsx bench/support/profile-summary.ts bench/profiles/<file>.cpuprofile [top=25] [filter]
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { SourceMap } from 'node:module';
+import { SourceMap, type SourceMapPayload } from 'node:module';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,7 +25,7 @@ function frameOf(frame: ProfileNode['callFrame']): { url: string; line: number }
   let map = maps.get(frame.url);
   if (map === undefined) {
     const path = `${frame.url.startsWith('file:') ? fileURLToPath(frame.url) : frame.url}.map`;
-    map = existsSync(path) ? new SourceMap(JSON.parse(readFileSync(path, 'utf8'))) : null;
+    map = existsSync(path) ? new SourceMap(JSON.parse(readFileSync(path, 'utf8')) as SourceMapPayload) : null;
     maps.set(frame.url, map);
   }
   const entry = map?.findEntry(frame.lineNumber, frame.columnNumber);

@@ -47,6 +47,7 @@ export function renderBar(counts: ProgressCounts, elapsedMs: number, width: numb
   const { rate, etaMs } = pace(counts, elapsedMs);
   const failed = counts.failed > 0 && colour ? `\x1b[31m${counts.failed} failed\x1b[39m` : `${counts.failed} failed`;
   const tail = ` ${String(Math.floor(fraction * 100)).padStart(3)}% ${finished}/${counts.total} done · ${failed} · ${counts.inFlight} in flight · ${rate.toFixed(1)}/s · ETA ${formatDuration(etaMs)}`;
+  // eslint-disable-next-line no-control-regex -- the ESC (\x1b) that starts an ANSI colour code is the point
   const tailWidth = tail.replace(/\x1b\[\d+m/g, '').length;
   // Two brackets, and the last column left free: writing into it wraps on some terminals.
   const barWidth = Math.max(10, Math.min(30, width - tailWidth - 3));
@@ -65,6 +66,7 @@ function fit(line: string, width: number): string {
   let visible = 0;
   let out = '';
   for (let index = 0; index < line.length; ) {
+    // eslint-disable-next-line no-control-regex -- the ESC (\x1b) that starts an ANSI colour code is the point
     const escape = /^\x1b\[\d+m/.exec(line.slice(index));
     if (escape !== null) {
       out += escape[0];

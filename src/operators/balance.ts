@@ -4,7 +4,7 @@ import { AttemptsExhaustedError, BadRequestError, ModelUnavailableError, StreamE
 import { POOL_PORT, type PoolCore, type PoolPort } from '../pool/types.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
-import type { ChatRequest, Completion, FinishReason, Usage } from '../core/types.js';
+import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { attemptRecordOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
@@ -247,7 +247,7 @@ function toBalanceEvents(
               id: event.id,
               model: event.model,
               content: answer.content,
-              finishReason: event.finishReason as FinishReason,
+              finishReason: event.finishReason,
               raw: null,
               ...(event.provider === undefined ? {} : { provider: event.provider }),
               ...(answer.reasoning.length === 0 ? {} : { reasoning: answer.reasoning }),

@@ -234,7 +234,6 @@ export class Admission {
     this.publisher.markModel(model);
     let released = false;
     let responded = false;
-    const admission = this;
     return {
       credential: entry.credential,
       label: entry.label,
@@ -242,28 +241,28 @@ export class Admission {
       account: account.id,
       model: model.model,
       acquiredAt: now,
-      markResponded() {
+      markResponded: () => {
         if (responded || released) return;
         responded = true;
-        admission.store.markResponded(reservation, admission.scheduler.now());
+        this.store.markResponded(reservation, this.scheduler.now());
         // The quota entry now has an expiry: a waiting request can be woken for it.
-        if (admission.queue.length > 0) admission.scheduleWake();
+        if (this.queue.length > 0) this.scheduleWake();
       },
-      reconcile(usage) {
-        admission.store.reconcile(reservation, usage.totalTokens);
+      reconcile: (usage) => {
+        this.store.reconcile(reservation, usage.totalTokens);
       },
-      release() {
+      release: () => {
         if (released) return;
         released = true;
-        admission.store.release(reservation);
+        this.store.release(reservation);
         entry.inFlight--;
         entry.breaker.abandon(keyProbe);
         model.breaker.abandon(modelProbe);
         model.inFlight--;
-        admission.publisher.markKey(entry);
-        admission.publisher.markModel(model);
-        admission.publisher.flush();
-        admission.drain();
+        this.publisher.markKey(entry);
+        this.publisher.markModel(model);
+        this.publisher.flush();
+        this.drain();
       },
     };
   }

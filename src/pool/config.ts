@@ -82,14 +82,14 @@ export const keyPoolConfigSchema = z
       .optional(),
     defaultCompletionTokens: positiveInt.optional(),
     latencySmoothing: z.number().gt(0).max(1).optional(),
-    scheduler: z.custom<SchedulerLike>((value) => typeof value === 'object' && value !== null && isFunction((value as SchedulerLike).now), {
+    scheduler: z.custom<SchedulerLike>((value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['now']), {
       message: 'expected an RxJS scheduler',
     }).optional(),
     random: z.custom<() => number>(isFunction, { message: 'expected a function' }).optional(),
     transport: z.custom<Transport>(isFunction, { message: 'expected a transport function' }),
     keyInfo: z.custom<KeyInfoSource>(isFunction, { message: 'expected a function' }).optional(),
     store: z
-      .custom<StateStore>((value) => typeof value === 'object' && value !== null && isFunction((value as StateStore).reserve), {
+      .custom<StateStore>((value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['reserve']), {
         message: 'expected a StateStore',
       })
       .optional(),

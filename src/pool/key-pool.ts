@@ -1,4 +1,4 @@
-import { Observable, Subject, Subscription, asyncScheduler, catchError, defer, distinctUntilChanged, forkJoin, from, map, of, type SchedulerLike } from 'rxjs';
+import { Subject, Subscription, asyncScheduler, type Observable, catchError, defer, distinctUntilChanged, forkJoin, from, map, of, type SchedulerLike } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
 import type { KeyHealth, ModelHealth, PoolHealth } from '../health/records.js';
 import { createMemoryStore, type StateStore } from '../store/state-store.js';

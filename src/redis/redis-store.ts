@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { BehaviorSubject, Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
+import { BehaviorSubject, type Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
 import { z } from 'zod';
 import { OpenRouterError } from '../core/errors.js';
 import type { LimitsConfig } from '../health/limits.js';

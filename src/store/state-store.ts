@@ -1,4 +1,4 @@
-import { Observable, Subject, of, BehaviorSubject } from 'rxjs';
+import { Subject, of, BehaviorSubject, type Observable } from 'rxjs';
 import type { LimitsConfig } from '../health/limits.js';
 import type { QuotaRemaining } from '../health/records.js';
 import { Limiter, type LimiterHold } from '../health/limiter.js';

@@ -40,7 +40,7 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRout
       key,
     );
   }
-  if (error instanceof APIError && error.status !== undefined) {
+  if (isApiError(error) && error.status !== undefined) {
     return redactError(
       classifyHttpError({
         status: error.status,
@@ -54,7 +54,7 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRout
       key,
     );
   }
-  if (error instanceof APIError && error.error !== undefined) {
+  if (isApiError(error) && error.error !== undefined) {
     // The SDK throws a status-less APIError for an SSE event with a top-level `error`.
     return redactError(
       streamErrorFromPayload(redactValue(error.error, key), { nowMs: Date.now(), model, keyLabel: key.label, headers: error.headers }),
@@ -123,6 +123,14 @@ function describeCause(error: Error): string {
     current = current.cause;
   }
   return parts.join(': ');
+}
+
+/**
+ * `instanceof APIError` narrows to `APIError<any, any, any>`; this narrows to the class's declared
+ * defaults (`number | undefined` status, `Headers | undefined` headers, `Object | undefined` body).
+ */
+function isApiError(error: unknown): error is APIError {
+  return error instanceof APIError;
 }
 
 /**

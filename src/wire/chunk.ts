@@ -1,7 +1,7 @@
 import {
   MalformedResponseError,
   NetworkError,
-  OpenRouterError,
+  type OpenRouterError,
   StreamError,
   UpstreamError,
 } from '../core/errors.js';

@@ -6,7 +6,7 @@ import {
   InsufficientCreditsError,
   KeyLimitError,
   NotFoundError,
-  OpenRouterError,
+  type OpenRouterError,
   PermissionDeniedError,
   RateLimitError,
   UpstreamError,

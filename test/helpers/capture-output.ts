@@ -48,7 +48,7 @@ function teeStream(stream: Writable, name: 'stdout' | 'stderr'): void {
   stream.write = ((chunk: unknown, ...rest: unknown[]) => {
     if (inConsole === 0) capture(`[${name}] ${chunkText(chunk, rest[0])}`);
     return write(chunk, ...rest);
-  }) as typeof stream.write;
+  });
 }
 
 type CapturedConsole = Console & { [CONSOLE_MARK]?: true };
@@ -57,6 +57,7 @@ function teeConsole(target: CapturedConsole): void {
   if (target[CONSOLE_MARK]) return;
   target[CONSOLE_MARK] = true;
   for (const method of CONSOLE_METHODS) {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called below as `original.apply(target, args)`
     const original = target[method] as ((...args: unknown[]) => void) | undefined;
     if (typeof original !== 'function') continue;
     (target as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
@@ -77,6 +78,6 @@ beforeEach((context) => {
   capture(`# test: ${context.task.file?.name ?? '?'} > ${context.task.name}\n`);
 });
 
-teeStream(process.stdout as Writable, 'stdout');
-teeStream(process.stderr as Writable, 'stderr');
-teeConsole(globalThis.console as CapturedConsole);
+teeStream(process.stdout, 'stdout');
+teeStream(process.stderr, 'stderr');
+teeConsole(globalThis.console);

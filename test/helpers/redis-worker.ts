@@ -242,7 +242,7 @@ export function spawnRedisWorker(config: RedisWorkerConfig): RedisWorkerHandle {
   });
   // A closed stdin is how a worker learns its parent is gone; writes after that are dropped.
   child.stdin?.on('error', () => undefined);
-  createInterface({ input: child.stdout! }).on('line', (text) => {
+  createInterface({ input: child.stdout }).on('line', (text) => {
     try {
       lines.push(JSON.parse(text) as RedisWorkerLine);
     } catch {
