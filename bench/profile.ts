@@ -41,9 +41,15 @@ let session: PeerSession;
 let measured: () => Promise<string>;
 
 if (workload === 'pick') {
-  const keys = Array.from({ length: 1000 }, (_, index) => ({ key: `sk-or-v1-bench-pick-${index + 1}`, label: `key-${index + 1}`, limits: { rpm: 600, maxConcurrent: 20 } }));
+  const keys = Array.from({ length: 1000 }, (_, index) => ({
+    key: `sk-or-v1-bench-pick-${index + 1}`,
+    label: `key-${index + 1}`,
+    limits: { rpm: 600, maxConcurrent: 20 },
+  }));
   const never = ((_input: unknown, init?: RequestInit) =>
-    new Promise<Response>((_resolve, reject) => init?.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))))) as typeof fetch;
+    new Promise<Response>((_resolve, reject) =>
+      init?.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))),
+    )) as typeof fetch;
   session = await peer.start({ baseURL: 'http://127.0.0.1:9/api/v1', keys, model: 'bench/pick', concurrency: 10_000, fetch: never });
   if (session.pick === undefined) throw new Error(`${peer.name} has no key chooser to profile`);
   const pick = session.pick.bind(session);

@@ -53,10 +53,14 @@ async function main(): Promise<void> {
   const only = listOption('--only');
   const peerIds = listOption('--peers');
   const unknownScenario = only?.find((id) => !scenarios.some((scenario) => scenario.id === id));
-  if (unknownScenario !== undefined) throw new Error(`unknown scenario "${unknownScenario}" (${scenarios.map((scenario) => scenario.id).join(', ')})`);
+  if (unknownScenario !== undefined)
+    throw new Error(`unknown scenario "${unknownScenario}" (${scenarios.map((scenario) => scenario.id).join(', ')})`);
   const unknownPeer = peerIds?.find((id) => !allPeers.some((peer) => peer.id === id));
   if (unknownPeer !== undefined) throw new Error(`unknown peer "${unknownPeer}" (${allPeers.map((peer) => peer.id).join(', ')})`);
-  const selected = only === undefined ? scenarios.filter((scenario) => !(quick && fullOnly.has(scenario.id))) : scenarios.filter((scenario) => only.includes(scenario.id));
+  const selected =
+    only === undefined
+      ? scenarios.filter((scenario) => !(quick && fullOnly.has(scenario.id)))
+      : scenarios.filter((scenario) => only.includes(scenario.id));
   const peers = peerIds === undefined ? allPeers : allPeers.filter((peer) => peerIds.includes(peer.id));
   const complete = only === undefined && peerIds === undefined;
   const out = option('--out') ?? fileURLToPath(new URL(complete ? './results/latest.json' : './results/partial.json', import.meta.url));
@@ -80,7 +84,16 @@ async function main(): Promise<void> {
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         log(`  failed: ${reason}`);
-        results.push({ id: scenario.id, title: scenario.title, settings: {}, results: [], targets: [], notes: [], durationMs: Date.now() - scenarioStart, failed: reason });
+        results.push({
+          id: scenario.id,
+          title: scenario.title,
+          settings: {},
+          results: [],
+          targets: [],
+          notes: [],
+          durationMs: Date.now() - scenarioStart,
+          failed: reason,
+        });
       }
     }
   } finally {

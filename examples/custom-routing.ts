@@ -9,7 +9,18 @@
  *
  * In your app, import from 'openrouter-rx' instead of '../src/index.js'.
  */
-import { catchError, from, lastValueFrom, map, mergeMap, of, reduce, toArray, type MonoTypeOperatorFunction, type OperatorFunction } from 'rxjs';
+import {
+  catchError,
+  from,
+  lastValueFrom,
+  map,
+  mergeMap,
+  of,
+  reduce,
+  toArray,
+  type MonoTypeOperatorFunction,
+  type OperatorFunction,
+} from 'rxjs';
 import {
   attemptTimeouts,
   circuitBreaker,
@@ -43,8 +54,7 @@ export function routeByLength(route: LengthRoute): MonoTypeOperatorFunction<Chat
 }
 
 export type RoutedAnswer =
-  | { id: string; ok: true; model: string; keyLabel: string; text: string; attempts: number }
-  | { id: string; ok: false; error: string };
+  { id: string; ok: true; model: string; keyLabel: string; text: string; attempts: number } | { id: string; ok: false; error: string };
 
 /** Folds one request's attempt events into its answer: text of the attempt that succeeded. */
 function toAnswer(id: string): OperatorFunction<AttemptEvent, RoutedAnswer> {
@@ -114,7 +124,9 @@ const prompts: ChatRequest[] = [
 ];
 const answers = await lastValueFrom(from(prompts).pipe(lengthRouted(pool, route), toArray()));
 for (const answer of answers.sort((a, b) => a.id.localeCompare(b.id))) {
-  console.log(answer.ok ? `${answer.id} -> ${answer.model} (key ${answer.keyLabel}): ${answer.text}` : `${answer.id} failed: ${answer.error}`);
+  console.log(
+    answer.ok ? `${answer.id} -> ${answer.model} (key ${answer.keyLabel}): ${answer.text}` : `${answer.id} failed: ${answer.error}`,
+  );
 }
 
 pool.dispose();

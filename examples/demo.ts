@@ -83,7 +83,11 @@ function realSetup(): DemoSetup {
 
 async function main(): Promise<void> {
   const setup = realKeys.length > 0 ? realSetup() : await fakeSetup();
-  console.log(setup.fake === undefined ? `openrouter-rx demo against OpenRouter with ${realKeys.length} key(s)` : `openrouter-rx demo against the embedded fake OpenRouter at ${setup.fake.url}`);
+  console.log(
+    setup.fake === undefined
+      ? `openrouter-rx demo against OpenRouter with ${realKeys.length} key(s)`
+      : `openrouter-rx demo against the embedded fake OpenRouter at ${setup.fake.url}`,
+  );
   const pool = createKeyPool(setup.pool);
   const print = createHealthPrinter();
   const redraw = pool.health$.pipe(auditTime(100)).subscribe((health) => print(health));
@@ -110,7 +114,9 @@ async function main(): Promise<void> {
   const failures = terminal.filter((event) => event.type === 'failed');
   const attempts = completions.reduce((sum, event) => sum + event.attempts, 0);
   const seconds = (Date.now() - startedAt) / 1000;
-  console.log(`\n${setup.prompts.length} prompts in ${seconds.toFixed(1)} s: ${completions.length} completed, ${failures.length} failed, ${attempts} attempts for the completed ones, ${fallbacks} model fallbacks.`);
+  console.log(
+    `\n${setup.prompts.length} prompts in ${seconds.toFixed(1)} s: ${completions.length} completed, ${failures.length} failed, ${attempts} attempts for the completed ones, ${fallbacks} model fallbacks.`,
+  );
   if (setup.fake !== undefined) {
     const rateLimited = setup.fake.countRequests({ status: 429 });
     console.log(`The fake server answered ${setup.fake.requests.length} requests, ${rateLimited} of them with 429.`);

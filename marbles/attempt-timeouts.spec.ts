@@ -11,7 +11,13 @@ import { attemptTimeouts } from '../src/operators/attempt-timeouts.js';
 import { retryTransient } from '../src/operators/retry-transient.js';
 import { balance, type BalanceEvent } from '../src/operators/balance.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { AttemptsExhaustedError, FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptRecord } from '../src/core/errors.js';
+import {
+  AttemptsExhaustedError,
+  FirstTokenTimeoutError,
+  IdleTimeoutError,
+  TotalTimeoutError,
+  type AttemptRecord,
+} from '../src/core/errors.js';
 import type { TransportEvent } from '../src/core/types.js';
 import { newTestScheduler } from './support.js';
 import {
@@ -77,7 +83,15 @@ describe('attemptTimeouts after withKeyRotation', () => {
         .subscribe({ error: (error: unknown) => (caught = error) });
       flush();
       expect(caught).toBeInstanceOf(FirstTokenTimeoutError);
-      expect(caught).toMatchObject({ kind: 'timeout', phase: 'first-token', limitMs: 5, scope: 'model', retryable: true, keyLabel: 'k1', model: 'a' });
+      expect(caught).toMatchObject({
+        kind: 'timeout',
+        phase: 'first-token',
+        limitMs: 5,
+        scope: 'model',
+        retryable: true,
+        keyLabel: 'k1',
+        model: 'a',
+      });
       expect((caught as Error).message).toBe('first-token timeout: no answer within 5 ms');
     });
   });
@@ -105,7 +119,11 @@ describe('attemptTimeouts after withKeyRotation', () => {
       const call = cold('--a--b------c|', { a: textChunk('He'), b: textChunk('llo'), c: textChunk('late') });
       const { pool } = makePool(scheduler, { a: [call] });
       const attempts$ = of(streamedRequest()).pipe(withKeyRotation(pool), attemptTimeouts({ ...limits, scheduler }));
-      expectObservable(attempts$).toBe('x-a--b---#', { x: attemptStart(1, 0), a: tagged(textChunk('He')), b: tagged(textChunk('llo')) }, idleTimeout(4));
+      expectObservable(attempts$).toBe(
+        'x-a--b---#',
+        { x: attemptStart(1, 0), a: tagged(textChunk('He')), b: tagged(textChunk('llo')) },
+        idleTimeout(4),
+      );
       expectSubscriptions(call.subscriptions).toBe('^--------!');
     });
   });
@@ -116,8 +134,16 @@ describe('attemptTimeouts after withKeyRotation', () => {
       // firstTokenMs 8 > idleMs 4: role chunks 6 frames apart must not trip the idle limit.
       const call = cold('r------a--(z|)', { r: roleChunk(), a: textChunk('Hi'), z: streamEnd('gen-1') });
       const { pool } = makePool(scheduler, { a: [call] });
-      const attempts$ = of(streamedRequest()).pipe(withKeyRotation(pool), attemptTimeouts({ firstTokenMs: 8, idleMs: 4, totalMs: 20, scheduler }));
-      expectObservable(attempts$).toBe('(xr)---a--(z|)', { x: attemptStart(1, 0), r: tagged(roleChunk()), a: tagged(textChunk('Hi')), z: tagged(streamEnd('gen-1')) });
+      const attempts$ = of(streamedRequest()).pipe(
+        withKeyRotation(pool),
+        attemptTimeouts({ firstTokenMs: 8, idleMs: 4, totalMs: 20, scheduler }),
+      );
+      expectObservable(attempts$).toBe('(xr)---a--(z|)', {
+        x: attemptStart(1, 0),
+        r: tagged(roleChunk()),
+        a: tagged(textChunk('Hi')),
+        z: tagged(streamEnd('gen-1')),
+      });
       expectSubscriptions(call.subscriptions).toBe('^---------!');
     });
   });
@@ -128,7 +154,10 @@ describe('attemptTimeouts after withKeyRotation', () => {
       const values = { a: textChunk('a'), b: textChunk('b'), c: textChunk('c'), d: textChunk('d'), e: textChunk('e'), f: textChunk('f') };
       const call = cold('-a-b-c-d-e-f|', values);
       const { pool } = makePool(scheduler, { a: [call] });
-      const attempts$ = of(streamedRequest()).pipe(withKeyRotation(pool), attemptTimeouts({ firstTokenMs: 5, idleMs: 4, totalMs: 10, scheduler }));
+      const attempts$ = of(streamedRequest()).pipe(
+        withKeyRotation(pool),
+        attemptTimeouts({ firstTokenMs: 5, idleMs: 4, totalMs: 10, scheduler }),
+      );
       expectObservable(attempts$).toBe(
         'xa-b-c-d-e#',
         { x: attemptStart(1, 0), a: tagged(values.a), b: tagged(values.b), c: tagged(values.c), d: tagged(values.d), e: tagged(values.e) },
@@ -175,7 +204,17 @@ describe('attemptTimeouts after withKeyRotation', () => {
       expectObservable(attempts$).toBe('xr---R-y-a--b--(z|)', {
         x: attemptStart(1, 0),
         r: tagged(roleChunk()),
-        R: { type: 'retry', requestId: 'r1', attempt: 1, reason: 'timeout', message: 'first-token timeout: no answer within 5 ms', delayMs: 2, at: 5, keyLabel: 'k1', model: 'a' },
+        R: {
+          type: 'retry',
+          requestId: 'r1',
+          attempt: 1,
+          reason: 'timeout',
+          message: 'first-token timeout: no answer within 5 ms',
+          delayMs: 2,
+          at: 5,
+          keyLabel: 'k1',
+          model: 'a',
+        },
         y: attemptStart(2, 7),
         a: tagged(textChunk('He')),
         b: tagged(textChunk('llo')),
@@ -199,13 +238,30 @@ describe('attemptTimeouts after withKeyRotation', () => {
         attemptTimeouts({ ...limits, scheduler }),
         retryTransient({ ...transientRetries, maxAttempts: 2, scheduler }),
       );
-      const record = (n: number, at: number): AttemptRecord => ({ attempt: n, kind: 'timeout', message: 'first-token timeout: no answer within 5 ms', at, keyLabel: 'k1', model: 'a' });
+      const record = (n: number, at: number): AttemptRecord => ({
+        attempt: n,
+        kind: 'timeout',
+        message: 'first-token timeout: no answer within 5 ms',
+        at,
+        keyLabel: 'k1',
+        model: 'a',
+      });
       expectObservable(attempts$).toBe(
         'xr---R-yr---#',
         {
           x: attemptStart(1, 0),
           r: tagged(roleChunk()),
-          R: { type: 'retry', requestId: 'r1', attempt: 1, reason: 'timeout', message: 'first-token timeout: no answer within 5 ms', delayMs: 2, at: 5, keyLabel: 'k1', model: 'a' },
+          R: {
+            type: 'retry',
+            requestId: 'r1',
+            attempt: 1,
+            reason: 'timeout',
+            message: 'first-token timeout: no answer within 5 ms',
+            delayMs: 2,
+            at: 5,
+            keyLabel: 'k1',
+            model: 'a',
+          },
           y: attemptStart(2, 7),
         },
         new AttemptsExhaustedError(firstTokenTimeout(5), [record(1, 5), record(2, 12)]),
@@ -235,7 +291,12 @@ describe('balance(pool, { timeouts })', () => {
       const { pool, calls } = makePool(scheduler, { a: [call] });
       const events$ = of(streamedRequest()).pipe(balance(pool, { timeouts: limits, transient: false }));
       expectObservable(events$).toBe('-----(f|)', {
-        f: { type: 'failed', requestId: 'r1', error: firstTokenTimeout(5), attempts: [timeoutRecord('first-token', 5, 5)] } satisfies BalanceEvent,
+        f: {
+          type: 'failed',
+          requestId: 'r1',
+          error: firstTokenTimeout(5),
+          attempts: [timeoutRecord('first-token', 5, 5)],
+        } satisfies BalanceEvent,
       });
       expectSubscriptions(call.subscriptions).toBe('^----!');
       flush();
@@ -315,8 +376,14 @@ describe('balance(pool, { timeouts })', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const busy = cold('-a--b--(z|)', { a: textChunk('He'), b: textChunk('llo'), z: streamEnd('gen-1') });
       const silent = cold('-r-------', { r: roleChunk() });
-      const { pool, calls } = makePool(scheduler, { a: [busy, silent] }, { keys: [{ key: 'sk-or-v1-timeouts-1', label: 'k1', limits: { maxConcurrent: 1 } }] });
-      const events$ = of(streamedRequest({ id: 'r1' }), streamedRequest({ id: 'r2' })).pipe(balance(pool, { timeouts: limits, transient: false }));
+      const { pool, calls } = makePool(
+        scheduler,
+        { a: [busy, silent] },
+        { keys: [{ key: 'sk-or-v1-timeouts-1', label: 'k1', limits: { maxConcurrent: 1 } }] },
+      );
+      const events$ = of(streamedRequest({ id: 'r1' }), streamedRequest({ id: 'r2' })).pipe(
+        balance(pool, { timeouts: limits, transient: false }),
+      );
       expectObservable(events$).toBe('-a--b--c----(f|)', {
         a: deliveredChunk('He'),
         b: deliveredChunk('llo'),
@@ -330,7 +397,7 @@ describe('balance(pool, { timeouts })', () => {
     });
   });
 
-  it('a model that timed out is the route\'s problem: the retry goes to the next model of the chain, with a fallback event', () => {
+  it("a model that timed out is the route's problem: the retry goes to the next model of the chain, with a fallback event", () => {
     // RouteState.fail treats `timeout` as a failure of the model ("try the next model first"),
     // and the failover benchmark's S06 asks not to retry a silent route.
     const scheduler = newTestScheduler();
@@ -343,9 +410,7 @@ describe('balance(pool, { timeouts })', () => {
       expectObservable(fallbacks$, '^ 30ms !').toBe('7ms f', {
         f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'timeout', at: 7 },
       });
-      const events$ = of(streamedRequest({ models: ['b'] })).pipe(
-        balance(pool, { timeouts: limits, transient: transientRetries }),
-      );
+      const events$ = of(streamedRequest({ models: ['b'] })).pipe(balance(pool, { timeouts: limits, transient: transientRetries }));
       expectObservable(events$).toBe('8ms a-(c|)', {
         a: deliveredChunk('from b', 'k1', 'b'),
         c: deliveredCompletion(answer('gen-b', 'from b', 'b'), { attempts: 2, latencyMs: 10 }),

@@ -4,7 +4,17 @@ import type { TestScheduler } from 'rxjs/testing';
 import { balance, type BalanceEvent, type BalanceOptions } from '../src/operators/balance.js';
 import { BadRequestError, RateLimitError } from '../src/core/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
-import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, newTestScheduler, scriptedPoolFactory, upstreamError, type TransportCall } from './support.js';
+import {
+  MODEL,
+  chatRequest,
+  chunkEvent,
+  completionEvent,
+  endEvent,
+  newTestScheduler,
+  scriptedPoolFactory,
+  upstreamError,
+  type TransportCall,
+} from './support.js';
 
 // Scripts are looked up by the request's message content.
 const makePool = scriptedPoolFactory(
@@ -18,13 +28,15 @@ const makePool = scriptedPoolFactory(
 /** Deterministic backoff for the transient retries. */
 const options: BalanceOptions = { transient: { random: () => 0.5, baseDelayMs: 100, budget: false } };
 
-
 interface Seen {
   at: number;
   event: BalanceEvent;
 }
 
-function collect(scheduler: TestScheduler, source: Observable<BalanceEvent>): { seen: Seen[]; ended: () => 'complete' | 'error' | undefined } {
+function collect(
+  scheduler: TestScheduler,
+  source: Observable<BalanceEvent>,
+): { seen: Seen[]; ended: () => 'complete' | 'error' | undefined } {
   const seen: Seen[] = [];
   let end: 'complete' | 'error' | undefined;
   source.subscribe({
@@ -45,10 +57,20 @@ describe('balance', () => {
         scheduler,
         {
           ok: [cold('--c|', { c: completionEvent('gen-ok') })],
-          bad: [cold<TransportEvent>('--#', undefined, new BadRequestError({ message: 'invalid tool schema', scope: 'request', retryable: false, status: 400 }))],
+          bad: [
+            cold<TransportEvent>(
+              '--#',
+              undefined,
+              new BadRequestError({ message: 'invalid tool schema', scope: 'request', retryable: false, status: 400 }),
+            ),
+          ],
           flaky: [cold<TransportEvent>('--#', undefined, upstreamError()), cold('--c|', { c: completionEvent('gen-flaky') })],
           limited: [
-            cold<TransportEvent>('--#', undefined, new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 10 })),
+            cold<TransportEvent>(
+              '--#',
+              undefined,
+              new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 10 }),
+            ),
             cold('--c|', { c: completionEvent('gen-limited') }),
           ],
           streamed: [cold('-a-b-e|', { a: chunkEvent('Hel'), b: chunkEvent('lo'), e: endEvent('gen-stream') })],
@@ -153,7 +175,11 @@ describe('balance', () => {
     const scheduler = newTestScheduler();
     let seen: Seen[] = [];
     scheduler.run(({ cold }) => {
-      const { pool } = makePool(scheduler, { down: [cold<TransportEvent>('--#', undefined, upstreamError())] }, { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
+      const { pool } = makePool(
+        scheduler,
+        { down: [cold<TransportEvent>('--#', undefined, upstreamError())] },
+        { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } },
+      );
       seen = collect(scheduler, of(chatRequest('down', { id: 'down' })).pipe(balance(pool, options))).seen;
     });
     const failed = seen.at(-1)!.event;

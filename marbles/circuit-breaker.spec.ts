@@ -28,7 +28,11 @@ describe('circuitBreaker: successes', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {
       // Attempt leased at 10; a role-only chunk at 11 (not content), text at 13, end at 16.
-      const call = cold('-r-a--e|', { r: chunkEvent(''), a: chunkEvent('Hel'), e: endEvent('gen-1', { promptTokens: 3, completionTokens: 2, totalTokens: 5 }) });
+      const call = cold('-r-a--e|', {
+        r: chunkEvent(''),
+        a: chunkEvent('Hel'),
+        e: endEvent('gen-1', { promptTokens: 3, completionTokens: 2, totalTokens: 5 }),
+      });
       const { pool } = makePool(scheduler, { k1: [call] });
       expectObservable(run(pool), '10ms ^').toBe('10ms xr-a--e|', {
         x: expect.objectContaining({ type: 'attempt', keyLabel: 'k1' }),
@@ -40,7 +44,13 @@ describe('circuitBreaker: successes', () => {
         pool.key('k1').health$.pipe(
           filter((health) => health.latencyMs !== null),
           take(1),
-          map(({ latencyMs, timeToFirstTokenMs, successes, usage }) => ({ latencyMs, timeToFirstTokenMs, successes, requests: usage.requests, tokens: usage.totalTokens })),
+          map(({ latencyMs, timeToFirstTokenMs, successes, usage }) => ({
+            latencyMs,
+            timeToFirstTokenMs,
+            successes,
+            requests: usage.requests,
+            tokens: usage.totalTokens,
+          })),
         ),
       ).toBe('16ms (h|)', { h: { latencyMs: 6, timeToFirstTokenMs: 3, successes: 1, requests: 1, tokens: 5 } });
       expectObservable(
@@ -74,17 +84,29 @@ describe('circuitBreaker: successes', () => {
   it('a success closes a half-open key', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {
-      const { pool } = makePool(scheduler, { k1: [cold('--c|', { c: completionEvent() })] }, {
-        keys: [{ key: 'sk-test-1', label: 'k1' }],
-        breaker: { consecutiveFailures: 1, cooldownMs: 20 },
+      const { pool } = makePool(
+        scheduler,
+        { k1: [cold('--c|', { c: completionEvent() })] },
+        {
+          keys: [{ key: 'sk-test-1', label: 'k1' }],
+          breaker: { consecutiveFailures: 1, cooldownMs: 20 },
+        },
+      );
+      pool[POOL_PORT].record({
+        type: 'failure',
+        keyLabel: 'k1',
+        model: MODEL,
+        error: new NetworkError({ message: 'reset', scope: 'transport', retryable: true }),
       });
-      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new NetworkError({ message: 'reset', scope: 'transport', retryable: true }) });
       // Open until 20; the request waits, is the half-open probe at 20, and its success at 22 closes.
       expectObservable(run(pool).pipe(filter((event) => event === 'failed')), '^ 100ms !').toBe('23ms |');
-      expectObservable(pool.key('k1').health$.pipe(map((health) => health.state), distinctUntilChanged()), '^ 100ms !').toBe(
-        'o 19ms h 1ms c',
-        { o: 'open', h: 'half-open', c: 'closed' },
-      );
+      expectObservable(
+        pool.key('k1').health$.pipe(
+          map((health) => health.state),
+          distinctUntilChanged(),
+        ),
+        '^ 100ms !',
+      ).toBe('o 19ms h 1ms c', { o: 'open', h: 'half-open', c: 'closed' });
     });
   });
 });
@@ -145,8 +167,13 @@ describe('circuitBreaker: failures go to the scope their error names', () => {
   it('shouldRecord: false keeps a failure out of health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {
-      const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, new NetworkError({ message: 'reset', scope: 'transport', retryable: true }))] });
-      expectObservable(run(pool, { shouldRecord: () => false })).toBe('x-(f|)', { x: expect.objectContaining({ type: 'attempt' }), f: 'failed' });
+      const { pool } = makePool(scheduler, {
+        k1: [cold<TransportEvent>('--#', undefined, new NetworkError({ message: 'reset', scope: 'transport', retryable: true }))],
+      });
+      expectObservable(run(pool, { shouldRecord: () => false })).toBe('x-(f|)', {
+        x: expect.objectContaining({ type: 'attempt' }),
+        f: 'failed',
+      });
       scheduler.schedule(() => {
         expect(pool.snapshot().keys[0]).toMatchObject({ consecutiveFailures: 0, failures: 0, lastError: null });
       }, 5);
@@ -157,7 +184,12 @@ describe('circuitBreaker: failures go to the scope their error names', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const { pool } = makePool(scheduler, {}, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 500 }) });
+      pool[POOL_PORT].record({
+        type: 'failure',
+        keyLabel: 'k1',
+        model: MODEL,
+        error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 500 }),
+      });
       const request$ = of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool, { queueTimeoutMs: 50 }), circuitBreaker(pool));
       expectObservable(request$).toBe('50ms #', undefined, expect.objectContaining({ name: 'QueueTimeoutError' }));
       scheduler.schedule(() => expect(pool.snapshot().keys[0]).toMatchObject({ consecutiveFailures: 0, failures: 0 }), 60);
@@ -169,11 +201,21 @@ describe('recording without circuitBreaker', () => {
   it('withKeyRotation alone records every outcome: a chain that leaves circuitBreaker out still keeps health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, flush }) => {
-      const fail = () => cold<TransportEvent>('-#', undefined, new NetworkError({ message: 'connection reset', scope: 'transport', retryable: true }));
+      const fail = () =>
+        cold<TransportEvent>('-#', undefined, new NetworkError({ message: 'connection reset', scope: 'transport', retryable: true }));
       const { pool } = makePool(scheduler, { k1: [fail(), fail(), cold('--c|', { c: completionEvent() })] });
       // Three requests, one after the other, all on k1 (the pool takes the first eligible key).
       for (const at of [0, 10, 20]) {
-        scheduler.schedule(() => of(chatRequest('hello', { id: `r${at}` })).pipe(withKeyRotation(pool), catchError(() => of('failed'))).subscribe(), at);
+        scheduler.schedule(
+          () =>
+            of(chatRequest('hello', { id: `r${at}` }))
+              .pipe(
+                withKeyRotation(pool),
+                catchError(() => of('failed')),
+              )
+              .subscribe(),
+          at,
+        );
       }
       expectObservable(
         pool.key('k1').health$.pipe(
@@ -186,4 +228,3 @@ describe('recording without circuitBreaker', () => {
     });
   });
 });
-

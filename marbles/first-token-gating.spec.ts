@@ -45,7 +45,7 @@ const options: BalanceOptions = { transient: transientRetries };
 // ------------------------------------------------------------------ tests
 
 describe('first-token gating in balance', () => {
-  it('a pre-token attempt that sent role-only and empty chunks then failed leaves no trace; only the retry\'s content and completion', () => {
+  it("a pre-token attempt that sent role-only and empty chunks then failed leaves no trace; only the retry's content and completion", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const first = cold('-r-e--#', { r: roleChunk(), e: emptyChunk() }, providerUnavailable());
@@ -77,7 +77,18 @@ describe('first-token gating in balance', () => {
       const markers$ = eventsOf(pool, 'attempt', 'retry', 'restart');
       expectObservable(markers$, '^ 30ms !').toBe('x 5ms R 1ms y', {
         x: attemptStart(1, 0),
-        R: { type: 'retry', requestId: 'r1', attempt: 1, reason: 'upstream', message: 'provider returned 503', status: 503, delayMs: 2, at: 6, keyLabel: 'k1', model: 'a' },
+        R: {
+          type: 'retry',
+          requestId: 'r1',
+          attempt: 1,
+          reason: 'upstream',
+          message: 'provider returned 503',
+          status: 503,
+          delayMs: 2,
+          at: 6,
+          keyLabel: 'k1',
+          model: 'a',
+        },
         y: attemptStart(2, 8),
       });
       expectObservable(of(streamedRequest()).pipe(balance(pool, options))).toBe('10ms a-b-(c|)', {
@@ -129,10 +140,16 @@ describe('first-token gating in balance', () => {
     });
   });
 
-  it('the successful attempt\'s own role-only and empty chunks are held back too; its content is not delayed', () => {
+  it("the successful attempt's own role-only and empty chunks are held back too; its content is not delayed", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
-      const call = cold('r-e-a-e-b-(z|)', { r: roleChunk(), e: emptyChunk(), a: textChunk('Hel'), b: textChunk('lo'), z: streamEnd('gen-1', 'a', usage) });
+      const call = cold('r-e-a-e-b-(z|)', {
+        r: roleChunk(),
+        e: emptyChunk(),
+        a: textChunk('Hel'),
+        b: textChunk('lo'),
+        z: streamEnd('gen-1', 'a', usage),
+      });
       const { pool } = makePool(scheduler, { a: [call] });
       expectObservable(of(streamedRequest()).pipe(balance(pool, options))).toBe('4ms a---b-(c|)', {
         a: deliveredChunk('Hel'),

@@ -34,7 +34,7 @@ const makePool = modelScriptedPoolFactory([
 
 const completed = (id: string, content: string, keyLabel: string, attempts: number, latencyMs: number, model = 'a') =>
   deliveredCompletion(answer(id, content, model), { keyLabel, attempts, latencyMs });
-const restart = (attempt: number, reason: string): BalanceEvent => ({ type: 'restart', requestId: 'r1', attempt, reason } as BalanceEvent);
+const restart = (attempt: number, reason: string): BalanceEvent => ({ type: 'restart', requestId: 'r1', attempt, reason }) as BalanceEvent;
 
 const refused = () => new ContentPolicyError({ message: 'finish_reason: content_filter', scope: 'request', retryable: false });
 /** The error as `withKeyRotation` hands it on: tagged with the attempt's key and model. */
@@ -50,16 +50,19 @@ describe("onMidStreamError: 'error'", () => {
       const spare = cold('-c-(z|)', { c: textChunk('never'), z: streamEnd('gen-2') });
       const { pool, calls } = makePool(scheduler, { a: [first, spare] });
       expectObservable(eventsOf(pool, 'attempt', 'retry', 'restart'), '^ 20ms !').toBe('x', { x: attemptStart(1, 0) });
-      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'error' }))).toBe('-a-b-(f|)', {
-        a: deliveredChunk('Hel'),
-        b: deliveredChunk('lo'),
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: taggedProviderUnavailable(),
-          attempts: [{ attempt: 1, kind: 'upstream', message: 'provider returned 503', status: 503, at: 5, keyLabel: 'k1', model: 'a' }],
+      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'error' }))).toBe(
+        '-a-b-(f|)',
+        {
+          a: deliveredChunk('Hel'),
+          b: deliveredChunk('lo'),
+          f: {
+            type: 'failed',
+            requestId: 'r1',
+            error: taggedProviderUnavailable(),
+            attempts: [{ attempt: 1, kind: 'upstream', message: 'provider returned 503', status: 503, at: 5, keyLabel: 'k1', model: 'a' }],
+          },
         },
-      });
+      );
       expectSubscriptions(first.subscriptions).toBe('^----!');
       expectSubscriptions(spare.subscriptions).toBe([]);
       flush();
@@ -67,7 +70,7 @@ describe("onMidStreamError: 'error'", () => {
     });
   });
 
-  it("is the default: without onMidStreamError the same request fails the same way", () => {
+  it('is the default: without onMidStreamError the same request fails the same way', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const first = cold('-a-b-#', { a: textChunk('Hel'), b: textChunk('lo') }, providerUnavailable());
@@ -93,7 +96,9 @@ describe("onMidStreamError: 'error'", () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const first = cold('-a-b---------c|', { a: textChunk('Hel'), b: textChunk('lo'), c: textChunk('late') });
       const { pool, calls } = makePool(scheduler, { a: [first] });
-      const events$ = of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'error', timeouts: { firstTokenMs: 5, idleMs: 4, totalMs: 50 } }));
+      const events$ = of(streamedRequest()).pipe(
+        balance(pool, { transient: transientRetries, onMidStreamError: 'error', timeouts: { firstTokenMs: 5, idleMs: 4, totalMs: 50 } }),
+      );
       expectObservable(events$).toBe('-a-b---(f|)', {
         a: deliveredChunk('Hel'),
         b: deliveredChunk('lo'),
@@ -114,21 +119,24 @@ describe("onMidStreamError: 'error'", () => {
 // ------------------------------------------------------------------ 'restart'
 
 describe("onMidStreamError: 'restart'", () => {
-  it('an upstream error after content: the chunks, a `restart`, then the new attempt\'s chunks and a completion of its text only', () => {
+  it("an upstream error after content: the chunks, a `restart`, then the new attempt's chunks and a completion of its text only", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const first = cold('-a-b-#', { a: textChunk('Hel'), b: textChunk('lo') }, providerUnavailable());
       const second = cold('-c-d-(z|)', { c: textChunk('Hello'), d: textChunk(' world'), z: streamEnd('gen-2') });
       const { pool, calls } = makePool(scheduler, { a: [first, second] });
       // Restart and retry at 5; attempt 2 is leased at 7, on the key the request has not tried.
-      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe('-a-b-R--c-d-(C|)', {
-        a: deliveredChunk('Hel'),
-        b: deliveredChunk('lo'),
-        R: restart(1, 'upstream'),
-        c: deliveredChunk('Hello', 'k2'),
-        d: deliveredChunk(' world', 'k2'),
-        C: completed('gen-2', 'Hello world', 'k2', 2, 12),
-      });
+      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe(
+        '-a-b-R--c-d-(C|)',
+        {
+          a: deliveredChunk('Hel'),
+          b: deliveredChunk('lo'),
+          R: restart(1, 'upstream'),
+          c: deliveredChunk('Hello', 'k2'),
+          d: deliveredChunk(' world', 'k2'),
+          C: completed('gen-2', 'Hello world', 'k2', 2, 12),
+        },
+      );
       expectSubscriptions(first.subscriptions).toBe('^----!');
       expectSubscriptions(second.subscriptions).toBe('-------^----!');
       flush();
@@ -150,16 +158,30 @@ describe("onMidStreamError: 'restart'", () => {
       expectObservable(attempts$, '^ 20ms !').toBe('x 6ms y', { x: attemptStart(1, 0), y: attemptStart(2, 7, { keyLabel: 'k2' }) });
       expectObservable(voids$, '^ 20ms !').toBe('5ms (ST)', {
         S: { type: 'restart', requestId: 'r1', attempt: 1, reason: 'upstream', at: 5 },
-        T: { type: 'retry', requestId: 'r1', attempt: 1, reason: 'upstream', message: 'provider returned 503', status: 503, delayMs: 2, at: 5, keyLabel: 'k1', model: 'a' },
+        T: {
+          type: 'retry',
+          requestId: 'r1',
+          attempt: 1,
+          reason: 'upstream',
+          message: 'provider returned 503',
+          status: 503,
+          delayMs: 2,
+          at: 5,
+          keyLabel: 'k1',
+          model: 'a',
+        },
       });
-      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe('-a-b-R--c-d-(C|)', {
-        a: deliveredChunk('Hel'),
-        b: deliveredChunk('lo'),
-        R: restart(1, 'upstream'),
-        c: deliveredChunk('Hello', 'k2'),
-        d: deliveredChunk(' world', 'k2'),
-        C: completed('gen-2', 'Hello world', 'k2', 2, 12),
-      });
+      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe(
+        '-a-b-R--c-d-(C|)',
+        {
+          a: deliveredChunk('Hel'),
+          b: deliveredChunk('lo'),
+          R: restart(1, 'upstream'),
+          c: deliveredChunk('Hello', 'k2'),
+          d: deliveredChunk(' world', 'k2'),
+          C: completed('gen-2', 'Hello world', 'k2', 2, 12),
+        },
+      );
     });
   });
 
@@ -190,7 +212,7 @@ describe("onMidStreamError: 'restart'", () => {
     });
   });
 
-  it('two voided attempts in a row: one restart each, and the completion holds the third attempt\'s text only', () => {
+  it("two voided attempts in a row: one restart each, and the completion holds the third attempt's text only", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const first = cold('-a#', { a: textChunk('One') }, providerUnavailable());
@@ -198,14 +220,17 @@ describe("onMidStreamError: 'restart'", () => {
       const third = cold('-c(z|)', { c: textChunk('Three'), z: streamEnd('gen-3') });
       const { pool, calls } = makePool(scheduler, { a: [first, second, third] });
       // Fails at 2; attempt 2 at 4 fails at 6; attempt 3 at 6 + 4 = 10.
-      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe('-aR--bS----c(C|)', {
-        a: deliveredChunk('One'),
-        R: restart(1, 'upstream'),
-        S: restart(2, 'upstream'),
-        b: deliveredChunk('Two', 'k2'),
-        c: deliveredChunk('Three'),
-        C: completed('gen-3', 'Three', 'k1', 3, 12),
-      });
+      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe(
+        '-aR--bS----c(C|)',
+        {
+          a: deliveredChunk('One'),
+          R: restart(1, 'upstream'),
+          S: restart(2, 'upstream'),
+          b: deliveredChunk('Two', 'k2'),
+          c: deliveredChunk('Three'),
+          C: completed('gen-3', 'Three', 'k1', 3, 12),
+        },
+      );
       expectSubscriptions(first.subscriptions).toBe('^-!');
       expectSubscriptions(second.subscriptions).toBe('----^-!');
       expectSubscriptions(third.subscriptions).toBe('----------^-!');
@@ -224,7 +249,9 @@ describe("onMidStreamError: 'restart'", () => {
       const first = cold('-a-#', { a: textChunk('Sure, here') }, refused());
       const next = cold('-c(z|)', { c: textChunk('I can help', 'b'), z: streamEnd('gen-b', 'b') });
       const { pool, calls } = makePool(scheduler, { a: [first], b: [next] });
-      const events$ = of(streamedRequest({ models: ['b'] })).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }));
+      const events$ = of(streamedRequest({ models: ['b'] })).pipe(
+        balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }),
+      );
       expectObservable(events$).toBe('-a-Rc(C|)', {
         a: deliveredChunk('Sure, here'),
         R: restart(1, 'content_policy'),
@@ -247,7 +274,9 @@ describe("onMidStreamError: 'restart'", () => {
       const first = cold('-a-#', { a: textChunk('Sure, here') }, refused());
       const next = cold('-c(z|)', { c: textChunk('I can help', 'b'), z: streamEnd('gen-b', 'b') });
       const { pool, calls } = makePool(scheduler, { a: [first], b: [next] });
-      const events$ = of(streamedRequest({ models: ['b'] })).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'error' }));
+      const events$ = of(streamedRequest({ models: ['b'] })).pipe(
+        balance(pool, { transient: transientRetries, onMidStreamError: 'error' }),
+      );
       expectObservable(events$).toBe('-a-(f|)', {
         a: deliveredChunk('Sure, here'),
         f: {
@@ -270,10 +299,13 @@ describe("onMidStreamError: 'restart'", () => {
       const first = cold('-r-#', { r: roleChunk() }, providerUnavailable());
       const second = cold('-c-(z|)', { c: textChunk('Hello'), z: streamEnd('gen-2') });
       const { pool } = makePool(scheduler, { a: [first, second] });
-      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe('6ms c-(C|)', {
-        c: deliveredChunk('Hello', 'k2'),
-        C: completed('gen-2', 'Hello', 'k2', 2, 8),
-      });
+      expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries, onMidStreamError: 'restart' }))).toBe(
+        '6ms c-(C|)',
+        {
+          c: deliveredChunk('Hello', 'k2'),
+          C: completed('gen-2', 'Hello', 'k2', 2, 8),
+        },
+      );
       expectSubscriptions(first.subscriptions).toBe('^--!');
       expectSubscriptions(second.subscriptions).toBe('-----^--!');
     });

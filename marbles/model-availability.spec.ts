@@ -47,7 +47,9 @@ describe('a model out of service', () => {
         ok: Array.from({ length: 20 }, (_, index) => okCall(`ok-${index + 1}`)),
       };
       const { pool, calls } = makePool(scheduler, scripts, { modelBreaker });
-      const requests = Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? request(`d${index}`, 'dead') : request(`h${index}`, 'ok')));
+      const requests = Array.from({ length: 20 }, (_, index) =>
+        index % 2 === 0 ? request(`d${index}`, 'dead') : request(`h${index}`, 'ok'),
+      );
       const log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 2, transient: false, modelWaitMs: 5_000 })));
       flush();
 
@@ -93,7 +95,9 @@ describe('a model out of service', () => {
   it('says which model is out, until when, and why; nothing is sent and no health is touched', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {
-      const scripts = { dead: [cold<TransportEvent>('-#', undefined, providerUnavailable()), cold<TransportEvent>('-#', undefined, providerUnavailable())] };
+      const scripts = {
+        dead: [cold<TransportEvent>('-#', undefined, providerUnavailable()), cold<TransportEvent>('-#', undefined, providerUnavailable())],
+      };
       const { pool, calls } = makePool(scheduler, scripts, { modelBreaker });
       const failures: FailedEvent[] = [];
       from([request('r1', 'dead'), request('r2', 'dead'), request('r3', 'dead')])
@@ -177,7 +181,11 @@ describe('a 404 or a 400', () => {
     scheduler.run(({ cold, flush }) => {
       // The error as the wire classifier makes it from OpenRouter's answer to a misspelt model.
       const notFound = () =>
-        cold<TransportEvent>('-#', undefined, classifyHttpError({ status: 404, body: { error: { code: 404, message: 'No endpoints found for misspelt/model.' } }, nowMs: 0 }));
+        cold<TransportEvent>(
+          '-#',
+          undefined,
+          classifyHttpError({ status: 404, body: { error: { code: 404, message: 'No endpoints found for misspelt/model.' } }, nowMs: 0 }),
+        );
       const { pool, calls } = makePool(scheduler, { 'misspelt/model': Array.from({ length: 8 }, notFound) }, { modelBreaker });
       const kinds: string[] = [];
       from(Array.from({ length: 8 }, (_, index) => request(`r${index}`, 'misspelt/model')))
@@ -196,15 +204,27 @@ describe('a 404 or a 400', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {
       const fail = () => cold<TransportEvent>('-#', undefined, providerUnavailable());
-      const refusal = cold<TransportEvent>('-#', undefined, classifyHttpError({ status: 400, body: { error: { code: 400, message: 'Invalid prompt' } }, nowMs: 0 }));
-      const { pool, calls } = makePool(scheduler, { m: [fail(), fail(), refusal, cold<TransportEvent>('-(a|)', { a: answerEvent('r4', 'ok', 'm') })] }, { modelBreaker });
+      const refusal = cold<TransportEvent>(
+        '-#',
+        undefined,
+        classifyHttpError({ status: 400, body: { error: { code: 400, message: 'Invalid prompt' } }, nowMs: 0 }),
+      );
+      const { pool, calls } = makePool(
+        scheduler,
+        { m: [fail(), fail(), refusal, cold<TransportEvent>('-(a|)', { a: answerEvent('r4', 'ok', 'm') })] },
+        { modelBreaker },
+      );
       const kinds: string[] = [];
       const send = (id: string, at: number) =>
         scheduler.schedule(
           () =>
             of(request(id, 'm'))
               .pipe(balance(pool, { transient: false, modelWaitMs: 0 }))
-              .subscribe((event) => (event.type === 'failed' || event.type === 'completion') && kinds.push(`${scheduler.now()} ${id} ${event.type === 'failed' ? event.error.kind : 'completion'}`)),
+              .subscribe(
+                (event) =>
+                  (event.type === 'failed' || event.type === 'completion') &&
+                  kinds.push(`${scheduler.now()} ${id} ${event.type === 'failed' ? event.error.kind : 'completion'}`),
+              ),
           at,
         );
       send('r1', 0);
@@ -230,7 +250,10 @@ describe('model health records', () => {
         req.model === 'flaky'
           ? cold<TransportEvent>('-#', undefined, providerUnavailable())
           : cold<TransportEvent>('-(a|)', { a: answerEvent(String(req.id), 'ok', req.model) });
-      const pool = predictablePool(scheduler, transport, [{ key: 'k1', label: 'k1' }], { maxModelRecords: 20, modelBreaker: { consecutiveFailures: 100 } });
+      const pool = predictablePool(scheduler, transport, [{ key: 'k1', label: 'k1' }], {
+        maxModelRecords: 20,
+        modelBreaker: { consecutiveFailures: 100 },
+      });
       const ids = ['flaky', ...Array.from({ length: 200 }, (_, index) => `vendor/model-${index}`)];
       from(ids.map((model, index) => request(`r${index}`, model)))
         .pipe(balance(pool, { concurrency: 4, transient: false }))

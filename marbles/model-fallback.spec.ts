@@ -35,7 +35,14 @@ const done = (model: string, id?: string): TransportEvent => ({ type: 'completio
 const completed = (model: string, attempts: number, latencyMs: number, requestId = 'r1', id?: string) =>
   deliveredCompletion(answerOf(model, id), { requestId, attempts, latencyMs });
 
-const tooLong = () => new ContextLengthError({ message: 'maximum context length exceeded', scope: 'request', retryable: false, status: 400, errorType: 'context_length_exceeded' });
+const tooLong = () =>
+  new ContextLengthError({
+    message: 'maximum context length exceeded',
+    scope: 'request',
+    retryable: false,
+    status: 400,
+    errorType: 'context_length_exceeded',
+  });
 const refused = () => new ContentPolicyError({ message: 'flagged by moderation', scope: 'request', retryable: false, status: 403 });
 const invalid = () => new BadRequestError({ message: 'temperature: must be at most 2', scope: 'request', retryable: false, status: 400 });
 /** The error as `withKeyRotation` hands it on. */
@@ -59,8 +66,30 @@ describe('a model failing with 503', () => {
         f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 8 },
       });
       expectObservable(eventsOf(pool, 'retry'), '^ 30ms !').toBe('-x--y', {
-        x: { type: 'retry', requestId: 'r1', attempt: 1, reason: 'upstream', message: 'provider returned 503', status: 503, delayMs: 2, at: 1, keyLabel: 'k1', model: 'a' },
-        y: { type: 'retry', requestId: 'r1', attempt: 2, reason: 'upstream', message: 'provider returned 503', status: 503, delayMs: 4, at: 4, keyLabel: 'k1', model: 'a' },
+        x: {
+          type: 'retry',
+          requestId: 'r1',
+          attempt: 1,
+          reason: 'upstream',
+          message: 'provider returned 503',
+          status: 503,
+          delayMs: 2,
+          at: 1,
+          keyLabel: 'k1',
+          model: 'a',
+        },
+        y: {
+          type: 'retry',
+          requestId: 'r1',
+          attempt: 2,
+          reason: 'upstream',
+          message: 'provider returned 503',
+          status: 503,
+          delayMs: 4,
+          at: 4,
+          keyLabel: 'k1',
+          model: 'a',
+        },
       });
       // a fails at 1, again (at 3) at 4; b is leased at 8 and answers at 10.
       expectObservable(of(request()).pipe(balance(pool, options))).toBe('10ms (c|)', { c: completed('b', 3, 10) });
@@ -90,7 +119,11 @@ describe('a model whose breaker opened', () => {
       const b2 = cold('--(c|)', { c: done('b', 'gen-b-2') });
       const b3 = cold('--(c|)', { c: done('b', 'gen-b-3') });
       const b4 = cold('--(c|)', { c: done('b', 'gen-b-5') });
-      const { pool, calls } = makePool(scheduler, { a: [a1, a2, a3], b: [b1, b2, b3, b4] }, { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } });
+      const { pool, calls } = makePool(
+        scheduler,
+        { a: [a1, a2, a3], b: [b1, b2, b3, b4] },
+        { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } },
+      );
 
       // a's second failure (at 4) opens its breaker until 104.
       const states$ = pool.model('a').health$.pipe(
@@ -107,7 +140,13 @@ describe('a model whose breaker opened', () => {
 
       // r1 at 0 opens it; r2 (at 50) and r3 (at 103) go straight to b; r4 (at 104) probes a, so
       // r5 (at 105, the probe still in flight) goes to b as well.
-      const requests$ = cold('r 49ms s 52ms t u (v|)', { r: request('r1'), s: request('r2'), t: request('r3'), u: request('r4'), v: request('r5') });
+      const requests$ = cold('r 49ms s 52ms t u (v|)', {
+        r: request('r1'),
+        s: request('r2'),
+        t: request('r3'),
+        u: request('r4'),
+        v: request('r5'),
+      });
       expectObservable(requests$.pipe(balance(pool, options))).toBe('10ms w 41ms x 52ms y z (v|)', {
         w: completed('b', 3, 10, 'r1', 'gen-b-1'),
         x: completed('b', 1, 2, 'r2', 'gen-b-2'),
@@ -144,7 +183,11 @@ describe('a model whose breaker opened', () => {
       const b1 = cold('--(c|)', { c: done('b', 'gen-b-1') });
       const b2 = cold('--(c|)', { c: done('b', 'gen-b-2') });
       const b3 = cold('--(c|)', { c: done('b', 'gen-b-3') });
-      const { pool, calls } = makePool(scheduler, { a: [a1, a2, a3], b: [b1, b2, b3] }, { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } });
+      const { pool, calls } = makePool(
+        scheduler,
+        { a: [a1, a2, a3], b: [b1, b2, b3] },
+        { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } },
+      );
 
       const states$ = pool.model('a').health$.pipe(
         map((health) => [health.state, health.cooldownUntil] as const),
@@ -194,9 +237,12 @@ describe('context length', () => {
       const c1 = cold('--(c|)', { c: done('c') });
       const { pool, calls } = makePool(scheduler, { c: [c1] }, { models: { a: { contextLength: 10 }, b: { contextLength: 20 } } });
       expectObservable(eventsOf(pool, 'fallback', 'retry'), '^ 20ms !').toBe('');
-      expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe('--(c|)', {
-        c: completed('c', 1, 2),
-      });
+      expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe(
+        '--(c|)',
+        {
+          c: completed('c', 1, 2),
+        },
+      );
       expectSubscriptions(c1.subscriptions).toBe('^-!');
       flush();
       expect(calls).toEqual([{ model: 'c', n: 1, key: 'k1', at: 0 }]);
@@ -225,9 +271,12 @@ describe('context length', () => {
       expectObservable(eventsOf(pool, 'fallback'), '^ 20ms !').toBe('-f', {
         f: { type: 'fallback', requestId: 'r1', from: 'b', to: 'c', reason: 'context_length', at: 1 },
       });
-      expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe('---(c|)', {
-        c: completed('c', 2, 3),
-      });
+      expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe(
+        '---(c|)',
+        {
+          c: completed('c', 2, 3),
+        },
+      );
       expectSubscriptions(b1.subscriptions).toBe('^!');
       expectSubscriptions(c1.subscriptions).toBe('-^-!');
       flush();
@@ -241,8 +290,16 @@ describe('context length', () => {
   it('a prompt that fits no model of the chain fails at once with ContextLengthError, without any call', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable, flush }) => {
-      const { pool, calls } = makePool(scheduler, {}, { models: { a: { contextLength: 10 }, b: { contextLength: 10 }, c: { contextLength: 10 } } });
-      const error = new ContextLengthError({ message: 'the prompt needs about 29 tokens, more than the context of a, b, c', scope: 'request', retryable: false });
+      const { pool, calls } = makePool(
+        scheduler,
+        {},
+        { models: { a: { contextLength: 10 }, b: { contextLength: 10 }, c: { contextLength: 10 } } },
+      );
+      const error = new ContextLengthError({
+        message: 'the prompt needs about 29 tokens, more than the context of a, b, c',
+        scope: 'request',
+        retryable: false,
+      });
       error.routeExhausted = true;
       expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe('(f|)', {
         f: { type: 'failed', requestId: 'r1', error, attempts: [{ attempt: 0, kind: 'context_length', message: error.message, at: 0 }] },
@@ -325,7 +382,9 @@ describe('a plain 400', () => {
           type: 'failed',
           requestId: 'r1',
           error: tagged(invalid(), 'a'),
-          attempts: [{ attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' }],
+          attempts: [
+            { attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' },
+          ],
         },
       });
       expectSubscriptions(a1.subscriptions).toBe('^!');
@@ -341,16 +400,33 @@ describe('a plain 400', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, invalid());
       const a2 = cold('--(c|)', { c: done('a') });
-      const { pool, calls } = makePool(scheduler, { a: [a1, a2] }, { keys: [{ key: 'sk-or-v1-fallback-1', label: 'k1' }, { key: 'sk-or-v1-fallback-2', label: 'k2' }] });
+      const { pool, calls } = makePool(
+        scheduler,
+        { a: [a1, a2] },
+        {
+          keys: [
+            { key: 'sk-or-v1-fallback-1', label: 'k1' },
+            { key: 'sk-or-v1-fallback-2', label: 'k2' },
+          ],
+        },
+      );
       const events$ = of(request('r1', { models: undefined })).pipe(
-        balance(pool, { ...options, maxAttemptsPerModel: 5, transient: { ...transientRetries, maxAttempts: 5 }, rateLimit: { maxAttempts: 5 }, fallback: { maxAttempts: 5 } }),
+        balance(pool, {
+          ...options,
+          maxAttemptsPerModel: 5,
+          transient: { ...transientRetries, maxAttempts: 5 },
+          rateLimit: { maxAttempts: 5 },
+          fallback: { maxAttempts: 5 },
+        }),
       );
       expectObservable(events$).toBe('-(f|)', {
         f: {
           type: 'failed',
           requestId: 'r1',
           error: tagged(invalid(), 'a', true),
-          attempts: [{ attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' }],
+          attempts: [
+            { attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' },
+          ],
         },
       });
       expectSubscriptions(a1.subscriptions).toBe('^!');

@@ -65,7 +65,8 @@ export function streamedRequest(overrides: Partial<ChatRequest> = {}): ChatReque
 export const transientRetries = { baseDelayMs: 4, random: () => 0.5, budget: false } satisfies BalanceOptions['transient'];
 
 /** The provider's 503 ("provider returned 503"): a retryable failure of the model. */
-export const providerUnavailable = () => new UpstreamError({ message: 'provider returned 503', scope: 'model', retryable: true, status: 503 });
+export const providerUnavailable = () =>
+  new UpstreamError({ message: 'provider returned 503', scope: 'model', retryable: true, status: 503 });
 
 // ------------------------------------------------------------------ transport events
 
@@ -95,7 +96,10 @@ export const answer = (id: string, content: string, model = 'a', usage?: Usage):
   ...(usage === undefined ? {} : { usage }),
 });
 /** A non-streamed answer: the one event of its call. */
-export const answerEvent = (id: string, content: string, model = 'a'): TransportEvent => ({ type: 'completion', completion: answer(id, content, model) });
+export const answerEvent = (id: string, content: string, model = 'a'): TransportEvent => ({
+  type: 'completion',
+  completion: answer(id, content, model),
+});
 
 // ------------------------------------------------------------------ attempt and balance events
 
@@ -105,7 +109,13 @@ export function attemptStart(attempt: number, at: number, { keyLabel = 'k1', mod
 }
 
 /** A content chunk of r1 as `balance` delivers it. */
-export const deliveredChunk = (delta: string, keyLabel = 'k1', model = 'a'): BalanceEvent => ({ type: 'chunk', requestId: 'r1', delta, keyLabel, model });
+export const deliveredChunk = (delta: string, keyLabel = 'k1', model = 'a'): BalanceEvent => ({
+  type: 'chunk',
+  requestId: 'r1',
+  delta,
+  keyLabel,
+  model,
+});
 
 /** How a request completed: `attempts` made, `latencyMs` since it arrived, and (when given) its usage. */
 export interface CompletionDetails extends Pick<CompletionEvent, 'attempts' | 'latencyMs' | 'usage' | 'billedUsage'> {
@@ -114,6 +124,9 @@ export interface CompletionDetails extends Pick<CompletionEvent, 'attempts' | 'l
 }
 
 /** The `completion` event that `balance` ends a request with; its model is the answer's. */
-export function deliveredCompletion(completion: Completion, { keyLabel = 'k1', requestId = 'r1', ...details }: CompletionDetails): BalanceEvent {
+export function deliveredCompletion(
+  completion: Completion,
+  { keyLabel = 'k1', requestId = 'r1', ...details }: CompletionDetails,
+): BalanceEvent {
   return { type: 'completion', requestId, completion, keyLabel, model: completion.model, ...details };
 }

@@ -35,7 +35,6 @@ function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyP
   });
 }
 
-
 /** Schedules `pool.record` of a failure of `label` at frame `at`. */
 function failAt(scheduler: TestScheduler, pool: KeyPool, at: number, error: OpenRouterError, label = 'k1'): void {
   scheduler.schedule(() => pool[POOL_PORT].record({ type: 'failure', keyLabel: label, model: MODEL, error }), at);
@@ -46,8 +45,18 @@ function succeedAt(scheduler: TestScheduler, pool: KeyPool, at: number, label = 
 }
 
 const closed = (consecutiveFailures = 0) => ({ state: 'closed', openReason: null, cooldownUntil: null, consecutiveFailures });
-const openFor = (until: number, consecutiveFailures: number) => ({ state: 'open', openReason: 'failures', cooldownUntil: until, consecutiveFailures });
-const parked = (until: number, consecutiveFailures = 0) => ({ state: 'open', openReason: 'rate-limit', cooldownUntil: until, consecutiveFailures });
+const openFor = (until: number, consecutiveFailures: number) => ({
+  state: 'open',
+  openReason: 'failures',
+  cooldownUntil: until,
+  consecutiveFailures,
+});
+const parked = (until: number, consecutiveFailures = 0) => ({
+  state: 'open',
+  openReason: 'rate-limit',
+  cooldownUntil: until,
+  consecutiveFailures,
+});
 const halfOpen = (consecutiveFailures: number) => ({ state: 'half-open', openReason: null, cooldownUntil: null, consecutiveFailures });
 
 describe('pool: breaker transitions on key(label).health$', () => {
@@ -137,16 +146,26 @@ describe('pool: model breaker hints', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
-      const upstream = (retryAfterMs: number) => new UpstreamError({ message: 'upstream 503', scope: 'model', retryable: true, status: 503, retryAfterMs });
+      const upstream = (retryAfterMs: number) =>
+        new UpstreamError({ message: 'upstream 503', scope: 'model', retryable: true, status: 503, retryAfterMs });
       failAt(scheduler, pool, 10, upstream(100)); // held open until 110
       failAt(scheduler, pool, 20, upstream(30)); // 50 < 110: unchanged
       failAt(scheduler, pool, 30, upstream(200)); // extended to 230
       expectObservable(
-        pool.model(MODEL).health$.pipe(map((health) => `${health.state}:${health.cooldownUntil}`), distinctUntilChanged()),
+        pool.model(MODEL).health$.pipe(
+          map((health) => `${health.state}:${health.cooldownUntil}`),
+          distinctUntilChanged(),
+        ),
         '^ 300ms !',
       ).toBe('a 9ms b 19ms c 199ms d', { a: 'closed:null', b: 'open:110', c: 'open:230', d: 'half-open:null' });
       // The key itself is untouched by a model-scoped error.
-      expectObservable(pool.key('k1').health$.pipe(map((health) => health.state), distinctUntilChanged()), '^ 300ms !').toBe('a', { a: 'closed' });
+      expectObservable(
+        pool.key('k1').health$.pipe(
+          map((health) => health.state),
+          distinctUntilChanged(),
+        ),
+        '^ 300ms !',
+      ).toBe('a', { a: 'closed' });
     });
   });
 });
@@ -220,16 +239,27 @@ describe('pool: what each refusal does to health', () => {
   it('401 disables the key for good, and only that key', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
-      const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1' }, { key: 'sk-b', label: 'k2' }] });
-      failAt(scheduler, pool, 10, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
-      expectObservable(pool.key('k1').health$.pipe(map((health) => `${health.state}:${health.cooldownUntil}`)), '^ 1000ms !').toBe('a 9ms b', {
-        a: 'closed:null',
-        b: 'disabled:null',
+      const pool = makePool(scheduler, {
+        keys: [
+          { key: 'sk-a', label: 'k1' },
+          { key: 'sk-b', label: 'k2' },
+        ],
       });
+      failAt(scheduler, pool, 10, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
+      expectObservable(pool.key('k1').health$.pipe(map((health) => `${health.state}:${health.cooldownUntil}`)), '^ 1000ms !').toBe(
+        'a 9ms b',
+        {
+          a: 'closed:null',
+          b: 'disabled:null',
+        },
+      );
       // Watched until 15 only: from 20 on, k2 emits again as the request below leases it.
       expectObservable(pool.key('k2').health$.pipe(map((health) => health.state)), '^ 15ms !').toBe('a', { a: 'closed' });
       // A request after the 401 goes to k2.
-      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(map((lease) => lease.label)), '20ms ^ 10ms !').toBe('20ms a', { a: 'k2' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(map((lease) => lease.label)), '20ms ^ 10ms !').toBe(
+        '20ms a',
+        { a: 'k2' },
+      );
     });
   });
 
@@ -250,11 +280,20 @@ describe('pool: what each refusal does to health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [{ key: 'sk-a', label: 'k1' }, { key: 'sk-b', label: 'k2' }],
+        keys: [
+          { key: 'sk-a', label: 'k1' },
+          { key: 'sk-b', label: 'k2' },
+        ],
         exhaustedRetryMs: 1_000,
       });
       failAt(scheduler, pool, 10, new KeyLimitError({ message: 'Key limit exceeded', scope: 'key', retryable: false, status: 403 }));
-      failAt(scheduler, pool, 20, new KeyLimitError({ message: 'Key limit exceeded', scope: 'key', retryable: false, status: 403, retryAfterMs: 80 }), 'k2');
+      failAt(
+        scheduler,
+        pool,
+        20,
+        new KeyLimitError({ message: 'Key limit exceeded', scope: 'key', retryable: false, status: 403, retryAfterMs: 80 }),
+        'k2',
+      );
       const view = map((health: { state: string; cooldownUntil: number | null }) => `${health.state}:${health.cooldownUntil}`);
       expectObservable(pool.key('k1').health$.pipe(view), '^ 1100ms !').toBe('a 9ms b 999ms c', {
         a: 'closed:null',
@@ -280,7 +319,12 @@ describe('pool: what each refusal does to health', () => {
         ],
         exhaustedRetryMs: 500,
       });
-      failAt(scheduler, pool, 10, new InsufficientCreditsError({ message: 'Insufficient credits', scope: 'account', retryable: false, status: 402 }));
+      failAt(
+        scheduler,
+        pool,
+        10,
+        new InsufficientCreditsError({ message: 'Insufficient credits', scope: 'account', retryable: false, status: 402 }),
+      );
       const state = map((health: { state: string }) => health.state);
       expectObservable(pool.key('k1').health$.pipe(state), '^ 1000ms !').toBe('a 9ms b 499ms a', { a: 'closed', b: 'exhausted' });
       expectObservable(pool.key('k2').health$.pipe(state), '^ 1000ms !').toBe('a 9ms b 499ms a', { a: 'closed', b: 'exhausted' });
@@ -309,10 +353,20 @@ describe('pool: what each refusal does to health', () => {
   it('a request-scoped error (400) touches no key health at all', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
-      const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1' }, { key: 'sk-b', label: 'k2' }] });
+      const pool = makePool(scheduler, {
+        keys: [
+          { key: 'sk-a', label: 'k1' },
+          { key: 'sk-b', label: 'k2' },
+        ],
+      });
       const before = pool.snapshot().keys;
       for (const at of [10, 20, 30]) {
-        failAt(scheduler, pool, at, new BadRequestError({ message: 'messages: required', scope: 'request', retryable: false, status: 400 }));
+        failAt(
+          scheduler,
+          pool,
+          at,
+          new BadRequestError({ message: 'messages: required', scope: 'request', retryable: false, status: 400 }),
+        );
       }
       // No emission after the current value: nothing changed.
       expectObservable(pool.key('k1').health$, '^ 100ms !').toBe('a', { a: before[0] });
@@ -327,12 +381,25 @@ describe('pool: admission queue', () => {
   it('with every key parked, acquire waits and is admitted exactly at the earliest reset', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
-      const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1' }, { key: 'sk-b', label: 'k2' }] });
+      const pool = makePool(scheduler, {
+        keys: [
+          { key: 'sk-a', label: 'k1' },
+          { key: 'sk-b', label: 'k2' },
+        ],
+      });
       pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) }); // until 100
       pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: rateLimitError(50) }); // until 50
-      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '10ms ^ 100ms !').toBe('50ms a', { a: 'k2' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '10ms ^ 100ms !').toBe('50ms a', {
+        a: 'k2',
+      });
       // distinctUntilChanged: pool.health$ repeats snapshots (see the last test of this file).
-      expectObservable(pool.health$.pipe(map((health) => health.queued), distinctUntilChanged()), '^ 60ms !').toBe('a 9ms b 39ms a', { a: 0, b: 1 });
+      expectObservable(
+        pool.health$.pipe(
+          map((health) => health.queued),
+          distinctUntilChanged(),
+        ),
+        '^ 60ms !',
+      ).toBe('a 9ms b 39ms a', { a: 0, b: 1 });
     });
   });
 
@@ -387,7 +454,13 @@ describe('pool: admission queue', () => {
         undefined,
         expect.objectContaining({ name: 'QueueTimeoutError', kind: 'queue_timeout' }),
       );
-      expectObservable(pool.health$.pipe(map((health) => health.queued), distinctUntilChanged()), '^ 200ms !').toBe('a 9ms b 99ms a', { a: 0, b: 1 });
+      expectObservable(
+        pool.health$.pipe(
+          map((health) => health.queued),
+          distinctUntilChanged(),
+        ),
+        '^ 200ms !',
+      ).toBe('a 9ms b 99ms a', { a: 0, b: 1 });
     });
   });
 
@@ -409,7 +482,9 @@ describe('pool: admission queue', () => {
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, { queue: { maxSize: 1 } });
       pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) });
-      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '^ 200ms !').toBe('100ms a', { a: 'k1' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '^ 200ms !').toBe('100ms a', {
+        a: 'k1',
+      });
       expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '10ms ^').toBe(
         '10ms #',
         undefined,
@@ -425,8 +500,12 @@ describe('pool: admission queue', () => {
       failAt(scheduler, pool, 0, networkError());
       failAt(scheduler, pool, 0, networkError()); // open until 100
       succeedAt(scheduler, pool, 140); // the probe's verdict closes the breaker
-      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '110ms ^ 100ms !').toBe('110ms a', { a: 'k1' });
-      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '120ms ^ 100ms !').toBe('140ms a', { a: 'k1' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '110ms ^ 100ms !').toBe('110ms a', {
+        a: 'k1',
+      });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '120ms ^ 100ms !').toBe('140ms a', {
+        a: 'k1',
+      });
     });
   });
 

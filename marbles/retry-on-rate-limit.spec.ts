@@ -145,7 +145,11 @@ describe('retryOnRateLimit', () => {
     const scheduler = newTestScheduler();
     let log: string[] = [];
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const k1 = cold<TransportEvent>('--#', undefined, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
+      const k1 = cold<TransportEvent>(
+        '--#',
+        undefined,
+        new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }),
+      );
       const k2 = cold<TransportEvent>('--#', undefined, rateLimitError(10));
       const k2Again = cold('--c|', { c: completionEvent() });
       const { pool } = makePool(scheduler, { k1: [k1], k2: [k2, k2Again] }, { keys: threeKeys.slice(0, 2) });

@@ -32,8 +32,6 @@ import {
 
 const makePool = scriptedPoolFactory([{ key: 'sk-test-1', label: 'k1' }]);
 
-
-
 function request$(pool: KeyPool, retry: ReturnType<typeof retryTransient>, content = 'hello'): Observable<AttemptEvent> {
   return of(chatRequest(content, { id: content })).pipe(withKeyRotation(pool), circuitBreaker(pool), retry);
 }
@@ -98,7 +96,10 @@ describe('retryTransient: what it does not retry', () => {
     ['a request-scoped 400', () => new BadRequestError({ message: 'bad', scope: 'request', retryable: false, status: 400 })],
     ['a context-length error', () => new ContextLengthError({ message: 'too long', scope: 'request', retryable: false, status: 400 })],
     ['a 5xx marked not retryable', () => new UpstreamError({ message: 'upstream 501', scope: 'model', retryable: false, status: 501 })],
-    ['a 429 (retryOnRateLimit’s business)', () => new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429 })],
+    [
+      'a 429 (retryOnRateLimit’s business)',
+      () => new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429 }),
+    ],
   ];
   for (const [name, makeError] of notRetried) {
     it(`passes ${name} through at once, unchanged`, () => {
@@ -192,15 +193,15 @@ describe('retryTransient: retry budget', () => {
     scheduler.run(({ cold }) => {
       const names = Array.from({ length: 10 }, (_, index) => `r${index + 1}`);
       // Every request fails once at frame 2, then would succeed.
-      const scripts = Object.fromEntries(names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]));
+      const scripts = Object.fromEntries(
+        names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]),
+      );
       // A model breaker that tolerates the burst: ten 5xx in a row would otherwise open the model.
       const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
       calls = made.calls;
       // 10 attempts in the window, ratio 0.2 and no per-second floor: room for 2 retries in all.
       const retry = transient(scheduler, { random: () => 0.5, budget: { ratio: 0.2, minRetriesPerSecond: 0, windowMs: 10_000 } });
-      const all = merge(
-        ...names.map((name) => request$(made.pool, retry, name).pipe(catchError(() => of({ type: 'failed' } as const)))),
-      );
+      const all = merge(...names.map((name) => request$(made.pool, retry, name).pipe(catchError(() => of({ type: 'failed' } as const)))));
       log = timeline(scheduler, all).log;
     });
     expect(log.filter((line) => line.includes('retry upstream'))).toEqual(['2 retry upstream +50', '2 retry upstream +50']);
@@ -239,7 +240,9 @@ describe('retryTransient: retry budget', () => {
     let log: string[] = [];
     scheduler.run(({ cold }) => {
       const names = Array.from({ length: 10 }, (_, index) => `r${index + 1}`);
-      const scripts = Object.fromEntries(names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]));
+      const scripts = Object.fromEntries(
+        names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]),
+      );
       const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
       const retry = transient(scheduler, { random: () => 0.5, budget: false });
       log = timeline(scheduler, merge(...names.map((name) => request$(made.pool, retry, name)))).log;
@@ -254,16 +257,24 @@ describe('retryTransient nested under retryOnRateLimit (as balance composes them
     let log: string[] = [];
     let failure: unknown;
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const k1 = cold<TransportEvent>('--#', undefined, new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 1_000 }));
+      const k1 = cold<TransportEvent>(
+        '--#',
+        undefined,
+        new RateLimitError({ message: 'rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 1_000 }),
+      );
       const k2 = cold<TransportEvent>('--#', undefined, upstreamError(503));
       const k3 = cold('--c|', { c: completionEvent() });
-      const { pool } = makePool(scheduler, { k1: [k1], k2: [k2], k3: [k3] }, {
-        keys: [
-          { key: 'sk-test-1', label: 'k1' },
-          { key: 'sk-test-2', label: 'k2' },
-          { key: 'sk-test-3', label: 'k3' },
-        ],
-      });
+      const { pool } = makePool(
+        scheduler,
+        { k1: [k1], k2: [k2], k3: [k3] },
+        {
+          keys: [
+            { key: 'sk-test-1', label: 'k1' },
+            { key: 'sk-test-2', label: 'k2' },
+            { key: 'sk-test-3', label: 'k3' },
+          ],
+        },
+      );
       const result = timeline(
         scheduler,
         of(chatRequest('hello', { id: 'r1' })).pipe(

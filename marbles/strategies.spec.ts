@@ -31,8 +31,6 @@ function candidate(spec: CandidateSpec): KeyCandidate {
   return { label: spec.label, weight: spec.weight ?? 1, inFlight: spec.inFlight ?? 0, latencyMs: spec.latencyMs ?? null, health };
 }
 
-
-
 function context(
   specs: CandidateSpec[],
   options: { eligible?: (label: string) => boolean; random?: () => number; request?: ChatRequest } = {},
@@ -48,7 +46,8 @@ function context(
 }
 
 const labelOf = (ctx: PickContext, index: number | undefined) => (index === undefined ? undefined : ctx.candidates[index]!.label);
-const picks = (strategy: Strategy, ctx: PickContext, count: number) => Array.from({ length: count }, () => labelOf(ctx, strategy.pick(ctx)));
+const picks = (strategy: Strategy, ctx: PickContext, count: number) =>
+  Array.from({ length: count }, () => labelOf(ctx, strategy.pick(ctx)));
 
 describe('roundRobin', () => {
   it('takes each key in turn', () => {
@@ -69,12 +68,25 @@ describe('roundRobin', () => {
 describe('weighted', () => {
   it('maps the random draw onto the cumulative weights', () => {
     // Weights 1 and 3 (total 4): a draw below 0.25 picks a, anything else b.
-    const ctx = context([{ label: 'a', weight: 1 }, { label: 'b', weight: 3 }], { random: randomSequence(0.1, 0.24, 0.26, 0.9) });
+    const ctx = context(
+      [
+        { label: 'a', weight: 1 },
+        { label: 'b', weight: 3 },
+      ],
+      { random: randomSequence(0.1, 0.24, 0.26, 0.9) },
+    );
     expect(picks(weighted(), ctx, 4)).toEqual(['a', 'a', 'b', 'b']);
   });
 
   it('picks in proportion to weight over many draws (seeded)', () => {
-    const ctx = context([{ label: 'a', weight: 1 }, { label: 'b', weight: 2 }, { label: 'c', weight: 5 }], { random: seededRandom(42) });
+    const ctx = context(
+      [
+        { label: 'a', weight: 1 },
+        { label: 'b', weight: 2 },
+        { label: 'c', weight: 5 },
+      ],
+      { random: seededRandom(42) },
+    );
     const counts: Record<string, number> = { a: 0, b: 0, c: 0 };
     for (const label of picks(weighted(), ctx, 8_000)) counts[label!]! += 1;
     expect(counts['a']! / 8_000).toBeCloseTo(1 / 8, 1);
@@ -84,20 +96,33 @@ describe('weighted', () => {
   });
 
   it('never picks an ineligible key, whatever its weight', () => {
-    const ctx = context([{ label: 'a', weight: 100 }, { label: 'b', weight: 1 }], { eligible: (label) => label === 'b', random: seededRandom(7) });
+    const ctx = context(
+      [
+        { label: 'a', weight: 100 },
+        { label: 'b', weight: 1 },
+      ],
+      { eligible: (label) => label === 'b', random: seededRandom(7) },
+    );
     expect(new Set(picks(weighted(), ctx, 100))).toEqual(new Set(['b']));
   });
 });
 
 describe('leastInFlight', () => {
   it('picks the key with the fewest attempts in flight', () => {
-    const ctx = context([{ label: 'a', inFlight: 3 }, { label: 'b', inFlight: 1 }, { label: 'c', inFlight: 2 }]);
+    const ctx = context([
+      { label: 'a', inFlight: 3 },
+      { label: 'b', inFlight: 1 },
+      { label: 'c', inFlight: 2 },
+    ]);
     expect(labelOf(ctx, leastInFlight().pick(ctx))).toBe('b');
   });
 
   it('weighs in-flight counts by key weight', () => {
     // a: 2 / 1 = 2; b: 3 / 3 = 1.
-    const ctx = context([{ label: 'a', inFlight: 2, weight: 1 }, { label: 'b', inFlight: 3, weight: 3 }]);
+    const ctx = context([
+      { label: 'a', inFlight: 2, weight: 1 },
+      { label: 'b', inFlight: 3, weight: 3 },
+    ]);
     expect(labelOf(ctx, leastInFlight().pick(ctx))).toBe('b');
   });
 
@@ -109,7 +134,13 @@ describe('leastInFlight', () => {
   });
 
   it('skips ineligible keys even when idle', () => {
-    const ctx = context([{ label: 'a', inFlight: 0 }, { label: 'b', inFlight: 5 }], { eligible: (label) => label === 'b' });
+    const ctx = context(
+      [
+        { label: 'a', inFlight: 0 },
+        { label: 'b', inFlight: 5 },
+      ],
+      { eligible: (label) => label === 'b' },
+    );
     expect(labelOf(ctx, leastInFlight().pick(ctx))).toBe('b');
   });
 });
@@ -118,20 +149,37 @@ describe('powerOfTwo', () => {
   it('samples two keys and takes the less loaded of the two, not the global minimum', () => {
     // Draws 0 and 0.5 over 4 keys sample a (index 0) and c (index 2); d is idler but unsampled.
     const ctx = context(
-      [{ label: 'a', inFlight: 5 }, { label: 'b', inFlight: 9 }, { label: 'c', inFlight: 3 }, { label: 'd', inFlight: 0 }],
+      [
+        { label: 'a', inFlight: 5 },
+        { label: 'b', inFlight: 9 },
+        { label: 'c', inFlight: 3 },
+        { label: 'd', inFlight: 0 },
+      ],
       { random: randomSequence(0, 0.5) },
     );
     expect(labelOf(ctx, powerOfTwo().pick(ctx))).toBe('c');
   });
 
   it('keeps the first sample on a tie', () => {
-    const ctx = context([{ label: 'a', inFlight: 1 }, { label: 'b', inFlight: 1 }], { random: randomSequence(0.9, 0.1) });
+    const ctx = context(
+      [
+        { label: 'a', inFlight: 1 },
+        { label: 'b', inFlight: 1 },
+      ],
+      { random: randomSequence(0.9, 0.1) },
+    );
     expect(labelOf(ctx, powerOfTwo().pick(ctx))).toBe('b');
   });
 
   it('compares load relative to weight', () => {
     // a: (1 + 1) / 1 = 2; b: (2 + 1) / 3 = 1.
-    const ctx = context([{ label: 'a', inFlight: 1, weight: 1 }, { label: 'b', inFlight: 2, weight: 3 }], { random: randomSequence(0, 0.5) });
+    const ctx = context(
+      [
+        { label: 'a', inFlight: 1, weight: 1 },
+        { label: 'b', inFlight: 2, weight: 3 },
+      ],
+      { random: randomSequence(0, 0.5) },
+    );
     expect(labelOf(ctx, powerOfTwo().pick(ctx))).toBe('b');
   });
 
@@ -163,7 +211,13 @@ describe('latency', () => {
   });
 
   it('counts a key without a sample as fastest, so it gets measured', () => {
-    const ctx = context([{ label: 'a', latencyMs: 10 }, { label: 'b', latencyMs: null }], { random: () => 0 });
+    const ctx = context(
+      [
+        { label: 'a', latencyMs: 10 },
+        { label: 'b', latencyMs: null },
+      ],
+      { random: () => 0 },
+    );
     expect(labelOf(ctx, latency().pick(ctx))).toBe('b');
   });
 });
@@ -247,7 +301,9 @@ describe('user function strategy', () => {
         scheduler,
         transport,
       });
-      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '^ 5ms !').toBe('a', { a: expect.objectContaining({ label: 'k3' }) });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '^ 5ms !').toBe('a', {
+        a: expect.objectContaining({ label: 'k3' }),
+      });
     });
   });
 });

@@ -44,10 +44,17 @@ export const networkError = () => new NetworkError({ message: 'connection reset'
 
 /** A 429, with a Retry-After of `retryAfterMs` when given. */
 export const rateLimitError = (retryAfterMs?: number, scope: 'key' | 'account' = 'key') =>
-  new RateLimitError({ message: 'rate limited', scope, retryable: true, status: 429, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+  new RateLimitError({
+    message: 'rate limited',
+    scope,
+    retryable: true,
+    status: 429,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  });
 
 /** A retryable 5xx of the model, with the message `upstream <status>`. */
-export const upstreamError = (status = 503) => new UpstreamError({ message: `upstream ${status}`, scope: 'model', retryable: true, status });
+export const upstreamError = (status = 503) =>
+  new UpstreamError({ message: `upstream ${status}`, scope: 'model', retryable: true, status });
 
 /** A seeded `random`: returns `values` in turn, then repeats the last one. */
 export function randomSequence(...values: number[]): () => number {
@@ -116,7 +123,12 @@ export type PoolOverrides = Omit<Partial<KeyPoolInput>, 'scheduler' | 'transport
  * whose random source always returns 0.5, so its picks and backoffs are predictable; `overrides`
  * replace any of that (`keys` too).
  */
-export function predictablePool(scheduler: TestScheduler, transport: Transport, keys: KeyPoolInput['keys'], overrides: PoolOverrides = {}): KeyPool {
+export function predictablePool(
+  scheduler: TestScheduler,
+  transport: Transport,
+  keys: KeyPoolInput['keys'],
+  overrides: PoolOverrides = {},
+): KeyPool {
   return createPool({ keys, random: () => 0.5, strategy: firstEligible, ...overrides, scheduler, transport });
 }
 

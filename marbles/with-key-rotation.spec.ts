@@ -45,7 +45,12 @@ describe('withKeyRotation', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const call = cold('--a|', { a: endEvent() });
       const { pool } = makePool(scheduler, { k1: [call] }, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 30 }) });
+      pool[POOL_PORT].record({
+        type: 'failure',
+        keyLabel: 'k1',
+        model: MODEL,
+        error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 30 }),
+      });
       expectObservable(of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool))).toBe('30ms x-a|', {
         x: attemptMarker(1, 'k1', 30),
         a: { ...endEvent(), ...tag('k1') },
@@ -106,7 +111,10 @@ describe('withKeyRotation', () => {
   it('two requests do not share what they tried', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {
-      const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, networkError()), cold('--a|', { a: endEvent() })], k2: [cold('--a|', { a: endEvent() })] });
+      const { pool } = makePool(scheduler, {
+        k1: [cold<TransportEvent>('--#', undefined, networkError()), cold('--a|', { a: endEvent() })],
+        k2: [cold('--a|', { a: endEvent() })],
+      });
       const rotation = withKeyRotation(pool);
       const keys = (id: string) =>
         of(chatRequest('hello', { id })).pipe(
@@ -141,10 +149,21 @@ describe('withKeyRotation', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const call = cold('--a|', { a: endEvent() });
       const { pool, calls } = makePool(scheduler, { k1: [call] }, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 50 }) });
+      pool[POOL_PORT].record({
+        type: 'failure',
+        keyLabel: 'k1',
+        model: MODEL,
+        error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 50 }),
+      });
       expectObservable(of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool)), '^ 9ms !').toBe('');
       // Subscribed after the request queued; distinct because pool.health$ repeats snapshots.
-      expectObservable(pool.health$.pipe(map((health) => health.queued), distinctUntilChanged()), '^ 100ms !').toBe('b 9ms a', { a: 0, b: 1 });
+      expectObservable(
+        pool.health$.pipe(
+          map((health) => health.queued),
+          distinctUntilChanged(),
+        ),
+        '^ 100ms !',
+      ).toBe('b 9ms a', { a: 0, b: 1 });
       expectSubscriptions(call.subscriptions).toBe([]);
       scheduler.schedule(() => expect(calls).toEqual([]), 100);
     });
@@ -160,8 +179,15 @@ describe('withKeyRotation', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const call = cold('-----c|', { c: endEvent() });
       const { pool } = makePool(scheduler, { k1: [call] }, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
-      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 10 }) });
-      expectObservable(of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool), take(1))).toBe('10ms (x|)', { x: attemptMarker(1, 'k1', 10) });
+      pool[POOL_PORT].record({
+        type: 'failure',
+        keyLabel: 'k1',
+        model: MODEL,
+        error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 10 }),
+      });
+      expectObservable(of(chatRequest('hello', { id: 'r1' })).pipe(withKeyRotation(pool), take(1))).toBe('10ms (x|)', {
+        x: attemptMarker(1, 'k1', 10),
+      });
       expectSubscriptions(call.subscriptions).toBe([]);
     });
   });

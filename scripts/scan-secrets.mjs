@@ -61,13 +61,17 @@ if (keys.length === 0) {
   process.exit(1);
 }
 if (!existsSync(outputDir)) {
-  console.error(`scan-secrets: ${relative(root, outputDir) || outputDir} does not exist; run the tests first (the capture setup file writes it)`);
+  console.error(
+    `scan-secrets: ${relative(root, outputDir) || outputDir} does not exist; run the tests first (the capture setup file writes it)`,
+  );
   process.exit(1);
 }
 
 const files = listFiles(outputDir);
 if (!files.some((file) => /(^|[\\/])captured-\d+\.log$/.test(file))) {
-  console.error(`scan-secrets: no captured-<pid>.log under ${relative(root, outputDir) || outputDir}/; is test/helpers/capture-output.ts in vitest's setupFiles?`);
+  console.error(
+    `scan-secrets: no captured-<pid>.log under ${relative(root, outputDir) || outputDir}/; is test/helpers/capture-output.ts in vitest's setupFiles?`,
+  );
   process.exit(1);
 }
 const leaks = [];
@@ -84,4 +88,6 @@ if (leaks.length > 0) {
   for (const leak of leaks) console.error(`  ${leak}`);
   process.exit(1);
 }
-console.log(`scan-secrets: ${files.length} file${files.length === 1 ? '' : 's'} under ${relative(root, outputDir)}/, ${keys.length} keys, no leak`);
+console.log(
+  `scan-secrets: ${files.length} file${files.length === 1 ? '' : 's'} under ${relative(root, outputDir)}/, ${keys.length} keys, no leak`,
+);

@@ -24,12 +24,12 @@ export function createKeyPool(options: KeyPoolOptions): KeyPool {
   const { baseURL, appUrl, appTitle, timeoutMs, ...config } = options ?? ({} as KeyPoolOptions);
   const endpoint = endpointSchema.safeParse({ baseURL, appUrl, appTitle, timeoutMs });
   if (!endpoint.success) throw new ValidationError(formatZodError(endpoint.error, 'key pool config'), endpoint.error.issues);
-  const client: OpenRouterClientOptions = Object.fromEntries(
-    Object.entries(endpoint.data).filter(([, value]) => value !== undefined),
-  );
+  const client: OpenRouterClientOptions = Object.fromEntries(Object.entries(endpoint.data).filter(([, value]) => value !== undefined));
   return createPool({
     ...config,
-    transport: config.transport ?? createOpenRouterTransport({ ...client, ...(config.scheduler === undefined ? {} : { scheduler: config.scheduler }) }),
+    transport:
+      config.transport ??
+      createOpenRouterTransport({ ...client, ...(config.scheduler === undefined ? {} : { scheduler: config.scheduler }) }),
     keyInfo: config.keyInfo ?? ((key) => fetchKeyInfo(key, client)),
   });
 }

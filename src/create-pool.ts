@@ -3,7 +3,14 @@ import type { ChatRequest } from './core/types.js';
 import { resolvePoolConfig, type KeyPoolInput } from './pool/config.js';
 import { Pool } from './pool/key-pool.js';
 import type { PoolCore } from './pool/types.js';
-import { balance, type BalanceEvent, type BalanceOptions, type ChunkEvent, type CompletionEvent, type RestartEvent } from './operators/balance.js';
+import {
+  balance,
+  type BalanceEvent,
+  type BalanceOptions,
+  type ChunkEvent,
+  type CompletionEvent,
+  type RestartEvent,
+} from './operators/balance.js';
 
 /** A key pool with its one-call shortcuts, which run through `balance` like any request. */
 export interface KeyPool extends PoolCore {
@@ -22,7 +29,9 @@ class BalancedPool extends Pool implements KeyPool {
   private defaultBalance: OperatorFunction<ChatRequest, BalanceEvent> | undefined;
 
   complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent> {
-    return this.single({ ...request, stream: false }, options).pipe(filter((event): event is CompletionEvent => event.type === 'completion'));
+    return this.single({ ...request, stream: false }, options).pipe(
+      filter((event): event is CompletionEvent => event.type === 'completion'),
+    );
   }
 
   stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent> {

@@ -72,7 +72,15 @@ export { estimatePromptTokens } from './core/tokens.js';
 
 // Strategies
 export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky } from './pool/strategies.js';
-export type { Strategy, StrategyFunction, StrategyLike, StrategyName, KeyCandidate, PickContext, StickyOptions } from './pool/strategies.js';
+export type {
+  Strategy,
+  StrategyFunction,
+  StrategyLike,
+  StrategyName,
+  KeyCandidate,
+  PickContext,
+  StickyOptions,
+} from './pool/strategies.js';
 
 // Operators
 export { withKeyRotation } from './operators/with-key-rotation.js';
@@ -90,7 +98,14 @@ export { fallbackOnModelError } from './operators/fallback-on-model-error.js';
 export type { FallbackOnModelErrorConfig } from './operators/fallback-on-model-error.js';
 export { balance } from './operators/balance.js';
 export type { BalanceOptions, BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './operators/balance.js';
-export type { AttemptEvent, AttemptStart, AttemptRetry, AttemptRestart, AttemptTag, TaggedTransportEvent } from './operators/attempt-event.js';
+export type {
+  AttemptEvent,
+  AttemptStart,
+  AttemptRetry,
+  AttemptRestart,
+  AttemptTag,
+  TaggedTransportEvent,
+} from './operators/attempt-event.js';
 
 // The transport (the network edge)
 export { createOpenRouterTransport, fetchKeyInfo } from './transport/index.js';

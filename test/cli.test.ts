@@ -1,5 +1,16 @@
 import { spawn } from 'node:child_process';
-import { accessSync, appendFileSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  appendFileSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -101,7 +112,8 @@ function expectUniqueIds(rows: readonly ResultRow[]): void {
 function promptsFile(count: number): string {
   return scratchFile(
     'prompts.jsonl',
-    Array.from({ length: count }, (_, index) => JSON.stringify({ id: `p${index + 1}`, prompt: `Prompt number ${index + 1}` })).join('\n') + '\n',
+    Array.from({ length: count }, (_, index) => JSON.stringify({ id: `p${index + 1}`, prompt: `Prompt number ${index + 1}` })).join('\n') +
+      '\n',
   );
 }
 
@@ -112,7 +124,18 @@ describe('openrouter-rx flags', () => {
     expect(top.stdout).toContain('openrouter-rx run <prompts.jsonl> --out <results.jsonl>');
     const run = await cli(['run', '--help']);
     expect(run.code).toBe(0);
-    for (const flag of ['--out', '--model', '--fallback-models', '--concurrency', '--strategy', '--timeout-ms', '--first-token-timeout-ms', '--idle-timeout-ms', '--keys-file', '--fake']) {
+    for (const flag of [
+      '--out',
+      '--model',
+      '--fallback-models',
+      '--concurrency',
+      '--strategy',
+      '--timeout-ms',
+      '--first-token-timeout-ms',
+      '--idle-timeout-ms',
+      '--keys-file',
+      '--fake',
+    ]) {
       expect(run.stdout).toContain(flag);
     }
     expect((await cli(['dashboard', '--help'])).stdout).toContain('--port');
@@ -121,9 +144,15 @@ describe('openrouter-rx flags', () => {
   it.each([
     [['run', '--out', 'x.jsonl', '--fake'], /prompts file: missing/],
     [['run', 'examples/prompts.jsonl', '--fake'], /--out: is required/],
-    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--concurrency', '0'], /--concurrency: must be a whole number from 1 to 1000, got "0"/],
+    [
+      ['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--concurrency', '0'],
+      /--concurrency: must be a whole number from 1 to 1000, got "0"/,
+    ],
     [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--concurrency', 'lots'], /--concurrency: must be a whole number/],
-    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--strategy', 'fastest'], /--strategy: must be one of roundRobin, weighted, leastInFlight, powerOfTwo, latency; got "fastest"/],
+    [
+      ['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--strategy', 'fastest'],
+      /--strategy: must be one of roundRobin, weighted, leastInFlight, powerOfTwo, latency; got "fastest"/,
+    ],
     [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--timeout-ms', '5'], /--timeout-ms: must be a whole number from 100/],
     [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--first-token-timeout-ms', '-1'], /--first-token-timeout-ms/],
     [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--base-url', 'openrouter'], /--base-url: must be an http\(s\) URL/],
@@ -230,7 +259,12 @@ describe('prompts file parsing', () => {
     expect(messages[8]).toMatch(/temperature/);
     expect(messages[9]).toMatch(/must be a JSON object/);
     const first = entries[0];
-    expect(first?.kind === 'ok' && first.request).toMatchObject({ id: 'a', model: 'fallback/model', stream: true, messages: [{ role: 'user', content: 'Hello' }] });
+    expect(first?.kind === 'ok' && first.request).toMatchObject({
+      id: 'a',
+      model: 'fallback/model',
+      stream: true,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
     const own = entries[4];
     expect(own?.kind === 'ok' && own.request.model).toBe('x/y');
   });
@@ -292,7 +326,22 @@ describe('openrouter-rx run, in-process', () => {
     const keys = scratchFile('keys.txt', `one=${TEST_KEYS.healthy1}\ntwo=${TEST_KEYS.healthy2}\nthree=${TEST_KEYS.revoked}\n`);
     chmodSync(keys, 0o600);
     const out = scratchFile('results.jsonl');
-    const result = await cli(['run', promptsFile(12), '--out', out, '--keys-file', keys, '--base-url', fake.baseURL, '--model', 'test/model', '--strategy', 'roundRobin', '-c', '3']);
+    const result = await cli([
+      'run',
+      promptsFile(12),
+      '--out',
+      out,
+      '--keys-file',
+      keys,
+      '--base-url',
+      fake.baseURL,
+      '--model',
+      'test/model',
+      '--strategy',
+      'roundRobin',
+      '-c',
+      '3',
+    ]);
     expect(result.code).toBe(0);
     const rows = readResults(out);
     expect(rows).toHaveLength(12);
@@ -311,7 +360,18 @@ describe('openrouter-rx run, in-process', () => {
 
     const open = scratchFile('keys.txt', `${TEST_KEYS.healthy1}\n`);
     chmodSync(open, 0o644);
-    const warned = await cli(['run', promptsFile(1), '--out', scratchFile('results.jsonl'), '--keys-file', open, '--base-url', fake.baseURL, '--model', 'test/model']);
+    const warned = await cli([
+      'run',
+      promptsFile(1),
+      '--out',
+      scratchFile('results.jsonl'),
+      '--keys-file',
+      open,
+      '--base-url',
+      fake.baseURL,
+      '--model',
+      'test/model',
+    ]);
     expect(warned.stderr).toMatch(/can be read by other users .*chmod 600/);
   });
 
@@ -320,7 +380,10 @@ describe('openrouter-rx run, in-process', () => {
     async function runWith(keys: { file?: string; env?: Record<string, string> }) {
       const out = scratchFile('results.jsonl');
       const argv = ['run', promptsFile(2), '--out', out, '--base-url', fake.baseURL, '--model', 'test/model'];
-      const result = await cli(keys.file === undefined ? argv : [...argv, '--keys-file', keys.file], keys.env === undefined ? {} : { env: keys.env });
+      const result = await cli(
+        keys.file === undefined ? argv : [...argv, '--keys-file', keys.file],
+        keys.env === undefined ? {} : { env: keys.env },
+      );
       const written = existsSync(out) ? readFileSync(out, 'utf8') : '';
       keep(`results file ${out}`, written);
       return { ...result, written };
@@ -334,7 +397,9 @@ describe('openrouter-rx run, in-process', () => {
       chmodSync(keys, 0o600);
       const result = await runWith({ file: keys });
       expect(result.code).toBe(2);
-      expect(result.stderr).toMatch(/keys\.txt line 3: what comes before '=' looks like an API key, not a label: write label=key, the label first/);
+      expect(result.stderr).toMatch(
+        /keys\.txt line 3: what comes before '=' looks like an API key, not a label: write label=key, the label first/,
+      );
       expect(result.written).toBe('');
       expect(leakedKeyLabels(result.stdout + result.stderr + result.written)).toEqual([]);
     });
@@ -368,7 +433,13 @@ describe('openrouter-rx run, in-process', () => {
   it('reports bad lines with their line number and writes them as failures, next to the good ones', async () => {
     const input = scratchFile(
       'prompts.jsonl',
-      ['{"id":"good-1","prompt":"fine"}', 'this is not json', '{"id":"hot","prompt":"x","temperature":"hot"}', '{"id":"good-2","prompt":"fine too"}', '{"id":"good-1","prompt":"dup"}'].join('\n'),
+      [
+        '{"id":"good-1","prompt":"fine"}',
+        'this is not json',
+        '{"id":"hot","prompt":"x","temperature":"hot"}',
+        '{"id":"good-2","prompt":"fine too"}',
+        '{"id":"good-1","prompt":"dup"}',
+      ].join('\n'),
     );
     const out = scratchFile('results.jsonl');
     const result = await cli(['run', input, '--out', out, '--fake', '--fake-latency-ms', '5']);
@@ -384,7 +455,12 @@ describe('openrouter-rx run, in-process', () => {
       ['hot', 3, 'bad_request'],
       ['good-1@line-5', 5, 'bad_request'],
     ]);
-    expect(rows.filter((row) => row.ok).map((row) => row.id).sort()).toEqual(['good-1', 'good-2']);
+    expect(
+      rows
+        .filter((row) => row.ok)
+        .map((row) => row.id)
+        .sort(),
+    ).toEqual(['good-1', 'good-2']);
   });
 
   it('writes request failures as failure lines with the error kind and status', async () => {
@@ -416,7 +492,11 @@ describe('openrouter-rx run, in-process', () => {
     const out = scratchFile('results.jsonl');
     writeFileSync(out, '{"id":"p1","ok":false,"error":{"kind":"upstream","message":"503"}}\n{"id":"p2","ok":true,"content":"kept"}\n');
     const skipped = await cli(['run', input, '--out', out, '--fake', '--fake-latency-ms', '5']);
-    expect(readResults(out).map((row) => row.id).sort()).toEqual(['p1', 'p2', 'p3']);
+    expect(
+      readResults(out)
+        .map((row) => row.id)
+        .sort(),
+    ).toEqual(['p1', 'p2', 'p3']);
     expect(skipped.code).toBe(0);
     const retried = await cli(['run', input, '--out', out, '--fake', '--fake-latency-ms', '5', '--retry-failed']);
     expect(retried.code).toBe(0);
@@ -430,17 +510,23 @@ describe('openrouter-rx run, in-process', () => {
   it('stops without writing anything when every key is revoked, so a rerun with good keys does the work', async () => {
     const input = promptsFile(6);
     const out = scratchFile('results.jsonl');
-    const result = await cli(['run', input, '--out', out, '--base-url', fake.baseURL, '--model', 'test/model'], { env: { OPENROUTER_API_KEYS: TEST_KEYS.revoked } });
+    const result = await cli(['run', input, '--out', out, '--base-url', fake.baseURL, '--model', 'test/model'], {
+      env: { OPENROUTER_API_KEYS: TEST_KEYS.revoked },
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/error: .*disabled.*fix that and run the same command again/);
     expect(readResults(out)).toEqual([]);
-    const fixed = await cli(['run', input, '--out', out, '--base-url', fake.baseURL, '--model', 'test/model'], { env: { OPENROUTER_API_KEYS: TEST_KEYS.healthy1 } });
+    const fixed = await cli(['run', input, '--out', out, '--base-url', fake.baseURL, '--model', 'test/model'], {
+      env: { OPENROUTER_API_KEYS: TEST_KEYS.healthy1 },
+    });
     expect(fixed.code).toBe(0);
     expect(readResults(out)).toHaveLength(6);
   });
 
   it('draws a progress bar and the per-key health line on a terminal', async () => {
-    const result = await cli(['run', promptsFile(6), '--out', scratchFile('results.jsonl'), '--fake', '--fake-latency-ms', '5'], { tty: true });
+    const result = await cli(['run', promptsFile(6), '--out', scratchFile('results.jsonl'), '--fake', '--fake-latency-ms', '5'], {
+      tty: true,
+    });
     expect(result.code).toBe(0);
     expect(result.stderr).toMatch(/\[█+\] 100% 6\/6 done · 0 failed/);
     expect(result.stderr).toMatch(/keys: north .*│ south .*│ east .*│ west/);
@@ -534,9 +620,21 @@ describe('openrouter-rx dashboard, in-process', () => {
   });
 
   it.each([
-    [['dashboard', '--fake', '--allowed-host', 'https://dash.example.com/'], {}, /--allowed-host: must be a host name such as dash\.example\.com/],
-    [['dashboard', '--fake'], { OPENROUTER_RX_DASHBOARD_TOKEN: 'short-secret' }, /OPENROUTER_RX_DASHBOARD_TOKEN: must be at least 16 characters/],
-    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--dashboard-port', '4999'], { OPENROUTER_RX_DASHBOARD_TOKEN: 'short secret with spaces' }, /OPENROUTER_RX_DASHBOARD_TOKEN: must be at least/],
+    [
+      ['dashboard', '--fake', '--allowed-host', 'https://dash.example.com/'],
+      {},
+      /--allowed-host: must be a host name such as dash\.example\.com/,
+    ],
+    [
+      ['dashboard', '--fake'],
+      { OPENROUTER_RX_DASHBOARD_TOKEN: 'short-secret' },
+      /OPENROUTER_RX_DASHBOARD_TOKEN: must be at least 16 characters/,
+    ],
+    [
+      ['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--fake', '--dashboard-port', '4999'],
+      { OPENROUTER_RX_DASHBOARD_TOKEN: 'short secret with spaces' },
+      /OPENROUTER_RX_DASHBOARD_TOKEN: must be at least/,
+    ],
   ])('refuses %j with a message naming the flag or variable, never quoting a token', async (argv, env, message) => {
     const result = await cli(argv, { env });
     expect(result.code).toBe(2);
@@ -549,7 +647,22 @@ describe('openrouter-rx dashboard, in-process', () => {
     const port = await freePort();
     const stop = new AbortController();
     const captured = capture({ signal: stop.signal, env: { OPENROUTER_RX_DASHBOARD_TOKEN: dashboardToken } });
-    const running = runCli(['run', promptsFile(6), '--out', scratchFile('results.jsonl'), '--fake', '--fake-latency-ms', '2000', '-c', '1', '--dashboard-port', String(port)], captured.io);
+    const running = runCli(
+      [
+        'run',
+        promptsFile(6),
+        '--out',
+        scratchFile('results.jsonl'),
+        '--fake',
+        '--fake-latency-ms',
+        '2000',
+        '-c',
+        '1',
+        '--dashboard-port',
+        String(port),
+      ],
+      captured.io,
+    );
     while (!captured.stderr().includes('dashboard: http://')) await new Promise((wait) => setTimeout(wait, 10));
     const url = `http://127.0.0.1:${port}/`;
     expect(await statusOf(`${url}health.json`)).toBe(401);
@@ -559,7 +672,6 @@ describe('openrouter-rx dashboard, in-process', () => {
     keep('run --dashboard-port stderr', captured.stderr());
     expect(captured.stdout() + captured.stderr()).not.toContain(dashboardToken);
   });
-
 
   it('serves the demo dashboard until stopped', async () => {
     const stop = new AbortController();

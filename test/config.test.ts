@@ -48,7 +48,9 @@ describe('createKeyPool refuses header-bound strings no header can carry', () =>
     ['text outside Latin-1', 'アプリ'],
     ['a control character', 'My\u0000App'],
   ])('appTitle with %s', (_what, appTitle) => {
-    expect(rejectionOf(pool({ appTitle })).message).toMatch(/^Invalid key pool config: appTitle: must be Latin-1 text without line breaks or control characters/);
+    expect(rejectionOf(pool({ appTitle })).message).toMatch(
+      /^Invalid key pool config: appTitle: must be Latin-1 text without line breaks or control characters/,
+    );
   });
 
   it('appUrl with a line break or text outside Latin-1', () => {
@@ -57,7 +59,9 @@ describe('createKeyPool refuses header-bound strings no header can carry', () =>
   });
 
   it('accepts Latin-1 titles and ordinary URLs', () => {
-    expect(() => createKeyPool({ keys: [{ key: KEY }], appTitle: 'Café Überall', appUrl: 'https://example.test/app', transport: answering }).dispose()).not.toThrow();
+    expect(() =>
+      createKeyPool({ keys: [{ key: KEY }], appTitle: 'Café Überall', appUrl: 'https://example.test/app', transport: answering }).dispose(),
+    ).not.toThrow();
   });
 });
 
@@ -151,10 +155,16 @@ describe('a custom random source is clamped to [0, 1)', () => {
       ['a negative number', () => -0.25],
       ['NaN', () => Number.NaN],
     ])(`${strategy}: a random that returns %s still routes every request`, async (_what, random) => {
-      const keys = [{ key: KEY, label: 'a' }, { key: OTHER, label: 'b' }, { key: TEST_KEYS.echoedPrefix, label: 'c' }];
+      const keys = [
+        { key: KEY, label: 'a' },
+        { key: OTHER, label: 'b' },
+        { key: TEST_KEYS.echoedPrefix, label: 'c' },
+      ];
       const clamped = createKeyPool({ keys, strategy, random, transport: answering });
       for (let round = 0; round < 3; round++) {
-        await expect(lastValueFrom(clamped.complete(request, { rateLimit: false, transient: false }))).resolves.toMatchObject({ type: 'completion' });
+        await expect(lastValueFrom(clamped.complete(request, { rateLimit: false, transient: false }))).resolves.toMatchObject({
+          type: 'completion',
+        });
       }
       clamped.dispose();
     });

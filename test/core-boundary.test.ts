@@ -14,7 +14,10 @@ function importGraph(entry: string): Map<string, string[]> {
     if (graph.has(file)) return;
     const source = readFileSync(file, 'utf8');
     const specifiers = [...source.matchAll(/(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]/g)].map((match) => match[1]!);
-    graph.set(file, specifiers.filter((specifier) => !specifier.startsWith('.')));
+    graph.set(
+      file,
+      specifiers.filter((specifier) => !specifier.startsWith('.')),
+    );
     for (const specifier of specifiers.filter((s) => s.startsWith('.'))) visit(resolve(dirname(file), specifier.replace(/\.js$/, '.ts')));
   };
   visit(resolve(root, entry));

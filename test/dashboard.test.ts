@@ -82,7 +82,10 @@ function health(label: string, at: number): PoolHealth {
 /** A snapshot of `count` keys, about 0.5 kB each: a few make a frame larger than a socket's buffer. */
 function bigHealth(count: number, at: number): PoolHealth {
   const one = health('template', at);
-  return { ...one, keys: Array.from({ length: count }, (_, index) => ({ ...one.keys[0]!, label: `key-${index}`, account: `key:key-${index}` })) };
+  return {
+    ...one,
+    keys: Array.from({ length: count }, (_, index) => ({ ...one.keys[0]!, label: `key-${index}`, account: `key:key-${index}` })),
+  };
 }
 
 async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
@@ -311,7 +314,15 @@ describe('dashboardHandler in a user-owned node:http server', () => {
           const answer = await get(url, { host });
           expect([path, host, answer.status]).toEqual([path, host, 403]);
         }
-        for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`, `10.1.2.3:${port}`, 'dash.example.com', `dash.example.com.:${port}`]) {
+        for (const host of [
+          `127.0.0.1:${port}`,
+          `localhost:${port}`,
+          `LOCALHOST:${port}`,
+          `[::1]:${port}`,
+          `10.1.2.3:${port}`,
+          'dash.example.com',
+          `dash.example.com.:${port}`,
+        ]) {
           const answer = await get(url, { host });
           expect([path, host, answer.status]).toEqual([path, host, 200]);
         }
@@ -365,7 +376,13 @@ describe('dashboardHandler in a user-owned node:http server', () => {
     const origin = await listen(server);
     try {
       for (const path of ['/dash', '/dash/', '/dash/health.json', '/dash/events']) {
-        for (const authorization of [undefined, 'Bearer not-the-dashboard-token', `Bearer ${token}x`, `Basic ${token}`, `Bearer ${token.slice(0, -1)}`]) {
+        for (const authorization of [
+          undefined,
+          'Bearer not-the-dashboard-token',
+          `Bearer ${token}x`,
+          `Basic ${token}`,
+          `Bearer ${token.slice(0, -1)}`,
+        ]) {
           const answer = await get(`${origin}${path}`, authorization === undefined ? {} : { authorization });
           expect([path, authorization, answer.status]).toEqual([path, authorization, 401]);
           expect(answer.headers['www-authenticate']).toMatch(/^Bearer/);
@@ -512,7 +529,9 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
     }));
     const events = await lastValueFrom(from(prompts).pipe(balance(pool, { concurrency: 4 }), toArray()));
     expect(events.filter((event) => event.type === 'completion')).toHaveLength(prompts.length);
-    await page.waitForFunction(() => document.querySelector('[data-key="alpha"] svg.spark polyline') !== null, undefined, { timeout: 2000 });
+    await page.waitForFunction(() => document.querySelector('[data-key="alpha"] svg.spark polyline') !== null, undefined, {
+      timeout: 2000,
+    });
     await expect.poll(() => page.locator('[data-key="delta"]').getAttribute('data-state')).toBe('disabled');
     await expect.poll(() => page.locator('[data-model="demo/flaky"]').getAttribute('data-state')).toBe('open');
 

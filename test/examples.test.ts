@@ -40,7 +40,10 @@ describe('examples type-check', () => {
     const program = ts.createProgram(exampleFiles, parsed.options);
     for (const diagnostic of ts.getPreEmitDiagnostics(program)) {
       const file = diagnostic.file === undefined ? '(global)' : relative(root, diagnostic.file.fileName);
-      const position = diagnostic.file !== undefined && diagnostic.start !== undefined ? diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start) : undefined;
+      const position =
+        diagnostic.file !== undefined && diagnostic.start !== undefined
+          ? diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start)
+          : undefined;
       const where = position === undefined ? file : `${file}:${position.line + 1}:${position.character + 1}`;
       const list = byFile.get(file) ?? [];
       list.push(`${where} ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`);
@@ -50,7 +53,14 @@ describe('examples type-check', () => {
 
   it('finds the examples', () => {
     expect(exampleFiles.map((file) => relative(examplesDir, file)).sort()).toEqual(
-      expect.arrayContaining(['minimal.ts', 'streaming.ts', 'custom-routing.ts', 'dashboard.ts', 'demo.ts', 'angular/openrouter.service.ts']),
+      expect.arrayContaining([
+        'minimal.ts',
+        'streaming.ts',
+        'custom-routing.ts',
+        'dashboard.ts',
+        'demo.ts',
+        'angular/openrouter.service.ts',
+      ]),
     );
   });
 
@@ -62,7 +72,9 @@ describe('examples type-check', () => {
   it("compiles the Angular example against Angular's own types (@angular/core)", () => {
     expect(angularFiles.length).toBeGreaterThan(0);
     if (!angularInstalled()) {
-      throw new Error('@angular/core is not installed: the Angular example is type-checked against it (npm install --save-dev @angular/core@21)');
+      throw new Error(
+        '@angular/core is not installed: the Angular example is type-checked against it (npm install --save-dev @angular/core@21)',
+      );
     }
     const problems = [...byFile].filter(([file]) => file.startsWith(join('examples', 'angular'))).flatMap(([, list]) => list);
     expect(problems).toEqual([]);
@@ -95,7 +107,10 @@ function runExample(file: string, args: string[] = [], env: Record<string, strin
       clearTimeout(timer);
       // Kept under test-output/ so that scripts/scan-secrets.mjs checks it for key text.
       mkdirSync(join(root, 'test-output'), { recursive: true });
-      appendFileSync(join(root, 'test-output', 'examples-output.log'), `--- ${file} ${args.join(' ')} (exit ${code})\n${stdout}\n${stderr}\n`);
+      appendFileSync(
+        join(root, 'test-output', 'examples-output.log'),
+        `--- ${file} ${args.join(' ')} (exit ${code})\n${stdout}\n${stderr}\n`,
+      );
       resolveRun({ code, stdout, stderr });
     });
   });

@@ -41,11 +41,7 @@ function chatBody(overrides: Record<string, unknown> = {}): Record<string, unkno
   return { model: MODEL, messages: [{ role: 'user', content: 'hello there' }], ...overrides };
 }
 
-function postChat(
-  fake: FakeOpenRouter,
-  body: unknown,
-  options: { key?: string | null; signal?: AbortSignal } = {},
-): Promise<Response> {
+function postChat(fake: FakeOpenRouter, body: unknown, options: { key?: string | null; signal?: AbortSignal } = {}): Promise<Response> {
   const key = options.key === undefined ? ALPHA : options.key;
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (key !== null) headers.authorization = `Bearer ${key}`;
@@ -269,7 +265,11 @@ describe('chat completions: platform checks', () => {
   it.each([
     ['invalid JSON', '{"model": ', 'Invalid JSON in request body'],
     ['more than 3 models', chatBody({ models: ['a/1', 'a/2', 'a/3', 'a/4'] }), "'models' array must have 3 items or fewer."],
-    ['an unknown provider field', chatBody({ provider: { order: ['x'], speed: 'max' } }), "provider: Unrecognized key(s) in object: 'speed'"],
+    [
+      'an unknown provider field',
+      chatBody({ provider: { order: ['x'], speed: 'max' } }),
+      "provider: Unrecognized key(s) in object: 'speed'",
+    ],
     ['no messages', { model: MODEL }, 'Input required: specify "prompt" or "messages"'],
   ])('answers 400 for %s', async (_case, body, message) => {
     const fake = await startFake();
@@ -504,7 +504,12 @@ describe('chat completions: faults on the connection', () => {
     expect(pieces[0]!.text.startsWith(': OPENROUTER PROCESSING\n\n')).toBe(true);
     const firstData = pieces.find((piece) => piece.text.includes('data: '))!;
     expect(firstData.at - started).toBeGreaterThanOrEqual(115);
-    expect(pieces.map((piece) => piece.text).join('').endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(
+      pieces
+        .map((piece) => piece.text)
+        .join('')
+        .endsWith('data: [DONE]\n\n'),
+    ).toBe(true);
   });
 
   it('cut: afterChunks content chunks, then the socket closes without finish_reason or [DONE]', async () => {

@@ -7,7 +7,15 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { adjacencyOf, checkLayers, extractSpecifiers, findCycles, layerOf, readImportGraph, type LayerRule } from './helpers/import-graph.js';
+import {
+  adjacencyOf,
+  checkLayers,
+  extractSpecifiers,
+  findCycles,
+  layerOf,
+  readImportGraph,
+  type LayerRule,
+} from './helpers/import-graph.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const MAX_LINES = 500;
@@ -21,22 +29,26 @@ const below = (layer: (typeof STACK)[number]) => STACK.slice(0, STACK.indexOf(la
 
 const RULES: LayerRule[] = [
   // layer        files                                        may import (besides itself)
-  { layer: 'core',      paths: ['src/core/'],                             mayImport: below('core') },
-  { layer: 'health',    paths: ['src/health/'],                           mayImport: below('health') },
-  { layer: 'store',     paths: ['src/store/'],                            mayImport: below('store') },
-  { layer: 'pool',      paths: ['src/pool/'],                             mayImport: below('pool') },
-  { layer: 'routing',   paths: ['src/routing/'],                          mayImport: below('routing') },
-  { layer: 'operators', paths: ['src/operators/'],                        mayImport: below('operators') },
-  { layer: 'assembly',  paths: ['src/create-pool.ts', 'src/create-key-pool.ts', 'src/index.ts'], mayImport: [...below('assembly'), 'transport', 'wire'] },
+  { layer: 'core', paths: ['src/core/'], mayImport: below('core') },
+  { layer: 'health', paths: ['src/health/'], mayImport: below('health') },
+  { layer: 'store', paths: ['src/store/'], mayImport: below('store') },
+  { layer: 'pool', paths: ['src/pool/'], mayImport: below('pool') },
+  { layer: 'routing', paths: ['src/routing/'], mayImport: below('routing') },
+  { layer: 'operators', paths: ['src/operators/'], mayImport: below('operators') },
+  {
+    layer: 'assembly',
+    paths: ['src/create-pool.ts', 'src/create-key-pool.ts', 'src/index.ts'],
+    mayImport: [...below('assembly'), 'transport', 'wire'],
+  },
   // edges
-  { layer: 'wire',      paths: ['src/wire/'],                             mayImport: ['core'] },
-  { layer: 'transport', paths: ['src/transport/'],                        mayImport: ['core', 'wire'] },
-  { layer: 'redis',     paths: ['src/redis/'],                            mayImport: ['core', 'health', 'store'] },
-  { layer: 'testing',   paths: ['src/testing/'],                          mayImport: [] }, // the fake server is an independent oracle
-  { layer: 'dashboard', paths: ['src/dashboard/'],                        mayImport: [...STACK, 'transport'] },
-  { layer: 'cli',       paths: ['src/cli/'],                              mayImport: [...STACK, 'transport', 'dashboard', 'testing', 'manifest'] },
+  { layer: 'wire', paths: ['src/wire/'], mayImport: ['core'] },
+  { layer: 'transport', paths: ['src/transport/'], mayImport: ['core', 'wire'] },
+  { layer: 'redis', paths: ['src/redis/'], mayImport: ['core', 'health', 'store'] },
+  { layer: 'testing', paths: ['src/testing/'], mayImport: [] }, // the fake server is an independent oracle
+  { layer: 'dashboard', paths: ['src/dashboard/'], mayImport: [...STACK, 'transport'] },
+  { layer: 'cli', paths: ['src/cli/'], mayImport: [...STACK, 'transport', 'dashboard', 'testing', 'manifest'] },
   // outside src/
-  { layer: 'manifest',  paths: ['package.json'],                          mayImport: [] }, // the CLI prints its version
+  { layer: 'manifest', paths: ['package.json'], mayImport: [] }, // the CLI prints its version
 ];
 
 const graph = readImportGraph(root, 'src');
@@ -45,14 +57,19 @@ describe('src/ layering', () => {
   it('reads a plausible graph (every relative import resolves to a file)', () => {
     expect(graph.files.length).toBeGreaterThan(20);
     expect(graph.edges.length).toBeGreaterThan(50);
-    const unresolved = graph.edges.filter((edge) => edge.to === undefined).map((edge) => `${edge.from}:${edge.line} ${edge.kind} '${edge.specifier}' resolves to no file`);
+    const unresolved = graph.edges
+      .filter((edge) => edge.to === undefined)
+      .map((edge) => `${edge.from}:${edge.line} ${edge.kind} '${edge.specifier}' resolves to no file`);
     expect(unresolved, unresolved.join('\n')).toEqual([]);
   });
 
   it('has no import cycle (type-only imports included)', () => {
     const cycles = findCycles(adjacencyOf(graph.edges));
     const message = `${cycles.length} import cycle(s) in src/:\n${cycles.map((chain) => `  ${chain.join(' → ')}`).join('\n')}`;
-    expect(cycles.map((chain) => chain.join(' → ')), message).toEqual([]);
+    expect(
+      cycles.map((chain) => chain.join(' → ')),
+      message,
+    ).toEqual([]);
   });
 
   it('imports only down the layer table', () => {
@@ -168,7 +185,9 @@ describe('layering checkers (self-test)', () => {
     const rule = (file: string) => layerOf(RULES, file)?.layer;
     expect(rule('src/pool/key-pool.ts')).toBe('pool');
     expect(rule('src/index.ts')).toBe('assembly');
-    expect(checkLayers(RULES, ['src/operators/x.ts', 'src/pool/y.ts'], [{ from: 'src/pool/y.ts', to: 'src/operators/x.ts' }])).toHaveLength(1);
+    expect(checkLayers(RULES, ['src/operators/x.ts', 'src/pool/y.ts'], [{ from: 'src/pool/y.ts', to: 'src/operators/x.ts' }])).toHaveLength(
+      1,
+    );
     expect(checkLayers(RULES, ['src/operators/x.ts', 'src/pool/y.ts'], [{ from: 'src/operators/x.ts', to: 'src/pool/y.ts' }])).toEqual([]);
     expect(checkLayers(RULES, ['src/core/x.ts', 'src/wire/y.ts'], [{ from: 'src/core/x.ts', to: 'src/wire/y.ts' }])).toHaveLength(1);
   });

@@ -77,7 +77,8 @@ describe('a dead or misspelt model (defect 2)', () => {
     const terminal = events.filter((event) => event.type === 'completion' || event.type === 'failed');
     expect(new Set(terminal.map((event) => event.requestId)).size).toBe(80);
     expect(terminal).toHaveLength(80);
-    const outcome = (model: string) => terminal.filter((event) => requests.find((request) => request.id === event.requestId)!.model === model);
+    const outcome = (model: string) =>
+      terminal.filter((event) => requests.find((request) => request.id === event.requestId)!.model === model);
     expect(outcome('healthy/model').every((event) => event.type === 'completion')).toBe(true);
     expect(outcome('dead/model').every((event) => event.type === 'failed')).toBe(true);
     const misspelt = outcome('misspelt/model') as FailedEvent[];
@@ -146,7 +147,9 @@ describe('long waits (defect 3)', () => {
       },
     });
     cleanups.push(() => pool.dispose());
-    const events: BalanceEvent[] = await lastValueFrom(from([chat('r1', 'any/model')]).pipe(balance(pool, { rateLimit: false }), toArray()));
+    const events: BalanceEvent[] = await lastValueFrom(
+      from([chat('r1', 'any/model')]).pipe(balance(pool, { rateLimit: false }), toArray()),
+    );
     expect(events.at(-1)?.type).toBe('failed');
     await sleep(200);
     expect(timers.warnings).toEqual([]);

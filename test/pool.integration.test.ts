@@ -364,7 +364,10 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
     it('complete errors with an AttemptsExhaustedError listing every attempt when every try fails', async () => {
       const { fake, pool } = await startSimple({ [MODEL]: { faults: [{ type: 'status', status: 502 }] } });
       const error = await lastValueFrom(
-        pool.complete({ model: MODEL, messages: [{ role: 'user', content: 'hello' }] }, { transient: { maxAttempts: 2, baseDelayMs: 1, budget: false } }),
+        pool.complete(
+          { model: MODEL, messages: [{ role: 'user', content: 'hello' }] },
+          { transient: { maxAttempts: 2, baseDelayMs: 1, budget: false } },
+        ),
       ).then(
         () => undefined,
         (thrown: unknown) => thrown,

@@ -162,14 +162,13 @@ const STRATEGIES: StrategyName[] = ['roundRobin', 'weighted', 'leastInFlight', '
  * safety properties only: a Strategy that returns an ineligible key instead of undefined can stall
  * a request, which is its own fault (see `rogueStrategy`).
  */
-const scenarioArbWith = ({ rogue }: { rogue: boolean }): fc.Arbitrary<Scenario> => fc
-  .integer({ min: 1, max: 6 })
-  .chain((keyCount) =>
+const scenarioArbWith = ({ rogue }: { rogue: boolean }): fc.Arbitrary<Scenario> =>
+  fc.integer({ min: 1, max: 6 }).chain((keyCount) =>
     fc.record({
-      keys: fc.array(
-        fc.record({ account: fc.integer({ min: 0, max: 2 }), quota: quotaArb, maxConcurrent: maxConcurrentArb }),
-        { minLength: keyCount, maxLength: keyCount },
-      ),
+      keys: fc.array(fc.record({ account: fc.integer({ min: 0, max: 2 }), quota: quotaArb, maxConcurrent: maxConcurrentArb }), {
+        minLength: keyCount,
+        maxLength: keyCount,
+      }),
       accounts: fc.array(fc.record({ quota: quotaArb, maxConcurrent: maxConcurrentArb }), { minLength: 3, maxLength: 3 }),
       modelLimit: fc.option(
         fc.record({
@@ -222,7 +221,6 @@ const scenarioArbWith = ({ rogue }: { rogue: boolean }): fc.Arbitrary<Scenario> 
 const scenarioArb = scenarioArbWith({ rogue: false });
 const anyStrategyScenarioArb = scenarioArbWith({ rogue: true });
 
-
 function limitsOf(shape: LimitsShape): Record<string, unknown> | undefined {
   const limits: Record<string, unknown> = {};
   if (shape.quota !== undefined) limits['quotas'] = [{ requests: shape.quota.requests, windowMs: shape.quota.windowMs }];
@@ -251,7 +249,12 @@ function errorOf(outcome: Outcome): OpenRouterError {
     case 'auth-401':
       return new AuthenticationError({ message: '401 User not found.', scope: 'key', retryable: true, status: 401 });
     case 'credits-402':
-      return new InsufficientCreditsError({ message: '402 This request requires more credits', scope: 'account', retryable: true, status: 402 });
+      return new InsufficientCreditsError({
+        message: '402 This request requires more credits',
+        scope: 'account',
+        retryable: true,
+        status: 402,
+      });
     case 'key-limit-403':
       return new KeyLimitError({ message: '403 Key limit exceeded (total limit)', scope: 'key', retryable: true, status: 403 });
     case 'bad-request-400':
@@ -338,16 +341,21 @@ function run(scenario: Scenario): RunResult {
     const now = call.at;
     const onKey = [...active].filter((other) => other.label === call.label).length;
     const keyCap = scenario.keys[labels.indexOf(call.label)]!.maxConcurrent;
-    if (keyCap !== undefined && onKey > keyCap) concurrencyViolations.push(`t=${now}: ${onKey} attempts in flight on ${call.label} (maxConcurrent ${keyCap})`);
+    if (keyCap !== undefined && onKey > keyCap)
+      concurrencyViolations.push(`t=${now}: ${onKey} attempts in flight on ${call.label} (maxConcurrent ${keyCap})`);
     const onAccount = [...active].filter((other) => other.account === call.account).length;
     const accountCap = scenario.accounts[Number(call.account.slice('acct-'.length))]!.maxConcurrent;
     if (accountCap !== undefined && onAccount > accountCap) {
       concurrencyViolations.push(`t=${now}: ${onAccount} attempts in flight on account ${call.account} (maxConcurrent ${accountCap})`);
     }
     if (modelLimit?.maxConcurrent !== undefined && patternMatches(modelLimit.pattern, call.model)) {
-      const onModel = [...active].filter((other) => other.account === call.account && patternMatches(modelLimit.pattern, other.model)).length;
+      const onModel = [...active].filter(
+        (other) => other.account === call.account && patternMatches(modelLimit.pattern, other.model),
+      ).length;
       if (onModel > modelLimit.maxConcurrent) {
-        concurrencyViolations.push(`t=${now}: ${onModel} attempts in flight on ${modelLimit.pattern} in ${call.account} (maxConcurrent ${modelLimit.maxConcurrent})`);
+        concurrencyViolations.push(
+          `t=${now}: ${onModel} attempts in flight on ${modelLimit.pattern} in ${call.account} (maxConcurrent ${modelLimit.maxConcurrent})`,
+        );
       }
     }
   };
@@ -357,10 +365,13 @@ function run(scenario: Scenario): RunResult {
     const keyHealth = health.keys.find((key) => key.label === call.label);
     if (keyHealth === undefined) healthViolations.push(`call on unknown key ${call.label}`);
     else if (keyHealth.state === 'open' || keyHealth.state === 'disabled' || keyHealth.state === 'exhausted') {
-      healthViolations.push(`t=${call.at}: attempt on ${call.label} while its health is ${keyHealth.state}${keyHealth.openReason ? ` (${keyHealth.openReason})` : ''}`);
+      healthViolations.push(
+        `t=${call.at}: attempt on ${call.label} while its health is ${keyHealth.state}${keyHealth.openReason ? ` (${keyHealth.openReason})` : ''}`,
+      );
     }
     const modelHealth = health.models.find((entry) => entry.model === call.model);
-    if (modelHealth?.state === 'open') healthViolations.push(`t=${call.at}: attempt on model ${call.model} while it is open (${modelHealth.openReason})`);
+    if (modelHealth?.state === 'open')
+      healthViolations.push(`t=${call.at}: attempt on model ${call.model} while it is open (${modelHealth.openReason})`);
   };
 
   const transport: Transport = (credential, request) =>
@@ -536,14 +547,22 @@ function quotaProblems(result: RunResult): string[] {
   scenario.keys.forEach((key, index) => {
     if (key.quota === undefined) return;
     const label = labels[index]!;
-    const overfull = overfullWindow(calls.filter((call) => call.label === label).map((call) => call.at), key.quota.requests, key.quota.windowMs);
+    const overfull = overfullWindow(
+      calls.filter((call) => call.label === label).map((call) => call.at),
+      key.quota.requests,
+      key.quota.windowMs,
+    );
     if (overfull !== undefined) problems.push(`key ${label}: ${overfull}`);
   });
   for (const account of new Set(result.accountOfLabel.values())) {
     const onAccount = calls.filter((call) => call.account === account);
     const quota = scenario.accounts[Number(account.slice('acct-'.length))]!.quota;
     if (quota !== undefined) {
-      const overfull = overfullWindow(onAccount.map((call) => call.at), quota.requests, quota.windowMs);
+      const overfull = overfullWindow(
+        onAccount.map((call) => call.at),
+        quota.requests,
+        quota.windowMs,
+      );
       if (overfull !== undefined) problems.push(`account ${account}: ${overfull}`);
     }
     const modelLimit = scenario.modelLimit;
@@ -630,7 +649,10 @@ describe('pool properties (virtual time, fake transport)', () => {
         // The per-key health streams agree with the snapshot.
         for (const label of result.labels) {
           let latest: number | undefined;
-          result.pool.key(label).health$.subscribe((health) => (latest = health.inFlight)).unsubscribe();
+          result.pool
+            .key(label)
+            .health$.subscribe((health) => (latest = health.inFlight))
+            .unsubscribe();
           expect(latest, label).toBe(0);
         }
       }),
@@ -665,7 +687,10 @@ describe('pool properties (virtual time, fake transport)', () => {
     fc.assert(
       fc.property(scenarioArb, (scenario) => {
         const result = run(scenario);
-        expect(result.healthRepeats.slice(0, 5), `${result.healthRepeats.length} of ${result.healthEmissions} repeat; ${describeRun(result)}`).toEqual([]);
+        expect(
+          result.healthRepeats.slice(0, 5),
+          `${result.healthRepeats.length} of ${result.healthEmissions} repeat; ${describeRun(result)}`,
+        ).toEqual([]);
       }),
       assertOptions,
     );
@@ -680,7 +705,10 @@ describe('pool properties (virtual time, fake transport)', () => {
     const transport: Transport = () =>
       new Observable<TransportEvent>((subscriber) => {
         const answer = scheduler.schedule(
-          () => subscriber.error(new KeyLimitError({ message: '403 Key limit exceeded (total limit)', scope: 'key', retryable: true, status: 403 })),
+          () =>
+            subscriber.error(
+              new KeyLimitError({ message: '403 Key limit exceeded (total limit)', scope: 'key', retryable: true, status: 403 }),
+            ),
           50,
         );
         return () => answer.unsubscribe();
@@ -742,7 +770,10 @@ describe('pool properties (virtual time, fake transport)', () => {
           arrivals.push(scheduler.now());
           // The server answers 5 ms after the request arrived.
           scheduler.schedule(() => {
-            subscriber.next({ type: 'completion', completion: { id: 'gen', model: request.model ?? '', content: 'ok', finishReason: 'stop', raw: null } });
+            subscriber.next({
+              type: 'completion',
+              completion: { id: 'gen', model: request.model ?? '', content: 'ok', finishReason: 'stop', raw: null },
+            });
             subscriber.complete();
           }, 5);
         }, delay);
@@ -766,7 +797,10 @@ describe('pool properties (virtual time, fake transport)', () => {
   it('quotas hold at the server too when an attempt takes up to the arrival margin to arrive', () => {
     // The first request takes 45 ms to arrive (within the default 50 ms margin), the second none.
     const { admissions, arrivals, quota } = arrivalsWithDelays([45, 0], undefined);
-    expect(overfullWindow(arrivals, quota.requests, quota.windowMs), `admitted at ${admissions.join(',')}, arrived at ${arrivals.join(',')}`).toBeUndefined();
+    expect(
+      overfullWindow(arrivals, quota.requests, quota.windowMs),
+      `admitted at ${admissions.join(',')}, arrived at ${arrivals.join(',')}`,
+    ).toBeUndefined();
   });
 
   it('a slower network needs a larger arrival margin, and then holds too', () => {
@@ -775,7 +809,10 @@ describe('pool properties (virtual time, fake transport)', () => {
     const unguarded = arrivalsWithDelays([150, 10], 0);
     expect(overfullWindow(unguarded.arrivals, unguarded.quota.requests, unguarded.quota.windowMs)).toBeDefined();
     const guarded = arrivalsWithDelays([150, 10], 150);
-    expect(overfullWindow(guarded.arrivals, guarded.quota.requests, guarded.quota.windowMs), `admitted at ${guarded.admissions.join(',')}, arrived at ${guarded.arrivals.join(',')}`).toBeUndefined();
+    expect(
+      overfullWindow(guarded.arrivals, guarded.quota.requests, guarded.quota.windowMs),
+      `admitted at ${guarded.admissions.join(',')}, arrived at ${guarded.arrivals.join(',')}`,
+    ).toBeUndefined();
   });
 
   it('the window check itself catches an overfull window', () => {

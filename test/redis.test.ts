@@ -37,7 +37,13 @@ import {
 import type { AdmissionPlan, Reservation, StateStore } from '../src/store/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
 import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
-import { runWorkerFleet, spawnRedisWorker, type RedisWorkerConfig, type RedisWorkerHandle, type RedisWorkerSummary } from './helpers/redis-worker.js';
+import {
+  runWorkerFleet,
+  spawnRedisWorker,
+  type RedisWorkerConfig,
+  type RedisWorkerHandle,
+  type RedisWorkerSummary,
+} from './helpers/redis-worker.js';
 import { redisServerBinary, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
 import { POOL_PORT } from '../src/pool/types.js';
@@ -86,7 +92,10 @@ if (!probe.ok && !IN_CI) {
 
 describe.runIf(IN_CI && (!redisUp || !binary.available))('Redis shared state under CI', () => {
   it(`needs a Redis server at ${REDIS_HOST}:${REDIS_PORT} and the redis-server binary (CI never skips the Redis suites)`, () => {
-    if (!probe.ok) throw new Error(`CI is set but no Redis answered at ${REDIS_HOST}:${REDIS_PORT} (${probe.reason}); .ci/run starts one when redis-cli is installed`);
+    if (!probe.ok)
+      throw new Error(
+        `CI is set but no Redis answered at ${REDIS_HOST}:${REDIS_PORT} (${probe.reason}); .ci/run starts one when redis-cli is installed`,
+      );
     if (!binary.available) throw new Error(`CI is set but redis-server cannot be run (${binary.reason}); the restart tests need it`);
   });
 });
@@ -254,7 +263,12 @@ function busiestWindow(times: readonly number[], windowMs: number): number {
 }
 
 /** Resolves with `Date.now()` and the record when a key's health first satisfies `predicate`. */
-function whenKeyHealth(pool: KeyPool, label: string, predicate: (health: KeyHealth) => boolean, timeoutMs = 5_000): Promise<{ at: number; health: KeyHealth }> {
+function whenKeyHealth(
+  pool: KeyPool,
+  label: string,
+  predicate: (health: KeyHealth) => boolean,
+  timeoutMs = 5_000,
+): Promise<{ at: number; health: KeyHealth }> {
   return new Promise((resolve, reject) => {
     let subscription: Subscription | undefined;
     const timer = setTimeout(() => {
@@ -406,13 +420,20 @@ async function runFleet(store: 'redis' | 'memory'): Promise<FleetRun> {
   verbose(`fleet ${store}: ${describeFleet(run)}`);
   if (rateLimited > 0 && store === 'redis') {
     const at = (time: number) => time - startedAt;
-    verbose(`fleet ${store}: 429s at ${fake.requests.filter((record) => record.status === 429).map((record) => `${record.keyLabel}@${at(record.at)}`).join(' ')}`);
+    verbose(
+      `fleet ${store}: 429s at ${fake.requests
+        .filter((record) => record.status === 429)
+        .map((record) => `${record.keyLabel}@${at(record.at)}`)
+        .join(' ')}`,
+    );
   }
   return run;
 }
 
 function describeFleet(run: FleetRun): string {
-  const perWorker = run.summaries.map((summary) => `${summary.name}: ${summary.completed} ok, ${summary.failed} failed ${JSON.stringify(summary.errors)}`);
+  const perWorker = run.summaries.map(
+    (summary) => `${summary.name}: ${summary.completed} ok, ${summary.failed} failed ${JSON.stringify(summary.errors)}`,
+  );
   return `${run.attempts} attempts, ${run.rateLimited} 429s, ${run.endedAt - run.startedAt} ms; ${perWorker.join('; ')}`;
 }
 
@@ -451,7 +472,11 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
   });
 
   /** Two pools on one prefix with the same keys; only A sends traffic. */
-  async function twoPools(fakeOptions: FakeServerOptions, keys: KeyPoolOptions['keys'], extra: Omit<KeyPoolOptions, 'baseURL' | 'keys' | 'store'> = {}) {
+  async function twoPools(
+    fakeOptions: FakeServerOptions,
+    keys: KeyPoolOptions['keys'],
+    extra: Omit<KeyPoolOptions, 'baseURL' | 'keys' | 'store'> = {},
+  ) {
     const fake = await startFake(fakeOptions);
     const prefix = uniquePrefix('share-state');
     const poolA = startPool(fake, { keys, ...extra, store: redisStore(await connectRedis(), { prefix }) });
@@ -489,7 +514,12 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
 
   it("a 401 that disables a key in pool A shows in pool B's key health within ~100 ms", async () => {
     const { poolA, poolB, eventsA } = await twoPools(
-      { keys: [{ key: TEST_KEYS.revoked, label: 'revoked', revoked: true }, { key: TEST_KEYS.healthy2, label: 'good' }] },
+      {
+        keys: [
+          { key: TEST_KEYS.revoked, label: 'revoked', revoked: true },
+          { key: TEST_KEYS.healthy2, label: 'good' },
+        ],
+      },
       [
         { key: TEST_KEYS.revoked, label: 'revoked' },
         { key: TEST_KEYS.healthy2, label: 'good' },
@@ -609,7 +639,10 @@ describe.skipIf(!redisUp)('Redis store: a fleet of worker processes', () => {
     for (const worker of run.summaries) {
       expect(worker.failed, summary).toBe(0);
       expect(worker.completed, summary).toBe(FLEET_REQUESTS);
-      expect(worker.storeModes.filter((mode) => mode.startsWith('local')), `${worker.name} fell back to local limits`).toEqual([]);
+      expect(
+        worker.storeModes.filter((mode) => mode.startsWith('local')),
+        `${worker.name} fell back to local limits`,
+      ).toEqual([]);
     }
     expect(run.attempts).toBeGreaterThanOrEqual(FLEET_WORKERS * FLEET_REQUESTS);
     expect(run.rateLimited / run.attempts, summary).toBeLessThan(0.02);
@@ -629,7 +662,9 @@ describe.skipIf(!redisUp)('Redis store: a fleet of worker processes', () => {
     const share = run.rateLimited / run.attempts;
     expect(share, summary).toBeGreaterThan(0.1);
     if (redisRun !== undefined) {
-      expect(run.rateLimited, `memory: ${summary}\nredis: ${describeFleet(redisRun)}`).toBeGreaterThanOrEqual(Math.max(10, 5 * redisRun.rateLimited));
+      expect(run.rateLimited, `memory: ${summary}\nredis: ${describeFleet(redisRun)}`).toBeGreaterThanOrEqual(
+        Math.max(10, 5 * redisRun.rateLimited),
+      );
     }
   }, 40_000);
 });
@@ -740,7 +775,8 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
         balance(pool, { concurrency: 16, queueTimeoutMs: STALL_MS }),
         tap((event) => {
           if (event.type === 'completion') outcomes.push({ id: event.requestId, type: event.type, at: Date.now() });
-          if (event.type === 'failed') outcomes.push({ id: event.requestId, type: event.type, at: Date.now(), error: `${event.error.kind}: ${event.error.message}` });
+          if (event.type === 'failed')
+            outcomes.push({ id: event.requestId, type: event.type, at: Date.now(), error: `${event.error.kind}: ${event.error.message}` });
         }),
         toArray(),
       ),
@@ -851,7 +887,9 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
       store: redisStore(await privateClient(), { prefix, onStoreError: 'fail', commandTimeoutMs: 150 }),
     });
     await server!.stop('SIGKILL');
-    await expect(firstValueFrom(pool[POOL_PORT].acquire(requestsOf(1, 'down')[0]!, { models: [MODEL] }))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(firstValueFrom(pool[POOL_PORT].acquire(requestsOf(1, 'down')[0]!, { models: [MODEL] }))).rejects.toBeInstanceOf(
+      StoreUnavailableError,
+    );
     await server!.start();
     await sleep(500);
 
@@ -882,7 +920,11 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
 
     const during = await runAll(pool, requestsOf(12, 'down'), { concurrency: 4 });
     const ids = during.filter((event) => event.type === 'completion' || event.type === 'failed').map((event) => event.requestId);
-    expect(ids.sort()).toEqual(requestsOf(12, 'down').map((request) => request.id).sort());
+    expect(ids.sort()).toEqual(
+      requestsOf(12, 'down')
+        .map((request) => request.id)
+        .sort(),
+    );
     const { completed, failed } = terminals(during);
     expect(completed).toHaveLength(0);
     for (const event of failed) {

@@ -99,7 +99,9 @@ describe('validateChatRequest', () => {
     expect(rejection({ messages, max_tokens: 0 }).message).toBe('Invalid request: max_tokens: must be a positive integer');
     expect(rejection({ messages, max_tokens: 10.5 }).message).toBe('Invalid request: max_tokens: must be a positive integer');
     expect(rejection({ messages, frequency_penalty: 2.5 }).message).toBe('Invalid request: frequency_penalty: must be between -2 and 2');
-    expect(rejection({ messages, repetition_penalty: 0 }).message).toBe('Invalid request: repetition_penalty: must be greater than 0 and at most 2');
+    expect(rejection({ messages, repetition_penalty: 0 }).message).toBe(
+      'Invalid request: repetition_penalty: must be greater than 0 and at most 2',
+    );
   });
 
   it('requires at least one message with a valid role', () => {

@@ -159,7 +159,12 @@ describe('no API key text in what the library reports', () => {
     ];
 
     const events: BalanceEvent[] = await lastValueFrom(
-      from([...requests(20), ...requests(3, ECHO_ERROR_MODEL), ...requests(3, ECHO_STREAM_MODEL), ...requests(3, ECHO_ANSWER_MODEL, false)]).pipe(
+      from([
+        ...requests(20),
+        ...requests(3, ECHO_ERROR_MODEL),
+        ...requests(3, ECHO_STREAM_MODEL),
+        ...requests(3, ECHO_ANSWER_MODEL, false),
+      ]).pipe(
         balance(pool, { concurrency: 5, rateLimit: { maxAttempts: 5 }, transient: { maxAttempts: 2, baseDelayMs: 1, budget: false } }),
         toArray(),
       ),
@@ -183,7 +188,10 @@ describe('no API key text in what the library reports', () => {
     expectNoKeyText(keyHealth, 'key health$');
     expectNoKeyText(pool.snapshot(), 'the final snapshot');
     expectNoKeyText(refreshed, 'refreshKeyInfo results');
-    expectNoKeyText(FAILING_KEYS.map(({ label }) => pool.key(label)), 'key handles');
+    expectNoKeyText(
+      FAILING_KEYS.map(({ label }) => pool.key(label)),
+      'key handles',
+    );
     // What the transport receives is logged by careless callers: the key is not enumerable.
     expect(credentials.length).toBeGreaterThan(0);
     expectNoKeyText(credentials, 'credentials handed to the transport');
@@ -253,7 +261,12 @@ describe('no API key text in what the library reports', () => {
   });
 
   it('the search itself finds a key anywhere a logger would print it', () => {
-    const hidden = new OpenRouterError({ message: 'outer', scope: 'key', retryable: true, cause: new Error(`inner ${TEST_KEYS.secretCap}`) });
+    const hidden = new OpenRouterError({
+      message: 'outer',
+      scope: 'key',
+      retryable: true,
+      cause: new Error(`inner ${TEST_KEYS.secretCap}`),
+    });
     expect(renderings(hidden).flatMap(leakedKeyLabels)).toContain('secretCap');
     expect(renderings({ nested: [{ deep: { key: TEST_KEYS.secretRate } }] }).flatMap(leakedKeyLabels)).toContain('secretRate');
     // An OpenRouter-shaped key is found by its first 20 characters alone, at any depth.
@@ -385,7 +398,9 @@ async function runAgainstEchoes(pool: KeyPool): Promise<{ reported: unknown[]; a
       }
     }
   }
-  reported.push(await settled(lastValueFrom(pool.complete({ model: 'whole/auth', messages: [{ role: 'user', content: 'hello' }] }, noRetries))));
+  reported.push(
+    await settled(lastValueFrom(pool.complete({ model: 'whole/auth', messages: [{ role: 'user', content: 'hello' }] }, noRetries))),
+  );
   reported.push(await settled(lastValueFrom(pool.refreshKeyInfo())));
   reported.push(pool.snapshot());
   events.unsubscribe();
@@ -398,23 +413,27 @@ describe('no key text, whole or in part, when keys are padded or echoed partiall
     ['with a trailing newline', `${TEST_KEYS.paddedNewline}\n`],
     ['between spaces and a tab', ` ${TEST_KEYS.paddedSpace} \t`],
     ['as is', TEST_KEYS.echoedPrefix],
-  ])('a key configured %s, echoed whole and by its first 20 characters everywhere', async (_how, key) => {
-    const baseURL = await startEchoServer();
-    const pool = startPool({ baseURL, keys: [{ key, label: 'echoed' }] });
-    const { reported, answers, errors } = await runAgainstEchoes(pool);
+  ])(
+    'a key configured %s, echoed whole and by its first 20 characters everywhere',
+    async (_how, key) => {
+      const baseURL = await startEchoServer();
+      const pool = startPool({ baseURL, keys: [{ key, label: 'echoed' }] });
+      const { reported, answers, errors } = await runAgainstEchoes(pool);
 
-    // The upstream did quote the key, and what it quoted became the key's placeholder. (Matched
-    // as booleans: a failing match must not print the text it found.)
-    const placeholder = /^your key is \[key echoed #[0-9a-f]{6}\], keep it safe$/;
-    expect(answers.map((answer) => placeholder.test(answer))).toEqual([true, true, true, true]);
-    expect(errors.length).toBeGreaterThanOrEqual(9);
-    const badRequest = errors.find((error) => error.status === 400);
-    expect(badRequest?.message.includes('[key echoed')).toBe(true);
-    // Metadata deeper than any fixed cutoff is scrubbed too.
-    expect(JSON.stringify(badRequest?.metadata).includes('"quoted":"[key echoed')).toBe(true);
-    expect(pool.snapshot().keys[0]?.lastError?.message.includes('[key echoed')).toBe(true);
+      // The upstream did quote the key, and what it quoted became the key's placeholder. (Matched
+      // as booleans: a failing match must not print the text it found.)
+      const placeholder = /^your key is \[key echoed #[0-9a-f]{6}\], keep it safe$/;
+      expect(answers.map((answer) => placeholder.test(answer))).toEqual([true, true, true, true]);
+      expect(errors.length).toBeGreaterThanOrEqual(9);
+      const badRequest = errors.find((error) => error.status === 400);
+      expect(badRequest?.message.includes('[key echoed')).toBe(true);
+      // Metadata deeper than any fixed cutoff is scrubbed too.
+      expect(JSON.stringify(badRequest?.metadata).includes('"quoted":"[key echoed')).toBe(true);
+      expect(pool.snapshot().keys[0]?.lastError?.message.includes('[key echoed')).toBe(true);
 
-    expectNoKeyText(reported, 'errors, answers, events, health and key info of an echoing upstream');
-    for (const error of errors) expectNoKeyText(error, `a ${error.kind} error`);
-  }, 30_000);
+      expectNoKeyText(reported, 'errors, answers, events, health and key info of an echoing upstream');
+      for (const error of errors) expectNoKeyText(error, `a ${error.kind} error`);
+    },
+    30_000,
+  );
 });

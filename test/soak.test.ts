@@ -120,37 +120,41 @@ describe('soak', () => {
         // Spread over the run's first seconds, as a server's calls would be.
         const startAfterMs = Math.floor(random() * 3_000);
         const model = request.models === undefined ? request.model! : 'with fallback';
-        return new Promise<{ outcome: 'completed' | 'failed' | 'abandoned'; model: string; extra: number }>((resolve) => setTimeout(() => {
-          let outcome: 'completed' | 'failed' | undefined;
-          let extra = 0;
-          let abandoned = false;
-          const call$ = streamed ? pool.stream(request, { timeouts, modelWaitMs: 5_000 }) : pool.complete(request, { timeouts, modelWaitMs: 5_000 });
-          const subscription: Subscription = call$.subscribe({
-            next: () => {
-              if (abandoned) extra++;
-            },
-            error: (error: unknown) => {
-              if (abandoned || outcome !== undefined) extra++;
-              expect(error).toBeInstanceOf(OpenRouterError);
-              outcome = 'failed';
-              resolve({ outcome, model, extra });
-            },
-            complete: () => {
-              if (abandoned || outcome !== undefined) extra++;
-              outcome = 'completed';
-              resolve({ outcome, model, extra });
-            },
-          });
-          if (abandonAfterMs !== undefined) {
-            setTimeout(() => {
-              if (outcome !== undefined) return;
-              abandoned = true;
-              subscription.unsubscribe();
-              // Anything that still arrives would show in `extra`.
-              setTimeout(() => resolve({ outcome: 'abandoned', model, extra }), 50);
-            }, abandonAfterMs);
-          }
-        }, startAfterMs));
+        return new Promise<{ outcome: 'completed' | 'failed' | 'abandoned'; model: string; extra: number }>((resolve) =>
+          setTimeout(() => {
+            let outcome: 'completed' | 'failed' | undefined;
+            let extra = 0;
+            let abandoned = false;
+            const call$ = streamed
+              ? pool.stream(request, { timeouts, modelWaitMs: 5_000 })
+              : pool.complete(request, { timeouts, modelWaitMs: 5_000 });
+            const subscription: Subscription = call$.subscribe({
+              next: () => {
+                if (abandoned) extra++;
+              },
+              error: (error: unknown) => {
+                if (abandoned || outcome !== undefined) extra++;
+                expect(error).toBeInstanceOf(OpenRouterError);
+                outcome = 'failed';
+                resolve({ outcome, model, extra });
+              },
+              complete: () => {
+                if (abandoned || outcome !== undefined) extra++;
+                outcome = 'completed';
+                resolve({ outcome, model, extra });
+              },
+            });
+            if (abandonAfterMs !== undefined) {
+              setTimeout(() => {
+                if (outcome !== undefined) return;
+                abandoned = true;
+                subscription.unsubscribe();
+                // Anything that still arrives would show in `extra`.
+                setTimeout(() => resolve({ outcome: 'abandoned', model, extra }), 50);
+              }, abandonAfterMs);
+            }
+          }, startAfterMs),
+        );
       });
 
       const [, singleResults] = await Promise.all([balanced, Promise.all(singles)]);
@@ -175,7 +179,6 @@ describe('soak', () => {
           if (terminal.type === 'failed' && terminal.error.kind === 'not_found') outcomes.misspelt++;
         } else if (request.model !== HANGING) {
           outcomes.healthy[terminal.type === 'completion' ? 'completed' : 'failed']++;
-
         }
       }
       // Healthy requests get through the shifting faults while the dead ones fail.
@@ -187,7 +190,9 @@ describe('soak', () => {
       expect(singleResults.every((result) => result.extra === 0)).toBe(true);
       expect(singleResults.filter((result) => result.outcome === 'abandoned').length).toBeGreaterThan(50);
       expect(singleResults.some((result) => result.model === DEAD && result.outcome === 'completed')).toBe(false);
-      expect(singleResults.filter((result) => HEALTHY.includes(result.model) && result.outcome === 'completed').length).toBeGreaterThan(100);
+      expect(singleResults.filter((result) => HEALTHY.includes(result.model) && result.outcome === 'completed').length).toBeGreaterThan(
+        100,
+      );
       // Some non-streamed calls were abandoned with their headers in (the hanging model's body never ends).
       expect(fake.abortedConnections).toBeGreaterThan(20);
 

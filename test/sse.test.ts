@@ -28,7 +28,7 @@ function filler(count: number, size: number): { body: AsyncGenerator<Uint8Array>
   const chunk = encoder.encode('x'.repeat(size));
   let pulled = 0;
   async function* body(): AsyncGenerator<Uint8Array> {
-    for (; pulled < count; ) {
+    for (; pulled < count;) {
       pulled++;
       yield chunk;
     }
@@ -38,7 +38,12 @@ function filler(count: number, size: number): { body: AsyncGenerator<Uint8Array>
 
 describe('sseData: lines and events', () => {
   it('ends lines at \\r\\n, \\r and \\n alike, skips comments and other fields, joins data lines, stops at [DONE]', async () => {
-    const body = bodyOf([': OPENROUTER PROCESSING\r\n\r\n', 'data: {"a":1}\n\n', 'data: one\rdata:two\r\rid: 7\nevent: x\ndata\n\n', 'data: [DONE]\n\ndata: after\n\n']);
+    const body = bodyOf([
+      ': OPENROUTER PROCESSING\r\n\r\n',
+      'data: {"a":1}\n\n',
+      'data: one\rdata:two\r\rid: 7\nevent: x\ndata\n\n',
+      'data: [DONE]\n\ndata: after\n\n',
+    ]);
     expect(await collect(body)).toEqual(['{"a":1}', 'one\ntwo', '']);
   });
 

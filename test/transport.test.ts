@@ -263,7 +263,14 @@ const errorCases: ErrorCase[] = [
     retryable: false,
     status: 400,
   },
-  { name: '404 no endpoints', fault: { type: 'status', status: 404 }, type: NotFoundError, scope: 'request', retryable: false, status: 404 },
+  {
+    name: '404 no endpoints',
+    fault: { type: 'status', status: 404 },
+    type: NotFoundError,
+    scope: 'request',
+    retryable: false,
+    status: 404,
+  },
   { name: '408 timeout', fault: { type: 'status', status: 408 }, type: UpstreamError, scope: 'transport', retryable: true, status: 408 },
 ];
 
@@ -290,18 +297,32 @@ describe('createOpenRouterTransport: HTTP errors', () => {
 describe('createOpenRouterTransport: fixtures replayed', () => {
   const expectations: Record<string, (outcome: Outcome) => void> = {
     'chat-nonstream-usage': ({ events }) =>
-      expect(events).toMatchObject([{ type: 'completion', completion: { model: 'z-ai/glm-4.6', provider: 'AtlasCloud', content: '\nok', usage: { cost: 1.4e-5 } } }]),
+      expect(events).toMatchObject([
+        { type: 'completion', completion: { model: 'z-ai/glm-4.6', provider: 'AtlasCloud', content: '\nok', usage: { cost: 1.4e-5 } } },
+      ]),
     'chat-nonstream-model-fallback': ({ events }) =>
       expect(events).toMatchObject([{ type: 'completion', completion: { model: 'x-ai/grok-4', provider: 'xAI', finishReason: 'stop' } }]),
     'chat-stream-usage-done': ({ events, completed }) => {
       expect(completed).toBe(true);
       expect(textOf(events)).toBe('Pebbles and Skipper.');
-      expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop', model: 'openai/gpt-4o', provider: 'OpenAI', usage: { totalTokens: 23, cost: 0.0001025 } });
+      expect(events.at(-1)).toMatchObject({
+        type: 'end',
+        finishReason: 'stop',
+        model: 'openai/gpt-4o',
+        provider: 'OpenAI',
+        usage: { totalTokens: 23, cost: 0.0001025 },
+      });
     },
     'chat-stream-keepalives-fallback': ({ events, completed }) => {
       expect(completed).toBe(true);
       expect(textOf(events)).toMatch(/^I'm Grok/);
-      expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop', model: 'x-ai/grok-4', provider: 'xAI', usage: { cachedTokens: 679, reasoningTokens: 118 } });
+      expect(events.at(-1)).toMatchObject({
+        type: 'end',
+        finishReason: 'stop',
+        model: 'x-ai/grok-4',
+        provider: 'xAI',
+        usage: { cachedTokens: 679, reasoningTokens: 118 },
+      });
     },
     'chat-stream-tool-call': ({ events, completed }) => {
       expect(completed).toBe(true);
@@ -309,7 +330,11 @@ describe('createOpenRouterTransport: fixtures replayed', () => {
       expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'tool_calls', usage: { totalTokens: 59 } });
     },
     'chat-stream-midstream-error': ({ events, error }) => {
-      expect(events.map((event) => (event.type === 'chunk' ? event.reasoning : event.type))).toEqual(['We need', ' to respond to a greeting. The user', undefined]);
+      expect(events.map((event) => (event.type === 'chunk' ? event.reasoning : event.type))).toEqual([
+        'We need',
+        ' to respond to a greeting. The user',
+        undefined,
+      ]);
       const typed = expectTyped(error, { type: StreamError, scope: 'request', retryable: false });
       expect(typed.cause).toBeInstanceOf(ContextLengthError);
       expect(typed.code).toBe(400);
@@ -321,9 +346,11 @@ describe('createOpenRouterTransport: fixtures replayed', () => {
     },
     'error-401-no-auth-credentials': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
     'error-401-user-not-found': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
-    'error-402-insufficient-credits': ({ error }) => void expectTyped(error, { type: InsufficientCreditsError, scope: 'account', retryable: true }),
+    'error-402-insufficient-credits': ({ error }) =>
+      void expectTyped(error, { type: InsufficientCreditsError, scope: 'account', retryable: true }),
     'error-404-no-endpoints': ({ error }) => void expectTyped(error, { type: NotFoundError, scope: 'request', retryable: false }),
-    'error-429-docs-example': ({ error }) => expect(expectTyped(error, { type: RateLimitError, scope: 'key', retryable: true }).retryAfterMs).toBe(60_000),
+    'error-429-docs-example': ({ error }) =>
+      expect(expectTyped(error, { type: RateLimitError, scope: 'key', retryable: true }).retryAfterMs).toBe(60_000),
     'error-429-free-models-per-day': ({ error }) => void expectTyped(error, { type: RateLimitError, scope: 'account', retryable: true }),
     'error-429-provider-retry-after': ({ error }) => {
       const typed = expectTyped(error, { type: RateLimitError, scope: 'model', retryable: true });
@@ -398,7 +425,11 @@ describe('createOpenRouterTransport: failures after the status line', () => {
 
   it('a malformed non-streaming body → MalformedResponseError', async () => {
     const fake = await withFault({ type: 'malformed', afterChunks: 0 });
-    expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, { type: MalformedResponseError, scope: 'model', retryable: true });
+    expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, {
+      type: MalformedResponseError,
+      scope: 'model',
+      retryable: true,
+    });
   });
 
   it('missing [DONE] on a socket kept open: completes at once after finish + usage, then closes the socket', async () => {
@@ -513,9 +544,12 @@ describe('createOpenRouterTransport: key secrecy', () => {
 
 describe('redaction', () => {
   /** An OpenRouter-shaped key: `sk-or-v1-` and 64 hex. */
-  const LONG: KeyCredential = Object.defineProperty({ label: 'long', fingerprint: '#10ab9e' }, 'key', { value: TEST_KEYS.echoedPrefix }) as KeyCredential;
+  const LONG: KeyCredential = Object.defineProperty({ label: 'long', fingerprint: '#10ab9e' }, 'key', {
+    value: TEST_KEYS.echoedPrefix,
+  }) as KeyCredential;
   const secret = TEST_KEYS.echoedPrefix;
-  const leaks = (value: unknown) => leakedKeyLabels(typeof value === 'string' ? value : `${JSON.stringify(value)} ${inspect(value, { depth: Infinity })}`);
+  const leaks = (value: unknown) =>
+    leakedKeyLabels(typeof value === 'string' ? value : `${JSON.stringify(value)} ${inspect(value, { depth: Infinity })}`);
 
   it('maps an aborted body read (a DOMException, whose message is read-only) without touching it', () => {
     const abort = new DOMException('This operation was aborted', 'AbortError');
@@ -543,7 +577,10 @@ describe('redaction', () => {
     // Compared as booleans: a failing comparison must not print key text.
     const redacted = redactText(text, LONG);
     expect(leaks(redacted)).toEqual([]);
-    expect(redacted === 'whole [key long #10ab9e]; twenty [key long #10ab9e]…; forty [key long #10ab9e]…; twice [key long #10ab9e][key long #10ab9e]').toBe(true);
+    expect(
+      redacted ===
+        'whole [key long #10ab9e]; twenty [key long #10ab9e]…; forty [key long #10ab9e]…; twice [key long #10ab9e][key long #10ab9e]',
+    ).toBe(true);
     // What OpenRouter itself shows of a key (`sk-or-v1-aa1...566`) is not distinctive: it stays readable.
     const preview = `${secret.slice(0, 12)}...${secret.slice(-3)} and ${secret.slice(0, 19)}`;
     expect(redactText(preview, LONG) === preview).toBe(true);
@@ -581,7 +618,9 @@ describe('redaction', () => {
     for (let first = 1; first < text.length; first++) {
       for (const second of [first + 1, first + 7, first + 21]) {
         const redactor = new StreamRedactor(LONG);
-        const out = [text.slice(0, first), text.slice(first, second), text.slice(second)].map((piece) => redactor.push(piece)).join('') + redactor.flush();
+        const out =
+          [text.slice(0, first), text.slice(first, second), text.slice(second)].map((piece) => redactor.push(piece)).join('') +
+          redactor.flush();
         if (out !== expected) expect.fail(`split at ${first}/${second}: ${leaks(out).length === 0 ? 'wrong text' : 'key text released'}`);
       }
     }

@@ -72,7 +72,9 @@ describe('retryAfterMsFrom', () => {
 
   it('ignores garbage and negative values, falling through to the next source', () => {
     const body = errorBody({ code: 429, message: 'x', metadata: { retry_after_seconds: 7 } });
-    expect(retryAfterMsFrom(headers({ 'retry-after-ms': 'soon', 'retry-after': 'later', 'x-ratelimit-reset': '12' }), body, NOW)).toBe(7000);
+    expect(retryAfterMsFrom(headers({ 'retry-after-ms': 'soon', 'retry-after': 'later', 'x-ratelimit-reset': '12' }), body, NOW)).toBe(
+      7000,
+    );
     expect(retryAfterMsFrom(headers({ 'retry-after': '-5' }), undefined, NOW)).toBeUndefined();
     expect(retryAfterMsFrom(noHeaders, errorBody({ message: 'x', metadata: { retry_after_seconds: -3 } }), NOW)).toBeUndefined();
     expect(retryAfterMsFrom(noHeaders, '<html>bad gateway</html>', NOW)).toBeUndefined();
@@ -108,9 +110,10 @@ describe('parseErrorBody', () => {
       errorType: 'provider_overloaded',
       message: 'busy',
     });
-    expect(parseErrorBody({ error: { code: 400, error_type: 'x', message: 'm', metadata: { error_type: 'context_length_exceeded' } } })?.errorType).toBe(
-      'context_length_exceeded',
-    );
+    expect(
+      parseErrorBody({ error: { code: 400, error_type: 'x', message: 'm', metadata: { error_type: 'context_length_exceeded' } } })
+        ?.errorType,
+    ).toBe('context_length_exceeded');
   });
 
   it('unwraps metadata.raw of "Provider returned error" from a string, a JSON string or an object', () => {
@@ -178,7 +181,9 @@ describe('classifyHttpError: fixtures', () => {
     const error = fromFixture('error-429-provider-retry-after');
     expectError(error, { type: RateLimitError, scope: 'model', retryable: true, retryAfterMs: 17_000 });
     expect(error.providerName).toBe('Venice');
-    expect(error.message).toMatch(/^429 Provider returned error \(Venice\): meta-llama\/llama-3.3-70b-instruct:free is temporarily rate-limited/);
+    expect(error.message).toMatch(
+      /^429 Provider returned error \(Venice\): meta-llama\/llama-3.3-70b-instruct:free is temporarily rate-limited/,
+    );
     // Without the header, metadata.retry_after_seconds gives the same hint.
     expect(classify(429, loadFixture('error-429-provider-retry-after').response.body).retryAfterMs).toBe(17_000);
   });
@@ -214,7 +219,11 @@ describe('classifyHttpError: the SCOPE table', () => {
   it('403 moderation → ContentPolicyError for the request, carrying metadata.reasons', () => {
     const error = classify(
       403,
-      errorBody({ code: 403, message: 'openai/gpt-4o requires moderation on OpenAI. Your input was flagged for "violence".', metadata: { reasons: ['violence'], flagged_input: '…' } }),
+      errorBody({
+        code: 403,
+        message: 'openai/gpt-4o requires moderation on OpenAI. Your input was flagged for "violence".',
+        metadata: { reasons: ['violence'], flagged_input: '…' },
+      }),
     );
     expectError(error, { type: ContentPolicyError, scope: 'request', retryable: false });
     expect(error.metadata?.['reasons']).toEqual(['violence']);
@@ -226,17 +235,27 @@ describe('classifyHttpError: the SCOPE table', () => {
       scope: 'account',
       retryable: true,
     });
-    expectError(classify(403, errorBody({ http_status: 403, message: 'Region blocked', availability: { code: 'region_restricted', retryable: false } })), {
-      type: PermissionDeniedError,
-      scope: 'account',
-      retryable: true,
-    });
+    expectError(
+      classify(
+        403,
+        errorBody({ http_status: 403, message: 'Region blocked', availability: { code: 'region_restricted', retryable: false } }),
+      ),
+      {
+        type: PermissionDeniedError,
+        scope: 'account',
+        retryable: true,
+      },
+    );
   });
 
   it('402 in_flight_budget_exhausted → retryable on the account, honouring Retry-After', () => {
-    const error = classify(402, errorBody({ code: 402, message: 'In-flight budget exhausted', metadata: { error_type: 'in_flight_budget_exhausted' } }), {
-      'retry-after': '2',
-    });
+    const error = classify(
+      402,
+      errorBody({ code: 402, message: 'In-flight budget exhausted', metadata: { error_type: 'in_flight_budget_exhausted' } }),
+      {
+        'retry-after': '2',
+      },
+    );
     expectError(error, { type: InsufficientCreditsError, scope: 'account', retryable: true, retryAfterMs: 2000 });
   });
 
@@ -249,7 +268,14 @@ describe('classifyHttpError: the SCOPE table', () => {
   });
 
   it('429 capacity_exhausted → model scope with availability.retry_after', () => {
-    const error = classify(429, errorBody({ http_status: 429, message: 'No capacity', availability: { code: 'capacity_exhausted', retryable: true, retry_after: 5 } }));
+    const error = classify(
+      429,
+      errorBody({
+        http_status: 429,
+        message: 'No capacity',
+        availability: { code: 'capacity_exhausted', retryable: true, retry_after: 5 },
+      }),
+    );
     expectError(error, { type: RateLimitError, scope: 'model', retryable: true, retryAfterMs: 5000 });
     expect(error.code).toBe(429);
   });
@@ -290,21 +316,41 @@ describe('classifyHttpError: the SCOPE table', () => {
     const error = classify(400, errorBody({ code: 400, message: "'models' array must have 3 items or fewer." }));
     expectError(error, { type: BadRequestError, scope: 'request', retryable: false });
     expect(error.kind).toBe('bad_request');
-    expectError(classify(413, errorBody({ code: 413, message: 'Payload too large' })), { type: BadRequestError, scope: 'request', retryable: false });
-    expectError(classify(422, errorBody({ code: 422, message: 'Unprocessable' })), { type: BadRequestError, scope: 'request', retryable: false });
+    expectError(classify(413, errorBody({ code: 413, message: 'Payload too large' })), {
+      type: BadRequestError,
+      scope: 'request',
+      retryable: false,
+    });
+    expectError(classify(422, errorBody({ code: 422, message: 'Unprocessable' })), {
+      type: BadRequestError,
+      scope: 'request',
+      retryable: false,
+    });
   });
 
   it('408 → transient, retryable, transport scope', () => {
-    expectError(classify(408, errorBody({ code: 408, message: 'Request timed out' })), { type: UpstreamError, scope: 'transport', retryable: true });
+    expectError(classify(408, errorBody({ code: 408, message: 'Request timed out' })), {
+      type: UpstreamError,
+      scope: 'transport',
+      retryable: true,
+    });
   });
 
   it('500, 502, 503, 504, 524, 529 → UpstreamError on the model, retryable', () => {
     for (const status of [500, 502, 503, 504, 524, 529]) {
-      expectError(classify(status, errorBody({ code: status, message: 'upstream trouble' })), { type: UpstreamError, scope: 'model', retryable: true });
+      expectError(classify(status, errorBody({ code: status, message: 'upstream trouble' })), {
+        type: UpstreamError,
+        scope: 'model',
+        retryable: true,
+      });
     }
     const unavailable = classify(
       503,
-      errorBody({ http_status: 503, message: 'Temporarily unavailable', availability: { code: 'temporarily_unavailable', retryable: true, retry_after: 3 } }),
+      errorBody({
+        http_status: 503,
+        message: 'Temporarily unavailable',
+        availability: { code: 'temporarily_unavailable', retryable: true, retry_after: 3 },
+      }),
       { 'Retry-After': '4' },
     );
     expectError(unavailable, { type: UpstreamError, scope: 'model', retryable: true, retryAfterMs: 4000 });
@@ -322,7 +368,11 @@ describe('classifyHttpError: the SCOPE table', () => {
   });
 
   it('maps unexpected statuses sensibly', () => {
-    expectError(classify(409, errorBody({ code: 409, message: 'Conflict' })), { type: BadRequestError, scope: 'request', retryable: false });
+    expectError(classify(409, errorBody({ code: 409, message: 'Conflict' })), {
+      type: BadRequestError,
+      scope: 'request',
+      retryable: false,
+    });
     expectError(classify(599, 'odd'), { type: UpstreamError, scope: 'model', retryable: true });
   });
 });
@@ -336,7 +386,13 @@ function foldStream(events: readonly unknown[]): { events: TransportEvent[]; pro
     if (result.kind === 'error') return { events: out, progress, error: result.error };
     progress = advanceStream(progress, result);
     if (result.hasChoices) {
-      out.push({ type: 'chunk', delta: result.delta, model: result.model ?? '', ...(result.reasoning === undefined ? {} : { reasoning: result.reasoning }), ...(result.toolCalls === undefined ? {} : { toolCalls: result.toolCalls }) });
+      out.push({
+        type: 'chunk',
+        delta: result.delta,
+        model: result.model ?? '',
+        ...(result.reasoning === undefined ? {} : { reasoning: result.reasoning }),
+        ...(result.toolCalls === undefined ? {} : { toolCalls: result.toolCalls }),
+      });
     }
   }
   return { events: out, progress };
@@ -367,7 +423,14 @@ describe('parseStreamChunk: stream fixtures', () => {
     expect(progress.model).toBe('x-ai/grok-4');
     expect(progress.provider).toBe('xAI');
     expect(progress.finishReason).toBe('stop');
-    expect(progress.usage).toEqual({ promptTokens: 687, completionTokens: 187, totalTokens: 874, cost: 0.00333825, cachedTokens: 679, reasoningTokens: 118 });
+    expect(progress.usage).toEqual({
+      promptTokens: 687,
+      completionTokens: 187,
+      totalTokens: 874,
+      cost: 0.00333825,
+      cachedTokens: 679,
+      reasoningTokens: 118,
+    });
   });
 
   it('chat-stream-tool-call: tool-call deltas, finish tool_calls', () => {
@@ -437,8 +500,15 @@ describe('parseStreamChunk: hand-written shapes', () => {
     const withNull = parseStreamChunk(chunk({ delta: { content: 'hi' } }, { usage: null }), context);
     expect(withNull).toMatchObject({ kind: 'content', delta: 'hi' });
     expect(withNull).not.toHaveProperty('usage');
-    const usageOnly = parseStreamChunk({ id: 'gen-1', choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7, cost: 0.5 } }, context);
-    expect(usageOnly).toMatchObject({ kind: 'content', hasChoices: false, usage: { promptTokens: 3, completionTokens: 4, totalTokens: 7, cost: 0.5 } });
+    const usageOnly = parseStreamChunk(
+      { id: 'gen-1', choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7, cost: 0.5 } },
+      context,
+    );
+    expect(usageOnly).toMatchObject({
+      kind: 'content',
+      hasChoices: false,
+      usage: { promptTokens: 3, completionTokens: 4, totalTokens: 7, cost: 0.5 },
+    });
   });
 
   it('finish_reason "error" without an error object → StreamError on the model', () => {
@@ -455,8 +525,16 @@ describe('parseStreamChunk: hand-written shapes', () => {
   it('an error event with choices: [] or with a string code', () => {
     const empty = parseStreamChunk({ error: { code: 502, message: 'Provider disconnected' }, choices: [] }, context);
     expect(empty.kind === 'error' && empty.error).toMatchObject({ kind: 'stream', scope: 'model', retryable: true, code: 502 });
-    const stringCode = parseStreamChunk(chunk({ finish_reason: 'error' }, { error: { code: 'server_error', message: 'Internal' } }), context);
-    expect(stringCode.kind === 'error' && stringCode.error).toMatchObject({ kind: 'stream', scope: 'model', retryable: true, code: 'server_error' });
+    const stringCode = parseStreamChunk(
+      chunk({ finish_reason: 'error' }, { error: { code: 'server_error', message: 'Internal' } }),
+      context,
+    );
+    expect(stringCode.kind === 'error' && stringCode.error).toMatchObject({
+      kind: 'stream',
+      scope: 'model',
+      retryable: true,
+      code: 'server_error',
+    });
   });
 
   it('an OpenAI-style error event with no choices → StreamError', () => {
@@ -465,12 +543,20 @@ describe('parseStreamChunk: hand-written shapes', () => {
       { error: { message: 'The server had an error', type: 'server_error', param: null, code: null } },
     ]) {
       const result = parseStreamChunk(event, context);
-      expect(result.kind === 'error' && result.error).toMatchObject({ kind: 'stream', scope: 'model', retryable: true, errorType: 'server_error' });
+      expect(result.kind === 'error' && result.error).toMatchObject({
+        kind: 'stream',
+        scope: 'model',
+        retryable: true,
+        errorType: 'server_error',
+      });
     }
   });
 
   it('an in-band context-length error is request-scoped', () => {
-    const result = parseStreamChunk({ error: { code: 400, message: 'x', metadata: { error_type: 'context_length_exceeded' } }, choices: [] }, context);
+    const result = parseStreamChunk(
+      { error: { code: 400, message: 'x', metadata: { error_type: 'context_length_exceeded' } }, choices: [] },
+      context,
+    );
     expect(result.kind === 'error' && result.error).toMatchObject({ kind: 'stream', scope: 'request', retryable: false });
   });
 
@@ -550,7 +636,10 @@ describe('parseCompletionBody', () => {
   });
 
   it('a 200 body that is only {error} → the typed error of its code', () => {
-    const result = parseCompletionBody(errorBody({ code: 502, message: 'Provider returned error', metadata: { provider_name: 'Acme', raw: 'boom' } }), context);
+    const result = parseCompletionBody(
+      errorBody({ code: 502, message: 'Provider returned error', metadata: { provider_name: 'Acme', raw: 'boom' } }),
+      context,
+    );
     expect(result.kind === 'error' && result.error).toBeInstanceOf(UpstreamError);
     expect(result.kind === 'error' && result.error.message).toBe('502 Provider returned error (Acme): boom');
     const rateLimited = parseCompletionBody({ error: { code: 429, message: 'Rate limit exceeded' } }, context);
@@ -558,7 +647,11 @@ describe('parseCompletionBody', () => {
   });
 
   it('choices[0].finish_reason "error" with choices[0].error → typed error', () => {
-    const body = { id: 'gen-2', model: 'm', choices: [{ finish_reason: 'error', error: { code: 503, message: 'overloaded' }, message: { content: '' } }] };
+    const body = {
+      id: 'gen-2',
+      model: 'm',
+      choices: [{ finish_reason: 'error', error: { code: 503, message: 'overloaded' }, message: { content: '' } }],
+    };
     const result = parseCompletionBody(body, context);
     expect(result.kind === 'error' && result.error).toMatchObject({ kind: 'upstream', scope: 'model', retryable: true, code: 503 });
   });

@@ -3,7 +3,16 @@
  * 408, 409, 429, 5xx, honouring `retry-after-ms`/`retry-after` up to 60 s). Nothing else.
  */
 import OpenAI from 'openai';
-import { Cancellation, chatBody, failure, type BenchRequest, type Outcome, type Peer, type PeerContext, type PeerSession } from './types.js';
+import {
+  Cancellation,
+  chatBody,
+  failure,
+  type BenchRequest,
+  type Outcome,
+  type Peer,
+  type PeerContext,
+  type PeerSession,
+} from './types.js';
 
 /** Runs one request on one SDK client: iterates the stream when streaming, counting content chunks. */
 export async function sdkCall(client: OpenAI, model: string, request: BenchRequest, signal: AbortSignal): Promise<number> {
@@ -20,7 +29,11 @@ export async function sdkCall(client: OpenAI, model: string, request: BenchReque
   return 0;
 }
 
-export function sdkClient(context: PeerContext, apiKey: string, options: { maxRetries?: number; baseURL?: string; defaultHeaders?: Record<string, string> } = {}): OpenAI {
+export function sdkClient(
+  context: PeerContext,
+  apiKey: string,
+  options: { maxRetries?: number; baseURL?: string; defaultHeaders?: Record<string, string> } = {},
+): OpenAI {
   return new OpenAI({
     apiKey,
     baseURL: options.baseURL ?? context.baseURL,

@@ -32,7 +32,8 @@ const ATTEMPT_TIMEOUT_MS = 60_000;
 /** A server hint longer than this is not waited out: the next key is tried after a normal backoff. */
 const MAX_HINT_MS = 10_000;
 
-const retryableStatus = (status: number) => status === 401 || status === 403 || status === 408 || status === 409 || status === 429 || status >= 500;
+const retryableStatus = (status: number) =>
+  status === 401 || status === 403 || status === 408 || status === 409 || status === 429 || status >= 500;
 
 /**
  * Failures that say something about the key or the route: what the breaker counts. A 429 counts

@@ -41,7 +41,8 @@ export function poolFor(library: LibraryModule, context: PeerContext): KeyPool {
 export const libraryPeer: Peer = {
   id: 'library',
   name: 'openrouter-rx',
-  description: 'createKeyPool (key quotas as the user knows them) + one balance(pool, { concurrency }) stream; every other option at its default',
+  description:
+    'createKeyPool (key quotas as the user knows them) + one balance(pool, { concurrency }) stream; every other option at its default',
   async start(context: PeerContext): Promise<PeerSession> {
     const library = await loadLibrary();
     const { balance } = library;
@@ -75,7 +76,13 @@ export const libraryPeer: Peer = {
       run(request) {
         return new Promise<Outcome>((resolve) => {
           waiters.set(request.id, { resolve, chunks: 0 });
-          input.next({ id: request.id, model: context.model, messages: request.messages, max_tokens: request.max_tokens, stream: request.stream });
+          input.next({
+            id: request.id,
+            model: context.model,
+            messages: request.messages,
+            max_tokens: request.max_tokens,
+            stream: request.stream,
+          });
         });
       },
       pick() {

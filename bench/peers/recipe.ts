@@ -9,7 +9,16 @@
  */
 import type OpenAI from 'openai';
 import { sdkCall, sdkClient } from './bare-sdk.js';
-import { Cancellation, failure, statusOf, type BenchRequest, type Outcome, type Peer, type PeerContext, type PeerSession } from './types.js';
+import {
+  Cancellation,
+  failure,
+  statusOf,
+  type BenchRequest,
+  type Outcome,
+  type Peer,
+  type PeerContext,
+  type PeerSession,
+} from './types.js';
 
 const ERROR_THRESHOLD = 3;
 const HEALTHY_AGAIN_MS = 60_000;
@@ -28,7 +37,12 @@ export const recipePeer: Peer = {
   name: 'original recipe',
   description: `round robin; unhealthy after ${ERROR_THRESHOLD} errors, healthy 60 s after the last; immediate recursion to the next key on 429 (capped at ${MAX_RECURSION} attempts, unbounded in the original); SDK maxRetries 2`,
   async start(context: PeerContext): Promise<PeerSession> {
-    const keys: KeyState[] = context.keys.map((key) => ({ client: sdkClient(context, key.key), label: key.label, errors: 0, lastErrorAt: 0 }));
+    const keys: KeyState[] = context.keys.map((key) => ({
+      client: sdkClient(context, key.key),
+      label: key.label,
+      errors: 0,
+      lastErrorAt: 0,
+    }));
     const cancellation = new Cancellation();
     let cursor = 0;
 

@@ -34,9 +34,7 @@ export interface BenchRequest {
   max_tokens: number;
 }
 
-export type Outcome =
-  | { ok: true; chunks: number; keyLabel?: string }
-  | { ok: false; error: string; status?: number };
+export type Outcome = { ok: true; chunks: number; keyLabel?: string } | { ok: false; error: string; status?: number };
 
 export interface PeerSession {
   /** Sends one request through the peer and settles with its terminal outcome (never rejects). */

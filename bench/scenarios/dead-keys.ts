@@ -26,7 +26,10 @@ export const deadKeys: Scenario = {
       stallMs: 8_000,
     };
     const keys: BenchKey[] = [
-      ...Array.from({ length: settings.healthyKeys }, (_, index) => ({ key: `sk-or-v1-bench-dead-ok-${index + 1}`, label: `ok-${index + 1}` })),
+      ...Array.from({ length: settings.healthyKeys }, (_, index) => ({
+        key: `sk-or-v1-bench-dead-ok-${index + 1}`,
+        label: `ok-${index + 1}`,
+      })),
       { key: 'sk-or-v1-bench-dead-revoked', label: 'revoked' },
       { key: 'sk-or-v1-bench-dead-limited', label: 'limited' },
     ];
@@ -48,7 +51,12 @@ export const deadKeys: Scenario = {
         defaultModel: { latencyMs: settings.latencyMs },
       });
       try {
-        const session = await peer.start({ baseURL: fake.baseURL, keys: ordered, model: 'bench/dead-keys', concurrency: settings.concurrency });
+        const session = await peer.start({
+          baseURL: fake.baseURL,
+          keys: ordered,
+          model: 'bench/dead-keys',
+          concurrency: settings.concurrency,
+        });
         let record;
         try {
           record = await drive(session, {

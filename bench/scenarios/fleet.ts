@@ -80,7 +80,15 @@ export interface FleetScenarioOptions {
 }
 
 async function probeRedis(host: string, port: number): Promise<string | undefined> {
-  const client = new Redis({ host, port, lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => null });
+  const client = new Redis({
+    host,
+    port,
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
   let socketError: string | undefined;
   client.on('error', (error: Error) => {
     socketError ??= error.message || error.name;
@@ -134,7 +142,10 @@ export async function runFleetScenario(options: FleetScenarioOptions): Promise<F
     redis: `${host}:${port}`,
   };
   const sumQuotaPerSecond = (settings.keys * settings.quotaRequests * 1_000) / settings.windowMs;
-  const keys = Array.from({ length: settings.keys }, (_, index) => ({ key: `sk-or-v1-bench-fleet-${index + 1}`, label: `fleet-${index + 1}` }));
+  const keys = Array.from({ length: settings.keys }, (_, index) => ({
+    key: `sk-or-v1-bench-fleet-${index + 1}`,
+    label: `fleet-${index + 1}`,
+  }));
   const quota = { requests: settings.quotaRequests, windowMs: settings.windowMs };
 
   async function runOnce(store: 'memory' | 'redis'): Promise<FleetRunFigures> {
@@ -208,7 +219,9 @@ export async function runFleetScenario(options: FleetScenarioOptions): Promise<F
     }
   }
 
-  log(`fleet: ${settings.workers} workers x ${settings.requestsPerWorker} requests on ${settings.keys} keys of ${settings.quotaRequests}/${settings.windowMs} ms`);
+  log(
+    `fleet: ${settings.workers} workers x ${settings.requestsPerWorker} requests on ${settings.keys} keys of ${settings.quotaRequests}/${settings.windowMs} ms`,
+  );
   const memory = await runOnce('memory');
   const unreachable = await probeRedis(host, port);
   let redis: FleetRunFigures | null = null;
@@ -281,7 +294,14 @@ export const fleet: Scenario = {
     const title = fleet.title;
     if (!env.peers.some((peer) => peer.id === 'library')) {
       env.log('  skipped: library-only scenario, and --peers leaves the library out');
-      return { id, title, settings: { skipped: 'library not among --peers' }, results: [], targets: [], notes: ['Skipped: the library is not among the selected peers.'] };
+      return {
+        id,
+        title,
+        settings: { skipped: 'library not among --peers' },
+        results: [],
+        targets: [],
+        notes: ['Skipped: the library is not among the selected peers.'],
+      };
     }
     const { host, port } = redisAddress();
     const run = await runFleetScenario({ quick: env.quick, redisHost: host, redisPort: port, log: env.log });
@@ -290,7 +310,14 @@ export const fleet: Scenario = {
     const results: PeerResult[] = [
       storeRow(memory, false),
       redis === null
-        ? { peer: 'library', name: `${STORE_NAMES.redis} (${settings.workers} processes)`, figures: {}, summary: `failed: ${redisReason}`, failed: redisReason, showsTargets: true }
+        ? {
+            peer: 'library',
+            name: `${STORE_NAMES.redis} (${settings.workers} processes)`,
+            figures: {},
+            summary: `failed: ${redisReason}`,
+            failed: redisReason,
+            showsTargets: true,
+          }
         : storeRow(redis, true),
     ];
     const targets: TargetCheck[] = [];
@@ -310,7 +337,12 @@ export const fleet: Scenario = {
         met: redis.rateLimited < memory.rateLimited,
       });
     } else {
-      targets.push({ id: 'fleet.429', target: 'Redis store: < 1% of attempts answered 429, fewer 429s than the memory store', measured: redisReason, met: null });
+      targets.push({
+        id: 'fleet.429',
+        target: 'Redis store: < 1% of attempts answered 429, fewer 429s than the memory store',
+        measured: redisReason,
+        met: null,
+      });
     }
     const sumQuota = settings.keys * settings.quotaRequests;
     return {

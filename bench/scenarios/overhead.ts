@@ -23,19 +23,27 @@ export const overhead: Scenario = {
       peerWarmupRequests: env.quick ? 200 : 1000,
       portkeyRequests: env.quick ? 300 : 1500,
     };
-    const keys = Array.from({ length: settings.keys }, (_, index) => ({ key: `sk-or-v1-bench-overhead-${index + 1}`, label: `key-${index + 1}` }));
-    const measured = await measureOnFakeServer(env, { keys, defaultModel: { latencyMs: settings.latencyMs } }, { keys, model: 'bench/overhead', concurrency: settings.concurrency }, {
-      stream: false,
-      concurrency: settings.concurrency,
-      perBatch: settings.requestsPerBatch,
-      rounds: settings.rounds,
-      sharedWarmup: settings.sharedWarmupRequests,
-      peerWarmup: settings.peerWarmupRequests,
-      portkeyBatch: settings.portkeyRequests,
-      deadlineMs: 120_000,
-      units: (record) => record.ok,
-      check: requireClean,
-    });
+    const keys = Array.from({ length: settings.keys }, (_, index) => ({
+      key: `sk-or-v1-bench-overhead-${index + 1}`,
+      label: `key-${index + 1}`,
+    }));
+    const measured = await measureOnFakeServer(
+      env,
+      { keys, defaultModel: { latencyMs: settings.latencyMs } },
+      { keys, model: 'bench/overhead', concurrency: settings.concurrency },
+      {
+        stream: false,
+        concurrency: settings.concurrency,
+        perBatch: settings.requestsPerBatch,
+        rounds: settings.rounds,
+        sharedWarmup: settings.sharedWarmupRequests,
+        peerWarmup: settings.peerWarmupRequests,
+        portkeyBatch: settings.portkeyRequests,
+        deadlineMs: 120_000,
+        units: (record) => record.ok,
+        check: requireClean,
+      },
+    );
 
     const { results, against } = await throughputResults(env, measured, {
       rate: 'requestsPerSecond',
@@ -43,16 +51,36 @@ export const overhead: Scenario = {
       rateText: 'req/s',
       unitText: 'req',
       digits: { json: 1, cpu: 1, gateway: 0, difference: 1 },
-      batch: (batch) => ({ requests: batch.record.ok, wallMs: round(batch.record.wallMs, 0), rps: round(batch.rate, 0), cpuUs: round(batch.cpuUs, 1) }),
+      batch: (batch) => ({
+        requests: batch.record.ok,
+        wallMs: round(batch.record.wallMs, 0),
+        rps: round(batch.rate, 0),
+        cpuUs: round(batch.cpuUs, 1),
+      }),
     });
 
     const targets: TargetCheck[] = [];
     const library = against('library', 'bare-sdk');
     if (library !== undefined) {
-      targets.push({ id: 'overhead.rps', target: '≥ 95% of the bare SDK’s req/s', measured: `${(library.rateRatio * 100).toFixed(1)}%`, met: library.rateRatio >= 0.95 });
-      targets.push({ id: 'overhead.cpu', target: '< 30 µs CPU added per request', measured: `${signed(library.cpuDifference)} µs`, met: library.cpuDifference < 30 });
+      targets.push({
+        id: 'overhead.rps',
+        target: '≥ 95% of the bare SDK’s req/s',
+        measured: `${(library.rateRatio * 100).toFixed(1)}%`,
+        met: library.rateRatio >= 0.95,
+      });
+      targets.push({
+        id: 'overhead.cpu',
+        target: '< 30 µs CPU added per request',
+        measured: `${signed(library.cpuDifference)} µs`,
+        met: library.cpuDifference < 30,
+      });
     } else {
-      targets.push({ id: 'overhead.rps', target: '≥ 95% of the bare SDK’s req/s, < 30 µs CPU added per request', measured: 'library or bare SDK not measured', met: null });
+      targets.push({
+        id: 'overhead.rps',
+        target: '≥ 95% of the bare SDK’s req/s, < 30 µs CPU added per request',
+        measured: 'library or bare SDK not measured',
+        met: null,
+      });
     }
     return {
       id: 'overhead',

@@ -47,7 +47,11 @@ function saturationScenario(id: ScenarioId, title: string, latencyMs: number): S
       // side by side on two cores would inflate for one another.
       const results = await forEachPeer(env, false, async (peer) => {
         const fake = await env.host.start({
-          keys: keys.map((key) => ({ key: key.key, label: key.label, quota: { requests: settings.quotaRequests, windowMs: settings.windowMs } })),
+          keys: keys.map((key) => ({
+            key: key.key,
+            label: key.label,
+            quota: { requests: settings.quotaRequests, windowMs: settings.windowMs },
+          })),
           defaultModel: { latencyMs: settings.latencyMs },
         });
         try {
@@ -125,12 +129,20 @@ function saturationScenario(id: ScenarioId, title: string, latencyMs: number): S
         targets.push({
           id: atQuota ? `${id}.ahead-tie` : `${id}.ahead`,
           target: 'goodput ahead of every peer',
-          measured: bestPeer === undefined ? 'no peer measured' : `${pct(goodput)} vs best peer ${bestPeer.name} ${pct(bestGoodput!)}${atQuota ? ' (a tie at the quota)' : tie ? ' (a tie)' : ''}`,
+          measured:
+            bestPeer === undefined
+              ? 'no peer measured'
+              : `${pct(goodput)} vs best peer ${bestPeer.name} ${pct(bestGoodput!)}${atQuota ? ' (a tie at the quota)' : tie ? ' (a tie)' : ''}`,
           met: bestGoodput === undefined ? null : goodput > bestGoodput + 0.005,
         });
         targets.push({ id: `${id}.lost`, target: 'requests lost = 0', measured: String(lost), met: lost === 0 });
       } else {
-        targets.push({ id: `${id}.goodput`, target: 'goodput ≥ 97% of Σ quota, < 1% 429s, ahead of every peer', measured: 'library not measured', met: null });
+        targets.push({
+          id: `${id}.goodput`,
+          target: 'goodput ≥ 97% of Σ quota, < 1% 429s, ahead of every peer',
+          measured: 'library not measured',
+          met: null,
+        });
       }
 
       return {

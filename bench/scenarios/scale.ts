@@ -81,14 +81,21 @@ type ScaleSettings = { inFlight: number; firstStep: number; picks: number };
  * from the caller (a suspended async function keeps its dead temporaries alive).
  */
 async function oneSession(peer: Peer, keys: readonly BenchKey[], settings: ScaleSettings, never: NeverFetch): Promise<SessionFigures> {
-  const session = await peer.start({ baseURL: UNREACHABLE, keys, model: 'bench/scale', concurrency: settings.inFlight, fetch: never.fetch });
+  const session = await peer.start({
+    baseURL: UNREACHABLE,
+    keys,
+    model: 'bench/scale',
+    concurrency: settings.inFlight,
+    fetch: never.fetch,
+  });
   const outcomes: Promise<unknown>[] = [];
   try {
     const pick = session.pick?.bind(session);
     if (pick === undefined) throw new Error('this peer has no key chooser to time');
     const fill = async (upTo: number) => {
       for (let index = outcomes.length; index < upTo; index++) outcomes.push(session.run(benchRequest(false)));
-      if (!(await waitFor(() => never.pending() >= upTo, 20_000))) throw new Error(`only ${never.pending()} of ${upTo} requests reached the transport`);
+      if (!(await waitFor(() => never.pending() >= upTo, 20_000)))
+        throw new Error(`only ${never.pending()} of ${upTo} requests reached the transport`);
       return settledHeap();
     };
     const base = settledHeap();
@@ -144,8 +151,14 @@ async function portkeyAtScale(peer: Peer, env: ScenarioEnv, keys: readonly Bench
       const session = await peer.start({ baseURL: fake.baseURL, keys: subset, model: 'bench/scale', concurrency: 1 });
       try {
         await drive(session, { concurrency: 1, total: 10, deadlineMs: 60_000, makeRequest: () => benchRequest(false) });
-        const record = await drive(session, { concurrency: 1, total: requests, deadlineMs: 120_000, makeRequest: () => benchRequest(false) });
-        if (record.failed > 0 || record.lost > 0) throw new Error(`${subset.length}-key config: ${record.failed} failed, ${record.lost} lost: ${JSON.stringify(record.errors)}`);
+        const record = await drive(session, {
+          concurrency: 1,
+          total: requests,
+          deadlineMs: 120_000,
+          makeRequest: () => benchRequest(false),
+        });
+        if (record.failed > 0 || record.lost > 0)
+          throw new Error(`${subset.length}-key config: ${record.failed} failed, ${record.lost} lost: ${JSON.stringify(record.errors)}`);
         return median(record.latenciesMs);
       } finally {
         await session.close();
@@ -196,7 +209,11 @@ export const scale: Scenario = {
     poolFor(await loadLibrary(), { baseURL: UNREACHABLE, keys, model: 'bench/scale', concurrency: 1 }).dispose();
     const results: PeerResult[] = [];
     for (const peer of env.peers) {
-      results.push(await measurePeer(peer, env, () => (peer.id === 'portkey' ? portkeyAtScale(peer, env, keys, settings.portkeyRequests) : inProcess(peer, keys, settings))));
+      results.push(
+        await measurePeer(peer, env, () =>
+          peer.id === 'portkey' ? portkeyAtScale(peer, env, keys, settings.portkeyRequests) : inProcess(peer, keys, settings),
+        ),
+      );
     }
     const figure = (id: string, name: string) => {
       const value = results.find((result) => result.peer === id && result.failed === undefined)?.figures[name];
@@ -209,7 +226,9 @@ export const scale: Scenario = {
       const against = (id: string) => {
         const otherPick = figure(id, 'pickMicros');
         const otherHeap = figure(id, 'heapBytesPerInFlight1kTo10k');
-        return otherPick === undefined || otherHeap === undefined ? undefined : `pick ${ratio(pick, otherPick, 1)} · heap/req ${ratio(heap, otherHeap)}`;
+        return otherPick === undefined || otherHeap === undefined
+          ? undefined
+          : `pick ${ratio(pick, otherPick, 1)} · heap/req ${ratio(heap, otherHeap)}`;
       };
       if (result.peer !== 'bare-sdk') result.vsBare = against('bare-sdk');
       if (result.peer !== 'recipe') result.vsRecipe = against('recipe');
@@ -230,7 +249,12 @@ export const scale: Scenario = {
         met: settings.gcAvailable ? bounded : null,
       });
     } else {
-      targets.push({ id: 'scale.pick', target: 'pick < 5 µs at 1,000 keys; heap per in-flight request bounded', measured: 'library not measured', met: null });
+      targets.push({
+        id: 'scale.pick',
+        target: 'pick < 5 µs at 1,000 keys; heap per in-flight request bounded',
+        measured: 'library not measured',
+        met: null,
+      });
     }
     return {
       id: 'scale',

@@ -22,27 +22,36 @@ export const streaming: Scenario = {
       peerWarmupStreams: env.quick ? 16 : 64,
       portkeyStreams: env.quick ? 32 : 96,
     };
-    const keys = Array.from({ length: settings.keys }, (_, index) => ({ key: `sk-or-v1-bench-streaming-${index + 1}`, label: `key-${index + 1}` }));
+    const keys = Array.from({ length: settings.keys }, (_, index) => ({
+      key: `sk-or-v1-bench-streaming-${index + 1}`,
+      label: `key-${index + 1}`,
+    }));
     const server = {
       keys,
       defaultModel: { latencyMs: 0, firstTokenMs: 0, chunkCount: settings.chunksPerStream, chunkGapMs: 0 },
       answerChars: settings.chunksPerStream * 8,
     };
-    const measured = await measureOnFakeServer(env, server, { keys, model: 'bench/streaming', concurrency: settings.concurrency }, {
-      stream: true,
-      concurrency: settings.concurrency,
-      perBatch: settings.streamsPerBatch,
-      rounds: settings.rounds,
-      sharedWarmup: settings.sharedWarmupStreams,
-      peerWarmup: settings.peerWarmupStreams,
-      portkeyBatch: settings.portkeyStreams,
-      deadlineMs: 180_000,
-      units: (record) => record.chunks,
-      check: (record) => {
-        requireClean(record);
-        if (record.chunks !== record.ok * settings.chunksPerStream) throw new Error(`received ${record.chunks} content chunks, expected ${record.ok * settings.chunksPerStream}`);
+    const measured = await measureOnFakeServer(
+      env,
+      server,
+      { keys, model: 'bench/streaming', concurrency: settings.concurrency },
+      {
+        stream: true,
+        concurrency: settings.concurrency,
+        perBatch: settings.streamsPerBatch,
+        rounds: settings.rounds,
+        sharedWarmup: settings.sharedWarmupStreams,
+        peerWarmup: settings.peerWarmupStreams,
+        portkeyBatch: settings.portkeyStreams,
+        deadlineMs: 180_000,
+        units: (record) => record.chunks,
+        check: (record) => {
+          requireClean(record);
+          if (record.chunks !== record.ok * settings.chunksPerStream)
+            throw new Error(`received ${record.chunks} content chunks, expected ${record.ok * settings.chunksPerStream}`);
+        },
       },
-    });
+    );
 
     const { results, against } = await throughputResults(env, measured, {
       rate: 'chunksPerSecond',
@@ -63,7 +72,12 @@ export const streaming: Scenario = {
     const targets: TargetCheck[] = [];
     const library = against('library', 'bare-sdk');
     if (library !== undefined) {
-      targets.push({ id: 'streaming.chunk', target: '< 1 µs added per chunk', measured: `${signed(library.cpuDifference, 2)} µs`, met: library.cpuDifference < 1 });
+      targets.push({
+        id: 'streaming.chunk',
+        target: '< 1 µs added per chunk',
+        measured: `${signed(library.cpuDifference, 2)} µs`,
+        met: library.cpuDifference < 1,
+      });
     } else {
       targets.push({ id: 'streaming.chunk', target: '< 1 µs added per chunk', measured: 'library or bare SDK not measured', met: null });
     }

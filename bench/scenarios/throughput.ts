@@ -55,7 +55,12 @@ async function batch(env: ScenarioEnv, session: PeerSession, plan: ThroughputPla
   // A GC first: no peer pays for another's garbage.
   collectGarbage();
   const serverBefore = await env.host.cpuMicros();
-  const record = await drive(session, { concurrency: plan.concurrency, total, deadlineMs: plan.deadlineMs, makeRequest: () => benchRequest(plan.stream) });
+  const record = await drive(session, {
+    concurrency: plan.concurrency,
+    total,
+    deadlineMs: plan.deadlineMs,
+    makeRequest: () => benchRequest(plan.stream),
+  });
   const serverAfter = await env.host.cpuMicros();
   plan.check(record);
   const units = Math.max(1, plan.units(record));
@@ -68,7 +73,11 @@ async function batch(env: ScenarioEnv, session: PeerSession, plan: ThroughputPla
   };
 }
 
-export async function measureThroughput(env: ScenarioEnv, context: Parameters<Peer['start']>[0], plan: ThroughputPlan): Promise<Map<PeerId, PeerBatches>> {
+export async function measureThroughput(
+  env: ScenarioEnv,
+  context: Parameters<Peer['start']>[0],
+  plan: ThroughputPlan,
+): Promise<Map<PeerId, PeerBatches>> {
   const results = new Map<PeerId, PeerBatches>(env.peers.map((peer) => [peer.id, { batches: [] }]));
   const sessions = new Map<PeerId, PeerSession>();
   const fail = (id: PeerId, error: unknown) => {
@@ -76,20 +85,32 @@ export async function measureThroughput(env: ScenarioEnv, context: Parameters<Pe
   };
   try {
     const warmer = await bareSdkPeer.start(context);
-    await drive(warmer, { concurrency: plan.concurrency, total: plan.sharedWarmup, deadlineMs: plan.deadlineMs, makeRequest: () => benchRequest(plan.stream) });
+    await drive(warmer, {
+      concurrency: plan.concurrency,
+      total: plan.sharedWarmup,
+      deadlineMs: plan.deadlineMs,
+      makeRequest: () => benchRequest(plan.stream),
+    });
     await warmer.close();
     for (const peer of env.peers) {
       try {
         const session = await peer.start(context);
         sessions.set(peer.id, session);
         const warmup = peer.id === 'portkey' ? Math.max(1, Math.round(plan.portkeyBatch / 10)) : plan.peerWarmup;
-        const record = await drive(session, { concurrency: plan.concurrency, total: warmup, deadlineMs: plan.deadlineMs, makeRequest: () => benchRequest(plan.stream) });
+        const record = await drive(session, {
+          concurrency: plan.concurrency,
+          total: warmup,
+          deadlineMs: plan.deadlineMs,
+          makeRequest: () => benchRequest(plan.stream),
+        });
         plan.check(record);
       } catch (error) {
         fail(peer.id, error);
       }
     }
-    const inProcess = env.peers.filter((peer) => peer.id !== 'portkey' && sessions.has(peer.id) && results.get(peer.id)!.failed === undefined);
+    const inProcess = env.peers.filter(
+      (peer) => peer.id !== 'portkey' && sessions.has(peer.id) && results.get(peer.id)!.failed === undefined,
+    );
     for (let round = 0; round < plan.rounds; round++) {
       const order = inProcess.map((_, index) => inProcess[(index + round) % inProcess.length]!);
       for (const peer of order) {
@@ -117,7 +138,12 @@ export async function measureThroughput(env: ScenarioEnv, context: Parameters<Pe
 }
 
 /** `measureThroughput` on a fake server of its own, started with `server` and closed after. */
-export async function measureOnFakeServer(env: ScenarioEnv, server: FakeStartOptions, context: Omit<PeerContext, 'baseURL'>, plan: ThroughputPlan): Promise<Map<PeerId, PeerBatches>> {
+export async function measureOnFakeServer(
+  env: ScenarioEnv,
+  server: FakeStartOptions,
+  context: Omit<PeerContext, 'baseURL'>,
+  plan: ThroughputPlan,
+): Promise<Map<PeerId, PeerBatches>> {
   const fake = await env.host.start(server);
   try {
     return await measureThroughput(env, { ...context, baseURL: fake.baseURL }, plan);
@@ -128,7 +154,8 @@ export async function measureOnFakeServer(env: ScenarioEnv, server: FakeStartOpt
 
 /** Throws unless every request of the run succeeded. */
 export function requireClean(record: RunRecord): void {
-  if (record.failed > 0 || record.lost > 0) throw new Error(`${record.failed} failed, ${record.lost} lost: ${JSON.stringify(record.errors)}`);
+  if (record.failed > 0 || record.lost > 0)
+    throw new Error(`${record.failed} failed, ${record.lost} lost: ${JSON.stringify(record.errors)}`);
 }
 
 /** Median over the rounds of (peer − baseline) client CPU per unit, pairing rounds by index. */
@@ -193,17 +220,23 @@ export async function throughputResults(
           figures: {
             [rateName]: round(rate, 0),
             [cpuName]: round(cpuUs, digits.json),
-            [`fakeServerCpuMicrosPer${unit}`]: round(medianOf(entry, (batch) => batch.serverCpuUs)!, digits.json),
+            [`fakeServerCpuMicrosPer${unit}`]: round(
+              medianOf(entry, (batch) => batch.serverCpuUs)!,
+              digits.json,
+            ),
             ...(gatewayUs === undefined ? {} : { [`gatewayCpuMicrosPer${unit}`]: round(gatewayUs, digits.json) }),
             batches: entry.batches.map(figures.batch),
           },
-          summary: `${fmt(rate)} ${rateText} · ${fmt(cpuUs, digits.cpu)} µs client CPU/${unitText}` + (gatewayUs === undefined ? '' : ` (+ ${fmt(gatewayUs, digits.gateway)} µs in the gateway process)`),
+          summary:
+            `${fmt(rate)} ${rateText} · ${fmt(cpuUs, digits.cpu)} µs client CPU/${unitText}` +
+            (gatewayUs === undefined ? '' : ` (+ ${fmt(gatewayUs, digits.gateway)} µs in the gateway process)`),
         };
       }),
     );
   }
 
-  const figure = (id: PeerId, name: string) => results.find((result) => result.peer === id && result.failed === undefined)?.figures[name] as number | undefined;
+  const figure = (id: PeerId, name: string) =>
+    results.find((result) => result.peer === id && result.failed === undefined)?.figures[name] as number | undefined;
   const against = (id: PeerId, baseline: PeerId): ThroughputComparison | undefined => {
     const rate = figure(id, rateName);
     const baseRate = figure(baseline, rateName);
@@ -211,9 +244,16 @@ export async function throughputResults(
     // Peers in process ran in the same rounds: pair them. Portkey ran once: medians.
     const paired = id === 'portkey' ? undefined : pairedCpuDifference(measured.get(id), measured.get(baseline));
     const difference = paired ?? figure(id, cpuName)! - figure(baseline, cpuName)!;
-    return { text: `${ratio(rate, baseRate)} ${rateText} · ${signed(difference, digits.difference)} µs CPU/${unitText}`, rateRatio: rate / baseRate, cpuDifference: difference };
+    return {
+      text: `${ratio(rate, baseRate)} ${rateText} · ${signed(difference, digits.difference)} µs CPU/${unitText}`,
+      rateRatio: rate / baseRate,
+      cpuDifference: difference,
+    };
   };
-  const compared = (comparison: ThroughputComparison) => ({ [`${rateName}Ratio`]: round(comparison.rateRatio, 3), [`cpuMicrosAddedPer${unit}`]: round(comparison.cpuDifference, digits.json) });
+  const compared = (comparison: ThroughputComparison) => ({
+    [`${rateName}Ratio`]: round(comparison.rateRatio, 3),
+    [`cpuMicrosAddedPer${unit}`]: round(comparison.cpuDifference, digits.json),
+  });
   for (const result of results) {
     if (result.failed !== undefined) continue;
     const bare = result.peer === 'bare-sdk' ? undefined : against(result.peer, 'bare-sdk');

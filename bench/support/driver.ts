@@ -48,7 +48,19 @@ export interface DriveOptions {
 
 export function drive(session: PeerSession, options: DriveOptions): Promise<RunRecord> {
   return new Promise<RunRecord>((resolve) => {
-    const record: RunRecord = { issued: 0, ok: 0, failed: 0, lost: 0, notSent: 0, errors: {}, latenciesMs: [], okAtMs: [], chunks: 0, wallMs: 0, cpuMicros: 0 };
+    const record: RunRecord = {
+      issued: 0,
+      ok: 0,
+      failed: 0,
+      lost: 0,
+      notSent: 0,
+      errors: {},
+      latenciesMs: [],
+      okAtMs: [],
+      chunks: 0,
+      wallMs: 0,
+      cpuMicros: 0,
+    };
     const helperStart = session.helperCpuMicros?.();
     const cpuStart = cpuMicros();
     const start = performance.now();
@@ -114,9 +126,12 @@ export function drive(session: PeerSession, options: DriveOptions): Promise<RunR
     const deadline = setTimeout(finish, options.deadlineMs);
     if (options.stallMs !== undefined) {
       const stallMs = options.stallMs;
-      stallTimer = setInterval(() => {
-        if (inFlight > 0 && performance.now() - lastOutcomeAt > stallMs) finish();
-      }, Math.min(250, stallMs));
+      stallTimer = setInterval(
+        () => {
+          if (inFlight > 0 && performance.now() - lastOutcomeAt > stallMs) finish();
+        },
+        Math.min(250, stallMs),
+      );
     }
     launch();
   });

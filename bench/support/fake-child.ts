@@ -63,7 +63,8 @@ async function handle(request: ChildRequest): Promise<unknown> {
 process.on('message', (message: ChildRequest & { seq: number }) => {
   handle(message).then(
     (result) => process.send?.({ seq: message.seq, ok: true, result } satisfies ChildReply),
-    (error: unknown) => process.send?.({ seq: message.seq, ok: false, error: error instanceof Error ? error.message : String(error) } satisfies ChildReply),
+    (error: unknown) =>
+      process.send?.({ seq: message.seq, ok: false, error: error instanceof Error ? error.message : String(error) } satisfies ChildReply),
   );
 });
 

@@ -27,7 +27,11 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export async function startFakeHost(): Promise<FakeHost> {
   // `--import tsx` alone: a `--cpu-prof` of the parent is not inherited, so a profile is the client's.
-  const child: ChildProcess = fork(CHILD, [], { cwd: REPO_ROOT, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child: ChildProcess = fork(CHILD, [], {
+    cwd: REPO_ROOT,
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let seq = 0;
   let exited = false;

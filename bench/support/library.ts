@@ -16,7 +16,10 @@ export type LibraryModule = typeof Library;
 const ENTRY = process.env['BENCH_LIBRARY_ENTRY'] ?? fileURLToPath(new URL('../../src/index.ts', import.meta.url));
 const OUTDIR = fileURLToPath(new URL('../.build/', import.meta.url));
 
-const OUTFILE = process.env['BENCH_LIBRARY_ENTRY'] === undefined ? 'openrouter-rx' : `openrouter-rx-${createHash('sha1').update(ENTRY).digest('hex').slice(0, 8)}`;
+const OUTFILE =
+  process.env['BENCH_LIBRARY_ENTRY'] === undefined
+    ? 'openrouter-rx'
+    : `openrouter-rx-${createHash('sha1').update(ENTRY).digest('hex').slice(0, 8)}`;
 
 let loading: Promise<LibraryModule> | undefined;
 

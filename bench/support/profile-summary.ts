@@ -118,24 +118,35 @@ export function summarise(path: string, top = 25, filter?: string): string {
     }
   }
   const ms = (micros: number) => `${(micros / 1000).toFixed(1)} ms (${((micros / total) * 100).toFixed(1)}%)`;
-  const sorted = (map: Map<string, number>) => [...map.entries()].filter(([key]) => filter === undefined || key.includes(filter)).sort((a, b) => b[1] - a[1]);
+  const sorted = (map: Map<string, number>) =>
+    [...map.entries()].filter(([key]) => filter === undefined || key.includes(filter)).sort((a, b) => b[1] - a[1]);
   return [
     `profile ${relative(process.cwd(), path)}: ${(total / 1000).toFixed(0)} ms sampled`,
     '',
     'self time by package / area:',
-    ...sorted(byBucket).slice(0, 20).map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
+    ...sorted(byBucket)
+      .slice(0, 20)
+      .map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
     '',
     `inclusive time under the library's frames (src/ or bench/.build/, the fake server excluded): ${ms(inLibrary)}`,
-    ...sorted(libraryEntry).slice(0, 10).map(([key, micros]) => `  ${ms(micros).padEnd(20)} entered at ${key}`),
+    ...sorted(libraryEntry)
+      .slice(0, 10)
+      .map(([key, micros]) => `  ${ms(micros).padEnd(20)} entered at ${key}`),
     '',
     'inclusive time by library function (top 20):',
-    ...sorted(libraryInclusive).slice(0, 20).map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
+    ...sorted(libraryInclusive)
+      .slice(0, 20)
+      .map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
     '',
     'time under the library, by its innermost frame → the callee outside it (top 20):',
-    ...sorted(libraryEdges).slice(0, 20).map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
+    ...sorted(libraryEdges)
+      .slice(0, 20)
+      .map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
     '',
     `self time by function (top ${top}${filter === undefined ? '' : `, matching "${filter}"`}):`,
-    ...sorted(byFunction).slice(0, top).map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
+    ...sorted(byFunction)
+      .slice(0, top)
+      .map(([key, micros]) => `  ${ms(micros).padEnd(20)} ${key}`),
   ].join('\n');
 }
 

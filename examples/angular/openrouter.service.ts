@@ -37,7 +37,9 @@ export class OpenRouterService {
 
   /** The answer to a prompt, once complete; errors with a typed `OpenRouterError`. */
   complete(prompt: string, model: string, options: Partial<ChatRequest> = {}): Observable<string> {
-    return this.pool.complete({ ...options, model, messages: [{ role: 'user', content: prompt }] }).pipe(map((event) => event.completion.content));
+    return this.pool
+      .complete({ ...options, model, messages: [{ role: 'user', content: prompt }] })
+      .pipe(map((event) => event.completion.content));
   }
 
   /**

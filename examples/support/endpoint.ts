@@ -27,7 +27,10 @@ export interface FakeEndpointOptions {
 }
 
 export async function exampleEndpoint(options: FakeEndpointOptions = {}): Promise<ExampleEndpoint> {
-  const real = (process.env.OPENROUTER_API_KEYS ?? '').split(',').map((key) => key.trim()).filter(Boolean);
+  const real = (process.env.OPENROUTER_API_KEYS ?? '')
+    .split(',')
+    .map((key) => key.trim())
+    .filter(Boolean);
   if (real.length > 0) {
     return {
       keys: real.map((key, index) => ({ key, label: `key-${index + 1}` })),

@@ -116,5 +116,10 @@ export const modelFlag = z.string().regex(/^\S+$/, 'must be a model slug without
 /** A list flag, repeatable and comma-separated: `--fallback-models a,b --fallback-models c`. */
 export const modelListFlag = z
   .array(z.string())
-  .transform((values) => values.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value.length > 0))
+  .transform((values) =>
+    values
+      .flatMap((value) => value.split(','))
+      .map((value) => value.trim())
+      .filter((value) => value.length > 0),
+  )
   .pipe(z.array(modelFlag).max(10, 'at most 10 fallback models'));

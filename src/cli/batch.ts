@@ -43,7 +43,11 @@ function toResult(event: Exclude<BalanceEvent, { type: 'chunk' | 'restart' }>): 
   return {
     id: event.requestId,
     ok: false,
-    error: { kind: event.error.kind, message: event.error.message, ...(event.error.status === undefined ? {} : { status: event.error.status }) },
+    error: {
+      kind: event.error.kind,
+      message: event.error.message,
+      ...(event.error.status === undefined ? {} : { status: event.error.status }),
+    },
     attempts: event.attempts.length,
   };
 }
@@ -133,7 +137,11 @@ export function runBatch(
       if (stopping) return;
       stopping = true;
       if (fatal === undefined) {
-        note(inFlight > 0 ? `stopping: no new prompts; waiting for ${inFlight} in flight (Ctrl-C again to abort them)` : 'stopping: no new prompts');
+        note(
+          inFlight > 0
+            ? `stopping: no new prompts; waiting for ${inFlight} in flight (Ctrl-C again to abort them)`
+            : 'stopping: no new prompts',
+        );
       }
       admit();
     };
@@ -149,45 +157,45 @@ export function runBatch(
 
     progress.start(entries.length + alreadyFailed);
     report();
-    subscription = requests
-      .pipe(balance(pool, { concurrency: options.concurrency, timeouts: options.timeouts }))
-      .subscribe({
-        next: (event) => {
-          if (event.type === 'chunk' || event.type === 'restart') return;
-          inFlight--;
-          if (event.type === 'failed' && POOL_WIDE_FAILURES.has(event.error.kind)) {
-            // Not the prompt's fault: leave it unwritten so that the next run sends it.
-            if (fatal === undefined) fatal = event.error.message;
-            stop();
-          } else {
-            try {
-              writer.write(toResult(event));
-            } catch (error) {
-              // A full disk or a vanished directory: nothing more can be kept, so stop at once.
-              fatal = `cannot write ${options.out}: ${error instanceof Error ? error.message : String(error)}`;
-              abort();
-              return;
-            }
-            if (event.type === 'completion') succeeded++;
-            else {
-              failed++;
-              if (failureNotes < MAX_FAILURE_NOTES) {
-                failureNotes++;
-                note(`${event.requestId} failed: ${event.error.kind}${event.error.status === undefined ? '' : ` ${event.error.status}`}: ${event.error.message}`);
-                if (failureNotes === MAX_FAILURE_NOTES) note(`further failures are in ${options.out} only`);
-              }
+    subscription = requests.pipe(balance(pool, { concurrency: options.concurrency, timeouts: options.timeouts })).subscribe({
+      next: (event) => {
+        if (event.type === 'chunk' || event.type === 'restart') return;
+        inFlight--;
+        if (event.type === 'failed' && POOL_WIDE_FAILURES.has(event.error.kind)) {
+          // Not the prompt's fault: leave it unwritten so that the next run sends it.
+          if (fatal === undefined) fatal = event.error.message;
+          stop();
+        } else {
+          try {
+            writer.write(toResult(event));
+          } catch (error) {
+            // A full disk or a vanished directory: nothing more can be kept, so stop at once.
+            fatal = `cannot write ${options.out}: ${error instanceof Error ? error.message : String(error)}`;
+            abort();
+            return;
+          }
+          if (event.type === 'completion') succeeded++;
+          else {
+            failed++;
+            if (failureNotes < MAX_FAILURE_NOTES) {
+              failureNotes++;
+              note(
+                `${event.requestId} failed: ${event.error.kind}${event.error.status === undefined ? '' : ` ${event.error.status}`}: ${event.error.message}`,
+              );
+              if (failureNotes === MAX_FAILURE_NOTES) note(`further failures are in ${options.out} only`);
             }
           }
-          report();
-          admit();
-        },
-        complete: finish,
-        error: (error: unknown) => {
-          // balance() never errors (every failure is an event); if it does, say so and stop cleanly.
-          fatal = `internal error: ${error instanceof Error ? error.message : String(error)}`;
-          finish();
-        },
-      });
+        }
+        report();
+        admit();
+      },
+      complete: finish,
+      error: (error: unknown) => {
+        // balance() never errors (every failure is an event); if it does, say so and stop cleanly.
+        fatal = `internal error: ${error instanceof Error ? error.message : String(error)}`;
+        finish();
+      },
+    });
     io.signal?.addEventListener('abort', stop, { once: true });
     io.abortSignal?.addEventListener('abort', abort, { once: true });
     if (io.abortSignal?.aborted === true) abort();

@@ -56,7 +56,12 @@ const dashboardFlagsSchema = z
     host: z.string().min(1, 'must name an interface, such as 127.0.0.1').optional(),
     'allowed-host': z
       .array(z.string())
-      .transform((values) => values.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value.length > 0))
+      .transform((values) =>
+        values
+          .flatMap((value) => value.split(','))
+          .map((value) => value.trim())
+          .filter((value) => value.length > 0),
+      )
       .pipe(z.array(z.string().refine((name) => normalizeHostName(name) !== undefined, HOST_NAME_RULE)))
       .optional(),
     'keys-file': z.string().min(1).optional(),
@@ -67,9 +72,14 @@ const dashboardFlagsSchema = z
   })
   .superRefine((flags, context) => {
     if (flags.fake === true && (flags['keys-file'] !== undefined || flags['base-url'] !== undefined)) {
-      context.addIssue({ code: 'custom', path: [flags['keys-file'] !== undefined ? 'keys-file' : 'base-url'], message: 'not with --fake: the demo has its own server and keys' });
+      context.addIssue({
+        code: 'custom',
+        path: [flags['keys-file'] !== undefined ? 'keys-file' : 'base-url'],
+        message: 'not with --fake: the demo has its own server and keys',
+      });
     }
-    if (flags.fake !== true && flags.rate !== undefined) context.addIssue({ code: 'custom', path: ['rate'], message: 'only applies with --fake' });
+    if (flags.fake !== true && flags.rate !== undefined)
+      context.addIssue({ code: 'custom', path: ['rate'], message: 'only applies with --fake' });
   });
 
 export async function dashboardCommand(argv: readonly string[], io: CliIo): Promise<number> {
@@ -117,10 +127,16 @@ export async function dashboardCommand(argv: readonly string[], io: CliIo): Prom
       ...(token === undefined ? {} : { token }),
     });
     try {
-      io.stdout.write(redact(`dashboard: ${server.url}  (${options.fake === true ? 'demo load on the embedded fake OpenRouter' : `${pool.labels.length} key(s)`}; Ctrl-C to stop)\n`));
+      io.stdout.write(
+        redact(
+          `dashboard: ${server.url}  (${options.fake === true ? 'demo load on the embedded fake OpenRouter' : `${pool.labels.length} key(s)`}; Ctrl-C to stop)\n`,
+        ),
+      );
       if (token !== undefined) io.stdout.write(`dashboard: ${tokenHint(server.url)}\n`);
       if (token === undefined && host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
-        io.stderr.write(`warning: listening on ${host} without a token: anyone who can reach it sees key labels, errors and spend (never key text); set ${DASHBOARD_TOKEN_ENV}\n`);
+        io.stderr.write(
+          `warning: listening on ${host} without a token: anyone who can reach it sees key labels, errors and spend (never key text); set ${DASHBOARD_TOKEN_ENV}\n`,
+        );
       }
       await new Promise<void>((resolveStop) => {
         const signals = [io.signal, io.abortSignal].filter((signal): signal is AbortSignal => signal !== undefined);

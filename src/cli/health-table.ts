@@ -59,7 +59,16 @@ export function renderModelRow(model: ModelHealth, now: number): string {
 }
 
 export function renderHealthTable(health: PoolHealth): string {
-  const header = [cell('key', 22), cell('state', 14), cell('in-flight', 9), cell('done', 7), cell('errors', 7), cell('quota', 9), cell('latency', 9), cell('last error', 24)].join(' ');
+  const header = [
+    cell('key', 22),
+    cell('state', 14),
+    cell('in-flight', 9),
+    cell('done', 7),
+    cell('errors', 7),
+    cell('quota', 9),
+    cell('latency', 9),
+    cell('last error', 24),
+  ].join(' ');
   const lines = [header, ...health.keys.map((key) => renderKeyRow(key, health.at))];
   if (health.models.length > 0) {
     lines.push(cell('model', 22));

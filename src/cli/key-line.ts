@@ -61,7 +61,8 @@ export function renderKeyLine(health: PoolHealth, width: number, colour: boolean
 export function describeKeyChange(before: KeyHealth | undefined, after: KeyHealth, now: number): string | undefined {
   if (before !== undefined && before.state === after.state) return undefined;
   if (before === undefined && after.state === 'closed') return undefined;
-  const error = after.lastError === null ? '' : ` (${after.lastError.kind}${after.lastError.status === undefined ? '' : ` ${after.lastError.status}`})`;
+  const error =
+    after.lastError === null ? '' : ` (${after.lastError.kind}${after.lastError.status === undefined ? '' : ` ${after.lastError.status}`})`;
   const from = before === undefined ? '' : `${STATE_WORD[before.state]} -> `;
   return `key ${after.label} ${after.fingerprint}: ${from}${STATE_WORD[after.state]}${seconds(after.cooldownUntil, now)}${error}`;
 }

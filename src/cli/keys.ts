@@ -68,9 +68,7 @@ async function loadKeysFile(path: string): Promise<LoadedKeys> {
     .filter((entry) => entry.text.length > 0 && !entry.text.startsWith('#'));
   if (entries.length === 0) throw new UsageError(`--keys-file: ${path} holds no key (one key per line, optionally label=key)`);
   const warnings =
-    process.platform !== 'win32' && (mode & 0o077) !== 0
-      ? [`${path} can be read by other users of this machine; chmod 600 ${path}`]
-      : [];
+    process.platform !== 'win32' && (mode & 0o077) !== 0 ? [`${path} can be read by other users of this machine; chmod 600 ${path}`] : [];
   return { keys: toKeys(entries), source: path, warnings };
 }
 
@@ -90,7 +88,9 @@ export function toKeys(entries: readonly Entry[]): CliKey[] {
       throw new UsageError(`${entry.where}: what comes before '=' looks like an API key, not a label: write label=key, the label first`);
     }
     if (!LABEL.test(label)) {
-      throw new UsageError(`${entry.where}: the label may hold letters, digits and . _ - : @ only, start with a letter or digit, and be at most 64 long`);
+      throw new UsageError(
+        `${entry.where}: the label may hold letters, digits and . _ - : @ only, start with a letter or digit, and be at most 64 long`,
+      );
     }
     if (key.length === 0 || /\s/.test(key)) throw new UsageError(`${entry.where}: the key is empty or holds spaces`);
     const twin = byKey.get(key);
@@ -105,7 +105,9 @@ export function toKeys(entries: readonly Entry[]): CliKey[] {
 
 /** Replaces every key's text in `text` with its label and fingerprint: the last guard before output. */
 export function keyRedactor(keys: readonly CliKey[]): (text: string) => string {
-  const replacements = keys.filter((entry) => entry.key.length > 0).map((entry) => [entry.key, `[key ${entry.label} ${fingerprintOf(entry.key)}]`] as const);
+  const replacements = keys
+    .filter((entry) => entry.key.length > 0)
+    .map((entry) => [entry.key, `[key ${entry.label} ${fingerprintOf(entry.key)}]`] as const);
   return (text) => {
     let result = text;
     for (const [key, name] of replacements) if (result.includes(key)) result = result.split(key).join(name);

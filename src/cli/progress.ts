@@ -65,7 +65,7 @@ export function renderPlain(counts: ProgressCounts, elapsedMs: number): string {
 function fit(line: string, width: number): string {
   let visible = 0;
   let out = '';
-  for (let index = 0; index < line.length; ) {
+  for (let index = 0; index < line.length;) {
     // eslint-disable-next-line no-control-regex -- the ESC (\x1b) that starts an ANSI colour code is the point
     const escape = /^\x1b\[\d+m/.exec(line.slice(index));
     if (escape !== null) {

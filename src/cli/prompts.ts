@@ -18,8 +18,7 @@ export interface PromptDefaults {
 }
 
 export type PromptEntry =
-  | { kind: 'ok'; id: string; line: number; request: ChatRequest }
-  | { kind: 'bad'; id: string; line: number; message: string };
+  { kind: 'ok'; id: string; line: number; request: ChatRequest } | { kind: 'bad'; id: string; line: number; message: string };
 
 export async function readPromptsFile(path: string, defaults: PromptDefaults): Promise<PromptEntry[]> {
   let text: string;

@@ -114,7 +114,9 @@ export class ResultsWriter {
       this.fd = openSync(path, 'a');
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      throw new UsageError(`--out: cannot write ${path}${code === 'ENOENT' ? ` (does ${dirname(path)} exist?)` : `: ${code ?? String(error)}`}`);
+      throw new UsageError(
+        `--out: cannot write ${path}${code === 'ENOENT' ? ` (does ${dirname(path)} exist?)` : `: ${code ?? String(error)}`}`,
+      );
     }
   }
 

@@ -71,7 +71,12 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
     );
     for (const entry of bad) {
       say(`${options.input} line ${entry.line}: ${entry.message}`);
-      writer.write({ id: entry.id, ok: false, error: { kind: 'bad_request', message: `line ${entry.line}: ${entry.message}` }, line: entry.line });
+      writer.write({
+        id: entry.id,
+        ok: false,
+        error: { kind: 'bad_request', message: `line ${entry.line}: ${entry.message}` },
+        line: entry.line,
+      });
     }
     if (runnable.length === 0) {
       summarize({ succeeded: 0, failed: 0, elapsedMs: 0 });
@@ -97,12 +102,16 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
       ...(fake !== undefined ? { baseURL: fake.fake.baseURL } : options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
     });
     if (options.dashboardPort !== undefined) {
-      dashboard = await createDashboardServer({ pool, port: options.dashboardPort, host: '127.0.0.1', title: 'openrouter-rx run', ...(token === undefined ? {} : { token }) }).catch(
-        (error: unknown) => {
-          const code = (error as NodeJS.ErrnoException).code;
-          throw code === 'EADDRINUSE' ? new UsageError(`--dashboard-port: ${options.dashboardPort} is in use; pick another`) : error;
-        },
-      );
+      dashboard = await createDashboardServer({
+        pool,
+        port: options.dashboardPort,
+        host: '127.0.0.1',
+        title: 'openrouter-rx run',
+        ...(token === undefined ? {} : { token }),
+      }).catch((error: unknown) => {
+        const code = (error as NodeJS.ErrnoException).code;
+        throw code === 'EADDRINUSE' ? new UsageError(`--dashboard-port: ${options.dashboardPort} is in use; pick another`) : error;
+      });
       say(`dashboard: ${dashboard.url}${token === undefined ? '' : `; ${tokenHint(dashboard.url)}`}`);
       // Credit and validity per key, for the dashboard; a failure here only shows on the page.
       pool.refreshKeyInfo().subscribe({ error: () => undefined });

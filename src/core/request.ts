@@ -70,7 +70,8 @@ const chatMessageSchema = z.looseObject({
   tool_calls: z.array(z.record(z.string(), z.unknown())).optional(),
 });
 
-const between = (min: number, max: number) => z.number().min(min, `must be between ${min} and ${max}`).max(max, `must be between ${min} and ${max}`);
+const between = (min: number, max: number) =>
+  z.number().min(min, `must be between ${min} and ${max}`).max(max, `must be between ${min} and ${max}`);
 const positiveInteger = z.number().int('must be a positive integer').positive('must be a positive integer');
 
 export const chatRequestSchema = z.looseObject({

@@ -17,9 +17,12 @@ export function scheduleAfter(scheduler: SchedulerLike, delayMs: number, work: (
   if (delayMs === Infinity) return Subscription.EMPTY;
   const delay = Number.isFinite(delayMs) ? Math.max(0, delayMs) : 0;
   const dueAt = scheduler.now() + delay;
-  return scheduler.schedule(function (this: SchedulerAction<unknown>) {
-    const leftMs = dueAt - scheduler.now();
-    if (leftMs > 0) this.schedule(undefined, Math.min(leftMs, MAX_TIMER_DELAY_MS));
-    else work();
-  }, Math.min(delay, MAX_TIMER_DELAY_MS));
+  return scheduler.schedule(
+    function (this: SchedulerAction<unknown>) {
+      const leftMs = dueAt - scheduler.now();
+      if (leftMs > 0) this.schedule(undefined, Math.min(leftMs, MAX_TIMER_DELAY_MS));
+      else work();
+    },
+    Math.min(delay, MAX_TIMER_DELAY_MS),
+  );
 }

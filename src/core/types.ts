@@ -28,11 +28,7 @@ export interface ProviderPreferences {
   ignore?: string[];
   quantizations?: string[];
   sort?:
-    | 'price'
-    | 'throughput'
-    | 'latency'
-    | 'exacto'
-    | { by: 'price' | 'throughput' | 'latency' | 'exacto'; partition?: 'model' | 'none' };
+    'price' | 'throughput' | 'latency' | 'exacto' | { by: 'price' | 'throughput' | 'latency' | 'exacto'; partition?: 'model' | 'none' };
   preferred_min_throughput?: number | Record<string, number>;
   preferred_max_latency?: number | Record<string, number>;
   max_price?: { prompt?: number; completion?: number; request?: number; image?: number; audio?: number };
@@ -135,8 +131,4 @@ export interface TransportOptions {
  * The boundary between the core and the network. A transport sends one attempt and reports it as
  * events, failing with an `OpenRouterError`. Unsubscribing must abort the request at once.
  */
-export type Transport = (
-  key: KeyCredential,
-  request: ChatRequest,
-  options?: TransportOptions,
-) => Observable<TransportEvent>;
+export type Transport = (key: KeyCredential, request: ChatRequest, options?: TransportOptions) => Observable<TransportEvent>;

@@ -54,7 +54,14 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 function refuse(response: ServerResponse, status: 401 | 403, text: string, headers: Record<string, string> = {}): false {
-  response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers }).end(`${text}\n`);
+  response
+    .writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      ...headers,
+    })
+    .end(`${text}\n`);
   return false;
 }
 
@@ -84,9 +91,11 @@ export function dashboardAccess(options: AccessOptions): (request: IncomingMessa
 
   return (request, response, page) => {
     const host = parseAuthority(request.headers.host ?? '');
-    if (host === undefined || !hostAllowed(host.name)) return refuse(response, 403, 'this dashboard answers only to its own host names (see its allowedHosts option)');
+    if (host === undefined || !hostAllowed(host.name))
+      return refuse(response, 403, 'this dashboard answers only to its own host names (see its allowedHosts option)');
     const origin = request.headers.origin;
-    if (origin !== undefined && !sameOrigin(origin, host)) return refuse(response, 403, 'this dashboard does not answer pages of other origins');
+    if (origin !== undefined && !sameOrigin(origin, host))
+      return refuse(response, 403, 'this dashboard does not answer pages of other origins');
     if (token === undefined) return true;
     const offered = page ? new URL(request.url ?? '/', 'http://dashboard.invalid').searchParams.get('token') : null;
     if (offered !== null && sameSecret(offered, token)) {
@@ -100,9 +109,14 @@ export function dashboardAccess(options: AccessOptions): (request: IncomingMessa
       return false;
     }
     if (offered === null && authorized(request, token)) return true;
-    return refuse(response, 401, `this dashboard asks for its token: open ${base}/?token=<token> once in a browser, or send Authorization: Bearer <token>`, {
-      'www-authenticate': 'Bearer realm="openrouter-rx dashboard"',
-    });
+    return refuse(
+      response,
+      401,
+      `this dashboard asks for its token: open ${base}/?token=<token> once in a browser, or send Authorization: Bearer <token>`,
+      {
+        'www-authenticate': 'Bearer realm="openrouter-rx dashboard"',
+      },
+    );
   };
 }
 

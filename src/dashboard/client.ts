@@ -61,14 +61,23 @@ export function dashboardClient(config: DashboardClientConfig): void {
     if (element.textContent !== text) element.textContent = text;
   };
 
-  const ms = (value: number | null) => (value === null ? '—' : value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`);
+  const ms = (value: number | null) =>
+    value === null ? '—' : value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
 
-  const money = (value: number) => (value >= 100 ? `$${value.toFixed(0)}` : value > 0 && value < 0.01 ? `$${value.toFixed(4)}` : `$${value.toFixed(2)}`);
+  const money = (value: number) =>
+    value >= 100 ? `$${value.toFixed(0)}` : value > 0 && value < 0.01 ? `$${value.toFixed(4)}` : `$${value.toFixed(2)}`;
 
-  const count = (value: number) => (value >= 1_000_000 ? `${(value / 1_000_000).toFixed(1)}M` : value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : String(value));
+  const count = (value: number) =>
+    value >= 1_000_000 ? `${(value / 1_000_000).toFixed(1)}M` : value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : String(value);
 
   const windowText = (windowMs: number) =>
-    windowMs % 86_400_000 === 0 ? `${windowMs / 86_400_000}d` : windowMs % 3_600_000 === 0 ? `${windowMs / 3_600_000}h` : windowMs % 60_000 === 0 ? `${windowMs / 60_000}m` : `${windowMs / 1000}s`;
+    windowMs % 86_400_000 === 0
+      ? `${windowMs / 86_400_000}d`
+      : windowMs % 3_600_000 === 0
+        ? `${windowMs / 3_600_000}h`
+        : windowMs % 60_000 === 0
+          ? `${windowMs / 60_000}m`
+          : `${windowMs / 1000}s`;
 
   const quotaText = (quota: readonly QuotaRemaining[]) => {
     if (quota.length === 0) return 'no limit set';
@@ -121,7 +130,9 @@ export function dashboardClient(config: DashboardClientConfig): void {
     const high = Math.max(...samples);
     const span = high - low || 1;
     const step = width / (samples.length - 1);
-    const points = samples.map((value, index) => `${(index * step).toFixed(1)},${(height - 3 - ((value - low) / span) * (height - 6)).toFixed(1)}`);
+    const points = samples.map(
+      (value, index) => `${(index * step).toFixed(1)},${(height - 3 - ((value - low) / span) * (height - 6)).toFixed(1)}`,
+    );
     const area = document.createElementNS(SVG, 'polygon');
     area.setAttribute('points', `0,${height} ${points.join(' ')} ${width},${height}`);
     area.setAttribute('class', 'spark-area');
@@ -260,11 +271,21 @@ export function dashboardClient(config: DashboardClientConfig): void {
       drawSparkline(row.querySelector<SVGSVGElement>('svg.spark')!, tracked.samples);
     }
     const last = tracked.errors[0];
-    setText(field(row, 'error'), last === undefined ? '' : `${last.kind}${last.status === undefined ? '' : ` ${last.status}`} · ${ago(last.at)}`);
+    setText(
+      field(row, 'error'),
+      last === undefined ? '' : `${last.kind}${last.status === undefined ? '' : ` ${last.status}`} · ${ago(last.at)}`,
+    );
   };
 
   /** Adds, updates and removes children so that `parent` shows exactly `items`, in order. */
-  const reconcile = <T>(parent: HTMLElement, tracked: Map<string, Tracked>, items: readonly T[], idOf: (item: T) => string, create: (item: T) => Tracked, update: (tracked: Tracked, item: T) => void) => {
+  const reconcile = <T>(
+    parent: HTMLElement,
+    tracked: Map<string, Tracked>,
+    items: readonly T[],
+    idOf: (item: T) => string,
+    create: (item: T) => Tracked,
+    update: (tracked: Tracked, item: T) => void,
+  ) => {
     const seen = new Set<string>();
     items.forEach((item, index) => {
       const id = idOf(item);

@@ -107,7 +107,12 @@ export function dashboardHandler(pool: HealthSource, options: DashboardOptions =
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       // Inline style and script only; the page loads nothing from anywhere else.
-      ...(json ? {} : { 'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:" }),
+      ...(json
+        ? {}
+        : {
+            'content-security-policy':
+              "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+          }),
     });
     response.end(method === 'HEAD' ? undefined : body);
     return true;

@@ -1,4 +1,11 @@
-import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike, type Subscription } from 'rxjs';
+import {
+  Observable,
+  asyncScheduler,
+  type MonoTypeOperatorFunction,
+  type SchedulerAction,
+  type SchedulerLike,
+  type Subscription,
+} from 'rxjs';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
 import { MAX_TIMER_DELAY_MS, scheduleAfter } from '../core/timers.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
@@ -67,11 +74,14 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
        * the token).
        */
       const armIdle = () =>
-        scheduler.schedule(function (this: SchedulerAction<unknown>) {
-          const quietMs = scheduler.now() - lastEventAt;
-          if (quietMs >= idleMs) fire(IdleTimeoutError, 'idle', idleMs);
-          else this.schedule(undefined, Math.min(idleMs - quietMs, MAX_TIMER_DELAY_MS));
-        }, Math.min(idleMs, MAX_TIMER_DELAY_MS));
+        scheduler.schedule(
+          function (this: SchedulerAction<unknown>) {
+            const quietMs = scheduler.now() - lastEventAt;
+            if (quietMs >= idleMs) fire(IdleTimeoutError, 'idle', idleMs);
+            else this.schedule(undefined, Math.min(idleMs - quietMs, MAX_TIMER_DELAY_MS));
+          },
+          Math.min(idleMs, MAX_TIMER_DELAY_MS),
+        );
 
       upstream = source.subscribe({
         next: (event) => {

@@ -1,6 +1,14 @@
 import { Observable, Subscription, map, of, type OperatorFunction } from 'rxjs';
 import { z } from 'zod';
-import { AttemptsExhaustedError, BadRequestError, ModelUnavailableError, StreamError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
+import {
+  AttemptsExhaustedError,
+  BadRequestError,
+  ModelUnavailableError,
+  StreamError,
+  toOpenRouterError,
+  type AttemptRecord,
+  type OpenRouterError,
+} from '../core/errors.js';
 import { POOL_PORT, type PoolCore, type PoolPort } from '../pool/types.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
@@ -55,7 +63,12 @@ const settingsOrOff = z.union([z.literal(false), z.record(z.string(), z.unknown(
 const balanceOptionsSchema = z.strictObject({
   concurrency: z.union([positiveInt, z.literal(Infinity)]).optional(),
   strategy: z.unknown().optional(),
-  priority: z.union([z.number().finite(), z.custom<(request: ChatRequest) => number>((value) => typeof value === 'function', 'expected a number or a function')]).optional(),
+  priority: z
+    .union([
+      z.number().finite(),
+      z.custom<(request: ChatRequest) => number>((value) => typeof value === 'function', 'expected a number or a function'),
+    ])
+    .optional(),
   queueTimeoutMs: positiveInt.optional(),
   rateLimit: settingsOrOff,
   transient: settingsOrOff,
@@ -63,7 +76,10 @@ const balanceOptionsSchema = z.strictObject({
   maxAttemptsPerModel: positiveInt.optional(),
   fallback: settingsOrOff,
   timeouts: z
-    .union([z.literal(false), z.strictObject({ totalMs: positiveInt.optional(), firstTokenMs: positiveInt.optional(), idleMs: positiveInt.optional() })])
+    .union([
+      z.literal(false),
+      z.strictObject({ totalMs: positiveInt.optional(), firstTokenMs: positiveInt.optional(), idleMs: positiveInt.optional() }),
+    ])
     .optional(),
   serverFallbacks: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
   modelWaitMs: z.number().int().nonnegative().optional(),
@@ -193,7 +209,9 @@ function toBalanceEvents(
       // A half-open model's return hangs on its probe: look again soon.
       const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS);
       subscription.add(
-        scheduleAfter(pool.scheduler, waitMs, () => subscription.add(slot.reacquire().subscribe(() => subscription.add(attempts$.subscribe(observer))))),
+        scheduleAfter(pool.scheduler, waitMs, () =>
+          subscription.add(slot.reacquire().subscribe(() => subscription.add(attempts$.subscribe(observer)))),
+        ),
       );
       return true;
     };
@@ -254,7 +272,12 @@ function toBalanceEvents(
               ...(answer.toolCalls.length === 0 ? {} : { toolCalls: answer.toolCalls }),
               ...(event.usage === undefined ? {} : { usage: event.usage }),
             };
-            complete({ completion, keyLabel: event.keyLabel, model: event.model, ...(event.usage === undefined ? {} : { usage: event.usage }) });
+            complete({
+              completion,
+              keyLabel: event.keyLabel,
+              model: event.model,
+              ...(event.usage === undefined ? {} : { usage: event.usage }),
+            });
             return;
           }
           case 'completion':
@@ -275,7 +298,8 @@ function toBalanceEvents(
         fail(error);
       },
       complete: () => {
-        if (!settled) fail(new StreamError({ message: 'the attempt ended without an answer', scope: 'transport', retryable: false, truncated: true }));
+        if (!settled)
+          fail(new StreamError({ message: 'the attempt ended without an answer', scope: 'transport', retryable: false, truncated: true }));
       },
     };
     subscription.add(attempts$.subscribe(observer));
@@ -302,9 +326,12 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     ...(options.serverFallbacks === undefined ? {} : { serverFallbacks: options.serverFallbacks }),
     ...(options.timeouts === false ? {} : { timeouts: { ...defaultAttemptTimeouts, ...options.timeouts } }),
   });
-  const modelFallback = options.fallback === false ? undefined : fallbackOnModelError({ ...options.fallback, onMidStreamError, scheduler: pool.scheduler });
-  const rateLimitRetry = options.rateLimit === false ? undefined : retryOnRateLimit({ ...options.rateLimit, onMidStreamError, scheduler: pool.scheduler });
-  const transientRetry = options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
+  const modelFallback =
+    options.fallback === false ? undefined : fallbackOnModelError({ ...options.fallback, onMidStreamError, scheduler: pool.scheduler });
+  const rateLimitRetry =
+    options.rateLimit === false ? undefined : retryOnRateLimit({ ...options.rateLimit, onMidStreamError, scheduler: pool.scheduler });
+  const transientRetry =
+    options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
   let sequence = 0;
 
   const modelWaitMs = options.modelWaitMs ?? 30_000;

@@ -10,7 +10,6 @@ export interface FallbackOnModelErrorConfig {
   scheduler?: SchedulerLike;
 }
 
-
 /**
  * Moves a request that one model refused (context too long, content policy, no endpoints) to the
  * next model of its chain at once. `withKeyRotation` has already struck the refusing model off the

@@ -105,7 +105,13 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
         return;
       }
       if (deliveredContent) {
-        subscriber.next({ type: 'restart', requestId: lastStart?.requestId ?? '', attempt: lastStart?.attempt ?? 0, reason: error.kind, at: now });
+        subscriber.next({
+          type: 'restart',
+          requestId: lastStart?.requestId ?? '',
+          attempt: lastStart?.attempt ?? 0,
+          reason: error.kind,
+          at: now,
+        });
       }
       subscriber.next({
         type: 'retry',

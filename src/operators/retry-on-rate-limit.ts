@@ -15,7 +15,6 @@ export interface RetryOnRateLimitConfig {
   scheduler?: SchedulerLike;
 }
 
-
 /**
  * Moves an attempt refused by its key or account (429, and 401, 402, 403 key limit) to another
  * key at once. It never sleeps itself: `withKeyRotation` prefers keys the request has not tried,

@@ -30,7 +30,6 @@ export interface RetryTransientConfig {
   random?: () => number;
 }
 
-
 /** Counts attempts and retries over a sliding window of `BUCKETS` buckets. */
 class RetryBudget {
   private static readonly BUCKETS = 10;

@@ -76,7 +76,11 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
           route.lastError ??
           (route.chain.length === 0
             ? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false })
-            : new ContextLengthError({ message: `the prompt needs about ${route.neededTokens} tokens, more than the context of ${route.chain.join(', ')}`, scope: 'request', retryable: false }));
+            : new ContextLengthError({
+                message: `the prompt needs about ${route.neededTokens} tokens, more than the context of ${route.chain.join(', ')}`,
+                scope: 'request',
+                retryable: false,
+              }));
         error.routeExhausted = true;
         subscriber.error(error);
         return undefined;
@@ -97,11 +101,24 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
             const tag = { requestId, keyLabel: lease.label, model: lease.model };
             const previousModel = route.lastModel;
             if (previousModel !== undefined && previousModel !== lease.model) {
-              port.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });
+              port.emit({
+                type: 'fallback',
+                requestId,
+                from: previousModel,
+                to: lease.model,
+                reason: route.lastError!.kind,
+                at: lease.acquiredAt,
+              });
             }
             const number = route.begin(lease.label, lease.model);
             let firstContentAt: number | undefined;
-            const marker: AttemptStart = { type: 'attempt', attempt: number, at: lease.acquiredAt, stream: request.stream === true, ...tag };
+            const marker: AttemptStart = {
+              type: 'attempt',
+              attempt: number,
+              at: lease.acquiredAt,
+              stream: request.stream === true,
+              ...tag,
+            };
             const recording: AttemptRecording = { shouldRecord: () => true };
             Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
             /** This attempt's outcome into key, account and model health: the lease knows the key. */
@@ -117,8 +134,14 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
               });
             };
             const { id: _correlationId, models: _chain, ...body } = request;
-            const serverChain = serverFallbacks > 0 ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks) : [];
-            const wireRequest: ChatRequest = serverChain.length > 0 ? { ...body, model: lease.model, models: [lease.model, ...serverChain] } : { ...body, model: lease.model };
+            const serverChain =
+              serverFallbacks > 0
+                ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks)
+                : [];
+            const wireRequest: ChatRequest =
+              serverChain.length > 0
+                ? { ...body, model: lease.model, models: [lease.model, ...serverChain] }
+                : { ...body, model: lease.model };
             const events$ = concat(
               of(marker),
               // `defer`: nothing is sent if the consumer left on the marker, and a transport that
@@ -130,34 +153,43 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                   if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
                   const tagged: AttemptEvent = { ...event, ...tag };
                   // The first token of a stream; a whole answer has no time to a first token.
-                  if (firstContentAt === undefined && tagged.type === 'chunk' && carriesContent(tagged)) firstContentAt = port.scheduler.now();
+                  if (firstContentAt === undefined && tagged.type === 'chunk' && carriesContent(tagged))
+                    firstContentAt = port.scheduler.now();
                   return tagged;
                 }),
               ),
             );
             // Timeouts inside the attempt, so that the route learns of them like of any failure.
-            call.add((timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
-              next: (event) => {
-                // Recorded before the answer goes on, so whoever reacts to it sees health current.
-                if (event.type === 'end') recordSuccess(event.usage);
-                else if (event.type === 'completion') recordSuccess(event.completion.usage);
-                subscriber.next(event);
-              },
-              error: (thrown: unknown) => {
-                lease.markResponded();
-                const error = toOpenRouterError(thrown);
-                error.keyLabel = lease.label;
-                error.model = lease.model;
-                // Recorded before the error goes on, so a retry already sees the key parked or open.
-                if (recording.shouldRecord(error)) {
-                  port.record({ type: 'failure', keyLabel: lease.label, model: lease.model, error, ...(error.usage === undefined ? {} : { usage: error.usage }) });
-                }
-                route.fail(lease.model, error, firstContentAt !== undefined);
-                if (fittingModels(route).length === 0) error.routeExhausted = true;
-                subscriber.error(error);
-              },
-              complete: () => subscriber.complete(),
-            }));
+            call.add(
+              (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
+                next: (event) => {
+                  // Recorded before the answer goes on, so whoever reacts to it sees health current.
+                  if (event.type === 'end') recordSuccess(event.usage);
+                  else if (event.type === 'completion') recordSuccess(event.completion.usage);
+                  subscriber.next(event);
+                },
+                error: (thrown: unknown) => {
+                  lease.markResponded();
+                  const error = toOpenRouterError(thrown);
+                  error.keyLabel = lease.label;
+                  error.model = lease.model;
+                  // Recorded before the error goes on, so a retry already sees the key parked or open.
+                  if (recording.shouldRecord(error)) {
+                    port.record({
+                      type: 'failure',
+                      keyLabel: lease.label,
+                      model: lease.model,
+                      error,
+                      ...(error.usage === undefined ? {} : { usage: error.usage }),
+                    });
+                  }
+                  route.fail(lease.model, error, firstContentAt !== undefined);
+                  if (fittingModels(route).length === 0) error.routeExhausted = true;
+                  subscriber.error(error);
+                },
+                complete: () => subscriber.complete(),
+              }),
+            );
           },
           error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
         });

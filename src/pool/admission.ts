@@ -120,7 +120,10 @@ export class Admission {
     // Known return times (open breakers); a half-open model's return hangs on its probe.
     const backAt = Math.min(...models.map((model) => (model.breaker.state === 'open' ? model.breaker.openUntil : Infinity)));
     const described = models.map((model) => {
-      const state = model.breaker.state === 'open' ? `breaker open for another ${Math.ceil((model.breaker.openUntil - now) / 1000)} s` : 'breaker half-open, its probe still out';
+      const state =
+        model.breaker.state === 'open'
+          ? `breaker open for another ${Math.ceil((model.breaker.openUntil - now) / 1000)} s`
+          : 'breaker half-open, its probe still out';
       return `${model.model} (${state}${model.lastError === null ? '' : `; last error: ${model.lastError.message}`})`;
     });
     const last = models.find((model) => model.lastError !== null)?.lastError ?? null;
@@ -308,7 +311,9 @@ export class Admission {
       ticket.timeout = scheduleAfter(this.scheduler, timeoutMs, () => {
         ticket.cancelled = true;
         this.dequeue(ticket);
-        ticket.reject(new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }));
+        ticket.reject(
+          new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }),
+        );
       });
     }
     const now = this.scheduler.now();
@@ -321,7 +326,9 @@ export class Admission {
     }
     if (this.queue.length >= this.config.queue.maxSize) {
       ticket.timeout?.unsubscribe();
-      ticket.reject(new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }));
+      ticket.reject(
+        new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }),
+      );
       return;
     }
     this.insert(ticket);
@@ -351,7 +358,11 @@ export class Admission {
   }
 
   private noKeyError(): NoKeyAvailableError {
-    return new NoKeyAvailableError({ message: `every key of the pool is disabled (${this.registry.keys.map((entry) => entry.label).join(', ')})`, scope: 'key', retryable: false });
+    return new NoKeyAvailableError({
+      message: `every key of the pool is disabled (${this.registry.keys.map((entry) => entry.label).join(', ')})`,
+      scope: 'key',
+      retryable: false,
+    });
   }
 
   /** Admits waiting requests in order while keys have room; then sleeps until the earliest reset. */
@@ -373,7 +384,7 @@ export class Admission {
         const now = this.scheduler.now();
         drainedAt = now;
         const blocked = new Set<string>();
-        for (let index = 0; index < this.queue.length; ) {
+        for (let index = 0; index < this.queue.length;) {
           const ticket = this.queue[index]!;
           if (blocked.has(ticket.signature)) {
             index++;

@@ -69,29 +69,38 @@ export const keyPoolConfigSchema = z
     maxRateLimitCooldownMs: z.number().int().nonnegative().optional(),
     exhaustedRetryMs: positiveInt.optional(),
     maxModelRecords: positiveInt.optional(),
-    queue: z
-      .strictObject({ maxSize: positiveInt.optional(), timeoutMs: positiveInt.optional() })
-      .optional(),
+    queue: z.strictObject({ maxSize: positiveInt.optional(), timeoutMs: positiveInt.optional() }).optional(),
     strategy: z
       .union([
         z.enum(strategyNames as [string, ...string[]]),
-        z.custom<StrategyLike>((value) => isFunction(value) || (typeof value === 'object' && value !== null && isFunction((value as { pick?: unknown }).pick)), {
-          message: 'expected a strategy name, a Strategy or a function',
-        }),
+        z.custom<StrategyLike>(
+          (value) => isFunction(value) || (typeof value === 'object' && value !== null && isFunction((value as { pick?: unknown }).pick)),
+          {
+            message: 'expected a strategy name, a Strategy or a function',
+          },
+        ),
       ])
       .optional(),
     defaultCompletionTokens: positiveInt.optional(),
     latencySmoothing: z.number().gt(0).max(1).optional(),
-    scheduler: z.custom<SchedulerLike>((value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['now']), {
-      message: 'expected an RxJS scheduler',
-    }).optional(),
+    scheduler: z
+      .custom<SchedulerLike>(
+        (value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['now']),
+        {
+          message: 'expected an RxJS scheduler',
+        },
+      )
+      .optional(),
     random: z.custom<() => number>(isFunction, { message: 'expected a function' }).optional(),
     transport: z.custom<Transport>(isFunction, { message: 'expected a transport function' }),
     keyInfo: z.custom<KeyInfoSource>(isFunction, { message: 'expected a function' }).optional(),
     store: z
-      .custom<StateStore>((value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['reserve']), {
-        message: 'expected a StateStore',
-      })
+      .custom<StateStore>(
+        (value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['reserve']),
+        {
+          message: 'expected a StateStore',
+        },
+      )
       .optional(),
   })
   .superRefine((config, context) => {

@@ -2,7 +2,15 @@ import { BehaviorSubject, type Subscription } from 'rxjs';
 import type { KeyCredential } from '../core/types.js';
 import type { Breaker } from '../health/breaker.js';
 import type { LimitsConfig } from '../health/limits.js';
-import { emptyUsage, type Credit, type KeyHealth, type KeyState, type LastError, type ModelHealth, type UsageTotals } from '../health/records.js';
+import {
+  emptyUsage,
+  type Credit,
+  type KeyHealth,
+  type KeyState,
+  type LastError,
+  type ModelHealth,
+  type UsageTotals,
+} from '../health/records.js';
 import type { AdmissionPlan, ScopeDefinition } from '../store/state-store.js';
 import type { KeyCandidate } from './strategies.js';
 

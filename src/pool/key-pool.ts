@@ -1,4 +1,17 @@
-import { Subject, Subscription, asyncScheduler, type Observable, catchError, defer, distinctUntilChanged, forkJoin, from, map, of, type SchedulerLike } from 'rxjs';
+import {
+  Subject,
+  Subscription,
+  asyncScheduler,
+  type Observable,
+  catchError,
+  defer,
+  distinctUntilChanged,
+  forkJoin,
+  from,
+  map,
+  of,
+  type SchedulerLike,
+} from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
 import type { KeyHealth, ModelHealth, PoolHealth } from '../health/records.js';
 import { createMemoryStore, type StateStore } from '../store/state-store.js';
@@ -44,14 +57,27 @@ export class Pool implements PoolCore {
     const origin = `pool-${Math.floor(Math.random() * 2 ** 48).toString(36)}`;
     const emit = (event: PoolEvent) => this.events.next(event);
     this.registry = new Registry(config, this.store, this.scheduler);
-    this.publisher = new HealthPublisher(this.registry, this.scheduler, emit, () => this.admission.queued, () => this.admission.drain());
+    this.publisher = new HealthPublisher(
+      this.registry,
+      this.scheduler,
+      emit,
+      () => this.admission.queued,
+      () => this.admission.drain(),
+    );
     this.admission = new Admission(config, this.registry, this.store, this.publisher, this.scheduler, strategy, emit, this.ownsStore);
-    this.outcomes = new OutcomePolicy(config, this.registry, this.store, this.publisher, this.scheduler, emit, origin, () => this.admission.drain());
+    this.outcomes = new OutcomePolicy(config, this.registry, this.store, this.publisher, this.scheduler, emit, origin, () =>
+      this.admission.drain(),
+    );
     this.labels = this.registry.keys.map((entry) => entry.label);
     this.storeSubscriptions.add(this.store.changes$.subscribe((change) => this.outcomes.applyChange(change)));
     this.storeSubscriptions.add(
       this.store.status$.subscribe((status) =>
-        emit({ type: 'store', mode: status.mode, at: this.scheduler.now(), ...(status.reason === undefined ? {} : { reason: status.reason }) }),
+        emit({
+          type: 'store',
+          mode: status.mode,
+          at: this.scheduler.now(),
+          ...(status.reason === undefined ? {} : { reason: status.reason }),
+        }),
       ),
     );
     this.events$ = this.events.asObservable();
@@ -119,7 +145,12 @@ export class Pool implements PoolCore {
             catchError((thrown: unknown) => {
               const error = toOpenRouterError(thrown);
               const now = this.scheduler.now();
-              entry.lastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
+              entry.lastError = {
+                kind: error.kind,
+                message: error.message,
+                at: now,
+                ...(error.status === undefined ? {} : { status: error.status }),
+              };
               this.publisher.markKey(entry);
               if (error.kind === 'authentication') this.outcomes.disableKey(entry, now);
               return of(undefined);
@@ -155,7 +186,13 @@ export class Pool implements PoolCore {
 
   private foldKeyInfo(entry: KeyEntry, info: KeyInfoSnapshot): void {
     const now = this.scheduler.now();
-    entry.credit = { limit: info.limit, limitRemaining: info.limitRemaining, usage: info.usage, isFreeTier: info.isFreeTier, checkedAt: now };
+    entry.credit = {
+      limit: info.limit,
+      limitRemaining: info.limitRemaining,
+      usage: info.usage,
+      isFreeTier: info.isFreeTier,
+      checkedAt: now,
+    };
     entry.limitReset = info.limitReset ?? null;
     // The key answered, so it is valid; credit left (or no limit) lifts an exhaustion.
     entry.disabled = false;

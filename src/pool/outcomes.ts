@@ -125,7 +125,12 @@ export class OutcomePolicy {
   }
 
   private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
-    const lastError: LastError = { kind: error.kind, message: error.message, at: now, ...(error.status === undefined ? {} : { status: error.status }) };
+    const lastError: LastError = {
+      kind: error.kind,
+      message: error.message,
+      at: now,
+      ...(error.status === undefined ? {} : { status: error.status }),
+    };
     // A key shows the errors that touch it; a model's (an upstream 503) show on the model.
     if ((error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
       entry.lastError = lastError;
@@ -141,7 +146,10 @@ export class OutcomePolicy {
         return;
       case 'exhaust-key':
         if (entry !== undefined) {
-          const until = error.retryAfterMs !== undefined ? now + error.retryAfterMs : nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs;
+          const until =
+            error.retryAfterMs !== undefined
+              ? now + error.retryAfterMs
+              : (nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
           entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
           this.share('key', entry.label, 'exhausted', until, now);
           this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'exhausted', until, errorKind: error.kind, at: now });
@@ -154,11 +162,27 @@ export class OutcomePolicy {
             // A transient in-flight budget: wait the hint out, the credit is there.
             account.parkedUntil = Math.max(account.parkedUntil, now + error.retryAfterMs);
             this.share('account', account.id, 'parked', account.parkedUntil, now);
-            this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'rate-limit', until: account.parkedUntil, errorKind: error.kind, at: now });
+            this.emit({
+              type: 'cooldown',
+              scope: 'account',
+              target: account.id,
+              reason: 'rate-limit',
+              until: account.parkedUntil,
+              errorKind: error.kind,
+              at: now,
+            });
           } else {
             account.exhaustedUntil = Math.max(account.exhaustedUntil, now + (error.retryAfterMs ?? this.config.exhaustedRetryMs));
             this.share('account', account.id, 'exhausted', account.exhaustedUntil, now);
-            this.emit({ type: 'cooldown', scope: 'account', target: account.id, reason: 'exhausted', until: account.exhaustedUntil, errorKind: error.kind, at: now });
+            this.emit({
+              type: 'cooldown',
+              scope: 'account',
+              target: account.id,
+              reason: 'exhausted',
+              until: account.exhaustedUntil,
+              errorKind: error.kind,
+              at: now,
+            });
           }
           this.publisher.markAccount(account);
         }
@@ -195,7 +219,13 @@ export class OutcomePolicy {
     else this.publisher.markKey(entry!);
   }
 
-  private countFailure(entry: KeyEntry | undefined, model: ModelEntry, scope: ErrorScope, now: number, retryAfterMs: number | undefined): void {
+  private countFailure(
+    entry: KeyEntry | undefined,
+    model: ModelEntry,
+    scope: ErrorScope,
+    now: number,
+    retryAfterMs: number | undefined,
+  ): void {
     if (scope === 'model') {
       const opened = model.breaker.fail(now);
       if (retryAfterMs !== undefined) model.breaker.holdOpenUntil(now + retryAfterMs);
@@ -258,6 +288,14 @@ export class OutcomePolicy {
     entry.disabled = true;
     this.publisher.markKey(entry);
     this.share('key', entry.label, 'disabled', Infinity, now);
-    this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'disabled', until: Infinity, errorKind: 'authentication', at: now });
+    this.emit({
+      type: 'cooldown',
+      scope: 'key',
+      target: entry.label,
+      reason: 'disabled',
+      until: Infinity,
+      errorKind: 'authentication',
+      at: now,
+    });
   }
 }

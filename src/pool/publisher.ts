@@ -1,6 +1,15 @@
 import { Subject, defer, map, startWith, type Observable, type SchedulerLike } from 'rxjs';
 import { scheduleAfter } from '../core/timers.js';
-import { emptyUsage, sameKeyHealth, sameModelHealth, type KeyHealth, type KeyState, type ModelHealth, type PoolHealth, type UsageTotals } from '../health/records.js';
+import {
+  emptyUsage,
+  sameKeyHealth,
+  sameModelHealth,
+  type KeyHealth,
+  type KeyState,
+  type ModelHealth,
+  type PoolHealth,
+  type UsageTotals,
+} from '../health/records.js';
 import type { AccountEntry, KeyEntry, ModelEntry, PublishedEntity } from './entities.js';
 import type { PoolEvent } from './events.js';
 import { keyStateOf, modelStateOf, type StateView } from './records.js';
@@ -117,7 +126,11 @@ export class HealthPublisher {
   }
 
   /** Publishes the dirty records of one kind; returns whether any changed. */
-  private publish<H extends KeyHealth | ModelHealth, E extends PublishedEntity<H>>(dirty: Set<E>, kind: RecordKind<E, H>, now: number): boolean {
+  private publish<H extends KeyHealth | ModelHealth, E extends PublishedEntity<H>>(
+    dirty: Set<E>,
+    kind: RecordKind<E, H>,
+    now: number,
+  ): boolean {
     const poolWatched = this.changes.observed;
     let changed = false;
     for (const entry of dirty) {

@@ -97,9 +97,18 @@ export class Registry {
     if (this.models.size >= this.config.maxModelRecords) this.evictIdleModels(now);
     const patterns = Object.keys(this.config.models).filter((pattern) => {
       const limits = this.config.models[pattern]!;
-      return patternMatches(pattern, model) && (limits.rpm !== undefined || limits.tpm !== undefined || limits.maxConcurrent !== undefined || (limits.quotas?.length ?? 0) > 0);
+      return (
+        patternMatches(pattern, model) &&
+        (limits.rpm !== undefined || limits.tpm !== undefined || limits.maxConcurrent !== undefined || (limits.quotas?.length ?? 0) > 0)
+      );
     });
-    entry = new ModelEntry(model, new Breaker(this.config.modelBreaker), patterns, (self) => modelHealthOf(self, this.scheduler.now()), now);
+    entry = new ModelEntry(
+      model,
+      new Breaker(this.config.modelBreaker),
+      patterns,
+      (self) => modelHealthOf(self, this.scheduler.now()),
+      now,
+    );
     this.models.set(model, entry);
     this.modelSetChanged = true;
     return entry;

@@ -34,10 +34,7 @@ export interface Strategy {
 }
 
 /** A user strategy: any function of the eligible keys' health, returning one of them or its label. */
-export type StrategyFunction = (
-  eligible: readonly KeyHealth[],
-  request: ChatRequest,
-) => KeyHealth | string | undefined;
+export type StrategyFunction = (eligible: readonly KeyHealth[], request: ChatRequest) => KeyHealth | string | undefined;
 
 export type StrategyName = 'roundRobin' | 'weighted' | 'leastInFlight' | 'powerOfTwo' | 'latency';
 export type StrategyLike = Strategy | StrategyFunction | StrategyName;

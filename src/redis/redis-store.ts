@@ -46,7 +46,11 @@ const optionsSchema = z.strictObject({
   client: z.custom<Redis>((value) => typeof value === 'object' && value !== null && typeof (value as Redis).eval === 'function', {
     message: 'expected an ioredis client',
   }),
-  prefix: z.string().min(1).regex(/^[^{}]+$/, 'must not contain braces').optional(),
+  prefix: z
+    .string()
+    .min(1)
+    .regex(/^[^{}]+$/, 'must not contain braces')
+    .optional(),
   onStoreError: z.enum(['local', 'fail']).optional(),
   localShare: z.number().gt(0).max(1).optional(),
   leaseMs: z.number().int().positive().optional(),
@@ -71,8 +75,7 @@ interface RedisReservation extends Reservation {
 }
 
 type LayoutPart =
-  | { slot: number; max: number }
-  | { window: number; sum: number; unit: 'requests' | 'tokens'; limit: number; windowMs: number };
+  { slot: number; max: number } | { window: number; sum: number; unit: 'requests' | 'tokens'; limit: number; windowMs: number };
 
 const MINUTE_MS = 60_000;
 
@@ -246,7 +249,12 @@ export class RedisStateStore implements StateStore {
         const window = `${this.prefix}:window:${scope.id}:${quota.unit}:${quota.windowMs}`;
         keys.push(window, `${window}:sum`);
         layout.push({ window: keys.length - 1, sum: keys.length, ...quota });
-        windows.push({ window, sum: `${window}:sum`, unit: quota.unit, amount: quota.unit === 'requests' ? 1 : Math.min(tokens, quota.limit) });
+        windows.push({
+          window,
+          sum: `${window}:sum`,
+          unit: quota.unit,
+          amount: quota.unit === 'requests' ? 1 : Math.min(tokens, quota.limit),
+        });
       }
     }
     if (keys.length === 0) return of(this.reserveLocally(id, plan, tokens, now));
@@ -255,9 +263,13 @@ export class RedisStateStore implements StateStore {
       catchError((error: unknown) => {
         // Timed out, but Redis may still run it (ioredis queues and resends): give back what a
         // late success takes, or it holds a slot for a whole lease.
-        sent.then((reply) => {
-          if ((reply as [number])[0] === 1 && slots.length > 0) this.fireAndForget(() => Promise.all(slots.map((key) => this.client.zrem(key, id))));
-        }, () => undefined);
+        sent.then(
+          (reply) => {
+            if ((reply as [number])[0] === 1 && slots.length > 0)
+              this.fireAndForget(() => Promise.all(slots.map((key) => this.client.zrem(key, id))));
+          },
+          () => undefined,
+        );
         throw error;
       }),
       map((reply): ReserveResult => {
@@ -280,7 +292,14 @@ export class RedisStateStore implements StateStore {
     return { ok: true, reservation: this.admit(id, plan, tokens, now, [], slots) };
   }
 
-  private admit(id: string, plan: AdmissionPlan, tokens: number, now: number, windows: RedisReservation['windows'], slots: readonly string[]): RedisReservation {
+  private admit(
+    id: string,
+    plan: AdmissionPlan,
+    tokens: number,
+    now: number,
+    windows: RedisReservation['windows'],
+    slots: readonly string[],
+  ): RedisReservation {
     const holds = this.limiters(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens));
     const reservation: RedisReservation = { id, plan, holds, windows, slots, released: false };
     this.held.add(reservation);
@@ -438,7 +457,12 @@ export class RedisStateStore implements StateStore {
   private onFailure(error: unknown, fallback: () => ReserveResult): Observable<ReserveResult> {
     const reason = error instanceof Error ? error.message : String(error);
     if (this.onStoreError === 'fail') {
-      throw new StoreUnavailableError({ message: `the Redis state store failed: ${reason}`, scope: 'transport', retryable: true, cause: error });
+      throw new StoreUnavailableError({
+        message: `the Redis state store failed: ${reason}`,
+        scope: 'transport',
+        retryable: true,
+        cause: error,
+      });
     }
     if (this.shared) this.status.next({ mode: 'local', reason });
     return of(fallback());
@@ -447,7 +471,8 @@ export class RedisStateStore implements StateStore {
   private fireAndForget(run: () => Promise<unknown>): void {
     this.command(run).subscribe({
       error: (error: unknown) => {
-        if (this.shared && this.onStoreError === 'local') this.status.next({ mode: 'local', reason: error instanceof Error ? error.message : String(error) });
+        if (this.shared && this.onStoreError === 'local')
+          this.status.next({ mode: 'local', reason: error instanceof Error ? error.message : String(error) });
       },
     });
   }

@@ -10,7 +10,10 @@ import { ValidationError, formatZodError } from '../core/validation.js';
  */
 const balancedRequestSchema = chatRequestSchema
   .extend({
-    models: z.array(z.string().regex(/^\S+$/, 'must be a model slug without spaces')).min(1, 'must name at least one model when present').optional(),
+    models: z
+      .array(z.string().regex(/^\S+$/, 'must be a model slug without spaces'))
+      .min(1, 'must name at least one model when present')
+      .optional(),
   })
   .refine((request) => request.model !== undefined || (request.models?.length ?? 0) > 0, {
     message: 'a model is required (`model`, or a chain in `models`)',

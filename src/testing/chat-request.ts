@@ -55,8 +55,7 @@ export function parseChatRequest(rawBody: string): ParsedChatRequest {
 function readRequest(body: Record<string, unknown>): ChatRequestView {
   const models = Array.isArray(body.models) ? body.models : [];
   const firstFallback: unknown = models[0];
-  const model =
-    typeof body.model === 'string' ? body.model : typeof firstFallback === 'string' ? firstFallback : ACCOUNT_DEFAULT_MODEL;
+  const model = typeof body.model === 'string' ? body.model : typeof firstFallback === 'string' ? firstFallback : ACCOUNT_DEFAULT_MODEL;
   const maxTokens = body.max_tokens ?? body.max_completion_tokens;
   return {
     model,

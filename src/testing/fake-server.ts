@@ -167,10 +167,7 @@ class FakeOpenRouterServer implements FakeOpenRouter {
       };
       const unsubscribe = this.onAbort((event) => settle(() => resolve(event)));
       const onClose = (): void => settle(() => reject(new Error('fake OpenRouter closed before any abort')));
-      const timer = this.timers.start(
-        () => settle(() => reject(new Error(`no client abort within ${timeoutMs} ms`))),
-        timeoutMs,
-      );
+      const timer = this.timers.start(() => settle(() => reject(new Error(`no client abort within ${timeoutMs} ms`))), timeoutMs);
       this.server.once('close', onClose);
     });
   }
@@ -312,8 +309,7 @@ class FakeOpenRouterServer implements FakeOpenRouter {
 
   private generate(request: ChatRequestView, provider: string, promptTokens: number): Generation {
     const text =
-      this.options.respond?.({ model: request.model, messages: request.messages }) ??
-      defaultAnswer(request.model, request.messages);
+      this.options.respond?.({ model: request.model, messages: request.messages }) ?? defaultAnswer(request.model, request.messages);
     const now = Date.now();
     this.generationCount += 1;
     return {

@@ -43,9 +43,7 @@ export class FaultBook {
 
   /** The first fault with hits left that applies to this request; spends one of its hits. */
   take(model: string, applies: (fault: FakeFault) => boolean): FakeFault | undefined {
-    const hit = this.armedFor(model).find(
-      (armed) => (armed.remaining === undefined || armed.remaining > 0) && applies(armed.fault),
-    );
+    const hit = this.armedFor(model).find((armed) => (armed.remaining === undefined || armed.remaining > 0) && applies(armed.fault));
     if (hit?.remaining !== undefined) hit.remaining -= 1;
     return hit?.fault;
   }

@@ -195,8 +195,7 @@ export function contentPolicyReply(fault: FaultOf<'content-policy'>, context: Fa
 }
 
 export function prefillRejectedReply(context: FaultContext): JsonReply {
-  const message =
-    'This model does not support assistant message prefill. The conversation must end with a user message.';
+  const message = 'This model does not support assistant message prefill. The conversation must end with a user message.';
   return errorReply(400, message, { error_type: 'invalid_request', provider_name: context.provider }, context.userId);
 }
 

@@ -49,9 +49,7 @@ export function sseEvent(payload: unknown): string {
 function messageText(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
-  return content
-    .map((part: unknown) => (isTextPart(part) ? part.text : ''))
-    .join('');
+  return content.map((part: unknown) => (isTextPart(part) ? part.text : '')).join('');
 }
 
 function isTextPart(part: unknown): part is { text: string } {
@@ -98,9 +96,7 @@ export function splitIntoChunks(text: string, count: number): string[] {
   const characters = Array.from(text);
   const pieces = Math.max(1, Math.floor(count));
   return Array.from({ length: pieces }, (_, index) =>
-    characters
-      .slice(Math.floor((index * characters.length) / pieces), Math.floor(((index + 1) * characters.length) / pieces))
-      .join(''),
+    characters.slice(Math.floor((index * characters.length) / pieces), Math.floor(((index + 1) * characters.length) / pieces)).join(''),
   );
 }
 

@@ -33,7 +33,9 @@ const headerValueSchema = z
   .regex(/^[\t\x20-\x7E\xA0-\xFF]*$/, 'must be Latin-1 text without line breaks or control characters (it is sent as an HTTP header)');
 
 /** RFC 9110 `token`. */
-const headerNameSchema = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name (letters, digits and !#$%&\'*+-.^_`|~)');
+const headerNameSchema = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)");
 
 const isFunction = (value: unknown) => typeof value === 'function';
 

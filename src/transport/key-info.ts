@@ -64,8 +64,7 @@ export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOption
   return new Observable<KeyInfo>((subscriber) => {
     const controller = new AbortController();
     const client = createOpenRouterClient(key.key, options);
-    const getText = async (path: string): Promise<string> =>
-      (await client.get(path, { signal: controller.signal }).asResponse()).text();
+    const getText = async (path: string): Promise<string> => (await client.get(path, { signal: controller.signal }).asResponse()).text();
 
     getText(CURRENT_PATH)
       .catch((error: unknown) => {

@@ -1,8 +1,5 @@
 import type OpenAI from 'openai';
-import type {
-  ChatCompletionCreateParamsNonStreaming,
-  ChatCompletionCreateParamsStreaming,
-} from 'openai/resources/chat/completions';
+import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { asyncScheduler, Observable, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { z } from 'zod';
 import { AbortedError, StreamError, type OpenRouterError } from '../core/errors.js';
@@ -37,9 +34,12 @@ const DEFAULT_DONE_GRACE_MS = 1000;
 const transportOptionsSchema = clientOptionsSchema.extend({
   doneGraceMs: z.number().nonnegative().optional(),
   scheduler: z
-    .custom<SchedulerLike>((value) => typeof value === 'object' && value !== null && typeof (value as SchedulerLike).schedule === 'function', {
-      message: 'expected an RxJS scheduler',
-    })
+    .custom<SchedulerLike>(
+      (value) => typeof value === 'object' && value !== null && typeof (value as SchedulerLike).schedule === 'function',
+      {
+        message: 'expected an RxJS scheduler',
+      },
+    )
     .optional(),
 });
 
@@ -145,7 +145,10 @@ class Attempt {
     if (this.settled) return;
     // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
     const parsed = parseJsonBody(text);
-    const result = parseCompletionBody(mentionsKey(text, this.identity.key) ? redactValue(parsed, this.identity.key) : parsed, this.wireContext(response.headers));
+    const result = parseCompletionBody(
+      mentionsKey(text, this.identity.key) ? redactValue(parsed, this.identity.key) : parsed,
+      this.wireContext(response.headers),
+    );
     if (result.kind === 'error') {
       this.fail(result.error);
       return;
@@ -205,7 +208,9 @@ class Attempt {
     const scrubbed = parseStreamChunk(redactValue(chunk, this.identity.key), context);
     if (scrubbed.kind === 'error') return scrubbed;
     const raw = parseStreamChunk(chunk, context);
-    return raw.kind === 'error' ? scrubbed : { ...scrubbed, delta: raw.delta, ...(raw.reasoning === undefined ? {} : { reasoning: raw.reasoning }) };
+    return raw.kind === 'error'
+      ? scrubbed
+      : { ...scrubbed, delta: raw.delta, ...(raw.reasoning === undefined ? {} : { reasoning: raw.reasoning }) };
   }
 
   private onChunk(result: StreamChunkResult): void {
@@ -245,7 +250,13 @@ class Attempt {
     const heldContent = this.contentRedactor.flush();
     const heldReasoning = this.reasoningRedactor.flush();
     if (heldContent !== '' || heldReasoning !== '') {
-      this.subscriber.next({ type: 'chunk', delta: heldContent, ...(heldReasoning === '' ? {} : { reasoning: heldReasoning }), model: model ?? this.identity.model ?? '', ...(provider === undefined ? {} : { provider }) });
+      this.subscriber.next({
+        type: 'chunk',
+        delta: heldContent,
+        ...(heldReasoning === '' ? {} : { reasoning: heldReasoning }),
+        model: model ?? this.identity.model ?? '',
+        ...(provider === undefined ? {} : { provider }),
+      });
     }
     this.settled = true;
     this.subscriber.next({

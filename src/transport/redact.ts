@@ -118,7 +118,8 @@ function rewrite(error: OpenRouterError, name: 'message' | 'stack' | 'metadata' 
 /** A new error carrying the name, message, stack and `code` of `cause`, scrubbed; never `cause` itself. */
 function scrubbedCopy(cause: unknown, key: KeyCredential, depth: number): unknown {
   if (!(cause instanceof Error)) return redactValue(cause, key);
-  const inner = depth < MAX_CAUSE_DEPTH && cause.cause !== undefined && cause.cause !== cause ? scrubbedCopy(cause.cause, key, depth + 1) : undefined;
+  const inner =
+    depth < MAX_CAUSE_DEPTH && cause.cause !== undefined && cause.cause !== cause ? scrubbedCopy(cause.cause, key, depth + 1) : undefined;
   const copy = new Error(redactText(cause.message, key), inner === undefined ? undefined : { cause: inner });
   Object.defineProperty(copy, 'name', { value: cause.name, writable: true, configurable: true, enumerable: false });
   copy.stack = cause.stack === undefined ? undefined : redactText(cause.stack, key);

@@ -1,10 +1,4 @@
-import {
-  MalformedResponseError,
-  NetworkError,
-  type OpenRouterError,
-  StreamError,
-  UpstreamError,
-} from '../core/errors.js';
+import { MalformedResponseError, NetworkError, type OpenRouterError, StreamError, UpstreamError } from '../core/errors.js';
 import type { Completion, FinishReason, Usage } from '../core/types.js';
 import { classifyErrorResponse, statusOfErrorPayload } from './classify.js';
 import { parseErrorBody } from './error-body.js';
@@ -238,7 +232,15 @@ function classifyInBand(payload: unknown, context: WireContext): OpenRouterError
   const parsed = parseErrorBody(body);
   const status = parsed === undefined ? undefined : statusOfErrorPayload(parsed);
   if (status !== undefined) {
-    return classifyErrorResponse({ status, headers: context.headers, body, nowMs: context.nowMs, model: context.model, keyLabel: context.keyLabel, origin: 'in-band' });
+    return classifyErrorResponse({
+      status,
+      headers: context.headers,
+      body,
+      nowMs: context.nowMs,
+      model: context.model,
+      keyLabel: context.keyLabel,
+      origin: 'in-band',
+    });
   }
   // No usable code: a failure of the model's provider as far as anyone can tell.
   return new UpstreamError({

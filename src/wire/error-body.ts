@@ -45,13 +45,11 @@ export function parseErrorBody(body: unknown): ParsedErrorBody | undefined {
   const metadata = recordField(error['metadata']);
   const availabilityRecord = recordField(error['availability']);
   const code = codeField(error['code']) ?? codeField(error['http_status']);
-  const errorType =
-    stringField(metadata?.['error_type']) ?? stringField(error['error_type']) ?? stringField(error['type']);
+  const errorType = stringField(metadata?.['error_type']) ?? stringField(error['error_type']) ?? stringField(error['type']);
   const providerName = stringField(metadata?.['provider_name']);
   const baseMessage = stringField(error['message']) ?? stringField(error['detail']) ?? 'unknown error';
   const raw = baseMessage.startsWith(PROVIDER_RETURNED_ERROR) ? rawMessage(metadata?.['raw']) : undefined;
-  const message =
-    raw === undefined ? baseMessage : `${baseMessage}${providerName === undefined ? '' : ` (${providerName})`}: ${raw}`;
+  const message = raw === undefined ? baseMessage : `${baseMessage}${providerName === undefined ? '' : ` (${providerName})`}: ${raw}`;
 
   return {
     code,

@@ -5,12 +5,7 @@
 
 export type HeaderLookup = (name: string) => string | null | undefined;
 
-export type HeaderSource =
-  | HeaderLookup
-  | { get(name: string): string | null }
-  | Readonly<Record<string, unknown>>
-  | null
-  | undefined;
+export type HeaderSource = HeaderLookup | { get(name: string): string | null } | Readonly<Record<string, unknown>> | null | undefined;
 
 export function toHeaderLookup(source: HeaderSource): HeaderLookup {
   if (source === null || source === undefined) return () => undefined;

@@ -50,7 +50,9 @@ const transport = createOpenRouterTransport({ baseURL: fake.baseURL, fetch: prob
 // Failures are expected by the thousand: no breaker may stop the attempts from reaching the server.
 const tolerant = { consecutiveFailures: 1_000_000, minimumCalls: 1_000_000 };
 const pool = createKeyPool({ keys: [{ key: TEST_KEYS.abortProbe, label: 'probe' }], transport, breaker: tolerant, modelBreaker: tolerant });
-const credential = Object.defineProperty({ label: 'probe', fingerprint: '#probe' }, 'key', { value: TEST_KEYS.abortProbe }) as KeyCredential;
+const credential = Object.defineProperty({ label: 'probe', fingerprint: '#probe' }, 'key', {
+  value: TEST_KEYS.abortProbe,
+}) as KeyCredential;
 
 const tally = {
   started: 0,

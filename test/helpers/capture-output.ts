@@ -16,7 +16,20 @@ const OUTPUT_DIR = fileURLToPath(new URL('../../test-output/', import.meta.url))
 const LOG_FILE = `${OUTPUT_DIR}captured-${process.pid}.log`;
 const STREAMS_MARK = Symbol.for('openrouter-rx.capture-output.streams');
 const CONSOLE_MARK = Symbol.for('openrouter-rx.capture-output.console');
-const CONSOLE_METHODS = ['log', 'info', 'warn', 'error', 'debug', 'trace', 'dir', 'dirxml', 'table', 'assert', 'group', 'groupCollapsed'] as const;
+const CONSOLE_METHODS = [
+  'log',
+  'info',
+  'warn',
+  'error',
+  'debug',
+  'trace',
+  'dir',
+  'dirxml',
+  'table',
+  'assert',
+  'group',
+  'groupCollapsed',
+] as const;
 
 mkdirSync(OUTPUT_DIR, { recursive: true });
 // Created at once, so the scan can tell a run without output from a run without capture.
@@ -45,10 +58,10 @@ function teeStream(stream: Writable, name: 'stdout' | 'stderr'): void {
   if (stream[STREAMS_MARK]) return;
   stream[STREAMS_MARK] = true;
   const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
-  stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+  stream.write = (chunk: unknown, ...rest: unknown[]) => {
     if (inConsole === 0) capture(`[${name}] ${chunkText(chunk, rest[0])}`);
     return write(chunk, ...rest);
-  });
+  };
 }
 
 type CapturedConsole = Console & { [CONSOLE_MARK]?: true };

@@ -13,10 +13,10 @@ export interface HttpFixture {
 const SUFFIX = '.http.json';
 
 /** The repository copy of the fixtures, or the shared originals while the copy is not there yet. */
-export const FIXTURES_DIR: string = [
-  fileURLToPath(new URL('../fixtures/openrouter/', import.meta.url)),
-  '/work/shared/fixtures/openrouter/',
-].find((dir) => existsSync(dir) && readdirSync(dir).some((entry) => entry.endsWith(SUFFIX))) ?? fileURLToPath(new URL('../fixtures/openrouter/', import.meta.url));
+export const FIXTURES_DIR: string =
+  [fileURLToPath(new URL('../fixtures/openrouter/', import.meta.url)), '/work/shared/fixtures/openrouter/'].find(
+    (dir) => existsSync(dir) && readdirSync(dir).some((entry) => entry.endsWith(SUFFIX)),
+  ) ?? fileURLToPath(new URL('../fixtures/openrouter/', import.meta.url));
 
 export function fixtureNames(): string[] {
   return readdirSync(FIXTURES_DIR)

@@ -68,7 +68,8 @@ export function resolveSpecifier(fromFile: string, specifier: string): string | 
   return candidates.find(isFile);
 }
 
-const isRelative = (specifier: string) => specifier === '.' || specifier === '..' || specifier.startsWith('./') || specifier.startsWith('../');
+const isRelative = (specifier: string) =>
+  specifier === '.' || specifier === '..' || specifier.startsWith('./') || specifier.startsWith('../');
 
 /** The module specifiers one source text uses, with how they are used. Exported for the self-test. */
 export function extractSpecifiers(fileName: string, text: string): Array<Omit<ImportEdge, 'from' | 'to'>> {
@@ -234,7 +235,11 @@ export function layerOf(rules: readonly LayerRule[], file: string): LayerRule | 
 }
 
 /** Every problem the rules find in a list of edges, one readable line each. */
-export function checkLayers(rules: readonly LayerRule[], files: readonly string[], edges: ReadonlyArray<Pick<ImportEdge, 'from' | 'to'> & Partial<ImportEdge>>): string[] {
+export function checkLayers(
+  rules: readonly LayerRule[],
+  files: readonly string[],
+  edges: ReadonlyArray<Pick<ImportEdge, 'from' | 'to'> & Partial<ImportEdge>>,
+): string[] {
   const problems: string[] = [];
   const names = new Set(rules.map((rule) => rule.layer));
   for (const rule of rules) {
@@ -256,7 +261,9 @@ export function checkLayers(rules: readonly LayerRule[], files: readonly string[
     }
     if (to.layer === from.layer || from.mayImport.includes(to.layer)) continue;
     const allowed = from.mayImport.length > 0 ? from.mayImport.join(', ') : 'nothing';
-    problems.push(`${edge.from}${where} → ${edge.to}${how}: ${from.layer} may not import ${to.layer} (${from.layer} may import only itself and ${allowed})`);
+    problems.push(
+      `${edge.from}${where} → ${edge.to}${how}: ${from.layer} may not import ${to.layer} (${from.layer} may import only itself and ${allowed})`,
+    );
   }
   return problems;
 }

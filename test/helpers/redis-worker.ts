@@ -127,7 +127,9 @@ async function main(): Promise<void> {
   const config = readConfig();
   const name = config.name ?? `w${process.pid}`;
   const guard = setTimeout(() => {
-    void print({ type: 'error', message: `worker ${name} did not finish within ${config.maxRunMs ?? 60_000} ms` }).then(() => process.exit(2));
+    void print({ type: 'error', message: `worker ${name} did not finish within ${config.maxRunMs ?? 60_000} ms` }).then(() =>
+      process.exit(2),
+    );
   }, config.maxRunMs ?? 60_000);
   guard.unref();
 
@@ -136,7 +138,12 @@ async function main(): Promise<void> {
   if (config.store === 'redis') {
     const { host, port, prefix, leaseMs, commandTimeoutMs } = config.redis!;
     client = await connect(host, port);
-    store = createRedisStore({ client, prefix, commandTimeoutMs: commandTimeoutMs ?? 5_000, ...(leaseMs === undefined ? {} : { leaseMs }) });
+    store = createRedisStore({
+      client,
+      prefix,
+      commandTimeoutMs: commandTimeoutMs ?? 5_000,
+      ...(leaseMs === undefined ? {} : { leaseMs }),
+    });
   }
   const pool: KeyPool = createKeyPool({
     baseURL: config.baseURL,
@@ -191,7 +198,19 @@ async function main(): Promise<void> {
   store?.dispose();
   await client?.quit().catch(() => undefined);
   clearTimeout(guard);
-  await print({ type: 'summary', name, pid: process.pid, store: config.store, completed, failed, errors, attempts, startedAt, endedAt, storeModes });
+  await print({
+    type: 'summary',
+    name,
+    pid: process.pid,
+    store: config.store,
+    completed,
+    failed,
+    errors,
+    attempts,
+    startedAt,
+    endedAt,
+    storeModes,
+  });
   process.exit(0);
 }
 
@@ -274,7 +293,8 @@ export function spawnRedisWorker(config: RedisWorkerConfig): RedisWorkerHandle {
           else if (gone) settle(() => reject(new Error(`worker exited without a "${type}" line; stderr:\n${stderr.slice(-2_000)}`)));
         };
         const timer = setTimeout(
-          () => settle(() => reject(new Error(`no "${type}" line from the worker within ${timeoutMs} ms; stderr:\n${stderr.slice(-2_000)}`))),
+          () =>
+            settle(() => reject(new Error(`no "${type}" line from the worker within ${timeoutMs} ms; stderr:\n${stderr.slice(-2_000)}`))),
           timeoutMs,
         );
         listeners.add(check);
