@@ -57,6 +57,7 @@ export type { KeyPoolInput, KeyInfoSnapshot, KeyInfoSource, LimitsConfig, ModelL
 export { defaultBreakerPolicy } from './health/breaker.js';
 export type { BreakerPolicy, BreakerState } from './health/breaker.js';
 export type {
+  EntityHealth,
   KeyHealth,
   KeyState,
   ModelHealth,

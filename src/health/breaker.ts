@@ -1,3 +1,5 @@
+import { WindowedCount } from './windowed-count.js';
+
 /**
  * The circuit breaker of one key or one model: a pure state machine driven by outcomes and by the
  * time passed in, so the pool can run it on any scheduler (and marble tests on virtual time).
@@ -35,47 +37,27 @@ export const defaultBreakerPolicy: Readonly<BreakerPolicy> = Object.freeze({
   halfOpenProbes: 1,
 });
 
-const BUCKETS = 10;
-
-/** Success and failure counts over a sliding time window, in `BUCKETS` buckets. */
+/** Success and failure counts over the breaker's sliding window. */
 class OutcomeWindow {
-  private readonly bucketMs: number;
-  private readonly epochs = new Array<number>(BUCKETS).fill(-1);
-  private readonly successes = new Array<number>(BUCKETS).fill(0);
-  private readonly failures = new Array<number>(BUCKETS).fill(0);
+  private readonly successes: WindowedCount;
+  private readonly failures: WindowedCount;
 
   constructor(windowMs: number) {
-    this.bucketMs = Math.max(1, windowMs / BUCKETS);
+    this.successes = new WindowedCount(windowMs);
+    this.failures = new WindowedCount(windowMs);
   }
 
   record(now: number, failed: boolean): void {
-    const epoch = Math.floor(now / this.bucketMs);
-    const slot = epoch % BUCKETS;
-    if (this.epochs[slot] !== epoch) {
-      this.epochs[slot] = epoch;
-      this.successes[slot] = 0;
-      this.failures[slot] = 0;
-    }
-    if (failed) this.failures[slot]! += 1;
-    else this.successes[slot]! += 1;
+    (failed ? this.failures : this.successes).add(now);
   }
 
   counts(now: number): { successes: number; failures: number } {
-    const current = Math.floor(now / this.bucketMs);
-    let successes = 0;
-    let failures = 0;
-    for (let slot = 0; slot < BUCKETS; slot++) {
-      const epoch = this.epochs[slot]!;
-      if (epoch >= 0 && current - epoch < BUCKETS) {
-        successes += this.successes[slot]!;
-        failures += this.failures[slot]!;
-      }
-    }
-    return { successes, failures };
+    return { successes: this.successes.total(now), failures: this.failures.total(now) };
   }
 
   clear(): void {
-    this.epochs.fill(-1);
+    this.successes.clear();
+    this.failures.clear();
   }
 }
 

@@ -49,16 +49,13 @@ export interface Credit {
   checkedAt: number;
 }
 
-export interface KeyHealth {
-  label: string;
-  fingerprint: string;
-  account: string;
+/** What key and model records share: breaker state, in-flight count, outcomes, latency, usage. */
+export interface EntityHealth {
   state: KeyState;
   openReason: OpenReason | null;
-  /** Scheduler time until which the key is parked, open, or exhausted; null when none applies. */
+  /** Scheduler time until which it is parked, open, or exhausted; null when none applies. */
   cooldownUntil: number | null;
   inFlight: number;
-  maxConcurrent: number | null;
   /** Outcomes in the breaker's current sliding window. */
   successes: number;
   failures: number;
@@ -67,24 +64,22 @@ export interface KeyHealth {
   /** Exponential moving averages, in ms; null before the first sample. */
   latencyMs: number | null;
   timeToFirstTokenMs: number | null;
-  quota: readonly QuotaRemaining[];
-  credit: Credit | null;
   usage: UsageTotals;
 }
 
-export interface ModelHealth {
+export interface KeyHealth extends EntityHealth {
+  label: string;
+  fingerprint: string;
+  account: string;
+  maxConcurrent: number | null;
+  quota: readonly QuotaRemaining[];
+  credit: Credit | null;
+}
+
+export interface ModelHealth extends EntityHealth {
   model: string;
+  /** A model is never disabled or exhausted: only its breaker's states. */
   state: BreakerState;
-  openReason: OpenReason | null;
-  cooldownUntil: number | null;
-  inFlight: number;
-  successes: number;
-  failures: number;
-  consecutiveFailures: number;
-  lastError: LastError | null;
-  latencyMs: number | null;
-  timeToFirstTokenMs: number | null;
-  usage: UsageTotals;
 }
 
 export interface PoolHealth {
@@ -102,12 +97,32 @@ export function emptyUsage(): UsageTotals {
   return { requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, cost: 0 };
 }
 
+/**
+ * Totals with an attempt's billed usage added, and the attempt itself when it counts as a request
+ * (a failed attempt's tokens are billed, but it served no request). A new object: records compare
+ * usage by reference.
+ */
+export function addUsage(totals: UsageTotals, usage: Partial<UsageTotals> | undefined, countRequest: boolean): UsageTotals {
+  return {
+    requests: totals.requests + (countRequest ? 1 : 0) + (usage?.requests ?? 0),
+    promptTokens: totals.promptTokens + (usage?.promptTokens ?? 0),
+    completionTokens: totals.completionTokens + (usage?.completionTokens ?? 0),
+    totalTokens: totals.totalTokens + (usage?.totalTokens ?? 0),
+    cost: totals.cost + (usage?.cost ?? 0),
+  };
+}
+
+/** The record of a failure, as health shows it (the message is already key-free). */
+export function lastErrorOf(error: { kind: ErrorKind; message: string; status?: number | undefined }, at: number): LastError {
+  return { kind: error.kind, message: error.message, at, ...(error.status === undefined ? {} : { status: error.status }) };
+}
+
 export function sameLastError(a: LastError | null, b: LastError | null): boolean {
   return a === b || (a !== null && b !== null && a.kind === b.kind && a.status === b.status && a.message === b.message && a.at === b.at);
 }
 
 /** The fields key and model records share, compared by value: a health stream never repeats itself. */
-export function sameModelHealth(a: KeyHealth | ModelHealth, b: KeyHealth | ModelHealth): boolean {
+export function sameEntityHealth(a: EntityHealth, b: EntityHealth): boolean {
   return (
     a.state === b.state &&
     a.openReason === b.openReason &&
@@ -126,7 +141,7 @@ export function sameModelHealth(a: KeyHealth | ModelHealth, b: KeyHealth | Model
 /** A key record by value: the shared fields, its credit and what its quotas have left. */
 export function sameKeyHealth(a: KeyHealth, b: KeyHealth): boolean {
   return (
-    sameModelHealth(a, b) &&
+    sameEntityHealth(a, b) &&
     a.credit === b.credit &&
     a.quota.length === b.quota.length &&
     a.quota.every((quota, index) => quota.remaining === b.quota[index]!.remaining)

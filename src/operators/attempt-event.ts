@@ -1,5 +1,6 @@
-import type { AttemptRecord, ErrorKind, OpenRouterError } from '../core/errors.js';
-import type { TransportEvent, Usage } from '../core/types.js';
+import type { AttemptRecord, OpenRouterError } from '../core/errors.js';
+import type { TransportEvent } from '../core/types.js';
+import type { AttemptRestart, AttemptRetry, AttemptStart } from '../pool/events.js';
 
 /**
  * What flows between the routing operators for one request: the transport's events tagged with
@@ -12,42 +13,7 @@ export interface AttemptTag {
   model: string;
 }
 
-export type AttemptStart = {
-  type: 'attempt';
-  requestId: string;
-  attempt: number;
-  keyLabel: string;
-  model: string;
-  /** Whether the attempt streams (timeouts on the first token and idle gaps apply to streams). */
-  stream: boolean;
-  /** Scheduler time when the key was leased. */
-  at: number;
-};
-
-export type AttemptRetry = {
-  type: 'retry';
-  requestId: string;
-  attempt: number;
-  reason: ErrorKind;
-  /** The failed attempt's error message and HTTP status. */
-  message: string;
-  status?: number;
-  /** Tokens OpenRouter billed for the failed attempt, if it reported any. */
-  usage?: Usage;
-  keyLabel?: string;
-  model?: string;
-  delayMs: number;
-  at: number;
-};
-
-/** Sent before a retry that follows delivered content (`onMidStreamError: 'restart'`): clear it. */
-export type AttemptRestart = {
-  type: 'restart';
-  requestId: string;
-  attempt: number;
-  reason: ErrorKind;
-  at: number;
-};
+export type { AttemptStart, AttemptRetry, AttemptRestart } from '../pool/events.js';
 
 export type TaggedTransportEvent = TransportEvent & AttemptTag;
 

@@ -1,5 +1,6 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
 import { ERROR_POLICY } from '../core/error-policy.js';
+import { WindowedCount } from '../health/windowed-count.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
@@ -30,14 +31,10 @@ export interface RetryTransientConfig {
   random?: () => number;
 }
 
-/** Counts attempts and retries over a sliding window of `BUCKETS` buckets. */
+/** Counts first attempts and retries over a sliding window. */
 class RetryBudget {
-  private static readonly BUCKETS = 10;
-  private readonly bucketMs: number;
-  private readonly epochs = new Array<number>(RetryBudget.BUCKETS).fill(-1);
-  private readonly attempts = new Array<number>(RetryBudget.BUCKETS).fill(0);
-  private readonly retries = new Array<number>(RetryBudget.BUCKETS).fill(0);
-
+  private readonly attempts: WindowedCount;
+  private readonly retries: WindowedCount;
   private readonly minRetries: number;
 
   constructor(
@@ -45,39 +42,20 @@ class RetryBudget {
     minRetriesPerSecond: number,
     windowMs: number,
   ) {
-    this.bucketMs = Math.max(1, windowMs / RetryBudget.BUCKETS);
+    this.attempts = new WindowedCount(windowMs);
+    this.retries = new WindowedCount(windowMs);
     this.minRetries = (minRetriesPerSecond * windowMs) / 1000;
   }
 
-  private slot(now: number): number {
-    const epoch = Math.floor(now / this.bucketMs);
-    const slot = epoch % RetryBudget.BUCKETS;
-    if (this.epochs[slot] !== epoch) {
-      this.epochs[slot] = epoch;
-      this.attempts[slot] = 0;
-      this.retries[slot] = 0;
-    }
-    return slot;
-  }
-
-  private sum(counts: number[], now: number): number {
-    const current = Math.floor(now / this.bucketMs);
-    let total = 0;
-    for (let slot = 0; slot < RetryBudget.BUCKETS; slot++) {
-      if (current - this.epochs[slot]! < RetryBudget.BUCKETS) total += counts[slot]!;
-    }
-    return total;
-  }
-
   countAttempt(now: number): void {
-    this.attempts[this.slot(now)]! += 1;
+    this.attempts.add(now);
   }
 
   /** Takes one retry from the budget if there is room. */
   tryRetry(now: number): boolean {
-    const allowed = this.minRetries + this.ratio * this.sum(this.attempts, now);
-    if (this.sum(this.retries, now) + 1 > allowed) return false;
-    this.retries[this.slot(now)]! += 1;
+    const allowed = this.minRetries + this.ratio * this.attempts.total(now);
+    if (this.retries.total(now) + 1 > allowed) return false;
+    this.retries.add(now);
     return true;
   }
 }

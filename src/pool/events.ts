@@ -1,33 +1,55 @@
 import type { ErrorKind, ErrorScope } from '../core/errors.js';
+import type { Usage } from '../core/types.js';
 import type { KeyState, OpenReason } from '../health/records.js';
+
+/**
+ * The attempt markers the routing operators pass along with a request's events, and report on
+ * `pool.events$`: `attempt` when a key was leased, `retry` and `restart` from the retry operators.
+ */
+export type AttemptStart = {
+  type: 'attempt';
+  requestId: string;
+  attempt: number;
+  keyLabel: string;
+  model: string;
+  /** Whether the attempt streams (timeouts on the first token and idle gaps apply to streams). */
+  stream: boolean;
+  /** Scheduler time when the key was leased. */
+  at: number;
+};
+
+export type AttemptRetry = {
+  type: 'retry';
+  requestId: string;
+  attempt: number;
+  reason: ErrorKind;
+  /** The failed attempt's error message and HTTP status. */
+  message: string;
+  status?: number;
+  /** Tokens OpenRouter billed for the failed attempt, if it reported any. */
+  usage?: Usage;
+  keyLabel?: string;
+  model?: string;
+  delayMs: number;
+  at: number;
+};
+
+/** Sent before a retry that follows delivered content (`onMidStreamError: 'restart'`): clear it. */
+export type AttemptRestart = {
+  type: 'restart';
+  requestId: string;
+  attempt: number;
+  reason: ErrorKind;
+  at: number;
+};
 
 /**
  * What the pool and its operators report on `pool.events$`, for logs and metrics. A union on
  * `type`; every event carries the scheduler time `at`. Labels only, never key text.
  */
 export type PoolEvent =
-  | {
-      type: 'attempt';
-      requestId: string;
-      attempt: number;
-      keyLabel: string;
-      model: string;
-      at: number;
-    }
-  | {
-      type: 'retry';
-      requestId: string;
-      /** The attempt that failed. */
-      attempt: number;
-      reason: ErrorKind;
-      message: string;
-      status?: number;
-      keyLabel?: string;
-      model?: string;
-      /** How long the retry waits before its next attempt (0: at once, on another key). */
-      delayMs: number;
-      at: number;
-    }
+  | AttemptStart
+  | AttemptRetry
   | {
       type: 'cooldown';
       scope: Exclude<ErrorScope, 'request' | 'transport'>;
@@ -54,13 +76,7 @@ export type PoolEvent =
       reason: ErrorKind;
       at: number;
     }
-  | {
-      type: 'restart';
-      requestId: string;
-      attempt: number;
-      reason: ErrorKind;
-      at: number;
-    }
+  | AttemptRestart
   | {
       /** The state store changed mode: `local` when it failed and each pool limits alone. */
       type: 'store';

@@ -13,7 +13,7 @@ import {
   type SchedulerLike,
 } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
-import type { KeyHealth, ModelHealth, PoolHealth } from '../health/records.js';
+import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
 import { createMemoryStore, type StateStore } from '../store/state-store.js';
 import { Admission } from './admission.js';
 import type { KeyInfoSnapshot, ResolvedPoolConfig } from './config.js';
@@ -145,12 +145,7 @@ export class Pool implements PoolCore {
             catchError((thrown: unknown) => {
               const error = toOpenRouterError(thrown);
               const now = this.scheduler.now();
-              entry.lastError = {
-                kind: error.kind,
-                message: error.message,
-                at: now,
-                ...(error.status === undefined ? {} : { status: error.status }),
-              };
+              entry.lastError = lastErrorOf(error, now);
               this.publisher.markKey(entry);
               if (error.kind === 'authentication') this.outcomes.disableKey(entry, now);
               return of(undefined);

@@ -1,8 +1,7 @@
 import type { SchedulerLike } from 'rxjs';
 import { ERROR_POLICY } from '../core/error-policy.js';
 import type { ErrorScope, OpenRouterError } from '../core/errors.js';
-import type { Usage } from '../core/types.js';
-import type { LastError, UsageTotals } from '../health/records.js';
+import { addUsage, lastErrorOf } from '../health/records.js';
 import type { StateChange, StateStore } from '../store/state-store.js';
 import type { ResolvedPoolConfig } from './config.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
@@ -13,16 +12,6 @@ import type { AttemptOutcome } from './types.js';
 
 function movingAverage(previous: number | null, sample: number, alpha: number): number {
   return previous === null ? sample : previous + alpha * (sample - previous);
-}
-
-function addUsage(totals: UsageTotals, usage: Usage | undefined, countRequest: boolean): UsageTotals {
-  return {
-    requests: totals.requests + (countRequest ? 1 : 0),
-    promptTokens: totals.promptTokens + (usage?.promptTokens ?? 0),
-    completionTokens: totals.completionTokens + (usage?.completionTokens ?? 0),
-    totalTokens: totals.totalTokens + (usage?.totalTokens ?? 0),
-    cost: totals.cost + (usage?.cost ?? 0),
-  };
 }
 
 /** The next boundary of an OpenRouter key limit period, in UTC. */
@@ -125,12 +114,7 @@ export class OutcomePolicy {
   }
 
   private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
-    const lastError: LastError = {
-      kind: error.kind,
-      message: error.message,
-      at: now,
-      ...(error.status === undefined ? {} : { status: error.status }),
-    };
+    const lastError = lastErrorOf(error, now);
     // A key shows the errors that touch it; a model's (an upstream 503) show on the model.
     if ((error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
       entry.lastError = lastError;

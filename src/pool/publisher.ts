@@ -1,14 +1,14 @@
 import { Subject, defer, map, startWith, type Observable, type SchedulerLike } from 'rxjs';
 import { scheduleAfter } from '../core/timers.js';
 import {
+  addUsage,
   emptyUsage,
   sameKeyHealth,
-  sameModelHealth,
+  sameEntityHealth,
   type KeyHealth,
   type KeyState,
   type ModelHealth,
   type PoolHealth,
-  type UsageTotals,
 } from '../health/records.js';
 import type { AccountEntry, KeyEntry, ModelEntry, PublishedEntity } from './entities.js';
 import type { PoolEvent } from './events.js';
@@ -37,22 +37,8 @@ const modelRecords: RecordKind<ModelEntry, ModelHealth> = {
   scope: 'model',
   target: (entry) => entry.model,
   state: modelStateOf,
-  same: sameModelHealth,
+  same: sameEntityHealth,
 };
-
-function sumUsage(keys: readonly KeyHealth[]): UsageTotals {
-  let usage = emptyUsage();
-  for (const key of keys) {
-    usage = {
-      requests: usage.requests + key.usage.requests,
-      promptTokens: usage.promptTokens + key.usage.promptTokens,
-      completionTokens: usage.completionTokens + key.usage.completionTokens,
-      totalTokens: usage.totalTokens + key.usage.totalTokens,
-      cost: usage.cost + key.usage.cost,
-    };
-  }
-  return usage;
-}
 
 /**
  * Publishes health: the parts that change an entity mark it dirty, and `flush` rebuilds the dirty
@@ -101,7 +87,7 @@ export class HealthPublisher {
     return {
       keys,
       models: [...this.registry.models.values()].map((entry) => entry.health),
-      usage: sumUsage(keys),
+      usage: keys.reduce((sum, key) => addUsage(sum, key.usage, false), emptyUsage()),
       queued: this.queueLength(),
       at: this.scheduler.now(),
     };
