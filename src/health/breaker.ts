@@ -61,24 +61,36 @@ class OutcomeWindow {
   }
 }
 
+/**
+ * The breaker's state with the data that belongs to it (cockatiel's `InnerState`): how long an
+ * open breaker stays open, how many probes a half-open one has out, and, for both, how many times
+ * it opened since it was last closed (which sets the next cooldown).
+ */
+type BreakerInner =
+  { value: 'closed' } | { value: 'open'; until: number; openings: number } | { value: 'half-open'; probes: number; openings: number };
+
 export class Breaker {
-  state: BreakerState = 'closed';
-  /** When an open breaker turns half-open; 0 when it never opened. */
-  openUntil = 0;
   consecutiveFailures = 0;
-  private openings = 0;
-  private probesInFlight = 0;
+  private inner: BreakerInner = { value: 'closed' };
   private readonly window: OutcomeWindow;
 
   constructor(readonly policy: BreakerPolicy) {
     this.window = new OutcomeWindow(policy.windowMs);
   }
 
+  get state(): BreakerState {
+    return this.inner.value;
+  }
+
+  /** When an open breaker turns half-open; 0 when it is not open. */
+  get openUntil(): number {
+    return this.inner.value === 'open' ? this.inner.until : 0;
+  }
+
   /** Applies the passage of time: an open breaker whose cooldown ended turns half-open. */
   advance(now: number): boolean {
-    if (this.state === 'open' && now >= this.openUntil) {
-      this.state = 'half-open';
-      this.probesInFlight = 0;
+    if (this.inner.value === 'open' && now >= this.inner.until) {
+      this.inner = { value: 'half-open', probes: 0, openings: this.inner.openings };
       return true;
     }
     return false;
@@ -86,15 +98,15 @@ export class Breaker {
 
   /** Whether a new attempt may start now. Call `advance` first. */
   admits(): boolean {
-    if (this.state === 'closed') return true;
-    if (this.state === 'half-open') return this.probesInFlight < this.policy.halfOpenProbes;
+    if (this.inner.value === 'closed') return true;
+    if (this.inner.value === 'half-open') return this.inner.probes < this.policy.halfOpenProbes;
     return false;
   }
 
   /** Marks the start of an admitted attempt; returns whether it is a half-open probe. */
   begin(): boolean {
-    if (this.state !== 'half-open') return false;
-    this.probesInFlight++;
+    if (this.inner.value !== 'half-open') return false;
+    this.inner.probes++;
     return true;
   }
 
@@ -103,16 +115,15 @@ export class Breaker {
    * separately, before the slot is freed, so that no new probe slips in between the two.
    */
   abandon(probe: boolean): void {
-    if (probe && this.probesInFlight > 0) this.probesInFlight--;
+    if (probe && this.inner.value === 'half-open' && this.inner.probes > 0) this.inner.probes--;
   }
 
   /** Records a success; returns whether the state changed. */
   succeed(now: number): boolean {
     this.window.record(now, false);
     this.consecutiveFailures = 0;
-    if (this.state !== 'half-open') return false;
-    this.state = 'closed';
-    this.openings = 0;
+    if (this.inner.value !== 'half-open') return false;
+    this.inner = { value: 'closed' };
     this.window.clear();
     return true;
   }
@@ -121,17 +132,21 @@ export class Breaker {
   fail(now: number): boolean {
     this.window.record(now, true);
     this.consecutiveFailures++;
-    if (this.state === 'half-open') return this.open(now);
-    if (this.state === 'closed' && this.trips(now)) return this.open(now);
+    if (this.inner.value === 'half-open') return this.open(now);
+    if (this.inner.value === 'closed' && this.trips(now)) return this.open(now);
     return false;
   }
 
   /** Holds the breaker open until at least `until`, whatever its state (a server hint). */
   holdOpenUntil(until: number): boolean {
-    const changed = this.state !== 'open' || until > this.openUntil;
-    this.state = 'open';
-    this.openUntil = Math.max(this.openUntil, until);
-    return changed;
+    const inner = this.inner;
+    if (inner.value === 'open') {
+      if (until <= inner.until) return false;
+      this.inner = { ...inner, until };
+      return true;
+    }
+    this.inner = { value: 'open', until, openings: inner.value === 'half-open' ? inner.openings : 0 };
+    return true;
   }
 
   counts(now: number): { successes: number; failures: number } {
@@ -147,9 +162,11 @@ export class Breaker {
 
   private open(now: number): boolean {
     const { cooldownMs, cooldownMultiplier, maxCooldownMs } = this.policy;
-    const cooldown = Math.min(maxCooldownMs, cooldownMs * cooldownMultiplier ** this.openings);
-    this.openings++;
+    const openings = this.inner.value === 'closed' ? 0 : this.inner.openings;
+    const cooldown = Math.min(maxCooldownMs, cooldownMs * cooldownMultiplier ** openings);
     this.window.clear();
-    return this.holdOpenUntil(now + cooldown);
+    // A cooldown is only ever extended: a hint may already hold the breaker open for longer.
+    this.inner = { value: 'open', until: Math.max(this.openUntil, now + cooldown), openings: openings + 1 };
+    return true;
   }
 }
