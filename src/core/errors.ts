@@ -17,6 +17,7 @@ import type { Usage } from './types.js';
 
 export type ErrorScope = 'key' | 'account' | 'model' | 'request' | 'transport';
 
+/** What failed, as a value to branch on (the three timeout classes share `'timeout'`). */
 export type ErrorKind =
   | 'authentication'
   | 'key_limit'
@@ -40,10 +41,15 @@ export type ErrorKind =
   | 'attempts_exhausted'
   | 'aborted';
 
+/** What an `OpenRouterError` is built from; each field becomes the property of the same name. */
 export interface OpenRouterErrorOptions {
+  /** Human-readable description; never holds key text. */
   message: string;
+  /** Which health record the failure touches. */
   scope: ErrorScope;
+  /** Whether another attempt of the same request may succeed elsewhere (or later). */
   retryable: boolean;
+  /** HTTP status of the response, when there was one. */
   status?: number;
   /** OpenRouter's `error.code` (usually the HTTP status, sometimes a string). */
   code?: number | string;
@@ -57,24 +63,39 @@ export interface OpenRouterErrorOptions {
   metadata?: Readonly<Record<string, unknown>>;
   /** Label of the key the attempt used (never the key itself). */
   keyLabel?: string;
+  /** Model the attempt used. */
   model?: string;
   /** Tokens billed for the failed attempt (an in-band error can carry usage). */
   usage?: Usage;
+  /** The underlying error, passed on as `Error.cause`. */
   cause?: unknown;
 }
 
+/** Base of every error the library reports; see `ErrorKind` and `ErrorScope`. */
 export class OpenRouterError extends Error {
+  /** The class name, so logs and `toJSON()` tell the subclasses apart. */
   override name = 'OpenRouterError';
+  /** What failed, as a value to branch on; see `ErrorKind`. */
   readonly kind: ErrorKind = 'bad_request';
+  /** Which health record the failure touches (key, account, model, request or transport). */
   readonly scope: ErrorScope;
+  /** Whether another attempt of the same request may succeed on a target `scope` does not rule out. */
   readonly retryable: boolean;
+  /** HTTP status of the response, when there was one. */
   readonly status?: number;
+  /** OpenRouter's `error.code` (usually the HTTP status, sometimes a string). */
   readonly code?: number | string;
+  /** OpenRouter's `error_type` (`context_length_exceeded`, `rate_limit_exceeded`, ...). */
   readonly errorType?: string;
+  /** Milliseconds to wait before this target may be tried again, from the most specific hint. */
   readonly retryAfterMs?: number;
+  /** The upstream provider that answered, when OpenRouter names it. */
   readonly providerName?: string;
+  /** `error.metadata`, as sent (provider raw text, reasons, limit source). */
   readonly metadata?: Readonly<Record<string, unknown>>;
+  /** Label of the key the attempt used (never the key itself); `withKeyRotation` sets it. */
   keyLabel?: string;
+  /** Model the attempt used; `withKeyRotation` sets it. */
   model?: string;
   /** Tokens billed for the failed attempt, when the stream reported usage before failing. */
   usage?: Usage;
@@ -120,77 +141,104 @@ export class OpenRouterError extends Error {
 
 /** 401: the key is invalid, disabled or deleted. The pool disables it. */
 export class AuthenticationError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'AuthenticationError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'authentication' as const;
 }
 
 /** 403 `Key limit exceeded`: the key's own spending cap. The pool marks it exhausted. */
 export class KeyLimitError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'KeyLimitError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'key_limit' as const;
 }
 
 /** 402: the account lacks credits. Every key of the account is exhausted. */
 export class InsufficientCreditsError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'InsufficientCreditsError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'insufficient_credits' as const;
 }
 
 /** 403 other than a key limit: guardrail, workspace budget, region, management route. */
 export class PermissionDeniedError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'PermissionDeniedError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'permission_denied' as const;
 }
 
 /** 429: rate limited by the platform (key or account) or upstream (model). */
 export class RateLimitError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'RateLimitError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'rate_limit' as const;
 }
 
 /** 400, 413, 422 and other request errors: fix the request; never retried on the same model. */
 export class BadRequestError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'BadRequestError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind: ErrorKind = 'bad_request';
 }
 
 /** 400 context or token limit: a model with a larger context may take it. */
 export class ContextLengthError extends BadRequestError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'ContextLengthError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'context_length' as const;
 }
 
 /** Moderation, refusal or `finish_reason: content_filter`: another model may accept it. */
 export class ContentPolicyError extends BadRequestError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'ContentPolicyError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'content_policy' as const;
 }
 
 /** 404: unknown model, no endpoints, or no provider left after the routing filters. */
 export class NotFoundError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'NotFoundError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'not_found' as const;
 }
 
 /** 500, 502, 503, 524, 529 and an upstream 408: the model or its providers failed. */
 export class UpstreamError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'UpstreamError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'upstream' as const;
 }
 
 /** The connection failed or was reset before a complete answer. */
 export class NetworkError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'NetworkError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'network' as const;
 }
 
+/** Which attempt timeout fired: the whole attempt, the first token's wait, or a gap between chunks. */
 export type TimeoutPhase = 'total' | 'first-token' | 'idle';
 
 /** Base of the three attempt timeouts; `phase` says which limit fired and `limitMs` its value. */
 export class AttemptTimeoutError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'AttemptTimeoutError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'timeout' as const;
+  /** Which limit fired. */
   readonly phase: TimeoutPhase;
+  /** The limit that fired, in milliseconds. */
   readonly limitMs: number;
 
   constructor(phase: TimeoutPhase, limitMs: number, options: Omit<OpenRouterErrorOptions, 'message'> & { message?: string }) {
@@ -199,6 +247,7 @@ export class AttemptTimeoutError extends OpenRouterError {
     this.limitMs = limitMs;
   }
 
+  /** A log-safe plain object (no stack, no cause chain, no key text), with `phase` and `limitMs`. */
   override toJSON(): Record<string, unknown> {
     return { ...super.toJSON(), phase: this.phase, limitMs: this.limitMs };
   }
@@ -206,16 +255,19 @@ export class AttemptTimeoutError extends OpenRouterError {
 
 /** No first content token within `firstTokenMs`. */
 export class FirstTokenTimeoutError extends AttemptTimeoutError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'FirstTokenTimeoutError';
 }
 
 /** A gap between chunks longer than `idleMs`. */
 export class IdleTimeoutError extends AttemptTimeoutError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'IdleTimeoutError';
 }
 
 /** The attempt as a whole took longer than `totalMs`. */
 export class TotalTimeoutError extends AttemptTimeoutError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'TotalTimeoutError';
 }
 
@@ -225,8 +277,11 @@ export class TotalTimeoutError extends AttemptTimeoutError {
  * `finish_reason` (`truncated: true`).
  */
 export class StreamError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'StreamError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'stream' as const;
+  /** The stream ended early: without `[DONE]` and without a `finish_reason`. */
   readonly truncated: boolean;
 
   constructor(options: OpenRouterErrorOptions & { truncated?: boolean }) {
@@ -237,19 +292,25 @@ export class StreamError extends OpenRouterError {
 
 /** A body or SSE event that is not valid JSON, or not the shape OpenRouter documents. */
 export class MalformedResponseError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'MalformedResponseError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'malformed_response' as const;
 }
 
 /** Every key is disabled or exhausted, so nothing can ever serve the request. */
 export class NoKeyAvailableError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'NoKeyAvailableError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'no_key_available' as const;
 }
 
 /** The request waited in the admission queue longer than `queueTimeoutMs`. */
 export class QueueTimeoutError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'QueueTimeoutError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'queue_timeout' as const;
 }
 
@@ -261,23 +322,33 @@ export class QueueTimeoutError extends OpenRouterError {
  * error. Nothing was sent and no health was touched.
  */
 export class ModelUnavailableError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'ModelUnavailableError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'model_unavailable' as const;
 }
 
 /** The request was cancelled by its caller. */
 export class AbortedError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'AbortedError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'aborted' as const;
 }
 
 /** One attempt of a request, as recorded in `AttemptsExhaustedError.attempts` and in events. */
 export interface AttemptRecord {
+  /** Number of the attempt within its request, from 1 (0 if it failed before leasing a key). */
   attempt: number;
+  /** Label of the key it used. */
   keyLabel?: string;
+  /** Model it used. */
   model?: string;
+  /** Kind of the error it ended with. */
   kind: ErrorKind;
+  /** HTTP status of that error, when there was one. */
   status?: number;
+  /** Message of that error. */
   message: string;
   /** Scheduler time when the attempt ended. */
   at: number;
@@ -285,8 +356,11 @@ export interface AttemptRecord {
 
 /** Retries gave up; `attempts` holds the reason of every attempt, in order. */
 export class AttemptsExhaustedError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'AttemptsExhaustedError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'attempts_exhausted' as const;
+  /** Every attempt, in order, with the error it ended with. */
   readonly attempts: readonly AttemptRecord[];
   /** The last attempt's error, whose kind and scope this error repeats. */
   readonly lastError: OpenRouterError;
@@ -309,11 +383,13 @@ export class AttemptsExhaustedError extends OpenRouterError {
     this.lastError = lastError;
   }
 
+  /** A log-safe plain object (no stack, no cause chain, no key text), with `attempts` and `lastError`. */
   override toJSON(): Record<string, unknown> {
     return { ...super.toJSON(), attempts: this.attempts, lastError: this.lastError.toJSON() };
   }
 }
 
+/** Whether `value` is an `OpenRouterError` (of any subclass). */
 export function isOpenRouterError(value: unknown): value is OpenRouterError {
   return value instanceof OpenRouterError;
 }
@@ -327,6 +403,8 @@ export function toOpenRouterError(value: unknown): OpenRouterError {
 
 /** The admission queue is at its `maxSize`; retry later or raise the limit. */
 export class QueueFullError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
   override name = 'QueueFullError';
+  /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'queue_full' as const;
 }

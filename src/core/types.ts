@@ -8,29 +8,57 @@ import type { Observable } from 'rxjs';
 
 /** A chat message in the OpenAI wire format. Extra fields pass through untouched. */
 export interface ChatMessage {
+  /** Who speaks: instructions (`system`, `developer`), the user, the model, or a tool's result. */
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  /** Text, an array of content parts (text, images, files...), or `null` (tool calls only). */
   content: string | ReadonlyArray<Record<string, unknown>> | null;
+  /** Names the author, to tell participants of the same role apart. */
   name?: string;
+  /** On a `tool` message: the id of the tool call it answers. */
   tool_call_id?: string;
+  /** On an `assistant` message: the tool calls it made. */
   tool_calls?: ReadonlyArray<Record<string, unknown>>;
+  /** Any other field, sent as given. */
   [extra: string]: unknown;
 }
 
 /** OpenRouter's `provider` routing preferences (guides/routing/provider-selection). */
 export interface ProviderPreferences {
+  /** Provider slugs to try first, in this order. */
   order?: string[];
+  /** Whether backup providers may serve the request when the preferred ones are unavailable. */
   allow_fallbacks?: boolean;
+  /** Only use providers that support every parameter of the request. */
   require_parameters?: boolean;
+  /** `'deny'`: only use providers that do not collect user data. Default `'allow'`. */
   data_collection?: 'allow' | 'deny';
+  /** Only use zero-data-retention endpoints. */
   zdr?: boolean;
+  /** Only use models whose authors allow distilling their text output. */
   enforce_distillable_text?: boolean;
+  /** Provider slugs allowed to serve the request; no others. */
   only?: string[];
+  /** Provider slugs never to use. */
   ignore?: string[];
+  /** Quantization levels to accept (`'fp8'`, `'int4'`, ...). */
   quantizations?: string[];
+  /**
+   * Ranks providers by this instead of load balancing them. In the object form, `partition:
+   * 'none'` ranks the endpoints of all models together instead of per model (the default).
+   */
   sort?:
     'price' | 'throughput' | 'latency' | 'exacto' | { by: 'price' | 'throughput' | 'latency' | 'exacto'; partition?: 'model' | 'none' };
+  /**
+   * Throughput (tokens/s) to prefer providers above: a number (for p50) or per-percentile
+   * cutoffs (`p50` ... `p99`). Slower endpoints are deprioritised, not excluded.
+   */
   preferred_min_throughput?: number | Record<string, number>;
+  /**
+   * Latency (seconds) to prefer providers below: a number (for p50) or per-percentile cutoffs
+   * (`p50` ... `p99`). Slower endpoints are deprioritised, not excluded.
+   */
   preferred_max_latency?: number | Record<string, number>;
+  /** Highest price to accept, in USD per million tokens (per request for `request`); a hard filter. */
   max_price?: { prompt?: number; completion?: number; request?: number; image?: number; audio?: number };
 }
 
@@ -39,58 +67,100 @@ export interface ProviderPreferences {
  * correlation id, echoed on every event; it is never sent upstream.
  */
 export interface ChatRequest {
+  /** Caller's correlation id, echoed on every event; never sent upstream. */
   id?: string;
+  /** Model slug (`author/model`, optionally with a variant such as `:nitro`). */
   model?: string;
   /** OpenRouter's server-side fallback list (at most 3 entries, as OpenRouter enforces). */
   models?: string[];
+  /** The conversation so far; at least one message. */
   messages: ChatMessage[];
+  /** Stream the answer as server-sent events instead of one JSON body. */
   stream?: boolean;
+  /** Most tokens to generate (a positive integer). */
   max_tokens?: number;
+  /** OpenAI's newer name for `max_tokens`; the library's token estimate reads it first. */
   max_completion_tokens?: number;
+  /** Sampling temperature, 0 to 2. */
   temperature?: number;
+  /** Nucleus sampling: only the likeliest tokens whose probabilities add up to this, 0 to 1. */
   top_p?: number;
+  /** Sample only among the `top_k` likeliest tokens; 0 turns it off. */
   top_k?: number;
+  /** Drop tokens less likely than this fraction of the likeliest token's probability, 0 to 1. */
   min_p?: number;
+  /** Like `min_p`, but against the square of the likeliest token's probability, 0 to 1. */
   top_a?: number;
+  /** Penalises tokens already in the context: above 0, at most 2 (1 is neutral). */
   repetition_penalty?: number;
+  /** Penalises tokens by how often they already appeared, -2 to 2. */
   frequency_penalty?: number;
+  /** Penalises tokens that already appeared at all, -2 to 2. */
   presence_penalty?: number;
+  /** Integer seed for repeatable sampling, where the provider supports it. */
   seed?: number;
+  /** Sequences at which generation stops. */
   stop?: string | string[];
+  /** Tool (function) definitions the model may call, in the OpenAI format. */
   tools?: ReadonlyArray<Record<string, unknown>>;
+  /** Whether and which tool the model must call (`'none'`, `'auto'`, `'required'` or a named tool). */
   tool_choice?: unknown;
+  /** Output format, e.g. `{ type: 'json_object' }` or a JSON schema. */
   response_format?: Record<string, unknown>;
+  /** OpenRouter's provider routing preferences. */
   provider?: ProviderPreferences;
+  /** Stable id of the end user, passed to OpenRouter (it helps detect abuse). */
   user?: string;
+  /** Id that groups related requests (one conversation, one agent run); a natural `sticky` key. */
   session_id?: string;
+  /** OpenRouter's reasoning settings (`effort`, `max_tokens`, `exclude`, ...). */
   reasoning?: Record<string, unknown>;
+  /** OpenRouter plugins to run on the request, e.g. `{ id: 'web' }`. */
   plugins?: ReadonlyArray<Record<string, unknown>>;
+  /** OpenRouter prompt transforms, e.g. `['middle-out']`. */
   transforms?: string[];
+  /** Any other field, sent as given. */
   [extra: string]: unknown;
 }
 
 /** Token usage as OpenRouter bills it; `cost` is in credits (1 credit = 1 USD). */
 export interface Usage {
+  /** Tokens of the prompt (`prompt_tokens`). */
   promptTokens: number;
+  /** Tokens generated (`completion_tokens`). */
   completionTokens: number;
+  /** `total_tokens`, or prompt plus completion tokens when the body omits it. */
   totalTokens: number;
+  /** What the call cost, in credits. */
   cost?: number;
+  /** Prompt tokens read from the provider's cache (`prompt_tokens_details.cached_tokens`). */
   cachedTokens?: number;
+  /** Tokens spent on reasoning (`completion_tokens_details.reasoning_tokens`). */
   reasoningTokens?: number;
 }
 
+/** Why generation stopped; other strings pass through as sent (`'unknown'` when none was sent). */
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'error' | (string & {});
 
 /** A non-streaming completion, reduced to what callers use; `raw` keeps the full body. */
 export interface Completion {
+  /** OpenRouter's generation id. */
   id: string;
+  /** Model that answered, as the body names it (else the model requested). */
   model: string;
+  /** Upstream provider that answered, when OpenRouter names it. */
   provider?: string;
+  /** The answer text (`''` when there is none, e.g. tool calls only). */
   content: string;
+  /** Reasoning text, when the model returned any. */
   reasoning?: string;
+  /** The tool calls the model made (for a stream, every chunk's `tool_calls` deltas in order). */
   toolCalls?: ReadonlyArray<Record<string, unknown>>;
+  /** Why generation stopped. */
   finishReason: FinishReason;
+  /** Tokens and cost, when OpenRouter reported them. */
   usage?: Usage;
+  /** The response body as received; `null` when assembled from a stream. */
   raw: unknown;
 }
 
@@ -117,11 +187,15 @@ export type TransportEvent =
 
 /** The secret and its public names, handed only to the transport. */
 export interface KeyCredential {
+  /** Name the key goes by in health, events and errors. */
   readonly label: string;
+  /** Short non-reversible hash of the key, to tell keys with the same label apart. */
   readonly fingerprint: string;
+  /** The API key itself. */
   readonly key: string;
 }
 
+/** Per-attempt options a transport receives. */
 export interface TransportOptions {
   /** Aborts the HTTP request; unsubscribing aborts it too. */
   signal?: AbortSignal;

@@ -6,7 +6,9 @@ import type { z } from 'zod';
  * callers that want to branch on them.
  */
 export class ValidationError extends Error {
+  /** The class name, shown in logs and stack traces. */
   override name = 'ValidationError';
+  /** zod's issues, one per failing field. */
   readonly issues: readonly z.core.$ZodIssue[];
 
   constructor(message: string, issues: readonly z.core.$ZodIssue[]) {

@@ -17,7 +17,9 @@ import type { PoolHealth } from '../health/records.js';
 
 /** What the dashboard reads of a pool; a `KeyPool` is one. */
 export interface HealthSource {
+  /** The pool's health now, then on every change: what the SSE feed sends. */
   readonly health$: Observable<PoolHealth>;
+  /** The pool's health now: what `health.json` answers. */
   snapshot(): PoolHealth;
 }
 

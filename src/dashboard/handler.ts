@@ -38,6 +38,7 @@ export interface DashboardOptions {
   token?: string;
 }
 
+/** The dashboard's request handler, as `dashboardHandler` returns it. */
 export interface DashboardHandler {
   /** Returns whether it answered; when it did not and `next` is given, calls `next()`. */
   (request: IncomingMessage, response: ServerResponse, next?: (error?: unknown) => void): boolean;
@@ -70,6 +71,10 @@ const optionsSchema = z.strictObject({
   token: z.string().regex(TOKEN_PATTERN, TOKEN_RULE).optional(),
 });
 
+/**
+ * The dashboard of `pool` as a request handler: the page, `events` and `health.json` under
+ * `basePath`. Throws a `ValidationError` naming the field for invalid options.
+ */
 export function dashboardHandler(pool: HealthSource, options: DashboardOptions = {}): DashboardHandler {
   const parsed = optionsSchema.safeParse(options);
   if (!parsed.success) throw new ValidationError(formatZodError(parsed.error, 'dashboard options'), parsed.error.issues);

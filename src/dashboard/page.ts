@@ -82,7 +82,9 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }
 
+/** Options of `dashboardPage`. */
 export interface DashboardPageOptions {
+  /** Shown in the page header and tab. Default `openrouter-rx`. */
   title?: string;
   /** The SSE endpoint, relative to the page. Default `events`. */
   eventsUrl?: string;

@@ -11,6 +11,7 @@ import type { HealthSource } from './events.js';
  */
 
 export interface DashboardServerOptions extends Omit<DashboardOptions, 'basePath'> {
+  /** The pool whose health the dashboard shows. */
   pool: HealthSource;
   /** Default 0: a free port (read it from `url`). */
   port?: number;
@@ -18,15 +19,19 @@ export interface DashboardServerOptions extends Omit<DashboardOptions, 'basePath
   host?: string;
 }
 
+/** A running dashboard server, as `createDashboardServer` resolves it. */
 export interface DashboardServer {
   /** `http://127.0.0.1:PORT/`. */
   readonly url: string;
+  /** The port it listens on (the one picked, for port 0). */
   readonly port: number;
+  /** The underlying `node:http` server. */
   readonly server: Server;
   /** Ends every feed and stops listening. */
   close(): Promise<void>;
 }
 
+/** Starts a `node:http` server for the dashboard; resolves once it listens. */
 export async function createDashboardServer(options: DashboardServerOptions): Promise<DashboardServer> {
   const { pool, port = 0, host = '127.0.0.1', ...rest } = options;
   // IP addresses are answered anyway; a name (`myhost.lan`) is what a browser puts in Host.

@@ -15,17 +15,27 @@ import { WindowedCount } from './windowed-count.js';
  */
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
+/** When a key's or model's breaker opens and how long it stays open (see `BreakerState`). */
 export interface BreakerPolicy {
+  /** Failures in a row that open a closed breaker. */
   consecutiveFailures: number;
+  /** Failure rate over `windowMs` (0 to 1) that opens it, given `minimumCalls`. */
   failureRateThreshold: number;
+  /** Calls the window must hold before the failure rate counts. */
   minimumCalls: number;
+  /** Length of the sliding window the failure rate is measured over. */
   windowMs: number;
+  /** Cooldown of the first opening. */
   cooldownMs: number;
+  /** Factor each further opening (before the breaker closes again) multiplies the cooldown by. */
   cooldownMultiplier: number;
+  /** Cap on the cooldown. */
   maxCooldownMs: number;
+  /** Calls a half-open breaker admits at a time. */
   halfOpenProbes: number;
 }
 
+/** Defaults of a pool config's `breaker` and `modelBreaker`; a field given there overrides its own. */
 export const defaultBreakerPolicy: Readonly<BreakerPolicy> = Object.freeze({
   consecutiveFailures: 5,
   failureRateThreshold: 0.5,

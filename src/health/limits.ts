@@ -33,5 +33,7 @@ export const modelLimitsSchema = limitsSchema.extend({
   contextLength: positiveInt.optional(),
 });
 
+/** Limits of a key, an account or a model: `rpm`, `tpm`, `maxConcurrent` and other `quotas`. */
 export type LimitsConfig = z.infer<typeof limitsSchema>;
+/** A model's limits (per account), plus its `contextLength` in tokens. */
 export type ModelLimitsConfig = z.infer<typeof modelLimitsSchema>;

@@ -12,38 +12,57 @@ export type KeyState = BreakerState | 'disabled' | 'exhausted';
 /** Why a key or model is `open`: its breaker tripped, or a 429 parked it until a reset time. */
 export type OpenReason = 'failures' | 'rate-limit';
 
+/** The latest failure of a key or model, as health shows it. */
 export interface LastError {
+  /** Kind of the error. */
   kind: ErrorKind;
+  /** Its HTTP status, when there was one. */
   status?: number;
+  /** Its message (never holds key text). */
   message: string;
   /** Scheduler time of the failure. */
   at: number;
 }
 
+/** What one quota (e.g. `rpm`) of a key, an account or a model has left in its sliding window. */
 export interface QuotaRemaining {
+  /** Whose quota it is. */
   scope: 'key' | 'account' | 'model';
   /** `requests` or `tokens`. */
   unit: 'requests' | 'tokens';
+  /** Most `unit`s the window admits. */
   limit: number;
+  /** What the window admits now (never below 0). */
   remaining: number;
+  /** Length of the sliding window. */
   windowMs: number;
   /** For `model` quotas, the model pattern they apply to. */
   model?: string;
 }
 
+/** Running totals of requests and billed usage, for a key, a model or the pool. */
 export interface UsageTotals {
+  /** Successful attempts (failed ones add their billed tokens but no request). */
   requests: number;
+  /** Prompt tokens billed. */
   promptTokens: number;
+  /** Completion tokens billed. */
   completionTokens: number;
+  /** Total tokens billed. */
   totalTokens: number;
   /** Credits (USD) billed, as reported by OpenRouter. */
   cost: number;
 }
 
+/** A key's spending as `GET /api/v1/key` last reported it; amounts in USD. */
 export interface Credit {
+  /** The key's spending cap, or `null` for none. */
   limit: number | null;
+  /** What is left of `limit`; `null` when there is no limit. */
   limitRemaining: number | null;
+  /** Credits the key has used. */
   usage: number;
+  /** True when the account never bought credits. */
   isFreeTier: boolean;
   /** Scheduler time of the `GET /api/v1/key` call. */
   checkedAt: number;
@@ -51,39 +70,59 @@ export interface Credit {
 
 /** What key and model records share: breaker state, in-flight count, outcomes, latency, usage. */
 export interface EntityHealth {
+  /** Its breaker's state, or (keys only) `disabled` or `exhausted`. */
   state: KeyState;
+  /** Why it is `open`; null in any other state. */
   openReason: OpenReason | null;
   /** Scheduler time until which it is parked, open, or exhausted; null when none applies. */
   cooldownUntil: number | null;
+  /** Attempts holding a slot now. */
   inFlight: number;
   /** Outcomes in the breaker's current sliding window. */
   successes: number;
+  /** Failures in the breaker's current sliding window. */
   failures: number;
+  /** Failures since the last success. */
   consecutiveFailures: number;
+  /** The latest failure; null before the first. */
   lastError: LastError | null;
   /** Exponential moving averages, in ms; null before the first sample. */
   latencyMs: number | null;
+  /** Moving average of the time from the lease to the first content, in ms; null before a sample. */
   timeToFirstTokenMs: number | null;
+  /** What its successful attempts (and failed ones' billed tokens) used. */
   usage: UsageTotals;
 }
 
+/** One key's health record. */
 export interface KeyHealth extends EntityHealth {
+  /** The key's label. */
   label: string;
+  /** Short non-reversible hash of the key, to tell keys with the same label apart. */
   fingerprint: string;
+  /** Id of the account the key belongs to. */
   account: string;
+  /** The key's `maxConcurrent` limit; null when it has none. */
   maxConcurrent: number | null;
+  /** What the key's quotas, then its account's, have left. */
   quota: readonly QuotaRemaining[];
+  /** Its spending, once `GET /api/v1/key` has been polled; null before. */
   credit: Credit | null;
 }
 
+/** One model's health record, shared by every key. */
 export interface ModelHealth extends EntityHealth {
+  /** The model slug. */
   model: string;
   /** A model is never disabled or exhausted: only its breaker's states. */
   state: BreakerState;
 }
 
+/** A snapshot of the whole pool's health. */
 export interface PoolHealth {
+  /** Every key's record. */
   keys: readonly KeyHealth[];
+  /** A record per model the pool tracks (idle, healthy ones are dropped past `maxModelRecords`). */
   models: readonly ModelHealth[];
   /** Sums over every key. */
   usage: UsageTotals;

@@ -8,13 +8,17 @@ import type { AttemptRestart, AttemptRetry, AttemptStart } from '../pool/events.
  * attempts (`attempt` when a key was leased, `retry` and `restart` from the retry operators).
  */
 export interface AttemptTag {
+  /** The request's `id` (`''` when it has none). */
   requestId: string;
+  /** Label of the key the attempt leased. */
   keyLabel: string;
+  /** Model the attempt was sent to. */
   model: string;
 }
 
 export type { AttemptStart, AttemptRetry, AttemptRestart } from '../pool/events.js';
 
+/** A transport event tagged with the request, key and model of its attempt. */
 export type TaggedTransportEvent = TransportEvent & AttemptTag;
 
 /**
@@ -34,6 +38,7 @@ export function recordingOf(start: AttemptStart): AttemptRecording | undefined {
   return (start as AttemptStart & { [ATTEMPT_RECORDING]?: AttemptRecording })[ATTEMPT_RECORDING];
 }
 
+/** One item of a request's stream between operators: an attempt marker or a tagged transport event. */
 export type AttemptEvent = AttemptStart | AttemptRetry | AttemptRestart | TaggedTransportEvent;
 
 /** Whether an event carries something a user sees: text, reasoning or a tool call. */

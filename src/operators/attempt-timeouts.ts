@@ -10,6 +10,7 @@ import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type Attem
 import { MAX_TIMER_DELAY_MS, scheduleAfter } from '../core/timers.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
+/** Options of `attemptTimeouts`. */
 export interface AttemptTimeoutsConfig {
   /** The whole attempt, from the key's lease to the last event. Default 300 s. */
   totalMs?: number;
@@ -20,6 +21,7 @@ export interface AttemptTimeoutsConfig {
   firstTokenMs?: number;
   /** Streams only: the longest gap between chunks once content flows. Default 20 s. */
   idleMs?: number;
+  /** Runs the three timers. Default `asyncScheduler`. */
   scheduler?: SchedulerLike;
 }
 

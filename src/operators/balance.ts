@@ -24,6 +24,7 @@ import { withKeyRotation } from './with-key-rotation.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 import { scheduleAfter } from '../core/timers.js';
 
+/** Options of `balance`; an unknown or invalid field makes `balance` throw a `ValidationError`. */
 export interface BalanceOptions {
   /** Requests in flight at once (mergeMap's cap). Default 16. */
   concurrency?: number;
@@ -88,29 +89,47 @@ const balanceOptionsSchema = z.strictObject({
 /** How often a request waiting on a half-open model (its probe out) looks again. */
 const MODEL_PROBE_POLL_MS = 250;
 
+/** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
 export interface ChunkEvent {
+  /** Discriminant of `BalanceEvent`. */
   type: 'chunk';
+  /** The request's `id`, or `req-<n>` when it had none. */
   requestId: string;
+  /** Text added by this chunk; `''` when it carries only reasoning or tool calls. */
   delta: string;
+  /** Reasoning text added by this chunk. */
   reasoning?: string;
+  /** The chunk's `tool_calls` deltas, as sent. */
   toolCalls?: ReadonlyArray<Record<string, unknown>>;
+  /** Label of the key the attempt leased. */
   keyLabel: string;
+  /** Model the attempt was sent to. */
   model: string;
 }
 
 /** Content already delivered for this request is void: a new attempt starts over. */
 export interface RestartEvent {
+  /** Discriminant of `BalanceEvent`. */
   type: 'restart';
+  /** The request's `id`, or `req-<n>` when it had none. */
   requestId: string;
+  /** Number of the attempt that failed after delivering content. */
   attempt: number;
+  /** Kind of the error that attempt failed with. */
   reason: OpenRouterError['kind'];
 }
 
+/** The request's answer: its terminal event on success. */
 export interface CompletionEvent {
+  /** Discriminant of `BalanceEvent`. */
   type: 'completion';
+  /** The request's `id`, or `req-<n>` when it had none. */
   requestId: string;
+  /** The answer; for a stream, assembled from its chunks (with `raw: null`). */
   completion: Completion;
+  /** Label of the key the successful attempt leased. */
   keyLabel: string;
+  /** Model the successful attempt was sent to (`completion.model` is what OpenRouter reports). */
   model: string;
   /** Attempts made, this one included. */
   attempts: number;
@@ -122,8 +141,11 @@ export interface CompletionEvent {
   billedUsage?: Usage;
 }
 
+/** The request failed: its terminal event on failure (the output stream itself never errors). */
 export interface FailedEvent {
+  /** Discriminant of `BalanceEvent`. */
   type: 'failed';
+  /** The request's `id`, or `req-<n>` when it had none. */
   requestId: string;
   /** Always typed; an invalid request fails with a `BadRequestError` whose cause is the `ValidationError`. */
   error: OpenRouterError;

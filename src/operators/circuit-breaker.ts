@@ -3,6 +3,7 @@ import type { OpenRouterError } from '../core/errors.js';
 import type { PoolCore } from '../pool/types.js';
 import { recordingOf, type AttemptEvent } from './attempt-event.js';
 
+/** Options of `circuitBreaker`. */
 export interface CircuitBreakerConfig {
   /**
    * Whether a failure counts against health at all. Default: every failure does, as its scope

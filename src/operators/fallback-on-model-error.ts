@@ -3,10 +3,13 @@ import { ERROR_POLICY } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
+/** Options of `fallbackOnModelError`. */
 export interface FallbackOnModelErrorConfig {
   /** Attempts in all, the first included. Default 4. */
   maxAttempts?: number;
+  /** What to do when an attempt fails after delivering content. Default `'error'`. */
   onMidStreamError?: MidStreamErrorMode;
+  /** Clock for the `at` of retry events and attempt records. Default `asyncScheduler`. */
   scheduler?: SchedulerLike;
 }
 

@@ -3,6 +3,10 @@ import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type Ope
 import { scheduleAfter } from '../core/timers.js';
 import { attemptRecordOf, carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
+/**
+ * What a retry operator does when an attempt fails after delivering content: `'error'` fails with
+ * that error; `'restart'` emits a `restart` event (the caller clears what it got) and retries.
+ */
 export type MidStreamErrorMode = 'error' | 'restart';
 
 /** What a retry operator decides; shared by `retryOnRateLimit` and `retryTransient`. */

@@ -3,6 +3,7 @@ import { ERROR_POLICY } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
+/** Options of `retryOnRateLimit`. */
 export interface RetryOnRateLimitConfig {
   /** Attempts in all, the first included. Default 4. */
   maxAttempts?: number;
@@ -11,7 +12,9 @@ export interface RetryOnRateLimitConfig {
    * giving up. Default 60 s.
    */
   maxWaitMs?: number;
+  /** What to do when an attempt fails after delivering content. Default `'error'`. */
   onMidStreamError?: MidStreamErrorMode;
+  /** Runs the `maxWaitMs` timer and reads the clock. Default `asyncScheduler`. */
   scheduler?: SchedulerLike;
 }
 

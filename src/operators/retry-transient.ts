@@ -17,6 +17,7 @@ export interface RetryBudgetConfig {
   windowMs?: number;
 }
 
+/** Options of `retryTransient`. */
 export interface RetryTransientConfig {
   /** Attempts in all, the first included. Default 3. */
   maxAttempts?: number;
@@ -26,8 +27,11 @@ export interface RetryTransientConfig {
   maxDelayMs?: number;
   /** Shared by every request through this operator instance; `false` turns it off. */
   budget?: RetryBudgetConfig | false;
+  /** What to do when an attempt fails after delivering content. Default `'error'`. */
   onMidStreamError?: MidStreamErrorMode;
+  /** Runs the backoff timers and reads the clock. Default `asyncScheduler`. */
   scheduler?: SchedulerLike;
+  /** Jitter source, returning a number in [0, 1). Default `Math.random`. */
   random?: () => number;
 }
 

@@ -8,6 +8,7 @@ import type { ChatRequest, Usage } from '../core/types.js';
 import { ATTEMPT_RECORDING, carriesContent, type AttemptEvent, type AttemptRecording, type AttemptStart } from './attempt-event.js';
 import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 
+/** Options of `withKeyRotation`. */
 export interface WithKeyRotationConfig {
   /** Overrides the pool's strategy for these requests. */
   strategy?: StrategyLike;

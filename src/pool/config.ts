@@ -13,13 +13,19 @@ export type { LimitsConfig, ModelLimitsConfig };
 
 /** What `GET /api/v1/key` says of a key, as far as the pool uses it. */
 export interface KeyInfoSnapshot {
+  /** The key's spending cap in USD, or `null` for none. */
   limit: number | null;
+  /** What is left of `limit`; `null` when there is no limit. A key with 0 left is exhausted. */
   limitRemaining: number | null;
+  /** When usage toward `limit` resets (`'daily'`, `'weekly'`, `'monthly'`); `null` for never. */
   limitReset?: string | null;
+  /** Credits (USD) the key has used. */
   usage: number;
+  /** True when the account never bought credits. */
   isFreeTier: boolean;
 }
 
+/** Reads a key's `KeyInfoSnapshot`, for `refreshKeyInfo`; `createKeyPool` uses `fetchKeyInfo`. */
 export type KeyInfoSource = (key: KeyCredential) => Observable<KeyInfoSnapshot> | Promise<KeyInfoSnapshot>;
 
 const positiveInt = z.number().int().positive();
@@ -122,6 +128,7 @@ export const keyPoolConfigSchema = z
     });
   });
 
+/** A pool's config as `createPool` takes it, before defaults are filled in; validated there. */
 export type KeyPoolInput = z.input<typeof keyPoolConfigSchema>;
 
 export interface ResolvedKeyConfig {

@@ -18,6 +18,7 @@ export type AttemptStart = {
   at: number;
 };
 
+/** Sent by a retry operator before it retries: why the last attempt failed, and the wait. */
 export type AttemptRetry = {
   type: 'retry';
   requestId: string;

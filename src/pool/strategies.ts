@@ -8,26 +8,35 @@ import type { KeyHealth } from '../health/records.js';
  * strategy's: a strategy only chooses among keys the pool would admit.
  */
 export interface KeyCandidate {
+  /** The key's label. */
   readonly label: string;
+  /** The key's `weight` from the pool config (default 1). */
   readonly weight: number;
+  /** Attempts holding a slot on the key now. */
   readonly inFlight: number;
+  /** Moving average of the key's latency in ms; null before the first sample. */
   readonly latencyMs: number | null;
   /** The key's current health record. */
   readonly health: KeyHealth;
 }
 
+/** What a strategy picks from, for one attempt. */
 export interface PickContext {
   /** Every key of the pool, in configuration order. */
   readonly candidates: readonly KeyCandidate[];
   /** Whether the key at `index` may take this attempt now. */
   isEligible(index: number): boolean;
+  /** The request the attempt is for. */
   readonly request: ChatRequest;
+  /** The model the attempt will use. */
   readonly model: string;
   /** The pool's random source, in [0, 1). */
   random(): number;
 }
 
+/** Chooses which eligible key an attempt uses. */
 export interface Strategy {
+  /** Identifies the strategy (`'roundRobin'`, `'sticky'`, `'custom'` for a function...). */
   readonly name: string;
   /** The index of the chosen key, or undefined when none is eligible. */
   pick(context: PickContext): number | undefined;
@@ -36,7 +45,9 @@ export interface Strategy {
 /** A user strategy: any function of the eligible keys' health, returning one of them or its label. */
 export type StrategyFunction = (eligible: readonly KeyHealth[], request: ChatRequest) => KeyHealth | string | undefined;
 
+/** The built-in strategies that can be given by name; `powerOfTwo` is the pool's default. */
 export type StrategyName = 'roundRobin' | 'weighted' | 'leastInFlight' | 'powerOfTwo' | 'latency';
+/** Anything a `strategy` option takes: a `Strategy`, a `StrategyFunction` or a `StrategyName`. */
 export type StrategyLike = Strategy | StrategyFunction | StrategyName;
 
 function eligibleIndexes(context: PickContext): number[] {
@@ -155,6 +166,7 @@ export function latency(): Strategy {
   };
 }
 
+/** Options of `sticky`. */
 export interface StickyOptions {
   /** Picks a key for a conversation seen for the first time, or whose key is not eligible. */
   fallback?: StrategyLike;

@@ -10,9 +10,13 @@ import type { Strategy } from './strategies.js';
 export interface KeyLease {
   /** Hand this to the transport only; its `key` is not enumerable, so logging a lease is safe. */
   readonly credential: KeyCredential;
+  /** The key's label. */
   readonly label: string;
+  /** Short non-reversible hash of the key. */
   readonly fingerprint: string;
+  /** Id of the key's account. */
   readonly account: string;
+  /** The model the slot was admitted for. */
   readonly model: string;
   /** Scheduler time of admission. */
   readonly acquiredAt: number;
@@ -24,11 +28,13 @@ export interface KeyLease {
   release(): void;
 }
 
+/** What `PoolPort.acquire` needs besides the request. */
 export interface AcquireOptions {
   /** Models to use, in order of preference; the first with an eligible key wins. */
   models: readonly string[];
   /** Keys to pass over while another is eligible (those a retry already tried). */
   avoid?: ReadonlySet<string>;
+  /** Picks among the eligible keys instead of the pool's strategy. */
   strategy?: Strategy;
   /** Higher goes first; equal priorities are served in arrival order. Default 0. */
   priority?: number;
@@ -50,9 +56,13 @@ export type AttemptOutcome =
     }
   | { type: 'failure'; keyLabel: string; model: string; error: OpenRouterError; usage?: Usage };
 
+/** One key of a pool, as `pool.key(label)` returns it. */
 export interface KeyHandle {
+  /** The key's label. */
   readonly label: string;
+  /** Short non-reversible hash of the key. */
   readonly fingerprint: string;
+  /** The key's record now, then on every change. */
   readonly health$: Observable<KeyHealth>;
 }
 
@@ -62,7 +72,9 @@ export interface KeyHandle {
  * surface, for operators (the library's, or a user's own) to reach.
  */
 export interface PoolPort {
+  /** The pool's clock. */
   readonly scheduler: SchedulerLike;
+  /** Sends attempts; from the pool config. */
   readonly transport: Transport;
   /** The pool's default strategy, one instance shared by every request. */
   readonly strategy: Strategy;
@@ -95,9 +107,13 @@ export interface PoolCore {
   readonly events$: Observable<PoolEvent>;
   /** The pool's clock: hand it to operators composed around the pool. */
   readonly scheduler: SchedulerLike;
+  /** Every key's label, in config order. */
   readonly labels: readonly string[];
+  /** One key's handle; throws a `RangeError` for a label the pool does not have. */
   key(label: string): KeyHandle;
+  /** One model's record now, then on every change; the record is created if the pool had none. */
   model(model: string): { readonly health$: Observable<ModelHealth> };
+  /** The pool's health now. */
   snapshot(): PoolHealth;
   /** For operators only; see `PoolPort`. */
   readonly [POOL_PORT]: PoolPort;

@@ -19,6 +19,7 @@ import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, RENEW, RESERVE } from './scripts.js';
 
+/** Options of `createRedisStore`; checked when the store is created. */
 export interface RedisStoreOptions {
   /** An ioredis client; the store also `duplicate()`s it for pub/sub. */
   client: Redis;
@@ -61,7 +62,9 @@ const optionsSchema = z.strictObject({
 
 /** The shared store is unreachable and the pool was told to fail rather than limit alone. */
 export class StoreUnavailableError extends OpenRouterError {
+  /** The class name, so logs and `toJSON()` tell it apart. */
   override name = 'StoreUnavailableError';
+  /** What failed: always `'store_unavailable'`. */
   override readonly kind = 'store_unavailable' as const;
 }
 
@@ -161,7 +164,9 @@ export class RedisStateStore implements StateStore {
   private reservations = 0;
   private readonly instance = randomUUID();
   private disposed = false;
+  /** State changes of every pool on this Redis, this one's included (and those still live at start). */
   readonly changes$: Observable<StateChange> = this.changes.asObservable();
+  /** `shared` while Redis answers; `local` (with the failure's message) while this process limits alone. */
   readonly status$: Observable<StoreStatus> = this.status.asObservable();
 
   constructor(options: RedisStoreOptions) {
@@ -194,6 +199,7 @@ export class RedisStateStore implements StateStore {
     return this.status.value.mode === 'shared';
   }
 
+  /** Declares a scope and its limits; idempotent. */
   define(scope: ScopeDefinition): void {
     if (this.scopes.has(scope.id)) return;
     this.scopes.set(scope.id, scope);
@@ -222,14 +228,20 @@ export class RedisStateStore implements StateStore {
     return `${this.prefix}:slots:${scope.id}`;
   }
 
+  /** Whether `plan` has room for `tokens` now, by this process's own count (no round trip). */
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
     return this.hasSlotRoom(plan) && this.limiters(plan).every((limiter) => !limiter.isBounded || limiter.fits(now, tokens));
   }
 
+  /** The earliest time `plan`'s quotas admit `tokens` by this process's own count (slots aside). */
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number {
     return this.limiters(plan).reduce((at, limiter) => (limiter.isBounded ? Math.max(at, limiter.nextFitAt(now, tokens)) : at), now);
   }
 
+  /**
+   * Takes room in every quota and slot of `plan` in one Lua script, or says when to try again.
+   * When Redis fails, admits by this process's share or fails, as `onStoreError` says.
+   */
   reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult> {
     // Unique across stores, processes and machines: a slot released by id must be this one.
     const id = `${this.instance}.${++this.reservations}`;
@@ -313,12 +325,14 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  /** The first response byte arrived: quota entries count from now at the latest, in Redis too. */
   markResponded(reservation: Reservation, now: number): void {
     const held = reservation as RedisReservation;
     for (const hold of held.holds) hold.limiter.touch(hold, now);
     this.adjust(held, undefined, true);
   }
 
+  /** Replaces the token estimate with the billed count, in Redis too. */
   reconcile(reservation: Reservation, tokens: number): void {
     const held = reservation as RedisReservation;
     for (const hold of held.holds) hold.limiter.reconcileTokens(hold, tokens);
@@ -336,6 +350,7 @@ export class RedisStateStore implements StateStore {
     this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, reservation.id, JSON.stringify(parts), touch ? '1' : '0'));
   }
 
+  /** Frees the reservation's slots, in Redis too (quota entries stay in their windows); idempotent. */
   release(reservation: Reservation): void {
     const held = reservation as RedisReservation;
     if (held.released) return;
@@ -351,10 +366,12 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  /** What is left of a scope's quotas by this process's own count (of its share while Redis is down). */
   remaining(scopeId: string, now: number): QuotaRemaining[] {
     return (this.shared ? this.local : this.degraded).get(scopeId)?.remaining(now) ?? [];
   }
 
+  /** Emits a state change on `changes$`; while Redis answers, stores it with its TTL and publishes it too. */
   publish(change: StateChange): void {
     this.changes.next(change);
     if (!this.shared) return;
@@ -477,6 +494,10 @@ export class RedisStateStore implements StateStore {
     });
   }
 
+  /**
+   * Stops the timers, releases every reservation held and disconnects the pub/sub connection
+   * (`client` itself stays open).
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;

@@ -10,6 +10,7 @@ import { ValidationError, formatZodError } from '../core/validation.js';
 /** The variant suffixes OpenRouter documents; `online` is deprecated but still served. */
 export const MODEL_VARIANTS = ['free', 'nitro', 'floor', 'exacto', 'extended', 'thinking', 'online'] as const;
 
+/** One of `MODEL_VARIANTS`: a suffix such as `nitro` in `openai/gpt-4o:nitro`. */
 export type ModelVariant = (typeof MODEL_VARIANTS)[number];
 
 const KNOWN_VARIANTS: ReadonlySet<string> = new Set(MODEL_VARIANTS);

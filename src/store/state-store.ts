@@ -18,7 +18,9 @@ import { Limiter, type LimiterHold } from '../health/limiter.js';
 export interface ScopeDefinition {
   /** Stable across processes: `key:<label>`, `account:<id>`, `model:<account>:<pattern>`. */
   readonly id: string;
+  /** Whose limits they are: a key's, an account's or a model's. */
   readonly kind: QuotaRemaining['scope'];
+  /** The scope's quotas and `maxConcurrent` slots. */
   readonly limits: LimitsConfig;
   /** For model scopes, the pattern the limits apply to. */
   readonly model?: string;
@@ -29,22 +31,31 @@ export type AdmissionPlan = readonly ScopeDefinition[];
 
 /** Room taken by one attempt; give it back with `release`. */
 export interface Reservation {
+  /** Unique to this reservation, so a store can release exactly its room. */
   readonly id: string;
+  /** The scopes it took room in. */
   readonly plan: AdmissionPlan;
 }
 
+/** The answer of `StateStore.reserve`: the room taken, or how long until there may be some. */
 export type ReserveResult =
   | { readonly ok: true; readonly reservation: Reservation }
   /** No room: `retryAfterMs` from now, the earliest a quota window or slot frees. */
   | { readonly ok: false; readonly retryAfterMs: number };
 
+/**
+ * A state shared between pools: `parked` (429), `open` (breaker), `exhausted`, `disabled`, and
+ * `enabled` (back in service: clears `disabled` and `exhausted`).
+ */
 export type SharedStateKind = 'parked' | 'open' | 'exhausted' | 'disabled' | 'enabled';
 
 /** A state change one pool shares with the others; times are relative, since clocks differ. */
 export interface StateChange {
+  /** What kind of thing `target` is. */
   readonly scope: 'key' | 'account' | 'model';
   /** A key label, an account id or a model id. */
   readonly target: string;
+  /** The state it enters. */
   readonly state: SharedStateKind;
   /** How long the state lasts from when it was published; `Infinity` for `disabled`. */
   readonly remainingMs: number;
@@ -54,10 +65,16 @@ export interface StateChange {
 
 /** `shared`: the store answers. `local`: it failed, and each pool limits alone (a share of each quota). */
 export interface StoreStatus {
+  /** Whether the store's shared state answers. */
   readonly mode: 'shared' | 'local';
+  /** Why it went `local`: the failure's message. */
   readonly reason?: string;
 }
 
+/**
+ * Where a pool keeps quotas, slots and the states pools share: in the process with
+ * `createMemoryStore` (the default), on Redis with `openrouter-rx/redis`.
+ */
 export interface StateStore {
   /** Declares a scope and its limits; idempotent. */
   define(scope: ScopeDefinition): void;
@@ -79,7 +96,9 @@ export interface StateStore {
   publish(change: StateChange): void;
   /** State changes published by any pool on this store, its own included. */
   readonly changes$: Observable<StateChange>;
+  /** Whether the store works shared or has fallen back to local limits; starts `shared`. */
   readonly status$: Observable<StoreStatus>;
+  /** Completes `changes$` and `status$` and frees what the store holds. */
   dispose(): void;
 }
 
@@ -88,6 +107,7 @@ interface MemoryReservation extends Reservation {
   released: boolean;
 }
 
+/** Options of `createMemoryStore`. */
 export interface MemoryStoreOptions {
   /**
    * How long a request may take to reach the server: quota entries count from the send time plus
@@ -192,6 +212,7 @@ export class MemoryStateStore implements StateStore {
   }
 }
 
+/** Creates an in-process store; pools given the same one share its quotas and states. */
 export function createMemoryStore(options: MemoryStoreOptions = {}): StateStore {
   return new MemoryStateStore(options);
 }

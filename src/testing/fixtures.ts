@@ -12,12 +12,19 @@ const FIXTURE_SUFFIX = '.http.json';
 
 /** One fixture file: where it came from, the request (when recorded) and the raw response. */
 export interface OpenRouterFixture {
+  /** Where it came from: `repo@commit:path`, or the issue or page. */
   source?: string;
+  /** The license of the source. */
   license?: string;
+  /** How it was obtained (`recorded`, `issue paste`, `docs example`, ...). */
   provenance?: string;
+  /** The request that got the response, when known (`body` is `null` when not recorded). */
   request?: { method: string; path: string; body?: unknown };
+  /** The response, replayed byte for byte. */
   response: FakeRecordedResponse;
+  /** One sentence on what the case shows. */
   what?: string;
+  /** Caveats: a re-serialized body, headers not recorded, redactions. */
   notes?: string;
 }
 
@@ -48,6 +55,7 @@ function fixtureFileName(name: string): string {
   return name.endsWith(FIXTURE_SUFFIX) ? name : `${name}${FIXTURE_SUFFIX}`;
 }
 
+/** Reads and checks the fixture `name` (with or without `.http.json`) from `fixturesDir`. */
 export async function loadFixture(name: string, fixturesDir: string): Promise<OpenRouterFixture> {
   const fileName = fixtureFileName(name);
   const text = await readFile(join(fixturesDir, fileName), 'utf8');

@@ -10,7 +10,9 @@
  * only while a quota is set: requests admitted before `setKey`/`setAccount` adds one are not counted.
  */
 export interface FakeQuota {
+  /** Requests admitted per window. */
   requests: number;
+  /** Length of the sliding window. */
   windowMs: number;
   /**
    * The bucket named in the 429 message `Rate limit exceeded: <bucket>`; defaults to
@@ -21,6 +23,7 @@ export interface FakeQuota {
 
 /** One API key the fake server accepts. */
 export interface FakeKeyConfig {
+  /** The key text clients send as `Authorization: Bearer <key>`. */
   key: string;
   /** Shown in `GET /api/v1/key` and in counters; defaults to `key-<n>`. */
   label?: string;
@@ -36,11 +39,15 @@ export interface FakeKeyConfig {
   limit?: number | null;
   /** The period after which `usage` toward `limit` resets, as `GET /api/v1/key` reports it. */
   limitReset?: 'daily' | 'weekly' | 'monthly' | null;
+  /** Credits used, as `GET /api/v1/key` reports them (USD). Default 0. */
   usage?: number;
+  /** `is_free_tier` as `GET /api/v1/key` reports it. Default false. */
   isFreeTier?: boolean;
 }
 
+/** An account the fake server knows; a key without an `account` gets one of its own. */
 export interface FakeAccountConfig {
+  /** What keys name in their `account`. */
   id: string;
   /** Answer 402 for every key of this account. */
   outOfCredits?: boolean;
@@ -50,7 +57,9 @@ export interface FakeAccountConfig {
 
 /** A recorded HTTP response, replayed byte for byte (the `response` of a fixture file). */
 export interface FakeRecordedResponse {
+  /** HTTP status. */
   status: number;
+  /** Response headers, by name. */
   headers: Record<string, string>;
   /** The raw body; for SSE the exact stream, keep-alive comments and blank lines included. */
   body: string;
@@ -117,14 +126,19 @@ export interface FakeModelConfig {
   contextLength?: number;
   /** Provider named in responses. */
   provider?: string;
+  /** Faults to inject, tried in order. */
   faults?: FakeFault[];
 }
 
+/** Options of `startFakeOpenRouter`. */
 export interface FakeServerOptions {
+  /** The keys the server accepts; any other is answered 401. */
   keys: FakeKeyConfig[];
+  /** Accounts with credit state or a quota; keys name them in `account`. */
   accounts?: FakeAccountConfig[];
   /** Per-model behaviour; a model not listed answers with `defaultModel`. */
   models?: Record<string, FakeModelConfig>;
+  /** How models not in `models` answer. */
   defaultModel?: FakeModelConfig;
   /** The answer text for a request; default: deterministic text derived from the last user message. */
   respond?: (request: { model: string; messages: ReadonlyArray<{ role: string; content: unknown }> }) => string;
@@ -138,9 +152,13 @@ export interface FakeServerOptions {
   keepAliveIntervalMs?: number;
 }
 
+/** One chat request the fake server received. */
 export interface FakeRequestRecord {
+  /** Label of the key it carried; `undefined` for a missing, unknown or revoked key. */
   keyLabel: string | undefined;
+  /** The `model` it asked for. */
   model: string;
+  /** Whether it asked for a stream. */
   stream: boolean;
   /** The status sent; 0 while no status line has gone out (and for good after `reset` or `silent`). */
   status: number;
@@ -152,9 +170,13 @@ export interface FakeRequestRecord {
   clientAborted?: boolean;
 }
 
+/** Which requests `countRequests` counts: those matching every field given. */
 export interface FakeRequestFilter {
+  /** Sent with the key of this label. */
   keyLabel?: string;
+  /** For this model. */
   model?: string;
+  /** Answered with this status. */
   status?: number;
 }
 
@@ -168,7 +190,9 @@ export interface FakeAbortEvent {
   record: FakeRequestRecord | undefined;
 }
 
+/** Changes to a key for `setKey`: any field but `key`. */
 export type FakeKeyPatch = Partial<Omit<FakeKeyConfig, 'key'>>;
+/** Changes to an account for `setAccount`: any field but `id`. */
 export type FakeAccountPatch = Partial<Omit<FakeAccountConfig, 'id'>>;
 
 /** A running fake OpenRouter server. */
@@ -183,9 +207,11 @@ export interface FakeOpenRouter {
   readonly abortedConnections: number;
   /** Client connections open right now. */
   readonly openConnections: number;
+  /** Counts the chat requests in `requests` that match `filter` (all of them without one). */
   countRequests(filter?: FakeRequestFilter): number;
   /** Replaces the faults of a model (with fresh `times`). */
   setFaults(model: string, faults: readonly FakeFault[]): void;
+  /** Appends a fault to a model's faults. */
   addFault(model: string, fault: FakeFault): void;
   /** Removes the faults of one model, or of every model (and of `defaultModel`) when none is named. */
   clearFaults(model?: string): void;

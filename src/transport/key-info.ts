@@ -10,6 +10,7 @@ import { errorFromSdk } from './sdk-errors.js';
 
 /** What `GET /api/v1/key` reports about a key (openrouter-wire.md §7); amounts in USD. */
 export interface KeyInfo {
+  /** OpenRouter's label for the key (key text in it redacted). */
   label: string;
   /** Spending cap, or `null` for none. */
   limit: number | null;
@@ -17,13 +18,19 @@ export interface KeyInfo {
   limitRemaining: number | null;
   /** When usage toward `limit` resets; `null` for never. */
   limitReset: 'daily' | 'weekly' | 'monthly' | (string & {}) | null;
+  /** Credits used by the key in all. */
   usage: number;
+  /** Credits used in the current UTC day. */
   usageDaily?: number;
+  /** Credits used in the current UTC week (from Monday). */
   usageWeekly?: number;
+  /** Credits used in the current UTC month. */
   usageMonthly?: number;
   /** True when the account never bought credits (free-model quota of 50/day). */
   isFreeTier: boolean;
+  /** True for a management (provisioning) key, which manages keys rather than calling models. */
   isManagementKey?: boolean;
+  /** When the key expires (an ISO 8601 timestamp); `null` for never. */
   expiresAt?: string | null;
   /** Deprecated by OpenRouter; present on older deployments (`{requests: 50, interval: "10s"}`). */
   rateLimit?: { requests: number; interval: string };

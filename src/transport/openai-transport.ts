@@ -19,6 +19,7 @@ import { checkOptions, clientOptionsSchema, createOpenRouterClient, type OpenRou
 import { StreamRedactor, mentionsKey, redactError, redactValue } from './redact.js';
 import { errorFromSdk, errorFromStreamRead, truncatedStreamError, type AttemptIdentity } from './sdk-errors.js';
 
+/** Options of `createOpenRouterTransport`: how to reach OpenRouter, plus stream end handling. */
 export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
   /**
    * How long to wait, once a stream has sent its `finish_reason`, for the usage chunk or the end
