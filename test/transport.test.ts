@@ -22,7 +22,7 @@ import {
 import { startFakeOpenRouter, type FakeFault, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import { createOpenRouterTransport, fetchKeyInfo, parseKeyInfo, type OpenRouterTransportOptions } from '../src/transport/index.js';
 import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/types.js';
-import { StreamRedactor, redactText, redactValue } from '../src/transport/redact.js';
+import { KeyText, StreamRedactor, redactText, redactValue } from '../src/transport/redact.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
 import { FIXTURES_DIR, fixtureNames, loadFixture } from './helpers/fixtures.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
@@ -617,7 +617,7 @@ describe('redaction', () => {
     expect(leaks(expected)).toEqual([]);
     for (let first = 1; first < text.length; first++) {
       for (const second of [first + 1, first + 7, first + 21]) {
-        const redactor = new StreamRedactor(LONG);
+        const redactor = new StreamRedactor(new KeyText(LONG));
         const out =
           [text.slice(0, first), text.slice(first, second), text.slice(second)].map((piece) => redactor.push(piece)).join('') +
           redactor.flush();
@@ -625,7 +625,7 @@ describe('redaction', () => {
       }
     }
     // A start of the key held back at the end is released by flush, redacted if it is distinctive.
-    const held = new StreamRedactor(LONG);
+    const held = new StreamRedactor(new KeyText(LONG));
     expect(held.push(`tail ${secret.slice(0, 25)}`) === 'tail ').toBe(true);
     expect(held.flush() === '[key long #10ab9e]').toBe(true);
   });

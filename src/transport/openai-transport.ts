@@ -16,7 +16,7 @@ import {
 import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
 import { checkOptions, clientOptionsSchema, createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
-import { StreamRedactor, mentionsKey, redactError, redactValue } from './redact.js';
+import { KeyText, StreamRedactor, redactError, redactValue } from './redact.js';
 import { errorFromSdk, errorFromStreamRead, truncatedStreamError, type AttemptIdentity } from './sdk-errors.js';
 
 /** Options of `createOpenRouterTransport`: how to reach OpenRouter, plus stream end handling. */
@@ -84,6 +84,8 @@ interface AttemptSettings {
  */
 class Attempt {
   private readonly controller = new AbortController();
+  /** What key text looks like, worked out once for every chunk of the attempt. */
+  private readonly keyText: KeyText;
   private readonly contentRedactor: StreamRedactor;
   private readonly reasoningRedactor: StreamRedactor;
   private settled = false;
@@ -103,8 +105,9 @@ class Attempt {
     private readonly identity: AttemptIdentity,
     private readonly settings: AttemptSettings,
   ) {
-    this.contentRedactor = new StreamRedactor(identity.key);
-    this.reasoningRedactor = new StreamRedactor(identity.key);
+    this.keyText = new KeyText(identity.key);
+    this.contentRedactor = new StreamRedactor(this.keyText);
+    this.reasoningRedactor = new StreamRedactor(this.keyText);
   }
 
   /** Sends the request; returns the teardown. */
@@ -147,7 +150,7 @@ class Attempt {
     // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
     const parsed = parseJsonBody(text);
     const result = parseCompletionBody(
-      mentionsKey(text, this.identity.key) ? redactValue(parsed, this.identity.key) : parsed,
+      this.keyText.mentionedIn(text) ? redactValue(parsed, this.identity.key) : parsed,
       this.wireContext(response.headers),
     );
     if (result.kind === 'error') {
@@ -205,7 +208,7 @@ class Attempt {
    * only found there, and scrubbing this chunk's part first would release the rest as plain text.
    */
   private parseChunk(data: string, chunk: unknown, context: WireContext): StreamChunkResult {
-    if (!mentionsKey(data, this.identity.key)) return parseStreamChunk(chunk, context);
+    if (!this.keyText.mentionedIn(data)) return parseStreamChunk(chunk, context);
     const scrubbed = parseStreamChunk(redactValue(chunk, this.identity.key), context);
     if (scrubbed.kind === 'error') return scrubbed;
     const raw = parseStreamChunk(chunk, context);

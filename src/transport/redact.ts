@@ -27,43 +27,53 @@ export function keyPlaceholder(key: KeyCredential): string {
   return `[key ${key.label} ${key.fingerprint}]`;
 }
 
-function secretOf(key: KeyCredential): string {
-  return key.key.trim();
-}
-
-/** The start of the key that marks key text wherever it appears (the whole key if shorter). */
-function distinctiveHead(secret: string): string {
-  return secret.slice(0, DISTINCTIVE_PREFIX_LENGTH);
-}
-
 /**
- * Whether raw response text (JSON included, where `"` and `\` come escaped) holds key text: a
- * cheap test, so that only what mentions the key is copied to be scrubbed.
+ * What key text looks like for one key, worked out once: an attempt asks it of every streamed
+ * chunk, so the key's distinctive head and its JSON-escaped form are not rebuilt per chunk.
  */
-export function mentionsKey(text: string, key: KeyCredential): boolean {
-  const head = distinctiveHead(secretOf(key));
-  if (head === '') return false;
-  const escaped = JSON.stringify(head).slice(1, -1);
-  return text.includes(head) || (escaped !== head && text.includes(escaped));
+export class KeyText {
+  /** The key as it is sent. */
+  readonly secret: string;
+  /** Its first `DISTINCTIVE_PREFIX_LENGTH` characters (the whole key if shorter): key text starts so. */
+  private readonly head: string;
+  /** The head as it reads inside a JSON string, where `"` and `\` come escaped. */
+  private readonly escapedHead: string;
+  private readonly placeholder: string;
+
+  constructor(key: KeyCredential) {
+    this.secret = key.key.trim();
+    this.head = this.secret.slice(0, DISTINCTIVE_PREFIX_LENGTH);
+    this.escapedHead = JSON.stringify(this.head).slice(1, -1);
+    this.placeholder = keyPlaceholder(key);
+  }
+
+  /** Whether raw response text (JSON included) holds key text: a cheap test before any copy. */
+  mentionedIn(text: string): boolean {
+    if (this.head === '') return false;
+    return text.includes(this.head) || (this.escapedHead !== this.head && text.includes(this.escapedHead));
+  }
+
+  /** `text` with every echo of the key, whole or from its head on, replaced by the placeholder. */
+  redact(text: string): string {
+    const { secret, head } = this;
+    let at = head === '' ? -1 : text.indexOf(head);
+    if (at < 0) return text;
+    let result = '';
+    let from = 0;
+    while (at >= 0) {
+      // The echo runs on as long as the text goes on spelling the key.
+      let end = at + head.length;
+      while (end - at < secret.length && text[end] === secret[end - at]) end += 1;
+      result += text.slice(from, at) + this.placeholder;
+      from = end;
+      at = text.indexOf(head, end);
+    }
+    return result + text.slice(from);
+  }
 }
 
 export function redactText(text: string, key: KeyCredential): string {
-  const secret = secretOf(key);
-  const head = distinctiveHead(secret);
-  let at = head === '' ? -1 : text.indexOf(head);
-  if (at < 0) return text;
-  const placeholder = keyPlaceholder(key);
-  let result = '';
-  let from = 0;
-  while (at >= 0) {
-    // The echo runs on as long as the text goes on spelling the key.
-    let end = at + head.length;
-    while (end - at < secret.length && text[end] === secret[end - at]) end += 1;
-    result += text.slice(from, at) + placeholder;
-    from = end;
-    at = text.indexOf(head, end);
-  }
-  return result + text.slice(from);
+  return new KeyText(key).redact(text);
 }
 
 /**
@@ -135,14 +145,11 @@ function scrubbedCopy(cause: unknown, key: KeyCredential, depth: number): unknow
  */
 export class StreamRedactor {
   private held = '';
-  private readonly secret: string;
 
-  constructor(private readonly key: KeyCredential) {
-    this.secret = secretOf(key);
-  }
+  constructor(private readonly keyText: KeyText) {}
 
   push(piece: string): string {
-    const secret = this.secret;
+    const secret = this.keyText.secret;
     if (secret === '') return piece;
     const text = this.held + piece;
     // The longest end of `text` that could begin the key: only positions holding its first
@@ -155,12 +162,12 @@ export class StreamRedactor {
       }
     }
     this.held = text.slice(cut);
-    return redactText(cut === text.length ? text : text.slice(0, cut), this.key);
+    return this.keyText.redact(cut === text.length ? text : text.slice(0, cut));
   }
 
   flush(): string {
     const rest = this.held;
     this.held = '';
-    return redactText(rest, this.key);
+    return this.keyText.redact(rest);
   }
 }
