@@ -224,6 +224,34 @@ describe('pool: what each refusal does to health', () => {
     });
   });
 
+  it('a burst of 429s is one signal: answers to requests sent before the park change nothing; the next step needs a request sent after it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, { rateLimitCooldownMs: 100, random: () => 1 });
+      const burstAt = (at: number, sentAt: number) =>
+        scheduler.schedule(
+          () => pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(), sentAt }),
+          at,
+        );
+      // Thirty requests sent at 0, all refused, their answers arriving from 10 to 39.
+      for (let index = 0; index < 30; index++) burstAt(10 + index, 0);
+      // A request sent at 120, after the 100 ms park ended, is refused too: the wait doubles.
+      burstAt(130, 120);
+      // Every answer updates the key's last error; the view below changes only with the park.
+      const view$ = pool.key('k1').health$.pipe(
+        map(breakerView),
+        distinctUntilChanged((a, b) => JSON.stringify(a) === JSON.stringify(b)),
+      );
+      expectObservable(view$, '^ 400ms !').toBe('a 9ms b 99ms c 19ms d 199ms e', {
+        a: closed(),
+        b: parked(110),
+        c: closed(),
+        d: parked(330),
+        e: closed(),
+      });
+    });
+  });
+
   it('the jitter takes between half and all of the backoff', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {

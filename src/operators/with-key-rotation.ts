@@ -181,6 +181,7 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                       keyLabel: lease.label,
                       model: lease.model,
                       error,
+                      sentAt: lease.acquiredAt,
                       ...(error.usage === undefined ? {} : { usage: error.usage }),
                     });
                   }

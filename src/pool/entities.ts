@@ -22,6 +22,8 @@ import type { KeyCandidate } from './strategies.js';
 export class AccountEntry {
   readonly keys: KeyEntry[] = [];
   parkedUntil = 0;
+  /** When the current (or last) 429 park began: 429s to requests sent before it are its burst. */
+  parkStartedAt = -Infinity;
   exhaustedUntil = 0;
   rateLimitStreak = 0;
   private readonly modelScopes = new Map<string, ScopeDefinition>();
@@ -61,6 +63,8 @@ export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
   timeToFirstTokenMs: number | null = null;
   usage: UsageTotals = emptyUsage();
   rateLimitStreak = 0;
+  /** When the current (or last) 429 park began: 429s to requests sent before it are its burst. */
+  parkStartedAt = -Infinity;
   inFlight = 0;
   private published: BehaviorSubject<H> | undefined;
 

@@ -15,6 +15,9 @@ function movingAverage(previous: number | null, sample: number, alpha: number): 
 }
 
 /** The next boundary of an OpenRouter key limit period, in UTC. */
+/** A key, account or model as a 429 parks it. */
+type Parkable = Pick<KeyEntry, 'rateLimitStreak' | 'parkedUntil' | 'parkStartedAt'>;
+
 export function nextLimitReset(now: number, period: string | null): number | undefined {
   const date = new Date(now);
   const midnight = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
@@ -85,7 +88,7 @@ export class OutcomePolicy {
       this.publisher.markModel(model);
     } else {
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
-      else this.applyFailure(entry, model, outcome.error, now);
+      else this.applyFailure(entry, model, outcome.error, now, outcome.sentAt ?? now);
       if (outcome.usage !== undefined) {
         // Billed tokens of a failed attempt still count: OpenRouter charged them.
         if (entry !== undefined) entry.usage = addUsage(entry.usage, outcome.usage, false);
@@ -113,7 +116,7 @@ export class OutcomePolicy {
     }
   }
 
-  private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
+  private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
     const lastError = lastErrorOf(error, now);
     // A key shows the errors that touch it; a model's (an upstream 503) show on the model.
     if ((error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
@@ -172,7 +175,7 @@ export class OutcomePolicy {
         }
         return;
       case 'park':
-        this.park(entry, model, error, now);
+        this.park(entry, model, error, now, sentAt);
         return;
       case 'failure':
         this.countFailure(entry, model, error.scope, now, error.retryAfterMs);
@@ -183,16 +186,24 @@ export class OutcomePolicy {
   }
 
   /** A 429 parks its scope until the reset without counting as a health failure. */
-  private park(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number): void {
+  private park(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
     const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.config;
-    const holder: { rateLimitStreak: number; parkedUntil: number } | undefined =
-      error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
+    const holder: Parkable | undefined = error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
     if (holder === undefined) return;
-    // Without a hint, back off: each 429 in a row doubles the wait, up to the cap
-    // (equal jitter: half fixed, half random, so what is parked together does not resume together).
-    const backoffMs = Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** holder.rateLimitStreak);
+    // One burst is one signal: a 429 to a request sent before the scope was last parked answers
+    // the overload that park already stands for. Without a hint it changes nothing; a burst of
+    // simultaneous answers can never park a scope for longer than one step.
+    const sameBurst = sentAt < holder.parkStartedAt;
+    if (sameBurst && error.retryAfterMs === undefined) return;
+    // Without a hint, back off: the wait doubles only for a 429 to a request sent after the
+    // previous park ended (the limit held even after the wait), up to the cap; with equal jitter
+    // (half fixed, half random), so what is parked together does not resume together.
+    const grows = !sameBurst && sentAt >= holder.parkedUntil;
+    const steps = grows ? holder.rateLimitStreak : Math.max(0, holder.rateLimitStreak - 1);
+    const backoffMs = Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** steps);
     const waitMs = error.retryAfterMs ?? backoffMs / 2 + (this.config.random() * backoffMs) / 2;
-    holder.rateLimitStreak++;
+    if (grows) holder.rateLimitStreak++;
+    if (!sameBurst) holder.parkStartedAt = now;
     holder.parkedUntil = Math.max(holder.parkedUntil, now + waitMs);
     const scope = error.scope === 'model' ? 'model' : error.scope === 'account' ? 'account' : 'key';
     const target = scope === 'model' ? model.model : scope === 'account' ? entry!.account.id : entry!.label;

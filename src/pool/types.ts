@@ -54,7 +54,18 @@ export type AttemptOutcome =
       timeToFirstTokenMs?: number;
       usage?: Usage;
     }
-  | { type: 'failure'; keyLabel: string; model: string; error: OpenRouterError; usage?: Usage };
+  | {
+      type: 'failure';
+      keyLabel: string;
+      model: string;
+      error: OpenRouterError;
+      usage?: Usage;
+      /**
+       * Scheduler time the attempt was sent (its lease); default: now. It tells a 429 answered to
+       * a request sent before its scope was parked (the same burst) from a new one.
+       */
+      sentAt?: number;
+    };
 
 /** One key of a pool, as `pool.key(label)` returns it. */
 export interface KeyHandle {
