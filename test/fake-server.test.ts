@@ -15,6 +15,7 @@ import {
 const FIXTURES_DIR = fileURLToPath(new URL('./fixtures/openrouter/', import.meta.url));
 const ALPHA = 'sk-or-v1-test-alpha';
 const BETA = 'sk-or-v1-test-beta';
+const GAMMA = 'sk-or-v1-test-gamma';
 const MODEL = 'test/model-a';
 
 const running: FakeOpenRouter[] = [];
@@ -99,6 +100,8 @@ async function readTimed(response: Response): Promise<Array<{ at: number; text: 
     pieces.push({ at: performance.now(), text: decoder.decode(value, { stream: true }) });
   }
 }
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -348,10 +351,264 @@ describe('chat completions: quotas', () => {
       ],
       accounts: [{ id: 'acct', quota: { requests: 1, windowMs: 1000 } }],
     });
+    const admittedAt = Date.now();
     expect((await postChat(fake, chatBody(), { key: ALPHA })).status).toBe(200);
     const limited = await postChat(fake, chatBody(), { key: BETA });
     expect(limited.status).toBe(429);
-    expect(((await limited.json()) as Json).error.message).toBe('Rate limit exceeded: free-models-per-min');
+    expect(limited.headers.get('x-ratelimit-limit')).toBe('1');
+    expect(limited.headers.get('x-ratelimit-remaining')).toBe('0');
+    const resetAt = Number(limited.headers.get('x-ratelimit-reset'));
+    // The oldest admission leaves the window.
+    expect(resetAt).toBeGreaterThanOrEqual(admittedAt + 1000);
+    expect(resetAt).toBeLessThan(admittedAt + 1000 + 100);
+    expect(await limited.json()).toEqual({
+      error: {
+        message: 'Rate limit exceeded: free-models-per-min',
+        code: 429,
+        metadata: {
+          headers: { 'X-RateLimit-Limit': '1', 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': String(resetAt) },
+          provider_name: null,
+          error_type: 'rate_limit_exceeded',
+        },
+      },
+      user_id: 'user_fake_acct',
+    });
+  });
+
+  it('answers free-models-per-day past an account daily quota, with X-RateLimit-Reset at the next 00:00 UTC', async () => {
+    const fake = await startFake({
+      keys: [
+        { key: ALPHA, label: 'alpha', account: 'acct' },
+        { key: BETA, label: 'beta', account: 'acct' },
+      ],
+      accounts: [{ id: 'acct', dailyQuota: { requests: 2 } }],
+    });
+    expect((await postChat(fake, chatBody(), { key: ALPHA })).status).toBe(200);
+    expect((await postChat(fake, chatBody(), { key: BETA })).status).toBe(200);
+
+    const limited = await postChat(fake, chatBody(), { key: ALPHA });
+    const now = Date.now();
+    const nextUtcMidnight = (Math.floor(now / DAY_MS) + 1) * DAY_MS;
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('x-ratelimit-limit')).toBe('2');
+    expect(limited.headers.get('x-ratelimit-remaining')).toBe('0');
+    expect(limited.headers.get('x-ratelimit-reset')).toBe(String(nextUtcMidnight));
+    expect(Number(limited.headers.get('retry-after'))).toBeCloseTo((nextUtcMidnight - now) / 1000, -1);
+    expect(await limited.json()).toEqual({
+      error: {
+        message: 'Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day',
+        code: 429,
+        metadata: {
+          headers: { 'X-RateLimit-Limit': '2', 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': String(nextUtcMidnight) },
+          provider_name: null,
+          error_type: 'rate_limit_exceeded',
+        },
+      },
+      user_id: 'user_fake_acct',
+    });
+    expect((await postChat(fake, chatBody(), { key: BETA })).status).toBe(429);
+
+    // Key info reports the day's count against the quota.
+    const info = (await (await fetch(`${fake.baseURL}/key`, { headers: { authorization: `Bearer ${BETA}` } })).json()) as Json;
+    expect(info.data.free_model_daily_requests).toEqual({ used: 2, limit: 2, remaining: 0 });
+  });
+
+  it('with freeModelsOnly, counts and limits only :free models, and names a configured bucket', async () => {
+    const fake = await startFake({
+      keys: [{ key: ALPHA, label: 'alpha', account: 'acct' }],
+      accounts: [{ id: 'acct', dailyQuota: { requests: 1, bucket: 'free-models-per-day-high-balance', freeModelsOnly: true } }],
+    });
+    for (let attempt = 0; attempt < 3; attempt += 1) expect((await postChat(fake, chatBody())).status).toBe(200);
+    const free = chatBody({ model: 'x/model:free' });
+    expect((await postChat(fake, free)).status).toBe(200);
+
+    const limited = await postChat(fake, free);
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('x-ratelimit-limit')).toBe('1');
+    const body = (await limited.json()) as Json;
+    expect(body.error.message).toBe('Rate limit exceeded: free-models-per-day-high-balance');
+    expect(body.error.metadata.headers).toMatchObject({ 'X-RateLimit-Limit': '1', 'X-RateLimit-Remaining': '0' });
+    expect((await postChat(fake, chatBody())).status).toBe(200);
+  });
+});
+
+describe('chat completions: provider capacity', () => {
+  const upstreamRaw =
+    `${MODEL} is temporarily rate-limited upstream. Please retry shortly, or add your own key ` +
+    'to accumulate your rate limits: https://openrouter.ai/settings/integrations';
+
+  it('answers the upstream 429 past `concurrent` requests of the model across keys, without X-RateLimit-* or Retry-After', async () => {
+    const fake = await startFake({
+      models: {
+        [MODEL]: { provider: 'Acme', firstTokenMs: 150, capacity: { concurrent: 2, providerName: 'Groq' } },
+        'other/model': { capacity: { concurrent: 1 } },
+      },
+    });
+    // Streams hold their place from the headers to the end of the body.
+    const held = [await postChat(fake, chatBody({ stream: true })), await postChat(fake, chatBody({ stream: true }), { key: BETA })];
+    expect(held.map((response) => response.status)).toEqual([200, 200]);
+
+    for (const key of [ALPHA, BETA]) {
+      const limited = await postChat(fake, chatBody(), { key });
+      expect(limited.status).toBe(429);
+      for (const header of ['retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']) {
+        expect(limited.headers.get(header), header).toBeNull();
+      }
+      expect(await limited.json()).toEqual({
+        error: { message: 'Provider returned error', code: 429, metadata: { raw: upstreamRaw, provider_name: 'Groq', is_byok: false } },
+        user_id: key === ALPHA ? 'user_fake_account-of-alpha' : 'user_fake_account-of-beta',
+      });
+    }
+    // Another model's providers have a capacity of their own.
+    expect((await postChat(fake, chatBody({ model: 'other/model' }))).status).toBe(200);
+
+    await Promise.all(held.map((response) => response.text()));
+    expect((await postChat(fake, chatBody())).status).toBe(200);
+    expect(fake.countRequests({ model: MODEL, status: 429 })).toBe(2);
+  });
+
+  it('names the model provider by default, waits latencyMs, and gives each unlisted model its own defaultModel capacity', async () => {
+    const fake = await startFake({ defaultModel: { provider: 'Acme', latencyMs: 40, firstTokenMs: 200, capacity: { concurrent: 1 } } });
+    const held = await postChat(fake, chatBody({ model: 'x/one', stream: true }));
+    expect(held.status).toBe(200);
+
+    const started = performance.now();
+    const limited = await postChat(fake, chatBody({ model: 'x/one' }));
+    expect(performance.now() - started).toBeGreaterThanOrEqual(35);
+    expect(limited.status).toBe(429);
+    expect(((await limited.json()) as Json).error.metadata).toMatchObject({ provider_name: 'Acme', raw: expect.stringContaining('x/one') });
+
+    const other = await postChat(fake, chatBody({ model: 'x/two', stream: true }));
+    expect(other.status).toBe(200);
+    await Promise.all([held.text(), other.text()]);
+  });
+
+  it('frees the place when the client aborts, and a capacity 429 spends no fault', async () => {
+    const fake = await startFake({
+      models: {
+        [MODEL]: {
+          capacity: { concurrent: 1 },
+          faults: [
+            { type: 'silent', times: 1 },
+            { type: 'status', status: 503, times: 1 },
+          ],
+        },
+      },
+    });
+    const controller = new AbortController();
+    const pending = postChat(fake, chatBody(), { signal: controller.signal }).catch(() => undefined);
+    await sleep(30);
+    expect((await postChat(fake, chatBody())).status).toBe(429);
+
+    const aborted = fake.waitForAbort(500);
+    controller.abort();
+    await pending;
+    await aborted;
+    expect((await postChat(fake, chatBody())).status).toBe(503);
+    expect((await postChat(fake, chatBody())).status).toBe(200);
+    expect(fake.requests.map((record) => [record.status, record.fault])).toEqual([
+      [0, 'silent'],
+      [429, undefined],
+      [503, 'status'],
+      [200, undefined],
+    ]);
+  });
+});
+
+describe('chat completions: in-flight budget', () => {
+  it('answers 402 in_flight_budget_exhausted with Retry-After while the account has `concurrent` requests in flight', async () => {
+    const fake = await startFake({
+      keys: [
+        { key: ALPHA, label: 'alpha', account: 'acct' },
+        { key: BETA, label: 'beta', account: 'acct' },
+        { key: GAMMA, label: 'gamma' },
+      ],
+      accounts: [{ id: 'acct', inFlightBudget: { concurrent: 2, retryAfterSeconds: 4 } }],
+      models: { [MODEL]: { firstTokenMs: 150 } },
+    });
+    const held = [await postChat(fake, chatBody({ stream: true })), await postChat(fake, chatBody({ stream: true }), { key: BETA })];
+    expect(held.map((response) => response.status)).toEqual([200, 200]);
+
+    const refused = await postChat(fake, chatBody(), { key: BETA });
+    expect(refused.status).toBe(402);
+    expect(refused.headers.get('retry-after')).toBe('4');
+    expect(refused.headers.get('x-ratelimit-limit')).toBeNull();
+    expect(await refused.json()).toEqual({
+      error: {
+        message:
+          'Too many paid requests in flight for your credit balance (in_flight_budget_exhausted). Retry after 4 seconds, ' +
+          'or add credits at https://openrouter.ai/settings/credits to raise your in-flight budget',
+        code: 402,
+        metadata: {
+          provider_name: null,
+          reason: 'in_flight_budget_exhausted',
+          limit_source: 'openrouter_in_flight_budget',
+          retry_after_seconds: 4,
+        },
+      },
+      user_id: 'user_fake_acct',
+    });
+    // Another account is not held back.
+    expect((await postChat(fake, chatBody(), { key: GAMMA })).status).toBe(200);
+
+    await Promise.all(held.map((response) => response.text()));
+    expect((await postChat(fake, chatBody(), { key: BETA })).status).toBe(200);
+    expect(fake.countRequests({ status: 402 })).toBe(1);
+  });
+
+  it('defaults Retry-After to 2 s, frees the place on a client abort, and a 402 takes no quota place', async () => {
+    const fake = await startFake({
+      keys: [{ key: ALPHA, label: 'alpha', account: 'acct' }],
+      accounts: [{ id: 'acct', inFlightBudget: { concurrent: 1 }, quota: { requests: 2, windowMs: 60_000 } }],
+      models: { [MODEL]: { faults: [{ type: 'silent', times: 1 }] } },
+    });
+    const controller = new AbortController();
+    const pending = postChat(fake, chatBody(), { signal: controller.signal }).catch(() => undefined);
+    await sleep(30);
+    const refused = await postChat(fake, chatBody());
+    expect(refused.status).toBe(402);
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(((await refused.json()) as Json).error).toMatchObject({
+      code: 402,
+      message: expect.stringContaining('in_flight_budget_exhausted'),
+      metadata: { retry_after_seconds: 2 },
+    });
+
+    const aborted = fake.waitForAbort(500);
+    controller.abort();
+    await pending;
+    await aborted;
+    // The silent request and this one fill the quota of 2; the 402 took no place in it.
+    expect((await postChat(fake, chatBody())).status).toBe(200);
+    expect((await postChat(fake, chatBody())).status).toBe(429);
+  });
+
+  it('answers 402 weight_exceeds_budget when max_tokens exceeds maxTokensBudget, before the quotas', async () => {
+    const fake = await startFake({
+      keys: [{ key: ALPHA, label: 'alpha', account: 'acct' }],
+      accounts: [{ id: 'acct', maxTokensBudget: 1000, quota: { requests: 1, windowMs: 60_000 } }],
+    });
+    const refused = await postChat(fake, chatBody({ max_tokens: 4000 }));
+    expect(refused.status).toBe(402);
+    expect(refused.headers.get('retry-after')).toBeNull();
+    expect(await refused.json()).toEqual({
+      error: {
+        message:
+          'This request requires more credits, or fewer max_tokens. You requested up to 4000 tokens, but can only afford 1000. ' +
+          'To increase, visit https://openrouter.ai/settings/credits and add more credits (weight_exceeds_budget)',
+        code: 402,
+        metadata: { provider_name: null, reason: 'weight_exceeds_budget', limit_source: 'openrouter_credits' },
+      },
+      user_id: 'user_fake_acct',
+    });
+    const viaCompletionTokens = await postChat(fake, chatBody({ max_completion_tokens: 1001 }));
+    expect(viaCompletionTokens.status).toBe(402);
+    expect(((await viaCompletionTokens.json()) as Json).error.message).toMatch(/up to 1001 tokens.*weight_exceeds_budget/);
+
+    // Without max_tokens a request passes (and takes the quota's one place); a heavy one is still a 402, not a 429.
+    expect((await postChat(fake, chatBody())).status).toBe(200);
+    expect((await postChat(fake, chatBody({ max_tokens: 4000 }))).status).toBe(402);
+    expect((await postChat(fake, chatBody({ max_tokens: 1000 }))).status).toBe(429);
   });
 });
 
@@ -683,7 +940,7 @@ describe('key endpoints', () => {
         is_free_tier: false,
         is_management_key: false,
         is_provisioning_key: false,
-        creator_user_id: null,
+        creator_user_id: 'user_fake_account-of-alpha',
         expires_at: null,
       },
     });
@@ -694,6 +951,51 @@ describe('key endpoints', () => {
     fake.setKey(BETA, { usage: 1, isFreeTier: true });
     const body = (await (await fetch(`${fake.baseURL}/key`, { headers: { authorization: `Bearer ${BETA}` } })).json()) as Json;
     expect(body.data).toMatchObject({ label: 'beta', limit: null, limit_remaining: null, limit_reset: null, usage: 1, is_free_tier: true });
+  });
+
+  it('GET /key reports creator_user_id: the account user id shared by its keys, or the configured one', async () => {
+    const fake = await startFake({
+      keys: [
+        { key: ALPHA, label: 'alpha', account: 'acct' },
+        { key: BETA, label: 'beta', account: 'acct' },
+      ],
+    });
+    const creatorOf = async (key: string): Promise<unknown> =>
+      ((await (await fetch(`${fake.baseURL}/key`, { headers: { authorization: `Bearer ${key}` } })).json()) as Json).data.creator_user_id;
+    expect(await creatorOf(ALPHA)).toBe('user_fake_acct');
+    expect(await creatorOf(BETA)).toBe('user_fake_acct');
+    fake.setKey(BETA, { creatorUserId: 'user_2dHFtVWx2n56w6HkM0000000000' });
+    expect(await creatorOf(BETA)).toBe('user_2dHFtVWx2n56w6HkM0000000000');
+    fake.setKey(BETA, { creatorUserId: null });
+    expect(await creatorOf(BETA)).toBeNull();
+    // The error bodies keep the account's user id.
+    fake.setKey(BETA, { keyLimitExceeded: true });
+    expect(((await (await postChat(fake, chatBody(), { key: BETA })).json()) as Json).user_id).toBe('user_fake_acct');
+  });
+
+  it('GET /key reports free_model_daily_requests only when configured, per account or per key', async () => {
+    const fake = await startFake({
+      keys: [
+        { key: ALPHA, label: 'alpha', account: 'acct' },
+        { key: BETA, label: 'beta', account: 'acct' },
+        { key: GAMMA, label: 'gamma' },
+      ],
+      accounts: [{ id: 'acct', freeModelDailyRequests: { used: 12, limit: 50 } }],
+    });
+    const dataOf = async (key: string): Promise<Json> =>
+      ((await (await fetch(`${fake.baseURL}/key`, { headers: { authorization: `Bearer ${key}` } })).json()) as Json).data;
+    expect((await dataOf(ALPHA)).free_model_daily_requests).toEqual({ used: 12, limit: 50, remaining: 38 });
+    expect(await dataOf(GAMMA)).not.toHaveProperty('free_model_daily_requests');
+
+    fake.setKey(BETA, { freeModelDailyRequests: { used: 3, limit: 1000, remaining: 990 } });
+    expect((await dataOf(BETA)).free_model_daily_requests).toEqual({ used: 3, limit: 1000, remaining: 990 });
+    fake.setKey(BETA, { freeModelDailyRequests: null });
+    expect(await dataOf(BETA)).not.toHaveProperty('free_model_daily_requests');
+    fake.setAccount('acct', { freeModelDailyRequests: { used: 60, limit: 50 } });
+    expect((await dataOf(ALPHA)).free_model_daily_requests).toEqual({ used: 60, limit: 50, remaining: 0 });
+    // The legacy endpoint has no such field.
+    const legacy = (await (await fetch(`${fake.baseURL}/auth/key`, { headers: { authorization: `Bearer ${ALPHA}` } })).json()) as Json;
+    expect(legacy.data).not.toHaveProperty('free_model_daily_requests');
   });
 
   it('GET /auth/key answers the legacy shape', async () => {

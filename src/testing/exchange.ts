@@ -40,6 +40,7 @@ export class Exchange {
   private ending: ExchangeEnd | undefined;
   private droppedByServer = false;
   private readonly wakeSleepers = new Set<() => void>();
+  private readonly endCallbacks: Array<() => void> = [];
 
   constructor(
     readonly request: IncomingMessage,
@@ -50,8 +51,15 @@ export class Exchange {
     response.once('close', () => {
       this.ending = this.classifyEnd();
       this.wakeAll();
+      for (const callback of this.endCallbacks.splice(0)) callback();
       onEnd(this, this.ending);
     });
+  }
+
+  /** Calls `callback` once the exchange has ended, however it ended (at once if it already has). */
+  whenEnded(callback: () => void): void {
+    if (this.ending === undefined) this.endCallbacks.push(callback);
+    else callback();
   }
 
   get path(): string {

@@ -10,10 +10,13 @@ import { parseChatRequest, type ChatRequestView } from './chat-request.js';
 import { Exchange, TimerRegistry, type ExchangeEnd } from './exchange.js';
 import { FaultBook } from './fault-book.js';
 import { resolveRecording } from './fixtures.js';
+import { InFlightGauge } from './in-flight.js';
 import { KeyRegistry, type KeyState } from './key-registry.js';
 import {
   badRequestReply,
   currentKeyReply,
+  DEFAULT_IN_FLIGHT_RETRY_AFTER_SECONDS,
+  inFlightBudgetReply,
   insufficientCreditsReply,
   internalErrorReply,
   keyLimitReply,
@@ -21,7 +24,9 @@ import {
   noCredentialsReply,
   notFoundReply,
   platformRateLimitReply,
+  providerRateLimitReply,
   userNotFoundReply,
+  weightExceedsBudgetReply,
   type JsonReply,
   type KeyView,
 } from './replies.js';
@@ -67,6 +72,9 @@ class FakeOpenRouterServer implements FakeOpenRouter {
   private readonly registry: KeyRegistry;
   private readonly faults: FaultBook;
   private readonly records: FakeRequestRecord[] = [];
+  /** Admitted requests not yet ended, per model (its providers' capacity) and per account (its in-flight budget). */
+  private readonly modelsInFlight = new InFlightGauge();
+  private readonly accountsInFlight = new InFlightGauge();
   private abortCount = 0;
   private generationCount = 0;
   private origin = '';
@@ -241,7 +249,7 @@ class FakeOpenRouterServer implements FakeOpenRouter {
     const auth = this.authenticate(exchange.request);
     if (auth.kind === 'missing') exchange.sendJson(noCredentialsReply());
     else if (auth.kind === 'unknown') exchange.sendJson(userNotFoundReply());
-    else exchange.sendJson(reply(this.registry.viewOf(auth.key)));
+    else exchange.sendJson(reply(this.registry.viewOf(auth.key, Date.now())));
   }
 
   // Chat completions.
@@ -264,28 +272,46 @@ class FakeOpenRouterServer implements FakeOpenRouter {
     if (auth.kind === 'unknown') return exchange.sendJson(userNotFoundReply());
     const rejection = problem === undefined ? this.admissionRejection(auth.key, request) : badRequestReply(problem);
     if (rejection !== undefined) return exchange.sendJson(rejection);
+    this.accountsInFlight.hold(this.registry.accountOf(auth.key).config.id, exchange);
     return this.answer(exchange, auth.key, request);
   }
 
-  /** OpenRouter's checks before any model is tried: key limit, credits, then the quota windows. */
+  /**
+   * OpenRouter's checks before any model is tried: key limit, credits, the request's weight, the
+   * in-flight budget, then the quotas. A rejected request takes no place in any of them.
+   */
   private admissionRejection(key: KeyState, request: ChatRequestView): JsonReply | undefined {
     const userId = this.registry.userIdOf(key);
+    const account = this.registry.accountOf(key).config;
     if (key.config.keyLimitExceeded === true) return keyLimitReply(userId);
-    if (this.registry.accountOf(key).config.outOfCredits === true) {
-      return insufficientCreditsReply(request.maxTokens ?? DEFAULT_MAX_TOKENS, userId);
+    if (account.outOfCredits === true) return insufficientCreditsReply(request.maxTokens ?? DEFAULT_MAX_TOKENS, userId);
+    if (account.maxTokensBudget !== undefined && request.maxTokens !== undefined && request.maxTokens > account.maxTokensBudget) {
+      return weightExceedsBudgetReply(request.maxTokens, account.maxTokensBudget, userId);
+    }
+    const inFlightBudget = account.inFlightBudget;
+    if (inFlightBudget !== undefined && this.accountsInFlight.count(account.id) >= inFlightBudget.concurrent) {
+      return inFlightBudgetReply(inFlightBudget.retryAfterSeconds ?? DEFAULT_IN_FLIGHT_RETRY_AFTER_SECONDS, userId);
     }
     const now = Date.now();
-    const quotaRejection = this.registry.admit(key, now);
+    const quotaRejection = this.registry.admit(key, request.model, now);
     return quotaRejection === undefined ? undefined : platformRateLimitReply(quotaRejection, now, userId);
   }
 
   private async answer(exchange: Exchange, key: KeyState, request: ChatRequestView): Promise<void> {
     const config = this.modelConfig(request.model);
+    const provider = config.provider ?? DEFAULT_PROVIDER;
+    const capacity = config.capacity;
+    if (capacity !== undefined && this.modelsInFlight.count(request.model) >= capacity.concurrent) {
+      // Every provider of the model is busy: OpenRouter tried them (the latency) and relays their 429.
+      if (!(await exchange.sleep(config.latencyMs ?? 0))) return;
+      exchange.sendJson(providerRateLimitReply(request.model, capacity.providerName ?? provider, this.registry.userIdOf(key)));
+      return;
+    }
+    this.modelsInFlight.hold(request.model, exchange);
     const promptTokens = estimatePromptTokens(request.messages);
     const lastRole = request.messages.at(-1)?.role;
     const fault = this.faults.take(request.model, (candidate) => faultApplies(candidate, promptTokens, lastRole));
     if (exchange.record !== undefined && fault !== undefined) exchange.record.fault = fault.type;
-    const provider = config.provider ?? DEFAULT_PROVIDER;
     await answerChat(exchange, {
       generation: this.generate(request, provider, promptTokens),
       stream: request.stream,

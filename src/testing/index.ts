@@ -6,6 +6,8 @@ export type {
   FakeServerOptions,
   FakeRequestRecord,
   FakeQuota,
+  FakeDailyQuota,
+  FakeFreeModelDailyRequests,
   FakeRecordedResponse,
   FakeRequestFilter,
   FakeAbortEvent,

@@ -2,11 +2,23 @@
  * The keys and accounts a fake server knows, with their quota windows. Keys without an `account`
  * each get an account of their own, so credit state and account quotas are always per account.
  */
-import type { KeyView, QuotaRejection } from './replies.js';
-import type { FakeAccountConfig, FakeAccountPatch, FakeKeyConfig, FakeKeyPatch, FakeQuota } from './types.js';
+import type { FreeModelDailyView, KeyView, QuotaRejection } from './replies.js';
+import type {
+  FakeAccountConfig,
+  FakeAccountPatch,
+  FakeDailyQuota,
+  FakeFreeModelDailyRequests,
+  FakeKeyConfig,
+  FakeKeyPatch,
+  FakeQuota,
+} from './types.js';
 
 const DEFAULT_KEY_BUCKET = 'requests-per-key';
 const DEFAULT_ACCOUNT_BUCKET = 'free-models-per-min';
+const DEFAULT_DAILY_BUCKET = 'free-models-per-day';
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** The suffix OpenRouter puts on `free-models-per-day` 429s (fixture error-429-free-models-per-day). */
+const FREE_DAILY_HINT = '. Add 10 credits to unlock 1000 free model requests per day';
 
 /** A sliding-window log of admission times. */
 export class SlidingWindowLog {
@@ -26,6 +38,32 @@ export class SlidingWindowLog {
   }
 }
 
+/** Admissions counted per UTC day; the count starts again at 00:00 UTC. */
+export class UtcDayCounter {
+  private day = -1;
+  private count = 0;
+
+  /** Admissions so far on the UTC day of `now`. */
+  used(now: number): number {
+    return Math.floor(now / DAY_MS) === this.day ? this.count : 0;
+  }
+
+  /** The next 00:00 UTC if the day's quota is spent, or undefined if it has room now. */
+  fullUntil(quota: FakeDailyQuota, now: number): number | undefined {
+    if (this.used(now) < quota.requests) return undefined;
+    return (Math.floor(now / DAY_MS) + 1) * DAY_MS;
+  }
+
+  admit(now: number): void {
+    const today = Math.floor(now / DAY_MS);
+    if (today !== this.day) {
+      this.day = today;
+      this.count = 0;
+    }
+    this.count += 1;
+  }
+}
+
 export interface KeyState {
   readonly config: FakeKeyConfig;
   label: string;
@@ -35,6 +73,7 @@ export interface KeyState {
 export interface AccountState {
   readonly config: FakeAccountConfig;
   readonly window: SlidingWindowLog;
+  readonly daily: UtcDayCounter;
 }
 
 export class KeyRegistry {
@@ -81,28 +120,40 @@ export class KeyRegistry {
   }
 
   /**
-   * Admits a request into the key's and the account's windows, or says which full window rejects it
-   * (the one that frees up last, since both must have room). A rejected request enters no window.
+   * Admits a request into the key's and the account's quotas, or says which full quota rejects it
+   * (the one that frees up last, since all must have room). A rejected request enters no quota; a
+   * quota with `freeModelsOnly` ignores requests for other models.
    */
-  admit(key: KeyState, now: number): QuotaRejection | undefined {
+  admit(key: KeyState, model: string, now: number): QuotaRejection | undefined {
     const account = this.accountOf(key);
+    const isFree = model.endsWith(':free');
+    const applying = <Quota extends FakeQuota | FakeDailyQuota>(quota: Quota | undefined): Quota | undefined =>
+      quota !== undefined && (quota.freeModelsOnly !== true || isFree) ? quota : undefined;
+    const keyQuota = applying(key.config.quota);
+    const accountQuota = applying(account.config.quota);
+    const dailyQuota = applying(account.config.dailyQuota);
     const rejections = [
-      rejectionOf(key.window, key.config.quota, DEFAULT_KEY_BUCKET, now),
-      rejectionOf(account.window, account.config.quota, DEFAULT_ACCOUNT_BUCKET, now),
+      windowRejection(key.window, keyQuota, DEFAULT_KEY_BUCKET, now),
+      windowRejection(account.window, accountQuota, DEFAULT_ACCOUNT_BUCKET, now),
+      dailyRejection(account.daily, dailyQuota, now),
     ].filter((rejection): rejection is QuotaRejection => rejection !== undefined);
     if (rejections.length > 0) return rejections.reduce((latest, next) => (next.resetAt > latest.resetAt ? next : latest));
-    if (key.config.quota !== undefined) key.window.admit(now);
-    if (account.config.quota !== undefined) account.window.admit(now);
+    if (keyQuota !== undefined) key.window.admit(now);
+    if (accountQuota !== undefined) account.window.admit(now);
+    if (dailyQuota !== undefined) account.daily.admit(now);
     return undefined;
   }
 
-  viewOf(key: KeyState): KeyView {
+  viewOf(key: KeyState, now: number): KeyView {
+    const account = this.accountOf(key);
     return {
       label: key.label,
       limit: key.config.limit ?? null,
       limitReset: key.config.limitReset ?? null,
       usage: key.config.usage ?? 0,
       isFreeTier: key.config.isFreeTier ?? false,
+      creatorUserId: key.config.creatorUserId === undefined ? this.userIdOf(key) : key.config.creatorUserId,
+      freeModelDaily: freeModelDailyOf(key.config.freeModelDailyRequests, account, now),
     };
   }
 
@@ -113,10 +164,10 @@ export class KeyRegistry {
 }
 
 function newAccount(config: FakeAccountConfig): AccountState {
-  return { config, window: new SlidingWindowLog() };
+  return { config, window: new SlidingWindowLog(), daily: new UtcDayCounter() };
 }
 
-function rejectionOf(
+function windowRejection(
   window: SlidingWindowLog,
   quota: FakeQuota | undefined,
   defaultBucket: string,
@@ -126,4 +177,33 @@ function rejectionOf(
   const resetAt = window.fullUntil(quota, now);
   if (resetAt === undefined) return undefined;
   return { bucket: quota.bucket ?? defaultBucket, limit: quota.requests, resetAt };
+}
+
+function dailyRejection(counter: UtcDayCounter, quota: FakeDailyQuota | undefined, now: number): QuotaRejection | undefined {
+  if (quota === undefined) return undefined;
+  const resetAt = counter.fullUntil(quota, now);
+  if (resetAt === undefined) return undefined;
+  const bucket = quota.bucket ?? DEFAULT_DAILY_BUCKET;
+  return { bucket, limit: quota.requests, resetAt, ...(bucket === DEFAULT_DAILY_BUCKET ? { hint: FREE_DAILY_HINT } : {}) };
+}
+
+/** The key's own setting, else the account's, else the account's daily quota; `null`: leave the field out. */
+function freeModelDailyOf(
+  keySetting: FakeFreeModelDailyRequests | null | undefined,
+  account: AccountState,
+  now: number,
+): FreeModelDailyView | null {
+  const configured = keySetting === undefined ? account.config.freeModelDailyRequests : keySetting;
+  if (configured === null) return null;
+  if (configured !== undefined) {
+    return {
+      used: configured.used,
+      limit: configured.limit,
+      remaining: configured.remaining ?? Math.max(0, configured.limit - configured.used),
+    };
+  }
+  const quota = account.config.dailyQuota;
+  if (quota === undefined) return null;
+  const used = account.daily.used(now);
+  return { used, limit: quota.requests, remaining: Math.max(0, quota.requests - used) };
 }

@@ -110,11 +110,43 @@ export function insufficientCreditsReply(maxTokens: number, userId: string): Jso
   return errorReply(402, message, { provider_name: null }, userId);
 }
 
+/** How long a client should wait on an in-flight 402 when the account sets no `retryAfterSeconds`. */
+export const DEFAULT_IN_FLIGHT_RETRY_AFTER_SECONDS = 2;
+
+/**
+ * The in-flight spending budget 402: too much already in flight for the account's balance. It is
+ * transient, so it carries `Retry-After` (and `metadata.retry_after_seconds`).
+ */
+export function inFlightBudgetReply(retryAfterSeconds: number, userId: string): JsonReply {
+  const message =
+    'Too many paid requests in flight for your credit balance (in_flight_budget_exhausted). Retry after ' +
+    `${retryAfterSeconds} seconds, or add credits at https://openrouter.ai/settings/credits to raise your in-flight budget`;
+  const metadata = {
+    provider_name: null,
+    reason: 'in_flight_budget_exhausted',
+    limit_source: 'openrouter_in_flight_budget',
+    retry_after_seconds: retryAfterSeconds,
+  };
+  return withRetryAfter(errorReply(402, message, metadata, userId), retryAfterSeconds);
+}
+
+/** The 402 for one request whose `max_tokens` can never fit the in-flight budget: a request error, no retry hint. */
+export function weightExceedsBudgetReply(maxTokens: number, affordable: number, userId: string): JsonReply {
+  const message =
+    `This request requires more credits, or fewer max_tokens. You requested up to ${maxTokens} tokens, ` +
+    `but can only afford ${affordable}. To increase, visit https://openrouter.ai/settings/credits and add more credits ` +
+    '(weight_exceeds_budget)';
+  const metadata = { provider_name: null, reason: 'weight_exceeds_budget', limit_source: 'openrouter_credits' };
+  return errorReply(402, message, metadata, userId);
+}
+
 export interface QuotaRejection {
   bucket: string;
   limit: number;
-  /** Epoch ms when the window has room again. */
+  /** Epoch ms when the quota has room again: the oldest admission leaves the window, or the next 00:00 UTC. */
   resetAt: number;
+  /** Said after the bucket in the message. */
+  hint?: string;
 }
 
 /** The platform 429: `X-RateLimit-*` headers, mirrored into `error.metadata.headers`. */
@@ -126,7 +158,7 @@ export function platformRateLimitReply(rejection: QuotaRejection, now: number, u
   };
   const reply = errorReply(
     429,
-    `Rate limit exceeded: ${rejection.bucket}`,
+    `Rate limit exceeded: ${rejection.bucket}${rejection.hint ?? ''}`,
     { headers: rateLimitHeaders, provider_name: null, error_type: 'rate_limit_exceeded' },
     userId,
   );
@@ -159,15 +191,23 @@ export function statusFaultReply(fault: FaultOf<'status'>, context: FaultContext
 
 /** The upstream 429: generic message, the provider's reason in `metadata.raw`. */
 export function upstreamRateLimitReply(fault: FaultOf<'rate-limit'>, context: FaultContext): JsonReply {
+  return providerRateLimitReply(context.model, fault.providerName ?? context.provider, context.userId, fault.retryAfterSeconds);
+}
+
+/**
+ * OpenRouter's 429 when every provider of the model is rate-limited or at capacity: no
+ * `X-RateLimit-*`, and `Retry-After` only when a retry hint is given.
+ */
+export function providerRateLimitReply(model: string, providerName: string, userId: string, retryAfterSeconds?: number): JsonReply {
   const raw =
-    `${context.model} is temporarily rate-limited upstream. Please retry shortly, or add your own key ` +
+    `${model} is temporarily rate-limited upstream. Please retry shortly, or add your own key ` +
     'to accumulate your rate limits: https://openrouter.ai/settings/integrations';
   const retryHint =
-    fault.retryAfterSeconds === undefined
+    retryAfterSeconds === undefined
       ? {}
-      : { retry_after_seconds: fault.retryAfterSeconds, headers: { 'Retry-After': String(fault.retryAfterSeconds) } };
-  const metadata = { raw, provider_name: fault.providerName ?? context.provider, is_byok: false, ...retryHint };
-  return withRetryAfter(errorReply(429, 'Provider returned error', metadata, context.userId), fault.retryAfterSeconds);
+      : { retry_after_seconds: retryAfterSeconds, headers: { 'Retry-After': String(retryAfterSeconds) } };
+  const metadata = { raw, provider_name: providerName, is_byok: false, ...retryHint };
+  return withRetryAfter(errorReply(429, 'Provider returned error', metadata, userId), retryAfterSeconds);
 }
 
 export function contextLengthReply(fault: FaultOf<'context-length'>, context: FaultContext): JsonReply {
@@ -207,12 +247,22 @@ export function inBandErrorReply(code: number | string, message: string, errorTy
 
 // Key endpoints.
 
+/** `free_model_daily_requests` of `GET /api/v1/key`. */
+export interface FreeModelDailyView {
+  used: number;
+  limit: number;
+  remaining: number;
+}
+
 export interface KeyView {
   label: string;
   limit: number | null;
   limitReset: 'daily' | 'weekly' | 'monthly' | null;
   usage: number;
   isFreeTier: boolean;
+  creatorUserId: string | null;
+  /** `null`: the field is left out. */
+  freeModelDaily: FreeModelDailyView | null;
 }
 
 function limitRemaining(key: KeyView): number | null {
@@ -241,8 +291,9 @@ export function currentKeyReply(key: KeyView): JsonReply {
         is_free_tier: key.isFreeTier,
         is_management_key: false,
         is_provisioning_key: false,
-        creator_user_id: null,
+        creator_user_id: key.creatorUserId,
         expires_at: null,
+        ...(key.freeModelDaily === null ? {} : { free_model_daily_requests: key.freeModelDaily }),
       },
     },
   };

@@ -10,15 +10,42 @@
  * only while a quota is set: requests admitted before `setKey`/`setAccount` adds one are not counted.
  */
 export interface FakeQuota {
-  /** Requests admitted per window. */
+  /** Requests admitted per window; the 429 reports it as `X-RateLimit-Limit`. */
   requests: number;
-  /** Length of the sliding window. */
+  /** Length of the sliding window. `X-RateLimit-Reset` is when the oldest admission leaves it. */
   windowMs: number;
   /**
    * The bucket named in the 429 message `Rate limit exceeded: <bucket>`; defaults to
    * `requests-per-key` for a key quota and `free-models-per-min` for an account quota.
    */
   bucket?: string;
+  /** Count and limit only requests for `:free` models (as OpenRouter's free-model buckets do). Default false: every request. */
+  freeModelsOnly?: boolean;
+}
+
+/**
+ * A request quota per UTC day, like OpenRouter's `free-models-per-day`: the count starts again at
+ * 00:00 UTC, which the 429 reports as `X-RateLimit-Reset`. Only admitted requests count, and only
+ * while the quota is set.
+ */
+export interface FakeDailyQuota {
+  /** Requests admitted per UTC day; the 429 reports it as `X-RateLimit-Limit`. */
+  requests: number;
+  /**
+   * The bucket named in the 429 message; default `free-models-per-day` (whose message goes on, as
+   * OpenRouter's does, with `. Add 10 credits to unlock 1000 free model requests per day`).
+   */
+  bucket?: string;
+  /** Count and limit only requests for `:free` models. Default false: every request. */
+  freeModelsOnly?: boolean;
+}
+
+/** `free_model_daily_requests` as `GET /api/v1/key` reports it: the account's free-model quota for the UTC day. */
+export interface FakeFreeModelDailyRequests {
+  used: number;
+  limit: number;
+  /** Default `max(0, limit - used)`. */
+  remaining?: number;
 }
 
 /** One API key the fake server accepts. */
@@ -27,7 +54,7 @@ export interface FakeKeyConfig {
   key: string;
   /** Shown in `GET /api/v1/key` and in counters; defaults to `key-<n>`. */
   label?: string;
-  /** Keys on one account share its credit state (402) and its account quota. */
+  /** Keys on one account share its credit state (402), its quotas, its in-flight budget and its user id. */
   account?: string;
   /** Requests admitted per sliding window; more are answered 429 with OpenRouter's headers. */
   quota?: FakeQuota;
@@ -43,6 +70,16 @@ export interface FakeKeyConfig {
   usage?: number;
   /** `is_free_tier` as `GET /api/v1/key` reports it. Default false. */
   isFreeTier?: boolean;
+  /**
+   * `creator_user_id` as `GET /api/v1/key` reports it; default the account's user id
+   * (`user_fake_<account id>`, the `user_id` of its error bodies), so keys of one account share it.
+   */
+  creatorUserId?: string | null;
+  /**
+   * `free_model_daily_requests` as `GET /api/v1/key` reports it; overrides the account's. `null`
+   * leaves the field out even when the account has one.
+   */
+  freeModelDailyRequests?: FakeFreeModelDailyRequests | null;
 }
 
 /** An account the fake server knows; a key without an `account` gets one of its own. */
@@ -53,6 +90,25 @@ export interface FakeAccountConfig {
   outOfCredits?: boolean;
   /** Requests admitted per sliding window across every key of the account. */
   quota?: FakeQuota;
+  /** Requests admitted per UTC day across every key of the account (`free-models-per-day`). */
+  dailyQuota?: FakeDailyQuota;
+  /**
+   * `free_model_daily_requests` that `GET /api/v1/key` reports for the account's keys. Without it,
+   * a `dailyQuota` is reported (its count today and its limit); without either, the field is absent.
+   */
+  freeModelDailyRequests?: FakeFreeModelDailyRequests;
+  /**
+   * OpenRouter's in-flight spending budget, as a number of requests: while `concurrent` requests of
+   * the account are in flight (admitted, response not yet ended or aborted), another is answered
+   * 402 `in_flight_budget_exhausted` with a `Retry-After` header.
+   */
+  inFlightBudget?: { concurrent: number; /** Default 2. */ retryAfterSeconds?: number };
+  /**
+   * The most `max_tokens` one request may ask for: a request asking for more is answered 402
+   * `weight_exceeds_budget` (it can never fit; lowering `max_tokens` is the fix). Requests without
+   * `max_tokens` pass.
+   */
+  maxTokensBudget?: number;
 }
 
 /** A recorded HTTP response, replayed byte for byte (the `response` of a fixture file). */
@@ -128,6 +184,15 @@ export interface FakeModelConfig {
   provider?: string;
   /** Faults to inject, tried in order. */
   faults?: FakeFault[];
+  /**
+   * What the model's providers can serve at once, across every key and account. While `concurrent`
+   * requests for the model are in flight (admitted, response not yet ended or aborted), another is
+   * answered with OpenRouter's upstream 429 (`Provider returned error`, `metadata.provider_name`
+   * `providerName` or else `provider`, no `X-RateLimit-*`, no `Retry-After`) after `latencyMs`; it
+   * takes no slot and spends no fault. A model not in `models` gets `defaultModel`'s capacity, for
+   * its own requests.
+   */
+  capacity?: { concurrent: number; providerName?: string };
 }
 
 /** Options of `startFakeOpenRouter`. */

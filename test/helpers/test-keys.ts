@@ -10,6 +10,7 @@ export const TEST_KEYS = {
   // test/fake-server.test.ts, test/transport.test.ts
   alpha: 'sk-or-v1-test-alpha',
   beta: 'sk-or-v1-test-beta',
+  gamma: 'sk-or-v1-test-gamma',
   nobody: 'sk-or-v1-test-nobody',
   // marbles/attempt-timeouts.spec.ts, marbles/first-token-gating.spec.ts, marbles/mid-stream-restart.spec.ts
   timeouts1: 'sk-or-v1-timeouts-1',
