@@ -30,7 +30,8 @@ export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeO
   const maxWaitMs = config.maxWaitMs ?? 60_000;
   return (source) =>
     retryLoop(source, {
-      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'rate-limit',
+      // Not a request-scoped refusal (a 402 for this request's max_tokens): no key can take it as it is.
+      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'rate-limit' && error.scope !== 'request',
       delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
       maxWaitMs,
       onMidStreamError: config.onMidStreamError ?? 'error',
