@@ -114,12 +114,11 @@ export const urlFlag = z.string().transform((text, context) => {
 export const modelFlag = z.string().regex(/^\S+$/, 'must be a model slug without spaces, such as openai/gpt-4o-mini');
 
 /** A list flag, repeatable and comma-separated: `--fallback-models a,b --fallback-models c`. */
-export const modelListFlag = z
-  .array(z.string())
-  .transform((values) =>
-    values
-      .flatMap((value) => value.split(','))
-      .map((value) => value.trim())
-      .filter((value) => value.length > 0),
-  )
-  .pipe(z.array(modelFlag).max(10, 'at most 10 fallback models'));
+export const commaSeparatedFlag = z.array(z.string()).transform((values) =>
+  values
+    .flatMap((value) => value.split(','))
+    .map((value) => value.trim())
+    .filter((value) => value.length > 0),
+);
+
+export const modelListFlag = commaSeparatedFlag.pipe(z.array(modelFlag).max(10, 'at most 10 fallback models'));

@@ -4,7 +4,7 @@ import { HOST_NAME_RULE, normalizeHostName } from '../dashboard/access.js';
 import { createDashboardServer } from '../dashboard/server.js';
 import { createKeyPool } from '../create-key-pool.js';
 import type { KeyPool } from '../create-pool.js';
-import { UsageError, describeFlagIssues, intFlag, parseFlags, urlFlag } from './args.js';
+import { UsageError, commaSeparatedFlag, describeFlagIssues, intFlag, parseFlags, urlFlag } from './args.js';
 import { startDashboardDemo, type DashboardDemo } from './dashboard-demo.js';
 import { DASHBOARD_TOKEN_ENV, dashboardToken, tokenHint } from './dashboard-token.js';
 import { EXIT, type CliIo } from './io.js';
@@ -54,14 +54,7 @@ const dashboardFlagsSchema = z
   .strictObject({
     port: intFlag(0, 65_535).optional(),
     host: z.string().min(1, 'must name an interface, such as 127.0.0.1').optional(),
-    'allowed-host': z
-      .array(z.string())
-      .transform((values) =>
-        values
-          .flatMap((value) => value.split(','))
-          .map((value) => value.trim())
-          .filter((value) => value.length > 0),
-      )
+    'allowed-host': commaSeparatedFlag
       .pipe(z.array(z.string().refine((name) => normalizeHostName(name) !== undefined, HOST_NAME_RULE)))
       .optional(),
     'keys-file': z.string().min(1).optional(),
