@@ -1,2 +1,3 @@
-export { createRedisStore, RedisStateStore, StoreUnavailableError } from './redis-store.js';
-export type { RedisStoreOptions } from './redis-store.js';
+export { createRedisStore, RedisStateStore } from './redis-store.js';
+export { StoreUnavailableError } from './options.js';
+export type { RedisStoreOptions } from './options.js';

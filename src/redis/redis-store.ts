@@ -2,8 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BehaviorSubject, type Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
 import { z } from 'zod';
-import { OpenRouterError } from '../core/errors.js';
-import type { LimitsConfig } from '../health/limits.js';
 import type { QuotaRemaining } from '../health/records.js';
 import { Limiter, type LimiterHold } from '../health/limiter.js';
 import type {
@@ -18,55 +16,8 @@ import type {
 import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, RENEW, RESERVE } from './scripts.js';
-
-/** Options of `createRedisStore`; checked when the store is created. */
-export interface RedisStoreOptions {
-  /** An ioredis client; the store also `duplicate()`s it for pub/sub. */
-  client: Redis;
-  /** Key prefix; every key is `{<prefix>}:...` (one hash slot, so the scripts also run on a cluster). Default `orx`. */
-  prefix?: string;
-  /**
-   * When Redis fails: `'local'` (default) falls back to in-process limits, each process taking
-   * `localShare` of every quota and slot, and resumes shared limits when Redis answers again;
-   * `'fail'` fails each admission with a `StoreUnavailableError`.
-   */
-  onStoreError?: 'local' | 'fail';
-  /** The share of each quota a process takes while Redis is down. Default 1 (one process). */
-  localShare?: number;
-  /** A slot's lease: it expires this long after its last renewal if its process dies. Default 30 s. */
-  leaseMs?: number;
-  /** A Redis command slower than this counts as a failure. Default 1 s. */
-  commandTimeoutMs?: number;
-  /** How often a degraded store checks whether Redis is back. Default 1 s. */
-  recoveryIntervalMs?: number;
-  /** How long a request may take to reach OpenRouter (see `MemoryStoreOptions`). Default 1 s. */
-  arrivalMarginMs?: number;
-}
-
-const optionsSchema = z.strictObject({
-  client: z.custom<Redis>((value) => typeof value === 'object' && value !== null && typeof (value as Redis).eval === 'function', {
-    message: 'expected an ioredis client',
-  }),
-  prefix: z
-    .string()
-    .min(1)
-    .regex(/^[^{}]+$/, 'must not contain braces')
-    .optional(),
-  onStoreError: z.enum(['local', 'fail']).optional(),
-  localShare: z.number().gt(0).max(1).optional(),
-  leaseMs: z.number().int().positive().optional(),
-  commandTimeoutMs: z.number().int().positive().optional(),
-  recoveryIntervalMs: z.number().int().positive().optional(),
-  arrivalMarginMs: z.number().int().nonnegative().optional(),
-});
-
-/** The shared store is unreachable and the pool was told to fail rather than limit alone. */
-export class StoreUnavailableError extends OpenRouterError {
-  /** The class name, so logs and `toJSON()` tell it apart. */
-  override name = 'StoreUnavailableError';
-  /** What failed: always `'store_unavailable'`. */
-  override readonly kind = 'store_unavailable' as const;
-}
+import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
+import { scaled, shareOf, windowsOf } from './windows.js';
 
 interface RedisReservation extends Reservation {
   readonly holds: readonly LimiterHold[];
@@ -79,46 +30,6 @@ interface RedisReservation extends Reservation {
 
 type LayoutPart =
   { slot: number; max: number } | { window: number; sum: number; unit: 'requests' | 'tokens'; limit: number; windowMs: number };
-
-const MINUTE_MS = 60_000;
-
-/** Every quota of a scope as `{unit, limit, windowMs}`, as `Limiter` reads them. */
-function windowsOf(limits: LimitsConfig): { unit: 'requests' | 'tokens'; limit: number; windowMs: number }[] {
-  const windows: { unit: 'requests' | 'tokens'; limit: number; windowMs: number }[] = [];
-  if (limits.rpm !== undefined) windows.push({ unit: 'requests', limit: limits.rpm, windowMs: MINUTE_MS });
-  if (limits.tpm !== undefined) windows.push({ unit: 'tokens', limit: limits.tpm, windowMs: MINUTE_MS });
-  for (const quota of limits.quotas ?? []) {
-    if (quota.requests !== undefined) windows.push({ unit: 'requests', limit: quota.requests, windowMs: quota.windowMs });
-    if (quota.tokens !== undefined) windows.push({ unit: 'tokens', limit: quota.tokens, windowMs: quota.windowMs });
-  }
-  return windows;
-}
-
-/** One limit scaled to one process's share, for when Redis is down. */
-function scaled(value: number, share: number): number {
-  return Math.max(1, Math.floor(value * share));
-}
-
-/**
- * A scope's quotas scaled to one process's share, for when Redis is down. `maxConcurrent` is
- * left out: the store counts slots itself, across modes (see `RedisStateStore.slotsHeld`).
- */
-function shareOf(limits: LimitsConfig, share: number): LimitsConfig {
-  const scale = (value: number | undefined) => (value === undefined ? undefined : scaled(value, share));
-  return {
-    ...(limits.rpm === undefined ? {} : { rpm: scale(limits.rpm)! }),
-    ...(limits.tpm === undefined ? {} : { tpm: scale(limits.tpm)! }),
-    ...(limits.quotas === undefined
-      ? {}
-      : {
-          quotas: limits.quotas.map((quota) => ({
-            windowMs: quota.windowMs,
-            ...(quota.requests === undefined ? {} : { requests: scale(quota.requests)! }),
-            ...(quota.tokens === undefined ? {} : { tokens: scale(quota.tokens)! }),
-          })),
-        }),
-  };
-}
 
 const stateMessageSchema = z.object({
   scope: z.enum(['key', 'account', 'model']),

@@ -1,0 +1,52 @@
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { OpenRouterError } from '../core/errors.js';
+
+/** Options of `createRedisStore`; checked when the store is created. */
+export interface RedisStoreOptions {
+  /** An ioredis client; the store also `duplicate()`s it for pub/sub. */
+  client: Redis;
+  /** Key prefix; every key is `{<prefix>}:...` (one hash slot, so the scripts also run on a cluster). Default `orx`. */
+  prefix?: string;
+  /**
+   * When Redis fails: `'local'` (default) falls back to in-process limits, each process taking
+   * `localShare` of every quota and slot, and resumes shared limits when Redis answers again;
+   * `'fail'` fails each admission with a `StoreUnavailableError`.
+   */
+  onStoreError?: 'local' | 'fail';
+  /** The share of each quota a process takes while Redis is down. Default 1 (one process). */
+  localShare?: number;
+  /** A slot's lease: it expires this long after its last renewal if its process dies. Default 30 s. */
+  leaseMs?: number;
+  /** A Redis command slower than this counts as a failure. Default 1 s. */
+  commandTimeoutMs?: number;
+  /** How often a degraded store checks whether Redis is back. Default 1 s. */
+  recoveryIntervalMs?: number;
+  /** How long a request may take to reach OpenRouter (see `MemoryStoreOptions`). Default 1 s. */
+  arrivalMarginMs?: number;
+}
+
+export const optionsSchema = z.strictObject({
+  client: z.custom<Redis>((value) => typeof value === 'object' && value !== null && typeof (value as Redis).eval === 'function', {
+    message: 'expected an ioredis client',
+  }),
+  prefix: z
+    .string()
+    .min(1)
+    .regex(/^[^{}]+$/, 'must not contain braces')
+    .optional(),
+  onStoreError: z.enum(['local', 'fail']).optional(),
+  localShare: z.number().gt(0).max(1).optional(),
+  leaseMs: z.number().int().positive().optional(),
+  commandTimeoutMs: z.number().int().positive().optional(),
+  recoveryIntervalMs: z.number().int().positive().optional(),
+  arrivalMarginMs: z.number().int().nonnegative().optional(),
+});
+
+/** The shared store is unreachable and the pool was told to fail rather than limit alone. */
+export class StoreUnavailableError extends OpenRouterError {
+  /** The class name, so logs and `toJSON()` tell it apart. */
+  override name = 'StoreUnavailableError';
+  /** What failed: always `'store_unavailable'`. */
+  override readonly kind = 'store_unavailable' as const;
+}
