@@ -1,4 +1,4 @@
-import type { ErrorKind } from './errors.js';
+import type { ErrorKind, OpenRouterError } from './errors.js';
 
 /**
  * What each kind of error means, in one table: what it does to health (the pool's outcome policy),
@@ -55,3 +55,15 @@ export const ERROR_POLICY: Readonly<Record<ErrorKind, ErrorKindPolicy>> = Object
   aborted: policy('none', undefined),
   model_unavailable: policy('none', undefined),
 });
+
+/**
+ * The retry operator that takes this error, if any: the table's by kind, except that a
+ * request-scoped refusal (a 402 for this request's `max_tokens`) goes to no other key, and a
+ * transient kind that the server marked final is not retried.
+ */
+export function retriedBy(error: OpenRouterError): ErrorKindPolicy['retriedBy'] {
+  const by = ERROR_POLICY[error.kind].retriedBy;
+  if (by === 'rate-limit' && error.scope === 'request') return undefined;
+  if (by === 'transient' && !error.retryable) return undefined;
+  return by;
+}

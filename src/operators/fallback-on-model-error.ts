@@ -1,5 +1,5 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
-import { ERROR_POLICY } from '../core/error-policy.js';
+import { retriedBy } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
@@ -23,7 +23,7 @@ export function fallbackOnModelError(config: FallbackOnModelErrorConfig = {}): M
   const maxAttempts = config.maxAttempts ?? 4;
   return (source) =>
     retryLoop(source, {
-      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'model-fallback',
+      handles: (error) => retriedBy(error) === 'model-fallback',
       delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
       maxWaitMs: undefined,
       onMidStreamError: config.onMidStreamError ?? 'error',

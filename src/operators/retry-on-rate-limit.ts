@@ -1,5 +1,5 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
-import { ERROR_POLICY } from '../core/error-policy.js';
+import { retriedBy } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
@@ -30,8 +30,7 @@ export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeO
   const maxWaitMs = config.maxWaitMs ?? 60_000;
   return (source) =>
     retryLoop(source, {
-      // Not a request-scoped refusal (a 402 for this request's max_tokens): no key can take it as it is.
-      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'rate-limit' && error.scope !== 'request',
+      handles: (error) => retriedBy(error) === 'rate-limit',
       delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
       maxWaitMs,
       onMidStreamError: config.onMidStreamError ?? 'error',

@@ -1,5 +1,5 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
-import { ERROR_POLICY } from '../core/error-policy.js';
+import { retriedBy } from '../core/error-policy.js';
 import { WindowedCount } from '../health/windowed-count.js';
 import type { AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
@@ -82,7 +82,7 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
       : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetriesPerSecond ?? 10, config.budget?.windowMs ?? 10_000);
   return (source) =>
     retryLoop(source, {
-      handles: (error) => ERROR_POLICY[error.kind].retriedBy === 'transient' && error.retryable,
+      handles: (error) => retriedBy(error) === 'transient',
       delayFor: (_error, failures) => {
         if (failures >= maxAttempts) return undefined;
         if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;

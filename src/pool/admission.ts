@@ -1,4 +1,4 @@
-import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, type Subscription } from 'rxjs';
 import {
   AbortedError,
   ModelUnavailableError,
@@ -11,12 +11,9 @@ import {
 import { scheduleAfter } from '../core/timers.js';
 import { estimateTokens } from '../core/tokens.js';
 import type { ChatRequest } from '../core/types.js';
-import type { AdmissionPlan, Reservation, ReserveResult, StateStore } from '../store/state-store.js';
-import type { ResolvedPoolConfig } from './config.js';
+import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-store.js';
+import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
-import type { PoolEvent } from './events.js';
-import type { HealthPublisher } from './publisher.js';
-import type { Registry } from './registry.js';
 import type { PickContext, Strategy } from './strategies.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
@@ -53,13 +50,8 @@ export class Admission {
   private closed = false;
 
   constructor(
-    private readonly config: ResolvedPoolConfig,
-    private readonly registry: Registry,
-    private readonly store: StateStore,
-    private readonly publisher: HealthPublisher,
-    private readonly scheduler: SchedulerLike,
+    private readonly context: PoolContext,
     private readonly strategy: Strategy,
-    private readonly emit: (event: PoolEvent) => void,
     /** Whether this pool alone uses the store: if not, other pools' releases send no event. */
     private readonly ownsStore: boolean,
   ) {}
@@ -74,7 +66,7 @@ export class Admission {
     let plan = entry.plans.get(model.model);
     if (plan === undefined) {
       plan = [entry.scope, entry.account.scope, ...model.limitPatterns.map((pattern) => entry.account.modelScope(pattern))];
-      for (const scope of plan) this.store.define(scope);
+      for (const scope of plan) this.context.store.define(scope);
       entry.plans.set(model.model, plan);
     }
     return plan;
@@ -85,16 +77,16 @@ export class Admission {
     const account = entry.account;
     if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
     if (entry.breaker.state !== 'closed') {
-      if (entry.breaker.advance(now)) this.publisher.markKey(entry);
+      if (entry.breaker.advance(now)) this.context.publisher.markKey(entry);
       if (!entry.breaker.admits()) return false;
     }
-    return this.store.fits(this.planOf(entry, model), tokens, now);
+    return this.context.store.fits(this.planOf(entry, model), tokens, now);
   }
 
   private modelAdmits(model: ModelEntry, now: number): boolean {
     if (model.parkedUntil > now) return false;
     if (model.breaker.state !== 'closed') {
-      if (model.breaker.advance(now)) this.publisher.markModel(model);
+      if (model.breaker.advance(now)) this.context.publisher.markModel(model);
       return model.breaker.admits();
     }
     return true;
@@ -103,7 +95,7 @@ export class Admission {
   /** Out of service by its breaker: open, or half-open with its probes out. A 429 park is a wait, not this. */
   private modelOutOfService(model: ModelEntry, now: number): boolean {
     if (model.breaker.state === 'closed') return false;
-    if (model.breaker.advance(now)) this.publisher.markModel(model);
+    if (model.breaker.advance(now)) this.context.publisher.markModel(model);
     return !model.breaker.admits();
   }
 
@@ -115,7 +107,7 @@ export class Admission {
    * without its slot, up to its `modelWaitMs`).
    */
   private modelsUnavailable(ticket: Ticket, now: number): ModelUnavailableError | undefined {
-    const models = ticket.options.models.map((id) => this.registry.model(id));
+    const models = ticket.options.models.map((id) => this.context.registry.model(id));
     if (models.length === 0 || !models.every((model) => this.modelOutOfService(model, now))) return undefined;
     // Known return times (open breakers); a half-open model's return hangs on its probe.
     const backAt = Math.min(...models.map((model) => (model.breaker.state === 'open' ? model.breaker.openUntil : Infinity)));
@@ -151,23 +143,23 @@ export class Admission {
     const strategy = ticket.options.strategy ?? this.strategy;
     const avoid = ticket.options.avoid;
     for (const modelId of ticket.options.models) {
-      const model = this.registry.model(modelId);
+      const model = this.context.registry.model(modelId);
       if (!this.modelAdmits(model, now)) continue;
-      let avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < this.registry.keys.length;
+      let avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < this.context.registry.keys.length;
       const context: PickContext = {
-        candidates: this.registry.keys,
+        candidates: this.context.registry.keys,
         isEligible: (index) => {
-          const entry = this.registry.keys[index]!;
+          const entry = this.context.registry.keys[index]!;
           if (avoiding && avoid!.has(entry.label)) return false;
           return this.keyAdmits(entry, model, now, ticket.tokens);
         },
         request: ticket.request,
         model: modelId,
-        random: this.config.random,
+        random: this.context.config.random,
       };
       // A user strategy may return anything: admit only what the pool would.
       const admissible = (index: number | undefined) => {
-        const entry = index === undefined ? undefined : this.registry.keys[index];
+        const entry = index === undefined ? undefined : this.context.registry.keys[index];
         return entry !== undefined && context.isEligible(index!) ? entry : undefined;
       };
       let entry = admissible(strategy.pick(context));
@@ -194,21 +186,21 @@ export class Admission {
     const plan = this.planOf(entry, model);
     entry.inFlight++;
     model.inFlight++;
-    this.store.reserve(plan, ticket.tokens, now).subscribe({
+    this.context.store.reserve(plan, ticket.tokens, now).subscribe({
       next: (result) => this.onReserved(ticket, entry, model, result),
       error: (error: unknown) => {
         entry.inFlight--;
         model.inFlight--;
         this.dequeue(ticket);
         if (!ticket.cancelled) ticket.reject(toOpenRouterError(error));
-        this.publisher.flush();
+        this.context.publisher.flush();
       },
     });
     return true;
   }
 
   private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, result: ReserveResult): void {
-    const now = this.scheduler.now();
+    const now = this.context.scheduler.now();
     if (!result.ok) {
       entry.inFlight--;
       model.inFlight--;
@@ -220,12 +212,12 @@ export class Admission {
     if (ticket.cancelled) {
       entry.inFlight--;
       model.inFlight--;
-      this.store.release(result.reservation);
+      this.context.store.release(result.reservation);
       return;
     }
     this.dequeue(ticket);
     const lease = this.lease(entry, model, result.reservation, now);
-    this.publisher.flush();
+    this.context.publisher.flush();
     ticket.admit(lease);
   }
 
@@ -233,8 +225,8 @@ export class Admission {
     const account = entry.account;
     const keyProbe = entry.breaker.begin();
     const modelProbe = model.breaker.begin();
-    this.publisher.markKey(entry);
-    this.publisher.markModel(model);
+    this.context.publisher.markKey(entry);
+    this.context.publisher.markModel(model);
     let released = false;
     let responded = false;
     return {
@@ -247,24 +239,24 @@ export class Admission {
       markResponded: () => {
         if (responded || released) return;
         responded = true;
-        this.store.markResponded(reservation, this.scheduler.now());
+        this.context.store.markResponded(reservation, this.context.scheduler.now());
         // The quota entry now has an expiry: a waiting request can be woken for it.
         if (this.queue.length > 0) this.scheduleWake();
       },
       reconcile: (usage) => {
-        this.store.reconcile(reservation, usage.totalTokens);
+        this.context.store.reconcile(reservation, usage.totalTokens);
       },
       release: () => {
         if (released) return;
         released = true;
-        this.store.release(reservation);
+        this.context.store.release(reservation);
         entry.inFlight--;
         entry.breaker.abandon(keyProbe);
         model.breaker.abandon(modelProbe);
         model.inFlight--;
-        this.publisher.markKey(entry);
-        this.publisher.markModel(model);
-        this.publisher.flush();
+        this.context.publisher.markKey(entry);
+        this.context.publisher.markModel(model);
+        this.context.publisher.flush();
         this.drain();
       },
     };
@@ -281,7 +273,7 @@ export class Admission {
       const ticket: Ticket = {
         request,
         options,
-        tokens: estimateTokens(request, this.config.defaultCompletionTokens),
+        tokens: estimateTokens(request, this.context.config.defaultCompletionTokens),
         priority,
         seq: this.ticketSeq++,
         signature: `${priority}|${options.models.join('\u0000')}`,
@@ -302,13 +294,13 @@ export class Admission {
   }
 
   private enqueue(ticket: Ticket): void {
-    if (this.registry.keys.every((entry) => entry.disabled)) {
+    if (this.context.registry.keys.every((entry) => entry.disabled)) {
       ticket.reject(this.noKeyError());
       return;
     }
-    const timeoutMs = ticket.options.queueTimeoutMs ?? this.config.queue.timeoutMs;
+    const timeoutMs = ticket.options.queueTimeoutMs ?? this.context.config.queue.timeoutMs;
     if (timeoutMs !== undefined) {
-      ticket.timeout = scheduleAfter(this.scheduler, timeoutMs, () => {
+      ticket.timeout = scheduleAfter(this.context.scheduler, timeoutMs, () => {
         ticket.cancelled = true;
         this.dequeue(ticket);
         ticket.reject(
@@ -316,25 +308,34 @@ export class Admission {
         );
       });
     }
-    const now = this.scheduler.now();
+    const now = this.context.scheduler.now();
     if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
     const unavailable = this.modelsUnavailable(ticket, now);
     if (unavailable !== undefined) {
       this.refuse(ticket, unavailable);
-      this.publisher.flush();
+      this.context.publisher.flush();
       return;
     }
-    if (this.queue.length >= this.config.queue.maxSize) {
+    if (this.queue.length >= this.context.config.queue.maxSize) {
       ticket.timeout?.unsubscribe();
       ticket.reject(
-        new QueueFullError({ message: `admission queue full (${this.config.queue.maxSize} waiting)`, scope: 'request', retryable: true }),
+        new QueueFullError({
+          message: `admission queue full (${this.context.config.queue.maxSize} waiting)`,
+          scope: 'request',
+          retryable: true,
+        }),
       );
       return;
     }
     this.insert(ticket);
-    this.emit({ type: 'queued', requestId: ticket.options.requestId ?? '', queued: this.queue.length, at: this.scheduler.now() });
+    this.context.emit({
+      type: 'queued',
+      requestId: ticket.options.requestId ?? '',
+      queued: this.queue.length,
+      at: this.context.scheduler.now(),
+    });
     this.drain();
-    this.publisher.flush();
+    this.context.publisher.flush();
   }
 
   /** Puts a ticket in its place: by priority (descending), then arrival. */
@@ -353,13 +354,13 @@ export class Admission {
     const index = this.queue.indexOf(ticket);
     if (index >= 0) {
       this.queue.splice(index, 1);
-      this.publisher.flush();
+      this.context.publisher.flush();
     }
   }
 
   private noKeyError(): NoKeyAvailableError {
     return new NoKeyAvailableError({
-      message: `every key of the pool is disabled (${this.registry.keys.map((entry) => entry.label).join(', ')})`,
+      message: `every key of the pool is disabled (${this.context.registry.keys.map((entry) => entry.label).join(', ')})`,
       scope: 'key',
       retryable: false,
     });
@@ -372,16 +373,16 @@ export class Admission {
       return;
     }
     if (this.queue.length === 0 || this.closed) return;
-    let drainedAt = this.scheduler.now();
+    let drainedAt = this.context.scheduler.now();
     this.draining = true;
     try {
       do {
         this.drainAgain = false;
-        if (this.registry.keys.every((entry) => entry.disabled)) {
+        if (this.context.registry.keys.every((entry) => entry.disabled)) {
           for (const ticket of this.queue.splice(0)) this.refuse(ticket, this.noKeyError());
           break;
         }
-        const now = this.scheduler.now();
+        const now = this.context.scheduler.now();
         drainedAt = now;
         const blocked = new Set<string>();
         for (let index = 0; index < this.queue.length;) {
@@ -406,7 +407,7 @@ export class Admission {
     } finally {
       this.draining = false;
     }
-    this.publisher.flush();
+    this.context.publisher.flush();
     if (this.queue.length > 0) this.scheduleWake(drainedAt);
   }
 
@@ -417,19 +418,19 @@ export class Admission {
     const consider = (time: number) => {
       if (time > now && time < at) at = time;
     };
-    for (const entry of this.registry.keys) {
+    for (const entry of this.context.registry.keys) {
       if (entry.disabled) continue;
       consider(entry.parkedUntil);
       consider(entry.exhaustedUntil);
       consider(entry.fullUntil);
       if (entry.breaker.state === 'open') consider(entry.breaker.openUntil);
-      for (const plan of entry.plans.values()) consider(this.store.nextFitAt(plan, tokens, now));
+      for (const plan of entry.plans.values()) consider(this.context.store.nextFitAt(plan, tokens, now));
     }
-    for (const account of this.registry.accounts.values()) {
+    for (const account of this.context.registry.accounts.values()) {
       consider(account.parkedUntil);
       consider(account.exhaustedUntil);
     }
-    for (const model of this.registry.models.values()) {
+    for (const model of this.context.registry.models.values()) {
       consider(model.parkedUntil);
       if (model.breaker.state === 'open') consider(model.breaker.openUntil);
     }
@@ -441,13 +442,13 @@ export class Admission {
    * a change between then and now wakes at once, never lost. On a store shared with other pools,
    * their releases free room without any event here, so a blocked queue also polls.
    */
-  private scheduleWake(checkedAt = this.scheduler.now()): void {
+  private scheduleWake(checkedAt = this.context.scheduler.now()): void {
     let at = this.nextChangeAt(checkedAt);
     if (!Number.isFinite(at) && !this.ownsStore) at = checkedAt + SHARED_STORE_POLL_MS;
     if (!Number.isFinite(at) || (this.wakeTimer !== undefined && this.wakeAt <= at)) return;
     this.wakeTimer?.unsubscribe();
     this.wakeAt = at;
-    this.wakeTimer = scheduleAfter(this.scheduler, at - this.scheduler.now(), () => {
+    this.wakeTimer = scheduleAfter(this.context.scheduler, at - this.context.scheduler.now(), () => {
       this.wakeTimer = undefined;
       this.wakeAt = Infinity;
       this.drain();

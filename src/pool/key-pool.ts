@@ -16,6 +16,7 @@ import { toOpenRouterError } from '../core/errors.js';
 import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
 import { createMemoryStore, type StateStore } from '../store/state-store.js';
 import { Admission } from './admission.js';
+import type { PoolContext } from './context.js';
 import type { KeyInfoSnapshot, ResolvedPoolConfig } from './config.js';
 import type { KeyEntry } from './entities.js';
 import type { PoolEvent } from './events.js';
@@ -64,10 +65,16 @@ export class Pool implements PoolCore {
       () => this.admission.queued,
       () => this.admission.drain(),
     );
-    this.admission = new Admission(config, this.registry, this.store, this.publisher, this.scheduler, strategy, emit, this.ownsStore);
-    this.outcomes = new OutcomePolicy(config, this.registry, this.store, this.publisher, this.scheduler, emit, origin, () =>
-      this.admission.drain(),
-    );
+    const context: PoolContext = {
+      config,
+      registry: this.registry,
+      store: this.store,
+      publisher: this.publisher,
+      scheduler: this.scheduler,
+      emit,
+    };
+    this.admission = new Admission(context, strategy, this.ownsStore);
+    this.outcomes = new OutcomePolicy(context, origin, () => this.admission.drain());
     this.labels = this.registry.keys.map((entry) => entry.label);
     this.storeSubscriptions.add(this.store.changes$.subscribe((change) => this.outcomes.applyChange(change)));
     this.storeSubscriptions.add(

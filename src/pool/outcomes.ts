@@ -1,13 +1,9 @@
-import type { SchedulerLike } from 'rxjs';
 import { ERROR_POLICY } from '../core/error-policy.js';
 import type { ErrorScope, OpenRouterError } from '../core/errors.js';
 import { addUsage, lastErrorOf } from '../health/records.js';
-import type { StateChange, StateStore } from '../store/state-store.js';
-import type { ResolvedPoolConfig } from './config.js';
+import type { StateChange } from '../store/state-store.js';
+import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
-import type { PoolEvent } from './events.js';
-import type { HealthPublisher } from './publisher.js';
-import type { Registry } from './registry.js';
 import type { AttemptOutcome } from './types.js';
 
 function movingAverage(previous: number | null, sample: number, alpha: number): number {
@@ -44,12 +40,7 @@ export class OutcomePolicy {
   private closed = false;
 
   constructor(
-    private readonly config: ResolvedPoolConfig,
-    private readonly registry: Registry,
-    private readonly store: StateStore,
-    private readonly publisher: HealthPublisher,
-    private readonly scheduler: SchedulerLike,
-    private readonly emit: (event: PoolEvent) => void,
+    private readonly context: PoolContext,
     /** Tells this pool's state changes apart from other pools' on a shared store. */
     private readonly origin: string,
     /** Runs after every change: a waiting request may fit now. */
@@ -62,10 +53,10 @@ export class OutcomePolicy {
 
   record(outcome: AttemptOutcome): void {
     if (this.closed) return;
-    const entry = this.registry.key(outcome.keyLabel);
-    const model = this.registry.model(outcome.model);
-    const now = this.scheduler.now();
-    const alpha = this.config.latencySmoothing;
+    const entry = this.context.registry.key(outcome.keyLabel);
+    const model = this.context.registry.model(outcome.model);
+    const now = this.context.scheduler.now();
+    const alpha = this.context.config.latencySmoothing;
     if (outcome.type === 'success') {
       if (entry !== undefined) {
         entry.breaker.succeed(now);
@@ -76,7 +67,7 @@ export class OutcomePolicy {
           entry.timeToFirstTokenMs = movingAverage(entry.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
         }
         entry.usage = addUsage(entry.usage, outcome.usage, true);
-        this.publisher.markKey(entry);
+        this.context.publisher.markKey(entry);
       }
       model.breaker.succeed(now);
       model.rateLimitStreak = 0;
@@ -85,7 +76,7 @@ export class OutcomePolicy {
         model.timeToFirstTokenMs = movingAverage(model.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
       }
       model.usage = addUsage(model.usage, outcome.usage, true);
-      this.publisher.markModel(model);
+      this.context.publisher.markModel(model);
     } else {
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
       else this.applyFailure(entry, model, outcome.error, now, outcome.sentAt ?? now);
@@ -95,7 +86,7 @@ export class OutcomePolicy {
         model.usage = addUsage(model.usage, outcome.usage, false);
       }
     }
-    this.publisher.flush();
+    this.context.publisher.flush();
     this.afterChange();
   }
 
@@ -108,11 +99,11 @@ export class OutcomePolicy {
   private settleProbes(entry: KeyEntry | undefined, model: ModelEntry, now: number): void {
     if (entry !== undefined && entry.breaker.state === 'half-open') {
       entry.breaker.succeed(now);
-      this.publisher.markKey(entry);
+      this.context.publisher.markKey(entry);
     }
     if (model.breaker.state === 'half-open') {
       model.breaker.succeed(now);
-      this.publisher.markModel(model);
+      this.context.publisher.markModel(model);
     }
   }
 
@@ -121,11 +112,11 @@ export class OutcomePolicy {
     // A key shows the errors that touch it; a model's (an upstream 503) show on the model.
     if ((error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
       entry.lastError = lastError;
-      this.publisher.markKey(entry);
+      this.context.publisher.markKey(entry);
     }
     if (error.scope === 'model') {
       model.lastError = lastError;
-      this.publisher.markModel(model);
+      this.context.publisher.markModel(model);
     }
     switch (ERROR_POLICY[error.kind].health) {
       case 'disable-key':
@@ -136,10 +127,18 @@ export class OutcomePolicy {
           const until =
             error.retryAfterMs !== undefined
               ? now + error.retryAfterMs
-              : (nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
+              : (nextLimitReset(now, entry.limitReset) ?? now + this.context.config.exhaustedRetryMs);
           entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
           this.share('key', entry.label, 'exhausted', until, now);
-          this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'exhausted', until, errorKind: error.kind, at: now });
+          this.context.emit({
+            type: 'cooldown',
+            scope: 'key',
+            target: entry.label,
+            reason: 'exhausted',
+            until,
+            errorKind: error.kind,
+            at: now,
+          });
         }
         return;
       case 'credits':
@@ -149,7 +148,7 @@ export class OutcomePolicy {
             // A transient in-flight budget: wait the hint out, the credit is there.
             account.parkedUntil = Math.max(account.parkedUntil, now + error.retryAfterMs);
             this.share('account', account.id, 'parked', account.parkedUntil, now);
-            this.emit({
+            this.context.emit({
               type: 'cooldown',
               scope: 'account',
               target: account.id,
@@ -159,9 +158,9 @@ export class OutcomePolicy {
               at: now,
             });
           } else {
-            account.exhaustedUntil = Math.max(account.exhaustedUntil, now + (error.retryAfterMs ?? this.config.exhaustedRetryMs));
+            account.exhaustedUntil = Math.max(account.exhaustedUntil, now + (error.retryAfterMs ?? this.context.config.exhaustedRetryMs));
             this.share('account', account.id, 'exhausted', account.exhaustedUntil, now);
-            this.emit({
+            this.context.emit({
               type: 'cooldown',
               scope: 'account',
               target: account.id,
@@ -171,7 +170,7 @@ export class OutcomePolicy {
               at: now,
             });
           }
-          this.publisher.markAccount(account);
+          this.context.publisher.markAccount(account);
         }
         return;
       case 'park':
@@ -187,7 +186,7 @@ export class OutcomePolicy {
 
   /** A 429 parks its scope until the reset without counting as a health failure. */
   private park(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
-    const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.config;
+    const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.context.config;
     const holder: Parkable | undefined = error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
     if (holder === undefined) return;
     // One burst is one signal: a 429 to a request sent before the scope was last parked answers
@@ -201,17 +200,17 @@ export class OutcomePolicy {
     const grows = !sameBurst && sentAt >= holder.parkedUntil;
     const steps = grows ? holder.rateLimitStreak : Math.max(0, holder.rateLimitStreak - 1);
     const backoffMs = Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** steps);
-    const waitMs = error.retryAfterMs ?? backoffMs / 2 + (this.config.random() * backoffMs) / 2;
+    const waitMs = error.retryAfterMs ?? backoffMs / 2 + (this.context.config.random() * backoffMs) / 2;
     if (grows) holder.rateLimitStreak++;
     if (!sameBurst) holder.parkStartedAt = now;
     holder.parkedUntil = Math.max(holder.parkedUntil, now + waitMs);
     const scope = error.scope === 'model' ? 'model' : error.scope === 'account' ? 'account' : 'key';
     const target = scope === 'model' ? model.model : scope === 'account' ? entry!.account.id : entry!.label;
     this.share(scope, target, 'parked', holder.parkedUntil, now);
-    this.emit({ type: 'cooldown', scope, target, reason: 'rate-limit', until: holder.parkedUntil, errorKind: error.kind, at: now });
-    if (scope === 'model') this.publisher.markModel(model);
-    else if (scope === 'account') this.publisher.markAccount(entry!.account);
-    else this.publisher.markKey(entry!);
+    this.context.emit({ type: 'cooldown', scope, target, reason: 'rate-limit', until: holder.parkedUntil, errorKind: error.kind, at: now });
+    if (scope === 'model') this.context.publisher.markModel(model);
+    else if (scope === 'account') this.context.publisher.markAccount(entry!.account);
+    else this.context.publisher.markKey(entry!);
   }
 
   private countFailure(
@@ -224,33 +223,47 @@ export class OutcomePolicy {
     if (scope === 'model') {
       const opened = model.breaker.fail(now);
       if (retryAfterMs !== undefined) model.breaker.holdOpenUntil(now + retryAfterMs);
-      this.publisher.markModel(model);
+      this.context.publisher.markModel(model);
       if (opened || retryAfterMs !== undefined) {
         this.share('model', model.model, 'open', model.breaker.openUntil, now);
-        this.emit({ type: 'cooldown', scope: 'model', target: model.model, reason: 'failures', until: model.breaker.openUntil, at: now });
+        this.context.emit({
+          type: 'cooldown',
+          scope: 'model',
+          target: model.model,
+          reason: 'failures',
+          until: model.breaker.openUntil,
+          at: now,
+        });
       }
     } else if ((scope === 'transport' || scope === 'key') && entry !== undefined) {
       const opened = entry.breaker.fail(now);
-      this.publisher.markKey(entry);
+      this.context.publisher.markKey(entry);
       if (opened) {
         this.share('key', entry.label, 'open', entry.breaker.openUntil, now);
-        this.emit({ type: 'cooldown', scope: 'key', target: entry.label, reason: 'failures', until: entry.breaker.openUntil, at: now });
+        this.context.emit({
+          type: 'cooldown',
+          scope: 'key',
+          target: entry.label,
+          reason: 'failures',
+          until: entry.breaker.openUntil,
+          at: now,
+        });
       }
     }
   }
 
   /** Shares a state change with the other pools on the store. */
   share(scope: StateChange['scope'], target: string, state: StateChange['state'], until: number, now: number): void {
-    this.store.publish({ scope, target, state, remainingMs: until - now, origin: this.origin });
+    this.context.store.publish({ scope, target, state, remainingMs: until - now, origin: this.origin });
   }
 
   /** Applies another pool's state change; cooldowns only ever extend, as with local signals. */
   applyChange(change: StateChange): void {
     if (change.origin === this.origin || this.closed) return;
-    const now = this.scheduler.now();
+    const now = this.context.scheduler.now();
     const until = now + change.remainingMs;
     if (change.scope === 'key') {
-      const entry = this.registry.key(change.target);
+      const entry = this.context.registry.key(change.target);
       if (entry === undefined) return;
       if (change.state === 'parked') entry.parkedUntil = Math.max(entry.parkedUntil, until);
       else if (change.state === 'open') entry.breaker.holdOpenUntil(until);
@@ -260,30 +273,30 @@ export class OutcomePolicy {
         entry.disabled = false;
         entry.exhaustedUntil = 0;
       }
-      this.publisher.markKey(entry);
+      this.context.publisher.markKey(entry);
     } else if (change.scope === 'account') {
-      const account = this.registry.accounts.get(change.target);
+      const account = this.context.registry.accounts.get(change.target);
       if (account === undefined) return;
       if (change.state === 'parked') account.parkedUntil = Math.max(account.parkedUntil, until);
       else if (change.state === 'exhausted') account.exhaustedUntil = Math.max(account.exhaustedUntil, until);
       else if (change.state === 'enabled') account.exhaustedUntil = 0;
-      this.publisher.markAccount(account);
+      this.context.publisher.markAccount(account);
     } else {
-      const model = this.registry.model(change.target);
+      const model = this.context.registry.model(change.target);
       if (change.state === 'parked') model.parkedUntil = Math.max(model.parkedUntil, until);
       else if (change.state === 'open') model.breaker.holdOpenUntil(until);
-      this.publisher.markModel(model);
+      this.context.publisher.markModel(model);
     }
-    this.publisher.flush();
+    this.context.publisher.flush();
     this.afterChange();
   }
 
   disableKey(entry: KeyEntry, now: number): void {
     if (entry.disabled) return;
     entry.disabled = true;
-    this.publisher.markKey(entry);
+    this.context.publisher.markKey(entry);
     this.share('key', entry.label, 'disabled', Infinity, now);
-    this.emit({
+    this.context.emit({
       type: 'cooldown',
       scope: 'key',
       target: entry.label,

@@ -12,7 +12,7 @@ import {
 } from '../health/records.js';
 import type { AccountEntry, KeyEntry, ModelEntry, PublishedEntity } from './entities.js';
 import type { PoolEvent } from './events.js';
-import { keyStateOf, modelStateOf, type StateView } from './records.js';
+import { keyStateOf, modelStateOf, type StateView } from './record-builders.js';
 import type { Registry } from './registry.js';
 
 /** How the publisher handles one kind of record (keys or models). */
@@ -98,8 +98,8 @@ export class HealthPublisher {
     if (this.closed) return;
     const now = this.scheduler.now();
     const keysChanged = this.publish(this.dirtyKeys, keyRecords, now);
-    const modelsChanged = this.publish(this.dirtyModels, modelRecords, now) || this.registry.modelSetChanged;
-    this.registry.modelSetChanged = false;
+    const modelSetChanged = this.registry.takeModelSetChange();
+    const modelsChanged = this.publish(this.dirtyModels, modelRecords, now) || modelSetChanged;
     this.announce(keysChanged || modelsChanged);
   }
 

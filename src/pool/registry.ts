@@ -5,7 +5,7 @@ import { Breaker } from '../health/breaker.js';
 import type { StateStore } from '../store/state-store.js';
 import type { ResolvedPoolConfig } from './config.js';
 import { AccountEntry, KeyEntry, ModelEntry } from './entities.js';
-import { keyHealthOf, modelHealthOf } from './records.js';
+import { keyHealthOf, modelHealthOf } from './record-builders.js';
 
 /** Whether a `models` limit pattern (exact, or with `*` wildcards) names `model`. */
 export function patternMatches(pattern: string, model: string): boolean {
@@ -37,8 +37,8 @@ export class Registry {
   readonly accounts = new Map<string, AccountEntry>();
   readonly models = new Map<string, ModelEntry>();
   private readonly byLabel = new Map<string, KeyEntry>();
-  /** A model record was added or dropped since the publisher last looked. */
-  modelSetChanged = false;
+  /** A model record was added or dropped since `takeModelSetChange` was last asked. */
+  private modelSetChanged = false;
 
   constructor(
     private readonly config: ResolvedPoolConfig,
@@ -65,6 +65,13 @@ export class Registry {
       store.define(entry.scope);
     }
     for (const account of this.accounts.values()) store.define(account.scope);
+  }
+
+  /** Whether a model record was added or dropped since the last call (the publisher announces it). */
+  takeModelSetChange(): boolean {
+    const changed = this.modelSetChanged;
+    this.modelSetChanged = false;
+    return changed;
   }
 
   key(label: string): KeyEntry | undefined {

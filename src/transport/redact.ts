@@ -82,16 +82,20 @@ export function redactText(text: string, key: KeyCredential): string {
  * a placeholder rather than passed through unscrubbed.
  */
 export function redactValue(value: unknown, key: KeyCredential): unknown {
+  return redactValueWith(value, new KeyText(key));
+}
+
+function redactValueWith(value: unknown, keyText: KeyText): unknown {
   const ancestors = new Set<object>();
   const visit = (item: unknown, depth: number): unknown => {
-    if (typeof item === 'string') return redactText(item, key);
+    if (typeof item === 'string') return keyText.redact(item);
     if (typeof item !== 'object' || item === null) return item;
     if (depth >= MAX_REDACTED_DEPTH) return TOO_DEEP_PLACEHOLDER;
     if (ancestors.has(item)) return CIRCULAR_PLACEHOLDER;
     ancestors.add(item);
     const copy = Array.isArray(item)
       ? item.map((entry) => visit(entry, depth + 1))
-      : Object.fromEntries(Object.entries(item).map(([name, entry]) => [redactText(name, key), visit(entry, depth + 1)]));
+      : Object.fromEntries(Object.entries(item).map(([name, entry]) => [keyText.redact(name), visit(entry, depth + 1)]));
     ancestors.delete(item);
     return copy;
   };
@@ -106,17 +110,17 @@ export function redactValue(value: unknown, key: KeyCredential): unknown {
  * whatever else it holds (request options, raw bodies), never leaves the transport.
  */
 export function redactError<E extends OpenRouterError>(error: E, key: KeyCredential): E {
-  scrub(error, key, 0);
+  scrub(error, new KeyText(key), 0);
   return error;
 }
 
-function scrub(error: OpenRouterError, key: KeyCredential, depth: number): void {
-  rewrite(error, 'message', redactText(error.message, key));
-  if (error.stack !== undefined) rewrite(error, 'stack', redactText(error.stack, key));
-  if (error.metadata !== undefined) rewrite(error, 'metadata', redactValue(error.metadata, key));
+function scrub(error: OpenRouterError, keyText: KeyText, depth: number): void {
+  rewrite(error, 'message', keyText.redact(error.message));
+  if (error.stack !== undefined) rewrite(error, 'stack', keyText.redact(error.stack));
+  if (error.metadata !== undefined) rewrite(error, 'metadata', redactValueWith(error.metadata, keyText));
   if (error.cause === undefined) return;
-  if (error.cause instanceof OpenRouterError && error.cause !== error && depth < MAX_CAUSE_DEPTH) scrub(error.cause, key, depth + 1);
-  else rewrite(error, 'cause', scrubbedCopy(error.cause, key, depth + 1));
+  if (error.cause instanceof OpenRouterError && error.cause !== error && depth < MAX_CAUSE_DEPTH) scrub(error.cause, keyText, depth + 1);
+  else rewrite(error, 'cause', scrubbedCopy(error.cause, keyText, depth + 1));
 }
 
 /** Sets an own, writable data property of an error of ours, and only when the value changed. */
@@ -126,13 +130,15 @@ function rewrite(error: OpenRouterError, name: 'message' | 'stack' | 'metadata' 
 }
 
 /** A new error carrying the name, message, stack and `code` of `cause`, scrubbed; never `cause` itself. */
-function scrubbedCopy(cause: unknown, key: KeyCredential, depth: number): unknown {
-  if (!(cause instanceof Error)) return redactValue(cause, key);
+function scrubbedCopy(cause: unknown, keyText: KeyText, depth: number): unknown {
+  if (!(cause instanceof Error)) return redactValueWith(cause, keyText);
   const inner =
-    depth < MAX_CAUSE_DEPTH && cause.cause !== undefined && cause.cause !== cause ? scrubbedCopy(cause.cause, key, depth + 1) : undefined;
-  const copy = new Error(redactText(cause.message, key), inner === undefined ? undefined : { cause: inner });
+    depth < MAX_CAUSE_DEPTH && cause.cause !== undefined && cause.cause !== cause
+      ? scrubbedCopy(cause.cause, keyText, depth + 1)
+      : undefined;
+  const copy = new Error(keyText.redact(cause.message), inner === undefined ? undefined : { cause: inner });
   Object.defineProperty(copy, 'name', { value: cause.name, writable: true, configurable: true, enumerable: false });
-  copy.stack = cause.stack === undefined ? undefined : redactText(cause.stack, key);
+  copy.stack = cause.stack === undefined ? undefined : keyText.redact(cause.stack);
   const code = (cause as { code?: unknown }).code;
   if (typeof code === 'string' || typeof code === 'number') Object.assign(copy, { code });
   return copy;
