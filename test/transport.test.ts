@@ -646,6 +646,8 @@ describe('fetchKeyInfo', () => {
       isFreeTier: false,
       isManagementKey: false,
       expiresAt: null,
+      // The account the key belongs to: the pool groups keys by it.
+      creatorUserId: 'user_fake_acct-1',
     });
   });
 
@@ -682,6 +684,7 @@ describe('fetchKeyInfo', () => {
       isManagementKey: false,
       expiresAt: '2027-12-31T23:59:59Z',
       rateLimit: { requests: 1000, interval: '1h' },
+      creatorUserId: 'user_2dHFtVWx2n56w6HkM0000000000',
     });
     expect(parseKeyInfo(loadFixture('key-legacy-auth-key').response.body, ALPHA)).toEqual({
       label: 'REDACTED',
@@ -691,6 +694,21 @@ describe('fetchKeyInfo', () => {
       usage: 0.1015644762,
       isFreeTier: false,
       rateLimit: { requests: 50, interval: '10s' },
+    });
+    // The newer fields: free-model requests of the UTC day (remaining worked out when absent); garbage there is dropped.
+    const data = { label: 'x', limit: null, usage: 0, is_free_tier: true };
+    expect(parseKeyInfo({ data: { ...data, free_model_daily_requests: { used: 12, limit: 50 } } }, ALPHA).freeModelDailyRequests).toEqual({
+      used: 12,
+      limit: 50,
+      remaining: 38,
+    });
+    expect(parseKeyInfo({ data: { ...data, free_model_daily_requests: 'lots', creator_user_id: 7 } }, ALPHA)).toEqual({
+      label: 'x',
+      limit: null,
+      limitRemaining: null,
+      limitReset: null,
+      usage: 0,
+      isFreeTier: true,
     });
     for (const body of ['not json', '{"data":{"label":"x"}}', { data: null }, 7]) {
       expect(() => parseKeyInfo(body, ALPHA)).toThrow(MalformedResponseError);

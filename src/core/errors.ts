@@ -17,6 +17,21 @@ import type { Usage } from './types.js';
 
 export type ErrorScope = 'key' | 'account' | 'model' | 'request' | 'transport';
 
+/**
+ * The quota a platform 429 reports (`X-RateLimit-Limit`, `X-RateLimit-Reset`, mirrored in
+ * `error.metadata.headers`) and the bucket its message names. The pool learns the limit from it.
+ */
+export interface RateLimitInfo {
+  /** `X-RateLimit-Limit`: requests the bucket admits per window. */
+  readonly limit: number;
+  /** `X-RateLimit-Remaining`, when sent. */
+  readonly remaining?: number;
+  /** Milliseconds from the answer until `X-RateLimit-Reset` (an epoch-ms time on the wire). */
+  readonly resetAfterMs: number;
+  /** The bucket the message names (`free-models-per-min`, `free-models-per-day`, ...), when it names one. */
+  readonly bucket?: string;
+}
+
 /** What failed, as a value to branch on (the three timeout classes share `'timeout'`). */
 export type ErrorKind =
   | 'authentication'
@@ -67,6 +82,8 @@ export interface OpenRouterErrorOptions {
   model?: string;
   /** Tokens billed for the failed attempt (an in-band error can carry usage). */
   usage?: Usage;
+  /** The quota a platform 429 reports. */
+  rateLimit?: RateLimitInfo;
   /** The underlying error, passed on as `Error.cause`. */
   cause?: unknown;
 }
@@ -99,6 +116,8 @@ export class OpenRouterError extends Error {
   model?: string;
   /** Tokens billed for the failed attempt, when the stream reported usage before failing. */
   usage?: Usage;
+  /** The quota a platform 429 reports (`X-RateLimit-*` and its bucket); the pool learns limits from it. */
+  readonly rateLimit?: RateLimitInfo;
   /**
    * Set when no other key or model of the request's route can serve it any more: retry
    * operators never retry such an error.
@@ -118,6 +137,7 @@ export class OpenRouterError extends Error {
     this.keyLabel = options.keyLabel;
     this.model = options.model;
     this.usage = options.usage;
+    this.rateLimit = options.rateLimit;
   }
 
   /** A log-safe plain object (no stack, no cause chain, no key text). */
@@ -132,6 +152,7 @@ export class OpenRouterError extends Error {
       code: this.code,
       errorType: this.errorType,
       retryAfterMs: this.retryAfterMs,
+      rateLimit: this.rateLimit,
       providerName: this.providerName,
       keyLabel: this.keyLabel,
       model: this.model,

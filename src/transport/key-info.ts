@@ -32,8 +32,12 @@ export interface KeyInfo {
   isManagementKey?: boolean;
   /** When the key expires (an ISO 8601 timestamp); `null` for never. */
   expiresAt?: string | null;
-  /** Deprecated by OpenRouter; present on older deployments (`{requests: 50, interval: "10s"}`). */
+  /** Deprecated by OpenRouter; present on older deployments (`{requests: 50, interval: "10s"}`). It means nothing: ignore it. */
   rateLimit?: { requests: number; interval: string };
+  /** The user whose account made the key: keys with the same one share the account's limits and balance. */
+  creatorUserId?: string;
+  /** The account's free-model quota for the current UTC day, when OpenRouter reports it. */
+  freeModelDailyRequests?: { used: number; limit: number; remaining: number };
 }
 
 /** A field OpenRouter added later, or deprecated: garbage there is dropped, not fatal. */
@@ -53,6 +57,16 @@ const keyResponseSchema = z.looseObject({
     is_management_key: z.boolean().optional().catch(undefined),
     expires_at: z.string().nullable().optional().catch(undefined),
     rate_limit: z.looseObject({ requests: z.number(), interval: z.string() }).optional().catch(undefined),
+    creator_user_id: z.string().min(1).nullable().optional().catch(undefined),
+    free_model_daily_requests: z
+      .looseObject({
+        used: z.number().int().nonnegative(),
+        limit: z.number().int().positive(),
+        remaining: z.number().int().nonnegative().optional(),
+      })
+      .nullable()
+      .optional()
+      .catch(undefined),
   }),
 });
 
@@ -123,6 +137,15 @@ export function parseKeyInfo(body: unknown, key: KeyCredential): KeyInfo {
   if (data.usage_monthly !== undefined) info.usageMonthly = data.usage_monthly;
   if (data.is_management_key !== undefined) info.isManagementKey = data.is_management_key;
   if (data.expires_at !== undefined) info.expiresAt = data.expires_at;
+  if (typeof data.creator_user_id === 'string') info.creatorUserId = data.creator_user_id;
+  const daily = data.free_model_daily_requests;
+  if (daily !== undefined && daily !== null) {
+    info.freeModelDailyRequests = {
+      used: daily.used,
+      limit: daily.limit,
+      remaining: daily.remaining ?? Math.max(0, daily.limit - daily.used),
+    };
+  }
   if (data.rate_limit !== undefined) info.rateLimit = { requests: data.rate_limit.requests, interval: data.rate_limit.interval };
   return info;
 }

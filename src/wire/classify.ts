@@ -15,6 +15,7 @@ import {
 } from '../core/errors.js';
 import { numericCode, parseErrorBody, type ParsedErrorBody } from './error-body.js';
 import { toHeaderLookup, type HeaderSource } from './headers.js';
+import { rateLimitInfoFrom } from './rate-limit-info.js';
 import { retryAfterMsFrom } from './retry-after.js';
 
 /**
@@ -75,8 +76,14 @@ export function classifyErrorResponse(input: ErrorPayloadInput): OpenRouterError
   const parsed = parseErrorBody(input.body);
   const decision = decide(input.status, parsed, input.origin);
   const retryable = decision.scope !== 'request' || parsed?.availability?.retryable === true;
+  // Only the platform's own 429s report a quota; a provider's never does (its capacity has no number).
+  const rateLimit =
+    input.status === 429 && decision.scope !== 'model'
+      ? rateLimitInfoFrom(lookup, input.body, parsed?.message ?? '', input.nowMs)
+      : undefined;
   return new decision.type({
     message: `${input.status} ${parsed?.message ?? 'status code (no body)'}`,
+    ...(rateLimit === undefined ? {} : { rateLimit }),
     scope: decision.scope,
     retryable,
     status: input.status,
