@@ -5,7 +5,7 @@
  * `balance(pool, { timeouts })`.
  */
 import { describe, expect, it } from 'vitest';
-import { of } from 'rxjs';
+import { map, of } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { attemptTimeouts } from '../src/operators/attempt-timeouts.js';
 import { retryTransient } from '../src/operators/retry-transient.js';
@@ -397,9 +397,10 @@ describe('balance(pool, { timeouts })', () => {
     });
   });
 
-  it("a model that timed out is the route's problem: the retry goes to the next model of the chain, with a fallback event", () => {
-    // RouteState.fail treats `timeout` as a failure of the model ("try the next model first"),
-    // and the failover benchmark's S06 asks not to retry a silent route.
+  it("a model that timed out is the route's problem: the request moves to the next model of the chain at once, with a fallback event", () => {
+    // A timeout is a failure of the model (scope `model`): with a next model in the chain, the
+    // request goes there in the same frame, no backoff (fallback first), and the failover
+    // benchmark's S06 asks not to retry a silent route.
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const silentA = cold('-r-------', { r: roleChunk() });
@@ -407,21 +408,22 @@ describe('balance(pool, { timeouts })', () => {
       const answerB = cold('-a-(z|)', { a: textChunk('from b', 'b'), z: streamEnd('gen-b', 'b') });
       const { pool, calls } = makePool(scheduler, { a: [silentA, answerA], b: [answerB] });
       const fallbacks$ = eventsOf(pool, 'fallback');
-      expectObservable(fallbacks$, '^ 30ms !').toBe('7ms f', {
-        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'timeout', at: 7 },
+      expectObservable(fallbacks$, '^ 30ms !').toBe('5ms f', {
+        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'timeout', at: 5 },
       });
+      expectObservable(eventsOf(pool, 'retry').pipe(map((retry) => retry.delayMs)), '^ 30ms !').toBe('5ms d', { d: 0 });
       const events$ = of(streamedRequest({ models: ['b'] })).pipe(balance(pool, { timeouts: limits, transient: transientRetries }));
-      expectObservable(events$).toBe('8ms a-(c|)', {
+      expectObservable(events$).toBe('6ms a-(c|)', {
         a: deliveredChunk('from b', 'k1', 'b'),
-        c: deliveredCompletion(answer('gen-b', 'from b', 'b'), { attempts: 2, latencyMs: 10 }),
+        c: deliveredCompletion(answer('gen-b', 'from b', 'b'), { attempts: 2, latencyMs: 8 }),
       });
       expectSubscriptions(silentA.subscriptions).toBe('^----!');
-      expectSubscriptions(answerB.subscriptions).toBe('-------^--!');
+      expectSubscriptions(answerB.subscriptions).toBe('-----^--!');
       expectSubscriptions(answerA.subscriptions).toBe([]);
       flush();
       expect(calls).toEqual([
         { model: 'a', n: 1, key: 'k1', at: 0 },
-        { model: 'b', n: 1, key: 'k1', at: 7 },
+        { model: 'b', n: 1, key: 'k1', at: 5 },
       ]);
     });
   });

@@ -1,17 +1,34 @@
 /**
  * Marble tests of model fallback in `balance`, over the chain `model: 'a', models: ['b', 'c']`:
- * a failing model is retried, then left for the next; a model whose breaker opened is skipped by
- * every request until its cooldown ends; a prompt too long for a model's context skips it without
- * a call; a context-length or content-policy refusal moves to the next model at once; a plain 400
- * is never retried on the same model.
+ * a failure of a model (a 503, a provider's 429) moves the request to the next model at once,
+ * with no second try of the failing one (fallback first); with no next model (alone, or on the
+ * last model) the bounded same-model retries with backoff remain; a model whose breaker opened is
+ * skipped by every request until its cooldown ends; a prompt too long for a model's context skips
+ * it without a call; a context-length or content-policy refusal moves to the next model at once;
+ * a plain 400 is never retried on the same model.
  */
 import { describe, expect, it } from 'vitest';
-import { distinctUntilChanged, map, of } from 'rxjs';
-import { balance, type BalanceOptions } from '../src/operators/balance.js';
-import { BadRequestError, ContentPolicyError, ContextLengthError, type OpenRouterError } from '../src/core/errors.js';
+import { distinctUntilChanged, map, of, tap } from 'rxjs';
+import { balance, type BalanceEvent, type BalanceOptions } from '../src/operators/balance.js';
+import {
+  AttemptsExhaustedError,
+  BadRequestError,
+  ContentPolicyError,
+  ContextLengthError,
+  type AttemptRecord,
+  type OpenRouterError,
+} from '../src/core/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import { newTestScheduler } from './support.js';
-import { answer, deliveredCompletion, eventsOf, modelScriptedPoolFactory, providerUnavailable, transientRetries } from './model-support.js';
+import {
+  answer,
+  deliveredCompletion,
+  eventsOf,
+  modelScriptedPoolFactory,
+  providerRateLimited,
+  providerUnavailable,
+  transientRetries,
+} from './model-support.js';
 
 // ------------------------------------------------------------------ harness
 
@@ -52,56 +69,227 @@ const tagged = <E extends OpenRouterError>(error: E, model: string, routeExhaust
 /** Transient retries after floor(0.5 * 4) = 2, then floor(0.5 * 8) = 4 frames. */
 const options: BalanceOptions = { transient: transientRetries };
 
-// ------------------------------------------------------------------ 5xx
+// ------------------------------------------------------------------ fallback first
 
-describe('a model failing with 503', () => {
-  it('is retried (maxAttemptsPerModel 2), then left for b, with a fallback event on pool.events$', () => {
+/** The retry event of r1 on pool.events$ after attempt `attempt` on `model` failed with a 503. */
+const retryAfter503 = (attempt: number, model: string, at: number, delayMs: number) => ({
+  type: 'retry' as const,
+  requestId: 'r1',
+  attempt,
+  reason: 'upstream' as const,
+  message: 'provider returned 503',
+  status: 503,
+  delayMs,
+  at,
+  keyLabel: 'k1',
+  model,
+});
+/** The record of r1's attempt `attempt` on `model` that failed with a 503 at `at`. */
+const record503 = (attempt: number, model: string, at: number): AttemptRecord => ({
+  attempt,
+  kind: 'upstream',
+  message: 'provider returned 503',
+  status: 503,
+  at,
+  keyLabel: 'k1',
+  model,
+});
+
+describe('a failure of the model while the chain has a next model (fallback first)', () => {
+  it('a 503 on a moves the request to b in the same frame: no backoff, no second try of a; a fallback event on pool.events$', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
+      const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const a2 = cold('--(c|)', { c: done('a') });
+      const b1 = cold('--(c|)', { c: done('b') });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2], b: [b1] });
+      expectObservable(eventsOf(pool, 'fallback'), '^ 30ms !').toBe('-f', {
+        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 1 },
+      });
+      expectObservable(eventsOf(pool, 'retry'), '^ 30ms !').toBe('-x', { x: retryAfter503(1, 'a', 1, 0) });
+      // a fails at 1 and b is leased at 1 (it was 8 when a got a second try first).
+      expectObservable(of(request()).pipe(balance(pool, options))).toBe('---(c|)', { c: completed('b', 2, 3) });
+      expectSubscriptions(a1.subscriptions).toBe('^!');
+      expectSubscriptions(a2.subscriptions).toBe([]);
+      expectSubscriptions(b1.subscriptions).toBe('-^-!');
+      flush();
+      expect(calls).toEqual([
+        { model: 'a', n: 1, key: 'k1', at: 0 },
+        { model: 'b', n: 1, key: 'k1', at: 1 },
+      ]);
+    });
+  });
+
+  it("a provider's 429 (the model's rate limit, scope 'model') on a moves the request to b in the same frame as well", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
+      const a1 = cold<TransportEvent>('-#', undefined, providerRateLimited());
+      const a2 = cold('--(c|)', { c: done('a') });
+      const b1 = cold('--(c|)', { c: done('b') });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2], b: [b1] });
+      expectObservable(eventsOf(pool, 'fallback'), '^ 30ms !').toBe('-f', {
+        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'rate_limit', at: 1 },
+      });
+      expectObservable(eventsOf(pool, 'retry').pipe(map((retry) => [retry.reason, retry.model, retry.delayMs])), '^ 30ms !').toBe('-x', {
+        x: ['rate_limit', 'a', 0],
+      });
+      expectObservable(of(request()).pipe(balance(pool, options))).toBe('---(c|)', { c: completed('b', 2, 3) });
+      expectSubscriptions(a1.subscriptions).toBe('^!');
+      expectSubscriptions(a2.subscriptions).toBe([]);
+      expectSubscriptions(b1.subscriptions).toBe('-^-!');
+      flush();
+      expect(calls.map((call) => [call.model, call.at])).toEqual([
+        ['a', 0],
+        ['b', 1],
+      ]);
+    });
+  });
+
+  it('a 503 on a, then on b, moves the request along the whole chain at once: c answers, each model tried once', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
+      const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const b1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const c1 = cold('--(c|)', { c: done('c') });
+      const { pool, calls } = makePool(scheduler, { a: [a1], b: [b1], c: [c1] });
+      expectObservable(eventsOf(pool, 'fallback'), '^ 30ms !').toBe('-fg', {
+        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 1 },
+        g: { type: 'fallback', requestId: 'r1', from: 'b', to: 'c', reason: 'upstream', at: 2 },
+      });
+      expectObservable(eventsOf(pool, 'retry'), '^ 30ms !').toBe('-xy', { x: retryAfter503(1, 'a', 1, 0), y: retryAfter503(2, 'b', 2, 0) });
+      expectObservable(of(request()).pipe(balance(pool, options))).toBe('----(c|)', { c: completed('c', 3, 4) });
+      expectSubscriptions(a1.subscriptions).toBe('^!');
+      expectSubscriptions(b1.subscriptions).toBe('-^!');
+      expectSubscriptions(c1.subscriptions).toBe('--^-!');
+      flush();
+      expect(calls.map((call) => [call.model, call.at])).toEqual([
+        ['a', 0],
+        ['b', 1],
+        ['c', 2],
+      ]);
+    });
+  });
+});
+
+describe('a failure of the model with no next model: the bounded same-model retries remain', () => {
+  it('alone (no chain), a 503 is retried on the same model after a backoff, as before: 2, then 4 frames', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
       const a2 = cold<TransportEvent>('-#', undefined, providerUnavailable());
-      const b1 = cold('--(c|)', { c: done('b') });
-      const { pool, calls } = makePool(scheduler, { a: [a1, a2], b: [b1] });
-      expectObservable(eventsOf(pool, 'fallback'), '^ 30ms !').toBe('8ms f', {
-        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 8 },
-      });
+      const a3 = cold('--(c|)', { c: done('a') });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2, a3] });
+      expectObservable(eventsOf(pool, 'fallback'), '^ 30ms !').toBe('');
       expectObservable(eventsOf(pool, 'retry'), '^ 30ms !').toBe('-x--y', {
-        x: {
-          type: 'retry',
-          requestId: 'r1',
-          attempt: 1,
-          reason: 'upstream',
-          message: 'provider returned 503',
-          status: 503,
-          delayMs: 2,
-          at: 1,
-          keyLabel: 'k1',
-          model: 'a',
-        },
-        y: {
-          type: 'retry',
-          requestId: 'r1',
-          attempt: 2,
-          reason: 'upstream',
-          message: 'provider returned 503',
-          status: 503,
-          delayMs: 4,
-          at: 4,
-          keyLabel: 'k1',
-          model: 'a',
-        },
+        x: retryAfter503(1, 'a', 1, 2),
+        y: retryAfter503(2, 'a', 4, 4),
       });
-      // a fails at 1, again (at 3) at 4; b is leased at 8 and answers at 10.
-      expectObservable(of(request()).pipe(balance(pool, options))).toBe('10ms (c|)', { c: completed('b', 3, 10) });
+      // a fails at 1, again (at 3) at 4, and answers at 10 (leased at 8).
+      expectObservable(of(request('r1', { models: undefined })).pipe(balance(pool, options))).toBe('10ms (c|)', {
+        c: completed('a', 3, 10),
+      });
       expectSubscriptions(a1.subscriptions).toBe('^!');
       expectSubscriptions(a2.subscriptions).toBe('---^!');
-      expectSubscriptions(b1.subscriptions).toBe('--------^-!');
+      expectSubscriptions(a3.subscriptions).toBe('--------^-!');
       flush();
-      expect(calls).toEqual([
-        { model: 'a', n: 1, key: 'k1', at: 0 },
-        { model: 'a', n: 2, key: 'k1', at: 3 },
-        { model: 'b', n: 1, key: 'k1', at: 8 },
+      expect(calls.map((call) => [call.model, call.at])).toEqual([
+        ['a', 0],
+        ['a', 3],
+        ['a', 8],
       ]);
+    });
+  });
+
+  it('on the last model of the chain (a → b), a 503 on b is retried on b after a backoff; a is left at once', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
+      const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const a2 = cold('--(c|)', { c: done('a') });
+      const b1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const b2 = cold('--(c|)', { c: done('b') });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2], b: [b1, b2] });
+      expectObservable(eventsOf(pool, 'fallback'), '^ 30ms !').toBe('-f', {
+        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 1 },
+      });
+      // The backoff counts the request's failures: floor(0.5 · 4 · 2^1) = 4 frames after the second.
+      expectObservable(eventsOf(pool, 'retry'), '^ 30ms !').toBe('-xy', { x: retryAfter503(1, 'a', 1, 0), y: retryAfter503(2, 'b', 2, 4) });
+      expectObservable(of(request('r1', { models: ['b'] })).pipe(balance(pool, options))).toBe('8ms (c|)', { c: completed('b', 3, 8) });
+      expectSubscriptions(a1.subscriptions).toBe('^!');
+      expectSubscriptions(a2.subscriptions).toBe([]);
+      expectSubscriptions(b1.subscriptions).toBe('-^!');
+      expectSubscriptions(b2.subscriptions).toBe('------^-!');
+      flush();
+      expect(calls.map((call) => [call.model, call.at])).toEqual([
+        ['a', 0],
+        ['b', 1],
+        ['b', 6],
+      ]);
+    });
+  });
+
+  it('the attempts stay bounded by transient.maxAttempts (3), the move included: a, b, b, then AttemptsExhaustedError', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, flush }) => {
+      const failing = () => cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const { pool, calls } = makePool(scheduler, { a: [failing(), failing()], b: [failing(), failing(), failing()] });
+      const attempts = [record503(1, 'a', 1), record503(2, 'b', 2), record503(3, 'b', 7)];
+      expectObservable(of(request('r1', { models: ['b'] })).pipe(balance(pool, options))).toBe('7ms (f|)', {
+        f: {
+          type: 'failed',
+          requestId: 'r1',
+          error: new AttemptsExhaustedError(tagged(providerUnavailable(), 'b'), attempts),
+          attempts,
+        },
+      });
+      flush();
+      expect(calls.map((call) => [call.model, call.at])).toEqual([
+        ['a', 0],
+        ['b', 1],
+        ['b', 6],
+      ]);
+    });
+  });
+
+  it('every input gets exactly one terminal event, last: moved on (503, 429), retried alone, and failed', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, flush }) => {
+      // r1 (a 503) and r2 (a 429) move to b at once; r3, alone on d, is retried after 2 frames and
+      // answers at 8; r4, alone on e, fails at once with a 400.
+      const { pool } = makePool(scheduler, {
+        a: [cold<TransportEvent>('-#', undefined, providerUnavailable()), cold<TransportEvent>('-#', undefined, providerRateLimited())],
+        b: [cold('--(c|)', { c: done('b', 'gen-b-1') }), cold('--(c|)', { c: done('b', 'gen-b-2') })],
+        d: [cold<TransportEvent>('-#', undefined, providerUnavailable()), cold('-----(c|)', { c: done('d') })],
+        e: [cold<TransportEvent>('-#', undefined, invalid())],
+      });
+      const requests$ = cold('(pqrs|)', {
+        p: request('r1'),
+        q: request('r2'),
+        r: request('r3', { model: 'd', models: undefined }),
+        s: request('r4', { model: 'e', models: undefined }),
+      });
+      const events: BalanceEvent[] = [];
+      const events$ = requests$.pipe(
+        balance(pool, options),
+        tap((event) => events.push(event)),
+      );
+      expectObservable(events$.pipe(map((event) => `${event.requestId} ${event.type}`))).toBe('-s-(pq)-(r|)', {
+        p: 'r1 completion',
+        q: 'r2 completion',
+        r: 'r3 completion',
+        s: 'r4 failed',
+      });
+      flush();
+      const answered = events.flatMap((event) => (event.type === 'completion' ? [[event.requestId, event.model, event.attempts]] : []));
+      expect(answered).toEqual([
+        ['r1', 'b', 2],
+        ['r2', 'b', 2],
+        ['r3', 'd', 2],
+      ]);
+      for (const id of ['r1', 'r2', 'r3', 'r4']) {
+        const own = events.filter((event) => event.requestId === id);
+        expect(own.filter((event) => event.type === 'completion' || event.type === 'failed')).toHaveLength(1);
+        expect(['completion', 'failed']).toContain(own.at(-1)!.type);
+      }
     });
   });
 });
@@ -114,67 +302,73 @@ describe('a model whose breaker opened', () => {
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
       const a2 = cold<TransportEvent>('-#', undefined, providerUnavailable());
-      const a3 = cold('--(c|)', { c: done('a', 'gen-a-4') });
+      const a3 = cold('--(c|)', { c: done('a', 'gen-a-5') });
       const b1 = cold('--(c|)', { c: done('b', 'gen-b-1') });
       const b2 = cold('--(c|)', { c: done('b', 'gen-b-2') });
       const b3 = cold('--(c|)', { c: done('b', 'gen-b-3') });
-      const b4 = cold('--(c|)', { c: done('b', 'gen-b-5') });
+      const b4 = cold('--(c|)', { c: done('b', 'gen-b-4') });
+      const b5 = cold('--(c|)', { c: done('b', 'gen-b-6') });
       const { pool, calls } = makePool(
         scheduler,
-        { a: [a1, a2, a3], b: [b1, b2, b3, b4] },
+        { a: [a1, a2, a3], b: [b1, b2, b3, b4, b5] },
         { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } },
       );
 
-      // a's second failure (at 4) opens its breaker until 104.
+      // Each request tries a once at most (fallback first): r1 fails on it at 1, r2 at 3, which
+      // is a's second failure in a row and opens its breaker until 103.
       const states$ = pool.model('a').health$.pipe(
         map((health) => health.state),
         distinctUntilChanged(),
       );
-      expectObservable(states$, '^ 200ms !').toBe('c 3ms o 99ms h 1ms c', { c: 'closed', o: 'open', h: 'half-open' });
-      expectObservable(eventsOf(pool, 'state-change', 'cooldown'), '^ 200ms !').toBe('4ms (ko) 96ms h 1ms c', {
-        k: { type: 'cooldown', scope: 'model', target: 'a', reason: 'failures', until: 104, at: 4 },
-        o: { type: 'state-change', scope: 'model', target: 'a', from: 'closed', to: 'open', at: 4 },
-        h: { type: 'state-change', scope: 'model', target: 'a', from: 'open', to: 'half-open', at: 104 },
-        c: { type: 'state-change', scope: 'model', target: 'a', from: 'half-open', to: 'closed', at: 106 },
+      expectObservable(states$, '^ 200ms !').toBe('c 2ms o 99ms h 1ms c', { c: 'closed', o: 'open', h: 'half-open' });
+      expectObservable(eventsOf(pool, 'state-change', 'cooldown'), '^ 200ms !').toBe('3ms (ko) 96ms h 1ms c', {
+        k: { type: 'cooldown', scope: 'model', target: 'a', reason: 'failures', until: 103, at: 3 },
+        o: { type: 'state-change', scope: 'model', target: 'a', from: 'closed', to: 'open', at: 3 },
+        h: { type: 'state-change', scope: 'model', target: 'a', from: 'open', to: 'half-open', at: 103 },
+        c: { type: 'state-change', scope: 'model', target: 'a', from: 'half-open', to: 'closed', at: 105 },
       });
 
-      // r1 at 0 opens it; r2 (at 50) and r3 (at 103) go straight to b; r4 (at 104) probes a, so
-      // r5 (at 105, the probe still in flight) goes to b as well.
-      const requests$ = cold('r 49ms s 52ms t u (v|)', {
+      // r1 (at 0) and r2 (at 2) move to b at once; r3 (at 50) and r4 (at 102) go straight to b;
+      // r5 (at 103) probes a, so r6 (at 104, the probe still in flight) goes to b as well.
+      const requests$ = cold('r-s 47ms t 51ms u v (w|)', {
         r: request('r1'),
         s: request('r2'),
         t: request('r3'),
         u: request('r4'),
         v: request('r5'),
+        w: request('r6'),
       });
-      expectObservable(requests$.pipe(balance(pool, options))).toBe('10ms w 41ms x 52ms y z (v|)', {
-        w: completed('b', 3, 10, 'r1', 'gen-b-1'),
-        x: completed('b', 1, 2, 'r2', 'gen-b-2'),
-        y: completed('b', 1, 2, 'r3', 'gen-b-3'),
-        z: completed('a', 1, 2, 'r4', 'gen-a-4'),
-        v: completed('b', 1, 2, 'r5', 'gen-b-5'),
+      expectObservable(requests$.pipe(balance(pool, options))).toBe('3ms p-q 46ms x 51ms y z (v|)', {
+        p: completed('b', 2, 3, 'r1', 'gen-b-1'),
+        q: completed('b', 2, 3, 'r2', 'gen-b-2'),
+        x: completed('b', 1, 2, 'r3', 'gen-b-3'),
+        y: completed('b', 1, 2, 'r4', 'gen-b-4'),
+        z: completed('a', 1, 2, 'r5', 'gen-a-5'),
+        v: completed('b', 1, 2, 'r6', 'gen-b-6'),
       });
       expectSubscriptions(a1.subscriptions).toBe('^!');
-      expectSubscriptions(a2.subscriptions).toBe('---^!');
-      expectSubscriptions(b1.subscriptions).toBe('--------^-!');
-      expectSubscriptions(b2.subscriptions).toBe('50ms ^-!');
-      expectSubscriptions(b3.subscriptions).toBe('103ms ^-!');
-      expectSubscriptions(a3.subscriptions).toBe('104ms ^-!');
-      expectSubscriptions(b4.subscriptions).toBe('105ms ^-!');
+      expectSubscriptions(b1.subscriptions).toBe('-^-!');
+      expectSubscriptions(a2.subscriptions).toBe('--^!');
+      expectSubscriptions(b2.subscriptions).toBe('---^-!');
+      expectSubscriptions(b3.subscriptions).toBe('50ms ^-!');
+      expectSubscriptions(b4.subscriptions).toBe('102ms ^-!');
+      expectSubscriptions(a3.subscriptions).toBe('103ms ^-!');
+      expectSubscriptions(b5.subscriptions).toBe('104ms ^-!');
       flush();
       expect(calls.map((call) => [call.model, call.at])).toEqual([
         ['a', 0],
-        ['a', 3],
-        ['b', 8],
+        ['b', 1],
+        ['a', 2],
+        ['b', 3],
         ['b', 50],
-        ['b', 103],
-        ['a', 104],
-        ['b', 105],
+        ['b', 102],
+        ['a', 103],
+        ['b', 104],
       ]);
     });
   });
 
-  it('a failed half-open probe re-opens it with a doubled cooldown (until 305): the probing request moves to b, later ones skip a', () => {
+  it('a failed half-open probe re-opens it with a doubled cooldown (until 304): the probing request moves to b at once, later ones skip a', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions, flush }) => {
       const a1 = cold<TransportEvent>('-#', undefined, providerUnavailable());
@@ -183,9 +377,10 @@ describe('a model whose breaker opened', () => {
       const b1 = cold('--(c|)', { c: done('b', 'gen-b-1') });
       const b2 = cold('--(c|)', { c: done('b', 'gen-b-2') });
       const b3 = cold('--(c|)', { c: done('b', 'gen-b-3') });
+      const b4 = cold('--(c|)', { c: done('b', 'gen-b-4') });
       const { pool, calls } = makePool(
         scheduler,
-        { a: [a1, a2, a3], b: [b1, b2, b3] },
+        { a: [a1, a2, a3], b: [b1, b2, b3, b4] },
         { modelBreaker: { consecutiveFailures: 2, cooldownMs: 100 } },
       );
 
@@ -193,35 +388,39 @@ describe('a model whose breaker opened', () => {
         map((health) => [health.state, health.cooldownUntil] as const),
         distinctUntilChanged((x, y) => x[0] === y[0] && x[1] === y[1]),
       );
-      expectObservable(states$, '^ 400ms !').toBe('c 3ms o 99ms h p 199ms q', {
+      expectObservable(states$, '^ 400ms !').toBe('c 2ms o 99ms h p 199ms q', {
         c: ['closed', null],
-        o: ['open', 104],
+        o: ['open', 103],
         h: ['half-open', null],
-        p: ['open', 305],
+        p: ['open', 304],
         q: ['half-open', null],
       });
-      expectObservable(eventsOf(pool, 'fallback'), '^ 400ms !').toBe('8ms f 98ms g', {
-        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 8 },
-        g: { type: 'fallback', requestId: 'r2', from: 'a', to: 'b', reason: 'upstream', at: 107 },
+      expectObservable(eventsOf(pool, 'fallback'), '^ 400ms !').toBe('-f-g 100ms h', {
+        f: { type: 'fallback', requestId: 'r1', from: 'a', to: 'b', reason: 'upstream', at: 1 },
+        g: { type: 'fallback', requestId: 'r2', from: 'a', to: 'b', reason: 'upstream', at: 3 },
+        h: { type: 'fallback', requestId: 'r3', from: 'a', to: 'b', reason: 'upstream', at: 104 },
       });
 
-      // r2 probes a at 104; the probe fails at 105 and r2 is retried at 107, on b.
-      const requests$ = cold('r 103ms s 95ms (t|)', { r: request('r1'), s: request('r2'), t: request('r3') });
-      expectObservable(requests$.pipe(balance(pool, options))).toBe('10ms w 98ms x 92ms (y|)', {
-        w: completed('b', 3, 10, 'r1', 'gen-b-1'),
-        x: completed('b', 2, 5, 'r2', 'gen-b-2'),
-        y: completed('b', 1, 2, 'r3', 'gen-b-3'),
+      // r1 and r2 open a's breaker (until 103); r3 probes a at 103, the probe fails at 104 and
+      // r3 moves to b in that frame; r4 (at 200) skips a.
+      const requests$ = cold('r-s 100ms t 96ms (u|)', { r: request('r1'), s: request('r2'), t: request('r3'), u: request('r4') });
+      expectObservable(requests$.pipe(balance(pool, options))).toBe('3ms w-x 100ms y 95ms (z|)', {
+        w: completed('b', 2, 3, 'r1', 'gen-b-1'),
+        x: completed('b', 2, 3, 'r2', 'gen-b-2'),
+        y: completed('b', 2, 3, 'r3', 'gen-b-3'),
+        z: completed('b', 1, 2, 'r4', 'gen-b-4'),
       });
-      expectSubscriptions(a3.subscriptions).toBe('104ms ^!');
-      expectSubscriptions(b2.subscriptions).toBe('107ms ^-!');
-      expectSubscriptions(b3.subscriptions).toBe('200ms ^-!');
+      expectSubscriptions(a3.subscriptions).toBe('103ms ^!');
+      expectSubscriptions(b3.subscriptions).toBe('104ms ^-!');
+      expectSubscriptions(b4.subscriptions).toBe('200ms ^-!');
       flush();
       expect(calls.map((call) => [call.model, call.at])).toEqual([
         ['a', 0],
-        ['a', 3],
-        ['b', 8],
-        ['a', 104],
-        ['b', 107],
+        ['b', 1],
+        ['a', 2],
+        ['b', 3],
+        ['a', 103],
+        ['b', 104],
         ['b', 200],
       ]);
     });

@@ -11,7 +11,7 @@ import type { PoolEvent } from '../src/pool/events.js';
 import type { KeyPool } from '../src/create-pool.js';
 import type { AttemptStart } from '../src/operators/attempt-event.js';
 import type { BalanceEvent, BalanceOptions, CompletionEvent } from '../src/operators/balance.js';
-import { UpstreamError } from '../src/core/errors.js';
+import { RateLimitError, UpstreamError } from '../src/core/errors.js';
 import type { ChatRequest, Completion, Transport, TransportEvent, Usage } from '../src/core/types.js';
 import { predictablePool, type PoolOverrides, type TransportScripts } from './support.js';
 
@@ -67,6 +67,10 @@ export const transientRetries = { baseDelayMs: 4, random: () => 0.5, budget: fal
 /** The provider's 503 ("provider returned 503"): a retryable failure of the model. */
 export const providerUnavailable = () =>
   new UpstreamError({ message: 'provider returned 503', scope: 'model', retryable: true, status: 503 });
+
+/** A provider's 429 ("Provider returned error"): the model's own rate limit (scope `model`), not the key's. */
+export const providerRateLimited = () =>
+  new RateLimitError({ message: 'Provider returned error', scope: 'model', retryable: true, status: 429 });
 
 // ------------------------------------------------------------------ transport events
 

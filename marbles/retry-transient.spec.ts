@@ -197,7 +197,12 @@ describe('retryTransient: retry budget', () => {
         names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]),
       );
       // A model breaker that tolerates the burst: ten 5xx in a row would otherwise open the model.
-      const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
+      const made = makePool(scheduler, scripts, {
+        by: 'content',
+        modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 },
+        // Ten 503s at once would lower the model's adaptive limit: this is about retries alone.
+        adaptiveConcurrency: false,
+      });
       calls = made.calls;
       // 10 attempts in the window, ratio 0.2 and no per-second floor: room for 2 retries in all.
       const retry = transient(scheduler, { random: () => 0.5, budget: { ratio: 0.2, minRetriesPerSecond: 0, windowMs: 10_000 } });
@@ -221,7 +226,12 @@ describe('retryTransient: retry budget', () => {
       const names = Array.from({ length: 10 }, (_, index) => `r${index + 1}`);
       const failing = () => cold<TransportEvent>('--#', undefined, upstreamError(503));
       const scripts = Object.fromEntries(names.map((name) => [name, [failing(), failing(), cold('--c|', { c: completionEvent() })]]));
-      const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
+      const made = makePool(scheduler, scripts, {
+        by: 'content',
+        modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 },
+        // Ten 503s at once would lower the model's adaptive limit: this is about retries alone.
+        adaptiveConcurrency: false,
+      });
       const retry = transient(scheduler, { random: () => 0.5, budget: { ratio: 0.2, minRetriesPerSecond: 0, windowMs: 10_000 } });
       log = timeline(
         scheduler,
@@ -243,7 +253,12 @@ describe('retryTransient: retry budget', () => {
       const scripts = Object.fromEntries(
         names.map((name) => [name, [cold<TransportEvent>('--#', undefined, upstreamError(503)), cold('--c|', { c: completionEvent() })]]),
       );
-      const made = makePool(scheduler, scripts, { by: 'content', modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
+      const made = makePool(scheduler, scripts, {
+        by: 'content',
+        modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 },
+        // Ten 503s at once would lower the model's adaptive limit: this is about retries alone.
+        adaptiveConcurrency: false,
+      });
       const retry = transient(scheduler, { random: () => 0.5, budget: false });
       log = timeline(scheduler, merge(...names.map((name) => request$(made.pool, retry, name)))).log;
     });

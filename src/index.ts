@@ -25,7 +25,7 @@ export {
   isOpenRouterError,
   toOpenRouterError,
 } from './core/errors.js';
-export type { ErrorScope, ErrorKind, OpenRouterErrorOptions, TimeoutPhase, AttemptRecord } from './core/errors.js';
+export type { ErrorScope, ErrorKind, OpenRouterErrorOptions, TimeoutPhase, AttemptRecord, RateLimitInfo } from './core/errors.js';
 export type {
   ChatMessage,
   ChatRequest,
@@ -56,6 +56,7 @@ export type { PoolCore, PoolPort, KeyLease, KeyHandle, AcquireOptions, AttemptOu
 export type { KeyPoolInput, KeyInfoSnapshot, KeyInfoSource, LimitsConfig, ModelLimitsConfig } from './pool/config.js';
 export { defaultBreakerPolicy } from './health/breaker.js';
 export type { BreakerPolicy, BreakerState } from './health/breaker.js';
+export type { LearnedQuota, QuotaSeed, QuotaSource } from './health/learned-quota.js';
 export type {
   EntityHealth,
   KeyHealth,

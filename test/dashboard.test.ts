@@ -60,6 +60,7 @@ function health(label: string, at: number): PoolHealth {
         openReason: null,
         cooldownUntil: null,
         inFlight: 0,
+        concurrencyLimit: null,
         maxConcurrent: null,
         successes: 0,
         failures: 0,

@@ -3,7 +3,7 @@
  * OpenRouter on 127.0.0.1. Real sockets, real time: the checks here are bounds (quotas, counts,
  * orderings), never speeds.
  */
-import { from, lastValueFrom, toArray, type Subscription } from 'rxjs';
+import { filter, firstValueFrom, from, lastValueFrom, toArray, type Subscription } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AttemptsExhaustedError,
@@ -154,6 +154,8 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
       ],
       // Round robin sends a third of the opening burst to the revoked key, all in flight at once.
       strategy: 'roundRobin',
+      // The 401 must come from the burst: key info read at start would find the key revoked first (test b2).
+      discoverAccounts: false,
     });
     const poolEvents = recordEvents(pool);
 
@@ -192,6 +194,36 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
     const later = terminalEvents(await runAll(pool, requestsOf(30, 'later'), 10));
     expect(later.completions).toHaveLength(30);
     expect(fake.requests.filter((record) => record.keyLabel === undefined)).toHaveLength(before);
+  }, 30_000);
+
+  it("(b2) by default the pool reads every key's info at start: a revoked key is disabled before any chat request reaches it, and keys of one account are grouped", async () => {
+    const fake = await startFake({
+      keys: [
+        { key: TEST_KEYS.revoked, label: 'revoked', revoked: true },
+        { key: TEST_KEYS.healthy1, label: 'healthy-1', account: 'shared' },
+        { key: TEST_KEYS.healthy2, label: 'healthy-2', account: 'shared' },
+      ],
+      defaultModel: { latencyMs: 5 },
+    });
+    const pool = startPool(fake, {
+      keys: [
+        { key: TEST_KEYS.revoked, label: 'revoked' },
+        { key: TEST_KEYS.healthy1, label: 'healthy-1' },
+        { key: TEST_KEYS.healthy2, label: 'healthy-2' },
+      ],
+    });
+    // Traffic does not wait for key info; the keys are grouped once it answers.
+    await firstValueFrom(
+      pool.health$.pipe(filter((health) => health.keys.every((key) => key.account !== `key:${key.label}` || key.state === 'disabled'))),
+    );
+    expect(pool.snapshot().keys.map((key) => [key.label, key.state, key.account])).toEqual([
+      ['revoked', 'disabled', 'key:revoked'],
+      ['healthy-1', 'closed', 'user_fake_shared'],
+      ['healthy-2', 'closed', 'user_fake_shared'],
+    ]);
+    const events = terminalEvents(await runAll(pool, requestsOf(30, 'after-info'), 10));
+    expect(events.completions).toHaveLength(30);
+    expect(fake.requests.filter((record) => record.keyLabel === undefined)).toEqual([]);
   }, 30_000);
 
   it('(c) refreshKeyInfo folds limit, limitRemaining and usage into credit; a 403 key-limit key comes back once a refresh shows credit', async () => {

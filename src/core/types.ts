@@ -199,6 +199,11 @@ export interface KeyCredential {
 export interface TransportOptions {
   /** Aborts the HTTP request; unsubscribing aborts it too. */
   signal?: AbortSignal;
+  /**
+   * Call once, as the request is handed to the network: the pool's quota windows count the
+   * attempt from then rather than from its admission plus a margin for a delayed send.
+   */
+  onSent?: () => void;
 }
 
 /**

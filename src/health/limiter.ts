@@ -1,26 +1,43 @@
-import { SlidingWindow, type WindowEntry } from './sliding-window.js';
 import type { LimitsConfig } from './limits.js';
+import { nextUtcMidnight, UtcDayWindow } from './utc-day-window.js';
+import type { LearnedQuota, QuotaSeed, QuotaSource } from './learned-quota.js';
 import type { QuotaRemaining } from './records.js';
+import { SlidingWindow, type WindowEntry } from './sliding-window.js';
 
 const MINUTE_MS = 60_000;
 
+type Window = SlidingWindow | UtcDayWindow;
+
 interface QuotaWindow {
-  unit: 'requests' | 'tokens';
-  window: SlidingWindow;
+  readonly unit: 'requests' | 'tokens';
+  readonly window: Window;
+  readonly source: QuotaSource;
+  /** For a learned quota, its bucket. */
+  readonly bucket?: string;
+}
+
+/** One window entry an admitted attempt holds, to adjust or give back later. */
+interface HeldEntry {
+  readonly quota: QuotaWindow;
+  readonly entry: WindowEntry;
 }
 
 /** What one admitted attempt holds in a limiter, to adjust or give back later. */
 export interface LimiterHold {
   readonly limiter: Limiter;
-  readonly entries: readonly WindowEntry[];
+  readonly entries: readonly HeldEntry[];
 }
 
 /**
- * The quotas (requests and tokens per sliding window) and the concurrency cap of one scope: a
- * key, an account, or a model within an account.
+ * The quotas (requests and tokens per window) and the concurrency cap of one scope: a key, an
+ * account, or a model within an account. Configured quotas come from the config; learned ones
+ * (`learn`) are added while the pool runs and are enforced the same way, on top.
  */
 export class Limiter {
-  private readonly windows: QuotaWindow[] = [];
+  private readonly configured: QuotaWindow[] = [];
+  private readonly learned = new Map<string, QuotaWindow>();
+  /** Configured and learned windows: what `fits` checks and `take` counts in. */
+  private windows: QuotaWindow[];
   readonly maxConcurrent: number | null;
   inFlight = 0;
 
@@ -29,16 +46,19 @@ export class Limiter {
     readonly scope: QuotaRemaining['scope'],
     readonly model?: string,
   ) {
-    if (limits.rpm !== undefined) this.windows.push({ unit: 'requests', window: new SlidingWindow(limits.rpm, MINUTE_MS) });
-    if (limits.tpm !== undefined) this.windows.push({ unit: 'tokens', window: new SlidingWindow(limits.tpm, MINUTE_MS) });
+    const configure = (unit: QuotaWindow['unit'], limit: number, windowMs: number) =>
+      this.configured.push({ unit, window: new SlidingWindow(limit, windowMs), source: 'configured' });
+    if (limits.rpm !== undefined) configure('requests', limits.rpm, MINUTE_MS);
+    if (limits.tpm !== undefined) configure('tokens', limits.tpm, MINUTE_MS);
     for (const quota of limits.quotas ?? []) {
-      if (quota.requests !== undefined) this.windows.push({ unit: 'requests', window: new SlidingWindow(quota.requests, quota.windowMs) });
-      if (quota.tokens !== undefined) this.windows.push({ unit: 'tokens', window: new SlidingWindow(quota.tokens, quota.windowMs) });
+      if (quota.requests !== undefined) configure('requests', quota.requests, quota.windowMs);
+      if (quota.tokens !== undefined) configure('tokens', quota.tokens, quota.windowMs);
     }
+    this.windows = this.configured;
     this.maxConcurrent = limits.maxConcurrent ?? null;
   }
 
-  /** Whether it limits anything at all; limiters that don't are skipped on the hot path. */
+  /** Whether it limits anything at all; limiters that don't (and have learned nothing) are skipped on the hot path. */
   get isBounded(): boolean {
     return this.windows.length > 0 || this.maxConcurrent !== null;
   }
@@ -58,7 +78,7 @@ export class Limiter {
   /** Takes a slot and counts the attempt in every window from `countFrom` (see `SlidingWindow.add`). */
   take(countFrom: number, tokens: number): LimiterHold {
     this.inFlight++;
-    const entries = this.windows.map(({ unit, window }) => window.add(countFrom, unit === 'requests' ? 1 : tokens));
+    const entries = this.windows.map((quota) => ({ quota, entry: quota.window.add(countFrom, quota.unit === 'requests' ? 1 : tokens) }));
     return { limiter: this, entries };
   }
 
@@ -68,15 +88,61 @@ export class Limiter {
   }
 
   touch(hold: LimiterHold, now: number): void {
-    hold.entries.forEach((entry, index) => this.windows[index]!.window.touch(entry, now));
+    for (const { quota, entry } of hold.entries) quota.window.touch(entry, now);
   }
 
   /** Replaces the token estimate with the billed count. */
   reconcileTokens(hold: LimiterHold, tokens: number): void {
-    hold.entries.forEach((entry, index) => {
-      const quota = this.windows[index]!;
-      if (quota.unit === 'tokens') quota.window.resize(entry, tokens);
-    });
+    for (const { quota, entry } of hold.entries) if (quota.unit === 'tokens') quota.window.resize(entry, tokens);
+  }
+
+  /** The server refused the attempt without counting it (a platform 429): it leaves every window. */
+  refund(hold: LimiterHold): void {
+    for (const { quota, entry } of hold.entries) quota.window.resize(entry, 0);
+  }
+
+  /**
+   * Adds a learned request quota, or replaces the one learned for the same bucket. With a `seed`
+   * (the server's word at a 429) the new window starts as the server's: `sendTimes` (this pool's
+   * sends to the scope, oldest first) fill it as they fell, and what the server counted beyond
+   * them (other senders) fills the rest until the reset, so the window opens as the server's
+   * does, one send at a time, instead of all at once. Without a seed (a re-probe, or a quota
+   * another pool learned) an existing window keeps its entries under the new limit.
+   */
+  learn(quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes: readonly number[] = []): void {
+    const existing = this.learned.get(quota.bucket);
+    const sameWindow =
+      existing !== undefined &&
+      existing.window.windowMs === quota.windowMs &&
+      existing.window instanceof UtcDayWindow === (quota.calendar === 'utc-day');
+    if (existing !== undefined && sameWindow && seed === undefined) {
+      existing.window.limit = quota.requests;
+      this.learned.set(quota.bucket, { ...existing, source: quota.source });
+    } else {
+      const window = quota.calendar === 'utc-day' ? new UtcDayWindow(quota.requests) : new SlidingWindow(quota.requests, quota.windowMs);
+      if (seed !== undefined) {
+        const counted = Math.max(0, quota.requests - seed.remaining);
+        const since = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - quota.windowMs : now - quota.windowMs;
+        const ours = sendTimes.filter((at) => at > since).slice(-counted);
+        for (const at of ours) window.add(at, 1);
+        // The rest of the server's count leaves its window at the reset, at the earliest.
+        const othersFrom = Math.min(now, now + seed.resetAfterMs - quota.windowMs);
+        for (let index = ours.length; index < counted; index++) window.add(othersFrom, 1);
+      }
+      this.learned.set(quota.bucket, { unit: 'requests', window, source: quota.source, bucket: quota.bucket });
+    }
+    this.windows = [...this.configured, ...this.learned.values()];
+  }
+
+  /** The learned request quotas, as `learn` took them. */
+  learnedQuotas(): LearnedQuota[] {
+    return [...this.learned.entries()].map(([bucket, { window, source }]) => ({
+      requests: window.limit,
+      windowMs: window.windowMs,
+      bucket,
+      source: source === 'configured' ? 'learned' : source,
+      ...(window instanceof UtcDayWindow ? { calendar: 'utc-day' as const } : {}),
+    }));
   }
 
   /** The earliest time the quotas admit `tokens` (concurrency aside). */
@@ -87,12 +153,14 @@ export class Limiter {
   }
 
   remaining(now: number): QuotaRemaining[] {
-    return this.windows.map(({ unit, window }) => ({
+    return this.windows.map(({ unit, window, source, bucket }) => ({
       scope: this.scope,
       unit,
       limit: window.limit,
       remaining: Math.max(0, window.remaining(now)),
       windowMs: window.windowMs,
+      source,
+      ...(bucket === undefined ? {} : { bucket }),
       ...(this.model === undefined ? {} : { model: this.model }),
     }));
   }

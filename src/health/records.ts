@@ -1,5 +1,6 @@
 import type { BreakerState } from './breaker.js';
 import type { ErrorKind } from '../core/errors.js';
+import type { QuotaSource } from './learned-quota.js';
 
 /**
  * The public, immutable health records the pool publishes through BehaviorSubjects. They hold
@@ -38,6 +39,10 @@ export interface QuotaRemaining {
   windowMs: number;
   /** For `model` quotas, the model pattern they apply to. */
   model?: string;
+  /** Told in the config, learned from a 429's `X-RateLimit-*`, or read from `GET /api/v1/key`. */
+  source: QuotaSource;
+  /** For a learned quota, the bucket the server named (`free-models-per-day`). */
+  bucket?: string;
 }
 
 /** Running totals of requests and billed usage, for a key, a model or the pool. */
@@ -78,6 +83,11 @@ export interface EntityHealth {
   cooldownUntil: number | null;
   /** Attempts holding a slot now. */
   inFlight: number;
+  /**
+   * The adaptive concurrency limit (found from overload answers): for a model, its requests in
+   * flight at once; for a key, its account's. Null when adaptive concurrency is off.
+   */
+  concurrencyLimit: number | null;
   /** Outcomes in the breaker's current sliding window. */
   successes: number;
   /** Failures in the breaker's current sliding window. */
@@ -167,6 +177,7 @@ export function sameEntityHealth(a: EntityHealth, b: EntityHealth): boolean {
     a.openReason === b.openReason &&
     a.cooldownUntil === b.cooldownUntil &&
     a.inFlight === b.inFlight &&
+    a.concurrencyLimit === b.concurrencyLimit &&
     a.successes === b.successes &&
     a.failures === b.failures &&
     a.consecutiveFailures === b.consecutiveFailures &&
@@ -183,6 +194,7 @@ export function sameKeyHealth(a: KeyHealth, b: KeyHealth): boolean {
     sameEntityHealth(a, b) &&
     a.credit === b.credit &&
     a.quota.length === b.quota.length &&
-    a.quota.every((quota, index) => quota.remaining === b.quota[index]!.remaining)
+    a.quota.every((quota, index) => quota.remaining === b.quota[index]!.remaining && quota.limit === b.quota[index]!.limit) &&
+    a.account === b.account
   );
 }

@@ -17,7 +17,8 @@ export class SlidingWindow {
   private total = 0;
 
   constructor(
-    readonly limit: number,
+    /** Mutable: a learned limit is re-probed upward in place, its entries kept. */
+    public limit: number,
     readonly windowMs: number,
   ) {}
 

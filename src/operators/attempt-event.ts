@@ -38,6 +38,24 @@ export function recordingOf(start: AttemptStart): AttemptRecording | undefined {
   return (start as AttemptStart & { [ATTEMPT_RECORDING]?: AttemptRecording })[ATTEMPT_RECORDING];
 }
 
+/**
+ * Whether the failure of an attempt moves its request on to the next model of its chain.
+ * `withKeyRotation`, which holds the request's route, hangs this (not enumerable) on every error
+ * an attempt fails with, so that the retry operator taking the error retries at once instead of
+ * backing off on a route that is no longer the failing one.
+ */
+export const MOVES_ON: unique symbol = Symbol.for('openrouter-rx.moves-on');
+
+/** Marks (or unmarks: one error object may fail several attempts) a failure that moves its request on. */
+export function markMovesOn(error: OpenRouterError, movesOn: boolean): void {
+  Object.defineProperty(error, MOVES_ON, { value: movesOn, enumerable: false, configurable: true, writable: true });
+}
+
+/** Whether `withKeyRotation` moved the request on to another model of its chain after this failure. */
+export function movesOn(error: OpenRouterError): boolean {
+  return (error as OpenRouterError & { [MOVES_ON]?: boolean })[MOVES_ON] === true;
+}
+
 /** One item of a request's stream between operators: an attempt marker or a tagged transport event. */
 export type AttemptEvent = AttemptStart | AttemptRetry | AttemptRestart | TaggedTransportEvent;
 

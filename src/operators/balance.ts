@@ -40,7 +40,16 @@ export interface BalanceOptions {
   transient?: Omit<RetryTransientConfig, 'scheduler' | 'onMidStreamError'> | false;
   /** After content was delivered: fail (`'error'`, default) or run again elsewhere after a `restart` event. */
   onMidStreamError?: MidStreamErrorMode;
-  /** Failed attempts a model gets per request before its chain moves on. Default 2. */
+  /**
+   * Attempts a model gets per request before its chain moves on to the other models. Default 2.
+   * A failure of the model itself (a 5xx, a provider's 429, a timeout, a cut stream) does not
+   * wait for it: while the chain has a next model, the request moves there at once, after one
+   * attempt on the failing model (fallback first). It bounds the retries on one model of other
+   * failures (a network error, a key's refusal), and the same-model retries (with backoff) on the
+   * last model of the chain; past it, the models the request moved on from may serve it again. A
+   * lone model is retried past it. In all, each retry operator's `maxAttempts` bounds the attempts
+   * of its kind of failure, moves to the next model included (`transient` 3 by default).
+   */
   maxAttemptsPerModel?: number;
   /** `fallbackOnModelError` settings, or `false` to fail when a model refuses the request. */
   fallback?: Omit<FallbackOnModelErrorConfig, 'scheduler' | 'onMidStreamError'> | false;
@@ -333,8 +342,10 @@ function toBalanceEvents(
  * The library's main operator: routes each request through `withKeyRotation`, `attemptTimeouts`,
  * `retryOnRateLimit`, `fallbackOnModelError` and `retryTransient` (the rotation records every outcome
  * into health), at most `concurrency` at a time, and reports it as
- * `BalanceEvent`s. Every input gets exactly one terminal event (`completion` or `failed`); a failing
- * request never errors the output stream. Unsubscribing aborts every request in flight.
+ * `BalanceEvent`s. Fallback first: a failure of a model moves its request to the next model of
+ * its chain at once; only the last model (or a lone one) is retried after a backoff. Every input
+ * gets exactly one terminal event (`completion` or `failed`); a failing request never errors the
+ * output stream. Unsubscribing aborts every request in flight.
  */
 export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
   const checked = balanceOptionsSchema.safeParse(options);

@@ -17,7 +17,9 @@ export interface FallbackOnModelErrorConfig {
  * Moves a request that one model refused (context too long, content policy, no endpoints) to the
  * next model of its chain at once. `withKeyRotation` has already struck the refusing model off the
  * request's route, and marks the error `routeExhausted` when no model is left: then the
- * original error is the outcome, after exactly one try per model.
+ * original error is the outcome, after exactly one try per model. A failure of the model itself
+ * (a 5xx, a timeout, a provider's 429) moves the request on at once as well, but through the
+ * operator that retries its kind (`retryTransient`, `retryOnRateLimit`): see `withKeyRotation`.
  */
 export function fallbackOnModelError(config: FallbackOnModelErrorConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
   const maxAttempts = config.maxAttempts ?? 4;

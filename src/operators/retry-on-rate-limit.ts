@@ -20,8 +20,10 @@ export interface RetryOnRateLimitConfig {
 
 /**
  * Moves an attempt refused by its key or account (429, and 401, 402, 403 key limit) to another
- * key at once. It never sleeps itself: `withKeyRotation` prefers keys the request has not tried,
- * and when every key is parked the pool's queue admits the retry at the earliest reset. It gives
+ * key at once. A provider's 429 (scope `model`) moves it on to the next model of its chain, when
+ * it has one, at once too (`withKeyRotation` passes the rate-limited model over). It never sleeps
+ * itself: `withKeyRotation` prefers keys the request has not tried, and when every key is parked
+ * the pool's queue admits the retry at the earliest reset. It gives
  * up after `maxAttempts`, or when no key frees within `maxWaitMs`, with an
  * `AttemptsExhaustedError` listing every attempt.
  */

@@ -1,7 +1,7 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
 import { retriedBy } from '../core/error-policy.js';
 import { WindowedCount } from '../health/windowed-count.js';
-import type { AttemptEvent } from './attempt-event.js';
+import { movesOn, type AttemptEvent } from './attempt-event.js';
 import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
 
 /**
@@ -19,13 +19,24 @@ export interface RetryBudgetConfig {
 
 /** Options of `retryTransient`. */
 export interface RetryTransientConfig {
-  /** Attempts in all, the first included. Default 3. */
+  /**
+   * Attempts in all, the first included, whichever models of the chain they go to: a move to the
+   * next model at once (fallback first) counts like a retry. Default 3. So with the default, a
+   * request whose primary and only fallback both keep failing with a 5xx makes three attempts:
+   * primary, fallback at once, then fallback again after a backoff; alone, three on its model.
+   */
   maxAttempts?: number;
-  /** Backoff base: retry n waits a random time in [0, min(maxDelayMs, baseDelayMs · 2^(n-1))). Default 200 ms. */
+  /**
+   * Backoff base: retry n waits a random time in [0, min(maxDelayMs, baseDelayMs · 2^(n-1))), n
+   * counting the request's failures so far (moves to the next model included). Default 200 ms.
+   */
   baseDelayMs?: number;
   /** Backoff cap. Default 5 s. */
   maxDelayMs?: number;
-  /** Shared by every request through this operator instance; `false` turns it off. */
+  /**
+   * Shared by every request through this operator instance; `false` turns it off. A move to the
+   * next model at once takes nothing from it: it does not retry the failing route.
+   */
   budget?: RetryBudgetConfig | false;
   /** What to do when an attempt fails after delivering content. Default `'error'`. */
   onMidStreamError?: MidStreamErrorMode;
@@ -69,6 +80,11 @@ class RetryBudget {
  * exponential backoff, at most `maxAttempts` in all, and within a retry budget shared by every
  * request through this operator, so an outage does not turn into a retry storm. The next attempt
  * picks a key (and model) afresh, preferring ones the request has not failed on.
+ *
+ * Fallback first: when `withKeyRotation` moved the request on to the next model of its chain (a
+ * failure of the model itself while the chain has another model), the retry is at once, with no
+ * backoff and nothing taken from the budget; it still counts toward `maxAttempts`. On the last
+ * model of the chain, or a lone model, retries back off as above.
  */
 export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
   const maxAttempts = config.maxAttempts ?? 3;
@@ -83,8 +99,10 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
   return (source) =>
     retryLoop(source, {
       handles: (error) => retriedBy(error) === 'transient',
-      delayFor: (_error, failures) => {
+      delayFor: (error, failures) => {
         if (failures >= maxAttempts) return undefined;
+        // The next model, not the failing one: nothing to wait out, and no retry of a failing route.
+        if (movesOn(error)) return 0;
         if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;
         return Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1)));
       },

@@ -5,7 +5,14 @@ import { POOL_PORT, type KeyLease, type PoolCore } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type StrategyLike } from '../pool/strategies.js';
 import type { ChatRequest, Usage } from '../core/types.js';
-import { ATTEMPT_RECORDING, carriesContent, type AttemptEvent, type AttemptRecording, type AttemptStart } from './attempt-event.js';
+import {
+  ATTEMPT_RECORDING,
+  carriesContent,
+  markMovesOn,
+  type AttemptEvent,
+  type AttemptRecording,
+  type AttemptStart,
+} from './attempt-event.js';
 import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 
 /** Options of `withKeyRotation`. */
@@ -16,7 +23,16 @@ export interface WithKeyRotationConfig {
   priority?: number | ((request: ChatRequest) => number);
   /** How long an attempt may wait for a key; default from the pool config (no limit). */
   queueTimeoutMs?: number;
-  /** Failed attempts a model gets per request before the next model in its chain is preferred. Default 2. */
+  /**
+   * Attempts a model gets per request before the other models of its chain are preferred. Default
+   * 2. It counts every attempt on the model, but a failure of the model itself (scope `model`: a
+   * 5xx, a provider's 429, a timeout, a cut stream) does not wait for it: the request moves on to
+   * the next model of its chain at once, after one attempt on the failing model. So it bounds the
+   * retries on one model of failures that are not the model's (a transport error, a key's
+   * refusal), and the same-model retries on the last model of the chain; after that, the models
+   * the request moved on from may serve it again. A lone model is retried past it: the retry
+   * operators' `maxAttempts` bound the attempts of a request in all.
+   */
   maxAttemptsPerModel?: number;
   /**
    * How many of the chain's next models to also hand OpenRouter as its server-side `models`
@@ -37,22 +53,36 @@ export function modelChainOf(request: ChatRequest): string[] {
   return [...new Set(chain)];
 }
 
+/** A request's route, plus the models it moved on from after a failure of the model itself. */
+class ChainRoute extends RouteState {
+  /** Offered to the pool after the rest of the chain: taken only when the others are out of service. */
+  readonly movedOn = new Set<string>();
+}
+
 /**
  * Picks a key for every attempt and holds its slot until the attempt ends. Each subscription is
  * one attempt: a retry downstream resubscribes, and the new attempt prefers keys (and models)
  * the request has not failed on yet. Emits an `attempt` marker, then the transport's events
  * tagged with key and model. Unsubscribing aborts the HTTP request and frees the slot.
+ *
+ * Fallback first: when an attempt fails by a failure of its model (scope `model`: a 5xx, a
+ * provider's 429, a timeout, a cut or malformed stream) and the request's chain still has a model
+ * it has not moved on from, the request moves on to that model, and the error is marked so that
+ * the retry operator taking it retries at once (no backoff). The failing model is not tried again
+ * for this request while the rest of the chain can serve it; the pool's model breaker and its
+ * adaptive concurrency bring it back for later requests. With no model to move on to (alone, or on
+ * the last model of the chain) the failing model is retried as before (see `maxAttemptsPerModel`).
  */
 export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = {}): OperatorFunction<ChatRequest, AttemptEvent> {
   const port = pool[POOL_PORT];
   const strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
   const maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
   // Routes outlive one attempt (a retry resubscribes) but not their request.
-  const routes = new WeakMap<ChatRequest, RouteState>();
+  const routes = new WeakMap<ChatRequest, ChainRoute>();
   const routeOf = (request: ChatRequest) => {
     let route = routes.get(request);
     if (route === undefined) {
-      route = new RouteState(modelChainOf(request), maxAttemptsPerModel, estimateTokens(request, 0));
+      route = new ChainRoute(modelChainOf(request), maxAttemptsPerModel, estimateTokens(request, 0));
       routes.set(request, route);
     }
     return route;
@@ -61,10 +91,28 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
   const serverFallbacks = config.serverFallbacks ?? 0;
   const timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: port.scheduler, ...config.timeouts });
 
-  /** The route's models that can hold the request, as far as the pool knows their context. */
-  const fittingModels = (route: RouteState): string[] => {
+  /**
+   * The route's models that can hold the request, as far as the pool knows their context; those
+   * the request moved on from come last, so the pool takes one only when the others are out.
+   */
+  const fittingModels = (route: ChainRoute): string[] => {
     const needed = route.neededTokens;
-    return route.candidates().filter((model) => (port.contextLengthOf(model) ?? Infinity) >= needed);
+    const fitting = route.candidates().filter((model) => (port.contextLengthOf(model) ?? Infinity) >= needed);
+    return [...fitting.filter((model) => !route.movedOn.has(model)), ...fitting.filter((model) => route.movedOn.has(model))];
+  };
+
+  /**
+   * Whether a failed attempt on `model` moves the request on to another model of its chain (see
+   * `withKeyRotation`): a retryable failure of the model itself, while `models` (the route after
+   * the failure) holds a model the request has not moved on from. A model is moved on from once
+   * per request: when the pool gives it the request again (the rest of the chain out of service),
+   * its next failure is retried like on a lone model.
+   */
+  const movesOnAfter = (route: ChainRoute, model: string, error: OpenRouterError, models: readonly string[]): boolean => {
+    if (error.scope !== 'model' || !error.retryable || route.movedOn.has(model)) return false;
+    if (!models.some((candidate) => candidate !== model && !route.movedOn.has(candidate))) return false;
+    route.movedOn.add(model);
+    return true;
   };
 
   const attempt = (request: ChatRequest) =>
@@ -83,6 +131,7 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                 retryable: false,
               }));
         error.routeExhausted = true;
+        markMovesOn(error, false);
         subscriber.error(error);
         return undefined;
       }
@@ -147,7 +196,9 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
               of(marker),
               // `defer`: nothing is sent if the consumer left on the marker, and a transport that
               // throws instead of erroring still fails this attempt only.
-              defer(() => (subscriber.closed ? EMPTY : port.transport(lease.credential, wireRequest))).pipe(
+              defer(() =>
+                subscriber.closed ? EMPTY : port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() }),
+              ).pipe(
                 map((event): AttemptEvent => {
                   lease.markResponded();
                   if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
@@ -174,6 +225,8 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                   const error = toOpenRouterError(thrown);
                   error.keyLabel = lease.label;
                   error.model = lease.model;
+                  // A platform 429 reports its quota: the server did not count the refused request.
+                  if (error.rateLimit !== undefined) lease.refund();
                   // Recorded before the error goes on, so a retry already sees the key parked or open.
                   if (recording.shouldRecord(error)) {
                     port.record({
@@ -181,12 +234,14 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                       keyLabel: lease.label,
                       model: lease.model,
                       error,
-                      sentAt: lease.acquiredAt,
+                      sentAt: lease.sentAt,
                       ...(error.usage === undefined ? {} : { usage: error.usage }),
                     });
                   }
                   route.fail(lease.model, error, firstContentAt !== undefined);
-                  if (fittingModels(route).length === 0) error.routeExhausted = true;
+                  const models = fittingModels(route);
+                  if (models.length === 0) error.routeExhausted = true;
+                  markMovesOn(error, movesOnAfter(route, lease.model, error, models));
                   subscriber.error(error);
                 },
                 complete: () => subscriber.complete(),

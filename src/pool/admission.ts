@@ -14,6 +14,8 @@ import type { ChatRequest } from '../core/types.js';
 import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
+import type { QuotaLearning } from './quota-learning.js';
+import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
 import type { PickContext, Strategy } from './strategies.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
@@ -54,6 +56,8 @@ export class Admission {
     private readonly strategy: Strategy,
     /** Whether this pool alone uses the store: if not, other pools' releases send no event. */
     private readonly ownsStore: boolean,
+    /** Logs sends for the quotas learned from 429s; undefined when learning is off. */
+    private readonly learning: QuotaLearning | undefined,
   ) {}
 
   /** Requests waiting for a key. */
@@ -65,7 +69,10 @@ export class Admission {
   private planOf(entry: KeyEntry, model: ModelEntry): AdmissionPlan {
     let plan = entry.plans.get(model.model);
     if (plan === undefined) {
-      plan = [entry.scope, entry.account.scope, ...model.limitPatterns.map((pattern) => entry.account.modelScope(pattern))];
+      const patterns = model.limitPatterns;
+      // A free model's requests also count in the account's free-model bucket, whose limit may be learned.
+      const free = isFreeModel(model.model) && !patterns.includes(FREE_MODELS_PATTERN) ? [FREE_MODELS_PATTERN] : [];
+      plan = [entry.scope, entry.account.scope, ...[...patterns, ...free].map((pattern) => entry.account.modelScope(pattern))];
       for (const scope of plan) this.context.store.define(scope);
       entry.plans.set(model.model, plan);
     }
@@ -76,6 +83,7 @@ export class Admission {
     if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now || entry.fullUntil > now) return false;
     const account = entry.account;
     if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
+    if (account.concurrency !== undefined && !account.concurrency.hasRoom) return false;
     if (entry.breaker.state !== 'closed') {
       if (entry.breaker.advance(now)) this.context.publisher.markKey(entry);
       if (!entry.breaker.admits()) return false;
@@ -85,6 +93,8 @@ export class Admission {
 
   private modelAdmits(model: ModelEntry, now: number): boolean {
     if (model.parkedUntil > now) return false;
+    // At its adaptive limit the request waits (or takes the next model of its chain) instead of drawing a 429.
+    if (model.concurrency !== undefined && !model.concurrency.hasRoom) return false;
     if (model.breaker.state !== 'closed') {
       if (model.breaker.advance(now)) this.context.publisher.markModel(model);
       return model.breaker.admits();
@@ -184,13 +194,11 @@ export class Admission {
     if (candidate === undefined) return false;
     const { entry, model } = candidate;
     const plan = this.planOf(entry, model);
-    entry.inFlight++;
-    model.inFlight++;
+    this.take(entry, model, 1);
     this.context.store.reserve(plan, ticket.tokens, now).subscribe({
-      next: (result) => this.onReserved(ticket, entry, model, result),
+      next: (result) => this.onReserved(ticket, entry, model, plan, result),
       error: (error: unknown) => {
-        entry.inFlight--;
-        model.inFlight--;
+        this.take(entry, model, -1);
         this.dequeue(ticket);
         if (!ticket.cancelled) ticket.reject(toOpenRouterError(error));
         this.context.publisher.flush();
@@ -199,30 +207,39 @@ export class Admission {
     return true;
   }
 
-  private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, result: ReserveResult): void {
+  /** Counts an attempt in (or out of) the in-flight counts its key, model and adaptive limits hold. */
+  private take(entry: KeyEntry, model: ModelEntry, change: 1 | -1): void {
+    entry.inFlight += change;
+    model.inFlight += change;
+    if (model.concurrency !== undefined) model.concurrency.inFlight += change;
+    if (entry.account.concurrency !== undefined) entry.account.concurrency.inFlight += change;
+  }
+
+  private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, result: ReserveResult): void {
     const now = this.context.scheduler.now();
     if (!result.ok) {
-      entry.inFlight--;
-      model.inFlight--;
+      this.take(entry, model, -1);
       entry.fullUntil = Math.max(entry.fullUntil, now + result.retryAfterMs);
       if (!ticket.cancelled && !this.queue.includes(ticket)) this.insert(ticket);
       this.drain();
       return;
     }
     if (ticket.cancelled) {
-      entry.inFlight--;
-      model.inFlight--;
+      this.take(entry, model, -1);
       this.context.store.release(result.reservation);
       return;
     }
     this.dequeue(ticket);
-    const lease = this.lease(entry, model, result.reservation, now);
+    const lease = this.lease(entry, model, plan, result.reservation, now);
     this.context.publisher.flush();
     ticket.admit(lease);
   }
 
-  private lease(entry: KeyEntry, model: ModelEntry, reservation: Reservation, now: number): KeyLease {
+  private lease(entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, reservation: Reservation, now: number): KeyLease {
     const account = entry.account;
+    // Until the transport says when it sent the request, the send counts from admission.
+    let sentAt = now;
+    this.learning?.recordSend(plan, sentAt);
     const keyProbe = entry.breaker.begin();
     const modelProbe = model.breaker.begin();
     this.context.publisher.markKey(entry);
@@ -236,6 +253,20 @@ export class Admission {
       account: account.id,
       model: model.model,
       acquiredAt: now,
+      get sentAt() {
+        return sentAt;
+      },
+      markSent: () => {
+        if (responded || released) return;
+        const at = this.context.scheduler.now();
+        this.learning?.moveSend(plan, sentAt, at);
+        sentAt = at;
+        this.context.store.markSent(reservation, at, this.context.sendMargin.currentMs);
+      },
+      refund: () => {
+        this.learning?.forgetSend(plan, sentAt);
+        this.context.store.refund(reservation);
+      },
       markResponded: () => {
         if (responded || released) return;
         responded = true;
@@ -250,10 +281,9 @@ export class Admission {
         if (released) return;
         released = true;
         this.context.store.release(reservation);
-        entry.inFlight--;
+        this.take(entry, model, -1);
         entry.breaker.abandon(keyProbe);
         model.breaker.abandon(modelProbe);
-        model.inFlight--;
         this.context.publisher.markKey(entry);
         this.context.publisher.markModel(model);
         this.context.publisher.flush();

@@ -1,3 +1,4 @@
+import { DEFAULT_ADAPTIVE_LIMIT, type AdaptiveLimitPolicy } from '../health/adaptive-limit.js';
 import { z } from 'zod';
 import type { SchedulerLike } from 'rxjs';
 import type { KeyCredential, Transport } from '../core/types.js';
@@ -6,7 +7,7 @@ import { strategyNames } from './strategies.js';
 import { defaultBreakerPolicy, type BreakerPolicy } from '../health/breaker.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import type { Observable } from 'rxjs';
-import type { StateStore } from '../store/state-store.js';
+import { DEFAULT_ARRIVAL_MARGIN_MS, type StateStore } from '../store/state-store.js';
 import { limitsSchema, modelLimitsSchema, type LimitsConfig, type ModelLimitsConfig } from '../health/limits.js';
 
 export type { LimitsConfig, ModelLimitsConfig };
@@ -23,6 +24,10 @@ export interface KeyInfoSnapshot {
   usage: number;
   /** True when the account never bought credits. */
   isFreeTier: boolean;
+  /** The user whose account made the key: the pool groups keys into accounts by it (`discoverAccounts`). */
+  creatorUserId?: string;
+  /** The account's free-model quota for the current UTC day (`free_model_daily_requests`). */
+  freeModelDailyRequests?: { used: number; limit: number; remaining: number };
 }
 
 /** Reads a key's `KeyInfoSnapshot`, for `refreshKeyInfo`; `createKeyPool` uses `fetchKeyInfo`. */
@@ -76,6 +81,27 @@ export const keyPoolConfigSchema = z
     exhaustedRetryMs: positiveInt.optional(),
     maxModelRecords: positiveInt.optional(),
     queue: z.strictObject({ maxSize: positiveInt.optional(), timeoutMs: positiveInt.optional() }).optional(),
+    /** Quotas learned from 429s' `X-RateLimit-*`; `false` turns learning off. */
+    learning: z.union([z.literal(false), z.strictObject({ reprobeAfterMs: positiveInt.optional() })]).optional(),
+    /** Concurrency per account and model, found by AIMD from overload answers; `false` turns it off. */
+    adaptiveConcurrency: z
+      .union([
+        z.literal(false),
+        z
+          .strictObject({ initial: positiveInt.optional(), min: positiveInt.optional(), max: positiveInt.optional() })
+          .refine((limits) => (limits.min ?? 1) <= (limits.max ?? Infinity), { message: '`min` must not exceed `max`' }),
+      ])
+      .optional(),
+    /**
+     * The least time from a request's send to the server's count of it: quota entries count from
+     * the send plus this, or from the first response byte if sooner. Default 1 s, which leaves the
+     * first byte in charge: a busy event loop can delay a request's arrival by more than any
+     * smaller margin. Lower it (e.g. 50) for slow non-streamed answers against short windows;
+     * refusals that prove it short widen it again (see `SendMargin`).
+     */
+    sendMarginMs: z.number().int().nonnegative().optional(),
+    /** Group keys into accounts by `GET /api/v1/key`'s `creator_user_id` (keys without `account`); default true when `keyInfo` is set. */
+    discoverAccounts: z.boolean().optional(),
     strategy: z
       .union([
         z.enum(strategyNames as [string, ...string[]]),
@@ -135,6 +161,8 @@ export interface ResolvedKeyConfig {
   key: string;
   label: string;
   account: string;
+  /** The config named the account (else it is the key's own until key info names one). */
+  accountConfigured: boolean;
   weight: number;
   limits: LimitsConfig;
 }
@@ -151,6 +179,10 @@ export interface ResolvedPoolConfig {
   /** Model health records kept before idle, healthy ones are dropped (least recently used first). */
   maxModelRecords: number;
   queue: { maxSize: number; timeoutMs: number | undefined };
+  learning: { enabled: boolean; reprobeAfterMs: number };
+  adaptiveConcurrency: AdaptiveLimitPolicy | undefined;
+  discoverAccounts: boolean;
+  sendMarginMs: number;
   strategy: StrategyLike;
   defaultCompletionTokens: number;
   latencySmoothing: number;
@@ -176,6 +208,12 @@ function clampedRandom(random: () => number): () => number {
   };
 }
 
+function adaptivePolicyOf(input: { initial?: number; min?: number; max?: number }): AdaptiveLimitPolicy {
+  const min = input.min ?? DEFAULT_ADAPTIVE_LIMIT.min;
+  const max = Math.max(min, input.max ?? DEFAULT_ADAPTIVE_LIMIT.max);
+  return { min, max, initial: Math.min(max, Math.max(min, input.initial ?? DEFAULT_ADAPTIVE_LIMIT.initial)) };
+}
+
 export function defaultLabel(index: number): string {
   return `key-${index + 1}`;
 }
@@ -193,6 +231,7 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
         label,
         // A key without an account is an account of its own.
         account: entry.account ?? `key:${label}`,
+        accountConfigured: entry.account !== undefined,
         weight: entry.weight ?? 1,
         limits: entry.limits ?? {},
       };
@@ -206,6 +245,13 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
     exhaustedRetryMs: config.exhaustedRetryMs ?? 15 * 60_000,
     maxModelRecords: config.maxModelRecords ?? 1_000,
     queue: { maxSize: config.queue?.maxSize ?? Infinity, timeoutMs: config.queue?.timeoutMs },
+    learning: {
+      enabled: config.learning !== false,
+      reprobeAfterMs: (config.learning === false ? undefined : config.learning?.reprobeAfterMs) ?? 5 * 60_000,
+    },
+    adaptiveConcurrency: config.adaptiveConcurrency === false ? undefined : adaptivePolicyOf(config.adaptiveConcurrency ?? {}),
+    discoverAccounts: config.discoverAccounts ?? config.keyInfo !== undefined,
+    sendMarginMs: config.sendMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS,
     strategy: (config.strategy ?? 'powerOfTwo') as StrategyLike,
     defaultCompletionTokens: config.defaultCompletionTokens ?? 512,
     latencySmoothing: config.latencySmoothing ?? 0.2,

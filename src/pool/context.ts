@@ -4,8 +4,9 @@ import type { ResolvedPoolConfig } from './config.js';
 import type { PoolEvent } from './events.js';
 import type { HealthPublisher } from './publisher.js';
 import type { Registry } from './registry.js';
+import type { SendMargin } from './send-margin.js';
 
-/** What the pool's parts share: its config, its entries, its store, its publisher, its clock and its event outlet. */
+/** What the pool's parts share: its config, its entries, its store, its publisher, its clock, its event outlet and its send margin. */
 export interface PoolContext {
   readonly config: ResolvedPoolConfig;
   readonly registry: Registry;
@@ -13,4 +14,6 @@ export interface PoolContext {
   readonly publisher: HealthPublisher;
   readonly scheduler: SchedulerLike;
   readonly emit: (event: PoolEvent) => void;
+  /** How long after its send a request may be counted by the server. */
+  readonly sendMargin: SendMargin;
 }

@@ -1,5 +1,6 @@
 import { BehaviorSubject, type Subscription } from 'rxjs';
 import type { KeyCredential } from '../core/types.js';
+import { AdaptiveLimit, type AdaptiveLimitPolicy } from '../health/adaptive-limit.js';
 import type { Breaker } from '../health/breaker.js';
 import type { LimitsConfig } from '../health/limits.js';
 import {
@@ -21,6 +22,8 @@ import type { KeyCandidate } from './strategies.js';
 
 export class AccountEntry {
   readonly keys: KeyEntry[] = [];
+  /** Requests of the account in flight at once, found by AIMD from in-flight budget 402s; undefined when off. */
+  readonly concurrency: AdaptiveLimit | undefined;
   parkedUntil = 0;
   /** When the current (or last) 429 park began: 429s to requests sent before it are its burst. */
   parkStartedAt = -Infinity;
@@ -32,7 +35,10 @@ export class AccountEntry {
     readonly id: string,
     readonly scope: ScopeDefinition,
     private readonly modelLimits: Readonly<Record<string, LimitsConfig>>,
-  ) {}
+    adaptive: AdaptiveLimitPolicy | undefined,
+  ) {
+    this.concurrency = adaptive === undefined ? undefined : new AdaptiveLimit(adaptive);
+  }
 
   /** The scope of a `models` limit pattern within this account (OpenRouter limits per account). */
   modelScope(pattern: string): ScopeDefinition {
@@ -114,6 +120,8 @@ export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
 
 export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate {
   disabled = false;
+  /** Found from key info (`creator_user_id`) unless the config named it. */
+  account: AccountEntry;
   exhaustedUntil = 0;
   parkedUntil = 0;
   /** The shared store said this key's quotas are full until then (another process took them). */
@@ -125,12 +133,15 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
   constructor(
     readonly credential: KeyCredential,
     readonly weight: number,
-    readonly account: AccountEntry,
+    account: AccountEntry,
     readonly scope: ScopeDefinition,
     readonly breaker: Breaker,
     private readonly toRecord: (entry: KeyEntry) => KeyHealth,
+    /** The config named its account: key info does not move it. */
+    readonly accountConfigured: boolean,
   ) {
     super();
+    this.account = account;
   }
 
   get label(): string {
@@ -144,6 +155,8 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
 
 export class ModelEntry extends PublishedEntity<ModelHealth> {
   parkedUntil = 0;
+  /** Requests of the model in flight at once, found by AIMD from overload answers; undefined when off. */
+  readonly concurrency: AdaptiveLimit | undefined;
 
   constructor(
     readonly model: string,
@@ -153,8 +166,10 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
     private readonly toRecord: (entry: ModelEntry) => ModelHealth,
     /** Scheduler time of the last request that named it: idle records go first when over the cap. */
     public lastUsedAt: number,
+    adaptive: AdaptiveLimitPolicy | undefined,
   ) {
     super();
+    this.concurrency = adaptive === undefined ? undefined : new AdaptiveLimit(adaptive);
   }
 
   build(): ModelHealth {
@@ -172,6 +187,8 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
       this.parkedUntil <= now &&
       this.breaker.state === 'closed' &&
       this.breaker.consecutiveFailures === 0 &&
+      // A limit it learned would be learned again at the cost of refused requests.
+      (this.concurrency === undefined || this.concurrency.limit >= this.concurrency.initial) &&
       !this.watched
     );
   }

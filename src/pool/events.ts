@@ -1,5 +1,6 @@
 import type { ErrorKind, ErrorScope } from '../core/errors.js';
 import type { Usage } from '../core/types.js';
+import type { LearnedQuota } from '../health/learned-quota.js';
 import type { KeyState, OpenReason } from '../health/records.js';
 
 /**
@@ -83,6 +84,26 @@ export type PoolEvent =
       type: 'store';
       mode: 'shared' | 'local';
       reason?: string;
+      at: number;
+    }
+  | {
+      /** A quota found out (a 429's `X-RateLimit-*`, key info) or re-probed upward; enforced from now on. */
+      type: 'limit-learned';
+      scope: 'key' | 'account' | 'model';
+      /** The scope's id: `key:<label>`, `account:<id>` or `model:<account>:<pattern>`. */
+      target: string;
+      quota: LearnedQuota;
+      /** `learned` from a 429, `reprobe` raising it after a quiet spell at the limit, `shared` by another pool, `key-info`. */
+      cause: 'learned' | 'reprobe' | 'shared' | 'key-info';
+      at: number;
+    }
+  | {
+      /** An adaptive concurrency limit changed: a model's (provider capacity) or an account's (in-flight budget). */
+      type: 'concurrency';
+      scope: 'model' | 'account';
+      /** The model id or the account id. */
+      target: string;
+      limit: number;
       at: number;
     }
   | {

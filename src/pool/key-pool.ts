@@ -13,8 +13,9 @@ import {
   type SchedulerLike,
 } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
+import { nextUtcMidnight } from '../health/utc-day-window.js';
 import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
-import { createMemoryStore, type StateStore } from '../store/state-store.js';
+import { DEFAULT_ARRIVAL_MARGIN_MS, createMemoryStore, type StateStore } from '../store/state-store.js';
 import { Admission } from './admission.js';
 import type { PoolContext } from './context.js';
 import type { KeyInfoSnapshot, ResolvedPoolConfig } from './config.js';
@@ -22,9 +23,18 @@ import type { KeyEntry } from './entities.js';
 import type { PoolEvent } from './events.js';
 import { OutcomePolicy, nextLimitReset } from './outcomes.js';
 import { HealthPublisher } from './publisher.js';
+import { FREE_MODELS_DAILY_BUCKET, QuotaLearning } from './quota-learning.js';
+import { FREE_MODELS_PATTERN } from './scopes.js';
 import { Registry } from './registry.js';
+import { SendMargin } from './send-margin.js';
 import { toStrategy } from './strategies.js';
 import { POOL_PORT, type KeyHandle, type PoolCore, type PoolPort } from './types.js';
+
+/** Where the send margin starts, before successes narrow it: wide enough for a busy event loop. */
+const SEND_MARGIN_START_MS = 250;
+
+/** Free-model requests a day for an account that never bought credits (openrouter-wire.md §8). */
+const FREE_TIER_DAILY_REQUESTS = 50;
 
 /**
  * The key pool: a small facade over its parts, each with one job. The registry holds the key,
@@ -47,6 +57,9 @@ export class Pool implements PoolCore {
   private readonly publisher: HealthPublisher;
   private readonly admission: Admission;
   private readonly outcomes: OutcomePolicy;
+  private readonly learning: QuotaLearning | undefined;
+  /** The key info read at start (account discovery), cancelled by `dispose`. */
+  private readonly discovery = new Subscription();
   private disposed = false;
 
   constructor(private readonly config: ResolvedPoolConfig) {
@@ -72,9 +85,11 @@ export class Pool implements PoolCore {
       publisher: this.publisher,
       scheduler: this.scheduler,
       emit,
+      sendMargin: new SendMargin(config.sendMarginMs, SEND_MARGIN_START_MS, Math.max(config.sendMarginMs, DEFAULT_ARRIVAL_MARGIN_MS)),
     };
-    this.admission = new Admission(context, strategy, this.ownsStore);
-    this.outcomes = new OutcomePolicy(context, origin, () => this.admission.drain());
+    this.learning = config.learning.enabled ? new QuotaLearning(context, origin) : undefined;
+    this.admission = new Admission(context, strategy, this.ownsStore, this.learning);
+    this.outcomes = new OutcomePolicy(context, origin, () => this.admission.drain(), this.learning);
     this.labels = this.registry.keys.map((entry) => entry.label);
     this.storeSubscriptions.add(this.store.changes$.subscribe((change) => this.outcomes.applyChange(change)));
     this.storeSubscriptions.add(
@@ -101,6 +116,9 @@ export class Pool implements PoolCore {
       emit,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
     };
+    // Accounts are found, not configured: every key's info once, in the background. Traffic does
+    // not wait for it; a key whose info fails serves on as an account of its own.
+    if (config.discoverAccounts && config.keyInfo !== undefined) this.discovery.add(this.readKeyInfo(false).subscribe());
   }
 
   // ---------------------------------------------------------------- reads
@@ -141,6 +159,15 @@ export class Pool implements PoolCore {
   }
 
   refreshKeyInfo(): Observable<readonly KeyHealth[]> {
+    return this.readKeyInfo(true);
+  }
+
+  /**
+   * Reads every key's info and folds it into health. A key whose read fails keeps serving; it
+   * shows the failure as its last error only when asked for (`refreshKeyInfo`), not on the read
+   * at start, and a 401 disables it either way.
+   */
+  private readKeyInfo(showFailures: boolean): Observable<readonly KeyHealth[]> {
     const source = this.config.keyInfo;
     const keys = this.registry.keys;
     if (source === undefined) return of(keys.map((entry) => entry.health));
@@ -148,12 +175,16 @@ export class Pool implements PoolCore {
       forkJoin(
         keys.map((entry) =>
           defer(() => from(source(entry.credential))).pipe(
-            map((info) => this.foldKeyInfo(entry, info)),
+            map((info) => {
+              if (!this.disposed) this.foldKeyInfo(entry, info);
+            }),
             catchError((thrown: unknown) => {
               const error = toOpenRouterError(thrown);
               const now = this.scheduler.now();
-              entry.lastError = lastErrorOf(error, now);
-              this.publisher.markKey(entry);
+              if (showFailures) {
+                entry.lastError = lastErrorOf(error, now);
+                this.publisher.markKey(entry);
+              }
               if (error.kind === 'authentication') this.outcomes.disableKey(entry, now);
               return of(undefined);
             }),
@@ -172,6 +203,7 @@ export class Pool implements PoolCore {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.discovery.unsubscribe();
     this.admission.close();
     this.outcomes.close();
     this.publisher.close();
@@ -201,5 +233,31 @@ export class Pool implements PoolCore {
     if (info.limitRemaining === null || info.limitRemaining > 0) entry.exhaustedUntil = 0;
     else entry.exhaustedUntil = Math.max(entry.exhaustedUntil, nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
     this.publisher.markKey(entry);
+    if (this.config.discoverAccounts && !entry.accountConfigured && info.creatorUserId !== undefined) {
+      const previous = entry.account;
+      if (this.registry.moveToAccount(entry, info.creatorUserId)) {
+        this.publisher.markAccount(previous);
+        this.publisher.markAccount(entry.account);
+      }
+    }
+    this.learnFreeModelQuota(entry, info, now);
+  }
+
+  /**
+   * The account's free-model quota for the UTC day, from key info: `free_model_daily_requests`
+   * (its limit, and what is used today), else 50 a day for an account that never bought credits
+   * (openrouter-wire.md §8). A 429 that names the limit later overrides it.
+   */
+  private learnFreeModelQuota(entry: KeyEntry, info: KeyInfoSnapshot, now: number): void {
+    if (this.learning === undefined) return;
+    const scope = entry.account.modelScope(FREE_MODELS_PATTERN);
+    const day = { windowMs: 86_400_000, calendar: 'utc-day', source: 'key-info', bucket: FREE_MODELS_DAILY_BUCKET } as const;
+    const daily = info.freeModelDailyRequests;
+    if (daily !== undefined) {
+      const seed = { remaining: daily.remaining, resetAfterMs: nextUtcMidnight(now) - now };
+      this.learning.fromKeyInfo(scope, { requests: daily.limit, ...day }, seed, now);
+    } else if (info.isFreeTier) {
+      this.learning.fromKeyInfo(scope, { requests: FREE_TIER_DAILY_REQUESTS, ...day }, undefined, now);
+    }
   }
 }

@@ -4,6 +4,9 @@ import { addUsage, lastErrorOf } from '../health/records.js';
 import type { StateChange } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
+import { overloadScopeOf } from './overload.js';
+import type { QuotaLearning } from './quota-learning.js';
+import { hasRequestQuota, isPlatformRefusal, refusedScope } from './scopes.js';
 import type { AttemptOutcome } from './types.js';
 
 function movingAverage(previous: number | null, sample: number, alpha: number): number {
@@ -45,6 +48,8 @@ export class OutcomePolicy {
     private readonly origin: string,
     /** Runs after every change: a waiting request may fit now. */
     private readonly afterChange: () => void,
+    /** Learns quotas from 429s; undefined when learning is off. */
+    private readonly learning: QuotaLearning | undefined,
   ) {}
 
   close(): void {
@@ -67,6 +72,10 @@ export class OutcomePolicy {
           entry.timeToFirstTokenMs = movingAverage(entry.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
         }
         entry.usage = addUsage(entry.usage, outcome.usage, true);
+        this.context.sendMargin.narrow();
+        if (entry.account.concurrency?.succeed() === true)
+          this.concurrencyChanged('account', entry.account.id, entry.account.concurrency.limit, now);
+        this.learning?.onSuccess(entry.plans.get(model.model) ?? [], now);
         this.context.publisher.markKey(entry);
       }
       model.breaker.succeed(now);
@@ -76,10 +85,14 @@ export class OutcomePolicy {
         model.timeToFirstTokenMs = movingAverage(model.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
       }
       model.usage = addUsage(model.usage, outcome.usage, true);
+      if (model.concurrency?.succeed() === true) this.concurrencyChanged('model', model.model, model.concurrency.limit, now);
       this.context.publisher.markModel(model);
     } else {
+      const sentAt = outcome.sentAt ?? now;
+      this.lowerConcurrency(entry, model, outcome.error, now, sentAt);
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
-      else this.applyFailure(entry, model, outcome.error, now, outcome.sentAt ?? now);
+      else this.applyFailure(entry, model, outcome.error, now, sentAt);
+      if (entry !== undefined && isPlatformRefusal(outcome.error)) this.onPlatformRefusal(entry, model, outcome.error, now, sentAt);
       if (outcome.usage !== undefined) {
         // Billed tokens of a failed attempt still count: OpenRouter charged them.
         if (entry !== undefined) entry.usage = addUsage(entry.usage, outcome.usage, false);
@@ -88,6 +101,37 @@ export class OutcomePolicy {
     }
     this.context.publisher.flush();
     this.afterChange();
+  }
+
+  /**
+   * A platform 429: a quota to learn if it reports one; and if the scope's quota was known when
+   * the request went out, the pool's window had room the server's did not, so the request took
+   * longer to be counted than the send margin allowed.
+   */
+  private onPlatformRefusal(entry: KeyEntry, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
+    const scope = refusedScope(entry, model, error);
+    if (scope !== undefined && sentAt > (this.learning?.quotaKnownAt(scope) ?? (hasRequestQuota(scope) ? -Infinity : Infinity))) {
+      this.context.sendMargin.widen(now - sentAt);
+    }
+    if (error.rateLimit !== undefined) this.learning?.onRefused(entry, model, error, now, sentAt);
+  }
+
+  /** An overload answer lowers the adaptive limit of the scope it names (once per burst). */
+  private lowerConcurrency(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
+    const scope = overloadScopeOf(error);
+    if (scope === 'model' && model.concurrency?.overload(sentAt, now) === true) {
+      this.concurrencyChanged('model', model.model, model.concurrency.limit, now);
+      this.context.publisher.markModel(model);
+    }
+    const account = entry?.account;
+    if (scope === 'account' && account?.concurrency?.overload(sentAt, now) === true) {
+      this.concurrencyChanged('account', account.id, account.concurrency.limit, now);
+      this.context.publisher.markAccount(account);
+    }
+  }
+
+  private concurrencyChanged(scope: 'model' | 'account', target: string, limit: number, now: number): void {
+    this.context.emit({ type: 'concurrency', scope, target, limit, at: now });
   }
 
   /**
@@ -189,18 +233,24 @@ export class OutcomePolicy {
     const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.context.config;
     const holder: Parkable | undefined = error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
     if (holder === undefined) return;
+    // A provider at capacity without a hint: the adaptive limit holds the excess back, and parking
+    // the whole model would idle the capacity it has. Parked only once the limit is at its floor.
+    if (error.scope === 'model' && error.retryAfterMs === undefined && model.concurrency !== undefined && !model.concurrency.atFloor)
+      return;
     // One burst is one signal: a 429 to a request sent before the scope was last parked answers
     // the overload that park already stands for. Without a hint it changes nothing; a burst of
     // simultaneous answers can never park a scope for longer than one step.
     const sameBurst = sentAt < holder.parkStartedAt;
-    if (sameBurst && error.retryAfterMs === undefined) return;
+    if (sameBurst && error.retryAfterMs === undefined && error.rateLimit === undefined) return;
     // Without a hint, back off: the wait doubles only for a 429 to a request sent after the
     // previous park ended (the limit held even after the wait), up to the cap; with equal jitter
     // (half fixed, half random), so what is parked together does not resume together.
     const grows = !sameBurst && sentAt >= holder.parkedUntil;
     const steps = grows ? holder.rateLimitStreak : Math.max(0, holder.rateLimitStreak - 1);
     const backoffMs = Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** steps);
-    const waitMs = error.retryAfterMs ?? backoffMs / 2 + (this.context.config.random() * backoffMs) / 2;
+    // A platform 429's `X-RateLimit-Reset` is exact to the millisecond; `Retry-After` rounds it up to whole seconds.
+    const hintMs = error.rateLimit?.resetAfterMs ?? error.retryAfterMs;
+    const waitMs = hintMs ?? backoffMs / 2 + (this.context.config.random() * backoffMs) / 2;
     if (grows) holder.rateLimitStreak++;
     if (!sameBurst) holder.parkStartedAt = now;
     holder.parkedUntil = Math.max(holder.parkedUntil, now + waitMs);
@@ -262,6 +312,12 @@ export class OutcomePolicy {
     if (change.origin === this.origin || this.closed) return;
     const now = this.context.scheduler.now();
     const until = now + change.remainingMs;
+    if (change.state === 'learned') {
+      const scope = this.context.registry.scopeById(change.target);
+      if (scope !== undefined) this.learning?.applyShared(change, scope);
+      this.afterChange();
+      return;
+    }
     if (change.scope === 'key') {
       const entry = this.context.registry.key(change.target);
       if (entry === undefined) return;

@@ -2,6 +2,7 @@ import type { Breaker } from '../health/breaker.js';
 import type { KeyHealth, KeyState, ModelHealth, OpenReason } from '../health/records.js';
 import type { StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
+import { FREE_MODELS_PATTERN } from './scopes.js';
 
 /** What a key or model is now, with why and until when. */
 export interface StateView {
@@ -42,6 +43,7 @@ function sharedFields(entity: KeyEntry | ModelEntry, view: StateView, now: numbe
     openReason: view.reason,
     cooldownUntil: view.until,
     inFlight: entity.inFlight,
+    concurrencyLimit: ('concurrency' in entity ? entity.concurrency : entity.account.concurrency)?.limit ?? null,
     successes,
     failures,
     consecutiveFailures: entity.breaker.consecutiveFailures,
@@ -59,7 +61,12 @@ export function keyHealthOf(entry: KeyEntry, store: StateStore, now: number): Ke
     account: entry.account.id,
     ...sharedFields(entry, keyStateOf(entry, now), now),
     maxConcurrent: entry.scope.limits.maxConcurrent ?? null,
-    quota: [...store.remaining(entry.scope.id, now), ...store.remaining(entry.account.scope.id, now)],
+    quota: [
+      ...store.remaining(entry.scope.id, now),
+      ...store.remaining(entry.account.scope.id, now),
+      // The account's free-model bucket, once a quota for it is configured or learned.
+      ...store.remaining(entry.account.modelScope(FREE_MODELS_PATTERN).id, now),
+    ],
     credit: entry.credit,
   };
 }

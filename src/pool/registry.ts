@@ -2,7 +2,7 @@ import type { SchedulerLike } from 'rxjs';
 import { fingerprintOf } from '../core/fingerprint.js';
 import type { KeyCredential } from '../core/types.js';
 import { Breaker } from '../health/breaker.js';
-import type { StateStore } from '../store/state-store.js';
+import type { ScopeDefinition, StateStore } from '../store/state-store.js';
 import type { ResolvedPoolConfig } from './config.js';
 import { AccountEntry, KeyEntry, ModelEntry } from './entities.js';
 import { keyHealthOf, modelHealthOf } from './record-builders.js';
@@ -58,6 +58,7 @@ export class Registry {
         { id: `key:${keyConfig.label}`, kind: 'key', limits: keyConfig.limits },
         new Breaker(config.breaker),
         (self) => keyHealthOf(self, this.store, this.scheduler.now()),
+        keyConfig.accountConfigured,
       );
       account.keys.push(entry);
       this.keys.push(entry);
@@ -87,10 +88,44 @@ export class Registry {
   private accountOf(id: string): AccountEntry {
     let account = this.accounts.get(id);
     if (account === undefined) {
-      account = new AccountEntry(id, { id: `account:${id}`, kind: 'account', limits: this.config.accounts[id] ?? {} }, this.config.models);
+      account = new AccountEntry(
+        id,
+        { id: `account:${id}`, kind: 'account', limits: this.config.accounts[id] ?? {} },
+        this.config.models,
+        this.config.adaptiveConcurrency,
+      );
       this.accounts.set(id, account);
     }
     return account;
+  }
+
+  /**
+   * Moves a key to the account key info names (keys with one `creator_user_id` share the
+   * account's limits and balance). Its admission plans go, to be built again with the account's
+   * scopes; an account left without keys goes too. Returns whether the key moved.
+   */
+  moveToAccount(entry: KeyEntry, id: string): boolean {
+    if (entry.account.id === id) return false;
+    const previous = entry.account;
+    previous.keys.splice(previous.keys.indexOf(entry), 1);
+    if (previous.keys.length === 0) this.accounts.delete(previous.id);
+    const account = this.accountOf(id);
+    this.store.define(account.scope);
+    account.keys.push(entry);
+    entry.account = account;
+    entry.plans.clear();
+    return true;
+  }
+
+  /** A key, account or account-model scope by its id (`key:<label>`, `account:<id>`, `model:<account>:<pattern>`). */
+  scopeById(id: string): ScopeDefinition | undefined {
+    if (id.startsWith('key:')) return this.byLabel.get(id.slice('key:'.length))?.scope;
+    if (id.startsWith('account:')) return this.accounts.get(id.slice('account:'.length))?.scope;
+    for (const account of this.accounts.values()) {
+      const prefix = `model:${account.id}:`;
+      if (id.startsWith(prefix)) return account.modelScope(id.slice(prefix.length));
+    }
+    return undefined;
   }
 
   /** The model's entry, created on first mention. */
@@ -115,6 +150,7 @@ export class Registry {
       patterns,
       (self) => modelHealthOf(self, this.scheduler.now()),
       now,
+      this.config.adaptiveConcurrency,
     );
     this.models.set(model, entry);
     this.modelSetChanged = true;

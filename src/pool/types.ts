@@ -20,8 +20,18 @@ export interface KeyLease {
   readonly model: string;
   /** Scheduler time of admission. */
   readonly acquiredAt: number;
+  /** Scheduler time the request was sent: `markSent`'s, else admission's. */
+  readonly sentAt: number;
+  /**
+   * Call when the transport hands the request to the network: quota windows count from then
+   * (plus a small margin for the trip), not from admission plus a second's margin, so a slow
+   * answer does not hold quota the server already freed.
+   */
+  markSent(): void;
   /** Call on the first response byte: quota windows count from then, as the server's do. */
   markResponded(): void;
+  /** The server refused the attempt without counting it (a platform 429): its quota entries leave their windows. */
+  refund(): void;
   /** Replaces the token estimate held in `tpm` quotas with the billed count. */
   reconcile(usage: Usage): void;
   /** Frees the slot; idempotent. */

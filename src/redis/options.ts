@@ -24,6 +24,8 @@ export interface RedisStoreOptions {
   recoveryIntervalMs?: number;
   /** How long a request may take to reach OpenRouter (see `MemoryStoreOptions`). Default 1 s. */
   arrivalMarginMs?: number;
+  /** The least margin from the transport's send to the server's count (the pool's `sendMarginMs` may be wider); default 250 ms, for the jitter between processes. */
+  sendMarginMs?: number;
 }
 
 export const optionsSchema = z.strictObject({
@@ -41,6 +43,7 @@ export const optionsSchema = z.strictObject({
   commandTimeoutMs: z.number().int().positive().optional(),
   recoveryIntervalMs: z.number().int().positive().optional(),
   arrivalMarginMs: z.number().int().nonnegative().optional(),
+  sendMarginMs: z.number().int().nonnegative().optional(),
 });
 
 /** The shared store is unreachable and the pool was told to fail rather than limit alone. */

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { BehaviorSubject, type Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
 import { z } from 'zod';
 import type { QuotaRemaining } from '../health/records.js';
+import type { LearnedQuota, QuotaSeed } from '../health/learned-quota.js';
 import { Limiter, type LimiterHold } from '../health/limiter.js';
 import type {
   AdmissionPlan,
@@ -17,7 +18,7 @@ import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, RENEW, RESERVE } from './scripts.js';
 import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
-import { scaled, shareOf, windowsOf } from './windows.js';
+import { learnedWindowsOf, scaled, shareOf, windowsOf } from './windows.js';
 
 interface RedisReservation extends Reservation {
   readonly holds: readonly LimiterHold[];
@@ -31,12 +32,27 @@ interface RedisReservation extends Reservation {
 type LayoutPart =
   { slot: number; max: number } | { window: number; sum: number; unit: 'requests' | 'tokens'; limit: number; windowMs: number };
 
+/**
+ * A fleet's sends race each other from many processes (and machines) for one server window: the
+ * jitter between one process's trip and another's is larger than within one event loop.
+ */
+const DEFAULT_FLEET_SEND_MARGIN_MS = 250;
+
 const stateMessageSchema = z.object({
   scope: z.enum(['key', 'account', 'model']),
   target: z.string(),
-  state: z.enum(['parked', 'open', 'exhausted', 'disabled', 'enabled']),
+  state: z.enum(['parked', 'open', 'exhausted', 'disabled', 'enabled', 'learned']),
   remainingMs: z.number().nullable(),
   origin: z.string(),
+  quota: z
+    .object({
+      requests: z.number().int().positive(),
+      windowMs: z.number().int().positive(),
+      calendar: z.literal('utc-day').optional(),
+      source: z.enum(['learned', 'key-info']),
+      bucket: z.string().min(1),
+    })
+    .optional(),
 });
 
 /**
@@ -55,6 +71,7 @@ export class RedisStateStore implements StateStore {
   private readonly leaseMs: number;
   private readonly commandTimeoutMs: number;
   private readonly arrivalMarginMs: number;
+  private readonly sendMarginMs: number;
   private readonly scopes = new Map<string, ScopeDefinition>();
   /** This process's own use of each scope's quotas: the optimistic local view in shared mode. */
   private readonly local = new Map<string, Limiter>();
@@ -90,6 +107,7 @@ export class RedisStateStore implements StateStore {
     this.leaseMs = options.leaseMs ?? 30_000;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 1_000;
     this.arrivalMarginMs = options.arrivalMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS;
+    this.sendMarginMs = options.sendMarginMs ?? DEFAULT_FLEET_SEND_MARGIN_MS;
     const recoveryIntervalMs = options.recoveryIntervalMs ?? 1_000;
     this.subscriber = this.client.duplicate();
     this.subscriber.on('error', () => undefined);
@@ -168,10 +186,11 @@ export class RedisStateStore implements StateStore {
         slots.push(keys[keys.length - 1]!);
         layout.push({ slot: keys.length, max: scope.limits.maxConcurrent });
       }
-      for (const quota of windowsOf(scope.limits)) {
-        const window = `${this.prefix}:window:${scope.id}:${quota.unit}:${quota.windowMs}`;
+      for (const quota of [...windowsOf(scope.limits), ...learnedWindowsOf(this.local.get(scope.id)!.learnedQuotas())]) {
+        // A learned quota counts in a window of its own: a configured one of the same length has its own entries.
+        const window = `${this.prefix}:window:${scope.id}:${quota.unit}:${quota.windowMs}${quota.learned ? ':learned' : ''}`;
         keys.push(window, `${window}:sum`);
-        layout.push({ window: keys.length - 1, sum: keys.length, ...quota });
+        layout.push({ window: keys.length - 1, sum: keys.length, unit: quota.unit, limit: quota.limit, windowMs: quota.windowMs });
         windows.push({
           window,
           sum: `${window}:sum`,
@@ -236,21 +255,30 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  /** The request went out: quota entries count from now plus the margin (at least the fleet's) at the latest, in Redis too. */
+  markSent(reservation: Reservation, now: number, marginMs: number): void {
+    const held = reservation as RedisReservation;
+    const margin = Math.max(marginMs, this.sendMarginMs);
+    for (const hold of held.holds) hold.limiter.touch(hold, now + margin);
+    this.adjust(held, undefined, margin);
+  }
+
   /** The first response byte arrived: quota entries count from now at the latest, in Redis too. */
   markResponded(reservation: Reservation, now: number): void {
     const held = reservation as RedisReservation;
     for (const hold of held.holds) hold.limiter.touch(hold, now);
-    this.adjust(held, undefined, true);
+    this.adjust(held, undefined, 0);
   }
 
   /** Replaces the token estimate with the billed count, in Redis too. */
   reconcile(reservation: Reservation, tokens: number): void {
     const held = reservation as RedisReservation;
     for (const hold of held.holds) hold.limiter.reconcileTokens(hold, tokens);
-    this.adjust(held, tokens, false);
+    this.adjust(held, tokens, undefined);
   }
 
-  private adjust(reservation: RedisReservation, tokens: number | undefined, touch: boolean): void {
+  /** Resizes token entries to `tokens` if given; moves entries back to Redis's now plus `touchMarginMs` if given. */
+  private adjust(reservation: RedisReservation, tokens: number | undefined, touchMarginMs: number | undefined): void {
     if (reservation.windows.length === 0 || !this.shared) return;
     const keys = reservation.windows.flatMap((window) => [window.window, window.sum]);
     const parts = reservation.windows.map((window) => ({
@@ -258,7 +286,17 @@ export class RedisStateStore implements StateStore {
       amount: window.amount,
       ...(tokens !== undefined && window.unit === 'tokens' ? { resize: tokens } : {}),
     }));
-    this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, reservation.id, JSON.stringify(parts), touch ? '1' : '0'));
+    this.fireAndForget(() =>
+      this.client.eval(
+        ADJUST,
+        keys.length,
+        ...keys,
+        reservation.id,
+        JSON.stringify(parts),
+        touchMarginMs === undefined ? '0' : '1',
+        touchMarginMs ?? 0,
+      ),
+    );
   }
 
   /** Frees the reservation's slots, in Redis too (quota entries stay in their windows); idempotent. */
@@ -277,6 +315,32 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  /** The server did not count the attempt: its entries leave this process's windows and Redis's. */
+  refund(reservation: Reservation): void {
+    const held = reservation as RedisReservation;
+    for (const hold of held.holds) hold.limiter.refund(hold);
+    if (held.windows.length === 0 || !this.shared) return;
+    const keys = held.windows.flatMap((window) => [window.window, window.sum]);
+    const parts = held.windows.map((window) => ({ unit: window.unit, amount: window.amount, resize: 0 }));
+    this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, held.id, JSON.stringify(parts), '0', 0));
+  }
+
+  /**
+   * Learns a quota in this process (both its shared-mode and its degraded limiters); the pool
+   * shares it with the fleet as a `learned` state change. On Redis the learned window fills
+   * from the fleet's sends from now on: the 429's park covers the server's window until its reset.
+   */
+  learn(scope: ScopeDefinition, quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes?: readonly number[]): void {
+    this.define(scope);
+    this.local.get(scope.id)!.learn(quota, now, seed, sendTimes);
+    const share = { ...quota, requests: scaled(quota.requests, this.localShare) };
+    this.degraded.get(scope.id)!.learn(share, now, seed, sendTimes);
+  }
+
+  learnedQuotas(scopeId: string): LearnedQuota[] {
+    return this.local.get(scopeId)?.learnedQuotas() ?? [];
+  }
+
   /** What is left of a scope's quotas by this process's own count (of its share while Redis is down). */
   remaining(scopeId: string, now: number): QuotaRemaining[] {
     return (this.shared ? this.local : this.degraded).get(scopeId)?.remaining(now) ?? [];
@@ -286,7 +350,8 @@ export class RedisStateStore implements StateStore {
   publish(change: StateChange): void {
     this.changes.next(change);
     if (!this.shared) return;
-    const key = `${this.prefix}:state:${change.scope}:${change.target}`;
+    // Learned quotas of a scope, one per window, live beside its other state.
+    const key = `${this.prefix}:state:${change.scope}:${change.target}${change.quota === undefined ? '' : `:learned:${change.quota.bucket}`}`;
     const message = JSON.stringify({ ...change, remainingMs: Number.isFinite(change.remainingMs) ? change.remainingMs : null });
     const pipeline = this.client.pipeline();
     if (change.state === 'enabled') pipeline.del(key);

@@ -90,13 +90,15 @@ return {1, now}
 /**
  * Moves a reservation's window entries back to now (its first response byte) if that is earlier
  * than the margin assumed, and optionally resizes
- * its token entries. KEYS: window, sum pairs. ARGV[1] id, ARGV[2] JSON `[{unit, amount, resize?}]`
- * aligned with the pairs.
+ * its entries. KEYS: window, sum pairs. ARGV[1] id, ARGV[2] JSON `[{unit, amount, resize?}]`
+ * aligned with the pairs, ARGV[3] `1` to move the entries back, ARGV[4] to now plus this many ms
+ * (the send margin; 0 for a first response byte).
  */
 export const ADJUST = `${NOW}
 local id = ARGV[1]
 local parts = cjson.decode(ARGV[2])
 local touch = ARGV[3] == '1'
+local touchTo = now + tonumber(ARGV[4] or '0')
 for index, part in ipairs(parts) do
   local wkey = KEYS[index * 2 - 1]
   local skey = KEYS[index * 2]
@@ -109,7 +111,7 @@ for index, part in ipairs(parts) do
       redis.call('ZREM', wkey, member)
       redis.call('INCRBY', skey, amount - part.amount)
     end
-    if touch then score = math.min(tonumber(score), now) end
+    if touch then score = math.min(tonumber(score), touchTo) end
     redis.call('ZADD', wkey, score, id .. '|' .. amount)
   end
 end

@@ -1,10 +1,28 @@
+import type { LearnedQuota } from '../health/learned-quota.js';
 import type { LimitsConfig } from '../health/limits.js';
 
 const MINUTE_MS = 60_000;
 
-/** Every quota of a scope as `{unit, limit, windowMs}`, as `Limiter` reads them. */
-export function windowsOf(limits: LimitsConfig): { unit: 'requests' | 'tokens'; limit: number; windowMs: number }[] {
-  const windows: { unit: 'requests' | 'tokens'; limit: number; windowMs: number }[] = [];
+/** One quota window as the reserve script takes it. */
+export interface WindowSpec {
+  readonly unit: 'requests' | 'tokens';
+  readonly limit: number;
+  readonly windowMs: number;
+  /** A learned quota: it counts in a Redis window of its own. */
+  readonly learned?: boolean;
+}
+
+/**
+ * A scope's learned quotas as windows. A `utc-day` quota is a sliding day on Redis: stricter than
+ * the calendar day near midnight, never looser.
+ */
+export function learnedWindowsOf(quotas: readonly LearnedQuota[]): WindowSpec[] {
+  return quotas.map((quota) => ({ unit: 'requests', limit: quota.requests, windowMs: quota.windowMs, learned: true }));
+}
+
+/** Every configured quota of a scope as a window, as `Limiter` reads them. */
+export function windowsOf(limits: LimitsConfig): WindowSpec[] {
+  const windows: WindowSpec[] = [];
   if (limits.rpm !== undefined) windows.push({ unit: 'requests', limit: limits.rpm, windowMs: MINUTE_MS });
   if (limits.tpm !== undefined) windows.push({ unit: 'tokens', limit: limits.tpm, windowMs: MINUTE_MS });
   for (const quota of limits.quotas ?? []) {

@@ -1,4 +1,5 @@
 import { Subject, of, BehaviorSubject, type Observable } from 'rxjs';
+import type { LearnedQuota, QuotaSeed } from '../health/learned-quota.js';
 import type { LimitsConfig } from '../health/limits.js';
 import type { QuotaRemaining } from '../health/records.js';
 import { Limiter, type LimiterHold } from '../health/limiter.js';
@@ -44,10 +45,11 @@ export type ReserveResult =
   | { readonly ok: false; readonly retryAfterMs: number };
 
 /**
- * A state shared between pools: `parked` (429), `open` (breaker), `exhausted`, `disabled`, and
- * `enabled` (back in service: clears `disabled` and `exhausted`).
+ * A state shared between pools: `parked` (429), `open` (breaker), `exhausted`, `disabled`,
+ * `enabled` (back in service: clears `disabled` and `exhausted`), and `learned` (a quota found
+ * out from a 429 or key info, in `quota`).
  */
-export type SharedStateKind = 'parked' | 'open' | 'exhausted' | 'disabled' | 'enabled';
+export type SharedStateKind = 'parked' | 'open' | 'exhausted' | 'disabled' | 'enabled' | 'learned';
 
 /** A state change one pool shares with the others; times are relative, since clocks differ. */
 export interface StateChange {
@@ -61,6 +63,8 @@ export interface StateChange {
   readonly remainingMs: number;
   /** The publishing pool, so that it can ignore its own changes. */
   readonly origin: string;
+  /** With `learned`: the quota, for the scope whose id is `target`. */
+  readonly quota?: LearnedQuota;
 }
 
 /** `shared`: the store answers. `local`: it failed, and each pool limits alone (a share of each quota). */
@@ -84,12 +88,27 @@ export interface StateStore {
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number;
   /** Atomically takes room in every quota and slot of `plan`, or says when to try again. */
   reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult>;
+  /**
+   * The request went to the network at `now`: quota entries count from `now + marginMs` at the
+   * latest (the pool's margin for the trip; a store may hold a wider floor of its own).
+   */
+  markSent(reservation: Reservation, now: number, marginMs: number): void;
   /** The first response byte arrived: quota entries count from now at the latest. */
   markResponded(reservation: Reservation, now: number): void;
   /** Replaces the token estimate with the billed count. */
   reconcile(reservation: Reservation, tokens: number): void;
   /** Frees the reservation's slots (its quota entries stay until they leave their windows). */
   release(reservation: Reservation): void;
+  /** The server refused the attempt without counting it (a platform 429): its quota entries leave their windows. */
+  refund(reservation: Reservation): void;
+  /**
+   * Adds a learned quota to a scope, or replaces the one learned for the same window (see
+   * `Limiter.learn`); it is enforced on top of the configured limits. With a `seed`, the window
+   * starts as full as the server said, filled with `sendTimes` (this pool's sends to the scope).
+   */
+  learn(scope: ScopeDefinition, quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes?: readonly number[]): void;
+  /** The quotas learned for a scope so far. */
+  learnedQuotas(scopeId: string): LearnedQuota[];
   /** What is left of a scope's quotas. */
   remaining(scopeId: string, now: number): QuotaRemaining[];
   /** Shares a state change with every pool on this store. */
@@ -110,9 +129,10 @@ interface MemoryReservation extends Reservation {
 /** Options of `createMemoryStore`. */
 export interface MemoryStoreOptions {
   /**
-   * How long a request may take to reach the server: quota entries count from the send time plus
-   * this (or from the first response byte, if sooner), so the server's window never runs ahead of
-   * ours even when a busy event loop delays the send. Default 1 s.
+   * How long a request may take to reach the server from admission, for transports that do not
+   * say when they send: quota entries count from admission plus this (or from the send, or the
+   * first response byte, if sooner), so the server's window never runs ahead of ours even when a
+   * busy event loop delays the send. Default 1 s.
    */
   arrivalMarginMs?: number;
 }
@@ -126,8 +146,8 @@ export const DEFAULT_ARRIVAL_MARGIN_MS = 1_000;
 export class MemoryStateStore implements StateStore {
   private readonly arrivalMarginMs: number;
   private readonly limiters = new Map<string, Limiter>();
-  /** A plan's limiters, looked up once: `fits` runs for every key a strategy samples. */
-  private readonly planLimiters = new WeakMap<AdmissionPlan, readonly Limiter[]>();
+  /** A plan's limiters, looked up once: `fits` runs for every key a strategy samples. Reset when a quota is learned. */
+  private planLimiters = new WeakMap<AdmissionPlan, readonly Limiter[]>();
   private readonly changes = new Subject<StateChange>();
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private reservations = 0;
@@ -183,6 +203,10 @@ export class MemoryStateStore implements StateStore {
     return of({ ok: true, reservation });
   }
 
+  markSent(reservation: Reservation, now: number, marginMs: number): void {
+    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.touch(hold, now + marginMs);
+  }
+
   markResponded(reservation: Reservation, now: number): void {
     for (const hold of (reservation as MemoryReservation).holds) hold.limiter.touch(hold, now);
   }
@@ -196,6 +220,20 @@ export class MemoryStateStore implements StateStore {
     if (memory.released) return;
     memory.released = true;
     for (const hold of memory.holds) hold.limiter.release();
+  }
+
+  refund(reservation: Reservation): void {
+    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.refund(hold);
+  }
+
+  learn(scope: ScopeDefinition, quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes?: readonly number[]): void {
+    this.limiter(scope).learn(quota, now, seed, sendTimes);
+    // A limiter that bounded nothing was left out of its plans.
+    this.planLimiters = new WeakMap();
+  }
+
+  learnedQuotas(scopeId: string): LearnedQuota[] {
+    return this.limiters.get(scopeId)?.learnedQuotas() ?? [];
   }
 
   remaining(scopeId: string, now: number): QuotaRemaining[] {

@@ -69,7 +69,7 @@ export function createOpenRouterTransport(options: OpenRouterTransportOptions = 
   return (key, request, transportOptions) =>
     new Observable<TransportEvent>((subscriber) => {
       const attempt = new Attempt(subscriber, clientFor(key), { key, model: request.model }, settings);
-      return attempt.start(request, transportOptions?.signal);
+      return attempt.start(request, transportOptions?.signal, transportOptions?.onSent);
     });
 }
 
@@ -111,7 +111,7 @@ class Attempt {
   }
 
   /** Sends the request; returns the teardown. */
-  start(request: ChatRequest, callerSignal: AbortSignal | undefined): () => void {
+  start(request: ChatRequest, callerSignal: AbortSignal | undefined, onSent: (() => void) | undefined): () => void {
     const onCallerAbort = (): void => this.fail(this.abortedByCaller());
     if (callerSignal?.aborted === true) {
       onCallerAbort();
@@ -119,6 +119,8 @@ class Attempt {
     }
     callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
 
+    // The SDK goes from here to `fetch` without waiting on anything but microtasks: this is the send.
+    onSent?.();
     const run = request.stream === true ? this.stream(request) : this.complete(request);
     // The one handler of the attempt's promise. A torn-down attempt still rejects (its aborted
     // request or body read); that is the expected end, not a failure, and is not even mapped.

@@ -1,0 +1,299 @@
+import { describe, expect, it } from 'vitest';
+import { filter, map, type SchedulerLike, type Subscription } from 'rxjs';
+import type { TestScheduler } from 'rxjs/testing';
+import { RateLimitError, UpstreamError, type RateLimitInfo } from '../src/core/errors.js';
+import { createPool, type KeyPool } from '../src/create-pool.js';
+import type { KeyInfoSnapshot } from '../src/pool/config.js';
+import type { PoolEvent } from '../src/pool/events.js';
+import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
+import { createMemoryStore } from '../src/store/state-store.js';
+import { MODEL, chatRequest, newTestScheduler, predictablePool, scriptedTransport, type PoolOverrides } from './support.js';
+
+/**
+ * Limits nobody configured: quotas learned from a platform 429's `X-RateLimit-*`, concurrency
+ * found by AIMD from provider 429s, accounts and free-model quotas read from key info. The pool
+ * is driven through `acquire` and `record`, as the operators drive it, on virtual time.
+ */
+
+const DAY_MS = 86_400_000;
+
+function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyPool {
+  const { transport } = scriptedTransport(scheduler, {});
+  return predictablePool(scheduler, transport, [{ key: 'sk-test-1', label: 'k1' }], {
+    strategy: 'roundRobin',
+    // Entries count from admission, as a transport that reports its sends would make them.
+    store: createMemoryStore({ arrivalMarginMs: 0 }),
+    ...overrides,
+  });
+}
+
+/** A platform 429 reporting its quota, as the classifier builds it from `X-RateLimit-*`. */
+function platform429(rateLimit: RateLimitInfo, scope: 'key' | 'account' = 'key'): RateLimitError {
+  return new RateLimitError({
+    message: `429 Rate limit exceeded: ${rateLimit.bucket ?? 'requests-per-key'}`,
+    scope,
+    retryable: true,
+    status: 429,
+    retryAfterMs: rateLimit.resetAfterMs,
+    rateLimit: { bucket: 'requests-per-key', ...rateLimit },
+  });
+}
+
+function provider429(): RateLimitError {
+  return new RateLimitError({ message: '429 Provider returned error', scope: 'model', retryable: true, status: 429, providerName: 'Acme' });
+}
+
+interface Driver {
+  /** Admission times of the requests sent with `send`, in order. */
+  readonly admitted: number[];
+  /** Asks for a key at `at`; the attempt holds it `holdMs`, then ends as `outcome` says. */
+  send(at: number, holdMs: number, outcome?: 'success' | Error | ((lease: KeyLease) => void), model?: string): void;
+}
+
+function driver(scheduler: TestScheduler, pool: KeyPool): Driver {
+  const port = pool[POOL_PORT];
+  const admitted: number[] = [];
+  return {
+    admitted,
+    send(at, holdMs, outcome = 'success', model = MODEL) {
+      scheduler.schedule(() => {
+        let held: Subscription | undefined = undefined;
+        held = port.acquire(chatRequest('hi', { model }), { models: [model] }).subscribe((lease) => {
+          admitted.push(port.scheduler.now());
+          scheduler.schedule(() => {
+            if (outcome === 'success') {
+              port.record({ type: 'success', keyLabel: lease.label, model: lease.model, latencyMs: holdMs });
+            } else if (typeof outcome === 'function') {
+              outcome(lease);
+            } else {
+              if (outcome instanceof RateLimitError && outcome.rateLimit !== undefined) lease.refund();
+              port.record({
+                type: 'failure',
+                keyLabel: lease.label,
+                model: lease.model,
+                error: outcome as RateLimitError,
+                sentAt: lease.sentAt,
+              });
+            }
+            held?.unsubscribe();
+          }, holdMs);
+        });
+      }, at);
+    },
+  };
+}
+
+function eventsOf<Type extends PoolEvent['type']>(pool: KeyPool, type: Type): Extract<PoolEvent, { type: Type }>[] {
+  const seen: Extract<PoolEvent, { type: Type }>[] = [];
+  pool.events$
+    .pipe(filter((event): event is Extract<PoolEvent, { type: Type }> => event.type === type))
+    .subscribe((event) => seen.push(event));
+  return seen;
+}
+
+describe('learned quotas: learn, enforce, re-probe, replace', () => {
+  it("learns L per window from a 429's X-RateLimit-* and its own sends, then spreads requests over the window as the server's opens", () => {
+    const scheduler = newTestScheduler();
+    let learned: PoolEvent[] = [];
+    let drive!: Driver;
+    let pool!: KeyPool;
+    scheduler.run(() => {
+      pool = makePool(scheduler);
+      learned = eventsOf(pool, 'limit-learned');
+      drive = driver(scheduler, pool);
+      // 5 requests in the first 400 ms, all counted by a server that admits 5 per second.
+      for (const at of [0, 100, 200, 300, 400]) drive.send(at, 10);
+      // The 6th is refused: limit 5, the window has room again at 1000 (when the send at 0 leaves).
+      drive.send(500, 10, platform429({ limit: 5, remaining: 0, resetAfterMs: 490 }));
+      // Five more wait: they go out one by one as the learned window opens, not all at the reset.
+      for (let index = 0; index < 5; index++) drive.send(520, 10);
+    });
+    expect(learned).toEqual([
+      {
+        type: 'limit-learned',
+        scope: 'key',
+        target: 'key:k1',
+        quota: { requests: 5, windowMs: 1000, source: 'learned', bucket: 'requests-per-key' },
+        cause: 'learned',
+        at: 510,
+      },
+    ]);
+    expect(drive.admitted).toEqual([0, 100, 200, 300, 400, 500, 1000, 1100, 1200, 1300, 1400]);
+    const quota = pool.snapshot().keys[0]!.quota;
+    expect(quota).toEqual([expect.objectContaining({ scope: 'key', unit: 'requests', limit: 5, windowMs: 1000, source: 'learned' })]);
+  });
+
+  it('re-probes a learned limit upward after a quiet spell at it, and a 429 naming another limit replaces it', () => {
+    const scheduler = newTestScheduler();
+    let learned: Extract<PoolEvent, { type: 'limit-learned' }>[] = [];
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { learning: { reprobeAfterMs: 1_000 } });
+      learned = eventsOf(pool, 'limit-learned');
+      drive = driver(scheduler, pool);
+      for (const at of [0, 100, 200, 300, 400]) drive.send(at, 10);
+      drive.send(500, 10, platform429({ limit: 5, remaining: 0, resetAfterMs: 490 }));
+      // Demand at the limit from then on: 5 per second, every second, for 12 s (the quiet spell is 10 windows).
+      for (let second = 1; second <= 12; second++) for (let index = 0; index < 5; index++) drive.send(second * 1000 + index * 100, 10);
+      // The server's limit went down to 4: its next 429 says so.
+      drive.send(13_000, 10, platform429({ limit: 4, remaining: 0, resetAfterMs: 600 }));
+    });
+    expect(learned.map(({ quota, cause, at }) => ({ requests: quota.requests, cause, at }))).toEqual([
+      { requests: 5, cause: 'learned', at: 510 },
+      // 10 windows after learning (10 510), the first success while the window is full raises it by one.
+      { requests: 6, cause: 'reprobe', at: 11_010 },
+      { requests: 4, cause: 'learned', at: 13_010 },
+    ]);
+  });
+
+  it('a learned quota is never looser than a configured one: both hold', () => {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { keys: [{ key: 'sk-test-1', label: 'k1', limits: { maxConcurrent: 1 } }] });
+      drive = driver(scheduler, pool);
+      for (const at of [0, 100, 200, 300, 400]) drive.send(at, 10);
+      drive.send(500, 10, platform429({ limit: 5, remaining: 0, resetAfterMs: 490 }));
+      // Concurrency 1 (configured) and 5 a second (learned): one at a time, and no sooner than the window allows.
+      drive.send(1000, 150);
+      drive.send(1000, 10);
+    });
+    expect(drive.admitted.slice(6)).toEqual([1000, 1150]);
+  });
+});
+
+describe('adaptive concurrency (AIMD) per model', () => {
+  it('comes down to what was served on a burst of provider 429s (one decrease for the burst), then grows again', () => {
+    const scheduler = newTestScheduler();
+    let limits: number[] = [];
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: { initial: 8, min: 1, max: 64 } });
+      limits = [];
+      pool
+        .model(MODEL)
+        .health$.pipe(map((health) => health.concurrencyLimit))
+        .subscribe((limit) => {
+          if (limits.at(-1) !== limit) limits.push(limit!);
+        });
+      drive = driver(scheduler, pool);
+      // A provider serving 4 at once: 8 go out at 0, 4 are refused at 5.
+      for (let index = 0; index < 4; index++) drive.send(0, 100);
+      for (let index = 0; index < 4; index++) drive.send(0, 5, provider429());
+      // Demand goes on: 60 more wait in the queue instead of drawing 429s.
+      for (let index = 0; index < 60; index++) drive.send(10, 100);
+    });
+    // 8 → 6 (three quarters, once for the burst), then each refusal of the burst caps it below
+    // what was in flight when it came: 5 with 6 out, 4 with 5 out (4 were served).
+    expect(limits.slice(0, 4)).toEqual([8, 6, 5, 4]);
+    // Nothing more is sent while 4 are out; each success then lets one more through.
+    expect(drive.admitted.filter((at) => at === 10)).toEqual([]);
+    expect(drive.admitted.slice(8, 12)).toEqual([100, 100, 100, 100]);
+    // Right below the limit that drew the 429s it grows ten times slower than one per round
+    // trip: about 40 successes later it probes 5 again (one refusal in ~40, not one in a few).
+    expect(limits.slice(4)).toEqual([5]);
+    expect(drive.admitted.length).toBe(68);
+  });
+
+  it('grows only while the limit is in use, and never past max', () => {
+    const scheduler = newTestScheduler();
+    let limit: number | null = null;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: { initial: 4, min: 1, max: 6 } });
+      const drive = driver(scheduler, pool);
+      // One request at a time for a while: a quarter of the limit in use proves nothing.
+      for (let index = 0; index < 20; index++) drive.send(index * 20, 10);
+      scheduler.schedule(() => (limit = pool.snapshot().models[0]!.concurrencyLimit), 500);
+      // Then 6 at a time, many times over: it grows to its max and stops there.
+      for (let round = 0; round < 20; round++) for (let index = 0; index < 8; index++) drive.send(1000 + round * 20, 10);
+      scheduler.schedule(() => (limit = limit === 4 ? pool.snapshot().models[0]!.concurrencyLimit : -1), 2_000);
+    });
+    expect(limit).toBe(6);
+  });
+
+  it('a provider 429 without a hint does not park the model while its limit can still come down; a 503 lowers it too', () => {
+    const scheduler = newTestScheduler();
+    let state: string | undefined;
+    let limit: number | null = null;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: { initial: 8, min: 1, max: 64 } });
+      const drive = driver(scheduler, pool);
+      for (let index = 0; index < 3; index++) drive.send(0, 50);
+      drive.send(0, 5, provider429());
+      drive.send(100, 5, new UpstreamError({ message: '503 provider overloaded', scope: 'model', retryable: true, status: 503 }));
+      scheduler.schedule(() => {
+        state = pool.snapshot().models[0]!.state;
+        limit = pool.snapshot().models[0]!.concurrencyLimit;
+      }, 200);
+    });
+    expect(state).toBe('closed');
+    expect(limit).toBeLessThan(8);
+  });
+});
+
+describe('accounts and free-model quotas from key info', () => {
+  const keys = [
+    { key: 'sk-test-1', label: 'a1' },
+    { key: 'sk-test-2', label: 'a2' },
+    { key: 'sk-test-3', label: 'b1' },
+    { key: 'sk-test-4', label: 'pinned', account: 'mine' },
+  ];
+  const infoOf = (creator: string, extra: Partial<KeyInfoSnapshot> = {}): KeyInfoSnapshot => ({
+    limit: null,
+    limitRemaining: null,
+    usage: 0,
+    isFreeTier: false,
+    creatorUserId: creator,
+    ...extra,
+  });
+
+  it('groups keys by creator_user_id at start, without holding up traffic; a configured account stays', () => {
+    const scheduler = newTestScheduler();
+    let accountsAtStart: string[] = [];
+    let accountsLater: string[] = [];
+    let admittedAt: number[] = [];
+    scheduler.run(({ cold }) => {
+      const creators: Record<string, string> = { a1: 'user_a', a2: 'user_a', b1: 'user_b', pinned: 'user_b' };
+      const pool = makePool(scheduler, {
+        keys,
+        // Key info answers after 50 ms; b1's fails.
+        keyInfo: (key) =>
+          key.label === 'b1' ? cold('--#', undefined, new Error('boom')) : cold('50ms (i|)', { i: infoOf(creators[key.label]!) }),
+      });
+      accountsAtStart = pool.snapshot().keys.map((key) => key.account);
+      const drive = driver(scheduler, pool);
+      drive.send(0, 10);
+      admittedAt = drive.admitted;
+      scheduler.schedule(() => (accountsLater = pool.snapshot().keys.map((key) => key.account)), 100);
+    });
+    expect(admittedAt).toEqual([0]);
+    expect(accountsAtStart).toEqual(['key:a1', 'key:a2', 'key:b1', 'mine']);
+    expect(accountsLater).toEqual(['user_a', 'user_a', 'key:b1', 'mine']);
+  });
+
+  it("takes free_model_daily_requests as the account's free-model quota, which ends at 00:00 UTC", () => {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    const start = Date.UTC(2026, 11, 3, 23, 59, 0);
+    scheduler.run(({ cold }) => {
+      // The pool's clock is the test scheduler's, a minute before 00:00 UTC.
+      const clock: SchedulerLike = { now: () => start + scheduler.now(), schedule: scheduler.schedule.bind(scheduler) };
+      const pool = createPool({
+        keys: [{ key: 'sk-test-1', label: 'k1' }],
+        random: () => 0.5,
+        store: createMemoryStore({ arrivalMarginMs: 0 }),
+        scheduler: clock,
+        transport: scriptedTransport(scheduler, {}).transport,
+        keyInfo: () => cold('(i|)', { i: infoOf('user_a', { freeModelDailyRequests: { used: 48, limit: 50, remaining: 2 } }) }),
+      });
+      drive = driver(scheduler, pool);
+      // 5 free-model requests at 10 s: 2 fit today, the rest wait for 00:00 UTC (50 s later).
+      for (let index = 0; index < 5; index++) drive.send(10_000, 10, 'success', 'acme/model-a:free');
+      // A paid model is not held up by the free-model bucket.
+      drive.send(20_000, 10, 'success', 'acme/paid');
+    });
+    const relative = drive.admitted.map((at) => at - start);
+    expect(relative).toEqual([10_000, 10_000, 20_000, 60_000, 60_000, 60_000]);
+    expect((start + 60_000) % DAY_MS).toBe(0);
+  });
+});

@@ -1,0 +1,94 @@
+/**
+ * A concurrency limit found out from overload answers (AIMD, as in Netflix's concurrency-limits
+ * and TCP's congestion window): where no header states a provider's capacity, the pool sends up
+ * to the limit and holds the rest back in its queue instead of sending them to draw a 429.
+ *
+ * - It grows only while at least half of it is in use (idle room proves nothing): by one per
+ *   success until the first overload (doubling per round trip, TCP's slow start), then by one
+ *   per round trip (1/limit per success), and ten times slower than that at and above the limit
+ *   where the last overload came (as CUBIC does near its last maximum), so a steady capacity
+ *   costs one refused request in many, not one per few round trips.
+ * - It drops to three quarters on an overload answer (a provider 429, a 529 or capacity 503, an
+ *   in-flight budget 402, a timeout), once per burst: answers to requests sent before the last
+ *   decrease answer the load that decrease already stands for. Every overload answer, of a burst
+ *   or not, also caps it below the requests in flight when it came (its own included): the
+ *   capacity could not serve them all, so a burst of refusals brings the limit down to what was
+ *   served, not to a fixed fraction.
+ * - It stays within [min, max].
+ */
+export interface AdaptiveLimitPolicy {
+  /** The limit before any answer. */
+  readonly initial: number;
+  /** The floor: requests always go out this many at a time. */
+  readonly min: number;
+  /** The ceiling, even when nothing ever pushes back. */
+  readonly max: number;
+}
+
+export const DEFAULT_ADAPTIVE_LIMIT: AdaptiveLimitPolicy = { initial: 4, min: 1, max: 1_024 };
+
+/** The share of the limit kept on an overload. */
+const DECREASE_FACTOR = 0.75;
+/** How much slower the limit grows at and past the last overload. */
+const PROBE_SLOWDOWN = 10;
+
+export class AdaptiveLimit {
+  /** Fractional while it grows by less than one per success. */
+  private estimate: number;
+  inFlight = 0;
+  /** Scheduler time of the last decrease: overload answers to requests sent before it are its burst. */
+  private decreasedAt = -Infinity;
+  /** The limit at the last overload (Infinity before any): growth slows near it. */
+  private overloadedAt = Infinity;
+
+  constructor(private readonly policy: AdaptiveLimitPolicy) {
+    this.estimate = policy.initial;
+  }
+
+  /** The limit it started from. */
+  get initial(): number {
+    return this.policy.initial;
+  }
+
+  /** Whether it is down at its floor: an overload now has nothing left to lower. */
+  get atFloor(): boolean {
+    return this.limit <= this.policy.min;
+  }
+
+  /** Requests allowed in flight at once. */
+  get limit(): number {
+    return Math.floor(this.estimate);
+  }
+
+  get hasRoom(): boolean {
+    return this.inFlight < this.limit;
+  }
+
+  /** A success while `inFlight` (its own slot included) were out; returns whether the limit changed. */
+  succeed(): boolean {
+    if (this.inFlight * 2 < this.limit) return false;
+    const before = this.limit;
+    let step: number;
+    if (this.overloadedAt === Infinity) step = 1;
+    else if (this.estimate + 1 < this.overloadedAt) step = 1 / this.estimate;
+    else step = 1 / (this.estimate * PROBE_SLOWDOWN);
+    this.estimate = Math.min(this.policy.max, this.estimate + step);
+    return this.limit !== before;
+  }
+
+  /** An overload answer to a request sent at `sentAt`; returns whether the limit changed. */
+  overload(sentAt: number, now: number): boolean {
+    const before = this.limit;
+    const served = Math.max(this.policy.min, this.inFlight - 1);
+    if (sentAt >= this.decreasedAt) {
+      this.decreasedAt = now;
+      this.overloadedAt = Math.max(this.policy.min, before);
+      this.estimate = Math.max(this.policy.min, Math.floor(before * DECREASE_FACTOR));
+    }
+    if (this.estimate > served) {
+      this.estimate = served;
+      this.overloadedAt = Math.min(this.overloadedAt, this.inFlight);
+    }
+    return this.limit !== before;
+  }
+}

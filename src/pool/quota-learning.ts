@@ -1,0 +1,174 @@
+import type { OpenRouterError } from '../core/errors.js';
+import { estimateWindowMs, windowOfBucket, type LearnedQuota, type QuotaSeed } from '../health/learned-quota.js';
+import type { AdmissionPlan, ScopeDefinition, StateChange } from '../store/state-store.js';
+import type { PoolContext } from './context.js';
+import type { KeyEntry, ModelEntry } from './entities.js';
+import { hasRequestQuota, refusedScope } from './scopes.js';
+import { SendLog } from './send-log.js';
+
+/** Sends remembered per scope, to estimate a window from: quotas up to 256 requests per unnamed window. */
+const SEND_LOG_CAPACITY = 256;
+
+const LEARNED_STATE_TTL_MS = 86_400_000;
+
+/** The bucket of a 429 whose message names none. */
+const UNNAMED_BUCKET = 'rate-limit';
+
+/** OpenRouter's bucket of the free-model requests per UTC day; key info reports its quota. */
+export const FREE_MODELS_DAILY_BUCKET = 'free-models-per-day';
+
+interface Learned {
+  readonly scope: ScopeDefinition;
+  quota: LearnedQuota;
+  /** When the quota of this window was first learned (a re-probe or a new limit keeps it). */
+  readonly learnedAt: number;
+  /** When a quiet spell at the limit may raise it (Infinity: never, as for a calendar day). */
+  reprobeAt: number;
+}
+
+/**
+ * Limits found out, not configured: a platform 429's `X-RateLimit-Limit` and `-Reset` become a
+ * quota of the scope it refused (a key, an account, an account's free models) enforced like a
+ * configured one on top of the config; the window comes from the bucket's name, else from this
+ * pool's own sends. A limit is re-probed upward after a quiet spell at it, so a raised limit is
+ * found; a 429 naming another limit replaces it. Learned quotas travel through the store.
+ */
+export class QuotaLearning {
+  private readonly logs = new Map<string, SendLog>();
+  private readonly learned = new Map<string, Learned>();
+
+  constructor(
+    private readonly context: PoolContext,
+    /** Shares a learned quota with the other pools on the store. */
+    private readonly origin: string,
+  ) {}
+
+  /** Logs a send to every scope of the plan: any of them may refuse one with a quota to learn. */
+  recordSend(plan: AdmissionPlan, at: number): void {
+    for (const scope of plan) this.logOf(scope.id).record(at);
+  }
+
+  /** A send logged at admission (`from`) went out at `to`. */
+  moveSend(plan: AdmissionPlan, from: number, to: number): void {
+    if (from === to) return;
+    for (const scope of plan) this.logs.get(scope.id)?.move(from, to);
+  }
+
+  /** The server refused a send without counting it: it leaves the logs. */
+  forgetSend(plan: AdmissionPlan, at: number): void {
+    for (const scope of plan) this.logs.get(scope.id)?.forget(at);
+  }
+
+  private logOf(scopeId: string): SendLog {
+    let log = this.logs.get(scopeId);
+    if (log === undefined) {
+      log = new SendLog(SEND_LOG_CAPACITY);
+      this.logs.set(scopeId, log);
+    }
+    return log;
+  }
+
+  /** Since when the scope's request quota is known: -Infinity when configured, Infinity when neither configured nor learned. */
+  quotaKnownAt(scope: ScopeDefinition): number {
+    if (hasRequestQuota(scope)) return -Infinity;
+    let at = Infinity;
+    for (const learned of this.learnedOf(scope.id)) at = Math.min(at, learned.learnedAt);
+    return at;
+  }
+
+  /** Learns from a platform 429 that reports its quota (`error.rateLimit`). */
+  onRefused(entry: KeyEntry, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
+    const info = error.rateLimit;
+    const scope = info === undefined ? undefined : refusedScope(entry, model, error);
+    // A configured request quota is the truth for its scope: a 429 beside it comes from other
+    // senders (a fleet on memory stores), and this pool's sends cannot tell its window.
+    if (info === undefined || scope === undefined || hasRequestQuota(scope)) return;
+    // Sends up to the refused one's (which the refund took out of the log): what the server counted.
+    const sendTimes = this.logs.get(scope.id)?.through(sentAt) ?? [];
+    const estimatedMs = estimateWindowMs(info.limit, sendTimes, now, info.resetAfterMs);
+    const window = windowOfBucket(info.bucket) ?? (estimatedMs === undefined ? undefined : { windowMs: estimatedMs });
+    // Nothing tells the window: the 429's park is all this answer teaches.
+    if (window === undefined) return;
+    const quota: LearnedQuota = { requests: info.limit, ...window, source: 'learned', bucket: info.bucket ?? UNNAMED_BUCKET };
+    const seed: QuotaSeed = { remaining: info.remaining ?? 0, resetAfterMs: info.resetAfterMs };
+    this.apply(scope, quota, now, 'learned', seed, sendTimes);
+    this.share(scope, quota);
+  }
+
+  /** Learns a quota from key info (`free_model_daily_requests`): the server's count for the day is the seed. */
+  fromKeyInfo(scope: ScopeDefinition, quota: LearnedQuota, seed: QuotaSeed | undefined, now: number): void {
+    const known = this.learned.get(`${scope.id}|${quota.bucket}`);
+    // A 429 is fresher than key info: key info only fills what no 429 taught.
+    if (known !== undefined && known.quota.source === 'learned') return;
+    this.apply(scope, quota, now, 'key-info', seed, []);
+    this.share(scope, quota);
+  }
+
+  /**
+   * A success on `plan`: a learned limit that saw no 429 for a while (a quiet spell) and runs at
+   * its limit is raised by a tenth (at least one), to find out whether the limit went up. If not,
+   * the next 429 names the limit again and replaces the raised one.
+   */
+  onSuccess(plan: AdmissionPlan, now: number): void {
+    if (this.learned.size === 0) return;
+    for (const scope of plan) {
+      for (const learned of this.learnedOf(scope.id)) {
+        if (now < learned.reprobeAt) continue;
+        learned.reprobeAt = now + this.reprobeAfterMs(learned.quota);
+        const atLimit = this.context.store
+          .remaining(scope.id, now)
+          .some((quota) => quota.bucket === learned.quota.bucket && quota.remaining <= quota.limit / 10);
+        if (!atLimit) continue;
+        const raised: LearnedQuota = {
+          ...learned.quota,
+          requests: learned.quota.requests + Math.max(1, Math.ceil(learned.quota.requests / 10)),
+        };
+        this.apply(scope, raised, now, 'reprobe');
+        this.share(scope, raised);
+      }
+    }
+  }
+
+  private *learnedOf(scopeId: string): Iterable<Learned> {
+    for (const learned of this.learned.values()) if (learned.scope.id === scopeId) yield learned;
+  }
+
+  /** Applies another pool's learned quota. */
+  applyShared(change: StateChange, scope: ScopeDefinition): void {
+    if (change.quota === undefined) return;
+    this.apply(scope, change.quota, this.context.scheduler.now(), 'shared');
+  }
+
+  private apply(
+    scope: ScopeDefinition,
+    quota: LearnedQuota,
+    now: number,
+    cause: 'learned' | 'reprobe' | 'shared' | 'key-info',
+    seed?: QuotaSeed,
+    sendTimes?: readonly number[],
+  ): void {
+    this.context.store.learn(scope, quota, now, seed, sendTimes);
+    const key = `${scope.id}|${quota.bucket}`;
+    const learnedAt = this.learned.get(key)?.learnedAt ?? now;
+    this.learned.set(key, { scope, quota, learnedAt, reprobeAt: now + this.reprobeAfterMs(quota) });
+    this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota, cause, at: now });
+  }
+
+  /** A calendar-day quota changes with the account's credits, which key info reports: never probed. */
+  private reprobeAfterMs(quota: LearnedQuota): number {
+    if (quota.calendar === 'utc-day') return Infinity;
+    return Math.max(this.context.config.learning.reprobeAfterMs, 10 * quota.windowMs);
+  }
+
+  private share(scope: ScopeDefinition, quota: LearnedQuota): void {
+    // Kept a day on a shared store, so a process that starts later learns it too.
+    this.context.store.publish({
+      scope: scope.kind,
+      target: scope.id,
+      state: 'learned',
+      remainingMs: LEARNED_STATE_TTL_MS,
+      origin: this.origin,
+      quota,
+    });
+  }
+}

@@ -1,0 +1,28 @@
+import type { OpenRouterError } from '../core/errors.js';
+import type { ScopeDefinition } from '../store/state-store.js';
+import type { KeyEntry, ModelEntry } from './entities.js';
+
+/** Which scope a refusal names, and which scopes have what: small facts the pool's parts share. */
+
+/** A platform 429: the key's or the account's limit (a provider's 429 is model-scoped). */
+export function isPlatformRefusal(error: OpenRouterError): boolean {
+  return error.kind === 'rate_limit' && (error.scope === 'key' || error.scope === 'account');
+}
+
+/** The scope a platform 429 refused: the key, or the account (its free models' bucket for a `:free` model). */
+export function refusedScope(entry: KeyEntry, model: ModelEntry, error: OpenRouterError): ScopeDefinition | undefined {
+  if (error.scope === 'key') return entry.scope;
+  if (error.scope !== 'account') return undefined;
+  return isFreeModel(model.model) ? entry.account.modelScope(FREE_MODELS_PATTERN) : entry.account.scope;
+}
+
+export function hasRequestQuota(scope: ScopeDefinition): boolean {
+  return scope.limits.rpm !== undefined || (scope.limits.quotas ?? []).some((quota) => quota.requests !== undefined);
+}
+
+/** The pattern of OpenRouter's free model variants, whose buckets belong to the account. */
+export const FREE_MODELS_PATTERN = '*:free';
+
+export function isFreeModel(model: string): boolean {
+  return model.endsWith(':free');
+}
