@@ -73,6 +73,96 @@ const notes: Record<string, string> = {
   'saturation.lost': 'Saturation, lost requests: some requests had no outcome when the run ended.',
   'saturation-slow.lost': 'Saturation with 250 ms answers, lost requests: some requests had no outcome when the run ended.',
   'dead-keys.waste': 'Dead keys: the library wasted more attempts than a peer, or left a request unanswered.',
+  // Issue 12: nobody told any limit. Read first: the library row's `observed` figures in the JSON
+  // (its parks, the quotas its health shows and where they came from, its concurrency limits). The
+  // notes were written while the issue 12 features were being built (uncommitted on 68492d6): they
+  // say what the rows showed then, at 68492d6 itself and with the features as first built.
+  'saturation-unknown.goodput':
+    'Saturation with the quotas untold, goodput. At 68492d6 (nothing learnt: `observed.quotas` empty) admission never ' +
+    'held a request back, so each key’s window was found by a 429, and each 429 parked its key for the wait hint: ' +
+    '`Retry-After` (whole seconds, at least 1 s, the whole window here) is read before the same answer’s exact ' +
+    '`X-RateLimit-Reset` (`src/wire/retry-after.ts`), and the requests already in flight to the key draw more 429s, ' +
+    'each pushing the park later (one `cooldown` per 429 in `observed.parks`): about 50 % of Σ quota. With the quota ' +
+    'learning as first built, health showed more than one learnt window for the one 25-per-second quota of each key: ' +
+    '25/1 s and 25/2 s (50 % of Σ quota: admission obeys the strictest), and in some runs 25/60 s as well (9–13 %, ' +
+    'p99 of seconds, once 64 requests lost at the end). `estimateWindowMs` (`src/health/learned-quota.ts`) falls back to a minute when the ' +
+    'send log holds fewer than `limit` sends to the scope, snaps an estimate more than 10 % over 1 s up to 2 s, and ' +
+    'learnt quotas add up rather than replace one another, so a wrong long window is never superseded by the right one.',
+  'saturation-unknown.429':
+    'Saturation with the quotas untold, 429s: until the quota is learnt and enforced, each key’s window is found by ' +
+    'a 429 and the requests in flight behind it; see the goodput note.',
+  'saturation-unknown.ahead':
+    'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
+    '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
+    'attempts refused; the library parks, or admits against a learnt window that is too long (goodput note), and fills less.',
+  'saturation-unknown.ahead-tie':
+    'Saturation with the quotas untold, ahead of every peer: a tie at the quota, not a loss; nobody can pass Σ quota, ' +
+    'and the 429 target says whether the library got there more cleanly.',
+  'saturation-unknown.ahead-429':
+    'Saturation with the quotas untold, fewer 429s than every peer: Portkey backs off 1, 2, 4 s on every 429 ' +
+    '(`use_retry_after_header` is inert in the npm build), so it sends fewer attempts and fewer are refused; the ' +
+    'library is refused as often until it admits against the learnt quota (goodput note).',
+  'saturation-unknown.lost':
+    'Saturation with the quotas untold, lost requests: requests still held by admission when the run gave up on them ' +
+    '(the drain’s deadline): with a learnt window far longer than the real one (goodput note), admission holds the ' +
+    'queue for it.',
+  'shared-accounts.accounts':
+    'Shared accounts, grouping: the pool’s health shows each key as an account of its own (`key:<label>`) unless the ' +
+    'config names the account or key info does. At 68492d6 the pool reads `GET /api/v1/key` only on ' +
+    '`refreshKeyInfo()`, and folds its credit fields only: `creator_user_id`, the same for every key of one account, ' +
+    'is not used to group them. The account discovery of issue 12 (as first built) grouped them into the two accounts.',
+  'shared-accounts.429':
+    'Shared accounts, 429s: a `free-models-per-…` 429 is classified account-scoped (`src/wire/classify.ts`). At ' +
+    '68492d6 the account it parks is the key’s own (grouping note): the other keys of the real account are tried next ' +
+    'and refused in turn, and requests that meet only refusals fail (`attempts_exhausted`, the `failed` figure): ' +
+    'about three attempts in four answered 429. With the keys grouped and the bucket learnt (as first built) about ' +
+    'one in five still was: the account’s window is found by a 429 before it is learnt, and an account parked on ' +
+    '`Retry-After` (1 s) is parked longer than its window needs (see the saturation-unknown goodput note).',
+  'shared-accounts.goodput':
+    'Shared accounts, goodput: each refused key of an account is parked for the 429’s `Retry-After` (1 s, the ' +
+    'window) while its siblings are refused in turn (429 note), so the account can sit idle after its window frees; a ' +
+    'learnt window longer than the real one holds it idle longer.',
+  'shared-accounts.lost':
+    'Shared accounts, lost requests: requests still held by admission when the run gave up on them, e.g. behind a ' +
+    'learnt window longer than the real one (saturation-unknown goodput note).',
+  'provider-capacity.goodput':
+    'Provider capacity, goodput: at 68492d6 an upstream 429 (no `X-RateLimit-*`, no `Retry-After`) parks the whole ' +
+    'model with the backoff of `outcomes.ts` `park` (1 s, doubling on repeats, equal jitter), and every request for ' +
+    'it waits: the N slots sit empty for the park, then the queued requests go out at once and are mostly refused ' +
+    'again (about a third of what N slots give). What fills N slots without the 429s is a concurrency limit per ' +
+    '(account, model) found by AIMD (openrouter-wire.md §8); as first built it reached what the slots give ' +
+    '(`observed.concurrency`: from 9, down to 3–4).',
+  'provider-capacity.429':
+    'Provider capacity, 429s: at 68492d6, with no concurrency limit, the library sends every queued request the moment ' +
+    'the park ends, N of them are served and the rest refused (goodput note). With the AIMD limit as first built, the ' +
+    '429s are its probing: it starts at 9 for N = 4 and tries up to 12, about ten 429s, a fixed cost that the quick ' +
+    'run’s few seconds (about 130 attempts) turn into more than 5 %.',
+  'provider-capacity.answered':
+    'Provider capacity, every request answered: a request that meets the refusals of every retry its budget allows ' +
+    'fails (`attempts_exhausted`); at 68492d6 a retry waits only for the model’s park and then races the whole queue ' +
+    'for N slots.',
+  'provider-capacity.stall':
+    'Provider capacity, longest stall: at 68492d6 the model is parked with a backoff that doubles while 429s repeat ' +
+    '(up to `maxRateLimitCooldownMs`, 60 s), and no completion comes while it is parked.',
+  'provider-capacity.ahead':
+    'Provider capacity, goodput ahead of every peer: the peers that retry each request on their own clock keep the N ' +
+    'slots busy by sheer numbers (most of their attempts refused, many of their requests failed): a freed slot is ' +
+    'taken at once by an attempt already on its way. The library at 68492d6 parked the whole model and left the slots ' +
+    'empty for the park (goodput note); with the AIMD limit as first built it holds exactly N in flight, so each slot ' +
+    'idles for the client’s turnaround between an answer and the next send (a few ms of 200 on a loaded machine), ' +
+    'and the brute-force recipe comes out a point or so ahead at three 429s in four.',
+  'provider-capacity.ahead-tie':
+    'Provider capacity, goodput ahead of every peer: a tie at what N slots give, not a loss; nobody can pass it, and ' +
+    'the 429 and answered targets say at what cost each got there.',
+  'provider-capacity.ahead-429':
+    'Provider capacity, fewer 429s than every peer: Portkey backs off 1, 2, 4 s, so it sends fewer attempts; the ' +
+    'library at 68492d6 sent its whole queue after each park (429 note).',
+  'fleet.goodput':
+    'Fleet on Redis, goodput: no analysis yet. The workers draw no 429 and the in-process saturation row fills its quota ' +
+    'with the same accounting (an entry counts from the earlier of admission + margin and the first response byte), so ' +
+    'the loss is in how the processes share the windows: each reservation is a Redis round trip, and a worker waiting ' +
+    'for room learns that a window has freed only when it tries again. `fake.requests` timestamps against each ' +
+    'worker’s admissions would show which.',
 };
 
 export function missedNotes(targets: ReadonlyArray<TargetCheck & { scenario: string }>): string[] {

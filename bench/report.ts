@@ -89,7 +89,7 @@ export function performanceSection(report: BenchReport): string {
     targetSummary(report.scenarios),
     '',
     ...(missedNotes(report.targets).length === 0 ? [] : ['Where a target is missed, and why:', '', ...missedNotes(report.targets), '']),
-    'Reproduce: `npm run bench` (full, a few minutes) or `npm run bench -- --quick` (about a minute); every figure lands in `bench/results/latest.json`.',
+    'Reproduce: `npm run bench` (full, a few minutes) or `npm run bench -- --quick` (about two and a half minutes); every figure lands in `bench/results/latest.json`.',
     '',
   ].join('\n');
 }

@@ -1,13 +1,14 @@
 /**
- * `npm run bench` (full) or `npm run bench -- --quick` (about a minute): every scenario against the
+ * `npm run bench` (full) or `npm run bench -- --quick` (two and a half minutes): every scenario against the
  * fake OpenRouter on 127.0.0.1, every peer in this same process run. Prints a Markdown table and
  * writes `bench/results/latest.json` and `latest.md` (the README's performance section), and the
  * same as `full.json`/`full.md` or `quick.json`/`quick.md`, so a quick run leaves the last full one.
  *
  *   --quick              shorter runs (noisier figures)
- *   --only a,b           only these scenarios (saturation, saturation-slow, overhead, streaming,
- *                        dead-keys, scale, fleet; saturation-slow is in the full run only);
- *                        written to bench/results/partial.json, never over latest.json
+ *   --only a,b           only these scenarios (saturation, saturation-unknown, saturation-slow,
+ *                        shared-accounts, provider-capacity, overhead, streaming, dead-keys, scale,
+ *                        fleet; saturation-slow and fleet are in the full run only); written to
+ *                        bench/results/partial.json, never over latest.json
  *   --peers a,b          only these peers (library, bare-sdk, recipe, cockatiel, portkey)
  *   --out path           where to write the JSON instead
  */
@@ -19,17 +20,30 @@ import { markdownTable, performanceSection, targetSummary, writeJson, type Bench
 import { deadKeys } from './scenarios/dead-keys.js';
 import { fleet } from './scenarios/fleet.js';
 import { overhead } from './scenarios/overhead.js';
-import { saturation, saturationSlow } from './scenarios/saturation.js';
+import { providerCapacity } from './scenarios/provider-capacity.js';
+import { saturation, saturationSlow, saturationUnknown } from './scenarios/saturation.js';
 import { scale } from './scenarios/scale.js';
+import { sharedAccounts } from './scenarios/shared-accounts.js';
 import { streaming } from './scenarios/streaming.js';
 import type { Scenario, ScenarioResult } from './scenarios/types.js';
 import { startFakeHost, type FakeHost } from './support/fake-host.js';
 import { machineInfo, packageVersions, sourceRevision } from './support/measure.js';
 
-const scenarios: readonly Scenario[] = [saturation, saturationSlow, overhead, streaming, deadKeys, scale, fleet];
+const scenarios: readonly Scenario[] = [
+  saturation,
+  saturationUnknown,
+  saturationSlow,
+  sharedAccounts,
+  providerCapacity,
+  overhead,
+  streaming,
+  deadKeys,
+  scale,
+  fleet,
+];
 /**
  * Left out of `--quick` unless named with `--only`: the fleet starts worker processes (about 15 s),
- * so `--quick` stays under a minute.
+ * and the slow-answer saturation needs long windows, so `--quick` stays near two and a half minutes.
  */
 const fullOnly = new Set<string>(['saturation-slow', 'fleet']);
 

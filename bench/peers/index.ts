@@ -9,4 +9,4 @@ import type { Peer } from './types.js';
 export const peers: readonly Peer[] = [libraryPeer, bareSdkPeer, recipePeer, cockatielPeer, portkeyPeer];
 
 export { stopGateway } from './portkey.js';
-export type { Peer, PeerId, PeerSession, PeerContext, BenchKey, BenchRequest, Outcome } from './types.js';
+export type { Peer, PeerId, PeerSession, PeerContext, PeerObservations, BenchKey, BenchRequest, Outcome } from './types.js';

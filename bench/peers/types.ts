@@ -25,6 +25,8 @@ export interface PeerContext {
   concurrency: number;
   /** A `fetch` to use instead of the network (the scale scenario's never-answering one). */
   fetch?: typeof fetch;
+  /** Ask for `PeerSession.observe` (the library watches its pool's events for it; off elsewhere, as it costs CPU). */
+  observe?: boolean;
 }
 
 export interface BenchRequest {
@@ -46,8 +48,36 @@ export interface PeerSession {
   pick?(): void;
   /** CPU time of helper processes the peer runs (Portkey's gateway), in µs, if any. */
   helperCpuMicros?(): number | undefined;
+  /**
+   * What the peer shows of its own state, read before `close` (the library's pool health and
+   * events: how it grouped the keys into accounts, what it parked and for how long). Figures only:
+   * no scenario steers by them.
+   */
+  observe?(): PeerObservations;
   /** Aborts whatever is in flight and frees every resource. */
   close(): Promise<void>;
+}
+
+/** The library's view of itself at the end of a run (`PeerSession.observe`). */
+export interface PeerObservations {
+  /** Distinct accounts the pool's health shows the keys in, and which key is in which. */
+  accounts: number;
+  accountOfKey: Record<string, string>;
+  /** Quotas the pool's health shows at the end (told or learnt), distinct by scope, limit and window. */
+  quotas: Array<{ scope: string; unit: string; limit: number; windowMs: number; source?: string }>;
+  /** `cooldown` events on the pool's `events$` by scope and reason (e.g. `key rate-limit`). */
+  parks: Record<string, number>;
+  /** The longest cooldown announced (`until - at`), and the sum of them all, ms. */
+  longestParkMs: number;
+  totalParkMs: number;
+  /** `retry` events by reason. */
+  retries: Record<string, number>;
+  /** Concurrency limits the pool reported (`concurrency` events), per what they are of (e.g. `model bench/x`). */
+  concurrency: Record<string, { first: number; last: number; min: number; max: number; changes: number }>;
+  /** Quotas the pool announced it learnt (`limit-learned` events), by scope, quota and cause. */
+  learned: Record<string, number>;
+  /** Every event on `events$`, by type. */
+  events: Record<string, number>;
 }
 
 export interface Peer {

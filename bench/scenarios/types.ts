@@ -1,7 +1,17 @@
 import type { Peer, PeerId } from '../peers/types.js';
 import type { FakeHost } from '../support/fake-host.js';
 
-export type ScenarioId = 'saturation' | 'saturation-slow' | 'overhead' | 'streaming' | 'dead-keys' | 'scale' | 'fleet';
+export type ScenarioId =
+  | 'saturation'
+  | 'saturation-unknown'
+  | 'saturation-slow'
+  | 'shared-accounts'
+  | 'provider-capacity'
+  | 'overhead'
+  | 'streaming'
+  | 'dead-keys'
+  | 'scale'
+  | 'fleet';
 
 export interface ScenarioEnv {
   host: FakeHost;
