@@ -180,8 +180,8 @@ describe('adaptive concurrency (AIMD) per model', () => {
       // A provider serving 4 at once: 8 go out at 0, 4 are refused at 5.
       for (let index = 0; index < 4; index++) drive.send(0, 100);
       for (let index = 0; index < 4; index++) drive.send(0, 5, provider429());
-      // Demand goes on: 60 more wait in the queue instead of drawing 429s.
-      for (let index = 0; index < 60; index++) drive.send(10, 100);
+      // Demand goes on: 100 more wait in the queue instead of drawing 429s.
+      for (let index = 0; index < 100; index++) drive.send(10, 100);
     });
     // 8 → 6 (three quarters, once for the burst), then each refusal of the burst caps it below
     // what was in flight when it came: 5 with 6 out, 4 with 5 out (4 were served).
@@ -189,10 +189,10 @@ describe('adaptive concurrency (AIMD) per model', () => {
     // Nothing more is sent while 4 are out; each success then lets one more through.
     expect(drive.admitted.filter((at) => at === 10)).toEqual([]);
     expect(drive.admitted.slice(8, 12)).toEqual([100, 100, 100, 100]);
-    // Right below the limit that drew the 429s it grows ten times slower than one per round
-    // trip: about 40 successes later it probes 5 again (one refusal in ~40, not one in a few).
+    // Right below the limit that drew the 429s it grows twenty times slower than one per round
+    // trip: about 80 successes later it probes 5 again (one refusal in ~80, not one in a few).
     expect(limits.slice(4)).toEqual([5]);
-    expect(drive.admitted.length).toBe(68);
+    expect(drive.admitted.length).toBe(108);
   });
 
   it('grows only while the limit is in use, and never past max', () => {

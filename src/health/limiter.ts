@@ -123,7 +123,8 @@ export class Limiter {
       if (seed !== undefined) {
         const counted = Math.max(0, quota.requests - seed.remaining);
         const since = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - quota.windowMs : now - quota.windowMs;
-        const ours = sendTimes.filter((at) => at > since).slice(-counted);
+        // All of ours in the window: more than the server counted only while some are still on their way.
+        const ours = sendTimes.filter((at) => at > since);
         for (const at of ours) window.add(at, 1);
         // The rest of the server's count leaves its window at the reset, at the earliest.
         const othersFrom = Math.min(now, now + seed.resetAfterMs - quota.windowMs);

@@ -212,6 +212,7 @@ export class Admission {
     entry.inFlight += change;
     model.inFlight += change;
     if (model.concurrency !== undefined) model.concurrency.inFlight += change;
+    entry.account.inFlight += change;
     if (entry.account.concurrency !== undefined) entry.account.concurrency.inFlight += change;
   }
 
@@ -270,7 +271,9 @@ export class Admission {
       markResponded: () => {
         if (responded || released) return;
         responded = true;
-        this.context.store.markResponded(reservation, this.context.scheduler.now());
+        const at = this.context.scheduler.now();
+        this.learning?.markCounted(plan, sentAt, at);
+        this.context.store.markResponded(reservation, at);
         // The quota entry now has an expiry: a waiting request can be woken for it.
         if (this.queue.length > 0) this.scheduleWake();
       },

@@ -22,8 +22,13 @@ import type { KeyCandidate } from './strategies.js';
 
 export class AccountEntry {
   readonly keys: KeyEntry[] = [];
-  /** Requests of the account in flight at once, found by AIMD from in-flight budget 402s; undefined when off. */
-  readonly concurrency: AdaptiveLimit | undefined;
+  /**
+   * Requests of the account in flight at once, found by AIMD from in-flight budget 402s: none
+   * until the first such 402 (an account has no concurrency limit of its own until it shows one).
+   */
+  concurrency: AdaptiveLimit | undefined = undefined;
+  /** Attempts of the account's keys in flight now. */
+  inFlight = 0;
   parkedUntil = 0;
   /** When the current (or last) 429 park began: 429s to requests sent before it are its burst. */
   parkStartedAt = -Infinity;
@@ -35,9 +40,20 @@ export class AccountEntry {
     readonly id: string,
     readonly scope: ScopeDefinition,
     private readonly modelLimits: Readonly<Record<string, LimitsConfig>>,
-    adaptive: AdaptiveLimitPolicy | undefined,
-  ) {
-    this.concurrency = adaptive === undefined ? undefined : new AdaptiveLimit(adaptive);
+    /** The policy of the account's adaptive limit, once it needs one; undefined when adaptive concurrency is off. */
+    readonly adaptive: AdaptiveLimitPolicy | undefined,
+  ) {}
+
+  /** The account's adaptive limit, started at what is in flight now when it first needs one. */
+  adaptiveLimit(): AdaptiveLimit | undefined {
+    if (this.concurrency === undefined && this.adaptive !== undefined) {
+      this.concurrency = new AdaptiveLimit({
+        ...this.adaptive,
+        initial: Math.min(this.adaptive.max, Math.max(this.adaptive.min, this.inFlight)),
+      });
+      this.concurrency.inFlight = this.inFlight;
+    }
+    return this.concurrency;
   }
 
   /** The scope of a `models` limit pattern within this account (OpenRouter limits per account). */

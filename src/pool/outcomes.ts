@@ -124,8 +124,8 @@ export class OutcomePolicy {
       this.context.publisher.markModel(model);
     }
     const account = entry?.account;
-    if (scope === 'account' && account?.concurrency?.overload(sentAt, now) === true) {
-      this.concurrencyChanged('account', account.id, account.concurrency.limit, now);
+    if (scope === 'account' && account?.adaptiveLimit()?.overload(sentAt, now) === true) {
+      this.concurrencyChanged('account', account.id, account.concurrency!.limit, now);
       this.context.publisher.markAccount(account);
     }
   }

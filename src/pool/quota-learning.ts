@@ -51,12 +51,17 @@ export class QuotaLearning {
   /** A send logged at admission (`from`) went out at `to`. */
   moveSend(plan: AdmissionPlan, from: number, to: number): void {
     if (from === to) return;
-    for (const scope of plan) this.logs.get(scope.id)?.move(from, to);
+    for (const scope of plan) this.logs.get(scope.id)?.moveSent(from, to);
+  }
+
+  /** The send at `sentAt` was counted by the server by `at` at the latest (its first response byte). */
+  markCounted(plan: AdmissionPlan, sentAt: number, at: number): void {
+    for (const scope of plan) this.logs.get(scope.id)?.markCounted(sentAt, at);
   }
 
   /** The server refused a send without counting it: it leaves the logs. */
-  forgetSend(plan: AdmissionPlan, at: number): void {
-    for (const scope of plan) this.logs.get(scope.id)?.forget(at);
+  forgetSend(plan: AdmissionPlan, sentAt: number): void {
+    for (const scope of plan) this.logs.get(scope.id)?.forget(sentAt);
   }
 
   private logOf(scopeId: string): SendLog {
@@ -83,15 +88,17 @@ export class QuotaLearning {
     // A configured request quota is the truth for its scope: a 429 beside it comes from other
     // senders (a fleet on memory stores), and this pool's sends cannot tell its window.
     if (info === undefined || scope === undefined || hasRequestQuota(scope)) return;
-    // Sends up to the refused one's (which the refund took out of the log): what the server counted.
-    const sendTimes = this.logs.get(scope.id)?.through(sentAt) ?? [];
-    const estimatedMs = estimateWindowMs(info.limit, sendTimes, now, info.resetAfterMs);
+    // The window from the sends up to the refused one's (the refund took it out of the log): what the server had counted.
+    const log = this.logs.get(scope.id);
+    const estimatedMs = estimateWindowMs(info.limit, log?.sentThrough(sentAt) ?? [], now, info.resetAfterMs);
     const window = windowOfBucket(info.bucket) ?? (estimatedMs === undefined ? undefined : { windowMs: estimatedMs });
     // Nothing tells the window: the 429's park is all this answer teaches.
     if (window === undefined) return;
     const quota: LearnedQuota = { requests: info.limit, ...window, source: 'learned', bucket: info.bucket ?? UNNAMED_BUCKET };
     const seed: QuotaSeed = { remaining: info.remaining ?? 0, resetAfterMs: info.resetAfterMs };
-    this.apply(scope, quota, now, 'learned', seed, sendTimes);
+    // The window starts with every send on record, those still in flight included (they count
+    // too), each from when the server had counted it at the latest, so it never runs ahead.
+    this.apply(scope, quota, now, 'learned', seed, log?.countedTimes() ?? []);
     this.share(scope, quota);
   }
 

@@ -1,49 +1,72 @@
 /**
- * The recent send times of one scope: what the pool compares a 429's reset with to find out the
- * quota's window, and what a learned window starts from. A ring of the last `capacity` sends, so
- * a pool of many keys holds a few kilobytes per scope; a quota larger than the ring is estimated
- * from its reset alone (or its bucket's name). Updates search from the newest send, where they
- * almost always land, so they cost a few steps on the hot path.
+ * The recent sends of one scope, each with two times: when it went out (what a 429's reset is
+ * compared with to find out the quota's window) and from when the server had counted it at the
+ * latest (its first response byte, else its send: what a learned window starts from). A ring of
+ * the last `capacity` sends, so a pool of many keys holds a few kilobytes per scope; a quota
+ * larger than the ring is estimated from its bucket's name or not at all. A send is found by its
+ * send time, searching from the newest, where updates almost always land.
  */
 export class SendLog {
-  private readonly times: number[] = [];
+  private readonly sent: number[] = [];
+  private readonly counted: number[] = [];
   /** Where the next send goes once the ring is full: the oldest. */
   private next = 0;
 
   constructor(private readonly capacity: number) {}
 
   record(at: number): void {
-    if (this.times.length < this.capacity) this.times.push(at);
-    else {
-      this.times[this.next] = at;
+    if (this.sent.length < this.capacity) {
+      this.sent.push(at);
+      this.counted.push(at);
+    } else {
+      this.sent[this.next] = at;
+      this.counted[this.next] = at;
       this.next = (this.next + 1) % this.capacity;
     }
   }
 
-  /** A send logged at `from` went out at `to` (the transport reported it). */
-  move(from: number, to: number): void {
+  /** A send logged at admission (`from`) went out at `to` (the transport reported it). */
+  moveSent(from: number, to: number): void {
     const index = this.newest(from);
-    if (index >= 0) this.times[index] = to;
+    if (index < 0) return;
+    this.sent[index] = to;
+    this.counted[index] = to;
+  }
+
+  /** The send at `sentAt` was counted by `at` at the latest (its first response byte came then). */
+  markCounted(sentAt: number, at: number): void {
+    const index = this.newest(sentAt);
+    if (index >= 0) this.counted[index] = at;
   }
 
   /** The server did not count a send (it answered a platform 429): it leaves the log. */
-  forget(at: number): void {
-    const index = this.newest(at);
-    if (index >= 0) this.times[index] = NaN;
+  forget(sentAt: number): void {
+    const index = this.newest(sentAt);
+    if (index < 0) return;
+    this.sent[index] = NaN;
+    this.counted[index] = NaN;
   }
 
   /** Send times up to `at` (inclusive), oldest first. */
-  through(at: number): number[] {
-    const ordered = [...this.times.slice(this.next), ...this.times.slice(0, this.next)];
-    return ordered.filter((time) => time <= at);
+  sentThrough(at: number): number[] {
+    return this.ordered(this.sent).filter((time) => time <= at);
   }
 
-  /** The index of the newest send logged at `at`, or -1. */
-  private newest(at: number): number {
-    const length = this.times.length;
+  /** When each send was counted at the latest, oldest send first. */
+  countedTimes(): number[] {
+    return this.ordered(this.counted).filter((time) => !Number.isNaN(time));
+  }
+
+  private ordered(times: readonly number[]): number[] {
+    return [...times.slice(this.next), ...times.slice(0, this.next)];
+  }
+
+  /** The index of the newest send that went out at `sentAt`, or -1. */
+  private newest(sentAt: number): number {
+    const length = this.sent.length;
     for (let step = 1; step <= length; step++) {
       const index = (this.next - step + length) % length;
-      if (this.times[index] === at) return index;
+      if (this.sent[index] === sentAt) return index;
     }
     return -1;
   }
