@@ -62,10 +62,13 @@ function driver(scheduler: TestScheduler, pool: KeyPool): Driver {
           admitted.push(port.scheduler.now());
           scheduler.schedule(() => {
             if (outcome === 'success') {
+              // The answer's first byte, then its end (withKeyRotation calls them so).
+              lease.markResponded();
               port.record({ type: 'success', keyLabel: lease.label, model: lease.model, latencyMs: holdMs });
             } else if (typeof outcome === 'function') {
               outcome(lease);
             } else {
+              lease.markResponded(false);
               if (outcome instanceof RateLimitError && outcome.rateLimit !== undefined) lease.refund();
               port.record({
                 type: 'failure',
@@ -118,7 +121,9 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
         at: 510,
       },
     ]);
-    expect(drive.admitted).toEqual([0, 100, 200, 300, 400, 500, 1000, 1100, 1200, 1300, 1400]);
+    // Each send counts from its answer's first byte (10 ms after it went out), by when the server
+    // had surely counted it: the window opens 10 ms after the server's, never before.
+    expect(drive.admitted).toEqual([0, 100, 200, 300, 400, 500, 1010, 1110, 1210, 1310, 1410]);
     const quota = pool.snapshot().keys[0]!.quota;
     expect(quota).toEqual([expect.objectContaining({ scope: 'key', unit: 'requests', limit: 5, windowMs: 1000, source: 'learned' })]);
   });
@@ -141,7 +146,7 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
     expect(learned.map(({ quota, cause, at }) => ({ requests: quota.requests, cause, at }))).toEqual([
       { requests: 5, cause: 'learned', at: 510 },
       // 10 windows after learning (10 510), the first success while the window is full raises it by one.
-      { requests: 6, cause: 'reprobe', at: 11_010 },
+      { requests: 6, cause: 'reprobe', at: 11_020 },
       { requests: 4, cause: 'learned', at: 13_010 },
     ]);
   });
@@ -158,7 +163,7 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
       drive.send(1000, 150);
       drive.send(1000, 10);
     });
-    expect(drive.admitted.slice(6)).toEqual([1000, 1150]);
+    expect(drive.admitted.slice(6)).toEqual([1010, 1160]);
   });
 });
 

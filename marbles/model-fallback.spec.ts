@@ -8,7 +8,7 @@
  * a plain 400 is never retried on the same model.
  */
 import { describe, expect, it } from 'vitest';
-import { distinctUntilChanged, map, of, tap } from 'rxjs';
+import { distinctUntilChanged, filter, map, of, tap } from 'rxjs';
 import { balance, type BalanceEvent, type BalanceOptions } from '../src/operators/balance.js';
 import {
   AttemptsExhaustedError,
@@ -482,6 +482,29 @@ describe('context length', () => {
       expect(calls.map((call) => [call.model, call.at])).toEqual([
         ['b', 0],
         ['c', 1],
+      ]);
+    });
+  });
+
+  it('a provider 429 on a, when b and c are too small for the prompt, retries a (after its park) instead of failing the request', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, flush }) => {
+      const a1 = cold<TransportEvent>('-#', undefined, providerRateLimited());
+      const a2 = cold('--(c|)', { c: done('a') });
+      const { pool, calls } = makePool(scheduler, { a: [a1, a2] }, { models: { b: { contextLength: 10 }, c: { contextLength: 10 } } });
+      const long = request('r1', { messages: [{ role: 'user', content: longPrompt }] });
+      // Refused alone, without a hint: a is parked (750 ms: half of 1 s plus half of the jitter), then tried again.
+      expectObservable(
+        of(long)
+          .pipe(balance(pool, options))
+          .pipe(filter((event) => event.type !== 'chunk')),
+      ).toBe('753ms (c|)', {
+        c: completed('a', 2, 753),
+      });
+      flush();
+      expect(calls.map((call) => [call.model, call.at])).toEqual([
+        ['a', 0],
+        ['a', 751],
       ]);
     });
   });

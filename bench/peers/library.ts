@@ -34,7 +34,16 @@ export function poolFor(library: LibraryModule, context: PeerContext): KeyPool {
   return createKeyPool({
     baseURL: context.baseURL,
     keys,
-    ...(context.fetch === undefined ? {} : { transport: createOpenRouterTransport({ baseURL: context.baseURL, fetch: context.fetch }) }),
+    ...(context.fetch === undefined
+      ? {}
+      : {
+          transport: createOpenRouterTransport({ baseURL: context.baseURL, fetch: context.fetch }),
+          // The scale scenario's transport never answers: no answer can ever raise an adaptive
+          // limit (it would hold the 10,000 requests it measures in the queue), and its keys'
+          // info would be read from an address that does not answer either.
+          adaptiveConcurrency: false,
+          discoverAccounts: false,
+        }),
   });
 }
 

@@ -3,12 +3,13 @@
  * and TCP's congestion window): where no header states a provider's capacity, the pool sends up
  * to the limit and holds the rest back in its queue instead of sending them to draw a 429.
  *
- * - It grows only while at least half of it is in use (idle room proves nothing): by half a slot
- *   per success until the first overload (half again per round trip, a gentler slow start than
- *   TCP's doubling, so the first overshoot costs fewer refusals), then by one per round trip
- *   (1/limit per success), and twenty times slower than that at and above the limit where the
- *   last overload came (as CUBIC does near its last maximum), so a steady capacity costs one
- *   refused request in many, not one per few round trips.
+ * - It grows as requests are accepted (their first answer byte: a provider at capacity refuses
+ *   at once, so acceptance need not wait for a long answer to end), only while at least half of
+ *   it is in use (idle room proves nothing): by one per acceptance until the first overload
+ *   (doubling per round trip, TCP's slow start), then by one per round trip (1/limit per
+ *   acceptance), and twenty times slower than that at and above the limit where the last
+ *   overload came (as CUBIC does near its last maximum), so a steady capacity costs one refused
+ *   request in many, not one per few round trips.
  * - It drops to three quarters on an overload answer (a provider 429, a 529 or capacity 503, an
  *   in-flight budget 402, a timeout), once per burst: answers to requests sent before the last
  *   decrease answer the load that decrease already stands for. Every overload answer, of a burst
@@ -26,14 +27,14 @@ export interface AdaptiveLimitPolicy {
   readonly max: number;
 }
 
-export const DEFAULT_ADAPTIVE_LIMIT: AdaptiveLimitPolicy = { initial: 4, min: 1, max: 1_024 };
+export const DEFAULT_ADAPTIVE_LIMIT: AdaptiveLimitPolicy = { initial: 8, min: 1, max: 1_024 };
 
 /** The share of the limit kept on an overload. */
 const DECREASE_FACTOR = 0.75;
 /** How much slower the limit grows at and past the last overload. */
 const PROBE_SLOWDOWN = 20;
-/** Growth per success before the first overload: half a slot, so half again per round trip. */
-const SLOW_START_STEP = 0.5;
+/** Growth per accepted request before the first overload: a slot, so doubling per round trip. */
+const SLOW_START_STEP = 1;
 
 export class AdaptiveLimit {
   /** Fractional while it grows by less than one per success. */
@@ -67,8 +68,8 @@ export class AdaptiveLimit {
     return this.inFlight < this.limit;
   }
 
-  /** A success while `inFlight` (its own slot included) were out; returns whether the limit changed. */
-  succeed(): boolean {
+  /** A request was accepted while `inFlight` (its own slot included) were out; returns whether the limit changed. */
+  accept(): boolean {
     if (this.inFlight * 2 < this.limit) return false;
     const before = this.limit;
     let step: number;

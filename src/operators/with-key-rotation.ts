@@ -97,7 +97,7 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
    */
   const fittingModels = (route: ChainRoute): string[] => {
     const needed = route.neededTokens;
-    const fitting = route.candidates().filter((model) => (port.contextLengthOf(model) ?? Infinity) >= needed);
+    const fitting = route.candidates((model) => (port.contextLengthOf(model) ?? Infinity) >= needed);
     return [...fitting.filter((model) => !route.movedOn.has(model)), ...fitting.filter((model) => route.movedOn.has(model))];
   };
 
@@ -221,7 +221,8 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                   subscriber.next(event);
                 },
                 error: (thrown: unknown) => {
-                  lease.markResponded();
+                  // The server counted it (or may have): the windows count from now. No acceptance.
+                  lease.markResponded(false);
                   const error = toOpenRouterError(thrown);
                   error.keyLabel = lease.label;
                   error.model = lease.model;

@@ -1,7 +1,7 @@
 import { Observable, type Subscription } from 'rxjs';
 import {
   AbortedError,
-  ModelUnavailableError,
+  type ModelUnavailableError,
   NoKeyAvailableError,
   QueueFullError,
   QueueTimeoutError,
@@ -14,6 +14,7 @@ import type { ChatRequest } from '../core/types.js';
 import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
+import { unavailableModelsError } from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
 import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
 import type { PickContext, Strategy } from './strategies.js';
@@ -102,13 +103,6 @@ export class Admission {
     return true;
   }
 
-  /** Out of service by its breaker: open, or half-open with its probes out. A 429 park is a wait, not this. */
-  private modelOutOfService(model: ModelEntry, now: number): boolean {
-    if (model.breaker.state === 'closed') return false;
-    if (model.breaker.advance(now)) this.context.publisher.markModel(model);
-    return !model.breaker.admits();
-  }
-
   /**
    * The refusal of a ticket that could not be placed because every model of its chain is out of
    * service; undefined when it waits for a key instead. Such a ticket never waits in the queue: it
@@ -117,26 +111,11 @@ export class Admission {
    * without its slot, up to its `modelWaitMs`).
    */
   private modelsUnavailable(ticket: Ticket, now: number): ModelUnavailableError | undefined {
-    const models = ticket.options.models.map((id) => this.context.registry.model(id));
-    if (models.length === 0 || !models.every((model) => this.modelOutOfService(model, now))) return undefined;
-    // Known return times (open breakers); a half-open model's return hangs on its probe.
-    const backAt = Math.min(...models.map((model) => (model.breaker.state === 'open' ? model.breaker.openUntil : Infinity)));
-    const described = models.map((model) => {
-      const state =
-        model.breaker.state === 'open'
-          ? `breaker open for another ${Math.ceil((model.breaker.openUntil - now) / 1000)} s`
-          : 'breaker half-open, its probe still out';
-      return `${model.model} (${state}${model.lastError === null ? '' : `; last error: ${model.lastError.message}`})`;
-    });
-    const last = models.find((model) => model.lastError !== null)?.lastError ?? null;
-    return new ModelUnavailableError({
-      message: `every model of the request is out of service: ${described.join(', ')}`,
-      scope: 'model',
-      retryable: true,
-      ...(Number.isFinite(backAt) ? { retryAfterMs: Math.max(0, backAt - now) } : {}),
-      ...(last?.status === undefined ? {} : { status: last.status }),
-      model: models[0]!.model,
-    });
+    return unavailableModelsError(
+      ticket.options.models.map((id) => this.context.registry.model(id)),
+      now,
+      (model) => this.context.publisher.markModel(model),
+    );
   }
 
   /** Fails a ticket that is out of the queue; it never got a key. */
@@ -268,12 +247,13 @@ export class Admission {
         this.learning?.forgetSend(plan, sentAt);
         this.context.store.refund(reservation);
       },
-      markResponded: () => {
+      markResponded: (accepted = true) => {
         if (responded || released) return;
         responded = true;
         const at = this.context.scheduler.now();
         this.learning?.markCounted(plan, sentAt, at);
         this.context.store.markResponded(reservation, at);
+        if (accepted) this.accepted(model, entry.account, at);
         // The quota entry now has an expiry: a waiting request can be woken for it.
         if (this.queue.length > 0) this.scheduleWake();
       },
@@ -293,6 +273,18 @@ export class Admission {
         this.drain();
       },
     };
+  }
+
+  /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow. */
+  private accepted(model: ModelEntry, account: KeyEntry['account'], now: number): void {
+    if (model.concurrency?.accept() === true) {
+      this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
+      this.context.publisher.markModel(model);
+    }
+    if (account.concurrency?.accept() === true) {
+      this.context.emit({ type: 'concurrency', scope: 'account', target: account.id, limit: account.concurrency.limit, at: now });
+      this.context.publisher.markAccount(account);
+    }
   }
 
   acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease> {

@@ -6,11 +6,12 @@ import {
   catchError,
   defer,
   distinctUntilChanged,
-  forkJoin,
   from,
   map,
+  mergeMap,
   of,
   type SchedulerLike,
+  toArray,
 } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
 import { nextUtcMidnight } from '../health/utc-day-window.js';
@@ -29,6 +30,9 @@ import { Registry } from './registry.js';
 import { SendMargin } from './send-margin.js';
 import { toStrategy } from './strategies.js';
 import { POOL_PORT, type KeyHandle, type PoolCore, type PoolPort } from './types.js';
+
+/** Key info requests in flight at once. */
+const KEY_INFO_CONCURRENCY = 8;
 
 /** Where the send margin starts, before successes narrow it: wide enough for a busy event loop. */
 const SEND_MARGIN_START_MS = 250;
@@ -171,9 +175,10 @@ export class Pool implements PoolCore {
     const source = this.config.keyInfo;
     const keys = this.registry.keys;
     if (source === undefined) return of(keys.map((entry) => entry.health));
-    return defer(() =>
-      forkJoin(
-        keys.map((entry) =>
+    // A few at a time: a pool of a thousand keys must not open a thousand connections at once.
+    return from(keys).pipe(
+      mergeMap(
+        (entry) =>
           defer(() => from(source(entry.credential))).pipe(
             map((info) => {
               if (!this.disposed) this.foldKeyInfo(entry, info);
@@ -189,13 +194,13 @@ export class Pool implements PoolCore {
               return of(undefined);
             }),
           ),
-        ),
-      ).pipe(
-        map(() => {
-          this.settle();
-          return keys.map((entry) => entry.health);
-        }),
+        KEY_INFO_CONCURRENCY,
       ),
+      toArray(),
+      map(() => {
+        this.settle();
+        return keys.map((entry) => entry.health);
+      }),
     );
   }
 

@@ -73,8 +73,6 @@ export class OutcomePolicy {
         }
         entry.usage = addUsage(entry.usage, outcome.usage, true);
         this.context.sendMargin.narrow();
-        if (entry.account.concurrency?.succeed() === true)
-          this.concurrencyChanged('account', entry.account.id, entry.account.concurrency.limit, now);
         this.learning?.onSuccess(entry.plans.get(model.model) ?? [], now);
         this.context.publisher.markKey(entry);
       }
@@ -85,13 +83,13 @@ export class OutcomePolicy {
         model.timeToFirstTokenMs = movingAverage(model.timeToFirstTokenMs, outcome.timeToFirstTokenMs, alpha);
       }
       model.usage = addUsage(model.usage, outcome.usage, true);
-      if (model.concurrency?.succeed() === true) this.concurrencyChanged('model', model.model, model.concurrency.limit, now);
       this.context.publisher.markModel(model);
     } else {
       const sentAt = outcome.sentAt ?? now;
-      this.lowerConcurrency(entry, model, outcome.error, now, sentAt);
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
       else this.applyFailure(entry, model, outcome.error, now, sentAt);
+      // After the park decision, which asks whether the limit was already at its floor.
+      this.lowerConcurrency(entry, model, outcome.error, now, sentAt);
       if (entry !== undefined && isPlatformRefusal(outcome.error)) this.onPlatformRefusal(entry, model, outcome.error, now, sentAt);
       if (outcome.usage !== undefined) {
         // Billed tokens of a failed attempt still count: OpenRouter charged them.
@@ -233,10 +231,12 @@ export class OutcomePolicy {
     const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.context.config;
     const holder: Parkable | undefined = error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
     if (holder === undefined) return;
-    // A provider at capacity without a hint: the adaptive limit holds the excess back, and parking
-    // the whole model would idle the capacity it has. Parked only once the limit is at its floor.
-    if (error.scope === 'model' && error.retryAfterMs === undefined && model.concurrency !== undefined && !model.concurrency.atFloor)
-      return;
+    // A provider at capacity without a hint, with other requests in flight: the adaptive limit
+    // holds the excess back, and parking the whole model would idle the capacity it has. A
+    // refusal of a request sent alone (or with the limit at its floor) is no excess: it parks.
+    const concurrency = model.concurrency;
+    const excess = concurrency !== undefined && concurrency.inFlight > 1 && !concurrency.atFloor;
+    if (error.scope === 'model' && error.retryAfterMs === undefined && excess) return;
     // One burst is one signal: a 429 to a request sent before the scope was last parked answers
     // the overload that park already stands for. Without a hint it changes nothing; a burst of
     // simultaneous answers can never park a scope for longer than one step.

@@ -28,8 +28,12 @@ export interface KeyLease {
    * answer does not hold quota the server already freed.
    */
   markSent(): void;
-  /** Call on the first response byte: quota windows count from then, as the server's do. */
-  markResponded(): void;
+  /**
+   * Call on the first response byte: quota windows count from then, as the server's do. With
+   * `accepted` (the default) the answer is content, so the model took the request and its
+   * adaptive concurrency limit may grow; pass `false` for a refusal or another error.
+   */
+  markResponded(accepted?: boolean): void;
   /** The server refused the attempt without counting it (a platform 429): its quota entries leave their windows. */
   refund(): void;
   /** Replaces the token estimate held in `tpm` quotas with the billed count. */

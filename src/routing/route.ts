@@ -22,9 +22,13 @@ export class RouteState {
     readonly neededTokens: number,
   ) {}
 
-  /** Models still worth an attempt, in order; empty when the route is exhausted. */
-  candidates(): string[] {
-    const open = this.chain.filter((model) => !this.excludedModels.has(model));
+  /**
+   * Models still worth an attempt, in order; empty when the route is exhausted. `fits` leaves out
+   * the models that cannot take the request (a context too small) before the attempt caps
+   * choose: a capped model is still tried when every model below its cap cannot take it.
+   */
+  candidates(fits: (model: string) => boolean = () => true): string[] {
+    const open = this.chain.filter((model) => !this.excludedModels.has(model) && fits(model));
     // Models below their per-request attempt cap first; the rest only when nothing else is left.
     const fresh = open.filter((model) => (this.attemptsByModel.get(model) ?? 0) < this.maxAttemptsPerModel);
     return fresh.length > 0 ? fresh : open;
