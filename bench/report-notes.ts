@@ -50,13 +50,14 @@ const notes: Record<string, string> = {
   'saturation.429':
     'Saturation, 429s: the library was refused by the server although it knew the quotas: see the goodput note (arrival margin).',
   'saturation-slow.goodput':
-    'Saturation with 250 ms answers, goodput: an entry counts from the earlier of admission + margin and the first ' +
-    'response byte. With the 1 s margin of d21a88f, any answer shorter than 1 s counts from its first byte, and a ' +
-    'non-streamed answer’s first byte comes at the end of its generation: each slot sits idle for one answer time, so ' +
-    'goodput ≤ 1000 / (1000 + 250) = 80 % (75 % measured; no profile needed, it is arithmetic). Real quotas are per minute ' +
-    'and non-streamed answers take seconds, so the loss is real there too. With a 50 ms margin the same run gave 93 % ' +
-    'goodput but 0.9 % 429s (the first note). Counting from when the request was actually written to the socket, or ' +
-    'resynchronising from the `X-RateLimit-Remaining`/`X-RateLimit-Reset` headers of each answer, would get both.',
+    'Saturation with 250 ms answers, goodput: an entry counts from the earlier of its send plus `sendMarginMs` and ' +
+    'its first response byte, and the default margin (1 s) leaves the first byte in charge; a non-streamed answer’s ' +
+    'first byte comes at the end of its generation, so each slot sits idle for one answer time: goodput ≤ 1000 / ' +
+    '(1000 + 250) = 80 %. The transport now reports its send (issue 12), and `sendMarginMs: 50` gets this row above ' +
+    '90 %; it is not the default because on a loaded event loop a request reaches a server on the same loop ' +
+    'hundreds of milliseconds after its send (test/pool.integration.test.ts (a) draws 1–6 % 429s with margins of ' +
+    '20–250 ms, none with 1 s), and a margin widened only by the refusals it failed to prevent pays for each lesson ' +
+    'with a window of 429s. Real quotas are per minute, where a 250 ms answer costs 0.4 %.',
   'saturation-slow.429': 'Saturation with 250 ms answers, 429s: see the goodput notes (arrival margin).',
   'saturation.ahead-tie':
     'Saturation, ahead of every peer: a tie, not a loss. At this demand every peer that keeps retrying (the SDK waits ' +
@@ -74,23 +75,19 @@ const notes: Record<string, string> = {
   'saturation-slow.lost': 'Saturation with 250 ms answers, lost requests: some requests had no outcome when the run ended.',
   'dead-keys.waste': 'Dead keys: the library wasted more attempts than a peer, or left a request unanswered.',
   // Issue 12: nobody told any limit. Read first: the library row's `observed` figures in the JSON
-  // (its parks, the quotas its health shows and where they came from, its concurrency limits). The
-  // notes were written while the issue 12 features were being built (uncommitted on 68492d6): they
-  // say what the rows showed then, at 68492d6 itself and with the features as first built.
+  // (its parks, the quotas its health shows and where they came from, its concurrency limits).
+  // Notes that name 68492d6 say what the rows showed before the issue 12 features.
   'saturation-unknown.goodput':
-    'Saturation with the quotas untold, goodput. At 68492d6 (nothing learnt: `observed.quotas` empty) admission never ' +
-    'held a request back, so each key’s window was found by a 429, and each 429 parked its key for the wait hint: ' +
-    '`Retry-After` (whole seconds, at least 1 s, the whole window here) is read before the same answer’s exact ' +
-    '`X-RateLimit-Reset` (`src/wire/retry-after.ts`), and the requests already in flight to the key draw more 429s, ' +
-    'each pushing the park later (one `cooldown` per 429 in `observed.parks`): about 50 % of Σ quota. With the quota ' +
-    'learning as first built, health showed more than one learnt window for the one 25-per-second quota of each key: ' +
-    '25/1 s and 25/2 s (50 % of Σ quota: admission obeys the strictest), and in some runs 25/60 s as well (9–13 %, ' +
-    'p99 of seconds, once 64 requests lost at the end). `estimateWindowMs` (`src/health/learned-quota.ts`) falls back to a minute when the ' +
-    'send log holds fewer than `limit` sends to the scope, snaps an estimate more than 10 % over 1 s up to 2 s, and ' +
-    'learnt quotas add up rather than replace one another, so a wrong long window is never superseded by the right one.',
+    'Saturation with the quotas untold, goodput: the first 429 of each key teaches its quota (`X-RateLimit-Limit`, ' +
+    'the window from the pool’s own sends), after which admission holds the key within it; the window starts as ' +
+    'full as the server said, each send counted from its first response byte, so it opens with the server’s. Below ' +
+    '97 % only when the learnt window is wrong, which `observed.quotas` shows.',
   'saturation-unknown.429':
-    'Saturation with the quotas untold, 429s: until the quota is learnt and enforced, each key’s window is found by ' +
-    'a 429 and the requests in flight behind it; see the goodput note.',
+    'Saturation with the quotas untold, 429s: all of them in the first window. Until a key’s first 429 nothing says ' +
+    'it has a quota, and the requests already in flight to it when the window fills (about a sixteenth of 64 in ' +
+    'flight per key, plus the retries the other not-yet-learnt keys refuse) are refused too; from the learning on, ' +
+    'none is (test/learned-quota.properties.test.ts asserts it). A quick run’s three seconds weigh that first ' +
+    'window three times heavier than the full run’s nine.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -112,12 +109,9 @@ const notes: Record<string, string> = {
     '`refreshKeyInfo()`, and folds its credit fields only: `creator_user_id`, the same for every key of one account, ' +
     'is not used to group them. The account discovery of issue 12 (as first built) grouped them into the two accounts.',
   'shared-accounts.429':
-    'Shared accounts, 429s: a `free-models-per-…` 429 is classified account-scoped (`src/wire/classify.ts`). At ' +
-    '68492d6 the account it parks is the key’s own (grouping note): the other keys of the real account are tried next ' +
-    'and refused in turn, and requests that meet only refusals fail (`attempts_exhausted`, the `failed` figure): ' +
-    'about three attempts in four answered 429. With the keys grouped and the bucket learnt (as first built) about ' +
-    'one in five still was: the account’s window is found by a 429 before it is learnt, and an account parked on ' +
-    '`Retry-After` (1 s) is parked longer than its window needs (see the saturation-unknown goodput note).',
+    'Shared accounts, 429s: as in saturation-unknown, the first window of each account is found by a 429, and the ' +
+    'requests in flight to the account’s keys then are refused too; the keys are grouped into their accounts by key ' +
+    'info within the first milliseconds, and the account’s free-model bucket is learnt from its first 429.',
   'shared-accounts.goodput':
     'Shared accounts, goodput: each refused key of an account is parked for the 429’s `Retry-After` (1 s, the ' +
     'window) while its siblings are refused in turn (429 note), so the account can sit idle after its window frees; a ' +
@@ -126,17 +120,12 @@ const notes: Record<string, string> = {
     'Shared accounts, lost requests: requests still held by admission when the run gave up on them, e.g. behind a ' +
     'learnt window longer than the real one (saturation-unknown goodput note).',
   'provider-capacity.goodput':
-    'Provider capacity, goodput: at 68492d6 an upstream 429 (no `X-RateLimit-*`, no `Retry-After`) parks the whole ' +
-    'model with the backoff of `outcomes.ts` `park` (1 s, doubling on repeats, equal jitter), and every request for ' +
-    'it waits: the N slots sit empty for the park, then the queued requests go out at once and are mostly refused ' +
-    'again (about a third of what N slots give). What fills N slots without the 429s is a concurrency limit per ' +
-    '(account, model) found by AIMD (openrouter-wire.md §8); as first built it reached what the slots give ' +
-    '(`observed.concurrency`: from 9, down to 3–4).',
+    'Provider capacity, goodput: the adaptive limit holds the model at N in flight; each slot idles for the ' +
+    'client’s turnaround between an answer and the next send, so it is a point or two under what N slots give.',
   'provider-capacity.429':
-    'Provider capacity, 429s: at 68492d6, with no concurrency limit, the library sends every queued request the moment ' +
-    'the park ends, N of them are served and the rest refused (goodput note). With the AIMD limit as first built, the ' +
-    '429s are its probing: it starts at 9 for N = 4 and tries up to 12, about ten 429s, a fixed cost that the quick ' +
-    'run’s few seconds (about 130 attempts) turn into more than 5 %.',
+    'Provider capacity, 429s: the adaptive limit starts at 8 for N = 4 (the first burst refuses what is over N and ' +
+    'caps the limit at what was served), then probes one slot above N once in about eighty accepted requests. A ' +
+    'fixed cost at the start, which the quick run’s few seconds weigh more.',
   'provider-capacity.answered':
     'Provider capacity, every request answered: a request that meets the refusals of every retry its budget allows ' +
     'fails (`attempts_exhausted`); at 68492d6 a retry waits only for the model’s park and then races the whole queue ' +
