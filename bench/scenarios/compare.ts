@@ -3,8 +3,65 @@
  * share: the ratio columns against the baselines, the "ahead of every peer" targets, the longest
  * stretch without a completion, and the library's own view of itself (`PeerSession.observe`).
  */
-import type { PeerObservations } from '../peers/types.js';
+import type { Peer, PeerContext, PeerObservations } from '../peers/types.js';
+import { benchRequest, drive, type RunRecord } from '../support/driver.js';
+import type { FakeServerHandle } from '../support/fake-host.js';
+import type { ServerStats } from '../support/fake-protocol.js';
+import { quantile } from '../support/measure.js';
 import { fmt, pct, ratio, type PeerResult, type ScenarioId, type TargetCheck } from './types.js';
+
+/** What one peer's closed-loop run against its own fake server gave, as the rate-limit rows read it. */
+export interface LoadRun {
+  record: RunRecord;
+  observed: PeerObservations | undefined;
+  /** Successful completions inside the measured span (warm-up excluded). */
+  inSpan: number;
+  /** What the server saw: every attempt, by status and by key. */
+  stats: ServerStats;
+  rateLimited: number;
+  /** 429 answers over every attempt the server saw. */
+  share429: number;
+  p50: number;
+  p99: number;
+}
+
+/**
+ * Runs `concurrency` requests in a closed loop through a peer for `durationMs` (plus `drainMs` for
+ * what is still in flight), asks the library for its own view, and counts what the server saw.
+ */
+export async function runLoad(
+  peer: Peer,
+  fake: FakeServerHandle,
+  context: Omit<PeerContext, 'baseURL' | 'observe'>,
+  settings: { durationMs: number; drainMs: number; warmupMs: number },
+): Promise<LoadRun> {
+  const session = await peer.start({ ...context, baseURL: fake.baseURL, observe: true });
+  let record: RunRecord;
+  let observed: PeerObservations | undefined;
+  try {
+    record = await drive(session, {
+      concurrency: context.concurrency,
+      durationMs: settings.durationMs,
+      deadlineMs: settings.durationMs + settings.drainMs,
+      makeRequest: () => benchRequest(false),
+    });
+    observed = session.observe?.();
+  } finally {
+    await session.close();
+  }
+  const stats = await fake.stats();
+  const rateLimited = stats.byStatus['429'] ?? 0;
+  return {
+    record,
+    observed,
+    inSpan: record.okAtMs.filter((at) => at >= settings.warmupMs && at <= settings.durationMs).length,
+    stats,
+    rateLimited,
+    share429: stats.total === 0 ? 0 : rateLimited / stats.total,
+    p50: quantile(record.latenciesMs, 0.5),
+    p99: quantile(record.latenciesMs, 0.99),
+  };
+}
 
 /** A figure of a row that was measured, if it is a number. */
 export function figureOf(result: PeerResult | undefined, name: string): number | undefined {

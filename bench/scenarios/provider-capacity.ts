@@ -14,10 +14,9 @@
  *   client that parks the model, or sleeps a long backoff, shows from the outside); also over the
  *   whole run, from the first request to the last outcome.
  */
-import type { BenchKey, PeerObservations } from '../peers/types.js';
-import { benchRequest, drive } from '../support/driver.js';
-import { quantile, round } from '../support/measure.js';
-import { aheadTargets, longestGapMs, libraryView, setRatios } from './compare.js';
+import type { BenchKey } from '../peers/types.js';
+import { round } from '../support/measure.js';
+import { aheadTargets, longestGapMs, libraryView, runLoad, setRatios } from './compare.js';
 import { fmt, forEachPeer, pct, type PeerResult, type Scenario, type TargetCheck } from './types.js';
 
 const MAX_STALL_MS = 3000;
@@ -59,29 +58,15 @@ export const providerCapacity: Scenario = {
         },
       });
       try {
-        const session = await peer.start({ baseURL: fake.baseURL, keys, model, concurrency: settings.concurrency, observe: true });
-        let record;
-        let observed: PeerObservations | undefined;
-        try {
-          record = await drive(session, {
-            concurrency: settings.concurrency,
-            durationMs: settings.durationMs,
-            deadlineMs: settings.durationMs + settings.drainMs,
-            makeRequest: () => benchRequest(false),
-          });
-          observed = session.observe?.();
-        } finally {
-          await session.close();
-        }
-        const stats = await fake.stats();
-        const inSpan = record.okAtMs.filter((at) => at >= settings.warmupMs && at <= settings.durationMs).length;
+        const { record, observed, stats, inSpan, rateLimited, share429, p50, p99 } = await runLoad(
+          peer,
+          fake,
+          { keys, model, concurrency: settings.concurrency },
+          settings,
+        );
         const goodput = inSpan / spanSeconds / slotsPerSecond;
-        const rateLimited = stats.byStatus['429'] ?? 0;
-        const share429 = stats.total === 0 ? 0 : rateLimited / stats.total;
         const stall = longestGapMs(record.okAtMs, settings.warmupMs, settings.durationMs);
         const stallWholeRun = longestGapMs(record.okAtMs, 0, record.wallMs);
-        const p50 = quantile(record.latenciesMs, 0.5);
-        const p99 = quantile(record.latenciesMs, 0.99);
         return {
           peer: peer.id,
           name: peer.name,

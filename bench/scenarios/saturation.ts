@@ -22,10 +22,9 @@
  *   keys per account, nobody told; `GET /api/v1/key` names each key's creator.
  */
 import type { BenchKey, PeerObservations } from '../peers/types.js';
-import { benchRequest, drive } from '../support/driver.js';
 import type { FakeStartOptions } from '../support/fake-protocol.js';
-import { quantile, round } from '../support/measure.js';
-import { aheadTargets, longestGapMs, libraryView, setRatios } from './compare.js';
+import { round } from '../support/measure.js';
+import { aheadTargets, longestGapMs, libraryView, runLoad, setRatios } from './compare.js';
 import { fmt, forEachPeer, pct, type PeerResult, type Scenario, type ScenarioEnv, type ScenarioId, type TargetCheck } from './types.js';
 
 export interface QuotaRowSpec {
@@ -115,33 +114,13 @@ export async function runQuotaRow(spec: QuotaRowSpec, env: ScenarioEnv) {
   const results = await forEachPeer(env, false, async (peer) => {
     const fake = await env.host.start(server);
     try {
-      const session = await peer.start({
-        baseURL: fake.baseURL,
-        keys,
-        model: spec.model,
-        concurrency: settings.concurrency,
-        observe: true,
-      });
-      let record;
-      let observed: PeerObservations | undefined;
-      try {
-        record = await drive(session, {
-          concurrency: settings.concurrency,
-          durationMs: settings.durationMs,
-          deadlineMs: settings.durationMs + settings.drainMs,
-          makeRequest: () => benchRequest(false),
-        });
-        observed = session.observe?.();
-      } finally {
-        await session.close();
-      }
-      const stats = await fake.stats();
-      const inSpan = record.okAtMs.filter((at) => at >= settings.warmupMs && at <= settings.durationMs).length;
+      const { record, observed, stats, inSpan, rateLimited, share429, p50, p99 } = await runLoad(
+        peer,
+        fake,
+        { keys, model: spec.model, concurrency: settings.concurrency },
+        settings,
+      );
       const goodput = inSpan / windows / sumQuota;
-      const rateLimited = stats.byStatus['429'] ?? 0;
-      const share429 = stats.total === 0 ? 0 : rateLimited / stats.total;
-      const p50 = quantile(record.latenciesMs, 0.5);
-      const p99 = quantile(record.latenciesMs, 0.99);
       const gap = longestGapMs(record.okAtMs, settings.warmupMs, settings.durationMs);
       const extras: string[] = [];
       if (observed !== undefined && spec.accountsTarget === true) extras.push(`health: ${observed.accounts} accounts`);

@@ -39,7 +39,6 @@ const SLOW_START_STEP = 1;
 export class AdaptiveLimit {
   /** Fractional while it grows by less than one per success. */
   private estimate: number;
-  inFlight = 0;
   /** Scheduler time of the last decrease: overload answers to requests sent before it are its burst. */
   private decreasedAt = -Infinity;
   /** The limit at the last overload (Infinity before any): growth slows near it. */
@@ -64,13 +63,14 @@ export class AdaptiveLimit {
     return Math.floor(this.estimate);
   }
 
-  get hasRoom(): boolean {
-    return this.inFlight < this.limit;
+  /** Whether one more request may go out while `inFlight` are out. */
+  hasRoom(inFlight: number): boolean {
+    return inFlight < this.limit;
   }
 
   /** A request was accepted while `inFlight` (its own slot included) were out; returns whether the limit changed. */
-  accept(): boolean {
-    if (this.inFlight * 2 < this.limit) return false;
+  accept(inFlight: number): boolean {
+    if (inFlight * 2 < this.limit) return false;
     const before = this.limit;
     let step: number;
     if (this.overloadedAt === Infinity) step = SLOW_START_STEP;
@@ -80,10 +80,10 @@ export class AdaptiveLimit {
     return this.limit !== before;
   }
 
-  /** An overload answer to a request sent at `sentAt`; returns whether the limit changed. */
-  overload(sentAt: number, now: number): boolean {
+  /** An overload answer to a request sent at `sentAt`, with `inFlight` out (its own included); returns whether the limit changed. */
+  overload(inFlight: number, sentAt: number, now: number): boolean {
     const before = this.limit;
-    const served = Math.max(this.policy.min, this.inFlight - 1);
+    const served = Math.max(this.policy.min, inFlight - 1);
     if (sentAt >= this.decreasedAt) {
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
@@ -91,7 +91,7 @@ export class AdaptiveLimit {
     }
     if (this.estimate > served) {
       this.estimate = served;
-      this.overloadedAt = Math.min(this.overloadedAt, this.inFlight);
+      this.overloadedAt = Math.min(this.overloadedAt, inFlight);
     }
     return this.limit !== before;
   }

@@ -35,7 +35,8 @@ export interface LimiterHold {
  */
 export class Limiter {
   private readonly configured: QuotaWindow[] = [];
-  private readonly learned = new Map<string, QuotaWindow>();
+  /** By bucket: the quota as learned, and the window that enforces it. */
+  private readonly learned = new Map<string, { quota: LearnedQuota; window: QuotaWindow }>();
   /** Configured and learned windows: what `fits` checks and `take` counts in. */
   private windows: QuotaWindow[];
   readonly maxConcurrent: number | null;
@@ -111,13 +112,10 @@ export class Limiter {
    */
   learn(quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes: readonly number[] = []): void {
     const existing = this.learned.get(quota.bucket);
-    const sameWindow =
-      existing !== undefined &&
-      existing.window.windowMs === quota.windowMs &&
-      existing.window instanceof UtcDayWindow === (quota.calendar === 'utc-day');
+    const sameWindow = existing !== undefined && existing.quota.windowMs === quota.windowMs && existing.quota.calendar === quota.calendar;
     if (existing !== undefined && sameWindow && seed === undefined) {
-      existing.window.limit = quota.requests;
-      this.learned.set(quota.bucket, { ...existing, source: quota.source });
+      existing.window.window.limit = quota.requests;
+      this.learned.set(quota.bucket, { quota, window: { ...existing.window, source: quota.source } });
     } else {
       const window = quota.calendar === 'utc-day' ? new UtcDayWindow(quota.requests) : new SlidingWindow(quota.requests, quota.windowMs);
       if (seed !== undefined) {
@@ -130,20 +128,14 @@ export class Limiter {
         const othersFrom = Math.min(now, now + seed.resetAfterMs - quota.windowMs);
         for (let index = ours.length; index < counted; index++) window.add(othersFrom, 1);
       }
-      this.learned.set(quota.bucket, { unit: 'requests', window, source: quota.source, bucket: quota.bucket });
+      this.learned.set(quota.bucket, { quota, window: { unit: 'requests', window, source: quota.source, bucket: quota.bucket } });
     }
-    this.windows = [...this.configured, ...this.learned.values()];
+    this.windows = [...this.configured, ...[...this.learned.values()].map((learned) => learned.window)];
   }
 
   /** The learned request quotas, as `learn` took them. */
   learnedQuotas(): LearnedQuota[] {
-    return [...this.learned.entries()].map(([bucket, { window, source }]) => ({
-      requests: window.limit,
-      windowMs: window.windowMs,
-      bucket,
-      source: source === 'configured' ? 'learned' : source,
-      ...(window instanceof UtcDayWindow ? { calendar: 'utc-day' as const } : {}),
-    }));
+    return [...this.learned.values()].map((learned) => learned.quota);
   }
 
   /** The earliest time the quotas admit `tokens` (concurrency aside). */

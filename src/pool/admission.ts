@@ -84,7 +84,7 @@ export class Admission {
     if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now || entry.fullUntil > now) return false;
     const account = entry.account;
     if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
-    if (account.concurrency !== undefined && !account.concurrency.hasRoom) return false;
+    if (account.concurrency !== undefined && !account.concurrency.hasRoom(account.inFlight)) return false;
     if (entry.breaker.state !== 'closed') {
       if (entry.breaker.advance(now)) this.context.publisher.markKey(entry);
       if (!entry.breaker.admits()) return false;
@@ -95,7 +95,7 @@ export class Admission {
   private modelAdmits(model: ModelEntry, now: number): boolean {
     if (model.parkedUntil > now) return false;
     // At its adaptive limit the request waits (or takes the next model of its chain) instead of drawing a 429.
-    if (model.concurrency !== undefined && !model.concurrency.hasRoom) return false;
+    if (model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight)) return false;
     if (model.breaker.state !== 'closed') {
       if (model.breaker.advance(now)) this.context.publisher.markModel(model);
       return model.breaker.admits();
@@ -190,9 +190,7 @@ export class Admission {
   private take(entry: KeyEntry, model: ModelEntry, change: 1 | -1): void {
     entry.inFlight += change;
     model.inFlight += change;
-    if (model.concurrency !== undefined) model.concurrency.inFlight += change;
     entry.account.inFlight += change;
-    if (entry.account.concurrency !== undefined) entry.account.concurrency.inFlight += change;
   }
 
   private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, result: ReserveResult): void {
@@ -277,11 +275,11 @@ export class Admission {
 
   /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow. */
   private accepted(model: ModelEntry, account: KeyEntry['account'], now: number): void {
-    if (model.concurrency?.accept() === true) {
+    if (model.concurrency?.accept(model.inFlight) === true) {
       this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
       this.context.publisher.markModel(model);
     }
-    if (account.concurrency?.accept() === true) {
+    if (account.concurrency?.accept(account.inFlight) === true) {
       this.context.emit({ type: 'concurrency', scope: 'account', target: account.id, limit: account.concurrency.limit, at: now });
       this.context.publisher.markAccount(account);
     }

@@ -51,7 +51,6 @@ export class AccountEntry {
         ...this.adaptive,
         initial: Math.min(this.adaptive.max, Math.max(this.adaptive.min, this.inFlight)),
       });
-      this.concurrency.inFlight = this.inFlight;
     }
     return this.concurrency;
   }

@@ -1,6 +1,7 @@
 import { ERROR_POLICY } from '../core/error-policy.js';
 import type { ErrorScope, OpenRouterError } from '../core/errors.js';
 import { addUsage, lastErrorOf } from '../health/records.js';
+import { nextUtcMidnight } from '../health/utc-day-window.js';
 import type { StateChange } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
@@ -13,19 +14,19 @@ function movingAverage(previous: number | null, sample: number, alpha: number): 
   return previous === null ? sample : previous + alpha * (sample - previous);
 }
 
-/** The next boundary of an OpenRouter key limit period, in UTC. */
 /** A key, account or model as a 429 parks it. */
 type Parkable = Pick<KeyEntry, 'rateLimitStreak' | 'parkedUntil' | 'parkStartedAt'>;
 
+/** The next boundary of an OpenRouter key limit period, in UTC. */
 export function nextLimitReset(now: number, period: string | null): number | undefined {
   const date = new Date(now);
-  const midnight = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
-  const day = 86_400_000;
+  const nextMidnight = nextUtcMidnight(now);
   switch (period) {
     case 'daily':
-      return midnight + day;
+      return nextMidnight;
     case 'weekly':
-      return midnight + ((8 - date.getUTCDay()) % 7 || 7) * day;
+      // Weeks start on Monday (day 1): the midnight that opens the next one.
+      return nextMidnight + ((7 - date.getUTCDay()) % 7) * 86_400_000;
     case 'monthly':
       return Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
     default:
@@ -117,12 +118,12 @@ export class OutcomePolicy {
   /** An overload answer lowers the adaptive limit of the scope it names (once per burst). */
   private lowerConcurrency(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
     const scope = overloadScopeOf(error);
-    if (scope === 'model' && model.concurrency?.overload(sentAt, now) === true) {
+    if (scope === 'model' && model.concurrency?.overload(model.inFlight, sentAt, now) === true) {
       this.concurrencyChanged('model', model.model, model.concurrency.limit, now);
       this.context.publisher.markModel(model);
     }
     const account = entry?.account;
-    if (scope === 'account' && account?.adaptiveLimit()?.overload(sentAt, now) === true) {
+    if (scope === 'account' && account?.adaptiveLimit()?.overload(account.inFlight, sentAt, now) === true) {
       this.concurrencyChanged('account', account.id, account.concurrency!.limit, now);
       this.context.publisher.markAccount(account);
     }
@@ -235,7 +236,7 @@ export class OutcomePolicy {
     // holds the excess back, and parking the whole model would idle the capacity it has. A
     // refusal of a request sent alone (or with the limit at its floor) is no excess: it parks.
     const concurrency = model.concurrency;
-    const excess = concurrency !== undefined && concurrency.inFlight > 1 && !concurrency.atFloor;
+    const excess = concurrency !== undefined && model.inFlight > 1 && !concurrency.atFloor;
     if (error.scope === 'model' && error.retryAfterMs === undefined && excess) return;
     // One burst is one signal: a 429 to a request sent before the scope was last parked answers
     // the overload that park already stands for. Without a hint it changes nothing; a burst of

@@ -18,7 +18,6 @@ const UNNAMED_BUCKET = 'rate-limit';
 export const FREE_MODELS_DAILY_BUCKET = 'free-models-per-day';
 
 interface Learned {
-  readonly scope: ScopeDefinition;
   quota: LearnedQuota;
   /** When the quota of this window was first learned (a re-probe or a new limit keeps it). */
   readonly learnedAt: number;
@@ -35,7 +34,8 @@ interface Learned {
  */
 export class QuotaLearning {
   private readonly logs = new Map<string, SendLog>();
-  private readonly learned = new Map<string, Learned>();
+  /** By scope id, then by bucket: a success looks up its plan's scopes, not every quota learned. */
+  private readonly learned = new Map<string, Map<string, Learned>>();
 
   constructor(
     private readonly context: PoolContext,
@@ -77,7 +77,7 @@ export class QuotaLearning {
   quotaKnownAt(scope: ScopeDefinition): number {
     if (hasRequestQuota(scope)) return -Infinity;
     let at = Infinity;
-    for (const learned of this.learnedOf(scope.id)) at = Math.min(at, learned.learnedAt);
+    for (const learned of this.learned.get(scope.id)?.values() ?? []) at = Math.min(at, learned.learnedAt);
     return at;
   }
 
@@ -104,7 +104,7 @@ export class QuotaLearning {
 
   /** Learns a quota from key info (`free_model_daily_requests`): the server's count for the day is the seed. */
   fromKeyInfo(scope: ScopeDefinition, quota: LearnedQuota, seed: QuotaSeed | undefined, now: number): void {
-    const known = this.learned.get(`${scope.id}|${quota.bucket}`);
+    const known = this.learned.get(scope.id)?.get(quota.bucket);
     // A 429 is fresher than key info: key info only fills what no 429 taught.
     if (known !== undefined && known.quota.source === 'learned') return;
     this.apply(scope, quota, now, 'key-info', seed, []);
@@ -119,7 +119,7 @@ export class QuotaLearning {
   onSuccess(plan: AdmissionPlan, now: number): void {
     if (this.learned.size === 0) return;
     for (const scope of plan) {
-      for (const learned of this.learnedOf(scope.id)) {
+      for (const learned of this.learned.get(scope.id)?.values() ?? []) {
         if (now < learned.reprobeAt) continue;
         learned.reprobeAt = now + this.reprobeAfterMs(learned.quota);
         const atLimit = this.context.store
@@ -134,10 +134,6 @@ export class QuotaLearning {
         this.share(scope, raised);
       }
     }
-  }
-
-  private *learnedOf(scopeId: string): Iterable<Learned> {
-    for (const learned of this.learned.values()) if (learned.scope.id === scopeId) yield learned;
   }
 
   /** Applies another pool's learned quota. */
@@ -155,9 +151,13 @@ export class QuotaLearning {
     sendTimes?: readonly number[],
   ): void {
     this.context.store.learn(scope, quota, now, seed, sendTimes);
-    const key = `${scope.id}|${quota.bucket}`;
-    const learnedAt = this.learned.get(key)?.learnedAt ?? now;
-    this.learned.set(key, { scope, quota, learnedAt, reprobeAt: now + this.reprobeAfterMs(quota) });
+    let buckets = this.learned.get(scope.id);
+    if (buckets === undefined) {
+      buckets = new Map();
+      this.learned.set(scope.id, buckets);
+    }
+    const learnedAt = buckets.get(quota.bucket)?.learnedAt ?? now;
+    buckets.set(quota.bucket, { quota, learnedAt, reprobeAt: now + this.reprobeAfterMs(quota) });
     this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota, cause, at: now });
   }
 
