@@ -167,6 +167,60 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
   });
 });
 
+describe("a key's learned quota assumed for its siblings", () => {
+  it('holds the other keys to it plus one: a sibling with the same limit learns its own from one 429, one with a larger limit passes it and drops it', () => {
+    const scheduler = newTestScheduler();
+    let learned: Extract<PoolEvent, { type: 'limit-learned' }>[] = [];
+    const limits: Record<string, number> = { k1: 3, k2: 3, k3: 10 };
+    const counted = new Map<string, number[]>();
+    const refused: Record<string, number> = { k1: 0, k2: 0, k3: 0 };
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        keys: ['k1', 'k2', 'k3'].map((label, index) => ({ key: `sk-test-${index + 1}`, label })),
+      });
+      learned = eventsOf(pool, 'limit-learned');
+      const port = pool[POOL_PORT];
+      const drive = driver(scheduler, pool);
+      // A server with a sliding second per key, counting a request when it is sent.
+      const serve = (lease: KeyLease) => {
+        const now = port.scheduler.now() - 5;
+        const window = (counted.get(lease.label) ?? []).filter((at) => at > now - 1000);
+        counted.set(lease.label, window);
+        if (window.length >= limits[lease.label]!) {
+          refused[lease.label]!++;
+          lease.markResponded(false);
+          lease.refund();
+          const resetAfterMs = window[window.length - limits[lease.label]!]! + 1000 - now - 5;
+          port.record({
+            type: 'failure',
+            keyLabel: lease.label,
+            model: lease.model,
+            error: platform429({ limit: limits[lease.label]!, remaining: 0, resetAfterMs }),
+            sentAt: lease.sentAt,
+          });
+          return;
+        }
+        window.push(now);
+        lease.markResponded();
+        port.record({ type: 'success', keyLabel: lease.label, model: lease.model, latencyMs: 5 });
+      };
+      // A request every 10 ms for 800 ms, taken round robin by the keys that have room.
+      for (let at = 0; at < 800; at += 10) drive.send(at, 5, serve);
+    });
+    expect(learned.map(({ target, quota, cause }) => `${target} ${quota.requests} ${cause}`)).toEqual([
+      'key:k1 3 learned',
+      'key:k2 4 assumed',
+      'key:k3 4 assumed',
+      // k2 is refused the one request over its sibling's limit and learns its own.
+      'key:k2 3 learned',
+      // k3 answers 4 within a second: its limit is not k1's.
+      'key:k3 4 disproved',
+      'key:k3 10 learned',
+    ]);
+    expect(refused).toEqual({ k1: 1, k2: 1, k3: 1 });
+  });
+});
+
 describe('adaptive concurrency (AIMD) per model', () => {
   it('comes down to what was served on a burst of provider 429s (one decrease for the burst), then grows again', () => {
     const scheduler = newTestScheduler();

@@ -2,8 +2,10 @@
  * Property: a pool told no limit, in front of a server that admits L requests per sliding window
  * of W per key and answers the rest with a platform 429 (`X-RateLimit-Limit`, `-Reset`), learns
  * the limit from the first 429 and from then on never sends a key more than L requests in any
- * window of W: no request sent after a key's limit was learned is refused. And every request
- * still gets exactly one terminal event, completed. Virtual time, seeded randomness, fast-check
+ * window of W: no request sent after a key's limit was learned is refused. A key whose limit is
+ * assumed from another key's (one request looser) is refused at most one request sent after
+ * the assumption before it learns its own. And every request still gets exactly one terminal
+ * event, completed. Virtual time, seeded randomness, fast-check
  * drawing the limit, the window, the answer time, the trip, the keys and the demand.
  */
 import fc from 'fast-check';
@@ -67,6 +69,7 @@ function run(scenario: Scenario) {
   const admissions = new Map<string, number[]>();
   const sends: Send[] = [];
   const learnedAt = new Map<string, number>();
+  const assumedAt = new Map<string, number>();
   const events: BalanceEvent[] = [];
   let completed = false;
 
@@ -120,7 +123,8 @@ function run(scenario: Scenario) {
     });
     pool.events$.pipe(filter((event) => event.type === 'limit-learned')).subscribe((event) => {
       const label = event.target.slice('key:'.length);
-      if (!learnedAt.has(label)) learnedAt.set(label, event.at);
+      const firsts = event.cause === 'assumed' ? assumedAt : learnedAt;
+      if (!firsts.has(label)) firsts.set(label, event.at);
     });
     const requests: ChatRequest[] = Array.from({ length: scenario.requests }, (_, index) => ({
       id: `r${index}`,
@@ -131,14 +135,14 @@ function run(scenario: Scenario) {
       .pipe(balance(pool, { concurrency: scenario.concurrency, rateLimit: { maxAttempts: 1_000, maxWaitMs: 3_600_000 } }))
       .subscribe({ next: (event) => events.push(event), complete: () => (completed = true) });
   });
-  return { sends, learnedAt, events, completed };
+  return { sends, learnedAt, assumedAt, events, completed };
 }
 
 describe('learned quotas (property)', () => {
   it('after a key learns its limit it is never refused again, and every request completes', () => {
     fc.assert(
       fc.property(scenarioArb, (scenario) => {
-        const { sends, learnedAt, events, completed } = run(scenario);
+        const { sends, learnedAt, assumedAt, events, completed } = run(scenario);
         expect(completed).toBe(true);
         const terminals = events.filter((event) => event.type === 'completion' || event.type === 'failed');
         expect(terminals.filter((event) => event.type === 'completion')).toHaveLength(scenario.requests);
@@ -149,6 +153,13 @@ describe('learned quotas (property)', () => {
             if (process.env['DEBUG_LEARN']) console.log(JSON.stringify(sends.filter((other) => other.label === send.label)));
             throw new Error(`${send.label} sent at ${send.sentAt} was refused after learning its limit at ${learned}`);
           }
+        }
+        for (const [label, assumed] of assumedAt) {
+          const learned = learnedAt.get(label) ?? Infinity;
+          const refusedMeanwhile = sends.filter(
+            (send) => send.label === label && send.refused && send.sentAt > assumed && send.sentAt <= learned,
+          );
+          expect(refusedMeanwhile.length, `${label}: refused after its limit was assumed at ${assumed}`).toBeLessThanOrEqual(1);
         }
       }),
       { numRuns: RUNS, seed: SEED },

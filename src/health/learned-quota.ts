@@ -4,8 +4,12 @@
  * replace them, so a learned quota can only make admission stricter than the configuration.
  */
 
-/** Where a quota shown in health comes from. */
-export type QuotaSource = 'configured' | 'learned' | 'key-info';
+/**
+ * Where a quota shown in health comes from: `configured`; `learned` from this scope's own 429;
+ * `key-info`; or `assumed`, another scope's learned quota (one request looser) taken for this one
+ * until its own 429 teaches its limit or it passes the assumed one without a 429.
+ */
+export type QuotaSource = 'configured' | 'learned' | 'key-info' | 'assumed';
 
 /** A request quota found out at run time. */
 export interface LearnedQuota {
@@ -16,7 +20,7 @@ export interface LearnedQuota {
   /** `utc-day`: the count starts again at 00:00 UTC (OpenRouter's per-day buckets); else a sliding window. */
   readonly calendar?: 'utc-day';
   /** How it was found out. */
-  readonly source: 'learned' | 'key-info';
+  readonly source: Exclude<QuotaSource, 'configured'>;
   /**
    * The bucket it is the quota of, as the 429 named it (`free-models-per-day`), or a name for an
    * unnamed one: a scope has one learned quota per bucket, and a new limit or window for a bucket

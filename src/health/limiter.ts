@@ -103,12 +103,12 @@ export class Limiter {
   }
 
   /**
-   * Adds a learned request quota, or replaces the one learned for the same bucket. With a `seed`
-   * (the server's word at a 429) the new window starts as the server's: `sendTimes` (this pool's
-   * sends to the scope, oldest first) fill it as they fell, and what the server counted beyond
-   * them (other senders) fills the rest until the reset, so the window opens as the server's
-   * does, one send at a time, instead of all at once. Without a seed (a re-probe, or a quota
-   * another pool learned) an existing window keeps its entries under the new limit.
+   * Adds a learned request quota, or replaces the one learned for the same bucket. A new window
+   * starts with `sendTimes` (this pool's sends to the scope, oldest first) as they fell; with a
+   * `seed` (the server's word at a 429) what the server counted beyond them (other senders) fills
+   * the rest until the reset, so the window opens as the server's does, one send at a time,
+   * instead of all at once. Without a seed (a re-probe, or a quota another pool learned) an
+   * existing window keeps its entries under the new limit.
    */
   learn(quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes: readonly number[] = []): void {
     const existing = this.learned.get(quota.bucket);
@@ -118,18 +118,27 @@ export class Limiter {
       this.learned.set(quota.bucket, { quota, window: { ...existing.window, source: quota.source } });
     } else {
       const window = quota.calendar === 'utc-day' ? new UtcDayWindow(quota.requests) : new SlidingWindow(quota.requests, quota.windowMs);
+      const since = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - quota.windowMs : now - quota.windowMs;
+      // All of ours in the window: more than the server counted only while some are still on their way.
+      const ours = sendTimes.filter((at) => at > since);
+      for (const at of ours) window.add(at, 1);
       if (seed !== undefined) {
-        const counted = Math.max(0, quota.requests - seed.remaining);
-        const since = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - quota.windowMs : now - quota.windowMs;
-        // All of ours in the window: more than the server counted only while some are still on their way.
-        const ours = sendTimes.filter((at) => at > since);
-        for (const at of ours) window.add(at, 1);
         // The rest of the server's count leaves its window at the reset, at the earliest.
+        const counted = Math.max(0, quota.requests - seed.remaining);
         const othersFrom = Math.min(now, now + seed.resetAfterMs - quota.windowMs);
         for (let index = ours.length; index < counted; index++) window.add(othersFrom, 1);
       }
       this.learned.set(quota.bucket, { quota, window: { unit: 'requests', window, source: quota.source, bucket: quota.bucket } });
     }
+    this.rebuildWindows();
+  }
+
+  /** Drops the quota learned for `bucket` (an assumed one its scope has passed). */
+  unlearn(bucket: string): void {
+    if (this.learned.delete(bucket)) this.rebuildWindows();
+  }
+
+  private rebuildWindows(): void {
     this.windows = [...this.configured, ...[...this.learned.values()].map((learned) => learned.window)];
   }
 

@@ -81,8 +81,13 @@ export const keyPoolConfigSchema = z
     exhaustedRetryMs: positiveInt.optional(),
     maxModelRecords: positiveInt.optional(),
     queue: z.strictObject({ maxSize: positiveInt.optional(), timeoutMs: positiveInt.optional() }).optional(),
-    /** Quotas learned from 429s' `X-RateLimit-*`; `false` turns learning off. */
-    learning: z.union([z.literal(false), z.strictObject({ reprobeAfterMs: positiveInt.optional() })]).optional(),
+    /**
+     * Quotas learned from 429s' `X-RateLimit-*`; `false` turns learning off. `assumeForSiblings:
+     * false` keeps a key's (account's) learned quota from being assumed for the others.
+     */
+    learning: z
+      .union([z.literal(false), z.strictObject({ reprobeAfterMs: positiveInt.optional(), assumeForSiblings: z.boolean().optional() })])
+      .optional(),
     /** Concurrency per account and model, found by AIMD from overload answers; `false` turns it off. */
     adaptiveConcurrency: z
       .union([
@@ -179,7 +184,7 @@ export interface ResolvedPoolConfig {
   /** Model health records kept before idle, healthy ones are dropped (least recently used first). */
   maxModelRecords: number;
   queue: { maxSize: number; timeoutMs: number | undefined };
-  learning: { enabled: boolean; reprobeAfterMs: number };
+  learning: { enabled: boolean; reprobeAfterMs: number; assumeForSiblings: boolean };
   adaptiveConcurrency: AdaptiveLimitPolicy | undefined;
   discoverAccounts: boolean;
   sendMarginMs: number;
@@ -248,6 +253,7 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
     learning: {
       enabled: config.learning !== false,
       reprobeAfterMs: (config.learning === false ? undefined : config.learning?.reprobeAfterMs) ?? 5 * 60_000,
+      assumeForSiblings: (config.learning === false ? undefined : config.learning?.assumeForSiblings) ?? true,
     },
     adaptiveConcurrency: config.adaptiveConcurrency === false ? undefined : adaptivePolicyOf(config.adaptiveConcurrency ?? {}),
     discoverAccounts: config.discoverAccounts ?? config.keyInfo !== undefined,

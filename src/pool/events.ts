@@ -93,8 +93,12 @@ export type PoolEvent =
       /** The scope's id: `key:<label>`, `account:<id>` or `model:<account>:<pattern>`. */
       target: string;
       quota: LearnedQuota;
-      /** `learned` from a 429, `reprobe` raising it after a quiet spell at the limit, `shared` by another pool, `key-info`. */
-      cause: 'learned' | 'reprobe' | 'shared' | 'key-info';
+      /**
+       * `learned` from a 429, `reprobe` raising it after a quiet spell at the limit, `shared` by
+       * another pool, `key-info`, `assumed` from another key's (account's) learned quota, or
+       * `disproved`: the scope passed its assumed quota without a 429, and the quota is dropped.
+       */
+      cause: 'learned' | 'reprobe' | 'shared' | 'key-info' | 'assumed' | 'disproved';
       at: number;
     }
   | {

@@ -21,8 +21,18 @@ interface Learned {
   quota: LearnedQuota;
   /** When the quota of this window was first learned (a re-probe or a new limit keeps it). */
   readonly learnedAt: number;
-  /** When a quiet spell at the limit may raise it (Infinity: never, as for a calendar day). */
+  /** When a quiet spell at the limit may raise it (Infinity: never, as for a calendar day or an assumed quota). */
   reprobeAt: number;
+}
+
+/** The key, account or account-model scopes of the same kind as `scope` in this pool, `scope` left out. */
+function siblingScopes(context: PoolContext, scope: ScopeDefinition): ScopeDefinition[] {
+  const { registry } = context;
+  if (scope.kind === 'key') return registry.keys.map((entry) => entry.scope).filter((other) => other.id !== scope.id);
+  const accounts = [...registry.accounts.values()];
+  const scopes =
+    scope.kind === 'account' ? accounts.map((account) => account.scope) : accounts.map((account) => account.modelScope(scope.model!));
+  return scopes.filter((other) => other.id !== scope.id);
 }
 
 /**
@@ -31,11 +41,19 @@ interface Learned {
  * configured one on top of the config; the window comes from the bucket's name, else from this
  * pool's own sends. A limit is re-probed upward after a quiet spell at it, so a raised limit is
  * found; a 429 naming another limit replaces it. Learned quotas travel through the store.
+ *
+ * Keys (accounts) of one pool usually have one plan's limits, and keys filled side by side reach
+ * them together: a quota learned for one is assumed, one request looser, for every sibling whose
+ * own is unknown, so the rest stop at it too instead of each finding it with a burst of 429s. The
+ * extra request is the test: a sibling with the same limit is refused it and learns its own (one
+ * 429); a sibling that passes it without a 429 has a larger limit, and the assumption is dropped.
  */
 export class QuotaLearning {
   private readonly logs = new Map<string, SendLog>();
   /** By scope id, then by bucket: a success looks up its plan's scopes, not every quota learned. */
   private readonly learned = new Map<string, Map<string, Learned>>();
+  /** `<scope id> <bucket>` of assumed quotas their scope passed: not assumed again. */
+  private readonly disproved = new Set<string>();
 
   constructor(
     private readonly context: PoolContext,
@@ -77,7 +95,9 @@ export class QuotaLearning {
   quotaKnownAt(scope: ScopeDefinition): number {
     if (hasRequestQuota(scope)) return -Infinity;
     let at = Infinity;
-    for (const learned of this.learned.get(scope.id)?.values() ?? []) at = Math.min(at, learned.learnedAt);
+    // An assumed quota is a guess: its first 429 is the expected lesson, not a miscount.
+    for (const learned of this.learned.get(scope.id)?.values() ?? [])
+      if (learned.quota.source !== 'assumed') at = Math.min(at, learned.learnedAt);
     return at;
   }
 
@@ -96,10 +116,31 @@ export class QuotaLearning {
     if (window === undefined) return;
     const quota: LearnedQuota = { requests: info.limit, ...window, source: 'learned', bucket: info.bucket ?? UNNAMED_BUCKET };
     const seed: QuotaSeed = { remaining: info.remaining ?? 0, resetAfterMs: info.resetAfterMs };
+    const known = this.learned.get(scope.id)?.get(quota.bucket)?.quota;
     // The window starts with every send on record, those still in flight included (they count
     // too), each from when the server had counted it at the latest, so it never runs ahead.
     this.apply(scope, quota, now, 'learned', seed, log?.countedTimes() ?? []);
     this.share(scope, quota);
+    if (known?.source !== 'learned' || known.requests !== quota.requests || known.windowMs !== quota.windowMs)
+      this.assumeForSiblings(scope, quota, now);
+  }
+
+  /** Assumes `quota` (one request looser) for the siblings of `scope` that know no quota of its bucket. */
+  private assumeForSiblings(scope: ScopeDefinition, quota: LearnedQuota, now: number): void {
+    if (!this.context.config.learning.assumeForSiblings) return;
+    const assumed: LearnedQuota = { ...quota, requests: quota.requests + 1, source: 'assumed' };
+    for (const sibling of siblingScopes(this.context, scope)) {
+      const known = this.learned.get(sibling.id)?.get(quota.bucket)?.quota;
+      if (
+        hasRequestQuota(sibling) ||
+        (known !== undefined && known.source !== 'assumed') ||
+        this.disproved.has(`${sibling.id} ${quota.bucket}`)
+      )
+        continue;
+      if (known !== undefined && known.requests === assumed.requests && known.windowMs === assumed.windowMs) continue;
+      // The sibling's own sends fill the window: if it has sent as many as the quota, it waits too.
+      this.apply(sibling, assumed, now, 'assumed', undefined, this.logs.get(sibling.id)?.countedTimes() ?? []);
+    }
   }
 
   /** Learns a quota from key info (`free_model_daily_requests`): the server's count for the day is the seed. */
@@ -120,6 +161,10 @@ export class QuotaLearning {
     if (this.learned.size === 0) return;
     for (const scope of plan) {
       for (const learned of this.learned.get(scope.id)?.values() ?? []) {
+        if (learned.quota.source === 'assumed') {
+          this.checkAssumption(scope, learned, now);
+          continue;
+        }
         if (now < learned.reprobeAt) continue;
         learned.reprobeAt = now + this.reprobeAfterMs(learned.quota);
         const atLimit = this.context.store
@@ -136,17 +181,33 @@ export class QuotaLearning {
     }
   }
 
-  /** Applies another pool's learned quota. */
+  /**
+   * A success on a scope with an assumed quota: once as many sends as the quota admits were
+   * answered within one window, none refused, the scope has passed it without a 429, so its limit
+   * is not the sibling's.
+   */
+  private checkAssumption(scope: ScopeDefinition, learned: Learned, now: number): void {
+    const answered = this.logs.get(scope.id)?.answeredAfter(now - learned.quota.windowMs) ?? 0;
+    if (answered < learned.quota.requests) return;
+    this.context.store.unlearn(scope.id, learned.quota.bucket);
+    this.learned.get(scope.id)!.delete(learned.quota.bucket);
+    this.disproved.add(`${scope.id} ${learned.quota.bucket}`);
+    this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota: learned.quota, cause: 'disproved', at: now });
+  }
+
+  /** Applies another pool's learned quota, and assumes it for the siblings, as for a 429 of this pool's. */
   applyShared(change: StateChange, scope: ScopeDefinition): void {
     if (change.quota === undefined) return;
-    this.apply(scope, change.quota, this.context.scheduler.now(), 'shared');
+    const now = this.context.scheduler.now();
+    this.apply(scope, change.quota, now, 'shared');
+    if (change.quota.source === 'learned') this.assumeForSiblings(scope, change.quota, now);
   }
 
   private apply(
     scope: ScopeDefinition,
     quota: LearnedQuota,
     now: number,
-    cause: 'learned' | 'reprobe' | 'shared' | 'key-info',
+    cause: 'learned' | 'reprobe' | 'shared' | 'key-info' | 'assumed',
     seed?: QuotaSeed,
     sendTimes?: readonly number[],
   ): void {
@@ -156,8 +217,9 @@ export class QuotaLearning {
       buckets = new Map();
       this.learned.set(scope.id, buckets);
     }
-    const learnedAt = buckets.get(quota.bucket)?.learnedAt ?? now;
-    buckets.set(quota.bucket, { quota, learnedAt, reprobeAt: now + this.reprobeAfterMs(quota) });
+    const previous = buckets.get(quota.bucket);
+    const learnedAt = previous !== undefined && previous.quota.source !== 'assumed' ? previous.learnedAt : now;
+    buckets.set(quota.bucket, { quota, learnedAt, reprobeAt: quota.source === 'assumed' ? Infinity : now + this.reprobeAfterMs(quota) });
     this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota, cause, at: now });
   }
 

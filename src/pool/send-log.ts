@@ -9,6 +9,8 @@
 export class SendLog {
   private readonly sent: number[] = [];
   private readonly counted: number[] = [];
+  /** Whether the send was answered (its first byte came) and not refused. */
+  private readonly answered: boolean[] = [];
   /** Where the next send goes once the ring is full: the oldest. */
   private next = 0;
 
@@ -18,9 +20,11 @@ export class SendLog {
     if (this.sent.length < this.capacity) {
       this.sent.push(at);
       this.counted.push(at);
+      this.answered.push(false);
     } else {
       this.sent[this.next] = at;
       this.counted[this.next] = at;
+      this.answered[this.next] = false;
       this.next = (this.next + 1) % this.capacity;
     }
   }
@@ -36,7 +40,9 @@ export class SendLog {
   /** The send at `sentAt` was counted by `at` at the latest (its first response byte came then). */
   markCounted(sentAt: number, at: number): void {
     const index = this.newest(sentAt);
-    if (index >= 0) this.counted[index] = at;
+    if (index < 0) return;
+    this.counted[index] = at;
+    this.answered[index] = true;
   }
 
   /** The server did not count a send (it answered a platform 429): it leaves the log. */
@@ -45,6 +51,14 @@ export class SendLog {
     if (index < 0) return;
     this.sent[index] = NaN;
     this.counted[index] = NaN;
+    this.answered[index] = false;
+  }
+
+  /** How many sends were answered, not refused, with their first byte after `from`. */
+  answeredAfter(from: number): number {
+    let count = 0;
+    for (let index = 0; index < this.sent.length; index++) if (this.answered[index] === true && this.counted[index]! > from) count++;
+    return count;
   }
 
   /** Send times up to `at` (inclusive), oldest first. */

@@ -337,6 +337,12 @@ export class RedisStateStore implements StateStore {
     this.degraded.get(scope.id)!.learn(share, now, seed, sendTimes);
   }
 
+  /** Drops a learned quota in this process (an assumed one its scope passed: each process assumes its own). */
+  unlearn(scopeId: string, bucket: string): void {
+    this.local.get(scopeId)?.unlearn(bucket);
+    this.degraded.get(scopeId)?.unlearn(bucket);
+  }
+
   learnedQuotas(scopeId: string): LearnedQuota[] {
     return this.local.get(scopeId)?.learnedQuotas() ?? [];
   }

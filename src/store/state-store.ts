@@ -107,6 +107,8 @@ export interface StateStore {
    * starts as full as the server said, filled with `sendTimes` (this pool's sends to the scope).
    */
   learn(scope: ScopeDefinition, quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes?: readonly number[]): void;
+  /** Drops a scope's learned quota of `bucket`, if it has one. */
+  unlearn(scopeId: string, bucket: string): void;
   /** The quotas learned for a scope so far. */
   learnedQuotas(scopeId: string): LearnedQuota[];
   /** What is left of a scope's quotas. */
@@ -230,6 +232,10 @@ export class MemoryStateStore implements StateStore {
     this.limiter(scope).learn(quota, now, seed, sendTimes);
     // A limiter that bounded nothing was left out of its plans.
     this.planLimiters = new WeakMap();
+  }
+
+  unlearn(scopeId: string, bucket: string): void {
+    this.limiters.get(scopeId)?.unlearn(bucket);
   }
 
   learnedQuotas(scopeId: string): LearnedQuota[] {
