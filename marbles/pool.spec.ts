@@ -291,7 +291,7 @@ describe('pool: what each refusal does to health', () => {
     });
   });
 
-  it('once every key is disabled, acquire fails with NoKeyAvailableError', () => {
+  it('once every key is disabled, acquire fails with NoKeyAvailableError saying why (the 401)', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
@@ -299,7 +299,12 @@ describe('pool: what each refusal does to health', () => {
       expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '20ms ^').toBe(
         '20ms #',
         undefined,
-        expect.objectContaining({ name: 'NoKeyAvailableError', kind: 'no_key_available' }),
+        expect.objectContaining({
+          name: 'NoKeyAvailableError',
+          kind: 'no_key_available',
+          status: 401,
+          message: expect.stringMatching(/every key of the pool is disabled \(k1: 401 User not found\.\)/),
+        }),
       );
     });
   });

@@ -31,7 +31,18 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'invalid_key') {
     return issue.issues.map((inner) => `${formatPath(issue.path)}: ${inner.message}`);
   }
+  // zod says only "Invalid input" for a value no branch of a union took; say what each branch expects.
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    const expected = [...new Set(issue.errors.flatMap((branch) => branch.map(expectation)))];
+    return [`${formatPath(issue.path)}: ${expected.join(', or ')}`];
+  }
   return [`${formatPath(issue.path)}: ${issue.message}`];
+}
+
+/** What one branch of a union asked for, in words: the valid values of an enum, else zod's message. */
+function expectation(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_value') return `expected one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
+  return issue.message;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

@@ -381,11 +381,21 @@ export class Admission {
     }
   }
 
+  /** Says why each key is out (its last error: a lone revoked key says 401), and the status when they all share one. */
   private noKeyError(): NoKeyAvailableError {
+    const keys = this.context.registry.keys;
+    const reasons = keys.map(({ label, lastError }) =>
+      lastError === null
+        ? label
+        : `${label}: ${lastError.status === undefined ? lastError.kind : String(lastError.status)} ${lastError.message}`,
+    );
+    const statuses = new Set(keys.map((entry) => entry.lastError?.status));
+    const [status] = statuses;
     return new NoKeyAvailableError({
-      message: `every key of the pool is disabled (${this.context.registry.keys.map((entry) => entry.label).join(', ')})`,
+      message: `every key of the pool is disabled (${reasons.join('; ')})`,
       scope: 'key',
       retryable: false,
+      ...(statuses.size === 1 && status !== undefined ? { status } : {}),
     });
   }
 
