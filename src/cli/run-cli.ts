@@ -17,8 +17,8 @@ Usage:
   openrouter-rx run <prompts.jsonl> --out <results.jsonl> [flags]   batch prompts, resumable
   openrouter-rx dashboard [flags]                                   live key health in the browser
 
-Try it with no key:
-  openrouter-rx run examples/prompts.jsonl --out results.jsonl --fake
+Try it with no key (the sample prompts ship with the package; from a clone: examples/prompts.jsonl):
+  openrouter-rx run node_modules/openrouter-rx/examples/prompts.jsonl --out results.jsonl --fake
   openrouter-rx dashboard --fake
 
 Keys come from OPENROUTER_API_KEYS (comma-separated) or --keys-file, never from a flag.

@@ -1,0 +1,57 @@
+/**
+ * What `npm pack` would publish (from the build `npm test` makes first): the files a user needs and
+ * no more (no source maps), the licence and changelog, the CLI's sample prompts, a manifest that
+ * runs no script on install, and a size budget that a stray file would break.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+/** Budgets with some room over today's (about 340 KB packed, 1.34 MB unpacked, at 0.1.0). */
+const MAX_PACKED_BYTES = 450_000;
+const MAX_UNPACKED_BYTES = 1_700_000;
+
+interface PackResult {
+  size: number;
+  unpackedSize: number;
+  files: Array<{ path: string; size: number }>;
+}
+
+describe('the published package', () => {
+  // --ignore-scripts: `prepack` would build again; the test command has just built.
+  const [pack] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { encoding: 'utf8' })) as PackResult[];
+  const paths = pack!.files.map((file) => file.path);
+
+  it('holds the entry points, the licence, the changelog and the sample prompts, and no source maps', () => {
+    for (const path of [
+      'dist/index.js',
+      'dist/index.cjs',
+      'dist/index.d.ts',
+      'dist/cli.js',
+      'LICENSE',
+      'CHANGELOG.md',
+      'README.md',
+      'examples/prompts.jsonl',
+    ]) {
+      expect(paths, path).toContain(path);
+    }
+    expect(paths.filter((path) => path.endsWith('.map'))).toEqual([]);
+    expect(
+      paths.filter(
+        (path) =>
+          !path.startsWith('dist/') && !['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'examples/prompts.jsonl'].includes(path),
+      ),
+    ).toEqual([]);
+  });
+
+  it(`stays within its size budget (${MAX_PACKED_BYTES} bytes packed, ${MAX_UNPACKED_BYTES} unpacked)`, () => {
+    expect(pack!.size).toBeLessThanOrEqual(MAX_PACKED_BYTES);
+    expect(pack!.unpackedSize).toBeLessThanOrEqual(MAX_UNPACKED_BYTES);
+  });
+
+  it('runs no script when installed: it builds on prepack, not prepare', () => {
+    const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
+    for (const hook of ['prepare', 'preinstall', 'install', 'postinstall']) expect(manifest.scripts[hook], hook).toBeUndefined();
+    expect(manifest.scripts['prepack']).toBe('npm run build');
+  });
+});
