@@ -84,10 +84,13 @@ const notes: Record<string, string> = {
     '97 % only when the learnt window is wrong, which `observed.quotas` shows.',
   'saturation-unknown.429':
     'Saturation with the quotas untold, 429s: all of them in the first window. Until a key’s first 429 nothing says ' +
-    'it has a quota, and the requests already in flight to it when the window fills (about a sixteenth of 64 in ' +
-    'flight per key, plus the retries the other not-yet-learnt keys refuse) are refused too; from the learning on, ' +
-    'none is (test/learned-quota.properties.test.ts asserts it). A quick run’s three seconds weigh that first ' +
-    'window three times heavier than the full run’s nine.',
+    'it has a quota, and the requests already in flight to it when the window fills (about a quarter of the 64 in ' +
+    'flight, per key: the keys fill side by side) are refused too. The first key to learn its quota has it assumed, ' +
+    'one request looser, for the others (one 429 each then teaches their own), which stops the retries the ' +
+    'not-yet-learnt keys used to refuse; from the learning on, none is refused (test/learned-quota.properties.test.ts ' +
+    'asserts it). What is left is the opening burst, which only a slower start (at the cost of every unlimited ' +
+    'workload’s ramp) would shrink. A quick run’s three seconds weigh that first window three times heavier than the ' +
+    'full run’s nine.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -111,7 +114,9 @@ const notes: Record<string, string> = {
   'shared-accounts.429':
     'Shared accounts, 429s: as in saturation-unknown, the first window of each account is found by a 429, and the ' +
     'requests in flight to the account’s keys then are refused too; the keys are grouped into their accounts by key ' +
-    'info within the first milliseconds, and the account’s free-model bucket is learnt from its first 429.',
+    'info within the first milliseconds, the account’s free-model bucket is learnt from its first 429, and assumed ' +
+    '(one request looser) for the other account until its own 429. Between runs the figure moves with how far apart ' +
+    'the two accounts fill their first window (1.4 % and 3.6 % in two runs of the same code).',
   'shared-accounts.goodput':
     'Shared accounts, goodput: each refused key of an account is parked for the 429’s `Retry-After` (1 s, the ' +
     'window) while its siblings are refused in turn (429 note), so the account can sit idle after its window frees; a ' +
