@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { createPool, type KeyPool } from './create-pool.js';
 import type { KeyPoolInput } from './pool/config.js';
 import { createOpenRouterTransport, fetchKeyInfo, type OpenRouterClientOptions } from './transport/index.js';

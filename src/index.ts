@@ -21,6 +21,7 @@ export {
   QueueTimeoutError,
   ModelUnavailableError,
   AbortedError,
+  ConfigurationError,
   AttemptsExhaustedError,
   isOpenRouterError,
   toOpenRouterError,
@@ -110,7 +111,7 @@ export type {
 } from './operators/attempt-event.js';
 
 // The transport (the network edge)
-export { createOpenRouterTransport, fetchKeyInfo } from './transport/index.js';
+export { createOpenRouterTransport, createFetchTransport, fetchKeyInfo } from './transport/index.js';
 export type { OpenRouterTransportOptions, OpenRouterClientOptions, KeyInfo } from './transport/index.js';
 
 // State stores (Redis is in `openrouter-rx/redis`)

@@ -20,7 +20,13 @@ import {
   type ErrorScope,
 } from '../src/core/errors.js';
 import { startFakeOpenRouter, type FakeFault, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
-import { createOpenRouterTransport, fetchKeyInfo, parseKeyInfo, type OpenRouterTransportOptions } from '../src/transport/index.js';
+import {
+  createFetchTransport,
+  createOpenRouterTransport,
+  fetchKeyInfo,
+  parseKeyInfo,
+  type OpenRouterTransportOptions,
+} from '../src/transport/index.js';
 import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/types.js';
 import { KeyText, StreamRedactor, redactText, redactValue } from '../src/transport/redact.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
@@ -53,10 +59,6 @@ async function startFake(options: Partial<FakeServerOptions> = {}): Promise<Fake
 
 function withFault(fault: FakeFault, options: Partial<FakeServerOptions> = {}): Promise<FakeOpenRouter> {
   return startFake({ ...options, models: { [MODEL]: { ...options.models?.[MODEL], faults: [fault] } } });
-}
-
-function transportFor(fake: FakeOpenRouter, options: OpenRouterTransportOptions = {}) {
-  return createOpenRouterTransport({ baseURL: fake.baseURL, ...options });
 }
 
 function chat(overrides: Partial<ChatRequest> = {}): ChatRequest {
@@ -96,449 +98,460 @@ function expectTyped(
   return typed;
 }
 
-describe('createOpenRouterTransport: answers', () => {
-  it('non-streaming: one completion event, then complete', async () => {
-    const fake = await startFake({ defaultModel: { provider: 'Acme' } });
-    const events = await lastValueFrom(transportFor(fake)(ALPHA, chat()).pipe(toArray()));
-    expect(events).toHaveLength(1);
-    const [event] = events;
-    expect(event?.type).toBe('completion');
-    if (event?.type !== 'completion') return;
-    expect(event.completion).toMatchObject({ model: MODEL, provider: 'Acme', finishReason: 'stop' });
-    expect(event.completion.id).toMatch(/^gen-/);
-    expect(event.completion.content.length).toBeGreaterThan(0);
-    expect(event.completion.usage?.totalTokens).toBeGreaterThan(0);
-    expect(fake.requests).toMatchObject([{ keyLabel: 'alpha', model: MODEL, stream: false, status: 200 }]);
-  });
+/** The wire behaviour is the same through the SDK and through plain fetch: every case runs on both. */
+const TRANSPORTS = [
+  ['createOpenRouterTransport (openai SDK)', createOpenRouterTransport],
+  ['createFetchTransport', createFetchTransport],
+] as const;
 
-  it('streaming: chunks (role-only first), then end with finishReason and usage; same text as non-streaming', async () => {
-    const fake = await startFake({ defaultModel: { chunkCount: 5 } });
-    const transport = transportFor(fake);
-    const completion = await firstValueFrom(transport(ALPHA, chat()));
-    const { events, completed } = await collect(transport(ALPHA, chat({ stream: true })));
-    expect(completed).toBe(true);
-    expect(events[0]).toEqual({ type: 'chunk', delta: '', model: MODEL, provider: 'FakeProvider' });
-    expect(events.slice(0, -1).every((event) => event.type === 'chunk')).toBe(true);
-    expect(textOf(events)).toBe(completion.type === 'completion' ? completion.completion.content : 'no completion');
-    const end = events.at(-1);
-    expect(end).toMatchObject({ type: 'end', model: MODEL, provider: 'FakeProvider', finishReason: 'stop' });
-    expect(end?.type === 'end' && end.id).toMatch(/^gen-/);
-    expect(end?.type === 'end' && end.usage?.totalTokens).toBeGreaterThan(0);
-    // The stream ran to `[DONE]`: the connection was not cut by the client.
-    expect(fake.abortedConnections).toBe(0);
-  });
+describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
+  const transportFor = (fake: FakeOpenRouter, options: OpenRouterTransportOptions = {}) =>
+    createTransport({ baseURL: fake.baseURL, ...options });
 
-  it('keep-alive comments produce no events', async () => {
-    const fake = await startFake({ defaultModel: { chunkCount: 3, firstTokenMs: 200 }, keepAliveIntervalMs: 10 });
-    const { events, completed } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
-    expect(completed).toBe(true);
-    // role-only chunk, 3 content chunks, the finish chunk, the usage chunk (non-empty choices), end.
-    expect(events.map((event) => event.type)).toEqual(['chunk', 'chunk', 'chunk', 'chunk', 'chunk', 'chunk', 'end']);
-  });
-
-  it('strips the correlation id and sends attribution headers when configured', async () => {
-    const seen: Array<{ headers: IncomingHttpHeaders; body: Record<string, unknown> }> = [];
-    const server = await listen(async (request, respond) => {
-      seen.push({ headers: request.headers, body: JSON.parse(await readAll(request)) as Record<string, unknown> });
-      respond(200, {
-        id: 'gen-1',
-        model: MODEL,
-        provider: 'Acme',
-        choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'hi' } }],
-      });
+  describe('answers', () => {
+    it('non-streaming: one completion event, then complete', async () => {
+      const fake = await startFake({ defaultModel: { provider: 'Acme' } });
+      const events = await lastValueFrom(transportFor(fake)(ALPHA, chat()).pipe(toArray()));
+      expect(events).toHaveLength(1);
+      const [event] = events;
+      expect(event?.type).toBe('completion');
+      if (event?.type !== 'completion') return;
+      expect(event.completion).toMatchObject({ model: MODEL, provider: 'Acme', finishReason: 'stop' });
+      expect(event.completion.id).toMatch(/^gen-/);
+      expect(event.completion.content.length).toBeGreaterThan(0);
+      expect(event.completion.usage?.totalTokens).toBeGreaterThan(0);
+      expect(fake.requests).toMatchObject([{ keyLabel: 'alpha', model: MODEL, stream: false, status: 200 }]);
     });
-    const transport = createOpenRouterTransport({ baseURL: server.baseURL, appUrl: 'https://example.test/app', appTitle: 'Example App' });
-    await firstValueFrom(transport(ALPHA, chat({ id: 'corr-42' })));
-    await firstValueFrom(createOpenRouterTransport({ baseURL: server.baseURL })(ALPHA, chat()));
 
-    const [configured, plain] = seen;
-    expect(configured?.headers['http-referer']).toBe('https://example.test/app');
-    expect(configured?.headers['x-openrouter-title']).toBe('Example App');
-    expect(configured?.headers['x-title']).toBe('Example App');
-    expect(configured?.headers.authorization).toBe(`Bearer ${ALPHA.key}`);
-    expect(configured?.body).not.toHaveProperty('id');
-    expect(configured?.body).toMatchObject({ model: MODEL, stream: false });
-    expect(plain?.headers).not.toHaveProperty('http-referer');
-    expect(plain?.headers).not.toHaveProperty('x-title');
-  });
-});
-
-interface ErrorCase {
-  name: string;
-  options?: Partial<FakeServerOptions>;
-  fault?: FakeFault;
-  key?: KeyCredential;
-  /** Requests to send first, which succeed (to fill a quota). */
-  warmup?: number;
-  type: abstract new (...args: never[]) => OpenRouterError;
-  scope: ErrorScope;
-  retryable: boolean;
-  status: number;
-  retryAfterMs?: (value: number | undefined) => void;
-}
-
-const errorCases: ErrorCase[] = [
-  {
-    name: '401 revoked key',
-    options: { keys: [{ key: ALPHA.key, label: 'alpha', revoked: true }] },
-    type: AuthenticationError,
-    scope: 'key',
-    retryable: true,
-    status: 401,
-  },
-  {
-    name: '402 account out of credits',
-    options: { accounts: [{ id: 'acct-1', outOfCredits: true }] },
-    type: InsufficientCreditsError,
-    scope: 'account',
-    retryable: true,
-    status: 402,
-  },
-  {
-    name: '403 key limit exceeded',
-    options: { keys: [{ key: ALPHA.key, label: 'alpha', keyLimitExceeded: true }] },
-    type: KeyLimitError,
-    scope: 'key',
-    retryable: true,
-    status: 403,
-  },
-  {
-    name: '403 moderation',
-    fault: { type: 'content-policy', reasons: ['violence'] },
-    type: ContentPolicyError,
-    scope: 'request',
-    retryable: false,
-    status: 403,
-  },
-  {
-    name: '429 per-key quota, with Retry-After and X-RateLimit-* headers',
-    options: { keys: [{ key: ALPHA.key, label: 'alpha', quota: { requests: 1, windowMs: 30_000 } }] },
-    warmup: 1,
-    type: RateLimitError,
-    scope: 'key',
-    retryable: true,
-    status: 429,
-    retryAfterMs: (value) => {
-      expect(value).toBeGreaterThan(25_000);
-      expect(value).toBeLessThanOrEqual(30_000);
-    },
-  },
-  {
-    name: '429 free-models-per-min account quota',
-    options: {
-      keys: [{ key: ALPHA.key, label: 'alpha', account: 'acct-1' }],
-      accounts: [{ id: 'acct-1', quota: { requests: 1, windowMs: 60_000 } }],
-    },
-    warmup: 1,
-    type: RateLimitError,
-    scope: 'account',
-    retryable: true,
-    status: 429,
-    retryAfterMs: (value) => expect(value).toBeGreaterThan(55_000),
-  },
-  {
-    name: '429 upstream provider with a hint',
-    fault: { type: 'rate-limit', retryAfterSeconds: 7, providerName: 'Venice' },
-    type: RateLimitError,
-    scope: 'model',
-    retryable: true,
-    status: 429,
-    retryAfterMs: (value) => expect(value).toBe(7000),
-  },
-  { name: '500 internal', fault: { type: 'status', status: 500 }, type: UpstreamError, scope: 'model', retryable: true, status: 500 },
-  {
-    name: '503 with Retry-After',
-    fault: { type: 'status', status: 503, retryAfterSeconds: 3 },
-    type: UpstreamError,
-    scope: 'model',
-    retryable: true,
-    status: 503,
-    retryAfterMs: (value) => expect(value).toBe(3000),
-  },
-  {
-    name: '400 context length',
-    fault: { type: 'context-length', maxPromptTokens: 1 },
-    type: ContextLengthError,
-    scope: 'request',
-    retryable: false,
-    status: 400,
-  },
-  {
-    name: '404 no endpoints',
-    fault: { type: 'status', status: 404 },
-    type: NotFoundError,
-    scope: 'request',
-    retryable: false,
-    status: 404,
-  },
-  { name: '408 timeout', fault: { type: 'status', status: 408 }, type: UpstreamError, scope: 'transport', retryable: true, status: 408 },
-];
-
-describe('createOpenRouterTransport: HTTP errors', () => {
-  for (const stream of [false, true]) {
-    for (const testCase of errorCases) {
-      it(`${testCase.name} (${stream ? 'streaming' : 'non-streaming'})`, async () => {
-        const fake = testCase.fault === undefined ? await startFake(testCase.options) : await withFault(testCase.fault, testCase.options);
-        const transport = transportFor(fake);
-        for (let index = 0; index < (testCase.warmup ?? 0); index += 1) await lastValueFrom(transport(ALPHA, chat()));
-        const { events, error } = await collect(transport(testCase.key ?? ALPHA, chat({ stream })));
-        expect(events).toEqual([]);
-        const typed = expectTyped(error, testCase);
-        expect(typed.status).toBe(testCase.status);
-        expect(typed.keyLabel).toBe('alpha');
-        expect(typed.model).toBe(MODEL);
-        if (testCase.retryAfterMs !== undefined) testCase.retryAfterMs(typed.retryAfterMs);
-        if (testCase.type === ContentPolicyError) expect(typed.metadata?.['reasons']).toEqual(['violence']);
-      });
-    }
-  }
-});
-
-describe('createOpenRouterTransport: fixtures replayed', () => {
-  const expectations: Record<string, (outcome: Outcome) => void> = {
-    'chat-nonstream-usage': ({ events }) =>
-      expect(events).toMatchObject([
-        { type: 'completion', completion: { model: 'z-ai/glm-4.6', provider: 'AtlasCloud', content: '\nok', usage: { cost: 1.4e-5 } } },
-      ]),
-    'chat-nonstream-model-fallback': ({ events }) =>
-      expect(events).toMatchObject([{ type: 'completion', completion: { model: 'x-ai/grok-4', provider: 'xAI', finishReason: 'stop' } }]),
-    'chat-stream-usage-done': ({ events, completed }) => {
+    it('streaming: chunks (role-only first), then end with finishReason and usage; same text as non-streaming', async () => {
+      const fake = await startFake({ defaultModel: { chunkCount: 5 } });
+      const transport = transportFor(fake);
+      const completion = await firstValueFrom(transport(ALPHA, chat()));
+      const { events, completed } = await collect(transport(ALPHA, chat({ stream: true })));
       expect(completed).toBe(true);
-      expect(textOf(events)).toBe('Pebbles and Skipper.');
-      expect(events.at(-1)).toMatchObject({
-        type: 'end',
-        finishReason: 'stop',
-        model: 'openai/gpt-4o',
-        provider: 'OpenAI',
-        usage: { totalTokens: 23, cost: 0.0001025 },
-      });
-    },
-    'chat-stream-keepalives-fallback': ({ events, completed }) => {
-      expect(completed).toBe(true);
-      expect(textOf(events)).toMatch(/^I'm Grok/);
-      expect(events.at(-1)).toMatchObject({
-        type: 'end',
-        finishReason: 'stop',
-        model: 'x-ai/grok-4',
-        provider: 'xAI',
-        usage: { cachedTokens: 679, reasoningTokens: 118 },
-      });
-    },
-    'chat-stream-tool-call': ({ events, completed }) => {
-      expect(completed).toBe(true);
-      expect(events.flatMap((event) => (event.type === 'chunk' ? (event.toolCalls ?? []) : []))).toHaveLength(2);
-      expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'tool_calls', usage: { totalTokens: 59 } });
-    },
-    'chat-stream-midstream-error': ({ events, error }) => {
-      expect(events.map((event) => (event.type === 'chunk' ? event.reasoning : event.type))).toEqual([
-        'We need',
-        ' to respond to a greeting. The user',
-        undefined,
-      ]);
-      const typed = expectTyped(error, { type: StreamError, scope: 'request', retryable: false });
-      expect(typed.cause).toBeInstanceOf(ContextLengthError);
-      expect(typed.code).toBe(400);
-    },
-    'chat-stream-midstream-error-docs-example': ({ events, error }) => {
-      expect(events).toEqual([]);
-      const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
-      expect(typed.errorType).toBe('rate_limit_exceeded');
-    },
-    'error-401-no-auth-credentials': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
-    'error-401-user-not-found': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
-    'error-402-insufficient-credits': ({ error }) =>
-      void expectTyped(error, { type: InsufficientCreditsError, scope: 'account', retryable: true }),
-    'error-404-no-endpoints': ({ error }) => void expectTyped(error, { type: NotFoundError, scope: 'request', retryable: false }),
-    'error-429-docs-example': ({ error }) =>
-      expect(expectTyped(error, { type: RateLimitError, scope: 'key', retryable: true }).retryAfterMs).toBe(60_000),
-    'error-429-free-models-per-day': ({ error }) => void expectTyped(error, { type: RateLimitError, scope: 'account', retryable: true }),
-    'error-429-provider-retry-after': ({ error }) => {
-      const typed = expectTyped(error, { type: RateLimitError, scope: 'model', retryable: true });
-      expect(typed.retryAfterMs).toBe(17_000);
-      expect(typed.providerName).toBe('Venice');
-    },
-    'error-429-provider-upstream': ({ error }) => {
-      const typed = expectTyped(error, { type: RateLimitError, scope: 'model', retryable: true });
-      expect(typed.message).toContain('temporarily rate-limited upstream');
-    },
-  };
-
-  it('has an expectation for every chat and error fixture', () => {
-    const replayable = fixtureNames().filter((name) => !name.startsWith('key-'));
-    expect(Object.keys(expectations).sort()).toEqual(replayable);
-  });
-
-  for (const [name, expectation] of Object.entries(expectations)) {
-    it(name, async () => {
-      const fake = await withFault({ type: 'replay', fixture: name });
-      const stream = loadFixture(name).response.headers['content-type'] === 'text/event-stream';
-      expectation(await collect(transportFor(fake)(ALPHA, chat({ stream }))));
+      expect(events[0]).toEqual({ type: 'chunk', delta: '', model: MODEL, provider: 'FakeProvider' });
+      expect(events.slice(0, -1).every((event) => event.type === 'chunk')).toBe(true);
+      expect(textOf(events)).toBe(completion.type === 'completion' ? completion.completion.content : 'no completion');
+      const end = events.at(-1);
+      expect(end).toMatchObject({ type: 'end', model: MODEL, provider: 'FakeProvider', finishReason: 'stop' });
+      expect(end?.type === 'end' && end.id).toMatch(/^gen-/);
+      expect(end?.type === 'end' && end.usage?.totalTokens).toBeGreaterThan(0);
+      // The stream ran to `[DONE]`: the connection was not cut by the client.
+      expect(fake.abortedConnections).toBe(0);
     });
+
+    it('keep-alive comments produce no events', async () => {
+      const fake = await startFake({ defaultModel: { chunkCount: 3, firstTokenMs: 200 }, keepAliveIntervalMs: 10 });
+      const { events, completed } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
+      expect(completed).toBe(true);
+      // role-only chunk, 3 content chunks, the finish chunk, the usage chunk (non-empty choices), end.
+      expect(events.map((event) => event.type)).toEqual(['chunk', 'chunk', 'chunk', 'chunk', 'chunk', 'chunk', 'end']);
+    });
+
+    it('strips the correlation id and sends attribution headers when configured', async () => {
+      const seen: Array<{ headers: IncomingHttpHeaders; body: Record<string, unknown> }> = [];
+      const server = await listen(async (request, respond) => {
+        seen.push({ headers: request.headers, body: JSON.parse(await readAll(request)) as Record<string, unknown> });
+        respond(200, {
+          id: 'gen-1',
+          model: MODEL,
+          provider: 'Acme',
+          choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'hi' } }],
+        });
+      });
+      const transport = createTransport({ baseURL: server.baseURL, appUrl: 'https://example.test/app', appTitle: 'Example App' });
+      await firstValueFrom(transport(ALPHA, chat({ id: 'corr-42' })));
+      await firstValueFrom(createTransport({ baseURL: server.baseURL })(ALPHA, chat()));
+
+      const [configured, plain] = seen;
+      expect(configured?.headers['http-referer']).toBe('https://example.test/app');
+      expect(configured?.headers['x-openrouter-title']).toBe('Example App');
+      expect(configured?.headers['x-title']).toBe('Example App');
+      expect(configured?.headers.authorization).toBe(`Bearer ${ALPHA.key}`);
+      expect(configured?.body).not.toHaveProperty('id');
+      expect(configured?.body).toMatchObject({ model: MODEL, stream: false });
+      expect(plain?.headers).not.toHaveProperty('http-referer');
+      expect(plain?.headers).not.toHaveProperty('x-title');
+    });
+  });
+
+  interface ErrorCase {
+    name: string;
+    options?: Partial<FakeServerOptions>;
+    fault?: FakeFault;
+    key?: KeyCredential;
+    /** Requests to send first, which succeed (to fill a quota). */
+    warmup?: number;
+    type: abstract new (...args: never[]) => OpenRouterError;
+    scope: ErrorScope;
+    retryable: boolean;
+    status: number;
+    retryAfterMs?: (value: number | undefined) => void;
   }
-});
 
-describe('createOpenRouterTransport: failures after the status line', () => {
-  it('in-band mid-stream error → StreamError after the chunks', async () => {
-    const fake = await withFault({ type: 'in-band-error', afterChunks: 2 }, { defaultModel: { chunkCount: 5 } });
-    const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
-    expect(events.map((event) => event.type)).toEqual(['chunk', 'chunk', 'chunk']);
-    const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
-    expect(typed.code).toBe(502);
-    expect((typed as StreamError).truncated).toBe(false);
-  });
-
-  it('in-band error in a 200 non-streaming body → typed error', async () => {
-    const fake = await withFault({ type: 'in-band-error', afterChunks: 0, code: 503, message: 'Overloaded' });
-    const { events, error } = await collect(transportFor(fake)(ALPHA, chat()));
-    expect(events).toEqual([]);
-    expectTyped(error, { type: UpstreamError, scope: 'model', retryable: true });
-  });
-
-  it('a stream cut before any finish_reason → StreamError truncated, on the model (the key had answered)', async () => {
-    const fake = await withFault({ type: 'cut', afterChunks: 2 }, { defaultModel: { chunkCount: 5 } });
-    const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
-    expect(events.length).toBe(3);
-    const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
-    expect((typed as StreamError).truncated).toBe(true);
-  });
-
-  it('a non-streaming body cut short → NetworkError', async () => {
-    const fake = await withFault({ type: 'cut', afterChunks: 0 });
-    expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, { type: NetworkError, scope: 'transport', retryable: true });
-  });
-
-  it('connection reset before the headers → NetworkError', async () => {
-    for (const stream of [false, true]) {
-      const fake = await withFault({ type: 'reset' });
-      const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream })));
-      expect(events).toEqual([]);
-      expectTyped(error, { type: NetworkError, scope: 'transport', retryable: true });
-    }
-  });
-
-  it('a malformed SSE event → MalformedResponseError, without console noise', async () => {
-    const fake = await withFault({ type: 'malformed', afterChunks: 1 }, { defaultModel: { chunkCount: 4 } });
-    const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
-    expect(events.length).toBe(2);
-    expectTyped(error, { type: MalformedResponseError, scope: 'model', retryable: true });
-  });
-
-  it('a malformed non-streaming body → MalformedResponseError', async () => {
-    const fake = await withFault({ type: 'malformed', afterChunks: 0 });
-    expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, {
-      type: MalformedResponseError,
+  const errorCases: ErrorCase[] = [
+    {
+      name: '401 revoked key',
+      options: { keys: [{ key: ALPHA.key, label: 'alpha', revoked: true }] },
+      type: AuthenticationError,
+      scope: 'key',
+      retryable: true,
+      status: 401,
+    },
+    {
+      name: '402 account out of credits',
+      options: { accounts: [{ id: 'acct-1', outOfCredits: true }] },
+      type: InsufficientCreditsError,
+      scope: 'account',
+      retryable: true,
+      status: 402,
+    },
+    {
+      name: '403 key limit exceeded',
+      options: { keys: [{ key: ALPHA.key, label: 'alpha', keyLimitExceeded: true }] },
+      type: KeyLimitError,
+      scope: 'key',
+      retryable: true,
+      status: 403,
+    },
+    {
+      name: '403 moderation',
+      fault: { type: 'content-policy', reasons: ['violence'] },
+      type: ContentPolicyError,
+      scope: 'request',
+      retryable: false,
+      status: 403,
+    },
+    {
+      name: '429 per-key quota, with Retry-After and X-RateLimit-* headers',
+      options: { keys: [{ key: ALPHA.key, label: 'alpha', quota: { requests: 1, windowMs: 30_000 } }] },
+      warmup: 1,
+      type: RateLimitError,
+      scope: 'key',
+      retryable: true,
+      status: 429,
+      retryAfterMs: (value) => {
+        expect(value).toBeGreaterThan(25_000);
+        expect(value).toBeLessThanOrEqual(30_000);
+      },
+    },
+    {
+      name: '429 free-models-per-min account quota',
+      options: {
+        keys: [{ key: ALPHA.key, label: 'alpha', account: 'acct-1' }],
+        accounts: [{ id: 'acct-1', quota: { requests: 1, windowMs: 60_000 } }],
+      },
+      warmup: 1,
+      type: RateLimitError,
+      scope: 'account',
+      retryable: true,
+      status: 429,
+      retryAfterMs: (value) => expect(value).toBeGreaterThan(55_000),
+    },
+    {
+      name: '429 upstream provider with a hint',
+      fault: { type: 'rate-limit', retryAfterSeconds: 7, providerName: 'Venice' },
+      type: RateLimitError,
       scope: 'model',
       retryable: true,
+      status: 429,
+      retryAfterMs: (value) => expect(value).toBe(7000),
+    },
+    { name: '500 internal', fault: { type: 'status', status: 500 }, type: UpstreamError, scope: 'model', retryable: true, status: 500 },
+    {
+      name: '503 with Retry-After',
+      fault: { type: 'status', status: 503, retryAfterSeconds: 3 },
+      type: UpstreamError,
+      scope: 'model',
+      retryable: true,
+      status: 503,
+      retryAfterMs: (value) => expect(value).toBe(3000),
+    },
+    {
+      name: '400 context length',
+      fault: { type: 'context-length', maxPromptTokens: 1 },
+      type: ContextLengthError,
+      scope: 'request',
+      retryable: false,
+      status: 400,
+    },
+    {
+      name: '404 no endpoints',
+      fault: { type: 'status', status: 404 },
+      type: NotFoundError,
+      scope: 'request',
+      retryable: false,
+      status: 404,
+    },
+    { name: '408 timeout', fault: { type: 'status', status: 408 }, type: UpstreamError, scope: 'transport', retryable: true, status: 408 },
+  ];
+
+  describe('HTTP errors', () => {
+    for (const stream of [false, true]) {
+      for (const testCase of errorCases) {
+        it(`${testCase.name} (${stream ? 'streaming' : 'non-streaming'})`, async () => {
+          const fake = testCase.fault === undefined ? await startFake(testCase.options) : await withFault(testCase.fault, testCase.options);
+          const transport = transportFor(fake);
+          for (let index = 0; index < (testCase.warmup ?? 0); index += 1) await lastValueFrom(transport(ALPHA, chat()));
+          const { events, error } = await collect(transport(testCase.key ?? ALPHA, chat({ stream })));
+          expect(events).toEqual([]);
+          const typed = expectTyped(error, testCase);
+          expect(typed.status).toBe(testCase.status);
+          expect(typed.keyLabel).toBe('alpha');
+          expect(typed.model).toBe(MODEL);
+          if (testCase.retryAfterMs !== undefined) testCase.retryAfterMs(typed.retryAfterMs);
+          if (testCase.type === ContentPolicyError) expect(typed.metadata?.['reasons']).toEqual(['violence']);
+        });
+      }
+    }
+  });
+
+  describe('fixtures replayed', () => {
+    const expectations: Record<string, (outcome: Outcome) => void> = {
+      'chat-nonstream-usage': ({ events }) =>
+        expect(events).toMatchObject([
+          { type: 'completion', completion: { model: 'z-ai/glm-4.6', provider: 'AtlasCloud', content: '\nok', usage: { cost: 1.4e-5 } } },
+        ]),
+      'chat-nonstream-model-fallback': ({ events }) =>
+        expect(events).toMatchObject([{ type: 'completion', completion: { model: 'x-ai/grok-4', provider: 'xAI', finishReason: 'stop' } }]),
+      'chat-stream-usage-done': ({ events, completed }) => {
+        expect(completed).toBe(true);
+        expect(textOf(events)).toBe('Pebbles and Skipper.');
+        expect(events.at(-1)).toMatchObject({
+          type: 'end',
+          finishReason: 'stop',
+          model: 'openai/gpt-4o',
+          provider: 'OpenAI',
+          usage: { totalTokens: 23, cost: 0.0001025 },
+        });
+      },
+      'chat-stream-keepalives-fallback': ({ events, completed }) => {
+        expect(completed).toBe(true);
+        expect(textOf(events)).toMatch(/^I'm Grok/);
+        expect(events.at(-1)).toMatchObject({
+          type: 'end',
+          finishReason: 'stop',
+          model: 'x-ai/grok-4',
+          provider: 'xAI',
+          usage: { cachedTokens: 679, reasoningTokens: 118 },
+        });
+      },
+      'chat-stream-tool-call': ({ events, completed }) => {
+        expect(completed).toBe(true);
+        expect(events.flatMap((event) => (event.type === 'chunk' ? (event.toolCalls ?? []) : []))).toHaveLength(2);
+        expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'tool_calls', usage: { totalTokens: 59 } });
+      },
+      'chat-stream-midstream-error': ({ events, error }) => {
+        expect(events.map((event) => (event.type === 'chunk' ? event.reasoning : event.type))).toEqual([
+          'We need',
+          ' to respond to a greeting. The user',
+          undefined,
+        ]);
+        const typed = expectTyped(error, { type: StreamError, scope: 'request', retryable: false });
+        expect(typed.cause).toBeInstanceOf(ContextLengthError);
+        expect(typed.code).toBe(400);
+      },
+      'chat-stream-midstream-error-docs-example': ({ events, error }) => {
+        expect(events).toEqual([]);
+        const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
+        expect(typed.errorType).toBe('rate_limit_exceeded');
+      },
+      'error-401-no-auth-credentials': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
+      'error-401-user-not-found': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
+      'error-402-insufficient-credits': ({ error }) =>
+        void expectTyped(error, { type: InsufficientCreditsError, scope: 'account', retryable: true }),
+      'error-404-no-endpoints': ({ error }) => void expectTyped(error, { type: NotFoundError, scope: 'request', retryable: false }),
+      'error-429-docs-example': ({ error }) =>
+        expect(expectTyped(error, { type: RateLimitError, scope: 'key', retryable: true }).retryAfterMs).toBe(60_000),
+      'error-429-free-models-per-day': ({ error }) => void expectTyped(error, { type: RateLimitError, scope: 'account', retryable: true }),
+      'error-429-provider-retry-after': ({ error }) => {
+        const typed = expectTyped(error, { type: RateLimitError, scope: 'model', retryable: true });
+        expect(typed.retryAfterMs).toBe(17_000);
+        expect(typed.providerName).toBe('Venice');
+      },
+      'error-429-provider-upstream': ({ error }) => {
+        const typed = expectTyped(error, { type: RateLimitError, scope: 'model', retryable: true });
+        expect(typed.message).toContain('temporarily rate-limited upstream');
+      },
+    };
+
+    it('has an expectation for every chat and error fixture', () => {
+      const replayable = fixtureNames().filter((name) => !name.startsWith('key-'));
+      expect(Object.keys(expectations).sort()).toEqual(replayable);
     });
+
+    for (const [name, expectation] of Object.entries(expectations)) {
+      it(name, async () => {
+        const fake = await withFault({ type: 'replay', fixture: name });
+        const stream = loadFixture(name).response.headers['content-type'] === 'text/event-stream';
+        expectation(await collect(transportFor(fake)(ALPHA, chat({ stream }))));
+      });
+    }
   });
 
-  it('missing [DONE] on a socket kept open: completes at once after finish + usage, then closes the socket', async () => {
-    const fake = await withFault({ type: 'missing-done', ending: 'hang' });
-    const startedAt = Date.now();
-    const { events, completed } = await collect(transportFor(fake, { doneGraceMs: 150 })(ALPHA, chat({ stream: true })));
-    expect(completed).toBe(true);
-    expect(Date.now() - startedAt).toBeLessThan(500);
-    expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
-    expect(events.at(-1)?.type === 'end' && events.at(-1)).toHaveProperty('usage');
-    // The lingering socket is closed once the grace period is over.
-    const abort = await fake.waitForAbort(1000);
-    expect(abort.record?.stream).toBe(true);
-  });
+  describe('failures after the status line', () => {
+    it('in-band mid-stream error → StreamError after the chunks', async () => {
+      const fake = await withFault({ type: 'in-band-error', afterChunks: 2 }, { defaultModel: { chunkCount: 5 } });
+      const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
+      expect(events.map((event) => event.type)).toEqual(['chunk', 'chunk', 'chunk']);
+      const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
+      expect(typed.code).toBe(502);
+      expect((typed as StreamError).truncated).toBe(false);
+    });
 
-  it('missing [DONE] on a socket closed cleanly after finish → end', async () => {
-    const fake = await withFault({ type: 'missing-done', ending: 'close' });
-    const { events, completed } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
-    expect(completed).toBe(true);
-    expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
-  });
+    it('in-band error in a 200 non-streaming body → typed error', async () => {
+      const fake = await withFault({ type: 'in-band-error', afterChunks: 0, code: 503, message: 'Overloaded' });
+      const { events, error } = await collect(transportFor(fake)(ALPHA, chat()));
+      expect(events).toEqual([]);
+      expectTyped(error, { type: UpstreamError, scope: 'model', retryable: true });
+    });
 
-  it('the SDK timeout (headers never come) → NetworkError', async () => {
-    const fake = await withFault({ type: 'silent' });
-    const { error } = await collect(transportFor(fake, { timeoutMs: 150 })(ALPHA, chat({ stream: true })));
-    expectTyped(error, { type: NetworkError, scope: 'transport', retryable: true });
-  });
-});
+    it('a stream cut before any finish_reason → StreamError truncated, on the model (the key had answered)', async () => {
+      const fake = await withFault({ type: 'cut', afterChunks: 2 }, { defaultModel: { chunkCount: 5 } });
+      const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
+      expect(events.length).toBe(3);
+      const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
+      expect((typed as StreamError).truncated).toBe(true);
+    });
 
-describe('createOpenRouterTransport: cancellation', () => {
-  it('unsubscribing mid-stream closes the server-side connection within 100 ms, and reports nothing', async () => {
-    const fake = await startFake({ defaultModel: { chunkCount: 50, chunkGapMs: 40 } });
-    const seen: TransportEvent[] = [];
-    let reported: unknown;
-    const aborted = fake.waitForAbort(2000);
-    await new Promise<void>((resolve) => {
-      const subscription = transportFor(fake)(ALPHA, chat({ stream: true })).subscribe({
-        next: (event) => {
-          seen.push(event);
-          if (seen.length === 3) {
-            subscription.unsubscribe();
-            resolve();
-          }
-        },
-        error: (error: unknown) => (reported = error),
-        complete: () => (reported = 'complete'),
+    it('a non-streaming body cut short → NetworkError', async () => {
+      const fake = await withFault({ type: 'cut', afterChunks: 0 });
+      expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, { type: NetworkError, scope: 'transport', retryable: true });
+    });
+
+    it('connection reset before the headers → NetworkError', async () => {
+      for (const stream of [false, true]) {
+        const fake = await withFault({ type: 'reset' });
+        const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream })));
+        expect(events).toEqual([]);
+        expectTyped(error, { type: NetworkError, scope: 'transport', retryable: true });
+      }
+    });
+
+    it('a malformed SSE event → MalformedResponseError, without console noise', async () => {
+      const fake = await withFault({ type: 'malformed', afterChunks: 1 }, { defaultModel: { chunkCount: 4 } });
+      const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
+      expect(events.length).toBe(2);
+      expectTyped(error, { type: MalformedResponseError, scope: 'model', retryable: true });
+    });
+
+    it('a malformed non-streaming body → MalformedResponseError', async () => {
+      const fake = await withFault({ type: 'malformed', afterChunks: 0 });
+      expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, {
+        type: MalformedResponseError,
+        scope: 'model',
+        retryable: true,
       });
     });
-    const unsubscribedAt = Date.now();
-    const event = await aborted;
-    expect(event.at - unsubscribedAt).toBeLessThan(100);
-    expect(event.record?.clientAborted).toBe(true);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(reported).toBeUndefined();
-    expect(seen).toHaveLength(3);
-  });
 
-  it('firstValueFrom on a stream takes the first chunk and aborts the rest', async () => {
-    const fake = await startFake({ defaultModel: { chunkCount: 50, chunkGapMs: 40 } });
-    const aborted = fake.waitForAbort(2000);
-    expect(await firstValueFrom(transportFor(fake)(ALPHA, chat({ stream: true })))).toMatchObject({ type: 'chunk', delta: '' });
-    expect((await aborted).record?.clientAborted).toBe(true);
-  });
-
-  it('unsubscribing before the headers aborts the request too', async () => {
-    const fake = await startFake({ defaultModel: { latencyMs: 2000 } });
-    const aborted = fake.waitForAbort(2000);
-    const subscription = transportFor(fake)(ALPHA, chat()).subscribe({ error: () => expect.fail('no error expected') });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const unsubscribedAt = Date.now();
-    subscription.unsubscribe();
-    expect((await aborted).at - unsubscribedAt).toBeLessThan(100);
-  });
-
-  it("the caller's signal aborts the request with AbortedError", async () => {
-    const fake = await startFake({ defaultModel: { chunkCount: 50, chunkGapMs: 40 } });
-    const controller = new AbortController();
-    const aborted = fake.waitForAbort(2000);
-    setTimeout(() => controller.abort(), 150);
-    const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true }), { signal: controller.signal }));
-    expect(events.length).toBeGreaterThan(0);
-    expectTyped(error, { type: AbortedError, scope: 'request', retryable: false });
-    await aborted;
-    const already = await collect(transportFor(fake)(ALPHA, chat(), { signal: controller.signal }));
-    expect(already.error).toBeInstanceOf(AbortedError);
-  });
-});
-
-describe('createOpenRouterTransport: key secrecy', () => {
-  it('redacts key text echoed by the server from messages and metadata', async () => {
-    const server = await listen(async (request, respond) => {
-      await readAll(request);
-      const echoed = request.headers.authorization ?? '';
-      respond(400, { error: { code: 400, message: `Invalid key header: ${echoed}`, metadata: { raw: echoed } } });
+    it('missing [DONE] on a socket kept open: completes at once after finish + usage, then closes the socket', async () => {
+      const fake = await withFault({ type: 'missing-done', ending: 'hang' });
+      const startedAt = Date.now();
+      const { events, completed } = await collect(transportFor(fake, { doneGraceMs: 150 })(ALPHA, chat({ stream: true })));
+      expect(completed).toBe(true);
+      expect(Date.now() - startedAt).toBeLessThan(500);
+      expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+      expect(events.at(-1)?.type === 'end' && events.at(-1)).toHaveProperty('usage');
+      // The lingering socket is closed once the grace period is over.
+      const abort = await fake.waitForAbort(1000);
+      expect(abort.record?.stream).toBe(true);
     });
-    const { error } = await collect(createOpenRouterTransport({ baseURL: server.baseURL })(ALPHA, chat()));
-    const typed = expectTyped(error, { type: OpenRouterError, scope: 'request', retryable: false });
-    expect(typed.message).toBe('400 Invalid key header: Bearer [key alpha fp-alpha]');
-    expect(JSON.stringify(typed.metadata)).not.toContain(ALPHA.key);
-    expect(typed.stack ?? '').not.toContain(ALPHA.key);
+
+    it('missing [DONE] on a socket closed cleanly after finish → end', async () => {
+      const fake = await withFault({ type: 'missing-done', ending: 'close' });
+      const { events, completed } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));
+      expect(completed).toBe(true);
+      expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+    });
+
+    it('the SDK timeout (headers never come) → NetworkError', async () => {
+      const fake = await withFault({ type: 'silent' });
+      const { error } = await collect(transportFor(fake, { timeoutMs: 150 })(ALPHA, chat({ stream: true })));
+      expectTyped(error, { type: NetworkError, scope: 'transport', retryable: true });
+    });
   });
 
-  it('uses one client per key: each request carries its own key', async () => {
-    const fake = await startFake();
-    const transport = transportFor(fake);
-    await lastValueFrom(transport(ALPHA, chat()));
-    await lastValueFrom(transport(BETA, chat()));
-    await lastValueFrom(transport(ALPHA, chat()));
-    expect(fake.requests.map((record) => record.keyLabel)).toEqual(['alpha', 'beta', 'alpha']);
+  describe('cancellation', () => {
+    it('unsubscribing mid-stream closes the server-side connection within 100 ms, and reports nothing', async () => {
+      const fake = await startFake({ defaultModel: { chunkCount: 50, chunkGapMs: 40 } });
+      const seen: TransportEvent[] = [];
+      let reported: unknown;
+      const aborted = fake.waitForAbort(2000);
+      await new Promise<void>((resolve) => {
+        const subscription = transportFor(fake)(ALPHA, chat({ stream: true })).subscribe({
+          next: (event) => {
+            seen.push(event);
+            if (seen.length === 3) {
+              subscription.unsubscribe();
+              resolve();
+            }
+          },
+          error: (error: unknown) => (reported = error),
+          complete: () => (reported = 'complete'),
+        });
+      });
+      const unsubscribedAt = Date.now();
+      const event = await aborted;
+      expect(event.at - unsubscribedAt).toBeLessThan(100);
+      expect(event.record?.clientAborted).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(reported).toBeUndefined();
+      expect(seen).toHaveLength(3);
+    });
+
+    it('firstValueFrom on a stream takes the first chunk and aborts the rest', async () => {
+      const fake = await startFake({ defaultModel: { chunkCount: 50, chunkGapMs: 40 } });
+      const aborted = fake.waitForAbort(2000);
+      expect(await firstValueFrom(transportFor(fake)(ALPHA, chat({ stream: true })))).toMatchObject({ type: 'chunk', delta: '' });
+      expect((await aborted).record?.clientAborted).toBe(true);
+    });
+
+    it('unsubscribing before the headers aborts the request too', async () => {
+      const fake = await startFake({ defaultModel: { latencyMs: 2000 } });
+      const aborted = fake.waitForAbort(2000);
+      const subscription = transportFor(fake)(ALPHA, chat()).subscribe({ error: () => expect.fail('no error expected') });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const unsubscribedAt = Date.now();
+      subscription.unsubscribe();
+      expect((await aborted).at - unsubscribedAt).toBeLessThan(100);
+    });
+
+    it("the caller's signal aborts the request with AbortedError", async () => {
+      const fake = await startFake({ defaultModel: { chunkCount: 50, chunkGapMs: 40 } });
+      const controller = new AbortController();
+      const aborted = fake.waitForAbort(2000);
+      setTimeout(() => controller.abort(), 150);
+      const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream: true }), { signal: controller.signal }));
+      expect(events.length).toBeGreaterThan(0);
+      expectTyped(error, { type: AbortedError, scope: 'request', retryable: false });
+      await aborted;
+      const already = await collect(transportFor(fake)(ALPHA, chat(), { signal: controller.signal }));
+      expect(already.error).toBeInstanceOf(AbortedError);
+    });
+  });
+
+  describe('key secrecy', () => {
+    it('redacts key text echoed by the server from messages and metadata', async () => {
+      const server = await listen(async (request, respond) => {
+        await readAll(request);
+        const echoed = request.headers.authorization ?? '';
+        respond(400, { error: { code: 400, message: `Invalid key header: ${echoed}`, metadata: { raw: echoed } } });
+      });
+      const { error } = await collect(createTransport({ baseURL: server.baseURL })(ALPHA, chat()));
+      const typed = expectTyped(error, { type: OpenRouterError, scope: 'request', retryable: false });
+      expect(typed.message).toBe('400 Invalid key header: Bearer [key alpha fp-alpha]');
+      expect(JSON.stringify(typed.metadata)).not.toContain(ALPHA.key);
+      expect(typed.stack ?? '').not.toContain(ALPHA.key);
+    });
+
+    it('uses one client per key: each request carries its own key', async () => {
+      const fake = await startFake();
+      const transport = transportFor(fake);
+      await lastValueFrom(transport(ALPHA, chat()));
+      await lastValueFrom(transport(BETA, chat()));
+      await lastValueFrom(transport(ALPHA, chat()));
+      expect(fake.requests.map((record) => record.keyLabel)).toEqual(['alpha', 'beta', 'alpha']);
+    });
   });
 });
 

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * Flag parsing shared by the commands: `node:util`'s `parseArgs` (strict, so a typo is an error

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { HOST_NAME_RULE, normalizeHostName } from '../dashboard/access.js';
 import { createDashboardServer } from '../dashboard/server.js';
 import { createKeyPool } from '../create-key-pool.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { strategyNames } from '../pool/strategies.js';
 import type { StrategyName } from '../pool/strategies.js';
 import { UsageError, describeFlagIssues, intFlag, modelFlag, modelListFlag, oneOfFlag, parseFlags, urlFlag } from './args.js';

@@ -54,6 +54,7 @@ export const ERROR_POLICY: Readonly<Record<ErrorKind, ErrorKindPolicy>> = Object
   attempts_exhausted: policy('none', undefined),
   aborted: policy('none', undefined),
   model_unavailable: policy('none', undefined),
+  configuration: policy('none', undefined),
 });
 
 /**

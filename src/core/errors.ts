@@ -54,7 +54,8 @@ export type ErrorKind =
   | 'model_unavailable'
   | 'store_unavailable'
   | 'attempts_exhausted'
-  | 'aborted';
+  | 'aborted'
+  | 'configuration';
 
 /** What an `OpenRouterError` is built from; each field becomes the property of the same name. */
 export interface OpenRouterErrorOptions {
@@ -347,6 +348,17 @@ export class ModelUnavailableError extends OpenRouterError {
   override name = 'ModelUnavailableError';
   /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'model_unavailable' as const;
+}
+
+/**
+ * The transport cannot run here: no `fetch`, or the `openai` SDK in a browser. No key or model is
+ * at fault, so health is untouched and no retry is made; use `createFetchTransport()` there.
+ */
+export class ConfigurationError extends OpenRouterError {
+  /** {@inheritDoc OpenRouterError.name} */
+  override name = 'ConfigurationError';
+  /** {@inheritDoc OpenRouterError.kind} */
+  override readonly kind = 'configuration' as const;
 }
 
 /** The request was cancelled by its caller. */

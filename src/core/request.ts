@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ChatRequest } from './types.js';
 import { ValidationError, formatZodError } from './validation.js';
 

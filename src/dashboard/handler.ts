@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { HOST_NAME_RULE, TOKEN_PATTERN, TOKEN_RULE, dashboardAccess, normalizeHostName } from './access.js';
 import { streamHealth, type HealthSource } from './events.js';

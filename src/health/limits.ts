@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The limits a key, an account or a model (per account) can be given: what admission and the

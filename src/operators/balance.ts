@@ -1,5 +1,5 @@
 import { Observable, Subscription, map, of, type OperatorFunction } from 'rxjs';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   AttemptsExhaustedError,
   BadRequestError,

@@ -1,5 +1,5 @@
 import { DEFAULT_ADAPTIVE_LIMIT, type AdaptiveLimitPolicy } from '../health/adaptive-limit.js';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SchedulerLike } from 'rxjs';
 import type { KeyCredential, Transport } from '../core/types.js';
 import type { StrategyLike } from './strategies.js';

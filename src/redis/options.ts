@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OpenRouterError } from '../core/errors.js';
 
 /** Options of `createRedisStore`; checked when the store is created. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BehaviorSubject, type Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { QuotaRemaining } from '../health/records.js';
 import type { LearnedQuota, QuotaSeed } from '../health/learned-quota.js';
 import { Limiter, type LimiterHold } from '../health/limiter.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { chatRequestSchema } from '../core/request.js';
 import type { ChatRequest } from '../core/types.js';
 import { ValidationError, formatZodError } from '../core/validation.js';

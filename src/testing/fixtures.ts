@@ -5,7 +5,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { FakeRecordedResponse } from './types.js';
 
 const FIXTURE_SUFFIX = '.http.json';

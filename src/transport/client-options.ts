@@ -1,5 +1,4 @@
-import OpenAI from 'openai';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError, formatZodError } from '../core/validation.js';
 
 /** How to reach OpenRouter; shared by the chat transport and `fetchKeyInfo`. */
@@ -22,7 +21,7 @@ export interface OpenRouterClientOptions {
 }
 
 export const DEFAULT_BASE_URL = 'https://openrouter.ai/api/v1';
-const DEFAULT_TIMEOUT_MS = 600_000;
+export const DEFAULT_TIMEOUT_MS = 600_000;
 
 /**
  * What an HTTP header value can carry: `fetch` refuses any character above U+00FF, and a line
@@ -58,26 +57,8 @@ export function checkOptions(schema: z.ZodType, options: unknown, what: string):
   if (!result.success) throw new ValidationError(formatZodError(result.error, what), result.error.issues);
 }
 
-/** One SDK client for one key. */
-export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions): OpenAI {
-  return new OpenAI({
-    apiKey,
-    baseURL: options.baseURL ?? DEFAULT_BASE_URL,
-    // Retries belong to the pool, which moves them to another key or model; the SDK's own would
-    // repeat the attempt on the same key and hide the failure from health tracking.
-    maxRetries: 0,
-    timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    defaultHeaders: attributionHeaders(options),
-    fetch: options.fetch,
-    // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
-    organization: null,
-    project: null,
-    // The SDK logs malformed SSE events to the console before throwing; we report them as typed errors.
-    logLevel: 'off',
-  });
-}
-
-function attributionHeaders(options: OpenRouterClientOptions): Record<string, string> {
+/** The attribution and extra headers every request carries. */
+export function attributionHeaders(options: OpenRouterClientOptions): Record<string, string> {
   return {
     ...(options.appUrl === undefined ? {} : { 'HTTP-Referer': options.appUrl }),
     ...(options.appTitle === undefined ? {} : { 'X-OpenRouter-Title': options.appTitle, 'X-Title': options.appTitle }),

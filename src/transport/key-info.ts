@@ -1,12 +1,11 @@
-import { NotFoundError as SdkNotFoundError } from 'openai';
-import { Observable } from 'rxjs';
-import { z } from 'zod';
-import { MalformedResponseError } from '../core/errors.js';
+import { asyncScheduler, Observable } from 'rxjs';
+import * as z from 'zod';
+import { MalformedResponseError, OpenRouterError } from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
 import { parseJsonBody } from '../wire/values.js';
-import { checkOptions, clientOptionsSchema, createOpenRouterClient, type OpenRouterClientOptions } from './client-options.js';
+import { checkOptions, clientOptionsSchema, type OpenRouterClientOptions } from './client-options.js';
+import { errorFromFetch, openRouterFetch } from './http.js';
 import { redactError, redactValue } from './redact.js';
-import { errorFromSdk } from './sdk-errors.js';
 
 /** What `GET /api/v1/key` reports about a key (openrouter-wire.md §7); amounts in USD. */
 export interface KeyInfo {
@@ -84,12 +83,12 @@ export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOption
   checkOptions(clientOptionsSchema, options, 'transport options');
   return new Observable<KeyInfo>((subscriber) => {
     const controller = new AbortController();
-    const client = createOpenRouterClient(key.key, options);
-    const getText = async (path: string): Promise<string> => (await client.get(path, { signal: controller.signal }).asResponse()).text();
+    const getText = async (path: string): Promise<string> =>
+      (await openRouterFetch(options, asyncScheduler, { key, method: 'GET', path, signal: controller.signal })).text();
 
     getText(CURRENT_PATH)
       .catch((error: unknown) => {
-        if (error instanceof SdkNotFoundError) return getText(LEGACY_PATH);
+        if (error instanceof OpenRouterError && error.status === 404) return getText(LEGACY_PATH);
         throw error;
       })
       .then((text) => parseKeyInfo(text, key))
@@ -100,7 +99,7 @@ export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOption
         },
         (error: unknown) => {
           // An abort from our own teardown is not a failure.
-          if (!controller.signal.aborted) subscriber.error(errorFromSdk(error, { key }));
+          if (!controller.signal.aborted) subscriber.error(errorFromFetch(error, { key }));
         },
       );
     return () => controller.abort();

@@ -1,15 +1,9 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
-import { MalformedResponseError, NetworkError, OpenRouterError, StreamError, toOpenRouterError } from '../core/errors.js';
-import type { KeyCredential } from '../core/types.js';
+import { OpenRouterError, toOpenRouterError } from '../core/errors.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { streamErrorFromPayload } from '../wire/chunk.js';
-import { redactError, redactText, redactValue } from './redact.js';
-
-/** Who the failed attempt was, for the error's fields. */
-export interface AttemptIdentity {
-  key: KeyCredential;
-  model?: string;
-}
+import { connectionError, errorFromBodyRead, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
+import { redactError, redactValue } from './redact.js';
 
 /**
  * Maps anything the `openai` SDK throws before a response body is read (status errors,
@@ -18,28 +12,8 @@ export interface AttemptIdentity {
 export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRouterError {
   if (error instanceof OpenRouterError) return redactError(error, attempt.key);
   const { key, model } = attempt;
-  if (error instanceof APIConnectionTimeoutError) {
-    return new NetworkError({
-      message: 'request timed out before the response headers arrived',
-      scope: 'transport',
-      retryable: true,
-      keyLabel: key.label,
-      model,
-    });
-  }
-  if (error instanceof APIConnectionError) {
-    return redactError(
-      new NetworkError({
-        message: redactText(describeCause(error), key),
-        scope: 'transport',
-        retryable: true,
-        keyLabel: key.label,
-        model,
-        cause: error,
-      }),
-      key,
-    );
-  }
+  if (error instanceof APIConnectionTimeoutError) return headersTimeoutError(attempt);
+  if (error instanceof APIConnectionError) return redactError(connectionError(error, attempt), key);
   if (isApiError(error) && error.status !== undefined) {
     return redactError(
       classifyHttpError({
@@ -61,68 +35,15 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRout
       key,
     );
   }
-  if (error instanceof Error) {
-    // A body read that broke (`TypeError: terminated`) or another failure below the SDK.
-    return redactError(
-      new NetworkError({ message: describeCause(error), scope: 'transport', retryable: true, keyLabel: key.label, model, cause: error }),
-      key,
-    );
-  }
+  // A body read that broke (`TypeError: terminated`) or another failure below the SDK.
+  if (error instanceof Error) return redactError(connectionError(error, attempt), key);
   return redactError(toOpenRouterError(error), key);
 }
 
-/**
- * Maps a failure while reading a stream's body. `SyntaxError` is the SDK's `JSON.parse` of an SSE
- * event; any other non-API failure means the connection broke (`TypeError: terminated` from undici)
- * and the answer is truncated.
- */
+/** Maps a failure while reading a stream's body; the SDK throws an `APIError` for an event with a top-level `error`. */
 export function errorFromStreamRead(error: unknown, attempt: AttemptIdentity): OpenRouterError {
-  const { key, model } = attempt;
-  if (error instanceof SyntaxError) {
-    return redactError(
-      new MalformedResponseError({
-        message: `stream event is not valid JSON: ${error.message}`,
-        scope: 'model',
-        retryable: true,
-        keyLabel: key.label,
-        model,
-        cause: error,
-      }),
-      key,
-    );
-  }
-  if (error instanceof OpenRouterError || error instanceof APIError) return errorFromSdk(error, attempt);
-  return redactError(truncatedStreamError(attempt, error), key);
-}
-
-export function truncatedStreamError(attempt: AttemptIdentity, cause?: unknown): StreamError {
-  const reason = cause instanceof Error ? `: ${describeCause(cause)}` : '';
-  return new StreamError({
-    message: `stream ended before any finish_reason (truncated answer)${reason}`,
-    // The response had begun, so the key and the connection to OpenRouter worked: the provider
-    // behind the model cut the answer (openrouter-wire.md §6), and the model's health pays.
-    scope: 'model',
-    retryable: true,
-    truncated: true,
-    keyLabel: attempt.key.label,
-    model: attempt.model,
-    cause,
-  });
-}
-
-/**
- * The messages along the cause chain (`Connection error: fetch failed: other side closed
- * [UND_ERR_SOCKET]`): the SDK's own message is generic, the useful part is in the causes.
- */
-function describeCause(error: Error): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current instanceof Error && depth < 4; depth += 1) {
-    const code = (current as { code?: unknown }).code;
-    parts.push(`${current.message.replace(/\.$/, '')}${typeof code === 'string' ? ` [${code}]` : ''}`);
-    current = current.cause;
-  }
-  return parts.join(': ');
+  if (error instanceof APIError) return errorFromSdk(error, attempt);
+  return errorFromBodyRead(error, attempt);
 }
 
 /**

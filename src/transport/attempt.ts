@@ -1,0 +1,261 @@
+import type { SchedulerLike, Subscriber, Subscription } from 'rxjs';
+import { AbortedError, StreamError, type OpenRouterError } from '../core/errors.js';
+import type { ChatRequest, TransportEvent } from '../core/types.js';
+import {
+  advanceStream,
+  parseCompletionBody,
+  parseStreamChunk,
+  type StreamChunkContent,
+  type StreamChunkResult,
+  type StreamProgress,
+  type WireContext,
+} from '../wire/chunk.js';
+import { sseData } from '../wire/sse.js';
+import { parseJsonBody } from '../wire/values.js';
+import { truncatedStreamError, type AttemptIdentity } from './attempt-errors.js';
+import { KeyText, StreamRedactor, redactError, redactValue } from './redact.js';
+
+/**
+ * How an attempt reaches the server: the `openai` SDK (`createOpenRouterTransport`) or plain
+ * `fetch` (`createFetchTransport`). Everything after the response headers (reading the body, SSE,
+ * chunks, redaction, the end of a stream) is the attempt's own, the same for both.
+ */
+export interface Exchange {
+  /** POSTs a chat completion body; resolves once a 2xx response's headers arrived, else rejects. */
+  send(body: Record<string, unknown>, signal: AbortSignal): Promise<Response>;
+  /** What `send` rejected with, as a typed, key-free error. */
+  errorOf(error: unknown, identity: AttemptIdentity): OpenRouterError;
+  /** What reading the response body threw, as a typed, key-free error. */
+  bodyReadErrorOf(error: unknown, identity: AttemptIdentity): OpenRouterError;
+}
+
+export interface AttemptSettings {
+  doneGraceMs: number;
+  scheduler: SchedulerLike;
+}
+
+/**
+ * One subscription's request. `settled` is set once the outcome is decided (completed, failed or
+ * torn down); after that, nothing reaches the subscriber and failures are not reported.
+ */
+export class Attempt {
+  private readonly controller = new AbortController();
+  /** What key text looks like, worked out once for every chunk of the attempt. */
+  private readonly keyText: KeyText;
+  private readonly contentRedactor: StreamRedactor;
+  private readonly reasoningRedactor: StreamRedactor;
+  private settled = false;
+  private progress: StreamProgress = {};
+  /** Completes the stream if usage (or the end of the body) does not follow the finish in time. */
+  private graceTimer: Subscription | undefined;
+  /** Set when the stream completed on finish + usage: the socket may still deliver `[DONE]`. */
+  private completedBeforeEnd = false;
+  /** The whole response was read: nothing is left to abort (and an abort costs a DOMException). */
+  private exchangeDone = false;
+  /** Closes the socket if the server lingers after such an early completion. */
+  private drainCutoff: Subscription | undefined;
+
+  constructor(
+    private readonly subscriber: Subscriber<TransportEvent>,
+    private readonly exchange: Exchange,
+    private readonly identity: AttemptIdentity,
+    private readonly settings: AttemptSettings,
+  ) {
+    this.keyText = new KeyText(identity.key);
+    this.contentRedactor = new StreamRedactor(this.keyText);
+    this.reasoningRedactor = new StreamRedactor(this.keyText);
+  }
+
+  /** Sends the request; returns the teardown. */
+  start(request: ChatRequest, callerSignal: AbortSignal | undefined, onSent: (() => void) | undefined): () => void {
+    const onCallerAbort = (): void => this.fail(this.abortedByCaller());
+    if (callerSignal?.aborted === true) {
+      onCallerAbort();
+      return () => undefined;
+    }
+    callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
+
+    // The exchange goes from here to `fetch` without waiting on anything but microtasks: this is the send.
+    onSent?.();
+    const run = request.stream === true ? this.stream(request) : this.complete(request);
+    // The one handler of the attempt's promise. A torn-down attempt still rejects (its aborted
+    // request or body read); that is the expected end, not a failure, and is not even mapped.
+    run.catch((error: unknown) => {
+      if (!this.settled) this.fail(this.exchange.errorOf(error, this.identity));
+    });
+
+    return () => {
+      callerSignal?.removeEventListener('abort', onCallerAbort);
+      this.graceTimer?.unsubscribe();
+      this.settled = true;
+      if (this.exchangeDone) return;
+      if (this.completedBeforeEnd) {
+        // The answer is complete; let a well-behaved server finish with `[DONE]` so the connection
+        // closes cleanly, but never hold it open longer than the grace period.
+        this.drainCutoff = this.settings.scheduler.schedule(() => this.controller.abort(), this.settings.doneGraceMs);
+      } else {
+        this.controller.abort();
+      }
+    };
+  }
+
+  private async complete(request: ChatRequest): Promise<void> {
+    const response = await this.exchange.send({ ...bodyOf(request), stream: false }, this.controller.signal);
+    const text = await response.text();
+    this.exchangeDone = true;
+    if (this.settled) return;
+    // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
+    const parsed = parseJsonBody(text);
+    const result = parseCompletionBody(
+      this.keyText.mentionedIn(text) ? redactValue(parsed, this.identity.key) : parsed,
+      this.wireContext(response.headers),
+    );
+    if (result.kind === 'error') {
+      this.fail(result.error);
+      return;
+    }
+    this.settled = true;
+    this.subscriber.next({ type: 'completion', completion: result.completion });
+    this.subscriber.complete();
+  }
+
+  private async stream(request: ChatRequest): Promise<void> {
+    // The exchange sends the request and maps HTTP errors; the events themselves are read here (see sseData).
+    const response = await this.exchange.send({ ...bodyOf(request), stream: true }, this.controller.signal);
+    if (this.settled || response.body === null) {
+      if (!this.settled) this.fail(truncatedStreamError(this.identity));
+      this.controller.abort();
+      return;
+    }
+    const context = this.wireContext(response.headers);
+    try {
+      for await (const data of sseData(response.body as unknown as AsyncIterable<Uint8Array>)) {
+        // After the outcome is decided the loop keeps draining (breaking out would abort the
+        // socket at once): the teardown bounds how long.
+        if (this.settled) continue;
+        let chunk: unknown;
+        try {
+          chunk = JSON.parse(data);
+        } catch (error: unknown) {
+          this.fail(this.exchange.bodyReadErrorOf(error, this.identity));
+          continue;
+        }
+        this.onChunk(this.parseChunk(data, chunk, context));
+      }
+      this.exchangeDone = true;
+      if (this.settled) return;
+      if (this.progress.finishReason !== undefined) this.end();
+      else this.fail(truncatedStreamError(this.identity));
+    } catch (error: unknown) {
+      if (this.settled) return;
+      const failure = this.exchange.bodyReadErrorOf(error, this.identity);
+      // A socket that breaks after a normal finish_reason lost nothing but `[DONE]`; an in-band
+      // error or a malformed event after it is still a failed attempt (§6).
+      if (this.progress.finishReason !== undefined && failure instanceof StreamError && failure.truncated) this.end();
+      else this.fail(failure);
+    } finally {
+      this.drainCutoff?.unsubscribe();
+    }
+  }
+
+  /**
+   * Copying every chunk to scrub it costs per token; only one that holds key text needs it. Its
+   * answer text still goes to the stream redactors unscrubbed: key text split across chunks is
+   * only found there, and scrubbing this chunk's part first would release the rest as plain text.
+   */
+  private parseChunk(data: string, chunk: unknown, context: WireContext): StreamChunkResult {
+    if (!this.keyText.mentionedIn(data)) return parseStreamChunk(chunk, context);
+    const scrubbed = parseStreamChunk(redactValue(chunk, this.identity.key), context);
+    if (scrubbed.kind === 'error') return scrubbed;
+    const raw = parseStreamChunk(chunk, context);
+    return raw.kind === 'error'
+      ? scrubbed
+      : { ...scrubbed, delta: raw.delta, ...(raw.reasoning === undefined ? {} : { reasoning: raw.reasoning }) };
+  }
+
+  private onChunk(result: StreamChunkResult): void {
+    if (result.kind === 'error') {
+      this.fail(result.error);
+      return;
+    }
+    this.progress = advanceStream(this.progress, result);
+    if (result.hasChoices) this.subscriber.next(this.chunkEvent(result));
+    // The subscriber may have unsubscribed from inside `next` (a `take`, a `timeout`).
+    if (this.settled || this.progress.finishReason === undefined) return;
+    if (this.progress.usage !== undefined) {
+      this.completedBeforeEnd = true;
+      this.end();
+    } else {
+      // Usage may follow the finish (§6); do not wait for it, or for `[DONE]`, forever.
+      this.graceTimer ??= this.settings.scheduler.schedule(() => this.end(), this.settings.doneGraceMs);
+    }
+  }
+
+  private chunkEvent(content: StreamChunkContent): TransportEvent {
+    const reasoning = content.reasoning === undefined ? undefined : this.reasoningRedactor.push(content.reasoning);
+    return {
+      type: 'chunk',
+      delta: this.contentRedactor.push(content.delta),
+      ...(reasoning === undefined ? {} : { reasoning }),
+      ...(content.toolCalls === undefined ? {} : { toolCalls: content.toolCalls }),
+      model: content.model ?? this.progress.model ?? this.identity.model ?? '',
+      ...(content.provider === undefined ? {} : { provider: content.provider }),
+    };
+  }
+
+  private end(): void {
+    if (this.settled) return;
+    const { id, model, provider, finishReason, usage } = this.progress;
+    // Text held back in case it began the key: it did not, so it is part of the answer.
+    const heldContent = this.contentRedactor.flush();
+    const heldReasoning = this.reasoningRedactor.flush();
+    if (heldContent !== '' || heldReasoning !== '') {
+      this.subscriber.next({
+        type: 'chunk',
+        delta: heldContent,
+        ...(heldReasoning === '' ? {} : { reasoning: heldReasoning }),
+        model: model ?? this.identity.model ?? '',
+        ...(provider === undefined ? {} : { provider }),
+      });
+    }
+    this.settled = true;
+    this.subscriber.next({
+      type: 'end',
+      id: id ?? '',
+      model: model ?? this.identity.model ?? '',
+      ...(provider === undefined ? {} : { provider }),
+      finishReason: finishReason ?? 'unknown',
+      ...(usage === undefined ? {} : { usage }),
+    });
+    this.subscriber.complete();
+  }
+
+  private fail(error: OpenRouterError): void {
+    if (this.settled) return;
+    this.settled = true;
+    // Usage reported earlier in the stream was billed even though the attempt failed.
+    if (error.usage === undefined && this.progress.usage !== undefined) error.usage = this.progress.usage;
+    this.subscriber.error(redactError(error, this.identity.key));
+  }
+
+  private abortedByCaller(): AbortedError {
+    return new AbortedError({
+      message: 'request aborted by its caller',
+      scope: 'request',
+      retryable: false,
+      keyLabel: this.identity.key.label,
+      model: this.identity.model,
+    });
+  }
+
+  private wireContext(headers: Headers | undefined): WireContext {
+    return { nowMs: Date.now(), model: this.identity.model, keyLabel: this.identity.key.label, headers };
+  }
+}
+
+/** The request as OpenRouter takes it: without the caller's correlation `id`. */
+function bodyOf(request: ChatRequest): Record<string, unknown> {
+  const body: Record<string, unknown> = { ...request };
+  delete body['id'];
+  return body;
+}

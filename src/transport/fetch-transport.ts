@@ -1,0 +1,41 @@
+import { asyncScheduler, Observable } from 'rxjs';
+import type { Transport, TransportEvent } from '../core/types.js';
+import { Attempt, type AttemptSettings, type Exchange } from './attempt.js';
+import { errorFromBodyRead } from './attempt-errors.js';
+import { checkOptions } from './client-options.js';
+import { errorFromFetch, openRouterFetch } from './http.js';
+import { DEFAULT_DONE_GRACE_MS, transportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
+
+/**
+ * The network edge over plain `fetch`, for browsers, Deno, Bun and edge runtimes: no SDK, the
+ * same wire handling as `createOpenRouterTransport` (error classification, SSE with keep-alive
+ * comments, in-band errors, usage, key redaction), and the same contract: unsubscribing aborts the
+ * request at once, and that abort is never reported as an error. Keys must not ship to a browser:
+ * point `baseURL` at your own backend that adds them (see the README's browser pattern), or use it
+ * where the keys already are. Throws a `ValidationError` naming the field for bad options.
+ */
+export function createFetchTransport(options: OpenRouterTransportOptions = {}): Transport {
+  checkOptions(transportOptionsSchema, options, 'transport options');
+  const settings: AttemptSettings = {
+    doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
+    scheduler: options.scheduler ?? asyncScheduler,
+  };
+  return (key, request, transportOptions) =>
+    new Observable<TransportEvent>((subscriber) => {
+      const exchange: Exchange = {
+        send: (body, signal) =>
+          openRouterFetch(options, settings.scheduler, {
+            key,
+            model: request.model,
+            method: 'POST',
+            path: '/chat/completions',
+            body,
+            signal,
+          }),
+        errorOf: errorFromFetch,
+        bodyReadErrorOf: errorFromBodyRead,
+      };
+      const attempt = new Attempt(subscriber, exchange, { key, model: request.model }, settings);
+      return attempt.start(request, transportOptions?.signal, transportOptions?.onSent);
+    });
+}

@@ -1,0 +1,93 @@
+import type { SchedulerLike } from 'rxjs';
+import { ConfigurationError, OpenRouterError } from '../core/errors.js';
+import type { KeyCredential } from '../core/types.js';
+import { classifyHttpError } from '../wire/classify.js';
+import { parseJsonBody } from '../wire/values.js';
+import { connectionError, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
+import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
+import { redactError, redactValue } from './redact.js';
+
+/** One call to OpenRouter over plain `fetch`. */
+export interface HttpCall {
+  key: KeyCredential;
+  model?: string;
+  method: 'GET' | 'POST';
+  /** Below the base URL: `/chat/completions`, `/key`. */
+  path: string;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** Aborts the request and the read of its body. */
+  signal: AbortSignal;
+}
+
+/**
+ * Sends one call with `fetch` (the given one, else the global one: browsers, Deno, Bun, edge
+ * runtimes and Node 18+ have it) and resolves with the response once its headers arrived and
+ * its status is 2xx. Rejects with a typed, key-free error: the classified error body for any
+ * other status (exactly as the SDK transport reports it), a `NetworkError` for a connection that
+ * failed or for headers that took longer than `timeoutMs`, a `ConfigurationError` where there is
+ * no `fetch`. An abort by `signal` rejects with whatever `fetch` rejects with (the caller has left).
+ */
+export async function openRouterFetch(options: OpenRouterClientOptions, scheduler: SchedulerLike, call: HttpCall): Promise<Response> {
+  const identity: AttemptIdentity = { key: call.key, ...(call.model === undefined ? {} : { model: call.model }) };
+  const fetchImpl = options.fetch ?? (typeof fetch === 'function' ? fetch : undefined);
+  if (fetchImpl === undefined) {
+    throw new ConfigurationError({
+      message: 'no fetch in this runtime: pass `fetch` to the transport',
+      scope: 'request',
+      retryable: false,
+    });
+  }
+  const controller = new AbortController();
+  if (call.signal.aborted) controller.abort();
+  else call.signal.addEventListener('abort', () => controller.abort(), { once: true });
+  let timedOut = false;
+  const timeout = scheduler.schedule(() => {
+    timedOut = true;
+    controller.abort();
+  }, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const base = (options.baseURL ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+  let response: Response;
+  try {
+    response = await fetchImpl(`${base}${call.path}`, {
+      method: call.method,
+      headers: {
+        Authorization: `Bearer ${call.key.key}`,
+        Accept: 'application/json, text/event-stream',
+        ...(call.body === undefined ? {} : { 'Content-Type': 'application/json' }),
+        ...attributionHeaders(options),
+      },
+      ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }),
+      signal: controller.signal,
+    });
+  } catch (error: unknown) {
+    if (call.signal.aborted) throw error;
+    if (timedOut) throw headersTimeoutError(identity);
+    throw redactError(
+      error instanceof Error ? connectionError(error, identity) : connectionError(new Error(String(error)), identity),
+      call.key,
+    );
+  } finally {
+    timeout.unsubscribe();
+  }
+  if (response.ok) return response;
+  const text = await response.text();
+  throw redactError(
+    classifyHttpError({
+      status: response.status,
+      headers: response.headers,
+      body: redactValue(parseJsonBody(text), call.key),
+      // Wait hints are wall-clock dates and epoch times, so they are read against the real clock.
+      nowMs: Date.now(),
+      ...(call.model === undefined ? {} : { model: call.model }),
+      keyLabel: call.key.label,
+    }),
+    call.key,
+  );
+}
+
+/** What `openRouterFetch` rejected with, typed (it already is, unless `fetch` itself threw something odd). */
+export function errorFromFetch(error: unknown, identity: AttemptIdentity): OpenRouterError {
+  if (error instanceof OpenRouterError) return redactError(error, identity.key);
+  return redactError(connectionError(error instanceof Error ? error : new Error(String(error)), identity), identity.key);
+}

@@ -1,0 +1,21 @@
+import OpenAI from 'openai';
+import { attributionHeaders, DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, type OpenRouterClientOptions } from './client-options.js';
+
+/** One SDK client for one key. */
+export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions): OpenAI {
+  return new OpenAI({
+    apiKey,
+    baseURL: options.baseURL ?? DEFAULT_BASE_URL,
+    // Retries belong to the pool, which moves them to another key or model; the SDK's own would
+    // repeat the attempt on the same key and hide the failure from health tracking.
+    maxRetries: 0,
+    timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    defaultHeaders: attributionHeaders(options),
+    fetch: options.fetch,
+    // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
+    organization: null,
+    project: null,
+    // The SDK logs malformed SSE events to the console before throwing; we report them as typed errors.
+    logLevel: 'off',
+  });
+}
