@@ -1,9 +1,9 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { createPool, type KeyPool } from './create-pool.js';
 import type { KeyPoolInput } from './pool/config.js';
 import { createOpenRouterTransport, fetchKeyInfo, type OpenRouterClientOptions } from './transport/index.js';
 import { clientOptionsSchema } from './transport/client-options.js';
-import { ValidationError, formatZodError } from './core/validation.js';
+import { formatZodError, safeParseEnglish, ValidationError } from './core/validation.js';
 
 /**
  * `createKeyPool`'s options: the core pool config, where `transport` defaults to OpenRouter
@@ -13,7 +13,7 @@ export type KeyPoolOptions = Omit<KeyPoolInput, 'transport'> &
   Partial<Pick<KeyPoolInput, 'transport'>> &
   Pick<OpenRouterClientOptions, 'baseURL' | 'appUrl' | 'appTitle' | 'timeoutMs'>;
 
-const endpointSchema = z.strictObject(clientOptionsSchema.pick({ baseURL: true, appUrl: true, appTitle: true, timeoutMs: true }).shape);
+const endpointSchema = z.strictObject(z.pick(clientOptionsSchema, { baseURL: true, appUrl: true, appTitle: true, timeoutMs: true }).shape);
 
 /**
  * Creates a key pool that talks to OpenRouter (or any OpenAI-compatible `baseURL`) through the
@@ -22,7 +22,7 @@ const endpointSchema = z.strictObject(clientOptionsSchema.pick({ baseURL: true, 
  */
 export function createKeyPool(options: KeyPoolOptions): KeyPool {
   const { baseURL, appUrl, appTitle, timeoutMs, ...config } = options ?? ({} as KeyPoolOptions);
-  const endpoint = endpointSchema.safeParse({ baseURL, appUrl, appTitle, timeoutMs });
+  const endpoint = safeParseEnglish(endpointSchema, { baseURL, appUrl, appTitle, timeoutMs });
   if (!endpoint.success) throw new ValidationError(formatZodError(endpoint.error, 'key pool config'), endpoint.error.issues);
   const client: OpenRouterClientOptions = Object.fromEntries(Object.entries(endpoint.data).filter(([, value]) => value !== undefined));
   return createPool({

@@ -1,6 +1,6 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { ChatRequest } from './types.js';
-import { ValidationError, formatZodError } from './validation.js';
+import { formatZodError, safeParseEnglish, ValidationError } from './validation.js';
 
 /**
  * Validation of a `ChatRequest` at the library's edge, so a bad request fails locally with the
@@ -17,47 +17,47 @@ export const MAX_FALLBACK_MODELS = 3;
  * `:exacto`, `:extended`, `:thinking` or `:online`, an alias (`~author/model-latest`) or a router
  * (`openrouter/auto`). Only emptiness and whitespace are rejected: new slugs appear every week.
  */
-const modelSlugSchema = z.string().regex(/^\S+$/, 'must be a model slug without spaces (e.g. "openai/gpt-4o:nitro")');
+const modelSlugSchema = z.string().check(z.regex(/^\S+$/, 'must be a model slug without spaces (e.g. "openai/gpt-4o:nitro")'));
 
 const providerSortKeySchema = z.enum(['price', 'throughput', 'latency', 'exacto']);
 
 const percentileCutoffsSchema = z.strictObject({
-  p50: z.number().nonnegative().optional(),
-  p75: z.number().nonnegative().optional(),
-  p90: z.number().nonnegative().optional(),
-  p99: z.number().nonnegative().optional(),
+  p50: z.optional(z.number().check(z.nonnegative())),
+  p75: z.optional(z.number().check(z.nonnegative())),
+  p90: z.optional(z.number().check(z.nonnegative())),
+  p99: z.optional(z.number().check(z.nonnegative())),
 });
 
-const stringListSchema = z.array(z.string().min(1));
+const stringListSchema = z.array(z.string().check(z.minLength(1)));
 
 /** Exactly the keys of guides/routing/provider-selection: OpenRouter rejects any other with 400. */
 export const providerPreferencesSchema = z.strictObject({
-  order: stringListSchema.optional(),
-  allow_fallbacks: z.boolean().optional(),
-  require_parameters: z.boolean().optional(),
-  data_collection: z.enum(['allow', 'deny']).optional(),
-  zdr: z.boolean().optional(),
-  enforce_distillable_text: z.boolean().optional(),
-  only: stringListSchema.optional(),
-  ignore: stringListSchema.optional(),
-  quantizations: stringListSchema.optional(),
-  sort: z
-    .union([providerSortKeySchema, z.strictObject({ by: providerSortKeySchema, partition: z.enum(['model', 'none']).optional() })], {
+  order: z.optional(stringListSchema),
+  allow_fallbacks: z.optional(z.boolean()),
+  require_parameters: z.optional(z.boolean()),
+  data_collection: z.optional(z.enum(['allow', 'deny'])),
+  zdr: z.optional(z.boolean()),
+  enforce_distillable_text: z.optional(z.boolean()),
+  only: z.optional(stringListSchema),
+  ignore: z.optional(stringListSchema),
+  quantizations: z.optional(stringListSchema),
+  sort: z.optional(
+    z.union([providerSortKeySchema, z.strictObject({ by: providerSortKeySchema, partition: z.optional(z.enum(['model', 'none'])) })], {
       error: 'must be "price", "throughput", "latency", "exacto", or {by, partition: "model" | "none"}',
-    })
-    .optional(),
-  preferred_min_throughput: z.union([z.number().nonnegative(), percentileCutoffsSchema]).optional(),
-  preferred_max_latency: z.union([z.number().nonnegative(), percentileCutoffsSchema]).optional(),
+    }),
+  ),
+  preferred_min_throughput: z.optional(z.union([z.number().check(z.nonnegative()), percentileCutoffsSchema])),
+  preferred_max_latency: z.optional(z.union([z.number().check(z.nonnegative()), percentileCutoffsSchema])),
   // USD per million tokens (per request for `request`); a hard filter, so numbers only.
-  max_price: z
-    .strictObject({
-      prompt: z.number().nonnegative().optional(),
-      completion: z.number().nonnegative().optional(),
-      request: z.number().nonnegative().optional(),
-      image: z.number().nonnegative().optional(),
-      audio: z.number().nonnegative().optional(),
-    })
-    .optional(),
+  max_price: z.optional(
+    z.strictObject({
+      prompt: z.optional(z.number().check(z.nonnegative())),
+      completion: z.optional(z.number().check(z.nonnegative())),
+      request: z.optional(z.number().check(z.nonnegative())),
+      image: z.optional(z.number().check(z.nonnegative())),
+      audio: z.optional(z.number().check(z.nonnegative())),
+    }),
+  ),
 });
 
 const chatMessageSchema = z.looseObject({
@@ -65,46 +65,51 @@ const chatMessageSchema = z.looseObject({
   content: z.union([z.string(), z.array(z.record(z.string(), z.unknown())), z.null()], {
     error: 'must be a string, an array of content parts, or null',
   }),
-  name: z.string().optional(),
-  tool_call_id: z.string().optional(),
-  tool_calls: z.array(z.record(z.string(), z.unknown())).optional(),
+  name: z.optional(z.string()),
+  tool_call_id: z.optional(z.string()),
+  tool_calls: z.optional(z.array(z.record(z.string(), z.unknown()))),
 });
 
 const between = (min: number, max: number) =>
-  z.number().min(min, `must be between ${min} and ${max}`).max(max, `must be between ${min} and ${max}`);
-const positiveInteger = z.number().int('must be a positive integer').positive('must be a positive integer');
+  z.number().check(z.gte(min, `must be between ${min} and ${max}`), z.lte(max, `must be between ${min} and ${max}`));
+const positiveInteger = z.int('must be a positive integer').check(z.positive('must be a positive integer'));
 
 export const chatRequestSchema = z.looseObject({
-  id: z.string().optional(),
-  model: modelSlugSchema.optional(),
-  models: z
-    .array(modelSlugSchema)
-    .min(1, 'must name at least one model when present')
-    .max(MAX_FALLBACK_MODELS, `at most ${MAX_FALLBACK_MODELS} entries (OpenRouter's limit)`)
-    .optional(),
-  messages: z.array(chatMessageSchema).min(1, 'must hold at least one message'),
-  stream: z.boolean().optional(),
-  max_tokens: positiveInteger.optional(),
-  max_completion_tokens: positiveInteger.optional(),
-  temperature: between(0, 2).optional(),
-  top_p: between(0, 1).optional(),
-  top_k: z.number().int('must be a non-negative integer').nonnegative('must be a non-negative integer').optional(),
-  min_p: between(0, 1).optional(),
-  top_a: between(0, 1).optional(),
-  repetition_penalty: z.number().gt(0, 'must be greater than 0 and at most 2').max(2, 'must be greater than 0 and at most 2').optional(),
-  frequency_penalty: between(-2, 2).optional(),
-  presence_penalty: between(-2, 2).optional(),
-  seed: z.number().int('must be an integer').optional(),
-  stop: z.union([z.string(), z.array(z.string())]).optional(),
-  tools: z.array(z.record(z.string(), z.unknown())).optional(),
-  tool_choice: z.unknown().optional(),
-  response_format: z.record(z.string(), z.unknown()).optional(),
-  provider: providerPreferencesSchema.optional(),
-  user: z.string().optional(),
-  session_id: z.string().optional(),
-  reasoning: z.record(z.string(), z.unknown()).optional(),
-  plugins: z.array(z.record(z.string(), z.unknown())).optional(),
-  transforms: z.array(z.string()).optional(),
+  id: z.optional(z.string()),
+  model: z.optional(modelSlugSchema),
+  models: z.optional(
+    z
+      .array(modelSlugSchema)
+      .check(
+        z.minLength(1, 'must name at least one model when present'),
+        z.maxLength(MAX_FALLBACK_MODELS, `at most ${MAX_FALLBACK_MODELS} entries (OpenRouter's limit)`),
+      ),
+  ),
+  messages: z.array(chatMessageSchema).check(z.minLength(1, 'must hold at least one message')),
+  stream: z.optional(z.boolean()),
+  max_tokens: z.optional(positiveInteger),
+  max_completion_tokens: z.optional(positiveInteger),
+  temperature: z.optional(between(0, 2)),
+  top_p: z.optional(between(0, 1)),
+  top_k: z.optional(z.int('must be a non-negative integer').check(z.nonnegative('must be a non-negative integer'))),
+  min_p: z.optional(between(0, 1)),
+  top_a: z.optional(between(0, 1)),
+  repetition_penalty: z.optional(
+    z.number().check(z.gt(0, 'must be greater than 0 and at most 2'), z.lte(2, 'must be greater than 0 and at most 2')),
+  ),
+  frequency_penalty: z.optional(between(-2, 2)),
+  presence_penalty: z.optional(between(-2, 2)),
+  seed: z.optional(z.int('must be an integer')),
+  stop: z.optional(z.union([z.string(), z.array(z.string())])),
+  tools: z.optional(z.array(z.record(z.string(), z.unknown()))),
+  tool_choice: z.optional(z.unknown()),
+  response_format: z.optional(z.record(z.string(), z.unknown())),
+  provider: z.optional(providerPreferencesSchema),
+  user: z.optional(z.string()),
+  session_id: z.optional(z.string()),
+  reasoning: z.optional(z.record(z.string(), z.unknown())),
+  plugins: z.optional(z.array(z.record(z.string(), z.unknown()))),
+  transforms: z.optional(z.array(z.string())),
 });
 
 /**
@@ -113,7 +118,7 @@ export const chatRequestSchema = z.looseObject({
  * (OpenRouter's limit)`. Call it once where requests enter; the transport trusts its input.
  */
 export function validateChatRequest(request: unknown): ChatRequest {
-  const result = chatRequestSchema.safeParse(request);
+  const result = safeParseEnglish(chatRequestSchema, request);
   if (!result.success) throw new ValidationError(formatZodError(result.error, 'request'), result.error.issues);
   return request as ChatRequest;
 }

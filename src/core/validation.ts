@@ -1,4 +1,5 @@
-import type { z } from 'zod';
+import * as z from 'zod/mini';
+import english from 'zod/v4/locales/en.js';
 
 /**
  * Validation failures of caller input (a request, a pool config). The message names every failing
@@ -17,8 +18,19 @@ export class ValidationError extends Error {
   }
 }
 
+/**
+ * zod's English messages, passed with each parse: the core uses `zod/mini` (a small browser
+ * bundle), which loads no locale, and setting zod's global one would change the host app's zod.
+ */
+const englishMessages = english().localeError;
+
+/** Parses with the schema, failures described in English whatever zod's global locale. */
+export function safeParseEnglish<T extends z.ZodMiniType>(schema: T, value: unknown): z.core.util.SafeParseResult<z.output<T>> {
+  return z.safeParse(schema, value, { error: englishMessages });
+}
+
 /** `Invalid <what>: <path>: <issue>; <path>: <issue>`. */
-export function formatZodError(error: z.ZodError, what: string): string {
+export function formatZodError(error: z.core.$ZodError, what: string): string {
   return `Invalid ${what}: ${error.issues.flatMap(describeIssue).join('; ')}`;
 }
 

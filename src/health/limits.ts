@@ -1,36 +1,38 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 
 /**
  * The limits a key, an account or a model (per account) can be given: what admission and the
  * limiters enforce. Validated with zod where a pool config is read.
  */
 
-const positiveInt = z.number().int().positive();
+const positiveInt = z.int().check(z.positive());
 
 const windowQuotaSchema = z
   .strictObject({
-    requests: positiveInt.optional(),
-    tokens: positiveInt.optional(),
+    requests: z.optional(positiveInt),
+    tokens: z.optional(positiveInt),
     windowMs: positiveInt,
   })
-  .refine((quota) => quota.requests !== undefined || quota.tokens !== undefined, {
-    message: 'a quota needs `requests` or `tokens`',
-  });
+  .check(
+    z.refine((quota) => quota.requests !== undefined || quota.tokens !== undefined, {
+      message: 'a quota needs `requests` or `tokens`',
+    }),
+  );
 
 export const limitsSchema = z.strictObject({
   /** Requests per minute. */
-  rpm: positiveInt.optional(),
+  rpm: z.optional(positiveInt),
   /** Tokens (prompt + completion) per minute. */
-  tpm: positiveInt.optional(),
+  tpm: z.optional(positiveInt),
   /** Attempts in flight at once. */
-  maxConcurrent: positiveInt.optional(),
+  maxConcurrent: z.optional(positiveInt),
   /** Quotas over other windows, e.g. `{ requests: 50, windowMs: 86_400_000 }` for 50 a day. */
-  quotas: z.array(windowQuotaSchema).optional(),
+  quotas: z.optional(z.array(windowQuotaSchema)),
 });
 
-export const modelLimitsSchema = limitsSchema.extend({
+export const modelLimitsSchema = z.extend(limitsSchema, {
   /** The model's context window in tokens, used to skip it for prompts that cannot fit. */
-  contextLength: positiveInt.optional(),
+  contextLength: z.optional(positiveInt),
 });
 
 /** Limits of a key, an account or a model: `rpm`, `tpm`, `maxConcurrent` and other `quotas`. */

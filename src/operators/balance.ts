@@ -1,5 +1,5 @@
 import { Observable, Subscription, map, of, type OperatorFunction } from 'rxjs';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import {
   AttemptsExhaustedError,
   BadRequestError,
@@ -13,7 +13,7 @@ import { POOL_PORT, type PoolCore, type PoolPort } from '../pool/types.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
 import type { ChatRequest, Completion, Usage } from '../core/types.js';
-import { ValidationError, formatZodError } from '../core/validation.js';
+import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 import { attemptRecordOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
@@ -66,33 +66,33 @@ export interface BalanceOptions {
   modelWaitMs?: number;
 }
 
-const positiveInt = z.number().int().positive();
-const settingsOrOff = z.union([z.literal(false), z.record(z.string(), z.unknown())]).optional();
+const positiveInt = z.int().check(z.positive());
+const settingsOrOff = z.optional(z.union([z.literal(false), z.record(z.string(), z.unknown())]));
 
 /** `BalanceOptions` at the edge: a typo or a cap that can only stall fails here, naming the field. */
 const balanceOptionsSchema = z.strictObject({
-  concurrency: z.union([positiveInt, z.literal(Infinity)]).optional(),
-  strategy: z.unknown().optional(),
-  priority: z
-    .union([
-      z.number().finite(),
+  concurrency: z.optional(z.union([positiveInt, z.literal(Infinity)])),
+  strategy: z.optional(z.unknown()),
+  priority: z.optional(
+    z.union([
+      z.number(),
       z.custom<(request: ChatRequest) => number>((value) => typeof value === 'function', 'expected a number or a function'),
-    ])
-    .optional(),
-  queueTimeoutMs: positiveInt.optional(),
+    ]),
+  ),
+  queueTimeoutMs: z.optional(positiveInt),
   rateLimit: settingsOrOff,
   transient: settingsOrOff,
-  onMidStreamError: z.enum(['error', 'restart']).optional(),
-  maxAttemptsPerModel: positiveInt.optional(),
+  onMidStreamError: z.optional(z.enum(['error', 'restart'])),
+  maxAttemptsPerModel: z.optional(positiveInt),
   fallback: settingsOrOff,
-  timeouts: z
-    .union([
+  timeouts: z.optional(
+    z.union([
       z.literal(false),
-      z.strictObject({ totalMs: positiveInt.optional(), firstTokenMs: positiveInt.optional(), idleMs: positiveInt.optional() }),
-    ])
-    .optional(),
-  serverFallbacks: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
-  modelWaitMs: z.number().int().nonnegative().optional(),
+      z.strictObject({ totalMs: z.optional(positiveInt), firstTokenMs: z.optional(positiveInt), idleMs: z.optional(positiveInt) }),
+    ]),
+  ),
+  serverFallbacks: z.optional(z.union([z.literal(0), z.literal(1), z.literal(2)])),
+  modelWaitMs: z.optional(z.int().check(z.nonnegative())),
 });
 
 /** How often a request waiting on a half-open model (its probe out) looks again. */
@@ -348,7 +348,7 @@ function toBalanceEvents(
  * output stream. Unsubscribing aborts every request in flight.
  */
 export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
-  const checked = balanceOptionsSchema.safeParse(options);
+  const checked = safeParseEnglish(balanceOptionsSchema, options);
   if (!checked.success) throw new ValidationError(formatZodError(checked.error, 'balance options'), checked.error.issues);
   const onMidStreamError = options.onMidStreamError ?? 'error';
   const rotation = withKeyRotation(pool, {

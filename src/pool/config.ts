@@ -1,11 +1,11 @@
 import { DEFAULT_ADAPTIVE_LIMIT, type AdaptiveLimitPolicy } from '../health/adaptive-limit.js';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { SchedulerLike } from 'rxjs';
 import type { KeyCredential, Transport } from '../core/types.js';
 import type { StrategyLike } from './strategies.js';
 import { strategyNames } from './strategies.js';
 import { defaultBreakerPolicy, type BreakerPolicy } from '../health/breaker.js';
-import { ValidationError, formatZodError } from '../core/validation.js';
+import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 import type { Observable } from 'rxjs';
 import { DEFAULT_ARRIVAL_MARGIN_MS, type StateStore } from '../store/state-store.js';
 import { limitsSchema, modelLimitsSchema, type LimitsConfig, type ModelLimitsConfig } from '../health/limits.js';
@@ -33,7 +33,7 @@ export interface KeyInfoSnapshot {
 /** Reads a key's `KeyInfoSnapshot`, for `refreshKeyInfo`; `createKeyPool` uses `fetchKeyInfo`. */
 export type KeyInfoSource = (key: KeyCredential) => Observable<KeyInfoSnapshot> | Promise<KeyInfoSnapshot>;
 
-const positiveInt = z.number().int().positive();
+const positiveInt = z.int().check(z.positive());
 
 /**
  * An API key as it is sent: `Authorization: Bearer <key>`. Surrounding whitespace (a key file's
@@ -43,60 +43,62 @@ const positiveInt = z.number().int().positive();
  */
 const apiKeySchema = z
   .string()
-  .trim()
-  .min(1, 'must not be empty (or only whitespace)')
-  .regex(/^[\x21-\x7E]*$/, 'must be printable ASCII without whitespace (it is sent in the Authorization header)');
+  .check(
+    z.trim(),
+    z.minLength(1, 'must not be empty (or only whitespace)'),
+    z.regex(/^[\x21-\x7E]*$/, 'must be printable ASCII without whitespace (it is sent in the Authorization header)'),
+  );
 
 const keySchema = z.strictObject({
   key: apiKeySchema,
-  label: z.string().min(1).optional(),
-  account: z.string().min(1).optional(),
-  weight: z.number().positive().optional(),
-  limits: limitsSchema.optional(),
+  label: z.optional(z.string().check(z.minLength(1))),
+  account: z.optional(z.string().check(z.minLength(1))),
+  weight: z.optional(z.number().check(z.positive())),
+  limits: z.optional(limitsSchema),
 });
 
 const breakerSchema = z.strictObject({
-  consecutiveFailures: positiveInt.optional(),
-  failureRateThreshold: z.number().gt(0).max(1).optional(),
-  minimumCalls: positiveInt.optional(),
-  windowMs: positiveInt.optional(),
-  cooldownMs: z.number().int().nonnegative().optional(),
-  cooldownMultiplier: z.number().min(1).optional(),
-  maxCooldownMs: z.number().int().nonnegative().optional(),
-  halfOpenProbes: positiveInt.optional(),
+  consecutiveFailures: z.optional(positiveInt),
+  failureRateThreshold: z.optional(z.number().check(z.gt(0), z.lte(1))),
+  minimumCalls: z.optional(positiveInt),
+  windowMs: z.optional(positiveInt),
+  cooldownMs: z.optional(z.int().check(z.nonnegative())),
+  cooldownMultiplier: z.optional(z.number().check(z.gte(1))),
+  maxCooldownMs: z.optional(z.int().check(z.nonnegative())),
+  halfOpenProbes: z.optional(positiveInt),
 });
 
 const isFunction = (value: unknown) => typeof value === 'function';
 
 export const keyPoolConfigSchema = z
   .strictObject({
-    keys: z.array(keySchema).min(1, 'needs at least one key'),
-    accounts: z.record(z.string(), limitsSchema).optional(),
+    keys: z.array(keySchema).check(z.minLength(1, 'needs at least one key')),
+    accounts: z.optional(z.record(z.string(), limitsSchema)),
     /** Limits per model, by exact id or a `*` pattern such as `*:free`; they apply per account. */
-    models: z.record(z.string(), modelLimitsSchema).optional(),
-    breaker: breakerSchema.optional(),
-    modelBreaker: breakerSchema.optional(),
-    rateLimitCooldownMs: z.number().int().nonnegative().optional(),
-    maxRateLimitCooldownMs: z.number().int().nonnegative().optional(),
-    exhaustedRetryMs: positiveInt.optional(),
-    maxModelRecords: positiveInt.optional(),
-    queue: z.strictObject({ maxSize: positiveInt.optional(), timeoutMs: positiveInt.optional() }).optional(),
+    models: z.optional(z.record(z.string(), modelLimitsSchema)),
+    breaker: z.optional(breakerSchema),
+    modelBreaker: z.optional(breakerSchema),
+    rateLimitCooldownMs: z.optional(z.int().check(z.nonnegative())),
+    maxRateLimitCooldownMs: z.optional(z.int().check(z.nonnegative())),
+    exhaustedRetryMs: z.optional(positiveInt),
+    maxModelRecords: z.optional(positiveInt),
+    queue: z.optional(z.strictObject({ maxSize: z.optional(positiveInt), timeoutMs: z.optional(positiveInt) })),
     /**
      * Quotas learned from 429s' `X-RateLimit-*`; `false` turns learning off. `assumeForSiblings:
      * false` keeps a key's (account's) learned quota from being assumed for the others.
      */
-    learning: z
-      .union([z.literal(false), z.strictObject({ reprobeAfterMs: positiveInt.optional(), assumeForSiblings: z.boolean().optional() })])
-      .optional(),
+    learning: z.optional(
+      z.union([z.literal(false), z.strictObject({ reprobeAfterMs: z.optional(positiveInt), assumeForSiblings: z.optional(z.boolean()) })]),
+    ),
     /** Concurrency per account and model, found by AIMD from overload answers; `false` turns it off. */
-    adaptiveConcurrency: z
-      .union([
+    adaptiveConcurrency: z.optional(
+      z.union([
         z.literal(false),
         z
-          .strictObject({ initial: positiveInt.optional(), min: positiveInt.optional(), max: positiveInt.optional() })
-          .refine((limits) => (limits.min ?? 1) <= (limits.max ?? Infinity), { message: '`min` must not exceed `max`' }),
-      ])
-      .optional(),
+          .strictObject({ initial: z.optional(positiveInt), min: z.optional(positiveInt), max: z.optional(positiveInt) })
+          .check(z.refine((limits) => (limits.min ?? 1) <= (limits.max ?? Infinity), { message: '`min` must not exceed `max`' })),
+      ]),
+    ),
     /**
      * The least time from a request's send to the server's count of it: quota entries count from
      * the send plus this, or from the first response byte if sooner. Default 1 s, which leaves the
@@ -104,11 +106,11 @@ export const keyPoolConfigSchema = z
      * smaller margin. Lower it (e.g. 50) for slow non-streamed answers against short windows;
      * refusals that prove it short widen it again (see `SendMargin`).
      */
-    sendMarginMs: z.number().int().nonnegative().optional(),
+    sendMarginMs: z.optional(z.int().check(z.nonnegative())),
     /** Group keys into accounts by `GET /api/v1/key`'s `creator_user_id` (keys without `account`); default true when `keyInfo` is set. */
-    discoverAccounts: z.boolean().optional(),
-    strategy: z
-      .union([
+    discoverAccounts: z.optional(z.boolean()),
+    strategy: z.optional(
+      z.union([
         z.enum(strategyNames as [string, ...string[]]),
         z.custom<StrategyLike>(
           (value) => isFunction(value) || (typeof value === 'object' && value !== null && isFunction((value as { pick?: unknown }).pick)),
@@ -116,48 +118,50 @@ export const keyPoolConfigSchema = z
             message: 'expected a strategy name, a Strategy or a function',
           },
         ),
-      ])
-      .optional(),
-    defaultCompletionTokens: positiveInt.optional(),
-    latencySmoothing: z.number().gt(0).max(1).optional(),
-    scheduler: z
-      .custom<SchedulerLike>(
-        (value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['now']),
+      ]),
+    ),
+    defaultCompletionTokens: z.optional(positiveInt),
+    latencySmoothing: z.optional(z.number().check(z.gt(0), z.lte(1))),
+    scheduler: z.optional(
+      z.custom<SchedulerLike>(
+        (value) => typeof value === 'object' && value !== null && isFunction((value as unknown as Record<string, unknown>)['now']),
         {
           message: 'expected an RxJS scheduler',
         },
-      )
-      .optional(),
-    random: z.custom<() => number>(isFunction, { message: 'expected a function' }).optional(),
+      ),
+    ),
+    random: z.optional(z.custom<() => number>(isFunction, { message: 'expected a function' })),
     transport: z.custom<Transport>(isFunction, { message: 'expected a transport function' }),
-    keyInfo: z.custom<KeyInfoSource>(isFunction, { message: 'expected a function' }).optional(),
-    store: z
-      .custom<StateStore>(
-        (value) => typeof value === 'object' && value !== null && isFunction((value as Record<string, unknown>)['reserve']),
+    keyInfo: z.optional(z.custom<KeyInfoSource>(isFunction, { message: 'expected a function' })),
+    store: z.optional(
+      z.custom<StateStore>(
+        (value) => typeof value === 'object' && value !== null && isFunction((value as unknown as Record<string, unknown>)['reserve']),
         {
           message: 'expected a StateStore',
         },
-      )
-      .optional(),
+      ),
+    ),
   })
-  .superRefine((config, context) => {
-    const labels = new Map<string, number>();
-    const keys = new Map<string, number>();
-    config.keys.forEach((entry, index) => {
-      const label = entry.label ?? defaultLabel(index);
-      const seen = labels.get(label);
-      if (seen !== undefined) {
-        context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: `duplicate label "${label}" (also keys[${seen}])` });
-      }
-      labels.set(label, index);
-      const sameKey = keys.get(entry.key);
-      if (sameKey !== undefined) {
-        // Never echo the key itself: name where its twin is.
-        context.addIssue({ code: 'custom', path: ['keys', index, 'key'], message: `the same key as keys[${sameKey}]` });
-      }
-      keys.set(entry.key, index);
-    });
-  });
+  .check(
+    z.superRefine((config, context) => {
+      const labels = new Map<string, number>();
+      const keys = new Map<string, number>();
+      config.keys.forEach((entry, index) => {
+        const label = entry.label ?? defaultLabel(index);
+        const seen = labels.get(label);
+        if (seen !== undefined) {
+          context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: `duplicate label "${label}" (also keys[${seen}])` });
+        }
+        labels.set(label, index);
+        const sameKey = keys.get(entry.key);
+        if (sameKey !== undefined) {
+          // Never echo the key itself: name where its twin is.
+          context.addIssue({ code: 'custom', path: ['keys', index, 'key'], message: `the same key as keys[${sameKey}]` });
+        }
+        keys.set(entry.key, index);
+      });
+    }),
+  );
 
 /** A pool's config as `createPool` takes it, before defaults are filled in; validated there. */
 export type KeyPoolInput = z.input<typeof keyPoolConfigSchema>;
@@ -225,7 +229,7 @@ export function defaultLabel(index: number): string {
 
 /** Validates a pool config and fills in every default; throws a `ValidationError` naming the field. */
 export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
-  const parsed = keyPoolConfigSchema.safeParse(input);
+  const parsed = safeParseEnglish(keyPoolConfigSchema, input);
   if (!parsed.success) throw new ValidationError(formatZodError(parsed.error, 'key pool config'), parsed.error.issues);
   const config = parsed.data;
   return {

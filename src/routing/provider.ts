@@ -1,6 +1,6 @@
 import { providerPreferencesSchema } from '../core/request.js';
 import type { ProviderPreferences } from '../core/types.js';
-import { ValidationError, formatZodError } from '../core/validation.js';
+import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 
 /**
  * Small typed helpers for OpenRouter's routing knobs: the `provider` preferences object and the
@@ -43,7 +43,7 @@ export function withoutVariant(model: string): string {
  * unrecognized key`.
  */
 export function providerRouting(preferences: ProviderPreferences): ProviderPreferences {
-  const result = providerPreferencesSchema.safeParse(preferences);
+  const result = safeParseEnglish(providerPreferencesSchema, preferences);
   if (!result.success) throw new ValidationError(formatZodError(result.error, 'provider preferences'), result.error.issues);
   return preferences;
 }

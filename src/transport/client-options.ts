@@ -1,5 +1,5 @@
-import * as z from 'zod';
-import { ValidationError, formatZodError } from '../core/validation.js';
+import * as z from 'zod/mini';
+import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 
 /** How to reach OpenRouter; shared by the chat transport and `fetchKeyInfo`. */
 export interface OpenRouterClientOptions {
@@ -29,12 +29,14 @@ export const DEFAULT_TIMEOUT_MS = 600_000;
  */
 const headerValueSchema = z
   .string()
-  .regex(/^[\t\x20-\x7E\xA0-\xFF]*$/, 'must be Latin-1 text without line breaks or control characters (it is sent as an HTTP header)');
+  .check(
+    z.regex(/^[\t\x20-\x7E\xA0-\xFF]*$/, 'must be Latin-1 text without line breaks or control characters (it is sent as an HTTP header)'),
+  );
 
 /** RFC 9110 `token`. */
 const headerNameSchema = z
   .string()
-  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)");
+  .check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"));
 
 const isFunction = (value: unknown) => typeof value === 'function';
 
@@ -43,17 +45,17 @@ const isFunction = (value: unknown) => typeof value === 'function';
  * bad one would fail every request instead.
  */
 export const clientOptionsSchema = z.object({
-  baseURL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
-  appUrl: headerValueSchema.min(1).optional(),
-  appTitle: headerValueSchema.min(1).optional(),
-  defaultHeaders: z.record(headerNameSchema, headerValueSchema).optional(),
-  fetch: z.custom<OpenRouterClientOptions['fetch']>(isFunction, { message: 'expected a fetch function' }).optional(),
-  timeoutMs: z.number().int().positive().optional(),
+  baseURL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })),
+  appUrl: z.optional(headerValueSchema.check(z.minLength(1))),
+  appTitle: z.optional(headerValueSchema.check(z.minLength(1))),
+  defaultHeaders: z.optional(z.record(headerNameSchema, headerValueSchema)),
+  fetch: z.optional(z.custom<OpenRouterClientOptions['fetch']>(isFunction, { message: 'expected a fetch function' })),
+  timeoutMs: z.optional(z.int().check(z.positive())),
 });
 
 /** Throws a `ValidationError` naming each bad field (`Invalid <what>: baseURL: ...`). */
-export function checkOptions(schema: z.ZodType, options: unknown, what: string): void {
-  const result = schema.safeParse(options);
+export function checkOptions(schema: z.ZodMiniType, options: unknown, what: string): void {
+  const result = safeParseEnglish(schema, options);
   if (!result.success) throw new ValidationError(formatZodError(result.error, what), result.error.issues);
 }
 

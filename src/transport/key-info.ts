@@ -1,5 +1,6 @@
 import { asyncScheduler, Observable } from 'rxjs';
-import * as z from 'zod';
+import { safeParseEnglish } from '../core/validation.js';
+import * as z from 'zod/mini';
 import { MalformedResponseError, OpenRouterError } from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
 import { parseJsonBody } from '../wire/values.js';
@@ -40,32 +41,35 @@ export interface KeyInfo {
 }
 
 /** A field OpenRouter added later, or deprecated: garbage there is dropped, not fatal. */
-const optionalNumber = z.number().optional().catch(undefined);
+const optionalNumber = z.catch(z.optional(z.number()), undefined);
 
 const keyResponseSchema = z.looseObject({
   data: z.looseObject({
     label: z.string(),
-    limit: z.number().nullable(),
-    limit_remaining: z.number().nullable().optional(),
-    limit_reset: z.string().nullable().optional().catch(undefined),
+    limit: z.nullable(z.number()),
+    limit_remaining: z.optional(z.nullable(z.number())),
+    limit_reset: z.catch(z.optional(z.nullable(z.string())), undefined),
     usage: z.number(),
     usage_daily: optionalNumber,
     usage_weekly: optionalNumber,
     usage_monthly: optionalNumber,
     is_free_tier: z.boolean(),
-    is_management_key: z.boolean().optional().catch(undefined),
-    expires_at: z.string().nullable().optional().catch(undefined),
-    rate_limit: z.looseObject({ requests: z.number(), interval: z.string() }).optional().catch(undefined),
-    creator_user_id: z.string().min(1).nullable().optional().catch(undefined),
-    free_model_daily_requests: z
-      .looseObject({
-        used: z.number().int().nonnegative(),
-        limit: z.number().int().positive(),
-        remaining: z.number().int().nonnegative().optional(),
-      })
-      .nullable()
-      .optional()
-      .catch(undefined),
+    is_management_key: z.catch(z.optional(z.boolean()), undefined),
+    expires_at: z.catch(z.optional(z.nullable(z.string())), undefined),
+    rate_limit: z.catch(z.optional(z.looseObject({ requests: z.number(), interval: z.string() })), undefined),
+    creator_user_id: z.catch(z.optional(z.nullable(z.string().check(z.minLength(1)))), undefined),
+    free_model_daily_requests: z.catch(
+      z.optional(
+        z.nullable(
+          z.looseObject({
+            used: z.int().check(z.nonnegative()),
+            limit: z.int().check(z.positive()),
+            remaining: z.optional(z.int().check(z.nonnegative())),
+          }),
+        ),
+      ),
+      undefined,
+    ),
   }),
 });
 
@@ -108,7 +112,7 @@ export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOption
 
 /** Parses a `/key` or `/auth/key` body (a JSON string or an object); key text in it (a label, say) is redacted. */
 export function parseKeyInfo(body: unknown, key: KeyCredential): KeyInfo {
-  const result = keyResponseSchema.safeParse(redactValue(parseJsonBody(body), key));
+  const result = safeParseEnglish(keyResponseSchema, redactValue(parseJsonBody(body), key));
   if (!result.success) {
     throw redactError(
       new MalformedResponseError({

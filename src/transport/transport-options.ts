@@ -1,5 +1,5 @@
 import type { SchedulerLike } from 'rxjs';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { clientOptionsSchema, type OpenRouterClientOptions } from './client-options.js';
 
 /** Options of `createOpenRouterTransport` and `createFetchTransport`: how to reach OpenRouter, plus stream end handling. */
@@ -15,14 +15,11 @@ export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
 
 export const DEFAULT_DONE_GRACE_MS = 1000;
 
-export const transportOptionsSchema = clientOptionsSchema.extend({
-  doneGraceMs: z.number().nonnegative().optional(),
-  scheduler: z
-    .custom<SchedulerLike>(
-      (value) => typeof value === 'object' && value !== null && typeof (value as SchedulerLike).schedule === 'function',
-      {
-        message: 'expected an RxJS scheduler',
-      },
-    )
-    .optional(),
+export const transportOptionsSchema = z.extend(clientOptionsSchema, {
+  doneGraceMs: z.optional(z.number().check(z.nonnegative())),
+  scheduler: z.optional(
+    z.custom<SchedulerLike>((value) => typeof value === 'object' && value !== null && typeof value.schedule === 'function', {
+      message: 'expected an RxJS scheduler',
+    }),
+  ),
 });
