@@ -610,3 +610,75 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
     }
   });
 });
+
+describe('Prometheus metrics at basePath/metrics', () => {
+  it('gives state, in flight, learned quotas, tokens and cost per key, attempts by outcome and a latency histogram, and no key text', async () => {
+    const model = 'test/metrics';
+    const keys = [
+      { key: TEST_KEYS.alpha, label: 'metrics-a' },
+      { key: TEST_KEYS.beta, label: 'metrics-b' },
+    ];
+    const fake = await startFakeOpenRouter({ keys: [{ ...keys[0]!, quota: { requests: 3, windowMs: 60_000 } }, keys[1]!] });
+    const pool = createKeyPool({ baseURL: fake.baseURL, keys, strategy: 'roundRobin', discoverAccounts: false });
+    const server = createServer();
+    const handler = dashboardHandler(pool, { basePath: '/ops' });
+    server.on('request', (request, response) => {
+      if (!handler(request, response)) response.writeHead(404).end();
+    });
+    const url = await listen(server);
+    try {
+      const requests: ChatRequest[] = Array.from({ length: 8 }, (_, index) => ({
+        model,
+        messages: [{ role: 'user', content: `q${index}` }],
+      }));
+      const events = await lastValueFrom(from(requests).pipe(balance(pool, { concurrency: 1 }), toArray()));
+      const completed = events.filter((event) => event.type === 'completion').length;
+      expect(completed).toBe(8);
+
+      const answer = await get(`${url}/ops/metrics`, { host: new URL(url).host });
+      expect(answer.status).toBe(200);
+      expect(answer.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+      const lines = answer.body.split('\n');
+      const value = (prefix: string) => Number(lines.find((line) => line.startsWith(prefix))?.slice(prefix.length + 1));
+
+      // Attempts by outcome: every success, and the 429 that taught metrics-a its quota.
+      const successes = lines.filter((line) => line.startsWith('openrouter_rx_attempts_total{') && line.includes('outcome="success"'));
+      expect(successes.reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0)).toBe(8);
+      expect(
+        value('openrouter_rx_attempts_total{key="metrics-a",model="test/metrics",outcome="failure",kind="rate_limit"}'),
+      ).toBeGreaterThanOrEqual(1);
+      // The histogram counts the successes, its buckets never decrease, and +Inf holds them all.
+      const buckets = lines
+        .filter((line) => line.startsWith('openrouter_rx_attempt_duration_seconds_bucket{model="test/metrics"'))
+        .map((line) => Number(line.split(' ').at(-1)));
+      expect(buckets).toEqual([...buckets].sort((a, b) => a - b));
+      expect(buckets.at(-1)).toBe(8);
+      expect(value('openrouter_rx_attempt_duration_seconds_count{model="test/metrics"}')).toBe(8);
+      // Exactly one state per key, and the quota metrics-a learned, with its source.
+      for (const { label } of keys) {
+        const states = lines.filter((line) => line.startsWith(`openrouter_rx_key_state{key="${label}"`));
+        expect(states).toHaveLength(5);
+        expect(states.filter((line) => line.endsWith(' 1'))).toHaveLength(1);
+        expect(lines.some((line) => line.startsWith(`openrouter_rx_key_in_flight{key="${label}"`) && line.endsWith(' 0'))).toBe(true);
+      }
+      expect(
+        lines.some(
+          (line) =>
+            line.startsWith('openrouter_rx_key_quota_limit{key="metrics-a"') && line.includes('source="learned"') && line.endsWith(' 3'),
+        ),
+      ).toBe(true);
+      const tokens = lines
+        .filter((line) => line.startsWith('openrouter_rx_key_tokens_total{'))
+        .map((line) => Number(line.split(' ').at(-1)));
+      expect(tokens.reduce((sum, count) => sum + count, 0)).toBeGreaterThan(0);
+      expect(lines.filter((line) => line.startsWith('# TYPE ')).length).toBeGreaterThanOrEqual(15);
+      expect(leakedKeyLabels(answer.body)).toEqual([]);
+      expect(answer.body).not.toContain(TEST_KEYS.alpha);
+    } finally {
+      handler.close();
+      await close(server);
+      pool.dispose();
+      await fake.close();
+    }
+  });
+});

@@ -2,14 +2,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as z from 'zod';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { HOST_NAME_RULE, TOKEN_PATTERN, TOKEN_RULE, dashboardAccess, normalizeHostName } from './access.js';
-import { streamHealth, type HealthSource } from './events.js';
+import { streamHealth } from './events.js';
+import { PoolMetrics, type MetricsSource } from './metrics.js';
 import { dashboardPage } from './page.js';
 
 /**
  * The dashboard as a request handler, for a user's own `node:http` server (or Express, Connect and
  * the like, which take the same `(request, response, next)` shape). It answers under `basePath`:
- * the page at `basePath/`, the SSE feed at `basePath/events` and one snapshot at
- * `basePath/health.json`; anything else is left to the caller. Those routes answer only requests
+ * the page at `basePath/`, the SSE feed at `basePath/events`, one snapshot at
+ * `basePath/health.json` and Prometheus metrics at `basePath/metrics`; anything else is left to
+ * the caller. Those routes answer only requests
  * that name the dashboard's own host, come from no other origin, and carry the token if one is set
  * (`access.ts`).
  */
@@ -72,10 +74,10 @@ const optionsSchema = z.strictObject({
 });
 
 /**
- * The dashboard of `pool` as a request handler: the page, `events` and `health.json` under
+ * The dashboard of `pool` as a request handler: the page, `events`, `health.json` and `metrics` under
  * `basePath`. Throws a `ValidationError` naming the field for invalid options.
  */
-export function dashboardHandler(pool: HealthSource, options: DashboardOptions = {}): DashboardHandler {
+export function dashboardHandler(pool: MetricsSource, options: DashboardOptions = {}): DashboardHandler {
   const parsed = optionsSchema.safeParse(options);
   if (!parsed.success) throw new ValidationError(formatZodError(parsed.error, 'dashboard options'), parsed.error.issues);
   const { basePath, title, throttleMs = 100, heartbeatMs = 15_000, allowedHosts = [], token } = parsed.data;
@@ -84,11 +86,13 @@ export function dashboardHandler(pool: HealthSource, options: DashboardOptions =
   const streamOptions = { throttleMs, heartbeatMs };
   const allow = dashboardAccess({ allowedHosts, token, base });
   const feeds = new Set<() => void>();
+  const metrics = new PoolMetrics(pool);
 
   const handle = (request: IncomingMessage, response: ServerResponse, next?: (error?: unknown) => void): boolean => {
     const method = request.method ?? 'GET';
     const path = new URL(request.url ?? '/', 'http://dashboard.invalid').pathname;
-    const ours = path === base || path === `${base}/` || path === `${base}/events` || path === `${base}/health.json`;
+    const ours =
+      path === base || path === `${base}/` || path === `${base}/events` || path === `${base}/health.json` || path === `${base}/metrics`;
     if (!ours || (method !== 'GET' && method !== 'HEAD')) {
       next?.();
       return false;
@@ -103,6 +107,15 @@ export function dashboardHandler(pool: HealthSource, options: DashboardOptions =
       const teardown = streamHealth(pool, response, streamOptions);
       feeds.add(teardown);
       response.once('close', () => feeds.delete(teardown));
+      return true;
+    }
+    if (path.endsWith('/metrics')) {
+      response.writeHead(200, {
+        'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+      });
+      response.end(method === 'HEAD' ? undefined : metrics.render());
       return true;
     }
     const json = path.endsWith('/health.json');
@@ -128,6 +141,7 @@ export function dashboardHandler(pool: HealthSource, options: DashboardOptions =
       value: () => {
         for (const teardown of [...feeds]) teardown();
         feeds.clear();
+        metrics.close();
       },
     },
     connections: { get: () => feeds.size },

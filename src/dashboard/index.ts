@@ -10,3 +10,5 @@ export type { DashboardHandler, DashboardOptions } from './handler.js';
 export { dashboardPage } from './page.js';
 export type { DashboardPageOptions } from './page.js';
 export type { HealthSource } from './events.js';
+export { PoolMetrics } from './metrics.js';
+export type { MetricsSource } from './metrics.js';

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import { dashboardHandler, type DashboardOptions } from './handler.js';
-import type { HealthSource } from './events.js';
+import type { MetricsSource } from './metrics.js';
 
 /**
  * A ready-made server for the dashboard. It listens on 127.0.0.1 unless told otherwise: without a
@@ -12,7 +12,7 @@ import type { HealthSource } from './events.js';
 
 export interface DashboardServerOptions extends Omit<DashboardOptions, 'basePath'> {
   /** The pool whose health the dashboard shows. */
-  pool: HealthSource;
+  pool: MetricsSource;
   /** Default 0: a free port (read it from `url`). */
   port?: number;
   /** Default `127.0.0.1`. */

@@ -14,6 +14,8 @@ export interface PoolContext {
   readonly publisher: HealthPublisher;
   readonly scheduler: SchedulerLike;
   readonly emit: (event: PoolEvent) => void;
+  /** Whether anyone watches `events$`: per-attempt events are built only then. */
+  readonly eventsWatched: () => boolean;
   /** How long after its send a request may be counted by the server. */
   readonly sendMargin: SendMargin;
 }

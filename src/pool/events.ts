@@ -116,6 +116,31 @@ export type PoolEvent =
       /** Requests waiting, this one included. */
       queued: number;
       at: number;
+    }
+  | {
+      /** An attempt's answer came in full (sent only while someone watches `events$`). */
+      type: 'success';
+      keyLabel: string;
+      model: string;
+      /** From the lease to the end of the answer. */
+      latencyMs: number;
+      /** For a stream, from the lease to its first token. */
+      timeToFirstTokenMs?: number;
+      usage?: Usage;
+      at: number;
+    }
+  | {
+      /** An attempt failed; a `retry` follows if the request is tried again (sent only while someone watches `events$`). */
+      type: 'failure';
+      keyLabel: string;
+      model: string;
+      kind: ErrorKind;
+      /** Which health record the failure touches. */
+      scope: ErrorScope;
+      status?: number;
+      /** The error's message (never key text). */
+      message: string;
+      at: number;
     };
 
 export type PoolEventType = PoolEvent['type'];

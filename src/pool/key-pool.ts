@@ -89,6 +89,7 @@ export class Pool implements PoolCore {
       publisher: this.publisher,
       scheduler: this.scheduler,
       emit,
+      eventsWatched: () => this.events.observed,
       sendMargin: new SendMargin(config.sendMarginMs, SEND_MARGIN_START_MS, Math.max(config.sendMarginMs, DEFAULT_ARRIVAL_MARGIN_MS)),
     };
     this.learning = config.learning.enabled ? new QuotaLearning(context, origin) : undefined;

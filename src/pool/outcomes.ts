@@ -85,7 +85,31 @@ export class OutcomePolicy {
       }
       model.usage = addUsage(model.usage, outcome.usage, true);
       this.context.publisher.markModel(model);
+      if (this.context.eventsWatched()) {
+        this.context.emit({
+          type: 'success',
+          keyLabel: outcome.keyLabel,
+          model: outcome.model,
+          latencyMs: outcome.latencyMs,
+          ...(outcome.timeToFirstTokenMs === undefined ? {} : { timeToFirstTokenMs: outcome.timeToFirstTokenMs }),
+          ...(outcome.usage === undefined ? {} : { usage: outcome.usage }),
+          at: now,
+        });
+      }
     } else {
+      if (this.context.eventsWatched()) {
+        const { error } = outcome;
+        this.context.emit({
+          type: 'failure',
+          keyLabel: outcome.keyLabel,
+          model: outcome.model,
+          kind: error.kind,
+          scope: error.scope,
+          ...(error.status === undefined ? {} : { status: error.status }),
+          message: error.message,
+          at: now,
+        });
+      }
       const sentAt = outcome.sentAt ?? now;
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
       else this.applyFailure(entry, model, outcome.error, now, sentAt);
