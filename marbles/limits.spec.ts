@@ -151,6 +151,24 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
     ]);
   });
 
+  it('a send that comes late counts from when it went out: the window does not free on the admission-time guess', () => {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        keys: [{ key: 'sk-test-1', label: 'k1', limits: { quotas: [{ requests: 1, windowMs: 1000 }] } }],
+      });
+      drive = driver(scheduler, pool);
+      // Admitted at 0, counted from 0 (the store's margin is 0 here); the transport sends it only at 900 (still loading, say).
+      drive.send(0, 900, (lease) => lease.markSent());
+      drive.send(10, 10);
+    });
+    // The entry moved to the send plus the pool's send margin (1 s, with no first byte to bring it
+    // back): it leaves the window at 2 900. On the guess it would have left at 1 000, while the
+    // server, which counted the request when it arrived after 900, still held it.
+    expect(drive.admitted).toEqual([0, 2900]);
+  });
+
   it('a learned quota is never looser than a configured one: both hold', () => {
     const scheduler = newTestScheduler();
     let drive!: Driver;

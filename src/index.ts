@@ -71,6 +71,7 @@ export type {
   Credit,
 } from './health/records.js';
 export type { PoolEvent } from './pool/events.js';
+export type { PoolLogger, LogLevel } from './pool/event-log.js';
 export { estimatePromptTokens } from './core/tokens.js';
 
 // Strategies

@@ -92,6 +92,11 @@ export class Limiter {
     for (const { quota, entry } of hold.entries) quota.window.touch(entry, now);
   }
 
+  /** The attempt went out: its entries count from `at` (see `SlidingWindow.retime`). */
+  retime(hold: LimiterHold, at: number): void {
+    for (const { quota, entry } of hold.entries) quota.window.retime(entry, at);
+  }
+
   /** Replaces the token estimate with the billed count. */
   reconcileTokens(hold: LimiterHold, tokens: number): void {
     for (const { quota, entry } of hold.entries) if (quota.unit === 'tokens') quota.window.resize(entry, tokens);

@@ -55,6 +55,20 @@ export class SlidingWindow {
     if (now < entry.at) entry.at = now;
   }
 
+  /**
+   * The request went out at last: the entry counts from `at` (its send plus the trip's margin),
+   * later or earlier than the admission-time guess. A send delayed past that guess (a transport
+   * still loading, a stalled event loop) would otherwise leave our window ahead of the server's;
+   * an entry that had already left the window on the guess counts again.
+   */
+  retime(entry: WindowEntry, at: number): void {
+    entry.at = at;
+    if (entry.live) return;
+    entry.live = true;
+    this.entries.push(entry);
+    this.total += entry.amount;
+  }
+
   /** Sets an entry's amount, e.g. reconciling a token estimate with the billed usage. */
   resize(entry: WindowEntry, amount: number): void {
     if (!entry.live) return;

@@ -41,6 +41,9 @@ export class UtcDayWindow {
   /** The day an entry counts on does not move with its first byte. */
   touch(): void {}
 
+  /** A day counts by the day: when within it a request went out does not matter. */
+  retime(): void {}
+
   resize(entry: WindowEntry, amount: number): void {
     if (!entry.live) return;
     this.total += amount - entry.amount;

@@ -4,6 +4,7 @@ import type { SchedulerLike } from 'rxjs';
 import type { KeyCredential, Transport } from '../core/types.js';
 import type { StrategyLike } from './strategies.js';
 import { strategyNames } from './strategies.js';
+import type { LogLevel, PoolLogger } from './event-log.js';
 import { defaultBreakerPolicy, type BreakerPolicy } from '../health/breaker.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 import type { Observable } from 'rxjs';
@@ -109,6 +110,14 @@ export const keyPoolConfigSchema = z
     sendMarginMs: z.optional(z.int().check(z.nonnegative())),
     /** Group keys into accounts by `GET /api/v1/key`'s `creator_user_id` (keys without `account`); default true when `keyInfo` is set. */
     discoverAccounts: z.optional(z.boolean()),
+    /** Where the pool logs its events (console, pino, winston...); key text never reaches it. */
+    logger: z.optional(
+      z.custom<PoolLogger>((value) => typeof value === 'object' && value !== null, {
+        message: 'expected a logger (an object with debug/info/warn/error)',
+      }),
+    ),
+    /** The least level logged; default `info`. */
+    logLevel: z.optional(z.enum(['debug', 'info', 'warn', 'error'])),
     strategy: z.optional(
       z.union([
         z.enum(strategyNames as [string, ...string[]]),
@@ -191,6 +200,8 @@ export interface ResolvedPoolConfig {
   learning: { enabled: boolean; reprobeAfterMs: number; assumeForSiblings: boolean };
   adaptiveConcurrency: AdaptiveLimitPolicy | undefined;
   discoverAccounts: boolean;
+  logger: PoolLogger | undefined;
+  logLevel: LogLevel;
   sendMarginMs: number;
   strategy: StrategyLike;
   defaultCompletionTokens: number;
@@ -261,6 +272,8 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
     },
     adaptiveConcurrency: config.adaptiveConcurrency === false ? undefined : adaptivePolicyOf(config.adaptiveConcurrency ?? {}),
     discoverAccounts: config.discoverAccounts ?? config.keyInfo !== undefined,
+    logger: config.logger,
+    logLevel: config.logLevel ?? 'info',
     sendMarginMs: config.sendMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS,
     strategy: (config.strategy ?? 'powerOfTwo') as StrategyLike,
     defaultCompletionTokens: config.defaultCompletionTokens ?? 512,

@@ -25,6 +25,7 @@ import type { PoolEvent } from './events.js';
 import { OutcomePolicy, nextLimitReset } from './outcomes.js';
 import { HealthPublisher } from './publisher.js';
 import { FREE_MODELS_DAILY_BUCKET, QuotaLearning } from './quota-learning.js';
+import { logPoolEvents } from './event-log.js';
 import { FREE_MODELS_PATTERN } from './scopes.js';
 import { Registry } from './registry.js';
 import { SendMargin } from './send-margin.js';
@@ -56,6 +57,8 @@ export class Pool implements PoolCore {
 
   private readonly ownsStore: boolean;
   private readonly storeSubscriptions = new Subscription();
+  /** The logger's subscription to `events$`, when there is a logger. */
+  private readonly logging: Subscription | undefined;
   private readonly events = new Subject<PoolEvent>();
   private readonly registry: Registry;
   private readonly publisher: HealthPublisher;
@@ -108,6 +111,7 @@ export class Pool implements PoolCore {
       ),
     );
     this.events$ = this.events.asObservable();
+    this.logging = config.logger === undefined ? undefined : logPoolEvents(this.events$, config.logger, config.logLevel);
     this.health$ = this.publisher.health$;
     this[POOL_PORT] = {
       scheduler: this.scheduler,
@@ -214,6 +218,7 @@ export class Pool implements PoolCore {
     this.outcomes.close();
     this.publisher.close();
     this.storeSubscriptions.unsubscribe();
+    this.logging?.unsubscribe();
     if (this.ownsStore) this.store.dispose();
     this.events.complete();
   }

@@ -23,7 +23,7 @@ import { learnedWindowsOf, scaled, shareOf, windowsOf } from './windows.js';
 interface RedisReservation extends Reservation {
   readonly holds: readonly LimiterHold[];
   /** Window keys and the amounts this reservation put in them (empty for a local-only one). */
-  readonly windows: readonly { window: string; sum: string; unit: 'requests' | 'tokens'; amount: number }[];
+  readonly windows: readonly { window: string; sum: string; unit: 'requests' | 'tokens'; amount: number; windowMs: number }[];
   /** The slot sets it holds a lease in, or will once Redis answers (a local one). */
   readonly slots: readonly string[];
   released: boolean;
@@ -196,6 +196,7 @@ export class RedisStateStore implements StateStore {
           sum: `${window}:sum`,
           unit: quota.unit,
           amount: quota.unit === 'requests' ? 1 : Math.min(tokens, quota.limit),
+          windowMs: quota.windowMs,
         });
       }
     }
@@ -259,44 +260,44 @@ export class RedisStateStore implements StateStore {
   markSent(reservation: Reservation, now: number, marginMs: number): void {
     const held = reservation as RedisReservation;
     const margin = Math.max(marginMs, this.sendMarginMs);
-    for (const hold of held.holds) hold.limiter.touch(hold, now + margin);
-    this.adjust(held, undefined, margin);
+    for (const hold of held.holds) hold.limiter.retime(hold, now + margin);
+    this.adjust(held, { move: { mode: 'retime', marginMs: margin } });
   }
 
   /** The first response byte arrived: quota entries count from now at the latest, in Redis too. */
   markResponded(reservation: Reservation, now: number): void {
     const held = reservation as RedisReservation;
     for (const hold of held.holds) hold.limiter.touch(hold, now);
-    this.adjust(held, undefined, 0);
+    this.adjust(held, { move: { mode: 'touch', marginMs: 0 } });
   }
 
   /** Replaces the token estimate with the billed count, in Redis too. */
   reconcile(reservation: Reservation, tokens: number): void {
     const held = reservation as RedisReservation;
     for (const hold of held.holds) hold.limiter.reconcileTokens(hold, tokens);
-    this.adjust(held, tokens, undefined);
+    this.adjust(held, { tokens });
   }
 
-  /** Resizes token entries to `tokens` if given; moves entries back to Redis's now plus `touchMarginMs` if given. */
-  private adjust(reservation: RedisReservation, tokens: number | undefined, touchMarginMs: number | undefined): void {
+  /**
+   * Changes a reservation's entries on Redis: `tokens` resizes its token entries, `refund` empties them all, and
+   * `move` moves them back to Redis's now plus its margin (`touch`: a first byte) or sets them there, re-counting one
+   * pruned meanwhile (`retime`: the send).
+   */
+  private adjust(
+    reservation: RedisReservation,
+    change: { tokens?: number; refund?: true; move?: { mode: 'touch' | 'retime'; marginMs: number } },
+  ): void {
     if (reservation.windows.length === 0 || !this.shared) return;
     const keys = reservation.windows.flatMap((window) => [window.window, window.sum]);
     const parts = reservation.windows.map((window) => ({
       unit: window.unit,
       amount: window.amount,
-      ...(tokens !== undefined && window.unit === 'tokens' ? { resize: tokens } : {}),
+      windowMs: window.windowMs,
+      ...(change.refund ? { resize: 0 } : change.tokens !== undefined && window.unit === 'tokens' ? { resize: change.tokens } : {}),
     }));
-    this.fireAndForget(() =>
-      this.client.eval(
-        ADJUST,
-        keys.length,
-        ...keys,
-        reservation.id,
-        JSON.stringify(parts),
-        touchMarginMs === undefined ? '0' : '1',
-        touchMarginMs ?? 0,
-      ),
-    );
+    const move = change.move === undefined ? '0' : change.move.mode === 'touch' ? '1' : '2';
+    const args = [reservation.id, JSON.stringify(parts), move, change.move?.marginMs ?? 0];
+    this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, ...args));
   }
 
   /** Frees the reservation's slots, in Redis too (quota entries stay in their windows); idempotent. */
@@ -319,10 +320,7 @@ export class RedisStateStore implements StateStore {
   refund(reservation: Reservation): void {
     const held = reservation as RedisReservation;
     for (const hold of held.holds) hold.limiter.refund(hold);
-    if (held.windows.length === 0 || !this.shared) return;
-    const keys = held.windows.flatMap((window) => [window.window, window.sum]);
-    const parts = held.windows.map((window) => ({ unit: window.unit, amount: window.amount, resize: 0 }));
-    this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, held.id, JSON.stringify(parts), '0', 0));
+    this.adjust(held, { refund: true });
   }
 
   /**

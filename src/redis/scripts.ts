@@ -90,21 +90,31 @@ return {1, now}
 /**
  * Moves a reservation's window entries back to now (its first response byte) if that is earlier
  * than the margin assumed, and optionally resizes
- * its entries. KEYS: window, sum pairs. ARGV[1] id, ARGV[2] JSON `[{unit, amount, resize?}]`
- * aligned with the pairs, ARGV[3] `1` to move the entries back, ARGV[4] to now plus this many ms
- * (the send margin; 0 for a first response byte).
+ * its entries. KEYS: window, sum pairs. ARGV[1] id, ARGV[2] JSON `[{unit, amount, windowMs, resize?}]`
+ * aligned with the pairs, ARGV[3] `1` to move the entries back, or `2` to set them (the send:
+ * later too, and an entry pruned meanwhile counts again), ARGV[4] to now plus this many ms (the
+ * send margin; 0 for a first response byte).
  */
 export const ADJUST = `${NOW}
 local id = ARGV[1]
 local parts = cjson.decode(ARGV[2])
 local touch = ARGV[3] == '1'
+local retime = ARGV[3] == '2'
 local touchTo = now + tonumber(ARGV[4] or '0')
 for index, part in ipairs(parts) do
   local wkey = KEYS[index * 2 - 1]
   local skey = KEYS[index * 2]
   local member = id .. '|' .. part.amount
   local score = redis.call('ZSCORE', wkey, member)
-  if score then
+  if retime then
+    -- The send: the entry counts from it, later or earlier than the admission's guess; one pruned on the guess counts again.
+    if not score then redis.call('INCRBY', skey, part.amount) end
+    redis.call('ZADD', wkey, touchTo, member)
+    -- The keys live until the entry has left its window.
+    local ttl = touchTo - now + part.windowMs * 2
+    if redis.call('PTTL', wkey) < ttl then redis.call('PEXPIRE', wkey, ttl) end
+    if redis.call('PTTL', skey) < ttl then redis.call('PEXPIRE', skey, ttl) end
+  elseif score then
     local amount = part.amount
     if part.resize then amount = part.resize end
     if amount ~= part.amount then

@@ -206,7 +206,7 @@ export class MemoryStateStore implements StateStore {
   }
 
   markSent(reservation: Reservation, now: number, marginMs: number): void {
-    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.touch(hold, now + marginMs);
+    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.retime(hold, now + marginMs);
   }
 
   markResponded(reservation: Reservation, now: number): void {

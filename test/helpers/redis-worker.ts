@@ -161,6 +161,10 @@ async function main(): Promise<void> {
     }
   });
 
+  // The default transport loads the openai SDK when it is created; under tsx on a loaded machine
+  // that takes seconds, and requests admitted meanwhile would go out long after their admission.
+  // The fleet measures how processes share quotas, not a process's start: ready once it is loaded.
+  await import('../../src/transport/openai-transport.js');
   await print({ type: 'ready', pid: process.pid, name });
   await waitForGo();
 
