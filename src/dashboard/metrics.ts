@@ -35,7 +35,9 @@ class Family {
   ) {}
 
   add(labels: Labels, value: number, suffix = ''): void {
-    this.samples.push(`${this.name}${suffix}${labelText(labels)} ${Number.isFinite(value) ? String(value) : value > 0 ? '+Inf' : '-Inf'}`);
+    this.samples.push(
+      `${this.name}${suffix}${labelText(labels)} ${Number.isFinite(value) || Number.isNaN(value) ? String(value) : value > 0 ? '+Inf' : '-Inf'}`,
+    );
   }
 
   text(): string {

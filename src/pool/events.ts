@@ -45,6 +45,18 @@ export type AttemptRestart = {
   at: number;
 };
 
+/** A successful attempt: what `circuitBreaker` records, and `events$` reports with its time. */
+export interface AttemptSuccess {
+  type: 'success';
+  keyLabel: string;
+  model: string;
+  /** From the lease to the end of the answer. */
+  latencyMs: number;
+  /** For a stream, from the lease to its first token. */
+  timeToFirstTokenMs?: number;
+  usage?: Usage;
+}
+
 /**
  * What the pool and its operators report on `pool.events$`, for logs and metrics. A union on
  * `type`; every event carries the scheduler time `at`. Labels only, never key text.
@@ -117,18 +129,8 @@ export type PoolEvent =
       queued: number;
       at: number;
     }
-  | {
-      /** An attempt's answer came in full (sent only while someone watches `events$`). */
-      type: 'success';
-      keyLabel: string;
-      model: string;
-      /** From the lease to the end of the answer. */
-      latencyMs: number;
-      /** For a stream, from the lease to its first token. */
-      timeToFirstTokenMs?: number;
-      usage?: Usage;
-      at: number;
-    }
+  /** An attempt's answer came in full, as recorded (sent only while someone watches `events$`). */
+  | (AttemptSuccess & { at: number })
   | {
       /** An attempt failed; a `retry` follows if the request is tried again (sent only while someone watches `events$`). */
       type: 'failure';

@@ -86,15 +86,7 @@ export class OutcomePolicy {
       model.usage = addUsage(model.usage, outcome.usage, true);
       this.context.publisher.markModel(model);
       if (this.context.eventsWatched()) {
-        this.context.emit({
-          type: 'success',
-          keyLabel: outcome.keyLabel,
-          model: outcome.model,
-          latencyMs: outcome.latencyMs,
-          ...(outcome.timeToFirstTokenMs === undefined ? {} : { timeToFirstTokenMs: outcome.timeToFirstTokenMs }),
-          ...(outcome.usage === undefined ? {} : { usage: outcome.usage }),
-          at: now,
-        });
+        this.context.emit({ ...outcome, at: now });
       }
     } else {
       if (this.context.eventsWatched()) {

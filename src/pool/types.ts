@@ -3,7 +3,7 @@ import type { OpenRouterError } from '../core/errors.js';
 import type { ChatRequest, KeyCredential, Transport, Usage } from '../core/types.js';
 import type { KeyHealth, ModelHealth, PoolHealth } from '../health/records.js';
 import type { StateStore } from '../store/state-store.js';
-import type { PoolEvent } from './events.js';
+import type { AttemptSuccess, PoolEvent } from './events.js';
 import type { Strategy } from './strategies.js';
 
 /** A key slot held by one attempt. Unsubscribing from `pool.acquire` (or `release()`) frees it. */
@@ -60,14 +60,7 @@ export interface AcquireOptions {
 
 /** The outcome of one attempt, as `circuitBreaker` records it. */
 export type AttemptOutcome =
-  | {
-      type: 'success';
-      keyLabel: string;
-      model: string;
-      latencyMs: number;
-      timeToFirstTokenMs?: number;
-      usage?: Usage;
-    }
+  | AttemptSuccess
   | {
       type: 'failure';
       keyLabel: string;

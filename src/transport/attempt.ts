@@ -21,8 +21,8 @@ import { KeyText, StreamRedactor, redactError, redactValue } from './redact.js';
  * chunks, redaction, the end of a stream) is the attempt's own, the same for both.
  */
 export interface Exchange {
-  /** POSTs a chat completion body; resolves once a 2xx response's headers arrived, else rejects. */
-  send(body: Record<string, unknown>, signal: AbortSignal): Promise<Response>;
+  /** POSTs a chat completion body for `identity`; resolves once a 2xx response's headers arrived, else rejects. */
+  send(body: Record<string, unknown>, signal: AbortSignal, identity: AttemptIdentity): Promise<Response>;
   /** What `send` rejected with, as a typed, key-free error. */
   errorOf(error: unknown, identity: AttemptIdentity): OpenRouterError;
   /** What reading the response body threw, as a typed, key-free error. */
@@ -100,7 +100,7 @@ export class Attempt {
   }
 
   private async complete(request: ChatRequest): Promise<void> {
-    const response = await this.exchange.send({ ...bodyOf(request), stream: false }, this.controller.signal);
+    const response = await this.exchange.send({ ...bodyOf(request), stream: false }, this.controller.signal, this.identity);
     const text = await response.text();
     this.exchangeDone = true;
     if (this.settled) return;
@@ -121,7 +121,7 @@ export class Attempt {
 
   private async stream(request: ChatRequest): Promise<void> {
     // The exchange sends the request and maps HTTP errors; the events themselves are read here (see sseData).
-    const response = await this.exchange.send({ ...bodyOf(request), stream: true }, this.controller.signal);
+    const response = await this.exchange.send({ ...bodyOf(request), stream: true }, this.controller.signal, this.identity);
     if (this.settled || response.body === null) {
       if (!this.settled) this.fail(truncatedStreamError(this.identity));
       this.controller.abort();

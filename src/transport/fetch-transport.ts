@@ -20,21 +20,22 @@ export function createFetchTransport(options: OpenRouterTransportOptions = {}): 
     doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
     scheduler: options.scheduler ?? asyncScheduler,
   };
+  // One for every attempt: the key and model come with each send.
+  const exchange: Exchange = {
+    send: (body, signal, { key, model }) =>
+      openRouterFetch(options, settings.scheduler, {
+        key,
+        ...(model === undefined ? {} : { model }),
+        method: 'POST',
+        path: '/chat/completions',
+        body,
+        signal,
+      }),
+    errorOf: errorFromFetch,
+    bodyReadErrorOf: errorFromBodyRead,
+  };
   return (key, request, transportOptions) =>
     new Observable<TransportEvent>((subscriber) => {
-      const exchange: Exchange = {
-        send: (body, signal) =>
-          openRouterFetch(options, settings.scheduler, {
-            key,
-            model: request.model,
-            method: 'POST',
-            path: '/chat/completions',
-            body,
-            signal,
-          }),
-        errorOf: errorFromFetch,
-        bodyReadErrorOf: errorFromBodyRead,
-      };
       const attempt = new Attempt(subscriber, exchange, { key, model: request.model }, settings);
       return attempt.start(request, transportOptions?.signal, transportOptions?.onSent);
     });

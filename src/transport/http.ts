@@ -62,11 +62,7 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
     });
   } catch (error: unknown) {
     if (call.signal.aborted) throw error;
-    if (timedOut) throw headersTimeoutError(identity);
-    throw redactError(
-      error instanceof Error ? connectionError(error, identity) : connectionError(new Error(String(error)), identity),
-      call.key,
-    );
+    throw timedOut ? headersTimeoutError(identity) : errorFromFetch(error, identity);
   } finally {
     timeout.unsubscribe();
   }

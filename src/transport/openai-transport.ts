@@ -3,19 +3,17 @@ import { asyncScheduler, Observable } from 'rxjs';
 import { ConfigurationError } from '../core/errors.js';
 import type { KeyCredential, Transport, TransportEvent } from '../core/types.js';
 import { Attempt, type AttemptSettings, type Exchange } from './attempt.js';
-import { checkOptions } from './client-options.js';
 import { createOpenRouterClient } from './sdk-client.js';
 import { errorFromSdk, errorFromStreamRead } from './sdk-errors.js';
-import { DEFAULT_DONE_GRACE_MS, transportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
+import { DEFAULT_DONE_GRACE_MS, type OpenRouterTransportOptions } from './transport-options.js';
 
 /**
  * The network edge through the `openai` SDK: sends one attempt (one client per key) and reports it
  * as `TransportEvent`s or a typed `OpenRouterError`. Each subscription owns an `AbortController`;
  * unsubscribing aborts the HTTP request at once, and that abort is never reported as an error.
- * Throws a `ValidationError` naming the field for options that could only fail every request.
+ * Its options were checked by `createOpenRouterTransport`, which loads this module.
  */
 export function createSdkTransport(options: OpenRouterTransportOptions = {}): Transport {
-  checkOptions(transportOptionsSchema, options, 'transport options');
   const exchanges = new Map<string, Exchange>();
   const exchangeFor = (key: KeyCredential): Exchange => {
     let exchange = exchanges.get(key.key);
