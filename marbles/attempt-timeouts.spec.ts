@@ -9,7 +9,7 @@ import { map, of } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { attemptTimeouts } from '../src/operators/attempt-timeouts.js';
 import { retryTransient } from '../src/operators/retry-transient.js';
-import { balance, type BalanceEvent } from '../src/operators/balance.js';
+import { balance } from '../src/operators/balance.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
 import {
   AttemptsExhaustedError,
@@ -19,7 +19,7 @@ import {
   type AttemptRecord,
 } from '../src/core/errors.js';
 import type { TransportEvent } from '../src/core/types.js';
-import { newTestScheduler } from './support.js';
+import { newTestScheduler, failedEvent } from './support.js';
 import {
   answer,
   answerEvent,
@@ -291,12 +291,7 @@ describe('balance(pool, { timeouts })', () => {
       const { pool, calls } = makePool(scheduler, { a: [call] });
       const events$ = of(streamedRequest()).pipe(balance(pool, { timeouts: limits, transient: false }));
       expectObservable(events$).toBe('-----(f|)', {
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: firstTokenTimeout(5),
-          attempts: [timeoutRecord('first-token', 5, 5)],
-        } satisfies BalanceEvent,
+        f: failedEvent('r1', firstTokenTimeout(5), [timeoutRecord('first-token', 5, 5)]),
       });
       expectSubscriptions(call.subscriptions).toBe('^----!');
       flush();
@@ -313,7 +308,7 @@ describe('balance(pool, { timeouts })', () => {
       expectObservable(events$).toBe('--a--b---(f|)', {
         a: deliveredChunk('He'),
         b: deliveredChunk('llo'),
-        f: { type: 'failed', requestId: 'r1', error: idleTimeout(4), attempts: [timeoutRecord('idle', 4, 9)] },
+        f: failedEvent('r1', idleTimeout(4), [timeoutRecord('idle', 4, 9)]),
       });
       expectSubscriptions(call.subscriptions).toBe('^--------!');
       flush();
@@ -328,7 +323,7 @@ describe('balance(pool, { timeouts })', () => {
       const { pool } = makePool(scheduler, { a: [call] });
       const events$ = of(streamedRequest({ stream: false })).pipe(balance(pool, { timeouts: limits, transient: false }));
       expectObservable(events$).toBe('20ms (f|)', {
-        f: { type: 'failed', requestId: 'r1', error: totalTimeout(20), attempts: [timeoutRecord('total', 20, 20)] },
+        f: failedEvent('r1', totalTimeout(20), [timeoutRecord('total', 20, 20)]),
       });
       expectSubscriptions(call.subscriptions).toBe('^ 19ms !');
     });
@@ -388,7 +383,7 @@ describe('balance(pool, { timeouts })', () => {
         a: deliveredChunk('He'),
         b: deliveredChunk('llo'),
         c: deliveredCompletion(answer('gen-1', 'Hello'), { attempts: 1, latencyMs: 7 }),
-        f: { type: 'failed', requestId: 'r2', error: firstTokenTimeout(5), attempts: [timeoutRecord('first-token', 5, 12)] },
+        f: failedEvent('r2', firstTokenTimeout(5), [timeoutRecord('first-token', 5, 12)]),
       });
       expectSubscriptions(busy.subscriptions).toBe('^------!');
       expectSubscriptions(silent.subscriptions).toBe('-------^----!');

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { of } from 'rxjs';
 import { balance, type BalanceEvent } from '../src/operators/balance.js';
 import { ContentPolicyError, IdleTimeoutError } from '../src/core/errors.js';
-import { newTestScheduler } from './support.js';
+import { newTestScheduler, failedEvent } from './support.js';
 import {
   answer,
   attemptStart,
@@ -55,12 +55,9 @@ describe("onMidStreamError: 'error'", () => {
         {
           a: deliveredChunk('Hel'),
           b: deliveredChunk('lo'),
-          f: {
-            type: 'failed',
-            requestId: 'r1',
-            error: taggedProviderUnavailable(),
-            attempts: [{ attempt: 1, kind: 'upstream', message: 'provider returned 503', status: 503, at: 5, keyLabel: 'k1', model: 'a' }],
-          },
+          f: failedEvent('r1', taggedProviderUnavailable(), [
+            { attempt: 1, kind: 'upstream', message: 'provider returned 503', status: 503, at: 5, keyLabel: 'k1', model: 'a' },
+          ]),
         },
       );
       expectSubscriptions(first.subscriptions).toBe('^----!');
@@ -78,12 +75,9 @@ describe("onMidStreamError: 'error'", () => {
       expectObservable(of(streamedRequest()).pipe(balance(pool, { transient: transientRetries }))).toBe('-a-b-(f|)', {
         a: deliveredChunk('Hel'),
         b: deliveredChunk('lo'),
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: taggedProviderUnavailable(),
-          attempts: [{ attempt: 1, kind: 'upstream', message: 'provider returned 503', status: 503, at: 5, keyLabel: 'k1', model: 'a' }],
-        },
+        f: failedEvent('r1', taggedProviderUnavailable(), [
+          { attempt: 1, kind: 'upstream', message: 'provider returned 503', status: 503, at: 5, keyLabel: 'k1', model: 'a' },
+        ]),
       });
       expectSubscriptions(first.subscriptions).toBe('^----!');
       flush();
@@ -102,12 +96,9 @@ describe("onMidStreamError: 'error'", () => {
       expectObservable(events$).toBe('-a-b---(f|)', {
         a: deliveredChunk('Hel'),
         b: deliveredChunk('lo'),
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: new IdleTimeoutError('idle', 4, { scope: 'model', retryable: true, keyLabel: 'k1', model: 'a' }),
-          attempts: [{ attempt: 1, kind: 'timeout', message: 'idle timeout: no answer within 4 ms', at: 7, keyLabel: 'k1', model: 'a' }],
-        },
+        f: failedEvent('r1', new IdleTimeoutError('idle', 4, { scope: 'model', retryable: true, keyLabel: 'k1', model: 'a' }), [
+          { attempt: 1, kind: 'timeout', message: 'idle timeout: no answer within 4 ms', at: 7, keyLabel: 'k1', model: 'a' },
+        ]),
       });
       expectSubscriptions(first.subscriptions).toBe('^------!');
       flush();
@@ -279,12 +270,9 @@ describe("onMidStreamError: 'restart'", () => {
       );
       expectObservable(events$).toBe('-a-(f|)', {
         a: deliveredChunk('Sure, here'),
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: Object.assign(refused(), { keyLabel: 'k1', model: 'a' }),
-          attempts: [{ attempt: 1, kind: 'content_policy', message: 'finish_reason: content_filter', at: 3, keyLabel: 'k1', model: 'a' }],
-        },
+        f: failedEvent('r1', Object.assign(refused(), { keyLabel: 'k1', model: 'a' }), [
+          { attempt: 1, kind: 'content_policy', message: 'finish_reason: content_filter', at: 3, keyLabel: 'k1', model: 'a' },
+        ]),
       });
       expectSubscriptions(first.subscriptions).toBe('^--!');
       expectSubscriptions(next.subscriptions).toBe([]);

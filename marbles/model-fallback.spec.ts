@@ -19,7 +19,7 @@ import {
   type OpenRouterError,
 } from '../src/core/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
-import { newTestScheduler } from './support.js';
+import { newTestScheduler, failedEvent } from './support.js';
 import {
   answer,
   deliveredCompletion,
@@ -234,12 +234,7 @@ describe('a failure of the model with no next model: the bounded same-model retr
       const { pool, calls } = makePool(scheduler, { a: [failing(), failing()], b: [failing(), failing(), failing()] });
       const attempts = [record503(1, 'a', 1), record503(2, 'b', 2), record503(3, 'b', 7)];
       expectObservable(of(request('r1', { models: ['b'] })).pipe(balance(pool, options))).toBe('7ms (f|)', {
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: new AttemptsExhaustedError(tagged(providerUnavailable(), 'b'), attempts),
-          attempts,
-        },
+        f: failedEvent('r1', new AttemptsExhaustedError(tagged(providerUnavailable(), 'b'), attempts), attempts),
       });
       flush();
       expect(calls.map((call) => [call.model, call.at])).toEqual([
@@ -524,7 +519,7 @@ describe('context length', () => {
       });
       error.routeExhausted = true;
       expectObservable(of(request('r1', { messages: [{ role: 'user', content: longPrompt }] })).pipe(balance(pool, options))).toBe('(f|)', {
-        f: { type: 'failed', requestId: 'r1', error, attempts: [{ attempt: 0, kind: 'context_length', message: error.message, at: 0 }] },
+        f: failedEvent('r1', error, [{ attempt: 0, kind: 'context_length', message: error.message, at: 0 }]),
       });
       flush();
       expect(calls).toEqual([]);
@@ -564,16 +559,11 @@ describe('content policy', () => {
       const { pool, calls } = makePool(scheduler, { a: [a1], b: [b1], c: [c1] });
       const events$ = of(request()).pipe(balance(pool, options));
       expectObservable(events$).toBe('---(f|)', {
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: tagged(refused(), 'c', true),
-          attempts: [
-            { attempt: 1, kind: 'content_policy', message: 'flagged by moderation', status: 403, at: 1, keyLabel: 'k1', model: 'a' },
-            { attempt: 2, kind: 'content_policy', message: 'flagged by moderation', status: 403, at: 2, keyLabel: 'k1', model: 'b' },
-            { attempt: 3, kind: 'content_policy', message: 'flagged by moderation', status: 403, at: 3, keyLabel: 'k1', model: 'c' },
-          ],
-        },
+        f: failedEvent('r1', tagged(refused(), 'c', true), [
+          { attempt: 1, kind: 'content_policy', message: 'flagged by moderation', status: 403, at: 1, keyLabel: 'k1', model: 'a' },
+          { attempt: 2, kind: 'content_policy', message: 'flagged by moderation', status: 403, at: 2, keyLabel: 'k1', model: 'b' },
+          { attempt: 3, kind: 'content_policy', message: 'flagged by moderation', status: 403, at: 3, keyLabel: 'k1', model: 'c' },
+        ]),
       });
       expectSubscriptions(a1.subscriptions).toBe('^!');
       expectSubscriptions(b1.subscriptions).toBe('-^!');
@@ -600,14 +590,9 @@ describe('a plain 400', () => {
       const { pool, calls } = makePool(scheduler, { a: [a1, a2], b: [b1] });
       expectObservable(eventsOf(pool, 'retry', 'fallback'), '^ 20ms !').toBe('');
       expectObservable(of(request()).pipe(balance(pool, options))).toBe('-(f|)', {
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: tagged(invalid(), 'a'),
-          attempts: [
-            { attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' },
-          ],
-        },
+        f: failedEvent('r1', tagged(invalid(), 'a'), [
+          { attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' },
+        ]),
       });
       expectSubscriptions(a1.subscriptions).toBe('^!');
       expectSubscriptions(a2.subscriptions).toBe([]);
@@ -642,14 +627,9 @@ describe('a plain 400', () => {
         }),
       );
       expectObservable(events$).toBe('-(f|)', {
-        f: {
-          type: 'failed',
-          requestId: 'r1',
-          error: tagged(invalid(), 'a', true),
-          attempts: [
-            { attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' },
-          ],
-        },
+        f: failedEvent('r1', tagged(invalid(), 'a', true), [
+          { attempt: 1, kind: 'bad_request', message: 'temperature: must be at most 2', status: 400, at: 1, keyLabel: 'k1', model: 'a' },
+        ]),
       });
       expectSubscriptions(a1.subscriptions).toBe('^!');
       expectSubscriptions(a2.subscriptions).toBe([]);

@@ -8,7 +8,16 @@ import { retryOnRateLimit, type RetryOnRateLimitConfig } from '../src/operators/
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
 import { AttemptsExhaustedError, AuthenticationError, UpstreamError } from '../src/core/errors.js';
 import type { TransportEvent } from '../src/core/types.js';
-import { MODEL, chatRequest, completionEvent, newTestScheduler, rateLimitError, scriptedPoolFactory, timeline } from './support.js';
+import {
+  MODEL,
+  asReported,
+  chatRequest,
+  completionEvent,
+  newTestScheduler,
+  rateLimitError,
+  scriptedPoolFactory,
+  timeline,
+} from './support.js';
 
 const threeKeys = [
   { key: 'sk-test-1', label: 'k1' },
@@ -167,7 +176,7 @@ describe('retryOnRateLimit', () => {
       const error = new UpstreamError({ message: 'upstream 502', scope: 'model', retryable: true, status: 502 });
       const k1 = cold<TransportEvent>('--#', undefined, error);
       const { pool } = makePool(scheduler, { k1: [k1] });
-      expectObservable(request$(pool, scheduler).pipe(ignoreElements())).toBe('--#', undefined, error);
+      expectObservable(request$(pool, scheduler).pipe(ignoreElements())).toBe('--#', undefined, asReported(error));
       expectSubscriptions(k1.subscriptions).toBe('^-!');
     });
   });

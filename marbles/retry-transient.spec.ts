@@ -18,6 +18,7 @@ import {
 } from '../src/core/errors.js';
 import type { TransportEvent } from '../src/core/types.js';
 import {
+  asReported,
   chatRequest,
   chunkEvent,
   completionEvent,
@@ -108,7 +109,11 @@ describe('retryTransient: what it does not retry', () => {
         const error = makeError();
         const call = cold<TransportEvent>('--#', undefined, error);
         const { pool } = makePool(scheduler, { k1: [call] });
-        expectObservable(request$(pool, transient(scheduler)).pipe(ignoreElements())).toBe('--#', undefined, error);
+        expectObservable(request$(pool, transient(scheduler)).pipe(ignoreElements())).toBe(
+          '--#',
+          undefined,
+          asReported(error, { routeExhausted: error.scope === 'request' }),
+        );
         expectSubscriptions(call.subscriptions).toBe('^-!');
       });
     });

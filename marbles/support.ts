@@ -10,7 +10,16 @@ import { TestScheduler } from 'rxjs/testing';
 import type { KeyPoolInput } from '../src/pool/config.js';
 import type { KeyHealth } from '../src/health/records.js';
 import { createPool, type KeyPool } from '../src/create-pool.js';
-import { NetworkError, RateLimitError, UpstreamError } from '../src/core/errors.js';
+import {
+  NetworkError,
+  RateLimitError,
+  UpstreamError,
+  copyError,
+  type AttemptRecord,
+  type ErrorAnnotations,
+  type OpenRouterError,
+} from '../src/core/errors.js';
+import type { FailedEvent } from '../src/operators/balance.js';
 import type { ChatRequest, Completion, KeyCredential, Transport, TransportEvent, Usage } from '../src/core/types.js';
 
 export function newTestScheduler(): TestScheduler {
@@ -18,6 +27,20 @@ export function newTestScheduler(): TestScheduler {
 }
 
 export const MODEL = 'acme/model-a';
+
+/**
+ * A failed attempt's error as the routing operators pass it on: `withKeyRotation` annotates a copy
+ * of what the transport threw with the attempt's key and model (and `routeExhausted` once no other
+ * target is left), never the thrown object itself.
+ */
+export function asReported(error: OpenRouterError, annotations: ErrorAnnotations = {}): OpenRouterError {
+  return copyError(error, { keyLabel: 'k1', model: MODEL, ...annotations });
+}
+
+/** A request's `failed` event: its error carries the same attempts as the event (the request's story). */
+export function failedEvent(requestId: string, error: OpenRouterError, attempts: AttemptRecord[]): FailedEvent {
+  return { type: 'failed', requestId, error: copyError(error, { attempts }), attempts };
+}
 
 export function chatRequest(content = 'hello', overrides: Partial<ChatRequest> = {}): ChatRequest {
   return { model: MODEL, messages: [{ role: 'user', content }], ...overrides };

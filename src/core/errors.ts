@@ -124,6 +124,13 @@ export class OpenRouterError extends Error {
    * operators never retry such an error.
    */
   routeExhausted = false;
+  /**
+   * Every attempt of the request this error ended, in order, the last one included (0 for a
+   * request that never got a key). Set on the error a request fails with (`failed` events,
+   * `complete()` and `stream()`); its `cause` is then the last attempt's error when this error is
+   * not that error itself (a pool left without keys after a 401 names the 401).
+   */
+  readonly attempts?: readonly AttemptRecord[];
 
   constructor(options: OpenRouterErrorOptions) {
     super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -157,8 +164,38 @@ export class OpenRouterError extends Error {
       providerName: this.providerName,
       keyLabel: this.keyLabel,
       model: this.model,
+      ...(this.attempts === undefined ? {} : { attempts: this.attempts }),
     };
   }
+}
+
+/** What `copyError` may set on its copy. */
+export interface ErrorAnnotations {
+  keyLabel?: string;
+  model?: string;
+  routeExhausted?: boolean;
+  attempts?: readonly AttemptRecord[];
+  cause?: unknown;
+}
+
+/**
+ * A copy of `error` (same class, same fields, same stack) with `annotations` set on it. The
+ * library annotates its own copy of an error as it passes through routing, never the object a
+ * transport threw: a custom transport may hold on to that one, or throw it again.
+ */
+export function copyError<E extends OpenRouterError>(error: E, annotations: ErrorAnnotations): E {
+  // A genuine Error of the same class (`Reflect.construct` with it as new.target), so that
+  // `Object.prototype.toString`, inspection and structured cloning treat it as the original, but
+  // without running a subclass constructor: every field comes over as it is.
+  const copy = Reflect.construct(Error, [error.message], error.constructor) as E;
+  Object.defineProperties(copy, Object.getOwnPropertyDescriptors(error));
+  for (const [name, value] of Object.entries(annotations)) {
+    if (value === undefined) continue;
+    // A field keeps its enumerability; `cause` is not enumerable, as `new Error(..., { cause })` makes it.
+    const enumerable = Object.getOwnPropertyDescriptor(copy, name)?.enumerable ?? name !== 'cause';
+    Object.defineProperty(copy, name, { value, writable: true, configurable: true, enumerable });
+  }
+  return copy;
 }
 
 /** 401: the key is invalid, disabled or deleted. The pool disables it. */
@@ -394,7 +431,7 @@ export class AttemptsExhaustedError extends OpenRouterError {
   /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'attempts_exhausted' as const;
   /** Every attempt, in order, with the error it ended with. */
-  readonly attempts: readonly AttemptRecord[];
+  override readonly attempts: readonly AttemptRecord[];
   /** The last attempt's error, whose kind and scope this error repeats. */
   readonly lastError: OpenRouterError;
 
@@ -418,7 +455,7 @@ export class AttemptsExhaustedError extends OpenRouterError {
 
   /** A log-safe plain object (no stack, no cause chain, no key text), with `attempts` and `lastError`. */
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), attempts: this.attempts, lastError: this.lastError.toJSON() };
+    return { ...super.toJSON(), lastError: this.lastError.toJSON() };
   }
 }
 

@@ -39,6 +39,25 @@ export function recordingOf(start: AttemptStart): AttemptRecording | undefined {
 }
 
 /**
+ * The error a retried attempt failed with. A retry operator hangs it (not enumerable: `events$`
+ * carries only its kind, status and message) on its `retry` event, so that `balance` can name the
+ * last attempt's error as the cause of a request that fails afterwards without an attempt (no key
+ * left, the queue timed out).
+ */
+export const RETRIED_ERROR: unique symbol = Symbol.for('openrouter-rx.retried-error');
+
+/** The retry event with the error it retries hung on it. */
+export function withRetriedError(retry: AttemptRetry, error: OpenRouterError): AttemptRetry {
+  Object.defineProperty(retry, RETRIED_ERROR, { value: error, enumerable: false });
+  return retry;
+}
+
+/** The error a `retry` event retries, when a retry operator of this library sent it. */
+export function retriedErrorOf(retry: AttemptRetry): OpenRouterError | undefined {
+  return (retry as AttemptRetry & { [RETRIED_ERROR]?: OpenRouterError })[RETRIED_ERROR];
+}
+
+/**
  * Whether the failure of an attempt moves its request on to the next model of its chain.
  * `withKeyRotation`, which holds the request's route, hangs this (not enumerable) on every error
  * an attempt fails with, so that the retry operator taking the error retries at once instead of

@@ -3,6 +3,7 @@ import * as z from 'zod/mini';
 import {
   AttemptsExhaustedError,
   BadRequestError,
+  copyError,
   ModelUnavailableError,
   StreamError,
   toOpenRouterError,
@@ -14,7 +15,7 @@ import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
 import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
-import { attemptRecordOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import { attemptRecordOf, retriedErrorOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
@@ -202,12 +203,21 @@ function toBalanceEvents(
     let billed: Usage | undefined;
     let answer: StreamedAnswer = { content: '', reasoning: '', toolCalls: [] };
     let settled = false;
+    /** The error of the last attempt a retry operator retried. */
+    let retriedError: OpenRouterError | undefined;
     const fail = (error: OpenRouterError) => {
       settled = true;
       // The final attempt's own reason, not the wrapper's "gave up" summary.
       const reason = error instanceof AttemptsExhaustedError ? error.lastError : error;
-      if (attempts > records.length || attempts === 0) records.push(attemptRecordOf(reason, lastStart, pool.scheduler.now()));
-      subscriber.next({ type: 'failed', requestId, error, attempts: records });
+      // A failure after retries that came without an attempt of its own (no key left, the queue
+      // timed out) adds no record: the last record is the attempt that led to it.
+      const endedAnAttempt = attempts > records.length || attempts === 0;
+      if (endedAnAttempt) records.push(attemptRecordOf(reason, lastStart, pool.scheduler.now()));
+      // The request's story on the error it fails with: every attempt, and the last attempt's
+      // error as the cause of a failure without an attempt (a pool left without keys names the 401).
+      const lastCause = !endedAnAttempt && error.cause === undefined ? retriedError : undefined;
+      const failure = copyError(error, { attempts: records, ...(lastCause === undefined ? {} : { cause: lastCause }) });
+      subscriber.next({ type: 'failed', requestId, error: failure, attempts: records });
       subscriber.complete();
     };
     const complete = (event: Omit<CompletionEvent, 'type' | 'requestId' | 'attempts' | 'latencyMs' | 'billedUsage'>) => {
@@ -256,6 +266,7 @@ function toBalanceEvents(
             return;
           case 'retry':
             billed = addUsage(billed, event.usage);
+            retriedError = retriedErrorOf(event) ?? retriedError;
             records.push({
               attempt: event.attempt,
               kind: event.reason,

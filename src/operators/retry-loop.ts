@@ -1,7 +1,7 @@
 import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
-import { attemptRecordOf, carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import { attemptRecordOf, carriesContent, withRetriedError, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 /**
  * What a retry operator does when an attempt fails after delivering content: `'error'` fails with
@@ -117,19 +117,24 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
           at: now,
         });
       }
-      subscriber.next({
-        type: 'retry',
-        requestId: lastStart?.requestId ?? '',
-        attempt: lastStart?.attempt ?? 0,
-        reason: error.kind,
-        message: error.message,
-        delayMs,
-        at: now,
-        ...(error.status === undefined ? {} : { status: error.status }),
-        ...(error.usage === undefined ? {} : { usage: error.usage }),
-        ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
-        ...(error.model === undefined ? {} : { model: error.model }),
-      });
+      subscriber.next(
+        withRetriedError(
+          {
+            type: 'retry',
+            requestId: lastStart?.requestId ?? '',
+            attempt: lastStart?.attempt ?? 0,
+            reason: error.kind,
+            message: error.message,
+            delayMs,
+            at: now,
+            ...(error.status === undefined ? {} : { status: error.status }),
+            ...(error.usage === undefined ? {} : { usage: error.usage }),
+            ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
+            ...(error.model === undefined ? {} : { model: error.model }),
+          },
+          error,
+        ),
+      );
       boundWait(error, delayMs);
       if (delayMs > 0) {
         const retryTimer = scheduleAfter(policy.scheduler, delayMs, () => subscribeSource());

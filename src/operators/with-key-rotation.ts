@@ -1,5 +1,5 @@
 import { EMPTY, Observable, Subscription, concat, defer, map, mergeMap, of, type OperatorFunction } from 'rxjs';
-import { BadRequestError, ContextLengthError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { POOL_PORT, type KeyLease, type PoolCore } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
@@ -121,16 +121,17 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
       const requestId = request.id ?? '';
       const models = fittingModels(route);
       if (models.length === 0) {
-        const error: OpenRouterError =
+        const error = copyError(
           route.lastError ??
-          (route.chain.length === 0
-            ? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false })
-            : new ContextLengthError({
-                message: `the prompt needs about ${route.neededTokens} tokens, more than the context of ${route.chain.join(', ')}`,
-                scope: 'request',
-                retryable: false,
-              }));
-        error.routeExhausted = true;
+            (route.chain.length === 0
+              ? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false })
+              : new ContextLengthError({
+                  message: `the prompt needs about ${route.neededTokens} tokens, more than the context of ${route.chain.join(', ')}`,
+                  scope: 'request',
+                  retryable: false,
+                })),
+          { routeExhausted: true },
+        );
         markMovesOn(error, false);
         subscriber.error(error);
         return undefined;
@@ -176,6 +177,8 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
               const now = port.scheduler.now();
               port.record({
                 type: 'success',
+                requestId,
+                attempt: number,
                 keyLabel: lease.label,
                 model: lease.model,
                 latencyMs: now - lease.acquiredAt,
@@ -223,15 +226,16 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                 error: (thrown: unknown) => {
                   // The server counted it (or may have): the windows count from now. No acceptance.
                   lease.markResponded(false);
-                  const error = toOpenRouterError(thrown);
-                  error.keyLabel = lease.label;
-                  error.model = lease.model;
+                  // Our copy, annotated: the transport may hold on to what it threw.
+                  const error = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
                   // A platform 429 reports its quota: the server did not count the refused request.
                   if (error.rateLimit !== undefined) lease.refund();
                   // Recorded before the error goes on, so a retry already sees the key parked or open.
                   if (recording.shouldRecord(error)) {
                     port.record({
                       type: 'failure',
+                      requestId,
+                      attempt: number,
                       keyLabel: lease.label,
                       model: lease.model,
                       error,

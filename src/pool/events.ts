@@ -48,6 +48,9 @@ export type AttemptRestart = {
 /** A successful attempt: what `circuitBreaker` records, and `events$` reports with its time. */
 export interface AttemptSuccess {
   type: 'success';
+  /** The request's `id` and the attempt's number within it, when the attempt came from `withKeyRotation`. */
+  requestId?: string;
+  attempt?: number;
   keyLabel: string;
   model: string;
   /** From the lease to the end of the answer. */
@@ -134,6 +137,9 @@ export type PoolEvent =
   | {
       /** An attempt failed; a `retry` follows if the request is tried again (sent only while someone watches `events$`). */
       type: 'failure';
+      /** The request's `id` and the attempt's number within it, when the attempt came from `withKeyRotation`. */
+      requestId?: string;
+      attempt?: number;
       keyLabel: string;
       model: string;
       kind: ErrorKind;

@@ -93,6 +93,8 @@ export class OutcomePolicy {
         const { error } = outcome;
         this.context.emit({
           type: 'failure',
+          ...(outcome.requestId === undefined ? {} : { requestId: outcome.requestId }),
+          ...(outcome.attempt === undefined ? {} : { attempt: outcome.attempt }),
           keyLabel: outcome.keyLabel,
           model: outcome.model,
           kind: error.kind,

@@ -63,6 +63,9 @@ export type AttemptOutcome =
   | AttemptSuccess
   | {
       type: 'failure';
+      /** The request's `id` and the attempt's number within it (for `events$`). */
+      requestId?: string;
+      attempt?: number;
       keyLabel: string;
       model: string;
       error: OpenRouterError;
