@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/', 'coverage/', 'bench/.build/', 'bench/results/', 'test-output/', 'test/fixtures/', '**/*.api.md'],
+    ignores: ['dist/', 'coverage/', 'bench/.build/', 'bench/results/', 'test-output/', 'test/fixtures/', 'docs/api/', '**/*.api.md'],
   },
   js.configs.recommended,
   // `recommendedTypeChecked`, not `strictTypeChecked`: the strict set adds about a thousand reports

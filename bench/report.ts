@@ -65,12 +65,16 @@ export function writeJson(path: string, report: BenchReport): void {
   writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
 }
 
-/** The README's performance section for this run, ready to paste. */
-export function performanceSection(report: BenchReport): string {
+/**
+ * The results of this run in Markdown: the machine and versions, the table, the peers, the targets
+ * and why each missed target is missed. `heading` opens it (`## Performance` in `latest.md`;
+ * `bench/render.ts` puts it under its own heading in docs/benchmark.md).
+ */
+export function performanceSection(report: BenchReport, heading = '## Performance'): string {
   const machine = report.machine;
   const versions = report.versions;
   return [
-    '## Performance',
+    heading,
     '',
     `Measured with \`${report.command}\` on ${machine.cpuCount} × ${machine.cpuModel}, ${machine.totalMemoryGiB} GiB, ${machine.platform} ${machine.kernel}, Node ${machine.node}` +
       ` (load average ${machine.loadAverageAtStart[0]} at the start, ${machine.loadAverageAtEnd[0]} at the end), ${report.generatedAt}.` +

@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (full) or `npm run bench -- --quick` (two and a half minutes): every scenario against the
  * fake OpenRouter on 127.0.0.1, every peer in this same process run. Prints a Markdown table and
- * writes `bench/results/latest.json` and `latest.md` (the README's performance section), and the
+ * writes `bench/results/latest.json` and `latest.md` (its results in Markdown), and the
  * same as `full.json`/`full.md` or `quick.json`/`quick.md`, so a quick run leaves the last full one.
  *
  *   --quick              shorter runs (noisier figures)

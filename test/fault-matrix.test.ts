@@ -237,7 +237,7 @@ async function eventually(check: () => boolean, timeoutMs = 2_000): Promise<void
 
 /**
  * With `FAULT_MATRIX_REPORT=1`, prints what each scenario cost (outcome, upstream calls, wall
- * time): the source of the README's failover table.
+ * time): the source of the failover table in docs/failover.md.
  */
 function report(scenario: string, variant: string, result: Run, fake: FakeOpenRouter): void {
   if (process.env['FAULT_MATRIX_REPORT'] === undefined) return;

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
@@ -35,4 +36,72 @@ describe('README code', () => {
       .map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
     expect(diagnostics).toEqual([]);
   });
+});
+
+/** The first ```ts block under the README's `## Quickstart` heading. */
+function quickstartBlock(readme: string): string {
+  const start = readme.search(/^## Quickstart/m);
+  expect(start, 'a "## Quickstart" section').toBeGreaterThanOrEqual(0);
+  const end = readme.slice(start + 1).search(/^## /m);
+  const section = end < 0 ? readme.slice(start) : readme.slice(start, start + 1 + end);
+  const code = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+  expect(code, 'a ```ts block in the Quickstart').toBeDefined();
+  return code!;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a module with tsx and no OpenRouter key in its environment; kills it after `timeoutMs`. */
+function runModule(file: string, timeoutMs: number): Promise<Run> {
+  return new Promise((resolveRun, rejectRun) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rejectRun(new Error(`${file} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      // Kept under test-output/ so that scripts/scan-secrets.mjs checks it for key text.
+      appendFileSync(join(root, 'test-output', 'readme-quickstart.log'), `--- ${file} (exit ${code})\n${stdout}\n${stderr}\n`);
+      resolveRun({ code, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * The Quickstart as a newcomer runs it in a fresh clone (`npm install && npm run build`, the block
+ * saved as quickstart.mts, `npx tsx quickstart.mts`): it imports `openrouter-rx` and
+ * `openrouter-rx/testing` by name, which resolve to this package's dist/ (the test command builds
+ * it first), needs no key, prints every answer and exits on its own.
+ */
+describe('README Quickstart', () => {
+  it('runs as written, with no key, prints an answer per prompt and exits', async () => {
+    expect(existsSync(join(root, 'dist', 'index.js')), 'dist/ is built (npm run build)').toBe(true);
+    const dir = join(root, 'test-output', 'readme');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'quickstart.mts');
+    writeFileSync(file, quickstartBlock(readFileSync(join(root, 'README.md'), 'utf8')));
+
+    const run = await runModule(file, 40_000);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const answers = run.stdout.match(
+      /^prompt-\d+: "Echo \(demo\/(flaky|steady)\): .+" \(key team-[ab], demo\/(flaky|steady), \d+ attempt\(s\)\)$/gm,
+    );
+    expect(answers, run.stdout).toHaveLength(6);
+    expect(run.stdout).not.toContain('failed:');
+    expect(run.stdout).toMatch(/^team-a #[0-9a-f]{6}: \w[\w-]*, \d+ requests$/m);
+  }, 60_000);
 });
