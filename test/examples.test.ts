@@ -9,10 +9,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const examplesDir = join(root, 'examples');
 
+/** An example that is a project of its own, built and tested by its own tooling (test/angular-app.test.ts). */
+const OWN_PROJECTS = new Set([join(examplesDir, 'angular-app')]);
+
 function listTs(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) return entry.name === 'node_modules' ? [] : listTs(path);
+    if (entry.isDirectory()) return entry.name === 'node_modules' || OWN_PROJECTS.has(path) ? [] : listTs(path);
     return entry.name.endsWith('.ts') ? [path] : [];
   });
 }
