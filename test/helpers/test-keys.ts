@@ -39,6 +39,10 @@ export const TEST_KEYS = {
   demoOmega: 'sk-or-v1-demo-omega',
   exampleKeyOne: 'sk-or-v1-example-key-one',
   exampleKeyTwo: 'sk-or-v1-example-key-two',
+  // test/angular-app.test.ts, through the backend of examples/angular-app/server.mjs (a copy: keep in step)
+  angularAppAlpha: 'sk-or-v1-angular-app-alpha',
+  angularAppBeta: 'sk-or-v1-angular-app-beta',
+  angularAppGamma: 'sk-or-v1-angular-app-gamma',
   // test/cli.test.ts: as long as a real OpenRouter key (sk-or-v1- and 64 characters)
   cliLongKey: 'sk-or-v1-7f3c9a1e5b2z4f6a8c0e1b3z5f7a9c2e4b6z8f0a1c3e5b7z9f2a4c6e8b0z1f3a',
   // test/pool.properties.test.ts (only ever handed to a fake transport)
