@@ -77,4 +77,27 @@ describe('a transport that cannot run here', () => {
     expect(completion.completion.content.length).toBeGreaterThan(0);
     expect(fake.requests.length).toBeGreaterThan(0);
   });
+
+  it("the fetch transport takes a path on the page's origin as its baseURL, as a browser app calling its backend writes it", async () => {
+    const origin = new URL(fake.baseURL).origin;
+    const path = new URL(fake.baseURL).pathname;
+    // What a page's fetch does with a path: resolve it against the page's URL.
+    const pageFetch = (input: string | URL | Request, init?: RequestInit) => fetch(new URL(String(input), `${origin}/app/`), init);
+    const pool = createKeyPool({
+      keys: KEYS,
+      transport: createFetchTransport({ baseURL: path, fetch: pageFetch }),
+      discoverAccounts: false,
+    });
+    cleanups.push(() => pool.dispose());
+    const completion = await lastValueFrom(pool.complete({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] }));
+    expect(completion.completion.content.length).toBeGreaterThan(0);
+  });
+
+  it('a baseURL that is neither an http(s) URL nor a path is refused, naming the field; the SDK transport still wants an absolute URL', () => {
+    expect(() => createFetchTransport({ baseURL: 'ftp://example.test/api' })).toThrow(
+      /baseURL: must be an http:\/\/ or https:\/\/ URL, or a path/,
+    );
+    expect(() => createFetchTransport({ baseURL: '//example.test/api' })).toThrow(/baseURL/);
+    expect(() => createOpenRouterTransport({ baseURL: '/api/openrouter' })).toThrow(/baseURL: must be an http:\/\/ or https:\/\/ URL/);
+  });
 });

@@ -4,18 +4,19 @@ import { Attempt, type AttemptSettings, type Exchange } from './attempt.js';
 import { errorFromBodyRead } from './attempt-errors.js';
 import { checkOptions } from './client-options.js';
 import { errorFromFetch, openRouterFetch } from './http.js';
-import { DEFAULT_DONE_GRACE_MS, transportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
+import { DEFAULT_DONE_GRACE_MS, fetchTransportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
 
 /**
  * The network edge over plain `fetch`, for browsers, Deno, Bun and edge runtimes: no SDK, the
  * same wire handling as `createOpenRouterTransport` (error classification, SSE with keep-alive
  * comments, in-band errors, usage, key redaction), and the same contract: unsubscribing aborts the
  * request at once, and that abort is never reported as an error. Keys must not ship to a browser:
- * point `baseURL` at your own backend that adds them (see the README's browser pattern), or use it
+ * point `baseURL` at your own backend that adds them (a path such as `/api/openrouter` is resolved
+ * against the page; see the README's browser pattern), or use it
  * where the keys already are. Throws a `ValidationError` naming the field for bad options.
  */
 export function createFetchTransport(options: OpenRouterTransportOptions = {}): Transport {
-  checkOptions(transportOptionsSchema, options, 'transport options');
+  checkOptions(fetchTransportOptionsSchema, options, 'transport options');
   const settings: AttemptSettings = {
     doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
     scheduler: options.scheduler ?? asyncScheduler,

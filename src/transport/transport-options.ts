@@ -23,3 +23,26 @@ export const transportOptionsSchema = z.extend(clientOptionsSchema, {
     }),
   ),
 });
+
+/** An absolute http(s) URL, as the SDK needs it. */
+function isHttpUrl(text: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(text).protocol);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `createFetchTransport`'s options: its `baseURL` may also be a path such as `/api/openrouter`,
+ * which `fetch` resolves against the page, as a browser app calling its own backend writes it.
+ */
+export const fetchTransportOptionsSchema = z.extend(transportOptionsSchema, {
+  baseURL: z.optional(
+    z.string().check(
+      z.refine((text) => isHttpUrl(text) || (text.startsWith('/') && !text.startsWith('//')), {
+        error: "must be an http:// or https:// URL, or a path on the page's own origin such as /api/openrouter",
+      }),
+    ),
+  ),
+});
