@@ -82,7 +82,8 @@ describe('a transport that cannot run here', () => {
     const origin = new URL(fake.baseURL).origin;
     const path = new URL(fake.baseURL).pathname;
     // What a page's fetch does with a path: resolve it against the page's URL.
-    const pageFetch = (input: string | URL | Request, init?: RequestInit) => fetch(new URL(String(input), `${origin}/app/`), init);
+    const pageFetch = (input: string | URL | Request, init?: RequestInit) =>
+      fetch(new URL(input instanceof Request ? input.url : input, `${origin}/app/`), init);
     const pool = createKeyPool({
       keys: KEYS,
       transport: createFetchTransport({ baseURL: path, fetch: pageFetch }),
