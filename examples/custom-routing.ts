@@ -6,8 +6,6 @@
  * transient errors retry with backoff.
  *
  *   npx tsx examples/custom-routing.ts
- *
- * In your app, import from 'openrouter-rx' instead of '../src/index.js'.
  */
 import {
   catchError,
@@ -34,7 +32,7 @@ import {
   type AttemptEvent,
   type ChatRequest,
   type KeyPool,
-} from '../src/index.js';
+} from 'openrouter-rx';
 import { exampleEndpoint } from './support/endpoint.js';
 
 export interface LengthRoute {

@@ -6,14 +6,12 @@
  *   npx tsx examples/dashboard.ts            # then open http://127.0.0.1:3000/dashboard/
  *   PORT=8080 npx tsx examples/dashboard.ts
  *   npx tsx examples/dashboard.ts --once     # send one batch, print the key states, exit
- *
- * In your app, import from 'openrouter-rx' and 'openrouter-rx/dashboard'.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EMPTY, Subscription, catchError, from, interval, lastValueFrom, map, mergeMap, toArray } from 'rxjs';
-import { balance, createKeyPool, type ChatRequest, type PoolHealth } from '../src/index.js';
-import { dashboardHandler } from '../src/dashboard/index.js';
+import { balance, createKeyPool, type ChatRequest, type PoolHealth } from 'openrouter-rx';
+import { dashboardHandler } from 'openrouter-rx/dashboard';
 import { exampleEndpoint } from './support/endpoint.js';
 
 const once = process.argv.includes('--once');

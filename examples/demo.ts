@@ -7,8 +7,9 @@
  *   OPENROUTER_API_KEYS=sk-or-...,sk-or-... npm run demo   # the real OpenRouter (20 short prompts)
  */
 import { auditTime, from, lastValueFrom, tap, toArray } from 'rxjs';
-import { balance, createKeyPool, type BalanceEvent, type ChatRequest, type KeyPoolOptions } from '../src/index.js';
-import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
+import { balance, createKeyPool, type BalanceEvent, type ChatRequest, type KeyPoolOptions } from 'openrouter-rx';
+import { startFakeOpenRouter, type FakeOpenRouter } from 'openrouter-rx/testing';
+// The CLI's health table, not part of the package: in your app, render `pool.health$` your own way.
 import { createHealthPrinter } from '../src/cli/health-table.js';
 
 interface DemoSetup {

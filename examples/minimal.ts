@@ -3,11 +3,9 @@
  *
  *   npx tsx examples/minimal.ts                                  # the embedded fake OpenRouter
  *   OPENROUTER_API_KEYS=sk-or-...,sk-or-... npx tsx examples/minimal.ts
- *
- * In your app, import from 'openrouter-rx' instead of '../src/index.js'.
  */
 import { lastValueFrom } from 'rxjs';
-import { createKeyPool } from '../src/index.js';
+import { createKeyPool } from 'openrouter-rx';
 import { exampleEndpoint } from './support/endpoint.js';
 
 const endpoint = await exampleEndpoint();

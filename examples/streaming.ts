@@ -3,11 +3,9 @@
  * text went out and `onMidStreamError: 'restart'` is set, a `restart` event says to start over.
  *
  *   npx tsx examples/streaming.ts "Write a haiku about rate limits"
- *
- * In your app, import from 'openrouter-rx' instead of '../src/index.js'.
  */
 import { lastValueFrom, tap } from 'rxjs';
-import { createKeyPool } from '../src/index.js';
+import { createKeyPool } from 'openrouter-rx';
 import { exampleEndpoint } from './support/endpoint.js';
 
 const question = process.argv[2] ?? 'Write a haiku about rate limits.';

@@ -1,4 +1,4 @@
-import { startFakeOpenRouter, type FakeModelConfig, type FakeOpenRouter } from '../../src/testing/index.js';
+import { startFakeOpenRouter, type FakeModelConfig, type FakeOpenRouter } from 'openrouter-rx/testing';
 
 /**
  * Where the examples send their requests: OpenRouter with your keys when `OPENROUTER_API_KEYS` is

@@ -1,11 +1,14 @@
-import type { Redis } from 'ioredis';
 import * as z from 'zod';
 import { OpenRouterError } from '../core/errors.js';
+import type { RedisClientLike } from './client.js';
 
 /** Options of `createRedisStore`; checked when the store is created. */
 export interface RedisStoreOptions {
-  /** An ioredis client; the store also `duplicate()`s it for pub/sub. */
-  client: Redis;
+  /**
+   * An ioredis client (`Redis` or `Cluster`), or any client with the calls of `RedisClientLike`; the
+   * store also `duplicate()`s it for pub/sub.
+   */
+  client: RedisClientLike;
   /** Key prefix; every key is `{<prefix>}:...` (one hash slot, so the scripts also run on a cluster). Default `orx`. */
   prefix?: string;
   /**
@@ -29,9 +32,12 @@ export interface RedisStoreOptions {
 }
 
 export const optionsSchema = z.strictObject({
-  client: z.custom<Redis>((value) => typeof value === 'object' && value !== null && typeof (value as Redis).eval === 'function', {
-    message: 'expected an ioredis client',
-  }),
+  client: z.custom<RedisClientLike>(
+    (value) => typeof value === 'object' && value !== null && typeof (value as RedisClientLike).eval === 'function',
+    {
+      message: 'expected an ioredis client',
+    },
+  ),
   prefix: z
     .string()
     .min(1)

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { BehaviorSubject, type Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
 import * as z from 'zod';
 import type { QuotaRemaining } from '../health/records.js';
@@ -17,6 +16,7 @@ import type {
 import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, RENEW, RESERVE } from './scripts.js';
+import type { RedisClientLike, RedisSubscriberLike } from './client.js';
 import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
 import { learnedWindowsOf, scaled, shareOf, windowsOf } from './windows.js';
 
@@ -63,8 +63,8 @@ const stateMessageSchema = z.object({
  * failure counting and half-open probes stay local to each pool.
  */
 export class RedisStateStore implements StateStore {
-  private readonly client: Redis;
-  private readonly subscriber: Redis;
+  private readonly client: RedisClientLike;
+  private readonly subscriber: RedisSubscriberLike;
   private readonly prefix: string;
   private readonly onStoreError: 'local' | 'fail';
   private readonly localShare: number;
