@@ -2,9 +2,16 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', redis: 'src/redis/index.ts', dashboard: 'src/dashboard/index.ts' },
-    // ioredis is an optional peer: users who never import `openrouter-rx/redis` never install it.
-    external: ['ioredis'],
+    entry: {
+      index: 'src/index.ts',
+      testing: 'src/testing/index.ts',
+      redis: 'src/redis/index.ts',
+      dashboard: 'src/dashboard/index.ts',
+      otel: 'src/otel/index.ts',
+    },
+    // Optional peers: users who never import `openrouter-rx/redis` (or `/otel`) never install ioredis
+    // (or @opentelemetry/api).
+    external: ['ioredis', '@opentelemetry/api'],
     format: ['esm', 'cjs'],
     dts: true,
     sourcemap: true,

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { CompilerState, Extractor, ExtractorConfig } from '@microsoft/api-extractor';
 
-const ENTRIES = ['index', 'testing', 'redis', 'dashboard'];
+const ENTRIES = ['index', 'testing', 'redis', 'dashboard', 'otel'];
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);

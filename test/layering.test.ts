@@ -46,9 +46,10 @@ const RULES: LayerRule[] = [
   { layer: 'redis', paths: ['src/redis/'], mayImport: ['core', 'health', 'store'] },
   { layer: 'testing', paths: ['src/testing/'], mayImport: [] }, // the fake server is an independent oracle
   { layer: 'dashboard', paths: ['src/dashboard/'], mayImport: [...STACK, 'transport'] },
+  { layer: 'otel', paths: ['src/otel/'], mayImport: [...STACK, 'manifest'] }, // the tracer and meter carry the version
   { layer: 'cli', paths: ['src/cli/'], mayImport: [...STACK, 'transport', 'dashboard', 'testing', 'manifest'] },
   // outside src/
-  { layer: 'manifest', paths: ['package.json'], mayImport: [] }, // the CLI prints its version
+  { layer: 'manifest', paths: ['package.json'], mayImport: [] }, // the CLI prints its version, otel reports it
 ];
 
 const graph = readImportGraph(root, 'src');
