@@ -172,6 +172,18 @@ describe('openrouter-rx flags', () => {
     expect(existsSync(join(root, 'x.jsonl'))).toBe(false);
   });
 
+  it.each([
+    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--modle', 'a/b']],
+    [['run', 'examples/prompts.jsonl', '-o']],
+    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--concurrency', '0']],
+    [['dashboard', '--bogus']],
+  ])('points a bad call %j at --help once', async (argv) => {
+    const result = await cli(argv);
+    expect(result.code).toBe(2);
+    expect(result.stderr.match(/--help/g)).toEqual(['--help']);
+    expect(result.stderr).toContain(`(openrouter-rx ${argv[0]} --help lists the flags)`);
+  });
+
   it.each([['--key'], ['--api-key'], ['-k']])('refuses keys given as %s, without echoing them', async (flag) => {
     for (const argv of [
       ['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', flag, TEST_KEYS.alpha],

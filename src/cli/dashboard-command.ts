@@ -76,7 +76,7 @@ const dashboardFlagsSchema = z
   });
 
 export async function dashboardCommand(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseFlags('dashboard', argv, DASHBOARD_FLAGS);
+  const { values, positionals } = parseFlags(argv, DASHBOARD_FLAGS);
   if (values.help === true) {
     io.stdout.write(DASHBOARD_HELP);
     return EXIT.ok;
