@@ -20,7 +20,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run-cli.js';
 import type { CliIo } from '../src/cli/io.js';
 import { parsePrompts } from '../src/cli/prompts.js';
-import { renderBar, renderPlain } from '../src/cli/progress.js';
+import { ProgressReporter, renderBar, renderPlain } from '../src/cli/progress.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
@@ -295,6 +295,30 @@ describe('progress rendering', () => {
     expect(bar).toMatch(/^\[█+░+\] {2}42% 42\/100 done · 2 failed · 8 in flight · 4\.2\/s · ETA 14s$/);
     expect([...bar].length).toBeLessThan(80);
   });
+
+  it('shows no ETA once the run is stopping, then says it stopped', () => {
+    const counts = { total: 100, succeeded: 40, failed: 2, inFlight: 8 };
+    expect(renderBar(counts, 10_000, 80, false, 'stopping')).toMatch(/ 8 in flight · 4\.2\/s · stopping…$/);
+    expect(renderPlain(counts, 10_000, 'stopped')).toBe('progress: 42/100 done (40 ok, 2 failed), 8 in flight, 4.2/s, stopped');
+
+    let written = '';
+    let now = 0;
+    const reporter = new ProgressReporter({ write: (text: string) => (written += text), isTTY: true, columns: 100 }, 'bar', () => now);
+    reporter.start(100);
+    // No failure, so that no colour code splits the line.
+    reporter.update({ succeeded: 42, failed: 0, inFlight: 8 });
+    now = 10_000;
+    reporter.note('a note redraws the bar');
+    expect(written).toContain('ETA 14s');
+    written = '';
+    reporter.markStopping();
+    reporter.note('stopping: no new prompts');
+    reporter.update({ succeeded: 50, failed: 0, inFlight: 0 });
+    reporter.finish();
+    expect(written).not.toContain('ETA');
+    expect(written).toContain('stopping…');
+    expect(written).toMatch(/ 50\/100 done · 0 failed · 0 in flight · 5\.0\/s · stopped\n$/);
+  });
 });
 
 describe('openrouter-rx run, in-process', () => {
@@ -567,6 +591,24 @@ describe('openrouter-rx run, in-process', () => {
     const all = readResults(out);
     expect(all).toHaveLength(10);
     expectUniqueIds(all);
+  });
+
+  it('on a terminal, the bar drops its ETA after Ctrl-C: stopping… while prompts finish, then stopped', async () => {
+    const out = scratchFile('results.jsonl');
+    const stop = new AbortController();
+    const running = cli(['run', promptsFile(10), '--out', out, '--fake', '--fake-latency-ms', '150', '-c', '2'], {
+      signal: stop.signal,
+      tty: true,
+    });
+    while (lineCount(out) === 0) await new Promise((wait) => setTimeout(wait, 10));
+    stop.abort();
+    const result = await running;
+    expect(result.code).toBe(130);
+    const before = result.stderr.slice(0, result.stderr.indexOf('stopping: no new prompts'));
+    const after = result.stderr.slice(before.length);
+    expect(before).toMatch(/ · ETA (\d+s|--)/);
+    expect(after).not.toContain('ETA');
+    expect(after).toMatch(/done · 0 failed · 0 in flight · \d+\.\d\/s · stopped\n/);
   });
 });
 
