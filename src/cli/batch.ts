@@ -124,7 +124,7 @@ export function runBatch(
       progress.finish();
       io.signal?.removeEventListener('abort', stop);
       io.abortSignal?.removeEventListener('abort', abort);
-      if (progress.mode === 'bar') io.stderr.write(`${renderHealthTable(pool.snapshot())}\n`);
+      if (progress.mode === 'bar') io.stderr.write(`${renderHealthTable(pool.snapshot(), io.stderr.columns)}\n`);
       resolvePromise({
         succeeded,
         failed,
