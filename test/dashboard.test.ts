@@ -9,6 +9,7 @@ import { BehaviorSubject, filter, firstValueFrom, from, lastValueFrom, toArray }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balance, createKeyPool, type ChatRequest, type KeyPool, type PoolHealth } from '../src/index.js';
 import { createDashboardServer, dashboardHandler, dashboardPage, type DashboardServer } from '../src/dashboard/index.js';
+import type { HealthFrame } from '../src/dashboard/events.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
@@ -200,6 +201,8 @@ describe('dashboardHandler in a user-owned node:http server', () => {
       const { data, raw } = await reading;
       expect((data[0] as PoolHealth).keys[0]!.label).toBe('solo');
       expect((data[1] as PoolHealth).keys[0]!.label).toBe('burst-20');
+      // A source without events$ has no failed attempts to count: the frames are its snapshots, as they are.
+      expect(data[0]).not.toHaveProperty('failedAttempts');
       expect(raw).toContain('retry: 1000');
       expect(raw).toContain(': heartbeat');
     } finally {
@@ -607,6 +610,45 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
       expect(await later.locator('[data-key="delta"]').getAttribute('data-state')).toBe('disabled');
     } finally {
       await later.close();
+    }
+  });
+});
+
+describe('failed attempts on the feed', () => {
+  it('counts 429s apart from failures, each where health puts it: a key refused on the key, an upstream 503 on the model', async () => {
+    const keys = [
+      { key: TEST_KEYS.alpha, label: 'feed-a' },
+      { key: TEST_KEYS.beta, label: 'feed-b' },
+    ];
+    const fake = await startFakeOpenRouter({
+      keys: [{ ...keys[0]!, quota: { requests: 2, windowMs: 60_000 } }, keys[1]!],
+      models: { 'test/flaky': { faults: [{ type: 'status', status: 503, times: 2 }] } },
+    });
+    const pool = createKeyPool({ baseURL: fake.baseURL, keys, strategy: 'roundRobin', discoverAccounts: false });
+    const dashboard = await createDashboardServer({ pool });
+    const controller = new AbortController();
+    try {
+      const requests: ChatRequest[] = Array.from({ length: 8 }, (_, index) => ({
+        model: index < 2 ? 'test/flaky' : 'test/steady',
+        messages: [{ role: 'user', content: `q${index}` }],
+      }));
+      const events = await lastValueFrom(from(requests).pipe(balance(pool, { concurrency: 1 }), toArray()));
+      expect(events.filter((event) => event.type === 'completion')).toHaveLength(8);
+
+      const { data } = await readEvents(`${dashboard.url}events`, 1, controller.signal);
+      const frame = data[0] as HealthFrame;
+      const attempts = frame.failedAttempts!;
+      expect(frame.keys.map((key) => key.label)).toEqual(['feed-a', 'feed-b']);
+      expect(attempts.keys['feed-a']?.rateLimited).toBeGreaterThanOrEqual(1);
+      // The 503s were the model's: no key failed, and the model counts them.
+      expect(Object.values(attempts.keys).map((counts) => counts.failed)).toEqual(Object.keys(attempts.keys).map(() => 0));
+      expect(attempts.models['test/flaky']).toEqual({ rateLimited: 0, failed: 2 });
+      expect(attempts.pool).toEqual({ rateLimited: attempts.keys['feed-a']!.rateLimited, failed: 2 });
+    } finally {
+      controller.abort();
+      await dashboard.close();
+      pool.dispose();
+      await fake.close();
     }
   });
 });
