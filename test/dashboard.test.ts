@@ -195,7 +195,8 @@ describe('dashboardHandler in a user-owned node:http server', () => {
     const controller = new AbortController();
     try {
       const reading = readEvents(`${origin}/events`, 2, controller.signal);
-      await new Promise((wait) => setTimeout(wait, 50));
+      // Once the feed is open its first frame is written: a burst sent before would replace it.
+      await until(() => handler.connections === 1, 'the feed');
       // A burst: only its last state has to reach the page.
       for (let index = 1; index <= 20; index++) subject.next(health(`burst-${index}`, index));
       const { data, raw } = await reading;
