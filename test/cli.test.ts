@@ -20,7 +20,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run-cli.js';
 import type { CliIo } from '../src/cli/io.js';
 import { parsePrompts } from '../src/cli/prompts.js';
-import { renderBar, renderPlain } from '../src/cli/progress.js';
+import { renderHealthTable } from '../src/cli/health-table.js';
+import { ProgressReporter, renderBar, renderPlain } from '../src/cli/progress.js';
+import type { KeyHealth, PoolHealth } from '../src/index.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
@@ -55,13 +57,15 @@ interface Captured {
   stderr: () => string;
 }
 
-function capture(options: { env?: Record<string, string>; tty?: boolean; signal?: AbortSignal; abortSignal?: AbortSignal } = {}): Captured {
+function capture(
+  options: { env?: Record<string, string>; tty?: boolean; columns?: number; signal?: AbortSignal; abortSignal?: AbortSignal } = {},
+): Captured {
   let stdout = '';
   let stderr = '';
   return {
     io: {
       stdout: { write: (text: string) => (stdout += text) },
-      stderr: { write: (text: string) => (stderr += text), isTTY: options.tty ?? false, columns: 100 },
+      stderr: { write: (text: string) => (stderr += text), isTTY: options.tty ?? false, columns: options.columns ?? 100 },
       env: options.env ?? {},
       cwd: root,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
@@ -170,6 +174,18 @@ describe('openrouter-rx flags', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(existsSync(join(root, 'x.jsonl'))).toBe(false);
+  });
+
+  it.each([
+    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--modle', 'a/b']],
+    [['run', 'examples/prompts.jsonl', '-o']],
+    [['run', 'examples/prompts.jsonl', '-o', 'x.jsonl', '--concurrency', '0']],
+    [['dashboard', '--bogus']],
+  ])('points a bad call %j at --help once', async (argv) => {
+    const result = await cli(argv);
+    expect(result.code).toBe(2);
+    expect(result.stderr.match(/--help/g)).toEqual(['--help']);
+    expect(result.stderr).toContain(`(openrouter-rx ${argv[0]} --help lists the flags)`);
   });
 
   it.each([['--key'], ['--api-key'], ['-k']])('refuses keys given as %s, without echoing them', async (flag) => {
@@ -282,6 +298,92 @@ describe('progress rendering', () => {
     const bar = renderBar(counts, 10_000, 80, false);
     expect(bar).toMatch(/^\[█+░+\] {2}42% 42\/100 done · 2 failed · 8 in flight · 4\.2\/s · ETA 14s$/);
     expect([...bar].length).toBeLessThan(80);
+  });
+
+  it('shows no ETA once the run is stopping, then says it stopped', () => {
+    const counts = { total: 100, succeeded: 40, failed: 2, inFlight: 8 };
+    expect(renderBar(counts, 10_000, 80, false, 'stopping')).toMatch(/ 8 in flight · 4\.2\/s · stopping…$/);
+    expect(renderPlain(counts, 10_000, 'stopped')).toBe('progress: 42/100 done (40 ok, 2 failed), 8 in flight, 4.2/s, stopped');
+
+    let written = '';
+    let now = 0;
+    const reporter = new ProgressReporter({ write: (text: string) => (written += text), isTTY: true, columns: 100 }, 'bar', () => now);
+    reporter.start(100);
+    // No failure, so that no colour code splits the line.
+    reporter.update({ succeeded: 42, failed: 0, inFlight: 8 });
+    now = 10_000;
+    reporter.note('a note redraws the bar');
+    expect(written).toContain('ETA 14s');
+    written = '';
+    reporter.markStopping();
+    reporter.note('stopping: no new prompts');
+    reporter.update({ succeeded: 50, failed: 0, inFlight: 0 });
+    reporter.finish();
+    expect(written).not.toContain('ETA');
+    expect(written).toContain('stopping…');
+    expect(written).toMatch(/ 50\/100 done · 0 failed · 0 in flight · 5\.0\/s · stopped\n$/);
+  });
+});
+
+describe('the final health table', () => {
+  function keyHealth(label: string, extra: Partial<KeyHealth> = {}): KeyHealth {
+    return {
+      label,
+      fingerprint: '#abcdef',
+      account: `key:${label}`,
+      state: 'closed',
+      openReason: null,
+      cooldownUntil: null,
+      inFlight: 0,
+      concurrencyLimit: null,
+      maxConcurrent: null,
+      successes: 12,
+      failures: 0,
+      consecutiveFailures: 0,
+      lastError: null,
+      latencyMs: 120,
+      timeToFirstTokenMs: null,
+      quota: [{ scope: 'key', unit: 'requests', limit: 10, remaining: 3, windowMs: 1000, source: 'configured' }],
+      credit: null,
+      usage: { requests: 12, promptTokens: 40, completionTokens: 60, totalTokens: 100, cost: 0.01 },
+      ...extra,
+    };
+  }
+  const health: PoolHealth = {
+    keys: [
+      keyHealth('alpha'),
+      keyHealth('a-rather-long-label-for-the-team-key', {
+        state: 'open',
+        openReason: 'rate-limit',
+        cooldownUntil: 5000,
+        lastError: { kind: 'rate_limit', status: 429, message: 'Rate limit exceeded', at: 0 },
+      }),
+    ],
+    models: [{ ...keyHealth('unused'), model: 'anthropic/claude-3.5-haiku-20241022', state: 'closed' }],
+    usage: { requests: 24, promptTokens: 80, completionTokens: 120, totalTokens: 200, cost: 0.02 },
+    queued: 0,
+    at: 0,
+  };
+
+  it('uses every column when the terminal is wide enough', () => {
+    const table = renderHealthTable(health, 120);
+    expect(table.split('\n')[0]).toMatch(/^key +state +in-flight +done +errors +quota +latency +last error$/);
+    expect(table).toContain('a-rather-long… #abcdef');
+    expect(table).toContain('rate_limit 429');
+  });
+
+  it.each([100, 80, 60, 40])('fits %i columns: labels elided, fingerprints kept, the least telling columns dropped', (columns) => {
+    const lines = renderHealthTable(health, columns).split('\n');
+    for (const line of lines) expect([...line].length, line).toBeLessThanOrEqual(columns);
+    expect(lines[1]).toMatch(/^alpha #abcdef +ok /);
+    expect(lines[2]).toMatch(/^a-rat\S*… #abcdef +OPEN 5s/);
+    expect(lines[0]).toMatch(/^key +state +.*done/);
+  });
+
+  it('takes 80 columns when the terminal does not say', () => {
+    expect(renderHealthTable(health)).toBe(renderHealthTable(health, 80));
+    expect(renderHealthTable(health, 0)).toBe(renderHealthTable(health, 80));
+    expect(renderHealthTable(health, 80)).toContain('rate_limit 429');
   });
 });
 
@@ -534,6 +636,18 @@ describe('openrouter-rx run, in-process', () => {
     expect(result.stderr).not.toContain('progress:');
   });
 
+  it('ends with a health table as wide as the terminal at most', async () => {
+    const result = await cli(['run', promptsFile(6), '--out', scratchFile('results.jsonl'), '--fake', '--fake-latency-ms', '5'], {
+      tty: true,
+      columns: 50,
+    });
+    expect(result.code).toBe(0);
+    const table = result.stderr.slice(result.stderr.lastIndexOf('\nkey ') + 1, result.stderr.indexOf('\nqueued: ') + 1).split('\n');
+    expect(table[0]).toMatch(/^key +state/);
+    expect(table.slice(1, 5).map((line) => line.split(' ')[0])).toEqual(['north', 'south', 'east', 'west']);
+    for (const line of table) expect([...line].length, line).toBeLessThanOrEqual(50);
+  });
+
   it('stops admitting on the first signal, lets the prompts in flight finish, and resumes', async () => {
     const input = promptsFile(10);
     const out = scratchFile('results.jsonl');
@@ -555,6 +669,24 @@ describe('openrouter-rx run, in-process', () => {
     const all = readResults(out);
     expect(all).toHaveLength(10);
     expectUniqueIds(all);
+  });
+
+  it('on a terminal, the bar drops its ETA after Ctrl-C: stopping… while prompts finish, then stopped', async () => {
+    const out = scratchFile('results.jsonl');
+    const stop = new AbortController();
+    const running = cli(['run', promptsFile(10), '--out', out, '--fake', '--fake-latency-ms', '150', '-c', '2'], {
+      signal: stop.signal,
+      tty: true,
+    });
+    while (lineCount(out) === 0) await new Promise((wait) => setTimeout(wait, 10));
+    stop.abort();
+    const result = await running;
+    expect(result.code).toBe(130);
+    const before = result.stderr.slice(0, result.stderr.indexOf('stopping: no new prompts'));
+    const after = result.stderr.slice(before.length);
+    expect(before).toMatch(/ · ETA (\d+s|--)/);
+    expect(after).not.toContain('ETA');
+    expect(after).toMatch(/done · 0 failed · 0 in flight · \d+\.\d\/s · stopped\n/);
   });
 });
 

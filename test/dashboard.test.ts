@@ -9,7 +9,10 @@ import { BehaviorSubject, filter, firstValueFrom, from, lastValueFrom, toArray }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balance, createKeyPool, type ChatRequest, type KeyPool, type PoolHealth } from '../src/index.js';
 import { createDashboardServer, dashboardHandler, dashboardPage, type DashboardServer } from '../src/dashboard/index.js';
+import { dashboardCharts } from '../src/dashboard/charts.js';
+import type { HealthFrame } from '../src/dashboard/events.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
+import { startDashboardDemo, type DashboardDemo } from '../src/cli/dashboard-demo.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -194,12 +197,15 @@ describe('dashboardHandler in a user-owned node:http server', () => {
     const controller = new AbortController();
     try {
       const reading = readEvents(`${origin}/events`, 2, controller.signal);
-      await new Promise((wait) => setTimeout(wait, 50));
+      // Once the feed is open its first frame is written: a burst sent before would replace it.
+      await until(() => handler.connections === 1, 'the feed');
       // A burst: only its last state has to reach the page.
       for (let index = 1; index <= 20; index++) subject.next(health(`burst-${index}`, index));
       const { data, raw } = await reading;
       expect((data[0] as PoolHealth).keys[0]!.label).toBe('solo');
       expect((data[1] as PoolHealth).keys[0]!.label).toBe('burst-20');
+      // A source without events$ has no failed attempts to count: the frames are its snapshots, as they are.
+      expect(data[0]).not.toHaveProperty('failedAttempts');
       expect(raw).toContain('retry: 1000');
       expect(raw).toContain(': heartbeat');
     } finally {
@@ -441,6 +447,30 @@ describe('dashboardHandler in a user-owned node:http server', () => {
     expect(message).not.toContain('short-secret');
   });
 
+  it('keeps a bounded chart history on the page: a sample a second at most, none older than the window', () => {
+    const charts = dashboardCharts();
+    const history = charts.createHistory(300_000, 1000);
+    const frame = (requests: number, rateLimited: number): HealthFrame => ({
+      ...health('solo', 0),
+      usage: { requests, promptTokens: 0, completionTokens: 0, totalTokens: 0, cost: requests / 1000 },
+      failedAttempts: { pool: { rateLimited, failed: 0 }, keys: {}, models: {} },
+    });
+    // Snapshots every 100 ms for ten minutes, two completions each: 600 samples offered a second at most.
+    let kept = 0;
+    for (let at = 0; at <= 600_000; at += 100)
+      if (history.offer(charts.sampleOf(frame((at / 100) * 2, Math.floor(at / 60_000)), at))) kept++;
+    expect(kept).toBe(601);
+    // Five minutes of them, and one older, so that the lines reach the chart's left edge.
+    expect(history.samples).toHaveLength(301);
+    expect(history.samples[0]!.at).toBe(300_000);
+    expect(charts.perSecond(history.samples, (sample) => sample.requests).every(([, rate]) => rate === 20)).toBe(true);
+    expect(charts.addedWithin(history.samples, (sample) => sample.rateLimited)).toBe(5);
+    expect(charts.sinceOldest(history.samples, (sample) => sample.cost).at(-1)![1]).toBeCloseTo(6);
+    // A new pool (the server restarted) starts the history over.
+    expect(history.offer(charts.sampleOf(frame(0, 0), 601_000))).toBe(true);
+    expect(history.samples).toHaveLength(1);
+  });
+
   it('renders a page whose script is self-contained source text', () => {
     const html = dashboardPage({ title: 't' });
     const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1] ?? '';
@@ -530,9 +560,12 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
     }));
     const events = await lastValueFrom(from(prompts).pipe(balance(pool, { concurrency: 4 }), toArray()));
     expect(events.filter((event) => event.type === 'completion')).toHaveLength(prompts.length);
-    await page.waitForFunction(() => document.querySelector('[data-key="alpha"] svg.spark polyline') !== null, undefined, {
+    await page.waitForFunction(() => document.querySelector('[data-key="alpha"] [data-chart="latency"] polyline') !== null, undefined, {
       timeout: 2000,
     });
+    // Spend and tokens per key, from its health record.
+    await expect.poll(() => page.locator('[data-key="alpha"] [data-field="spend"]').textContent()).toMatch(/^\$0\.\d+$/);
+    expect(await page.locator('[data-key="alpha"] [data-field="tokens"]').textContent()).toMatch(/^[1-9]\d* \/ [1-9]\d*$/);
     await expect.poll(() => page.locator('[data-key="delta"]').getAttribute('data-state')).toBe('disabled');
     await expect.poll(() => page.locator('[data-model="demo/flaky"]').getAttribute('data-state')).toBe('open');
 
@@ -556,6 +589,12 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
     const badge = await page.locator('[data-key="beta"] [data-field="state"]').textContent();
     expect(badge).toMatch(/^open: rate-limited/);
     await expect.poll(() => page.locator('[data-key="beta"] .errors .kind').first().textContent()).toBe('rate_limit 429');
+    // The 429 is counted as what it is, beside failures that it does not add to.
+    await expect
+      .poll(async () => Number(await page.locator('[data-key="beta"] [data-field="ratelimited"]').textContent()))
+      .toBeGreaterThanOrEqual(1);
+    expect(await page.locator('[data-key="beta"] [data-field="failed"]').textContent()).toBe('0');
+    expect(await page.locator('.legend').textContent()).toMatch(/429s are attempts the server rate-limited\. They are not failures/);
     await expect.poll(() => page.locator('#states').textContent()).toContain('1 open');
 
     // What a user sees: take it once the beta card has settled.
@@ -564,10 +603,6 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
     const screenshot = join(root, 'test-output', 'dashboard.png');
     await page.screenshot({ path: screenshot, fullPage: true });
     expect(existsSync(screenshot)).toBe(true);
-    if (process.env.UPDATE_DASHBOARD_SCREENSHOT === '1') {
-      mkdirSync(join(root, 'docs'), { recursive: true });
-      copyFileSync(screenshot, join(root, 'docs', 'dashboard.png'));
-    }
 
     // Nothing came from anywhere but the dashboard server, nothing broke, and no key text is shown.
     const origin = new URL(dashboard.url).origin;
@@ -607,6 +642,152 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
       expect(await later.locator('[data-key="delta"]').getAttribute('data-state')).toBe('disabled');
     } finally {
       await later.close();
+    }
+  });
+});
+
+/**
+ * The dashboard under the CLI's demo load (`openrouter-rx dashboard --fake`), at a laptop's width
+ * and at a phone's. Screenshots go to test-output/; with UPDATE_DASHBOARD_SCREENSHOTS=1 the page
+ * collects a minute of history first and they go to docs/ too:
+ *
+ *   UPDATE_DASHBOARD_SCREENSHOTS=1 npx vitest run test/dashboard.test.ts -t screenshots
+ */
+describe.runIf(haveChromium)('the dashboard at 1280 and 390 px, with traffic flowing (screenshots)', () => {
+  const updateDocs = process.env.UPDATE_DASHBOARD_SCREENSHOTS === '1';
+  // Long enough for every chart to have a line; for docs, long enough for the lines to say something.
+  const historyMs = updateDocs ? 60_000 : 4_000;
+  let demo: DashboardDemo;
+  let dashboard: DashboardServer;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    demo = await startDashboardDemo({ ratePerSecond: 12 });
+    dashboard = await createDashboardServer({ pool: demo.pool, title: 'openrouter-rx demo' });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(dashboard.url);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 5000 });
+    await page.waitForTimeout(historyMs);
+  }, historyMs + 30_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await dashboard?.close();
+    await demo?.stop();
+  });
+
+  /** Writes the page as it is to test-output/, and to docs/ when asked. */
+  async function screenshot(name: string): Promise<void> {
+    mkdirSync(join(root, 'test-output'), { recursive: true });
+    const path = join(root, 'test-output', name);
+    await page.screenshot({ path, fullPage: true });
+    if (updateDocs) copyFileSync(path, join(root, 'docs', name));
+  }
+
+  /** What overflows: the page sideways, and any element of the models table out of its cell. */
+  const overflows = () =>
+    page.evaluate(() => {
+      const problems: string[] = [];
+      const viewport = document.documentElement.clientWidth;
+      if (document.scrollingElement!.scrollWidth > viewport)
+        problems.push(`page scrolls sideways: ${document.scrollingElement!.scrollWidth}px`);
+      for (const cell of Array.from(document.querySelectorAll<HTMLElement>('#models td, .table-scroll th'))) {
+        const box = cell.getBoundingClientRect();
+        if (cell.scrollWidth > cell.clientWidth + 1) problems.push(`${cell.className || cell.tagName}: text wider than its cell`);
+        for (const child of Array.from(cell.querySelectorAll<HTMLElement>('*'))) {
+          const inner = child.getBoundingClientRect();
+          // Not rendered (an empty error line): nothing to overlap.
+          if (inner.width === 0 && inner.height === 0) continue;
+          if (inner.right > box.right + 1 || inner.left < box.left - 1) problems.push(`${child.className} spills out of ${cell.className}`);
+        }
+      }
+      return problems;
+    });
+
+  it('at 1280 px: per-key spend and tokens, history charts, the 429 legend, nothing overflowing', async () => {
+    expect(await page.locator('#charts figure').count()).toBe(4);
+    await expect.poll(() => page.locator('#charts svg polyline').count()).toBeGreaterThanOrEqual(4);
+    expect(await page.locator('[data-key="alpha"] [data-field="spend"]').textContent()).toMatch(/^\$0\.\d+$/);
+    expect(await page.locator('[data-key="alpha"] [data-chart="spend"] svg polyline').count()).toBe(1);
+    expect(await page.locator('#charts figure[data-chart="completions"] .figure-value').textContent()).toMatch(/^\d+(\.\d)?\/s$/);
+    await expect.poll(() => page.locator('#ratelimited').textContent()).toMatch(/^\d+$/);
+    expect(await page.locator('.legend').textContent()).toContain('They are not failures');
+    expect(await overflows()).toEqual([]);
+    // Wide enough that the models table needs no scrolling.
+    expect(await page.locator('.table-scroll').evaluate((box) => box.scrollWidth <= box.clientWidth)).toBe(true);
+    await screenshot('dashboard-1280.png');
+    // README shows docs/dashboard.png: the same picture.
+    if (updateDocs) copyFileSync(join(root, 'test-output', 'dashboard-1280.png'), join(root, 'docs', 'dashboard.png'));
+  });
+
+  it('at 390 px: nothing overlaps, the models table scrolls in its own box, spend and charts still shown', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    expect(await overflows()).toEqual([]);
+    // The table keeps its least width and scrolls inside its panel, which stays within the page.
+    const tableBox = await page.locator('.table-scroll').evaluate((box) => ({
+      overflow: getComputedStyle(box).overflowX,
+      right: box.getBoundingClientRect().right,
+      scrolls: box.scrollWidth > box.clientWidth,
+    }));
+    expect(tableBox.overflow).toBe('auto');
+    expect(tableBox.scrolls).toBe(true);
+    expect(tableBox.right).toBeLessThanOrEqual(390);
+    for (const selector of [
+      '[data-key="alpha"] [data-field="spend"]',
+      '#charts figure[data-chart="spend"] svg',
+      '[data-key="alpha"] [data-chart="spend"] svg',
+    ]) {
+      const box = (await page.locator(selector).boundingBox())!;
+      expect(box.width, selector).toBeGreaterThan(0);
+      expect(box.x + box.width, selector).toBeLessThanOrEqual(390);
+    }
+    expect(await page.locator('#charts svg polyline').count()).toBeGreaterThanOrEqual(4);
+    await screenshot('dashboard-390.png');
+    expect(pageErrors).toEqual([]);
+    expect(leakedKeyLabels(await page.content())).toEqual([]);
+  });
+});
+
+describe('failed attempts on the feed', () => {
+  it('counts 429s apart from failures, each where health puts it: a key refused on the key, an upstream 503 on the model', async () => {
+    const keys = [
+      { key: TEST_KEYS.alpha, label: 'feed-a' },
+      { key: TEST_KEYS.beta, label: 'feed-b' },
+    ];
+    const fake = await startFakeOpenRouter({
+      keys: [{ ...keys[0]!, quota: { requests: 2, windowMs: 60_000 } }, keys[1]!],
+      models: { 'test/flaky': { faults: [{ type: 'status', status: 503, times: 2 }] } },
+    });
+    const pool = createKeyPool({ baseURL: fake.baseURL, keys, strategy: 'roundRobin', discoverAccounts: false });
+    const dashboard = await createDashboardServer({ pool });
+    const controller = new AbortController();
+    try {
+      const requests: ChatRequest[] = Array.from({ length: 8 }, (_, index) => ({
+        model: index < 2 ? 'test/flaky' : 'test/steady',
+        messages: [{ role: 'user', content: `q${index}` }],
+      }));
+      const events = await lastValueFrom(from(requests).pipe(balance(pool, { concurrency: 1 }), toArray()));
+      expect(events.filter((event) => event.type === 'completion')).toHaveLength(8);
+
+      const { data } = await readEvents(`${dashboard.url}events`, 1, controller.signal);
+      const frame = data[0] as HealthFrame;
+      const attempts = frame.failedAttempts!;
+      expect(frame.keys.map((key) => key.label)).toEqual(['feed-a', 'feed-b']);
+      expect(attempts.keys['feed-a']?.rateLimited).toBeGreaterThanOrEqual(1);
+      // The 503s were the model's: no key failed, and the model counts them.
+      expect(Object.values(attempts.keys).map((counts) => counts.failed)).toEqual(Object.keys(attempts.keys).map(() => 0));
+      expect(attempts.models['test/flaky']).toEqual({ rateLimited: 0, failed: 2 });
+      expect(attempts.pool).toEqual({ rateLimited: attempts.keys['feed-a']!.rateLimited, failed: 2 });
+    } finally {
+      controller.abort();
+      await dashboard.close();
+      pool.dispose();
+      await fake.close();
     }
   });
 });

@@ -23,8 +23,11 @@ export interface ParsedFlags {
   positionals: string[];
 }
 
-/** `parseArgs` with messages a user can act on; never echoes what followed `=` (it may be a key). */
-export function parseFlags(command: string, argv: readonly string[], options: Options): ParsedFlags {
+/**
+ * `parseArgs` with messages a user can act on; never echoes what followed `=` (it may be a key).
+ * The messages carry no "--help" hint: `runCli` adds one to every usage error of a command.
+ */
+export function parseFlags(argv: readonly string[], options: Options): ParsedFlags {
   for (const argument of argv) {
     // A key pasted as an argument would otherwise be echoed back in "cannot read file sk-or-...".
     if (/^sk-[\w-]{8,}$/.test(argument)) {
@@ -40,17 +43,17 @@ export function parseFlags(command: string, argv: readonly string[], options: Op
     const { values, positionals } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
     return { values: values as ParsedFlags['values'], positionals };
   } catch (error) {
-    throw new UsageError(describeParseError(command, error));
+    throw new UsageError(describeParseError(error));
   }
 }
 
-function describeParseError(command: string, error: unknown): string {
+function describeParseError(error: unknown): string {
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : String(error);
   // Node names options as '-o, --out <value>' or '--modle': prefer the long form.
   const flag = /--[A-Za-z][\w-]*/.exec(message)?.[0] ?? /'(-[A-Za-z])/.exec(message)?.[1];
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag !== undefined) {
-    return `unknown flag ${flag} (see openrouter-rx ${command} --help)`;
+    return `unknown flag ${flag}`;
   }
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag !== undefined) {
     if (/argument missing/.test(message)) return `${flag} needs a value`;

@@ -124,7 +124,7 @@ export function runBatch(
       progress.finish();
       io.signal?.removeEventListener('abort', stop);
       io.abortSignal?.removeEventListener('abort', abort);
-      if (progress.mode === 'bar') io.stderr.write(`${renderHealthTable(pool.snapshot())}\n`);
+      if (progress.mode === 'bar') io.stderr.write(`${renderHealthTable(pool.snapshot(), io.stderr.columns)}\n`);
       resolvePromise({
         succeeded,
         failed,
@@ -136,6 +136,7 @@ export function runBatch(
     const stop = () => {
       if (stopping) return;
       stopping = true;
+      progress.markStopping();
       if (fatal === undefined) {
         note(
           inFlight > 0
@@ -148,6 +149,7 @@ export function runBatch(
     const abort = () => {
       if (settled) return;
       stopping = true;
+      progress.markStopping();
       if (inFlight > 0) note(`aborting ${inFlight} prompt(s) in flight: they are not written, and the next run sends them again`);
       subscription?.unsubscribe();
       inFlight = 0;

@@ -14,8 +14,9 @@ import { keyRedactor, loadKeys } from './keys.js';
 
 export const DASHBOARD_HELP = `Usage: openrouter-rx dashboard [flags]
 
-Serves a live web page of every key's health (state, in flight, quota and credit left, recent
-errors, a latency sparkline) and of every model, fed by the pool's health$ over Server-Sent Events.
+Serves a live web page of every key's health (state, in flight, spend and tokens, failed attempts
+and 429s, quota and credit left, recent errors, latency and spend charts) and of every model, with
+charts of the last few minutes, fed by the pool's health$ over Server-Sent Events.
 
 With your keys (OPENROUTER_API_KEYS or --keys-file) it checks each key's credit and validity every
 --refresh-ms. With --fake it runs a demo load against the embedded fake OpenRouter: no key needed.
@@ -76,7 +77,7 @@ const dashboardFlagsSchema = z
   });
 
 export async function dashboardCommand(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseFlags('dashboard', argv, DASHBOARD_FLAGS);
+  const { values, positionals } = parseFlags(argv, DASHBOARD_FLAGS);
   if (values.help === true) {
     io.stdout.write(DASHBOARD_HELP);
     return EXIT.ok;

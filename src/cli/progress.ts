@@ -40,13 +40,32 @@ export function pace(counts: ProgressCounts, elapsedMs: number): { rate: number;
   return { rate, etaMs: left === 0 ? 0 : rate > 0 ? (left / rate) * 1000 : Infinity };
 }
 
+/**
+ * Where a run is: `running` has an ETA. Once Ctrl-C stopped admitting prompts there is none to give
+ * (what is left will not be sent), so the bar says `stopping…` while the prompts in flight finish,
+ * then `stopped`.
+ */
+export type ProgressPhase = 'running' | 'stopping' | 'stopped';
+
+function outlook(counts: ProgressCounts, elapsedMs: number, phase: ProgressPhase): string {
+  if (phase === 'stopping') return 'stopping…';
+  if (phase === 'stopped') return 'stopped';
+  return `ETA ${formatDuration(pace(counts, elapsedMs).etaMs)}`;
+}
+
 /** `[█████░░░░░]  42% 42/100 done · 2 failed · 3 in flight · 3.1/s · ETA 19s` (fits 80 columns) */
-export function renderBar(counts: ProgressCounts, elapsedMs: number, width: number, colour: boolean): string {
+export function renderBar(
+  counts: ProgressCounts,
+  elapsedMs: number,
+  width: number,
+  colour: boolean,
+  phase: ProgressPhase = 'running',
+): string {
   const finished = counts.succeeded + counts.failed;
   const fraction = counts.total === 0 ? 1 : finished / counts.total;
-  const { rate, etaMs } = pace(counts, elapsedMs);
+  const { rate } = pace(counts, elapsedMs);
   const failed = counts.failed > 0 && colour ? `\x1b[31m${counts.failed} failed\x1b[39m` : `${counts.failed} failed`;
-  const tail = ` ${String(Math.floor(fraction * 100)).padStart(3)}% ${finished}/${counts.total} done · ${failed} · ${counts.inFlight} in flight · ${rate.toFixed(1)}/s · ETA ${formatDuration(etaMs)}`;
+  const tail = ` ${String(Math.floor(fraction * 100)).padStart(3)}% ${finished}/${counts.total} done · ${failed} · ${counts.inFlight} in flight · ${rate.toFixed(1)}/s · ${outlook(counts, elapsedMs, phase)}`;
   // eslint-disable-next-line no-control-regex -- the ESC (\x1b) that starts an ANSI colour code is the point
   const tailWidth = tail.replace(/\x1b\[\d+m/g, '').length;
   // Two brackets, and the last column left free: writing into it wraps on some terminals.
@@ -55,10 +74,10 @@ export function renderBar(counts: ProgressCounts, elapsedMs: number, width: numb
   return `[${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)}]${tail}`;
 }
 
-export function renderPlain(counts: ProgressCounts, elapsedMs: number): string {
+export function renderPlain(counts: ProgressCounts, elapsedMs: number, phase: ProgressPhase = 'running'): string {
   const finished = counts.succeeded + counts.failed;
-  const { rate, etaMs } = pace(counts, elapsedMs);
-  return `progress: ${finished}/${counts.total} done (${counts.succeeded} ok, ${counts.failed} failed), ${counts.inFlight} in flight, ${rate.toFixed(1)}/s, ETA ${formatDuration(etaMs)}`;
+  const { rate } = pace(counts, elapsedMs);
+  return `progress: ${finished}/${counts.total} done (${counts.succeeded} ok, ${counts.failed} failed), ${counts.inFlight} in flight, ${rate.toFixed(1)}/s, ${outlook(counts, elapsedMs, phase)}`;
 }
 
 /** Cuts a line to `width` columns, keeping ANSI colour codes intact and closing any left open. */
@@ -85,6 +104,7 @@ function fit(line: string, width: number): string {
 export class ProgressReporter {
   private counts: ProgressCounts = { total: 0, succeeded: 0, failed: 0, inFlight: 0 };
   private health: PoolHealth | undefined;
+  private phase: ProgressPhase = 'running';
   private drawn = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private startedAt = 0;
@@ -124,6 +144,11 @@ export class ProgressReporter {
     this.health = health;
   }
 
+  /** No more prompts will be admitted (Ctrl-C, or a pool that cannot serve): no ETA from now on. */
+  markStopping(): void {
+    if (this.phase === 'running') this.phase = 'stopping';
+  }
+
   /** A message that stays: printed above the bar, or as a plain line. */
   note(message: string): void {
     if (this.mode === 'bar') {
@@ -136,6 +161,7 @@ export class ProgressReporter {
   }
 
   finish(): void {
+    if (this.phase === 'stopping') this.phase = 'stopped';
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     if (this.mode === 'bar') {
@@ -150,7 +176,7 @@ export class ProgressReporter {
   private plain(force: boolean): void {
     const now = this.now();
     if (!force && now - this.lastPlainAt < PLAIN_EVERY_MS) return;
-    const line = renderPlain(this.counts, now - this.startedAt);
+    const line = renderPlain(this.counts, now - this.startedAt, this.phase);
     if (force && line === this.lastPlain) return;
     this.lastPlainAt = now;
     this.lastPlain = line;
@@ -166,7 +192,7 @@ export class ProgressReporter {
   private draw(): void {
     // A pseudo-terminal without a size reports 0 columns: assume the classic 80.
     const width = Math.max(40, this.out.columns || 80);
-    const lines = [renderBar(this.counts, this.now() - this.startedAt, width, true)];
+    const lines = [renderBar(this.counts, this.now() - this.startedAt, width, true, this.phase)];
     if (this.health !== undefined) lines.push(renderKeyLine(this.health, width, true, this.now()));
     this.clear();
     this.out.write(lines.map((line) => fit(line, width)).join('\n'));

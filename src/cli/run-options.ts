@@ -117,7 +117,7 @@ export interface RunOptions {
 export type ParsedRun = { help: true } | { help: false; options: RunOptions };
 
 export function parseRunArgs(argv: readonly string[]): ParsedRun {
-  const { values, positionals } = parseFlags('run', argv, RUN_FLAGS);
+  const { values, positionals } = parseFlags(argv, RUN_FLAGS);
   if (values.help === true) return { help: true };
   if (positionals.length > 1) {
     throw new UsageError(`one prompts file at a time; got ${positionals.length}: ${positionals.join(' ')}`);

@@ -1,11 +1,16 @@
-import type { KeyHealth, KeyState, LastError, ModelHealth, PoolHealth, QuotaRemaining } from '../health/records.js';
+import type { KeyHealth, KeyState, LastError, ModelHealth, QuotaRemaining } from '../health/records.js';
+import type { DashboardCharts, HistorySample } from './charts.js';
+import type { HealthFrame } from './events.js';
+import type { FailedAttemptCounts } from './failed-attempts.js';
 
 /**
  * The dashboard page's script. It is written here, in TypeScript, so that the compiler checks it
  * against the health types it renders; the page embeds it as source text (`dashboardClient
  * .toString()`), so it must stay self-contained: no imports at run time, no reference to anything
- * outside its own body. It keeps what the server does not send (a latency history per key and the
- * last few errors) and reconciles the DOM in place, so a card keeps its element across updates.
+ * outside its own body; the charts come in as an argument, embedded the same way (charts.ts). It
+ * keeps what the server does not send (a latency history per key, the last few errors, a few
+ * minutes of history for the charts) and reconciles the DOM in place, so a card keeps its element
+ * across updates.
  */
 
 export interface DashboardClientConfig {
@@ -15,9 +20,13 @@ export interface DashboardClientConfig {
   sparkPoints: number;
   /** Recent errors kept per key and model. */
   errorsKept: number;
+  /** How far back the charts go, in ms. */
+  historyMs: number;
+  /** Least time between two history samples, in ms. */
+  sampleEveryMs: number;
 }
 
-export function dashboardClient(config: DashboardClientConfig): void {
+export function dashboardClient(config: DashboardClientConfig, charts: DashboardCharts): void {
   const STATE_TEXT: Record<KeyState, string> = {
     closed: 'healthy',
     'half-open': 'probing',
@@ -35,7 +44,8 @@ export function dashboardClient(config: DashboardClientConfig): void {
 
   const keyCards = new Map<string, Tracked>();
   const modelRows = new Map<string, Tracked>();
-  let latest: PoolHealth | undefined;
+  const history = charts.createHistory(config.historyMs, config.sampleEveryMs);
+  let latest: HealthFrame | undefined;
   let receivedAt = 0;
 
   const byId = (id: string): HTMLElement => {
@@ -64,11 +74,32 @@ export function dashboardClient(config: DashboardClientConfig): void {
   const ms = (value: number | null) =>
     value === null ? '—' : value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
 
+  /** `245–478 ms`, or `0.8–12.1 s` once the top reaches seconds. */
+  const msRange = (low: number, high: number) =>
+    high >= 10_000 ? `${(low / 1000).toFixed(1)}–${(high / 1000).toFixed(1)} s` : `${Math.round(low)}–${Math.round(high)} ms`;
+
   const money = (value: number) =>
     value >= 100 ? `$${value.toFixed(0)}` : value > 0 && value < 0.01 ? `$${value.toFixed(4)}` : `$${value.toFixed(2)}`;
 
   const count = (value: number) =>
     value >= 1_000_000 ? `${(value / 1_000_000).toFixed(1)}M` : value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : String(value);
+
+  const perSecondText = (value: number) => `${value >= 10 ? value.toFixed(0) : value.toFixed(1)}/s`;
+
+  const spanText = (spanMs: number) =>
+    spanMs >= 60_000 ? `${Math.round(spanMs / 60_000)} min` : `${Math.max(1, Math.round(spanMs / 1000))} s`;
+
+  /** Failed attempts of a key or model, as the feed counts them; undefined when it does not. */
+  const failedAttemptsOf = (scope: 'keys' | 'models', id: string): FailedAttemptCounts | undefined => {
+    const counted = latest?.failedAttempts;
+    return counted === undefined ? undefined : (counted[scope][id] ?? { rateLimited: 0, failed: 0 });
+  };
+
+  /** A 429 count, marked when there are any, so that a zero does not catch the eye. */
+  const setRateLimited = (element: HTMLElement, attempts: FailedAttemptCounts | undefined) => {
+    setText(element, attempts === undefined ? '—' : count(attempts.rateLimited));
+    element.classList.toggle('some', (attempts?.rateLimited ?? 0) > 0);
+  };
 
   const windowText = (windowMs: number) =>
     windowMs % 86_400_000 === 0
@@ -110,47 +141,6 @@ export function dashboardClient(config: DashboardClientConfig): void {
     return seconds < 60 ? `${seconds}s ago` : seconds < 3600 ? `${Math.round(seconds / 60)}m ago` : `${Math.round(seconds / 3600)}h ago`;
   };
 
-  const SVG = 'http://www.w3.org/2000/svg';
-
-  const drawSparkline = (svg: SVGSVGElement, samples: readonly number[]) => {
-    const width = 160;
-    const height = 32;
-    while (svg.firstChild !== null) svg.removeChild(svg.firstChild);
-    if (samples.length < 2) {
-      const line = document.createElementNS(SVG, 'line');
-      line.setAttribute('x1', '0');
-      line.setAttribute('x2', String(width));
-      line.setAttribute('y1', String(height / 2));
-      line.setAttribute('y2', String(height / 2));
-      line.setAttribute('class', 'spark-empty');
-      svg.appendChild(line);
-      return;
-    }
-    const low = Math.min(...samples);
-    const high = Math.max(...samples);
-    const span = high - low || 1;
-    const step = width / (samples.length - 1);
-    const points = samples.map(
-      (value, index) => `${(index * step).toFixed(1)},${(height - 3 - ((value - low) / span) * (height - 6)).toFixed(1)}`,
-    );
-    const area = document.createElementNS(SVG, 'polygon');
-    area.setAttribute('points', `0,${height} ${points.join(' ')} ${width},${height}`);
-    area.setAttribute('class', 'spark-area');
-    const line = document.createElementNS(SVG, 'polyline');
-    line.setAttribute('points', points.join(' '));
-    line.setAttribute('class', 'spark-line');
-    svg.append(area, line);
-  };
-
-  const newSparkline = () => {
-    const svg = document.createElementNS(SVG, 'svg');
-    svg.setAttribute('viewBox', '0 0 160 32');
-    svg.setAttribute('preserveAspectRatio', 'none');
-    svg.setAttribute('class', 'spark');
-    svg.setAttribute('aria-label', 'latency, recent requests');
-    return svg;
-  };
-
   /** Records a latency sample per new success, and each new error; returns whether samples moved. */
   const track = (tracked: Tracked, entity: KeyHealth | ModelHealth): boolean => {
     let moved = false;
@@ -186,6 +176,18 @@ export function dashboardClient(config: DashboardClientConfig): void {
     }
   };
 
+  /** A small chart with its caption: what it shows, and a value beside it in text. */
+  const newMiniChart = (name: string, title: string, label: string) => {
+    const figure = make('figure', 'mini');
+    figure.dataset.chart = name;
+    const caption = make('figcaption', 'mini-caption');
+    const value = make('span', 'mini-value');
+    value.dataset.field = `${name}-value`;
+    caption.append(make('span', 'mini-title', title), value);
+    figure.append(caption, charts.newChart(label, 'chart mini-chart'));
+    return figure;
+  };
+
   const newKeyCard = (key: KeyHealth): Tracked => {
     const card = make('article', 'card');
     card.dataset.key = key.label;
@@ -197,22 +199,32 @@ export function dashboardClient(config: DashboardClientConfig): void {
     const stats = make('dl', 'stats');
     for (const [name, title, span] of [
       ['inflight', 'in flight', 1],
-      ['outcomes', 'ok / failed', 1],
       ['latency', 'latency', 1],
       ['ttft', 'first token', 1],
-      ['credit', 'credit left', 2],
+      ['ok', 'ok', 1],
+      ['failed', 'failed', 1],
+      ['ratelimited', '429s', 1],
+      ['spend', 'spend', 1],
+      ['tokens', 'tokens in / out', 2],
+      ['credit', 'credit left', 3],
       ['quota', 'quota left', 3],
     ] as const) {
-      const cell = make('div', `stat span-${span}`);
+      const cell = make('div', `stat span-${span} stat-${name}`);
+      const term = make('dt', 'name', title);
+      if (name === 'ratelimited') term.title = 'attempts answered 429: not failures, the key was parked until its limit reset';
       const value = make('dd', 'value');
       value.dataset.field = name;
-      cell.append(make('dt', 'name', title), value);
+      cell.append(term, value);
       stats.appendChild(cell);
     }
-    const spark = newSparkline();
+    const minis = make('div', 'minis');
+    minis.append(
+      newMiniChart('latency', 'latency', `latency of the last ${config.sparkPoints} successes`),
+      newMiniChart('spend', 'spend', 'spend of this key over the recent minutes'),
+    );
     const errors = make('ul', 'errors');
     errors.dataset.field = 'errors';
-    card.append(header, stats, spark, errors);
+    card.append(header, stats, minis, errors);
     return { samples: [], requests: 0, errors: [], element: card };
   };
 
@@ -222,16 +234,24 @@ export function dashboardClient(config: DashboardClientConfig): void {
       card.dataset.state = key.state;
       card.className = `card state-${key.state}`;
     }
+    const attempts = failedAttemptsOf('keys', key.label);
     setText(field(card, 'state'), stateText(key.state, key.openReason, key.cooldownUntil));
     setText(field(card, 'inflight'), key.maxConcurrent === null ? String(key.inFlight) : `${key.inFlight} / ${key.maxConcurrent}`);
     setText(field(card, 'quota'), quotaText(key.quota));
     setText(field(card, 'credit'), creditText(key));
-    setText(field(card, 'outcomes'), `${key.usage.requests} / ${key.failures}`);
+    setText(field(card, 'ok'), count(key.usage.requests));
+    setText(field(card, 'failed'), attempts === undefined ? '—' : count(attempts.failed));
+    setRateLimited(field(card, 'ratelimited'), attempts);
+    setText(field(card, 'spend'), money(key.usage.cost));
+    setText(field(card, 'tokens'), `${count(key.usage.promptTokens)} / ${count(key.usage.completionTokens)}`);
     setText(field(card, 'latency'), ms(key.latencyMs));
     setText(field(card, 'ttft'), ms(key.timeToFirstTokenMs));
-    if (track(tracked, key) || card.querySelector('svg.spark line, svg.spark polyline') === null) {
-      drawSparkline(card.querySelector<SVGSVGElement>('svg.spark')!, tracked.samples);
+    if (track(tracked, key) || card.querySelector('[data-chart="latency"] svg > *') === null) {
+      charts.drawSparkline(card.querySelector<SVGSVGElement>('[data-chart="latency"] svg')!, tracked.samples);
     }
+    // The sparkline spans its samples' range (the lowest at the bottom, the highest at the top): say so.
+    const samples = tracked.samples;
+    setText(field(card, 'latency-value'), samples.length < 2 ? '—' : msRange(Math.min(...samples), Math.max(...samples)));
     renderErrors(field(card, 'errors'), tracked.errors);
   };
 
@@ -246,13 +266,13 @@ export function dashboardClient(config: DashboardClientConfig): void {
     const badge = make('span', 'badge');
     badge.dataset.field = 'state';
     state.appendChild(badge);
-    const cells = ['inflight', 'outcomes', 'latency'].map((fieldName) => {
+    const cells = ['inflight', 'outcomes', 'ratelimited', 'latency'].map((fieldName) => {
       const cell = make('td', 'num');
       cell.dataset.field = fieldName;
       return cell;
     });
     const sparkCell = make('td', 'model-spark');
-    sparkCell.appendChild(newSparkline());
+    sparkCell.appendChild(charts.newChart(`latency of the last ${config.sparkPoints} successes`, 'chart spark'));
     row.append(name, state, ...cells, sparkCell);
     return { samples: [], requests: 0, errors: [], element: row };
   };
@@ -264,11 +284,13 @@ export function dashboardClient(config: DashboardClientConfig): void {
       row.className = `model state-${model.state}`;
     }
     setText(field(row, 'state'), stateText(model.state, model.openReason, model.cooldownUntil));
+    const attempts = failedAttemptsOf('models', model.model);
     setText(field(row, 'inflight'), String(model.inFlight));
-    setText(field(row, 'outcomes'), `${model.usage.requests} / ${model.failures}`);
+    setText(field(row, 'outcomes'), `${count(model.usage.requests)} / ${attempts === undefined ? '—' : count(attempts.failed)}`);
+    setRateLimited(field(row, 'ratelimited'), attempts);
     setText(field(row, 'latency'), ms(model.latencyMs));
-    if (track(tracked, model) || row.querySelector('svg.spark line, svg.spark polyline') === null) {
-      drawSparkline(row.querySelector<SVGSVGElement>('svg.spark')!, tracked.samples);
+    if (track(tracked, model) || row.querySelector('svg.spark > *') === null) {
+      charts.drawSparkline(row.querySelector<SVGSVGElement>('svg.spark')!, tracked.samples);
     }
     const last = tracked.errors[0];
     setText(
@@ -306,10 +328,10 @@ export function dashboardClient(config: DashboardClientConfig): void {
     }
   };
 
-  const renderSummary = (health: PoolHealth) => {
+  const renderSummary = (frame: HealthFrame) => {
     const states = new Map<KeyState, number>();
     let inFlight = 0;
-    for (const key of health.keys) {
+    for (const key of frame.keys) {
       states.set(key.state, (states.get(key.state) ?? 0) + 1);
       inFlight += key.inFlight;
     }
@@ -321,21 +343,119 @@ export function dashboardClient(config: DashboardClientConfig): void {
       const chip = make('span', `chip state-${state}`, `${number} ${STATE_TEXT[state]}`);
       chips.appendChild(chip);
     }
+    const attempts = frame.failedAttempts?.pool;
     setText(byId('inflight'), String(inFlight));
-    setText(byId('queued'), String(health.queued));
-    setText(byId('requests'), count(health.usage.requests));
-    setText(byId('tokens'), count(health.usage.totalTokens));
-    setText(byId('cost'), money(health.usage.cost));
+    setText(byId('queued'), String(frame.queued));
+    setText(byId('requests'), count(frame.usage.requests));
+    setText(byId('failed'), attempts === undefined ? '—' : count(attempts.failed));
+    setRateLimited(byId('ratelimited'), attempts);
+    setText(byId('tokens'), count(frame.usage.totalTokens));
+    setText(byId('cost'), money(frame.usage.cost));
     setText(byId('updated'), new Date().toLocaleTimeString());
-    byId('models-empty').hidden = health.models.length > 0;
+    byId('models-empty').hidden = frame.models.length > 0;
   };
 
-  const render = (health: PoolHealth) => {
-    latest = health;
+  // ── History: the pool's charts, and each key's spend ────────────────────────────────────────
+  const POOL_CHARTS = [
+    ['completions', 'completions / s', 'completions per second, pool-wide'],
+    ['load', 'in flight · queued', 'requests in flight (solid line) and waiting for a key (dashed grey line)'],
+    ['spend', 'spend', 'spend within the charted time, pool-wide'],
+    ['refusals', '429s · failed / s', 'attempts per second answered 429 (solid orange line) and failed otherwise (dashed red line)'],
+  ] as const;
+
+  const poolCharts = new Map<string, { svg: SVGSVGElement; value: HTMLElement; note: HTMLElement }>();
+  for (const [name, title, label] of POOL_CHARTS) {
+    const figure = make('figure', 'figure');
+    figure.dataset.chart = name;
+    const caption = make('figcaption', 'figure-caption');
+    const value = make('b', 'figure-value', '—');
+    caption.append(make('span', 'figure-title', title), value);
+    const svg = charts.newChart(label);
+    const note = make('p', 'figure-note');
+    figure.append(caption, svg, note);
+    byId('charts').appendChild(figure);
+    poolCharts.set(name, { svg, value, note });
+  }
+
+  const drawPoolCharts = (samples: readonly HistorySample[], from: number, to: number) => {
+    const chart = (name: string) => poolCharts.get(name)!;
+    const completions = charts.perSecond(samples, (sample) => sample.requests);
+    const inFlight = charts.gauge(samples, (sample) => sample.inFlight);
+    const queued = charts.gauge(samples, (sample) => sample.queued);
+    const spend = charts.sinceOldest(samples, (sample) => sample.cost);
+    const rateLimited = charts.perSecond(samples, (sample) => sample.rateLimited);
+    const failed = charts.perSecond(samples, (sample) => sample.failed);
+    const within = (total: (sample: HistorySample) => number | null) => charts.addedWithin(samples, total);
+    charts.drawTimeChart(chart('completions').svg, [{ points: completions, className: 'line-a' }], from, to);
+    setText(chart('completions').value, perSecondText(charts.latest(completions) ?? 0));
+    setText(
+      chart('completions').note,
+      `peak ${perSecondText(charts.peak(completions))} · ${count(within((sample) => sample.requests) ?? 0)} done`,
+    );
+    charts.drawTimeChart(
+      chart('load').svg,
+      [
+        { points: inFlight, className: 'line-a' },
+        { points: queued, className: 'line-queued' },
+      ],
+      from,
+      to,
+    );
+    setText(chart('load').value, `${charts.latest(inFlight) ?? 0} · ${charts.latest(queued) ?? 0}`);
+    setText(chart('load').note, `peak ${charts.peak(inFlight)} in flight, ${charts.peak(queued)} queued`);
+    charts.drawTimeChart(chart('spend').svg, [{ points: spend, className: 'line-a' }], from, to);
+    setText(chart('spend').value, money(charts.latest(spend) ?? 0));
+    setText(chart('spend').note, `${money(samples[samples.length - 1]?.cost ?? 0)} in all`);
+    charts.drawTimeChart(
+      chart('refusals').svg,
+      [
+        { points: rateLimited, className: 'line-ratelimited' },
+        { points: failed, className: 'line-failed' },
+      ],
+      from,
+      to,
+    );
+    const rateLimitedWithin = within((sample) => sample.rateLimited);
+    setText(chart('refusals').value, `${perSecondText(charts.latest(rateLimited) ?? 0)} · ${perSecondText(charts.latest(failed) ?? 0)}`);
+    setText(
+      chart('refusals').note,
+      rateLimitedWithin === null
+        ? 'not counted by this feed'
+        : `${count(rateLimitedWithin)} 429s · ${count(within((sample) => sample.failed) ?? 0)} failed`,
+    );
+  };
+
+  const drawKeySpend = (samples: readonly HistorySample[], from: number, to: number) => {
+    for (const [label, tracked] of keyCards) {
+      const spend = charts.sinceOldest(samples, (sample) => sample.keyCost[label] ?? 0);
+      charts.drawTimeChart(
+        tracked.element.querySelector<SVGSVGElement>('[data-chart="spend"] svg')!,
+        [{ points: spend, className: 'line-a' }],
+        from,
+        to,
+      );
+      setText(field(tracked.element, 'spend-value'), `+${money(charts.latest(spend) ?? 0)}`);
+    }
+  };
+
+  /** Takes a sample of `frame` if one is due, and redraws the charts when it did. */
+  const sample = (frame: HealthFrame) => {
+    const now = Date.now();
+    if (!history.offer(charts.sampleOf(frame, now))) return;
+    const samples = history.samples;
+    const { from, to } = charts.timeSpan(samples, now, config.historyMs);
+    setText(byId('history-span'), spanText(now - (samples[0]?.at ?? now)));
+    drawPoolCharts(samples, from, to);
+    drawKeySpend(samples, from, to);
+  };
+
+  const render = (frame: HealthFrame) => {
+    latest = frame;
     receivedAt = Date.now();
-    renderSummary(health);
-    reconcile(byId('keys'), keyCards, health.keys, (key) => key.label, newKeyCard, updateKeyCard);
-    reconcile(byId('models'), modelRows, health.models, (model) => model.model, newModelRow, updateModelRow);
+    renderSummary(frame);
+    reconcile(byId('keys'), keyCards, frame.keys, (key) => key.label, newKeyCard, updateKeyCard);
+    reconcile(byId('models'), modelRows, frame.models, (model) => model.model, newModelRow, updateModelRow);
+    sample(frame);
     document.body.dataset.ready = 'true';
   };
 
@@ -348,11 +468,15 @@ export function dashboardClient(config: DashboardClientConfig): void {
   const source = new EventSource(config.eventsUrl);
   source.onopen = () => setConnection('live');
   source.onerror = () => setConnection(source.readyState === EventSource.CLOSED ? 'ended' : 'connecting');
-  source.onmessage = (message: MessageEvent<string>) => render(JSON.parse(message.data) as PoolHealth);
+  source.onmessage = (message: MessageEvent<string>) => render(JSON.parse(message.data) as HealthFrame);
   source.addEventListener('end', () => {
     source.close();
     setConnection('ended');
   });
+  // An idle pool sends nothing, yet its rates fall to zero: the history goes on without snapshots.
+  setInterval(() => {
+    if (latest !== undefined) sample(latest);
+  }, config.sampleEveryMs);
   // Cooldowns and "ago" times count down between snapshots.
   setInterval(() => {
     if (latest === undefined) return;

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { asyncScheduler, throttleTime, type Observable, type Subscription } from 'rxjs';
 import type { PoolHealth } from '../health/records.js';
+import type { FailedAttempts } from './failed-attempts.js';
 
 /**
  * The health feed as Server-Sent Events: the current snapshot at once, then at most one per
@@ -26,7 +27,12 @@ export interface HealthSource {
 export interface HealthStreamOptions {
   throttleMs: number;
   heartbeatMs: number;
+  /** Failed attempts so far, read as each snapshot is written and sent along as `failedAttempts`. */
+  failedAttempts?: () => FailedAttempts | undefined;
 }
+
+/** What one `data:` line of the feed holds: a health snapshot, and the failed attempts when counted. */
+export type HealthFrame = PoolHealth & { failedAttempts?: FailedAttempts };
 
 /** Streams `source` into `response`; returns the teardown (also run when the client goes away). */
 export function streamHealth(source: HealthSource, response: ServerResponse, options: HealthStreamOptions): () => void {
@@ -47,6 +53,11 @@ export function streamHealth(source: HealthSource, response: ServerResponse, opt
   /** The newest snapshot that came while waiting for 'drain'; it replaces any older one. */
   let waiting: PoolHealth | undefined;
 
+  const frame = (health: PoolHealth) => {
+    const failedAttempts = options.failedAttempts?.();
+    const data: HealthFrame = failedAttempts === undefined ? health : { ...health, failedAttempts };
+    return `data: ${JSON.stringify(data)}\n\n`;
+  };
   const write = (text: string) => {
     if (response.write(text)) return;
     waitingForDrain = true;
@@ -90,8 +101,4 @@ export function streamHealth(source: HealthSource, response: ServerResponse, opt
   });
   if (completed) subscription.unsubscribe();
   return teardown;
-}
-
-function frame(health: PoolHealth): string {
-  return `data: ${JSON.stringify(health)}\n\n`;
 }

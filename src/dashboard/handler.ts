@@ -3,6 +3,7 @@ import * as z from 'zod';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { HOST_NAME_RULE, TOKEN_PATTERN, TOKEN_RULE, dashboardAccess, normalizeHostName } from './access.js';
 import { streamHealth } from './events.js';
+import { countFailedAttempts } from './failed-attempts.js';
 import { PoolMetrics, type MetricsSource } from './metrics.js';
 import { dashboardPage } from './page.js';
 
@@ -83,7 +84,8 @@ export function dashboardHandler(pool: MetricsSource, options: DashboardOptions 
   const { basePath, title, throttleMs = 100, heartbeatMs = 15_000, allowedHosts = [], token } = parsed.data;
   const base = normalizeBase(basePath);
   const page = dashboardPage({ ...(title === undefined ? {} : { title }) });
-  const streamOptions = { throttleMs, heartbeatMs };
+  const failedAttempts = countFailedAttempts(pool);
+  const streamOptions = { throttleMs, heartbeatMs, failedAttempts: () => failedAttempts.read() };
   const allow = dashboardAccess({ allowedHosts, token, base });
   const feeds = new Set<() => void>();
   const metrics = new PoolMetrics(pool);
@@ -142,6 +144,7 @@ export function dashboardHandler(pool: MetricsSource, options: DashboardOptions 
         for (const teardown of [...feeds]) teardown();
         feeds.clear();
         metrics.close();
+        failedAttempts.close();
       },
     },
     connections: { get: () => feeds.size },
