@@ -720,8 +720,6 @@ describe.runIf(haveChromium)('the dashboard at 1280 and 390 px, with traffic flo
     // Wide enough that the models table needs no scrolling.
     expect(await page.locator('.table-scroll').evaluate((box) => box.scrollWidth <= box.clientWidth)).toBe(true);
     await screenshot('dashboard-1280.png');
-    // README shows docs/dashboard.png: the same picture.
-    if (updateDocs) copyFileSync(join(root, 'test-output', 'dashboard-1280.png'), join(root, 'docs', 'dashboard.png'));
   });
 
   it('at 390 px: nothing overlaps, the models table scrolls in its own box, spend and charts still shown', async () => {

@@ -12,12 +12,6 @@ import { describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/**
- * Files the README refers to that land from other branches: the dashboard screenshots. Remove an
- * entry once its file is in the tree (the test then checks it like any other link).
- */
-const PENDING = new Set(['docs/dashboard-1280.png', 'docs/dashboard-390.png']);
-
 const pages = [
   'README.md',
   ...readdirSync(join(root, 'docs'))
@@ -64,7 +58,6 @@ describe('documentation links', () => {
       const [path = '', anchor] = target.split('#');
       const file = path === '' ? join(root, page) : resolve(dirname(join(root, page)), path);
       const fromRoot = relative(root, file).split('\\').join('/');
-      if (PENDING.has(fromRoot) && !existsSync(file)) continue;
       if (!existsSync(file)) {
         broken.push(`${target}: no file ${fromRoot}`);
         continue;
