@@ -13,6 +13,7 @@ import { dashboardCharts } from '../src/dashboard/charts.js';
 import type { HealthFrame } from '../src/dashboard/events.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { startDashboardDemo, type DashboardDemo } from '../src/cli/dashboard-demo.js';
+import { parsePrometheusText } from './helpers/prometheus-text.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -817,6 +818,14 @@ describe('Prometheus metrics at basePath/metrics', () => {
       const answer = await get(`${url}/ops/metrics`, { host: new URL(url).host });
       expect(answer.status).toBe(200);
       expect(answer.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+      // A scraper's parser reads every line, and sees the families with their types.
+      const families = new Map(parsePrometheusText(answer.body).map((family) => [family.name, family]));
+      expect(families.get('openrouter_rx_attempts_total')?.type).toBe('COUNTER');
+      expect(families.get('openrouter_rx_attempt_duration_seconds')?.type).toBe('HISTOGRAM');
+      expect(families.get('openrouter_rx_key_quota_limit')?.type).toBe('GAUGE');
+      // (This parser keeps a histogram's buckets, not its labels: the run used one model.)
+      const histograms = families.get('openrouter_rx_attempt_duration_seconds')!.metrics;
+      expect(histograms.map((sample) => Number(sample.buckets?.['+Inf']))).toEqual([8]);
       const lines = answer.body.split('\n');
       const value = (prefix: string) => Number(lines.find((line) => line.startsWith(prefix))?.slice(prefix.length + 1));
 
