@@ -130,6 +130,35 @@ describe('balance', () => {
     });
   });
 
+  it("frees a request's key with its slot: the next request takes the key the answer just left (one at a time per key)", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, flush }) => {
+      const first = cold('----c|', { c: completionEvent('gen-1') });
+      const second = cold('--c|', { c: completionEvent('gen-2') });
+      const { pool, calls } = makePool(
+        scheduler,
+        { r1: [first], r2: [second] },
+        {
+          keys: [
+            { key: 'sk-test-1', label: 'k1', limits: { maxConcurrent: 1 } },
+            { key: 'sk-test-2', label: 'k2', limits: { maxConcurrent: 1 } },
+          ],
+        },
+      );
+      const requests = ['r1', 'r2'].map((id) => chatRequest(id, { id }));
+      expectObservable(of(...requests).pipe(balance(pool, { ...options, concurrency: 1 }))).toBe('----a-(b|)', {
+        a: expect.objectContaining({ type: 'completion', requestId: 'r1', keyLabel: 'k1' }),
+        b: expect.objectContaining({ type: 'completion', requestId: 'r2', keyLabel: 'k1' }),
+      });
+      flush();
+      // k1 was free when r2 asked at frame 4: its answer was in, so its slot was too.
+      expect(calls.map((call) => [call.content, call.label, call.at])).toEqual([
+        ['r1', 'k1', 0],
+        ['r2', 'k1', 4],
+      ]);
+    });
+  });
+
   it('passes only content chunks: role-only and empty chunks never reach the subscriber', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable }) => {

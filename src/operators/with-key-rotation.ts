@@ -218,9 +218,13 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
             call.add(
               (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
                 next: (event) => {
-                  // Recorded before the answer goes on, so whoever reacts to it sees health current.
-                  if (event.type === 'end') recordSuccess(event.usage);
-                  else if (event.type === 'completion') recordSuccess(event.completion.usage);
+                  // Recorded, and the key's slot (or the model's probe) freed, before the answer goes
+                  // on: whoever reacts to it (the next request of a concurrency cap) sees health
+                  // current, not a key still busy with an answer that is already in.
+                  if (event.type === 'end' || event.type === 'completion') {
+                    recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
+                    acquisition.unsubscribe();
+                  }
                   subscriber.next(event);
                 },
                 error: (thrown: unknown) => {
@@ -247,6 +251,8 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                   const models = fittingModels(route);
                   if (models.length === 0) error.routeExhausted = true;
                   markMovesOn(error, movesOnAfter(route, lease.model, error, models));
+                  // The key's slot is free before a retry (or the next request) looks for one.
+                  acquisition.unsubscribe();
                   subscriber.error(error);
                 },
                 complete: () => subscriber.complete(),
