@@ -138,129 +138,134 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
       }
       const call = new Subscription();
       const priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
-      const acquisition = port
-        .acquire(request, {
-          models,
-          avoid: route.triedKeys,
-          requestId,
-          ...(strategy === undefined ? {} : { strategy }),
-          ...(priority === undefined ? {} : { priority }),
-          ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
-        })
-        .subscribe({
-          next: (lease: KeyLease) => {
-            const tag = { requestId, keyLabel: lease.label, model: lease.model };
-            const previousModel = route.lastModel;
-            if (previousModel !== undefined && previousModel !== lease.model) {
-              port.emit({
-                type: 'fallback',
-                requestId,
-                from: previousModel,
-                to: lease.model,
-                reason: route.lastError!.kind,
-                at: lease.acquiredAt,
-              });
-            }
-            const number = route.begin(lease.label, lease.model);
-            let firstContentAt: number | undefined;
-            const marker: AttemptStart = {
-              type: 'attempt',
-              attempt: number,
-              at: lease.acquiredAt,
-              stream: request.stream === true,
-              ...tag,
-            };
-            const recording: AttemptRecording = { shouldRecord: () => true };
-            Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
-            /** This attempt's outcome into key, account and model health: the lease knows the key. */
-            const recordSuccess = (usage: Usage | undefined) => {
-              const now = port.scheduler.now();
-              port.record({
-                type: 'success',
-                requestId,
+      // A holder, so that an answer that comes synchronously, inside the acquisition, can free the
+      // lease too: a subscription added to a closed holder is unsubscribed at once.
+      const acquisition = new Subscription();
+      acquisition.add(
+        port
+          .acquire(request, {
+            models,
+            avoid: route.triedKeys,
+            requestId,
+            ...(strategy === undefined ? {} : { strategy }),
+            ...(priority === undefined ? {} : { priority }),
+            ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
+          })
+          .subscribe({
+            next: (lease: KeyLease) => {
+              const tag = { requestId, keyLabel: lease.label, model: lease.model };
+              const previousModel = route.lastModel;
+              if (previousModel !== undefined && previousModel !== lease.model) {
+                port.emit({
+                  type: 'fallback',
+                  requestId,
+                  from: previousModel,
+                  to: lease.model,
+                  reason: route.lastError!.kind,
+                  at: lease.acquiredAt,
+                });
+              }
+              const number = route.begin(lease.label, lease.model);
+              let firstContentAt: number | undefined;
+              const marker: AttemptStart = {
+                type: 'attempt',
                 attempt: number,
-                keyLabel: lease.label,
-                model: lease.model,
-                latencyMs: now - lease.acquiredAt,
-                ...(firstContentAt === undefined ? {} : { timeToFirstTokenMs: firstContentAt - lease.acquiredAt }),
-                ...(usage === undefined ? {} : { usage }),
-              });
-            };
-            const { id: _correlationId, models: _chain, ...body } = request;
-            const serverChain =
-              serverFallbacks > 0
-                ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks)
-                : [];
-            const wireRequest: ChatRequest =
-              serverChain.length > 0
-                ? { ...body, model: lease.model, models: [lease.model, ...serverChain] }
-                : { ...body, model: lease.model };
-            const events$ = concat(
-              of(marker),
-              // `defer`: nothing is sent if the consumer left on the marker, and a transport that
-              // throws instead of erroring still fails this attempt only.
-              defer(() =>
-                subscriber.closed ? EMPTY : port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() }),
-              ).pipe(
-                map((event): AttemptEvent => {
-                  lease.markResponded();
-                  if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
-                  if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
-                  const tagged: AttemptEvent = { ...event, ...tag };
-                  // The first token of a stream; a whole answer has no time to a first token.
-                  if (firstContentAt === undefined && tagged.type === 'chunk' && carriesContent(tagged))
-                    firstContentAt = port.scheduler.now();
-                  return tagged;
-                }),
-              ),
-            );
-            // Timeouts inside the attempt, so that the route learns of them like of any failure.
-            call.add(
-              (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
-                next: (event) => {
-                  // Recorded, and the key's slot (or the model's probe) freed, before the answer goes
-                  // on: whoever reacts to it (the next request of a concurrency cap) sees health
-                  // current, not a key still busy with an answer that is already in.
-                  if (event.type === 'end' || event.type === 'completion') {
-                    recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
+                at: lease.acquiredAt,
+                stream: request.stream === true,
+                ...tag,
+              };
+              const recording: AttemptRecording = { shouldRecord: () => true };
+              Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
+              /** This attempt's outcome into key, account and model health: the lease knows the key. */
+              const recordSuccess = (usage: Usage | undefined) => {
+                const now = port.scheduler.now();
+                port.record({
+                  type: 'success',
+                  requestId,
+                  attempt: number,
+                  keyLabel: lease.label,
+                  model: lease.model,
+                  latencyMs: now - lease.acquiredAt,
+                  ...(firstContentAt === undefined ? {} : { timeToFirstTokenMs: firstContentAt - lease.acquiredAt }),
+                  ...(usage === undefined ? {} : { usage }),
+                });
+              };
+              const { id: _correlationId, models: _chain, ...body } = request;
+              const serverChain =
+                serverFallbacks > 0
+                  ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks)
+                  : [];
+              const wireRequest: ChatRequest =
+                serverChain.length > 0
+                  ? { ...body, model: lease.model, models: [lease.model, ...serverChain] }
+                  : { ...body, model: lease.model };
+              const events$ = concat(
+                of(marker),
+                // `defer`: nothing is sent if the consumer left on the marker, and a transport that
+                // throws instead of erroring still fails this attempt only.
+                defer(() =>
+                  subscriber.closed ? EMPTY : port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() }),
+                ).pipe(
+                  map((event): AttemptEvent => {
+                    lease.markResponded();
+                    if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
+                    if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
+                    const tagged: AttemptEvent = { ...event, ...tag };
+                    // The first token of a stream; a whole answer has no time to a first token.
+                    if (firstContentAt === undefined && tagged.type === 'chunk' && carriesContent(tagged))
+                      firstContentAt = port.scheduler.now();
+                    return tagged;
+                  }),
+                ),
+              );
+              // Timeouts inside the attempt, so that the route learns of them like of any failure.
+              call.add(
+                (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
+                  next: (event) => {
+                    // Recorded, and the key's slot (or the model's probe) freed, before the answer goes
+                    // on: whoever reacts to it (the next request of a concurrency cap) sees health
+                    // current, not a key still busy with an answer that is already in.
+                    if (event.type === 'end' || event.type === 'completion') {
+                      recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
+                      acquisition.unsubscribe();
+                    }
+                    subscriber.next(event);
+                  },
+                  error: (thrown: unknown) => {
+                    // The server counted it (or may have): the windows count from now. No acceptance.
+                    lease.markResponded(false);
+                    // Our copy, annotated: the transport may hold on to what it threw.
+                    const error = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
+                    // A platform 429 reports its quota: the server did not count the refused request.
+                    if (error.rateLimit !== undefined) lease.refund();
+                    // Recorded before the error goes on, so a retry already sees the key parked or open.
+                    if (recording.shouldRecord(error)) {
+                      port.record({
+                        type: 'failure',
+                        requestId,
+                        attempt: number,
+                        keyLabel: lease.label,
+                        model: lease.model,
+                        error,
+                        sentAt: lease.sentAt,
+                        ...(error.usage === undefined ? {} : { usage: error.usage }),
+                      });
+                    }
+                    route.fail(lease.model, error, firstContentAt !== undefined);
+                    const models = fittingModels(route);
+                    if (models.length === 0) error.routeExhausted = true;
+                    markMovesOn(error, movesOnAfter(route, lease.model, error, models));
+                    // The key's slot is free before a retry (or the next request) looks for one.
                     acquisition.unsubscribe();
-                  }
-                  subscriber.next(event);
-                },
-                error: (thrown: unknown) => {
-                  // The server counted it (or may have): the windows count from now. No acceptance.
-                  lease.markResponded(false);
-                  // Our copy, annotated: the transport may hold on to what it threw.
-                  const error = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
-                  // A platform 429 reports its quota: the server did not count the refused request.
-                  if (error.rateLimit !== undefined) lease.refund();
-                  // Recorded before the error goes on, so a retry already sees the key parked or open.
-                  if (recording.shouldRecord(error)) {
-                    port.record({
-                      type: 'failure',
-                      requestId,
-                      attempt: number,
-                      keyLabel: lease.label,
-                      model: lease.model,
-                      error,
-                      sentAt: lease.sentAt,
-                      ...(error.usage === undefined ? {} : { usage: error.usage }),
-                    });
-                  }
-                  route.fail(lease.model, error, firstContentAt !== undefined);
-                  const models = fittingModels(route);
-                  if (models.length === 0) error.routeExhausted = true;
-                  markMovesOn(error, movesOnAfter(route, lease.model, error, models));
-                  // The key's slot is free before a retry (or the next request) looks for one.
-                  acquisition.unsubscribe();
-                  subscriber.error(error);
-                },
-                complete: () => subscriber.complete(),
-              }),
-            );
-          },
-          error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
-        });
+                    subscriber.error(error);
+                  },
+                  complete: () => subscriber.complete(),
+                }),
+              );
+            },
+            error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
+          }),
+      );
       // Abort the call first, then free the slot: the lease outlives the request by no time.
       return () => {
         call.unsubscribe();
