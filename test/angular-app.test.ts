@@ -15,26 +15,15 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeMissingChromium, haveChromium, launchChromium } from './helpers/chromium.js';
 import { leakedKeyLabels } from './helpers/test-keys.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const appDir = join(root, 'examples', 'angular-app');
 const LOG_FILE = join(root, 'test-output', 'angular-app.log');
 const STAMP_FILE = join(appDir, 'node_modules', '.openrouter-rx-test-stamp');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const haveChromium = existsSync(CHROMIUM);
 /** npm ci (network included), then ng build, on two busy cores: each command has its own limit, within the hook's. */
 const INSTALL_TIMEOUT_MS = 10 * 60_000;
 const BUILD_TIMEOUT_MS = 5 * 60_000;
@@ -166,19 +155,7 @@ async function stopBackend(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-if (!haveChromium) {
-  // Registered only when Chromium is missing, so a normal run reports no skipped test.
-  describe('the Angular example in Chromium', () => {
-    if (process.env.CI !== undefined) {
-      it(`needs ${CHROMIUM} (Debian's chromium package)`, () => {
-        throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium), or set CHROMIUM_PATH`);
-      });
-    } else {
-      console.warn(`angular-app.test.ts: skipping the Angular example: ${CHROMIUM} is not installed (apt-get install -y chromium)`);
-      it.skip(`needs ${CHROMIUM} (apt-get install -y chromium)`, () => undefined);
-    }
-  });
-}
+if (!haveChromium) describeMissingChromium('the Angular example in Chromium', 'angular-app.test.ts');
 
 describe.runIf(haveChromium)('the Angular example in Chromium', () => {
   let backend: Awaited<ReturnType<typeof startBackend>> | undefined;
@@ -198,7 +175,7 @@ describe.runIf(haveChromium)('the Angular example in Chromium', () => {
     stats = JSON.parse(readFileSync(join(appDir, 'dist', 'stats.json'), 'utf8')) as EsbuildMetafile;
 
     backend = await startBackend();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage();
     page.on('request', (request) => requested.push(request.url()));
     page.on('pageerror', (error) => pageErrors.push(error.message));

@@ -4,7 +4,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { BehaviorSubject, filter, firstValueFrom, from, lastValueFrom, toArray } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balance, createKeyPool, type ChatRequest, type KeyPool, type PoolHealth } from '../src/index.js';
@@ -13,22 +13,11 @@ import { dashboardCharts } from '../src/dashboard/charts.js';
 import type { HealthFrame } from '../src/dashboard/events.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { startDashboardDemo, type DashboardDemo } from '../src/cli/dashboard-demo.js';
+import { describeMissingChromium, haveChromium, launchChromium } from './helpers/chromium.js';
 import { parsePrometheusText } from './helpers/prometheus-text.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const haveChromium = existsSync(CHROMIUM);
 
 /** Reads SSE `data:` payloads from a fetch body until `count` arrived (or the stream ends). */
 async function readEvents(url: string, count: number, signal: AbortSignal): Promise<{ data: unknown[]; raw: string }> {
@@ -481,19 +470,7 @@ describe('dashboardHandler in a user-owned node:http server', () => {
   });
 });
 
-if (!haveChromium) {
-  // Registered only when Chromium is missing, so a normal run reports no skipped test.
-  describe('the dashboard in Chromium', () => {
-    if (process.env.CI !== undefined) {
-      it(`needs ${CHROMIUM} (Debian's chromium package)`, () => {
-        throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium), or set CHROMIUM_PATH`);
-      });
-    } else {
-      console.warn(`dashboard.test.ts: skipping the Chromium test: ${CHROMIUM} is not installed (apt-get install -y chromium)`);
-      it.skip(`needs ${CHROMIUM} (apt-get install -y chromium)`, () => undefined);
-    }
-  });
-}
+if (!haveChromium) describeMissingChromium('the dashboard in Chromium', 'dashboard.test.ts');
 
 describe.runIf(haveChromium)('the dashboard in Chromium', () => {
   let fake: FakeOpenRouter;
@@ -532,7 +509,7 @@ describe.runIf(haveChromium)('the dashboard in Chromium', () => {
     });
     await lastValueFrom(pool.refreshKeyInfo());
     dashboard = await createDashboardServer({ pool, title: 'openrouter-rx' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     page.on('request', (request) => requested.push(request.url()));
     page.on('pageerror', (error) => pageErrors.push(error.message));
@@ -667,7 +644,7 @@ describe.runIf(haveChromium)('the dashboard at 1280 and 390 px, with traffic flo
   beforeAll(async () => {
     demo = await startDashboardDemo({ ratePerSecond: 12 });
     dashboard = await createDashboardServer({ pool: demo.pool, title: 'openrouter-rx demo' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.goto(dashboard.url);
