@@ -795,6 +795,8 @@ describe('Prometheus metrics at basePath/metrics', () => {
       const answer = await get(`${url}/ops/metrics`, { host: new URL(url).host });
       expect(answer.status).toBe(200);
       expect(answer.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+      // Kept for scripts/scan-secrets.mjs, which reads everything under test-output/.
+      writeFileSync(join(root, 'test-output', 'captured-metrics.log'), answer.body);
       // A scraper's parser reads every line, and sees the families with their types.
       const families = new Map(parsePrometheusText(answer.body).map((family) => [family.name, family]));
       expect(families.get('openrouter_rx_attempts_total')?.type).toBe('COUNTER');
