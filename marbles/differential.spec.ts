@@ -187,21 +187,38 @@ function errorLine(error: OpenRouterError): string {
   return `failed ${error.name} ${last.kind} ${last.status ?? ''} ${last.message}`;
 }
 
-/** One run through `balance`. */
-function viaBalance(plans: RequestPlan[], seed: number) {
+/** A run's record: what each request's subscriber saw, the transport's calls, the pool's health at the end. */
+interface RunRecord {
+  seen: Map<string, Seen>;
+  calls: Array<{ label: string; model: string; content: string; at: number }>;
+  health: unknown;
+}
+
+/** Runs `plans` on a fresh pool and clock; `route` subscribes the requests (arriving on time) through its chain. */
+function runPlans(
+  plans: RequestPlan[],
+  route: (arrivals: Observable<ChatRequest>, pool: KeyPool, scheduler: TestScheduler, seen: Map<string, Seen>) => void,
+): RunRecord {
   const scheduler = newTestScheduler();
   const seen = new Map<string, Seen>();
-  let calls: ReturnType<typeof poolFor>['calls'] = [];
-  let health: unknown;
+  const record: RunRecord = { seen, calls: [], health: undefined };
   scheduler.run(({ flush }) => {
     const made = poolFor(scheduler, plans);
-    calls = made.calls;
-    const arrivals = requestsOf(plans);
-    from(arrivals)
-      .pipe(
-        mergeMap(({ at, request }) => timer(at).pipe(mergeMap(() => of(request)))),
-        balance(made.pool, { concurrency: CONCURRENCY, timeouts: TIMEOUTS, modelWaitMs: 0, transient: { random: jitter(seed) } }),
-      )
+    record.calls = made.calls;
+    const arrivals = from(requestsOf(plans)).pipe(mergeMap(({ at, request }) => timer(at).pipe(mergeMap(() => of(request)))));
+    route(arrivals, made.pool, scheduler, seen);
+    flush();
+    record.health = made.pool.snapshot();
+    made.pool.dispose();
+  });
+  return record;
+}
+
+/** One run through `balance`. */
+function viaBalance(plans: RequestPlan[], seed: number): RunRecord {
+  return runPlans(plans, (arrivals, pool, scheduler, seen) => {
+    arrivals
+      .pipe(balance(pool, { concurrency: CONCURRENCY, timeouts: TIMEOUTS, modelWaitMs: 0, transient: { random: jitter(seed) } }))
       .subscribe((event: BalanceEvent) => {
         const lines = seen.get(event.requestId) ?? [];
         seen.set(event.requestId, lines);
@@ -212,34 +229,22 @@ function viaBalance(plans: RequestPlan[], seed: number) {
           lines.push(`${at} completion ${event.keyLabel} ${event.model} ${event.completion.content} after ${event.attempts}`);
         else lines.push(`${at} ${errorLine(event.error)}`);
       });
-    flush();
-    health = made.pool.snapshot();
-    made.pool.dispose();
   });
-  return { seen, calls, health };
 }
 
 /** One run through the public operators, composed by hand as `balance` documents its chain. */
-function viaOperators(plans: RequestPlan[], seed: number) {
-  const scheduler = newTestScheduler();
-  const seen = new Map<string, Seen>();
-  let calls: ReturnType<typeof poolFor>['calls'] = [];
-  let health: unknown;
-  scheduler.run(({ flush }) => {
-    const made = poolFor(scheduler, plans);
-    calls = made.calls;
+function viaOperators(plans: RequestPlan[], seed: number): RunRecord {
+  return runPlans(plans, (arrivals, pool, scheduler, seen) => {
     // One instance of each, shared by every request, as `balance` shares them (the retry budget spans them all).
-    const rotation = withKeyRotation(made.pool, { timeouts: TIMEOUTS });
+    const rotation = withKeyRotation(pool, { timeouts: TIMEOUTS });
     const rateLimit = retryOnRateLimit({ scheduler });
     const fallback = fallbackOnModelError({ scheduler });
     const transient = retryTransient({ scheduler, random: jitter(seed) });
-    from(requestsOf(plans))
+    arrivals
       .pipe(
-        mergeMap(({ at, request }) => timer(at).pipe(mergeMap(() => of(request)))),
         mergeMap((request) => {
-          const requestId = request.id!;
           const lines: Seen = [];
-          seen.set(requestId, lines);
+          seen.set(request.id!, lines);
           let answer = '';
           let attempts = 0;
           return of(request).pipe(
@@ -269,11 +274,7 @@ function viaOperators(plans: RequestPlan[], seed: number) {
         }, CONCURRENCY),
       )
       .subscribe();
-    flush();
-    health = made.pool.snapshot();
-    made.pool.dispose();
   });
-  return { seen, calls, health };
 }
 
 describe('balance and the same chain composed by hand from the public operators', () => {

@@ -23,6 +23,7 @@ import { parsePrompts } from '../src/cli/prompts.js';
 import { renderHealthTable } from '../src/cli/health-table.js';
 import { ProgressReporter, renderBar, renderPlain } from '../src/cli/progress.js';
 import type { KeyHealth, PoolHealth } from '../src/index.js';
+import { idleKeyHealth } from './helpers/health-records.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
@@ -326,29 +327,15 @@ describe('progress rendering', () => {
 });
 
 describe('the final health table', () => {
-  function keyHealth(label: string, extra: Partial<KeyHealth> = {}): KeyHealth {
-    return {
-      label,
-      fingerprint: '#abcdef',
-      account: `key:${label}`,
-      state: 'closed',
-      openReason: null,
-      cooldownUntil: null,
-      inFlight: 0,
-      concurrencyLimit: null,
-      maxConcurrent: null,
+  /** A key that has served a dozen requests, a third of its quota left. */
+  const keyHealth = (label: string, extra: Partial<KeyHealth> = {}): KeyHealth =>
+    idleKeyHealth(label, {
       successes: 12,
-      failures: 0,
-      consecutiveFailures: 0,
-      lastError: null,
       latencyMs: 120,
-      timeToFirstTokenMs: null,
       quota: [{ scope: 'key', unit: 'requests', limit: 10, remaining: 3, windowMs: 1000, source: 'configured' }],
-      credit: null,
       usage: { requests: 12, promptTokens: 40, completionTokens: 60, totalTokens: 100, cost: 0.01 },
       ...extra,
-    };
-  }
+    });
   const health: PoolHealth = {
     keys: [
       keyHealth('alpha'),

@@ -14,6 +14,7 @@ import type { HealthFrame } from '../src/dashboard/events.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { startDashboardDemo, type DashboardDemo } from '../src/cli/dashboard-demo.js';
 import { describeMissingChromium, haveChromium, launchChromium } from './helpers/chromium.js';
+import { idleKeyHealth, poolHealthOf } from './helpers/health-records.js';
 import { parsePrometheusText } from './helpers/prometheus-text.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
@@ -43,34 +44,7 @@ async function readEvents(url: string, count: number, signal: AbortSignal): Prom
 }
 
 function health(label: string, at: number): PoolHealth {
-  return {
-    keys: [
-      {
-        label,
-        fingerprint: '#abcdef',
-        account: `key:${label}`,
-        state: 'closed',
-        openReason: null,
-        cooldownUntil: null,
-        inFlight: 0,
-        concurrencyLimit: null,
-        maxConcurrent: null,
-        successes: 0,
-        failures: 0,
-        consecutiveFailures: 0,
-        lastError: null,
-        latencyMs: null,
-        timeToFirstTokenMs: null,
-        quota: [],
-        credit: null,
-        usage: { requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, cost: 0 },
-      },
-    ],
-    models: [],
-    usage: { requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, cost: 0 },
-    queued: 0,
-    at,
-  };
+  return poolHealthOf([idleKeyHealth(label)], at);
 }
 
 /** A snapshot of `count` keys, about 0.5 kB each: a few make a frame larger than a socket's buffer. */

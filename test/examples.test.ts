@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runWithTsx, type TsxRun } from './helpers/run-tsx.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const examplesDir = join(root, 'examples');
@@ -55,39 +55,9 @@ describe('examples type-check', () => {
   });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs an example with tsx, with no OPENROUTER_API_KEYS: the examples then use the fake server. */
-function runExample(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolveRun, rejectRun) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(examplesDir, file), ...args], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      rejectRun(new Error(`${file} did not exit within 25 s\n${stdout}\n${stderr}`));
-    }, 25_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      // Kept under test-output/ so that scripts/scan-secrets.mjs checks it for key text.
-      mkdirSync(join(root, 'test-output'), { recursive: true });
-      appendFileSync(
-        join(root, 'test-output', 'examples-output.log'),
-        `--- ${file} ${args.join(' ')} (exit ${code})\n${stdout}\n${stderr}\n`,
-      );
-      resolveRun({ code, stdout, stderr });
-    });
-  });
+function runExample(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<TsxRun> {
+  return runWithTsx(join(examplesDir, file), { args, env, timeoutMs: 25_000, log: 'examples-output.log' });
 }
 
 describe.concurrent('runnable examples, against the fake server', () => {

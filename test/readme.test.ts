@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { runWithTsx } from './helpers/run-tsx.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -49,37 +49,6 @@ function quickstartBlock(readme: string): string {
   return code!;
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a module with tsx and no OpenRouter key in its environment; kills it after `timeoutMs`. */
-function runModule(file: string, timeoutMs: number): Promise<Run> {
-  return new Promise((resolveRun, rejectRun) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      rejectRun(new Error(`${file} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      // Kept under test-output/ so that scripts/scan-secrets.mjs checks it for key text.
-      appendFileSync(join(root, 'test-output', 'readme-quickstart.log'), `--- ${file} (exit ${code})\n${stdout}\n${stderr}\n`);
-      resolveRun({ code, stdout, stderr });
-    });
-  });
-}
-
 /**
  * The Quickstart as a newcomer runs it in a fresh clone (`npm install && npm run build`, the block
  * saved as quickstart.mts, `npx tsx quickstart.mts`): it imports `openrouter-rx` and
@@ -94,7 +63,7 @@ describe('README Quickstart', () => {
     const file = join(dir, 'quickstart.mts');
     writeFileSync(file, quickstartBlock(readFileSync(join(root, 'README.md'), 'utf8')));
 
-    const run = await runModule(file, 40_000);
+    const run = await runWithTsx(file, { timeoutMs: 40_000, log: 'readme-quickstart.log' });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const answers = run.stdout.match(

@@ -44,8 +44,11 @@ const isFunction = (value: unknown) => typeof value === 'function';
  * The client options, checked where they are given: each of them is sent with every request, so a
  * bad one would fail every request instead.
  */
+/** An absolute http(s) URL, as the SDK needs it. */
+export const httpUrlSchema = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+
 export const clientOptionsSchema = z.object({
-  baseURL: z.optional(z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })),
+  baseURL: z.optional(httpUrlSchema),
   appUrl: z.optional(headerValueSchema.check(z.minLength(1))),
   appTitle: z.optional(headerValueSchema.check(z.minLength(1))),
   defaultHeaders: z.optional(z.record(headerNameSchema, headerValueSchema)),

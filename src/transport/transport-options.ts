@@ -1,6 +1,6 @@
 import type { SchedulerLike } from 'rxjs';
 import * as z from 'zod/mini';
-import { clientOptionsSchema, type OpenRouterClientOptions } from './client-options.js';
+import { clientOptionsSchema, httpUrlSchema, type OpenRouterClientOptions } from './client-options.js';
 
 /** Options of `createOpenRouterTransport` and `createFetchTransport`: how to reach OpenRouter, plus stream end handling. */
 export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
@@ -24,15 +24,6 @@ export const transportOptionsSchema = z.extend(clientOptionsSchema, {
   ),
 });
 
-/** An absolute http(s) URL, as the SDK needs it. */
-function isHttpUrl(text: string): boolean {
-  try {
-    return /^https?:$/.test(new URL(text).protocol);
-  } catch {
-    return false;
-  }
-}
-
 /**
  * `createFetchTransport`'s options: its `baseURL` may also be a path such as `/api/openrouter`,
  * which `fetch` resolves against the page, as a browser app calling its own backend writes it.
@@ -40,7 +31,7 @@ function isHttpUrl(text: string): boolean {
 export const fetchTransportOptionsSchema = z.extend(transportOptionsSchema, {
   baseURL: z.optional(
     z.string().check(
-      z.refine((text) => isHttpUrl(text) || (text.startsWith('/') && !text.startsWith('//')), {
+      z.refine((text) => httpUrlSchema.safeParse(text).success || (text.startsWith('/') && !text.startsWith('//')), {
         error: "must be an http:// or https:// URL, or a path on the page's own origin such as /api/openrouter",
       }),
     ),
