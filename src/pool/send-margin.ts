@@ -37,6 +37,6 @@ export class SendMargin {
 
   narrow(): void {
     this.provenMs *= 0.9999;
-    this.marginMs = Math.max(this.floorMs, this.provenMs, this.marginMs * 0.999);
+    this.marginMs = Math.max(this.floorMs, this.provenMs, this.marginMs * 0.99);
   }
 }
