@@ -16,16 +16,15 @@ interface QuotaWindow {
   readonly bucket?: string;
 }
 
-/** One window entry an admitted attempt holds, to adjust or give back later. */
-interface HeldEntry {
-  readonly quota: QuotaWindow;
-  readonly entry: WindowEntry;
-}
-
-/** What one admitted attempt holds in a limiter, to adjust or give back later. */
+/**
+ * What one admitted attempt holds in a limiter, to adjust or give back later: its entry in each
+ * window the limiter had when it was taken (`entries[i]` is in `windows[i]`; the limiter replaces
+ * its windows array when it learns, never changes one in place).
+ */
 export interface LimiterHold {
   readonly limiter: Limiter;
-  readonly entries: readonly HeldEntry[];
+  readonly windows: readonly QuotaWindow[];
+  readonly entries: readonly WindowEntry[];
 }
 
 /**
@@ -79,8 +78,10 @@ export class Limiter {
   /** Takes a slot and counts the attempt in every window from `countFrom` (see `SlidingWindow.add`). */
   take(countFrom: number, tokens: number): LimiterHold {
     this.inFlight++;
-    const entries = this.windows.map((quota) => ({ quota, entry: quota.window.add(countFrom, quota.unit === 'requests' ? 1 : tokens) }));
-    return { limiter: this, entries };
+    const windows = this.windows;
+    const entries: WindowEntry[] = [];
+    for (const { unit, window } of windows) entries.push(window.add(countFrom, unit === 'requests' ? 1 : tokens));
+    return { limiter: this, windows, entries };
   }
 
   /** Frees the concurrency slot; the quota entries stay until they leave their windows. */
@@ -89,22 +90,25 @@ export class Limiter {
   }
 
   touch(hold: LimiterHold, now: number): void {
-    for (const { quota, entry } of hold.entries) quota.window.touch(entry, now);
+    for (let index = 0; index < hold.entries.length; index++) hold.windows[index]!.window.touch(hold.entries[index]!, now);
   }
 
   /** The attempt went out: its entries count from `at` (see `SlidingWindow.retime`). */
   retime(hold: LimiterHold, at: number): void {
-    for (const { quota, entry } of hold.entries) quota.window.retime(entry, at);
+    for (let index = 0; index < hold.entries.length; index++) hold.windows[index]!.window.retime(hold.entries[index]!, at);
   }
 
   /** Replaces the token estimate with the billed count. */
   reconcileTokens(hold: LimiterHold, tokens: number): void {
-    for (const { quota, entry } of hold.entries) if (quota.unit === 'tokens') quota.window.resize(entry, tokens);
+    for (let index = 0; index < hold.entries.length; index++) {
+      const quota = hold.windows[index]!;
+      if (quota.unit === 'tokens') quota.window.resize(hold.entries[index]!, tokens);
+    }
   }
 
   /** The server refused the attempt without counting it (a platform 429): it leaves every window. */
   refund(hold: LimiterHold): void {
-    for (const { quota, entry } of hold.entries) quota.window.resize(entry, 0);
+    for (let index = 0; index < hold.entries.length; index++) hold.windows[index]!.window.resize(hold.entries[index]!, 0);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { Observable, type Subscription } from 'rxjs';
+import { Observable, isObservable, type Subscriber, type Subscription } from 'rxjs';
 import {
   AbortedError,
   type ModelUnavailableError,
@@ -17,22 +17,45 @@ import type { KeyEntry, ModelEntry } from './entities.js';
 import { unavailableModelsError } from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
 import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
-import type { PickContext, Strategy } from './strategies.js';
+import type { Strategy } from './strategies.js';
+import { AdmittedLease, type LeaseOwner } from './lease.js';
+import { Placement, type Eligibility } from './placement.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
-interface Ticket {
-  readonly request: ChatRequest;
-  readonly options: AcquireOptions;
-  readonly tokens: number;
-  readonly priority: number;
-  readonly seq: number;
-  /** Tickets with equal signatures compete for the same keys: one that fails blocks the rest. */
-  readonly signature: string;
-  admit(lease: KeyLease): void;
-  reject(error: OpenRouterError): void;
-  timeout?: Subscription;
+/** A request waiting for (or being given) a key: one per `acquire` subscription. */
+class Ticket {
+  timeout: Subscription | undefined;
   /** Unsubscribed: a reservation that arrives later is given back at once. */
-  cancelled: boolean;
+  cancelled = false;
+  lease: KeyLease | undefined;
+  #signature: string | undefined;
+
+  constructor(
+    readonly request: ChatRequest,
+    readonly options: AcquireOptions,
+    readonly tokens: number,
+    readonly priority: number,
+    readonly seq: number,
+    private readonly subscriber: Subscriber<KeyLease>,
+  ) {}
+
+  /**
+   * Tickets with equal signatures compete for the same keys: one that fails blocks the rest. Only
+   * a queue that is waiting needs it, so it is built on first use.
+   */
+  get signature(): string {
+    this.#signature ??= `${this.priority}|${this.options.models.join('\u0000')}`;
+    return this.#signature;
+  }
+
+  admit(lease: KeyLease): void {
+    this.lease = lease;
+    this.subscriber.next(lease);
+  }
+
+  reject(error: OpenRouterError): void {
+    this.subscriber.error(error);
+  }
 }
 
 /** How often a blocked queue looks again at a store other pools share (their releases send no event). */
@@ -43,7 +66,7 @@ const SHARED_STORE_POLL_MS = 25;
  * order, the strategy among eligible keys), the reservation of its room in the store, the lease
  * that holds it, and the wake-ups that admit waiting requests when room frees.
  */
-export class Admission {
+export class Admission implements LeaseOwner, Eligibility {
   private readonly queue: Ticket[] = [];
   private ticketSeq = 0;
   private draining = false;
@@ -80,7 +103,8 @@ export class Admission {
     return plan;
   }
 
-  private keyAdmits(entry: KeyEntry, model: ModelEntry, now: number, tokens: number): boolean {
+  /** Whether `entry` may take an attempt on `model` now (see `Eligibility`). */
+  keyAdmits(entry: KeyEntry, model: ModelEntry, now: number, tokens: number): boolean {
     if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now || entry.fullUntil > now) return false;
     const account = entry.account;
     if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
@@ -131,30 +155,16 @@ export class Admission {
   private place(ticket: Ticket, now: number): { entry: KeyEntry; model: ModelEntry } | undefined {
     const strategy = ticket.options.strategy ?? this.strategy;
     const avoid = ticket.options.avoid;
+    const keys = this.context.registry.keys;
     for (const modelId of ticket.options.models) {
       const model = this.context.registry.model(modelId);
       if (!this.modelAdmits(model, now)) continue;
-      let avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < this.context.registry.keys.length;
-      const context: PickContext = {
-        candidates: this.context.registry.keys,
-        isEligible: (index) => {
-          const entry = this.context.registry.keys[index]!;
-          if (avoiding && avoid!.has(entry.label)) return false;
-          return this.keyAdmits(entry, model, now, ticket.tokens);
-        },
-        request: ticket.request,
-        model: modelId,
-        random: this.context.config.random,
-      };
-      // A user strategy may return anything: admit only what the pool would.
-      const admissible = (index: number | undefined) => {
-        const entry = index === undefined ? undefined : this.context.registry.keys[index];
-        return entry !== undefined && context.isEligible(index!) ? entry : undefined;
-      };
-      let entry = admissible(strategy.pick(context));
-      if (entry === undefined && avoiding) {
-        avoiding = false;
-        entry = admissible(strategy.pick(context));
+      const avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < keys.length ? avoid : undefined;
+      const placement = new Placement(this, keys, ticket, model, avoiding, now, this.context.config.random);
+      let entry = placement.admissible(strategy.pick(placement));
+      if (entry === undefined && avoiding !== undefined) {
+        placement.stopAvoiding();
+        entry = placement.admissible(strategy.pick(placement));
       }
       if (entry === undefined) continue;
       return { entry, model };
@@ -174,7 +184,12 @@ export class Admission {
     const { entry, model } = candidate;
     const plan = this.planOf(entry, model);
     this.take(entry, model, 1);
-    this.context.store.reserve(plan, ticket.tokens, now).subscribe({
+    const reserved = this.context.store.reserve(plan, ticket.tokens, now);
+    if (!isObservable(reserved)) {
+      this.onReserved(ticket, entry, model, plan, reserved);
+      return true;
+    }
+    reserved.subscribe({
       next: (result) => this.onReserved(ticket, entry, model, plan, result),
       error: (error: unknown) => {
         this.take(entry, model, -1);
@@ -214,63 +229,26 @@ export class Admission {
   }
 
   private lease(entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, reservation: Reservation, now: number): KeyLease {
-    const account = entry.account;
-    // Until the transport says when it sent the request, the send counts from admission.
-    let sentAt = now;
-    this.learning?.recordSend(plan, sentAt);
-    const keyProbe = entry.breaker.begin();
-    const modelProbe = model.breaker.begin();
-    this.context.publisher.markKey(entry);
-    this.context.publisher.markModel(model);
-    let released = false;
-    let responded = false;
-    return {
-      credential: entry.credential,
-      label: entry.label,
-      fingerprint: entry.credential.fingerprint,
-      account: account.id,
-      model: model.model,
-      acquiredAt: now,
-      get sentAt() {
-        return sentAt;
-      },
-      markSent: () => {
-        if (responded || released) return;
-        const at = this.context.scheduler.now();
-        this.learning?.moveSend(plan, sentAt, at);
-        sentAt = at;
-        this.context.store.markSent(reservation, at, this.context.sendMargin.currentMs);
-      },
-      refund: () => {
-        this.learning?.forgetSend(plan, sentAt);
-        this.context.store.refund(reservation);
-      },
-      markResponded: (accepted = true) => {
-        if (responded || released) return;
-        responded = true;
-        const at = this.context.scheduler.now();
-        this.learning?.markCounted(plan, sentAt, at);
-        this.context.store.markResponded(reservation, at);
-        if (accepted) this.accepted(model, entry.account, at);
-        // The quota entry now has an expiry: a waiting request can be woken for it.
-        if (this.queue.length > 0) this.scheduleWake();
-      },
-      reconcile: (usage) => {
-        this.context.store.reconcile(reservation, usage.totalTokens);
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        this.context.store.release(reservation);
-        this.take(entry, model, -1);
-        entry.breaker.abandon(keyProbe);
-        model.breaker.abandon(modelProbe);
-        this.context.publisher.markKey(entry);
-        this.context.publisher.markModel(model);
-        this.context.publisher.flush();
-        this.drain();
-      },
-    };
+    const lease = new AdmittedLease(this.context, this.learning, this, entry, model, plan, reservation, now);
+    this.context.publisher.markKeyLoad(entry);
+    this.context.publisher.markModelLoad(model);
+    return lease;
+  }
+
+  /** A lease's first response byte (see `LeaseOwner`). */
+  responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number): void {
+    if (accepted) this.accepted(model, entry.account, at);
+    // The quota entry now has an expiry: a waiting request can be woken for it.
+    if (this.queue.length > 0) this.scheduleWake();
+  }
+
+  /** A lease's slot is free (see `LeaseOwner`). */
+  released(entry: KeyEntry, model: ModelEntry): void {
+    this.take(entry, model, -1);
+    this.context.publisher.markKeyLoad(entry);
+    this.context.publisher.markModelLoad(model);
+    this.context.publisher.flush();
+    this.drain();
   }
 
   /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow. */
@@ -291,27 +269,19 @@ export class Admission {
         subscriber.error(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
         return undefined;
       }
-      let lease: KeyLease | undefined;
-      const priority = options.priority ?? 0;
-      const ticket: Ticket = {
+      const ticket = new Ticket(
         request,
         options,
-        tokens: estimateTokens(request, this.context.config.defaultCompletionTokens),
-        priority,
-        seq: this.ticketSeq++,
-        signature: `${priority}|${options.models.join('\u0000')}`,
-        admit: (admitted) => {
-          lease = admitted;
-          subscriber.next(admitted);
-        },
-        reject: (error) => subscriber.error(error),
-        cancelled: false,
-      };
+        estimateTokens(request, this.context.config.defaultCompletionTokens),
+        options.priority ?? 0,
+        this.ticketSeq++,
+        subscriber,
+      );
       this.enqueue(ticket);
       return () => {
         ticket.cancelled = true;
         this.dequeue(ticket);
-        lease?.release();
+        ticket.lease?.release();
       };
     });
   }

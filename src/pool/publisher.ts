@@ -78,6 +78,21 @@ export class HealthPublisher {
     this.dirtyModels.add(entry);
   }
 
+  /**
+   * A key's or model's load (in flight) changed, not its state: an admission and a release change
+   * nothing a state-change event reports, so while nobody watches the record it is only marked
+   * stale, to be built when read, and the hot path does no publishing work.
+   */
+  markKeyLoad(entry: KeyEntry): void {
+    if (this.changes.observed || entry.watched) this.dirtyKeys.add(entry);
+    else entry.stale = true;
+  }
+
+  markModelLoad(entry: ModelEntry): void {
+    if (this.changes.observed || entry.watched) this.dirtyModels.add(entry);
+    else entry.stale = true;
+  }
+
   markAccount(account: AccountEntry): void {
     for (const key of account.keys) this.dirtyKeys.add(key);
   }
@@ -96,6 +111,11 @@ export class HealthPublisher {
   /** Publishes every health record touched since the last flush, and state-change events. */
   flush(): void {
     if (this.closed) return;
+    // The common case on the hot path (an admission or release nobody watches): nothing to do.
+    if (this.dirtyKeys.size === 0 && this.dirtyModels.size === 0 && !this.registry.modelSetChanged) {
+      this.announce(false);
+      return;
+    }
     const now = this.scheduler.now();
     const keysChanged = this.publish(this.dirtyKeys, keyRecords, now);
     const modelSetChanged = this.registry.takeModelSetChange();

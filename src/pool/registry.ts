@@ -38,7 +38,7 @@ export class Registry {
   readonly models = new Map<string, ModelEntry>();
   private readonly byLabel = new Map<string, KeyEntry>();
   /** A model record was added or dropped since `takeModelSetChange` was last asked. */
-  private modelSetChanged = false;
+  private modelSetChange = false;
 
   constructor(
     private readonly config: ResolvedPoolConfig,
@@ -70,9 +70,14 @@ export class Registry {
 
   /** Whether a model record was added or dropped since the last call (the publisher announces it). */
   takeModelSetChange(): boolean {
-    const changed = this.modelSetChanged;
-    this.modelSetChanged = false;
+    const changed = this.modelSetChange;
+    this.modelSetChange = false;
     return changed;
+  }
+
+  /** Whether a model record was added or dropped since the last `takeModelSetChange`, without taking it. */
+  get modelSetChanged(): boolean {
+    return this.modelSetChange;
   }
 
   key(label: string): KeyEntry | undefined {
@@ -153,7 +158,7 @@ export class Registry {
       this.config.adaptiveConcurrency,
     );
     this.models.set(model, entry);
-    this.modelSetChanged = true;
+    this.modelSetChange = true;
     return entry;
   }
 
@@ -182,6 +187,6 @@ export class Registry {
       for (const key of this.keys) key.plans.delete(entry.model);
       entry.close();
     }
-    this.modelSetChanged = true;
+    this.modelSetChange = true;
   }
 }

@@ -1,4 +1,4 @@
-import { Subject, of, BehaviorSubject, type Observable } from 'rxjs';
+import { Subject, BehaviorSubject, type Observable } from 'rxjs';
 import type { LearnedQuota, QuotaSeed } from '../health/learned-quota.js';
 import type { LimitsConfig } from '../health/limits.js';
 import type { QuotaRemaining } from '../health/records.js';
@@ -86,8 +86,12 @@ export interface StateStore {
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean;
   /** The earliest time the quotas of `plan` admit `tokens` (slots aside). */
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number;
-  /** Atomically takes room in every quota and slot of `plan`, or says when to try again. */
-  reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult>;
+  /**
+   * Atomically takes room in every quota and slot of `plan`, or says when to try again. A store
+   * that can answer at once (the memory store) returns the result itself, so an admission costs no
+   * subscription; one that needs a round trip returns an Observable of it.
+   */
+  reserve(plan: AdmissionPlan, tokens: number, now: number): ReserveResult | Observable<ReserveResult>;
   /**
    * The request went to the network at `now`: quota entries count from `now + marginMs` at the
    * latest (the pool's margin for the trip; a store may hold a wider floor of its own).
@@ -192,9 +196,9 @@ export class MemoryStateStore implements StateStore {
     return at;
   }
 
-  reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult> {
+  reserve(plan: AdmissionPlan, tokens: number, now: number): ReserveResult {
     if (!this.fits(plan, tokens, now)) {
-      return of({ ok: false, retryAfterMs: Math.max(0, this.nextFitAt(plan, tokens, now) - now) });
+      return { ok: false, retryAfterMs: Math.max(0, this.nextFitAt(plan, tokens, now) - now) };
     }
     const reservation: MemoryReservation = {
       id: `r${++this.reservations}`,
@@ -202,7 +206,7 @@ export class MemoryStateStore implements StateStore {
       holds: this.limitersOf(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)),
       released: false,
     };
-    return of({ ok: true, reservation });
+    return { ok: true, reservation };
   }
 
   markSent(reservation: Reservation, now: number, marginMs: number): void {
