@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import type { ChatRequest } from './types.js';
+import { requestFastPath } from './request-fast-path.js';
 import { formatZodError, safeParseEnglish, ValidationError } from './validation.js';
 
 /**
@@ -112,12 +113,15 @@ export const chatRequestSchema = z.looseObject({
   transforms: z.optional(z.array(z.string())),
 });
 
+const isCertainlyValidChatRequest = requestFastPath(Object.keys(chatRequestSchema.def.shape), MAX_FALLBACK_MODELS);
+
 /**
  * Checks a request and returns it unchanged (same object), typed. Throws a `ValidationError`
  * whose message names every failing field, e.g. `Invalid request: models: at most 3 entries
  * (OpenRouter's limit)`. Call it once where requests enter; the transport trusts its input.
  */
 export function validateChatRequest(request: unknown): ChatRequest {
+  if (isCertainlyValidChatRequest(request)) return request as ChatRequest;
   const result = safeParseEnglish(chatRequestSchema, request);
   if (!result.success) throw new ValidationError(formatZodError(result.error, 'request'), result.error.issues);
   return request as ChatRequest;

@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import { chatRequestSchema } from '../core/request.js';
+import { requestFastPath } from '../core/request-fast-path.js';
 import type { ChatRequest } from '../core/types.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 
@@ -8,7 +9,7 @@ import { formatZodError, safeParseEnglish, ValidationError } from '../core/valid
  * client-side fallback chain, walked by the library after `model`, so it may be longer than
  * OpenRouter's 3-entry server-side list.
  */
-const balancedRequestSchema = z
+export const balancedRequestSchema = z
   .extend(chatRequestSchema, {
     models: z.optional(
       z
@@ -23,8 +24,12 @@ const balancedRequestSchema = z
     }),
   );
 
+/** The chain in `models` is the library's to walk: no bound on its length. */
+const isCertainlyValidBalancedRequest = requestFastPath(Object.keys(balancedRequestSchema.def.shape), Infinity);
+
 /** Validates a request for `balance`; throws a `ValidationError` whose message names the field. */
 export function validateBalancedRequest(request: unknown): ChatRequest {
+  if (isCertainlyValidBalancedRequest(request)) return request as ChatRequest;
   const result = safeParseEnglish(balancedRequestSchema, request);
   if (!result.success) throw new ValidationError(formatZodError(result.error, 'request'), result.error.issues);
   return request as ChatRequest;
