@@ -1,10 +1,10 @@
-import { EMPTY, Observable, Subscription, concat, defer, map, mergeMap, of, type OperatorFunction } from 'rxjs';
+import { Observable, Subscription, mergeMap, type OperatorFunction } from 'rxjs';
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { POOL_PORT, type KeyLease, type PoolCore } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type StrategyLike } from '../pool/strategies.js';
-import type { ChatRequest, Usage } from '../core/types.js';
+import type { ChatRequest, TransportEvent, Usage } from '../core/types.js';
 import {
   ATTEMPT_RECORDING,
   carriesContent,
@@ -199,25 +199,50 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
                 serverChain.length > 0
                   ? { ...body, model: lease.model, models: [lease.model, ...serverChain] }
                   : { ...body, model: lease.model };
-              const events$ = concat(
-                of(marker),
-                // `defer`: nothing is sent if the consumer left on the marker, and a transport that
-                // throws instead of erroring still fails this attempt only.
-                defer(() =>
-                  subscriber.closed ? EMPTY : port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() }),
-                ).pipe(
-                  map((event): AttemptEvent => {
-                    lease.markResponded();
-                    if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
-                    if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
-                    const tagged: AttemptEvent = { ...event, ...tag };
-                    // The first token of a stream; a whole answer has no time to a first token.
-                    if (firstContentAt === undefined && tagged.type === 'chunk' && carriesContent(tagged))
-                      firstContentAt = port.scheduler.now();
-                    return tagged;
-                  }),
-                ),
-              );
+              /** A transport event as this attempt's, with the lease told of the answer. */
+              const tagged = (event: TransportEvent): AttemptEvent => {
+                lease.markResponded();
+                if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
+                if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
+                const attemptEvent: AttemptEvent = { ...event, ...tag };
+                // The first token of a stream; a whole answer has no time to a first token.
+                if (firstContentAt === undefined && attemptEvent.type === 'chunk' && carriesContent(attemptEvent))
+                  firstContentAt = port.scheduler.now();
+                return attemptEvent;
+              };
+              // The marker, then the transport's events: written out rather than composed from
+              // `concat`, `defer` and `map`, which cost five subscribers per attempt.
+              const events$ = new Observable<AttemptEvent>((attemptSubscriber) => {
+                attemptSubscriber.next(marker);
+                // Nothing is sent if the consumer left on the marker.
+                if (attemptSubscriber.closed) return undefined;
+                if (subscriber.closed) {
+                  attemptSubscriber.complete();
+                  return undefined;
+                }
+                let transport$: Observable<TransportEvent>;
+                try {
+                  transport$ = port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() });
+                } catch (thrown: unknown) {
+                  // A transport that throws instead of erroring still fails this attempt only.
+                  attemptSubscriber.error(thrown);
+                  return undefined;
+                }
+                return transport$.subscribe({
+                  next: (event) => {
+                    let attemptEvent: AttemptEvent;
+                    try {
+                      attemptEvent = tagged(event);
+                    } catch (thrown: unknown) {
+                      attemptSubscriber.error(thrown);
+                      return;
+                    }
+                    attemptSubscriber.next(attemptEvent);
+                  },
+                  error: (thrown: unknown) => attemptSubscriber.error(thrown),
+                  complete: () => attemptSubscriber.complete(),
+                });
+              });
               // Timeouts inside the attempt, so that the route learns of them like of any failure.
               call.add(
                 (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
