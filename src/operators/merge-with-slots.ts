@@ -25,9 +25,14 @@ export interface Slot {
 export function mergeWithSlots<T, R>(project: (value: T, slot: Slot) => Observable<R>, concurrency: number): OperatorFunction<T, R> {
   return (source) =>
     new Observable<R>((subscriber) => {
-      const waiting: T[] = [];
+      // Inputs not started yet, read from `waitingHead`: `shift()` would copy the array for every
+      // input, quadratic in a batch of thousands piped in at once.
+      let waiting: T[] = [];
+      let waitingHead = 0;
       const resuming: Array<() => void> = [];
-      const running = new Subscription();
+      // The work in flight: a Set, since `Subscription.remove` scans its finalizers, quadratic
+      // with thousands of requests in flight.
+      const works = new Set<Subscription>();
       let held = 0;
       let unfinished = 0;
       let sourceDone = false;
@@ -42,15 +47,28 @@ export function mergeWithSlots<T, R>(project: (value: T, slot: Slot) => Observab
         pumping = true;
         do {
           pumpAgain = false;
-          while (!subscriber.closed && held < concurrency && (resuming.length > 0 || waiting.length > 0)) {
+          while (!subscriber.closed && held < concurrency && (resuming.length > 0 || waitingHead < waiting.length)) {
             held++;
             const resume = resuming.shift();
             if (resume !== undefined) resume();
-            else start(waiting.shift()!);
+            else start(takeWaiting());
           }
         } while (pumpAgain);
         pumping = false;
-        if (sourceDone && unfinished === 0 && waiting.length === 0) subscriber.complete();
+        if (sourceDone && unfinished === 0 && waitingHead === waiting.length) subscriber.complete();
+      };
+
+      const takeWaiting = (): T => {
+        const value = waiting[waitingHead]!;
+        waiting[waitingHead++] = undefined as T;
+        if (waitingHead === waiting.length) {
+          waiting = [];
+          waitingHead = 0;
+        } else if (waitingHead >= 1024 && waitingHead * 2 >= waiting.length) {
+          waiting = waiting.slice(waitingHead);
+          waitingHead = 0;
+        }
+        return value;
       };
 
       const start = (value: T) => {
@@ -88,7 +106,7 @@ export function mergeWithSlots<T, R>(project: (value: T, slot: Slot) => Observab
             }),
         };
         const work = new Subscription();
-        running.add(work);
+        works.add(work);
         work.add(
           project(value, slot).subscribe({
             next: (result) => subscriber.next(result),
@@ -96,26 +114,28 @@ export function mergeWithSlots<T, R>(project: (value: T, slot: Slot) => Observab
             complete: () => {
               unfinished--;
               free();
-              running.remove(work);
+              works.delete(work);
               pump();
             },
           }),
         );
       };
 
-      running.add(
-        source.subscribe({
-          next: (value) => {
-            waiting.push(value);
-            pump();
-          },
-          error: (error: unknown) => subscriber.error(error),
-          complete: () => {
-            sourceDone = true;
-            pump();
-          },
-        }),
-      );
-      return running;
+      const input = source.subscribe({
+        next: (value) => {
+          waiting.push(value);
+          pump();
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => {
+          sourceDone = true;
+          pump();
+        },
+      });
+      return () => {
+        input.unsubscribe();
+        for (const work of works) work.unsubscribe();
+        works.clear();
+      };
     });
 }
