@@ -1,4 +1,4 @@
-import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { attemptRecordOf, carriesContent, withRetriedError, type AttemptEvent, type AttemptStart } from './attempt-event.js';
@@ -37,117 +37,140 @@ export interface RetryPolicy {
  */
 export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy): Observable<AttemptEvent> {
   return new Observable<AttemptEvent>((subscriber) => {
-    const records: AttemptRecord[] = [];
-    let inner: Subscription | undefined;
-    let timer: Subscription | undefined;
-    let lastStart: AttemptStart | undefined;
-    let deliveredContent = false;
-    let subscribing = false;
-    let resubscribeNow = false;
+    const run = new RetryRun(source, policy, subscriber);
+    run.subscribeSource();
+    return () => run.stop();
+  });
+}
 
-    const giveUp = (error: OpenRouterError) => {
-      subscriber.error(records.length > 1 ? new AttemptsExhaustedError(error, records) : error);
-    };
+/**
+ * One subscription of a retry loop: its attempts so far and the subscription of the current one.
+ * A class, not closures, because every request in flight holds one per retry operator; it is also
+ * the observer of each attempt it subscribes.
+ */
+class RetryRun {
+  private readonly records: AttemptRecord[] = [];
+  private inner: Subscription | undefined;
+  private timer: Subscription | undefined;
+  private lastStart: AttemptStart | undefined;
+  private deliveredContent = false;
+  private subscribing = false;
+  private resubscribeNow = false;
 
-    /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
-    const boundWait = (lastError: OpenRouterError, delayMs: number) => {
-      if (policy.maxWaitMs === undefined) return;
-      timer?.unsubscribe();
-      timer = scheduleAfter(policy.scheduler, delayMs + policy.maxWaitMs, () => {
-        inner?.unsubscribe();
-        subscriber.error(new AttemptsExhaustedError(lastError, records));
+  constructor(
+    private readonly source: Observable<AttemptEvent>,
+    private readonly policy: RetryPolicy,
+    private readonly subscriber: Subscriber<AttemptEvent>,
+  ) {}
+
+  subscribeSource(): void {
+    if (this.subscribing) {
+      this.resubscribeNow = true;
+      return;
+    }
+    do {
+      this.resubscribeNow = false;
+      this.deliveredContent = false;
+      this.subscribing = true;
+      this.inner = this.source.subscribe(this);
+      this.subscribing = false;
+    } while (this.resubscribeNow);
+  }
+
+  stop(): void {
+    this.inner?.unsubscribe();
+    this.timer?.unsubscribe();
+  }
+
+  next(event: AttemptEvent): void {
+    if (event.type === 'attempt') {
+      this.lastStart = event;
+      this.timer?.unsubscribe();
+      this.timer = undefined;
+      this.policy.onAttempt?.(this.records.length > 0);
+    } else if (!this.deliveredContent && carriesContent(event)) {
+      this.deliveredContent = true;
+    }
+    this.subscriber.next(event);
+  }
+
+  error(thrown: unknown): void {
+    this.onError(toOpenRouterError(thrown));
+  }
+
+  complete(): void {
+    this.subscriber.complete();
+  }
+
+  private giveUp(error: OpenRouterError): void {
+    this.subscriber.error(this.records.length > 1 ? new AttemptsExhaustedError(error, this.records) : error);
+  }
+
+  /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
+  private boundWait(lastError: OpenRouterError, delayMs: number): void {
+    if (this.policy.maxWaitMs === undefined) return;
+    this.timer?.unsubscribe();
+    this.timer = scheduleAfter(this.policy.scheduler, delayMs + this.policy.maxWaitMs, () => {
+      this.inner?.unsubscribe();
+      this.subscriber.error(new AttemptsExhaustedError(lastError, this.records));
+    });
+  }
+
+  private onError(error: OpenRouterError): void {
+    const { policy, subscriber, lastStart } = this;
+    if (error instanceof AttemptsExhaustedError || error.routeExhausted) {
+      subscriber.error(error);
+      return;
+    }
+    // Not ours: an outer operator (or the caller) decides, so it passes through as it is.
+    if (!policy.handles(error)) {
+      subscriber.error(error);
+      return;
+    }
+    const now = policy.scheduler.now();
+    this.records.push(attemptRecordOf(error, lastStart, now));
+    if (this.deliveredContent && policy.onMidStreamError === 'error') {
+      subscriber.error(error);
+      return;
+    }
+    const delayMs = policy.delayFor(error, this.records.length);
+    if (delayMs === undefined) {
+      this.giveUp(error);
+      return;
+    }
+    if (this.deliveredContent) {
+      subscriber.next({
+        type: 'restart',
+        requestId: lastStart?.requestId ?? '',
+        attempt: lastStart?.attempt ?? 0,
+        reason: error.kind,
+        at: now,
       });
-    };
-
-    const subscribeSource = () => {
-      if (subscribing) {
-        resubscribeNow = true;
-        return;
-      }
-      do {
-        resubscribeNow = false;
-        deliveredContent = false;
-        subscribing = true;
-        inner = source.subscribe({
-          next: (event) => {
-            if (event.type === 'attempt') {
-              lastStart = event;
-              timer?.unsubscribe();
-              timer = undefined;
-              policy.onAttempt?.(records.length > 0);
-            } else if (!deliveredContent && carriesContent(event)) {
-              deliveredContent = true;
-            }
-            subscriber.next(event);
-          },
-          error: (thrown: unknown) => onError(toOpenRouterError(thrown)),
-          complete: () => subscriber.complete(),
-        });
-        subscribing = false;
-      } while (resubscribeNow);
-    };
-
-    const onError = (error: OpenRouterError) => {
-      if (error instanceof AttemptsExhaustedError || error.routeExhausted) {
-        subscriber.error(error);
-        return;
-      }
-      // Not ours: an outer operator (or the caller) decides, so it passes through as it is.
-      if (!policy.handles(error)) {
-        subscriber.error(error);
-        return;
-      }
-      const now = policy.scheduler.now();
-      records.push(attemptRecordOf(error, lastStart, now));
-      if (deliveredContent && policy.onMidStreamError === 'error') {
-        subscriber.error(error);
-        return;
-      }
-      const delayMs = policy.delayFor(error, records.length);
-      if (delayMs === undefined) {
-        giveUp(error);
-        return;
-      }
-      if (deliveredContent) {
-        subscriber.next({
-          type: 'restart',
+    }
+    subscriber.next(
+      withRetriedError(
+        {
+          type: 'retry',
           requestId: lastStart?.requestId ?? '',
           attempt: lastStart?.attempt ?? 0,
           reason: error.kind,
+          message: error.message,
+          delayMs,
           at: now,
-        });
-      }
-      subscriber.next(
-        withRetriedError(
-          {
-            type: 'retry',
-            requestId: lastStart?.requestId ?? '',
-            attempt: lastStart?.attempt ?? 0,
-            reason: error.kind,
-            message: error.message,
-            delayMs,
-            at: now,
-            ...(error.status === undefined ? {} : { status: error.status }),
-            ...(error.usage === undefined ? {} : { usage: error.usage }),
-            ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
-            ...(error.model === undefined ? {} : { model: error.model }),
-          },
-          error,
-        ),
-      );
-      boundWait(error, delayMs);
-      if (delayMs > 0) {
-        const retryTimer = scheduleAfter(policy.scheduler, delayMs, () => subscribeSource());
-        subscriber.add(retryTimer);
-      } else {
-        subscribeSource();
-      }
-    };
-
-    subscribeSource();
-    return () => {
-      inner?.unsubscribe();
-      timer?.unsubscribe();
-    };
-  });
+          ...(error.status === undefined ? {} : { status: error.status }),
+          ...(error.usage === undefined ? {} : { usage: error.usage }),
+          ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
+          ...(error.model === undefined ? {} : { model: error.model }),
+        },
+        error,
+      ),
+    );
+    this.boundWait(error, delayMs);
+    if (delayMs > 0) {
+      const retryTimer = scheduleAfter(policy.scheduler, delayMs, () => this.subscribeSource());
+      subscriber.add(retryTimer);
+    } else {
+      this.subscribeSource();
+    }
+  }
 }

@@ -1,7 +1,7 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
 import { retriedBy } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
-import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
+import { retryLoop, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 
 /** Options of `retryOnRateLimit`. */
 export interface RetryOnRateLimitConfig {
@@ -30,12 +30,13 @@ export interface RetryOnRateLimitConfig {
 export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
   const maxAttempts = config.maxAttempts ?? 4;
   const maxWaitMs = config.maxWaitMs ?? 60_000;
-  return (source) =>
-    retryLoop(source, {
-      handles: (error) => retriedBy(error) === 'rate-limit',
-      delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
-      maxWaitMs,
-      onMidStreamError: config.onMidStreamError ?? 'error',
-      scheduler: config.scheduler ?? asyncScheduler,
-    });
+  // One policy per operator, shared by every request through it.
+  const policy: RetryPolicy = {
+    handles: (error) => retriedBy(error) === 'rate-limit',
+    delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
+    maxWaitMs,
+    onMidStreamError: config.onMidStreamError ?? 'error',
+    scheduler: config.scheduler ?? asyncScheduler,
+  };
+  return (source) => retryLoop(source, policy);
 }

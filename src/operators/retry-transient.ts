@@ -2,7 +2,7 @@ import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } fro
 import { retriedBy } from '../core/error-policy.js';
 import { WindowedCount } from '../health/windowed-count.js';
 import { movesOn, type AttemptEvent } from './attempt-event.js';
-import { retryLoop, type MidStreamErrorMode } from './retry-loop.js';
+import { retryLoop, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 
 /**
  * Finagle's retry budget: over the last `windowMs`, retries may be `ratio` of the attempts made,
@@ -96,20 +96,21 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
     config.budget === false
       ? undefined
       : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetriesPerSecond ?? 10, config.budget?.windowMs ?? 10_000);
-  return (source) =>
-    retryLoop(source, {
-      handles: (error) => retriedBy(error) === 'transient',
-      delayFor: (error, failures) => {
-        if (failures >= maxAttempts) return undefined;
-        // The next model, not the failing one: nothing to wait out, and no retry of a failing route.
-        if (movesOn(error)) return 0;
-        if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;
-        return Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1)));
-      },
-      maxWaitMs: undefined,
-      onMidStreamError: config.onMidStreamError ?? 'error',
-      scheduler,
-      // Only first attempts fund the budget (Finagle's rule), so retries cannot feed more retries.
-      ...(budget === undefined ? {} : { onAttempt: (isRetry: boolean) => isRetry || budget.countAttempt(scheduler.now()) }),
-    });
+  // One policy per operator, shared by every request through it.
+  const policy: RetryPolicy = {
+    handles: (error) => retriedBy(error) === 'transient',
+    delayFor: (error, failures) => {
+      if (failures >= maxAttempts) return undefined;
+      // The next model, not the failing one: nothing to wait out, and no retry of a failing route.
+      if (movesOn(error)) return 0;
+      if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;
+      return Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1)));
+    },
+    maxWaitMs: undefined,
+    onMidStreamError: config.onMidStreamError ?? 'error',
+    scheduler,
+    // Only first attempts fund the budget (Finagle's rule), so retries cannot feed more retries.
+    ...(budget === undefined ? {} : { onAttempt: (isRetry: boolean) => isRetry || budget.countAttempt(scheduler.now()) }),
+  };
+  return (source) => retryLoop(source, policy);
 }
