@@ -4,6 +4,7 @@ import {
   type MonoTypeOperatorFunction,
   type SchedulerAction,
   type SchedulerLike,
+  type Subscriber,
   type Subscription,
 } from 'rxjs';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
@@ -41,89 +42,123 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
   const firstTokenMs = config.firstTokenMs ?? defaultAttemptTimeouts.firstTokenMs;
   const idleMs = config.idleMs ?? defaultAttemptTimeouts.idleMs;
   const scheduler = config.scheduler ?? asyncScheduler;
+  const limits: TimeoutLimits = { totalMs, firstTokenMs, idleMs, scheduler };
   return (source) =>
     new Observable<AttemptEvent>((subscriber) => {
-      let start: AttemptStart | undefined;
-      let total: Subscription | undefined;
-      let firstToken: Subscription | undefined;
-      let idle: Subscription | undefined;
-      let contentSeen = false;
-      let lastEventAt = 0;
-      let upstream: Subscription | undefined;
-
-      const clear = () => {
-        total?.unsubscribe();
-        firstToken?.unsubscribe();
-        idle?.unsubscribe();
-        total = firstToken = idle = undefined;
-      };
-      const fire = (ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token' | 'idle', limitMs: number) => {
-        upstream?.unsubscribe();
-        clear();
-        subscriber.error(
-          new ErrorClass(phase, limitMs, {
-            scope: 'model',
-            retryable: true,
-            ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
-          }),
-        );
-      };
-      const arm = (ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token', limitMs: number) =>
-        scheduleAfter(scheduler, limitMs, () => fire(ErrorClass, phase, limitMs));
-      /**
-       * One idle timer per attempt, not one per chunk: when it fires it checks the time since the
-       * last chunk and sleeps again for what is left (re-arming a timer per token costs more than
-       * the token).
-       */
-      const armIdle = () =>
-        scheduler.schedule(
-          function (this: SchedulerAction<unknown>) {
-            const quietMs = scheduler.now() - lastEventAt;
-            if (quietMs >= idleMs) fire(IdleTimeoutError, 'idle', idleMs);
-            else this.schedule(undefined, Math.min(idleMs - quietMs, MAX_TIMER_DELAY_MS));
-          },
-          Math.min(idleMs, MAX_TIMER_DELAY_MS),
-        );
-
-      upstream = source.subscribe({
-        next: (event) => {
-          if (event.type === 'attempt') {
-            clear();
-            start = event;
-            contentSeen = false;
-            total = arm(TotalTimeoutError, 'total', totalMs);
-            if (event.stream) firstToken = arm(FirstTokenTimeoutError, 'first-token', firstTokenMs);
-          } else if (start?.stream && (event.type === 'chunk' || event.type === 'end')) {
-            if (!contentSeen && carriesContent(event)) {
-              contentSeen = true;
-              firstToken?.unsubscribe();
-              firstToken = undefined;
-            }
-            if (contentSeen) {
-              lastEventAt = scheduler.now();
-              if (event.type === 'end') {
-                idle?.unsubscribe();
-                idle = undefined;
-              } else {
-                idle ??= armIdle();
-              }
-            }
-          }
-          if (event.type === 'end' || event.type === 'completion') clear();
-          subscriber.next(event);
-        },
-        error: (error: unknown) => {
-          clear();
-          subscriber.error(error);
-        },
-        complete: () => {
-          clear();
-          subscriber.complete();
-        },
-      });
-      return () => {
-        upstream?.unsubscribe();
-        clear();
-      };
+      const run = new TimedAttempt(limits, subscriber);
+      run.upstream = source.subscribe(run);
+      return () => run.stop();
     });
+}
+
+interface TimeoutLimits {
+  readonly totalMs: number;
+  readonly firstTokenMs: number;
+  readonly idleMs: number;
+  readonly scheduler: SchedulerLike;
+}
+
+/**
+ * One subscription of `attemptTimeouts`: its timers and what it has seen of the attempt. A class,
+ * not closures, because every request in flight holds one; it is also the observer of the attempt.
+ */
+class TimedAttempt {
+  upstream: Subscription | undefined;
+  private start: AttemptStart | undefined;
+  private total: Subscription | undefined;
+  private firstToken: Subscription | undefined;
+  private idle: Subscription | undefined;
+  private contentSeen = false;
+  private lastEventAt = 0;
+
+  constructor(
+    private readonly limits: TimeoutLimits,
+    private readonly subscriber: Subscriber<AttemptEvent>,
+  ) {}
+
+  next(event: AttemptEvent): void {
+    const { limits } = this;
+    if (event.type === 'attempt') {
+      this.clear();
+      this.start = event;
+      this.contentSeen = false;
+      this.total = this.arm(TotalTimeoutError, 'total', limits.totalMs);
+      if (event.stream) this.firstToken = this.arm(FirstTokenTimeoutError, 'first-token', limits.firstTokenMs);
+    } else if (this.start?.stream && (event.type === 'chunk' || event.type === 'end')) {
+      if (!this.contentSeen && carriesContent(event)) {
+        this.contentSeen = true;
+        this.firstToken?.unsubscribe();
+        this.firstToken = undefined;
+      }
+      if (this.contentSeen) {
+        this.lastEventAt = limits.scheduler.now();
+        if (event.type === 'end') {
+          this.idle?.unsubscribe();
+          this.idle = undefined;
+        } else {
+          this.idle ??= this.armIdle();
+        }
+      }
+    }
+    if (event.type === 'end' || event.type === 'completion') this.clear();
+    this.subscriber.next(event);
+  }
+
+  error(error: unknown): void {
+    this.clear();
+    this.subscriber.error(error);
+  }
+
+  complete(): void {
+    this.clear();
+    this.subscriber.complete();
+  }
+
+  stop(): void {
+    this.upstream?.unsubscribe();
+    this.clear();
+  }
+
+  private clear(): void {
+    this.total?.unsubscribe();
+    this.firstToken?.unsubscribe();
+    this.idle?.unsubscribe();
+    this.total = this.firstToken = this.idle = undefined;
+  }
+
+  private fire(ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token' | 'idle', limitMs: number): void {
+    this.upstream?.unsubscribe();
+    this.clear();
+    const start = this.start;
+    this.subscriber.error(
+      new ErrorClass(phase, limitMs, {
+        scope: 'model',
+        retryable: true,
+        ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
+      }),
+    );
+  }
+
+  private arm(ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token', limitMs: number): Subscription {
+    return scheduleAfter(this.limits.scheduler, limitMs, () => this.fire(ErrorClass, phase, limitMs));
+  }
+
+  /**
+   * One idle timer per attempt, not one per chunk: when it fires it checks the time since the
+   * last chunk and sleeps again for what is left (re-arming a timer per token costs more than
+   * the token).
+   */
+  private armIdle(): Subscription {
+    const { scheduler, idleMs } = this.limits;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the scheduler binds `this` to its action
+    const timed = this;
+    return scheduler.schedule(
+      function (this: SchedulerAction<unknown>) {
+        const quietMs = scheduler.now() - timed.lastEventAt;
+        if (quietMs >= idleMs) timed.fire(IdleTimeoutError, 'idle', idleMs);
+        else this.schedule(undefined, Math.min(idleMs - quietMs, MAX_TIMER_DELAY_MS));
+      },
+      Math.min(idleMs, MAX_TIMER_DELAY_MS),
+    );
+  }
 }
