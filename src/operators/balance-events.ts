@@ -1,0 +1,298 @@
+import { Observable, Subscription, type Subscriber } from 'rxjs';
+import {
+  AttemptsExhaustedError,
+  ModelUnavailableError,
+  StreamError,
+  copyError,
+  toOpenRouterError,
+  type AttemptRecord,
+  type OpenRouterError,
+} from '../core/errors.js';
+import { scheduleAfter } from '../core/timers.js';
+import type { Completion, Usage } from '../core/types.js';
+import type { PoolPort } from '../pool/types.js';
+import { attemptRecordOf, retriedErrorOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import type { Slot } from './merge-with-slots.js';
+
+/** How often a request waiting on a half-open model (its probe out) looks again. */
+const MODEL_PROBE_POLL_MS = 250;
+
+/** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
+export interface ChunkEvent {
+  /** Discriminant of `BalanceEvent`. */
+  type: 'chunk';
+  /** The request's `id`, or `req-<n>` when it had none. */
+  requestId: string;
+  /** Text added by this chunk; `''` when it carries only reasoning or tool calls. */
+  delta: string;
+  /** Reasoning text added by this chunk. */
+  reasoning?: string;
+  /** The chunk's `tool_calls` deltas, as sent. */
+  toolCalls?: ReadonlyArray<Record<string, unknown>>;
+  /** Label of the key the attempt leased. */
+  keyLabel: string;
+  /** Model the attempt was sent to. */
+  model: string;
+}
+
+/** Content already delivered for this request is void: a new attempt starts over. */
+export interface RestartEvent {
+  /** Discriminant of `BalanceEvent`. */
+  type: 'restart';
+  /** The request's `id`, or `req-<n>` when it had none. */
+  requestId: string;
+  /** Number of the attempt that failed after delivering content. */
+  attempt: number;
+  /** Kind of the error that attempt failed with. */
+  reason: OpenRouterError['kind'];
+}
+
+/** The request's answer: its terminal event on success. */
+export interface CompletionEvent {
+  /** Discriminant of `BalanceEvent`. */
+  type: 'completion';
+  /** The request's `id`, or `req-<n>` when it had none. */
+  requestId: string;
+  /** The answer; for a stream, assembled from its chunks (with `raw: null`). */
+  completion: Completion;
+  /** Label of the key the successful attempt leased. */
+  keyLabel: string;
+  /** Model the successful attempt was sent to (`completion.model` is what OpenRouter reports). */
+  model: string;
+  /** Attempts made, this one included. */
+  attempts: number;
+  /** From the request's arrival to its completion, in scheduler ms. */
+  latencyMs: number;
+  /** The successful attempt's usage. */
+  usage?: Usage;
+  /** Usage summed over every attempt that reported any: what OpenRouter billed. */
+  billedUsage?: Usage;
+}
+
+/** The request failed: its terminal event on failure (the output stream itself never errors). */
+export interface FailedEvent {
+  /** Discriminant of `BalanceEvent`. */
+  type: 'failed';
+  /** The request's `id`, or `req-<n>` when it had none. */
+  requestId: string;
+  /** Always typed; an invalid request fails with a `BadRequestError` whose cause is the `ValidationError`. */
+  error: OpenRouterError;
+  /** Every attempt's reason, in order. */
+  attempts: readonly AttemptRecord[];
+}
+
+/** One input gets `chunk`s (streams only), maybe `restart`s, then exactly one `completion` or `failed`. */
+export type BalanceEvent = ChunkEvent | RestartEvent | CompletionEvent | FailedEvent;
+
+function addUsage(total: Usage | undefined, usage: Usage | undefined): Usage | undefined {
+  if (usage === undefined) return total;
+  if (total === undefined) return { ...usage };
+  return {
+    promptTokens: total.promptTokens + usage.promptTokens,
+    completionTokens: total.completionTokens + usage.completionTokens,
+    totalTokens: total.totalTokens + usage.totalTokens,
+    ...(total.cost === undefined && usage.cost === undefined ? {} : { cost: (total.cost ?? 0) + (usage.cost ?? 0) }),
+  };
+}
+
+interface StreamedAnswer {
+  content: string;
+  reasoning: string;
+  toolCalls: Record<string, unknown>[];
+}
+
+/**
+ * Turns one request's attempt events into balance events, and guarantees one terminal event:
+ * errors become `failed`, and a pipeline that completes without an answer becomes a `failed`
+ * with a truncation error, never a silent success.
+ */
+export function toBalanceEvents(
+  pool: PoolPort,
+  requestId: string,
+  startedAt: number,
+  attempts$: Observable<AttemptEvent>,
+  slot: Slot,
+  modelWaitMs: number,
+): Observable<BalanceEvent> {
+  return new Observable<BalanceEvent>((subscriber) => {
+    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, modelWaitMs, subscriber);
+    report.subscription.add(attempts$.subscribe(report));
+    return report.subscription;
+  });
+}
+
+/**
+ * One request's story as `balance` reports it: its attempts, its streamed answer, its billed
+ * usage. A class, not closures, because every request in flight holds one; it is also the
+ * observer of the request's attempts.
+ */
+class RequestReport {
+  readonly subscription = new Subscription();
+  private readonly records: AttemptRecord[] = [];
+  private attempts = 0;
+  private lastStart: AttemptStart | undefined;
+  private billed: Usage | undefined;
+  private answer: StreamedAnswer = { content: '', reasoning: '', toolCalls: [] };
+  private settled = false;
+  /** The error of the last attempt a retry operator retried. */
+  private retriedError: OpenRouterError | undefined;
+  /** When every model of the request was first found out of service. */
+  private modelsOutSince: number | undefined;
+
+  constructor(
+    private readonly pool: PoolPort,
+    private readonly requestId: string,
+    private readonly startedAt: number,
+    private readonly attempts$: Observable<AttemptEvent>,
+    private readonly slot: Slot,
+    private readonly modelWaitMs: number,
+    private readonly subscriber: Subscriber<BalanceEvent>,
+  ) {}
+
+  next(event: AttemptEvent): void {
+    const { pool, subscriber, requestId } = this;
+    switch (event.type) {
+      case 'attempt':
+        this.attempts = event.attempt;
+        this.lastStart = event;
+        pool.emit(event);
+        return;
+      case 'retry':
+        this.billed = addUsage(this.billed, event.usage);
+        this.retriedError = retriedErrorOf(event) ?? this.retriedError;
+        this.records.push({
+          attempt: event.attempt,
+          kind: event.reason,
+          message: event.message,
+          at: event.at,
+          ...(event.status === undefined ? {} : { status: event.status }),
+          ...(event.keyLabel === undefined ? {} : { keyLabel: event.keyLabel }),
+          ...(event.model === undefined ? {} : { model: event.model }),
+        });
+        pool.emit(event);
+        return;
+      case 'restart':
+        this.answer = { content: '', reasoning: '', toolCalls: [] };
+        pool.emit(event);
+        subscriber.next({ type: 'restart', requestId, attempt: event.attempt, reason: event.reason });
+        return;
+      case 'chunk': {
+        const hasContent = event.delta.length > 0 || (event.reasoning?.length ?? 0) > 0 || (event.toolCalls?.length ?? 0) > 0;
+        // Role-only and empty deltas are held back: the subscriber sees content only.
+        if (!hasContent) return;
+        const answer = this.answer;
+        answer.content += event.delta;
+        if (event.reasoning !== undefined) answer.reasoning += event.reasoning;
+        if (event.toolCalls !== undefined) answer.toolCalls.push(...event.toolCalls);
+        subscriber.next({
+          type: 'chunk',
+          requestId,
+          delta: event.delta,
+          keyLabel: event.keyLabel,
+          model: event.model,
+          ...(event.reasoning === undefined ? {} : { reasoning: event.reasoning }),
+          ...(event.toolCalls === undefined ? {} : { toolCalls: event.toolCalls }),
+        });
+        return;
+      }
+      case 'end': {
+        this.billed = addUsage(this.billed, event.usage);
+        const answer = this.answer;
+        const completion: Completion = {
+          id: event.id,
+          model: event.model,
+          content: answer.content,
+          finishReason: event.finishReason,
+          raw: null,
+          ...(event.provider === undefined ? {} : { provider: event.provider }),
+          ...(answer.reasoning.length === 0 ? {} : { reasoning: answer.reasoning }),
+          ...(answer.toolCalls.length === 0 ? {} : { toolCalls: answer.toolCalls }),
+          ...(event.usage === undefined ? {} : { usage: event.usage }),
+        };
+        this.succeed({
+          completion,
+          keyLabel: event.keyLabel,
+          model: event.model,
+          ...(event.usage === undefined ? {} : { usage: event.usage }),
+        });
+        return;
+      }
+      case 'completion':
+        this.billed = addUsage(this.billed, event.completion.usage);
+        this.succeed({
+          completion: event.completion,
+          keyLabel: event.keyLabel,
+          model: event.model,
+          ...(event.completion.usage === undefined ? {} : { usage: event.completion.usage }),
+        });
+        return;
+    }
+  }
+
+  error(thrown: unknown): void {
+    const error = toOpenRouterError(thrown);
+    if (error instanceof ModelUnavailableError && this.awaitModels(error)) return;
+    this.billed = addUsage(this.billed, error.usage);
+    this.fail(error);
+  }
+
+  complete(): void {
+    if (!this.settled)
+      this.fail(new StreamError({ message: 'the attempt ended without an answer', scope: 'transport', retryable: false, truncated: true }));
+  }
+
+  private fail(error: OpenRouterError): void {
+    this.settled = true;
+    const { records } = this;
+    // The final attempt's own reason, not the wrapper's "gave up" summary.
+    const reason = error instanceof AttemptsExhaustedError ? error.lastError : error;
+    // A failure after retries that came without an attempt of its own (no key left, the queue
+    // timed out) adds no record: the last record is the attempt that led to it.
+    const endedAnAttempt = this.attempts > records.length || this.attempts === 0;
+    if (endedAnAttempt) records.push(attemptRecordOf(reason, this.lastStart, this.pool.scheduler.now()));
+    // The request's story on the error it fails with: every attempt, and the last attempt's
+    // error as the cause of a failure without an attempt (a pool left without keys names the 401).
+    const lastCause = !endedAnAttempt && error.cause === undefined ? this.retriedError : undefined;
+    const failure = copyError(error, { attempts: records, ...(lastCause === undefined ? {} : { cause: lastCause }) });
+    this.subscriber.next({ type: 'failed', requestId: this.requestId, error: failure, attempts: records });
+    this.subscriber.complete();
+  }
+
+  /** The terminal `completion` (the observer's `complete` is the attempts ending). */
+  private succeed(event: Omit<CompletionEvent, 'type' | 'requestId' | 'attempts' | 'latencyMs' | 'billedUsage'>): void {
+    this.settled = true;
+    const billed = this.billed;
+    this.subscriber.next({
+      type: 'completion',
+      requestId: this.requestId,
+      attempts: this.attempts,
+      latencyMs: this.pool.scheduler.now() - this.startedAt,
+      ...event,
+      ...(billed === undefined ? {} : { billedUsage: billed }),
+    });
+    this.subscriber.complete();
+  }
+
+  /**
+   * Every model out of service: wait outside the concurrency slot (requests for other models
+   * take it meanwhile) until the first model is due back, then take a slot again and retry.
+   * Returns false once `modelWaitMs` is spent: then the refusal is the outcome.
+   */
+  private awaitModels(error: ModelUnavailableError): boolean {
+    const { pool, slot, subscription } = this;
+    const now = pool.scheduler.now();
+    this.modelsOutSince ??= now;
+    const leftMs = this.modelsOutSince + this.modelWaitMs - now;
+    // No use waiting for a model known to stay out past the deadline.
+    if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
+    slot.release();
+    // A half-open model's return hangs on its probe: look again soon.
+    const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS);
+    subscription.add(
+      scheduleAfter(pool.scheduler, waitMs, () =>
+        subscription.add(slot.reacquire().subscribe(() => subscription.add(this.attempts$.subscribe(this)))),
+      ),
+    );
+    return true;
+  }
+}
