@@ -12,7 +12,7 @@ import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallbac
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
 import { retryTransient, type RetryTransientConfig } from './retry-transient.js';
 import type { MidStreamErrorMode } from './retry-loop.js';
-import { withKeyRotation } from './with-key-rotation.js';
+import { keyRotationAttempts } from './with-key-rotation.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
 export type { BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './balance-events.js';
@@ -101,7 +101,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const checked = safeParseEnglish(balanceOptionsSchema, options);
   if (!checked.success) throw new ValidationError(formatZodError(checked.error, 'balance options'), checked.error.issues);
   const onMidStreamError = options.onMidStreamError ?? 'error';
-  const rotation = withKeyRotation(pool, {
+  const attemptsOf = keyRotationAttempts(pool, {
     ...(options.strategy === undefined ? {} : { strategy: options.strategy }),
     ...(options.priority === undefined ? {} : { priority: options.priority }),
     ...(options.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: options.queueTimeoutMs }),
@@ -130,7 +130,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
       return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
     }
-    let attempts$ = of(request).pipe(rotation);
+    let attempts$ = attemptsOf(request);
     if (rateLimitRetry !== undefined) attempts$ = attempts$.pipe(rateLimitRetry);
     if (modelFallback !== undefined) attempts$ = attempts$.pipe(modelFallback);
     if (transientRetry !== undefined) attempts$ = attempts$.pipe(transientRetry);

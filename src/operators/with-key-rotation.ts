@@ -74,6 +74,18 @@ class ChainRoute extends RouteState {
  * the last model of the chain) the failing model is retried as before (see `maxAttemptsPerModel`).
  */
 export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = {}): OperatorFunction<ChatRequest, AttemptEvent> {
+  const attemptsOf = keyRotationAttempts(pool, config);
+  return (source) => source.pipe(mergeMap(attemptsOf));
+}
+
+/**
+ * `withKeyRotation` for one request: subscribing makes one attempt. `balance` calls it directly,
+ * one request at a time, without the `mergeMap` the operator needs for a stream of requests.
+ */
+export function keyRotationAttempts(
+  pool: PoolCore,
+  config: WithKeyRotationConfig = {},
+): (request: ChatRequest) => Observable<AttemptEvent> {
   const port = pool[POOL_PORT];
   const strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
   const maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
@@ -298,5 +310,5 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
       };
     });
 
-  return (source) => source.pipe(mergeMap(attempt));
+  return attempt;
 }
