@@ -1,9 +1,9 @@
-import { Observable, Subscription, mergeMap, type OperatorFunction } from 'rxjs';
+import { Observable, Subscription, mergeMap, type MonoTypeOperatorFunction, type OperatorFunction, type Subscriber } from 'rxjs';
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
-import { POOL_PORT, type KeyLease, type PoolCore } from '../pool/types.js';
+import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
-import { toStrategy, type StrategyLike } from '../pool/strategies.js';
+import { toStrategy, type Strategy, type StrategyLike } from '../pool/strategies.js';
 import type { ChatRequest, TransportEvent, Usage } from '../core/types.js';
 import {
   ATTEMPT_RECORDING,
@@ -86,32 +86,54 @@ export function keyRotationAttempts(
   pool: PoolCore,
   config: WithKeyRotationConfig = {},
 ): (request: ChatRequest) => Observable<AttemptEvent> {
-  const port = pool[POOL_PORT];
-  const strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
-  const maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
+  const rotation = new Rotation(pool[POOL_PORT], config);
+  return (request) =>
+    new Observable<AttemptEvent>((subscriber) => {
+      const attempt = new KeyAttempt(rotation, request, subscriber);
+      attempt.start();
+      // Abort the call first, then free the slot: the lease outlives the request by no time.
+      return () => attempt.stop();
+    });
+}
+
+/** What every attempt through one `withKeyRotation` shares: its settings and the requests' routes. */
+class Rotation {
+  readonly strategy: Strategy | undefined;
+  readonly serverFallbacks: number;
+  readonly timeouts: MonoTypeOperatorFunction<AttemptEvent> | undefined;
+  private readonly maxAttemptsPerModel: number;
   // Routes outlive one attempt (a retry resubscribes) but not their request.
-  const routes = new WeakMap<ChatRequest, ChainRoute>();
-  const routeOf = (request: ChatRequest) => {
-    let route = routes.get(request);
+  private readonly routes = new WeakMap<ChatRequest, ChainRoute>();
+
+  constructor(
+    readonly port: PoolPort,
+    readonly config: WithKeyRotationConfig,
+  ) {
+    this.strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
+    this.maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
+    this.serverFallbacks = config.serverFallbacks ?? 0;
+    this.timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: port.scheduler, ...config.timeouts });
+  }
+
+  routeOf(request: ChatRequest): ChainRoute {
+    let route = this.routes.get(request);
     if (route === undefined) {
-      route = new ChainRoute(modelChainOf(request), maxAttemptsPerModel, estimateTokens(request, 0));
-      routes.set(request, route);
+      route = new ChainRoute(modelChainOf(request), this.maxAttemptsPerModel, estimateTokens(request, 0));
+      this.routes.set(request, route);
     }
     return route;
-  };
-
-  const serverFallbacks = config.serverFallbacks ?? 0;
-  const timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: port.scheduler, ...config.timeouts });
+  }
 
   /**
    * The route's models that can hold the request, as far as the pool knows their context; those
    * the request moved on from come last, so the pool takes one only when the others are out.
    */
-  const fittingModels = (route: ChainRoute): string[] => {
+  fittingModels(route: ChainRoute): string[] {
     const needed = route.neededTokens;
-    const fitting = route.candidates((model) => (port.contextLengthOf(model) ?? Infinity) >= needed);
+    const fitting = route.candidates((model) => (this.port.contextLengthOf(model) ?? Infinity) >= needed);
+    if (route.movedOn.size === 0) return fitting;
     return [...fitting.filter((model) => !route.movedOn.has(model)), ...fitting.filter((model) => route.movedOn.has(model))];
-  };
+  }
 
   /**
    * Whether a failed attempt on `model` moves the request on to another model of its chain (see
@@ -120,195 +142,242 @@ export function keyRotationAttempts(
    * per request: when the pool gives it the request again (the rest of the chain out of service),
    * its next failure is retried like on a lone model.
    */
-  const movesOnAfter = (route: ChainRoute, model: string, error: OpenRouterError, models: readonly string[]): boolean => {
+  movesOnAfter(route: ChainRoute, model: string, error: OpenRouterError, models: readonly string[]): boolean {
     if (error.scope !== 'model' || !error.retryable || route.movedOn.has(model)) return false;
     if (!models.some((candidate) => candidate !== model && !route.movedOn.has(candidate))) return false;
     route.movedOn.add(model);
     return true;
-  };
+  }
+}
 
-  const attempt = (request: ChatRequest) =>
-    new Observable<AttemptEvent>((subscriber) => {
-      const route = routeOf(request);
-      const requestId = request.id ?? '';
-      const models = fittingModels(route);
-      if (models.length === 0) {
-        const error = copyError(
-          route.lastError ??
-            (route.chain.length === 0
-              ? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false })
-              : new ContextLengthError({
-                  message: `the prompt needs about ${route.neededTokens} tokens, more than the context of ${route.chain.join(', ')}`,
-                  scope: 'request',
-                  retryable: false,
-                })),
-          { routeExhausted: true },
-        );
-        markMovesOn(error, false);
-        subscriber.error(error);
+/**
+ * One attempt: the key's lease, the transport call, and what the attempt tells the pool and the
+ * route. A class, not closures, because every request in flight holds one; it is also the
+ * observer of the attempt's events (marker, then the transport's, through the timeouts).
+ */
+class KeyAttempt {
+  private readonly route: ChainRoute;
+  private readonly requestId: string;
+  private readonly call = new Subscription();
+  // A holder, so that an answer that comes synchronously, inside the acquisition, can free the
+  // lease too: a subscription added to a closed holder is unsubscribed at once.
+  private readonly acquisition = new Subscription();
+  private lease: KeyLease | undefined;
+  private number = 0;
+  private firstContentAt: number | undefined;
+  private recording: AttemptRecording | undefined;
+
+  constructor(
+    private readonly rotation: Rotation,
+    private readonly request: ChatRequest,
+    private readonly subscriber: Subscriber<AttemptEvent>,
+  ) {
+    this.route = rotation.routeOf(request);
+    this.requestId = request.id ?? '';
+  }
+
+  start(): void {
+    const { rotation, route, request, requestId, subscriber } = this;
+    const models = rotation.fittingModels(route);
+    if (models.length === 0) {
+      const error = copyError(
+        route.lastError ??
+          (route.chain.length === 0
+            ? new BadRequestError({ message: 'request.model: a model is required', scope: 'request', retryable: false })
+            : new ContextLengthError({
+                message: `the prompt needs about ${route.neededTokens} tokens, more than the context of ${route.chain.join(', ')}`,
+                scope: 'request',
+                retryable: false,
+              })),
+        { routeExhausted: true },
+      );
+      markMovesOn(error, false);
+      subscriber.error(error);
+      return;
+    }
+    const { config, strategy } = rotation;
+    const priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
+    this.acquisition.add(
+      rotation.port
+        .acquire(request, {
+          models,
+          avoid: route.triedKeys,
+          requestId,
+          ...(strategy === undefined ? {} : { strategy }),
+          ...(priority === undefined ? {} : { priority }),
+          ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
+        })
+        .subscribe({
+          next: (lease: KeyLease) => this.send(lease),
+          error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
+        }),
+    );
+  }
+
+  stop(): void {
+    this.call.unsubscribe();
+    this.acquisition.unsubscribe();
+  }
+
+  /** The key is ours: the marker, then the transport's events, through the timeouts. */
+  private send(lease: KeyLease): void {
+    const { rotation, route, request, requestId } = this;
+    const port = rotation.port;
+    this.lease = lease;
+    const previousModel = route.lastModel;
+    if (previousModel !== undefined && previousModel !== lease.model) {
+      port.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });
+    }
+    this.number = route.begin(lease.label, lease.model);
+    const marker: AttemptStart = {
+      type: 'attempt',
+      attempt: this.number,
+      at: lease.acquiredAt,
+      stream: request.stream === true,
+      requestId,
+      keyLabel: lease.label,
+      model: lease.model,
+    };
+    const recording: AttemptRecording = { shouldRecord: recordEveryError };
+    this.recording = recording;
+    Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
+    const { id: _correlationId, models: _chain, ...body } = request;
+    const serverFallbacks = rotation.serverFallbacks;
+    const serverChain =
+      serverFallbacks > 0
+        ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks)
+        : [];
+    const wireRequest: ChatRequest =
+      serverChain.length > 0 ? { ...body, model: lease.model, models: [lease.model, ...serverChain] } : { ...body, model: lease.model };
+    // The marker, then the transport's events: written out rather than composed from `concat`,
+    // `defer` and `map`, which cost five subscribers per attempt.
+    const events$ = new Observable<AttemptEvent>((attemptSubscriber) => {
+      attemptSubscriber.next(marker);
+      // Nothing is sent if the consumer left on the marker.
+      if (attemptSubscriber.closed) return undefined;
+      if (this.subscriber.closed) {
+        attemptSubscriber.complete();
         return undefined;
       }
-      const call = new Subscription();
-      const priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
-      // A holder, so that an answer that comes synchronously, inside the acquisition, can free the
-      // lease too: a subscription added to a closed holder is unsubscribed at once.
-      const acquisition = new Subscription();
-      acquisition.add(
-        port
-          .acquire(request, {
-            models,
-            avoid: route.triedKeys,
-            requestId,
-            ...(strategy === undefined ? {} : { strategy }),
-            ...(priority === undefined ? {} : { priority }),
-            ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
-          })
-          .subscribe({
-            next: (lease: KeyLease) => {
-              const tag = { requestId, keyLabel: lease.label, model: lease.model };
-              const previousModel = route.lastModel;
-              if (previousModel !== undefined && previousModel !== lease.model) {
-                port.emit({
-                  type: 'fallback',
-                  requestId,
-                  from: previousModel,
-                  to: lease.model,
-                  reason: route.lastError!.kind,
-                  at: lease.acquiredAt,
-                });
-              }
-              const number = route.begin(lease.label, lease.model);
-              let firstContentAt: number | undefined;
-              const marker: AttemptStart = {
-                type: 'attempt',
-                attempt: number,
-                at: lease.acquiredAt,
-                stream: request.stream === true,
-                ...tag,
-              };
-              const recording: AttemptRecording = { shouldRecord: () => true };
-              Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
-              /** This attempt's outcome into key, account and model health: the lease knows the key. */
-              const recordSuccess = (usage: Usage | undefined) => {
-                const now = port.scheduler.now();
-                port.record({
-                  type: 'success',
-                  requestId,
-                  attempt: number,
-                  keyLabel: lease.label,
-                  model: lease.model,
-                  latencyMs: now - lease.acquiredAt,
-                  ...(firstContentAt === undefined ? {} : { timeToFirstTokenMs: firstContentAt - lease.acquiredAt }),
-                  ...(usage === undefined ? {} : { usage }),
-                });
-              };
-              const { id: _correlationId, models: _chain, ...body } = request;
-              const serverChain =
-                serverFallbacks > 0
-                  ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks)
-                  : [];
-              const wireRequest: ChatRequest =
-                serverChain.length > 0
-                  ? { ...body, model: lease.model, models: [lease.model, ...serverChain] }
-                  : { ...body, model: lease.model };
-              /** A transport event as this attempt's, with the lease told of the answer. */
-              const tagged = (event: TransportEvent): AttemptEvent => {
-                lease.markResponded();
-                if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
-                if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
-                const attemptEvent: AttemptEvent = { ...event, ...tag };
-                // The first token of a stream; a whole answer has no time to a first token.
-                if (firstContentAt === undefined && attemptEvent.type === 'chunk' && carriesContent(attemptEvent))
-                  firstContentAt = port.scheduler.now();
-                return attemptEvent;
-              };
-              // The marker, then the transport's events: written out rather than composed from
-              // `concat`, `defer` and `map`, which cost five subscribers per attempt.
-              const events$ = new Observable<AttemptEvent>((attemptSubscriber) => {
-                attemptSubscriber.next(marker);
-                // Nothing is sent if the consumer left on the marker.
-                if (attemptSubscriber.closed) return undefined;
-                if (subscriber.closed) {
-                  attemptSubscriber.complete();
-                  return undefined;
-                }
-                let transport$: Observable<TransportEvent>;
-                try {
-                  transport$ = port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() });
-                } catch (thrown: unknown) {
-                  // A transport that throws instead of erroring still fails this attempt only.
-                  attemptSubscriber.error(thrown);
-                  return undefined;
-                }
-                return transport$.subscribe({
-                  next: (event) => {
-                    let attemptEvent: AttemptEvent;
-                    try {
-                      attemptEvent = tagged(event);
-                    } catch (thrown: unknown) {
-                      attemptSubscriber.error(thrown);
-                      return;
-                    }
-                    attemptSubscriber.next(attemptEvent);
-                  },
-                  error: (thrown: unknown) => attemptSubscriber.error(thrown),
-                  complete: () => attemptSubscriber.complete(),
-                });
-              });
-              // Timeouts inside the attempt, so that the route learns of them like of any failure.
-              call.add(
-                (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe({
-                  next: (event) => {
-                    // Recorded, and the key's slot (or the model's probe) freed, before the answer goes
-                    // on: whoever reacts to it (the next request of a concurrency cap) sees health
-                    // current, not a key still busy with an answer that is already in.
-                    if (event.type === 'end' || event.type === 'completion') {
-                      recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
-                      acquisition.unsubscribe();
-                    }
-                    subscriber.next(event);
-                  },
-                  error: (thrown: unknown) => {
-                    // The server counted it (or may have): the windows count from now. No acceptance.
-                    lease.markResponded(false);
-                    // Our copy, annotated: the transport may hold on to what it threw.
-                    const error = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
-                    // A platform 429 reports its quota: the server did not count the refused request.
-                    if (error.rateLimit !== undefined) lease.refund();
-                    // Recorded before the error goes on, so a retry already sees the key parked or open.
-                    if (recording.shouldRecord(error)) {
-                      port.record({
-                        type: 'failure',
-                        requestId,
-                        attempt: number,
-                        keyLabel: lease.label,
-                        model: lease.model,
-                        error,
-                        sentAt: lease.sentAt,
-                        ...(error.usage === undefined ? {} : { usage: error.usage }),
-                      });
-                    }
-                    route.fail(lease.model, error, firstContentAt !== undefined);
-                    const models = fittingModels(route);
-                    if (models.length === 0) error.routeExhausted = true;
-                    markMovesOn(error, movesOnAfter(route, lease.model, error, models));
-                    // The key's slot is free before a retry (or the next request) looks for one.
-                    acquisition.unsubscribe();
-                    subscriber.error(error);
-                  },
-                  complete: () => subscriber.complete(),
-                }),
-              );
-            },
-            error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
-          }),
-      );
-      // Abort the call first, then free the slot: the lease outlives the request by no time.
-      return () => {
-        call.unsubscribe();
-        acquisition.unsubscribe();
-      };
+      let transport$: Observable<TransportEvent>;
+      try {
+        transport$ = port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() });
+      } catch (thrown: unknown) {
+        // A transport that throws instead of erroring still fails this attempt only.
+        attemptSubscriber.error(thrown);
+        return undefined;
+      }
+      return transport$.subscribe(new TaggedEvents(this, attemptSubscriber));
     });
+    const timeouts = rotation.timeouts;
+    // Timeouts inside the attempt, so that the route learns of them like of any failure.
+    this.call.add((timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe(this));
+  }
 
-  return attempt;
+  /** A transport event as this attempt's, with the lease told of the answer. */
+  tag(event: TransportEvent): AttemptEvent {
+    const lease = this.lease!;
+    lease.markResponded();
+    if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
+    if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
+    const attemptEvent: AttemptEvent = { ...event, requestId: this.requestId, keyLabel: lease.label, model: lease.model };
+    // The first token of a stream; a whole answer has no time to a first token.
+    if (this.firstContentAt === undefined && attemptEvent.type === 'chunk' && carriesContent(attemptEvent))
+      this.firstContentAt = this.rotation.port.scheduler.now();
+    return attemptEvent;
+  }
+
+  next(event: AttemptEvent): void {
+    // Recorded, and the key's slot (or the model's probe) freed, before the answer goes on:
+    // whoever reacts to it (the next request of a concurrency cap) sees health current, not a
+    // key still busy with an answer that is already in.
+    if (event.type === 'end' || event.type === 'completion') {
+      this.recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
+      this.acquisition.unsubscribe();
+    }
+    this.subscriber.next(event);
+  }
+
+  error(thrown: unknown): void {
+    const { rotation, route, requestId } = this;
+    const lease = this.lease!;
+    // The server counted it (or may have): the windows count from now. No acceptance.
+    lease.markResponded(false);
+    // Our copy, annotated: the transport may hold on to what it threw.
+    const error = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
+    // A platform 429 reports its quota: the server did not count the refused request.
+    if (error.rateLimit !== undefined) lease.refund();
+    // Recorded before the error goes on, so a retry already sees the key parked or open.
+    if (this.recording!.shouldRecord(error)) {
+      rotation.port.record({
+        type: 'failure',
+        requestId,
+        attempt: this.number,
+        keyLabel: lease.label,
+        model: lease.model,
+        error,
+        sentAt: lease.sentAt,
+        ...(error.usage === undefined ? {} : { usage: error.usage }),
+      });
+    }
+    route.fail(lease.model, error, this.firstContentAt !== undefined);
+    const models = rotation.fittingModels(route);
+    if (models.length === 0) error.routeExhausted = true;
+    markMovesOn(error, rotation.movesOnAfter(route, lease.model, error, models));
+    // The key's slot is free before a retry (or the next request) looks for one.
+    this.acquisition.unsubscribe();
+    this.subscriber.error(error);
+  }
+
+  complete(): void {
+    this.subscriber.complete();
+  }
+
+  /** This attempt's outcome into key, account and model health: the lease knows the key. */
+  private recordSuccess(usage: Usage | undefined): void {
+    const lease = this.lease!;
+    const firstContentAt = this.firstContentAt;
+    this.rotation.port.record({
+      type: 'success',
+      requestId: this.requestId,
+      attempt: this.number,
+      keyLabel: lease.label,
+      model: lease.model,
+      latencyMs: this.rotation.port.scheduler.now() - lease.acquiredAt,
+      ...(firstContentAt === undefined ? {} : { timeToFirstTokenMs: firstContentAt - lease.acquiredAt }),
+      ...(usage === undefined ? {} : { usage }),
+    });
+  }
+}
+
+/** Every failure counts in health unless a `circuitBreaker` downstream says otherwise. */
+function recordEveryError(): boolean {
+  return true;
+}
+
+/** The transport's events as the attempt's (see `KeyAttempt.tag`); a tagging that throws fails the attempt. */
+class TaggedEvents {
+  constructor(
+    private readonly attempt: KeyAttempt,
+    private readonly attemptSubscriber: Subscriber<AttemptEvent>,
+  ) {}
+
+  next(event: TransportEvent): void {
+    let attemptEvent: AttemptEvent;
+    try {
+      attemptEvent = this.attempt.tag(event);
+    } catch (thrown: unknown) {
+      this.attemptSubscriber.error(thrown);
+      return;
+    }
+    this.attemptSubscriber.next(attemptEvent);
+  }
+
+  error(thrown: unknown): void {
+    this.attemptSubscriber.error(thrown);
+  }
+
+  complete(): void {
+    this.attemptSubscriber.complete();
+  }
 }
