@@ -1,4 +1,4 @@
-import { Observable, Subscription, type OperatorFunction } from 'rxjs';
+import { Observable, Subscription, type OperatorFunction, type Subscriber } from 'rxjs';
 
 /** The concurrency slot one input's work holds in `mergeWithSlots`. */
 export interface Slot {
@@ -25,117 +25,166 @@ export interface Slot {
 export function mergeWithSlots<T, R>(project: (value: T, slot: Slot) => Observable<R>, concurrency: number): OperatorFunction<T, R> {
   return (source) =>
     new Observable<R>((subscriber) => {
-      // Inputs not started yet, read from `waitingHead`: `shift()` would copy the array for every
-      // input, quadratic in a batch of thousands piped in at once.
-      let waiting: T[] = [];
-      let waitingHead = 0;
-      const resuming: Array<() => void> = [];
-      // The work in flight: a Set, since `Subscription.remove` scans its finalizers, quadratic
-      // with thousands of requests in flight.
-      const works = new Set<Subscription>();
-      let held = 0;
-      let unfinished = 0;
-      let sourceDone = false;
-      let pumping = false;
-      let pumpAgain = false;
-
-      const pump = () => {
-        if (pumping) {
-          pumpAgain = true;
-          return;
-        }
-        pumping = true;
-        do {
-          pumpAgain = false;
-          while (!subscriber.closed && held < concurrency && (resuming.length > 0 || waitingHead < waiting.length)) {
-            held++;
-            const resume = resuming.shift();
-            if (resume !== undefined) resume();
-            else start(takeWaiting());
-          }
-        } while (pumpAgain);
-        pumping = false;
-        if (sourceDone && unfinished === 0 && waitingHead === waiting.length) subscriber.complete();
-      };
-
-      const takeWaiting = (): T => {
-        const value = waiting[waitingHead]!;
-        waiting[waitingHead++] = undefined as T;
-        if (waitingHead === waiting.length) {
-          waiting = [];
-          waitingHead = 0;
-        } else if (waitingHead >= 1024 && waitingHead * 2 >= waiting.length) {
-          waiting = waiting.slice(waitingHead);
-          waitingHead = 0;
-        }
-        return value;
-      };
-
-      const start = (value: T) => {
-        unfinished++;
-        let holds = true;
-        const free = () => {
-          if (!holds) return;
-          holds = false;
-          held--;
-        };
-        const slot: Slot = {
-          release: () => {
-            if (!holds) return;
-            free();
-            pump();
-          },
-          reacquire: () =>
-            new Observable<void>((waiter) => {
-              if (holds) {
-                waiter.next();
-                waiter.complete();
-                return undefined;
-              }
-              const grant = () => {
-                holds = true;
-                waiter.next();
-                waiter.complete();
-              };
-              resuming.push(grant);
-              pump();
-              return () => {
-                const index = resuming.indexOf(grant);
-                if (index >= 0) resuming.splice(index, 1);
-              };
-            }),
-        };
-        const work = new Subscription();
-        works.add(work);
-        work.add(
-          project(value, slot).subscribe({
-            next: (result) => subscriber.next(result),
-            error: (error: unknown) => subscriber.error(error),
-            complete: () => {
-              unfinished--;
-              free();
-              works.delete(work);
-              pump();
-            },
-          }),
-        );
-      };
-
-      const input = source.subscribe({
-        next: (value) => {
-          waiting.push(value);
-          pump();
-        },
-        error: (error: unknown) => subscriber.error(error),
-        complete: () => {
-          sourceDone = true;
-          pump();
-        },
-      });
+      const gate = new SlotGate(project, concurrency, subscriber);
+      const input = source.subscribe(gate);
       return () => {
         input.unsubscribe();
-        for (const work of works) work.unsubscribe();
-        works.clear();
+        gate.stop();
       };
     });
+}
+
+/** One subscription of `mergeWithSlots`: the inputs waiting, the work running, the slots held. It observes the inputs. */
+class SlotGate<T, R> {
+  // Inputs not started yet, read from `waitingHead`: `shift()` would copy the array for every
+  // input, quadratic in a batch of thousands piped in at once.
+  private waiting: T[] = [];
+  private waitingHead = 0;
+  /** Work that stepped aside and wants a slot back: it goes before inputs not started. */
+  readonly resuming: Array<() => void> = [];
+  // The work in flight: a Set, since `Subscription.remove` scans its finalizers, quadratic with
+  // thousands of requests in flight.
+  private readonly works = new Set<SlotWork<T, R>>();
+  held = 0;
+  private unfinished = 0;
+  private sourceDone = false;
+  private pumping = false;
+  private pumpAgain = false;
+
+  constructor(
+    readonly project: (value: T, slot: Slot) => Observable<R>,
+    private readonly concurrency: number,
+    readonly subscriber: Subscriber<R>,
+  ) {}
+
+  next(value: T): void {
+    this.waiting.push(value);
+    this.pump();
+  }
+
+  error(error: unknown): void {
+    this.subscriber.error(error);
+  }
+
+  complete(): void {
+    this.sourceDone = true;
+    this.pump();
+  }
+
+  stop(): void {
+    for (const work of this.works) work.stop();
+    this.works.clear();
+  }
+
+  /** Starts waiting work while slots are free; work that ends synchronously loops here instead of nesting. */
+  pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    const { subscriber } = this;
+    do {
+      this.pumpAgain = false;
+      while (!subscriber.closed && this.held < this.concurrency && (this.resuming.length > 0 || this.waitingHead < this.waiting.length)) {
+        this.held++;
+        const resume = this.resuming.shift();
+        if (resume !== undefined) resume();
+        else this.start(this.takeWaiting());
+      }
+    } while (this.pumpAgain);
+    this.pumping = false;
+    if (this.sourceDone && this.unfinished === 0 && this.waitingHead === this.waiting.length) subscriber.complete();
+  }
+
+  /** A work's end: its slot, if it held one, frees. */
+  finished(work: SlotWork<T, R>): void {
+    this.unfinished--;
+    this.works.delete(work);
+    this.pump();
+  }
+
+  private takeWaiting(): T {
+    const value = this.waiting[this.waitingHead]!;
+    this.waiting[this.waitingHead++] = undefined as T;
+    if (this.waitingHead === this.waiting.length) {
+      this.waiting = [];
+      this.waitingHead = 0;
+    } else if (this.waitingHead >= 1024 && this.waitingHead * 2 >= this.waiting.length) {
+      this.waiting = this.waiting.slice(this.waitingHead);
+      this.waitingHead = 0;
+    }
+    return value;
+  }
+
+  private start(value: T): void {
+    this.unfinished++;
+    const work = new SlotWork(this);
+    this.works.add(work);
+    work.run(value);
+  }
+}
+
+/** One input's work and the slot it holds: the `Slot` handed to `project`, and the observer of its results. */
+class SlotWork<T, R> implements Slot {
+  private holds = true;
+  private readonly subscription = new Subscription();
+
+  constructor(private readonly gate: SlotGate<T, R>) {}
+
+  run(value: T): void {
+    this.subscription.add(this.gate.project(value, this).subscribe(this));
+  }
+
+  stop(): void {
+    this.subscription.unsubscribe();
+  }
+
+  next(result: R): void {
+    this.gate.subscriber.next(result);
+  }
+
+  error(error: unknown): void {
+    this.gate.subscriber.error(error);
+  }
+
+  complete(): void {
+    this.free();
+    this.gate.finished(this);
+  }
+
+  release(): void {
+    if (!this.holds) return;
+    this.free();
+    this.gate.pump();
+  }
+
+  reacquire(): Observable<void> {
+    return new Observable<void>((waiter) => {
+      if (this.holds) {
+        waiter.next();
+        waiter.complete();
+        return undefined;
+      }
+      // Rare (every model of the request out of service): a closure per wait is fine here.
+      const grant = () => {
+        this.holds = true;
+        waiter.next();
+        waiter.complete();
+      };
+      const resuming = this.gate.resuming;
+      resuming.push(grant);
+      this.gate.pump();
+      return () => {
+        const index = resuming.indexOf(grant);
+        if (index >= 0) resuming.splice(index, 1);
+      };
+    });
+  }
+
+  private free(): void {
+    if (!this.holds) return;
+    this.holds = false;
+    this.gate.held--;
+  }
 }
