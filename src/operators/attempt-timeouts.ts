@@ -8,7 +8,8 @@ import {
   type Subscription,
 } from 'rxjs';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
-import { MAX_TIMER_DELAY_MS, scheduleAfter } from '../core/timers.js';
+import { DeadlineQueue, type Deadline } from '../core/deadlines.js';
+import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
 import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 /** Options of `attemptTimeouts`. */
@@ -42,7 +43,8 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
   const firstTokenMs = config.firstTokenMs ?? defaultAttemptTimeouts.firstTokenMs;
   const idleMs = config.idleMs ?? defaultAttemptTimeouts.idleMs;
   const scheduler = config.scheduler ?? asyncScheduler;
-  const limits: TimeoutLimits = { totalMs, firstTokenMs, idleMs, scheduler };
+  // One timer for every attempt's total and first-token deadlines (see `DeadlineQueue`).
+  const limits: TimeoutLimits = { totalMs, firstTokenMs, idleMs, scheduler, deadlines: new DeadlineQueue(scheduler) };
   return (source) =>
     new Observable<AttemptEvent>((subscriber) => {
       const run = new TimedAttempt(limits, subscriber);
@@ -56,6 +58,7 @@ interface TimeoutLimits {
   readonly firstTokenMs: number;
   readonly idleMs: number;
   readonly scheduler: SchedulerLike;
+  readonly deadlines: DeadlineQueue;
 }
 
 /**
@@ -65,8 +68,8 @@ interface TimeoutLimits {
 class TimedAttempt {
   upstream: Subscription | undefined;
   private start: AttemptStart | undefined;
-  private total: Subscription | undefined;
-  private firstToken: Subscription | undefined;
+  private total: Deadline | undefined;
+  private firstToken: Deadline | undefined;
   private idle: Subscription | undefined;
   private contentSeen = false;
   private lastEventAt = 0;
@@ -87,7 +90,7 @@ class TimedAttempt {
     } else if (this.start?.stream && (event.type === 'chunk' || event.type === 'end')) {
       if (!this.contentSeen && carriesContent(event)) {
         this.contentSeen = true;
-        this.firstToken?.unsubscribe();
+        this.firstToken?.cancel();
         this.firstToken = undefined;
       }
       if (this.contentSeen) {
@@ -120,8 +123,8 @@ class TimedAttempt {
   }
 
   private clear(): void {
-    this.total?.unsubscribe();
-    this.firstToken?.unsubscribe();
+    this.total?.cancel();
+    this.firstToken?.cancel();
     this.idle?.unsubscribe();
     this.total = this.firstToken = this.idle = undefined;
   }
@@ -139,8 +142,8 @@ class TimedAttempt {
     );
   }
 
-  private arm(ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token', limitMs: number): Subscription {
-    return scheduleAfter(this.limits.scheduler, limitMs, () => this.fire(ErrorClass, phase, limitMs));
+  private arm(ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token', limitMs: number): Deadline {
+    return this.limits.deadlines.add(limitMs, () => this.fire(ErrorClass, phase, limitMs));
   }
 
   /**

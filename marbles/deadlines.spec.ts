@@ -1,0 +1,94 @@
+/**
+ * `DeadlineQueue`: many deadlines on one scheduler timer. Each fires at its own due frame, those
+ * due together in the order they were armed; a cancelled one never fires; and once nothing is
+ * left to fire, no timer is pending, whether the deadlines fired or were cancelled.
+ */
+import { describe, expect, it } from 'vitest';
+import { TestScheduler } from 'rxjs/testing';
+import { DeadlineQueue } from '../src/core/deadlines.js';
+import { MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
+import { newTestScheduler } from './support.js';
+
+/** Pending actions of the TestScheduler (its own queue): what a leaked timer would leave. */
+function pending(scheduler: TestScheduler): number {
+  return (scheduler as unknown as { actions: unknown[] }).actions.length;
+}
+
+describe('DeadlineQueue', () => {
+  it('fires each deadline at its frame, ties in arming order, and leaves no timer after the last', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const queue = new DeadlineQueue(scheduler);
+      const fired: string[] = [];
+      const note = (name: string) => () => fired.push(`${name}@${scheduler.now()}`);
+      queue.add(30, note('c'));
+      queue.add(10, note('a'));
+      queue.add(30, note('d'));
+      queue.add(20, note('b'));
+      expect(pending(scheduler)).toBe(1);
+      flush();
+      expect(fired).toEqual(['a@10', 'b@20', 'c@30', 'd@30']);
+      expect(pending(scheduler)).toBe(0);
+    });
+  });
+
+  it('never fires a cancelled deadline, and frees the timer when every deadline is cancelled', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const queue = new DeadlineQueue(scheduler);
+      const fired: number[] = [];
+      const first = queue.add(10, () => fired.push(10));
+      const second = queue.add(20, () => fired.push(20));
+      first.cancel();
+      second.cancel();
+      second.cancel();
+      expect(pending(scheduler)).toBe(0);
+      flush();
+      expect(fired).toEqual([]);
+    });
+  });
+
+  it('re-arms for an earlier deadline added later, and for the next one after a fire', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const queue = new DeadlineQueue(scheduler);
+      const fired: string[] = [];
+      queue.add(100, () => fired.push(`late@${scheduler.now()}`));
+      queue.add(5, () => {
+        fired.push(`early@${scheduler.now()}`);
+        // Armed while firing: it counts from now.
+        queue.add(10, () => fired.push(`chained@${scheduler.now()}`));
+      });
+      flush();
+      expect(fired).toEqual(['early@5', 'chained@15', 'late@100']);
+      expect(pending(scheduler)).toBe(0);
+    });
+  });
+
+  it('sweeps cancelled deadlines so that finished attempts do not pile up', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const queue = new DeadlineQueue(scheduler);
+      const keep = queue.add(300_000, () => undefined);
+      for (let index = 0; index < 10_000; index++) queue.add(300_000 + index, () => undefined).cancel();
+      expect((queue as unknown as { heap: unknown[] }).heap.length).toBeLessThan(4);
+      keep.cancel();
+      expect(pending(scheduler)).toBe(0);
+      flush();
+    });
+  });
+
+  it('arms nothing for an infinite delay, and sleeps a delay past 2^31-1 ms in steps', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const queue = new DeadlineQueue(scheduler);
+      const fired: number[] = [];
+      queue.add(Infinity, () => fired.push(-1)).cancel();
+      expect(pending(scheduler)).toBe(0);
+      const far = MAX_TIMER_DELAY_MS * 2 + 7;
+      queue.add(far, () => fired.push(scheduler.now()));
+      flush();
+      expect(fired).toEqual([far]);
+    });
+  });
+});
