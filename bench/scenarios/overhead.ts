@@ -70,14 +70,15 @@ export const overhead: Scenario = {
       });
       targets.push({
         id: 'overhead.cpu',
-        target: '< 30 µs CPU added per request',
+        // Issue 13: within 60 µs of the bare SDK's client CPU per request.
+        target: '≤ 60 µs CPU added per request',
         measured: `${signed(library.cpuDifference)} µs`,
-        met: library.cpuDifference < 30,
+        met: library.cpuDifference <= 60,
       });
     } else {
       targets.push({
         id: 'overhead.rps',
-        target: '≥ 95% of the bare SDK’s req/s, < 30 µs CPU added per request',
+        target: '≥ 95% of the bare SDK’s req/s, ≤ 60 µs CPU added per request',
         measured: 'library or bare SDK not measured',
         met: null,
       });
