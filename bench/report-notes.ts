@@ -1,9 +1,9 @@
 /**
  * Why a target is missed: the closing notes of the performance section, one per target id, each
  * naming the profile that shows it. The profiles come from `bench/profile.ts` (warm-up excluded,
- * frames mapped back to `src/` lines); their summaries are in `bench/results/profiles/`. They were
- * read on the tree at 9ebbf52 (after the fixes of d21a88f: no abort of a fully read response, no
- * deep copy of every chunk for redaction, a 1 s arrival margin): re-run the command to check a change.
+ * frames mapped back to `src/` lines); their summaries are in `bench/results/profiles/`, in a folder
+ * named by the commit they profiled (`before-88e250a/`, `after-7725978/`): re-run the command to
+ * check a change.
  */
 import type { TargetCheck } from './scenarios/types.js';
 
@@ -12,29 +12,37 @@ const notes: Record<string, string> = {
     'Overhead, requests per second: client and fake server share two cores, so the CPU the library adds per request ' +
     '(next note) comes straight out of throughput.',
   'overhead.cpu':
-    'Overhead, CPU per request: no single hot spot is left, the cost is spread over the operator chain. ' +
-    '`npx tsx bench/profile.ts --peer library --workload overhead` (`bench/results/profiles/library-overhead.txt`, against ' +
-    '`bare-sdk-overhead.txt` for the same 3,000 requests): the library’s own frames, rxjs and zod take about a fifth of the ' +
-    'CPU of the run. rxjs subscriber plumbing is 6.6 %: every request crosses seven operators (`with-key-rotation`, ' +
-    '`attempt-timeouts`, `circuit-breaker`, three `retry-loop`s, `balance`), each with its own subscriber, and each attempt ' +
-    'arms asyncScheduler timers (a `setInterval` each). `src/operators` is 5.9 % self; the admission path (`enqueue` → ' +
-    '`tryAdmit` → `store.reserve(...).subscribe` → `onReserved`) 6 % inclusive, an Observable per admission even with the ' +
-    'in-memory store; zod validates every request (`validateBalancedRequest` → `safeParse`, 2.1 %).',
+    'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
+    '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 15–18 µs of CPU, ' +
+    'against 39 µs at f479c2c. The profiles of the same 3,000 requests (`bench/results/profiles/after-7725978/`, ' +
+    '`library-overhead.txt` against `bare-sdk-overhead.txt`) put the main thread’s difference at about 60 µs; the rest ' +
+    'is the garbage collector’s helper threads, which `process.cpuUsage` counts: in one harness the library’s difference ' +
+    'was 87 µs per request, and 30 µs under `node --single-threaded-gc`. Their work grows with what each request ' +
+    'allocates and keeps across event-loop turns (the scale row: about 18 KiB per request in flight against the SDK’s ' +
+    '10). What is left to cut is that: a subscriber pair (SafeSubscriber and its observer) for each of the seven stages ' +
+    'a request crosses, the attempt’s promise chain, and the copies of each request (the wire body, then the body with ' +
+    '`stream`).',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
-    '(`bench/results/profiles/library-streaming.txt`). The library reads the SSE itself (`stream` in ' +
-    '`src/transport/openai-transport.ts`, 11 % self, in place of the SDK’s parser), then every chunk is copied into a new ' +
-    'object by `with-key-rotation`’s `map` (`{ ...event, ...tag }` and `markResponded`, 11 % self), crosses ' +
-    '`attempt-timeouts` (which re-arms its idle timer per chunk: an asyncScheduler `setInterval`/`clearInterval` pair, ' +
-    '2.3 %), `circuit-breaker`, three `retry-loop`s and `balance` (another event object, and the answer concatenated), and ' +
-    '`parseStreamChunk` builds its result with `assignDefined` (`Object.entries` per chunk, 3.7 %).',
+    '(`bench/results/profiles/after-7725978/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
+    '`src/transport/attempt.ts`, in place of the SDK’s parser), then every chunk is copied into a new object tagged with ' +
+    'its key and model (`KeyAttempt.tag`), crosses `attempt-timeouts` (one idle timer per attempt, which checks the time ' +
+    'since the last chunk when it fires), three retry loops and `balance` (another event object, and the answer ' +
+    'concatenated).',
   'scale.pick':
-    'Scale, picking a key: a pick is a full admission (`pool.acquire` and its release). `npx tsx bench/profile.ts --peer ' +
-    'library --workload pick` (`bench/results/profiles/library-pick.txt`; its `dispatch` line is the profiler itself): ' +
-    'the power-of-two strategy’s eligibility test goes through `state-store.fits` → `limiter.fits` → `sliding-window.prune` ' +
-    'for every sampled key and once more for the chosen key in `place` (30 % of the pick); the reservation goes through an ' +
-    'Observable (`store.reserve(...).subscribe` → `onReserved`, 12 %) even with the in-memory store; `flush` 14 %; GC of ' +
-    'these allocations about a quarter.',
+    'Scale, picking a key: a pick is a full admission (`pool.acquire` and its release), quota windows and the lease ' +
+    'included. `npx tsx bench/profile.ts --peer library --workload pick` (`bench/results/profiles/after-7725978/' +
+    'library-pick.txt`, against `before-88e250a/`; its `dispatch` line is the profiler itself): the memory store now ' +
+    'reserves synchronously, the lease and the placement are one object each, and an admission nobody watches publishes ' +
+    'nothing (these took the pick from 13–17 µs to 3–6 µs). What is left is spread: the sliding windows’ `fits` and ' +
+    '`take` (an entry per window, kept for the minute of the `rpm` quota), the strategy’s sampling, the lease, the ' +
+    'acquisition’s own Observable and subscriber, and the garbage collector (a sixth).',
+  'scale.heap-vs-sdk':
+    'Scale, heap against the SDK: a request in flight holds, besides the SDK’s own request, one object per stage it ' +
+    'crosses (its slot, its report, three retry loops, the key attempt, the timeouts, the lease and the ticket) and a ' +
+    'subscriber pair per stage; issue 13’s work turned each stage’s closures into one object and took the timers into ' +
+    'one queue (26.9 KiB at 88e250a). The rest is the rxjs subscribers and the attempt’s promise chain (see the overhead ' +
+    'note).',
   'scale.heap':
     'Scale, heap: the heap per in-flight request grew with the number in flight (the slope from 5,500 to 10,000 above ' +
     '1.25× the slope from 1,000 to 5,500), or more than 2 MiB stayed once the session was closed and dropped.',
@@ -53,8 +61,9 @@ const notes: Record<string, string> = {
     'Saturation with 250 ms answers, goodput: an entry counts from the earlier of its send plus `sendMarginMs` and ' +
     'its first response byte, and the default margin (1 s) leaves the first byte in charge; a non-streamed answer’s ' +
     'first byte comes at the end of its generation, so each slot sits idle for one answer time: goodput ≤ 1000 / ' +
-    '(1000 + 250) = 80 %. The transport now reports its send (issue 12), and `sendMarginMs: 50` gets this row above ' +
-    '90 %; it is not the default because on a loaded event loop a request reaches a server on the same loop ' +
+    '(1000 + 250) = 80 %. The transport now reports its send (issue 12), and `sendMarginMs: 50` gets this row to 94 % ' +
+    'with no 429 (library only, since the margin narrows by 1 % per success as documented; it narrowed by 0.1 %, 84 %); ' +
+    'it is not the default because on a loaded event loop a request reaches a server on the same loop ' +
     'hundreds of milliseconds after its send (test/pool.integration.test.ts (a) draws 1–6 % 429s with margins of ' +
     '20–250 ms, none with 1 s), and a margin widened only by the refusals it failed to prevent pays for each lesson ' +
     'with a window of 429s. Real quotas are per minute, where a 250 ms answer costs 0.4 %.',
