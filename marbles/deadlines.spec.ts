@@ -4,7 +4,7 @@
  * left to fire, no timer is pending, whether the deadlines fired or were cancelled.
  */
 import { describe, expect, it } from 'vitest';
-import { TestScheduler } from 'rxjs/testing';
+import type { TestScheduler } from 'rxjs/testing';
 import { DeadlineQueue } from '../src/core/deadlines.js';
 import { MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
 import { newTestScheduler } from './support.js';
