@@ -29,6 +29,9 @@ export class Placement implements PickContext {
   readonly #random: () => number;
   /** Keys to pass over (those a retry already tried) while another is eligible. */
   #avoid: ReadonlySet<string> | undefined;
+  /** The last two indexes found eligible (-1: none). */
+  #lastEligible = -1;
+  #previousEligible = -1;
 
   constructor(
     eligibility: Eligibility,
@@ -52,7 +55,10 @@ export class Placement implements PickContext {
   isEligible(index: number): boolean {
     const entry = this.candidates[index];
     if (entry === undefined || this.#avoid?.has(entry.label) === true) return false;
-    return this.#eligibility.keyAdmits(entry, this.#modelEntry, this.#now, this.#tokens);
+    if (!this.#eligibility.keyAdmits(entry, this.#modelEntry, this.#now, this.#tokens)) return false;
+    this.#previousEligible = this.#lastEligible;
+    this.#lastEligible = index;
+    return true;
   }
 
   random(): number {
@@ -62,10 +68,17 @@ export class Placement implements PickContext {
   /** Every key avoided was ineligible or the strategy found none: the tried keys are candidates again. */
   stopAvoiding(): void {
     this.#avoid = undefined;
+    this.#lastEligible = this.#previousEligible = -1;
   }
 
-  /** The key at `index` if the pool would admit the attempt there: a user strategy may return anything. */
+  /**
+   * The key at `index` if the pool would admit the attempt there: a user strategy may return
+   * anything. An index the strategy has just seen eligible needs no second look (nothing changes
+   * while it picks, at one `now`); the built-in strategies return one of the last two they saw.
+   */
   admissible(index: number | undefined): KeyEntry | undefined {
-    return index !== undefined && this.isEligible(index) ? this.candidates[index] : undefined;
+    if (index === undefined) return undefined;
+    if (index === this.#lastEligible || index === this.#previousEligible) return this.candidates[index];
+    return this.isEligible(index) ? this.candidates[index] : undefined;
   }
 }

@@ -127,9 +127,19 @@ export interface StateStore {
   dispose(): void;
 }
 
-interface MemoryReservation extends Reservation {
-  readonly holds: readonly LimiterHold[];
-  released: boolean;
+class MemoryReservation implements Reservation {
+  released = false;
+
+  constructor(
+    private readonly seq: number,
+    readonly plan: AdmissionPlan,
+    readonly holds: readonly LimiterHold[],
+  ) {}
+
+  /** Built when asked: nothing in this process needs it, and a string per admission is garbage. */
+  get id(): string {
+    return `r${this.seq}`;
+  }
 }
 
 /** Options of `createMemoryStore`. */
@@ -200,12 +210,11 @@ export class MemoryStateStore implements StateStore {
     if (!this.fits(plan, tokens, now)) {
       return { ok: false, retryAfterMs: Math.max(0, this.nextFitAt(plan, tokens, now) - now) };
     }
-    const reservation: MemoryReservation = {
-      id: `r${++this.reservations}`,
+    const reservation = new MemoryReservation(
+      ++this.reservations,
       plan,
-      holds: this.limitersOf(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)),
-      released: false,
-    };
+      this.limitersOf(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)),
+    );
     return { ok: true, reservation };
   }
 
