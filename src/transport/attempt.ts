@@ -42,8 +42,9 @@ export class Attempt {
   private readonly controller = new AbortController();
   /** What key text looks like, worked out once for every chunk of the attempt. */
   private readonly keyText: KeyText;
-  private readonly contentRedactor: StreamRedactor;
-  private readonly reasoningRedactor: StreamRedactor;
+  /** Streams only (a whole answer is redacted at once): built when the stream starts. */
+  private contentRedactor: StreamRedactor | undefined;
+  private reasoningRedactor: StreamRedactor | undefined;
   private settled = false;
   private progress: StreamProgress = {};
   /** Completes the stream if usage (or the end of the body) does not follow the finish in time. */
@@ -62,8 +63,6 @@ export class Attempt {
     private readonly settings: AttemptSettings,
   ) {
     this.keyText = new KeyText(identity.key);
-    this.contentRedactor = new StreamRedactor(this.keyText);
-    this.reasoningRedactor = new StreamRedactor(this.keyText);
   }
 
   /** Sends the request; returns the teardown. */
@@ -100,7 +99,7 @@ export class Attempt {
   }
 
   private async complete(request: ChatRequest): Promise<void> {
-    const response = await this.exchange.send({ ...bodyOf(request), stream: false }, this.controller.signal, this.identity);
+    const response = await this.exchange.send(bodyOf(request, false), this.controller.signal, this.identity);
     const text = await response.text();
     this.exchangeDone = true;
     if (this.settled) return;
@@ -121,7 +120,9 @@ export class Attempt {
 
   private async stream(request: ChatRequest): Promise<void> {
     // The exchange sends the request and maps HTTP errors; the events themselves are read here (see sseData).
-    const response = await this.exchange.send({ ...bodyOf(request), stream: true }, this.controller.signal, this.identity);
+    this.contentRedactor = new StreamRedactor(this.keyText);
+    this.reasoningRedactor = new StreamRedactor(this.keyText);
+    const response = await this.exchange.send(bodyOf(request, true), this.controller.signal, this.identity);
     if (this.settled || response.body === null) {
       if (!this.settled) this.fail(truncatedStreamError(this.identity));
       this.controller.abort();
@@ -192,10 +193,10 @@ export class Attempt {
   }
 
   private chunkEvent(content: StreamChunkContent): TransportEvent {
-    const reasoning = content.reasoning === undefined ? undefined : this.reasoningRedactor.push(content.reasoning);
+    const reasoning = content.reasoning === undefined ? undefined : this.reasoningRedactor!.push(content.reasoning);
     return {
       type: 'chunk',
-      delta: this.contentRedactor.push(content.delta),
+      delta: this.contentRedactor!.push(content.delta),
       ...(reasoning === undefined ? {} : { reasoning }),
       ...(content.toolCalls === undefined ? {} : { toolCalls: content.toolCalls }),
       model: content.model ?? this.progress.model ?? this.identity.model ?? '',
@@ -207,8 +208,8 @@ export class Attempt {
     if (this.settled) return;
     const { id, model, provider, finishReason, usage } = this.progress;
     // Text held back in case it began the key: it did not, so it is part of the answer.
-    const heldContent = this.contentRedactor.flush();
-    const heldReasoning = this.reasoningRedactor.flush();
+    const heldContent = this.contentRedactor?.flush() ?? '';
+    const heldReasoning = this.reasoningRedactor?.flush() ?? '';
     if (heldContent !== '' || heldReasoning !== '') {
       this.subscriber.next({
         type: 'chunk',
@@ -254,8 +255,9 @@ export class Attempt {
 }
 
 /** The request as OpenRouter takes it: without the caller's correlation `id`. */
-function bodyOf(request: ChatRequest): Record<string, unknown> {
-  const body: Record<string, unknown> = { ...request };
-  delete body['id'];
+function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {
+  // One copy, ours to complete, without `delete` (which would turn it into a slow dictionary object).
+  const { id: _correlationId, ...body }: Record<string, unknown> = request;
+  body['stream'] = stream;
   return body;
 }
