@@ -3,7 +3,8 @@
  * due together in the order they were armed; a cancelled one never fires; and once nothing is
  * left to fire, no timer is pending, whether the deadlines fired or were cancelled.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { asyncScheduler } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { DeadlineQueue } from '../src/core/deadlines.js';
 import { MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
@@ -90,5 +91,27 @@ describe('DeadlineQueue', () => {
       flush();
       expect(fired).toEqual([far]);
     });
+  });
+
+  it('a deadline whose work throws leaves the others armed (on the async scheduler, whose other timers run on)', () => {
+    // The TestScheduler drops every pending action after one throws; Node's timers do not.
+    vi.useFakeTimers();
+    try {
+      const queue = new DeadlineQueue(asyncScheduler);
+      const fired: string[] = [];
+      const startedAt = Date.now();
+      queue.add(10, () => {
+        throw new Error('a teardown threw');
+      });
+      queue.add(10, () => fired.push(`same@${Date.now() - startedAt}`));
+      queue.add(20, () => fired.push(`later@${Date.now() - startedAt}`));
+      expect(() => vi.advanceTimersByTime(10)).toThrow('a teardown threw');
+      vi.advanceTimersByTime(20);
+      // The one due with it runs on the re-armed timer: at once, or Node's 1 ms later.
+      expect(fired).toEqual([expect.stringMatching(/^same@1[01]$/), 'later@20']);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -23,7 +23,7 @@ import {
   scriptedTransport,
   type PoolOverrides,
 } from './support.js';
-import { POOL_PORT } from '../src/pool/types.js';
+import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 
 /** A pool whose transport is never called: these tests drive it through `acquire` and `record`. */
 function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyPool {
@@ -583,5 +583,27 @@ describe('pool: admission queue', () => {
     expect(snapshots.length).toBeGreaterThan(3);
     const duplicates = snapshots.slice(1).filter((snapshot, index) => JSON.stringify(snapshot) === JSON.stringify(snapshots[index]));
     expect(duplicates).toEqual([]);
+  });
+});
+
+describe('a lease', () => {
+  it('works with its methods taken off it, as callbacks are (`finalize(lease.release)`)', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(() => {
+      const pool = makePool(scheduler);
+      const port = pool[POOL_PORT];
+      const leases: KeyLease[] = [];
+      const subscription = port.acquire(chatRequest(), { models: [MODEL] }).subscribe((lease) => leases.push(lease));
+      const [lease] = leases;
+      if (lease === undefined) throw new Error('no lease');
+      expect(pool.snapshot().keys.reduce((sum, key) => sum + key.inFlight, 0)).toBe(1);
+      const { markSent, markResponded, reconcile, release } = lease;
+      markSent();
+      markResponded();
+      reconcile({ promptTokens: 1, completionTokens: 1, totalTokens: 2 });
+      release();
+      expect(pool.snapshot().keys.reduce((sum, key) => sum + key.inFlight, 0)).toBe(0);
+      subscription.unsubscribe();
+    });
   });
 });

@@ -307,3 +307,38 @@ describe('user function strategy', () => {
     });
   });
 });
+
+describe('the context a strategy gets from the pool', () => {
+  it('survives being spread into a narrower context or destructured, as a wrapping strategy does', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const { transport } = scriptedTransport(scheduler, {});
+      const inner = powerOfTwo();
+      const seen: boolean[] = [];
+      const pool = createPool({
+        keys: [
+          { key: 'sk-test-1', label: 'k1' },
+          { key: 'sk-test-2', label: 'k2' },
+          { key: 'sk-test-3', label: 'k3' },
+        ],
+        strategy: {
+          name: 'wrapping',
+          pick(context) {
+            const { isEligible, random } = context;
+            seen.push(isEligible(0), random() >= 0);
+            // Only the last two keys, through a spread copy of the pool's context.
+            const index = inner.pick({ ...context, candidates: context.candidates.slice(1), isEligible: (at) => isEligible(at + 1) });
+            return index === undefined ? undefined : index + 1;
+          },
+        },
+        scheduler,
+        transport,
+      });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '^ 5ms !').toBe('a', {
+        a: expect.objectContaining({ label: expect.stringMatching(/^k[23]$/) }),
+      });
+      scheduler.flush();
+      expect(seen).toEqual([true, true]);
+    });
+  });
+});

@@ -125,6 +125,10 @@ describe.each(cases)('request pre-check, $name', ({ schema, maxModels }) => {
     expect(certainlyValid({ ...base, provider: { sort: 'price' } })).toBe(false);
     expect(certainlyValid({ ...base, messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }] })).toBe(false);
     expect(certainlyValid({ ...base, temperature: 3 })).toBe(false);
+    // A chain with holes: `every` would skip them, zod reads them as undefined and refuses.
+    const holes = { ...base, models: new Array<string>(2) };
+    expect(certainlyValid(holes)).toBe(false);
+    expect(safeParseEnglish(schema, holes).success).toBe(false);
     const hidden = { ...base };
     Object.defineProperty(hidden, 'top_k', { value: -1, enumerable: false });
     expect(certainlyValid(hidden), 'a non-enumerable schema field is read as zod reads it').toBe(false);

@@ -94,15 +94,19 @@ export class DeadlineQueue {
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = this.scheduler.now();
-    for (;;) {
-      this.dropCancelledTop();
-      const first = this.heap[0];
-      if (first === undefined || first.dueAt > now) break;
-      this.pop();
-      first.cancelled = true;
-      first.work();
+    try {
+      for (;;) {
+        this.dropCancelledTop();
+        const first = this.heap[0];
+        if (first === undefined || first.dueAt > now) break;
+        this.pop();
+        first.cancelled = true;
+        first.work();
+      }
+    } finally {
+      // A deadline's work that throws must not leave the others without a timer.
+      this.arm();
     }
-    this.arm();
   }
 
   private dropCancelledTop(): void {

@@ -52,7 +52,7 @@ export function requestFastPath(schemaFields: readonly string[], maxModels: numb
       if (value !== undefined && !check(value)) return false;
     }
     const models = request['models'];
-    if (models !== undefined && !(Array.isArray(models) && models.length > 0 && models.length <= maxModels && models.every(isSlug))) {
+    if (models !== undefined && !(Array.isArray(models) && models.length > 0 && models.length <= maxModels && allSlugs(models))) {
       return false;
     }
     if (request['model'] === undefined && models === undefined) return false;
@@ -79,6 +79,12 @@ function isPlainRecord(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
   const prototype = Object.getPrototypeOf(value) as unknown;
   return prototype === Object.prototype || prototype === null;
+}
+
+/** Every index, holes included (`every` skips holes; zod reads them as `undefined` and refuses them). */
+function allSlugs(values: readonly unknown[]): boolean {
+  for (let index = 0; index < values.length; index++) if (!isSlug(values[index])) return false;
+  return true;
 }
 
 function isString(value: unknown): boolean {

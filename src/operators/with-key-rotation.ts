@@ -357,16 +357,21 @@ function recordEveryError(): boolean {
 
 /** The transport's events as the attempt's (see `KeyAttempt.tag`); a tagging that throws fails the attempt. */
 class TaggedEvents {
+  /** Set once a tagging threw: a synchronous transport may still be emitting, and nothing more is taken. */
+  private failed = false;
+
   constructor(
     private readonly attempt: KeyAttempt,
     private readonly attemptSubscriber: Subscriber<AttemptEvent>,
   ) {}
 
   next(event: TransportEvent): void {
+    if (this.failed) return;
     let attemptEvent: AttemptEvent;
     try {
       attemptEvent = this.attempt.tag(event);
     } catch (thrown: unknown) {
+      this.failed = true;
       this.attemptSubscriber.error(thrown);
       return;
     }
@@ -374,10 +379,10 @@ class TaggedEvents {
   }
 
   error(thrown: unknown): void {
-    this.attemptSubscriber.error(thrown);
+    if (!this.failed) this.attemptSubscriber.error(thrown);
   }
 
   complete(): void {
-    this.attemptSubscriber.complete();
+    if (!this.failed) this.attemptSubscriber.complete();
   }
 }

@@ -14,9 +14,8 @@ export interface LeaseOwner {
 }
 
 /**
- * A granted key slot. A class rather than an object of closures: one is alive per request in
- * flight, so its methods live once on the prototype. The pool's own state sits in `#` fields, so
- * logging a lease shows only its public face. Call its methods on the lease (they use `this`).
+ * A granted key slot. The pool's own state sits in `#` fields, so logging a lease shows only its
+ * public face (labels and the credential, whose key is not enumerable).
  */
 export class AdmittedLease implements KeyLease {
   readonly credential: KeyCredential;
@@ -70,38 +69,41 @@ export class AdmittedLease implements KeyLease {
     return this.#sentAt;
   }
 
-  markSent(): void {
+  // Own function properties, not prototype methods: a lease's methods are handed around as
+  // callbacks (`finalize(lease.release)`) and must work unbound, as they did when a lease was an
+  // object of closures.
+  readonly markSent = (): void => {
     if (this.#responded || this.#released) return;
     const at = this.#context.scheduler.now();
     this.#learning?.moveSend(this.#plan, this.#sentAt, at);
     this.#sentAt = at;
     this.#context.store.markSent(this.#reservation, at, this.#context.sendMargin.currentMs);
-  }
+  };
 
-  markResponded(accepted = true): void {
+  readonly markResponded = (accepted = true): void => {
     if (this.#responded || this.#released) return;
     this.#responded = true;
     const at = this.#context.scheduler.now();
     this.#learning?.markCounted(this.#plan, this.#sentAt, at);
     this.#context.store.markResponded(this.#reservation, at);
     this.#owner.responded(this.#modelEntry, this.#entry, accepted, at);
-  }
+  };
 
-  refund(): void {
+  readonly refund = (): void => {
     this.#learning?.forgetSend(this.#plan, this.#sentAt);
     this.#context.store.refund(this.#reservation);
-  }
+  };
 
-  reconcile(usage: Usage): void {
+  readonly reconcile = (usage: Usage): void => {
     this.#context.store.reconcile(this.#reservation, usage.totalTokens);
-  }
+  };
 
-  release(): void {
+  readonly release = (): void => {
     if (this.#released) return;
     this.#released = true;
     this.#context.store.release(this.#reservation);
     this.#entry.breaker.abandon(this.#keyProbe);
     this.#modelEntry.breaker.abandon(this.#modelProbe);
     this.#owner.released(this.#entry, this.#modelEntry);
-  }
+  };
 }

@@ -14,10 +14,8 @@ interface PlacedTicket {
 }
 
 /**
- * A strategy's view of one placement: a request on one model, now. A class rather than an object
- * of closures because every attempt builds one; the pool's own state sits in `#` fields, so a
- * strategy that logs its context sees only the `PickContext` face. Strategies call its methods on
- * it (`context.isEligible(i)`), as the built-in ones do.
+ * A strategy's view of one placement: a request on one model, now. The pool's own state sits in
+ * `#` fields, so a strategy that logs or spreads its context sees only the `PickContext` face.
  */
 export class Placement implements PickContext {
   readonly request: ChatRequest;
@@ -52,17 +50,20 @@ export class Placement implements PickContext {
     this.#avoid = avoid;
   }
 
-  isEligible(index: number): boolean {
+  /**
+   * Own properties, not prototype methods: a strategy may destructure its context or spread it into
+   * a narrower one (`inner.pick({ ...context, candidates })`) and still call them.
+   */
+  readonly isEligible = (index: number): boolean => this.testEligible(index);
+  readonly random = (): number => this.#random();
+
+  private testEligible(index: number): boolean {
     const entry = this.candidates[index];
     if (entry === undefined || this.#avoid?.has(entry.label) === true) return false;
     if (!this.#eligibility.keyAdmits(entry, this.#modelEntry, this.#now, this.#tokens)) return false;
     this.#previousEligible = this.#lastEligible;
     this.#lastEligible = index;
     return true;
-  }
-
-  random(): number {
-    return this.#random();
   }
 
   /** Every key avoided was ineligible or the strategy found none: the tried keys are candidates again. */
@@ -74,11 +75,12 @@ export class Placement implements PickContext {
   /**
    * The key at `index` if the pool would admit the attempt there: a user strategy may return
    * anything. An index the strategy has just seen eligible needs no second look (nothing changes
-   * while it picks, at one `now`); the built-in strategies return one of the last two they saw.
+   * while it picks, at one `now`); the built-in strategies mostly return one of the last two they
+   * saw, and any other index is tested again.
    */
   admissible(index: number | undefined): KeyEntry | undefined {
     if (index === undefined) return undefined;
     if (index === this.#lastEligible || index === this.#previousEligible) return this.candidates[index];
-    return this.isEligible(index) ? this.candidates[index] : undefined;
+    return this.testEligible(index) ? this.candidates[index] : undefined;
   }
 }

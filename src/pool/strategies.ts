@@ -24,14 +24,14 @@ export interface KeyCandidate {
 export interface PickContext {
   /** Every key of the pool, in configuration order. */
   readonly candidates: readonly KeyCandidate[];
-  /** Whether the key at `index` may take this attempt now. */
-  isEligible(index: number): boolean;
+  /** Whether the key at `index` may take this attempt now. Needs no `this`: a wrapping strategy may pass it on. */
+  isEligible(this: void, index: number): boolean;
   /** The request the attempt is for. */
   readonly request: ChatRequest;
   /** The model the attempt will use. */
   readonly model: string;
-  /** The pool's random source, in [0, 1). */
-  random(): number;
+  /** The pool's random source, in [0, 1). Needs no `this`. */
+  random(this: void): number;
 }
 
 /** Chooses which eligible key an attempt uses. */

@@ -6,7 +6,10 @@ import type { StateStore } from '../store/state-store.js';
 import type { AttemptSuccess, PoolEvent } from './events.js';
 import type { Strategy } from './strategies.js';
 
-/** A key slot held by one attempt. Unsubscribing from `pool.acquire` (or `release()`) frees it. */
+/**
+ * A key slot held by one attempt. Unsubscribing from `pool.acquire` (or `release()`) frees it. Its
+ * methods need no `this`: pass them on as callbacks (`finalize(lease.release)`).
+ */
 export interface KeyLease {
   /** Hand this to the transport only; its `key` is not enumerable, so logging a lease is safe. */
   readonly credential: KeyCredential;
@@ -27,19 +30,19 @@ export interface KeyLease {
    * (plus a small margin for the trip), not from admission plus a second's margin, so a slow
    * answer does not hold quota the server already freed.
    */
-  markSent(): void;
+  markSent(this: void): void;
   /**
    * Call on the first response byte: quota windows count from then, as the server's do. With
    * `accepted` (the default) the answer is content, so the model took the request and its
    * adaptive concurrency limit may grow; pass `false` for a refusal or another error.
    */
-  markResponded(accepted?: boolean): void;
+  markResponded(this: void, accepted?: boolean): void;
   /** The server refused the attempt without counting it (a platform 429): its quota entries leave their windows. */
-  refund(): void;
+  refund(this: void): void;
   /** Replaces the token estimate held in `tpm` quotas with the billed count. */
-  reconcile(usage: Usage): void;
+  reconcile(this: void, usage: Usage): void;
   /** Frees the slot; idempotent. */
-  release(): void;
+  release(this: void): void;
 }
 
 /** What `PoolPort.acquire` needs besides the request. */
