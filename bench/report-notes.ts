@@ -2,7 +2,7 @@
  * Why a target is missed: the closing notes of the performance section, one per target id, each
  * naming the profile that shows it. The profiles come from `bench/profile.ts` (warm-up excluded,
  * frames mapped back to `src/` lines); their summaries are in `bench/results/profiles/`, in a folder
- * named by the commit they profiled (`before-88e250a/`, `after-7725978/`): re-run the command to
+ * named by the commit they profiled (`before-88e250a/`, `after-18d69cc/`): re-run the command to
  * check a change.
  */
 import type { TargetCheck } from './scenarios/types.js';
@@ -14,7 +14,7 @@ const notes: Record<string, string> = {
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
     '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 15–18 µs of CPU, ' +
-    'against 39 µs at f479c2c. The profiles of the same 3,000 requests (`bench/results/profiles/after-7725978/`, ' +
+    'against 39 µs at f479c2c. The profiles of the same 3,000 requests (`bench/results/profiles/after-18d69cc/`, ' +
     '`library-overhead.txt` against `bare-sdk-overhead.txt`) put the main thread’s difference at about 60 µs; the rest ' +
     'is the garbage collector’s helper threads, which `process.cpuUsage` counts: in one harness the library’s difference ' +
     'was 87 µs per request, and 30 µs under `node --single-threaded-gc`. Their work grows with what each request ' +
@@ -24,14 +24,14 @@ const notes: Record<string, string> = {
     '`stream`).',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
-    '(`bench/results/profiles/after-7725978/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
+    '(`bench/results/profiles/after-18d69cc/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
     '`src/transport/attempt.ts`, in place of the SDK’s parser), then every chunk is copied into a new object tagged with ' +
     'its key and model (`KeyAttempt.tag`), crosses `attempt-timeouts` (one idle timer per attempt, which checks the time ' +
     'since the last chunk when it fires), three retry loops and `balance` (another event object, and the answer ' +
     'concatenated).',
   'scale.pick':
     'Scale, picking a key: a pick is a full admission (`pool.acquire` and its release), quota windows and the lease ' +
-    'included. `npx tsx bench/profile.ts --peer library --workload pick` (`bench/results/profiles/after-7725978/' +
+    'included. `npx tsx bench/profile.ts --peer library --workload pick` (`bench/results/profiles/after-18d69cc/' +
     'library-pick.txt`, against `before-88e250a/`; its `dispatch` line is the profiler itself): the memory store now ' +
     'reserves synchronously, the lease and the placement are one object each, and an admission nobody watches publishes ' +
     'nothing (these took the pick from 13–17 µs to 3–6 µs). What is left is spread: the sliding windows’ `fits` and ' +
@@ -99,7 +99,9 @@ const notes: Record<string, string> = {
     'not-yet-learnt keys used to refuse; from the learning on, none is refused (test/learned-quota.properties.test.ts ' +
     'asserts it). What is left is the opening burst, which only a slower start (at the cost of every unlimited ' +
     'workload’s ramp) would shrink. A quick run’s three seconds weigh that first window three times heavier than the ' +
-    'full run’s nine.',
+    'full run’s nine. The burst’s size depends on how the answers of the first window bunch up, so it moves between ' +
+    'runs of the same code: at 18d69cc 5.1 % in the full run, then 2.0, 2.0, 4.9 and 4.1 % in runs of the library ' +
+    'alone; at f479c2c, the library alone, 4.4, 5.0, 4.4 and 1.2 %; 1.3 % in the full run at 7725978.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
