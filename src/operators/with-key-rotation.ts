@@ -261,7 +261,7 @@ class KeyAttempt {
       }
       let transport$: Observable<TransportEvent>;
       try {
-        transport$ = port.transport(lease.credential, wireRequest, { onSent: () => lease.markSent() });
+        transport$ = port.transport(lease.credential, wireRequest, { onSent: lease.markSent });
       } catch (thrown: unknown) {
         // A transport that throws instead of erroring still fails this attempt only.
         attemptSubscriber.error(thrown);

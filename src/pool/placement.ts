@@ -24,7 +24,6 @@ export class Placement implements PickContext {
   readonly #modelEntry: ModelEntry;
   readonly #tokens: number;
   readonly #now: number;
-  readonly #random: () => number;
   /** Keys to pass over (those a retry already tried) while another is eligible. */
   #avoid: ReadonlySet<string> | undefined;
   /** The last two indexes found eligible (-1: none). */
@@ -38,7 +37,8 @@ export class Placement implements PickContext {
     model: ModelEntry,
     avoid: ReadonlySet<string> | undefined,
     now: number,
-    random: () => number,
+    /** The pool's random source, handed on as it is: it needs no `this`. */
+    readonly random: () => number,
   ) {
     this.request = ticket.request;
     this.model = model.model;
@@ -46,16 +46,14 @@ export class Placement implements PickContext {
     this.#modelEntry = model;
     this.#tokens = ticket.tokens;
     this.#now = now;
-    this.#random = random;
     this.#avoid = avoid;
   }
 
   /**
-   * Own properties, not prototype methods: a strategy may destructure its context or spread it into
-   * a narrower one (`inner.pick({ ...context, candidates })`) and still call them.
+   * An own property, not a prototype method: a strategy may destructure its context or spread it
+   * into a narrower one (`inner.pick({ ...context, candidates })`) and still call it.
    */
   readonly isEligible = (index: number): boolean => this.testEligible(index);
-  readonly random = (): number => this.#random();
 
   private testEligible(index: number): boolean {
     const entry = this.candidates[index];
@@ -68,8 +66,8 @@ export class Placement implements PickContext {
 
   /** Every key avoided was ineligible or the strategy found none: the tried keys are candidates again. */
   stopAvoiding(): void {
+    // The indexes found eligible while avoiding stay eligible without it.
     this.#avoid = undefined;
-    this.#lastEligible = this.#previousEligible = -1;
   }
 
   /**
