@@ -58,15 +58,14 @@ const notes: Record<string, string> = {
   'saturation.429':
     'Saturation, 429s: the library was refused by the server although it knew the quotas: see the goodput note (arrival margin).',
   'saturation-slow.goodput':
-    'Saturation with 250 ms answers, goodput: an entry counts from the earlier of its send plus `sendMarginMs` and ' +
-    'its first response byte, and the default margin (1 s) leaves the first byte in charge; a non-streamed answer’s ' +
-    'first byte comes at the end of its generation, so each slot sits idle for one answer time: goodput ≤ 1000 / ' +
-    '(1000 + 250) = 80 %. The transport now reports its send (issue 12), and `sendMarginMs: 50` gets this row to 94 % ' +
-    'with no 429 (library only, since the margin narrows by 1 % per success as documented; it narrowed by 0.1 %, 84 %); ' +
-    'it is not the default because on a loaded event loop a request reaches a server on the same loop ' +
-    'hundreds of milliseconds after its send (test/pool.integration.test.ts (a) draws 1–6 % 429s with margins of ' +
-    '20–250 ms, none with 1 s), and a margin widened only by the refusals it failed to prevent pays for each lesson ' +
-    'with a window of 429s. Real quotas are per minute, where a 250 ms answer costs 0.4 %.',
+    'Saturation with 250 ms answers, goodput: a non-streamed answer’s first byte comes at the end of its generation, ' +
+    'so counting an entry from it idles each slot for one answer time: goodput ≤ 1000 / (1000 + 250) = 80 % (80.5 % ' +
+    'at 18d69cc). Now an answered entry counts from its send plus how much longer its answer took than the model’s ' +
+    'fastest, plus 10 ms (`src/pool/answer-lag.ts`), once 16 answers are known and the fastest takes 100 ms or more. ' +
+    'Library only: 95–98 % when the row runs first in a fresh process (the first answers, before the fastest is ' +
+    'known, count from their first byte, and early lags are long), 100 % once the process is warm, 94–96.5 % with ' +
+    'three bench processes on the two cores; no 429 in any of those runs. Run to run, goodput here varies with the ' +
+    'load on the machine (the spread of answer times).',
   'saturation-slow.429': 'Saturation with 250 ms answers, 429s: see the goodput notes (arrival margin).',
   'saturation.ahead-tie':
     'Saturation, ahead of every peer: a tie, not a loss. At this demand every peer that keeps retrying (the SDK waits ' +

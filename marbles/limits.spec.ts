@@ -185,6 +185,43 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
   });
 });
 
+describe('an answered request counts from its send plus how much slower than the fastest answer it was', () => {
+  function admissions(holdMs: (index: number) => number, requests: number): number[] {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        keys: [{ key: 'sk-test-1', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 1000 }] } }],
+        // The default margin: an unanswered request counts from admission plus 1 s.
+        store: createMemoryStore(),
+      });
+      drive = driver(scheduler, pool);
+      for (let index = 0; index < requests; index++) drive.send(0, holdMs(index));
+    });
+    return drive.admitted;
+  }
+
+  it('long even answers: once 16 are known, an entry counts from its send plus the 10 ms slack, not from its first byte', () => {
+    // Two a second, every answer 300 ms. Answers 1 to 15 count from their first byte (300 ms after
+    // admission): a slot comes back 1 300 ms after it was taken. The 16th answer makes the fastest
+    // known, every answer is as fast (no excess), and from then on an entry counts from its send
+    // plus 10 ms: a slot comes back 1 010 ms after it was taken. (The 16th entry still leaves the
+    // window with the 15th, taken at the same time: entries leave in the order they were taken.)
+    expect(admissions(() => 300, 22).slice(12)).toEqual([7800, 7800, 9100, 9100, 10400, 10400, 11410, 11410, 12420, 12420]);
+  });
+
+  it('an answer slower than the fastest counts from its send plus its excess: never earlier than the server can have counted it', () => {
+    // As above, but the 17th answer takes 500 ms: 200 ms more than the fastest, so its entry
+    // counts from 10 400 + 200 + 10, and its slot (with the 18th, behind it) comes back at 11 610.
+    expect(admissions((index) => (index === 16 ? 500 : 300), 20).slice(16)).toEqual([10400, 10400, 11610, 11610]);
+  });
+
+  it('short answers keep counting from their first byte: below 100 ms the trip jitter would eat the gain', () => {
+    // Every slot comes back 1 050 ms after it was taken, however many answers are known.
+    expect(admissions(() => 50, 24).slice(-4)).toEqual([10500, 10500, 11550, 11550]);
+  });
+});
+
 describe("a key's learned quota assumed for its siblings", () => {
   it('holds the other keys to it plus one: a sibling with the same limit learns its own from one 429, one with a larger limit passes it and drops it', () => {
     const scheduler = newTestScheduler();

@@ -45,4 +45,13 @@ describe('SendMargin', () => {
     // The proven trip fades by 0.01 % per success: after 20,000 quiet successes it is ~5 ms, under the floor.
     expect(narrowed(margin, 20_000)).toBe(10);
   });
+
+  it("an answered request's slack is 10 ms, or twice the trip a surprise refusal proved, never past the ceiling", () => {
+    const margin = new SendMargin(1_000, 250, 1_000);
+    expect(margin.answeredSlackMs).toBe(10);
+    margin.widen(30);
+    expect(margin.answeredSlackMs).toBe(60);
+    margin.widen(900);
+    expect(margin.answeredSlackMs).toBe(1_000);
+  });
 });

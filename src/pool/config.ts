@@ -102,10 +102,11 @@ export const keyPoolConfigSchema = z
     ),
     /**
      * The least time from a request's send to the server's count of it: quota entries count from
-     * the send plus this, or from the first response byte if sooner. Default 1 s, which leaves the
-     * first byte in charge: a busy event loop can delay a request's arrival by more than any
-     * smaller margin. Lower it (e.g. 50) for slow non-streamed answers against short windows;
-     * refusals that prove it short widen it again (see `SendMargin`).
+     * the send plus this, or from the first response byte if sooner (and once the answer is in,
+     * from the send plus how much slower than the model's fastest answer it was, see `AnswerLag`).
+     * Default 1 s, which leaves the first byte in charge: a busy event loop can delay a request's
+     * arrival by more than any smaller margin. Refusals that prove it short widen it again (see
+     * `SendMargin`).
      */
     sendMarginMs: z.optional(z.int().check(z.nonnegative())),
     /** Group keys into accounts by `GET /api/v1/key`'s `creator_user_id` (keys without `account`); default true when `keyInfo` is set. */

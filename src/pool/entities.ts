@@ -13,6 +13,7 @@ import {
   type UsageTotals,
 } from '../health/records.js';
 import type { AdmissionPlan, ScopeDefinition } from '../store/state-store.js';
+import { AnswerLag } from './answer-lag.js';
 import type { KeyCandidate } from './strategies.js';
 
 /**
@@ -172,6 +173,8 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
   parkedUntil = 0;
   /** Requests of the model in flight at once, found by AIMD from overload answers; undefined when off. */
   readonly concurrency: AdaptiveLimit | undefined;
+  /** How long its answers take to start coming: bounds when the server counted an answered request. */
+  readonly answerLag = new AnswerLag();
 
   constructor(
     readonly model: string,

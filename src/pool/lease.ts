@@ -85,7 +85,10 @@ export class AdmittedLease implements KeyLease {
     this.#responded = true;
     const at = this.#context.scheduler.now();
     this.#learning?.markCounted(this.#plan, this.#sentAt, at);
-    this.#context.store.markResponded(this.#reservation, at);
+    // An accepted answer bounds the server's count more tightly than its first byte (see `AnswerLag`).
+    const excessMs = accepted ? this.#modelEntry.answerLag.excessOf(at - this.#sentAt) : undefined;
+    const countedBy = excessMs === undefined ? at : Math.min(at, this.#sentAt + excessMs + this.#context.sendMargin.answeredSlackMs);
+    this.#context.store.markResponded(this.#reservation, countedBy);
     this.#owner.responded(this.#modelEntry, this.#entry, accepted, at);
   };
 

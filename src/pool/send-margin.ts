@@ -10,7 +10,14 @@
  *   when the request went out) proves it short: it widens to twice the time that request took to
  *   be refused (an upper bound of its trip), and does not narrow below that time again until many
  *   successes have passed without another such refusal.
+ *
+ * Once an answer is in, its entry counts from its send plus how much longer it took than the
+ * model's fastest answer (see `AnswerLag`) plus `answeredSlackMs`, for the trip jitter the fastest
+ * answer did not show; a surprise refusal widens that slack too.
  */
+/** The least slack added to an answered request's excess over the fastest answer. */
+const ANSWERED_SLACK_MS = 10;
+
 export class SendMargin {
   private marginMs: number;
   /** The longest trip a refusal proved, fading slowly with successes. */
@@ -27,6 +34,11 @@ export class SendMargin {
 
   get currentMs(): number {
     return this.marginMs;
+  }
+
+  /** Added to an answered request's excess over its model's fastest answer: twice any trip a refusal proved, at least 10 ms. */
+  get answeredSlackMs(): number {
+    return Math.min(this.ceilingMs, Math.max(ANSWERED_SLACK_MS, 2 * this.provenMs));
   }
 
   /** A known quota's server refused a request sent `lagMs` before the refusal came back. */

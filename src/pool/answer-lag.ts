@@ -1,0 +1,40 @@
+/**
+ * How long a model's accepted answers take from their send to their first response byte, kept
+ * to bound when the server counted an answered request more tightly than the first byte does.
+ *
+ * A request's time to first byte is its trip to the server, the server's work, and the trip back.
+ * The fastest answer seen had all three short, so an answer that took `excess` longer than the
+ * fastest spent at most about `excess` more than the fastest on its way out; and a later request
+ * reaches the server no faster than the fastest trip out. So an answered request's quota entry may
+ * count from its send plus its excess, plus a slack for how far the fastest answer's trip out was
+ * from the shortest (`SendMargin.answeredSlackMs`, widened by any refusal that proves it short),
+ * instead of from its first byte: with answers of even length the server's window and the pool's
+ * then free a slot within milliseconds of each other, where counting from the first byte idles
+ * every slot for one answer's length per window.
+ *
+ * The bound is only as good as the fastest answer's trip was short, so it is used where it pays:
+ * when even the fastest answer takes long against the trips' jitter (a short answer's first byte
+ * is already within its length of the count). Answers of uneven length (most real generations)
+ * have large excesses, and the first byte stays the bound: nothing is lost against counting
+ * from it.
+ */
+/** Answers measured before the fastest is trusted: the first few include new connections. */
+const TRUSTED_AFTER = 16;
+/** Below this, the fastest answer's first byte is close enough to the count; the trip jitter (tens of ms on a loaded host) would eat the gain. */
+const LONG_ANSWER_MS = 100;
+
+export class AnswerLag {
+  private fastestMs = Infinity;
+  private answers = 0;
+
+  /**
+   * Records an accepted answer that took `lagMs` from its send to its first byte; returns how much
+   * longer it took than the fastest answer so far, or undefined while too few are known or the
+   * fastest is short.
+   */
+  excessOf(lagMs: number): number | undefined {
+    if (lagMs < this.fastestMs) this.fastestMs = lagMs;
+    this.answers += 1;
+    return this.answers < TRUSTED_AFTER || this.fastestMs < LONG_ANSWER_MS ? undefined : lagMs - this.fastestMs;
+  }
+}
