@@ -184,7 +184,8 @@ type Seen = string[];
 
 function errorLine(error: OpenRouterError): string {
   const last = error instanceof AttemptsExhaustedError ? error.lastError : error;
-  return `failed ${error.name} ${last.kind} ${last.status ?? ''} ${last.message}`;
+  // An `AttemptsExhaustedError`'s message says how many attempts the loop that gave up counted.
+  return `failed ${error.name} ${last.kind} ${last.status ?? ''} ${error.message}`;
 }
 
 /** A run's record: what each request's subscriber saw, the transport's calls, the pool's health at the end. */
@@ -214,11 +215,36 @@ function runPlans(
   return record;
 }
 
+/** The retry operators' settings, the same for both chains. */
+interface RetrySettings {
+  onMidStreamError: 'error' | 'restart';
+  rateLimitAttempts: number;
+  fallbackAttempts: number;
+  transientAttempts: number;
+}
+
+const retrySettingsArb: fc.Arbitrary<RetrySettings> = fc.record({
+  onMidStreamError: fc.constantFrom('error' as const, 'restart' as const),
+  rateLimitAttempts: fc.integer({ min: 1, max: 4 }),
+  fallbackAttempts: fc.integer({ min: 1, max: 4 }),
+  transientAttempts: fc.integer({ min: 1, max: 4 }),
+});
+
 /** One run through `balance`. */
-function viaBalance(plans: RequestPlan[], seed: number): RunRecord {
+function viaBalance(plans: RequestPlan[], seed: number, retries: RetrySettings): RunRecord {
   return runPlans(plans, (arrivals, pool, scheduler, seen) => {
     arrivals
-      .pipe(balance(pool, { concurrency: CONCURRENCY, timeouts: TIMEOUTS, modelWaitMs: 0, transient: { random: jitter(seed) } }))
+      .pipe(
+        balance(pool, {
+          concurrency: CONCURRENCY,
+          timeouts: TIMEOUTS,
+          modelWaitMs: 0,
+          onMidStreamError: retries.onMidStreamError,
+          rateLimit: { maxAttempts: retries.rateLimitAttempts },
+          fallback: { maxAttempts: retries.fallbackAttempts },
+          transient: { random: jitter(seed), maxAttempts: retries.transientAttempts },
+        }),
+      )
       .subscribe((event: BalanceEvent) => {
         const lines = seen.get(event.requestId) ?? [];
         seen.set(event.requestId, lines);
@@ -233,13 +259,14 @@ function viaBalance(plans: RequestPlan[], seed: number): RunRecord {
 }
 
 /** One run through the public operators, composed by hand as `balance` documents its chain. */
-function viaOperators(plans: RequestPlan[], seed: number): RunRecord {
+function viaOperators(plans: RequestPlan[], seed: number, retries: RetrySettings): RunRecord {
   return runPlans(plans, (arrivals, pool, scheduler, seen) => {
     // One instance of each, shared by every request, as `balance` shares them (the retry budget spans them all).
     const rotation = withKeyRotation(pool, { timeouts: TIMEOUTS });
-    const rateLimit = retryOnRateLimit({ scheduler });
-    const fallback = fallbackOnModelError({ scheduler });
-    const transient = retryTransient({ scheduler, random: jitter(seed) });
+    const { onMidStreamError } = retries;
+    const rateLimit = retryOnRateLimit({ scheduler, onMidStreamError, maxAttempts: retries.rateLimitAttempts });
+    const fallback = fallbackOnModelError({ scheduler, onMidStreamError, maxAttempts: retries.fallbackAttempts });
+    const transient = retryTransient({ scheduler, onMidStreamError, random: jitter(seed), maxAttempts: retries.transientAttempts });
     arrivals
       .pipe(
         mergeMap((request) => {
@@ -280,9 +307,9 @@ function viaOperators(plans: RequestPlan[], seed: number): RunRecord {
 describe('balance and the same chain composed by hand from the public operators', () => {
   it('send the same calls at the same frames, deliver the same content, end each request alike and leave health alike', () => {
     fc.assert(
-      fc.property(planArb, fc.integer(), (plans, seed) => {
-        const balanced = viaBalance(plans, seed);
-        const composed = viaOperators(plans, seed);
+      fc.property(planArb, fc.integer(), retrySettingsArb, (plans, seed, retries) => {
+        const balanced = viaBalance(plans, seed, retries);
+        const composed = viaOperators(plans, seed, retries);
         expect(balanced.calls).toEqual(composed.calls);
         expect(Object.fromEntries(balanced.seen)).toEqual(Object.fromEntries(composed.seen));
         expect(balanced.health).toEqual(composed.health);

@@ -8,10 +8,10 @@ import type { ChatRequest } from '../core/types.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 import { toBalanceEvents, type BalanceEvent } from './balance-events.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
-import { fallbackOnModelError, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
-import { retryOnRateLimit, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
-import { retryTransient, type RetryTransientConfig } from './retry-transient.js';
-import type { MidStreamErrorMode } from './retry-loop.js';
+import { modelFallbackPolicy, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
+import { rateLimitRetryPolicy, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
+import { transientRetryPolicy, type RetryTransientConfig } from './retry-transient.js';
+import { nestedRetryLoops, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 import { keyRotationAttempts } from './with-key-rotation.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
@@ -109,12 +109,14 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     ...(options.serverFallbacks === undefined ? {} : { serverFallbacks: options.serverFallbacks }),
     ...(options.timeouts === false ? {} : { timeouts: { ...defaultAttemptTimeouts, ...options.timeouts } }),
   });
-  const modelFallback =
-    options.fallback === false ? undefined : fallbackOnModelError({ ...options.fallback, onMidStreamError, scheduler: pool.scheduler });
-  const rateLimitRetry =
-    options.rateLimit === false ? undefined : retryOnRateLimit({ ...options.rateLimit, onMidStreamError, scheduler: pool.scheduler });
-  const transientRetry =
-    options.transient === false ? undefined : retryTransient({ ...options.transient, onMidStreamError, scheduler: pool.scheduler });
+  // retryOnRateLimit, fallbackOnModelError and retryTransient, innermost first, as one loop per
+  // request (`nestedRetryLoops`): the same events as piping the three operators, with one
+  // subscriber instead of three for every request in flight.
+  const retryPolicies: RetryPolicy[] = [];
+  const { scheduler } = pool;
+  if (options.rateLimit !== false) retryPolicies.push(rateLimitRetryPolicy({ ...options.rateLimit, onMidStreamError, scheduler }));
+  if (options.fallback !== false) retryPolicies.push(modelFallbackPolicy({ ...options.fallback, onMidStreamError, scheduler }));
+  if (options.transient !== false) retryPolicies.push(transientRetryPolicy({ ...options.transient, onMidStreamError, scheduler }));
   let sequence = 0;
 
   const modelWaitMs = options.modelWaitMs ?? 30_000;
@@ -130,10 +132,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
       return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
     }
-    let attempts$ = attemptsOf(request);
-    if (rateLimitRetry !== undefined) attempts$ = attempts$.pipe(rateLimitRetry);
-    if (modelFallback !== undefined) attempts$ = attempts$.pipe(modelFallback);
-    if (transientRetry !== undefined) attempts$ = attempts$.pipe(transientRetry);
+    const attempts$ = retryPolicies.length === 0 ? attemptsOf(request) : nestedRetryLoops(attemptsOf(request), retryPolicies);
     return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, modelWaitMs);
   };
 

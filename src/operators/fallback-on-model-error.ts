@@ -22,14 +22,19 @@ export interface FallbackOnModelErrorConfig {
  * operator that retries its kind (`retryTransient`, `retryOnRateLimit`): see `withKeyRotation`.
  */
 export function fallbackOnModelError(config: FallbackOnModelErrorConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
-  const maxAttempts = config.maxAttempts ?? 4;
   // One policy per operator, shared by every request through it.
-  const policy: RetryPolicy = {
+  const policy = modelFallbackPolicy(config);
+  return (source) => retryLoop(source, policy);
+}
+
+/** What `fallbackOnModelError` retries and how (`balance` runs it in one loop with the other retries). */
+export function modelFallbackPolicy(config: FallbackOnModelErrorConfig): RetryPolicy {
+  const maxAttempts = config.maxAttempts ?? 4;
+  return {
     handles: (error) => retriedBy(error) === 'model-fallback',
     delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
     maxWaitMs: undefined,
     onMidStreamError: config.onMidStreamError ?? 'error',
     scheduler: config.scheduler ?? asyncScheduler,
   };
-  return (source) => retryLoop(source, policy);
 }

@@ -36,32 +36,71 @@ export interface RetryPolicy {
  * An error that already ended a retry loop upstream (`AttemptsExhaustedError`) passes through.
  */
 export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy): Observable<AttemptEvent> {
+  return nestedRetryLoops(source, [policy]);
+}
+
+/**
+ * `retryLoop`s nested, innermost first, run as one loop with one subscriber: the same events and
+ * errors as `source.pipe(s => retryLoop(s, policies[0]), s => retryLoop(s, policies[1]), ...)`,
+ * without a subscriber chain per operator for every request in flight. A loop that retries
+ * starts the loops inside it afresh, as resubscribing them would.
+ */
+export function nestedRetryLoops(source: Observable<AttemptEvent>, policies: readonly RetryPolicy[]): Observable<AttemptEvent> {
   return new Observable<AttemptEvent>((subscriber) => {
-    const run = new RetryRun(source, policy, subscriber);
+    const run = new RetryRun(source, policies, subscriber);
     run.subscribeSource();
     return () => run.stop();
   });
 }
 
+/** What one retry loop has seen since it last subscribed its source. */
+class LoopState {
+  records: AttemptRecord[] = [];
+  lastStart: AttemptStart | undefined;
+  deliveredContent = false;
+  /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
+  waitTimer: Subscription | undefined;
+  /** Starts the next attempt after the backoff. */
+  retryTimer: Subscription | undefined;
+
+  constructor(readonly policy: RetryPolicy) {}
+
+  /** Cancels its timers, as tearing the loop down would. */
+  stop(): void {
+    this.waitTimer?.unsubscribe();
+    this.waitTimer = undefined;
+    this.retryTimer?.unsubscribe();
+    this.retryTimer = undefined;
+  }
+
+  /** As a new subscription of this loop would start. */
+  restart(): void {
+    this.stop();
+    this.records = [];
+    this.lastStart = undefined;
+    this.deliveredContent = false;
+  }
+}
+
 /**
- * One subscription of a retry loop: its attempts so far and the subscription of the current one.
- * A class, not closures, because every request in flight holds one per retry operator; it is also
- * the observer of each attempt it subscribes.
+ * One subscription of nested retry loops: each loop's attempts so far, and the subscription of
+ * the current attempt. A class, not closures, because every request in flight holds one; it is
+ * also the observer of each attempt it subscribes.
  */
 class RetryRun {
-  private readonly records: AttemptRecord[] = [];
+  /** Innermost first. */
+  private readonly loops: LoopState[];
   private inner: Subscription | undefined;
-  private timer: Subscription | undefined;
-  private lastStart: AttemptStart | undefined;
-  private deliveredContent = false;
   private subscribing = false;
   private resubscribeNow = false;
 
   constructor(
     private readonly source: Observable<AttemptEvent>,
-    private readonly policy: RetryPolicy,
+    policies: readonly RetryPolicy[],
     private readonly subscriber: Subscriber<AttemptEvent>,
-  ) {}
+  ) {
+    this.loops = policies.map((policy) => new LoopState(policy));
+  }
 
   subscribeSource(): void {
     if (this.subscribing) {
@@ -70,7 +109,6 @@ class RetryRun {
     }
     do {
       this.resubscribeNow = false;
-      this.deliveredContent = false;
       this.subscribing = true;
       this.inner = this.source.subscribe(this);
       this.subscribing = false;
@@ -79,66 +117,54 @@ class RetryRun {
 
   stop(): void {
     this.inner?.unsubscribe();
-    this.timer?.unsubscribe();
+    for (const loop of this.loops) loop.stop();
   }
 
   next(event: AttemptEvent): void {
     if (event.type === 'attempt') {
-      this.lastStart = event;
-      this.timer?.unsubscribe();
-      this.timer = undefined;
-      this.policy.onAttempt?.(this.records.length > 0);
-    } else if (!this.deliveredContent && carriesContent(event)) {
-      this.deliveredContent = true;
+      for (const loop of this.loops) {
+        loop.lastStart = event;
+        loop.waitTimer?.unsubscribe();
+        loop.waitTimer = undefined;
+        loop.policy.onAttempt?.(loop.records.length > 0);
+      }
+    } else if (carriesContent(event)) {
+      for (const loop of this.loops) loop.deliveredContent = true;
     }
     this.subscriber.next(event);
   }
 
   error(thrown: unknown): void {
-    this.onError(toOpenRouterError(thrown));
+    let error = toOpenRouterError(thrown);
+    // Each loop, innermost first, retries the error or hands it (or what it gave up with) outward.
+    for (let index = 0; index < this.loops.length; index++) {
+      const outcome = this.onError(index, error);
+      if (outcome === undefined) return;
+      error = outcome;
+      // A loop the error leaves is torn down: its timers with it.
+      this.loops[index]!.stop();
+    }
+    this.subscriber.error(error);
   }
 
   complete(): void {
     this.subscriber.complete();
   }
 
-  private giveUp(error: OpenRouterError): void {
-    this.subscriber.error(this.records.length > 1 ? new AttemptsExhaustedError(error, this.records) : error);
-  }
-
-  /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
-  private boundWait(lastError: OpenRouterError, delayMs: number): void {
-    if (this.policy.maxWaitMs === undefined) return;
-    this.timer?.unsubscribe();
-    this.timer = scheduleAfter(this.policy.scheduler, delayMs + this.policy.maxWaitMs, () => {
-      this.inner?.unsubscribe();
-      this.subscriber.error(new AttemptsExhaustedError(lastError, this.records));
-    });
-  }
-
-  private onError(error: OpenRouterError): void {
-    const { policy, subscriber, lastStart } = this;
-    if (error instanceof AttemptsExhaustedError || error.routeExhausted) {
-      subscriber.error(error);
-      return;
-    }
-    // Not ours: an outer operator (or the caller) decides, so it passes through as it is.
-    if (!policy.handles(error)) {
-      subscriber.error(error);
-      return;
-    }
+  /** Loop `index` takes `error`: undefined when it retries, else the error it hands outward. */
+  private onError(index: number, error: OpenRouterError): OpenRouterError | undefined {
+    const loop = this.loops[index]!;
+    const { policy, lastStart } = loop;
+    if (error instanceof AttemptsExhaustedError || error.routeExhausted) return error;
+    // Not ours: an outer loop (or the caller) decides, so it passes through as it is.
+    if (!policy.handles(error)) return error;
     const now = policy.scheduler.now();
-    this.records.push(attemptRecordOf(error, lastStart, now));
-    if (this.deliveredContent && policy.onMidStreamError === 'error') {
-      subscriber.error(error);
-      return;
-    }
-    const delayMs = policy.delayFor(error, this.records.length);
-    if (delayMs === undefined) {
-      this.giveUp(error);
-      return;
-    }
-    if (this.deliveredContent) {
+    loop.records.push(attemptRecordOf(error, lastStart, now));
+    if (loop.deliveredContent && policy.onMidStreamError === 'error') return error;
+    const delayMs = policy.delayFor(error, loop.records.length);
+    if (delayMs === undefined) return loop.records.length > 1 ? new AttemptsExhaustedError(error, loop.records) : error;
+    const { subscriber } = this;
+    if (loop.deliveredContent) {
       subscriber.next({
         type: 'restart',
         requestId: lastStart?.requestId ?? '',
@@ -165,12 +191,27 @@ class RetryRun {
         error,
       ),
     );
-    this.boundWait(error, delayMs);
-    if (delayMs > 0) {
-      const retryTimer = scheduleAfter(policy.scheduler, delayMs, () => this.subscribeSource());
-      subscriber.add(retryTimer);
-    } else {
-      this.subscribeSource();
-    }
+    this.boundWait(loop, error, delayMs);
+    if (delayMs > 0) loop.retryTimer = scheduleAfter(policy.scheduler, delayMs, () => this.retryFrom(index));
+    else this.retryFrom(index);
+    return undefined;
+  }
+
+  /** Loop `index` resubscribes its source: the loops inside it start afresh. */
+  private retryFrom(index: number): void {
+    for (let inside = 0; inside < index; inside++) this.loops[inside]!.restart();
+    this.loops[index]!.deliveredContent = false;
+    this.subscribeSource();
+  }
+
+  /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
+  private boundWait(loop: LoopState, lastError: OpenRouterError, delayMs: number): void {
+    if (loop.policy.maxWaitMs === undefined) return;
+    loop.waitTimer?.unsubscribe();
+    loop.waitTimer = scheduleAfter(loop.policy.scheduler, delayMs + loop.policy.maxWaitMs, () => {
+      this.inner?.unsubscribe();
+      // Loops outside pass an `AttemptsExhaustedError` through as it is.
+      this.subscriber.error(new AttemptsExhaustedError(lastError, loop.records));
+    });
   }
 }

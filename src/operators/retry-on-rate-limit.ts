@@ -28,15 +28,19 @@ export interface RetryOnRateLimitConfig {
  * `AttemptsExhaustedError` listing every attempt.
  */
 export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
-  const maxAttempts = config.maxAttempts ?? 4;
-  const maxWaitMs = config.maxWaitMs ?? 60_000;
   // One policy per operator, shared by every request through it.
-  const policy: RetryPolicy = {
+  const policy = rateLimitRetryPolicy(config);
+  return (source) => retryLoop(source, policy);
+}
+
+/** What `retryOnRateLimit` retries and how (`balance` runs it in one loop with the other retries). */
+export function rateLimitRetryPolicy(config: RetryOnRateLimitConfig): RetryPolicy {
+  const maxAttempts = config.maxAttempts ?? 4;
+  return {
     handles: (error) => retriedBy(error) === 'rate-limit',
     delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
-    maxWaitMs,
+    maxWaitMs: config.maxWaitMs ?? 60_000,
     onMidStreamError: config.onMidStreamError ?? 'error',
     scheduler: config.scheduler ?? asyncScheduler,
   };
-  return (source) => retryLoop(source, policy);
 }

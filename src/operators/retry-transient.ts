@@ -87,6 +87,13 @@ class RetryBudget {
  * model of the chain, or a lone model, retries back off as above.
  */
 export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  // One policy (and budget) per operator, shared by every request through it.
+  const policy = transientRetryPolicy(config);
+  return (source) => retryLoop(source, policy);
+}
+
+/** What `retryTransient` retries and how, with its own budget (`balance` runs it in one loop with the other retries). */
+export function transientRetryPolicy(config: RetryTransientConfig): RetryPolicy {
   const maxAttempts = config.maxAttempts ?? 3;
   const baseDelayMs = config.baseDelayMs ?? 200;
   const maxDelayMs = config.maxDelayMs ?? 5_000;
@@ -96,8 +103,7 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
     config.budget === false
       ? undefined
       : new RetryBudget(config.budget?.ratio ?? 0.2, config.budget?.minRetriesPerSecond ?? 10, config.budget?.windowMs ?? 10_000);
-  // One policy per operator, shared by every request through it.
-  const policy: RetryPolicy = {
+  return {
     handles: (error) => retriedBy(error) === 'transient',
     delayFor: (error, failures) => {
       if (failures >= maxAttempts) return undefined;
@@ -112,5 +118,4 @@ export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOpera
     // Only first attempts fund the budget (Finagle's rule), so retries cannot feed more retries.
     ...(budget === undefined ? {} : { onAttempt: (isRetry: boolean) => isRetry || budget.countAttempt(scheduler.now()) }),
   };
-  return (source) => retryLoop(source, policy);
 }
