@@ -49,14 +49,28 @@ export interface WithKeyRotationConfig {
 
 /** The models a request may use, in order: `model`, then the client-side chain in `models`. */
 export function modelChainOf(request: ChatRequest): string[] {
-  const chain = [request.model, ...(request.models ?? [])].filter((model): model is string => typeof model === 'string');
-  return [...new Set(chain)];
+  // Most requests name one model: an array of exactly one, held as long as the request.
+  if (request.models === undefined || request.models.length === 0) return typeof request.model === 'string' ? [request.model] : [];
+  const chain = [request.model, ...request.models].filter((model): model is string => typeof model === 'string');
+  return chain.filter((model, index) => chain.indexOf(model) === index);
 }
 
 /** A request's route, plus the models it moved on from after a failure of the model itself. */
 class ChainRoute extends RouteState {
-  /** Offered to the pool after the rest of the chain: taken only when the others are out of service. */
-  readonly movedOn = new Set<string>();
+  /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
+  private movedOnModels: Set<string> | undefined;
+
+  movedOn(model: string): boolean {
+    return this.movedOnModels?.has(model) === true;
+  }
+
+  get movedOnAny(): boolean {
+    return this.movedOnModels !== undefined;
+  }
+
+  moveOn(model: string): void {
+    (this.movedOnModels ??= new Set()).add(model);
+  }
 }
 
 /**
@@ -128,11 +142,11 @@ class Rotation {
    * The route's models that can hold the request, as far as the pool knows their context; those
    * the request moved on from come last, so the pool takes one only when the others are out.
    */
-  fittingModels(route: ChainRoute): string[] {
+  fittingModels(route: ChainRoute): readonly string[] {
     const needed = route.neededTokens;
     const fitting = route.candidates((model) => (this.port.contextLengthOf(model) ?? Infinity) >= needed);
-    if (route.movedOn.size === 0) return fitting;
-    return [...fitting.filter((model) => !route.movedOn.has(model)), ...fitting.filter((model) => route.movedOn.has(model))];
+    if (!route.movedOnAny) return fitting;
+    return [...fitting.filter((model) => !route.movedOn(model)), ...fitting.filter((model) => route.movedOn(model))];
   }
 
   /**
@@ -143,9 +157,9 @@ class Rotation {
    * its next failure is retried like on a lone model.
    */
   movesOnAfter(route: ChainRoute, model: string, error: OpenRouterError, models: readonly string[]): boolean {
-    if (error.scope !== 'model' || !error.retryable || route.movedOn.has(model)) return false;
-    if (!models.some((candidate) => candidate !== model && !route.movedOn.has(candidate))) return false;
-    route.movedOn.add(model);
+    if (error.scope !== 'model' || !error.retryable || route.movedOn(model)) return false;
+    if (!models.some((candidate) => candidate !== model && !route.movedOn(candidate))) return false;
+    route.moveOn(model);
     return true;
   }
 }

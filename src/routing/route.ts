@@ -10,8 +10,10 @@ export class RouteState {
   readonly triedKeys = new Set<string>();
   attempts = 0;
   lastError: OpenRouterError | undefined;
-  private readonly attemptsByModel = new Map<string, number>();
-  private readonly excludedModels = new Set<string>();
+  /** Failed attempts per model of `chain`, by its index there. */
+  private readonly attemptsByModel: number[];
+  /** Made on the first exclusion: most requests never have one. */
+  private excludedModels: Set<string> | undefined;
 
   constructor(
     /** The models to try, in order of preference. */
@@ -20,23 +22,37 @@ export class RouteState {
     readonly maxAttemptsPerModel: number,
     /** Prompt plus `max_tokens`: what a model's context must hold. Estimated once per request. */
     readonly neededTokens: number,
-  ) {}
+  ) {
+    this.attemptsByModel = chain.map(() => 0);
+  }
 
   /**
    * Models still worth an attempt, in order; empty when the route is exhausted. `fits` leaves out
    * the models that cannot take the request (a context too small) before the attempt caps
    * choose: a capped model is still tried when every model below its cap cannot take it.
    */
-  candidates(fits: (model: string) => boolean = () => true): string[] {
-    const open = this.chain.filter((model) => !this.excludedModels.has(model) && fits(model));
+  candidates(fits: (model: string) => boolean = () => true): readonly string[] {
+    const excluded = this.excludedModels;
+    const open = this.chain.filter((model) => excluded?.has(model) !== true && fits(model));
     // Models below their per-request attempt cap first; the rest only when nothing else is left.
-    const fresh = open.filter((model) => (this.attemptsByModel.get(model) ?? 0) < this.maxAttemptsPerModel);
-    return fresh.length > 0 ? fresh : open;
+    const fresh = open.filter((model) => this.attemptsOn(model) < this.maxAttemptsPerModel);
+    const chosen = fresh.length > 0 ? fresh : open;
+    // The whole chain, the usual case: the attempt holds the route's own array, not a copy.
+    return chosen.length === this.chain.length ? this.chain : chosen;
+  }
+
+  private attemptsOn(model: string): number {
+    return this.attemptsByModel[this.chain.indexOf(model)] ?? 0;
+  }
+
+  private setAttemptsOn(model: string, attempts: number): void {
+    const index = this.chain.indexOf(model);
+    if (index >= 0) this.attemptsByModel[index] = attempts;
   }
 
   begin(keyLabel: string, model: string): number {
     this.triedKeys.add(keyLabel);
-    this.attemptsByModel.set(model, (this.attemptsByModel.get(model) ?? 0) + 1);
+    this.setAttemptsOn(model, this.attemptsOn(model) + 1);
     return ++this.attempts;
   }
 
@@ -44,12 +60,12 @@ export class RouteState {
   fail(model: string, error: OpenRouterError, afterContent = false): void {
     this.lastError = error;
     // An error the same model will repeat for this request (context, policy, 404, 400).
-    if (ERROR_POLICY[error.kind].excludesModel) this.excludedModels.add(model);
+    if (ERROR_POLICY[error.kind].excludesModel) (this.excludedModels ??= new Set()).add(model);
     // A silent, rate-limited or mid-answer failing model is the route's problem, not the
     // attempt's: try the next model first (it stays usable if nothing else is left). A restart
     // on the same model would pay for another partial answer.
     if (afterContent || error.kind === 'timeout' || (error.kind === 'rate_limit' && error.scope === 'model')) {
-      this.attemptsByModel.set(model, Math.max(this.maxAttemptsPerModel, this.attemptsByModel.get(model) ?? 0));
+      this.setAttemptsOn(model, Math.max(this.maxAttemptsPerModel, this.attemptsOn(model)));
     }
   }
 
