@@ -1,4 +1,4 @@
-import { Observable, Subscription, type OperatorFunction, type Subscriber } from 'rxjs';
+import { Observable, type Subscription, type OperatorFunction, type Subscriber } from 'rxjs';
 
 /** The concurrency slot one input's work holds in `mergeWithSlots`. */
 export interface Slot {
@@ -128,16 +128,21 @@ class SlotGate<T, R> {
 /** One input's work and the slot it holds: the `Slot` handed to `project`, and the observer of its results. */
 class SlotWork<T, R> implements Slot {
   private holds = true;
-  private readonly subscription = new Subscription();
+  /** The projected work, once `subscribe` has returned (it may end, or be stopped, inside it). */
+  private work: Subscription | undefined;
+  private stopped = false;
 
   constructor(private readonly gate: SlotGate<T, R>) {}
 
   run(value: T): void {
-    this.subscription.add(this.gate.project(value, this).subscribe(this));
+    const work = this.gate.project(value, this).subscribe(this);
+    if (this.stopped) work.unsubscribe();
+    else this.work = work;
   }
 
   stop(): void {
-    this.subscription.unsubscribe();
+    this.stopped = true;
+    this.work?.unsubscribe();
   }
 
   next(result: R): void {

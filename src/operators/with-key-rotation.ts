@@ -1,4 +1,4 @@
-import { Observable, Subscription, mergeMap, type MonoTypeOperatorFunction, type OperatorFunction, type Subscriber } from 'rxjs';
+import { Observable, type Subscription, mergeMap, type MonoTypeOperatorFunction, type OperatorFunction, type Subscriber } from 'rxjs';
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
@@ -172,10 +172,13 @@ class Rotation {
 class KeyAttempt {
   private readonly route: ChainRoute;
   private readonly requestId: string;
-  private readonly call = new Subscription();
-  // A holder, so that an answer that comes synchronously, inside the acquisition, can free the
-  // lease too: a subscription added to a closed holder is unsubscribed at once.
-  private readonly acquisition = new Subscription();
+  /** The attempt's events (marker, transport, timeouts), once subscribed. */
+  private call: Subscription | undefined;
+  /** The key's acquisition, once `subscribe` has returned: a lease, and even its answer, may come inside it. */
+  private acquisition: Subscription | undefined;
+  /** The lease is to be freed: an acquisition or a call that returns after this is ended at once. */
+  private released = false;
+  private stopped = false;
   private lease: KeyLease | undefined;
   private number = 0;
   private firstContentAt: number | undefined;
@@ -211,26 +214,33 @@ class KeyAttempt {
     }
     const { config, strategy } = rotation;
     const priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
-    this.acquisition.add(
-      rotation.port
-        .acquire(request, {
-          models,
-          avoid: route.triedKeys,
-          requestId,
-          ...(strategy === undefined ? {} : { strategy }),
-          ...(priority === undefined ? {} : { priority }),
-          ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
-        })
-        .subscribe({
-          next: (lease: KeyLease) => this.send(lease),
-          error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
-        }),
-    );
+    const acquisition = rotation.port
+      .acquire(request, {
+        models,
+        avoid: route.triedKeys,
+        requestId,
+        ...(strategy === undefined ? {} : { strategy }),
+        ...(priority === undefined ? {} : { priority }),
+        ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
+      })
+      .subscribe({
+        next: (lease: KeyLease) => this.send(lease),
+        error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
+      });
+    if (this.released) acquisition.unsubscribe();
+    else this.acquisition = acquisition;
   }
 
   stop(): void {
-    this.call.unsubscribe();
-    this.acquisition.unsubscribe();
+    this.stopped = true;
+    this.call?.unsubscribe();
+    this.freeLease();
+  }
+
+  /** Ends the acquisition, which frees the lease (now, or as soon as the acquisition returns). */
+  private freeLease(): void {
+    this.released = true;
+    this.acquisition?.unsubscribe();
   }
 
   /** The key is ours: the marker, then the transport's events, through the timeouts. */
@@ -285,7 +295,9 @@ class KeyAttempt {
     });
     const timeouts = rotation.timeouts;
     // Timeouts inside the attempt, so that the route learns of them like of any failure.
-    this.call.add((timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe(this));
+    const call = (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe(this);
+    if (this.stopped) call.unsubscribe();
+    else this.call = call;
   }
 
   /** A transport event as this attempt's, with the lease told of the answer. */
@@ -307,7 +319,7 @@ class KeyAttempt {
     // key still busy with an answer that is already in.
     if (event.type === 'end' || event.type === 'completion') {
       this.recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
-      this.acquisition.unsubscribe();
+      this.freeLease();
     }
     this.subscriber.next(event);
   }
@@ -339,7 +351,7 @@ class KeyAttempt {
     if (models.length === 0) error.routeExhausted = true;
     markMovesOn(error, rotation.movesOnAfter(route, lease.model, error, models));
     // The key's slot is free before a retry (or the next request) looks for one.
-    this.acquisition.unsubscribe();
+    this.freeLease();
     this.subscriber.error(error);
   }
 
