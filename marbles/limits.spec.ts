@@ -210,7 +210,7 @@ describe('an answered request counts from its send plus how much slower than the
     expect(admissions(() => 300, 22).slice(12)).toEqual([7800, 7800, 9100, 9100, 10400, 10400, 11410, 11410, 12420, 12420]);
   });
 
-  it('an answer slower than the fastest counts from its send plus its excess: never earlier than the server can have counted it', () => {
+  it('an answer slower than the fastest counts from its send plus its excess, by which its trip out may have been longer', () => {
     // As above, but the 17th answer takes 500 ms: 200 ms more than the fastest, so its entry
     // counts from 10 400 + 200 + 10, and its slot (with the 18th, behind it) comes back at 11 610.
     expect(admissions((index) => (index === 16 ? 500 : 300), 20).slice(16)).toEqual([10400, 10400, 11610, 11610]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { catchError, ignoreElements, merge, of, type Observable } from 'rxjs';
+import { catchError, ignoreElements, merge, of, takeWhile, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { KeyPool } from '../src/create-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
@@ -187,6 +187,21 @@ describe('retryTransient: restart mode', () => {
       '56 end k1',
       '57 complete',
     ]);
+  });
+
+  it('a caller that unsubscribes on the restart marker gets no retry: no attempt starts after it left', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      const first = cold('-a-#', { a: chunkEvent('Hel') }, upstreamError(502));
+      const second = cold('-b-e|', { b: chunkEvent('Hello'), e: endEvent() });
+      const { pool } = makePool(scheduler, { k1: [first, second] });
+      request$(pool, transient(scheduler, { random: () => 0.5, onMidStreamError: 'restart' }))
+        .pipe(takeWhile((event) => event.type !== 'restart'))
+        .subscribe();
+      expectSubscriptions(first.subscriptions).toBe('^--!');
+      // The 50 ms backoff's retry would have subscribed at 53: nothing does.
+      expectSubscriptions(second.subscriptions).toBe([]);
+    });
   });
 });
 

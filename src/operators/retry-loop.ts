@@ -53,7 +53,7 @@ export function nestedRetryLoops(source: Observable<AttemptEvent>, policies: rea
   });
 }
 
-/** What one retry loop has seen since it last subscribed its source. */
+/** What one retry loop has seen: its own retries keep it; a retry by a loop outside it starts it afresh. */
 class LoopState {
   records: AttemptRecord[] = [];
   lastStart: AttemptStart | undefined;
@@ -93,6 +93,8 @@ class RetryRun {
   private inner: Subscription | undefined;
   private subscribing = false;
   private resubscribeNow = false;
+  /** Torn down (the caller unsubscribed, perhaps on a `retry` event): no retry may start after it. */
+  private stopped = false;
 
   constructor(
     private readonly source: Observable<AttemptEvent>,
@@ -103,6 +105,7 @@ class RetryRun {
   }
 
   subscribeSource(): void {
+    if (this.stopped) return;
     if (this.subscribing) {
       this.resubscribeNow = true;
       return;
@@ -116,6 +119,7 @@ class RetryRun {
   }
 
   stop(): void {
+    this.stopped = true;
     this.inner?.unsubscribe();
     for (const loop of this.loops) loop.stop();
   }
@@ -191,6 +195,8 @@ class RetryRun {
         error,
       ),
     );
+    // The caller may have unsubscribed on the events just sent: then nothing more may start.
+    if (this.stopped) return undefined;
     this.boundWait(loop, error, delayMs);
     if (delayMs > 0) loop.retryTimer = scheduleAfter(policy.scheduler, delayMs, () => this.retryFrom(index));
     else this.retryFrom(index);

@@ -176,8 +176,9 @@ class KeyAttempt {
   private call: Subscription | undefined;
   /** The key's acquisition, once `subscribe` has returned: a lease, and even its answer, may come inside it. */
   private acquisition: Subscription | undefined;
-  /** The lease is to be freed: an acquisition or a call that returns after this is ended at once. */
+  /** The lease is to be freed: an acquisition that returns after this is ended at once. */
   private released = false;
+  /** Torn down: a call that returns after this is ended at once. */
   private stopped = false;
   private lease: KeyLease | undefined;
   private number = 0;

@@ -3,14 +3,18 @@
  * to bound when the server counted an answered request more tightly than the first byte does.
  *
  * A request's time to first byte is its trip to the server, the server's work, and the trip back.
- * The fastest answer seen had all three short, so an answer that took `excess` longer than the
- * fastest spent at most about `excess` more than the fastest on its way out; and a later request
- * reaches the server no faster than the fastest trip out. So an answered request's quota entry may
- * count from its send plus its excess, plus a slack for how far the fastest answer's trip out was
- * from the shortest (`SendMargin.answeredSlackMs`, widened by any refusal that proves it short),
- * instead of from its first byte: with answers of even length the server's window and the pool's
- * then free a slot within milliseconds of each other, where counting from the first byte idles
- * every slot for one answer's length per window.
+ * An answer that took `excess` longer than the fastest spent about `excess` more than the fastest
+ * on its way out at most, and a later request reaches the server no faster than the fastest trip
+ * out. So an answered request's quota entry may count from its send plus its excess, plus a slack
+ * (`SendMargin.answeredSlackMs`), instead of from its first byte: with answers of even length the
+ * server's window and the pool's then free a slot within milliseconds of each other, where
+ * counting from the first byte idles every slot for one answer's length per window.
+ *
+ * This is an estimate, not a proof: the fastest answer had the shortest total, not necessarily the
+ * shortest trip out, and an answer whose trip out grew while the server's work shrank by as much
+ * (a long prompt served from a cache, say) counts too early by the difference beyond the slack.
+ * Its cost is a refusal the pool's window did not expect, which widens the slack to twice that
+ * refusal's round trip (see `SendMargin`).
  *
  * The bound is only as good as the fastest answer's trip was short, so it is used where it pays:
  * when even the fastest answer takes long against the trips' jitter (a short answer's first byte

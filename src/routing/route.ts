@@ -10,7 +10,7 @@ export class RouteState {
   readonly triedKeys = new Set<string>();
   attempts = 0;
   lastError: OpenRouterError | undefined;
-  /** Failed attempts per model of `chain`, by its index there. */
+  /** Attempts per model of `chain`, by its index there (a model whose failure is the route's is raised to the cap). */
   private readonly attemptsByModel: number[];
   /** Made on the first exclusion: most requests never have one. */
   private excludedModels: Set<string> | undefined;

@@ -97,8 +97,11 @@ export interface StateStore {
    * latest (the pool's margin for the trip; a store may hold a wider floor of its own).
    */
   markSent(reservation: Reservation, now: number, marginMs: number): void;
-  /** The first response byte arrived: quota entries count from now at the latest. */
-  markResponded(reservation: Reservation, now: number): void;
+  /**
+   * The first response byte arrived: quota entries count from `countedBy` at the latest (the first
+   * byte's time, or sooner when the pool can bound the server's count more tightly, see `AnswerLag`).
+   */
+  markResponded(reservation: Reservation, countedBy: number): void;
   /** Replaces the token estimate with the billed count. */
   reconcile(reservation: Reservation, tokens: number): void;
   /** Frees the reservation's slots (its quota entries stay until they leave their windows). */
