@@ -10,25 +10,30 @@ import type { TargetCheck } from './scenarios/types.js';
 const notes: Record<string, string> = {
   'overhead.rps':
     'Overhead, requests per second: client and fake server share two cores, so the CPU the library adds per request ' +
-    '(next note) comes straight out of throughput.',
+    '(next note) comes straight out of throughput. This row moves with the host: the bare SDK alone measured 1,554 ' +
+    'req/s at 07:07 and 1,078 at 10:30 the same day (load average 1.7–3.7 with nothing else of ours running), and in ' +
+    'four alternating runs of this row that afternoon the library at a4a4a2c and now measured 0.87×, 0.85× and 0.81×, ' +
+    '0.88× of the SDK: the run-to-run spread is wider than the change.',
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
-    '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 15–18 µs of CPU, ' +
-    'against 39 µs at f479c2c. The profiles of the same 3,000 requests (`bench/results/profiles/after-18d69cc/`, ' +
+    '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 18.4–19.6 µs of ' +
+    'CPU in three runs alternating with a4a4a2c’s 20.6–22.7 µs (one retry loop per request instead of three), against ' +
+    '39 µs at f479c2c. The profiles of the same 3,000 requests (`bench/results/profiles/after-18d69cc/`, ' +
     '`library-overhead.txt` against `bare-sdk-overhead.txt`) put the main thread’s difference at about 60 µs; the rest ' +
     'is the garbage collector’s helper threads, which `process.cpuUsage` counts: in one harness the library’s difference ' +
     'was 87 µs per request, and 30 µs under `node --single-threaded-gc`. Their work grows with what each request ' +
     'allocates and keeps across event-loop turns (the scale row: about 18 KiB per request in flight against the SDK’s ' +
-    '10). What is left to cut is that: a subscriber pair (SafeSubscriber and its observer) for each of the seven stages ' +
-    'a request crosses, the attempt’s promise chain, and the copies of each request (the wire body, then the body with ' +
+    '10). What is left to cut is that: a subscriber pair (SafeSubscriber and its observer) for each of the five stages ' +
+    'a request still crosses, the attempt’s promise chain, and the copies of each request (the wire body, then the body with ' +
     '`stream`).',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
     '(`bench/results/profiles/after-18d69cc/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
     '`src/transport/attempt.ts`, in place of the SDK’s parser), then every chunk is copied into a new object tagged with ' +
     'its key and model (`KeyAttempt.tag`), crosses `attempt-timeouts` (one idle timer per attempt, which checks the time ' +
-    'since the last chunk when it fires), three retry loops and `balance` (another event object, and the answer ' +
-    'concatenated).',
+    'since the last chunk when it fires), the retry loop and `balance` (another event object, and the answer ' +
+    'concatenated). This row moves with the host too: four runs of it alternating a4a4a2c and now, that afternoon, ' +
+    'measured −0.66, −1.04 µs (a4a4a2c) and −1.25, −1.14 µs (now) against the SDK.',
   'scale.pick':
     'Scale, picking a key: a pick is a full admission (`pool.acquire` and its release), quota windows and the lease ' +
     'included. `npx tsx bench/profile.ts --peer library --workload pick` (`bench/results/profiles/after-18d69cc/' +
@@ -38,11 +43,14 @@ const notes: Record<string, string> = {
     '`take` (an entry per window, kept for the minute of the `rpm` quota), the strategy’s sampling, the lease, the ' +
     'acquisition’s own Observable and subscriber, and the garbage collector (a sixth).',
   'scale.heap-vs-sdk':
-    'Scale, heap against the SDK: a request in flight holds, besides the SDK’s own request, one object per stage it ' +
-    'crosses (its slot, its report, three retry loops, the key attempt, the timeouts, the lease and the ticket) and a ' +
-    'subscriber pair per stage; issue 13’s work turned each stage’s closures into one object and took the timers into ' +
-    'one queue (26.9 KiB at 88e250a). The rest is the rxjs subscribers and the attempt’s promise chain (see the overhead ' +
-    'note).',
+    'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
+    'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
+    'subscriber pair per stage; issue 13’s work turned each stage’s closures into one object, took the timers into ' +
+    'one queue (26.9 KiB at 88e250a), ran the three retry operators as one loop and dropped the `Subscription` holders ' +
+    '(18.1 KiB at 18d69cc). Heap snapshots of 2,000 requests in flight, grouped by constructor, show what is left: ' +
+    'about 2 KB of rxjs subscribers (72 B each, a 32 B observer, and a finalizer array of 16 slots, 152 B, as soon as ' +
+    'one teardown is added), about 1.8 KB of the attempt’s async functions and promises, the lease’s five bound ' +
+    'functions (kept: callers hand them around unbound), and the route’s key set and the request’s copies.',
   'scale.heap':
     'Scale, heap: the heap per in-flight request grew with the number in flight (the slope from 5,500 to 10,000 above ' +
     '1.25× the slope from 1,000 to 5,500), or more than 2 MiB stayed once the session was closed and dropped.',
@@ -100,7 +108,8 @@ const notes: Record<string, string> = {
     'workload’s ramp) would shrink. A quick run’s three seconds weigh that first window three times heavier than the ' +
     'full run’s nine. The burst’s size depends on how the answers of the first window bunch up, so it moves between ' +
     'runs of the same code: at 18d69cc 5.1 % in the full run, then 2.0, 2.0, 4.9 and 4.1 % in runs of the library ' +
-    'alone; at f479c2c, the library alone, 4.4, 5.0, 4.4 and 1.2 %; 1.3 % in the full run at 7725978.',
+    'alone; at f479c2c, the library alone, 4.4, 5.0, 4.4 and 1.2 %; 1.3 % in the full run at 7725978; 0.4, 4.1 and ' +
+    '4.4 % in three full runs at 7c40f65 and after.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -126,7 +135,8 @@ const notes: Record<string, string> = {
     'requests in flight to the account’s keys then are refused too; the keys are grouped into their accounts by key ' +
     'info within the first milliseconds, the account’s free-model bucket is learnt from its first 429, and assumed ' +
     '(one request looser) for the other account until its own 429. Between runs the figure moves with how far apart ' +
-    'the two accounts fill their first window (1.4 % and 3.6 % in two runs of the same code).',
+    'the two accounts fill their first window (1.4 % and 3.6 % in two runs of the same code; 3.6, 5.8 and 5.4 % in ' +
+    'three full runs at 7c40f65 and after, 1.2 % at 18d69cc).',
   'shared-accounts.goodput':
     'Shared accounts, goodput: each refused key of an account is parked for the 429’s `Retry-After` (1 s, the ' +
     'window) while its siblings are refused in turn (429 note), so the account can sit idle after its window frees; a ' +
