@@ -189,6 +189,30 @@ describe('retryTransient: restart mode', () => {
     ]);
   });
 
+  it('after a restart, a retried attempt that fails before any content is retried plainly: no second restart marker', () => {
+    const scheduler = newTestScheduler();
+    let log: string[] = [];
+    scheduler.run(({ cold }) => {
+      const first = cold('-a-#', { a: chunkEvent('Hel') }, upstreamError(502));
+      const second = cold('--#', {}, upstreamError(503));
+      const third = cold('-b-e|', { b: chunkEvent('Hello'), e: endEvent() });
+      const { pool } = makePool(scheduler, { k1: [first, second, third] });
+      log = timeline(scheduler, request$(pool, transient(scheduler, { random: () => 0.5, onMidStreamError: 'restart' }))).log;
+    });
+    expect(log).toEqual([
+      '0 attempt 1 k1',
+      '1 chunk "Hel" k1',
+      '3 restart upstream',
+      '3 retry upstream +50',
+      '53 attempt 2 k1',
+      '55 retry upstream +100',
+      '155 attempt 3 k1',
+      '156 chunk "Hello" k1',
+      '158 end k1',
+      '159 complete',
+    ]);
+  });
+
   it('a caller that unsubscribes on the restart marker gets no retry: no attempt starts after it left', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectSubscriptions }) => {
