@@ -194,7 +194,7 @@ describe('retryTransient: restart mode', () => {
     let log: string[] = [];
     scheduler.run(({ cold }) => {
       const first = cold('-a-#', { a: chunkEvent('Hel') }, upstreamError(502));
-      const second = cold('--#', {}, upstreamError(503));
+      const second = cold<TransportEvent>('--#', {}, upstreamError(503));
       const third = cold('-b-e|', { b: chunkEvent('Hello'), e: endEvent() });
       const { pool } = makePool(scheduler, { k1: [first, second, third] });
       log = timeline(scheduler, request$(pool, transient(scheduler, { random: () => 0.5, onMidStreamError: 'restart' }))).log;
