@@ -73,6 +73,14 @@ class LoopState {
     this.retryTimer = undefined;
   }
 
+  /** An attempt started: the wait for one is over. */
+  started(event: AttemptStart): void {
+    this.lastStart = event;
+    this.waitTimer?.unsubscribe();
+    this.waitTimer = undefined;
+    this.policy.onAttempt?.(this.records.length > 0);
+  }
+
   /** As a new subscription of this loop would start. */
   restart(): void {
     this.stop();
@@ -126,12 +134,7 @@ class RetryRun {
 
   next(event: AttemptEvent): void {
     if (event.type === 'attempt') {
-      for (const loop of this.loops) {
-        loop.lastStart = event;
-        loop.waitTimer?.unsubscribe();
-        loop.waitTimer = undefined;
-        loop.policy.onAttempt?.(loop.records.length > 0);
-      }
+      for (const loop of this.loops) loop.started(event);
     } else if (carriesContent(event)) {
       for (const loop of this.loops) loop.deliveredContent = true;
     }

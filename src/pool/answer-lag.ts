@@ -1,3 +1,8 @@
+/** Answers measured before the fastest is trusted: the first few include new connections. */
+const TRUSTED_AFTER = 16;
+/** Below this, the fastest answer's first byte is close enough to the count; the trip jitter (tens of ms on a loaded host) would eat the gain. */
+const LONG_ANSWER_MS = 100;
+
 /**
  * How long a model's accepted answers take from their send to their first response byte, kept
  * to bound when the server counted an answered request more tightly than the first byte does.
@@ -22,23 +27,21 @@
  * have large excesses, and the first byte stays the bound: nothing is lost against counting
  * from it.
  */
-/** Answers measured before the fastest is trusted: the first few include new connections. */
-const TRUSTED_AFTER = 16;
-/** Below this, the fastest answer's first byte is close enough to the count; the trip jitter (tens of ms on a loaded host) would eat the gain. */
-const LONG_ANSWER_MS = 100;
-
 export class AnswerLag {
   private fastestMs = Infinity;
   private answers = 0;
 
   /**
-   * Records an accepted answer that took `lagMs` from its send to its first byte; returns how much
-   * longer it took than the fastest answer so far, or undefined while too few are known or the
-   * fastest is short.
+   * Records an accepted answer sent at `sentAt` whose first byte came at `respondedAt`; returns the
+   * latest time the server counted it: its send plus how much longer it took than the fastest
+   * answer so far plus `slackMs`, or its first byte if that is sooner (always, while too few
+   * answers are known or the fastest is short).
    */
-  excessOf(lagMs: number): number | undefined {
+  countedBy(sentAt: number, respondedAt: number, slackMs: number): number {
+    const lagMs = respondedAt - sentAt;
     if (lagMs < this.fastestMs) this.fastestMs = lagMs;
     this.answers += 1;
-    return this.answers < TRUSTED_AFTER || this.fastestMs < LONG_ANSWER_MS ? undefined : lagMs - this.fastestMs;
+    if (this.answers < TRUSTED_AFTER || this.fastestMs < LONG_ANSWER_MS) return respondedAt;
+    return Math.min(respondedAt, sentAt + lagMs - this.fastestMs + slackMs);
   }
 }

@@ -85,9 +85,8 @@ export class AdmittedLease implements KeyLease {
     this.#responded = true;
     const at = this.#context.scheduler.now();
     this.#learning?.markCounted(this.#plan, this.#sentAt, at);
-    // An accepted answer bounds the server's count more tightly than its first byte (see `AnswerLag`).
-    const excessMs = accepted ? this.#modelEntry.answerLag.excessOf(at - this.#sentAt) : undefined;
-    const countedBy = excessMs === undefined ? at : Math.min(at, this.#sentAt + excessMs + this.#context.sendMargin.answeredSlackMs);
+    // An accepted answer may bound the server's count more tightly than its first byte (see `AnswerLag`).
+    const countedBy = accepted ? this.#modelEntry.answerLag.countedBy(this.#sentAt, at, this.#context.sendMargin.answeredSlackMs) : at;
     this.#context.store.markResponded(this.#reservation, countedBy);
     this.#owner.responded(this.#modelEntry, this.#entry, accepted, at);
   };

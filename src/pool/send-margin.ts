@@ -1,3 +1,6 @@
+/** The least slack added to an answered request's excess over the fastest answer. */
+const ANSWERED_SLACK_MS = 10;
+
 /**
  * How long after the transport sends a request the server may count it: the pool counts the
  * attempt in its quota windows from the send plus this margin, so a slow answer does not hold
@@ -15,9 +18,6 @@
  * model's fastest answer (see `AnswerLag`) plus `answeredSlackMs`, for the trip jitter the fastest
  * answer did not show; a surprise refusal widens that slack too.
  */
-/** The least slack added to an answered request's excess over the fastest answer. */
-const ANSWERED_SLACK_MS = 10;
-
 export class SendMargin {
   private marginMs: number;
   /** The longest trip a refusal proved, fading slowly with successes. */

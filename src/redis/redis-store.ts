@@ -264,10 +264,10 @@ export class RedisStateStore implements StateStore {
     this.adjust(held, { move: { mode: 'retime', marginMs: margin } });
   }
 
-  /** The first response byte arrived: the local entries count from `now` at the latest; Redis's from its own clock's now (the first byte), the fleet's margin left to the send. */
-  markResponded(reservation: Reservation, now: number): void {
+  /** The first response byte arrived: the local entries count from `countedBy` at the latest; Redis's from its own clock's now (the first byte), the fleet's margin left to the send. */
+  markResponded(reservation: Reservation, countedBy: number): void {
     const held = reservation as RedisReservation;
-    for (const hold of held.holds) hold.limiter.touch(hold, now);
+    for (const hold of held.holds) hold.limiter.touch(hold, countedBy);
     this.adjust(held, { move: { mode: 'touch', marginMs: 0 } });
   }
 

@@ -225,8 +225,8 @@ export class MemoryStateStore implements StateStore {
     for (const hold of (reservation as MemoryReservation).holds) hold.limiter.retime(hold, now + marginMs);
   }
 
-  markResponded(reservation: Reservation, now: number): void {
-    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.touch(hold, now);
+  markResponded(reservation: Reservation, countedBy: number): void {
+    for (const hold of (reservation as MemoryReservation).holds) hold.limiter.touch(hold, countedBy);
   }
 
   reconcile(reservation: Reservation, tokens: number): void {
