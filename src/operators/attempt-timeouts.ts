@@ -3,8 +3,8 @@ import {
   asyncScheduler,
   type MonoTypeOperatorFunction,
   type SchedulerAction,
+  type Observer,
   type SchedulerLike,
-  type Subscriber,
   type Subscription,
 } from 'rxjs';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
@@ -39,12 +39,7 @@ type TimeoutErrorClass = new (...args: ConstructorParameters<typeof TotalTimeout
  * gets fresh timers and a silent upstream costs at most `firstTokenMs`.
  */
 export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
-  const totalMs = config.totalMs ?? defaultAttemptTimeouts.totalMs;
-  const firstTokenMs = config.firstTokenMs ?? defaultAttemptTimeouts.firstTokenMs;
-  const idleMs = config.idleMs ?? defaultAttemptTimeouts.idleMs;
-  const scheduler = config.scheduler ?? asyncScheduler;
-  // One timer for every attempt's total and first-token deadlines (see `DeadlineQueue`).
-  const limits: TimeoutLimits = { totalMs, firstTokenMs, idleMs, scheduler, deadlines: new DeadlineQueue(scheduler) };
+  const limits = timeoutLimitsOf(config);
   return (source) =>
     new Observable<AttemptEvent>((subscriber) => {
       const run = new TimedAttempt(limits, subscriber);
@@ -53,7 +48,8 @@ export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOpe
     });
 }
 
-interface TimeoutLimits {
+/** The settings every attempt under one `attemptTimeouts` shares, with the queue of their deadlines. */
+export interface TimeoutLimits {
   readonly totalMs: number;
   readonly firstTokenMs: number;
   readonly idleMs: number;
@@ -61,11 +57,29 @@ interface TimeoutLimits {
   readonly deadlines: DeadlineQueue;
 }
 
+export function timeoutLimitsOf(config: AttemptTimeoutsConfig): TimeoutLimits {
+  const scheduler = config.scheduler ?? asyncScheduler;
+  return {
+    totalMs: config.totalMs ?? defaultAttemptTimeouts.totalMs,
+    firstTokenMs: config.firstTokenMs ?? defaultAttemptTimeouts.firstTokenMs,
+    idleMs: config.idleMs ?? defaultAttemptTimeouts.idleMs,
+    scheduler,
+    // One timer for every attempt's total and first-token deadlines (see `DeadlineQueue`).
+    deadlines: new DeadlineQueue(scheduler),
+  };
+}
+
+/** Where a timed attempt's events go: a subscriber, or an attempt that drives its timers itself. */
+type TimedDownstream = Pick<Observer<AttemptEvent>, 'next' | 'error' | 'complete'>;
+
 /**
- * One subscription of `attemptTimeouts`: its timers and what it has seen of the attempt. A class,
- * not closures, because every request in flight holds one; it is also the observer of the attempt.
+ * One attempt's timers and what they have seen of it. A class, not closures, because every
+ * request in flight holds one. It observes the attempt's events and passes them on; when a timer
+ * fires it ends `upstream` (aborting the HTTP request) and fails `downstream`. `attemptTimeouts`
+ * makes one per subscription; `withKeyRotation` drives one inside each attempt it makes, without
+ * the operator's two subscribers.
  */
-class TimedAttempt {
+export class TimedAttempt {
   upstream: Subscription | undefined;
   private start: AttemptStart | undefined;
   private total: Deadline | undefined;
@@ -76,7 +90,7 @@ class TimedAttempt {
 
   constructor(
     private readonly limits: TimeoutLimits,
-    private readonly subscriber: Subscriber<AttemptEvent>,
+    private readonly subscriber: TimedDownstream,
   ) {}
 
   next(event: AttemptEvent): void {
@@ -122,7 +136,8 @@ class TimedAttempt {
     this.clear();
   }
 
-  private clear(): void {
+  /** Cancels the timers. */
+  clear(): void {
     this.total?.cancel();
     this.firstToken?.cancel();
     this.idle?.unsubscribe();

@@ -1,4 +1,4 @@
-import { Observable, type Subscription, mergeMap, type MonoTypeOperatorFunction, type OperatorFunction, type Subscriber } from 'rxjs';
+import { Observable, type Observer, type Subscription, mergeMap, type OperatorFunction, type Subscriber } from 'rxjs';
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
@@ -13,7 +13,7 @@ import {
   type AttemptRecording,
   type AttemptStart,
 } from './attempt-event.js';
-import { attemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
+import { TimedAttempt, timeoutLimitsOf, type AttemptTimeoutsConfig, type TimeoutLimits } from './attempt-timeouts.js';
 
 /** Options of `withKeyRotation`. */
 export interface WithKeyRotationConfig {
@@ -114,7 +114,7 @@ export function keyRotationAttempts(
 class Rotation {
   readonly strategy: Strategy | undefined;
   readonly serverFallbacks: number;
-  readonly timeouts: MonoTypeOperatorFunction<AttemptEvent> | undefined;
+  readonly timeouts: TimeoutLimits | undefined;
   private readonly maxAttemptsPerModel: number;
   // Routes outlive one attempt (a retry resubscribes) but not their request.
   private readonly routes = new WeakMap<ChatRequest, ChainRoute>();
@@ -126,7 +126,7 @@ class Rotation {
     this.strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
     this.maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
     this.serverFallbacks = config.serverFallbacks ?? 0;
-    this.timeouts = config.timeouts === undefined ? undefined : attemptTimeouts({ scheduler: port.scheduler, ...config.timeouts });
+    this.timeouts = config.timeouts === undefined ? undefined : timeoutLimitsOf({ scheduler: port.scheduler, ...config.timeouts });
   }
 
   routeOf(request: ChatRequest): ChainRoute {
@@ -172,8 +172,10 @@ class Rotation {
 class KeyAttempt {
   private readonly route: ChainRoute;
   private readonly requestId: string;
-  /** The attempt's events (marker, transport, timeouts), once subscribed. */
+  /** The transport's events, once subscribed. */
   private call: Subscription | undefined;
+  /** The attempt's timers, when the rotation has timeouts: its events pass through them. */
+  private timed: TimedAttempt | undefined;
   /** The key's acquisition, once `subscribe` has returned: a lease, and even its answer, may come inside it. */
   private acquisition: Subscription | undefined;
   /** The lease is to be freed: an acquisition that returns after this is ended at once. */
@@ -234,6 +236,7 @@ class KeyAttempt {
 
   stop(): void {
     this.stopped = true;
+    this.timed?.clear();
     this.call?.unsubscribe();
     this.freeLease();
   }
@@ -274,31 +277,35 @@ class KeyAttempt {
         : [];
     const wireRequest: ChatRequest =
       serverChain.length > 0 ? { ...body, model: lease.model, models: [lease.model, ...serverChain] } : { ...body, model: lease.model };
-    // The marker, then the transport's events: written out rather than composed from `concat`,
-    // `defer` and `map`, which cost five subscribers per attempt.
-    const events$ = new Observable<AttemptEvent>((attemptSubscriber) => {
-      attemptSubscriber.next(marker);
-      // Nothing is sent if the consumer left on the marker.
-      if (attemptSubscriber.closed) return undefined;
-      if (this.subscriber.closed) {
-        attemptSubscriber.complete();
-        return undefined;
-      }
-      let transport$: Observable<TransportEvent>;
-      try {
-        transport$ = port.transport(lease.credential, wireRequest, { onSent: lease.markSent });
-      } catch (thrown: unknown) {
-        // A transport that throws instead of erroring still fails this attempt only.
-        attemptSubscriber.error(thrown);
-        return undefined;
-      }
-      return transport$.subscribe(new TaggedEvents(this, attemptSubscriber));
-    });
-    const timeouts = rotation.timeouts;
-    // Timeouts inside the attempt, so that the route learns of them like of any failure.
-    const call = (timeouts === undefined ? events$ : events$.pipe(timeouts)).subscribe(this);
-    if (this.stopped) call.unsubscribe();
-    else this.call = call;
+    // The marker, then the transport's events, through the attempt's timers (inside the attempt,
+    // so that the route learns of a timeout like of any failure) to this attempt. Driven here
+    // rather than composed from `concat`, `defer` and `attemptTimeouts`, which cost two
+    // Observables and their subscribers per attempt in flight.
+    const timed = rotation.timeouts === undefined ? undefined : new TimedAttempt(rotation.timeouts, this);
+    this.timed = timed;
+    const events: AttemptObserver = timed ?? this;
+    events.next(marker);
+    // Nothing is sent if the consumer left on the marker (its teardown stops this attempt).
+    if (this.subscriber.closed) {
+      timed?.clear();
+      return;
+    }
+    let transport$: Observable<TransportEvent>;
+    try {
+      transport$ = port.transport(lease.credential, wireRequest, { onSent: lease.markSent });
+    } catch (thrown: unknown) {
+      // A transport that throws instead of erroring still fails this attempt only.
+      events.error(thrown);
+      return;
+    }
+    const call = transport$.subscribe(new TaggedEvents(this, events));
+    if (this.stopped) {
+      call.unsubscribe();
+      return;
+    }
+    this.call = call;
+    // A timer that fires aborts the HTTP request before it fails the attempt.
+    if (timed !== undefined) timed.upstream = call;
   }
 
   /** A transport event as this attempt's, with the lease told of the answer. */
@@ -382,6 +389,9 @@ function recordEveryError(): boolean {
   return true;
 }
 
+/** What takes an attempt's events: the attempt itself, or its timers in front of it. */
+type AttemptObserver = Pick<Observer<AttemptEvent>, 'next' | 'error' | 'complete'>;
+
 /** The transport's events as the attempt's (see `KeyAttempt.tag`); a tagging that throws fails the attempt. */
 class TaggedEvents {
   /** Set once a tagging threw: a synchronous transport may still be emitting, and nothing more is taken. */
@@ -389,7 +399,7 @@ class TaggedEvents {
 
   constructor(
     private readonly attempt: KeyAttempt,
-    private readonly attemptSubscriber: Subscriber<AttemptEvent>,
+    private readonly events: AttemptObserver,
   ) {}
 
   next(event: TransportEvent): void {
@@ -399,17 +409,17 @@ class TaggedEvents {
       attemptEvent = this.attempt.tag(event);
     } catch (thrown: unknown) {
       this.failed = true;
-      this.attemptSubscriber.error(thrown);
+      this.events.error(thrown);
       return;
     }
-    this.attemptSubscriber.next(attemptEvent);
+    this.events.next(attemptEvent);
   }
 
   error(thrown: unknown): void {
-    if (!this.failed) this.attemptSubscriber.error(thrown);
+    if (!this.failed) this.events.error(thrown);
   }
 
   complete(): void {
-    if (!this.failed) this.attemptSubscriber.complete();
+    if (!this.failed) this.events.complete();
   }
 }

@@ -21,10 +21,14 @@ export function createOpenRouterTransport(options: OpenRouterTransportOptions = 
   checkOptions(transportOptionsSchema, options, 'transport options');
   // Loaded now rather than by the first attempt: an attempt already admitted counts in its quota
   // windows from its admission plus a margin, and a send that waited on the load could come later.
-  const loaded = import('./openai-transport.js').then((module) => module.createSdkTransport(options));
+  let sdkTransport: Transport | undefined;
+  const loaded = import('./openai-transport.js').then((module) => (sdkTransport = module.createSdkTransport(options)));
   // Handled here too: each attempt reports a failed load itself, and there may be none.
   loaded.catch(() => undefined);
+  // Once loaded, attempts go straight to the SDK transport: a request in flight holds no
+  // subscriber, promise or closure of this wrapper (about 0.7 KiB each).
   return (key, request, transportOptions) =>
+    sdkTransport?.(key, request, transportOptions) ??
     new Observable<TransportEvent>((subscriber) => {
       let inner: Subscription | undefined;
       let closed = false;
