@@ -1,4 +1,4 @@
-import { Observable, Subscription, type Subscriber } from 'rxjs';
+import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import {
   AttemptsExhaustedError,
   ModelUnavailableError,
@@ -116,23 +116,29 @@ export function toBalanceEvents(
 ): Observable<BalanceEvent> {
   return new Observable<BalanceEvent>((subscriber) => {
     const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, modelWaitMs, subscriber);
-    report.subscription.add(attempts$.subscribe(report));
-    return report.subscription;
+    report.subscribeAttempts();
+    return report;
   });
 }
 
 /**
  * One request's story as `balance` reports it: its attempts, its streamed answer, its billed
  * usage. A class, not closures, because every request in flight holds one; it is also the
- * observer of the request's attempts.
+ * observer of the request's attempts, and the teardown of its subscription.
  */
 class RequestReport {
-  readonly subscription = new Subscription();
+  /** The attempts, while subscribed. */
+  private attemptsRun: Subscription | undefined;
+  /** While every model is out: the wait, then the slot's reacquisition. */
+  private modelWait: Subscription | undefined;
+  /** Unsubscribed: nothing starts after this. */
+  private stopped = false;
   private readonly records: AttemptRecord[] = [];
   private attempts = 0;
   private lastStart: AttemptStart | undefined;
   private billed: Usage | undefined;
-  private answer: StreamedAnswer = { content: '', reasoning: '', toolCalls: [] };
+  /** A streamed answer so far; made by its first chunk. */
+  private answer: StreamedAnswer | undefined;
   private settled = false;
   /** The error of the last attempt a retry operator retried. */
   private retriedError: OpenRouterError | undefined;
@@ -148,6 +154,19 @@ class RequestReport {
     private readonly modelWaitMs: number,
     private readonly subscriber: Subscriber<BalanceEvent>,
   ) {}
+
+  subscribeAttempts(): void {
+    const run = this.attempts$.subscribe(this);
+    if (this.stopped) run.unsubscribe();
+    else this.attemptsRun = run;
+  }
+
+  /** The teardown: rxjs calls it when the request's subscriber ends. */
+  unsubscribe(): void {
+    this.stopped = true;
+    this.modelWait?.unsubscribe();
+    this.attemptsRun?.unsubscribe();
+  }
 
   next(event: AttemptEvent): void {
     const { pool, subscriber, requestId } = this;
@@ -172,7 +191,7 @@ class RequestReport {
         pool.emit(event);
         return;
       case 'restart':
-        this.answer = { content: '', reasoning: '', toolCalls: [] };
+        this.answer = undefined;
         pool.emit(event);
         subscriber.next({ type: 'restart', requestId, attempt: event.attempt, reason: event.reason });
         return;
@@ -180,7 +199,7 @@ class RequestReport {
         const hasContent = event.delta.length > 0 || (event.reasoning?.length ?? 0) > 0 || (event.toolCalls?.length ?? 0) > 0;
         // Role-only and empty deltas are held back: the subscriber sees content only.
         if (!hasContent) return;
-        const answer = this.answer;
+        const answer = (this.answer ??= { content: '', reasoning: '', toolCalls: [] });
         answer.content += event.delta;
         if (event.reasoning !== undefined) answer.reasoning += event.reasoning;
         if (event.toolCalls !== undefined) answer.toolCalls.push(...event.toolCalls);
@@ -201,12 +220,12 @@ class RequestReport {
         const completion: Completion = {
           id: event.id,
           model: event.model,
-          content: answer.content,
+          content: answer?.content ?? '',
           finishReason: event.finishReason,
           raw: null,
           ...(event.provider === undefined ? {} : { provider: event.provider }),
-          ...(answer.reasoning.length === 0 ? {} : { reasoning: answer.reasoning }),
-          ...(answer.toolCalls.length === 0 ? {} : { toolCalls: answer.toolCalls }),
+          ...(answer === undefined || answer.reasoning.length === 0 ? {} : { reasoning: answer.reasoning }),
+          ...(answer === undefined || answer.toolCalls.length === 0 ? {} : { toolCalls: answer.toolCalls }),
           ...(event.usage === undefined ? {} : { usage: event.usage }),
         };
         this.succeed({
@@ -279,7 +298,7 @@ class RequestReport {
    * Returns false once `modelWaitMs` is spent: then the refusal is the outcome.
    */
   private awaitModels(error: ModelUnavailableError): boolean {
-    const { pool, slot, subscription } = this;
+    const { pool, slot } = this;
     const now = pool.scheduler.now();
     this.modelsOutSince ??= now;
     const leftMs = this.modelsOutSince + this.modelWaitMs - now;
@@ -288,11 +307,14 @@ class RequestReport {
     slot.release();
     // A half-open model's return hangs on its probe: look again soon.
     const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS);
-    subscription.add(
-      scheduleAfter(pool.scheduler, waitMs, () =>
-        subscription.add(slot.reacquire().subscribe(() => subscription.add(this.attempts$.subscribe(this)))),
-      ),
-    );
+    this.modelWait = scheduleAfter(pool.scheduler, waitMs, () => {
+      const reacquisition = slot.reacquire().subscribe(() => {
+        this.modelWait = undefined;
+        this.subscribeAttempts();
+      });
+      // A slot granted at once has already started the attempts.
+      if (!reacquisition.closed) this.modelWait = reacquisition;
+    });
     return true;
   }
 }

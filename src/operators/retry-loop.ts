@@ -49,7 +49,7 @@ export function nestedRetryLoops(source: Observable<AttemptEvent>, policies: rea
   return new Observable<AttemptEvent>((subscriber) => {
     const run = new RetryRun(source, policies, subscriber);
     run.subscribeSource();
-    return () => run.stop();
+    return run;
   });
 }
 
@@ -93,7 +93,7 @@ class LoopState {
 /**
  * One subscription of nested retry loops: each loop's attempts so far, and the subscription of
  * the current attempt. A class, not closures, because every request in flight holds one; it is
- * also the observer of each attempt it subscribes.
+ * also the observer of each attempt it subscribes, and the teardown of its own subscription.
  */
 class RetryRun {
   /** Innermost first. */
@@ -126,7 +126,8 @@ class RetryRun {
     } while (this.resubscribeNow);
   }
 
-  stop(): void {
+  /** The teardown: rxjs calls it when the caller's subscriber ends. */
+  unsubscribe(): void {
     this.stopped = true;
     this.inner?.unsubscribe();
     for (const loop of this.loops) loop.stop();

@@ -105,8 +105,7 @@ export function keyRotationAttempts(
     new Observable<AttemptEvent>((subscriber) => {
       const attempt = new KeyAttempt(rotation, request, subscriber);
       attempt.start();
-      // Abort the call first, then free the slot: the lease outlives the request by no time.
-      return () => attempt.stop();
+      return attempt;
     });
 }
 
@@ -167,7 +166,8 @@ class Rotation {
 /**
  * One attempt: the key's lease, the transport call, and what the attempt tells the pool and the
  * route. A class, not closures, because every request in flight holds one; it is also the
- * observer of the attempt's events (marker, then the transport's, through the timeouts).
+ * observer of the attempt's events (marker, then the transport's, through the timeouts) and the
+ * teardown of the attempt's subscription.
  */
 class KeyAttempt {
   private readonly route: ChainRoute;
@@ -234,7 +234,11 @@ class KeyAttempt {
     else this.acquisition = acquisition;
   }
 
-  stop(): void {
+  /**
+   * The teardown: rxjs calls it when the attempt's subscriber ends. It aborts the call first, then
+   * frees the slot: the lease outlives the request by no time.
+   */
+  unsubscribe(): void {
     this.stopped = true;
     this.timed?.clear();
     this.call?.unsubscribe();

@@ -22,7 +22,12 @@ import { AdmittedLease, type LeaseOwner } from './lease.js';
 import { Placement, type Eligibility } from './placement.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
-/** A request waiting for (or being given) a key: one per `acquire` subscription. */
+/** What a ticket tells the admission that queued it when its subscriber leaves. */
+interface TicketQueue {
+  dequeue(ticket: Ticket): void;
+}
+
+/** A request waiting for (or being given) a key: one per `acquire` subscription, and its teardown. */
 class Ticket {
   timeout: Subscription | undefined;
   /** Unsubscribed: a reservation that arrives later is given back at once. */
@@ -37,7 +42,15 @@ class Ticket {
     readonly priority: number,
     readonly seq: number,
     private readonly subscriber: Subscriber<KeyLease>,
+    private readonly queue: TicketQueue,
   ) {}
+
+  /** The teardown: rxjs calls it when the acquisition's subscriber ends. */
+  unsubscribe(): void {
+    this.cancelled = true;
+    this.queue.dequeue(this);
+    this.lease?.release();
+  }
 
   /**
    * Tickets with equal signatures compete for the same keys: one that fails blocks the rest. Only
@@ -276,13 +289,10 @@ export class Admission implements LeaseOwner, Eligibility {
         options.priority ?? 0,
         this.ticketSeq++,
         subscriber,
+        this,
       );
       this.enqueue(ticket);
-      return () => {
-        ticket.cancelled = true;
-        this.dequeue(ticket);
-        ticket.lease?.release();
-      };
+      return ticket;
     });
   }
 
@@ -342,7 +352,8 @@ export class Admission implements LeaseOwner, Eligibility {
     this.queue.splice(index, 0, ticket);
   }
 
-  private dequeue(ticket: Ticket): void {
+  /** Takes a ticket out of the queue, if it is there, and cancels its queue timeout. */
+  dequeue(ticket: Ticket): void {
     ticket.timeout?.unsubscribe();
     const index = this.queue.indexOf(ticket);
     if (index >= 0) {

@@ -1,6 +1,6 @@
-import type { SchedulerLike, Subscriber, Subscription } from 'rxjs';
+import { asyncScheduler, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { AbortedError, StreamError, type OpenRouterError } from '../core/errors.js';
-import type { ChatRequest, TransportEvent } from '../core/types.js';
+import type { ChatRequest, KeyCredential, TransportEvent } from '../core/types.js';
 import {
   advanceStream,
   parseCompletionBody,
@@ -14,6 +14,7 @@ import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
 import { truncatedStreamError, type AttemptIdentity } from './attempt-errors.js';
 import { KeyText, StreamRedactor, redactError, redactValue } from './redact.js';
+import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
 
 /**
  * How an attempt reaches the server: the `openai` SDK (`createOpenRouterTransport`) or plain
@@ -30,18 +31,33 @@ export interface Exchange {
 }
 
 export interface AttemptSettings {
-  doneGraceMs: number;
-  scheduler: SchedulerLike;
+  readonly doneGraceMs: number;
+  readonly scheduler: SchedulerLike;
+  /** What each key's text looks like, worked out once per key, not per attempt. */
+  readonly keyTexts: WeakMap<KeyCredential, KeyText>;
+}
+
+/** The settings of one transport's attempts. */
+export function attemptSettingsOf(options: { doneGraceMs?: number; scheduler?: SchedulerLike }): AttemptSettings {
+  return {
+    doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
+    scheduler: options.scheduler ?? asyncScheduler,
+    keyTexts: new WeakMap(),
+  };
 }
 
 /**
- * One subscription's request. `settled` is set once the outcome is decided (completed, failed or
- * torn down); after that, nothing reaches the subscriber and failures are not reported.
+ * One subscription's request, and its teardown. `settled` is set once the outcome is decided
+ * (completed, failed or torn down); after that, nothing reaches the subscriber and failures are
+ * not reported.
  */
 export class Attempt {
   private readonly controller = new AbortController();
-  /** What key text looks like, worked out once for every chunk of the attempt. */
+  /** What key text looks like, for every chunk of the attempt. */
   private readonly keyText: KeyText;
+  /** The caller's signal and what listens to it, when the caller gave one. */
+  private callerSignal: AbortSignal | undefined;
+  private onCallerAbort: (() => void) | undefined;
   /** Streams only (a whole answer is redacted at once): built when the stream starts. */
   private contentRedactor: StreamRedactor | undefined;
   private reasoningRedactor: StreamRedactor | undefined;
@@ -62,17 +78,26 @@ export class Attempt {
     private readonly identity: AttemptIdentity,
     private readonly settings: AttemptSettings,
   ) {
-    this.keyText = new KeyText(identity.key);
+    let keyText = settings.keyTexts.get(identity.key);
+    if (keyText === undefined) {
+      keyText = new KeyText(identity.key);
+      settings.keyTexts.set(identity.key, keyText);
+    }
+    this.keyText = keyText;
   }
 
-  /** Sends the request; returns the teardown. */
-  start(request: ChatRequest, callerSignal: AbortSignal | undefined, onSent: (() => void) | undefined): () => void {
-    const onCallerAbort = (): void => this.fail(this.abortedByCaller());
-    if (callerSignal?.aborted === true) {
-      onCallerAbort();
-      return () => undefined;
+  /** Sends the request; returns the teardown (the attempt itself). */
+  start(request: ChatRequest, callerSignal: AbortSignal | undefined, onSent: (() => void) | undefined): this {
+    if (callerSignal !== undefined) {
+      if (callerSignal.aborted) {
+        this.fail(this.abortedByCaller());
+        return this;
+      }
+      const onCallerAbort = (): void => this.fail(this.abortedByCaller());
+      callerSignal.addEventListener('abort', onCallerAbort, { once: true });
+      this.callerSignal = callerSignal;
+      this.onCallerAbort = onCallerAbort;
     }
-    callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
 
     // The exchange goes from here to `fetch` without waiting on anything but microtasks: this is the send.
     onSent?.();
@@ -83,19 +108,22 @@ export class Attempt {
       if (!this.settled) this.fail(this.exchange.errorOf(error, this.identity));
     });
 
-    return () => {
-      callerSignal?.removeEventListener('abort', onCallerAbort);
-      this.graceTimer?.unsubscribe();
-      this.settled = true;
-      if (this.exchangeDone) return;
-      if (this.completedBeforeEnd) {
-        // The answer is complete; let a well-behaved server finish with `[DONE]` so the connection
-        // closes cleanly, but never hold it open longer than the grace period.
-        this.drainCutoff = this.settings.scheduler.schedule(() => this.controller.abort(), this.settings.doneGraceMs);
-      } else {
-        this.controller.abort();
-      }
-    };
+    return this;
+  }
+
+  /** The teardown: rxjs calls it when the subscriber ends. */
+  unsubscribe(): void {
+    if (this.onCallerAbort !== undefined) this.callerSignal?.removeEventListener('abort', this.onCallerAbort);
+    this.graceTimer?.unsubscribe();
+    this.settled = true;
+    if (this.exchangeDone) return;
+    if (this.completedBeforeEnd) {
+      // The answer is complete; let a well-behaved server finish with `[DONE]` so the connection
+      // closes cleanly, but never hold it open longer than the grace period.
+      this.drainCutoff = this.settings.scheduler.schedule(() => this.controller.abort(), this.settings.doneGraceMs);
+    } else {
+      this.controller.abort();
+    }
   }
 
   private async complete(request: ChatRequest): Promise<void> {

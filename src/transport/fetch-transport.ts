@@ -1,10 +1,10 @@
-import { asyncScheduler, Observable } from 'rxjs';
+import { Observable } from 'rxjs';
 import type { Transport, TransportEvent } from '../core/types.js';
-import { Attempt, type AttemptSettings, type Exchange } from './attempt.js';
+import { Attempt, attemptSettingsOf, type Exchange } from './attempt.js';
 import { errorFromBodyRead } from './attempt-errors.js';
 import { checkOptions } from './client-options.js';
 import { errorFromFetch, openRouterFetch } from './http.js';
-import { DEFAULT_DONE_GRACE_MS, fetchTransportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
+import { fetchTransportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
 
 /**
  * The network edge over plain `fetch`, for browsers, Deno, Bun and edge runtimes: no SDK, the
@@ -17,10 +17,7 @@ import { DEFAULT_DONE_GRACE_MS, fetchTransportOptionsSchema, type OpenRouterTran
  */
 export function createFetchTransport(options: OpenRouterTransportOptions = {}): Transport {
   checkOptions(fetchTransportOptionsSchema, options, 'transport options');
-  const settings: AttemptSettings = {
-    doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
-    scheduler: options.scheduler ?? asyncScheduler,
-  };
+  const settings = attemptSettingsOf(options);
   // One for every attempt: the key and model come with each send.
   const exchange: Exchange = {
     send: (body, signal, { key, model }) =>

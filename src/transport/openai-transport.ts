@@ -1,11 +1,11 @@
 import type OpenAI from 'openai';
-import { asyncScheduler, Observable } from 'rxjs';
+import { Observable } from 'rxjs';
 import { ConfigurationError } from '../core/errors.js';
 import type { KeyCredential, Transport, TransportEvent } from '../core/types.js';
-import { Attempt, type AttemptSettings, type Exchange } from './attempt.js';
+import { Attempt, attemptSettingsOf, type Exchange } from './attempt.js';
 import { createOpenRouterClient } from './sdk-client.js';
 import { errorFromSdk, errorFromStreamRead } from './sdk-errors.js';
-import { DEFAULT_DONE_GRACE_MS, type OpenRouterTransportOptions } from './transport-options.js';
+import type { OpenRouterTransportOptions } from './transport-options.js';
 
 /**
  * The network edge through the `openai` SDK: sends one attempt (one client per key) and reports it
@@ -23,10 +23,7 @@ export function createSdkTransport(options: OpenRouterTransportOptions = {}): Tr
     }
     return exchange;
   };
-  const settings: AttemptSettings = {
-    doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
-    scheduler: options.scheduler ?? asyncScheduler,
-  };
+  const settings = attemptSettingsOf(options);
 
   return (key, request, transportOptions) =>
     new Observable<TransportEvent>((subscriber) => {
