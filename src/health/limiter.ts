@@ -69,8 +69,11 @@ export class Limiter {
 
   fits(now: number, tokens: number): boolean {
     if (!this.hasConcurrencyRoom) return false;
-    for (const { unit, window } of this.windows) {
-      if (!window.fits(now, unit === 'requests' ? 1 : tokens)) return false;
+    // Indexed loops here and in `take`: they run for every key a strategy samples.
+    const windows = this.windows;
+    for (let index = 0; index < windows.length; index++) {
+      const quota = windows[index]!;
+      if (!quota.window.fits(now, quota.unit === 'requests' ? 1 : tokens)) return false;
     }
     return true;
   }
@@ -79,8 +82,11 @@ export class Limiter {
   take(countFrom: number, tokens: number): LimiterHold {
     this.inFlight++;
     const windows = this.windows;
-    const entries: WindowEntry[] = [];
-    for (const { unit, window } of windows) entries.push(window.add(countFrom, unit === 'requests' ? 1 : tokens));
+    const entries: WindowEntry[] = new Array<WindowEntry>(windows.length);
+    for (let index = 0; index < windows.length; index++) {
+      const quota = windows[index]!;
+      entries[index] = quota.window.add(countFrom, quota.unit === 'requests' ? 1 : tokens);
+    }
     return { limiter: this, windows, entries };
   }
 

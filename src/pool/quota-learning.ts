@@ -63,7 +63,7 @@ export class QuotaLearning {
 
   /** Logs a send to every scope of the plan: any of them may refuse one with a quota to learn. */
   recordSend(plan: AdmissionPlan, at: number): void {
-    for (const scope of plan) this.logOf(scope.id).record(at);
+    for (let index = 0; index < plan.length; index++) this.logOf(plan[index]!.id).record(at);
   }
 
   /** A send logged at admission (`from`) went out at `to`. */

@@ -197,9 +197,8 @@ export class MemoryStateStore implements StateStore {
   }
 
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
-    for (const limiter of this.limitersOf(plan)) {
-      if (!limiter.fits(now, tokens)) return false;
-    }
+    const limiters = this.limitersOf(plan);
+    for (let index = 0; index < limiters.length; index++) if (!limiters[index]!.fits(now, tokens)) return false;
     return true;
   }
 
