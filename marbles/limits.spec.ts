@@ -385,6 +385,63 @@ describe('accounts and free-model quotas from key info', () => {
     expect(accountsLater).toEqual(['user_a', 'user_a', 'key:b1', 'mine']);
   });
 
+  const FREE = 'acme/model-a:free';
+
+  it("assumes OpenRouter's 20 free-model requests a minute (one looser) for an account key info names, counting the sends its keys made before, and drops it once passed", () => {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    let learned: PoolEvent[] = [];
+    scheduler.run(({ cold }) => {
+      const pool = makePool(scheduler, {
+        keys: keys.slice(0, 2),
+        keyInfo: () => cold('50ms (i|)', { i: infoOf('user_a') }),
+        // The model's concurrency is not what this is about.
+        adaptiveConcurrency: false,
+      });
+      learned = eventsOf(pool, 'limit-learned');
+      drive = driver(scheduler, pool);
+      // Three sends before key info names the account, each under its key's own account.
+      for (let index = 0; index < 3; index++) drive.send(0, 20, 'success', FREE);
+      // A burst: 18 more make the 21 assumed; the rest wait until those are answered without a 429.
+      for (let index = 0; index < 25; index++) drive.send(100, 10, 'success', FREE);
+      // A paid model is not held by the free-model bucket.
+      drive.send(105, 10, 'success', 'acme/paid');
+    });
+    expect(drive.admitted).toEqual([0, 0, 0, ...Array<number>(18).fill(100), 105, ...Array<number>(7).fill(110)]);
+    const assumed = learned.filter((event) => event.type === 'limit-learned' && event.quota.bucket === 'free-models-per-min');
+    expect(
+      assumed.map(
+        (event) => event.type === 'limit-learned' && `${event.target} ${event.quota.requests}/${event.quota.windowMs} ${event.cause}`,
+      ),
+    ).toEqual([
+      // Made again when the second key joins, with its sends.
+      'model:user_a:*:free 21/60000 assumed',
+      'model:user_a:*:free 21/60000 assumed',
+      'model:user_a:*:free 21/60000 disproved',
+    ]);
+  });
+
+  it('so a burst of free-model requests draws one 429 from an account that counts 20 a minute, which then teaches the limit', () => {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    scheduler.run(({ cold }) => {
+      const pool = makePool(scheduler, {
+        keys: keys.slice(0, 2),
+        keyInfo: () => cold('(i|)', { i: infoOf('user_a') }),
+        adaptiveConcurrency: false,
+      });
+      drive = driver(scheduler, pool);
+      for (let index = 0; index < 20; index++) drive.send(10, 10, 'success', FREE);
+      // The 21st is the test: the server refuses it, naming the minute's bucket.
+      const refusal = platform429({ limit: 20, remaining: 0, resetAfterMs: 59_990, bucket: 'free-models-per-min' }, 'account');
+      drive.send(10, 10, refusal, FREE);
+      // Nothing more goes out until the minute's first sends leave it: the learned window counts
+      // them from their first byte (at 20), when the server had counted them at the latest.
+      for (let index = 0; index < 4; index++) drive.send(10, 10, 'success', FREE);
+    });
+    expect(drive.admitted).toEqual([...Array<number>(21).fill(10), ...Array<number>(4).fill(60_020)]);
+  });
+
   it("takes free_model_daily_requests as the account's free-model quota, which ends at 00:00 UTC", () => {
     const scheduler = newTestScheduler();
     let drive!: Driver;

@@ -41,6 +41,9 @@ const SEND_MARGIN_START_MS = 250;
 /** Free-model requests a day for an account that never bought credits (openrouter-wire.md §8). */
 const FREE_TIER_DAILY_REQUESTS = 50;
 
+/** OpenRouter's documented free-model requests per minute, per account (openrouter-wire.md §8), as its 429s name it. */
+const FREE_MODELS_PER_MINUTE = { requests: 20, windowMs: 60_000, bucket: 'free-models-per-min' } as const;
+
 /**
  * The key pool: a small facade over its parts, each with one job. The registry holds the key,
  * account and model entries; the publisher turns their changes into health records; admission
@@ -244,24 +247,35 @@ export class Pool implements PoolCore {
     if (info.limitRemaining === null || info.limitRemaining > 0) entry.exhaustedUntil = 0;
     else entry.exhaustedUntil = Math.max(entry.exhaustedUntil, nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
     this.publisher.markKey(entry);
+    let joined = false;
     if (this.config.discoverAccounts && !entry.accountConfigured && info.creatorUserId !== undefined) {
       const previous = entry.account;
-      if (this.registry.moveToAccount(entry, info.creatorUserId)) {
+      joined = this.registry.moveToAccount(entry, info.creatorUserId);
+      if (joined) {
+        this.learning?.onKeyJoined(previous, entry.account);
         this.publisher.markAccount(previous);
         this.publisher.markAccount(entry.account);
       }
     }
-    this.learnFreeModelQuota(entry, info, now);
+    this.learnFreeModelQuota(entry, info, joined, now);
   }
 
   /**
-   * The account's free-model quota for the UTC day, from key info: `free_model_daily_requests`
-   * (its limit, and what is used today), else 50 a day for an account that never bought credits
-   * (openrouter-wire.md §8). A 429 that names the limit later overrides it.
+   * The account's free-model quotas, once key info has named the account. For the UTC day:
+   * `free_model_daily_requests` (its limit, and what is used today), else 50 a day for an account
+   * that never bought credits (openrouter-wire.md §8); a 429 that names the limit later overrides
+   * it. Per minute, which key info does not report: the documented 20, assumed and tested (see
+   * `QuotaLearning.assume`), so that a burst of free-model requests draws one 429 per account, not
+   * one per request in flight when the account's minute runs out.
    */
-  private learnFreeModelQuota(entry: KeyEntry, info: KeyInfoSnapshot, now: number): void {
+  private learnFreeModelQuota(entry: KeyEntry, info: KeyInfoSnapshot, joined: boolean, now: number): void {
     if (this.learning === undefined) return;
     const scope = entry.account.modelScope(FREE_MODELS_PATTERN);
+    // Only for an account known from key info or the config (keys not yet grouped would each take
+    // the minute's quota), and again when a key joins it, so that its sends count.
+    const accountKnown = entry.accountConfigured || (this.config.discoverAccounts && info.creatorUserId !== undefined);
+    if (accountKnown && (joined || !this.learning.knowsQuota(scope, FREE_MODELS_PER_MINUTE.bucket)))
+      this.learning.assume(scope, { ...FREE_MODELS_PER_MINUTE, source: 'assumed' }, now);
     const day = { windowMs: 86_400_000, calendar: 'utc-day', source: 'key-info', bucket: FREE_MODELS_DAILY_BUCKET } as const;
     const daily = info.freeModelDailyRequests;
     if (daily !== undefined) {

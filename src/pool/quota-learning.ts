@@ -2,7 +2,7 @@ import type { OpenRouterError } from '../core/errors.js';
 import { estimateWindowMs, windowOfBucket, type LearnedQuota, type QuotaSeed } from '../health/learned-quota.js';
 import type { AdmissionPlan, ScopeDefinition, StateChange } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
-import type { KeyEntry, ModelEntry } from './entities.js';
+import type { AccountEntry, KeyEntry, ModelEntry } from './entities.js';
 import { hasRequestQuota, refusedScope } from './scopes.js';
 import { SendLog } from './send-log.js';
 
@@ -50,6 +50,11 @@ function siblingScopes(context: PoolContext, scope: ScopeDefinition): ScopeDefin
  */
 export class QuotaLearning {
   private readonly logs = new Map<string, SendLog>();
+  /**
+   * Scope ids whose logs went to another scope's when their account was left empty (a key joined
+   * the account key info named): a lease admitted before still reports its send under the old id.
+   */
+  private readonly movedLogs = new Map<string, string>();
   /** By scope id, then by bucket: a success looks up its plan's scopes, not every quota learned. */
   private readonly learned = new Map<string, Map<string, Learned>>();
   /** `<scope id> <bucket>` of assumed quotas their scope passed: not assumed again. */
@@ -66,20 +71,52 @@ export class QuotaLearning {
     for (let index = 0; index < plan.length; index++) this.logOf(plan[index]!.id).record(at);
   }
 
+  /**
+   * A key left account `from` for `to` (key info named its account): the sends it logged under
+   * `from` and its model scopes count under `to`'s from now on, for the quotas `to` learns or
+   * assumes.
+   */
+  onKeyJoined(from: AccountEntry, to: AccountEntry): void {
+    const moves: [string, string][] = [[from.scope.id, to.scope.id]];
+    const modelPrefix = `model:${from.id}:`;
+    for (const id of this.logs.keys()) if (id.startsWith(modelPrefix)) moves.push([id, to.modelScope(id.slice(modelPrefix.length)).id]);
+    for (const [fromId, toId] of moves) {
+      const sends = this.logs.get(fromId);
+      if (sends === undefined) continue;
+      this.logOf(toId).absorb(sends);
+      // The key was the account's last (a key's own until key info came): its sends live on in `to`.
+      if (from.keys.length === 0) {
+        this.logs.delete(fromId);
+        this.movedLogs.set(fromId, toId);
+      }
+    }
+  }
+
+  /** The log of a scope, or of the scope its log moved to. */
+  private logFor(scopeId: string): SendLog | undefined {
+    let id: string | undefined = scopeId;
+    for (let hops = 0; id !== undefined && hops < 8; hops++) {
+      const log = this.logs.get(id);
+      if (log !== undefined) return log;
+      id = this.movedLogs.get(id);
+    }
+    return undefined;
+  }
+
   /** A send logged at admission (`from`) went out at `to`. */
   moveSend(plan: AdmissionPlan, from: number, to: number): void {
     if (from === to) return;
-    for (const scope of plan) this.logs.get(scope.id)?.moveSent(from, to);
+    for (const scope of plan) this.logFor(scope.id)?.moveSent(from, to);
   }
 
   /** The send at `sentAt` was counted by the server by `at` at the latest (its first response byte). */
   markCounted(plan: AdmissionPlan, sentAt: number, at: number): void {
-    for (const scope of plan) this.logs.get(scope.id)?.markCounted(sentAt, at);
+    for (const scope of plan) this.logFor(scope.id)?.markCounted(sentAt, at);
   }
 
   /** The server refused a send without counting it: it leaves the logs. */
   forgetSend(plan: AdmissionPlan, sentAt: number): void {
-    for (const scope of plan) this.logs.get(scope.id)?.forget(sentAt);
+    for (const scope of plan) this.logFor(scope.id)?.forget(sentAt);
   }
 
   private logOf(scopeId: string): SendLog {
@@ -141,6 +178,36 @@ export class QuotaLearning {
       // The sibling's own sends fill the window: if it has sent as many as the quota, it waits too.
       this.apply(sibling, assumed, now, 'assumed', undefined, this.logs.get(sibling.id)?.countedTimes() ?? []);
     }
+  }
+
+  /**
+   * Assumes a quota the server is documented to enforce (OpenRouter's free-model requests per
+   * minute) for a scope that knows none of its bucket: one request looser, tested and dropped as
+   * a sibling's assumption is (see the class). It spares an account the burst of 429s that finding
+   * a limit from scratch costs; a server that counts otherwise refuses the extra request (and
+   * names its own bucket) or passes it, and either way the assumption soon gives way. The window
+   * holds the scope's sends; a key that joins the scope's account brings those it sent before
+   * (`onKeyJoined`), so the window is made again each time one does.
+   */
+  assume(scope: ScopeDefinition, quota: LearnedQuota, now: number): void {
+    const known = this.learned.get(scope.id)?.get(quota.bucket)?.quota;
+    if ((known !== undefined && known.source !== 'assumed') || this.disproved.has(`${scope.id} ${quota.bucket}`) || hasRequestQuota(scope))
+      return;
+    const assumed: LearnedQuota = { ...quota, requests: quota.requests + 1, source: 'assumed' };
+    // The seed says the server counted nothing beyond these sends: the window is made anew from them.
+    this.apply(
+      scope,
+      assumed,
+      now,
+      'assumed',
+      { remaining: assumed.requests, resetAfterMs: 0 },
+      this.logs.get(scope.id)?.countedTimes() ?? [],
+    );
+  }
+
+  /** Whether the scope has a quota of `bucket`, learned or assumed, or had one disproved. */
+  knowsQuota(scope: ScopeDefinition, bucket: string): boolean {
+    return this.learned.get(scope.id)?.has(bucket) === true || this.disproved.has(`${scope.id} ${bucket}`);
   }
 
   /** Learns a quota from key info (`free_model_daily_requests`): the server's count for the day is the seed. */

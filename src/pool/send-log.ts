@@ -29,9 +29,31 @@ export class SendLog {
     }
   }
 
+  /**
+   * Takes in `other`'s sends (a key's, logged under the account it had before it joined this
+   * one), in send order with what is known of each; the oldest go when the ring is full.
+   */
+  absorb(other: SendLog): void {
+    const order = (log: SendLog) => [...log.sent.keys()].slice(log.next).concat([...log.sent.keys()].slice(0, log.next));
+    const records = [
+      ...order(this).map((index) => ({ sent: this.sent[index]!, counted: this.counted[index]!, answered: this.answered[index]! })),
+      ...order(other).map((index) => ({ sent: other.sent[index]!, counted: other.counted[index]!, answered: other.answered[index]! })),
+    ]
+      .filter((record) => !Number.isNaN(record.sent))
+      .sort((a, b) => a.sent - b.sent)
+      .slice(-this.capacity);
+    this.sent.length = this.counted.length = this.answered.length = 0;
+    this.next = 0;
+    for (const record of records) {
+      this.sent.push(record.sent);
+      this.counted.push(record.counted);
+      this.answered.push(record.answered);
+    }
+  }
+
   /** A send logged at admission (`from`) went out at `to` (the transport reported it). */
   moveSent(from: number, to: number): void {
-    const index = this.newest(from);
+    const index = this.newest(from, false);
     if (index < 0) return;
     this.sent[index] = to;
     this.counted[index] = to;
@@ -39,7 +61,7 @@ export class SendLog {
 
   /** The send at `sentAt` was counted by `at` at the latest (its first response byte came then). */
   markCounted(sentAt: number, at: number): void {
-    const index = this.newest(sentAt);
+    const index = this.newest(sentAt, false);
     if (index < 0) return;
     this.counted[index] = at;
     this.answered[index] = true;
@@ -47,7 +69,8 @@ export class SendLog {
 
   /** The server did not count a send (it answered a platform 429): it leaves the log. */
   forget(sentAt: number): void {
-    const index = this.newest(sentAt);
+    // A refusal was marked counted just before (its first byte came): that is the one to forget.
+    const index = this.newest(sentAt, true);
     if (index < 0) return;
     this.sent[index] = NaN;
     this.counted[index] = NaN;
@@ -75,13 +98,19 @@ export class SendLog {
     return [...times.slice(this.next), ...times.slice(0, this.next)];
   }
 
-  /** The index of the newest send that went out at `sentAt`, or -1. */
-  private newest(sentAt: number): number {
+  /**
+   * The index of the newest send that went out at `sentAt`, or -1. Sends of one millisecond are
+   * told apart by whether they were answered: the newest with `answered` as given, else the newest.
+   */
+  private newest(sentAt: number, answered: boolean): number {
     const length = this.sent.length;
+    let fallback = -1;
     for (let step = 1; step <= length; step++) {
       const index = (this.next - step + length) % length;
-      if (this.sent[index] === sentAt) return index;
+      if (this.sent[index] !== sentAt) continue;
+      if (this.answered[index] === answered) return index;
+      if (fallback < 0) fallback = index;
     }
-    return -1;
+    return fallback;
   }
 }
