@@ -22,10 +22,11 @@ const notes: Record<string, string> = {
     '`library-overhead.txt` against `bare-sdk-overhead.txt`) put the main thread’s difference at about 60 µs; the rest ' +
     'is the garbage collector’s helper threads, which `process.cpuUsage` counts: in one harness the library’s difference ' +
     'was 87 µs per request, and 30 µs under `node --single-threaded-gc`. Their work grows with what each request ' +
-    'allocates and keeps across event-loop turns (the scale row: about 18 KiB per request in flight against the SDK’s ' +
-    '10). What is left to cut is that: a subscriber pair (SafeSubscriber and its observer) for each of the five stages ' +
-    'a request still crosses, the attempt’s promise chain, and the copies of each request (the wire body, then the body with ' +
-    '`stream`).',
+    'allocates and keeps across event-loop turns (the scale row: about 14 KiB per request in flight against the SDK’s ' +
+    '10, 18 KiB at 18d69cc). What is left to cut is that: a subscriber pair (SafeSubscriber and its observer) for each ' +
+    'of the stages a request still crosses, the attempt’s promise chain, and the copies of each request (the wire body, ' +
+    'then the body with `stream`). Routing alone after this stop’s fusions: 17.5 and 17.7 µs in two runs alternating ' +
+    'with fe78745’s 18.7 and 19.7 µs.',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
     '(`bench/results/profiles/after-18d69cc/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
@@ -39,18 +40,27 @@ const notes: Record<string, string> = {
     'included. `npx tsx bench/profile.ts --peer library --workload pick` (`bench/results/profiles/after-18d69cc/' +
     'library-pick.txt`, against `before-88e250a/`; its `dispatch` line is the profiler itself): the memory store now ' +
     'reserves synchronously, the lease and the placement are one object each, and an admission nobody watches publishes ' +
-    'nothing (these took the pick from 13–17 µs to 3–6 µs). What is left is spread: the sliding windows’ `fits` and ' +
-    '`take` (an entry per window, kept for the minute of the `rpm` quota), the strategy’s sampling, the lease, the ' +
-    'acquisition’s own Observable and subscriber, and the garbage collector (a sixth).',
+    'nothing (these took the pick from 13–17 µs to 3–6 µs). What is left is mostly the garbage collector, and it is ' +
+    'the 10,000 requests in flight that make it dear: an admission allocates about 2.6 KB (the acquisition’s ' +
+    'Observable and subscriber with its finalizer array, the lease with its five bound functions, the placement, the ' +
+    'reservation and its window entry), and the allocation sites that make a pick’s objects also make the long-lived ' +
+    'leases and tickets of the requests in flight, so V8 pretenures them: each pick’s garbage goes to the old ' +
+    'generation, whose collections mark the whole 400 MB heap. A harness of the same picks (1,000 keys, 10,000 in ' +
+    'flight) measured 6.0–6.5 µs, with the garbage collector about half of it, and 2.5 µs under `node ' +
+    '--no-allocation-site-pretenuring`; with nothing in flight, 2.4–3.9 µs. Turning the teardowns into objects and the ' +
+    'hot loops into indexed ones (3ee6c1b..aac0265 and after) took the row from 7.8 to about 6.5 µs; the CPU left (the ' +
+    'two keys sampled, each a dozen dependent loads through a heap that size, and the reservation) is itself about 2 µs.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
     'subscriber pair per stage; issue 13’s work turned each stage’s closures into one object, took the timers into ' +
     'one queue (26.9 KiB at 88e250a), ran the three retry operators as one loop and dropped the `Subscription` holders ' +
-    '(18.1 KiB at 18d69cc). Heap snapshots of 2,000 requests in flight, grouped by constructor, show what is left: ' +
-    'about 2 KB of rxjs subscribers (72 B each, a 32 B observer, and a finalizer array of 16 slots, 152 B, as soon as ' +
-    'one teardown is added), about 1.8 KB of the attempt’s async functions and promises, the lease’s five bound ' +
-    'functions (kept: callers hand them around unbound), and the route’s key set and the request’s copies.',
+    '(18.1 KiB at 18d69cc). Then (3ee6c1b, aac0265) a key attempt drives its timers and its transport events itself ' +
+    'instead of composing two more Observables, the SDK transport hands attempts straight to the SDK once loaded, every ' +
+    'stage is its own teardown object instead of a closure, and a key’s redaction text is worked out once per key ' +
+    '(13.7 KiB). What is left: the rxjs subscribers of the stages that remain (72 B each, a 32 B observer, and a ' +
+    'finalizer array of 16 slots, 152 B, as soon as one teardown is added), the attempt’s async functions and ' +
+    'promises, the lease’s five bound functions (kept: callers hand them around unbound), and the request’s copies.',
   'scale.heap':
     'Scale, heap: the heap per in-flight request grew with the number in flight (the slope from 5,500 to 10,000 above ' +
     '1.25× the slope from 1,000 to 5,500), or more than 2 MiB stayed once the session was closed and dropped.',
@@ -134,9 +144,11 @@ const notes: Record<string, string> = {
     'Shared accounts, 429s: as in saturation-unknown, the first window of each account is found by a 429, and the ' +
     'requests in flight to the account’s keys then are refused too; the keys are grouped into their accounts by key ' +
     'info within the first milliseconds, the account’s free-model bucket is learnt from its first 429, and assumed ' +
-    '(one request looser) for the other account until its own 429. Between runs the figure moves with how far apart ' +
-    'the two accounts fill their first window (1.4 % and 3.6 % in two runs of the same code; 3.6, 5.8 and 5.4 % in ' +
-    'three full runs at 7c40f65 and after, 1.2 % at 18d69cc).',
+    '(one request looser) for the other account until its own 429. Between runs the figure moved with how far apart ' +
+    'the two accounts fill their first window (3.6, 5.8 and 5.4 % in three full runs at 7c40f65 and after, 1.2 % at ' +
+    '18d69cc). Since ef90bf8 an account key info names assumes OpenRouter’s documented free-model minute (20, one ' +
+    'looser), so its first burst sends 21 and draws one 429, which teaches the real bucket (here a second of 20); the ' +
+    'assumed minute is dropped once the account passes it: 0.5 % (2 of 426) in three library-only runs.',
   'shared-accounts.goodput':
     'Shared accounts, goodput: each refused key of an account is parked for the 429’s `Retry-After` (1 s, the ' +
     'window) while its siblings are refused in turn (429 note), so the account can sit idle after its window frees; a ' +
