@@ -48,7 +48,8 @@ const notes: Record<string, string> = {
     'generation, whose collections mark the whole 400 MB heap. A harness of the same picks (1,000 keys, 10,000 in ' +
     'flight) measured 6.0–6.5 µs, with the garbage collector about half of it, and 2.5 µs under `node ' +
     '--no-allocation-site-pretenuring`; with nothing in flight, 2.4–3.9 µs. Turning the teardowns into objects and the ' +
-    'hot loops into indexed ones (3ee6c1b..aac0265 and after) took the row from 7.8 to about 6.5 µs; the CPU left (the ' +
+    'hot loops into indexed ones (3ee6c1b..aac0265 and after; `after-ef90bf8/library-pick.txt`) took the row from 7.8 ' +
+    'to about 6 µs; the CPU left (the ' +
     'two keys sampled, each a dozen dependent loads through a heap that size, and the reservation) is itself about 2 µs.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
