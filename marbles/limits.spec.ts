@@ -397,6 +397,8 @@ describe('accounts and free-model quotas from key info', () => {
         keyInfo: () => cold('50ms (i|)', { i: infoOf('user_a') }),
         // The model's concurrency is not what this is about.
         adaptiveConcurrency: false,
+        // The pool's own store: the assumption is made only on a store no other pool shares.
+        store: undefined,
       });
       learned = eventsOf(pool, 'limit-learned');
       drive = driver(scheduler, pool);
@@ -429,6 +431,7 @@ describe('accounts and free-model quotas from key info', () => {
         keys: keys.slice(0, 2),
         keyInfo: () => cold('(i|)', { i: infoOf('user_a') }),
         adaptiveConcurrency: false,
+        store: undefined,
       });
       drive = driver(scheduler, pool);
       for (let index = 0; index < 20; index++) drive.send(10, 10, 'success', FREE);

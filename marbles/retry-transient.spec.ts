@@ -41,6 +41,24 @@ function transient(scheduler: TestScheduler, config: RetryTransientConfig = {}) 
   return retryTransient({ scheduler, baseDelayMs: 100, ...config });
 }
 
+describe('retryTransient: the caller leaves during a retry', () => {
+  it("a caller that leaves on the retried attempt's marker never leaves its HTTP request running", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+      const first = cold<TransportEvent>('-----#', undefined, upstreamError(503));
+      const second = cold('500ms (c|)', { c: completionEvent() });
+      const { pool } = makePool(scheduler, { k1: [first, second] });
+      // The second attempt's marker ends the caller: its call is unsubscribed as it starts (at 5 + 50).
+      const markers$ = request$(pool, transient(scheduler, { random: () => 0.5 })).pipe(
+        takeWhile((event) => !(event.type === 'attempt' && event.attempt === 2), true),
+        ignoreElements(),
+      );
+      expectObservable(markers$).toBe('55ms |');
+      expectSubscriptions(second.subscriptions).toBe('55ms (^!)');
+    });
+  });
+});
+
 describe('retryTransient: backoff', () => {
   it('retries a 5xx with full-jitter exponential backoff: delay = floor(random · base · 2^(n-1))', () => {
     const scheduler = newTestScheduler();

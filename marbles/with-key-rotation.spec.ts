@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { distinctUntilChanged, map, of, retry, take } from 'rxjs';
+import { Observable, distinctUntilChanged, map, of, retry, take } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
 import { RateLimitError } from '../src/core/errors.js';
@@ -190,6 +190,42 @@ describe('withKeyRotation', () => {
       });
       expectSubscriptions(call.subscriptions).toBe([]);
     });
+  });
+
+  it('a consumer that leaves while a synchronous transport is still emitting leaves no timer behind', () => {
+    const scheduler = newTestScheduler();
+    const timeouts: string[] = [];
+    const tornDownAt: number[] = [];
+    scheduler.run(({ expectObservable }) => {
+      // Two chunks within its subscribe call, and the stream goes on: the consumer leaves on the first.
+      const call = new Observable<TransportEvent>((subscriber) => {
+        subscriber.next(chunkEvent('a'));
+        subscriber.next(chunkEvent('b'));
+        return () => tornDownAt.push(scheduler.now());
+      });
+      const { pool } = makePool(scheduler, { k1: [call] }, { keys: [{ key: 'sk-test-1', label: 'k1' }] });
+      pool.events$.subscribe((event) => {
+        if (event.type === 'failure' && event.kind === 'timeout') timeouts.push(`${event.at} ${event.message}`);
+      });
+      // The key is busy until 10: the lease comes after the attempt's teardown is in place.
+      pool[POOL_PORT].record({
+        type: 'failure',
+        keyLabel: 'k1',
+        model: MODEL,
+        error: new RateLimitError({ message: '429', scope: 'key', retryable: true, retryAfterMs: 10 }),
+      });
+      const attempts$ = of(chatRequest('hello', { id: 'r1', stream: true })).pipe(
+        withKeyRotation(pool, { timeouts: { idleMs: 100, firstTokenMs: 1_000, totalMs: 5_000 } }),
+        take(2),
+      );
+      expectObservable(attempts$).toBe('10ms (xy|)', {
+        x: expect.objectContaining({ type: 'attempt' }),
+        y: expect.objectContaining({ type: 'chunk', delta: 'a' }),
+      });
+    });
+    expect(tornDownAt).toEqual([10]);
+    // The second chunk came after the teardown: no idle timer started for it, so none fired.
+    expect(timeouts).toEqual([]);
   });
 
   it('a request without any model fails with a BadRequestError naming the field', () => {

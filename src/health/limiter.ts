@@ -82,10 +82,10 @@ export class Limiter {
   take(countFrom: number, tokens: number): LimiterHold {
     this.inFlight++;
     const windows = this.windows;
-    const entries: WindowEntry[] = new Array<WindowEntry>(windows.length);
+    const entries: WindowEntry[] = [];
     for (let index = 0; index < windows.length; index++) {
       const quota = windows[index]!;
-      entries[index] = quota.window.add(countFrom, quota.unit === 'requests' ? 1 : tokens);
+      entries.push(quota.window.add(countFrom, quota.unit === 'requests' ? 1 : tokens));
     }
     return { limiter: this, windows, entries };
   }

@@ -69,8 +69,8 @@ export function timeoutLimitsOf(config: AttemptTimeoutsConfig): TimeoutLimits {
   };
 }
 
-/** Where a timed attempt's events go: a subscriber, or an attempt that drives its timers itself. */
-type TimedDownstream = Pick<Observer<AttemptEvent>, 'next' | 'error' | 'complete'>;
+/** What takes an attempt's events: a subscriber, an attempt that drives its timers itself, or its timers. */
+export type AttemptObserver = Pick<Observer<AttemptEvent>, 'next' | 'error' | 'complete'>;
 
 /**
  * One attempt's timers and what they have seen of it. A class, not closures, because every
@@ -81,6 +81,8 @@ type TimedDownstream = Pick<Observer<AttemptEvent>, 'next' | 'error' | 'complete
  */
 export class TimedAttempt {
   upstream: Subscription | undefined;
+  /** Stopped: events a synchronous upstream still sends are dropped, and no timer starts again. */
+  private stopped = false;
   private start: AttemptStart | undefined;
   private total: Deadline | undefined;
   private firstToken: Deadline | undefined;
@@ -90,10 +92,11 @@ export class TimedAttempt {
 
   constructor(
     private readonly limits: TimeoutLimits,
-    private readonly subscriber: TimedDownstream,
+    private readonly downstream: AttemptObserver,
   ) {}
 
   next(event: AttemptEvent): void {
+    if (this.stopped) return;
     const { limits } = this;
     if (event.type === 'attempt') {
       this.clear();
@@ -118,26 +121,29 @@ export class TimedAttempt {
       }
     }
     if (event.type === 'end' || event.type === 'completion') this.clear();
-    this.subscriber.next(event);
+    this.downstream.next(event);
   }
 
   error(error: unknown): void {
+    if (this.stopped) return;
     this.clear();
-    this.subscriber.error(error);
+    this.downstream.error(error);
   }
 
   complete(): void {
+    if (this.stopped) return;
     this.clear();
-    this.subscriber.complete();
+    this.downstream.complete();
   }
 
+  /** Ends the attempt here: the upstream, the timers, and any event still on its way. */
   stop(): void {
+    this.stopped = true;
     this.upstream?.unsubscribe();
     this.clear();
   }
 
-  /** Cancels the timers. */
-  clear(): void {
+  private clear(): void {
     this.total?.cancel();
     this.firstToken?.cancel();
     this.idle?.unsubscribe();
@@ -148,7 +154,7 @@ export class TimedAttempt {
     this.upstream?.unsubscribe();
     this.clear();
     const start = this.start;
-    this.subscriber.error(
+    this.downstream.error(
       new ErrorClass(phase, limitMs, {
         scope: 'model',
         retryable: true,

@@ -156,6 +156,7 @@ class RequestReport {
   ) {}
 
   subscribeAttempts(): void {
+    if (this.stopped) return;
     const run = this.attempts$.subscribe(this);
     if (this.stopped) run.unsubscribe();
     else this.attemptsRun = run;
@@ -298,6 +299,8 @@ class RequestReport {
    * Returns false once `modelWaitMs` is spent: then the refusal is the outcome.
    */
   private awaitModels(error: ModelUnavailableError): boolean {
+    // Unsubscribed while an attempt was being made: nothing is waited for.
+    if (this.stopped) return false;
     const { pool, slot } = this;
     const now = pool.scheduler.now();
     this.modelsOutSince ??= now;

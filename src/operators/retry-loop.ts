@@ -121,8 +121,14 @@ class RetryRun {
     do {
       this.resubscribeNow = false;
       this.subscribing = true;
-      this.inner = this.source.subscribe(this);
+      const inner = this.source.subscribe(this);
       this.subscribing = false;
+      // The caller left while the attempt was being subscribed (on its marker, say): it ends now.
+      if (this.stopped) {
+        inner.unsubscribe();
+        return;
+      }
+      this.inner = inner;
     } while (this.resubscribeNow);
   }
 

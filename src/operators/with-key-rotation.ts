@@ -1,4 +1,4 @@
-import { Observable, type Observer, type Subscription, mergeMap, type OperatorFunction, type Subscriber } from 'rxjs';
+import { Observable, type Subscription, mergeMap, type OperatorFunction, type Subscriber } from 'rxjs';
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
@@ -13,7 +13,7 @@ import {
   type AttemptRecording,
   type AttemptStart,
 } from './attempt-event.js';
-import { TimedAttempt, timeoutLimitsOf, type AttemptTimeoutsConfig, type TimeoutLimits } from './attempt-timeouts.js';
+import { TimedAttempt, timeoutLimitsOf, type AttemptObserver, type AttemptTimeoutsConfig, type TimeoutLimits } from './attempt-timeouts.js';
 
 /** Options of `withKeyRotation`. */
 export interface WithKeyRotationConfig {
@@ -240,9 +240,14 @@ class KeyAttempt {
    */
   unsubscribe(): void {
     this.stopped = true;
-    this.timed?.clear();
+    this.timed?.stop();
     this.call?.unsubscribe();
     this.freeLease();
+  }
+
+  /** Torn down: a synchronous transport may still be emitting, and nothing more is taken. */
+  get ended(): boolean {
+    return this.stopped;
   }
 
   /** Ends the acquisition, which frees the lease (now, or as soon as the acquisition returns). */
@@ -289,9 +294,10 @@ class KeyAttempt {
     this.timed = timed;
     const events: AttemptObserver = timed ?? this;
     events.next(marker);
-    // Nothing is sent if the consumer left on the marker (its teardown stops this attempt).
+    // Nothing is sent if the consumer left on the marker (the attempt's teardown runs now, or as
+    // soon as the subscription that is making it returns).
     if (this.subscriber.closed) {
-      timed?.clear();
+      timed?.stop();
       return;
     }
     let transport$: Observable<TransportEvent>;
@@ -393,9 +399,6 @@ function recordEveryError(): boolean {
   return true;
 }
 
-/** What takes an attempt's events: the attempt itself, or its timers in front of it. */
-type AttemptObserver = Pick<Observer<AttemptEvent>, 'next' | 'error' | 'complete'>;
-
 /** The transport's events as the attempt's (see `KeyAttempt.tag`); a tagging that throws fails the attempt. */
 class TaggedEvents {
   /** Set once a tagging threw: a synchronous transport may still be emitting, and nothing more is taken. */
@@ -407,7 +410,7 @@ class TaggedEvents {
   ) {}
 
   next(event: TransportEvent): void {
-    if (this.failed) return;
+    if (this.failed || this.attempt.ended) return;
     let attemptEvent: AttemptEvent;
     try {
       attemptEvent = this.attempt.tag(event);
@@ -420,10 +423,10 @@ class TaggedEvents {
   }
 
   error(thrown: unknown): void {
-    if (!this.failed) this.events.error(thrown);
+    if (!this.failed && !this.attempt.ended) this.events.error(thrown);
   }
 
   complete(): void {
-    if (!this.failed) this.events.complete();
+    if (!this.failed && !this.attempt.ended) this.events.complete();
   }
 }

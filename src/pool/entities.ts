@@ -56,6 +56,11 @@ export class AccountEntry {
     return this.concurrency;
   }
 
+  /** The model scopes made so far, by pattern. */
+  get modelScopeEntries(): ReadonlyMap<string, ScopeDefinition> {
+    return this.modelScopes;
+  }
+
   /** The scope of a `models` limit pattern within this account (OpenRouter limits per account). */
   modelScope(pattern: string): ScopeDefinition {
     let scope = this.modelScopes.get(pattern);

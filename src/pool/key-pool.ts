@@ -272,9 +272,11 @@ export class Pool implements PoolCore {
     if (this.learning === undefined) return;
     const scope = entry.account.modelScope(FREE_MODELS_PATTERN);
     // Only for an account known from key info or the config (keys not yet grouped would each take
-    // the minute's quota), and again when a key joins it, so that its sends count.
+    // the minute's quota), and again when a key joins it, so that its sends count. Not on a store
+    // other pools share: their sends fill the same window, but this pool would test the assumption
+    // (and remake the window) with its own sends alone.
     const accountKnown = entry.accountConfigured || (this.config.discoverAccounts && info.creatorUserId !== undefined);
-    if (accountKnown && (joined || !this.learning.knowsQuota(scope, FREE_MODELS_PER_MINUTE.bucket)))
+    if (this.ownsStore && accountKnown && (joined || !this.learning.knowsQuota(scope, FREE_MODELS_PER_MINUTE.bucket)))
       this.learning.assume(scope, { ...FREE_MODELS_PER_MINUTE, source: 'assumed' }, now);
     const day = { windowMs: 86_400_000, calendar: 'utc-day', source: 'key-info', bucket: FREE_MODELS_DAILY_BUCKET } as const;
     const daily = info.freeModelDailyRequests;

@@ -74,12 +74,11 @@ export class QuotaLearning {
   /**
    * A key left account `from` for `to` (key info named its account): the sends it logged under
    * `from` and its model scopes count under `to`'s from now on, for the quotas `to` learns or
-   * assumes.
+   * assumes next (a window `to` holds already is not made again).
    */
   onKeyJoined(from: AccountEntry, to: AccountEntry): void {
     const moves: [string, string][] = [[from.scope.id, to.scope.id]];
-    const modelPrefix = `model:${from.id}:`;
-    for (const id of this.logs.keys()) if (id.startsWith(modelPrefix)) moves.push([id, to.modelScope(id.slice(modelPrefix.length)).id]);
+    for (const [pattern, scope] of from.modelScopeEntries) moves.push([scope.id, to.modelScope(pattern).id]);
     for (const [fromId, toId] of moves) {
       const sends = this.logs.get(fromId);
       if (sends === undefined) continue;
@@ -95,7 +94,9 @@ export class QuotaLearning {
   /** The log of a scope, or of the scope its log moved to. */
   private logFor(scopeId: string): SendLog | undefined {
     let id: string | undefined = scopeId;
-    for (let hops = 0; id !== undefined && hops < 8; hops++) {
+    // A chain is as long as the moves made at most; the bound stops a cycle (an account emptied
+    // into another that was later emptied back into it).
+    for (let hops = 0; id !== undefined && hops <= this.movedLogs.size; hops++) {
       const log = this.logs.get(id);
       if (log !== undefined) return log;
       id = this.movedLogs.get(id);
@@ -124,6 +125,8 @@ export class QuotaLearning {
     if (log === undefined) {
       log = new SendLog(SEND_LOG_CAPACITY);
       this.logs.set(scopeId, log);
+      // A scope in use again keeps its own log from now on.
+      this.movedLogs.delete(scopeId);
     }
     return log;
   }
@@ -257,7 +260,10 @@ export class QuotaLearning {
     const answered = this.logs.get(scope.id)?.answeredAfter(now - learned.quota.windowMs) ?? 0;
     if (answered < learned.quota.requests) return;
     this.context.store.unlearn(scope.id, learned.quota.bucket);
-    this.learned.get(scope.id)!.delete(learned.quota.bucket);
+    const buckets = this.learned.get(scope.id)!;
+    buckets.delete(learned.quota.bucket);
+    // A pool left with nothing learned skips the success bookkeeping again.
+    if (buckets.size === 0) this.learned.delete(scope.id);
     this.disproved.add(`${scope.id} ${learned.quota.bucket}`);
     this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota: learned.quota, cause: 'disproved', at: now });
   }

@@ -67,7 +67,7 @@ export class Attempt {
   private graceTimer: Subscription | undefined;
   /** Set when the stream completed on finish + usage: the socket may still deliver `[DONE]`. */
   private completedBeforeEnd = false;
-  /** The whole response was read: nothing is left to abort (and an abort costs a DOMException). */
+  /** The whole response was read, or nothing was sent: nothing is left to abort (and an abort costs a DOMException). */
   private exchangeDone = false;
   /** Closes the socket if the server lingers after such an early completion. */
   private drainCutoff: Subscription | undefined;
@@ -90,6 +90,8 @@ export class Attempt {
   start(request: ChatRequest, callerSignal: AbortSignal | undefined, onSent: (() => void) | undefined): this {
     if (callerSignal !== undefined) {
       if (callerSignal.aborted) {
+        // Nothing was sent: the teardown has nothing to abort.
+        this.exchangeDone = true;
         this.fail(this.abortedByCaller());
         return this;
       }
