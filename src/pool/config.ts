@@ -85,7 +85,8 @@ export const keyPoolConfigSchema = z
     maxModelRecords: z.optional(positiveInt),
     queue: z.optional(z.strictObject({ maxSize: z.optional(positiveInt), timeoutMs: z.optional(positiveInt) })),
     /**
-     * Quotas learned from 429s' `X-RateLimit-*`; `false` turns learning off. `assumeForSiblings:
+     * Quotas learned from 429s' `X-RateLimit-*`, and OpenRouter's documented free-model minute
+     * assumed for an account key info names; `false` turns learning off. `assumeForSiblings:
      * false` keeps a key's (account's) learned quota from being assumed for the others.
      */
     learning: z.optional(
