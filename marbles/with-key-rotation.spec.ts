@@ -1,10 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { Observable, distinctUntilChanged, map, of, retry, take } from 'rxjs';
+import { Observable, catchError, distinctUntilChanged, last, map, mergeMap, of, retry, take } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
 import { RateLimitError } from '../src/core/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
-import { MODEL, chatRequest, chunkEvent, endEvent, networkError, newTestScheduler, scriptedPoolFactory } from './support.js';
+import type { KeyHealth } from '../src/health/records.js';
+import {
+  MODEL,
+  chatRequest,
+  chunkEvent,
+  endEvent,
+  networkError,
+  newTestScheduler,
+  scriptedPoolFactory,
+  type TransportCall,
+} from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
 
 const makePool = scriptedPoolFactory([
@@ -226,6 +236,71 @@ describe('withKeyRotation', () => {
     expect(tornDownAt).toEqual([10]);
     // The second chunk came after the teardown: no idle timer started for it, so none fired.
     expect(timeouts).toEqual([]);
+  });
+
+  it("a caller that leaves a stream never hands one request's key to the next it is leaving too", () => {
+    const scheduler = newTestScheduler();
+    let calls: TransportCall[] = [];
+    scheduler.run(({ cold }) => {
+      const answer = cold('20ms (c|)', { c: endEvent() });
+      const made = makePool(scheduler, { k1: [answer] }, { keys: [{ key: 'sk-test-1', label: 'k1', limits: { maxConcurrent: 1 } }] });
+      calls = made.calls;
+      // r1 holds the key, r2 and r3 wait for it; the caller leaves at 5.
+      const subscription = of(chatRequest('one', { id: 'r1' }), chatRequest('two', { id: 'r2' }), chatRequest('three', { id: 'r3' }))
+        .pipe(withKeyRotation(made.pool))
+        .subscribe();
+      scheduler.schedule(() => subscription.unsubscribe(), 5);
+    });
+    // Tearing r1 down freed the key while r2 and r3 were still queued: neither may take it.
+    expect(calls.map((call) => `${call.at} ${call.content}`)).toEqual(['0 one']);
+  });
+
+  it('a queue left empty by its callers cancels its wake-up timer', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold }) => {
+      const answer = cold('(c|)', { c: endEvent() });
+      const { pool } = makePool(scheduler, { k1: [answer] }, { keys: [{ key: 'sk-test-1', label: 'k1', limits: { rpm: 1 } }] });
+      // r1 takes the minute's one request; r2 waits for the window (a wake-up at 60 s); the caller leaves at 10.
+      const subscription = of(chatRequest('one', { id: 'r1' }), chatRequest('two', { id: 'r2' }))
+        .pipe(withKeyRotation(pool))
+        .subscribe();
+      scheduler.schedule(() => subscription.unsubscribe(), 10);
+    });
+    // The virtual clock stopped with the last timer: none was left for the minute's end.
+    expect(scheduler.now()).toBeLessThan(60_000);
+  });
+
+  it('a strategy that throws on a queued request fails that request only: the queue goes on', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(({ cold }) => {
+      const { pool } = makePool(
+        scheduler,
+        { k1: [cold('10ms (c|)', { c: endEvent() })] },
+        {
+          keys: [{ key: 'sk-test-1', label: 'k1', limits: { maxConcurrent: 1 } }],
+        },
+      );
+      // Throws for "two" only, which waits in the queue behind "one" and is placed when "one" ends.
+      const strategy = (eligible: readonly KeyHealth[], request: ChatRequest) => {
+        if (request.messages[0]?.content === 'two') throw new Error('strategy broke');
+        return eligible[0];
+      };
+      of(chatRequest('one', { id: 'r1' }), chatRequest('two', { id: 'r2' }), chatRequest('three', { id: 'r3' }))
+        .pipe(
+          mergeMap((request) =>
+            of(request).pipe(
+              withKeyRotation(pool, { strategy }),
+              last(),
+              map((event) => `${scheduler.now()} ${request.id} ${event.type}`),
+              catchError((error: Error) => of(`${scheduler.now()} ${request.id} failed: ${error.message}`)),
+            ),
+          ),
+        )
+        .subscribe((outcome) => outcomes.push(outcome));
+    });
+    // "one" frees the key before its answer goes on, so "two" is placed (and fails) first.
+    expect(outcomes).toEqual(['10 r2 failed: strategy broke', '10 r1 end', '20 r3 end']);
   });
 
   it('a request without any model fails with a BadRequestError naming the field', () => {

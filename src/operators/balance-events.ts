@@ -308,6 +308,8 @@ class RequestReport {
     // No use waiting for a model known to stay out past the deadline.
     if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
     slot.release();
+    // The slot went to the next input at once, and that ended this request's caller.
+    if (this.stopped) return true;
     // A half-open model's return hangs on its probe: look again soon.
     const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS);
     this.modelWait = scheduleAfter(pool.scheduler, waitMs, () => {

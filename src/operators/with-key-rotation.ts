@@ -242,7 +242,9 @@ class KeyAttempt {
     this.stopped = true;
     this.timed?.stop();
     this.call?.unsubscribe();
-    this.freeLease();
+    // Left, not ended: the acquisition's teardown frees the slot for a waiting request once the
+    // caller's teardown is over (it may be tearing down the requests waiting for it too).
+    this.endAcquisition();
   }
 
   /** Torn down: a synchronous transport may still be emitting, and nothing more is taken. */
@@ -250,8 +252,14 @@ class KeyAttempt {
     return this.stopped;
   }
 
-  /** Ends the acquisition, which frees the lease (now, or as soon as the acquisition returns). */
+  /** The attempt has its outcome: the slot goes to a waiting request now. */
   private freeLease(): void {
+    this.lease?.release();
+    this.endAcquisition();
+  }
+
+  /** Ends the acquisition, which frees a lease still held (now, or as soon as the acquisition returns). */
+  private endAcquisition(): void {
     this.released = true;
     this.acquisition?.unsubscribe();
   }

@@ -32,7 +32,7 @@ class Ticket {
   timeout: Subscription | undefined;
   /** Unsubscribed: a reservation that arrives later is given back at once. */
   cancelled = false;
-  lease: KeyLease | undefined;
+  lease: AdmittedLease | undefined;
   #signature: string | undefined;
 
   constructor(
@@ -49,7 +49,8 @@ class Ticket {
   unsubscribe(): void {
     this.cancelled = true;
     this.queue.dequeue(this);
-    this.lease?.release();
+    // A lease its holder did not free (it left): the slot goes to a waiting request after the teardown.
+    this.lease?.releaseOnTeardown();
   }
 
   /**
@@ -61,7 +62,7 @@ class Ticket {
     return this.#signature;
   }
 
-  admit(lease: KeyLease): void {
+  admit(lease: AdmittedLease): void {
     this.lease = lease;
     this.subscriber.next(lease);
   }
@@ -155,6 +156,13 @@ export class Admission implements LeaseOwner, Eligibility {
     );
   }
 
+  /** Fails a ticket that is out of the queue with what a plug-in (a strategy, a store) threw. */
+  private fail(ticket: Ticket, thrown: unknown): void {
+    ticket.cancelled = true;
+    ticket.timeout?.unsubscribe();
+    ticket.reject(toOpenRouterError(thrown));
+  }
+
   /** Fails a ticket that is out of the queue; it never got a key. */
   private refuse(ticket: Ticket, error: OpenRouterError): void {
     ticket.cancelled = true;
@@ -192,12 +200,27 @@ export class Admission implements LeaseOwner, Eligibility {
    * and the ticket goes back to its place in the queue. Returns whether a key was tried.
    */
   private tryAdmit(ticket: Ticket, now: number): boolean {
-    const candidate = this.place(ticket, now);
+    let candidate: { entry: KeyEntry; model: ModelEntry } | undefined;
+    try {
+      candidate = this.place(ticket, now);
+    } catch (thrown: unknown) {
+      // A user strategy that throws fails this request, not the queue it was taken from.
+      this.fail(ticket, thrown);
+      return true;
+    }
     if (candidate === undefined) return false;
     const { entry, model } = candidate;
     const plan = this.planOf(entry, model);
     this.take(entry, model, 1);
-    const reserved = this.context.store.reserve(plan, ticket.tokens, now);
+    let reserved: ReserveResult | Observable<ReserveResult>;
+    try {
+      reserved = this.context.store.reserve(plan, ticket.tokens, now);
+    } catch (thrown: unknown) {
+      // A store that throws instead of erroring: its counts are given back, this request fails.
+      this.take(entry, model, -1);
+      this.fail(ticket, thrown);
+      return true;
+    }
     if (!isObservable(reserved)) {
       this.onReserved(ticket, entry, model, plan, reserved);
       return true;
@@ -223,6 +246,16 @@ export class Admission implements LeaseOwner, Eligibility {
 
   private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, result: ReserveResult): void {
     const now = this.context.scheduler.now();
+    if (this.closed) {
+      // The pool was disposed while a shared store answered: the room goes back, the request fails.
+      this.take(entry, model, -1);
+      if (result.ok) this.context.store.release(result.reservation);
+      if (ticket.cancelled) return;
+      ticket.cancelled = true;
+      ticket.timeout?.unsubscribe();
+      ticket.reject(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
+      return;
+    }
     if (!result.ok) {
       this.take(entry, model, -1);
       entry.fullUntil = Math.max(entry.fullUntil, now + result.retryAfterMs);
@@ -241,7 +274,7 @@ export class Admission implements LeaseOwner, Eligibility {
     ticket.admit(lease);
   }
 
-  private lease(entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, reservation: Reservation, now: number): KeyLease {
+  private lease(entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, reservation: Reservation, now: number): AdmittedLease {
     const lease = new AdmittedLease(this.context, this.learning, this, entry, model, plan, reservation, now);
     this.context.publisher.markKeyLoad(entry);
     this.context.publisher.markModelLoad(model);
@@ -256,12 +289,27 @@ export class Admission implements LeaseOwner, Eligibility {
   }
 
   /** A lease's slot is free (see `LeaseOwner`). */
-  released(entry: KeyEntry, model: ModelEntry): void {
+  released(entry: KeyEntry, model: ModelEntry, afterTeardown: boolean): void {
     this.take(entry, model, -1);
     this.context.publisher.markKeyLoad(entry);
     this.context.publisher.markModelLoad(model);
     this.context.publisher.flush();
-    this.drain();
+    if (afterTeardown) this.drainSoon();
+    else this.drain();
+  }
+
+  /** Drains at the next turn of the scheduler (in no time on its clock), by the wake timer. */
+  private drainSoon(): void {
+    if (this.queue.length === 0 || this.closed) return;
+    const now = this.context.scheduler.now();
+    if (this.wakeTimer !== undefined && this.wakeAt <= now) return;
+    this.wakeTimer?.unsubscribe();
+    this.wakeAt = now;
+    this.wakeTimer = scheduleAfter(this.context.scheduler, 0, () => {
+      this.wakeTimer = undefined;
+      this.wakeAt = Infinity;
+      this.drain();
+    });
   }
 
   /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow. */
@@ -358,8 +406,16 @@ export class Admission implements LeaseOwner, Eligibility {
     const index = this.queue.indexOf(ticket);
     if (index >= 0) {
       this.queue.splice(index, 1);
+      // Nobody left to wake for: the timer would only hold the process open.
+      if (this.queue.length === 0 && !this.draining) this.cancelWake();
       this.context.publisher.flush();
     }
+  }
+
+  private cancelWake(): void {
+    this.wakeTimer?.unsubscribe();
+    this.wakeTimer = undefined;
+    this.wakeAt = Infinity;
   }
 
   /** Says why each key is out (its last error: a lone revoked key says 401), and the status when they all share one. */

@@ -9,8 +9,11 @@ import type { KeyLease } from './types.js';
 export interface LeaseOwner {
   /** The lease's first response byte came at `at`; `accepted`: the model took the request. */
   responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number): void;
-  /** The lease's slot is free: its counts drop and a waiting request may take it. */
-  released(entry: KeyEntry, model: ModelEntry): void;
+  /**
+   * The lease's slot is free: its counts drop and a waiting request may take it, now, or once the
+   * teardown that freed it is over (`afterTeardown`).
+   */
+  released(entry: KeyEntry, model: ModelEntry, afterTeardown: boolean): void;
 }
 
 /**
@@ -100,12 +103,23 @@ export class AdmittedLease implements KeyLease {
     this.#context.store.reconcile(this.#reservation, usage.totalTokens);
   };
 
-  readonly release = (): void => {
+  readonly release = (): void => this.#release(false);
+
+  /**
+   * Frees the slot from its acquisition's teardown: a waiting request takes it once the teardown
+   * is over, so that a caller who leaves a whole stream never hands the slots of its first
+   * requests to its next ones, which it is tearing down too.
+   */
+  releaseOnTeardown(): void {
+    this.#release(true);
+  }
+
+  #release(afterTeardown: boolean): void {
     if (this.#released) return;
     this.#released = true;
     this.#context.store.release(this.#reservation);
     this.#entry.breaker.abandon(this.#keyProbe);
     this.#modelEntry.breaker.abandon(this.#modelProbe);
-    this.#owner.released(this.#entry, this.#modelEntry);
-  };
+    this.#owner.released(this.#entry, this.#modelEntry, afterTeardown);
+  }
 }
