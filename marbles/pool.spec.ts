@@ -1,6 +1,6 @@
-import { createMemoryStore } from '../src/store/state-store.js';
+import { createMemoryStore, type StateStore } from '../src/store/state-store.js';
 import { describe, expect, it } from 'vitest';
-import { distinctUntilChanged, map } from 'rxjs';
+import { delay, distinctUntilChanged, map, of } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { KeyPool } from '../src/create-pool.js';
 import type { PoolHealth } from '../src/health/records.js';
@@ -605,5 +605,29 @@ describe('a lease', () => {
       expect(pool.snapshot().keys.reduce((sum, key) => sum + key.inFlight, 0)).toBe(0);
       subscription.unsubscribe();
     });
+  });
+});
+
+describe('dispose while a shared store answers', () => {
+  it('a reservation answered after dispose gives its room back and fails its request', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    let inFlight: number[] = [];
+    scheduler.run(() => {
+      const memory = createMemoryStore();
+      // A store that answers reservations 10 ms later, as Redis does after its round trip.
+      const remote: StateStore = Object.assign(Object.create(memory) as StateStore, {
+        reserve: (...args: Parameters<StateStore['reserve']>) => of(memory.reserve(...args)).pipe(delay(10, scheduler)),
+      });
+      const pool = makePool(scheduler, { store: remote });
+      pool[POOL_PORT].acquire(chatRequest('hi'), { models: [MODEL] }).subscribe({
+        next: () => outcomes.push(`${scheduler.now()} lease`),
+        error: (error: OpenRouterError) => outcomes.push(`${scheduler.now()} ${error.name}: ${error.message}`),
+      });
+      scheduler.schedule(() => pool.dispose(), 5);
+      scheduler.schedule(() => (inFlight = pool.snapshot().keys.map((key) => key.inFlight)), 20);
+    });
+    expect(outcomes).toEqual(['10 AbortedError: the key pool was disposed']);
+    expect(inFlight).toEqual([0]);
   });
 });
