@@ -1,4 +1,4 @@
-import { Observable, isObservable, type Subscriber, type Subscription } from 'rxjs';
+import { Observable, isObservable, type Subscription } from 'rxjs';
 import {
   AbortedError,
   type ModelUnavailableError,
@@ -19,58 +19,9 @@ import type { QuotaLearning } from './quota-learning.js';
 import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type LeaseOwner } from './lease.js';
+import { Ticket } from './ticket.js';
 import { Placement, type Eligibility } from './placement.js';
 import type { AcquireOptions, KeyLease } from './types.js';
-
-/** What a ticket tells the admission that queued it when its subscriber leaves. */
-interface TicketQueue {
-  dequeue(ticket: Ticket): void;
-}
-
-/** A request waiting for (or being given) a key: one per `acquire` subscription, and its teardown. */
-class Ticket {
-  timeout: Subscription | undefined;
-  /** Unsubscribed: a reservation that arrives later is given back at once. */
-  cancelled = false;
-  lease: AdmittedLease | undefined;
-  #signature: string | undefined;
-
-  constructor(
-    readonly request: ChatRequest,
-    readonly options: AcquireOptions,
-    readonly tokens: number,
-    readonly priority: number,
-    readonly seq: number,
-    private readonly subscriber: Subscriber<KeyLease>,
-    private readonly queue: TicketQueue,
-  ) {}
-
-  /** The teardown: rxjs calls it when the acquisition's subscriber ends. */
-  unsubscribe(): void {
-    this.cancelled = true;
-    this.queue.dequeue(this);
-    // A lease its holder did not free (it left): the slot goes to a waiting request after the teardown.
-    this.lease?.releaseOnTeardown();
-  }
-
-  /**
-   * Tickets with equal signatures compete for the same keys: one that fails blocks the rest. Only
-   * a queue that is waiting needs it, so it is built on first use.
-   */
-  get signature(): string {
-    this.#signature ??= `${this.priority}|${this.options.models.join('\u0000')}`;
-    return this.#signature;
-  }
-
-  admit(lease: AdmittedLease): void {
-    this.lease = lease;
-    this.subscriber.next(lease);
-  }
-
-  reject(error: OpenRouterError): void {
-    this.subscriber.error(error);
-  }
-}
 
 /** How often a blocked queue looks again at a store other pools share (their releases send no event). */
 const SHARED_STORE_POLL_MS = 25;
