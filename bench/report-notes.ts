@@ -13,7 +13,8 @@ const notes: Record<string, string> = {
     '(next note) comes straight out of throughput. This row moves with the host: the bare SDK alone measured 1,554 ' +
     'req/s at 07:07 and 1,078 at 10:30 the same day (load average 1.7–3.7 with nothing else of ours running), and in ' +
     'four alternating runs of this row that afternoon the library at a4a4a2c and now measured 0.87×, 0.85× and 0.81×, ' +
-    '0.88× of the SDK: the run-to-run spread is wider than the change.',
+    '0.88× of the SDK: the run-to-run spread is wider than the change. At 5c3d7e7 the full run measured 0.81× (the SDK ' +
+    'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each.',
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
     '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 18.4–19.6 µs of ' +
@@ -190,6 +191,7 @@ const notes: Record<string, string> = {
     '100 % and 92.6 % fleet-only, and ca27b8e 100 % in its full run. Every request is answered and none refused: the ' +
     'workers leave room unused. ca27b8e measured 100 % in three fleet-only runs too, and with the Redis re-time at ' +
     'the send (90f3c82) turned off, four runs of 88e250a measured 85.2 %, 100 %, 100 % and 96.3 %: not that part. ' +
+    'At 5c3d7e7 the full run measured 94.1 %, and two fleet-only runs 100 % and 96.3 %. ' +
     'Each reservation is a Redis round trip, a worker waiting for room learns that a window ' +
     'has freed only when it tries again, and four workers and the fake server share two cores; `fake.requests` ' +
     'timestamps against each worker’s admissions would show which of these costs the windows.',
