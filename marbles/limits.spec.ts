@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { filter, map, type SchedulerLike, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import { RateLimitError, UpstreamError, type RateLimitInfo } from '../src/core/errors.js';
+import { AuthenticationError, RateLimitError, UpstreamError, type RateLimitInfo } from '../src/core/errors.js';
 import { createPool, type KeyPool } from '../src/create-pool.js';
 import type { KeyInfoSnapshot } from '../src/pool/config.js';
 import type { PoolEvent } from '../src/pool/events.js';
@@ -443,6 +443,20 @@ describe('accounts and free-model quotas from key info', () => {
       for (let index = 0; index < 4; index++) drive.send(10, 10, 'success', FREE);
     });
     expect(drive.admitted).toEqual([...Array<number>(21).fill(10), ...Array<number>(4).fill(60_020)]);
+  });
+
+  it('a key info read that fails after dispose touches no key', () => {
+    const scheduler = newTestScheduler();
+    let state: string | undefined;
+    scheduler.run(({ cold }) => {
+      const revoked = new AuthenticationError({ message: '401 User not found', scope: 'key', retryable: false, status: 401 });
+      const pool = makePool(scheduler, { keyInfo: () => cold('50ms #', undefined, revoked) });
+      // A refresh still subscribed when the pool is disposed; its read fails at 50.
+      pool.refreshKeyInfo().subscribe({ error: () => undefined });
+      scheduler.schedule(() => pool.dispose(), 10);
+      scheduler.schedule(() => (state = pool.snapshot().keys[0]!.state), 60);
+    });
+    expect(state).not.toBe('disabled');
   });
 
   it("takes free_model_daily_requests as the account's free-model quota, which ends at 00:00 UTC", () => {

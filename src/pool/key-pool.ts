@@ -192,6 +192,8 @@ export class Pool implements PoolCore {
               if (!this.disposed) this.foldKeyInfo(entry, info);
             }),
             catchError((thrown: unknown) => {
+              // A read that fails after dispose (a `refreshKeyInfo()` still subscribed) touches nothing.
+              if (this.disposed) return of(undefined);
               const error = toOpenRouterError(thrown);
               const now = this.scheduler.now();
               if (showFailures) {
