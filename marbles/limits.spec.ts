@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filter, map, type SchedulerLike, type Subscription } from 'rxjs';
+import { filter, map, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { AuthenticationError, RateLimitError, UpstreamError, type RateLimitInfo } from '../src/core/errors.js';
 import { createPool, type KeyPool } from '../src/create-pool.js';
@@ -386,20 +386,23 @@ describe('accounts and free-model quotas from key info', () => {
   });
 
   const FREE = 'acme/model-a:free';
+  /** Two keys whose info names one account, read as `info` answers. */
+  const accountOfTwo = (scheduler: TestScheduler, info: Observable<KeyInfoSnapshot>) =>
+    makePool(scheduler, {
+      keys: keys.slice(0, 2),
+      keyInfo: () => info,
+      // The model's concurrency is not what this is about.
+      adaptiveConcurrency: false,
+      // The pool's own store: the assumption is made only on a store no other pool shares.
+      store: undefined,
+    });
 
   it("assumes OpenRouter's 20 free-model requests a minute (one looser) for an account key info names, counting the sends its keys made before, and drops it once passed", () => {
     const scheduler = newTestScheduler();
     let drive!: Driver;
     let learned: PoolEvent[] = [];
     scheduler.run(({ cold }) => {
-      const pool = makePool(scheduler, {
-        keys: keys.slice(0, 2),
-        keyInfo: () => cold('50ms (i|)', { i: infoOf('user_a') }),
-        // The model's concurrency is not what this is about.
-        adaptiveConcurrency: false,
-        // The pool's own store: the assumption is made only on a store no other pool shares.
-        store: undefined,
-      });
+      const pool = accountOfTwo(scheduler, cold('50ms (i|)', { i: infoOf('user_a') }));
       learned = eventsOf(pool, 'limit-learned');
       drive = driver(scheduler, pool);
       // Three sends before key info names the account, each under its key's own account.
@@ -427,12 +430,7 @@ describe('accounts and free-model quotas from key info', () => {
     const scheduler = newTestScheduler();
     let drive!: Driver;
     scheduler.run(({ cold }) => {
-      const pool = makePool(scheduler, {
-        keys: keys.slice(0, 2),
-        keyInfo: () => cold('(i|)', { i: infoOf('user_a') }),
-        adaptiveConcurrency: false,
-        store: undefined,
-      });
+      const pool = accountOfTwo(scheduler, cold('(i|)', { i: infoOf('user_a') }));
       drive = driver(scheduler, pool);
       for (let index = 0; index < 20; index++) drive.send(10, 10, 'success', FREE);
       // The 21st is the test: the server refuses it, naming the minute's bucket.

@@ -9,6 +9,7 @@ import {
   type OpenRouterError,
 } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
+import { keptUnless } from '../core/subscriptions.js';
 import type { Completion, Usage } from '../core/types.js';
 import type { PoolPort } from '../pool/types.js';
 import { attemptRecordOf, retriedErrorOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
@@ -157,9 +158,7 @@ class RequestReport {
 
   subscribeAttempts(): void {
     if (this.stopped) return;
-    const run = this.attempts$.subscribe(this);
-    if (this.stopped) run.unsubscribe();
-    else this.attemptsRun = run;
+    this.attemptsRun = keptUnless(this.attempts$.subscribe(this), this.stopped);
   }
 
   /** The teardown: rxjs calls it when the request's subscriber ends. */

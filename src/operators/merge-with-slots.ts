@@ -1,4 +1,5 @@
 import { Observable, type Subscription, type OperatorFunction, type Subscriber } from 'rxjs';
+import { keptUnless } from '../core/subscriptions.js';
 
 /** The concurrency slot one input's work holds in `mergeWithSlots`. */
 export interface Slot {
@@ -135,9 +136,7 @@ class SlotWork<T, R> implements Slot {
   constructor(private readonly gate: SlotGate<T, R>) {}
 
   run(value: T): void {
-    const work = this.gate.project(value, this).subscribe(this);
-    if (this.stopped) work.unsubscribe();
-    else this.work = work;
+    this.work = keptUnless(this.gate.project(value, this).subscribe(this), this.stopped);
   }
 
   stop(): void {

@@ -1,6 +1,7 @@
 import { Observable, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
+import { keptUnless } from '../core/subscriptions.js';
 import { attemptRecordOf, carriesContent, withRetriedError, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 /**
@@ -121,14 +122,10 @@ class RetryRun {
     do {
       this.resubscribeNow = false;
       this.subscribing = true;
-      const inner = this.source.subscribe(this);
+      // The caller may leave while the attempt is being subscribed (on its marker, say): it ends then.
+      this.inner = keptUnless(this.source.subscribe(this), this.stopped);
       this.subscribing = false;
-      // The caller left while the attempt was being subscribed (on its marker, say): it ends now.
-      if (this.stopped) {
-        inner.unsubscribe();
-        return;
-      }
-      this.inner = inner;
+      if (this.inner === undefined) return;
     } while (this.resubscribeNow);
   }
 

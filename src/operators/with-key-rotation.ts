@@ -1,6 +1,7 @@
 import { Observable, type Subscription, mergeMap, type OperatorFunction, type Subscriber } from 'rxjs';
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
+import { keptUnless } from '../core/subscriptions.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type Strategy, type StrategyLike } from '../pool/strategies.js';
@@ -230,8 +231,7 @@ class KeyAttempt {
         next: (lease: KeyLease) => this.send(lease),
         error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
       });
-    if (this.released) acquisition.unsubscribe();
-    else this.acquisition = acquisition;
+    this.acquisition = keptUnless(acquisition, this.released);
   }
 
   /**
@@ -316,11 +316,8 @@ class KeyAttempt {
       events.error(thrown);
       return;
     }
-    const call = transport$.subscribe(new TaggedEvents(this, events));
-    if (this.stopped) {
-      call.unsubscribe();
-      return;
-    }
+    const call = keptUnless(transport$.subscribe(new TaggedEvents(this, events)), this.stopped);
+    if (call === undefined) return;
     this.call = call;
     // A timer that fires aborts the HTTP request before it fails the attempt.
     if (timed !== undefined) timed.upstream = call;

@@ -23,6 +23,10 @@ import { Ticket } from './ticket.js';
 import { Placement, type Eligibility } from './placement.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
+function disposedError(): AbortedError {
+  return new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false });
+}
+
 /** How often a blocked queue looks again at a store other pools share (their releases send no event). */
 const SHARED_STORE_POLL_MS = 25;
 
@@ -107,20 +111,11 @@ export class Admission implements LeaseOwner, Eligibility {
     );
   }
 
-  /** Fails a ticket that is out of the queue with what a plug-in (a strategy, a store) threw. */
-  private fail(ticket: Ticket, thrown: unknown): void {
-    ticket.cancelled = true;
-    ticket.timeout?.unsubscribe();
-    ticket.reject(toOpenRouterError(thrown));
-  }
-
   /** Fails a ticket that is out of the queue; it never got a key. */
   private refuse(ticket: Ticket, error: OpenRouterError): void {
-    ticket.cancelled = true;
-    ticket.timeout?.unsubscribe();
     // No retry operator may take it: the route's every model is out, and time, not another key, mends that.
     error.routeExhausted = true;
-    ticket.reject(error);
+    ticket.fail(error);
   }
 
   /** Finds a key for the ticket now, trying its models in order; undefined when none fits. */
@@ -156,7 +151,7 @@ export class Admission implements LeaseOwner, Eligibility {
       candidate = this.place(ticket, now);
     } catch (thrown: unknown) {
       // A user strategy that throws fails this request, not the queue it was taken from.
-      this.fail(ticket, thrown);
+      ticket.fail(toOpenRouterError(thrown));
       return true;
     }
     if (candidate === undefined) return false;
@@ -169,7 +164,7 @@ export class Admission implements LeaseOwner, Eligibility {
     } catch (thrown: unknown) {
       // A store that throws instead of erroring: its counts are given back, this request fails.
       this.take(entry, model, -1);
-      this.fail(ticket, thrown);
+      ticket.fail(toOpenRouterError(thrown));
       return true;
     }
     if (!isObservable(reserved)) {
@@ -181,7 +176,7 @@ export class Admission implements LeaseOwner, Eligibility {
       error: (error: unknown) => {
         this.take(entry, model, -1);
         this.dequeue(ticket);
-        if (!ticket.cancelled) ticket.reject(toOpenRouterError(error));
+        if (!ticket.cancelled) ticket.fail(toOpenRouterError(error));
         this.context.publisher.flush();
       },
     });
@@ -201,10 +196,7 @@ export class Admission implements LeaseOwner, Eligibility {
       // The pool was disposed while a shared store answered: the room goes back, the request fails.
       this.take(entry, model, -1);
       if (result.ok) this.context.store.release(result.reservation);
-      if (ticket.cancelled) return;
-      ticket.cancelled = true;
-      ticket.timeout?.unsubscribe();
-      ticket.reject(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
+      if (!ticket.cancelled) ticket.fail(disposedError());
       return;
     }
     if (!result.ok) {
@@ -252,15 +244,7 @@ export class Admission implements LeaseOwner, Eligibility {
   /** Drains at the next turn of the scheduler (in no time on its clock), by the wake timer. */
   private drainSoon(): void {
     if (this.queue.length === 0 || this.closed) return;
-    const now = this.context.scheduler.now();
-    if (this.wakeTimer !== undefined && this.wakeAt <= now) return;
-    this.wakeTimer?.unsubscribe();
-    this.wakeAt = now;
-    this.wakeTimer = scheduleAfter(this.context.scheduler, 0, () => {
-      this.wakeTimer = undefined;
-      this.wakeAt = Infinity;
-      this.drain();
-    });
+    this.wakeUpAt(this.context.scheduler.now());
   }
 
   /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow. */
@@ -278,7 +262,7 @@ export class Admission implements LeaseOwner, Eligibility {
   acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease> {
     return new Observable<KeyLease>((subscriber) => {
       if (this.closed) {
-        subscriber.error(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
+        subscriber.error(disposedError());
         return undefined;
       }
       const ticket = new Ticket(
@@ -297,15 +281,14 @@ export class Admission implements LeaseOwner, Eligibility {
 
   private enqueue(ticket: Ticket): void {
     if (this.context.registry.keys.every((entry) => entry.disabled)) {
-      ticket.reject(this.noKeyError());
+      ticket.fail(this.noKeyError());
       return;
     }
     const timeoutMs = ticket.options.queueTimeoutMs ?? this.context.config.queue.timeoutMs;
     if (timeoutMs !== undefined) {
       ticket.timeout = scheduleAfter(this.context.scheduler, timeoutMs, () => {
-        ticket.cancelled = true;
         this.dequeue(ticket);
-        ticket.reject(
+        ticket.fail(
           new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }),
         );
       });
@@ -319,8 +302,7 @@ export class Admission implements LeaseOwner, Eligibility {
       return;
     }
     if (this.queue.length >= this.context.config.queue.maxSize) {
-      ticket.timeout?.unsubscribe();
-      ticket.reject(
+      ticket.fail(
         new QueueFullError({
           message: `admission queue full (${this.context.config.queue.maxSize} waiting)`,
           scope: 'request',
@@ -466,7 +448,12 @@ export class Admission implements LeaseOwner, Eligibility {
   private scheduleWake(checkedAt = this.context.scheduler.now()): void {
     let at = this.nextChangeAt(checkedAt);
     if (!Number.isFinite(at) && !this.ownsStore) at = checkedAt + SHARED_STORE_POLL_MS;
-    if (!Number.isFinite(at) || (this.wakeTimer !== undefined && this.wakeAt <= at)) return;
+    if (Number.isFinite(at)) this.wakeUpAt(at);
+  }
+
+  /** Arms the wake-up timer for `at`, unless one is armed for then or sooner. */
+  private wakeUpAt(at: number): void {
+    if (this.wakeTimer !== undefined && this.wakeAt <= at) return;
     this.wakeTimer?.unsubscribe();
     this.wakeAt = at;
     this.wakeTimer = scheduleAfter(this.context.scheduler, at - this.context.scheduler.now(), () => {
@@ -479,10 +466,7 @@ export class Admission implements LeaseOwner, Eligibility {
   /** Fails every waiting request and cancels the wake-up timer. */
   close(): void {
     this.closed = true;
-    this.wakeTimer?.unsubscribe();
-    for (const ticket of this.queue.splice(0)) {
-      ticket.timeout?.unsubscribe();
-      ticket.reject(new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false }));
-    }
+    this.cancelWake();
+    for (const ticket of this.queue.splice(0)) ticket.fail(disposedError());
   }
 }

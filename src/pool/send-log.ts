@@ -34,11 +34,7 @@ export class SendLog {
    * one), in send order with what is known of each; the oldest go when the ring is full.
    */
   absorb(other: SendLog): void {
-    const order = (log: SendLog) => [...log.sent.keys()].slice(log.next).concat([...log.sent.keys()].slice(0, log.next));
-    const records = [
-      ...order(this).map((index) => ({ sent: this.sent[index]!, counted: this.counted[index]!, answered: this.answered[index]! })),
-      ...order(other).map((index) => ({ sent: other.sent[index]!, counted: other.counted[index]!, answered: other.answered[index]! })),
-    ]
+    const records = [...this.records(), ...other.records()]
       .filter((record) => !Number.isNaN(record.sent))
       .sort((a, b) => a.sent - b.sent)
       .slice(-this.capacity);
@@ -94,8 +90,15 @@ export class SendLog {
     return this.ordered(this.counted).filter((time) => !Number.isNaN(time));
   }
 
-  private ordered(times: readonly number[]): number[] {
-    return [...times.slice(this.next), ...times.slice(0, this.next)];
+  private ordered<T>(values: readonly T[]): T[] {
+    return [...values.slice(this.next), ...values.slice(0, this.next)];
+  }
+
+  /** Every send with what is known of it, oldest first. */
+  private records(): { sent: number; counted: number; answered: boolean }[] {
+    const counted = this.ordered(this.counted);
+    const answered = this.ordered(this.answered);
+    return this.ordered(this.sent).map((sent, index) => ({ sent, counted: counted[index]!, answered: answered[index]! }));
   }
 
   /**

@@ -49,7 +49,10 @@ export class Ticket {
     this.subscriber.next(lease);
   }
 
-  reject(error: OpenRouterError): void {
+  /** Fails the request: it is done, and its queue timeout with it. */
+  fail(error: OpenRouterError): void {
+    this.cancelled = true;
+    this.timeout?.unsubscribe();
     this.subscriber.error(error);
   }
 }
