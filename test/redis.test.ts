@@ -620,6 +620,32 @@ describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
     expect(slots.peak).toBe(3);
   });
 
+  it("a window full of another process's unanswered requests refuses with a retry of at most one window, not the window plus their margin (their room frees a window after their first byte, which is no earlier than now)", async () => {
+    const prefix = uniquePrefix('pending-retry');
+    const windowMs = 5_000;
+    const plan = [{ id: 'key:burst', kind: 'key' as const, limits: { quotas: [{ requests: 2, windowMs }] } }];
+    // Process A fills the window in one burst: two requests admitted, one of them sent, neither answered.
+    const storeA = redisStore(await connectRedis(), { prefix });
+    const storeB = redisStore(await connectRedis(), { prefix });
+    const admitted = await reserveOnce(storeA, plan, 1, Date.now());
+    const sent = await reserveOnce(storeA, plan, 1, Date.now());
+    if (!admitted.ok || !sent.ok) throw new Error('both reservations should fit an empty window');
+    storeA.markSent(sent.reservation, Date.now(), 250);
+    const client = await adminClient();
+    const window = `{${prefix}}:window:key:burst:requests:${windowMs}`;
+    const [redisNowSeconds] = await client.time();
+    const scores = (await client.zrange(window, 0, -1, 'WITHSCORES')).filter((_, index) => index % 2 === 1).map(Number);
+    expect(Math.min(...scores), 'both entries scored ahead of Redis now (the arrival and send margins)').toBeGreaterThan(
+      Number(redisNowSeconds) * 1000 + 200,
+    );
+
+    // Process B is refused, and told to come back when the earlier of them could leave: one window from now.
+    const refused = await reserveOnce(storeB, plan, 1, Date.now());
+    if (refused.ok) throw new Error('a third request should not fit a quota of two');
+    expect(refused.retryAfterMs).toBeLessThanOrEqual(windowMs);
+    expect(refused.retryAfterMs).toBeGreaterThan(windowMs - 500);
+  });
+
   it("an unanswered request's quota entry stays in the Redis window until its response (or the arrival margin), so a request that reached the server late is not followed too soon by another pool's", async () => {
     const quota = { requests: 1, windowMs: 400 };
     const fake = await startFake({

@@ -29,7 +29,8 @@ end
  * KEYS: the plan's keys. ARGV[1] reservation id, ARGV[2] tokens, ARGV[3] lease ms, ARGV[4] layout
  * (JSON: `[{slot, max}]` or `[{window, sum, unit, limit, windowMs}]` with 1-based KEYS indexes),
  * ARGV[5] the arrival margin: window entries count from now plus it.
- * Returns `{1, now}` when it took room everywhere, or `{0, retryAfterMs}` having taken nothing.
+ * Returns `{1, now}` when it took room everywhere, or `{0, retryAfterMs}` having taken nothing: the earliest
+ * its room can free (an unanswered request's entry leaves no earlier than a window from now).
  */
 export const RESERVE = `${NOW}${PRUNE}
 local id = ARGV[1]
@@ -64,7 +65,11 @@ for _, part in ipairs(layout) do
         freed = freed + tonumber(string.match(entries[k], '|(%d+)$'))
         local left = total - freed
         if left == 0 or left + amount <= part.limit then
-          at = tonumber(entries[k + 1]) + part.windowMs
+          -- An entry scored ahead of now is a request not yet answered (its score is the arrival or
+          -- send margin): its first byte will count it from no earlier than now. Its score would put
+          -- the retry up to that margin past the moment its room can free, with no other wake-up
+          -- across processes.
+          at = math.min(tonumber(entries[k + 1]), now) + part.windowMs
           break
         end
       end
