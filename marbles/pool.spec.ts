@@ -1,6 +1,6 @@
 import { createMemoryStore, type StateStore } from '../src/store/state-store.js';
 import { describe, expect, it } from 'vitest';
-import { delay, distinctUntilChanged, map, of } from 'rxjs';
+import { delay, distinctUntilChanged, map, of, tap, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { KeyPool } from '../src/create-pool.js';
 import type { PoolHealth } from '../src/health/records.js';
@@ -24,6 +24,7 @@ import {
   type PoolOverrides,
 } from './support.js';
 import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
+import type { ChatRequest } from '../src/core/types.js';
 
 /** A pool whose transport is never called: these tests drive it through `acquire` and `record`. */
 function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyPool {
@@ -559,6 +560,75 @@ describe('pool: admission queue', () => {
       // admitted at 10 leaves the window.
       expectObservable(acquire(), '20ms ^ 200ms !').toBe('150ms a', { a: 'k1' });
       expectObservable(acquire(), '20ms ^ 200ms !').toBe('160ms a', { a: 'k1' });
+    });
+  });
+
+  it('a request waiting behind a larger one of another priority is woken when it fits, not when the larger one does', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, {
+        keys: [
+          {
+            key: 'sk-a',
+            label: 'k1',
+            limits: {
+              quotas: [
+                { requests: 2, windowMs: 100 },
+                { tokens: 50, windowMs: 1_000 },
+              ],
+            },
+          },
+        ],
+        store: createMemoryStore({ arrivalMarginMs: 0 }),
+      });
+      const small = chatRequest('hi', { max_tokens: 1 });
+      const acquire = (request: ChatRequest, priority = 0) =>
+        pool[POOL_PORT].acquire(request, { models: [MODEL], priority }).pipe(leaseLabel);
+      // Two holders fill the request window until 100 (their tokens stay in the token window until 1,000).
+      for (let holder = 0; holder < 2; holder++) expectObservable(acquire(small), '^ 2000ms !').toBe('a', { a: 'k1' });
+      // At the head of the queue, a request for a whole second's tokens fits only once the token window is empty ...
+      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 }), 1), '1ms ^ 2000ms !').toBe('1100ms a', { a: 'k1' });
+      // ... and behind it a small one (it may pass: another priority) fits once the request window frees, at 100
+      // (it used to sleep until the large one fitted, at 1,000, and then wait behind its tokens until 2,000).
+      // Its tokens leave the token window at 1,100: the large one's turn.
+      expectObservable(acquire(small), '2ms ^ 2000ms !').toBe('100ms a', { a: 'k1' });
+    });
+  });
+
+  it('a waiting request that leaves while the queue drains (its neighbour was admitted and cancelled it) does not make the drain skip the request after it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      // Three requests per 100 ms, and 50 tokens per second: a request asking for a whole second's tokens waits.
+      const pool = makePool(scheduler, {
+        keys: [
+          {
+            key: 'sk-a',
+            label: 'k1',
+            limits: {
+              quotas: [
+                { requests: 3, windowMs: 100 },
+                { tokens: 50, windowMs: 1_000 },
+              ],
+            },
+          },
+        ],
+        store: createMemoryStore({ arrivalMarginMs: 0 }),
+      });
+      const small = chatRequest('hi', { max_tokens: 1 });
+      const acquire = (request: ChatRequest, priority = 0) =>
+        pool[POOL_PORT].acquire(request, { models: [MODEL], priority }).pipe(leaseLabel);
+      // Three holders fill the request window until 100 (and hold their slots until 300).
+      for (let holder = 0; holder < 3; holder++) expectObservable(acquire(small), '^ 300ms !').toBe('a', { a: 'k1' });
+      // From 1, a high-priority request for 10,000 tokens waits at the head of the queue: at 100 it
+      // still does not fit the token window, so the drain passes over it ...
+      let large: Subscription | undefined;
+      scheduler.schedule(() => {
+        large = acquire(chatRequest('big', { max_tokens: 10_000 }), 1).subscribe();
+      }, 1);
+      // ... and admits the next one, whose caller then cancels the large one (a race between them, say).
+      expectObservable(acquire(small).pipe(tap(() => large?.unsubscribe())), '2ms ^ 400ms !').toBe('100ms a', { a: 'k1' });
+      // The third waiting request fits too: admitted at 100 as well, not when a holder leaves at 300.
+      expectObservable(acquire(small), '3ms ^ 400ms !').toBe('100ms a', { a: 'k1' });
     });
   });
 

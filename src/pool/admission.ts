@@ -43,6 +43,11 @@ export class Admission implements LeaseOwner, Eligibility {
   private wakeAt = Infinity;
   private wakeTimer: Subscription | undefined;
   private closed = false;
+  /**
+   * No more than the fewest tokens a waiting ticket asks for (exact after each drain): the wake-up
+   * is for the earliest any of them fits, not only the head, which a later ticket may pass.
+   */
+  private fewestQueuedTokens = Infinity;
 
   constructor(
     private readonly context: PoolContext,
@@ -331,6 +336,7 @@ export class Admission implements LeaseOwner, Eligibility {
       index--;
     }
     this.queue.splice(index, 0, ticket);
+    if (ticket.tokens < this.fewestQueuedTokens) this.fewestQueuedTokens = ticket.tokens;
   }
 
   /** Takes a ticket out of the queue, if it is there, and cancels its queue timeout. */
@@ -339,8 +345,11 @@ export class Admission implements LeaseOwner, Eligibility {
     const index = this.queue.indexOf(ticket);
     if (index >= 0) {
       this.queue.splice(index, 1);
+      // A drain walking the queue (whose admission's caller cancelled this one) would skip the
+      // ticket that moved into this one's place: it goes round again.
+      if (this.draining) this.drainAgain = true;
       // Nobody left to wake for: the timer would only hold the process open.
-      if (this.queue.length === 0 && !this.draining) this.cancelWake();
+      else if (this.queue.length === 0) this.cancelWake();
       this.context.publisher.flush();
     }
   }
@@ -410,13 +419,16 @@ export class Admission implements LeaseOwner, Eligibility {
     } finally {
       this.draining = false;
     }
+    let fewest = Infinity;
+    for (let index = 0; index < this.queue.length; index++) fewest = Math.min(fewest, this.queue[index]!.tokens);
+    this.fewestQueuedTokens = fewest;
     this.context.publisher.flush();
     if (this.queue.length > 0) this.scheduleWake(drainedAt);
   }
 
   /** The earliest future time at which a cooldown, exhaustion or quota window ends. */
   private nextChangeAt(now: number): number {
-    const tokens = this.queue[0]?.tokens ?? 1;
+    const tokens = Number.isFinite(this.fewestQueuedTokens) ? this.fewestQueuedTokens : 1;
     let at = Infinity;
     const consider = (time: number) => {
       if (time > now && time < at) at = time;
