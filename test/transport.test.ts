@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { firstValueFrom, lastValueFrom, toArray, type Observable } from 'rxjs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   AbortedError,
   AuthenticationError,
@@ -552,6 +552,152 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       await lastValueFrom(transport(ALPHA, chat()));
       expect(fake.requests.map((record) => record.keyLabel)).toEqual(['alpha', 'beta', 'alpha']);
     });
+  });
+});
+
+type FetchFunction = NonNullable<OpenRouterTransportOptions['fetch']>;
+/** Nothing listens there: every test below answers from its own `fetch`. */
+const NOWHERE = 'http://127.0.0.1:9/api/v1';
+const sseText = (payloads: string[]) => payloads.map((payload) => `data: ${payload}\n\n`).join('');
+const firstChunk = JSON.stringify({ id: 'g', model: MODEL, choices: [{ index: 0, delta: { role: 'assistant', content: 'hi' } }] });
+
+/** A `fetch` that ignores its signal and answers only when told. */
+function deafFetch() {
+  let answer: ((response: Response) => void) | undefined;
+  const fetchImpl: FetchFunction = () => new Promise<Response>((resolve) => (answer = resolve));
+  return {
+    fetchImpl,
+    /** The SDK reaches `fetch` a few turns of the event loop after the subscription. */
+    async called(): Promise<void> {
+      for (let turn = 0; turn < 20_000 && answer === undefined; turn++) await new Promise((resolve) => setImmediate(resolve));
+      if (answer === undefined) throw new Error('fetch was never called');
+    },
+    answer: (response: Response) => answer?.(response),
+  };
+}
+
+/** A body that never ends unless it is cancelled. */
+function endlessBody(first: string) {
+  const state = { cancelled: false };
+  const body = new ReadableStream<Uint8Array>({
+    start: (controller) => controller.enqueue(new TextEncoder().encode(first)),
+    cancel: () => {
+      state.cancelled = true;
+    },
+  });
+  return { body, state };
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+describe.each(TRANSPORTS)("%s with a caller's fetch that ignores its signal", (_name, createTransport) => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  for (const stream of [true, false]) {
+    it(`unsubscribing before the headers leaves no timer armed (stream: ${String(stream)})`, async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+      const deaf = deafFetch();
+      const subscription = createTransport({ baseURL: NOWHERE, fetch: deaf.fetchImpl, timeoutMs: 60_000 })(
+        ALPHA,
+        chat({ stream }),
+      ).subscribe({
+        error: () => expect.fail('an unsubscribed attempt reports nothing'),
+      });
+      await deaf.called();
+      expect(vi.getTimerCount(), 'the headers timeout, while the request is out').toBe(1);
+      subscription.unsubscribe();
+      for (let turn = 0; turn < 20; turn++) await Promise.resolve();
+      expect(vi.getTimerCount(), 'timers left after unsubscribing').toBe(0);
+    });
+
+    it(`a response that comes after unsubscribing has its body cancelled (stream: ${String(stream)})`, async () => {
+      const deaf = deafFetch();
+      const subscription = createTransport({ baseURL: NOWHERE, fetch: deaf.fetchImpl })(ALPHA, chat({ stream })).subscribe({
+        error: () => expect.fail('an unsubscribed attempt reports nothing'),
+      });
+      await deaf.called();
+      subscription.unsubscribe();
+      const { body, state } = endlessBody(stream ? ': keep-alive\n\n' : '{"id":');
+      deaf.answer(new Response(body, { status: 200 }));
+      await settle();
+      expect(state.cancelled).toBe(true);
+    });
+  }
+
+  it('a streamed body that does not end with the abort is cancelled when the caller leaves mid-stream', async () => {
+    const { body, state } = endlessBody(sseText([firstChunk]));
+    const fetchImpl: FetchFunction = () =>
+      Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    await new Promise<void>((resolve) => {
+      const subscription = createTransport({ baseURL: NOWHERE, fetch: fetchImpl })(ALPHA, chat({ stream: true })).subscribe({
+        next: () => {
+          subscription.unsubscribe();
+          resolve();
+        },
+      });
+    });
+    await settle();
+    expect(state.cancelled).toBe(true);
+  });
+
+  it("an OpenRouterError of the caller's own (its body failed with it after usage) is left as it was", async () => {
+    const own = new StreamError({ message: 'cut', scope: 'model', retryable: true, truncated: true });
+    const withUsage = JSON.stringify({
+      id: 'g',
+      model: MODEL,
+      choices: [{ index: 0, delta: { content: 'a' } }],
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+    });
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(sseText([withUsage])));
+        setTimeout(() => controller.error(own), 5);
+      },
+    });
+    const fetchImpl: FetchFunction = () =>
+      Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    const { error } = await collect(createTransport({ baseURL: NOWHERE, fetch: fetchImpl })(ALPHA, chat({ stream: true })));
+    expect(error).toBeInstanceOf(StreamError);
+    expect((error as StreamError).usage, 'the attempt reports the billed usage').toBeDefined();
+    expect(own.usage, "on the caller's error").toBeUndefined();
+  });
+});
+
+describe('createFetchTransport: what a fetch may hand back', () => {
+  it('streams a body that is not async-iterable (Safari has no ReadableStream[Symbol.asyncIterator])', async () => {
+    const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+    const text = sseText([
+      firstChunk,
+      JSON.stringify({ id: 'g', model: MODEL, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage }),
+      '[DONE]',
+    ]);
+    const fetchImpl: FetchFunction = () => {
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode(text));
+          controller.close();
+        },
+      });
+      Object.defineProperty(body, Symbol.asyncIterator, { value: undefined });
+      Object.defineProperty(body, 'values', { value: undefined });
+      const response = new Response(null, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+      Object.defineProperty(response, 'body', { value: body });
+      return Promise.resolve(response);
+    };
+    const outcome = await collect(createFetchTransport({ baseURL: NOWHERE, fetch: fetchImpl })(ALPHA, chat({ stream: true })));
+    expect(outcome.error).toBeUndefined();
+    expect(textOf(outcome.events)).toBe('hi');
+    expect(outcome.events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+  });
+
+  it("a fetch that rejects with an OpenRouterError of its own: the attempt's error is a redacted copy, the caller's is left as it was", async () => {
+    const own = new NetworkError({ message: `proxy refused ${ALPHA.key}`, scope: 'transport', retryable: true });
+    const { error } = await collect(createFetchTransport({ baseURL: NOWHERE, fetch: () => Promise.reject(own) })(ALPHA, chat()));
+    expect(error).toBeInstanceOf(NetworkError);
+    expect((error as NetworkError).message).toBe('proxy refused [key alpha fp-alpha]');
+    expect(own.message).toBe(`proxy refused ${ALPHA.key}`);
   });
 });
 

@@ -1,4 +1,4 @@
-import { MalformedResponseError, NetworkError, OpenRouterError, StreamError } from '../core/errors.js';
+import { MalformedResponseError, NetworkError, OpenRouterError, StreamError, copyError } from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
 import { redactError } from './redact.js';
 
@@ -28,7 +28,8 @@ export function errorFromBodyRead(error: unknown, attempt: AttemptIdentity): Ope
       key,
     );
   }
-  if (error instanceof OpenRouterError) return redactError(error, key);
+  // The caller's own error (its body stream failed with it) is left as it is: the copy is redacted.
+  if (error instanceof OpenRouterError) return redactError(copyError(error, {}), key);
   return redactError(truncatedStreamError(attempt, error), key);
 }
 

@@ -71,6 +71,11 @@ export class Attempt {
   private exchangeDone = false;
   /** Closes the socket if the server lingers after such an early completion. */
   private drainCutoff: Subscription | undefined;
+  /**
+   * The stream's body, read through a reader of our own: the teardown cancels it, so a body that
+   * does not end with the abort (a caller's `fetch` that ignores the signal) ends all the same.
+   */
+  private reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
 
   constructor(
     private readonly subscriber: Subscriber<TransportEvent>,
@@ -122,14 +127,24 @@ export class Attempt {
     if (this.completedBeforeEnd) {
       // The answer is complete; let a well-behaved server finish with `[DONE]` so the connection
       // closes cleanly, but never hold it open longer than the grace period.
-      this.drainCutoff = this.settings.scheduler.schedule(() => this.controller.abort(), this.settings.doneGraceMs);
+      this.drainCutoff = this.settings.scheduler.schedule(() => this.abortExchange(), this.settings.doneGraceMs);
     } else {
-      this.controller.abort();
+      this.abortExchange();
     }
+  }
+
+  private abortExchange(): void {
+    this.controller.abort();
+    this.reader?.cancel().catch(ignore);
   }
 
   private async complete(request: ChatRequest): Promise<void> {
     const response = await this.exchange.send(bodyOf(request, false), this.controller.signal, this.identity);
+    if (this.settled) {
+      // Torn down while the headers came: nobody reads the body.
+      response.body?.cancel().catch(ignore);
+      return;
+    }
     const text = await response.text();
     this.exchangeDone = true;
     if (this.settled) return;
@@ -156,11 +171,13 @@ export class Attempt {
     if (this.settled || response.body === null) {
       if (!this.settled) this.fail(truncatedStreamError(this.identity));
       this.controller.abort();
+      response.body?.cancel().catch(ignore);
       return;
     }
     const context = this.wireContext(response.headers);
     try {
-      for await (const data of sseData(response.body as unknown as AsyncIterable<Uint8Array>)) {
+      this.reader = response.body.getReader();
+      for await (const data of sseData(chunksOf(this.reader))) {
         // After the outcome is decided the loop keeps draining (breaking out would abort the
         // socket at once): the teardown bounds how long.
         if (this.settled) continue;
@@ -283,6 +300,22 @@ export class Attempt {
     return { nowMs: Date.now(), model: this.identity.model, keyLabel: this.identity.key.label, headers };
   }
 }
+
+/**
+ * A reader's chunks as an async iterable, without a generator's extra promise per chunk: `read()`
+ * already answers as an iterator does. Leaving early (`[DONE]`) cancels the rest, as a stream's
+ * own iterator does; unlike that iterator, this one needs no `Symbol.asyncIterator` on the stream
+ * (Safari has none).
+ */
+function chunksOf(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIterable<Uint8Array> {
+  const iterator: AsyncIterator<Uint8Array, undefined> = {
+    next: () => reader.read() as Promise<IteratorResult<Uint8Array, undefined>>,
+    return: () => reader.cancel().then(() => ({ done: true, value: undefined }), () => ({ done: true, value: undefined })),
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
+}
+
+function ignore(): void {}
 
 /** The request as OpenRouter takes it: without the caller's correlation `id`. */
 function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {

@@ -1,8 +1,9 @@
 import type { SchedulerLike } from 'rxjs';
-import { ConfigurationError, OpenRouterError } from '../core/errors.js';
+import { ConfigurationError, OpenRouterError, copyError } from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { parseJsonBody } from '../wire/values.js';
+import { abortableFetch } from './abortable-fetch.js';
 import { connectionError, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
 import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
 import { redactError, redactValue } from './redact.js';
@@ -30,7 +31,7 @@ export interface HttpCall {
  */
 export async function openRouterFetch(options: OpenRouterClientOptions, scheduler: SchedulerLike, call: HttpCall): Promise<Response> {
   const identity: AttemptIdentity = { key: call.key, ...(call.model === undefined ? {} : { model: call.model }) };
-  const fetchImpl = options.fetch ?? (typeof fetch === 'function' ? fetch : undefined);
+  const fetchImpl = options.fetch === undefined ? (typeof fetch === 'function' ? fetch : undefined) : abortableFetch(options.fetch);
   if (fetchImpl === undefined) {
     throw new ConfigurationError({
       message: 'no fetch in this runtime: pass `fetch` to the transport',
@@ -84,6 +85,7 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
 
 /** What `openRouterFetch` rejected with, typed (it already is, unless `fetch` itself threw something odd). */
 export function errorFromFetch(error: unknown, identity: AttemptIdentity): OpenRouterError {
-  if (error instanceof OpenRouterError) return redactError(error, identity.key);
+  // The caller's own error (its `fetch` threw it) is left as it is: the copy is redacted.
+  if (error instanceof OpenRouterError) return redactError(copyError(error, {}), identity.key);
   return redactError(connectionError(error instanceof Error ? error : new Error(String(error)), identity), identity.key);
 }

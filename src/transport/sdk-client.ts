@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import { abortableFetch } from './abortable-fetch.js';
 import { attributionHeaders, DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, type OpenRouterClientOptions } from './client-options.js';
 
 /** One SDK client for one key. */
@@ -11,7 +12,8 @@ export function createOpenRouterClient(apiKey: string, options: OpenRouterClient
     maxRetries: 0,
     timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     defaultHeaders: attributionHeaders(options),
-    fetch: options.fetch,
+    // A caller's `fetch` that ignores the signal would keep the SDK's headers timeout armed after an abort.
+    fetch: options.fetch === undefined ? undefined : abortableFetch(options.fetch),
     // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
     organization: null,
     project: null,

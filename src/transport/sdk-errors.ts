@@ -1,5 +1,5 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
-import { OpenRouterError, toOpenRouterError } from '../core/errors.js';
+import { OpenRouterError, copyError, toOpenRouterError } from '../core/errors.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { streamErrorFromPayload } from '../wire/chunk.js';
 import { connectionError, errorFromBodyRead, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
@@ -10,7 +10,8 @@ import { redactError, redactValue } from './redact.js';
  * connection failures, timeouts) to a typed, key-free `OpenRouterError`.
  */
 export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRouterError {
-  if (error instanceof OpenRouterError) return redactError(error, attempt.key);
+  // The caller's own error (its `fetch` threw it) is left as it is: the copy is redacted.
+  if (error instanceof OpenRouterError) return redactError(copyError(error, {}), attempt.key);
   const { key, model } = attempt;
   if (error instanceof APIConnectionTimeoutError) return headersTimeoutError(attempt);
   if (error instanceof APIConnectionError) return redactError(connectionError(error, attempt), key);
