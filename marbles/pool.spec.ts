@@ -1,6 +1,6 @@
 import { createMemoryStore, type StateStore } from '../src/store/state-store.js';
 import { describe, expect, it } from 'vitest';
-import { delay, distinctUntilChanged, map, of, tap, type Subscription } from 'rxjs';
+import { delay, distinctUntilChanged, map, mergeMap, of, tap, throwError, timer, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { KeyPool } from '../src/create-pool.js';
 import type { PoolHealth } from '../src/health/records.js';
@@ -25,6 +25,7 @@ import {
 } from './support.js';
 import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 import type { ChatRequest } from '../src/core/types.js';
+import type { Strategy } from '../src/pool/strategies.js';
 
 /** A pool whose transport is never called: these tests drive it through `acquire` and `record`. */
 function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyPool {
@@ -560,6 +561,289 @@ describe('pool: admission queue', () => {
       // admitted at 10 leaves the window.
       expectObservable(acquire(), '20ms ^ 200ms !').toBe('150ms a', { a: 'k1' });
       expectObservable(acquire(), '20ms ^ 200ms !').toBe('160ms a', { a: 'k1' });
+    });
+  });
+
+  it("a request waiting at its model's adaptive limit is admitted when a first byte grows the limit, not at the next release", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: { initial: 2 } });
+      const leases: KeyLease[] = [];
+      const acquire = () => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] });
+      // Two holders fill the model's limit of 2 until 300.
+      for (let holder = 0; holder < 2; holder++)
+        expectObservable(
+          acquire().pipe(
+            map((lease) => {
+              leases.push(lease);
+              return lease.label;
+            }),
+          ),
+          '^ 300ms !',
+        ).toBe('a', { a: 'k1' });
+      // At 10 the first holder's answer starts: accepted with 2 of 2 in flight, the limit grows to 3.
+      scheduler.schedule(() => leases[0]!.markResponded(), 10);
+      // The third, waiting from 1, fits then.
+      expectObservable(acquire().pipe(leaseLabel), '1ms ^ 400ms !').toBe('10ms a', { a: 'k1' });
+    });
+  });
+
+  it('a first byte that dates a quota entry out of its window (a trusted answer lag) admits a waiting request at once', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        adaptiveConcurrency: false,
+        keys: [
+          { key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 1, windowMs: 100 }] } },
+          { key: 'sk-b', label: 'k2' },
+        ],
+      });
+      const only = (index: number): Strategy => ({
+        name: `only-${index}`,
+        pick: (context) => (context.isEligible(index) ? index : undefined),
+      });
+      const port = pool[POOL_PORT];
+      // Sixteen answers on k2 whose first byte takes 150 ms: the model's fastest is 150, and its lag is trusted.
+      const warm: KeyLease[] = [];
+      for (let index = 0; index < 16; index++)
+        port.acquire(chatRequest(), { models: [MODEL], strategy: only(1) }).subscribe((lease) => warm.push(lease));
+      scheduler.schedule(() => {
+        for (const lease of warm) {
+          lease.markResponded();
+          lease.release();
+        }
+      }, 150);
+      // At 200 k1 takes a request (counted from 1,200 until its first byte) ...
+      let held: KeyLease | undefined;
+      scheduler.schedule(
+        () => port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe((lease) => (held = lease)),
+        200,
+      );
+      // ... and another waits for k1 from 201.
+      scheduler.schedule(
+        () => port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe(() => outcomes.push(`${scheduler.now()} W`)),
+        201,
+      );
+      // Its first byte at 500, 150 ms slower than the fastest: counted by 360, out of the 100 ms window by 460.
+      scheduler.schedule(() => held!.markResponded(), 500);
+      scheduler.schedule(() => pool.dispose(), 3_000);
+    });
+    expect(outcomes).toEqual(['500 W']);
+  });
+
+  it('a large request at the head of its signature is woken when it fits, even when a smaller one behind it fits the quotas already', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      // The pool owns its store (default arrival margin 1 s: entries count from admission + 1,000).
+      const pool = makePool(scheduler, {
+        keys: [
+          {
+            key: 'sk-a',
+            label: 'k1',
+            limits: {
+              quotas: [
+                { requests: 2, windowMs: 100 },
+                { tokens: 50, windowMs: 1_000 },
+              ],
+            },
+          },
+        ],
+      });
+      const small = chatRequest('hi', { max_tokens: 1 });
+      const acquire = (request: ChatRequest) => pool[POOL_PORT].acquire(request, { models: [MODEL] }).pipe(leaseLabel);
+      // Two holders (admitted at 0, counted from 1,000) fill the request window until 1,100 and keep
+      // a few tokens in the token window until 2,000; they hold their slots until 9,000.
+      for (let holder = 0; holder < 2; holder++) expectObservable(acquire(small), '^ 9000ms !').toBe('a', { a: 'k1' });
+      // Same priority, same model: the large one goes first, and fits once the token window is empty, at 2,000 ...
+      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 })), '1ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
+      // ... the small one waits behind it (it fits the quotas from 1,100): after the large one's tokens leave, at 4,000.
+      expectObservable(acquire(small), '2ms ^ 9000ms !').toBe('4000ms a', { a: 'k1' });
+    });
+  });
+
+  it('a large request on one model is woken when it fits, though a small one on another model (held at its adaptive limit) fits the quotas already', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const OTHER = 'acme/model-b';
+      const pool = makePool(scheduler, {
+        adaptiveConcurrency: { initial: 3 },
+        keys: [
+          {
+            key: 'sk-a',
+            label: 'k1',
+            limits: {
+              quotas: [
+                { requests: 5, windowMs: 100 },
+                { tokens: 50, windowMs: 1_000 },
+              ],
+            },
+          },
+        ],
+      });
+      const small = chatRequest('hi', { max_tokens: 1 });
+      const acquire = (request: ChatRequest, model: string, priority = 0) =>
+        pool[POOL_PORT].acquire(request, { models: [model], priority }).pipe(leaseLabel);
+      // Five holders (two on MODEL, three on OTHER: its limit) fill the request window until 1,100; their tokens leave at 2,000.
+      for (let holder = 0; holder < 2; holder++) expectObservable(acquire(small, MODEL), '^ 9000ms !').toBe('a', { a: 'k1' });
+      for (let holder = 0; holder < 3; holder++) expectObservable(acquire(small, OTHER), '^ 9000ms !').toBe('a', { a: 'k1' });
+      // The large one on MODEL fits once the token window is empty, at 2,000 ...
+      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 }), MODEL, 1), '1ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
+      // ... while a small one on OTHER waits for a slot of OTHER (until the holders leave).
+      expectObservable(acquire(small, OTHER), '2ms ^ 9000ms !').toBe('9001ms a', { a: 'k1' });
+    });
+  });
+
+  it('on a shared store, a blocked queue polls even while a far-off change (a parked key) is known', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const store = createMemoryStore({ arrivalMarginMs: 0 });
+      const keys = [
+        { key: 'sk-a', label: 'k1', limits: { maxConcurrent: 1 } },
+        { key: 'sk-b', label: 'k2' },
+      ];
+      const one = makePool(scheduler, { keys, store });
+      const two = makePool(scheduler, { keys, store });
+      // k2 is parked for a second (shared through the store: both pools see it).
+      two[POOL_PORT].record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: rateLimitError(1_000) });
+      // Pool one holds k1's only slot until 50.
+      expectObservable(one[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '^ 49ms !').toBe('a', { a: 'k1' });
+      // Pool two waits from 10: it hears nothing of the release at 50, so it polls (10, 35, 60): admitted at 60, not at 1,000.
+      expectObservable(two[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '10ms ^ 2000ms !').toBe('60ms a', {
+        a: 'k1',
+      });
+    });
+  });
+
+  it('a send that moves a quota entry earlier (markSent) wakes the queue for the earlier room', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      // Send margin 250 ms (from a floor of 100), under the store's 1 s arrival margin.
+      const pool = makePool(scheduler, {
+        keys: [{ key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 1, windowMs: 100 }] } }],
+        sendMarginMs: 100,
+      });
+      const leases: KeyLease[] = [];
+      const acquire = () => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] });
+      expectObservable(
+        acquire().pipe(
+          map((lease) => {
+            leases.push(lease);
+            return lease.label;
+          }),
+        ),
+        '^ 3000ms !',
+      ).toBe('a', { a: 'k1' });
+      // Counted from 1,000 at admission; sent at 10, it counts from 260 and leaves the window at 360.
+      scheduler.schedule(() => leases[0]!.markSent(), 10);
+      expectObservable(acquire().pipe(leaseLabel), '5ms ^ 3000ms !').toBe('360ms a', { a: 'k1' });
+    });
+  });
+
+  it('a half-open key admits halfOpenProbes attempts also while a shared store answers reservations later', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(() => {
+      const memory = createMemoryStore({ arrivalMarginMs: 0 });
+      const remote: StateStore = Object.assign(Object.create(memory) as StateStore, {
+        reserve: (...args: Parameters<StateStore['reserve']>) => of(memory.reserve(...args)).pipe(delay(10, scheduler)),
+      });
+      const pool = makePool(scheduler, { store: remote });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: networkError() });
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: networkError() }); // open until 100
+      scheduler.schedule(() => {
+        for (const id of ['A', 'B'])
+          pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe({
+            next: () => outcomes.push(`${scheduler.now()} ${id}`),
+            error: (error: OpenRouterError) => outcomes.push(`${scheduler.now()} ${id} ${error.name}`),
+          });
+      }, 110);
+      // The probe's verdict at 200 closes the breaker.
+      scheduler.schedule(() => pool[POOL_PORT].record({ type: 'success', keyLabel: 'k1', model: MODEL, latencyMs: 5 }), 200);
+      scheduler.schedule(() => pool.dispose(), 400);
+    });
+    // One probe at a time: B waits for the verdict.
+    expect(outcomes[0]).toBe('120 A');
+    expect(Number(outcomes[1]?.split(' ')[0])).toBeGreaterThanOrEqual(200);
+  });
+
+  it('a reservation that errors frees its model slot for a waiting request at once', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(() => {
+      const memory = createMemoryStore({ arrivalMarginMs: 0 });
+      let calls = 0;
+      const remote: StateStore = Object.assign(Object.create(memory) as StateStore, {
+        reserve: (...args: Parameters<StateStore['reserve']>) =>
+          calls++ === 0
+            ? timer(10, scheduler).pipe(mergeMap(() => throwError(() => new Error('store down'))))
+            : of(memory.reserve(...args)).pipe(delay(10, scheduler)),
+      });
+      const pool = makePool(scheduler, { store: remote, adaptiveConcurrency: { initial: 1 } });
+      for (const [id, at] of [
+        ['A', 0],
+        ['B', 1],
+      ] as const)
+        scheduler.schedule(
+          () =>
+            pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe({
+              next: () => outcomes.push(`${scheduler.now()} ${id}`),
+              error: (error: OpenRouterError) => outcomes.push(`${scheduler.now()} ${id} ${error.name}`),
+            }),
+          at,
+        );
+      scheduler.schedule(() => pool.dispose(), 400);
+    });
+    // A's reservation fails at 10: B (waiting at the model's limit of 1) reserves then, leased at 20.
+    expect(outcomes.slice(0, 2)).toEqual(['10 A NetworkError', '20 B']);
+  });
+
+  it('a reservation answered for a request that left meanwhile frees its model slot for a waiting request at once', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(() => {
+      const memory = createMemoryStore({ arrivalMarginMs: 0 });
+      const remote: StateStore = Object.assign(Object.create(memory) as StateStore, {
+        reserve: (...args: Parameters<StateStore['reserve']>) => of(memory.reserve(...args)).pipe(delay(10, scheduler)),
+      });
+      const pool = makePool(scheduler, { store: remote, adaptiveConcurrency: { initial: 1 } });
+      const a = pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe(() => outcomes.push(`${scheduler.now()} A`));
+      scheduler.schedule(() => a.unsubscribe(), 5); // A leaves while its reservation is under way
+      scheduler.schedule(
+        () => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe(() => outcomes.push(`${scheduler.now()} B`)),
+        1,
+      );
+      scheduler.schedule(() => pool.dispose(), 400);
+    });
+    // A's reservation comes back at 10 and is given back: B (waiting at the model's limit of 1) reserves then, leased at 20.
+    expect(outcomes).toEqual(['20 B']);
+  });
+
+  it('a request whose own strategy refuses every key does not hold back one of the same priority and model that the pool strategy would place', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, {
+        keys: [
+          { key: 'sk-a', label: 'k1' },
+          { key: 'sk-b', label: 'k2', limits: { maxConcurrent: 1 } },
+        ],
+      });
+      const onlyK2: Strategy = { name: 'only-k2', pick: (context) => (context.isEligible(1) ? 1 : undefined) };
+      // k2's slot is held until 300.
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL], strategy: onlyK2 }).pipe(leaseLabel), '^ 300ms !').toBe(
+        'a',
+        {
+          a: 'k2',
+        },
+      );
+      expectObservable(
+        pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL], strategy: onlyK2 }).pipe(leaseLabel),
+        '1ms ^ 400ms !',
+      ).toBe('301ms a', { a: 'k2' });
+      // k1 is free: the pool's strategy places this one at once.
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '2ms ^ 400ms !').toBe('2ms a', {
+        a: 'k1',
+      });
     });
   });
 

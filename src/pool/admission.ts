@@ -1,4 +1,4 @@
-import { Observable, isObservable, type Subscription } from 'rxjs';
+import { Observable, isObservable } from 'rxjs';
 import {
   AbortedError,
   type ModelUnavailableError,
@@ -18,9 +18,10 @@ import { unavailableModelsError } from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
 import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
 import type { Strategy } from './strategies.js';
-import { AdmittedLease, type LeaseOwner } from './lease.js';
+import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { Ticket } from './ticket.js';
 import { Placement, type Eligibility } from './placement.js';
+import { WakeUpTimer, nextChangeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
 function disposedError(): AbortedError {
@@ -40,14 +41,17 @@ export class Admission implements LeaseOwner, Eligibility {
   private ticketSeq = 0;
   private draining = false;
   private drainAgain = false;
-  private wakeAt = Infinity;
-  private wakeTimer: Subscription | undefined;
+  private readonly wakeUp: WakeUpTimer;
   private closed = false;
   /**
-   * No more than the fewest tokens a waiting ticket asks for (exact after each drain): the wake-up
-   * is for the earliest any of them fits, not only the head, which a later ticket may pass.
+   * Per model, the fewest tokens of the tickets the last drain tried and put back: the heads of
+   * their signatures, which a later ticket of the same signature never passes. The wake-up is for
+   * the earliest any of them fits, not the queue's head only, nor a ticket held behind one.
    */
-  private fewestQueuedTokens = Infinity;
+  private fewestTriedTokens = new Map<string, number>();
+  /** Strategy objects told apart, for the signatures of tickets that bring their own. */
+  private readonly strategyIds = new WeakMap<Strategy, number>();
+  private strategySeq = 0;
 
   constructor(
     private readonly context: PoolContext,
@@ -56,7 +60,9 @@ export class Admission implements LeaseOwner, Eligibility {
     private readonly ownsStore: boolean,
     /** Logs sends for the quotas learned from 429s; undefined when learning is off. */
     private readonly learning: QuotaLearning | undefined,
-  ) {}
+  ) {
+    this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
+  }
 
   /** Requests waiting for a key. */
   get queued(): number {
@@ -162,83 +168,110 @@ export class Admission implements LeaseOwner, Eligibility {
     if (candidate === undefined) return false;
     const { entry, model } = candidate;
     const plan = this.planOf(entry, model);
-    this.take(entry, model, 1);
+    // The slot and a half-open breaker's probe are taken now, not when the store answers: a
+    // shared store's answer comes later, and the next placement must already count them.
+    const claim = this.take(entry, model);
     let reserved: ReserveResult | Observable<ReserveResult>;
     try {
       reserved = this.context.store.reserve(plan, ticket.tokens, now);
     } catch (thrown: unknown) {
       // A store that throws instead of erroring: its counts are given back, this request fails.
-      this.take(entry, model, -1);
+      this.giveBack(claim);
       ticket.fail(toOpenRouterError(thrown));
       return true;
     }
     if (!isObservable(reserved)) {
-      this.onReserved(ticket, entry, model, plan, reserved);
+      this.onReserved(ticket, claim, plan, reserved);
       return true;
     }
     reserved.subscribe({
-      next: (result) => this.onReserved(ticket, entry, model, plan, result),
+      next: (result) => this.onReserved(ticket, claim, plan, result),
       error: (error: unknown) => {
-        this.take(entry, model, -1);
+        this.giveBack(claim);
         this.dequeue(ticket);
         if (!ticket.cancelled) ticket.fail(toOpenRouterError(error));
         this.context.publisher.flush();
+        this.drain();
       },
     });
     return true;
   }
 
-  /** Counts an attempt in (or out of) the in-flight counts its key, model and adaptive limits hold. */
-  private take(entry: KeyEntry, model: ModelEntry, change: 1 | -1): void {
+  /** Counts an attempt in the in-flight counts its key, model and adaptive limits hold, and in its breakers' probes. */
+  private take(entry: KeyEntry, model: ModelEntry): Claim {
+    this.count(entry, model, 1);
+    return { entry, model, keyProbe: entry.breaker.begin(), modelProbe: model.breaker.begin() };
+  }
+
+  /** Gives back what `take` counted, for an attempt that never got its lease. */
+  private giveBack(claim: Claim): void {
+    this.count(claim.entry, claim.model, -1);
+    claim.entry.breaker.abandon(claim.keyProbe);
+    claim.model.breaker.abandon(claim.modelProbe);
+  }
+
+  private count(entry: KeyEntry, model: ModelEntry, change: 1 | -1): void {
     entry.inFlight += change;
     model.inFlight += change;
     entry.account.inFlight += change;
   }
 
-  private onReserved(ticket: Ticket, entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, result: ReserveResult): void {
+  private onReserved(ticket: Ticket, claim: Claim, plan: AdmissionPlan, result: ReserveResult): void {
     const now = this.context.scheduler.now();
     if (this.closed) {
       // The pool was disposed while a shared store answered: the room goes back, the request fails.
-      this.take(entry, model, -1);
+      this.giveBack(claim);
       if (result.ok) this.context.store.release(result.reservation);
       if (!ticket.cancelled) ticket.fail(disposedError());
       return;
     }
     if (!result.ok) {
-      this.take(entry, model, -1);
-      entry.fullUntil = Math.max(entry.fullUntil, now + result.retryAfterMs);
+      this.giveBack(claim);
+      claim.entry.fullUntil = Math.max(claim.entry.fullUntil, now + result.retryAfterMs);
       if (!ticket.cancelled && !this.queue.includes(ticket)) this.insert(ticket);
       this.drain();
       return;
     }
     if (ticket.cancelled) {
-      this.take(entry, model, -1);
+      this.giveBack(claim);
       this.context.store.release(result.reservation);
+      this.drain();
       return;
     }
     this.dequeue(ticket);
-    const lease = this.lease(entry, model, plan, result.reservation, now);
+    const lease = this.lease(claim, plan, result.reservation, now);
     this.context.publisher.flush();
     ticket.admit(lease);
   }
 
-  private lease(entry: KeyEntry, model: ModelEntry, plan: AdmissionPlan, reservation: Reservation, now: number): AdmittedLease {
-    const lease = new AdmittedLease(this.context, this.learning, this, entry, model, plan, reservation, now);
-    this.context.publisher.markKeyLoad(entry);
-    this.context.publisher.markModelLoad(model);
+  private lease(claim: Claim, plan: AdmissionPlan, reservation: Reservation, now: number): AdmittedLease {
+    const lease = new AdmittedLease(this.context, this.learning, this, claim, plan, reservation, now);
+    this.context.publisher.markKeyLoad(claim.entry);
+    this.context.publisher.markModelLoad(claim.model);
     return lease;
   }
 
   /** A lease's first response byte (see `LeaseOwner`). */
   responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number): void {
-    if (accepted) this.accepted(model, entry.account, at);
-    // The quota entry now has an expiry: a waiting request can be woken for it.
+    const limitGrew = accepted && this.accepted(model, entry.account, at);
+    if (this.queue.length === 0) return;
+    // Room now (a limit grew, or the quota entry dated out of its window): a waiting request takes
+    // it at the next turn, outside the answer being handled. Else the entry's new expiry may be
+    // the earliest change.
+    const tokens = this.fewestTriedTokens.get(model.model);
+    const roomNow = limitGrew || (tokens !== undefined && this.modelAdmits(model, at) && this.keyAdmits(entry, model, at, tokens));
+    if (roomNow) this.drainSoon();
+    else this.scheduleWake();
+  }
+
+  /** A lease's request went out (see `LeaseOwner`): its quota entries may count from earlier than admission assumed. */
+  sent(): void {
     if (this.queue.length > 0) this.scheduleWake();
   }
 
   /** A lease's slot is free (see `LeaseOwner`). */
   released(entry: KeyEntry, model: ModelEntry, afterTeardown: boolean): void {
-    this.take(entry, model, -1);
+    this.count(entry, model, -1);
     this.context.publisher.markKeyLoad(entry);
     this.context.publisher.markModelLoad(model);
     this.context.publisher.flush();
@@ -249,19 +282,34 @@ export class Admission implements LeaseOwner, Eligibility {
   /** Drains at the next turn of the scheduler (in no time on its clock), by the wake timer. */
   private drainSoon(): void {
     if (this.queue.length === 0 || this.closed) return;
-    this.wakeUpAt(this.context.scheduler.now());
+    this.wakeUp.arm(this.context.scheduler.now());
   }
 
-  /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow. */
-  private accepted(model: ModelEntry, account: KeyEntry['account'], now: number): void {
+  /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow; returns whether one did. */
+  private accepted(model: ModelEntry, account: KeyEntry['account'], now: number): boolean {
+    let grew = false;
     if (model.concurrency?.accept(model.inFlight) === true) {
       this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
       this.context.publisher.markModel(model);
+      grew = true;
     }
     if (account.concurrency?.accept(account.inFlight) === true) {
       this.context.emit({ type: 'concurrency', scope: 'account', target: account.id, limit: account.concurrency.limit, at: now });
       this.context.publisher.markAccount(account);
+      grew = true;
     }
+    return grew;
+  }
+
+  /** A number that tells `strategy` from other strategy objects in ticket signatures (0: the pool's own). */
+  strategyIdOf(strategy: Strategy | undefined): number {
+    if (strategy === undefined || strategy === this.strategy) return 0;
+    let id = this.strategyIds.get(strategy);
+    if (id === undefined) {
+      id = ++this.strategySeq;
+      this.strategyIds.set(strategy, id);
+    }
+    return id;
   }
 
   acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease> {
@@ -336,7 +384,6 @@ export class Admission implements LeaseOwner, Eligibility {
       index--;
     }
     this.queue.splice(index, 0, ticket);
-    if (ticket.tokens < this.fewestQueuedTokens) this.fewestQueuedTokens = ticket.tokens;
   }
 
   /** Takes a ticket out of the queue, if it is there, and cancels its queue timeout. */
@@ -349,15 +396,9 @@ export class Admission implements LeaseOwner, Eligibility {
       // ticket that moved into this one's place: it goes round again.
       if (this.draining) this.drainAgain = true;
       // Nobody left to wake for: the timer would only hold the process open.
-      else if (this.queue.length === 0) this.cancelWake();
+      else if (this.queue.length === 0) this.wakeUp.cancel();
       this.context.publisher.flush();
     }
-  }
-
-  private cancelWake(): void {
-    this.wakeTimer?.unsubscribe();
-    this.wakeTimer = undefined;
-    this.wakeAt = Infinity;
   }
 
   /** Says why each key is out (its last error: a lone revoked key says 401), and the status when they all share one. */
@@ -397,6 +438,8 @@ export class Admission implements LeaseOwner, Eligibility {
         const now = this.context.scheduler.now();
         drainedAt = now;
         const blocked = new Set<string>();
+        const fewestTried = new Map<string, number>();
+        this.fewestTriedTokens = fewestTried;
         for (let index = 0; index < this.queue.length;) {
           const ticket = this.queue[index]!;
           if (blocked.has(ticket.signature)) {
@@ -413,43 +456,15 @@ export class Admission implements LeaseOwner, Eligibility {
           }
           this.queue.splice(index, 0, ticket);
           blocked.add(ticket.signature);
+          for (const model of ticket.options.models) fewestTried.set(model, Math.min(fewestTried.get(model) ?? Infinity, ticket.tokens));
           index++;
         }
       } while (this.drainAgain);
     } finally {
       this.draining = false;
     }
-    let fewest = Infinity;
-    for (let index = 0; index < this.queue.length; index++) fewest = Math.min(fewest, this.queue[index]!.tokens);
-    this.fewestQueuedTokens = fewest;
     this.context.publisher.flush();
     if (this.queue.length > 0) this.scheduleWake(drainedAt);
-  }
-
-  /** The earliest future time at which a cooldown, exhaustion or quota window ends. */
-  private nextChangeAt(now: number): number {
-    const tokens = Number.isFinite(this.fewestQueuedTokens) ? this.fewestQueuedTokens : 1;
-    let at = Infinity;
-    const consider = (time: number) => {
-      if (time > now && time < at) at = time;
-    };
-    for (const entry of this.context.registry.keys) {
-      if (entry.disabled) continue;
-      consider(entry.parkedUntil);
-      consider(entry.exhaustedUntil);
-      consider(entry.fullUntil);
-      if (entry.breaker.state === 'open') consider(entry.breaker.openUntil);
-      for (const plan of entry.plans.values()) consider(this.context.store.nextFitAt(plan, tokens, now));
-    }
-    for (const account of this.context.registry.accounts.values()) {
-      consider(account.parkedUntil);
-      consider(account.exhaustedUntil);
-    }
-    for (const model of this.context.registry.models.values()) {
-      consider(model.parkedUntil);
-      if (model.breaker.state === 'open') consider(model.breaker.openUntil);
-    }
-    return at;
   }
 
   /**
@@ -458,27 +473,16 @@ export class Admission implements LeaseOwner, Eligibility {
    * their releases free room without any event here, so a blocked queue also polls.
    */
   private scheduleWake(checkedAt = this.context.scheduler.now()): void {
-    let at = this.nextChangeAt(checkedAt);
-    if (!Number.isFinite(at) && !this.ownsStore) at = checkedAt + SHARED_STORE_POLL_MS;
-    if (Number.isFinite(at)) this.wakeUpAt(at);
-  }
-
-  /** Arms the wake-up timer for `at`, unless one is armed for then or sooner. */
-  private wakeUpAt(at: number): void {
-    if (this.wakeTimer !== undefined && this.wakeAt <= at) return;
-    this.wakeTimer?.unsubscribe();
-    this.wakeAt = at;
-    this.wakeTimer = scheduleAfter(this.context.scheduler, at - this.context.scheduler.now(), () => {
-      this.wakeTimer = undefined;
-      this.wakeAt = Infinity;
-      this.drain();
-    });
+    let at = nextChangeAt(this.context, this.fewestTriedTokens, checkedAt);
+    // Other pools' releases send no event here, however far off the next known change is.
+    if (!this.ownsStore) at = Math.min(at, checkedAt + SHARED_STORE_POLL_MS);
+    if (Number.isFinite(at)) this.wakeUp.arm(at);
   }
 
   /** Fails every waiting request and cancels the wake-up timer. */
   close(): void {
     this.closed = true;
-    this.cancelWake();
+    this.wakeUp.cancel();
     for (const ticket of this.queue.splice(0)) ticket.fail(disposedError());
   }
 }

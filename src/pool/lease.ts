@@ -14,6 +14,16 @@ export interface LeaseOwner {
    * teardown that freed it is over (`afterTeardown`).
    */
   released(entry: KeyEntry, model: ModelEntry, afterTeardown: boolean): void;
+  /** The lease's request went out: its quota entries now count from the send. */
+  sent(): void;
+}
+
+/** What an attempt holds from its placement on: its key and model, and whether it is a half-open probe of each one's breaker. */
+export interface Claim {
+  readonly entry: KeyEntry;
+  readonly model: ModelEntry;
+  readonly keyProbe: boolean;
+  readonly modelProbe: boolean;
 }
 
 /**
@@ -44,8 +54,7 @@ export class AdmittedLease implements KeyLease {
     context: PoolContext,
     learning: QuotaLearning | undefined,
     owner: LeaseOwner,
-    entry: KeyEntry,
-    model: ModelEntry,
+    { entry, model, keyProbe, modelProbe }: Claim,
     plan: AdmissionPlan,
     reservation: Reservation,
     readonly acquiredAt: number,
@@ -64,8 +73,8 @@ export class AdmittedLease implements KeyLease {
     this.#reservation = reservation;
     this.#sentAt = acquiredAt;
     learning?.recordSend(plan, acquiredAt);
-    this.#keyProbe = entry.breaker.begin();
-    this.#modelProbe = model.breaker.begin();
+    this.#keyProbe = keyProbe;
+    this.#modelProbe = modelProbe;
   }
 
   get sentAt(): number {
@@ -81,6 +90,7 @@ export class AdmittedLease implements KeyLease {
     this.#learning?.moveSend(this.#plan, this.#sentAt, at);
     this.#sentAt = at;
     this.#context.store.markSent(this.#reservation, at, this.#context.sendMargin.currentMs);
+    this.#owner.sent();
   };
 
   readonly markResponded = (accepted = true): void => {

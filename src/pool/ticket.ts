@@ -2,11 +2,14 @@ import type { Subscriber, Subscription } from 'rxjs';
 import type { OpenRouterError } from '../core/errors.js';
 import type { ChatRequest } from '../core/types.js';
 import type { AdmittedLease } from './lease.js';
+import type { Strategy } from './strategies.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
 /** What a ticket tells the admission that queued it when its subscriber leaves. */
 export interface TicketQueue {
   dequeue(ticket: Ticket): void;
+  /** Tells strategy objects apart (0: the pool's own). */
+  strategyIdOf(strategy: Strategy | undefined): number;
 }
 
 /** A request waiting for (or being given) a key: one per `acquire` subscription, and its teardown. */
@@ -36,11 +39,11 @@ export class Ticket {
   }
 
   /**
-   * Tickets with equal signatures compete for the same keys: one that fails blocks the rest. Only
-   * a queue that is waiting needs it, so it is built on first use.
+   * Tickets with equal signatures (priority, strategy, models) compete for the same keys: one that
+   * fails blocks the rest. Only a queue that is waiting needs it, so it is built on first use.
    */
   get signature(): string {
-    this.#signature ??= `${this.priority}|${this.options.models.join('\u0000')}`;
+    this.#signature ??= `${this.priority}|${this.queue.strategyIdOf(this.options.strategy)}|${this.options.models.join('\u0000')}`;
     return this.#signature;
   }
 

@@ -1,0 +1,64 @@
+import type { SchedulerLike, Subscription } from 'rxjs';
+import { scheduleAfter } from '../core/timers.js';
+import type { PoolContext } from './context.js';
+
+/** The admission's one timer: it drains the queue at the earliest moment a waiting request may fit. */
+export class WakeUpTimer {
+  private at = Infinity;
+  private timer: Subscription | undefined;
+
+  constructor(
+    private readonly scheduler: SchedulerLike,
+    private readonly wake: () => void,
+  ) {}
+
+  /** Arms it for `at`, unless it is armed for then or sooner. */
+  arm(at: number): void {
+    if (this.timer !== undefined && this.at <= at) return;
+    this.timer?.unsubscribe();
+    this.at = at;
+    this.timer = scheduleAfter(this.scheduler, at - this.scheduler.now(), () => {
+      this.timer = undefined;
+      this.at = Infinity;
+      this.wake();
+    });
+  }
+
+  cancel(): void {
+    this.timer?.unsubscribe();
+    this.timer = undefined;
+    this.at = Infinity;
+  }
+}
+
+/**
+ * The earliest time after `now` at which a cooldown, exhaustion or quota window ends. Quota
+ * windows are asked about the fewest tokens of the requests the queue tried, per model
+ * (`fewestTriedTokens`): a model nobody waits for is not asked about.
+ */
+export function nextChangeAt(context: PoolContext, fewestTriedTokens: ReadonlyMap<string, number>, now: number): number {
+  let at = Infinity;
+  const consider = (time: number) => {
+    if (time > now && time < at) at = time;
+  };
+  for (const entry of context.registry.keys) {
+    if (entry.disabled) continue;
+    consider(entry.parkedUntil);
+    consider(entry.exhaustedUntil);
+    consider(entry.fullUntil);
+    if (entry.breaker.state === 'open') consider(entry.breaker.openUntil);
+    for (const [model, plan] of entry.plans) {
+      const tokens = fewestTriedTokens.get(model);
+      if (tokens !== undefined) consider(context.store.nextFitAt(plan, tokens, now));
+    }
+  }
+  for (const account of context.registry.accounts.values()) {
+    consider(account.parkedUntil);
+    consider(account.exhaustedUntil);
+  }
+  for (const model of context.registry.models.values()) {
+    consider(model.parkedUntil);
+    if (model.breaker.state === 'open') consider(model.breaker.openUntil);
+  }
+  return at;
+}
