@@ -1,6 +1,6 @@
 import { createMemoryStore, type StateStore } from '../src/store/state-store.js';
 import { describe, expect, it } from 'vitest';
-import { delay, distinctUntilChanged, map, mergeMap, of, tap, throwError, timer, type Subscription } from 'rxjs';
+import { EMPTY, delay, distinctUntilChanged, map, mergeMap, of, tap, throwError, timer, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { KeyPool } from '../src/create-pool.js';
 import type { PoolHealth } from '../src/health/records.js';
@@ -845,6 +845,67 @@ describe('pool: admission queue', () => {
         a: 'k1',
       });
     });
+  });
+
+  it('a large request is woken when it fits though a smaller one that fits already waits for something else (another strategy, a full key)', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, {
+        keys: [
+          { key: 'sk-a', label: 'k1', limits: { quotas: [{ tokens: 50, windowMs: 1_000 }] } },
+          { key: 'sk-b', label: 'k2', limits: { maxConcurrent: 1 } },
+        ],
+      });
+      const onlyK2: Strategy = { name: 'only-k2', pick: (context) => (context.isEligible(1) ? 1 : undefined) };
+      const small = chatRequest('hi', { max_tokens: 1 });
+      const acquire = (request: ChatRequest, strategy?: Strategy) =>
+        pool[POOL_PORT].acquire(request, { models: [MODEL], ...(strategy === undefined ? {} : { strategy }) }).pipe(leaseLabel);
+      // k2's one slot is held until 9,000; a small request on k1 keeps tokens in its window until 2,000.
+      expectObservable(acquire(small, onlyK2), '^ 9000ms !').toBe('a', { a: 'k2' });
+      expectObservable(acquire(small), '^ 9000ms !').toBe('a', { a: 'k1' });
+      // From 1, a small request that would fit k1 already waits for k2 (its strategy's only key) ...
+      expectObservable(acquire(small, onlyK2), '1ms ^ 9000ms !').toBe('9001ms a', { a: 'k2' });
+      // ... and from 2 a request for a whole second's tokens waits for k1's window to empty.
+      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 })), '2ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
+    });
+  });
+
+  it('a head of the queue that leaves (its queue timeout) lets the request behind it go at once', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { quotas: [{ tokens: 50, windowMs: 1_000 }] } }] });
+      const small = chatRequest('hi', { max_tokens: 1 });
+      // A small request's tokens stay in the window until 2,000 (admitted at 0, counted from 1,000).
+      expectObservable(pool[POOL_PORT].acquire(small, { models: [MODEL] }).pipe(leaseLabel), '^ 3000ms !').toBe('a', { a: 'k1' });
+      // A large one waits from 1 for an empty window, and gives up at 101 ...
+      expectObservable(
+        pool[POOL_PORT].acquire(chatRequest('big', { max_tokens: 10_000 }), { models: [MODEL], queueTimeoutMs: 100 }).pipe(leaseLabel),
+        '1ms ^ 3000ms !',
+      ).toBe('101ms #', undefined, expect.objectContaining({ name: 'QueueTimeoutError' }));
+      // ... and the small one behind it (same priority and model: it could not pass) fits then.
+      expectObservable(pool[POOL_PORT].acquire(small, { models: [MODEL] }).pipe(leaseLabel), '2ms ^ 3000ms !').toBe('101ms a', { a: 'k1' });
+    });
+  });
+
+  it('a reservation a shared store ends without answering fails its request and gives back the slot', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    let inFlight = -1;
+    scheduler.run(() => {
+      const memory = createMemoryStore({ arrivalMarginMs: 0 });
+      const silent: StateStore = Object.assign(Object.create(memory) as StateStore, { reserve: () => EMPTY.pipe(delay(10, scheduler)) });
+      const pool = makePool(scheduler, { store: silent });
+      pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe({
+        next: () => outcomes.push('admitted'),
+        error: (error: OpenRouterError) => outcomes.push(`${scheduler.now()} ${error.message}`),
+      });
+      scheduler.schedule(() => {
+        inFlight = pool.snapshot().keys[0]!.inFlight;
+        pool.dispose();
+      }, 50);
+    });
+    expect(outcomes).toEqual(['0 the state store ended a reservation without answering it']);
+    expect(inFlight).toBe(0);
   });
 
   it('a request waiting behind a larger one of another priority is woken when it fits, not when the larger one does', () => {

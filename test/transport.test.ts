@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { inspect } from 'node:util';
 import { firstValueFrom, lastValueFrom, toArray, type Observable } from 'rxjs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -29,6 +30,7 @@ import {
 } from '../src/transport/index.js';
 import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/types.js';
 import { KeyText, StreamRedactor, redactText, redactValue } from '../src/transport/redact.js';
+import { abortableFetch } from '../src/transport/abortable-fetch.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
 import { FIXTURES_DIR, fixtureNames, loadFixture } from './helpers/fixtures.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
@@ -692,12 +694,64 @@ describe('createFetchTransport: what a fetch may hand back', () => {
     expect(outcome.events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
   });
 
+  it('streams a body that is a Node stream (a fetch such as node-fetch hands one back)', async () => {
+    const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+    const text = sseText([
+      firstChunk,
+      JSON.stringify({ id: 'g', model: MODEL, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage }),
+      '[DONE]',
+    ]);
+    const fetchImpl: FetchFunction = () =>
+      Promise.resolve({
+        ok: true,
+        status: 200,
+        headers: new Headers({ 'content-type': 'text/event-stream' }),
+        body: Readable.from([Buffer.from(text)]),
+      } as unknown as Response);
+    const outcome = await collect(createFetchTransport({ baseURL: NOWHERE, fetch: fetchImpl })(ALPHA, chat({ stream: true })));
+    expect(outcome.error).toBeUndefined();
+    expect(textOf(outcome.events)).toBe('hi');
+    expect(outcome.events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+  });
+
   it("a fetch that rejects with an OpenRouterError of its own: the attempt's error is a redacted copy, the caller's is left as it was", async () => {
     const own = new NetworkError({ message: `proxy refused ${ALPHA.key}`, scope: 'transport', retryable: true });
     const { error } = await collect(createFetchTransport({ baseURL: NOWHERE, fetch: () => Promise.reject(own) })(ALPHA, chat()));
     expect(error).toBeInstanceOf(NetworkError);
     expect((error as NetworkError).message).toBe('proxy refused [key alpha fp-alpha]');
     expect(own.message).toBe(`proxy refused ${ALPHA.key}`);
+  });
+});
+
+describe("abortableFetch (a caller's fetch held to its signal)", () => {
+  it('makes no call on a signal already aborted, and rejects with its reason', async () => {
+    let calls = 0;
+    const wrapped = abortableFetch(() => {
+      calls++;
+      return Promise.resolve(new Response('{}'));
+    });
+    const controller = new AbortController();
+    controller.abort();
+    await expect(wrapped(NOWHERE, { signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    expect(calls).toBe(0);
+  });
+
+  it('an abort after the call resolved with something that is not a web Response throws nowhere (no unhandled rejection)', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (const answer of [{ ok: true, status: 200, body: {} }, { ok: true, status: 200 }, undefined]) {
+        const controller = new AbortController();
+        const wrapped = abortableFetch(() => Promise.resolve(answer as unknown as Response));
+        await wrapped(NOWHERE, { signal: controller.signal });
+        controller.abort();
+      }
+      await settle();
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
   });
 });
 

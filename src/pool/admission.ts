@@ -2,7 +2,6 @@ import { Observable, isObservable } from 'rxjs';
 import {
   AbortedError,
   type ModelUnavailableError,
-  NoKeyAvailableError,
   QueueFullError,
   QueueTimeoutError,
   toOpenRouterError,
@@ -14,14 +13,14 @@ import type { ChatRequest } from '../core/types.js';
 import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
-import { unavailableModelsError } from './model-availability.js';
+import { noKeyAvailableError, unavailableModelsError } from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
 import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { Ticket } from './ticket.js';
 import { Placement, type Eligibility } from './placement.js';
-import { WakeUpTimer, nextChangeAt } from './wake-up.js';
+import { WakeUpTimer, addTokenCount, keyOpenToStore, nextChangeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
 function disposedError(): AbortedError {
@@ -44,11 +43,12 @@ export class Admission implements LeaseOwner, Eligibility {
   private readonly wakeUp: WakeUpTimer;
   private closed = false;
   /**
-   * Per model, the fewest tokens of the tickets the last drain tried and put back: the heads of
-   * their signatures, which a later ticket of the same signature never passes. The wake-up is for
-   * the earliest any of them fits, not the queue's head only, nor a ticket held behind one.
+   * Per model, the token counts (ascending, each once) of the tickets the last drain tried and put
+   * back: the heads of their signatures, which a later ticket of the same signature never passes.
+   * The wake-up is for the earliest any of them fits: not only the queue's head, and not a count
+   * that fits already while its ticket waits for something else (which would hide a larger one's).
    */
-  private fewestTriedTokens = new Map<string, number>();
+  private triedTokens = new Map<string, number[]>();
   /** Strategy objects told apart, for the signatures of tickets that bring their own. */
   private readonly strategyIds = new WeakMap<Strategy, number>();
   private strategySeq = 0;
@@ -184,14 +184,22 @@ export class Admission implements LeaseOwner, Eligibility {
       this.onReserved(ticket, claim, plan, reserved);
       return true;
     }
+    let answered = false;
+    const unanswered = (error: OpenRouterError): void => {
+      this.giveBack(claim);
+      this.dequeue(ticket);
+      if (!ticket.cancelled) ticket.fail(this.closed ? disposedError() : error);
+      this.context.publisher.flush();
+      this.drain();
+    };
     reserved.subscribe({
-      next: (result) => this.onReserved(ticket, claim, plan, result),
-      error: (error: unknown) => {
-        this.giveBack(claim);
-        this.dequeue(ticket);
-        if (!ticket.cancelled) ticket.fail(toOpenRouterError(error));
-        this.context.publisher.flush();
-        this.drain();
+      next: (result) => {
+        answered = true;
+        this.onReserved(ticket, claim, plan, result);
+      },
+      error: (error: unknown) => unanswered(toOpenRouterError(error)),
+      complete: () => {
+        if (!answered) unanswered(toOpenRouterError(new Error('the state store ended a reservation without answering it')));
       },
     });
     return true;
@@ -258,15 +266,19 @@ export class Admission implements LeaseOwner, Eligibility {
     // Room now (a limit grew, or the quota entry dated out of its window): a waiting request takes
     // it at the next turn, outside the answer being handled. Else the entry's new expiry may be
     // the earliest change.
-    const tokens = this.fewestTriedTokens.get(model.model);
+    const tokens = this.triedTokens.get(model.model)?.[0];
     const roomNow = limitGrew || (tokens !== undefined && this.modelAdmits(model, at) && this.keyAdmits(entry, model, at, tokens));
-    if (roomNow) this.drainSoon();
+    // Inside a drain (a transport that answers at once), that drain goes round again or re-arms the wake itself.
+    if (this.draining) {
+      if (roomNow) this.drainAgain = true;
+    } else if (roomNow) this.drainSoon();
     else this.scheduleWake();
   }
 
   /** A lease's request went out (see `LeaseOwner`): its quota entries may count from earlier than admission assumed. */
   sent(): void {
-    if (this.queue.length > 0) this.scheduleWake();
+    // A send inside a drain (most are: the admission subscribes the attempt) is covered by the drain's own wake-up.
+    if (this.queue.length > 0 && !this.draining) this.scheduleWake();
   }
 
   /** A lease's slot is free (see `LeaseOwner`). */
@@ -334,7 +346,7 @@ export class Admission implements LeaseOwner, Eligibility {
 
   private enqueue(ticket: Ticket): void {
     if (this.context.registry.keys.every((entry) => entry.disabled)) {
-      ticket.fail(this.noKeyError());
+      ticket.fail(noKeyAvailableError(this.context.registry.keys));
       return;
     }
     const timeoutMs = ticket.options.queueTimeoutMs ?? this.context.config.queue.timeoutMs;
@@ -397,26 +409,10 @@ export class Admission implements LeaseOwner, Eligibility {
       if (this.draining) this.drainAgain = true;
       // Nobody left to wake for: the timer would only hold the process open.
       else if (this.queue.length === 0) this.wakeUp.cancel();
+      // The ticket behind a head that left was never tried, and the wake-up was for the head's tokens.
+      else this.drainSoon();
       this.context.publisher.flush();
     }
-  }
-
-  /** Says why each key is out (its last error: a lone revoked key says 401), and the status when they all share one. */
-  private noKeyError(): NoKeyAvailableError {
-    const keys = this.context.registry.keys;
-    const reasons = keys.map(({ label, lastError }) =>
-      lastError === null
-        ? label
-        : `${label}: ${lastError.status === undefined ? lastError.kind : String(lastError.status)} ${lastError.message}`,
-    );
-    const statuses = new Set(keys.map((entry) => entry.lastError?.status));
-    const [status] = statuses;
-    return new NoKeyAvailableError({
-      message: `every key of the pool is disabled (${reasons.join('; ')})`,
-      scope: 'key',
-      retryable: false,
-      ...(statuses.size === 1 && status !== undefined ? { status } : {}),
-    });
   }
 
   /** Admits waiting requests in order while keys have room; then sleeps until the earliest reset. */
@@ -432,14 +428,14 @@ export class Admission implements LeaseOwner, Eligibility {
       do {
         this.drainAgain = false;
         if (this.context.registry.keys.every((entry) => entry.disabled)) {
-          for (const ticket of this.queue.splice(0)) this.refuse(ticket, this.noKeyError());
+          for (const ticket of this.queue.splice(0)) this.refuse(ticket, noKeyAvailableError(this.context.registry.keys));
           break;
         }
         const now = this.context.scheduler.now();
         drainedAt = now;
         const blocked = new Set<string>();
-        const fewestTried = new Map<string, number>();
-        this.fewestTriedTokens = fewestTried;
+        const tried = new Map<string, number[]>();
+        this.triedTokens = tried;
         for (let index = 0; index < this.queue.length;) {
           const ticket = this.queue[index]!;
           if (blocked.has(ticket.signature)) {
@@ -456,7 +452,7 @@ export class Admission implements LeaseOwner, Eligibility {
           }
           this.queue.splice(index, 0, ticket);
           blocked.add(ticket.signature);
-          for (const model of ticket.options.models) fewestTried.set(model, Math.min(fewestTried.get(model) ?? Infinity, ticket.tokens));
+          for (const model of ticket.options.models) addTokenCount(tried, model, ticket.tokens);
           index++;
         }
       } while (this.drainAgain);
@@ -465,6 +461,7 @@ export class Admission implements LeaseOwner, Eligibility {
     }
     this.context.publisher.flush();
     if (this.queue.length > 0) this.scheduleWake(drainedAt);
+    else this.wakeUp.cancel();
   }
 
   /**
@@ -473,9 +470,10 @@ export class Admission implements LeaseOwner, Eligibility {
    * their releases free room without any event here, so a blocked queue also polls.
    */
   private scheduleWake(checkedAt = this.context.scheduler.now()): void {
-    let at = nextChangeAt(this.context, this.fewestTriedTokens, checkedAt);
-    // Other pools' releases send no event here, however far off the next known change is.
-    if (!this.ownsStore) at = Math.min(at, checkedAt + SHARED_STORE_POLL_MS);
+    let at = nextChangeAt(this.context, this.triedTokens, checkedAt);
+    // Other pools' releases send no event here, however far off the next known change is; only a
+    // key that nothing of this pool's own holds back can take room they free.
+    if (!this.ownsStore && keyOpenToStore(this.context, checkedAt)) at = Math.min(at, this.context.scheduler.now() + SHARED_STORE_POLL_MS);
     if (Number.isFinite(at)) this.wakeUp.arm(at);
   }
 

@@ -14,7 +14,7 @@ export interface LeaseOwner {
    * teardown that freed it is over (`afterTeardown`).
    */
   released(entry: KeyEntry, model: ModelEntry, afterTeardown: boolean): void;
-  /** The lease's request went out: its quota entries now count from the send. */
+  /** The lease's request went out: its quota entries now count from the send plus the send margin, maybe earlier than admission assumed. */
   sent(): void;
 }
 

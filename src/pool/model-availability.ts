@@ -1,5 +1,5 @@
-import { ModelUnavailableError } from '../core/errors.js';
-import type { ModelEntry } from './entities.js';
+import { ModelUnavailableError, NoKeyAvailableError } from '../core/errors.js';
+import type { KeyEntry, ModelEntry } from './entities.js';
 
 /** Out of service by its breaker: open, or half-open with its probes out. A 429 park is a wait, not this. */
 function outOfService(model: ModelEntry, now: number, changed: (model: ModelEntry) => void): boolean {
@@ -36,5 +36,22 @@ export function unavailableModelsError(
     ...(Number.isFinite(backAt) ? { retryAfterMs: Math.max(0, backAt - now) } : {}),
     ...(last?.status === undefined ? {} : { status: last.status }),
     model: models[0]!.model,
+  });
+}
+
+/** Every key is disabled: says why each is out (its last error: a lone revoked key says 401), and the status when they all share one. */
+export function noKeyAvailableError(keys: readonly KeyEntry[]): NoKeyAvailableError {
+  const reasons = keys.map(({ label, lastError }) =>
+    lastError === null
+      ? label
+      : `${label}: ${lastError.status === undefined ? lastError.kind : String(lastError.status)} ${lastError.message}`,
+  );
+  const statuses = new Set(keys.map((entry) => entry.lastError?.status));
+  const [status] = statuses;
+  return new NoKeyAvailableError({
+    message: `every key of the pool is disabled (${reasons.join('; ')})`,
+    scope: 'key',
+    retryable: false,
+    ...(statuses.size === 1 && status !== undefined ? { status } : {}),
   });
 }

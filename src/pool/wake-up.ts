@@ -31,12 +31,24 @@ export class WakeUpTimer {
   }
 }
 
+/** Adds a tried request's token count to its model's (ascending, each count once). */
+export function addTokenCount(triedTokens: Map<string, number[]>, model: string, tokens: number): void {
+  const counts = triedTokens.get(model);
+  if (counts === undefined) {
+    triedTokens.set(model, [tokens]);
+    return;
+  }
+  let index = 0;
+  while (index < counts.length && counts[index]! < tokens) index++;
+  if (counts[index] !== tokens) counts.splice(index, 0, tokens);
+}
+
 /**
  * The earliest time after `now` at which a cooldown, exhaustion or quota window ends. Quota
- * windows are asked about the fewest tokens of the requests the queue tried, per model
- * (`fewestTriedTokens`): a model nobody waits for is not asked about.
+ * windows are asked about each token count of the requests the queue tried, per model
+ * (`triedTokens`): a model nobody waits for is not asked about.
  */
-export function nextChangeAt(context: PoolContext, fewestTriedTokens: ReadonlyMap<string, number>, now: number): number {
+export function nextChangeAt(context: PoolContext, triedTokens: ReadonlyMap<string, readonly number[]>, now: number): number {
   let at = Infinity;
   const consider = (time: number) => {
     if (time > now && time < at) at = time;
@@ -48,8 +60,8 @@ export function nextChangeAt(context: PoolContext, fewestTriedTokens: ReadonlyMa
     consider(entry.fullUntil);
     if (entry.breaker.state === 'open') consider(entry.breaker.openUntil);
     for (const [model, plan] of entry.plans) {
-      const tokens = fewestTriedTokens.get(model);
-      if (tokens !== undefined) consider(context.store.nextFitAt(plan, tokens, now));
+      const counts = triedTokens.get(model);
+      if (counts !== undefined) for (const tokens of counts) consider(context.store.nextFitAt(plan, tokens, now));
     }
   }
   for (const account of context.registry.accounts.values()) {
@@ -61,4 +73,18 @@ export function nextChangeAt(context: PoolContext, fewestTriedTokens: ReadonlyMa
     if (model.breaker.state === 'open') consider(model.breaker.openUntil);
   }
   return at;
+}
+
+/**
+ * Whether some key is held back by nothing of this pool's own (a park, an exhaustion, an open
+ * breaker, a disabled key): only such a key can take room that other pools on a shared store free.
+ */
+export function keyOpenToStore(context: PoolContext, now: number): boolean {
+  for (const entry of context.registry.keys) {
+    if (entry.disabled || entry.parkedUntil > now || entry.exhaustedUntil > now || entry.breaker.state === 'open') continue;
+    const account = entry.account;
+    if (account.parkedUntil > now || account.exhaustedUntil > now) continue;
+    return true;
+  }
+  return false;
 }

@@ -29,8 +29,9 @@ end
  * KEYS: the plan's keys. ARGV[1] reservation id, ARGV[2] tokens, ARGV[3] lease ms, ARGV[4] layout
  * (JSON: `[{slot, max}]` or `[{window, sum, unit, limit, windowMs}]` with 1-based KEYS indexes),
  * ARGV[5] the arrival margin: window entries count from now plus it.
- * Returns `{1, now}` when it took room everywhere, or `{0, retryAfterMs}` having taken nothing: the earliest
- * its room can free (an unanswered request's entry leaves no earlier than a window from now).
+ * Returns `{1, now}` when it took room everywhere, or `{0, retryAfterMs}` having taken nothing: for a
+ * window, the earliest its room can free (an unanswered request's entry leaves no earlier than a window
+ * from now); for a slot, a short poll (a release may come at any moment).
  */
 export const RESERVE = `${NOW}${PRUNE}
 local id = ARGV[1]

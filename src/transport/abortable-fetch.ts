@@ -2,36 +2,45 @@
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
 /**
- * A caller's `fetch` held to its signal: an abort rejects the call at once (with the signal's
- * reason, as `fetch` does), and a response that comes after the abort has its body cancelled.
- * A `fetch` that ignores its signal would otherwise keep whatever waits on it (the headers
- * timeout, ours or the SDK's, and the attempt itself) until it settles, and a late response's
- * connection open. The global `fetch` honours its signal and is never wrapped.
+ * A caller's `fetch` held to its signal, as the global `fetch` is: an abort rejects the call at
+ * once (with the signal's reason), and cancels the response's body, whether the response came
+ * before the abort or after it; a call on a signal already aborted is not made. A `fetch` that
+ * ignores its signal would otherwise keep whatever waits on it (the headers timeout, ours or the
+ * SDK's, and the attempt itself) until it settles, and its connection open. The global `fetch` is
+ * never wrapped.
+ *
+ * Lean on purpose, since it is held by every request in flight: the abort listener stays on the
+ * signal (one per request, gone with it) instead of being removed when the call settles.
  */
 export function abortableFetch(fetchImpl: FetchFunction): FetchFunction {
   return (input, init) => {
-    // In a promise: a `fetch` that throws rejects, as the global one does.
-    const pending = new Promise<Response>((resolve) => resolve(fetchImpl(input, init)));
     const signal = init?.signal;
+    // What `fetch` rejects with on an abort: the signal's reason (an `AbortError` unless the aborter gave one).
+    if (signal?.aborted === true) return Promise.reject(signal.reason as Error);
+    const pending = fetchImpl(input, init);
     if (signal === undefined || signal === null) return pending;
     return new Promise<Response>((resolve, reject) => {
-      const onAbort = (): void => {
-        // What `fetch` rejects with on an abort: the signal's reason (an `AbortError` unless the aborter gave one).
-        reject(signal.reason as Error);
-        pending.then(discardBody, ignore);
-      };
-      if (signal.aborted) {
-        onAbort();
-        return;
-      }
-      signal.addEventListener('abort', onAbort, { once: true });
-      pending.finally(() => signal.removeEventListener('abort', onAbort)).then(resolve, reject);
+      pending.then(resolve, reject);
+      signal.addEventListener(
+        'abort',
+        () => {
+          reject(signal.reason as Error);
+          pending.then(discardBody, ignore);
+        },
+        { once: true },
+      );
     });
   };
 }
 
-function discardBody(response: Response): void {
-  response.body?.cancel().catch(ignore);
+/** Cancels a response's body if it has a WHATWG one; whatever a caller's `fetch` resolved with, nothing throws. */
+export function discardBody(response: unknown): void {
+  try {
+    const body = (response as { body?: { cancel?: unknown } } | undefined)?.body;
+    if (typeof body?.cancel === 'function') (body as ReadableStream).cancel().catch(ignore);
+  } catch {
+    // Not a response we can cancel: there is nothing else to free.
+  }
 }
 
 function ignore(): void {}

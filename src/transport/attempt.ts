@@ -12,6 +12,7 @@ import {
 } from '../wire/chunk.js';
 import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
+import { discardBody } from './abortable-fetch.js';
 import { truncatedStreamError, type AttemptIdentity } from './attempt-errors.js';
 import { KeyText, StreamRedactor, redactError, redactValue } from './redact.js';
 import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
@@ -133,6 +134,16 @@ export class Attempt {
     }
   }
 
+  /**
+   * The body's chunks, through a reader of our own where the body is a web stream; else (a caller's
+   * `fetch` that hands back a Node stream) the body's own async iterator, which its abort ends.
+   */
+  private chunksOf(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+    if (typeof body.getReader !== 'function') return body as unknown as AsyncIterable<Uint8Array>;
+    this.reader = body.getReader();
+    return readerChunks(this.reader);
+  }
+
   private abortExchange(): void {
     this.controller.abort();
     this.reader?.cancel().catch(ignore);
@@ -142,7 +153,7 @@ export class Attempt {
     const response = await this.exchange.send(bodyOf(request, false), this.controller.signal, this.identity);
     if (this.settled) {
       // Torn down while the headers came: nobody reads the body.
-      response.body?.cancel().catch(ignore);
+      discardBody(response);
       return;
     }
     const text = await response.text();
@@ -171,13 +182,12 @@ export class Attempt {
     if (this.settled || response.body === null) {
       if (!this.settled) this.fail(truncatedStreamError(this.identity));
       this.controller.abort();
-      response.body?.cancel().catch(ignore);
+      discardBody(response);
       return;
     }
     const context = this.wireContext(response.headers);
     try {
-      this.reader = response.body.getReader();
-      for await (const data of sseData(chunksOf(this.reader))) {
+      for await (const data of sseData(this.chunksOf(response.body))) {
         // After the outcome is decided the loop keeps draining (breaking out would abort the
         // socket at once): the teardown bounds how long.
         if (this.settled) continue;
@@ -307,10 +317,14 @@ export class Attempt {
  * own iterator does; unlike that iterator, this one needs no `Symbol.asyncIterator` on the stream
  * (Safari has none).
  */
-function chunksOf(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIterable<Uint8Array> {
+function readerChunks(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIterable<Uint8Array> {
   const iterator: AsyncIterator<Uint8Array, undefined> = {
     next: () => reader.read() as Promise<IteratorResult<Uint8Array, undefined>>,
-    return: () => reader.cancel().then(() => ({ done: true, value: undefined }), () => ({ done: true, value: undefined })),
+    return: () =>
+      reader.cancel().then(
+        () => ({ done: true, value: undefined }),
+        () => ({ done: true, value: undefined }),
+      ),
   };
   return { [Symbol.asyncIterator]: () => iterator };
 }
