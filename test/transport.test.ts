@@ -644,6 +644,20 @@ describe.each(TRANSPORTS)("%s with a caller's fetch that ignores its signal", (_
     expect(state.cancelled).toBe(true);
   });
 
+  it('a whole-answer body that does not end with the abort is cancelled when the caller leaves while it is read', async () => {
+    const { body, state } = endlessBody('{"id":');
+    const fetchImpl: FetchFunction = () =>
+      Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'application/json' } }));
+    const subscription = createTransport({ baseURL: NOWHERE, fetch: fetchImpl })(ALPHA, chat()).subscribe({
+      error: () => expect.fail('an unsubscribed attempt reports nothing'),
+    });
+    await settle();
+    expect(state.cancelled, 'still reading').toBe(false);
+    subscription.unsubscribe();
+    await settle();
+    expect(state.cancelled).toBe(true);
+  });
+
   it("an OpenRouterError of the caller's own (its body failed with it after usage) is left as it was", async () => {
     const own = new StreamError({ message: 'cut', scope: 'model', retryable: true, truncated: true });
     const withUsage = JSON.stringify({

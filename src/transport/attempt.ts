@@ -36,6 +36,8 @@ export interface AttemptSettings {
   readonly scheduler: SchedulerLike;
   /** What each key's text looks like, worked out once per key, not per attempt. */
   readonly keyTexts: WeakMap<KeyCredential, KeyText>;
+  /** Decodes whole bodies only (never `stream: true`), so one serves every attempt. */
+  readonly bodyDecoder: TextDecoder;
 }
 
 /** The settings of one transport's attempts. */
@@ -44,6 +46,7 @@ export function attemptSettingsOf(options: { doneGraceMs?: number; scheduler?: S
     doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
     scheduler: options.scheduler ?? asyncScheduler,
     keyTexts: new WeakMap(),
+    bodyDecoder: new TextDecoder(),
   };
 }
 
@@ -144,6 +147,27 @@ export class Attempt {
     return readerChunks(this.reader);
   }
 
+  /**
+   * The whole body as text, through a reader of our own where the body is a web stream: the
+   * teardown cancels it, where `text()` would hold the body locked until a body that does not end
+   * with the abort (a caller's `fetch` that ignores the signal) ends by itself.
+   */
+  private async textOf(response: Response): Promise<string> {
+    const body = response.body;
+    if (body === null || typeof body.getReader !== 'function') return response.text();
+    const reader = body.getReader();
+    this.reader = reader;
+    const chunks: Uint8Array[] = [];
+    let length = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      length += value.byteLength;
+    }
+    return this.settings.bodyDecoder.decode(chunks.length === 1 ? chunks[0] : concatBytes(chunks, length));
+  }
+
   private abortExchange(): void {
     this.controller.abort();
     this.reader?.cancel().catch(ignore);
@@ -156,7 +180,7 @@ export class Attempt {
       discardBody(response);
       return;
     }
-    const text = await response.text();
+    const text = await this.textOf(response);
     this.exchangeDone = true;
     if (this.settled) return;
     // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
@@ -330,6 +354,16 @@ function readerChunks(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIte
 }
 
 function ignore(): void {}
+
+function concatBytes(chunks: readonly Uint8Array[], length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
 
 /** The request as OpenRouter takes it: without the caller's correlation `id`. */
 function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {
