@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { filter, map, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, filter, map, of, type SchedulerLike, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
-import { AuthenticationError, RateLimitError, UpstreamError, type RateLimitInfo } from '../src/core/errors.js';
+import { AuthenticationError, InsufficientCreditsError, RateLimitError, UpstreamError, type RateLimitInfo } from '../src/core/errors.js';
+import { classifyHttpError } from '../src/wire/classify.js';
 import { createPool, type KeyPool } from '../src/create-pool.js';
 import type { KeyInfoSnapshot } from '../src/pool/config.js';
 import type { PoolEvent } from '../src/pool/events.js';
@@ -481,5 +482,146 @@ describe('accounts and free-model quotas from key info', () => {
     const relative = drive.admitted.map((at) => at - start);
     expect(relative).toEqual([10_000, 10_000, 20_000, 60_000, 60_000, 60_000]);
     expect((start + 60_000) % DAY_MS).toBe(0);
+  });
+});
+
+describe('odd rate-limit hints, cooldowns and key info (found in an audit)', () => {
+  const pastResetError = (extra: Record<string, string>) => {
+    const now = Date.UTC(2025, 9, 10, 12);
+    return classifyHttpError({
+      status: 429,
+      headers: { 'x-ratelimit-limit': '10', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(now - 2_000), ...extra },
+      body: JSON.stringify({ error: { code: 429, message: 'Rate limit exceeded: requests-per-key' } }),
+      nowMs: now,
+    });
+  };
+
+  it('a platform 429 whose X-RateLimit-Reset is already past (the server clock behind) still honours its Retry-After', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(() => {
+      const { transport } = scriptedTransport(scheduler, {});
+      const pool = predictablePool(scheduler, transport, [{ key: 'sk-test-1', label: 'k1' }]);
+      const error = pastResetError({ 'retry-after': '30' });
+      expect(error.retryAfterMs).toBe(30_000);
+      scheduler.schedule(() => pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error }), 10);
+      scheduler.schedule(() => {
+        const key = pool.snapshot().keys[0]!;
+        expect({ state: key.state, openReason: key.openReason }).toEqual({ state: 'open', openReason: 'rate-limit' });
+        expect(key.cooldownUntil).toBeGreaterThanOrEqual(10 + 30_000);
+      }, 11);
+    });
+  });
+
+  it('a platform 429 whose X-RateLimit-Reset is already past, with no other hint, still parks the key', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(() => {
+      const { transport } = scriptedTransport(scheduler, {});
+      const pool = predictablePool(scheduler, transport, [{ key: 'sk-test-1', label: 'k1' }]);
+      const error = pastResetError({});
+      scheduler.schedule(() => pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error }), 10);
+      scheduler.schedule(() => expect(pool.snapshot().keys[0]!.state).toBe('open'), 11);
+    });
+  });
+
+  it('rateLimitCooldownMs 0: a long run of 429s never makes the park NaN, and a later hint still parks', () => {
+    const scheduler = newTestScheduler();
+    const cooldowns: PoolEvent[] = [];
+    scheduler.run(() => {
+      const { transport } = scriptedTransport(scheduler, {});
+      const pool = predictablePool(scheduler, transport, [{ key: 'sk-test-1', label: 'k1' }], { rateLimitCooldownMs: 0 });
+      pool.events$.subscribe((event) => {
+        if (event.type === 'cooldown') cooldowns.push(event);
+      });
+      const error = new RateLimitError({ message: '429 rate limited', scope: 'key', retryable: true, status: 429 });
+      for (let at = 0; at < 1_100; at++)
+        scheduler.schedule(() => pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error, sentAt: at }), at);
+      const hinted = new RateLimitError({ message: '429 rate limited', scope: 'key', retryable: true, status: 429, retryAfterMs: 5_000 });
+      scheduler.schedule(
+        () => pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: hinted, sentAt: 1_200 }),
+        1_200,
+      );
+      scheduler.schedule(() => expect(pool.snapshot().keys[0]!.cooldownUntil).toBe(6_200), 1_201);
+    });
+    expect(cooldowns.length).toBeGreaterThan(0);
+    expect(cooldowns.filter((event) => event.type === 'cooldown' && Number.isNaN(event.until))).toEqual([]);
+  });
+
+  const ownedBy = (creatorUserId: string): KeyInfoSnapshot => ({
+    limit: null,
+    limitRemaining: null,
+    usage: 0,
+    isFreeTier: false,
+    creatorUserId,
+  });
+
+  it('a key that moves accounts while it has an attempt in flight leaves no phantom in-flight request in its old account', () => {
+    const scheduler = newTestScheduler();
+    const owners: Record<string, string> = { k1: 'u1', k2: 'u1' };
+    let admittedK2At: number | undefined;
+    scheduler.run(() => {
+      const { transport } = scriptedTransport(scheduler, {});
+      const pool = predictablePool(
+        scheduler,
+        transport,
+        [
+          { key: 'sk-test-1', label: 'k1' },
+          { key: 'sk-test-2', label: 'k2' },
+        ],
+        { keyInfo: (key) => of(ownedBy(owners[key.label]!)) },
+      );
+      const port = pool[POOL_PORT];
+      let lease: KeyLease | undefined;
+      scheduler.schedule(() => {
+        port.acquire(chatRequest('a'), { models: [MODEL] }).subscribe((granted) => (lease = granted));
+      }, 10);
+      // An in-flight budget 402 on u1 with one request out: u1's adaptive limit drops to 1.
+      scheduler.schedule(() => {
+        const error = new InsufficientCreditsError({
+          message: '402 in-flight budget',
+          scope: 'account',
+          retryable: true,
+          status: 402,
+          retryAfterMs: 100,
+        });
+        port.record({ type: 'failure', keyLabel: 'k2', model: MODEL, error, sentAt: 15 });
+      }, 20);
+      // Key info now says k1 belongs to u2: it moves while its attempt is still out.
+      scheduler.schedule(() => {
+        owners['k1'] = 'u2';
+        pool.refreshKeyInfo().subscribe();
+      }, 30);
+      scheduler.schedule(() => {
+        lease!.markResponded();
+        port.record({ type: 'success', keyLabel: 'k1', model: MODEL, latencyMs: 5 });
+        lease!.release();
+      }, 40);
+      // Only k2 (account u1) may serve: u1's park ended at 120 and nothing of u1 is in flight.
+      scheduler.schedule(() => {
+        pool.disable('k1');
+        port.acquire(chatRequest('b'), { models: [MODEL] }).subscribe((granted) => {
+          admittedK2At = scheduler.now();
+          granted.release();
+        });
+      }, 200);
+    });
+    expect(admittedK2At).toBe(200);
+  });
+
+  it('dispose() ends a refreshKeyInfo() read still in flight, and tears it down', () => {
+    const scheduler = newTestScheduler();
+    let torn = false;
+    let ended = false;
+    scheduler.run(() => {
+      const { transport } = scriptedTransport(scheduler, {});
+      const pool = predictablePool(scheduler, transport, [{ key: 'sk-test-1', label: 'k1' }], {
+        discoverAccounts: false,
+        keyInfo: () => new Observable<KeyInfoSnapshot>(() => () => (torn = true)),
+      });
+      scheduler.schedule(() => {
+        pool.refreshKeyInfo().subscribe({ complete: () => (ended = true), error: () => (ended = true) });
+      }, 10);
+      scheduler.schedule(() => pool.dispose(), 20);
+    });
+    expect({ torn, ended }).toEqual({ torn: true, ended: true });
   });
 });

@@ -16,6 +16,10 @@ import {
   type ErrorScope,
 } from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
+import { Breaker, defaultBreakerPolicy } from '../src/health/breaker.js';
+import { createPool } from '../src/create-pool.js';
+import { POOL_PORT } from '../src/pool/types.js';
+import { watchTimers } from './helpers/timer-watch.js';
 import { advanceStream, parseCompletionBody, parseStreamChunk, parseUsage, type StreamProgress } from '../src/wire/chunk.js';
 import { parseErrorBody } from '../src/wire/error-body.js';
 import { toHeaderLookup } from '../src/wire/headers.js';
@@ -661,5 +665,61 @@ describe('parseCompletionBody', () => {
       const result = parseCompletionBody(body, context);
       expect(result.kind === 'error' && result.error, JSON.stringify(body)).toBeInstanceOf(MalformedResponseError);
     }
+  });
+});
+
+describe('odd cooldowns and quota headers (found in an audit)', () => {
+  it('cooldownMs 0: a long run of failed probes never makes the breaker NaN', () => {
+    const breaker = new Breaker({
+      ...defaultBreakerPolicy,
+      consecutiveFailures: 1,
+      cooldownMs: 0,
+      cooldownMultiplier: 2,
+      maxCooldownMs: 1000,
+    });
+    let now = 0;
+    for (let index = 0; index < 1_100; index++) {
+      breaker.fail(now);
+      expect(Number.isNaN(breaker.openUntil)).toBe(false);
+      now += 1;
+      breaker.advance(now);
+    }
+    expect(breaker.state).toBe('half-open');
+  });
+
+  it('a model breaker whose cooldown would overflow does not spin the health refresh timer', async () => {
+    const pool = createPool({
+      keys: [{ key: 'sk-test-1', label: 'k1' }],
+      transport: () => {
+        throw new Error('unused');
+      },
+      modelBreaker: { consecutiveFailures: 1, cooldownMs: 0, cooldownMultiplier: 1e200, maxCooldownMs: 1_000 },
+    });
+    const error = new UpstreamError({ message: '503 down', scope: 'model', retryable: true, status: 503 });
+    for (let index = 0; index < 3; index++) {
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: 'm', error });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const watch = watchTimers();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    watch.stop();
+    const model = pool.snapshot().models[0]!;
+    pool.dispose();
+    expect(Number.isNaN(model.cooldownUntil)).toBe(false);
+    expect(watch.delays.length).toBeLessThan(10);
+  });
+
+  it('X-RateLimit-Remaining stays finite and within the limit', () => {
+    const remainingOf = (value: string) =>
+      classifyHttpError({
+        status: 429,
+        headers: { 'x-ratelimit-limit': '10', 'x-ratelimit-reset': String(NOW + 1000), 'x-ratelimit-remaining': value },
+        body: '',
+        nowMs: NOW,
+      }).rateLimit?.remaining;
+    // A number past what a double holds is no count at all; one above the limit is the limit.
+    expect(remainingOf('9'.repeat(400))).toBeUndefined();
+    expect(remainingOf('15')).toBe(10);
+    expect(remainingOf('3')).toBe(3);
   });
 });

@@ -11,6 +11,7 @@ import {
   mergeMap,
   of,
   type SchedulerLike,
+  takeUntil,
   toArray,
 } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
@@ -70,6 +71,8 @@ export class Pool implements PoolCore {
   private readonly learning: QuotaLearning | undefined;
   /** The key info read at start (account discovery), cancelled by `dispose`. */
   private readonly discovery = new Subscription();
+  /** Ends the `refreshKeyInfo()` reads still running at `dispose` (their requests aborted). */
+  private readonly disposing = new Subject<void>();
   private disposed = false;
 
   constructor(private readonly config: ResolvedPoolConfig) {
@@ -171,7 +174,9 @@ export class Pool implements PoolCore {
   }
 
   refreshKeyInfo(): Observable<readonly KeyHealth[]> {
-    return this.readKeyInfo(true);
+    return defer(() => (this.disposed ? of(this.registry.keys.map((entry) => entry.health)) : this.readKeyInfo(true))).pipe(
+      takeUntil(this.disposing),
+    );
   }
 
   /**
@@ -219,6 +224,8 @@ export class Pool implements PoolCore {
     if (this.disposed) return;
     this.disposed = true;
     this.discovery.unsubscribe();
+    this.disposing.next();
+    this.disposing.complete();
     this.admission.close();
     this.outcomes.close();
     this.publisher.close();

@@ -266,9 +266,12 @@ export class OutcomePolicy {
     // (half fixed, half random), so what is parked together does not resume together.
     const grows = !sameBurst && sentAt >= holder.parkedUntil;
     const steps = grows ? holder.rateLimitStreak : Math.max(0, holder.rateLimitStreak - 1);
-    const backoffMs = Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** steps);
-    // A platform 429's `X-RateLimit-Reset` is exact to the millisecond; `Retry-After` rounds it up to whole seconds.
-    const hintMs = error.rateLimit?.resetAfterMs ?? error.retryAfterMs;
+    // No cooldown stays none (0 × 2^1024 would be NaN, and a NaN park would never end nor be extended).
+    const backoffMs = rateLimitCooldownMs === 0 ? 0 : Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** steps);
+    // A platform 429's `X-RateLimit-Reset` is exact to the millisecond; `Retry-After` rounds it up to
+    // whole seconds. A hint of no wait (a reset already past: the server's clock behind ours) says
+    // nothing: the next hint, else the backoff, stands, or the key would be retried into 429 after 429.
+    const hintMs = positiveOrUndefined(error.rateLimit?.resetAfterMs) ?? positiveOrUndefined(error.retryAfterMs);
     const waitMs = hintMs ?? backoffMs / 2 + (this.context.config.random() * backoffMs) / 2;
     if (grows) holder.rateLimitStreak++;
     if (!sameBurst) holder.parkStartedAt = now;
@@ -381,4 +384,8 @@ export class OutcomePolicy {
       at: now,
     });
   }
+}
+
+function positiveOrUndefined(ms: number | undefined): number | undefined {
+  return ms !== undefined && ms > 0 ? ms : undefined;
 }

@@ -184,7 +184,8 @@ export class HealthPublisher {
 
   /** Republishes an entity when its cooldown ends, so `health$` turns without any request. */
   private scheduleRefresh<E extends Tracked>(entity: E, dirty: Set<E>, until: number | null): void {
-    if (until === null || until === entity.refreshAt) return;
+    // A cooldown without an end (or not a number) has no moment to republish at.
+    if (until === null || until === entity.refreshAt || !Number.isFinite(until)) return;
     entity.refreshTimer?.unsubscribe();
     entity.refreshAt = until;
     entity.refreshTimer = scheduleAfter(this.scheduler, until - this.scheduler.now(), () => {

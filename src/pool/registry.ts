@@ -117,6 +117,9 @@ export class Registry {
     const account = this.accountOf(id);
     this.store.define(account.scope);
     account.keys.push(entry);
+    // Its attempts in flight end in the account it belongs to then: they count there from now.
+    previous.inFlight -= entry.inFlight;
+    account.inFlight += entry.inFlight;
     entry.account = account;
     entry.plans.clear();
     return true;

@@ -28,6 +28,6 @@ function readHeaders(headers: HeaderLookup, nowMs: number): RateLimitInfo | unde
   return {
     limit,
     resetAfterMs: Math.min(MAX_RETRY_AFTER_MS, Math.max(0, Math.ceil(reset - nowMs))),
-    ...(remaining !== undefined && remaining >= 0 ? { remaining } : {}),
+    ...(remaining !== undefined && Number.isFinite(remaining) && remaining >= 0 ? { remaining: Math.min(remaining, limit) } : {}),
   };
 }
