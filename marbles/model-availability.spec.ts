@@ -7,7 +7,7 @@
  */
 import { from, of, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { ModelUnavailableError } from '../src/core/errors.js';
+import { ModelUnavailableError, RateLimitError } from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
 import { balance, type BalanceEvent, type FailedEvent } from '../src/operators/balance.js';
 import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
@@ -281,6 +281,82 @@ describe('scheduleAfter', () => {
       expect(scheduleAfter(scheduler, Infinity, () => fired.push(-2)).closed).toBe(true);
       flush();
       expect(fired).toEqual([thirtyFiveDays]);
+    });
+  });
+});
+
+describe('a model parked by a provider 429 for longer than the hint-less backoff cap (an hour here: its Retry-After)', () => {
+  const parkedForAnHour = () =>
+    new RateLimitError({ message: 'Provider returned error', scope: 'model', retryable: true, status: 429, retryAfterMs: 3_600_000 });
+
+  it('does not hold up a request for another model while a retry waits for it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool } = makePool(scheduler, {
+        a: [cold<TransportEvent>('-#', undefined, parkedForAnHour())],
+        b: [cold('-(c|)', { c: answerEvent('gen-b', 'ok', 'b') })],
+      });
+      const log = terminals(
+        scheduler,
+        from([request('r1', 'a'), request('r2', 'b')]).pipe(balance(pool, { concurrency: 1, transient: false })),
+      );
+      flush();
+      // r1 waits for a (or fails: an hour is past modelWaitMs) without its slot: r2 runs at once.
+      expect(log).toContain('2 r2 completion');
+    });
+  });
+
+  it('does not hold up a request for another model while a fresh request would wait out the park', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool } = makePool(scheduler, {
+        a: [cold<TransportEvent>('-#', undefined, parkedForAnHour()), cold('-(c|)', { c: answerEvent('gen-a', 'ok', 'a') })],
+        b: [cold('-(c|)', { c: answerEvent('gen-b', 'ok', 'b') })],
+      });
+      terminals(scheduler, of(request('r0', 'a')).pipe(balance(pool, { rateLimit: false, transient: false })));
+      let log: string[] = [];
+      scheduler.schedule(() => {
+        log = terminals(
+          scheduler,
+          from([request('r1', 'a'), request('r2', 'b')]).pipe(balance(pool, { concurrency: 1, transient: false })),
+        );
+      }, 100);
+      flush();
+      // a is parked for an hour, past modelWaitMs (30 s): r1 fails at once, saying why; r2 runs.
+      expect(log).toEqual(['100 r1 model_unavailable', '101 r2 completion']);
+    });
+  });
+});
+
+describe('disposing the pool', () => {
+  it('fails a request waiting for a model at once, leaving no timer', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const fail = () => cold<TransportEvent>('-#', undefined, providerUnavailable());
+      const breaker = { consecutiveFailures: 2, cooldownMs: 100_000, maxCooldownMs: 100_000 };
+      const { pool } = makePool(scheduler, { dead: [fail(), fail()] }, { modelBreaker: breaker });
+      const route = balance(pool, { transient: false, modelWaitMs: 500_000 });
+      const first = terminals(scheduler, from([request('d1', 'dead'), request('d2', 'dead')]).pipe(route));
+      let late: string[] = [];
+      scheduler.schedule(() => (late = terminals(scheduler, of(request('d3', 'dead')).pipe(route))), 5);
+      scheduler.schedule(() => pool.dispose(), 10);
+      flush();
+      expect(first).toEqual(['1 d1 upstream', '1 d2 upstream']);
+      expect(late).toEqual(['10 d3 aborted']);
+    });
+  });
+
+  it('fails a request in a transient backoff at once', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool } = makePool(scheduler, { a: [cold<TransportEvent>('-#', undefined, providerUnavailable())] });
+      const log = terminals(
+        scheduler,
+        of(request('r1', 'a')).pipe(balance(pool, { transient: { baseDelayMs: 1000, random: () => 0.5, budget: false } })),
+      );
+      scheduler.schedule(() => pool.dispose(), 100);
+      flush();
+      expect(log).toEqual(['100 r1 aborted']);
     });
   });
 });

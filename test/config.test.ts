@@ -8,6 +8,7 @@ import { lastValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import {
   ValidationError,
+  balance,
   createKeyPool,
   createOpenRouterTransport,
   fetchKeyInfo,
@@ -174,5 +175,30 @@ describe('a custom random source is clamped to [0, 1)', () => {
     const values = [0, 0.25, 0.999999];
     const config = resolvePoolConfig({ keys: [{ key: KEY }], transport: answering, random: () => values.shift()! });
     expect([config.random(), config.random(), config.random()]).toEqual([0, 0.25, 0.999999]);
+  });
+});
+
+describe("balance checks its retry operators' settings too", () => {
+  const answeringPool = () => createKeyPool({ keys: [{ key: KEY }], transport: answering, discoverAccounts: false });
+
+  it('a typo in a nested setting is refused, naming it', () => {
+    const target = answeringPool();
+    const error = rejectionOf(() => balance(target, { transient: { maxAtempts: 5 } as never }));
+    expect(error.message).toContain('transient');
+    expect(error.message).toContain('maxAtempts');
+    target.dispose();
+  });
+
+  it('bounds that can only give up at once, or retry without a pause, are refused, naming the field', () => {
+    const target = answeringPool();
+    expect(rejectionOf(() => balance(target, { rateLimit: { maxWaitMs: -1 } })).message).toContain('rateLimit.maxWaitMs');
+    expect(rejectionOf(() => balance(target, { fallback: { maxAttempts: 0 } })).message).toContain('fallback.maxAttempts');
+    expect(rejectionOf(() => balance(target, { transient: { baseDelayMs: Number.NaN } })).message).toContain('transient.baseDelayMs');
+    expect(rejectionOf(() => balance(target, { transient: { budget: { ratio: 2 } } })).message).toContain('transient.budget');
+    // What is right passes.
+    expect(() =>
+      balance(target, { rateLimit: { maxAttempts: 2, maxWaitMs: 0 }, transient: { budget: false }, fallback: false }),
+    ).not.toThrow();
+    target.dispose();
   });
 });

@@ -1,4 +1,4 @@
-import { Observable, type Subscriber, type Subscription } from 'rxjs';
+import { Observable, Subscription, type Subscriber } from 'rxjs';
 import {
   AttemptsExhaustedError,
   ModelUnavailableError,
@@ -311,14 +311,20 @@ class RequestReport {
     if (this.stopped) return true;
     // A half-open model's return hangs on its probe: look again soon.
     const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS);
-    this.modelWait = scheduleAfter(pool.scheduler, waitMs, () => {
+    const wait = new Subscription();
+    this.modelWait = wait;
+    const resume = (): void => {
+      wait.unsubscribe();
       const reacquisition = slot.reacquire().subscribe(() => {
         this.modelWait = undefined;
         this.subscribeAttempts();
       });
       // A slot granted at once has already started the attempts.
       if (!reacquisition.closed) this.modelWait = reacquisition;
-    });
+    };
+    wait.add(scheduleAfter(pool.scheduler, waitMs, resume));
+    // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
+    if (!wait.closed) wait.add(pool.disposed$.subscribe(resume));
     return true;
   }
 }

@@ -60,7 +60,29 @@ export interface BalanceOptions {
 }
 
 const positiveInt = z.int().check(z.positive());
-const settingsOrOff = z.optional(z.union([z.literal(false), z.record(z.string(), z.unknown())]));
+const nonnegativeInt = z.int().check(z.nonnegative());
+const nonnegativeMs = z.number().check(z.nonnegative());
+const orOff = <T extends z.ZodMiniType>(settings: T) => z.optional(z.union([z.literal(false), settings]));
+
+/** The retry operators' settings as `balance` takes them: a typo, or a bound that can only stall or give up, fails here. */
+const rateLimitSettings = z.strictObject({ maxAttempts: z.optional(positiveInt), maxWaitMs: z.optional(nonnegativeInt) });
+const transientSettings = z.strictObject({
+  maxAttempts: z.optional(positiveInt),
+  baseDelayMs: z.optional(nonnegativeMs),
+  maxDelayMs: z.optional(nonnegativeMs),
+  budget: z.optional(
+    z.union([
+      z.literal(false),
+      z.strictObject({
+        ratio: z.optional(z.number().check(z.gte(0), z.lte(1))),
+        minRetriesPerSecond: z.optional(nonnegativeMs),
+        windowMs: z.optional(positiveInt),
+      }),
+    ]),
+  ),
+  random: z.optional(z.custom<() => number>((value) => typeof value === 'function', 'expected a function returning a number in [0, 1)')),
+});
+const fallbackSettings = z.strictObject({ maxAttempts: z.optional(positiveInt) });
 
 /** `BalanceOptions` at the edge: a typo or a cap that can only stall fails here, naming the field. */
 const balanceOptionsSchema = z.strictObject({
@@ -73,11 +95,11 @@ const balanceOptionsSchema = z.strictObject({
     ]),
   ),
   queueTimeoutMs: z.optional(positiveInt),
-  rateLimit: settingsOrOff,
-  transient: settingsOrOff,
+  rateLimit: orOff(rateLimitSettings),
+  transient: orOff(transientSettings),
   onMidStreamError: z.optional(z.enum(['error', 'restart'])),
   maxAttemptsPerModel: z.optional(positiveInt),
-  fallback: settingsOrOff,
+  fallback: orOff(fallbackSettings),
   timeouts: z.optional(
     z.union([
       z.literal(false),
@@ -85,7 +107,7 @@ const balanceOptionsSchema = z.strictObject({
     ]),
   ),
   serverFallbacks: z.optional(z.union([z.literal(0), z.literal(1), z.literal(2)])),
-  modelWaitMs: z.optional(z.int().check(z.nonnegative())),
+  modelWaitMs: z.optional(nonnegativeInt),
 });
 
 /**
@@ -114,9 +136,14 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   // subscriber instead of three for every request in flight.
   const retryPolicies: RetryPolicy[] = [];
   const { scheduler } = pool;
-  if (options.rateLimit !== false) retryPolicies.push(rateLimitRetryPolicy({ ...options.rateLimit, onMidStreamError, scheduler }));
-  if (options.fallback !== false) retryPolicies.push(modelFallbackPolicy({ ...options.fallback, onMidStreamError, scheduler }));
-  if (options.transient !== false) retryPolicies.push(transientRetryPolicy({ ...options.transient, onMidStreamError, scheduler }));
+  // A backoff ends with the pool: the retry's acquisition then fails the request at once.
+  const cutShort$ = pool[POOL_PORT].disposed$;
+  if (options.rateLimit !== false)
+    retryPolicies.push({ ...rateLimitRetryPolicy({ ...options.rateLimit, onMidStreamError, scheduler }), cutShort$ });
+  if (options.fallback !== false)
+    retryPolicies.push({ ...modelFallbackPolicy({ ...options.fallback, onMidStreamError, scheduler }), cutShort$ });
+  if (options.transient !== false)
+    retryPolicies.push({ ...transientRetryPolicy({ ...options.transient, onMidStreamError, scheduler }), cutShort$ });
   let sequence = 0;
 
   const modelWaitMs = options.modelWaitMs ?? 30_000;

@@ -1,4 +1,4 @@
-import { Observable, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
+import { Observable, Subscription, type SchedulerLike, type Subscriber } from 'rxjs';
 import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
@@ -25,6 +25,8 @@ export interface RetryPolicy {
   scheduler: SchedulerLike;
   /** Called for every attempt that starts, saying whether it is a retry (the retry budget counts first attempts). */
   onAttempt?: (isRetry: boolean) => void;
+  /** Ends a backoff at once when it emits (the pool was disposed): the retry then fails as its acquisition does. */
+  cutShort$?: Observable<unknown>;
 }
 
 /**
@@ -148,12 +150,18 @@ class RetryRun {
   error(thrown: unknown): void {
     let error = toOpenRouterError(thrown);
     // Each loop, innermost first, retries the error or hands it (or what it gave up with) outward.
-    for (let index = 0; index < this.loops.length; index++) {
-      const outcome = this.onError(index, error);
-      if (outcome === undefined) return;
-      error = outcome;
-      // A loop the error leaves is torn down: its timers with it.
-      this.loops[index]!.stop();
+    try {
+      for (let index = 0; index < this.loops.length; index++) {
+        const outcome = this.onError(index, error);
+        if (outcome === undefined) return;
+        error = outcome;
+        // A loop the error leaves is torn down: its timers with it.
+        this.loops[index]!.stop();
+      }
+    } catch (callbackError: unknown) {
+      // A user callback of a policy (`random`, a predicate) threw: this request fails with it, the stream goes on.
+      for (const loop of this.loops) loop.stop();
+      error = toOpenRouterError(callbackError);
     }
     this.subscriber.error(error);
   }
@@ -205,9 +213,21 @@ class RetryRun {
     // The caller may have unsubscribed on the events just sent: then nothing more may start.
     if (this.stopped) return undefined;
     this.boundWait(loop, error, delayMs);
-    if (delayMs > 0) loop.retryTimer = scheduleAfter(policy.scheduler, delayMs, () => this.retryFrom(index));
+    if (delayMs > 0) this.retryAfter(loop, index, delayMs);
     else this.retryFrom(index);
     return undefined;
+  }
+
+  /** Retries after `delayMs`, or as soon as the policy cuts the backoff short. */
+  private retryAfter(loop: LoopState, index: number, delayMs: number): void {
+    const backoff = new Subscription();
+    loop.retryTimer = backoff;
+    const retry = (): void => {
+      backoff.unsubscribe();
+      this.retryFrom(index);
+    };
+    backoff.add(scheduleAfter(loop.policy.scheduler, delayMs, retry));
+    if (loop.policy.cutShort$ !== undefined && !backoff.closed) backoff.add(loop.policy.cutShort$.subscribe(retry));
   }
 
   /** Loop `index` resubscribes its source: the loops inside it start afresh. */

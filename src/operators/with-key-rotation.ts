@@ -357,7 +357,7 @@ class KeyAttempt {
     // A platform 429 reports its quota: the server did not count the refused request.
     if (error.rateLimit !== undefined) lease.refund();
     // Recorded before the error goes on, so a retry already sees the key parked or open.
-    if (this.recording!.shouldRecord(error)) {
+    if (this.shouldRecord(error)) {
       rotation.port.record({
         type: 'failure',
         requestId,
@@ -380,6 +380,15 @@ class KeyAttempt {
 
   complete(): void {
     this.subscriber.complete();
+  }
+
+  /** Whether the failure counts in health; a `circuitBreaker` predicate that throws counts it, and fails nothing else. */
+  private shouldRecord(error: OpenRouterError): boolean {
+    try {
+      return this.recording!.shouldRecord(error);
+    } catch {
+      return true;
+    }
   }
 
   /** This attempt's outcome into key, account and model health: the lease knows the key. */

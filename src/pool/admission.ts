@@ -118,6 +118,8 @@ export class Admission implements LeaseOwner, Eligibility {
     return unavailableModelsError(
       ticket.options.models.map((id) => this.context.registry.model(id)),
       now,
+      // A park no longer than the hint-less backoff's cap is waited out in the queue, like a backoff.
+      this.context.config.maxRateLimitCooldownMs,
       (model) => this.context.publisher.markModel(model),
     );
   }

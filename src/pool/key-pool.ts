@@ -130,6 +130,7 @@ export class Pool implements PoolCore {
       },
       emit,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
+      disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
     };
     // Accounts are found, not configured: every key's info once, in the background. Traffic does
     // not wait for it; a key whose info fails serves on as an account of its own.
@@ -224,9 +225,10 @@ export class Pool implements PoolCore {
     if (this.disposed) return;
     this.disposed = true;
     this.discovery.unsubscribe();
+    this.admission.close();
+    // After the admission closed: what waits on a timer goes on now, and its acquisition fails.
     this.disposing.next();
     this.disposing.complete();
-    this.admission.close();
     this.outcomes.close();
     this.publisher.close();
     this.storeSubscriptions.unsubscribe();

@@ -1,39 +1,55 @@
 import { ModelUnavailableError, NoKeyAvailableError } from '../core/errors.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 
-/** Out of service by its breaker: open, or half-open with its probes out. A 429 park is a wait, not this. */
-function outOfService(model: ModelEntry, now: number, changed: (model: ModelEntry) => void): boolean {
+/**
+ * Out of service: its breaker open, or half-open with its probes out, or parked by a 429 for
+ * longer than `longestQueuedParkMs` (a provider's hint of minutes or hours). A request that waited
+ * for it in the admission queue would hold its caller's concurrency slot for the whole wait,
+ * which requests for other models could use. A shorter park is a wait like a retry's backoff.
+ */
+function outOfService(model: ModelEntry, now: number, longestQueuedParkMs: number, changed: (model: ModelEntry) => void): boolean {
+  if (model.parkedUntil - now > longestQueuedParkMs) return true;
   if (model.breaker.state === 'closed') return false;
   if (model.breaker.advance(now)) changed(model);
   return !model.breaker.admits();
 }
 
+/** When an out-of-service model takes requests again: Infinity while its return hangs on a probe. */
+function backAt(model: ModelEntry, now: number): number {
+  const breakerBack = model.breaker.state === 'open' ? model.breaker.openUntil : model.breaker.admits() ? now : Infinity;
+  return Math.max(breakerBack, model.parkedUntil);
+}
+
+function stateOf(model: ModelEntry, now: number): string {
+  const states: string[] = [];
+  if (model.breaker.state === 'open') states.push(`breaker open for another ${Math.ceil((model.breaker.openUntil - now) / 1000)} s`);
+  else if (!model.breaker.admits()) states.push('breaker half-open, its probe still out');
+  if (model.parkedUntil > now) states.push(`rate-limited for another ${Math.ceil((model.parkedUntil - now) / 1000)} s`);
+  return states.join(', ');
+}
+
 /**
  * The refusal of a request whose every model is out of service, naming each with how long until
- * it is probed again and its last error; undefined when any model can still take it.
+ * it takes requests again and its last error; undefined when any model can still take it.
  * `changed` hears of a breaker that moved on (open to half-open) while being looked at.
  */
 export function unavailableModelsError(
   models: readonly ModelEntry[],
   now: number,
+  longestQueuedParkMs: number,
   changed: (model: ModelEntry) => void,
 ): ModelUnavailableError | undefined {
-  if (models.length === 0 || !models.every((model) => outOfService(model, now, changed))) return undefined;
-  // Known return times (open breakers); a half-open model's return hangs on its probe.
-  const backAt = Math.min(...models.map((model) => (model.breaker.state === 'open' ? model.breaker.openUntil : Infinity)));
-  const described = models.map((model) => {
-    const state =
-      model.breaker.state === 'open'
-        ? `breaker open for another ${Math.ceil((model.breaker.openUntil - now) / 1000)} s`
-        : 'breaker half-open, its probe still out';
-    return `${model.model} (${state}${model.lastError === null ? '' : `; last error: ${model.lastError.message}`})`;
-  });
+  if (models.length === 0 || !models.every((model) => outOfService(model, now, longestQueuedParkMs, changed))) return undefined;
+  const returnsAt = Math.min(...models.map((model) => backAt(model, now)));
+  const described = models.map(
+    (model) => `${model.model} (${stateOf(model, now)}${model.lastError === null ? '' : `; last error: ${model.lastError.message}`})`,
+  );
   const last = models.find((model) => model.lastError !== null)?.lastError ?? null;
   return new ModelUnavailableError({
     message: `every model of the request is out of service: ${described.join(', ')}`,
     scope: 'model',
     retryable: true,
-    ...(Number.isFinite(backAt) ? { retryAfterMs: Math.max(0, backAt - now) } : {}),
+    ...(Number.isFinite(returnsAt) ? { retryAfterMs: Math.max(0, returnsAt - now) } : {}),
     ...(last?.status === undefined ? {} : { status: last.status }),
     model: models[0]!.model,
   });

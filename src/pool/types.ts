@@ -112,6 +112,11 @@ export interface PoolPort {
   emit(event: PoolEvent): void;
   /** The context window configured for a model (`models` limits), if any. */
   contextLengthOf(model: string): number | undefined;
+  /**
+   * Emits once when the pool is disposed (at once if it already is), then completes: a request
+   * waiting on a timer (a backoff, a model's return) goes on at once, and its acquisition fails.
+   */
+  readonly disposed$: Observable<void>;
 }
 
 /**

@@ -1,0 +1,92 @@
+/**
+ * A user callback that throws where the library handles an error (a `circuitBreaker` predicate,
+ * a retry policy's `random`) fails only what it was deciding about: the request gets its terminal
+ * event, the stream goes on, and nothing reaches rxjs's unhandled-error hook (which Node would
+ * turn into an uncaught exception).
+ */
+import { catchError, config as rxConfig, from, lastValueFrom, map, mergeMap, of, throwError, timeout, timer, toArray } from 'rxjs';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { UpstreamError } from '../src/core/errors.js';
+import type { ChatRequest, Transport, TransportEvent } from '../src/core/types.js';
+import { createPool } from '../src/create-pool.js';
+import { balance, type BalanceEvent } from '../src/operators/balance.js';
+import { circuitBreaker } from '../src/operators/circuit-breaker.js';
+import { withKeyRotation } from '../src/operators/with-key-rotation.js';
+
+const unhandled: unknown[] = [];
+const previousHook = rxConfig.onUnhandledError;
+rxConfig.onUnhandledError = (error) => unhandled.push(error);
+afterEach(() => {
+  unhandled.length = 0;
+});
+afterAll(() => {
+  rxConfig.onUnhandledError = previousHook;
+});
+
+const upstream = () => new UpstreamError({ message: 'provider returned 503', scope: 'model', retryable: true, status: 503 });
+/** Model `a` always fails (503), model `b` answers. */
+const transport: Transport = (_key, request) =>
+  request.model === 'a'
+    ? timer(5).pipe(mergeMap(() => throwError(() => upstream())))
+    : timer(5).pipe(
+        map((): TransportEvent => ({
+          type: 'completion',
+          completion: { id: 'g', model: 'b', content: 'ok', finishReason: 'stop', raw: null },
+        })),
+      );
+const requestFor = (id: string, model: string): ChatRequest => ({ id, model, messages: [{ role: 'user', content: id }] });
+const KEY = { key: 'sk-test-callback', label: 'k1' };
+
+describe('a user callback that throws while an error is handled', () => {
+  it("circuitBreaker's shouldRecord: the attempt errors, the key is freed, nothing is unhandled", async () => {
+    const pool = createPool({ keys: [KEY], transport });
+    const outcome = await lastValueFrom(
+      of(requestFor('r1', 'a')).pipe(
+        withKeyRotation(pool),
+        circuitBreaker(pool, {
+          shouldRecord: () => {
+            throw new Error('predicate exploded');
+          },
+        }),
+        toArray(),
+        map(() => 'completed'),
+        catchError((error: unknown) => of(`error ${String(error)}`)),
+        timeout({ first: 500, with: () => of('hung') }),
+      ),
+    );
+    const inFlight = pool.snapshot().keys[0]!.inFlight;
+    pool.dispose();
+    expect({ outcome, inFlight, unhandled: unhandled.map(String) }).toEqual({
+      outcome: expect.stringMatching(/^error/),
+      inFlight: 0,
+      unhandled: [],
+    });
+  });
+
+  it("a transient retry policy's random: only its request fails, the stream completes, nothing is unhandled", async () => {
+    const pool = createPool({ keys: [KEY], transport });
+    const events = await lastValueFrom(
+      from([requestFor('r1', 'a'), requestFor('r2', 'b')]).pipe(
+        balance(pool, {
+          transient: {
+            budget: false,
+            random: () => {
+              throw new Error('random exploded');
+            },
+          },
+        }),
+        toArray(),
+        timeout({ first: 500, with: () => of<BalanceEvent[] | 'hung'>('hung') }),
+      ),
+    );
+    pool.dispose();
+    const summary =
+      events === 'hung'
+        ? 'hung'
+        : events
+            .filter((event) => event.type !== 'chunk')
+            .map((event) => `${event.requestId} ${event.type}`)
+            .sort();
+    expect({ summary, unhandled: unhandled.map(String) }).toEqual({ summary: ['r1 failed', 'r2 completion'], unhandled: [] });
+  });
+});
