@@ -121,8 +121,8 @@ const notes: Record<string, string> = {
     'full run’s nine. The burst’s size depends on how the answers of the first window bunch up, so it moves between ' +
     'runs of the same code: at 18d69cc 5.1 % in the full run, then 2.0, 2.0, 4.9 and 4.1 % in runs of the library ' +
     'alone; at f479c2c, the library alone, 4.4, 5.0, 4.4 and 1.2 %; 1.3 % in the full run at 7725978; 0.4, 4.1 and ' +
-    '4.4 % in three full runs at 7c40f65 and after; 3.0 % at 5c3d7e7, 4.0 % at 0fb62ad and 1.4 % at c707b81, in ' +
-    'full runs.',
+    '4.4 % in three full runs at 7c40f65 and after; 3.0 % at 5c3d7e7, 4.0 % at 0fb62ad, 1.4 % at c707b81 and 5.5 % at 0d85f62, in full ' +
+    'runs; three library-only runs alternating 0d85f62 and c202d53: 3.3, 1.5, 2.4 % against 5.1, 2.0, 1.9 %.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
