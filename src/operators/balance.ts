@@ -52,7 +52,8 @@ export interface BalanceOptions {
   serverFallbacks?: 0 | 1 | 2;
   /**
    * How long a request may wait while every model of its chain is out of service (breaker open,
-   * or half-open with its probe out) before it fails with `ModelUnavailableError`. It waits
+   * or half-open with its probe out, or parked by a 429 for longer than the pool's
+   * `maxRateLimitCooldownMs`) before it fails with `ModelUnavailableError`. It waits
    * without its concurrency slot, so requests for other models run meanwhile. Default 30 s (the
    * longest default breaker cooldown); 0 fails at once.
    */
