@@ -728,6 +728,25 @@ describe('createFetchTransport: what a fetch may hand back', () => {
     expect(outcome.events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
   });
 
+  it('an error body that does not end with the abort is cancelled when the caller leaves while it is read (and a key-info body too)', async () => {
+    const error = endlessBody('{"error":');
+    const errorFetch: FetchFunction = () => Promise.resolve(new Response(error.body, { status: 500 }));
+    const attempt = createFetchTransport({ baseURL: NOWHERE, fetch: errorFetch })(ALPHA, chat()).subscribe({
+      error: () => expect.fail('an unsubscribed attempt reports nothing'),
+    });
+    const info = endlessBody('{"data":');
+    const infoFetch: FetchFunction = () => Promise.resolve(new Response(info.body, { status: 200 }));
+    const reading = fetchKeyInfo(ALPHA, { baseURL: NOWHERE, fetch: infoFetch }).subscribe({
+      error: () => expect.fail('an unsubscribed read reports nothing'),
+    });
+    await settle();
+    expect({ error: error.state.cancelled, info: info.state.cancelled }, 'still reading').toEqual({ error: false, info: false });
+    attempt.unsubscribe();
+    reading.unsubscribe();
+    await settle();
+    expect({ error: error.state.cancelled, info: info.state.cancelled }).toEqual({ error: true, info: true });
+  });
+
   it("a fetch that rejects with an OpenRouterError of its own: the attempt's error is a redacted copy, the caller's is left as it was", async () => {
     const own = new NetworkError({ message: `proxy refused ${ALPHA.key}`, scope: 'transport', retryable: true });
     const { error } = await collect(createFetchTransport({ baseURL: NOWHERE, fetch: () => Promise.reject(own) })(ALPHA, chat()));

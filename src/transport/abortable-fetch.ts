@@ -33,6 +33,34 @@ export function abortableFetch(fetchImpl: FetchFunction): FetchFunction {
   };
 }
 
+/**
+ * A response's whole body as text, through a reader that `signal`'s abort cancels: `text()` would
+ * hold the body locked, so a body that does not end with the abort (a caller's `fetch` that
+ * ignores its signal) would keep its connection until it ended by itself. After an abort it
+ * resolves with what was read.
+ */
+export async function bodyText(response: Response, signal: AbortSignal): Promise<string> {
+  const body = response.body;
+  if (body === null || typeof body.getReader !== 'function') return response.text();
+  const reader = body.getReader();
+  const cancel = (): void => {
+    reader.cancel().catch(ignore);
+  };
+  if (signal.aborted) cancel();
+  else signal.addEventListener('abort', cancel, { once: true });
+  try {
+    const decoder = new TextDecoder();
+    let text = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return text + decoder.decode();
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    signal.removeEventListener('abort', cancel);
+  }
+}
+
 /** Cancels a response's body if it has a WHATWG one; whatever a caller's `fetch` resolved with, nothing throws. */
 export function discardBody(response: unknown): void {
   try {

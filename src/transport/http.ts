@@ -3,7 +3,7 @@ import { ConfigurationError, OpenRouterError, copyError } from '../core/errors.j
 import type { KeyCredential } from '../core/types.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { parseJsonBody } from '../wire/values.js';
-import { abortableFetch } from './abortable-fetch.js';
+import { abortableFetch, bodyText } from './abortable-fetch.js';
 import { connectionError, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
 import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
 import { redactError, redactValue } from './redact.js';
@@ -68,7 +68,7 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
     timeout.unsubscribe();
   }
   if (response.ok) return response;
-  const text = await response.text();
+  const text = await bodyText(response, call.signal);
   throw redactError(
     classifyHttpError({
       status: response.status,

@@ -5,6 +5,7 @@ import { MalformedResponseError, OpenRouterError } from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
 import { parseJsonBody } from '../wire/values.js';
 import { checkOptions, clientOptionsSchema, type OpenRouterClientOptions } from './client-options.js';
+import { bodyText } from './abortable-fetch.js';
 import { errorFromFetch, openRouterFetch } from './http.js';
 import { redactError, redactValue } from './redact.js';
 
@@ -88,7 +89,7 @@ export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOption
   return new Observable<KeyInfo>((subscriber) => {
     const controller = new AbortController();
     const getText = async (path: string): Promise<string> =>
-      (await openRouterFetch(options, asyncScheduler, { key, method: 'GET', path, signal: controller.signal })).text();
+      bodyText(await openRouterFetch(options, asyncScheduler, { key, method: 'GET', path, signal: controller.signal }), controller.signal);
 
     getText(CURRENT_PATH)
       .catch((error: unknown) => {
