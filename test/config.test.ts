@@ -4,7 +4,7 @@
  * holds whitespace. A key's surrounding whitespace (a key file's newline) is trimmed, and a custom
  * `random` source is clamped to [0, 1) rather than trusted.
  */
-import { lastValueFrom, of } from 'rxjs';
+import { asyncScheduler, lastValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import {
   ValidationError,
@@ -16,6 +16,8 @@ import {
   type Transport,
 } from '../src/index.js';
 import { resolvePoolConfig } from '../src/pool/config.js';
+import { Registry } from '../src/pool/registry.js';
+import { createMemoryStore } from '../src/store/state-store.js';
 import { fingerprintOf } from '../src/core/fingerprint.js';
 import { strategyNames } from '../src/pool/strategies.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
@@ -200,5 +202,25 @@ describe("balance checks its retry operators' settings too", () => {
       balance(target, { rateLimit: { maxAttempts: 2, maxWaitMs: 0 }, transient: { budget: false }, fallback: false }),
     ).not.toThrow();
     target.dispose();
+  });
+});
+
+describe('account ids that hold a colon', () => {
+  it("a model scope's id names its own account, not one whose id begins the same way (`a` and `a:b`)", () => {
+    const config = resolvePoolConfig({
+      keys: [
+        { key: KEY, account: 'a' },
+        { key: OTHER, account: 'a:b' },
+      ],
+      transport: answering,
+    });
+    const registry = new Registry(config, createMemoryStore(), asyncScheduler);
+    const [inA, inAB] = ['a', 'a:b'].map((id) => registry.keys.find((entry) => entry.account.id === id)!.account);
+    // Another pool on the store names `a:b`'s free-model scope: it is `a:b`'s, made on first mention ...
+    expect(registry.scopeById('model:a:b:*:free')).toBe(inAB!.modelScope('*:free'));
+    // ... and `a`'s own scope of a pattern that holds a colon is found as `a`'s once it exists.
+    const ofA = inA!.modelScope('b:x');
+    expect(registry.scopeById('model:a:b:x')).toBe(ofA);
+    expect(inAB!.modelScopeEntries.has('x')).toBe(false);
   });
 });

@@ -129,11 +129,17 @@ export class Registry {
   scopeById(id: string): ScopeDefinition | undefined {
     if (id.startsWith('key:')) return this.byLabel.get(id.slice('key:'.length))?.scope;
     if (id.startsWith('account:')) return this.accounts.get(id.slice('account:'.length))?.scope;
+    // Account ids and patterns may both hold ':' (`a` and `a:b`; `*:free`): the account that
+    // already has the pattern's scope, else the longest id that fits, not the first that does.
+    let best: { account: AccountEntry; pattern: string } | undefined;
     for (const account of this.accounts.values()) {
       const prefix = `model:${account.id}:`;
-      if (id.startsWith(prefix)) return account.modelScope(id.slice(prefix.length));
+      if (!id.startsWith(prefix)) continue;
+      const pattern = id.slice(prefix.length);
+      if (account.modelScopeEntries.has(pattern)) return account.modelScope(pattern);
+      if (best === undefined || account.id.length > best.account.id.length) best = { account, pattern };
     }
-    return undefined;
+    return best?.account.modelScope(best.pattern);
   }
 
   /** The model's entry, created on first mention. */
