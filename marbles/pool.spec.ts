@@ -27,6 +27,23 @@ import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 import type { ChatRequest } from '../src/core/types.js';
 import type { Strategy } from '../src/pool/strategies.js';
 
+/** A request for one token, and one for more than `tokenQuotaKey`'s whole second: it fits only an empty window. */
+const small = chatRequest('hi', { max_tokens: 1 });
+const large = chatRequest('big', { max_tokens: 10_000 });
+
+/** Key k1 with 50 tokens per second, and `requests` per 100 ms when given. */
+function tokenQuotaKey(requests?: number) {
+  const requestQuota = requests === undefined ? [] : [{ requests, windowMs: 100 }];
+  return { key: 'sk-a', label: 'k1', limits: { quotas: [...requestQuota, { tokens: 50, windowMs: 1_000 }] } };
+}
+
+/** `memory`, with reservations answered 10 ms later, as a shared store answers them. */
+function answeringLater(scheduler: TestScheduler, memory: StateStore): StateStore {
+  return Object.assign(Object.create(memory) as StateStore, {
+    reserve: (...args: Parameters<StateStore['reserve']>) => of(memory.reserve(...args)).pipe(delay(10, scheduler)),
+  });
+}
+
 /** A pool whose transport is never called: these tests drive it through `acquire` and `record`. */
 function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyPool {
   const { transport } = scriptedTransport(scheduler, {});
@@ -637,26 +654,14 @@ describe('pool: admission queue', () => {
     scheduler.run(({ expectObservable }) => {
       // The pool owns its store (default arrival margin 1 s: entries count from admission + 1,000).
       const pool = makePool(scheduler, {
-        keys: [
-          {
-            key: 'sk-a',
-            label: 'k1',
-            limits: {
-              quotas: [
-                { requests: 2, windowMs: 100 },
-                { tokens: 50, windowMs: 1_000 },
-              ],
-            },
-          },
-        ],
+        keys: [tokenQuotaKey(2)],
       });
-      const small = chatRequest('hi', { max_tokens: 1 });
       const acquire = (request: ChatRequest) => pool[POOL_PORT].acquire(request, { models: [MODEL] }).pipe(leaseLabel);
       // Two holders (admitted at 0, counted from 1,000) fill the request window until 1,100 and keep
       // a few tokens in the token window until 2,000; they hold their slots until 9,000.
       for (let holder = 0; holder < 2; holder++) expectObservable(acquire(small), '^ 9000ms !').toBe('a', { a: 'k1' });
       // Same priority, same model: the large one goes first, and fits once the token window is empty, at 2,000 ...
-      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 })), '1ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
+      expectObservable(acquire(large), '1ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
       // ... the small one waits behind it (it fits the quotas from 1,100): after the large one's tokens leave, at 4,000.
       expectObservable(acquire(small), '2ms ^ 9000ms !').toBe('4000ms a', { a: 'k1' });
     });
@@ -668,27 +673,15 @@ describe('pool: admission queue', () => {
       const OTHER = 'acme/model-b';
       const pool = makePool(scheduler, {
         adaptiveConcurrency: { initial: 3 },
-        keys: [
-          {
-            key: 'sk-a',
-            label: 'k1',
-            limits: {
-              quotas: [
-                { requests: 5, windowMs: 100 },
-                { tokens: 50, windowMs: 1_000 },
-              ],
-            },
-          },
-        ],
+        keys: [tokenQuotaKey(5)],
       });
-      const small = chatRequest('hi', { max_tokens: 1 });
       const acquire = (request: ChatRequest, model: string, priority = 0) =>
         pool[POOL_PORT].acquire(request, { models: [model], priority }).pipe(leaseLabel);
       // Five holders (two on MODEL, three on OTHER: its limit) fill the request window until 1,100; their tokens leave at 2,000.
       for (let holder = 0; holder < 2; holder++) expectObservable(acquire(small, MODEL), '^ 9000ms !').toBe('a', { a: 'k1' });
       for (let holder = 0; holder < 3; holder++) expectObservable(acquire(small, OTHER), '^ 9000ms !').toBe('a', { a: 'k1' });
       // The large one on MODEL fits once the token window is empty, at 2,000 ...
-      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 }), MODEL, 1), '1ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
+      expectObservable(acquire(large, MODEL, 1), '1ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
       // ... while a small one on OTHER waits for a slot of OTHER (until the holders leave).
       expectObservable(acquire(small, OTHER), '2ms ^ 9000ms !').toBe('9001ms a', { a: 'k1' });
     });
@@ -744,10 +737,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     const outcomes: string[] = [];
     scheduler.run(() => {
-      const memory = createMemoryStore({ arrivalMarginMs: 0 });
-      const remote: StateStore = Object.assign(Object.create(memory) as StateStore, {
-        reserve: (...args: Parameters<StateStore['reserve']>) => of(memory.reserve(...args)).pipe(delay(10, scheduler)),
-      });
+      const remote = answeringLater(scheduler, createMemoryStore({ arrivalMarginMs: 0 }));
       const pool = makePool(scheduler, { store: remote });
       pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: networkError() });
       pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: networkError() }); // open until 100
@@ -802,10 +792,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     const outcomes: string[] = [];
     scheduler.run(() => {
-      const memory = createMemoryStore({ arrivalMarginMs: 0 });
-      const remote: StateStore = Object.assign(Object.create(memory) as StateStore, {
-        reserve: (...args: Parameters<StateStore['reserve']>) => of(memory.reserve(...args)).pipe(delay(10, scheduler)),
-      });
+      const remote = answeringLater(scheduler, createMemoryStore({ arrivalMarginMs: 0 }));
       const pool = makePool(scheduler, { store: remote, adaptiveConcurrency: { initial: 1 } });
       const a = pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).subscribe(() => outcomes.push(`${scheduler.now()} A`));
       scheduler.schedule(() => a.unsubscribe(), 5); // A leaves while its reservation is under way
@@ -851,13 +838,9 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [
-          { key: 'sk-a', label: 'k1', limits: { quotas: [{ tokens: 50, windowMs: 1_000 }] } },
-          { key: 'sk-b', label: 'k2', limits: { maxConcurrent: 1 } },
-        ],
+        keys: [tokenQuotaKey(), { key: 'sk-b', label: 'k2', limits: { maxConcurrent: 1 } }],
       });
       const onlyK2: Strategy = { name: 'only-k2', pick: (context) => (context.isEligible(1) ? 1 : undefined) };
-      const small = chatRequest('hi', { max_tokens: 1 });
       const acquire = (request: ChatRequest, strategy?: Strategy) =>
         pool[POOL_PORT].acquire(request, { models: [MODEL], ...(strategy === undefined ? {} : { strategy }) }).pipe(leaseLabel);
       // k2's one slot is held until 9,000; a small request on k1 keeps tokens in its window until 2,000.
@@ -866,22 +849,22 @@ describe('pool: admission queue', () => {
       // From 1, a small request that would fit k1 already waits for k2 (its strategy's only key) ...
       expectObservable(acquire(small, onlyK2), '1ms ^ 9000ms !').toBe('9001ms a', { a: 'k2' });
       // ... and from 2 a request for a whole second's tokens waits for k1's window to empty.
-      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 })), '2ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
+      expectObservable(acquire(large), '2ms ^ 9000ms !').toBe('2000ms a', { a: 'k1' });
     });
   });
 
   it('a head of the queue that leaves (its queue timeout) lets the request behind it go at once', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
-      const pool = makePool(scheduler, { keys: [{ key: 'sk-a', label: 'k1', limits: { quotas: [{ tokens: 50, windowMs: 1_000 }] } }] });
-      const small = chatRequest('hi', { max_tokens: 1 });
+      const pool = makePool(scheduler, { keys: [tokenQuotaKey()] });
       // A small request's tokens stay in the window until 2,000 (admitted at 0, counted from 1,000).
       expectObservable(pool[POOL_PORT].acquire(small, { models: [MODEL] }).pipe(leaseLabel), '^ 3000ms !').toBe('a', { a: 'k1' });
       // A large one waits from 1 for an empty window, and gives up at 101 ...
-      expectObservable(
-        pool[POOL_PORT].acquire(chatRequest('big', { max_tokens: 10_000 }), { models: [MODEL], queueTimeoutMs: 100 }).pipe(leaseLabel),
-        '1ms ^ 3000ms !',
-      ).toBe('101ms #', undefined, expect.objectContaining({ name: 'QueueTimeoutError' }));
+      expectObservable(pool[POOL_PORT].acquire(large, { models: [MODEL], queueTimeoutMs: 100 }).pipe(leaseLabel), '1ms ^ 3000ms !').toBe(
+        '101ms #',
+        undefined,
+        expect.objectContaining({ name: 'QueueTimeoutError' }),
+      );
       // ... and the small one behind it (same priority and model: it could not pass) fits then.
       expectObservable(pool[POOL_PORT].acquire(small, { models: [MODEL] }).pipe(leaseLabel), '2ms ^ 3000ms !').toBe('101ms a', { a: 'k1' });
     });
@@ -912,27 +895,15 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [
-          {
-            key: 'sk-a',
-            label: 'k1',
-            limits: {
-              quotas: [
-                { requests: 2, windowMs: 100 },
-                { tokens: 50, windowMs: 1_000 },
-              ],
-            },
-          },
-        ],
+        keys: [tokenQuotaKey(2)],
         store: createMemoryStore({ arrivalMarginMs: 0 }),
       });
-      const small = chatRequest('hi', { max_tokens: 1 });
       const acquire = (request: ChatRequest, priority = 0) =>
         pool[POOL_PORT].acquire(request, { models: [MODEL], priority }).pipe(leaseLabel);
       // Two holders fill the request window until 100 (their tokens stay in the token window until 1,000).
       for (let holder = 0; holder < 2; holder++) expectObservable(acquire(small), '^ 2000ms !').toBe('a', { a: 'k1' });
       // At the head of the queue, a request for a whole second's tokens fits only once the token window is empty ...
-      expectObservable(acquire(chatRequest('big', { max_tokens: 10_000 }), 1), '1ms ^ 2000ms !').toBe('1100ms a', { a: 'k1' });
+      expectObservable(acquire(large, 1), '1ms ^ 2000ms !').toBe('1100ms a', { a: 'k1' });
       // ... and behind it a small one (it may pass: another priority) fits once the request window frees, at 100
       // (it used to sleep until the large one fitted, at 1,000, and then wait behind its tokens until 2,000).
       // Its tokens leave the token window at 1,100: the large one's turn.
@@ -945,33 +916,21 @@ describe('pool: admission queue', () => {
     scheduler.run(({ expectObservable }) => {
       // Three requests per 100 ms, and 50 tokens per second: a request asking for a whole second's tokens waits.
       const pool = makePool(scheduler, {
-        keys: [
-          {
-            key: 'sk-a',
-            label: 'k1',
-            limits: {
-              quotas: [
-                { requests: 3, windowMs: 100 },
-                { tokens: 50, windowMs: 1_000 },
-              ],
-            },
-          },
-        ],
+        keys: [tokenQuotaKey(3)],
         store: createMemoryStore({ arrivalMarginMs: 0 }),
       });
-      const small = chatRequest('hi', { max_tokens: 1 });
       const acquire = (request: ChatRequest, priority = 0) =>
         pool[POOL_PORT].acquire(request, { models: [MODEL], priority }).pipe(leaseLabel);
       // Three holders fill the request window until 100 (and hold their slots until 300).
       for (let holder = 0; holder < 3; holder++) expectObservable(acquire(small), '^ 300ms !').toBe('a', { a: 'k1' });
       // From 1, a high-priority request for 10,000 tokens waits at the head of the queue: at 100 it
       // still does not fit the token window, so the drain passes over it ...
-      let large: Subscription | undefined;
+      let waitingLarge: Subscription | undefined;
       scheduler.schedule(() => {
-        large = acquire(chatRequest('big', { max_tokens: 10_000 }), 1).subscribe();
+        waitingLarge = acquire(large, 1).subscribe();
       }, 1);
       // ... and admits the next one, whose caller then cancels the large one (a race between them, say).
-      expectObservable(acquire(small).pipe(tap(() => large?.unsubscribe())), '2ms ^ 400ms !').toBe('100ms a', { a: 'k1' });
+      expectObservable(acquire(small).pipe(tap(() => waitingLarge?.unsubscribe())), '2ms ^ 400ms !').toBe('100ms a', { a: 'k1' });
       // The third waiting request fits too: admitted at 100 as well, not when a holder leaves at 300.
       expectObservable(acquire(small), '3ms ^ 400ms !').toBe('100ms a', { a: 'k1' });
     });

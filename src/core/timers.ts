@@ -26,3 +26,11 @@ export function scheduleAfter(scheduler: SchedulerLike, delayMs: number, work: (
     Math.min(delay, MAX_TIMER_DELAY_MS),
   );
 }
+
+/**
+ * `baseMs · factor^steps`, at most `capMs`. A base of 0 stays 0: `0 × factor^steps` turns NaN once
+ * the power overflows, and a NaN cooldown would never end nor be extended.
+ */
+export function cappedBackoffMs(baseMs: number, factor: number, steps: number, capMs: number): number {
+  return baseMs === 0 ? 0 : Math.min(capMs, baseMs * factor ** steps);
+}

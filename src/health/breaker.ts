@@ -1,3 +1,4 @@
+import { cappedBackoffMs } from '../core/timers.js';
 import { WindowedCount } from './windowed-count.js';
 
 /**
@@ -173,8 +174,7 @@ export class Breaker {
   private open(now: number): boolean {
     const { cooldownMs, cooldownMultiplier, maxCooldownMs } = this.policy;
     const openings = this.inner.value === 'closed' ? 0 : this.inner.openings;
-    // No cooldown stays none: 0 × multiplier^openings turns NaN once the power overflows.
-    const cooldown = cooldownMs === 0 ? 0 : Math.min(maxCooldownMs, cooldownMs * cooldownMultiplier ** openings);
+    const cooldown = cappedBackoffMs(cooldownMs, cooldownMultiplier, openings, maxCooldownMs);
     this.window.clear();
     // A cooldown is only ever extended: a hint may already hold the breaker open for longer.
     this.inner = { value: 'open', until: Math.max(this.openUntil, now + cooldown), openings: openings + 1 };

@@ -137,14 +137,11 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   // subscriber instead of three for every request in flight.
   const retryPolicies: RetryPolicy[] = [];
   const { scheduler } = pool;
+  if (options.rateLimit !== false) retryPolicies.push(rateLimitRetryPolicy({ ...options.rateLimit, onMidStreamError, scheduler }));
+  if (options.fallback !== false) retryPolicies.push(modelFallbackPolicy({ ...options.fallback, onMidStreamError, scheduler }));
+  if (options.transient !== false) retryPolicies.push(transientRetryPolicy({ ...options.transient, onMidStreamError, scheduler }));
   // A backoff ends with the pool: the retry's acquisition then fails the request at once.
-  const cutShort$ = pool[POOL_PORT].disposed$;
-  if (options.rateLimit !== false)
-    retryPolicies.push({ ...rateLimitRetryPolicy({ ...options.rateLimit, onMidStreamError, scheduler }), cutShort$ });
-  if (options.fallback !== false)
-    retryPolicies.push({ ...modelFallbackPolicy({ ...options.fallback, onMidStreamError, scheduler }), cutShort$ });
-  if (options.transient !== false)
-    retryPolicies.push({ ...transientRetryPolicy({ ...options.transient, onMidStreamError, scheduler }), cutShort$ });
+  const disposed$ = pool[POOL_PORT].disposed$;
   let sequence = 0;
 
   const modelWaitMs = options.modelWaitMs ?? 30_000;
@@ -160,7 +157,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
       return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
     }
-    const attempts$ = retryPolicies.length === 0 ? attemptsOf(request) : nestedRetryLoops(attemptsOf(request), retryPolicies);
+    const attempts$ = retryPolicies.length === 0 ? attemptsOf(request) : nestedRetryLoops(attemptsOf(request), retryPolicies, disposed$);
     return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, modelWaitMs);
   };
 

@@ -25,8 +25,6 @@ export interface RetryPolicy {
   scheduler: SchedulerLike;
   /** Called for every attempt that starts, saying whether it is a retry (the retry budget counts first attempts). */
   onAttempt?: (isRetry: boolean) => void;
-  /** Ends a backoff at once when it emits (the pool was disposed): the retry then fails as its acquisition does. */
-  cutShort$?: Observable<unknown>;
 }
 
 /**
@@ -48,9 +46,14 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
  * without a subscriber chain per operator for every request in flight. A loop that retries
  * starts the loops inside it afresh, as resubscribing them would.
  */
-export function nestedRetryLoops(source: Observable<AttemptEvent>, policies: readonly RetryPolicy[]): Observable<AttemptEvent> {
+export function nestedRetryLoops(
+  source: Observable<AttemptEvent>,
+  policies: readonly RetryPolicy[],
+  /** Ends any backoff at once when it emits (the pool was disposed): the retry then fails as its acquisition does. */
+  cutShort$?: Observable<unknown>,
+): Observable<AttemptEvent> {
   return new Observable<AttemptEvent>((subscriber) => {
-    const run = new RetryRun(source, policies, subscriber);
+    const run = new RetryRun(source, policies, subscriber, cutShort$);
     run.subscribeSource();
     return run;
   });
@@ -111,6 +114,7 @@ class RetryRun {
     private readonly source: Observable<AttemptEvent>,
     policies: readonly RetryPolicy[],
     private readonly subscriber: Subscriber<AttemptEvent>,
+    private readonly cutShort$: Observable<unknown> | undefined,
   ) {
     this.loops = policies.map((policy) => new LoopState(policy));
   }
@@ -218,7 +222,7 @@ class RetryRun {
     return undefined;
   }
 
-  /** Retries after `delayMs`, or as soon as the policy cuts the backoff short. */
+  /** Retries after `delayMs`, or as soon as `cutShort$` emits. */
   private retryAfter(loop: LoopState, index: number, delayMs: number): void {
     const backoff = new Subscription();
     loop.retryTimer = backoff;
@@ -227,7 +231,7 @@ class RetryRun {
       this.retryFrom(index);
     };
     backoff.add(scheduleAfter(loop.policy.scheduler, delayMs, retry));
-    if (loop.policy.cutShort$ !== undefined && !backoff.closed) backoff.add(loop.policy.cutShort$.subscribe(retry));
+    if (this.cutShort$ !== undefined && !backoff.closed) backoff.add(this.cutShort$.subscribe(retry));
   }
 
   /** Loop `index` resubscribes its source: the loops inside it start afresh. */

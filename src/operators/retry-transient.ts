@@ -1,4 +1,5 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
+import { cappedBackoffMs } from '../core/timers.js';
 import { retriedBy } from '../core/error-policy.js';
 import { WindowedCount } from '../health/windowed-count.js';
 import { movesOn, type AttemptEvent } from './attempt-event.js';
@@ -110,7 +111,7 @@ export function transientRetryPolicy(config: RetryTransientConfig): RetryPolicy 
       // The next model, not the failing one: nothing to wait out, and no retry of a failing route.
       if (movesOn(error)) return 0;
       if (budget !== undefined && !budget.tryRetry(scheduler.now())) return undefined;
-      return Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1)));
+      return Math.floor(random() * cappedBackoffMs(baseDelayMs, 2, failures - 1, maxDelayMs));
     },
     maxWaitMs: undefined,
     onMidStreamError: config.onMidStreamError ?? 'error',

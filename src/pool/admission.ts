@@ -85,9 +85,8 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /** Whether `entry` may take an attempt on `model` now (see `Eligibility`). */
   keyAdmits(entry: KeyEntry, model: ModelEntry, now: number, tokens: number): boolean {
-    if (entry.disabled || entry.exhaustedUntil > now || entry.parkedUntil > now || entry.fullUntil > now) return false;
+    if (entry.restsAt(now) || entry.fullUntil > now) return false;
     const account = entry.account;
-    if (account.exhaustedUntil > now || account.parkedUntil > now) return false;
     if (account.concurrency !== undefined && !account.concurrency.hasRoom(account.inFlight)) return false;
     if (entry.breaker.state !== 'closed') {
       if (entry.breaker.advance(now)) this.context.publisher.markKey(entry);

@@ -169,6 +169,14 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
     return this.credential.label;
   }
 
+  /** Held back by its own or its account's state: disabled, out of credit or limit, or parked by a 429. */
+  restsAt(now: number): boolean {
+    const account = this.account;
+    return (
+      this.disabled || this.exhaustedUntil > now || this.parkedUntil > now || account.exhaustedUntil > now || account.parkedUntil > now
+    );
+  }
+
   build(): KeyHealth {
     return this.toRecord(this);
   }

@@ -1,4 +1,5 @@
 import { ERROR_POLICY } from '../core/error-policy.js';
+import { cappedBackoffMs } from '../core/timers.js';
 import type { ErrorScope, OpenRouterError } from '../core/errors.js';
 import { addUsage, lastErrorOf } from '../health/records.js';
 import { nextUtcMidnight } from '../health/utc-day-window.js';
@@ -266,8 +267,7 @@ export class OutcomePolicy {
     // (half fixed, half random), so what is parked together does not resume together.
     const grows = !sameBurst && sentAt >= holder.parkedUntil;
     const steps = grows ? holder.rateLimitStreak : Math.max(0, holder.rateLimitStreak - 1);
-    // No cooldown stays none (0 × 2^1024 would be NaN, and a NaN park would never end nor be extended).
-    const backoffMs = rateLimitCooldownMs === 0 ? 0 : Math.min(maxRateLimitCooldownMs, rateLimitCooldownMs * 2 ** steps);
+    const backoffMs = cappedBackoffMs(rateLimitCooldownMs, 2, steps, maxRateLimitCooldownMs);
     // A platform 429's `X-RateLimit-Reset` is exact to the millisecond; `Retry-After` rounds it up to
     // whole seconds. A hint of no wait (a reset already past: the server's clock behind ours) says
     // nothing: the next hint, else the backoff, stands, or the key would be retried into 429 after 429.

@@ -80,11 +80,5 @@ export function nextChangeAt(context: PoolContext, triedTokens: ReadonlyMap<stri
  * breaker, a disabled key): only such a key can take room that other pools on a shared store free.
  */
 export function keyOpenToStore(context: PoolContext, now: number): boolean {
-  for (const entry of context.registry.keys) {
-    if (entry.disabled || entry.parkedUntil > now || entry.exhaustedUntil > now || entry.breaker.state === 'open') continue;
-    const account = entry.account;
-    if (account.parkedUntil > now || account.exhaustedUntil > now) continue;
-    return true;
-  }
-  return false;
+  return context.registry.keys.some((entry) => !entry.restsAt(now) && entry.breaker.state !== 'open');
 }

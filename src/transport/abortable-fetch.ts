@@ -49,16 +49,33 @@ export async function bodyText(response: Response, signal: AbortSignal): Promise
   if (signal.aborted) cancel();
   else signal.addEventListener('abort', cancel, { once: true });
   try {
-    const decoder = new TextDecoder();
-    let text = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return text + decoder.decode();
-      text += decoder.decode(value, { stream: true });
-    }
+    return await readText(reader, new TextDecoder());
   } finally {
     signal.removeEventListener('abort', cancel);
   }
+}
+
+/** Everything `reader` holds until its end (or its cancel), decoded once; `decoder` must not be streaming. */
+export async function readText(reader: ReadableStreamDefaultReader<Uint8Array>, decoder: TextDecoder): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    length += value.byteLength;
+  }
+  return decoder.decode(chunks.length === 1 ? chunks[0] : concatBytes(chunks, length));
+}
+
+function concatBytes(chunks: readonly Uint8Array[], length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
 }
 
 /** Cancels a response's body if it has a WHATWG one; whatever a caller's `fetch` resolved with, nothing throws. */

@@ -12,7 +12,7 @@ import {
 } from '../wire/chunk.js';
 import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
-import { discardBody } from './abortable-fetch.js';
+import { discardBody, readText } from './abortable-fetch.js';
 import { truncatedStreamError, type AttemptIdentity } from './attempt-errors.js';
 import { KeyText, StreamRedactor, redactError, redactValue } from './redact.js';
 import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
@@ -155,17 +155,8 @@ export class Attempt {
   private async textOf(response: Response): Promise<string> {
     const body = response.body;
     if (body === null || typeof body.getReader !== 'function') return response.text();
-    const reader = body.getReader();
-    this.reader = reader;
-    const chunks: Uint8Array[] = [];
-    let length = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      length += value.byteLength;
-    }
-    return this.settings.bodyDecoder.decode(chunks.length === 1 ? chunks[0] : concatBytes(chunks, length));
+    this.reader = body.getReader();
+    return readText(this.reader, this.settings.bodyDecoder);
   }
 
   private abortExchange(): void {
@@ -354,16 +345,6 @@ function readerChunks(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIte
 }
 
 function ignore(): void {}
-
-function concatBytes(chunks: readonly Uint8Array[], length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
-}
 
 /** The request as OpenRouter takes it: without the caller's correlation `id`. */
 function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {

@@ -63,7 +63,10 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
     });
   } catch (error: unknown) {
     if (call.signal.aborted) throw error;
-    throw timedOut ? headersTimeoutError(identity) : errorFromFetch(error, identity);
+    // The caller's `fetch` threw it: an error of its own is left as it is, and a copy redacted.
+    throw timedOut
+      ? headersTimeoutError(identity)
+      : errorFromFetch(error instanceof OpenRouterError ? copyError(error, {}) : error, identity);
   } finally {
     timeout.unsubscribe();
   }
@@ -85,7 +88,6 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
 
 /** What `openRouterFetch` rejected with, typed (it already is, unless `fetch` itself threw something odd). */
 export function errorFromFetch(error: unknown, identity: AttemptIdentity): OpenRouterError {
-  // The caller's own error (its `fetch` threw it) is left as it is: the copy is redacted.
-  if (error instanceof OpenRouterError) return redactError(copyError(error, {}), identity.key);
+  if (error instanceof OpenRouterError) return redactError(error, identity.key);
   return redactError(connectionError(error instanceof Error ? error : new Error(String(error)), identity), identity.key);
 }
