@@ -328,6 +328,40 @@ describe('pool: what each refusal does to health', () => {
     });
   });
 
+  it('a key put back into service after every key was disabled serves again, and its second 401 leaves none', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler, {
+        keys: [
+          { key: 'sk-a', label: 'k1' },
+          { key: 'sk-b', label: 'k2' },
+        ],
+      });
+      const revoked = () => new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 });
+      // Putting back a key that serves changes nothing.
+      scheduler.schedule(() => pool.enable('k2'), 5);
+      failAt(scheduler, pool, 10, revoked(), 'k1');
+      failAt(scheduler, pool, 20, revoked(), 'k2');
+      scheduler.schedule(() => pool.enable('k1'), 30);
+      failAt(scheduler, pool, 40, revoked(), 'k1');
+      const labelOf = map((lease: KeyLease) => lease.label);
+      const noKey = expect.objectContaining({ name: 'NoKeyAvailableError' });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(labelOf), '25ms ^').toBe(
+        '25ms #',
+        undefined,
+        noKey,
+      );
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(labelOf), '35ms ^ 1ms !').toBe('35ms a', {
+        a: 'k1',
+      });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(labelOf), '45ms ^').toBe(
+        '45ms #',
+        undefined,
+        noKey,
+      );
+    });
+  });
+
   it('403 key limit exhausts the key until exhaustedRetryMs (or its retryAfterMs), then it serves again', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {

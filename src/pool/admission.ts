@@ -346,7 +346,7 @@ export class Admission implements LeaseOwner, Eligibility {
   }
 
   private enqueue(ticket: Ticket): void {
-    if (this.context.registry.keys.every((entry) => entry.disabled)) {
+    if (this.context.registry.everyKeyDisabled) {
       ticket.fail(noKeyAvailableError(this.context.registry.keys));
       return;
     }
@@ -428,7 +428,7 @@ export class Admission implements LeaseOwner, Eligibility {
     try {
       do {
         this.drainAgain = false;
-        if (this.context.registry.keys.every((entry) => entry.disabled)) {
+        if (this.context.registry.everyKeyDisabled) {
           for (const ticket of this.queue.splice(0)) this.refuse(ticket, noKeyAvailableError(this.context.registry.keys));
           break;
         }

@@ -139,8 +139,13 @@ export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
   }
 }
 
+/** How many keys of a registry are disabled, counted as each changes, so no request scans every key to know whether all are. */
+export class DisabledKeyCount {
+  value = 0;
+}
+
 export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate {
-  disabled = false;
+  #disabled = false;
   /** Found from key info (`creator_user_id`) unless the config named it. */
   account: AccountEntry;
   exhaustedUntil = 0;
@@ -160,9 +165,20 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
     private readonly toRecord: (entry: KeyEntry) => KeyHealth,
     /** The config named its account: key info does not move it. */
     readonly accountConfigured: boolean,
+    private readonly disabledKeys: DisabledKeyCount,
   ) {
     super();
     this.account = account;
+  }
+
+  get disabled(): boolean {
+    return this.#disabled;
+  }
+
+  set disabled(disabled: boolean) {
+    if (disabled === this.#disabled) return;
+    this.#disabled = disabled;
+    this.disabledKeys.value += disabled ? 1 : -1;
   }
 
   get label(): string {

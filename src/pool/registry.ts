@@ -4,7 +4,7 @@ import type { KeyCredential } from '../core/types.js';
 import { Breaker } from '../health/breaker.js';
 import type { ScopeDefinition, StateStore } from '../store/state-store.js';
 import type { ResolvedPoolConfig } from './config.js';
-import { AccountEntry, KeyEntry, ModelEntry } from './entities.js';
+import { AccountEntry, DisabledKeyCount, KeyEntry, ModelEntry } from './entities.js';
 import { keyHealthOf, modelHealthOf } from './record-builders.js';
 
 /** Whether a `models` limit pattern (exact, or with `*` wildcards) names `model`. */
@@ -37,6 +37,7 @@ export class Registry {
   readonly accounts = new Map<string, AccountEntry>();
   readonly models = new Map<string, ModelEntry>();
   private readonly byLabel = new Map<string, KeyEntry>();
+  private readonly disabledKeys = new DisabledKeyCount();
   /** A model record was added or dropped since `takeModelSetChange` was last asked. */
   private modelSetChange = false;
 
@@ -59,6 +60,7 @@ export class Registry {
         new Breaker(config.breaker),
         (self) => keyHealthOf(self, this.store, this.scheduler.now()),
         keyConfig.accountConfigured,
+        this.disabledKeys,
       );
       account.keys.push(entry);
       this.keys.push(entry);
@@ -78,6 +80,11 @@ export class Registry {
   /** Whether a model record was added or dropped since the last `takeModelSetChange`, without taking it. */
   get modelSetChanged(): boolean {
     return this.modelSetChange;
+  }
+
+  /** Whether no key can serve at all until one is put back into service. */
+  get everyKeyDisabled(): boolean {
+    return this.disabledKeys.value === this.keys.length;
   }
 
   key(label: string): KeyEntry | undefined {
