@@ -150,8 +150,12 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
     let request: ChatRequest;
     try {
-      // A copy: routes are per request object, and one input object may be sent twice.
-      request = { ...validateBalancedRequest(input), id: requestId };
+      // A copy: routes are per request object, and one input object may be sent twice. Not a
+      // spread: once this code was optimised, V8 gave every `{ ...input, id }` made here a hidden
+      // class of its own (10,000 requests in flight held 10,000 maps), where `Object.assign` and
+      // an added field share one per shape of input.
+      request = Object.assign({}, validateBalancedRequest(input));
+      request.id = requestId;
     } catch (error) {
       const message = error instanceof ValidationError ? error.message : String(error);
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });

@@ -19,6 +19,8 @@ export class Ticket {
   cancelled = false;
   lease: AdmittedLease | undefined;
   #signature: string | undefined;
+  /** Dropped at the teardown (see `unsubscribe`). */
+  #subscriber: Subscriber<KeyLease> | undefined;
 
   constructor(
     readonly request: ChatRequest,
@@ -26,9 +28,11 @@ export class Ticket {
     readonly tokens: number,
     readonly priority: number,
     readonly seq: number,
-    private readonly subscriber: Subscriber<KeyLease>,
+    subscriber: Subscriber<KeyLease>,
     private readonly queue: TicketQueue,
-  ) {}
+  ) {
+    this.#subscriber = subscriber;
+  }
 
   /** The teardown: rxjs calls it when the acquisition's subscriber ends. */
   unsubscribe(): void {
@@ -36,6 +40,12 @@ export class Ticket {
     this.queue.dequeue(this);
     // A lease its holder did not free (it left): the slot goes to a waiting request after the teardown.
     this.lease?.releaseOnTeardown();
+    // The ticket may outlive its subscription: rxjs keeps its teardowns in an array it does not
+    // clear, which V8 may have placed in the old generation (it pretenures the array's allocation
+    // site once many subscriptions are long-lived, as requests in flight are). Young objects that
+    // array reaches survive the next scavenges; what the ticket drops here does not go with it.
+    this.lease = undefined;
+    this.#subscriber = undefined;
   }
 
   /**
@@ -49,13 +59,13 @@ export class Ticket {
 
   admit(lease: AdmittedLease): void {
     this.lease = lease;
-    this.subscriber.next(lease);
+    this.#subscriber?.next(lease);
   }
 
   /** Fails the request: it is done, and its queue timeout with it. */
   fail(error: OpenRouterError): void {
     this.cancelled = true;
     this.timeout?.unsubscribe();
-    this.subscriber.error(error);
+    this.#subscriber?.error(error);
   }
 }
