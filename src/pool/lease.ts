@@ -81,19 +81,45 @@ export class AdmittedLease implements KeyLease {
     return this.#sentAt;
   }
 
-  // Own function properties, not prototype methods: a lease's methods are handed around as
-  // callbacks (`finalize(lease.release)`) and must work unbound, as they did when a lease was an
-  // object of closures.
-  readonly markSent = (): void => {
+  // A lease's methods are handed around as callbacks (`finalize(lease.release)`) and must work
+  // unbound. Each is bound on first use and kept, not made with every lease: most callers use a few
+  // of them, and an acquisition that is cancelled at once none.
+  #boundMarkSent: (() => void) | undefined;
+  #boundMarkResponded: ((accepted?: boolean) => void) | undefined;
+  #boundRefund: (() => void) | undefined;
+  #boundReconcile: ((usage: Usage) => void) | undefined;
+  #boundRelease: (() => void) | undefined;
+
+  get markSent(): () => void {
+    return (this.#boundMarkSent ??= () => this.#markSent());
+  }
+
+  get markResponded(): (accepted?: boolean) => void {
+    return (this.#boundMarkResponded ??= (accepted = true) => this.#markResponded(accepted));
+  }
+
+  get refund(): () => void {
+    return (this.#boundRefund ??= () => this.#refund());
+  }
+
+  get reconcile(): (usage: Usage) => void {
+    return (this.#boundReconcile ??= (usage) => this.#context.store.reconcile(this.#reservation, usage.totalTokens));
+  }
+
+  get release(): () => void {
+    return (this.#boundRelease ??= () => this.#release(false));
+  }
+
+  #markSent(): void {
     if (this.#responded || this.#released) return;
     const at = this.#context.scheduler.now();
     this.#learning?.moveSend(this.#plan, this.#sentAt, at);
     this.#sentAt = at;
     this.#context.store.markSent(this.#reservation, at, this.#context.sendMargin.currentMs);
     this.#owner.sent();
-  };
+  }
 
-  readonly markResponded = (accepted = true): void => {
+  #markResponded(accepted: boolean): void {
     if (this.#responded || this.#released) return;
     this.#responded = true;
     const at = this.#context.scheduler.now();
@@ -102,18 +128,12 @@ export class AdmittedLease implements KeyLease {
     const countedBy = accepted ? this.#modelEntry.answerLag.countedBy(this.#sentAt, at, this.#context.sendMargin.answeredSlackMs) : at;
     this.#context.store.markResponded(this.#reservation, countedBy);
     this.#owner.responded(this.#modelEntry, this.#entry, accepted, at);
-  };
+  }
 
-  readonly refund = (): void => {
+  #refund(): void {
     this.#learning?.forgetSend(this.#plan, this.#sentAt);
     this.#context.store.refund(this.#reservation);
-  };
-
-  readonly reconcile = (usage: Usage): void => {
-    this.#context.store.reconcile(this.#reservation, usage.totalTokens);
-  };
-
-  readonly release = (): void => this.#release(false);
+  }
 
   /**
    * Frees the slot from its acquisition's teardown: a waiting request takes it once the teardown
