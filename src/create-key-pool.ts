@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import { createPool, type KeyPool } from './create-pool.js';
+import type { KeyCredential } from './core/types.js';
 import type { KeyPoolInput } from './pool/config.js';
 import { createOpenRouterTransport, fetchKeyInfo, type OpenRouterClientOptions } from './transport/index.js';
 import { clientOptionsSchema } from './transport/client-options.js';
@@ -25,11 +26,12 @@ export function createKeyPool(options: KeyPoolOptions): KeyPool {
   const endpoint = safeParseEnglish(endpointSchema, { baseURL, appUrl, appTitle, timeoutMs });
   if (!endpoint.success) throw new ValidationError(formatZodError(endpoint.error, 'key pool config'), endpoint.error.issues);
   const client: OpenRouterClientOptions = Object.fromEntries(Object.entries(endpoint.data).filter(([, value]) => value !== undefined));
-  return createPool({
-    ...config,
-    transport:
-      config.transport ??
-      createOpenRouterTransport({ ...client, ...(config.scheduler === undefined ? {} : { scheduler: config.scheduler }) }),
-    keyInfo: config.keyInfo ?? ((key) => fetchKeyInfo(key, client)),
-  });
+  return createPool(
+    Object.assign({}, config, {
+      transport:
+        config.transport ??
+        createOpenRouterTransport(Object.assign({}, client, config.scheduler === undefined ? {} : { scheduler: config.scheduler })),
+      keyInfo: config.keyInfo ?? ((key: KeyCredential) => fetchKeyInfo(key, client)),
+    }),
+  );
 }

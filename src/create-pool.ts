@@ -29,13 +29,13 @@ class BalancedPool extends Pool implements KeyPool {
   private defaultBalance: OperatorFunction<ChatRequest, BalanceEvent> | undefined;
 
   complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent> {
-    return this.single({ ...request, stream: false }, options).pipe(
+    return this.single(Object.assign({}, request, { stream: false }), options).pipe(
       filter((event): event is CompletionEvent => event.type === 'completion'),
     );
   }
 
   stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
-    return this.single({ ...request, stream: true }, options);
+    return this.single(Object.assign({}, request, { stream: true }), options);
   }
 
   private single(request: ChatRequest, options: BalanceOptions | undefined): Observable<ChunkEvent | RestartEvent | CompletionEvent> {

@@ -28,11 +28,11 @@ export async function startCliFake(latencyMs: number): Promise<FakeSetup> {
   const [north, south, east, west] = FAKE_KEYS as [CliKey, CliKey, CliKey, CliKey];
   const fake = await startFakeOpenRouter({
     keys: [
-      { ...north, limit: 10, usage: 1.25 },
+      Object.assign({}, north, { limit: 10, usage: 1.25 }),
       // The pool is not told this quota: it learns it from the 429s and their reset headers.
-      { ...south, quota: { requests: 4, windowMs: 1000 }, limit: 5, usage: 4.5 },
-      { ...east, limit: null, usage: 0.4 },
-      { ...west, revoked: true },
+      Object.assign({}, south, { quota: { requests: 4, windowMs: 1000 }, limit: 5, usage: 4.5 }),
+      Object.assign({}, east, { limit: null, usage: 0.4 }),
+      Object.assign({}, west, { revoked: true }),
     ],
     defaultModel: { latencyMs, chunkCount: 5, chunkGapMs: 10 },
   });

@@ -118,7 +118,7 @@ export class ProgressReporter {
   ) {}
 
   start(total: number): void {
-    this.counts = { ...this.counts, total };
+    this.counts = Object.assign({}, this.counts, { total });
     this.startedAt = this.now();
     if (this.mode === 'bar') {
       this.draw();
@@ -129,7 +129,7 @@ export class ProgressReporter {
   }
 
   update(counts: Omit<ProgressCounts, 'total'>): void {
-    this.counts = { ...counts, total: this.counts.total };
+    this.counts = Object.assign({}, counts, { total: this.counts.total });
     if (this.mode === 'plain') this.plain(false);
   }
 

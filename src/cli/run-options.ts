@@ -123,7 +123,7 @@ export function parseRunArgs(argv: readonly string[]): ParsedRun {
     throw new UsageError(`one prompts file at a time; got ${positionals.length}: ${positionals.join(' ')}`);
   }
   const { help: _help, ...flags } = values;
-  const parsed = runFlagsSchema.safeParse({ ...flags, input: positionals[0] });
+  const parsed = runFlagsSchema.safeParse(Object.assign({}, flags, { input: positionals[0] }));
   if (!parsed.success) throw new UsageError(describeFlagIssues(parsed.error));
   const data = parsed.data;
   return {

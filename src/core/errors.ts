@@ -301,14 +301,14 @@ export class AttemptTimeoutError extends OpenRouterError {
   readonly limitMs: number;
 
   constructor(phase: TimeoutPhase, limitMs: number, options: Omit<OpenRouterErrorOptions, 'message'> & { message?: string }) {
-    super({ ...options, message: options.message ?? `${phase} timeout: no answer within ${limitMs} ms` });
+    super(Object.assign({}, options, { message: options.message ?? `${phase} timeout: no answer within ${limitMs} ms` }));
     this.phase = phase;
     this.limitMs = limitMs;
   }
 
   /** A log-safe plain object (no stack, no cause chain, no key text), with `phase` and `limitMs`. */
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), phase: this.phase, limitMs: this.limitMs };
+    return Object.assign(super.toJSON(), { phase: this.phase, limitMs: this.limitMs });
   }
 }
 
@@ -455,7 +455,7 @@ export class AttemptsExhaustedError extends OpenRouterError {
 
   /** A log-safe plain object (no stack, no cause chain, no key text), with `attempts` and `lastError`. */
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), lastError: this.lastError.toJSON() };
+    return Object.assign(super.toJSON(), { lastError: this.lastError.toJSON() });
   }
 }
 

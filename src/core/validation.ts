@@ -46,7 +46,8 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'invalid_union' && issue.errors.length > 0) {
     // A branch the value got into (an object, wrong in a field of its own): name those fields.
     const reached = issue.errors.find((branch) => branch.length > 0 && branch.every((inner) => inner.path.length > 0));
-    if (reached !== undefined) return reached.flatMap((inner) => describeIssue({ ...inner, path: [...issue.path, ...inner.path] }));
+    if (reached !== undefined)
+      return reached.flatMap((inner) => describeIssue(Object.assign({}, inner, { path: [...issue.path, ...inner.path] })));
     // zod says only "Invalid input" for a value no branch of a union took; say what each branch expects.
     const expected = [...new Set(issue.errors.flatMap((branch) => branch.map(expectation)))];
     return [`${formatPath(issue.path)}: ${expected.join(', or ')}`];

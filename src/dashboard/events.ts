@@ -55,7 +55,7 @@ export function streamHealth(source: HealthSource, response: ServerResponse, opt
 
   const frame = (health: PoolHealth) => {
     const failedAttempts = options.failedAttempts?.();
-    const data: HealthFrame = failedAttempts === undefined ? health : { ...health, failedAttempts };
+    const data: HealthFrame = failedAttempts === undefined ? health : Object.assign({}, health, { failedAttempts });
     return `data: ${JSON.stringify(data)}\n\n`;
   };
   const write = (text: string) => {

@@ -115,25 +115,24 @@ export class PoolMetrics {
     const latency = new Family('openrouter_rx_key_latency_seconds', 'gauge', "Moving average of the key's attempt latency.");
     for (const key of health.keys) {
       const labels = keyLabels(key);
-      for (const name of KEY_STATES) state.add({ ...labels, state: name }, key.state === name ? 1 : 0);
+      for (const name of KEY_STATES) state.add(Object.assign({}, labels, { state: name }), key.state === name ? 1 : 0);
       inFlight.add(labels, key.inFlight);
       if (key.concurrencyLimit !== null) concurrency.add(labels, key.concurrencyLimit);
       for (const quota of key.quota) {
-        const quotaLabels = {
-          ...labels,
+        const quotaLabels = Object.assign({}, labels, {
           scope: quota.scope,
           unit: quota.unit,
           window_ms: String(quota.windowMs),
           source: quota.source,
           bucket: quota.bucket ?? '',
           model: quota.model ?? '',
-        };
+        });
         quotaLimit.add(quotaLabels, quota.limit);
         quotaRemaining.add(quotaLabels, quota.remaining);
       }
       requests.add(labels, key.usage.requests);
-      tokens.add({ ...labels, type: 'prompt' }, key.usage.promptTokens);
-      tokens.add({ ...labels, type: 'completion' }, key.usage.completionTokens);
+      tokens.add(Object.assign({}, labels, { type: 'prompt' }), key.usage.promptTokens);
+      tokens.add(Object.assign({}, labels, { type: 'completion' }), key.usage.completionTokens);
       cost.add(labels, key.usage.cost);
       if (key.latencyMs !== null) latency.add(labels, key.latencyMs / 1000);
     }
@@ -142,7 +141,7 @@ export class PoolMetrics {
     const modelConcurrency = new Family('openrouter_rx_model_concurrency_limit', 'gauge', "The model's adaptive concurrency limit.");
     for (const model of health.models) {
       const labels = { model: model.model };
-      for (const name of MODEL_STATES) modelState.add({ ...labels, state: name }, model.state === name ? 1 : 0);
+      for (const name of MODEL_STATES) modelState.add(Object.assign({}, labels, { state: name }), model.state === name ? 1 : 0);
       modelInFlight.add(labels, model.inFlight);
       if (model.concurrencyLimit !== null) modelConcurrency.add(labels, model.concurrencyLimit);
     }
@@ -174,8 +173,10 @@ export class PoolMetrics {
     for (const { labels, count } of this.attempts.values()) attempts.add(labels, count);
     const duration = new Family('openrouter_rx_attempt_duration_seconds', 'histogram', 'Latency of successful attempts, by model.');
     for (const { labels, histogram } of this.durations.values()) {
-      DURATION_BUCKETS_S.forEach((bound, index) => duration.add({ ...labels, le: String(bound) }, histogram.buckets[index]!, '_bucket'));
-      duration.add({ ...labels, le: '+Inf' }, histogram.count, '_bucket');
+      DURATION_BUCKETS_S.forEach((bound, index) =>
+        duration.add(Object.assign({}, labels, { le: String(bound) }), histogram.buckets[index]!, '_bucket'),
+      );
+      duration.add(Object.assign({}, labels, { le: '+Inf' }), histogram.count, '_bucket');
       duration.add(labels, histogram.sum, '_sum');
       duration.add(labels, histogram.count, '_count');
     }

@@ -35,7 +35,10 @@ export interface DashboardServer {
 export async function createDashboardServer(options: DashboardServerOptions): Promise<DashboardServer> {
   const { pool, port = 0, host = '127.0.0.1', ...rest } = options;
   // IP addresses are answered anyway; a name (`myhost.lan`) is what a browser puts in Host.
-  const handler = dashboardHandler(pool, isIP(host) === 0 ? { ...rest, allowedHosts: [...(rest.allowedHosts ?? []), host] } : rest);
+  const handler = dashboardHandler(
+    pool,
+    isIP(host) === 0 ? Object.assign({}, rest, { allowedHosts: [...(rest.allowedHosts ?? []), host] }) : rest,
+  );
   const server = createServer((request, response) => {
     if (!handler(request, response)) response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
   });

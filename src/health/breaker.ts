@@ -153,7 +153,7 @@ export class Breaker {
     const inner = this.inner;
     if (inner.value === 'open') {
       if (until <= inner.until) return false;
-      this.inner = { ...inner, until };
+      this.inner = Object.assign({}, inner, { until });
       return true;
     }
     this.inner = { value: 'open', until, openings: inner.value === 'half-open' ? inner.openings : 0 };

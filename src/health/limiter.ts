@@ -132,7 +132,7 @@ export class Limiter {
     const sameWindow = existing !== undefined && existing.quota.windowMs === quota.windowMs && existing.quota.calendar === quota.calendar;
     if (existing !== undefined && sameWindow && seed === undefined) {
       existing.window.window.limit = quota.requests;
-      this.learned.set(quota.bucket, { quota, window: { ...existing.window, source: quota.source } });
+      this.learned.set(quota.bucket, { quota, window: Object.assign({}, existing.window, { source: quota.source }) });
     } else {
       const window = quota.calendar === 'utc-day' ? new UtcDayWindow(quota.requests) : new SlidingWindow(quota.requests, quota.windowMs);
       const since = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - quota.windowMs : now - quota.windowMs;

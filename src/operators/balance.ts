@@ -12,7 +12,7 @@ import { modelFallbackPolicy, type FallbackOnModelErrorConfig } from './fallback
 import { rateLimitRetryPolicy, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
 import { transientRetryPolicy, type RetryTransientConfig } from './retry-transient.js';
 import { nestedRetryLoops, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
-import { keyRotationAttempts } from './with-key-rotation.js';
+import { keyRotationAttempts, type WithKeyRotationConfig } from './with-key-rotation.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
 export type { BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './balance-events.js';
@@ -124,22 +124,25 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const checked = safeParseEnglish(balanceOptionsSchema, options);
   if (!checked.success) throw new ValidationError(formatZodError(checked.error, 'balance options'), checked.error.issues);
   const onMidStreamError = options.onMidStreamError ?? 'error';
-  const attemptsOf = keyRotationAttempts(pool, {
-    ...(options.strategy === undefined ? {} : { strategy: options.strategy }),
-    ...(options.priority === undefined ? {} : { priority: options.priority }),
-    ...(options.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: options.queueTimeoutMs }),
-    ...(options.maxAttemptsPerModel === undefined ? {} : { maxAttemptsPerModel: options.maxAttemptsPerModel }),
-    ...(options.serverFallbacks === undefined ? {} : { serverFallbacks: options.serverFallbacks }),
-    ...(options.timeouts === false ? {} : { timeouts: { ...defaultAttemptTimeouts, ...options.timeouts } }),
-  });
+  const rotation: WithKeyRotationConfig = {};
+  if (options.strategy !== undefined) rotation.strategy = options.strategy;
+  if (options.priority !== undefined) rotation.priority = options.priority;
+  if (options.queueTimeoutMs !== undefined) rotation.queueTimeoutMs = options.queueTimeoutMs;
+  if (options.maxAttemptsPerModel !== undefined) rotation.maxAttemptsPerModel = options.maxAttemptsPerModel;
+  if (options.serverFallbacks !== undefined) rotation.serverFallbacks = options.serverFallbacks;
+  if (options.timeouts !== false) rotation.timeouts = Object.assign({}, defaultAttemptTimeouts, options.timeouts);
+  const attemptsOf = keyRotationAttempts(pool, rotation);
   // retryOnRateLimit, fallbackOnModelError and retryTransient, innermost first, as one loop per
   // request (`nestedRetryLoops`): the same events as piping the three operators, with one
   // subscriber instead of three for every request in flight.
   const retryPolicies: RetryPolicy[] = [];
   const { scheduler } = pool;
-  if (options.rateLimit !== false) retryPolicies.push(rateLimitRetryPolicy({ ...options.rateLimit, onMidStreamError, scheduler }));
-  if (options.fallback !== false) retryPolicies.push(modelFallbackPolicy({ ...options.fallback, onMidStreamError, scheduler }));
-  if (options.transient !== false) retryPolicies.push(transientRetryPolicy({ ...options.transient, onMidStreamError, scheduler }));
+  if (options.rateLimit !== false)
+    retryPolicies.push(rateLimitRetryPolicy(Object.assign({}, options.rateLimit, { onMidStreamError, scheduler })));
+  if (options.fallback !== false)
+    retryPolicies.push(modelFallbackPolicy(Object.assign({}, options.fallback, { onMidStreamError, scheduler })));
+  if (options.transient !== false)
+    retryPolicies.push(transientRetryPolicy(Object.assign({}, options.transient, { onMidStreamError, scheduler })));
   // A backoff ends with the pool: the retry's acquisition then fails the request at once.
   const disposed$ = pool[POOL_PORT].disposed$;
   let sequence = 0;

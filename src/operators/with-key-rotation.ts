@@ -293,7 +293,9 @@ class KeyAttempt {
         ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks)
         : [];
     const wireRequest: ChatRequest =
-      serverChain.length > 0 ? { ...body, model: lease.model, models: [lease.model, ...serverChain] } : { ...body, model: lease.model };
+      serverChain.length > 0
+        ? Object.assign({}, body, { model: lease.model, models: [lease.model, ...serverChain] })
+        : Object.assign({}, body, { model: lease.model });
     // The marker, then the transport's events, through the attempt's timers (inside the attempt,
     // so that the route learns of a timeout like of any failure) to this attempt. Driven here
     // rather than composed from `concat`, `defer` and `attemptTimeouts`, which cost two
@@ -329,7 +331,7 @@ class KeyAttempt {
     lease.markResponded();
     if (event.type === 'end' && event.usage !== undefined) lease.reconcile(event.usage);
     if (event.type === 'completion' && event.completion.usage !== undefined) lease.reconcile(event.completion.usage);
-    const attemptEvent: AttemptEvent = { ...event, requestId: this.requestId, keyLabel: lease.label, model: lease.model };
+    const attemptEvent: AttemptEvent = Object.assign({}, event, { requestId: this.requestId, keyLabel: lease.label, model: lease.model });
     // The first token of a stream; a whole answer has no time to a first token.
     if (this.firstContentAt === undefined && attemptEvent.type === 'chunk' && carriesContent(attemptEvent))
       this.firstContentAt = this.rotation.port.scheduler.now();

@@ -62,22 +62,25 @@ export class AttemptMetrics {
     const key = keyAttributes(event.keyLabel, this.health.key(event.keyLabel));
     this.duration.record(event.latencyMs / 1000, operation);
     if (event.timeToFirstTokenMs !== undefined) this.timeToFirstChunk.record(event.timeToFirstTokenMs / 1000, operation);
-    this.attempts.add(1, { ...key, [ATTR.requestModel]: event.model, [ATTR.outcome]: 'success' });
+    this.attempts.add(1, Object.assign({}, key, { [ATTR.requestModel]: event.model, [ATTR.outcome]: 'success' }));
     const usage = event.usage;
     if (usage === undefined) return;
-    this.tokens.record(usage.promptTokens, { ...operation, [ATTR.tokenType]: 'input' });
-    this.tokens.record(usage.completionTokens, { ...operation, [ATTR.tokenType]: 'output' });
-    if (usage.cost !== undefined && usage.cost > 0) this.cost.add(usage.cost, { ...key, [ATTR.requestModel]: event.model });
+    this.tokens.record(usage.promptTokens, Object.assign({}, operation, { [ATTR.tokenType]: 'input' }));
+    this.tokens.record(usage.completionTokens, Object.assign({}, operation, { [ATTR.tokenType]: 'output' }));
+    if (usage.cost !== undefined && usage.cost > 0) this.cost.add(usage.cost, Object.assign({}, key, { [ATTR.requestModel]: event.model }));
   }
 
   /** `leasedAt`: the scheduler time of the failed attempt's lease, when its `attempt` event was seen. */
   recordFailure(event: FailureEvent, leasedAt: number | undefined): void {
     const key = keyAttributes(event.keyLabel, this.health.key(event.keyLabel));
     if (leasedAt !== undefined) {
-      this.duration.record(Math.max(0, event.at - leasedAt) / 1000, { ...operationAttributes(event.model), [ATTR.errorType]: event.kind });
+      this.duration.record(
+        Math.max(0, event.at - leasedAt) / 1000,
+        Object.assign({}, operationAttributes(event.model), { [ATTR.errorType]: event.kind }),
+      );
     }
-    this.attempts.add(1, { ...key, [ATTR.requestModel]: event.model, [ATTR.outcome]: event.kind });
+    this.attempts.add(1, Object.assign({}, key, { [ATTR.requestModel]: event.model, [ATTR.outcome]: event.kind }));
     if (event.kind === 'rate_limit')
-      this.rateLimits.add(1, { ...key, [ATTR.requestModel]: event.model, [ATTR.rateLimitScope]: event.scope });
+      this.rateLimits.add(1, Object.assign({}, key, { [ATTR.requestModel]: event.model, [ATTR.rateLimitScope]: event.scope }));
   }
 }

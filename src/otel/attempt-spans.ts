@@ -74,8 +74,8 @@ export class AttemptSpans {
   start(event: AttemptStart): void {
     const trail = event.requestId === '' ? undefined : this.trails.get(event.requestId);
     const attributes: Attributes = {
-      ...operationAttributes(event.model),
       [ATTR.system]: PROVIDER_OPENROUTER,
+      ...operationAttributes(event.model),
       [ATTR.requestStream]: event.stream,
       ...keyAttributes(event.keyLabel, this.health.key(event.keyLabel)),
       ...(event.requestId === '' ? {} : { [ATTR.requestId]: event.requestId }),

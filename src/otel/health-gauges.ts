@@ -51,7 +51,8 @@ export class HealthGauges {
       const accountLimits = new Map<string, number>();
       for (const key of snapshot.keys) {
         const attributes = keyAttributes(key.label, key);
-        for (const state of KEY_STATES) result.observe(keyState, key.state === state ? 1 : 0, { ...attributes, [ATTR.keyState]: state });
+        for (const state of KEY_STATES)
+          result.observe(keyState, key.state === state ? 1 : 0, Object.assign({}, attributes, { [ATTR.keyState]: state }));
         result.observe(keyInFlight, key.inFlight, attributes);
         // A key's limit is its account's: reported once per account.
         if (key.concurrencyLimit !== null) accountLimits.set(key.account, key.concurrencyLimit);
@@ -59,11 +60,11 @@ export class HealthGauges {
       for (const model of snapshot.models) {
         const attributes = { [ATTR.requestModel]: model.model };
         for (const state of MODEL_STATES) {
-          result.observe(modelState, model.state === state ? 1 : 0, { ...attributes, [ATTR.modelState]: state });
+          result.observe(modelState, model.state === state ? 1 : 0, Object.assign({}, attributes, { [ATTR.modelState]: state }));
         }
         result.observe(modelInFlight, model.inFlight, attributes);
         if (model.concurrencyLimit !== null) {
-          result.observe(concurrencyLimit, model.concurrencyLimit, { ...attributes, [ATTR.concurrencyScope]: 'model' });
+          result.observe(concurrencyLimit, model.concurrencyLimit, Object.assign({}, attributes, { [ATTR.concurrencyScope]: 'model' }));
         }
       }
       for (const [account, limit] of accountLimits) {

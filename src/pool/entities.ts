@@ -48,10 +48,9 @@ export class AccountEntry {
   /** The account's adaptive limit, started at what is in flight now when it first needs one. */
   adaptiveLimit(): AdaptiveLimit | undefined {
     if (this.concurrency === undefined && this.adaptive !== undefined) {
-      this.concurrency = new AdaptiveLimit({
-        ...this.adaptive,
-        initial: Math.min(this.adaptive.max, Math.max(this.adaptive.min, this.inFlight)),
-      });
+      this.concurrency = new AdaptiveLimit(
+        Object.assign({}, this.adaptive, { initial: Math.min(this.adaptive.max, Math.max(this.adaptive.min, this.inFlight)) }),
+      );
     }
     return this.concurrency;
   }

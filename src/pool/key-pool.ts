@@ -288,7 +288,7 @@ export class Pool implements PoolCore {
     // (and remake the window) with its own sends alone.
     const accountKnown = entry.accountConfigured || (this.config.discoverAccounts && info.creatorUserId !== undefined);
     if (this.ownsStore && accountKnown && (joined || !this.learning.knowsQuota(scope, FREE_MODELS_PER_MINUTE.bucket)))
-      this.learning.assume(scope, { ...FREE_MODELS_PER_MINUTE, source: 'assumed' }, now);
+      this.learning.assume(scope, Object.assign({}, FREE_MODELS_PER_MINUTE, { source: 'assumed' as const }), now);
     const day = { windowMs: 86_400_000, calendar: 'utc-day', source: 'key-info', bucket: FREE_MODELS_DAILY_BUCKET } as const;
     const daily = info.freeModelDailyRequests;
     if (daily !== undefined) {

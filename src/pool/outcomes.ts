@@ -87,7 +87,7 @@ export class OutcomePolicy {
       model.usage = addUsage(model.usage, outcome.usage, true);
       this.context.publisher.markModel(model);
       if (this.context.eventsWatched()) {
-        this.context.emit({ ...outcome, at: now });
+        this.context.emit(Object.assign({}, outcome, { at: now }));
       }
     } else {
       if (this.context.eventsWatched()) {

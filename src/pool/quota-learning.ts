@@ -168,7 +168,7 @@ export class QuotaLearning {
   /** Assumes `quota` (one request looser) for the siblings of `scope` that know no quota of its bucket. */
   private assumeForSiblings(scope: ScopeDefinition, quota: LearnedQuota, now: number): void {
     if (!this.context.config.learning.assumeForSiblings) return;
-    const assumed: LearnedQuota = { ...quota, requests: quota.requests + 1, source: 'assumed' };
+    const assumed: LearnedQuota = Object.assign({}, quota, { requests: quota.requests + 1, source: 'assumed' as const });
     for (const sibling of siblingScopes(this.context, scope)) {
       const known = this.learned.get(sibling.id)?.get(quota.bucket)?.quota;
       if (
@@ -196,7 +196,7 @@ export class QuotaLearning {
     const known = this.learned.get(scope.id)?.get(quota.bucket)?.quota;
     if ((known !== undefined && known.source !== 'assumed') || this.disproved.has(`${scope.id} ${quota.bucket}`) || hasRequestQuota(scope))
       return;
-    const assumed: LearnedQuota = { ...quota, requests: quota.requests + 1, source: 'assumed' };
+    const assumed: LearnedQuota = Object.assign({}, quota, { requests: quota.requests + 1, source: 'assumed' as const });
     // The seed says the server counted nothing beyond these sends: the window is made anew from them.
     this.apply(
       scope,
@@ -241,10 +241,9 @@ export class QuotaLearning {
           .remaining(scope.id, now)
           .some((quota) => quota.bucket === learned.quota.bucket && quota.remaining <= quota.limit / 10);
         if (!atLimit) continue;
-        const raised: LearnedQuota = {
-          ...learned.quota,
+        const raised: LearnedQuota = Object.assign({}, learned.quota, {
           requests: learned.quota.requests + Math.max(1, Math.ceil(learned.quota.requests / 10)),
-        };
+        });
         this.apply(scope, raised, now, 'reprobe');
         this.share(scope, raised);
       }

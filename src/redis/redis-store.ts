@@ -331,7 +331,7 @@ export class RedisStateStore implements StateStore {
   learn(scope: ScopeDefinition, quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes?: readonly number[]): void {
     this.define(scope);
     this.local.get(scope.id)!.learn(quota, now, seed, sendTimes);
-    const share = { ...quota, requests: scaled(quota.requests, this.localShare) };
+    const share = Object.assign({}, quota, { requests: scaled(quota.requests, this.localShare) });
     this.degraded.get(scope.id)!.learn(share, now, seed, sendTimes);
   }
 
@@ -356,7 +356,9 @@ export class RedisStateStore implements StateStore {
     if (!this.shared) return;
     // Learned quotas of a scope, one per window, live beside its other state.
     const key = `${this.prefix}:state:${change.scope}:${change.target}${change.quota === undefined ? '' : `:learned:${change.quota.bucket}`}`;
-    const message = JSON.stringify({ ...change, remainingMs: Number.isFinite(change.remainingMs) ? change.remainingMs : null });
+    const message = JSON.stringify(
+      Object.assign({}, change, { remainingMs: Number.isFinite(change.remainingMs) ? change.remainingMs : null }),
+    );
     const pipeline = this.client.pipeline();
     if (change.state === 'enabled') pipeline.del(key);
     else if (Number.isFinite(change.remainingMs)) pipeline.set(key, message, 'PX', Math.max(1, Math.ceil(change.remainingMs)));
@@ -372,7 +374,7 @@ export class RedisStateStore implements StateStore {
     } catch {
       return; // Not ours, or from a newer version: ignore rather than crash a subscriber.
     }
-    this.changes.next({ ...parsed, remainingMs: parsed.remainingMs ?? Infinity });
+    this.changes.next(Object.assign({}, parsed, { remainingMs: parsed.remainingMs ?? Infinity }));
   }
 
   /** Replays the states other processes set before this one started (what is left of them). */
@@ -388,7 +390,7 @@ export class RedisStateStore implements StateStore {
           const remaining = ttl > 0 ? ttl : Infinity;
           try {
             const parsed = stateMessageSchema.parse(JSON.parse(value));
-            this.changes.next({ ...parsed, remainingMs: remaining, origin: `redis:${parsed.origin}` });
+            this.changes.next(Object.assign({}, parsed, { remainingMs: remaining, origin: `redis:${parsed.origin}` }));
           } catch {
             continue;
           }

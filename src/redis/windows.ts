@@ -43,10 +43,11 @@ export function scaled(value: number, share: number): number {
  */
 export function shareOf(limits: LimitsConfig, share: number): LimitsConfig {
   const scale = (value: number | undefined) => (value === undefined ? undefined : scaled(value, share));
-  return {
-    ...(limits.rpm === undefined ? {} : { rpm: scale(limits.rpm)! }),
-    ...(limits.tpm === undefined ? {} : { tpm: scale(limits.tpm)! }),
-    ...(limits.quotas === undefined
+  return Object.assign(
+    {},
+    limits.rpm === undefined ? {} : { rpm: scale(limits.rpm)! },
+    limits.tpm === undefined ? {} : { tpm: scale(limits.tpm)! },
+    limits.quotas === undefined
       ? {}
       : {
           quotas: limits.quotas.map((quota) => ({
@@ -54,6 +55,6 @@ export function shareOf(limits: LimitsConfig, share: number): LimitsConfig {
             ...(quota.requests === undefined ? {} : { requests: scale(quota.requests)! }),
             ...(quota.tokens === undefined ? {} : { tokens: scale(quota.tokens)! }),
           })),
-        }),
-  };
+        },
+  );
 }

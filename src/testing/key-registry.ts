@@ -106,7 +106,7 @@ export class KeyRegistry {
   setKey(key: string, patch: FakeKeyPatch): void {
     const existing = this.keys.get(key);
     if (existing === undefined) {
-      this.addKey({ ...patch, key });
+      this.addKey(Object.assign({}, patch, { key }));
       return;
     }
     Object.assign(existing.config, patch);
@@ -115,7 +115,7 @@ export class KeyRegistry {
 
   setAccount(id: string, patch: FakeAccountPatch): void {
     const existing = this.accounts.get(id);
-    if (existing === undefined) this.accounts.set(id, newAccount({ ...patch, id }));
+    if (existing === undefined) this.accounts.set(id, newAccount(Object.assign({}, patch, { id })));
     else Object.assign(existing.config, patch);
   }
 

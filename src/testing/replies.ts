@@ -163,7 +163,7 @@ export function platformRateLimitReply(rejection: QuotaRejection, now: number, u
     userId,
   );
   const retryAfterSeconds = Math.max(1, Math.ceil((rejection.resetAt - now) / 1000));
-  return { ...reply, headers: { 'Retry-After': String(retryAfterSeconds), ...rateLimitHeaders } };
+  return Object.assign({}, reply, { headers: { 'Retry-After': String(retryAfterSeconds), ...rateLimitHeaders } });
 }
 
 // Injected faults that answer with an error before any content.
@@ -180,7 +180,7 @@ export interface FaultContext {
 type FaultOf<Type extends FakeFault['type']> = Extract<FakeFault, { type: Type }>;
 
 function withRetryAfter(reply: JsonReply, retryAfterSeconds: number | undefined): JsonReply {
-  return retryAfterSeconds === undefined ? reply : { ...reply, headers: { 'Retry-After': String(retryAfterSeconds) } };
+  return retryAfterSeconds === undefined ? reply : Object.assign({}, reply, { headers: { 'Retry-After': String(retryAfterSeconds) } });
 }
 
 export function statusFaultReply(fault: FaultOf<'status'>, context: FaultContext): JsonReply {

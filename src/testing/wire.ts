@@ -149,7 +149,7 @@ export function finishChunk(generation: Generation): Record<string, unknown> {
 
 /** The usage event as observed after the `stop` event: non-empty `choices` with an empty delta. */
 export function usageChunk(generation: Generation): Record<string, unknown> {
-  return { ...streamChunk(generation, '', null), usage: generation.usage };
+  return Object.assign({}, streamChunk(generation, '', null), { usage: generation.usage });
 }
 
 export interface InBandError {

@@ -243,7 +243,7 @@ export class Attempt {
     const raw = parseStreamChunk(chunk, context);
     return raw.kind === 'error'
       ? scrubbed
-      : { ...scrubbed, delta: raw.delta, ...(raw.reasoning === undefined ? {} : { reasoning: raw.reasoning }) };
+      : Object.assign({}, scrubbed, { delta: raw.delta }, raw.reasoning === undefined ? {} : { reasoning: raw.reasoning });
   }
 
   private onChunk(result: StreamChunkResult): void {

@@ -64,9 +64,10 @@ export function checkOptions(schema: z.ZodMiniType, options: unknown, what: stri
 
 /** The attribution and extra headers every request carries. */
 export function attributionHeaders(options: OpenRouterClientOptions): Record<string, string> {
-  return {
-    ...(options.appUrl === undefined ? {} : { 'HTTP-Referer': options.appUrl }),
-    ...(options.appTitle === undefined ? {} : { 'X-OpenRouter-Title': options.appTitle, 'X-Title': options.appTitle }),
-    ...options.defaultHeaders,
-  };
+  return Object.assign(
+    {},
+    options.appUrl === undefined ? {} : { 'HTTP-Referer': options.appUrl },
+    options.appTitle === undefined ? {} : { 'X-OpenRouter-Title': options.appTitle, 'X-Title': options.appTitle },
+    options.defaultHeaders,
+  );
 }

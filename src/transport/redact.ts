@@ -126,7 +126,7 @@ function scrub(error: OpenRouterError, keyText: KeyText, depth: number): void {
 /** Sets an own, writable data property of an error of ours, and only when the value changed. */
 function rewrite(error: OpenRouterError, name: 'message' | 'stack' | 'metadata' | 'cause', value: unknown): void {
   const current = Object.getOwnPropertyDescriptor(error, name);
-  if (current?.writable === true && current.value !== value) Object.defineProperty(error, name, { ...current, value });
+  if (current?.writable === true && current.value !== value) Object.defineProperty(error, name, Object.assign({}, current, { value }));
 }
 
 /** A new error carrying the name, message, stack and `code` of `cause`, scrubbed; never `cause` itself. */

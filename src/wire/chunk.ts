@@ -45,7 +45,8 @@ export type CompletionResult = { kind: 'completion'; completion: Completion } | 
 export function parseStreamChunk(chunk: unknown, context: WireContext): StreamChunkResult {
   if (!isRecord(chunk)) return { kind: 'error', error: malformed('stream chunk is not a JSON object', context) };
   // Errors name the model that answered when the chunk says so.
-  context = { ...context, model: stringField(chunk['model']) ?? context.model };
+  const answeredBy = stringField(chunk['model']);
+  if (answeredBy !== undefined && answeredBy !== context.model) context = Object.assign({}, context, { model: answeredBy });
 
   // An error event may carry the usage OpenRouter billed for the attempt (§6): keep it.
   const billed = parseUsage(chunk['usage']);

@@ -59,7 +59,7 @@ export interface HttpErrorInput {
 
 /** Classifies a non-2xx response. Never throws, whatever the body holds. */
 export function classifyHttpError(input: HttpErrorInput): OpenRouterError {
-  return classifyErrorResponse({ ...input, origin: 'response' });
+  return classifyErrorResponse(Object.assign({}, input, { origin: 'response' as const }));
 }
 
 export interface ErrorPayloadInput extends HttpErrorInput {

@@ -17,7 +17,7 @@ export function rateLimitInfoFrom(headers: HeaderLookup, body: unknown, message:
   const found = fromHeaders ?? (copied === undefined ? undefined : readHeaders(toHeaderLookup(copied), nowMs));
   if (found === undefined) return undefined;
   const bucket = /rate limit exceeded:\s*([a-z0-9][a-z0-9_-]*)/i.exec(message)?.[1]?.toLowerCase();
-  return bucket === undefined ? found : { ...found, bucket };
+  return bucket === undefined ? found : Object.assign({}, found, { bucket });
 }
 
 function readHeaders(headers: HeaderLookup, nowMs: number): RateLimitInfo | undefined {
