@@ -136,7 +136,7 @@ export class Admission implements LeaseOwner, Eligibility {
     const avoid = ticket.options.avoid;
     const keys = this.context.registry.keys;
     for (const modelId of ticket.options.models) {
-      const model = this.context.registry.model(modelId);
+      const model = this.context.registry.model(modelId, now);
       if (!this.modelAdmits(model, now)) continue;
       const avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < keys.length ? avoid : undefined;
       const placement = new Placement(this, keys, ticket, model, avoiding, now, this.context.config.random);
@@ -182,7 +182,7 @@ export class Admission implements LeaseOwner, Eligibility {
       return true;
     }
     if (!isObservable(reserved)) {
-      this.onReserved(ticket, claim, plan, reserved);
+      this.onReserved(ticket, claim, plan, reserved, now);
       return true;
     }
     let answered = false;
@@ -196,7 +196,7 @@ export class Admission implements LeaseOwner, Eligibility {
     reserved.subscribe({
       next: (result) => {
         answered = true;
-        this.onReserved(ticket, claim, plan, result);
+        this.onReserved(ticket, claim, plan, result, this.context.scheduler.now());
       },
       error: (error: unknown) => unanswered(toOpenRouterError(error)),
       complete: () => {
@@ -225,8 +225,8 @@ export class Admission implements LeaseOwner, Eligibility {
     entry.account.inFlight += change;
   }
 
-  private onReserved(ticket: Ticket, claim: Claim, plan: AdmissionPlan, result: ReserveResult): void {
-    const now = this.context.scheduler.now();
+  /** `now`: when the store answered (at once for the memory store, later for a shared one). */
+  private onReserved(ticket: Ticket, claim: Claim, plan: AdmissionPlan, result: ReserveResult, now: number): void {
     if (this.closed) {
       // The pool was disposed while a shared store answered: the room goes back, the request fails.
       this.giveBack(claim);

@@ -149,9 +149,8 @@ export class Registry {
     return best?.account.modelScope(best.pattern);
   }
 
-  /** The model's entry, created on first mention. */
-  model(model: string): ModelEntry {
-    const now = this.scheduler.now();
+  /** The model's entry, created on first mention; `now` when the caller has the time already. */
+  model(model: string, now = this.scheduler.now()): ModelEntry {
     let entry = this.models.get(model);
     if (entry !== undefined) {
       entry.lastUsedAt = now;
