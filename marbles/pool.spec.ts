@@ -550,6 +550,30 @@ describe('pool: admission queue', () => {
     });
   });
 
+  it('a request admitted at once arms no queue timer; one that waits on a shared store times out from its acquire', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const armedAt: number[] = [];
+      const schedule = scheduler.schedule.bind(scheduler);
+      scheduler.schedule = ((work: never, delayMs?: number, state?: never) => {
+        if (delayMs === 40) armedAt.push(scheduler.now());
+        return schedule(work, delayMs, state);
+      });
+      const pool = makePool(scheduler, { queue: { timeoutMs: 40 } });
+      expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '5ms ^ 95ms !').toBe('5ms a', {
+        a: 'k1',
+      });
+      // The store answers 10 ms after asking: the request's 5 ms run out first.
+      const remote = makePool(scheduler, { store: answeringLater(scheduler, createMemoryStore()) });
+      expectObservable(remote[POOL_PORT].acquire(chatRequest(), { models: [MODEL], queueTimeoutMs: 5 }), '5ms ^').toBe(
+        '10ms #',
+        undefined,
+        expect.objectContaining({ name: 'QueueTimeoutError' }),
+      );
+      scheduler.schedule(() => expect(armedAt).toEqual([]), 200);
+    });
+  });
+
   it('the pool-wide queue.timeoutMs applies when the request sets none', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {

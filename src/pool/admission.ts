@@ -185,6 +185,7 @@ export class Admission implements LeaseOwner, Eligibility {
       this.onReserved(ticket, claim, plan, reserved, now);
       return true;
     }
+    this.armQueueTimeout(ticket);
     let answered = false;
     const unanswered = (error: OpenRouterError): void => {
       this.giveBack(claim);
@@ -337,6 +338,7 @@ export class Admission implements LeaseOwner, Eligibility {
         estimateTokens(request, this.context.config.defaultCompletionTokens),
         options.priority ?? 0,
         this.ticketSeq++,
+        this.context.scheduler.now(),
         subscriber,
         this,
       );
@@ -350,16 +352,7 @@ export class Admission implements LeaseOwner, Eligibility {
       ticket.fail(noKeyAvailableError(this.context.registry.keys));
       return;
     }
-    const timeoutMs = ticket.options.queueTimeoutMs ?? this.context.config.queue.timeoutMs;
-    if (timeoutMs !== undefined) {
-      ticket.timeout = scheduleAfter(this.context.scheduler, timeoutMs, () => {
-        this.dequeue(ticket);
-        ticket.fail(
-          new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }),
-        );
-      });
-    }
-    const now = this.context.scheduler.now();
+    const now = ticket.askedAt;
     if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
     const unavailable = this.modelsUnavailable(ticket, now);
     if (unavailable !== undefined) {
@@ -390,6 +383,7 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /** Puts a ticket in its place: by priority (descending), then arrival. */
   private insert(ticket: Ticket): void {
+    this.armQueueTimeout(ticket);
     let index = this.queue.length;
     while (index > 0) {
       const before = this.queue[index - 1]!;
@@ -397,6 +391,21 @@ export class Admission implements LeaseOwner, Eligibility {
       index--;
     }
     this.queue.splice(index, 0, ticket);
+  }
+
+  /**
+   * Arms the queue timeout of a ticket that waits (in the queue, or on a shared store's answer),
+   * counted from its `acquire`: one admitted at once never arms a timer.
+   */
+  private armQueueTimeout(ticket: Ticket): void {
+    if (ticket.timeout !== undefined && !ticket.timeout.closed) return;
+    const timeoutMs = ticket.options.queueTimeoutMs ?? this.context.config.queue.timeoutMs;
+    if (timeoutMs === undefined) return;
+    const leftMs = timeoutMs - (this.context.scheduler.now() - ticket.askedAt);
+    ticket.timeout = scheduleAfter(this.context.scheduler, leftMs, () => {
+      this.dequeue(ticket);
+      ticket.fail(new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }));
+    });
   }
 
   /** Takes a ticket out of the queue, if it is there, and cancels its queue timeout. */

@@ -28,6 +28,8 @@ export class Ticket {
     readonly tokens: number,
     readonly priority: number,
     readonly seq: number,
+    /** Scheduler time of the `acquire`: its queue timeout counts from then. */
+    readonly askedAt: number,
     subscriber: Subscriber<KeyLease>,
     private readonly queue: TicketQueue,
   ) {
