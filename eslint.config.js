@@ -78,7 +78,7 @@ export default tseslint.config(
         {
           selector: 'ObjectExpression[properties.length>1] > SpreadElement:first-child',
           message:
-            'a literal that starts with a spread and goes on makes a hidden class per object on Node 20: use Object.assign({}, source, { ...fields }) or put a field first',
+            'a literal that starts with a spread and goes on makes a hidden class per object on Node 20: use withFields(source, fields) from src/core/objects.ts (Object.assign({}, ...) for an object the library made), or put a field first',
         },
       ],
     },

@@ -171,6 +171,27 @@ describe('balance', () => {
     });
   });
 
+  it('a request parsed from JSON with a "__proto__" key is copied as it came: the key stays a field, never a prototype whose fields go unvalidated', () => {
+    const scheduler = newTestScheduler();
+    let calls: TransportCall[] = [];
+    scheduler.run(({ cold, expectObservable }) => {
+      const made = makePool(scheduler, { hello: [cold('a|', { a: completionEvent() })] });
+      calls = made.calls;
+      const parsed = JSON.parse(
+        `{"id":"r1","model":"${MODEL}","messages":[{"role":"user","content":"hello"}],"__proto__":{"models":["evil/x y"],"messages":5}}`,
+      ) as ChatRequest;
+      expectObservable(of(parsed).pipe(balance(made.pool, options))).toBe('(a|)', {
+        a: expect.objectContaining({ type: 'completion', requestId: 'r1' }),
+      });
+    });
+    expect(calls).toHaveLength(1);
+    const sent = calls[0]!.request;
+    expect(Object.getPrototypeOf(sent)).toBe(Object.prototype);
+    expect(sent.model).toBe(MODEL);
+    expect('models' in sent).toBe(false);
+    expect(Object.hasOwn(sent, '__proto__')).toBe(true);
+  });
+
   it('an invalid request gives a failed event whose error names the field, and calls nothing', () => {
     const scheduler = newTestScheduler();
     let calls: TransportCall[] = [];

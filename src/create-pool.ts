@@ -1,5 +1,6 @@
 import { filter, map, of, type Observable, type OperatorFunction } from 'rxjs';
 import type { ChatRequest } from './core/types.js';
+import { withFields } from './core/objects.js';
 import { resolvePoolConfig, type KeyPoolInput } from './pool/config.js';
 import { Pool } from './pool/key-pool.js';
 import type { PoolCore } from './pool/types.js';
@@ -29,13 +30,13 @@ class BalancedPool extends Pool implements KeyPool {
   private defaultBalance: OperatorFunction<ChatRequest, BalanceEvent> | undefined;
 
   complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent> {
-    return this.single(Object.assign({}, request, { stream: false }), options).pipe(
+    return this.single(withFields(request, { stream: false }), options).pipe(
       filter((event): event is CompletionEvent => event.type === 'completion'),
     );
   }
 
   stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
-    return this.single(Object.assign({}, request, { stream: true }), options);
+    return this.single(withFields(request, { stream: true }), options);
   }
 
   private single(request: ChatRequest, options: BalanceOptions | undefined): Observable<ChunkEvent | RestartEvent | CompletionEvent> {

@@ -1,6 +1,7 @@
 import { map, of, type Observable, type OperatorFunction } from 'rxjs';
 import * as z from 'zod/mini';
 import { BadRequestError } from '../core/errors.js';
+import { withFields } from '../core/objects.js';
 import { POOL_PORT, type PoolCore } from '../pool/types.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
@@ -154,11 +155,9 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     let request: ChatRequest;
     try {
       // A copy: routes are per request object, and one input object may be sent twice. Not a
-      // spread: once this code was optimised, V8 gave every `{ ...input, id }` made here a hidden
-      // class of its own (10,000 requests in flight held 10,000 maps), where `Object.assign` and
-      // an added field share one per shape of input.
-      request = Object.assign({}, validateBalancedRequest(input));
-      request.id = requestId;
+      // spread literal: V8 gave every `{ ...input, id }` made here a hidden class of its own
+      // (10,000 requests in flight held 10,000 maps).
+      request = withFields(validateBalancedRequest(input), { id: requestId });
     } catch (error) {
       const message = error instanceof ValidationError ? error.message : String(error);
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });

@@ -2,6 +2,7 @@ import { Observable, type Subscription, mergeMap, type OperatorFunction, type Su
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
+import { withFields } from '../core/objects.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type Strategy, type StrategyLike } from '../pool/strategies.js';
@@ -294,8 +295,8 @@ class KeyAttempt {
         : [];
     const wireRequest: ChatRequest =
       serverChain.length > 0
-        ? Object.assign({}, body, { model: lease.model, models: [lease.model, ...serverChain] })
-        : Object.assign({}, body, { model: lease.model });
+        ? withFields(body, { model: lease.model, models: [lease.model, ...serverChain] })
+        : withFields(body, { model: lease.model });
     // The marker, then the transport's events, through the attempt's timers (inside the attempt,
     // so that the route learns of a timeout like of any failure) to this attempt. Driven here
     // rather than composed from `concat`, `defer` and `attemptTimeouts`, which cost two

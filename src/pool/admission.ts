@@ -182,7 +182,7 @@ export class Admission implements LeaseOwner, Eligibility {
       return true;
     }
     if (!isObservable(reserved)) {
-      this.onReserved(ticket, claim, plan, reserved, now);
+      this.onReserved(ticket, claim, plan, reserved);
       return true;
     }
     this.armQueueTimeout(ticket);
@@ -197,7 +197,7 @@ export class Admission implements LeaseOwner, Eligibility {
     reserved.subscribe({
       next: (result) => {
         answered = true;
-        this.onReserved(ticket, claim, plan, result, this.context.scheduler.now());
+        this.onReserved(ticket, claim, plan, result);
       },
       error: (error: unknown) => unanswered(toOpenRouterError(error)),
       complete: () => {
@@ -226,8 +226,10 @@ export class Admission implements LeaseOwner, Eligibility {
     entry.account.inFlight += change;
   }
 
-  /** `now`: when the store answered (at once for the memory store, later for a shared one). */
-  private onReserved(ticket: Ticket, claim: Claim, plan: AdmissionPlan, result: ReserveResult, now: number): void {
+  private onReserved(ticket: Ticket, claim: Claim, plan: AdmissionPlan, result: ReserveResult): void {
+    // Read now, not taken from the drain: each admission before this one in a drain did its
+    // caller's synchronous work (the attempt's send), and the lease's times must not lag it.
+    const now = this.context.scheduler.now();
     if (this.closed) {
       // The pool was disposed while a shared store answered: the room goes back, the request fails.
       this.giveBack(claim);
