@@ -555,10 +555,10 @@ describe('pool: admission queue', () => {
     scheduler.run(({ expectObservable }) => {
       const armedAt: number[] = [];
       const schedule = scheduler.schedule.bind(scheduler);
-      scheduler.schedule = ((work: never, delayMs?: number, state?: never) => {
+      scheduler.schedule = (work: never, delayMs?: number, state?: never) => {
         if (delayMs === 40) armedAt.push(scheduler.now());
         return schedule(work, delayMs, state);
-      });
+      };
       const pool = makePool(scheduler, { queue: { timeoutMs: 40 } });
       expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }).pipe(leaseLabel), '5ms ^ 95ms !').toBe('5ms a', {
         a: 'k1',
