@@ -463,6 +463,12 @@ describe('pool: what each refusal does to health', () => {
 
 describe('pool: admission queue', () => {
   const leaseLabel = map((lease: { label: string }) => lease.label);
+  /** Like `leaseLabel`, keeping each lease in `leases` for the test to answer or release. */
+  const keptInto = (leases: KeyLease[]) =>
+    map((lease: KeyLease) => {
+      leases.push(lease);
+      return lease.label;
+    });
 
   it('with every key parked, acquire waits and is admitted exactly at the earliest reset', () => {
     const scheduler = newTestScheduler();
@@ -646,16 +652,7 @@ describe('pool: admission queue', () => {
       const leases: KeyLease[] = [];
       const acquire = () => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] });
       // Two holders fill the model's limit of 2 until 300.
-      for (let holder = 0; holder < 2; holder++)
-        expectObservable(
-          acquire().pipe(
-            map((lease) => {
-              leases.push(lease);
-              return lease.label;
-            }),
-          ),
-          '^ 300ms !',
-        ).toBe('a', { a: 'k1' });
+      for (let holder = 0; holder < 2; holder++) expectObservable(acquire().pipe(keptInto(leases)), '^ 300ms !').toBe('a', { a: 'k1' });
       // At 10 the first holder's answer starts: accepted with 2 of 2 in flight, the limit grows to 3.
       scheduler.schedule(() => leases[0]!.markResponded(), 10);
       // The third, waiting from 1, fits then.
@@ -776,15 +773,7 @@ describe('pool: admission queue', () => {
       });
       const leases: KeyLease[] = [];
       const acquire = () => pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] });
-      expectObservable(
-        acquire().pipe(
-          map((lease) => {
-            leases.push(lease);
-            return lease.label;
-          }),
-        ),
-        '^ 3000ms !',
-      ).toBe('a', { a: 'k1' });
+      expectObservable(acquire().pipe(keptInto(leases)), '^ 3000ms !').toBe('a', { a: 'k1' });
       // Counted from 1,000 at admission; sent at 10, it counts from 260 and leaves the window at 360.
       scheduler.schedule(() => leases[0]!.markSent(), 10);
       expectObservable(acquire().pipe(leaseLabel), '5ms ^ 3000ms !').toBe('360ms a', { a: 'k1' });

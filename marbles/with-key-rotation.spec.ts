@@ -50,6 +50,24 @@ describe('withKeyRotation', () => {
     });
   });
 
+  it('with serverFallbacks, the wire request names the leased model and the next ones of the chain as its models', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const { pool, calls } = makePool(scheduler, { k1: [cold('a|', { a: endEvent() })] });
+      const request: ChatRequest = chatRequest('hello', { id: 'r1', models: ['acme/model-b', 'acme/model-c'] });
+      expectObservable(of(request).pipe(withKeyRotation(pool, { serverFallbacks: 1 }), last())).toBe('-(a|)', {
+        a: { ...endEvent(), ...tag('k1') },
+      });
+      scheduler.schedule(() => {
+        expect(calls).toHaveLength(1);
+        expect(calls[0]!.request).not.toHaveProperty('id');
+        expect(calls[0]!.request).toMatchObject({ model: MODEL, models: [MODEL, 'acme/model-b'] });
+        // The caller's request is left as it was.
+        expect(request).toMatchObject({ id: 'r1', model: MODEL, models: ['acme/model-b', 'acme/model-c'] });
+      }, 10);
+    });
+  });
+
   it('the attempt marker carries the admission time when the request had to wait for a key', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {

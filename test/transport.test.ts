@@ -682,13 +682,19 @@ describe.each(TRANSPORTS)("%s with a caller's fetch that ignores its signal", (_
 });
 
 describe('createFetchTransport: what a fetch may hand back', () => {
+  /** A whole stream: 'hi', then the finish with usage, then `[DONE]`. */
+  const text = sseText([
+    firstChunk,
+    JSON.stringify({
+      id: 'g',
+      model: MODEL,
+      choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+    }),
+    '[DONE]',
+  ]);
+
   it('streams a body that is not async-iterable (Safari has no ReadableStream[Symbol.asyncIterator])', async () => {
-    const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
-    const text = sseText([
-      firstChunk,
-      JSON.stringify({ id: 'g', model: MODEL, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage }),
-      '[DONE]',
-    ]);
     const fetchImpl: FetchFunction = () => {
       const body = new ReadableStream<Uint8Array>({
         start(controller) {
@@ -709,12 +715,6 @@ describe('createFetchTransport: what a fetch may hand back', () => {
   });
 
   it('streams a body that is a Node stream (a fetch such as node-fetch hands one back)', async () => {
-    const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
-    const text = sseText([
-      firstChunk,
-      JSON.stringify({ id: 'g', model: MODEL, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage }),
-      '[DONE]',
-    ]);
     const fetchImpl: FetchFunction = () =>
       Promise.resolve({
         ok: true,

@@ -2,7 +2,6 @@ import { Observable, type Subscription, mergeMap, type OperatorFunction, type Su
 import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
-import { withFields } from '../core/objects.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type Strategy, type StrategyLike } from '../pool/strategies.js';
@@ -287,16 +286,16 @@ class KeyAttempt {
     const recording: AttemptRecording = { shouldRecord: recordEveryError };
     this.recording = recording;
     Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
+    // The rest copy is this attempt's own, so it is the wire request: one copy per attempt, not two.
     const { id: _correlationId, models: _chain, ...body } = request;
+    const wireRequest: ChatRequest = body;
+    wireRequest.model = lease.model;
     const serverFallbacks = rotation.serverFallbacks;
-    const serverChain =
-      serverFallbacks > 0
-        ? route.chain.slice(route.chain.indexOf(lease.model) + 1, route.chain.indexOf(lease.model) + 1 + serverFallbacks)
-        : [];
-    const wireRequest: ChatRequest =
-      serverChain.length > 0
-        ? withFields(body, { model: lease.model, models: [lease.model, ...serverChain] })
-        : withFields(body, { model: lease.model });
+    if (serverFallbacks > 0) {
+      const next = route.chain.indexOf(lease.model) + 1;
+      const serverChain = route.chain.slice(next, next + serverFallbacks);
+      if (serverChain.length > 0) wireRequest.models = [lease.model, ...serverChain];
+    }
     // The marker, then the transport's events, through the attempt's timers (inside the attempt,
     // so that the route learns of a timeout like of any failure) to this attempt. Driven here
     // rather than composed from `concat`, `defer` and `attemptTimeouts`, which cost two
