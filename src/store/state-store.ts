@@ -158,6 +158,12 @@ export interface MemoryStoreOptions {
 
 export const DEFAULT_ARRIVAL_MARGIN_MS = 1_000;
 
+/** Whether every limiter has room; an indexed loop, since it runs for every key a strategy samples. */
+function allFit(limiters: readonly Limiter[], tokens: number, now: number): boolean {
+  for (let index = 0; index < limiters.length; index++) if (!limiters[index]!.fits(now, tokens)) return false;
+  return true;
+}
+
 /**
  * The default store: exact sliding-window quotas and slot counts in this process. Pools that share
  * one memory store share its quotas and see each other's state changes.
@@ -197,9 +203,7 @@ export class MemoryStateStore implements StateStore {
   }
 
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
-    const limiters = this.limitersOf(plan);
-    for (let index = 0; index < limiters.length; index++) if (!limiters[index]!.fits(now, tokens)) return false;
-    return true;
+    return allFit(this.limitersOf(plan), tokens, now);
   }
 
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number {
@@ -209,13 +213,15 @@ export class MemoryStateStore implements StateStore {
   }
 
   reserve(plan: AdmissionPlan, tokens: number, now: number): ReserveResult {
-    if (!this.fits(plan, tokens, now)) {
+    // One lookup of the plan's limiters for the check and the take: every admission comes here.
+    const limiters = this.limitersOf(plan);
+    if (!allFit(limiters, tokens, now)) {
       return { ok: false, retryAfterMs: Math.max(0, this.nextFitAt(plan, tokens, now) - now) };
     }
     const reservation = new MemoryReservation(
       ++this.reservations,
       plan,
-      this.limitersOf(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)),
+      limiters.map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)),
     );
     return { ok: true, reservation };
   }
