@@ -5,14 +5,14 @@
  * and fails it with that error after. A 404 is a request error, never a model failure. Model
  * records stay bounded however many model ids pass.
  */
-import { from, of, type Observable } from 'rxjs';
+import { from, of, tap, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { ModelUnavailableError, RateLimitError } from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
 import { balance, type BalanceEvent, type FailedEvent } from '../src/operators/balance.js';
 import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
-import { answerEvent, modelScriptedPoolFactory, providerUnavailable } from './model-support.js';
+import { answerEvent, modelScriptedPoolFactory, providerRateLimited, providerUnavailable } from './model-support.js';
 import { newTestScheduler, predictablePool } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
 
@@ -324,6 +324,102 @@ describe('a model parked by a provider 429 for longer than the hint-less backoff
       flush();
       // a is parked for an hour, past modelWaitMs (30 s): r1 fails at once, saying why; r2 runs.
       expect(log).toEqual(['100 r1 model_unavailable', '101 r2 completion']);
+    });
+  });
+});
+
+describe('a model parked by a provider 429 for a hint-less backoff (seconds, within the cap)', () => {
+  it('does not hold up a request for another model: balance waits for the model outside its slot', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool, calls } = makePool(scheduler, {
+        a: [cold<TransportEvent>('-#', undefined, providerRateLimited()), cold('-(c|)', { c: answerEvent('gen-a', 'ok', 'a') })],
+        b: [cold('-(c|)', { c: answerEvent('gen-b', 'ok', 'b') })],
+      });
+      const log = terminals(
+        scheduler,
+        from([request('r1', 'a'), request('r2', 'b')]).pipe(balance(pool, { concurrency: 1, transient: false })),
+      );
+      flush();
+      // The 429 at frame 1 parks a for 750 frames (1 s backoff, half of it jittered at 0.5). r2
+      // takes the one slot at once; r1 takes it back when a is due and is answered then.
+      expect(log).toEqual(['2 r2 completion', '752 r1 completion']);
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a', '1 b', '751 a']);
+      expect(pool.snapshot().queued).toBe(0);
+    });
+  });
+
+  it('keeps the retries the request has left across its waits: refused every time, it fails after rateLimit.maxAttempts', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool, calls } = makePool(scheduler, {
+        a: Array.from({ length: 6 }, () => cold<TransportEvent>('-#', undefined, providerRateLimited())),
+        b: [cold('-(c|)', { c: answerEvent('gen-b', 'ok', 'b') })],
+      });
+      const failures: FailedEvent[] = [];
+      const log = terminals(
+        scheduler,
+        from([request('r1', 'a'), request('r2', 'b')]).pipe(
+          balance(pool, { concurrency: 1, transient: false }),
+          tap((event) => event.type === 'failed' && failures.push(event)),
+        ),
+      );
+      flush();
+      expect(calls.filter((call) => call.model === 'a')).toHaveLength(4);
+      expect(log[0]).toBe('2 r2 completion');
+      expect(log[1]).toMatch(/ r1 attempts_exhausted$/);
+      expect(failures[0]!.attempts.map((attempt) => attempt.attempt)).toEqual([1, 2, 3, 4]);
+    });
+  });
+
+  it('with modelWaitMs 0, fails the request at once, saying when the model is back', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const parkedFor20s = new RateLimitError({
+        message: 'Provider returned error',
+        scope: 'model',
+        retryable: true,
+        status: 429,
+        retryAfterMs: 20_000,
+      });
+      const { pool } = makePool(scheduler, {
+        a: [cold<TransportEvent>('-#', undefined, parkedFor20s)],
+        b: [cold('-(c|)', { c: answerEvent('gen-b', 'ok', 'b') })],
+      });
+      const failures: FailedEvent[] = [];
+      const log = terminals(
+        scheduler,
+        from([request('r1', 'a'), request('r2', 'b')]).pipe(
+          balance(pool, { concurrency: 1, transient: false, modelWaitMs: 0 }),
+          tap((event) => event.type === 'failed' && failures.push(event)),
+        ),
+      );
+      flush();
+      expect(log).toEqual(['1 r1 model_unavailable', '2 r2 completion']);
+      expect(failures[0]!.error.retryAfterMs).toBe(20_000);
+    });
+  });
+
+  it('is waited out in the queue by an acquisition that does not ask otherwise', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool } = makePool(scheduler, { a: [cold<TransportEvent>('-#', undefined, providerRateLimited())] });
+      terminals(scheduler, of(request('r0', 'a')).pipe(balance(pool, { rateLimit: false, transient: false })));
+      const outcomes: string[] = [];
+      const acquire = (id: string, options: { maxQueuedModelParkMs?: number }) =>
+        pool[POOL_PORT].acquire(request(id, 'a'), Object.assign({ models: ['a'] }, options)).subscribe({
+          next: (lease) => {
+            outcomes.push(`${scheduler.now()} ${id} lease`);
+            lease.release();
+          },
+          error: (error: ModelUnavailableError) => outcomes.push(`${scheduler.now()} ${id} ${error.kind} ${error.retryAfterMs}`),
+        });
+      scheduler.schedule(() => {
+        acquire('queued', {});
+        acquire('refused', { maxQueuedModelParkMs: 0 });
+      }, 100);
+      flush();
+      expect(outcomes).toEqual(['100 refused model_unavailable 651', '751 queued lease']);
     });
   });
 });

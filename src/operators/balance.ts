@@ -125,7 +125,9 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const checked = safeParseEnglish(balanceOptionsSchema, options);
   if (!checked.success) throw new ValidationError(formatZodError(checked.error, 'balance options'), checked.error.issues);
   const onMidStreamError = options.onMidStreamError ?? 'error';
-  const rotation: WithKeyRotationConfig = {};
+  // A request whose every model is parked is refused, not queued: it waits for the model below
+  // (`modelWaitMs`) without its concurrency slot, which a request for another model takes meanwhile.
+  const rotation: WithKeyRotationConfig = { maxQueuedModelParkMs: 0 };
   if (options.strategy !== undefined) rotation.strategy = options.strategy;
   if (options.priority !== undefined) rotation.priority = options.priority;
   if (options.queueTimeoutMs !== undefined) rotation.queueTimeoutMs = options.queueTimeoutMs;
@@ -163,7 +165,12 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
       return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
     }
-    const attempts$ = retryPolicies.length === 0 ? attemptsOf(request) : nestedRetryLoops(attemptsOf(request), retryPolicies, disposed$);
+    // Resumable: a wait for a model (below, outside the slot) resubscribes them, and the request
+    // goes on with the retries it has left, not a new set per wait.
+    const attempts$ =
+      retryPolicies.length === 0
+        ? attemptsOf(request)
+        : nestedRetryLoops(attemptsOf(request), retryPolicies, { cutShort$: disposed$, resumable: true });
     return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, modelWaitMs);
   };
 

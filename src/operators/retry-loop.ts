@@ -49,14 +49,26 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
 export function nestedRetryLoops(
   source: Observable<AttemptEvent>,
   policies: readonly RetryPolicy[],
-  /** Ends any backoff at once when it emits (the pool was disposed): the retry then fails as its acquisition does. */
-  cutShort$?: Observable<unknown>,
+  options: NestedRetryLoopsOptions = {},
 ): Observable<AttemptEvent> {
+  const { cutShort$ } = options;
+  const kept = options.resumable === true ? policies.map((policy) => new LoopState(policy)) : undefined;
   return new Observable<AttemptEvent>((subscriber) => {
-    const run = new RetryRun(source, policies, subscriber, cutShort$);
+    const run = new RetryRun(source, kept ?? policies.map((policy) => new LoopState(policy)), subscriber, cutShort$);
     run.subscribeSource();
     return run;
   });
+}
+
+export interface NestedRetryLoopsOptions {
+  /** Ends any backoff at once when it emits (the pool was disposed): the retry then fails as its acquisition does. */
+  cutShort$?: Observable<unknown>;
+  /**
+   * The loops' attempts carry over from one subscription to the next instead of starting afresh:
+   * for one request's loops, resubscribed by a caller that waited for a model outside its
+   * concurrency slot, so that the wait does not give the request a new set of retries.
+   */
+  resumable?: boolean;
 }
 
 /** What one retry loop has seen: its own retries keep it; a retry by a loop outside it starts it afresh. */
@@ -102,8 +114,6 @@ class LoopState {
  * also the observer of each attempt it subscribes, and the teardown of its own subscription.
  */
 class RetryRun {
-  /** Innermost first. */
-  private readonly loops: LoopState[];
   private inner: Subscription | undefined;
   private subscribing = false;
   private resubscribeNow = false;
@@ -112,12 +122,11 @@ class RetryRun {
 
   constructor(
     private readonly source: Observable<AttemptEvent>,
-    policies: readonly RetryPolicy[],
+    /** Innermost first. */
+    private readonly loops: readonly LoopState[],
     private readonly subscriber: Subscriber<AttemptEvent>,
     private readonly cutShort$: Observable<unknown> | undefined,
-  ) {
-    this.loops = policies.map((policy) => new LoopState(policy));
-  }
+  ) {}
 
   subscribeSource(): void {
     if (this.stopped) return;

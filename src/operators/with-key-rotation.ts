@@ -25,6 +25,14 @@ export interface WithKeyRotationConfig {
   /** How long an attempt may wait for a key; default from the pool config (no limit). */
   queueTimeoutMs?: number;
   /**
+   * The longest park (a provider's 429) of every model of a request's chain that an attempt waits
+   * out in the admission queue; a longer one fails the attempt at once with
+   * `ModelUnavailableError` (`retryAfterMs`: when the first model is back). Default: the pool's
+   * `maxRateLimitCooldownMs`. `balance` sets 0 and waits for the model outside the request's
+   * concurrency slot, so that the wait holds up no request for another model.
+   */
+  maxQueuedModelParkMs?: number;
+  /**
    * Attempts a model gets per request before the other models of its chain are preferred. Default
    * 2. It counts every attempt on the model, but a failure of the model itself (scope `model`: a
    * 5xx, a provider's 429, a timeout, a cut stream) does not wait for it: the request moves on to
@@ -226,6 +234,7 @@ class KeyAttempt {
         ...(strategy === undefined ? {} : { strategy }),
         ...(priority === undefined ? {} : { priority }),
         ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
+        ...(config.maxQueuedModelParkMs === undefined ? {} : { maxQueuedModelParkMs: config.maxQueuedModelParkMs }),
       })
       .subscribe({
         next: (lease: KeyLease) => this.send(lease),

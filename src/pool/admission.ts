@@ -117,8 +117,9 @@ export class Admission implements LeaseOwner, Eligibility {
     return unavailableModelsError(
       ticket.options.models.map((id) => this.context.registry.model(id)),
       now,
-      // A park no longer than the hint-less backoff's cap is waited out in the queue, like a backoff.
-      this.context.config.maxRateLimitCooldownMs,
+      // A park no longer than the hint-less backoff's cap is waited out in the queue, like a backoff,
+      // unless the caller waits for the model itself (outside its concurrency slot).
+      ticket.options.maxQueuedModelParkMs ?? this.context.config.maxRateLimitCooldownMs,
       (model) => this.context.publisher.markModel(model),
     );
   }

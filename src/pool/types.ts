@@ -57,6 +57,13 @@ export interface AcquireOptions {
   priority?: number;
   /** Fail with `QueueTimeoutError` after waiting this long; default from the pool config. */
   queueTimeoutMs?: number;
+  /**
+   * The longest park (a provider's 429) of every model of the chain that the request waits out in
+   * the queue; a longer one refuses it at once with `ModelUnavailableError`, whose `retryAfterMs`
+   * says when the first model is back. Default: the pool's `maxRateLimitCooldownMs`. A caller
+   * that holds a concurrency slot of its own sets 0 and waits outside it (as `balance` does).
+   */
+  maxQueuedModelParkMs?: number;
   /** Correlation id for events. */
   requestId?: string;
 }
