@@ -515,6 +515,14 @@ describe('parseStreamChunk: hand-written shapes', () => {
     });
   });
 
+  it('a delta whose content is neither text nor null → MalformedResponseError, never an empty delta', () => {
+    for (const content of [42, { a: 1 }, ['part']]) {
+      const result = parseStreamChunk(chunk({ delta: { content }, finish_reason: 'stop' }), context);
+      expect(result.kind === 'error' && result.error, JSON.stringify(content)).toBeInstanceOf(MalformedResponseError);
+    }
+    expect(parseStreamChunk(chunk({ delta: { content: null } }), context)).toMatchObject({ kind: 'content', delta: '' });
+  });
+
   it('finish_reason "error" without an error object → StreamError on the model', () => {
     const result = parseStreamChunk(chunk({ finish_reason: 'error' }), context);
     expect(result.kind).toBe('error');
@@ -658,6 +666,18 @@ describe('parseCompletionBody', () => {
     };
     const result = parseCompletionBody(body, context);
     expect(result.kind === 'error' && result.error).toMatchObject({ kind: 'upstream', scope: 'model', retryable: true, code: 503 });
+  });
+
+  it('content that is neither text nor null → MalformedResponseError, never an empty success', () => {
+    for (const content of [42, { a: 1 }, ['part'], true]) {
+      const result = parseCompletionBody({ id: 'gen-3', choices: [{ finish_reason: 'stop', message: { content } }] }, context);
+      expect(result.kind === 'error' && result.error, JSON.stringify(content)).toBeInstanceOf(MalformedResponseError);
+    }
+    const toolCallsOnly = parseCompletionBody(
+      { id: 'gen-3', choices: [{ finish_reason: 'tool_calls', message: { content: null, tool_calls: [{ id: 't1' }] } }] },
+      context,
+    );
+    expect(toolCallsOnly).toMatchObject({ kind: 'completion', completion: { content: '', toolCalls: [{ id: 't1' }] } });
   });
 
   it('garbage → MalformedResponseError', () => {

@@ -101,6 +101,7 @@ export function parseStreamChunk(chunk: unknown, context: WireContext): StreamCh
 
   const delta = recordField(choice['delta']);
   const text = delta?.['content'];
+  if (!isTextOrNone(text)) return { kind: 'error', error: malformed('stream chunk `choices[0].delta.content` is not a string', context) };
   content.hasChoices = true;
   content.delta = typeof text === 'string' ? text : '';
   assignDefined(content, {
@@ -171,6 +172,8 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
   if (message === undefined) return { kind: 'error', error: malformed('completion body has no `choices[0].message`', context) };
 
   const text = message['content'];
+  if (!isTextOrNone(text))
+    return { kind: 'error', error: malformed('completion body `choices[0].message.content` is not a string', context) };
   const completion: Completion = {
     id: stringField(parsed['id']) ?? '',
     model,
@@ -260,6 +263,14 @@ function classifyInBand(payload: unknown, context: WireContext): OpenRouterError
 /** OpenAI-style error event without wrapper or choices: `{message, type, param, code}`. */
 function isOpenAiStyleError(chunk: JsonRecord): boolean {
   return typeof chunk['message'] === 'string' && ('type' in chunk || 'code' in chunk) && !('object' in chunk);
+}
+
+/**
+ * Content as the wire may carry it: text, or none (`null` or absent, as beside tool calls). Any
+ * other type is a malformed answer, never an empty success.
+ */
+function isTextOrNone(value: unknown): value is string | null | undefined {
+  return value === undefined || value === null || typeof value === 'string';
 }
 
 function malformed(message: string, context: WireContext): MalformedResponseError {
