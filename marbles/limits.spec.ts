@@ -6,6 +6,7 @@ import { classifyHttpError } from '../src/wire/classify.js';
 import { createPool, type KeyPool } from '../src/create-pool.js';
 import type { KeyInfoSnapshot } from '../src/pool/config.js';
 import type { PoolEvent } from '../src/pool/events.js';
+import { SendLog } from '../src/pool/send-log.js';
 import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 import { createMemoryStore } from '../src/store/state-store.js';
 import { MODEL, chatRequest, newTestScheduler, predictablePool, scriptedTransport, type PoolOverrides } from './support.js';
@@ -183,6 +184,40 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
       drive.send(1000, 10);
     });
     expect(drive.admitted.slice(6)).toEqual([1010, 1160]);
+  });
+});
+
+describe('learning from a 429 that reached the server after a later send', () => {
+  it('still learns the quota: the latest sends on record stand in for those before the refused one', () => {
+    const scheduler = newTestScheduler();
+    let learned: Extract<PoolEvent, { type: 'limit-learned' }>[] = [];
+    scheduler.run(() => {
+      const pool = makePool(scheduler);
+      learned = eventsOf(pool, 'limit-learned');
+      const drive = driver(scheduler, pool);
+      // A server admitting 3 a second counted the sends of 0, 1 and 3 (the one of 3 arrived
+      // first) and refuses the one of 2: only two sends on record precede the refused one.
+      drive.send(0, 10);
+      drive.send(1, 10);
+      drive.send(2, 10, platform429({ limit: 3, remaining: 0, resetAfterMs: 988 }));
+      drive.send(3, 5);
+    });
+    expect(learned.map((event) => `${event.at} ${event.target} ${event.quota.requests}/${event.quota.windowMs}`)).toEqual([
+      '12 key:k1 3/1000',
+    ]);
+  });
+});
+
+describe('an assumed quota tested by a sibling', () => {
+  it('is not disproved by sends the server counted before the window whose answers came in it', () => {
+    const log = new SendLog(64);
+    // Sent at 990 (counted by the server then), answered at 1010; sent at 1500, answered at 1520.
+    log.record(990);
+    log.markCounted(990, 1010);
+    log.record(1500);
+    log.markCounted(1500, 1520);
+    // Within the window (1000, 2000] the server counted one of them, not two.
+    expect(log.answeredAfter(1000)).toBe(1);
   });
 });
 

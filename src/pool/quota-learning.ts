@@ -150,7 +150,13 @@ export class QuotaLearning {
     if (info === undefined || scope === undefined || hasRequestQuota(scope)) return;
     // The window from the sends up to the refused one's (the refund took it out of the log): what the server had counted.
     const log = this.logs.get(scope.id);
-    const estimatedMs = estimateWindowMs(info.limit, log?.sentThrough(sentAt) ?? [], now, info.resetAfterMs);
+    const through = log?.sentThrough(sentAt) ?? [];
+    // A refused request can reach the server after sends made after it (a slower connection):
+    // then fewer than `limit` sends precede it on record though the server counted `limit`. The
+    // latest `limit` on record stand in; they err short by those few sends, and the estimate is
+    // rounded up to a common window length.
+    const sends = through.length >= info.limit ? through : (log?.sentThrough(now) ?? []);
+    const estimatedMs = estimateWindowMs(info.limit, sends, now, info.resetAfterMs);
     const window = windowOfBucket(info.bucket) ?? (estimatedMs === undefined ? undefined : { windowMs: estimatedMs });
     // Nothing tells the window: the 429's park is all this answer teaches.
     if (window === undefined) return;

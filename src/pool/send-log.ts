@@ -73,10 +73,14 @@ export class SendLog {
     this.answered[index] = false;
   }
 
-  /** How many sends were answered, not refused, with their first byte after `from`. */
+  /**
+   * How many sends went out after `from` and were answered, not refused: the server counted each
+   * of them after `from`. By send time, not first byte: a send the server counted before `from`
+   * can answer after it, and counting it would make a window look fuller than the server's.
+   */
   answeredAfter(from: number): number {
     let count = 0;
-    for (let index = 0; index < this.sent.length; index++) if (this.answered[index] === true && this.counted[index]! > from) count++;
+    for (let index = 0; index < this.sent.length; index++) if (this.answered[index] === true && this.sent[index]! > from) count++;
     return count;
   }
 
