@@ -372,6 +372,51 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
     });
   });
 
+  it('keeps rateLimit.maxWaitMs across the wait: a retry that then waits for a parked key gives up on time', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const keyParkedForAnHour = new RateLimitError({
+        message: 'Rate limit exceeded',
+        scope: 'key',
+        retryable: true,
+        status: 429,
+        retryAfterMs: 3_600_000,
+      });
+      const { pool } = makePool(scheduler, {
+        a: [cold<TransportEvent>('-#', undefined, providerRateLimited()), cold('-(c|)', { c: answerEvent('gen-a', 'ok', 'a') })],
+        b: [cold<TransportEvent>('500ms #', undefined, keyParkedForAnHour)],
+      });
+      const log = terminals(
+        scheduler,
+        from([request('r1', 'a'), request('r0', 'b')]).pipe(
+          balance(pool, { concurrency: 2, transient: false, rateLimit: { maxWaitMs: 2_000 } }),
+        ),
+      );
+      flush();
+      // r1's retry was due at 1; after its wait for a (to 751) it waits for the key, parked at
+      // 500 for an hour, until its 2 s are spent, not for the hour.
+      expect(log).toEqual(['2001 r1 attempts_exhausted', '2500 r0 attempts_exhausted']);
+    });
+  });
+
+  it('gives each wait its own modelWaitMs: a wait late in a request is not charged with the time its attempts took', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool } = makePool(scheduler, {
+        a: [
+          cold<TransportEvent>('-#', undefined, providerRateLimited()),
+          cold<TransportEvent>('2000ms #', undefined, providerRateLimited()),
+          cold('-(c|)', { c: answerEvent('gen-a', 'ok', 'a') }),
+        ],
+      });
+      const log = terminals(scheduler, of(request('r1', 'a')).pipe(balance(pool, { transient: false, modelWaitMs: 2_000 })));
+      flush();
+      // Parked at 1 for 750; the second attempt (751) is refused at 2751 and a parked for 1,500
+      // (the backoff doubled): within a fresh 2 s, so r1 waits again and is answered.
+      expect(log).toEqual(['4252 r1 completion']);
+    });
+  });
+
   it('with modelWaitMs 0, fails the request at once, saying when the model is back', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {

@@ -375,7 +375,8 @@ export class QueueTimeoutError extends OpenRouterError {
 
 /**
  * Every model of the request's chain is out of service (its breaker open after failures, or
- * half-open with its probes already out), so the request failed at once instead of holding a
+ * half-open with its probes already out, or parked by a provider's 429 for longer than the
+ * acquisition waits out in the queue), so the request failed at once instead of holding a
  * concurrency slot that requests for other models could use. `retryAfterMs` says when the first
  * of its models is expected back (absent while a probe decides); the cause is that model's last
  * error. Nothing was sent and no health was touched.

@@ -143,7 +143,7 @@ class RequestReport {
   private settled = false;
   /** The error of the last attempt a retry operator retried. */
   private retriedError: OpenRouterError | undefined;
-  /** When every model of the request was first found out of service. */
+  /** When every model of the request was found out of service, since its last attempt. */
   private modelsOutSince: number | undefined;
 
   constructor(
@@ -174,6 +174,8 @@ class RequestReport {
       case 'attempt':
         this.attempts = event.attempt;
         this.lastStart = event;
+        // A model took it: a later wait for one gets its own `modelWaitMs` (the retries bound how many).
+        this.modelsOutSince = undefined;
         pool.emit(event);
         return;
       case 'retry':

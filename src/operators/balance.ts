@@ -52,11 +52,12 @@ export interface BalanceOptions {
   /** Next models of the chain also handed to OpenRouter's server-side fallback (0 to 2). Default 0. */
   serverFallbacks?: 0 | 1 | 2;
   /**
-   * How long a request may wait while every model of its chain is out of service (breaker open,
-   * or half-open with its probe out, or parked by a 429 for longer than the pool's
-   * `maxRateLimitCooldownMs`) before it fails with `ModelUnavailableError`. It waits
-   * without its concurrency slot, so requests for other models run meanwhile. Default 30 s (the
-   * longest default breaker cooldown); 0 fails at once.
+   * How long a request may wait, each time, while every model of its chain is out of service
+   * (breaker open, or half-open with its probe out, or parked by a provider's 429) before it fails
+   * with `ModelUnavailableError`; a model not due back within it fails the request at once. It
+   * waits without its concurrency slot, so requests for other models run meanwhile, and its
+   * retries bound how many times it waits. Default 60 s (the longest default 429 park without a
+   * hint, and at least the longest default breaker cooldown); 0 fails at once.
    */
   modelWaitMs?: number;
 }
@@ -150,7 +151,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const disposed$ = pool[POOL_PORT].disposed$;
   let sequence = 0;
 
-  const modelWaitMs = options.modelWaitMs ?? 30_000;
+  const modelWaitMs = options.modelWaitMs ?? 60_000;
 
   const run = ({ input, arrivedAt }: { input: ChatRequest; arrivedAt: number }, slot: Slot): Observable<BalanceEvent> => {
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;

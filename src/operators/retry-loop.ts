@@ -55,7 +55,7 @@ export function nestedRetryLoops(
   const kept = options.resumable === true ? policies.map((policy) => new LoopState(policy)) : undefined;
   return new Observable<AttemptEvent>((subscriber) => {
     const run = new RetryRun(source, kept ?? policies.map((policy) => new LoopState(policy)), subscriber, cutShort$);
-    run.subscribeSource();
+    run.start();
     return run;
   });
 }
@@ -78,6 +78,12 @@ class LoopState {
   deliveredContent = false;
   /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
   waitTimer: Subscription | undefined;
+  /**
+   * While a retry waits for its attempt to start: when the wait gives up, and with what. Kept
+   * when the loop stops, so that a resumed loop (see `NestedRetryLoopsOptions.resumable`) bounds
+   * the rest of the wait.
+   */
+  pendingWait: { until: number; lastError: OpenRouterError } | undefined;
   /** Starts the next attempt after the backoff. */
   retryTimer: Subscription | undefined;
 
@@ -96,12 +102,14 @@ class LoopState {
     this.lastStart = event;
     this.waitTimer?.unsubscribe();
     this.waitTimer = undefined;
+    this.pendingWait = undefined;
     this.policy.onAttempt?.(this.records.length > 0);
   }
 
   /** As a new subscription of this loop would start. */
   restart(): void {
     this.stop();
+    this.pendingWait = undefined;
     this.records = [];
     this.lastStart = undefined;
     this.deliveredContent = false;
@@ -127,6 +135,26 @@ class RetryRun {
     private readonly subscriber: Subscriber<AttemptEvent>,
     private readonly cutShort$: Observable<unknown> | undefined,
   ) {}
+
+  /**
+   * The first subscription. Loops resumed with a retry still waiting for its attempt (the caller
+   * waited for a model in between) keep the rest of that wait's bound, or give up at once when it
+   * is spent.
+   */
+  start(): void {
+    for (const loop of this.loops) {
+      const pending = loop.pendingWait;
+      if (pending === undefined) continue;
+      const leftMs = pending.until - loop.policy.scheduler.now();
+      if (leftMs <= 0) {
+        for (const each of this.loops) each.stop();
+        this.subscriber.error(new AttemptsExhaustedError(pending.lastError, loop.records));
+        return;
+      }
+      this.armWait(loop, pending.lastError, leftMs);
+    }
+    this.subscribeSource();
+  }
 
   subscribeSource(): void {
     if (this.stopped) return;
@@ -253,8 +281,14 @@ class RetryRun {
   /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
   private boundWait(loop: LoopState, lastError: OpenRouterError, delayMs: number): void {
     if (loop.policy.maxWaitMs === undefined) return;
+    const waitMs = delayMs + loop.policy.maxWaitMs;
+    loop.pendingWait = { until: loop.policy.scheduler.now() + waitMs, lastError };
+    this.armWait(loop, lastError, waitMs);
+  }
+
+  private armWait(loop: LoopState, lastError: OpenRouterError, waitMs: number): void {
     loop.waitTimer?.unsubscribe();
-    loop.waitTimer = scheduleAfter(loop.policy.scheduler, delayMs + loop.policy.maxWaitMs, () => {
+    loop.waitTimer = scheduleAfter(loop.policy.scheduler, waitMs, () => {
       this.inner?.unsubscribe();
       // Loops outside pass an `AttemptsExhaustedError` through as it is.
       this.subscriber.error(new AttemptsExhaustedError(lastError, loop.records));
