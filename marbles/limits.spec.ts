@@ -208,6 +208,24 @@ describe('learning from a 429 that reached the server after a later send', () =>
   });
 });
 
+describe('learning from a 429 to the first sends on record (another sender filled the window)', () => {
+  it('learns nothing from sends still in flight: they may be refused too, and would make the window look short', () => {
+    const scheduler = newTestScheduler();
+    let learned: Extract<PoolEvent, { type: 'limit-learned' }>[] = [];
+    scheduler.run(() => {
+      // No adaptive limit: all 25 go out before the first answer.
+      const pool = makePool(scheduler, { adaptiveConcurrency: false });
+      learned = eventsOf(pool, 'limit-learned');
+      const drive = driver(scheduler, pool);
+      // A process before this one sent 20 at the minute's start; this one's first 25, at 50 s, are
+      // all refused until the minute's sends leave it, 10 s later.
+      for (let index = 0; index < 25; index++)
+        drive.send(50_000 + index, 30, platform429({ limit: 20, remaining: 0, resetAfterMs: 9_970 - index }));
+    });
+    expect(learned.filter((event) => event.cause === 'learned')).toEqual([]);
+  });
+});
+
 describe('an assumed quota tested by a sibling', () => {
   it('is not disproved by sends the server counted before the window whose answers came in it', () => {
     const log = new SendLog(64);

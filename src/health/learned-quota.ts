@@ -85,8 +85,9 @@ export function snapWindowMs(estimateMs: number): number {
 
 /**
  * The window of a quota of `limit` requests whose window has room again `resetAfterMs` from
- * `now`, from this pool's own sends to that scope (`sendTimes`, oldest first, up to the refused
- * request's, itself left out). The server's window holds `limit` requests, the oldest leaving at the reset;
+ * `now`, from this pool's own sends to that scope that the server had counted when it refused one
+ * (`sendTimes`, oldest first: those up to the refused request's, itself left out, and later ones
+ * already answered). The server's window holds `limit` requests, the oldest leaving at the reset;
  * ours are among them, so the oldest of our last `limit` sends opened it at the earliest: from it
  * to the reset is the longest the window can be, and the one taken (snapped to a common length),
  * since a window too long only errs on the safe side. Exact when this pool is the scope's only

@@ -6,6 +6,9 @@ import type { AccountEntry, KeyEntry, ModelEntry } from './entities.js';
 import { hasRequestQuota, refusedScope } from './scopes.js';
 import { SendLog } from './send-log.js';
 
+/** The share of a quota's limit found on record before a refused send that lets sends in flight stand in for the rest. */
+const MOST_OF_LIMIT = 0.75;
+
 /** Sends remembered per scope, to estimate a window from: quotas up to 256 requests per unnamed window. */
 const SEND_LOG_CAPACITY = 256;
 
@@ -149,13 +152,16 @@ export class QuotaLearning {
     // senders (a fleet on memory stores), and this pool's sends cannot tell its window.
     if (info === undefined || scope === undefined || hasRequestQuota(scope)) return;
     // The window from the sends up to the refused one's (the refund took it out of the log): what the server had counted.
-    const log = this.logs.get(scope.id);
-    const through = log?.sentThrough(sentAt) ?? [];
     // A refused request can reach the server after sends made after it (a slower connection):
-    // then fewer than `limit` sends precede it on record though the server counted `limit`. The
-    // latest `limit` on record stand in; they err short by those few sends, and the estimate is
-    // rounded up to a common window length.
-    const sends = through.length >= info.limit ? through : (log?.sentThrough(now) ?? []);
+    // those that were answered were counted too, and stand among the sends before it. Overtaken
+    // by a few not yet answered, it finds most of the limit on record: the latest sends stand in
+    // for those few (erring short by them; the next 429 corrects it). Never from far fewer: the
+    // rest of the window was another sender's (a process before this one), and sends in flight,
+    // which may be refused too, would make it look short.
+    const log = this.logs.get(scope.id);
+    const counted = log?.countedBefore(sentAt) ?? [];
+    const overtaken = counted.length < info.limit && counted.length >= info.limit * MOST_OF_LIMIT;
+    const sends = overtaken ? log!.sentThrough(now) : counted;
     const estimatedMs = estimateWindowMs(info.limit, sends, now, info.resetAfterMs);
     const window = windowOfBucket(info.bucket) ?? (estimatedMs === undefined ? undefined : { windowMs: estimatedMs });
     // Nothing tells the window: the 429's park is all this answer teaches.

@@ -84,6 +84,16 @@ export class SendLog {
     return count;
   }
 
+  /**
+   * Send times the server had surely counted when it refused the send of `at`: those up to `at`
+   * (inclusive), and later ones already answered (they overtook it on the way), oldest first.
+   */
+  countedBefore(at: number): number[] {
+    const sent = this.ordered(this.sent);
+    const answered = this.ordered(this.answered);
+    return sent.filter((time, index) => time <= at || (answered[index] === true && !Number.isNaN(time)));
+  }
+
   /** Send times up to `at` (inclusive), oldest first. */
   sentThrough(at: number): number[] {
     return this.ordered(this.sent).filter((time) => time <= at);
