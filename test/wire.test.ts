@@ -515,12 +515,16 @@ describe('parseStreamChunk: hand-written shapes', () => {
     });
   });
 
-  it('a delta whose content is neither text nor null → MalformedResponseError, never an empty delta', () => {
+  it('a delta whose content is neither text, nor null, nor text parts → MalformedResponseError, never an empty delta', () => {
     for (const content of [42, { a: 1 }, ['part']]) {
       const result = parseStreamChunk(chunk({ delta: { content }, finish_reason: 'stop' }), context);
       expect(result.kind === 'error' && result.error, JSON.stringify(content)).toBeInstanceOf(MalformedResponseError);
     }
     expect(parseStreamChunk(chunk({ delta: { content: null } }), context)).toMatchObject({ kind: 'content', delta: '' });
+    expect(parseStreamChunk(chunk({ delta: { content: [{ type: 'text', text: 'hi' }] } }), context)).toMatchObject({
+      kind: 'content',
+      delta: 'hi',
+    });
   });
 
   it('finish_reason "error" without an error object → StreamError on the model', () => {
@@ -668,7 +672,7 @@ describe('parseCompletionBody', () => {
     expect(result.kind === 'error' && result.error).toMatchObject({ kind: 'upstream', scope: 'model', retryable: true, code: 503 });
   });
 
-  it('content that is neither text nor null → MalformedResponseError, never an empty success', () => {
+  it('content that is neither text, nor null, nor text parts → MalformedResponseError, never an empty success', () => {
     for (const content of [42, { a: 1 }, ['part'], true]) {
       const result = parseCompletionBody({ id: 'gen-3', choices: [{ finish_reason: 'stop', message: { content } }] }, context);
       expect(result.kind === 'error' && result.error, JSON.stringify(content)).toBeInstanceOf(MalformedResponseError);
@@ -678,6 +682,13 @@ describe('parseCompletionBody', () => {
       context,
     );
     expect(toolCallsOnly).toMatchObject({ kind: 'completion', completion: { content: '', toolCalls: [{ id: 't1' }] } });
+    const parts = [
+      { type: 'text', text: 'Hello, ' },
+      { type: 'image_url', image_url: { url: 'data:' } },
+      { type: 'text', text: 'world' },
+    ];
+    const fromParts = parseCompletionBody({ id: 'gen-3', choices: [{ finish_reason: 'stop', message: { content: parts } }] }, context);
+    expect(fromParts).toMatchObject({ kind: 'completion', completion: { content: 'Hello, world' } });
   });
 
   it('garbage → MalformedResponseError', () => {

@@ -100,10 +100,10 @@ export function parseStreamChunk(chunk: unknown, context: WireContext): StreamCh
   }
 
   const delta = recordField(choice['delta']);
-  const text = delta?.['content'];
-  if (!isTextOrNone(text)) return { kind: 'error', error: malformed('stream chunk `choices[0].delta.content` is not a string', context) };
+  const text = textOf(delta?.['content']);
+  if (text === undefined) return { kind: 'error', error: malformed('stream chunk `choices[0].delta.content` is not text', context) };
   content.hasChoices = true;
-  content.delta = typeof text === 'string' ? text : '';
+  content.delta = text;
   assignDefined(content, {
     reasoning: stringField(delta?.['reasoning']),
     toolCalls: recordsOf(delta?.['tool_calls']),
@@ -171,13 +171,12 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
   const message = recordField(choice['message']);
   if (message === undefined) return { kind: 'error', error: malformed('completion body has no `choices[0].message`', context) };
 
-  const text = message['content'];
-  if (!isTextOrNone(text))
-    return { kind: 'error', error: malformed('completion body `choices[0].message.content` is not a string', context) };
+  const text = textOf(message['content']);
+  if (text === undefined) return { kind: 'error', error: malformed('completion body `choices[0].message.content` is not text', context) };
   const completion: Completion = {
     id: stringField(parsed['id']) ?? '',
     model,
-    content: typeof text === 'string' ? text : '',
+    content: text,
     // A missing finish_reason is kept visible rather than reported as a clean "stop".
     finishReason: finishReason ?? 'unknown',
     raw: parsed,
@@ -266,11 +265,17 @@ function isOpenAiStyleError(chunk: JsonRecord): boolean {
 }
 
 /**
- * Content as the wire may carry it: text, or none (`null` or absent, as beside tool calls). Any
- * other type is a malformed answer, never an empty success.
+ * The text of a message's or delta's `content` as the wire may carry it: a string; none (`null`
+ * or absent, as beside tool calls); or OpenAI-style content parts, whose `text` parts are joined.
+ * Undefined for anything else: a malformed answer, never an empty success.
  */
-function isTextOrNone(value: unknown): value is string | null | undefined {
-  return value === undefined || value === null || typeof value === 'string';
+function textOf(content: unknown): string | undefined {
+  if (typeof content === 'string') return content;
+  if (content === undefined || content === null) return '';
+  if (!Array.isArray(content) || !content.every(isRecord)) return undefined;
+  let text = '';
+  for (const part of content) if (part['type'] === 'text' && typeof part['text'] === 'string') text += part['text'];
+  return text;
 }
 
 function malformed(message: string, context: WireContext): MalformedResponseError {
