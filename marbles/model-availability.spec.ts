@@ -375,16 +375,16 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
   it('keeps rateLimit.maxWaitMs across the wait: a retry that then waits for a parked key gives up on time', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {
-      const keyParkedForAnHour = new RateLimitError({
+      const keyParkedFor4Min = new RateLimitError({
         message: 'Rate limit exceeded',
         scope: 'key',
         retryable: true,
         status: 429,
-        retryAfterMs: 3_600_000,
+        retryAfterMs: 240_000,
       });
       const { pool } = makePool(scheduler, {
         a: [cold<TransportEvent>('-#', undefined, providerRateLimited()), cold('-(c|)', { c: answerEvent('gen-a', 'ok', 'a') })],
-        b: [cold<TransportEvent>('500ms #', undefined, keyParkedForAnHour)],
+        b: [cold<TransportEvent>('500ms #', undefined, keyParkedFor4Min)],
       });
       const log = terminals(
         scheduler,
@@ -394,7 +394,7 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
       );
       flush();
       // r1's retry was due at 1; after its wait for a (to 751) it waits for the key, parked at
-      // 500 for an hour, until its 2 s are spent, not for the hour.
+      // 500 for 4 min (short enough to wait in the queue), until its 2 s are spent.
       expect(log).toEqual(['2001 r1 attempts_exhausted', '2500 r0 attempts_exhausted']);
     });
   });
@@ -465,6 +465,43 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
       }, 100);
       flush();
       expect(outcomes).toEqual(['100 refused model_unavailable 651', '751 queued lease']);
+    });
+  });
+});
+
+describe('a model no key can take for long (its quota spent for an hour)', () => {
+  it('fails its requests at once, saying when, instead of holding their slots from requests for other models', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const answers = (model: string) =>
+        Array.from({ length: 4 }, (_, index) => cold('-(c|)', { c: answerEvent(`${model}-${index}`, 'ok', model) }));
+      const { pool, calls } = makePool(
+        scheduler,
+        { 'x/y:free': answers('x/y:free'), 'x/paid': answers('x/paid') },
+        { models: { '*:free': { quotas: [{ requests: 2, windowMs: 3_600_000 }] } } },
+      );
+      const failures: FailedEvent[] = [];
+      const log = terminals(
+        scheduler,
+        from([...['f1', 'f2', 'f3', 'f4'].map((id) => request(id, 'x/y:free')), request('p1', 'x/paid'), request('p2', 'x/paid')]).pipe(
+          balance(pool, { concurrency: 2, transient: false }),
+          tap((event) => event.type === 'failed' && failures.push(event)),
+        ),
+      );
+      flush();
+      // The hour's two free requests are answered; the next two fail at once (the quota has
+      // room again in an hour, past modelWaitMs), and the paid ones run in the slots.
+      expect(log).toEqual([
+        '1 f1 completion',
+        '1 f3 model_unavailable',
+        '1 f4 model_unavailable',
+        '1 f2 completion',
+        '2 p1 completion',
+        '2 p2 completion',
+      ]);
+      expect(failures[0]!.error.retryAfterMs).toBe(3_600_000);
+      expect(failures[0]!.error.message).toMatch(/no key can take x\/y:free for another 60 min/);
+      expect(calls.filter((call) => call.model === 'x/y:free')).toHaveLength(2);
     });
   });
 });

@@ -13,7 +13,7 @@ import type { ChatRequest } from '../core/types.js';
 import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
-import { noKeyAvailableError, unavailableModelsError } from './model-availability.js';
+import { noKeyAvailableError, quotaBlockedError, unavailableModelsError, type RoomLookup } from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
 import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
 import type { Strategy } from './strategies.js';
@@ -41,6 +41,7 @@ export class Admission implements LeaseOwner, Eligibility {
   private draining = false;
   private drainAgain = false;
   private readonly wakeUp: WakeUpTimer;
+  private readonly rooms: RoomLookup;
   private closed = false;
   /**
    * Per model, the token counts (ascending, each once) of the tickets the last drain tried and put
@@ -62,6 +63,7 @@ export class Admission implements LeaseOwner, Eligibility {
     private readonly learning: QuotaLearning | undefined,
   ) {
     this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
+    this.rooms = { registry: context.registry, store: context.store, planOf: (entry, model) => this.planOf(entry, model) };
   }
 
   /** Requests waiting for a key. */
@@ -108,20 +110,19 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /**
    * The refusal of a ticket that could not be placed because every model of its chain is out of
-   * service; undefined when it waits for a key instead. Such a ticket never waits in the queue: it
-   * would hold its caller's concurrency slot (a `balance` slot) that requests for healthy models
-   * could use, so it fails at once and the caller decides whether to wait (`balance` waits
-   * without its slot, up to its `modelWaitMs`).
+   * service, or no key can take one for longer than the hint-less backoff's cap (a day's quota
+   * spent); undefined when it waits for a key instead. Waiting, it would hold its caller's slot (a
+   * `balance` slot) that requests for healthy models could use: it fails, and the caller decides
+   * whether to wait (`balance` waits without its slot, up to its `modelWaitMs`).
    */
   private modelsUnavailable(ticket: Ticket, now: number): ModelUnavailableError | undefined {
-    return unavailableModelsError(
-      ticket.options.models.map((id) => this.context.registry.model(id)),
-      now,
-      // A park no longer than the hint-less backoff's cap is waited out in the queue, like a backoff,
-      // unless the caller waits for the model itself (outside its concurrency slot).
-      ticket.options.maxQueuedModelParkMs ?? this.context.config.maxRateLimitCooldownMs,
-      (model) => this.context.publisher.markModel(model),
-    );
+    const models = ticket.options.models.map((id) => this.context.registry.model(id));
+    // A shorter park is waited out in the queue, like a backoff, unless the caller waits itself.
+    const longestParkMs = ticket.options.maxQueuedModelParkMs ?? this.context.config.maxRateLimitCooldownMs;
+    const out = unavailableModelsError(models, now, longestParkMs, (model) => this.context.publisher.markModel(model));
+    // Looking for each key's room costs a pass over the keys: once a second per waiting ticket.
+    if (out !== undefined || !ticket.roomCheckDue(now)) return out;
+    return quotaBlockedError(this.rooms, models, ticket.tokens, now, this.context.config.maxRateLimitCooldownMs);
   }
 
   /** Fails a ticket that is out of the queue; it never got a key. */

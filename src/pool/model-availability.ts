@@ -1,4 +1,5 @@
 import { ModelUnavailableError, NoKeyAvailableError } from '../core/errors.js';
+import type { AdmissionPlan, StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 
 /**
@@ -69,5 +70,78 @@ export function noKeyAvailableError(keys: readonly KeyEntry[]): NoKeyAvailableEr
     scope: 'key',
     retryable: false,
     ...(statuses.size === 1 && status !== undefined ? { status } : {}),
+  });
+}
+
+/** What `quotaBlockedError` reads of the pool. */
+export interface RoomLookup {
+  readonly registry: { readonly keys: readonly KeyEntry[] };
+  readonly store: Pick<StateStore, 'nextFitAt'>;
+  planOf(entry: KeyEntry, model: ModelEntry): AdmissionPlan;
+}
+
+/**
+ * When a key could next take a request of `tokens` on `model`, as far as waits that only time
+ * ends go (a park, an exhaustion, an open breaker, a quota window); `now` when one could but for
+ * room an answer frees (a slot). Stops at the first key due back by `enough`.
+ */
+function roomAt(pool: RoomLookup, model: ModelEntry, tokens: number, now: number, enough: number): number {
+  let earliest = Infinity;
+  const modelAt = Math.max(now, model.parkedUntil, model.breaker.state === 'open' ? model.breaker.openUntil : now);
+  for (const entry of pool.registry.keys) {
+    if (entry.disabled) continue;
+    const { account } = entry;
+    const at = Math.max(
+      modelAt,
+      entry.parkedUntil,
+      entry.exhaustedUntil,
+      entry.fullUntil,
+      account.parkedUntil,
+      account.exhaustedUntil,
+      entry.breaker.state === 'open' ? entry.breaker.openUntil : now,
+      pool.store.nextFitAt(pool.planOf(entry, model), tokens, now),
+    );
+    if (at <= enough) return at;
+    earliest = Math.min(earliest, at);
+  }
+  return earliest;
+}
+
+/**
+ * The longest a request waits in the queue for room that only time brings, at least: a minute's
+ * quota spent is waited out, an hour's or a day's is not.
+ */
+const QUEUED_ROOM_WAIT_FLOOR_MS = 5 * 60_000;
+
+/**
+ * The refusal of a request that no key can take on any model of its chain for longer than five
+ * minutes, or the hint-less backoff's cap `backoffCapMs` if longer (a day's free-model quota
+ * spent, every key parked for an hour): waiting in the queue, it would hold its caller's
+ * concurrency slot that long, which requests for other models could use. Undefined when some key
+ * is due back sooner. Its `retryAfterMs` says when the first is.
+ */
+export function quotaBlockedError(
+  pool: RoomLookup,
+  models: readonly ModelEntry[],
+  tokens: number,
+  now: number,
+  backoffCapMs: number,
+): ModelUnavailableError | undefined {
+  const enough = now + Math.max(backoffCapMs, QUEUED_ROOM_WAIT_FLOOR_MS);
+  let backAt = Infinity;
+  for (const model of models) {
+    backAt = Math.min(backAt, roomAt(pool, model, tokens, now, enough));
+    if (backAt <= enough) return undefined;
+  }
+  if (models.length === 0) return undefined;
+  const when = Number.isFinite(backAt)
+    ? `for another ${Math.ceil((backAt - now) / 60_000)} min`
+    : 'at all (no quota of theirs can hold it)';
+  return new ModelUnavailableError({
+    message: `no key can take ${models.map((model) => model.model).join(', ')} ${when} (quotas spent, keys parked or out of credit)`,
+    scope: 'model',
+    retryable: true,
+    ...(Number.isFinite(backAt) ? { retryAfterMs: backAt - now } : {}),
+    model: models[0]!.model,
   });
 }

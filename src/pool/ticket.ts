@@ -5,6 +5,8 @@ import type { AdmittedLease } from './lease.js';
 import type { Strategy } from './strategies.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
+const ROOM_CHECK_INTERVAL_MS = 1_000;
+
 /** What a ticket tells the admission that queued it when its subscriber leaves. */
 export interface TicketQueue {
   dequeue(ticket: Ticket): void;
@@ -19,6 +21,8 @@ export class Ticket {
   cancelled = false;
   lease: AdmittedLease | undefined;
   #signature: string | undefined;
+  /** Scheduler time the admission last looked for its keys' room (see `roomCheckDue`). */
+  #roomCheckedAt = -Infinity;
   /** Dropped at the teardown (see `unsubscribe`). */
   #subscriber: Subscriber<KeyLease> | undefined;
 
@@ -57,6 +61,13 @@ export class Ticket {
   get signature(): string {
     this.#signature ??= `${this.priority}|${this.queue.strategyIdOf(this.options.strategy)}|${this.options.models.join('\u0000')}`;
     return this.#signature;
+  }
+
+  /** Whether the admission may look for its keys' room now: a pass over the keys, once a second at most. */
+  roomCheckDue(now: number): boolean {
+    if (now - this.#roomCheckedAt < ROOM_CHECK_INTERVAL_MS) return false;
+    this.#roomCheckedAt = now;
+    return true;
   }
 
   admit(lease: AdmittedLease): void {
