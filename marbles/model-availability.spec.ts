@@ -5,7 +5,7 @@
  * and fails it with that error after. A 404 is a request error, never a model failure. Model
  * records stay bounded however many model ids pass.
  */
-import { from, of, tap, type Observable } from 'rxjs';
+import { from, of, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { ModelUnavailableError, RateLimitError } from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
@@ -25,12 +25,15 @@ function request(id: string, model: string): ChatRequest {
 
 const modelBreaker = { consecutiveFailures: 2, cooldownMs: 1_000, maxCooldownMs: 1_000 };
 
-/** `"<frame> <id> <completion|failed kind>"` for each terminal event of `balance`. */
-function terminals(scheduler: { now(): number }, events$: Observable<BalanceEvent>): string[] {
+/** `"<frame> <id> <completion|failed kind>"` for each terminal event of `balance`; the `failed` events also go to `failures`. */
+function terminals(scheduler: { now(): number }, events$: Observable<BalanceEvent>, failures: FailedEvent[] = []): string[] {
   const log: string[] = [];
   events$.subscribe((event) => {
     if (event.type === 'completion') log.push(`${scheduler.now()} ${event.requestId} completion`);
-    if (event.type === 'failed') log.push(`${scheduler.now()} ${event.requestId} ${event.error.kind}`);
+    if (event.type === 'failed') {
+      log.push(`${scheduler.now()} ${event.requestId} ${event.error.kind}`);
+      failures.push(event);
+    }
   });
   return log;
 }
@@ -322,7 +325,7 @@ describe('a model parked by a provider 429 for longer than the hint-less backoff
         );
       }, 100);
       flush();
-      // a is parked for an hour, past modelWaitMs (30 s): r1 fails at once, saying why; r2 runs.
+      // a is parked for an hour, past modelWaitMs (60 s): r1 fails at once, saying why; r2 runs.
       expect(log).toEqual(['100 r1 model_unavailable', '101 r2 completion']);
     });
   });
@@ -359,10 +362,8 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
       const failures: FailedEvent[] = [];
       const log = terminals(
         scheduler,
-        from([request('r1', 'a'), request('r2', 'b')]).pipe(
-          balance(pool, { concurrency: 1, transient: false }),
-          tap((event) => event.type === 'failed' && failures.push(event)),
-        ),
+        from([request('r1', 'a'), request('r2', 'b')]).pipe(balance(pool, { concurrency: 1, transient: false })),
+        failures,
       );
       flush();
       expect(calls.filter((call) => call.model === 'a')).toHaveLength(4);
@@ -434,10 +435,8 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
       const failures: FailedEvent[] = [];
       const log = terminals(
         scheduler,
-        from([request('r1', 'a'), request('r2', 'b')]).pipe(
-          balance(pool, { concurrency: 1, transient: false, modelWaitMs: 0 }),
-          tap((event) => event.type === 'failed' && failures.push(event)),
-        ),
+        from([request('r1', 'a'), request('r2', 'b')]).pipe(balance(pool, { concurrency: 1, transient: false, modelWaitMs: 0 })),
+        failures,
       );
       flush();
       expect(log).toEqual(['1 r1 model_unavailable', '2 r2 completion']);
@@ -485,8 +484,8 @@ describe('a model no key can take for long (its quota spent for an hour)', () =>
         scheduler,
         from([...['f1', 'f2', 'f3', 'f4'].map((id) => request(id, 'x/y:free')), request('p1', 'x/paid'), request('p2', 'x/paid')]).pipe(
           balance(pool, { concurrency: 2, transient: false }),
-          tap((event) => event.type === 'failed' && failures.push(event)),
         ),
+        failures,
       );
       flush();
       // The hour's two free requests are answered; the next two fail at once (the quota has

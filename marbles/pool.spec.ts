@@ -27,6 +27,12 @@ import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 import type { ChatRequest } from '../src/core/types.js';
 import type { Strategy } from '../src/pool/strategies.js';
 
+/** Two keys, k1 and k2, for the tests where one refusal must touch only its own key. */
+const TWO_KEYS = [
+  { key: 'sk-a', label: 'k1' },
+  { key: 'sk-b', label: 'k2' },
+];
+
 /** A request for one token, and one for more than `tokenQuotaKey`'s whole second: it fits only an empty window. */
 const small = chatRequest('hi', { max_tokens: 1 });
 const large = chatRequest('big', { max_tokens: 10_000 });
@@ -210,6 +216,9 @@ describe('pool: open reason after a short park', () => {
 });
 
 describe('pool: what each refusal does to health', () => {
+  /** The 401 of a revoked key. */
+  const revoked = () => new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 });
+
   it('a 429 with retryAfterMs parks the key until the reset without counting a failure', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
@@ -287,12 +296,9 @@ describe('pool: what each refusal does to health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [
-          { key: 'sk-a', label: 'k1' },
-          { key: 'sk-b', label: 'k2' },
-        ],
+        keys: TWO_KEYS,
       });
-      failAt(scheduler, pool, 10, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
+      failAt(scheduler, pool, 10, revoked());
       expectObservable(pool.key('k1').health$.pipe(map((health) => `${health.state}:${health.cooldownUntil}`)), '^ 1000ms !').toBe(
         'a 9ms b',
         {
@@ -314,7 +320,7 @@ describe('pool: what each refusal does to health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler);
-      failAt(scheduler, pool, 10, new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 }));
+      failAt(scheduler, pool, 10, revoked());
       expectObservable(pool[POOL_PORT].acquire(chatRequest(), { models: [MODEL] }), '20ms ^').toBe(
         '20ms #',
         undefined,
@@ -332,12 +338,8 @@ describe('pool: what each refusal does to health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [
-          { key: 'sk-a', label: 'k1' },
-          { key: 'sk-b', label: 'k2' },
-        ],
+        keys: TWO_KEYS,
       });
-      const revoked = () => new AuthenticationError({ message: 'User not found.', scope: 'key', retryable: false, status: 401 });
       // Putting back a key that serves changes nothing.
       scheduler.schedule(() => pool.enable('k2'), 5);
       failAt(scheduler, pool, 10, revoked(), 'k1');
@@ -366,10 +368,7 @@ describe('pool: what each refusal does to health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [
-          { key: 'sk-a', label: 'k1' },
-          { key: 'sk-b', label: 'k2' },
-        ],
+        keys: TWO_KEYS,
         exhaustedRetryMs: 1_000,
       });
       failAt(scheduler, pool, 10, new KeyLimitError({ message: 'Key limit exceeded', scope: 'key', retryable: false, status: 403 }));
@@ -440,10 +439,7 @@ describe('pool: what each refusal does to health', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [
-          { key: 'sk-a', label: 'k1' },
-          { key: 'sk-b', label: 'k2' },
-        ],
+        keys: TWO_KEYS,
       });
       const before = pool.snapshot().keys;
       for (const at of [10, 20, 30]) {
@@ -474,10 +470,7 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {
       const pool = makePool(scheduler, {
-        keys: [
-          { key: 'sk-a', label: 'k1' },
-          { key: 'sk-b', label: 'k2' },
-        ],
+        keys: TWO_KEYS,
       });
       pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k1', model: MODEL, error: rateLimitError(100) }); // until 100
       pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: rateLimitError(50) }); // until 50

@@ -186,10 +186,14 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
 
   /** Held back by its own or its account's state: disabled, out of credit or limit, or parked by a 429. */
   restsAt(now: number): boolean {
+    return this.restsUntil() > now;
+  }
+
+  /** Until when its own or its account's state holds it back (Infinity while disabled). */
+  restsUntil(): number {
+    if (this.disabled) return Infinity;
     const account = this.account;
-    return (
-      this.disabled || this.exhaustedUntil > now || this.parkedUntil > now || account.exhaustedUntil > now || account.parkedUntil > now
-    );
+    return Math.max(this.exhaustedUntil, this.parkedUntil, account.exhaustedUntil, account.parkedUntil);
   }
 
   build(): KeyHealth {

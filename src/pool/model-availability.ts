@@ -90,14 +90,10 @@ function roomAt(pool: RoomLookup, model: ModelEntry, tokens: number, now: number
   const modelAt = Math.max(now, model.parkedUntil, model.breaker.state === 'open' ? model.breaker.openUntil : now);
   for (const entry of pool.registry.keys) {
     if (entry.disabled) continue;
-    const { account } = entry;
     const at = Math.max(
       modelAt,
-      entry.parkedUntil,
-      entry.exhaustedUntil,
+      entry.restsUntil(),
       entry.fullUntil,
-      account.parkedUntil,
-      account.exhaustedUntil,
       entry.breaker.state === 'open' ? entry.breaker.openUntil : now,
       pool.store.nextFitAt(pool.planOf(entry, model), tokens, now),
     );
@@ -127,13 +123,13 @@ export function quotaBlockedError(
   now: number,
   backoffCapMs: number,
 ): ModelUnavailableError | undefined {
+  if (models.length === 0) return undefined;
   const enough = now + Math.max(backoffCapMs, QUEUED_ROOM_WAIT_FLOOR_MS);
   let backAt = Infinity;
   for (const model of models) {
     backAt = Math.min(backAt, roomAt(pool, model, tokens, now, enough));
     if (backAt <= enough) return undefined;
   }
-  if (models.length === 0) return undefined;
   const when = Number.isFinite(backAt)
     ? `for another ${Math.ceil((backAt - now) / 60_000)} min`
     : 'at all (no quota of theirs can hold it)';

@@ -151,13 +151,13 @@ export class QuotaLearning {
     // A configured request quota is the truth for its scope: a 429 beside it comes from other
     // senders (a fleet on memory stores), and this pool's sends cannot tell its window.
     if (info === undefined || scope === undefined || hasRequestQuota(scope)) return;
-    // The window from the sends up to the refused one's (the refund took it out of the log): what the server had counted.
-    // A refused request can reach the server after sends made after it (a slower connection):
-    // those that were answered were counted too, and stand among the sends before it. Overtaken
-    // by a few not yet answered, it finds most of the limit on record: the latest sends stand in
-    // for those few (erring short by them; the next 429 corrects it). Never from far fewer: the
-    // rest of the window was another sender's (a process before this one), and sends in flight,
-    // which may be refused too, would make it look short.
+    // The window from what the server had counted: the sends up to the refused one's (the refund
+    // took it out of the log) and, since a refused request can reach the server after sends made
+    // after it (a slower connection), later ones already answered. Overtaken by a few not yet
+    // answered, it finds most of the limit on record: the latest sends stand in for those few
+    // (erring short by them; the next 429 corrects it). Never from far fewer: the rest of the
+    // window was another sender's (a process before this one), and sends in flight, which may be
+    // refused too, would make it look short.
     const log = this.logs.get(scope.id);
     const counted = log?.countedBefore(sentAt) ?? [];
     const overtaken = counted.length < info.limit && counted.length >= info.limit * MOST_OF_LIMIT;
