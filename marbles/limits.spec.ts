@@ -480,6 +480,40 @@ describe('accounts and free-model quotas from key info', () => {
     ]);
   });
 
+  it('a configured quota per account keeps counting the sends a key made before key info moved it into its account', () => {
+    const scheduler = newTestScheduler();
+    const admitted: number[] = [];
+    const refused: number[] = [];
+    scheduler.run(({ cold }) => {
+      const pool = makePool(scheduler, {
+        keys: keys.slice(0, 2),
+        keyInfo: () => cold('50ms (i|)', { i: infoOf('user_a') }),
+        models: { '*:free': { quotas: [{ requests: 2, windowMs: 3_600_000 }] } },
+        adaptiveConcurrency: false,
+        store: undefined,
+      });
+      const port = pool[POOL_PORT];
+      const ask = (at: number) =>
+        scheduler.schedule(() => {
+          port.acquire(chatRequest('hi', { model: FREE }), { models: [FREE] }).subscribe({
+            next: (lease) => {
+              admitted.push(scheduler.now());
+              lease.markResponded();
+              lease.release();
+            },
+            error: () => refused.push(scheduler.now()),
+          });
+        }, at);
+      // One on each key, each then its own account with the pattern's 2 an hour.
+      ask(0);
+      ask(0);
+      // Key info has named their account since 50 ms: it has had its 2 this hour.
+      ask(100);
+      ask(100);
+    });
+    expect({ admitted, refused }).toEqual({ admitted: [0, 0], refused: [100, 100] });
+  });
+
   it('so a burst of free-model requests draws one 429 from an account that counts 20 a minute, which then teaches the limit', () => {
     const scheduler = newTestScheduler();
     let drive!: Driver;

@@ -150,6 +150,23 @@ export class Limiter {
     this.rebuildWindows();
   }
 
+  /**
+   * Counts what `other` (a key's old account scope) holds in its windows in this limiter's windows
+   * of the same unit, length and kind as well: the key's sends there were the server's count of
+   * this scope all along.
+   */
+  absorb(other: Limiter, now: number): void {
+    for (const quota of this.windows) {
+      const twin = other.windows.find(
+        (candidate) =>
+          candidate.unit === quota.unit &&
+          candidate.window.windowMs === quota.window.windowMs &&
+          candidate.window instanceof SlidingWindow === quota.window instanceof SlidingWindow,
+      );
+      if (twin !== undefined) quota.window.absorb(twin.window.liveEntries(now), now);
+    }
+  }
+
   /** Drops the quota learned for `bucket` (an assumed one its scope has passed). */
   unlearn(bucket: string): void {
     if (this.learned.delete(bucket)) this.rebuildWindows();

@@ -76,6 +76,23 @@ export class SlidingWindow {
     entry.amount = amount;
   }
 
+  /** The entries still in the window at `now`, oldest first. */
+  liveEntries(now: number): readonly WindowEntry[] {
+    this.prune(now);
+    return this.entries.slice(this.head);
+  }
+
+  /**
+   * Counts copies of `entries` (another window's, see `Limiter.absorb`) among its own, in the
+   * order they leave the window, so that pruning from the oldest stays exact.
+   */
+  absorb(entries: readonly WindowEntry[], now: number): void {
+    const merged = [...this.liveEntries(now), ...entries.map((entry) => ({ at: entry.at, amount: entry.amount, live: true }))];
+    this.entries = merged.sort((a, b) => a.at - b.at);
+    this.head = 0;
+    this.total = merged.reduce((sum, entry) => sum + entry.amount, 0);
+  }
+
   /** The earliest time at which `amount` fits, or `now` if it fits already. */
   nextFitAt(now: number, amount: number): number {
     this.prune(now);

@@ -50,6 +50,18 @@ export class UtcDayWindow {
     entry.amount = amount;
   }
 
+  /** The entries counted today, as of `now`. */
+  liveEntries(now: number): readonly WindowEntry[] {
+    this.roll(now);
+    return [...this.entries];
+  }
+
+  /** Counts copies of another day window's `entries` (see `Limiter.absorb`); they are today's. */
+  absorb(entries: readonly WindowEntry[], now: number): void {
+    this.roll(now);
+    for (const entry of entries) this.add(entry.at, entry.amount);
+  }
+
   nextFitAt(now: number, amount: number): number {
     return this.fits(now, amount) ? now : nextUtcMidnight(now);
   }

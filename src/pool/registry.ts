@@ -129,6 +129,12 @@ export class Registry {
     account.inFlight += entry.inFlight;
     entry.account = account;
     entry.plans.clear();
+    // What the key sent under its old account was counted by the server in this one: it counts in
+    // this one's quotas too (and, if the old account had other keys, their sends as well: on the
+    // side of caution, for one window at most).
+    const now = this.scheduler.now();
+    this.store.absorb?.(previous.scope, account.scope, now);
+    for (const [pattern, scope] of previous.modelScopeEntries) this.store.absorb?.(scope, account.modelScope(pattern), now);
     return true;
   }
 

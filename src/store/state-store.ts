@@ -116,6 +116,14 @@ export interface StateStore {
   learn(scope: ScopeDefinition, quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes?: readonly number[]): void;
   /** Drops a scope's learned quota of `bucket`, if it has one. */
   unlearn(scopeId: string, bucket: string): void;
+  /**
+   * A key moved from the account scope (or account-model scope) `from` to `to`, when key info
+   * named its account: what `from`'s quota windows hold counts in `to`'s windows of the same unit
+   * and length too, so a quota of the account is not spent a second time. Once per pair of
+   * scopes, however many pools on the store report the move. Optional: a store without it counts
+   * the moved key's earlier sends in its old scopes only.
+   */
+  absorb?(from: ScopeDefinition, to: ScopeDefinition, now: number): void;
   /** The quotas learned for a scope so far. */
   learnedQuotas(scopeId: string): LearnedQuota[];
   /** What is left of a scope's quotas. */
@@ -176,6 +184,8 @@ export class MemoryStateStore implements StateStore {
   private readonly changes = new Subject<StateChange>();
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private reservations = 0;
+  /** `<from> <to>` of the scopes `absorb` has merged already: each pool on the store reports the same move. */
+  private readonly absorbed = new Set<string>();
   readonly changes$ = this.changes.asObservable();
   readonly status$ = this.status.asObservable();
 
@@ -257,6 +267,14 @@ export class MemoryStateStore implements StateStore {
 
   unlearn(scopeId: string, bucket: string): void {
     this.limiters.get(scopeId)?.unlearn(bucket);
+  }
+
+  absorb(from: ScopeDefinition, to: ScopeDefinition, now: number): void {
+    const source = this.limiters.get(from.id);
+    const pair = `${from.id} ${to.id}`;
+    if (source === undefined || this.absorbed.has(pair)) return;
+    this.absorbed.add(pair);
+    this.limiter(to).absorb(source, now);
   }
 
   learnedQuotas(scopeId: string): LearnedQuota[] {
