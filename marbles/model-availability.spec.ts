@@ -505,6 +505,34 @@ describe('a model no key can take for long (its quota spent for an hour)', () =>
   });
 });
 
+describe('a key parked for an hour while requests wait in the queue for it', () => {
+  it('fails them within a second of the park, not at its end', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const parkedForAnHour = new RateLimitError({
+        message: '429 Rate limit exceeded',
+        scope: 'key',
+        retryable: true,
+        status: 429,
+        retryAfterMs: 3_600_000,
+      });
+      const { pool } = makeOneSlotPool(scheduler, { 'x/m': [cold('500ms #', undefined, parkedForAnHour)] });
+      // r2 and r3 wait for the one slot r1 holds; the 429 that parks the key for an hour lands
+      // half a second after they last looked for room.
+      const log = terminals(
+        scheduler,
+        from(['r1', 'r2', 'r3'].map((id) => request(id, 'x/m'))).pipe(balance(pool, { concurrency: 3, transient: false })),
+      );
+      flush();
+      expect(log).toHaveLength(3);
+      for (const line of log) {
+        expect(line).toMatch(/ model_unavailable$/);
+        expect(Number(line.split(' ')[0])).toBeLessThanOrEqual(1_000);
+      }
+    });
+  });
+});
+
 describe('disposing the pool', () => {
   it('fails a request waiting for a model at once, leaving no timer', () => {
     const scheduler = newTestScheduler();

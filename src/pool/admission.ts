@@ -20,15 +20,12 @@ import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { Ticket } from './ticket.js';
 import { Placement, type Eligibility } from './placement.js';
-import { WakeUpTimer, addTokenCount, keyOpenToStore, nextChangeAt } from './wake-up.js';
+import { WakeUpTimer, addTokenCount, queueWakeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
 function disposedError(): AbortedError {
   return new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false });
 }
-
-/** How often a blocked queue looks again at a store other pools share (their releases send no event). */
-const SHARED_STORE_POLL_MS = 25;
 
 /**
  * Admission: the queue of requests waiting for a key, the placement of each on a key (models in
@@ -478,16 +475,9 @@ export class Admission implements LeaseOwner, Eligibility {
     else this.wakeUp.cancel();
   }
 
-  /**
-   * Sleeps until the earliest change after `checkedAt`, the time the queue was last found blocked:
-   * a change between then and now wakes at once, never lost. On a store shared with other pools,
-   * their releases free room without any event here, so a blocked queue also polls.
-   */
+  /** Sleeps until the queue, found blocked at `checkedAt`, should look again (see `queueWakeAt`). */
   private scheduleWake(checkedAt = this.context.scheduler.now()): void {
-    let at = nextChangeAt(this.context, this.triedTokens, checkedAt);
-    // Other pools' releases send no event here, however far off the next known change is; only a
-    // key that nothing of this pool's own holds back can take room they free.
-    if (!this.ownsStore && keyOpenToStore(this.context, checkedAt)) at = Math.min(at, this.context.scheduler.now() + SHARED_STORE_POLL_MS);
+    const at = queueWakeAt(this.context, { triedTokens: this.triedTokens, tickets: this.queue, ownsStore: this.ownsStore }, checkedAt);
     if (Number.isFinite(at)) this.wakeUp.arm(at);
   }
 

@@ -109,6 +109,11 @@ function roomAt(pool: RoomLookup, model: ModelEntry, tokens: number, now: number
  */
 const QUEUED_ROOM_WAIT_FLOOR_MS = 5 * 60_000;
 
+/** How long a request may wait in the queue for room that only time brings (see `quotaBlockedError`). */
+export function longestQueuedRoomWaitMs(backoffCapMs: number): number {
+  return Math.max(backoffCapMs, QUEUED_ROOM_WAIT_FLOOR_MS);
+}
+
 /**
  * The refusal of a request that no key can take on any model of its chain for longer than five
  * minutes, or the hint-less backoff's cap `backoffCapMs` if longer (a day's free-model quota
@@ -124,7 +129,7 @@ export function quotaBlockedError(
   backoffCapMs: number,
 ): ModelUnavailableError | undefined {
   if (models.length === 0) return undefined;
-  const enough = now + Math.max(backoffCapMs, QUEUED_ROOM_WAIT_FLOOR_MS);
+  const enough = now + longestQueuedRoomWaitMs(backoffCapMs);
   let backAt = Infinity;
   for (const model of models) {
     backAt = Math.min(backAt, roomAt(pool, model, tokens, now, enough));

@@ -70,6 +70,11 @@ export class Ticket {
     return true;
   }
 
+  /** When `roomCheckDue` next says yes. */
+  get roomCheckDueAt(): number {
+    return this.#roomCheckedAt + ROOM_CHECK_INTERVAL_MS;
+  }
+
   admit(lease: AdmittedLease): void {
     this.lease = lease;
     this.#subscriber?.next(lease);

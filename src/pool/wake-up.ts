@@ -1,6 +1,10 @@
 import type { SchedulerLike, Subscription } from 'rxjs';
 import { scheduleAfter } from '../core/timers.js';
 import type { PoolContext } from './context.js';
+import { longestQueuedRoomWaitMs } from './model-availability.js';
+
+/** How often a blocked queue looks again at a store other pools share (their releases send no event). */
+const SHARED_STORE_POLL_MS = 25;
 
 /** The admission's one timer: it drains the queue at the earliest moment a waiting request may fit. */
 export class WakeUpTimer {
@@ -48,7 +52,7 @@ export function addTokenCount(triedTokens: Map<string, number[]>, model: string,
  * windows are asked about each token count of the requests the queue tried, per model
  * (`triedTokens`): a model nobody waits for is not asked about.
  */
-export function nextChangeAt(context: PoolContext, triedTokens: ReadonlyMap<string, readonly number[]>, now: number): number {
+function nextChangeAt(context: PoolContext, triedTokens: ReadonlyMap<string, readonly number[]>, now: number): number {
   let at = Infinity;
   const consider = (time: number) => {
     if (time > now && time < at) at = time;
@@ -79,6 +83,39 @@ export function nextChangeAt(context: PoolContext, triedTokens: ReadonlyMap<stri
  * Whether some key is held back by nothing of this pool's own (a park, an exhaustion, an open
  * breaker, a disabled key): only such a key can take room that other pools on a shared store free.
  */
-export function keyOpenToStore(context: PoolContext, now: number): boolean {
+function keyOpenToStore(context: PoolContext, now: number): boolean {
   return context.registry.keys.some((entry) => !entry.restsAt(now) && entry.breaker.state !== 'open');
+}
+
+/** What a blocked queue's wake-up depends on. */
+export interface BlockedQueue {
+  /** Per model, the token counts the last drain tried (see `Admission`). */
+  readonly triedTokens: ReadonlyMap<string, readonly number[]>;
+  /** In queue order. */
+  readonly tickets: readonly { readonly signature: string; readonly roomCheckDueAt: number }[];
+  /** Whether this pool alone uses the store. */
+  readonly ownsStore: boolean;
+}
+
+/**
+ * When a queue found blocked at `checkedAt` should look again: at the earliest change after then
+ * (a change between then and now wakes it at once, never lost). On a store shared with other
+ * pools, their releases free room without any event here, however far off the next known change
+ * is: it also polls, if some key that nothing of this pool's own holds back could take that room.
+ * A sleep longer than a request may wait for room may hold requests to refuse (a park that came
+ * after their last room check): it ends when the check of the first of them is due.
+ */
+export function queueWakeAt(context: PoolContext, queue: BlockedQueue, checkedAt: number): number {
+  let at = nextChangeAt(context, queue.triedTokens, checkedAt);
+  if (!queue.ownsStore && keyOpenToStore(context, checkedAt)) at = Math.min(at, context.scheduler.now() + SHARED_STORE_POLL_MS);
+  if (at - checkedAt > longestQueuedRoomWaitMs(context.config.maxRateLimitCooldownMs)) {
+    // A drain looks for room only for the first ticket of each signature; the rest go with it.
+    const heads = new Set<string>();
+    for (const ticket of queue.tickets) {
+      if (heads.has(ticket.signature)) continue;
+      heads.add(ticket.signature);
+      at = Math.min(at, ticket.roomCheckDueAt);
+    }
+  }
+  return at;
 }
