@@ -694,6 +694,36 @@ describe('odd rate-limit hints, cooldowns and key info (found in an audit)', () 
     expect(admittedK2At).toBe(200);
   });
 
+  it("refreshKeyInfo() ends a 401's disabling but not the user's own: a key taken out with disable() waits for enable()", () => {
+    const scheduler = newTestScheduler();
+    let states: string[] = [];
+    scheduler.run(() => {
+      const { transport } = scriptedTransport(scheduler, {});
+      const pool = predictablePool(
+        scheduler,
+        transport,
+        [
+          { key: 'sk-test-1', label: 'k1' },
+          { key: 'sk-test-2', label: 'k2' },
+        ],
+        { discoverAccounts: false, keyInfo: () => of(ownedBy('u1')) },
+      );
+      scheduler.schedule(() => {
+        pool.disable('k1');
+        pool[POOL_PORT].record({
+          type: 'failure',
+          keyLabel: 'k2',
+          model: MODEL,
+          error: new AuthenticationError({ message: '401 User not found', scope: 'key', retryable: false, status: 401 }),
+          sentAt: 10,
+        });
+        pool.refreshKeyInfo().subscribe();
+        states = pool.snapshot().keys.map((key) => `${key.label} ${key.state}`);
+      }, 10);
+    });
+    expect(states).toEqual(['k1 disabled', 'k2 closed']);
+  });
+
   it('dispose() ends a refreshKeyInfo() read still in flight, and tears it down', () => {
     const scheduler = newTestScheduler();
     let torn = false;

@@ -3,7 +3,7 @@
  * OpenRouter on 127.0.0.1. Real sockets, real time: the checks here are bounds (quotas, counts,
  * orderings), never speeds.
  */
-import { filter, firstValueFrom, from, lastValueFrom, toArray, type Subscription } from 'rxjs';
+import { Observable, concat, defer, filter, firstValueFrom, from, lastValueFrom, toArray, type Subscription } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AttemptsExhaustedError,
@@ -11,9 +11,11 @@ import {
   OpenRouterError,
   StreamError,
   balance,
+  createFetchTransport,
   createKeyPool,
   type BalanceEvent,
   type ChatRequest,
+  type KeyCredential,
   type ChunkEvent,
   type CompletionEvent,
   type KeyHealth,
@@ -22,6 +24,8 @@ import {
   type PoolEvent,
   type PoolHealth,
   type RestartEvent,
+  type Transport,
+  type TransportOptions,
 } from '../src/index.js';
 import { startFakeOpenRouter, type FakeOpenRouter, type FakeRequestRecord, type FakeServerOptions } from '../src/testing/index.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
@@ -415,5 +419,34 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
       ]);
       expect(fake.requests.map((record) => record.status)).toEqual([502, 502]);
     });
+  });
+});
+
+describe('a transport that is still loading', () => {
+  it('gives no request a key before the transport is ready: a short first-token timeout does not fire on a request not yet sent, and no model is blamed', async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }], models: { [MODEL]: { latencyMs: 5 } } });
+    // As `createOpenRouterTransport` does while the `openai` SDK loads: attempts wait for the load.
+    let loadedAt = 0;
+    const ready = new Promise<void>((resolve) => setTimeout(resolve, 300)).then(() => void (loadedAt = Date.now()));
+    const fetchTransport = createFetchTransport({ baseURL: fake.baseURL });
+    const loading = new Observable<never>((subscriber) => void ready.then(() => subscriber.complete()));
+    const transport: Transport = Object.assign(
+      (key: KeyCredential, request: ChatRequest, options?: TransportOptions) =>
+        concat(
+          loading,
+          defer(() => fetchTransport(key, request, options)),
+        ),
+      { ready },
+    );
+    const pool = startPool(fake, { keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }], transport, discoverAccounts: false });
+    const events = await lastValueFrom(
+      from(requestsOf(4, 'cold', 1)).pipe(balance(pool, { concurrency: 4, timeouts: { firstTokenMs: 100 } }), toArray()),
+    );
+    expect(events.filter((event) => event.type === 'failed')).toEqual([]);
+    // Each at its first attempt: none timed out waiting for the load.
+    expect(events.flatMap((event) => (event.type === 'completion' ? [event.attempts] : []))).toEqual([1, 1, 1, 1]);
+    expect(fake.requests.length).toBe(4);
+    expect(fake.requests.every((record) => record.at >= loadedAt)).toBe(true);
+    expect(pool.snapshot().models.find((model) => model.model === MODEL)?.state).toBe('closed');
   });
 });

@@ -210,4 +210,14 @@ export interface TransportOptions {
  * The boundary between the core and the network. A transport sends one attempt and reports it as
  * events, failing with an `OpenRouterError`. Unsubscribing must abort the request at once.
  */
-export type Transport = (key: KeyCredential, request: ChatRequest, options?: TransportOptions) => Observable<TransportEvent>;
+export interface Transport {
+  /** Sends one attempt of `request` with `key`; nothing goes out until it is subscribed. */
+  (key: KeyCredential, request: ChatRequest, options?: TransportOptions): Observable<TransportEvent>;
+  /**
+   * Settles once the transport can send at once (the SDK transport loads the `openai` SDK first).
+   * Until then the pool gives no request a key: an attempt that waited on the load would run its
+   * timeouts and quota entries meanwhile, and a first-token timeout would blame the model for a
+   * request never sent. A rejection ends the wait too; the attempts then fail as the transport says.
+   */
+  readonly ready?: PromiseLike<unknown>;
+}

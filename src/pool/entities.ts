@@ -145,6 +145,8 @@ export class DisabledKeyCount {
 
 export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate {
   #disabled = false;
+  /** Taken out of service by `pool.disable()`: only `enable` puts it back, not key info that says it is valid. */
+  disabledByUser = false;
   /** Found from key info (`creator_user_id`) unless the config named it. */
   account: AccountEntry;
   exhaustedUntil = 0;

@@ -2,7 +2,7 @@ import {
   Subject,
   Subscription,
   asyncScheduler,
-  type Observable,
+  Observable,
   catchError,
   defer,
   distinctUntilChanged,
@@ -119,12 +119,20 @@ export class Pool implements PoolCore {
     this.events$ = this.events.asObservable();
     this.logging = config.logger === undefined ? undefined : logPoolEvents(this.events$, config.logger, config.logLevel);
     this.health$ = this.publisher.health$;
+    // A transport still loading (see `Transport.ready`): requests wait for it before they take a key.
+    const ready = config.transport.ready;
+    let transportReady = ready === undefined;
+    if (ready !== undefined) {
+      const settled = (): void => void (transportReady = true);
+      ready.then(settled, settled);
+    }
     this[POOL_PORT] = {
       scheduler: this.scheduler,
       transport: config.transport,
       strategy,
       store: this.store,
-      acquire: (request, options) => this.admission.acquire(request, options),
+      acquire: (request, options) =>
+        transportReady ? this.admission.acquire(request, options) : afterReady(ready!, () => this.admission.acquire(request, options)),
       record: (outcome) => {
         if (!this.disposed) this.outcomes.record(outcome);
       },
@@ -161,6 +169,7 @@ export class Pool implements PoolCore {
     const entry = this.registry.requireKey(label);
     const now = this.scheduler.now();
     entry.disabled = false;
+    entry.disabledByUser = false;
     entry.exhaustedUntil = 0;
     entry.account.exhaustedUntil = 0;
     this.publisher.markAccount(entry.account);
@@ -170,7 +179,9 @@ export class Pool implements PoolCore {
   }
 
   disable(label: string): void {
-    this.outcomes.disableKey(this.registry.requireKey(label), this.scheduler.now());
+    const entry = this.registry.requireKey(label);
+    entry.disabledByUser = true;
+    this.outcomes.disableKey(entry, this.scheduler.now());
     this.settle();
   }
 
@@ -220,7 +231,11 @@ export class Pool implements PoolCore {
     );
   }
 
-  /** Completes every health stream, cancels every timer and fails every waiting request. */
+  /**
+   * Completes every health stream, cancels every timer and fails every waiting request. Attempts
+   * already sent run to their end, as a server's close lets its open requests finish: unsubscribe
+   * from `balance` (or the operators) to abort them as well.
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -253,8 +268,9 @@ export class Pool implements PoolCore {
       checkedAt: now,
     };
     entry.limitReset = info.limitReset ?? null;
-    // The key answered, so it is valid; credit left (or no limit) lifts an exhaustion.
-    entry.disabled = false;
+    // The key answered, so it is valid (a 401's disabling ends; the user's own stays); credit left
+    // (or no limit) lifts an exhaustion.
+    if (!entry.disabledByUser) entry.disabled = false;
     if (info.limitRemaining === null || info.limitRemaining > 0) entry.exhaustedUntil = 0;
     else entry.exhaustedUntil = Math.max(entry.exhaustedUntil, nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
     this.publisher.markKey(entry);
@@ -298,4 +314,20 @@ export class Pool implements PoolCore {
       this.learning.fromKeyInfo(scope, { requests: FREE_TIER_DAILY_REQUESTS, ...day }, undefined, now);
     }
   }
+}
+
+/** An acquisition that starts once the transport is ready, loaded or not (see `Transport.ready`). */
+function afterReady<Value>(ready: PromiseLike<unknown>, start: () => Observable<Value>): Observable<Value> {
+  return new Observable<Value>((subscriber) => {
+    let inner: Subscription | undefined;
+    let closed = false;
+    const begin = (): void => {
+      if (!closed) inner = start().subscribe(subscriber);
+    };
+    ready.then(begin, begin);
+    return () => {
+      closed = true;
+      inner?.unsubscribe();
+    };
+  });
 }

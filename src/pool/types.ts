@@ -159,6 +159,10 @@ export interface PoolCore {
   enable(label: string): void;
   /** Takes a key out of service until `enable`. */
   disable(label: string): void;
-  /** Completes every health stream, cancels every timer and fails every waiting request. */
+  /**
+   * Completes every health stream, cancels every timer and fails every waiting request. Attempts
+   * already sent run to their end, as a server's close lets its open requests finish: unsubscribe
+   * from `balance` (or the operators) to abort them as well.
+   */
   dispose(): void;
 }

@@ -27,7 +27,7 @@ export function createOpenRouterTransport(options: OpenRouterTransportOptions = 
   loaded.catch(() => undefined);
   // Once loaded, attempts go straight to the SDK transport: a request in flight holds no
   // subscriber, promise or closure of this wrapper (about 0.7 KiB each).
-  return (key, request, transportOptions) =>
+  const transport: Transport = (key, request, transportOptions) =>
     sdkTransport?.(key, request, transportOptions) ??
     new Observable<TransportEvent>((subscriber) => {
       let inner: Subscription | undefined;
@@ -54,4 +54,6 @@ export function createOpenRouterTransport(options: OpenRouterTransportOptions = 
         inner?.unsubscribe();
       };
     });
+  // The pool waits for the load before it gives out keys (see `Transport.ready`).
+  return Object.assign(transport, { ready: loaded });
 }
