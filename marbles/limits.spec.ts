@@ -480,14 +480,15 @@ describe('accounts and free-model quotas from key info', () => {
     ]);
   });
 
-  it('a configured quota per account keeps counting the sends a key made before key info moved it into its account', () => {
+  /** Two keys of user_a whose info answers after `infoMs`, with '*:free' limited to 2 an hour per account; what is admitted and refused of two requests asked at 0 and two at `laterAt`. */
+  function freeHourOfTwoKeys(infoMs: number, laterAt: number): { admitted: number[]; refused: number[] } {
     const scheduler = newTestScheduler();
     const admitted: number[] = [];
     const refused: number[] = [];
     scheduler.run(({ cold }) => {
       const pool = makePool(scheduler, {
         keys: keys.slice(0, 2),
-        keyInfo: () => cold('50ms (i|)', { i: infoOf('user_a') }),
+        keyInfo: () => cold(`${infoMs}ms (i|)`, { i: infoOf('user_a') }),
         models: { '*:free': { quotas: [{ requests: 2, windowMs: 3_600_000 }] } },
         adaptiveConcurrency: false,
         store: undefined,
@@ -504,14 +505,22 @@ describe('accounts and free-model quotas from key info', () => {
             error: () => refused.push(scheduler.now()),
           });
         }, at);
-      // One on each key, each then its own account with the pattern's 2 an hour.
       ask(0);
       ask(0);
-      // Key info has named their account since 50 ms: it has had its 2 this hour.
-      ask(100);
-      ask(100);
+      ask(laterAt);
+      ask(laterAt);
     });
-    expect({ admitted, refused }).toEqual({ admitted: [0, 0], refused: [100, 100] });
+    return { admitted, refused };
+  }
+
+  it('with limits per account configured, keys wait for key info to name their account before they serve', () => {
+    // Admitted once user_a is known (50 ms), both in its 2 an hour; the next two are refused.
+    expect(freeHourOfTwoKeys(50, 100)).toEqual({ admitted: [50, 50], refused: [100, 100] });
+  });
+
+  it('a key that served as an account of its own (its info came after 5 s) brings what it sent into the account it joins', () => {
+    // At 5 s the keys serve as accounts of their own, one request each; at 6 s user_a takes both in.
+    expect(freeHourOfTwoKeys(6_000, 6_100)).toEqual({ admitted: [5_000, 5_000], refused: [6_100, 6_100] });
   });
 
   it('so a burst of free-model requests draws one 429 from an account that counts 20 a minute, which then teaches the limit', () => {

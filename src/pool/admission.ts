@@ -84,7 +84,7 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /** Whether `entry` may take an attempt on `model` now (see `Eligibility`). */
   keyAdmits(entry: KeyEntry, model: ModelEntry, now: number, tokens: number): boolean {
-    if (entry.restsAt(now) || entry.fullUntil > now) return false;
+    if (entry.awaitingAccount || entry.restsAt(now) || entry.fullUntil > now) return false;
     const account = entry.account;
     if (account.concurrency !== undefined && !account.concurrency.hasRoom(account.inFlight)) return false;
     if (entry.breaker.state !== 'closed') {

@@ -145,6 +145,11 @@ export class DisabledKeyCount {
 
 export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate {
   #disabled = false;
+  /**
+   * Waits for key info to name its account before it serves, so that limits configured per
+   * account hold from the first request (see `Pool`); false once the info is in or given up on.
+   */
+  awaitingAccount = false;
   /** Taken out of service by `pool.disable()`: only `enable` puts it back, not key info that says it is valid. */
   disabledByUser = false;
   /** Found from key info (`creator_user_id`) unless the config named it. */

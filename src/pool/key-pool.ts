@@ -6,6 +6,7 @@ import {
   catchError,
   defer,
   distinctUntilChanged,
+  finalize,
   from,
   map,
   mergeMap,
@@ -15,6 +16,7 @@ import {
   toArray,
 } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
+import { scheduleAfter } from '../core/timers.js';
 import { nextUtcMidnight } from '../health/utc-day-window.js';
 import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
 import { DEFAULT_ARRIVAL_MARGIN_MS, createMemoryStore, type StateStore } from '../store/state-store.js';
@@ -35,6 +37,8 @@ import { POOL_PORT, type KeyHandle, type PoolCore, type PoolPort } from './types
 
 /** Key info requests in flight at once. */
 const KEY_INFO_CONCURRENCY = 8;
+/** The longest a key waits for key info to name its account before it serves as an account of its own. */
+const ACCOUNT_WAIT_MS = 5_000;
 
 /** Where the send margin starts, before successes narrow it: wide enough for a busy event loop. */
 const SEND_MARGIN_START_MS = 250;
@@ -71,6 +75,9 @@ export class Pool implements PoolCore {
   private readonly learning: QuotaLearning | undefined;
   /** The key info read at start (account discovery), cancelled by `dispose`. */
   private readonly discovery = new Subscription();
+  /** The bound on keys' wait for their accounts (see `awaitingAccount`). */
+  private accountWait: Subscription | undefined;
+  private keysAwaitingAccount = 0;
   /** Ends the `refreshKeyInfo()` reads still running at `dispose` (their requests aborted). */
   private readonly disposing = new Subject<void>();
   private disposed = false;
@@ -141,8 +148,22 @@ export class Pool implements PoolCore {
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
     };
     // Accounts are found, not configured: every key's info once, in the background. Traffic does
-    // not wait for it; a key whose info fails serves on as an account of its own.
-    if (config.discoverAccounts && config.keyInfo !== undefined) this.discovery.add(this.readKeyInfo(false).subscribe());
+    // not wait for it; a key whose info fails serves on as an account of its own. Only where the
+    // config limits accounts (`accounts`, or `models`, whose limits are per account) does a key
+    // wait for its account, up to ACCOUNT_WAIT_MS: serving as an account of its own, it would
+    // take room the account it belongs to does not have.
+    if (config.discoverAccounts && config.keyInfo !== undefined) {
+      if (Object.keys(config.accounts).length > 0 || Object.keys(config.models).length > 0) {
+        for (const entry of this.registry.keys) entry.awaitingAccount = !entry.accountConfigured;
+        this.keysAwaitingAccount = this.registry.keys.filter((entry) => entry.awaitingAccount).length;
+        this.accountWait = scheduleAfter(this.scheduler, ACCOUNT_WAIT_MS, () => {
+          for (const entry of this.registry.keys) entry.awaitingAccount = false;
+          this.settle();
+        });
+        this.discovery.add(this.accountWait);
+      }
+      this.discovery.add(this.readKeyInfo(false).subscribe());
+    }
   }
 
   // ---------------------------------------------------------------- reads
@@ -208,6 +229,7 @@ export class Pool implements PoolCore {
             map((info) => {
               if (!this.disposed) this.foldKeyInfo(entry, info);
             }),
+            finalize(() => this.accountKnown(entry)),
             catchError((thrown: unknown) => {
               // A read that fails after dispose (a `refreshKeyInfo()` still subscribed) touches nothing.
               if (this.disposed) return of(undefined);
@@ -229,6 +251,14 @@ export class Pool implements PoolCore {
         return keys.map((entry) => entry.health);
       }),
     );
+  }
+
+  /** A key that waited for its account (`awaitingAccount`) serves from now: its info is in, failed, or took too long. */
+  private accountKnown(entry: KeyEntry): void {
+    if (!entry.awaitingAccount || this.disposed) return;
+    entry.awaitingAccount = false;
+    if (--this.keysAwaitingAccount === 0) this.accountWait?.unsubscribe();
+    this.settle();
   }
 
   /**
