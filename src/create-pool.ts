@@ -30,13 +30,11 @@ class BalancedPool extends Pool implements KeyPool {
   private defaultBalance: OperatorFunction<ChatRequest, BalanceEvent> | undefined;
 
   complete(request: ChatRequest, options?: BalanceOptions): Observable<CompletionEvent> {
-    return this.single(withFields(request, { stream: false }), options).pipe(
-      filter((event): event is CompletionEvent => event.type === 'completion'),
-    );
+    return this.single(streaming(request, false), options).pipe(filter((event): event is CompletionEvent => event.type === 'completion'));
   }
 
   stream(request: ChatRequest, options?: BalanceOptions): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
-    return this.single(withFields(request, { stream: true }), options);
+    return this.single(streaming(request, true), options);
   }
 
   private single(request: ChatRequest, options: BalanceOptions | undefined): Observable<ChunkEvent | RestartEvent | CompletionEvent> {
@@ -54,4 +52,9 @@ class BalancedPool extends Pool implements KeyPool {
 /** Creates a key pool. Validates `config` with zod and throws a `ValidationError` naming the field. */
 export function createPool(config: KeyPoolInput): KeyPool {
   return new BalancedPool(resolvePoolConfig(config));
+}
+
+/** The request with `stream` set; anything else as it is, for `balance` to refuse with the field it lacks. */
+function streaming(request: ChatRequest, stream: boolean): ChatRequest {
+  return typeof request === 'object' && request !== null ? withFields(request, { stream }) : request;
 }

@@ -7,6 +7,7 @@
 import { asyncScheduler, lastValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import {
+  BadRequestError,
   ValidationError,
   balance,
   createKeyPool,
@@ -201,6 +202,35 @@ describe("balance checks its retry operators' settings too", () => {
     expect(() =>
       balance(target, { rateLimit: { maxAttempts: 2, maxWaitMs: 0 }, transient: { budget: false }, fallback: false }),
     ).not.toThrow();
+    target.dispose();
+  });
+});
+
+describe('settings that contradict each other, or a request that is not one', () => {
+  it('a cap on the hint-less 429 park below its first step is refused, naming the field', () => {
+    expect(rejectionOf(pool({ maxRateLimitCooldownMs: 500 })).message).toMatch(
+      /maxRateLimitCooldownMs: must not be below rateLimitCooldownMs \(1000\)/,
+    );
+    expect(() =>
+      pool({ rateLimitCooldownMs: 500, maxRateLimitCooldownMs: 500, transport: answering, discoverAccounts: false })().dispose(),
+    ).not.toThrow();
+  });
+
+  it('limits for an account no key is in, with no key info to name accounts, are refused as the typo they are', () => {
+    const keys = [{ key: KEY, account: 'team-a' }];
+    expect(rejectionOf(pool({ keys, accounts: { 'team-b': { rpm: 10 } }, discoverAccounts: false })).message).toContain(
+      'accounts.team-b: no key is in account "team-b"',
+    );
+    // With key info, accounts it names are known only later: they pass.
+    expect(() => pool({ keys, accounts: { user_x: { rpm: 10 } }, transport: answering })().dispose()).not.toThrow();
+  });
+
+  it('pool.complete() and stream() given no request fail with the BadRequestError balance gives, not a TypeError', async () => {
+    const target = createKeyPool({ keys: [{ key: KEY }], transport: answering, discoverAccounts: false });
+    const error = await lastValueFrom(target.complete(undefined as never)).catch((thrown: unknown) => thrown);
+    expect(error).toBeInstanceOf(BadRequestError);
+    const streamed = await lastValueFrom(target.stream(null as never)).catch((thrown: unknown) => thrown);
+    expect(streamed).toBeInstanceOf(BadRequestError);
     target.dispose();
   });
 });

@@ -58,6 +58,9 @@ const keySchema = z.strictObject({
   limits: z.optional(limitsSchema),
 });
 
+const DEFAULT_RATE_LIMIT_COOLDOWN_MS = 1_000;
+const DEFAULT_MAX_RATE_LIMIT_COOLDOWN_MS = 60_000;
+
 const breakerSchema = z.strictObject({
   consecutiveFailures: z.optional(positiveInt),
   failureRateThreshold: z.optional(z.number().check(z.gt(0), z.lte(1))),
@@ -171,6 +174,26 @@ export const keyPoolConfigSchema = z
         }
         keys.set(entry.key, index);
       });
+      const cooldownMs = config.rateLimitCooldownMs ?? DEFAULT_RATE_LIMIT_COOLDOWN_MS;
+      if ((config.maxRateLimitCooldownMs ?? DEFAULT_MAX_RATE_LIMIT_COOLDOWN_MS) < cooldownMs) {
+        context.addIssue({
+          code: 'custom',
+          path: ['maxRateLimitCooldownMs'],
+          message: `must not be below rateLimitCooldownMs (${cooldownMs})`,
+        });
+      }
+      // Without key info, only the keys' own `account` names accounts: a limit for any other is a typo that would never apply.
+      if (config.discoverAccounts === false || config.keyInfo === undefined) {
+        const named = new Set(config.keys.map((entry) => entry.account));
+        for (const id of Object.keys(config.accounts ?? {})) {
+          if (!named.has(id))
+            context.addIssue({
+              code: 'custom',
+              path: ['accounts', id],
+              message: `no key is in account "${id}" (keys[].account), and no key info names accounts`,
+            });
+        }
+      }
     }),
   );
 
@@ -262,8 +285,8 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
     models: config.models ?? {},
     breaker: Object.assign({}, defaultBreakerPolicy, config.breaker),
     modelBreaker: Object.assign({}, defaultBreakerPolicy, config.modelBreaker),
-    rateLimitCooldownMs: config.rateLimitCooldownMs ?? 1_000,
-    maxRateLimitCooldownMs: config.maxRateLimitCooldownMs ?? 60_000,
+    rateLimitCooldownMs: config.rateLimitCooldownMs ?? DEFAULT_RATE_LIMIT_COOLDOWN_MS,
+    maxRateLimitCooldownMs: config.maxRateLimitCooldownMs ?? DEFAULT_MAX_RATE_LIMIT_COOLDOWN_MS,
     exhaustedRetryMs: config.exhaustedRetryMs ?? 15 * 60_000,
     maxModelRecords: config.maxModelRecords ?? 1_000,
     queue: { maxSize: config.queue?.maxSize ?? Infinity, timeoutMs: config.queue?.timeoutMs },
