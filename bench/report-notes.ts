@@ -124,7 +124,7 @@ const notes: Record<string, string> = {
     '3c11711 some later windows were refused too: a 429 that reached the server after requests sent later than it ' +
     'taught nothing, and a sibling’s assumed quota could be dropped as disproved by sends the server had counted ' +
     'before the window, after which the key burst into its limit (up to 54 429s in one window; 3.4 to 10.4 % in four ' +
-    'runs). Since then traced runs show no 429 after the first window; 3.5 % in the full run at 6232fe6.',
+    'runs). Since then traced runs show no 429 after the first window; 3.5 % in the full run at 6232fe6, 0.5 % in the one at 02faf64.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
