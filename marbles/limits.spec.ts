@@ -650,21 +650,24 @@ describe('odd rate-limit hints, cooldowns and key info (found in an audit)', () 
     creatorUserId,
   });
 
+  /** Keys k1 and k2 on a transport that answers nothing (the tests drive the leases). */
+  const twoKeys = (scheduler: TestScheduler, overrides: PoolOverrides): KeyPool =>
+    predictablePool(
+      scheduler,
+      scriptedTransport(scheduler, {}).transport,
+      [
+        { key: 'sk-test-1', label: 'k1' },
+        { key: 'sk-test-2', label: 'k2' },
+      ],
+      overrides,
+    );
+
   it('a key that moves accounts while it has an attempt in flight leaves no phantom in-flight request in its old account', () => {
     const scheduler = newTestScheduler();
     const owners: Record<string, string> = { k1: 'u1', k2: 'u1' };
     let admittedK2At: number | undefined;
     scheduler.run(() => {
-      const { transport } = scriptedTransport(scheduler, {});
-      const pool = predictablePool(
-        scheduler,
-        transport,
-        [
-          { key: 'sk-test-1', label: 'k1' },
-          { key: 'sk-test-2', label: 'k2' },
-        ],
-        { keyInfo: (key) => of(ownedBy(owners[key.label]!)) },
-      );
+      const pool = twoKeys(scheduler, { keyInfo: (key) => of(ownedBy(owners[key.label]!)) });
       const port = pool[POOL_PORT];
       let lease: KeyLease | undefined;
       scheduler.schedule(() => {
@@ -707,16 +710,7 @@ describe('odd rate-limit hints, cooldowns and key info (found in an audit)', () 
     const scheduler = newTestScheduler();
     let states: string[] = [];
     scheduler.run(() => {
-      const { transport } = scriptedTransport(scheduler, {});
-      const pool = predictablePool(
-        scheduler,
-        transport,
-        [
-          { key: 'sk-test-1', label: 'k1' },
-          { key: 'sk-test-2', label: 'k2' },
-        ],
-        { discoverAccounts: false, keyInfo: () => of(ownedBy('u1')) },
-      );
+      const pool = twoKeys(scheduler, { discoverAccounts: false, keyInfo: () => of(ownedBy('u1')) });
       scheduler.schedule(() => {
         pool.disable('k1');
         pool[POOL_PORT].record({
