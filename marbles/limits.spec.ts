@@ -518,6 +518,32 @@ describe('accounts and free-model quotas from key info', () => {
     expect(freeHourOfTwoKeys(50, 100)).toEqual({ admitted: [50, 50], refused: [100, 100] });
   });
 
+  /** When the first request asked at 0 gets a key, with key info naming user_a at 2 s. */
+  function firstAdmission(overrides: PoolOverrides): number | undefined {
+    const scheduler = newTestScheduler();
+    let admittedAt: number | undefined;
+    scheduler.run(({ cold }) => {
+      const pool = makePool(scheduler, { keys: keys.slice(0, 2), keyInfo: () => cold('2s (i|)', { i: infoOf('user_a') }), ...overrides });
+      pool[POOL_PORT].acquire(chatRequest('hi', { model: FREE }), { models: [FREE] }).subscribe({
+        next: (lease) => {
+          admittedAt ??= scheduler.now();
+          lease.release();
+        },
+        error: () => undefined,
+      });
+    });
+    return admittedAt;
+  }
+
+  it('keys wait for their account only for limits that bound something, and no longer than half the queue timeout', () => {
+    const limited = { models: { '*:free': { rpm: 10 } } };
+    expect(firstAdmission(limited)).toBe(2_000);
+    // A context length is no limit per account.
+    expect(firstAdmission({ models: { '*:free': { contextLength: 8_000 } } })).toBe(0);
+    // Requests that would time out in the queue are served as the keys' own accounts first.
+    expect(firstAdmission({ ...limited, queue: { timeoutMs: 1_000 } })).toBe(500);
+  });
+
   it('a key that served as an account of its own (its info came after 5 s) brings what it sent into the account it joins', () => {
     // At 5 s the keys serve as accounts of their own, one request each; at 6 s user_a takes both in.
     expect(freeHourOfTwoKeys(6_000, 6_100)).toEqual({ admitted: [5_000, 5_000], refused: [6_100, 6_100] });

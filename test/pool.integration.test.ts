@@ -3,7 +3,7 @@
  * OpenRouter on 127.0.0.1. Real sockets, real time: the checks here are bounds (quotas, counts,
  * orderings), never speeds.
  */
-import { Observable, concat, defer, filter, firstValueFrom, from, lastValueFrom, toArray, type Subscription } from 'rxjs';
+import { NEVER, Observable, concat, defer, filter, firstValueFrom, from, lastValueFrom, toArray, type Subscription } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AttemptsExhaustedError,
@@ -423,6 +423,16 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
 });
 
 describe('a transport that is still loading', () => {
+  it('fails the requests waiting for it when the pool is disposed, even if it never loads', async () => {
+    const transport: Transport = Object.assign(() => NEVER, { ready: new Promise<void>(() => undefined) });
+    const pool = createKeyPool({ keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }], transport, discoverAccounts: false });
+    const outcome = lastValueFrom(pool.complete({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })).catch(
+      (error: unknown) => error,
+    );
+    setTimeout(() => pool.dispose(), 20);
+    expect(await outcome).toMatchObject({ kind: 'aborted', message: 'the key pool was disposed' });
+  });
+
   it('gives no request a key before the transport is ready: a short first-token timeout does not fire on a request not yet sent, and no model is blamed', async () => {
     const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }], models: { [MODEL]: { latencyMs: 5 } } });
     // As `createOpenRouterTransport` does while the `openai` SDK loads: attempts wait for the load.

@@ -39,3 +39,8 @@ export const modelLimitsSchema = z.extend(limitsSchema, {
 export type LimitsConfig = z.infer<typeof limitsSchema>;
 /** A model's limits (per account), plus its `contextLength` in tokens. */
 export type ModelLimitsConfig = z.infer<typeof modelLimitsSchema>;
+
+/** Whether `limits` bound anything (a `contextLength` alone does not). */
+export function limitsAnything(limits: LimitsConfig): boolean {
+  return limits.rpm !== undefined || limits.tpm !== undefined || limits.maxConcurrent !== undefined || (limits.quotas?.length ?? 0) > 0;
+}

@@ -17,6 +17,7 @@ import {
 } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
+import { limitsAnything } from '../health/limits.js';
 import { nextUtcMidnight } from '../health/utc-day-window.js';
 import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
 import { DEFAULT_ARRIVAL_MARGIN_MS, createMemoryStore, type StateStore } from '../store/state-store.js';
@@ -39,6 +40,11 @@ import { POOL_PORT, type KeyHandle, type PoolCore, type PoolPort } from './types
 const KEY_INFO_CONCURRENCY = 8;
 /** The longest a key waits for key info to name its account before it serves as an account of its own. */
 const ACCOUNT_WAIT_MS = 5_000;
+
+/** How long keys wait for their accounts: ACCOUNT_WAIT_MS, or half the queue timeout if that is shorter, so waiting requests are served, not timed out. */
+function accountWaitMs(queueTimeoutMs: number | undefined): number {
+  return queueTimeoutMs === undefined ? ACCOUNT_WAIT_MS : Math.min(ACCOUNT_WAIT_MS, Math.floor(queueTimeoutMs / 2));
+}
 
 /** Where the send margin starts, before successes narrow it: wide enough for a busy event loop. */
 const SEND_MARGIN_START_MS = 250;
@@ -139,7 +145,9 @@ export class Pool implements PoolCore {
       strategy,
       store: this.store,
       acquire: (request, options) =>
-        transportReady ? this.admission.acquire(request, options) : afterReady(ready!, () => this.admission.acquire(request, options)),
+        transportReady
+          ? this.admission.acquire(request, options)
+          : afterReady(ready!, this[POOL_PORT].disposed$, () => this.admission.acquire(request, options)),
       record: (outcome) => {
         if (!this.disposed) this.outcomes.record(outcome);
       },
@@ -150,14 +158,17 @@ export class Pool implements PoolCore {
     // Accounts are found, not configured: every key's info once, in the background. Traffic does
     // not wait for it; a key whose info fails serves on as an account of its own. Only where the
     // config limits accounts (`accounts`, or `models`, whose limits are per account) does a key
-    // wait for its account, up to ACCOUNT_WAIT_MS: serving as an account of its own, it would
-    // take room the account it belongs to does not have.
+    // wait for its account, for a while (see `accountWaitMs`): serving as an account of its own,
+    // it would take room the account it belongs to does not have.
     if (config.discoverAccounts && config.keyInfo !== undefined) {
-      if (Object.keys(config.accounts).length > 0 || Object.keys(config.models).length > 0) {
+      if ([...Object.values(config.accounts), ...Object.values(config.models)].some(limitsAnything)) {
         for (const entry of this.registry.keys) entry.awaitingAccount = !entry.accountConfigured;
         this.keysAwaitingAccount = this.registry.keys.filter((entry) => entry.awaitingAccount).length;
-        this.accountWait = scheduleAfter(this.scheduler, ACCOUNT_WAIT_MS, () => {
+      }
+      if (this.keysAwaitingAccount > 0) {
+        this.accountWait = scheduleAfter(this.scheduler, accountWaitMs(config.queue.timeoutMs), () => {
           for (const entry of this.registry.keys) entry.awaitingAccount = false;
+          this.keysAwaitingAccount = 0;
           this.settle();
         });
         this.discovery.add(this.accountWait);
@@ -229,7 +240,10 @@ export class Pool implements PoolCore {
             map((info) => {
               if (!this.disposed) this.foldKeyInfo(entry, info);
             }),
-            finalize(() => this.accountKnown(entry)),
+            // The read at start (a refresh unsubscribed early must not end a key's wait).
+            finalize(() => {
+              if (!showFailures) this.accountKnown(entry);
+            }),
             catchError((thrown: unknown) => {
               // A read that fails after dispose (a `refreshKeyInfo()` still subscribed) touches nothing.
               if (this.disposed) return of(undefined);
@@ -346,17 +360,26 @@ export class Pool implements PoolCore {
   }
 }
 
-/** An acquisition that starts once the transport is ready, loaded or not (see `Transport.ready`). */
-function afterReady<Value>(ready: PromiseLike<unknown>, start: () => Observable<Value>): Observable<Value> {
+/**
+ * An acquisition that starts once the transport is ready, loaded or not (see `Transport.ready`),
+ * or once the pool is disposed (it then fails as the admission fails every request after).
+ */
+function afterReady<Value>(ready: PromiseLike<unknown>, disposed$: Observable<void>, start: () => Observable<Value>): Observable<Value> {
   return new Observable<Value>((subscriber) => {
     let inner: Subscription | undefined;
     let closed = false;
+    // A container first: a pool already disposed emits at once, inside the subscribe call.
+    const disposal = new Subscription();
     const begin = (): void => {
-      if (!closed) inner = start().subscribe(subscriber);
+      if (closed || inner !== undefined) return;
+      disposal.unsubscribe();
+      inner = start().subscribe(subscriber);
     };
+    disposal.add(disposed$.subscribe(begin));
     ready.then(begin, begin);
     return () => {
       closed = true;
+      disposal.unsubscribe();
       inner?.unsubscribe();
     };
   });

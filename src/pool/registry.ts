@@ -2,6 +2,7 @@ import type { SchedulerLike } from 'rxjs';
 import { fingerprintOf } from '../core/fingerprint.js';
 import type { KeyCredential } from '../core/types.js';
 import { Breaker } from '../health/breaker.js';
+import { limitsAnything } from '../health/limits.js';
 import type { ScopeDefinition, StateStore } from '../store/state-store.js';
 import type { ResolvedPoolConfig } from './config.js';
 import { AccountEntry, DisabledKeyCount, KeyEntry, ModelEntry } from './entities.js';
@@ -165,10 +166,7 @@ export class Registry {
     if (this.models.size >= this.config.maxModelRecords) this.evictIdleModels(now);
     const patterns = Object.keys(this.config.models).filter((pattern) => {
       const limits = this.config.models[pattern]!;
-      return (
-        patternMatches(pattern, model) &&
-        (limits.rpm !== undefined || limits.tpm !== undefined || limits.maxConcurrent !== undefined || (limits.quotas?.length ?? 0) > 0)
-      );
+      return patternMatches(pattern, model) && limitsAnything(limits);
     });
     entry = new ModelEntry(
       model,

@@ -108,13 +108,14 @@ export interface BlockedQueue {
 export function queueWakeAt(context: PoolContext, queue: BlockedQueue, checkedAt: number): number {
   let at = nextChangeAt(context, queue.triedTokens, checkedAt);
   if (!queue.ownsStore && keyOpenToStore(context, checkedAt)) at = Math.min(at, context.scheduler.now() + SHARED_STORE_POLL_MS);
-  if (at - checkedAt > longestQueuedRoomWaitMs(context.config.maxRateLimitCooldownMs)) {
+  // (Nothing known to come, no park among it: a release, not time, wakes the queue.)
+  if (Number.isFinite(at) && at - checkedAt > longestQueuedRoomWaitMs(context.config.maxRateLimitCooldownMs)) {
     // A drain looks for room only for the first ticket of each signature; the rest go with it.
     const heads = new Set<string>();
     for (const ticket of queue.tickets) {
       if (heads.has(ticket.signature)) continue;
       heads.add(ticket.signature);
-      at = Math.min(at, ticket.roomCheckDueAt);
+      at = Math.min(at, Math.max(checkedAt, ticket.roomCheckDueAt));
     }
   }
   return at;
