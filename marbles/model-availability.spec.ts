@@ -7,12 +7,12 @@
  */
 import { from, of, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { ModelUnavailableError, RateLimitError } from '../src/core/errors.js';
+import { ModelUnavailableError } from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
 import { balance, type BalanceEvent, type FailedEvent } from '../src/operators/balance.js';
 import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
-import { answerEvent, modelScriptedPoolFactory, providerRateLimited, providerUnavailable } from './model-support.js';
+import { answerEvent, keyRateLimited, modelScriptedPoolFactory, providerRateLimited, providerUnavailable } from './model-support.js';
 import { newTestScheduler, predictablePool } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
 
@@ -289,8 +289,7 @@ describe('scheduleAfter', () => {
 });
 
 describe('a model parked by a provider 429 for longer than the hint-less backoff cap (an hour here: its Retry-After)', () => {
-  const parkedForAnHour = () =>
-    new RateLimitError({ message: 'Provider returned error', scope: 'model', retryable: true, status: 429, retryAfterMs: 3_600_000 });
+  const parkedForAnHour = () => providerRateLimited(3_600_000);
 
   it('does not hold up a request for another model while a retry waits for it', () => {
     const scheduler = newTestScheduler();
@@ -376,13 +375,7 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
   it('keeps rateLimit.maxWaitMs across the wait: a retry that then waits for a parked key gives up on time', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {
-      const keyParkedFor4Min = new RateLimitError({
-        message: 'Rate limit exceeded',
-        scope: 'key',
-        retryable: true,
-        status: 429,
-        retryAfterMs: 240_000,
-      });
+      const keyParkedFor4Min = keyRateLimited(240_000);
       const { pool } = makePool(scheduler, {
         a: [cold<TransportEvent>('-#', undefined, providerRateLimited()), cold('-(c|)', { c: answerEvent('gen-a', 'ok', 'a') })],
         b: [cold<TransportEvent>('500ms #', undefined, keyParkedFor4Min)],
@@ -421,13 +414,7 @@ describe('a model parked by a provider 429 for a hint-less backoff (seconds, wit
   it('with modelWaitMs 0, fails the request at once, saying when the model is back', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {
-      const parkedFor20s = new RateLimitError({
-        message: 'Provider returned error',
-        scope: 'model',
-        retryable: true,
-        status: 429,
-        retryAfterMs: 20_000,
-      });
+      const parkedFor20s = providerRateLimited(20_000);
       const { pool } = makePool(scheduler, {
         a: [cold<TransportEvent>('-#', undefined, parkedFor20s)],
         b: [cold('-(c|)', { c: answerEvent('gen-b', 'ok', 'b') })],
@@ -509,13 +496,7 @@ describe('a key parked for an hour while requests wait in the queue for it', () 
   it('fails them within a second of the park, not at its end', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {
-      const parkedForAnHour = new RateLimitError({
-        message: '429 Rate limit exceeded',
-        scope: 'key',
-        retryable: true,
-        status: 429,
-        retryAfterMs: 3_600_000,
-      });
+      const parkedForAnHour = keyRateLimited(3_600_000);
       const { pool } = makeOneSlotPool(scheduler, { 'x/m': [cold('500ms #', undefined, parkedForAnHour)] });
       // r2 and r3 wait for the one slot r1 holds; the 429 that parks the key for an hour lands
       // half a second after they last looked for room.

@@ -69,8 +69,18 @@ export const providerUnavailable = () =>
   new UpstreamError({ message: 'provider returned 503', scope: 'model', retryable: true, status: 503 });
 
 /** A provider's 429 ("Provider returned error"): the model's own rate limit (scope `model`), not the key's. */
-export const providerRateLimited = () =>
-  new RateLimitError({ message: 'Provider returned error', scope: 'model', retryable: true, status: 429 });
+/** A provider's 429 (model scope), with its `Retry-After` if given. */
+export const providerRateLimited = (retryAfterMs?: number) =>
+  new RateLimitError({
+    message: 'Provider returned error',
+    scope: 'model',
+    retryable: true,
+    status: 429,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  });
+/** A platform 429 that parks the key for `retryAfterMs`. */
+export const keyRateLimited = (retryAfterMs: number) =>
+  new RateLimitError({ message: 'Rate limit exceeded', scope: 'key', retryable: true, status: 429, retryAfterMs });
 
 // ------------------------------------------------------------------ transport events
 
