@@ -6,8 +6,9 @@
  * The keys are the `sk-or-v1-...` string literals of test/helpers/test-keys.ts, trimmed: a literal
  * written with surrounding whitespace (`' sk-or-v1-...\n'`) is searched for as the key the library
  * sends and redacts. For an OpenRouter-shaped key (`sk-or-v1-` and 64 hex) the scan looks for its
- * first 20 characters, so a partial echo counts as a leak too: the library redacts any echo that
- * long (src/transport/redact.ts; test/helpers/test-keys.ts searches the same way). A leak is
+ * first 20 characters, and for the first 16 characters of its secret after `sk-or-v1-`, so a
+ * partial echo counts as a leak too: the library redacts any echo that long
+ * (src/transport/redact.ts; test/helpers/test-keys.ts searches the same way). A leak is
  * reported by file name and the key's label (its property name there) and index, never by the key.
  *
  * Usage: node scripts/scan-secrets.mjs [output-dir]   (default: test-output)
@@ -22,6 +23,8 @@ const outputDir = resolve(root, process.argv[2] ?? 'test-output');
 
 /** Characters of a key's start that the library treats as key text (DISTINCTIVE_PREFIX_LENGTH). */
 const ECHO_PREFIX_LENGTH = 20;
+/** Characters of the secret after `sk-or-v1-` that are key text on their own (DISTINCTIVE_SECRET_LENGTH). */
+const SECRET_ECHO_LENGTH = 16;
 // Real keys are 64 hex digits; the test keys carry a `z` now and then, so that no tracked file holds
 // something a secret scanner takes for a real key.
 const OPENROUTER_KEY_SHAPE = /^sk-or-v1-[0-9a-z]{64}$/;
@@ -41,8 +44,10 @@ function loadKeys() {
     // The property name just before the literal, if it is written as `name: 'sk-or-v1-...'`.
     const before = source.slice(Math.max(0, match.index - 80), match.index);
     const label = /([A-Za-z_$][\w$]*)\s*:\s*$/.exec(before)?.[1];
-    const needle = OPENROUTER_KEY_SHAPE.test(key) ? key.slice(0, ECHO_PREFIX_LENGTH) : key;
-    keys.push({ key: needle, label: label ?? `#${keys.length}`, index: keys.length });
+    const needles = OPENROUTER_KEY_SHAPE.test(key)
+      ? [key.slice(0, ECHO_PREFIX_LENGTH), key.slice('sk-or-v1-'.length, 'sk-or-v1-'.length + SECRET_ECHO_LENGTH)]
+      : [key];
+    keys.push({ needles, label: label ?? `#${keys.length}`, index: keys.length });
   }
   return keys;
 }
@@ -80,8 +85,8 @@ const leaks = [];
 for (const file of files) {
   // Bytes, not text: a key is ASCII, so it is found in any encoding that keeps ASCII as is.
   const content = readFileSync(file);
-  for (const { key, label, index } of keys) {
-    if (content.includes(key)) leaks.push(`${relative(root, file)}: test key "${label}" (#${index})`);
+  for (const { needles, label, index } of keys) {
+    if (needles.some((needle) => content.includes(needle))) leaks.push(`${relative(root, file)}: test key "${label}" (#${index})`);
   }
 }
 

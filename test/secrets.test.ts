@@ -300,7 +300,8 @@ describe('no API key text in what the library reports', () => {
  * An upstream that quotes back the key it was sent everywhere an answer can hold text: an error's
  * message and metadata nested 12 levels deep, an answer's content, reasoning and raw body, stream
  * chunks (split 7 characters at a time), an in-band stream error, and `GET /key`. The model says
- * what it quotes: `whole/<shape>` the key, `prefix/<shape>` only its first 20 characters.
+ * what it quotes: `whole/<shape>` the key, `prefix/<shape>` only its first 20 characters,
+ * `secret/<shape>` the secret after `sk-or-v1-` (as a proxy that strips the scheme may).
  */
 const ECHO_DEPTH = 12;
 
@@ -339,7 +340,7 @@ async function answerWithEcho(request: IncomingMessage, response: ServerResponse
   }
   const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { model: string; stream?: boolean };
   const [quote, shape] = body.model.split('/');
-  const text = quote === 'prefix' ? key.slice(0, 20) : key;
+  const text = quote === 'prefix' ? key.slice(0, 20) : quote === 'secret' ? key.slice('sk-or-v1-'.length) : key;
   const error = (code: number) => ({ code, message: `upstream saw ${text}`, metadata: { raw: text, deep: nestedQuote(text, ECHO_DEPTH) } });
   if (shape === 'auth') return json(401, { error: error(401) });
   if (shape === 'bad-request') return json(400, { error: error(400) });
@@ -387,7 +388,7 @@ async function runAgainstEchoes(pool: KeyPool): Promise<{ reported: unknown[]; a
   const answers: string[] = [];
   const noRetries = { rateLimit: false, transient: false } as const;
   const events = pool.events$.subscribe((event) => reported.push(event));
-  for (const quote of ['whole', 'prefix']) {
+  for (const quote of ['whole', 'prefix', 'secret']) {
     for (const shape of ['bad-request', 'in-band', 'answer']) {
       const request: ChatRequest = { model: `${quote}/${shape}`, messages: [{ role: 'user', content: 'hello' }] };
       const completed = await settled(lastValueFrom(pool.complete(request, noRetries)));
@@ -414,7 +415,7 @@ describe('no key text, whole or in part, when keys are padded or echoed partiall
     ['between spaces and a tab', ` ${TEST_KEYS.paddedSpace} \t`],
     ['as is', TEST_KEYS.echoedPrefix],
   ])(
-    'a key configured %s, echoed whole and by its first 20 characters everywhere',
+    'a key configured %s, echoed whole, by its first 20 characters and by its secret alone everywhere',
     async (_how, key) => {
       const baseURL = await startEchoServer();
       // Not an OpenRouter: its key route answers 401, which at start would disable the key.
@@ -424,7 +425,7 @@ describe('no key text, whole or in part, when keys are padded or echoed partiall
       // The upstream did quote the key, and what it quoted became the key's placeholder. (Matched
       // as booleans: a failing match must not print the text it found.)
       const placeholder = /^your key is \[key echoed #[0-9a-f]{6}\], keep it safe$/;
-      expect(answers.map((answer) => placeholder.test(answer))).toEqual([true, true, true, true]);
+      expect(answers.map((answer) => placeholder.test(answer))).toEqual([true, true, true, true, true, true]);
       expect(errors.length).toBeGreaterThanOrEqual(9);
       const badRequest = errors.find((error) => error.status === 400);
       expect(badRequest?.message.includes('[key echoed')).toBe(true);

@@ -47,7 +47,7 @@ const isFunction = (value: unknown) => typeof value === 'function';
 /** An absolute http(s) URL, as the SDK needs it. */
 export const httpUrlSchema = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 
-export const clientOptionsSchema = z.object({
+export const clientOptionsSchema = z.strictObject({
   baseURL: z.optional(httpUrlSchema),
   appUrl: z.optional(headerValueSchema.check(z.minLength(1))),
   appTitle: z.optional(headerValueSchema.check(z.minLength(1))),

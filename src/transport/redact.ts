@@ -15,6 +15,13 @@ import type { KeyCredential } from '../core/types.js';
  * short one tells nothing. A key shorter than that is matched whole only.
  */
 export const DISTINCTIVE_PREFIX_LENGTH = 20;
+/**
+ * The secret after a key's scheme prefix (`sk-or-v1-`) is also key text when quoted on its own
+ * (`Bearer 3a9f0c…` from a proxy that strips the prefix): from its first 16 characters (64 bits of
+ * hex) on, which no other text matches by chance.
+ */
+export const DISTINCTIVE_SECRET_LENGTH = 16;
+const SCHEME_PREFIX = /^sk-(?:[a-z]+-v\d+-)?/;
 
 /** Values nested deeper than this are replaced whole: no answer nests so deep, and the walk stays bounded. */
 export const MAX_REDACTED_DEPTH = 64;
@@ -38,24 +45,38 @@ export class KeyText {
   private readonly head: string;
   /** The head as it reads inside a JSON string, where `"` and `\` come escaped. */
   private readonly escapedHead: string;
+  /** The secret after the scheme prefix, when long enough to be key text on its own ('' otherwise). */
+  readonly echoedSecret: string;
+  /** Its first `DISTINCTIVE_SECRET_LENGTH` characters ('' when there is none). */
+  private readonly bodyHead: string;
   private readonly placeholder: string;
 
   constructor(key: KeyCredential) {
     this.secret = key.key.trim();
     this.head = this.secret.slice(0, DISTINCTIVE_PREFIX_LENGTH);
     this.escapedHead = JSON.stringify(this.head).slice(1, -1);
+    const prefixLength = SCHEME_PREFIX.exec(this.secret)?.[0].length ?? 0;
+    const body = this.secret.slice(prefixLength);
+    this.echoedSecret = prefixLength > 0 && body.length >= DISTINCTIVE_SECRET_LENGTH ? body : '';
+    this.bodyHead = this.echoedSecret.slice(0, DISTINCTIVE_SECRET_LENGTH);
     this.placeholder = keyPlaceholder(key);
   }
 
   /** Whether raw response text (JSON included) holds key text: a cheap test before any copy. */
   mentionedIn(text: string): boolean {
     if (this.head === '') return false;
+    if (this.bodyHead !== '' && text.includes(this.bodyHead)) return true;
     return text.includes(this.head) || (this.escapedHead !== this.head && text.includes(this.escapedHead));
   }
 
-  /** `text` with every echo of the key, whole or from its head on, replaced by the placeholder. */
+  /** `text` with every echo of the key (whole, from its head on, or its secret from its start on) replaced by the placeholder. */
   redact(text: string): string {
-    const { secret, head } = this;
+    const withKey = this.redactFrom(text, this.head, this.secret);
+    return this.bodyHead === '' ? withKey : this.redactFrom(withKey, this.bodyHead, this.echoedSecret);
+  }
+
+  /** `text` with every run that starts with `head` and goes on spelling `whole` replaced. */
+  private redactFrom(text: string, head: string, whole: string): string {
     let at = head === '' ? -1 : text.indexOf(head);
     if (at < 0) return text;
     let result = '';
@@ -63,7 +84,7 @@ export class KeyText {
     while (at >= 0) {
       // The echo runs on as long as the text goes on spelling the key.
       let end = at + head.length;
-      while (end - at < secret.length && text[end] === secret[end - at]) end += 1;
+      while (end - at < whole.length && text[end] === whole[end - at]) end += 1;
       result += text.slice(from, at) + this.placeholder;
       from = end;
       at = text.indexOf(head, end);
@@ -155,18 +176,10 @@ export class StreamRedactor {
   constructor(private readonly keyText: KeyText) {}
 
   push(piece: string): string {
-    const secret = this.keyText.secret;
+    const { secret, echoedSecret } = this.keyText;
     if (secret === '') return piece;
     const text = this.held + piece;
-    // The longest end of `text` that could begin the key: only positions holding its first
-    // character are candidates, so most pieces are checked in a few steps.
-    let cut = text.length;
-    for (let at = text.indexOf(secret[0]!, Math.max(0, text.length - secret.length + 1)); at >= 0; at = text.indexOf(secret[0]!, at + 1)) {
-      if (secret.startsWith(text.slice(at))) {
-        cut = at;
-        break;
-      }
-    }
+    const cut = Math.min(startOfTail(text, secret), echoedSecret === '' ? text.length : startOfTail(text, echoedSecret));
     this.held = text.slice(cut);
     return this.keyText.redact(cut === text.length ? text : text.slice(0, cut));
   }
@@ -176,4 +189,15 @@ export class StreamRedactor {
     this.held = '';
     return this.keyText.redact(rest);
   }
+}
+
+/**
+ * Where the longest end of `text` that could begin `whole` starts (`text.length` when none): only
+ * positions holding its first character are candidates, so most pieces are checked in a few steps.
+ */
+function startOfTail(text: string, whole: string): number {
+  for (let at = text.indexOf(whole[0]!, Math.max(0, text.length - whole.length + 1)); at >= 0; at = text.indexOf(whole[0]!, at + 1)) {
+    if (whole.startsWith(text.slice(at))) return at;
+  }
+  return text.length;
 }

@@ -90,9 +90,10 @@ export function labelOfKey(key: string): string | undefined {
 }
 
 /**
- * The library redacts any echo of a key's first 20 characters or more (src/transport/redact.ts).
- * For an OpenRouter-shaped key (`sk-or-v1-` and 64 hex) those 20 characters are distinctive, so a
- * search looks for them instead of the whole key: it finds partial echoes too. The shorter test
+ * The library redacts any echo of a key's first 20 characters or more, and of its secret's first 16
+ * after `sk-or-v1-` (src/transport/redact.ts). For an OpenRouter-shaped key (`sk-or-v1-` and 64 hex)
+ * those are distinctive, so a search looks for them instead of the whole key: it finds partial
+ * echoes too. The shorter test
  * keys share their starts (`sk-or-v1-test-secret…`), so they are searched for whole.
  * scripts/scan-secrets.mjs applies the same rule.
  */
@@ -101,11 +102,16 @@ const ECHO_PREFIX_LENGTH = 20;
 // something a secret scanner takes for a real key.
 const OPENROUTER_KEY_SHAPE = /^sk-or-v1-[0-9a-z]{64}$/;
 
-function searchTextOf(key: string): string {
-  return OPENROUTER_KEY_SHAPE.test(key) ? key.slice(0, ECHO_PREFIX_LENGTH) : key;
+/** The secret after `sk-or-v1-` is key text on its own too, from its first 16 characters on (see `DISTINCTIVE_SECRET_LENGTH`). */
+const SECRET_ECHO_LENGTH = 16;
+
+function searchTextsOf(key: string): string[] {
+  if (!OPENROUTER_KEY_SHAPE.test(key)) return [key];
+  const secretStart = 'sk-or-v1-'.length;
+  return [key.slice(0, ECHO_PREFIX_LENGTH), key.slice(secretStart, secretStart + SECRET_ECHO_LENGTH)];
 }
 
 /** Labels of every test key that occurs in `text`, whole or as a partial echo (so a failing assertion names labels only). */
 export function leakedKeyLabels(text: string): TestKeyLabel[] {
-  return ALL_TEST_KEYS.filter(([, key]) => text.includes(searchTextOf(key))).map(([label]) => label);
+  return ALL_TEST_KEYS.filter(([, key]) => searchTextsOf(key).some((search) => text.includes(search))).map(([label]) => label);
 }
