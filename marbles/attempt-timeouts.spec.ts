@@ -272,6 +272,29 @@ describe('attemptTimeouts after withKeyRotation', () => {
   });
 });
 
+describe('attemptTimeouts after withKeyRotation, as a chain of its own', () => {
+  it('a timeout fails the attempt as a transport failure would: recorded against the model, and the request moves on to the next model at once', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const silent = cold('-r-------', { r: roleChunk() });
+      const { pool, calls } = makePool(scheduler, { a: [silent], b: [cold('-(a|)', { a: answerEvent('g1', 'ok', 'b') })] });
+      const seen: string[] = [];
+      of(streamedRequest({ models: ['a', 'b'] }))
+        .pipe(withKeyRotation(pool), attemptTimeouts({ ...limits, scheduler }), retryTransient({ ...transientRetries, scheduler }))
+        .subscribe({
+          next: (event) => seen.push(`${scheduler.now()} ${event.type}${event.type === 'retry' ? ` ${event.delayMs}` : ''}`),
+          complete: () => seen.push(`${scheduler.now()} complete`),
+        });
+      flush();
+      // The retry is at once (no backoff: the request moved on) to model b, which answers.
+      expect(seen).toEqual(['0 attempt', '1 chunk', '5 retry 0', '5 attempt', '6 completion', '6 complete']);
+      expect(calls.map(({ model, at }) => `${model}@${at}`)).toEqual(['a@0', 'b@5']);
+      const model = pool.snapshot().models.find((entry) => entry.model === 'a');
+      expect(model).toMatchObject({ consecutiveFailures: 1, lastError: expect.objectContaining({ kind: 'timeout' }) });
+    });
+  });
+});
+
 // ------------------------------------------------------------------ through balance
 
 describe('balance(pool, { timeouts })', () => {

@@ -221,6 +221,33 @@ describe('balance', () => {
   // `fail()` appends a record of the final error itself; when that error is an
   // AttemptsExhaustedError, the last attempt shows up as kind 'attempts_exhausted' with the
   // wrapper's message ('gave up after 3 attempts: …'). The error's own `attempts` list is right.
+  it("each retry operator's maxAttempts bounds the request's attempts of its kind in all: another kind's retry does not start its count afresh", () => {
+    const scheduler = newTestScheduler();
+    let seen: Seen[] = [];
+    let sent = 0;
+    scheduler.run(({ cold }) => {
+      const rateLimited = () =>
+        cold<TransportEvent>(
+          '--#',
+          undefined,
+          new RateLimitError({ message: '429', scope: 'key', retryable: true, status: 429, retryAfterMs: 100 }),
+        );
+      const serverError = () => cold<TransportEvent>('--#', undefined, upstreamError());
+      // 429, 429, 429, 503, then 429s: a transient retry between the 429s.
+      const script = [rateLimited(), rateLimited(), rateLimited(), serverError(), ...Array.from({ length: 12 }, rateLimited)];
+      const { pool, calls } = makePool(scheduler, { mixed: script }, { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } });
+      seen = collect(scheduler, of(chatRequest('mixed', { id: 'mixed' })).pipe(balance(pool, options))).seen;
+      scheduler.schedule(() => (sent = calls.length), 60_000);
+    });
+    const failed = seen.at(-1)!.event;
+    expect(failed.type).toBe('failed');
+    if (failed.type !== 'failed') return;
+    // rateLimit.maxAttempts is 4 by default: the fourth 429 ends the request, the transient retry between them included.
+    expect(failed.error.name).toBe('AttemptsExhaustedError');
+    expect(sent).toBe(5);
+    expect(failed.attempts.map(({ kind }) => kind)).toEqual(['rate_limit', 'rate_limit', 'rate_limit', 'upstream', 'rate_limit']);
+  });
+
   it('a failed event lists every attempt with its own kind, status and message (as AttemptsExhaustedError does)', () => {
     const scheduler = newTestScheduler();
     let seen: Seen[] = [];

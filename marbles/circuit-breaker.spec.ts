@@ -3,7 +3,14 @@ import { catchError, distinctUntilChanged, filter, map, of, take, type Observabl
 import type { KeyPool } from '../src/create-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker, type CircuitBreakerConfig } from '../src/operators/circuit-breaker.js';
-import { BadRequestError, NetworkError, RateLimitError, UpstreamError, type OpenRouterError } from '../src/core/errors.js';
+import {
+  AuthenticationError,
+  BadRequestError,
+  NetworkError,
+  RateLimitError,
+  UpstreamError,
+  type OpenRouterError,
+} from '../src/core/errors.js';
 import type { TransportEvent } from '../src/core/types.js';
 import { MODEL, chatRequest, chunkEvent, completionEvent, endEvent, newTestScheduler, scriptedPoolFactory } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
@@ -176,6 +183,39 @@ describe('circuitBreaker: failures go to the scope their error names', () => {
       });
       scheduler.schedule(() => {
         expect(pool.snapshot().keys[0]).toMatchObject({ consecutiveFailures: 0, failures: 0, lastError: null });
+      }, 5);
+    });
+  });
+
+  it('shouldRecord narrows health only: a 429 still parks its key until its reset, a 401 still disables its key', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const { pool } = makePool(scheduler, {
+        k1: [
+          cold<TransportEvent>(
+            '--#',
+            undefined,
+            new RateLimitError({ message: '429', scope: 'key', retryable: true, status: 429, retryAfterMs: 2_000 }),
+          ),
+        ],
+        k2: [
+          cold<TransportEvent>('--#', undefined, new AuthenticationError({ message: '401', scope: 'key', retryable: false, status: 401 })),
+        ],
+      });
+      // Only 5xx count against health here; neither answer is one.
+      const onlyServerErrors: CircuitBreakerConfig = { shouldRecord: (error) => (error.status ?? 0) >= 500 };
+      const pinned = (label: string) =>
+        of(chatRequest('hello', { id: label })).pipe(
+          withKeyRotation(pool, { strategy: (eligible) => eligible.find((key) => key.label === label) }),
+          circuitBreaker(pool, onlyServerErrors),
+          catchError(() => of('failed')),
+        );
+      expectObservable(pinned('k1')).toBe('x-(f|)', { x: expect.objectContaining({ type: 'attempt' }), f: 'failed' });
+      expectObservable(pinned('k2')).toBe('x-(f|)', { x: expect.objectContaining({ type: 'attempt' }), f: 'failed' });
+      scheduler.schedule(() => {
+        const keys = Object.fromEntries(pool.snapshot().keys.map((key) => [key.label, key]));
+        expect(keys['k1']).toMatchObject({ state: 'open', cooldownUntil: 2_002, consecutiveFailures: 0, lastError: null });
+        expect(keys['k2']).toMatchObject({ state: 'disabled', consecutiveFailures: 0, lastError: null });
       }, 5);
     });
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Observable, filter, map, of, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, distinctUntilChanged, filter, map, of, type SchedulerLike, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { AuthenticationError, InsufficientCreditsError, RateLimitError, UpstreamError, type RateLimitInfo } from '../src/core/errors.js';
 import { classifyHttpError } from '../src/wire/classify.js';
@@ -769,5 +769,37 @@ describe('odd rate-limit hints, cooldowns and key info (found in an audit)', () 
       scheduler.schedule(() => pool.dispose(), 20);
     });
     expect({ torn, ended }).toEqual({ torn: true, ended: true });
+  });
+});
+
+describe("a quota's room in health", () => {
+  it('health$ shows a window freeing room when it does, with no request to set it off, and says when in freesAt', () => {
+    const scheduler = newTestScheduler();
+    const seen: string[] = [];
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        keys: [{ key: 'sk-test-1', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 3_000 }] } }],
+      });
+      const requests = driver(scheduler, pool);
+      // A watcher, as a dashboard or an Angular signal is.
+      pool
+        .key('k1')
+        .health$.pipe(
+          map(({ quota }) => `${quota[0]!.remaining} left, frees at ${quota[0]!.freesAt}`),
+          distinctUntilChanged(),
+        )
+        .subscribe((room) => seen.push(`${scheduler.now()}: ${room}`));
+      requests.send(0, 10);
+      requests.send(500, 10);
+      scheduler.schedule(() => pool.dispose(), 10_000);
+    });
+    // Entries count from admission (arrival margin 0): the first leaves at 3000, the second at 3500.
+    expect(seen).toEqual([
+      '0: 2 left, frees at null',
+      '0: 1 left, frees at 3000',
+      '500: 0 left, frees at 3000',
+      '3000: 1 left, frees at 3500',
+      '4000: 2 left, frees at null',
+    ]);
   });
 });

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { Observable, catchError, distinctUntilChanged, last, map, mergeMap, of, retry, take } from 'rxjs';
+import { Observable, catchError, distinctUntilChanged, last, map, merge, mergeMap, of, retry, take, timer } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
+import { retryTransient } from '../src/operators/retry-transient.js';
+import { balance } from '../src/operators/balance.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { RateLimitError } from '../src/core/errors.js';
+import { NotFoundError, RateLimitError, type OpenRouterError } from '../src/core/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import type { KeyHealth } from '../src/health/records.js';
 import {
@@ -13,6 +15,7 @@ import {
   networkError,
   newTestScheduler,
   scriptedPoolFactory,
+  upstreamError,
   type TransportCall,
 } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
@@ -318,7 +321,97 @@ describe('withKeyRotation', () => {
         .subscribe((outcome) => outcomes.push(outcome));
     });
     // "one" frees the key before its answer goes on, so "two" is placed (and fails) first.
-    expect(outcomes).toEqual(['10 r2 failed: strategy broke', '10 r1 end', '20 r3 end']);
+    expect(outcomes).toEqual(['10 r2 failed: the strategy threw: strategy broke', '10 r1 end', '20 r3 end']);
+  });
+
+  it('a strategy that takes none of the keys waits while an attempt is in flight, and is refused once none is', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(({ cold }) => {
+      const { pool, calls } = makePool(
+        scheduler,
+        { k1: [cold('10ms (c|)', { c: endEvent() })] },
+        {
+          keys: [
+            { key: 'sk-test-1', label: 'k1' },
+            { key: 'sk-test-2', label: 'k2' },
+          ],
+        },
+      );
+      // Only k1 will do, and only while k1 is not busy: "two" waits for "one" to end, then takes k1.
+      // "three" (sent at 15) names a key that does not exist: it waits while "two" is in flight,
+      // and is refused when "two" frees k1 (before its answer goes on), with nothing in flight.
+      const strategy = (eligible: readonly KeyHealth[], request: ChatRequest) =>
+        request.messages[0]?.content === 'three' ? 'no-such-key' : eligible.find((key) => key.label === 'k1' && key.inFlight === 0);
+      const send = (content: string, id: string) =>
+        of(chatRequest(content, { id })).pipe(
+          withKeyRotation(pool, { strategy }),
+          last(),
+          map((event) => `${scheduler.now()} ${id} ${event.type} on ${'keyLabel' in event ? event.keyLabel : ''}`),
+          catchError((error: OpenRouterError) => of(`${scheduler.now()} ${id} ${error.name} (${error.scope}): ${error.message}`)),
+        );
+      merge(send('one', 'r1'), send('two', 'r2'), timer(15).pipe(mergeMap(() => send('three', 'r3')))).subscribe((outcome) =>
+        outcomes.push(outcome),
+      );
+      scheduler.schedule(() => expect(calls.map((call) => call.label)).toEqual(['k1', 'k1']), 30);
+    });
+    expect(outcomes).toEqual([
+      '10 r1 end on k1',
+      "20 r3 NoKeyAvailableError (request): the strategy 'custom' took none of the keys that could serve the request, and no attempt in flight can free another",
+      '20 r2 end on k1',
+    ]);
+  });
+
+  it('the same request object sent again after its route ended (answered, or no model left) is a request of its own', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(({ cold }) => {
+      const notFound = new NotFoundError({ message: 'No endpoints found', scope: 'model', retryable: false, status: 404 });
+      const { pool, calls } = makePool(scheduler, {
+        k1: [cold<TransportEvent>('-#', undefined, notFound), cold('-(c|)', { c: endEvent() }), cold('-(c|)', { c: endEvent() })],
+      });
+      // One constant object, sent at 0 (the model answers 404), at 10 and at 20, through one operator.
+      const ping = chatRequest('ping', { id: 'ping' });
+      const rotation = withKeyRotation(pool);
+      const send = () =>
+        of(ping).pipe(
+          rotation,
+          last(),
+          map((event) => `${scheduler.now()} ${event.type}`),
+          catchError((error: OpenRouterError) => of(`${scheduler.now()} ${error.name}`)),
+        );
+      merge(send(), timer(10).pipe(mergeMap(send)), timer(20).pipe(mergeMap(send))).subscribe((outcome) => outcomes.push(outcome));
+      scheduler.schedule(() => expect(calls).toHaveLength(3), 30);
+    });
+    expect(outcomes).toEqual(['1 NotFoundError', '11 end', '21 end']);
+  });
+
+  it('pool.events$ carries each attempt, retry and restart once, from a hand-composed chain as from balance', () => {
+    const composed: string[] = [];
+    const balanced: string[] = [];
+    for (const [seen, through] of [
+      [composed, 'composed'],
+      [balanced, 'balance'],
+    ] as const) {
+      const scheduler = newTestScheduler();
+      scheduler.run(({ cold }) => {
+        const { pool } = makePool(scheduler, {
+          // Content, then a cut stream (a restart), then an answer on the key not tried yet.
+          k1: [cold<TransportEvent>('-a#', { a: chunkEvent('Hel') }, upstreamError())],
+          k2: [cold('-(c|)', { c: endEvent() })],
+        });
+        pool.events$.subscribe((event) => seen.push(`${scheduler.now()} ${event.type}`));
+        const request = chatRequest('hello', { id: 'r1', stream: true });
+        const retries = { random: () => 0.5, baseDelayMs: 4, budget: false as const };
+        const events$: Observable<unknown> =
+          through === 'composed'
+            ? of(request).pipe(withKeyRotation(pool), retryTransient({ ...retries, onMidStreamError: 'restart', scheduler }))
+            : of(request).pipe(balance(pool, { transient: retries, onMidStreamError: 'restart', timeouts: false }));
+        events$.subscribe({ error: () => undefined });
+      });
+    }
+    expect(composed).toEqual(['0 attempt', '2 failure', '2 concurrency', '2 restart', '2 retry', '4 attempt', '5 success']);
+    expect(balanced).toEqual(composed);
   });
 
   it('a request without any model fails with a BadRequestError naming the field', () => {

@@ -8,6 +8,7 @@ import { catchError, config as rxConfig, from, lastValueFrom, map, mergeMap, of,
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { UpstreamError } from '../src/core/errors.js';
 import type { ChatRequest, Transport, TransportEvent } from '../src/core/types.js';
+import type { KeyHealth } from '../src/health/records.js';
 import { createPool } from '../src/create-pool.js';
 import { balance, type BalanceEvent } from '../src/operators/balance.js';
 import { circuitBreaker } from '../src/operators/circuit-breaker.js';
@@ -88,5 +89,47 @@ describe('a user callback that throws while an error is handled', () => {
             .map((event) => `${event.requestId} ${event.type}`)
             .sort();
     expect({ summary, unhandled: unhandled.map(String) }).toEqual({ summary: ['r1 failed', 'r2 completion'], unhandled: [] });
+  });
+});
+
+describe('a user callback that throws while a request is placed', () => {
+  /** Each request's terminal event through `balance`, and what the transport was asked. */
+  async function outcomes(options: Parameters<typeof balance>[1]): Promise<{ failed: string[]; sent: string[] }> {
+    const sent: string[] = [];
+    const counting: Transport = (key, request, hooks) => {
+      sent.push(request.messages[0]!.content as string);
+      return transport(key, request, hooks);
+    };
+    const pool = createPool({ keys: [KEY], transport: counting });
+    const events = await lastValueFrom(from([requestFor('r1', 'b'), requestFor('boom', 'b')]).pipe(balance(pool, options), toArray()));
+    pool.dispose();
+    const failed = events.flatMap((event) =>
+      event.type === 'failed' ? [`${event.requestId} ${event.error.name} ${event.error.scope} ${event.error.message}`] : [],
+    );
+    return { failed, sent };
+  }
+
+  it('priority: that request fails at once with a ConfigurationError naming the callback, untried and unretried', async () => {
+    const priority = (request: ChatRequest) => {
+      if (request.id === 'boom') throw new Error('priority exploded');
+      return 0;
+    };
+    expect(await outcomes({ priority })).toEqual({
+      failed: ['boom ConfigurationError request priority threw: priority exploded'],
+      sent: ['r1'],
+    });
+    expect(unhandled).toEqual([]);
+  });
+
+  it('a strategy: that request fails at once with a ConfigurationError, and is not retried', async () => {
+    const strategy = (eligible: readonly KeyHealth[], request: ChatRequest) => {
+      if (request.id === 'boom') throw new Error('strategy exploded');
+      return eligible[0];
+    };
+    expect(await outcomes({ strategy })).toEqual({
+      failed: ['boom ConfigurationError request the strategy threw: strategy exploded'],
+      sent: ['r1'],
+    });
+    expect(unhandled).toEqual([]);
   });
 });

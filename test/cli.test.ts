@@ -332,7 +332,7 @@ describe('the final health table', () => {
     idleKeyHealth(label, {
       successes: 12,
       latencyMs: 120,
-      quota: [{ scope: 'key', unit: 'requests', limit: 10, remaining: 3, windowMs: 1000, source: 'configured' }],
+      quota: [{ scope: 'key', unit: 'requests', limit: 10, remaining: 3, freesAt: 400, windowMs: 1000, source: 'configured' }],
       usage: { requests: 12, promptTokens: 40, completionTokens: 60, totalTokens: 100, cost: 0.01 },
       ...extra,
     });

@@ -11,9 +11,11 @@ import {
   ValidationError,
   balance,
   createKeyPool,
+  createFetchTransport,
   createOpenRouterTransport,
   fetchKeyInfo,
   type KeyPoolOptions,
+  withKeyRotation,
   type Transport,
 } from '../src/index.js';
 import { resolvePoolConfig } from '../src/pool/config.js';
@@ -101,6 +103,15 @@ describe('the transport factories validate their options too', () => {
     expect(rejectionOf(() => fetchKeyInfo(credential, { baseURL: 'ftp://example.test' })).message).toBe(
       'Invalid transport options: baseURL: must be an http:// or https:// URL',
     );
+  });
+
+  it('an unknown option (a misspelt baseURL) is refused, naming it, rather than ignored for the default endpoint', () => {
+    const misspelt = { baseUrl: '/api/openrouter' } as never;
+    expect(rejectionOf(() => createFetchTransport(misspelt)).message).toBe('Invalid transport options: baseUrl: unrecognized key');
+    expect(rejectionOf(() => createOpenRouterTransport(misspelt)).message).toBe('Invalid transport options: baseUrl: unrecognized key');
+    const credential = Object.defineProperty({ label: 'k', fingerprint: '#k' }, 'key', { value: KEY }) as never;
+    expect(rejectionOf(() => fetchKeyInfo(credential, misspelt)).message).toBe('Invalid transport options: baseUrl: unrecognized key');
+    expect(() => createFetchTransport({ baseURL: '/api/openrouter', doneGraceMs: 5 })).not.toThrow();
   });
 });
 
@@ -202,6 +213,23 @@ describe("balance checks its retry operators' settings too", () => {
     expect(() =>
       balance(target, { rateLimit: { maxAttempts: 2, maxWaitMs: 0 }, transient: { budget: false }, fallback: false }),
     ).not.toThrow();
+    target.dispose();
+  });
+
+  it('a strategy that is no name, Strategy or function is refused by balance and withKeyRotation, naming the field', () => {
+    const target = answeringPool();
+    for (const strategy of ['nope', 42, { name: 'no pick' }]) {
+      for (const [owner, build] of [
+        ['balance options', () => balance(target, { strategy: strategy as never })],
+        ['withKeyRotation options', () => withKeyRotation(target, { strategy: strategy as never })],
+      ] as const) {
+        const error = rejectionOf(build);
+        expect(error.name).toBe('ValidationError');
+        expect(error.message).toMatch(new RegExp(`^Invalid ${owner}: strategy: `));
+      }
+    }
+    expect(() => balance(target, { strategy: 'leastInFlight' })).not.toThrow();
+    expect(() => withKeyRotation(target, { strategy: (eligible) => eligible[0] })).not.toThrow();
     target.dispose();
   });
 });

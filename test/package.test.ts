@@ -7,9 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-/** Budgets with some room over today's (about 340 KB packed, 1.34 MB unpacked, at 0.1.0). */
-const MAX_PACKED_BYTES = 450_000;
-const MAX_UNPACKED_BYTES = 1_700_000;
+/**
+ * Budgets with some room over today's: about 340 KB packed and 1.34 MB unpacked at 0.1.0; 451 KB
+ * and 1.70 MB once learned limits, the dashboard and the request-level fixes had landed.
+ */
+const MAX_PACKED_BYTES = 480_000;
+const MAX_UNPACKED_BYTES = 1_800_000;
 
 interface PackResult {
   size: number;

@@ -44,6 +44,7 @@ import {
   type KeyHealth,
   type KeyPool,
   type KeyPoolOptions,
+  type OpenRouterError,
   type PoolEvent,
   type Transport,
 } from '../src/index.js';
@@ -555,6 +556,32 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
     const { at } = await seen;
     expect(propagation(eventsA, 'revoked', 'disabled', at)).toBeLessThan(150);
     expect(poolB.snapshot().keys.find((key) => key.label === 'good')?.state).toBe('closed');
+  });
+
+  it('a 401 disabling shared on Redis ends for the fleet once key info reads fine: in the pool that refreshes, in those running, and in those started later', async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.revoked, label: 'revoked', revoked: true }] });
+    const prefix = uniquePrefix('stale-disable');
+    const keys = [{ key: TEST_KEYS.revoked, label: 'revoked' }];
+    const poolFor = async (discoverAccounts: boolean) =>
+      startPool(fake, { keys, discoverAccounts, store: redisStore(await connectRedis(), { prefix }), queue: { timeoutMs: 1_500 } });
+    const stateIn = (pool: KeyPool) => pool.snapshot().keys[0]!.state;
+    // Pool A takes the 401: the key is disabled, and the disabling stored in Redis with no end.
+    const poolA = await poolFor(false);
+    const refused = await lastValueFrom(poolA.complete(requestsOf(1, 'stale')[0]!)).catch((error: OpenRouterError) => error.kind);
+    expect(refused).toBe('no_key_available');
+    expect(stateIn(poolA)).toBe('disabled');
+    fake.setKey(TEST_KEYS.revoked, { revoked: false });
+    // Pool B starts now and reads the key's info, which reads fine: the stored disabling is stale.
+    const poolB = await poolFor(true);
+    await waitFor(() => (poolB.snapshot().keys[0]!.credit === null ? undefined : true), 5_000, 'pool B to read key info');
+    await sleep(300);
+    expect(stateIn(poolB)).toBe('closed');
+    expect(await lastValueFrom(poolB.complete(requestsOf(1, 'after')[0]!)).then(() => 'answered')).toBe('answered');
+    // Pool A learns it from the store, without a key info read of its own; a pool started later finds nothing stored.
+    await waitFor(() => (stateIn(poolA) === 'closed' ? true : undefined), 2_000, "pool A's key back in service");
+    const poolC = await poolFor(false);
+    await sleep(300);
+    expect(stateIn(poolC)).toBe('closed');
   });
 
   it("a breaker opening in pool A shows in pool B's key health within ~100 ms", async () => {

@@ -357,7 +357,10 @@ export class MalformedResponseError extends OpenRouterError {
   override readonly kind = 'malformed_response' as const;
 }
 
-/** Every key is disabled or exhausted, so nothing can ever serve the request. */
+/**
+ * Every key is disabled or exhausted, so nothing can ever serve the request; or its strategy took
+ * none of the keys that could, while no attempt in flight could free another (scope `request`).
+ */
 export class NoKeyAvailableError extends OpenRouterError {
   /** {@inheritDoc OpenRouterError.name} */
   override name = 'NoKeyAvailableError';
@@ -389,8 +392,10 @@ export class ModelUnavailableError extends OpenRouterError {
 }
 
 /**
- * The transport cannot run here: no `fetch`, or the `openai` SDK in a browser. No key or model is
- * at fault, so health is untouched and no retry is made; use `createFetchTransport()` there.
+ * The transport cannot run here: no `fetch`, or the `openai` SDK in a browser; use
+ * `createFetchTransport()` there. Or a callback of the user's (`priority`, a strategy) threw, and
+ * the request fails with scope `request`. No key or model is at fault, so health is untouched and
+ * no retry is made.
  */
 export class ConfigurationError extends OpenRouterError {
   /** {@inheritDoc OpenRouterError.name} */
@@ -463,6 +468,17 @@ export class AttemptsExhaustedError extends OpenRouterError {
 /** Whether `value` is an `OpenRouterError` (of any subclass). */
 export function isOpenRouterError(value: unknown): value is OpenRouterError {
   return value instanceof OpenRouterError;
+}
+
+/**
+ * What a user callback (`priority`, a strategy) threw, as its request's failure: a typed error as
+ * it is, anything else a `ConfigurationError` naming the callback. Neither a key, a model nor the
+ * network is at fault, so nothing is retried (`toOpenRouterError` would call it a network error).
+ */
+export function callbackError(thrown: unknown, callback: string): OpenRouterError {
+  if (thrown instanceof OpenRouterError) return thrown;
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  return new ConfigurationError({ message: `${callback} threw: ${message}`, scope: 'request', retryable: false, cause: thrown });
 }
 
 /** Wraps anything thrown into an `OpenRouterError`, keeping typed errors as they are. */

@@ -21,9 +21,10 @@ interface QuotaWindow {
  * window the limiter had when it was taken (`entries[i]` is in `windows[i]`; the limiter replaces
  * its windows array when it learns, never changes one in place).
  *
- * A class, and its entries made by `map`, not literals: V8 moves a literal's allocation site to the
- * old generation once most of what it makes lives long, as the holds of requests in flight do,
- * and then every short-lived hold (an attempt refused or cancelled at once) is old garbage too.
+ * A class, and its entries an array made by `new Array`, not literals: V8 moves a literal's
+ * allocation site to the old generation once most of what it makes lives long, as the holds of
+ * requests in flight do, and then every short-lived hold (an attempt refused or cancelled at once)
+ * is old garbage too.
  */
 export class LimiterHold {
   constructor(
@@ -88,7 +89,11 @@ export class Limiter {
   take(countFrom: number, tokens: number): LimiterHold {
     this.inFlight++;
     const windows = this.windows;
-    const entries = windows.map((quota) => quota.window.add(countFrom, quota.unit === 'requests' ? 1 : tokens));
+    const entries = new Array<WindowEntry>(windows.length);
+    for (let index = 0; index < windows.length; index++) {
+      const quota = windows[index]!;
+      entries[index] = quota.window.add(countFrom, quota.unit === 'requests' ? 1 : tokens);
+    }
     return new LimiterHold(this, windows, entries);
   }
 
@@ -194,6 +199,7 @@ export class Limiter {
       unit,
       limit: window.limit,
       remaining: Math.max(0, window.remaining(now)),
+      freesAt: window.freesAt(now),
       windowMs: window.windowMs,
       source,
       ...(bucket === undefined ? {} : { bucket }),

@@ -35,6 +35,11 @@ export interface QuotaRemaining {
   limit: number;
   /** What the window admits now (never below 0). */
   remaining: number;
+  /**
+   * Scheduler time at which the oldest unit counted now leaves the window, and `remaining` rises
+   * (a UI's "frees in 12 s"); null while the window counts nothing. `health$` publishes the rise.
+   */
+  freesAt: number | null;
   /** Length of the sliding window. */
   windowMs: number;
   /** For `model` quotas, the model pattern they apply to. */

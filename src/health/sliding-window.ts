@@ -110,6 +110,16 @@ export class SlidingWindow {
     return expiry;
   }
 
+  /**
+   * When the oldest entry counted now leaves the window, so that `remaining` rises; null while
+   * nothing is counted. The oldest in the log, as `prune` takes them.
+   */
+  freesAt(now: number): number | null {
+    this.prune(now);
+    const oldest = this.entries[this.head];
+    return oldest === undefined ? null : oldest.at + this.windowMs;
+  }
+
   private prune(now: number): void {
     const entries = this.entries;
     while (this.head < entries.length) {

@@ -66,6 +66,12 @@ export class UtcDayWindow {
     return this.fits(now, amount) ? now : nextUtcMidnight(now);
   }
 
+  /** When what is counted now leaves the window (00:00 UTC), so that `remaining` rises; null while nothing is counted. */
+  freesAt(now: number): number | null {
+    this.roll(now);
+    return this.total > 0 ? nextUtcMidnight(now) : null;
+  }
+
   private roll(now: number): void {
     const day = Math.floor(now / DAY_MS);
     if (day <= this.day) return;

@@ -1,6 +1,6 @@
 import type { AttemptRecord, OpenRouterError } from '../core/errors.js';
 import type { TransportEvent } from '../core/types.js';
-import type { AttemptRestart, AttemptRetry, AttemptStart } from '../pool/events.js';
+import type { AttemptRestart, AttemptRetry, AttemptStart, PoolEvent } from '../pool/events.js';
 
 /**
  * What flows between the routing operators for one request: the transport's events tagged with
@@ -22,15 +22,40 @@ export type { AttemptStart, AttemptRetry, AttemptRestart } from '../pool/events.
 export type TaggedTransportEvent = TransportEvent & AttemptTag;
 
 /**
- * How one attempt's outcome is recorded into health. `withKeyRotation`, which holds the attempt's
- * lease, records every outcome itself; it hangs this (not enumerable) on the attempt's marker so
- * that a `circuitBreaker` downstream can narrow which failures count.
+ * What the operators after `withKeyRotation` may reach of one attempt. `withKeyRotation`, which
+ * holds the attempt's lease, records every outcome itself; it hangs this (not enumerable) on the
+ * attempt's marker so that a `circuitBreaker` downstream can narrow which failures count, the
+ * retry operators can count the request's attempts, and an `attemptTimeouts` can fail it.
  */
 export const ATTEMPT_RECORDING: unique symbol = Symbol.for('openrouter-rx.attempt-recording');
 
 export interface AttemptRecording {
   /** Whether a failure counts against health; request-scoped errors never do, whatever it says. */
   shouldRecord: (error: OpenRouterError) => boolean;
+  /** The request's attempts as each retry operator counted them (see `RequestRetries`). */
+  readonly request: RequestRetries;
+  /**
+   * Fails the attempt with `error` as if its transport had: the HTTP request is aborted, and the
+   * failure is recorded and moves the request on as any would. A timer downstream (a standalone
+   * `attemptTimeouts`) ends the attempt this way rather than by unsubscribing, which records nothing.
+   * False when the attempt has already ended.
+   */
+  fail(error: OpenRouterError): boolean;
+  /**
+   * Emits on the pool's `events$`: the retry operators, which know no pool, announce their
+   * `retry` and `restart` there through the attempt they retry.
+   */
+  readonly emit: (event: PoolEvent) => void;
+}
+
+/**
+ * What each retry operator has counted of one request's attempts, kept with the request (its
+ * route in `withKeyRotation`), by operator: an operator resubscribed by a retry outside it counts
+ * on from there, so its `maxAttempts` bounds the request's attempts of its kind in all, not per
+ * pass of the operators around it.
+ */
+export interface RequestRetries {
+  readonly retryCounts: Map<object, AttemptRecord[]>;
 }
 
 /** The recording settings an attempt marker carries, if it came from `withKeyRotation`. */

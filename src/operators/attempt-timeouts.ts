@@ -10,7 +10,7 @@ import {
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
 import { DeadlineQueue, type Deadline } from '../core/deadlines.js';
 import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
-import { carriesContent, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import { carriesContent, recordingOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 
 /** Options of `attemptTimeouts`. */
 export interface AttemptTimeoutsConfig {
@@ -151,16 +151,21 @@ export class TimedAttempt {
   }
 
   private fire(ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token' | 'idle', limitMs: number): void {
-    this.upstream?.unsubscribe();
     this.clear();
     const start = this.start;
-    this.downstream.error(
-      new ErrorClass(phase, limitMs, {
-        scope: 'model',
-        retryable: true,
-        ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
-      }),
-    );
+    const error = new ErrorClass(phase, limitMs, {
+      scope: 'model',
+      retryable: true,
+      ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
+    });
+    // After `withKeyRotation` (the operator on its own), the attempt fails itself: its HTTP request
+    // is aborted, the timeout recorded against the model, and the request moved on, then the error
+    // comes back up through `error`. Inside it (`downstream` is the attempt), or after a source
+    // that is not one, the upstream is ended here.
+    const recording = start === undefined ? undefined : recordingOf(start);
+    if (recording?.fail(error) === true) return;
+    this.upstream?.unsubscribe();
+    this.downstream.error(error);
   }
 
   private arm(ErrorClass: TimeoutErrorClass, phase: 'total' | 'first-token', limitMs: number): Deadline {

@@ -169,14 +169,13 @@ class RequestReport {
   }
 
   next(event: AttemptEvent): void {
-    const { pool, subscriber, requestId } = this;
+    const { subscriber, requestId } = this;
     switch (event.type) {
       case 'attempt':
         this.attempts = event.attempt;
         this.lastStart = event;
         // A model took it: a later wait for one gets its own `modelWaitMs` (the retries bound how many).
         this.modelsOutSince = undefined;
-        pool.emit(event);
         return;
       case 'retry':
         this.billed = addUsage(this.billed, event.usage);
@@ -190,11 +189,9 @@ class RequestReport {
           ...(event.keyLabel === undefined ? {} : { keyLabel: event.keyLabel }),
           ...(event.model === undefined ? {} : { model: event.model }),
         });
-        pool.emit(event);
         return;
       case 'restart':
         this.answer = undefined;
-        pool.emit(event);
         subscriber.next({ type: 'restart', requestId, attempt: event.attempt, reason: event.reason });
         return;
       case 'chunk': {

@@ -5,6 +5,7 @@ import { withFields } from '../core/objects.js';
 import { POOL_PORT, type PoolCore } from '../pool/types.js';
 import { validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
+import { strategyOption } from '../pool/config.js';
 import type { ChatRequest } from '../core/types.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 import { toBalanceEvents, type BalanceEvent } from './balance-events.js';
@@ -90,7 +91,7 @@ const fallbackSettings = z.strictObject({ maxAttempts: z.optional(positiveInt) }
 /** `BalanceOptions` at the edge: a typo or a cap that can only stall fails here, naming the field. */
 const balanceOptionsSchema = z.strictObject({
   concurrency: z.optional(z.union([positiveInt, z.literal(Infinity)])),
-  strategy: z.optional(z.unknown()),
+  strategy: z.optional(strategyOption),
   priority: z.optional(
     z.union([
       z.number(),

@@ -6,8 +6,10 @@ import { recordingOf, type AttemptEvent } from './attempt-event.js';
 /** Options of `circuitBreaker`. */
 export interface CircuitBreakerConfig {
   /**
-   * Whether a failure counts against health at all. Default: every failure does, as its scope
-   * says (request-scoped errors never touch key health, whatever this returns).
+   * Whether a failure counts against health: a breaker's failure count and the `lastError` health
+   * shows. Default: every failure does, as its scope says (request-scoped errors never touch key
+   * health, whatever this returns). What the server stated applies whatever this returns: a 429
+   * still parks its scope until its reset, a 401 still disables the key, a 402 still exhausts it.
    */
   shouldRecord?: (error: OpenRouterError) => boolean;
 }

@@ -2,7 +2,15 @@ import { Observable, Subscription, type SchedulerLike, type Subscriber } from 'r
 import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
-import { attemptRecordOf, carriesContent, withRetriedError, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import {
+  attemptRecordOf,
+  carriesContent,
+  recordingOf,
+  withRetriedError,
+  type AttemptEvent,
+  type AttemptRestart,
+  type AttemptStart,
+} from './attempt-event.js';
 
 /**
  * What a retry operator does when an attempt fails after delivering content: `'error'` fails with
@@ -97,8 +105,18 @@ class LoopState {
     this.retryTimer = undefined;
   }
 
-  /** An attempt started: the wait for one is over. */
+  /**
+   * An attempt started: the wait for one is over. Its request's count for this loop's policy is
+   * taken over (see `RequestRetries`): a loop started afresh by a retry outside it counts on.
+   */
   started(event: AttemptStart): void {
+    const counts = recordingOf(event)?.request.retryCounts;
+    const counted = counts?.get(this.policy);
+    if (counts !== undefined && counted === undefined) counts.set(this.policy, this.records);
+    else if (counted !== undefined && counted !== this.records) {
+      counted.push(...this.records);
+      this.records = counted;
+    }
     this.lastStart = event;
     this.waitTimer?.unsubscribe();
     this.waitTimer = undefined;
@@ -224,33 +242,37 @@ class RetryRun {
     const delayMs = policy.delayFor(error, loop.records.length);
     if (delayMs === undefined) return loop.records.length > 1 ? new AttemptsExhaustedError(error, loop.records) : error;
     const { subscriber } = this;
+    // On the pool's `events$` too, through the attempt retried (this loop knows no pool).
+    const emit = lastStart === undefined ? undefined : recordingOf(lastStart)?.emit;
     if (loop.deliveredContent) {
-      subscriber.next({
+      const restart: AttemptRestart = {
         type: 'restart',
         requestId: lastStart?.requestId ?? '',
         attempt: lastStart?.attempt ?? 0,
         reason: error.kind,
         at: now,
-      });
+      };
+      emit?.(restart);
+      subscriber.next(restart);
     }
-    subscriber.next(
-      withRetriedError(
-        {
-          type: 'retry',
-          requestId: lastStart?.requestId ?? '',
-          attempt: lastStart?.attempt ?? 0,
-          reason: error.kind,
-          message: error.message,
-          delayMs,
-          at: now,
-          ...(error.status === undefined ? {} : { status: error.status }),
-          ...(error.usage === undefined ? {} : { usage: error.usage }),
-          ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
-          ...(error.model === undefined ? {} : { model: error.model }),
-        },
-        error,
-      ),
+    const retry = withRetriedError(
+      {
+        type: 'retry',
+        requestId: lastStart?.requestId ?? '',
+        attempt: lastStart?.attempt ?? 0,
+        reason: error.kind,
+        message: error.message,
+        delayMs,
+        at: now,
+        ...(error.status === undefined ? {} : { status: error.status }),
+        ...(error.usage === undefined ? {} : { usage: error.usage }),
+        ...(error.keyLabel === undefined ? {} : { keyLabel: error.keyLabel }),
+        ...(error.model === undefined ? {} : { model: error.model }),
+      },
+      error,
     );
+    emit?.(retry);
+    subscriber.next(retry);
     // The caller may have unsubscribed on the events just sent: then nothing more may start.
     if (this.stopped) return undefined;
     this.boundWait(loop, error, delayMs);

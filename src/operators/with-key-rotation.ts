@@ -1,10 +1,11 @@
 import { Observable, type Subscription, mergeMap, type OperatorFunction, type Subscriber } from 'rxjs';
-import { BadRequestError, ContextLengthError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import { BadRequestError, ContextLengthError, callbackError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { toStrategy, type Strategy, type StrategyLike } from '../pool/strategies.js';
+import { checkedStrategy } from '../pool/config.js';
 import type { ChatRequest, TransportEvent, Usage } from '../core/types.js';
 import {
   ATTEMPT_RECORDING,
@@ -64,24 +65,6 @@ export function modelChainOf(request: ChatRequest): string[] {
   return chain.filter((model, index) => chain.indexOf(model) === index);
 }
 
-/** A request's route, plus the models it moved on from after a failure of the model itself. */
-class ChainRoute extends RouteState {
-  /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
-  private movedOnModels: Set<string> | undefined;
-
-  movedOn(model: string): boolean {
-    return this.movedOnModels?.has(model) === true;
-  }
-
-  get movedOnAny(): boolean {
-    return this.movedOnModels !== undefined;
-  }
-
-  moveOn(model: string): void {
-    (this.movedOnModels ??= new Set()).add(model);
-  }
-}
-
 /**
  * Picks a key for every attempt and holds its slot until the attempt ends. Each subscription is
  * one attempt: a retry downstream resubscribes, and the new attempt prefers keys (and models)
@@ -125,22 +108,27 @@ class Rotation {
   readonly timeouts: TimeoutLimits | undefined;
   private readonly maxAttemptsPerModel: number;
   // Routes outlive one attempt (a retry resubscribes) but not their request.
-  private readonly routes = new WeakMap<ChatRequest, ChainRoute>();
+  private readonly routes = new WeakMap<ChatRequest, RouteState>();
 
   constructor(
     readonly port: PoolPort,
     readonly config: WithKeyRotationConfig,
   ) {
-    this.strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
+    this.strategy = config.strategy === undefined ? undefined : toStrategy(checkedStrategy(config.strategy, 'withKeyRotation options'));
     this.maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
     this.serverFallbacks = config.serverFallbacks ?? 0;
     this.timeouts = config.timeouts === undefined ? undefined : timeoutLimitsOf({ scheduler: port.scheduler, ...config.timeouts });
   }
 
-  routeOf(request: ChatRequest): ChainRoute {
+  /**
+   * The request's route: kept while its attempts go on (a retry resubscribes with the same
+   * object), new once it was answered or has no model left, which no retry operator takes up:
+   * the same object sent again (a constant request, or a plain `retry()`) is a request of its own.
+   */
+  routeOf(request: ChatRequest): RouteState {
     let route = this.routes.get(request);
-    if (route === undefined) {
-      route = new ChainRoute(modelChainOf(request), this.maxAttemptsPerModel, estimateTokens(request, 0));
+    if (route === undefined || route.answered || this.fittingModels(route).length === 0) {
+      route = new RouteState(modelChainOf(request), this.maxAttemptsPerModel, estimateTokens(request, 0));
       this.routes.set(request, route);
     }
     return route;
@@ -150,7 +138,7 @@ class Rotation {
    * The route's models that can hold the request, as far as the pool knows their context; those
    * the request moved on from come last, so the pool takes one only when the others are out.
    */
-  fittingModels(route: ChainRoute): readonly string[] {
+  fittingModels(route: RouteState): readonly string[] {
     const needed = route.neededTokens;
     const fitting = route.candidates((model) => (this.port.contextLengthOf(model) ?? Infinity) >= needed);
     if (!route.movedOnAny) return fitting;
@@ -164,7 +152,7 @@ class Rotation {
    * per request: when the pool gives it the request again (the rest of the chain out of service),
    * its next failure is retried like on a lone model.
    */
-  movesOnAfter(route: ChainRoute, model: string, error: OpenRouterError, models: readonly string[]): boolean {
+  movesOnAfter(route: RouteState, model: string, error: OpenRouterError, models: readonly string[]): boolean {
     if (error.scope !== 'model' || !error.retryable || route.movedOn(model)) return false;
     if (!models.some((candidate) => candidate !== model && !route.movedOn(candidate))) return false;
     route.moveOn(model);
@@ -179,7 +167,7 @@ class Rotation {
  * teardown of the attempt's subscription.
  */
 class KeyAttempt {
-  private readonly route: ChainRoute;
+  private readonly route: RouteState;
   private readonly requestId: string;
   /** The transport's events, once subscribed. */
   private call: Subscription | undefined;
@@ -225,7 +213,15 @@ class KeyAttempt {
       return;
     }
     const { config, strategy } = rotation;
-    const priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
+    let priority: number | undefined;
+    try {
+      priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
+    } catch (thrown: unknown) {
+      const error = copyError(callbackError(thrown, 'priority'), { routeExhausted: true });
+      markMovesOn(error, false);
+      subscriber.error(error);
+      return;
+    }
     const acquisition = rotation.port
       .acquire(request, {
         models,
@@ -254,6 +250,15 @@ class KeyAttempt {
     // Left, not ended: the acquisition's teardown frees the slot for a waiting request once the
     // caller's teardown is over (it may be tearing down the requests waiting for it too).
     this.endAcquisition();
+  }
+
+  /** See `AttemptRecording.fail`: a timer downstream fires while the attempt is still on. */
+  private failFromOutside(error: OpenRouterError): boolean {
+    if (this.stopped || this.released || this.lease === undefined) return false;
+    this.timed?.stop();
+    this.call?.unsubscribe();
+    this.error(error);
+    return true;
   }
 
   /** Torn down: a synchronous transport may still be emitting, and nothing more is taken. */
@@ -292,7 +297,12 @@ class KeyAttempt {
       keyLabel: lease.label,
       model: lease.model,
     };
-    const recording: AttemptRecording = { shouldRecord: recordEveryError };
+    const recording: AttemptRecording = {
+      shouldRecord: recordEveryError,
+      request: route,
+      fail: (error) => this.failFromOutside(error),
+      emit: port.emit,
+    };
     this.recording = recording;
     Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
     // The rest copy is this attempt's own, so it is the wire request: one copy per attempt, not two.
@@ -312,6 +322,8 @@ class KeyAttempt {
     const timed = rotation.timeouts === undefined ? undefined : new TimedAttempt(rotation.timeouts, this);
     this.timed = timed;
     const events: AttemptObserver = timed ?? this;
+    // On `events$` from here, where the attempt starts, whatever chain the request runs through.
+    port.emit(marker);
     events.next(marker);
     // Nothing is sent if the consumer left on the marker (the attempt's teardown runs now, or as
     // soon as the subscription that is making it returns).
@@ -353,6 +365,7 @@ class KeyAttempt {
     // key still busy with an answer that is already in.
     if (event.type === 'end' || event.type === 'completion') {
       this.recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
+      this.route.answered = true;
       this.freeLease();
     }
     this.subscriber.next(event);
@@ -368,18 +381,17 @@ class KeyAttempt {
     // A platform 429 reports its quota: the server did not count the refused request.
     if (error.rateLimit !== undefined) lease.refund();
     // Recorded before the error goes on, so a retry already sees the key parked or open.
-    if (this.shouldRecord(error)) {
-      rotation.port.record({
-        type: 'failure',
-        requestId,
-        attempt: this.number,
-        keyLabel: lease.label,
-        model: lease.model,
-        error,
-        sentAt: lease.sentAt,
-        ...(error.usage === undefined ? {} : { usage: error.usage }),
-      });
-    }
+    rotation.port.record({
+      type: 'failure',
+      requestId,
+      attempt: this.number,
+      keyLabel: lease.label,
+      model: lease.model,
+      error,
+      sentAt: lease.sentAt,
+      ...(error.usage === undefined ? {} : { usage: error.usage }),
+      ...(this.shouldRecord(error) ? {} : { countsAgainstHealth: false }),
+    });
     route.fail(lease.model, error, this.firstContentAt !== undefined);
     const models = rotation.fittingModels(route);
     if (models.length === 0) error.routeExhausted = true;

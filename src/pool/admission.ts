@@ -1,7 +1,9 @@
 import { Observable, isObservable } from 'rxjs';
 import {
   AbortedError,
+  callbackError,
   type ModelUnavailableError,
+  NoKeyAvailableError,
   QueueFullError,
   QueueTimeoutError,
   toOpenRouterError,
@@ -13,9 +15,15 @@ import type { ChatRequest } from '../core/types.js';
 import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
-import { noKeyAvailableError, quotaBlockedError, unavailableModelsError, type RoomLookup } from './model-availability.js';
+import {
+  noKeyAvailableError,
+  quotaBlockedError,
+  strategyDeclinedError,
+  unavailableModelsError,
+  type RoomLookup,
+} from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
-import { FREE_MODELS_PATTERN, isFreeModel } from './scopes.js';
+import { admissionPlanOf } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { Ticket } from './ticket.js';
@@ -38,6 +46,10 @@ export class Admission implements LeaseOwner, Eligibility {
   private draining = false;
   private drainAgain = false;
   private readonly wakeUp: WakeUpTimer;
+  /** The strategies' view of a placement, set anew for each (see `Placement`). */
+  private readonly placement: Placement;
+  /** Whether a placement is under way: a strategy that asks for a key meanwhile gets its own. */
+  private placing = false;
   private readonly rooms: RoomLookup;
   private closed = false;
   /**
@@ -60,7 +72,9 @@ export class Admission implements LeaseOwner, Eligibility {
     private readonly learning: QuotaLearning | undefined,
   ) {
     this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
-    this.rooms = { registry: context.registry, store: context.store, planOf: (entry, model) => this.planOf(entry, model) };
+    this.placement = new Placement(this, context.config.random);
+    const store = context.store;
+    this.rooms = { registry: context.registry, store, planOf: (entry, model) => admissionPlanOf(entry, model, store) };
   }
 
   /** Requests waiting for a key. */
@@ -68,18 +82,8 @@ export class Admission implements LeaseOwner, Eligibility {
     return this.queue.length;
   }
 
-  /** The scopes an attempt of `entry` on `model` takes room in: key, account, model limits. */
-  private planOf(entry: KeyEntry, model: ModelEntry): AdmissionPlan {
-    let plan = entry.plans.get(model.model);
-    if (plan === undefined) {
-      const patterns = model.limitPatterns;
-      // A free model's requests also count in the account's free-model bucket, whose limit may be learned.
-      const free = isFreeModel(model.model) && !patterns.includes(FREE_MODELS_PATTERN) ? [FREE_MODELS_PATTERN] : [];
-      plan = [entry.scope, entry.account.scope, ...[...patterns, ...free].map((pattern) => entry.account.modelScope(pattern))];
-      for (const scope of plan) this.context.store.define(scope);
-      entry.plans.set(model.model, plan);
-    }
-    return plan;
+  modelEntry(model: string, now: number): ModelEntry {
+    return this.context.registry.model(model, now);
   }
 
   /** Whether `entry` may take an attempt on `model` now (see `Eligibility`). */
@@ -91,10 +95,10 @@ export class Admission implements LeaseOwner, Eligibility {
       if (entry.breaker.advance(now)) this.context.publisher.markKey(entry);
       if (!entry.breaker.admits()) return false;
     }
-    return this.context.store.fits(this.planOf(entry, model), tokens, now);
+    return this.context.store.fits(admissionPlanOf(entry, model, this.context.store), tokens, now);
   }
 
-  private modelAdmits(model: ModelEntry, now: number): boolean {
+  modelAdmits(model: ModelEntry, now: number): boolean {
     if (model.parkedUntil > now) return false;
     // At its adaptive limit the request waits (or takes the next model of its chain) instead of drawing a 429.
     if (model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight)) return false;
@@ -129,25 +133,25 @@ export class Admission implements LeaseOwner, Eligibility {
     ticket.fail(error);
   }
 
-  /** Finds a key for the ticket now, trying its models in order; undefined when none fits. */
-  private place(ticket: Ticket, now: number): { entry: KeyEntry; model: ModelEntry } | undefined {
-    const strategy = ticket.options.strategy ?? this.strategy;
-    const avoid = ticket.options.avoid;
-    const keys = this.context.registry.keys;
-    for (const modelId of ticket.options.models) {
-      const model = this.context.registry.model(modelId, now);
-      if (!this.modelAdmits(model, now)) continue;
-      const avoiding = avoid !== undefined && avoid.size > 0 && avoid.size < keys.length ? avoid : undefined;
-      const placement = new Placement(this, keys, ticket, model, avoiding, now, this.context.config.random);
-      let entry = placement.admissible(strategy.pick(placement));
-      if (entry === undefined && avoiding !== undefined) {
-        placement.stopAvoiding();
-        entry = placement.admissible(strategy.pick(placement));
-      }
-      if (entry === undefined) continue;
-      return { entry, model };
+  /**
+   * Finds a key for the ticket now and takes its slot (see `take`); undefined when none fits. A
+   * strategy that takes none of the keys that could serve it, with nothing in flight whose end
+   * could change its mind, would leave it waiting for ever: it is refused.
+   */
+  private place(ticket: Ticket, now: number): Claim | NoKeyAvailableError | undefined {
+    // A strategy is user code: one that asks for a key while it picks gets a placement of its own.
+    const placement = this.placing ? new Placement(this, this.context.config.random) : this.placement;
+    const outer = !this.placing;
+    this.placing = true;
+    try {
+      const strategy = ticket.options.strategy ?? this.strategy;
+      const keys = this.context.registry.keys;
+      const entry = placement.place(ticket, strategy, keys, now);
+      if (entry !== undefined) return this.take(entry, placement.placedModel);
+      return placement.declined && !keys.some((key) => key.inFlight > 0) ? strategyDeclinedError(strategy.name) : undefined;
+    } finally {
+      if (outer) this.placing = false;
     }
-    return undefined;
   }
 
   /**
@@ -157,20 +161,20 @@ export class Admission implements LeaseOwner, Eligibility {
    * and the ticket goes back to its place in the queue. Returns whether a key was tried.
    */
   private tryAdmit(ticket: Ticket, now: number): boolean {
-    let candidate: { entry: KeyEntry; model: ModelEntry } | undefined;
+    let claim: Claim | NoKeyAvailableError | undefined;
     try {
-      candidate = this.place(ticket, now);
+      claim = this.place(ticket, now);
     } catch (thrown: unknown) {
       // A user strategy that throws fails this request, not the queue it was taken from.
-      ticket.fail(toOpenRouterError(thrown));
+      ticket.fail(callbackError(thrown, 'the strategy'));
       return true;
     }
-    if (candidate === undefined) return false;
-    const { entry, model } = candidate;
-    const plan = this.planOf(entry, model);
-    // The slot and a half-open breaker's probe are taken now, not when the store answers: a
-    // shared store's answer comes later, and the next placement must already count them.
-    const claim = this.take(entry, model);
+    if (claim === undefined) return false;
+    if (claim instanceof NoKeyAvailableError) {
+      this.refuse(ticket, claim);
+      return true;
+    }
+    const plan = admissionPlanOf(claim.entry, claim.model, this.context.store);
     let reserved: ReserveResult | Observable<ReserveResult>;
     try {
       reserved = this.context.store.reserve(plan, ticket.tokens, now);
@@ -206,7 +210,11 @@ export class Admission implements LeaseOwner, Eligibility {
     return true;
   }
 
-  /** Counts an attempt in the in-flight counts its key, model and adaptive limits hold, and in its breakers' probes. */
+  /**
+   * Counts an attempt in the in-flight counts its key, model and adaptive limits hold, and in its
+   * breakers' probes. At placement, not when the store answers: a shared store's answer comes
+   * later, and the next placement must already count them.
+   */
   private take(entry: KeyEntry, model: ModelEntry): Claim {
     this.count(entry, model, 1);
     return { entry, model, keyProbe: entry.breaker.begin(), modelProbe: model.breaker.begin() };

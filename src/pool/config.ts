@@ -74,6 +74,22 @@ const breakerSchema = z.strictObject({
 
 const isFunction = (value: unknown) => typeof value === 'function';
 
+/** A `strategy` option, the pool's or a request stream's: a name, a `Strategy`, or a function. */
+export const strategyOption = z.union([
+  z.enum(strategyNames as [string, ...string[]]),
+  z.custom<StrategyLike>(
+    (value) => isFunction(value) || (typeof value === 'object' && value !== null && isFunction((value as { pick?: unknown }).pick)),
+    { message: 'expected a strategy name, a Strategy or a function' },
+  ),
+]);
+
+/** `options.strategy` of `owner` (e.g. `withKeyRotation options`), checked: a typo fails here, naming the field. */
+export function checkedStrategy(value: unknown, owner: string): StrategyLike {
+  const checked = safeParseEnglish(z.object({ strategy: strategyOption }), { strategy: value });
+  if (!checked.success) throw new ValidationError(formatZodError(checked.error, owner), checked.error.issues);
+  return checked.data.strategy as StrategyLike;
+}
+
 export const keyPoolConfigSchema = z
   .strictObject({
     keys: z.array(keySchema).check(z.minLength(1, 'needs at least one key')),
@@ -123,17 +139,7 @@ export const keyPoolConfigSchema = z
     ),
     /** The least level logged; default `info`. */
     logLevel: z.optional(z.enum(['debug', 'info', 'warn', 'error'])),
-    strategy: z.optional(
-      z.union([
-        z.enum(strategyNames as [string, ...string[]]),
-        z.custom<StrategyLike>(
-          (value) => isFunction(value) || (typeof value === 'object' && value !== null && isFunction((value as { pick?: unknown }).pick)),
-          {
-            message: 'expected a strategy name, a Strategy or a function',
-          },
-        ),
-      ]),
-    ),
+    strategy: z.optional(strategyOption),
     defaultCompletionTokens: z.optional(positiveInt),
     latencySmoothing: z.optional(z.number().check(z.gt(0), z.lte(1))),
     scheduler: z.optional(

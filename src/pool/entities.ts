@@ -193,7 +193,11 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
 
   /** Held back by its own or its account's state: disabled, out of credit or limit, or parked by a 429. */
   restsAt(now: number): boolean {
-    return this.restsUntil() > now;
+    // Compared one by one rather than through `restsUntil`: every key a strategy samples comes
+    // here, and a maximum of times is a number V8 may box on the way.
+    if (this.disabled || this.exhaustedUntil > now || this.parkedUntil > now) return true;
+    const account = this.account;
+    return account.exhaustedUntil > now || account.parkedUntil > now;
   }
 
   /** Until when its own or its account's state holds it back (Infinity while disabled). */

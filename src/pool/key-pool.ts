@@ -313,10 +313,15 @@ export class Pool implements PoolCore {
     };
     entry.limitReset = info.limitReset ?? null;
     // The key answered, so it is valid (a 401's disabling ends; the user's own stays); credit left
-    // (or no limit) lifts an exhaustion.
+    // (or no limit) lifts an exhaustion. Lifted for the pools that share the store too: one that
+    // took the 401 stored the disabling for every pool, with no end.
+    const lifted = (entry.disabled && !entry.disabledByUser) || entry.exhaustedUntil > now;
     if (!entry.disabledByUser) entry.disabled = false;
-    if (info.limitRemaining === null || info.limitRemaining > 0) entry.exhaustedUntil = 0;
-    else entry.exhaustedUntil = Math.max(entry.exhaustedUntil, nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
+    if (info.limitRemaining === null || info.limitRemaining > 0) {
+      entry.exhaustedUntil = 0;
+      if (lifted && !entry.disabledByUser) this.outcomes.share('key', entry.label, 'enabled', 0, now);
+    } else
+      entry.exhaustedUntil = Math.max(entry.exhaustedUntil, nextLimitReset(now, entry.limitReset) ?? now + this.config.exhaustedRetryMs);
     this.publisher.markKey(entry);
     let joined = false;
     if (this.config.discoverAccounts && !entry.accountConfigured && info.creatorUserId !== undefined) {

@@ -73,6 +73,18 @@ export function noKeyAvailableError(keys: readonly KeyEntry[]): NoKeyAvailableEr
   });
 }
 
+/**
+ * The refusal of a request whose strategy took none of the keys that could serve it while nothing
+ * was in flight: no attempt's end can bring it a key it would take, so waiting would never end.
+ */
+export function strategyDeclinedError(strategy: string): NoKeyAvailableError {
+  return new NoKeyAvailableError({
+    message: `the strategy '${strategy}' took none of the keys that could serve the request, and no attempt in flight can free another`,
+    scope: 'request',
+    retryable: false,
+  });
+}
+
 /** What `quotaBlockedError` reads of the pool. */
 export interface RoomLookup {
   readonly registry: { readonly keys: readonly KeyEntry[] };

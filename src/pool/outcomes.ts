@@ -107,7 +107,7 @@ export class OutcomePolicy {
       }
       const sentAt = outcome.sentAt ?? now;
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
-      else this.applyFailure(entry, model, outcome.error, now, sentAt);
+      else this.applyFailure(entry, model, outcome.error, now, sentAt, outcome.countsAgainstHealth !== false);
       // After the park decision, which asks whether the limit was already at its floor.
       this.lowerConcurrency(entry, model, outcome.error, now, sentAt);
       if (entry !== undefined && isPlatformRefusal(outcome.error)) this.onPlatformRefusal(entry, model, outcome.error, now, sentAt);
@@ -169,14 +169,22 @@ export class OutcomePolicy {
     }
   }
 
-  private applyFailure(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
+  /** `counts`: whether the failure counts against health (see `AttemptOutcome.countsAgainstHealth`). */
+  private applyFailure(
+    entry: KeyEntry | undefined,
+    model: ModelEntry,
+    error: OpenRouterError,
+    now: number,
+    sentAt: number,
+    counts: boolean,
+  ): void {
     const lastError = lastErrorOf(error, now);
     // A key shows the errors that touch it; a model's (an upstream 503) show on the model.
-    if ((error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
+    if (counts && (error.scope === 'key' || error.scope === 'account' || error.scope === 'transport') && entry !== undefined) {
       entry.lastError = lastError;
       this.context.publisher.markKey(entry);
     }
-    if (error.scope === 'model') {
+    if (counts && error.scope === 'model') {
       model.lastError = lastError;
       this.context.publisher.markModel(model);
     }
@@ -239,7 +247,7 @@ export class OutcomePolicy {
         this.park(entry, model, error, now, sentAt);
         return;
       case 'failure':
-        this.countFailure(entry, model, error.scope, now, error.retryAfterMs);
+        if (counts) this.countFailure(entry, model, error.scope, now, error.retryAfterMs);
         return;
       case 'none':
         return;
@@ -346,8 +354,12 @@ export class OutcomePolicy {
       if (change.state === 'parked') entry.parkedUntil = Math.max(entry.parkedUntil, until);
       else if (change.state === 'open') entry.breaker.holdOpenUntil(until);
       else if (change.state === 'exhausted') entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
-      else if (change.state === 'disabled') entry.disabled = true;
-      else {
+      else if (change.state === 'disabled') {
+        // A 401's disabling stored before this pool started, while key info has read fine since:
+        // stale, and cleared from the store so that pools started later do not take it up.
+        if (change.replayed === true && entry.credit !== null) this.share('key', entry.label, 'enabled', 0, now);
+        else entry.disabled = true;
+      } else {
         entry.disabled = false;
         entry.exhaustedUntil = 0;
       }

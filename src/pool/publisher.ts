@@ -21,6 +21,25 @@ interface RecordKind<E extends PublishedEntity<H>, H extends KeyHealth | ModelHe
   target(entry: E): string;
   state(entry: E, now: number): StateView;
   same(a: H, b: H): boolean;
+  /** When the record, built at `now`, turns by itself (a cooldown ends, a quota window frees); null: never. */
+  turnsAt(record: H, now: number): number | null;
+}
+
+/**
+ * A watched key's record is rebuilt when a quota window frees room, at most this often: each one
+ * tells every `health$` subscriber, and a busy key frees room at the rate it serves.
+ */
+const QUOTA_REFRESH_MS = 1_000;
+
+/** The earlier of a key's cooldown end and, no sooner than `QUOTA_REFRESH_MS` from `now`, the first room its quotas free. */
+function keyTurnsAt(record: KeyHealth, now: number): number | null {
+  let freesAt = Infinity;
+  for (const quota of record.quota) {
+    if (quota.freesAt !== null && quota.remaining < quota.limit) freesAt = Math.min(freesAt, quota.freesAt);
+  }
+  const quotaAt = freesAt === Infinity ? null : Math.max(freesAt, now + QUOTA_REFRESH_MS);
+  if (record.cooldownUntil === null) return quotaAt;
+  return quotaAt === null ? record.cooldownUntil : Math.min(record.cooldownUntil, quotaAt);
 }
 
 /** What the publisher follows of an entity between records: its last state and its cooldown timer. */
@@ -31,6 +50,7 @@ const keyRecords: RecordKind<KeyEntry, KeyHealth> = {
   target: (entry) => entry.label,
   state: keyStateOf,
   same: sameKeyHealth,
+  turnsAt: keyTurnsAt,
 };
 
 const modelRecords: RecordKind<ModelEntry, ModelHealth> = {
@@ -38,6 +58,7 @@ const modelRecords: RecordKind<ModelEntry, ModelHealth> = {
   target: (entry) => entry.model,
   state: modelStateOf,
   same: sameEntityHealth,
+  turnsAt: (record) => record.cooldownUntil,
 };
 
 /**
@@ -148,10 +169,14 @@ export class HealthPublisher {
       }
       const previous = entry.health;
       const next = entry.build();
-      if (kind.same(previous, next)) continue;
+      if (kind.same(previous, next)) {
+        // Nothing to tell, but when it next turns may have moved (a quota's oldest entry left).
+        this.scheduleRefresh(entry, dirty, kind.turnsAt(next, now));
+        continue;
+      }
       changed = true;
       entry.publish(next);
-      this.noteState(entry, dirty, kind.scope, kind.target(entry), next.state, next.cooldownUntil, now);
+      this.noteState(entry, dirty, kind.scope, kind.target(entry), next.state, kind.turnsAt(next, now), now);
     }
     dirty.clear();
     return changed;
@@ -182,10 +207,14 @@ export class HealthPublisher {
     this.changes.next();
   }
 
-  /** Republishes an entity when its cooldown ends, so `health$` turns without any request. */
+  /**
+   * Republishes an entity when it turns by itself (its cooldown ends, a quota window frees room),
+   * so `health$` turns without any request. A timer due sooner stays: it republishes, and the
+   * record then built says when next.
+   */
   private scheduleRefresh<E extends Tracked>(entity: E, dirty: Set<E>, until: number | null): void {
     // A cooldown without an end (or not a number) has no moment to republish at.
-    if (until === null || until === entity.refreshAt || !Number.isFinite(until)) return;
+    if (until === null || until >= entity.refreshAt || !Number.isFinite(until)) return;
     entity.refreshTimer?.unsubscribe();
     entity.refreshAt = until;
     entity.refreshTimer = scheduleAfter(this.scheduler, until - this.scheduler.now(), () => {

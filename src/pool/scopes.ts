@@ -1,5 +1,5 @@
 import type { OpenRouterError } from '../core/errors.js';
-import type { ScopeDefinition } from '../store/state-store.js';
+import type { AdmissionPlan, ScopeDefinition, StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 
 /** Which scope a refusal names, and which scopes have what: small facts the pool's parts share. */
@@ -25,4 +25,21 @@ export const FREE_MODELS_PATTERN = '*:free';
 
 export function isFreeModel(model: string): boolean {
   return model.endsWith(':free');
+}
+
+/**
+ * The scopes an attempt of `entry` on `model` takes room in: key, account, model limits. Built
+ * once per key and model (defining its scopes in `store`), then kept on the key.
+ */
+export function admissionPlanOf(entry: KeyEntry, model: ModelEntry, store: Pick<StateStore, 'define'>): AdmissionPlan {
+  let plan = entry.plans.get(model.model);
+  if (plan === undefined) {
+    const patterns = model.limitPatterns;
+    // A free model's requests also count in the account's free-model bucket, whose limit may be learned.
+    const free = isFreeModel(model.model) && !patterns.includes(FREE_MODELS_PATTERN) ? [FREE_MODELS_PATTERN] : [];
+    plan = [entry.scope, entry.account.scope, ...[...patterns, ...free].map((pattern) => entry.account.modelScope(pattern))];
+    for (const scope of plan) store.define(scope);
+    entry.plans.set(model.model, plan);
+  }
+  return plan;
 }

@@ -85,6 +85,12 @@ export type AttemptOutcome =
        * a request sent before its scope was parked (the same burst) from a new one.
        */
       sentAt?: number;
+      /**
+       * False when a `circuitBreaker`'s `shouldRecord` leaves the failure out of health: no breaker
+       * counts it and no `lastError` shows it. What the server stated still applies (a 429's park,
+       * a 401's disabling, a 402's exhaustion), as do learned quotas and adaptive limits. Default true.
+       */
+      countsAgainstHealth?: boolean;
     };
 
 /** One key of a pool, as `pool.key(label)` returns it. */
@@ -115,8 +121,8 @@ export interface PoolPort {
   acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease>;
   /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
   record(outcome: AttemptOutcome): void;
-  /** Emits an operator's event (attempt, retry, restart, fallback) on the pool's `events$`. */
-  emit(event: PoolEvent): void;
+  /** Emits an operator's event (attempt, retry, restart, fallback) on the pool's `events$`; needs no `this`. */
+  emit(this: void, event: PoolEvent): void;
   /** The context window configured for a model (`models` limits), if any. */
   contextLengthOf(model: string): number | undefined;
   /**

@@ -390,7 +390,7 @@ export class RedisStateStore implements StateStore {
           const remaining = ttl > 0 ? ttl : Infinity;
           try {
             const parsed = stateMessageSchema.parse(JSON.parse(value));
-            this.changes.next(Object.assign({}, parsed, { remainingMs: remaining, origin: `redis:${parsed.origin}` }));
+            this.changes.next(Object.assign({}, parsed, { remainingMs: remaining, origin: `redis:${parsed.origin}`, replayed: true }));
           } catch {
             continue;
           }

@@ -1,10 +1,11 @@
 import { ERROR_POLICY } from '../core/error-policy.js';
-import type { OpenRouterError } from '../core/errors.js';
+import type { AttemptRecord, OpenRouterError } from '../core/errors.js';
 
 /**
  * What one request has learnt across its attempts: the keys it tried (a retry prefers the
- * others) and the models it may still use. It lives as long as the request, across the
- * resubscriptions of a retry, and is shared by nobody else.
+ * others), the models it may still use and those it moved on from, and how many attempts each
+ * retry operator has counted. It lives as long as the request, across the resubscriptions of a
+ * retry, and is shared by nobody else.
  */
 export class RouteState {
   readonly triedKeys = new Set<string>();
@@ -14,6 +15,11 @@ export class RouteState {
   private readonly attemptsByModel: number[];
   /** Made on the first exclusion: most requests never have one. */
   private excludedModels: Set<string> | undefined;
+  /** An attempt answered: the request is done, and the same object sent again is a new request. */
+  answered = false;
+  /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
+  private movedOnModels: Set<string> | undefined;
+  #retryCounts: Map<object, AttemptRecord[]> | undefined;
 
   constructor(
     /** The models to try, in order of preference. */
@@ -72,5 +78,23 @@ export class RouteState {
   /** The model of the latest attempt, to report a fallback when the next one differs. */
   get lastModel(): string | undefined {
     return this.lastError?.model;
+  }
+
+  /** Whether the request moved on from `model` after a failure of the model itself. */
+  movedOn(model: string): boolean {
+    return this.movedOnModels?.has(model) === true;
+  }
+
+  get movedOnAny(): boolean {
+    return this.movedOnModels !== undefined;
+  }
+
+  moveOn(model: string): void {
+    (this.movedOnModels ??= new Set()).add(model);
+  }
+
+  /** The request's attempts as each retry operator counted them, by operator; made when one first asks. */
+  get retryCounts(): Map<object, AttemptRecord[]> {
+    return (this.#retryCounts ??= new Map());
   }
 }

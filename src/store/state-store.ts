@@ -65,6 +65,11 @@ export interface StateChange {
   readonly origin: string;
   /** With `learned`: the quota, for the scope whose id is `target`. */
   readonly quota?: LearnedQuota;
+  /**
+   * Set by a store replaying a state it kept from before this pool started: it may predate what
+   * the pool has found out since (a key disabled by a 401 whose key info now reads fine).
+   */
+  readonly replayed?: boolean;
 }
 
 /** `shared`: the store answers. `local`: it failed, and each pool limits alone (a share of each quota). */
@@ -138,7 +143,12 @@ export interface StateStore {
   dispose(): void;
 }
 
+/**
+ * It is also its own successful `ReserveResult` (`ok`, `reservation`): every admission reserves,
+ * and an answer object per admission is garbage the caller drops at once.
+ */
 class MemoryReservation implements Reservation {
+  readonly ok = true;
   released = false;
 
   constructor(
@@ -150,6 +160,10 @@ class MemoryReservation implements Reservation {
   /** Built when asked: nothing in this process needs it, and a string per admission is garbage. */
   get id(): string {
     return `r${this.seq}`;
+  }
+
+  get reservation(): Reservation {
+    return this;
   }
 }
 
@@ -228,12 +242,11 @@ export class MemoryStateStore implements StateStore {
     if (!allFit(limiters, tokens, now)) {
       return { ok: false, retryAfterMs: Math.max(0, this.nextFitAt(plan, tokens, now) - now) };
     }
-    const reservation = new MemoryReservation(
-      ++this.reservations,
-      plan,
-      limiters.map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens)),
-    );
-    return { ok: true, reservation };
+    const countFrom = now + this.arrivalMarginMs;
+    // Filled by a loop, not `map` with a closure over the times: every admission comes here.
+    const holds = new Array<LimiterHold>(limiters.length);
+    for (let index = 0; index < limiters.length; index++) holds[index] = limiters[index]!.take(countFrom, tokens);
+    return new MemoryReservation(++this.reservations, plan, holds);
   }
 
   markSent(reservation: Reservation, now: number, marginMs: number): void {
