@@ -951,6 +951,41 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     expect(slots.peak, 'reservations held at once').toBe(3);
   }, 20_000);
 
+  it("onStoreError 'local': a quota holds across both changes of mode: the fallback counts the sends made in shared mode, and the recovery puts the local sends into Redis's window", async () => {
+    const prefix = `orx-quota-modes-${process.pid}-${Date.now().toString(36)}`;
+    const options = { prefix, onStoreError: 'local' as const, commandTimeoutMs: 150, recoveryIntervalMs: 100, localShare: 0.5 };
+    const store = redisStore(await privateClient(), options);
+    const modes = storeModes(store);
+    const plan = [{ id: 'key:windowed', kind: 'key' as const, limits: { quotas: [{ requests: 10, windowMs: 60_000 }] } }];
+    /** How many of `count` reservations the store admits now (each one's send reported at once). */
+    const admitted = async (on: StateStore, count: number): Promise<number> => {
+      let ok = 0;
+      for (let index = 0; index < count; index++) {
+        const result = await reserveOnce(on, plan, 1, Date.now());
+        if (!result.ok) continue;
+        ok++;
+        on.markSent(result.reservation, Date.now(), 0);
+      }
+      return ok;
+    };
+    expect(await admitted(store, 4), 'admitted in shared mode').toBe(4);
+
+    await server!.stop('SIGKILL');
+    // Its share is 5 of the 10: the 4 it sent a moment ago count, so 1 more goes.
+    expect(await admitted(store, 4), 'admitted locally after 4 shared sends').toBe(1);
+    expect(modes.at(-1)).toBe('local');
+
+    // Redis comes back empty: the window's 5 sends (the 4 its restart lost, the 1 it never saw) go
+    // into it before shared admission resumes.
+    await server!.start();
+    await waitFor(() => (modes.at(-1) === 'shared' ? true : undefined), 3_000, 'the store back in shared mode');
+    const client = await privateClient();
+    expect(Number(await client.get(`{${prefix}}:window:key:windowed:requests:60000:sum`)), "the window's count in Redis").toBe(5);
+    // Another process on the fleet finds the room this one used taken.
+    const other = redisStore(await privateClient(), options);
+    expect(await admitted(other, 12), "admitted by another process's store").toBe(5);
+  }, 20_000);
+
   it('a reservation that timed out while Redis was down and runs when it comes back gives its slot back at once', async () => {
     const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'lonely' }], defaultModel: { latencyMs: 5 } });
     const prefix = `orx-replay-${process.pid}-${Date.now().toString(36)}`;

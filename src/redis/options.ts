@@ -59,3 +59,21 @@ export class StoreUnavailableError extends OpenRouterError {
   /** What failed: always `'store_unavailable'`. */
   override readonly kind = 'store_unavailable' as const;
 }
+
+/** A state change as it travels on pub/sub and sits in its key: anything else there is ignored. */
+export const stateMessageSchema = z.object({
+  scope: z.enum(['key', 'account', 'model']),
+  target: z.string(),
+  state: z.enum(['parked', 'open', 'exhausted', 'disabled', 'enabled', 'learned']),
+  remainingMs: z.number().nullable(),
+  origin: z.string(),
+  quota: z
+    .object({
+      requests: z.number().int().positive(),
+      windowMs: z.number().int().positive(),
+      calendar: z.literal('utc-day').optional(),
+      source: z.enum(['learned', 'key-info']),
+      bucket: z.string().min(1),
+    })
+    .optional(),
+});

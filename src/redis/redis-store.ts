@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BehaviorSubject, type Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
-import * as z from 'zod';
+import type * as z from 'zod';
 import type { QuotaRemaining } from '../health/records.js';
 import type { LearnedQuota, QuotaSeed } from '../health/learned-quota.js';
 import { Limiter, type LimiterHold } from '../health/limiter.js';
@@ -15,45 +15,25 @@ import type {
 } from '../store/state-store.js';
 import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
-import { ADJUST, RENEW, RESERVE } from './scripts.js';
+import { ADJUST, BACKFILL, RENEW, RESERVE } from './scripts.js';
 import type { RedisClientLike, RedisSubscriberLike } from './client.js';
-import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
-import { learnedWindowsOf, scaled, shareOf, windowsOf } from './windows.js';
+import { optionsSchema, stateMessageSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
+import { planLayout, scaled, shareOf, type PlanLayout, type WindowPart } from './windows.js';
+import { LocalSends, backfillOf, type LocalSend } from './local-sends.js';
 
-interface RedisReservation extends Reservation {
+interface RedisReservation extends LocalSend {
+  readonly plan: AdmissionPlan;
   readonly holds: readonly LimiterHold[];
-  /** Window keys and the amounts this reservation put in them (empty for a local-only one). */
-  readonly windows: readonly { window: string; sum: string; unit: 'requests' | 'tokens'; amount: number; windowMs: number }[];
   /** The slot sets it holds a lease in, or will once Redis answers (a local one). */
   readonly slots: readonly string[];
   released: boolean;
 }
-
-type LayoutPart =
-  { slot: number; max: number } | { window: number; sum: number; unit: 'requests' | 'tokens'; limit: number; windowMs: number };
 
 /**
  * A fleet's sends race each other from many processes (and machines) for one server window: the
  * jitter between one process's trip and another's is larger than within one event loop.
  */
 const DEFAULT_FLEET_SEND_MARGIN_MS = 250;
-
-const stateMessageSchema = z.object({
-  scope: z.enum(['key', 'account', 'model']),
-  target: z.string(),
-  state: z.enum(['parked', 'open', 'exhausted', 'disabled', 'enabled', 'learned']),
-  remainingMs: z.number().nullable(),
-  origin: z.string(),
-  quota: z
-    .object({
-      requests: z.number().int().positive(),
-      windowMs: z.number().int().positive(),
-      calendar: z.literal('utc-day').optional(),
-      source: z.enum(['learned', 'key-info']),
-      bucket: z.string().min(1),
-    })
-    .optional(),
-});
 
 /**
  * A `StateStore` on Redis, so that every process of a fleet shares one set of quotas, slots and
@@ -90,6 +70,10 @@ export class RedisStateStore implements StateStore {
   private readonly timers: NodeJS.Timeout[] = [];
   private recovering: Subscription | undefined;
   private reservations = 0;
+  /** This process's sends still in a window, for Redis's windows when it answers again (see `LocalSends`). */
+  private readonly recentSends = new LocalSends();
+  /** The latest pool time any call brought: a local send's age when Redis comes back (at most a recovery interval short, so stricter). */
+  private latestNow = -Infinity;
   private readonly instance = randomUUID();
   private disposed = false;
   /** State changes of every pool on this Redis, this one's included (and those still live at start). */
@@ -153,10 +137,6 @@ export class RedisStateStore implements StateStore {
     });
   }
 
-  private slotKey(scope: ScopeDefinition): string {
-    return `${this.prefix}:slots:${scope.id}`;
-  }
-
   /** Whether `plan` has room for `tokens` now, by this process's own count (no round trip). */
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
     return this.hasSlotRoom(plan) && this.limiters(plan).every((limiter) => !limiter.isBounded || limiter.fits(now, tokens));
@@ -174,32 +154,10 @@ export class RedisStateStore implements StateStore {
   reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult> {
     // Unique across stores, processes and machines: a slot released by id must be this one.
     const id = `${this.instance}.${++this.reservations}`;
+    this.latestNow = Math.max(this.latestNow, now);
     if (!this.shared) return of(this.reserveLocally(id, plan, tokens, now));
-    const keys: string[] = [];
-    const layout: LayoutPart[] = [];
-    const windows: RedisReservation['windows'][number][] = [];
-    const slots: string[] = [];
-    for (const scope of plan) {
-      this.define(scope);
-      if (scope.limits.maxConcurrent !== undefined) {
-        keys.push(this.slotKey(scope));
-        slots.push(keys[keys.length - 1]!);
-        layout.push({ slot: keys.length, max: scope.limits.maxConcurrent });
-      }
-      for (const quota of [...windowsOf(scope.limits), ...learnedWindowsOf(this.local.get(scope.id)!.learnedQuotas())]) {
-        // A learned quota counts in a window of its own: a configured one of the same length has its own entries.
-        const window = `${this.prefix}:window:${scope.id}:${quota.unit}:${quota.windowMs}${quota.learned ? ':learned' : ''}`;
-        keys.push(window, `${window}:sum`);
-        layout.push({ window: keys.length - 1, sum: keys.length, unit: quota.unit, limit: quota.limit, windowMs: quota.windowMs });
-        windows.push({
-          window,
-          sum: `${window}:sum`,
-          unit: quota.unit,
-          amount: quota.unit === 'requests' ? 1 : Math.min(tokens, quota.limit),
-          windowMs: quota.windowMs,
-        });
-      }
-    }
+    for (const scope of plan) this.define(scope);
+    const { keys, layout, windows, slots } = this.layoutOf(plan, tokens);
     if (keys.length === 0) return of(this.reserveLocally(id, plan, tokens, now));
     const sent = this.client.eval(RESERVE, keys.length, ...keys, id, tokens, this.leaseMs, JSON.stringify(layout), this.arrivalMarginMs);
     return this.command(() => sent).pipe(
@@ -224,6 +182,10 @@ export class RedisStateStore implements StateStore {
     );
   }
 
+  private layoutOf(plan: AdmissionPlan, tokens: number): PlanLayout {
+    return planLayout(this.prefix, plan, tokens, (scopeId) => this.local.get(scopeId)!.learnedQuotas());
+  }
+
   /** Admission by this process's own limits: always in degraded mode, and for unlimited plans. */
   private reserveLocally(id: string, plan: AdmissionPlan, tokens: number, now: number): ReserveResult {
     const limiters = this.limiters(plan);
@@ -231,8 +193,8 @@ export class RedisStateStore implements StateStore {
       const at = limiters.reduce((latest, limiter) => Math.max(latest, limiter.nextFitAt(now, tokens)), now);
       return { ok: false, retryAfterMs: Math.max(1, at - now) };
     }
-    const slots = plan.filter((scope) => scope.limits.maxConcurrent !== undefined).map((scope) => this.slotKey(scope));
-    return { ok: true, reservation: this.admit(id, plan, tokens, now, [], slots) };
+    const { windows, slots } = this.layoutOf(plan, tokens);
+    return { ok: true, reservation: this.admit(id, plan, tokens, now, windows, slots) };
   }
 
   private admit(
@@ -240,11 +202,18 @@ export class RedisStateStore implements StateStore {
     plan: AdmissionPlan,
     tokens: number,
     now: number,
-    windows: RedisReservation['windows'],
+    windows: readonly WindowPart[],
     slots: readonly string[],
   ): RedisReservation {
-    const holds = this.limiters(plan).map((limiter) => limiter.take(now + this.arrivalMarginMs, tokens));
-    const reservation: RedisReservation = { id, plan, holds, windows, slots, released: false };
+    // Counted in both views, the shared mode's and the outage's share: the one a change of mode
+    // brings in already holds this process's recent sends.
+    const countsFrom = now + this.arrivalMarginMs;
+    const holds = plan.flatMap((scope) => [
+      this.local.get(scope.id)!.take(countsFrom, tokens),
+      this.degraded.get(scope.id)!.take(countsFrom, tokens),
+    ]);
+    const reservation: RedisReservation = { id, plan, holds, windows, slots, released: false, countsFrom };
+    if (windows.length > 0) this.recentSends.add(reservation, now);
     this.held.add(reservation);
     this.countSlots(plan, 1);
     return reservation;
@@ -260,6 +229,7 @@ export class RedisStateStore implements StateStore {
   markSent(reservation: Reservation, now: number, marginMs: number): void {
     const held = reservation as RedisReservation;
     const margin = Math.max(marginMs, this.sendMarginMs);
+    held.countsFrom = now + margin;
     for (const hold of held.holds) hold.limiter.retime(hold, now + margin);
     this.adjust(held, { move: { mode: 'retime', marginMs: margin } });
   }
@@ -267,6 +237,7 @@ export class RedisStateStore implements StateStore {
   /** The first response byte arrived: the local entries count from `countedBy` at the latest; Redis's from its own clock's now (the first byte), the fleet's margin left to the send. */
   markResponded(reservation: Reservation, countedBy: number): void {
     const held = reservation as RedisReservation;
+    held.countsFrom = Math.min(held.countsFrom, countedBy);
     for (const hold of held.holds) hold.limiter.touch(hold, countedBy);
     this.adjust(held, { move: { mode: 'touch', marginMs: 0 } });
   }
@@ -274,6 +245,7 @@ export class RedisStateStore implements StateStore {
   /** Replaces the token estimate with the billed count, in Redis too. */
   reconcile(reservation: Reservation, tokens: number): void {
     const held = reservation as RedisReservation;
+    held.billedTokens = tokens;
     for (const hold of held.holds) hold.limiter.reconcileTokens(hold, tokens);
     this.adjust(held, { tokens });
   }
@@ -319,6 +291,7 @@ export class RedisStateStore implements StateStore {
   /** The server did not count the attempt: its entries leave this process's windows and Redis's. */
   refund(reservation: Reservation): void {
     const held = reservation as RedisReservation;
+    held.refunded = true;
     for (const hold of held.holds) hold.limiter.refund(hold);
     this.adjust(held, { refund: true });
   }
@@ -347,6 +320,7 @@ export class RedisStateStore implements StateStore {
 
   /** What is left of a scope's quotas by this process's own count (of its share while Redis is down). */
   remaining(scopeId: string, now: number): QuotaRemaining[] {
+    this.latestNow = Math.max(this.latestNow, now);
     return (this.shared ? this.local : this.degraded).get(scopeId)?.remaining(now) ?? [];
   }
 
@@ -423,7 +397,10 @@ export class RedisStateStore implements StateStore {
   private checkRecovery(): void {
     if (this.shared || this.recovering !== undefined || this.disposed) return;
     this.recovering = this.command(() => this.client.ping())
-      .pipe(switchMap(() => this.leaseHeldSlots(new Set())))
+      .pipe(
+        switchMap(() => this.leaseHeldSlots(new Set())),
+        switchMap(() => this.backfillWindows()),
+      )
       .subscribe({
         next: () => {
           this.recovering = undefined;
@@ -446,6 +423,19 @@ export class RedisStateStore implements StateStore {
     const pending = [...this.held].filter((reservation) => reservation.slots.length > 0 && !leased.has(reservation));
     if (pending.length === 0) return of(undefined);
     return this.command(() => this.renew(pending)).pipe(switchMap(() => this.leaseHeldSlots(new Set([...leased, ...pending]))));
+  }
+
+  /**
+   * Counts in Redis's windows this process's sends still in them, before shared admission resumes
+   * (as `leaseHeldSlots` does for slots): those admitted while it was down, and those a restart
+   * lost. The script skips what Redis has already; sends admitted meanwhile go in the next round.
+   */
+  private backfillWindows(from = 0, sends = this.recentSends.inWindow(this.latestNow)): Observable<void> {
+    if (from >= sends.length) return of(undefined);
+    const { keys, parts } = backfillOf(sends.slice(from, from + 500), this.latestNow);
+    return this.command(() => this.client.eval(BACKFILL, keys.length, ...keys, parts)).pipe(
+      switchMap(() => this.backfillWindows(from + 500, sends)),
+    );
   }
 
   /** Runs a Redis command with the store's timeout. */

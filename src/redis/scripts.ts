@@ -147,3 +147,25 @@ for index, slots in ipairs(KEYS) do
 end
 return 1
 `;
+
+/**
+ * Counts in their windows the sends a process admitted while Redis was down, each from Redis's now
+ * less its age, unless it is there already or has left its window. KEYS: window, sum pairs.
+ * ARGV[1] JSON `[{member, amount, windowMs, ageMs}]` aligned with the pairs.
+ */
+export const BACKFILL = `${NOW}
+local parts = cjson.decode(ARGV[1])
+for index, part in ipairs(parts) do
+  local wkey = KEYS[index * 2 - 1]
+  local skey = KEYS[index * 2]
+  local at = now - part.ageMs
+  if at + part.windowMs > now and not redis.call('ZSCORE', wkey, part.member) then
+    redis.call('ZADD', wkey, at, part.member)
+    redis.call('INCRBY', skey, part.amount)
+    local ttl = at - now + part.windowMs * 2
+    if redis.call('PTTL', wkey) < ttl then redis.call('PEXPIRE', wkey, ttl) end
+    if redis.call('PTTL', skey) < ttl then redis.call('PEXPIRE', skey, ttl) end
+  end
+end
+return 1
+`;

@@ -1,5 +1,6 @@
 import type { LearnedQuota } from '../health/learned-quota.js';
 import type { LimitsConfig } from '../health/limits.js';
+import type { AdmissionPlan } from '../store/state-store.js';
 
 const MINUTE_MS = 60_000;
 
@@ -57,4 +58,57 @@ export function shareOf(limits: LimitsConfig, share: number): LimitsConfig {
           })),
         },
   );
+}
+
+/** A window a reservation counts in: its Redis keys, and the amount it put there. */
+export interface WindowPart {
+  readonly window: string;
+  readonly sum: string;
+  readonly unit: 'requests' | 'tokens';
+  readonly amount: number;
+  readonly windowMs: number;
+}
+
+/** What the reserve script takes a plan as (1-based indexes into its keys). */
+export type LayoutPart =
+  { slot: number; max: number } | { window: number; sum: number; unit: 'requests' | 'tokens'; limit: number; windowMs: number };
+
+/** A plan's Redis keys for one reservation of `tokens`: its slot sets, and its windows with their `:sum` counters. */
+export interface PlanLayout {
+  readonly keys: string[];
+  readonly layout: LayoutPart[];
+  readonly windows: WindowPart[];
+  readonly slots: string[];
+}
+
+/**
+ * Lays `plan` out under `prefix`: a slot set per scope with `maxConcurrent`, and a window per
+ * configured or learned quota (`learnedOf` a scope's learned quotas). A learned quota counts in a
+ * window of its own: a configured one of the same length has its own entries.
+ */
+export function planLayout(
+  prefix: string,
+  plan: AdmissionPlan,
+  tokens: number,
+  learnedOf: (scopeId: string) => readonly LearnedQuota[],
+): PlanLayout {
+  const keys: string[] = [];
+  const layout: LayoutPart[] = [];
+  const windows: WindowPart[] = [];
+  const slots: string[] = [];
+  for (const scope of plan) {
+    if (scope.limits.maxConcurrent !== undefined) {
+      keys.push(`${prefix}:slots:${scope.id}`);
+      slots.push(keys[keys.length - 1]!);
+      layout.push({ slot: keys.length, max: scope.limits.maxConcurrent });
+    }
+    for (const quota of [...windowsOf(scope.limits), ...learnedWindowsOf(learnedOf(scope.id))]) {
+      const window = `${prefix}:window:${scope.id}:${quota.unit}:${quota.windowMs}${quota.learned ? ':learned' : ''}`;
+      keys.push(window, `${window}:sum`);
+      layout.push({ window: keys.length - 1, sum: keys.length, unit: quota.unit, limit: quota.limit, windowMs: quota.windowMs });
+      const amount = quota.unit === 'requests' ? 1 : Math.min(tokens, quota.limit);
+      windows.push({ window, sum: `${window}:sum`, unit: quota.unit, amount, windowMs: quota.windowMs });
+    }
+  }
+  return { keys, layout, windows, slots };
 }
