@@ -14,7 +14,9 @@ const notes: Record<string, string> = {
     'req/s at 07:07 and 1,078 at 10:30 the same day (load average 1.7–3.7 with nothing else of ours running), and in ' +
     'four alternating runs of this row that afternoon the library at a4a4a2c and now measured 0.87×, 0.85× and 0.81×, ' +
     '0.88× of the SDK: the run-to-run spread is wider than the change. At 5c3d7e7 the full run measured 0.81× (the SDK ' +
-    'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each.',
+    'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each. The ' +
+    'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9); three runs of this ' +
+    'row alternating 0c2957f and 1a6531f measured 0.90×, 0.88×, 0.86× and 0.87×, 0.87×, 0.86×: the same code.',
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
     '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 18.4–19.6 µs of ' +
@@ -49,7 +51,11 @@ const notes: Record<string, string> = {
     'the subscriber at its teardown, and a limiter’s hold is a class, not a literal (e476f0c): 10 % survive, and a ' +
     'harness of the same picks measured 8.9 µs before and 2.0–3.6 µs after. What is left: the two keys sampled, each ' +
     'a dozen dependent loads through a 500 MB heap, the reservation, the lease, and rxjs’s subscriber for the ' +
-    'acquisition; the row moves by a microsecond from run to run on this host.',
+    'acquisition; the row moves by a microsecond from run to run on this host. At ede954b one placement object per ' +
+    'admission is reused, the memory store’s reservation is its own answer, holds are filled by loops rather than ' +
+    'closures, and a key’s rest check boxes no number: 2.65 to 2.19 KB allocated per pick (a sampling heap profile), ' +
+    '1.85–2.12 µs against 1.94–2.13 µs in three runs of this row alone alternating with the code before. The full ' +
+    'run measured 6.95 µs at 02faf64 (load average 1.8) and 2.25 µs at 1a6531f (0.9): mostly the host.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +

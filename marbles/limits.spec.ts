@@ -802,4 +802,83 @@ describe("a quota's room in health", () => {
       '4000: 2 left, frees at null',
     ]);
   });
+
+  it('a watcher that starts after the sends sees the window free room too', () => {
+    const scheduler = newTestScheduler();
+    const seen: string[] = [];
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        keys: [{ key: 'sk-test-1', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 3_000 }] } }],
+      });
+      const requests = driver(scheduler, pool);
+      requests.send(0, 10);
+      requests.send(500, 10);
+      // Nobody watched while they were sent: the key's record was only marked stale.
+      scheduler.schedule(
+        () =>
+          pool
+            .key('k1')
+            .health$.pipe(
+              map(({ quota }) => `${quota[0]!.remaining} left`),
+              distinctUntilChanged(),
+            )
+            .subscribe((room) => seen.push(`${scheduler.now()}: ${room}`)),
+        1_000,
+      );
+      scheduler.schedule(() => pool.dispose(), 10_000);
+    });
+    expect(seen).toEqual(['1000: 0 left', '3000: 1 left', '4000: 2 left']);
+  });
+});
+
+describe("a key's disabling shared by other pools", () => {
+  const info: KeyInfoSnapshot = { limit: null, limitRemaining: null, usage: 0, isFreeTier: false, creatorUserId: 'user_a' };
+  /** A pool on `store` whose key info for k1 reads fine at 50 ms. */
+  function poolOn(scheduler: TestScheduler, store: ReturnType<typeof createMemoryStore>): KeyPool {
+    return makePool(scheduler, {
+      store,
+      keyInfo: () =>
+        new Observable<KeyInfoSnapshot>((subscriber) => scheduler.schedule(() => (subscriber.next(info), subscriber.complete()), 50)),
+    });
+  }
+  const stateOf = (pool: KeyPool) => pool.snapshot().keys[0]!.state;
+
+  it("a 401's disabling the store replays is dropped when key info read fine after it, and kept when it came after the read", () => {
+    const scheduler = newTestScheduler();
+    const seen: string[] = [];
+    scheduler.run(() => {
+      const store = createMemoryStore({ arrivalMarginMs: 0 });
+      const pool = poolOn(scheduler, store);
+      const published: string[] = [];
+      store.changes$.subscribe((change) => published.push(`${change.state}${change.replayed === true ? ' (replayed)' : ''}`));
+      const replay = (at: number) =>
+        store.publish({ scope: 'key', target: 'k1', state: 'disabled', remainingMs: Infinity, origin: 'another pool', replayed: true, at });
+      // Stored at 10, before the read at 50: stale, and cleared from the store.
+      scheduler.schedule(() => replay(10), 60);
+      scheduler.schedule(() => seen.push(`60: ${stateOf(pool)}; store got ${published.sort().join(', ')}`), 60);
+      // Stored at 70, after the read: the key was revoked since; it holds.
+      scheduler.schedule(() => replay(70), 80);
+      scheduler.schedule(() => seen.push(`80: ${stateOf(pool)}`), 80);
+      scheduler.schedule(() => pool.dispose(), 100);
+    });
+    expect(seen).toEqual(['60: closed; store got disabled (replayed), enabled', '80: disabled']);
+  });
+
+  it("a user's disabling in one pool holds in another whose key info reads fine, until a user enables the key", () => {
+    const scheduler = newTestScheduler();
+    const seen: string[] = [];
+    scheduler.run(() => {
+      const store = createMemoryStore({ arrivalMarginMs: 0 });
+      const first = poolOn(scheduler, store);
+      const second = poolOn(scheduler, store);
+      scheduler.schedule(() => first.disable('k1'), 10);
+      // Both read k1's info fine at 50; then `refreshKeyInfo` in the second at 60.
+      scheduler.schedule(() => second.refreshKeyInfo().subscribe(), 60);
+      scheduler.schedule(() => seen.push(`200: ${stateOf(first)} / ${stateOf(second)}`), 200);
+      scheduler.schedule(() => second.enable('k1'), 210);
+      scheduler.schedule(() => seen.push(`210: ${stateOf(first)} / ${stateOf(second)}`), 210);
+      scheduler.schedule(() => (first.dispose(), second.dispose()), 300);
+    });
+    expect(seen).toEqual(['200: disabled / disabled', '210: closed / closed']);
+  });
 });

@@ -4,7 +4,7 @@ import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { retryTransient } from '../src/operators/retry-transient.js';
 import { balance } from '../src/operators/balance.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { NotFoundError, RateLimitError, type OpenRouterError } from '../src/core/errors.js';
+import { type AttemptsExhaustedError, NotFoundError, RateLimitError, type OpenRouterError } from '../src/core/errors.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import type { KeyHealth } from '../src/health/records.js';
 import {
@@ -19,6 +19,7 @@ import {
   type TransportCall,
 } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
+import { keyRateLimited } from './model-support.js';
 
 const makePool = scriptedPoolFactory([
   { key: 'sk-test-1', label: 'k1' },
@@ -362,6 +363,34 @@ describe('withKeyRotation', () => {
     ]);
   });
 
+  it('a strategy that waits for a key parked by a 429 is served when the park ends, not refused', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(({ cold }) => {
+      const { pool } = makePool(
+        scheduler,
+        { k2: [cold('-(c|)', { c: endEvent() })] },
+        {
+          keys: [
+            { key: 'sk-test-1', label: 'k1' },
+            { key: 'sk-test-2', label: 'k2' },
+          ],
+        },
+      );
+      // k2 is parked until 2000 by a 429; the strategy wants k2 only.
+      pool[POOL_PORT].record({ type: 'failure', keyLabel: 'k2', model: MODEL, error: keyRateLimited(2_000) });
+      of(chatRequest('hello', { id: 'r1' }))
+        .pipe(
+          withKeyRotation(pool, { strategy: (eligible) => eligible.find((key) => key.label === 'k2') }),
+          last(),
+          map((event) => `${scheduler.now()} ${event.type}`),
+          catchError((error: OpenRouterError) => of(`${scheduler.now()} ${error.name}`)),
+        )
+        .subscribe((outcome) => outcomes.push(outcome));
+    });
+    expect(outcomes).toEqual(['2001 end']);
+  });
+
   it('the same request object sent again after its route ended (answered, or no model left) is a request of its own', () => {
     const scheduler = newTestScheduler();
     const outcomes: string[] = [];
@@ -384,6 +413,32 @@ describe('withKeyRotation', () => {
       scheduler.schedule(() => expect(calls).toHaveLength(3), 30);
     });
     expect(outcomes).toEqual(['1 NotFoundError', '11 end', '21 end']);
+  });
+
+  it('the same request object sent again after its retries gave up gets retries of its own: its counts start afresh', () => {
+    const scheduler = newTestScheduler();
+    const failures: AttemptsExhaustedError[] = [];
+    scheduler.run(({ cold }) => {
+      const down = () => cold<TransportEvent>('-#', undefined, upstreamError());
+      const { pool, calls } = makePool(
+        scheduler,
+        { k1: Array.from({ length: 6 }, down), k2: Array.from({ length: 6 }, down) },
+        { modelBreaker: { consecutiveFailures: 100, minimumCalls: 100 } },
+      );
+      const ping = chatRequest('ping', { id: 'ping' });
+      // One instance of each operator for every send, as a long-lived custom chain holds them.
+      const rotation = withKeyRotation(pool);
+      const retries = retryTransient({ maxAttempts: 3, random: () => 0, budget: false, scheduler });
+      const send = () =>
+        of(ping).pipe(
+          rotation,
+          retries,
+          catchError((error: AttemptsExhaustedError) => (failures.push(error), of())),
+        );
+      merge(send(), timer(100).pipe(mergeMap(send))).subscribe();
+      scheduler.schedule(() => expect(calls).toHaveLength(6), 200);
+    });
+    expect(failures.map((failure) => failure.attempts.length)).toEqual([3, 3]);
   });
 
   it('pool.events$ carries each attempt, retry and restart once, from a hand-composed chain as from balance', () => {

@@ -97,6 +97,11 @@ export class Limiter {
     return new LimiterHold(this, windows, entries);
   }
 
+  /** Drops the entries that have left their windows at `now` (what `fits` does as it checks). */
+  prune(now: number): void {
+    for (const { window } of this.windows) window.remaining(now);
+  }
+
   /** Frees the concurrency slot; the quota entries stay until they leave their windows. */
   release(): void {
     if (this.inFlight > 0) this.inFlight--;

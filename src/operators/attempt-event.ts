@@ -56,6 +56,10 @@ export interface AttemptRecording {
  */
 export interface RequestRetries {
   readonly retryCounts: Map<object, AttemptRecord[]>;
+  /** Set by a retry operator just before it resubscribes: the next attempt goes on with these counts. */
+  resumes: boolean;
+  /** Whether this attempt follows such a retry; if not, the counts start afresh with it. */
+  readonly resumed: boolean;
 }
 
 /** The recording settings an attempt marker carries, if it came from `withKeyRotation`. */

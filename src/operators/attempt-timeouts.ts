@@ -158,10 +158,10 @@ export class TimedAttempt {
       retryable: true,
       ...(start === undefined ? {} : { keyLabel: start.keyLabel, model: start.model }),
     });
-    // After `withKeyRotation` (the operator on its own), the attempt fails itself: its HTTP request
-    // is aborted, the timeout recorded against the model, and the request moved on, then the error
-    // comes back up through `error`. Inside it (`downstream` is the attempt), or after a source
-    // that is not one, the upstream is ended here.
+    // An attempt of `withKeyRotation` (this operator after it, or its own timers inside it) fails
+    // itself: its HTTP request is aborted, the timeout recorded against the model and the request
+    // moved on, and the error comes down through `error`. After a source that is not one, or an
+    // attempt already over, the upstream is ended here.
     const recording = start === undefined ? undefined : recordingOf(start);
     if (recording?.fail(error) === true) return;
     this.upstream?.unsubscribe();

@@ -52,7 +52,8 @@ export function retryLoop(source: Observable<AttemptEvent>, policy: RetryPolicy)
  * `retryLoop`s nested, innermost first, run as one loop with one subscriber: the same events and
  * errors as `source.pipe(s => retryLoop(s, policies[0]), s => retryLoop(s, policies[1]), ...)`,
  * without a subscriber chain per operator for every request in flight. A loop that retries
- * starts the loops inside it afresh, as resubscribing them would.
+ * starts the loops inside it afresh, as resubscribing them would; each takes up the request's
+ * count of its kind at the next attempt (see `RequestRetries`).
  */
 export function nestedRetryLoops(
   source: Observable<AttemptEvent>,
@@ -79,7 +80,7 @@ export interface NestedRetryLoopsOptions {
   resumable?: boolean;
 }
 
-/** What one retry loop has seen: its own retries keep it; a retry by a loop outside it starts it afresh. */
+/** What one retry loop has seen: its own retries keep it; a retry by a loop outside it starts it afresh (the request's count of its kind goes on, see `started`). */
 class LoopState {
   records: AttemptRecord[] = [];
   lastStart: AttemptStart | undefined;
@@ -110,13 +111,12 @@ class LoopState {
    * taken over (see `RequestRetries`): a loop started afresh by a retry outside it counts on.
    */
   started(event: AttemptStart): void {
-    const counts = recordingOf(event)?.request.retryCounts;
-    const counted = counts?.get(this.policy);
-    if (counts !== undefined && counted === undefined) counts.set(this.policy, this.records);
-    else if (counted !== undefined && counted !== this.records) {
+    const request = recordingOf(event)?.request;
+    const counted = request?.resumed === true ? request.retryCounts.get(this.policy) : undefined;
+    if (counted !== undefined && counted !== this.records) {
       counted.push(...this.records);
       this.records = counted;
-    }
+    } else if (request !== undefined && counted === undefined) request.retryCounts.set(this.policy, this.records);
     this.lastStart = event;
     this.waitTimer?.unsubscribe();
     this.waitTimer = undefined;
@@ -166,7 +166,7 @@ class RetryRun {
       const leftMs = pending.until - loop.policy.scheduler.now();
       if (leftMs <= 0) {
         for (const each of this.loops) each.stop();
-        this.subscriber.error(new AttemptsExhaustedError(pending.lastError, loop.records));
+        this.subscriber.error(new AttemptsExhaustedError(pending.lastError, [...loop.records]));
         return;
       }
       this.armWait(loop, pending.lastError, leftMs);
@@ -240,7 +240,7 @@ class RetryRun {
     loop.records.push(attemptRecordOf(error, lastStart, now));
     if (loop.deliveredContent && policy.onMidStreamError === 'error') return error;
     const delayMs = policy.delayFor(error, loop.records.length);
-    if (delayMs === undefined) return loop.records.length > 1 ? new AttemptsExhaustedError(error, loop.records) : error;
+    if (delayMs === undefined) return loop.records.length > 1 ? new AttemptsExhaustedError(error, [...loop.records]) : error;
     const { subscriber } = this;
     // On the pool's `events$` too, through the attempt retried (this loop knows no pool).
     const emit = lastStart === undefined ? undefined : recordingOf(lastStart)?.emit;
@@ -293,10 +293,17 @@ class RetryRun {
     if (this.cutShort$ !== undefined && !backoff.closed) backoff.add(this.cutShort$.subscribe(retry));
   }
 
-  /** Loop `index` resubscribes its source: the loops inside it start afresh. */
+  /**
+   * Loop `index` resubscribes its source, saying so to the request's route (see
+   * `RequestRetries.resumes`): the loops inside it start afresh, and take up the request's counts
+   * again at its next attempt.
+   */
   private retryFrom(index: number): void {
     for (let inside = 0; inside < index; inside++) this.loops[inside]!.restart();
-    this.loops[index]!.deliveredContent = false;
+    const loop = this.loops[index]!;
+    loop.deliveredContent = false;
+    const route = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
+    if (route !== undefined) route.resumes = true;
     this.subscribeSource();
   }
 
@@ -313,7 +320,7 @@ class RetryRun {
     loop.waitTimer = scheduleAfter(loop.policy.scheduler, waitMs, () => {
       this.inner?.unsubscribe();
       // Loops outside pass an `AttemptsExhaustedError` through as it is.
-      this.subscriber.error(new AttemptsExhaustedError(lastError, loop.records));
+      this.subscriber.error(new AttemptsExhaustedError(lastError, [...loop.records]));
     });
   }
 }

@@ -131,6 +131,8 @@ class Rotation {
       route = new RouteState(modelChainOf(request), this.maxAttemptsPerModel, estimateTokens(request, 0));
       this.routes.set(request, route);
     }
+    route.resumed = route.resumes;
+    route.resumes = false;
     return route;
   }
 

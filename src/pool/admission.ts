@@ -1,6 +1,5 @@
 import { Observable, isObservable } from 'rxjs';
 import {
-  AbortedError,
   callbackError,
   type ModelUnavailableError,
   NoKeyAvailableError,
@@ -16,6 +15,7 @@ import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-s
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import {
+  disposedError,
   noKeyAvailableError,
   quotaBlockedError,
   strategyDeclinedError,
@@ -30,10 +30,6 @@ import { Ticket } from './ticket.js';
 import { Placement, type Eligibility } from './placement.js';
 import { WakeUpTimer, addTokenCount, queueWakeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
-
-function disposedError(): AbortedError {
-  return new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false });
-}
 
 /**
  * Admission: the queue of requests waiting for a key, the placement of each on a key (models in
@@ -135,8 +131,8 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /**
    * Finds a key for the ticket now and takes its slot (see `take`); undefined when none fits. A
-   * strategy that takes none of the keys that could serve it, with nothing in flight whose end
-   * could change its mind, would leave it waiting for ever: it is refused.
+   * strategy that takes none of the keys that could serve it would leave it waiting for ever when
+   * nothing can change its mind (no attempt in flight, every key out for good or on offer): refused.
    */
   private place(ticket: Ticket, now: number): Claim | NoKeyAvailableError | undefined {
     // A strategy is user code: one that asks for a key while it picks gets a placement of its own.
@@ -148,7 +144,10 @@ export class Admission implements LeaseOwner, Eligibility {
       const keys = this.context.registry.keys;
       const entry = placement.place(ticket, strategy, keys, now);
       if (entry !== undefined) return this.take(entry, placement.placedModel);
-      return placement.declined && !keys.some((key) => key.inFlight > 0) ? strategyDeclinedError(strategy.name) : undefined;
+      if (!placement.declined || keys.some((key) => key.inFlight > 0)) return undefined;
+      const model = placement.placedModel;
+      const back = keys.some((key) => !key.disabled && !this.keyAdmits(key, model, now, ticket.tokens));
+      return back ? undefined : strategyDeclinedError(strategy.name);
     } finally {
       if (outer) this.placing = false;
     }

@@ -1,4 +1,4 @@
-import { BehaviorSubject, type Subscription } from 'rxjs';
+import { BehaviorSubject } from 'rxjs';
 import type { KeyCredential } from '../core/types.js';
 import { AdaptiveLimit, type AdaptiveLimitPolicy } from '../health/adaptive-limit.js';
 import type { Breaker } from '../health/breaker.js';
@@ -77,9 +77,8 @@ export class AccountEntry {
  * last reported, and the timer that ends a cooldown.
  */
 export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
-  /** When the pending cooldown timer fires (Infinity: none). */
+  /** When the publisher republishes it next by itself (a cooldown's end, room freeing; Infinity: never). */
   refreshAt = Infinity;
-  refreshTimer: Subscription | undefined;
   /** Changed since its record was last built, while nobody watched it. */
   stale = false;
   /** Every key and model starts closed: the last state reported in a `state-change` event. */
@@ -131,9 +130,8 @@ export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
     else this.published.next(record);
   }
 
-  /** Ends the record's stream and its cooldown timer. */
+  /** Ends the record's stream. */
   close(): void {
-    this.refreshTimer?.unsubscribe();
     this.published?.complete();
   }
 }
@@ -244,7 +242,7 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
   isIdleAndHealthy(now: number): boolean {
     return (
       this.inFlight === 0 &&
-      this.refreshTimer === undefined &&
+      this.refreshAt === Infinity &&
       this.parkedUntil <= now &&
       this.breaker.state === 'closed' &&
       this.breaker.consecutiveFailures === 0 &&

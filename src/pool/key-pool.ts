@@ -182,7 +182,11 @@ export class Pool implements PoolCore {
   key(label: string): KeyHandle {
     const entry = this.registry.requireKey(label);
     // Built fresh on subscription: the record may have gone stale while nobody watched it.
-    return { label, fingerprint: entry.credential.fingerprint, health$: defer(() => (entry.health, entry.subject.asObservable())) };
+    return {
+      label,
+      fingerprint: entry.credential.fingerprint,
+      health$: defer(() => (this.publisher.watch(entry), entry.subject.asObservable())),
+    };
   }
 
   model(model: string): { readonly health$: Observable<ModelHealth> } {
@@ -205,15 +209,15 @@ export class Pool implements PoolCore {
     entry.exhaustedUntil = 0;
     entry.account.exhaustedUntil = 0;
     this.publisher.markAccount(entry.account);
-    this.outcomes.share('key', entry.label, 'enabled', 0, now);
-    this.outcomes.share('account', entry.account.id, 'enabled', 0, now);
+    this.outcomes.share('key', entry.label, 'enabled', 0, now, 'user');
+    this.outcomes.share('account', entry.account.id, 'enabled', 0, now, 'user');
     this.settle();
   }
 
   disable(label: string): void {
     const entry = this.registry.requireKey(label);
     entry.disabledByUser = true;
-    this.outcomes.disableKey(entry, this.scheduler.now());
+    this.outcomes.disableKey(entry, this.scheduler.now(), true);
     this.settle();
   }
 

@@ -1,4 +1,4 @@
-import { ModelUnavailableError, NoKeyAvailableError } from '../core/errors.js';
+import { AbortedError, ModelUnavailableError, NoKeyAvailableError } from '../core/errors.js';
 import type { AdmissionPlan, StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 
@@ -71,6 +71,11 @@ export function noKeyAvailableError(keys: readonly KeyEntry[]): NoKeyAvailableEr
     retryable: false,
     ...(statuses.size === 1 && status !== undefined ? { status } : {}),
   });
+}
+
+/** The failure of a request the pool was disposed under. */
+export function disposedError(): AbortedError {
+  return new AbortedError({ message: 'the key pool was disposed', scope: 'request', retryable: false });
 }
 
 /**

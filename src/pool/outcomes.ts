@@ -333,8 +333,23 @@ export class OutcomePolicy {
   }
 
   /** Shares a state change with the other pools on the store. */
-  share(scope: StateChange['scope'], target: string, state: StateChange['state'], until: number, now: number): void {
-    this.context.store.publish({ scope, target, state, remainingMs: until - now, origin: this.origin });
+  share(
+    scope: StateChange['scope'],
+    target: string,
+    state: StateChange['state'],
+    until: number,
+    now: number,
+    reason?: StateChange['reason'],
+  ): void {
+    this.context.store.publish({
+      scope,
+      target,
+      state,
+      remainingMs: until - now,
+      origin: this.origin,
+      at: now,
+      ...(reason === undefined ? {} : { reason }),
+    });
   }
 
   /** Applies another pool's state change; cooldowns only ever extend, as with local signals. */
@@ -354,13 +369,13 @@ export class OutcomePolicy {
       if (change.state === 'parked') entry.parkedUntil = Math.max(entry.parkedUntil, until);
       else if (change.state === 'open') entry.breaker.holdOpenUntil(until);
       else if (change.state === 'exhausted') entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
-      else if (change.state === 'disabled') {
-        // A 401's disabling stored before this pool started, while key info has read fine since:
-        // stale, and cleared from the store so that pools started later do not take it up.
-        if (change.replayed === true && entry.credit !== null) this.share('key', entry.label, 'enabled', 0, now);
-        else entry.disabled = true;
+      else if (change.state === 'disabled') this.applyDisabling(entry, change, now);
+      else if (change.reason === 'user') {
+        entry.disabled = entry.disabledByUser = false;
+        entry.exhaustedUntil = 0;
       } else {
-        entry.disabled = false;
+        // Key info read fine somewhere: the key is valid and has credit; a user's disabling stays.
+        if (!entry.disabledByUser) entry.disabled = false;
         entry.exhaustedUntil = 0;
       }
       this.context.publisher.markKey(entry);
@@ -381,18 +396,37 @@ export class OutcomePolicy {
     this.afterChange();
   }
 
-  disableKey(entry: KeyEntry, now: number): void {
-    if (entry.disabled) return;
+  /**
+   * Another pool's disabling of a key: a user's is one here too (key info never undoes it); a
+   * 401's that the store replays from before this pool's last good key info read is stale, and is
+   * cleared from the store for the pools that start later.
+   */
+  private applyDisabling(entry: KeyEntry, change: StateChange, now: number): void {
+    if (change.reason === 'user') {
+      entry.disabled = entry.disabledByUser = true;
+      return;
+    }
+    const readSince = entry.credit !== null && change.at !== undefined && entry.credit.checkedAt >= change.at;
+    if (change.replayed === true && readSince) this.share('key', entry.label, 'enabled', 0, now);
+    else entry.disabled = true;
+  }
+
+  /** Disables a key: after a 401, or by the user (`byUser`, which only `enable` undoes), for every pool on the store. */
+  disableKey(entry: KeyEntry, now: number, byUser = false): void {
+    // Already out after a 401, the user's disabling is still news: the store must know it is theirs.
+    if (entry.disabled && !byUser) return;
+    const wasDisabled = entry.disabled;
     entry.disabled = true;
     this.context.publisher.markKey(entry);
-    this.share('key', entry.label, 'disabled', Infinity, now);
+    this.share('key', entry.label, 'disabled', Infinity, now, byUser ? 'user' : undefined);
+    if (wasDisabled) return;
     this.context.emit({
       type: 'cooldown',
       scope: 'key',
       target: entry.label,
       reason: 'disabled',
       until: Infinity,
-      errorKind: 'authentication',
+      ...(byUser ? {} : { errorKind: 'authentication' as const }),
       at: now,
     });
   }

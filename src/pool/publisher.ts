@@ -1,4 +1,4 @@
-import { Subject, defer, map, startWith, type Observable, type SchedulerLike } from 'rxjs';
+import { Subject, defer, map, startWith, type Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import { scheduleAfter } from '../core/timers.js';
 import {
   addUsage,
@@ -31,19 +31,23 @@ interface RecordKind<E extends PublishedEntity<H>, H extends KeyHealth | ModelHe
  */
 const QUOTA_REFRESH_MS = 1_000;
 
+/** Room freeing is published on this grid, so that keys whose windows free together turn in one flush. */
+const QUOTA_REFRESH_GRID_MS = 250;
+
 /** The earlier of a key's cooldown end and, no sooner than `QUOTA_REFRESH_MS` from `now`, the first room its quotas free. */
 function keyTurnsAt(record: KeyHealth, now: number): number | null {
   let freesAt = Infinity;
   for (const quota of record.quota) {
     if (quota.freesAt !== null && quota.remaining < quota.limit) freesAt = Math.min(freesAt, quota.freesAt);
   }
-  const quotaAt = freesAt === Infinity ? null : Math.max(freesAt, now + QUOTA_REFRESH_MS);
+  const quotaAt =
+    freesAt === Infinity ? null : Math.ceil(Math.max(freesAt, now + QUOTA_REFRESH_MS) / QUOTA_REFRESH_GRID_MS) * QUOTA_REFRESH_GRID_MS;
   if (record.cooldownUntil === null) return quotaAt;
   return quotaAt === null ? record.cooldownUntil : Math.min(record.cooldownUntil, quotaAt);
 }
 
-/** What the publisher follows of an entity between records: its last state and its cooldown timer. */
-type Tracked = Pick<PublishedEntity<KeyHealth | ModelHealth>, 'lastState' | 'refreshAt' | 'refreshTimer'>;
+/** What the publisher follows of an entity between records: its last state and when it turns by itself. */
+type Tracked = Pick<PublishedEntity<KeyHealth | ModelHealth>, 'lastState' | 'refreshAt'>;
 
 const keyRecords: RecordKind<KeyEntry, KeyHealth> = {
   scope: 'key',
@@ -74,6 +78,10 @@ export class HealthPublisher {
   private readonly dirtyModels = new Set<ModelEntry>();
   private announcedQueueLength = 0;
   private closed = false;
+  /** Entities to republish at their `refreshAt`, with the dirty set that takes them: one timer for them all. */
+  private readonly turning = new Map<Tracked, Set<Tracked>>();
+  private turnTimer: Subscription | undefined;
+  private turnTimerAt = Infinity;
 
   constructor(
     private readonly registry: Registry,
@@ -83,12 +91,19 @@ export class HealthPublisher {
     /** Called when a cooldown ends: a waiting request may fit now. */
     private readonly onCooldownEnd: () => void,
   ) {
-    this.health$ = defer(() =>
-      this.changes.pipe(
+    this.health$ = defer(() => {
+      // Records built while nobody watched armed no turn: a watcher must see them turn too.
+      for (const entry of this.registry.keys) this.watch(entry);
+      return this.changes.pipe(
         startWith(undefined),
         map(() => this.snapshot()),
-      ),
-    );
+      );
+    });
+  }
+
+  /** A watcher starts on `entry` (its `health$`, or the pool's): its record turns by itself from now on. */
+  watch(entry: KeyEntry): void {
+    this.scheduleRefresh(entry, this.dirtyKeys, keyTurnsAt(entry.health, this.scheduler.now()));
   }
 
   markKey(entry: KeyEntry): void {
@@ -147,6 +162,8 @@ export class HealthPublisher {
   /** Completes `health$` and every record stream, and cancels every cooldown timer. */
   close(): void {
     this.closed = true;
+    this.turnTimer?.unsubscribe();
+    this.turning.clear();
     for (const entry of this.registry.keys) entry.close();
     for (const model of this.registry.models.values()) model.close();
     this.changes.complete();
@@ -209,20 +226,40 @@ export class HealthPublisher {
 
   /**
    * Republishes an entity when it turns by itself (its cooldown ends, a quota window frees room),
-   * so `health$` turns without any request. A timer due sooner stays: it republishes, and the
-   * record then built says when next.
+   * so `health$` turns without any request. A turn due sooner stays: it republishes, and the
+   * record then built says when next. One timer serves every entity, at the earliest turn.
    */
   private scheduleRefresh<E extends Tracked>(entity: E, dirty: Set<E>, until: number | null): void {
     // A cooldown without an end (or not a number) has no moment to republish at.
-    if (until === null || until >= entity.refreshAt || !Number.isFinite(until)) return;
-    entity.refreshTimer?.unsubscribe();
+    if (this.closed || until === null || until >= entity.refreshAt || !Number.isFinite(until)) return;
     entity.refreshAt = until;
-    entity.refreshTimer = scheduleAfter(this.scheduler, until - this.scheduler.now(), () => {
+    this.turning.set(entity, dirty);
+    if (until < this.turnTimerAt) this.armTurns(until);
+  }
+
+  private armTurns(at: number): void {
+    this.turnTimer?.unsubscribe();
+    this.turnTimerAt = at;
+    this.turnTimer = scheduleAfter(this.scheduler, Math.max(0, at - this.scheduler.now()), () => this.turn());
+  }
+
+  /** Marks every entity whose turn has come dirty, re-arms for the next, then flushes once. */
+  private turn(): void {
+    this.turnTimer = undefined;
+    this.turnTimerAt = Infinity;
+    const now = this.scheduler.now();
+    let next = Infinity;
+    for (const [entity, dirty] of this.turning) {
+      if (entity.refreshAt > now) {
+        next = Math.min(next, entity.refreshAt);
+        continue;
+      }
       entity.refreshAt = Infinity;
-      entity.refreshTimer = undefined;
+      this.turning.delete(entity);
       dirty.add(entity);
-      this.flush();
-      this.onCooldownEnd();
-    });
+    }
+    if (next !== Infinity) this.armTurns(next);
+    this.flush();
+    this.onCooldownEnd();
   }
 }

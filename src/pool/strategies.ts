@@ -20,7 +20,10 @@ export interface KeyCandidate {
   readonly health: KeyHealth;
 }
 
-/** What a strategy picks from, for one attempt. */
+/**
+ * What a strategy picks from, for one attempt. Valid during `pick` only: the pool sets the same
+ * object up again for the next placement, so a strategy copies what it wants to keep.
+ */
 export interface PickContext {
   /** Every key of the pool, in configuration order. */
   readonly candidates: readonly KeyCandidate[];

@@ -25,8 +25,15 @@ export class LocalSends {
   private sends: LocalSend[] = [];
   /** Index of the oldest send kept: those before it are gone, compacted away now and then. */
   private head = 0;
+  /** Sends compacted away: `sends[i]` is the `compacted + i`th send ever added. */
+  private compacted = 0;
 
   constructor(private readonly capacity = 20_000) {}
+
+  /** How many sends were ever added: `since` takes those added after such a count. */
+  get added(): number {
+    return this.compacted + this.sends.length;
+  }
 
   add(send: LocalSend, now: number): void {
     this.sends.push(send);
@@ -36,13 +43,15 @@ export class LocalSends {
     }
     if (this.head > 1_024 && this.head * 2 > this.sends.length) {
       this.sends = this.sends.slice(this.head);
+      this.compacted += this.head;
       this.head = 0;
     }
   }
 
-  /** The sends still in a window at `now` and still counted, oldest first. */
-  inWindow(now: number): LocalSend[] {
-    return this.sends.slice(this.head).filter((send) => send.refunded !== true && stillCounts(send, now));
+  /** The sends added after the `added` count `from`, still in a window at `now` and still counted, oldest first. */
+  since(from: number, now: number): LocalSend[] {
+    const start = Math.max(this.head, from - this.compacted);
+    return this.sends.slice(start).filter((send) => send.refunded !== true && stillCounts(send, now));
   }
 }
 
@@ -55,9 +64,11 @@ export function backfillOf(sends: readonly LocalSend[], now: number): { keys: st
   const keys = sends.flatMap((send) => send.windows.flatMap((window) => [window.window, window.sum]));
   const parts = sends.flatMap((send) =>
     send.windows.map((window) => {
-      // As the entry stands in Redis: a reconciled token entry holds the billed count (see `ADJUST`).
+      // A token entry reconciled since holds the billed count; Redis holds it under the count it
+      // had when Redis last saw it (`ADJUST` renames the member), so either name means it is there.
       const amount = window.unit === 'tokens' && send.billedTokens !== undefined ? send.billedTokens : window.amount;
-      return { member: `${send.id}|${amount}`, amount, windowMs: window.windowMs, ageMs: Math.round(now - send.countsFrom) };
+      const members = amount === window.amount ? [`${send.id}|${amount}`] : [`${send.id}|${window.amount}`, `${send.id}|${amount}`];
+      return { members, amount, windowMs: window.windowMs, ageMs: Math.round(now - send.countsFrom) };
     }),
   );
   return { keys, parts: JSON.stringify(parts) };

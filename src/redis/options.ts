@@ -67,6 +67,8 @@ export const stateMessageSchema = z.object({
   state: z.enum(['parked', 'open', 'exhausted', 'disabled', 'enabled', 'learned']),
   remainingMs: z.number().nullable(),
   origin: z.string(),
+  at: z.number().optional(),
+  reason: z.literal('user').optional(),
   quota: z
     .object({
       requests: z.number().int().positive(),

@@ -72,7 +72,7 @@ export class RedisStateStore implements StateStore {
   private reservations = 0;
   /** This process's sends still in a window, for Redis's windows when it answers again (see `LocalSends`). */
   private readonly recentSends = new LocalSends();
-  /** The latest pool time any call brought: a local send's age when Redis comes back (at most a recovery interval short, so stricter). */
+  /** The latest pool time a call brought: sends' ages when Redis answers again (short by the idle time since, so stricter). */
   private latestNow = -Infinity;
   private readonly instance = randomUUID();
   private disposed = false;
@@ -206,12 +206,15 @@ export class RedisStateStore implements StateStore {
     slots: readonly string[],
   ): RedisReservation {
     // Counted in both views, the shared mode's and the outage's share: the one a change of mode
-    // brings in already holds this process's recent sends.
+    // brings in already holds this process's recent sends. The view not in use is read by
+    // nothing meanwhile, so it drops what has left its windows here.
     const countsFrom = now + this.arrivalMarginMs;
-    const holds = plan.flatMap((scope) => [
-      this.local.get(scope.id)!.take(countsFrom, tokens),
-      this.degraded.get(scope.id)!.take(countsFrom, tokens),
-    ]);
+    const idle = this.shared ? this.degraded : this.local;
+    const holds: LimiterHold[] = [];
+    for (const scope of plan) {
+      idle.get(scope.id)!.prune(now);
+      holds.push(this.local.get(scope.id)!.take(countsFrom, tokens), this.degraded.get(scope.id)!.take(countsFrom, tokens));
+    }
     const reservation: RedisReservation = { id, plan, holds, windows, slots, released: false, countsFrom };
     if (windows.length > 0) this.recentSends.add(reservation, now);
     this.held.add(reservation);
@@ -428,13 +431,22 @@ export class RedisStateStore implements StateStore {
   /**
    * Counts in Redis's windows this process's sends still in them, before shared admission resumes
    * (as `leaseHeldSlots` does for slots): those admitted while it was down, and those a restart
-   * lost. The script skips what Redis has already; sends admitted meanwhile go in the next round.
+   * lost; the script skips what Redis has already. Local admission goes on meanwhile, so the
+   * rounds repeat for the sends admitted during them.
    */
-  private backfillWindows(from = 0, sends = this.recentSends.inWindow(this.latestNow)): Observable<void> {
-    if (from >= sends.length) return of(undefined);
-    const { keys, parts } = backfillOf(sends.slice(from, from + 500), this.latestNow);
+  private backfillWindows(after = 0): Observable<void> {
+    const upTo = this.recentSends.added;
+    return this.backfillBatches(this.recentSends.since(after, this.latestNow), 0).pipe(
+      switchMap((sent) => (sent ? this.backfillWindows(upTo) : of(undefined))),
+    );
+  }
+
+  /** Puts `sends` from `offset` on into Redis, 500 a script; emits whether there were any. */
+  private backfillBatches(sends: readonly LocalSend[], offset: number): Observable<boolean> {
+    if (offset >= sends.length) return of(offset > 0);
+    const { keys, parts } = backfillOf(sends.slice(offset, offset + 500), this.latestNow);
     return this.command(() => this.client.eval(BACKFILL, keys.length, ...keys, parts)).pipe(
-      switchMap(() => this.backfillWindows(from + 500, sends)),
+      switchMap(() => this.backfillBatches(sends, offset + 500)),
     );
   }
 

@@ -149,9 +149,10 @@ return 1
 `;
 
 /**
- * Counts in their windows the sends a process admitted while Redis was down, each from Redis's now
- * less its age, unless it is there already or has left its window. KEYS: window, sum pairs.
- * ARGV[1] JSON `[{member, amount, windowMs, ageMs}]` aligned with the pairs.
+ * Counts in their windows a process's sends that Redis missed (admitted while it was down, or lost
+ * with a restart), each from Redis's now less its age, unless it is there already (under any of
+ * its names: a reconciled entry is renamed) or has left its window. KEYS: window, sum pairs.
+ * ARGV[1] JSON `[{members, amount, windowMs, ageMs}]` aligned with the pairs; the last name is the current one.
  */
 export const BACKFILL = `${NOW}
 local parts = cjson.decode(ARGV[1])
@@ -159,8 +160,12 @@ for index, part in ipairs(parts) do
   local wkey = KEYS[index * 2 - 1]
   local skey = KEYS[index * 2]
   local at = now - part.ageMs
-  if at + part.windowMs > now and not redis.call('ZSCORE', wkey, part.member) then
-    redis.call('ZADD', wkey, at, part.member)
+  local present = false
+  for _, member in ipairs(part.members) do
+    if redis.call('ZSCORE', wkey, member) then present = true end
+  end
+  if at + part.windowMs > now and not present then
+    redis.call('ZADD', wkey, at, part.members[#part.members])
     redis.call('INCRBY', skey, part.amount)
     local ttl = at - now + part.windowMs * 2
     if redis.call('PTTL', wkey) < ttl then redis.call('PEXPIRE', wkey, ttl) end

@@ -66,10 +66,14 @@ export interface StateChange {
   /** With `learned`: the quota, for the scope whose id is `target`. */
   readonly quota?: LearnedQuota;
   /**
-   * Set by a store replaying a state it kept from before this pool started: it may predate what
-   * the pool has found out since (a key disabled by a 401 whose key info now reads fine).
+   * Set by a store replaying a state it kept (at the pool's start, or when the store answers again
+   * after an outage): it may predate what the pool has found out since.
    */
   readonly replayed?: boolean;
+  /** The publishing pool's time when it published (its scheduler's; the wall clock by default). */
+  readonly at?: number;
+  /** `user`: the pool's user disabled or enabled the key (`pool.disable`, `pool.enable`); key info never undoes that. */
+  readonly reason?: 'user';
 }
 
 /** `shared`: the store answers. `local`: it failed, and each pool limits alone (a share of each quota). */
