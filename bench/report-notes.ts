@@ -15,7 +15,7 @@ const notes: Record<string, string> = {
     'four alternating runs of this row that afternoon the library at a4a4a2c and now measured 0.87×, 0.85× and 0.81×, ' +
     '0.88× of the SDK: the run-to-run spread is wider than the change. At 5c3d7e7 the full run measured 0.81× (the SDK ' +
     'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each. The ' +
-    'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9); three runs of this ' +
+    'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9), at 1044bdd 0.89×; three runs of this ' +
     'row alternating 0c2957f and 1a6531f measured 0.90×, 0.88×, 0.86× and 0.87×, 0.87×, 0.86×: the same code.',
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
@@ -55,7 +55,8 @@ const notes: Record<string, string> = {
     'admission is reused, the memory store’s reservation is its own answer, holds are filled by loops rather than ' +
     'closures, and a key’s rest check boxes no number: 2.65 to 2.19 KB allocated per pick (a sampling heap profile), ' +
     '1.85–2.12 µs against 1.94–2.13 µs in three runs of this row alone alternating with the code before. The full ' +
-    'run measured 6.95 µs at 02faf64 (load average 1.8) and 2.25 µs at 1a6531f (0.9): mostly the host.',
+    'run measured 6.95 µs at 02faf64 (load average 1.8), 2.25 µs at 1a6531f (0.9) and 3.23 µs at 1044bdd: mostly ' +
+    'the host.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -126,7 +127,9 @@ const notes: Record<string, string> = {
     'runs of the same code: at 18d69cc 5.1 % in the full run, then 2.0, 2.0, 4.9 and 4.1 % in runs of the library ' +
     'alone; at f479c2c, the library alone, 4.4, 5.0, 4.4 and 1.2 %; 1.3 % in the full run at 7725978; 0.4, 4.1 and ' +
     '4.4 % in three full runs at 7c40f65 and after; 3.0 % at 5c3d7e7, 4.0 % at 0fb62ad, 1.4 % at c707b81 and 5.5 % at 0d85f62, in full ' +
-    'runs; three library-only runs alternating 0d85f62 and c202d53: 3.3, 1.5, 2.4 % against 5.1, 2.0, 1.9 %. Until ' +
+    'runs; three library-only runs alternating 0d85f62 and c202d53: 3.3, 1.5, 2.4 % against 5.1, 2.0, 1.9 %; 1.4 % ' +
+    'and 4.0 % in the full runs at 1a6531f and 1044bdd, and 0.6–5.6 % in fifteen library-only runs across the five ' +
+    'commits from 0c2957f to the mends after 1044bdd, no commit apart from another. Until ' +
     '3c11711 some later windows were refused too: a 429 that reached the server after requests sent later than it ' +
     'taught nothing, and a sibling’s assumed quota could be dropped as disproved by sends the server had counted ' +
     'before the window, after which the key burst into its limit (up to 54 429s in one window; 3.4 to 10.4 % in four ' +

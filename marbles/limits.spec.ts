@@ -851,17 +851,28 @@ describe("a key's disabling shared by other pools", () => {
       const pool = poolOn(scheduler, store);
       const published: string[] = [];
       store.changes$.subscribe((change) => published.push(`${change.state}${change.replayed === true ? ' (replayed)' : ''}`));
-      const replay = (at: number) =>
-        store.publish({ scope: 'key', target: 'k1', state: 'disabled', remainingMs: Infinity, origin: 'another pool', replayed: true, at });
+      const replay = (at?: number) =>
+        store.publish({
+          scope: 'key',
+          target: 'k1',
+          state: 'disabled',
+          remainingMs: Infinity,
+          origin: 'another pool',
+          replayed: true,
+          ...(at === undefined ? {} : { at }),
+        });
       // Stored at 10, before the read at 50: stale, and cleared from the store.
       scheduler.schedule(() => replay(10), 60);
       scheduler.schedule(() => seen.push(`60: ${stateOf(pool)}; store got ${published.sort().join(', ')}`), 60);
+      // Stored by an older version, with no time: any good read is later.
+      scheduler.schedule(() => replay(), 65);
+      scheduler.schedule(() => seen.push(`65: ${stateOf(pool)}`), 65);
       // Stored at 70, after the read: the key was revoked since; it holds.
       scheduler.schedule(() => replay(70), 80);
       scheduler.schedule(() => seen.push(`80: ${stateOf(pool)}`), 80);
       scheduler.schedule(() => pool.dispose(), 100);
     });
-    expect(seen).toEqual(['60: closed; store got disabled (replayed), enabled', '80: disabled']);
+    expect(seen).toEqual(['60: closed; store got disabled (replayed), enabled', '65: closed', '80: disabled']);
   });
 
   it("a user's disabling in one pool holds in another whose key info reads fine, until a user enables the key", () => {

@@ -34,6 +34,8 @@ export interface AttemptRecording {
   shouldRecord: (error: OpenRouterError) => boolean;
   /** The request's attempts as each retry operator counted them (see `RequestRetries`). */
   readonly request: RequestRetries;
+  /** Whether this attempt was made by a retry of this library (`RequestRetries.resumes`); if not, the counts start afresh with it. */
+  readonly resumed: boolean;
   /**
    * Fails the attempt with `error` as if its transport had: the HTTP request is aborted, and the
    * failure is recorded and moves the request on as any would. A timer downstream (a standalone
@@ -56,10 +58,11 @@ export interface AttemptRecording {
  */
 export interface RequestRetries {
   readonly retryCounts: Map<object, AttemptRecord[]>;
-  /** Set by a retry operator just before it resubscribes: the next attempt goes on with these counts. */
+  /**
+   * Set by a retry operator while it resubscribes (synchronously: cleared when its subscribe call
+   * returns): the attempt made meanwhile goes on with these counts.
+   */
   resumes: boolean;
-  /** Whether this attempt follows such a retry; if not, the counts start afresh with it. */
-  readonly resumed: boolean;
 }
 
 /** The recording settings an attempt marker carries, if it came from `withKeyRotation`. */

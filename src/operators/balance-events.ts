@@ -319,7 +319,11 @@ class RequestReport {
         // The same request, after a wait: its route (keys tried, models out) and retry counts go on.
         const route = this.lastStart === undefined ? undefined : recordingOf(this.lastStart)?.request;
         if (route !== undefined) route.resumes = true;
-        this.subscribeAttempts();
+        try {
+          this.subscribeAttempts();
+        } finally {
+          if (route !== undefined) route.resumes = false;
+        }
       });
       // A slot granted at once has already started the attempts.
       if (!reacquisition.closed) this.modelWait = reacquisition;

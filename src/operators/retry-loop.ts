@@ -10,6 +10,7 @@ import {
   type AttemptEvent,
   type AttemptRestart,
   type AttemptStart,
+  type RequestRetries,
 } from './attempt-event.js';
 
 /**
@@ -111,8 +112,9 @@ class LoopState {
    * taken over (see `RequestRetries`): a loop started afresh by a retry outside it counts on.
    */
   started(event: AttemptStart): void {
-    const request = recordingOf(event)?.request;
-    const counted = request?.resumed === true ? request.retryCounts.get(this.policy) : undefined;
+    const recording = recordingOf(event);
+    const request = recording?.request;
+    const counted = recording?.resumed === true ? recording.request.retryCounts.get(this.policy) : undefined;
     if (counted !== undefined && counted !== this.records) {
       counted.push(...this.records);
       this.records = counted;
@@ -143,6 +145,8 @@ class RetryRun {
   private inner: Subscription | undefined;
   private subscribing = false;
   private resubscribeNow = false;
+  /** The request a retry resubscribes for: its next subscription goes on with its counts. */
+  private resuming: RequestRetries | undefined;
   /** Torn down (the caller unsubscribed, perhaps on a `retry` event): no retry may start after it. */
   private stopped = false;
 
@@ -183,8 +187,13 @@ class RetryRun {
     do {
       this.resubscribeNow = false;
       this.subscribing = true;
+      // A retry's subscription says so to the request's route while it runs (see `RequestRetries.resumes`).
+      const route = this.resuming;
+      this.resuming = undefined;
+      if (route !== undefined) route.resumes = true;
       // The caller may leave while the attempt is being subscribed (on its marker, say): it ends then.
       this.inner = keptUnless(this.source.subscribe(this), this.stopped);
+      if (route !== undefined) route.resumes = false;
       this.subscribing = false;
       if (this.inner === undefined) return;
     } while (this.resubscribeNow);
@@ -302,8 +311,7 @@ class RetryRun {
     for (let inside = 0; inside < index; inside++) this.loops[inside]!.restart();
     const loop = this.loops[index]!;
     loop.deliveredContent = false;
-    const route = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
-    if (route !== undefined) route.resumes = true;
+    this.resuming = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
     this.subscribeSource();
   }
 

@@ -131,8 +131,6 @@ class Rotation {
       route = new RouteState(modelChainOf(request), this.maxAttemptsPerModel, estimateTokens(request, 0));
       this.routes.set(request, route);
     }
-    route.resumed = route.resumes;
-    route.resumes = false;
     return route;
   }
 
@@ -170,6 +168,8 @@ class Rotation {
  */
 class KeyAttempt {
   private readonly route: RouteState;
+  /** Made by a retry of this library: it goes on with the request's retry counts. */
+  private readonly resumed: boolean;
   private readonly requestId: string;
   /** The transport's events, once subscribed. */
   private call: Subscription | undefined;
@@ -192,6 +192,8 @@ class KeyAttempt {
     private readonly subscriber: Subscriber<AttemptEvent>,
   ) {
     this.route = rotation.routeOf(request);
+    // Read now, while the retry that made it (if one did) is still subscribing.
+    this.resumed = this.route.resumes;
     this.requestId = request.id ?? '';
   }
 
@@ -302,6 +304,7 @@ class KeyAttempt {
     const recording: AttemptRecording = {
       shouldRecord: recordEveryError,
       request: route,
+      resumed: this.resumed,
       fail: (error) => this.failFromOutside(error),
       emit: port.emit,
     };

@@ -145,9 +145,9 @@ export class Admission implements LeaseOwner, Eligibility {
       const entry = placement.place(ticket, strategy, keys, now);
       if (entry !== undefined) return this.take(entry, placement.placedModel);
       if (!placement.declined || keys.some((key) => key.inFlight > 0)) return undefined;
-      const model = placement.placedModel;
-      const back = keys.some((key) => !key.disabled && !this.keyAdmits(key, model, now, ticket.tokens));
-      return back ? undefined : strategyDeclinedError(strategy.name);
+      const models = ticket.options.models.map((id) => this.context.registry.model(id, now));
+      const keyBack = (model: ModelEntry) => keys.some((key) => !key.disabled && !this.keyAdmits(key, model, now, ticket.tokens));
+      return models.some((model) => !this.modelAdmits(model, now) || keyBack(model)) ? undefined : strategyDeclinedError(strategy.name);
     } finally {
       if (outer) this.placing = false;
     }

@@ -406,7 +406,8 @@ export class OutcomePolicy {
       entry.disabled = entry.disabledByUser = true;
       return;
     }
-    const readSince = entry.credit !== null && change.at !== undefined && entry.credit.checkedAt >= change.at;
+    // A disabling stored by an older version carries no time: any good read is later.
+    const readSince = entry.credit !== null && entry.credit.checkedAt >= (change.at ?? -Infinity);
     if (change.replayed === true && readSince) this.share('key', entry.label, 'enabled', 0, now);
     else entry.disabled = true;
   }

@@ -431,13 +431,13 @@ export class RedisStateStore implements StateStore {
   /**
    * Counts in Redis's windows this process's sends still in them, before shared admission resumes
    * (as `leaseHeldSlots` does for slots): those admitted while it was down, and those a restart
-   * lost; the script skips what Redis has already. Local admission goes on meanwhile, so the
-   * rounds repeat for the sends admitted during them.
+   * lost; the script skips what Redis has already. Rounds repeat for the sends admitted meanwhile,
+   * three at most: those of the last round trip are left to their sends (which re-count an entry).
    */
-  private backfillWindows(after = 0): Observable<void> {
+  private backfillWindows(after = 0, round = 1): Observable<void> {
     const upTo = this.recentSends.added;
     return this.backfillBatches(this.recentSends.since(after, this.latestNow), 0).pipe(
-      switchMap((sent) => (sent ? this.backfillWindows(upTo) : of(undefined))),
+      switchMap((sent) => (sent && round < 3 ? this.backfillWindows(upTo, round + 1) : of(undefined))),
     );
   }
 

@@ -18,13 +18,11 @@ export class RouteState {
   /** An attempt answered: the request is done, and the same object sent again is a new request. */
   answered = false;
   /**
-   * Set by a retry operator of this library just before it resubscribes (`resumes`), and taken
-   * over by the attempt that follows (`resumed`): that attempt goes on with the request's retry
-   * counts. A subscription nothing announced (the same object sent again, a plain `retry()`)
-   * starts them afresh.
+   * Set by a retry operator of this library while it resubscribes: the attempt made meanwhile goes
+   * on with the request's retry counts. One nothing announced (the same object sent again, a plain
+   * `retry()`) starts them afresh.
    */
   resumes = false;
-  resumed = false;
   /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
   private movedOnModels: Set<string> | undefined;
   #retryCounts: Map<object, AttemptRecord[]> | undefined;
