@@ -7,6 +7,7 @@ import { createPool, type KeyPool } from '../src/create-pool.js';
 import type { KeyInfoSnapshot } from '../src/pool/config.js';
 import type { PoolEvent } from '../src/pool/events.js';
 import { SendLog } from '../src/pool/send-log.js';
+import type { QuotaRemaining } from '../src/health/records.js';
 import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 import { createMemoryStore } from '../src/store/state-store.js';
 import { MODEL, chatRequest, newTestScheduler, predictablePool, scriptedTransport, type PoolOverrides } from './support.js';
@@ -773,7 +774,12 @@ describe('odd rate-limit hints, cooldowns and key info (found in an audit)', () 
 });
 
 describe("a quota's room in health", () => {
-  it('health$ shows a window freeing room when it does, with no request to set it off, and says when in freesAt', () => {
+  /**
+   * Key k1 with 2 requests per 3 s, sent at 0 and 500 (entries count from admission: they leave at
+   * 3000 and 3500); from `watchFrom` on, a watcher of k1's health$ (a dashboard, an Angular signal)
+   * notes each room it sees as `describe` puts it.
+   */
+  function watchRoom(watchFrom: number, describe: (quota: QuotaRemaining) => string): string[] {
     const scheduler = newTestScheduler();
     const seen: string[] = [];
     scheduler.run(() => {
@@ -781,20 +787,26 @@ describe("a quota's room in health", () => {
         keys: [{ key: 'sk-test-1', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 3_000 }] } }],
       });
       const requests = driver(scheduler, pool);
-      // A watcher, as a dashboard or an Angular signal is.
-      pool
-        .key('k1')
-        .health$.pipe(
-          map(({ quota }) => `${quota[0]!.remaining} left, frees at ${quota[0]!.freesAt}`),
-          distinctUntilChanged(),
-        )
-        .subscribe((room) => seen.push(`${scheduler.now()}: ${room}`));
+      const watch = () =>
+        pool
+          .key('k1')
+          .health$.pipe(
+            map(({ quota }) => describe(quota[0]!)),
+            distinctUntilChanged(),
+          )
+          .subscribe((room) => seen.push(`${scheduler.now()}: ${room}`));
+      if (watchFrom === 0) watch();
+      else scheduler.schedule(watch, watchFrom);
       requests.send(0, 10);
       requests.send(500, 10);
       scheduler.schedule(() => pool.dispose(), 10_000);
     });
-    // Entries count from admission (arrival margin 0): the first leaves at 3000, the second at 3500.
-    expect(seen).toEqual([
+    return seen;
+  }
+
+  it('health$ shows a window freeing room when it does, with no request to set it off, and says when in freesAt', () => {
+    // Republished at most once a second per key: the second entry's leaving shows at 4000.
+    expect(watchRoom(0, ({ remaining, freesAt }) => `${remaining} left, frees at ${freesAt}`)).toEqual([
       '0: 2 left, frees at null',
       '0: 1 left, frees at 3000',
       '500: 0 left, frees at 3000',
@@ -803,31 +815,8 @@ describe("a quota's room in health", () => {
     ]);
   });
 
-  it('a watcher that starts after the sends sees the window free room too', () => {
-    const scheduler = newTestScheduler();
-    const seen: string[] = [];
-    scheduler.run(() => {
-      const pool = makePool(scheduler, {
-        keys: [{ key: 'sk-test-1', label: 'k1', limits: { quotas: [{ requests: 2, windowMs: 3_000 }] } }],
-      });
-      const requests = driver(scheduler, pool);
-      requests.send(0, 10);
-      requests.send(500, 10);
-      // Nobody watched while they were sent: the key's record was only marked stale.
-      scheduler.schedule(
-        () =>
-          pool
-            .key('k1')
-            .health$.pipe(
-              map(({ quota }) => `${quota[0]!.remaining} left`),
-              distinctUntilChanged(),
-            )
-            .subscribe((room) => seen.push(`${scheduler.now()}: ${room}`)),
-        1_000,
-      );
-      scheduler.schedule(() => pool.dispose(), 10_000);
-    });
-    expect(seen).toEqual(['1000: 0 left', '3000: 1 left', '4000: 2 left']);
+  it('a watcher that starts after the sends (nobody watched them: the record was only marked stale) sees the window free room too', () => {
+    expect(watchRoom(1_000, ({ remaining }) => `${remaining} left`)).toEqual(['1000: 0 left', '3000: 1 left', '4000: 2 left']);
   });
 });
 
