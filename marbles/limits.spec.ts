@@ -882,3 +882,28 @@ describe("a key's disabling shared by other pools", () => {
     expect(seen).toEqual(['200: disabled / disabled', '210: closed / closed']);
   });
 });
+
+describe('a strategy that waits for key info', () => {
+  it('is served once the info is in, not refused while it is being read', () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(({ cold }) => {
+      const info: KeyInfoSnapshot = { limit: 10, limitRemaining: 5, usage: 0, isFreeTier: false, creatorUserId: 'user_a' };
+      const pool = makePool(scheduler, {
+        keyInfo: () => cold('50ms (i|)', { i: info }),
+        // Only a key whose credit is known will do.
+        strategy: (eligible) => eligible.find((key) => key.credit !== null),
+      });
+      const port = pool[POOL_PORT];
+      port.acquire(chatRequest('hello'), { models: [MODEL] }).subscribe({
+        next: (lease) => {
+          outcomes.push(`${scheduler.now()} ${lease.label}`);
+          lease.release();
+        },
+        error: (error: Error) => outcomes.push(`${scheduler.now()} ${error.name}`),
+      });
+      scheduler.schedule(() => pool.dispose(), 100);
+    });
+    expect(outcomes).toEqual(['50 k1']);
+  });
+});

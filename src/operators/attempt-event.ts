@@ -63,6 +63,8 @@ export interface RequestRetries {
    * returns): the attempt made meanwhile goes on with these counts.
    */
   resumes: boolean;
+  /** A retry operator gave up on the request: the same object sent again is a request of its own. */
+  retriesEnded: boolean;
 }
 
 /** The recording settings an attempt marker carries, if it came from `withKeyRotation`. */

@@ -86,6 +86,13 @@ class LoopState {
   records: AttemptRecord[] = [];
   lastStart: AttemptStart | undefined;
   deliveredContent = false;
+  /** `loop` gives up on the request with `error`: its route ends there (see `RequestRetries.retriesEnded`). */
+  private gaveUp(loop: LoopState, error: OpenRouterError): OpenRouterError {
+    const request = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
+    if (request !== undefined) request.retriesEnded = true;
+    return error;
+  }
+
   /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
   waitTimer: Subscription | undefined;
   /**
@@ -170,7 +177,7 @@ class RetryRun {
       const leftMs = pending.until - loop.policy.scheduler.now();
       if (leftMs <= 0) {
         for (const each of this.loops) each.stop();
-        this.subscriber.error(new AttemptsExhaustedError(pending.lastError, [...loop.records]));
+        this.subscriber.error(this.gaveUp(loop, new AttemptsExhaustedError(pending.lastError, [...loop.records])));
         return;
       }
       this.armWait(loop, pending.lastError, leftMs);
@@ -249,7 +256,8 @@ class RetryRun {
     loop.records.push(attemptRecordOf(error, lastStart, now));
     if (loop.deliveredContent && policy.onMidStreamError === 'error') return error;
     const delayMs = policy.delayFor(error, loop.records.length);
-    if (delayMs === undefined) return loop.records.length > 1 ? new AttemptsExhaustedError(error, [...loop.records]) : error;
+    if (delayMs === undefined)
+      return this.gaveUp(loop, loop.records.length > 1 ? new AttemptsExhaustedError(error, [...loop.records]) : error);
     const { subscriber } = this;
     // On the pool's `events$` too, through the attempt retried (this loop knows no pool).
     const emit = lastStart === undefined ? undefined : recordingOf(lastStart)?.emit;
@@ -315,6 +323,13 @@ class RetryRun {
     this.subscribeSource();
   }
 
+  /** `loop` gives up on the request with `error`: its route ends there (see `RequestRetries.retriesEnded`). */
+  private gaveUp(loop: LoopState, error: OpenRouterError): OpenRouterError {
+    const request = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
+    if (request !== undefined) request.retriesEnded = true;
+    return error;
+  }
+
   /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
   private boundWait(loop: LoopState, lastError: OpenRouterError, delayMs: number): void {
     if (loop.policy.maxWaitMs === undefined) return;
@@ -328,7 +343,7 @@ class RetryRun {
     loop.waitTimer = scheduleAfter(loop.policy.scheduler, waitMs, () => {
       this.inner?.unsubscribe();
       // Loops outside pass an `AttemptsExhaustedError` through as it is.
-      this.subscriber.error(new AttemptsExhaustedError(lastError, [...loop.records]));
+      this.subscriber.error(this.gaveUp(loop, new AttemptsExhaustedError(lastError, [...loop.records])));
     });
   }
 }

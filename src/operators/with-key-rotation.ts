@@ -122,12 +122,12 @@ class Rotation {
 
   /**
    * The request's route: kept while its attempts go on (a retry resubscribes with the same
-   * object), new once it was answered or has no model left, which no retry operator takes up:
-   * the same object sent again (a constant request, or a plain `retry()`) is a request of its own.
+   * object), new once it was answered, a retry operator gave up on it, or it has no model left:
+   * the same object sent again then is a request of its own.
    */
   routeOf(request: ChatRequest): RouteState {
     let route = this.routes.get(request);
-    if (route === undefined || route.answered || this.fittingModels(route).length === 0) {
+    if (route === undefined || route.answered || route.retriesEnded || this.fittingModels(route).length === 0) {
       route = new RouteState(modelChainOf(request), this.maxAttemptsPerModel, estimateTokens(request, 0));
       this.routes.set(request, route);
     }

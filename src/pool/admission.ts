@@ -132,7 +132,7 @@ export class Admission implements LeaseOwner, Eligibility {
   /**
    * Finds a key for the ticket now and takes its slot (see `take`); undefined when none fits. A
    * strategy that takes none of the keys that could serve it would leave it waiting for ever when
-   * nothing can change its mind (no attempt in flight, every key out for good or on offer): refused.
+   * nothing can change its mind (nothing in flight or being read, every key out for good or on offer).
    */
   private place(ticket: Ticket, now: number): Claim | NoKeyAvailableError | undefined {
     // A strategy is user code: one that asks for a key while it picks gets a placement of its own.
@@ -144,7 +144,7 @@ export class Admission implements LeaseOwner, Eligibility {
       const keys = this.context.registry.keys;
       const entry = placement.place(ticket, strategy, keys, now);
       if (entry !== undefined) return this.take(entry, placement.placedModel);
-      if (!placement.declined || keys.some((key) => key.inFlight > 0)) return undefined;
+      if (!placement.declined || keys.some((key) => key.inFlight > 0 || key.infoPending)) return undefined;
       const models = ticket.options.models.map((id) => this.context.registry.model(id, now));
       const keyBack = (model: ModelEntry) => keys.some((key) => !key.disabled && !this.keyAdmits(key, model, now, ticket.tokens));
       return models.some((model) => !this.modelAdmits(model, now) || keyBack(model)) ? undefined : strategyDeclinedError(strategy.name);

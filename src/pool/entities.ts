@@ -150,6 +150,8 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
   awaitingAccount = false;
   /** Taken out of service by `pool.disable()`: only `enable` puts it back, not key info that says it is valid. */
   disabledByUser = false;
+  /** Its info is being read at start: a strategy that waits for `credit` may take it once it is in. */
+  infoPending = false;
   /** Found from key info (`creator_user_id`) unless the config named it. */
   account: AccountEntry;
   exhaustedUntil = 0;

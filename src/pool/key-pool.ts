@@ -173,6 +173,7 @@ export class Pool implements PoolCore {
         });
         this.discovery.add(this.accountWait);
       }
+      for (const entry of this.registry.keys) entry.infoPending = true;
       this.discovery.add(this.readKeyInfo(false).subscribe());
     }
   }
@@ -246,7 +247,9 @@ export class Pool implements PoolCore {
             }),
             // The read at start (a refresh unsubscribed early must not end a key's wait).
             finalize(() => {
-              if (!showFailures) this.accountKnown(entry);
+              if (showFailures) return;
+              entry.infoPending = false;
+              this.accountKnown(entry);
             }),
             catchError((thrown: unknown) => {
               // A read that fails after dispose (a `refreshKeyInfo()` still subscribed) touches nothing.

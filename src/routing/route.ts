@@ -23,6 +23,8 @@ export class RouteState {
    * `retry()`) starts them afresh.
    */
   resumes = false;
+  /** A retry operator gave up on the request: like an answer, it ends the route for a later send of the same object. */
+  retriesEnded = false;
   /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
   private movedOnModels: Set<string> | undefined;
   #retryCounts: Map<object, AttemptRecord[]> | undefined;
