@@ -63,8 +63,24 @@ export interface RequestRetries {
    * returns): the attempt made meanwhile goes on with these counts.
    */
   resumes: boolean;
-  /** A retry operator gave up on the request: the same object sent again is a request of its own. */
-  retriesEnded: boolean;
+  /** The request is over (a retry operator gave up on it): the same object sent again is a request of its own. */
+  ended: boolean;
+}
+
+/** The request an attempt marker belongs to, if it came from `withKeyRotation`. */
+export function requestOf(start: AttemptStart | undefined): RequestRetries | undefined {
+  return start === undefined ? undefined : recordingOf(start)?.request;
+}
+
+/** Runs `subscribe` as a retry of `request` (see `RequestRetries.resumes`): only what it makes at once goes on with its counts. */
+export function whileResuming<T>(request: RequestRetries | undefined, subscribe: () => T): T {
+  if (request === undefined) return subscribe();
+  request.resumes = true;
+  try {
+    return subscribe();
+  } finally {
+    request.resumes = false;
+  }
 }
 
 /** The recording settings an attempt marker carries, if it came from `withKeyRotation`. */

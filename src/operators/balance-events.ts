@@ -12,7 +12,7 @@ import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
 import type { Completion, Usage } from '../core/types.js';
 import type { PoolPort } from '../pool/types.js';
-import { attemptRecordOf, recordingOf, retriedErrorOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import { attemptRecordOf, requestOf, retriedErrorOf, whileResuming, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import type { Slot } from './merge-with-slots.js';
 
 /** How often a request waiting on a half-open model (its probe out) looks again. */
@@ -317,13 +317,7 @@ class RequestReport {
       const reacquisition = slot.reacquire().subscribe(() => {
         this.modelWait = undefined;
         // The same request, after a wait: its route (keys tried, models out) and retry counts go on.
-        const route = this.lastStart === undefined ? undefined : recordingOf(this.lastStart)?.request;
-        if (route !== undefined) route.resumes = true;
-        try {
-          this.subscribeAttempts();
-        } finally {
-          if (route !== undefined) route.resumes = false;
-        }
+        whileResuming(requestOf(this.lastStart), () => this.subscribeAttempts());
       });
       // A slot granted at once has already started the attempts.
       if (!reacquisition.closed) this.modelWait = reacquisition;

@@ -6,6 +6,8 @@ import {
   attemptRecordOf,
   carriesContent,
   recordingOf,
+  requestOf,
+  whileResuming,
   withRetriedError,
   type AttemptEvent,
   type AttemptRestart,
@@ -86,13 +88,6 @@ class LoopState {
   records: AttemptRecord[] = [];
   lastStart: AttemptStart | undefined;
   deliveredContent = false;
-  /** `loop` gives up on the request with `error`: its route ends there (see `RequestRetries.retriesEnded`). */
-  private gaveUp(loop: LoopState, error: OpenRouterError): OpenRouterError {
-    const request = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
-    if (request !== undefined) request.retriesEnded = true;
-    return error;
-  }
-
   /** Gives up when no attempt has started `maxWaitMs` after the retry was due. */
   waitTimer: Subscription | undefined;
   /**
@@ -120,12 +115,15 @@ class LoopState {
    */
   started(event: AttemptStart): void {
     const recording = recordingOf(event);
-    const request = recording?.request;
-    const counted = recording?.resumed === true ? recording.request.retryCounts.get(this.policy) : undefined;
-    if (counted !== undefined && counted !== this.records) {
-      counted.push(...this.records);
-      this.records = counted;
-    } else if (request !== undefined && counted === undefined) request.retryCounts.set(this.policy, this.records);
+    if (recording !== undefined) {
+      const counts = recording.request.retryCounts;
+      const counted = recording.resumed ? counts.get(this.policy) : undefined;
+      if (counted === undefined) counts.set(this.policy, this.records);
+      else if (counted !== this.records) {
+        counted.push(...this.records);
+        this.records = counted;
+      }
+    }
     this.lastStart = event;
     this.waitTimer?.unsubscribe();
     this.waitTimer = undefined;
@@ -194,13 +192,10 @@ class RetryRun {
     do {
       this.resubscribeNow = false;
       this.subscribing = true;
-      // A retry's subscription says so to the request's route while it runs (see `RequestRetries.resumes`).
-      const route = this.resuming;
+      const resuming = this.resuming;
       this.resuming = undefined;
-      if (route !== undefined) route.resumes = true;
       // The caller may leave while the attempt is being subscribed (on its marker, say): it ends then.
-      this.inner = keptUnless(this.source.subscribe(this), this.stopped);
-      if (route !== undefined) route.resumes = false;
+      this.inner = whileResuming(resuming, () => keptUnless(this.source.subscribe(this), this.stopped));
       this.subscribing = false;
       if (this.inner === undefined) return;
     } while (this.resubscribeNow);
@@ -319,14 +314,14 @@ class RetryRun {
     for (let inside = 0; inside < index; inside++) this.loops[inside]!.restart();
     const loop = this.loops[index]!;
     loop.deliveredContent = false;
-    this.resuming = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
+    this.resuming = requestOf(loop.lastStart);
     this.subscribeSource();
   }
 
-  /** `loop` gives up on the request with `error`: its route ends there (see `RequestRetries.retriesEnded`). */
+  /** `loop` gives up on the request with `error`: the request is over (see `RequestRetries.ended`). */
   private gaveUp(loop: LoopState, error: OpenRouterError): OpenRouterError {
-    const request = loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.request;
-    if (request !== undefined) request.retriesEnded = true;
+    const request = requestOf(loop.lastStart);
+    if (request !== undefined) request.ended = true;
     return error;
   }
 

@@ -127,7 +127,7 @@ class Rotation {
    */
   routeOf(request: ChatRequest): RouteState {
     let route = this.routes.get(request);
-    if (route === undefined || route.answered || route.retriesEnded || this.fittingModels(route).length === 0) {
+    if (route === undefined || route.ended || this.fittingModels(route).length === 0) {
       route = new RouteState(modelChainOf(request), this.maxAttemptsPerModel, estimateTokens(request, 0));
       this.routes.set(request, route);
     }
@@ -370,7 +370,7 @@ class KeyAttempt {
     // key still busy with an answer that is already in.
     if (event.type === 'end' || event.type === 'completion') {
       this.recordSuccess(event.type === 'end' ? event.usage : event.completion.usage);
-      this.route.answered = true;
+      this.route.ended = true;
       this.freeLease();
     }
     this.subscriber.next(event);

@@ -216,9 +216,7 @@ export class Pool implements PoolCore {
   }
 
   disable(label: string): void {
-    const entry = this.registry.requireKey(label);
-    entry.disabledByUser = true;
-    this.outcomes.disableKey(entry, this.scheduler.now(), true);
+    this.outcomes.disableKey(this.registry.requireKey(label), this.scheduler.now(), true);
     this.settle();
   }
 

@@ -370,11 +370,9 @@ export class OutcomePolicy {
       else if (change.state === 'open') entry.breaker.holdOpenUntil(until);
       else if (change.state === 'exhausted') entry.exhaustedUntil = Math.max(entry.exhaustedUntil, until);
       else if (change.state === 'disabled') this.applyDisabling(entry, change, now);
-      else if (change.reason === 'user') {
-        entry.disabled = entry.disabledByUser = false;
-        entry.exhaustedUntil = 0;
-      } else {
-        // Key info read fine somewhere: the key is valid and has credit; a user's disabling stays.
+      else {
+        // A user's `enable`, or key info that read fine somewhere (which leaves a user's disabling).
+        if (change.reason === 'user') entry.disabledByUser = false;
         if (!entry.disabledByUser) entry.disabled = false;
         entry.exhaustedUntil = 0;
       }
@@ -418,6 +416,7 @@ export class OutcomePolicy {
     if (entry.disabled && !byUser) return;
     const wasDisabled = entry.disabled;
     entry.disabled = true;
+    if (byUser) entry.disabledByUser = true;
     this.context.publisher.markKey(entry);
     this.share('key', entry.label, 'disabled', Infinity, now, byUser ? 'user' : undefined);
     if (wasDisabled) return;

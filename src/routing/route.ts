@@ -15,16 +15,17 @@ export class RouteState {
   private readonly attemptsByModel: number[];
   /** Made on the first exclusion: most requests never have one. */
   private excludedModels: Set<string> | undefined;
-  /** An attempt answered: the request is done, and the same object sent again is a new request. */
-  answered = false;
+  /**
+   * The request is over: an attempt answered, or a retry operator gave up on it. The same object
+   * sent again is a request of its own.
+   */
+  ended = false;
   /**
    * Set by a retry operator of this library while it resubscribes: the attempt made meanwhile goes
    * on with the request's retry counts. One nothing announced (the same object sent again, a plain
    * `retry()`) starts them afresh.
    */
   resumes = false;
-  /** A retry operator gave up on the request: like an answer, it ends the route for a later send of the same object. */
-  retriesEnded = false;
   /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
   private movedOnModels: Set<string> | undefined;
   #retryCounts: Map<object, AttemptRecord[]> | undefined;
