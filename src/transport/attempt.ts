@@ -14,7 +14,7 @@ import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
 import { discardBody, readText } from './abortable-fetch.js';
 import { truncatedStreamError, type AttemptIdentity } from './attempt-errors.js';
-import { KeyText, StreamRedactor, redactError, redactValue } from './redact.js';
+import { KeyText, StreamRedactor, ToolCallRedactor, redactError, redactValue } from './redact.js';
 import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
 
 /**
@@ -65,6 +65,7 @@ export class Attempt {
   /** Streams only (a whole answer is redacted at once): built when the stream starts. */
   private contentRedactor: StreamRedactor | undefined;
   private reasoningRedactor: StreamRedactor | undefined;
+  private toolCallRedactor: ToolCallRedactor | undefined;
   private settled = false;
   private progress: StreamProgress = {};
   /** Completes the stream if usage (or the end of the body) does not follow the finish in time. */
@@ -193,6 +194,7 @@ export class Attempt {
     // The exchange sends the request and maps HTTP errors; the events themselves are read here (see sseData).
     this.contentRedactor = new StreamRedactor(this.keyText);
     this.reasoningRedactor = new StreamRedactor(this.keyText);
+    this.toolCallRedactor = new ToolCallRedactor(this.keyText);
     const response = await this.exchange.send(bodyOf(request, true), this.controller.signal, this.identity);
     if (this.settled || response.body === null) {
       if (!this.settled) this.fail(truncatedStreamError(this.identity));
@@ -270,7 +272,7 @@ export class Attempt {
       type: 'chunk',
       delta: this.contentRedactor!.push(content.delta),
       ...(reasoning === undefined ? {} : { reasoning }),
-      ...(content.toolCalls === undefined ? {} : { toolCalls: content.toolCalls }),
+      ...(content.toolCalls === undefined ? {} : { toolCalls: this.toolCallRedactor!.push(content.toolCalls) }),
       model: content.model ?? this.progress.model ?? this.identity.model ?? '',
       ...(content.provider === undefined ? {} : { provider: content.provider }),
     };
@@ -282,11 +284,13 @@ export class Attempt {
     // Text held back in case it began the key: it did not, so it is part of the answer.
     const heldContent = this.contentRedactor?.flush() ?? '';
     const heldReasoning = this.reasoningRedactor?.flush() ?? '';
-    if (heldContent !== '' || heldReasoning !== '') {
+    const heldToolCalls = this.toolCallRedactor?.flush();
+    if (heldContent !== '' || heldReasoning !== '' || heldToolCalls !== undefined) {
       this.subscriber.next({
         type: 'chunk',
         delta: heldContent,
         ...(heldReasoning === '' ? {} : { reasoning: heldReasoning }),
+        ...(heldToolCalls === undefined ? {} : { toolCalls: heldToolCalls }),
         model: model ?? this.identity.model ?? '',
         ...(provider === undefined ? {} : { provider }),
       });

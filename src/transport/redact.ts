@@ -201,3 +201,41 @@ function startOfTail(text: string, whole: string): number {
   }
   return text.length;
 }
+
+type ToolCallDelta = Readonly<Record<string, unknown>>;
+
+/**
+ * Redacts streamed tool calls: each call's `function.arguments` arrives in pieces like an answer's
+ * text, so each call (by its `index`) gets a `StreamRedactor` of its own. Deltas come back as
+ * copies with their arguments scrubbed and the end held back while it could begin the key; what
+ * is held at the end of the stream comes back from `flush` as argument deltas of its own.
+ */
+export class ToolCallRedactor {
+  private readonly byIndex = new Map<unknown, StreamRedactor>();
+
+  constructor(private readonly keyText: KeyText) {}
+
+  push(calls: ReadonlyArray<ToolCallDelta>): ToolCallDelta[] {
+    return calls.map((call) => {
+      const fn = call['function'];
+      const args = typeof fn === 'object' && fn !== null ? (fn as Record<string, unknown>)['arguments'] : undefined;
+      if (typeof args !== 'string') return call;
+      let redactor = this.byIndex.get(call['index']);
+      if (redactor === undefined) {
+        redactor = new StreamRedactor(this.keyText);
+        this.byIndex.set(call['index'], redactor);
+      }
+      return Object.assign({}, call, { function: Object.assign({}, fn, { arguments: redactor.push(args) }) });
+    });
+  }
+
+  /** The arguments still held back, one delta per call that holds any; undefined when none does. */
+  flush(): ToolCallDelta[] | undefined {
+    const held: ToolCallDelta[] = [];
+    for (const [index, redactor] of this.byIndex) {
+      const rest = redactor.flush();
+      if (rest !== '') held.push({ index, function: { arguments: rest } });
+    }
+    return held.length === 0 ? undefined : held;
+  }
+}
