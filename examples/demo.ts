@@ -78,7 +78,13 @@ function realSetup(): DemoSetup {
       max_tokens: 32,
       messages: [{ role: 'user', content: `In five words, name a fact about the number ${index + 1}.` }],
     })),
-    pool: { keys: realKeys.map((key, index) => ({ key, label: `key-${index + 1}` })), appTitle: 'openrouter-rx demo' },
+    pool: {
+      keys: realKeys.map((key, index) => ({ key, label: `key-${index + 1}` })),
+      appTitle: 'openrouter-rx demo',
+      // A demo ends: a prompt that finds no key it can use for a minute (keys revoked, OpenRouter
+      // out of reach) fails with the reason, where a pool's default queue waits as long as it takes.
+      queue: { timeoutMs: 60_000 },
+    },
   };
 }
 

@@ -14,12 +14,19 @@ const pool = createKeyPool({
   ...(endpoint.baseURL === undefined ? {} : { baseURL: endpoint.baseURL }),
 });
 
-// `complete` emits one `completion` event, or errors with a typed OpenRouterError.
-const answer = await lastValueFrom(
-  pool.complete({ model: endpoint.model, messages: [{ role: 'user', content: 'Say hello in five words.' }] }),
-);
-console.log(`answer: ${answer.completion.content}`);
-console.log(`served by key ${answer.keyLabel} (${answer.model}) in ${Math.round(answer.latencyMs)} ms after ${answer.attempts} attempt(s)`);
-
-pool.dispose();
-await endpoint.close();
+try {
+  // `complete` emits one `completion` event, or errors with a typed OpenRouterError (its message names key labels, never keys).
+  const answer = await lastValueFrom(
+    pool.complete({ model: endpoint.model, messages: [{ role: 'user', content: 'Say hello in five words.' }] }),
+  );
+  console.log(`answer: ${answer.completion.content}`);
+  console.log(
+    `served by key ${answer.keyLabel} (${answer.model}) in ${Math.round(answer.latencyMs)} ms after ${answer.attempts} attempt(s)`,
+  );
+} catch (error: unknown) {
+  console.error(`failed: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 1;
+} finally {
+  pool.dispose();
+  await endpoint.close();
+}

@@ -18,22 +18,28 @@ const pool = createKeyPool({
   ...(endpoint.baseURL === undefined ? {} : { baseURL: endpoint.baseURL }),
 });
 
-const done = await lastValueFrom(
-  pool
-    .stream(
-      { model: endpoint.model, messages: [{ role: 'user', content: question }] },
-      { onMidStreamError: 'restart', timeouts: { firstTokenMs: 20_000, idleMs: 20_000, totalMs: 120_000 } },
-    )
-    .pipe(
-      tap((event) => {
-        if (event.type === 'chunk') process.stdout.write(event.delta);
-        if (event.type === 'restart') process.stdout.write(`\n[${event.reason}: starting over on another key]\n`);
-      }),
-    ),
-);
-if (done.type === 'completion') {
-  process.stdout.write(`\n\n(${done.completion.finishReason}; key ${done.keyLabel}; ${done.usage?.totalTokens ?? '?'} tokens)\n`);
+try {
+  const done = await lastValueFrom(
+    pool
+      .stream(
+        { model: endpoint.model, messages: [{ role: 'user', content: question }] },
+        { onMidStreamError: 'restart', timeouts: { firstTokenMs: 20_000, idleMs: 20_000, totalMs: 120_000 } },
+      )
+      .pipe(
+        tap((event) => {
+          if (event.type === 'chunk') process.stdout.write(event.delta);
+          if (event.type === 'restart') process.stdout.write(`\n[${event.reason}: starting over on another key]\n`);
+        }),
+      ),
+  );
+  if (done.type === 'completion') {
+    process.stdout.write(`\n\n(${done.completion.finishReason}; key ${done.keyLabel}; ${done.usage?.totalTokens ?? '?'} tokens)\n`);
+  }
+} catch (error: unknown) {
+  // A typed OpenRouterError: its message names key labels, never keys.
+  process.stderr.write(`\nfailed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+} finally {
+  pool.dispose();
+  await endpoint.close();
 }
-
-pool.dispose();
-await endpoint.close();

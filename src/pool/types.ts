@@ -159,7 +159,11 @@ export interface PoolCore {
   snapshot(): PoolHealth;
   /** For operators only; see `PoolPort`. */
   readonly [POOL_PORT]: PoolPort;
-  /** Polls `GET /api/v1/key` for every key and folds limit and credit into health. */
+  /**
+   * Reads `GET /api/v1/key` for every key and folds limit and credit into health; emits the keys'
+   * health once every read is done, and completes. Cold: each subscription reads, and nothing is
+   * read until one does (`await lastValueFrom(pool.refreshKeyInfo())`).
+   */
   refreshKeyInfo(): Observable<readonly KeyHealth[]>;
   /** Puts a disabled or exhausted key back into service. */
   enable(label: string): void;
