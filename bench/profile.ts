@@ -7,6 +7,8 @@
  *   npx tsx bench/profile.ts --peer library --workload overhead     # non-streamed requests
  *   npx tsx bench/profile.ts --peer bare-sdk --workload streaming   # streamed chunks
  *   npx tsx bench/profile.ts --peer library --workload pick         # pool.acquire at 1,000 keys, 10,000 in flight
+ *   npx tsx bench/profile.ts --peer library --workload pick --heap  # what the same work allocates, garbage included
+ *   npx tsx bench/profile.ts --peer library --workload pick --heap --stacks Observable   # and who allocates through a function
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -17,7 +19,7 @@ import type { PeerSession } from './peers/types.js';
 import { benchRequest, drive } from './support/driver.js';
 import { startFakeHost, type FakeHost, type FakeServerHandle } from './support/fake-host.js';
 import { sleep } from './support/measure.js';
-import { summarise } from './support/profile-summary.js';
+import { summarise, summariseAllocations, type HeapProfileNode } from './support/profile-summary.js';
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(name);
@@ -38,7 +40,8 @@ await inspector.post('Profiler.setSamplingInterval', { interval: 100 });
 let host: FakeHost | undefined;
 let fake: FakeServerHandle | undefined;
 let session: PeerSession;
-let measured: () => Promise<string>;
+/** The measured work: its figure, and how many units (picks, requests, chunks) it did. */
+let measured: () => Promise<{ text: string; units: number; unitName: string }>;
 
 if (workload === 'pick') {
   const keys = Array.from({ length: 1000 }, (_, index) => ({
@@ -60,7 +63,8 @@ if (workload === 'pick') {
     const picks = 50_000;
     const started = performance.now();
     for (let index = 0; index < picks; index++) pick();
-    return `${(((performance.now() - started) * 1000) / picks).toFixed(2)} µs per pick (10,000 in flight, 1,000 keys; profiler on)`;
+    const text = `${(((performance.now() - started) * 1000) / picks).toFixed(2)} µs per pick (10,000 in flight, 1,000 keys; profiler on)`;
+    return { text, units: picks, unitName: 'pick' };
   };
 } else {
   const stream = workload === 'streaming';
@@ -78,23 +82,42 @@ if (workload === 'pick') {
   measured = async () => {
     const record = await drive(session, { concurrency, total: requests, deadlineMs: 300_000, makeRequest: () => benchRequest(stream) });
     const units = stream ? record.chunks : record.ok;
-    return `${record.ok} ok, ${record.failed} failed; ${(record.cpuMicros / Math.max(1, units)).toFixed(2)} µs CPU per ${stream ? 'chunk' : 'request'} (profiler on)`;
+    const unitName = stream ? 'chunk' : 'request';
+    const text = `${record.ok} ok, ${record.failed} failed; ${(record.cpuMicros / Math.max(1, units)).toFixed(2)} µs CPU per ${unitName} (profiler on)`;
+    return { text, units: Math.max(1, units), unitName };
   };
 }
-
-await inspector.post('Profiler.start');
-const outcome = await measured();
-const { profile } = await inspector.post('Profiler.stop');
-inspector.disconnect();
 
 const profiles = fileURLToPath(new URL('./profiles/', import.meta.url));
 const summaries = fileURLToPath(new URL('./results/profiles/', import.meta.url));
 mkdirSync(profiles, { recursive: true });
 mkdirSync(summaries, { recursive: true });
-const name = `${peerId}-${workload}`;
-writeFileSync(`${profiles}${name}.cpuprofile`, JSON.stringify(profile));
-const text = `${peerId}, ${workload}: ${outcome}\n${summarise(`${profiles}${name}.cpuprofile`, 30)}\n`;
-writeFileSync(`${summaries}${name}.txt`, text);
+let text: string;
+if (process.argv.includes('--heap')) {
+  // Every allocation is sampled (about one in 256 bytes), those the GC has collected since too.
+  await inspector.post('HeapProfiler.enable');
+  // V8 takes the two flags; Node 20's types do not list them yet.
+  const sampling = { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true };
+  await inspector.post('HeapProfiler.startSampling', sampling);
+  const outcome = await measured();
+  const { profile } = await inspector.post('HeapProfiler.stopSampling');
+  inspector.disconnect();
+  const name = `${peerId}-${workload}-heap`;
+  writeFileSync(`${profiles}${name}.heapprofile`, JSON.stringify(profile));
+  const focus = option('--stacks', '');
+  const head = profile.head as unknown as HeapProfileNode;
+  text = `${peerId}, ${workload}: ${outcome.text}\n${summariseAllocations(head, outcome.units, outcome.unitName, 30, focus === '' ? undefined : focus)}\n`;
+  writeFileSync(`${summaries}${name}.txt`, text);
+} else {
+  await inspector.post('Profiler.start');
+  const outcome = await measured();
+  const { profile } = await inspector.post('Profiler.stop');
+  inspector.disconnect();
+  const name = `${peerId}-${workload}`;
+  writeFileSync(`${profiles}${name}.cpuprofile`, JSON.stringify(profile));
+  text = `${peerId}, ${workload}: ${outcome.text}\n${summarise(`${profiles}${name}.cpuprofile`, 30)}\n`;
+  writeFileSync(`${summaries}${name}.txt`, text);
+}
 process.stdout.write(text);
 await session.close();
 await fake?.close();

@@ -158,3 +158,67 @@ if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].sp
   }
   process.stdout.write(`${summarise(path, top === undefined ? 25 : Number(top), filter)}\n`);
 }
+
+/** A node of a sampling heap profile (`HeapProfiler.stopSampling`): the bytes its frame allocated itself. */
+export interface HeapProfileNode {
+  callFrame: ProfileNode['callFrame'];
+  selfSize: number;
+  children: HeapProfileNode[];
+}
+
+/**
+ * Summarises a sampling heap profile taken with the objects minor and major GCs collected kept in
+ * (what a hot path allocates, garbage included, not only what it retains): bytes by allocating
+ * function and by package, and, for `focus` (part of a function name), the stacks that allocate
+ * through it, so an allocation can be traced to the library frame that asked for it.
+ */
+export function summariseAllocations(head: HeapProfileNode, units: number, unitName: string, top = 30, focus?: string): string {
+  const byFunction = new Map<string, number>();
+  const byBucket = new Map<string, number>();
+  const focusStacks = new Map<string, number>();
+  let total = 0;
+  const nameOf = (frame: ProfileNode['callFrame']) => {
+    const { url, line } = frameOf(frame);
+    return `${frame.functionName || '(anonymous)'} ${url.replace(/^.*\/(src|node_modules|bench|\.build)\//, '$1/').replace(/^node:internal\//, '')}:${line}`;
+  };
+  const visit = (node: HeapProfileNode, stack: readonly string[]) => {
+    const name = nameOf(node.callFrame);
+    const here = [...stack, name];
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      byFunction.set(name, (byFunction.get(name) ?? 0) + node.selfSize);
+      const bucket = bucketOf(frameOf(node.callFrame).url, node.callFrame.functionName);
+      byBucket.set(bucket, (byBucket.get(bucket) ?? 0) + node.selfSize);
+      if (focus !== undefined && node.callFrame.functionName.includes(focus)) {
+        const key = here.slice(-8).join('\n      < ');
+        focusStacks.set(key, (focusStacks.get(key) ?? 0) + node.selfSize);
+      }
+    }
+    for (const child of node.children) visit(child, here);
+  };
+  visit(head, []);
+  const perUnit = (bytes: number) => `${(bytes / units).toFixed(0).padStart(7)} B per ${unitName}`;
+  const sorted = (map: Map<string, number>) => [...map.entries()].sort((a, b) => b[1] - a[1]);
+  return [
+    `allocated ${(total / 2 ** 20).toFixed(1)} MiB, ${perUnit(total).trim()} (sampled; attribution follows V8's inlining)`,
+    '',
+    'bytes by package / area:',
+    ...sorted(byBucket)
+      .slice(0, 15)
+      .map(([key, bytes]) => `  ${perUnit(bytes)}  ${key}`),
+    '',
+    `bytes by allocating function (top ${top}):`,
+    ...sorted(byFunction)
+      .slice(0, top)
+      .map(([key, bytes]) => `  ${perUnit(bytes)}  ${key}`),
+    ...(focus === undefined
+      ? []
+      : [
+          '',
+          `stacks allocating through "${focus}" (top 8):`,
+          ...sorted(focusStacks)
+            .slice(0, 8)
+            .map(([key, bytes]) => `  ${perUnit(bytes)}\n      ${key}`),
+        ]),
+  ].join('\n');
+}
