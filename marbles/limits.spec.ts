@@ -364,6 +364,65 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(drive.admitted.length).toBe(108);
   });
 
+  it('a probe past the level of the last overload that draws one refusal steps back to what was served, not to three quarters', () => {
+    const scheduler = newTestScheduler();
+    const limits: number[] = [];
+    let refusals = 0;
+    let servedAtOnce = 0;
+    let completedBy3s = 0;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: { initial: 8, min: 1, max: 64 } });
+      pool
+        .model(MODEL)
+        .health$.pipe(map((health) => health.concurrencyLimit))
+        .subscribe((limit) => {
+          if (limits.at(-1) !== limit) limits.push(limit!);
+        });
+      const port = pool[POOL_PORT];
+      // A provider serving 4 at once for 100 ms each, refusing the rest (a provider 429 after 5 ms).
+      let serving = 0;
+      const ask = (): void => {
+        let held: Subscription | undefined = undefined;
+        held = port.acquire(chatRequest('hi'), { models: [MODEL] }).subscribe((lease) => {
+          const served = serving < 4;
+          if (served) {
+            serving++;
+            servedAtOnce = Math.max(servedAtOnce, serving);
+          }
+          scheduler.schedule(
+            () => {
+              if (served) {
+                serving--;
+                if (scheduler.now() <= 3000) completedBy3s++;
+                lease.markResponded();
+                port.record({ type: 'success', keyLabel: lease.label, model: lease.model, latencyMs: 100 });
+              } else {
+                refusals++;
+                lease.markResponded(false);
+                port.record({ type: 'failure', keyLabel: lease.label, model: lease.model, error: provider429(), sentAt: lease.sentAt });
+              }
+              held?.unsubscribe();
+              // A closed loop: each answer brings the next request, as balance's slots do.
+              if (scheduler.now() < 3000) ask();
+            },
+            served ? 100 : 5,
+          );
+        });
+      };
+      for (let index = 0; index < 16; index++) ask();
+    });
+    expect(servedAtOnce).toBe(4);
+    // The opening burst brings it down to 4; each later probe to 5 draws one refusal and goes back
+    // to 4, the level that was served: never below, so no slot idles after a probe.
+    const settled = limits.indexOf(4);
+    expect(settled).toBeGreaterThan(0);
+    expect(limits.slice(settled).every((limit) => limit === 4 || limit === 5)).toBe(true);
+    expect(limits.slice(settled)).toContain(5);
+    // 4 slots of 100 ms for 3 s: 120 answers at most, less the opening's first round trip.
+    expect(completedBy3s).toBeGreaterThanOrEqual(116);
+    expect(refusals).toBeLessThanOrEqual(8);
+  });
+
   it('grows only while the limit is in use, and never past max', () => {
     const scheduler = newTestScheduler();
     let limit: number | null = null;

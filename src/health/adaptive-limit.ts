@@ -12,8 +12,10 @@
  *   request in many, not one per few round trips.
  * - It drops to three quarters on an overload answer (a provider 429, a 529 or capacity 503, an
  *   in-flight budget 402, a timeout), once per burst: answers to requests sent before the last
- *   decrease answer the load that decrease already stands for. Every overload answer, of a burst
- *   or not, also caps it below the requests in flight when it came (its own included): the
+ *   decrease answer the load that decrease already stands for. A probe at or past the limit of the
+ *   last overload that draws one steps back to what was served instead (one below the limit): the
+ *   capacity is where it was, and a cut would idle a slot for a round trip. Every overload answer,
+ *   of a burst or not, also caps it below the requests in flight when it came (its own included): the
  *   capacity could not serve them all, so a burst of refusals brings the limit down to what was
  *   served, not to a fixed fraction.
  * - It stays within [min, max].
@@ -85,9 +87,14 @@ export class AdaptiveLimit {
     const before = this.limit;
     const served = Math.max(this.policy.min, inFlight - 1);
     if (sentAt >= this.decreasedAt) {
+      // At or past the level of the last overload, the limit was probing for more: the capacity is
+      // where it was, and the level that was served (its in-flight count before this request) is
+      // kept. A cut to three quarters would idle a slot for a round trip after every probe.
+      const probing = before >= this.overloadedAt;
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
-      this.estimate = Math.max(this.policy.min, Math.floor(before * DECREASE_FACTOR));
+      const decreased = Math.floor(before * DECREASE_FACTOR);
+      this.estimate = Math.max(this.policy.min, probing ? Math.max(decreased, Math.min(served, before - 1)) : decreased);
     }
     if (this.estimate > served) {
       this.estimate = served;
