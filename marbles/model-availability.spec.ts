@@ -330,6 +330,42 @@ describe('a model parked by a provider 429 for longer than the hint-less backoff
   });
 });
 
+describe("a model whose own quota is spent (a per-model quota, the account's free-model bucket)", () => {
+  it('does not hold up requests for other models: balance waits for its room outside the slot, as long as the queue would', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const answer = (id: string) => cold<TransportEvent>('-(c|)', { c: answerEvent(id, 'ok', id) });
+      const { pool, calls } = makePool(
+        scheduler,
+        {
+          limited: Array.from({ length: 3 }, (_, index) => answer(`l${index}`)),
+          ok: Array.from({ length: 4 }, (_, index) => answer(`o${index}`)),
+        },
+        // One request a minute for the limited model (its own quota, not the key's).
+        { models: { limited: { rpm: 1 } } },
+      );
+      const requests = [request('l1', 'limited'), request('l2', 'limited'), request('l3', 'limited')];
+      for (let index = 1; index <= 4; index++) requests.push(request(`o${index}`, 'ok'));
+      // The default modelWaitMs (60 s): the third request's room is two minutes away, which the
+      // queue would have waited for; it waits as long outside its slot.
+      const log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 2, transient: false })));
+      flush();
+      // The requests for the other model are answered at once, not after the limited model's minute.
+      const others = log.filter((line) => / o\d /.test(line));
+      expect(others).toHaveLength(4);
+      expect(Math.max(...others.map((line) => Number(line.split(' ')[0])))).toBeLessThan(100);
+      // The limited model's requests go out a minute apart (its quota counts from the send plus
+      // the 1 s arrival margin), each one answered.
+      const limited = calls.filter((call) => call.model === 'limited').map((call) => call.at);
+      expect(limited).toHaveLength(3);
+      expect(limited[1]! - limited[0]!).toBeGreaterThanOrEqual(60_000);
+      expect(limited[2]! - limited[1]!).toBeGreaterThanOrEqual(60_000);
+      expect(log.filter((line) => / l\d /.test(line)).every((line) => line.endsWith('completion'))).toBe(true);
+      expect(pool.snapshot().queued).toBe(0);
+    });
+  });
+});
+
 describe('a model parked by a provider 429 for a hint-less backoff (seconds, within the cap)', () => {
   it('does not hold up a request for another model: balance waits for the model outside its slot', () => {
     const scheduler = newTestScheduler();

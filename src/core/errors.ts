@@ -389,6 +389,8 @@ export class ModelUnavailableError extends OpenRouterError {
   override name = 'ModelUnavailableError';
   /** {@inheritDoc OpenRouterError.kind} */
   override readonly kind = 'model_unavailable' as const;
+  /** In service, but their own quotas are spent until `retryAfterMs`: `balance` waits for that room as long as the queue would. */
+  quotaSpent = false;
 }
 
 /**

@@ -11,6 +11,7 @@ import {
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
 import type { Completion, Usage } from '../core/types.js';
+import { QUEUED_ROOM_WAIT_FLOOR_MS } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
 import { attemptRecordOf, requestOf, retriedErrorOf, whileResuming, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import type { Slot } from './merge-with-slots.js';
@@ -302,7 +303,9 @@ class RequestReport {
     const { pool, slot } = this;
     const now = pool.scheduler.now();
     this.modelsOutSince ??= now;
-    const leftMs = this.modelsOutSince + this.modelWaitMs - now;
+    // Room a model's own quota brings is waited for as long as the queue would have, at least.
+    const longestMs = error.quotaSpent && this.modelWaitMs > 0 ? Math.max(this.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : this.modelWaitMs;
+    const leftMs = this.modelsOutSince + longestMs - now;
     // No use waiting for a model known to stay out past the deadline.
     if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
     slot.release();

@@ -18,6 +18,7 @@ import {
   disposedError,
   noKeyAvailableError,
   quotaBlockedError,
+  roomLookupOf,
   strategyDeclinedError,
   unavailableModelsError,
   type RoomLookup,
@@ -70,7 +71,7 @@ export class Admission implements LeaseOwner, Eligibility {
     this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
     this.placement = new Placement(this, context.config.random);
     const store = context.store;
-    this.rooms = { registry: context.registry, store, planOf: (entry, model) => admissionPlanOf(entry, model, store) };
+    this.rooms = roomLookupOf(context.registry, store);
   }
 
   /** Requests waiting for a key. */
@@ -107,10 +108,11 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /**
    * The refusal of a ticket that could not be placed because every model of its chain is out of
-   * service, or no key can take one for longer than the hint-less backoff's cap (a day's quota
-   * spent); undefined when it waits for a key instead. Waiting, it would hold its caller's slot (a
-   * `balance` slot) that requests for healthy models could use: it fails, and the caller decides
-   * whether to wait (`balance` waits without its slot, up to its `modelWaitMs`).
+   * service, no key can take one for longer than the hint-less backoff's cap (a day's quota spent),
+   * or, for a caller who waits for models itself, the models' own quotas are spent for a while;
+   * undefined when it waits for a key instead. Waiting, it would hold its caller's slot (a `balance`
+   * slot) that requests for other models could use: the caller decides whether to wait (`balance`
+   * waits without its slot, up to its `modelWaitMs`).
    */
   private modelsUnavailable(ticket: Ticket, now: number): ModelUnavailableError | undefined {
     const models = ticket.options.models.map((id) => this.context.registry.model(id));
@@ -119,7 +121,8 @@ export class Admission implements LeaseOwner, Eligibility {
     const out = unavailableModelsError(models, now, longestParkMs, (model) => this.context.publisher.markModel(model));
     // Looking for each key's room costs a pass over the keys: once a second per waiting ticket.
     if (out !== undefined || !ticket.roomCheckDue(now)) return out;
-    return quotaBlockedError(this.rooms, models, ticket.tokens, now, this.context.config.maxRateLimitCooldownMs);
+    const callerWaits = ticket.options.maxQueuedModelParkMs === 0;
+    return quotaBlockedError(this.rooms, models, ticket.tokens, now, this.context.config.maxRateLimitCooldownMs, callerWaits);
   }
 
   /** Fails a ticket that is out of the queue; it never got a key. */

@@ -1,6 +1,7 @@
 import { AbortedError, ModelUnavailableError, NoKeyAvailableError } from '../core/errors.js';
 import type { AdmissionPlan, StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
+import { admissionPlanOf } from './scopes.js';
 
 /**
  * Out of service: its breaker open, or half-open with its probes out, or parked by a 429 for
@@ -90,11 +91,74 @@ export function strategyDeclinedError(strategy: string): NoKeyAvailableError {
   });
 }
 
-/** What `quotaBlockedError` reads of the pool. */
+/** What `quotaBlockedError` and `modelRoomBlockedError` read of the pool. */
 export interface RoomLookup {
   readonly registry: { readonly keys: readonly KeyEntry[] };
   readonly store: Pick<StateStore, 'nextFitAt'>;
   planOf(entry: KeyEntry, model: ModelEntry): AdmissionPlan;
+  /** The model scopes of `planOf` alone: the model's own limits (a `models` quota, the account's free-model bucket). */
+  modelPlanOf(entry: KeyEntry, model: ModelEntry): AdmissionPlan;
+}
+
+/** The pool's `RoomLookup`, each plan's model scopes picked out once. */
+export function roomLookupOf(registry: RoomLookup['registry'], store: Pick<StateStore, 'nextFitAt' | 'define'>): RoomLookup {
+  const modelPlans = new WeakMap<AdmissionPlan, AdmissionPlan>();
+  const planOf = (entry: KeyEntry, model: ModelEntry) => admissionPlanOf(entry, model, store);
+  return {
+    registry,
+    store,
+    planOf,
+    modelPlanOf(entry, model) {
+      const plan = planOf(entry, model);
+      let modelPlan = modelPlans.get(plan);
+      if (modelPlan === undefined) {
+        modelPlan = plan.filter((scope) => scope.kind === 'model');
+        modelPlans.set(plan, modelPlan);
+      }
+      return modelPlan;
+    },
+  };
+}
+
+/**
+ * How long a request whose models' own quotas are spent waits in the queue, holding its caller's
+ * slot, when the caller waits for models itself (`maxQueuedModelParkMs: 0`, as `balance`): a
+ * window's next send a moment away is waited for; a longer wait is the caller's, outside its slot.
+ */
+export const MODEL_ROOM_QUEUE_WAIT_MS = 1_000;
+
+/**
+ * The refusal of a request that no key can take on any model of its chain for at least
+ * `MODEL_ROOM_QUEUE_WAIT_MS` because of the models' own quotas (a per-model quota, the account's
+ * free-model bucket), not the keys': the same keys serve other models meanwhile, and a request
+ * waiting in the queue would hold its caller's slot, which a request for another model could use.
+ * Its `retryAfterMs` says when the first model has room. Undefined when one has room sooner.
+ */
+export function modelRoomBlockedError(
+  pool: RoomLookup,
+  models: readonly ModelEntry[],
+  tokens: number,
+  now: number,
+): ModelUnavailableError | undefined {
+  let roomAt = Infinity;
+  for (const model of models) {
+    for (const entry of pool.registry.keys) {
+      if (entry.disabled) continue;
+      const modelPlan = pool.modelPlanOf(entry, model);
+      roomAt = Math.min(roomAt, modelPlan.length === 0 ? now : pool.store.nextFitAt(modelPlan, tokens, now));
+      if (roomAt - now < MODEL_ROOM_QUEUE_WAIT_MS) return undefined;
+    }
+  }
+  if (!Number.isFinite(roomAt)) return undefined;
+  const error = new ModelUnavailableError({
+    message: `the quotas of ${models.map((model) => model.model).join(', ')} are spent for another ${Math.ceil((roomAt - now) / 1000)} s`,
+    scope: 'model',
+    retryable: true,
+    retryAfterMs: roomAt - now,
+    model: models[0]!.model,
+  });
+  error.quotaSpent = true;
+  return error;
 }
 
 /**
@@ -124,7 +188,7 @@ function roomAt(pool: RoomLookup, model: ModelEntry, tokens: number, now: number
  * The longest a request waits in the queue for room that only time brings, at least: a minute's
  * quota spent is waited out, an hour's or a day's is not.
  */
-const QUEUED_ROOM_WAIT_FLOOR_MS = 5 * 60_000;
+export const QUEUED_ROOM_WAIT_FLOOR_MS = 5 * 60_000;
 
 /** How long a request may wait in the queue for room that only time brings (see `quotaBlockedError`). */
 export function longestQueuedRoomWaitMs(backoffCapMs: number): number {
@@ -136,7 +200,9 @@ export function longestQueuedRoomWaitMs(backoffCapMs: number): number {
  * minutes, or the hint-less backoff's cap `backoffCapMs` if longer (a day's free-model quota
  * spent, every key parked for an hour): waiting in the queue, it would hold its caller's
  * concurrency slot that long, which requests for other models could use. Undefined when some key
- * is due back sooner. Its `retryAfterMs` says when the first is.
+ * is due back sooner. Its `retryAfterMs` says when the first is. For a caller who waits for models
+ * itself (`callerWaits`), the models' own quotas spent for a second or more refuse it too, sooner
+ * (`modelRoomBlockedError`).
  */
 export function quotaBlockedError(
   pool: RoomLookup,
@@ -144,13 +210,14 @@ export function quotaBlockedError(
   tokens: number,
   now: number,
   backoffCapMs: number,
+  callerWaits = false,
 ): ModelUnavailableError | undefined {
   if (models.length === 0) return undefined;
   const enough = now + longestQueuedRoomWaitMs(backoffCapMs);
   let backAt = Infinity;
   for (const model of models) {
     backAt = Math.min(backAt, roomAt(pool, model, tokens, now, enough));
-    if (backAt <= enough) return undefined;
+    if (backAt <= enough) return callerWaits ? modelRoomBlockedError(pool, models, tokens, now) : undefined;
   }
   const when = Number.isFinite(backAt)
     ? `for another ${Math.ceil((backAt - now) / 60_000)} min`
