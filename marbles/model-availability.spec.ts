@@ -364,6 +364,27 @@ describe("a model whose own quota is spent (a per-model quota, the account's fre
       expect(pool.snapshot().queued).toBe(0);
     });
   });
+
+  it('looks again each second: the room an assumed quota withholds comes back when the answers in flight disprove it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const free = 'x/y:free';
+      const answers = Array.from({ length: 30 }, (_, index) =>
+        cold<TransportEvent>('----------(c|)', { c: answerEvent(`a${index}`, 'ok', free) }),
+      );
+      // Key info names the account: OpenRouter's 20 free-model requests a minute are assumed (21).
+      const keyInfo = () => of({ limit: null, limitRemaining: null, usage: 0, isFreeTier: false, creatorUserId: 'user_a' });
+      const { pool } = makePool(scheduler, { [free]: answers }, { keyInfo, adaptiveConcurrency: false, store: undefined });
+      const requests = Array.from({ length: 30 }, (_, index) => request(`f${index}`, free));
+      const log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 30, transient: false })));
+      flush();
+      // 21 go out at once and the rest wait outside their slots for a minute's room; the 21
+      // answers disprove the assumption at frame 10, and the rest go out at the next look.
+      expect(log).toHaveLength(30);
+      expect(log.every((line) => line.endsWith('completion'))).toBe(true);
+      expect(Math.max(...log.map((line) => Number(line.split(' ')[0])))).toBeLessThan(1_100);
+    });
+  });
 });
 
 describe('a model parked by a provider 429 for a hint-less backoff (seconds, within the cap)', () => {

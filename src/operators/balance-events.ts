@@ -18,6 +18,11 @@ import type { Slot } from './merge-with-slots.js';
 
 /** How often a request waiting on a half-open model (its probe out) looks again. */
 const MODEL_PROBE_POLL_MS = 250;
+/**
+ * How often a request waiting for a model's quota looks again: room can come before its window
+ * says (an assumed quota disproved by the answers in flight, a refund, a limit learned anew).
+ */
+const MODEL_QUOTA_POLL_MS = 1_000;
 
 /** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
 export interface ChunkEvent {
@@ -312,7 +317,7 @@ class RequestReport {
     // The slot went to the next input at once, and that ended this request's caller.
     if (this.stopped) return true;
     // A half-open model's return hangs on its probe: look again soon.
-    const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS);
+    const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, error.quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
     const wait = new Subscription();
     this.modelWait = wait;
     const resume = (): void => {
