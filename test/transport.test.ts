@@ -125,6 +125,26 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       expect(fake.requests).toMatchObject([{ keyLabel: 'alpha', model: MODEL, stream: false, status: 200 }]);
     });
 
+    it('a timeoutMs or doneGraceMs longer than a timer can wait is capped, not fired at once (which timed every request out)', async () => {
+      const warnings: string[] = [];
+      const onWarning = (warning: Error): void => {
+        warnings.push(warning.name);
+      };
+      process.on('warning', onWarning);
+      try {
+        const fake = await startFake({ defaultModel: { chunkCount: 3 } });
+        const transport = transportFor(fake, { timeoutMs: 3e9, doneGraceMs: 3e9 });
+        const complete = await lastValueFrom(transport(ALPHA, chat()).pipe(toArray()));
+        const streamed = await lastValueFrom(transport(ALPHA, chat({ stream: true })).pipe(toArray()));
+        expect(complete.map((event) => event.type)).toEqual(['completion']);
+        expect(streamed.at(-1)?.type).toBe('end');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(warnings).toEqual([]);
+      } finally {
+        process.off('warning', onWarning);
+      }
+    });
+
     it('streaming: chunks (role-only first), then end with finishReason and usage; same text as non-streaming', async () => {
       const fake = await startFake({ defaultModel: { chunkCount: 5 } });
       const transport = transportFor(fake);

@@ -10,6 +10,7 @@ import {
   type StreamProgress,
   type WireContext,
 } from '../wire/chunk.js';
+import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
 import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
 import { discardBody, readText } from './abortable-fetch.js';
@@ -43,7 +44,8 @@ export interface AttemptSettings {
 /** The settings of one transport's attempts. */
 export function attemptSettingsOf(options: { doneGraceMs?: number; scheduler?: SchedulerLike }): AttemptSettings {
   return {
-    doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
+    // Never longer than a timer can wait (Node fires a longer one at once).
+    doneGraceMs: Math.min(options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS, MAX_TIMER_DELAY_MS),
     scheduler: options.scheduler ?? asyncScheduler,
     keyTexts: new WeakMap(),
     bodyDecoder: new TextDecoder(),

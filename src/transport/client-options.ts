@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 
 /** How to reach OpenRouter; shared by the chat transport and `fetchKeyInfo`. */
@@ -15,7 +16,8 @@ export interface OpenRouterClientOptions {
   fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
   /**
    * The SDK timeout in ms: it covers the wait for the response headers only, not a stream's body.
-   * Default 10 minutes; the pool's own attempt timeouts are meant to fire first.
+   * Default 10 minutes; the pool's own attempt timeouts are meant to fire first. Longer than a
+   * timer can wait (2^31-1 ms, about 24.8 days), it waits that long.
    */
   timeoutMs?: number;
 }
@@ -70,4 +72,12 @@ export function attributionHeaders(options: OpenRouterClientOptions): Record<str
     options.appTitle === undefined ? {} : { 'X-OpenRouter-Title': options.appTitle, 'X-Title': options.appTitle },
     options.defaultHeaders,
   );
+}
+
+/**
+ * The wait for response headers, in ms: `timeoutMs` or the default, and never longer than a timer
+ * can wait (Node fires a longer one at once, which would time every request out).
+ */
+export function headersTimeoutMsOf(options: Pick<OpenRouterClientOptions, 'timeoutMs'>): number {
+  return Math.min(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, MAX_TIMER_DELAY_MS);
 }

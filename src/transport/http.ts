@@ -5,7 +5,7 @@ import { classifyHttpError } from '../wire/classify.js';
 import { parseJsonBody } from '../wire/values.js';
 import { abortableFetch, bodyText } from './abortable-fetch.js';
 import { connectionError, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
-import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
+import { DEFAULT_BASE_URL, attributionHeaders, headersTimeoutMsOf, type OpenRouterClientOptions } from './client-options.js';
 import { redactError, redactValue } from './redact.js';
 
 /** One call to OpenRouter over plain `fetch`. */
@@ -46,7 +46,7 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
   const timeout = scheduler.schedule(() => {
     timedOut = true;
     controller.abort();
-  }, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  }, headersTimeoutMsOf(options));
   const base = (options.baseURL ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
   let response: Response;
   try {

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { abortableFetch } from './abortable-fetch.js';
-import { attributionHeaders, DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, type OpenRouterClientOptions } from './client-options.js';
+import { attributionHeaders, DEFAULT_BASE_URL, headersTimeoutMsOf, type OpenRouterClientOptions } from './client-options.js';
 
 /** One SDK client for one key. */
 export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions): OpenAI {
@@ -10,7 +10,7 @@ export function createOpenRouterClient(apiKey: string, options: OpenRouterClient
     // Retries belong to the pool, which moves them to another key or model; the SDK's own would
     // repeat the attempt on the same key and hide the failure from health tracking.
     maxRetries: 0,
-    timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    timeout: headersTimeoutMsOf(options),
     defaultHeaders: attributionHeaders(options),
     // A caller's `fetch` that ignores the signal would keep the SDK's headers timeout armed after an abort.
     fetch: options.fetch === undefined ? undefined : abortableFetch(options.fetch),
