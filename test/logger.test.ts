@@ -83,6 +83,23 @@ describe('the logger option', () => {
     expect(await run({ logger: throwing, logLevel: 'debug' })).toBe(4);
   });
 
+  it('an async logger whose promise rejects leaves no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // A logger typed loosely (as JS callers write them): its methods return promises.
+      const rejecting = { warn: () => Promise.reject(new Error('async log sink down')) } as unknown as PoolLogger;
+      expect(await run({ logger: rejecting, logLevel: 'debug' })).toBe(4);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('refuses a logger that is not an object, naming the field', () => {
     expect(() => createKeyPool({ keys: KEYS, logger: 'console' as never })).toThrow(/logger: expected a logger/);
     expect(() => createKeyPool({ keys: KEYS, logLevel: 'verbose' as never })).toThrow(

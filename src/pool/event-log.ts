@@ -73,9 +73,15 @@ export function logPoolEvents(events$: Observable<PoolEvent>, logger: PoolLogger
     if (RANK[eventLevel] < least) return;
     const { type, ...fields } = event;
     try {
-      logger[eventLevel]?.({ event: type, ...fields }, messageOf(event));
+      const logged: unknown = logger[eventLevel]?.({ event: type, ...fields }, messageOf(event));
+      // Logging must never take the pool (or the request that caused the event) down: nor an
+      // async logger's rejection, which would be unhandled.
+      if (typeof (logged as PromiseLike<unknown> | undefined)?.then === 'function')
+        (logged as PromiseLike<unknown>).then(undefined, ignore);
     } catch {
-      // Logging must never take the pool (or the request that caused the event) down.
+      // As above, for a logger that throws.
     }
   });
 }
+
+function ignore(): void {}
