@@ -15,7 +15,7 @@ const notes: Record<string, string> = {
     'four alternating runs of this row that afternoon the library at a4a4a2c and now measured 0.87×, 0.85× and 0.81×, ' +
     '0.88× of the SDK: the run-to-run spread is wider than the change. At 5c3d7e7 the full run measured 0.81× (the SDK ' +
     'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each. The ' +
-    'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9), at 1044bdd 0.89×; three runs of this ' +
+    'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9), at 1044bdd 0.89×, at a85f2a5 0.92×; three runs of this ' +
     'row alternating 0c2957f and 1a6531f measured 0.90×, 0.88×, 0.86× and 0.87×, 0.87×, 0.86×: the same code.',
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
@@ -29,7 +29,9 @@ const notes: Record<string, string> = {
     '10, 18 KiB at 18d69cc). What is left to cut is that: a subscriber pair (SafeSubscriber and its observer) for each ' +
     'of the stages a request still crosses, the attempt’s promise chain, and the copies of each request (the wire body, ' +
     'then the body with `stream`). Routing alone after this stop’s fusions: 17.5 and 17.7 µs in two runs alternating ' +
-    'with fe78745’s 18.7 and 19.7 µs.',
+    'with fe78745’s 18.7 and 19.7 µs. A sampling heap profile of the same requests (`bench/profile.ts --heap`, ' +
+    '`library-overhead-heap.txt` against `bare-sdk-overhead-heap.txt`) counts about 141 KB allocated per request ' +
+    'against the SDK’s 134 KB: the allocations are not where the CPU goes, the stages’ subscribers and calls are.',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
     '(`bench/results/profiles/after-18d69cc/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
@@ -55,8 +57,11 @@ const notes: Record<string, string> = {
     'admission is reused, the memory store’s reservation is its own answer, holds are filled by loops rather than ' +
     'closures, and a key’s rest check boxes no number: 2.65 to 2.19 KB allocated per pick (a sampling heap profile), ' +
     '1.85–2.12 µs against 1.94–2.13 µs in three runs of this row alone alternating with the code before. The full ' +
-    'run measured 6.95 µs at 02faf64 (load average 1.8), 2.25 µs at 1a6531f (0.9) and 3.23 µs at 1044bdd: mostly ' +
-    'the host.',
+    'run measured 6.95 µs at 02faf64 (load average 1.8), 2.25 µs at 1a6531f (0.9), 3.23 µs at 1044bdd and 2.46 µs ' +
+    'at a85f2a5: mostly the host (the same code measured 2.86–3.34 µs in runs of this row alone one hour and ' +
+    '1.85–2.12 µs on another day). About 2 KB is allocated per pick (`library-pick-heap.txt`): rxjs’s subscriber ' +
+    'for the acquisition, the reservation with its window entry, the lease and the ticket; moving the admission’s ' +
+    'rarely taken paths out of its hot methods did not move the row (three alternating runs each) and was reverted.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -129,7 +134,10 @@ const notes: Record<string, string> = {
     '4.4 % in three full runs at 7c40f65 and after; 3.0 % at 5c3d7e7, 4.0 % at 0fb62ad, 1.4 % at c707b81 and 5.5 % at 0d85f62, in full ' +
     'runs; three library-only runs alternating 0d85f62 and c202d53: 3.3, 1.5, 2.4 % against 5.1, 2.0, 1.9 %; 1.4 % ' +
     'and 4.0 % in the full runs at 1a6531f and 1044bdd, and 0.6–5.6 % in fifteen library-only runs across the five ' +
-    'commits from 0c2957f to the mends after 1044bdd, no commit apart from another. Until ' +
+    'commits from 0c2957f to the mends after 1044bdd, no commit apart from another; 5.5 % in the full run at a85f2a5 ' +
+    '(4.2, 4.2, 6.2 and 8.1 % in quick runs of the library alone that day). A trace of one run: every 429 came ' +
+    'from a request leased before its key’s first 429 came back, some of them sent tens of milliseconds late ' +
+    '(connections still opening), none after. Until ' +
     '3c11711 some later windows were refused too: a 429 that reached the server after requests sent later than it ' +
     'taught nothing, and a sibling’s assumed quota could be dropped as disproved by sends the server had counted ' +
     'before the window, after which the key burst into its limit (up to 54 429s in one window; 3.4 to 10.4 % in four ' +
@@ -172,7 +180,10 @@ const notes: Record<string, string> = {
     'learnt window longer than the real one (saturation-unknown goodput note).',
   'provider-capacity.goodput':
     'Provider capacity, goodput: the adaptive limit holds the model at N in flight; each slot idles for the ' +
-    'client’s turnaround between an answer and the next send, so it is a point or two under what N slots give.',
+    'client’s turnaround between an answer and the next send, so it is a point or two under what N slots give. ' +
+    'Since c5bacda a probe that draws a refusal steps back to what was served (4 → 5 → 4), where it fell to three ' +
+    'quarters and idled a slot for a round trip (4 → 5 → 3 → 4); the row measured 97.8 % both before and after in ' +
+    'this day’s runs: the turnaround is what is left.',
   'provider-capacity.429':
     'Provider capacity, 429s: the adaptive limit starts at 8 for N = 4 (the first burst refuses what is over N and ' +
     'caps the limit at what was served), then probes one slot above N once in about eighty accepted requests. A ' +
