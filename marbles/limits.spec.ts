@@ -331,6 +331,30 @@ describe("a key's learned quota assumed for its siblings", () => {
   });
 });
 
+describe("the account's free-model bucket", () => {
+  it("a 429 of the bucket that teaches its quota holds the account's free models until the reset, not its paid ones", () => {
+    const scheduler = newTestScheduler();
+    const free = 'acme/model-a:free';
+    let drive!: Driver;
+    let cooldowns: PoolEvent[] = [];
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: false });
+      cooldowns = eventsOf(pool, 'cooldown');
+      drive = driver(scheduler, pool);
+      for (let index = 0; index < 3; index++) drive.send(0, 10, 'success', free);
+      // The fourth free request is refused by the bucket: 3 a minute, room again in 59 s.
+      drive.send(5, 5, platform429({ limit: 3, remaining: 0, resetAfterMs: 59_000, bucket: 'free-models-per-min' }, 'account'), free);
+      drive.send(20, 10, 'success', 'acme/paid');
+      drive.send(20, 10, 'success', free);
+    });
+    // The paid request goes at once; the free one when the bucket's window has room again.
+    expect(drive.admitted.slice(0, 5)).toEqual([0, 0, 0, 5, 20]);
+    expect(drive.admitted[5]).toBeGreaterThanOrEqual(59_000);
+    // No park of the whole account: the learned window is what holds the free models.
+    expect(cooldowns.filter((event) => event.type === 'cooldown' && event.scope === 'account')).toEqual([]);
+  });
+});
+
 describe('adaptive concurrency (AIMD) per model', () => {
   it('comes down to what was served on a burst of provider 429s (one decrease for the burst), then grows again', () => {
     const scheduler = newTestScheduler();

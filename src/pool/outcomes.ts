@@ -106,11 +106,12 @@ export class OutcomePolicy {
         });
       }
       const sentAt = outcome.sentAt ?? now;
+      // Before the park decision, which asks whether the refusal taught its scope's quota.
+      if (entry !== undefined && isPlatformRefusal(outcome.error)) this.onPlatformRefusal(entry, model, outcome.error, now, sentAt);
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
       else this.applyFailure(entry, model, outcome.error, now, sentAt, outcome.countsAgainstHealth !== false);
       // After the park decision, which asks whether the limit was already at its floor.
       this.lowerConcurrency(entry, model, outcome.error, now, sentAt);
-      if (entry !== undefined && isPlatformRefusal(outcome.error)) this.onPlatformRefusal(entry, model, outcome.error, now, sentAt);
       if (outcome.usage !== undefined) {
         // Billed tokens of a failed attempt still count: OpenRouter charged them.
         if (entry !== undefined) entry.usage = addUsage(entry.usage, outcome.usage, false);
@@ -259,6 +260,12 @@ export class OutcomePolicy {
     const { rateLimitCooldownMs, maxRateLimitCooldownMs } = this.context.config;
     const holder: Parkable | undefined = error.scope === 'model' ? model : error.scope === 'account' ? entry?.account : entry;
     if (holder === undefined) return;
+    // The account's free-model bucket refused, and taught its quota: the learned window holds the
+    // account's free models until the reset, and its paid models, which the bucket does not
+    // limit, go on (a park would hold the whole account).
+    const refused = entry === undefined ? undefined : refusedScope(entry, model, error);
+    const bucketLearned = refused !== undefined && !hasRequestQuota(refused) && (this.learning?.quotaKnownAt(refused) ?? Infinity) <= now;
+    if (error.scope === 'account' && refused?.kind === 'model' && bucketLearned) return;
     // A provider at capacity without a hint, with other requests in flight: the adaptive limit
     // holds the excess back, and parking the whole model would idle the capacity it has. A
     // refusal of a request sent alone (or with the limit at its floor) is no excess: it parks.
