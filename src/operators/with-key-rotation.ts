@@ -30,7 +30,8 @@ export interface WithKeyRotationConfig {
    * out in the admission queue; a longer one fails the attempt at once with
    * `ModelUnavailableError` (`retryAfterMs`: when the first model is back). Default: the pool's
    * `maxRateLimitCooldownMs`. `balance` sets 0 and waits for the model outside the request's
-   * concurrency slot, so that the wait holds up no request for another model.
+   * concurrency slot, so that the wait holds up no request for another model; with 0, a request
+   * whose models' own quotas are spent for a second or more is refused too (`quotaSpent`).
    */
   maxQueuedModelParkMs?: number;
   /**

@@ -61,7 +61,9 @@ export interface AcquireOptions {
    * The longest park (a provider's 429) of every model of the chain that the request waits out in
    * the queue; a longer one refuses it at once with `ModelUnavailableError`, whose `retryAfterMs`
    * says when the first model is back. Default: the pool's `maxRateLimitCooldownMs`. A caller
-   * that holds a concurrency slot of its own sets 0 and waits outside it (as `balance` does).
+   * that holds a concurrency slot of its own sets 0 and waits outside it (as `balance` does); with
+   * 0, a request whose models' own quotas are spent for a second or more is refused too, with
+   * `quotaSpent` set.
    */
   maxQueuedModelParkMs?: number;
   /** Correlation id for events. */
