@@ -93,8 +93,8 @@ export class AdaptiveLimit {
       const probing = before >= this.overloadedAt;
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
-      const decreased = Math.floor(before * DECREASE_FACTOR);
-      this.estimate = Math.max(this.policy.min, probing ? Math.max(decreased, Math.min(served, before - 1)) : decreased);
+      // One below is never below three quarters; the cap below takes it down to what was served.
+      this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
     }
     if (this.estimate > served) {
       this.estimate = served;

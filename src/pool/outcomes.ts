@@ -263,9 +263,7 @@ export class OutcomePolicy {
     // The account's free-model bucket refused, and taught its quota: the learned window holds the
     // account's free models until the reset, and its paid models, which the bucket does not
     // limit, go on (a park would hold the whole account).
-    const refused = entry === undefined ? undefined : refusedScope(entry, model, error);
-    const bucketLearned = refused !== undefined && !hasRequestQuota(refused) && (this.learning?.quotaKnownAt(refused) ?? Infinity) <= now;
-    if (error.scope === 'account' && refused?.kind === 'model' && bucketLearned) return;
+    if (error.scope === 'account' && entry !== undefined && this.freeBucketLearned(entry, model, error, now)) return;
     // A provider at capacity without a hint, with other requests in flight: the adaptive limit
     // holds the excess back, and parking the whole model would idle the capacity it has. A
     // refusal of a request sent alone (or with the limit at its floor) is no excess: it parks.
@@ -337,6 +335,15 @@ export class OutcomePolicy {
         });
       }
     }
+  }
+
+  /**
+   * Whether an account's 429 refused its free-model bucket (the one model scope a platform 429
+   * names) and its quota is learned, not configured: the learned window holds those models then.
+   */
+  private freeBucketLearned(entry: KeyEntry, model: ModelEntry, error: OpenRouterError, now: number): boolean {
+    const refused = refusedScope(entry, model, error);
+    return refused?.kind === 'model' && !hasRequestQuota(refused) && (this.learning?.quotaKnownAt(refused) ?? Infinity) <= now;
   }
 
   /** Shares a state change with the other pools on the store. */
