@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { catchError, distinctUntilChanged, filter, map, of, take, type Observable } from 'rxjs';
+import { catchError, concatMap, distinctUntilChanged, filter, map, of, take, timer, type Observable } from 'rxjs';
 import type { KeyPool } from '../src/create-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker, type CircuitBreakerConfig } from '../src/operators/circuit-breaker.js';
@@ -105,8 +105,15 @@ describe('circuitBreaker: successes', () => {
         model: MODEL,
         error: new NetworkError({ message: 'reset', scope: 'transport', retryable: true }),
       });
-      // Open until 20; the request waits, is the half-open probe at 20, and its success at 22 closes.
-      expectObservable(run(pool).pipe(filter((event) => event === 'failed')), '^ 100ms !').toBe('23ms |');
+      // Open until 20: a request then is refused at once (every key's breaker is open: waiting, it
+      // would get a key only as a probe); one at 20 is the half-open probe, and its success at 22 closes.
+      expectObservable(run(pool).pipe(filter((event) => event === 'failed')), '^ 100ms !').toBe('(f|)', { f: 'failed' });
+      const completions = timer(20).pipe(
+        concatMap(() => run(pool)),
+        filter((event) => (event as { type?: string }).type === 'completion'),
+        map(() => 'done'),
+      );
+      expectObservable(completions, '^ 100ms !').toBe('22ms d|', { d: 'done' });
       expectObservable(
         pool.key('k1').health$.pipe(
           map((health) => health.state),

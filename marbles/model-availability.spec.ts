@@ -7,12 +7,20 @@
  */
 import { from, of, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { ModelUnavailableError } from '../src/core/errors.js';
+import { ModelUnavailableError, NetworkError, NoKeyAvailableError, type OpenRouterError } from '../src/core/errors.js';
+import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { classifyHttpError } from '../src/wire/classify.js';
 import { balance, type BalanceEvent, type FailedEvent } from '../src/operators/balance.js';
 import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
-import { answerEvent, keyRateLimited, modelScriptedPoolFactory, providerRateLimited, providerUnavailable } from './model-support.js';
+import {
+  answerEvent,
+  keyRateLimited,
+  modelScriptedPoolFactory,
+  providerRateLimited,
+  providerUnavailable,
+  transientRetries,
+} from './model-support.js';
 import { newTestScheduler, predictablePool } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
 
@@ -600,6 +608,88 @@ describe('disposing the pool', () => {
       scheduler.schedule(() => pool.dispose(), 100);
       flush();
       expect(log).toEqual(['100 r1 aborted']);
+    });
+  });
+});
+
+describe("every key's breaker open (OpenRouter unreachable)", () => {
+  const makeTwoKeyPool = modelScriptedPoolFactory([
+    { key: 'sk-or-v1-first-key-0000', label: 'k1', limits: { maxConcurrent: 1 } },
+    { key: 'sk-or-v1-second-key-000', label: 'k2', limits: { maxConcurrent: 1 } },
+  ]);
+  const keyBreaker = { consecutiveFailures: 1, cooldownMs: 1_000, maxCooldownMs: 1_000 };
+  const unreachable = () => new NetworkError({ message: 'Connection error: connect ECONNREFUSED', scope: 'transport', retryable: true });
+
+  it('refuses a waiting request when the last key opens, and a new one at once, naming the keys and the first half-open', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const fails = (frames: string) => cold<TransportEvent>(frames, undefined, unreachable());
+      const { pool, calls } = makeTwoKeyPool(scheduler, { a: [fails('-----#'), fails('----------#')] }, { breaker: keyBreaker });
+      const log: string[] = [];
+      const errors: OpenRouterError[] = [];
+      const send = (id: string, at: number) =>
+        scheduler.schedule(
+          () =>
+            of(request(id, 'a'))
+              .pipe(withKeyRotation(pool))
+              .subscribe({
+                error: (error: OpenRouterError) => {
+                  log.push(`${scheduler.now()} ${id} ${error.kind}`);
+                  errors.push(error);
+                },
+              }),
+          at,
+        );
+      // r1 and r2 take both keys' only slots; r3 waits for one.
+      send('r1', 0);
+      send('r2', 0);
+      send('r3', 1);
+      send('r4', 20);
+      flush();
+      // k1 opens at 5 (r3 goes on waiting: k2 may answer), k2 at 10: r3 is refused then, r4 on arrival.
+      expect(log).toEqual(['5 r1 network', '10 r3 no_key_available', '10 r2 network', '20 r4 no_key_available']);
+      expect(calls).toHaveLength(2);
+      const refusal = errors[1];
+      expect(refusal).toBeInstanceOf(NoKeyAvailableError);
+      expect(refusal!.retryable).toBe(true);
+      // k1 half-opens at 1,005.
+      expect(refusal!.retryAfterMs).toBe(995);
+      expect(refusal!.message).toBe(
+        "every key's circuit breaker is open: k1 (open for another 1 s; last error: Connection error: connect ECONNREFUSED), k2 (open for another 1 s; last error: Connection error: connect ECONNREFUSED)",
+      );
+      expect(JSON.stringify(errors.map((error) => [error.message, error.toJSON()]))).not.toMatch(/sk-or-v1/);
+    });
+  });
+
+  it('balance waits out a short outage without its slot, and fails each request after modelWaitMs of a long one', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const fail = () => cold<TransportEvent>('-#', undefined, unreachable());
+      const answer = (id: string) => cold<TransportEvent>('-(a|)', { a: answerEvent(id, 'ok', 'a') });
+      // Short: both keys fail once, then answer after their cooldown. Long: they never answer.
+      const short = makeTwoKeyPool(scheduler, { a: [fail(), fail(), answer('p1'), answer('p2'), answer('p3')] }, { breaker: keyBreaker });
+      const long = makeTwoKeyPool(scheduler, { a: Array.from({ length: 400 }, fail) }, { breaker: keyBreaker });
+      const requests = (prefix: string, count: number) =>
+        Array.from({ length: count }, (_, index) => request(`${prefix}${index + 1}`, 'a'));
+      const shortLog = terminals(
+        scheduler,
+        from(requests('s', 5)).pipe(balance(short.pool, { concurrency: 1, transient: false, modelWaitMs: 3_000 })),
+      );
+      const longLog = terminals(
+        scheduler,
+        from(requests('l', 40)).pipe(balance(long.pool, { concurrency: 4, transient: transientRetries, modelWaitMs: 3_000 })),
+      );
+      flush();
+      // s1 and s2 opened both breakers; s3 waited outside the one slot for k1 to half-open at
+      // 1,001, was its probe and closed it, and s4 and s5 followed.
+      expect(shortLog).toEqual(['1 s1 network', '2 s2 network', '1002 s3 completion', '1003 s4 completion', '1004 s5 completion']);
+      // A long outage: each of the 40 requests fails once, all within two of its waits (a probe it
+      // was gives it a new one), after 14 calls. Queued for keys, they failed one by one as the
+      // breakers' probes, the last at 59 s, after 120 calls.
+      expect(new Set(longLog.map((line) => line.split(' ')[1])).size).toBe(40);
+      expect(longLog).toHaveLength(40);
+      expect(Math.max(...longLog.map((line) => Number(line.split(' ')[0])))).toBeLessThan(2 * 3_000 + 1_000 + 10);
+      expect(long.calls.length).toBeLessThan(20);
     });
   });
 });

@@ -358,8 +358,9 @@ export class MalformedResponseError extends OpenRouterError {
 }
 
 /**
- * Every key is disabled or exhausted, so nothing can ever serve the request; or its strategy took
- * none of the keys that could, while no attempt in flight could free another (scope `request`).
+ * Every key is disabled or exhausted, so nothing can ever serve the request; or its strategy took none of the
+ * keys that could, while no attempt in flight could free another (scope `request`); or every key's breaker is
+ * open (retryable; `retryAfterMs` until the first half-opens, which `balance` waits for up to `modelWaitMs`).
  */
 export class NoKeyAvailableError extends OpenRouterError {
   /** {@inheritDoc OpenRouterError.name} */

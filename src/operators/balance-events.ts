@@ -2,6 +2,7 @@ import { Observable, Subscription, type Subscriber } from 'rxjs';
 import {
   AttemptsExhaustedError,
   ModelUnavailableError,
+  NoKeyAvailableError,
   StreamError,
   copyError,
   toOpenRouterError,
@@ -255,7 +256,8 @@ class RequestReport {
 
   error(thrown: unknown): void {
     const error = toOpenRouterError(thrown);
-    if (error instanceof ModelUnavailableError && this.awaitModels(error)) return;
+    if ((error instanceof ModelUnavailableError || (error instanceof NoKeyAvailableError && error.retryable)) && this.awaitModels(error))
+      return;
     this.billed = addUsage(this.billed, error.usage);
     this.fail(error);
   }
@@ -298,18 +300,19 @@ class RequestReport {
   }
 
   /**
-   * Every model out of service: wait outside the concurrency slot (requests for other models
-   * take it meanwhile) until the first model is due back, then take a slot again and retry.
-   * Returns false once `modelWaitMs` is spent: then the refusal is the outcome.
+   * Every model out of service (or every key's breaker open): wait outside the concurrency slot
+   * (requests for other models take it meanwhile) until the first is due back, then take a slot
+   * again and retry. Returns false once `modelWaitMs` is spent: then the refusal is the outcome.
    */
-  private awaitModels(error: ModelUnavailableError): boolean {
+  private awaitModels(error: ModelUnavailableError | NoKeyAvailableError): boolean {
     // Unsubscribed while an attempt was being made: nothing is waited for.
     if (this.stopped) return false;
     const { pool, slot } = this;
     const now = pool.scheduler.now();
     this.modelsOutSince ??= now;
     // Room a model's own quota brings is waited for as long as the queue would have, at least.
-    const longestMs = error.quotaSpent && this.modelWaitMs > 0 ? Math.max(this.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : this.modelWaitMs;
+    const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
+    const longestMs = quotaSpent && this.modelWaitMs > 0 ? Math.max(this.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : this.modelWaitMs;
     const leftMs = this.modelsOutSince + longestMs - now;
     // No use waiting for a model known to stay out past the deadline.
     if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
@@ -317,7 +320,7 @@ class RequestReport {
     // The slot went to the next input at once, and that ended this request's caller.
     if (this.stopped) return true;
     // A half-open model's return hangs on its probe: look again soon.
-    const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, error.quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
+    const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
     const wait = new Subscription();
     this.modelWait = wait;
     const resume = (): void => {

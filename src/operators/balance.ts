@@ -55,7 +55,8 @@ export interface BalanceOptions {
   /**
    * How long a request may wait, each time, while every model of its chain is out of service
    * (breaker open, or half-open with its probe out, or parked by a provider's 429) before it fails
-   * with `ModelUnavailableError`; a model not due back within it fails the request at once. It
+   * with `ModelUnavailableError`, or every key's breaker is open (`NoKeyAvailableError`); a model or
+   * key not due back within it fails the request at once. It
    * waits without its concurrency slot, so requests for other models run meanwhile, and its
    * retries bound how many times it waits. Default 60 s (the longest default 429 park without a
    * hint, and at least the longest default breaker cooldown); 0 fails at once.

@@ -3,7 +3,6 @@ import {
   callbackError,
   type ModelUnavailableError,
   NoKeyAvailableError,
-  QueueFullError,
   QueueTimeoutError,
   toOpenRouterError,
   type OpenRouterError,
@@ -15,8 +14,10 @@ import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-s
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import {
+  brokenKeysError,
   disposedError,
   noKeyAvailableError,
+  queueFullError,
   quotaBlockedError,
   roomLookupOf,
   strategyDeclinedError,
@@ -108,26 +109,27 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /**
    * The refusal of a ticket that could not be placed because every model of its chain is out of
-   * service, no key can take one for longer than the hint-less backoff's cap (a day's quota spent),
-   * or, for a caller who waits for models itself, the models' own quotas are spent for a while;
-   * undefined when it waits for a key instead. Waiting, it would hold its caller's slot (a `balance`
-   * slot) that requests for other models could use: the caller decides whether to wait (`balance`
-   * waits without its slot, up to its `modelWaitMs`).
+   * service, every key's breaker is open, no key can take a model for longer than the hint-less
+   * backoff's cap (a day's quota spent), or, for a caller who waits for models itself, the models'
+   * own quotas are spent for a while; undefined when it waits for a key instead. Waiting, it would
+   * hold its caller's slot (a `balance` slot) that other requests could use, or wait out a probe per
+   * cooldown: the caller decides whether to wait (`balance` waits without its slot, up to its `modelWaitMs`).
    */
-  private modelsUnavailable(ticket: Ticket, now: number): ModelUnavailableError | undefined {
-    const models = ticket.options.models.map((id) => this.context.registry.model(id));
+  private routeUnavailable(ticket: Ticket, now: number): ModelUnavailableError | NoKeyAvailableError | undefined {
+    const { registry, publisher, config } = this.context;
+    const models = ticket.options.models.map((id) => registry.model(id));
     // A shorter park is waited out in the queue, like a backoff, unless the caller waits itself.
-    const longestParkMs = ticket.options.maxQueuedModelParkMs ?? this.context.config.maxRateLimitCooldownMs;
-    const out = unavailableModelsError(models, now, longestParkMs, (model) => this.context.publisher.markModel(model));
+    const longestParkMs = ticket.options.maxQueuedModelParkMs ?? config.maxRateLimitCooldownMs;
+    const out = unavailableModelsError(models, now, longestParkMs, publisher) ?? brokenKeysError(registry.keys, now, publisher);
     // Looking for each key's room costs a pass over the keys: once a second per waiting ticket.
     if (out !== undefined || !ticket.roomCheckDue(now)) return out;
     const callerWaits = ticket.options.maxQueuedModelParkMs === 0;
-    return quotaBlockedError(this.rooms, models, ticket.tokens, now, this.context.config.maxRateLimitCooldownMs, callerWaits);
+    return quotaBlockedError(this.rooms, models, ticket.tokens, now, config.maxRateLimitCooldownMs, callerWaits);
   }
 
   /** Fails a ticket that is out of the queue; it never got a key. */
   private refuse(ticket: Ticket, error: OpenRouterError): void {
-    // No retry operator may take it: the route's every model is out, and time, not another key, mends that.
+    // No retry operator may take it: the route's every model (or every key) is out, and time, not another key, mends that.
     error.routeExhausted = true;
     ticket.fail(error);
   }
@@ -365,20 +367,14 @@ export class Admission implements LeaseOwner, Eligibility {
     }
     const now = ticket.askedAt;
     if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
-    const unavailable = this.modelsUnavailable(ticket, now);
+    const unavailable = this.routeUnavailable(ticket, now);
     if (unavailable !== undefined) {
       this.refuse(ticket, unavailable);
       this.context.publisher.flush();
       return;
     }
     if (this.queue.length >= this.context.config.queue.maxSize) {
-      ticket.fail(
-        new QueueFullError({
-          message: `admission queue full (${this.context.config.queue.maxSize} waiting)`,
-          scope: 'request',
-          retryable: true,
-        }),
-      );
+      ticket.fail(queueFullError(this.context.config.queue.maxSize));
       return;
     }
     this.insert(ticket);
@@ -466,7 +462,7 @@ export class Admission implements LeaseOwner, Eligibility {
           // Out of the queue while its reservation is under way; a refusal puts it back.
           this.queue.splice(index, 1);
           if (this.tryAdmit(ticket, now)) continue;
-          const unavailable = this.modelsUnavailable(ticket, now);
+          const unavailable = this.routeUnavailable(ticket, now);
           if (unavailable !== undefined) {
             this.refuse(ticket, unavailable);
             continue;

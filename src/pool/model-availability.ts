@@ -1,7 +1,13 @@
-import { AbortedError, ModelUnavailableError, NoKeyAvailableError } from '../core/errors.js';
+import { AbortedError, ModelUnavailableError, NoKeyAvailableError, QueueFullError } from '../core/errors.js';
 import type { AdmissionPlan, StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import { admissionPlanOf } from './scopes.js';
+
+/** Who hears of a breaker that moved on (open to half-open) while a refusal looked at it: the health publisher. */
+export interface BreakerChanges {
+  markKey(entry: KeyEntry): void;
+  markModel(model: ModelEntry): void;
+}
 
 /**
  * Out of service: its breaker open, or half-open with its probes out, or parked by a 429 for
@@ -9,10 +15,10 @@ import { admissionPlanOf } from './scopes.js';
  * for it in the admission queue would hold its caller's concurrency slot for the whole wait,
  * which requests for other models could use. A shorter park is a wait like a retry's backoff.
  */
-function outOfService(model: ModelEntry, now: number, longestQueuedParkMs: number, changed: (model: ModelEntry) => void): boolean {
+function outOfService(model: ModelEntry, now: number, longestQueuedParkMs: number, changes: BreakerChanges): boolean {
   if (model.parkedUntil - now > longestQueuedParkMs) return true;
   if (model.breaker.state === 'closed') return false;
-  if (model.breaker.advance(now)) changed(model);
+  if (model.breaker.advance(now)) changes.markModel(model);
   return !model.breaker.admits();
 }
 
@@ -33,15 +39,15 @@ function stateOf(model: ModelEntry, now: number): string {
 /**
  * The refusal of a request whose every model is out of service, naming each with how long until
  * it takes requests again and its last error; undefined when any model can still take it.
- * `changed` hears of a breaker that moved on (open to half-open) while being looked at.
+ * `changes` hears of a breaker that moved on (open to half-open) while being looked at.
  */
 export function unavailableModelsError(
   models: readonly ModelEntry[],
   now: number,
   longestQueuedParkMs: number,
-  changed: (model: ModelEntry) => void,
+  changes: BreakerChanges,
 ): ModelUnavailableError | undefined {
-  if (models.length === 0 || !models.every((model) => outOfService(model, now, longestQueuedParkMs, changed))) return undefined;
+  if (models.length === 0 || !models.every((model) => outOfService(model, now, longestQueuedParkMs, changes))) return undefined;
   const returnsAt = Math.min(...models.map((model) => backAt(model, now)));
   const described = models.map(
     (model) => `${model.model} (${stateOf(model, now)}${model.lastError === null ? '' : `; last error: ${model.lastError.message}`})`,
@@ -54,6 +60,50 @@ export function unavailableModelsError(
     ...(Number.isFinite(returnsAt) ? { retryAfterMs: Math.max(0, returnsAt - now) } : {}),
     ...(last?.status === undefined ? {} : { status: last.status }),
     model: models[0]!.model,
+  });
+}
+
+/** Keys a refusal names one by one; a pool of hundreds says how many more. */
+const KEYS_NAMED = 3;
+
+/**
+ * The refusal of a request when every key that is not disabled has its breaker open: OpenRouter
+ * unreachable (every key's connection fails), or every key failing at once. Waiting in the queue,
+ * the request would get a key only as one breaker's probe per cooldown, so a queue of them would
+ * fail one by one over minutes. Refused, it fails at once as at any open breaker, or a caller who
+ * waits itself (`balance`, up to its `modelWaitMs`) waits outside its slot and tries again.
+ * `retryAfterMs` says when the first breaker half-opens. Undefined when some key can take a
+ * request, waits for time alone (a park, a quota window), or is half-open: a request waits for its
+ * probe's verdict, which refuses the waiting ones if the breaker opens again.
+ */
+export function brokenKeysError(keys: readonly KeyEntry[], now: number, changes: BreakerChanges): NoKeyAvailableError | undefined {
+  let returnsAt = Infinity;
+  const broken: KeyEntry[] = [];
+  for (const entry of keys) {
+    if (entry.disabled) continue;
+    const { breaker } = entry;
+    if (breaker.state === 'closed') return undefined;
+    if (breaker.advance(now)) changes.markKey(entry);
+    if (breaker.state !== 'open') return undefined;
+    broken.push(entry);
+    returnsAt = Math.min(returnsAt, breaker.openUntil);
+  }
+  if (broken.length === 0) return undefined;
+  const described = broken
+    .slice(0, KEYS_NAMED)
+    .map(
+      ({ label, breaker, lastError }) =>
+        `${label} (open for another ${Math.ceil((breaker.openUntil - now) / 1000)} s${lastError === null ? '' : `; last error: ${lastError.message}`})`,
+    );
+  const more = broken.length > KEYS_NAMED ? ` and ${broken.length - KEYS_NAMED} more` : '';
+  const statuses = new Set(broken.map((entry) => entry.lastError?.status));
+  const [status] = statuses;
+  return new NoKeyAvailableError({
+    message: `every key's circuit breaker is open: ${described.join(', ')}${more}`,
+    scope: 'key',
+    retryable: true,
+    retryAfterMs: Math.max(0, returnsAt - now),
+    ...(statuses.size === 1 && status !== undefined ? { status } : {}),
   });
 }
 
@@ -72,6 +122,11 @@ export function noKeyAvailableError(keys: readonly KeyEntry[]): NoKeyAvailableEr
     retryable: false,
     ...(statuses.size === 1 && status !== undefined ? { status } : {}),
   });
+}
+
+/** The failure of a request that found the admission queue at its `maxSize`. */
+export function queueFullError(maxSize: number): QueueFullError {
+  return new QueueFullError({ message: `admission queue full (${maxSize} waiting)`, scope: 'request', retryable: true });
 }
 
 /** The failure of a request the pool was disposed under. */
