@@ -397,6 +397,21 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
       expect(error).toMatchObject({ kind: 'stream', keyLabel: 'healthy-1', model: MODEL });
     });
 
+    it("moves a stream to the request's next model when an in-band error names its context length before any content", async () => {
+      const { fake, pool } = await startSimple({
+        [MODEL]: {
+          faults: [{ type: 'in-band-error', afterChunks: 0, code: 400, message: "This endpoint's maximum context length is 10 tokens." }],
+        },
+      });
+      const events = await lastValueFrom(
+        pool.stream({ model: MODEL, models: [`${MODEL}-long`], messages: [{ role: 'user', content: 'hello' }] }).pipe(toArray()),
+      );
+      // As the same error as an HTTP 400 would: no retry of the model, the next one answers.
+      expect(events.at(-1)).toMatchObject({ type: 'completion', model: `${MODEL}-long`, attempts: 2 });
+      expect(fake.requests.map((request) => `${request.model} ${request.status}`)).toEqual([`${MODEL} 200`, `${MODEL}-long 200`]);
+      expect(pool.snapshot().models.find((model) => model.model === MODEL)?.state).toBe('closed');
+    });
+
     it('complete errors with an AttemptsExhaustedError listing every attempt when every try fails', async () => {
       const { fake, pool } = await startSimple({ [MODEL]: { faults: [{ type: 'status', status: 502 }] } });
       const error = await lastValueFrom(

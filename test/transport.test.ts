@@ -373,9 +373,11 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
         expect(typed.cause).toBeInstanceOf(ContextLengthError);
         expect(typed.code).toBe(400);
       },
+      // Nothing of the answer came before the error: it is the provider's 429 its code names, as
+      // it would be in a 200 body or as the status, not a cut stream.
       'chat-stream-midstream-error-docs-example': ({ events, error }) => {
         expect(events).toEqual([]);
-        const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
+        const typed = expectTyped(error, { type: RateLimitError, scope: 'model', retryable: true });
         expect(typed.errorType).toBe('rate_limit_exceeded');
       },
       'error-401-no-auth-credentials': ({ error }) => void expectTyped(error, { type: AuthenticationError, scope: 'key', retryable: true }),
@@ -419,6 +421,21 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       const typed = expectTyped(error, { type: StreamError, scope: 'model', retryable: true });
       expect(typed.code).toBe(502);
       expect((typed as StreamError).truncated).toBe(false);
+    });
+
+    it('in-band error before any content → the error its code names, as in a 200 body; after content → StreamError', async () => {
+      const message = "This endpoint's maximum context length is 10 tokens. However, you requested about 500 tokens.";
+      const before = await withFault({ type: 'in-band-error', afterChunks: 0, code: 400, message, usage: true });
+      const early = await collect(transportFor(before)(ALPHA, chat({ stream: true })));
+      expect(early.events.filter((event) => event.type === 'chunk' && event.delta !== '')).toEqual([]);
+      const typed = expectTyped(early.error, { type: ContextLengthError, scope: 'request', retryable: false });
+      expect(typed.message).toContain('maximum context length');
+      // The billed usage the error event carried stays with it.
+      expect(typed.usage?.totalTokens).toBeGreaterThan(0);
+      const after = await withFault({ type: 'in-band-error', afterChunks: 2, code: 400, message }, { defaultModel: { chunkCount: 5 } });
+      const late = await collect(transportFor(after)(ALPHA, chat({ stream: true })));
+      expect(late.events.filter((event) => event.type === 'chunk' && event.delta !== '').length).toBeGreaterThan(0);
+      expect(expectTyped(late.error, { type: StreamError, scope: 'request', retryable: false }).cause).toBeInstanceOf(ContextLengthError);
     });
 
     it('in-band error in a 200 non-streaming body → typed error', async () => {

@@ -331,9 +331,9 @@ export class TotalTimeoutError extends AttemptTimeoutError {
 }
 
 /**
- * A stream that failed after HTTP 200: an in-band error event, `finish_reason: "error"`,
- * `native_finish_reason: "network_error"`, or a socket closed without `[DONE]` and without a
- * `finish_reason` (`truncated: true`).
+ * A stream that failed after HTTP 200: an in-band error event after content (before any, it is the error its code
+ * names, the `cause` here), `finish_reason: "error"`, `native_finish_reason: "network_error"`, or a socket closed
+ * without `[DONE]` and without a `finish_reason` (`truncated: true`).
  */
 export class StreamError extends OpenRouterError {
   /** {@inheritDoc OpenRouterError.name} */

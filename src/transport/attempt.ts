@@ -3,6 +3,7 @@ import { AbortedError, StreamError, type OpenRouterError } from '../core/errors.
 import type { ChatRequest, KeyCredential, TransportEvent } from '../core/types.js';
 import {
   advanceStream,
+  inBandErrorBeforeContent,
   parseCompletionBody,
   parseStreamChunk,
   type StreamChunkContent,
@@ -69,6 +70,8 @@ export class Attempt {
   private reasoningRedactor: StreamRedactor | undefined;
   private toolCallRedactor: ToolCallRedactor | undefined;
   private settled = false;
+  /** Whether a chunk with text, reasoning or tool calls went out: an in-band error before one is the error its payload names. */
+  private contentSent = false;
   private progress: StreamProgress = {};
   /** Completes the stream if usage (or the end of the body) does not follow the finish in time. */
   private graceTimer: Subscription | undefined;
@@ -252,11 +255,15 @@ export class Attempt {
 
   private onChunk(result: StreamChunkResult): void {
     if (result.kind === 'error') {
-      this.fail(result.error);
+      this.fail(this.contentSent ? result.error : inBandErrorBeforeContent(result.error));
       return;
     }
     this.progress = advanceStream(this.progress, result);
-    if (result.hasChoices) this.subscriber.next(this.chunkEvent(result));
+    if (result.hasChoices) {
+      const event = this.chunkEvent(result);
+      this.contentSent ||= event.delta !== '' || (event.reasoning ?? '') !== '' || (event.toolCalls?.length ?? 0) > 0;
+      this.subscriber.next(event);
+    }
     // The subscriber may have unsubscribed from inside `next` (a `take`, a `timeout`).
     if (this.settled || this.progress.finishReason === undefined) return;
     if (this.progress.usage !== undefined) {
@@ -268,7 +275,7 @@ export class Attempt {
     }
   }
 
-  private chunkEvent(content: StreamChunkContent): TransportEvent {
+  private chunkEvent(content: StreamChunkContent): Extract<TransportEvent, { type: 'chunk' }> {
     const reasoning = content.reasoning === undefined ? undefined : this.reasoningRedactor!.push(content.reasoning);
     return {
       type: 'chunk',

@@ -1,4 +1,4 @@
-import { MalformedResponseError, NetworkError, type OpenRouterError, StreamError, UpstreamError } from '../core/errors.js';
+import { MalformedResponseError, NetworkError, OpenRouterError, StreamError, UpstreamError } from '../core/errors.js';
 import type { Completion, FinishReason, Usage } from '../core/types.js';
 import { classifyErrorResponse, statusOfErrorPayload } from './classify.js';
 import { parseErrorBody } from './error-body.js';
@@ -135,6 +135,20 @@ export function streamErrorFromPayload(payload: unknown, context: WireContext): 
     model: context.model,
     cause: classified,
   });
+}
+
+/**
+ * What an in-band error event stands for when nothing of the answer came before it: the error its
+ * payload classifies as (`cause`, with the billed usage), as a whole answer's body or the same
+ * HTTP status would be, so that the pool treats it alike (a `context_length` moves to the next
+ * model, a 401 disables the key). A `StreamError` is for an answer cut after some of it was
+ * delivered. Other errors are kept as they are.
+ */
+export function inBandErrorBeforeContent(error: OpenRouterError): OpenRouterError {
+  const classified = error.cause;
+  if (!(error instanceof StreamError) || !(classified instanceof OpenRouterError) || classified instanceof StreamError) return error;
+  if (error.usage !== undefined) classified.usage = error.usage;
+  return classified;
 }
 
 /** Reads a non-streaming 200 body (a JSON string or an object). Never throws. */
