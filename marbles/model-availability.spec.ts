@@ -693,3 +693,43 @@ describe("every key's breaker open (OpenRouter unreachable)", () => {
     });
   });
 });
+
+describe('a model at its concurrency limit', () => {
+  it('holds no balance slot: requests for other models keep every slot, and its own all complete, in order, past modelWaitMs', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const slow = (id: string) => cold<TransportEvent>('100ms (a|)', { a: answerEvent(id, 'slow', 'cap') });
+      const quick = (id: string) => cold<TransportEvent>('5ms (a|)', { a: answerEvent(id, 'quick', 'ok') });
+      const { pool, calls } = makePool(
+        scheduler,
+        {
+          cap: Array.from({ length: 4 }, (_, index) => slow(`c${index + 1}`)),
+          ok: Array.from({ length: 6 }, (_, index) => quick(`o${index + 1}`)),
+        },
+        // The provider of `cap` is found to serve one request at a time.
+        { adaptiveConcurrency: { initial: 1, min: 1, max: 1 } },
+      );
+      const requests = [1, 2, 3, 4].flatMap((n) => [
+        request(`c${n}`, 'cap'),
+        ...(n <= 3 ? [request(`o${2 * n - 1}`, 'ok'), request(`o${2 * n}`, 'ok')] : []),
+      ]);
+      const log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 2, transient: false, modelWaitMs: 50 })));
+      flush();
+      // c1 holds one slot while it is answered; the six quick requests take the other in turn (the
+      // waiting `cap` requests left it): done by 30 ms, not behind `cap`'s 100 ms answers. The four `cap` requests answer one after another, each
+      // taking the room the one before freed (at 100, 200, 300, 400), however long past the
+      // 50 ms `modelWaitMs` they waited: the model is in service, only busy.
+      expect(log.filter((line) => line.split(' ')[1]!.startsWith('o')).map((line) => Number(line.split(' ')[0]))).toEqual([
+        5, 10, 15, 20, 25, 30,
+      ]);
+      expect(log.filter((line) => line.split(' ')[1]!.startsWith('c'))).toEqual([
+        '100 c1 completion',
+        '200 c2 completion',
+        '300 c3 completion',
+        '400 c4 completion',
+      ]);
+      expect(calls.filter((call) => call.model === 'cap').map((call) => call.at)).toEqual([0, 100, 200, 300]);
+      expect(pool.snapshot().queued).toBe(0);
+    });
+  });
+});

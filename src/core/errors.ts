@@ -7,8 +7,7 @@ import type { Usage } from './types.js';
  * `scope` says which health record a failure touches (see `openrouter-wire.md` §5):
  * - `key`: this API key only (401, 403 key limit);
  * - `account`: every key of the same account (402, platform 429 on free models);
- * - `model`: the model and its providers, for every key (upstream 429, 5xx, timeouts, streams cut
- *   or broken after the response began);
+ * - `model`: the model and its providers, for every key (upstream 429, 5xx, timeouts, streams cut or broken);
  * - `request`: this payload only; health is never touched (400, 404, context length, moderation);
  * - `transport`: the connection of one attempt before any response (network error, reset).
  *
@@ -378,12 +377,11 @@ export class QueueTimeoutError extends OpenRouterError {
 }
 
 /**
- * Every model of the request's chain is out of service (its breaker open after failures, or
- * half-open with its probes already out, or parked by a provider's 429 for longer than the
- * acquisition waits out in the queue), so the request failed at once instead of holding a
- * concurrency slot that requests for other models could use. `retryAfterMs` says when the first
- * of its models is expected back (absent while a probe decides); the cause is that model's last
- * error. Nothing was sent and no health was touched.
+ * Every model of the request's chain is out of service (its breaker open after failures, or half-open with its
+ * probes already out, or parked by a provider's 429 for longer than the acquisition waits out in the queue), so
+ * the request failed at once instead of holding a concurrency slot that requests for other models could use.
+ * `retryAfterMs` says when the first of its models is expected back (absent while a probe decides); the cause is
+ * that model's last error. Nothing was sent and no health was touched.
  */
 export class ModelUnavailableError extends OpenRouterError {
   /** {@inheritDoc OpenRouterError.name} */
@@ -392,6 +390,8 @@ export class ModelUnavailableError extends OpenRouterError {
   override readonly kind = 'model_unavailable' as const;
   /** In service, but their own quotas are spent until `retryAfterMs`: `balance` waits for that room as long as the queue would. */
   quotaSpent = false;
+  /** In service, but at their concurrency limits: `balance` waits outside its slot until an answer frees room. */
+  atCapacity = false;
 }
 
 /**

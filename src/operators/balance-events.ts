@@ -24,6 +24,8 @@ const MODEL_PROBE_POLL_MS = 250;
  * says (an assumed quota disproved by the answers in flight, a refund, a limit learned anew).
  */
 const MODEL_QUOTA_POLL_MS = 1_000;
+/** How often a request waiting for room at a model's concurrency limit looks again, should no answer announce it. */
+const CAPACITY_POLL_MS = 5_000;
 
 /** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
 export interface ChunkEvent {
@@ -300,27 +302,35 @@ class RequestReport {
   }
 
   /**
-   * Every model out of service (or every key's breaker open): wait outside the concurrency slot
-   * (requests for other models take it meanwhile) until the first is due back, then take a slot
-   * again and retry. Returns false once `modelWaitMs` is spent: then the refusal is the outcome.
+   * Every model out of service, or at its concurrency limit (or every key's breaker open): wait
+   * outside the concurrency slot (requests for other models take it meanwhile) until the first is
+   * due back or has room, then take a slot again and retry. Returns false once `modelWaitMs` is
+   * spent: then the refusal is the outcome. A model at its limit is in service, and its room is
+   * waited for as in the queue, for as long as it takes.
    */
   private awaitModels(error: ModelUnavailableError | NoKeyAvailableError): boolean {
     // Unsubscribed while an attempt was being made: nothing is waited for.
     if (this.stopped) return false;
     const { pool, slot } = this;
     const now = pool.scheduler.now();
-    this.modelsOutSince ??= now;
+    const atCapacity = error instanceof ModelUnavailableError && error.atCapacity;
+    // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
+    const outSince = atCapacity ? undefined : (this.modelsOutSince ??= now);
+    if (atCapacity) this.modelsOutSince = undefined;
     // Room a model's own quota brings is waited for as long as the queue would have, at least.
     const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     const longestMs = quotaSpent && this.modelWaitMs > 0 ? Math.max(this.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : this.modelWaitMs;
-    const leftMs = this.modelsOutSince + longestMs - now;
+    const leftMs = outSince === undefined ? Infinity : outSince + longestMs - now;
     // No use waiting for a model known to stay out past the deadline.
     if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
     slot.release();
     // The slot went to the next input at once, and that ended this request's caller.
     if (this.stopped) return true;
-    // A half-open model's return hangs on its probe: look again soon.
-    const waitMs = Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
+    // A half-open model's return hangs on its probe: look again soon. Room at a model's limit is
+    // announced (`modelRoom`); the timer only guards against an announcement that never comes.
+    const waitMs = atCapacity
+      ? CAPACITY_POLL_MS
+      : Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
     const wait = new Subscription();
     this.modelWait = wait;
     const resume = (): void => {
@@ -334,6 +344,7 @@ class RequestReport {
       if (!reacquisition.closed) this.modelWait = reacquisition;
     };
     wait.add(scheduleAfter(pool.scheduler, waitMs, resume));
+    if (atCapacity && !wait.closed) wait.add(pool.modelRoom(error.model ?? '').subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wait.closed) wait.add(pool.disposed$.subscribe(resume));
     return true;

@@ -59,7 +59,9 @@ export interface BalanceOptions {
    * key not due back within it fails the request at once. It
    * waits without its concurrency slot, so requests for other models run meanwhile, and its
    * retries bound how many times it waits. Default 60 s (the longest default 429 park without a
-   * hint, and at least the longest default breaker cooldown); 0 fails at once.
+   * hint, and at least the longest default breaker cooldown); 0 fails at once. A request whose
+   * every model is at its concurrency limit is in service: it waits outside its slot for as long
+   * as the model takes to free room (with 0, in the admission queue, holding its slot).
    */
   modelWaitMs?: number;
 }
@@ -130,7 +132,10 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const onMidStreamError = options.onMidStreamError ?? 'error';
   // A request whose every model is parked is refused, not queued: it waits for the model below
   // (`modelWaitMs`) without its concurrency slot, which a request for another model takes meanwhile.
-  const rotation: WithKeyRotationConfig = { maxQueuedModelParkMs: 0 };
+  // A request whose models are at their concurrency limits waits for room the same way (unless
+  // `modelWaitMs` is 0: then in the queue, as a chain composed by hand would).
+  const modelWaitMs = options.modelWaitMs ?? 60_000;
+  const rotation: WithKeyRotationConfig = { maxQueuedModelParkMs: 0, refuseAtModelLimit: modelWaitMs > 0 };
   if (options.strategy !== undefined) rotation.strategy = options.strategy;
   if (options.priority !== undefined) rotation.priority = options.priority;
   if (options.queueTimeoutMs !== undefined) rotation.queueTimeoutMs = options.queueTimeoutMs;
@@ -153,7 +158,6 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const disposed$ = pool[POOL_PORT].disposed$;
   let sequence = 0;
 
-  const modelWaitMs = options.modelWaitMs ?? 60_000;
 
   const run = ({ input, arrivedAt }: { input: ChatRequest; arrivedAt: number }, slot: Slot): Observable<BalanceEvent> => {
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;

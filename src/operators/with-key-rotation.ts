@@ -35,6 +35,12 @@ export interface WithKeyRotationConfig {
    */
   maxQueuedModelParkMs?: number;
   /**
+   * Whether an attempt is refused (`ModelUnavailableError` with `atCapacity`) rather than queued
+   * when every model of its chain is at its adaptive concurrency limit, for a caller that waits for
+   * the room outside its own concurrency slot (`PoolPort.modelRoom`), as `balance` does. Default false.
+   */
+  refuseAtModelLimit?: boolean;
+  /**
    * Attempts a model gets per request before the other models of its chain are preferred. Default
    * 2. It counts every attempt on the model, but a failure of the model itself (scope `model`: a
    * 5xx, a provider's 429, a timeout, a cut stream) does not wait for it: the request moves on to
@@ -236,6 +242,7 @@ class KeyAttempt {
         ...(priority === undefined ? {} : { priority }),
         ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
         ...(config.maxQueuedModelParkMs === undefined ? {} : { maxQueuedModelParkMs: config.maxQueuedModelParkMs }),
+        ...(config.refuseAtModelLimit === true ? { refuseAtModelLimit: true } : {}),
       })
       .subscribe({
         next: (lease: KeyLease) => this.send(lease),

@@ -14,6 +14,7 @@ import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-s
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import {
+  atCapacityError,
   brokenKeysError,
   disposedError,
   noKeyAvailableError,
@@ -28,7 +29,8 @@ import type { QuotaLearning } from './quota-learning.js';
 import { admissionPlanOf } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
-import { Ticket } from './ticket.js';
+import { StrategyIds, Ticket } from './ticket.js';
+import { CapacityWaiters } from './capacity-waiters.js';
 import { Placement, type Eligibility } from './placement.js';
 import { WakeUpTimer, addTokenCount, queueWakeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
@@ -44,6 +46,8 @@ export class Admission implements LeaseOwner, Eligibility {
   private draining = false;
   private drainAgain = false;
   private readonly wakeUp: WakeUpTimer;
+  /** Requests `balance` holds outside its slots while their models are at their concurrency limits. */
+  readonly capacity: CapacityWaiters;
   /** The strategies' view of a placement, set anew for each (see `Placement`). */
   private readonly placement: Placement;
   /** Whether a placement is under way: a strategy that asks for a key meanwhile gets its own. */
@@ -58,8 +62,7 @@ export class Admission implements LeaseOwner, Eligibility {
    */
   private triedTokens = new Map<string, number[]>();
   /** Strategy objects told apart, for the signatures of tickets that bring their own. */
-  private readonly strategyIds = new WeakMap<Strategy, number>();
-  private strategySeq = 0;
+  private readonly strategyIds = new StrategyIds();
 
   constructor(
     private readonly context: PoolContext,
@@ -70,6 +73,7 @@ export class Admission implements LeaseOwner, Eligibility {
     private readonly learning: QuotaLearning | undefined,
   ) {
     this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
+    this.capacity = new CapacityWaiters(context.scheduler);
     this.placement = new Placement(this, context.config.random);
     const store = context.store;
     this.rooms = roomLookupOf(context.registry, store);
@@ -120,10 +124,13 @@ export class Admission implements LeaseOwner, Eligibility {
     const models = ticket.options.models.map((id) => registry.model(id));
     // A shorter park is waited out in the queue, like a backoff, unless the caller waits itself.
     const longestParkMs = ticket.options.maxQueuedModelParkMs ?? config.maxRateLimitCooldownMs;
-    const out = unavailableModelsError(models, now, longestParkMs, publisher) ?? brokenKeysError(registry.keys, now, publisher);
+    const callerWaits = ticket.options.maxQueuedModelParkMs === 0;
+    const out =
+      unavailableModelsError(models, now, longestParkMs, publisher) ??
+      brokenKeysError(registry.keys, now, publisher) ??
+      (ticket.options.refuseAtModelLimit === true ? atCapacityError(models) : undefined);
     // Looking for each key's room costs a pass over the keys: once a second per waiting ticket.
     if (out !== undefined || !ticket.roomCheckDue(now)) return out;
-    const callerWaits = ticket.options.maxQueuedModelParkMs === 0;
     return quotaBlockedError(this.rooms, models, ticket.tokens, now, config.maxRateLimitCooldownMs, callerWaits);
   }
 
@@ -304,6 +311,7 @@ export class Admission implements LeaseOwner, Eligibility {
     this.context.publisher.flush();
     if (afterTeardown) this.drainSoon();
     else this.drain();
+    this.capacity.roomFor(model);
   }
 
   /** Drains at the next turn of the scheduler (in no time on its clock), by the wake timer. */
@@ -318,6 +326,7 @@ export class Admission implements LeaseOwner, Eligibility {
     if (model.concurrency?.accept(model.inFlight) === true) {
       this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
       this.context.publisher.markModel(model);
+      this.capacity.roomFor(model);
       grew = true;
     }
     if (account.concurrency?.accept(account.inFlight) === true) {
@@ -328,15 +337,8 @@ export class Admission implements LeaseOwner, Eligibility {
     return grew;
   }
 
-  /** A number that tells `strategy` from other strategy objects in ticket signatures (0: the pool's own). */
   strategyIdOf(strategy: Strategy | undefined): number {
-    if (strategy === undefined || strategy === this.strategy) return 0;
-    let id = this.strategyIds.get(strategy);
-    if (id === undefined) {
-      id = ++this.strategySeq;
-      this.strategyIds.set(strategy, id);
-    }
-    return id;
+    return strategy === undefined || strategy === this.strategy ? 0 : this.strategyIds.idOf(strategy);
   }
 
   acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease> {

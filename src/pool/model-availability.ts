@@ -63,6 +63,25 @@ export function unavailableModelsError(
   });
 }
 
+/**
+ * The refusal of a request whose every model is at its adaptive concurrency limit, for a caller who
+ * waits for models itself (`balance`): waiting in the queue, it would hold its caller's slot, which
+ * requests for other models could use, for as long as the model takes to answer the requests
+ * ahead. `balance` waits outside the slot until the model has room (`CapacityWaiters`).
+ */
+export function atCapacityError(models: readonly ModelEntry[]): ModelUnavailableError | undefined {
+  if (models.length === 0 || !models.every((model) => model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight)))
+    return undefined;
+  const error = new ModelUnavailableError({
+    message: `every model of the request is at its concurrency limit: ${models.map((model) => `${model.model} (${model.inFlight} in flight)`).join(', ')}`,
+    scope: 'model',
+    retryable: true,
+    model: models[0]!.model,
+  });
+  error.atCapacity = true;
+  return error;
+}
+
 /** Keys a refusal names one by one; a pool of hundreds says how many more. */
 const KEYS_NAMED = 3;
 

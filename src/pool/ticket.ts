@@ -10,8 +10,23 @@ const ROOM_CHECK_INTERVAL_MS = 1_000;
 /** What a ticket tells the admission that queued it when its subscriber leaves. */
 export interface TicketQueue {
   dequeue(ticket: Ticket): void;
-  /** Tells strategy objects apart (0: the pool's own). */
+  /** Tells strategy objects apart in ticket signatures (0: the pool's own). */
   strategyIdOf(strategy: Strategy | undefined): number;
+}
+
+/** A number per strategy object, for ticket signatures: the order in which each was first seen. */
+export class StrategyIds {
+  private readonly ids = new WeakMap<Strategy, number>();
+  private seq = 0;
+
+  idOf(strategy: Strategy): number {
+    let id = this.ids.get(strategy);
+    if (id === undefined) {
+      id = ++this.seq;
+      this.ids.set(strategy, id);
+    }
+    return id;
+  }
 }
 
 /** A request waiting for (or being given) a key: one per `acquire` subscription, and its teardown. */

@@ -66,6 +66,12 @@ export interface AcquireOptions {
    * `quotaSpent` set.
    */
   maxQueuedModelParkMs?: number;
+  /**
+   * Refuse the request (`ModelUnavailableError` with `atCapacity`) instead of queueing it when every
+   * model of its chain is at its adaptive concurrency limit: for a caller that waits for room
+   * outside a concurrency slot of its own (`balance`, through `modelRoom`). Default false.
+   */
+  refuseAtModelLimit?: boolean;
   /** Correlation id for events. */
   requestId?: string;
 }
@@ -132,6 +138,12 @@ export interface PoolPort {
    * waiting on a timer (a backoff, a model's return) goes on at once, and its acquisition fails.
    */
   readonly disposed$: Observable<void>;
+  /**
+   * Emits once, then completes, when `model` has room again for a request refused at its
+   * concurrency limit (`ModelUnavailableError.atCapacity`): waiters are woken oldest first, one
+   * per slot an answer frees or the limit grows by.
+   */
+  modelRoom(model: string): Observable<void>;
 }
 
 /**

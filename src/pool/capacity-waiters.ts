@@ -1,0 +1,53 @@
+import { Observable, type SchedulerLike } from 'rxjs';
+import type { ModelEntry } from './entities.js';
+
+interface Waiter {
+  readonly model: string;
+  readonly wake: () => void;
+}
+
+/**
+ * Requests refused because every model of their chain was at its concurrency limit, waiting
+ * outside their caller's slot (`balance`) so that requests for other models keep every slot. The
+ * oldest waiter of a model is woken, one per room, when an answer frees a slot of it or its
+ * adaptive limit grows: a woken request takes a slot again and asks for a key, so the model is
+ * never left idle while requests wait for it, and nobody polls.
+ */
+export class CapacityWaiters {
+  private readonly waiters: Waiter[] = [];
+
+  constructor(private readonly scheduler: SchedulerLike) {}
+
+  /** Emits once, then completes, when `model` has room for this waiter; unsubscribing leaves the line. */
+  wait(model: string): Observable<void> {
+    return new Observable<void>((subscriber) => {
+      const waiter: Waiter = {
+        model,
+        wake: () => {
+          subscriber.next();
+          subscriber.complete();
+        },
+      };
+      this.waiters.push(waiter);
+      return () => {
+        const index = this.waiters.indexOf(waiter);
+        if (index >= 0) this.waiters.splice(index, 1);
+      };
+    });
+  }
+
+  /**
+   * A slot of `model` freed, or its limit grew: if a request fits now, its oldest waiter is woken at
+   * the next turn of the scheduler, outside the answer or acquisition being handled (the oldest
+   * then: one that left meanwhile passes the room on).
+   */
+  roomFor(model: ModelEntry): void {
+    if (this.waiters.length === 0 || (model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight))) return;
+    this.scheduler.schedule(() => {
+      const index = this.waiters.findIndex((waiter) => waiter.model === model.model);
+      if (index < 0) return;
+      const [waiter] = this.waiters.splice(index, 1);
+      waiter!.wake();
+    });
+  }
+}
