@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { of } from 'rxjs';
 import { balance, type BalanceOptions } from '../src/operators/balance.js';
 import { NetworkError } from '../src/core/errors.js';
-import type { Usage } from '../src/core/types.js';
+import type { TransportEvent, Usage } from '../src/core/types.js';
 import { newTestScheduler } from './support.js';
 import {
   answer,
@@ -157,6 +157,29 @@ describe('first-token gating in balance', () => {
         c: completed('gen-1', 'Hello', 1, 10),
       });
       expectSubscriptions(call.subscriptions).toBe('^---------!');
+    });
+  });
+});
+
+describe('billed usage across attempts', () => {
+  it('sums every usage field of the attempts that reported one, cached and reasoning tokens included', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const failed = providerUnavailable();
+      failed.usage = { promptTokens: 5, completionTokens: 0, totalTokens: 5, cachedTokens: 3 };
+      const answered: Usage = { promptTokens: 5, completionTokens: 2, totalTokens: 7, cachedTokens: 4, reasoningTokens: 1, cost: 0.5 };
+      const { pool } = makePool(scheduler, {
+        a: [
+          cold<TransportEvent>('-#', undefined, failed),
+          cold<TransportEvent>('-(ab|)', { a: textChunk('hi'), b: streamEnd('r1', 'a', answered) }),
+        ],
+      });
+      const billed: Array<Usage | undefined> = [];
+      of(streamedRequest())
+        .pipe(balance(pool, options))
+        .subscribe((event) => event.type === 'completion' && billed.push(event.billedUsage));
+      flush();
+      expect(billed).toEqual([{ promptTokens: 10, completionTokens: 2, totalTokens: 12, cachedTokens: 7, reasoningTokens: 1, cost: 0.5 }]);
     });
   });
 });

@@ -110,6 +110,26 @@ describe('retryTransient: backoff', () => {
   });
 });
 
+describe('retryTransient: a callback of the caller that throws', () => {
+  it('fails the request with a request-scoped ConfigurationError naming it, as a throwing strategy does', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('--#', undefined, upstreamError(503))] });
+      const failures: OpenRouterError[] = [];
+      const random = (): number => {
+        throw new Error('bug in my callback');
+      };
+      request$(pool, transient(scheduler, { random })).subscribe({ error: (error: OpenRouterError) => failures.push(error) });
+      flush();
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toMatchObject({ kind: 'configuration', scope: 'request', retryable: false });
+      expect(failures[0]!.message).toBe('a retry callback threw: bug in my callback');
+      // The key is not blamed for the caller's bug: only the 503 counts, against the model.
+      expect(pool.snapshot().keys[0]!.consecutiveFailures).toBe(0);
+    });
+  });
+});
+
 describe('retryTransient: what it does not retry', () => {
   const notRetried: Array<[string, () => OpenRouterError]> = [
     ['a request-scoped 400', () => new BadRequestError({ message: 'bad', scope: 'request', retryable: false, status: 400 })],

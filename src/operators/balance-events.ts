@@ -101,8 +101,16 @@ function addUsage(total: Usage | undefined, usage: Usage | undefined): Usage | u
     promptTokens: total.promptTokens + usage.promptTokens,
     completionTokens: total.completionTokens + usage.completionTokens,
     totalTokens: total.totalTokens + usage.totalTokens,
-    ...(total.cost === undefined && usage.cost === undefined ? {} : { cost: (total.cost ?? 0) + (usage.cost ?? 0) }),
+    ...sumOf('cost', total, usage),
+    ...sumOf('cachedTokens', total, usage),
+    ...sumOf('reasoningTokens', total, usage),
   };
+}
+
+/** The sum of an optional usage field, when either side has it. */
+function sumOf<F extends 'cost' | 'cachedTokens' | 'reasoningTokens'>(field: F, total: Usage, usage: Usage): Partial<Pick<Usage, F>> {
+  const [left, right] = [total[field], usage[field]];
+  return left === undefined && right === undefined ? {} : ({ [field]: (left ?? 0) + (right ?? 0) } as Partial<Pick<Usage, F>>);
 }
 
 interface StreamedAnswer {

@@ -1,5 +1,5 @@
 import { Observable, Subscription, type SchedulerLike, type Subscriber } from 'rxjs';
-import { AttemptsExhaustedError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
+import { AttemptsExhaustedError, callbackError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
 import {
@@ -228,10 +228,11 @@ class RetryRun {
         // A loop the error leaves is torn down: its timers with it.
         this.loops[index]!.stop();
       }
-    } catch (callbackError: unknown) {
-      // A user callback of a policy (`random`, a predicate) threw: this request fails with it, the stream goes on.
+    } catch (callbackThrew: unknown) {
+      // A user callback of a policy (`random`, a predicate) threw: this request fails with it (a
+      // request-scoped ConfigurationError, as for a strategy that throws), the stream goes on.
       for (const loop of this.loops) loop.stop();
-      error = toOpenRouterError(callbackError);
+      error = callbackError(callbackThrew, 'a retry callback');
     }
     this.subscriber.error(error);
   }
