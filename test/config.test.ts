@@ -244,6 +244,18 @@ describe('settings that contradict each other, or a request that is not one', ()
     ).not.toThrow();
   });
 
+  it("a breaker's cooldown above its cap is refused, naming the field, rather than quietly capped", () => {
+    expect(rejectionOf(pool({ breaker: { cooldownMs: 60_000, maxCooldownMs: 1_000 } })).message).toMatch(
+      /breaker\.maxCooldownMs: must not be below cooldownMs \(60000\)/,
+    );
+    expect(rejectionOf(pool({ modelBreaker: { cooldownMs: 60_000 } })).message).toMatch(
+      /modelBreaker\.maxCooldownMs: must not be below cooldownMs \(60000\)/,
+    );
+    expect(() =>
+      pool({ breaker: { cooldownMs: 60_000, maxCooldownMs: 60_000 }, transport: answering, discoverAccounts: false })().dispose(),
+    ).not.toThrow();
+  });
+
   it('limits for an account no key is in, with no key info to name accounts, are refused as the typo they are', () => {
     const keys = [{ key: KEY, account: 'team-a' }];
     expect(rejectionOf(pool({ keys, accounts: { 'team-b': { rpm: 10 } }, discoverAccounts: false })).message).toContain(

@@ -604,6 +604,15 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
   });
 });
 
+describe('Redis store options', () => {
+  it('refuses a duration past the longest timer Node keeps (2^31-1 ms), naming the field: such a timer would fire every millisecond', () => {
+    const client = { eval: () => Promise.resolve(null) } as unknown as RedisStoreOptions['client'];
+    for (const field of ['leaseMs', 'commandTimeoutMs', 'recoveryIntervalMs'] as const) {
+      expect(() => createRedisStore({ client, [field]: 2 ** 31 }), field).toThrow(new RegExp(`${field}: .*2147483647`));
+    }
+  });
+});
+
 describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
   it('two stores in one process hand out distinct reservation ids, so their slots and quota entries never collide', async () => {
     const prefix = uniquePrefix('collide');
@@ -624,6 +633,29 @@ describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
     // ... so a third does not fit under maxConcurrent 2.
     const third = await reserveOnce(storeA, plan, 1, Date.now());
     expect(third.ok, 'a third reservation under maxConcurrent 2').toBe(false);
+  });
+
+  it("a prefix with glob characters replays only its own fleet's states, not those of a fleet its pattern would match", async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'a' }] });
+    const keys = [{ key: TEST_KEYS.healthy1, label: 'a' }];
+    const prefix = uniquePrefix('tenantB');
+    const lookalike = prefix.replace('tenantB', 'tenant?');
+    prefixes.push(lookalike);
+    const poolB = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
+    poolB.disable('a');
+    const client = await adminClient();
+    for (let tries = 0; !(await keysOf(client, prefix)).some((key) => key.includes(':state:')); tries++) {
+      if (tries > 200) throw new Error('the disabling was never stored');
+      await sleep(10);
+    }
+    const stateOf = (pool: KeyPool) => pool.snapshot().keys[0]!.state;
+    // The same prefix replays the disabling (so a replay happens at all) ...
+    const sameFleet = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
+    await waitFor(() => (stateOf(sameFleet) === 'disabled' ? true : undefined), 2_000, 'the same fleet to replay the disabling');
+    // ... a prefix whose glob would match it does not.
+    const other = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix: lookalike }) });
+    await sleep(500);
+    expect(stateOf(other)).toBe('closed');
   });
 
   it('a slot lease Redis lost while the store stayed shared (a restart nobody noticed) is put back at the next renewal, so maxConcurrent holds', async () => {

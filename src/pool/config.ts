@@ -188,6 +188,17 @@ export const keyPoolConfigSchema = z
           message: `must not be below rateLimitCooldownMs (${cooldownMs})`,
         });
       }
+      for (const field of ['breaker', 'modelBreaker'] as const) {
+        const breaker = config[field];
+        const breakerCooldownMs = breaker?.cooldownMs ?? defaultBreakerPolicy.cooldownMs;
+        if ((breaker?.maxCooldownMs ?? defaultBreakerPolicy.maxCooldownMs) < breakerCooldownMs) {
+          context.addIssue({
+            code: 'custom',
+            path: [field, 'maxCooldownMs'],
+            message: `must not be below cooldownMs (${breakerCooldownMs})`,
+          });
+        }
+      }
       // Without key info, only the keys' own `account` names accounts: a limit for any other is a typo that would never apply.
       if (config.discoverAccounts === false || config.keyInfo === undefined) {
         const named = new Set(config.keys.map((entry) => entry.account));

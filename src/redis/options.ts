@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { OpenRouterError } from '../core/errors.js';
+import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
 import type { RedisClientLike } from './client.js';
 
 /** Options of `createRedisStore`; checked when the store is created. */
@@ -45,9 +46,10 @@ export const optionsSchema = z.strictObject({
     .optional(),
   onStoreError: z.enum(['local', 'fail']).optional(),
   localShare: z.number().gt(0).max(1).optional(),
-  leaseMs: z.number().int().positive().optional(),
-  commandTimeoutMs: z.number().int().positive().optional(),
-  recoveryIntervalMs: z.number().int().positive().optional(),
+  // Timers past 2^31-1 ms fire at once in Node (every millisecond, for an interval).
+  leaseMs: z.number().int().positive().max(MAX_TIMER_DELAY_MS).optional(),
+  commandTimeoutMs: z.number().int().positive().max(MAX_TIMER_DELAY_MS).optional(),
+  recoveryIntervalMs: z.number().int().positive().max(MAX_TIMER_DELAY_MS).optional(),
   arrivalMarginMs: z.number().int().nonnegative().optional(),
   sendMarginMs: z.number().int().nonnegative().optional(),
 });
@@ -79,3 +81,8 @@ export const stateMessageSchema = z.object({
     })
     .optional(),
 });
+
+/** `text` as a literal in a Redis glob (`SCAN MATCH`): a prefix such as `tenant?` must not match another fleet's keys. */
+export function globLiteral(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}

@@ -17,7 +17,7 @@ import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, BACKFILL, RENEW, RESERVE } from './scripts.js';
 import type { RedisClientLike, RedisSubscriberLike } from './client.js';
-import { optionsSchema, stateMessageSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
+import { globLiteral, optionsSchema, stateMessageSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
 import { planLayout, scaled, shareOf, type PlanLayout, type WindowPart } from './windows.js';
 import { LocalSends, backfillOf, type LocalSend } from './local-sends.js';
 
@@ -359,7 +359,7 @@ export class RedisStateStore implements StateStore {
     try {
       let cursor = '0';
       do {
-        const [next, keys] = await this.client.scan(cursor, 'MATCH', `${this.prefix}:state:*`, 'COUNT', 200);
+        const [next, keys] = await this.client.scan(cursor, 'MATCH', `${globLiteral(this.prefix)}:state:*`, 'COUNT', 200);
         cursor = next;
         for (const key of keys) {
           const [value, ttl] = await Promise.all([this.client.get(key), this.client.pttl(key)]);
