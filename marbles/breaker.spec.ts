@@ -36,6 +36,12 @@ describe('Breaker: closed', () => {
     expect(breaker.openUntil).toBe(2 + 100);
     expect(breaker.consecutiveFailures).toBe(3);
     expect(breaker.admits()).toBe(false);
+    // The failures that opened it stay in its counts, for health to show, until it closes.
+    expect(breaker.counts(2)).toEqual({ successes: 0, failures: 3 });
+    breaker.advance(102);
+    breaker.begin();
+    expect(breaker.succeed(103)).toBe(true);
+    expect(breaker.counts(103)).toEqual({ successes: 0, failures: 0 });
   });
 
   it('a success resets the consecutive count', () => {

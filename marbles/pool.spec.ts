@@ -1045,3 +1045,19 @@ describe('dispose while a shared store answers', () => {
     expect(inFlight).toEqual([0]);
   });
 });
+
+describe('health streams after dispose', () => {
+  it('give every subscriber the last record and the end, as pool.health$ does: a key watched before, a key and a model first asked for after', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ expectObservable }) => {
+      const pool = makePool(scheduler);
+      const watchedBefore = pool.key('k1').health$.subscribe();
+      pool.dispose();
+      watchedBefore.unsubscribe();
+      const stateOf = map((health: { state: string }) => health.state);
+      expectObservable(pool.health$.pipe(map(() => 'pool'))).toBe('(p|)', { p: 'pool' });
+      expectObservable(pool.key('k1').health$.pipe(stateOf)).toBe('(c|)', { c: 'closed' });
+      expectObservable(pool.model('never/named').health$.pipe(stateOf)).toBe('(c|)', { c: 'closed' });
+    });
+  });
+});

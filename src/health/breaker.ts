@@ -175,7 +175,7 @@ export class Breaker {
     const { cooldownMs, cooldownMultiplier, maxCooldownMs } = this.policy;
     const openings = this.inner.value === 'closed' ? 0 : this.inner.openings;
     const cooldown = cappedBackoffMs(cooldownMs, cooldownMultiplier, openings, maxCooldownMs);
-    this.window.clear();
+    // The window keeps the failures that opened it, for health to show; closing clears it.
     // A cooldown is only ever extended: a hint may already hold the breaker open for longer.
     this.inner = { value: 'open', until: Math.max(this.openUntil, now + cooldown), openings: openings + 1 };
     return true;

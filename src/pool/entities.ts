@@ -1,4 +1,4 @@
-import { BehaviorSubject } from 'rxjs';
+import { BehaviorSubject, of, type Observable } from 'rxjs';
 import type { KeyCredential } from '../core/types.js';
 import { AdaptiveLimit, type AdaptiveLimitPolicy } from '../health/adaptive-limit.js';
 import type { Breaker } from '../health/breaker.js';
@@ -99,6 +99,9 @@ export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
   /** Builds the record from the entity as it is now (publishes nothing). */
   abstract build(): H;
 
+  /** Closed with its pool: a stream subscribed from then on gets the last record and the end. */
+  private ended = false;
+
   /** The record's subject, created (and the record built) on first use. */
   get subject(): BehaviorSubject<H> {
     if (this.published === undefined) {
@@ -130,8 +133,14 @@ export abstract class PublishedEntity<H extends KeyHealth | ModelHealth> {
     else this.published.next(record);
   }
 
-  /** Ends the record's stream. */
+  /** A subscriber's view of the record: the current one, then each change; once closed, the last one and the end. */
+  stream(): Observable<H> {
+    return this.ended ? of(this.build()) : this.subject.asObservable();
+  }
+
+  /** Ends the record's stream, for those watching it and those who subscribe later. */
   close(): void {
+    this.ended = true;
     this.published?.complete();
   }
 }

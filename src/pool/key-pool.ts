@@ -187,14 +187,16 @@ export class Pool implements PoolCore {
     return {
       label,
       fingerprint: entry.credential.fingerprint,
-      health$: defer(() => (this.publisher.watch(entry), entry.subject.asObservable())),
+      health$: defer(() => (this.publisher.watch(entry), entry.stream())),
     };
   }
 
   model(model: string): { readonly health$: Observable<ModelHealth> } {
     const entry = this.registry.model(model);
+    // A model first named after the pool was disposed has its stream ended like every other.
+    if (this.disposed) entry.close();
     this.publisher.flush();
-    return { health$: defer(() => (entry.health, entry.subject.asObservable())).pipe(distinctUntilChanged()) };
+    return { health$: defer(() => (entry.health, entry.stream())).pipe(distinctUntilChanged()) };
   }
 
   snapshot(): PoolHealth {
