@@ -225,6 +225,8 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
       ['healthy-1', 'closed', 'user_fake_shared'],
       ['healthy-2', 'closed', 'user_fake_shared'],
     ]);
+    // Its health says why it is out (a UI tells it from a key an operator disabled, which has none).
+    expect(pool.snapshot().keys[0]!.lastError).toMatchObject({ kind: 'authentication', status: 401 });
     const events = terminalEvents(await runAll(pool, requestsOf(30, 'after-info'), 10));
     expect(events.completions).toHaveLength(30);
     expect(fake.requests.filter((record) => record.keyLabel === undefined)).toEqual([]);

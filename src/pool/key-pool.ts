@@ -232,7 +232,7 @@ export class Pool implements PoolCore {
   /**
    * Reads every key's info and folds it into health. A key whose read fails keeps serving; it
    * shows the failure as its last error only when asked for (`refreshKeyInfo`), not on the read
-   * at start, and a 401 disables it either way.
+   * at start, and a 401 disables it either way (its last error then saying so).
    */
   private readKeyInfo(showFailures: boolean): Observable<readonly KeyHealth[]> {
     const source = this.config.keyInfo;
@@ -257,7 +257,8 @@ export class Pool implements PoolCore {
               if (this.disposed) return of(undefined);
               const error = toOpenRouterError(thrown);
               const now = this.scheduler.now();
-              if (showFailures) {
+              // A 401 disables the key: health says why, so a UI tells a revoked key from one an operator took out.
+              if (showFailures || error.kind === 'authentication') {
                 entry.lastError = lastErrorOf(error, now);
                 this.publisher.markKey(entry);
               }
