@@ -1061,3 +1061,24 @@ describe('health streams after dispose', () => {
     });
   });
 });
+
+describe('a configured per-model limit in health', () => {
+  it("shows in each key's quota, as its account's (OpenRouter limits per account), once a request met it", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { models: { 'vendor/*': { quotas: [{ requests: 2, windowMs: 3_000 }] } } });
+      pool[POOL_PORT].acquire(chatRequest('hi', { model: 'vendor/m' }), { models: ['vendor/m'] }).subscribe();
+      expect(pool.snapshot().keys[0]!.quota).toEqual([
+        expect.objectContaining({
+          scope: 'model',
+          model: 'vendor/*',
+          unit: 'requests',
+          limit: 2,
+          remaining: 1,
+          windowMs: 3_000,
+          source: 'configured',
+        }),
+      ]);
+    });
+  });
+});

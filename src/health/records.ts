@@ -119,7 +119,7 @@ export interface KeyHealth extends EntityHealth {
   account: string;
   /** The key's `maxConcurrent` limit; null when it has none. */
   maxConcurrent: number | null;
-  /** What the key's quotas, then its account's, have left. */
+  /** What the key's quotas, then its account's, then its account's per-model limits (`models`, the free-model bucket) have left. */
   quota: readonly QuotaRemaining[];
   /** Its spending, once `GET /api/v1/key` has been polled; null before. */
   credit: Credit | null;

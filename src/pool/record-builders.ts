@@ -1,5 +1,5 @@
 import type { Breaker } from '../health/breaker.js';
-import type { KeyHealth, KeyState, ModelHealth, OpenReason } from '../health/records.js';
+import type { KeyHealth, KeyState, ModelHealth, OpenReason, QuotaRemaining } from '../health/records.js';
 import type { StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import { FREE_MODELS_PATTERN } from './scopes.js';
@@ -64,11 +64,22 @@ export function keyHealthOf(entry: KeyEntry, store: StateStore, now: number): Ke
     quota: [
       ...store.remaining(entry.scope.id, now),
       ...store.remaining(entry.account.scope.id, now),
-      // The account's free-model bucket, once a quota for it is configured or learned.
-      ...store.remaining(entry.account.modelScope(FREE_MODELS_PATTERN).id, now),
+      ...modelQuotasOf(entry.account, store, now),
     ],
     credit: entry.credit,
   };
+}
+
+/**
+ * The quotas of the account's model scopes: its free-model bucket once a quota for it is configured
+ * or learned, then each `models` limit a request of the account has met (per account, as OpenRouter
+ * limits them).
+ */
+function modelQuotasOf(account: KeyEntry['account'], store: StateStore, now: number): QuotaRemaining[] {
+  const quotas = [...store.remaining(account.modelScope(FREE_MODELS_PATTERN).id, now)];
+  for (const [pattern, scope] of account.modelScopeEntries)
+    if (pattern !== FREE_MODELS_PATTERN) quotas.push(...store.remaining(scope.id, now));
+  return quotas;
 }
 
 export function modelHealthOf(entry: ModelEntry, now: number): ModelHealth {
