@@ -853,6 +853,28 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     return connectRedis(server!.port, { retryStrategy: () => 50 });
   }
 
+  it('a key disabled while Redis is down is disabled for the fleet once it answers again: in the pools running, and in one started later', async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'a' }], defaultModel: { latencyMs: 5 } });
+    const prefix = `orx-restart-disable-${process.pid}-${Date.now().toString(36)}`;
+    const options = { prefix, onStoreError: 'local' as const, commandTimeoutMs: 150, recoveryIntervalMs: 100 };
+    // A limit, so that a request asks Redis (and finds it gone).
+    const keys = [{ key: TEST_KEYS.healthy1, label: 'a', limits: { rpm: 1_000 } }];
+    const poolOn = async () => startPool(fake, { keys, discoverAccounts: false, store: redisStore(await privateClient(), options) });
+    const [first, second] = [await poolOn(), await poolOn()];
+    const eventsFirst = recordEvents(first);
+    const stateOf = (pool: KeyPool) => pool.snapshot().keys[0]!.state;
+    await server!.stop('SIGKILL');
+    // A request makes the store find Redis gone.
+    await lastValueFrom(first.complete({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })).catch(() => undefined);
+    await waitFor(() => eventsFirst.find((event) => event.type === 'store' && event.mode === 'local'), 3_000, "a 'local' store event");
+    first.disable('a');
+    await server!.start();
+    await waitFor(() => (stateOf(second) === 'disabled' ? true : undefined), 5_000, 'the running pool to see the disabling');
+    const later = await poolOn();
+    await waitFor(() => (stateOf(later) === 'disabled' ? true : undefined), 3_000, 'a pool started later to replay it');
+    expect(stateOf(first)).toBe('disabled');
+  });
+
   it("onStoreError 'local': no request is lost, the store goes local then shared again, and shared limits resume", async () => {
     const fake = await startFake({
       keys: [

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { OpenRouterError } from '../core/errors.js';
 import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
+import type { StateChange } from '../store/state-store.js';
 import type { RedisClientLike } from './client.js';
 
 /** Options of `createRedisStore`; checked when the store is created. */
@@ -81,6 +82,16 @@ export const stateMessageSchema = z.object({
     })
     .optional(),
 });
+
+/** A state change from pub/sub or a stored key; undefined for anything not ours, or from a newer version. */
+export function stateChangeOf(message: string): StateChange | undefined {
+  try {
+    const parsed = stateMessageSchema.parse(JSON.parse(message));
+    return Object.assign({}, parsed, { remainingMs: parsed.remainingMs ?? Infinity });
+  } catch {
+    return undefined;
+  }
+}
 
 /** `text` as a literal in a Redis glob (`SCAN MATCH`): a prefix such as `tenant?` must not match another fleet's keys. */
 export function globLiteral(text: string): string {

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { BehaviorSubject, type Observable, Subject, from, of, timeout, map, catchError, switchMap, type Subscription } from 'rxjs';
-import type * as z from 'zod';
 import type { QuotaRemaining } from '../health/records.js';
 import type { LearnedQuota, QuotaSeed } from '../health/learned-quota.js';
 import { Limiter, type LimiterHold } from '../health/limiter.js';
@@ -17,7 +16,8 @@ import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, BACKFILL, RENEW, RESERVE } from './scripts.js';
 import type { RedisClientLike, RedisSubscriberLike } from './client.js';
-import { globLiteral, optionsSchema, stateMessageSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
+import { globLiteral, optionsSchema, stateChangeOf, StoreUnavailableError, type RedisStoreOptions } from './options.js';
+import { UnsharedStates } from './unshared-states.js';
 import { planLayout, scaled, shareOf, type PlanLayout, type WindowPart } from './windows.js';
 import { LocalSends, backfillOf, type LocalSend } from './local-sends.js';
 
@@ -66,6 +66,8 @@ export class RedisStateStore implements StateStore {
   /** Every reservation not yet released, local ones included. */
   private readonly held = new Set<RedisReservation>();
   private readonly changes = new Subject<StateChange>();
+  /** Changes made while Redis did not answer, shared once it does. */
+  private readonly unshared = new UnsharedStates();
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private readonly timers: NodeJS.Timeout[] = [];
   private recovering: Subscription | undefined;
@@ -330,9 +332,14 @@ export class RedisStateStore implements StateStore {
   /** Emits a state change on `changes$`; while Redis answers, stores it with its TTL and publishes it too. */
   publish(change: StateChange): void {
     this.changes.next(change);
-    if (!this.shared) return;
     // Learned quotas of a scope, one per window, live beside its other state.
     const key = `${this.prefix}:state:${change.scope}:${change.target}${change.quota === undefined ? '' : `:learned:${change.quota.bucket}`}`;
+    if (this.shared) this.share(key, change);
+    else this.unshared.remember(key, change, this.latestNow);
+  }
+
+  /** Stores `change` under `key` with its TTL and publishes it to the fleet. */
+  private share(key: string, change: StateChange): void {
     const message = JSON.stringify(
       Object.assign({}, change, { remainingMs: Number.isFinite(change.remainingMs) ? change.remainingMs : null }),
     );
@@ -345,13 +352,8 @@ export class RedisStateStore implements StateStore {
   }
 
   private receive(message: string): void {
-    let parsed: z.infer<typeof stateMessageSchema>;
-    try {
-      parsed = stateMessageSchema.parse(JSON.parse(message));
-    } catch {
-      return; // Not ours, or from a newer version: ignore rather than crash a subscriber.
-    }
-    this.changes.next(Object.assign({}, parsed, { remainingMs: parsed.remainingMs ?? Infinity }));
+    const change = stateChangeOf(message);
+    if (change !== undefined) this.changes.next(change);
   }
 
   /** Replays the states other processes set before this one started (what is left of them). */
@@ -364,13 +366,10 @@ export class RedisStateStore implements StateStore {
         for (const key of keys) {
           const [value, ttl] = await Promise.all([this.client.get(key), this.client.pttl(key)]);
           if (value === null || this.disposed) continue;
-          const remaining = ttl > 0 ? ttl : Infinity;
-          try {
-            const parsed = stateMessageSchema.parse(JSON.parse(value));
-            this.changes.next(Object.assign({}, parsed, { remainingMs: remaining, origin: `redis:${parsed.origin}`, replayed: true }));
-          } catch {
-            continue;
-          }
+          const change = stateChangeOf(value);
+          const remainingMs = ttl > 0 ? ttl : Infinity;
+          if (change !== undefined)
+            this.changes.next(Object.assign(change, { remainingMs, origin: `redis:${change.origin}`, replayed: true }));
         }
       } while (cursor !== '0' && !this.disposed);
     } catch {
@@ -408,6 +407,7 @@ export class RedisStateStore implements StateStore {
         next: () => {
           this.recovering = undefined;
           this.status.next({ mode: 'shared' });
+          for (const [key, change] of this.unshared.take(this.latestNow)) this.share(key, change);
           void this.loadStates();
         },
         error: () => {
