@@ -733,3 +733,27 @@ describe('a model at its concurrency limit', () => {
     });
   });
 });
+
+describe('a chain whose every model is at its concurrency limit', () => {
+  it('is woken by room in any of its models, the first to free one', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const answerAfter = (frames: number, id: string, model: string) =>
+        cold<TransportEvent>(`${frames}ms (a|)`, { a: answerEvent(id, 'ok', model) });
+      const { pool, calls } = makePool(
+        scheduler,
+        { a: [answerAfter(100, 'r1', 'a')], b: [answerAfter(50, 'r2', 'b'), answerAfter(50, 'r3', 'b')] },
+        { adaptiveConcurrency: { initial: 1, min: 1, max: 1 } },
+      );
+      const chain = (id: string): ChatRequest => ({ ...request(id, 'a'), models: ['b'] });
+      const log = terminals(
+        scheduler,
+        from([chain('r1'), chain('r2'), chain('r3')]).pipe(balance(pool, { concurrency: 3, transient: false })),
+      );
+      flush();
+      // r1 takes a, r2 b; r3 waits for either and takes b as r2's answer frees it at 50 (not a's at 100).
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a', '0 b', '50 b']);
+      expect(log).toEqual(['50 r2 completion', '100 r1 completion', '100 r3 completion']);
+    });
+  });
+});

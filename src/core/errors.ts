@@ -390,8 +390,8 @@ export class ModelUnavailableError extends OpenRouterError {
   override readonly kind = 'model_unavailable' as const;
   /** In service, but their own quotas are spent until `retryAfterMs`: `balance` waits for that room as long as the queue would. */
   quotaSpent = false;
-  /** In service, but at their concurrency limits: `balance` waits outside its slot until an answer frees room. */
-  atCapacity = false;
+  /** The models, in service but each at its concurrency limit (else empty): `balance` waits outside its slot for room in one. */
+  modelsAtCapacity: readonly string[] = [];
 }
 
 /**

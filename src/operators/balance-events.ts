@@ -321,7 +321,7 @@ class RequestReport {
     if (this.stopped) return false;
     const { pool, slot } = this;
     const now = pool.scheduler.now();
-    const atCapacity = error instanceof ModelUnavailableError && error.atCapacity;
+    const atCapacity = error instanceof ModelUnavailableError && error.modelsAtCapacity.length > 0;
     // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
     const outSince = atCapacity ? undefined : (this.modelsOutSince ??= now);
     if (atCapacity) this.modelsOutSince = undefined;
@@ -352,7 +352,7 @@ class RequestReport {
       if (!reacquisition.closed) this.modelWait = reacquisition;
     };
     wait.add(scheduleAfter(pool.scheduler, waitMs, resume));
-    if (atCapacity && !wait.closed) wait.add(pool.modelRoom(error.model ?? '').subscribe(resume));
+    if (atCapacity && !wait.closed) wait.add(pool.modelRoom(error.modelsAtCapacity).subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wait.closed) wait.add(pool.disposed$.subscribe(resume));
     return true;

@@ -35,7 +35,7 @@ export interface WithKeyRotationConfig {
    */
   maxQueuedModelParkMs?: number;
   /**
-   * Whether an attempt is refused (`ModelUnavailableError` with `atCapacity`) rather than queued
+   * Whether an attempt is refused (`ModelUnavailableError` with `modelsAtCapacity`) rather than queued
    * when every model of its chain is at its adaptive concurrency limit, for a caller that waits for
    * the room outside its own concurrency slot (`PoolPort.modelRoom`), as `balance` does. Default false.
    */

@@ -2,7 +2,8 @@ import { Observable, type SchedulerLike } from 'rxjs';
 import type { ModelEntry } from './entities.js';
 
 interface Waiter {
-  readonly model: string;
+  /** The models of its request's chain: room in any of them wakes it. */
+  readonly models: readonly string[];
   readonly wake: () => void;
 }
 
@@ -18,11 +19,11 @@ export class CapacityWaiters {
 
   constructor(private readonly scheduler: SchedulerLike) {}
 
-  /** Emits once, then completes, when `model` has room for this waiter; unsubscribing leaves the line. */
-  wait(model: string): Observable<void> {
+  /** Emits once, then completes, when one of `models` has room for this waiter; unsubscribing leaves the line. */
+  wait(models: readonly string[]): Observable<void> {
     return new Observable<void>((subscriber) => {
       const waiter: Waiter = {
-        model,
+        models,
         wake: () => {
           subscriber.next();
           subscriber.complete();
@@ -44,7 +45,7 @@ export class CapacityWaiters {
   roomFor(model: ModelEntry): void {
     if (this.waiters.length === 0 || (model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight))) return;
     this.scheduler.schedule(() => {
-      const index = this.waiters.findIndex((waiter) => waiter.model === model.model);
+      const index = this.waiters.findIndex((waiter) => waiter.models.includes(model.model));
       if (index < 0) return;
       const [waiter] = this.waiters.splice(index, 1);
       waiter!.wake();

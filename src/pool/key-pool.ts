@@ -154,7 +154,7 @@ export class Pool implements PoolCore {
       emit,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
-      modelRoom: (model) => this.admission.capacity.wait(model),
+      modelRoom: (models) => this.admission.capacity.wait(models),
     };
     // Accounts are found, not configured: every key's info once, in the background. Traffic does
     // not wait for it; a key whose info fails serves on as an account of its own. Only where the

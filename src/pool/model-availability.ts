@@ -78,7 +78,7 @@ export function atCapacityError(models: readonly ModelEntry[]): ModelUnavailable
     retryable: true,
     model: models[0]!.model,
   });
-  error.atCapacity = true;
+  error.modelsAtCapacity = models.map((model) => model.model);
   return error;
 }
 

@@ -67,7 +67,7 @@ export interface AcquireOptions {
    */
   maxQueuedModelParkMs?: number;
   /**
-   * Refuse the request (`ModelUnavailableError` with `atCapacity`) instead of queueing it when every
+   * Refuse the request (`ModelUnavailableError` with `modelsAtCapacity`) instead of queueing it when every
    * model of its chain is at its adaptive concurrency limit: for a caller that waits for room
    * outside a concurrency slot of its own (`balance`, through `modelRoom`). Default false.
    */
@@ -139,11 +139,11 @@ export interface PoolPort {
    */
   readonly disposed$: Observable<void>;
   /**
-   * Emits once, then completes, when `model` has room again for a request refused at its
-   * concurrency limit (`ModelUnavailableError.atCapacity`): waiters are woken oldest first, one
-   * per slot an answer frees or the limit grows by.
+   * Emits once, then completes, when one of `models` has room again for a request refused at their
+   * concurrency limits (`ModelUnavailableError.modelsAtCapacity`): waiters are woken oldest first,
+   * one per slot an answer frees or a limit grows by.
    */
-  modelRoom(model: string): Observable<void>;
+  modelRoom(models: readonly string[]): Observable<void>;
 }
 
 /**
