@@ -859,8 +859,11 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     const options = { prefix, onStoreError: 'local' as const, commandTimeoutMs: 150, recoveryIntervalMs: 100 };
     // A limit, so that a request asks Redis (and finds it gone).
     const keys = [{ key: TEST_KEYS.healthy1, label: 'a', limits: { rpm: 1_000 } }];
-    const poolOn = async () => startPool(fake, { keys, discoverAccounts: false, store: redisStore(await privateClient(), options) });
-    const [first, second] = [await poolOn(), await poolOn()];
+    const poolOn = async (client?: Redis) =>
+      startPool(fake, { keys, discoverAccounts: false, store: redisStore(client ?? (await privateClient()), options) });
+    // The second pool's connections come back a second after Redis: the first has shared the
+    // disabling by then, and the second must find it in the stored states when it reconnects.
+    const [first, second] = [await poolOn(), await poolOn(await connectRedis(server!.port, { retryStrategy: () => 1_000 }))];
     const eventsFirst = recordEvents(first);
     const stateOf = (pool: KeyPool) => pool.snapshot().keys[0]!.state;
     await server!.stop('SIGKILL');

@@ -52,6 +52,8 @@ export interface RedisSubscriberLike {
   on(event: 'error', listener: (error: Error) => void): unknown;
   /** State changes from the fleet. */
   on(event: 'message', listener: (channel: string, message: string) => void): unknown;
+  /** The connection is up (the first time, and again after each reconnect, ioredis having subscribed it anew). */
+  on(event: 'ready', listener: () => void): unknown;
   /** Subscribes to the channel of state changes. */
   subscribe(channel: string): Promise<unknown>;
   /** Closes the connection (on `dispose()`). */

@@ -16,6 +16,7 @@ import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, BACKFILL, RENEW, RESERVE } from './scripts.js';
 import type { RedisClientLike, RedisSubscriberLike } from './client.js';
+import { subscribeToChanges } from './changes-channel.js';
 import { globLiteral, optionsSchema, stateChangeOf, StoreUnavailableError, type RedisStoreOptions } from './options.js';
 import { UnsharedStates } from './unshared-states.js';
 import { planLayout, scaled, shareOf, type PlanLayout, type WindowPart } from './windows.js';
@@ -95,10 +96,8 @@ export class RedisStateStore implements StateStore {
     this.arrivalMarginMs = options.arrivalMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS;
     this.sendMarginMs = options.sendMarginMs ?? DEFAULT_FLEET_SEND_MARGIN_MS;
     const recoveryIntervalMs = options.recoveryIntervalMs ?? 1_000;
-    this.subscriber = this.client.duplicate();
-    this.subscriber.on('error', () => undefined);
-    this.subscriber.on('message', (_channel: string, message: string) => this.receive(message));
-    void this.subscriber.subscribe(this.channel).catch(() => undefined);
+    // A change published while the subscription was not up is missed: the stored states tell it.
+    this.subscriber = subscribeToChanges(this.client, this.channel, this.changes, () => void this.loadStates());
     // Leases are renewed while held, so a live process never loses a slot it uses.
     this.timers.push(setInterval(() => this.renewLeases(), Math.max(100, Math.floor(this.leaseMs / 3))));
     this.timers.push(setInterval(() => this.checkRecovery(), recoveryIntervalMs));
@@ -349,11 +348,6 @@ export class RedisStateStore implements StateStore {
     else pipeline.set(key, message);
     pipeline.publish(this.channel, message);
     this.fireAndForget(() => pipeline.exec());
-  }
-
-  private receive(message: string): void {
-    const change = stateChangeOf(message);
-    if (change !== undefined) this.changes.next(change);
   }
 
   /** Replays the states other processes set before this one started (what is left of them). */
