@@ -125,7 +125,7 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       expect(fake.requests).toMatchObject([{ keyLabel: 'alpha', model: MODEL, stream: false, status: 200 }]);
     });
 
-    it('a timeoutMs or doneGraceMs longer than a timer can wait is capped, not fired at once (which timed every request out)', async () => {
+    it('a timeoutMs or doneGraceMs longer than a timer can wait is waited out (capped for the SDK), not fired at once (which timed every request out)', async () => {
       const warnings: string[] = [];
       const onWarning = (warning: Error): void => {
         warnings.push(warning.name);

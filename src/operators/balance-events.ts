@@ -323,12 +323,12 @@ class RequestReport {
     const now = pool.scheduler.now();
     const atCapacity = error instanceof ModelUnavailableError && error.modelsAtCapacity.length > 0;
     // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
-    const outSince = atCapacity ? undefined : (this.modelsOutSince ??= now);
     if (atCapacity) this.modelsOutSince = undefined;
+    else this.modelsOutSince ??= now;
     // Room a model's own quota brings is waited for as long as the queue would have, at least.
     const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     const longestMs = quotaSpent && this.modelWaitMs > 0 ? Math.max(this.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : this.modelWaitMs;
-    const leftMs = outSince === undefined ? Infinity : outSince + longestMs - now;
+    const leftMs = this.modelsOutSince === undefined ? Infinity : this.modelsOutSince + longestMs - now;
     // No use waiting for a model known to stay out past the deadline.
     if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
     slot.release();

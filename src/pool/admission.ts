@@ -103,7 +103,7 @@ export class Admission implements LeaseOwner, Eligibility {
   modelAdmits(model: ModelEntry, now: number): boolean {
     if (model.parkedUntil > now) return false;
     // At its adaptive limit the request waits (or takes the next model of its chain) instead of drawing a 429.
-    if (model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight)) return false;
+    if (model.atConcurrencyLimit) return false;
     if (model.breaker.state !== 'closed') {
       if (model.breaker.advance(now)) this.context.publisher.markModel(model);
       return model.breaker.admits();

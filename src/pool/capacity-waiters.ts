@@ -43,7 +43,7 @@ export class CapacityWaiters {
    * then: one that left meanwhile passes the room on).
    */
   roomFor(model: ModelEntry): void {
-    if (this.waiters.length === 0 || (model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight))) return;
+    if (this.waiters.length === 0 || model.atConcurrencyLimit) return;
     this.scheduler.schedule(() => {
       const index = this.waiters.findIndex((waiter) => waiter.models.includes(model.model));
       if (index < 0) return;

@@ -246,6 +246,11 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
     return this.toRecord(this);
   }
 
+  /** Whether its adaptive limit has no room for one more request now. */
+  get atConcurrencyLimit(): boolean {
+    return this.concurrency !== undefined && !this.concurrency.hasRoom(this.inFlight);
+  }
+
   /**
    * Nothing would be lost by dropping the record: no request holds or waits on it by its breaker,
    * no cooldown runs, nobody watches it, and its breaker has nothing to remember.

@@ -70,8 +70,7 @@ export function unavailableModelsError(
  * ahead. `balance` waits outside the slot until the model has room (`CapacityWaiters`).
  */
 export function atCapacityError(models: readonly ModelEntry[]): ModelUnavailableError | undefined {
-  if (models.length === 0 || !models.every((model) => model.concurrency !== undefined && !model.concurrency.hasRoom(model.inFlight)))
-    return undefined;
+  if (models.length === 0 || !models.every((model) => model.atConcurrencyLimit)) return undefined;
   const error = new ModelUnavailableError({
     message: `every model of the request is at its concurrency limit: ${models.map((model) => `${model.model} (${model.inFlight} in flight)`).join(', ')}`,
     scope: 'model',
@@ -115,14 +114,12 @@ export function brokenKeysError(keys: readonly KeyEntry[], now: number, changes:
         `${label} (open for another ${Math.ceil((breaker.openUntil - now) / 1000)} s${lastError === null ? '' : `; last error: ${lastError.message}`})`,
     );
   const more = broken.length > KEYS_NAMED ? ` and ${broken.length - KEYS_NAMED} more` : '';
-  const statuses = new Set(broken.map((entry) => entry.lastError?.status));
-  const [status] = statuses;
   return new NoKeyAvailableError({
     message: `every key's circuit breaker is open: ${described.join(', ')}${more}`,
     scope: 'key',
     retryable: true,
     retryAfterMs: Math.max(0, returnsAt - now),
-    ...(statuses.size === 1 && status !== undefined ? { status } : {}),
+    ...sharedStatusOf(broken),
   });
 }
 
@@ -133,14 +130,19 @@ export function noKeyAvailableError(keys: readonly KeyEntry[]): NoKeyAvailableEr
       ? label
       : `${label}: ${lastError.status === undefined ? lastError.kind : String(lastError.status)} ${lastError.message}`,
   );
-  const statuses = new Set(keys.map((entry) => entry.lastError?.status));
-  const [status] = statuses;
   return new NoKeyAvailableError({
     message: `every key of the pool is disabled (${reasons.join('; ')})`,
     scope: 'key',
     retryable: false,
-    ...(statuses.size === 1 && status !== undefined ? { status } : {}),
+    ...sharedStatusOf(keys),
   });
+}
+
+/** The HTTP status of the keys' last errors, when they all share one (a refusal's `status`). */
+function sharedStatusOf(keys: readonly KeyEntry[]): { status?: number } {
+  const statuses = new Set(keys.map((entry) => entry.lastError?.status));
+  const [status] = statuses;
+  return statuses.size === 1 && status !== undefined ? { status } : {};
 }
 
 /** The failure of a request that found the admission queue at its `maxSize`. */

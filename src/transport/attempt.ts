@@ -11,7 +11,7 @@ import {
   type StreamProgress,
   type WireContext,
 } from '../wire/chunk.js';
-import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
+import { scheduleAfter } from '../core/timers.js';
 import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
 import { discardBody, readText } from './abortable-fetch.js';
@@ -45,8 +45,7 @@ export interface AttemptSettings {
 /** The settings of one transport's attempts. */
 export function attemptSettingsOf(options: { doneGraceMs?: number; scheduler?: SchedulerLike }): AttemptSettings {
   return {
-    // Never longer than a timer can wait (Node fires a longer one at once).
-    doneGraceMs: Math.min(options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS, MAX_TIMER_DELAY_MS),
+    doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
     scheduler: options.scheduler ?? asyncScheduler,
     keyTexts: new WeakMap(),
     bodyDecoder: new TextDecoder(),
@@ -137,7 +136,7 @@ export class Attempt {
     if (this.completedBeforeEnd) {
       // The answer is complete; let a well-behaved server finish with `[DONE]` so the connection
       // closes cleanly, but never hold it open longer than the grace period.
-      this.drainCutoff = this.settings.scheduler.schedule(() => this.abortExchange(), this.settings.doneGraceMs);
+      this.drainCutoff = scheduleAfter(this.settings.scheduler, this.settings.doneGraceMs, () => this.abortExchange());
     } else {
       this.abortExchange();
     }
@@ -271,7 +270,7 @@ export class Attempt {
       this.end();
     } else {
       // Usage may follow the finish (§6); do not wait for it, or for `[DONE]`, forever.
-      this.graceTimer ??= this.settings.scheduler.schedule(() => this.end(), this.settings.doneGraceMs);
+      this.graceTimer ??= scheduleAfter(this.settings.scheduler, this.settings.doneGraceMs, () => this.end());
     }
   }
 

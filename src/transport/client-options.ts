@@ -16,8 +16,8 @@ export interface OpenRouterClientOptions {
   fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
   /**
    * The SDK timeout in ms: it covers the wait for the response headers only, not a stream's body.
-   * Default 10 minutes; the pool's own attempt timeouts are meant to fire first. Longer than a
-   * timer can wait (2^31-1 ms, about 24.8 days), it waits that long.
+   * Default 10 minutes; the pool's own attempt timeouts are meant to fire first. The SDK's own
+   * timer cannot wait longer than 2^31-1 ms (about 24.8 days): through the SDK, it waits that long.
    */
   timeoutMs?: number;
 }
@@ -75,8 +75,9 @@ export function attributionHeaders(options: OpenRouterClientOptions): Record<str
 }
 
 /**
- * The wait for response headers, in ms: `timeoutMs` or the default, and never longer than a timer
- * can wait (Node fires a longer one at once, which would time every request out).
+ * The wait for response headers the SDK is given, in ms: `timeoutMs` or the default, and never
+ * longer than its timer can wait (Node fires a longer one at once, which would time every request
+ * out). The library's own timers wait any length (`scheduleAfter`).
  */
 export function headersTimeoutMsOf(options: Pick<OpenRouterClientOptions, 'timeoutMs'>): number {
   return Math.min(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, MAX_TIMER_DELAY_MS);

@@ -1,11 +1,12 @@
 import type { SchedulerLike } from 'rxjs';
 import { ConfigurationError, OpenRouterError, copyError } from '../core/errors.js';
+import { scheduleAfter } from '../core/timers.js';
 import type { KeyCredential } from '../core/types.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { parseJsonBody } from '../wire/values.js';
 import { abortableFetch, bodyText } from './abortable-fetch.js';
 import { connectionError, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
-import { DEFAULT_BASE_URL, attributionHeaders, headersTimeoutMsOf, type OpenRouterClientOptions } from './client-options.js';
+import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
 import { redactError, redactValue } from './redact.js';
 
 /** One call to OpenRouter over plain `fetch`. */
@@ -43,10 +44,10 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
   if (call.signal.aborted) controller.abort();
   else call.signal.addEventListener('abort', () => controller.abort(), { once: true });
   let timedOut = false;
-  const timeout = scheduler.schedule(() => {
+  const timeout = scheduleAfter(scheduler, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, () => {
     timedOut = true;
     controller.abort();
-  }, headersTimeoutMsOf(options));
+  });
   const base = (options.baseURL ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
   let response: Response;
   try {
