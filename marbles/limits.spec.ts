@@ -7,6 +7,7 @@ import { createPool, type KeyPool } from '../src/create-pool.js';
 import type { KeyInfoSnapshot } from '../src/pool/config.js';
 import type { PoolEvent } from '../src/pool/events.js';
 import { SendLog } from '../src/pool/send-log.js';
+import { AdaptiveLimit } from '../src/health/adaptive-limit.js';
 import type { QuotaRemaining } from '../src/health/records.js';
 import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 import { createMemoryStore } from '../src/store/state-store.js';
@@ -445,6 +446,34 @@ describe('adaptive concurrency (AIMD) per model', () => {
     // 4 slots of 100 ms for 3 s: 120 answers at most, less the opening's first round trip.
     expect(completedBy3s).toBeGreaterThanOrEqual(116);
     expect(refusals).toBeLessThanOrEqual(8);
+  });
+
+  it('a lone refusal is not capped by a count short of what was served (a slot between requests), a later one of its burst is', () => {
+    const limit = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
+    // Slow start to 6, then a refusal with 6 out: 4 (three quarters), the level of the overload is 6.
+    limit.accept(4);
+    limit.accept(5);
+    expect(limit.limit).toBe(6);
+    limit.overload(6, 0, 100);
+    expect(limit.limit).toBe(4);
+    // A refusal of the same burst (sent at 50, before the decrease) with 3 out caps it at 2: they were all it served.
+    limit.overload(3, 50, 110);
+    expect(limit.limit).toBe(2);
+    // Sent at 105, between the decrease and that cap, at a level the cap no longer allows: the same burst.
+    limit.overload(2, 105, 120);
+    expect(limit.limit).toBe(1);
+
+    const probing = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
+    probing.accept(4);
+    probing.overload(5, 0, 100);
+    expect(probing.limit).toBe(3);
+    // Back at 5 (the level of the last overload), a probe draws one refusal while a served slot's
+    // answer came in the same instant and waits a turn to be handed on: 4 out, its own included.
+    // The probe steps back to 4, what was served, not to 3.
+    for (let index = 0; index < 200 && probing.limit < 5; index++) probing.accept(4);
+    expect(probing.limit).toBe(5);
+    probing.overload(4, 200, 300);
+    expect(probing.limit).toBe(4);
   });
 
   it('grows only while the limit is in use, and never past max', () => {

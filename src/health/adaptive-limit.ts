@@ -14,10 +14,12 @@
  *   in-flight budget 402, a timeout), once per burst: answers to requests sent before the last
  *   decrease answer the load that decrease already stands for. A probe at or past the limit of the
  *   last overload that draws one steps back to what was served instead (one below the limit): the
- *   capacity is where it was, and a cut would idle a slot for a round trip. Every overload answer,
- *   of a burst or not, also caps it below the requests in flight when it came (its own included): the
- *   capacity could not serve them all, so a burst of refusals brings the limit down to what was
- *   served, not to a fixed fraction.
+ *   capacity is where it was, and a cut would idle a slot for a round trip. The later answers of a
+ *   burst also cap it below the requests in flight when each came (its own included): the capacity
+ *   could not serve them all, so a burst of refusals brings the limit down to what was served, not
+ *   to a fixed fraction; each cap is a decrease of its own, whose burst is the requests sent before
+ *   it. The first answer of a burst is not capped so: a slot whose answer came in the same instant
+ *   is handed on only at the next turn, so the count may fall short of what was served.
  * - It stays within [min, max].
  */
 export interface AdaptiveLimitPolicy {
@@ -85,7 +87,6 @@ export class AdaptiveLimit {
   /** An overload answer to a request sent at `sentAt`, with `inFlight` out (its own included); returns whether the limit changed. */
   overload(inFlight: number, sentAt: number, now: number): boolean {
     const before = this.limit;
-    const served = Math.max(this.policy.min, inFlight - 1);
     if (sentAt >= this.decreasedAt) {
       // At or past the level of the last overload, the limit was probing for more: the capacity is
       // where it was, and the level that was served (its in-flight count before this request) is
@@ -93,12 +94,16 @@ export class AdaptiveLimit {
       const probing = before >= this.overloadedAt;
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
-      // One below is never below three quarters; the cap below takes it down to what was served.
       this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
+      // Not capped by the requests in flight now (see the class).
+      return this.limit !== before;
     }
+    const served = Math.max(this.policy.min, inFlight - 1);
     if (this.estimate > served) {
       this.estimate = served;
       this.overloadedAt = Math.min(this.overloadedAt, inFlight);
+      // A lowering too: requests sent before it went out at a level it no longer allows.
+      this.decreasedAt = now;
     }
     return this.limit !== before;
   }
