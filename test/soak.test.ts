@@ -75,6 +75,10 @@ describe('soak', () => {
     // Generous for two shared cores: a timeout counts against its model, and under this load a
     // slow answer must not pass for a dead model.
     const timeouts = { totalMs: 3_000, firstTokenMs: 2_000, idleMs: 1_000 };
+    // Longer than a model breaker's first cooldown (5 s) and its probe, as the default 60 s is: a
+    // healthy model whose breaker the faults open under this load is waited for, not given up on
+    // the moment it half-opens. The dead model's breaker stays open longer, so its requests still fail.
+    const modelWaitMs = 12_000;
 
     try {
       // Faults shift while the run goes on.
@@ -100,7 +104,7 @@ describe('soak', () => {
       const byRequest = new Map<string, BalanceEvent[]>();
       const balanced = new Promise<void>((resolve, reject) => {
         from(requests)
-          .pipe(balance(pool, { concurrency: 24, timeouts, modelWaitMs: 5_000 }))
+          .pipe(balance(pool, { concurrency: 24, timeouts, modelWaitMs }))
           .subscribe({
             next: (event) => {
               const seen = byRequest.get(event.requestId) ?? [];
@@ -125,9 +129,7 @@ describe('soak', () => {
             let outcome: 'completed' | 'failed' | undefined;
             let extra = 0;
             let abandoned = false;
-            const call$ = streamed
-              ? pool.stream(request, { timeouts, modelWaitMs: 5_000 })
-              : pool.complete(request, { timeouts, modelWaitMs: 5_000 });
+            const call$ = streamed ? pool.stream(request, { timeouts, modelWaitMs }) : pool.complete(request, { timeouts, modelWaitMs });
             const subscription: Subscription = call$.subscribe({
               next: () => {
                 if (abandoned) extra++;
