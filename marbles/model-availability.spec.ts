@@ -5,7 +5,7 @@
  * and fails it with that error after. A 404 is a request error, never a model failure. Model
  * records stay bounded however many model ids pass.
  */
-import { from, of, type Observable } from 'rxjs';
+import { from, of, tap, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { ModelUnavailableError, NetworkError, NoKeyAvailableError, type OpenRouterError } from '../src/core/errors.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
@@ -732,6 +732,42 @@ describe('a model at its concurrency limit', () => {
       expect(pool.snapshot().queued).toBe(0);
     });
   });
+  it.each([
+    { set: "balance's", balanceTimeout: { queueTimeoutMs: 150 }, poolTimeout: {} },
+    { set: "the pool's", balanceTimeout: {}, poolTimeout: { queue: { timeoutMs: 150 } } },
+  ])(
+    'waits for its room no longer than the queue timeout ($set), as in the queue: then it fails with QueueTimeoutError',
+    ({ balanceTimeout, poolTimeout }) => {
+      const scheduler = newTestScheduler();
+      scheduler.run(({ cold, flush }) => {
+        const slow = (id: string) => cold<TransportEvent>('100ms (a|)', { a: answerEvent(id, 'slow', 'cap') });
+        const { pool, calls } = makePool(
+          scheduler,
+          { cap: Array.from({ length: 2 }, (_, index) => slow(`c${index + 1}`)) },
+          { adaptiveConcurrency: { initial: 1, min: 1, max: 1 }, ...poolTimeout },
+        );
+        const failures: string[] = [];
+        const log = terminals(
+          scheduler,
+          from(['c1', 'c2', 'c3', 'c4'].map((id) => request(id, 'cap'))).pipe(
+            balance(pool, { concurrency: 4, transient: false, ...balanceTimeout }),
+            tap((event) => {
+              if (event.type === 'failed') failures.push(`${event.error.name}: ${event.error.message}`);
+            }),
+          ),
+        );
+        flush();
+        // c2 gets the room c1 frees at 100, within its 150 ms; c3 and c4, still waiting at 150, fail then.
+        expect(log).toEqual(['100 c1 completion', '150 c3 queue_timeout', '150 c4 queue_timeout', '200 c2 completion']);
+        expect(failures).toEqual([
+          'QueueTimeoutError: no key became available within 150 ms',
+          'QueueTimeoutError: no key became available within 150 ms',
+        ]);
+        expect(calls.map((call) => call.at)).toEqual([0, 100]);
+        expect(pool.snapshot().queued).toBe(0);
+      });
+    },
+  );
 });
 
 describe('a chain whose every model is at its concurrency limit', () => {

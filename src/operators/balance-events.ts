@@ -12,7 +12,7 @@ import {
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
 import type { Completion, Usage } from '../core/types.js';
-import { QUEUED_ROOM_WAIT_FLOOR_MS } from '../pool/model-availability.js';
+import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
 import { attemptRecordOf, requestOf, retriedErrorOf, whileResuming, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import type { Slot } from './merge-with-slots.js';
@@ -26,6 +26,14 @@ const MODEL_PROBE_POLL_MS = 250;
 const MODEL_QUOTA_POLL_MS = 1_000;
 /** How often a request waiting for room at a model's concurrency limit looks again, should no answer announce it. */
 const CAPACITY_POLL_MS = 5_000;
+
+/** How long a request may wait outside its slot (see `RequestReport.awaitModels`). */
+export interface RequestWaits {
+  /** For a model out of service to come back (`balance`'s `modelWaitMs`). */
+  readonly modelWaitMs: number;
+  /** For room at its models' concurrency limits: the queue timeout, `balance`'s or else the pool's. */
+  readonly queueTimeoutMs: number | undefined;
+}
 
 /** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
 export interface ChunkEvent {
@@ -130,10 +138,10 @@ export function toBalanceEvents(
   startedAt: number,
   attempts$: Observable<AttemptEvent>,
   slot: Slot,
-  modelWaitMs: number,
+  waits: RequestWaits,
 ): Observable<BalanceEvent> {
   return new Observable<BalanceEvent>((subscriber) => {
-    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, modelWaitMs, subscriber);
+    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, subscriber);
     report.subscribeAttempts();
     return report;
   });
@@ -162,6 +170,8 @@ class RequestReport {
   private retriedError: OpenRouterError | undefined;
   /** When every model of the request was found out of service, since its last attempt. */
   private modelsOutSince: number | undefined;
+  /** When its chain was found at its concurrency limits, since its last attempt. */
+  private atCapacitySince: number | undefined;
 
   constructor(
     private readonly pool: PoolPort,
@@ -169,7 +179,7 @@ class RequestReport {
     private readonly startedAt: number,
     private readonly attempts$: Observable<AttemptEvent>,
     private readonly slot: Slot,
-    private readonly modelWaitMs: number,
+    private readonly waits: RequestWaits,
     private readonly subscriber: Subscriber<BalanceEvent>,
   ) {}
 
@@ -193,6 +203,7 @@ class RequestReport {
         this.lastStart = event;
         // A model took it: a later wait for one gets its own `modelWaitMs` (the retries bound how many).
         this.modelsOutSince = undefined;
+        this.atCapacitySince = undefined;
         return;
       case 'retry':
         this.billed = addUsage(this.billed, event.usage);
@@ -266,10 +277,11 @@ class RequestReport {
 
   error(thrown: unknown): void {
     const error = toOpenRouterError(thrown);
-    if ((error instanceof ModelUnavailableError || (error instanceof NoKeyAvailableError && error.retryable)) && this.awaitModels(error))
-      return;
-    this.billed = addUsage(this.billed, error.usage);
-    this.fail(error);
+    const waitable = error instanceof ModelUnavailableError || (error instanceof NoKeyAvailableError && error.retryable);
+    const outcome = waitable ? this.awaitModels(error) : error;
+    if (outcome === undefined) return;
+    this.billed = addUsage(this.billed, outcome.usage);
+    this.fail(outcome);
   }
 
   complete(): void {
@@ -312,32 +324,42 @@ class RequestReport {
   /**
    * Every model out of service, or at its concurrency limit (or every key's breaker open): wait
    * outside the concurrency slot (requests for other models take it meanwhile) until the first is
-   * due back or has room, then take a slot again and retry. Returns false once `modelWaitMs` is
-   * spent: then the refusal is the outcome. A model at its limit is in service, and its room is
-   * waited for as in the queue, for as long as it takes.
+   * due back or has room, then take a slot again and retry. Returns undefined while it waits, else
+   * the outcome: the refusal once `modelWaitMs` is spent. A model at its limit is in service, and
+   * its room is waited for as in the queue: as long as it takes, or up to the queue timeout (then
+   * the outcome is a `QueueTimeoutError`, as in the queue).
    */
-  private awaitModels(error: ModelUnavailableError | NoKeyAvailableError): boolean {
+  private awaitModels(error: ModelUnavailableError | NoKeyAvailableError): OpenRouterError | undefined {
     // Unsubscribed while an attempt was being made: nothing is waited for.
-    if (this.stopped) return false;
-    const { pool, slot } = this;
+    if (this.stopped) return error;
+    const { pool, slot, waits } = this;
     const now = pool.scheduler.now();
     const atCapacity = error instanceof ModelUnavailableError && error.modelsAtCapacity.length > 0;
-    // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
-    if (atCapacity) this.modelsOutSince = undefined;
-    else this.modelsOutSince ??= now;
-    // Room a model's own quota brings is waited for as long as the queue would have, at least.
-    const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
-    const longestMs = quotaSpent && this.modelWaitMs > 0 ? Math.max(this.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : this.modelWaitMs;
-    const leftMs = this.modelsOutSince === undefined ? Infinity : this.modelsOutSince + longestMs - now;
-    // No use waiting for a model known to stay out past the deadline.
-    if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return false;
+    let leftMs: number;
+    if (atCapacity) {
+      // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
+      this.modelsOutSince = undefined;
+      this.atCapacitySince ??= now;
+      leftMs = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince + waits.queueTimeoutMs - now;
+      if (leftMs <= 0) return queueTimeoutError(waits.queueTimeoutMs!);
+    } else {
+      this.modelsOutSince ??= now;
+      // Room a model's own quota brings is waited for as long as the queue would have, at least.
+      const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
+      const longestMs = quotaSpent && waits.modelWaitMs > 0 ? Math.max(waits.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : waits.modelWaitMs;
+      leftMs = this.modelsOutSince + longestMs - now;
+      // No use waiting for a model known to stay out past the deadline.
+      if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return error;
+    }
     slot.release();
     // The slot went to the next input at once, and that ended this request's caller.
-    if (this.stopped) return true;
+    if (this.stopped) return undefined;
     // A half-open model's return hangs on its probe: look again soon. Room at a model's limit is
-    // announced (`modelRoom`); the timer only guards against an announcement that never comes.
+    // announced (`modelRoom`); the timer only guards against an announcement that never comes, and
+    // wakes the request at its queue timeout.
+    const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     const waitMs = atCapacity
-      ? CAPACITY_POLL_MS
+      ? Math.min(leftMs, CAPACITY_POLL_MS)
       : Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
     const wait = new Subscription();
     this.modelWait = wait;
@@ -355,6 +377,6 @@ class RequestReport {
     if (atCapacity && !wait.closed) wait.add(pool.modelRoom(error.modelsAtCapacity).subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wait.closed) wait.add(pool.disposed$.subscribe(resume));
-    return true;
+    return undefined;
   }
 }

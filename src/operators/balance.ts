@@ -8,7 +8,7 @@ import type { StrategyLike } from '../pool/strategies.js';
 import { strategyOption } from '../pool/config.js';
 import type { ChatRequest } from '../core/types.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
-import { toBalanceEvents, type BalanceEvent } from './balance-events.js';
+import { toBalanceEvents, type BalanceEvent, type RequestWaits } from './balance-events.js';
 import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { modelFallbackPolicy, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
 import { rateLimitRetryPolicy, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
@@ -27,7 +27,10 @@ export interface BalanceOptions {
   strategy?: StrategyLike;
   /** Admission priority, higher first. Default 0. */
   priority?: number | ((request: ChatRequest) => number);
-  /** How long a request may wait for a key before failing with `QueueTimeoutError`. */
+  /**
+   * How long a request may wait for a key before failing with `QueueTimeoutError`: in the pool's
+   * queue, or outside it for room at its models' concurrency limits. Default the pool's `queue.timeoutMs`.
+   */
   queueTimeoutMs?: number;
   /** `retryOnRateLimit` settings, or `false` to fail on the first refusal. */
   rateLimit?: Omit<RetryOnRateLimitConfig, 'scheduler' | 'onMidStreamError'> | false;
@@ -136,6 +139,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   // `modelWaitMs` is 0: then in the queue, as a chain composed by hand would).
   const modelWaitMs = options.modelWaitMs ?? 60_000;
   const rotation: WithKeyRotationConfig = { maxQueuedModelParkMs: 0, refuseAtModelLimit: modelWaitMs > 0 };
+  const waits: RequestWaits = { modelWaitMs, queueTimeoutMs: options.queueTimeoutMs ?? pool[POOL_PORT].queueTimeoutMs };
   if (options.strategy !== undefined) rotation.strategy = options.strategy;
   if (options.priority !== undefined) rotation.priority = options.priority;
   if (options.queueTimeoutMs !== undefined) rotation.queueTimeoutMs = options.queueTimeoutMs;
@@ -177,7 +181,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       retryPolicies.length === 0
         ? attemptsOf(request)
         : nestedRetryLoops(attemptsOf(request), retryPolicies, { cutShort$: disposed$, resumable: true });
-    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, modelWaitMs);
+    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, waits);
   };
 
   // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot.

@@ -3,7 +3,6 @@ import {
   callbackError,
   type ModelUnavailableError,
   NoKeyAvailableError,
-  QueueTimeoutError,
   toOpenRouterError,
   type OpenRouterError,
 } from '../core/errors.js';
@@ -19,6 +18,7 @@ import {
   disposedError,
   noKeyAvailableError,
   queueFullError,
+  queueTimeoutError,
   quotaBlockedError,
   roomLookupOf,
   strategyDeclinedError,
@@ -413,7 +413,7 @@ export class Admission implements LeaseOwner, Eligibility {
     const leftMs = timeoutMs - (this.context.scheduler.now() - ticket.askedAt);
     ticket.timeout = scheduleAfter(this.context.scheduler, leftMs, () => {
       this.dequeue(ticket);
-      ticket.fail(new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false }));
+      ticket.fail(queueTimeoutError(timeoutMs));
     });
   }
 

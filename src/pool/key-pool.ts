@@ -152,6 +152,7 @@ export class Pool implements PoolCore {
         if (!this.disposed) this.outcomes.record(outcome);
       },
       emit,
+      queueTimeoutMs: config.queue.timeoutMs,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
       modelRoom: (models) => this.admission.capacity.wait(models),

@@ -1,4 +1,4 @@
-import { AbortedError, ModelUnavailableError, NoKeyAvailableError, QueueFullError } from '../core/errors.js';
+import { AbortedError, ModelUnavailableError, NoKeyAvailableError, QueueFullError, QueueTimeoutError } from '../core/errors.js';
 import type { AdmissionPlan, StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import { admissionPlanOf } from './scopes.js';
@@ -148,6 +148,11 @@ function sharedStatusOf(keys: readonly KeyEntry[]): { status?: number } {
 /** The failure of a request that found the admission queue at its `maxSize`. */
 export function queueFullError(maxSize: number): QueueFullError {
   return new QueueFullError({ message: `admission queue full (${maxSize} waiting)`, scope: 'request', retryable: true });
+}
+
+/** The failure of a request that waited `timeoutMs` for a key (the queue timeout). */
+export function queueTimeoutError(timeoutMs: number): QueueTimeoutError {
+  return new QueueTimeoutError({ message: `no key became available within ${timeoutMs} ms`, scope: 'request', retryable: false });
 }
 
 /** The failure of a request the pool was disposed under. */

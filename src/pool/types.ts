@@ -131,6 +131,12 @@ export interface PoolPort {
   record(outcome: AttemptOutcome): void;
   /** Emits an operator's event (attempt, retry, restart, fallback) on the pool's `events$`; needs no `this`. */
   emit(this: void, event: PoolEvent): void;
+  /**
+   * How long a request may wait for a key (the config's `queue.timeoutMs`), if the pool sets it: an
+   * operator that makes a request wait outside the queue (`balance`, for room at a model's limit)
+   * counts that wait against it too.
+   */
+  readonly queueTimeoutMs: number | undefined;
   /** The context window configured for a model (`models` limits), if any. */
   contextLengthOf(model: string): number | undefined;
   /**
