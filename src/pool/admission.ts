@@ -1,11 +1,5 @@
 import { Observable, isObservable } from 'rxjs';
-import {
-  callbackError,
-  type ModelUnavailableError,
-  NoKeyAvailableError,
-  toOpenRouterError,
-  type OpenRouterError,
-} from '../core/errors.js';
+import { callbackError, type ModelUnavailableError, NoKeyAvailableError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { estimateTokens } from '../core/tokens.js';
 import type { ChatRequest } from '../core/types.js';
