@@ -58,6 +58,11 @@ export class QuotaLearning {
    * the account key info named): a lease admitted before still reports its send under the old id.
    */
   private readonly movedLogs = new Map<string, string>();
+  /**
+   * A plan's logs, looked up once: every admission logs its send in each, and a lookup by scope id
+   * in a map of thousands of scopes costs more than the logging. Made anew when logs move.
+   */
+  private planLogs = new WeakMap<AdmissionPlan, readonly SendLog[]>();
   /** By scope id, then by bucket: a success looks up its plan's scopes, not every quota learned. */
   private readonly learned = new Map<string, Map<string, Learned>>();
   /** `<scope id> <bucket>` of assumed quotas their scope passed: not assumed again. */
@@ -69,9 +74,17 @@ export class QuotaLearning {
     private readonly origin: string,
   ) {}
 
-  /** Logs a send to every scope of the plan: any of them may refuse one with a quota to learn. */
+  /**
+   * Logs a send to every scope of the plan that may refuse one with a quota to learn: not those
+   * with a configured request quota, which is the truth for them (see `onRefused`).
+   */
   recordSend(plan: AdmissionPlan, at: number): void {
-    for (let index = 0; index < plan.length; index++) this.logOf(plan[index]!.id).record(at);
+    let logs = this.planLogs.get(plan);
+    if (logs === undefined) {
+      logs = plan.filter((scope) => !hasRequestQuota(scope)).map((scope) => this.logOf(scope.id));
+      this.planLogs.set(plan, logs);
+    }
+    for (let index = 0; index < logs.length; index++) logs[index]!.record(at);
   }
 
   /**
@@ -90,6 +103,7 @@ export class QuotaLearning {
       if (from.keys.length === 0) {
         this.logs.delete(fromId);
         this.movedLogs.set(fromId, toId);
+        this.planLogs = new WeakMap();
       }
     }
   }
@@ -107,20 +121,28 @@ export class QuotaLearning {
     return undefined;
   }
 
+  /**
+   * The logs a send on `plan` went to: as logged, or, for a plan logged before its logs moved (a
+   * lease admitted before its key joined an account), wherever they went.
+   */
+  private sentLogs(plan: AdmissionPlan): readonly (SendLog | undefined)[] {
+    return this.planLogs.get(plan) ?? plan.map((scope) => this.logFor(scope.id));
+  }
+
   /** A send logged at admission (`from`) went out at `to`. */
   moveSend(plan: AdmissionPlan, from: number, to: number): void {
     if (from === to) return;
-    for (const scope of plan) this.logFor(scope.id)?.moveSent(from, to);
+    for (const log of this.sentLogs(plan)) log?.moveSent(from, to);
   }
 
   /** The send at `sentAt` was counted by the server by `at` at the latest (its first response byte). */
   markCounted(plan: AdmissionPlan, sentAt: number, at: number): void {
-    for (const scope of plan) this.logFor(scope.id)?.markCounted(sentAt, at);
+    for (const log of this.sentLogs(plan)) log?.markCounted(sentAt, at);
   }
 
   /** The server refused a send without counting it: it leaves the logs. */
   forgetSend(plan: AdmissionPlan, sentAt: number): void {
-    for (const scope of plan) this.logFor(scope.id)?.forget(sentAt);
+    for (const log of this.sentLogs(plan)) log?.forget(sentAt);
   }
 
   private logOf(scopeId: string): SendLog {
