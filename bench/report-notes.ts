@@ -16,7 +16,8 @@ const notes: Record<string, string> = {
     '0.88× of the SDK: the run-to-run spread is wider than the change. At 5c3d7e7 the full run measured 0.81× (the SDK ' +
     'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each. The ' +
     'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9), at 1044bdd 0.89×, at a85f2a5 0.92×; three runs of this ' +
-    'row alternating 0c2957f and 1a6531f measured 0.90×, 0.88×, 0.86× and 0.87×, 0.87×, 0.86×: the same code.',
+    'row alternating 0c2957f and 1a6531f measured 0.90×, 0.88×, 0.86× and 0.87×, 0.87×, 0.86×: the same code. The full run at 2f36afd measured 0.82× (the SDK at 851 req/s, load average 2.2–3.2); three runs of this row ' +
+    'alternating 073fc3b (the stop before) and 2f36afd measured 0.91×, 0.87×, 0.91× and 0.86×, 0.84×, 0.94×.',
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
     '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 18.4–19.6 µs of ' +
@@ -61,7 +62,15 @@ const notes: Record<string, string> = {
     'at a85f2a5: mostly the host (the same code measured 2.86–3.34 µs in runs of this row alone one hour and ' +
     '1.85–2.12 µs on another day). About 2 KB is allocated per pick (`library-pick-heap.txt`): rxjs’s subscriber ' +
     'for the acquisition, the reservation with its window entry, the lease and the ticket; moving the admission’s ' +
-    'rarely taken paths out of its hot methods did not move the row (three alternating runs each) and was reverted.',
+    'rarely taken paths out of its hot methods did not move the row (three alternating runs each) and was reverted. At ff292dd the send log that quota learning keeps skips the scopes whose request quota is configured (it ' +
+    'never learns for them) and looks a plan’s logs up once, where each send looked up every scope by id in a map of ' +
+    'thousands: those lookups and writes to cold logs were about a third of a pick. At 2f36afd a window answers `fits` ' +
+    'from its total when the amount fits anyway, without reading its log’s oldest entry. A harness of 40 rounds of ' +
+    '5,000 picks, alternating with 073fc3b: fastest round 1.2–1.3 µs against 1.6–2.0 µs. The full run at 2f36afd ' +
+    'measured 4.34 µs, on a slower host than a85f2a5’s (the bare SDK at 851 req/s in the overhead row, against ' +
+    '1,083); the row alone measured 2.24–3.79 µs that hour: a major collection of the 200 MB heap falls inside the ' +
+    'timed picks or not (V8 pretenures the acquisition’s objects, whose allocation sites the 10,000 requests in ' +
+    'flight made long-lived), which moves the mean by a microsecond or more.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -95,7 +104,8 @@ const notes: Record<string, string> = {
     'Library only: 95–98 % when the row runs first in a fresh process (the first answers, before the fastest is ' +
     'known, count from their first byte, and early lags are long), 100 % once the process is warm, 94–96.5 % with ' +
     'three bench processes on the two cores; no 429 in any of those runs. Run to run, goodput here varies with the ' +
-    'load on the machine (the spread of answer times).',
+    'load on the machine (the spread of answer times). The full run at 2f36afd measured 97.0 %; on that slower host the row alone measured 95.4 and 96.4 %, and ' +
+    '95.5 % for 073fc3b: the host, not the change.',
   'saturation-slow.429': 'Saturation with 250 ms answers, 429s: see the goodput notes (arrival margin).',
   'saturation.ahead-tie':
     'Saturation, ahead of every peer: a tie, not a loss. At this demand every peer that keeps retrying (the SDK waits ' +
@@ -141,7 +151,8 @@ const notes: Record<string, string> = {
     '3c11711 some later windows were refused too: a 429 that reached the server after requests sent later than it ' +
     'taught nothing, and a sibling’s assumed quota could be dropped as disproved by sends the server had counted ' +
     'before the window, after which the key burst into its limit (up to 54 429s in one window; 3.4 to 10.4 % in four ' +
-    'runs). Since then traced runs show no 429 after the first window; 3.5 % in the full run at 6232fe6, 0.5 % in the one at 02faf64.',
+    'runs). Since then traced runs show no 429 after the first window; 3.5 % in the full run at 6232fe6, 0.5 % in the one at 02faf64. 2.9 % in the full run at 2f36afd; a trace of a library-only run that day: 45 429s, all within 110 ms of the ' +
+    'start, the last of them for requests sent 150 ms before (the server and the client busy with the burst).',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -183,7 +194,10 @@ const notes: Record<string, string> = {
     'client’s turnaround between an answer and the next send, so it is a point or two under what N slots give. ' +
     'Since c5bacda a probe that draws a refusal steps back to what was served (4 → 5 → 4), where it fell to three ' +
     'quarters and idled a slot for a round trip (4 → 5 → 3 → 4); the row measured 97.8 % both before and after in ' +
-    'this day’s runs: the turnaround is what is left.',
+    'this day’s runs: the turnaround is what is left. Since 467aff9 the first refusal of a burst no longer caps the limit at what is in flight when it comes back: ' +
+    'a slot answered in the same instant is handed on only at the next turn, so that count fell short of what was ' +
+    'served, and the limit dipped to 3 or 2 (ranges 2–12 and 3–12 in runs of the row alone); now 4–12, and 4 or 5 ' +
+    'after the opening. Goodput 97.8 % in the full run at 2f36afd, as before: the turnaround.',
   'provider-capacity.429':
     'Provider capacity, 429s: the adaptive limit starts at 8 for N = 4 (the first burst refuses what is over N and ' +
     'caps the limit at what was served), then probes one slot above N once in about eighty accepted requests. A ' +
