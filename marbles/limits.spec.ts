@@ -451,8 +451,8 @@ describe('adaptive concurrency (AIMD) per model', () => {
   it('a lone refusal is not capped by a count short of what was served (a slot between requests), a later one of its burst is', () => {
     const limit = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
     // Slow start to 6, then a refusal with 6 out: 4 (three quarters), the level of the overload is 6.
-    limit.accept(4);
-    limit.accept(5);
+    limit.accept(4, 0);
+    limit.accept(5, 0);
     expect(limit.limit).toBe(6);
     limit.overload(6, 0, 100);
     expect(limit.limit).toBe(4);
@@ -464,16 +464,28 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(limit.limit).toBe(1);
 
     const probing = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
-    probing.accept(4);
+    probing.accept(4, 0);
     probing.overload(5, 0, 100);
     expect(probing.limit).toBe(3);
     // Back at 5 (the level of the last overload), a probe draws one refusal while a served slot's
     // answer came in the same instant and waits a turn to be handed on: 4 out, its own included.
     // The probe steps back to 4, what was served, not to 3.
-    for (let index = 0; index < 200 && probing.limit < 5; index++) probing.accept(4);
+    for (let index = 0; index < 200 && probing.limit < 5; index++) probing.accept(4, 150);
     expect(probing.limit).toBe(5);
     probing.overload(4, 200, 300);
     expect(probing.limit).toBe(4);
+  });
+
+  it("a burst's refusals that come back beside the answers it served cap it at what was served, not at what is left in flight", () => {
+    // A provider serving 4 at once, whose refusals take as long as its answers: 8 went out at 0.
+    const limit = new AdaptiveLimit({ initial: 8, min: 1, max: 64 });
+    limit.overload(8, 0, 200);
+    expect(limit.limit).toBe(6);
+    // The 4 it served are answered at 200 too; their slots are not refilled above the lowered limit.
+    for (let inFlight = 7; inFlight > 3; inFlight--) limit.accept(inFlight, 200);
+    // The rest of the burst then finds 3, 2, 1 in flight: the capacity served 4 while they were out.
+    for (const inFlight of [3, 2, 1]) limit.overload(inFlight, 0, 201);
+    expect(limit.limit).toBe(4);
   });
 
   it('grows only while the limit is in use, and never past max', () => {

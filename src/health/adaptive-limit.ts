@@ -15,11 +15,13 @@
  *   decrease answer the load that decrease already stands for. A probe at or past the limit of the
  *   last overload that draws one steps back to what was served instead (one below the limit): the
  *   capacity is where it was, and a cut would idle a slot for a round trip. The later answers of a
- *   burst also cap it below the requests in flight when each came (its own included): the capacity
- *   could not serve them all, so a burst of refusals brings the limit down to what was served, not
- *   to a fixed fraction; each cap is a decrease of its own, whose burst is the requests sent before
- *   it. The first answer of a burst is not capped so: a slot whose answer came in the same instant
- *   is handed on only at the next turn, so the count may fall short of what was served.
+ *   burst also cap it at what the capacity served while each was out: the others in flight when it
+ *   came, or the acceptances since it was sent if more (a refusal that takes as long as an answer
+ *   comes back beside the answers it was refused for, and their slots are not refilled above the
+ *   lowered limit). So a burst of refusals brings the limit down to what was served, not to a fixed
+ *   fraction; each cap is a decrease of its own, whose burst is the requests sent before it. The
+ *   first answer of a burst is not capped so: a slot whose answer came in the same instant is
+ *   handed on only at the next turn, so the count in flight may fall short of what was served.
  * - It stays within [min, max].
  */
 export interface AdaptiveLimitPolicy {
@@ -39,6 +41,8 @@ const DECREASE_FACTOR = 0.75;
 const PROBE_SLOWDOWN = 20;
 /** Growth per accepted request before the first overload: a slot, so doubling per round trip. */
 const SLOW_START_STEP = 1;
+/** Acceptance times kept: a refused request's round trip is compared with as many (a cap of this many at most). */
+const ACCEPTANCES_KEPT = 256;
 
 export class AdaptiveLimit {
   /** Fractional while it grows by less than one per success. */
@@ -47,6 +51,9 @@ export class AdaptiveLimit {
   private decreasedAt = -Infinity;
   /** The limit at the last overload (Infinity before any): growth slows near it. */
   private overloadedAt = Infinity;
+  /** When the last acceptances came (a ring; NaN where none yet): what a burst's refusals were served beside. */
+  private readonly acceptances = new Float64Array(ACCEPTANCES_KEPT).fill(NaN);
+  private nextAcceptance = 0;
 
   constructor(private readonly policy: AdaptiveLimitPolicy) {
     this.estimate = policy.initial;
@@ -62,6 +69,17 @@ export class AdaptiveLimit {
     return this.limit <= this.policy.min;
   }
 
+  /** Acceptances after `from`, counted back from the newest. */
+  private acceptedAfter(from: number): number {
+    let count = 0;
+    for (let step = 1; step <= ACCEPTANCES_KEPT; step++) {
+      const at = this.acceptances[(this.nextAcceptance - step + ACCEPTANCES_KEPT) % ACCEPTANCES_KEPT]!;
+      if (!(at > from)) break;
+      count++;
+    }
+    return count;
+  }
+
   /** Requests allowed in flight at once. */
   get limit(): number {
     return Math.floor(this.estimate);
@@ -72,8 +90,10 @@ export class AdaptiveLimit {
     return inFlight < this.limit;
   }
 
-  /** A request was accepted while `inFlight` (its own slot included) were out; returns whether the limit changed. */
-  accept(inFlight: number): boolean {
+  /** A request was accepted at `at` while `inFlight` (its own slot included) were out; returns whether the limit changed. */
+  accept(inFlight: number, at: number): boolean {
+    this.acceptances[this.nextAcceptance] = at;
+    this.nextAcceptance = (this.nextAcceptance + 1) % ACCEPTANCES_KEPT;
     if (inFlight * 2 < this.limit) return false;
     const before = this.limit;
     let step: number;
@@ -98,10 +118,13 @@ export class AdaptiveLimit {
       // Not capped by the requests in flight now (see the class).
       return this.limit !== before;
     }
-    const served = Math.max(this.policy.min, inFlight - 1);
+    // What the capacity served while this request was out: the others in flight now, or, where
+    // they have ended since (refusals that take as long as answers come back beside them, and
+    // their slots are not refilled above the lowered limit), the acceptances in the meantime.
+    const served = Math.max(this.policy.min, inFlight - 1, this.acceptedAfter(sentAt));
     if (this.estimate > served) {
       this.estimate = served;
-      this.overloadedAt = Math.min(this.overloadedAt, inFlight);
+      this.overloadedAt = Math.min(this.overloadedAt, served + 1);
       // A lowering too: requests sent before it went out at a level it no longer allows.
       this.decreasedAt = now;
     }

@@ -317,13 +317,13 @@ export class Admission implements LeaseOwner, Eligibility {
   /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow; returns whether one did. */
   private accepted(model: ModelEntry, account: KeyEntry['account'], now: number): boolean {
     let grew = false;
-    if (model.concurrency?.accept(model.inFlight) === true) {
+    if (model.concurrency?.accept(model.inFlight, now) === true) {
       this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
       this.context.publisher.markModel(model);
       this.capacity.roomFor(model);
       grew = true;
     }
-    if (account.concurrency?.accept(account.inFlight) === true) {
+    if (account.concurrency?.accept(account.inFlight, now) === true) {
       this.context.emit({ type: 'concurrency', scope: 'account', target: account.id, limit: account.concurrency.limit, at: now });
       this.context.publisher.markAccount(account);
       grew = true;
