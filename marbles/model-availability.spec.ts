@@ -768,6 +768,30 @@ describe('a model at its concurrency limit', () => {
       });
     },
   );
+  it("times out where it waits, also while balance's slots are all busy: not once a slot frees", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const answerAfter = (frames: number, id: string, model: string) =>
+        cold<TransportEvent>(`${frames}ms (a|)`, { a: answerEvent(id, 'ok', model) });
+      const { pool, calls } = makePool(
+        scheduler,
+        { cap: [answerAfter(500, 'c1', 'cap')], other: [answerAfter(300, 'o1', 'other'), answerAfter(300, 'o2', 'other')] },
+        { adaptiveConcurrency: { initial: 1, min: 1, max: 1 } },
+      );
+      const log = terminals(
+        scheduler,
+        from([request('c1', 'cap'), request('c2', 'cap'), request('o1', 'other'), request('o2', 'other')]).pipe(
+          balance(pool, { concurrency: 2, transient: false, queueTimeoutMs: 100 }),
+        ),
+      );
+      flush();
+      // c2 waits for room at `cap` without its slot, which o1 takes; o1, then o2, keep both slots busy
+      // past c2's 100 ms: it fails then, not when c1's answer frees room at 500 and a slot after that.
+      expect(log).toEqual(['100 c2 queue_timeout', '300 o1 completion', '500 c1 completion', '600 o2 completion']);
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 cap', '0 other', '300 other']);
+      expect(pool.snapshot().queued).toBe(0);
+    });
+  });
 });
 
 describe('a chain whose every model is at its concurrency limit', () => {

@@ -355,28 +355,41 @@ class RequestReport {
     // The slot went to the next input at once, and that ended this request's caller.
     if (this.stopped) return undefined;
     // A half-open model's return hangs on its probe: look again soon. Room at a model's limit is
-    // announced (`modelRoom`); the timer only guards against an announcement that never comes, and
-    // wakes the request at its queue timeout.
+    // announced (`modelRoom`); the timer only guards against an announcement that never comes.
     const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     const waitMs = atCapacity
-      ? Math.min(leftMs, CAPACITY_POLL_MS)
+      ? CAPACITY_POLL_MS
       : Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
     const wait = new Subscription();
     this.modelWait = wait;
+    // What ends the wait outside the slot; the queue timeout also bounds the slot's reacquisition.
+    const wakeUps = new Subscription();
+    wait.add(wakeUps);
     const resume = (): void => {
-      wait.unsubscribe();
+      wakeUps.unsubscribe();
       const reacquisition = slot.reacquire().subscribe(() => {
+        wait.unsubscribe();
         this.modelWait = undefined;
         // The same request, after a wait: its route (keys tried, models out) and retry counts go on.
         whileResuming(requestOf(this.lastStart), () => this.subscribeAttempts());
       });
       // A slot granted at once has already started the attempts.
-      if (!reacquisition.closed) this.modelWait = reacquisition;
+      if (!reacquisition.closed) wait.add(reacquisition);
     };
-    wait.add(scheduleAfter(pool.scheduler, waitMs, resume));
-    if (atCapacity && !wait.closed) wait.add(pool.modelRoom(error.modelsAtCapacity).subscribe(resume));
+    if (atCapacity && leftMs !== Infinity) {
+      // At the queue timeout the request fails where it waits, outside the slot or for one: as in the queue, not once a slot frees.
+      wait.add(
+        scheduleAfter(pool.scheduler, leftMs, () => {
+          wait.unsubscribe();
+          this.modelWait = undefined;
+          this.fail(queueTimeoutError(waits.queueTimeoutMs!));
+        }),
+      );
+    }
+    wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
+    if (atCapacity && !wakeUps.closed) wakeUps.add(pool.modelRoom(error.modelsAtCapacity).subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
-    if (!wait.closed) wait.add(pool.disposed$.subscribe(resume));
+    if (!wakeUps.closed) wakeUps.add(pool.disposed$.subscribe(resume));
     return undefined;
   }
 }
