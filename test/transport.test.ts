@@ -125,6 +125,18 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       expect(fake.requests).toMatchObject([{ keyLabel: 'alpha', model: MODEL, stream: false, status: 200 }]);
     });
 
+    it('reports the send when the request goes out: after the synchronous work its caller does first (a batch taken in at once)', async () => {
+      const fake = await startFake();
+      let sentAt: number | undefined;
+      const done = lastValueFrom(transportFor(fake)(ALPHA, chat(), { onSent: () => (sentAt = performance.now()) }).pipe(toArray()));
+      // The caller goes on synchronously (balance taking in thousands of inputs): nothing is sent meanwhile.
+      const busyUntil = performance.now() + 50;
+      while (performance.now() < busyUntil);
+      expect(sentAt).toBeUndefined();
+      await done;
+      expect(sentAt).toBeGreaterThanOrEqual(busyUntil);
+    });
+
     it('a timeoutMs or doneGraceMs longer than a timer can wait is waited out (capped for the SDK), not fired at once (which timed every request out)', async () => {
       const warnings: string[] = [];
       const onWarning = (warning: Error): void => {

@@ -115,8 +115,10 @@ export class Attempt {
       this.onCallerAbort = onCallerAbort;
     }
 
-    // The exchange goes from here to `fetch` without waiting on anything but microtasks: this is the send.
-    onSent?.();
+    // The exchange goes from here to `fetch` without waiting on anything but microtasks, so the
+    // send is when microtasks next run: not now, when the caller has more synchronous work to do
+    // first (a batch of inputs taken in at once), which holds the fetch back as long.
+    if (onSent !== undefined) queueMicrotask(onSent);
     const run = request.stream === true ? this.stream(request) : this.complete(request);
     // The one handler of the attempt's promise. A torn-down attempt still rejects (its aborted
     // request or body read); that is the expected end, not a failure, and is not even mapped.
