@@ -237,19 +237,28 @@ describe("balance checks its retry operators' settings too", () => {
 describe('settings that contradict each other, or a request that is not one', () => {
   it('a cap on the hint-less 429 park below its first step is refused, naming the field', () => {
     expect(rejectionOf(pool({ maxRateLimitCooldownMs: 500 })).message).toMatch(
-      /maxRateLimitCooldownMs: must not be below rateLimitCooldownMs \(1000\)/,
+      /maxRateLimitCooldownMs: 500 must not be below rateLimitCooldownMs \(1000\)/,
     );
     expect(() =>
       pool({ rateLimitCooldownMs: 500, maxRateLimitCooldownMs: 500, transport: answering, discoverAccounts: false })().dispose(),
     ).not.toThrow();
   });
 
+  it('an option that may be Infinity says so when it is wrong (not "null", as JSON spells Infinity)', () => {
+    const target = pool({ transport: answering, discoverAccounts: false })();
+    try {
+      expect(() => balance(target, { concurrency: 1.5 })).toThrow(/concurrency: .*expected one of Infinity/);
+    } finally {
+      target.dispose();
+    }
+  });
+
   it("a breaker's cooldown above its cap is refused, naming the field, rather than quietly capped", () => {
     expect(rejectionOf(pool({ breaker: { cooldownMs: 60_000, maxCooldownMs: 1_000 } })).message).toMatch(
-      /breaker\.maxCooldownMs: must not be below cooldownMs \(60000\)/,
+      /breaker\.maxCooldownMs: 1000 must not be below cooldownMs \(60000\)/,
     );
     expect(rejectionOf(pool({ modelBreaker: { cooldownMs: 60_000 } })).message).toMatch(
-      /modelBreaker\.maxCooldownMs: must not be below cooldownMs \(60000\)/,
+      /modelBreaker\.maxCooldownMs: its default \(30000\) must not be below cooldownMs \(60000\)/,
     );
     expect(() =>
       pool({ breaker: { cooldownMs: 60_000, maxCooldownMs: 60_000 }, transport: answering, discoverAccounts: false })().dispose(),

@@ -57,8 +57,13 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
 
 /** What one branch of a union asked for, in words: the valid values of an enum, else zod's message. */
 function expectation(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_value') return `expected one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
+  if (issue.code === 'invalid_value') return `expected one of ${issue.values.map(literalText).join(', ')}`;
   return issue.message;
+}
+
+/** A literal as the config would spell it: JSON, except the numbers JSON has no spelling for (`Infinity`). */
+function literalText(value: unknown): string {
+  return typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value);
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

@@ -74,6 +74,11 @@ const breakerSchema = z.strictObject({
 
 const isFunction = (value: unknown) => typeof value === 'function';
 
+/** How a config error names a bound: as set, or as its default when it was not set. */
+function boundText(set: number | undefined, value: number): string {
+  return set === undefined ? `its default (${value})` : String(value);
+}
+
 /** A `strategy` option, the pool's or a request stream's: a name, a `Strategy`, or a function. */
 export const strategyOption = z.union([
   z.enum(strategyNames as [string, ...string[]]),
@@ -180,22 +185,25 @@ export const keyPoolConfigSchema = z
         }
         keys.set(entry.key, index);
       });
+      // A bound the user may not have set: the message says what it is (its default) and which setting it is below.
       const cooldownMs = config.rateLimitCooldownMs ?? DEFAULT_RATE_LIMIT_COOLDOWN_MS;
-      if ((config.maxRateLimitCooldownMs ?? DEFAULT_MAX_RATE_LIMIT_COOLDOWN_MS) < cooldownMs) {
+      const maxRateLimitCooldownMs = config.maxRateLimitCooldownMs ?? DEFAULT_MAX_RATE_LIMIT_COOLDOWN_MS;
+      if (maxRateLimitCooldownMs < cooldownMs) {
         context.addIssue({
           code: 'custom',
           path: ['maxRateLimitCooldownMs'],
-          message: `must not be below rateLimitCooldownMs (${cooldownMs})`,
+          message: `${boundText(config.maxRateLimitCooldownMs, maxRateLimitCooldownMs)} must not be below rateLimitCooldownMs (${cooldownMs})`,
         });
       }
       for (const field of ['breaker', 'modelBreaker'] as const) {
         const breaker = config[field];
         const breakerCooldownMs = breaker?.cooldownMs ?? defaultBreakerPolicy.cooldownMs;
-        if ((breaker?.maxCooldownMs ?? defaultBreakerPolicy.maxCooldownMs) < breakerCooldownMs) {
+        const maxCooldownMs = breaker?.maxCooldownMs ?? defaultBreakerPolicy.maxCooldownMs;
+        if (maxCooldownMs < breakerCooldownMs) {
           context.addIssue({
             code: 'custom',
             path: [field, 'maxCooldownMs'],
-            message: `must not be below cooldownMs (${breakerCooldownMs})`,
+            message: `${boundText(breaker?.maxCooldownMs, maxCooldownMs)} must not be below cooldownMs (${breakerCooldownMs})`,
           });
         }
       }

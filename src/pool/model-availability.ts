@@ -128,7 +128,7 @@ export function noKeyAvailableError(keys: readonly KeyEntry[]): NoKeyAvailableEr
   const reasons = keys.map(({ label, lastError }) =>
     lastError === null
       ? label
-      : `${label}: ${lastError.status === undefined ? lastError.kind : String(lastError.status)} ${lastError.message}`,
+      : `${label}: ${lastError.status === undefined || lastError.message.startsWith(String(lastError.status)) ? '' : `${lastError.status} `}${lastError.message}`,
   );
   return new NoKeyAvailableError({
     message: `every key of the pool is disabled (${reasons.join('; ')})`,
