@@ -132,6 +132,23 @@ describe('learned quotas: learn, enforce, re-probe, replace', () => {
     expect(quota).toEqual([expect.objectContaining({ scope: 'key', unit: 'requests', limit: 5, windowMs: 1000, source: 'learned' })]);
   });
 
+  it('a burst of 429s that teach the same quota says so once', () => {
+    const scheduler = newTestScheduler();
+    let learned: PoolEvent[] = [];
+    scheduler.run(() => {
+      const pool = makePool(scheduler);
+      learned = eventsOf(pool, 'limit-learned');
+      const drive = driver(scheduler, pool);
+      for (const at of [0, 100, 200, 300, 400]) drive.send(at, 10);
+      // Three sent at once, all refused by the same full window.
+      for (let index = 0; index < 3; index++)
+        drive.send(500, 10 + index, platform429({ limit: 5, remaining: 0, resetAfterMs: 490 - index }));
+    });
+    expect(
+      learned.map((event) => event.type === 'limit-learned' && `${event.target} ${event.quota.requests}/${event.quota.windowMs}`),
+    ).toEqual(['key:k1 5/1000']);
+  });
+
   it('re-probes a learned limit upward after a quiet spell at it, and a 429 naming another limit replaces it', () => {
     const scheduler = newTestScheduler();
     let learned: Extract<PoolEvent, { type: 'limit-learned' }>[] = [];
@@ -598,8 +615,7 @@ describe('accounts and free-model quotas from key info', () => {
         (event) => event.type === 'limit-learned' && `${event.target} ${event.quota.requests}/${event.quota.windowMs} ${event.cause}`,
       ),
     ).toEqual([
-      // Made again when the second key joins, with its sends.
-      'model:user_a:*:free 21/60000 assumed',
+      // Made again when the second key joins, with its sends: the same quota, so no second event.
       'model:user_a:*:free 21/60000 assumed',
       'model:user_a:*:free 21/60000 disproved',
     ]);

@@ -326,7 +326,13 @@ export class QuotaLearning {
     const previous = buckets.get(quota.bucket);
     const learnedAt = previous !== undefined && previous.quota.source !== 'assumed' ? previous.learnedAt : now;
     buckets.set(quota.bucket, { quota, learnedAt, reprobeAt: quota.source === 'assumed' ? Infinity : now + this.reprobeAfterMs(quota) });
-    this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota, cause, at: now });
+    // The other 429s of a burst teach the same quota again (their seeds resync the window): one event says it.
+    const same =
+      previous !== undefined &&
+      previous.quota.source === quota.source &&
+      previous.quota.requests === quota.requests &&
+      previous.quota.windowMs === quota.windowMs;
+    if (!same) this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota, cause, at: now });
   }
 
   /** A calendar-day quota changes with the account's credits, which key info reports: never probed. */
