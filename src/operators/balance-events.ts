@@ -335,6 +335,7 @@ class RequestReport {
     const { pool, slot, waits } = this;
     const now = pool.scheduler.now();
     const atCapacity = error instanceof ModelUnavailableError && error.modelsAtCapacity.length > 0;
+    const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     let leftMs: number;
     if (atCapacity) {
       // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
@@ -345,7 +346,6 @@ class RequestReport {
     } else {
       this.modelsOutSince ??= now;
       // Room a model's own quota brings is waited for as long as the queue would have, at least.
-      const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
       const longestMs = quotaSpent && waits.modelWaitMs > 0 ? Math.max(waits.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : waits.modelWaitMs;
       leftMs = this.modelsOutSince + longestMs - now;
       // No use waiting for a model known to stay out past the deadline.
@@ -356,7 +356,6 @@ class RequestReport {
     if (this.stopped) return undefined;
     // A half-open model's return hangs on its probe: look again soon. Room at a model's limit is
     // announced (`modelRoom`); the timer only guards against an announcement that never comes.
-    const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     const waitMs = atCapacity
       ? CAPACITY_POLL_MS
       : Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
