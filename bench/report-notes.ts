@@ -17,7 +17,7 @@ const notes: Record<string, string> = {
     'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each. The ' +
     'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9), at 1044bdd 0.89×, at a85f2a5 0.92×; three runs of this ' +
     'row alternating 0c2957f and 1a6531f measured 0.90×, 0.88×, 0.86× and 0.87×, 0.87×, 0.86×: the same code. The full run at 2f36afd measured 0.82× (the SDK at 851 req/s, load average 2.2–3.2); three runs of this row ' +
-    'alternating 073fc3b (the stop before) and 2f36afd measured 0.91×, 0.87×, 0.91× and 0.86×, 0.84×, 0.94×.',
+    'alternating 073fc3b (the stop before) and 2f36afd measured 0.91×, 0.87×, 0.91× and 0.86×, 0.84×, 0.94×. At 6db395c the full run measured 0.90× (the SDK at 1,012 req/s).',
   'overhead.cpu':
     'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
     '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 18.4–19.6 µs of ' +
@@ -70,7 +70,7 @@ const notes: Record<string, string> = {
     'measured 4.34 µs, on a slower host than a85f2a5’s (the bare SDK at 851 req/s in the overhead row, against ' +
     '1,083); the row alone measured 2.24–3.79 µs that hour: a major collection of the 200 MB heap falls inside the ' +
     'timed picks or not (V8 pretenures the acquisition’s objects, whose allocation sites the 10,000 requests in ' +
-    'flight made long-lived), which moves the mean by a microsecond or more.',
+    'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -152,7 +152,7 @@ const notes: Record<string, string> = {
     'taught nothing, and a sibling’s assumed quota could be dropped as disproved by sends the server had counted ' +
     'before the window, after which the key burst into its limit (up to 54 429s in one window; 3.4 to 10.4 % in four ' +
     'runs). Since then traced runs show no 429 after the first window; 3.5 % in the full run at 6232fe6, 0.5 % in the one at 02faf64. 2.9 % in the full run at 2f36afd; a trace of a library-only run that day: 45 429s, all within 110 ms of the ' +
-    'start, the last of them for requests sent 150 ms before (the server and the client busy with the burst).',
+    'start, the last of them for requests sent 150 ms before (the server and the client busy with the burst). 3.5 % in the full run at 6db395c.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -230,7 +230,8 @@ const notes: Record<string, string> = {
     'at its admission plus the arrival margin (1 s). Every worker then waited about 2 s for a window that freed after ' +
     '1 s, and the key served 10 requests every 2 s from then on (one key of three: 81.5 %). The reserve script now ' +
     'counts an unanswered entry as leaving no earlier than a window from now (its first byte cannot come before now): ' +
-    'six fleet-only traces after the change measured 100 %.',
+    'six fleet-only traces after the change measured 100 %. The full run at 6db395c measured 94.8 % (its last row, load average 2.9 at the end), and two runs of this ' +
+    'row alone right after it 100 % each.',
 };
 
 export function missedNotes(targets: ReadonlyArray<TargetCheck & { scenario: string }>): string[] {
