@@ -274,6 +274,27 @@ describe('settings that contradict each other, or a request that is not one', ()
     expect(() => pool({ keys, accounts: { user_x: { rpm: 10 } }, transport: answering })().dispose()).not.toThrow();
   });
 
+  it('pool.model() given a string that is no model slug throws a RangeError, without echoing it, and makes no record', () => {
+    const target = pool({ transport: answering, discoverAccounts: false })();
+    try {
+      for (const junk of ['', 'bad model id', `${KEY} pasted`]) {
+        expect(() => target.model(junk)).toThrow(RangeError);
+      }
+      let message = '';
+      try {
+        target.model(`${KEY} pasted`);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(/^pool\.model: expected a model slug/);
+      expect(message).not.toContain(KEY);
+      expect(target.snapshot().models).toEqual([]);
+      expect(() => target.model('openai/gpt-4o:nitro')).not.toThrow();
+    } finally {
+      target.dispose();
+    }
+  });
+
   it('pool.complete() and stream() given no request fail with the BadRequestError balance gives, not a TypeError', async () => {
     const target = createKeyPool({ keys: [{ key: KEY }], transport: answering, discoverAccounts: false });
     const error = await lastValueFrom(target.complete(undefined as never)).catch((thrown: unknown) => thrown);

@@ -173,7 +173,10 @@ export interface PoolCore {
   readonly labels: readonly string[];
   /** One key's handle; throws a `RangeError` for a label the pool does not have. */
   key(label: string): KeyHandle;
-  /** One model's record now, then on every change; the record is created if the pool had none. */
+  /**
+   * One model's record now, then on every change; the record is created if the pool had none.
+   * Throws a `RangeError` for a string that is not a model slug (empty, or with spaces).
+   */
   model(model: string): { readonly health$: Observable<ModelHealth> };
   /** The pool's health now. */
   snapshot(): PoolHealth;
