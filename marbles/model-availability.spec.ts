@@ -21,6 +21,7 @@ import {
   providerUnavailable,
   transientRetries,
 } from './model-support.js';
+import type { TestScheduler } from 'rxjs/testing';
 import { newTestScheduler, predictablePool } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
 
@@ -30,6 +31,14 @@ const makeOneSlotPool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1', limi
 function request(id: string, model: string): ChatRequest {
   return { id, model, messages: [{ role: 'user', content: id }] };
 }
+
+/** An answer to `id` on `model`, `frames` ms after its send (inside `scheduler.run`). */
+function answerAfter(scheduler: TestScheduler, frames: number, id: string, model: string): Observable<TransportEvent> {
+  return scheduler.createColdObservable<TransportEvent>(`${frames}ms (a|)`, { a: answerEvent(id, 'ok', model) });
+}
+
+/** Every model is found to serve one request at a time. */
+const ONE_AT_A_TIME = { adaptiveConcurrency: { initial: 1, min: 1, max: 1 } };
 
 const modelBreaker = { consecutiveFailures: 2, cooldownMs: 1_000, maxCooldownMs: 1_000 };
 
@@ -707,7 +716,7 @@ describe('a model at its concurrency limit', () => {
           ok: Array.from({ length: 6 }, (_, index) => quick(`o${index + 1}`)),
         },
         // The provider of `cap` is found to serve one request at a time.
-        { adaptiveConcurrency: { initial: 1, min: 1, max: 1 } },
+        ONE_AT_A_TIME,
       );
       const requests = [1, 2, 3, 4].flatMap((n) => [
         request(`c${n}`, 'cap'),
@@ -732,6 +741,7 @@ describe('a model at its concurrency limit', () => {
       expect(pool.snapshot().queued).toBe(0);
     });
   });
+
   it.each([
     { set: "balance's", balanceTimeout: { queueTimeoutMs: 150 }, poolTimeout: {} },
     { set: "the pool's", balanceTimeout: {}, poolTimeout: { queue: { timeoutMs: 150 } } },
@@ -739,12 +749,11 @@ describe('a model at its concurrency limit', () => {
     'waits for its room no longer than the queue timeout ($set), as in the queue: then it fails with QueueTimeoutError',
     ({ balanceTimeout, poolTimeout }) => {
       const scheduler = newTestScheduler();
-      scheduler.run(({ cold, flush }) => {
-        const slow = (id: string) => cold<TransportEvent>('100ms (a|)', { a: answerEvent(id, 'slow', 'cap') });
+      scheduler.run(({ flush }) => {
         const { pool, calls } = makePool(
           scheduler,
-          { cap: Array.from({ length: 2 }, (_, index) => slow(`c${index + 1}`)) },
-          { adaptiveConcurrency: { initial: 1, min: 1, max: 1 }, ...poolTimeout },
+          { cap: [answerAfter(scheduler, 100, 'c1', 'cap'), answerAfter(scheduler, 100, 'c2', 'cap')] },
+          { ...ONE_AT_A_TIME, ...poolTimeout },
         );
         const failures: string[] = [];
         const log = terminals(
@@ -768,15 +777,17 @@ describe('a model at its concurrency limit', () => {
       });
     },
   );
+
   it("times out where it waits, also while balance's slots are all busy: not once a slot frees", () => {
     const scheduler = newTestScheduler();
-    scheduler.run(({ cold, flush }) => {
-      const answerAfter = (frames: number, id: string, model: string) =>
-        cold<TransportEvent>(`${frames}ms (a|)`, { a: answerEvent(id, 'ok', model) });
+    scheduler.run(({ flush }) => {
       const { pool, calls } = makePool(
         scheduler,
-        { cap: [answerAfter(500, 'c1', 'cap')], other: [answerAfter(300, 'o1', 'other'), answerAfter(300, 'o2', 'other')] },
-        { adaptiveConcurrency: { initial: 1, min: 1, max: 1 } },
+        {
+          cap: [answerAfter(scheduler, 500, 'c1', 'cap')],
+          other: [answerAfter(scheduler, 300, 'o1', 'other'), answerAfter(scheduler, 300, 'o2', 'other')],
+        },
+        ONE_AT_A_TIME,
       );
       const log = terminals(
         scheduler,
@@ -797,13 +808,11 @@ describe('a model at its concurrency limit', () => {
 describe('a chain whose every model is at its concurrency limit', () => {
   it('is woken by room in any of its models, the first to free one', () => {
     const scheduler = newTestScheduler();
-    scheduler.run(({ cold, flush }) => {
-      const answerAfter = (frames: number, id: string, model: string) =>
-        cold<TransportEvent>(`${frames}ms (a|)`, { a: answerEvent(id, 'ok', model) });
+    scheduler.run(({ flush }) => {
       const { pool, calls } = makePool(
         scheduler,
-        { a: [answerAfter(100, 'r1', 'a')], b: [answerAfter(50, 'r2', 'b'), answerAfter(50, 'r3', 'b')] },
-        { adaptiveConcurrency: { initial: 1, min: 1, max: 1 } },
+        { a: [answerAfter(scheduler, 100, 'r1', 'a')], b: [answerAfter(scheduler, 50, 'r2', 'b'), answerAfter(scheduler, 50, 'r3', 'b')] },
+        ONE_AT_A_TIME,
       );
       const chain = (id: string): ChatRequest => ({ ...request(id, 'a'), models: ['b'] });
       const log = terminals(

@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as z from 'zod';
+import { MODEL_SLUG } from '../core/request-fast-path.js';
 
 /**
  * Flag parsing shared by the commands: `node:util`'s `parseArgs` (strict, so a typo is an error
@@ -114,7 +115,7 @@ export const urlFlag = z.string().transform((text, context) => {
 });
 
 /** A model slug: no spaces, as OpenRouter names models (`author/model[:variant]`). */
-export const modelFlag = z.string().regex(/^\S+$/, 'must be a model slug without spaces, such as openai/gpt-4o-mini');
+export const modelFlag = z.string().regex(MODEL_SLUG, 'must be a model slug without spaces, such as openai/gpt-4o-mini');
 
 /** A list flag, repeatable and comma-separated: `--fallback-models a,b --fallback-models c`. */
 export const commaSeparatedFlag = z.array(z.string()).transform((values) =>

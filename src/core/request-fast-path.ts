@@ -17,7 +17,7 @@ type Check = (value: unknown) => boolean;
 /** Top-level fields checked here; a schema field not listed must be absent, or zod decides. */
 const FIELD_CHECKS: ReadonlyMap<string, Check> = new Map<string, Check>([
   ['id', isString],
-  ['model', isSlug],
+  ['model', isModelSlug],
   ['stream', isBoolean],
   ['max_tokens', isPositiveInteger],
   ['max_completion_tokens', isPositiveInteger],
@@ -83,7 +83,7 @@ function isPlainRecord(value: unknown): value is Record<string, unknown> {
 
 /** Every index, holes included (`every` skips holes; zod reads them as `undefined` and refuses them). */
 function allSlugs(values: readonly unknown[]): boolean {
-  for (let index = 0; index < values.length; index++) if (!isSlug(values[index])) return false;
+  for (let index = 0; index < values.length; index++) if (!isModelSlug(values[index])) return false;
   return true;
 }
 
@@ -95,8 +95,11 @@ function isBoolean(value: unknown): boolean {
   return typeof value === 'boolean';
 }
 
-function isSlug(value: unknown): boolean {
-  return typeof value === 'string' && /^\S+$/.test(value);
+/** What a model slug must be: anything without whitespace (new slugs appear every week), not empty. */
+export const MODEL_SLUG = /^\S+$/;
+
+export function isModelSlug(value: unknown): value is string {
+  return typeof value === 'string' && MODEL_SLUG.test(value);
 }
 
 function isPositiveInteger(value: unknown): boolean {

@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import type { ChatRequest } from './types.js';
-import { requestFastPath } from './request-fast-path.js';
+import { MODEL_SLUG, requestFastPath } from './request-fast-path.js';
 import { formatZodError, safeParseEnglish, ValidationError } from './validation.js';
 
 /**
@@ -18,7 +18,7 @@ export const MAX_FALLBACK_MODELS = 3;
  * `:exacto`, `:extended`, `:thinking` or `:online`, an alias (`~author/model-latest`) or a router
  * (`openrouter/auto`). Only emptiness and whitespace are rejected: new slugs appear every week.
  */
-const modelSlugSchema = z.string().check(z.regex(/^\S+$/, 'must be a model slug without spaces (e.g. "openai/gpt-4o:nitro")'));
+const modelSlugSchema = z.string().check(z.regex(MODEL_SLUG, 'must be a model slug without spaces (e.g. "openai/gpt-4o:nitro")'));
 
 const providerSortKeySchema = z.enum(['price', 'throughput', 'latency', 'exacto']);
 

@@ -361,14 +361,17 @@ class RequestReport {
       : Math.min(leftMs, error.retryAfterMs ?? MODEL_PROBE_POLL_MS, quotaSpent ? MODEL_QUOTA_POLL_MS : Infinity);
     const wait = new Subscription();
     this.modelWait = wait;
+    const endWait = (): void => {
+      wait.unsubscribe();
+      this.modelWait = undefined;
+    };
     // What ends the wait outside the slot; the queue timeout also bounds the slot's reacquisition.
     const wakeUps = new Subscription();
     wait.add(wakeUps);
     const resume = (): void => {
       wakeUps.unsubscribe();
       const reacquisition = slot.reacquire().subscribe(() => {
-        wait.unsubscribe();
-        this.modelWait = undefined;
+        endWait();
         // The same request, after a wait: its route (keys tried, models out) and retry counts go on.
         whileResuming(requestOf(this.lastStart), () => this.subscribeAttempts());
       });
@@ -379,8 +382,7 @@ class RequestReport {
       // At the queue timeout the request fails where it waits, outside the slot or for one: as in the queue, not once a slot frees.
       wait.add(
         scheduleAfter(pool.scheduler, leftMs, () => {
-          wait.unsubscribe();
-          this.modelWait = undefined;
+          endWait();
           this.fail(queueTimeoutError(waits.queueTimeoutMs!));
         }),
       );

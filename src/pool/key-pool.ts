@@ -17,6 +17,7 @@ import {
 } from 'rxjs';
 import { toOpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
+import { isModelSlug } from '../core/request-fast-path.js';
 import { limitsAnything } from '../health/limits.js';
 import { nextUtcMidnight } from '../health/utc-day-window.js';
 import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
@@ -48,8 +49,6 @@ function accountWaitMs(queueTimeoutMs: number | undefined): number {
 
 /** Where the send margin starts, before successes narrow it: wide enough for a busy event loop. */
 const SEND_MARGIN_START_MS = 250;
-/** What `model(...)` takes, as requests name models: no record is made for a string that is not one. */
-const MODEL_SLUG = /^\S+$/;
 
 /** Free-model requests a day for an account that never bought credits (openrouter-wire.md §8). */
 const FREE_TIER_DAILY_REQUESTS = 50;
@@ -196,8 +195,7 @@ export class Pool implements PoolCore {
 
   model(model: string): { readonly health$: Observable<ModelHealth> } {
     // Not echoed: a key pasted here by mistake must not reach an error message.
-    if (typeof model !== 'string' || !MODEL_SLUG.test(model))
-      throw new RangeError('pool.model: expected a model slug without spaces (e.g. "openai/gpt-4o")');
+    if (!isModelSlug(model)) throw new RangeError('pool.model: expected a model slug without spaces (e.g. "openai/gpt-4o")');
     const entry = this.registry.model(model);
     // A model first named after the pool was disposed has its stream ended like every other.
     if (this.disposed) entry.close();

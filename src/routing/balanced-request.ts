@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import { chatRequestSchema } from '../core/request.js';
-import { requestFastPath } from '../core/request-fast-path.js';
+import { MODEL_SLUG, requestFastPath } from '../core/request-fast-path.js';
 import type { ChatRequest } from '../core/types.js';
 import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 
@@ -13,7 +13,7 @@ export const balancedRequestSchema = z
   .extend(chatRequestSchema, {
     models: z.optional(
       z
-        .array(z.string().check(z.regex(/^\S+$/, 'must be a model slug without spaces')))
+        .array(z.string().check(z.regex(MODEL_SLUG, 'must be a model slug without spaces')))
         .check(z.minLength(1, 'must name at least one model when present')),
     ),
   })
