@@ -5,7 +5,7 @@
  * and fails it with that error after. A 404 is a request error, never a model failure. Model
  * records stay bounded however many model ids pass.
  */
-import { from, of, tap, type Observable } from 'rxjs';
+import { from, of, Subject, tap, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { ModelUnavailableError, NetworkError, NoKeyAvailableError, type OpenRouterError } from '../src/core/errors.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
@@ -24,6 +24,8 @@ import {
 import type { TestScheduler } from 'rxjs/testing';
 import { newTestScheduler, predictablePool } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
+import { CapacityWaiters } from '../src/pool/capacity-waiters.js';
+import type { ModelEntry } from '../src/pool/entities.js';
 
 const makePool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1' }]);
 const makeOneSlotPool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1', limits: { maxConcurrent: 1 } }]);
@@ -778,6 +780,39 @@ describe('a model at its concurrency limit', () => {
     },
   );
 
+  it('gives the room an answer frees to the request that waited for it, not to one sent as that answer is handled', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const { pool, calls } = makePool(
+        scheduler,
+        { cap: Array.from({ length: 5 }, (_, index) => answerAfter(scheduler, 100, `r${index + 1}`, 'cap')) },
+        ONE_AT_A_TIME,
+      );
+      // A closed loop, as a client with a fixed number of requests in flight drives it: two at first,
+      // then one more as each answer comes.
+      const input = new Subject<ChatRequest>();
+      let sent = 0;
+      const send = () => input.next(request(`r${++sent}`, 'cap'));
+      const log = terminals(
+        scheduler,
+        input.pipe(
+          balance(pool, { concurrency: 4, transient: false }),
+          tap((event) => {
+            if (event.type === 'completion' && sent < 5) send();
+          }),
+        ),
+      );
+      send();
+      send();
+      flush();
+      // r2 waits for r1's room and gets it at 100, ahead of r3, sent at that moment: first come,
+      // first served. Were the room handed on a turn later, each new request would take it and r2
+      // would wait for all of them.
+      expect(log).toEqual(['100 r1 completion', '200 r2 completion', '300 r3 completion', '400 r4 completion', '500 r5 completion']);
+      expect(calls.map((call) => call.at)).toEqual([0, 100, 200, 300, 400]);
+    });
+  });
+
   it("times out where it waits, also while balance's slots are all busy: not once a slot frees", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
@@ -801,6 +836,28 @@ describe('a model at its concurrency limit', () => {
       expect(log).toEqual(['100 c2 queue_timeout', '300 o1 completion', '500 c1 completion', '600 o2 completion']);
       expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 cap', '0 other', '300 other']);
       expect(pool.snapshot().queued).toBe(0);
+    });
+  });
+});
+
+describe('the line of requests waiting for room (CapacityWaiters)', () => {
+  it('keeps the place of a request that waits again, ahead of those that came after it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const waiters = new CapacityWaiters(scheduler);
+      const model = { model: 'a', atConcurrencyLimit: false } as ModelEntry;
+      const woken: string[] = [];
+      const first = waiters.wait(['a']).subscribe(() => woken.push('first'));
+      scheduler.schedule(() => {
+        waiters.wait(['a']).subscribe(() => woken.push('second'));
+        // The first was woken, found the room taken, and waits again with the time it first waited.
+        first.unsubscribe();
+        waiters.wait(['a'], 0).subscribe(() => woken.push('first again'));
+        waiters.roomFor(model, true);
+        waiters.roomFor(model);
+      }, 10);
+      flush();
+      expect(woken).toEqual(['first again', 'second']);
     });
   });
 });

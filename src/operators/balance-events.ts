@@ -388,7 +388,7 @@ class RequestReport {
       );
     }
     wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
-    if (atCapacity && !wakeUps.closed) wakeUps.add(pool.modelRoom(error.modelsAtCapacity).subscribe(resume));
+    if (atCapacity && !wakeUps.closed) wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.atCapacitySince).subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wakeUps.closed) wakeUps.add(pool.disposed$.subscribe(resume));
     return undefined;

@@ -305,7 +305,9 @@ export class Admission implements LeaseOwner, Eligibility {
     this.context.publisher.flush();
     if (afterTeardown) this.drainSoon();
     else this.drain();
-    this.capacity.roomFor(model);
+    // After the queue's own (they came first), the oldest request waiting outside a slot takes the
+    // room now: a turn later, a request its caller sends on reading this answer would take it first.
+    this.capacity.roomFor(model, !afterTeardown);
   }
 
   /** Drains at the next turn of the scheduler (in no time on its clock), by the wake timer. */

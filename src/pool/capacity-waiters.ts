@@ -4,6 +4,8 @@ import type { ModelEntry } from './entities.js';
 interface Waiter {
   /** The models of its request's chain: room in any of them wakes it. */
   readonly models: readonly string[];
+  /** When its request first found them at their limits: its place in the line. */
+  readonly since: number;
   readonly wake: () => void;
 }
 
@@ -19,17 +21,24 @@ export class CapacityWaiters {
 
   constructor(private readonly scheduler: SchedulerLike) {}
 
-  /** Emits once, then completes, when one of `models` has room for this waiter; unsubscribing leaves the line. */
-  wait(models: readonly string[]): Observable<void> {
+  /**
+   * Emits once, then completes, when one of `models` has room for this waiter; unsubscribing leaves
+   * the line. A request that waits again (the room it was woken for was gone) gives the time it
+   * first waited, and keeps its place ahead of those that came after it.
+   */
+  wait(models: readonly string[], since = this.scheduler.now()): Observable<void> {
     return new Observable<void>((subscriber) => {
       const waiter: Waiter = {
         models,
+        since,
         wake: () => {
           subscriber.next();
           subscriber.complete();
         },
       };
-      this.waiters.push(waiter);
+      let place = this.waiters.length;
+      while (place > 0 && this.waiters[place - 1]!.since > since) place--;
+      this.waiters.splice(place, 0, waiter);
       return () => {
         const index = this.waiters.indexOf(waiter);
         if (index >= 0) this.waiters.splice(index, 1);
@@ -38,17 +47,22 @@ export class CapacityWaiters {
   }
 
   /**
-   * A slot of `model` freed, or its limit grew: if a request fits now, its oldest waiter is woken at
+   * A slot of `model` freed, or its limit grew: if a request fits now, its oldest waiter is woken.
+   * `atOnce` (a slot freed by an answer, the admission's own drain done) wakes it now, before the
+   * answer goes on to its caller, who may send a new request for the room as it reads it. Else at
    * the next turn of the scheduler, outside the answer or acquisition being handled (the oldest
    * then: one that left meanwhile passes the room on).
    */
-  roomFor(model: ModelEntry): void {
+  roomFor(model: ModelEntry, atOnce = false): void {
     if (this.waiters.length === 0 || model.atConcurrencyLimit) return;
-    this.scheduler.schedule(() => {
-      const index = this.waiters.findIndex((waiter) => waiter.models.includes(model.model));
-      if (index < 0) return;
-      const [waiter] = this.waiters.splice(index, 1);
-      waiter!.wake();
-    });
+    if (atOnce) this.wakeOldest(model.model);
+    else this.scheduler.schedule(() => this.wakeOldest(model.model));
+  }
+
+  private wakeOldest(model: string): void {
+    const index = this.waiters.findIndex((waiter) => waiter.models.includes(model));
+    if (index < 0) return;
+    const [waiter] = this.waiters.splice(index, 1);
+    waiter!.wake();
   }
 }

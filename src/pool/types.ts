@@ -146,10 +146,11 @@ export interface PoolPort {
   readonly disposed$: Observable<void>;
   /**
    * Emits once, then completes, when one of `models` has room again for a request refused at their
-   * concurrency limits (`ModelUnavailableError.modelsAtCapacity`): waiters are woken oldest first,
-   * one per slot an answer frees or a limit grows by.
+   * concurrency limits (`ModelUnavailableError.modelsAtCapacity`): waiters are woken oldest first
+   * (by `since`, the scheduler time the request first found them full; default now), one per slot
+   * an answer frees or a limit grows by.
    */
-  modelRoom(models: readonly string[]): Observable<void>;
+  modelRoom(models: readonly string[], since?: number): Observable<void>;
 }
 
 /**
