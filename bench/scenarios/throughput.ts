@@ -52,8 +52,9 @@ export function signed(value: number, digits = 1): string {
 }
 
 async function batch(env: ScenarioEnv, session: PeerSession, plan: ThroughputPlan, total: number): Promise<Batch> {
-  // A GC first: no peer pays for another's garbage.
-  collectGarbage();
+  // A GC first: no peer pays for another's garbage. A regular one (see `collectGarbage`): after a
+  // memory-reducing one every peer runs cold for longer than a batch lasts.
+  collectGarbage('regular');
   const serverBefore = await env.host.cpuMicros();
   const record = await drive(session, {
     concurrency: plan.concurrency,
