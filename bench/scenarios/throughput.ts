@@ -52,9 +52,12 @@ export function signed(value: number, digits = 1): string {
 }
 
 async function batch(env: ScenarioEnv, session: PeerSession, plan: ThroughputPlan, total: number): Promise<Batch> {
-  // A GC first: no peer pays for another's garbage. A regular one (see `collectGarbage`): after a
-  // memory-reducing one every peer runs cold for longer than a batch lasts.
-  collectGarbage('regular');
+  // A scavenge first: no peer pays for the young garbage of the batch before. Not a full GC: after
+  // any full GC V8 deoptimises code every peer runs (undici's, Node's event loop), and each peer
+  // spends about twice its CPU per request over its next ~2,000 requests; a batch that began with
+  // one measured that recovery. A batch long enough holds the full GCs its own garbage brings (V8
+  // runs one every few thousand requests), at the rate the peer's own allocations set.
+  collectGarbage('young');
   const serverBefore = await env.host.cpuMicros();
   const record = await drive(session, {
     concurrency: plan.concurrency,

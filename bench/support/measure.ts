@@ -40,20 +40,18 @@ export function processCpuMicros(pid: number): number | undefined {
   }
 }
 
-type GcFunction = (options?: { type: 'major' | 'minor'; execution?: 'sync' | 'async' }) => void;
+type GcFunction = (options?: { type: 'minor' }) => void;
 
 let gcFunction: GcFunction | undefined | null = null;
 
 /**
- * A full GC, if the runtime lets us have one (`--expose-gc`, or the V8 flag set at runtime).
- * `reduce-memory` is V8's `gc()` with no options: the memory-reducing collection, which also
- * shrinks the young generation and drops compiled code, so the heap left is only what is live (the
- * heap figures). `regular` is a plain major collection (`gc({ type: 'major' })`): it frees every
- * unreachable object as well, without that reset, after which a process (any peer alike) spends
- * about twice its CPU per request over its next couple of thousand requests while the heap and the
- * code grow back: a batch measured after it would measure that recovery, not the peer.
+ * A GC, if the runtime lets us have one (`--expose-gc`, or the V8 flag set at runtime). `full` is
+ * V8's `gc()`, a mark-compact of the whole heap (twice: objects kept by finalizers and weak
+ * references of the first pass go in the second): the heap figures. `young` is a scavenge of the
+ * young generation only (`gc({ type: 'minor' })`; Node 20's V8 reads no other type, and runs a
+ * scavenge for `{ type: 'major' }` too).
  */
-export function collectGarbage(kind: 'reduce-memory' | 'regular' = 'reduce-memory'): boolean {
+export function collectGarbage(kind: 'full' | 'young' = 'full'): boolean {
   if (gcFunction === null) {
     const exposed = (globalThis as { gc?: GcFunction }).gc;
     if (typeof exposed === 'function') gcFunction = exposed;
@@ -67,10 +65,11 @@ export function collectGarbage(kind: 'reduce-memory' | 'regular' = 'reduce-memor
     }
   }
   if (gcFunction === undefined) return false;
-  // Twice: objects kept by finalizers and weak references of the first pass go in the second.
-  for (let pass = 0; pass < 2; pass++) {
-    if (kind === 'regular') gcFunction({ type: 'major' });
-    else gcFunction();
+  if (kind === 'young') {
+    gcFunction({ type: 'minor' });
+  } else {
+    gcFunction();
+    gcFunction();
   }
   return true;
 }
