@@ -44,7 +44,7 @@ function benchmarkPage(report: BenchReport): string {
     '## Run it',
     '',
     '```sh',
-    'npm run bench              # every scenario, full length (about seven and a half minutes; it keeps two cores busy)',
+    'npm run bench              # every scenario, full length (about eight and a half minutes; it keeps two cores busy)',
     'npm run bench -- --quick   # shorter and noisier, without the fleet and the slow-answer saturation',
     'npm run bench -- --only overhead,streaming --peers library,bare-sdk   # a subset, to bench/results/partial.json',
     'npx tsx bench/render.ts bench/results/full.json   # rewrite this page from a run',

@@ -10,29 +10,33 @@ import type { TargetCheck } from './scenarios/types.js';
 const notes: Record<string, string> = {
   'overhead.rps':
     'Overhead, requests per second: client and fake server share two cores, so the CPU the library adds per request ' +
-    '(next note) comes straight out of throughput. This row moves with the host: the bare SDK alone measured 1,554 ' +
-    'req/s at 07:07 and 1,078 at 10:30 the same day (load average 1.7–3.7 with nothing else of ours running), and in ' +
-    'four alternating runs of this row that afternoon the library at a4a4a2c and now measured 0.87×, 0.85× and 0.81×, ' +
-    '0.88× of the SDK: the run-to-run spread is wider than the change. At 5c3d7e7 the full run measured 0.81× (the SDK ' +
-    'at 1,008 req/s); four runs of this row alternating 5c3d7e7 and ef90bf8 measured 0.87× and 0.87× for each. The ' +
-    'full run at 02faf64 measured 0.80× (load average 1.8 at its start), at 1a6531f 0.88× (0.9), at 1044bdd 0.89×, at a85f2a5 0.92×; three runs of this ' +
-    'row alternating 0c2957f and 1a6531f measured 0.90×, 0.88×, 0.86× and 0.87×, 0.87×, 0.86×: the same code. The full run at 2f36afd measured 0.82× (the SDK at 851 req/s, load average 2.2–3.2); three runs of this row ' +
-    'alternating 073fc3b (the stop before) and 2f36afd measured 0.91×, 0.87×, 0.91× and 0.86×, 0.84×, 0.94×. At 6db395c the full run measured 0.90× (the SDK at 1,012 req/s).',
+    '(next note) comes straight out of throughput. Until 70c1f7d each batch of 600 requests began with a full GC ' +
+    '(V8’s `gc()`), after which V8 deoptimises code every peer shares (Node’s event loop, undici: “weak objects”) and ' +
+    'every process spent about twice its CPU per request over its next ~2,000 requests (slices of 150 requests after ' +
+    'it: the library’s 1,300 µs falling to 800, the SDK’s 1,200 to 500–740): the row measured that recovery more ' +
+    'than the peers. Since 8e1526e a batch begins with a scavenge and lasts 4,000 requests, long enough to hold the ' +
+    'full GCs V8 runs for the peer’s own garbage (one every few thousand requests). Both peers run about twice as ' +
+    'fast since (the bare SDK at 1,012 req/s in the full run at 6db395c, 1,500–2,100 after). Two runs of this row ' +
+    'alone at 8e1526e: 0.94× and 0.90×; the full run at 8e1526e 0.84× (the bare SDK at 2,026 req/s, the original recipe 0.94×, cockatiel + p-queue 0.74×). Under the old GC the full runs from 02faf64 to 6db395c measured 0.80–0.92×. ' +
+    'The host’s load moves this row by several points from one run to the next.',
   'overhead.cpu':
-    'Overhead, CPU per request: the library’s own routing is no longer the bulk of it. With the network taken out ' +
-    '(`npx tsx bench/routing.ts`: `balance` over a transport answering in a microtask) a request costs 18.4–19.6 µs of ' +
-    'CPU in three runs alternating with a4a4a2c’s 20.6–22.7 µs (one retry loop per request instead of three), against ' +
-    '39 µs at f479c2c. The profiles of the same 3,000 requests (`bench/results/profiles/after-18d69cc/`, ' +
-    '`library-overhead.txt` against `bare-sdk-overhead.txt`) put the main thread’s difference at about 60 µs; the rest ' +
-    'is the garbage collector’s helper threads, which `process.cpuUsage` counts: in one harness the library’s difference ' +
-    'was 87 µs per request, and 30 µs under `node --single-threaded-gc`. Their work grows with what each request ' +
-    'allocates and keeps across event-loop turns (the scale row: about 14 KiB per request in flight against the SDK’s ' +
-    '10, 18 KiB at 18d69cc). What is left to cut is that: a subscriber pair (SafeSubscriber and its observer) for each ' +
-    'of the stages a request still crosses, the attempt’s promise chain, and the copies of each request (the wire body, ' +
-    'then the body with `stream`). Routing alone after this stop’s fusions: 17.5 and 17.7 µs in two runs alternating ' +
-    'with fe78745’s 18.7 and 19.7 µs. A sampling heap profile of the same requests (`bench/profile.ts --heap`, ' +
-    '`library-overhead-heap.txt` against `bare-sdk-overhead-heap.txt`) counts about 141 KB allocated per request ' +
-    'against the SDK’s 134 KB: the allocations are not where the CPU goes, the stages’ subscribers and calls are.',
+    'Overhead, CPU per request: +92.6 µs in the full run at 8e1526e, +47 and +78 µs in two runs of this row alone, where a batch after a full GC ' +
+    'had measured +180 to +200 µs (+199.8 µs at 6db395c; previous note). Where it goes, in one harness of alternating ' +
+    'batches (medians over 9–16 batches, spreads of ±50 µs on this host): the transport alone (the library’s SDK ' +
+    'exchange, its reading, parsing and key scan of each answer, without the pool) costs what the bare SDK costs ' +
+    '(490–550 against 510–550 µs per request); the pool and `balance` over a fake transport answering on the next ' +
+    'macrotask cost 9–12 µs per request; together, over the real transport, they cost 50–90 µs more than the ' +
+    'transport alone. A CPU profile of 8,000 requests (`bench/profile.ts --peer library --workload overhead ' +
+    '--requests 8000`) puts the library’s frames and rxjs at about 54 µs per request besides the JSON parse both ' +
+    'peers pay, the profiler’s share included, spread over dozens of functions of 0.3–5 µs each (the attempt’s ' +
+    'completion, the outcome’s record, the lease’s first-byte mark, the key scan, the request check at the edge, ' +
+    'rxjs’s subscribe and unsubscribe per stage). The same code ' +
+    'costs several times more between the SDK’s and undici’s work than alone, most likely their data and code ' +
+    'pushing its own out of the caches; what would move it is less code and fewer objects per request, not a ' +
+    'single hot spot. Cut before: one retry loop per request instead of three (routing alone 39 µs at f479c2c, ' +
+    '17.5 µs at fe78745’s fusions), the allocations of each admission (scale note). A sampling heap profile ' +
+    '(`bench/profile.ts --heap`) counts about 141 KB allocated per request against the SDK’s 134 KB, 14 KB of it the ' +
+    'library’s own.',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
     '(`bench/results/profiles/after-18d69cc/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
@@ -70,7 +74,7 @@ const notes: Record<string, string> = {
     'measured 4.34 µs, on a slower host than a85f2a5’s (the bare SDK at 851 req/s in the overhead row, against ' +
     '1,083); the row alone measured 2.24–3.79 µs that hour: a major collection of the 200 MB heap falls inside the ' +
     'timed picks or not (V8 pretenures the acquisition’s objects, whose allocation sites the 10,000 requests in ' +
-    'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs.',
+    'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs. 3.72 µs at 70c1f7d and 2.48 µs at 8e1526e (a black-box review of this row: the picks right after the full GC that settles the heap figure run slower for a while, which adds about 0.05 µs to the mean of 100,000; the spread is the scavenges with 10,000 requests in flight, 2,000-pick blocks between 1.7 and 4.8 µs).',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -152,7 +156,7 @@ const notes: Record<string, string> = {
     'taught nothing, and a sibling’s assumed quota could be dropped as disproved by sends the server had counted ' +
     'before the window, after which the key burst into its limit (up to 54 429s in one window; 3.4 to 10.4 % in four ' +
     'runs). Since then traced runs show no 429 after the first window; 3.5 % in the full run at 6232fe6, 0.5 % in the one at 02faf64. 2.9 % in the full run at 2f36afd; a trace of a library-only run that day: 45 429s, all within 110 ms of the ' +
-    'start, the last of them for requests sent 150 ms before (the server and the client busy with the burst). 3.5 % in the full run at 6db395c.',
+    'start, the last of them for requests sent 150 ms before (the server and the client busy with the burst). 3.5 % in the full run at 6db395c. 4.65 % in the one at 70c1f7d, 3.5 % at 8e1526e.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -215,7 +219,10 @@ const notes: Record<string, string> = {
     'taken at once by an attempt already on its way. The library at 68492d6 parked the whole model and left the slots ' +
     'empty for the park (goodput note); with the AIMD limit as first built it holds exactly N in flight, so each slot ' +
     'idles for the client’s turnaround between an answer and the next send (a few ms of 200 on a loaded machine), ' +
-    'and the brute-force recipe comes out a point or so ahead at three 429s in four.',
+    'and the brute-force recipe comes out a point or so ahead at three 429s in four. The requests waiting for the ' +
+    'room are served first come, first served since bf0f966 (p99 latency 2.9 s against a p50 of 2.46 s in the full ' +
+    'run at 8e1526e, where 12.3 s at 6db395c: a request its caller sent on reading an answer took the room that answer ' +
+    'freed ahead of those waiting); goodput did not move (97.8 %).',
   'provider-capacity.ahead-tie':
     'Provider capacity, goodput ahead of every peer: a tie at what N slots give, not a loss; nobody can pass it, and ' +
     'the 429 and answered targets say at what cost each got there.',
@@ -231,7 +238,7 @@ const notes: Record<string, string> = {
     '1 s, and the key served 10 requests every 2 s from then on (one key of three: 81.5 %). The reserve script now ' +
     'counts an unanswered entry as leaving no earlier than a window from now (its first byte cannot come before now): ' +
     'six fleet-only traces after the change measured 100 %. The full run at 6db395c measured 94.8 % (its last row, load average 2.9 at the end), and two runs of this ' +
-    'row alone right after it 100 % each.',
+    'row alone right after it 100 % each. 100 % in the full runs at 70c1f7d and 8e1526e.',
 };
 
 export function missedNotes(targets: ReadonlyArray<TargetCheck & { scenario: string }>): string[] {
