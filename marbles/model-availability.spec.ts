@@ -28,6 +28,10 @@ import { CapacityWaiters } from '../src/pool/capacity-waiters.js';
 import type { ModelEntry } from '../src/pool/entities.js';
 
 const makePool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1' }]);
+const makeTwoKeyPool = modelScriptedPoolFactory([
+  { key: 'k1', label: 'k1' },
+  { key: 'k2', label: 'k2' },
+]);
 const makeOneSlotPool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1', limits: { maxConcurrent: 1 } }]);
 
 function request(id: string, model: string): ChatRequest {
@@ -810,6 +814,70 @@ describe('a model at its concurrency limit', () => {
       // would wait for all of them.
       expect(log).toEqual(['100 r1 completion', '200 r2 completion', '300 r3 completion', '400 r4 completion', '500 r5 completion']);
       expect(calls.map((call) => call.at)).toEqual([0, 100, 200, 300, 400]);
+    });
+  });
+
+  it("passes the room on when the oldest waiter cannot take it: its own balance's slots are all busy", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool, calls } = makePool(
+        scheduler,
+        {
+          cap: [
+            answerAfter(scheduler, 100, 'b0', 'cap'),
+            answerAfter(scheduler, 100, 'b1', 'cap'),
+            answerAfter(scheduler, 100, 'a1', 'cap'),
+          ],
+          other: [answerAfter(scheduler, 500, 'a2', 'other')],
+        },
+        ONE_AT_A_TIME,
+      );
+      const second = terminals(
+        scheduler,
+        cold('1ms (xy)', { x: request('a1', 'cap'), y: request('a2', 'other') }).pipe(balance(pool, { concurrency: 1, transient: false })),
+      );
+      const first = terminals(
+        scheduler,
+        cold('b 9ms c', { b: request('b0', 'cap'), c: request('b1', 'cap') }).pipe(balance(pool, { concurrency: 2, transient: false })),
+      );
+      flush();
+      // a1 waits for `cap` from 1, b1 from 10. At 100 b0's answer frees the room: a1 is woken first,
+      // but a2 holds its balance's only slot until 501, so the room goes on to b1 at once; a1 takes
+      // `cap` when its slot frees.
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 cap', '1 other', '100 cap', '501 cap']);
+      expect(first).toEqual(['100 b0 completion', '200 b1 completion']);
+      expect(second).toEqual(['501 a2 completion', '601 a1 completion']);
+    });
+  });
+
+  it('keeps the place in line of a request whose attempt failed: its retry waits where it waited before', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool, calls } = makeTwoKeyPool(
+        scheduler,
+        {
+          cap: [
+            answerAfter(scheduler, 100, 'r1', 'cap'),
+            cold<TransportEvent>('10ms #', undefined, keyRateLimited(60_000)),
+            answerAfter(scheduler, 100, 'r3', 'cap'),
+            answerAfter(scheduler, 100, 'r2', 'cap'),
+            answerAfter(scheduler, 100, 'r4', 'cap'),
+          ],
+        },
+        ONE_AT_A_TIME,
+      );
+      const log = terminals(
+        scheduler,
+        cold('(abc) 46ms d', { a: request('r1', 'cap'), b: request('r2', 'cap'), c: request('r3', 'cap'), d: request('r4', 'cap') }).pipe(
+          balance(pool, { concurrency: 4, transient: false }),
+        ),
+      );
+      flush();
+      // r2 and r3 wait from 0, r4 from 50. r2 takes the room at 100 and draws its key's 429 at 110;
+      // r3 takes the room it leaves (on the other key); r2's retry waits again from its first place,
+      // ahead of r4.
+      expect(calls.map((call) => `${call.at} ${call.key}`)).toEqual(['0 k1', '100 k1', '110 k2', '210 k2', '310 k2']);
+      expect(log).toEqual(['100 r1 completion', '210 r3 completion', '310 r2 completion', '410 r4 completion']);
     });
   });
 

@@ -172,6 +172,12 @@ class RequestReport {
   private modelsOutSince: number | undefined;
   /** When its chain was found at its concurrency limits, since its last attempt. */
   private atCapacitySince: number | undefined;
+  /**
+   * When it first found its chain at their concurrency limits: its place in the line for room, kept
+   * across its attempts, so that a retry (a provider 429 drawn by a probe of the limit) waits where
+   * it waited before, not behind every request that came after it.
+   */
+  private firstAtCapacityAt: number | undefined;
 
   constructor(
     private readonly pool: PoolPort,
@@ -341,6 +347,7 @@ class RequestReport {
       // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
       this.modelsOutSince = undefined;
       this.atCapacitySince ??= now;
+      this.firstAtCapacityAt ??= now;
       leftMs = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince + waits.queueTimeoutMs - now;
       if (leftMs <= 0) return queueTimeoutError(waits.queueTimeoutMs!);
     } else {
@@ -388,7 +395,7 @@ class RequestReport {
       );
     }
     wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
-    if (atCapacity && !wakeUps.closed) wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.atCapacitySince).subscribe(resume));
+    if (atCapacity && !wakeUps.closed) wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.firstAtCapacityAt).subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wakeUps.closed) wakeUps.add(pool.disposed$.subscribe(resume));
     return undefined;

@@ -47,7 +47,8 @@ export class CapacityWaiters {
   }
 
   /**
-   * A slot of `model` freed, or its limit grew: if a request fits now, its oldest waiter is woken.
+   * A slot of `model` freed, or its limit grew: if a request fits now, its oldest waiter is woken
+   * (and the next, while room is left: see `wakeWhileRoom`).
    * `atOnce` (a slot freed by an answer, the admission's own drain done) wakes it now, before the
    * answer goes on to its caller, who may send a new request for the room as it reads it. Else at
    * the next turn of the scheduler, outside the answer or acquisition being handled (the oldest
@@ -55,14 +56,24 @@ export class CapacityWaiters {
    */
   roomFor(model: ModelEntry, atOnce = false): void {
     if (this.waiters.length === 0 || model.atConcurrencyLimit) return;
-    if (atOnce) this.wakeOldest(model.model);
-    else this.scheduler.schedule(() => this.wakeOldest(model.model));
+    if (atOnce) this.wakeWhileRoom(model);
+    else this.scheduler.schedule(() => this.wakeWhileRoom(model));
   }
 
-  private wakeOldest(model: string): void {
-    const index = this.waiters.findIndex((waiter) => waiter.models.includes(model));
-    if (index < 0) return;
-    const [waiter] = this.waiters.splice(index, 1);
-    waiter!.wake();
+  /**
+   * Wakes the waiters of `model`, oldest first, each once, until it has no room left: a waiter that
+   * cannot take the room now (its caller's slots are all busy, or it took another model of its
+   * chain) leaves it to the next, instead of the model idling until someone looks again.
+   */
+  private wakeWhileRoom(model: ModelEntry): void {
+    const candidates = this.waiters.filter((waiter) => waiter.models.includes(model.model));
+    for (const waiter of candidates) {
+      if (model.atConcurrencyLimit) return;
+      const index = this.waiters.indexOf(waiter);
+      // It left the line meanwhile (woken by another model of its chain, or timed out).
+      if (index < 0) continue;
+      this.waiters.splice(index, 1);
+      waiter.wake();
+    }
   }
 }
