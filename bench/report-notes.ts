@@ -222,7 +222,7 @@ const notes: Record<string, string> = {
     'and the brute-force recipe comes out a point or so ahead at three 429s in four. The requests waiting for the ' +
     'room are served first come, first served since bf0f966 (p99 latency 2.9 s against a p50 of 2.46 s in the full ' +
     'run at 8e1526e, where 12.3 s at 6db395c: a request its caller sent on reading an answer took the room that answer ' +
-    'freed ahead of those waiting); goodput did not move (97.8 %).',
+    'freed ahead of those waiting); goodput did not move (97.8 %). Since ad697ba a request keeps that place across its attempts (a retry after a probe’s 429 went to the back) and room a waiter cannot take is passed on: p99 2.74 and 2.79 s in two runs of the row alone.',
   'provider-capacity.ahead-tie':
     'Provider capacity, goodput ahead of every peer: a tie at what N slots give, not a loss; nobody can pass it, and ' +
     'the 429 and answered targets say at what cost each got there.',
