@@ -11,10 +11,10 @@ interface Waiter {
 
 /**
  * Requests refused because every model of their chain was at its concurrency limit, waiting
- * outside their caller's slot (`balance`) so that requests for other models keep every slot. The
- * oldest waiter of a model is woken, one per room, when an answer frees a slot of it or its
- * adaptive limit grows: a woken request takes a slot again and asks for a key, so the model is
- * never left idle while requests wait for it, and nobody polls.
+ * outside their caller's slot (`balance`) so that requests for other models keep every slot. When
+ * an answer frees a slot of a model or its adaptive limit grows, its waiters are woken in the order
+ * they first waited, while it has room: a woken request takes a slot again and asks for a key, so
+ * the model is never left idle while requests wait for it, and nobody polls.
  */
 export class CapacityWaiters {
   private readonly waiters: Waiter[] = [];
@@ -47,12 +47,11 @@ export class CapacityWaiters {
   }
 
   /**
-   * A slot of `model` freed, or its limit grew: if a request fits now, its oldest waiter is woken
-   * (and the next, while room is left: see `wakeWhileRoom`).
-   * `atOnce` (a slot freed by an answer, the admission's own drain done) wakes it now, before the
-   * answer goes on to its caller, who may send a new request for the room as it reads it. Else at
-   * the next turn of the scheduler, outside the answer or acquisition being handled (the oldest
-   * then: one that left meanwhile passes the room on).
+   * A slot of `model` freed, or its limit grew: wakes its waiters while it has room (see
+   * `wakeWhileRoom`). `atOnce` (a slot an answer freed, the admission's own queue served first)
+   * wakes them now, before the answer goes on to its caller, who may send a new request for the
+   * room as it reads it; else at the next turn of the scheduler, outside the answer or acquisition
+   * being handled.
    */
   roomFor(model: ModelEntry, atOnce = false): void {
     if (this.waiters.length === 0 || model.atConcurrencyLimit) return;

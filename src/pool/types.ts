@@ -147,8 +147,8 @@ export interface PoolPort {
   /**
    * Emits once, then completes, when one of `models` has room again for a request refused at their
    * concurrency limits (`ModelUnavailableError.modelsAtCapacity`): waiters are woken oldest first
-   * (by `since`, the scheduler time the request first found them full; default now), one per slot
-   * an answer frees or a limit grows by.
+   * (by `since`, the scheduler time the request first found them full; default now) while a slot an
+   * answer frees, or a limit that grows, leaves room; one woken that cannot take it passes it on.
    */
   modelRoom(models: readonly string[], since?: number): Observable<void>;
 }
