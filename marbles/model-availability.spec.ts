@@ -881,6 +881,39 @@ describe('a model at its concurrency limit', () => {
     });
   });
 
+  it("serves balance's waiters and the admission queue's requests in the order they came: a steady queue never starves a waiter", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const { pool, calls } = makePool(
+        scheduler,
+        { cap: [answerAfter(scheduler, 100, 'b1', 'cap'), answerAfter(scheduler, 100, 'b2', 'cap')] },
+        ONE_AT_A_TIME,
+      );
+      const leases: string[] = [];
+      // A caller of the pool's port that waits in the admission queue (as `withKeyRotation` does by
+      // default) and holds each slot it gets for 100 ms: a new one comes every 100 ms, from 10.
+      const queued = (id: string) =>
+        pool[POOL_PORT].acquire(request(id, 'cap'), { models: ['cap'] }).subscribe((lease) => {
+          leases.push(`${scheduler.now()} ${id}`);
+          scheduleAfter(scheduler, 100, () => lease.release());
+        });
+      for (const at of [10, 110, 210, 310]) scheduler.schedule(() => queued(`q${at}`), at);
+      const log = terminals(
+        scheduler,
+        scheduler
+          .createColdObservable('(ab)', { a: request('b1', 'cap'), b: request('b2', 'cap') })
+          .pipe(balance(pool, { concurrency: 2, transient: false })),
+      );
+      flush();
+      // b2 waits outside its slot from 0, q10 in the queue from 10: b2 takes the room b1 frees at
+      // 100, and q10 the room b2 frees at 200. Were the queue always served first, b2 would wait
+      // for every request the queue holds when a slot frees, here until 500.
+      expect(log).toEqual(['100 b1 completion', '200 b2 completion']);
+      expect(leases).toEqual(['200 q10', '300 q110', '400 q210', '500 q310']);
+      expect(calls.map((call) => call.at)).toEqual([0, 100]);
+    });
+  });
+
   it("times out where it waits, also while balance's slots are all busy: not once a slot frees", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {

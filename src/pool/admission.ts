@@ -1,5 +1,5 @@
 import { Observable, isObservable } from 'rxjs';
-import { callbackError, type ModelUnavailableError, NoKeyAvailableError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import { callbackError, NoKeyAvailableError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { estimateTokens } from '../core/tokens.js';
 import type { ChatRequest } from '../core/types.js';
@@ -7,16 +7,13 @@ import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-s
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import {
-  atCapacityError,
-  brokenKeysError,
   disposedError,
   noKeyAvailableError,
   queueFullError,
   queueTimeoutError,
-  quotaBlockedError,
   roomLookupOf,
+  routeRefusal,
   strategyDeclinedError,
-  unavailableModelsError,
   type RoomLookup,
 } from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
@@ -48,6 +45,8 @@ export class Admission implements LeaseOwner, Eligibility {
   private placing = false;
   private readonly rooms: RoomLookup;
   private closed = false;
+  /** Whether requests that came before the queue's are being woken (see `wakeWaitersBeforeQueue`). */
+  private wakingBeforeQueue = false;
   /**
    * Per model, the token counts (ascending, each once) of the tickets the last drain tried and put
    * back: the heads of their signatures, which a later ticket of the same signature never passes.
@@ -103,29 +102,6 @@ export class Admission implements LeaseOwner, Eligibility {
       return model.breaker.admits();
     }
     return true;
-  }
-
-  /**
-   * The refusal of a ticket that could not be placed because every model of its chain is out of
-   * service, every key's breaker is open, no key can take a model for longer than the hint-less
-   * backoff's cap (a day's quota spent), or, for a caller who waits for models itself, the models'
-   * own quotas are spent for a while; undefined when it waits for a key instead. Waiting, it would
-   * hold its caller's slot (a `balance` slot) that other requests could use, or wait out a probe per
-   * cooldown: the caller decides whether to wait (`balance` waits without its slot, up to its `modelWaitMs`).
-   */
-  private routeUnavailable(ticket: Ticket, now: number): ModelUnavailableError | NoKeyAvailableError | undefined {
-    const { registry, publisher, config } = this.context;
-    const models = ticket.options.models.map((id) => registry.model(id));
-    // A shorter park is waited out in the queue, like a backoff, unless the caller waits itself.
-    const longestParkMs = ticket.options.maxQueuedModelParkMs ?? config.maxRateLimitCooldownMs;
-    const callerWaits = ticket.options.maxQueuedModelParkMs === 0;
-    const out =
-      unavailableModelsError(models, now, longestParkMs, publisher) ??
-      brokenKeysError(registry.keys, now, publisher) ??
-      (ticket.options.refuseAtModelLimit === true ? atCapacityError(models) : undefined);
-    // Looking for each key's room costs a pass over the keys: once a second per waiting ticket.
-    if (out !== undefined || !ticket.roomCheckDue(now)) return out;
-    return quotaBlockedError(this.rooms, models, ticket.tokens, now, config.maxRateLimitCooldownMs, callerWaits);
   }
 
   /** Fails a ticket that is out of the queue; it never got a key. */
@@ -303,11 +279,38 @@ export class Admission implements LeaseOwner, Eligibility {
     this.context.publisher.markKeyLoad(entry);
     this.context.publisher.markModelLoad(model);
     this.context.publisher.flush();
-    if (afterTeardown) this.drainSoon();
-    else this.drain();
-    // After the queue's own (they came first), the oldest request waiting outside a slot takes the
-    // room now: a turn later, a request its caller sends on reading this answer would take it first.
-    this.capacity.roomFor(model, !afterTeardown);
+    if (afterTeardown) {
+      this.drainSoon();
+      this.capacity.roomFor(model);
+      return;
+    }
+    // The room goes to the requests waiting for the model in the order they came, in the queue or
+    // outside a slot (`balance`'s): those outside that came before every queued request for it
+    // first, then the queue, then the rest outside. Each takes it now: a turn later, a request its
+    // caller sends on reading this answer would take it first.
+    this.wakeWaitersBeforeQueue(model);
+    this.drain();
+    this.capacity.roomFor(model, true);
+  }
+
+  /**
+   * Wakes the requests waiting outside a slot for `model` that came before every request queued
+   * for it; what they ask for meanwhile is placed ahead of the queue (see `enqueue`). Else a queue
+   * that always holds a request for the model would take all its room, and they would wait for
+   * as long as it does.
+   */
+  private wakeWaitersBeforeQueue(model: ModelEntry): void {
+    const oldestWaiter = this.capacity.oldestWaitingFor(model.model);
+    if (oldestWaiter === undefined) return;
+    let oldestQueued = Infinity;
+    for (const ticket of this.queue) if (ticket.options.models.includes(model.model)) oldestQueued = Math.min(oldestQueued, ticket.askedAt);
+    if (oldestWaiter >= oldestQueued) return;
+    this.wakingBeforeQueue = true;
+    try {
+      this.capacity.roomForThoseBefore(model, oldestQueued);
+    } finally {
+      this.wakingBeforeQueue = false;
+    }
   }
 
   /** Drains at the next turn of the scheduler (in no time on its clock), by the wake timer. */
@@ -364,8 +367,8 @@ export class Admission implements LeaseOwner, Eligibility {
       return;
     }
     const now = ticket.askedAt;
-    if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
-    const unavailable = this.routeUnavailable(ticket, now);
+    if ((this.queue.length === 0 || this.wakingBeforeQueue) && this.tryAdmit(ticket, now)) return;
+    const unavailable = routeRefusal(this.rooms, this.context, ticket, now);
     if (unavailable !== undefined) {
       this.refuse(ticket, unavailable);
       this.context.publisher.flush();
@@ -460,7 +463,7 @@ export class Admission implements LeaseOwner, Eligibility {
           // Out of the queue while its reservation is under way; a refusal puts it back.
           this.queue.splice(index, 1);
           if (this.tryAdmit(ticket, now)) continue;
-          const unavailable = this.routeUnavailable(ticket, now);
+          const unavailable = routeRefusal(this.rooms, this.context, ticket, now);
           if (unavailable !== undefined) {
             this.refuse(ticket, unavailable);
             continue;

@@ -55,17 +55,28 @@ export class CapacityWaiters {
    */
   roomFor(model: ModelEntry, atOnce = false): void {
     if (this.waiters.length === 0 || model.atConcurrencyLimit) return;
-    if (atOnce) this.wakeWhileRoom(model);
-    else this.scheduler.schedule(() => this.wakeWhileRoom(model));
+    if (atOnce) this.wakeWhileRoom(model, Infinity);
+    else this.scheduler.schedule(() => this.wakeWhileRoom(model, Infinity));
+  }
+
+  /** When the oldest waiter of `model` first waited; undefined when nobody waits for it. */
+  oldestWaitingFor(model: string): number | undefined {
+    return this.waiters.find((waiter) => waiter.models.includes(model))?.since;
+  }
+
+  /** As `roomFor` at once, for the waiters that first waited before `before` alone. */
+  roomForThoseBefore(model: ModelEntry, before: number): void {
+    if (!model.atConcurrencyLimit) this.wakeWhileRoom(model, before);
   }
 
   /**
-   * Wakes the waiters of `model`, oldest first, each once, until it has no room left: a waiter that
-   * cannot take the room now (its caller's slots are all busy, or it took another model of its
-   * chain) leaves it to the next, instead of the model idling until someone looks again.
+   * Wakes the waiters of `model` that first waited before `before`, oldest first, each once, until
+   * it has no room left: a waiter that cannot take the room now (its caller's slots are all busy,
+   * or it took another model of its chain) leaves it to the next, instead of the model idling
+   * until someone looks again.
    */
-  private wakeWhileRoom(model: ModelEntry): void {
-    const candidates = this.waiters.filter((waiter) => waiter.models.includes(model.model));
+  private wakeWhileRoom(model: ModelEntry, before: number): void {
+    const candidates = this.waiters.filter((waiter) => waiter.since < before && waiter.models.includes(model.model));
     for (const waiter of candidates) {
       if (model.atConcurrencyLimit) return;
       const index = this.waiters.indexOf(waiter);

@@ -311,3 +311,44 @@ export function quotaBlockedError(
     model: models[0]!.model,
   });
 }
+
+/** What `routeRefusal` reads of a waiting request. */
+export interface RoutedTicket {
+  readonly options: { readonly models: readonly string[]; readonly maxQueuedModelParkMs?: number; readonly refuseAtModelLimit?: boolean };
+  readonly tokens: number;
+  /** Whether its keys' room may be looked for now: a pass over the keys, once a second per waiting request. */
+  roomCheckDue(now: number): boolean;
+}
+
+/** What `routeRefusal` reads of the pool, besides its `RoomLookup`. */
+export interface RoutePool {
+  readonly registry: { readonly keys: readonly KeyEntry[]; model(id: string): ModelEntry };
+  readonly publisher: BreakerChanges;
+  readonly config: { readonly maxRateLimitCooldownMs: number };
+}
+
+/**
+ * The refusal of a request that could not be placed because every model of its chain is out of
+ * service, every key's breaker is open, no key can take a model for longer than the hint-less
+ * backoff's cap (a day's quota spent), or, for a caller who waits for models itself, the models'
+ * own quotas are spent for a while; undefined when it waits for a key instead. Waiting, it would
+ * hold its caller's slot (a `balance` slot) that other requests could use, or wait out a probe per
+ * cooldown: the caller decides whether to wait (`balance` waits without its slot, up to its `modelWaitMs`).
+ */
+export function routeRefusal(
+  rooms: RoomLookup,
+  { registry, publisher, config }: RoutePool,
+  ticket: RoutedTicket,
+  now: number,
+): ModelUnavailableError | NoKeyAvailableError | undefined {
+  const models = ticket.options.models.map((id) => registry.model(id));
+  // A shorter park is waited out in the queue, like a backoff, unless the caller waits itself.
+  const longestParkMs = ticket.options.maxQueuedModelParkMs ?? config.maxRateLimitCooldownMs;
+  const callerWaits = ticket.options.maxQueuedModelParkMs === 0;
+  const out =
+    unavailableModelsError(models, now, longestParkMs, publisher) ??
+    brokenKeysError(registry.keys, now, publisher) ??
+    (ticket.options.refuseAtModelLimit === true ? atCapacityError(models) : undefined);
+  if (out !== undefined || !ticket.roomCheckDue(now)) return out;
+  return quotaBlockedError(rooms, models, ticket.tokens, now, config.maxRateLimitCooldownMs, callerWaits);
+}
