@@ -24,7 +24,7 @@ import {
 import type { TestScheduler } from 'rxjs/testing';
 import { newTestScheduler, predictablePool } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
-import { CapacityWaiters } from '../src/pool/capacity-waiters.js';
+import { CapacityWaiters, type PlaceInLine } from '../src/pool/capacity-waiters.js';
 import type { ModelEntry } from '../src/pool/entities.js';
 
 const makePool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1' }]);
@@ -41,6 +41,24 @@ function request(id: string, model: string): ChatRequest {
 /** An answer to `id` on `model`, `frames` ms after its send (inside `scheduler.run`). */
 function answerAfter(scheduler: TestScheduler, frames: number, id: string, model: string): Observable<TransportEvent> {
   return scheduler.createColdObservable<TransportEvent>(`${frames}ms (a|)`, { a: answerEvent(id, 'ok', model) });
+}
+
+/**
+ * At `at`, asks the pool's port for a key for `model` (waiting in the admission queue, as
+ * `withKeyRotation`'s requests do by default), logs `"<frame> <id>"` when it gets one, and holds it 100 ms.
+ */
+function queueAt(
+  scheduler: TestScheduler,
+  pool: ReturnType<typeof makePool>['pool'],
+  leases: string[],
+  { id, model, at, priority = 0 }: { id: string; model: string; at: number; priority?: number },
+): void {
+  scheduler.schedule(() => {
+    pool[POOL_PORT].acquire(request(id, model), { models: [model], priority }).subscribe((lease) => {
+      leases.push(`${scheduler.now()} ${id}`);
+      scheduleAfter(scheduler, 100, () => lease.release());
+    });
+  }, at);
 }
 
 /** Every model is found to serve one request at a time. */
@@ -890,14 +908,8 @@ describe('a model at its concurrency limit', () => {
         ONE_AT_A_TIME,
       );
       const leases: string[] = [];
-      // A caller of the pool's port that waits in the admission queue (as `withKeyRotation` does by
-      // default) and holds each slot it gets for 100 ms: a new one comes every 100 ms, from 10.
-      const queued = (id: string) =>
-        pool[POOL_PORT].acquire(request(id, 'cap'), { models: ['cap'] }).subscribe((lease) => {
-          leases.push(`${scheduler.now()} ${id}`);
-          scheduleAfter(scheduler, 100, () => lease.release());
-        });
-      for (const at of [10, 110, 210, 310]) scheduler.schedule(() => queued(`q${at}`), at);
+      // A new request every 100 ms from 10, waiting in the admission queue (as `withKeyRotation`'s do by default).
+      for (const at of [10, 110, 210, 310]) queueAt(scheduler, pool, leases, { id: `q${at}`, model: 'cap', at });
       const log = terminals(
         scheduler,
         scheduler
@@ -913,6 +925,60 @@ describe('a model at its concurrency limit', () => {
       expect(calls.map((call) => call.at)).toEqual([0, 100]);
     });
   });
+
+  it('serves a request queued for another model in its turn when the two share the key: a waiter takes no room out of turn', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      // One slot on the only key, and `a` served one request at a time.
+      const { pool } = makeOneSlotPool(
+        scheduler,
+        { a: [answerAfter(scheduler, 100, 'b1', 'a'), answerAfter(scheduler, 100, 'b2', 'a'), answerAfter(scheduler, 100, 'b3', 'a')] },
+        ONE_AT_A_TIME,
+      );
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'b', at: 10 });
+      const log = terminals(
+        scheduler,
+        scheduler
+          .createColdObservable('(ab) 46ms c', { a: request('b1', 'a'), b: request('b2', 'a'), c: request('b3', 'a') })
+          .pipe(balance(pool, { concurrency: 3, transient: false })),
+      );
+      flush();
+      // b2 waits for `a` from 0, q for the key from 10, b3 for `a` from 50: each takes the slot in turn.
+      expect(log).toEqual(['100 b1 completion', '200 b2 completion', '400 b3 completion']);
+      expect(leases).toEqual(['200 q']);
+    });
+  });
+
+  it.each([
+    { first: 'the queued request', balanceAt: '4ms', queuedPriority: 5, balancePriority: 0, leases: ['100 q'], b2: '300 b2 completion' },
+    { first: "balance's waiter", balanceAt: '19ms', queuedPriority: 0, balancePriority: 5, leases: ['200 q'], b2: '200 b2 completion' },
+  ])(
+    'puts the higher priority first across the two lines, whoever came first: here $first',
+    ({ balanceAt, queuedPriority, balancePriority, leases, b2 }) => {
+      const scheduler = newTestScheduler();
+      scheduler.run(({ flush }) => {
+        const { pool } = makePool(
+          scheduler,
+          { cap: [answerAfter(scheduler, 100, 'b1', 'cap'), answerAfter(scheduler, 100, 'b2', 'cap')] },
+          ONE_AT_A_TIME,
+        );
+        const granted: string[] = [];
+        queueAt(scheduler, pool, granted, { id: 'q', model: 'cap', at: 10, priority: queuedPriority });
+        const log = terminals(
+          scheduler,
+          scheduler
+            .createColdObservable(`a ${balanceAt} b`, { a: request('b1', 'cap'), b: request('b2', 'cap') })
+            .pipe(balance(pool, { concurrency: 2, transient: false, priority: balancePriority })),
+        );
+        flush();
+        // b2 waits outside its slot from 5 (or 20), q in the queue from 10: the room b1 frees at 100
+        // goes to the higher priority of the two.
+        expect(granted).toEqual(leases);
+        expect(log).toEqual(['100 b1 completion', b2]);
+      });
+    },
+  );
 
   it("times out where it waits, also while balance's slots are all busy: not once a slot frees", () => {
     const scheduler = newTestScheduler();
@@ -942,10 +1008,15 @@ describe('a model at its concurrency limit', () => {
 });
 
 describe('the line of requests waiting for room (CapacityWaiters)', () => {
+  const wakeEach = (_place: PlaceInLine, wake: () => void) => {
+    wake();
+    return true;
+  };
+
   it('keeps the place of a request that waits again, ahead of those that came after it', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
-      const waiters = new CapacityWaiters(scheduler);
+      const waiters = new CapacityWaiters(scheduler, wakeEach);
       const model = { model: 'a', atConcurrencyLimit: false } as ModelEntry;
       const woken: string[] = [];
       const first = waiters.wait(['a']).subscribe(() => woken.push('first'));
@@ -959,6 +1030,21 @@ describe('the line of requests waiting for room (CapacityWaiters)', () => {
       }, 10);
       flush();
       expect(woken).toEqual(['first again', 'second']);
+    });
+  });
+
+  it('puts a higher priority first, then the earlier arrival', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const waiters = new CapacityWaiters(scheduler, wakeEach);
+      const woken: string[] = [];
+      waiters.wait(['a'], 0).subscribe(() => woken.push('0 at 0'));
+      waiters.wait(['a'], 5, 1).subscribe(() => woken.push('1 at 5'));
+      waiters.wait(['a'], 3).subscribe(() => woken.push('0 at 3'));
+      waiters.wait(['a'], 7, 1).subscribe(() => woken.push('1 at 7'));
+      waiters.roomFor({ model: 'a', atConcurrencyLimit: false } as ModelEntry, true);
+      flush();
+      expect(woken).toEqual(['1 at 5', '1 at 7', '0 at 0', '0 at 3']);
     });
   });
 });

@@ -11,7 +11,7 @@ import {
 } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
-import type { Completion, Usage } from '../core/types.js';
+import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
 import { attemptRecordOf, requestOf, retriedErrorOf, whileResuming, type AttemptEvent, type AttemptStart } from './attempt-event.js';
@@ -33,6 +33,8 @@ export interface RequestWaits {
   readonly modelWaitMs: number;
   /** For room at its models' concurrency limits: the queue timeout, `balance`'s or else the pool's. */
   readonly queueTimeoutMs: number | undefined;
+  /** `balance`'s `priority`: a request's place in line for room, as in the queue. */
+  readonly priority: number | ((request: ChatRequest) => number) | undefined;
 }
 
 /** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
@@ -139,9 +141,10 @@ export function toBalanceEvents(
   attempts$: Observable<AttemptEvent>,
   slot: Slot,
   waits: RequestWaits,
+  request: ChatRequest,
 ): Observable<BalanceEvent> {
   return new Observable<BalanceEvent>((subscriber) => {
-    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, subscriber);
+    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, request, subscriber);
     report.subscribeAttempts();
     return report;
   });
@@ -186,6 +189,7 @@ class RequestReport {
     private readonly attempts$: Observable<AttemptEvent>,
     private readonly slot: Slot,
     private readonly waits: RequestWaits,
+    private readonly request: ChatRequest,
     private readonly subscriber: Subscriber<BalanceEvent>,
   ) {}
 
@@ -327,6 +331,18 @@ class RequestReport {
     this.subscriber.complete();
   }
 
+  /** The request's admission priority (as `withKeyRotation` reads it): its place in line for room at a model's limit. */
+  private priorityInLine(): number {
+    const { priority } = this.waits;
+    if (typeof priority !== 'function') return priority ?? 0;
+    try {
+      return priority(this.request);
+    } catch {
+      // The attempt that was refused read it without a throw; a function that throws now gets the default place.
+      return 0;
+    }
+  }
+
   /**
    * Every model out of service, or at its concurrency limit (or every key's breaker open): wait
    * outside the concurrency slot (requests for other models take it meanwhile) until the first is
@@ -395,7 +411,8 @@ class RequestReport {
       );
     }
     wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
-    if (atCapacity && !wakeUps.closed) wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.firstAtCapacityAt).subscribe(resume));
+    if (atCapacity && !wakeUps.closed)
+      wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.firstAtCapacityAt, this.priorityInLine()).subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wakeUps.closed) wakeUps.add(pool.disposed$.subscribe(resume));
     return undefined;

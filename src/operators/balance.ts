@@ -139,7 +139,11 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   // `modelWaitMs` is 0: then in the queue, as a chain composed by hand would).
   const modelWaitMs = options.modelWaitMs ?? 60_000;
   const rotation: WithKeyRotationConfig = { maxQueuedModelParkMs: 0, refuseAtModelLimit: modelWaitMs > 0 };
-  const waits: RequestWaits = { modelWaitMs, queueTimeoutMs: options.queueTimeoutMs ?? pool[POOL_PORT].queueTimeoutMs };
+  const waits: RequestWaits = {
+    modelWaitMs,
+    queueTimeoutMs: options.queueTimeoutMs ?? pool[POOL_PORT].queueTimeoutMs,
+    priority: options.priority,
+  };
   if (options.strategy !== undefined) rotation.strategy = options.strategy;
   if (options.priority !== undefined) rotation.priority = options.priority;
   if (options.queueTimeoutMs !== undefined) rotation.queueTimeoutMs = options.queueTimeoutMs;
@@ -181,7 +185,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       retryPolicies.length === 0
         ? attemptsOf(request)
         : nestedRetryLoops(attemptsOf(request), retryPolicies, { cutShort$: disposed$, resumable: true });
-    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, waits);
+    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, waits, request);
   };
 
   // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot.

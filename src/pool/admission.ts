@@ -21,7 +21,7 @@ import { admissionPlanOf } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { StrategyIds, Ticket } from './ticket.js';
-import { CapacityWaiters } from './capacity-waiters.js';
+import { CapacityWaiters, comesBefore, type PlaceInLine } from './capacity-waiters.js';
 import { Placement, type Eligibility } from './placement.js';
 import { WakeUpTimer, addTokenCount, queueWakeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
@@ -45,8 +45,10 @@ export class Admission implements LeaseOwner, Eligibility {
   private placing = false;
   private readonly rooms: RoomLookup;
   private closed = false;
-  /** Whether requests that came before the queue's are being woken (see `wakeWaitersBeforeQueue`). */
-  private wakingBeforeQueue = false;
+  /** The place in line of a capacity waiter being woken, for the acquisition it makes (see `wakeInPlace`). */
+  private wokenPlace: PlaceInLine | undefined;
+  /** The ticket of that acquisition. */
+  private wokenTicket: Ticket | undefined;
   /**
    * Per model, the token counts (ascending, each once) of the tickets the last drain tried and put
    * back: the heads of their signatures, which a later ticket of the same signature never passes.
@@ -66,7 +68,7 @@ export class Admission implements LeaseOwner, Eligibility {
     private readonly learning: QuotaLearning | undefined,
   ) {
     this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
-    this.capacity = new CapacityWaiters(context.scheduler);
+    this.capacity = new CapacityWaiters(context.scheduler, (place, wake) => this.wakeInPlace(place, wake));
     this.placement = new Placement(this, context.config.random);
     const store = context.store;
     this.rooms = roomLookupOf(context.registry, store);
@@ -284,32 +286,27 @@ export class Admission implements LeaseOwner, Eligibility {
       this.capacity.roomFor(model);
       return;
     }
-    // The room goes to the requests waiting for the model in the order they came, in the queue or
-    // outside a slot (`balance`'s): those outside that came before every queued request for it
-    // first, then the queue, then the rest outside. Each takes it now: a turn later, a request its
-    // caller sends on reading this answer would take it first.
-    this.wakeWaitersBeforeQueue(model);
+    // The room goes to the requests waiting for the model in line, in the queue or outside a slot
+    // (`balance`'s): those outside that go before the first queued for it ask for a key first, in
+    // their places in the queue; then the queue; then the rest outside. Each takes it now: a turn
+    // later, a request its caller sends on reading this answer would take it first. Else a queue
+    // that always holds a request for the model would take all its room.
+    this.capacity.roomAheadOf(model, this.queue);
     this.drain();
     this.capacity.roomFor(model, true);
   }
 
-  /**
-   * Wakes the requests waiting outside a slot for `model` that came before every request queued
-   * for it; what they ask for meanwhile is placed ahead of the queue (see `enqueue`). Else a queue
-   * that always holds a request for the model would take all its room, and they would wait for
-   * as long as it does.
-   */
-  private wakeWaitersBeforeQueue(model: ModelEntry): void {
-    const oldestWaiter = this.capacity.oldestWaitingFor(model.model);
-    if (oldestWaiter === undefined) return;
-    let oldestQueued = Infinity;
-    for (const ticket of this.queue) if (ticket.options.models.includes(model.model)) oldestQueued = Math.min(oldestQueued, ticket.askedAt);
-    if (oldestWaiter >= oldestQueued) return;
-    this.wakingBeforeQueue = true;
+  /** Wakes a capacity waiter (see `WakeInPlace`): the acquisition it makes meanwhile takes its place in line. */
+  private wakeInPlace(place: PlaceInLine, wake: () => void): boolean {
+    const outer = { place: this.wokenPlace, ticket: this.wokenTicket };
+    this.wokenPlace = place;
+    this.wokenTicket = undefined;
     try {
-      this.capacity.roomForThoseBefore(model, oldestQueued);
+      wake();
+      return this.wokenTicket === undefined || !this.queue.includes(this.wokenTicket);
     } finally {
-      this.wakingBeforeQueue = false;
+      this.wokenPlace = outer.place;
+      this.wokenTicket = outer.ticket;
     }
   }
 
@@ -346,16 +343,23 @@ export class Admission implements LeaseOwner, Eligibility {
         subscriber.error(disposedError());
         return undefined;
       }
+      const now = this.context.scheduler.now();
+      // A woken capacity waiter's acquisition keeps the place in line the request had outside.
+      const woken = this.wokenPlace;
+      this.wokenPlace = undefined;
+      const tokens = estimateTokens(request, this.context.config.defaultCompletionTokens);
       const ticket = new Ticket(
         request,
         options,
-        estimateTokens(request, this.context.config.defaultCompletionTokens),
+        tokens,
         options.priority ?? 0,
         this.ticketSeq++,
-        this.context.scheduler.now(),
+        now,
+        woken?.since ?? now,
         subscriber,
         this,
       );
+      if (woken !== undefined) this.wokenTicket = ticket;
       this.enqueue(ticket);
       return ticket;
     });
@@ -367,7 +371,7 @@ export class Admission implements LeaseOwner, Eligibility {
       return;
     }
     const now = ticket.askedAt;
-    if ((this.queue.length === 0 || this.wakingBeforeQueue) && this.tryAdmit(ticket, now)) return;
+    if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
     const unavailable = routeRefusal(this.rooms, this.context, ticket, now);
     if (unavailable !== undefined) {
       this.refuse(ticket, unavailable);
@@ -389,15 +393,11 @@ export class Admission implements LeaseOwner, Eligibility {
     this.context.publisher.flush();
   }
 
-  /** Puts a ticket in its place: by priority (descending), then arrival. */
+  /** Puts a ticket in its place in line: by priority (descending), then arrival (`since`), then acquisition. */
   private insert(ticket: Ticket): void {
     this.armQueueTimeout(ticket);
     let index = this.queue.length;
-    while (index > 0) {
-      const before = this.queue[index - 1]!;
-      if (before.priority > ticket.priority || (before.priority === ticket.priority && before.seq < ticket.seq)) break;
-      index--;
-    }
+    while (index > 0 && comesBefore(ticket, this.queue[index - 1]!)) index--;
     this.queue.splice(index, 0, ticket);
   }
 

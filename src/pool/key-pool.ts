@@ -156,7 +156,7 @@ export class Pool implements PoolCore {
       queueTimeoutMs: config.queue.timeoutMs,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
-      modelRoom: (models, since) => this.admission.capacity.wait(models, since),
+      modelRoom: (models, since, priority) => this.admission.capacity.wait(models, since, priority),
     };
     // Accounts are found, not configured: every key's info once, in the background. Traffic does
     // not wait for it; a key whose info fails serves on as an account of its own. Only where the

@@ -49,6 +49,8 @@ export class Ticket {
     readonly seq: number,
     /** Scheduler time of the `acquire`: its queue timeout counts from then. */
     readonly askedAt: number,
+    /** Its place in line among equal priorities: `askedAt`, or when its request first waited outside a slot for room. */
+    readonly since: number,
     subscriber: Subscriber<KeyLease>,
     private readonly queue: TicketQueue,
   ) {

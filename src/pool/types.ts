@@ -146,11 +146,13 @@ export interface PoolPort {
   readonly disposed$: Observable<void>;
   /**
    * Emits once, then completes, when one of `models` has room again for a request refused at their
-   * concurrency limits (`ModelUnavailableError.modelsAtCapacity`): waiters are woken oldest first
-   * (by `since`, the scheduler time the request first found them full; default now) while a slot an
-   * answer frees, or a limit that grows, leaves room; one woken that cannot take it passes it on.
+   * concurrency limits (`ModelUnavailableError.modelsAtCapacity`): waiters are woken in line, by
+   * `priority` (higher first, default 0), then by `since` (the scheduler time the request first found
+   * them full; default now), while a slot an answer frees, or a limit that grows, leaves room; one
+   * woken that cannot take it passes it on. The acquisition a woken request makes at once keeps
+   * that place in the queue, among requests that wait there.
    */
-  modelRoom(models: readonly string[], since?: number): Observable<void>;
+  modelRoom(models: readonly string[], since?: number, priority?: number): Observable<void>;
 }
 
 /**
