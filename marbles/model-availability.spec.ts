@@ -950,6 +950,29 @@ describe('a model at its concurrency limit', () => {
     });
   });
 
+  it('keeps the queue timeout of a wait for room once the request is woken and queued behind requests that came before it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      // One slot on the only key, and `a` served one request at a time.
+      const { pool, calls } = makeOneSlotPool(scheduler, { a: [answerAfter(scheduler, 100, 'b1', 'a')] }, ONE_AT_A_TIME);
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'b', at: 10 });
+      const log = terminals(
+        scheduler,
+        scheduler
+          .createColdObservable('a 19ms b', { a: request('b1', 'a'), b: request('b2', 'a') })
+          .pipe(balance(pool, { concurrency: 2, transient: false, queueTimeoutMs: 150 })),
+      );
+      flush();
+      // b2 waits for `a` from 20. At 100 b1's answer frees `a` and the key: b2 is woken and queued
+      // behind q (there from 10), which takes the key until 200. b2's 150 ms run out at 170 in the
+      // queue, not 150 ms after it was woken, nor at its turn.
+      expect(leases).toEqual(['100 q']);
+      expect(log).toEqual(['100 b1 completion', '170 b2 queue_timeout']);
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a']);
+    });
+  });
+
   it.each([
     { first: 'the queued request', balanceAt: '4ms', queuedPriority: 5, balancePriority: 0, leases: ['100 q'], b2: '300 b2 completion' },
     { first: "balance's waiter", balanceAt: '19ms', queuedPriority: 0, balancePriority: 5, leases: ['200 q'], b2: '200 b2 completion' },

@@ -160,6 +160,12 @@ class RequestReport {
   private attemptsRun: Subscription | undefined;
   /** While every model is out: the wait, then the slot's reacquisition. */
   private modelWait: Subscription | undefined;
+  /**
+   * The queue timeout of a wait for room at a model's limit. It runs on once the wait ends, while
+   * the woken request waits in the admission queue (at its place in line, behind requests that
+   * came before it), until a key takes it or it fails otherwise.
+   */
+  private roomTimeout: Subscription | undefined;
   /** Unsubscribed: nothing starts after this. */
   private stopped = false;
   private readonly records: AttemptRecord[] = [];
@@ -202,7 +208,13 @@ class RequestReport {
   unsubscribe(): void {
     this.stopped = true;
     this.modelWait?.unsubscribe();
+    this.endRoomTimeout();
     this.attemptsRun?.unsubscribe();
+  }
+
+  private endRoomTimeout(): void {
+    this.roomTimeout?.unsubscribe();
+    this.roomTimeout = undefined;
   }
 
   next(event: AttemptEvent): void {
@@ -214,8 +226,11 @@ class RequestReport {
         // A model took it: a later wait for one gets its own `modelWaitMs` (the retries bound how many).
         this.modelsOutSince = undefined;
         this.atCapacitySince = undefined;
+        this.endRoomTimeout();
         return;
       case 'retry':
+        // The attempt after the wait failed before any key took it: the retry's own waits bound it.
+        this.endRoomTimeout();
         this.billed = addUsage(this.billed, event.usage);
         this.retriedError = retriedErrorOf(event) ?? this.retriedError;
         this.records.push({
@@ -402,13 +417,15 @@ class RequestReport {
       if (!reacquisition.closed) wait.add(reacquisition);
     };
     if (atCapacity && leftMs !== Infinity) {
-      // At the queue timeout the request fails where it waits, outside the slot or for one: as in the queue, not once a slot frees.
-      wait.add(
-        scheduleAfter(pool.scheduler, leftMs, () => {
-          endWait();
-          this.fail(queueTimeoutError(waits.queueTimeoutMs!));
-        }),
-      );
+      // At the queue timeout the request fails where it waits, outside the slot, for one, or in the
+      // queue once woken: as in the queue, not once a slot frees or its turn comes.
+      this.endRoomTimeout();
+      this.roomTimeout = scheduleAfter(pool.scheduler, leftMs, () => {
+        this.roomTimeout = undefined;
+        this.modelWait?.unsubscribe();
+        this.modelWait = undefined;
+        this.fail(queueTimeoutError(waits.queueTimeoutMs!));
+      });
     }
     wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
     if (atCapacity && !wakeUps.closed)
