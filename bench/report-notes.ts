@@ -18,9 +18,17 @@ const notes: Record<string, string> = {
     'full GCs V8 runs for the peer’s own garbage (one every few thousand requests). Both peers run about twice as ' +
     'fast since (the bare SDK at 1,012 req/s in the full run at 6db395c, 1,500–2,100 after). Two runs of this row ' +
     'alone at 8e1526e: 0.94× and 0.90×; the full run at 8e1526e 0.84× (the bare SDK at 2,026 req/s, the original recipe 0.94×, cockatiel + p-queue 0.74×). Under the old GC the full runs from 02faf64 to 6db395c measured 0.80–0.92×. ' +
-    'The host’s load moves this row by several points from one run to the next.',
+    'The host’s load moves this row by several points from one run to the next. The full run at 98f5b81 (an Intel host, load ' +
+    'average 2.0–2.5): 0.80× (the bare SDK at 1,918 req/s, the recipe 0.96×, cockatiel + p-queue 0.65×). Seven runs of this row ' +
+    'alone alternating 98f5b81 with 8e1526e (`BENCH_LIBRARY_ENTRY`): 70.5–88.1 % (median 83.0) against 80.7–101.1 % (87.7), ' +
+    'the older code ahead in six; three pairs of 98f5b81 against itself differed by up to 7.7 points, and CPU profiles of ' +
+    '8,000 requests (686.7 and 739.7 against 732.1 and 708.3 µs per request) and a harness of the pool and `balance` over a ' +
+    'fake transport (fastest of seven 20,000-request batches within a microsecond, three runs each) show no difference in the ' +
+    'code between them (one line for room, a queue timeout that runs on): none was found either way.',
   'overhead.cpu':
-    'Overhead, CPU per request: +92.6 µs in the full run at 8e1526e, +47 and +78 µs in two runs of this row alone, where a batch after a full GC ' +
+    'Overhead, CPU per request: +92.6 µs in the full run at 8e1526e, +47 and +78 µs in two runs of this row alone, +114.2 µs in ' +
+    'the full run at 98f5b81 and +81 to +162 µs in seven runs of the row alone (8e1526e in the same hour: +23 to +142 µs; ' +
+    'previous note), where a batch after a full GC ' +
     'had measured +180 to +200 µs (+199.8 µs at 6db395c; previous note). Where it goes, in one harness of alternating ' +
     'batches (medians over 9–16 batches, spreads of ±50 µs on this host): the transport alone (the library’s SDK ' +
     'exchange, its reading, parsing and key scan of each answer, without the pool) costs what the bare SDK costs ' +
@@ -74,7 +82,7 @@ const notes: Record<string, string> = {
     'measured 4.34 µs, on a slower host than a85f2a5’s (the bare SDK at 851 req/s in the overhead row, against ' +
     '1,083); the row alone measured 2.24–3.79 µs that hour: a major collection of the 200 MB heap falls inside the ' +
     'timed picks or not (V8 pretenures the acquisition’s objects, whose allocation sites the 10,000 requests in ' +
-    'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs. 3.72 µs at 70c1f7d and 2.48 µs at 8e1526e (a black-box review of this row: the picks right after the full GC that settles the heap figure run slower for a while, which adds about 0.05 µs to the mean of 100,000; the spread is the scavenges with 10,000 requests in flight, 2,000-pick blocks between 1.7 and 4.8 µs).',
+    'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs. 3.72 µs at 70c1f7d, 2.48 µs at 8e1526e and 3.20 µs at 98f5b81, on an Intel host at a load average of 2.0–2.5 (a harness of the picks alternating 98f5b81 with 8e1526e, three runs each: medians 2.8–3.5 µs against 3.8–4.6 µs; a black-box review of this row: the picks right after the full GC that settles the heap figure run slower for a while, which adds about 0.05 µs to the mean of 100,000; the spread is the scavenges with 10,000 requests in flight, 2,000-pick blocks between 1.7 and 4.8 µs).',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -156,7 +164,13 @@ const notes: Record<string, string> = {
     'taught nothing, and a sibling’s assumed quota could be dropped as disproved by sends the server had counted ' +
     'before the window, after which the key burst into its limit (up to 54 429s in one window; 3.4 to 10.4 % in four ' +
     'runs). Since then traced runs show no 429 after the first window; 3.5 % in the full run at 6232fe6, 0.5 % in the one at 02faf64. 2.9 % in the full run at 2f36afd; a trace of a library-only run that day: 45 429s, all within 110 ms of the ' +
-    'start, the last of them for requests sent 150 ms before (the server and the client busy with the burst). 3.5 % in the full run at 6db395c. 4.65 % in the one at 70c1f7d, 3.5 % at 8e1526e.',
+    'start, the last of them for requests sent 150 ms before (the server and the client busy with the burst). 3.5 % in the full run at 6db395c. 4.65 % in the one at 70c1f7d, 3.5 % at 8e1526e, 3.0 % at 98f5b81. ' +
+    'The burst is the model’s adaptive limit in slow start (doubling each round trip: 64 in flight when the first 429 comes back). ' +
+    'Runs of this row alone alternating three starts, five each, at 2958f7e: slow start as it is 1.4–3.8 % (mean 2.7); doubling only to 16, ' +
+    'then 8 more per round trip, 1.6–2.4 % (2.1); no slow start (one more per round trip from 8) 0.4–1.0 % (0.6), but that ' +
+    'takes about 17 round trips to reach the 25 in flight 250 ms answers need here, and minutes for a slow model. A delay-based ' +
+    'exit (HyStart’s: a round’s least first-byte time up by an eighth) measured 0.5–1.9 % in four runs, but in traces of the ' +
+    'opening it left slow start anywhere from 39 to 85 in flight, the first answers’ times blurred by the start-up. None was kept.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -225,7 +239,10 @@ const notes: Record<string, string> = {
     'freed ahead of those waiting); goodput did not move (97.8 %). Since ad697ba a request keeps that place across its attempts (a retry after a probe’s 429 went to the back) and room a waiter cannot take is passed on: p99 2.74 and 2.79 s in two runs of the row alone.',
   'provider-capacity.ahead-tie':
     'Provider capacity, goodput ahead of every peer: a tie at what N slots give, not a loss; nobody can pass it, and ' +
-    'the 429 and answered targets say at what cost each got there.',
+    'the 429 and answered targets say at what cost each got there. The full run at 98f5b81 measured 100 % (180 answers in the span), where ' +
+    '97.8 % at 8e1526e, and two runs of the row alone 97.8 % each: each slot idles for the client’s turnaround between an answer and the ' +
+    'next send, which costs a few answers in the span or none. The requests waiting for the room are in one line with those in the ' +
+    'admission queue since 4532005 (priority, then arrival): p99 2.66 s against a p50 of 2.43 s in that run.',
   'provider-capacity.ahead-429':
     'Provider capacity, fewer 429s than every peer: Portkey backs off 1, 2, 4 s, so it sends fewer attempts; the ' +
     'library at 68492d6 sent its whole queue after each park (429 note).',
