@@ -47,8 +47,6 @@ export class Admission implements LeaseOwner, Eligibility {
   private closed = false;
   /** The place in line of a capacity waiter being woken, for the acquisition it makes (see `wakeInPlace`). */
   private wokenPlace: PlaceInLine | undefined;
-  /** The ticket of that acquisition. */
-  private wokenTicket: Ticket | undefined;
   /**
    * Per model, the token counts (ascending, each once) of the tickets the last drain tried and put
    * back: the heads of their signatures, which a later ticket of the same signature never passes.
@@ -297,16 +295,13 @@ export class Admission implements LeaseOwner, Eligibility {
   }
 
   /** Wakes a capacity waiter (see `WakeInPlace`): the acquisition it makes meanwhile takes its place in line. */
-  private wakeInPlace(place: PlaceInLine, wake: () => void): boolean {
-    const outer = { place: this.wokenPlace, ticket: this.wokenTicket };
+  private wakeInPlace(place: PlaceInLine, wake: () => void): void {
+    const outer = this.wokenPlace;
     this.wokenPlace = place;
-    this.wokenTicket = undefined;
     try {
       wake();
-      return this.wokenTicket === undefined || !this.queue.includes(this.wokenTicket);
     } finally {
-      this.wokenPlace = outer.place;
-      this.wokenTicket = outer.ticket;
+      this.wokenPlace = outer;
     }
   }
 
@@ -359,7 +354,6 @@ export class Admission implements LeaseOwner, Eligibility {
         subscriber,
         this,
       );
-      if (woken !== undefined) this.wokenTicket = ticket;
       this.enqueue(ticket);
       return ticket;
     });

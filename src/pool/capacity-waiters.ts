@@ -24,12 +24,8 @@ interface Waiter extends PlaceInLine {
   readonly wake: () => void;
 }
 
-/**
- * Wakes one waiter (`wake`), its place in line at hand for what it asks for meanwhile; returns
- * whether the room it was woken for may go on to the next waiter (the admission's own queue did
- * not take the request in behind others).
- */
-export type WakeInPlace = (place: PlaceInLine, wake: () => void) => boolean;
+/** Wakes one waiter (`wake`), its place in line at hand for what it asks for meanwhile. */
+export type WakeInPlace = (place: PlaceInLine, wake: () => void) => void;
 
 /**
  * Requests refused because every model of their chain was at its concurrency limit, waiting
@@ -97,7 +93,7 @@ export class CapacityWaiters {
    * Wakes the waiters of `model` (before `place` in line, if given) in line, each once, until it
    * has no room left: a waiter that cannot take the room now (its caller's slots are all busy, or
    * it took another model of its chain) leaves it to the next, instead of the model idling until
-   * someone looks again; one the admission queued behind others ends the round.
+   * someone looks again; one that finds no key waits in the queue, in its place in line.
    */
   private wakeWhileRoom(model: ModelEntry, place?: PlaceInLine): void {
     const candidates = this.waiters.filter((waiter) => waiter.models.includes(model.model));
@@ -107,7 +103,7 @@ export class CapacityWaiters {
       // It left the line meanwhile (woken by another model of its chain, or timed out).
       if (index < 0) continue;
       this.waiters.splice(index, 1);
-      if (!this.wakeInPlace(waiter, waiter.wake)) return;
+      this.wakeInPlace(waiter, waiter.wake);
     }
   }
 }
