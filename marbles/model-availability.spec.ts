@@ -950,6 +950,30 @@ describe('a model at its concurrency limit', () => {
     });
   });
 
+  it('does not refuse a woken request as queue-full: it was in line before the requests queued after it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      // One slot on the only key, `a` served one request at a time, and room for one request in the queue.
+      const { pool } = makeOneSlotPool(
+        scheduler,
+        { a: [answerAfter(scheduler, 100, 'b1', 'a'), answerAfter(scheduler, 100, 'b2', 'a')] },
+        { ...ONE_AT_A_TIME, queue: { maxSize: 1 } },
+      );
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'b', at: 10 });
+      const log = terminals(
+        scheduler,
+        scheduler
+          .createColdObservable('(ab)', { a: request('b1', 'a'), b: request('b2', 'a') })
+          .pipe(balance(pool, { concurrency: 2, transient: false })),
+      );
+      flush();
+      // b2 waits for `a` from 0; q fills the queue at 10. Woken at 100, b2 goes ahead of q.
+      expect(log).toEqual(['100 b1 completion', '200 b2 completion']);
+      expect(leases).toEqual(['200 q']);
+    });
+  });
+
   it('keeps the queue timeout of a wait for room once the request is woken and queued behind requests that came before it', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {

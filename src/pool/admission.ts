@@ -372,7 +372,8 @@ export class Admission implements LeaseOwner, Eligibility {
       this.context.publisher.flush();
       return;
     }
-    if (this.queue.length >= this.context.config.queue.maxSize) {
+    // A request woken from a wait for room (its place from before) was in line already: the bound is for arrivals.
+    if (this.queue.length >= this.context.config.queue.maxSize && ticket.since === ticket.askedAt) {
       ticket.fail(queueFullError(this.context.config.queue.maxSize));
       return;
     }
