@@ -16,6 +16,7 @@ import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-avai
 import type { PoolPort } from '../pool/types.js';
 import { attemptRecordOf, requestOf, retriedErrorOf, whileResuming, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import type { Slot } from './merge-with-slots.js';
+import { priorityOf, type WithKeyRotationConfig } from './with-key-rotation.js';
 
 /** How often a request waiting on a half-open model (its probe out) looks again. */
 const MODEL_PROBE_POLL_MS = 250;
@@ -34,7 +35,7 @@ export interface RequestWaits {
   /** For room at its models' concurrency limits: the queue timeout, `balance`'s or else the pool's. */
   readonly queueTimeoutMs: number | undefined;
   /** `balance`'s `priority`: a request's place in line for room, as in the queue. */
-  readonly priority: number | ((request: ChatRequest) => number) | undefined;
+  readonly priority: WithKeyRotationConfig['priority'];
 }
 
 /** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
@@ -348,10 +349,8 @@ class RequestReport {
 
   /** The request's admission priority (as `withKeyRotation` reads it): its place in line for room at a model's limit. */
   private priorityInLine(): number {
-    const { priority } = this.waits;
-    if (typeof priority !== 'function') return priority ?? 0;
     try {
-      return priority(this.request);
+      return priorityOf(this.waits.priority, this.request) ?? 0;
     } catch {
       // The attempt that was refused read it without a throw; a function that throws now gets the default place.
       return 0;

@@ -64,6 +64,11 @@ export interface WithKeyRotationConfig {
   timeouts?: AttemptTimeoutsConfig;
 }
 
+/** A request's admission priority as `priority` gives it (a number, or a function of the request, which may throw). */
+export function priorityOf(priority: WithKeyRotationConfig['priority'], request: ChatRequest): number | undefined {
+  return typeof priority === 'function' ? priority(request) : priority;
+}
+
 /** The models a request may use, in order: `model`, then the client-side chain in `models`. */
 export function modelChainOf(request: ChatRequest): string[] {
   // Most requests name one model: an array of exactly one, held as long as the request.
@@ -226,7 +231,7 @@ class KeyAttempt {
     const { config, strategy } = rotation;
     let priority: number | undefined;
     try {
-      priority = typeof config.priority === 'function' ? config.priority(request) : config.priority;
+      priority = priorityOf(config.priority, request);
     } catch (thrown: unknown) {
       const error = copyError(callbackError(thrown, 'priority'), { routeExhausted: true });
       markMovesOn(error, false);
