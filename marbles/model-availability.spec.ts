@@ -19,12 +19,14 @@ import {
   modelScriptedPoolFactory,
   providerRateLimited,
   providerUnavailable,
+  streamEnd,
+  textChunk,
   transientRetries,
 } from './model-support.js';
 import type { TestScheduler } from 'rxjs/testing';
 import { newTestScheduler, predictablePool } from './support.js';
 import { POOL_PORT } from '../src/pool/types.js';
-import { CapacityWaiters, type PlaceInLine } from '../src/pool/capacity-waiters.js';
+import { CapacityWaiters } from '../src/pool/capacity-waiters.js';
 import type { ModelEntry } from '../src/pool/entities.js';
 
 const makePool = modelScriptedPoolFactory([{ key: 'k1', label: 'k1' }]);
@@ -974,6 +976,88 @@ describe('a model at its concurrency limit', () => {
     });
   });
 
+  it("keeps a woken request's place in the queue when it asks for a key later: its balance's slots were busy when woken", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      // One slot on the only key, and `a` served one request at a time.
+      const { pool, calls } = makeOneSlotPool(
+        scheduler,
+        {
+          a: [answerAfter(scheduler, 100, 'b1', 'a'), answerAfter(scheduler, 100, 'b2', 'a')],
+          b: [answerAfter(scheduler, 100, 'o1', 'b')],
+        },
+        ONE_AT_A_TIME,
+      );
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'c', at: 10 });
+      const log = terminals(
+        scheduler,
+        scheduler
+          .createColdObservable('(ab) 1ms c', { a: request('b1', 'a'), b: request('b2', 'a'), c: request('o1', 'b') })
+          .pipe(balance(pool, { concurrency: 2, transient: false })),
+      );
+      flush();
+      // b2 waits for `a` from 0 outside its slot; o1 takes that slot and waits for the key from 3,
+      // q from 10. At 100 b1's answer wakes b2 while o1 and b1 still hold both slots, and o1 takes
+      // the key. b2 asks for it once b1's slot frees, still at 100: in its place from 0, ahead of q.
+      expect(log).toEqual(['100 b1 completion', '200 o1 completion', '300 b2 completion']);
+      expect(leases).toEqual(['300 q']);
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a', '100 b', '200 a']);
+    });
+  });
+
+  it('serves the room a torn-down request frees in line too: the waiter before the queued request takes it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const { pool, calls } = makePool(scheduler, { cap: [answerAfter(scheduler, 100, 'b1', 'cap')] }, ONE_AT_A_TIME);
+      // `cap`'s only slot, held from 0 by an acquisition its caller leaves at 100 (its teardown frees the slot).
+      const held = pool[POOL_PORT].acquire(request('h', 'cap'), { models: ['cap'] }).subscribe();
+      scheduler.schedule(() => held.unsubscribe(), 100);
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'cap', at: 10 });
+      const log = terminals(
+        scheduler,
+        scheduler.createColdObservable('5ms a', { a: request('b1', 'cap') }).pipe(balance(pool, { concurrency: 1, transient: false })),
+      );
+      flush();
+      // b1 waits outside its slot from 5, q in the queue from 10: the room h leaves goes to b1.
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['100 cap']);
+      expect(log).toEqual(['200 b1 completion']);
+      expect(leases).toEqual(['200 q']);
+    });
+  });
+
+  it("serves the room a model's limit grows by in line: the waiter before the queued request takes it", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      // `cap` starts at one request at a time, and may grow to two.
+      const { pool, calls } = makePool(
+        scheduler,
+        {
+          cap: [
+            cold<TransportEvent>('50ms a 249ms (b|)', { a: textChunk('x', 'cap'), b: streamEnd('b0', 'cap') }),
+            answerAfter(scheduler, 100, 'b1', 'cap'),
+          ],
+        },
+        { adaptiveConcurrency: { initial: 1, min: 1, max: 2 } },
+      );
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'cap', at: 10 });
+      const log = terminals(
+        scheduler,
+        scheduler
+          .createColdObservable('a 4ms b', { a: { ...request('b0', 'cap'), stream: true }, b: request('b1', 'cap') })
+          .pipe(balance(pool, { concurrency: 2, transient: false })),
+      );
+      flush();
+      // b1 waits outside its slot from 5, q in the queue from 10. b0's first byte at 50 grows the
+      // limit to two: b1 takes that room; q takes the room b1 leaves at 150.
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 cap', '50 cap']);
+      expect(log).toEqual(['150 b1 completion', '300 b0 completion']);
+      expect(leases).toEqual(['150 q']);
+    });
+  });
+
   it('keeps the queue timeout of a wait for room once the request is woken and queued behind requests that came before it', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
@@ -1055,15 +1139,10 @@ describe('a model at its concurrency limit', () => {
 });
 
 describe('the line of requests waiting for room (CapacityWaiters)', () => {
-  const wakeEach = (_place: PlaceInLine, wake: () => void) => {
-    wake();
-    return true;
-  };
-
   it('keeps the place of a request that waits again, ahead of those that came after it', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
-      const waiters = new CapacityWaiters(scheduler, wakeEach);
+      const waiters = new CapacityWaiters(scheduler, [], () => undefined);
       const model = { model: 'a', atConcurrencyLimit: false } as ModelEntry;
       const woken: string[] = [];
       const first = waiters.wait(['a']).subscribe(() => woken.push('first'));
@@ -1072,8 +1151,8 @@ describe('the line of requests waiting for room (CapacityWaiters)', () => {
         // The first was woken, found the room taken, and waits again with the time it first waited.
         first.unsubscribe();
         waiters.wait(['a'], 0).subscribe(() => woken.push('first again'));
-        waiters.roomFor(model, true);
-        waiters.roomFor(model);
+        waiters.serve(model);
+        waiters.serveSoon(model);
       }, 10);
       flush();
       expect(woken).toEqual(['first again', 'second']);
@@ -1083,13 +1162,13 @@ describe('the line of requests waiting for room (CapacityWaiters)', () => {
   it('puts a higher priority first, then the earlier arrival', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
-      const waiters = new CapacityWaiters(scheduler, wakeEach);
+      const waiters = new CapacityWaiters(scheduler, [], () => undefined);
       const woken: string[] = [];
       waiters.wait(['a'], 0).subscribe(() => woken.push('0 at 0'));
       waiters.wait(['a'], 5, 1).subscribe(() => woken.push('1 at 5'));
       waiters.wait(['a'], 3).subscribe(() => woken.push('0 at 3'));
       waiters.wait(['a'], 7, 1).subscribe(() => woken.push('1 at 7'));
-      waiters.roomFor({ model: 'a', atConcurrencyLimit: false } as ModelEntry, true);
+      waiters.serve({ model: 'a', atConcurrencyLimit: false } as ModelEntry);
       flush();
       expect(woken).toEqual(['1 at 5', '1 at 7', '0 at 0', '0 at 3']);
     });

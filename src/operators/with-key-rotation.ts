@@ -248,10 +248,15 @@ class KeyAttempt {
         ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
         ...(config.maxQueuedModelParkMs === undefined ? {} : { maxQueuedModelParkMs: config.maxQueuedModelParkMs }),
         ...(config.refuseAtModelLimit === true ? { refuseAtModelLimit: true } : {}),
+        ...(route.inLineSince === undefined ? {} : { since: route.inLineSince }),
       })
       .subscribe({
         next: (lease: KeyLease) => this.send(lease),
-        error: (error: unknown) => subscriber.error(toOpenRouterError(error)),
+        error: (thrown: unknown) => {
+          const error = toOpenRouterError(thrown);
+          route.refused(error, rotation.port.scheduler.now());
+          subscriber.error(error);
+        },
       });
     this.acquisition = keptUnless(acquisition, this.released);
   }

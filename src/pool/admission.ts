@@ -21,7 +21,7 @@ import { admissionPlanOf } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { StrategyIds, Ticket } from './ticket.js';
-import { CapacityWaiters, comesBefore, type PlaceInLine } from './capacity-waiters.js';
+import { CapacityWaiters, comesBefore } from './capacity-waiters.js';
 import { Placement, type Eligibility } from './placement.js';
 import { WakeUpTimer, addTokenCount, queueWakeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
@@ -45,8 +45,6 @@ export class Admission implements LeaseOwner, Eligibility {
   private placing = false;
   private readonly rooms: RoomLookup;
   private closed = false;
-  /** The place in line of a capacity waiter being woken, for the acquisition it makes (see `wakeInPlace`). */
-  private wokenPlace: PlaceInLine | undefined;
   /**
    * Per model, the token counts (ascending, each once) of the tickets the last drain tried and put
    * back: the heads of their signatures, which a later ticket of the same signature never passes.
@@ -66,7 +64,7 @@ export class Admission implements LeaseOwner, Eligibility {
     private readonly learning: QuotaLearning | undefined,
   ) {
     this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
-    this.capacity = new CapacityWaiters(context.scheduler, (place, wake) => this.wakeInPlace(place, wake));
+    this.capacity = new CapacityWaiters(context.scheduler, this.queue, () => this.drain());
     this.placement = new Placement(this, context.config.random);
     const store = context.store;
     this.rooms = roomLookupOf(context.registry, store);
@@ -253,13 +251,13 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /** A lease's first response byte (see `LeaseOwner`). */
   responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number): void {
-    const limitGrew = accepted && this.accepted(model, entry.account, at);
+    const accountGrew = accepted && this.accepted(model, entry.account, at);
     if (this.queue.length === 0) return;
-    // Room now (a limit grew, or the quota entry dated out of its window): a waiting request takes
-    // it at the next turn, outside the answer being handled. Else the entry's new expiry may be
-    // the earliest change.
+    // Room now (the account's limit grew, or the quota entry dated out of its window): a waiting
+    // request takes it at the next turn, outside the answer being handled. Else the entry's new
+    // expiry may be the earliest change.
     const tokens = this.triedTokens.get(model.model)?.[0];
-    const roomNow = limitGrew || (tokens !== undefined && this.modelAdmits(model, at) && this.keyAdmits(entry, model, at, tokens));
+    const roomNow = accountGrew || (tokens !== undefined && this.modelAdmits(model, at) && this.keyAdmits(entry, model, at, tokens));
     // Inside a drain (a transport that answers at once), that drain goes round again or re-arms the wake itself.
     if (this.draining) {
       if (roomNow) this.drainAgain = true;
@@ -279,30 +277,10 @@ export class Admission implements LeaseOwner, Eligibility {
     this.context.publisher.markKeyLoad(entry);
     this.context.publisher.markModelLoad(model);
     this.context.publisher.flush();
-    if (afterTeardown) {
-      this.drainSoon();
-      this.capacity.roomFor(model);
-      return;
-    }
-    // The room goes to the requests waiting for the model in line, in the queue or outside a slot
-    // (`balance`'s): those outside that go before the first queued for it ask for a key first, in
-    // their places in the queue; then the queue; then the rest outside. Each takes it now: a turn
-    // later, a request its caller sends on reading this answer would take it first. Else a queue
-    // that always holds a request for the model would take all its room.
-    this.capacity.roomAheadOf(model, this.queue);
-    this.drain();
-    this.capacity.roomFor(model, true);
-  }
-
-  /** Wakes a capacity waiter (see `WakeInPlace`): the acquisition it makes meanwhile takes its place in line. */
-  private wakeInPlace(place: PlaceInLine, wake: () => void): void {
-    const outer = this.wokenPlace;
-    this.wokenPlace = place;
-    try {
-      wake();
-    } finally {
-      this.wokenPlace = outer;
-    }
+    // The room goes to the requests in line for it, in the queue or outside a slot (`balance`'s):
+    // inside a teardown (which may be tearing down requests in line too), at the next turn.
+    if (afterTeardown) this.capacity.serveSoon(model);
+    else this.capacity.serve(model);
   }
 
   /** Drains at the next turn of the scheduler (in no time on its clock), by the wake timer. */
@@ -311,21 +289,21 @@ export class Admission implements LeaseOwner, Eligibility {
     this.wakeUp.arm(this.context.scheduler.now());
   }
 
-  /** A request's first answer byte: its model (and account) took it, so their adaptive limits may grow; returns whether one did. */
+  /**
+   * A request's first answer byte: its model (and account) took it, so their adaptive limits may
+   * grow. The room a model's growth makes goes to those in line for it at the next turn; returns
+   * whether the account's grew.
+   */
   private accepted(model: ModelEntry, account: KeyEntry['account'], now: number): boolean {
-    let grew = false;
     if (model.concurrency?.accept(model.inFlight, now) === true) {
       this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
       this.context.publisher.markModel(model);
-      this.capacity.roomFor(model);
-      grew = true;
+      this.capacity.serveSoon(model);
     }
-    if (account.concurrency?.accept(account.inFlight, now) === true) {
-      this.context.emit({ type: 'concurrency', scope: 'account', target: account.id, limit: account.concurrency.limit, at: now });
-      this.context.publisher.markAccount(account);
-      grew = true;
-    }
-    return grew;
+    if (account.concurrency?.accept(account.inFlight, now) !== true) return false;
+    this.context.emit({ type: 'concurrency', scope: 'account', target: account.id, limit: account.concurrency.limit, at: now });
+    this.context.publisher.markAccount(account);
+    return true;
   }
 
   strategyIdOf(strategy: Strategy | undefined): number {
@@ -339,9 +317,6 @@ export class Admission implements LeaseOwner, Eligibility {
         return undefined;
       }
       const now = this.context.scheduler.now();
-      // A woken capacity waiter's acquisition keeps the place in line the request had outside.
-      const woken = this.wokenPlace;
-      this.wokenPlace = undefined;
       const tokens = estimateTokens(request, this.context.config.defaultCompletionTokens);
       const ticket = new Ticket(
         request,
@@ -350,7 +325,8 @@ export class Admission implements LeaseOwner, Eligibility {
         options.priority ?? 0,
         this.ticketSeq++,
         now,
-        woken?.since ?? now,
+        // A request that waited for room outside the queue keeps its place in line.
+        Math.min(options.since ?? now, now),
         subscriber,
         this,
       );
@@ -487,6 +463,7 @@ export class Admission implements LeaseOwner, Eligibility {
   close(): void {
     this.closed = true;
     this.wakeUp.cancel();
+    this.capacity.close();
     for (const ticket of this.queue.splice(0)) ticket.fail(disposedError());
   }
 }

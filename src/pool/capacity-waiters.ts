@@ -1,4 +1,4 @@
-import { Observable, type SchedulerLike } from 'rxjs';
+import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import type { ModelEntry } from './entities.js';
 
 /** A request's place in line for room: higher priority first, then the earlier arrival. */
@@ -24,22 +24,26 @@ interface Waiter extends PlaceInLine {
   readonly wake: () => void;
 }
 
-/** Wakes one waiter (`wake`), its place in line at hand for what it asks for meanwhile. */
-export type WakeInPlace = (place: PlaceInLine, wake: () => void) => void;
-
 /**
  * Requests refused because every model of their chain was at its concurrency limit, waiting
  * outside their caller's slot (`balance`) so that requests for other models keep every slot. When
- * an answer frees a slot of a model or its adaptive limit grows, its waiters are woken in line
- * (priority, then the time they first waited) while it has room: a woken request takes a slot
- * again and asks for a key, so the model is never left idle while requests wait for it, and nobody polls.
+ * an answer frees a slot of a model or its adaptive limit grows, the room goes to those in line
+ * for it, in the admission's queue or here, by priority then the time each first waited: a woken
+ * request takes a slot again and asks for a key, so the model is never left idle while requests
+ * wait for it, and nobody polls.
  */
 export class CapacityWaiters {
   private readonly waiters: Waiter[] = [];
+  /** Models whose room is served at the next turn (see `serveSoon`), and the task that serves them. */
+  private readonly toServe = new Set<ModelEntry>();
+  private serving: Subscription | undefined;
 
   constructor(
     private readonly scheduler: SchedulerLike,
-    private readonly wakeInPlace: WakeInPlace,
+    /** The admission's queue, in line. */
+    private readonly queue: readonly QueuedPlace[],
+    /** Admits from the queue while keys and models have room. */
+    private readonly drainQueue: () => void,
   ) {}
 
   /**
@@ -69,23 +73,48 @@ export class CapacityWaiters {
   }
 
   /**
-   * A slot of `model` freed, or its limit grew: wakes its waiters while it has room (see
-   * `wakeWhileRoom`). `atOnce` (a slot an answer freed) wakes them now, before the answer goes on
-   * to its caller, who may send a new request for the room as it reads it; else at the next turn
-   * of the scheduler, outside the answer or acquisition being handled.
+   * Room at `model` (a slot an answer freed), now, in line: the waiters that go before the queue's
+   * first request for it ask for a key first (taking their places in the queue if they find none),
+   * then the queue is drained, then the other waiters are woken while it has room. Each takes it
+   * now: a turn later, a request its caller sends on reading this answer would take it first; and
+   * were the queue served first, one that always held a request for the model would take all its room.
    */
-  roomFor(model: ModelEntry, atOnce = false): void {
-    if (this.waiters.length === 0 || model.atConcurrencyLimit) return;
-    if (atOnce) this.wakeWhileRoom(model);
-    else this.scheduler.schedule(() => this.wakeWhileRoom(model));
+  serve(model: ModelEntry): void {
+    this.wakeAheadOfQueue(model);
+    this.drainQueue();
+    this.wakeWhileRoom(model);
   }
 
-  /** As `roomFor` at once, for the waiters that go before the first request of `queue` (in line) for `model` alone. */
-  roomAheadOf(model: ModelEntry, queue: readonly QueuedPlace[]): void {
-    if (this.waiters.length === 0 || model.atConcurrencyLimit) return;
+  /**
+   * As `serve`, at the next turn of the scheduler, for room freed where nobody may be woken now (a
+   * teardown, an answer being handled): the models of one turn are served together.
+   */
+  serveSoon(model: ModelEntry): void {
+    if (this.waiters.length === 0 && this.queue.length === 0) return;
+    this.toServe.add(model);
+    this.serving ??= this.scheduler.schedule(() => {
+      this.serving = undefined;
+      const models = [...this.toServe];
+      this.toServe.clear();
+      for (const each of models) this.wakeAheadOfQueue(each);
+      this.drainQueue();
+      for (const each of models) this.wakeWhileRoom(each);
+    });
+  }
+
+  /** The pool is closing: nothing is served any more (its waiters hear of the disposal themselves). */
+  close(): void {
+    this.serving?.unsubscribe();
+    this.serving = undefined;
+    this.toServe.clear();
+  }
+
+  /** Wakes the waiters for `model` that go before the first request of the queue for it. */
+  private wakeAheadOfQueue(model: ModelEntry): void {
+    if (this.waiters.length === 0) return;
     this.wakeWhileRoom(
       model,
-      queue.find((queued) => queued.options.models.includes(model.model)),
+      this.queue.find((queued) => queued.options.models.includes(model.model)),
     );
   }
 
@@ -96,6 +125,7 @@ export class CapacityWaiters {
    * someone looks again; one that finds no key waits in the queue, in its place in line.
    */
   private wakeWhileRoom(model: ModelEntry, place?: PlaceInLine): void {
+    if (this.waiters.length === 0) return;
     const candidates = this.waiters.filter((waiter) => waiter.models.includes(model.model));
     for (const waiter of candidates) {
       if (model.atConcurrencyLimit || (place !== undefined && !comesBefore(waiter, place))) return;
@@ -103,7 +133,7 @@ export class CapacityWaiters {
       // It left the line meanwhile (woken by another model of its chain, or timed out).
       if (index < 0) continue;
       this.waiters.splice(index, 1);
-      this.wakeInPlace(waiter, waiter.wake);
+      waiter.wake();
     }
   }
 }

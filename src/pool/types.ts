@@ -55,6 +55,12 @@ export interface AcquireOptions {
   strategy?: Strategy;
   /** Higher goes first; equal priorities are served in arrival order. Default 0. */
   priority?: number;
+  /**
+   * When the request first waited for room at its models' concurrency limits (outside the queue,
+   * as `balance` waits): its place in line among equal priorities, kept when it asks again.
+   * Default: now, a new arrival. A time after now counts as now.
+   */
+  since?: number;
   /** Fail with `QueueTimeoutError` after waiting this long; default from the pool config. */
   queueTimeoutMs?: number;
   /**
