@@ -493,6 +493,39 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(probing.limit).toBe(4);
   });
 
+  it("a limit brought low by refusals that were not all the capacity's own grows back by one per round trip once their level is served", () => {
+    /** Acceptances with the limit in full use until it reaches `target` (or 500). */
+    const acceptancesTo = (limit: AdaptiveLimit, target: number, at: number): number => {
+      let count = 0;
+      while (limit.limit < target && count < 500) {
+        limit.accept(limit.limit, at);
+        count++;
+      }
+      return count;
+    };
+    // A provider serving 4, and slots still busy there with requests their callers left: 4 out
+    // draw a refusal (4 → 3), and the burst's later refusals, with only 1 served, cap it at 1.
+    const limit = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
+    limit.overload(4, 0, 100);
+    limit.overload(1, 50, 110);
+    expect(limit.limit).toBe(1);
+    // The step back to 2 (the level those refusals came at) is slow: 30 acceptances. Served there
+    // for a round trip, the capacity is past it, and 2 → 4 takes one round trip per step: 7 more,
+    // where growing twenty times slower all the way took 120.
+    expect(acceptancesTo(limit, 2, 200)).toBe(30);
+    expect(acceptancesTo(limit, 4, 300)).toBe(7);
+    // At its real capacity a probe to 5 is refused: right below that level it is slow again.
+    expect(acceptancesTo(limit, 5, 400)).toBe(4);
+    limit.overload(5, 400, 500);
+    expect(limit.limit).toBe(4);
+    expect(acceptancesTo(limit, 5, 600)).toBe(90);
+    // Back at 5, one request served with 5 out (sent into a slot an answer was leaving) proves
+    // nothing: past 5 it still grows twenty times slower.
+    limit.accept(5, 700);
+    for (let index = 0; index < 10; index++) limit.accept(4, 700);
+    expect(limit.limit).toBe(5);
+  });
+
   it("a burst's refusals that come back beside the answers it served cap it at what was served, not at what is left in flight", () => {
     // A provider serving 4 at once, whose refusals take as long as its answers: 8 went out at 0.
     const limit = new AdaptiveLimit({ initial: 8, min: 1, max: 64 });

@@ -7,9 +7,15 @@
  *   at once, so acceptance need not wait for a long answer to end), only while at least half of
  *   it is in use (idle room proves nothing): by one per acceptance until the first overload
  *   (doubling per round trip, TCP's slow start), then by one per round trip (1/limit per
- *   acceptance), and twenty times slower than that at and above the limit where the last
+ *   acceptance), and twenty times slower than that on the last step to the level where the last
  *   overload came (as CUBIC does near its last maximum), so a steady capacity costs one refused
- *   request in many, not one per few round trips.
+ *   request in many, not one per few round trips. Once that level is served for a round trip
+ *   (as many acceptances with that many in flight, and no refusal among them), the capacity is
+ *   past it (it grew, or the overload was not all its own: slots still busy at the provider with
+ *   requests their callers left), and it grows by one per round trip again: a limit brought low by
+ *   such a burst comes back in a few round trips, not in twenty per slot. One acceptance at that
+ *   level proves nothing: at capacity, the request sent into a slot an answer is leaving is served,
+ *   and the next is refused.
  * - It drops to three quarters on an overload answer (a provider 429, a 529 or capacity 503, an
  *   in-flight budget 402, a timeout), once per burst: answers to requests sent before the last
  *   decrease answer the load that decrease already stands for. A probe at or past the limit of the
@@ -49,8 +55,12 @@ export class AdaptiveLimit {
   private estimate: number;
   /** Scheduler time of the last decrease: overload answers to requests sent before it are its burst. */
   private decreasedAt = -Infinity;
-  /** The limit at the last overload (Infinity before any): growth slows near it. */
+  /** The limit at the last overload (Infinity before any): a refusal at or past it is a probe's. */
   private overloadedAt = Infinity;
+  /** Growth is slow on the last step to this level: the last overload's, until it is served for a round trip (then Infinity). */
+  private slowUpTo = Infinity;
+  /** Acceptances with `slowUpTo` in flight since the last overload. */
+  private servedAtSlowLevel = 0;
   /** When the last acceptances came (a ring; NaN where none yet): what a burst's refusals were served beside. */
   private readonly acceptances = new Float64Array(ACCEPTANCES_KEPT).fill(NaN);
   private nextAcceptance = 0;
@@ -94,11 +104,12 @@ export class AdaptiveLimit {
   accept(inFlight: number, at: number): boolean {
     this.acceptances[this.nextAcceptance] = at;
     this.nextAcceptance = (this.nextAcceptance + 1) % ACCEPTANCES_KEPT;
+    if (inFlight >= this.slowUpTo && ++this.servedAtSlowLevel >= this.slowUpTo) this.slowUpTo = Infinity;
     if (inFlight * 2 < this.limit) return false;
     const before = this.limit;
     let step: number;
     if (this.overloadedAt === Infinity) step = SLOW_START_STEP;
-    else if (this.estimate + 1 < this.overloadedAt) step = 1 / this.estimate;
+    else if (this.estimate + 1 < this.slowUpTo) step = 1 / this.estimate;
     else step = 1 / (this.estimate * PROBE_SLOWDOWN);
     this.estimate = Math.min(this.policy.max, this.estimate + step);
     return this.limit !== before;
@@ -107,6 +118,7 @@ export class AdaptiveLimit {
   /** An overload answer to a request sent at `sentAt`, with `inFlight` out (its own included); returns whether the limit changed. */
   overload(inFlight: number, sentAt: number, now: number): boolean {
     const before = this.limit;
+    this.servedAtSlowLevel = 0;
     if (sentAt >= this.decreasedAt) {
       // At or past the level of the last overload, the limit was probing for more: the capacity is
       // where it was, and the level that was served (its in-flight count before this request) is
@@ -114,6 +126,7 @@ export class AdaptiveLimit {
       const probing = before >= this.overloadedAt;
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
+      this.slowUpTo = this.overloadedAt;
       this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
       // Not capped by the requests in flight now (see the class).
       return this.limit !== before;
@@ -125,6 +138,7 @@ export class AdaptiveLimit {
     if (this.estimate > served) {
       this.estimate = served;
       this.overloadedAt = Math.min(this.overloadedAt, served + 1);
+      this.slowUpTo = this.overloadedAt;
       // A lowering too: requests sent before it went out at a level it no longer allows.
       this.decreasedAt = now;
     }
