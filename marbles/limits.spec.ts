@@ -468,8 +468,8 @@ describe('adaptive concurrency (AIMD) per model', () => {
   it('a lone refusal is not capped by a count short of what was served (a slot between requests), a later one of its burst is', () => {
     const limit = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
     // Slow start to 6, then a refusal with 6 out: 4 (three quarters), the level of the overload is 6.
-    limit.accept(4, 0);
-    limit.accept(5, 0);
+    limit.accept(4, 0, -10);
+    limit.accept(5, 0, -10);
     expect(limit.limit).toBe(6);
     limit.overload(6, 0, 100);
     expect(limit.limit).toBe(4);
@@ -481,24 +481,26 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(limit.limit).toBe(1);
 
     const probing = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
-    probing.accept(4, 0);
+    probing.accept(4, 0, -10);
     probing.overload(5, 0, 100);
     expect(probing.limit).toBe(3);
     // Back at 5 (the level of the last overload), a probe draws one refusal while a served slot's
     // answer came in the same instant and waits a turn to be handed on: 4 out, its own included.
     // The probe steps back to 4, what was served, not to 3.
-    for (let index = 0; index < 200 && probing.limit < 5; index++) probing.accept(4, 150);
+    for (let index = 0; index < 200 && probing.limit < 5; index++) probing.accept(4, 150, 140);
     expect(probing.limit).toBe(5);
     probing.overload(4, 200, 300);
     expect(probing.limit).toBe(4);
   });
 
   it("a limit brought low by refusals that were not all the capacity's own grows back by one per round trip once their level is served", () => {
-    /** Acceptances with the limit in full use until it reaches `target` (or 500). */
-    const acceptancesTo = (limit: AdaptiveLimit, target: number, at: number): number => {
+    let now = 110;
+    /** Acceptances with the limit in full use (one every 25 ms, of answers that take 100 ms) until it reaches `target` (or 500). */
+    const acceptancesTo = (limit: AdaptiveLimit, target: number): number => {
       let count = 0;
       while (limit.limit < target && count < 500) {
-        limit.accept(limit.limit, at);
+        now += 25;
+        limit.accept(limit.limit, now, now - 100);
         count++;
       }
       return count;
@@ -510,20 +512,44 @@ describe('adaptive concurrency (AIMD) per model', () => {
     limit.overload(1, 50, 110);
     expect(limit.limit).toBe(1);
     // The step back to 2 (the level those refusals came at) is slow: 30 acceptances. Served there
-    // for a round trip, the capacity is past it, and 2 → 4 takes one round trip per step: 7 more,
-    // where growing twenty times slower all the way took 120.
-    expect(acceptancesTo(limit, 2, 200)).toBe(30);
-    expect(acceptancesTo(limit, 4, 300)).toBe(7);
+    // for a round trip (and twice as long as a refusal took), the capacity is past it, and 2 → 4
+    // takes one round trip per step: 13 more, where growing twenty times slower all the way took 120.
+    expect(acceptancesTo(limit, 2)).toBe(30);
+    expect(acceptancesTo(limit, 4)).toBe(13);
     // At its real capacity a probe to 5 is refused: right below that level it is slow again.
-    expect(acceptancesTo(limit, 5, 400)).toBe(4);
-    limit.overload(5, 400, 500);
+    expect(acceptancesTo(limit, 5)).toBe(4);
+    now += 25;
+    limit.overload(5, now - 100, now);
     expect(limit.limit).toBe(4);
-    expect(acceptancesTo(limit, 5, 600)).toBe(90);
+    expect(acceptancesTo(limit, 5)).toBe(90);
     // Back at 5, one request served with 5 out (sent into a slot an answer was leaving) proves
     // nothing: past 5 it still grows twenty times slower.
-    limit.accept(5, 700);
-    for (let index = 0; index < 10; index++) limit.accept(4, 700);
+    limit.accept(5, now + 25, now - 75);
+    for (let index = 0; index < 10; index++) limit.accept(4, now + 50, now - 50);
     expect(limit.limit).toBe(5);
+  });
+
+  it('stays slow at the level of its last overload while a refusal could still be out: a provider that refuses by timing out', () => {
+    // A provider serving 4 at once, answers that take 2 s, and a request past its capacity ended
+    // only by a 10 s timeout: 5 out, and the 5th times out.
+    const limit = new AdaptiveLimit({ initial: 5, min: 1, max: 64 });
+    limit.overload(5, 0, 10_000);
+    expect(limit.limit).toBe(3);
+    let now = 10_000;
+    for (let count = 0; limit.limit < 5 && count < 1000; count++) {
+      now += 500;
+      limit.accept(limit.limit, now, now - 2000);
+    }
+    // The probe goes out at 5. For the 10 s until its timeout, the 4 served slots answer with 5
+    // out (the probe counted among them): no proof that 5 are served, so no faster growth.
+    const probeSentAt = now;
+    for (let index = 0; index < 20; index++) {
+      now += 500;
+      limit.accept(5, now, now - 2000);
+    }
+    expect(limit.limit).toBe(5);
+    limit.overload(5, probeSentAt, probeSentAt + 10_000);
+    expect(limit.limit).toBe(4);
   });
 
   it("a burst's refusals that come back beside the answers it served cap it at what was served, not at what is left in flight", () => {
@@ -532,7 +558,7 @@ describe('adaptive concurrency (AIMD) per model', () => {
     limit.overload(8, 0, 200);
     expect(limit.limit).toBe(6);
     // The 4 it served are answered at 200 too; their slots are not refilled above the lowered limit.
-    for (let inFlight = 7; inFlight > 3; inFlight--) limit.accept(inFlight, 200);
+    for (let inFlight = 7; inFlight > 3; inFlight--) limit.accept(inFlight, 200, 190);
     // The rest of the burst then finds 3, 2, 1 in flight: the capacity served 4 while they were out.
     for (const inFlight of [3, 2, 1]) limit.overload(inFlight, 0, 201);
     expect(limit.limit).toBe(4);

@@ -5,7 +5,7 @@
  * and fails it with that error after. A 404 is a request error, never a model failure. Model
  * records stay bounded however many model ids pass.
  */
-import { from, of, Subject, tap, type Observable } from 'rxjs';
+import { from, of, queueScheduler, Subject, tap, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { ModelUnavailableError, NetworkError, NoKeyAvailableError, type OpenRouterError } from '../src/core/errors.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
@@ -1058,6 +1058,32 @@ describe('a model at its concurrency limit', () => {
     });
   });
 
+  it('takes a place in line (AcquireOptions.since) after now, or not a finite number, as now: a new arrival, bound by queue.maxSize', () => {
+    const scheduler = newTestScheduler();
+    const log: string[] = [];
+    scheduler.run(({ flush }) => {
+      // One slot on the only key, and room for one request in the queue.
+      const { pool } = makeOneSlotPool(scheduler, {}, { ...ONE_AT_A_TIME, queue: { maxSize: 1 } });
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'h', model: 'a', at: 0 });
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'a', at: 10 });
+      for (const [id, since] of [
+        ['later', 1e12],
+        ['nan', NaN],
+        ['-infinity', -Infinity],
+      ] as const) {
+        scheduler.schedule(() => {
+          pool[POOL_PORT].acquire(request(id, 'a'), { models: ['a'], since }).subscribe({
+            error: (error: OpenRouterError) => log.push(`${id} ${error.kind}`),
+          });
+        }, 20);
+      }
+      flush();
+      expect(leases).toEqual(['0 h', '100 q']);
+    });
+    expect(log).toEqual(['later queue_full', 'nan queue_full', '-infinity queue_full']);
+  });
+
   it('keeps the queue timeout of a wait for room once the request is woken and queued behind requests that came before it', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
@@ -1157,6 +1183,17 @@ describe('the line of requests waiting for room (CapacityWaiters)', () => {
       flush();
       expect(woken).toEqual(['first again', 'second']);
     });
+  });
+
+  it('serves every room on a scheduler that runs a task at once (queueScheduler), not only the first', () => {
+    const waiters = new CapacityWaiters(queueScheduler, [], () => undefined);
+    const model = { model: 'a', atConcurrencyLimit: false } as ModelEntry;
+    const woken: string[] = [];
+    waiters.wait(['a'], 0).subscribe(() => woken.push('w1'));
+    waiters.serveSoon(model);
+    waiters.wait(['a'], 1).subscribe(() => woken.push('w2'));
+    waiters.serveSoon(model);
+    expect(woken).toEqual(['w1', 'w2']);
   });
 
   it('puts a higher priority first, then the earlier arrival', () => {

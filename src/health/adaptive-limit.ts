@@ -10,8 +10,9 @@
  *   acceptance), and twenty times slower than that on the last step to the level where the last
  *   overload came (as CUBIC does near its last maximum), so a steady capacity costs one refused
  *   request in many, not one per few round trips. Once that level is served for a round trip
- *   (as many acceptances with that many in flight, and no refusal among them), the capacity is
- *   past it (it grew, or the overload was not all its own: slots still busy at the provider with
+ *   (as many acceptances with that many in flight, of requests sent since it was allowed, and no
+ *   refusal among them, for twice as long as the slowest refusal took to come back, so that a
+ *   late refusal of the probe itself is in), the capacity is past it (it grew, or the overload was not all its own: slots still busy at the provider with
  *   requests their callers left), and it grows by one per round trip again: a limit brought low by
  *   such a burst comes back in a few round trips, not in twenty per slot. One acceptance at that
  *   level proves nothing: at capacity, the request sent into a slot an answer is leaving is served,
@@ -59,8 +60,11 @@ export class AdaptiveLimit {
   private overloadedAt = Infinity;
   /** Growth is slow on the last step to this level: the last overload's, until it is served for a round trip (then Infinity). */
   private slowUpTo = Infinity;
-  /** Acceptances with `slowUpTo` in flight since the last overload. */
+  /** Acceptances with `slowUpTo` in flight, of requests sent since the limit allowed that many (`slowLevelSince`; NaN before). */
   private servedAtSlowLevel = 0;
+  private slowLevelSince = NaN;
+  /** The longest an overload answer took to come back: a request at the slow level is known to be served only after that. */
+  private longestRefusalMs = 0;
   /** When the last acceptances came (a ring; NaN where none yet): what a burst's refusals were served beside. */
   private readonly acceptances = new Float64Array(ACCEPTANCES_KEPT).fill(NaN);
   private nextAcceptance = 0;
@@ -100,11 +104,13 @@ export class AdaptiveLimit {
     return inFlight < this.limit;
   }
 
-  /** A request was accepted at `at` while `inFlight` (its own slot included) were out; returns whether the limit changed. */
-  accept(inFlight: number, at: number): boolean {
+  /** A request sent at `sentAt` was accepted at `at` while `inFlight` (its own slot included) were out; returns whether the limit changed. */
+  accept(inFlight: number, at: number, sentAt: number): boolean {
     this.acceptances[this.nextAcceptance] = at;
     this.nextAcceptance = (this.nextAcceptance + 1) % ACCEPTANCES_KEPT;
-    if (inFlight >= this.slowUpTo && ++this.servedAtSlowLevel >= this.slowUpTo) this.slowUpTo = Infinity;
+    if (inFlight >= this.slowUpTo && sentAt >= this.slowLevelSince && ++this.servedAtSlowLevel >= this.slowUpTo) {
+      if (at - this.slowLevelSince >= 2 * this.longestRefusalMs) this.slowUpTo = Infinity;
+    }
     if (inFlight * 2 < this.limit) return false;
     const before = this.limit;
     let step: number;
@@ -112,6 +118,7 @@ export class AdaptiveLimit {
     else if (this.estimate + 1 < this.slowUpTo) step = 1 / this.estimate;
     else step = 1 / (this.estimate * PROBE_SLOWDOWN);
     this.estimate = Math.min(this.policy.max, this.estimate + step);
+    if (this.limit >= this.slowUpTo && Number.isNaN(this.slowLevelSince)) this.slowLevelSince = at;
     return this.limit !== before;
   }
 
@@ -119,6 +126,8 @@ export class AdaptiveLimit {
   overload(inFlight: number, sentAt: number, now: number): boolean {
     const before = this.limit;
     this.servedAtSlowLevel = 0;
+    this.slowLevelSince = NaN;
+    this.longestRefusalMs = Math.max(this.longestRefusalMs, now - sentAt);
     if (sentAt >= this.decreasedAt) {
       // At or past the level of the last overload, the limit was probing for more: the capacity is
       // where it was, and the level that was served (its in-flight count before this request) is

@@ -250,8 +250,8 @@ export class Admission implements LeaseOwner, Eligibility {
   }
 
   /** A lease's first response byte (see `LeaseOwner`). */
-  responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number): void {
-    const accountGrew = accepted && this.accepted(model, entry.account, at);
+  responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number, sentAt: number): void {
+    const accountGrew = accepted && this.accepted(model, entry.account, at, sentAt);
     if (this.queue.length === 0) return;
     // Room now (the account's limit grew, or the quota entry dated out of its window): a waiting
     // request takes it at the next turn, outside the answer being handled. Else the entry's new
@@ -294,13 +294,13 @@ export class Admission implements LeaseOwner, Eligibility {
    * grow. The room a model's growth makes goes to those in line for it at the next turn; returns
    * whether the account's grew.
    */
-  private accepted(model: ModelEntry, account: KeyEntry['account'], now: number): boolean {
-    if (model.concurrency?.accept(model.inFlight, now) === true) {
+  private accepted(model: ModelEntry, account: KeyEntry['account'], now: number, sentAt: number): boolean {
+    if (model.concurrency?.accept(model.inFlight, now, sentAt) === true) {
       this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
       this.context.publisher.markModel(model);
       this.capacity.serveSoon(model);
     }
-    if (account.concurrency?.accept(account.inFlight, now) !== true) return false;
+    if (account.concurrency?.accept(account.inFlight, now, sentAt) !== true) return false;
     this.context.emit({ type: 'concurrency', scope: 'account', target: account.id, limit: account.concurrency.limit, at: now });
     this.context.publisher.markAccount(account);
     return true;
@@ -325,8 +325,8 @@ export class Admission implements LeaseOwner, Eligibility {
         options.priority ?? 0,
         this.ticketSeq++,
         now,
-        // A request that waited for room outside the queue keeps its place in line.
-        Math.min(options.since ?? now, now),
+        // A request that waited for room outside the queue keeps its place in line (never one after now).
+        Number.isFinite(options.since) ? Math.min(options.since!, now) : now,
         subscriber,
         this,
       );

@@ -92,7 +92,10 @@ export class CapacityWaiters {
   serveSoon(model: ModelEntry): void {
     if (this.waiters.length === 0 && this.queue.length === 0) return;
     this.toServe.add(model);
-    this.serving ??= this.scheduler.schedule(() => {
+    if (this.serving !== undefined) return;
+    let served = false;
+    const serving = this.scheduler.schedule(() => {
+      served = true;
       this.serving = undefined;
       const models = [...this.toServe];
       this.toServe.clear();
@@ -100,6 +103,8 @@ export class CapacityWaiters {
       this.drainQueue();
       for (const each of models) this.wakeWhileRoom(each);
     });
+    // A scheduler that runs the task at once (`queueScheduler`) has served the room already.
+    if (!served) this.serving = serving;
   }
 
   /** The pool is closing: nothing is served any more (its waiters hear of the disposal themselves). */

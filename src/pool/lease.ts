@@ -7,8 +7,8 @@ import type { KeyLease } from './types.js';
 
 /** What a lease reports back to the admission that granted it. */
 export interface LeaseOwner {
-  /** The lease's first response byte came at `at`; `accepted`: the model took the request. */
-  responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number): void;
+  /** The lease's first response byte came at `at` for its request sent at `sentAt`; `accepted`: the model took the request. */
+  responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number, sentAt: number): void;
   /**
    * The lease's slot is free: its counts drop and a waiting request may take it, now, or once the
    * teardown that freed it is over (`afterTeardown`).
@@ -127,7 +127,7 @@ export class AdmittedLease implements KeyLease {
     // An accepted answer may bound the server's count more tightly than its first byte (see `AnswerLag`).
     const countedBy = accepted ? this.#modelEntry.answerLag.countedBy(this.#sentAt, at, this.#context.sendMargin.answeredSlackMs) : at;
     this.#context.store.markResponded(this.#reservation, countedBy);
-    this.#owner.responded(this.#modelEntry, this.#entry, accepted, at);
+    this.#owner.responded(this.#modelEntry, this.#entry, accepted, at, this.#sentAt);
   }
 
   #refund(): void {

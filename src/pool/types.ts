@@ -58,7 +58,7 @@ export interface AcquireOptions {
   /**
    * When the request first waited for room at its models' concurrency limits (outside the queue,
    * as `balance` waits): its place in line among equal priorities, kept when it asks again.
-   * Default: now, a new arrival. A time after now counts as now.
+   * Default: now, a new arrival. A time after now, or not a finite number, counts as now.
    */
   since?: number;
   /** Fail with `QueueTimeoutError` after waiting this long; default from the pool config. */
