@@ -976,6 +976,36 @@ describe('a model at its concurrency limit', () => {
     });
   });
 
+  it('holds the room a turn for a waiter woken while its balance slot is still held by the answer that made the room', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      // `a` and `b` are served one request at a time.
+      const { pool, calls } = makePool(
+        scheduler,
+        {
+          a: [answerAfter(scheduler, 100, 'b1', 'a'), answerAfter(scheduler, 100, 'b2', 'a')],
+          b: [answerAfter(scheduler, 300, 'o1', 'b')],
+        },
+        ONE_AT_A_TIME,
+      );
+      const leases: string[] = [];
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'a', at: 10 });
+      const log = terminals(
+        scheduler,
+        scheduler
+          .createColdObservable('(ab) 1ms c', { a: request('b1', 'a'), b: request('b2', 'a'), c: request('o1', 'b') })
+          .pipe(balance(pool, { concurrency: 2, transient: false })),
+      );
+      flush();
+      // b2 waits for `a` from 0 outside its slot, which o1 takes at 5; q waits in the queue from 10.
+      // b1's answer at 100 frees `a` and wakes b2, whose balance gets b1's slot once that answer
+      // is delivered: b2 takes `a` then, at 100, before q.
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a', '5 b', '100 a']);
+      expect(leases).toEqual(['200 q']);
+      expect(log).toEqual(['100 b1 completion', '200 b2 completion', '305 o1 completion']);
+    });
+  });
+
   it("keeps a woken request's place in the queue when it asks for a key later: its balance's slots were busy when woken", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
@@ -985,24 +1015,31 @@ describe('a model at its concurrency limit', () => {
         {
           a: [answerAfter(scheduler, 100, 'b1', 'a'), answerAfter(scheduler, 100, 'b2', 'a')],
           b: [answerAfter(scheduler, 100, 'o1', 'b')],
+          c: [answerAfter(scheduler, 100, 'o2', 'c')],
         },
         ONE_AT_A_TIME,
       );
       const leases: string[] = [];
-      queueAt(scheduler, pool, leases, { id: 'q', model: 'c', at: 10 });
-      const log = terminals(
+      queueAt(scheduler, pool, leases, { id: 'q', model: 'd', at: 10 });
+      const first = terminals(
+        scheduler,
+        scheduler.createColdObservable('a', { a: request('b1', 'a') }).pipe(balance(pool, { concurrency: 1, transient: false })),
+      );
+      const second = terminals(
         scheduler,
         scheduler
-          .createColdObservable('(ab) 1ms c', { a: request('b1', 'a'), b: request('b2', 'a'), c: request('o1', 'b') })
+          .createColdObservable('-b-c-d', { b: request('b2', 'a'), c: request('o1', 'b'), d: request('o2', 'c') })
           .pipe(balance(pool, { concurrency: 2, transient: false })),
       );
       flush();
-      // b2 waits for `a` from 0 outside its slot; o1 takes that slot and waits for the key from 3,
-      // q from 10. At 100 b1's answer wakes b2 while o1 and b1 still hold both slots, and o1 takes
-      // the key. b2 asks for it once b1's slot frees, still at 100: in its place from 0, ahead of q.
-      expect(log).toEqual(['100 b1 completion', '200 o1 completion', '300 b2 completion']);
-      expect(leases).toEqual(['300 q']);
-      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a', '100 b', '200 a']);
+      // b2 waits for `a` from 1 outside its slot; o1 and o2 take both slots and wait for the key
+      // from 3 and 5, q from 10. b1's answer at 100 wakes b2 while o1 and o2 hold its balance's
+      // slots, and o1 takes the key. o1's answer at 200 gives the key to o2 and o1's slot to b2,
+      // which then asks for the key in its place from 1: ahead of q, at 300.
+      expect(first).toEqual(['100 b1 completion']);
+      expect(second).toEqual(['200 o1 completion', '300 o2 completion', '400 b2 completion']);
+      expect(leases).toEqual(['400 q']);
+      expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a', '100 b', '200 c', '300 a']);
     });
   });
 

@@ -80,7 +80,12 @@ export class CapacityWaiters {
    * were the queue served first, one that always held a request for the model would take all its room.
    */
   serve(model: ModelEntry): void {
-    this.wakeAheadOfQueue(model);
+    if (this.wakeAheadOfQueue(model) && !model.atConcurrencyLimit) {
+      // One woken did not ask for it at once: its caller's slots are busy, often only until the
+      // answer that made this room is delivered. The queue waits a turn for it, no longer.
+      this.serveSoon(model);
+      return;
+    }
     this.drainQueue();
     this.wakeWhileRoom(model);
   }
@@ -114,10 +119,13 @@ export class CapacityWaiters {
     this.toServe.clear();
   }
 
-  /** Wakes the waiters for `model` that go before the first request of the queue for it. */
-  private wakeAheadOfQueue(model: ModelEntry): void {
-    if (this.waiters.length === 0) return;
-    this.wakeWhileRoom(
+  /**
+   * Wakes the waiters for `model` that go before the first request of the queue for it; returns
+   * whether one of them did not ask for a key for it at once.
+   */
+  private wakeAheadOfQueue(model: ModelEntry): boolean {
+    if (this.waiters.length === 0) return false;
+    return this.wakeWhileRoom(
       model,
       this.queue.find((queued) => queued.options.models.includes(model.model)),
     );
@@ -127,18 +135,24 @@ export class CapacityWaiters {
    * Wakes the waiters of `model` (before `place` in line, if given) in line, each once, until it
    * has no room left: a waiter that cannot take the room now (its caller's slots are all busy, or
    * it took another model of its chain) leaves it to the next, instead of the model idling until
-   * someone looks again; one that finds no key waits in the queue, in its place in line.
+   * someone looks again; one that finds no key waits in the queue, in its place in line. Returns
+   * whether one did not ask for a key for `model` at once.
    */
-  private wakeWhileRoom(model: ModelEntry, place?: PlaceInLine): void {
-    if (this.waiters.length === 0) return;
+  private wakeWhileRoom(model: ModelEntry, place?: PlaceInLine): boolean {
+    let notAsked = false;
+    if (this.waiters.length === 0) return notAsked;
     const candidates = this.waiters.filter((waiter) => waiter.models.includes(model.model));
     for (const waiter of candidates) {
-      if (model.atConcurrencyLimit || (place !== undefined && !comesBefore(waiter, place))) return;
+      if (model.atConcurrencyLimit || (place !== undefined && !comesBefore(waiter, place))) break;
       const index = this.waiters.indexOf(waiter);
       // It left the line meanwhile (woken by another model of its chain, or timed out).
       if (index < 0) continue;
       this.waiters.splice(index, 1);
+      // Asking for a key takes a slot of the model or a place in the queue.
+      const asked = model.inFlight + this.queue.length;
       waiter.wake();
+      notAsked ||= model.inFlight + this.queue.length === asked;
     }
+    return notAsked;
   }
 }
