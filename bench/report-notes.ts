@@ -24,7 +24,10 @@ const notes: Record<string, string> = {
     'the older code ahead in six; three pairs of 98f5b81 against itself differed by up to 7.7 points, and CPU profiles of ' +
     '8,000 requests (686.7 and 739.7 against 732.1 and 708.3 µs per request) and a harness of the pool and `balance` over a ' +
     'fake transport (fastest of seven 20,000-request batches within a microsecond, three runs each) show no difference in the ' +
-    'code between them (one line for room, a queue timeout that runs on): none was found either way.',
+    'code between them (one line for room, a queue timeout that runs on): none was found either way. The full run at 8b0e04e ' +
+    '(an AMD host): 0.85× (the bare SDK at 1,898 req/s; 0.87–0.92× in three runs of the row alone that hour). Reading the ' +
+    'body with `Response.text()` instead of the attempt’s own reader measured 0.74–0.83× against 0.87–0.92× in three ' +
+    'alternating runs, and a client alone on a local server found the two within noise (320–341 µs per request): not taken.',
   'overhead.cpu':
     'Overhead, CPU per request: +92.6 µs in the full run at 8e1526e, +47 and +78 µs in two runs of this row alone, +114.2 µs in ' +
     'the full run at 98f5b81 and +81 to +162 µs in seven runs of the row alone (8e1526e in the same hour: +23 to +142 µs; ' +
@@ -44,7 +47,9 @@ const notes: Record<string, string> = {
     'single hot spot. Cut before: one retry loop per request instead of three (routing alone 39 µs at f479c2c, ' +
     '17.5 µs at fe78745’s fusions), the allocations of each admission (scale note). A sampling heap profile ' +
     '(`bench/profile.ts --heap`) counts about 141 KB allocated per request against the SDK’s 134 KB, 14 KB of it the ' +
-    'library’s own.',
+    'library’s own. The full run at 8b0e04e: +90.6 µs (+50.4 to +122.8 µs in three runs of the row alone that hour). A diff of CPU profiles against the bare SDK ' +
+    '(8,000 requests each) finds the library’s own frames again, and no single extra cost in undici or Node: the same number of ' +
+    '`writev` and `read` calls per request (strace), and the same scavenge and mark-compact time (`--trace-gc`).',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
     '(`bench/results/profiles/after-18d69cc/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
@@ -82,7 +87,7 @@ const notes: Record<string, string> = {
     'measured 4.34 µs, on a slower host than a85f2a5’s (the bare SDK at 851 req/s in the overhead row, against ' +
     '1,083); the row alone measured 2.24–3.79 µs that hour: a major collection of the 200 MB heap falls inside the ' +
     'timed picks or not (V8 pretenures the acquisition’s objects, whose allocation sites the 10,000 requests in ' +
-    'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs. 3.72 µs at 70c1f7d, 2.48 µs at 8e1526e and 3.20 µs at 98f5b81, on an Intel host at a load average of 2.0–2.5 (a harness of the picks alternating 98f5b81 with 8e1526e, three runs each: medians 2.8–3.5 µs against 3.8–4.6 µs; a black-box review of this row: the picks right after the full GC that settles the heap figure run slower for a while, which adds about 0.05 µs to the mean of 100,000; the spread is the scavenges with 10,000 requests in flight, 2,000-pick blocks between 1.7 and 4.8 µs).',
+    'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs. 3.72 µs at 70c1f7d, 2.48 µs at 8e1526e and 3.20 µs at 98f5b81, on an Intel host at a load average of 2.0–2.5 (a harness of the picks alternating 98f5b81 with 8e1526e, three runs each: medians 2.8–3.5 µs against 3.8–4.6 µs; a black-box review of this row: the picks right after the full GC that settles the heap figure run slower for a while, which adds about 0.05 µs to the mean of 100,000; the spread is the scavenges with 10,000 requests in flight, 2,000-pick blocks between 1.7 and 4.8 µs). 4.14 µs in the full run at 8b0e04e, on an AMD host, and 2.44 µs in a run of the row alone an hour before.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -170,7 +175,14 @@ const notes: Record<string, string> = {
     'then 8 more per round trip, 1.6–2.4 % (2.1); no slow start (one more per round trip from 8) 0.4–1.0 % (0.6), but that ' +
     'takes about 17 round trips to reach the 25 in flight 250 ms answers need here, and minutes for a slow model. A delay-based ' +
     'exit (HyStart’s: a round’s least first-byte time up by an eighth) measured 0.5–1.9 % in four runs, but in traces of the ' +
-    'opening it left slow start anywhere from 39 to 85 in flight, the first answers’ times blurred by the start-up. None was kept.',
+    'opening it left slow start anywhere from 39 to 85 in flight, the first answers’ times blurred by the start-up. None was kept. ' +
+    'At 8b0e04e, on an AMD host: 3.7 % in the full run, 3.2, 4.2 and 6.0 % in runs of the row alone (a trace: all 41 429s of one run ' +
+    'between 0.6 and 0.8 s, the first answers of the opening taking 55–150 ms where the server answers in 20, the limit at 88 by then). ' +
+    'An exit as in HyStart++ (RFC 9406: slow start ends once a round’s fastest first byte, after eight acceptances, is up by an eighth) ' +
+    'measured 0.7, 0.8 and 1.4 %, but in a simulation of answer times that vary as LLM answers do (uniform 1–3 s, lognormal around 1.5 s) it ' +
+    'left slow start early in 28–97 % of runs, after which reaching 128 in flight took minutes instead of 7–9 s. A sturdier exit (rounds by ' +
+    'send time, each round’s fastest settled once nothing still out could beat it, a rise of a half) left slow start early in at most ' +
+    '1.5 % of simulated runs but here only once the limit was near 90: 2.5, 1.7, 2.1 and 4.7 %. Neither was kept.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -236,7 +248,7 @@ const notes: Record<string, string> = {
     'and the brute-force recipe comes out a point or so ahead at three 429s in four. The requests waiting for the ' +
     'room are served first come, first served since bf0f966 (p99 latency 2.9 s against a p50 of 2.46 s in the full ' +
     'run at 8e1526e, where 12.3 s at 6db395c: a request its caller sent on reading an answer took the room that answer ' +
-    'freed ahead of those waiting); goodput did not move (97.8 %). Since ad697ba a request keeps that place across its attempts (a retry after a probe’s 429 went to the back) and room a waiter cannot take is passed on: p99 2.74 and 2.79 s in two runs of the row alone.',
+    'freed ahead of those waiting); goodput did not move (97.8 %). Since ad697ba a request keeps that place across its attempts (a retry after a probe’s 429 went to the back) and room a waiter cannot take is passed on: p99 2.74 and 2.79 s in two runs of the row alone. The full run at 8b0e04e: 97.8 % against the bare SDK’s 100 % (77 % of its attempts answered 429, 229 of its requests failed), at 4.0 % 429s and p99 2.67 s against a p50 of 2.45 s.',
   'provider-capacity.ahead-tie':
     'Provider capacity, goodput ahead of every peer: a tie at what N slots give, not a loss; nobody can pass it, and ' +
     'the 429 and answered targets say at what cost each got there. The full run at 98f5b81 measured 100 % (180 answers in the span), where ' +
