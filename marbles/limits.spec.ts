@@ -529,6 +529,26 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(limit.limit).toBe(5);
   });
 
+  it('times the proof by the refusals that set the level, not by an older one: one long timeout does not slow every later recovery', () => {
+    const limit = new AdaptiveLimit({ initial: 8, min: 1, max: 64 });
+    // Early on, one request ends in a 60 s timeout: 8 → 6.
+    limit.overload(8, 0, 60_000);
+    // An hour later a neighbour's burst: refusals that come back in 100 ms bring it down to 1.
+    let now = 3_600_000;
+    limit.overload(6, now - 100, now);
+    limit.overload(1, now - 50, now + 10);
+    now += 10;
+    expect(limit.limit).toBe(1);
+    let acceptances = 0;
+    while (limit.limit < 4 && acceptances < 1000) {
+      now += 25;
+      limit.accept(limit.limit, now, now - 100);
+      acceptances++;
+    }
+    // 30 acceptances back to 2, then 2 → 4 as soon as 2 was served for twice 100 ms: not 120 s.
+    expect(acceptances).toBe(43);
+  });
+
   it('stays slow at the level of its last overload while a refusal could still be out: a provider that refuses by timing out', () => {
     // A provider serving 4 at once, answers that take 2 s, and a request past its capacity ended
     // only by a 10 s timeout: 5 out, and the 5th times out.

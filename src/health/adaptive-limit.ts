@@ -11,9 +11,10 @@
  *   overload came (as CUBIC does near its last maximum), so a steady capacity costs one refused
  *   request in many, not one per few round trips. Once that level is served for a round trip
  *   (as many acceptances with that many in flight, of requests sent since it was allowed, and no
- *   refusal among them, for twice as long as the slowest refusal took to come back, so that a
- *   late refusal of the probe itself is in), the capacity is past it (it grew, or the overload was not all its own: slots still busy at the provider with
- *   requests their callers left), and it grows by one per round trip again: a limit brought low by
+ *   refusal among them, for twice as long as the refusals that set that level took to come back,
+ *   so that a late refusal of the probe itself is in), the capacity is past it (it grew, or the
+ *   overload was not all its own: slots still busy at the provider with requests their callers
+ *   left), and it grows by one per round trip again: a limit brought low by
  *   such a burst comes back in a few round trips, not in twenty per slot. One acceptance at that
  *   level proves nothing: at capacity, the request sent into a slot an answer is leaving is served,
  *   and the next is refused.
@@ -63,8 +64,11 @@ export class AdaptiveLimit {
   /** Acceptances with `slowUpTo` in flight, of requests sent since the limit allowed that many (`slowLevelSince`; NaN before). */
   private servedAtSlowLevel = 0;
   private slowLevelSince = NaN;
-  /** The longest an overload answer took to come back: a request at the slow level is known to be served only after that. */
-  private longestRefusalMs = 0;
+  /**
+   * How long the overload answers that set the slow level took to come back (the longest of its
+   * decrease and caps): a request at that level is known to be served only after that long.
+   */
+  private refusalLagMs = 0;
   /** When the last acceptances came (a ring; NaN where none yet): what a burst's refusals were served beside. */
   private readonly acceptances = new Float64Array(ACCEPTANCES_KEPT).fill(NaN);
   private nextAcceptance = 0;
@@ -109,7 +113,7 @@ export class AdaptiveLimit {
     this.acceptances[this.nextAcceptance] = at;
     this.nextAcceptance = (this.nextAcceptance + 1) % ACCEPTANCES_KEPT;
     if (inFlight >= this.slowUpTo && sentAt >= this.slowLevelSince && ++this.servedAtSlowLevel >= this.slowUpTo) {
-      if (at - this.slowLevelSince >= 2 * this.longestRefusalMs) this.slowUpTo = Infinity;
+      if (at - this.slowLevelSince >= 2 * this.refusalLagMs) this.slowUpTo = Infinity;
     }
     if (inFlight * 2 < this.limit) return false;
     const before = this.limit;
@@ -127,7 +131,6 @@ export class AdaptiveLimit {
     const before = this.limit;
     this.servedAtSlowLevel = 0;
     this.slowLevelSince = NaN;
-    this.longestRefusalMs = Math.max(this.longestRefusalMs, now - sentAt);
     if (sentAt >= this.decreasedAt) {
       // At or past the level of the last overload, the limit was probing for more: the capacity is
       // where it was, and the level that was served (its in-flight count before this request) is
@@ -136,6 +139,7 @@ export class AdaptiveLimit {
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
       this.slowUpTo = this.overloadedAt;
+      this.refusalLagMs = now - sentAt;
       this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
       // Not capped by the requests in flight now (see the class).
       return this.limit !== before;
@@ -148,6 +152,7 @@ export class AdaptiveLimit {
       this.estimate = served;
       this.overloadedAt = Math.min(this.overloadedAt, served + 1);
       this.slowUpTo = this.overloadedAt;
+      this.refusalLagMs = Math.max(this.refusalLagMs, now - sentAt);
       // A lowering too: requests sent before it went out at a level it no longer allows.
       this.decreasedAt = now;
     }
