@@ -1249,6 +1249,34 @@ describe('the line of requests waiting for room (CapacityWaiters)', () => {
   });
 });
 
+describe('a timeout of an attempt whose answer was already streaming', () => {
+  it("leaves the model's adaptive limit as it is (the model was serving it), where a first-token timeout lowers it", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool } = makePool(
+        scheduler,
+        {
+          // Content at 10, then nothing: the 500 ms total timeout ends it.
+          streaming: [cold<TransportEvent>('10ms a', { a: textChunk('x', 'streaming') })],
+          // Nothing at all: the 300 ms first-token timeout ends it.
+          silent: [cold<TransportEvent>('-')],
+        },
+        { adaptiveConcurrency: { initial: 8, min: 1, max: 64 } },
+      );
+      const log = terminals(
+        scheduler,
+        from([
+          { ...request('s1', 'streaming'), stream: true },
+          { ...request('m1', 'silent'), stream: true },
+        ]).pipe(balance(pool, { concurrency: 2, transient: false, fallback: false, timeouts: { totalMs: 500, firstTokenMs: 300 } })),
+      );
+      flush();
+      expect(log).toEqual(['300 m1 timeout', '500 s1 timeout']);
+      expect(pool.snapshot().models.map((model) => `${model.model} ${model.concurrencyLimit}`)).toEqual(['streaming 8', 'silent 6']);
+    });
+  });
+});
+
 describe('a chain whose every model is at its concurrency limit', () => {
   it('is woken by room in any of its models, the first to free one', () => {
     const scheduler = newTestScheduler();

@@ -414,6 +414,7 @@ class KeyAttempt {
       sentAt: lease.sentAt,
       ...(error.usage === undefined ? {} : { usage: error.usage }),
       ...(this.shouldRecord(error) ? {} : { countsAgainstHealth: false }),
+      ...(this.firstContentAt === undefined ? {} : { afterContent: true }),
     });
     route.fail(lease.model, error, this.firstContentAt !== undefined);
     const models = rotation.fittingModels(route);

@@ -111,7 +111,7 @@ export class OutcomePolicy {
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
       else this.applyFailure(entry, model, outcome.error, now, sentAt, outcome.countsAgainstHealth !== false);
       // After the park decision, which asks whether the limit was already at its floor.
-      this.lowerConcurrency(entry, model, outcome.error, now, sentAt);
+      if (outcome.afterContent !== true) this.lowerConcurrency(entry, model, outcome.error, now, sentAt);
       if (outcome.usage !== undefined) {
         // Billed tokens of a failed attempt still count: OpenRouter charged them.
         if (entry !== undefined) entry.usage = addUsage(entry.usage, outcome.usage, false);

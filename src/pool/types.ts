@@ -105,6 +105,12 @@ export type AttemptOutcome =
        * a 401's disabling, a 402's exhaustion), as do learned quotas and adaptive limits. Default true.
        */
       countsAgainstHealth?: boolean;
+      /**
+       * True when the attempt had streamed answer content before it failed: the model was serving
+       * it, so its timeout or a cut stream is no sign that the model is over its capacity (its
+       * adaptive concurrency limit is left as it is). Default false.
+       */
+      afterContent?: boolean;
     };
 
 /** One key of a pool, as `pool.key(label)` returns it. */
