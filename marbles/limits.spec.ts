@@ -549,6 +549,31 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(acceptances).toBe(43);
   });
 
+  it('remembers a slow refusal across decreases: a provider that refuses the probe by a timeout once and by a fast 429 the next time', () => {
+    const limit = new AdaptiveLimit({ initial: 5, min: 1, max: 64 });
+    let now = 10_000;
+    /** Answers of 2 s, one every 500 ms, with `inFlight` out (the limit when not given), until `until` or the limit reaches `target`. */
+    const answer = (until: number, target = Infinity, inFlight?: number): void => {
+      while (now < until && limit.limit < target) {
+        now += 500;
+        limit.accept(inFlight ?? limit.limit, now, now - 2000);
+      }
+    };
+    // A provider serving 4: 5 out, and the fifth ends in a 10 s timeout.
+    limit.overload(5, now - 10_000, now);
+    expect(limit.limit).toBe(3);
+    answer(now + 120_000, 5);
+    // Back at 5, the probe draws a 429 in 100 ms this time: 5 → 4.
+    limit.overload(5, now - 100, now);
+    expect(limit.limit).toBe(4);
+    answer(now + 120_000, 5);
+    // At 5 again, with the probe's refusal up to 10 s away: the timeout seen a minute or two before
+    // still times the proof, so it does not grow past 5 before that refusal can come.
+    const probeSentAt = now;
+    answer(probeSentAt + 10_000, Infinity, 5);
+    expect(limit.limit).toBe(5);
+  });
+
   it('stays slow at the level of its last overload while a refusal could still be out: a provider that refuses by timing out', () => {
     // A provider serving 4 at once, answers that take 2 s, and a request past its capacity ended
     // only by a 10 s timeout: 5 out, and the 5th times out.

@@ -11,8 +11,8 @@
  *   overload came (as CUBIC does near its last maximum), so a steady capacity costs one refused
  *   request in many, not one per few round trips. Once that level is served for a round trip
  *   (as many acceptances with that many in flight, of requests sent since it was allowed, and no
- *   refusal among them, for twice as long as the refusals that set that level took to come back,
- *   so that a late refusal of the probe itself is in), the capacity is past it (it grew, or the
+ *   refusal among them, for twice as long as refusals have taken to come back lately, so that a
+ *   late refusal of the probe itself is in), the capacity is past it (it grew, or the
  *   overload was not all its own: slots still busy at the provider with requests their callers
  *   left), and it grows by one per round trip again: a limit brought low by
  *   such a burst comes back in a few round trips, not in twenty per slot. One acceptance at that
@@ -51,6 +51,11 @@ const PROBE_SLOWDOWN = 20;
 const SLOW_START_STEP = 1;
 /** Acceptance times kept: a refused request's round trip is compared with as many (a cap of this many at most). */
 const ACCEPTANCES_KEPT = 256;
+/**
+ * How fast a slow refusal is forgotten (its lag halves every this many ms): one that came with the
+ * last decreases still times the proof of the slow level, an old one hardly does.
+ */
+const REFUSAL_LAG_HALF_LIFE_MS = 300_000;
 
 export class AdaptiveLimit {
   /** Fractional while it grows by less than one per success. */
@@ -65,10 +70,13 @@ export class AdaptiveLimit {
   private servedAtSlowLevel = 0;
   private slowLevelSince = NaN;
   /**
-   * How long the overload answers that set the slow level took to come back (the longest of its
-   * decrease and caps): a request at that level is known to be served only after that long.
+   * How long the refusals that lowered the limit took to come back, the slowest of them, forgotten
+   * by half every `REFUSAL_LAG_HALF_LIFE_MS` (and when it was last set): a request at the slow level
+   * is known to be served only after that long. Kept across decreases, because a provider may
+   * refuse the extra request one way (a fast 429) and then the probe another (a timeout).
    */
   private refusalLagMs = 0;
+  private refusalLagAt = 0;
   /** When the last acceptances came (a ring; NaN where none yet): what a burst's refusals were served beside. */
   private readonly acceptances = new Float64Array(ACCEPTANCES_KEPT).fill(NaN);
   private nextAcceptance = 0;
@@ -85,6 +93,13 @@ export class AdaptiveLimit {
   /** Whether it is down at its floor: an overload now has nothing left to lower. */
   get atFloor(): boolean {
     return this.limit <= this.policy.min;
+  }
+
+  /** A refusal that lowered the limit took `lagMs` to come back (see `refusalLagMs`). */
+  private noteRefusalLag(lagMs: number, now: number): void {
+    const remembered = this.refusalLagMs * 0.5 ** ((now - this.refusalLagAt) / REFUSAL_LAG_HALF_LIFE_MS);
+    this.refusalLagMs = Math.max(lagMs, remembered);
+    this.refusalLagAt = now;
   }
 
   /** Acceptances after `from`, counted back from the newest. */
@@ -139,7 +154,7 @@ export class AdaptiveLimit {
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
       this.slowUpTo = this.overloadedAt;
-      this.refusalLagMs = now - sentAt;
+      this.noteRefusalLag(now - sentAt, now);
       this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
       // Not capped by the requests in flight now (see the class).
       return this.limit !== before;
@@ -152,7 +167,7 @@ export class AdaptiveLimit {
       this.estimate = served;
       this.overloadedAt = Math.min(this.overloadedAt, served + 1);
       this.slowUpTo = this.overloadedAt;
-      this.refusalLagMs = Math.max(this.refusalLagMs, now - sentAt);
+      this.noteRefusalLag(now - sentAt, now);
       // A lowering too: requests sent before it went out at a level it no longer allows.
       this.decreasedAt = now;
     }
