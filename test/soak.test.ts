@@ -196,7 +196,9 @@ describe('soak', () => {
         100,
       );
       // Some non-streamed calls were abandoned with their headers in (the hanging model's body never ends).
-      expect(fake.abortedConnections).toBeGreaterThan(20);
+      // How many reach the server within their 0-40 ms depends on the machine's load: 65-103 in runs
+      // of this file alone, 13 and 18 in runs of the whole suite.
+      expect(fake.abortedConnections).toBeGreaterThan(5);
 
       // Nothing in flight, nothing queued.
       await sleep(100);
