@@ -64,9 +64,9 @@ export class AdaptiveLimit {
   private decreasedAt = -Infinity;
   /** The limit at the last overload (Infinity before any): a refusal at or past it is a probe's. */
   private overloadedAt = Infinity;
-  /** Growth is slow on the last step to this level: the last overload's, until it is served for a round trip (then Infinity). */
-  private slowUpTo = Infinity;
-  /** Acceptances with `slowUpTo` in flight, of requests sent since the limit allowed that many (`slowLevelSince`; NaN before). */
+  /** Whether the level of the last overload was served for a round trip since (see the class): until then, the last step to it is slow. */
+  private overloadLevelServed = false;
+  /** Acceptances at the level of the last overload, of requests sent since the limit allowed it (`slowLevelSince`; NaN before). */
   private servedAtSlowLevel = 0;
   private slowLevelSince = NaN;
   /**
@@ -127,17 +127,18 @@ export class AdaptiveLimit {
   accept(inFlight: number, at: number, sentAt: number): boolean {
     this.acceptances[this.nextAcceptance] = at;
     this.nextAcceptance = (this.nextAcceptance + 1) % ACCEPTANCES_KEPT;
-    if (inFlight >= this.slowUpTo && sentAt >= this.slowLevelSince && ++this.servedAtSlowLevel >= this.slowUpTo) {
-      if (at - this.slowLevelSince >= 2 * this.refusalLagMs) this.slowUpTo = Infinity;
+    const level = this.overloadedAt;
+    if (!this.overloadLevelServed && inFlight >= level && sentAt >= this.slowLevelSince && ++this.servedAtSlowLevel >= level) {
+      this.overloadLevelServed = at - this.slowLevelSince >= 2 * this.refusalLagMs;
     }
     if (inFlight * 2 < this.limit) return false;
     const before = this.limit;
     let step: number;
-    if (this.overloadedAt === Infinity) step = SLOW_START_STEP;
-    else if (this.estimate + 1 < this.slowUpTo) step = 1 / this.estimate;
+    if (level === Infinity) step = SLOW_START_STEP;
+    else if (this.overloadLevelServed || this.estimate + 1 < level) step = 1 / this.estimate;
     else step = 1 / (this.estimate * PROBE_SLOWDOWN);
     this.estimate = Math.min(this.policy.max, this.estimate + step);
-    if (this.limit >= this.slowUpTo && Number.isNaN(this.slowLevelSince)) this.slowLevelSince = at;
+    if (this.limit >= level && Number.isNaN(this.slowLevelSince)) this.slowLevelSince = at;
     return this.limit !== before;
   }
 
@@ -153,7 +154,7 @@ export class AdaptiveLimit {
       const probing = before >= this.overloadedAt;
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
-      this.slowUpTo = this.overloadedAt;
+      this.overloadLevelServed = false;
       this.noteRefusalLag(now - sentAt, now);
       this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
       // Not capped by the requests in flight now (see the class).
@@ -166,7 +167,7 @@ export class AdaptiveLimit {
     if (this.estimate > served) {
       this.estimate = served;
       this.overloadedAt = Math.min(this.overloadedAt, served + 1);
-      this.slowUpTo = this.overloadedAt;
+      this.overloadLevelServed = false;
       this.noteRefusalLag(now - sentAt, now);
       // A lowering too: requests sent before it went out at a level it no longer allows.
       this.decreasedAt = now;
