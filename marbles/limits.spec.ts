@@ -373,6 +373,41 @@ describe("the account's free-model bucket", () => {
   });
 });
 
+describe('a window learned while sends are still out', () => {
+  it("counts each of them from its send plus twice the refusal's round trip, and none before the server's reset: the waiting requests go when the server's window has room", () => {
+    const scheduler = newTestScheduler();
+    const free = 'acme/model-a:free';
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: false });
+      drive = driver(scheduler, pool);
+      // Five long answers go out at 0–4 ms on new connections: the server counts each up to a trip later.
+      for (let index = 0; index < 5; index++) drive.send(index, 300, 'success', free);
+      // The sixth, sent at 5, comes back refused 40 ms later: 5 a second, the oldest count leaving at 1030.
+      drive.send(5, 40, platform429({ limit: 5, remaining: 0, resetAfterMs: 985, bucket: 'free-models-per-second' }, 'account'), free);
+      for (let index = 0; index < 5; index++) drive.send(50, 10, 'success', free);
+    });
+    // No park of the account: the learned window alone holds them, its entries at 80–84 (send + 2 × 40).
+    // Counted from their sends, they would leave at 1000–1004, before the server's at 1030.
+    expect(drive.admitted.slice(6)).toEqual([1080, 1081, 1082, 1083, 1084]);
+  });
+
+  it('an answered send counts from its first byte, and none before the reset the 429 reports', () => {
+    const scheduler = newTestScheduler();
+    const free = 'acme/model-a:free';
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: false });
+      drive = driver(scheduler, pool);
+      for (let index = 0; index < 5; index++) drive.send(index, 10, 'success', free);
+      // Refused at 60 with the oldest count leaving at 1050: later than any first byte (10–14) says.
+      drive.send(20, 40, platform429({ limit: 5, remaining: 0, resetAfterMs: 990, bucket: 'free-models-per-second' }, 'account'), free);
+      for (let index = 0; index < 5; index++) drive.send(70, 10, 'success', free);
+    });
+    expect(drive.admitted.slice(6)).toEqual([1050, 1050, 1050, 1050, 1050]);
+  });
+});
+
 describe('adaptive concurrency (AIMD) per model', () => {
   it('comes down to what was served on a burst of provider 429s (one decrease for the burst), then grows again', () => {
     const scheduler = newTestScheduler();

@@ -131,7 +131,8 @@ export class Limiter {
 
   /**
    * Adds a learned request quota, or replaces the one learned for the same bucket. A new window
-   * starts with `sendTimes` (this pool's sends to the scope, oldest first) as they fell; with a
+   * starts with `sendTimes` (when the server had counted this pool's sends to the scope at the
+   * latest, oldest first), none leaving before the server's oldest count does at its reset; with a
    * `seed` (the server's word at a 429) what the server counted beyond them (other senders) fills
    * the rest until the reset, so the window opens as the server's does, one send at a time,
    * instead of all at once. Without a seed (a re-probe, or a quota another pool learned) an
@@ -148,7 +149,9 @@ export class Limiter {
       const since = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - quota.windowMs : now - quota.windowMs;
       // All of ours in the window: more than the server counted only while some are still on their way.
       const ours = sendTimes.filter((at) => at > since);
-      for (const at of ours) window.add(at, 1);
+      // The server's oldest count leaves its window at the reset: none of ours leaves ours before.
+      const earliest = seed === undefined ? -Infinity : now + seed.resetAfterMs - quota.windowMs;
+      for (const at of ours) window.add(Math.max(at, earliest), 1);
       if (seed !== undefined) {
         // The rest of the server's count leaves its window at the reset, at the earliest.
         const counted = Math.max(0, quota.requests - seed.remaining);

@@ -192,15 +192,21 @@ export class QuotaLearning {
     const seed: QuotaSeed = { remaining: info.remaining ?? 0, resetAfterMs: info.resetAfterMs };
     const known = this.learned.get(scope.id)?.get(quota.bucket)?.quota;
     // The window starts with every send on record, those still in flight included (they count
-    // too), each from when the server had counted it at the latest, so it never runs ahead.
-    this.apply(scope, quota, now, 'learned', seed, log?.countedTimes() ?? []);
+    // too), each from when the server had counted it at the latest, so it never runs ahead: an
+    // answered one from its first byte, one still out from its send plus twice the refused
+    // request's round trip (as `SendMargin` bounds a trip a refusal proved).
+    const unansweredTripMs = 2 * Math.max(0, now - sentAt);
+    this.apply(scope, quota, now, 'learned', seed, log?.countedTimes(unansweredTripMs) ?? []);
     this.share(scope, quota);
     if (known?.source !== 'learned' || known.requests !== quota.requests || known.windowMs !== quota.windowMs)
-      this.assumeForSiblings(scope, quota, now);
+      this.assumeForSiblings(scope, quota, now, unansweredTripMs);
   }
 
-  /** Assumes `quota` (one request looser) for the siblings of `scope` that know no quota of its bucket. */
-  private assumeForSiblings(scope: ScopeDefinition, quota: LearnedQuota, now: number): void {
+  /**
+   * Assumes `quota` (one request looser) for the siblings of `scope` that know no quota of its
+   * bucket; their sends still out count from their send plus `unansweredTripMs` (see `onRefused`).
+   */
+  private assumeForSiblings(scope: ScopeDefinition, quota: LearnedQuota, now: number, unansweredTripMs: number): void {
     if (!this.context.config.learning.assumeForSiblings) return;
     const assumed: LearnedQuota = Object.assign({}, quota, { requests: quota.requests + 1, source: 'assumed' as const });
     for (const sibling of siblingScopes(this.context, scope)) {
@@ -213,7 +219,7 @@ export class QuotaLearning {
         continue;
       if (known !== undefined && known.requests === assumed.requests && known.windowMs === assumed.windowMs) continue;
       // The sibling's own sends fill the window: if it has sent as many as the quota, it waits too.
-      this.apply(sibling, assumed, now, 'assumed', undefined, this.logs.get(sibling.id)?.countedTimes() ?? []);
+      this.apply(sibling, assumed, now, 'assumed', undefined, this.logs.get(sibling.id)?.countedTimes(unansweredTripMs) ?? []);
     }
   }
 
@@ -306,7 +312,8 @@ export class QuotaLearning {
     if (change.quota === undefined) return;
     const now = this.context.scheduler.now();
     this.apply(scope, change.quota, now, 'shared');
-    if (change.quota.source === 'learned') this.assumeForSiblings(scope, change.quota, now);
+    // No refusal of this pool's bounds the trips: its sends still out count as its quota windows count them.
+    if (change.quota.source === 'learned') this.assumeForSiblings(scope, change.quota, now, this.context.sendMargin.currentMs);
   }
 
   private apply(

@@ -99,9 +99,20 @@ export class SendLog {
     return this.ordered(this.sent).filter((time) => time <= at);
   }
 
-  /** When each send was counted at the latest, oldest send first. */
-  countedTimes(): number[] {
-    return this.ordered(this.counted).filter((time) => !Number.isNaN(time));
+  /**
+   * From when the server had surely counted each send, earliest first: an answered one from its
+   * first byte; one still unanswered from its send plus `unansweredTripMs`, a bound on how long
+   * after its send it may have arrived. Counted from the send alone, a window built from it would
+   * free the room before the server's does (a request on a new connection arrives late) and let
+   * the requests waiting for it draw a burst of 429s.
+   */
+  countedTimes(unansweredTripMs = 0): number[] {
+    const counted = this.ordered(this.counted);
+    const answered = this.ordered(this.answered);
+    return counted
+      .map((time, index) => (answered[index] === true ? time : time + unansweredTripMs))
+      .filter((time) => !Number.isNaN(time))
+      .sort((a, b) => a - b);
   }
 
   private ordered<T>(values: readonly T[]): T[] {
