@@ -730,6 +730,38 @@ describe("every key's breaker open (OpenRouter unreachable)", () => {
 });
 
 describe('a model at its concurrency limit', () => {
+  it('a model that answers every probe of its limit with a provider 429: its waits for room count in the outage, and no request waits past modelWaitMs since its last attempt', () => {
+    const scheduler = newTestScheduler();
+    let log: string[] = [];
+    const failures: FailedEvent[] = [];
+    scheduler.run(({ cold, flush }) => {
+      // Every call draws a provider 429 (no hint) 20 ms after it goes out: the model parks, and
+      // its adaptive limit comes down to 1, so a request woken from the park finds the model at its
+      // limit (another request's probe is out), then out again once that probe is refused.
+      const refused = () => cold<TransportEvent>('20ms #', undefined, providerRateLimited());
+      const { pool } = makePool(
+        scheduler,
+        { busy: Array.from({ length: 400 }, refused) },
+        { rateLimitCooldownMs: 250, maxRateLimitCooldownMs: 2_000 },
+      );
+      const requests = Array.from({ length: 20 }, (_, index) => request(`b${index + 1}`, 'busy'));
+      log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 4, transient: false, modelWaitMs: 3_000 })), failures);
+      flush();
+    });
+    expect(log).toHaveLength(20);
+    expect(failures).toHaveLength(20);
+    // Since its last attempt (or its start), each waited 3 s at most, however its waits for the
+    // model's room cut the outage up: it ended at the deadline, or at once when the model was due
+    // back past it. Counted afresh at each wait for room, the last ended after 107 s.
+    const endedAt = new Map(log.map((line) => [line.split(' ')[1]!, Number(line.split(' ')[0])]));
+    for (const failure of failures) {
+      const attempted = failure.attempts.filter((record) => record.attempt > 0);
+      const lastAttemptAt = attempted.length === 0 ? 0 : attempted[attempted.length - 1]!.at;
+      expect(endedAt.get(failure.requestId)! - lastAttemptAt).toBeLessThanOrEqual(3_000);
+    }
+    expect(Math.max(...endedAt.values())).toBeLessThan(10_000);
+  });
+
   it('holds no balance slot: requests for other models keep every slot, and its own all complete, in order, past modelWaitMs', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {

@@ -178,8 +178,11 @@ class RequestReport {
   private settled = false;
   /** The error of the last attempt a retry operator retried. */
   private retriedError: OpenRouterError | undefined;
-  /** When every model of the request was found out of service, since its last attempt. */
-  private modelsOutSince: number | undefined;
+  /**
+   * Since its last attempt: when every model of the request was first found out of service, and
+   * the latest refusal that said so (what it fails with once `modelWaitMs` is spent).
+   */
+  private outage: { readonly since: number; error: OpenRouterError } | undefined;
   /** When its chain was found at its concurrency limits, since its last attempt. */
   private atCapacitySince: number | undefined;
   /**
@@ -225,7 +228,7 @@ class RequestReport {
         this.attempts = event.attempt;
         this.lastStart = event;
         // A model took it: a later wait for one gets its own `modelWaitMs` (the retries bound how many).
-        this.modelsOutSince = undefined;
+        this.outage = undefined;
         this.atCapacitySince = undefined;
         this.endRoomTimeout();
         return;
@@ -373,18 +376,28 @@ class RequestReport {
     const atCapacity = error instanceof ModelUnavailableError && error.modelsAtCapacity.length > 0;
     const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     let leftMs: number;
+    /** At capacity: what the request fails with where it waits once `leftMs` is spent. */
+    let timedOut: (() => OpenRouterError) | undefined;
     if (atCapacity) {
-      // Waiting for room is not time out of service: a later wait for a model gets its own `modelWaitMs`.
-      this.modelsOutSince = undefined;
       this.atCapacitySince ??= now;
       this.firstAtCapacityAt ??= now;
-      leftMs = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince + waits.queueTimeoutMs - now;
-      if (leftMs <= 0) return queueTimeoutError(waits.queueTimeoutMs!);
+      const queueLeftMs = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince + waits.queueTimeoutMs - now;
+      if (queueLeftMs <= 0) return queueTimeoutError(waits.queueTimeoutMs!);
+      // A model at its limit is in service, and its room is waited for as in the queue. But once
+      // the request found its models out since its last attempt, their room is part of that
+      // outage, and `modelWaitMs` bounds the whole of it: a model that refuses each probe of its
+      // limit parks, fills with the probe and parks again, its waiting requests never tried.
+      const outage = this.outage;
+      const outageLeftMs = outage === undefined ? Infinity : outage.since + waits.modelWaitMs - now;
+      if (outage !== undefined && outageLeftMs <= 0) return outage.error;
+      leftMs = Math.min(queueLeftMs, outageLeftMs);
+      timedOut = outage !== undefined && outageLeftMs < queueLeftMs ? () => outage.error : () => queueTimeoutError(waits.queueTimeoutMs!);
     } else {
-      this.modelsOutSince ??= now;
+      this.outage ??= { since: now, error };
+      this.outage.error = error;
       // Room a model's own quota brings is waited for as long as the queue would have, at least.
       const longestMs = quotaSpent && waits.modelWaitMs > 0 ? Math.max(waits.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : waits.modelWaitMs;
-      leftMs = this.modelsOutSince + longestMs - now;
+      leftMs = this.outage.since + longestMs - now;
       // No use waiting for a model known to stay out past the deadline.
       if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return error;
     }
@@ -415,15 +428,15 @@ class RequestReport {
       // A slot granted at once has already started the attempts.
       if (!reacquisition.closed) wait.add(reacquisition);
     };
-    if (atCapacity && leftMs !== Infinity) {
-      // At the queue timeout the request fails where it waits, outside the slot, for one, or in the
-      // queue once woken: as in the queue, not once a slot frees or its turn comes.
+    if (timedOut !== undefined && leftMs !== Infinity) {
+      // At the queue timeout (or the outage's end) the request fails where it waits, outside the
+      // slot, for one, or in the queue once woken: as in the queue, not once a slot frees or its turn comes.
       this.endRoomTimeout();
       this.roomTimeout = scheduleAfter(pool.scheduler, leftMs, () => {
         this.roomTimeout = undefined;
         this.modelWait?.unsubscribe();
         this.modelWait = undefined;
-        this.fail(queueTimeoutError(waits.queueTimeoutMs!));
+        this.fail(timedOut());
       });
     }
     wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));

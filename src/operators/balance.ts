@@ -64,7 +64,9 @@ export interface BalanceOptions {
    * retries bound how many times it waits. Default 60 s (the longest default 429 park without a
    * hint, and at least the longest default breaker cooldown); 0 fails at once. A request whose
    * every model is at its concurrency limit is in service: it waits outside its slot for as long
-   * as the model takes to free room (with 0, in the admission queue, holding its slot).
+   * as the model takes to free room (with 0, in the admission queue, holding its slot), except
+   * after finding its models out of service since its last attempt: that wait is part of the
+   * outage, and counts in `modelWaitMs`.
    */
   modelWaitMs?: number;
 }
