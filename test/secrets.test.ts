@@ -9,7 +9,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
-import { from, lastValueFrom, toArray } from 'rxjs';
+import { from, lastValueFrom, throwError, toArray } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AuthenticationError,
@@ -17,6 +17,7 @@ import {
   KeyLimitError,
   OpenRouterError,
   RateLimitError,
+  UpstreamError,
   ValidationError,
   balance,
   createKeyPool,
@@ -196,6 +197,36 @@ describe('no API key text in what the library reports', () => {
     expect(credentials.length).toBeGreaterThan(0);
     expectNoKeyText(credentials, 'credentials handed to the transport');
   }, 30_000);
+
+  it("a user's transport that echoes its key in what it throws or fails with: the failure, pool events and health hold no key", async () => {
+    // Three ways a transport of one's own fails quoting the key: a typed error, a foreign error
+    // emitted, and a throw before it returns an Observable.
+    const failures = [
+      (key: KeyCredential) =>
+        throwError(() => new UpstreamError({ message: echoedHeader(key.key), scope: 'model', retryable: false, status: 500 })),
+      (key: KeyCredential) => throwError(() => new Error(`connect failed for ${key.key}`, { cause: new Error(`socket of ${key.key}`) })),
+      (key: KeyCredential): never => {
+        throw new Error(`bad header ${key.key}`);
+      },
+    ];
+    let call = 0;
+    const transport: Transport = (key) => failures[call++ % failures.length]!(key);
+    const pool = startPool({ keys: [{ key: TEST_KEYS.secretGood, label: 'good' }], transport, discoverAccounts: false });
+    const poolEvents: PoolEvent[] = [];
+    const subscription = pool.events$.subscribe((event) => poolEvents.push(event));
+    const events: BalanceEvent[] = await lastValueFrom(
+      from(requests(6, MODEL, false)).pipe(balance(pool, { concurrency: 1, transient: false, modelWaitMs: 0 }), toArray()),
+    );
+    subscription.unsubscribe();
+    const failed = events.flatMap((event) => (event.type === 'failed' ? [event.error] : []));
+    expect(failed).toHaveLength(6);
+    expect(call).toBeGreaterThanOrEqual(3);
+    expect(failed.map((error) => error.message).join('\n')).toContain('[key good ');
+    expectNoKeyText(events, 'balance events');
+    for (const error of failed) expectNoKeyText(error, `a ${error.kind} error`);
+    expectNoKeyText(poolEvents, 'pool events');
+    expectNoKeyText(pool.snapshot(), 'the snapshot');
+  });
 
   it('the typed error of each key failure, thrown by pool.complete and pool.stream, holds no key', async () => {
     const fake = await startFailingFake();

@@ -29,7 +29,7 @@ import {
   type OpenRouterTransportOptions,
 } from '../src/transport/index.js';
 import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/types.js';
-import { KeyText, StreamRedactor, redactText, redactValue } from '../src/transport/redact.js';
+import { KeyText, StreamRedactor, redactText, redactValue } from '../src/core/redact.js';
 import { abortableFetch } from '../src/transport/abortable-fetch.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
 import { FIXTURES_DIR, fixtureNames, loadFixture } from './helpers/fixtures.js';

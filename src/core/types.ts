@@ -208,7 +208,9 @@ export interface TransportOptions {
 
 /**
  * The boundary between the core and the network. A transport sends one attempt and reports it as
- * events, failing with an `OpenRouterError`. Unsubscribing must abort the request at once.
+ * events, failing with an `OpenRouterError`. Unsubscribing must abort the request at once. What it
+ * fails with is scrubbed of key text before the pool reports it; what it streams is passed on as
+ * it is, so a transport that could echo the key in an answer scrubs it itself (the built-in ones do).
  */
 export interface Transport {
   /** Sends one attempt of `request` with `key`; nothing goes out until it is subscribed. */

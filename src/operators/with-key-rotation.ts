@@ -1,5 +1,6 @@
 import { Observable, type Subscription, mergeMap, type OperatorFunction, type Subscriber } from 'rxjs';
 import { BadRequestError, ContextLengthError, callbackError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import { redactError } from '../core/redact.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
@@ -399,8 +400,9 @@ class KeyAttempt {
     const lease = this.lease!;
     // The server counted it (or may have): the windows count from now. No acceptance.
     lease.markResponded(false);
-    // Our copy, annotated: the transport may hold on to what it threw.
-    const error = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
+    // Our copy, annotated (the transport may hold on to what it threw), and scrubbed of key text:
+    // the built-in transports scrub what they report, a user's may echo the key it was given.
+    const error = redactError(copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model }), lease.credential);
     // A platform 429 reports its quota: the server did not count the refused request.
     if (error.rateLimit !== undefined) lease.refund();
     // Recorded before the error goes on, so a retry already sees the key parked or open.

@@ -1,6 +1,6 @@
 import { MalformedResponseError, NetworkError, OpenRouterError, StreamError, copyError } from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
-import { redactError } from './redact.js';
+import { redactError } from '../core/redact.js';
 
 /** Who the failed attempt was, for the error's fields. */
 export interface AttemptIdentity {

@@ -16,7 +16,7 @@ import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
 import { discardBody, readText } from './abortable-fetch.js';
 import { truncatedStreamError, type AttemptIdentity } from './attempt-errors.js';
-import { KeyText, StreamRedactor, ToolCallRedactor, redactError, redactValue } from './redact.js';
+import { KeyText, StreamRedactor, ToolCallRedactor, redactError, redactValue } from '../core/redact.js';
 import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
 
 /**

@@ -7,7 +7,7 @@ import { parseJsonBody } from '../wire/values.js';
 import { abortableFetch, bodyText } from './abortable-fetch.js';
 import { connectionError, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
 import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
-import { redactError, redactValue } from './redact.js';
+import { redactError, redactValue } from '../core/redact.js';
 
 /** One call to OpenRouter over plain `fetch`. */
 export interface HttpCall {

@@ -7,7 +7,7 @@ import { parseJsonBody } from '../wire/values.js';
 import { checkOptions, clientOptionsSchema, type OpenRouterClientOptions } from './client-options.js';
 import { bodyText } from './abortable-fetch.js';
 import { errorFromFetch, openRouterFetch } from './http.js';
-import { redactError, redactValue } from './redact.js';
+import { redactError, redactValue } from '../core/redact.js';
 
 /** What `GET /api/v1/key` reports about a key (openrouter-wire.md §7); amounts in USD. */
 export interface KeyInfo {

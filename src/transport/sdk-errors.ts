@@ -3,7 +3,7 @@ import { OpenRouterError, copyError, toOpenRouterError } from '../core/errors.js
 import { classifyHttpError } from '../wire/classify.js';
 import { streamErrorFromPayload } from '../wire/chunk.js';
 import { connectionError, errorFromBodyRead, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
-import { redactError, redactValue } from './redact.js';
+import { redactError, redactValue } from '../core/redact.js';
 
 /**
  * Maps anything the `openai` SDK throws before a response body is read (status errors,

@@ -91,7 +91,7 @@ export function labelOfKey(key: string): string | undefined {
 
 /**
  * The library redacts any echo of a key's first 20 characters or more, and of its secret's first 16
- * after `sk-or-v1-` (src/transport/redact.ts). For an OpenRouter-shaped key (`sk-or-v1-` and 64 hex)
+ * after `sk-or-v1-` (src/core/redact.ts). For an OpenRouter-shaped key (`sk-or-v1-` and 64 hex)
  * those are distinctive, so a search looks for them instead of the whole key: it finds partial
  * echoes too. The shorter test
  * keys share their starts (`sk-or-v1-test-secret…`), so they are searched for whole.

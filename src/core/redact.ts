@@ -1,5 +1,5 @@
-import { OpenRouterError } from '../core/errors.js';
-import type { KeyCredential } from '../core/types.js';
+import { OpenRouterError } from './errors.js';
+import type { KeyCredential } from './types.js';
 
 /**
  * Keeps API key text out of everything the library reports. Error bodies and SDK messages can
@@ -124,7 +124,8 @@ function redactValueWith(value: unknown, keyText: KeyText): unknown {
 }
 
 /**
- * Scrubs an error of ours before it leaves the transport: its message and stack (V8 copies the
+ * Scrubs an error of ours before it leaves the transport (or, for a user's transport, before an
+ * attempt reports it): its message and stack (V8 copies the
  * message into the stack at construction), its metadata, and its cause chain. Only the error's own
  * writable fields are rewritten. A foreign cause (an SDK error; a `DOMException`, whose `message`
  * is a read-only getter) is never touched: a scrubbed copy takes its place, so the object, with
