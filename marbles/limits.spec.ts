@@ -406,6 +406,29 @@ describe('a window learned while sends are still out', () => {
     });
     expect(drive.admitted.slice(6)).toEqual([1050, 1050, 1050, 1050, 1050]);
   });
+
+  it("a day's quota learned just before midnight with a send still out: today keeps its count, tomorrow starts afresh", () => {
+    const scheduler = newTestScheduler();
+    const free = 'acme/model-a:free';
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, { adaptiveConcurrency: false });
+      drive = driver(scheduler, pool);
+      for (let index = 0; index < 4; index++) drive.send(1_000 + index, 10, 'success', free);
+      // Still out when the refusal comes back (its entry counts from after midnight by its trip bound).
+      drive.send(DAY_MS - 500, 2_000, 'success', free);
+      // Refused at 100 ms to midnight: 50 a day, all spent (other senders' too), the count ending at midnight.
+      drive.send(
+        DAY_MS - 400,
+        300,
+        platform429({ limit: 50, remaining: 0, resetAfterMs: 100, bucket: 'free-models-per-day' }, 'account'),
+        free,
+      );
+      // The next day's first six go at once: the server counts from 0 again.
+      for (let index = 0; index < 6; index++) drive.send(DAY_MS + 10_000, 10, 'success', free);
+    });
+    expect(drive.admitted.slice(6)).toEqual(Array.from({ length: 6 }, () => DAY_MS + 10_000));
+  });
 });
 
 describe('adaptive concurrency (AIMD) per model', () => {

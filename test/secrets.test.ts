@@ -228,6 +228,25 @@ describe('no API key text in what the library reports', () => {
     expectNoKeyText(pool.snapshot(), 'the snapshot');
   });
 
+  it("scrubbing a user's transport error leaves the user's own errors, and their causes, as they were", async () => {
+    const made: { outer: UpstreamError; inner: AuthenticationError }[] = [];
+    const transport: Transport = (key) => {
+      const inner = new AuthenticationError({ message: `bad key ${key.key}`, scope: 'key', retryable: false, status: 401 });
+      const outer = new UpstreamError({ message: 'wrapped', scope: 'model', retryable: false, status: 500, cause: inner });
+      made.push({ outer, inner });
+      return throwError(() => outer);
+    };
+    const pool = startPool({ keys: [{ key: TEST_KEYS.secretGood, label: 'good' }], transport, discoverAccounts: false });
+    const events: BalanceEvent[] = await lastValueFrom(
+      from(requests(1, MODEL, false)).pipe(balance(pool, { concurrency: 1, transient: false, modelWaitMs: 0 }), toArray()),
+    );
+    const failure = events.find((event) => event.type === 'failed');
+    expectNoKeyText(failure, 'the failure');
+    expect(made.length).toBeGreaterThan(0);
+    expect(made[0]!.outer.cause).toBe(made[0]!.inner);
+    expect(made[0]!.inner.message).toBe(`bad key ${TEST_KEYS.secretGood}`);
+  });
+
   it('the typed error of each key failure, thrown by pool.complete and pool.stream, holds no key', async () => {
     const fake = await startFailingFake();
     const single = (index: number) => startPool({ baseURL: fake.baseURL, keys: [FAILING_KEYS[index]!] });

@@ -1,4 +1,4 @@
-import { OpenRouterError } from './errors.js';
+import { copyError, OpenRouterError } from './errors.js';
 import type { KeyCredential } from './types.js';
 
 /**
@@ -124,12 +124,13 @@ function redactValueWith(value: unknown, keyText: KeyText): unknown {
 }
 
 /**
- * Scrubs an error of ours before it leaves the transport (or, for a user's transport, before an
- * attempt reports it): its message and stack (V8 copies the
- * message into the stack at construction), its metadata, and its cause chain. Only the error's own
- * writable fields are rewritten. A foreign cause (an SDK error; a `DOMException`, whose `message`
- * is a read-only getter) is never touched: a scrubbed copy takes its place, so the object, with
- * whatever else it holds (request options, raw bodies), never leaves the transport.
+ * Scrubs an error of ours (made by the caller, or its copy of another's) before it leaves the
+ * transport (or, for a user's transport, before an attempt reports it): its message and stack (V8
+ * copies the message into the stack at construction), its metadata, and its cause chain. Only the
+ * error's own writable fields are rewritten. A cause is never touched: a scrubbed copy takes its
+ * place (of a foreign one, such as an SDK error or a `DOMException` whose `message` is a read-only
+ * getter, a plain `Error`), so the object, with whatever else it holds (request options, raw
+ * bodies), never leaves the transport, and a user's own error stays as they made it.
  */
 export function redactError<E extends OpenRouterError>(error: E, key: KeyCredential): E {
   scrub(error, new KeyText(key), 0);
@@ -141,8 +142,12 @@ function scrub(error: OpenRouterError, keyText: KeyText, depth: number): void {
   if (error.stack !== undefined) rewrite(error, 'stack', keyText.redact(error.stack));
   if (error.metadata !== undefined) rewrite(error, 'metadata', redactValueWith(error.metadata, keyText));
   if (error.cause === undefined) return;
-  if (error.cause instanceof OpenRouterError && error.cause !== error && depth < MAX_CAUSE_DEPTH) scrub(error.cause, keyText, depth + 1);
-  else rewrite(error, 'cause', scrubbedCopy(error.cause, keyText, depth + 1));
+  if (error.cause instanceof OpenRouterError && error.cause !== error && depth < MAX_CAUSE_DEPTH) {
+    // A copy, scrubbed: the cause may be a user's (a transport of their own failed with it).
+    const cause = copyError(error.cause, {});
+    scrub(cause, keyText, depth + 1);
+    rewrite(error, 'cause', cause);
+  } else rewrite(error, 'cause', scrubbedCopy(error.cause, keyText, depth + 1));
 }
 
 /** Sets an own, writable data property of an error of ours, and only when the value changed. */

@@ -150,8 +150,11 @@ export class Limiter {
       // All of ours in the window: more than the server counted only while some are still on their way.
       const ours = sendTimes.filter((at) => at > since);
       // The server's oldest count leaves its window at the reset: none of ours leaves ours before.
+      // A day's window counts what falls on today: no seed moves it on to tomorrow (a send still
+      // out counts from later than now), which would drop today's count and hold tomorrow's.
       const earliest = seed === undefined ? -Infinity : now + seed.resetAfterMs - quota.windowMs;
-      for (const at of ours) window.add(Math.max(at, earliest), 1);
+      const latest = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - 1 : Infinity;
+      for (const at of ours) window.add(Math.min(latest, Math.max(at, earliest)), 1);
       if (seed !== undefined) {
         // The rest of the server's count leaves its window at the reset, at the earliest.
         const counted = Math.max(0, quota.requests - seed.remaining);
