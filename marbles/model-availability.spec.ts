@@ -730,6 +730,28 @@ describe("every key's breaker open (OpenRouter unreachable)", () => {
 });
 
 describe('a model at its concurrency limit', () => {
+  it('a model back in service after one brief park: the requests that saw the park wait for its room as long as it takes', () => {
+    const scheduler = newTestScheduler();
+    let log: string[] = [];
+    scheduler.run(({ cold, flush }) => {
+      // One provider 429 (a 250 ms park), then every call answers, 1 s each, one at a time.
+      const refusedOnce = cold<TransportEvent>('20ms #', undefined, providerRateLimited());
+      const ok = (n: number) => cold<TransportEvent>('1000ms (a|)', { a: answerEvent(`x${n}`, 'ok', 'busy') });
+      const { pool } = makePool(
+        scheduler,
+        { busy: [refusedOnce, ...Array.from({ length: 40 }, (_, n) => ok(n))] },
+        { rateLimitCooldownMs: 250, maxRateLimitCooldownMs: 2_000, ...ONE_AT_A_TIME },
+      );
+      const requests = Array.from({ length: 8 }, (_, index) => request(`b${index + 1}`, 'busy'));
+      log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 8, transient: false, modelWaitMs: 3_000 })));
+      flush();
+    });
+    // The model answers from 270 on: the park is over, and the line moves one answer a second,
+    // past the 3 s of `modelWaitMs` (the outage those requests found ended with its first answer).
+    expect(log).toHaveLength(8);
+    expect(log.filter((line) => !line.endsWith('completion'))).toEqual([]);
+  });
+
   it('a model that answers every probe of its limit with a provider 429: its waits for room count in the outage, and no request waits past modelWaitMs since its last attempt', () => {
     const scheduler = newTestScheduler();
     let log: string[] = [];

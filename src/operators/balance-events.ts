@@ -179,10 +179,10 @@ class RequestReport {
   /** The error of the last attempt a retry operator retried. */
   private retriedError: OpenRouterError | undefined;
   /**
-   * Since its last attempt: when every model of the request was first found out of service, and
-   * the latest refusal that said so (what it fails with once `modelWaitMs` is spent).
+   * Since its last attempt: when every model of the request was first found out of service, when
+   * its `modelWaitMs` (for the latest refusal) ends, and that refusal (what it then fails with).
    */
-  private outage: { readonly since: number; error: OpenRouterError } | undefined;
+  private outage: { readonly since: number; until: number; error: OpenRouterError } | undefined;
   /** When its chain was found at its concurrency limits, since its last attempt. */
   private atCapacitySince: number | undefined;
   /**
@@ -219,6 +219,33 @@ class RequestReport {
   private endRoomTimeout(): void {
     this.roomTimeout?.unsubscribe();
     this.roomTimeout = undefined;
+  }
+
+  /**
+   * Bounds a wait for the room of `models` (outside the slot, for one, or in the queue once woken:
+   * as in the queue, not once a slot frees or its turn comes) by the queue timeout and by the end
+   * of the outage the request found since its last attempt, unless one of the models has answered
+   * since (it is back in service). At the bound the request fails where it waits.
+   */
+  private armRoomTimeout(models: readonly string[]): void {
+    this.endRoomTimeout();
+    const { pool, waits } = this;
+    if (this.outage !== undefined && pool.modelAnsweredSince(models, this.outage.since)) this.outage = undefined;
+    const outage = this.outage;
+    const queueAt = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince! + waits.queueTimeoutMs;
+    const outageEnds = outage !== undefined && outage.until < queueAt;
+    const at = outageEnds ? outage.until : queueAt;
+    if (at === Infinity) return;
+    this.roomTimeout = scheduleAfter(pool.scheduler, at - pool.scheduler.now(), () => {
+      this.roomTimeout = undefined;
+      // The model answered meanwhile (only the queue timeout bounds the wait now), or the request
+      // found it out again for a longer wait (a spent quota's).
+      if (outageEnds && (pool.modelAnsweredSince(models, outage.since) || outage.until > pool.scheduler.now()))
+        return this.armRoomTimeout(models);
+      this.modelWait?.unsubscribe();
+      this.modelWait = undefined;
+      this.fail(outageEnds ? outage.error : queueTimeoutError(waits.queueTimeoutMs!));
+    });
   }
 
   next(event: AttemptEvent): void {
@@ -375,29 +402,25 @@ class RequestReport {
     const now = pool.scheduler.now();
     const atCapacity = error instanceof ModelUnavailableError && error.modelsAtCapacity.length > 0;
     const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
-    let leftMs: number;
-    /** At capacity: what the request fails with where it waits once `leftMs` is spent. */
-    let timedOut: (() => OpenRouterError) | undefined;
+    let leftMs = Infinity;
     if (atCapacity) {
       this.atCapacitySince ??= now;
       this.firstAtCapacityAt ??= now;
-      const queueLeftMs = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince + waits.queueTimeoutMs - now;
-      if (queueLeftMs <= 0) return queueTimeoutError(waits.queueTimeoutMs!);
+      if (waits.queueTimeoutMs !== undefined && this.atCapacitySince + waits.queueTimeoutMs <= now)
+        return queueTimeoutError(waits.queueTimeoutMs);
       // A model at its limit is in service, and its room is waited for as in the queue. But once
-      // the request found its models out since its last attempt, their room is part of that
-      // outage, and `modelWaitMs` bounds the whole of it: a model that refuses each probe of its
-      // limit parks, fills with the probe and parks again, its waiting requests never tried.
-      const outage = this.outage;
-      const outageLeftMs = outage === undefined ? Infinity : outage.since + waits.modelWaitMs - now;
-      if (outage !== undefined && outageLeftMs <= 0) return outage.error;
-      leftMs = Math.min(queueLeftMs, outageLeftMs);
-      timedOut = outage !== undefined && outageLeftMs < queueLeftMs ? () => outage.error : () => queueTimeoutError(waits.queueTimeoutMs!);
+      // the request found its models out since its last attempt, and none has answered since,
+      // their room is part of that outage, whose end bounds it: a model that refuses each probe of
+      // its limit parks, fills with the probe and parks again, its waiting requests never tried.
+      if (this.outage !== undefined && pool.modelAnsweredSince(error.modelsAtCapacity, this.outage.since)) this.outage = undefined;
+      if (this.outage !== undefined && this.outage.until <= now) return this.outage.error;
     } else {
-      this.outage ??= { since: now, error };
-      this.outage.error = error;
       // Room a model's own quota brings is waited for as long as the queue would have, at least.
       const longestMs = quotaSpent && waits.modelWaitMs > 0 ? Math.max(waits.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : waits.modelWaitMs;
-      leftMs = this.outage.since + longestMs - now;
+      this.outage ??= { since: now, until: now, error };
+      this.outage.error = error;
+      this.outage.until = this.outage.since + longestMs;
+      leftMs = this.outage.until - now;
       // No use waiting for a model known to stay out past the deadline.
       if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return error;
     }
@@ -428,17 +451,7 @@ class RequestReport {
       // A slot granted at once has already started the attempts.
       if (!reacquisition.closed) wait.add(reacquisition);
     };
-    if (timedOut !== undefined && leftMs !== Infinity) {
-      // At the queue timeout (or the outage's end) the request fails where it waits, outside the
-      // slot, for one, or in the queue once woken: as in the queue, not once a slot frees or its turn comes.
-      this.endRoomTimeout();
-      this.roomTimeout = scheduleAfter(pool.scheduler, leftMs, () => {
-        this.roomTimeout = undefined;
-        this.modelWait?.unsubscribe();
-        this.modelWait = undefined;
-        this.fail(timedOut());
-      });
-    }
+    if (atCapacity) this.armRoomTimeout(error.modelsAtCapacity);
     wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
     if (atCapacity && !wakeUps.closed)
       wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.firstAtCapacityAt, this.priorityInLine()).subscribe(resume));

@@ -65,8 +65,8 @@ export interface BalanceOptions {
    * hint, and at least the longest default breaker cooldown); 0 fails at once. A request whose
    * every model is at its concurrency limit is in service: it waits outside its slot for as long
    * as the model takes to free room (with 0, in the admission queue, holding its slot), except
-   * after finding its models out of service since its last attempt: that wait is part of the
-   * outage, and counts in `modelWaitMs`.
+   * after finding its models out of service since its last attempt: until one of them answers a
+   * request again, that wait is part of the outage, and counts in `modelWaitMs`.
    */
   modelWaitMs?: number;
 }

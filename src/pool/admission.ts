@@ -251,6 +251,7 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /** A lease's first response byte (see `LeaseOwner`). */
   responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number, sentAt: number): void {
+    if (accepted) model.answeredAt = at;
     const accountGrew = accepted && this.accepted(model, entry.account, at, sentAt);
     if (this.queue.length === 0) return;
     // Room now (the account's limit grew, or the quota entry dated out of its window): a waiting

@@ -227,6 +227,8 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
   readonly concurrency: AdaptiveLimit | undefined;
   /** How long its answers take to start coming: bounds when the server counted an answered request. */
   readonly answerLag = new AnswerLag();
+  /** Scheduler time of the first byte of the last answer it accepted: it was in service then. */
+  answeredAt = -Infinity;
 
   constructor(
     readonly model: string,
