@@ -165,7 +165,7 @@ export interface PoolPort {
    * that place in the queue, among requests that wait there.
    */
   modelRoom(models: readonly string[], since?: number, priority?: number): Observable<void>;
-  /** Whether one of `models` accepted a request (its answer's first byte came) after `since`: it was in service then. */
+  /** Whether one of `models` accepted a request (its answer's first byte came) at or after `since`: it was in service then. */
   modelAnsweredSince(models: readonly string[], since: number): boolean;
 }
 
