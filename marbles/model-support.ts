@@ -68,8 +68,7 @@ export const transientRetries = { baseDelayMs: 4, random: () => 0.5, budget: fal
 export const providerUnavailable = () =>
   new UpstreamError({ message: 'provider returned 503', scope: 'model', retryable: true, status: 503 });
 
-/** A provider's 429 ("Provider returned error"): the model's own rate limit (scope `model`), not the key's. */
-/** A provider's 429 (model scope), with its `Retry-After` if given. */
+/** A provider's 429 ("Provider returned error"): the model's own rate limit (scope `model`), not the key's, with its `Retry-After` if given. */
 export const providerRateLimited = (retryAfterMs?: number) =>
   new RateLimitError({
     message: 'Provider returned error',
