@@ -373,61 +373,57 @@ describe("the account's free-model bucket", () => {
   });
 });
 
+/** Admission times of the free-model requests `script` sends (through `send`) on a pool without adaptive concurrency. */
+function freeModelAdmissions(script: (send: (at: number, holdMs: number, outcome?: 'success' | Error) => void) => void): number[] {
+  const scheduler = newTestScheduler();
+  let drive!: Driver;
+  scheduler.run(() => {
+    drive = driver(scheduler, makePool(scheduler, { adaptiveConcurrency: false }));
+    script((at, holdMs, outcome = 'success') => drive.send(at, holdMs, outcome, 'acme/model-a:free'));
+  });
+  return drive.admitted;
+}
+
+/** The account's free-model bucket refusing a request, as a platform 429 names it. */
+function freeBucket429(bucket: string, limit: number, resetAfterMs: number): RateLimitError {
+  return platform429({ limit, remaining: 0, resetAfterMs, bucket }, 'account');
+}
+
 describe('a window learned while sends are still out', () => {
   it("counts each of them from its send plus twice the refusal's round trip, and none before the server's reset: the waiting requests go when the server's window has room", () => {
-    const scheduler = newTestScheduler();
-    const free = 'acme/model-a:free';
-    let drive!: Driver;
-    scheduler.run(() => {
-      const pool = makePool(scheduler, { adaptiveConcurrency: false });
-      drive = driver(scheduler, pool);
+    const admitted = freeModelAdmissions((send) => {
       // Five long answers go out at 0–4 ms on new connections: the server counts each up to a trip later.
-      for (let index = 0; index < 5; index++) drive.send(index, 300, 'success', free);
+      for (let index = 0; index < 5; index++) send(index, 300);
       // The sixth, sent at 5, comes back refused 40 ms later: 5 a second, the oldest count leaving at 1030.
-      drive.send(5, 40, platform429({ limit: 5, remaining: 0, resetAfterMs: 985, bucket: 'free-models-per-second' }, 'account'), free);
-      for (let index = 0; index < 5; index++) drive.send(50, 10, 'success', free);
+      send(5, 40, freeBucket429('free-models-per-second', 5, 985));
+      for (let index = 0; index < 5; index++) send(50, 10);
     });
     // No park of the account: the learned window alone holds them, its entries at 80–84 (send + 2 × 40).
     // Counted from their sends, they would leave at 1000–1004, before the server's at 1030.
-    expect(drive.admitted.slice(6)).toEqual([1080, 1081, 1082, 1083, 1084]);
+    expect(admitted.slice(6)).toEqual([1080, 1081, 1082, 1083, 1084]);
   });
 
   it('an answered send counts from its first byte, and none before the reset the 429 reports', () => {
-    const scheduler = newTestScheduler();
-    const free = 'acme/model-a:free';
-    let drive!: Driver;
-    scheduler.run(() => {
-      const pool = makePool(scheduler, { adaptiveConcurrency: false });
-      drive = driver(scheduler, pool);
-      for (let index = 0; index < 5; index++) drive.send(index, 10, 'success', free);
+    const admitted = freeModelAdmissions((send) => {
+      for (let index = 0; index < 5; index++) send(index, 10);
       // Refused at 60 with the oldest count leaving at 1050: later than any first byte (10–14) says.
-      drive.send(20, 40, platform429({ limit: 5, remaining: 0, resetAfterMs: 990, bucket: 'free-models-per-second' }, 'account'), free);
-      for (let index = 0; index < 5; index++) drive.send(70, 10, 'success', free);
+      send(20, 40, freeBucket429('free-models-per-second', 5, 990));
+      for (let index = 0; index < 5; index++) send(70, 10);
     });
-    expect(drive.admitted.slice(6)).toEqual([1050, 1050, 1050, 1050, 1050]);
+    expect(admitted.slice(6)).toEqual([1050, 1050, 1050, 1050, 1050]);
   });
 
   it("a day's quota learned just before midnight with a send still out: today keeps its count, tomorrow starts afresh", () => {
-    const scheduler = newTestScheduler();
-    const free = 'acme/model-a:free';
-    let drive!: Driver;
-    scheduler.run(() => {
-      const pool = makePool(scheduler, { adaptiveConcurrency: false });
-      drive = driver(scheduler, pool);
-      for (let index = 0; index < 4; index++) drive.send(1_000 + index, 10, 'success', free);
+    const admitted = freeModelAdmissions((send) => {
+      for (let index = 0; index < 4; index++) send(1_000 + index, 10);
       // Still out when the refusal comes back (its entry counts from after midnight by its trip bound).
-      drive.send(DAY_MS - 500, 2_000, 'success', free);
+      send(DAY_MS - 500, 2_000);
       // Refused at 100 ms to midnight: 50 a day, all spent (other senders' too), the count ending at midnight.
-      drive.send(
-        DAY_MS - 400,
-        300,
-        platform429({ limit: 50, remaining: 0, resetAfterMs: 100, bucket: 'free-models-per-day' }, 'account'),
-        free,
-      );
+      send(DAY_MS - 400, 300, freeBucket429('free-models-per-day', 50, 100));
       // The next day's first six go at once: the server counts from 0 again.
-      for (let index = 0; index < 6; index++) drive.send(DAY_MS + 10_000, 10, 'success', free);
+      for (let index = 0; index < 6; index++) send(DAY_MS + 10_000, 10);
     });
-    expect(drive.admitted.slice(6)).toEqual(Array.from({ length: 6 }, () => DAY_MS + 10_000));
+    expect(admitted.slice(6)).toEqual(Array.from({ length: 6 }, () => DAY_MS + 10_000));
   });
 });
 
