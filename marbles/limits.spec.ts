@@ -90,6 +90,16 @@ function driver(scheduler: TestScheduler, pool: KeyPool): Driver {
   };
 }
 
+/** A key's info as `GET /api/v1/key` reads, naming its creator. */
+const infoOf = (creator: string, extra: Partial<KeyInfoSnapshot> = {}): KeyInfoSnapshot => ({
+  limit: null,
+  limitRemaining: null,
+  usage: 0,
+  isFreeTier: false,
+  creatorUserId: creator,
+  ...extra,
+});
+
 function eventsOf<Type extends PoolEvent['type']>(pool: KeyPool, type: Type): Extract<PoolEvent, { type: Type }>[] {
   const seen: Extract<PoolEvent, { type: Type }>[] = [];
   pool.events$
@@ -706,14 +716,6 @@ describe('accounts and free-model quotas from key info', () => {
     { key: 'sk-test-3', label: 'b1' },
     { key: 'sk-test-4', label: 'pinned', account: 'mine' },
   ];
-  const infoOf = (creator: string, extra: Partial<KeyInfoSnapshot> = {}): KeyInfoSnapshot => ({
-    limit: null,
-    limitRemaining: null,
-    usage: 0,
-    isFreeTier: false,
-    creatorUserId: creator,
-    ...extra,
-  });
 
   it('groups keys by creator_user_id at start, without holding up traffic; a configured account stays', () => {
     const scheduler = newTestScheduler();
@@ -903,6 +905,59 @@ describe('accounts and free-model quotas from key info', () => {
     const relative = drive.admitted.map((at) => at - start);
     expect(relative).toEqual([10_000, 10_000, 20_000, 60_000, 60_000, 60_000]);
     expect((start + 60_000) % DAY_MS).toBe(0);
+  });
+});
+
+describe('a day quota at midnight', () => {
+  /** A pool whose clock starts at `start`, with the store's default arrival margin (1 s), and its driver. */
+  function poolAt(scheduler: TestScheduler, start: number, cold: TestScheduler['createColdObservable'], remaining?: number): Driver {
+    const clock: SchedulerLike = { now: () => start + scheduler.now(), schedule: scheduler.schedule.bind(scheduler) };
+    const pool = createPool({
+      keys: [{ key: 'sk-test-1', label: 'k1' }],
+      random: () => 0.5,
+      adaptiveConcurrency: false,
+      store: createMemoryStore(),
+      scheduler: clock,
+      transport: scriptedTransport(scheduler, {}).transport,
+      keyInfo: () =>
+        cold('(i|)', {
+          i: infoOf('user_a', remaining === undefined ? {} : { freeModelDailyRequests: { used: 50 - remaining, limit: 50, remaining } }),
+        }),
+    });
+    return driver(scheduler, pool);
+  }
+
+  it("a request admitted in the day's last second counts on that day and the next: today's room is not given twice", () => {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    const start = Date.UTC(2026, 11, 3, 23, 59, 59);
+    scheduler.run(({ cold }) => {
+      drive = poolAt(scheduler, start, cold, 2);
+      // Five at 23:59:59.100: counted from after midnight (the arrival margin), but they may reach the server before it.
+      for (let index = 0; index < 5; index++) drive.send(100, 10, 'success', 'acme/model-a:free');
+    });
+    // Two fit today; the other three go at midnight, on a day that already counts the first two.
+    expect(drive.admitted.map((at) => at - start)).toEqual([100, 100, 1_000, 1_000, 1_000]);
+  });
+
+  it("a day's 429 whose count ends just after our midnight (the server's clock behind ours) does not fill our new day", () => {
+    const scheduler = newTestScheduler();
+    let drive!: Driver;
+    const start = Date.UTC(2026, 11, 4);
+    scheduler.run(({ cold }) => {
+      drive = poolAt(scheduler, start, cold);
+      drive.send(10, 10, 'success', 'acme/model-a:free');
+      // Refused as yesterday's last: 50 a day, none left, the count ending now.
+      drive.send(
+        20,
+        10,
+        platform429({ limit: 50, remaining: 0, resetAfterMs: 0, bucket: 'free-models-per-day' }, 'account'),
+        'acme/model-a:free',
+      );
+      for (let index = 0; index < 3; index++) drive.send(1_000, 10, 'success', 'acme/model-a:free');
+    });
+    // Today counts our two sends, not yesterday's fifty: the three go at once.
+    expect(drive.admitted.map((at) => at - start)).toEqual([10, 20, 1_000, 1_000, 1_000]);
   });
 });
 

@@ -5,6 +5,8 @@ import type { QuotaRemaining } from './records.js';
 import { SlidingWindow, type WindowEntry } from './sliding-window.js';
 
 const MINUTE_MS = 60_000;
+/** How far the server's midnight may be from ours and still be taken for it (clocks drift, some by minutes). */
+const DAY_BOUNDARY_SKEW_MS = 60 * MINUTE_MS;
 
 type Window = SlidingWindow | UtcDayWindow;
 
@@ -155,10 +157,13 @@ export class Limiter {
       const earliest = seed === undefined ? -Infinity : now + seed.resetAfterMs - quota.windowMs;
       const latest = quota.calendar === 'utc-day' ? nextUtcMidnight(now) - 1 : Infinity;
       for (const at of ours) window.add(Math.min(latest, Math.max(at, earliest)), 1);
-      if (seed !== undefined) {
-        // The rest of the server's count leaves its window at the reset, at the earliest.
+      // The rest of the server's count leaves its window at the reset, at the earliest. A day's
+      // count is today's only if it ends at our midnight (give or take the clocks' skew): one that
+      // ends sooner is a day the server's clock has not ended yet, and ours already has.
+      const othersToday = quota.calendar !== 'utc-day' || now + (seed?.resetAfterMs ?? 0) >= nextUtcMidnight(now) - DAY_BOUNDARY_SKEW_MS;
+      if (seed !== undefined && othersToday) {
         const counted = Math.max(0, quota.requests - seed.remaining);
-        const othersFrom = Math.min(now, now + seed.resetAfterMs - quota.windowMs);
+        const othersFrom = Math.min(latest, Math.max(since, Math.min(now, now + seed.resetAfterMs - quota.windowMs)));
         for (let index = ours.length; index < counted; index++) window.add(othersFrom, 1);
       }
       this.learned.set(quota.bucket, { quota, window: { unit: 'requests', window, source: quota.source, bucket: quota.bucket } });

@@ -16,6 +16,13 @@ export class UtcDayWindow {
   private day = -1;
   private total = 0;
   private entries: WindowEntry[] = [];
+  /**
+   * What counts on the day after `day` too: a request admitted in the last moments of a day counts
+   * from after midnight (admission plus the trip's margin), but may reach the server before it.
+   * It counts on both days, erring on the safe side, and is the next day's first once it comes.
+   */
+  private nextTotal = 0;
+  private nextEntries: WindowEntry[] = [];
 
   constructor(public limit: number) {}
 
@@ -29,11 +36,19 @@ export class UtcDayWindow {
     return this.total === 0 || this.total + Math.min(amount, this.limit) <= this.limit;
   }
 
-  /** Counts `amount` on the day of `countFrom` (an entry for a later day than today's count waits for it). */
+  /**
+   * Counts `amount` on the day of `countFrom`: the day counted now; the next one, and the day
+   * counted now as well (see `nextTotal`); or a later one (nothing counted now is of use then). An
+   * entry for a day before the one counted now counts on it, erring on the safe side.
+   */
   add(countFrom: number, amount: number): WindowEntry {
-    this.roll(countFrom);
+    const day = Math.floor(countFrom / DAY_MS);
+    if (day > this.day + 1 || this.day < 0) this.roll(countFrom);
     const entry: WindowEntry = { at: countFrom, amount, live: true };
-    this.entries.push(entry);
+    if (day === this.day + 1) {
+      this.nextEntries.push(entry);
+      this.nextTotal += amount;
+    } else this.entries.push(entry);
     this.total += amount;
     return entry;
   }
@@ -46,6 +61,8 @@ export class UtcDayWindow {
 
   resize(entry: WindowEntry, amount: number): void {
     if (!entry.live) return;
+    // An entry of the next day counts on both (see `nextTotal`).
+    if (Math.floor(entry.at / DAY_MS) > this.day) this.nextTotal += amount - entry.amount;
     this.total += amount - entry.amount;
     entry.amount = amount;
   }
@@ -75,9 +92,13 @@ export class UtcDayWindow {
   private roll(now: number): void {
     const day = Math.floor(now / DAY_MS);
     if (day <= this.day) return;
-    this.day = day;
-    this.total = 0;
     for (const entry of this.entries) entry.live = false;
-    this.entries = [];
+    const nextDay = day === this.day + 1;
+    if (!nextDay) for (const entry of this.nextEntries) entry.live = false;
+    this.day = day;
+    this.total = nextDay ? this.nextTotal : 0;
+    this.entries = nextDay ? this.nextEntries : [];
+    this.nextTotal = 0;
+    this.nextEntries = [];
   }
 }

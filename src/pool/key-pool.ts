@@ -157,8 +157,7 @@ export class Pool implements PoolCore {
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
       modelRoom: (models, since, priority) => this.admission.capacity.wait(models, since, priority),
-      // A model whose record was dropped was idle and healthy (only such records go): as good as answered.
-      modelAnsweredSince: (models, since) => models.some((model) => (this.registry.models.get(model)?.answeredAt ?? Infinity) >= since),
+      modelAnsweredSince: (models, since) => models.some((model) => (this.registry.models.get(model)?.answeredAt ?? -Infinity) >= since),
     };
     // Accounts are found, not configured: every key's info once, in the background. Traffic does
     // not wait for it; a key whose info fails serves on as an account of its own. Only where the
