@@ -948,12 +948,7 @@ describe('a day quota at midnight', () => {
       drive = poolAt(scheduler, start, cold);
       drive.send(10, 10, 'success', 'acme/model-a:free');
       // Refused as yesterday's last: 50 a day, none left, the count ending now.
-      drive.send(
-        20,
-        10,
-        platform429({ limit: 50, remaining: 0, resetAfterMs: 0, bucket: 'free-models-per-day' }, 'account'),
-        'acme/model-a:free',
-      );
+      drive.send(20, 10, freeBucket429('free-models-per-day', 50, 0), 'acme/model-a:free');
       for (let index = 0; index < 3; index++) drive.send(1_000, 10, 'success', 'acme/model-a:free');
     });
     // Today counts our two sends, not yesterday's fifty: the three go at once.

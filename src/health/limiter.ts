@@ -160,10 +160,9 @@ export class Limiter {
       // The rest of the server's count leaves its window at the reset, at the earliest. A day's
       // count is today's only if it ends at our midnight (give or take the clocks' skew): one that
       // ends sooner is a day the server's clock has not ended yet, and ours already has.
-      const othersToday = quota.calendar !== 'utc-day' || now + (seed?.resetAfterMs ?? 0) >= nextUtcMidnight(now) - DAY_BOUNDARY_SKEW_MS;
-      if (seed !== undefined && othersToday) {
+      if (seed !== undefined && (quota.calendar !== 'utc-day' || now + seed.resetAfterMs >= nextUtcMidnight(now) - DAY_BOUNDARY_SKEW_MS)) {
         const counted = Math.max(0, quota.requests - seed.remaining);
-        const othersFrom = Math.min(latest, Math.max(since, Math.min(now, now + seed.resetAfterMs - quota.windowMs)));
+        const othersFrom = Math.min(latest, Math.max(since, Math.min(now, earliest)));
         for (let index = ours.length; index < counted; index++) window.add(othersFrom, 1);
       }
       this.learned.set(quota.bucket, { quota, window: { unit: 'requests', window, source: quota.source, bucket: quota.bucket } });

@@ -230,8 +230,7 @@ class RequestReport {
   private armRoomTimeout(models: readonly string[]): void {
     this.endRoomTimeout();
     const { pool, waits } = this;
-    if (this.outage !== undefined && pool.modelAnsweredSince(models, this.outage.since)) this.outage = undefined;
-    const outage = this.outage;
+    const outage = this.outageGoingOn(models);
     const queueAt = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince! + waits.queueTimeoutMs;
     const outageEnds = outage !== undefined && outage.until < queueAt;
     const at = outageEnds ? outage.until : queueAt;
@@ -246,6 +245,12 @@ class RequestReport {
       this.modelWait = undefined;
       this.fail(outageEnds ? outage.error : queueTimeoutError(waits.queueTimeoutMs!));
     });
+  }
+
+  /** The outage the request found since its last attempt, unless one of `models` has answered since: then it is over. */
+  private outageGoingOn(models: readonly string[]): RequestReport['outage'] {
+    if (this.outage !== undefined && this.pool.modelAnsweredSince(models, this.outage.since)) this.outage = undefined;
+    return this.outage;
   }
 
   next(event: AttemptEvent): void {
@@ -412,8 +417,8 @@ class RequestReport {
       // the request found its models out since its last attempt, and none has answered since,
       // their room is part of that outage, whose end bounds it: a model that refuses each probe of
       // its limit parks, fills with the probe and parks again, its waiting requests never tried.
-      if (this.outage !== undefined && pool.modelAnsweredSince(error.modelsAtCapacity, this.outage.since)) this.outage = undefined;
-      if (this.outage !== undefined && this.outage.until <= now) return this.outage.error;
+      const outage = this.outageGoingOn(error.modelsAtCapacity);
+      if (outage !== undefined && outage.until <= now) return outage.error;
     } else {
       // Room a model's own quota brings is waited for as long as the queue would have, at least.
       const longestMs = quotaSpent && waits.modelWaitMs > 0 ? Math.max(waits.modelWaitMs, QUEUED_ROOM_WAIT_FLOOR_MS) : waits.modelWaitMs;

@@ -251,7 +251,6 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /** A lease's first response byte (see `LeaseOwner`). */
   responded(model: ModelEntry, entry: KeyEntry, accepted: boolean, at: number, sentAt: number): void {
-    if (accepted) model.answeredAt = at;
     const accountGrew = accepted && this.accepted(model, entry.account, at, sentAt);
     if (this.queue.length === 0) return;
     // Room now (the account's limit grew, or the quota entry dated out of its window): a waiting
@@ -296,6 +295,7 @@ export class Admission implements LeaseOwner, Eligibility {
    * whether the account's grew.
    */
   private accepted(model: ModelEntry, account: KeyEntry['account'], now: number, sentAt: number): boolean {
+    model.answeredAt = now;
     if (model.concurrency?.accept(model.inFlight, now, sentAt) === true) {
       this.context.emit({ type: 'concurrency', scope: 'model', target: model.model, limit: model.concurrency.limit, at: now });
       this.context.publisher.markModel(model);
