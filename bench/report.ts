@@ -80,7 +80,7 @@ export function performanceSection(report: BenchReport, heading = '## Performanc
       ` (load average ${machine.loadAverageAtStart[0]} at the start, ${machine.loadAverageAtEnd[0]} at the end), ${report.generatedAt}.` +
       ` Library at ${report.source.commit.slice(0, 7)}${report.source.srcModified ? ' (with uncommitted changes in src/)' : ''}.` +
       ` Peers: openai ${versions['openai']}, cockatiel ${versions['cockatiel']}, p-queue ${versions['p-queue']}, @portkey-ai/gateway ${versions['@portkey-ai/gateway']}.` +
-      ' Every peer runs in the same process run, on the same fake OpenRouter (in a child process on 127.0.0.1) and the same workload.',
+      ' Each scenario runs in a process of its own and every peer of it in that process, on the same fake OpenRouter (in a child process on 127.0.0.1) and the same workload.',
     '',
     report.table,
     '',

@@ -3,7 +3,8 @@
  * target node20, dependencies external, no `keepNames`), into `bench/.build/`. Running it from
  * source through `tsx` instead would charge it for `__name(...)` wrappers on every closure, which
  * tsx adds (`keepNames`) and the published build does not; the peers, plain JS from
- * `node_modules`, pay nothing of the kind. Built fresh on every run, so it measures the tree as it is.
+ * `node_modules`, pay nothing of the kind. Built fresh on every run, so it measures the tree as it is
+ * (once per run: the scenarios' processes load the build their parent made).
  * The output file name depends on the entry, so an A/B in parallel does not overwrite the other.
  */
 import { createHash } from 'node:crypto';
@@ -21,25 +22,34 @@ const OUTFILE =
     ? 'openrouter-rx'
     : `openrouter-rx-${createHash('sha1').update(ENTRY).digest('hex').slice(0, 8)}`;
 
+/** Set for the processes `bench/run.ts` forks: the run built the library once, before them. */
+const BUILT_ENV = 'BENCH_LIBRARY_BUILT';
+
 let loading: Promise<LibraryModule> | undefined;
+
+/** Compiles the library into `bench/.build/`, and tells processes forked after it to load that build. */
+export async function buildLibrary(): Promise<void> {
+  const { build } = await import('esbuild');
+  await build({
+    entryPoints: { [OUTFILE]: ENTRY },
+    outdir: OUTDIR,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    treeShaking: true,
+    outExtension: { '.js': '.mjs' },
+    // For `profile-summary.ts`, which maps profile frames back to `src/` lines with it.
+    sourcemap: 'linked',
+    logLevel: 'silent',
+  });
+  process.env[BUILT_ENV] = OUTFILE;
+}
 
 export function loadLibrary(): Promise<LibraryModule> {
   loading ??= (async () => {
-    const { build } = await import('esbuild');
-    await build({
-      entryPoints: { [OUTFILE]: ENTRY },
-      outdir: OUTDIR,
-      bundle: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      packages: 'external',
-      treeShaking: true,
-      outExtension: { '.js': '.mjs' },
-      // For `profile-summary.ts`, which maps profile frames back to `src/` lines with it.
-      sourcemap: 'linked',
-      logLevel: 'silent',
-    });
+    if (process.env[BUILT_ENV] !== OUTFILE) await buildLibrary();
     return (await import(pathToFileURL(`${OUTDIR}${OUTFILE}.mjs`).href)) as LibraryModule;
   })();
   return loading;
