@@ -437,6 +437,52 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
       expect(fake.requests.map((record) => record.status)).toEqual([502, 502]);
     });
   });
+
+  it.each(['sdk', 'fetch'] as const)(
+    '(e) a non-streamed answer cut off after its status counts against its model, as a cut stream does: the keys stay closed, another model still answers (%s transport)',
+    async (transportKind) => {
+      const cutModel = 'cutting/model';
+      const fake = await startFake({
+        keys: [
+          { key: TEST_KEYS.healthy1, label: 'healthy-1' },
+          { key: TEST_KEYS.healthy2, label: 'healthy-2' },
+        ],
+        defaultModel: { latencyMs: 5 },
+        models: { [cutModel]: { faults: [{ type: 'cut', afterChunks: 2 }] } },
+      });
+      const pool = startPool(fake, {
+        keys: [
+          { key: TEST_KEYS.healthy1, label: 'healthy-1' },
+          { key: TEST_KEYS.healthy2, label: 'healthy-2' },
+        ],
+        ...(transportKind === 'fetch' ? { transport: createFetchTransport({ baseURL: fake.baseURL }) } : {}),
+      });
+      const events = recordEvents(pool);
+      // Enough attempts to open both keys' breakers if the cuts were blamed on them (5 failures in a row each).
+      const cut = Array.from({ length: 6 }, (_, index) => ({
+        id: `cut-${index}`,
+        model: cutModel,
+        messages: [{ role: 'user' as const, content: 'hi' }],
+      }));
+      const outcomes = await lastValueFrom(from(cut).pipe(balance(pool, { concurrency: 1, modelWaitMs: 0 }), toArray()));
+      expect(terminalEvents(outcomes).failures).toHaveLength(cut.length);
+      const attemptFailures = events.flatMap((event) => (event.type === 'failure' ? [event] : []));
+      expect(attemptFailures.length).toBeGreaterThanOrEqual(5);
+      for (const failure of attemptFailures) {
+        expect(failure).toMatchObject({ kind: 'stream', scope: 'model' });
+        expect(failure.message).toContain('answer body cut off before its end');
+      }
+      const health = pool.snapshot();
+      expect(health.keys.map((key) => [key.label, key.state])).toEqual([
+        ['healthy-1', 'closed'],
+        ['healthy-2', 'closed'],
+      ]);
+      expect(health.models.find((model) => model.model === cutModel)?.failures).toBeGreaterThan(0);
+      const other = terminalEvents(await runAll(pool, requestsOf(2, 'after-cut'), 1));
+      expect(other.failures).toEqual([]);
+      expect(other.completions).toHaveLength(2);
+    },
+  );
 });
 
 describe('a transport that is still loading', () => {

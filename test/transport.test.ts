@@ -465,9 +465,15 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       expect((typed as StreamError).truncated).toBe(true);
     });
 
-    it('a non-streaming body cut short → NetworkError', async () => {
+    it('a non-streaming body cut short after its status → StreamError truncated, on the model (the key had answered)', async () => {
       const fake = await withFault({ type: 'cut', afterChunks: 0 });
-      expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, { type: NetworkError, scope: 'transport', retryable: true });
+      const typed = expectTyped((await collect(transportFor(fake)(ALPHA, chat()))).error, {
+        type: StreamError,
+        scope: 'model',
+        retryable: true,
+      });
+      expect((typed as StreamError).truncated).toBe(true);
+      expect(typed.message).toContain('answer body cut off before its end (truncated answer)');
     });
 
     it('connection reset before the headers → NetworkError', async () => {

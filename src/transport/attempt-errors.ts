@@ -8,12 +8,15 @@ export interface AttemptIdentity {
   model?: string;
 }
 
+/** What was being read when a body failed: a stream's events, or a non-streamed answer's whole body. */
+export type BodyRead = 'stream' | 'body';
+
 /**
  * Maps a failure while reading a response body, whatever sent the request: `SyntaxError` is an
  * SSE event that is not JSON; a typed error passes (key text redacted); anything else means the
  * connection broke (`TypeError: terminated` from undici) and the answer is truncated.
  */
-export function errorFromBodyRead(error: unknown, attempt: AttemptIdentity): OpenRouterError {
+export function errorFromBodyRead(error: unknown, attempt: AttemptIdentity, read: BodyRead): OpenRouterError {
   const { key, model } = attempt;
   if (error instanceof SyntaxError) {
     return redactError(
@@ -30,13 +33,13 @@ export function errorFromBodyRead(error: unknown, attempt: AttemptIdentity): Ope
   }
   // The caller's own error (its body stream failed with it) is left as it is: the copy is redacted.
   if (error instanceof OpenRouterError) return redactError(copyError(error, {}), key);
-  return redactError(truncatedStreamError(attempt, error), key);
+  return redactError(truncatedStreamError(attempt, error, read), key);
 }
 
-export function truncatedStreamError(attempt: AttemptIdentity, cause?: unknown): StreamError {
+export function truncatedStreamError(attempt: AttemptIdentity, cause?: unknown, read: BodyRead = 'stream'): StreamError {
   const reason = cause instanceof Error ? `: ${describeCause(cause)}` : '';
   return new StreamError({
-    message: `stream ended before any finish_reason (truncated answer)${reason}`,
+    message: `${read === 'stream' ? 'stream ended before any finish_reason' : 'answer body cut off before its end'} (truncated answer)${reason}`,
     // The response had begun, so the key and the connection to OpenRouter worked: the provider
     // behind the model cut the answer (openrouter-wire.md §6), and the model's health pays.
     scope: 'model',

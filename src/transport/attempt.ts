@@ -15,7 +15,7 @@ import { scheduleAfter } from '../core/timers.js';
 import { sseData } from '../wire/sse.js';
 import { parseJsonBody } from '../wire/values.js';
 import { discardBody, readText } from './abortable-fetch.js';
-import { truncatedStreamError, type AttemptIdentity } from './attempt-errors.js';
+import { truncatedStreamError, type AttemptIdentity, type BodyRead } from './attempt-errors.js';
 import { KeyText, StreamRedactor, ToolCallRedactor, redactError, redactValue } from '../core/redact.js';
 import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
 
@@ -29,8 +29,8 @@ export interface Exchange {
   send(body: Record<string, unknown>, signal: AbortSignal, identity: AttemptIdentity): Promise<Response>;
   /** What `send` rejected with, as a typed, key-free error. */
   errorOf(error: unknown, identity: AttemptIdentity): OpenRouterError;
-  /** What reading the response body threw, as a typed, key-free error. */
-  bodyReadErrorOf(error: unknown, identity: AttemptIdentity): OpenRouterError;
+  /** What reading the body of a response whose status came threw (a stream's events, or a whole answer's body), as a typed, key-free error. */
+  bodyReadErrorOf(error: unknown, identity: AttemptIdentity, read: BodyRead): OpenRouterError;
 }
 
 export interface AttemptSettings {
@@ -178,7 +178,15 @@ export class Attempt {
       discardBody(response);
       return;
     }
-    const text = await this.textOf(response);
+    let text: string;
+    try {
+      text = await this.textOf(response);
+    } catch (error: unknown) {
+      // The status came, so the key and the connection to OpenRouter worked: a body cut off after
+      // it is the model's, as a cut stream is (not the transport's, whose failures fail the keys).
+      if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'body'));
+      return;
+    }
     this.exchangeDone = true;
     if (this.settled) return;
     // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
@@ -218,7 +226,7 @@ export class Attempt {
         try {
           chunk = JSON.parse(data);
         } catch (error: unknown) {
-          this.fail(this.exchange.bodyReadErrorOf(error, this.identity));
+          this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'stream'));
           continue;
         }
         this.onChunk(this.parseChunk(data, chunk, context));
@@ -229,7 +237,7 @@ export class Attempt {
       else this.fail(truncatedStreamError(this.identity));
     } catch (error: unknown) {
       if (this.settled) return;
-      const failure = this.exchange.bodyReadErrorOf(error, this.identity);
+      const failure = this.exchange.bodyReadErrorOf(error, this.identity, 'stream');
       // A socket that breaks after a normal finish_reason lost nothing but `[DONE]`; an in-band
       // error or a malformed event after it is still a failed attempt (§6).
       if (this.progress.finishReason !== undefined && failure instanceof StreamError && failure.truncated) this.end();

@@ -2,7 +2,7 @@ import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai'
 import { OpenRouterError, copyError, toOpenRouterError } from '../core/errors.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { streamErrorFromPayload } from '../wire/chunk.js';
-import { connectionError, errorFromBodyRead, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
+import { connectionError, errorFromBodyRead, headersTimeoutError, type AttemptIdentity, type BodyRead } from './attempt-errors.js';
 import { redactError, redactValue } from '../core/redact.js';
 
 /**
@@ -41,10 +41,10 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRout
   return redactError(toOpenRouterError(error), key);
 }
 
-/** Maps a failure while reading a stream's body; the SDK throws an `APIError` for an event with a top-level `error`. */
-export function errorFromStreamRead(error: unknown, attempt: AttemptIdentity): OpenRouterError {
+/** Maps a failure while reading a body (a stream's: the SDK throws an `APIError` for an event with a top-level `error`). */
+export function errorFromStreamRead(error: unknown, attempt: AttemptIdentity, read: BodyRead): OpenRouterError {
   if (error instanceof APIError) return errorFromSdk(error, attempt);
-  return errorFromBodyRead(error, attempt);
+  return errorFromBodyRead(error, attempt, read);
 }
 
 /**
