@@ -9,12 +9,18 @@ import { describe, expect, it } from 'vitest';
 import {
   BadRequestError,
   ValidationError,
+  attemptTimeouts,
   balance,
+  circuitBreaker,
   createKeyPool,
   createFetchTransport,
   createOpenRouterTransport,
+  fallbackOnModelError,
   fetchKeyInfo,
+  type ChatRequest,
   type KeyPoolOptions,
+  retryOnRateLimit,
+  retryTransient,
   withKeyRotation,
   type Transport,
 } from '../src/index.js';
@@ -232,6 +238,41 @@ describe("balance checks its retry operators' settings too", () => {
     expect(() => withKeyRotation(target, { strategy: (eligible) => eligible[0] })).not.toThrow();
     target.dispose();
   });
+
+  it('each operator composed by hand checks its own options as balance does: NaN, a bound that can only fail, a typo, a wrong type', () => {
+    const target = answeringPool();
+    const refusals: ReadonlyArray<readonly [string, string, () => unknown]> = [
+      ['retryTransient options', 'maxAttempts', () => retryTransient({ maxAttempts: Number.NaN })],
+      ['retryTransient options', 'maxAtempts', () => retryTransient({ maxAtempts: 3 } as never)],
+      ['retryTransient options', 'budget.ratio', () => retryTransient({ budget: { ratio: 2 } })],
+      ['retryOnRateLimit options', 'maxAttempts', () => retryOnRateLimit({ maxAttempts: -1 })],
+      ['retryOnRateLimit options', 'onMidStreamError', () => retryOnRateLimit({ onMidStreamError: 'retry' as never })],
+      ['fallbackOnModelError options', 'maxAttempts', () => fallbackOnModelError({ maxAttempts: 0 })],
+      ['attemptTimeouts options', 'totalMs', () => attemptTimeouts({ totalMs: 0 })],
+      ['attemptTimeouts options', 'firstTokenMs', () => attemptTimeouts({ firstTokenMs: Number.NaN })],
+      ['attemptTimeouts options', 'total', () => attemptTimeouts({ total: 5 } as never)],
+      ['attemptTimeouts options', 'scheduler', () => attemptTimeouts({ scheduler: {} as never })],
+      ['withKeyRotation options', 'queueTimeoutMs', () => withKeyRotation(target, { queueTimeoutMs: Number.NaN })],
+      ['withKeyRotation options', 'serverFallbacks', () => withKeyRotation(target, { serverFallbacks: 5 as never })],
+      ['withKeyRotation options', 'priority', () => withKeyRotation(target, { priority: 'hi' as never })],
+      ['withKeyRotation options', 'timeouts.totalMs', () => withKeyRotation(target, { timeouts: { totalMs: -1 } })],
+      ['circuitBreaker options', 'shouldRecord', () => circuitBreaker(target, { shouldRecord: 5 as never })],
+    ];
+    for (const [owner, field, build] of refusals) {
+      const error = rejectionOf(build);
+      expect(error.name).toBe('ValidationError');
+      expect(error.message).toMatch(new RegExp(`^Invalid ${owner}: ${field.replace('.', '\\.')}: `));
+    }
+    // What is right passes, a scheduler and the mid-stream mode included.
+    expect(() =>
+      retryTransient({ maxAttempts: 3, baseDelayMs: 0, budget: false, onMidStreamError: 'restart', scheduler: asyncScheduler }),
+    ).not.toThrow();
+    expect(() => retryOnRateLimit({ maxAttempts: 2, maxWaitMs: 0 })).not.toThrow();
+    expect(() => attemptTimeouts({ totalMs: 1_000, scheduler: asyncScheduler })).not.toThrow();
+    expect(() => withKeyRotation(target, { priority: () => 1, serverFallbacks: 2, timeouts: { firstTokenMs: 500 } })).not.toThrow();
+    expect(() => circuitBreaker(target, { shouldRecord: () => true })).not.toThrow();
+    target.dispose();
+  });
 });
 
 describe('settings that contradict each other, or a request that is not one', () => {
@@ -301,6 +342,40 @@ describe('settings that contradict each other, or a request that is not one', ()
     expect(error).toBeInstanceOf(BadRequestError);
     const streamed = await lastValueFrom(target.stream(null as never)).catch((thrown: unknown) => thrown);
     expect(streamed).toBeInstanceOf(BadRequestError);
+    target.dispose();
+  });
+
+  it('a chain composed by hand fails a request that is not one with the BadRequestError balance gives, naming the field, once, and sends nothing', async () => {
+    let sent = 0;
+    const counting: Transport = (key, request, options) => {
+      sent++;
+      return answering(key, request, options);
+    };
+    const target = createKeyPool({ keys: [{ key: KEY }], transport: counting, discoverAccounts: false });
+    const rotation = withKeyRotation(target);
+    const transient = retryTransient({ baseDelayMs: 0 });
+    const limited = retryOnRateLimit();
+    const outcomeOf = (request: unknown) =>
+      lastValueFrom(of(request as ChatRequest).pipe(rotation, limited, transient)).catch((thrown: unknown) => thrown);
+    const cases: ReadonlyArray<readonly [unknown, string]> = [
+      [{ model: 'm/a' }, 'messages'],
+      [{ model: 'm/a', messages: [{ role: 'user', content: 'hi' }], temperature: 99 }, 'temperature'],
+      [{ model: 'm/a', messages: [{ role: 'user', content: 'hi' }], max_tokens: -1 }, 'max_tokens'],
+      [null, '(root)'],
+    ];
+    for (const [request, field] of cases) {
+      const error = await outcomeOf(request);
+      expect(error).toBeInstanceOf(BadRequestError);
+      expect(error).toMatchObject({ scope: 'request', retryable: false });
+      expect((error as BadRequestError).message).toMatch(new RegExp(`^Invalid request: .*${field.replace(/[()]/g, '\\$&')}`));
+    }
+    expect(sent).toBe(0);
+    expect(target.snapshot().keys[0]).toMatchObject({ state: 'closed', failures: 0 });
+    // A request that is one goes through, an empty chain included (`{ ...request, model, models }` with no fallback).
+    expect(await outcomeOf({ model: 'm/a', messages: [{ role: 'user', content: 'hi' }] })).toMatchObject({ type: 'completion' });
+    expect(await outcomeOf({ model: 'm/a', models: [], messages: [{ role: 'user', content: 'hi' }] })).toMatchObject({
+      type: 'completion',
+    });
     target.dispose();
   });
 });

@@ -794,12 +794,16 @@ describe('chat completions: faults on the connection', () => {
 
   it('stall: silence for stallMs after afterChunks chunks, then the rest', async () => {
     const fake = await withFault({ type: 'stall', afterChunks: 2, stallMs: 120 });
+    const sentAt = performance.now();
     const pieces = await readTimed(await postChat(fake, chatBody({ stream: true })));
     const body = pieces.map((piece) => piece.text).join('');
     expect(body.endsWith('data: [DONE]\n\n')).toBe(true);
     expect(contentOf(body)).toBe(`Echo (${MODEL}): hello there`);
+    // The whole answer takes the stall at least; the gap itself is read from when the client got
+    // the pieces around it, which a busy event loop may have read late: a bound it always clears.
+    expect(pieces.at(-1)!.at - sentAt).toBeGreaterThanOrEqual(115);
     const longestGap = Math.max(...pieces.slice(1).map((piece, index) => piece.at - pieces[index]!.at));
-    expect(longestGap).toBeGreaterThanOrEqual(110);
+    expect(longestGap).toBeGreaterThanOrEqual(60);
     expect(body).not.toMatch(/data: .*\n\n: OPENROUTER PROCESSING/);
   });
 

@@ -332,8 +332,7 @@ export class TotalTimeoutError extends AttemptTimeoutError {
 /**
  * A stream that failed after HTTP 200: an in-band error event after content (before any, it is the error its code
  * names, the `cause` here), `finish_reason: "error"`, `native_finish_reason: "network_error"`, or a socket closed
- * without `[DONE]` and without a `finish_reason` (`truncated: true`); or a non-streamed answer whose body the
- * socket cut off after HTTP 200 (`truncated: true`). Either way the model's health pays, not the key's.
+ * without `[DONE]` and without a `finish_reason` (`truncated: true`); or a non-streamed answer's body cut off (`truncated`).
  */
 export class StreamError extends OpenRouterError {
   /** {@inheritDoc OpenRouterError.name} */

@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import type { SchedulerLike } from 'rxjs';
 import english from 'zod/v4/locales/en.js';
 
 /**
@@ -76,3 +77,28 @@ function formatPath(path: readonly PropertyKey[]): string {
     })
     .join('');
 }
+
+/** Checks `value` with `schema` and throws a `ValidationError` naming every failing field of `what` (e.g. `retryTransient options`). */
+export function checkOptions(schema: z.ZodMiniType, value: unknown, what: string): void {
+  const checked = safeParseEnglish(schema, value);
+  if (!checked.success) throw new ValidationError(formatZodError(checked.error, what), checked.error.issues);
+}
+
+/** Option fragments the operators' configs share. */
+export const positiveInt = z.int().check(z.positive());
+export const nonnegativeInt = z.int().check(z.nonnegative());
+export const nonnegativeNumber = z.number().check(z.nonnegative());
+
+export function functionOption<T>(message = 'expected a function') {
+  return z.custom<T>((value) => typeof value === 'function', { message });
+}
+
+/** An RxJS scheduler: what reads the clock (`now`) and runs delays (`schedule`). */
+export const schedulerOption = z.custom<SchedulerLike>(
+  (value) =>
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Partial<SchedulerLike>).now === 'function' &&
+    typeof (value as Partial<SchedulerLike>).schedule === 'function',
+  { message: 'expected an RxJS scheduler' },
+);

@@ -10,7 +10,9 @@ import {
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
 import { DeadlineQueue, type Deadline } from '../core/deadlines.js';
 import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
+import { checkOptions, positiveInt, schedulerOption } from '../core/validation.js';
 import { carriesContent, recordingOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import * as z from 'zod/mini';
 
 /** Options of `attemptTimeouts`. */
 export interface AttemptTimeoutsConfig {
@@ -29,6 +31,14 @@ export interface AttemptTimeoutsConfig {
 
 export const defaultAttemptTimeouts = Object.freeze({ totalMs: 300_000, firstTokenMs: 10_000, idleMs: 20_000 });
 
+/** The three limits, as `balance` and `withKeyRotation` take them as `timeouts`: a limit of 0, or NaN, could only fail every attempt. */
+export const attemptTimeoutSettings = z.strictObject({
+  totalMs: z.optional(positiveInt),
+  firstTokenMs: z.optional(positiveInt),
+  idleMs: z.optional(positiveInt),
+});
+export const attemptTimeoutsOptions = z.extend(attemptTimeoutSettings, { scheduler: z.optional(schedulerOption) });
+
 type TimeoutErrorClass = new (...args: ConstructorParameters<typeof TotalTimeoutError>) => AttemptTimeoutError;
 
 /**
@@ -36,9 +46,11 @@ type TimeoutErrorClass = new (...args: ConstructorParameters<typeof TotalTimeout
  * When one fires, the attempt is unsubscribed (aborting its HTTP request) and fails with its own
  * typed error (`TotalTimeoutError`, `FirstTokenTimeoutError`, `IdleTimeoutError`), scoped to the
  * model, retryable. Place it right after `withKeyRotation`, inside the retries, so each attempt
- * gets fresh timers and a silent upstream costs at most `firstTokenMs`.
+ * gets fresh timers and a silent upstream costs at most `firstTokenMs`. An unknown or invalid option
+ * makes it throw a `ValidationError`.
  */
 export function attemptTimeouts(config: AttemptTimeoutsConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  checkOptions(attemptTimeoutsOptions, config, 'attemptTimeouts options');
   const limits = timeoutLimitsOf(config);
   return (source) =>
     new Observable<AttemptEvent>((subscriber) => {

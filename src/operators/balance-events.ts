@@ -16,7 +16,7 @@ import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-avai
 import type { PoolPort } from '../pool/types.js';
 import { attemptRecordOf, requestOf, retriedErrorOf, whileResuming, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import type { Slot } from './merge-with-slots.js';
-import { priorityOf, type WithKeyRotationConfig } from './with-key-rotation.js';
+import { priorityOf, type WithKeyRotationConfig } from './key-rotation-options.js';
 
 /** How often a request waiting on a half-open model (its probe out) looks again. */
 const MODEL_PROBE_POLL_MS = 250;

@@ -1,20 +1,20 @@
 import { map, of, type Observable, type OperatorFunction } from 'rxjs';
 import * as z from 'zod/mini';
-import { BadRequestError } from '../core/errors.js';
 import { withFields } from '../core/objects.js';
 import { POOL_PORT, type PoolCore } from '../pool/types.js';
-import { validateBalancedRequest } from '../routing/balanced-request.js';
+import { invalidRequestError, validateBalancedRequest } from '../routing/balanced-request.js';
 import type { StrategyLike } from '../pool/strategies.js';
 import { strategyOption } from '../pool/config.js';
 import type { ChatRequest } from '../core/types.js';
-import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
+import { checkOptions, nonnegativeInt, positiveInt } from '../core/validation.js';
 import { toBalanceEvents, type BalanceEvent, type RequestWaits } from './balance-events.js';
-import { defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
-import { modelFallbackPolicy, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
-import { rateLimitRetryPolicy, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
-import { transientRetryPolicy, type RetryTransientConfig } from './retry-transient.js';
+import { attemptTimeoutSettings, defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
+import { modelFallbackPolicy, modelFallbackSettings, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
+import { rateLimitRetryPolicy, rateLimitRetrySettings, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
+import { transientRetryPolicy, transientRetrySettings, type RetryTransientConfig } from './retry-transient.js';
 import { nestedRetryLoops, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 import { keyRotationAttempts, type WithKeyRotationConfig } from './with-key-rotation.js';
+import { priorityOption, serverFallbacksOption } from './key-rotation-options.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
 export type { BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './balance-events.js';
@@ -71,54 +71,21 @@ export interface BalanceOptions {
   modelWaitMs?: number;
 }
 
-const positiveInt = z.int().check(z.positive());
-const nonnegativeInt = z.int().check(z.nonnegative());
-const nonnegativeMs = z.number().check(z.nonnegative());
 const orOff = <T extends z.ZodMiniType>(settings: T) => z.optional(z.union([z.literal(false), settings]));
-
-/** The retry operators' settings as `balance` takes them: a typo, or a bound that can only stall or give up, fails here. */
-const rateLimitSettings = z.strictObject({ maxAttempts: z.optional(positiveInt), maxWaitMs: z.optional(nonnegativeInt) });
-const transientSettings = z.strictObject({
-  maxAttempts: z.optional(positiveInt),
-  baseDelayMs: z.optional(nonnegativeMs),
-  maxDelayMs: z.optional(nonnegativeMs),
-  budget: z.optional(
-    z.union([
-      z.literal(false),
-      z.strictObject({
-        ratio: z.optional(z.number().check(z.gte(0), z.lte(1))),
-        minRetriesPerSecond: z.optional(nonnegativeMs),
-        windowMs: z.optional(positiveInt),
-      }),
-    ]),
-  ),
-  random: z.optional(z.custom<() => number>((value) => typeof value === 'function', 'expected a function returning a number in [0, 1)')),
-});
-const fallbackSettings = z.strictObject({ maxAttempts: z.optional(positiveInt) });
 
 /** `BalanceOptions` at the edge: a typo or a cap that can only stall fails here, naming the field. */
 const balanceOptionsSchema = z.strictObject({
   concurrency: z.optional(z.union([positiveInt, z.literal(Infinity)])),
   strategy: z.optional(strategyOption),
-  priority: z.optional(
-    z.union([
-      z.number(),
-      z.custom<(request: ChatRequest) => number>((value) => typeof value === 'function', 'expected a number or a function'),
-    ]),
-  ),
+  priority: z.optional(priorityOption),
   queueTimeoutMs: z.optional(positiveInt),
-  rateLimit: orOff(rateLimitSettings),
-  transient: orOff(transientSettings),
+  rateLimit: orOff(rateLimitRetrySettings),
+  transient: orOff(transientRetrySettings),
   onMidStreamError: z.optional(z.enum(['error', 'restart'])),
   maxAttemptsPerModel: z.optional(positiveInt),
-  fallback: orOff(fallbackSettings),
-  timeouts: z.optional(
-    z.union([
-      z.literal(false),
-      z.strictObject({ totalMs: z.optional(positiveInt), firstTokenMs: z.optional(positiveInt), idleMs: z.optional(positiveInt) }),
-    ]),
-  ),
-  serverFallbacks: z.optional(z.union([z.literal(0), z.literal(1), z.literal(2)])),
+  fallback: orOff(modelFallbackSettings),
+  timeouts: orOff(attemptTimeoutSettings),
+  serverFallbacks: z.optional(serverFallbacksOption),
   modelWaitMs: z.optional(nonnegativeInt),
 });
 
@@ -132,8 +99,7 @@ const balanceOptionsSchema = z.strictObject({
  * output stream. Unsubscribing aborts every request in flight.
  */
 export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
-  const checked = safeParseEnglish(balanceOptionsSchema, options);
-  if (!checked.success) throw new ValidationError(formatZodError(checked.error, 'balance options'), checked.error.issues);
+  checkOptions(balanceOptionsSchema, options, 'balance options');
   const onMidStreamError = options.onMidStreamError ?? 'error';
   // A request whose every model is parked is refused, not queued: it waits for the model below
   // (`modelWaitMs`) without its concurrency slot, which a request for another model takes meanwhile.
@@ -177,9 +143,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       // (10,000 requests in flight held 10,000 maps).
       request = withFields(validateBalancedRequest(input), { id: requestId });
     } catch (error) {
-      const message = error instanceof ValidationError ? error.message : String(error);
-      const failure = new BadRequestError({ message, scope: 'request', retryable: false, cause: error });
-      return of<BalanceEvent>({ type: 'failed', requestId, error: failure, attempts: [] });
+      return of<BalanceEvent>({ type: 'failed', requestId, error: invalidRequestError(error), attempts: [] });
     }
     // Resumable: a wait for a model (below, outside the slot) resubscribes them, and the request
     // goes on with the retries it has left, not a new set per wait.

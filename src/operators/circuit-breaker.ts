@@ -1,6 +1,8 @@
 import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
 import type { OpenRouterError } from '../core/errors.js';
 import type { PoolCore } from '../pool/types.js';
+import * as z from 'zod/mini';
+import { checkOptions, functionOption } from '../core/validation.js';
 import { recordingOf, type AttemptEvent } from './attempt-event.js';
 
 /** Options of `circuitBreaker`. */
@@ -14,6 +16,10 @@ export interface CircuitBreakerConfig {
   shouldRecord?: (error: OpenRouterError) => boolean;
 }
 
+const circuitBreakerOptions = z.strictObject({
+  shouldRecord: z.optional(functionOption<(error: OpenRouterError) => boolean>('expected a function of the error returning a boolean')),
+});
+
 /**
  * Narrows which failures of the attempts passing through count against the pool's key, account
  * and model health. `withKeyRotation` records every attempt's outcome itself (its lease knows the
@@ -23,8 +29,10 @@ export interface CircuitBreakerConfig {
  *
  * `pool` is the pool the attempts come from; it is not used since recording moved into
  * `withKeyRotation`, and stays so that chains written as `circuitBreaker(pool)` keep compiling.
+ * An unknown or invalid option makes it throw a `ValidationError`.
  */
 export function circuitBreaker(_pool: PoolCore, config: CircuitBreakerConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  checkOptions(circuitBreakerOptions, config, 'circuitBreaker options');
   const { shouldRecord } = config;
   if (shouldRecord === undefined) return (source) => source;
   return (source) =>

@@ -1,7 +1,9 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
 import { retriedBy } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
-import { retryLoop, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
+import * as z from 'zod/mini';
+import { checkOptions, positiveInt } from '../core/validation.js';
+import { retryLoop, retryLoopOptionFields, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 
 /** Options of `fallbackOnModelError`. */
 export interface FallbackOnModelErrorConfig {
@@ -13,6 +15,10 @@ export interface FallbackOnModelErrorConfig {
   scheduler?: SchedulerLike;
 }
 
+/** Its own settings, which `balance` takes as `fallback`. */
+export const modelFallbackSettings = z.strictObject({ maxAttempts: z.optional(positiveInt) });
+const fallbackOnModelErrorOptions = z.extend(modelFallbackSettings, retryLoopOptionFields);
+
 /**
  * Moves a request that one model refused (context too long, content policy, no endpoints) to the
  * next model of its chain at once. `withKeyRotation` has already struck the refusing model off the
@@ -22,6 +28,7 @@ export interface FallbackOnModelErrorConfig {
  * operator that retries its kind (`retryTransient`, `retryOnRateLimit`): see `withKeyRotation`.
  */
 export function fallbackOnModelError(config: FallbackOnModelErrorConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  checkOptions(fallbackOnModelErrorOptions, config, 'fallbackOnModelError options');
   // One policy per operator, shared by every request through it.
   const policy = modelFallbackPolicy(config);
   return (source) => retryLoop(source, policy);

@@ -14,12 +14,20 @@ import {
   type AttemptStart,
   type RequestRetries,
 } from './attempt-event.js';
+import * as z from 'zod/mini';
+import { schedulerOption } from '../core/validation.js';
 
 /**
  * What a retry operator does when an attempt fails after delivering content: `'error'` fails with
  * that error; `'restart'` emits a `restart` event (the caller clears what it got) and retries.
  */
 export type MidStreamErrorMode = 'error' | 'restart';
+
+/** The options every retry operator takes besides its own, checked as `balance` checks its own. */
+export const retryLoopOptionFields = {
+  onMidStreamError: z.optional(z.enum(['error', 'restart'])),
+  scheduler: z.optional(schedulerOption),
+};
 
 /** What a retry operator decides; shared by `retryOnRateLimit` and `retryTransient`. */
 export interface RetryPolicy {

@@ -1,7 +1,9 @@
 import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
 import { retriedBy } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
-import { retryLoop, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
+import * as z from 'zod/mini';
+import { checkOptions, nonnegativeInt, positiveInt } from '../core/validation.js';
+import { retryLoop, retryLoopOptionFields, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 
 /** Options of `retryOnRateLimit`. */
 export interface RetryOnRateLimitConfig {
@@ -18,6 +20,10 @@ export interface RetryOnRateLimitConfig {
   scheduler?: SchedulerLike;
 }
 
+/** Its own settings, which `balance` takes as `rateLimit`: a typo, or a bound that can only stall or give up, fails. */
+export const rateLimitRetrySettings = z.strictObject({ maxAttempts: z.optional(positiveInt), maxWaitMs: z.optional(nonnegativeInt) });
+const retryOnRateLimitOptions = z.extend(rateLimitRetrySettings, retryLoopOptionFields);
+
 /**
  * Moves an attempt refused by its key or account (429, and 401, 402, 403 key limit) to another
  * key at once. A provider's 429 (scope `model`) moves it on to the next model of its chain, when
@@ -25,9 +31,11 @@ export interface RetryOnRateLimitConfig {
  * itself: `withKeyRotation` prefers keys the request has not tried, and when every key is parked
  * the pool's queue admits the retry at the earliest reset. It gives
  * up after `maxAttempts`, or when no key frees within `maxWaitMs`, with an
- * `AttemptsExhaustedError` listing every attempt.
+ * `AttemptsExhaustedError` listing every attempt. An unknown or invalid option makes it throw a
+ * `ValidationError`.
  */
 export function retryOnRateLimit(config: RetryOnRateLimitConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  checkOptions(retryOnRateLimitOptions, config, 'retryOnRateLimit options');
   // One policy per operator, shared by every request through it.
   const policy = rateLimitRetryPolicy(config);
   return (source) => retryLoop(source, policy);

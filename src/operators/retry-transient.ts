@@ -3,7 +3,9 @@ import { cappedBackoffMs } from '../core/timers.js';
 import { retriedBy } from '../core/error-policy.js';
 import { WindowedCount } from '../health/windowed-count.js';
 import { movesOn, type AttemptEvent } from './attempt-event.js';
-import { retryLoop, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
+import * as z from 'zod/mini';
+import { checkOptions, functionOption, nonnegativeNumber, positiveInt } from '../core/validation.js';
+import { retryLoop, retryLoopOptionFields, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 
 /**
  * Finagle's retry budget: over the last `windowMs`, retries may be `ratio` of the attempts made,
@@ -76,6 +78,25 @@ class RetryBudget {
   }
 }
 
+/** Its own settings, which `balance` takes as `transient`: a typo, or a bound that can only stall or give up, fails. */
+export const transientRetrySettings = z.strictObject({
+  maxAttempts: z.optional(positiveInt),
+  baseDelayMs: z.optional(nonnegativeNumber),
+  maxDelayMs: z.optional(nonnegativeNumber),
+  budget: z.optional(
+    z.union([
+      z.literal(false),
+      z.strictObject({
+        ratio: z.optional(z.number().check(z.gte(0), z.lte(1))),
+        minRetriesPerSecond: z.optional(nonnegativeNumber),
+        windowMs: z.optional(positiveInt),
+      }),
+    ]),
+  ),
+  random: z.optional(functionOption<() => number>('expected a function returning a number in [0, 1)')),
+});
+const retryTransientOptions = z.extend(transientRetrySettings, retryLoopOptionFields);
+
 /**
  * Retries transient failures (5xx, network errors, timeouts, broken streams) with full-jitter
  * exponential backoff, at most `maxAttempts` in all, and within a retry budget shared by every
@@ -85,9 +106,11 @@ class RetryBudget {
  * Fallback first: when `withKeyRotation` moved the request on to the next model of its chain (a
  * failure of the model itself while the chain has another model), the retry is at once, with no
  * backoff and nothing taken from the budget; it still counts toward `maxAttempts`. On the last
- * model of the chain, or a lone model, retries back off as above.
+ * model of the chain, or a lone model, retries back off as above. An unknown or invalid option makes
+ * it throw a `ValidationError`.
  */
 export function retryTransient(config: RetryTransientConfig = {}): MonoTypeOperatorFunction<AttemptEvent> {
+  checkOptions(retryTransientOptions, config, 'retryTransient options');
   // One policy (and budget) per operator, shared by every request through it.
   const policy = transientRetryPolicy(config);
   return (source) => retryLoop(source, policy);

@@ -1,12 +1,16 @@
-import { Observable, type Subscription, mergeMap, type OperatorFunction, type Subscriber } from 'rxjs';
+import { Observable, type Subscription, mergeMap, throwError, type OperatorFunction, type Subscriber } from 'rxjs';
 import { BadRequestError, ContextLengthError, callbackError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { redactError } from '../core/redact.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
 import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
-import { toStrategy, type Strategy, type StrategyLike } from '../pool/strategies.js';
-import { checkedStrategy } from '../pool/config.js';
+import { invalidRequestError, validateBalancedRequest } from '../routing/balanced-request.js';
+import { toStrategy, type Strategy } from '../pool/strategies.js';
+import { priorityOf, withKeyRotationOptions, type WithKeyRotationConfig } from './key-rotation-options.js';
+
+export type { WithKeyRotationConfig } from './key-rotation-options.js';
+import { checkOptions } from '../core/validation.js';
 import type { ChatRequest, TransportEvent, Usage } from '../core/types.js';
 import {
   ATTEMPT_RECORDING,
@@ -16,59 +20,7 @@ import {
   type AttemptRecording,
   type AttemptStart,
 } from './attempt-event.js';
-import { TimedAttempt, timeoutLimitsOf, type AttemptObserver, type AttemptTimeoutsConfig, type TimeoutLimits } from './attempt-timeouts.js';
-
-/** Options of `withKeyRotation`. */
-export interface WithKeyRotationConfig {
-  /** Overrides the pool's strategy for these requests. */
-  strategy?: StrategyLike;
-  /** Admission priority: higher first. A number, or a function of the request. Default 0. */
-  priority?: number | ((request: ChatRequest) => number);
-  /** How long an attempt may wait for a key; default from the pool config (no limit). */
-  queueTimeoutMs?: number;
-  /**
-   * The longest park (a provider's 429) of every model of a request's chain that an attempt waits
-   * out in the admission queue; a longer one fails the attempt at once with
-   * `ModelUnavailableError` (`retryAfterMs`: when the first model is back). Default: the pool's
-   * `maxRateLimitCooldownMs`. `balance` sets 0 and waits for the model outside the request's
-   * concurrency slot, so that the wait holds up no request for another model; with 0, a request
-   * whose models' own quotas are spent for a second or more is refused too (`quotaSpent`).
-   */
-  maxQueuedModelParkMs?: number;
-  /**
-   * Whether an attempt is refused (`ModelUnavailableError` with `modelsAtCapacity`) rather than queued
-   * when every model of its chain is at its adaptive concurrency limit, for a caller that waits for
-   * the room outside its own concurrency slot (`PoolPort.modelRoom`), as `balance` does. Default false.
-   */
-  refuseAtModelLimit?: boolean;
-  /**
-   * Attempts a model gets per request before the other models of its chain are preferred. Default
-   * 2. It counts every attempt on the model, but a failure of the model itself (scope `model`: a
-   * 5xx, a provider's 429, a timeout, a cut stream) does not wait for it: the request moves on to
-   * the next model of its chain at once, after one attempt on the failing model. So it bounds the
-   * retries on one model of failures that are not the model's (a transport error, a key's
-   * refusal), and the same-model retries on the last model of the chain; after that, the models
-   * the request moved on from may serve it again. A lone model is retried past it: the retry
-   * operators' `maxAttempts` bound the attempts of a request in all.
-   */
-  maxAttemptsPerModel?: number;
-  /**
-   * How many of the chain's next models to also hand OpenRouter as its server-side `models`
-   * fallback on each attempt (0 to 2; OpenRouter takes 3 in all). Default 0: the library walks
-   * the chain itself and keeps per-model health.
-   */
-  serverFallbacks?: 0 | 1 | 2;
-  /**
-   * Per-attempt timeouts (`attemptTimeouts`), applied inside each attempt so that a model that
-   * timed out is struck from the request's route like any failing model. Default: none.
-   */
-  timeouts?: AttemptTimeoutsConfig;
-}
-
-/** A request's admission priority as `priority` gives it (a number, or a function of the request, which may throw). */
-export function priorityOf(priority: WithKeyRotationConfig['priority'], request: ChatRequest): number | undefined {
-  return typeof priority === 'function' ? priority(request) : priority;
-}
+import { TimedAttempt, timeoutLimitsOf, type AttemptObserver, type TimeoutLimits } from './attempt-timeouts.js';
 
 /** The models a request may use, in order: `model`, then the client-side chain in `models`. */
 export function modelChainOf(request: ChatRequest): string[] {
@@ -91,10 +43,23 @@ export function modelChainOf(request: ChatRequest): string[] {
  * for this request while the rest of the chain can serve it; the pool's model breaker and its
  * adaptive concurrency bring it back for later requests. With no model to move on to (alone, or on
  * the last model of the chain) the failing model is retried as before (see `maxAttemptsPerModel`).
+ *
+ * An unknown or invalid option makes it throw a `ValidationError`, naming the field.
  */
 export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = {}): OperatorFunction<ChatRequest, AttemptEvent> {
+  checkOptions(withKeyRotationOptions, config, 'withKeyRotation options');
   const attemptsOf = keyRotationAttempts(pool, config);
-  return (source) => source.pipe(mergeMap(attemptsOf));
+  // The edge of a chain composed by hand: a request that is not one fails here, naming its field,
+  // as `balance` fails it, instead of as whatever the transport makes of it.
+  const checkedAttemptsOf = (request: ChatRequest): Observable<AttemptEvent> => {
+    try {
+      validateBalancedRequest(request);
+    } catch (error: unknown) {
+      return throwError(() => invalidRequestError(error));
+    }
+    return attemptsOf(request);
+  };
+  return (source) => source.pipe(mergeMap(checkedAttemptsOf));
 }
 
 /**
@@ -127,7 +92,8 @@ class Rotation {
     readonly port: PoolPort,
     readonly config: WithKeyRotationConfig,
   ) {
-    this.strategy = config.strategy === undefined ? undefined : toStrategy(checkedStrategy(config.strategy, 'withKeyRotation options'));
+    // Checked by `withKeyRotation` or `balance`, the edges that take it.
+    this.strategy = config.strategy === undefined ? undefined : toStrategy(config.strategy);
     this.maxAttemptsPerModel = config.maxAttemptsPerModel ?? 2;
     this.serverFallbacks = config.serverFallbacks ?? 0;
     this.timeouts = config.timeouts === undefined ? undefined : timeoutLimitsOf({ scheduler: port.scheduler, ...config.timeouts });

@@ -88,13 +88,6 @@ export const strategyOption = z.union([
   ),
 ]);
 
-/** `options.strategy` of `owner` (e.g. `withKeyRotation options`), checked: a typo fails here, naming the field. */
-export function checkedStrategy(value: unknown, owner: string): StrategyLike {
-  const checked = safeParseEnglish(z.object({ strategy: strategyOption }), { strategy: value });
-  if (!checked.success) throw new ValidationError(formatZodError(checked.error, owner), checked.error.issues);
-  return checked.data.strategy as StrategyLike;
-}
-
 export const keyPoolConfigSchema = z
   .strictObject({
     keys: z.array(keySchema).check(z.minLength(1, 'needs at least one key')),
