@@ -4,7 +4,9 @@
  * runs no script on install, and a size budget that a stray file would break.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 /**
@@ -58,5 +60,23 @@ describe('the published package', () => {
     const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
     for (const hook of ['prepare', 'preinstall', 'install', 'postinstall']) expect(manifest.scripts[hook], hook).toBeUndefined();
     expect(manifest.scripts['prepack']).toBe('npm run build');
+  });
+
+  it('every entry point loads with require() on a Node that cannot require an ES module (Node 20.0 to 20.18, which engines allows)', () => {
+    const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as { name: string; exports: Record<string, unknown> };
+    const app = mkdtempSync(join(tmpdir(), 'openrouter-rx-cjs-'));
+    try {
+      mkdirSync(join(app, 'node_modules'));
+      symlinkSync(resolve('.'), join(app, 'node_modules', manifest.name), 'dir');
+      const entries = Object.keys(manifest.exports)
+        .filter((entry) => entry !== './package.json')
+        .map((entry) => manifest.name + entry.slice(1));
+      expect(entries.length).toBeGreaterThanOrEqual(5);
+      const script = `for (const entry of ${JSON.stringify(entries)}) require(entry); console.log('loaded');`;
+      const output = execFileSync(process.execPath, ['--no-experimental-require-module', '-e', script], { cwd: app, encoding: 'utf8' });
+      expect(output.trim()).toBe('loaded');
+    } finally {
+      rmSync(app, { recursive: true, force: true });
+    }
   });
 });

@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import type { SchedulerLike } from 'rxjs';
-import english from 'zod/v4/locales/en.js';
+import { en as english } from 'zod/v4/locales';
 
 /**
  * Validation failures of caller input (a request, a pool config). The message names every failing
