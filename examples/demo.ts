@@ -11,6 +11,7 @@ import { balance, createKeyPool, type BalanceEvent, type ChatRequest, type KeyPo
 import { startFakeOpenRouter, type FakeOpenRouter } from 'openrouter-rx/testing';
 // The CLI's health table, not part of the package: in your app, render `pool.health$` your own way.
 import { createHealthPrinter } from '../src/cli/health-table.js';
+import { keysFromEnvironment } from './support/env-keys.js';
 
 interface DemoSetup {
   pool: KeyPoolOptions;
@@ -18,10 +19,7 @@ interface DemoSetup {
   fake?: FakeOpenRouter;
 }
 
-const realKeys = (process.env.OPENROUTER_API_KEYS ?? '')
-  .split(',')
-  .map((key) => key.trim())
-  .filter((key) => key.length > 0);
+const realKeys = keysFromEnvironment();
 
 async function fakeSetup(): Promise<DemoSetup> {
   const second = { requests: 0, windowMs: 1000 };
@@ -79,7 +77,7 @@ function realSetup(): DemoSetup {
       messages: [{ role: 'user', content: `In five words, name a fact about the number ${index + 1}.` }],
     })),
     pool: {
-      keys: realKeys.map((key, index) => ({ key, label: `key-${index + 1}` })),
+      keys: realKeys,
       appTitle: 'openrouter-rx demo',
       // A demo ends: a prompt that finds no key it can use for a minute (keys revoked, OpenRouter
       // out of reach) fails with the reason, where a pool's default queue waits as long as it takes.

@@ -447,6 +447,16 @@ describe('openrouter-rx run, in-process', () => {
     expect(result.stderr).toContain('2 key(s) from OPENROUTER_API_KEYS');
     expect(new Set(readResults(out).map((row) => row.keyLabel))).toEqual(new Set(['first', 'key-2']));
 
+    // Spaces around an entry or its '=' are the writer's, and a newline separates entries as a comma does.
+    const spaced = scratchFile('spaced.jsonl');
+    const spacedEnv = { OPENROUTER_API_KEYS: ` first = ${TEST_KEYS.healthy1} ,\nsecond=${TEST_KEYS.healthy2}\n` };
+    const spacedRun = await cli(['run', promptsFile(4), '--out', spaced, '--base-url', fake.baseURL, '--model', 'test/model'], {
+      env: spacedEnv,
+    });
+    expect(spacedRun.code).toBe(0);
+    expect(spacedRun.stderr).toContain('2 key(s) from OPENROUTER_API_KEYS');
+    expect(new Set(readResults(spaced).map((row) => row.keyLabel))).toEqual(new Set(['first', 'second']));
+
     const open = scratchFile('keys.txt', `${TEST_KEYS.healthy1}\n`);
     chmodSync(open, 0o644);
     const warned = await cli([
@@ -516,6 +526,14 @@ describe('openrouter-rx run, in-process', () => {
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/entry 1 of OPENROUTER_API_KEYS: nothing before '='/);
       expect(leakedKeyLabels(result.stdout + result.stderr)).toEqual([]);
+    });
+
+    it('a label with a space is refused as a label, not split into a key of its own', async () => {
+      const result = await runWith({ env: { OPENROUTER_API_KEYS: `team a=${TEST_KEYS.healthy1}` } });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/entry 1 of OPENROUTER_API_KEYS: the label may hold letters, digits/);
+      expect(result.written).toBe('');
+      expect(leakedKeyLabels(result.stdout + result.stderr + result.written)).toEqual([]);
     });
   });
 

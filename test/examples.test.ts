@@ -98,3 +98,15 @@ describe.concurrent('runnable examples, against the fake server', () => {
     expect(run.stdout).toMatch(/300 prompts in [\d.]+ s: \d+ completed, \d+ failed/);
   });
 });
+
+describe('the examples read OPENROUTER_API_KEYS as the CLI does', () => {
+  it('comma- or newline-separated entries, each the key alone or label=key, spaces trimmed', async () => {
+    const { keysFromEnvironment } = await import('../examples/support/env-keys.js');
+    expect(keysFromEnvironment(' team-a = sk-or-v1-aaa ,sk-or-v1-bbb\nteam-c=sk-or-v1-ccc\n')).toEqual([
+      { key: 'sk-or-v1-aaa', label: 'team-a' },
+      { key: 'sk-or-v1-bbb', label: 'key-2' },
+      { key: 'sk-or-v1-ccc', label: 'team-c' },
+    ]);
+    expect(keysFromEnvironment('')).toEqual([]);
+  });
+});

@@ -1,8 +1,9 @@
 import { startFakeOpenRouter, type FakeModelConfig, type FakeOpenRouter } from 'openrouter-rx/testing';
+import { keysFromEnvironment } from './env-keys.js';
 
 /**
  * Where the examples send their requests: OpenRouter with your keys when `OPENROUTER_API_KEYS` is
- * set (comma-separated), else the embedded fake OpenRouter on 127.0.0.1, so every example runs
+ * set (comma-separated, each optionally `label=key`, as the CLI reads it), else the embedded fake OpenRouter on 127.0.0.1, so every example runs
  * with no key and no network (that is how the test suite runs them). In your app, build the pool
  * from your own keys and leave this file out.
  */
@@ -27,13 +28,10 @@ export interface FakeEndpointOptions {
 }
 
 export async function exampleEndpoint(options: FakeEndpointOptions = {}): Promise<ExampleEndpoint> {
-  const real = (process.env.OPENROUTER_API_KEYS ?? '')
-    .split(',')
-    .map((key) => key.trim())
-    .filter(Boolean);
+  const real = keysFromEnvironment();
   if (real.length > 0) {
     return {
-      keys: real.map((key, index) => ({ key, label: `key-${index + 1}` })),
+      keys: real,
       model: process.env.OPENROUTER_MODEL ?? 'openai/gpt-4o-mini',
       close: async () => undefined,
     };

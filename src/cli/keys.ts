@@ -45,9 +45,11 @@ interface Entry {
 export async function loadKeys(keysFile: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<LoadedKeys> {
   if (keysFile !== undefined) return loadKeysFile(keysFile);
   const variable = env[KEYS_ENV] ?? '';
-  // Commas, spaces or newlines: whatever a shell export or a CI secret holds.
+  // Commas or newlines (a CI secret may hold one key per line); not spaces, which would make a
+  // label with a space (`team a=sk-…`) into a key of its own, sent as a bearer token.
   const entries = variable
-    .split(/[\s,]+/)
+    .split(/[,\r\n]+/)
+    .map((text) => text.trim())
     .filter((text) => text.length > 0)
     .map((text, index): Entry => ({ text, where: `entry ${index + 1} of ${KEYS_ENV}` }));
   if (entries.length === 0) throw new UsageError(`no API keys: ${KEYS_HINT}; or try it with --fake, no key needed`);
