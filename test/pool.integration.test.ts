@@ -438,6 +438,41 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
     });
   });
 
+  it('(f) the health a subscriber is handed is frozen: editing it throws, and changes nothing another consumer or the totals see', async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }], defaultModel: { latencyMs: 5 } });
+    const pool = startPool(fake, { keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }] });
+    expect(terminalEvents(await runAll(pool, requestsOf(1, 'first'), 1)).completions).toHaveLength(1);
+    const edits: unknown[] = [];
+    subscriptions.push(
+      pool.health$.subscribe((health) => {
+        const key = health.keys[0] as unknown as Record<string, unknown> & { usage: Record<string, number>; quota: unknown[] };
+        for (const edit of [
+          () => (key.usage.requests = 1_000),
+          () => (key.label = 'EDITED'),
+          () => key.quota.push({}),
+          () => ((health as unknown as Record<string, unknown>)['queued'] = 99),
+        ]) {
+          try {
+            edit();
+            edits.push('edited');
+          } catch (error: unknown) {
+            edits.push(error instanceof TypeError ? 'refused' : error);
+          }
+        }
+      }),
+    );
+    expect(terminalEvents(await runAll(pool, requestsOf(2, 'second'), 1)).completions).toHaveLength(2);
+    expect(edits.length).toBeGreaterThan(0);
+    expect(new Set(edits)).toEqual(new Set(['refused']));
+    const key = keyHealth(pool, 'healthy-1');
+    expect(key.label).toBe('healthy-1');
+    expect(key.usage.requests).toBe(3);
+    expect(pool.snapshot().usage.requests).toBe(3);
+    const fromKeyStream = await firstValueFrom(pool.key('healthy-1').health$);
+    expect(fromKeyStream).toMatchObject({ label: 'healthy-1', usage: { requests: 3 } });
+    expect(Object.isFrozen(fromKeyStream.usage) && Object.isFrozen(fromKeyStream.quota)).toBe(true);
+  });
+
   it.each(['sdk', 'fetch'] as const)(
     '(e) a non-streamed answer cut off after its status counts against its model, as a cut stream does: the keys stay closed, another model still answers (%s transport)',
     async (transportKind) => {

@@ -16,135 +16,135 @@ export type OpenReason = 'failures' | 'rate-limit';
 /** The latest failure of a key or model, as health shows it. */
 export interface LastError {
   /** Kind of the error. */
-  kind: ErrorKind;
+  readonly kind: ErrorKind;
   /** Its HTTP status, when there was one. */
-  status?: number;
+  readonly status?: number;
   /** Its message (never holds key text). */
-  message: string;
+  readonly message: string;
   /** Scheduler time of the failure. */
-  at: number;
+  readonly at: number;
 }
 
 /** What one quota (e.g. `rpm`) of a key, an account or a model has left in its sliding window. */
 export interface QuotaRemaining {
   /** Whose quota it is. */
-  scope: 'key' | 'account' | 'model';
+  readonly scope: 'key' | 'account' | 'model';
   /** `requests` or `tokens`. */
-  unit: 'requests' | 'tokens';
+  readonly unit: 'requests' | 'tokens';
   /** Most `unit`s the window admits. */
-  limit: number;
+  readonly limit: number;
   /** What the window admits now (never below 0). */
-  remaining: number;
+  readonly remaining: number;
   /**
    * Scheduler time at which the oldest unit counted now leaves the window, and `remaining` rises
    * (a UI's "frees in 12 s"); null while the window counts nothing. `health$` publishes the rise.
    */
-  freesAt: number | null;
+  readonly freesAt: number | null;
   /** Length of the sliding window. */
-  windowMs: number;
+  readonly windowMs: number;
   /** For `model` quotas, the model pattern they apply to. */
-  model?: string;
+  readonly model?: string;
   /** Told in the config, learned from a 429's `X-RateLimit-*`, or read from `GET /api/v1/key`. */
-  source: QuotaSource;
+  readonly source: QuotaSource;
   /** For a learned quota, the bucket the server named (`free-models-per-day`). */
-  bucket?: string;
+  readonly bucket?: string;
 }
 
 /** Running totals of requests and billed usage, for a key, a model or the pool. */
 export interface UsageTotals {
   /** Successful attempts (failed ones add their billed tokens but no request). */
-  requests: number;
+  readonly requests: number;
   /** Prompt tokens billed. */
-  promptTokens: number;
+  readonly promptTokens: number;
   /** Completion tokens billed. */
-  completionTokens: number;
+  readonly completionTokens: number;
   /** Total tokens billed. */
-  totalTokens: number;
+  readonly totalTokens: number;
   /** Credits (USD) billed, as reported by OpenRouter. */
-  cost: number;
+  readonly cost: number;
 }
 
 /** A key's spending as `GET /api/v1/key` last reported it; amounts in USD. */
 export interface Credit {
   /** The key's spending cap, or `null` for none. */
-  limit: number | null;
+  readonly limit: number | null;
   /** What is left of `limit`; `null` when there is no limit. */
-  limitRemaining: number | null;
+  readonly limitRemaining: number | null;
   /** Credits the key has used. */
-  usage: number;
+  readonly usage: number;
   /** True when the account never bought credits. */
-  isFreeTier: boolean;
+  readonly isFreeTier: boolean;
   /** Scheduler time of the `GET /api/v1/key` call. */
-  checkedAt: number;
+  readonly checkedAt: number;
 }
 
 /** What key and model records share: breaker state, in-flight count, outcomes, latency, usage. */
 export interface EntityHealth {
   /** Its breaker's state, or (keys only) `disabled` or `exhausted`. */
-  state: KeyState;
+  readonly state: KeyState;
   /** Why it is `open`; null in any other state. */
-  openReason: OpenReason | null;
+  readonly openReason: OpenReason | null;
   /** Scheduler time until which it is parked, open, or exhausted; null when none applies. */
-  cooldownUntil: number | null;
+  readonly cooldownUntil: number | null;
   /** Attempts holding a slot now. */
-  inFlight: number;
+  readonly inFlight: number;
   /**
    * The adaptive concurrency limit (found from overload answers): for a model, its requests in
    * flight at once; for a key, its account's. Null when adaptive concurrency is off.
    */
-  concurrencyLimit: number | null;
+  readonly concurrencyLimit: number | null;
   /** Outcomes in the breaker's current sliding window. */
-  successes: number;
+  readonly successes: number;
   /** Failures in the breaker's current sliding window. */
-  failures: number;
+  readonly failures: number;
   /** Failures since the last success. */
-  consecutiveFailures: number;
+  readonly consecutiveFailures: number;
   /** The latest failure; null before the first. */
-  lastError: LastError | null;
+  readonly lastError: LastError | null;
   /** Exponential moving averages, in ms; null before the first sample. */
-  latencyMs: number | null;
+  readonly latencyMs: number | null;
   /** Moving average of the time from the lease to the first content, in ms; null before a sample. */
-  timeToFirstTokenMs: number | null;
+  readonly timeToFirstTokenMs: number | null;
   /** What its successful attempts (and failed ones' billed tokens) used. */
-  usage: UsageTotals;
+  readonly usage: UsageTotals;
 }
 
 /** One key's health record. */
 export interface KeyHealth extends EntityHealth {
   /** The key's label. */
-  label: string;
+  readonly label: string;
   /** Short non-reversible hash of the key, to tell keys with the same label apart. */
-  fingerprint: string;
+  readonly fingerprint: string;
   /** Id of the account the key belongs to. */
-  account: string;
+  readonly account: string;
   /** The key's `maxConcurrent` limit; null when it has none. */
-  maxConcurrent: number | null;
+  readonly maxConcurrent: number | null;
   /** What the key's quotas, then its account's, then its account's per-model limits (`models`, the free-model bucket) have left. */
-  quota: readonly QuotaRemaining[];
+  readonly quota: readonly QuotaRemaining[];
   /** Its spending, once `GET /api/v1/key` has been polled; null before. */
-  credit: Credit | null;
+  readonly credit: Credit | null;
 }
 
 /** One model's health record, shared by every key. */
 export interface ModelHealth extends EntityHealth {
   /** The model slug. */
-  model: string;
+  readonly model: string;
   /** A model is never disabled or exhausted: only its breaker's states. */
-  state: BreakerState;
+  readonly state: BreakerState;
 }
 
 /** A snapshot of the whole pool's health. */
 export interface PoolHealth {
   /** Every key's record. */
-  keys: readonly KeyHealth[];
+  readonly keys: readonly KeyHealth[];
   /** A record per model the pool tracks (idle, healthy ones are dropped past `maxModelRecords`). */
-  models: readonly ModelHealth[];
+  readonly models: readonly ModelHealth[];
   /** Sums over every key. */
-  usage: UsageTotals;
+  readonly usage: UsageTotals;
   /** Requests waiting for a key. */
-  queued: number;
+  readonly queued: number;
   /** Scheduler time of this snapshot. */
-  at: number;
+  readonly at: number;
 }
 
 export function emptyUsage(): UsageTotals {

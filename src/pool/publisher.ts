@@ -133,15 +133,16 @@ export class HealthPublisher {
     for (const key of account.keys) this.dirtyKeys.add(key);
   }
 
+  /** The pool's health now, frozen as its records are (see `keyHealthOf`). */
   snapshot(): PoolHealth {
-    const keys = this.registry.keys.map((entry) => entry.health);
-    return {
+    const keys = Object.freeze(this.registry.keys.map((entry) => entry.health));
+    return Object.freeze({
       keys,
-      models: [...this.registry.models.values()].map((entry) => entry.health),
-      usage: keys.reduce((sum, key) => addUsage(sum, key.usage, false), emptyUsage()),
+      models: Object.freeze([...this.registry.models.values()].map((entry) => entry.health)),
+      usage: Object.freeze(keys.reduce((sum, key) => addUsage(sum, key.usage, false), emptyUsage())),
       queued: this.queueLength(),
       at: this.scheduler.now(),
-    };
+    });
   }
 
   /** Publishes every health record touched since the last flush, and state-change events. */

@@ -47,27 +47,39 @@ function sharedFields(entity: KeyEntry | ModelEntry, view: StateView, now: numbe
     successes,
     failures,
     consecutiveFailures: entity.breaker.consecutiveFailures,
-    lastError: entity.lastError,
+    // The pool's own objects, which it replaces and never changes: frozen, so that a subscriber
+    // that edits what it was handed cannot change what every other one sees, or the pool's totals.
+    lastError: frozen(entity.lastError),
     latencyMs: entity.latencyMs,
     timeToFirstTokenMs: entity.timeToFirstTokenMs,
-    usage: entity.usage,
+    usage: Object.freeze(entity.usage),
   };
 }
 
+function frozen<T extends object>(value: T | null): Readonly<T> | null {
+  return value === null ? null : Object.freeze(value);
+}
+
+/** A store's answers, copied: a store of the user's own made them, and they are not ours to freeze. */
+function frozenQuotas(quotas: readonly QuotaRemaining[]): readonly QuotaRemaining[] {
+  return Object.freeze(quotas.map((quota) => Object.freeze(Object.assign({}, quota))));
+}
+
+/** A key's record, frozen with everything in it: every subscriber of the pool's health gets the same one. */
 export function keyHealthOf(entry: KeyEntry, store: StateStore, now: number): KeyHealth {
-  return {
+  return Object.freeze({
     label: entry.label,
     fingerprint: entry.credential.fingerprint,
     account: entry.account.id,
     ...sharedFields(entry, keyStateOf(entry, now), now),
     maxConcurrent: entry.scope.limits.maxConcurrent ?? null,
-    quota: [
+    quota: frozenQuotas([
       ...store.remaining(entry.scope.id, now),
       ...store.remaining(entry.account.scope.id, now),
       ...modelQuotasOf(entry.account, store, now),
-    ],
-    credit: entry.credit,
-  };
+    ]),
+    credit: frozen(entry.credit),
+  });
 }
 
 /**
@@ -84,5 +96,5 @@ function modelQuotasOf(account: KeyEntry['account'], store: StateStore, now: num
 
 export function modelHealthOf(entry: ModelEntry, now: number): ModelHealth {
   // A model's state is a breaker state: it is never disabled or exhausted.
-  return { model: entry.model, ...sharedFields(entry, modelStateOf(entry, now), now) } as ModelHealth;
+  return Object.freeze({ model: entry.model, ...sharedFields(entry, modelStateOf(entry, now), now) }) as ModelHealth;
 }
