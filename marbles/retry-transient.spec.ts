@@ -25,6 +25,7 @@ import {
   endEvent,
   newTestScheduler,
   randomSequence,
+  rateLimitError,
   scriptedPoolFactory,
   timeline,
   upstreamError,
@@ -177,6 +178,46 @@ describe('retryTransient: what it does not retry', () => {
       );
       expectSubscriptions(call.subscriptions).toBe(['^-!', '52ms ^-!', '154ms ^-!']);
     });
+  });
+
+  it('gives up listing every attempt of the request, those the operators nested with it took included, and counts them all', () => {
+    const scheduler = newTestScheduler();
+    let caught: unknown;
+    scheduler.run(({ cold }) => {
+      const failing = (error: OpenRouterError) => cold<TransportEvent>('--#', undefined, error);
+      const { pool } = makePool(
+        scheduler,
+        {
+          hello: [
+            failing(upstreamError(503)),
+            failing(rateLimitError(10)),
+            failing(upstreamError(503)),
+            failing(rateLimitError(10)),
+            failing(upstreamError(503)),
+          ],
+        },
+        { by: 'content' },
+      );
+      // A chain composed by hand: one loop per operator, each counting its own kind.
+      of(chatRequest('hello', { id: 'hello' }))
+        .pipe(
+          withKeyRotation(pool),
+          circuitBreaker(pool),
+          retryOnRateLimit({ scheduler, maxAttempts: 4 }),
+          transient(scheduler, { maxAttempts: 3, budget: false, random: () => 0.5 }),
+        )
+        .subscribe({ error: (error: unknown) => (caught = error) });
+    });
+    expect(caught).toBeInstanceOf(AttemptsExhaustedError);
+    const exhausted = caught as AttemptsExhaustedError;
+    expect(exhausted.attempts.map((record) => `${record.attempt}:${record.kind}`)).toEqual([
+      '1:upstream',
+      '2:rate_limit',
+      '3:upstream',
+      '4:rate_limit',
+      '5:upstream',
+    ]);
+    expect(exhausted.message).toMatch(/^gave up after 5 attempts: /);
   });
 
   it('does not retry after content was delivered, in the default error mode', () => {

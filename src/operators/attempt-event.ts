@@ -58,6 +58,8 @@ export interface AttemptRecording {
  */
 export interface RequestRetries {
   readonly retryCounts: Map<object, AttemptRecord[]>;
+  /** Every failed attempt of the request a retry operator took, in order: what giving up lists. */
+  readonly failedAttempts: AttemptRecord[];
   /**
    * Set by a retry operator while it resubscribes (synchronously: cleared when its subscribe call
    * returns): the attempt made meanwhile goes on with these counts.

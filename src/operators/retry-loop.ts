@@ -139,6 +139,15 @@ class LoopState {
     this.policy.onAttempt?.(this.records.length > 0);
   }
 
+  /**
+   * Every failed attempt of the request, whichever retry operator took it (one failure is taken by
+   * one loop), for the `AttemptsExhaustedError` this loop gives up with: a chain composed by hand
+   * nests one loop per operator, and each counts only its own kind. Its own, outside `withKeyRotation`.
+   */
+  requestAttempts(): AttemptRecord[] {
+    return [...(requestOf(this.lastStart)?.failedAttempts ?? this.records)];
+  }
+
   /** As a new subscription of this loop would start. */
   restart(): void {
     this.stop();
@@ -183,7 +192,7 @@ class RetryRun {
       const leftMs = pending.until - loop.policy.scheduler.now();
       if (leftMs <= 0) {
         for (const each of this.loops) each.stop();
-        this.subscriber.error(this.gaveUp(loop, new AttemptsExhaustedError(pending.lastError, [...loop.records])));
+        this.subscriber.error(this.gaveUp(loop, new AttemptsExhaustedError(pending.lastError, loop.requestAttempts())));
         return;
       }
       this.armWait(loop, pending.lastError, leftMs);
@@ -257,11 +266,13 @@ class RetryRun {
     // Not ours: an outer loop (or the caller) decides, so it passes through as it is.
     if (!policy.handles(error)) return error;
     const now = policy.scheduler.now();
-    loop.records.push(attemptRecordOf(error, lastStart, now));
+    const record = attemptRecordOf(error, lastStart, now);
+    loop.records.push(record);
+    requestOf(lastStart)?.failedAttempts.push(record);
     if (loop.deliveredContent && policy.onMidStreamError === 'error') return error;
     const delayMs = policy.delayFor(error, loop.records.length);
     if (delayMs === undefined)
-      return this.gaveUp(loop, loop.records.length > 1 ? new AttemptsExhaustedError(error, [...loop.records]) : error);
+      return this.gaveUp(loop, loop.records.length > 1 ? new AttemptsExhaustedError(error, loop.requestAttempts()) : error);
     const { subscriber } = this;
     // On the pool's `events$` too, through the attempt retried (this loop knows no pool).
     const emit = lastStart === undefined ? undefined : recordingOf(lastStart)?.emit;
@@ -347,7 +358,7 @@ class RetryRun {
     loop.waitTimer = scheduleAfter(loop.policy.scheduler, waitMs, () => {
       this.inner?.unsubscribe();
       // Loops outside pass an `AttemptsExhaustedError` through as it is.
-      this.subscriber.error(this.gaveUp(loop, new AttemptsExhaustedError(lastError, [...loop.records])));
+      this.subscriber.error(this.gaveUp(loop, new AttemptsExhaustedError(lastError, loop.requestAttempts())));
     });
   }
 }

@@ -36,6 +36,7 @@ export class RouteState {
   /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
   private movedOnModels: Set<string> | undefined;
   #retryCounts: Map<object, AttemptRecord[]> | undefined;
+  #failedAttempts: AttemptRecord[] | undefined;
 
   constructor(
     /** The models to try, in order of preference. */
@@ -117,5 +118,10 @@ export class RouteState {
   /** The request's attempts as each retry operator counted them, by operator; made when one first asks. */
   get retryCounts(): Map<object, AttemptRecord[]> {
     return (this.#retryCounts ??= new Map());
+  }
+
+  /** The request's failed attempts that retry operators took, in order; made when one first fails. */
+  get failedAttempts(): AttemptRecord[] {
+    return (this.#failedAttempts ??= []);
   }
 }
