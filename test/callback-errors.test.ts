@@ -133,3 +133,40 @@ describe('a user callback that throws while a request is placed', () => {
     expect(unhandled).toEqual([]);
   });
 });
+
+describe('a transport that returns no Observable', () => {
+  it.each([
+    ['an async function (a Promise)', (async () => ({ type: 'completion' })) as unknown as Transport, 'a Promise'],
+    ['an async function that rejects', (async () => Promise.reject(new Error('network down'))) as unknown as Transport, 'a Promise'],
+    ['nothing', (() => undefined) as unknown as Transport, 'undefined'],
+  ])(
+    '%s: every request fails with a ConfigurationError that says so, nothing is unhandled, no key is blamed or held',
+    async (_case, broken, what) => {
+      const pool = createPool({ keys: [KEY], transport: broken });
+      const events = await lastValueFrom(
+        from([requestFor('r1', 'b'), requestFor('r2', 'b')]).pipe(
+          balance(pool),
+          toArray(),
+          timeout({ first: 2_000, with: () => of('hung' as const) }),
+        ),
+      );
+      // A rejection left unhandled would surface here, after the request has failed.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const key = pool.snapshot().keys[0]!;
+      pool.dispose();
+      expect(events).not.toBe('hung');
+      const failures = (events as BalanceEvent[]).flatMap((event) => (event.type === 'failed' ? [event.error] : []));
+      expect(failures).toHaveLength(2);
+      for (const error of failures) {
+        expect(error).toMatchObject({ name: 'ConfigurationError', scope: 'request', retryable: false });
+        expect(error.message).toContain(`the transport returned ${what}, not an Observable`);
+      }
+      expect({ inFlight: key.inFlight, state: key.state, failures: key.failures, unhandled: unhandled.map(String) }).toEqual({
+        inFlight: 0,
+        state: 'closed',
+        failures: 0,
+        unhandled: [],
+      });
+    },
+  );
+});

@@ -1,5 +1,13 @@
 import { Observable, type Subscription, mergeMap, throwError, type OperatorFunction, type Subscriber } from 'rxjs';
-import { BadRequestError, ContextLengthError, callbackError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import {
+  BadRequestError,
+  ConfigurationError,
+  ContextLengthError,
+  callbackError,
+  copyError,
+  toOpenRouterError,
+  type OpenRouterError,
+} from '../core/errors.js';
 import { redactError } from '../core/redact.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
@@ -329,6 +337,12 @@ class KeyAttempt {
       events.error(thrown);
       return;
     }
+    if (typeof (transport$ as Partial<Observable<TransportEvent>> | null | undefined)?.subscribe !== 'function') {
+      // A transport written as an `async` function (or one that returned nothing) would crash the
+      // process from inside rxjs: the request fails, typed, and a promise it made never rejects unhandled.
+      events.error(notAnObservableError(transport$));
+      return;
+    }
     const call = keptUnless(transport$.subscribe(new TaggedEvents(this, events)), this.stopped);
     if (call === undefined) return;
     this.call = call;
@@ -458,4 +472,16 @@ class TaggedEvents {
   complete(): void {
     if (!this.failed && !this.attempt.ended) this.events.complete();
   }
+}
+
+/** What a transport that returned no Observable fails its request with; a promise it returned is settled quietly. */
+function notAnObservableError(returned: unknown): ConfigurationError {
+  const thenable = typeof (returned as PromiseLike<unknown> | null | undefined)?.then === 'function';
+  if (thenable) (returned as PromiseLike<unknown>).then(undefined, () => undefined);
+  const what = thenable ? 'a Promise' : returned === null ? 'null' : typeof returned;
+  return new ConfigurationError({
+    message: `the transport returned ${what}, not an Observable of TransportEvents (write it as (key, request, options) => new Observable(...), or wrap a promise with from())`,
+    scope: 'request',
+    retryable: false,
+  });
 }
