@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ignoreElements, of, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
+import { from, ignoreElements, of, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { KeyPool } from '../src/create-pool.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import { circuitBreaker } from '../src/operators/circuit-breaker.js';
 import { retryOnRateLimit, type RetryOnRateLimitConfig } from '../src/operators/retry-on-rate-limit.js';
 import type { AttemptEvent } from '../src/operators/attempt-event.js';
-import { AttemptsExhaustedError, AuthenticationError, UpstreamError } from '../src/core/errors.js';
+import { AttemptsExhaustedError, AuthenticationError, RateLimitError, UpstreamError } from '../src/core/errors.js';
+import { balance } from '../src/operators/balance.js';
 import type { TransportEvent } from '../src/core/types.js';
 import {
   MODEL,
@@ -179,5 +180,47 @@ describe('retryOnRateLimit', () => {
       expectObservable(request$(pool, scheduler).pipe(ignoreElements())).toBe('--#', undefined, asReported(error));
       expectSubscriptions(k1.subscriptions).toBe('^-!');
     });
+  });
+});
+
+describe('retryOnRateLimit in balance, with the defaults: a per-minute quota spent', () => {
+  it('the request that drew the 429 waits out the minute and takes the first room the window frees, ahead of the requests that came after it', () => {
+    const scheduler = newTestScheduler();
+    const free = 'acme/model-a:free';
+    const outcomes: string[] = [];
+    scheduler.run(({ cold }) => {
+      const answer = (content: string) => cold<TransportEvent>('50ms (c|)', { c: completionEvent(content) });
+      // 2 a minute for the account's free models, found out when the third request draws the 429.
+      const refused = new RateLimitError({
+        message: '429 Rate limit exceeded: free-models-per-min',
+        scope: 'account',
+        retryable: true,
+        status: 429,
+        retryAfterMs: 59_800,
+        rateLimit: { limit: 2, remaining: 0, resetAfterMs: 59_800, bucket: 'free-models-per-min' },
+      });
+      const { pool } = makePool(
+        scheduler,
+        {
+          r0: [answer('r0')],
+          r1: [answer('r1')],
+          r2: [cold<TransportEvent>('5ms #', undefined, refused), answer('r2')],
+          r3: [answer('r3')],
+        },
+        { by: 'content', keys: [{ key: 'sk-test-1', label: 'k1' }] },
+      );
+      const requests = ['r0', 'r1', 'r2', 'r3'].map((id) => chatRequest(id, { id, model: free }));
+      from(requests)
+        .pipe(balance(pool, { concurrency: 3 }))
+        .subscribe((event) => {
+          if (event.type === 'completion') outcomes.push(`${event.requestId} ok at ${scheduler.now()}`);
+          if (event.type === 'failed') outcomes.push(`${event.requestId} failed at ${scheduler.now()}: ${event.error.message}`);
+        });
+      scheduler.schedule(() => pool.dispose(), 180_000);
+    });
+    expect(outcomes.slice(0, 2)).toEqual(['r0 ok at 50', 'r1 ok at 50']);
+    // The window the 429 taught frees a minute after the first sends (plus the pool's margin): r2 first, then r3.
+    expect(outcomes.slice(2).map((outcome) => outcome.replace(/ at \d+/, ''))).toEqual(['r2 ok', 'r3 ok']);
+    expect(Number(/at (\d+)/.exec(outcomes[2]!)![1])).toBeGreaterThanOrEqual(60_000);
   });
 });

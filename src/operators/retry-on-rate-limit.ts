@@ -11,7 +11,9 @@ export interface RetryOnRateLimitConfig {
   maxAttempts?: number;
   /**
    * The longest a retry may wait for an eligible key (all keys parked until their reset) before
-   * giving up. Default 60 s.
+   * giving up. Default 90 s: a per-minute quota spent (OpenRouter's free models: 20 a minute) frees
+   * a minute after the window's first request, plus the margin the pool counts sends with, so a
+   * retry that drew the minute's 429 would give up just before the room it waits for.
    */
   maxWaitMs?: number;
   /** What to do when an attempt fails after delivering content. Default `'error'`. */
@@ -19,6 +21,8 @@ export interface RetryOnRateLimitConfig {
   /** Runs the `maxWaitMs` timer and reads the clock. Default `asyncScheduler`. */
   scheduler?: SchedulerLike;
 }
+
+const DEFAULT_RATE_LIMIT_MAX_WAIT_MS = 90_000;
 
 /** Its own settings, which `balance` takes as `rateLimit`: a typo, or a bound that can only stall or give up, fails. */
 export const rateLimitRetrySettings = z.strictObject({ maxAttempts: z.optional(positiveInt), maxWaitMs: z.optional(nonnegativeInt) });
@@ -47,7 +51,7 @@ export function rateLimitRetryPolicy(config: RetryOnRateLimitConfig): RetryPolic
   return {
     handles: (error) => retriedBy(error) === 'rate-limit',
     delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
-    maxWaitMs: config.maxWaitMs ?? 60_000,
+    maxWaitMs: config.maxWaitMs ?? DEFAULT_RATE_LIMIT_MAX_WAIT_MS,
     onMidStreamError: config.onMidStreamError ?? 'error',
     scheduler: config.scheduler ?? asyncScheduler,
   };

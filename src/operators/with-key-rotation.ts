@@ -213,6 +213,7 @@ class KeyAttempt {
       subscriber.error(error);
       return;
     }
+    route.inLineSince ??= rotation.port.scheduler.now();
     const acquisition = rotation.port
       .acquire(request, {
         models,
@@ -223,14 +224,12 @@ class KeyAttempt {
         ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
         ...(config.maxQueuedModelParkMs === undefined ? {} : { maxQueuedModelParkMs: config.maxQueuedModelParkMs }),
         ...(config.refuseAtModelLimit === true ? { refuseAtModelLimit: true } : {}),
-        ...(route.inLineSince === undefined ? {} : { since: route.inLineSince }),
+        since: route.inLineSince,
       })
       .subscribe({
         next: (lease: KeyLease) => this.send(lease),
         error: (thrown: unknown) => {
-          const error = toOpenRouterError(thrown);
-          route.refused(error, rotation.port.scheduler.now());
-          subscriber.error(error);
+          subscriber.error(toOpenRouterError(thrown));
         },
       });
     this.acquisition = keptUnless(acquisition, this.released);

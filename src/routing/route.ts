@@ -1,5 +1,5 @@
 import { ERROR_POLICY } from '../core/error-policy.js';
-import { ModelUnavailableError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
+import type { AttemptRecord, OpenRouterError } from '../core/errors.js';
 
 /**
  * What one request has learnt across its attempts: the keys it tried (a retry prefers the
@@ -27,10 +27,10 @@ export class RouteState {
    */
   resumes = false;
   /**
-   * When the pool first refused the request because every model of its chain was at its
-   * concurrency limit: it has been in line for room since (waiting outside its caller's slot), and
-   * its later acquisitions keep that place in the pool's line, however long its caller takes to
-   * ask again.
+   * When the request first asked the pool for a key: its place in the pool's line, which its later
+   * acquisitions keep (a retry after a 429 or a backoff, a wait for room at its models' limits
+   * outside its caller's slot), however long they come after. A retry that went to the back of the
+   * line could wait out its `maxWaitMs` while younger requests took each room that freed.
    */
   inLineSince: number | undefined;
   /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
@@ -62,11 +62,6 @@ export class RouteState {
     const chosen = fresh.length > 0 ? fresh : open;
     // The whole chain, the usual case: the attempt holds the route's own array, not a copy.
     return chosen.length === this.chain.length ? this.chain : chosen;
-  }
-
-  /** The pool refused the request: at every model's concurrency limit, its caller waits for room, and the request is in line from `now`. */
-  refused(error: OpenRouterError, now: number): void {
-    if (error instanceof ModelUnavailableError && error.modelsAtCapacity.length > 0) this.inLineSince ??= now;
   }
 
   private attemptsOn(model: string): number {
