@@ -33,7 +33,10 @@ export interface QuotaRemaining {
   readonly unit: 'requests' | 'tokens';
   /** Most `unit`s the window admits. */
   readonly limit: number;
-  /** What the window admits now (never below 0). */
+  /**
+   * What the window admits now (never below 0). On a shared store (Redis), as this process counts
+   * it: the store enforces the fleet's total at admission, but this figure is not the fleet's.
+   */
   readonly remaining: number;
   /**
    * Scheduler time at which the oldest unit counted now leaves the window, and `remaining` rises
