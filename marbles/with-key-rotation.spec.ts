@@ -11,6 +11,7 @@ import {
   MODEL,
   chatRequest,
   chunkEvent,
+  completionEvent,
   endEvent,
   networkError,
   newTestScheduler,
@@ -486,5 +487,65 @@ describe('withKeyRotation', () => {
       );
       scheduler.schedule(() => expect(calls).toEqual([]), 1);
     });
+  });
+});
+
+describe('withKeyRotation: the same request object sent again', () => {
+  it('after its caller left it, it is a request of its own: it joins the line behind the requests that came before it', () => {
+    const scheduler = newTestScheduler();
+    const order: string[] = [];
+    scheduler.run(({ cold }) => {
+      const answer = (content: string) => cold<TransportEvent>('300ms (c|)', { c: completionEvent(content) });
+      const { pool } = makePool(
+        scheduler,
+        { x: [answer('x')], l: [answer('l')], b: [answer('b')] },
+        { by: 'content', keys: [{ key: 'sk-test-1', label: 'k1', limits: { maxConcurrent: 1 } }] },
+      );
+      pool.events$.subscribe((event) => {
+        if (event.type === 'attempt') order.push(`${event.requestId}@${event.at}`);
+      });
+      const rotation = withKeyRotation(pool);
+      const transient = retryTransient({ scheduler });
+      const run = (request: ChatRequest) => of(request).pipe(rotation, transient);
+      const x = chatRequest('x', { id: 'x' });
+      const first = run(x).subscribe({ error: () => undefined });
+      scheduler.schedule(() => first.unsubscribe(), 200);
+      scheduler.schedule(() => run(chatRequest('l', { id: 'l' })).subscribe(), 200);
+      scheduler.schedule(() => run(chatRequest('b', { id: 'b' })).subscribe(), 250);
+      scheduler.schedule(() => run(x).subscribe(), 300);
+    });
+    expect(order).toEqual(['x@0', 'l@200', 'b@500', 'x@800']);
+  });
+
+  it('after its caller left it mid-backoff, giving up lists only the attempts of its own run', () => {
+    const scheduler = newTestScheduler();
+    let caught: unknown;
+    scheduler.run(({ cold }) => {
+      const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('20ms #', undefined, upstreamError(503))] });
+      const rotation = withKeyRotation(pool);
+      const transient = retryTransient({
+        scheduler,
+        maxAttempts: 2,
+        baseDelayMs: 600,
+        maxDelayMs: 600,
+        random: () => 0.999,
+        budget: false,
+      });
+      const x = chatRequest('x', { id: 'x' });
+      const first = of(x)
+        .pipe(rotation, transient)
+        .subscribe({ error: () => undefined });
+      scheduler.schedule(() => first.unsubscribe(), 300);
+      scheduler.schedule(
+        () =>
+          of(x)
+            .pipe(rotation, transient)
+            .subscribe({ error: (error: unknown) => (caught = error) }),
+        1_000,
+      );
+    });
+    const exhausted = caught as AttemptsExhaustedError;
+    expect(exhausted.message).toMatch(/^gave up after 2 attempts: /);
+    expect(exhausted.attempts.map((record) => record.at)).toEqual([1_000, 1_619]);
   });
 });

@@ -213,6 +213,9 @@ class KeyAttempt {
       subscriber.error(error);
       return;
     }
+    // The same object sent again, not a retry of ours (its caller left it, or a plain `retry()`),
+    // is a request of its own: no place in line from before, no attempts failed before.
+    if (!this.resumed) route.startAfresh();
     route.inLineSince ??= rotation.port.scheduler.now();
     const acquisition = rotation.port
       .acquire(request, {

@@ -115,6 +115,12 @@ export class RouteState {
     return (this.#retryCounts ??= new Map());
   }
 
+  /** An attempt that no retry of this library made starts: the place in line and the failed attempts start afresh, as the retry counts do. */
+  startAfresh(): void {
+    this.inLineSince = undefined;
+    this.#failedAttempts = undefined;
+  }
+
   /** The request's failed attempts that retry operators took, in order; made when one first fails. */
   get failedAttempts(): AttemptRecord[] {
     return (this.#failedAttempts ??= []);
