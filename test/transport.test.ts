@@ -699,6 +699,27 @@ describe.each(TRANSPORTS)("%s with a caller's fetch that ignores its signal", (_
     expect(state.cancelled).toBe(true);
   });
 
+  it('an error answer whose body is cut off after its status is classified by the status, not blamed on the connection', async () => {
+    for (const [status, type, scope] of [
+      [429, RateLimitError, 'key'],
+      [503, UpstreamError, 'model'],
+    ] as const) {
+      const fetchImpl: FetchFunction = () => {
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode('{"error":{"message":'));
+            controller.error(new TypeError('terminated'));
+          },
+        });
+        return Promise.resolve(new Response(body, { status, headers: { 'content-type': 'application/json' } }));
+      };
+      for (const stream of [false, true]) {
+        const { error } = await collect(createTransport({ baseURL: NOWHERE, fetch: fetchImpl })(ALPHA, chat({ stream })));
+        expectTyped(error, { type, scope, retryable: true });
+      }
+    }
+  });
+
   it('a whole-answer body that does not end with the abort is cancelled when the caller leaves while it is read', async () => {
     const { body, state } = endlessBody('{"id":');
     const fetchImpl: FetchFunction = () =>

@@ -72,7 +72,9 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
     timeout.unsubscribe();
   }
   if (response.ok) return response;
-  const text = await bodyText(response, call.signal);
+  // The status came: an error body cut off after it is read as no body, and the status classifies
+  // it (as the SDK does), rather than the read's failure blaming the key's connection.
+  const text = await bodyText(response, call.signal).catch(() => '');
   throw redactError(
     classifyHttpError({
       status: response.status,
