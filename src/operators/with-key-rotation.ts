@@ -214,8 +214,10 @@ class KeyAttempt {
       return;
     }
     // The same object sent again, not a retry of ours (its caller left it, or a plain `retry()`),
-    // is a request of its own: no place in line from before, no attempts failed before.
-    if (!this.resumed) route.startAfresh();
+    // is a request of its own: no place in line from before, no attempts failed before. One the
+    // pool refused is awaited (`balance` waits for room or a model, then asks again) and goes on.
+    if (!this.resumed && !route.refused) route.startAfresh();
+    route.refused = false;
     route.inLineSince ??= rotation.port.scheduler.now();
     const acquisition = rotation.port
       .acquire(request, {
@@ -232,6 +234,8 @@ class KeyAttempt {
       .subscribe({
         next: (lease: KeyLease) => this.send(lease),
         error: (thrown: unknown) => {
+          // Its caller may wait for what the refusal names (room at a limit, a model back) and ask again.
+          route.refused = true;
           subscriber.error(toOpenRouterError(thrown));
         },
       });

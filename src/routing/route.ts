@@ -33,6 +33,8 @@ export class RouteState {
    * line could wait out its `maxWaitMs` while younger requests took each room that freed.
    */
   inLineSince: number | undefined;
+  /** The pool refused its last acquisition: the next one, whoever makes it, goes on from there (see `startAfresh`). */
+  refused = false;
   /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
   private movedOnModels: Set<string> | undefined;
   #retryCounts: Map<object, AttemptRecord[]> | undefined;
