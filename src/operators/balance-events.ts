@@ -14,7 +14,14 @@ import { keptUnless } from '../core/subscriptions.js';
 import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
-import { attemptRecordOf, requestOf, retriedErrorOf, whileResuming, type AttemptEvent, type AttemptStart } from './attempt-event.js';
+import {
+  attemptRecordOf,
+  retriedErrorOf,
+  whileResuming,
+  type AttemptEvent,
+  type AttemptStart,
+  type RequestRetries,
+} from './attempt-event.js';
 import type { Slot } from './merge-with-slots.js';
 import { priorityOf, type WithKeyRotationConfig } from './key-rotation-options.js';
 
@@ -143,9 +150,10 @@ export function toBalanceEvents(
   slot: Slot,
   waits: RequestWaits,
   request: ChatRequest,
+  retries: () => RequestRetries,
 ): Observable<BalanceEvent> {
   return new Observable<BalanceEvent>((subscriber) => {
-    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, request, subscriber);
+    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, request, retries, subscriber);
     report.subscribeAttempts();
     return report;
   });
@@ -200,6 +208,8 @@ class RequestReport {
     private readonly slot: Slot,
     private readonly waits: RequestWaits,
     private readonly request: ChatRequest,
+    /** The request's retries, which its attempts go on with after a wait (see `KeyRotationAttempts.retriesOf`). */
+    private readonly retries: () => RequestRetries,
     private readonly subscriber: Subscriber<BalanceEvent>,
   ) {}
 
@@ -451,7 +461,7 @@ class RequestReport {
       const reacquisition = slot.reacquire().subscribe(() => {
         endWait();
         // The same request, after a wait: its route (keys tried, models out) and retry counts go on.
-        whileResuming(requestOf(this.lastStart), () => this.subscribeAttempts());
+        whileResuming(this.retries(), () => this.subscribeAttempts());
       });
       // A slot granted at once has already started the attempts.
       if (!reacquisition.closed) wait.add(reacquisition);

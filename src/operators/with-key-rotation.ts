@@ -27,6 +27,7 @@ import {
   type AttemptEvent,
   type AttemptRecording,
   type AttemptStart,
+  type RequestRetries,
 } from './attempt-event.js';
 import { TimedAttempt, timeoutLimitsOf, type AttemptObserver, type TimeoutLimits } from './attempt-timeouts.js';
 
@@ -74,17 +75,26 @@ export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = 
  * `withKeyRotation` for one request: subscribing makes one attempt. `balance` calls it directly,
  * one request at a time, without the `mergeMap` the operator needs for a stream of requests.
  */
-export function keyRotationAttempts(
-  pool: PoolCore,
-  config: WithKeyRotationConfig = {},
-): (request: ChatRequest) => Observable<AttemptEvent> {
+export function keyRotationAttempts(pool: PoolCore, config: WithKeyRotationConfig = {}): KeyRotationAttempts {
   const rotation = new Rotation(pool[POOL_PORT], config);
-  return (request) =>
+  const attemptsOf = (request: ChatRequest): Observable<AttemptEvent> =>
     new Observable<AttemptEvent>((subscriber) => {
       const attempt = new KeyAttempt(rotation, request, subscriber);
       attempt.start();
       return attempt;
     });
+  return Object.assign(attemptsOf, { retriesOf: (request: ChatRequest): RequestRetries => rotation.routeOf(request) });
+}
+
+/** One request's attempts (subscribing makes one), and its retry state for a caller that asks again. */
+export interface KeyRotationAttempts {
+  (request: ChatRequest): Observable<AttemptEvent>;
+  /**
+   * The request's retries so far, for a caller that subscribes again to go on with the same request
+   * (with `whileResuming`): `balance`, after a wait outside its slot, even when the pool refused
+   * the request before any attempt (there is no attempt marker to take them from then).
+   */
+  retriesOf(request: ChatRequest): RequestRetries;
 }
 
 /** What every attempt through one `withKeyRotation` shares: its settings and the requests' routes. */
@@ -213,11 +223,9 @@ class KeyAttempt {
       subscriber.error(error);
       return;
     }
-    // The same object sent again, not a retry of ours (its caller left it, or a plain `retry()`),
-    // is a request of its own: no place in line from before, no attempts failed before. One the
-    // pool refused is awaited (`balance` waits for room or a model, then asks again) and goes on.
-    if (!this.resumed && !route.refused) route.startAfresh();
-    route.refused = false;
+    // Not a retry of ours (sent again after a refusal or its caller left, a plain `retry()`): it joins
+    // the line afresh and lists its own attempts, as its retry counts start afresh (`retriesOf`).
+    if (!this.resumed) route.startAfresh();
     route.inLineSince ??= rotation.port.scheduler.now();
     const acquisition = rotation.port
       .acquire(request, {
@@ -229,13 +237,11 @@ class KeyAttempt {
         ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
         ...(config.maxQueuedModelParkMs === undefined ? {} : { maxQueuedModelParkMs: config.maxQueuedModelParkMs }),
         ...(config.refuseAtModelLimit === true ? { refuseAtModelLimit: true } : {}),
-        since: route.inLineSince,
+        ...(this.resumed ? { since: route.inLineSince } : {}), // a new arrival has no place yet
       })
       .subscribe({
         next: (lease: KeyLease) => this.send(lease),
         error: (thrown: unknown) => {
-          // Its caller may wait for what the refusal names (room at a limit, a model back) and ask again.
-          route.refused = true;
           subscriber.error(toOpenRouterError(thrown));
         },
       });

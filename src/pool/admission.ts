@@ -349,8 +349,11 @@ export class Admission implements LeaseOwner, Eligibility {
       this.context.publisher.flush();
       return;
     }
-    // A request woken from a wait for room (its place from before) was in line already: the bound is for arrivals.
-    if (this.queue.length >= this.context.config.queue.maxSize && ticket.since === ticket.askedAt) {
+    // A request that asks again (a retry, or woken from a wait for room, with its place from before)
+    // is in line already, even in the same millisecond: the bound is for arrivals.
+    const since = ticket.options.since;
+    const inLine = since !== undefined && Number.isFinite(since) && since <= now;
+    if (this.queue.length >= this.context.config.queue.maxSize && !inLine) {
       ticket.fail(queueFullError(this.context.config.queue.maxSize));
       return;
     }

@@ -56,9 +56,10 @@ export interface AcquireOptions {
   /** Higher goes first; equal priorities are served in arrival order. Default 0. */
   priority?: number;
   /**
-   * When the request first waited for room at its models' concurrency limits (outside the queue,
-   * as `balance` waits): its place in line among equal priorities, kept when it asks again.
-   * Default: now, a new arrival. A time after now, or not a finite number, counts as now.
+   * For a request that asks again (a retry, or after a wait outside the queue, as `balance`
+   * waits): when it first asked, its place in line among equal priorities. It is in line already,
+   * so a full queue does not refuse it. Default: none, a new arrival, in line from now. A time
+   * after now, or not a finite number, counts as none.
    */
   since?: number;
   /** Fail with `QueueTimeoutError` after waiting this long; default from the pool config. */

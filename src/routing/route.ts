@@ -33,8 +33,6 @@ export class RouteState {
    * line could wait out its `maxWaitMs` while younger requests took each room that freed.
    */
   inLineSince: number | undefined;
-  /** The pool refused its last acquisition: the next one, whoever makes it, goes on from there (see `startAfresh`). */
-  refused = false;
   /** Offered to the pool after the rest of the chain: taken only when the others are out of service. Made on the first move. */
   private movedOnModels: Set<string> | undefined;
   #retryCounts: Map<object, AttemptRecord[]> | undefined;
@@ -117,7 +115,7 @@ export class RouteState {
     return (this.#retryCounts ??= new Map());
   }
 
-  /** An attempt that no retry of this library made starts: the place in line and the failed attempts start afresh, as the retry counts do. */
+  /** A subscription no retry of this library made starts: its place in line and its failed attempts start afresh, as its retry counts do. */
   startAfresh(): void {
     this.inLineSince = undefined;
     this.#failedAttempts = undefined;
