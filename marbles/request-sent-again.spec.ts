@@ -1,10 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { of } from 'rxjs';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
-import { retryTransient } from '../src/operators/retry-transient.js';
+import { retryOnRateLimit } from '../src/operators/retry-on-rate-limit.js';
+import { circuitBreaker } from '../src/operators/circuit-breaker.js';
 import type { AttemptsExhaustedError } from '../src/core/errors.js';
 import type { TransportEvent } from '../src/core/types.js';
-import { chatRequest, completionEvent, newTestScheduler, scriptedPoolFactory, upstreamError } from './support.js';
+import {
+  chatRequest,
+  completionEvent,
+  fixedBackoffRetry,
+  newTestScheduler,
+  rateLimitError,
+  scriptedPoolFactory,
+  upstreamError,
+} from './support.js';
 
 const makePool = scriptedPoolFactory([{ key: 'sk-test-1', label: 'k1', limits: { maxConcurrent: 1 } }], { by: 'content' });
 
@@ -53,10 +62,12 @@ describe('a request object sent again after the pool refused it', () => {
     expect(order).toEqual(['h@0', 'l@350', 'x@360']);
   });
 
-  it('after a full queue refused it, sent again at once, it is refused again (queue.maxSize)', () => {
+  it.each([
+    ['the same object', true],
+    ['a new object, as a control', false],
+  ] as const)('after a full queue refused it, sent again at once as %s, it is refused again (queue.maxSize)', (_case, sameObject) => {
     const scheduler = newTestScheduler();
     const errors: string[] = [];
-    const order: string[] = [];
     scheduler.run(({ cold }) => {
       const answer = (content: string, ms: number) => cold<TransportEvent>(`${ms}ms (c|)`, { c: completionEvent(content) });
       const { pool } = makePool(
@@ -64,47 +75,8 @@ describe('a request object sent again after the pool refused it', () => {
         { h: [answer('h', 1000)], y: [answer('y', 10)], x: [answer('x', 10)] },
         { queue: { maxSize: 1 } },
       );
-      pool.events$.subscribe((event) => {
-        if (event.type === 'attempt') order.push(`${event.requestId}@${event.at}`);
-        if (event.type === 'queued') order.push(`queued ${event.requestId} (${event.queued})@${event.at}`);
-      });
       const rotation = withKeyRotation(pool);
       const x = chatRequest('x', { id: 'x' });
-      of(chatRequest('h', { id: 'h' }))
-        .pipe(rotation)
-        .subscribe();
-      of(chatRequest('y', { id: 'y' }))
-        .pipe(rotation)
-        .subscribe();
-      scheduler.schedule(
-        () =>
-          of(x)
-            .pipe(rotation)
-            .subscribe({ error: (e: { kind: string }) => errors.push(`${e.kind}@${scheduler.now()}`) }),
-        10,
-      );
-      scheduler.schedule(
-        () =>
-          of(x)
-            .pipe(rotation)
-            .subscribe({ error: (e: { kind: string }) => errors.push(`${e.kind}@${scheduler.now()}`) }),
-        20,
-      );
-    });
-    expect(errors).toEqual(['queue_full@10', 'queue_full@20']);
-  });
-
-  it('as a new object in the same situation is', () => {
-    const scheduler = newTestScheduler();
-    const errors: string[] = [];
-    scheduler.run(({ cold }) => {
-      const answer = (content: string, ms: number) => cold<TransportEvent>(`${ms}ms (c|)`, { c: completionEvent(content) });
-      const { pool } = makePool(
-        scheduler,
-        { h: [answer('h', 1000)], y: [answer('y', 10)], x: [answer('x', 10)] },
-        { queue: { maxSize: 1 } },
-      );
-      const rotation = withKeyRotation(pool);
       of(chatRequest('h', { id: 'h' }))
         .pipe(rotation)
         .subscribe();
@@ -114,7 +86,7 @@ describe('a request object sent again after the pool refused it', () => {
       for (const at of [10, 20])
         scheduler.schedule(
           () =>
-            of(chatRequest('x', { id: 'x' }))
+            of(sameObject ? x : chatRequest('x', { id: 'x' }))
               .pipe(rotation)
               .subscribe({ error: (e: { kind: string }) => errors.push(`${e.kind}@${scheduler.now()}`) }),
           at,
@@ -134,14 +106,7 @@ describe('a request object sent again after the pool refused it', () => {
       });
       const short = withKeyRotation(pool, { queueTimeoutMs: 100 });
       const plain = withKeyRotation(pool);
-      const transient = retryTransient({
-        scheduler,
-        maxAttempts: 2,
-        baseDelayMs: 600,
-        maxDelayMs: 600,
-        random: () => 0.999,
-        budget: false,
-      });
+      const transient = fixedBackoffRetry(scheduler, 600, { maxAttempts: 2 });
       const x = chatRequest('x', { id: 'x' });
       of(x)
         .pipe(short, transient)
@@ -167,10 +132,6 @@ describe('a request object sent again after the pool refused it', () => {
     expect(exhausted.attempts.map((record) => record.at)).toEqual([3_020, 3_639]);
   });
 });
-
-import { retryOnRateLimit } from '../src/operators/retry-on-rate-limit.js';
-import { circuitBreaker } from '../src/operators/circuit-breaker.js';
-import { rateLimitError } from './support.js';
 
 describe('a retry and queue.maxSize', () => {
   const twoKeys = scriptedPoolFactory([
@@ -232,7 +193,7 @@ describe('a request object sent again after its caller left it', () => {
         if (event.type === 'attempt') order.push(`${event.requestId}@${event.at}`);
       });
       const rotation = withKeyRotation(pool);
-      const transient = retryTransient({ scheduler, baseDelayMs: 100, maxDelayMs: 100, random: () => 0.999, budget: false });
+      const transient = fixedBackoffRetry(scheduler, 100);
       const x = chatRequest('x', { id: 'x' });
       const first = of(x)
         .pipe(rotation, transient)

@@ -20,6 +20,7 @@ import {
   type OpenRouterError,
 } from '../src/core/errors.js';
 import type { FailedEvent } from '../src/operators/balance.js';
+import { retryTransient, type RetryTransientConfig } from '../src/operators/retry-transient.js';
 import type { ChatRequest, Completion, KeyCredential, Transport, TransportEvent, Usage } from '../src/core/types.js';
 
 export function newTestScheduler(): TestScheduler {
@@ -209,4 +210,9 @@ export function timeline(scheduler: { now(): number }, source: Observable<{ type
     complete: () => log.push(`${scheduler.now()} complete`),
   });
   return { log, error: () => failure };
+}
+
+/** A `retryTransient` whose backoff is `delayMs` less one, every time, with no budget: retries a test can place. */
+export function fixedBackoffRetry(scheduler: TestScheduler, delayMs: number, config: RetryTransientConfig = {}) {
+  return retryTransient({ scheduler, baseDelayMs: delayMs, maxDelayMs: delayMs, random: () => 0.999, budget: false, ...config });
 }

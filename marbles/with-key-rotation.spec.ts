@@ -12,6 +12,7 @@ import {
   chatRequest,
   chunkEvent,
   completionEvent,
+  fixedBackoffRetry,
   endEvent,
   networkError,
   newTestScheduler,
@@ -523,14 +524,7 @@ describe('withKeyRotation: the same request object sent again', () => {
     scheduler.run(({ cold }) => {
       const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('20ms #', undefined, upstreamError(503))] });
       const rotation = withKeyRotation(pool);
-      const transient = retryTransient({
-        scheduler,
-        maxAttempts: 2,
-        baseDelayMs: 600,
-        maxDelayMs: 600,
-        random: () => 0.999,
-        budget: false,
-      });
+      const transient = fixedBackoffRetry(scheduler, 600, { maxAttempts: 2 });
       const x = chatRequest('x', { id: 'x' });
       const first = of(x)
         .pipe(rotation, transient)

@@ -1,11 +1,10 @@
 import * as z from 'zod/mini';
+import { positiveInt } from '../core/validation.js';
 
 /**
  * The limits a key, an account or a model (per account) can be given: what admission and the
  * limiters enforce. Validated with zod where a pool config is read.
  */
-
-const positiveInt = z.int().check(z.positive());
 
 const windowQuotaSchema = z
   .strictObject({

@@ -150,10 +150,10 @@ export function toBalanceEvents(
   slot: Slot,
   waits: RequestWaits,
   request: ChatRequest,
-  retries: () => RequestRetries,
+  retriesOf: (request: ChatRequest) => RequestRetries,
 ): Observable<BalanceEvent> {
   return new Observable<BalanceEvent>((subscriber) => {
-    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, request, retries, subscriber);
+    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, request, retriesOf, subscriber);
     report.subscribeAttempts();
     return report;
   });
@@ -208,8 +208,8 @@ class RequestReport {
     private readonly slot: Slot,
     private readonly waits: RequestWaits,
     private readonly request: ChatRequest,
-    /** The request's retries, which its attempts go on with after a wait (see `KeyRotationAttempts.retriesOf`). */
-    private readonly retries: () => RequestRetries,
+    /** A request's retries, which its attempts go on with after a wait (the rotation's `retriesOf`, shared by every request). */
+    private readonly retriesOf: (request: ChatRequest) => RequestRetries,
     private readonly subscriber: Subscriber<BalanceEvent>,
   ) {}
 
@@ -461,7 +461,7 @@ class RequestReport {
       const reacquisition = slot.reacquire().subscribe(() => {
         endWait();
         // The same request, after a wait: its route (keys tried, models out) and retry counts go on.
-        whileResuming(this.retries(), () => this.subscribeAttempts());
+        whileResuming(this.retriesOf(this.request), () => this.subscribeAttempts());
       });
       // A slot granted at once has already started the attempts.
       if (!reacquisition.closed) wait.add(reacquisition);

@@ -151,7 +151,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       retryPolicies.length === 0
         ? attemptsOf(request)
         : nestedRetryLoops(attemptsOf(request), retryPolicies, { cutShort$: disposed$, resumable: true });
-    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, waits, request, () => attemptsOf.retriesOf(request));
+    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, waits, request, attemptsOf.retriesOf);
   };
 
   // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot.

@@ -94,7 +94,7 @@ export interface KeyRotationAttempts {
    * (with `whileResuming`): `balance`, after a wait outside its slot, even when the pool refused
    * the request before any attempt (there is no attempt marker to take them from then).
    */
-  retriesOf(request: ChatRequest): RequestRetries;
+  readonly retriesOf: (request: ChatRequest) => RequestRetries;
 }
 
 /** What every attempt through one `withKeyRotation` shares: its settings and the requests' routes. */

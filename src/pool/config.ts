@@ -6,7 +6,7 @@ import type { StrategyLike } from './strategies.js';
 import { strategyNames } from './strategies.js';
 import type { LogLevel, PoolLogger } from './event-log.js';
 import { defaultBreakerPolicy, type BreakerPolicy } from '../health/breaker.js';
-import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
+import { formatZodError, functionOption, positiveInt, safeParseEnglish, schedulerOption, ValidationError } from '../core/validation.js';
 import type { Observable } from 'rxjs';
 import { DEFAULT_ARRIVAL_MARGIN_MS, type StateStore } from '../store/state-store.js';
 import { limitsSchema, modelLimitsSchema, type LimitsConfig, type ModelLimitsConfig } from '../health/limits.js';
@@ -33,8 +33,6 @@ export interface KeyInfoSnapshot {
 
 /** Reads a key's `KeyInfoSnapshot`, for `refreshKeyInfo`; `createKeyPool` uses `fetchKeyInfo`. */
 export type KeyInfoSource = (key: KeyCredential) => Observable<KeyInfoSnapshot> | Promise<KeyInfoSnapshot>;
-
-const positiveInt = z.int().check(z.positive());
 
 /**
  * An API key as it is sent: `Authorization: Bearer <key>`. Surrounding whitespace (a key file's
@@ -140,17 +138,10 @@ export const keyPoolConfigSchema = z
     strategy: z.optional(strategyOption),
     defaultCompletionTokens: z.optional(positiveInt),
     latencySmoothing: z.optional(z.number().check(z.gt(0), z.lte(1))),
-    scheduler: z.optional(
-      z.custom<SchedulerLike>(
-        (value) => typeof value === 'object' && value !== null && isFunction((value as unknown as Record<string, unknown>)['now']),
-        {
-          message: 'expected an RxJS scheduler',
-        },
-      ),
-    ),
-    random: z.optional(z.custom<() => number>(isFunction, { message: 'expected a function' })),
-    transport: z.custom<Transport>(isFunction, { message: 'expected a transport function' }),
-    keyInfo: z.optional(z.custom<KeyInfoSource>(isFunction, { message: 'expected a function' })),
+    scheduler: z.optional(schedulerOption),
+    random: z.optional(functionOption<() => number>()),
+    transport: functionOption<Transport>('expected a transport function'),
+    keyInfo: z.optional(functionOption<KeyInfoSource>()),
     store: z.optional(
       z.custom<StateStore>(
         (value) => typeof value === 'object' && value !== null && isFunction((value as unknown as Record<string, unknown>)['reserve']),
