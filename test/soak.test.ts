@@ -30,6 +30,8 @@ const HEALTHY = ['healthy/a', 'healthy/b'];
 const DEAD = 'dead/model';
 const MISSPELT = 'misspelt/model';
 const HANGING = 'hanging/model';
+/** Requests a healthy model answers between two fault sets (see the shifter). */
+const TRAFFIC_PER_FAULT_SET = 10;
 
 /** Fault sets the healthy models cycle through; each spends its `times` and then answers. */
 const FAULT_SETS: FakeFault[][] = [
@@ -81,9 +83,19 @@ describe('soak', () => {
     const modelWaitMs = 12_000;
 
     try {
-      // Faults shift while the run goes on.
+      // Faults shift while the run goes on, with the traffic: a model's next set is armed once it
+      // has answered TRAFFIC_PER_FAULT_SET requests since the last, so a healthy model fails at
+      // most 2 in 10 of its requests. Re-armed on the clock instead, a model nobody sends to (its
+      // breaker open) would meet each probe with a fresh fault: it would fail every request that
+      // comes one at a time, which is a broken model, not a healthy one.
+      const requestsAtShift = new Map<string, number>();
       const shifter = setInterval(() => {
-        for (const model of HEALTHY) fake.setFaults(model, FAULT_SETS[Math.floor(random() * FAULT_SETS.length)]!);
+        for (const model of HEALTHY) {
+          const served = fake.countRequests({ model });
+          if (served < (requestsAtShift.get(model) ?? 0)) continue;
+          requestsAtShift.set(model, served + TRAFFIC_PER_FAULT_SET);
+          fake.setFaults(model, FAULT_SETS[Math.floor(random() * FAULT_SETS.length)]!);
+        }
       }, 200);
 
       const modelOf = (roll: number): Pick<ChatRequest, 'model' | 'models'> => {
