@@ -28,7 +28,8 @@ const notes: Record<string, string> = {
     '(an AMD host): 0.85× (the bare SDK at 1,898 req/s; 0.87–0.92× in three runs of the row alone that hour). Reading the ' +
     'body with `Response.text()` instead of the attempt’s own reader measured 0.74–0.83× against 0.87–0.92× in three ' +
     'alternating runs, and a client alone on a local server found the two within noise (320–341 µs per request): not taken. 0.75× in the full run at 0013359, with batches from 1,097 to 1,879 req/s (the bare SDK’s 1,253 to 2,003); two runs of the row alone alternating with 0591934 in the same hour: 0.87 and 0.90× against 0.90 and 0.86×. ' +
-    '0.89× in the full run at e312318, on an Intel host, each scenario now in a process of its own: batches from 1,229 to 2,023 req/s, the bare SDK’s from 1,306 to 2,421.',
+    '0.89× in the full run at e312318, on an Intel host, each scenario now in a process of its own: batches from 1,229 to 2,023 req/s, the bare SDK’s from 1,306 to 2,421. ' +
+    '0.86× in the full run at 8dc11fd, on an AMD host: batches from 1,115 to 1,923 req/s, the bare SDK’s from 1,398 to 2,242; two runs of the row alone alternating 8dc11fd with e312318 (`BENCH_LIBRARY_ENTRY`) that hour: 0.89 and 0.86× against 0.87 and 0.85×.',
   'overhead.cpu':
     'Overhead, CPU per request: +92.6 µs in the full run at 8e1526e, +47 and +78 µs in two runs of this row alone, +114.2 µs in ' +
     'the full run at 98f5b81 and +81 to +162 µs in seven runs of the row alone (8e1526e in the same hour: +23 to +142 µs; ' +
@@ -51,7 +52,8 @@ const notes: Record<string, string> = {
     'library’s own. The full run at 8b0e04e: +90.6 µs (+50.4 to +122.8 µs in three runs of the row alone that hour). A diff of CPU profiles against the bare SDK ' +
     '(8,000 requests each) finds the library’s own frames again, and no single extra cost in undici or Node: the same number of ' +
     '`writev` and `read` calls per request (strace), and the same scavenge and mark-compact time (`--trace-gc`). ' +
-    '+72.6 µs in the full run at e312318 (the recipe’s −12.0 µs against the same bare SDK: the row’s noise is of that order).',
+    '+72.6 µs in the full run at e312318 (the recipe’s −12.0 µs against the same bare SDK: the row’s noise is of that order). ' +
+    '+109.4 µs in the full run at 8dc11fd (the recipe’s +9.1 µs); the runs of the row alone alternating with e312318 that hour (previous note): +74.1 and +70.7 µs against +84.9 and +71.1 µs.',
   'streaming.chunk':
     'Streaming, CPU per chunk: `npx tsx bench/profile.ts --peer library --workload streaming` ' +
     '(`bench/results/profiles/after-18d69cc/library-streaming.txt`). The library reads the SSE itself (`sseData` in ' +
@@ -90,7 +92,7 @@ const notes: Record<string, string> = {
     '1,083); the row alone measured 2.24–3.79 µs that hour: a major collection of the 200 MB heap falls inside the ' +
     'timed picks or not (V8 pretenures the acquisition’s objects, whose allocation sites the 10,000 requests in ' +
     'flight made long-lived), which moves the mean by a microsecond or more. The full run at 6db395c measured 4.55 µs. 3.72 µs at 70c1f7d, 2.48 µs at 8e1526e and 3.20 µs at 98f5b81, on an Intel host at a load average of 2.0–2.5 (a harness of the picks alternating 98f5b81 with 8e1526e, three runs each: medians 2.8–3.5 µs against 3.8–4.6 µs; a black-box review of this row: the picks right after the full GC that settles the heap figure run slower for a while, which adds about 0.05 µs to the mean of 100,000; the spread is the scavenges with 10,000 requests in flight, 2,000-pick blocks between 1.7 and 4.8 µs). 4.14 µs in the full run at 8b0e04e, on an AMD host, and 2.44 µs in a run of the row alone an hour before. At 0013359 the full run measured 2.86 µs, the row alone 2.43–2.59 µs that hour. Run after the overhead row, the same code measures 3.25–3.44 µs (2.50–2.59 alone, alternating): a harness that first sends 20,000 requests through a 4-key pool without limits, as that row does, then times the picks, measured 3.48–3.55 µs, and 2.53 µs without them; a second session of picks in the same process measured 2.74 µs. `--trace-deopt` shows the pick’s functions (`testEligible`, `allFit`, `fits`, `admissionPlanOf`, the lease) deoptimized by maps and feedback the earlier workload left. Skipping the quota check of the sampled keys altogether measured 2.14–2.37 µs; a teardown object that holds the ticket only until it runs (the ticket then dies young) cut the bytes promoted per pick by 40 % in `--trace-gc-nvp` but measured 2.09–2.83 µs against 2.43–2.59 µs; `--no-allocation-site-pretenuring` 2.22–2.55 µs. None was kept. ' +
-    'Since ddbb057 each scenario of the bench runs in a process of its own (as JMH forks per benchmark): in one process, after the overhead row, the pick measured 3.56 µs against 2.23 µs in a run of the row alone. The full run at e312318 measured 3.66 µs all the same; runs of the row alone that hour: 2.31–2.56 µs with one or two peers beside the library, 2.21–3.78 µs with three or more, which run after it: the host’s noise, not the code.',
+    'Since ddbb057 each scenario of the bench runs in a process of its own (as JMH forks per benchmark): in one process, after the overhead row, the pick measured 3.56 µs against 2.23 µs in a run of the row alone. The full run at e312318 measured 3.66 µs all the same; runs of the row alone that hour: 2.31–2.56 µs with one or two peers beside the library, 2.21–3.78 µs with three or more, which run after it: the host’s noise, not the code. The full run at 8dc11fd (an AMD host) measured 2.39 µs; five runs of the row alone that hour 2.26–2.70 µs.',
   'scale.heap-vs-sdk':
     'Scale, heap against the SDK: a request in flight holds, besides its own HTTP request, one object per stage it ' +
     'crosses (its slot, its report, the retry loop, the key attempt, the timeouts, the lease and the ticket) and a ' +
@@ -186,7 +188,7 @@ const notes: Record<string, string> = {
     'left slow start early in 28–97 % of runs, after which reaching 128 in flight took minutes instead of 7–9 s. A sturdier exit (rounds by ' +
     'send time, each round’s fastest settled once nothing still out could beat it, a rise of a half) left slow start early in at most ' +
     '1.5 % of simulated runs but here only once the limit was near 90: 2.5, 1.7, 2.1 and 4.7 %. Neither was kept. 3.2 % in the full run at 0013359 (a learned window now counts a send still out from its send plus twice the refused request’s round trip, and none before the reset the 429 reports: a review found the first refill after a lesson drawing a window’s worth of 429s when the in-flight requests had arrived later than they were sent; 3.6 and 5.9 % in two runs of the row alone with it). ' +
-    '2.03 % (20 of 984) in the full run at e312318, on an Intel host.',
+    '2.03 % (20 of 984) in the full run at e312318, on an Intel host. 1.13 % (11 of 975) in the full run at 8dc11fd, on an AMD host; 3.6 and 1.8 % in two runs of the row alone that hour.',
   'saturation-unknown.ahead':
     'Saturation with the quotas untold, ahead of every peer: the peers that simply retry (the SDK and the recipe on ' +
     '`Retry-After`, cockatiel on its backoff) keep every key busy, so they fill the windows, at about a third of their ' +
@@ -253,7 +255,8 @@ const notes: Record<string, string> = {
     'room are served first come, first served since bf0f966 (p99 latency 2.9 s against a p50 of 2.46 s in the full ' +
     'run at 8e1526e, where 12.3 s at 6db395c: a request its caller sent on reading an answer took the room that answer ' +
     'freed ahead of those waiting); goodput did not move (97.8 %). Since ad697ba a request keeps that place across its attempts (a retry after a probe’s 429 went to the back) and room a waiter cannot take is passed on: p99 2.74 and 2.79 s in two runs of the row alone. The full run at 8b0e04e: 97.8 % against the bare SDK’s 100 % (77 % of its attempts answered 429, 229 of its requests failed), at 4.0 % 429s and p99 2.67 s against a p50 of 2.45 s. ' +
-    'The full run at e312318: 97.8 % against the recipe’s 100 % and the bare SDK’s 98.9 % (77 % of its attempts answered 429, 224 of its requests failed), at 4.0 % 429s.',
+    'The full run at e312318: 97.8 % against the recipe’s 100 % and the bare SDK’s 98.9 % (77 % of its attempts answered 429, 224 of its requests failed), at 4.0 % 429s. ' +
+    'The full run at 8dc11fd: 97.8 % against 100 % for the recipe and for cockatiel + p-queue (87 % of its attempts answered 429, 350 of its requests failed) and the bare SDK’s 98.3 % (77 %, 227 failed), at 4.0 % 429s.',
   'provider-capacity.ahead-tie':
     'Provider capacity, goodput ahead of every peer: a tie at what N slots give, not a loss; nobody can pass it, and ' +
     'the 429 and answered targets say at what cost each got there. The full run at 98f5b81 measured 100 % (180 answers in the span), where ' +
