@@ -47,6 +47,7 @@ import {
   type OpenRouterError,
   type PoolEvent,
   type Transport,
+  ValidationError,
 } from '../src/index.js';
 import type { AdmissionPlan, Reservation, ReserveResult, StateStore } from '../src/store/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
@@ -378,6 +379,18 @@ async function waitForEmpty(client: Redis, slotKey: string): Promise<void> {
   expect(await client.zcard(slotKey), `leases left in ${slotKey} after every release`).toBe(0);
 }
 
+/** How many of `count` reservations `store` admits now on `plan` (each one's send reported at once). */
+async function admittedBy(store: StateStore, plan: AdmissionPlan, count: number): Promise<number> {
+  let ok = 0;
+  for (let index = 0; index < count; index++) {
+    const result = await reserveOnce(store, plan, 1, Date.now());
+    if (!result.ok) continue;
+    ok++;
+    store.markSent(result.reservation, Date.now(), 0);
+  }
+  return ok;
+}
+
 function storeModes(store: StateStore): string[] {
   const modes: string[] = [];
   subscriptions.push(store.status$.subscribe((status) => modes.push(status.mode)));
@@ -605,6 +618,44 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
 });
 
 describe('Redis store options', () => {
+  it('refuses a client without one of the calls the store makes, naming it, at creation instead of a TypeError from a later call', () => {
+    const full = {
+      eval: () => Promise.resolve(null),
+      zrem: () => Promise.resolve(0),
+      get: () => Promise.resolve(null),
+      pttl: () => Promise.resolve(-2),
+      scan: () => Promise.resolve(['0', []]),
+      ping: () => Promise.resolve('PONG'),
+      pipeline: () => ({}),
+      duplicate: () => ({}),
+    };
+    // A node-redis-style client: eval and duplicate, but no pipeline().
+    const { pipeline: _pipeline, ...withoutPipeline } = full;
+    const { duplicate: _duplicate, ...withoutDuplicate } = full;
+    for (const [client, missing] of [
+      [withoutPipeline, 'pipeline'],
+      [withoutDuplicate, 'duplicate'],
+    ] as const) {
+      let thrown: unknown;
+      try {
+        createRedisStore({ client: client as unknown as RedisStoreOptions['client'] });
+      } catch (error: unknown) {
+        thrown = error;
+      }
+      expect(thrown, missing).toBeInstanceOf(ValidationError);
+      expect((thrown as Error).message, missing).toMatch(new RegExp(`client: .*${missing}\\(\\)`));
+    }
+  });
+
+  it('refuses an ioredis client with a keyPrefix, naming it: its SCAN patterns do not get the prefix, so no stored state would ever be replayed', async () => {
+    const client = new Redis({ host: REDIS_HOST, port: REDIS_PORT, keyPrefix: 'myapp:', lazyConnect: true });
+    try {
+      expect(() => createRedisStore({ client })).toThrow(/client\.options\.keyPrefix: .*the store's prefix option/);
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('refuses a duration past the longest timer Node keeps (2^31-1 ms), naming the field: such a timer would fire every millisecond', () => {
     const client = { eval: () => Promise.resolve(null) } as unknown as RedisStoreOptions['client'];
     for (const field of ['leaseMs', 'commandTimeoutMs', 'recoveryIntervalMs'] as const) {
@@ -656,6 +707,27 @@ describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
     const other = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix: lookalike }) });
     await sleep(500);
     expect(stateOf(other)).toBe('closed');
+  });
+
+  it('a key of another type under the prefix is skipped by the replay, not the states after it: a pool started later still finds a key disabled', async () => {
+    const fake = await startFake({ keys: [{ key: TEST_KEYS.healthy1, label: 'a' }] });
+    const keys = [{ key: TEST_KEYS.healthy1, label: 'a' }];
+    const prefix = uniquePrefix('wrong-type');
+    const first = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
+    first.disable('a');
+    const client = await adminClient();
+    for (let tries = 0; !(await keysOf(client, prefix)).some((key) => key.includes(':state:')); tries++) {
+      if (tries > 200) throw new Error('the disabling was never stored');
+      await sleep(10);
+    }
+    // Hashes where states live (SCAN's order is the hash table's: with 40 of them, some come first).
+    for (let index = 0; index < 40; index++) await client.hset(`{${prefix}}:state:key:junk-${index}`, 'field', 'value');
+    const later = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
+    await waitFor(
+      () => (later.snapshot().keys[0]!.state === 'disabled' ? true : undefined),
+      3_000,
+      'the later pool to replay the disabling',
+    );
   });
 
   it('a slot lease Redis lost while the store stayed shared (a restart nobody noticed) is put back at the next renewal, so maxConcurrent holds', async () => {
@@ -1008,23 +1080,35 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     expect(slots.peak, 'reservations held at once').toBe(3);
   }, 20_000);
 
+  it("a restart no command noticed (the store stayed shared): once its connection is back, this process's sends still in a window are put back into Redis's, so another process finds their room taken", async () => {
+    const prefix = `orx-unnoticed-${process.pid}-${Date.now().toString(36)}`;
+    const options = { prefix, onStoreError: 'local' as const, recoveryIntervalMs: 100 };
+    const store = redisStore(await privateClient(), options);
+    const modes = storeModes(store);
+    const plan = [{ id: 'key:unnoticed', kind: 'key' as const, limits: { quotas: [{ requests: 10, windowMs: 60_000 }] } }];
+    expect(await admittedBy(store, plan, 6), 'admitted before the restart').toBe(6);
+
+    // Killed and started again between two commands: Redis comes back empty, and no command failed.
+    await server!.stop('SIGKILL');
+    await server!.start();
+    const client = await privateClient();
+    const sum = `{${prefix}}:window:key:unnoticed:requests:60000:sum`;
+    for (let tries = 0; Number(await client.get(sum)) !== 6; tries++) {
+      if (tries > 300) throw new Error(`the window in Redis holds ${await client.get(sum)} sends, not the 6 made before the restart`);
+      await sleep(10);
+    }
+    expect(modes, 'the store never went local').toEqual(['shared']);
+    const other = redisStore(await privateClient(), options);
+    expect(await admittedBy(other, plan, 10), "admitted by another process's store").toBe(4);
+  }, 20_000);
+
   it("onStoreError 'local': a quota holds across both changes of mode: the fallback counts the sends made in shared mode, and the recovery puts the local sends into Redis's window", async () => {
     const prefix = `orx-quota-modes-${process.pid}-${Date.now().toString(36)}`;
     const options = { prefix, onStoreError: 'local' as const, commandTimeoutMs: 150, recoveryIntervalMs: 100, localShare: 0.5 };
     const store = redisStore(await privateClient(), options);
     const modes = storeModes(store);
     const plan = [{ id: 'key:windowed', kind: 'key' as const, limits: { quotas: [{ requests: 10, windowMs: 60_000 }] } }];
-    /** How many of `count` reservations the store admits now (each one's send reported at once). */
-    const admitted = async (on: StateStore, count: number): Promise<number> => {
-      let ok = 0;
-      for (let index = 0; index < count; index++) {
-        const result = await reserveOnce(on, plan, 1, Date.now());
-        if (!result.ok) continue;
-        ok++;
-        on.markSent(result.reservation, Date.now(), 0);
-      }
-      return ok;
-    };
+    const admitted = (on: StateStore, count: number) => admittedBy(on, plan, count);
     expect(await admitted(store, 4), 'admitted in shared mode').toBe(4);
 
     await server!.stop('SIGKILL');

@@ -1,6 +1,6 @@
 import type { StateChange } from '../store/state-store.js';
 import type { RedisClientLike, RedisSubscriberLike } from './client.js';
-import { stateChangeOf } from './options.js';
+import { globLiteral, stateChangeOf } from './options.js';
 
 /**
  * Opens the store's pub/sub connection on `client`'s `duplicate()`: `changes` hears each state
@@ -24,4 +24,39 @@ export function subscribeToChanges(
   subscriber.on('ready', onConnected);
   void subscriber.subscribe(channel).catch(() => undefined);
   return subscriber;
+}
+
+/**
+ * Replays the states the fleet stored under `prefix` (what is left of them) into `changes`, each
+ * with its remaining time and marked `replayed`. A key not ours to read (another type, written by
+ * someone else) is skipped, not the rest of the replay; Redis down (at start) ends it quietly: the
+ * store runs degraded until Redis answers, and replays again then.
+ */
+export async function replayStoredStates(
+  client: RedisClientLike,
+  prefix: string,
+  changes: { next(change: StateChange): void },
+  stopped: () => boolean,
+): Promise<void> {
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${globLiteral(prefix)}:state:*`, 'COUNT', 200);
+      cursor = next;
+      for (const key of keys) {
+        let value: string | null;
+        let ttl: number;
+        try {
+          [value, ttl] = await Promise.all([client.get(key), client.pttl(key)]);
+        } catch {
+          continue;
+        }
+        const change = value === null || stopped() ? undefined : stateChangeOf(value);
+        if (change !== undefined)
+          changes.next(Object.assign(change, { remainingMs: ttl > 0 ? ttl : Infinity, origin: `redis:${change.origin}`, replayed: true }));
+      }
+    } while (cursor !== '0' && !stopped());
+  } catch {
+    // Redis down: nothing to replay now.
+  }
 }

@@ -8,7 +8,7 @@ import type { RedisClientLike } from './client.js';
 export interface RedisStoreOptions {
   /**
    * An ioredis client (`Redis` or `Cluster`), or any client with the calls of `RedisClientLike`; the
-   * store also `duplicate()`s it for pub/sub.
+   * store also `duplicate()`s it for pub/sub. Not one with a `keyPrefix` (use `prefix`).
    */
   client: RedisClientLike;
   /** Key prefix; every key is `{<prefix>}:...` (one hash slot, so the scripts also run on a cluster). Default `orx`. */
@@ -33,17 +33,39 @@ export interface RedisStoreOptions {
   sendMarginMs?: number;
 }
 
+/** The calls of `RedisClientLike`: a client without one of them would fail later, out of a pool's call. */
+const CLIENT_METHODS = ['eval', 'zrem', 'get', 'pttl', 'scan', 'ping', 'pipeline', 'duplicate'] as const;
+
+/**
+ * An ioredis client, or one with the same calls. Not one with a `keyPrefix`: ioredis puts it on the
+ * keys of commands but not on a `SCAN MATCH` pattern, so the store would find none of the states
+ * the fleet stored, at start or on recovery.
+ */
+const clientSchema = z.custom<RedisClientLike>().superRefine((value, context) => {
+  if (typeof value !== 'object' || value === null) {
+    context.addIssue({ code: 'custom', message: 'expected an ioredis client' });
+    return;
+  }
+  const missing = CLIENT_METHODS.filter((method) => typeof (value as unknown as Record<string, unknown>)[method] !== 'function');
+  if (missing.length > 0) {
+    context.addIssue({ code: 'custom', message: `expected an ioredis client, with ${missing.join(', ')}() (see RedisClientLike)` });
+    return;
+  }
+  const keyPrefix = (value as { options?: { keyPrefix?: unknown } }).options?.keyPrefix;
+  if (typeof keyPrefix === 'string' && keyPrefix !== '')
+    context.addIssue({
+      code: 'custom',
+      path: ['options', 'keyPrefix'],
+      message: "a client with a keyPrefix is not supported (its SCAN patterns do not get it): use the store's prefix option instead",
+    });
+});
+
 export const optionsSchema = z.strictObject({
-  client: z.custom<RedisClientLike>(
-    (value) => typeof value === 'object' && value !== null && typeof (value as RedisClientLike).eval === 'function',
-    {
-      message: 'expected an ioredis client',
-    },
-  ),
+  client: clientSchema,
   prefix: z
     .string()
     .min(1)
-    .regex(/^[^{}]+$/, 'must not contain braces')
+    .regex(/^[^{}]*$/, 'must not contain braces')
     .optional(),
   onStoreError: z.enum(['local', 'fail']).optional(),
   localShare: z.number().gt(0).max(1).optional(),

@@ -16,10 +16,10 @@ import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
 import { ADJUST, BACKFILL, RENEW, RESERVE } from './scripts.js';
 import type { RedisClientLike, RedisSubscriberLike } from './client.js';
-import { subscribeToChanges } from './changes-channel.js';
-import { globLiteral, optionsSchema, stateChangeOf, StoreUnavailableError, type RedisStoreOptions } from './options.js';
+import { replayStoredStates, subscribeToChanges } from './changes-channel.js';
+import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
 import { UnsharedStates } from './unshared-states.js';
-import { planLayout, scaled, shareOf, type PlanLayout, type WindowPart } from './windows.js';
+import { adjustCallOf, planLayout, scaled, shareOf, type PlanLayout, type WindowChange, type WindowPart } from './windows.js';
 import { LocalSends, backfillOf, type LocalSend } from './local-sends.js';
 
 interface RedisReservation extends LocalSend {
@@ -72,6 +72,10 @@ export class RedisStateStore implements StateStore {
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private readonly timers: NodeJS.Timeout[] = [];
   private recovering: Subscription | undefined;
+  /** Putting this process's slots and sends back into Redis after its connection came back (see `onSubscriberReady`). */
+  private resyncing: Subscription | undefined;
+  /** Whether the pub/sub connection was ever up: when it is again, it dropped meanwhile. */
+  private subscriberWasReady = false;
   private reservations = 0;
   /** This process's sends still in a window, for Redis's windows when it answers again (see `LocalSends`). */
   private readonly recentSends = new LocalSends();
@@ -96,8 +100,7 @@ export class RedisStateStore implements StateStore {
     this.arrivalMarginMs = options.arrivalMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS;
     this.sendMarginMs = options.sendMarginMs ?? DEFAULT_FLEET_SEND_MARGIN_MS;
     const recoveryIntervalMs = options.recoveryIntervalMs ?? 1_000;
-    // A change published while the subscription was not up is missed: the stored states tell it.
-    this.subscriber = subscribeToChanges(this.client, this.channel, this.changes, () => void this.loadStates());
+    this.subscriber = subscribeToChanges(this.client, this.channel, this.changes, () => this.onSubscriberReady());
     // Leases are renewed while held, so a live process never loses a slot it uses.
     this.timers.push(setInterval(() => this.renewLeases(), Math.max(100, Math.floor(this.leaseMs / 3))));
     this.timers.push(setInterval(() => this.checkRecovery(), recoveryIntervalMs));
@@ -254,25 +257,10 @@ export class RedisStateStore implements StateStore {
     this.adjust(held, { tokens });
   }
 
-  /**
-   * Changes a reservation's entries on Redis: `tokens` resizes its token entries, `refund` empties them all, and
-   * `move` moves them back to Redis's now plus its margin (`touch`: a first byte) or sets them there, re-counting one
-   * pruned meanwhile (`retime`: the send).
-   */
-  private adjust(
-    reservation: RedisReservation,
-    change: { tokens?: number; refund?: true; move?: { mode: 'touch' | 'retime'; marginMs: number } },
-  ): void {
+  /** Changes a reservation's entries on Redis (see `WindowChange`). */
+  private adjust(reservation: RedisReservation, change: WindowChange): void {
     if (reservation.windows.length === 0 || !this.shared) return;
-    const keys = reservation.windows.flatMap((window) => [window.window, window.sum]);
-    const parts = reservation.windows.map((window) => ({
-      unit: window.unit,
-      amount: window.amount,
-      windowMs: window.windowMs,
-      ...(change.refund ? { resize: 0 } : change.tokens !== undefined && window.unit === 'tokens' ? { resize: change.tokens } : {}),
-    }));
-    const move = change.move === undefined ? '0' : change.move.mode === 'touch' ? '1' : '2';
-    const args = [reservation.id, JSON.stringify(parts), move, change.move?.marginMs ?? 0];
+    const { keys, args } = adjustCallOf(reservation.id, reservation.windows, change);
     this.fireAndForget(() => this.client.eval(ADJUST, keys.length, ...keys, ...args));
   }
 
@@ -350,25 +338,39 @@ export class RedisStateStore implements StateStore {
     this.fireAndForget(() => pipeline.exec());
   }
 
-  /** Replays the states other processes set before this one started (what is left of them). */
-  private async loadStates(): Promise<void> {
-    try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await this.client.scan(cursor, 'MATCH', `${globLiteral(this.prefix)}:state:*`, 'COUNT', 200);
-        cursor = next;
-        for (const key of keys) {
-          const [value, ttl] = await Promise.all([this.client.get(key), this.client.pttl(key)]);
-          if (value === null || this.disposed) continue;
-          const change = stateChangeOf(value);
-          const remainingMs = ttl > 0 ? ttl : Infinity;
-          if (change !== undefined)
-            this.changes.next(Object.assign(change, { remainingMs, origin: `redis:${change.origin}`, replayed: true }));
-        }
-      } while (cursor !== '0' && !this.disposed);
-    } catch {
-      // Redis down at start: the store runs degraded until it answers.
+  /** Replays the states other processes stored (what is left of them). */
+  private loadStates(): Promise<void> {
+    return replayStoredStates(this.client, this.prefix, this.changes, () => this.disposed);
+  }
+
+  /**
+   * The pub/sub connection is up: a change published while it was not was missed, and the stored
+   * states tell it. Up again after a drop, Redis may have restarted without a command of ours
+   * failing (ioredis holds them while it reconnects), so the store never went local, and the
+   * restart lost the slot leases and window entries of this process's requests: they are put back,
+   * as a recovery does (Redis's scripts skip what it has), before the states are read.
+   */
+  private onSubscriberReady(): void {
+    const reconnected = this.subscriberWasReady;
+    this.subscriberWasReady = true;
+    // Not shared: the recovery puts them back before shared admission resumes.
+    if (!reconnected || !this.shared || this.recovering !== undefined || this.disposed) {
+      void this.loadStates();
+      return;
     }
+    this.resyncing?.unsubscribe();
+    this.resyncing = this.leaseHeldSlots(new Set())
+      .pipe(switchMap(() => this.backfillWindows()))
+      .subscribe({
+        next: () => {
+          this.resyncing = undefined;
+          void this.loadStates();
+        },
+        error: (error: unknown) => {
+          this.resyncing = undefined;
+          this.goLocal(error);
+        },
+      });
   }
 
   private renewLeases(): void {
@@ -464,12 +466,13 @@ export class RedisStateStore implements StateStore {
   }
 
   private fireAndForget(run: () => Promise<unknown>): void {
-    this.command(run).subscribe({
-      error: (error: unknown) => {
-        if (this.shared && this.onStoreError === 'local')
-          this.status.next({ mode: 'local', reason: error instanceof Error ? error.message : String(error) });
-      },
-    });
+    this.command(run).subscribe({ error: (error: unknown) => this.goLocal(error) });
+  }
+
+  /** A command failed outside an admission: with `onStoreError: 'local'` the store limits alone until Redis answers. */
+  private goLocal(error: unknown): void {
+    if (this.shared && this.onStoreError === 'local')
+      this.status.next({ mode: 'local', reason: error instanceof Error ? error.message : String(error) });
   }
 
   /**
@@ -481,6 +484,7 @@ export class RedisStateStore implements StateStore {
     this.disposed = true;
     for (const timer of this.timers) clearInterval(timer);
     this.recovering?.unsubscribe();
+    this.resyncing?.unsubscribe();
     for (const reservation of [...this.held]) this.release(reservation);
     this.subscriber.disconnect();
     this.changes.complete();

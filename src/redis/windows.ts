@@ -112,3 +112,31 @@ export function planLayout(
   }
   return { keys, layout, windows, slots };
 }
+
+/**
+ * A change to a reservation's entries on Redis: `tokens` resizes its token entries, `refund` empties
+ * them all, and `move` moves them back to Redis's now plus its margin (`touch`: a first byte) or sets
+ * them there, re-counting one pruned meanwhile (`retime`: the send).
+ */
+export interface WindowChange {
+  tokens?: number;
+  refund?: true;
+  move?: { mode: 'touch' | 'retime'; marginMs: number };
+}
+
+/** The keys and arguments of the `ADJUST` script that makes `change` to reservation `id`'s entries in `windows`. */
+export function adjustCallOf(
+  id: string,
+  windows: readonly WindowPart[],
+  change: WindowChange,
+): { keys: string[]; args: (string | number)[] } {
+  const keys = windows.flatMap((window) => [window.window, window.sum]);
+  const parts = windows.map((window) => ({
+    unit: window.unit,
+    amount: window.amount,
+    windowMs: window.windowMs,
+    ...(change.refund ? { resize: 0 } : change.tokens !== undefined && window.unit === 'tokens' ? { resize: change.tokens } : {}),
+  }));
+  const move = change.move === undefined ? '0' : change.move.mode === 'touch' ? '1' : '2';
+  return { keys, args: [id, JSON.stringify(parts), move, change.move?.marginMs ?? 0] };
+}
