@@ -60,6 +60,22 @@ describe('retryTransient: the caller leaves during a retry', () => {
   });
 });
 
+describe('retryTransient: the pool is disposed during a backoff', () => {
+  it('composed by hand, the request fails at once with its acquisition, as through balance: no backoff timer outlives the pool', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const { pool } = makePool(scheduler, { k1: [cold<TransportEvent>('10ms #', undefined, upstreamError(503))] });
+      // The retry would wait floor(0.5 · 4,000) = 2,000 ms, from 10 to 2,010; the pool goes at 100.
+      const outcome$ = request$(pool, transient(scheduler, { baseDelayMs: 4_000, maxDelayMs: 4_000, random: () => 0.5 })).pipe(
+        ignoreElements(),
+        catchError((error: OpenRouterError) => of(error.kind)),
+      );
+      scheduler.schedule(() => pool.dispose(), 100);
+      expectObservable(outcome$).toBe('100ms (a|)', { a: 'aborted' });
+    });
+  });
+});
+
 describe('retryTransient: backoff', () => {
   it('retries a 5xx with full-jitter exponential backoff: delay = floor(random · base · 2^(n-1))', () => {
     const scheduler = newTestScheduler();

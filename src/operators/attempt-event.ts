@@ -1,3 +1,4 @@
+import type { Observable } from 'rxjs';
 import type { AttemptRecord, OpenRouterError } from '../core/errors.js';
 import type { TransportEvent } from '../core/types.js';
 import type { AttemptRestart, AttemptRetry, AttemptStart, PoolEvent } from '../pool/events.js';
@@ -48,6 +49,12 @@ export interface AttemptRecording {
    * `retry` and `restart` there through the attempt they retry.
    */
   readonly emit: (event: PoolEvent) => void;
+  /**
+   * The pool's disposal (`PoolPort.disposed$`): a retry operator composed by hand, which knows no
+   * pool either, ends its backoff on it at once, as `balance`'s do, so the request fails now and
+   * no timer outlives the pool.
+   */
+  readonly disposed$: Observable<void>;
 }
 
 /**

@@ -313,7 +313,7 @@ class RetryRun {
     return undefined;
   }
 
-  /** Retries after `delayMs`, or as soon as `cutShort$` emits. */
+  /** Retries after `delayMs`, or as soon as `cutShort$` (else the pool of the attempt retried) says the pool is gone. */
   private retryAfter(loop: LoopState, index: number, delayMs: number): void {
     const backoff = new Subscription();
     loop.retryTimer = backoff;
@@ -322,7 +322,8 @@ class RetryRun {
       this.retryFrom(index);
     };
     backoff.add(scheduleAfter(loop.policy.scheduler, delayMs, retry));
-    if (this.cutShort$ !== undefined && !backoff.closed) backoff.add(this.cutShort$.subscribe(retry));
+    const cutShort$ = this.cutShort$ ?? (loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.disposed$);
+    if (cutShort$ !== undefined && !backoff.closed) backoff.add(cutShort$.subscribe(retry));
   }
 
   /**

@@ -312,6 +312,7 @@ class KeyAttempt {
       resumed: this.resumed,
       fail: (error) => this.failFromOutside(error),
       emit: port.emit,
+      disposed$: port.disposed$,
     };
     this.recording = recording;
     Object.defineProperty(marker, ATTEMPT_RECORDING, { value: recording, enumerable: false });
