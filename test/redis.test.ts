@@ -49,7 +49,7 @@ import {
   type Transport,
   ValidationError,
 } from '../src/index.js';
-import type { AdmissionPlan, Reservation, ReserveResult, StateStore } from '../src/store/state-store.js';
+import type { AdmissionPlan, Reservation, ReserveResult, StateChange, StateStore } from '../src/store/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
 import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import {
@@ -1101,6 +1101,47 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     const other = redisStore(await privateClient(), options);
     expect(await admittedBy(other, plan, 10), "admitted by another process's store").toBe(4);
   }, 20_000);
+
+  it('a pub/sub connection that drops and comes back with no restart puts back no send that has left its window, however long its process was idle', async () => {
+    const prefix = `orx-blip-${process.pid}-${Date.now().toString(36)}`;
+    const options = { prefix, sendMarginMs: 0, arrivalMarginMs: 0 };
+    const plan = [{ id: 'key:blip', kind: 'key' as const, limits: { quotas: [{ requests: 3, windowMs: 1_000 }] } }];
+    const idle = redisStore(await privateClient(), options);
+    const busy = redisStore(await privateClient(), options);
+    const admin = await privateClient();
+    await subscribersReady(admin, prefix, 2);
+    expect(await admittedBy(idle, plan, 3), 'admitted by the process that then idles').toBe(3);
+    await sleep(1_300);
+    // The other process's admission prunes the idle one's sends, which have left the window.
+    expect(await admittedBy(busy, plan, 1), 'admitted a window later').toBe(1);
+    const sum = `{${prefix}}:window:key:blip:requests:1000:sum`;
+    expect(Number(await admin.get(sum))).toBe(1);
+    // A network blip of the pub/sub connections: each comes back and puts back what Redis lacks.
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await subscribersReady(admin, prefix, 2);
+    await sleep(200);
+    expect(Number(await admin.get(sum)), "the window in Redis after the blip: the busy process's one send").toBe(1);
+    expect(await admittedBy(busy, plan, 2), 'admitted after the blip').toBe(2);
+  }, 15_000);
+
+  it("onStoreError 'fail': a reconnection whose putting back fails still replays the states published while the connection was down", async () => {
+    const prefix = `orx-fail-resync-${process.pid}-${Date.now().toString(36)}`;
+    const store = redisStore(await privateClient(), { prefix, onStoreError: 'fail', commandTimeoutMs: 150 });
+    const replayed: StateChange[] = [];
+    subscriptions.push(store.changes$.subscribe((change) => change.replayed === true && replayed.push(change)));
+    const admin = await privateClient();
+    await subscribersReady(admin, prefix, 1);
+    // A slot held, so that the reconnection has a lease to put back.
+    const held = await reserveOnce(store, [{ id: 'key:held', kind: 'key' as const, limits: { maxConcurrent: 5 } }], 1, Date.now());
+    expect(held.ok).toBe(true);
+    // A state stored whose publication the dropped connection misses.
+    const message = { scope: 'key', target: 'k1', state: 'disabled', remainingMs: null, origin: 'another-process' };
+    await admin.set(`{${prefix}}:state:key:k1`, JSON.stringify(message));
+    // Writes held for a moment (a busy Redis): the lease's renewal times out.
+    await admin.call('CLIENT', 'PAUSE', '600', 'WRITE');
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await waitFor(() => (replayed.some((change) => change.target === 'k1') ? true : undefined), 3_000, 'the stored state to be replayed');
+  }, 15_000);
 
   it("onStoreError 'local': a quota holds across both changes of mode: the fallback counts the sends made in shared mode, and the recovery puts the local sends into Redis's window", async () => {
     const prefix = `orx-quota-modes-${process.pid}-${Date.now().toString(36)}`;

@@ -18,6 +18,7 @@ import { ADJUST, BACKFILL, RENEW, RESERVE } from './scripts.js';
 import type { RedisClientLike, RedisSubscriberLike } from './client.js';
 import { replayStoredStates, subscribeToChanges } from './changes-channel.js';
 import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
+import { IdleClock } from './idle-clock.js';
 import { UnsharedStates } from './unshared-states.js';
 import { adjustCallOf, planLayout, scaled, shareOf, type PlanLayout, type WindowChange, type WindowPart } from './windows.js';
 import { LocalSends, backfillOf, type LocalSend } from './local-sends.js';
@@ -79,8 +80,8 @@ export class RedisStateStore implements StateStore {
   private reservations = 0;
   /** This process's sends still in a window, for Redis's windows when it answers again (see `LocalSends`). */
   private readonly recentSends = new LocalSends();
-  /** The latest pool time a call brought: sends' ages when Redis answers again (short by the idle time since, so stricter). */
-  private latestNow = -Infinity;
+  /** The pool's time: sends' ages when Redis answers again, states' time left. */
+  private readonly clock = new IdleClock();
   private readonly instance = randomUUID();
   private disposed = false;
   /** State changes of every pool on this Redis, this one's included (and those still live at start). */
@@ -158,7 +159,7 @@ export class RedisStateStore implements StateStore {
   reserve(plan: AdmissionPlan, tokens: number, now: number): Observable<ReserveResult> {
     // Unique across stores, processes and machines: a slot released by id must be this one.
     const id = `${this.instance}.${++this.reservations}`;
-    this.latestNow = Math.max(this.latestNow, now);
+    this.clock.note(now);
     if (!this.shared) return of(this.reserveLocally(id, plan, tokens, now));
     for (const scope of plan) this.define(scope);
     const { keys, layout, windows, slots } = this.layoutOf(plan, tokens);
@@ -312,7 +313,7 @@ export class RedisStateStore implements StateStore {
 
   /** What is left of a scope's quotas by this process's own count (of its share while Redis is down). */
   remaining(scopeId: string, now: number): QuotaRemaining[] {
-    this.latestNow = Math.max(this.latestNow, now);
+    this.clock.note(now);
     return (this.shared ? this.local : this.degraded).get(scopeId)?.remaining(now) ?? [];
   }
 
@@ -322,7 +323,7 @@ export class RedisStateStore implements StateStore {
     // Learned quotas of a scope, one per window, live beside its other state.
     const key = `${this.prefix}:state:${change.scope}:${change.target}${change.quota === undefined ? '' : `:learned:${change.quota.bucket}`}`;
     if (this.shared) this.share(key, change);
-    else this.unshared.remember(key, change, this.latestNow);
+    else this.unshared.remember(key, change, this.clock.now);
   }
 
   /** Stores `change` under `key` with its TTL and publishes it to the fleet. */
@@ -344,11 +345,10 @@ export class RedisStateStore implements StateStore {
   }
 
   /**
-   * The pub/sub connection is up: a change published while it was not was missed, and the stored
-   * states tell it. Up again after a drop, Redis may have restarted without a command of ours
-   * failing (ioredis holds them while it reconnects), so the store never went local, and the
-   * restart lost the slot leases and window entries of this process's requests: they are put back,
-   * as a recovery does (Redis's scripts skip what it has), before the states are read.
+   * The pub/sub connection is up: the stored states tell what was published while it was not. Up
+   * again after a drop, Redis may have restarted with no command of ours failing (ioredis holds
+   * them while it reconnects), the store still shared, and lost the slot leases and window entries
+   * of this process's requests: they are put back first, as a recovery does (Redis skips its own).
    */
   private onSubscriberReady(): void {
     const reconnected = this.subscriberWasReady;
@@ -369,6 +369,8 @@ export class RedisStateStore implements StateStore {
         error: (error: unknown) => {
           this.resyncing = undefined;
           this.goLocal(error);
+          // Still shared (`onStoreError: 'fail'`): no recovery will replay what the drop missed.
+          if (this.shared) void this.loadStates();
         },
       });
   }
@@ -403,7 +405,7 @@ export class RedisStateStore implements StateStore {
         next: () => {
           this.recovering = undefined;
           this.status.next({ mode: 'shared' });
-          for (const [key, change] of this.unshared.take(this.latestNow)) this.share(key, change);
+          for (const [key, change] of this.unshared.take(this.clock.now)) this.share(key, change);
           void this.loadStates();
         },
         error: () => {
@@ -432,7 +434,7 @@ export class RedisStateStore implements StateStore {
    */
   private backfillWindows(after = 0, round = 1): Observable<void> {
     const upTo = this.recentSends.added;
-    return this.backfillBatches(this.recentSends.since(after, this.latestNow), 0).pipe(
+    return this.backfillBatches(this.recentSends.since(after, this.clock.now), 0).pipe(
       switchMap((sent) => (sent && round < 3 ? this.backfillWindows(upTo, round + 1) : of(undefined))),
     );
   }
@@ -440,7 +442,7 @@ export class RedisStateStore implements StateStore {
   /** Puts `sends` from `offset` on into Redis, 500 a script; emits whether there were any. */
   private backfillBatches(sends: readonly LocalSend[], offset: number): Observable<boolean> {
     if (offset >= sends.length) return of(offset > 0);
-    const { keys, parts } = backfillOf(sends.slice(offset, offset + 500), this.latestNow);
+    const { keys, parts } = backfillOf(sends.slice(offset, offset + 500), this.clock.now);
     return this.command(() => this.client.eval(BACKFILL, keys.length, ...keys, parts)).pipe(
       switchMap(() => this.backfillBatches(sends, offset + 500)),
     );
