@@ -60,6 +60,7 @@ import {
   type RedisWorkerSummary,
 } from './helpers/redis-worker.js';
 import { redisServerBinary, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
+import { UnsharedStates } from '../src/redis/unshared-states.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
 import { POOL_PORT } from '../src/pool/types.js';
 
@@ -617,6 +618,24 @@ describe.skipIf(!redisUp)('Redis store: pools in one process', () => {
   });
 });
 
+describe('Redis store: the states changed while Redis did not answer', () => {
+  const disabled = { scope: 'key', target: 'a', state: 'disabled', remainingMs: 60_000, origin: 'p', reason: 'user' } as const;
+
+  it('an enabling is shared whatever the time (it deletes the stored state); a timed state with what is left of its time, or not at all', () => {
+    const states = new UnsharedStates();
+    states.remember('enabled', { scope: 'key', target: 'b', state: 'enabled', remainingMs: 0, origin: 'p', reason: 'user' }, 1_000);
+    states.remember('parked', { ...disabled, state: 'parked', remainingMs: 5_000 }, 1_000);
+    states.remember('over', { ...disabled, state: 'parked', remainingMs: 500 }, 1_000);
+    expect(states.take(2_000).map(([key, change]) => `${key} ${change.remainingMs}`)).toEqual(['enabled 0', 'parked 4000']);
+  });
+
+  it('a state remembered before the store knew the pool time keeps all of its time, not NaN', () => {
+    const states = new UnsharedStates();
+    states.remember('early', disabled, -Infinity);
+    expect(states.take(-Infinity).map(([key, change]) => `${key} ${change.remainingMs}`)).toEqual(['early 60000']);
+  });
+});
+
 describe('Redis store options', () => {
   it('refuses a client without one of the calls the store makes, naming it, at creation instead of a TypeError from a later call', () => {
     const full = {
@@ -1142,6 +1161,45 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     await admin.client('KILL', 'TYPE', 'pubsub');
     await waitFor(() => (replayed.some((change) => change.target === 'k1') ? true : undefined), 3_000, 'the stored state to be replayed');
   }, 15_000);
+
+  it('a key enabled while Redis does not answer is enabled for the fleet once it does: its stored disabling goes, and is not replayed back', async () => {
+    const fake = await startFake({
+      keys: [
+        { key: TEST_KEYS.healthy1, label: 'a' },
+        { key: TEST_KEYS.healthy2, label: 'b' },
+      ],
+      defaultModel: { latencyMs: 5 },
+    });
+    const prefix = `orx-enable-local-${process.pid}-${Date.now().toString(36)}`;
+    const options = { prefix, onStoreError: 'local' as const, commandTimeoutMs: 150, recoveryIntervalMs: 100 };
+    // Limits, so that a request on b asks Redis (and finds it not answering) while a is disabled.
+    const keys = [
+      { key: TEST_KEYS.healthy1, label: 'a', limits: { rpm: 1_000 } },
+      { key: TEST_KEYS.healthy2, label: 'b', limits: { rpm: 1_000 } },
+    ];
+    const pool = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await privateClient(), options) });
+    const events = recordEvents(pool);
+    const admin = await privateClient();
+    const stored = `{${prefix}}:state:key:a`;
+    pool.disable('a');
+    for (let tries = 0; (await admin.get(stored)) === null; tries++) {
+      if (tries > 200) throw new Error('the disabling was never stored');
+      await sleep(10);
+    }
+    // Redis stops answering for a while, its data kept; a request makes the store find it so.
+    await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+    await lastValueFrom(pool.complete({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })).catch(() => undefined);
+    await waitFor(() => events.find((event) => event.type === 'store' && event.mode === 'local'), 3_000, "a 'local' store event");
+    pool.enable('a');
+    await waitFor(() => events.find((event) => event.type === 'store' && event.mode === 'shared'), 5_000, "a 'shared' store event");
+    await sleep(300);
+    expect(await admin.get(stored), 'the stored disabling').toBeNull();
+    const stateOfA = (of: KeyPool) => of.snapshot().keys.find((key) => key.label === 'a')!.state;
+    expect(stateOfA(pool)).toBe('closed');
+    const later = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await privateClient(), options) });
+    await sleep(300);
+    expect(stateOfA(later), 'in a pool started later').toBe('closed');
+  }, 20_000);
 
   it("onStoreError 'local': a quota holds across both changes of mode: the fallback counts the sends made in shared mode, and the recovery puts the local sends into Redis's window", async () => {
     const prefix = `orx-quota-modes-${process.pid}-${Date.now().toString(36)}`;

@@ -323,7 +323,7 @@ export class RedisStateStore implements StateStore {
     // Learned quotas of a scope, one per window, live beside its other state.
     const key = `${this.prefix}:state:${change.scope}:${change.target}${change.quota === undefined ? '' : `:learned:${change.quota.bucket}`}`;
     if (this.shared) this.share(key, change);
-    else this.unshared.remember(key, change, this.clock.now);
+    else this.unshared.remember(key, change, change.at ?? this.clock.now);
   }
 
   /** Stores `change` under `key` with its TTL and publishes it to the fleet. */

@@ -14,11 +14,20 @@ export class UnsharedStates {
     this.changes.set(key, { change, at: now });
   }
 
-  /** Every change remembered, with its time left as of `now` (those whose time ran out dropped), and forgets them. */
+  /**
+   * Every change remembered, with its time left as of `now` (those whose time ran out dropped), and
+   * forgets them. An enabling has no time (it deletes the stored state): it is always shared. A
+   * change remembered before the store knew the pool's time keeps all of its own.
+   */
   take(now: number): Array<[key: string, change: StateChange]> {
     const due: Array<[string, StateChange]> = [];
     for (const [key, { change, at }] of this.changes) {
-      const remainingMs = change.remainingMs - Math.max(0, now - at);
+      if (change.state === 'enabled') {
+        due.push([key, change]);
+        continue;
+      }
+      const elapsedMs = now - at;
+      const remainingMs = change.remainingMs - (Number.isFinite(elapsedMs) ? Math.max(0, elapsedMs) : 0);
       if (remainingMs > 0) due.push([key, Object.assign({}, change, { remainingMs })]);
     }
     this.changes.clear();
