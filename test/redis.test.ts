@@ -668,10 +668,19 @@ describe('Redis store options', () => {
 
   it('refuses an ioredis client with a keyPrefix, naming it: its SCAN patterns do not get the prefix, so no stored state would ever be replayed', async () => {
     const client = new Redis({ host: REDIS_HOST, port: REDIS_PORT, keyPrefix: 'myapp:', lazyConnect: true });
+    // ioredis takes a Buffer too, which its types do not say.
+    const withBuffer = new Redis({
+      host: REDIS_HOST,
+      port: REDIS_PORT,
+      keyPrefix: Buffer.from('myapp:') as unknown as string,
+      lazyConnect: true,
+    });
     try {
-      expect(() => createRedisStore({ client })).toThrow(/client\.options\.keyPrefix: .*the store's prefix option/);
+      for (const each of [client, withBuffer])
+        expect(() => createRedisStore({ client: each })).toThrow(/client\.options\.keyPrefix: .*the store's prefix option/);
     } finally {
       client.disconnect();
+      withBuffer.disconnect();
     }
   });
 

@@ -51,8 +51,9 @@ const clientSchema = z.custom<RedisClientLike>().superRefine((value, context) =>
     context.addIssue({ code: 'custom', message: `expected an ioredis client, with ${missing.join(', ')}() (see RedisClientLike)` });
     return;
   }
+  // A string, or a Buffer (ioredis takes one too).
   const keyPrefix = (value as { options?: { keyPrefix?: unknown } }).options?.keyPrefix;
-  if (typeof keyPrefix === 'string' && keyPrefix !== '')
+  if ((typeof keyPrefix === 'string' || keyPrefix instanceof Uint8Array) && keyPrefix.length > 0)
     context.addIssue({
       code: 'custom',
       path: ['options', 'keyPrefix'],
