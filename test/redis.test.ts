@@ -320,6 +320,15 @@ function waitFor<T>(find: () => T | undefined, timeoutMs: number, what: string):
   });
 }
 
+/** Polls Redis (or anything asynchronous) every 10 ms until `check` holds, for up to `timeoutMs`. */
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 /** Measurements worth seeing when tuning the bounds: `ORX_REDIS_TEST_VERBOSE=1`. */
 function verbose(message: string): void {
   if (process.env.ORX_REDIS_TEST_VERBOSE) console.log(`[redis.test] ${message}`);
@@ -723,10 +732,7 @@ describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
     const poolB = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
     poolB.disable('a');
     const client = await adminClient();
-    for (let tries = 0; !(await keysOf(client, prefix)).some((key) => key.includes(':state:')); tries++) {
-      if (tries > 200) throw new Error('the disabling was never stored');
-      await sleep(10);
-    }
+    await until(async () => (await keysOf(client, prefix)).some((key) => key.includes(':state:')), 'the disabling to be stored');
     const stateOf = (pool: KeyPool) => pool.snapshot().keys[0]!.state;
     // The same prefix replays the disabling (so a replay happens at all) ...
     const sameFleet = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
@@ -744,10 +750,7 @@ describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
     const first = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
     first.disable('a');
     const client = await adminClient();
-    for (let tries = 0; !(await keysOf(client, prefix)).some((key) => key.includes(':state:')); tries++) {
-      if (tries > 200) throw new Error('the disabling was never stored');
-      await sleep(10);
-    }
+    await until(async () => (await keysOf(client, prefix)).some((key) => key.includes(':state:')), 'the disabling to be stored');
     // Hashes where states live (SCAN's order is the hash table's: with 40 of them, some come first).
     for (let index = 0; index < 40; index++) await client.hset(`{${prefix}}:state:key:junk-${index}`, 'field', 'value');
     const later = startPool(fake, { keys, discoverAccounts: false, store: redisStore(await connectRedis(), { prefix }) });
@@ -1121,10 +1124,7 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     await server!.start();
     const client = await privateClient();
     const sum = `{${prefix}}:window:key:unnoticed:requests:60000:sum`;
-    for (let tries = 0; Number(await client.get(sum)) !== 6; tries++) {
-      if (tries > 300) throw new Error(`the window in Redis holds ${await client.get(sum)} sends, not the 6 made before the restart`);
-      await sleep(10);
-    }
+    await until(async () => Number(await client.get(sum)) === 6, 'the window in Redis to hold the 6 sends made before the restart');
     expect(modes, 'the store never went local').toEqual(['shared']);
     const other = redisStore(await privateClient(), options);
     expect(await admittedBy(other, plan, 10), "admitted by another process's store").toBe(4);
@@ -1191,10 +1191,7 @@ describe.skipIf(!restartable)('Redis store: Redis dies and comes back mid-run', 
     const admin = await privateClient();
     const stored = `{${prefix}}:state:key:a`;
     pool.disable('a');
-    for (let tries = 0; (await admin.get(stored)) === null; tries++) {
-      if (tries > 200) throw new Error('the disabling was never stored');
-      await sleep(10);
-    }
+    await until(async () => (await admin.get(stored)) !== null, 'the disabling to be stored');
     // Redis stops answering for a while, its data kept; a request makes the store find it so.
     await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
     await lastValueFrom(pool.complete({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })).catch(() => undefined);

@@ -359,20 +359,18 @@ export class RedisStateStore implements StateStore {
       return;
     }
     this.resyncing?.unsubscribe();
-    this.resyncing = this.leaseHeldSlots(new Set())
-      .pipe(switchMap(() => this.backfillWindows()))
-      .subscribe({
-        next: () => {
-          this.resyncing = undefined;
-          void this.loadStates();
-        },
-        error: (error: unknown) => {
-          this.resyncing = undefined;
-          this.goLocal(error);
-          // Still shared (`onStoreError: 'fail'`): no recovery will replay what the drop missed.
-          if (this.shared) void this.loadStates();
-        },
-      });
+    this.resyncing = this.putBack().subscribe({
+      next: () => {
+        this.resyncing = undefined;
+        void this.loadStates();
+      },
+      error: (error: unknown) => {
+        this.resyncing = undefined;
+        this.goLocal(error);
+        // Still shared (`onStoreError: 'fail'`): no recovery will replay what the drop missed.
+        if (this.shared) void this.loadStates();
+      },
+    });
   }
 
   private renewLeases(): void {
@@ -397,10 +395,7 @@ export class RedisStateStore implements StateStore {
   private checkRecovery(): void {
     if (this.shared || this.recovering !== undefined || this.disposed) return;
     this.recovering = this.command(() => this.client.ping())
-      .pipe(
-        switchMap(() => this.leaseHeldSlots(new Set())),
-        switchMap(() => this.backfillWindows()),
-      )
+      .pipe(switchMap(() => this.putBack()))
       .subscribe({
         next: () => {
           this.recovering = undefined;
@@ -412,6 +407,11 @@ export class RedisStateStore implements StateStore {
           this.recovering = undefined;
         },
       });
+  }
+
+  /** Puts this process's slots and sends still in a window back into Redis (a recovery, a reconnection). */
+  private putBack(): Observable<void> {
+    return this.leaseHeldSlots(new Set()).pipe(switchMap(() => this.backfillWindows()));
   }
 
   /**
