@@ -1024,6 +1024,26 @@ describe('a lease', () => {
       subscription.unsubscribe();
     });
   });
+  it('keeps its estimate in the token windows when told a usage no server bills (negative, infinite, not a number)', () => {
+    for (const totalTokens of [-1_000_000, Infinity, Number.NaN]) {
+      const scheduler = newTestScheduler();
+      scheduler.run(() => {
+        const { transport } = scriptedTransport(scheduler, {});
+        const pool = predictablePool(scheduler, transport, [tokenQuotaKey()]);
+        const port = pool[POOL_PORT];
+        const tokensLeft = () => pool.snapshot().keys[0]!.quota.find((quota) => quota.unit === 'tokens')?.remaining;
+        port.acquire(small, { models: [MODEL] }).subscribe((lease) => {
+          const estimated = tokensLeft();
+          lease.markSent();
+          lease.reconcile({ promptTokens: 0, completionTokens: 0, totalTokens });
+          lease.release();
+          expect(estimated).toBeGreaterThan(0);
+          expect(estimated).toBeLessThan(50);
+          expect(tokensLeft()).toBe(estimated);
+        });
+      });
+    }
+  });
 });
 
 describe('dispose while a shared store answers', () => {

@@ -624,6 +624,22 @@ describe('parseUsage', () => {
     expect(parseUsage({ cost: 1 })).toBeUndefined();
     expect(parseUsage('usage')).toBeUndefined();
   });
+
+  it('is unknown when a token count is negative, fractional or past the safe integers; a bad detail or cost is left out', () => {
+    // Billed tokens correct the token quota windows: a negative count would open them, an
+    // overflowing sum (Infinity) close them for good. The estimate stands instead.
+    expect(parseUsage({ prompt_tokens: -1_000_000, completion_tokens: 1, total_tokens: -999_999 })).toBeUndefined();
+    expect(parseUsage({ prompt_tokens: 1e308, completion_tokens: 1e308 })).toBeUndefined();
+    expect(parseUsage({ prompt_tokens: 2.5, completion_tokens: 3 })).toBeUndefined();
+    expect(parseUsage({ prompt_tokens: 2, completion_tokens: '3', total_tokens: 'many' })).toBeUndefined();
+    expect(
+      parseUsage({ prompt_tokens: 2, completion_tokens: 3, total_tokens: null, cost: -2, prompt_tokens_details: { cached_tokens: -1 } }),
+    ).toEqual({
+      promptTokens: 2,
+      completionTokens: 3,
+      totalTokens: 5,
+    });
+  });
 });
 
 describe('parseCompletionBody', () => {

@@ -103,7 +103,12 @@ export class AdmittedLease implements KeyLease {
   }
 
   get reconcile(): (usage: Usage) => void {
-    return (this.#boundReconcile ??= (usage) => this.#context.store.reconcile(this.#reservation, usage.totalTokens));
+    return (this.#boundReconcile ??= (usage) => {
+      // A count a transport made up (negative, infinite, not a number) would open the token
+      // windows or close them for good: the estimate stands instead.
+      const tokens = usage?.totalTokens;
+      if (typeof tokens === 'number' && Number.isFinite(tokens) && tokens >= 0) this.#context.store.reconcile(this.#reservation, tokens);
+    });
   }
 
   get release(): () => void {

@@ -3,7 +3,7 @@ import type { Completion, FinishReason, Usage } from '../core/types.js';
 import { classifyErrorResponse, statusOfErrorPayload } from './classify.js';
 import { parseErrorBody } from './error-body.js';
 import type { HeaderSource } from './headers.js';
-import { isRecord, numberField, parseJsonBody, recordField, stringField, type JsonRecord } from './values.js';
+import { countField, isRecord, nonNegativeField, parseJsonBody, recordField, stringField, type JsonRecord } from './values.js';
 
 /**
  * Validation of 200 answers: one parsed SSE chunk, or a whole non-streaming body. A 200 is not a
@@ -204,24 +204,32 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
   return { kind: 'completion', completion };
 }
 
-/** OpenRouter's `usage` block in camelCase; `undefined` for `null` or anything without token counts. */
+/**
+ * OpenRouter's `usage` block in camelCase; `undefined` for `null`, anything without token counts,
+ * and a block whose token counts are not all non-negative safe integers: billed tokens correct the
+ * token quota windows, which a made-up count would open (a negative one) or close for good (an
+ * overflowing sum), so the estimate stands instead. A bad detail or cost is left out on its own.
+ */
 export function parseUsage(raw: unknown): Usage | undefined {
   if (!isRecord(raw)) return undefined;
-  const promptTokens = numberField(raw['prompt_tokens']);
-  const completionTokens = numberField(raw['completion_tokens']);
+  if (TOKEN_COUNT_FIELDS.some((field) => raw[field] != null && countField(raw[field]) === undefined)) return undefined;
+  const promptTokens = countField(raw['prompt_tokens']);
+  const completionTokens = countField(raw['completion_tokens']);
   if (promptTokens === undefined && completionTokens === undefined) return undefined;
   const usage: Usage = {
     promptTokens: promptTokens ?? 0,
     completionTokens: completionTokens ?? 0,
-    totalTokens: numberField(raw['total_tokens']) ?? (promptTokens ?? 0) + (completionTokens ?? 0),
+    totalTokens: countField(raw['total_tokens']) ?? (promptTokens ?? 0) + (completionTokens ?? 0),
   };
   assignDefined(usage, {
-    cost: numberField(raw['cost']),
-    cachedTokens: numberField(recordField(raw['prompt_tokens_details'])?.['cached_tokens']),
-    reasoningTokens: numberField(recordField(raw['completion_tokens_details'])?.['reasoning_tokens']),
+    cost: nonNegativeField(raw['cost']),
+    cachedTokens: countField(recordField(raw['prompt_tokens_details'])?.['cached_tokens']),
+    reasoningTokens: countField(recordField(raw['completion_tokens_details'])?.['reasoning_tokens']),
   });
   return usage;
 }
+
+const TOKEN_COUNT_FIELDS = ['prompt_tokens', 'completion_tokens', 'total_tokens'] as const;
 
 /** What a stream has established so far; fold every content chunk in with `advanceStream`. */
 export interface StreamProgress {

@@ -32,6 +32,18 @@ export function numberField(value: unknown): number | undefined {
   return undefined;
 }
 
+/** A count (tokens): a non-negative safe integer, so that sums of counts stay exact and finite. */
+export function countField(value: unknown): number | undefined {
+  const count = numberField(value);
+  return count !== undefined && Number.isSafeInteger(count) && count >= 0 ? count : undefined;
+}
+
+/** An amount that cannot be negative (a cost): non-negative and finite. */
+export function nonNegativeField(value: unknown): number | undefined {
+  const amount = numberField(value);
+  return amount !== undefined && amount >= 0 ? amount : undefined;
+}
+
 export function recordField(value: unknown): JsonRecord | undefined {
   return isRecord(value) ? value : undefined;
 }
