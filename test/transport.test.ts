@@ -340,6 +340,46 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
     }
   });
 
+  describe("error bodies without OpenRouter's `{error}` wrapper (OpenAI-style, a bare JSON string)", () => {
+    // The SDK keeps only a JSON body's `error` member: the SDK transport read such bodies as none,
+    // and classified a key's spending cap as an account-wide denial, a free-model (account) 429 as
+    // a key's, a context-length 400 as a plain bad request.
+    const replies = [
+      { status: 403, body: { message: 'Key limit exceeded', code: 403 }, type: KeyLimitError, scope: 'key', message: 'Key limit exceeded' },
+      {
+        status: 429,
+        body: { message: 'Rate limit exceeded: free-models-per-min', code: 429 },
+        type: RateLimitError,
+        scope: 'account',
+        message: 'free-models-per-min',
+      },
+      {
+        status: 400,
+        body: {
+          message: "This model's maximum context length is 8192 tokens",
+          type: 'invalid_request_error',
+          code: 'context_length_exceeded',
+        },
+        type: ContextLengthError,
+        scope: 'request',
+        message: 'maximum context length',
+      },
+      { status: 429, body: 'slow down', type: RateLimitError, scope: 'key', message: 'slow down' },
+    ] as const;
+    for (const reply of replies) {
+      it(`${reply.status} ${JSON.stringify(reply.body)}`, async () => {
+        const server = await listen(async (request, respond) => {
+          await readAll(request);
+          respond(reply.status, reply.body);
+        });
+        const { error } = await collect(createTransport({ baseURL: server.baseURL })(ALPHA, chat()));
+        expect(error).toBeInstanceOf(reply.type);
+        expect(error).toMatchObject({ scope: reply.scope, status: reply.status });
+        expect((error as Error).message).toContain(reply.message);
+      });
+    }
+  });
+
   describe('fixtures replayed', () => {
     const expectations: Record<string, (outcome: Outcome) => void> = {
       'chat-nonstream-usage': ({ events }) =>
@@ -875,7 +915,7 @@ describe('redaction', () => {
 
   it('maps an aborted body read (a DOMException, whose message is read-only) without touching it', () => {
     const abort = new DOMException('This operation was aborted', 'AbortError');
-    const mapped = errorFromSdk(abort, { key: ALPHA, model: MODEL });
+    const mapped = errorFromSdk(abort, { key: ALPHA, model: MODEL }, new WeakMap());
     expect(mapped).toBeInstanceOf(NetworkError);
     expect(mapped.message).toBe('This operation was aborted');
     expect(abort.message).toBe('This operation was aborted');
@@ -885,7 +925,7 @@ describe('redaction', () => {
     const text = `connect failed for ${secret} (${secret.slice(0, 24)})`;
     const foreign = new Error(text);
     const stack = foreign.stack;
-    const mapped = errorFromSdk(foreign, { key: LONG });
+    const mapped = errorFromSdk(foreign, { key: LONG }, new WeakMap());
     expect(foreign.message === text && foreign.stack === stack, 'the foreign error is untouched').toBe(true);
     expect(mapped.message).toBe('connect failed for [key long #10ab9e] ([key long #10ab9e])');
     expect(mapped.cause).not.toBe(foreign);

@@ -3,7 +3,7 @@ import { Observable } from 'rxjs';
 import { ConfigurationError } from '../core/errors.js';
 import type { KeyCredential, Transport, TransportEvent } from '../core/types.js';
 import { Attempt, attemptSettingsOf, type Exchange } from './attempt.js';
-import { createOpenRouterClient } from './sdk-client.js';
+import { createOpenRouterClient, type ErrorBodies } from './sdk-client.js';
 import { errorFromSdk, errorFromStreamRead } from './sdk-errors.js';
 import type { OpenRouterTransportOptions } from './transport-options.js';
 
@@ -15,10 +15,11 @@ import type { OpenRouterTransportOptions } from './transport-options.js';
  */
 export function createSdkTransport(options: OpenRouterTransportOptions = {}): Transport {
   const exchanges = new Map<string, Exchange>();
+  const errorBodies: ErrorBodies = new WeakMap();
   const exchangeFor = (key: KeyCredential): Exchange => {
     let exchange = exchanges.get(key.key);
     if (exchange === undefined) {
-      exchange = sdkExchange(createOpenRouterClient(key.key, options));
+      exchange = sdkExchange(createOpenRouterClient(key.key, options, errorBodies), errorBodies);
       exchanges.set(key.key, exchange);
     }
     return exchange;
@@ -49,11 +50,11 @@ export function createSdkTransport(options: OpenRouterTransportOptions = {}): Tr
 }
 
 /** One key's SDK client as an exchange: the SDK sends the request and maps HTTP errors. */
-function sdkExchange(client: OpenAI): Exchange {
+function sdkExchange(client: OpenAI, errorBodies: ErrorBodies): Exchange {
   return {
     send: (body, signal) =>
       client.chat.completions.create(body as unknown as Parameters<OpenAI['chat']['completions']['create']>[0], { signal }).asResponse(),
-    errorOf: errorFromSdk,
-    bodyReadErrorOf: errorFromStreamRead,
+    errorOf: (error, identity) => errorFromSdk(error, identity, errorBodies),
+    bodyReadErrorOf: (error, identity, read) => errorFromStreamRead(error, identity, read, errorBodies),
   };
 }

@@ -4,12 +4,14 @@ import { classifyHttpError } from '../wire/classify.js';
 import { streamErrorFromPayload } from '../wire/chunk.js';
 import { connectionError, errorFromBodyRead, headersTimeoutError, type AttemptIdentity, type BodyRead } from './attempt-errors.js';
 import { redactError, redactValue } from '../core/redact.js';
+import { parseJsonBody } from '../wire/values.js';
+import type { ErrorBodies } from './sdk-client.js';
 
 /**
  * Maps anything the `openai` SDK throws before a response body is read (status errors,
  * connection failures, timeouts) to a typed, key-free `OpenRouterError`.
  */
-export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRouterError {
+export function errorFromSdk(error: unknown, attempt: AttemptIdentity, errorBodies: ErrorBodies): OpenRouterError {
   // The caller's own error (its `fetch` threw it) is left as it is: the copy is redacted.
   if (error instanceof OpenRouterError) return redactError(copyError(error, {}), attempt.key);
   const { key, model } = attempt;
@@ -20,7 +22,7 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRout
       classifyHttpError({
         status: error.status,
         headers: error.headers,
-        body: redactValue(bodyOf(error), key),
+        body: redactValue(bodyOf(error, errorBodies), key),
         // Wait hints are wall-clock dates and epoch times, so they are read against the real clock.
         nowMs: Date.now(),
         model,
@@ -42,8 +44,8 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity): OpenRout
 }
 
 /** Maps a failure while reading a body (a stream's: the SDK throws an `APIError` for an event with a top-level `error`). */
-export function errorFromStreamRead(error: unknown, attempt: AttemptIdentity, read: BodyRead): OpenRouterError {
-  if (error instanceof APIError) return errorFromSdk(error, attempt);
+export function errorFromStreamRead(error: unknown, attempt: AttemptIdentity, read: BodyRead, errorBodies: ErrorBodies): OpenRouterError {
+  if (error instanceof APIError) return errorFromSdk(error, attempt, errorBodies);
   return errorFromBodyRead(error, attempt, read);
 }
 
@@ -56,12 +58,15 @@ function isApiError(error: unknown): error is APIError {
 }
 
 /**
- * The SDK keeps only the `error` member of a JSON error body, or the raw text of a non-JSON body
- * inside its message (`"502 <html>…"`). Rebuild what the classifier reads from either.
+ * The error body as it came, where the client kept it (`ErrorBodies`); else rebuilt from what the
+ * SDK keeps: the `error` member of a JSON body, or the raw text of a non-JSON body inside its
+ * message (`"502 <html>…"`).
  */
-function bodyOf(error: APIError): unknown {
+function bodyOf(error: APIError, errorBodies: ErrorBodies): unknown {
+  const text = error.headers === undefined ? undefined : errorBodies.get(error.headers);
+  if (text !== undefined) return parseJsonBody(text);
   if (error.error !== undefined) return { error: error.error };
   const prefix = `${error.status} `;
-  const text = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-  return text === 'status code (no body)' ? undefined : text;
+  const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  return message === 'status code (no body)' ? undefined : message;
 }
