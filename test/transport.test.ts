@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   AbortedError,
   AuthenticationError,
+  BadRequestError,
   ContentPolicyError,
   ContextLengthError,
   InsufficientCreditsError,
@@ -376,6 +377,41 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
         expect(error).toBeInstanceOf(reply.type);
         expect(error).toMatchObject({ scope: reply.scope, status: reply.status });
         expect((error as Error).message).toContain(reply.message);
+      });
+    }
+  });
+
+  describe('a request JSON cannot carry (in a field the edge passes through)', () => {
+    // It was reported as a NetworkError on the transport: retried on every key, each failure
+    // counted against a healthy key's breaker.
+    const cycle: Record<string, unknown> = { name: 'loop' };
+    cycle['self'] = cycle;
+    const cases = [
+      { name: 'a BigInt', extra: { metadata: { trace: 5n } }, path: 'request.metadata.trace' },
+      { name: 'a cycle', extra: { metadata: cycle }, path: 'request.metadata.self' },
+      {
+        name: 'a toJSON that throws',
+        extra: {
+          tools: [
+            {
+              toJSON: () => {
+                throw new Error('no');
+              },
+            },
+          ],
+        },
+        path: 'request.tools[0]',
+      },
+    ];
+    for (const testCase of cases) {
+      it(`${testCase.name}: fails on its own, request-scoped, naming where; nothing is sent`, async () => {
+        const fake = await startFake();
+        const { events, error } = await collect(transportFor(fake)(ALPHA, chat(testCase.extra)));
+        expect(events).toEqual([]);
+        expect(error).toBeInstanceOf(BadRequestError);
+        expect(error).toMatchObject({ scope: 'request', retryable: false, keyLabel: 'alpha', model: MODEL });
+        expect((error as Error).message).toMatch(new RegExp(`^${testCase.path.replace(/[.[\]]/g, '\\$&')}: cannot be sent as JSON`));
+        expect(fake.requests).toEqual([]);
       });
     }
   });

@@ -1,5 +1,5 @@
-import { MalformedResponseError, NetworkError, OpenRouterError, StreamError, copyError } from '../core/errors.js';
-import type { KeyCredential } from '../core/types.js';
+import { BadRequestError, MalformedResponseError, NetworkError, OpenRouterError, StreamError, copyError } from '../core/errors.js';
+import type { ChatRequest, KeyCredential } from '../core/types.js';
 import { redactError } from '../core/redact.js';
 
 /** Who the failed attempt was, for the error's fields. */
@@ -87,4 +87,55 @@ export function describeCause(error: Error): string {
     current = current.cause;
   }
   return parts.join(': ');
+}
+
+/**
+ * The request's own failure when JSON cannot carry it (a BigInt, a cycle, a `toJSON` that throws,
+ * in a field the edge passes through), else undefined: asked only after a send failed, since
+ * serializing to check would cost every request. No key or connection is at fault: the request
+ * fails alone, naming where it broke, instead of being retried on every key as a network error.
+ */
+export function unsendableError(request: ChatRequest, attempt: AttemptIdentity): OpenRouterError | undefined {
+  try {
+    JSON.stringify(request);
+    return undefined;
+  } catch (error: unknown) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return redactError(
+      new BadRequestError({
+        message: `${unsendablePath(request, 'request', new Set()) ?? 'request'}: cannot be sent as JSON (${reason})`,
+        scope: 'request',
+        retryable: false,
+        keyLabel: attempt.key.label,
+        model: attempt.model,
+      }),
+      attempt.key,
+    );
+  }
+}
+
+/** The path of the first value JSON cannot carry: a BigInt, a value inside its own cycle, a `toJSON` that throws. */
+function unsendablePath(value: unknown, path: string, ancestors: Set<object>): string | undefined {
+  if (typeof value === 'bigint') return path;
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (ancestors.has(value)) return path;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
+    let plain: unknown;
+    try {
+      plain = (value as { toJSON: () => unknown }).toJSON();
+    } catch {
+      return path;
+    }
+    if (plain !== value) return unsendablePath(plain, path, ancestors);
+  }
+  ancestors.add(value);
+  const entries: Array<[string, unknown]> = Array.isArray(value)
+    ? value.map((item, index) => [`[${index}]`, item])
+    : Object.entries(value).map(([name, item]) => [`.${name}`, item]);
+  for (const [step, item] of entries) {
+    const found = unsendablePath(item, path + step, ancestors);
+    if (found !== undefined) return found;
+  }
+  ancestors.delete(value);
+  return undefined;
 }
