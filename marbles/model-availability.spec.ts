@@ -858,6 +858,34 @@ describe('a model at its concurrency limit', () => {
     },
   );
 
+  it('takes a batch out of its line of inputs only as room comes: served in arrival order, each queue timeout from its own wait', () => {
+    // Each request refused at the limit stepped out of its slot, which started the next input,
+    // refused in turn: the whole batch waited outside its line of inputs at once, in the order the
+    // refusals came (the first requests last), every queue timeout running from the start.
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const ids = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
+      const { pool, calls } = makePool(scheduler, { cap: ids.map((id) => answerAfter(scheduler, 100, id, 'cap')) }, ONE_AT_A_TIME);
+      const log = terminals(
+        scheduler,
+        from(ids.map((id) => request(id, 'cap'))).pipe(balance(pool, { concurrency: 2, transient: false, queueTimeoutMs: 250 })),
+      );
+      flush();
+      // c1 is answered; c2 and c3 wait aside (as many as the slots); c4 starts once c2 has the
+      // room (at 100), c5 once c3 has it: none waits more than two answers, within its 250 ms.
+      expect(log).toEqual([
+        '100 c1 completion',
+        '200 c2 completion',
+        '300 c3 completion',
+        '400 c4 completion',
+        '500 c5 completion',
+        '600 c6 completion',
+      ]);
+      expect(calls.map((call) => call.at)).toEqual([0, 100, 200, 300, 400, 500]);
+      expect(pool.snapshot().queued).toBe(0);
+    });
+  });
+
   it('gives the room an answer frees to the request that waited for it, not to one sent as that answer is handled', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {

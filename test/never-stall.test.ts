@@ -172,3 +172,30 @@ describe('a provider that cuts every stream (defect 8)', () => {
     expect(health.models.find((model) => model.model === 'cutting/model')!.state).not.toBe('closed');
   });
 });
+
+describe('a batch for a healthy model, with its adaptive limit below the concurrency (a load review)', () => {
+  // Requests refused at the model's limit step out of their concurrency slots; each slot they
+  // freed started the next input, refused in turn: the whole batch stepped out at once. It then
+  // waited in the order it had been refused (the first requests last), and each request's queue
+  // timeout ran from the start of the batch.
+  async function run(total: number, queueTimeoutMs?: number) {
+    const { pool } = await setUp({ defaultModel: { latencyMs: 30 } }, { keys: KEYS.slice(0, 2), discoverAccounts: false });
+    const requests = Array.from({ length: total }, (_, index) => chat(`r${index}`, 'healthy/model'));
+    const options = queueTimeoutMs === undefined ? { concurrency: 16 } : { concurrency: 16, queueTimeoutMs };
+    const events = await lastValueFrom(from(requests).pipe(balance(pool, options), toArray()));
+    return events.filter((event) => event.type === 'completion' || event.type === 'failed');
+  }
+
+  it('answers in arrival order: the first 16 requests are among the first 64 answers', async () => {
+    const terminals = await run(400);
+    expect(terminals.filter((event) => event.type === 'failed')).toEqual([]);
+    const late = terminals.slice(64).filter((event) => Number(event.requestId.slice(1)) < 16);
+    expect(late.map((event) => event.requestId)).toEqual([]);
+  }, 30_000);
+
+  it('times out no request of a batch the model keeps serving: queueTimeoutMs bounds a wait, not the batch', async () => {
+    const terminals = await run(1_200, 2_000);
+    expect(terminals.filter((event) => event.type === 'failed').map((event) => event.type === 'failed' && event.error.kind)).toEqual([]);
+    expect(terminals).toHaveLength(1_200);
+  }, 30_000);
+});

@@ -145,7 +145,7 @@ interface StreamedAnswer {
 export function toBalanceEvents(
   pool: PoolPort,
   requestId: string,
-  startedAt: number,
+  arrival: RequestArrival,
   attempts$: Observable<AttemptEvent>,
   slot: Slot,
   waits: RequestWaits,
@@ -153,10 +153,21 @@ export function toBalanceEvents(
   retriesOf: (request: ChatRequest) => RequestRetries,
 ): Observable<BalanceEvent> {
   return new Observable<BalanceEvent>((subscriber) => {
-    const report = new RequestReport(pool, requestId, startedAt, attempts$, slot, waits, request, retriesOf, subscriber);
+    const report = new RequestReport(pool, requestId, arrival, attempts$, slot, waits, request, retriesOf, subscriber);
     report.subscribeAttempts();
     return report;
   });
+}
+
+/**
+ * When a request came to `balance` (scheduler time), and its number among the inputs: its place
+ * in a line for a model's room, kept across its attempts and waits, so that a retry (a provider 429
+ * drawn by a probe of the limit) waits where it waited before, and a batch taken in at once waits in
+ * the order it came, whichever of its requests a refusal reached first.
+ */
+export interface RequestArrival {
+  readonly at: number;
+  readonly number: number;
 }
 
 /**
@@ -193,17 +204,11 @@ class RequestReport {
   private outage: { readonly since: number; until: number; error: OpenRouterError } | undefined;
   /** When its chain was found at its concurrency limits, since its last attempt. */
   private atCapacitySince: number | undefined;
-  /**
-   * When it first found its chain at their concurrency limits: its place in the line for room, kept
-   * across its attempts, so that a retry (a provider 429 drawn by a probe of the limit) waits where
-   * it waited before, not behind every request that came after it.
-   */
-  private firstAtCapacityAt: number | undefined;
 
   constructor(
     private readonly pool: PoolPort,
     private readonly requestId: string,
-    private readonly startedAt: number,
+    private readonly arrival: RequestArrival,
     private readonly attempts$: Observable<AttemptEvent>,
     private readonly slot: Slot,
     private readonly waits: RequestWaits,
@@ -385,7 +390,7 @@ class RequestReport {
       type: 'completion',
       requestId: this.requestId,
       attempts: this.attempts,
-      latencyMs: this.pool.scheduler.now() - this.startedAt,
+      latencyMs: this.pool.scheduler.now() - this.arrival.at,
       ...event,
       ...(billed === undefined ? {} : { billedUsage: billed }),
     });
@@ -420,7 +425,6 @@ class RequestReport {
     let leftMs = Infinity;
     if (atCapacity) {
       this.atCapacitySince ??= now;
-      this.firstAtCapacityAt ??= now;
       if (waits.queueTimeoutMs !== undefined && this.atCapacitySince + waits.queueTimeoutMs <= now)
         return queueTimeoutError(waits.queueTimeoutMs);
       // A model at its limit is in service, and its room is waited for as in the queue. But once
@@ -439,7 +443,7 @@ class RequestReport {
       // No use waiting for a model known to stay out past the deadline.
       if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return error;
     }
-    slot.release();
+    slot.release(atCapacity);
     // The slot went to the next input at once, and that ended this request's caller.
     if (this.stopped) return undefined;
     // A half-open model's return hangs on its probe: look again soon. Room at a model's limit is
@@ -469,7 +473,7 @@ class RequestReport {
     if (atCapacity) this.armRoomTimeout(error.modelsAtCapacity);
     wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
     if (atCapacity && !wakeUps.closed)
-      wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.firstAtCapacityAt, this.priorityInLine()).subscribe(resume));
+      wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.arrival.at, this.priorityInLine(), this.arrival.number).subscribe(resume));
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wakeUps.closed) wakeUps.add(pool.disposed$.subscribe(resume));
     return undefined;

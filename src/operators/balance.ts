@@ -13,7 +13,7 @@ import { modelFallbackPolicy, modelFallbackSettings, type FallbackOnModelErrorCo
 import { rateLimitRetryPolicy, rateLimitRetrySettings, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
 import { transientRetryPolicy, transientRetrySettings, type RetryTransientConfig } from './retry-transient.js';
 import { nestedRetryLoops, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
-import { keyRotationAttempts, type WithKeyRotationConfig } from './with-key-rotation.js';
+import { keyRotationAttempts, modelChainOf, type WithKeyRotationConfig } from './with-key-rotation.js';
 import { priorityOption, serverFallbacksOption } from './key-rotation-options.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
@@ -134,7 +134,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const disposed$ = pool[POOL_PORT].disposed$;
   let sequence = 0;
 
-  const run = ({ input, arrivedAt }: { input: ChatRequest; arrivedAt: number }, slot: Slot): Observable<BalanceEvent> => {
+  const run = ({ input, arrivedAt, arrival }: Arrival, slot: Slot): Observable<BalanceEvent> => {
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
     let request: ChatRequest;
     try {
@@ -151,13 +151,43 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       retryPolicies.length === 0
         ? attemptsOf(request)
         : nestedRetryLoops(attemptsOf(request), retryPolicies, { cutShort$: disposed$, resumable: true });
-    return toBalanceEvents(pool[POOL_PORT], requestId, arrivedAt, attempts$, slot, waits, request, attemptsOf.retriesOf);
+    return toBalanceEvents(
+      pool[POOL_PORT],
+      requestId,
+      { at: arrivedAt, number: arrival },
+      attempts$,
+      slot,
+      waits,
+      request,
+      attemptsOf.retriesOf,
+    );
   };
 
-  // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot.
-  return (requests) =>
-    requests.pipe(
-      map((input) => ({ input, arrivedAt: pool.scheduler.now() })),
-      mergeWithSlots(run, options.concurrency ?? 16),
+  // An input the pool would refuse at once (every model of its chain at its concurrency limit)
+  // waits for its turn in the line of inputs while the gate has enough requests waiting for room.
+  const port = pool[POOL_PORT];
+  const waitsForRoom = ({ input }: Arrival): boolean => {
+    try {
+      return port.modelsAtLimit(modelChainOf(input));
+    } catch {
+      // Not a request: it starts, and fails its validation.
+      return false;
+    }
+  };
+  // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot; its
+  // number orders the requests of one instant (a batch) in a line for a model's room.
+  return (requests) => {
+    let arrivals = 0;
+    return requests.pipe(
+      map((input): Arrival => ({ input, arrivedAt: pool.scheduler.now(), arrival: arrivals++ })),
+      mergeWithSlots(run, options.concurrency ?? 16, waitsForRoom),
     );
+  };
+}
+
+/** An input as `balance` takes it in. */
+interface Arrival {
+  readonly input: ChatRequest;
+  readonly arrivedAt: number;
+  readonly arrival: number;
 }

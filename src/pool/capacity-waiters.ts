@@ -6,11 +6,15 @@ export interface PlaceInLine {
   readonly priority: number;
   /** When the request first waited. */
   readonly since: number;
+  /** Its number among arrivals of the same instant (a batch taken in at once), where its caller counts them. */
+  readonly arrival?: number;
 }
 
 /** Whether `a` goes before `b` in line. */
 export function comesBefore(a: PlaceInLine, b: PlaceInLine): boolean {
-  return a.priority > b.priority || (a.priority === b.priority && a.since < b.since);
+  if (a.priority !== b.priority) return a.priority > b.priority;
+  if (a.since !== b.since) return a.since < b.since;
+  return a.arrival !== undefined && b.arrival !== undefined && a.arrival < b.arrival;
 }
 
 /** A request waiting in the admission's queue. */
@@ -51,12 +55,13 @@ export class CapacityWaiters {
    * the line. A request that waits again (the room it was woken for was gone) gives the time it
    * first waited, and keeps its place ahead of those that came after it.
    */
-  wait(models: readonly string[], since = this.scheduler.now(), priority = 0): Observable<void> {
+  wait(models: readonly string[], since = this.scheduler.now(), priority = 0, arrival?: number): Observable<void> {
     return new Observable<void>((subscriber) => {
       const waiter: Waiter = {
         models,
         since,
         priority,
+        arrival,
         wake: () => {
           subscriber.next();
           subscriber.complete();

@@ -160,12 +160,15 @@ export interface PoolPort {
   /**
    * Emits once, then completes, when one of `models` has room again for a request refused at their
    * concurrency limits (`ModelUnavailableError.modelsAtCapacity`): waiters are woken in line, by
-   * `priority` (higher first, default 0), then by `since` (the scheduler time the request first found
-   * them full; default now), while a slot an answer frees, or a limit that grows, leaves room; one
-   * woken that cannot take it passes it on. The acquisition a woken request makes at once keeps
-   * that place in the queue, among requests that wait there.
+   * `priority` (higher first, default 0), then by `since` (the scheduler time the request arrived, or
+   * first found them full; default now), then by `arrival` (its number among requests of the same
+   * instant, where the caller numbers them), while a slot an answer frees, or a limit that grows,
+   * leaves room; one woken that cannot take it passes it on. The acquisition a woken request makes
+   * at once keeps that place in the queue, among requests that wait there.
    */
-  modelRoom(models: readonly string[], since?: number, priority?: number): Observable<void>;
+  modelRoom(models: readonly string[], since?: number, priority?: number, arrival?: number): Observable<void>;
+  /** Whether every one of `models` is at its adaptive concurrency limit now (a request for them would wait for room). */
+  modelsAtLimit(models: readonly string[]): boolean;
   /** Whether one of `models` accepted a request (its answer's first byte came) at or after `since`: it was in service then. */
   modelAnsweredSince(models: readonly string[], since: number): boolean;
 }
