@@ -128,6 +128,32 @@ describe('attemptTimeouts after withKeyRotation', () => {
     });
   });
 
+  it('idleMs: none after the chunk with the finish reason, while the usage (or the end) is on its way; totalMs still bounds it', () => {
+    // The transport waits up to its `doneGraceMs` for the usage after the finish: an idle limit
+    // shorter than that grace failed a complete answer (and, restarting, had it generated again).
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectObservable }) => {
+      const finished: TransportEvent = { type: 'chunk', delta: 'lo', model: 'a', finishReason: 'stop' };
+      const call = cold('--a--b-------(z|)', { a: textChunk('Hel'), b: finished, z: streamEnd('gen-1') });
+      const { pool } = makePool(scheduler, { a: [call] });
+      const attempts$ = of(streamedRequest()).pipe(withKeyRotation(pool), attemptTimeouts({ ...limits, scheduler }));
+      expectObservable(attempts$).toBe('x-a--b-------(z|)', {
+        x: attemptStart(1, 0),
+        a: tagged(textChunk('Hel')),
+        b: tagged(finished),
+        z: tagged(streamEnd('gen-1')),
+      });
+      const late = cold('--a--b------------------(z|)', { a: textChunk('Hel'), b: finished, z: streamEnd('gen-1') });
+      const { pool: latePool } = makePool(scheduler, { a: [late] });
+      const lateAttempts$ = of(streamedRequest()).pipe(withKeyRotation(latePool), attemptTimeouts({ ...limits, scheduler }));
+      expectObservable(lateAttempts$).toBe(
+        'x-a--b--------------#',
+        { x: attemptStart(1, 0), a: tagged(textChunk('Hel')), b: tagged(finished) },
+        totalTimeout(20),
+      );
+    });
+  });
+
   it('idleMs: before the first content token only firstTokenMs applies, however long the gap', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {

@@ -167,6 +167,9 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       expect(events[0]).toEqual({ type: 'chunk', delta: '', model: MODEL, provider: 'FakeProvider' });
       expect(events.slice(0, -1).every((event) => event.type === 'chunk')).toBe(true);
       expect(textOf(events)).toBe(completion.type === 'completion' ? completion.completion.content : 'no completion');
+      // The chunk with the finish reason says so (the idle timeout ends there); no other does.
+      const finishing = events.filter((event) => event.type === 'chunk' && event.finishReason !== undefined);
+      expect(finishing).toEqual([expect.objectContaining({ type: 'chunk', finishReason: 'stop' })]);
       const end = events.at(-1);
       expect(end).toMatchObject({ type: 'end', model: MODEL, provider: 'FakeProvider', finishReason: 'stop' });
       expect(end?.type === 'end' && end.id).toMatch(/^gen-/);

@@ -174,6 +174,11 @@ export type TransportEvent =
       toolCalls?: ReadonlyArray<Record<string, unknown>>;
       model: string;
       provider?: string;
+      /**
+       * On the chunk that carried the answer's `finish_reason`: its content has ended, and only its
+       * usage or the stream's end may follow (an idle timeout no longer applies to the attempt).
+       */
+      finishReason?: FinishReason;
     }
   | {
       type: 'end';

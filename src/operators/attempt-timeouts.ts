@@ -100,6 +100,8 @@ export class TimedAttempt {
   private firstToken: Deadline | undefined;
   private idle: Subscription | undefined;
   private contentSeen = false;
+  /** The chunk with the finish reason (or the end) came: no idle timeout from then. */
+  private contentEnded = false;
   private lastEventAt = 0;
 
   constructor(
@@ -114,6 +116,7 @@ export class TimedAttempt {
       this.clear();
       this.start = event;
       this.contentSeen = false;
+      this.contentEnded = false;
       this.total = this.arm(TotalTimeoutError, 'total', limits.totalMs);
       if (event.stream) this.firstToken = this.arm(FirstTokenTimeoutError, 'first-token', limits.firstTokenMs);
     } else if (this.start?.stream && (event.type === 'chunk' || event.type === 'end')) {
@@ -122,14 +125,18 @@ export class TimedAttempt {
         this.firstToken?.cancel();
         this.firstToken = undefined;
       }
-      if (this.contentSeen) {
+      if (event.type === 'end' || event.finishReason !== undefined) {
+        // The content has ended: what may follow (usage, the stream's end) the transport waits for
+        // within its own grace, and the total timeout bounds. An idle timer shorter than that grace
+        // would fail a complete answer.
+        this.contentEnded = true;
+        this.firstToken?.cancel();
+        this.firstToken = undefined;
+        this.idle?.unsubscribe();
+        this.idle = undefined;
+      } else if (this.contentSeen && !this.contentEnded) {
         this.lastEventAt = limits.scheduler.now();
-        if (event.type === 'end') {
-          this.idle?.unsubscribe();
-          this.idle = undefined;
-        } else {
-          this.idle ??= this.armIdle();
-        }
+        this.idle ??= this.armIdle();
       }
     }
     if (event.type === 'end' || event.type === 'completion') this.clear();

@@ -293,6 +293,7 @@ export class Attempt {
       ...(content.toolCalls === undefined ? {} : { toolCalls: this.toolCallRedactor!.push(content.toolCalls) }),
       model: content.model ?? this.progress.model ?? this.identity.model ?? '',
       ...(content.provider === undefined ? {} : { provider: content.provider }),
+      ...(content.finishReason === undefined ? {} : { finishReason: content.finishReason }),
     };
   }
 
