@@ -680,6 +680,45 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       expect(typed.stack ?? '').not.toContain(ALPHA.key);
     });
 
+    it('redacts a key a stream splits after its first 20 characters, in content and in tool-call arguments alike', async () => {
+      // A chunk that holds 20 characters of the key is scrubbed on its own; the tool-call arguments
+      // of the next chunk (the rest of the key, which alone looks like nothing) went out as they were.
+      const echoed: KeyCredential = Object.defineProperty({ label: 'echo', fingerprint: '#ec40ed' }, 'key', {
+        value: TEST_KEYS.echoedPrefix,
+      }) as KeyCredential;
+      const secret = echoed.key;
+      const server = createServer((request, response) => {
+        request.resume();
+        request.on('end', () => {
+          const data = (delta: Record<string, unknown>, finish: string | null = null) =>
+            `data: ${JSON.stringify({ id: 'g', model: MODEL, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+          response.writeHead(200, { 'content-type': 'text/event-stream' });
+          response.write(
+            data({
+              content: `key ${secret.slice(0, 20)}`,
+              tool_calls: [{ index: 0, id: 'c1', type: 'function', function: { name: 'f', arguments: `{"k":"${secret.slice(0, 20)}` } }],
+            }),
+          );
+          response.write(
+            data({ content: `${secret.slice(20)} end`, tool_calls: [{ index: 0, function: { arguments: `${secret.slice(20)}"}` } }] }),
+          );
+          response.end(`${data({}, 'stop')}data: [DONE]\n\n`);
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`;
+      const { events, completed } = await collect(createTransport({ baseURL, doneGraceMs: 50 })(echoed, chat({ stream: true })));
+      expect(completed).toBe(true);
+      const text = JSON.stringify(events);
+      expect(text.includes(secret.slice(20))).toBe(false);
+      expect(textOf(events)).toBe('key [key echo #ec40ed] end');
+      const args = events.flatMap((event) => (event.type === 'chunk' ? (event.toolCalls ?? []) : []));
+      expect(args.map((call) => (call['function'] as { arguments?: string } | undefined)?.arguments ?? '').join('')).toBe(
+        '{"k":"[key echo #ec40ed]"}',
+      );
+    });
+
     it('uses one client per key: each request carries its own key', async () => {
       const fake = await startFake();
       const transport = transportFor(fake);

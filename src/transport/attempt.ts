@@ -13,7 +13,7 @@ import {
 } from '../wire/chunk.js';
 import { scheduleAfter } from '../core/timers.js';
 import { sseData } from '../wire/sse.js';
-import { parseJsonBody } from '../wire/values.js';
+import { isRecord, parseJsonBody } from '../wire/values.js';
 import { discardBody, readText } from './abortable-fetch.js';
 import { truncatedStreamError, unsendableError, type AttemptIdentity, type BodyRead } from './attempt-errors.js';
 import { KeyText, StreamRedactor, ToolCallRedactor, redactError, redactValue } from '../core/redact.js';
@@ -249,17 +249,20 @@ export class Attempt {
 
   /**
    * Copying every chunk to scrub it costs per token; only one that holds key text needs it. Its
-   * answer text still goes to the stream redactors unscrubbed: key text split across chunks is
-   * only found there, and scrubbing this chunk's part first would release the rest as plain text.
+   * answer text and tool-call arguments still go to the stream redactors unscrubbed: key text split
+   * across chunks is only found there, and scrubbing this chunk's part first would release the
+   * rest as plain text.
    */
   private parseChunk(data: string, chunk: unknown, context: WireContext): StreamChunkResult {
     if (!this.keyText.mentionedIn(data)) return parseStreamChunk(chunk, context);
     const scrubbed = parseStreamChunk(redactValue(chunk, this.identity.key), context);
     if (scrubbed.kind === 'error') return scrubbed;
     const raw = parseStreamChunk(chunk, context);
-    return raw.kind === 'error'
-      ? scrubbed
-      : Object.assign({}, scrubbed, { delta: raw.delta }, raw.reasoning === undefined ? {} : { reasoning: raw.reasoning });
+    if (raw.kind === 'error') return scrubbed;
+    const unscrubbed: Partial<StreamChunkContent> = { delta: raw.delta };
+    if (raw.reasoning !== undefined) unscrubbed.reasoning = raw.reasoning;
+    if (scrubbed.toolCalls !== undefined) unscrubbed.toolCalls = withRawArguments(scrubbed.toolCalls, raw.toolCalls);
+    return Object.assign({}, scrubbed, unscrubbed);
   }
 
   private onChunk(result: StreamChunkResult): void {
@@ -370,6 +373,20 @@ function readerChunks(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIte
 function ignore(): void {}
 
 /** The request as OpenRouter takes it: without the caller's correlation `id`. */
+/** Scrubbed tool-call deltas with the raw `arguments` of `raw` back in them, for the tool-call redactor to scrub across chunks. */
+function withRawArguments(
+  scrubbed: ReadonlyArray<Record<string, unknown>>,
+  raw: ReadonlyArray<Record<string, unknown>> | undefined,
+): Array<Record<string, unknown>> {
+  return scrubbed.map((call, index) => {
+    const rawFunction = raw?.[index]?.['function'];
+    const args = isRecord(rawFunction) ? rawFunction['arguments'] : undefined;
+    const scrubbedFunction = call['function'];
+    if (typeof args !== 'string' || !isRecord(scrubbedFunction)) return call;
+    return Object.assign({}, call, { function: Object.assign({}, scrubbedFunction, { arguments: args }) });
+  });
+}
+
 function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {
   // One copy, ours to complete, without `delete` (which would turn it into a slow dictionary object).
   const { id: _correlationId, ...body }: Record<string, unknown> = request;
