@@ -178,6 +178,28 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
       expect(fake.abortedConnections).toBe(0);
     });
 
+    it('a default header overrides an attribution header whatever the case of its name', async () => {
+      // The fetch transport sent both, joined (`x-title: Example App, Mine`).
+      const seen: IncomingHttpHeaders[] = [];
+      const server = await listen(async (request, respond) => {
+        seen.push(request.headers);
+        await readAll(request);
+        respond(200, {
+          id: 'gen-1',
+          model: MODEL,
+          choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'hi' } }],
+        });
+      });
+      const transport = createTransport({
+        baseURL: server.baseURL,
+        appUrl: 'https://example.test/app',
+        appTitle: 'Example App',
+        defaultHeaders: { 'x-title': 'Mine', 'http-referer': 'https://mine.example' },
+      });
+      await firstValueFrom(transport(ALPHA, chat()));
+      expect(seen[0]).toMatchObject({ 'x-title': 'Mine', 'http-referer': 'https://mine.example', 'x-openrouter-title': 'Example App' });
+    });
+
     it('keep-alive comments produce no events', async () => {
       const fake = await startFake({ defaultModel: { chunkCount: 3, firstTokenMs: 200 }, keepAliveIntervalMs: 10 });
       const { events, completed } = await collect(transportFor(fake)(ALPHA, chat({ stream: true })));

@@ -53,12 +53,7 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
   try {
     response = await fetchImpl(`${base}${call.path}`, {
       method: call.method,
-      headers: {
-        Authorization: `Bearer ${call.key.key}`,
-        Accept: 'application/json, text/event-stream',
-        ...(call.body === undefined ? {} : { 'Content-Type': 'application/json' }),
-        ...attributionHeaders(options),
-      },
+      headers: requestHeaders(call, options),
       ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }),
       signal: controller.signal,
     });
@@ -87,6 +82,20 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
     }),
     call.key,
   );
+}
+
+/**
+ * A call's headers, each set in turn: header names are case-insensitive, so a default header
+ * overrides an attribution header (or the SDK's own) whatever the case of its name, as the SDK
+ * transport has it, instead of both going out joined (`x-title: App, Mine`).
+ */
+function requestHeaders(call: HttpCall, options: OpenRouterClientOptions): Headers {
+  const headers = new Headers();
+  headers.set('Authorization', `Bearer ${call.key.key}`);
+  headers.set('Accept', 'application/json, text/event-stream');
+  if (call.body !== undefined) headers.set('Content-Type', 'application/json');
+  for (const [name, value] of Object.entries(attributionHeaders(options))) headers.set(name, value);
+  return headers;
 }
 
 /** What `openRouterFetch` rejected with, typed (it already is, unless `fetch` itself threw something odd). */
