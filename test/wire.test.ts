@@ -527,6 +527,16 @@ describe('parseStreamChunk: hand-written shapes', () => {
     });
   });
 
+  it('a delta that is not an object (a bare string, a number, an array) → MalformedResponseError, never an empty delta', () => {
+    // A string delta was read as no content: the stream completed as an empty success.
+    for (const delta of ['Hello there', 42, ['Hello']]) {
+      const result = parseStreamChunk(chunk({ delta, finish_reason: 'stop' }), context);
+      expect(result.kind === 'error' && result.error, JSON.stringify(delta)).toBeInstanceOf(MalformedResponseError);
+    }
+    expect(parseStreamChunk(chunk({ delta: null, finish_reason: 'stop' }), context)).toMatchObject({ kind: 'content', delta: '' });
+    expect(parseStreamChunk(chunk({ finish_reason: 'stop' }), context)).toMatchObject({ kind: 'content', delta: '' });
+  });
+
   it('finish_reason "error" without an error object → StreamError on the model', () => {
     const result = parseStreamChunk(chunk({ finish_reason: 'error' }), context);
     expect(result.kind).toBe('error');

@@ -99,7 +99,12 @@ export function parseStreamChunk(chunk: unknown, context: WireContext): StreamCh
     };
   }
 
-  const delta = recordField(choice['delta']);
+  const rawDelta = choice['delta'];
+  // Absent or null is a chunk without content; anything else but an object is not a delta.
+  if (rawDelta !== undefined && rawDelta !== null && !isRecord(rawDelta)) {
+    return { kind: 'error', error: malformed('stream chunk `choices[0].delta` is not an object', context) };
+  }
+  const delta = recordField(rawDelta);
   const text = textOf(delta?.['content']);
   if (text === undefined) return { kind: 'error', error: malformed('stream chunk `choices[0].delta.content` is not text', context) };
   content.hasChoices = true;
