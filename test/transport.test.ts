@@ -33,6 +33,7 @@ import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/typ
 import { KeyText, StreamRedactor, redactText, redactValue } from '../src/core/redact.js';
 import { abortableFetch } from '../src/transport/abortable-fetch.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
+import { ValidationError } from '../src/core/validation.js';
 import { FIXTURES_DIR, fixtureNames, loadFixture } from './helpers/fixtures.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
 
@@ -1111,6 +1112,20 @@ describe('fetchKeyInfo', () => {
       // The account the key belongs to: the pool groups keys by it.
       creatorUserId: 'user_fake_acct-1',
     });
+  });
+
+  it('refuses a key that is not a credential at the call, without echoing it (it failed unheard, as an unhandled rejection)', () => {
+    for (const key of [ALPHA.key, { label: 'team-a', fingerprint: '#abcdef' }, null]) {
+      let thrown: unknown;
+      try {
+        fetchKeyInfo(key as unknown as KeyCredential, { baseURL: 'http://127.0.0.1:9/api/v1' });
+      } catch (error: unknown) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(ValidationError);
+      expect((thrown as Error).message).toMatch(/^Invalid key credential: /);
+      expect((thrown as Error).message).not.toContain(ALPHA.key);
+    }
   });
 
   it('falls back to the legacy /auth/key on 404', async () => {

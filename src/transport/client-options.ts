@@ -1,6 +1,5 @@
 import * as z from 'zod/mini';
 import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
-import { formatZodError, safeParseEnglish, ValidationError } from '../core/validation.js';
 
 /** How to reach OpenRouter; shared by the chat transport and `fetchKeyInfo`. */
 export interface OpenRouterClientOptions {
@@ -57,12 +56,6 @@ export const clientOptionsSchema = z.strictObject({
   fetch: z.optional(z.custom<OpenRouterClientOptions['fetch']>(isFunction, { message: 'expected a fetch function' })),
   timeoutMs: z.optional(z.int().check(z.positive())),
 });
-
-/** Throws a `ValidationError` naming each bad field (`Invalid <what>: baseURL: ...`). */
-export function checkOptions(schema: z.ZodMiniType, options: unknown, what: string): void {
-  const result = safeParseEnglish(schema, options);
-  if (!result.success) throw new ValidationError(formatZodError(result.error, what), result.error.issues);
-}
 
 /** The attribution and extra headers every request carries. */
 export function attributionHeaders(options: OpenRouterClientOptions): Record<string, string> {

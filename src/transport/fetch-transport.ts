@@ -2,7 +2,7 @@ import { Observable } from 'rxjs';
 import type { Transport, TransportEvent } from '../core/types.js';
 import { Attempt, attemptSettingsOf, type Exchange } from './attempt.js';
 import { errorFromBodyRead } from './attempt-errors.js';
-import { checkOptions } from './client-options.js';
+import { checkOptions } from '../core/validation.js';
 import { errorFromFetch, openRouterFetch } from './http.js';
 import { fetchTransportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
 

@@ -1,7 +1,7 @@
 import { Observable, type Subscription } from 'rxjs';
 import { ConfigurationError } from '../core/errors.js';
 import type { Transport, TransportEvent } from '../core/types.js';
-import { checkOptions } from './client-options.js';
+import { checkOptions } from '../core/validation.js';
 import { transportOptionsSchema, type OpenRouterTransportOptions } from './transport-options.js';
 
 export { createFetchTransport } from './fetch-transport.js';

@@ -1,10 +1,10 @@
 import { asyncScheduler, Observable } from 'rxjs';
-import { safeParseEnglish } from '../core/validation.js';
+import { checkOptions, safeParseEnglish } from '../core/validation.js';
 import * as z from 'zod/mini';
 import { MalformedResponseError, OpenRouterError } from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
 import { parseJsonBody } from '../wire/values.js';
-import { checkOptions, clientOptionsSchema, type OpenRouterClientOptions } from './client-options.js';
+import { clientOptionsSchema, type OpenRouterClientOptions } from './client-options.js';
 import { bodyText } from './abortable-fetch.js';
 import { errorFromFetch, openRouterFetch } from './http.js';
 import { redactError, redactValue } from '../core/redact.js';
@@ -78,6 +78,13 @@ const CURRENT_PATH = '/key';
 /** Older deployments only answer the undocumented legacy route. */
 const LEGACY_PATH = '/auth/key';
 
+/** What a request needs of its key: the secret, and the names its errors show instead of it. */
+const keyCredentialSchema = z.looseObject({
+  key: z.string().check(z.minLength(1)),
+  label: z.string(),
+  fingerprint: z.optional(z.string()),
+});
+
 /**
  * Reads a key's limits and usage: `GET {baseURL}/key`, falling back to the legacy `/auth/key` on
  * 404. Emits one `KeyInfo` and completes; unsubscribing aborts the request. Fails with the typed
@@ -85,6 +92,9 @@ const LEGACY_PATH = '/auth/key';
  * `ValidationError` naming the field for options that could only fail.
  */
 export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOptions = {}): Observable<KeyInfo> {
+  // The key text alone (a string), or a credential without it, would fail only inside the request's
+  // promise chain, where nobody hears of it.
+  checkOptions(keyCredentialSchema, key, 'key credential');
   checkOptions(clientOptionsSchema, options, 'transport options');
   return new Observable<KeyInfo>((subscriber) => {
     const controller = new AbortController();
