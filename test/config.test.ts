@@ -166,6 +166,51 @@ describe('keys are trimmed and checked at the edge', () => {
   });
 });
 
+describe('a config error never quotes a key, wherever the config put it', () => {
+  const echoed = TEST_KEYS.echoedPrefix;
+  const leaksOf = (error: ValidationError) => leakedKeyLabels(`${error.message} ${JSON.stringify(error.issues)}`);
+
+  it('a key where a field name goes (an account named by it, `{ [key]: label }`) is not quoted back', () => {
+    const byAccount = rejectionOf(() =>
+      resolvePoolConfig({
+        keys: [{ key: echoed, label: 'team-a' }],
+        accounts: { [echoed]: { rpm: 60 } },
+        discoverAccounts: false,
+        transport: answering,
+      }),
+    );
+    expect(byAccount.message).toMatch(/^Invalid key pool config: accounts\.\[key keys\[0\] #[0-9a-f]{6}\]: no key is in account/);
+    expect(leaksOf(byAccount)).toEqual([]);
+    const asField = rejectionOf(() => resolvePoolConfig({ keys: [{ [echoed]: 'team-a' }], transport: answering }));
+    expect(asField.message).toContain('[key-shaped text]');
+    expect(leaksOf(asField)).toEqual([]);
+  });
+
+  it('a label that is a key (key and label swapped, or a whole key) is refused, unquoted: it would be shown everywhere', () => {
+    const swapped = rejectionOf(() =>
+      resolvePoolConfig({
+        keys: [
+          { key: KEY, label: OTHER.trim() },
+          { key: OTHER, label: 'b' },
+        ],
+        transport: answering,
+      }),
+    );
+    expect(swapped.message).toBe(
+      'Invalid key pool config: keys[0].label: is an API key (labels are shown in health, events and logs): the key goes in `key`, a name of your own in `label`',
+    );
+    const whole = rejectionOf(() => resolvePoolConfig({ keys: [{ key: 'team-a-secret', label: echoed }], transport: answering }));
+    expect(whole.message).toBe(
+      'Invalid key pool config: keys[0].label: is an API key (labels are shown in health, events and logs): the key goes in `key`, a name of your own in `label`',
+    );
+    expect(leaksOf(whole)).toEqual([]);
+    // The masked name OpenRouter shows for a key is a fine label.
+    expect(resolvePoolConfig({ keys: [{ key: echoed, label: 'sk-or-v1-ab1...890' }], transport: answering }).keys[0]?.label).toBe(
+      'sk-or-v1-ab1...890',
+    );
+  });
+});
+
 describe('a custom random source is clamped to [0, 1)', () => {
   const request = { model: 'm/a', messages: [{ role: 'user' as const, content: 'hi' }] };
 

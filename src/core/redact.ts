@@ -93,6 +93,11 @@ export class KeyText {
   }
 }
 
+/** What looks like an API key of any account (`sk-` and 20 or more key characters), for text that quotes keys the caller does not know. */
+export function redactKeyShaped(text: string): string {
+  return text.replace(/sk-[\w-]{20,}/gi, '[key-shaped text]');
+}
+
 export function redactText(text: string, key: KeyCredential): string {
   return new KeyText(key).redact(text);
 }

@@ -2,6 +2,8 @@ import { DEFAULT_ADAPTIVE_LIMIT, type AdaptiveLimitPolicy } from '../health/adap
 import * as z from 'zod/mini';
 import type { SchedulerLike } from 'rxjs';
 import type { KeyCredential, Transport } from '../core/types.js';
+import { fingerprintOf } from '../core/fingerprint.js';
+import { redactKeyShaped, redactText } from '../core/redact.js';
 import type { StrategyLike } from './strategies.js';
 import { strategyNames } from './strategies.js';
 import type { LogLevel, PoolLogger } from './event-log.js';
@@ -168,6 +170,16 @@ export const keyPoolConfigSchema = z
           context.addIssue({ code: 'custom', path: ['keys', index, 'key'], message: `the same key as keys[${sameKey}]` });
         }
         keys.set(entry.key, index);
+        if (FULL_KEY_SHAPE.test(label)) {
+          // Never echo it: it would go out in every health snapshot, event and log line.
+          context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: LABEL_LOOKS_LIKE_A_KEY });
+        }
+      });
+      config.keys.forEach((entry, index) => {
+        // Key and label swapped: the label is another entry's key.
+        const keyed = entry.label === undefined ? undefined : keys.get(entry.label);
+        if (keyed !== undefined && keyed !== index && !FULL_KEY_SHAPE.test(entry.label!))
+          context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: LABEL_LOOKS_LIKE_A_KEY });
       });
       // A bound the user may not have set: the message says what it is (its default) and which setting it is below.
       const cooldownMs = config.rateLimitCooldownMs ?? DEFAULT_RATE_LIMIT_COOLDOWN_MS;
@@ -268,6 +280,37 @@ function adaptivePolicyOf(input: { initial?: number; min?: number; max?: number 
   return { min, max, initial: Math.min(max, Math.max(min, input.initial ?? DEFAULT_ADAPTIVE_LIMIT.initial)) };
 }
 
+/** A whole API key (`sk-or-v1-` and its secret), not the masked name OpenRouter shows (`sk-or-v1-ab1...890`). */
+const FULL_KEY_SHAPE = /^sk-[\w-]{20,}$/i;
+const LABEL_LOOKS_LIKE_A_KEY =
+  'is an API key (labels are shown in health, events and logs): the key goes in `key`, a name of your own in `label`';
+
+/**
+ * The `ValidationError` of a config that failed, with no key text in its message or issues: a
+ * key where a field name goes (`accounts: { [key]: ... }`, `keys: [{ [key]: label }]`) would be
+ * quoted back as the field's name.
+ */
+function keyFreeError(error: z.core.$ZodError, input: unknown): ValidationError {
+  const entries = (input as { keys?: unknown } | null)?.keys;
+  const keys = Array.isArray(entries)
+    ? entries.flatMap((entry: unknown, index) => {
+        const key = (entry as { key?: unknown } | null)?.key;
+        return typeof key === 'string' && key.trim() !== '' ? [{ key, label: `keys[${index}]`, fingerprint: fingerprintOf(key) }] : [];
+      })
+    : [];
+  const scrub = (text: string): string => redactKeyShaped(keys.reduce((out, key) => redactText(out, key), text));
+  const issues = error.issues.map((issue) => scrubStrings(issue, scrub) as z.core.$ZodIssue);
+  return new ValidationError(scrub(formatZodError(error, 'key pool config')), issues);
+}
+
+/** A copy of a plain value (a zod issue) with `scrub` applied to every string in it. */
+function scrubStrings(value: unknown, scrub: (text: string) => string): unknown {
+  if (typeof value === 'string') return scrub(value);
+  if (Array.isArray(value)) return value.map((item) => scrubStrings(item, scrub));
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(Object.entries(value).map(([name, item]) => [scrub(name), scrubStrings(item, scrub)]));
+}
+
 export function defaultLabel(index: number): string {
   return `key-${index + 1}`;
 }
@@ -275,7 +318,7 @@ export function defaultLabel(index: number): string {
 /** Validates a pool config and fills in every default; throws a `ValidationError` naming the field. */
 export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
   const parsed = safeParseEnglish(keyPoolConfigSchema, input);
-  if (!parsed.success) throw new ValidationError(formatZodError(parsed.error, 'key pool config'), parsed.error.issues);
+  if (!parsed.success) throw keyFreeError(parsed.error, input);
   const config = parsed.data;
   return {
     keys: config.keys.map((entry, index) => {
