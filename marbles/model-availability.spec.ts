@@ -858,10 +858,10 @@ describe('a model at its concurrency limit', () => {
     },
   );
 
-  it('takes a batch out of its line of inputs only as room comes: served in arrival order, each queue timeout from its own wait', () => {
-    // Each request refused at the limit stepped out of its slot, which started the next input,
-    // refused in turn: the whole batch waited outside its line of inputs at once, in the order the
-    // refusals came (the first requests last), every queue timeout running from the start.
+  it('serves a batch in arrival order, each queue timeout counting from its turn among the requests aside, not from the start of the batch', () => {
+    // Each request refused at the limit steps out of its slot, which starts the next input, refused
+    // in turn: the whole batch waits aside at once. It waited in the order the refusals came (the
+    // first requests last), every queue timeout running from the start of the batch.
     const scheduler = newTestScheduler();
     scheduler.run(({ flush }) => {
       const ids = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
@@ -871,8 +871,9 @@ describe('a model at its concurrency limit', () => {
         from(ids.map((id) => request(id, 'cap'))).pipe(balance(pool, { concurrency: 2, transient: false, queueTimeoutMs: 250 })),
       );
       flush();
-      // c1 is answered; c2 and c3 wait aside (as many as the slots); c4 starts once c2 has the
-      // room (at 100), c5 once c3 has it: none waits more than two answers, within its 250 ms.
+      // c1 is answered; the others wait aside, in the order they came; the first two (as many as
+      // the slots) count their waits from the start, c4 once c2 has left the line (at 100), c5 once
+      // c3 has (at 200): none counts more than two answers, within its 250 ms.
       expect(log).toEqual([
         '100 c1 completion',
         '200 c2 completion',
@@ -1377,6 +1378,110 @@ describe('a chain whose every model is at its concurrency limit', () => {
       // r1 takes a, r2 b; r3 waits for either and takes b as r2's answer frees it at 50 (not a's at 100).
       expect(calls.map((call) => `${call.at} ${call.model}`)).toEqual(['0 a', '0 b', '50 b']);
       expect(log).toEqual(['50 r2 completion', '100 r1 completion', '100 r3 completion']);
+    });
+  });
+});
+
+/**
+ * Requests at a model's limit hold back no other input (a review of a design that held back the
+ * inputs of a batch for a busy model, which stalled free slots, ignored priorities and scanned
+ * tens of thousands of inputs per start): each stays in line for its model's room outside its slot.
+ */
+describe("a batch at a model's limit holds nothing else back", () => {
+  it('an input held back for a model at its limit starts when that model makes room, not when another model does', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const { pool, calls } = makePool(
+        scheduler,
+        {
+          // x1 is a long answer; the model x serves one at a time.
+          x: [answerAfter(scheduler, 1_000, 'x1', 'x'), answerAfter(scheduler, 100, 'x2', 'x'), answerAfter(scheduler, 100, 'x3', 'x')],
+          y: [answerAfter(scheduler, 100, 'y0', 'y'), answerAfter(scheduler, 100, 'y1', 'y')],
+        },
+        ONE_AT_A_TIME,
+      );
+      // Another balance() on the same pool holds y's one slot until 100.
+      const other = terminals(scheduler, from([request('y0', 'y')]).pipe(balance(pool, { concurrency: 1, transient: false })));
+      const log = terminals(
+        scheduler,
+        from([request('x1', 'x'), request('x2', 'x'), request('x3', 'x'), request('y1', 'y')]).pipe(
+          balance(pool, { concurrency: 2, transient: false }),
+        ),
+      );
+      flush();
+      expect(other).toEqual(['100 y0 completion']);
+      // y has room from 100 and this balance has a free slot all along (x1 holds one, x2 and x3
+      // wait aside): y1 should be sent at 100 and answered at 200.
+      expect(calls.filter((call) => call.model === 'y').map((call) => call.at)).toEqual([0, 100]);
+      expect(log.find((line) => line.includes('y1'))).toBe('200 y1 completion');
+    });
+  });
+
+  it('one balance: an input held back for a model at its limit starts when a request of its own moves off that model', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const { pool, calls } = makePool(
+        scheduler,
+        {
+          x: ['x1', 'x2', 'x3', 'x4'].map((id, index) => answerAfter(scheduler, index === 0 ? 1_000 : 100, id, 'x')),
+          // r's call to y fails at 50 with a 503: r moves on to z (a long answer), and y has room.
+          y: [cold<TransportEvent>('50ms #', undefined, providerUnavailable()), answerAfter(scheduler, 100, 'y2', 'y')],
+          z: [answerAfter(scheduler, 1_000, 'r', 'z')],
+        },
+        ONE_AT_A_TIME,
+      );
+      const log = terminals(
+        scheduler,
+        from([
+          request('x1', 'x'),
+          { ...request('r', 'y'), models: ['z'] },
+          request('x2', 'x'),
+          request('x3', 'x'),
+          request('x4', 'x'),
+          request('y2', 'y'),
+        ]).pipe(balance(pool, { concurrency: 3, transient: transientRetries })),
+      );
+      flush();
+      // x1 and r hold two slots, x2-x4 wait aside; y2 is held back while y serves r. From 50, y
+      // has room and a slot is free: y2 should be sent then, not when x1's answer comes at 1,000.
+      expect(calls.filter((call) => call.model === 'y').map((call) => call.at)).toEqual([0, 50]);
+      expect(log.find((line) => line.includes('y2'))).toBe('150 y2 completion');
+    });
+  });
+
+  it('a high-priority input for a model at its limit gets the next room, ahead of lower-priority requests waiting for it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const ids = ['x1', 'x2', 'x3', 'x4', 'x5', 'hi'];
+      const { pool } = makePool(scheduler, { x: ids.map((id) => answerAfter(scheduler, 100, `answer${id}`, 'x')) }, ONE_AT_A_TIME);
+      const log = terminals(
+        scheduler,
+        from(ids.map((id) => request(id, 'x'))).pipe(
+          balance(pool, { concurrency: 2, transient: false, priority: (req) => (req.id === 'hi' ? 10 : 0) }),
+        ),
+      );
+      flush();
+      // x1 is answered at 100; the room it frees should go to 'hi' (priority 10), answered at 200.
+      expect(log.slice(0, 2)).toEqual(['100 x1 completion', '200 hi completion']);
+    });
+  });
+
+  it("an input for another model 65 places behind a busy model's batch still takes a free slot", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const xs = Array.from({ length: 70 }, (_, index) => `x${index + 1}`);
+      const { pool, calls } = makePool(
+        scheduler,
+        { x: xs.map((id) => answerAfter(scheduler, 1_000, id, 'x')), y: [answerAfter(scheduler, 100, 'y1', 'y')] },
+        ONE_AT_A_TIME,
+      );
+      terminals(
+        scheduler,
+        from([...xs.map((id) => request(id, 'x')), request('y1', 'y')]).pipe(balance(pool, { concurrency: 2, transient: false })),
+      );
+      flush();
+      // x1 holds one slot, x2 and x3 wait aside; the other slot is free from 0 and y is idle.
+      expect(calls.filter((call) => call.model === 'y').map((call) => call.at)).toEqual([0]);
     });
   });
 });

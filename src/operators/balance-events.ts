@@ -202,7 +202,10 @@ class RequestReport {
    * its `modelWaitMs` (for the latest refusal) ends, and that refusal (what it then fails with).
    */
   private outage: { readonly since: number; until: number; error: OpenRouterError } | undefined;
-  /** When its chain was found at its concurrency limits, since its last attempt. */
+  /**
+   * Since its last attempt: when its wait for room at its models' concurrency limits started to
+   * count against the queue timeout (its turn among the requests aside came, see `Slot.release`).
+   */
   private atCapacitySince: number | undefined;
 
   constructor(
@@ -246,7 +249,8 @@ class RequestReport {
     this.endRoomTimeout();
     const { pool, waits } = this;
     const outage = this.outageGoingOn(models);
-    const queueAt = waits.queueTimeoutMs === undefined ? Infinity : this.atCapacitySince! + waits.queueTimeoutMs;
+    const queueAt =
+      waits.queueTimeoutMs === undefined || this.atCapacitySince === undefined ? Infinity : this.atCapacitySince + waits.queueTimeoutMs;
     const outageEnds = outage !== undefined && outage.until < queueAt;
     const at = outageEnds ? outage.until : queueAt;
     if (at === Infinity) return;
@@ -397,6 +401,13 @@ class RequestReport {
     this.subscriber.complete();
   }
 
+  /** Its wait for room at `models` counts against the queue timeout from now (see `Slot.release`). */
+  private startCounting(models: readonly string[]): void {
+    if (this.atCapacitySince !== undefined || this.stopped) return;
+    this.atCapacitySince = this.pool.scheduler.now();
+    this.armRoomTimeout(models);
+  }
+
   /** The request's admission priority (as `withKeyRotation` reads it): its place in line for room at a model's limit. */
   private priorityInLine(): number {
     try {
@@ -424,8 +435,7 @@ class RequestReport {
     const quotaSpent = error instanceof ModelUnavailableError && error.quotaSpent;
     let leftMs = Infinity;
     if (atCapacity) {
-      this.atCapacitySince ??= now;
-      if (waits.queueTimeoutMs !== undefined && this.atCapacitySince + waits.queueTimeoutMs <= now)
+      if (waits.queueTimeoutMs !== undefined && this.atCapacitySince !== undefined && this.atCapacitySince + waits.queueTimeoutMs <= now)
         return queueTimeoutError(waits.queueTimeoutMs);
       // A model at its limit is in service, and its room is waited for as in the queue. But once
       // the request found its models out since its last attempt, and none has answered since,
@@ -443,7 +453,7 @@ class RequestReport {
       // No use waiting for a model known to stay out past the deadline.
       if (leftMs <= 0 || (error.retryAfterMs ?? 0) > leftMs) return error;
     }
-    slot.release(atCapacity);
+    slot.release(atCapacity ? () => this.startCounting(error.modelsAtCapacity) : undefined);
     // The slot went to the next input at once, and that ended this request's caller.
     if (this.stopped) return undefined;
     // A half-open model's return hangs on its probe: look again soon. Room at a model's limit is

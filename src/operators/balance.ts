@@ -13,7 +13,7 @@ import { modelFallbackPolicy, modelFallbackSettings, type FallbackOnModelErrorCo
 import { rateLimitRetryPolicy, rateLimitRetrySettings, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
 import { transientRetryPolicy, transientRetrySettings, type RetryTransientConfig } from './retry-transient.js';
 import { nestedRetryLoops, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
-import { keyRotationAttempts, modelChainOf, type WithKeyRotationConfig } from './with-key-rotation.js';
+import { keyRotationAttempts, type WithKeyRotationConfig } from './with-key-rotation.js';
 import { priorityOption, serverFallbacksOption } from './key-rotation-options.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
@@ -70,6 +70,9 @@ export interface BalanceOptions {
    */
   modelWaitMs?: number;
 }
+
+/** Requests at once when `concurrency` is not given. */
+const DEFAULT_CONCURRENCY = 16;
 
 const orOff = <T extends z.ZodMiniType>(settings: T) => z.optional(z.union([z.literal(false), settings]));
 
@@ -163,24 +166,13 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     );
   };
 
-  // An input the pool would refuse at once (every model of its chain at its concurrency limit)
-  // waits for its turn in the line of inputs while the gate has enough requests waiting for room.
-  const port = pool[POOL_PORT];
-  const waitsForRoom = ({ input }: Arrival): boolean => {
-    try {
-      return port.modelsAtLimit(modelChainOf(input));
-    } catch {
-      // Not a request: it starts, and fails its validation.
-      return false;
-    }
-  };
   // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot; its
   // number orders the requests of one instant (a batch) in a line for a model's room.
   return (requests) => {
     let arrivals = 0;
     return requests.pipe(
       map((input): Arrival => ({ input, arrivedAt: pool.scheduler.now(), arrival: arrivals++ })),
-      mergeWithSlots(run, options.concurrency ?? 16, waitsForRoom),
+      mergeWithSlots(run, options.concurrency ?? DEFAULT_CONCURRENCY),
     );
   };
 }

@@ -5,10 +5,13 @@ import { keptUnless } from '../core/subscriptions.js';
 export interface Slot {
   /**
    * Gives the slot up while the work waits on something this gate does not control (a model out
-   * of service), so that another input can run meanwhile. Idempotent. `forRoom`: the work waits
-   * for room at a limit that is being served (a model at its concurrency limit); see `mergeWithSlots`.
+   * of service), so that another input can run meanwhile. Idempotent. `onTurn` (once per release)
+   * says when the wait starts to count, for a queue timeout: once the work is among the first
+   * `concurrency` works aside, by the order they started. Each slot given up starts another input,
+   * which may step aside too; those further back would have waited among the inputs not started,
+   * where no timeout runs.
    */
-  release(forRoom?: boolean): void;
+  release(onTurn?: () => void): void;
   /**
    * Emits once, then completes, when the work holds a slot again: at once if it still holds one,
    * else as soon as one frees, before any input that has not started yet. Unsubscribing gives up
@@ -21,23 +24,13 @@ export interface Slot {
  * `mergeMap` with a concurrency cap whose slots the running work can step out of and back into.
  * `project` gets each input with its `Slot`; at most `concurrency` inputs hold a slot at once.
  * Work that resumes goes before inputs that have not started, so stepping aside never costs a
- * request its place. While `concurrency` works wait aside for room at a limit being served, an
- * input that `waitsForRoom` says would wait for such room too is held back in the line of inputs,
- * and the next one that would not starts instead (looking at most `LOOK_AHEAD` inputs ahead):
- * each held-back input would be refused the room at once, step aside and start the next, and a
- * whole batch would leave the line of inputs at once, to wait for the room outside it in the order
- * the refusals came, its queue timeouts running from then. A work that waits for a model out of
- * service holds nothing back. Work that ends synchronously starts the next input from a loop, not from a
+ * request its place. Work that ends synchronously starts the next input from a loop, not from a
  * nested call, so thousands of inputs refused in a row do not grow the stack.
  */
-export function mergeWithSlots<T, R>(
-  project: (value: T, slot: Slot) => Observable<R>,
-  concurrency: number,
-  waitsForRoom: (value: T) => boolean = () => false,
-): OperatorFunction<T, R> {
+export function mergeWithSlots<T, R>(project: (value: T, slot: Slot) => Observable<R>, concurrency: number): OperatorFunction<T, R> {
   return (source) =>
     new Observable<R>((subscriber) => {
-      const gate = new SlotGate(project, concurrency, waitsForRoom, subscriber);
+      const gate = new SlotGate(project, concurrency, subscriber);
       const input = source.subscribe(gate);
       return () => {
         input.unsubscribe();
@@ -46,27 +39,21 @@ export function mergeWithSlots<T, R>(
     });
 }
 
-/** How many inputs not started the gate looks through for one that would not wait for room (see `mergeWithSlots`). */
-const LOOK_AHEAD = 64;
-
-/** Marks an input started out of turn, in the line of inputs. */
-const STARTED: unique symbol = Symbol('started');
-
 /** One subscription of `mergeWithSlots`: the inputs waiting, the work running, the slots held. It observes the inputs. */
 class SlotGate<T, R> {
-  // Inputs not started yet, read from `waitingHead` (never a `STARTED` mark): `shift()` would copy
-  // the array for every input, quadratic in a batch of thousands piped in at once.
-  private waiting: Array<T | typeof STARTED> = [];
+  // Inputs not started yet, read from `waitingHead`: `shift()` would copy the array for every
+  // input, quadratic in a batch of thousands piped in at once.
+  private waiting: T[] = [];
   private waitingHead = 0;
-  private waitingCount = 0;
   /** Work that stepped aside and wants a slot back: it goes before inputs not started. */
   readonly resuming: Array<() => void> = [];
   // The work in flight: a Set, since `Subscription.remove` scans its finalizers, quadratic with
   // thousands of requests in flight.
   private readonly works = new Set<SlotWork<T, R>>();
+  /** Works aside that asked for their turn (`Slot.release(onTurn)`), in the order they started. */
+  private readonly aside: Array<SlotWork<T, R>> = [];
+  private started = 0;
   held = 0;
-  /** Works aside for room at a limit being served (`Slot.release(true)`). */
-  asideForRoom = 0;
   private unfinished = 0;
   private sourceDone = false;
   private pumping = false;
@@ -75,13 +62,11 @@ class SlotGate<T, R> {
   constructor(
     readonly project: (value: T, slot: Slot) => Observable<R>,
     private readonly concurrency: number,
-    private readonly waitsForRoom: (value: T) => boolean,
     readonly subscriber: Subscriber<R>,
   ) {}
 
   next(value: T): void {
     this.waiting.push(value);
-    this.waitingCount++;
     this.pump();
   }
 
@@ -109,36 +94,15 @@ class SlotGate<T, R> {
     const { subscriber } = this;
     do {
       this.pumpAgain = false;
-      while (!subscriber.closed && this.held < this.concurrency) {
-        const resume = this.resuming.shift();
-        if (resume !== undefined) {
-          this.held++;
-          resume();
-          continue;
-        }
-        const index = this.nextToStart();
-        if (index < 0) break;
+      while (!subscriber.closed && this.held < this.concurrency && (this.resuming.length > 0 || this.waitingHead < this.waiting.length)) {
         this.held++;
-        this.start(this.takeWaiting(index));
+        const resume = this.resuming.shift();
+        if (resume !== undefined) resume();
+        else this.start(this.takeWaiting());
       }
     } while (this.pumpAgain);
     this.pumping = false;
-    if (this.sourceDone && this.unfinished === 0 && this.waitingCount === 0) subscriber.complete();
-  }
-
-  /** The index of the input to start next, or -1: the first, unless it is held back (see `mergeWithSlots`). */
-  private nextToStart(): number {
-    if (this.waitingCount === 0) return -1;
-    if (this.asideForRoom < this.concurrency) return this.waitingHead;
-    const { waiting } = this;
-    let looked = 0;
-    for (let index = this.waitingHead; index < waiting.length && looked < LOOK_AHEAD; index++) {
-      const value = waiting[index]!;
-      if (value === STARTED) continue;
-      looked++;
-      if (!this.waitsForRoom(value)) return index;
-    }
-    return -1;
+    if (this.sourceDone && this.unfinished === 0 && this.waitingHead === this.waiting.length) subscriber.complete();
   }
 
   /** A work's end: its slot, if it held one, frees. */
@@ -148,11 +112,9 @@ class SlotGate<T, R> {
     this.pump();
   }
 
-  private takeWaiting(index: number): T {
-    const value = this.waiting[index] as T;
-    this.waiting[index] = STARTED;
-    this.waitingCount--;
-    while (this.waiting[this.waitingHead] === STARTED) this.waiting[this.waitingHead++] = undefined as unknown as T;
+  private takeWaiting(): T {
+    const value = this.waiting[this.waitingHead]!;
+    this.waiting[this.waitingHead++] = undefined as T;
     if (this.waitingHead === this.waiting.length) {
       this.waiting = [];
       this.waitingHead = 0;
@@ -163,9 +125,27 @@ class SlotGate<T, R> {
     return value;
   }
 
+  /** `work` stepped aside, in line for its turn. */
+  stepAside(work: SlotWork<T, R>): void {
+    const { aside } = this;
+    let place = aside.length;
+    while (place > 0 && aside[place - 1]!.seq > work.seq) place--;
+    aside.splice(place, 0, work);
+    if (place < this.concurrency) work.takeTurn();
+  }
+
+  /** `work` is no longer aside: the first one behind it that had no turn yet has it now. */
+  leftAside(work: SlotWork<T, R>): void {
+    const { aside } = this;
+    const index = aside.indexOf(work);
+    if (index < 0) return;
+    aside.splice(index, 1);
+    for (let at = index; at < aside.length && at < this.concurrency; at++) aside[at]!.takeTurn();
+  }
+
   private start(value: T): void {
     this.unfinished++;
-    const work = new SlotWork(this);
+    const work = new SlotWork(this, this.started++);
     this.works.add(work);
     work.run(value);
   }
@@ -174,13 +154,18 @@ class SlotGate<T, R> {
 /** One input's work and the slot it holds: the `Slot` handed to `project`, and the observer of its results. */
 class SlotWork<T, R> implements Slot {
   private holds = true;
-  /** Aside for room at a limit being served: counted in `SlotGate.asideForRoom`. */
-  private asideForRoom = false;
+  /** While aside in line for a turn: what to call when it comes (cleared once called). */
+  private onTurn: (() => void) | undefined;
+  private inLine = false;
   /** The projected work, once `subscribe` has returned (it may end, or be stopped, inside it). */
   private work: Subscription | undefined;
   private stopped = false;
 
-  constructor(private readonly gate: SlotGate<T, R>) {}
+  constructor(
+    private readonly gate: SlotGate<T, R>,
+    /** Its place among the inputs started. */
+    readonly seq: number,
+  ) {}
 
   run(value: T): void {
     this.work = keptUnless(this.gate.project(value, this).subscribe(this), this.stopped);
@@ -188,7 +173,7 @@ class SlotWork<T, R> implements Slot {
 
   stop(): void {
     this.stopped = true;
-    this.back();
+    this.leaveLine();
     this.work?.unsubscribe();
   }
 
@@ -202,18 +187,32 @@ class SlotWork<T, R> implements Slot {
 
   complete(): void {
     this.free();
-    this.back();
+    this.leaveLine();
     this.gate.finished(this);
   }
 
-  release(forRoom = false): void {
+  release(onTurn?: () => void): void {
     if (!this.holds) return;
     this.free();
-    if (forRoom) {
-      this.asideForRoom = true;
-      this.gate.asideForRoom++;
+    if (onTurn !== undefined) {
+      this.onTurn = onTurn;
+      this.inLine = true;
+      this.gate.stepAside(this);
     }
     this.gate.pump();
+  }
+
+  takeTurn(): void {
+    const onTurn = this.onTurn;
+    this.onTurn = undefined;
+    onTurn?.();
+  }
+
+  private leaveLine(): void {
+    if (!this.inLine) return;
+    this.inLine = false;
+    this.onTurn = undefined;
+    this.gate.leftAside(this);
   }
 
   reacquire(): Observable<void> {
@@ -226,7 +225,7 @@ class SlotWork<T, R> implements Slot {
       // Rare (every model of the request out of service): a closure per wait is fine here.
       const grant = () => {
         this.holds = true;
-        this.back();
+        this.leaveLine();
         waiter.next();
         waiter.complete();
       };
@@ -238,13 +237,6 @@ class SlotWork<T, R> implements Slot {
         if (index >= 0) resuming.splice(index, 1);
       };
     });
-  }
-
-  /** No longer aside for room: new inputs may start in its stead. */
-  private back(): void {
-    if (!this.asideForRoom) return;
-    this.asideForRoom = false;
-    this.gate.asideForRoom--;
   }
 
   private free(): void {

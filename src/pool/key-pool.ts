@@ -157,7 +157,6 @@ export class Pool implements PoolCore {
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
       modelRoom: (models, since, priority, arrival) => this.admission.capacity.wait(models, since, priority, arrival),
-      modelsAtLimit: (models) => models.length > 0 && models.every((model) => this.registry.models.get(model)?.atConcurrencyLimit === true),
       modelAnsweredSince: (models, since) => models.some((model) => (this.registry.models.get(model)?.answeredAt ?? -Infinity) >= since),
     };
     // Accounts are found, not configured: every key's info once, in the background. Traffic does

@@ -167,8 +167,6 @@ export interface PoolPort {
    * at once keeps that place in the queue, among requests that wait there.
    */
   modelRoom(models: readonly string[], since?: number, priority?: number, arrival?: number): Observable<void>;
-  /** Whether every one of `models` is at its adaptive concurrency limit now (a request for them would wait for room). */
-  modelsAtLimit(models: readonly string[]): boolean;
   /** Whether one of `models` accepted a request (its answer's first byte came) at or after `since`: it was in service then. */
   modelAnsweredSince(models: readonly string[], since: number): boolean;
 }
