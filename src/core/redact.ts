@@ -62,9 +62,14 @@ export class KeyText {
     this.placeholder = keyPlaceholder(key);
   }
 
-  /** Whether raw response text (JSON included) holds key text: a cheap test before any copy. */
+  /**
+   * Whether raw response text (JSON included) may hold key text: a cheap test before any copy. JSON
+   * can write any character as a `\u` escape, which no search of the raw text would see through:
+   * text with one is copied and scrubbed decoded.
+   */
   mentionedIn(text: string): boolean {
     if (this.head === '') return false;
+    if (text.includes('\\u')) return true;
     if (this.bodyHead !== '' && text.includes(this.bodyHead)) return true;
     return text.includes(this.head) || (this.escapedHead !== this.head && text.includes(this.escapedHead));
   }
@@ -93,9 +98,9 @@ export class KeyText {
   }
 }
 
-/** What looks like an API key of any account (`sk-` and 20 or more key characters), for text that quotes keys the caller does not know. */
+/** What looks like an OpenRouter API key (`sk-or-v1-` and 20 or more of its characters), for text that quotes keys the caller does not know. */
 export function redactKeyShaped(text: string): string {
-  return text.replace(/sk-[\w-]{20,}/gi, '[key-shaped text]');
+  return text.replace(/sk-or-v\d+-[0-9a-z]{20,}/gi, '[key-shaped text]');
 }
 
 export function redactText(text: string, key: KeyCredential): string {

@@ -170,15 +170,15 @@ export const keyPoolConfigSchema = z
           context.addIssue({ code: 'custom', path: ['keys', index, 'key'], message: `the same key as keys[${sameKey}]` });
         }
         keys.set(entry.key, index);
-        if (FULL_KEY_SHAPE.test(label)) {
+        if (FULL_KEY_SHAPE.test(label.trim())) {
           // Never echo it: it would go out in every health snapshot, event and log line.
           context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: LABEL_LOOKS_LIKE_A_KEY });
         }
       });
       config.keys.forEach((entry, index) => {
         // Key and label swapped: the label is another entry's key.
-        const keyed = entry.label === undefined ? undefined : keys.get(entry.label);
-        if (keyed !== undefined && keyed !== index && !FULL_KEY_SHAPE.test(entry.label!))
+        const keyed = entry.label === undefined ? undefined : keys.get(entry.label.trim());
+        if (keyed !== undefined && keyed !== index && !FULL_KEY_SHAPE.test(entry.label!.trim()))
           context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: LABEL_LOOKS_LIKE_A_KEY });
       });
       // A bound the user may not have set: the message says what it is (its default) and which setting it is below.
@@ -281,7 +281,7 @@ function adaptivePolicyOf(input: { initial?: number; min?: number; max?: number 
 }
 
 /** A whole API key (`sk-or-v1-` and its secret), not the masked name OpenRouter shows (`sk-or-v1-ab1...890`). */
-const FULL_KEY_SHAPE = /^sk-[\w-]{20,}$/i;
+const FULL_KEY_SHAPE = /^sk-or-v\d+-[0-9a-z]{20,}$/i;
 const LABEL_LOOKS_LIKE_A_KEY =
   'is an API key (labels are shown in health, events and logs): the key goes in `key`, a name of your own in `label`';
 

@@ -1,3 +1,4 @@
+import { redactKeyShaped } from '../core/redact.js';
 import type { SchedulerLike } from 'rxjs';
 import { fingerprintOf } from '../core/fingerprint.js';
 import type { KeyCredential } from '../core/types.js';
@@ -94,7 +95,11 @@ export class Registry {
 
   requireKey(label: string): KeyEntry {
     const entry = this.byLabel.get(label);
-    if (entry === undefined) throw new RangeError(`no key labelled "${label}" in this pool`);
+    if (entry === undefined) {
+      // A key passed where its label goes is never quoted back.
+      const shown = this.keys.some((key) => key.credential.key === label.trim()) ? '[a key of this pool]' : redactKeyShaped(label);
+      throw new RangeError(`no key labelled "${shown}" in this pool (a key goes by its label)`);
+    }
     return entry;
   }
 

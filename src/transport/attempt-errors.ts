@@ -1,5 +1,5 @@
 import { BadRequestError, MalformedResponseError, NetworkError, OpenRouterError, StreamError, copyError } from '../core/errors.js';
-import type { ChatRequest, KeyCredential } from '../core/types.js';
+import type { KeyCredential } from '../core/types.js';
 import { redactError } from '../core/redact.js';
 
 /** Who the failed attempt was, for the error's fields. */
@@ -90,27 +90,37 @@ export function describeCause(error: Error): string {
 }
 
 /**
- * The request's own failure when JSON cannot carry it (a BigInt, a cycle, a `toJSON` that throws,
- * in a field the edge passes through), else undefined: asked only after a send failed, since
- * serializing to check would cost every request. No key or connection is at fault: the request
- * fails alone, naming where it broke, instead of being retried on every key as a network error.
+ * The request's own failure when JSON could not carry its body (a BigInt, a cycle, a `toJSON` or
+ * a getter that throws, in a field the edge passes through), `cause` being what serializing threw.
+ * No key or connection is at fault: the request fails alone, naming where it broke, instead of
+ * being retried on every key as a network error.
  */
-export function unsendableError(request: ChatRequest, attempt: AttemptIdentity): OpenRouterError | undefined {
+export function unsendableError(body: unknown, attempt: AttemptIdentity, cause: unknown): OpenRouterError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  let where: string | undefined;
   try {
-    JSON.stringify(request);
-    return undefined;
+    where = unsendablePath(body, 'request', new Set());
+  } catch {
+    // A getter that throws on every read: the field it is on cannot be named either.
+  }
+  return redactError(
+    new BadRequestError({
+      message: `${where ?? 'request'}: cannot be sent as JSON (${reason})`,
+      scope: 'request',
+      retryable: false,
+      keyLabel: attempt.key.label,
+      model: attempt.model,
+    }),
+    attempt.key,
+  );
+}
+
+/** The JSON text of a request's body, or the request's own failure where JSON cannot carry it. */
+export function serializedBody(body: unknown, attempt: AttemptIdentity): string {
+  try {
+    return JSON.stringify(body);
   } catch (error: unknown) {
-    const reason = error instanceof Error ? error.message : String(error);
-    return redactError(
-      new BadRequestError({
-        message: `${unsendablePath(request, 'request', new Set()) ?? 'request'}: cannot be sent as JSON (${reason})`,
-        scope: 'request',
-        retryable: false,
-        keyLabel: attempt.key.label,
-        model: attempt.model,
-      }),
-      attempt.key,
-    );
+    throw unsendableError(body, attempt, error);
   }
 }
 

@@ -15,7 +15,7 @@ import { scheduleAfter } from '../core/timers.js';
 import { sseData } from '../wire/sse.js';
 import { isRecord, parseJsonBody } from '../wire/values.js';
 import { discardBody, readText } from './abortable-fetch.js';
-import { truncatedStreamError, unsendableError, type AttemptIdentity, type BodyRead } from './attempt-errors.js';
+import { truncatedStreamError, type AttemptIdentity, type BodyRead } from './attempt-errors.js';
 import { KeyText, StreamRedactor, ToolCallRedactor, redactError, redactValue } from '../core/redact.js';
 import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
 
@@ -123,7 +123,7 @@ export class Attempt {
     // The one handler of the attempt's promise. A torn-down attempt still rejects (its aborted
     // request or body read); that is the expected end, not a failure, and is not even mapped.
     run.catch((error: unknown) => {
-      if (!this.settled) this.fail(unsendableError(request, this.identity) ?? this.exchange.errorOf(error, this.identity));
+      if (!this.settled) this.fail(this.exchange.errorOf(error, this.identity));
     });
 
     return this;

@@ -5,7 +5,7 @@ import type { KeyCredential } from '../core/types.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { parseJsonBody } from '../wire/values.js';
 import { abortableFetch, bodyText } from './abortable-fetch.js';
-import { connectionError, headersTimeoutError, type AttemptIdentity } from './attempt-errors.js';
+import { connectionError, headersTimeoutError, serializedBody, type AttemptIdentity } from './attempt-errors.js';
 import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
 import { redactError, redactValue } from '../core/redact.js';
 
@@ -49,12 +49,14 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
     controller.abort();
   });
   const base = (options.baseURL ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+  // Before the try: a body JSON cannot carry is the request's own failure, not the connection's.
+  const body = call.body === undefined ? undefined : serializedBody(call.body, identity);
   let response: Response;
   try {
     response = await fetchImpl(`${base}${call.path}`, {
       method: call.method,
       headers: requestHeaders(call, options),
-      ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }),
+      ...(body === undefined ? {} : { body }),
       signal: controller.signal,
     });
   } catch (error: unknown) {
@@ -93,8 +95,9 @@ function requestHeaders(call: HttpCall, options: OpenRouterClientOptions): Heade
   const headers = new Headers();
   headers.set('Authorization', `Bearer ${call.key.key}`);
   headers.set('Accept', 'application/json, text/event-stream');
-  if (call.body !== undefined) headers.set('Content-Type', 'application/json');
   for (const [name, value] of Object.entries(attributionHeaders(options))) headers.set(name, value);
+  // After them, as the SDK sets it: the body is JSON whatever a default header says.
+  if (call.body !== undefined) headers.set('Content-Type', 'application/json');
   return headers;
 }
 

@@ -32,17 +32,49 @@ export function createOpenRouterClient(apiKey: string, options: OpenRouterClient
 }
 
 /**
- * `fetchImpl`, reading the body of an error response (4xx, 5xx) itself: the SDK is handed the same
- * status, headers and text in a response of ours, whose headers key the text in `errorBodies`. A
- * body cut off after the status is read as no body, as the fetch transport reads it.
+ * `fetchImpl`, keeping the body of an error response (4xx, 5xx) as the SDK reads it: the SDK gets
+ * a response of ours with the same status and headers, whose body passes the original's through
+ * and, once read to its end, keys its text in `errorBodies` by those headers. The SDK reads it
+ * after its headers timeout, as it read the original; an abort of `init.signal` cancels the
+ * original body (a caller's `fetch` that ignores its signal would keep sending it). Its status
+ * text, which the classifier never reads, is left out: text outside Latin-1 (a proxy's reason
+ * phrase, decoded) would make the response fail to build.
  */
 function keepingErrorBodies(fetchImpl: FetchFunction, errorBodies: ErrorBodies): FetchFunction {
   return async (input, init) => {
     const response = await fetchImpl(input, init);
     if (response.status < 400 || response.status > 599) return response;
-    const text = await response.text().catch(() => '');
-    const copy = new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
-    errorBodies.set(copy.headers, text);
+    const original = response.body;
+    if (original === null || typeof original.getReader !== 'function') return response;
+    const reader = original.getReader();
+    const signal = init?.signal;
+    signal?.addEventListener(
+      'abort',
+      () => {
+        reader.cancel().catch(ignore);
+      },
+      { once: true },
+    );
+    const decoder = new TextDecoder();
+    let text = '';
+    const copy: Response = new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const { done, value } = await reader.read();
+          if (done) {
+            errorBodies.set(copy.headers, text + decoder.decode());
+            controller.close();
+            return;
+          }
+          text += decoder.decode(value, { stream: true });
+          controller.enqueue(value);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      }),
+      { status: response.status, headers: response.headers },
+    );
     return copy;
   };
 }
+
+function ignore(): void {}

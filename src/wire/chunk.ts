@@ -105,13 +105,21 @@ export function parseStreamChunk(chunk: unknown, context: WireContext): StreamCh
     return { kind: 'error', error: malformed('stream chunk `choices[0].delta` is not an object', context) };
   }
   const delta = recordField(rawDelta);
+  const toolCalls = delta?.['tool_calls'];
+  if (toolCalls !== undefined && toolCalls !== null && !Array.isArray(toolCalls)) {
+    return { kind: 'error', error: malformed('stream chunk `choices[0].delta.tool_calls` is not an array', context) };
+  }
+  const reasoning = delta?.['reasoning'];
+  if (reasoning !== undefined && reasoning !== null && typeof reasoning !== 'string') {
+    return { kind: 'error', error: malformed('stream chunk `choices[0].delta.reasoning` is not text', context) };
+  }
   const text = textOf(delta?.['content']);
   if (text === undefined) return { kind: 'error', error: malformed('stream chunk `choices[0].delta.content` is not text', context) };
   content.hasChoices = true;
   content.delta = text;
   assignDefined(content, {
-    reasoning: stringField(delta?.['reasoning']),
-    toolCalls: recordsOf(delta?.['tool_calls']),
+    reasoning: stringField(reasoning),
+    toolCalls: recordsOf(toolCalls),
     finishReason,
     nativeFinishReason,
   });

@@ -70,7 +70,7 @@ export const TEST_KEYS = {
   secretGood: 'sk-or-v1-test-secret-good-45fb',
   // test/unhandled-rejection.test.ts (through test/helpers/abort-probe.ts)
   abortProbe: 'sk-or-v1-test-abort-probe-6d2e',
-  // test/secrets.test.ts: OpenRouter-shaped keys (`sk-or-v1-` and 64 characters), whose first 20
+  // test/secrets.test.ts (echoedPrefix in test/edges/ too): OpenRouter-shaped keys (`sk-or-v1-` and 64 characters), whose first 20
   // characters are distinctive enough that an echo of them alone is a leak too.
   paddedNewline: 'sk-or-v1-96ec826c3fcz34d86abd327z934da5cf4f1z88ae50a2ccezfe1ef27f733zfd68',
   paddedSpace: 'sk-or-v1-7f8a00fba26z3b193a5ad4cz1aae786fd0azb2473c1911ez6702f03e332za9f6',
