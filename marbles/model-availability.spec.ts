@@ -1485,3 +1485,29 @@ describe("a batch at a model's limit holds nothing else back", () => {
     });
   });
 });
+
+describe('turns among the requests aside: whose waits count against the queue timeout', () => {
+  it('a request with its turn that looks again (a poll) keeps it: no turn goes further back than concurrency (a review found c4 timed out at 35 000)', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      // c1 holds the model's one place far past every timeout (a stuck model).
+      const { pool } = makePool(scheduler, { cap: [answerAfter(scheduler, 1_000_000, 'c1', 'cap')] }, ONE_AT_A_TIME);
+      const log = terminals(
+        scheduler,
+        from(['c1', 'c2', 'c3', 'c4', 'c5'].map((id) => request(id, 'cap'))).pipe(
+          balance(pool, { concurrency: 2, transient: false, queueTimeoutMs: 30_000 }),
+        ),
+      );
+      flush();
+      // c2..c5 wait aside; c2 and c3 (the first `concurrency` aside) count from 0 and time out at
+      // 30 000; c4 and c5 get their turns then, and time out at 60 000 (README: a wait counts only
+      // once the request is among the first `concurrency` waiting, as in the queue).
+      expect(log.slice(0, 4)).toEqual([
+        '30000 c2 queue_timeout',
+        '30000 c3 queue_timeout',
+        '60000 c4 queue_timeout',
+        '60000 c5 queue_timeout',
+      ]);
+    });
+  });
+});

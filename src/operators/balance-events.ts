@@ -281,6 +281,7 @@ class RequestReport {
         // A model took it: a later wait for one gets its own `modelWaitMs` (the retries bound how many).
         this.outage = undefined;
         this.atCapacitySince = undefined;
+        this.slot.served();
         this.endRoomTimeout();
         return;
       case 'retry':

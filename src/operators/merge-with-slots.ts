@@ -13,6 +13,12 @@ export interface Slot {
    */
   release(onTurn?: () => void): void;
   /**
+   * The work stepped aside with `onTurn` got what it waited for (a request, its key): it leaves the
+   * works aside, and the next one has its turn. Until then, a work that holds its slot again (to
+   * look once more) keeps its place and its turn. A no-op for work not aside.
+   */
+  served(): void;
+  /**
    * Emits once, then completes, when the work holds a slot again: at once if it still holds one,
    * else as soon as one frees, before any input that has not started yet. Unsubscribing gives up
    * the place in line.
@@ -194,12 +200,16 @@ class SlotWork<T, R> implements Slot {
   release(onTurn?: () => void): void {
     if (!this.holds) return;
     this.free();
-    if (onTurn !== undefined) {
+    if (onTurn !== undefined && !this.inLine) {
       this.onTurn = onTurn;
       this.inLine = true;
       this.gate.stepAside(this);
     }
     this.gate.pump();
+  }
+
+  served(): void {
+    this.leaveLine();
   }
 
   takeTurn(): void {
@@ -225,7 +235,6 @@ class SlotWork<T, R> implements Slot {
       // Rare (every model of the request out of service): a closure per wait is fine here.
       const grant = () => {
         this.holds = true;
-        this.leaveLine();
         waiter.next();
         waiter.complete();
       };
