@@ -60,7 +60,16 @@ function keepingErrorBodies(fetchImpl: FetchFunction, errorBodies: ErrorBodies):
     const copy: Response = new Response(
       new ReadableStream<Uint8Array>({
         async pull(controller) {
-          const { done, value } = await reader.read();
+          let read: ReadableStreamReadResult<Uint8Array>;
+          try {
+            read = await reader.read();
+          } catch (error: unknown) {
+            // Cut off after its status: no body, as the fetch transport reads it (the SDK would
+            // take the read's failure, "terminated", for the body).
+            errorBodies.set(copy.headers, '');
+            throw error;
+          }
+          const { done, value } = read;
           if (done) {
             errorBodies.set(copy.headers, text + decoder.decode());
             controller.close();

@@ -50,6 +50,23 @@ describe.each(TRANSPORTS)('%s', (_name, create) => {
     }
   });
 
+  it('an error body cut off after its status is read as no body, on both transports alike', async () => {
+    const server = net.createServer((socket) =>
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"error":{"mess');
+        setTimeout(() => socket.destroy(), 20);
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => server.close());
+    const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`;
+    const { error } = await collect(create({ baseURL })(KEY, chat()));
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect(error).toMatchObject({ scope: 'model', status: 503 });
+    // The SDK took the read's failure for the body: "503 terminated".
+    expect((error as Error).message).not.toContain('terminated');
+  });
+
   it('an error body that takes longer than timeoutMs to arrive is classified from its text', async () => {
     const server = createServer((request, response) => {
       request.resume();
