@@ -22,7 +22,9 @@ const endpointSchema = z.strictObject(z.pick(clientOptionsSchema, { baseURL: tru
  * zod; a bad one throws a `ValidationError` naming the field.
  */
 export function createKeyPool(options: KeyPoolOptions): KeyPool {
-  const { baseURL, appUrl, appTitle, timeoutMs, ...config } = options ?? ({} as KeyPoolOptions);
+  // Not a config at all: the pool's own check says so, at the root, not as a missing `keys`.
+  if (typeof options !== 'object' || options === null) return createPool(options);
+  const { baseURL, appUrl, appTitle, timeoutMs, ...config } = options;
   const endpoint = safeParseEnglish(endpointSchema, { baseURL, appUrl, appTitle, timeoutMs });
   if (!endpoint.success) throw new ValidationError(formatZodError(endpoint.error, 'key pool config'), endpoint.error.issues);
   const client: OpenRouterClientOptions = Object.fromEntries(Object.entries(endpoint.data).filter(([, value]) => value !== undefined));

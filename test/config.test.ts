@@ -53,6 +53,15 @@ function rejectionOf(create: () => unknown): ValidationError {
 
 const pool = (options: Partial<KeyPoolOptions>) => () => createKeyPool({ keys: [{ key: KEY }], ...options });
 
+describe('createKeyPool refuses what is no config at all, at the root', () => {
+  it.each([null, undefined, 42, 'a key alone'])('%s', (options) => {
+    // It said `keys: expected array, received undefined`, as if a config had forgotten its keys.
+    expect(rejectionOf(() => createKeyPool(options as unknown as KeyPoolOptions)).message).toMatch(
+      /^Invalid key pool config: \(root\): Invalid input: expected object, received (null|undefined|number|string)$/,
+    );
+  });
+});
+
 describe('createKeyPool refuses header-bound strings no header can carry', () => {
   it.each([
     ['a line break', 'My App\r\nX-Injected: 1'],
