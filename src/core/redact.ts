@@ -65,11 +65,12 @@ export class KeyText {
   /**
    * Whether raw response text (JSON included) may hold key text: a cheap test before any copy. JSON
    * can write any character as a `\u` escape, which no search of the raw text would see through:
-   * text with one is copied and scrubbed decoded.
+   * text with an escape of an ASCII character (key text is ASCII; text in other scripts escapes
+   * none) is copied and scrubbed decoded.
    */
   mentionedIn(text: string): boolean {
     if (this.head === '') return false;
-    if (text.includes('\\u')) return true;
+    if (ASCII_ESCAPE.test(text)) return true;
     if (this.bodyHead !== '' && text.includes(this.bodyHead)) return true;
     return text.includes(this.head) || (this.escapedHead !== this.head && text.includes(this.escapedHead));
   }
@@ -98,9 +99,22 @@ export class KeyText {
   }
 }
 
-/** What looks like an OpenRouter API key (`sk-or-v1-` and 20 or more of its characters), for text that quotes keys the caller does not know. */
+/** A JSON `\u` escape of a printable ASCII character (what key text is made of). */
+const ASCII_ESCAPE = /\\u00[2-7][0-9a-f]/i;
+
+/** An OpenRouter API key (`sk-or-v1-` and 20 or more of its characters), not the masked name OpenRouter shows (`sk-or-v1-ab1...890`). */
+const KEY_SHAPE = 'sk-or-v\\d+-[0-9a-z]{20,}';
+const KEY_SHAPED_TEXT = new RegExp(KEY_SHAPE, 'gi');
+const WHOLE_KEY = new RegExp(`^${KEY_SHAPE}$`, 'i');
+
+/** `text` with what looks like an OpenRouter API key replaced, for text that quotes keys the caller does not know. */
 export function redactKeyShaped(text: string): string {
-  return text.replace(/sk-or-v\d+-[0-9a-z]{20,}/gi, '[key-shaped text]');
+  return text.replace(KEY_SHAPED_TEXT, '[key-shaped text]');
+}
+
+/** Whether `text` (trimmed) is an OpenRouter API key, as a label must never be. */
+export function isKeyShaped(text: string): boolean {
+  return WHOLE_KEY.test(text.trim());
 }
 
 export function redactText(text: string, key: KeyCredential): string {

@@ -7,7 +7,7 @@ import type { StrategyLike } from '../pool/strategies.js';
 import { strategyOption } from '../pool/config.js';
 import type { ChatRequest } from '../core/types.js';
 import { checkOptions, nonnegativeInt, positiveInt } from '../core/validation.js';
-import { toBalanceEvents, type BalanceEvent, type RequestWaits } from './balance-events.js';
+import { toBalanceEvents, type BalanceEvent, type RequestArrival, type RequestWaits } from './balance-events.js';
 import { attemptTimeoutSettings, defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { modelFallbackPolicy, modelFallbackSettings, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
 import { rateLimitRetryPolicy, rateLimitRetrySettings, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
@@ -137,7 +137,8 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const disposed$ = pool[POOL_PORT].disposed$;
   let sequence = 0;
 
-  const run = ({ input, arrivedAt, arrival }: Arrival, slot: Slot): Observable<BalanceEvent> => {
+  const run = (arrival: Arrival, slot: Slot): Observable<BalanceEvent> => {
+    const { input } = arrival;
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
     let request: ChatRequest;
     try {
@@ -154,16 +155,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
       retryPolicies.length === 0
         ? attemptsOf(request)
         : nestedRetryLoops(attemptsOf(request), retryPolicies, { cutShort$: disposed$, resumable: true });
-    return toBalanceEvents(
-      pool[POOL_PORT],
-      requestId,
-      { at: arrivedAt, number: arrival },
-      attempts$,
-      slot,
-      waits,
-      request,
-      attemptsOf.retriesOf,
-    );
+    return toBalanceEvents(pool[POOL_PORT], requestId, arrival, attempts$, slot, waits, request, attemptsOf.retriesOf);
   };
 
   // Arrival is stamped before the concurrency cap, so latency includes the wait for a slot; its
@@ -171,15 +163,13 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   return (requests) => {
     let arrivals = 0;
     return requests.pipe(
-      map((input): Arrival => ({ input, arrivedAt: pool.scheduler.now(), arrival: arrivals++ })),
+      map((input): Arrival => ({ input, at: pool.scheduler.now(), number: arrivals++ })),
       mergeWithSlots(run, options.concurrency ?? DEFAULT_CONCURRENCY),
     );
   };
 }
 
-/** An input as `balance` takes it in. */
-interface Arrival {
+/** An input as `balance` takes it in: one object per request, which its report keeps as its arrival. */
+interface Arrival extends RequestArrival {
   readonly input: ChatRequest;
-  readonly arrivedAt: number;
-  readonly arrival: number;
 }

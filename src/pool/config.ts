@@ -3,7 +3,7 @@ import * as z from 'zod/mini';
 import type { SchedulerLike } from 'rxjs';
 import type { KeyCredential, Transport } from '../core/types.js';
 import { fingerprintOf } from '../core/fingerprint.js';
-import { redactKeyShaped, redactText } from '../core/redact.js';
+import { isKeyShaped, redactKeyShaped, redactText } from '../core/redact.js';
 import type { StrategyLike } from './strategies.js';
 import { strategyNames } from './strategies.js';
 import type { LogLevel, PoolLogger } from './event-log.js';
@@ -170,16 +170,12 @@ export const keyPoolConfigSchema = z
           context.addIssue({ code: 'custom', path: ['keys', index, 'key'], message: `the same key as keys[${sameKey}]` });
         }
         keys.set(entry.key, index);
-        if (FULL_KEY_SHAPE.test(label.trim())) {
-          // Never echo it: it would go out in every health snapshot, event and log line.
-          context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: LABEL_LOOKS_LIKE_A_KEY });
-        }
       });
       config.keys.forEach((entry, index) => {
-        // Key and label swapped: the label is another entry's key.
-        const keyed = entry.label === undefined ? undefined : keys.get(entry.label.trim());
-        if (keyed !== undefined && keyed !== index && !FULL_KEY_SHAPE.test(entry.label!.trim()))
-          context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: LABEL_LOOKS_LIKE_A_KEY });
+        // A whole key, or another entry's (key and label swapped). Never echoed: a label goes out in
+        // every health snapshot, event and log line.
+        if (entry.label !== undefined && (isKeyShaped(entry.label) || (keys.get(entry.label.trim()) ?? index) !== index))
+          context.addIssue({ code: 'custom', path: ['keys', index, 'label'], message: LABEL_IS_A_KEY });
       });
       // A bound the user may not have set: the message says what it is (its default) and which setting it is below.
       const cooldownMs = config.rateLimitCooldownMs ?? DEFAULT_RATE_LIMIT_COOLDOWN_MS;
@@ -280,10 +276,7 @@ function adaptivePolicyOf(input: { initial?: number; min?: number; max?: number 
   return { min, max, initial: Math.min(max, Math.max(min, input.initial ?? DEFAULT_ADAPTIVE_LIMIT.initial)) };
 }
 
-/** A whole API key (`sk-or-v1-` and its secret), not the masked name OpenRouter shows (`sk-or-v1-ab1...890`). */
-const FULL_KEY_SHAPE = /^sk-or-v\d+-[0-9a-z]{20,}$/i;
-const LABEL_LOOKS_LIKE_A_KEY =
-  'is an API key (labels are shown in health, events and logs): the key goes in `key`, a name of your own in `label`';
+const LABEL_IS_A_KEY = 'is an API key (labels are shown in health, events and logs): the key goes in `key`, a name of your own in `label`';
 
 /**
  * The `ValidationError` of a config that failed, with no key text in its message or issues: a

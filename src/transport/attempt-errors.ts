@@ -95,7 +95,7 @@ export function describeCause(error: Error): string {
  * No key or connection is at fault: the request fails alone, naming where it broke, instead of
  * being retried on every key as a network error.
  */
-export function unsendableError(body: unknown, attempt: AttemptIdentity, cause: unknown): OpenRouterError {
+function unsendableError(body: unknown, attempt: AttemptIdentity, cause: unknown): OpenRouterError {
   const reason = cause instanceof Error ? cause.message : String(cause);
   let where: string | undefined;
   try {
@@ -115,12 +115,22 @@ export function unsendableError(body: unknown, attempt: AttemptIdentity, cause: 
   );
 }
 
-/** The JSON text of a request's body, or the request's own failure where JSON cannot carry it. */
+/** The JSON text of a request's body, or (thrown) the request's own failure where JSON cannot carry it. */
 export function serializedBody(body: unknown, attempt: AttemptIdentity): string {
   try {
     return JSON.stringify(body);
   } catch (error: unknown) {
     throw unsendableError(body, attempt, error);
+  }
+}
+
+/** The request's own failure where JSON cannot carry its body, else undefined: for a send that failed before any fetch. */
+export function jsonFailureOf(body: unknown, attempt: AttemptIdentity): OpenRouterError | undefined {
+  try {
+    JSON.stringify(body);
+    return undefined;
+  } catch (error: unknown) {
+    return unsendableError(body, attempt, error);
   }
 }
 

@@ -27,8 +27,8 @@ import { DEFAULT_DONE_GRACE_MS } from './transport-options.js';
 export interface Exchange {
   /** POSTs a chat completion body for `identity`; resolves once a 2xx response's headers arrived, else rejects. */
   send(body: Record<string, unknown>, signal: AbortSignal, identity: AttemptIdentity): Promise<Response>;
-  /** What `send` rejected with, as a typed, key-free error. */
-  errorOf(error: unknown, identity: AttemptIdentity): OpenRouterError;
+  /** What `send` rejected with, as a typed, key-free error; `request` is the one sent (its body JSON may not carry). */
+  errorOf(error: unknown, identity: AttemptIdentity, request: ChatRequest): OpenRouterError;
   /** What reading the body of a response whose status came threw (a stream's events, or a whole answer's body), as a typed, key-free error. */
   bodyReadErrorOf(error: unknown, identity: AttemptIdentity, read: BodyRead): OpenRouterError;
 }
@@ -123,7 +123,7 @@ export class Attempt {
     // The one handler of the attempt's promise. A torn-down attempt still rejects (its aborted
     // request or body read); that is the expected end, not a failure, and is not even mapped.
     run.catch((error: unknown) => {
-      if (!this.settled) this.fail(this.exchange.errorOf(error, this.identity));
+      if (!this.settled) this.fail(this.exchange.errorOf(error, this.identity, request));
     });
 
     return this;
@@ -372,7 +372,6 @@ function readerChunks(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIte
 
 function ignore(): void {}
 
-/** The request as OpenRouter takes it: without the caller's correlation `id`. */
 /** Scrubbed tool-call deltas with the raw `arguments` of `raw` back in them, for the tool-call redactor to scrub across chunks. */
 function withRawArguments(
   scrubbed: ReadonlyArray<Record<string, unknown>>,
@@ -387,6 +386,7 @@ function withRawArguments(
   });
 }
 
+/** The request as OpenRouter takes it: without the caller's correlation `id`. */
 function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {
   // One copy, ours to complete, without `delete` (which would turn it into a slow dictionary object).
   const { id: _correlationId, ...body }: Record<string, unknown> = request;

@@ -1,11 +1,9 @@
 import type OpenAI from 'openai';
-import { APIError } from 'openai';
 import { Observable } from 'rxjs';
 import { ConfigurationError } from '../core/errors.js';
 import type { KeyCredential, Transport, TransportEvent } from '../core/types.js';
 import { Attempt, attemptSettingsOf, type Exchange } from './attempt.js';
 import { createOpenRouterClient, type ErrorBodies } from './sdk-client.js';
-import { serializedBody } from './attempt-errors.js';
 import { errorFromSdk, errorFromStreamRead } from './sdk-errors.js';
 import type { OpenRouterTransportOptions } from './transport-options.js';
 
@@ -54,17 +52,9 @@ export function createSdkTransport(options: OpenRouterTransportOptions = {}): Tr
 /** One key's SDK client as an exchange: the SDK sends the request and maps HTTP errors. */
 function sdkExchange(client: OpenAI, errorBodies: ErrorBodies): Exchange {
   return {
-    send: (body, signal, identity) =>
-      client.chat.completions
-        .create(body as unknown as Parameters<OpenAI['chat']['completions']['create']>[0], { signal })
-        .asResponse()
-        .catch((error: unknown) => {
-          // What the SDK throws unwrapped came before any fetch (a connection's failure is an
-          // `APIError`): serializing the body, say. Only then is it checked, so no request pays.
-          if (!(error instanceof APIError)) serializedBody(body, identity);
-          throw error;
-        }),
-    errorOf: (error, identity) => errorFromSdk(error, identity, errorBodies),
+    send: (body, signal) =>
+      client.chat.completions.create(body as unknown as Parameters<OpenAI['chat']['completions']['create']>[0], { signal }).asResponse(),
+    errorOf: (error, identity, request) => errorFromSdk(error, identity, errorBodies, request),
     bodyReadErrorOf: (error, identity, read) => errorFromStreamRead(error, identity, read, errorBodies),
   };
 }

@@ -2,7 +2,15 @@ import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai'
 import { OpenRouterError, copyError, toOpenRouterError } from '../core/errors.js';
 import { classifyHttpError } from '../wire/classify.js';
 import { streamErrorFromPayload } from '../wire/chunk.js';
-import { connectionError, errorFromBodyRead, headersTimeoutError, type AttemptIdentity, type BodyRead } from './attempt-errors.js';
+import {
+  connectionError,
+  errorFromBodyRead,
+  headersTimeoutError,
+  jsonFailureOf,
+  type AttemptIdentity,
+  type BodyRead,
+} from './attempt-errors.js';
+import type { ChatRequest } from '../core/types.js';
 import { redactError, redactValue } from '../core/redact.js';
 import { parseJsonBody } from '../wire/values.js';
 import type { ErrorBodies } from './sdk-client.js';
@@ -11,7 +19,7 @@ import type { ErrorBodies } from './sdk-client.js';
  * Maps anything the `openai` SDK throws before a response body is read (status errors,
  * connection failures, timeouts) to a typed, key-free `OpenRouterError`.
  */
-export function errorFromSdk(error: unknown, attempt: AttemptIdentity, errorBodies: ErrorBodies): OpenRouterError {
+export function errorFromSdk(error: unknown, attempt: AttemptIdentity, errorBodies: ErrorBodies, request?: ChatRequest): OpenRouterError {
   // The caller's own error (its `fetch` threw it) is left as it is: the copy is redacted.
   if (error instanceof OpenRouterError) return redactError(copyError(error, {}), attempt.key);
   const { key, model } = attempt;
@@ -38,6 +46,10 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity, errorBodi
       key,
     );
   }
+  // What the SDK throws unwrapped came before any fetch (a connection's failure is an `APIError`):
+  // serializing the body, say, checked only now, so that no request pays for it.
+  const unsendable = request === undefined ? undefined : jsonFailureOf(request, attempt);
+  if (unsendable !== undefined) return unsendable;
   // A body read that broke (`TypeError: terminated`) or another failure below the SDK.
   if (error instanceof Error) return redactError(connectionError(error, attempt), key);
   return redactError(toOpenRouterError(error), key);

@@ -225,14 +225,21 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
  */
 export function parseUsage(raw: unknown): Usage | undefined {
   if (!isRecord(raw)) return undefined;
-  if (TOKEN_COUNT_FIELDS.some((field) => raw[field] != null && countField(raw[field]) === undefined)) return undefined;
   const promptTokens = countField(raw['prompt_tokens']);
   const completionTokens = countField(raw['completion_tokens']);
+  const totalTokens = countField(raw['total_tokens']);
   if (promptTokens === undefined && completionTokens === undefined) return undefined;
+  // A count given (not null) that is no count makes the whole block unknown.
+  if (
+    (promptTokens === undefined && raw['prompt_tokens'] != null) ||
+    (completionTokens === undefined && raw['completion_tokens'] != null) ||
+    (totalTokens === undefined && raw['total_tokens'] != null)
+  )
+    return undefined;
   const usage: Usage = {
     promptTokens: promptTokens ?? 0,
     completionTokens: completionTokens ?? 0,
-    totalTokens: countField(raw['total_tokens']) ?? (promptTokens ?? 0) + (completionTokens ?? 0),
+    totalTokens: totalTokens ?? (promptTokens ?? 0) + (completionTokens ?? 0),
   };
   assignDefined(usage, {
     cost: nonNegativeField(raw['cost']),
@@ -241,8 +248,6 @@ export function parseUsage(raw: unknown): Usage | undefined {
   });
   return usage;
 }
-
-const TOKEN_COUNT_FIELDS = ['prompt_tokens', 'completion_tokens', 'total_tokens'] as const;
 
 /** What a stream has established so far; fold every content chunk in with `advanceStream`. */
 export interface StreamProgress {
