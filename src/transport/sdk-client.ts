@@ -1,89 +1,59 @@
-import OpenAI from 'openai';
-import { abortableFetch, type FetchFunction } from './abortable-fetch.js';
+import OpenAI, { type APIError } from 'openai';
+import { abortableFetch } from './abortable-fetch.js';
+import { parseJsonBody } from '../wire/values.js';
 import { attributionHeaders, DEFAULT_BASE_URL, headersTimeoutMsOf, type OpenRouterClientOptions } from './client-options.js';
 
 /**
- * Error bodies as they came, by the headers of the response that carried them (the SDK's
- * `APIError.headers` is that very object): the SDK keeps only a JSON body's `error` member, so an
- * OpenAI-style `{message, code}` or a bare JSON string would reach the classifier as no body at
- * all, and be classified otherwise than the fetch transport classifies it.
+ * Error bodies as the SDK read them, by the headers of the response that carried them (the SDK's
+ * `APIError.headers` is that very object): the parsed JSON, or the text of a body that is not
+ * JSON. The SDK's error keeps only a JSON body's `error` member, so an OpenAI-style
+ * `{message, code}` or a bare JSON string would reach the classifier as no body at all, and be
+ * classified otherwise than the fetch transport classifies it.
  */
-export type ErrorBodies = WeakMap<Headers, string>;
+export type ErrorBodies = WeakMap<Headers, unknown>;
+
+/**
+ * The SDK's client, keeping each error body it reads in `errorBodies` as it makes the status
+ * error: the SDK hands that hook the whole body, so no response of ours stands between the SDK and
+ * the network (a wrapper around its `fetch` would cost every request a promise and a closure,
+ * held for as long as the request is in flight).
+ */
+class ErrorBodyKeepingClient extends OpenAI {
+  readonly #errorBodies: ErrorBodies;
+
+  constructor(options: ConstructorParameters<typeof OpenAI>[0], errorBodies: ErrorBodies) {
+    super(options);
+    this.#errorBodies = errorBodies;
+  }
+
+  protected override makeStatusError(status: number, error: object | undefined, message: string | undefined, headers: Headers): APIError {
+    // `error` is the parsed body, or undefined when it is not JSON: `message` is then its text,
+    // read as the fetch transport reads a body (none when blank).
+    this.#errorBodies.set(headers, error ?? parseJsonBody(message));
+    return super.makeStatusError(status, error as object, message, headers);
+  }
+}
 
 /** One SDK client for one key; `errorBodies` receives the body of every error response it gets. */
 export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions, errorBodies: ErrorBodies): OpenAI {
-  // A caller's `fetch` that ignores the signal would keep the SDK's headers timeout armed after an abort.
-  const fetchImpl: FetchFunction = options.fetch === undefined ? (input, init) => fetch(input, init) : abortableFetch(options.fetch);
-  return new OpenAI({
-    apiKey,
-    baseURL: options.baseURL ?? DEFAULT_BASE_URL,
-    // Retries belong to the pool, which moves them to another key or model; the SDK's own would
-    // repeat the attempt on the same key and hide the failure from health tracking.
-    maxRetries: 0,
-    timeout: headersTimeoutMsOf(options),
-    defaultHeaders: attributionHeaders(options),
-    fetch: keepingErrorBodies(fetchImpl, errorBodies),
-    // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
-    organization: null,
-    project: null,
-    // The SDK logs malformed SSE events to the console before throwing; we report them as typed errors.
-    logLevel: 'off',
-  });
+  return new ErrorBodyKeepingClient(
+    {
+      apiKey,
+      baseURL: options.baseURL ?? DEFAULT_BASE_URL,
+      // Retries belong to the pool, which moves them to another key or model; the SDK's own would
+      // repeat the attempt on the same key and hide the failure from health tracking.
+      maxRetries: 0,
+      timeout: headersTimeoutMsOf(options),
+      defaultHeaders: attributionHeaders(options),
+      // A caller's `fetch` that ignores the signal would keep the SDK's headers timeout armed after
+      // an abort, and an error body the SDK reads open (the global `fetch` ends both itself).
+      fetch: options.fetch === undefined ? undefined : abortableFetch(options.fetch, { cancelsErrorBodies: true }),
+      // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
+      organization: null,
+      project: null,
+      // The SDK logs malformed SSE events to the console before throwing; we report them as typed errors.
+      logLevel: 'off',
+    },
+    errorBodies,
+  );
 }
-
-/**
- * `fetchImpl`, keeping the body of an error response (4xx, 5xx) as the SDK reads it: the SDK gets
- * a response of ours with the same status and headers, whose body passes the original's through
- * and, once read to its end, keys its text in `errorBodies` by those headers. The SDK reads it
- * after its headers timeout, as it read the original; an abort of `init.signal` cancels the
- * original body (a caller's `fetch` that ignores its signal would keep sending it). Its status
- * text, which the classifier never reads, is left out: text outside Latin-1 (a proxy's reason
- * phrase, decoded) would make the response fail to build.
- */
-function keepingErrorBodies(fetchImpl: FetchFunction, errorBodies: ErrorBodies): FetchFunction {
-  return async (input, init) => {
-    const response = await fetchImpl(input, init);
-    if (response.status < 400 || response.status > 599) return response;
-    const original = response.body;
-    if (original === null || typeof original.getReader !== 'function') return response;
-    const reader = original.getReader();
-    const signal = init?.signal;
-    signal?.addEventListener(
-      'abort',
-      () => {
-        reader.cancel().catch(ignore);
-      },
-      { once: true },
-    );
-    const decoder = new TextDecoder();
-    let text = '';
-    const copy: Response = new Response(
-      new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          let read: ReadableStreamReadResult<Uint8Array>;
-          try {
-            read = await reader.read();
-          } catch (error: unknown) {
-            // Cut off after its status: no body, as the fetch transport reads it (the SDK would
-            // take the read's failure, "terminated", for the body).
-            errorBodies.set(copy.headers, '');
-            throw error;
-          }
-          const { done, value } = read;
-          if (done) {
-            errorBodies.set(copy.headers, text + decoder.decode());
-            controller.close();
-            return;
-          }
-          text += decoder.decode(value, { stream: true });
-          controller.enqueue(value);
-        },
-        cancel: (reason) => reader.cancel(reason),
-      }),
-      { status: response.status, headers: response.headers },
-    );
-    return copy;
-  };
-}
-
-function ignore(): void {}

@@ -12,7 +12,6 @@ import {
 } from './attempt-errors.js';
 import type { ChatRequest } from '../core/types.js';
 import { redactError, redactValue } from '../core/redact.js';
-import { parseJsonBody } from '../wire/values.js';
 import type { ErrorBodies } from './sdk-client.js';
 
 /**
@@ -75,8 +74,7 @@ function isApiError(error: unknown): error is APIError {
  * message (`"502 <html>…"`).
  */
 function bodyOf(error: APIError, errorBodies: ErrorBodies): unknown {
-  const text = error.headers === undefined ? undefined : errorBodies.get(error.headers);
-  if (text !== undefined) return parseJsonBody(text);
+  if (error.headers !== undefined && errorBodies.has(error.headers)) return errorBodies.get(error.headers);
   if (error.error !== undefined) return { error: error.error };
   const prefix = `${error.status} `;
   const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
