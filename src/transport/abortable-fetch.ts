@@ -1,16 +1,11 @@
 /** A `fetch` as a caller hands it to a transport. */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
-/** How `abortableFetch` holds a response to its signal beyond the call itself. */
-export interface AbortableFetchOptions {
-  /**
-   * Whether an abort also cancels the body of an error response (4xx, 5xx) that someone else is
-   * reading, as the global `fetch` does: the SDK reads such a body itself, which locks it, so a
-   * body that never ends could not be cancelled otherwise. Such a response comes as a copy whose
-   * body passes the original's through. The transports' own reads cancel their readers themselves.
-   */
-  readonly cancelsErrorBodies?: boolean;
-}
+/**
+ * What a caller of `abortableFetch` makes of each response before it is handed on, given the
+ * call's signal: the response itself, or a copy held to the signal further.
+ */
+export type HeldResponse = (response: Response, signal: AbortSignal) => Response;
 
 /**
  * A caller's `fetch` held to its signal, as the global `fetch` is: an abort rejects the call at
@@ -23,8 +18,7 @@ export interface AbortableFetchOptions {
  * Lean on purpose, since it is held by every request in flight: the abort listener stays on the
  * signal (one per request, gone with it) instead of being removed when the call settles.
  */
-export function abortableFetch(fetchImpl: FetchFunction, options: AbortableFetchOptions = {}): FetchFunction {
-  const cancelsErrorBodies = options.cancelsErrorBodies === true;
+export function abortableFetch(fetchImpl: FetchFunction, held?: HeldResponse): FetchFunction {
   return (input, init) => {
     const signal = init?.signal;
     // What `fetch` rejects with on an abort: the signal's reason (an `AbortError` unless the aborter gave one).
@@ -32,7 +26,7 @@ export function abortableFetch(fetchImpl: FetchFunction, options: AbortableFetch
     const pending = fetchImpl(input, init);
     if (signal === undefined || signal === null) return pending;
     return new Promise<Response>((resolve, reject) => {
-      pending.then(cancelsErrorBodies ? (response) => resolve(withErrorBodyCancelledBy(signal, response)) : resolve, reject);
+      pending.then(held === undefined ? resolve : (response) => holdThenResolve(held, response, signal, resolve, reject), reject);
       signal.addEventListener(
         'abort',
         () => {
@@ -45,29 +39,19 @@ export function abortableFetch(fetchImpl: FetchFunction, options: AbortableFetch
   };
 }
 
-/**
- * `response`, or for an error response (4xx, 5xx) a copy whose body `signal`'s abort cancels while
- * another reads it. Its status text, which the classifier never reads, is left out: text outside
- * Latin-1 (a proxy's reason phrase, decoded) would make the response fail to build.
- */
-function withErrorBodyCancelledBy(signal: AbortSignal, response: Response): Response {
-  const original = response.body;
-  if (response.status < 400 || response.status > 599 || original === null || typeof original.getReader !== 'function') return response;
-  const reader = original.getReader();
-  const cancel = (): void => {
-    reader.cancel().catch(ignore);
-  };
-  if (signal.aborted) cancel();
-  else signal.addEventListener('abort', cancel, { once: true });
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const { done, value } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel: (reason) => reader.cancel(reason),
-  });
-  return new Response(body, { status: response.status, headers: response.headers });
+/** Resolves with what `held` makes of `response`, or rejects with what it threw: no rejection goes unhandled. */
+function holdThenResolve(
+  held: HeldResponse,
+  response: Response,
+  signal: AbortSignal,
+  resolve: (response: Response) => void,
+  reject: (error: unknown) => void,
+): void {
+  try {
+    resolve(held(response, signal));
+  } catch (error: unknown) {
+    reject(error);
+  }
 }
 
 /**

@@ -47,7 +47,7 @@ export function createOpenRouterClient(apiKey: string, options: OpenRouterClient
       defaultHeaders: attributionHeaders(options),
       // A caller's `fetch` that ignores the signal would keep the SDK's headers timeout armed after
       // an abort, and an error body the SDK reads open (the global `fetch` ends both itself).
-      fetch: options.fetch === undefined ? undefined : abortableFetch(options.fetch, { cancelsErrorBodies: true }),
+      fetch: options.fetch === undefined ? undefined : abortableFetch(options.fetch, withErrorBodyCancelledBy),
       // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
       organization: null,
       project: null,
@@ -57,3 +57,34 @@ export function createOpenRouterClient(apiKey: string, options: OpenRouterClient
     errorBodies,
   );
 }
+
+/**
+ * `response`, or for an error response (4xx, 5xx) a copy whose body `signal`'s abort cancels: the
+ * SDK reads such a body itself, which locks it, so a body that never ends (a caller's `fetch` deaf
+ * to its signal) could not be cancelled otherwise. Its status text, which the classifier never
+ * reads, is left out: text outside Latin-1 (a proxy's reason phrase, decoded) would make the
+ * response fail to build.
+ */
+function withErrorBodyCancelledBy(response: Response, signal: AbortSignal): Response {
+  const original = response.body;
+  if (response.status < 400 || response.status > 599 || original === null || typeof original.getReader !== 'function') return response;
+  // A body already locked or read (a caller's `fetch` may hand out anything) is the SDK's to fail on.
+  if (original.locked) return response;
+  const reader = original.getReader();
+  const cancel = (): void => {
+    reader.cancel().catch(ignore);
+  };
+  if (signal.aborted) cancel();
+  else signal.addEventListener('abort', cancel, { once: true });
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+  return new Response(body, { status: response.status, headers: response.headers });
+}
+
+function ignore(): void {}
