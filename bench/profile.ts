@@ -6,7 +6,7 @@
  *
  *   npx tsx bench/profile.ts --peer library --workload overhead     # non-streamed requests
  *   npx tsx bench/profile.ts --peer bare-sdk --workload streaming   # streamed chunks
- *   npx tsx bench/profile.ts --peer library --workload pick         # pool.acquire at 1,000 keys, 10,000 in flight
+ *   npx tsx bench/profile.ts --peer library --workload pick         # an admission at 1,000 keys, 10,000 in flight
  *   npx tsx bench/profile.ts --peer library --workload pick --heap  # what the same work allocates, garbage included
  *   npx tsx bench/profile.ts --peer library --workload pick --heap --stacks Observable   # and who allocates through a function
  */

@@ -63,7 +63,7 @@ const notes: Record<string, string> = {
     'concatenated). This row moves with the host too: four runs of it alternating a4a4a2c and now, that afternoon, ' +
     'measured −0.66, −1.04 µs (a4a4a2c) and −1.25, −1.14 µs (now) against the SDK.',
   'scale.pick':
-    'Scale, picking a key: a pick is a full admission (`pool.acquire` and its release), quota windows and the lease ' +
+    'Scale, picking a key: a pick is a full admission as an attempt makes it (since 2026-12-06 `acquireNow`, the lease at once where a key is free, without the acquisition’s Observable, subscriber and ticket; before, `pool.acquire`), and its release, quota windows and the lease ' +
     'included. `npx tsx bench/profile.ts --peer library --workload pick` (its `dispatch` line is the profiler ' +
     'itself). The memory store reserves synchronously, the lease and the placement are one object each, and an ' +
     'admission nobody watches publishes nothing (13–17 µs to 3–6 µs, 88e250a..18d69cc). What made the 10,000 ' +

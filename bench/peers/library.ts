@@ -184,9 +184,12 @@ export const libraryPeer: Peer = {
         });
       },
       pick() {
-        // Admission as an attempt sees it: the strategy's pick, the quota and concurrency checks,
-        // the lease, and its release.
-        port.acquire(probe, probeOptions).subscribe().unsubscribe();
+        // Admission as an attempt makes it: the strategy's pick, the quota and concurrency checks,
+        // the lease, and its release; at once where a key is free (`acquireNow`, as here), else
+        // through the queue.
+        const granted = port.acquireNow?.(probe, probeOptions);
+        if (granted === undefined) port.acquire(probe, probeOptions).subscribe().unsubscribe();
+        else if (!(granted instanceof Error)) granted.release();
       },
       ...(context.observe === true ? { observe: () => observationsOf(pool.snapshot(), tally) } : {}),
       async close() {

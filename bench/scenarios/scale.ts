@@ -4,7 +4,7 @@
  * keeps for it, the SDK's included.
  *
  * - time to pick a key: the mean over many picks, timed with `performance.now()` while the 10,000
- *   requests are in flight. For the library a pick is an admission: `pool.acquire` (strategy,
+ *   requests are in flight. For the library a pick is an admission as an attempt makes it: `acquireNow` (strategy,
  *   quota and concurrency checks, the lease) and its release. For the peers it is their key
  *   chooser (round robin, with their health checks);
  * - heap per in-flight request: heap used after a full GC with 1,000 and then 10,000 requests in
@@ -277,7 +277,7 @@ export const scale: Scenario = {
       targets,
       notes: [
         `${settings.keys} keys (the library is told rpm ${settings.keyLimits.rpm} and maxConcurrent ${settings.keyLimits.maxConcurrent} per key), ${settings.inFlight.toLocaleString('en-US')} requests in flight on a transport that never answers; ${settings.picks.toLocaleString('en-US')} picks timed.`,
-        'The library’s pick is a full admission (pool.acquire + release); a peer’s pick is its key chooser alone.',
+        'The library’s pick is a full admission as an attempt makes it (acquireNow + release, a key being free); a peer’s pick is its key chooser alone.',
         '“Left after closing”: heap above the level before the session started, once it is closed, its requests aborted and every reference to it dropped (a leak, or a module-level cache).',
       ],
     };

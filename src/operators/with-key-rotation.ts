@@ -1,17 +1,9 @@
 import { Observable, type Subscription, mergeMap, throwError, type OperatorFunction, type Subscriber } from 'rxjs';
-import {
-  BadRequestError,
-  ConfigurationError,
-  ContextLengthError,
-  callbackError,
-  copyError,
-  toOpenRouterError,
-  type OpenRouterError,
-} from '../core/errors.js';
+import { BadRequestError, ContextLengthError, callbackError, copyError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
 import { redactError } from '../core/redact.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
-import { POOL_PORT, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
+import { POOL_PORT, type AcquireOptions, type HeldLease, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { invalidRequestError, validateBalancedRequest } from '../routing/balanced-request.js';
 import { toStrategy, type Strategy } from '../pool/strategies.js';
@@ -30,6 +22,7 @@ import {
   type RequestRetries,
 } from './attempt-event.js';
 import { TimedAttempt, timeoutLimitsOf, type AttemptObserver, type TimeoutLimits } from './attempt-timeouts.js';
+import { TaggedEvents, notAnObservableError } from './tagged-events.js';
 
 /** The models a request may use, in order: `model`, then the client-side chain in `models`. */
 export function modelChainOf(request: ChatRequest): string[] {
@@ -174,6 +167,8 @@ class KeyAttempt {
   private timed: TimedAttempt | undefined;
   /** The key's acquisition, once `subscribe` has returned: a lease, and even its answer, may come inside it. */
   private acquisition: Subscription | undefined;
+  /** The lease `acquireNow` granted, when the attempt needed no acquisition: freed as ending one would free it. */
+  private granted: HeldLease | undefined;
   /** The lease is to be freed: an acquisition that returns after this is ended at once. */
   private released = false;
   /** Torn down: a call that returns after this is ended at once. */
@@ -227,24 +222,34 @@ class KeyAttempt {
     // the line afresh and lists its own attempts, as its retry counts start afresh (`retriesOf`).
     if (!this.resumed) route.startAfresh();
     route.inLineSince ??= rotation.port.scheduler.now();
-    const acquisition = rotation.port
-      .acquire(request, {
-        models,
-        avoid: route.triedKeys,
-        requestId,
-        ...(strategy === undefined ? {} : { strategy }),
-        ...(priority === undefined ? {} : { priority }),
-        ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
-        ...(config.maxQueuedModelParkMs === undefined ? {} : { maxQueuedModelParkMs: config.maxQueuedModelParkMs }),
-        ...(config.refuseAtModelLimit === true ? { refuseAtModelLimit: true } : {}),
-        ...(this.resumed ? { since: route.inLineSince } : {}), // a new arrival has no place yet
-      })
-      .subscribe({
-        next: (lease: KeyLease) => this.send(lease),
-        error: (thrown: unknown) => {
-          subscriber.error(toOpenRouterError(thrown));
-        },
-      });
+    const options: AcquireOptions = {
+      models,
+      avoid: route.triedKeys,
+      requestId,
+      ...(strategy === undefined ? {} : { strategy }),
+      ...(priority === undefined ? {} : { priority }),
+      ...(config.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: config.queueTimeoutMs }),
+      ...(config.maxQueuedModelParkMs === undefined ? {} : { maxQueuedModelParkMs: config.maxQueuedModelParkMs }),
+      ...(config.refuseAtModelLimit === true ? { refuseAtModelLimit: true } : {}),
+      ...(this.resumed ? { since: route.inLineSince } : {}), // a new arrival has no place yet
+    };
+    // A key free now comes without an acquisition to hold for the attempt's whole life.
+    const granted = rotation.port.acquireNow?.(request, options);
+    if (granted instanceof Error) {
+      subscriber.error(toOpenRouterError(granted));
+      return;
+    }
+    if (granted !== undefined) {
+      this.granted = granted;
+      this.send(granted);
+      return;
+    }
+    const acquisition = rotation.port.acquire(request, options).subscribe({
+      next: (lease: KeyLease) => this.send(lease),
+      error: (thrown: unknown) => {
+        subscriber.error(toOpenRouterError(thrown));
+      },
+    });
     this.acquisition = keptUnless(acquisition, this.released);
   }
 
@@ -285,6 +290,7 @@ class KeyAttempt {
   private endAcquisition(): void {
     this.released = true;
     this.acquisition?.unsubscribe();
+    this.granted?.releaseOnTeardown();
   }
 
   /** The key is ours: the marker, then the transport's events, through the timeouts. */
@@ -453,48 +459,4 @@ class KeyAttempt {
 /** Every failure counts in health unless a `circuitBreaker` downstream says otherwise. */
 function recordEveryError(): boolean {
   return true;
-}
-
-/** The transport's events as the attempt's (see `KeyAttempt.tag`); a tagging that throws fails the attempt. */
-class TaggedEvents {
-  /** Set once a tagging threw: a synchronous transport may still be emitting, and nothing more is taken. */
-  private failed = false;
-
-  constructor(
-    private readonly attempt: KeyAttempt,
-    private readonly events: AttemptObserver,
-  ) {}
-
-  next(event: TransportEvent): void {
-    if (this.failed || this.attempt.ended) return;
-    let attemptEvent: AttemptEvent;
-    try {
-      attemptEvent = this.attempt.tag(event);
-    } catch (thrown: unknown) {
-      this.failed = true;
-      this.events.error(thrown);
-      return;
-    }
-    this.events.next(attemptEvent);
-  }
-
-  error(thrown: unknown): void {
-    if (!this.failed && !this.attempt.ended) this.events.error(thrown);
-  }
-
-  complete(): void {
-    if (!this.failed && !this.attempt.ended) this.events.complete();
-  }
-}
-
-/** What a transport that returned no Observable fails its request with; a promise it returned is settled quietly. */
-function notAnObservableError(returned: unknown): ConfigurationError {
-  const thenable = typeof (returned as PromiseLike<unknown> | null | undefined)?.then === 'function';
-  if (thenable) (returned as PromiseLike<unknown>).then(undefined, () => undefined);
-  const what = thenable ? 'a Promise' : returned === null ? 'null' : typeof returned;
-  return new ConfigurationError({
-    message: `the transport returned ${what}, not an Observable of TransportEvents (write it as (key, request, options) => new Observable(...), or wrap a promise with from())`,
-    scope: 'request',
-    retryable: false,
-  });
 }

@@ -1,9 +1,9 @@
-import { Observable, isObservable } from 'rxjs';
-import { callbackError, NoKeyAvailableError, toOpenRouterError, type OpenRouterError } from '../core/errors.js';
+import { Observable, isObservable, type Subscriber } from 'rxjs';
+import { callbackError, NoKeyAvailableError, OpenRouterError, toOpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { estimateTokens } from '../core/tokens.js';
 import type { ChatRequest } from '../core/types.js';
-import type { AdmissionPlan, Reservation, ReserveResult } from '../store/state-store.js';
+import { MemoryStateStore, type AdmissionPlan, type Reservation, type ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import {
@@ -134,23 +134,31 @@ export class Admission implements LeaseOwner, Eligibility {
   }
 
   /**
+   * `place`, with what fails the ticket at once as an error: a strategy that throws (this request
+   * fails, not the queue it was taken from), or one that declines every key (see `refuse`).
+   */
+  private claimFor(ticket: Ticket, now: number): Claim | OpenRouterError | undefined {
+    let claim: Claim | NoKeyAvailableError | undefined;
+    try {
+      claim = this.place(ticket, now);
+    } catch (thrown: unknown) {
+      return callbackError(thrown, 'the strategy');
+    }
+    if (claim instanceof NoKeyAvailableError) claim.routeExhausted = true;
+    return claim;
+  }
+
+  /**
    * Places the ticket if a key looks free, and reserves its room in the store. With the memory
    * store the answer is synchronous; with a shared store it may come later, or be a refusal
    * (another process took the room first): then the key is skipped until the store's retry time
    * and the ticket goes back to its place in the queue. Returns whether a key was tried.
    */
   private tryAdmit(ticket: Ticket, now: number): boolean {
-    let claim: Claim | NoKeyAvailableError | undefined;
-    try {
-      claim = this.place(ticket, now);
-    } catch (thrown: unknown) {
-      // A user strategy that throws fails this request, not the queue it was taken from.
-      ticket.fail(callbackError(thrown, 'the strategy'));
-      return true;
-    }
+    const claim = this.claimFor(ticket, now);
     if (claim === undefined) return false;
-    if (claim instanceof NoKeyAvailableError) {
-      this.refuse(ticket, claim);
+    if (claim instanceof OpenRouterError) {
+      ticket.fail(claim);
       return true;
     }
     const plan = admissionPlanOf(claim.entry, claim.model, this.context.store);
@@ -317,23 +325,40 @@ export class Admission implements LeaseOwner, Eligibility {
         subscriber.error(disposedError());
         return undefined;
       }
-      const now = this.context.scheduler.now();
-      const tokens = estimateTokens(request, this.context.config.defaultCompletionTokens);
-      const ticket = new Ticket(
-        request,
-        options,
-        tokens,
-        options.priority ?? 0,
-        this.ticketSeq++,
-        now,
-        // A request that waited for room outside the queue keeps its place in line (never one after now).
-        Number.isFinite(options.since) ? Math.min(options.since!, now) : now,
-        subscriber,
-        this,
-      );
+      const ticket = this.ticketOf(request, options, subscriber);
       this.enqueue(ticket);
       return ticket;
     });
+  }
+
+  /**
+   * See `PoolPort.acquireNow`: what `enqueue` gives a ticket at once when nobody waits ahead, for
+   * a ticket nobody subscribed, or undefined (nothing taken) where it would do anything else. Only
+   * on the memory store, whose answer is synchronous.
+   */
+  acquireNow(request: ChatRequest, options: AcquireOptions): AdmittedLease | OpenRouterError | undefined {
+    const { store, registry } = this.context;
+    if (this.closed || this.queue.length > 0 || registry.everyKeyDisabled || !(store instanceof MemoryStateStore)) return undefined;
+    const ticket = this.ticketOf(request, options, undefined);
+    const now = ticket.askedAt;
+    const claim = this.claimFor(ticket, now);
+    if (claim === undefined || claim instanceof OpenRouterError) return claim;
+    const plan = admissionPlanOf(claim.entry, claim.model, store);
+    const reserved = store.reserve(plan, ticket.tokens, now);
+    if (!reserved.ok) {
+      // As `onReserved` skips the key; the ticket's acquisition then waits in line.
+      this.giveBack(claim);
+      claim.entry.fullUntil = Math.max(claim.entry.fullUntil, now + reserved.retryAfterMs);
+      return undefined;
+    }
+    const lease = this.lease(claim, plan, reserved.reservation, now);
+    this.context.publisher.flush();
+    return lease;
+  }
+
+  private ticketOf(request: ChatRequest, options: AcquireOptions, subscriber: Subscriber<KeyLease> | undefined): Ticket {
+    const tokens = estimateTokens(request, this.context.config.defaultCompletionTokens);
+    return new Ticket(request, options, tokens, this.ticketSeq++, this.context.scheduler.now(), subscriber, this);
   }
 
   private enqueue(ticket: Ticket): void {

@@ -149,6 +149,7 @@ export class Pool implements PoolCore {
         transportReady
           ? this.admission.acquire(request, options)
           : afterReady(ready!, this[POOL_PORT].disposed$, () => this.admission.acquire(request, options)),
+      acquireNow: (request, options) => (transportReady ? this.admission.acquireNow(request, options) : undefined),
       record: (outcome) => {
         if (!this.disposed) this.outcomes.record(outcome);
       },

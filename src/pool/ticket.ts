@@ -41,19 +41,25 @@ export class Ticket {
   /** Dropped at the teardown (see `unsubscribe`). */
   #subscriber: Subscriber<KeyLease> | undefined;
 
+  /** Higher goes first (`AcquireOptions.priority`). */
+  readonly priority: number;
+  /** Its place in line among equal priorities: `askedAt`, or when its request first waited outside a slot for room. */
+  readonly since: number;
+
   constructor(
     readonly request: ChatRequest,
     readonly options: AcquireOptions,
     readonly tokens: number,
-    readonly priority: number,
     readonly seq: number,
     /** Scheduler time of the `acquire`: its queue timeout counts from then. */
     readonly askedAt: number,
-    /** Its place in line among equal priorities: `askedAt`, or when its request first waited outside a slot for room. */
-    readonly since: number,
-    subscriber: Subscriber<KeyLease>,
+    /** None for `acquireNow`'s: it is never queued, and its outcome is returned. */
+    subscriber: Subscriber<KeyLease> | undefined,
     private readonly queue: TicketQueue,
   ) {
+    this.priority = options.priority ?? 0;
+    // A request that waited for room outside the queue keeps its place in line (never one after now).
+    this.since = Number.isFinite(options.since) ? Math.min(options.since!, askedAt) : askedAt;
     this.#subscriber = subscriber;
   }
 

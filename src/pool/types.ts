@@ -45,6 +45,16 @@ export interface KeyLease {
   release(this: void): void;
 }
 
+/** A lease `PoolPort.acquireNow` granted: its holder frees it, as ending an acquisition would. */
+export interface HeldLease extends KeyLease {
+  /**
+   * Frees the slot as an acquisition's teardown does: a waiting request takes it once the
+   * teardown that called this is over, so that a caller who leaves a whole stream never hands the
+   * slots of its first requests to its next ones. Idempotent, and a no-op after `release()`.
+   */
+  releaseOnTeardown(): void;
+}
+
 /** What `PoolPort.acquire` needs besides the request. */
 export interface AcquireOptions {
   /** Models to use, in order of preference; the first with an eligible key wins. */
@@ -140,6 +150,15 @@ export interface PoolPort {
   readonly store: StateStore;
   /** Waits for an eligible key (FIFO, by priority) and holds its slot while subscribed. */
   acquire(request: ChatRequest, options: AcquireOptions): Observable<KeyLease>;
+  /**
+   * The lease `acquire` would grant at once, without its Observable, subscription and ticket (an
+   * attempt in flight holds them all): only where no request waits ahead of this one and the
+   * store answers in memory. `undefined` when the request would wait, or the pool cannot tell at
+   * once: then `acquire` it, with nothing taken or counted. An `OpenRouterError` where `acquire`
+   * would fail at once (the strategy threw, or declined every key). The holder frees the lease
+   * with `release()` or `releaseOnTeardown()`. Optional: a caller falls back on `acquire`.
+   */
+  acquireNow?(request: ChatRequest, options: AcquireOptions): HeldLease | OpenRouterError | undefined;
   /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
   record(outcome: AttemptOutcome): void;
   /** Emits an operator's event (attempt, retry, restart, fallback) on the pool's `events$`; needs no `this`. */
