@@ -1,4 +1,4 @@
-import OpenAI, { type APIError } from 'openai';
+import OpenAISdk, { type APIError } from 'openai';
 import { abortableFetch } from './abortable-fetch.js';
 import { parseJsonBody } from '../wire/values.js';
 import { attributionHeaders, DEFAULT_BASE_URL, headersTimeoutMsOf, type OpenRouterClientOptions } from './client-options.js';
@@ -16,12 +16,13 @@ export type ErrorBodies = WeakMap<Headers, unknown>;
  * The SDK's client, keeping each error body it reads in `errorBodies` as it makes the status
  * error: the SDK hands that hook the whole body, so no response of ours stands between the SDK and
  * the network (a wrapper around its `fetch` would cost every request a promise and a closure,
- * held for as long as the request is in flight).
+ * held for as long as the request is in flight). Named as the SDK's class is: the SDK names its
+ * `User-Agent` after `this.constructor` ("OpenAI/JS 6.x").
  */
-class ErrorBodyKeepingClient extends OpenAI {
+class OpenAI extends OpenAISdk {
   readonly #errorBodies: ErrorBodies;
 
-  constructor(options: ConstructorParameters<typeof OpenAI>[0], errorBodies: ErrorBodies) {
+  constructor(options: ConstructorParameters<typeof OpenAISdk>[0], errorBodies: ErrorBodies) {
     super(options);
     this.#errorBodies = errorBodies;
   }
@@ -35,8 +36,8 @@ class ErrorBodyKeepingClient extends OpenAI {
 }
 
 /** One SDK client for one key; `errorBodies` receives the body of every error response it gets. */
-export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions, errorBodies: ErrorBodies): OpenAI {
-  return new ErrorBodyKeepingClient(
+export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions, errorBodies: ErrorBodies): OpenAISdk {
+  return new OpenAI(
     {
       apiKey,
       baseURL: options.baseURL ?? DEFAULT_BASE_URL,

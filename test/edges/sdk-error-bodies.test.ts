@@ -102,3 +102,25 @@ describe.each(TRANSPORTS)('%s', (_name, create) => {
     expect(state.cancelled).toBe(true);
   });
 });
+
+describe('the SDK transport', () => {
+  it("sends the SDK's own User-Agent, whatever the client class that keeps error bodies is named", async () => {
+    const agents: Array<string | undefined> = [];
+    const server = createServer((request, response) => {
+      agents.push(request.headers['user-agent']);
+      request.resume();
+      request.on('end', () => {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(
+          '{"id":"gen-1","model":"m/a","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"hi"}}]}',
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => server.close());
+    const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`;
+    const { error } = await collect(createOpenRouterTransport({ baseURL })(KEY, chat()));
+    expect(error).toBeUndefined();
+    expect(agents).toEqual([expect.stringMatching(/^OpenAI\/JS \d/)]);
+  });
+});
