@@ -101,7 +101,11 @@ const notes: Record<string, string> = {
     '(18.1 KiB at 18d69cc). Then (3ee6c1b, aac0265) a key attempt drives its timers and its transport events itself ' +
     'instead of composing two more Observables, the SDK transport hands attempts straight to the SDK once loaded, every ' +
     'stage is its own teardown object instead of a closure, and a key’s redaction text is worked out once per key ' +
-    '(13.7 KiB). What is left: the rxjs subscribers of the stages that remain (72 B each, a 32 B observer, and a ' +
+    '(13.7 KiB). 14.6 KiB at 8dc11fd; 15.2 KiB at e556413, where the SDK transport wrapped every fetch (an async ' +
+    'function held by each request in flight) to keep error bodies; 14.0–14.1 KiB at fa597e7, where the SDK’s own ' +
+    'status-error hook keeps them, and an attempt that finds a key free takes it with `acquireNow`, without the ' +
+    'acquisition’s subscriber and ticket (a heap diff against the bare SDK, 3,000 in flight: four subscribers per ' +
+    'request instead of five). What is left: the rxjs subscribers of the stages that remain (72 B each, a 32 B observer, and a ' +
     'finalizer array of 16 slots, 152 B, as soon as one teardown is added), the attempt’s async functions and ' +
     'promises, the lease’s five bound functions (kept: callers hand them around unbound), and the request’s copies.',
   'scale.heap':
