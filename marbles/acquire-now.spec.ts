@@ -3,6 +3,7 @@ import { NEVER, of } from 'rxjs';
 import { OpenRouterError } from '../src/core/errors.js';
 import type { KeyHealth } from '../src/health/records.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
+import type { ChatRequest } from '../src/core/types.js';
 import { POOL_PORT, type HeldLease, type KeyLease } from '../src/pool/types.js';
 import { MODEL, chatRequest, newTestScheduler, predictablePool } from './support.js';
 
@@ -126,5 +127,38 @@ describe('acquireNow', () => {
     });
     expect(atOnce).toBeUndefined();
     expect(failure).toBeInstanceOf(OpenRouterError);
+  });
+
+  it("a request that must wait asks the strategy no more often than through acquire alone (a review's finding)", () => {
+    const scheduler = newTestScheduler();
+    const asked: string[] = [];
+    scheduler.run(() => {
+      // Only k1 serves; k2 is never chosen (a user's own policy: a key kept in reserve).
+      const strategy = (eligible: readonly KeyHealth[], request: ChatRequest): KeyHealth | undefined => {
+        asked.push(`${JSON.stringify(request.messages[0]!.content)}@${scheduler.now()}`);
+        return eligible.find((key) => key.label === 'k1');
+      };
+      const pool = predictablePool(scheduler, () => NEVER, [...ONE_SLOT, { key: 'sk-test-2', label: 'k2', limits: { maxConcurrent: 1 } }], {
+        strategy,
+      });
+      of(chatRequest('a')).pipe(withKeyRotation(pool)).subscribe();
+      of(chatRequest('b')).pipe(withKeyRotation(pool)).subscribe();
+    });
+    // a once; b as before acquireNow: at its acquire, then by the drain after it is queued.
+    expect(asked).toEqual(['"a"@0', '"b"@0', '"b"@0']);
+  });
+
+  it("the default strategy draws from the pool's random source as it did through acquire alone", () => {
+    const scheduler = newTestScheduler();
+    let draws = 0;
+    scheduler.run(() => {
+      const pool = predictablePool(scheduler, () => NEVER, [...ONE_SLOT, { key: 'sk-test-2', label: 'k2', limits: { maxConcurrent: 1 } }], {
+        strategy: 'powerOfTwo',
+        random: () => (draws++, 0.5),
+      });
+      for (const content of ['a', 'b', 'c']) of(chatRequest(content)).pipe(withKeyRotation(pool)).subscribe();
+    });
+    // Counted on the code before acquireNow (e556413): a seeded pool picks the same keys as it did.
+    expect(draws).toBe(34);
   });
 });

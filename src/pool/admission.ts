@@ -45,11 +45,13 @@ export class Admission implements LeaseOwner, Eligibility {
   private placing = false;
   private readonly rooms: RoomLookup;
   private closed = false;
+  /** The options `acquireNow` last placed in vain, and when: their `acquire` then asks no strategy again. */
+  private unplaced: { readonly options: AcquireOptions; readonly at: number } | undefined;
   /**
    * Per model, the token counts (ascending, each once) of the tickets the last drain tried and put
-   * back: the heads of their signatures, which a later ticket of the same signature never passes.
-   * The wake-up is for the earliest any of them fits: not only the queue's head, and not a count
-   * that fits already while its ticket waits for something else (which would hide a larger one's).
+   * back: the heads of their signatures, which a later ticket of the same signature never passes. The
+   * wake-up is for the earliest any of them fits: not only the queue's head, and not a count that
+   * fits already while its ticket waits for something else (which would hide a larger one's).
    */
   private triedTokens = new Map<string, number[]>();
   /** Strategy objects told apart, for the signatures of tickets that bring their own. */
@@ -66,8 +68,7 @@ export class Admission implements LeaseOwner, Eligibility {
     this.wakeUp = new WakeUpTimer(context.scheduler, () => this.drain());
     this.capacity = new CapacityWaiters(context.scheduler, this.queue, () => this.drain());
     this.placement = new Placement(this, context.config.random);
-    const store = context.store;
-    this.rooms = roomLookupOf(context.registry, store);
+    this.rooms = roomLookupOf(context.registry, context.store);
   }
 
   /** Requests waiting for a key. */
@@ -331,17 +332,14 @@ export class Admission implements LeaseOwner, Eligibility {
     });
   }
 
-  /**
-   * See `PoolPort.acquireNow`: what `enqueue` gives a ticket at once when nobody waits ahead, for
-   * a ticket nobody subscribed, or undefined (nothing taken) where it would do anything else. Only
-   * on the memory store, whose answer is synchronous.
-   */
+  /** See `PoolPort.acquireNow`: `enqueue`'s grant at once, for a ticket nobody subscribed (the memory store answers at once). */
   acquireNow(request: ChatRequest, options: AcquireOptions): AdmittedLease | OpenRouterError | undefined {
     const { store, registry } = this.context;
     if (this.closed || this.queue.length > 0 || registry.everyKeyDisabled || !(store instanceof MemoryStateStore)) return undefined;
     const ticket = this.ticketOf(request, options, undefined);
     const now = ticket.askedAt;
     const claim = this.claimFor(ticket, now);
+    if (claim === undefined) this.unplaced = { options, at: now };
     if (claim === undefined || claim instanceof OpenRouterError) return claim;
     const plan = admissionPlanOf(claim.entry, claim.model, store);
     const reserved = store.reserve(plan, ticket.tokens, now);
@@ -367,7 +365,10 @@ export class Admission implements LeaseOwner, Eligibility {
       return;
     }
     const now = ticket.askedAt;
-    if (this.queue.length === 0 && this.tryAdmit(ticket, now)) return;
+    // Placed in vain by `acquireNow` at this very instant: not placed again (the drain below still places it).
+    const placedInVain = this.unplaced?.options === ticket.options && this.unplaced.at === now;
+    this.unplaced = undefined;
+    if (this.queue.length === 0 && !placedInVain && this.tryAdmit(ticket, now)) return;
     const unavailable = routeRefusal(this.rooms, this.context, ticket, now);
     if (unavailable !== undefined) {
       this.refuse(ticket, unavailable);

@@ -46,9 +46,11 @@ export function createOpenRouterClient(apiKey: string, options: OpenRouterClient
       maxRetries: 0,
       timeout: headersTimeoutMsOf(options),
       defaultHeaders: attributionHeaders(options),
-      // A caller's `fetch` that ignores the signal would keep the SDK's headers timeout armed after
-      // an abort, and an error body the SDK reads open (the global `fetch` ends both itself).
-      fetch: options.fetch === undefined ? undefined : abortableFetch(options.fetch, withErrorBodyCancelledBy),
+      // The global `fetch` as it is at each request (the SDK would keep the one it found when the
+      // key's client was made, past a test's stub or an instrumentation's patch). A caller's
+      // `fetch` that ignores the signal would keep the SDK's headers timeout armed after an abort,
+      // and an error body the SDK reads open (the global `fetch` ends both itself).
+      fetch: options.fetch === undefined ? (input, init) => fetch(input, init) : abortableFetch(options.fetch, withErrorBodyCancelledBy),
       // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
       organization: null,
       project: null,

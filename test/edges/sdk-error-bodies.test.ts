@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { KeyLimitError, UpstreamError } from '../../src/core/errors.js';
 import { createFetchTransport, createOpenRouterTransport } from '../../src/transport/index.js';
 import type { ChatRequest, KeyCredential, TransportEvent } from '../../src/core/types.js';
@@ -122,5 +122,23 @@ describe('the SDK transport', () => {
     const { error } = await collect(createOpenRouterTransport({ baseURL })(KEY, chat()));
     expect(error).toBeUndefined();
     expect(agents).toEqual([expect.stringMatching(/^OpenAI\/JS \d/)]);
+  });
+
+  it("uses the global fetch as it is at each request, as the fetch transport does (a review's finding)", async () => {
+    const calls: string[] = [];
+    const stub = (name: string) => async () => {
+      calls.push(name);
+      const body =
+        '{"id":"gen-1","model":"m/a","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"ok"}}]}';
+      return new Response(body, { status: 200, headers: { 'content-type': 'application/json' } });
+    };
+    cleanups.push(() => vi.unstubAllGlobals());
+    const transport = createOpenRouterTransport({ baseURL: 'http://127.0.0.1:9/api/v1' });
+    vi.stubGlobal('fetch', stub('first'));
+    expect((await collect(transport(KEY, chat()))).error).toBeUndefined();
+    // Stubbed again after the key's client was made (a test's stub, an instrumentation's patch).
+    vi.stubGlobal('fetch', stub('second'));
+    expect((await collect(transport(KEY, chat()))).error).toBeUndefined();
+    expect(calls).toEqual(['first', 'second']);
   });
 });
