@@ -5,6 +5,7 @@ import type { KeyHealth } from '../src/health/records.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import type { ChatRequest } from '../src/core/types.js';
 import { POOL_PORT, type HeldLease, type KeyLease } from '../src/pool/types.js';
+import { MemoryStateStore, type ReserveResult } from '../src/store/state-store.js';
 import { MODEL, chatRequest, newTestScheduler, predictablePool } from './support.js';
 
 /**
@@ -160,5 +161,28 @@ describe('acquireNow', () => {
     });
     // Counted on the code before acquireNow (e556413): a seeded pool picks the same keys as it did.
     expect(draws).toBe(34);
+  });
+
+  it('a subclass of the memory store goes through acquire, whose reservation is guarded: a reserve that throws fails the request and gives its slot back', () => {
+    class ThrowingStore extends MemoryStateStore {
+      override reserve(): ReserveResult {
+        throw new Error('store down');
+      }
+    }
+    const scheduler = newTestScheduler();
+    let failure: unknown;
+    let atOnce: unknown = 'unset';
+    let inFlight: number | undefined;
+    scheduler.run(() => {
+      const pool = predictablePool(scheduler, () => NEVER, ONE_SLOT, { store: new ThrowingStore() });
+      atOnce = pool[POOL_PORT].acquireNow!(chatRequest('a'), { models: [MODEL] });
+      of(chatRequest('b'))
+        .pipe(withKeyRotation(pool))
+        .subscribe({ error: (error: unknown) => (failure = error) });
+      inFlight = pool.snapshot().keys[0]!.inFlight;
+    });
+    expect(atOnce).toBeUndefined();
+    expect((failure as Error).message).toContain('store down');
+    expect(inFlight).toBe(0);
   });
 });

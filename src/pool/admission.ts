@@ -3,7 +3,7 @@ import { callbackError, NoKeyAvailableError, OpenRouterError, toOpenRouterError 
 import { scheduleAfter } from '../core/timers.js';
 import { estimateTokens } from '../core/tokens.js';
 import type { ChatRequest } from '../core/types.js';
-import { MemoryStateStore, type AdmissionPlan, type Reservation, type ReserveResult } from '../store/state-store.js';
+import { isMemoryStore, type AdmissionPlan, type Reservation, type ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import {
@@ -335,7 +335,7 @@ export class Admission implements LeaseOwner, Eligibility {
   /** See `PoolPort.acquireNow`: `enqueue`'s grant at once, for a ticket nobody subscribed (the memory store answers at once). */
   acquireNow(request: ChatRequest, options: AcquireOptions): AdmittedLease | OpenRouterError | undefined {
     const { store, registry } = this.context;
-    if (this.closed || this.queue.length > 0 || registry.everyKeyDisabled || !(store instanceof MemoryStateStore)) return undefined;
+    if (this.closed || this.queue.length > 0 || registry.everyKeyDisabled || !isMemoryStore(store)) return undefined;
     const ticket = this.ticketOf(request, options, undefined);
     const now = ticket.askedAt;
     const claim = this.claimFor(ticket, now);

@@ -312,6 +312,11 @@ export class MemoryStateStore implements StateStore {
   }
 }
 
+/** The memory store itself, not a subclass of it: its `reserve` answers at once and never throws. */
+export function isMemoryStore(store: StateStore): store is MemoryStateStore {
+  return Object.getPrototypeOf(store) === MemoryStateStore.prototype;
+}
+
 /** Creates an in-process store; pools given the same one share its quotas and states. */
 export function createMemoryStore(options: MemoryStoreOptions = {}): StateStore {
   return new MemoryStateStore(options);
