@@ -6,6 +6,7 @@ import { withKeyRotation } from '../src/operators/with-key-rotation.js';
 import type { ChatRequest } from '../src/core/types.js';
 import { POOL_PORT, type HeldLease, type KeyLease } from '../src/pool/types.js';
 import { MemoryStateStore, type ReserveResult } from '../src/store/state-store.js';
+import type { TestScheduler } from 'rxjs/testing';
 import { MODEL, chatRequest, newTestScheduler, predictablePool } from './support.js';
 
 /**
@@ -21,6 +22,17 @@ function granted(result: HeldLease | OpenRouterError | undefined): HeldLease {
   return result;
 }
 
+/** A one-slot pool that never answers, and its two ways to a key for a request of `content`. */
+function oneSlotPool(scheduler: TestScheduler) {
+  const pool = predictablePool(scheduler, () => NEVER, ONE_SLOT);
+  const port = pool[POOL_PORT];
+  return {
+    pool,
+    atOnce: (content: string) => port.acquireNow!(chatRequest(content), { models: [MODEL] }),
+    inLine: (content: string) => port.acquire(chatRequest(content), { models: [MODEL] }),
+  };
+}
+
 /** What `acquireNow` said, for a log line. */
 function said(result: HeldLease | OpenRouterError | undefined): string {
   return result === undefined ? 'undefined' : result instanceof OpenRouterError ? result.message : `a lease on ${result.label}`;
@@ -31,15 +43,12 @@ describe('acquireNow', () => {
     const scheduler = newTestScheduler();
     const log: string[] = [];
     scheduler.run(() => {
-      const pool = predictablePool(scheduler, () => NEVER, ONE_SLOT);
-      const port = pool[POOL_PORT];
-      const lease = granted(port.acquireNow!(chatRequest('a'), { models: [MODEL] }));
+      const { pool, atOnce, inLine } = oneSlotPool(scheduler);
+      const lease = granted(atOnce('a'));
       log.push(`a on ${lease.label} at ${lease.acquiredAt}, in flight ${pool.snapshot().keys[0]!.inFlight}`);
       // The only slot is taken: at once there is nothing, and `acquire` waits in line.
-      log.push(`b at once: ${said(port.acquireNow!(chatRequest('b'), { models: [MODEL] }))}`);
-      port
-        .acquire(chatRequest('b'), { models: [MODEL] })
-        .subscribe((next: KeyLease) => log.push(`b on ${next.label} at ${scheduler.now()}`));
+      log.push(`b at once: ${said(atOnce('b'))}`);
+      inLine('b').subscribe((next: KeyLease) => log.push(`b on ${next.label} at ${scheduler.now()}`));
       scheduler.schedule(() => lease.release(), 40);
     });
     expect(log).toEqual(['a on k1 at 0, in flight 1', 'b at once: undefined', 'b on k1 at 40']);
@@ -49,18 +58,17 @@ describe('acquireNow', () => {
     const scheduler = newTestScheduler();
     const log: string[] = [];
     scheduler.run(() => {
-      const pool = predictablePool(scheduler, () => NEVER, ONE_SLOT);
-      const port = pool[POOL_PORT];
-      const first = granted(port.acquireNow!(chatRequest('a'), { models: [MODEL] }));
-      port.acquire(chatRequest('b'), { models: [MODEL] }).subscribe((next) => {
+      const { atOnce, inLine } = oneSlotPool(scheduler);
+      const first = granted(atOnce('a'));
+      inLine('b').subscribe((next) => {
         log.push(`b at ${scheduler.now()}`);
         scheduler.schedule(() => next.release(), 10);
       });
       scheduler.schedule(() => {
         // The slot is free for one instant, and b is first in line for it.
         first.release();
-        log.push(`c at once: ${said(port.acquireNow!(chatRequest('c'), { models: [MODEL] }))}`);
-        port.acquire(chatRequest('c'), { models: [MODEL] }).subscribe(() => log.push(`c at ${scheduler.now()}`));
+        log.push(`c at once: ${said(atOnce('c'))}`);
+        inLine('c').subscribe(() => log.push(`c at ${scheduler.now()}`));
       }, 20);
     });
     expect(log).toEqual(['b at 20', 'c at once: undefined', 'c at 30']);
@@ -70,10 +78,9 @@ describe('acquireNow', () => {
     const scheduler = newTestScheduler();
     const log: string[] = [];
     scheduler.run(() => {
-      const pool = predictablePool(scheduler, () => NEVER, ONE_SLOT);
-      const port = pool[POOL_PORT];
-      const lease = granted(port.acquireNow!(chatRequest('a'), { models: [MODEL] }));
-      port.acquire(chatRequest('b'), { models: [MODEL] }).subscribe(() => log.push(`b at ${scheduler.now()}`));
+      const { atOnce, inLine } = oneSlotPool(scheduler);
+      const lease = granted(atOnce('a'));
+      inLine('b').subscribe(() => log.push(`b at ${scheduler.now()}`));
       scheduler.schedule(() => {
         lease.releaseOnTeardown();
         log.push('a released');
@@ -88,10 +95,10 @@ describe('acquireNow', () => {
     const scheduler = newTestScheduler();
     const log: string[] = [];
     scheduler.run(() => {
-      const pool = predictablePool(scheduler, () => NEVER, ONE_SLOT);
+      const { pool, inLine } = oneSlotPool(scheduler);
       const attempt = of(chatRequest('a')).pipe(withKeyRotation(pool)).subscribe();
       log.push(`in flight ${pool.snapshot().keys[0]!.inFlight}`);
-      pool[POOL_PORT].acquire(chatRequest('b'), { models: [MODEL] }).subscribe(() => log.push(`b at ${scheduler.now()}`));
+      inLine('b').subscribe(() => log.push(`b at ${scheduler.now()}`));
       scheduler.schedule(() => attempt.unsubscribe(), 25);
     });
     expect(log).toEqual(['in flight 1', 'b at 25']);
@@ -121,10 +128,10 @@ describe('acquireNow', () => {
     let failure: unknown;
     let atOnce: unknown = 'unset';
     scheduler.run(() => {
-      const pool = predictablePool(scheduler, () => NEVER, ONE_SLOT);
+      const { pool, atOnce: grant, inLine } = oneSlotPool(scheduler);
       pool.dispose();
-      atOnce = pool[POOL_PORT].acquireNow!(chatRequest('a'), { models: [MODEL] });
-      pool[POOL_PORT].acquire(chatRequest('a'), { models: [MODEL] }).subscribe({ error: (error: unknown) => (failure = error) });
+      atOnce = grant('a');
+      inLine('a').subscribe({ error: (error: unknown) => (failure = error) });
     });
     expect(atOnce).toBeUndefined();
     expect(failure).toBeInstanceOf(OpenRouterError);

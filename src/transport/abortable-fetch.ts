@@ -64,16 +64,22 @@ export async function bodyText(response: Response, signal: AbortSignal): Promise
   const body = response.body;
   if (body === null || typeof body.getReader !== 'function') return response.text();
   const reader = body.getReader();
-  const cancel = (): void => {
-    reader.cancel().catch(ignore);
-  };
-  if (signal.aborted) cancel();
-  else signal.addEventListener('abort', cancel, { once: true });
+  const cancel = cancelOnAbort(reader, signal);
   try {
     return await readText(reader, new TextDecoder());
   } finally {
     signal.removeEventListener('abort', cancel);
   }
+}
+
+/** Cancels `reader` when `signal` aborts (at once if it has); returns the listener, for a caller that removes it. */
+export function cancelOnAbort(reader: ReadableStreamDefaultReader<Uint8Array>, signal: AbortSignal): () => void {
+  const cancel = (): void => {
+    reader.cancel().catch(ignore);
+  };
+  if (signal.aborted) cancel();
+  else signal.addEventListener('abort', cancel, { once: true });
+  return cancel;
 }
 
 /** Everything `reader` holds until its end (or its cancel), decoded once; `decoder` must not be streaming. */

@@ -1,16 +1,15 @@
 import OpenAISdk, { type APIError } from 'openai';
-import { abortableFetch } from './abortable-fetch.js';
+import { abortableFetch, cancelOnAbort } from './abortable-fetch.js';
 import { parseJsonBody } from '../wire/values.js';
 import { attributionHeaders, DEFAULT_BASE_URL, headersTimeoutMsOf, type OpenRouterClientOptions } from './client-options.js';
 
 /**
- * Error bodies as the SDK read them, by the headers of the response that carried them (the SDK's
- * `APIError.headers` is that very object): the parsed JSON, or the text of a body that is not
- * JSON. The SDK's error keeps only a JSON body's `error` member, so an OpenAI-style
- * `{message, code}` or a bare JSON string would reach the classifier as no body at all, and be
- * classified otherwise than the fetch transport classifies it.
+ * Error bodies as the SDK read them, by the status error it made of each: the parsed JSON, or the
+ * text of a body that is not JSON. The SDK's error keeps only a JSON body's `error` member, so an
+ * OpenAI-style `{message, code}` or a bare JSON string would reach the classifier as no body at
+ * all, and be classified otherwise than the fetch transport classifies it.
  */
-export type ErrorBodies = WeakMap<Headers, unknown>;
+export type ErrorBodies = WeakMap<APIError, unknown>;
 
 /**
  * The SDK's client, keeping each error body it reads in `errorBodies` as it makes the status
@@ -28,10 +27,11 @@ class OpenAI extends OpenAISdk {
   }
 
   protected override makeStatusError(status: number, error: object | undefined, message: string | undefined, headers: Headers): APIError {
+    const statusError = super.makeStatusError(status, error as object, message, headers);
     // `error` is the parsed body, or undefined when it is not JSON: `message` is then its text,
     // read as the fetch transport reads a body (none when blank).
-    this.#errorBodies.set(headers, error ?? parseJsonBody(message));
-    return super.makeStatusError(status, error as object, message, headers);
+    this.#errorBodies.set(statusError, error ?? parseJsonBody(message));
+    return statusError;
   }
 }
 
@@ -74,11 +74,7 @@ function withErrorBodyCancelledBy(response: Response, signal: AbortSignal): Resp
   // A body already locked or read (a caller's `fetch` may hand out anything) is the SDK's to fail on.
   if (original.locked) return response;
   const reader = original.getReader();
-  const cancel = (): void => {
-    reader.cancel().catch(ignore);
-  };
-  if (signal.aborted) cancel();
-  else signal.addEventListener('abort', cancel, { once: true });
+  cancelOnAbort(reader, signal);
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await reader.read();
@@ -89,5 +85,3 @@ function withErrorBodyCancelledBy(response: Response, signal: AbortSignal): Resp
   });
   return new Response(body, { status: response.status, headers: response.headers });
 }
-
-function ignore(): void {}

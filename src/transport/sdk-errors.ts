@@ -29,7 +29,8 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity, errorBodi
       classifyHttpError({
         status: error.status,
         headers: error.headers,
-        body: redactValue(bodyOf(error, errorBodies), key),
+        // Every status error our client makes passes its `makeStatusError`, which kept the body.
+        body: redactValue(errorBodies.get(error), key),
         // Wait hints are wall-clock dates and epoch times, so they are read against the real clock.
         nowMs: Date.now(),
         model,
@@ -66,17 +67,4 @@ export function errorFromStreamRead(error: unknown, attempt: AttemptIdentity, re
  */
 function isApiError(error: unknown): error is APIError {
   return error instanceof APIError;
-}
-
-/**
- * The error body as it came, where the client kept it (`ErrorBodies`); else rebuilt from what the
- * SDK keeps: the `error` member of a JSON body, or the raw text of a non-JSON body inside its
- * message (`"502 <html>…"`).
- */
-function bodyOf(error: APIError, errorBodies: ErrorBodies): unknown {
-  if (error.headers !== undefined && errorBodies.has(error.headers)) return errorBodies.get(error.headers);
-  if (error.error !== undefined) return { error: error.error };
-  const prefix = `${error.status} `;
-  const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-  return message === 'status code (no body)' ? undefined : message;
 }
