@@ -1,10 +1,11 @@
 /**
  * `DeadlineQueue`: many deadlines on one scheduler timer. Each fires at its own due frame, those
  * due together in the order they were armed; a cancelled one never fires; and once nothing is
- * left to fire, no timer is pending, whether the deadlines fired or were cancelled.
+ * left to fire, no timer is pending, whether the deadlines fired or were cancelled. Deadlines count
+ * the time the process was awake: a stall of the process (a timer woken late) moves the pending ones.
  */
 import { describe, expect, it, vi } from 'vitest';
-import { asyncScheduler } from 'rxjs';
+import { asyncScheduler, type SchedulerLike } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { DeadlineQueue } from '../src/core/deadlines.js';
 import { MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
@@ -13,6 +14,19 @@ import { newTestScheduler } from './support.js';
 /** Pending actions of the TestScheduler (its own queue): what a leaked timer would leave. */
 function pending(scheduler: TestScheduler): number {
   return (scheduler as unknown as { actions: unknown[] }).actions.length;
+}
+
+/**
+ * The TestScheduler's clock, to which `stall(ms)` adds `ms` at once, as a process whose event loop
+ * was blocked for `ms` finds its clock moved on: every timer pending then wakes `ms` late.
+ */
+function stallingClock(scheduler: TestScheduler): { clock: SchedulerLike; stall: (ms: number) => void } {
+  let stalledMs = 0;
+  const clock: SchedulerLike = {
+    now: () => scheduler.now() + stalledMs,
+    schedule: scheduler.schedule.bind(scheduler),
+  };
+  return { clock, stall: (ms) => (stalledMs += ms) };
 }
 
 describe('DeadlineQueue', () => {
@@ -113,5 +127,54 @@ describe('DeadlineQueue', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it("moves pending deadlines by the process's own stall, measured on the way to them, and not later ones", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const { clock, stall } = stallingClock(scheduler);
+      const queue = new DeadlineQueue(clock);
+      const fired: string[] = [];
+      const note = (name: string) => () => fired.push(`${name}@${clock.now()}`);
+      queue.add(1_000, note('pending'));
+      // Long before the deadline, the loop is blocked for 2 s: measured by the next wake-up.
+      scheduler.schedule(() => stall(2_000), 300);
+      // Armed once the stall is over and measured: it owes the stall nothing.
+      scheduler.schedule(() => queue.add(100, note('later')), 600);
+      flush();
+      expect(fired).toEqual(['later@2700', 'pending@3000']);
+      expect(queue.now()).toBe(1_000);
+      expect(pending(scheduler)).toBe(0);
+    });
+  });
+
+  it('takes a wake-up a little late (under 100 ms) for the load it is, not for a stall: the deadline stays', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const { clock, stall } = stallingClock(scheduler);
+      const queue = new DeadlineQueue(clock);
+      const fired: number[] = [];
+      queue.add(1_000, () => fired.push(clock.now()));
+      scheduler.schedule(() => stall(99), 300);
+      flush();
+      expect(fired).toEqual([1_000]);
+    });
+  });
+
+  it('wakes on the way to a far deadline a bounded number of times', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const queue = new DeadlineQueue(scheduler);
+      let wakeUps = 0;
+      const schedule = scheduler.schedule.bind(scheduler);
+      vi.spyOn(scheduler, 'schedule').mockImplementation((work, delay, state) => {
+        wakeUps++;
+        return schedule(work, delay, state);
+      });
+      queue.add(300_000, () => undefined);
+      flush();
+      // At least 250 ms apart, and 8 before the deadline at most: 77 in all for the default total timeout.
+      expect(wakeUps).toBeLessThan(100);
+    });
   });
 });

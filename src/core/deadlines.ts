@@ -24,6 +24,20 @@ class Entry implements Deadline {
 }
 
 /**
+ * Lateness of a wake-up, in ms, from which the queue counts it as the process's own stall. Node's
+ * timers are a few ms late under load; a timer later than this ran in a process whose event loop
+ * was blocked (a long synchronous task, a garbage collection, a starved CPU).
+ */
+const STALL_THRESHOLD_MS = 100;
+/** The shortest sleep between two wake-ups that measure stalls (see `DeadlineQueue`). */
+const MIN_STALL_PROBE_MS = 250;
+/**
+ * While deadlines are pending, the queue wakes at least this many times before the earliest is due,
+ * so that a stall is measured whole but for at most that share of the time left.
+ */
+const STALL_PROBES_PER_WAIT = 8;
+
+/**
  * Many deadlines on one scheduler timer: the earliest one's. Per-attempt timeouts are armed and
  * cancelled once per request and almost never fire; a scheduler action (and a Node timer) per
  * attempt costs more than the attempt's own routing. A binary heap by due time (then order of
@@ -31,19 +45,39 @@ class Entry implements Deadline {
  * cancelled ones outnumber the live, so finished attempts' 5-minute timeouts do not pile up.
  * Deadlines due at the same time fire in the order they were armed, each at its due time on the
  * scheduler, as separate timers would. When none is left, no timer is armed.
+ *
+ * Deadlines count the time the process was awake (`now()`), not the time that passed: when the
+ * timer wakes over `STALL_THRESHOLD_MS` late, the process was stalled, and every pending deadline
+ * moves by the lateness. A stalled client reads its sockets late, and Node fires the timers that
+ * fell due before it reads them: without this, a long synchronous task would time out every
+ * attempt in flight, answered or not, and blame healthy models for it. To measure a stall that
+ * begins long before the earliest deadline, the timer also wakes on the way to it (at most
+ * `STALL_PROBES_PER_WAIT` times, at least `MIN_STALL_PROBE_MS` apart), while deadlines are pending.
+ * On a `TestScheduler` timers are never late, and deadlines fire at their frames.
  */
 export class DeadlineQueue {
   private heap: Entry[] = [];
   private cancelledCount = 0;
   private seq = 0;
   private timer: Subscription | undefined;
+  /** When the timer should wake, on the scheduler's clock. */
   private timerAt = Infinity;
+  /** The stalls measured so far: the scheduler's clock minus `now()`. */
+  private stalledMs = 0;
 
   constructor(private readonly scheduler: SchedulerLike) {}
 
-  /** Runs `work` `delayMs` from now, unless cancelled first; an infinite delay arms nothing. */
+  /** The time the process was awake: the scheduler's clock less the stalls measured, in ms. */
+  now(): number {
+    return this.scheduler.now() - this.stalledMs;
+  }
+
+  /**
+   * Runs `work` once `delayMs` of awake time from now have passed, unless cancelled first; an
+   * infinite delay arms nothing.
+   */
   add(delayMs: number, work: () => void): Deadline {
-    const dueAt = this.scheduler.now() + (Number.isFinite(delayMs) ? Math.max(0, delayMs) : delayMs > 0 ? Infinity : 0);
+    const dueAt = this.now() + (Number.isFinite(delayMs) ? Math.max(0, delayMs) : delayMs > 0 ? Infinity : 0);
     const entry = new Entry(this, dueAt, this.seq++, work);
     if (dueAt === Infinity) {
       // Never due: nothing to hold, and nothing to count when it is cancelled.
@@ -51,7 +85,7 @@ export class DeadlineQueue {
       return entry;
     }
     this.push(entry);
-    if (dueAt < this.timerAt) this.arm();
+    if (dueAt + this.stalledMs < this.timerAt) this.arm();
     return entry;
   }
 
@@ -76,7 +110,7 @@ export class DeadlineQueue {
     this.timerAt = Infinity;
   }
 
-  /** Sets the timer to the earliest live deadline. */
+  /** Sets the timer to the earliest live deadline, or to a wake-up on the way to it. */
   private arm(): void {
     this.dropCancelledTop();
     const first = this.heap[0];
@@ -84,16 +118,21 @@ export class DeadlineQueue {
       this.disarm();
       return;
     }
-    if (first.dueAt === this.timerAt && this.timer !== undefined) return;
+    const clock = this.scheduler.now();
+    const leftMs = Math.max(0, first.dueAt + this.stalledMs - clock);
+    const wakeAt = clock + Math.min(leftMs, Math.max(MIN_STALL_PROBE_MS, leftMs / STALL_PROBES_PER_WAIT));
+    if (wakeAt === this.timerAt && this.timer !== undefined) return;
     this.timer?.unsubscribe();
-    this.timerAt = first.dueAt;
-    this.timer = scheduleAfter(this.scheduler, first.dueAt - this.scheduler.now(), () => this.fire());
+    this.timerAt = wakeAt;
+    this.timer = scheduleAfter(this.scheduler, wakeAt - clock, () => this.fire());
   }
 
   private fire(): void {
+    const latenessMs = this.scheduler.now() - this.timerAt;
+    if (latenessMs >= STALL_THRESHOLD_MS) this.stalledMs += latenessMs;
     this.timer = undefined;
     this.timerAt = Infinity;
-    const now = this.scheduler.now();
+    const now = this.now();
     try {
       for (;;) {
         this.dropCancelledTop();

@@ -1,15 +1,6 @@
-import {
-  Observable,
-  asyncScheduler,
-  type MonoTypeOperatorFunction,
-  type SchedulerAction,
-  type Observer,
-  type SchedulerLike,
-  type Subscription,
-} from 'rxjs';
+import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type Observer, type SchedulerLike, type Subscription } from 'rxjs';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
 import { DeadlineQueue, type Deadline } from '../core/deadlines.js';
-import { MAX_TIMER_DELAY_MS } from '../core/timers.js';
 import { checkOptions, positiveInt, schedulerOption } from '../core/validation.js';
 import { carriesContent, recordingOf, type AttemptEvent, type AttemptStart } from './attempt-event.js';
 import * as z from 'zod/mini';
@@ -45,7 +36,9 @@ type TimeoutErrorClass = new (...args: ConstructorParameters<typeof TotalTimeout
  * Bounds each attempt with three timers on the scheduler: `totalMs`, `firstTokenMs` and `idleMs`.
  * When one fires, the attempt is unsubscribed (aborting its HTTP request) and fails with its own
  * typed error (`TotalTimeoutError`, `FirstTokenTimeoutError`, `IdleTimeoutError`), scoped to the
- * model, retryable. Place it right after `withKeyRotation`, inside the retries, so each attempt
+ * model, retryable. The limits count the time the process was awake: a stall of the client's
+ * own event loop (a timer woken over 100 ms late) moves the pending deadlines by its length, so an
+ * answer that waited in the socket meanwhile is not failed, nor its model blamed (see `DeadlineQueue`). Place it right after `withKeyRotation`, inside the retries, so each attempt
  * gets fresh timers and a silent upstream costs at most `firstTokenMs`. An unknown or invalid option
  * makes it throw a `ValidationError`.
  */
@@ -98,7 +91,7 @@ export class TimedAttempt {
   private start: AttemptStart | undefined;
   private total: Deadline | undefined;
   private firstToken: Deadline | undefined;
-  private idle: Subscription | undefined;
+  private idle: Deadline | undefined;
   private contentSeen = false;
   /** The chunk with the finish reason (or the end) came: no idle timeout from then. */
   private contentEnded = false;
@@ -132,11 +125,11 @@ export class TimedAttempt {
         this.contentEnded = true;
         this.firstToken?.cancel();
         this.firstToken = undefined;
-        this.idle?.unsubscribe();
+        this.idle?.cancel();
         this.idle = undefined;
       } else if (this.contentSeen && !this.contentEnded) {
-        this.lastEventAt = limits.scheduler.now();
-        this.idle ??= this.armIdle();
+        this.lastEventAt = limits.deadlines.now();
+        this.idle ??= this.armIdle(limits.idleMs);
       }
     }
     if (event.type === 'end' || event.type === 'completion') this.clear();
@@ -165,7 +158,7 @@ export class TimedAttempt {
   private clear(): void {
     this.total?.cancel();
     this.firstToken?.cancel();
-    this.idle?.unsubscribe();
+    this.idle?.cancel();
     this.total = this.firstToken = this.idle = undefined;
   }
 
@@ -192,21 +185,17 @@ export class TimedAttempt {
   }
 
   /**
-   * One idle timer per attempt, not one per chunk: when it fires it checks the time since the
-   * last chunk and sleeps again for what is left (re-arming a timer per token costs more than
-   * the token).
+   * One idle deadline at a time, not one per chunk: when it fires it checks the time since the
+   * last chunk and sleeps again for what is left (re-arming a deadline per token costs more than
+   * the token). It is on the queue's awake clock, as the other two, so the process's own stall
+   * is not taken for a quiet upstream.
    */
-  private armIdle(): Subscription {
-    const { scheduler, idleMs } = this.limits;
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the scheduler binds `this` to its action
-    const timed = this;
-    return scheduler.schedule(
-      function (this: SchedulerAction<unknown>) {
-        const quietMs = scheduler.now() - timed.lastEventAt;
-        if (quietMs >= idleMs) timed.fire(IdleTimeoutError, 'idle', idleMs);
-        else this.schedule(undefined, Math.min(idleMs - quietMs, MAX_TIMER_DELAY_MS));
-      },
-      Math.min(idleMs, MAX_TIMER_DELAY_MS),
-    );
+  private armIdle(delayMs: number): Deadline {
+    return this.limits.deadlines.add(delayMs, () => {
+      const { deadlines, idleMs } = this.limits;
+      const quietMs = deadlines.now() - this.lastEventAt;
+      if (quietMs >= idleMs) this.fire(IdleTimeoutError, 'idle', idleMs);
+      else this.idle = this.armIdle(idleMs - quietMs);
+    });
   }
 }
