@@ -1,6 +1,6 @@
 import { asyncScheduler, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { AbortedError, StreamError, type OpenRouterError } from '../core/errors.js';
-import type { ChatRequest, KeyCredential, TransportEvent } from '../core/types.js';
+import type { ChatRequest, Completion, KeyCredential, TransportEvent } from '../core/types.js';
 import {
   advanceStream,
   inBandErrorBeforeContent,
@@ -178,6 +178,15 @@ export class Attempt {
       discardBody(response);
       return;
     }
+    const completion = await this.wholeAnswerOf(response);
+    if (completion === undefined) return;
+    this.settled = true;
+    this.subscriber.next({ type: 'completion', completion });
+    this.subscriber.complete();
+  }
+
+  /** The answer in a whole JSON body; undefined once the attempt has failed (or was torn down). */
+  private async wholeAnswerOf(response: Response): Promise<Completion | undefined> {
     let text: string;
     try {
       text = await this.textOf(response);
@@ -185,10 +194,10 @@ export class Attempt {
       // The status came, so the key and the connection to OpenRouter worked: a body cut off after
       // it is the model's, as a cut stream is (not the transport's, whose failures fail the keys).
       if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'body'));
-      return;
+      return undefined;
     }
     this.exchangeDone = true;
-    if (this.settled) return;
+    if (this.settled) return undefined;
     // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
     const parsed = parseJsonBody(text);
     const result = parseCompletionBody(
@@ -197,10 +206,33 @@ export class Attempt {
     );
     if (result.kind === 'error') {
       this.fail(result.error);
-      return;
+      return undefined;
     }
+    return result.completion;
+  }
+
+  /**
+   * A stream request answered with one JSON body, not events: an error OpenRouter (or a proxy)
+   * sends before any event, with status 200 too (openrouter-wire.md §6), or a whole answer. Read
+   * as a non-streamed answer is: the error is the one it names, not a truncated stream; an answer
+   * is handed on as one chunk and the end.
+   */
+  private async streamAnsweredWhole(response: Response): Promise<void> {
+    const completion = await this.wholeAnswerOf(response);
+    if (completion === undefined) return;
+    const { id, model, provider, content, reasoning, toolCalls, finishReason, usage } = completion;
+    const named = provider === undefined ? {} : { provider };
     this.settled = true;
-    this.subscriber.next({ type: 'completion', completion: result.completion });
+    this.subscriber.next({
+      type: 'chunk',
+      delta: content,
+      ...(reasoning === undefined ? {} : { reasoning }),
+      ...(toolCalls === undefined ? {} : { toolCalls }),
+      model,
+      ...named,
+      finishReason,
+    });
+    this.subscriber.next({ type: 'end', id, model, ...named, finishReason, ...(usage === undefined ? {} : { usage }) });
     this.subscriber.complete();
   }
 
@@ -214,6 +246,10 @@ export class Attempt {
       if (!this.settled) this.fail(truncatedStreamError(this.identity));
       this.controller.abort();
       discardBody(response);
+      return;
+    }
+    if (isJsonBody(response.headers)) {
+      await this.streamAnsweredWhole(response);
       return;
     }
     const context = this.wireContext(response.headers);
@@ -387,6 +423,12 @@ function withRawArguments(
 }
 
 /** The request as OpenRouter takes it: without the caller's correlation `id`. */
+/** A body declared JSON (`application/json`, `application/problem+json`), not an event stream. */
+function isJsonBody(headers: Headers | undefined): boolean {
+  const type = headers?.get('content-type')?.toLowerCase() ?? '';
+  return /^application\/([\w.+-]*\+)?json\b/.test(type.trim());
+}
+
 function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {
   // One copy, ours to complete, without `delete` (which would turn it into a slow dictionary object).
   const { id: _correlationId, ...body }: Record<string, unknown> = request;
