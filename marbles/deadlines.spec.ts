@@ -5,7 +5,7 @@
  * the time the process was awake: a stall of the process (a timer woken late) moves the pending ones.
  */
 import { describe, expect, it, vi } from 'vitest';
-import { asyncScheduler, type SchedulerLike } from 'rxjs';
+import { asyncScheduler, type SchedulerAction, type SchedulerLike } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { DeadlineQueue } from '../src/core/deadlines.js';
 import { MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
@@ -27,6 +27,13 @@ function stallingClock(scheduler: TestScheduler): { clock: SchedulerLike; stall:
     schedule: scheduler.schedule.bind(scheduler),
   };
   return { clock, stall: (ms) => (stalledMs += ms) };
+}
+
+/** The TestScheduler's clock, with every timer's delay turned into `delayOf(delay)`: timers that fire late. */
+function timersDelayed(scheduler: TestScheduler, delayOf: (delayMs: number) => number): SchedulerLike {
+  const schedule = (work: (this: SchedulerAction<unknown>, state?: unknown) => void, delay = 0, state?: unknown) =>
+    scheduler.schedule(work, delayOf(delay), state);
+  return { now: () => scheduler.now(), schedule: schedule };
 }
 
 describe('DeadlineQueue', () => {
@@ -173,8 +180,80 @@ describe('DeadlineQueue', () => {
       });
       queue.add(300_000, () => undefined);
       flush();
-      // At least 250 ms apart, and 8 before the deadline at most: 77 in all for the default total timeout.
+      // Each after an eighth of the time left, at least 250 ms apart: 77 in all for the default total timeout.
       expect(wakeUps).toBeLessThan(100);
+    });
+  });
+
+  it('counts a lag that persists at every wake-up once (a loaded loop): a 10 s deadline fires within two lags of its time', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const lagMs = 500;
+      // Every timer fires `lagMs` late, while the clock runs on.
+      const lagging = timersDelayed(scheduler, (delay) => delay + lagMs);
+      const queue = new DeadlineQueue(lagging);
+      const fired: number[] = [];
+      queue.add(10_000, () => fired.push(scheduler.now()));
+      flush();
+      // Counted at each of its wake-ups, the lag pushed it to 20.5 s.
+      expect(fired).toEqual([11_000]);
+    });
+  });
+
+  it('under timers held to the next whole minute (a hidden browser tab), 10 s and 300 s deadlines fire within a minute or two of their time', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const throttled = timersDelayed(scheduler, (delay) => Math.ceil((scheduler.now() + delay) / 60_000) * 60_000 - scheduler.now());
+      const queue = new DeadlineQueue(throttled);
+      const fired: string[] = [];
+      queue.add(10_000, () => fired.push(`first-token@${scheduler.now() / 60_000}min`));
+      queue.add(300_000, () => fired.push(`total@${scheduler.now() / 60_000}min`));
+      flush();
+      // Each wake-up's minute counted as a stall made them 21 and 67 minutes.
+      expect(fired).toEqual(['first-token@2min', 'total@7min']);
+    });
+  });
+
+  it('a deadline armed after a stall, before the late wake-up, owes the stall nothing: the clock read counts it', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const { clock, stall } = stallingClock(scheduler);
+      const queue = new DeadlineQueue(clock);
+      const fired: string[] = [];
+      queue.add(5_000, () => undefined);
+      // Blocked for 2 s at 300 while the next wake-up was due at 625: the sockets read at 301 arm a deadline.
+      scheduler.schedule(() => stall(2_000), 300);
+      scheduler.schedule(() => {
+        const armedAt = clock.now();
+        queue.add(100, () => fired.push(`after ${clock.now() - armedAt}`));
+      }, 301);
+      flush();
+      // Node wakes an overdue timer at once; this clock wakes it at its frame (625), whose 324 ms
+      // of the stall the clock read at 301 could not know yet. Counted only at the wake-up, 2,100.
+      expect(fired).toEqual(['after 424']);
+    });
+  });
+
+  it('never goes back when the clock steps back (a wall clock set back) while deadlines fire', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      let offsetMs = 0;
+      const clock: SchedulerLike = { now: () => scheduler.now() + offsetMs, schedule: scheduler.schedule.bind(scheduler) };
+      const queue = new DeadlineQueue(clock);
+      const reads: number[] = [];
+      let rearmed = 0;
+      // An idle deadline's check: re-armed for what is left of its wait, measured on the queue's clock.
+      const lastEventAt = queue.now();
+      const check = (): void => {
+        offsetMs -= 100;
+        const quietMs = queue.now() - lastEventAt;
+        reads.push(quietMs);
+        if (quietMs < 400 && rearmed++ < 5) queue.add(400 - quietMs, check);
+      };
+      queue.add(400, check);
+      flush();
+      // The clock stepped back by 100 ms: before, the deadline came due again in the same pass, for ever.
+      expect(reads).toEqual([400]);
     });
   });
 });
