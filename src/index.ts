@@ -73,6 +73,7 @@ export type {
 export type { PoolEvent } from './pool/events.js';
 export type { PoolLogger, LogLevel } from './pool/event-log.js';
 export { estimatePromptTokens } from './core/tokens.js';
+export { assembleToolCalls } from './core/tool-calls.js';
 
 // Strategies
 export { roundRobin, weighted, leastInFlight, powerOfTwo, latency, sticky } from './pool/strategies.js';

@@ -154,7 +154,10 @@ export interface Completion {
   content: string;
   /** Reasoning text, when the model returned any. */
   reasoning?: string;
-  /** The tool calls the model made (for a stream, every chunk's `tool_calls` deltas in order). */
+  /**
+   * The tool calls the model made, as a whole answer's `message.tool_calls` gives them; for a
+   * stream, assembled from its chunks' deltas (one per call, its arguments joined; see `assembleToolCalls`).
+   */
   toolCalls?: ReadonlyArray<Record<string, unknown>>;
   /** Why generation stopped. */
   finishReason: FinishReason;

@@ -11,6 +11,7 @@ import {
 } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
+import { assembleToolCalls } from '../core/tool-calls.js';
 import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
@@ -333,7 +334,7 @@ class RequestReport {
           raw: null,
           ...(event.provider === undefined ? {} : { provider: event.provider }),
           ...(answer === undefined || answer.reasoning.length === 0 ? {} : { reasoning: answer.reasoning }),
-          ...(answer === undefined || answer.toolCalls.length === 0 ? {} : { toolCalls: answer.toolCalls }),
+          ...(answer === undefined || answer.toolCalls.length === 0 ? {} : { toolCalls: assembleToolCalls(answer.toolCalls) }),
           ...(event.usage === undefined ? {} : { usage: event.usage }),
         };
         this.succeed({
