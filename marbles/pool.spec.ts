@@ -1047,7 +1047,7 @@ describe('a lease', () => {
 });
 
 describe('dispose while a shared store answers', () => {
-  it('a reservation answered after dispose gives its room back and fails its request', () => {
+  it('dispose fails a request whose reservation is out at once, and its late answer gives the room back', () => {
     const scheduler = newTestScheduler();
     const outcomes: string[] = [];
     let inFlight: number[] = [];
@@ -1065,7 +1065,8 @@ describe('dispose while a shared store answers', () => {
       scheduler.schedule(() => pool.dispose(), 5);
       scheduler.schedule(() => (inFlight = pool.snapshot().keys.map((key) => key.inFlight)), 20);
     });
-    expect(outcomes).toEqual(['10 AbortedError: the key pool was disposed']);
+    // At the dispose, not when the store answers (a slow Redis held it up to its command timeout).
+    expect(outcomes).toEqual(['5 AbortedError: the key pool was disposed']);
     expect(inFlight).toEqual([0]);
   });
 });

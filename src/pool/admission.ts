@@ -33,6 +33,8 @@ import type { AcquireOptions, KeyLease } from './types.js';
  */
 export class Admission implements LeaseOwner, Eligibility {
   private readonly queue: Ticket[] = [];
+  /** Out of the queue while a shared store answers their reservations: `close` fails them at once. */
+  private readonly reserving = new Set<Ticket>();
   private ticketSeq = 0;
   private draining = false;
   private drainAgain = false;
@@ -103,9 +105,8 @@ export class Admission implements LeaseOwner, Eligibility {
     return true;
   }
 
-  /** Fails a ticket that is out of the queue; it never got a key. */
+  /** Fails a ticket out of the queue, for good: its route's every model (or key) is out, and time, not a retry on another key, mends that. */
   private refuse(ticket: Ticket, error: OpenRouterError): void {
-    // No retry operator may take it: the route's every model (or every key) is out, and time, not another key, mends that.
     error.routeExhausted = true;
     ticket.fail(error);
   }
@@ -134,10 +135,7 @@ export class Admission implements LeaseOwner, Eligibility {
     }
   }
 
-  /**
-   * `place`, with what fails the ticket at once as an error: a strategy that throws (this request
-   * fails, not the queue it was taken from), or one that declines every key (see `refuse`).
-   */
+  /** `place`, with what fails the ticket at once as an error: a strategy that throws, or one that declines every key (see `refuse`). */
   private claimFor(ticket: Ticket, now: number): Claim | OpenRouterError | undefined {
     let claim: Claim | NoKeyAvailableError | undefined;
     try {
@@ -178,7 +176,9 @@ export class Admission implements LeaseOwner, Eligibility {
     }
     this.armQueueTimeout(ticket);
     let answered = false;
+    this.reserving.add(ticket);
     const unanswered = (error: OpenRouterError): void => {
+      this.reserving.delete(ticket);
       this.giveBack(claim);
       this.dequeue(ticket);
       if (!ticket.cancelled) ticket.fail(this.closed ? disposedError() : error);
@@ -188,6 +188,7 @@ export class Admission implements LeaseOwner, Eligibility {
     reserved.subscribe({
       next: (result) => {
         answered = true;
+        this.reserving.delete(ticket);
         this.onReserved(ticket, claim, plan, result);
       },
       error: (error: unknown) => unanswered(toOpenRouterError(error)),
@@ -489,11 +490,11 @@ export class Admission implements LeaseOwner, Eligibility {
     if (Number.isFinite(at)) this.wakeUp.arm(at);
   }
 
-  /** Fails every waiting request and cancels the wake-up timer. */
+  /** Fails every waiting request (one whose reservation is out gives its room back when the store answers) and cancels the wake-up. */
   close(): void {
     this.closed = true;
     this.wakeUp.cancel();
     this.capacity.close();
-    for (const ticket of this.queue.splice(0)) ticket.fail(disposedError());
+    for (const ticket of [...this.queue.splice(0), ...this.reserving]) ticket.fail(disposedError());
   }
 }

@@ -21,8 +21,15 @@ export function subscribeToChanges(
     const change = stateChangeOf(message);
     if (change !== undefined) changes.next(change);
   });
-  subscriber.on('ready', onConnected);
-  void subscriber.subscribe(channel).catch(() => undefined);
+  // Subscribed on every connection, not once: ioredis subscribes again after a reconnect only to
+  // channels whose subscription succeeded, and one sent while the connection was not up fails (a
+  // client without an offline queue) or is dropped (Redis down longer than the client's retries),
+  // which would leave the store deaf to the fleet for good. Subscribing again is a no-op.
+  subscriber.on('ready', () => {
+    subscriber.subscribe(channel).catch(() => undefined);
+    onConnected();
+  });
+  subscriber.subscribe(channel).catch(() => undefined);
   return subscriber;
 }
 
@@ -38,10 +45,25 @@ export async function replayStoredStates(
   changes: { next(change: StateChange): void },
   stopped: () => boolean,
 ): Promise<void> {
+  // A Cluster is listed node by node: its SCAN goes to a node picked at random, with a cursor of another's.
+  const listers = typeof client.nodes === 'function' ? client.nodes('master') : [client];
+  for (const lister of listers) {
+    if (stopped()) return;
+    await replayListedBy(lister, client, prefix, changes, stopped);
+  }
+}
+
+async function replayListedBy(
+  lister: Pick<RedisClientLike, 'scan'>,
+  client: RedisClientLike,
+  prefix: string,
+  changes: { next(change: StateChange): void },
+  stopped: () => boolean,
+): Promise<void> {
   try {
     let cursor = '0';
     do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${globLiteral(prefix)}:state:*`, 'COUNT', 200);
+      const [next, keys] = await lister.scan(cursor, 'MATCH', `${globLiteral(prefix)}:state:*`, 'COUNT', 200);
       cursor = next;
       for (const key of keys) {
         let value: string | null;

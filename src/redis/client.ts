@@ -28,6 +28,11 @@ export interface RedisClientLike {
   pipeline(): RedisPipelineLike;
   /** A second connection for pub/sub; the store disconnects it on `dispose()`. */
   duplicate(): RedisSubscriberLike;
+  /**
+   * A Cluster's nodes (ioredis's `Cluster` has it): the stored states are listed on each master,
+   * since a SCAN sent to the Cluster goes to one node picked at random.
+   */
+  nodes?(role: 'master'): Pick<RedisClientLike, 'scan'>[];
 }
 
 /** The commands the store queues on a `RedisClientLike`'s `pipeline()` (each returns the pipeline in ioredis). */
@@ -58,4 +63,15 @@ export interface RedisSubscriberLike {
   subscribe(channel: string): Promise<unknown>;
   /** Closes the connection (on `dispose()`). */
   disconnect(): void;
+}
+
+/**
+ * Sends a pipeline's commands, and fails with the first command's error: ioredis's `exec()`
+ * rejects only when it cannot send them, and answers a command Redis (or a dropped connection)
+ * failed as an `[error, result]` pair, which a caller that awaits it alone would take for success.
+ */
+export async function execPipeline(pipeline: RedisPipelineLike): Promise<void> {
+  const results = await pipeline.exec();
+  if (!Array.isArray(results)) return;
+  for (const result of results) if (Array.isArray(result) && result[0] instanceof Error) throw result[0];
 }

@@ -14,8 +14,9 @@ import type {
 } from '../store/state-store.js';
 import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
-import { ADJUST, BACKFILL, RENEW, RESERVE } from './scripts.js';
-import type { RedisClientLike, RedisSubscriberLike } from './client.js';
+import { ADJUST, BACKFILL, RESERVE } from './scripts.js';
+import { SlotLeases } from './slot-leases.js';
+import { execPipeline, type RedisClientLike, type RedisSubscriberLike } from './client.js';
 import { replayStoredStates, subscribeToChanges } from './changes-channel.js';
 import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
 import { IdleClock } from './idle-clock.js';
@@ -70,6 +71,7 @@ export class RedisStateStore implements StateStore {
   private readonly changes = new Subject<StateChange>();
   /** Changes made while Redis did not answer, shared once it does. */
   private readonly unshared = new UnsharedStates();
+  private readonly leases: SlotLeases;
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private readonly timers: NodeJS.Timeout[] = [];
   private recovering: Subscription | undefined;
@@ -101,6 +103,7 @@ export class RedisStateStore implements StateStore {
     this.arrivalMarginMs = options.arrivalMarginMs ?? DEFAULT_ARRIVAL_MARGIN_MS;
     this.sendMarginMs = options.sendMarginMs ?? DEFAULT_FLEET_SEND_MARGIN_MS;
     const recoveryIntervalMs = options.recoveryIntervalMs ?? 1_000;
+    this.leases = new SlotLeases(this.client, this.leaseMs, (run) => this.command(run));
     this.subscriber = subscribeToChanges(this.client, this.channel, this.changes, () => this.onSubscriberReady());
     // Leases are renewed while held, so a live process never loses a slot it uses.
     this.timers.push(setInterval(() => this.renewLeases(), Math.max(100, Math.floor(this.leaseMs / 3))));
@@ -165,14 +168,21 @@ export class RedisStateStore implements StateStore {
     const { keys, layout, windows, slots } = this.layoutOf(plan, tokens);
     if (keys.length === 0) return of(this.reserveLocally(id, plan, tokens, now));
     const sent = this.client.eval(RESERVE, keys.length, ...keys, id, tokens, this.leaseMs, JSON.stringify(layout), this.arrivalMarginMs);
+    /** Whether the fallback admitted the request under `id` (its window entries are then its own). */
+    let admittedLocally = false;
     return this.command(() => sent).pipe(
       catchError((error: unknown) => {
         // Timed out, but Redis may still run it (ioredis queues and resends): give back what a
-        // late success takes, or it holds a slot for a whole lease.
+        // late success takes, or it holds a slot for a whole lease, and quota for a whole window
+        // that no request uses (one failed, or refused by the fallback, retries under a new id).
         sent.then(
           (reply) => {
-            if ((reply as [number])[0] === 1 && slots.length > 0)
-              this.fireAndForget(() => Promise.all(slots.map((key) => this.client.zrem(key, id))));
+            if ((reply as [number])[0] !== 1) return;
+            if (slots.length > 0) this.fireAndForget(() => Promise.all(slots.map((key) => this.client.zrem(key, id))));
+            if (!admittedLocally && windows.length > 0) {
+              const refund = adjustCallOf(id, windows, { refund: true });
+              this.fireAndForget(() => this.client.eval(ADJUST, refund.keys.length, ...refund.keys, ...refund.args));
+            }
           },
           () => undefined,
         );
@@ -183,7 +193,13 @@ export class RedisStateStore implements StateStore {
         if (ok !== 1) return { ok: false, retryAfterMs: value };
         return { ok: true, reservation: this.admit(id, plan, tokens, now, windows, slots) };
       }),
-      catchError((error: unknown) => this.onFailure(error, () => this.reserveLocally(id, plan, tokens, now))),
+      catchError((error: unknown) =>
+        this.onFailure(error, () => {
+          const result = this.reserveLocally(id, plan, tokens, now);
+          admittedLocally = result.ok;
+          return result;
+        }),
+      ),
     );
   }
 
@@ -274,11 +290,7 @@ export class RedisStateStore implements StateStore {
     this.countSlots(held.plan, -1);
     for (const hold of held.holds) hold.limiter.release();
     // Sent in local mode too: a lease taken before Redis failed must go once it answers again.
-    if (held.slots.length > 0) {
-      const pipeline = this.client.pipeline();
-      for (const slots of held.slots) pipeline.zrem(slots, held.id);
-      this.fireAndForget(() => pipeline.exec());
-    }
+    if (held.slots.length > 0) this.fireAndForget(() => this.leases.release(held));
   }
 
   /** The server did not count the attempt: its entries leave this process's windows and Redis's. */
@@ -336,7 +348,11 @@ export class RedisStateStore implements StateStore {
     else if (Number.isFinite(change.remainingMs)) pipeline.set(key, message, 'PX', Math.max(1, Math.ceil(change.remainingMs)));
     else pipeline.set(key, message);
     pipeline.publish(this.channel, message);
-    this.fireAndForget(() => pipeline.exec());
+    // Not taken (Redis failed before a command noticed): shared again once it answers.
+    this.fireAndForget(
+      () => execPipeline(pipeline),
+      () => this.unshared.remember(key, change, change.at ?? this.clock.now),
+    );
   }
 
   /** Replays the states other processes stored (what is left of them). */
@@ -376,20 +392,7 @@ export class RedisStateStore implements StateStore {
   private renewLeases(): void {
     if (!this.shared || this.held.size === 0) return;
     const reservations = [...this.held];
-    if (reservations.some((reservation) => reservation.slots.length > 0)) this.fireAndForget(() => this.renew(reservations));
-  }
-
-  /** Extends the leases of `reservations`' slots, or puts back those Redis lost. */
-  private renew(reservations: readonly RedisReservation[]): Promise<unknown> {
-    const keys: string[] = [];
-    const ids: string[] = [];
-    for (const reservation of reservations) {
-      for (const slots of reservation.slots) {
-        keys.push(slots);
-        ids.push(reservation.id);
-      }
-    }
-    return this.client.eval(RENEW, keys.length, ...keys, this.leaseMs, ...ids);
+    if (reservations.some((reservation) => reservation.slots.length > 0)) this.fireAndForget(() => this.leases.renew(reservations));
   }
 
   private checkRecovery(): void {
@@ -411,24 +414,12 @@ export class RedisStateStore implements StateStore {
 
   /** Puts this process's slots and sends still in a window back into Redis (a recovery, a reconnection). */
   private putBack(): Observable<void> {
-    return this.leaseHeldSlots(new Set()).pipe(switchMap(() => this.backfillWindows()));
-  }
-
-  /**
-   * Leases in Redis every slot this process holds, before shared admission resumes: those taken
-   * while Redis was down, and those whose leases lapsed or were lost with a restart, must count
-   * against the shared limit first. Local admission goes on meanwhile, so the round repeats for
-   * the slots taken during it.
-   */
-  private leaseHeldSlots(leased: ReadonlySet<RedisReservation>): Observable<void> {
-    const pending = [...this.held].filter((reservation) => reservation.slots.length > 0 && !leased.has(reservation));
-    if (pending.length === 0) return of(undefined);
-    return this.command(() => this.renew(pending)).pipe(switchMap(() => this.leaseHeldSlots(new Set([...leased, ...pending]))));
+    return this.leases.putBack(() => [...this.held]).pipe(switchMap(() => this.backfillWindows()));
   }
 
   /**
    * Counts in Redis's windows this process's sends still in them, before shared admission resumes
-   * (as `leaseHeldSlots` does for slots): those admitted while it was down, and those a restart
+   * (as `SlotLeases.putBack` does for slots): those admitted while it was down, and those a restart
    * lost; the script skips what Redis has already. Rounds repeat for the sends admitted meanwhile,
    * three at most: those of the last round trip are left to their sends (which re-count an entry).
    */
@@ -467,8 +458,14 @@ export class RedisStateStore implements StateStore {
     return of(fallback());
   }
 
-  private fireAndForget(run: () => Promise<unknown>): void {
-    this.command(run).subscribe({ error: (error: unknown) => this.goLocal(error) });
+  /** Runs a command nobody waits for; when it fails, `onFailure` keeps what it was for, and the store goes local. */
+  private fireAndForget(run: () => Promise<unknown>, onFailure?: () => void): void {
+    this.command(run).subscribe({
+      error: (error: unknown) => {
+        onFailure?.();
+        this.goLocal(error);
+      },
+    });
   }
 
   /** A command failed outside an admission: with `onStoreError: 'local'` the store limits alone until Redis answers. */

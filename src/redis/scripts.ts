@@ -39,6 +39,24 @@ local tokens = tonumber(ARGV[2])
 local leaseMs = tonumber(ARGV[3])
 local layout = cjson.decode(ARGV[4])
 local countFrom = now + tonumber(ARGV[5])
+-- The amount each window part counts for this request.
+for _, part in ipairs(layout) do
+  if not part.slot then
+    part.amount = 1
+    if part.unit == 'tokens' then part.amount = math.min(tokens, part.limit) end
+  end
+end
+-- Run before under this id: the client sent it again, its reply lost with a connection that
+-- dropped (ioredis resends what was not answered). The script took room everywhere or nowhere,
+-- so its entry in any part says it was admitted; counting it again would refuse the request by
+-- its own entry, or count it twice.
+for _, part in ipairs(layout) do
+  if part.slot then
+    if redis.call('ZSCORE', KEYS[part.slot], id) then return {1, now} end
+  elseif redis.call('ZSCORE', KEYS[part.window], id .. '|' .. part.amount) then
+    return {1, now}
+  end
+end
 local refused = false
 local retry = 0
 for _, part in ipairs(layout) do
@@ -54,9 +72,7 @@ for _, part in ipairs(layout) do
     local wkey = KEYS[part.window]
     local skey = KEYS[part.sum]
     local total = prune(wkey, skey, part.windowMs)
-    local amount = 1
-    if part.unit == 'tokens' then amount = math.min(tokens, part.limit) end
-    part.amount = amount
+    local amount = part.amount
     if total > 0 and total + amount > part.limit then
       refused = true
       local entries = redis.call('ZRANGE', wkey, 0, -1, 'WITHSCORES')
@@ -84,8 +100,9 @@ for _, part in ipairs(layout) do
     redis.call('ZADD', KEYS[part.slot], now + leaseMs, id)
     redis.call('PEXPIRE', KEYS[part.slot], leaseMs * 2)
   else
-    redis.call('ZADD', KEYS[part.window], countFrom, id .. '|' .. part.amount)
-    redis.call('INCRBY', KEYS[part.sum], part.amount)
+    if redis.call('ZADD', KEYS[part.window], countFrom, id .. '|' .. part.amount) == 1 then
+      redis.call('INCRBY', KEYS[part.sum], part.amount)
+    end
     redis.call('PEXPIRE', KEYS[part.window], part.windowMs * 2)
     redis.call('PEXPIRE', KEYS[part.sum], part.windowMs * 2)
   end

@@ -1,0 +1,79 @@
+import { catchError, of, switchMap, type Observable } from 'rxjs';
+import { execPipeline, type RedisClientLike } from './client.js';
+import { RENEW } from './scripts.js';
+
+/** A reservation's slot leases: the slot sets it holds one in, under its id. */
+export interface HeldSlots {
+  readonly id: string;
+  readonly slots: readonly string[];
+}
+
+/**
+ * This process's slot leases on Redis: renewed while held, freed on release, and put back (or
+ * freed) before shared admission resumes after Redis failed. A release Redis did not take (a
+ * pipeline whose ZREM failed on a dropped connection) is kept and freed then, or another process
+ * would be refused the slot until the lease ran out.
+ */
+export class SlotLeases {
+  private readonly unreleased: HeldSlots[] = [];
+
+  constructor(
+    private readonly client: RedisClientLike,
+    private readonly leaseMs: number,
+    /** Runs a command with the store's timeout. */
+    private readonly command: <T>(run: () => Promise<T>) => Observable<T>,
+  ) {}
+
+  /** Frees `held`'s leases; a failure keeps them for `putBack` and rejects. */
+  release(held: HeldSlots): Promise<void> {
+    const pipeline = this.client.pipeline();
+    for (const slots of held.slots) pipeline.zrem(slots, held.id);
+    return execPipeline(pipeline).catch((error: unknown) => {
+      this.unreleased.push(held);
+      throw error;
+    });
+  }
+
+  /** Extends the leases of `reservations`' slots, or puts back those Redis lost. */
+  renew(reservations: readonly HeldSlots[]): Promise<unknown> {
+    const keys: string[] = [];
+    const ids: string[] = [];
+    for (const reservation of reservations) {
+      for (const slots of reservation.slots) {
+        keys.push(slots);
+        ids.push(reservation.id);
+      }
+    }
+    return this.client.eval(RENEW, keys.length, ...keys, this.leaseMs, ...ids);
+  }
+
+  /** Frees the leases whose release failed, then leases every slot `held` holds (see `leaseHeld`). */
+  putBack(held: () => readonly HeldSlots[]): Observable<void> {
+    return this.releaseUnreleased().pipe(switchMap(() => this.leaseHeld(held, new Set())));
+  }
+
+  private releaseUnreleased(): Observable<unknown> {
+    const releases = this.unreleased.splice(0);
+    if (releases.length === 0) return of(undefined);
+    const pipeline = this.client.pipeline();
+    for (const { slots, id } of releases) for (const key of slots) pipeline.zrem(key, id);
+    return this.command(() => execPipeline(pipeline)).pipe(
+      catchError((error: unknown) => {
+        this.unreleased.push(...releases);
+        throw error;
+      }),
+    );
+  }
+
+  /**
+   * Leases in Redis every slot this process holds, before shared admission resumes: those taken
+   * while Redis was down, and those whose leases lapsed or were lost with a restart, must count
+   * against the shared limit first. Local admission goes on meanwhile, so the round repeats for
+   * the slots taken during it.
+   */
+  private leaseHeld(held: () => readonly HeldSlots[], leased: ReadonlySet<HeldSlots>): Observable<void> {
+    const pending = held().filter((reservation) => reservation.slots.length > 0 && !leased.has(reservation));
+    if (pending.length === 0) return of(undefined);
+    return this.command(() => this.renew(pending)).pipe(switchMap(() => this.leaseHeld(held, new Set([...leased, ...pending]))));
+  }
+}
