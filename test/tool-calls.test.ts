@@ -86,4 +86,96 @@ describe('assembleToolCalls', () => {
     expect(Object.getPrototypeOf(calls[1]!['function'])).toBe(Object.prototype);
     expect((calls[1] as { polluted?: unknown }).polluted).toBeUndefined();
   });
+
+  it('keeps parallel calls that reuse an index under their own ids, and joins index-less pieces and string indexes', () => {
+    expect(
+      assembleToolCalls([
+        { index: 0, id: 'call_a', type: 'function', function: { name: 'read', arguments: '{"path":"a"}' } },
+        { index: 0, id: 'call_b', type: 'function', function: { name: 'read', arguments: '{"path":"b"}' } },
+      ]),
+    ).toEqual([
+      { id: 'call_a', type: 'function', function: { name: 'read', arguments: '{"path":"a"}' } },
+      { id: 'call_b', type: 'function', function: { name: 'read', arguments: '{"path":"b"}' } },
+    ]);
+    // Gemini's shape: the call, then pieces of its arguments with no index.
+    expect(
+      assembleToolCalls([
+        { id: 'call_a', type: 'function', function: { name: 'search', arguments: '{"q":' } },
+        { function: { arguments: '"rx"}' } },
+      ]),
+    ).toEqual([{ id: 'call_a', type: 'function', function: { name: 'search', arguments: '{"q":"rx"}' } }]);
+    expect(
+      assembleToolCalls([
+        { index: '0', id: 'call_a', type: 'function', function: { name: 'search', arguments: '{"q":' } },
+        { index: '0', function: { arguments: '"rx"}' } },
+      ]),
+    ).toEqual([{ id: 'call_a', type: 'function', function: { name: 'search', arguments: '{"q":"rx"}' } }]);
+  });
+
+  it('keeps arguments that are not text, and shares no object with the deltas', () => {
+    const delta = {
+      index: 0,
+      id: 'c',
+      type: 'function',
+      extra_content: { google: { thought_signature: 'sig' } },
+      function: { name: 'f', arguments: { q: 1 } },
+    };
+    const [call] = assembleToolCalls([delta]);
+    expect(call).toEqual({
+      id: 'c',
+      type: 'function',
+      extra_content: { google: { thought_signature: 'sig' } },
+      function: { name: 'f', arguments: { q: 1 } },
+    });
+    (call!['extra_content'] as { google: { thought_signature: string } }).google.thought_signature = 'changed';
+    (call!['function'] as { arguments: { q: number } }).arguments.q = 2;
+    expect(delta).toEqual({
+      index: 0,
+      id: 'c',
+      type: 'function',
+      extra_content: { google: { thought_signature: 'sig' } },
+      function: { name: 'f', arguments: { q: 1 } },
+    });
+  });
+});
+
+describe('key text split across tool-call argument deltas', () => {
+  const SECRET = TEST_KEYS.echoedPrefix;
+  const chunk = (calls: unknown[]) =>
+    `data: ${JSON.stringify({ id: 'g', model: 'm/a', choices: [{ index: 0, delta: { tool_calls: calls } }] })}\n\n`;
+  const END = `data: {"id":"g","model":"m/a","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\ndata: [DONE]\n\n`;
+  for (const cut of [1, 15, 21, 40])
+    it(`never reaches the assembled completion (cut at ${cut})`, async () => {
+      const sse =
+        chunk([
+          { index: 0, id: 'c0', type: 'function', function: { name: 'f', arguments: `{"k":"x ${SECRET.slice(0, 25)}` } },
+          { index: 1, id: 'c1', type: 'function', function: { name: 'g', arguments: 'a ' + SECRET.slice(0, cut) } },
+        ]) +
+        chunk([{ index: 1, function: { arguments: SECRET.slice(cut) + ' b' } }]) +
+        chunk([{ index: 0, function: { arguments: '"}' } }]) +
+        END;
+      const server = createServer((request, response) => {
+        request.resume();
+        request.on('end', () => {
+          response.writeHead(200, { 'content-type': 'text/event-stream' });
+          response.end(sse);
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => server.close());
+      const pool = createKeyPool({
+        baseURL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`,
+        keys: [{ key: SECRET, label: 'alpha' }],
+      });
+      cleanups.push(() => pool.dispose());
+      const events = await lastValueFrom(
+        from([{ model: 'm/a', stream: true, messages: [{ role: 'user' as const, content: 'hi' }] }]).pipe(balance(pool), toArray()),
+      );
+      const toolCalls = events.find((event): event is CompletionEvent => event.type === 'completion')?.completion.toolCalls;
+      expect(toolCalls).toHaveLength(2);
+      const text = JSON.stringify(toolCalls);
+      expect(text).not.toContain(SECRET.slice(0, 20));
+      expect(text).not.toContain(SECRET.slice(9, 25));
+      expect(text).toContain('[key alpha');
+    });
 });

@@ -1,22 +1,30 @@
 /**
  * A stream's tool calls as a whole answer gives them (`message.tool_calls`), from its chunks'
- * `tool_calls` deltas in order: the deltas of one call share its `index`; the first brings its
- * `id`, `type` and function name, the rest pieces of its arguments, which are joined. A later
- * `id`, `type` or name replaces the earlier (some providers repeat them on every delta), and other
- * fields are kept. A delta without a numeric `index` (a whole call, as a JSON answer to a stream
- * request gives) is a call of its own. The deltas are not changed: they also went out in chunks.
- * Fields are copied one by one, never `__proto__` (a body's JSON may hold one as a plain key).
+ * `tool_calls` deltas in order:
+ * - the deltas of one call share its `index` (a number, or a string of digits); the first brings
+ *   its `id`, `type` and function name, the rest pieces of its arguments, which are joined;
+ * - a delta at an open call's index with another `id` starts a new call (some adapters number
+ *   every call 0);
+ * - a delta without an index continues the last call, unless it brings an `id` of its own (a new
+ *   call: a whole one, as a JSON answer to a stream request gives);
+ * - a later `id`, `type` or name replaces the earlier (some providers repeat them on every delta),
+ *   arguments that are not text (an object) replace what came before, and other fields are kept.
+ * The result shares nothing with the deltas, which are not changed (they also went out in chunks);
+ * fields are copied one by one, never `__proto__` (a body's JSON may hold one as a plain key).
  */
 export function assembleToolCalls(deltas: readonly Record<string, unknown>[]): Record<string, unknown>[] {
   const calls: Record<string, unknown>[] = [];
   const byIndex = new Map<number, Record<string, unknown>>();
   for (const delta of deltas) {
-    const { index, function: fn, ...fields } = delta;
-    let call = typeof index === 'number' ? byIndex.get(index) : undefined;
+    const { index: rawIndex, function: fn, ...fields } = delta;
+    const index = indexOf(rawIndex);
+    const id = typeof fields['id'] === 'string' && fields['id'] !== '' ? fields['id'] : undefined;
+    let call = index === undefined ? (id === undefined ? calls.at(-1) : undefined) : byIndex.get(index);
+    if (call !== undefined && id !== undefined && typeof call['id'] === 'string' && call['id'] !== id) call = undefined;
     if (call === undefined) {
       call = {};
       calls.push(call);
-      if (typeof index === 'number') byIndex.set(index, call);
+      if (index !== undefined) byIndex.set(index, call);
     }
     copyFields(call, fields);
     if (!isRecord(fn)) continue;
@@ -27,16 +35,29 @@ export function assembleToolCalls(deltas: readonly Record<string, unknown>[]): R
     if (typeof pieceOfArguments === 'string') {
       const before = target['arguments'];
       target['arguments'] = typeof before === 'string' ? before + pieceOfArguments : pieceOfArguments;
+    } else if (pieceOfArguments !== undefined && pieceOfArguments !== null) {
+      target['arguments'] = copyOf(pieceOfArguments);
     }
   }
   return calls;
 }
 
-/** Sets each field of `fields` that holds something on `target`. */
+/** A delta's `index` as a number: JSON numbers, and strings of digits some adapters send. */
+function indexOf(index: unknown): number | undefined {
+  if (typeof index === 'number') return Number.isInteger(index) ? index : undefined;
+  return typeof index === 'string' && /^\d+$/.test(index) ? Number(index) : undefined;
+}
+
+/** Sets each field of `fields` that holds something on `target`, as a copy. */
 function copyFields(target: Record<string, unknown>, fields: Record<string, unknown>): void {
   for (const [name, value] of Object.entries(fields)) {
-    if (name !== '__proto__' && value !== undefined && value !== null && value !== '') target[name] = value;
+    if (name !== '__proto__' && value !== undefined && value !== null && value !== '') target[name] = copyOf(value);
   }
+}
+
+/** A deep copy of a JSON value (what tool-call deltas hold), so that the caller's and ours share nothing. */
+function copyOf(value: unknown): unknown {
+  return typeof value === 'object' && value !== null ? structuredClone(value) : value;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

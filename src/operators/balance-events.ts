@@ -311,7 +311,8 @@ class RequestReport {
         const answer = (this.answer ??= { content: '', reasoning: '', toolCalls: [] });
         answer.content += event.delta;
         if (event.reasoning !== undefined) answer.reasoning += event.reasoning;
-        if (event.toolCalls !== undefined) answer.toolCalls.push(...event.toolCalls);
+        // Copies: the chunk's own go to the subscriber, who may change them before the end.
+        if (event.toolCalls !== undefined) for (const call of event.toolCalls) answer.toolCalls.push(structuredClone(call));
         subscriber.next({
           type: 'chunk',
           requestId,

@@ -83,9 +83,14 @@ export function cancelOnAbort(reader: ReadableStreamDefaultReader<Uint8Array>, s
 }
 
 /** Everything `reader` holds until its end (or its cancel), decoded once; `decoder` must not be streaming. */
-export async function readText(reader: ReadableStreamDefaultReader<Uint8Array>, decoder: TextDecoder): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
+export async function readText(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  decoder: TextDecoder,
+  /** Chunks of the body read already, before the reader's next. */
+  read: readonly Uint8Array[] = [],
+): Promise<string> {
+  const chunks = [...read];
+  let length = chunks.reduce((total, chunk) => total + chunk.byteLength, 0);
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;

@@ -185,11 +185,14 @@ export class Attempt {
     this.subscriber.complete();
   }
 
-  /** The answer in a whole JSON body; undefined once the attempt has failed (or was torn down). */
-  private async wholeAnswerOf(response: Response): Promise<Completion | undefined> {
+  /** The answer in a whole JSON body (its text as `read` reads it); undefined once the attempt has failed (or was torn down). */
+  private async wholeAnswerOf(
+    response: Response,
+    read: () => Promise<string> = () => this.textOf(response),
+  ): Promise<Completion | undefined> {
     let text: string;
     try {
-      text = await this.textOf(response);
+      text = await read();
     } catch (error: unknown) {
       // The status came, so the key and the connection to OpenRouter worked: a body cut off after
       // it is the model's, as a cut stream is (not the transport's, whose failures fail the keys).
@@ -217,8 +220,8 @@ export class Attempt {
    * as a non-streamed answer is: the error is the one it names, not a truncated stream; an answer
    * is handed on as one chunk and the end.
    */
-  private async streamAnsweredWhole(response: Response): Promise<void> {
-    const completion = await this.wholeAnswerOf(response);
+  private async streamAnsweredWhole(response: Response, read?: () => Promise<string>): Promise<void> {
+    const completion = await this.wholeAnswerOf(response, read);
     if (completion === undefined) return;
     const { id, model, provider, content, reasoning, toolCalls, finishReason, usage } = completion;
     const named = provider === undefined ? {} : { provider };
@@ -227,7 +230,8 @@ export class Attempt {
       type: 'chunk',
       delta: content,
       ...(reasoning === undefined ? {} : { reasoning }),
-      ...(toolCalls === undefined ? {} : { toolCalls }),
+      // Numbered as a stream's deltas are, so that a consumer joining deltas by index finds each call.
+      ...(toolCalls === undefined ? {} : { toolCalls: toolCalls.map((call, index) => ({ index, ...call })) }),
       model,
       ...named,
       finishReason,
@@ -248,13 +252,24 @@ export class Attempt {
       discardBody(response);
       return;
     }
-    if (isJsonBody(response.headers)) {
-      await this.streamAnsweredWhole(response);
-      return;
+    let chunks: AsyncIterable<Uint8Array>;
+    if (typeof response.body.getReader !== 'function' || isEventStream(response.headers)) {
+      // A caller's `fetch` that hands back a Node stream is taken at its label.
+      if (isJsonBody(response.headers)) return this.streamAnsweredWhole(response);
+      chunks = this.chunksOf(response.body);
+    } else {
+      // Not labelled an event stream: a JSON body (an error sent before any event), or events a
+      // server labelled otherwise (some label them JSON, or not at all). The first byte tells.
+      const reader = (this.reader = response.body.getReader());
+      const { read, first } = await firstByteOf(reader);
+      if (first === LEFT_BRACE || first === LEFT_BRACKET) {
+        return this.streamAnsweredWhole(response, () => readText(reader, this.settings.bodyDecoder, read));
+      }
+      chunks = readAfter(read, reader);
     }
     const context = this.wireContext(response.headers);
     try {
-      for await (const data of sseData(this.chunksOf(response.body))) {
+      for await (const data of sseData(chunks)) {
         // After the outcome is decided the loop keeps draining (breaking out would abort the
         // socket at once): the teardown bounds how long.
         if (this.settled) continue;
@@ -422,13 +437,38 @@ function withRawArguments(
   });
 }
 
-/** The request as OpenRouter takes it: without the caller's correlation `id`. */
-/** A body declared JSON (`application/json`, `application/problem+json`), not an event stream. */
+const LEFT_BRACE = 0x7b;
+const LEFT_BRACKET = 0x5b;
+
+/** A body labelled JSON (`application/json`, `application/problem+json`; not `json-seq`). */
 function isJsonBody(headers: Headers | undefined): boolean {
   const type = headers?.get('content-type')?.toLowerCase() ?? '';
-  return /^application\/([\w.+-]*\+)?json\b/.test(type.trim());
+  return /^application\/([\w.+-]*\+)?json\s*(;|$)/.test(type.trim());
 }
 
+/** A body labelled an event stream. */
+function isEventStream(headers: Headers | undefined): boolean {
+  return (headers?.get('content-type')?.toLowerCase() ?? '').trim().startsWith('text/event-stream');
+}
+
+/** Reads `reader` up to the body's first byte that is not white space: the chunks read, and that byte (-1: the body ended first). */
+async function firstByteOf(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ read: Uint8Array[]; first: number }> {
+  const read: Uint8Array[] = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { read, first: -1 };
+    read.push(value);
+    for (const byte of value) if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09) return { read, first: byte };
+  }
+}
+
+/** The chunks `read` already, then the rest of `reader`'s. */
+async function* readAfter(read: readonly Uint8Array[], reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIterable<Uint8Array> {
+  yield* read;
+  yield* readerChunks(reader);
+}
+
+/** The request as OpenRouter takes it: without the caller's correlation `id`. */
 function bodyOf(request: ChatRequest, stream: boolean): Record<string, unknown> {
   // One copy, ours to complete, without `delete` (which would turn it into a slow dictionary object).
   const { id: _correlationId, ...body }: Record<string, unknown> = request;

@@ -168,24 +168,24 @@ export function inBandErrorBeforeContent(error: OpenRouterError): OpenRouterErro
 export function parseCompletionBody(body: unknown, context: WireContext): CompletionResult {
   const parsed = parseJsonBody(body);
   if (!isRecord(parsed)) return { kind: 'error', error: malformed('completion body is not a JSON object', context) };
-  if (parsed['error'] !== undefined && parsed['error'] !== null) {
-    const error = classifyInBand(parsed['error'], context);
-    const billed = parseUsage(parsed['usage']);
-    if (billed !== undefined) error.usage = billed;
+  // What a failed answer billed stays with its error (the attempt's billed usage counts it).
+  const billed = (error: OpenRouterError): CompletionResult => {
+    const usage = parseUsage(parsed['usage']);
+    if (usage !== undefined) error.usage = usage;
     return { kind: 'error', error };
-  }
+  };
+  if (parsed['error'] !== undefined && parsed['error'] !== null) return billed(classifyInBand(parsed['error'], context));
   const choices = parsed['choices'];
   const choice: unknown = Array.isArray(choices) ? choices[0] : undefined;
   if (!isRecord(choice)) return { kind: 'error', error: malformed('completion body has no `choices[0]`', context) };
 
   const finishReason = stringField(choice['finish_reason']);
-  if (finishReason === 'error') return { kind: 'error', error: classifyInBand(choice['error'] ?? null, context) };
+  if (finishReason === 'error') return billed(classifyInBand(choice['error'] ?? null, context));
   const model = stringField(parsed['model']) ?? context.model ?? '';
   const provider = stringField(parsed['provider']);
   if (stringField(choice['native_finish_reason']) === 'network_error') {
-    return {
-      kind: 'error',
-      error: new NetworkError({
+    return billed(
+      new NetworkError({
         message: 'completion failed between OpenRouter and the provider (native_finish_reason "network_error")',
         scope: 'model',
         retryable: true,
@@ -193,7 +193,7 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
         providerName: provider,
         keyLabel: context.keyLabel,
       }),
-    };
+    );
   }
   const message = recordField(choice['message']);
   if (message === undefined) return { kind: 'error', error: malformed('completion body has no `choices[0].message`', context) };

@@ -3,7 +3,8 @@
  * comes before the stream as a JSON body, with status 200 too (openrouter-wire.md §6), and a proxy
  * may answer a whole completion. The attempt reads it as a non-streamed answer: the error is the
  * one the body names (before, "stream ended before any finish_reason"), the answer comes as one
- * chunk and the end.
+ * chunk and the end. Which it is, the body's first byte tells where the label is not an event
+ * stream: servers label events JSON, or not at all, and an error JSON text/plain.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,13 +26,13 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
 });
 
-/** A server that answers every chat request with status 200 and `body` as `contentType`. */
-async function answering(body: unknown, contentType = 'application/json; charset=utf-8'): Promise<string> {
+/** A server that answers every chat request with status 200 and `body` (a string as it is) as `contentType` (none: no header). */
+async function answering(body: unknown, contentType: string | undefined = 'application/json; charset=utf-8'): Promise<string> {
   const server = createServer((request, response) => {
     request.resume();
     request.on('end', () => {
-      response.writeHead(200, { 'content-type': contentType });
-      response.end(JSON.stringify(body));
+      response.writeHead(200, contentType === undefined ? {} : { 'content-type': contentType });
+      response.end(typeof body === 'string' ? body : JSON.stringify(body));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -99,5 +100,47 @@ describe.each(TRANSPORTS)('%s', (_name, create) => {
     const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`;
     const streamed = await outcome(create({ baseURL })(KEY, chat(true)));
     expect('events' in streamed && streamed.events.map((event) => event.type)).toEqual(['chunk', 'end']);
+  });
+
+  it('events labelled JSON, or not labelled, are read as events; a JSON error labelled text/plain as the error it names', async () => {
+    const event = { id: 'gen-3', model: 'm/a', choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: 'stop' }] };
+    const sse = `: OPENROUTER PROCESSING\n\ndata: ${JSON.stringify(event)}\n\ndata: [DONE]\n\n`;
+    for (const contentType of ['application/json', undefined]) {
+      const streamed = await outcome(create({ baseURL: await answering(sse, contentType) })(KEY, chat(true)));
+      expect('events' in streamed && streamed.events.map((item) => item.type), String(contentType)).toEqual(['chunk', 'end']);
+    }
+    const failed = await outcome(
+      create({ baseURL: await answering(`  ${JSON.stringify(PROVIDER_ERROR)}`, 'text/plain') })(KEY, chat(true)),
+    );
+    expect('error' in failed && (failed.error as OpenRouterError).message).toContain('Provider returned error');
+  });
+
+  it('a JSON answer whose choice failed keeps the usage it billed, streamed or not', async () => {
+    const body = {
+      id: 'gen-4',
+      model: 'm/a',
+      choices: [
+        { index: 0, message: { role: 'assistant', content: '' }, finish_reason: 'error', error: { code: 502, message: 'upstream died' } },
+      ],
+      usage: { prompt_tokens: 100, completion_tokens: 0, total_tokens: 100 },
+    };
+    for (const stream of [true, false]) {
+      const failed = await outcome(create({ baseURL: await answering(body) })(KEY, chat(stream)));
+      expect('error' in failed && (failed.error as OpenRouterError).usage, `stream: ${stream}`).toMatchObject({ promptTokens: 100 });
+    }
+  });
+
+  it("a whole answer's tool calls come numbered, as a stream's deltas are, their arguments as they were", async () => {
+    const calls = [{ id: 'c1', type: 'function', function: { name: 'f', arguments: { q: 1 } } }];
+    const body = {
+      ...WHOLE_ANSWER,
+      choices: [{ index: 0, message: { role: 'assistant', content: '', tool_calls: calls }, finish_reason: 'tool_calls' }],
+    };
+    const streamed = await outcome(create({ baseURL: await answering(body) })(KEY, chat(true)));
+    const chunk = 'events' in streamed ? streamed.events[0] : undefined;
+    expect(chunk).toMatchObject({
+      type: 'chunk',
+      toolCalls: [{ index: 0, id: 'c1', type: 'function', function: { name: 'f', arguments: { q: 1 } } }],
+    });
   });
 });
