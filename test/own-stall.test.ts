@@ -58,7 +58,7 @@ describe("the client's own stalls", () => {
       const stalls = [
         setTimeout(() => {
           blockFor(firstMs);
-          if (secondMs !== undefined) stalls.push(setTimeout(() => blockFor(secondMs), 600));
+          if (secondMs !== undefined) stalls.push(setTimeout(() => blockFor(secondMs), 200));
         }, firstAtMs),
       ];
       cleanups.push(() => stalls.forEach(clearTimeout));

@@ -31,6 +31,8 @@ class Entry implements Deadline {
 const STALL_THRESHOLD_MS = 100;
 /** The shortest sleep between two wake-ups that measure stalls (see `DeadlineQueue`). */
 const MIN_STALL_PROBE_MS = 250;
+/** The sleep after a late wake-up, to see whether the process is still late (see `DeadlineQueue`). */
+const LAG_CHECK_MS = 1;
 /** While deadlines are pending, the queue sleeps at most this share of the time left to the earliest. */
 const STALL_PROBE_SHARE = 1 / 8;
 
@@ -55,8 +57,8 @@ const STALL_PROBE_SHARE = 1 / 8;
  * - A lag that persists from one wake-up to the next (a loaded loop, a hidden browser tab that runs
  *   timers once a second or once a minute) is counted once, where it begins: a process that is late
  *   by the same lag at every wake-up reads its sockets that lag late, not that lag once per wake-up.
- *   The price: two stalls with no timely wake-up between them count as one, the second only by
- *   what it exceeds the first.
+ *   A late wake-up is followed by one 1 ms later: on time, the lag is over, and the next stall
+ *   counts whole; late again, it persists.
  * - `now()` never goes back, should the clock (a wall clock stepped back) do so.
  * On a `TestScheduler` timers are never late, and deadlines fire at their frames.
  */
@@ -137,7 +139,9 @@ export class DeadlineQueue {
     }
     const clock = this.scheduler.now();
     const leftMs = Math.max(0, first.dueAt + this.stalledMs - clock);
-    const wakeAt = clock + Math.min(leftMs, Math.max(MIN_STALL_PROBE_MS, leftMs * STALL_PROBE_SHARE));
+    // After a late wake-up, one right behind it tells a lag that persists (late again) from a stall that is over.
+    const sleepMs = this.previousLagMs > 0 ? LAG_CHECK_MS : Math.max(MIN_STALL_PROBE_MS, leftMs * STALL_PROBE_SHARE);
+    const wakeAt = clock + Math.min(leftMs, sleepMs);
     if (wakeAt === this.timerAt && this.timer !== undefined) return;
     this.timer?.unsubscribe();
     this.timerAt = wakeAt;
