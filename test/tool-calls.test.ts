@@ -139,6 +139,22 @@ describe('assembleToolCalls', () => {
   });
 });
 
+describe('assembleToolCalls on what a custom transport may emit', () => {
+  it('keeps values that are not JSON (a class instance, a function) as they are, and a cycle, without throwing', () => {
+    class Signature {
+      constructor(readonly value: string) {}
+    }
+    const signature = new Signature('sig');
+    const callback = (): string => 'x';
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic['self'] = cyclic;
+    const [call] = assembleToolCalls([{ index: 0, id: 'c', signature, callback, cyclic, function: { name: 'f', arguments: '{}' } }]);
+    expect(call!['signature']).toBe(signature);
+    expect(call!['callback']).toBe(callback);
+    expect((call!['cyclic'] as Record<string, unknown>)['name']).toBe('loop');
+  });
+});
+
 describe('key text split across tool-call argument deltas', () => {
   const SECRET = TEST_KEYS.echoedPrefix;
   const chunk = (calls: unknown[]) =>

@@ -55,9 +55,20 @@ function copyFields(target: Record<string, unknown>, fields: Record<string, unkn
   }
 }
 
-/** A deep copy of a JSON value (what tool-call deltas hold), so that the caller's and ours share nothing. */
-function copyOf(value: unknown): unknown {
-  return typeof value === 'object' && value !== null ? structuredClone(value) : value;
+/**
+ * A deep copy of a JSON value (what tool-call deltas hold), so that the caller's and ours share
+ * nothing: plain objects and arrays are copied (never a `__proto__` key), anything else a custom
+ * transport may put there (a class instance, a function) is kept as it is, never thrown on as
+ * `structuredClone` would; past `depth` levels (a cycle) values are kept too.
+ */
+export function copyOf(value: unknown, depth = 32): unknown {
+  if (typeof value !== 'object' || value === null || depth === 0) return value;
+  if (Array.isArray(value)) return value.map((item: unknown) => copyOf(item, depth - 1));
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return value;
+  const copy: Record<string, unknown> = {};
+  for (const [name, field] of Object.entries(value)) if (name !== '__proto__') copy[name] = copyOf(field, depth - 1);
+  return copy;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -11,7 +11,7 @@ import {
 } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
-import { assembleToolCalls } from '../core/tool-calls.js';
+import { assembleToolCalls, copyOf } from '../core/tool-calls.js';
 import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
@@ -312,7 +312,8 @@ class RequestReport {
         answer.content += event.delta;
         if (event.reasoning !== undefined) answer.reasoning += event.reasoning;
         // Copies: the chunk's own go to the subscriber, who may change them before the end.
-        if (event.toolCalls !== undefined) for (const call of event.toolCalls) answer.toolCalls.push(structuredClone(call));
+        if (event.toolCalls !== undefined)
+          for (const call of event.toolCalls) answer.toolCalls.push(copyOf(call) as Record<string, unknown>);
         subscriber.next({
           type: 'chunk',
           requestId,
