@@ -10,6 +10,7 @@ import type { TestScheduler } from 'rxjs/testing';
 import { DeadlineQueue } from '../src/core/deadlines.js';
 import { MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
 import { newTestScheduler } from './support.js';
+import { seededRandom } from '../test/helpers/seeded-random.js';
 
 /** Pending actions of the TestScheduler (its own queue): what a leaked timer would leave. */
 function pending(scheduler: TestScheduler): number {
@@ -270,6 +271,19 @@ describe('DeadlineQueue', () => {
       flush();
       // Counted as one lag that persisted, the second added nothing: 12,000.
       expect(fired).toEqual([14_000]);
+    });
+  });
+
+  it('counts a jittery lag (every timer 100-600 ms late, at random) as its largest, not its jitter added up', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      const random = seededRandom(42);
+      const queue = new DeadlineQueue(timersDelayed(scheduler, (delay) => delay + 100 + Math.floor(random() * 500)));
+      const fired: number[] = [];
+      queue.add(10_000, () => fired.push(scheduler.now()));
+      flush();
+      // Each wake-up crediting what it was later than the one before: 12.56 s.
+      expect(fired[0]).toBeLessThanOrEqual(11_200);
     });
   });
 });

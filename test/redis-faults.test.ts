@@ -17,6 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createKeyPool, type KeyPool } from '../src/index.js';
 import type { AdmissionPlan, ReserveResult, StateChange, StateStore, StoreStatus } from '../src/store/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
+import type { RedisClientLike } from '../src/redis/client.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
@@ -417,6 +418,22 @@ describe('the Redis store on a Redis Cluster', () => {
     for (const node of nodes) node.kill('SIGKILL');
   });
 
+  it('D6b: a store on a lazily connecting Cluster replays the stored states (it knows no node before a command connects it)', async () => {
+    const p = prefix('cluster-lazy');
+    const writer = new Cluster([{ host: '127.0.0.1', port: ports[0]! }]);
+    writer.on('error', () => undefined);
+    clusters.push(writer);
+    await writer.set(`{${p}}:state:key:kl`, JSON.stringify(disabled('kl', 'other')));
+    const lazy = new Cluster([{ host: '127.0.0.1', port: ports[0]! }], { lazyConnect: true });
+    lazy.on('error', () => undefined);
+    clusters.push(lazy);
+    const later = createRedisStore({ client: lazy, prefix: p });
+    stores.push(later);
+    const heard: StateChange[] = [];
+    subscriptions.push(later.changes$.subscribe((change) => heard.push(change)));
+    expect(await waitUntil(() => heard.some((change) => change.target === 'kl' && change.replayed === true), 3_000)).toBe(true);
+  }, 20_000);
+
   it('D6: a store on a Cluster replays the states the fleet stored (a pool started later finds a key disabled)', async () => {
     const p = prefix('cluster');
     const cluster = () => {
@@ -444,4 +461,52 @@ describe('the Redis store on a Redis Cluster', () => {
     }
     expect(replayedBy, `stores started later that replayed the disabling, of ${tries}`).toBe(tries);
   }, 40_000);
+});
+
+describe('the Redis store after a long outage', () => {
+  it('keeps the releases Redis missed small (id and slot sets, none older than a lease) and makes them up in batches', async () => {
+    const state = { up: false, pipelines: [] as number[] };
+    const down = (): Promise<never> => Promise.reject(new Error('Connection is closed.'));
+    const client: RedisClientLike = {
+      eval: () => (state.up ? Promise.resolve([1, Date.now()]) : down()),
+      zrem: () => (state.up ? Promise.resolve(1) : down()),
+      get: () => Promise.resolve(null),
+      pttl: () => Promise.resolve(-2),
+      scan: () => (state.up ? Promise.resolve(['0', []] as [string, string[]]) : down()),
+      ping: () => (state.up ? Promise.resolve('PONG') : down()),
+      pipeline() {
+        let commands = 0;
+        const pipeline = {
+          zrem: () => (commands++, pipeline),
+          del: () => (commands++, pipeline),
+          set: () => (commands++, pipeline),
+          publish: () => (commands++, pipeline),
+          exec: (): Promise<unknown> => {
+            if (!state.up) return down();
+            state.pipelines.push(commands);
+            // 25 µs a command: one pipeline of every release would outlast the command timeout.
+            return new Promise((resolve) => setTimeout(() => resolve([]), commands * 0.025));
+          },
+        };
+        return pipeline;
+      },
+      duplicate: () => ({ on: () => undefined, subscribe: () => new Promise(() => undefined), disconnect: () => undefined }),
+    };
+    const s = createRedisStore({ client, prefix: prefix('outage'), recoveryIntervalMs: 100, leaseMs: 1_000, commandTimeoutMs: 300 });
+    stores.push(s);
+    const status = statusOf(s);
+    const plan: AdmissionPlan = [{ id: 'key:a', kind: 'key', limits: { maxConcurrent: 10 } }];
+    for (let index = 0; index < 20_000; index++) {
+      const result = await reserveOnce(s, plan);
+      if (!result.ok) throw new Error('refused');
+      s.release(result.reservation);
+    }
+    const unreleased = (s as unknown as { leases: { unreleased: object[] } }).leases.unreleased;
+    await waitUntil(() => unreleased.length === 20_000, 1_000);
+    expect(Object.keys(unreleased[0]!).sort()).toEqual(['at', 'id', 'slots']);
+    state.up = true;
+    expect(await waitUntil(() => status.current?.mode === 'shared', 5_000), 'recovered').toBe(true);
+    expect(unreleased).toHaveLength(0);
+    expect(Math.max(...state.pipelines)).toBeLessThanOrEqual(500);
+  }, 30_000);
 });

@@ -112,6 +112,15 @@ describe('assembleToolCalls', () => {
     ).toEqual([{ id: 'call_a', type: 'function', function: { name: 'search', arguments: '{"q":"rx"}' } }]);
   });
 
+  it('keeps index-less deltas that repeat their call id as one call', () => {
+    expect(
+      assembleToolCalls([
+        { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":' } },
+        { id: 'call_1', function: { arguments: '"Paris"}' } },
+      ]),
+    ).toEqual([{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }]);
+  });
+
   it('keeps arguments that are not text, and shares no object with the deltas', () => {
     const delta = {
       index: 0,

@@ -71,7 +71,7 @@ export class DeadlineQueue {
   private timerAt = Infinity;
   /** The stalls measured so far: the scheduler's clock minus `now()`. */
   private stalledMs = 0;
-  /** How late the previous wake-up was, when over the threshold: a lag that persists is not a new stall. */
+  /** The largest lateness of the late wake-ups in a row so far (0 after a timely one): a lag that persists is not a new stall. */
   private previousLagMs = 0;
   /** What the pending wake-up's lateness has added to `stalledMs` so far. */
   private creditedMs = 0;
@@ -163,7 +163,8 @@ export class DeadlineQueue {
     const clock = this.scheduler.now();
     this.noteLateness(clock);
     const latenessMs = clock - this.timerAt;
-    this.previousLagMs = latenessMs >= STALL_THRESHOLD_MS ? latenessMs : 0;
+    // The lag of an episode of late wake-ups is its largest: a jittery loaded loop adds no stall per wake-up.
+    this.previousLagMs = latenessMs >= STALL_THRESHOLD_MS ? Math.max(this.previousLagMs, latenessMs) : 0;
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = this.now();

@@ -5,8 +5,8 @@
  *   its `id`, `type` and function name, the rest pieces of its arguments, which are joined;
  * - a delta at an open call's index with another `id` starts a new call (some adapters number
  *   every call 0);
- * - a delta without an index continues the last call, unless it brings an `id` of its own (a new
- *   call: a whole one, as a JSON answer to a stream request gives);
+ * - a delta without an index continues the last call, unless it brings another `id` (a new call:
+ *   a whole one, as a JSON answer to a stream request gives);
  * - a later `id`, `type` or name replaces the earlier (some providers repeat them on every delta),
  *   arguments that are not text (an object) replace what came before, and other fields are kept.
  * The result shares nothing with the deltas, which are not changed (they also went out in chunks);
@@ -19,7 +19,7 @@ export function assembleToolCalls(deltas: readonly Record<string, unknown>[]): R
     const { index: rawIndex, function: fn, ...fields } = delta;
     const index = indexOf(rawIndex);
     const id = typeof fields['id'] === 'string' && fields['id'] !== '' ? fields['id'] : undefined;
-    let call = index === undefined ? (id === undefined ? calls.at(-1) : undefined) : byIndex.get(index);
+    let call = index === undefined ? calls.at(-1) : byIndex.get(index);
     if (call !== undefined && id !== undefined && typeof call['id'] === 'string' && call['id'] !== id) call = undefined;
     if (call === undefined) {
       call = {};

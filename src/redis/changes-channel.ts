@@ -45,8 +45,18 @@ export async function replayStoredStates(
   changes: { next(change: StateChange): void },
   stopped: () => boolean,
 ): Promise<void> {
-  // A Cluster is listed node by node: its SCAN goes to a node picked at random, with a cursor of another's.
-  const listers = typeof client.nodes === 'function' ? client.nodes('master') : [client];
+  // A Cluster is listed node by node: its SCAN goes to a node picked at random, with a cursor of
+  // another's. It knows its nodes once connected (a command connects a lazy one).
+  let listers: Pick<RedisClientLike, 'scan'>[] = [client];
+  if (typeof client.nodes === 'function') {
+    try {
+      if (client.nodes('master').length === 0) await client.ping();
+    } catch {
+      return;
+    }
+    const masters = client.nodes('master');
+    if (masters.length > 0) listers = masters;
+  }
   for (const lister of listers) {
     if (stopped()) return;
     await replayListedBy(lister, client, prefix, changes, stopped);

@@ -290,7 +290,7 @@ export class RedisStateStore implements StateStore {
     this.countSlots(held.plan, -1);
     for (const hold of held.holds) hold.limiter.release();
     // Sent in local mode too: a lease taken before Redis failed must go once it answers again.
-    if (held.slots.length > 0) this.fireAndForget(() => this.leases.release(held));
+    if (held.slots.length > 0) this.fireAndForget(() => this.leases.release(held, this.clock.now));
   }
 
   /** The server did not count the attempt: its entries leave this process's windows and Redis's. */
@@ -414,7 +414,7 @@ export class RedisStateStore implements StateStore {
 
   /** Puts this process's slots and sends still in a window back into Redis (a recovery, a reconnection). */
   private putBack(): Observable<void> {
-    return this.leases.putBack(() => [...this.held]).pipe(switchMap(() => this.backfillWindows()));
+    return this.leases.putBack(() => [...this.held], this.clock.now).pipe(switchMap(() => this.backfillWindows()));
   }
 
   /**

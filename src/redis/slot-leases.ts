@@ -14,8 +14,16 @@ export interface HeldSlots {
  * pipeline whose ZREM failed on a dropped connection) is kept and freed then, or another process
  * would be refused the slot until the lease ran out.
  */
+/** ZREMs sent in one pipeline when releases are made up for: a pipeline runs under the store's command timeout. */
+const RELEASE_BATCH = 500;
+
+/** A release Redis did not take, and when it was made. */
+interface Unreleased extends HeldSlots {
+  readonly at: number;
+}
+
 export class SlotLeases {
-  private readonly unreleased: HeldSlots[] = [];
+  private readonly unreleased: Unreleased[] = [];
 
   constructor(
     private readonly client: RedisClientLike,
@@ -24,12 +32,13 @@ export class SlotLeases {
     private readonly command: <T>(run: () => Promise<T>) => Observable<T>,
   ) {}
 
-  /** Frees `held`'s leases; a failure keeps them for `putBack` and rejects. */
-  release(held: HeldSlots): Promise<void> {
+  /** Frees `held`'s leases at `now` (the pool's time); a failure keeps them for `putBack` and rejects. */
+  release(held: HeldSlots, now: number): Promise<void> {
     const pipeline = this.client.pipeline();
     for (const slots of held.slots) pipeline.zrem(slots, held.id);
     return execPipeline(pipeline).catch((error: unknown) => {
-      this.unreleased.push(held);
+      // Its id and slot sets only, not the reservation: an outage may see many.
+      this.unreleased.push({ id: held.id, slots: held.slots, at: now });
       throw error;
     });
   }
@@ -47,21 +56,25 @@ export class SlotLeases {
     return this.client.eval(RENEW, keys.length, ...keys, this.leaseMs, ...ids);
   }
 
-  /** Frees the leases whose release failed, then leases every slot `held` holds (see `leaseHeld`). */
-  putBack(held: () => readonly HeldSlots[]): Observable<void> {
-    return this.releaseUnreleased().pipe(switchMap(() => this.leaseHeld(held, new Set())));
+  /** Frees the leases whose release failed, then leases every slot `held` holds (see `leaseHeld`); `now` is the pool's time. */
+  putBack(held: () => readonly HeldSlots[], now: number): Observable<void> {
+    // A lease older than a lease's length has lapsed in Redis: there is nothing left to free.
+    const releases = this.unreleased.filter((release) => now - release.at < this.leaseMs);
+    this.unreleased.length = 0;
+    return this.releaseInBatches(releases, 0).pipe(switchMap(() => this.leaseHeld(held, new Set())));
   }
 
-  private releaseUnreleased(): Observable<unknown> {
-    const releases = this.unreleased.splice(0);
-    if (releases.length === 0) return of(undefined);
+  /** Frees `releases` from `offset` on, a batch a pipeline; what is not freed waits for the next round. */
+  private releaseInBatches(releases: readonly Unreleased[], offset: number): Observable<unknown> {
+    if (offset >= releases.length) return of(undefined);
     const pipeline = this.client.pipeline();
-    for (const { slots, id } of releases) for (const key of slots) pipeline.zrem(key, id);
+    for (const { slots, id } of releases.slice(offset, offset + RELEASE_BATCH)) for (const key of slots) pipeline.zrem(key, id);
     return this.command(() => execPipeline(pipeline)).pipe(
       catchError((error: unknown) => {
-        this.unreleased.push(...releases);
+        for (let index = offset; index < releases.length; index++) this.unreleased.push(releases[index]!);
         throw error;
       }),
+      switchMap(() => this.releaseInBatches(releases, offset + RELEASE_BATCH)),
     );
   }
 

@@ -86,11 +86,12 @@ export function cancelOnAbort(reader: ReadableStreamDefaultReader<Uint8Array>, s
 export async function readText(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   decoder: TextDecoder,
-  /** Chunks of the body read already, before the reader's next. */
-  read: readonly Uint8Array[] = [],
+  /** Chunks of the body read already, before the reader's next (the array is the caller's to give up). */
+  read?: Uint8Array[],
 ): Promise<string> {
-  const chunks = [...read];
-  let length = chunks.reduce((total, chunk) => total + chunk.byteLength, 0);
+  const chunks: Uint8Array[] = read ?? [];
+  let length = 0;
+  for (const chunk of chunks) length += chunk.byteLength;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;

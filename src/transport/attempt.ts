@@ -261,7 +261,15 @@ export class Attempt {
       // Not labelled an event stream: a JSON body (an error sent before any event), or events a
       // server labelled otherwise (some label them JSON, or not at all). The first byte tells.
       const reader = (this.reader = response.body.getReader());
-      const { read, first } = await firstByteOf(reader);
+      let sniffed: { read: Uint8Array[]; first: number };
+      try {
+        sniffed = await firstByteOf(reader);
+      } catch (error: unknown) {
+        // Cut before its first byte, as a stream cut later: the model's (the status came).
+        if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'stream'));
+        return;
+      }
+      const { read, first } = sniffed;
       if (first === LEFT_BRACE || first === LEFT_BRACKET) {
         return this.streamAnsweredWhole(response, () => readText(reader, this.settings.bodyDecoder, read));
       }
@@ -451,14 +459,17 @@ function isEventStream(headers: Headers | undefined): boolean {
   return (headers?.get('content-type')?.toLowerCase() ?? '').trim().startsWith('text/event-stream');
 }
 
-/** Reads `reader` up to the body's first byte that is not white space: the chunks read, and that byte (-1: the body ended first). */
+/** The bytes before a body's first character that tell nothing of it: white space, and a UTF-8 byte order mark's. */
+const SKIPPED_BYTES = new Set([0x20, 0x0a, 0x0d, 0x09, 0xef, 0xbb, 0xbf]);
+
+/** Reads `reader` up to the body's first byte that is not white space (nor a BOM): the chunks read, and that byte (-1: the body ended first). */
 async function firstByteOf(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ read: Uint8Array[]; first: number }> {
   const read: Uint8Array[] = [];
   for (;;) {
     const { done, value } = await reader.read();
     if (done) return { read, first: -1 };
     read.push(value);
-    for (const byte of value) if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09) return { read, first: byte };
+    for (const byte of value) if (!SKIPPED_BYTES.has(byte)) return { read, first: byte };
   }
 }
 

@@ -143,4 +143,60 @@ describe.each(TRANSPORTS)('%s', (_name, create) => {
       toolCalls: [{ index: 0, id: 'c1', type: 'function', function: { name: 'f', arguments: { q: 1 } } }],
     });
   });
+
+  it('a JSON error after a byte order mark is read as the error it names, streamed or not', async () => {
+    const baseURL = await answering('\uFEFF' + JSON.stringify(PROVIDER_ERROR));
+    for (const stream of [true, false]) {
+      const failed = await outcome(create({ baseURL })(KEY, chat(stream)));
+      expect('error' in failed && (failed.error as OpenRouterError).message, `stream: ${stream}`).toContain('Provider returned error');
+    }
+  });
+
+  for (const contentType of ['text/event-stream', 'application/json', undefined])
+    it(`a body cut before its first byte (${String(contentType)}) fails as a cut stream: the model's, not the key's`, async () => {
+      const server = createServer((request, response) => {
+        request.resume();
+        request.on('end', () => {
+          response.writeHead(200, contentType === undefined ? {} : { 'content-type': contentType });
+          response.flushHeaders();
+          setTimeout(() => response.socket?.destroy(), 50);
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => server.close());
+      const failed = await outcome(
+        create({ baseURL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1` })(KEY, chat(true)),
+      );
+      const error = 'error' in failed ? (failed.error as OpenRouterError) : undefined;
+      expect({ name: error?.name, scope: error?.scope }).toEqual({ name: 'StreamError', scope: 'model' });
+    });
+
+  it('a stream that sends nothing after its headers (unlabelled) closes its socket on unsubscribe', async () => {
+    let closed!: () => void;
+    const socketClosed = new Promise<void>((resolve) => (closed = resolve));
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        response.on('close', closed);
+        response.writeHead(200, {});
+        response.flushHeaders();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const subscription = create({ baseURL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1` })(
+      KEY,
+      chat(true),
+    ).subscribe({
+      error: () => undefined,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    subscription.unsubscribe();
+    await expect(
+      Promise.race([socketClosed.then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('open'), 1_000))]),
+    ).resolves.toBe('closed');
+  });
 });
