@@ -178,34 +178,38 @@ export class Attempt {
       discardBody(response);
       return;
     }
-    const completion = await this.wholeAnswerOf(response);
+    // Read here, not in a helper both answers share: another async step per request costs a promise.
+    let text: string;
+    try {
+      text = await this.textOf(response);
+    } catch (error: unknown) {
+      this.bodyCut(error);
+      return;
+    }
+    const completion = this.answerIn(text, response.headers);
     if (completion === undefined) return;
     this.settled = true;
     this.subscriber.next({ type: 'completion', completion });
     this.subscriber.complete();
   }
 
-  /** The answer in a whole JSON body (its text as `read` reads it); undefined once the attempt has failed (or was torn down). */
-  private async wholeAnswerOf(
-    response: Response,
-    read: () => Promise<string> = () => this.textOf(response),
-  ): Promise<Completion | undefined> {
-    let text: string;
-    try {
-      text = await read();
-    } catch (error: unknown) {
-      // The status came, so the key and the connection to OpenRouter worked: a body cut off after
-      // it is the model's, as a cut stream is (not the transport's, whose failures fail the keys).
-      if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'body'));
-      return undefined;
-    }
+  /**
+   * The status came, so the key and the connection to OpenRouter worked: a body cut off after it
+   * is the model's, as a cut stream is (not the transport's, whose failures fail the keys).
+   */
+  private bodyCut(error: unknown): void {
+    if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'body'));
+  }
+
+  /** The answer in a whole JSON body read to its end; undefined once the attempt has failed (or was torn down). */
+  private answerIn(text: string, headers: Headers | undefined): Completion | undefined {
     this.exchangeDone = true;
     if (this.settled) return undefined;
     // Parsed before scrubbing: a key is redacted in the decoded strings, escapes resolved.
     const parsed = parseJsonBody(text);
     const result = parseCompletionBody(
       this.keyText.mentionedIn(text) ? redactValue(parsed, this.identity.key) : parsed,
-      this.wireContext(response.headers),
+      this.wireContext(headers),
     );
     if (result.kind === 'error') {
       this.fail(result.error);
@@ -220,8 +224,15 @@ export class Attempt {
    * as a non-streamed answer is: the error is the one it names, not a truncated stream; an answer
    * is handed on as one chunk and the end.
    */
-  private async streamAnsweredWhole(response: Response, read?: () => Promise<string>): Promise<void> {
-    const completion = await this.wholeAnswerOf(response, read);
+  private async streamAnsweredWhole(response: Response, read: Promise<string>): Promise<void> {
+    let text: string;
+    try {
+      text = await read;
+    } catch (error: unknown) {
+      this.bodyCut(error);
+      return;
+    }
+    const completion = this.answerIn(text, response.headers);
     if (completion === undefined) return;
     const { id, model, provider, content, reasoning, toolCalls, finishReason, usage } = completion;
     const named = provider === undefined ? {} : { provider };
@@ -255,7 +266,7 @@ export class Attempt {
     let chunks: AsyncIterable<Uint8Array>;
     if (typeof response.body.getReader !== 'function' || isEventStream(response.headers)) {
       // A caller's `fetch` that hands back a Node stream is taken at its label.
-      if (isJsonBody(response.headers)) return this.streamAnsweredWhole(response);
+      if (isJsonBody(response.headers)) return this.streamAnsweredWhole(response, this.textOf(response));
       chunks = this.chunksOf(response.body);
     } else {
       // Not labelled an event stream: a JSON body (an error sent before any event), or events a
@@ -271,7 +282,7 @@ export class Attempt {
       }
       const { read, first } = sniffed;
       if (first === LEFT_BRACE || first === LEFT_BRACKET) {
-        return this.streamAnsweredWhole(response, () => readText(reader, this.settings.bodyDecoder, read));
+        return this.streamAnsweredWhole(response, readText(reader, this.settings.bodyDecoder, read));
       }
       chunks = readAfter(read, reader);
     }

@@ -165,22 +165,23 @@ export function inBandErrorBeforeContent(error: OpenRouterError): OpenRouterErro
 }
 
 /** Reads a non-streaming 200 body (a JSON string or an object). Never throws. */
+/** A failed answer's error, with what the answer billed (the attempt's billed usage counts it). */
+function billed(error: OpenRouterError, body: JsonRecord): CompletionResult {
+  const usage = parseUsage(body['usage']);
+  if (usage !== undefined) error.usage = usage;
+  return { kind: 'error', error };
+}
+
 export function parseCompletionBody(body: unknown, context: WireContext): CompletionResult {
   const parsed = parseJsonBody(body);
   if (!isRecord(parsed)) return { kind: 'error', error: malformed('completion body is not a JSON object', context) };
-  // What a failed answer billed stays with its error (the attempt's billed usage counts it).
-  const billed = (error: OpenRouterError): CompletionResult => {
-    const usage = parseUsage(parsed['usage']);
-    if (usage !== undefined) error.usage = usage;
-    return { kind: 'error', error };
-  };
-  if (parsed['error'] !== undefined && parsed['error'] !== null) return billed(classifyInBand(parsed['error'], context));
+  if (parsed['error'] !== undefined && parsed['error'] !== null) return billed(classifyInBand(parsed['error'], context), parsed);
   const choices = parsed['choices'];
   const choice: unknown = Array.isArray(choices) ? choices[0] : undefined;
   if (!isRecord(choice)) return { kind: 'error', error: malformed('completion body has no `choices[0]`', context) };
 
   const finishReason = stringField(choice['finish_reason']);
-  if (finishReason === 'error') return billed(classifyInBand(choice['error'] ?? null, context));
+  if (finishReason === 'error') return billed(classifyInBand(choice['error'] ?? null, context), parsed);
   const model = stringField(parsed['model']) ?? context.model ?? '';
   const provider = stringField(parsed['provider']);
   if (stringField(choice['native_finish_reason']) === 'network_error') {
@@ -193,6 +194,7 @@ export function parseCompletionBody(body: unknown, context: WireContext): Comple
         providerName: provider,
         keyLabel: context.keyLabel,
       }),
+      parsed,
     );
   }
   const message = recordField(choice['message']);
