@@ -286,4 +286,22 @@ describe('DeadlineQueue', () => {
       expect(fired[0]).toBeLessThanOrEqual(11_200);
     });
   });
+
+  it('counts a stall in a loop that stays loaded whole, even after an earlier one as long', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ flush }) => {
+      let stalledMs = 0;
+      const loaded = timersDelayed(scheduler, (delay) => delay + 150);
+      // Every timer 150 ms late, and the clock jumps 2 s at 300 and again at 3,000.
+      const clock: SchedulerLike = { now: () => scheduler.now() + stalledMs, schedule: loaded.schedule.bind(loaded) };
+      const queue = new DeadlineQueue(clock);
+      const fired: number[] = [];
+      queue.add(10_000, () => fired.push(clock.now()));
+      scheduler.schedule(() => (stalledMs += 2_000), 300);
+      scheduler.schedule(() => (stalledMs += 2_000), 3_000);
+      flush();
+      // 10 s awake, the lag once, and both stalls; with the first stall as the lag for good: 12.2 s.
+      expect(fired[0]).toBeGreaterThanOrEqual(13_900);
+    });
+  });
 });

@@ -12,12 +12,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { firstValueFrom, isObservable, type Subscription } from 'rxjs';
+import { firstValueFrom, from, isObservable, timeout, type Subscription } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createKeyPool, type KeyPool } from '../src/index.js';
 import type { AdmissionPlan, ReserveResult, StateChange, StateStore, StoreStatus } from '../src/store/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
 import type { RedisClientLike } from '../src/redis/client.js';
+import { SlotLeases } from '../src/redis/slot-leases.js';
 import { startFakeOpenRouter, type FakeOpenRouter } from '../src/testing/index.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
 import { TEST_KEYS } from './helpers/test-keys.js';
@@ -501,12 +502,54 @@ describe('the Redis store after a long outage', () => {
       if (!result.ok) throw new Error('refused');
       s.release(result.reservation);
     }
-    const unreleased = (s as unknown as { leases: { unreleased: object[] } }).leases.unreleased;
-    await waitUntil(() => unreleased.length === 20_000, 1_000);
-    expect(Object.keys(unreleased[0]!).sort()).toEqual(['at', 'id', 'slots']);
+    const unreleased = (s as unknown as { leases: { unreleased: Set<object> } }).leases.unreleased;
+    await waitUntil(() => unreleased.size === 20_000, 1_000);
+    expect(Object.keys([...unreleased][0]!).sort()).toEqual(['at', 'id', 'slots']);
     state.up = true;
     expect(await waitUntil(() => status.current?.mode === 'shared', 5_000), 'recovered').toBe(true);
-    expect(unreleased).toHaveLength(0);
+    expect(unreleased.size).toBe(0);
     expect(Math.max(...state.pipelines)).toBeLessThanOrEqual(500);
   }, 30_000);
+
+  it('keeps the releases a make-up round had not sent when a newer round cuts it short (a second reconnect)', async () => {
+    let failing = true;
+    const removed = new Set<string>();
+    const answers: Array<() => void> = [];
+    const client = {
+      pipeline() {
+        const ids: string[] = [];
+        const pipeline = {
+          zrem: (_key: string, id: string) => (ids.push(id), pipeline),
+          exec: (): Promise<unknown> =>
+            failing
+              ? Promise.reject(new Error('down'))
+              : new Promise((resolve) =>
+                  answers.push(() => {
+                    for (const id of ids) removed.add(id);
+                    resolve([]);
+                  }),
+                ),
+        };
+        return pipeline;
+      },
+      eval: () => Promise.resolve(0),
+    };
+    const leases = new SlotLeases(client as unknown as RedisClientLike, 60_000, (run) =>
+      from(Promise.resolve().then(run)).pipe(timeout({ first: 5_000 })),
+    );
+    for (let index = 0; index < 1_200; index++) await leases.release({ id: `r${index}`, slots: ['s'] }, 1_000).catch(() => undefined);
+    failing = false;
+    const first = leases.putBack(() => [], 2_000).subscribe({ error: () => undefined });
+    await sleep(10);
+    answers.shift()!(); // the first batch of 500 is freed
+    await sleep(10);
+    first.unsubscribe(); // the second batch in flight, the third never sent
+    const second = new Promise<void>((resolve, reject) => leases.putBack(() => [], 2_000).subscribe({ complete: resolve, error: reject }));
+    for (let round = 0; round < 10; round++) {
+      await sleep(10);
+      for (const answer of answers.splice(0)) answer();
+    }
+    await second;
+    expect(removed.size).toBe(1_200);
+  });
 });

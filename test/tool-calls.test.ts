@@ -121,6 +121,15 @@ describe('assembleToolCalls', () => {
     ).toEqual([{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }]);
   });
 
+  it('starts a new call for an index-less delta with an id after one that had none', () => {
+    expect(
+      assembleToolCalls([
+        { function: { name: 'a', arguments: '{"x":1}' } },
+        { id: 'call_b', function: { name: 'b', arguments: '{"y":2}' } },
+      ]),
+    ).toEqual([{ function: { name: 'a', arguments: '{"x":1}' } }, { id: 'call_b', function: { name: 'b', arguments: '{"y":2}' } }]);
+  });
+
   it('keeps arguments that are not text, and shares no object with the deltas', () => {
     const delta = {
       index: 0,

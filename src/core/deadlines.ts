@@ -31,6 +31,8 @@ class Entry implements Deadline {
 const STALL_THRESHOLD_MS = 100;
 /** The shortest sleep between two wake-ups that measure stalls (see `DeadlineQueue`). */
 const MIN_STALL_PROBE_MS = 250;
+/** Late wake-ups in a row whose largest lateness is the lag that persists (see `DeadlineQueue`). */
+const LAG_EPISODE_WAKE_UPS = 8;
 /** The sleep after a late wake-up, to see whether the process is still late (see `DeadlineQueue`). */
 const LAG_CHECK_MS = 1;
 /** While deadlines are pending, the queue sleeps at most this share of the time left to the earliest. */
@@ -71,8 +73,14 @@ export class DeadlineQueue {
   private timerAt = Infinity;
   /** The stalls measured so far: the scheduler's clock minus `now()`. */
   private stalledMs = 0;
-  /** The largest lateness of the late wake-ups in a row so far (0 after a timely one): a lag that persists is not a new stall. */
+  /**
+   * The largest lateness of the latest late wake-ups in a row (0 after a timely one): a lag that
+   * persists is not a new stall. Of the latest few only: under a loop that stays loaded a stall
+   * long past is not the measure of the next.
+   */
   private previousLagMs = 0;
+  /** The latenesses of the latest late wake-ups in a row, `LAG_EPISODE_WAKE_UPS` at most. */
+  private readonly recentLagsMs: number[] = [];
   /** What the pending wake-up's lateness has added to `stalledMs` so far. */
   private creditedMs = 0;
   /** The latest `now()` returned. */
@@ -127,6 +135,7 @@ export class DeadlineQueue {
     this.timerAt = Infinity;
     // The lag of a wake-up before an idle spell says nothing of the next.
     this.previousLagMs = 0;
+    this.recentLagsMs.length = 0;
   }
 
   /** Sets the timer to the earliest live deadline, or to a wake-up on the way to it. */
@@ -163,8 +172,10 @@ export class DeadlineQueue {
     const clock = this.scheduler.now();
     this.noteLateness(clock);
     const latenessMs = clock - this.timerAt;
-    // The lag of an episode of late wake-ups is its largest: a jittery loaded loop adds no stall per wake-up.
-    this.previousLagMs = latenessMs >= STALL_THRESHOLD_MS ? Math.max(this.previousLagMs, latenessMs) : 0;
+    // The lag of late wake-ups in a row is the largest of the latest: a jittery loaded loop adds no stall per wake-up.
+    if (latenessMs < STALL_THRESHOLD_MS) this.recentLagsMs.length = 0;
+    else if (this.recentLagsMs.push(latenessMs) > LAG_EPISODE_WAKE_UPS) this.recentLagsMs.shift();
+    this.previousLagMs = this.recentLagsMs.length === 0 ? 0 : Math.max(...this.recentLagsMs);
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = this.now();

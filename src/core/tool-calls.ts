@@ -20,7 +20,9 @@ export function assembleToolCalls(deltas: readonly Record<string, unknown>[]): R
     const index = indexOf(rawIndex);
     const id = typeof fields['id'] === 'string' && fields['id'] !== '' ? fields['id'] : undefined;
     let call = index === undefined ? calls.at(-1) : byIndex.get(index);
-    if (call !== undefined && id !== undefined && typeof call['id'] === 'string' && call['id'] !== id) call = undefined;
+    // Another id is another call; so is an id after an index-less call that had none (a whole call).
+    if (call !== undefined && id !== undefined && call['id'] !== id && (typeof call['id'] === 'string' || index === undefined))
+      call = undefined;
     if (call === undefined) {
       call = {};
       calls.push(call);

@@ -1,4 +1,4 @@
-import { catchError, of, switchMap, type Observable } from 'rxjs';
+import { of, switchMap, type Observable } from 'rxjs';
 import { execPipeline, type RedisClientLike } from './client.js';
 import { RENEW } from './scripts.js';
 
@@ -23,7 +23,8 @@ interface Unreleased extends HeldSlots {
 }
 
 export class SlotLeases {
-  private readonly unreleased: Unreleased[] = [];
+  /** Listed until a pipeline that frees them succeeds: a round cut short (an error, a newer round) leaves the rest listed. */
+  private readonly unreleased = new Set<Unreleased>();
 
   constructor(
     private readonly client: RedisClientLike,
@@ -38,7 +39,7 @@ export class SlotLeases {
     for (const slots of held.slots) pipeline.zrem(slots, held.id);
     return execPipeline(pipeline).catch((error: unknown) => {
       // Its id and slot sets only, not the reservation: an outage may see many.
-      this.unreleased.push({ id: held.id, slots: held.slots, at: now });
+      this.unreleased.add({ id: held.id, slots: held.slots, at: now });
       throw error;
     });
   }
@@ -59,22 +60,21 @@ export class SlotLeases {
   /** Frees the leases whose release failed, then leases every slot `held` holds (see `leaseHeld`); `now` is the pool's time. */
   putBack(held: () => readonly HeldSlots[], now: number): Observable<void> {
     // A lease older than a lease's length has lapsed in Redis: there is nothing left to free.
-    const releases = this.unreleased.filter((release) => now - release.at < this.leaseMs);
-    this.unreleased.length = 0;
-    return this.releaseInBatches(releases, 0).pipe(switchMap(() => this.leaseHeld(held, new Set())));
+    for (const release of this.unreleased) if (now - release.at >= this.leaseMs) this.unreleased.delete(release);
+    return this.releaseInBatches([...this.unreleased], 0).pipe(switchMap(() => this.leaseHeld(held, new Set())));
   }
 
-  /** Frees `releases` from `offset` on, a batch a pipeline; what is not freed waits for the next round. */
+  /** Frees `releases` from `offset` on, a batch a pipeline; each leaves the list once its pipeline succeeds. */
   private releaseInBatches(releases: readonly Unreleased[], offset: number): Observable<unknown> {
     if (offset >= releases.length) return of(undefined);
+    const batch = releases.slice(offset, offset + RELEASE_BATCH);
     const pipeline = this.client.pipeline();
-    for (const { slots, id } of releases.slice(offset, offset + RELEASE_BATCH)) for (const key of slots) pipeline.zrem(key, id);
+    for (const { slots, id } of batch) for (const key of slots) pipeline.zrem(key, id);
     return this.command(() => execPipeline(pipeline)).pipe(
-      catchError((error: unknown) => {
-        for (let index = offset; index < releases.length; index++) this.unreleased.push(releases[index]!);
-        throw error;
+      switchMap(() => {
+        for (const release of batch) this.unreleased.delete(release);
+        return this.releaseInBatches(releases, offset + RELEASE_BATCH);
       }),
-      switchMap(() => this.releaseInBatches(releases, offset + RELEASE_BATCH)),
     );
   }
 

@@ -164,7 +164,6 @@ export function inBandErrorBeforeContent(error: OpenRouterError): OpenRouterErro
   return classified;
 }
 
-/** Reads a non-streaming 200 body (a JSON string or an object). Never throws. */
 /** A failed answer's error, with what the answer billed (the attempt's billed usage counts it). */
 function billed(error: OpenRouterError, body: JsonRecord): CompletionResult {
   const usage = parseUsage(body['usage']);
@@ -172,6 +171,7 @@ function billed(error: OpenRouterError, body: JsonRecord): CompletionResult {
   return { kind: 'error', error };
 }
 
+/** Reads a non-streaming 200 body (a JSON string or an object). Never throws. */
 export function parseCompletionBody(body: unknown, context: WireContext): CompletionResult {
   const parsed = parseJsonBody(body);
   if (!isRecord(parsed)) return { kind: 'error', error: malformed('completion body is not a JSON object', context) };
