@@ -141,30 +141,25 @@ async function startProxy(
   };
 }
 
-describe('the Redis store under Redis faults', () => {
-  it("D1a: a client with enableOfflineQueue: false still hears the fleet's state changes (pub/sub subscribed)", async () => {
-    const p = prefix('offline-queue');
-    const listener = store(await connect(server.port, { enableOfflineQueue: false }), { prefix: p });
-    const heard: StateChange[] = [];
-    subscriptions.push(listener.changes$.subscribe((change) => heard.push(change)));
-    await sleep(300);
-    const publisher = store(await connect(server.port), { prefix: p });
-    await sleep(300);
-    publisher.publish(disabled('k1', 'other-process'));
-    const got = await waitUntil(() => heard.some((change) => change.target === 'k1' && change.origin === 'other-process'), 1_500);
-    expect(got, "the listening store heard the other process's disabling").toBe(true);
-  });
+/** Whether `listener` hears a disabling of `target` that another process's store publishes on `prefix`. */
+async function hearsAnotherProcess(listener: StateStore, prefix: string, target: string): Promise<boolean> {
+  const heard: StateChange[] = [];
+  subscriptions.push(listener.changes$.subscribe((change) => heard.push(change)));
+  const publisher = store(await connect(server.port), { prefix });
+  await sleep(300);
+  publisher.publish(disabled(target, 'other-process'));
+  return waitUntil(() => heard.some((change) => change.target === target && change.origin === 'other-process'), 1_500);
+}
 
-  it('control for D1a: the same with the default client options hears it', async () => {
-    const p = prefix('offline-queue-control');
-    const listener = store(await connect(server.port), { prefix: p });
-    const heard: StateChange[] = [];
-    subscriptions.push(listener.changes$.subscribe((change) => heard.push(change)));
+describe('the Redis store under Redis faults', () => {
+  it.each([
+    ['without an offline queue (D1a)', { enableOfflineQueue: false }],
+    ['with the default options (control)', {}],
+  ])("a store on a client %s hears the fleet's state changes (pub/sub subscribed)", async (_name, options: RedisOptions) => {
+    const p = prefix('offline-queue');
+    const listener = store(await connect(server.port, options), { prefix: p });
     await sleep(300);
-    const publisher = store(await connect(server.port), { prefix: p });
-    await sleep(300);
-    publisher.publish(disabled('k1', 'other-process'));
-    expect(await waitUntil(() => heard.some((change) => change.target === 'k1' && change.origin === 'other-process'), 1_500)).toBe(true);
+    expect(await hearsAnotherProcess(listener, p, 'k1'), "the listening store heard the other process's disabling").toBe(true);
   });
 
   it("D1b: Redis down at start (longer than the client's maxRetriesPerRequest): once it is back, the store hears the fleet's state changes", async () => {
@@ -174,19 +169,13 @@ describe('the Redis store under Redis faults', () => {
     listenerClient.on('error', () => undefined);
     clients.push(listenerClient);
     const listener = store(listenerClient, { prefix: p, recoveryIntervalMs: 100, commandTimeoutMs: 200 });
-    const heard: StateChange[] = [];
-    subscriptions.push(listener.changes$.subscribe((change) => heard.push(change)));
     // ~3 reconnection attempts 100 ms apart: ioredis rejects the queued SUBSCRIBE.
     await sleep(1_000);
     await server.start();
     const status = statusOf(listener);
     await waitUntil(() => status.current?.mode === 'shared', 3_000);
     await sleep(500);
-    const publisher = store(await connect(server.port), { prefix: p });
-    await sleep(300);
-    publisher.publish(disabled('k2', 'other-process'));
-    const got = await waitUntil(() => heard.some((change) => change.target === 'k2' && change.origin === 'other-process'), 1_500);
-    expect(got, "the listening store heard the other process's disabling").toBe(true);
+    expect(await hearsAnotherProcess(listener, p, 'k2'), "the listening store heard the other process's disabling").toBe(true);
   });
 
   it('D2: a state change published when Redis has just died (store still shared) reaches the fleet once Redis answers again', async () => {
