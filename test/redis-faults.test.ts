@@ -459,7 +459,6 @@ describe('the Redis store after a long outage', () => {
     const down = (): Promise<never> => Promise.reject(new Error('Connection is closed.'));
     const client: RedisClientLike = {
       eval: () => (state.up ? Promise.resolve([1, Date.now()]) : down()),
-      zrem: () => (state.up ? Promise.resolve(1) : down()),
       get: () => Promise.resolve(null),
       pttl: () => Promise.resolve(-2),
       scan: () => (state.up ? Promise.resolve(['0', []] as [string, string[]]) : down()),

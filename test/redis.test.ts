@@ -649,7 +649,6 @@ describe('Redis store options', () => {
   it('refuses a client without one of the calls the store makes, naming it, at creation instead of a TypeError from a later call', () => {
     const full = {
       eval: () => Promise.resolve(null),
-      zrem: () => Promise.resolve(0),
       get: () => Promise.resolve(null),
       pttl: () => Promise.resolve(-2),
       scan: () => Promise.resolve(['0', []]),

@@ -74,12 +74,10 @@ export class DeadlineQueue {
   /** The stalls measured so far: the scheduler's clock minus `now()`. */
   private stalledMs = 0;
   /**
-   * The largest lateness of the latest late wake-ups in a row (0 after a timely one): a lag that
-   * persists is not a new stall. Of the latest few only: under a loop that stays loaded a stall
-   * long past is not the measure of the next.
+   * The latenesses of the latest late wake-ups in a row, `LAG_EPISODE_WAKE_UPS` at most (none after
+   * a timely one): their largest is a lag that persists, not a new stall. Of the latest few only:
+   * under a loop that stays loaded a stall long past is not the measure of the next.
    */
-  private previousLagMs = 0;
-  /** The latenesses of the latest late wake-ups in a row, `LAG_EPISODE_WAKE_UPS` at most. */
   private readonly recentLagsMs: number[] = [];
   /** What the pending wake-up's lateness has added to `stalledMs` so far. */
   private creditedMs = 0;
@@ -134,7 +132,6 @@ export class DeadlineQueue {
     this.timer = undefined;
     this.timerAt = Infinity;
     // The lag of a wake-up before an idle spell says nothing of the next.
-    this.previousLagMs = 0;
     this.recentLagsMs.length = 0;
   }
 
@@ -149,7 +146,7 @@ export class DeadlineQueue {
     const clock = this.scheduler.now();
     const leftMs = Math.max(0, first.dueAt + this.stalledMs - clock);
     // After a late wake-up, one right behind it tells a lag that persists (late again) from a stall that is over.
-    const sleepMs = this.previousLagMs > 0 ? LAG_CHECK_MS : Math.max(MIN_STALL_PROBE_MS, leftMs * STALL_PROBE_SHARE);
+    const sleepMs = this.recentLagsMs.length > 0 ? LAG_CHECK_MS : Math.max(MIN_STALL_PROBE_MS, leftMs * STALL_PROBE_SHARE);
     const wakeAt = clock + Math.min(leftMs, sleepMs);
     if (wakeAt === this.timerAt && this.timer !== undefined) return;
     this.timer?.unsubscribe();
@@ -162,7 +159,8 @@ export class DeadlineQueue {
   private noteLateness(clock: number): void {
     const latenessMs = clock - this.timerAt;
     if (latenessMs < STALL_THRESHOLD_MS) return;
-    const creditMs = Math.max(0, latenessMs - this.previousLagMs);
+    // Late after late wake-ups, only what exceeds their lag is a stall.
+    const creditMs = this.recentLagsMs.length === 0 ? latenessMs : Math.max(0, latenessMs - Math.max(...this.recentLagsMs));
     if (creditMs <= this.creditedMs) return;
     this.stalledMs += creditMs - this.creditedMs;
     this.creditedMs = creditMs;
@@ -175,7 +173,6 @@ export class DeadlineQueue {
     // The lag of late wake-ups in a row is the largest of the latest: a jittery loaded loop adds no stall per wake-up.
     if (latenessMs < STALL_THRESHOLD_MS) this.recentLagsMs.length = 0;
     else if (this.recentLagsMs.push(latenessMs) > LAG_EPISODE_WAKE_UPS) this.recentLagsMs.shift();
-    this.previousLagMs = this.recentLagsMs.length === 0 ? 0 : Math.max(...this.recentLagsMs);
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = this.now();

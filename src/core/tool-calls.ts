@@ -13,9 +13,21 @@
  * fields are copied one by one, never `__proto__` (a body's JSON may hold one as a plain key).
  */
 export function assembleToolCalls(deltas: readonly Record<string, unknown>[]): Record<string, unknown>[] {
-  const calls: Record<string, unknown>[] = [];
-  const byIndex = new Map<number, Record<string, unknown>>();
-  for (const delta of deltas) {
+  const assembly = new ToolCallAssembly();
+  for (const delta of deltas) assembly.add(delta);
+  return assembly.calls;
+}
+
+/**
+ * `assembleToolCalls` as the deltas come: each is copied into the calls once, as it is added, so
+ * that what its chunk's subscriber later does to it changes nothing here.
+ */
+export class ToolCallAssembly {
+  readonly calls: Record<string, unknown>[] = [];
+  private readonly byIndex = new Map<number, Record<string, unknown>>();
+
+  add(delta: Record<string, unknown>): void {
+    const { calls, byIndex } = this;
     const { index: rawIndex, function: fn, ...fields } = delta;
     const index = indexOf(rawIndex);
     const id = typeof fields['id'] === 'string' && fields['id'] !== '' ? fields['id'] : undefined;
@@ -29,7 +41,7 @@ export function assembleToolCalls(deltas: readonly Record<string, unknown>[]): R
       if (index !== undefined) byIndex.set(index, call);
     }
     copyFields(call, fields);
-    if (!isRecord(fn)) continue;
+    if (!isRecord(fn)) return;
     const { name, arguments: pieceOfArguments, ...functionFields } = fn;
     const target = isRecord(call['function']) ? call['function'] : (call['function'] = { name: '', arguments: '' });
     copyFields(target, functionFields);
@@ -41,7 +53,6 @@ export function assembleToolCalls(deltas: readonly Record<string, unknown>[]): R
       target['arguments'] = copyOf(pieceOfArguments);
     }
   }
-  return calls;
 }
 
 /** A delta's `index` as a number: JSON numbers, and strings of digits some adapters send. */
@@ -63,7 +74,7 @@ function copyFields(target: Record<string, unknown>, fields: Record<string, unkn
  * transport may put there (a class instance, a function) is kept as it is, never thrown on as
  * `structuredClone` would; past `depth` levels (a cycle) values are kept too.
  */
-export function copyOf(value: unknown, depth = 32): unknown {
+function copyOf(value: unknown, depth = 32): unknown {
   if (typeof value !== 'object' || value === null || depth === 0) return value;
   if (Array.isArray(value)) return value.map((item: unknown) => copyOf(item, depth - 1));
   const prototype: unknown = Object.getPrototypeOf(value);

@@ -38,7 +38,8 @@ type TimeoutErrorClass = new (...args: ConstructorParameters<typeof TotalTimeout
  * typed error (`TotalTimeoutError`, `FirstTokenTimeoutError`, `IdleTimeoutError`), scoped to the
  * model, retryable. The limits count the time the process was awake: a stall of the client's
  * own event loop (a timer woken over 100 ms late) moves the pending deadlines by its length, so an
- * answer that waited in the socket meanwhile is not failed, nor its model blamed (see `DeadlineQueue`). Place it right after `withKeyRotation`, inside the retries, so each attempt
+ * answer that waited in the socket meanwhile is not failed, nor its model blamed (see
+ * `DeadlineQueue`). Place it right after `withKeyRotation`, inside the retries, so each attempt
  * gets fresh timers and a silent upstream costs at most `firstTokenMs`. An unknown or invalid option
  * makes it throw a `ValidationError`.
  */

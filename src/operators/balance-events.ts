@@ -11,7 +11,7 @@ import {
 } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
-import { assembleToolCalls, copyOf } from '../core/tool-calls.js';
+import { ToolCallAssembly } from '../core/tool-calls.js';
 import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
@@ -135,7 +135,8 @@ function sumOf<F extends 'cost' | 'cachedTokens' | 'reasoningTokens'>(field: F, 
 interface StreamedAnswer {
   content: string;
   reasoning: string;
-  toolCalls: Record<string, unknown>[];
+  /** Made at the first tool-call delta. */
+  toolCalls: ToolCallAssembly | undefined;
 }
 
 /**
@@ -308,12 +309,14 @@ class RequestReport {
         const hasContent = event.delta.length > 0 || (event.reasoning?.length ?? 0) > 0 || (event.toolCalls?.length ?? 0) > 0;
         // Role-only and empty deltas are held back: the subscriber sees content only.
         if (!hasContent) return;
-        const answer = (this.answer ??= { content: '', reasoning: '', toolCalls: [] });
+        const answer = (this.answer ??= { content: '', reasoning: '', toolCalls: undefined });
         answer.content += event.delta;
         if (event.reasoning !== undefined) answer.reasoning += event.reasoning;
-        // Copies: the chunk's own go to the subscriber, who may change them before the end.
-        if (event.toolCalls !== undefined)
-          for (const call of event.toolCalls) answer.toolCalls.push(copyOf(call) as Record<string, unknown>);
+        if (event.toolCalls !== undefined) {
+          // Assembled (copied) now: the chunk's own go to the subscriber, who may change them before the end.
+          const assembly = (answer.toolCalls ??= new ToolCallAssembly());
+          for (const call of event.toolCalls) assembly.add(call);
+        }
         subscriber.next({
           type: 'chunk',
           requestId,
@@ -336,7 +339,7 @@ class RequestReport {
           raw: null,
           ...(event.provider === undefined ? {} : { provider: event.provider }),
           ...(answer === undefined || answer.reasoning.length === 0 ? {} : { reasoning: answer.reasoning }),
-          ...(answer === undefined || answer.toolCalls.length === 0 ? {} : { toolCalls: assembleToolCalls(answer.toolCalls) }),
+          ...(answer?.toolCalls === undefined ? {} : { toolCalls: answer.toolCalls.calls }),
           ...(event.usage === undefined ? {} : { usage: event.usage }),
         };
         this.succeed({

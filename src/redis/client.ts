@@ -8,8 +8,6 @@
 export interface RedisClientLike {
   /** Runs a Lua script (admission, lease renewal, re-timing): `numKeys` keys, then its arguments. */
   eval(script: string, numKeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
-  /** Drops a late reservation's slot lease. */
-  zrem(key: string, ...members: string[]): Promise<unknown>;
   /** Reads a state another process stored. */
   get(key: string): Promise<string | null>;
   /** What is left of a stored state, in milliseconds. */

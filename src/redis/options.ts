@@ -34,7 +34,7 @@ export interface RedisStoreOptions {
 }
 
 /** The calls of `RedisClientLike`: a client without one of them would fail later, out of a pool's call. */
-const CLIENT_METHODS = ['eval', 'zrem', 'get', 'pttl', 'scan', 'ping', 'pipeline', 'duplicate'] as const;
+const CLIENT_METHODS = ['eval', 'get', 'pttl', 'scan', 'ping', 'pipeline', 'duplicate'] as const;
 
 /**
  * An ioredis client, or one with the same calls. Not one with a `keyPrefix`: ioredis puts it on the

@@ -178,7 +178,7 @@ export class RedisStateStore implements StateStore {
         sent.then(
           (reply) => {
             if ((reply as [number])[0] !== 1) return;
-            if (slots.length > 0) this.fireAndForget(() => Promise.all(slots.map((key) => this.client.zrem(key, id))));
+            if (slots.length > 0) this.fireAndForget(() => this.leases.release({ id, slots }, this.clock.now));
             if (!admittedLocally && windows.length > 0) {
               const refund = adjustCallOf(id, windows, { refund: true });
               this.fireAndForget(() => this.client.eval(ADJUST, refund.keys.length, ...refund.keys, ...refund.args));

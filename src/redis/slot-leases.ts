@@ -8,12 +8,6 @@ export interface HeldSlots {
   readonly slots: readonly string[];
 }
 
-/**
- * This process's slot leases on Redis: renewed while held, freed on release, and put back (or
- * freed) before shared admission resumes after Redis failed. A release Redis did not take (a
- * pipeline whose ZREM failed on a dropped connection) is kept and freed then, or another process
- * would be refused the slot until the lease ran out.
- */
 /** ZREMs sent in one pipeline when releases are made up for: a pipeline runs under the store's command timeout. */
 const RELEASE_BATCH = 500;
 
@@ -22,6 +16,12 @@ interface Unreleased extends HeldSlots {
   readonly at: number;
 }
 
+/**
+ * This process's slot leases on Redis: renewed while held, freed on release, and put back (or
+ * freed) before shared admission resumes after Redis failed. A release Redis did not take (a
+ * pipeline whose ZREM failed on a dropped connection) is kept and freed then, or another process
+ * would be refused the slot until the lease ran out.
+ */
 export class SlotLeases {
   /** Listed until a pipeline that frees them succeeds: a round cut short (an error, a newer round) leaves the rest listed. */
   private readonly unreleased = new Set<Unreleased>();

@@ -197,8 +197,8 @@ export class Attempt {
    * The status came, so the key and the connection to OpenRouter worked: a body cut off after it
    * is the model's, as a cut stream is (not the transport's, whose failures fail the keys).
    */
-  private bodyCut(error: unknown): void {
-    if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'body'));
+  private bodyCut(error: unknown, read: BodyRead = 'body'): void {
+    if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, read));
   }
 
   /** The answer in a whole JSON body read to its end; undefined once the attempt has failed (or was torn down). */
@@ -276,8 +276,8 @@ export class Attempt {
       try {
         sniffed = await firstByteOf(reader);
       } catch (error: unknown) {
-        // Cut before its first byte, as a stream cut later: the model's (the status came).
-        if (!this.settled) this.fail(this.exchange.bodyReadErrorOf(error, this.identity, 'stream'));
+        // Cut before its first byte, as a stream cut later.
+        this.bodyCut(error, 'stream');
         return;
       }
       const { read, first } = sniffed;
