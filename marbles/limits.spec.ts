@@ -529,10 +529,40 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(refusals).toBeLessThanOrEqual(8);
   });
 
+  it('slow start doubles the limit once per round trip, and no faster than once per 200 ms however short the answers', () => {
+    /** Rounds of answers that take `answerMs`, with the limit in full use: one acceptance per slot, spread over each round. */
+    const rounds = (limit: AdaptiveLimit, answerMs: number, count: number, from = 0): void => {
+      for (let round = from; round < from + count; round++) {
+        const slots = limit.limit;
+        for (let slot = 1; slot <= slots; slot++) {
+          const at = round * answerMs + (answerMs * slot) / slots;
+          limit.accept(slots, at, at - answerMs);
+        }
+      }
+    };
+    // Answers of 1 s, all sent at once and accepted together a second later: each round trip
+    // doubles it (8 → 16 → 32 → 64), as TCP's slow start does.
+    const slow = new AdaptiveLimit({ initial: 8, min: 1, max: 1024 });
+    for (let round = 1; round <= 3; round++) {
+      const slots = slow.limit;
+      for (let slot = 0; slot < slots; slot++) slow.accept(slots, round * 1000, (round - 1) * 1000);
+    }
+    expect(slow.limit).toBe(64);
+    // Answers of 20 ms: the first acceptance's slot (9), then one doubling per 0.2 s: 18 at most by
+    // 0.2 s and 288 by 1 s, where one per round trip would have reached the max within 0.2 s.
+    const fast = new AdaptiveLimit({ initial: 8, min: 1, max: 1024 });
+    rounds(fast, 20, 10);
+    expect(fast.limit).toBeGreaterThanOrEqual(14);
+    expect(fast.limit).toBeLessThanOrEqual(18);
+    rounds(fast, 20, 40, 10);
+    expect(fast.limit).toBeGreaterThanOrEqual(240);
+    expect(fast.limit).toBeLessThanOrEqual(288);
+  });
+
   it('a lone refusal is not capped by a count short of what was served (a slot between requests), a later one of its burst is', () => {
     const limit = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
     // Slow start to 6, then a refusal with 6 out: 4 (three quarters), the level of the overload is 6.
-    limit.accept(4, 0, -10);
+    limit.accept(4, -300, -310);
     limit.accept(5, 0, -10);
     expect(limit.limit).toBe(6);
     limit.overload(6, 0, 100);

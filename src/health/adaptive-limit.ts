@@ -6,8 +6,9 @@
  * - It grows as requests are accepted (their first answer byte: a provider at capacity refuses
  *   at once, so acceptance need not wait for a long answer to end), only while at least half of
  *   it is in use (idle room proves nothing): by one per acceptance until the first overload
- *   (doubling per round trip, TCP's slow start), then by one per round trip (1/limit per
- *   acceptance), and twenty times slower than that on the last step to the level where the last
+ *   (doubling per round trip, TCP's slow start, a round trip counted as 200 ms at least: see
+ *   `SLOW_START_MIN_ROUND_MS`), then by one per round trip (1/limit per acceptance), and twenty
+ *   times slower than that on the last step to the level where the last
  *   overload came (as CUBIC does near its last maximum), so a steady capacity costs one refused
  *   request in many, not one per few round trips. Once that level is served for a round trip
  *   (as many acceptances with that many in flight, of requests sent since it was allowed, and no
@@ -49,6 +50,13 @@ const DECREASE_FACTOR = 0.75;
 const PROBE_SLOWDOWN = 20;
 /** Growth per accepted request before the first overload: a slot, so doubling per round trip. */
 const SLOW_START_STEP = 1;
+/**
+ * Slow start's shortest round trip: the limit grows to at most twice what it was when the accepted
+ * request was sent, or this long before, if earlier. Answers of a few ms would otherwise double it
+ * every few ms, and a quota nobody told fills while dozens more are on their way to it (bench row
+ * saturation-unknown). LLM answers take longer: per round trip, as before.
+ */
+const SLOW_START_MIN_ROUND_MS = 200;
 /** Acceptance times kept: a refused request's round trip is compared with as many (a cap of this many at most). */
 const ACCEPTANCES_KEPT = 256;
 /**
@@ -80,6 +88,8 @@ export class AdaptiveLimit {
   /** When the last acceptances came (a ring; NaN where none yet): what a burst's refusals were served beside. */
   private readonly acceptances = new Float64Array(ACCEPTANCES_KEPT).fill(NaN);
   private nextAcceptance = 0;
+  /** In slow start, when the limit first reached each value past `initial` (in order): what it was at a given time. */
+  private readonly slowStartReachedAt: number[] = [];
 
   constructor(private readonly policy: AdaptiveLimitPolicy) {
     this.estimate = policy.initial;
@@ -113,6 +123,19 @@ export class AdaptiveLimit {
     return count;
   }
 
+  /** The limit at `time` during slow start (the initial one before any growth). */
+  private limitAt(time: number): number {
+    const reached = this.slowStartReachedAt;
+    let low = 0;
+    let high = reached.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (reached[middle]! <= time) low = middle + 1;
+      else high = middle;
+    }
+    return Math.floor(this.policy.initial) + low;
+  }
+
   /** Requests allowed in flight at once. */
   get limit(): number {
     return Math.floor(this.estimate);
@@ -134,10 +157,13 @@ export class AdaptiveLimit {
     if (inFlight * 2 < this.limit) return false;
     const before = this.limit;
     let step: number;
-    if (level === Infinity) step = SLOW_START_STEP;
-    else if (this.overloadLevelServed || this.estimate + 1 < level) step = 1 / this.estimate;
+    if (level === Infinity) {
+      const doubled = 2 * this.limitAt(Math.min(sentAt, at - SLOW_START_MIN_ROUND_MS));
+      step = Math.max(0, Math.min(SLOW_START_STEP, doubled - this.estimate));
+    } else if (this.overloadLevelServed || this.estimate + 1 < level) step = 1 / this.estimate;
     else step = 1 / (this.estimate * PROBE_SLOWDOWN);
     this.estimate = Math.min(this.policy.max, this.estimate + step);
+    if (level === Infinity) for (let reached = before + 1; reached <= this.limit; reached++) this.slowStartReachedAt.push(at);
     if (this.limit >= level && Number.isNaN(this.slowLevelSince)) this.slowLevelSince = at;
     return this.limit !== before;
   }
@@ -154,6 +180,8 @@ export class AdaptiveLimit {
       const probing = before >= this.overloadedAt;
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
+      // Slow start is over for good: its record of the limit is not needed again.
+      this.slowStartReachedAt.length = 0;
       this.overloadLevelServed = false;
       this.noteRefusalLag(now - sentAt, now);
       this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
