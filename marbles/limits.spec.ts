@@ -559,10 +559,39 @@ describe('adaptive concurrency (AIMD) per model', () => {
     expect(fast.limit).toBeLessThanOrEqual(288);
   });
 
+  it('slow start: a slow first byte among quicker ones still grows the limit by one; a clock set back does not hold it', () => {
+    // 8 sent at 0, 7 answered at 300 (streams, still out) and 7 more sent then and answered at 600.
+    const varied = new AdaptiveLimit({ initial: 8, min: 1, max: 1024 });
+    for (let index = 0; index < 7; index++) varied.accept(8 + index, 300, 0);
+    for (let index = 0; index < 7; index++) varied.accept(15 + index, 600, 300);
+    expect(varied.limit).toBe(22);
+    // The 8th of those sent at 0 answers at 1000: one more, as for any acceptance of a round trip
+    // past 200 ms (not capped at twice the 8 it was sent at).
+    varied.accept(22, 1000, 0);
+    expect(varied.limit).toBe(23);
+
+    // Rounds of 300 ms on the wall clock to 64, then the clock goes back 10 minutes (NTP, a VM
+    // resumed): the next rounds double it as before, not held at twice the initial limit until
+    // the clock is back where it was.
+    const stepped = new AdaptiveLimit({ initial: 8, min: 1, max: 1024 });
+    let now = 1_700_000_000_000;
+    const round = (): void => {
+      now += 300;
+      const slots = stepped.limit;
+      for (let slot = 0; slot < slots; slot++) stepped.accept(slots, now, now - 300);
+    };
+    for (let count = 0; count < 3; count++) round();
+    expect(stepped.limit).toBe(64);
+    now -= 600_000;
+    round();
+    round();
+    expect(stepped.limit).toBe(256);
+  });
+
   it('a lone refusal is not capped by a count short of what was served (a slot between requests), a later one of its burst is', () => {
     const limit = new AdaptiveLimit({ initial: 4, min: 1, max: 64 });
     // Slow start to 6, then a refusal with 6 out: 4 (three quarters), the level of the overload is 6.
-    limit.accept(4, -300, -310);
+    limit.accept(4, 0, -10);
     limit.accept(5, 0, -10);
     expect(limit.limit).toBe(6);
     limit.overload(6, 0, 100);

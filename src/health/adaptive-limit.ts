@@ -6,8 +6,8 @@
  * - It grows as requests are accepted (their first answer byte: a provider at capacity refuses
  *   at once, so acceptance need not wait for a long answer to end), only while at least half of
  *   it is in use (idle room proves nothing): by one per acceptance until the first overload
- *   (doubling per round trip, TCP's slow start, a round trip counted as 200 ms at least: see
- *   `SLOW_START_MIN_ROUND_MS`), then by one per round trip (1/limit per acceptance), and twenty
+ *   (doubling per round trip, TCP's slow start), but never past twice what it was 200 ms before
+ *   (`SLOW_START_MIN_ROUND_MS`), then by one per round trip (1/limit per acceptance), and twenty
  *   times slower than that on the last step to the level where the last
  *   overload came (as CUBIC does near its last maximum), so a steady capacity costs one refused
  *   request in many, not one per few round trips. Once that level is served for a round trip
@@ -51,10 +51,10 @@ const PROBE_SLOWDOWN = 20;
 /** Growth per accepted request before the first overload: a slot, so doubling per round trip. */
 const SLOW_START_STEP = 1;
 /**
- * Slow start's shortest round trip: the limit grows to at most twice what it was when the accepted
- * request was sent, or this long before, if earlier. Answers of a few ms would otherwise double it
- * every few ms, and a quota nobody told fills while dozens more are on their way to it (bench row
- * saturation-unknown). LLM answers take longer: per round trip, as before.
+ * Slow start's shortest round trip: the limit grows to at most twice what it was this long before.
+ * Answers of a few ms would otherwise double it every few ms, and a quota nobody told fills while
+ * dozens more are on their way to it (bench row saturation-unknown). Round trips this long or
+ * longer bring at most as many acceptances in that time as there were slots then: no change.
  */
 const SLOW_START_MIN_ROUND_MS = 200;
 /** Acceptance times kept: a refused request's round trip is compared with as many (a cap of this many at most). */
@@ -123,9 +123,17 @@ export class AdaptiveLimit {
     return count;
   }
 
-  /** The limit at `time` during slow start (the initial one before any growth). */
-  private limitAt(time: number): number {
+  /**
+   * The limit `SLOW_START_MIN_ROUND_MS` before `at`, during slow start (the initial one before any
+   * growth). A clock that went back (the default scheduler's is the wall clock) moves the record
+   * back with it, its newest entry a round before: the limit would otherwise be held at twice the
+   * initial one until the clock caught up.
+   */
+  private limitARoundBefore(at: number): number {
     const reached = this.slowStartReachedAt;
+    const time = at - SLOW_START_MIN_ROUND_MS;
+    const newest = reached[reached.length - 1];
+    if (newest !== undefined && at < newest) for (let index = 0; index < reached.length; index++) reached[index]! += time - newest;
     let low = 0;
     let high = reached.length;
     while (low < high) {
@@ -158,7 +166,7 @@ export class AdaptiveLimit {
     const before = this.limit;
     let step: number;
     if (level === Infinity) {
-      const doubled = 2 * this.limitAt(Math.min(sentAt, at - SLOW_START_MIN_ROUND_MS));
+      const doubled = 2 * this.limitARoundBefore(at);
       step = Math.max(0, Math.min(SLOW_START_STEP, doubled - this.estimate));
     } else if (this.overloadLevelServed || this.estimate + 1 < level) step = 1 / this.estimate;
     else step = 1 / (this.estimate * PROBE_SLOWDOWN);
