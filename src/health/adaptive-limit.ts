@@ -88,8 +88,8 @@ export class AdaptiveLimit {
   /** When the last acceptances came (a ring; NaN where none yet): what a burst's refusals were served beside. */
   private readonly acceptances = new Float64Array(ACCEPTANCES_KEPT).fill(NaN);
   private nextAcceptance = 0;
-  /** In slow start, when the limit first reached each value past `initial` (in order): what it was at a given time. */
-  private readonly slowStartReachedAt: number[] = [];
+  /** In slow start, when the limit grew by one, each time within the last round (oldest first): what it was a round before. */
+  private readonly slowStartGrowth: number[] = [];
 
   constructor(private readonly policy: AdaptiveLimitPolicy) {
     this.estimate = policy.initial;
@@ -124,24 +124,15 @@ export class AdaptiveLimit {
   }
 
   /**
-   * The limit `SLOW_START_MIN_ROUND_MS` before `at`, during slow start (the initial one before any
-   * growth). A clock that went back (the default scheduler's is the wall clock) moves the record
-   * back with it, its newest entry a round before: the limit would otherwise be held at twice the
-   * initial one until the clock caught up.
+   * The limit `SLOW_START_MIN_ROUND_MS` before `at`, during slow start: the limit less its growth
+   * since. A clock that went back (the default scheduler's is the wall clock) makes the whole
+   * record a round old, rather than hold the limit until the clock caught up.
    */
   private limitARoundBefore(at: number): number {
-    const reached = this.slowStartReachedAt;
-    const time = at - SLOW_START_MIN_ROUND_MS;
-    const newest = reached[reached.length - 1];
-    if (newest !== undefined && at < newest) for (let index = 0; index < reached.length; index++) reached[index]! += time - newest;
-    let low = 0;
-    let high = reached.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (reached[middle]! <= time) low = middle + 1;
-      else high = middle;
-    }
-    return Math.floor(this.policy.initial) + low;
+    const growth = this.slowStartGrowth;
+    if (at < (growth[growth.length - 1] ?? -Infinity)) growth.length = 0;
+    while (growth.length > 0 && growth[0]! <= at - SLOW_START_MIN_ROUND_MS) growth.shift();
+    return this.limit - growth.length;
   }
 
   /** Requests allowed in flight at once. */
@@ -171,7 +162,7 @@ export class AdaptiveLimit {
     } else if (this.overloadLevelServed || this.estimate + 1 < level) step = 1 / this.estimate;
     else step = 1 / (this.estimate * PROBE_SLOWDOWN);
     this.estimate = Math.min(this.policy.max, this.estimate + step);
-    if (level === Infinity) for (let reached = before + 1; reached <= this.limit; reached++) this.slowStartReachedAt.push(at);
+    if (level === Infinity) for (let grown = before; grown < this.limit; grown++) this.slowStartGrowth.push(at);
     if (this.limit >= level && Number.isNaN(this.slowLevelSince)) this.slowLevelSince = at;
     return this.limit !== before;
   }
@@ -188,8 +179,8 @@ export class AdaptiveLimit {
       const probing = before >= this.overloadedAt;
       this.decreasedAt = now;
       this.overloadedAt = Math.max(this.policy.min, before);
-      // Slow start is over for good: its record of the limit is not needed again.
-      this.slowStartReachedAt.length = 0;
+      // Slow start is over for good: its record of the growth is not needed again.
+      this.slowStartGrowth.length = 0;
       this.overloadLevelServed = false;
       this.noteRefusalLag(now - sentAt, now);
       this.estimate = Math.max(this.policy.min, probing ? before - 1 : Math.floor(before * DECREASE_FACTOR));
