@@ -1,4 +1,5 @@
-import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type Observer, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, type MonoTypeOperatorFunction, type Observer, type SchedulerLike, type Subscription } from 'rxjs';
+import { steadyScheduler } from '../core/steady-clock.js';
 import { FirstTokenTimeoutError, IdleTimeoutError, TotalTimeoutError, type AttemptTimeoutError } from '../core/errors.js';
 import { DeadlineQueue, type Deadline } from '../core/deadlines.js';
 import { checkOptions, positiveInt, schedulerOption } from '../core/validation.js';
@@ -16,7 +17,7 @@ export interface AttemptTimeoutsConfig {
   firstTokenMs?: number;
   /** Streams only: the longest gap between chunks once content flows. Default 20 s. */
   idleMs?: number;
-  /** Runs the three timers. Default `asyncScheduler`. */
+  /** Runs the three timers. Default: `asyncScheduler`’s timers, on a clock that never goes back (`steadyScheduler`). */
   scheduler?: SchedulerLike;
 }
 
@@ -64,7 +65,7 @@ export interface TimeoutLimits {
 }
 
 export function timeoutLimitsOf(config: AttemptTimeoutsConfig): TimeoutLimits {
-  const scheduler = config.scheduler ?? asyncScheduler;
+  const scheduler = config.scheduler ?? steadyScheduler();
   return {
     totalMs: config.totalMs ?? defaultAttemptTimeouts.totalMs,
     firstTokenMs: config.firstTokenMs ?? defaultAttemptTimeouts.firstTokenMs,

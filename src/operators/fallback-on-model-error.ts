@@ -1,4 +1,5 @@
-import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
+import type { MonoTypeOperatorFunction, SchedulerLike } from 'rxjs';
+import { steadyScheduler } from '../core/steady-clock.js';
 import { retriedBy } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import * as z from 'zod/mini';
@@ -11,7 +12,7 @@ export interface FallbackOnModelErrorConfig {
   maxAttempts?: number;
   /** What to do when an attempt fails after delivering content. Default `'error'`. */
   onMidStreamError?: MidStreamErrorMode;
-  /** Clock for the `at` of retry events and attempt records. Default `asyncScheduler`. */
+  /** Clock for the `at` of retry events and attempt records. Default: `asyncScheduler`’s timers, on a clock that never goes back (`steadyScheduler`). */
   scheduler?: SchedulerLike;
 }
 
@@ -42,6 +43,6 @@ export function modelFallbackPolicy(config: FallbackOnModelErrorConfig): RetryPo
     delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
     maxWaitMs: undefined,
     onMidStreamError: config.onMidStreamError ?? 'error',
-    scheduler: config.scheduler ?? asyncScheduler,
+    scheduler: config.scheduler ?? steadyScheduler(),
   };
 }

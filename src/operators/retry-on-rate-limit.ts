@@ -1,4 +1,5 @@
-import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
+import type { MonoTypeOperatorFunction, SchedulerLike } from 'rxjs';
+import { steadyScheduler } from '../core/steady-clock.js';
 import { retriedBy } from '../core/error-policy.js';
 import type { AttemptEvent } from './attempt-event.js';
 import * as z from 'zod/mini';
@@ -18,7 +19,7 @@ export interface RetryOnRateLimitConfig {
   maxWaitMs?: number;
   /** What to do when an attempt fails after delivering content. Default `'error'`. */
   onMidStreamError?: MidStreamErrorMode;
-  /** Runs the `maxWaitMs` timer and reads the clock. Default `asyncScheduler`. */
+  /** Runs the `maxWaitMs` timer and reads the clock. Default: `asyncScheduler`’s timers, on a clock that never goes back (`steadyScheduler`). */
   scheduler?: SchedulerLike;
 }
 
@@ -53,6 +54,6 @@ export function rateLimitRetryPolicy(config: RetryOnRateLimitConfig): RetryPolic
     delayFor: (_error, failures) => (failures < maxAttempts ? 0 : undefined),
     maxWaitMs: config.maxWaitMs ?? DEFAULT_RATE_LIMIT_MAX_WAIT_MS,
     onMidStreamError: config.onMidStreamError ?? 'error',
-    scheduler: config.scheduler ?? asyncScheduler,
+    scheduler: config.scheduler ?? steadyScheduler(),
   };
 }

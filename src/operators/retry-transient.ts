@@ -1,4 +1,5 @@
-import { asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs';
+import type { MonoTypeOperatorFunction, SchedulerLike } from 'rxjs';
+import { steadyScheduler } from '../core/steady-clock.js';
 import { cappedBackoffMs } from '../core/timers.js';
 import { retriedBy } from '../core/error-policy.js';
 import { WindowedCount } from '../health/windowed-count.js';
@@ -43,7 +44,7 @@ export interface RetryTransientConfig {
   budget?: RetryBudgetConfig | false;
   /** What to do when an attempt fails after delivering content. Default `'error'`. */
   onMidStreamError?: MidStreamErrorMode;
-  /** Runs the backoff timers and reads the clock. Default `asyncScheduler`. */
+  /** Runs the backoff timers and reads the clock. Default: `asyncScheduler`’s timers, on a clock that never goes back (`steadyScheduler`). */
   scheduler?: SchedulerLike;
   /** Jitter source, returning a number in [0, 1). Default `Math.random`. */
   random?: () => number;
@@ -121,7 +122,7 @@ export function transientRetryPolicy(config: RetryTransientConfig): RetryPolicy 
   const maxAttempts = config.maxAttempts ?? 3;
   const baseDelayMs = config.baseDelayMs ?? 200;
   const maxDelayMs = config.maxDelayMs ?? 5_000;
-  const scheduler = config.scheduler ?? asyncScheduler;
+  const scheduler = config.scheduler ?? steadyScheduler();
   const random = config.random ?? Math.random;
   const budget =
     config.budget === false

@@ -1,7 +1,6 @@
 import {
   Subject,
   Subscription,
-  asyncScheduler,
   Observable,
   catchError,
   defer,
@@ -15,6 +14,7 @@ import {
   takeUntil,
   toArray,
 } from 'rxjs';
+import { steadyScheduler } from '../core/steady-clock.js';
 import { toOpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { isModelSlug } from '../core/request-fast-path.js';
@@ -90,7 +90,7 @@ export class Pool implements PoolCore {
   private disposed = false;
 
   constructor(private readonly config: ResolvedPoolConfig) {
-    this.scheduler = config.scheduler ?? asyncScheduler;
+    this.scheduler = config.scheduler ?? steadyScheduler();
     const strategy = toStrategy(config.strategy);
     this.ownsStore = config.store === undefined;
     this.store = config.store ?? createMemoryStore();

@@ -1,4 +1,5 @@
-import { asyncScheduler, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
+import type { SchedulerLike, Subscriber, Subscription } from 'rxjs';
+import { steadyScheduler } from '../core/steady-clock.js';
 import { AbortedError, StreamError, type OpenRouterError } from '../core/errors.js';
 import type { ChatRequest, Completion, KeyCredential, TransportEvent } from '../core/types.js';
 import {
@@ -46,7 +47,7 @@ export interface AttemptSettings {
 export function attemptSettingsOf(options: { doneGraceMs?: number; scheduler?: SchedulerLike }): AttemptSettings {
   return {
     doneGraceMs: options.doneGraceMs ?? DEFAULT_DONE_GRACE_MS,
-    scheduler: options.scheduler ?? asyncScheduler,
+    scheduler: options.scheduler ?? steadyScheduler(),
     keyTexts: new WeakMap(),
     bodyDecoder: new TextDecoder(),
   };

@@ -1,4 +1,5 @@
-import { asyncScheduler, Observable } from 'rxjs';
+import { Observable } from 'rxjs';
+import { steadyScheduler } from '../core/steady-clock.js';
 import { checkOptions, safeParseEnglish } from '../core/validation.js';
 import * as z from 'zod/mini';
 import { MalformedResponseError, OpenRouterError } from '../core/errors.js';
@@ -99,7 +100,10 @@ export function fetchKeyInfo(key: KeyCredential, options: OpenRouterClientOption
   return new Observable<KeyInfo>((subscriber) => {
     const controller = new AbortController();
     const getText = async (path: string): Promise<string> =>
-      bodyText(await openRouterFetch(options, asyncScheduler, { key, method: 'GET', path, signal: controller.signal }), controller.signal);
+      bodyText(
+        await openRouterFetch(options, steadyScheduler(), { key, method: 'GET', path, signal: controller.signal }),
+        controller.signal,
+      );
 
     getText(CURRENT_PATH)
       .catch((error: unknown) => {

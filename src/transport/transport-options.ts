@@ -9,7 +9,7 @@ export interface OpenRouterTransportOptions extends OpenRouterClientOptions {
    * of the stream, before completing anyway and closing the socket. Default 1000 ms.
    */
   doneGraceMs?: number;
-  /** Runs the grace timers (and the fetch transport's `timeoutMs`); default `asyncScheduler`. */
+  /** Runs the grace timers (and the fetch transport's `timeoutMs`); default: `asyncScheduler`’s timers, on a clock that never goes back (`steadyScheduler`). */
   scheduler?: SchedulerLike;
 }
 
