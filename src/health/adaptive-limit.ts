@@ -125,7 +125,7 @@ export class AdaptiveLimit {
 
   /**
    * The limit `SLOW_START_MIN_ROUND_MS` before `at`, during slow start: the limit less its growth
-   * since. A clock that went back (the default scheduler's is the wall clock) makes the whole
+   * since. A clock that went back (a scheduler of the user's on the wall clock) makes the whole
    * record a round old, rather than hold the limit until the clock caught up.
    */
   private limitARoundBefore(at: number): number {

@@ -70,7 +70,7 @@ export interface StateChange {
    * after an outage): it may predate what the pool has found out since.
    */
   readonly replayed?: boolean;
-  /** The publishing pool's time when it published (its scheduler's; the wall clock by default). */
+  /** The publishing pool's time when it published (its scheduler's; by default the wall clock's, held from going back). */
   readonly at?: number;
   /** `user`: the pool's user disabled or enabled the key (`pool.disable`, `pool.enable`); key info never undoes that. */
   readonly reason?: 'user';
