@@ -1092,6 +1092,35 @@ describe('redaction', () => {
     expect(held.push(`tail ${secret.slice(0, 25)}`) === 'tail ').toBe(true);
     expect(held.flush() === '[key long #10ab9e]').toBe(true);
   });
+
+  it('a stream redactor releases what the whole text redacts to when a key ends a piece, or the stream, with an end that begins its secret again', () => {
+    // The end of an echo that could begin the key again was held back, then redacted on its own:
+    // a second placeholder, or a stray character of the key after the first.
+    for (const [label, key] of [
+      ['loopingTail', TEST_KEYS.loopingTail],
+      ['tailBeginsSecret', TEST_KEYS.tailBeginsSecret],
+      ['echoedPrefix', secret],
+    ] as const) {
+      const credential = Object.defineProperty({ label, fingerprint: '#0f0f0f' }, 'key', { value: key }) as KeyCredential;
+      const echoed = key.slice('sk-or-v1-'.length);
+      for (const text of [`your key is ${key}`, key, `a ${key} ${key}`, `x ${echoed}`, `${key}${key.slice(0, 30)}`, `${key}!`]) {
+        const expected = redactText(text, credential);
+        expect(leaks(expected)).toEqual([]);
+        for (let first = 0; first <= text.length; first++) {
+          for (const second of [first, first + 1, first + 13]) {
+            const redactor = new StreamRedactor(new KeyText(credential));
+            const out =
+              [text.slice(0, first), text.slice(first, second), text.slice(second)].map((piece) => redactor.push(piece)).join('') +
+              redactor.flush();
+            if (out !== expected)
+              expect.fail(
+                `${label}, text ${text.length} long, split at ${first}/${second}: ${leaks(out).length === 0 ? 'wrong text' : 'key text released'}`,
+              );
+          }
+        }
+      }
+    }
+  });
 });
 
 describe('fetchKeyInfo', () => {

@@ -75,6 +75,18 @@ export class KeyText {
     return text.includes(this.head) || (this.escapedHead !== this.head && text.includes(this.escapedHead));
   }
 
+  /**
+   * Where the end of `text` that may still grow into key text starts (`text.length` when none): a
+   * start of the key or of its secret that the text ends in. An echo that ended inside `text`
+   * (whole, or cut short by other text) is redacted as one, so no end of it is held back: held, it
+   * would be redacted again on its own (a second placeholder), or released as a stray character.
+   */
+  heldFrom(text: string): number {
+    const released = Math.max(endOfEchoes(text, this.head, this.secret), endOfEchoes(text, this.bodyHead, this.echoedSecret));
+    const fromKey = startOfTail(text, this.secret, released);
+    return this.echoedSecret === '' ? fromKey : Math.min(fromKey, startOfTail(text, this.echoedSecret, released));
+  }
+
   /** `text` with every echo of the key (whole, from its head on, or its secret from its start on) replaced by the placeholder. */
   redact(text: string): string {
     const withKey = this.redactFrom(text, this.head, this.secret);
@@ -206,10 +218,9 @@ export class StreamRedactor {
   constructor(private readonly keyText: KeyText) {}
 
   push(piece: string): string {
-    const { secret, echoedSecret } = this.keyText;
-    if (secret === '') return piece;
+    if (this.keyText.secret === '') return piece;
     const text = this.held + piece;
-    const cut = Math.min(startOfTail(text, secret), echoedSecret === '' ? text.length : startOfTail(text, echoedSecret));
+    const cut = this.keyText.heldFrom(text);
     this.held = text.slice(cut);
     return this.keyText.redact(cut === text.length ? text : text.slice(0, cut));
   }
@@ -222,14 +233,33 @@ export class StreamRedactor {
 }
 
 /**
- * Where the longest end of `text` that could begin `whole` starts (`text.length` when none): only
- * positions holding its first character are candidates, so most pieces are checked in a few steps.
+ * Where the longest end of `text` from `from` on that could begin `whole` starts (`text.length`
+ * when none): only positions holding its first character are candidates, so most pieces are
+ * checked in a few steps.
  */
-function startOfTail(text: string, whole: string): number {
-  for (let at = text.indexOf(whole[0]!, Math.max(0, text.length - whole.length + 1)); at >= 0; at = text.indexOf(whole[0]!, at + 1)) {
+function startOfTail(text: string, whole: string, from: number): number {
+  for (let at = text.indexOf(whole[0]!, Math.max(from, text.length - whole.length + 1)); at >= 0; at = text.indexOf(whole[0]!, at + 1)) {
     if (whole.startsWith(text.slice(at))) return at;
   }
   return text.length;
+}
+
+/**
+ * Where the last echo in `text` that cannot grow ends (0 when none): a run from `head` on that goes
+ * on spelling `whole`, as `redactFrom` finds them, that is whole or stops before the end of `text`.
+ */
+function endOfEchoes(text: string, head: string, whole: string): number {
+  let released = 0;
+  let at = head === '' ? -1 : text.indexOf(head);
+  while (at >= 0) {
+    let end = at + head.length;
+    while (end - at < whole.length && text[end] === whole[end - at]) end += 1;
+    // A run that reaches the end of the text short of the whole key may go on in the next piece.
+    if (end === text.length && end - at < whole.length) break;
+    released = end;
+    at = text.indexOf(head, end);
+  }
+  return released;
 }
 
 type ToolCallDelta = Readonly<Record<string, unknown>>;

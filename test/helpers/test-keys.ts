@@ -75,6 +75,9 @@ export const TEST_KEYS = {
   paddedNewline: 'sk-or-v1-96ec826c3fcz34d86abd327z934da5cf4f1z88ae50a2ccezfe1ef27f733zfd68',
   paddedSpace: 'sk-or-v1-7f8a00fba26z3b193a5ad4cz1aae786fd0azb2473c1911ez6702f03e332za9f6',
   echoedPrefix: 'sk-or-v1-aa1c799b008ze411e8a2a9azcb3b068b4c2z56c72fddf0czd6775a0a89fz6566',
+  // test/transport.test.ts: keys whose end begins their secret again, its first 16 characters or its first one.
+  loopingTail: 'sk-or-v1-5e0b7z21c9d4f6a83f9a1c7e5b2d4z6081a3c5e7f9b1d3e55e0b7z21c9d4f6a8',
+  tailBeginsSecret: 'sk-or-v1-b7d20e94c1fz3a58e6170d2c94bf83a1e5z7c0d94b26f18a3e5c7d90b2f4a6eb',
 } as const;
 
 export type TestKeyLabel = keyof typeof TEST_KEYS;
