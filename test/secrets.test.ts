@@ -228,6 +228,42 @@ describe('no API key text in what the library reports', () => {
     expectNoKeyText(pool.snapshot(), 'the snapshot');
   });
 
+  it('an error one key drew that quotes the pool’s other keys holds none of them: the failure, pool events, the log and health', async () => {
+    // A proxy that lists the keys it knows; the request carried the last one only.
+    const listed = `keys on file: ${TEST_KEYS.paddedNewline}, "${TEST_KEYS.paddedSpace}" / ${TEST_KEYS.echoedPrefix}`;
+    const keys = [
+      { key: TEST_KEYS.paddedNewline, label: 'listed-1' },
+      { key: TEST_KEYS.paddedSpace, label: 'listed-2' },
+      { key: TEST_KEYS.echoedPrefix, label: 'sender' },
+    ];
+    const fake = await startFake({ keys, models: { [MODEL]: { faults: [{ type: 'status', status: 500, message: listed }] } } });
+    const logged: unknown[] = [];
+    const log = (fields: unknown, message: string) => logged.push(fields, message);
+    const pool = startPool({
+      baseURL: fake.baseURL,
+      keys,
+      strategy: (eligible) => eligible.find((key) => key.label === 'sender'),
+      discoverAccounts: false,
+      logger: { debug: log, info: log, warn: log, error: log },
+      logLevel: 'debug',
+    });
+    const poolEvents: PoolEvent[] = [];
+    const subscription = pool.events$.subscribe((event) => poolEvents.push(event));
+    const events: BalanceEvent[] = await lastValueFrom(
+      from(requests(2, MODEL, true)).pipe(balance(pool, { transient: false, modelWaitMs: 0 }), toArray()),
+    );
+    subscription.unsubscribe();
+    const failed = events.flatMap((event) => (event.type === 'failed' ? [event.error] : []));
+    expect(failed).toHaveLength(2);
+    // Each key quoted is named by its placeholder, the others' as much as the sender's.
+    for (const label of ['listed-1', 'listed-2', 'sender']) expect(failed[0]!.message.includes(`[key ${label} `), label).toBe(true);
+    expectNoKeyText(events, 'balance events');
+    for (const error of failed) expectNoKeyText(error, `a ${error.kind} error`);
+    expectNoKeyText(poolEvents, 'pool events');
+    expectNoKeyText(logged, 'the log');
+    expectNoKeyText(pool.snapshot(), 'the snapshot');
+  });
+
   it("scrubbing a user's transport error leaves the user's own errors, and their causes, as they were", async () => {
     const made: { outer: UpstreamError; inner: AuthenticationError }[] = [];
     const transport: Transport = (key) => {

@@ -30,7 +30,7 @@ import {
   type OpenRouterTransportOptions,
 } from '../src/transport/index.js';
 import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/types.js';
-import { KeyText, StreamRedactor, redactText, redactValue } from '../src/core/redact.js';
+import { KeyText, PoolKeyTexts, StreamRedactor, redactText, redactValue } from '../src/core/redact.js';
 import { abortableFetch } from '../src/transport/abortable-fetch.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
 import { ValidationError } from '../src/core/validation.js';
@@ -1091,6 +1091,33 @@ describe('redaction', () => {
     const held = new StreamRedactor(new KeyText(LONG));
     expect(held.push(`tail ${secret.slice(0, 25)}`) === 'tail ').toBe(true);
     expect(held.flush() === '[key long #10ab9e]').toBe(true);
+  });
+
+  it('a pool’s key texts scrub an error of any of a thousand keys it quotes, in its metadata and causes too, and leave one that quotes none as it was', () => {
+    const keys = Array.from(
+      { length: 1000 },
+      (_, index) =>
+        Object.defineProperty({ label: `k${index}`, fingerprint: '#0f0f0f' }, 'key', {
+          value: `sk-or-v1-${String(index).padStart(4, '0')}${secret.slice(13)}`,
+        }) as KeyCredential,
+    );
+    const texts = new PoolKeyTexts(keys);
+    const quoting = new UpstreamError({
+      message: `rejected ${keys[537]!.key}`,
+      scope: 'model',
+      retryable: true,
+      metadata: { raw: { header: `Bearer ${keys[12]!.key.slice(0, 24)}` } },
+      cause: new Error(`socket of ${keys[999]!.key.slice(9)}`),
+    });
+    expect(texts.redactError(quoting)).toBe(quoting);
+    expect(quoting.message).toBe('rejected [key k537 #0f0f0f]');
+    expect(JSON.stringify(quoting.metadata)).toContain('[key k12 #0f0f0f]');
+    expect((quoting.cause as Error).message).toBe('socket of [key k999 #0f0f0f]');
+    const plain = new UpstreamError({ message: 'upstream failed', scope: 'model', retryable: true, metadata: { provider: 'p' } });
+    const metadata = plain.metadata;
+    texts.redactError(plain);
+    expect(plain.message).toBe('upstream failed');
+    expect(plain.metadata).toBe(metadata);
   });
 
   it('a stream redactor releases what the whole text redacts to when a key ends a piece, or the stream, with an end that begins its secret again', () => {

@@ -87,6 +87,11 @@ export class KeyText {
     return this.echoedSecret === '' ? fromKey : Math.min(fromKey, startOfTail(text, this.echoedSecret, released));
   }
 
+  /** What every echo of the key starts with: its head (as raw text and inside a JSON string), its secret's head. */
+  get echoStarts(): string[] {
+    return [this.head, this.escapedHead, this.bodyHead].filter((start, index, starts) => start !== '' && starts.indexOf(start) === index);
+  }
+
   /** `text` with every echo of the key (whole, from its head on, or its secret from its start on) replaced by the placeholder. */
   redact(text: string): string {
     const withKey = this.redactFrom(text, this.head, this.secret);
@@ -171,6 +176,70 @@ function redactValueWith(value: unknown, keyText: KeyText): unknown {
 export function redactError<E extends OpenRouterError>(error: E, key: KeyCredential): E {
   scrub(error, new KeyText(key), 0);
   return error;
+}
+
+/**
+ * The key text of every key of a pool, to scrub an error that one key's request drew of the others
+ * too: a server or a proxy may quote a key other than the one the request carried. An error is
+ * searched once for the starts of every key's echoes, by their lengths, not once per key, so that
+ * a pool of a thousand keys scrubs an error about as fast as a pool of one.
+ */
+export class PoolKeyTexts {
+  private readonly all: KeyText[];
+  /** The lengths of the keys' echo starts, and for each, the keys by their start of that length. */
+  private readonly byStart = new Map<number, Map<string, KeyText[]>>();
+
+  constructor(keys: readonly KeyCredential[]) {
+    this.all = keys.map((key) => new KeyText(key));
+    for (const keyText of this.all) {
+      for (const start of keyText.echoStarts) {
+        let ofLength = this.byStart.get(start.length);
+        if (ofLength === undefined) this.byStart.set(start.length, (ofLength = new Map<string, KeyText[]>()));
+        const keysOfStart = ofLength.get(start);
+        if (keysOfStart === undefined) ofLength.set(start, [keyText]);
+        else if (!keysOfStart.includes(keyText)) keysOfStart.push(keyText);
+      }
+    }
+  }
+
+  /** Scrubs `error` as `redactError` does, of every key of the pool that it mentions. */
+  redactError<E extends OpenRouterError>(error: E): E {
+    for (const keyText of this.mentionedIn(searchedTextOf(error, 0))) scrub(error, keyText, 0);
+    return error;
+  }
+
+  /** The keys whose text `text` may hold (every key when it could not be read, or when JSON escapes could hide one). */
+  private mentionedIn(text: string | undefined): Iterable<KeyText> {
+    if (text === undefined || ASCII_ESCAPE.test(text)) return this.all;
+    const found = new Set<KeyText>();
+    for (const [length, ofLength] of this.byStart) {
+      for (let at = 0; at + length <= text.length; at++) {
+        const keys = ofLength.get(text.slice(at, at + length));
+        if (keys !== undefined) for (const keyText of keys) found.add(keyText);
+      }
+    }
+    return found;
+  }
+}
+
+/**
+ * The text of an error that may quote a key: its message (its stack repeats it), its metadata as
+ * JSON, and its causes'; undefined when some of it cannot be read as JSON (a cycle, a BigInt).
+ */
+function searchedTextOf(error: unknown, depth: number): string | undefined {
+  if (!(error instanceof Error)) return jsonOf(error);
+  const metadata = error instanceof OpenRouterError && error.metadata !== undefined ? jsonOf(error.metadata) : '';
+  const cause =
+    error.cause === undefined || error.cause === error || depth >= MAX_CAUSE_DEPTH ? '' : searchedTextOf(error.cause, depth + 1);
+  return metadata === undefined || cause === undefined ? undefined : `${error.message}\n${metadata}\n${cause}`;
+}
+
+function jsonOf(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return undefined;
+  }
 }
 
 function scrub(error: OpenRouterError, keyText: KeyText, depth: number): void {

@@ -400,8 +400,10 @@ class KeyAttempt {
     // The server counted it (or may have): the windows count from now. No acceptance.
     lease.markResponded(false);
     // Our copy, annotated (the transport may hold on to what it threw), and scrubbed of key text:
-    // the built-in transports scrub what they report, a user's may echo the key it was given.
-    const error = redactError(copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model }), lease.credential);
+    // the built-in transports scrub what they report of the key they sent, but a user's may echo
+    // it, and a server may echo any other key of the pool.
+    const copy = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
+    const error = rotation.port.redactKeys?.(copy) ?? redactError(copy, lease.credential);
     // A platform 429 reports its quota: the server did not count the refused request.
     if (error.rateLimit !== undefined) lease.refund();
     // Recorded before the error goes on, so a retry already sees the key parked or open.

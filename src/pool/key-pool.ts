@@ -15,6 +15,7 @@ import {
   toArray,
 } from 'rxjs';
 import { steadyScheduler } from '../core/steady-clock.js';
+import { PoolKeyTexts } from '../core/redact.js';
 import { toOpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { isModelSlug } from '../core/request-fast-path.js';
@@ -140,6 +141,7 @@ export class Pool implements PoolCore {
       const settled = (): void => void (transportReady = true);
       ready.then(settled, settled);
     }
+    const keyTexts = new PoolKeyTexts(this.registry.keys.map((entry) => entry.credential));
     this[POOL_PORT] = {
       scheduler: this.scheduler,
       transport: config.transport,
@@ -156,6 +158,7 @@ export class Pool implements PoolCore {
       emit,
       queueTimeoutMs: config.queue.timeoutMs,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
+      redactKeys: (error) => keyTexts.redactError(error),
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
       modelRoom: (models, since, priority, arrival) => this.admission.capacity.wait(models, since, priority, arrival),
       modelAnsweredSince: (models, since) => models.some((model) => (this.registry.models.get(model)?.answeredAt ?? -Infinity) >= since),
