@@ -1093,7 +1093,7 @@ describe('redaction', () => {
     expect(held.flush() === '[key long #10ab9e]').toBe(true);
   });
 
-  it('a pool’s key texts scrub an error of any of a thousand keys it quotes, in its metadata and causes too, and leave one that quotes none as it was', () => {
+  it('a pool’s key texts scrub an error of the sender and of any of a thousand keys it quotes, wherever a logger would find it', () => {
     const keys = Array.from(
       { length: 1000 },
       (_, index) =>
@@ -1102,22 +1102,33 @@ describe('redaction', () => {
         }) as KeyCredential,
     );
     const texts = new PoolKeyTexts(keys);
+    const sender = keys[0]!;
     const quoting = new UpstreamError({
       message: `rejected ${keys[537]!.key}`,
       scope: 'model',
       retryable: true,
-      metadata: { raw: { header: `Bearer ${keys[12]!.key.slice(0, 24)}` } },
-      cause: new Error(`socket of ${keys[999]!.key.slice(9)}`),
+      metadata: {
+        raw: { header: `Bearer ${keys[12]!.key.slice(0, 24)}` },
+        // What JSON does not show, but an inspection does.
+        seen: new Map([['by', keys[13]!.key]]),
+        inner: new Error(`inner ${keys[14]!.key}`),
+        hidden: { quoted: keys[15]!.key, toJSON: () => 'nothing here' },
+      },
+      // A transport's own error, with the request it made (its headers) on it.
+      cause: Object.assign(new Error(`socket of ${keys[999]!.key.slice(9)}`), {
+        config: { headers: { Authorization: `Bearer ${sender.key}` } },
+      }),
     });
-    expect(texts.redactError(quoting)).toBe(quoting);
+    expect(texts.redactError(quoting, sender)).toBe(quoting);
     expect(quoting.message).toBe('rejected [key k537 #0f0f0f]');
     expect(JSON.stringify(quoting.metadata)).toContain('[key k12 #0f0f0f]');
     expect((quoting.cause as Error).message).toBe('socket of [key k999 #0f0f0f]');
+    const printed = `${inspect(quoting, { depth: Infinity, showHidden: true })} ${JSON.stringify(quoting)}`;
+    for (const index of [0, 12, 13, 14, 15, 537, 999]) expect(printed.includes(keys[index]!.key.slice(0, 20)), `k${index}`).toBe(false);
     const plain = new UpstreamError({ message: 'upstream failed', scope: 'model', retryable: true, metadata: { provider: 'p' } });
-    const metadata = plain.metadata;
-    texts.redactError(plain);
+    texts.redactError(plain, sender);
     expect(plain.message).toBe('upstream failed');
-    expect(plain.metadata).toBe(metadata);
+    expect(plain.metadata).toEqual({ provider: 'p' });
   });
 
   it('a stream redactor releases what the whole text redacts to when a key ends a piece, or the stream, with an end that begins its secret again', () => {

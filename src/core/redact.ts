@@ -181,18 +181,26 @@ export function redactError<E extends OpenRouterError>(error: E, key: KeyCredent
 /**
  * The key text of every key of a pool, to scrub an error that one key's request drew of the others
  * too: a server or a proxy may quote a key other than the one the request carried. An error is
- * searched once for the starts of every key's echoes, by their lengths, not once per key, so that
- * a pool of a thousand keys scrubs an error about as fast as a pool of one.
+ * searched once for the starts of every key's echoes (positions whose first four characters begin
+ * one, then the starts of each length there), not once per key, so that a pool of a thousand keys
+ * scrubs an error about as fast as a pool of one.
  */
 export class PoolKeyTexts {
-  private readonly all: KeyText[];
-  /** The lengths of the keys' echo starts, and for each, the keys by their start of that length. */
+  /** The keys by their echo starts, by the starts' lengths. */
   private readonly byStart = new Map<number, Map<string, KeyText[]>>();
+  /** The first four characters of every echo start, as `prefixCode` reads them. */
+  private readonly prefixes = new Set<number>();
+  /** Echo starts shorter than four characters (keys that short), searched for one by one. */
+  private readonly shortStarts: Array<readonly [string, KeyText]> = [];
 
   constructor(keys: readonly KeyCredential[]) {
-    this.all = keys.map((key) => new KeyText(key));
-    for (const keyText of this.all) {
+    for (const keyText of keys.map((key) => new KeyText(key))) {
       for (const start of keyText.echoStarts) {
+        if (start.length < PREFIX_LENGTH) {
+          this.shortStarts.push([start, keyText]);
+          continue;
+        }
+        this.prefixes.add(prefixCode(start, 0));
         let ofLength = this.byStart.get(start.length);
         if (ofLength === undefined) this.byStart.set(start.length, (ofLength = new Map<string, KeyText[]>()));
         const keysOfStart = ofLength.get(start);
@@ -202,19 +210,26 @@ export class PoolKeyTexts {
     }
   }
 
-  /** Scrubs `error` as `redactError` does, of every key of the pool that it mentions. */
-  redactError<E extends OpenRouterError>(error: E): E {
-    for (const keyText of this.mentionedIn(searchedTextOf(error, 0))) scrub(error, keyText, 0);
+  /**
+   * Scrubs `error` as `redactError(error, sender)` does, then of every other key of the pool that
+   * it still quotes. The first scrub leaves plain text, plain metadata and plain causes (a `Map`,
+   * an `Error` or a `toJSON` in metadata copied as their fields), so the search reads all that a
+   * logger could print of it.
+   */
+  redactError<E extends OpenRouterError>(error: E, sender: KeyCredential): E {
+    redactError(error, sender);
+    for (const keyText of this.mentionedIn(searchedTextOf(error))) scrub(error, keyText, 0);
     return error;
   }
 
-  /** The keys whose text `text` may hold (every key when it could not be read, or when JSON escapes could hide one). */
-  private mentionedIn(text: string | undefined): Iterable<KeyText> {
-    if (text === undefined || ASCII_ESCAPE.test(text)) return this.all;
+  /** The keys whose echo starts `text` holds. */
+  private mentionedIn(text: string): Set<KeyText> {
     const found = new Set<KeyText>();
-    for (const [length, ofLength] of this.byStart) {
-      for (let at = 0; at + length <= text.length; at++) {
-        const keys = ofLength.get(text.slice(at, at + length));
+    for (const [start, keyText] of this.shortStarts) if (text.includes(start)) found.add(keyText);
+    for (let at = 0; at + PREFIX_LENGTH <= text.length; at++) {
+      if (!this.prefixes.has(prefixCode(text, at))) continue;
+      for (const [length, ofLength] of this.byStart) {
+        const keys = at + length <= text.length ? ofLength.get(text.slice(at, at + length)) : undefined;
         if (keys !== undefined) for (const keyText of keys) found.add(keyText);
       }
     }
@@ -222,24 +237,57 @@ export class PoolKeyTexts {
   }
 }
 
-/**
- * The text of an error that may quote a key: its message (its stack repeats it), its metadata as
- * JSON, and its causes'; undefined when some of it cannot be read as JSON (a cycle, a BigInt).
- */
-function searchedTextOf(error: unknown, depth: number): string | undefined {
-  if (!(error instanceof Error)) return jsonOf(error);
-  const metadata = error instanceof OpenRouterError && error.metadata !== undefined ? jsonOf(error.metadata) : '';
-  const cause =
-    error.cause === undefined || error.cause === error || depth >= MAX_CAUSE_DEPTH ? '' : searchedTextOf(error.cause, depth + 1);
-  return metadata === undefined || cause === undefined ? undefined : `${error.message}\n${metadata}\n${cause}`;
+/** How many characters of an echo start `PoolKeyTexts` checks at every position before it looks further. */
+const PREFIX_LENGTH = 4;
+
+/** The first four characters of `text` from `at`, seven bits each, as one number (a collision only costs a lookup). */
+function prefixCode(text: string, at: number): number {
+  return (
+    ((text.charCodeAt(at) & 0x7f) << 21) |
+    ((text.charCodeAt(at + 1) & 0x7f) << 14) |
+    ((text.charCodeAt(at + 2) & 0x7f) << 7) |
+    (text.charCodeAt(at + 3) & 0x7f)
+  );
 }
 
-function jsonOf(value: unknown): string | undefined {
-  try {
-    return JSON.stringify(value) ?? '';
-  } catch {
-    return undefined;
+/**
+ * The text of a scrubbed error that may quote a key: its message, stack and `code`, every string of
+ * its metadata (names included, as `redactValue` walks it: a `toJSON` hides nothing from a logger's
+ * inspection), and its causes'.
+ */
+function searchedTextOf(error: OpenRouterError): string {
+  const texts: string[] = [];
+  let item: unknown = error;
+  for (let depth = 0; depth <= MAX_CAUSE_DEPTH && item !== undefined; depth++) {
+    if (!(item instanceof Error)) {
+      collectStrings(item, texts);
+      break;
+    }
+    texts.push(item.message, item.stack ?? '');
+    const code = (item as { code?: unknown }).code;
+    if (typeof code === 'string') texts.push(code);
+    if (item instanceof OpenRouterError) collectStrings(item.metadata, texts);
+    item = item.cause === item ? undefined : item.cause;
   }
+  return texts.join('\n');
+}
+
+/** Every string in a JSON-like value, and its property names, as `redactValue` walks it. */
+function collectStrings(value: unknown, texts: string[]): void {
+  const ancestors = new Set<object>();
+  const visit = (item: unknown, depth: number): void => {
+    if (typeof item === 'string') texts.push(item);
+    if (typeof item !== 'object' || item === null || depth >= MAX_REDACTED_DEPTH || ancestors.has(item)) return;
+    ancestors.add(item);
+    if (Array.isArray(item)) for (const entry of item) visit(entry, depth + 1);
+    else
+      for (const [name, entry] of Object.entries(item)) {
+        texts.push(name);
+        visit(entry, depth + 1);
+      }
+    ancestors.delete(item);
+  };
+  visit(value, 0);
 }
 
 function scrub(error: OpenRouterError, keyText: KeyText, depth: number): void {

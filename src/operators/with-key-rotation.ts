@@ -403,7 +403,7 @@ class KeyAttempt {
     // the built-in transports scrub what they report of the key they sent, but a user's may echo
     // it, and a server may echo any other key of the pool.
     const copy = copyError(toOpenRouterError(thrown), { keyLabel: lease.label, model: lease.model });
-    const error = rotation.port.redactKeys?.(copy) ?? redactError(copy, lease.credential);
+    const error = rotation.port.redactKeys?.(copy, lease.credential) ?? redactError(copy, lease.credential);
     // A platform 429 reports its quota: the server did not count the refused request.
     if (error.rateLimit !== undefined) lease.refund();
     // Recorded before the error goes on, so a retry already sees the key parked or open.

@@ -158,7 +158,7 @@ export class Pool implements PoolCore {
       emit,
       queueTimeoutMs: config.queue.timeoutMs,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),
-      redactKeys: (error) => keyTexts.redactError(error),
+      redactKeys: (error, sender) => keyTexts.redactError(error, sender),
       disposed$: defer(() => (this.disposed ? of(undefined) : this.disposing.asObservable())),
       modelRoom: (models, since, priority, arrival) => this.admission.capacity.wait(models, since, priority, arrival),
       modelAnsweredSince: (models, since) => models.some((model) => (this.registry.models.get(model)?.answeredAt ?? -Infinity) >= since),

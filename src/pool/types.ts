@@ -172,10 +172,11 @@ export interface PoolPort {
   /** The context window configured for a model (`models` limits), if any. */
   contextLengthOf(model: string): number | undefined;
   /**
-   * Scrubs an attempt's error of every key of the pool that it quotes, and returns it: a server or
-   * a proxy may echo a key other than the one the request carried, which is all a transport knows.
+   * Scrubs an attempt's error of the key that sent it and of every other key of the pool that it
+   * quotes, and returns it: a server or a proxy may echo a key other than the one the request
+   * carried, which is all a transport knows.
    */
-  redactKeys?<E extends OpenRouterError>(error: E): E;
+  redactKeys?<E extends OpenRouterError>(error: E, sender: KeyCredential): E;
   /**
    * Emits once when the pool is disposed (at once if it already is), then completes: a request
    * waiting on a timer (a backoff, a model's return) goes on at once, and its acquisition fails.
