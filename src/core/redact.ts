@@ -82,9 +82,13 @@ export class KeyText {
    * would be redacted again on its own (a second placeholder), or released as a stray character.
    */
   heldFrom(text: string): number {
-    const released = Math.max(endOfEchoes(text, this.head, this.secret), endOfEchoes(text, this.bodyHead, this.echoedSecret));
-    const fromKey = startOfTail(text, this.secret, released);
-    return this.echoedSecret === '' ? fromKey : Math.min(fromKey, startOfTail(text, this.echoedSecret, released));
+    // As `redact` finds echoes: of the whole key first, then of its secret in what is left. A start
+    // of the key inside an echo of the secret is still one (a secret may hold the key's head).
+    const afterKeys = endOfEchoes(text, this.head, this.secret);
+    const fromKey = startOfTail(text, this.secret, afterKeys);
+    if (this.echoedSecret === '') return fromKey;
+    const afterSecrets = Math.max(afterKeys, endOfEchoes(text, this.bodyHead, this.echoedSecret));
+    return Math.min(fromKey, startOfTail(text, this.echoedSecret, afterSecrets));
   }
 
   /** What every echo of the key starts with: its head (as raw text and inside a JSON string), its secret's head. */
