@@ -76,23 +76,41 @@ describe('SteadyClock', () => {
     expect(clock.now()).toBe(1_000_250 + HOUR_MS);
   });
 
-  it('goes on from its last reading by the monotonic time since, when the wall clock steps back', () => {
+  it('goes on from its last reading by the monotonic time since when the wall clock steps back, then catches up with it', () => {
     const { clock, readings, advance } = clockOver();
     expect(clock.now()).toBe(1_000_000);
     advance(400);
     readings.wall -= HOUR_MS;
     expect(clock.now()).toBe(1_000_400);
+    // A tenth slower than the wall clock until it meets it: 100 ms later, 90 ms on.
     advance(100);
-    expect(clock.now()).toBe(1_000_500);
-    // A second step back adds to the first.
-    advance(30);
-    readings.wall -= 10_000;
-    expect(clock.now()).toBe(1_000_530);
+    expect(clock.now()).toBe(1_000_490);
+    advance(5 * HOUR_MS);
+    expect(clock.now()).toBe(readings.wall + HOUR_MS - 10 - HOUR_MS / 2);
+    advance(10 * HOUR_MS);
+    expect(clock.now()).toBe(readings.wall);
+  });
+
+  it('gives its lead back to a step forward, and holds still through a step back of less than a second', () => {
+    const { clock, readings, advance } = clockOver();
+    clock.now();
+    advance(200);
+    readings.wall -= HOUR_MS;
+    expect(clock.now()).toBe(1_000_200);
+    // The clock set right again: the lead goes, where a step forward from the wall clock's own time is followed.
     advance(1);
-    expect(clock.now()).toBe(1_000_531);
-    // Stepped forward again, it is followed: a wait ends early, never late.
     readings.wall += HOUR_MS;
-    expect(clock.now()).toBe(1_000_531 + HOUR_MS);
+    expect(clock.now()).toBe(readings.wall);
+    advance(1);
+    readings.wall += HOUR_MS;
+    expect(clock.now()).toBe(readings.wall);
+    // A drifting clock stepped back by NTP: still until it reads what it read.
+    const before = clock.now();
+    readings.wall -= 300;
+    advance(100);
+    expect(clock.now()).toBe(before);
+    advance(250);
+    expect(clock.now()).toBe(readings.wall);
   });
 
   it('never reads less than it read before, even in the same instant', () => {
