@@ -43,8 +43,9 @@ const CATCH_UP_RATE = 0.1;
 
 /** The wall clock's time, held from going back by a monotonic clock (see `steadyScheduler`). */
 export class SteadyClock {
-  /** The last time read, and the monotonic clock's reading then. */
+  /** The last time read, and the wall and monotonic clocks' readings then. */
   private last = -Infinity;
+  private lastWall = NaN;
   private lastMonotonic = 0;
   /** How far ahead of the wall clock it reads, after a step back not yet caught up. */
   private offset = 0;
@@ -55,8 +56,10 @@ export class SteadyClock {
   ) {}
 
   now(): number {
-    const monotonic = this.monotonicNow();
     const wall = this.wallNow();
+    // Read many times a millisecond on the hot path: the wall clock has not moved, nor has this.
+    if (wall === this.lastWall) return this.last;
+    const monotonic = this.monotonicNow();
     const elapsed = this.last === -Infinity ? 0 : Math.max(0, monotonic - this.lastMonotonic);
     // Only a lead it had before this reading is caught up on.
     const caughtUp = Math.min(this.offset, elapsed * CATCH_UP_RATE);
@@ -71,6 +74,7 @@ export class SteadyClock {
     this.offset = Math.max(0, offset - caughtUp);
     const now = Math.max(this.last, wall + this.offset);
     this.last = now;
+    this.lastWall = wall;
     this.lastMonotonic = monotonic;
     return now;
   }
