@@ -152,16 +152,24 @@ export function redactValue(value: unknown, key: KeyCredential): unknown {
 }
 
 function redactValueWith(value: unknown, keyText: KeyText): unknown {
+  return mapStrings(value, (text) => keyText.redact(text));
+}
+
+/**
+ * A copy of a JSON-like value with `map` applied to every string and property name, at any depth:
+ * a subtree deeper than `MAX_REDACTED_DEPTH`, or one that contains itself, becomes a placeholder.
+ */
+function mapStrings(value: unknown, map: (text: string) => string): unknown {
   const ancestors = new Set<object>();
   const visit = (item: unknown, depth: number): unknown => {
-    if (typeof item === 'string') return keyText.redact(item);
+    if (typeof item === 'string') return map(item);
     if (typeof item !== 'object' || item === null) return item;
     if (depth >= MAX_REDACTED_DEPTH) return TOO_DEEP_PLACEHOLDER;
     if (ancestors.has(item)) return CIRCULAR_PLACEHOLDER;
     ancestors.add(item);
     const copy = Array.isArray(item)
       ? item.map((entry) => visit(entry, depth + 1))
-      : Object.fromEntries(Object.entries(item).map(([name, entry]) => [keyText.redact(name), visit(entry, depth + 1)]));
+      : Object.fromEntries(Object.entries(item).map(([name, entry]) => [map(name), visit(entry, depth + 1)]));
     ancestors.delete(item);
     return copy;
   };
@@ -278,20 +286,10 @@ function searchedTextOf(error: OpenRouterError): string {
 
 /** Every string in a JSON-like value, and its property names, as `redactValue` walks it. */
 function collectStrings(value: unknown, texts: string[]): void {
-  const ancestors = new Set<object>();
-  const visit = (item: unknown, depth: number): void => {
-    if (typeof item === 'string') texts.push(item);
-    if (typeof item !== 'object' || item === null || depth >= MAX_REDACTED_DEPTH || ancestors.has(item)) return;
-    ancestors.add(item);
-    if (Array.isArray(item)) for (const entry of item) visit(entry, depth + 1);
-    else
-      for (const [name, entry] of Object.entries(item)) {
-        texts.push(name);
-        visit(entry, depth + 1);
-      }
-    ancestors.delete(item);
-  };
-  visit(value, 0);
+  mapStrings(value, (text) => {
+    texts.push(text);
+    return text;
+  });
 }
 
 function scrub(error: OpenRouterError, keyText: KeyText, depth: number): void {
