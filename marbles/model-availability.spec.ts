@@ -408,6 +408,43 @@ describe("a model whose own quota is spent (a per-model quota, the account's fre
     });
   });
 
+  it('gives the room a window brings to the requests in line first, not to those that happen to look first', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const limited = 'limited';
+      const answer = (id: string, frames: number) => cold<TransportEvent>(`${frames}ms (c|)`, { c: answerEvent(id, 'ok', limited) });
+      const { pool } = makePool(
+        scheduler,
+        {
+          // l0's first try fails at once: its retry finds the minute's room spent 70 ms before
+          // l2 to l6 do, and so looks again each second 70 ms before them.
+          [limited]: [
+            cold<TransportEvent>('30ms #', undefined, providerUnavailable()),
+            answer('l1', 100),
+            ...Array.from({ length: 6 }, (_, index) => answer(`a${index}`, 10)),
+          ],
+        },
+        { models: { [limited]: { rpm: 2 } } },
+      );
+      const requests = ['l0', 'l1', 'l2', 'l3', 'l4', 'l5', 'l6'].map((id) => request(id, limited));
+      const log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 2, transient: transientRetries })));
+      flush();
+      // Each minute's two sends go to the first two in line. Each waiter looking on its own, l0
+      // found the room still a second away just before the others found it nearer and took it,
+      // minute after minute: it was answered in the fourth minute, after l5.
+      expect(log.every((line) => line.endsWith('completion'))).toBe(true);
+      expect(log.map((line) => `${line.split(' ')[1]} ${Math.floor(Number(line.split(' ')[0]) / 60_000)}`)).toEqual([
+        'l1 0',
+        'l0 1',
+        'l2 1',
+        'l3 2',
+        'l4 2',
+        'l5 3',
+        'l6 3',
+      ]);
+    });
+  });
+
   it('looks again each second: the room an assumed quota withholds comes back when the answers in flight disprove it', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {

@@ -15,6 +15,7 @@ import { ToolCallAssembly } from '../core/tool-calls.js';
 import type { ChatRequest, Completion, Usage } from '../core/types.js';
 import { QUEUED_ROOM_WAIT_FLOOR_MS, queueTimeoutError } from '../pool/model-availability.js';
 import type { PoolPort } from '../pool/types.js';
+import type { PlaceInLine } from '../pool/capacity-waiters.js';
 import {
   attemptRecordOf,
   retriedErrorOf,
@@ -24,6 +25,8 @@ import {
   type RequestRetries,
 } from './attempt-event.js';
 import type { Slot } from './merge-with-slots.js';
+import type { QuotaWaitLine } from './quota-wait-line.js';
+import { modelChainOf } from './with-key-rotation.js';
 import { priorityOf, type WithKeyRotationConfig } from './key-rotation-options.js';
 
 /** How often a request waiting on a half-open model (its probe out) looks again. */
@@ -44,6 +47,8 @@ export interface RequestWaits {
   readonly queueTimeoutMs: number | undefined;
   /** `balance`'s `priority`: a request's place in line for room, as in the queue. */
   readonly priority: WithKeyRotationConfig['priority'];
+  /** Where the requests of one subscription wait for their models' own quotas, in line. */
+  readonly quotaLine: QuotaWaitLine;
 }
 
 /** A piece of a streamed answer; chunks without text, reasoning or tool calls are held back. */
@@ -415,6 +420,11 @@ class RequestReport {
     this.armRoomTimeout(models);
   }
 
+  /** Its place in a line for room: its admission priority, then its arrival. */
+  private placeInLine(): Required<PlaceInLine> {
+    return { priority: this.priorityInLine(), since: this.arrival.at, arrival: this.arrival.number };
+  }
+
   /** The request's admission priority (as `withKeyRotation` reads it): its place in line for room at a model's limit. */
   private priorityInLine(): number {
     try {
@@ -488,9 +498,13 @@ class RequestReport {
       if (!reacquisition.closed) wait.add(reacquisition);
     };
     if (atCapacity) this.armRoomTimeout(error.modelsAtCapacity);
-    wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
-    if (atCapacity && !wakeUps.closed)
-      wakeUps.add(pool.modelRoom(error.modelsAtCapacity, this.arrival.at, this.priorityInLine(), this.arrival.number).subscribe(resume));
+    // Room a window brings goes to the first in line, not to whoever looks first after it turns.
+    if (quotaSpent) wakeUps.add(waits.quotaLine.wait(this.placeInLine(), modelChainOf(this.request), waitMs).subscribe(resume));
+    else wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
+    if (atCapacity && !wakeUps.closed) {
+      const place = this.placeInLine();
+      wakeUps.add(pool.modelRoom(error.modelsAtCapacity, place.since, place.priority, place.arrival).subscribe(resume));
+    }
     // A pool disposed meanwhile ends the wait: the acquisition fails the request now, not when the wait would end.
     if (!wakeUps.closed) wakeUps.add(pool.disposed$.subscribe(resume));
     return undefined;

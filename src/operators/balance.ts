@@ -7,6 +7,7 @@ import type { StrategyLike } from '../pool/strategies.js';
 import { strategyOption } from '../pool/config.js';
 import type { ChatRequest } from '../core/types.js';
 import { checkOptions, nonnegativeInt, positiveInt } from '../core/validation.js';
+import { QuotaWaitLine } from './quota-wait-line.js';
 import { toBalanceEvents, type BalanceEvent, type RequestArrival, type RequestWaits } from './balance-events.js';
 import { attemptTimeoutSettings, defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { modelFallbackPolicy, modelFallbackSettings, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
@@ -110,7 +111,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   // `modelWaitMs` is 0: then in the queue, as a chain composed by hand would).
   const modelWaitMs = options.modelWaitMs ?? 60_000;
   const rotation: WithKeyRotationConfig = { maxQueuedModelParkMs: 0, refuseAtModelLimit: modelWaitMs > 0 };
-  const waits: RequestWaits = {
+  const waitOptions = {
     modelWaitMs,
     queueTimeoutMs: options.queueTimeoutMs ?? pool[POOL_PORT].queueTimeoutMs,
     priority: options.priority,
@@ -137,7 +138,7 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   const disposed$ = pool[POOL_PORT].disposed$;
   let sequence = 0;
 
-  const run = (arrival: Arrival, slot: Slot): Observable<BalanceEvent> => {
+  const run = (arrival: Arrival, slot: Slot, waits: RequestWaits): Observable<BalanceEvent> => {
     const { input } = arrival;
     const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
     let request: ChatRequest;
@@ -162,9 +163,10 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
   // number orders the requests of one instant (a batch) in a line for a model's room.
   return (requests) => {
     let arrivals = 0;
+    const waits: RequestWaits = { quotaLine: new QuotaWaitLine(pool.scheduler), ...waitOptions };
     return requests.pipe(
       map((input): Arrival => ({ input, at: pool.scheduler.now(), number: arrivals++ })),
-      mergeWithSlots(run, options.concurrency ?? DEFAULT_CONCURRENCY),
+      mergeWithSlots((arrival, slot) => run(arrival, slot, waits), options.concurrency ?? DEFAULT_CONCURRENCY),
     );
   };
 }
