@@ -232,6 +232,23 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
     expect(fake.requests.filter((record) => record.keyLabel === undefined)).toEqual([]);
   }, 30_000);
 
+  it('(b3) a 429 whose bucket names the account teaches a quota the keys of the account share, not one per key', async () => {
+    const keys = [TEST_KEYS.quota1, TEST_KEYS.quota2, TEST_KEYS.quota3].map((key, index) => ({ key, label: `q${index + 1}` }));
+    const fake = await startFake({
+      keys: keys.map((key) => ({ ...key, account: 'shared' })),
+      accounts: [{ id: 'shared', quota: { requests: 6, windowMs: 1_000, bucket: 'requests-per-account' } }],
+      defaultModel: { latencyMs: 5 },
+    });
+    const pool = startPool(fake, { keys });
+    const events = terminalEvents(await runAll(pool, requestsOf(30, 'shared'), 8));
+    expect(events.failures).toEqual([]);
+    expect(events.completions).toHaveLength(30);
+    // Learned per key, the three keys together sent about twice the account's quota: 26-36 of
+    // 53-63 sends refused in five runs, and up to 3 requests failed. Shared: 5-7 of 35-37 (the
+    // first window's overshoot, which teaches the quota, and the window's estimate settling).
+    expect(fake.countRequests({ status: 429 })).toBeLessThanOrEqual(10);
+  }, 30_000);
+
   it('(c) refreshKeyInfo folds limit, limitRemaining and usage into credit; a 403 key-limit key comes back once a refresh shows credit', async () => {
     const fake = await startFake({
       keys: [

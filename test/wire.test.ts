@@ -293,6 +293,14 @@ describe('classifyHttpError: the SCOPE table', () => {
     expectError(error, { type: RateLimitError, scope: 'account', retryable: true, retryAfterMs: 20_000 });
   });
 
+  it("429 of a bucket named for the account → account scope; one named for the key, or none, stays the key's", () => {
+    const headers = { 'X-RateLimit-Limit': '20', 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': String(NOW + 20_000) };
+    const refusal = (bucket: string) => classify(429, errorBody({ code: 429, message: `Rate limit exceeded: ${bucket}` }), headers);
+    for (const bucket of ['requests-per-account', 'account-rpm', 'per-user-requests', 'organization-requests', 'workspace-per-min'])
+      expect(refusal(bucket).scope).toBe('account');
+    for (const bucket of ['requests-per-key', 'rpm', '']) expect(refusal(bucket).scope).toBe('key');
+  });
+
   it('400 context or token limit → ContextLengthError for the request', () => {
     for (const body of [
       errorBody({ code: 400, message: 'too long', metadata: { error_type: 'context_length_exceeded' } }),
