@@ -1,12 +1,13 @@
 /**
  * The demo: a few hundred prompts through `balance()` over a pool of keys with different quotas,
  * one revoked key, one key whose account is out of credits and one flaky model, against the
- * embedded fake OpenRouter (no key needed). Shows a live per-key table, then a summary.
+ * embedded fake OpenRouter (no key needed). Shows a live per-key table, then a summary; Ctrl-C
+ * aborts the prompts not answered yet and prints the summary of those that were.
  *
  *   npm run demo                                   # embedded fake server
  *   OPENROUTER_API_KEYS=sk-or-...,sk-or-... npm run demo   # the real OpenRouter (20 short prompts)
  */
-import { auditTime, from, lastValueFrom, tap, toArray } from 'rxjs';
+import { auditTime, from, fromEvent, lastValueFrom, takeUntil, tap, toArray } from 'rxjs';
 import { balance, createKeyPool, type BalanceEvent, type ChatRequest, type KeyPoolOptions } from 'openrouter-rx';
 import { startFakeOpenRouter, type FakeOpenRouter } from 'openrouter-rx/testing';
 // The CLI's health table, not part of the package: in your app, render `pool.health$` your own way.
@@ -102,12 +103,15 @@ async function main(): Promise<void> {
     if (event.type === 'fallback') fallbacks++;
   });
 
+  let interrupted = false;
   const terminal = await lastValueFrom(
     from(setup.prompts).pipe(
       balance(pool, { concurrency: 24 }),
       tap((event: BalanceEvent) => {
         if (event.type === 'failed') console.error(`${event.requestId} failed: ${event.error.name}: ${event.error.message}`);
       }),
+      // Ctrl-C unsubscribes: the requests in flight are aborted, their keys' slots freed.
+      takeUntil(fromEvent(process, 'SIGINT').pipe(tap(() => (interrupted = true)))),
       toArray(),
     ),
   );
@@ -119,18 +123,20 @@ async function main(): Promise<void> {
   const failures = terminal.filter((event) => event.type === 'failed');
   const attempts = completions.reduce((sum, event) => sum + event.attempts, 0);
   const seconds = (Date.now() - startedAt) / 1000;
+  const unanswered = setup.prompts.length - completions.length - failures.length;
   console.log(
-    `\n${setup.prompts.length} prompts in ${seconds.toFixed(1)} s: ${completions.length} completed, ${failures.length} failed, ${attempts} attempts for the completed ones, ${fallbacks} model fallbacks.`,
+    `\n${setup.prompts.length} prompts in ${seconds.toFixed(1)} s: ${completions.length} completed, ${failures.length} failed, ${attempts} attempts for the completed ones, ${fallbacks} model fallbacks.` +
+      (interrupted ? ` Interrupted: ${unanswered} not answered.` : ''),
   );
   if (setup.fake !== undefined) {
     const rateLimited = setup.fake.countRequests({ status: 429 });
     console.log(`The fake server answered ${setup.fake.requests.length} requests, ${rateLimited} of them with 429.`);
   }
-  const lost = setup.prompts.length - completions.length - failures.length;
   pool.dispose();
   await setup.fake?.close();
-  if (lost !== 0) {
-    console.error(`${lost} prompt(s) got no terminal event`);
+  if (interrupted) process.exitCode = 130;
+  else if (unanswered !== 0) {
+    console.error(`${unanswered} prompt(s) got no terminal event`);
     process.exitCode = 1;
   }
 }
