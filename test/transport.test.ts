@@ -584,6 +584,8 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
         const { events, error } = await collect(transportFor(fake)(ALPHA, chat({ stream })));
         expect(events).toEqual([]);
         expectTyped(error, { type: NetworkError, scope: 'transport', retryable: true });
+        // What `fetch` threw, as both transports say it (the SDK's wrapper said `Connection error: ` first).
+        expect(error?.message).toMatch(/^fetch failed: /);
       }
     });
 

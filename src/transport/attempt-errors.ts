@@ -75,8 +75,8 @@ export function headersTimeoutError(attempt: AttemptIdentity): NetworkError {
 }
 
 /**
- * The messages along the cause chain (`Connection error: fetch failed: other side closed
- * [UND_ERR_SOCKET]`): the outer message is generic, the useful part is in the causes.
+ * The messages along the cause chain (`fetch failed: other side closed [UND_ERR_SOCKET]`): the
+ * outer message is generic, the useful part is in the causes.
  */
 export function describeCause(error: Error): string {
   const parts: string[] = [];

@@ -23,7 +23,10 @@ export function errorFromSdk(error: unknown, attempt: AttemptIdentity, errorBodi
   if (error instanceof OpenRouterError) return redactError(copyError(error, {}), attempt.key);
   const { key, model } = attempt;
   if (error instanceof APIConnectionTimeoutError) return headersTimeoutError(attempt);
-  if (error instanceof APIConnectionError) return redactError(connectionError(error, attempt), key);
+  // The SDK wraps what `fetch` threw in its own `Connection error.`: the error is `fetch`'s, as the
+  // fetch transport reports it, so that one failure reads the same whichever transport met it.
+  if (error instanceof APIConnectionError)
+    return redactError(connectionError(error.cause instanceof Error ? error.cause : error, attempt), key);
   if (isApiError(error) && error.status !== undefined) {
     return redactError(
       classifyHttpError({
