@@ -445,6 +445,39 @@ describe("a model whose own quota is spent (a per-model quota, the account's fre
     });
   });
 
+  it('wakes its line as far as the first request that finds no room, not the whole line each second', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const limited = 'limited';
+      const { pool } = makePool(
+        scheduler,
+        {
+          [limited]: Array.from({ length: 4 }, (_, index) =>
+            cold<TransportEvent>('10ms (c|)', { c: answerEvent(`a${index}`, 'ok', limited) }),
+          ),
+        },
+        { models: { [limited]: { rpm: 2 } } },
+      );
+      const port = pool[POOL_PORT];
+      let asked = 0;
+      const acquireNow = port.acquireNow!.bind(port);
+      port.acquireNow = (request, options) => {
+        asked++;
+        return acquireNow(request, options);
+      };
+      const requests = Array.from({ length: 200 }, (_, index) => request(`l${index}`, limited));
+      const log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 200, transient: false })));
+      scheduler.schedule(() => log.push(`asked ${asked}`), 59_000);
+      flush();
+      expect(log.slice(0, 2).map((line) => line.split(' ')[1])).toEqual(['l0', 'l1']);
+      // 200 asked on arrival, then one a second for 59 s (258 asks in all): woken whole each
+      // second, the line of 198 asked 11,684 times, an event-loop stall a second with thousands.
+      const askedBy59s = Number(log.find((line) => line.startsWith('asked'))!.split(' ')[1]);
+      expect(askedBy59s).toBeLessThan(200 + 2 * 60);
+      pool.dispose();
+    });
+  });
+
   it('looks again each second: the room an assumed quota withholds comes back when the answers in flight disprove it', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, flush }) => {

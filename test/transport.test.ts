@@ -585,7 +585,7 @@ describe.each(TRANSPORTS)('%s', (_name, createTransport) => {
         expect(events).toEqual([]);
         expectTyped(error, { type: NetworkError, scope: 'transport', retryable: true });
         // What `fetch` threw, as both transports say it (the SDK's wrapper said `Connection error: ` first).
-        expect(error?.message).toMatch(/^fetch failed: /);
+        expect((error as Error).message).toMatch(/^fetch failed: /);
       }
     });
 

@@ -499,7 +499,7 @@ class RequestReport {
     };
     if (atCapacity) this.armRoomTimeout(error.modelsAtCapacity);
     // Room a window brings goes to the first in line, not to whoever looks first after it turns.
-    if (quotaSpent) wakeUps.add(waits.quotaLine.wait(this.placeInLine(), modelChainOf(this.request), waitMs).subscribe(resume));
+    if (quotaSpent) wakeUps.add(waits.quotaLine.wait(this.placeInLine(), modelChainOf(this.request), waitMs, leftMs).subscribe(resume));
     else wakeUps.add(scheduleAfter(pool.scheduler, waitMs, resume));
     if (atCapacity && !wakeUps.closed) {
       const place = this.placeInLine();
