@@ -5,7 +5,7 @@
  * and fails it with that error after. A 404 is a request error, never a model failure. Model
  * records stay bounded however many model ids pass.
  */
-import { from, of, queueScheduler, Subject, tap, type Observable } from 'rxjs';
+import { from, map, merge, mergeMap, of, queueScheduler, Subject, tap, timer, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { ModelUnavailableError, NetworkError, NoKeyAvailableError, type OpenRouterError } from '../src/core/errors.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
@@ -442,6 +442,36 @@ describe("a model whose own quota is spent (a per-model quota, the account's fre
         'l5 3',
         'l6 3',
       ]);
+    });
+  });
+
+  it('leaves the slots to requests for other models until its room is a moment away', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      const answer = (id: string, model: string) => cold<TransportEvent>('10ms (c|)', { c: answerEvent(id, 'ok', model) });
+      const { pool } = makePool(
+        scheduler,
+        {
+          limited: Array.from({ length: 6 }, (_, index) => answer(`l${index}`, 'limited')),
+          ok: [answer('o1', 'ok')],
+        },
+        { models: { limited: { rpm: 2 } } },
+      );
+      const limited = Array.from({ length: 6 }, (_, index) => request(`l${index}`, 'limited'));
+      // The minute's room spent, l2 to l5 (coming 30 ms later) look again each second at x.030, a
+      // second before the next window at 60.020 being 59.030. A request for another model comes
+      // half a second before that window.
+      const requests$ = merge(
+        from(limited.slice(0, 2)),
+        timer(30).pipe(mergeMap(() => from(limited.slice(2)))),
+        timer(59_500).pipe(map(() => request('o1', 'ok'))),
+      );
+      const log = terminals(scheduler, requests$.pipe(balance(pool, { concurrency: 2, transient: false })));
+      flush();
+      // Waiting in the queue for the window from a second before it, l2 and l3 held both slots,
+      // and o1 waited for the window too (answered at 60,030).
+      expect(log).toContain('59510 o1 completion');
+      expect(log.filter((line) => line.endsWith('completion'))).toHaveLength(7);
     });
   });
 

@@ -22,7 +22,7 @@ export interface WithKeyRotationConfig {
    * `ModelUnavailableError` (`retryAfterMs`: when the first model is back). Default: the pool's
    * `maxRateLimitCooldownMs`. `balance` sets 0 and waits for the model outside the request's
    * concurrency slot, so that the wait holds up no request for another model; with 0, a request
-   * whose models' own quotas are spent for a second or more is refused too (`quotaSpent`).
+   * whose models' own quotas are spent for more than 50 ms is refused too (`quotaSpent`).
    */
   maxQueuedModelParkMs?: number;
   /**

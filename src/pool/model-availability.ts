@@ -204,9 +204,12 @@ export function roomLookupOf(registry: RoomLookup['registry'], store: Pick<State
 /**
  * How long a request whose models' own quotas are spent waits in the queue, holding its caller's
  * slot, when the caller waits for models itself (`maxQueuedModelParkMs: 0`, as `balance`): a
- * window's next send a moment away is waited for; a longer wait is the caller's, outside its slot.
+ * window's next send a moment away is waited for; a longer wait is the caller's, outside its slot
+ * (its refusal says when the room comes, and the caller looks again then). A second held the
+ * caller's slots that long before each window, every one of them with enough requests waiting,
+ * from requests for other models.
  */
-export const MODEL_ROOM_QUEUE_WAIT_MS = 1_000;
+export const MODEL_ROOM_QUEUE_WAIT_MS = 50;
 
 /**
  * The refusal of a request that no key can take on any model of its chain for at least
@@ -282,7 +285,7 @@ export function longestQueuedRoomWaitMs(backoffCapMs: number): number {
  * spent, every key parked for an hour): waiting in the queue, it would hold its caller's
  * concurrency slot that long, which requests for other models could use. Undefined when some key
  * is due back sooner. Its `retryAfterMs` says when the first is. For a caller who waits for models
- * itself (`callerWaits`), the models' own quotas spent for a second or more refuse it too, sooner
+ * itself (`callerWaits`), the models' own quotas spent for more than a moment (`MODEL_ROOM_QUEUE_WAIT_MS`) refuse it too, sooner
  * (`modelRoomBlockedError`).
  */
 export function quotaBlockedError(

@@ -79,7 +79,7 @@ export interface AcquireOptions {
    * the queue; a longer one refuses it at once with `ModelUnavailableError`, whose `retryAfterMs`
    * says when the first model is back. Default: the pool's `maxRateLimitCooldownMs`. A caller
    * that holds a concurrency slot of its own sets 0 and waits outside it (as `balance` does); with
-   * 0, a request whose models' own quotas are spent for a second or more is refused too, with
+   * 0, a request whose models' own quotas are spent for more than 50 ms is refused too, with
    * `quotaSpent` set.
    */
   maxQueuedModelParkMs?: number;
