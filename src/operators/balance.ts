@@ -8,7 +8,8 @@ import { strategyOption } from '../pool/config.js';
 import type { ChatRequest } from '../core/types.js';
 import { checkOptions, nonnegativeInt, positiveInt } from '../core/validation.js';
 import { QuotaWaitLine } from './quota-wait-line.js';
-import { toBalanceEvents, type BalanceEvent, type RequestArrival, type RequestWaits } from './balance-events.js';
+import { toBalanceEvents, type RequestArrival, type RequestWaits } from './balance-events.js';
+import type { BalanceEvent } from './balance-event-types.js';
 import { attemptTimeoutSettings, defaultAttemptTimeouts, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 import { modelFallbackPolicy, modelFallbackSettings, type FallbackOnModelErrorConfig } from './fallback-on-model-error.js';
 import { rateLimitRetryPolicy, rateLimitRetrySettings, type RetryOnRateLimitConfig } from './retry-on-rate-limit.js';
@@ -18,7 +19,7 @@ import { keyRotationAttempts, type WithKeyRotationConfig } from './with-key-rota
 import { priorityOption, serverFallbacksOption } from './key-rotation-options.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
-export type { BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './balance-events.js';
+export type { BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './balance-event-types.js';
 
 /** Options of `balance`; an unknown or invalid field makes `balance` throw a `ValidationError`. */
 export interface BalanceOptions {
