@@ -48,7 +48,7 @@ export interface RequestWaits {
   readonly queueTimeoutMs: number | undefined;
   /** `balance`'s `priority`: a request's place in line for room, as in the queue. */
   readonly priority: WithKeyRotationConfig['priority'];
-  /** Where the requests of one subscription wait for their models' own quotas, in line. */
+  /** Where the requests of one `balance` stream wait for their models' own quotas, in line. */
   readonly quotaLine: QuotaWaitLine;
 }
 
