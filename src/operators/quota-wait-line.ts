@@ -1,6 +1,6 @@
 import { Observable, type SchedulerLike, type Subscription } from 'rxjs';
 import { scheduleAfter } from '../core/timers.js';
-import { comesBefore, type PlaceInLine } from '../pool/capacity-waiters.js';
+import { comesBefore, insertInLine, type PlaceInLine } from '../pool/capacity-waiters.js';
 import { FREE_MODELS_PATTERN, isFreeModel } from '../pool/scopes.js';
 
 interface QuotaWaiter extends PlaceInLine {
@@ -52,10 +52,7 @@ export class QuotaWaitLine {
           subscriber.complete();
         },
       };
-      const { waiters } = this;
-      let index = waiters.length;
-      while (index > 0 && comesBefore(waiter, waiters[index - 1]!)) index--;
-      waiters.splice(index, 0, waiter);
+      insertInLine(this.waiters, waiter);
       this.lastJoined = waiter;
       this.armFor(waiter.dueAt);
       return () => {

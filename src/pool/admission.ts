@@ -21,7 +21,7 @@ import { admissionPlanOf } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { StrategyIds, Ticket } from './ticket.js';
-import { CapacityWaiters, comesBefore } from './capacity-waiters.js';
+import { CapacityWaiters, insertInLine } from './capacity-waiters.js';
 import { Placement, type Eligibility } from './placement.js';
 import { WakeUpTimer, addTokenCount, queueWakeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
@@ -398,9 +398,7 @@ export class Admission implements LeaseOwner, Eligibility {
   /** Puts a ticket in its place in line: by priority (descending), then arrival (`since`), then acquisition. */
   private insert(ticket: Ticket): void {
     this.armQueueTimeout(ticket);
-    let index = this.queue.length;
-    while (index > 0 && comesBefore(ticket, this.queue[index - 1]!)) index--;
-    this.queue.splice(index, 0, ticket);
+    insertInLine(this.queue, ticket);
   }
 
   /**

@@ -17,6 +17,13 @@ export function comesBefore(a: PlaceInLine, b: PlaceInLine): boolean {
   return a.arrival !== undefined && b.arrival !== undefined && a.arrival < b.arrival;
 }
 
+/** Puts `place` into `line` (in line order) at its place, behind those it does not go before. */
+export function insertInLine<P extends PlaceInLine>(line: P[], place: P): void {
+  let at = line.length;
+  while (at > 0 && comesBefore(place, line[at - 1]!)) at--;
+  line.splice(at, 0, place);
+}
+
 /** A request waiting in the admission's queue. */
 export interface QueuedPlace extends PlaceInLine {
   readonly options: { readonly models: readonly string[] };
@@ -67,9 +74,7 @@ export class CapacityWaiters {
           subscriber.complete();
         },
       };
-      let place = this.waiters.length;
-      while (place > 0 && comesBefore(waiter, this.waiters[place - 1]!)) place--;
-      this.waiters.splice(place, 0, waiter);
+      insertInLine(this.waiters, waiter);
       return () => {
         const index = this.waiters.indexOf(waiter);
         if (index >= 0) this.waiters.splice(index, 1);

@@ -285,8 +285,8 @@ export function longestQueuedRoomWaitMs(backoffCapMs: number): number {
  * spent, every key parked for an hour): waiting in the queue, it would hold its caller's
  * concurrency slot that long, which requests for other models could use. Undefined when some key
  * is due back sooner. Its `retryAfterMs` says when the first is. For a caller who waits for models
- * itself (`callerWaits`), the models' own quotas spent for more than a moment (`MODEL_ROOM_QUEUE_WAIT_MS`) refuse it too, sooner
- * (`modelRoomBlockedError`).
+ * itself (`callerWaits`), the models' own quotas spent for more than a moment
+ * (`MODEL_ROOM_QUEUE_WAIT_MS`) refuse it too, sooner (`modelRoomBlockedError`).
  */
 export function quotaBlockedError(
   pool: RoomLookup,

@@ -15,7 +15,7 @@ import {
 } from '../core/errors.js';
 import { numericCode, parseErrorBody, type ParsedErrorBody } from './error-body.js';
 import { toHeaderLookup, type HeaderSource } from './headers.js';
-import { rateLimitInfoFrom } from './rate-limit-info.js';
+import { bucketNamedIn, rateLimitInfoFrom } from './rate-limit-info.js';
 import { retryAfterMsFrom } from './retry-after.js';
 
 /**
@@ -140,8 +140,8 @@ const STATUS_BY_ERROR_TYPE: ReadonlyMap<string, number> = new Map([
 const CONTEXT_LENGTH_TYPES = new Set(['context_length_exceeded', 'max_tokens_exceeded', 'token_limit_exceeded']);
 const CONTEXT_LENGTH_TEXT = /maximum context length|context length|context window|too many tokens|token limit|prompt is too long/i;
 const CONTENT_POLICY_TYPES = new Set(['content_policy_violation', 'refusal']);
-/** A 429 of a bucket the account's keys share: a free-model one, or one whose name says so (`Rate limit exceeded: requests-per-account`). */
-const ACCOUNT_BUCKET = /free-models-per-|rate limit exceeded:\s*[\w-]*(account|user|organi[sz]ation|workspace)/i;
+/** A bucket the account's keys share: a free-model one, or one whose name says so (`requests-per-account`). */
+const ACCOUNT_BUCKET = /^free-models-per-|account|user|organi[sz]ation|workspace/;
 
 function decide(status: number, parsed: ParsedErrorBody | undefined, origin: ErrorPayloadInput['origin']): Decision {
   const message = parsed?.message ?? '';
@@ -179,7 +179,7 @@ function decide(status: number, parsed: ParsedErrorBody | undefined, origin: Err
       // Free-model buckets belong to the account, as does any bucket named for it: rotating its
       // keys does not help (§8), and learning such a quota per key lets the account's keys
       // together overshoot it as many times over as it has keys.
-      if (ACCOUNT_BUCKET.test(message)) return { type: RateLimitError, scope: 'account' };
+      if (ACCOUNT_BUCKET.test(bucketNamedIn(message) ?? '')) return { type: RateLimitError, scope: 'account' };
       return { type: RateLimitError, scope: 'key' };
     default:
       if (status >= 400 && status < 500) return { type: BadRequestError, scope: 'request' };

@@ -16,8 +16,13 @@ export function rateLimitInfoFrom(headers: HeaderLookup, body: unknown, message:
   const copied = recordField(recordField(error?.['metadata'])?.['headers']);
   const found = fromHeaders ?? (copied === undefined ? undefined : readHeaders(toHeaderLookup(copied), nowMs));
   if (found === undefined) return undefined;
-  const bucket = /rate limit exceeded:\s*([a-z0-9][a-z0-9_-]*)/i.exec(message)?.[1]?.toLowerCase();
+  const bucket = bucketNamedIn(message);
   return bucket === undefined ? found : Object.assign({}, found, { bucket });
+}
+
+/** The bucket a platform 429's message names (`Rate limit exceeded: free-models-per-min` names `free-models-per-min`), lower case. */
+export function bucketNamedIn(message: string): string | undefined {
+  return /rate limit exceeded:\s*([a-z0-9][a-z0-9_-]*)/i.exec(message)?.[1]?.toLowerCase();
 }
 
 function readHeaders(headers: HeaderLookup, nowMs: number): RateLimitInfo | undefined {
