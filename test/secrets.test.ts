@@ -362,6 +362,25 @@ describe('no API key text in what the library reports', () => {
     expect(renderings(credential).flatMap(leakedKeyLabels)).toEqual([]);
   });
 
+  it('a pool printed whole, as a debugger or an object-walking logger prints it, shows no key', async () => {
+    const pool = createKeyPool({
+      keys: [
+        { key: TEST_KEYS.secretAuth, label: 'first' },
+        { key: TEST_KEYS.secretRate, label: 'second', limits: { rpm: 60 } },
+      ],
+      baseURL: 'http://127.0.0.1:9/api/v1',
+      discoverAccounts: false,
+    });
+    try {
+      const printed = inspect(pool, { depth: 12 });
+      // The pool's config and registry are in the print: the labels are there, the keys not.
+      expect(printed.includes("label: 'second'")).toBe(true);
+      expect(leakedKeyLabels(printed)).toEqual([]);
+    } finally {
+      pool.dispose();
+    }
+  });
+
   it('config validation errors name the field, never the key', () => {
     const invalid: unknown[] = [
       { keys: [{ key: TEST_KEYS.secretGood }, { key: TEST_KEYS.secretGood }] },

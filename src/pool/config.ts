@@ -316,8 +316,7 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
   return {
     keys: config.keys.map((entry, index) => {
       const label = entry.label ?? defaultLabel(index);
-      return {
-        key: entry.key,
+      const resolved = {
         label,
         // A key without an account is an account of its own.
         account: entry.account ?? `key:${label}`,
@@ -325,6 +324,9 @@ export function resolvePoolConfig(input: unknown): ResolvedPoolConfig {
         weight: entry.weight ?? 1,
         limits: entry.limits ?? {},
       };
+      // Not enumerable, as on the credential: the pool holds its config, and a pool printed
+      // (`console.dir(pool, { depth: null })`, a logger that walks objects) shows no key text.
+      return Object.defineProperty(resolved, 'key', { value: entry.key, enumerable: false }) as ResolvedKeyConfig;
     }),
     accounts: config.accounts ?? {},
     models: config.models ?? {},
