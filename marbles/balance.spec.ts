@@ -301,4 +301,33 @@ describe('balance', () => {
       scheduler.schedule(() => expect(pool.snapshot().keys.map((key) => key.inFlight)).toEqual([0, 0]), 5);
     });
   });
+
+  it('dispose() aborts the requests in flight, streamed or not, and each fails at once: the server that never answers holds nothing', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      // Answers that would come long after the dispose at 5 ms (a model that hangs).
+      const whole = cold('-'.repeat(50) + 'c|', { c: completionEvent() });
+      const streamed = cold('-x' + '-'.repeat(50) + 'e|', { x: chunkEvent('partial'), e: endEvent() });
+      const { pool } = makePool(scheduler, { whole: [whole], streamed: [streamed] });
+      const requests = of(chatRequest('whole', { id: 'whole' }), chatRequest('streamed', { id: 'streamed', stream: true }));
+      const { seen, ended } = collect(scheduler, requests.pipe(balance(pool, options)));
+      scheduler.schedule(() => pool.dispose(), 5);
+      expectSubscriptions(whole.subscriptions).toBe('^ 4ms !');
+      expectSubscriptions(streamed.subscriptions).toBe('^ 4ms !');
+      scheduler.schedule(() => {
+        const terminal = seen.filter(({ event }) => event.type === 'failed' || event.type === 'completion');
+        expect(
+          terminal.map(({ at, event }) => [
+            at,
+            event.requestId,
+            event.type === 'failed' ? `${event.error.name}: ${event.error.message}` : event.type,
+          ]),
+        ).toEqual([
+          [5, 'whole', 'AbortedError: the key pool was disposed'],
+          [5, 'streamed', 'AbortedError: the key pool was disposed'],
+        ]);
+        expect(ended()).toBe('complete');
+      }, 100);
+    });
+  });
 });

@@ -53,7 +53,7 @@ export type { KeyPoolOptions } from './create-key-pool.js';
 export { createPool } from './create-pool.js';
 export type { KeyPool } from './create-pool.js';
 export { POOL_PORT } from './pool/types.js';
-export type { PoolCore, PoolPort, KeyLease, HeldLease, KeyHandle, AcquireOptions, AttemptOutcome } from './pool/types.js';
+export type { PoolCore, PoolPort, KeyLease, HeldLease, LeaseHolder, KeyHandle, AcquireOptions, AttemptOutcome } from './pool/types.js';
 export type { KeyPoolInput, KeyInfoSnapshot, KeyInfoSource, LimitsConfig, ModelLimitsConfig } from './pool/config.js';
 export { defaultBreakerPolicy } from './health/breaker.js';
 export type { BreakerPolicy, BreakerState } from './health/breaker.js';

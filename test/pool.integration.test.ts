@@ -537,6 +537,34 @@ describe('createKeyPool against the fake OpenRouter (real SDK, 127.0.0.1)', () =
   );
 });
 
+describe('dispose() with requests in flight (real SDK)', () => {
+  it('aborts the HTTP requests of a server that never answers: each fails at once, and the key holds nothing', async () => {
+    const fake = await startFake({
+      keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }],
+      models: { [MODEL]: { faults: [{ type: 'silent' }] } },
+    });
+    const pool = startPool(fake, { keys: [{ key: TEST_KEYS.healthy1, label: 'healthy-1' }], discoverAccounts: false });
+    const events = runAll(pool, requestsOf(2, 'hung', 2), 2);
+    // Both requests reached the server, which holds them without a byte.
+    while (fake.requests.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    const disposedAt = performance.now();
+    pool.dispose();
+    const { completions, failures } = terminalEvents(await events);
+    // The default timeouts would have ended them after 10 s (streamed) and 5 minutes (whole).
+    expect(performance.now() - disposedAt).toBeLessThan(1_000);
+    expect(completions).toEqual([]);
+    expect(failures.map((failed) => [failed.requestId, failed.error.kind, failed.error.message])).toEqual([
+      ['hung-0', 'aborted', 'the key pool was disposed'],
+      ['hung-1', 'aborted', 'the key pool was disposed'],
+    ]);
+    expect(pool.snapshot().keys.map((key) => key.inFlight)).toEqual([0]);
+    for (let waited = 0; !fake.requests.every((request) => request.clientAborted === true) && waited < 2_000; waited += 10) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(fake.requests.map((request) => request.clientAborted)).toEqual([true, true]);
+  });
+});
+
 describe('a transport that is still loading', () => {
   it('fails the requests waiting for it when the pool is disposed, even if it never loads', async () => {
     const transport: Transport = Object.assign(() => NEVER, { ready: new Promise<void>(() => undefined) });

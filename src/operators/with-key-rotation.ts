@@ -3,7 +3,15 @@ import { BadRequestError, ContextLengthError, callbackError, copyError, toOpenRo
 import { redactError } from '../core/redact.js';
 import { estimateTokens } from '../core/tokens.js';
 import { keptUnless } from '../core/subscriptions.js';
-import { POOL_PORT, type AcquireOptions, type HeldLease, type KeyLease, type PoolCore, type PoolPort } from '../pool/types.js';
+import {
+  POOL_PORT,
+  type AcquireOptions,
+  type HeldLease,
+  type KeyLease,
+  type LeaseHolder,
+  type PoolCore,
+  type PoolPort,
+} from '../pool/types.js';
 import { RouteState } from '../routing/route.js';
 import { invalidRequestError, validateBalancedRequest } from '../routing/balanced-request.js';
 import { toStrategy, type Strategy } from '../pool/strategies.js';
@@ -156,7 +164,7 @@ class Rotation {
  * observer of the attempt's events (marker, then the transport's, through the timeouts) and the
  * teardown of the attempt's subscription.
  */
-class KeyAttempt {
+class KeyAttempt implements LeaseHolder {
   private readonly route: RouteState;
   /** Made by a retry of this library: it goes on with the request's retry counts. */
   private readonly resumed: boolean;
@@ -275,6 +283,11 @@ class KeyAttempt {
     return true;
   }
 
+  /** The pool was disposed under this attempt (see `KeyLease.heldBy`). */
+  abandon(error: OpenRouterError): void {
+    this.failFromOutside(error);
+  }
+
   /** Torn down: a synchronous transport may still be emitting, and nothing more is taken. */
   get ended(): boolean {
     return this.stopped;
@@ -298,6 +311,7 @@ class KeyAttempt {
     const { rotation, route, request, requestId } = this;
     const port = rotation.port;
     this.lease = lease;
+    lease.heldBy?.(this);
     const previousModel = route.lastModel;
     if (previousModel !== undefined && previousModel !== lease.model) {
       port.emit({ type: 'fallback', requestId, from: previousModel, to: lease.model, reason: route.lastError!.kind, at: lease.acquiredAt });

@@ -24,7 +24,7 @@ import { nextUtcMidnight } from '../health/utc-day-window.js';
 import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
 import { DEFAULT_ARRIVAL_MARGIN_MS, createMemoryStore, type StateStore } from '../store/state-store.js';
 import { Admission } from './admission.js';
-import type { PoolContext } from './context.js';
+import type { LeaseOut, PoolContext } from './context.js';
 import type { KeyInfoSnapshot, ResolvedPoolConfig } from './config.js';
 import type { KeyEntry } from './entities.js';
 import type { PoolEvent } from './events.js';
@@ -33,6 +33,7 @@ import { HealthPublisher } from './publisher.js';
 import { FREE_MODELS_DAILY_BUCKET, QuotaLearning } from './quota-learning.js';
 import { logPoolEvents } from './event-log.js';
 import { FREE_MODELS_PATTERN } from './scopes.js';
+import { disposedError } from './model-availability.js';
 import { Registry } from './registry.js';
 import { SendMargin } from './send-margin.js';
 import { toStrategy } from './strategies.js';
@@ -89,6 +90,7 @@ export class Pool implements PoolCore {
   /** Ends the `refreshKeyInfo()` reads still running at `dispose` (their requests aborted). */
   private readonly disposing = new Subject<void>();
   private disposed = false;
+  private readonly leasesOut = new Set<LeaseOut>();
 
   constructor(private readonly config: ResolvedPoolConfig) {
     this.scheduler = config.scheduler ?? steadyScheduler();
@@ -115,6 +117,7 @@ export class Pool implements PoolCore {
       emit,
       eventsWatched: () => this.events.observed,
       sendMargin: new SendMargin(config.sendMarginMs, SEND_MARGIN_START_MS, Math.max(config.sendMarginMs, DEFAULT_ARRIVAL_MARGIN_MS)),
+      leasesOut: this.leasesOut,
     };
     this.learning = config.learning.enabled ? new QuotaLearning(context, origin) : undefined;
     this.admission = new Admission(context, strategy, this.ownsStore, this.learning);
@@ -294,9 +297,10 @@ export class Pool implements PoolCore {
   }
 
   /**
-   * Completes every health stream, cancels every timer and fails every waiting request. Attempts
-   * already sent run to their end, as a server's close lets its open requests finish: unsubscribe
-   * from `balance` (or the operators) to abort them as well.
+   * Completes every health stream, cancels every timer, fails every waiting request, and aborts
+   * the attempts in flight (those of `balance` and `withKeyRotation`, which fail with the same
+   * `AbortedError`): nothing the pool started keeps the process alive after it, whatever the
+   * server does.
    */
   dispose(): void {
     if (this.disposed) return;
@@ -307,6 +311,8 @@ export class Pool implements PoolCore {
     this.disposing.next();
     this.disposing.complete();
     this.outcomes.close();
+    // After the outcomes closed: an attempt the disposal ends is not the key's or model's failure.
+    for (const lease of [...this.leasesOut]) lease.abandon(disposedError());
     this.publisher.close();
     this.storeSubscriptions.unsubscribe();
     this.logging?.unsubscribe();

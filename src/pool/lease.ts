@@ -1,9 +1,10 @@
+import type { OpenRouterError } from '../core/errors.js';
 import type { KeyCredential, Usage } from '../core/types.js';
 import type { AdmissionPlan, Reservation } from '../store/state-store.js';
-import type { PoolContext } from './context.js';
+import type { LeaseOut, PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import type { QuotaLearning } from './quota-learning.js';
-import type { KeyLease } from './types.js';
+import type { KeyLease, LeaseHolder } from './types.js';
 
 /** What a lease reports back to the admission that granted it. */
 export interface LeaseOwner {
@@ -30,7 +31,7 @@ export interface Claim {
  * A granted key slot. The pool's own state sits in `#` fields, so logging a lease shows only its
  * public face (labels and the credential, whose key is not enumerable).
  */
-export class AdmittedLease implements KeyLease {
+export class AdmittedLease implements KeyLease, LeaseOut {
   readonly credential: KeyCredential;
   readonly label: string;
   readonly fingerprint: string;
@@ -49,6 +50,7 @@ export class AdmittedLease implements KeyLease {
   #sentAt: number;
   #responded = false;
   #released = false;
+  #holder: LeaseHolder | undefined;
 
   constructor(
     context: PoolContext,
@@ -75,6 +77,16 @@ export class AdmittedLease implements KeyLease {
     learning?.recordSend(plan, acquiredAt);
     this.#keyProbe = keyProbe;
     this.#modelProbe = modelProbe;
+    context.leasesOut.add(this);
+  }
+
+  heldBy(holder: LeaseHolder): void {
+    this.#holder = holder;
+  }
+
+  /** The pool is being disposed: the attempt holding this lease ends now (see `LeaseOut`). */
+  abandon(error: OpenRouterError): void {
+    this.#holder?.abandon(error);
   }
 
   get sentAt(): number {
@@ -152,6 +164,8 @@ export class AdmittedLease implements KeyLease {
   #release(afterTeardown: boolean): void {
     if (this.#released) return;
     this.#released = true;
+    this.#holder = undefined;
+    this.#context.leasesOut.delete(this);
     this.#context.store.release(this.#reservation);
     this.#entry.breaker.abandon(this.#keyProbe);
     this.#modelEntry.breaker.abandon(this.#modelProbe);

@@ -43,6 +43,19 @@ export interface KeyLease {
   reconcile(this: void, usage: Usage): void;
   /** Frees the slot; idempotent. */
   release(this: void): void;
+  /**
+   * Names the attempt this slot serves: if the pool is disposed while the lease is out, it calls
+   * `holder.abandon` with an `AbortedError` ("the key pool was disposed"), so that the attempt
+   * aborts its request and fails now rather than when the server or a timeout ends it.
+   * `withKeyRotation` names each of its attempts; a lease nobody names runs to its end.
+   */
+  heldBy?(holder: LeaseHolder): void;
+}
+
+/** What holds a lease (see `KeyLease.heldBy`). */
+export interface LeaseHolder {
+  /** Ends the attempt at once with `error`, its HTTP request aborted; nothing if it has ended. */
+  abandon(error: OpenRouterError): void;
 }
 
 /** A lease `PoolPort.acquireNow` granted: its holder frees it, as ending an acquisition would. */
