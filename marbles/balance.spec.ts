@@ -130,6 +130,45 @@ describe('balance', () => {
     });
   });
 
+  it('a request backing off after a 5xx gives its slot up meanwhile: a request sent after it runs at once, and the retry takes the next slot free', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      // A backoff of 50 ms (`options`: 100 ms, jittered by half): the second attempt would start at 52.
+      const failing = cold('--#', undefined, upstreamError(503));
+      const retried = cold('--c|', { c: completionEvent('gen-a') });
+      const other = cold('-'.repeat(150) + 'c|', { c: completionEvent('gen-b') });
+      const { pool } = makePool(scheduler, { a: [failing, retried], b: [other] });
+      const requests = of(chatRequest('a', { id: 'a', model: 'test/failing' }), chatRequest('b', { id: 'b', model: 'test/other' }));
+      const { seen } = collect(scheduler, requests.pipe(balance(pool, { ...options, concurrency: 1 })));
+      // 'b' starts as soon as 'a' backs off (frame 2), not after 'a' is answered.
+      expectSubscriptions(failing.subscriptions).toBe('^-!');
+      expectSubscriptions(other.subscriptions).toBe('--^' + '-'.repeat(149) + '!');
+      // The retry waits for the slot 'b' holds (the backoff ended at 52), then runs.
+      expectSubscriptions(retried.subscriptions).toBe('-'.repeat(152) + '^-!');
+      scheduler.schedule(() => {
+        const terminal = seen.filter(({ event }) => event.type === 'completion').map(({ at, event }) => [at, event.requestId]);
+        expect(terminal).toEqual([
+          [152, 'b'],
+          [154, 'a'],
+        ]);
+      }, 500);
+    });
+  });
+
+  it('with modelWaitMs 0 a backoff keeps its slot, as in a chain composed by hand', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, expectSubscriptions }) => {
+      const failing = cold('--#', undefined, upstreamError(503));
+      const retried = cold('--c|', { c: completionEvent('gen-a') });
+      const other = cold('--c|', { c: completionEvent('gen-b') });
+      const { pool } = makePool(scheduler, { a: [failing, retried], b: [other] });
+      const requests = of(chatRequest('a', { id: 'a', model: 'test/failing' }), chatRequest('b', { id: 'b', model: 'test/other' }));
+      requests.pipe(balance(pool, { ...options, concurrency: 1, modelWaitMs: 0 })).subscribe();
+      expectSubscriptions(retried.subscriptions).toBe('-'.repeat(52) + '^-!');
+      expectSubscriptions(other.subscriptions).toBe('-'.repeat(54) + '^-!');
+    });
+  });
+
   it("frees a request's key with its slot: the next request takes the key the answer just left (one at a time per key)", () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, flush }) => {

@@ -63,10 +63,12 @@ export interface BalanceOptions {
    * with `ModelUnavailableError`, or every key's breaker is open (`NoKeyAvailableError`); a model or
    * key not due back within it fails the request at once. It
    * waits without its concurrency slot, so requests for other models run meanwhile, and its
-   * retries bound how many times it waits. Default 60 s (the longest default 429 park without a
+   * retries bound how many times it waits; so does a retry's backoff (after a 5xx, say), which
+   * takes the slot again before the next attempt, ahead of inputs not started yet. Default 60 s (the longest default 429 park without a
    * hint, and at least the longest default breaker cooldown); 0 fails at once. A request whose
    * every model is at its concurrency limit is in service: it waits outside its slot for as long
-   * as the model takes to free room (with 0, in the admission queue, holding its slot), except
+   * as the model takes to free room (with 0, in the admission queue, holding its slot, as a
+   * backoff then does too), except
    * after finding its models out of service since its last attempt: until one of them answers a
    * request again, that wait is part of the outage, and counts in `modelWaitMs`.
    */
@@ -156,7 +158,13 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     const attempts$ =
       retryPolicies.length === 0
         ? attemptsOf(request)
-        : nestedRetryLoops(attemptsOf(request), retryPolicies, { cutShort$: disposed$, resumable: true });
+        : nestedRetryLoops(attemptsOf(request), retryPolicies, {
+            cutShort$: disposed$,
+            resumable: true,
+            // A backoff waits on a failing model as a model wait does: outside the slot, unless
+            // `modelWaitMs` is 0 (then in it, as in a chain composed by hand).
+            ...(modelWaitMs > 0 ? { slot } : {}),
+          });
     return toBalanceEvents(pool[POOL_PORT], requestId, arrival, attempts$, slot, waits, request, attemptsOf.retriesOf);
   };
 

@@ -2,6 +2,7 @@ import { Observable, Subscription, type SchedulerLike, type Subscriber } from 'r
 import { AttemptsExhaustedError, callbackError, toOpenRouterError, type AttemptRecord, type OpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { keptUnless } from '../core/subscriptions.js';
+import type { Slot } from './merge-with-slots.js';
 import {
   attemptRecordOf,
   carriesContent,
@@ -71,10 +72,10 @@ export function nestedRetryLoops(
   policies: readonly RetryPolicy[],
   options: NestedRetryLoopsOptions = {},
 ): Observable<AttemptEvent> {
-  const { cutShort$ } = options;
+  const { cutShort$, slot } = options;
   const kept = options.resumable === true ? policies.map((policy) => new LoopState(policy)) : undefined;
   return new Observable<AttemptEvent>((subscriber) => {
-    const run = new RetryRun(source, kept ?? policies.map((policy) => new LoopState(policy)), subscriber, cutShort$);
+    const run = new RetryRun(source, kept ?? policies.map((policy) => new LoopState(policy)), subscriber, cutShort$, slot);
     run.start();
     return run;
   });
@@ -89,6 +90,12 @@ export interface NestedRetryLoopsOptions {
    * concurrency slot, so that the wait does not give the request a new set of retries.
    */
   resumable?: boolean;
+  /**
+   * The concurrency slot the request runs in (`balance`'s): given up for each backoff, so that a
+   * request backing off from a failing model holds up no request for another model, and taken
+   * again before the next attempt, ahead of the inputs not started yet.
+   */
+  slot?: Pick<Slot, 'release' | 'reacquire'>;
 }
 
 /** What one retry loop has seen: its own retries keep it; a retry by a loop outside it starts it afresh (the request's count of its kind goes on, see `started`). */
@@ -178,6 +185,7 @@ class RetryRun {
     private readonly loops: readonly LoopState[],
     private readonly subscriber: Subscriber<AttemptEvent>,
     private readonly cutShort$: Observable<unknown> | undefined,
+    private readonly slot: NestedRetryLoopsOptions['slot'],
   ) {}
 
   /**
@@ -313,7 +321,11 @@ class RetryRun {
     return undefined;
   }
 
-  /** Retries after `delayMs`, or as soon as `cutShort$` (else the pool of the attempt retried) says the pool is gone. */
+  /**
+   * Retries after `delayMs` (outside the request's slot, if it has one, and in it again), or as
+   * soon as `cutShort$` (else the pool of the attempt retried) says the pool is gone: the attempt
+   * then fails at its acquisition, without a slot to wait for.
+   */
   private retryAfter(loop: LoopState, index: number, delayMs: number): void {
     const backoff = new Subscription();
     loop.retryTimer = backoff;
@@ -321,7 +333,14 @@ class RetryRun {
       backoff.unsubscribe();
       this.retryFrom(index);
     };
-    backoff.add(scheduleAfter(loop.policy.scheduler, delayMs, retry));
+    const { slot } = this;
+    if (slot === undefined) backoff.add(scheduleAfter(loop.policy.scheduler, delayMs, retry));
+    else {
+      backoff.add(scheduleAfter(loop.policy.scheduler, delayMs, () => backoff.add(slot.reacquire().subscribe(retry))));
+      // After the timer is armed: the slot may start another input at once, which may end this
+      // request's caller (and this backoff with it).
+      slot.release();
+    }
     const cutShort$ = this.cutShort$ ?? (loop.lastStart === undefined ? undefined : recordingOf(loop.lastStart)?.disposed$);
     if (cutShort$ !== undefined && !backoff.closed) backoff.add(cutShort$.subscribe(retry));
   }
