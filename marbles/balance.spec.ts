@@ -134,7 +134,7 @@ describe('balance', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectSubscriptions }) => {
       // A backoff of 50 ms (`options`: 100 ms, jittered by half): the second attempt would start at 52.
-      const failing = cold('--#', undefined, upstreamError(503));
+      const failing = cold<TransportEvent>('--#', undefined, upstreamError(503));
       const retried = cold('--c|', { c: completionEvent('gen-a') });
       const other = cold('-'.repeat(150) + 'c|', { c: completionEvent('gen-b') });
       const { pool } = makePool(scheduler, { a: [failing, retried], b: [other] });
@@ -158,7 +158,7 @@ describe('balance', () => {
   it('with modelWaitMs 0 a backoff keeps its slot, as in a chain composed by hand', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectSubscriptions }) => {
-      const failing = cold('--#', undefined, upstreamError(503));
+      const failing = cold<TransportEvent>('--#', undefined, upstreamError(503));
       const retried = cold('--c|', { c: completionEvent('gen-a') });
       const other = cold('--c|', { c: completionEvent('gen-b') });
       const { pool } = makePool(scheduler, { a: [failing, retried], b: [other] });

@@ -224,3 +224,50 @@ describe('retryOnRateLimit in balance, with the defaults: a per-minute quota spe
     expect(Number(/at (\d+)/.exec(outcomes[2]!)![1])).toBeGreaterThanOrEqual(60_000);
   });
 });
+
+describe('retryOnRateLimit: refusals that teach the pool a limit', () => {
+  /** A platform 429 of a key's quota, with what `X-RateLimit-*` says of it (`taught`), or a bare one (as a docs example's, only a `Retry-After`). */
+  const keyRefusal = (taught: boolean) =>
+    new RateLimitError({
+      message: taught ? '429 Rate limit exceeded: requests-per-key' : '429 Rate limit exceeded',
+      scope: 'key',
+      retryable: true,
+      status: 429,
+      retryAfterMs: 900,
+      ...(taught ? { rateLimit: { limit: 1, remaining: 0, resetAfterMs: 900, bucket: 'requests-per-key' } } : {}),
+    });
+
+  /** Six keys that served one request each; five then refuse the next (`taught`: saying their quota), the sixth has room. */
+  function outcomeOfRefusedRequest(taught: boolean): string[] {
+    const scheduler = newTestScheduler();
+    const labels = ['k1', 'k2', 'k3', 'k4', 'k5', 'k6'];
+    const outcomes: string[] = [];
+    scheduler.run(({ cold }) => {
+      const answer = () => cold<TransportEvent>('10ms (c|)', { c: completionEvent() });
+      const refusal = () => cold<TransportEvent>('5ms #', undefined, keyRefusal(taught));
+      const scripts = Object.fromEntries(
+        labels.map((label) => [label, label === 'k6' ? [answer(), answer()] : [answer(), refusal(), answer()]]),
+      );
+      const keys = labels.map((label) => ({ key: `sk-test-${label}`, label }));
+      const { pool } = makePool(scheduler, scripts, { keys, strategy: 'roundRobin' });
+      const requests = [...labels.map((label) => chatRequest(label, { id: `fill-${label}` })), chatRequest('x', { id: 'x' })];
+      from(requests)
+        .pipe(balance(pool, { concurrency: 1 }))
+        .subscribe((event) => {
+          if (event.requestId !== 'x') return;
+          if (event.type === 'completion') outcomes.push(`completion on ${event.keyLabel} after ${event.attempts} attempts`);
+          if (event.type === 'failed') outcomes.push(`failed: ${event.error.message}`);
+        });
+    });
+    return outcomes;
+  }
+
+  it('a request refused in turn by five keys whose quotas nobody knew is answered by the sixth: the lessons are not its retries', () => {
+    // Five refusals, one more than the default four attempts, each the first word on its key's quota.
+    expect(outcomeOfRefusedRequest(true)).toEqual(['completion on k6 after 6 attempts']);
+  });
+
+  it('refusals the pool learns no limit from count: the request gives up after its four attempts, as before', () => {
+    expect(outcomeOfRefusedRequest(false)).toEqual([expect.stringMatching(/^failed: gave up after 4 attempts/)]);
+  });
+});

@@ -134,6 +134,25 @@ export function movesOn(error: OpenRouterError): boolean {
   return (error as OpenRouterError & { [MOVES_ON]?: boolean })[MOVES_ON] === true;
 }
 
+/**
+ * Whether a refusal taught the pool a limit it did not know when the request went out (see
+ * `PoolPort.record`). `withKeyRotation` hangs this (not enumerable) on such an error, and a retry
+ * loop hangs it on the attempt's record, so that the request's retries do not count it: a request
+ * sent into quotas nobody told would otherwise spend them on the pool's lessons (8 keys of unknown
+ * quotas: a request refused by four of them in turn failed, every key with room again in 2 s).
+ */
+export const TAUGHT_LIMIT: unique symbol = Symbol.for('openrouter-rx.taught-limit');
+
+/** Marks (or unmarks: one error object may fail several attempts) a refusal that was a lesson. */
+export function markTaughtLimit(target: OpenRouterError | AttemptRecord, taught: boolean): void {
+  Object.defineProperty(target, TAUGHT_LIMIT, { value: taught, enumerable: false, configurable: true, writable: true });
+}
+
+/** Whether an error or an attempt's record is a refusal the pool learned a limit from. */
+export function taughtLimit(target: OpenRouterError | AttemptRecord): boolean {
+  return (target as { [TAUGHT_LIMIT]?: boolean })[TAUGHT_LIMIT] === true;
+}
+
 /** One item of a request's stream between operators: an attempt marker or a tagged transport event. */
 export type AttemptEvent = AttemptStart | AttemptRetry | AttemptRestart | TaggedTransportEvent;
 

@@ -6,8 +6,10 @@ import type { Slot } from './merge-with-slots.js';
 import {
   attemptRecordOf,
   carriesContent,
+  markTaughtLimit,
   recordingOf,
   requestOf,
+  taughtLimit,
   whileResuming,
   withRetriedError,
   type AttemptEvent,
@@ -275,10 +277,11 @@ class RetryRun {
     if (!policy.handles(error)) return error;
     const now = policy.scheduler.now();
     const record = attemptRecordOf(error, lastStart, now);
+    if (taughtLimit(error)) markTaughtLimit(record, true);
     loop.records.push(record);
     requestOf(lastStart)?.failedAttempts.push(record);
     if (loop.deliveredContent && policy.onMidStreamError === 'error') return error;
-    const delayMs = policy.delayFor(error, loop.records.length);
+    const delayMs = policy.delayFor(error, countedFailures(loop.records));
     if (delayMs === undefined)
       return this.gaveUp(loop, loop.records.length > 1 ? new AttemptsExhaustedError(error, loop.requestAttempts()) : error);
     const { subscriber } = this;
@@ -381,4 +384,11 @@ class RetryRun {
       this.subscriber.error(this.gaveUp(loop, new AttemptsExhaustedError(lastError, loop.requestAttempts())));
     });
   }
+}
+
+/** The failures a policy counts: a refusal the pool learned a limit from is not the request's (see `TAUGHT_LIMIT`). */
+function countedFailures(records: readonly AttemptRecord[]): number {
+  let counted = 0;
+  for (const record of records) if (!taughtLimit(record)) counted++;
+  return counted;
 }

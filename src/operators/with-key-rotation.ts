@@ -24,6 +24,7 @@ import {
   ATTEMPT_RECORDING,
   carriesContent,
   markMovesOn,
+  markTaughtLimit,
   type AttemptEvent,
   type AttemptRecording,
   type AttemptStart,
@@ -421,7 +422,7 @@ class KeyAttempt implements LeaseHolder {
     // A platform 429 reports its quota: the server did not count the refused request.
     if (error.rateLimit !== undefined) lease.refund();
     // Recorded before the error goes on, so a retry already sees the key parked or open.
-    rotation.port.record({
+    const taught = rotation.port.record({
       type: 'failure',
       requestId,
       attempt: this.number,
@@ -437,6 +438,7 @@ class KeyAttempt implements LeaseHolder {
     const models = rotation.fittingModels(route);
     if (models.length === 0) error.routeExhausted = true;
     markMovesOn(error, rotation.movesOnAfter(route, lease.model, error, models));
+    markTaughtLimit(error, taught === true);
     // The key's slot is free before a retry (or the next request) looks for one.
     this.freeLease();
     this.subscriber.error(error);

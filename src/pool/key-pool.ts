@@ -155,9 +155,7 @@ export class Pool implements PoolCore {
           ? this.admission.acquire(request, options)
           : afterReady(ready!, this[POOL_PORT].disposed$, () => this.admission.acquire(request, options)),
       acquireNow: (request, options) => (transportReady ? this.admission.acquireNow(request, options) : undefined),
-      record: (outcome) => {
-        if (!this.disposed) this.outcomes.record(outcome);
-      },
+      record: (outcome) => !this.disposed && this.outcomes.record(outcome),
       emit,
       queueTimeoutMs: config.queue.timeoutMs,
       contextLengthOf: (model) => this.registry.contextLengthOf(model),

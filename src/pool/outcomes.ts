@@ -58,8 +58,10 @@ export class OutcomePolicy {
     this.closed = true;
   }
 
-  record(outcome: AttemptOutcome): void {
-    if (this.closed) return;
+  /** Returns whether the outcome was a refusal that taught the pool a quota it did not know when the request went out (see `PoolPort.record`). */
+  record(outcome: AttemptOutcome): boolean {
+    if (this.closed) return false;
+    let taught = false;
     const entry = this.context.registry.key(outcome.keyLabel);
     const model = this.context.registry.model(outcome.model);
     const now = this.context.scheduler.now();
@@ -107,7 +109,8 @@ export class OutcomePolicy {
       }
       const sentAt = outcome.sentAt ?? now;
       // Before the park decision, which asks whether the refusal taught its scope's quota.
-      if (entry !== undefined && isPlatformRefusal(outcome.error)) this.onPlatformRefusal(entry, model, outcome.error, now, sentAt);
+      if (entry !== undefined && isPlatformRefusal(outcome.error))
+        taught = this.onPlatformRefusal(entry, model, outcome.error, now, sentAt);
       if (outcome.error.scope === 'request') this.settleProbes(entry, model, now);
       else this.applyFailure(entry, model, outcome.error, now, sentAt, outcome.countsAgainstHealth !== false);
       // After the park decision, which asks whether the limit was already at its floor.
@@ -120,6 +123,7 @@ export class OutcomePolicy {
     }
     this.context.publisher.flush();
     this.afterChange();
+    return taught;
   }
 
   /**
@@ -127,12 +131,16 @@ export class OutcomePolicy {
    * the request went out, the pool's window had room the server's did not, so the request took
    * longer to be counted than the send margin allowed.
    */
-  private onPlatformRefusal(entry: KeyEntry, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
+  private onPlatformRefusal(entry: KeyEntry, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): boolean {
     const scope = refusedScope(entry, model, error);
-    if (scope !== undefined && sentAt > (this.learning?.quotaKnownAt(scope) ?? (hasRequestQuota(scope) ? -Infinity : Infinity))) {
-      this.context.sendMargin.widen(now - sentAt);
-    }
-    if (error.rateLimit !== undefined) this.learning?.onRefused(entry, model, error, now, sentAt);
+    const knownAt =
+      scope === undefined ? Infinity : (this.learning?.quotaKnownAt(scope) ?? (hasRequestQuota(scope) ? -Infinity : Infinity));
+    if (sentAt > knownAt) this.context.sendMargin.widen(now - sentAt);
+    if (error.rateLimit === undefined || this.learning === undefined || scope === undefined) return false;
+    this.learning.onRefused(entry, model, error, now, sentAt);
+    // A lesson: the quota was unknown when the request went out, and this refusal (or another of
+    // the same burst) taught it. Each scope teaches once, so a request gets few such refusals.
+    return sentAt <= knownAt && this.learning.quotaKnownAt(scope) <= now;
   }
 
   /** An overload answer lowers the adaptive limit of the scope it names (once per burst). */

@@ -172,8 +172,14 @@ export interface PoolPort {
    * with `release()` or `releaseOnTeardown()`. Optional: a caller falls back on `acquire`.
    */
   acquireNow?(request: ChatRequest, options: AcquireOptions): HeldLease | OpenRouterError | undefined;
-  /** Records an attempt's outcome into key, account and model health, as its error's scope says. */
-  record(outcome: AttemptOutcome): void;
+  /**
+   * Records an attempt's outcome into key, account and model health, as its error's scope says.
+   * Returns true for a lesson: a platform 429 on a scope whose quota the pool did not know when the
+   * request went out, and knows now (from this refusal, or another of the same burst). The pool
+   * caused it by not knowing, so a retry need not count it (`withKeyRotation` marks the error,
+   * see `taughtLimit`).
+   */
+  record(outcome: AttemptOutcome): boolean | void;
   /** Emits an operator's event (attempt, retry, restart, fallback) on the pool's `events$`; needs no `this`. */
   emit(this: void, event: PoolEvent): void;
   /**
