@@ -807,6 +807,36 @@ describe.skipIf(!redisUp)('Redis store: regressions found in review', () => {
     expect(refused.retryAfterMs).toBeGreaterThan(windowMs - 500);
   });
 
+  it("a quota learned from a 429 starts its Redis window with what the server had counted, so the fleet's window opens as the server's does, one entry at a time, not whole when the 429's park ends", async () => {
+    const prefix = uniquePrefix('seeded');
+    const windowMs = 2_000;
+    const scope = { id: 'key:seeded', kind: 'key' as const, limits: {} };
+    const quota = { requests: 3, windowMs, source: 'learned' as const, bucket: 'requests-per-key' };
+    const storeA = redisStore(await connectRedis(), { prefix });
+    const storeB = redisStore(await connectRedis(), { prefix });
+    // Connected: both admit into the scope while it has no quota.
+    expect((await reserveOnce(storeA, [scope], 1, Date.now())).ok && (await reserveOnce(storeB, [scope], 1, Date.now())).ok).toBe(true);
+    const now = Date.now();
+    // A's sends counted 1,500 and 1,000 ms ago, and another sender's: the server's window is full,
+    // and its oldest count leaves in 500 ms (the 429's reset).
+    storeA.learn(scope, quota, now, { remaining: 0, resetAfterMs: 500 }, [now - 1_500, now - 1_000]);
+    // B knows the quota as a pool of the fleet does: from A's state change, with no seed of its own.
+    storeB.learn(scope, quota, now);
+    const client = await adminClient();
+    const window = `{${prefix}}:window:key:seeded:requests:${windowMs}:learned`;
+    for (let waited = 0; (await client.zcard(window)) < 3 && waited < 2_000; waited += 20) await sleep(20);
+    expect(await client.zcard(window)).toBe(3);
+    // B is refused until the oldest entry leaves, with the server's: about 500 ms from the 429.
+    const refused = await reserveOnce(storeB, [scope], 1, Date.now());
+    if (refused.ok) throw new Error('a window seeded full should refuse');
+    expect(refused.retryAfterMs).toBeGreaterThan(200);
+    expect(refused.retryAfterMs).toBeLessThanOrEqual(700);
+    // A second seed of the same burst (another process's 429) adds nothing: the window holds its count.
+    storeB.learn(scope, quota, Date.now(), { remaining: 0, resetAfterMs: 450 }, []);
+    await sleep(100);
+    expect(await client.zcard(window)).toBe(3);
+  });
+
   it("an unanswered request's quota entry stays in the Redis window until its response (or the arrival margin), so a request that reached the server late is not followed too soon by another pool's", async () => {
     const quota = { requests: 1, windowMs: 400 };
     const fake = await startFake({

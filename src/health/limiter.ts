@@ -187,6 +187,11 @@ export class Limiter {
     }
   }
 
+  /** What the window of the quota learned for `bucket` holds now, oldest first: what a shared store's window of it starts with. */
+  learnedEntries(bucket: string, now: number): readonly WindowEntry[] {
+    return this.learned.get(bucket)?.window.window.liveEntries(now) ?? [];
+  }
+
   /** Drops the quota learned for `bucket` (an assumed one its scope has passed). */
   unlearn(bucket: string): void {
     if (this.learned.delete(bucket)) this.rebuildWindows();

@@ -14,14 +14,14 @@ import type {
 } from '../store/state-store.js';
 import { DEFAULT_ARRIVAL_MARGIN_MS } from '../store/state-store.js';
 import { ValidationError, formatZodError } from '../core/validation.js';
-import { ADJUST, BACKFILL, RESERVE } from './scripts.js';
+import { ADJUST, BACKFILL, RESERVE, SEED } from './scripts.js';
 import { SlotLeases } from './slot-leases.js';
 import { execPipeline, type RedisClientLike, type RedisSubscriberLike } from './client.js';
 import { replayStoredStates, subscribeToChanges } from './changes-channel.js';
 import { optionsSchema, StoreUnavailableError, type RedisStoreOptions } from './options.js';
 import { IdleClock } from './idle-clock.js';
 import { UnsharedStates } from './unshared-states.js';
-import { adjustCallOf, planLayout, scaled, shareOf, type PlanLayout, type WindowChange, type WindowPart } from './windows.js';
+import { adjustCallOf, planLayout, scaled, seedCallOf, shareOf, type PlanLayout, type WindowChange, type WindowPart } from './windows.js';
 import { LocalSends, backfillOf, type LocalSend } from './local-sends.js';
 
 interface RedisReservation extends LocalSend {
@@ -302,15 +302,18 @@ export class RedisStateStore implements StateStore {
   }
 
   /**
-   * Learns a quota in this process (both its shared-mode and its degraded limiters); the pool
-   * shares it with the fleet as a `learned` state change. On Redis the learned window fills
-   * from the fleet's sends from now on: the 429's park covers the server's window until its reset.
+   * Learns a quota here (shared-mode and degraded limiters; the pool shares it); from a 429 (`seed`) Redis's window starts as the local one (`SEED`).
    */
   learn(scope: ScopeDefinition, quota: LearnedQuota, now: number, seed?: QuotaSeed, sendTimes?: readonly number[]): void {
     this.define(scope);
-    this.local.get(scope.id)!.learn(quota, now, seed, sendTimes);
+    const local = this.local.get(scope.id)!;
+    local.learn(quota, now, seed, sendTimes);
     const share = Object.assign({}, quota, { requests: scaled(quota.requests, this.localShare) });
     this.degraded.get(scope.id)!.learn(share, now, seed, sendTimes);
+    if (seed === undefined || quota.calendar === 'utc-day' || !this.shared) return;
+    const entries = local.learnedEntries(quota.bucket, now);
+    const call = seedCallOf(this.prefix, scope.id, quota.windowMs, entries, now, `${this.instance}.s${++this.reservations}`);
+    this.fireAndForget(() => this.client.eval(SEED, 2, ...call));
   }
 
   /** Drops a learned quota in this process (an assumed one its scope passed: each process assumes its own). */

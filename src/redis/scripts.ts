@@ -191,3 +191,27 @@ for index, part in ipairs(parts) do
 end
 return 1
 `;
+
+/**
+ * Starts a learned quota's window with what the server had counted at the 429 (the entries the
+ * learning process starts its own with: its sends, and the rest of the count until the reset), each
+ * from Redis's now less its age, the oldest first, as far as the window holds fewer: another
+ * process's seed from the same burst, or the fleet's sends since, are in it already. Else the
+ * window would open whole when the 429's park ends, where the server's frees one entry at a time.
+ * KEYS: window, sum. ARGV[1] window ms, ARGV[2] JSON ages in ms (oldest first), ARGV[3] a name
+ * prefix unique to this seed.
+ */
+export const SEED = `${NOW}${PRUNE}
+local windowMs = tonumber(ARGV[1])
+local ages = cjson.decode(ARGV[2])
+local held = prune(KEYS[1], KEYS[2], windowMs)
+for index = 1, #ages - held do
+  local at = now - ages[index]
+  if at + windowMs > now and redis.call('ZADD', KEYS[1], at, ARGV[3] .. '.' .. index .. '|1') == 1 then
+    redis.call('INCRBY', KEYS[2], 1)
+  end
+end
+redis.call('PEXPIRE', KEYS[1], windowMs * 2)
+redis.call('PEXPIRE', KEYS[2], windowMs * 2)
+return 1
+`;

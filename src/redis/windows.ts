@@ -1,5 +1,6 @@
 import type { LearnedQuota } from '../health/learned-quota.js';
 import type { LimitsConfig } from '../health/limits.js';
+import type { WindowEntry } from '../health/sliding-window.js';
 import type { AdmissionPlan } from '../store/state-store.js';
 
 const MINUTE_MS = 60_000;
@@ -81,6 +82,11 @@ export interface PlanLayout {
   readonly slots: string[];
 }
 
+/** The Redis key of a scope's window for `quota` (a learned quota's is its own, see `planLayout`). */
+export function windowKey(prefix: string, scopeId: string, quota: Pick<WindowSpec, 'unit' | 'windowMs' | 'learned'>): string {
+  return `${prefix}:window:${scopeId}:${quota.unit}:${quota.windowMs}${quota.learned === true ? ':learned' : ''}`;
+}
+
 /**
  * Lays `plan` out under `prefix`: a slot set per scope with `maxConcurrent`, and a window per
  * configured or learned quota (`learnedOf` a scope's learned quotas). A learned quota counts in a
@@ -103,7 +109,7 @@ export function planLayout(
       layout.push({ slot: keys.length, max: scope.limits.maxConcurrent });
     }
     for (const quota of [...windowsOf(scope.limits), ...learnedWindowsOf(learnedOf(scope.id))]) {
-      const window = `${prefix}:window:${scope.id}:${quota.unit}:${quota.windowMs}${quota.learned ? ':learned' : ''}`;
+      const window = windowKey(prefix, scope.id, quota);
       keys.push(window, `${window}:sum`);
       layout.push({ window: keys.length - 1, sum: keys.length, unit: quota.unit, limit: quota.limit, windowMs: quota.windowMs });
       const amount = quota.unit === 'requests' ? 1 : Math.min(tokens, quota.limit);
@@ -139,4 +145,21 @@ export function adjustCallOf(
   }));
   const move = change.move === undefined ? '0' : change.move.mode === 'touch' ? '1' : '2';
   return { keys, args: [id, JSON.stringify(parts), move, change.move?.marginMs ?? 0] };
+}
+
+/**
+ * The two keys and the arguments of the `SEED` script that starts the Redis window of a quota
+ * learned for `scopeId` with `entries` (the learning process's window, oldest first), as ages from
+ * `now`; `names` prefixes its entries' names.
+ */
+export function seedCallOf(
+  prefix: string,
+  scopeId: string,
+  windowMs: number,
+  entries: readonly WindowEntry[],
+  now: number,
+  names: string,
+): (string | number)[] {
+  const window = windowKey(prefix, scopeId, { unit: 'requests', windowMs, learned: true });
+  return [window, `${window}:sum`, windowMs, JSON.stringify(entries.map((entry) => now - entry.at)), names];
 }
