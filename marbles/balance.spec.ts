@@ -107,6 +107,28 @@ describe('balance', () => {
     expect(failed('limited')).toMatchObject({ type: 'completion', keyLabel: 'k2', attempts: 2 });
   });
 
+  it('gives a request without an id one that no other balance, and no id a user writes, shares', () => {
+    const scheduler = newTestScheduler();
+    const ids: string[][] = [[], []];
+    scheduler.run(({ cold }) => {
+      const answer = () => cold('-c|', { c: completionEvent() });
+      const { pool } = makePool(scheduler, { a: [answer(), answer(), answer(), answer()] });
+      const unnamed = (): ChatRequest => chatRequest('a');
+      for (const seen of ids) {
+        of(unnamed(), chatRequest('a', { id: 'req-2' }), unnamed())
+          .pipe(balance(pool, options))
+          .subscribe((event) => event.type === 'completion' && seen.push(event.requestId));
+      }
+    });
+    const [first, second] = ids as [string[], string[]];
+    expect(first).toHaveLength(3);
+    expect(new Set([...first, ...second]).size).toBe(5);
+    expect(first.filter((id) => id !== 'req-2')).toEqual([
+      expect.stringMatching(/^req-[0-9a-z]+-1$/),
+      expect.stringMatching(/^req-[0-9a-z]+-2$/),
+    ]);
+  });
+
   it('caps the requests in flight at `concurrency`: the next starts when one ends', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ cold, expectObservable, expectSubscriptions }) => {

@@ -95,6 +95,17 @@ describe('weighted', () => {
     expect(Math.abs(counts['c']! / 8_000 - 5 / 8)).toBeLessThan(0.02);
   });
 
+  it('keeps the shares of weights whose sum is past the largest number', () => {
+    const ctx = context(
+      [
+        { label: 'a', weight: 1e308 },
+        { label: 'b', weight: 1e308 },
+      ],
+      { random: randomSequence(0.1, 0.4, 0.6, 0.9) },
+    );
+    expect(picks(weighted(), ctx, 4)).toEqual(['a', 'a', 'b', 'b']);
+  });
+
   it('never picks an ineligible key, whatever its weight', () => {
     const ctx = context(
       [

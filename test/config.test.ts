@@ -18,6 +18,7 @@ import {
   fallbackOnModelError,
   fetchKeyInfo,
   type ChatRequest,
+  type KeyPool,
   type KeyPoolOptions,
   retryOnRateLimit,
   retryTransient,
@@ -249,6 +250,17 @@ describe('a custom random source is clamped to [0, 1)', () => {
     const values = [0, 0.25, 0.999999];
     const config = resolvePoolConfig({ keys: [{ key: KEY }], transport: answering, random: () => values.shift()! });
     expect([config.random(), config.random(), config.random()]).toEqual([0, 0.25, 0.999999]);
+  });
+});
+
+describe('the operators refuse a pool argument that is no pool, naming it', () => {
+  it.each([undefined, null, {}, 'pool'])('%s', (notAPool) => {
+    for (const [name, make] of [
+      ['balance', () => balance(notAPool as unknown as KeyPool)],
+      ['withKeyRotation', () => withKeyRotation(notAPool as unknown as KeyPool)],
+    ] as const) {
+      expect(rejectionOf(make).message).toBe(`Invalid ${name} arguments: pool: expected a key pool made by createKeyPool`);
+    }
   });
 });
 

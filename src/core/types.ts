@@ -67,7 +67,10 @@ export interface ProviderPreferences {
  * correlation id, echoed on every event; it is never sent upstream.
  */
 export interface ChatRequest {
-  /** Caller's correlation id, echoed on every event; never sent upstream. */
+  /**
+   * Caller's correlation id, echoed on every event; never sent upstream. `balance` gives a request
+   * without one an id of its own (`req-<tag>-<n>`, the tag random per `balance` call).
+   */
   id?: string;
   /** Model slug (`author/model`, optionally with a variant such as `:nitro`). */
   model?: string;

@@ -16,7 +16,7 @@ import { rateLimitRetryPolicy, rateLimitRetrySettings, type RetryOnRateLimitConf
 import { transientRetryPolicy, transientRetrySettings, type RetryTransientConfig } from './retry-transient.js';
 import { nestedRetryLoops, type MidStreamErrorMode, type RetryPolicy } from './retry-loop.js';
 import { keyRotationAttempts, type WithKeyRotationConfig } from './with-key-rotation.js';
-import { priorityOption, serverFallbacksOption } from './key-rotation-options.js';
+import { checkPoolArgument, priorityOption, serverFallbacksOption } from './key-rotation-options.js';
 import { mergeWithSlots, type Slot } from './merge-with-slots.js';
 
 export type { BalanceEvent, ChunkEvent, CompletionEvent, FailedEvent, RestartEvent } from './balance-event-types.js';
@@ -106,6 +106,7 @@ const balanceOptionsSchema = z.strictObject({
  * output stream. Unsubscribing aborts every request in flight.
  */
 export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorFunction<ChatRequest, BalanceEvent> {
+  checkPoolArgument(pool, 'balance');
   checkOptions(balanceOptionsSchema, options, 'balance options');
   const onMidStreamError = options.onMidStreamError ?? 'error';
   // A request whose every model is parked is refused, not queued: it waits for the model below
@@ -139,11 +140,14 @@ export function balance(pool: PoolCore, options: BalanceOptions = {}): OperatorF
     retryPolicies.push(transientRetryPolicy(Object.assign({}, options.transient, { onMidStreamError, scheduler })));
   // A backoff ends with the pool: the retry's acquisition then fails the request at once.
   const disposed$ = pool[POOL_PORT].disposed$;
+  // Ids for requests that bring none: unique to this operator among every other's on the pool's
+  // `events$` (and in logs and traces), and unlike an id a user would write (`req-2`).
+  const idPrefix = `req-${Math.floor(Math.random() * 36 ** 6).toString(36)}-`;
   let sequence = 0;
 
   const run = (arrival: Arrival, slot: Slot, waits: RequestWaits): Observable<BalanceEvent> => {
     const { input } = arrival;
-    const requestId = typeof input?.id === 'string' ? input.id : `req-${++sequence}`;
+    const requestId = typeof input?.id === 'string' ? input.id : `${idPrefix}${++sequence}`;
     let request: ChatRequest;
     try {
       // A copy: routes are per request object, and one input object may be sent twice. Not a

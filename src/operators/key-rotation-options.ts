@@ -3,9 +3,10 @@
  */
 import * as z from 'zod/mini';
 import type { ChatRequest } from '../core/types.js';
-import { nonnegativeInt, positiveInt } from '../core/validation.js';
+import { checkOptions, nonnegativeInt, positiveInt } from '../core/validation.js';
 import { strategyOption } from '../pool/config.js';
 import type { StrategyLike } from '../pool/strategies.js';
+import { POOL_PORT, type PoolCore } from '../pool/types.js';
 import { attemptTimeoutsOptions, type AttemptTimeoutsConfig } from './attempt-timeouts.js';
 
 /** Options of `withKeyRotation`. */
@@ -79,4 +80,15 @@ export const withKeyRotationOptions = z.strictObject({
 /** A request's admission priority as `priority` gives it (a number, or a function of the request, which may throw). */
 export function priorityOf(priority: WithKeyRotationConfig['priority'], request: ChatRequest): number | undefined {
   return typeof priority === 'function' ? priority(request) : priority;
+}
+
+const poolArgument = z.object({
+  pool: z.custom<PoolCore>((value) => typeof value === 'object' && value !== null && POOL_PORT in value, {
+    message: 'expected a key pool made by createKeyPool',
+  }),
+});
+
+/** An operator's `pool` argument at the edge: anything but a pool fails here, naming it, not as a TypeError from inside. */
+export function checkPoolArgument(pool: unknown, operator: string): void {
+  checkOptions(poolArgument, { pool }, `${operator} arguments`);
 }

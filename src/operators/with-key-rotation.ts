@@ -15,7 +15,7 @@ import {
 import { RouteState } from '../routing/route.js';
 import { invalidRequestError, validateBalancedRequest } from '../routing/balanced-request.js';
 import { toStrategy, type Strategy } from '../pool/strategies.js';
-import { priorityOf, withKeyRotationOptions, type WithKeyRotationConfig } from './key-rotation-options.js';
+import { checkPoolArgument, priorityOf, withKeyRotationOptions, type WithKeyRotationConfig } from './key-rotation-options.js';
 
 export type { WithKeyRotationConfig } from './key-rotation-options.js';
 import { checkOptions } from '../core/validation.js';
@@ -58,6 +58,7 @@ export function modelChainOf(request: ChatRequest): string[] {
  * An unknown or invalid option makes it throw a `ValidationError`, naming the field.
  */
 export function withKeyRotation(pool: PoolCore, config: WithKeyRotationConfig = {}): OperatorFunction<ChatRequest, AttemptEvent> {
+  checkPoolArgument(pool, 'withKeyRotation');
   checkOptions(withKeyRotationOptions, config, 'withKeyRotation options');
   const attemptsOf = keyRotationAttempts(pool, config);
   // The edge of a chain composed by hand: a request that is not one fails here, naming its field,

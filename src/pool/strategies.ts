@@ -105,9 +105,13 @@ export function weighted(): Strategy {
       const indexes = eligibleIndexes(context);
       let total = 0;
       for (const index of indexes) total += context.candidates[index]!.weight;
+      // Weights near the largest number add up past it: divided by the largest, they keep their shares.
+      let scale = 1;
+      if (total === Infinity) for (const index of indexes) scale = Math.max(scale, context.candidates[index]!.weight);
+      if (scale > 1) total = indexes.reduce((sum, index) => sum + context.candidates[index]!.weight / scale, 0);
       let target = context.random() * total;
       for (const index of indexes) {
-        target -= context.candidates[index]!.weight;
+        target -= context.candidates[index]!.weight / scale;
         if (target < 0) return index;
       }
       return indexes[indexes.length - 1];
