@@ -256,8 +256,8 @@ describe('a custom random source is clamped to [0, 1)', () => {
 describe('the operators refuse a pool argument that is no pool, naming it', () => {
   it.each([undefined, null, {}, 'pool'])('%s', (notAPool) => {
     for (const [name, make] of [
-      ['balance', () => balance(notAPool as unknown as KeyPool)],
-      ['withKeyRotation', () => withKeyRotation(notAPool as unknown as KeyPool)],
+      ['balance', () => balance(notAPool as KeyPool)],
+      ['withKeyRotation', () => withKeyRotation(notAPool as KeyPool)],
     ] as const) {
       expect(rejectionOf(make).message).toBe(`Invalid ${name} arguments: pool: expected a key pool made by createKeyPool`);
     }
