@@ -51,6 +51,7 @@ import {
 } from '../src/index.js';
 import type { AdmissionPlan, Reservation, ReserveResult, StateChange, StateStore } from '../src/store/state-store.js';
 import { StoreUnavailableError, createRedisStore, type RedisStoreOptions } from '../src/redis/index.js';
+import { seedCallOf } from '../src/redis/windows.js';
 import { startFakeOpenRouter, type FakeOpenRouter, type FakeServerOptions } from '../src/testing/index.js';
 import {
   runWorkerFleet,
@@ -642,6 +643,21 @@ describe('Redis store: the states changed while Redis did not answer', () => {
     const states = new UnsharedStates();
     states.remember('early', disabled, -Infinity);
     expect(states.take(-Infinity).map(([key, change]) => `${key} ${change.remainingMs}`)).toEqual(['early 60000']);
+  });
+});
+
+describe("Redis store: a learned window's seed", () => {
+  it('lists the entries oldest first, the rest of the server’s count (older) before the pool’s own sends: the script tops a window up from the oldest', () => {
+    const now = 10_000;
+    const entries = [now - 1_000, now - 600, now - 1_500, now - 1_500].map((at) => ({ at, amount: 1, live: true }));
+    const [window, sum, windowMs, ages, names] = seedCallOf('{p}', 'key:k1', 2_000, entries, now, 'n');
+    expect([window, sum, windowMs, names]).toEqual([
+      '{p}:window:key:k1:requests:2000:learned',
+      '{p}:window:key:k1:requests:2000:learned:sum',
+      2_000,
+      'n',
+    ]);
+    expect(JSON.parse(String(ages))).toEqual([1_500, 1_500, 1_000, 600]);
   });
 });
 

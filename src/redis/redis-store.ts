@@ -310,7 +310,7 @@ export class RedisStateStore implements StateStore {
     local.learn(quota, now, seed, sendTimes);
     const share = Object.assign({}, quota, { requests: scaled(quota.requests, this.localShare) });
     this.degraded.get(scope.id)!.learn(share, now, seed, sendTimes);
-    if (seed === undefined || quota.calendar === 'utc-day' || !this.shared) return;
+    if (seed === undefined || quota.source !== 'learned' || quota.calendar === 'utc-day' || !this.shared) return;
     const entries = local.learnedEntries(quota.bucket, now);
     const call = seedCallOf(this.prefix, scope.id, quota.windowMs, entries, now, `${this.instance}.s${++this.reservations}`);
     this.fireAndForget(() => this.client.eval(SEED, 2, ...call));

@@ -161,5 +161,8 @@ export function seedCallOf(
   names: string,
 ): (string | number)[] {
   const window = windowKey(prefix, scopeId, { unit: 'requests', windowMs, learned: true });
-  return [window, `${window}:sum`, windowMs, JSON.stringify(entries.map((entry) => now - entry.at)), names];
+  // Oldest first, as the script tops the window up from the oldest: the local window holds its own
+  // sends ahead of the rest of the server's count, which is older.
+  const ages = entries.map((entry) => now - entry.at).sort((a, b) => b - a);
+  return [window, `${window}:sum`, windowMs, JSON.stringify(ages), names];
 }
