@@ -165,7 +165,7 @@ export function carriesContent(event: AttemptEvent): boolean {
 
 /** The record of a failed attempt, for `AttemptsExhaustedError` and `failed` events. */
 export function attemptRecordOf(error: OpenRouterError, start: AttemptStart | undefined, at: number): AttemptRecord {
-  return {
+  const record: AttemptRecord = {
     attempt: start?.attempt ?? 0,
     kind: error.kind,
     message: error.message,
@@ -174,4 +174,7 @@ export function attemptRecordOf(error: OpenRouterError, start: AttemptStart | un
     ...((error.keyLabel ?? start?.keyLabel) === undefined ? {} : { keyLabel: error.keyLabel ?? start?.keyLabel }),
     ...((error.model ?? start?.model) === undefined ? {} : { model: error.model ?? start?.model }),
   };
+  // A lesson stays one in the request's record, which its retries count (see `TAUGHT_LIMIT`).
+  if (taughtLimit(error)) markTaughtLimit(record, true);
+  return record;
 }

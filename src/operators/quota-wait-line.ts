@@ -116,7 +116,7 @@ function roomsOf(models: readonly string[]): readonly string[] {
   return models.some(isFreeModel) ? [...models, FREE_MODELS_PATTERN] : models;
 }
 
-/** Two lines, each in order, as one. */
+/** Two lines, each in order, as one, in one pass (`insertInLine` per waiter would be quadratic: thousands may be put off at once). */
 function mergedInLine(a: readonly QuotaWaiter[], b: readonly QuotaWaiter[]): QuotaWaiter[] {
   const merged: QuotaWaiter[] = [];
   let i = 0;

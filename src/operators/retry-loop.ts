@@ -6,7 +6,6 @@ import type { Slot } from './merge-with-slots.js';
 import {
   attemptRecordOf,
   carriesContent,
-  markTaughtLimit,
   recordingOf,
   requestOf,
   taughtLimit,
@@ -277,7 +276,6 @@ class RetryRun {
     if (!policy.handles(error)) return error;
     const now = policy.scheduler.now();
     const record = attemptRecordOf(error, lastStart, now);
-    if (taughtLimit(error)) markTaughtLimit(record, true);
     loop.records.push(record);
     requestOf(lastStart)?.failedAttempts.push(record);
     if (loop.deliveredContent && policy.onMidStreamError === 'error') return error;

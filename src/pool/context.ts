@@ -1,11 +1,11 @@
 import type { SchedulerLike } from 'rxjs';
-import type { OpenRouterError } from '../core/errors.js';
 import type { StateStore } from '../store/state-store.js';
 import type { ResolvedPoolConfig } from './config.js';
 import type { PoolEvent } from './events.js';
 import type { HealthPublisher } from './publisher.js';
 import type { Registry } from './registry.js';
 import type { SendMargin } from './send-margin.js';
+import type { LeaseHolder } from './types.js';
 
 /** What the pool's parts share: its config, its entries, its store, its publisher, its clock, its event outlet and its send margin. */
 export interface PoolContext {
@@ -19,12 +19,6 @@ export interface PoolContext {
   readonly eventsWatched: () => boolean;
   /** How long after its send a request may be counted by the server. */
   readonly sendMargin: SendMargin;
-  /** The leases granted and not yet released: `dispose` ends the attempts that hold them. */
-  readonly leasesOut: Set<LeaseOut>;
-}
-
-/** A lease granted and not released, as the pool's disposal sees it. */
-export interface LeaseOut {
-  /** Ends the attempt that holds the lease with `error`, its request aborted (nothing when no attempt said it holds it). */
-  abandon(error: OpenRouterError): void;
+  /** The leases granted and not yet released (each passes `abandon` on to its holder): `dispose` ends the attempts that hold them. */
+  readonly leasesOut: Set<LeaseHolder>;
 }

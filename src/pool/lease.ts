@@ -1,7 +1,7 @@
 import type { OpenRouterError } from '../core/errors.js';
 import type { KeyCredential, Usage } from '../core/types.js';
 import type { AdmissionPlan, Reservation } from '../store/state-store.js';
-import type { LeaseOut, PoolContext } from './context.js';
+import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import type { QuotaLearning } from './quota-learning.js';
 import type { KeyLease, LeaseHolder } from './types.js';
@@ -31,7 +31,7 @@ export interface Claim {
  * A granted key slot. The pool's own state sits in `#` fields, so logging a lease shows only its
  * public face (labels and the credential, whose key is not enumerable).
  */
-export class AdmittedLease implements KeyLease, LeaseOut {
+export class AdmittedLease implements KeyLease, LeaseHolder {
   readonly credential: KeyCredential;
   readonly label: string;
   readonly fingerprint: string;
@@ -84,7 +84,7 @@ export class AdmittedLease implements KeyLease, LeaseOut {
     this.#holder = holder;
   }
 
-  /** The pool is being disposed: the attempt holding this lease ends now (see `LeaseOut`). */
+  /** The pool is being disposed: the attempt holding this lease ends now (see `KeyLease.heldBy`). */
   abandon(error: OpenRouterError): void {
     this.#holder?.abandon(error);
   }

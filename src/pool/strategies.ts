@@ -106,9 +106,8 @@ export function weighted(): Strategy {
       let total = 0;
       for (const index of indexes) total += context.candidates[index]!.weight;
       // Weights near the largest number add up past it: divided by the largest, they keep their shares.
-      let scale = 1;
-      if (total === Infinity) for (const index of indexes) scale = Math.max(scale, context.candidates[index]!.weight);
-      if (scale > 1) total = indexes.reduce((sum, index) => sum + context.candidates[index]!.weight / scale, 0);
+      const scale = total === Infinity ? Math.max(...indexes.map((index) => context.candidates[index]!.weight)) : 1;
+      if (scale !== 1) total = indexes.reduce((sum, index) => sum + context.candidates[index]!.weight / scale, 0);
       let target = context.random() * total;
       for (const index of indexes) {
         target -= context.candidates[index]!.weight / scale;
