@@ -284,19 +284,19 @@ describe('an answered request counts from its send plus how much slower than the
     return drive.admitted;
   }
 
-  it('long even answers: once 16 are known, an entry counts from its send plus the 10 ms slack, not from its first byte', () => {
+  it('long even answers: once 16 are known, an entry counts from its send plus the 10 ms slack, and so do the earlier ones still in the window', () => {
     // Two a second, every answer 300 ms. Answers 1 to 15 count from their first byte (300 ms after
-    // admission): a slot comes back 1 300 ms after it was taken. The 16th answer makes the fastest
-    // known, every answer is as fast (no excess), and from then on an entry counts from its send
-    // plus 10 ms: a slot comes back 1 010 ms after it was taken. (The 16th entry still leaves the
-    // window with the 15th, taken at the same time: entries leave in the order they were taken.)
-    expect(admissions(() => 300, 22).slice(12)).toEqual([7800, 7800, 9100, 9100, 10400, 10400, 11410, 11410, 12420, 12420]);
+    // admission) at first: a slot comes back 1 300 ms after it was taken. The 16th answer (at
+    // 9 400) makes the fastest known, every answer is as fast (no excess), and from then on an
+    // entry counts from its send plus 10 ms; so does the 15th, taken with the 16th at 9 100 and
+    // counted again: both slots come back at 10 110, and each 1 010 ms after it was taken from then on.
+    expect(admissions(() => 300, 22).slice(12)).toEqual([7800, 7800, 9100, 9100, 10110, 10110, 11120, 11120, 12130, 12130]);
   });
 
   it('an answer slower than the fastest counts from its send plus its excess, by which its trip out may have been longer', () => {
     // As above, but the 17th answer takes 500 ms: 200 ms more than the fastest, so its entry
-    // counts from 10 400 + 200 + 10, and its slot (with the 18th, behind it) comes back at 11 610.
-    expect(admissions((index) => (index === 16 ? 500 : 300), 20).slice(16)).toEqual([10400, 10400, 11610, 11610]);
+    // counts from 10 110 + 200 + 10, and its slot (with the 18th, behind it) comes back at 11 320.
+    expect(admissions((index) => (index === 16 ? 500 : 300), 20).slice(16)).toEqual([10110, 10110, 11320, 11320]);
   });
 
   it('short answers keep counting from their first byte: below 100 ms the trip jitter would eat the gain', () => {

@@ -701,6 +701,47 @@ describe('pool: admission queue', () => {
     expect(outcomes).toEqual(['500 W']);
   });
 
+  it("answers before the lag is trusted count again by its bound once it is: an early answer's quota entry leaves its window then", () => {
+    const scheduler = newTestScheduler();
+    const outcomes: string[] = [];
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        adaptiveConcurrency: false,
+        keys: [
+          { key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 1, windowMs: 100 }] } },
+          { key: 'sk-b', label: 'k2' },
+        ],
+      });
+      const only = (index: number): Strategy => ({
+        name: `only-${index}`,
+        pick: (context) => (context.isEligible(index) ? index : undefined),
+      });
+      const port = pool[POOL_PORT];
+      // k1 takes a request at 0, and another waits for k1 from 1.
+      let early: KeyLease | undefined;
+      port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe((lease) => (early = lease));
+      scheduler.schedule(
+        () => port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe(() => outcomes.push(`${scheduler.now()} W`)),
+        1,
+      );
+      // k1's first byte at 150, the model's first answer: counted from 150 (the lag is not trusted yet), out of the window by 250.
+      scheduler.schedule(() => early!.markResponded(), 150);
+      // Fifteen answers on k2 whose first byte takes 200 ms: at the sixteenth answer the fastest (150) is trusted, and k1's
+      // answer, no slower than it, counts from its send plus the 10 ms slack: out of its window since 110.
+      const warm: KeyLease[] = [];
+      for (let index = 0; index < 15; index++)
+        port.acquire(chatRequest(), { models: [MODEL], strategy: only(1) }).subscribe((lease) => warm.push(lease));
+      scheduler.schedule(() => {
+        for (const lease of warm) {
+          lease.markResponded();
+          lease.release();
+        }
+      }, 200);
+      scheduler.schedule(() => pool.dispose(), 3_000);
+    });
+    expect(outcomes).toEqual(['200 W']);
+  });
+
   it('a large request at the head of its signature is woken when it fits, even when a smaller one behind it fits the quotas already', () => {
     const scheduler = newTestScheduler();
     scheduler.run(({ expectObservable }) => {

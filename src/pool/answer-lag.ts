@@ -1,3 +1,5 @@
+import type { Reservation, StateStore } from '../store/state-store.js';
+
 /** Answers measured before the fastest is trusted: the first few include new connections. */
 const TRUSTED_AFTER = 16;
 /** Below this, the fastest answer's first byte is close enough to the count; the trip jitter (tens of ms on a loaded host) would eat the gain. */
@@ -26,22 +28,56 @@ const LONG_ANSWER_MS = 100;
  * is already within its length of the count). Answers of uneven length (most real generations)
  * have large excesses, and the first byte stays the bound: nothing is lost against counting
  * from it.
+ *
+ * The answers that came before the fastest was trusted count from their first byte at first, and
+ * are counted again by the same bound once it is: else each of their quota slots would idle for
+ * one answer's length, and stay that far behind (sixteen answers of 250 ms cost four requests'
+ * worth of quota). An early answer's lag includes any connection it opened, which only widens its
+ * excess: its bound is as safe as a later answer's. On a shared store the second count moves only
+ * the local window (the store's own entry already counts from the first byte of its clock).
  */
 export class AnswerLag {
   private fastestMs = Infinity;
   private answers = 0;
+  /** Answers counted from their first byte while the fastest was not trusted yet (at most `TRUSTED_AFTER`). */
+  private early: EarlyAnswer[] = [];
 
   /**
    * Records an accepted answer sent at `sentAt` whose first byte came at `respondedAt`; returns the
    * latest time the server counted it: its send plus how much longer it took than the fastest
    * answer so far plus `slackMs`, or its first byte if that is sooner (always, while too few
-   * answers are known or the fastest is short).
+   * answers are known or the fastest is short). An answer counted by its first byte while too few
+   * were known is counted again in `store` once enough are.
    */
-  countedBy(sentAt: number, respondedAt: number, slackMs: number): number {
+  countedBy(sentAt: number, respondedAt: number, slackMs: number, store: StateStore, reservation: Reservation): number {
     const lagMs = respondedAt - sentAt;
     if (lagMs < this.fastestMs) this.fastestMs = lagMs;
     this.answers += 1;
-    if (this.answers < TRUSTED_AFTER || this.fastestMs < LONG_ANSWER_MS) return respondedAt;
-    return Math.min(respondedAt, sentAt + lagMs - this.fastestMs + slackMs);
+    if (this.answers < TRUSTED_AFTER) {
+      this.early.push({ sentAt, lagMs, store, reservation });
+      return respondedAt;
+    }
+    if (this.early.length > 0) this.recountEarly(slackMs);
+    if (this.fastestMs < LONG_ANSWER_MS) return respondedAt;
+    return this.bound(sentAt, lagMs, slackMs);
   }
+
+  private bound(sentAt: number, lagMs: number, slackMs: number): number {
+    return sentAt + Math.min(lagMs, lagMs - this.fastestMs + slackMs);
+  }
+
+  /** The fastest is trusted now: the answers before it count by its bound too (`markResponded` only moves an entry earlier). */
+  private recountEarly(slackMs: number): void {
+    const early = this.early;
+    this.early = [];
+    if (this.fastestMs < LONG_ANSWER_MS) return;
+    for (const answer of early) answer.store.markResponded(answer.reservation, this.bound(answer.sentAt, answer.lagMs, slackMs));
+  }
+}
+
+interface EarlyAnswer {
+  readonly sentAt: number;
+  readonly lagMs: number;
+  readonly store: StateStore;
+  readonly reservation: Reservation;
 }

@@ -142,7 +142,15 @@ export class AdmittedLease implements KeyLease, LeaseHolder {
     const at = this.#context.scheduler.now();
     this.#learning?.markCounted(this.#plan, this.#sentAt, at);
     // An accepted answer may bound the server's count more tightly than its first byte (see `AnswerLag`).
-    const countedBy = accepted ? this.#modelEntry.answerLag.countedBy(this.#sentAt, at, this.#context.sendMargin.answeredSlackMs) : at;
+    const countedBy = accepted
+      ? this.#modelEntry.answerLag.countedBy(
+          this.#sentAt,
+          at,
+          this.#context.sendMargin.answeredSlackMs,
+          this.#context.store,
+          this.#reservation,
+        )
+      : at;
     this.#context.store.markResponded(this.#reservation, countedBy);
     this.#owner.responded(this.#modelEntry, this.#entry, accepted, at, this.#sentAt);
   }
