@@ -8,6 +8,7 @@ import {
   AbortedError,
   AuthenticationError,
   BadRequestError,
+  ConfigurationError,
   ContentPolicyError,
   ContextLengthError,
   InsufficientCreditsError,
@@ -897,6 +898,37 @@ describe.each(TRANSPORTS)("%s with a caller's fetch that ignores its signal", (_
     expect(error).toBeInstanceOf(StreamError);
     expect((error as StreamError).usage, 'the attempt reports the billed usage').toBeDefined();
     expect(own.usage, "on the caller's error").toBeUndefined();
+  });
+});
+
+describe('createOpenRouterTransport with the global fetch (Node: undici)', () => {
+  it('follows no redirect: the request fails alone with a ConfigurationError naming baseURL, and the key goes nowhere else', async () => {
+    // Redirects are refused so that Node's fetch need not copy each request's body for one (see sdk-client.ts).
+    const arrivals: string[] = [];
+    const server = createServer((request, response) => {
+      arrivals.push(`${request.method} ${request.url}`);
+      request.resume();
+      request.on('end', () => {
+        if (request.url?.startsWith('/old/') === true) {
+          response.writeHead(308, { location: request.url.replace('/old/', '/new/') });
+          response.end();
+          return;
+        }
+        response.writeHead(500).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/old/api/v1`;
+    for (const stream of [false, true]) {
+      const { events, error } = await collect(createOpenRouterTransport({ baseURL })(ALPHA, chat({ stream })));
+      expect(events).toEqual([]);
+      const typed = expectTyped(error, { type: ConfigurationError, scope: 'request', retryable: false });
+      expect(typed.message).toContain('redirect');
+      expect(typed.message).toContain('baseURL');
+      expect(typed.keyLabel).toBe('alpha');
+    }
+    expect(arrivals).toEqual(['POST /old/api/v1/chat/completions', 'POST /old/api/v1/chat/completions']);
   });
 });
 

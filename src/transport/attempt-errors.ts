@@ -1,4 +1,12 @@
-import { BadRequestError, MalformedResponseError, NetworkError, OpenRouterError, StreamError, copyError } from '../core/errors.js';
+import {
+  BadRequestError,
+  ConfigurationError,
+  MalformedResponseError,
+  NetworkError,
+  OpenRouterError,
+  StreamError,
+  copyError,
+} from '../core/errors.js';
 import type { KeyCredential } from '../core/types.js';
 import { redactError } from '../core/redact.js';
 
@@ -51,8 +59,24 @@ export function truncatedStreamError(attempt: AttemptIdentity, cause?: unknown, 
   });
 }
 
-/** A connection that failed before any response: the route's transport pays, and another try may pass. */
-export function connectionError(error: Error, attempt: AttemptIdentity): NetworkError {
+/**
+ * A connection that failed before any response: the route's transport pays, and another try may
+ * pass. A redirect that `fetch` was told to refuse (Node's, see `sdk-client.ts`) is no connection
+ * failure: the base URL points where the API is not, so the request fails alone, saying so,
+ * instead of being retried on every key.
+ */
+export function connectionError(error: Error, attempt: AttemptIdentity): OpenRouterError {
+  if (causedByRedirect(error)) {
+    return new ConfigurationError({
+      message:
+        'the server answered with a redirect, which is not followed (it would send the key on to another address): set `baseURL` to the address the API is at',
+      scope: 'request',
+      retryable: false,
+      keyLabel: attempt.key.label,
+      model: attempt.model,
+      cause: error,
+    });
+  }
   return new NetworkError({
     message: describeCause(error),
     scope: 'transport',
@@ -72,6 +96,16 @@ export function headersTimeoutError(attempt: AttemptIdentity): NetworkError {
     keyLabel: attempt.key.label,
     model: attempt.model,
   });
+}
+
+/** Whether undici refused a redirect somewhere along the cause chain (`fetch failed: unexpected redirect`). */
+function causedByRedirect(error: Error): boolean {
+  let current: unknown = error;
+  for (let depth = 0; current instanceof Error && depth < 4; depth += 1) {
+    if (current.message === 'unexpected redirect') return true;
+    current = current.cause;
+  }
+  return false;
 }
 
 /**
