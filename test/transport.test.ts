@@ -901,9 +901,9 @@ describe.each(TRANSPORTS)("%s with a caller's fetch that ignores its signal", (_
   });
 });
 
-describe('createOpenRouterTransport with the global fetch (Node: undici)', () => {
+describe.each(TRANSPORTS)('%s with the global fetch (Node: undici)', (_name, createTransport) => {
   it('follows no redirect: the request fails alone with a ConfigurationError naming baseURL, and the key goes nowhere else', async () => {
-    // Redirects are refused so that Node's fetch need not copy each request's body for one (see sdk-client.ts).
+    // Redirects are refused so that Node's fetch need not copy each request's body for one (`globalFetchInit`).
     const arrivals: string[] = [];
     const server = createServer((request, response) => {
       arrivals.push(`${request.method} ${request.url}`);
@@ -921,7 +921,7 @@ describe('createOpenRouterTransport with the global fetch (Node: undici)', () =>
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/old/api/v1`;
     for (const stream of [false, true]) {
-      const { events, error } = await collect(createOpenRouterTransport({ baseURL })(ALPHA, chat({ stream })));
+      const { events, error } = await collect(createTransport({ baseURL })(ALPHA, chat({ stream })));
       expect(events).toEqual([]);
       const typed = expectTyped(error, { type: ConfigurationError, scope: 'request', retryable: false });
       expect(typed.message).toContain('redirect');

@@ -6,7 +6,13 @@ import { classifyHttpError } from '../wire/classify.js';
 import { parseJsonBody } from '../wire/values.js';
 import { abortableFetch, bodyText } from './abortable-fetch.js';
 import { connectionError, headersTimeoutError, serializedBody, type AttemptIdentity } from './attempt-errors.js';
-import { DEFAULT_BASE_URL, DEFAULT_TIMEOUT_MS, attributionHeaders, type OpenRouterClientOptions } from './client-options.js';
+import {
+  DEFAULT_BASE_URL,
+  DEFAULT_TIMEOUT_MS,
+  attributionHeaders,
+  globalFetchInit,
+  type OpenRouterClientOptions,
+} from './client-options.js';
 import { redactError, redactValue } from '../core/redact.js';
 
 /** One call to OpenRouter over plain `fetch`. */
@@ -58,6 +64,7 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
       headers: requestHeaders(call, options),
       ...(body === undefined ? {} : { body }),
       signal: controller.signal,
+      ...(options.fetch === undefined ? globalFetchInit() : {}),
     });
   } catch (error: unknown) {
     if (call.signal.aborted) throw error;

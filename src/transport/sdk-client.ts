@@ -1,7 +1,13 @@
 import OpenAISdk, { type APIError } from 'openai';
 import { abortableFetch, cancelOnAbort } from './abortable-fetch.js';
 import { parseJsonBody } from '../wire/values.js';
-import { attributionHeaders, DEFAULT_BASE_URL, headersTimeoutMsOf, type OpenRouterClientOptions } from './client-options.js';
+import {
+  attributionHeaders,
+  DEFAULT_BASE_URL,
+  globalFetchInit,
+  headersTimeoutMsOf,
+  type OpenRouterClientOptions,
+} from './client-options.js';
 
 /**
  * Error bodies as the SDK read them, by the status error it made of each: the parsed JSON, or the
@@ -35,23 +41,6 @@ class OpenAI extends OpenAISdk {
   }
 }
 
-/**
- * Redirects are errors, and there is no window (a server-side request's): Node's `fetch` (undici)
- * copies every request's body (a tee of web streams: about 40 µs of CPU a request, measured with a
- * JSON body on this machine) in case a redirect has to resend it, except when both are so. The API
- * never redirects, and following one would send the key on to another address: a redirect fails the
- * request with a `ConfigurationError` instead (see `connectionError`).
- */
-const NO_REDIRECTS = { redirect: 'error', window: null } as const;
-
-/**
- * Whether the global `fetch` is Node's. Only there is the copy made, and some runtimes refuse
- * `redirect: 'error'` (Cloudflare Workers), so nowhere else is the fetch told so.
- */
-function onNodeFetch(): boolean {
-  return (globalThis as { process?: { release?: { name?: unknown } } }).process?.release?.name === 'node';
-}
-
 /** One SDK client for one key; `errorBodies` receives the body of every error response it gets. */
 export function createOpenRouterClient(apiKey: string, options: OpenRouterClientOptions, errorBodies: ErrorBodies): OpenAISdk {
   return new OpenAI(
@@ -68,7 +57,7 @@ export function createOpenRouterClient(apiKey: string, options: OpenRouterClient
       // `fetch` that ignores the signal would keep the SDK's headers timeout armed after an abort,
       // and an error body the SDK reads open (the global `fetch` ends both itself).
       fetch: options.fetch === undefined ? (input, init) => fetch(input, init) : abortableFetch(options.fetch, withErrorBodyCancelledBy),
-      ...(options.fetch === undefined && onNodeFetch() ? { fetchOptions: NO_REDIRECTS } : {}),
+      ...(options.fetch === undefined ? { fetchOptions: globalFetchInit() } : {}),
       // Not the OpenAI org/project from the environment: OpenRouter has no use for them.
       organization: null,
       project: null,
