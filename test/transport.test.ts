@@ -33,7 +33,9 @@ import {
 import type { ChatRequest, KeyCredential, TransportEvent } from '../src/core/types.js';
 import { KeyText, PoolKeyTexts, StreamRedactor, redactText, redactValue } from '../src/core/redact.js';
 import { abortableFetch } from '../src/transport/abortable-fetch.js';
+import { globalFetchInit, type RuntimeProcess } from '../src/transport/client-options.js';
 import { errorFromSdk } from '../src/transport/sdk-errors.js';
+import { connectionError } from '../src/transport/attempt-errors.js';
 import { ValidationError } from '../src/core/validation.js';
 import { FIXTURES_DIR, fixtureNames, loadFixture } from './helpers/fixtures.js';
 import { TEST_KEYS, leakedKeyLabels } from './helpers/test-keys.js';
@@ -901,7 +903,39 @@ describe.each(TRANSPORTS)("%s with a caller's fetch that ignores its signal", (_
   });
 });
 
+describe('globalFetchInit', () => {
+  it('tells only the fetch of a Node that bundles undici: a runtime that calls itself Node without it (Workers with nodejs_compat) follows redirects as before', () => {
+    expect(globalFetchInit()).toEqual({ redirect: 'error' });
+    expect(globalFetchInit({ release: { name: 'node' }, versions: { undici: '6.24.1' } })).toEqual({ redirect: 'error' });
+    expect(globalFetchInit({ release: { name: 'node' }, versions: { node: '22.0.0' } as RuntimeProcess['versions'] })).toEqual({});
+    expect(globalFetchInit({ release: { name: 'bun' }, versions: { undici: '6.0.0' } })).toEqual({});
+    expect(globalFetchInit({})).toEqual({});
+  });
+});
+
+describe('connectionError', () => {
+  it("types a redirect a fetch refused as the request's ConfigurationError, whichever runtime's words it comes in; other failures stay network errors", () => {
+    const undici = new TypeError('fetch failed', { cause: new Error('unexpected redirect') });
+    const deno = new TypeError("Encountered redirect while redirect mode is set to 'error'");
+    for (const cause of [undici, deno])
+      expectTyped(connectionError(cause, { key: ALPHA, model: MODEL }), { type: ConfigurationError, scope: 'request', retryable: false });
+    const reset = new TypeError('fetch failed', { cause: new Error('other side closed') });
+    expectTyped(connectionError(reset, { key: ALPHA, model: MODEL }), { type: NetworkError, scope: 'transport', retryable: true });
+  });
+});
+
 describe.each(TRANSPORTS)('%s with the global fetch (Node: undici)', (_name, createTransport) => {
+  it("has no request body copied by Node's fetch (undici tees a body it might resend on a redirect), streamed or whole", async () => {
+    const fake = await startFake();
+    const tee = vi.spyOn(ReadableStream.prototype, 'tee');
+    cleanups.push(() => tee.mockRestore());
+    for (const stream of [false, true]) {
+      const { completed } = await collect(createTransport({ baseURL: fake.baseURL })(ALPHA, chat({ stream })));
+      expect(completed).toBe(true);
+    }
+    expect(tee).not.toHaveBeenCalled();
+  });
+
   it('follows no redirect: the request fails alone with a ConfigurationError naming baseURL, and the key goes nowhere else', async () => {
     // Redirects are refused so that Node's fetch need not copy each request's body for one (`globalFetchInit`).
     const arrivals: string[] = [];

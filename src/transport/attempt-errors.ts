@@ -61,7 +61,7 @@ export function truncatedStreamError(attempt: AttemptIdentity, cause?: unknown, 
 
 /**
  * A connection that failed before any response: the route's transport pays, and another try may
- * pass. A redirect that `fetch` was told to refuse (Node's, see `sdk-client.ts`) is no connection
+ * pass. A redirect that `fetch` was told to refuse (Node's, see `globalFetchInit`) is no connection
  * failure: the base URL points where the API is not, so the request fails alone, saying so,
  * instead of being retried on every key.
  */
@@ -98,15 +98,20 @@ export function headersTimeoutError(attempt: AttemptIdentity): NetworkError {
   });
 }
 
-/** Whether undici refused a redirect somewhere along the cause chain (`fetch failed: unexpected redirect`). */
+/**
+ * Whether `fetch` refused a redirect somewhere along the cause chain: undici's `fetch failed:
+ * unexpected redirect`, or Deno's "Encountered redirect while redirect mode is set to 'error'".
+ */
 function causedByRedirect(error: Error): boolean {
   let current: unknown = error;
   for (let depth = 0; current instanceof Error && depth < 4; depth += 1) {
-    if (current.message === 'unexpected redirect') return true;
+    if (REFUSED_REDIRECT.test(current.message)) return true;
     current = current.cause;
   }
   return false;
 }
+
+const REFUSED_REDIRECT = /^unexpected redirect$|redirect mode is set to 'error'/;
 
 /**
  * The messages along the cause chain (`fetch failed: other side closed [UND_ERR_SOCKET]`): the

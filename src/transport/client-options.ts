@@ -59,19 +59,27 @@ export const clientOptionsSchema = z.strictObject({
 
 /**
  * What every request through the global `fetch` adds to its init: on Node, that redirects are
- * errors and that there is no window (a server-side request's). Node's `fetch` (undici) copies
- * every request's body in case a redirect has to resend it (a tee of web streams: about 40 µs of
- * CPU and about 2 ms of latency a request, measured with a JSON body on 127.0.0.1), except when
- * both are so. The API never redirects, and following one would send the key on to another
- * address: a redirect fails the request with a `ConfigurationError` instead (`connectionError`).
- * Elsewhere nothing: only Node makes the copy, and some runtimes refuse `redirect: 'error'`
- * (Cloudflare Workers). A caller's own `fetch` is never told either.
+ * errors. Node's `fetch` (undici) copies every request's body in case a redirect has to resend it
+ * (a tee of web streams: about 40 µs of CPU and 2 ms of latency a request, measured with a JSON
+ * body on 127.0.0.1) unless redirects are errors. The API never redirects, and following one would
+ * send the key on to another address: a redirect fails the request with a `ConfigurationError`
+ * instead (`connectionError`). Nowhere else: only undici makes the copy, and some runtimes that
+ * call themselves Node refuse `redirect: 'error'` (Cloudflare Workers with `nodejs_compat`), so
+ * the test is for the undici Node bundles, not for the name. A caller's own `fetch` is never told.
  */
-export function globalFetchInit(): { readonly redirect?: 'error'; readonly window?: null } {
-  return (globalThis as { process?: { release?: { name?: unknown } } }).process?.release?.name === 'node' ? NODE_FETCH_INIT : {};
+export function globalFetchInit(runtime: RuntimeProcess | undefined = (globalThis as { process?: RuntimeProcess }).process): {
+  readonly redirect?: 'error';
+} {
+  return runtime?.release?.name === 'node' && typeof runtime.versions?.undici === 'string' ? NODE_FETCH_INIT : {};
 }
 
-const NODE_FETCH_INIT = { redirect: 'error', window: null } as const;
+/** What `globalFetchInit` reads of the runtime's `process`, where it has one. */
+export interface RuntimeProcess {
+  release?: { name?: unknown };
+  versions?: { undici?: unknown };
+}
+
+const NODE_FETCH_INIT = { redirect: 'error' } as const;
 
 /** The attribution and extra headers every request carries. */
 export function attributionHeaders(options: OpenRouterClientOptions): Record<string, string> {
