@@ -60,6 +60,35 @@ function makePool(scheduler: TestScheduler, overrides: PoolOverrides = {}): KeyP
   });
 }
 
+/** k1 with one request per 100 ms and k2 without a quota, no adaptive limit, and a strategy for each that places only on it. */
+function answerLagPool(scheduler: TestScheduler) {
+  const pool = makePool(scheduler, {
+    adaptiveConcurrency: false,
+    keys: [
+      { key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 1, windowMs: 100 }] } },
+      { key: 'sk-b', label: 'k2' },
+    ],
+  });
+  const only = (index: number): Strategy => ({
+    name: `only-${index}`,
+    pick: (context) => (context.isEligible(index) ? index : undefined),
+  });
+  return { pool, port: pool[POOL_PORT], onK1: only(0), onK2: only(1) };
+}
+
+/** `count` requests on k2 taken at once, each answered (its first byte) and released at `at`. */
+function answeredOnK2(scheduler: TestScheduler, port: KeyPool[typeof POOL_PORT], onK2: Strategy, count: number, at: number): void {
+  const leases: KeyLease[] = [];
+  for (let index = 0; index < count; index++)
+    port.acquire(chatRequest(), { models: [MODEL], strategy: onK2 }).subscribe((lease) => leases.push(lease));
+  scheduler.schedule(() => {
+    for (const lease of leases) {
+      lease.markResponded();
+      lease.release();
+    }
+  }, at);
+}
+
 /** Schedules `pool.record` of a failure of `label` at frame `at`. */
 function failAt(scheduler: TestScheduler, pool: KeyPool, at: number, error: OpenRouterError, label = 'k1'): void {
   scheduler.schedule(() => pool[POOL_PORT].record({ type: 'failure', keyLabel: label, model: MODEL, error }), at);
@@ -661,37 +690,15 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     const outcomes: string[] = [];
     scheduler.run(() => {
-      const pool = makePool(scheduler, {
-        adaptiveConcurrency: false,
-        keys: [
-          { key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 1, windowMs: 100 }] } },
-          { key: 'sk-b', label: 'k2' },
-        ],
-      });
-      const only = (index: number): Strategy => ({
-        name: `only-${index}`,
-        pick: (context) => (context.isEligible(index) ? index : undefined),
-      });
-      const port = pool[POOL_PORT];
+      const { pool, port, onK1, onK2 } = answerLagPool(scheduler);
       // Sixteen answers on k2 whose first byte takes 150 ms: the model's fastest is 150, and its lag is trusted.
-      const warm: KeyLease[] = [];
-      for (let index = 0; index < 16; index++)
-        port.acquire(chatRequest(), { models: [MODEL], strategy: only(1) }).subscribe((lease) => warm.push(lease));
-      scheduler.schedule(() => {
-        for (const lease of warm) {
-          lease.markResponded();
-          lease.release();
-        }
-      }, 150);
+      answeredOnK2(scheduler, port, onK2, 16, 150);
       // At 200 k1 takes a request (counted from 1,200 until its first byte) ...
       let held: KeyLease | undefined;
-      scheduler.schedule(
-        () => port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe((lease) => (held = lease)),
-        200,
-      );
+      scheduler.schedule(() => port.acquire(chatRequest(), { models: [MODEL], strategy: onK1 }).subscribe((lease) => (held = lease)), 200);
       // ... and another waits for k1 from 201.
       scheduler.schedule(
-        () => port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe(() => outcomes.push(`${scheduler.now()} W`)),
+        () => port.acquire(chatRequest(), { models: [MODEL], strategy: onK1 }).subscribe(() => outcomes.push(`${scheduler.now()} W`)),
         201,
       );
       // Its first byte at 500, 150 ms slower than the fastest: counted by 360, out of the 100 ms window by 460.
@@ -705,38 +712,19 @@ describe('pool: admission queue', () => {
     const scheduler = newTestScheduler();
     const outcomes: string[] = [];
     scheduler.run(() => {
-      const pool = makePool(scheduler, {
-        adaptiveConcurrency: false,
-        keys: [
-          { key: 'sk-a', label: 'k1', limits: { quotas: [{ requests: 1, windowMs: 100 }] } },
-          { key: 'sk-b', label: 'k2' },
-        ],
-      });
-      const only = (index: number): Strategy => ({
-        name: `only-${index}`,
-        pick: (context) => (context.isEligible(index) ? index : undefined),
-      });
-      const port = pool[POOL_PORT];
+      const { pool, port, onK1, onK2 } = answerLagPool(scheduler);
       // k1 takes a request at 0, and another waits for k1 from 1.
       let early: KeyLease | undefined;
-      port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe((lease) => (early = lease));
+      port.acquire(chatRequest(), { models: [MODEL], strategy: onK1 }).subscribe((lease) => (early = lease));
       scheduler.schedule(
-        () => port.acquire(chatRequest(), { models: [MODEL], strategy: only(0) }).subscribe(() => outcomes.push(`${scheduler.now()} W`)),
+        () => port.acquire(chatRequest(), { models: [MODEL], strategy: onK1 }).subscribe(() => outcomes.push(`${scheduler.now()} W`)),
         1,
       );
       // k1's first byte at 150, the model's first answer: counted from 150 (the lag is not trusted yet), out of the window by 250.
       scheduler.schedule(() => early!.markResponded(), 150);
       // Fifteen answers on k2 whose first byte takes 200 ms: at the sixteenth answer the fastest (150) is trusted, and k1's
       // answer, no slower than it, counts from its send plus the 10 ms slack: out of its window since 110.
-      const warm: KeyLease[] = [];
-      for (let index = 0; index < 15; index++)
-        port.acquire(chatRequest(), { models: [MODEL], strategy: only(1) }).subscribe((lease) => warm.push(lease));
-      scheduler.schedule(() => {
-        for (const lease of warm) {
-          lease.markResponded();
-          lease.release();
-        }
-      }, 200);
+      answeredOnK2(scheduler, port, onK2, 15, 200);
       scheduler.schedule(() => pool.dispose(), 3_000);
     });
     expect(outcomes).toEqual(['200 W']);
