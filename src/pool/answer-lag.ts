@@ -47,17 +47,17 @@ export class AnswerLag {
    * latest time the server counted it: its send plus how much longer it took than the fastest
    * answer so far plus `slackMs`, or its first byte if that is sooner (always, while too few
    * answers are known or the fastest is short). An answer counted by its first byte while too few
-   * were known is counted again in `store` once enough are.
+   * were known is counted again in `store` (the pool's one store) once enough are.
    */
   countedBy(sentAt: number, respondedAt: number, slackMs: number, store: StateStore, reservation: Reservation): number {
     const lagMs = respondedAt - sentAt;
     if (lagMs < this.fastestMs) this.fastestMs = lagMs;
     this.answers += 1;
     if (this.answers < TRUSTED_AFTER) {
-      this.early.push({ sentAt, lagMs, store, reservation });
+      this.early.push({ sentAt, lagMs, reservation });
       return respondedAt;
     }
-    if (this.early.length > 0) this.recountEarly(slackMs);
+    if (this.early.length > 0) this.recountEarly(slackMs, store);
     if (this.fastestMs < LONG_ANSWER_MS) return respondedAt;
     return this.bound(sentAt, lagMs, slackMs);
   }
@@ -67,17 +67,16 @@ export class AnswerLag {
   }
 
   /** The fastest is trusted now: the answers before it count by its bound too (`markResponded` only moves an entry earlier). */
-  private recountEarly(slackMs: number): void {
+  private recountEarly(slackMs: number, store: StateStore): void {
     const early = this.early;
     this.early = [];
     if (this.fastestMs < LONG_ANSWER_MS) return;
-    for (const answer of early) answer.store.markResponded(answer.reservation, this.bound(answer.sentAt, answer.lagMs, slackMs));
+    for (const answer of early) store.markResponded(answer.reservation, this.bound(answer.sentAt, answer.lagMs, slackMs));
   }
 }
 
 interface EarlyAnswer {
   readonly sentAt: number;
   readonly lagMs: number;
-  readonly store: StateStore;
   readonly reservation: Reservation;
 }

@@ -103,12 +103,7 @@ export function headersTimeoutError(attempt: AttemptIdentity): NetworkError {
  * unexpected redirect`, or Deno's "Encountered redirect while redirect mode is set to 'error'".
  */
 function causedByRedirect(error: Error): boolean {
-  let current: unknown = error;
-  for (let depth = 0; current instanceof Error && depth < 4; depth += 1) {
-    if (REFUSED_REDIRECT.test(current.message)) return true;
-    current = current.cause;
-  }
-  return false;
+  return causeChain(error).some((cause) => REFUSED_REDIRECT.test(cause.message));
 }
 
 const REFUSED_REDIRECT = /^unexpected redirect$|redirect mode is set to 'error'/;
@@ -118,14 +113,19 @@ const REFUSED_REDIRECT = /^unexpected redirect$|redirect mode is set to 'error'/
  * outer message is generic, the useful part is in the causes.
  */
 export function describeCause(error: Error): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current instanceof Error && depth < 4; depth += 1) {
-    const code = (current as { code?: unknown }).code;
-    parts.push(`${current.message.replace(/\.$/, '')}${typeof code === 'string' ? ` [${code}]` : ''}`);
-    current = current.cause;
-  }
-  return parts.join(': ');
+  return causeChain(error)
+    .map((cause) => {
+      const code = (cause as { code?: unknown }).code;
+      return `${cause.message.replace(/\.$/, '')}${typeof code === 'string' ? ` [${code}]` : ''}`;
+    })
+    .join(': ');
+}
+
+/** `error` and its causes, four at most (a cycle of causes ends there). */
+function causeChain(error: Error): Error[] {
+  const chain: Error[] = [];
+  for (let current: unknown = error; current instanceof Error && chain.length < 4; current = current.cause) chain.push(current);
+  return chain;
 }
 
 /**
