@@ -1460,6 +1460,72 @@ describe('a timeout of an attempt whose answer was already streaming', () => {
   });
 });
 
+describe("a non-streamed answer that runs past the attempt's total timeout", () => {
+  it("leaves the model's adaptive limit as it is: an answer that runs long says nothing of how many the provider serves at once", () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      // Four whole answers that never end (a body that never completes), and four that come at 100.
+      const silent = Array.from({ length: 4 }, () => cold<TransportEvent>('-'));
+      const answered = Array.from({ length: 4 }, (_, index) => answerAfter(scheduler, 100, `a${index}`, 'half'));
+      const { pool } = makePool(
+        scheduler,
+        { half: [...silent, ...answered] },
+        { adaptiveConcurrency: { initial: 8, min: 1, max: 64 }, modelBreaker: { consecutiveFailures: 100 } },
+      );
+      const requests = [...['s0', 's1', 's2', 's3'], ...['a0', 'a1', 'a2', 'a3']].map((id) => request(id, 'half'));
+      const log = terminals(
+        scheduler,
+        from(requests).pipe(balance(pool, { concurrency: 8, transient: false, timeouts: { totalMs: 500 } })),
+      );
+      const limit = () => pool.snapshot().models.find((model) => model.model === 'half')!.concurrencyLimit;
+      let beforeTimeouts: number | null | undefined;
+      scheduler.schedule(() => (beforeTimeouts = limit()), 499);
+      flush();
+      expect(log).toEqual([
+        ...['a0', 'a1', 'a2', 'a3'].map((id) => `100 ${id} completion`),
+        ...['s0', 's1', 's2', 's3'].map((id) => `500 ${id} timeout`),
+      ]);
+      // Taken as overload, the four timeouts would have cut it to three quarters, then to what was still in flight.
+      expect(beforeTimeouts).toBeGreaterThan(8);
+      expect(limit()).toBe(beforeTimeouts);
+    });
+  });
+
+  it('keeps a model whose whole answers never end serving the streams in its line several at a time', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      // First in line, four whole answers that never end; then eight streams, answered 100 ms after their send.
+      const ids = Array.from({ length: 12 }, (_, index) => `r${index}`);
+      const scripts = ids.map((id, index) => (index < 4 ? cold<TransportEvent>('-') : answerAfter(scheduler, 100, id, 'half')));
+      const { pool, calls } = makePool(
+        scheduler,
+        { half: scripts },
+        { adaptiveConcurrency: { initial: 2, min: 1, max: 64 }, modelBreaker: { consecutiveFailures: 100 } },
+      );
+      const requests = ids.map((id, index) => ({ ...request(id, 'half'), stream: index >= 4 }));
+      const log = terminals(
+        scheduler,
+        from(requests).pipe(balance(pool, { concurrency: 12, transient: false, timeouts: { totalMs: 500 } })),
+      );
+      flush();
+      // Two at a time: the first two whole answers run out at 500, the next two at 1000, and the
+      // streams go two at a time from then on (more as their answers grow the limit). Taken as
+      // overload, the first two timeouts would have cut the limit to one: the second pair would go
+      // one after the other, and the streams one at a time from 1500 to 2300.
+      expect(calls.map((call) => call.at)).toEqual([0, 0, 500, 500, 1000, 1000, 1100, 1100, 1100, 1100, 1200, 1200]);
+      expect(log).toEqual([
+        '500 r0 timeout',
+        '500 r1 timeout',
+        '1000 r2 timeout',
+        '1000 r3 timeout',
+        ...['r4', 'r5'].map((id) => `1100 ${id} completion`),
+        ...['r6', 'r7', 'r8', 'r9'].map((id) => `1200 ${id} completion`),
+        ...['r10', 'r11'].map((id) => `1300 ${id} completion`),
+      ]);
+    });
+  });
+});
+
 describe('a chain whose every model is at its concurrency limit', () => {
   it('is woken by room in any of its models, the first to free one', () => {
     const scheduler = newTestScheduler();
