@@ -20,7 +20,7 @@
  *   level proves nothing: at capacity, the request sent into a slot an answer is leaving is served,
  *   and the next is refused.
  * - It drops to three quarters on an overload answer (a provider 429, a 529 or capacity 503, an
- *   in-flight budget 402, a timeout before the answer began: see `overloadScopeOf`), once per burst: answers to requests sent before the last
+ *   in-flight budget 402, a timeout), once per burst: answers to requests sent before the last
  *   decrease answer the load that decrease already stands for. A probe at or past the limit of the
  *   last overload that draws one steps back to what was served instead (one below the limit): the
  *   capacity is where it was, and a cut would idle a slot for a round trip. The later answers of a
