@@ -5,7 +5,7 @@
  * and fails it with that error after. A 404 is a request error, never a model failure. Model
  * records stay bounded however many model ids pass.
  */
-import { from, map, merge, mergeMap, of, queueScheduler, Subject, tap, timer, type Observable } from 'rxjs';
+import { from, map, merge, mergeMap, Observable, of, queueScheduler, Subject, tap, timer } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { ModelUnavailableError, NetworkError, NoKeyAvailableError, type OpenRouterError } from '../src/core/errors.js';
 import { withKeyRotation } from '../src/operators/with-key-rotation.js';
@@ -1457,6 +1457,62 @@ describe('a timeout of an attempt whose answer was already streaming', () => {
       expect(log).toEqual(['300 m1 timeout', '500 s1 timeout']);
       expect(pool.snapshot().models.map((model) => `${model.model} ${model.concurrencyLimit}`)).toEqual(['streaming 8', 'silent 6']);
     });
+  });
+});
+
+describe('a provider that queues whole answers silently past its capacity', () => {
+  it('is found by the total timeouts of the answers it queued too long: the limit comes down to what it serves, and every request is answered', () => {
+    const scheduler = newTestScheduler();
+    const CAPACITY = 4;
+    const SERVICE_MS = 200;
+    let sends = 0;
+    let log: string[] = [];
+    scheduler.run(({ flush }) => {
+      // Serves four at a time, 200 ms each, in order; a request beyond them waits in its queue (no
+      // 429) until served or aborted. Whole answers, so only the 500 ms total timeout can tell.
+      let inService = 0;
+      const waiting: (() => void)[] = [];
+      const serveNext = (): void => {
+        while (inService < CAPACITY && waiting.length > 0) waiting.shift()!();
+      };
+      const transport = (_key: unknown, request: ChatRequest): Observable<TransportEvent> =>
+        new Observable<TransportEvent>((subscriber) => {
+          sends++;
+          let answer: { unsubscribe(): void } | undefined;
+          const serve = (): void => {
+            inService++;
+            answer = scheduler.schedule(() => {
+              answer = undefined;
+              inService--;
+              subscriber.next(answerEvent(request.id!, 'ok', 'queued'));
+              subscriber.complete();
+              serveNext();
+            }, SERVICE_MS);
+          };
+          if (inService < CAPACITY) serve();
+          else waiting.push(serve);
+          return () => {
+            const place = waiting.indexOf(serve);
+            if (place >= 0) waiting.splice(place, 1);
+            if (answer === undefined) return;
+            answer.unsubscribe();
+            inService--;
+            serveNext();
+          };
+        });
+      const pool = predictablePool(scheduler, transport, [{ key: 'k1', label: 'k1' }], {
+        adaptiveConcurrency: { initial: 8, min: 1, max: 64 },
+      });
+      const requests = Array.from({ length: 100 }, (_, index) => request(`r${index}`, 'queued'));
+      log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 100, timeouts: { totalMs: 500 } })));
+      flush();
+    });
+    // A limit that no total timeout lowered would climb with every answer (to 56 in a review's run
+    // of this case), and only the breaker would hold the bursts back: 75 of the 100 answered, in
+    // 24 s, after 224 sends.
+    expect(log.filter((line) => line.endsWith('completion'))).toHaveLength(100);
+    expect(Math.max(...log.map((line) => Number(line.split(' ')[0])))).toBeLessThan(6_000);
+    expect(sends).toBeLessThan(150);
   });
 });
 
