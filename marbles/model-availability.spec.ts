@@ -15,6 +15,7 @@ import { scheduleAfter, MAX_TIMER_DELAY_MS } from '../src/core/timers.js';
 import type { ChatRequest, TransportEvent } from '../src/core/types.js';
 import {
   answerEvent,
+  eventsOf,
   keyRateLimited,
   modelScriptedPoolFactory,
   providerRateLimited,
@@ -1456,6 +1457,45 @@ describe('a timeout of an attempt whose answer was already streaming', () => {
       flush();
       expect(log).toEqual(['300 m1 timeout', '500 s1 timeout']);
       expect(pool.snapshot().models.map((model) => `${model.model} ${model.concurrencyLimit}`)).toEqual(['streaming 8', 'silent 6']);
+    });
+  });
+});
+
+describe('a model that answers streams but never ends its whole answers', () => {
+  it('is found to stall, not to be over its capacity, by a whole answer that ran out its time alone: its limit comes back, and the streams in its line go several at a time', () => {
+    const scheduler = newTestScheduler();
+    scheduler.run(({ cold, flush }) => {
+      // First in line, four whole answers that never end; then eight streams, answered 100 ms after their send.
+      const ids = Array.from({ length: 12 }, (_, index) => `r${index}`);
+      const scripts = ids.map((id, index) => (index < 4 ? cold<TransportEvent>('-') : answerAfter(scheduler, 100, id, 'half')));
+      const { pool, calls } = makePool(
+        scheduler,
+        { half: scripts },
+        { adaptiveConcurrency: { initial: 2, min: 1, max: 64 }, modelBreaker: { consecutiveFailures: 100 } },
+      );
+      const limits: string[] = [];
+      eventsOf(pool, 'concurrency').subscribe((event) => limits.push(`${event.at} ${event.limit}`));
+      const requests = ids.map((id, index) => ({ ...request(id, 'half'), stream: index >= 4 }));
+      const log = terminals(
+        scheduler,
+        from(requests).pipe(balance(pool, { concurrency: 12, transient: false, timeouts: { totalMs: 500 } })),
+      );
+      flush();
+      // r0 and r1 run out their time together at 500, which may be a provider queueing past its
+      // capacity: the limit goes to one. r2, sent alone, runs out its time too: the model stalls at
+      // any load, and the limit is back at two at 1000, then grows with the streams' answers. Taken
+      // as overload, every such timeout would have held the line at one: the streams one at a time
+      // from 1500 to 2300.
+      expect(limits.slice(0, 2)).toEqual(['500 1', '1000 2']);
+      expect(calls.map((call) => call.at)).toEqual([0, 0, 500, 1000, 1000, 1100, 1100, 1200, 1200, 1200, 1300, 1300]);
+      expect(log.filter((line) => line.endsWith('timeout'))).toEqual([
+        '500 r0 timeout',
+        '500 r1 timeout',
+        '1000 r2 timeout',
+        '1500 r3 timeout',
+      ]);
+      expect(log.filter((line) => line.endsWith('completion'))).toHaveLength(8);
+      expect(Math.max(...log.map((line) => Number(line.split(' ')[0])))).toBe(1500);
     });
   });
 });

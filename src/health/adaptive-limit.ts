@@ -31,6 +31,15 @@
  *   fraction; each cap is a decrease of its own, whose burst is the requests sent before it. The
  *   first answer of a burst is not capped so: a slot whose answer came in the same instant is
  *   handed on only at the next turn, so the count in flight may fall short of what was served.
+ * - A whole answer that runs out its total time may be a provider queueing past its capacity (then
+ *   fewer at once are answered in time) or an answer that would never end at any load (a long
+ *   generation, a body the upstream never finishes). Such a timeout of a request that ran with
+ *   none other of the model beside it tells them apart (`stall`): it is no overload, the cuts the
+ *   total timeouts made since the last refusal of another kind are undone, and total timeouts are
+ *   not taken as overload for `STALL_MEMORY_MS` after. Else a model that answers some requests and
+ *   never ends others is cut to one at a time, and every request for it, answerable or not, drains
+ *   through that slot at one timeout per attempt that runs out. A provider that queues serves a
+ *   request sent alone: it never shows a stall.
  * - It stays within [min, max].
  */
 export interface AdaptiveLimitPolicy {
@@ -65,6 +74,22 @@ const ACCEPTANCES_KEPT = 256;
  */
 const REFUSAL_LAG_HALF_LIFE_MS = 300_000;
 
+/** How long total timeouts are not taken as overload after a stall (see the class). */
+const STALL_MEMORY_MS = 60_000;
+
+/** What a cut changes: kept before the first cut by a total timeout, for a stall to undo them. */
+interface LimitState {
+  readonly estimate: number;
+  readonly decreasedAt: number;
+  readonly overloadedAt: number;
+  readonly overloadLevelServed: boolean;
+  readonly servedAtSlowLevel: number;
+  readonly slowLevelSince: number;
+  readonly refusalLagMs: number;
+  readonly refusalLagAt: number;
+  readonly slowStartGrowth: readonly number[];
+}
+
 export class AdaptiveLimit {
   /** Fractional while it grows by less than one per success. */
   private estimate: number;
@@ -90,6 +115,10 @@ export class AdaptiveLimit {
   private nextAcceptance = 0;
   /** In slow start, when the limit grew by one, each time within the last round (oldest first): what it was a round before. */
   private readonly slowStartGrowth: number[] = [];
+  /** Before the cuts total timeouts made since the last overload of another kind (undefined if none): what a stall restores. */
+  private beforeTotalTimeouts: LimitState | undefined;
+  /** Scheduler time of the last stall: total timeouts are no overload for `STALL_MEMORY_MS` after it. */
+  private stalledAt = -Infinity;
 
   constructor(private readonly policy: AdaptiveLimitPolicy) {
     this.estimate = policy.initial;
@@ -167,8 +196,15 @@ export class AdaptiveLimit {
     return this.limit !== before;
   }
 
-  /** An overload answer to a request sent at `sentAt`, with `inFlight` out (its own included); returns whether the limit changed. */
-  overload(inFlight: number, sentAt: number, now: number): boolean {
+  /**
+   * An overload answer to a request sent at `sentAt`, with `inFlight` out (its own included); a
+   * whole answer's total timeout if `totalTimeout`. Returns whether the limit changed.
+   */
+  overload(inFlight: number, sentAt: number, now: number, totalTimeout = false): boolean {
+    if (totalTimeout) {
+      if (now - this.stalledAt < STALL_MEMORY_MS) return false;
+      this.beforeTotalTimeouts ??= this.state();
+    } else this.beforeTotalTimeouts = undefined;
     const before = this.limit;
     this.servedAtSlowLevel = 0;
     this.slowLevelSince = NaN;
@@ -200,5 +236,43 @@ export class AdaptiveLimit {
       this.decreasedAt = now;
     }
     return this.limit !== before;
+  }
+
+  /**
+   * A whole answer ran out its total time with none other of the model in flight beside it: not
+   * an overload, and the total timeouts that lowered the limit since the last overload of another
+   * kind were likely answers like it (see the class). Returns whether the limit changed.
+   */
+  stall(now: number): boolean {
+    const before = this.limit;
+    this.stalledAt = now;
+    const restored = this.beforeTotalTimeouts;
+    this.beforeTotalTimeouts = undefined;
+    if (restored !== undefined) {
+      this.estimate = Math.max(this.estimate, restored.estimate);
+      this.decreasedAt = restored.decreasedAt;
+      this.overloadedAt = restored.overloadedAt;
+      this.overloadLevelServed = restored.overloadLevelServed;
+      this.servedAtSlowLevel = restored.servedAtSlowLevel;
+      this.slowLevelSince = restored.slowLevelSince;
+      this.refusalLagMs = restored.refusalLagMs;
+      this.refusalLagAt = restored.refusalLagAt;
+      this.slowStartGrowth.splice(0, this.slowStartGrowth.length, ...restored.slowStartGrowth);
+    }
+    return this.limit !== before;
+  }
+
+  private state(): LimitState {
+    return {
+      estimate: this.estimate,
+      decreasedAt: this.decreasedAt,
+      overloadedAt: this.overloadedAt,
+      overloadLevelServed: this.overloadLevelServed,
+      servedAtSlowLevel: this.servedAtSlowLevel,
+      slowLevelSince: this.slowLevelSince,
+      refusalLagMs: this.refusalLagMs,
+      refusalLagAt: this.refusalLagAt,
+      slowStartGrowth: [...this.slowStartGrowth],
+    };
   }
 }

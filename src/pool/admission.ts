@@ -218,7 +218,7 @@ export class Admission implements LeaseOwner, Eligibility {
 
   private count(entry: KeyEntry, model: ModelEntry, change: 1 | -1): void {
     entry.inFlight += change;
-    model.inFlight += change;
+    model.addInFlight(change, this.context.scheduler);
     entry.account.inFlight += change;
   }
 

@@ -229,6 +229,11 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
   readonly answerLag = new AnswerLag();
   /** Scheduler time of the first byte of the last answer it accepted: it was in service then. */
   answeredAt = -Infinity;
+  /**
+   * Scheduler time its in-flight count last went from one to two or back: an attempt sent after
+   * it that ends with no other beside it ran alone throughout.
+   */
+  crowdedAt = -Infinity;
 
   constructor(
     readonly model: string,
@@ -246,6 +251,13 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
 
   build(): ModelHealth {
     return this.toRecord(this);
+  }
+
+  /** Counts an attempt in or out of flight. */
+  addInFlight(change: 1 | -1, clock: { now(): number }): void {
+    this.inFlight += change;
+    // Only a crossing between one and two in flight (rare under load) reads the clock.
+    if (this.inFlight === (change === 1 ? 2 : 1)) this.crowdedAt = clock.now();
   }
 
   /** Whether its adaptive limit has no room for one more request now. */

@@ -1,6 +1,6 @@
 import { ERROR_POLICY } from '../core/error-policy.js';
 import { cappedBackoffMs } from '../core/timers.js';
-import type { ErrorScope, OpenRouterError } from '../core/errors.js';
+import { AttemptTimeoutError, type ErrorScope, type OpenRouterError } from '../core/errors.js';
 import { addUsage, lastErrorOf } from '../health/records.js';
 import { nextUtcMidnight } from '../health/utc-day-window.js';
 import type { StateChange } from '../store/state-store.js';
@@ -143,11 +143,20 @@ export class OutcomePolicy {
     return sentAt <= knownAt && this.learning.quotaKnownAt(scope) <= now;
   }
 
-  /** An overload answer lowers the adaptive limit of the scope it names (once per burst). */
+  /**
+   * An overload answer lowers the adaptive limit of the scope it names (once per burst). A whole
+   * answer's total timeout after an attempt that ran alone (its own the only one of the model in
+   * flight from its send on) is a stall instead (see `AdaptiveLimit.stall`).
+   */
   private lowerConcurrency(entry: KeyEntry | undefined, model: ModelEntry, error: OpenRouterError, now: number, sentAt: number): void {
     const scope = overloadScopeOf(error);
-    if (scope === 'model' && model.concurrency?.overload(model.inFlight, sentAt, now) === true) {
-      this.concurrencyChanged('model', model.model, model.concurrency.limit, now);
+    const totalTimeout = scope === 'model' && error instanceof AttemptTimeoutError && error.phase === 'total';
+    const changed =
+      totalTimeout && model.inFlight <= 1 && model.crowdedAt <= sentAt
+        ? model.concurrency?.stall(now)
+        : scope === 'model' && model.concurrency?.overload(model.inFlight, sentAt, now, totalTimeout);
+    if (changed === true) {
+      this.concurrencyChanged('model', model.model, model.concurrency!.limit, now);
       this.context.publisher.markModel(model);
     }
     const account = entry?.account;
