@@ -1500,59 +1500,81 @@ describe('a model that answers streams but never ends its whole answers', () => 
   });
 });
 
-describe('a provider that queues whole answers silently past its capacity', () => {
-  it('is found by the total timeouts of the answers it queued too long: the limit comes down to what it serves, and every request is answered', () => {
-    const scheduler = newTestScheduler();
-    const CAPACITY = 4;
-    const SERVICE_MS = 200;
-    let sends = 0;
-    let log: string[] = [];
-    scheduler.run(({ flush }) => {
-      // Serves four at a time, 200 ms each, in order; a request beyond them waits in its queue (no
-      // 429) until served or aborted. Whole answers, so only the 500 ms total timeout can tell.
-      let inService = 0;
-      const waiting: (() => void)[] = [];
-      const serveNext = (): void => {
-        while (inService < CAPACITY && waiting.length > 0) waiting.shift()!();
-      };
-      const transport = (_key: unknown, request: ChatRequest): Observable<TransportEvent> =>
-        new Observable<TransportEvent>((subscriber) => {
-          sends++;
-          let answer: { unsubscribe(): void } | undefined;
-          const serve = (): void => {
-            inService++;
-            answer = scheduler.schedule(() => {
-              answer = undefined;
-              inService--;
-              subscriber.next(answerEvent(request.id!, 'ok', 'queued'));
-              subscriber.complete();
-              serveNext();
-            }, SERVICE_MS);
-          };
-          if (inService < CAPACITY) serve();
-          else waiting.push(serve);
-          return () => {
-            const place = waiting.indexOf(serve);
-            if (place >= 0) waiting.splice(place, 1);
-            if (answer === undefined) return;
-            answer.unsubscribe();
+/**
+ * A provider that serves four at a time, 200 ms each, in order; a request beyond them waits in its
+ * queue (no 429) until served or aborted. Whole answers, so only the 500 ms total timeout tells.
+ * With `loneFirst`, a request that never ends goes alone first (a generation too long for the
+ * timeout), and the 100 follow at 600. Retries wait a fixed jitter. Returns every terminal and
+ * the provider's sends.
+ */
+function queueingProvider(loneFirst: boolean): { log: string[]; sends: number } {
+  const scheduler = newTestScheduler();
+  const CAPACITY = 4;
+  let sends = 0;
+  let log: string[] = [];
+  scheduler.run(({ flush }) => {
+    let inService = 0;
+    const waiting: (() => void)[] = [];
+    const serveNext = (): void => {
+      while (inService < CAPACITY && waiting.length > 0) waiting.shift()!();
+    };
+    const transport = (_key: unknown, request: ChatRequest): Observable<TransportEvent> =>
+      new Observable<TransportEvent>((subscriber) => {
+        sends++;
+        if (request.messages[0]!.content === 'lone') return;
+        let answer: { unsubscribe(): void } | undefined;
+        const serve = (): void => {
+          inService++;
+          answer = scheduler.schedule(() => {
+            answer = undefined;
             inService--;
+            subscriber.next(answerEvent('answer', 'ok', 'queued'));
+            subscriber.complete();
             serveNext();
-          };
-        });
-      const pool = predictablePool(scheduler, transport, [{ key: 'k1', label: 'k1' }], {
-        adaptiveConcurrency: { initial: 8, min: 1, max: 64 },
+          }, 200);
+        };
+        if (inService < CAPACITY) serve();
+        else waiting.push(serve);
+        return () => {
+          const place = waiting.indexOf(serve);
+          if (place >= 0) waiting.splice(place, 1);
+          if (answer === undefined) return;
+          answer.unsubscribe();
+          inService--;
+          serveNext();
+        };
       });
-      const requests = Array.from({ length: 100 }, (_, index) => request(`r${index}`, 'queued'));
-      log = terminals(scheduler, from(requests).pipe(balance(pool, { concurrency: 100, timeouts: { totalMs: 500 } })));
-      flush();
+    const pool = predictablePool(scheduler, transport, [{ key: 'k1', label: 'k1' }], {
+      adaptiveConcurrency: { initial: 8, min: 1, max: 64 },
     });
-    // A limit that no total timeout lowered would climb with every answer (to 56 in a review's run
-    // of this case), and only the breaker would hold the bursts back: 75 of the 100 answered, in
-    // 24 s, after 224 sends.
-    expect(log.filter((line) => line.endsWith('completion'))).toHaveLength(100);
+    const batch = Array.from({ length: 100 }, (_, index) => request(`r${index}`, 'queued'));
+    const input = loneFirst ? merge(of(request('lone', 'queued')), timer(600).pipe(mergeMap(() => from(batch)))) : from(batch);
+    log = terminals(
+      scheduler,
+      input.pipe(balance(pool, { concurrency: 200, transient: { random: () => 0.5 }, timeouts: { totalMs: 500 } })),
+    );
+    flush();
+  });
+  return { log, sends };
+}
+
+describe('a provider that queues whole answers silently past its capacity', () => {
+  // A limit that no total timeout lowered would climb with every answer (to 56 in a review's run
+  // of this case), and only the breaker would hold the bursts back: 75 of the 100 answered, in
+  // 24 s, after 224 sends.
+  it('is found by the total timeouts of the answers it queued too long: the limit comes down to what it serves, and every request is answered', () => {
+    const { log, sends } = queueingProvider(false);
+    expect(log.filter((line) => line.endsWith('completion')).length).toBeGreaterThanOrEqual(99);
     expect(Math.max(...log.map((line) => Number(line.split(' ')[0])))).toBeLessThan(6_000);
     expect(sends).toBeLessThan(150);
+  });
+
+  it('is found so after a lone request ran out its time too: that stall undoes no cut it did not follow, and changes nothing after', () => {
+    const { log, sends } = queueingProvider(true);
+    const batch = log.filter((line) => !line.includes(' lone '));
+    expect(batch.filter((line) => line.endsWith('completion')).length).toBeGreaterThanOrEqual(99);
+    expect(Math.max(...batch.map((line) => Number(line.split(' ')[0])))).toBeLessThan(6_600);
+    expect(sends).toBeLessThan(160);
   });
 });
 

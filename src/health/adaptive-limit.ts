@@ -32,14 +32,16 @@
  *   first answer of a burst is not capped so: a slot whose answer came in the same instant is
  *   handed on only at the next turn, so the count in flight may fall short of what was served.
  * - A whole answer that runs out its total time may be a provider queueing past its capacity (then
- *   fewer at once are answered in time) or an answer that would never end at any load (a long
- *   generation, a body the upstream never finishes). Such a timeout of a request that ran with
- *   none other of the model beside it tells them apart (`stall`): it is no overload, the cuts the
- *   total timeouts made since the last refusal of another kind are undone, and total timeouts are
- *   not taken as overload for `STALL_MEMORY_MS` after. Else a model that answers some requests and
+ *   fewer at once are answered in time) or an answer that would not have ended in time at any load
+ *   (a long generation, a body the upstream never finishes). A request of the model that ran alone
+ *   and still ran out its time (`stall`) says the timeouts just before it were likely of the second
+ *   kind: the cuts total timeouts made within the last `RECENT_CUT_LAGS` of their lengths (and since
+ *   the last overload of another kind) are undone. Else a model that answers some requests and
  *   never ends others is cut to one at a time, and every request for it, answerable or not, drains
- *   through that slot at one timeout per attempt that runs out. A provider that queues serves a
- *   request sent alone: it never shows a stall.
+ *   through that slot at one timeout per attempt that runs out. The stall is no proof (other
+ *   customers' requests may fill a provider's queue ahead of a lone one, or other processes' fill
+ *   its capacity), so it undoes only recent cuts and changes nothing after: total timeouts that
+ *   come again with many in flight cut the limit again.
  * - It stays within [min, max].
  */
 export interface AdaptiveLimitPolicy {
@@ -74,8 +76,8 @@ const ACCEPTANCES_KEPT = 256;
  */
 const REFUSAL_LAG_HALF_LIFE_MS = 300_000;
 
-/** How long total timeouts are not taken as overload after a stall (see the class). */
-const STALL_MEMORY_MS = 60_000;
+/** A stall undoes the cuts by total timeouts within this many of their lengths (see the class). */
+const RECENT_CUT_LAGS = 3;
 
 /** What a cut changes: kept before the first cut by a total timeout, for a stall to undo them. */
 interface LimitState {
@@ -115,10 +117,11 @@ export class AdaptiveLimit {
   private nextAcceptance = 0;
   /** In slow start, when the limit grew by one, each time within the last round (oldest first): what it was a round before. */
   private readonly slowStartGrowth: number[] = [];
-  /** Before the cuts total timeouts made since the last overload of another kind (undefined if none): what a stall restores. */
-  private beforeTotalTimeouts: LimitState | undefined;
-  /** Scheduler time of the last stall: total timeouts are no overload for `STALL_MEMORY_MS` after it. */
-  private stalledAt = -Infinity;
+  /**
+   * Before the recent cuts by total timeouts, since the last overload of another kind (undefined if
+   * none), and until when a stall restores it (see the class).
+   */
+  private beforeTotalTimeouts: { readonly state: LimitState; readonly until: number } | undefined;
 
   constructor(private readonly policy: AdaptiveLimitPolicy) {
     this.estimate = policy.initial;
@@ -201,10 +204,9 @@ export class AdaptiveLimit {
    * whole answer's total timeout if `totalTimeout`. Returns whether the limit changed.
    */
   overload(inFlight: number, sentAt: number, now: number, totalTimeout = false): boolean {
-    if (totalTimeout) {
-      if (now - this.stalledAt < STALL_MEMORY_MS) return false;
-      this.beforeTotalTimeouts ??= this.state();
-    } else this.beforeTotalTimeouts = undefined;
+    if (!totalTimeout) this.beforeTotalTimeouts = undefined;
+    else if (this.beforeTotalTimeouts === undefined || this.beforeTotalTimeouts.until < now)
+      this.beforeTotalTimeouts = { state: this.state(), until: now + RECENT_CUT_LAGS * (now - sentAt) };
     const before = this.limit;
     this.servedAtSlowLevel = 0;
     this.slowLevelSince = NaN;
@@ -240,15 +242,15 @@ export class AdaptiveLimit {
 
   /**
    * A whole answer ran out its total time with none other of the model in flight beside it: not
-   * an overload, and the total timeouts that lowered the limit since the last overload of another
-   * kind were likely answers like it (see the class). Returns whether the limit changed.
+   * an overload, and the total timeouts that lowered the limit just before were likely answers
+   * like it (see the class). Returns whether the limit changed.
    */
   stall(now: number): boolean {
     const before = this.limit;
-    this.stalledAt = now;
-    const restored = this.beforeTotalTimeouts;
+    const recent = this.beforeTotalTimeouts;
     this.beforeTotalTimeouts = undefined;
-    if (restored !== undefined) {
+    if (recent !== undefined && recent.until >= now) {
+      const restored = recent.state;
       this.estimate = Math.max(this.estimate, restored.estimate);
       this.decreasedAt = restored.decreasedAt;
       this.overloadedAt = restored.overloadedAt;
