@@ -1562,7 +1562,7 @@ describe('a provider that queues whole answers silently past its capacity', () =
   // A limit that no total timeout lowered would climb with every answer (to 56 in a review's run
   // of this case), and only the breaker would hold the bursts back: 75 of the 100 answered, in
   // 24 s, after 224 sends.
-  it('is found by the total timeouts of the answers it queued too long: the limit comes down to what it serves, and every request is answered', () => {
+  it('is found by the total timeouts of the answers it queued too long: the limit comes down to what it serves, and all but one request at most are answered', () => {
     const { log, sends } = queueingProvider(false);
     expect(log.filter((line) => line.endsWith('completion')).length).toBeGreaterThanOrEqual(99);
     expect(Math.max(...log.map((line) => Number(line.split(' ')[0])))).toBeLessThan(6_000);

@@ -229,11 +229,8 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
   readonly answerLag = new AnswerLag();
   /** Scheduler time of the first byte of the last answer it accepted: it was in service then. */
   answeredAt = -Infinity;
-  /**
-   * Scheduler time its in-flight count last went from one to two or back: an attempt sent after
-   * it that ends with no other beside it ran alone throughout.
-   */
-  crowdedAt = -Infinity;
+  /** Scheduler time its in-flight count last went from one to two or back (see `ranAloneSince`). */
+  private crowdedAt = -Infinity;
 
   constructor(
     readonly model: string,
@@ -251,6 +248,11 @@ export class ModelEntry extends PublishedEntity<ModelHealth> {
 
   build(): ModelHealth {
     return this.toRecord(this);
+  }
+
+  /** Whether an attempt sent at `sentAt`, still counted in flight, has had no other of the model beside it since. */
+  ranAloneSince(sentAt: number): boolean {
+    return this.inFlight <= 1 && this.crowdedAt <= sentAt;
   }
 
   /** Counts an attempt in or out of flight. */

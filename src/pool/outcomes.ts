@@ -152,7 +152,7 @@ export class OutcomePolicy {
     const scope = overloadScopeOf(error);
     const totalTimeout = scope === 'model' && error instanceof AttemptTimeoutError && error.phase === 'total';
     const changed =
-      totalTimeout && model.inFlight <= 1 && model.crowdedAt <= sentAt
+      totalTimeout && model.ranAloneSince(sentAt)
         ? model.concurrency?.stall(now)
         : scope === 'model' && model.concurrency?.overload(model.inFlight, sentAt, now, totalTimeout);
     if (changed === true) {

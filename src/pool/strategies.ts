@@ -106,7 +106,7 @@ export function weighted(): Strategy {
       let total = 0;
       for (const index of indexes) total += context.candidates[index]!.weight;
       // Weights near the largest number add up past it: divided by the largest, they keep their shares.
-      const scale = total === Infinity ? Math.max(...indexes.map((index) => context.candidates[index]!.weight)) : 1;
+      const scale = total === Infinity ? indexes.reduce((largest, index) => Math.max(largest, context.candidates[index]!.weight), 0) : 1;
       if (scale !== 1) total = indexes.reduce((sum, index) => sum + context.candidates[index]!.weight / scale, 0);
       let target = context.random() * total;
       for (const index of indexes) {

@@ -15,6 +15,9 @@ import {
 } from './client-options.js';
 import { redactError, redactValue } from '../core/redact.js';
 
+/** What a call through the global `fetch` adds to its init: the runtime does not change while it runs. */
+const GLOBAL_FETCH_INIT = globalFetchInit();
+
 /** One call to OpenRouter over plain `fetch`. */
 export interface HttpCall {
   key: KeyCredential;
@@ -64,7 +67,7 @@ export async function openRouterFetch(options: OpenRouterClientOptions, schedule
       headers: requestHeaders(call, options),
       ...(body === undefined ? {} : { body }),
       signal: controller.signal,
-      ...(options.fetch === undefined ? globalFetchInit() : {}),
+      ...(options.fetch === undefined ? GLOBAL_FETCH_INIT : {}),
     });
   } catch (error: unknown) {
     if (call.signal.aborted) throw error;
