@@ -5,7 +5,7 @@ import type { PoolEvent } from './events.js';
 import type { HealthPublisher } from './publisher.js';
 import type { Registry } from './registry.js';
 import type { SendMargin } from './send-margin.js';
-import type { LeaseHolder } from './types.js';
+import type { LeasesOut } from './leases-out.js';
 
 /** What the pool's parts share: its config, its entries, its store, its publisher, its clock, its event outlet and its send margin. */
 export interface PoolContext {
@@ -20,5 +20,5 @@ export interface PoolContext {
   /** How long after its send a request may be counted by the server. */
   readonly sendMargin: SendMargin;
   /** The leases granted and not yet released (each passes `abandon` on to its holder): `dispose` ends the attempts that hold them. */
-  readonly leasesOut: Set<LeaseHolder>;
+  readonly leasesOut: LeasesOut;
 }

@@ -24,6 +24,7 @@ import { nextUtcMidnight } from '../health/utc-day-window.js';
 import { lastErrorOf, type KeyHealth, type ModelHealth, type PoolHealth } from '../health/records.js';
 import { DEFAULT_ARRIVAL_MARGIN_MS, createMemoryStore, type StateStore } from '../store/state-store.js';
 import { Admission } from './admission.js';
+import { LeasesOut } from './leases-out.js';
 import type { PoolContext } from './context.js';
 import type { KeyInfoSnapshot, ResolvedPoolConfig } from './config.js';
 import type { KeyEntry } from './entities.js';
@@ -37,7 +38,7 @@ import { disposedError } from './model-availability.js';
 import { Registry } from './registry.js';
 import { SendMargin } from './send-margin.js';
 import { toStrategy } from './strategies.js';
-import { POOL_PORT, type KeyHandle, type LeaseHolder, type PoolCore, type PoolPort } from './types.js';
+import { POOL_PORT, type KeyHandle, type PoolCore, type PoolPort } from './types.js';
 
 /** Key info requests in flight at once. */
 const KEY_INFO_CONCURRENCY = 8;
@@ -90,7 +91,7 @@ export class Pool implements PoolCore {
   /** Ends the `refreshKeyInfo()` reads still running at `dispose` (their requests aborted). */
   private readonly disposing = new Subject<void>();
   private disposed = false;
-  private readonly leasesOut = new Set<LeaseHolder>();
+  private readonly leasesOut = new LeasesOut();
 
   constructor(private readonly config: ResolvedPoolConfig) {
     this.scheduler = config.scheduler ?? steadyScheduler();
@@ -310,7 +311,7 @@ export class Pool implements PoolCore {
     this.disposing.complete();
     this.outcomes.close();
     // After the outcomes closed: an attempt the disposal ends is not the key's or model's failure.
-    for (const lease of [...this.leasesOut]) lease.abandon(disposedError());
+    this.leasesOut.abandonAll(disposedError());
     this.publisher.close();
     this.storeSubscriptions.unsubscribe();
     this.logging?.unsubscribe();

@@ -4,6 +4,7 @@ import type { AdmissionPlan, Reservation } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import type { QuotaLearning } from './quota-learning.js';
+import type { LeaseLink } from './leases-out.js';
 import type { KeyLease, LeaseHolder } from './types.js';
 
 /** What a lease reports back to the admission that granted it. */
@@ -33,8 +34,6 @@ export interface Claim {
  */
 export class AdmittedLease implements KeyLease, LeaseHolder {
   readonly credential: KeyCredential;
-  readonly label: string;
-  readonly fingerprint: string;
   readonly account: string;
   readonly model: string;
   readonly #context: PoolContext;
@@ -51,6 +50,8 @@ export class AdmittedLease implements KeyLease, LeaseHolder {
   #responded = false;
   #released = false;
   #holder: LeaseHolder | undefined;
+  /** Its place among the leases out, until it is released. */
+  readonly #link: LeaseLink;
 
   constructor(
     context: PoolContext,
@@ -62,8 +63,6 @@ export class AdmittedLease implements KeyLease, LeaseHolder {
     readonly acquiredAt: number,
   ) {
     this.credential = entry.credential;
-    this.label = entry.label;
-    this.fingerprint = entry.credential.fingerprint;
     this.account = entry.account.id;
     this.model = model.model;
     this.#context = context;
@@ -77,7 +76,17 @@ export class AdmittedLease implements KeyLease, LeaseHolder {
     learning?.recordSend(plan, acquiredAt);
     this.#keyProbe = keyProbe;
     this.#modelProbe = modelProbe;
-    context.leasesOut.add(this);
+    this.#link = context.leasesOut.add(this);
+  }
+
+  // Read from the credential when asked, not copied at admission: at 1,000 keys the credential is
+  // one more line of memory to bring in per admission, for a label most leases never show.
+  get label(): string {
+    return this.credential.label;
+  }
+
+  get fingerprint(): string {
+    return this.credential.fingerprint;
   }
 
   heldBy(holder: LeaseHolder): void {
@@ -173,7 +182,7 @@ export class AdmittedLease implements KeyLease, LeaseHolder {
     if (this.#released) return;
     this.#released = true;
     this.#holder = undefined;
-    this.#context.leasesOut.delete(this);
+    this.#context.leasesOut.remove(this.#link);
     this.#context.store.release(this.#reservation);
     this.#entry.breaker.abandon(this.#keyProbe);
     this.#modelEntry.breaker.abandon(this.#modelProbe);
