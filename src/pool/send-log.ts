@@ -6,27 +6,45 @@
  * larger than the ring is estimated from its bucket's name or not at all. A send is found by its
  * send time, searching from the newest, where updates almost always land.
  */
+/** A send's three numbers, side by side in the log's one array: when it went out, from when it was counted, whether it was answered. */
+const SENT = 0;
+const COUNTED = 1;
+const ANSWERED = 2;
+const FIELDS = 3;
+
+interface SendRecord {
+  sent: number;
+  counted: number;
+  answered: boolean;
+}
+
 export class SendLog {
-  private readonly sent: number[] = [];
-  private readonly counted: number[] = [];
-  /** Whether the send was answered (its first byte came) and not refused. */
-  private readonly answered: boolean[] = [];
+  /**
+   * Every send's numbers in one array of doubles (`answered` as 1 or 0), not an array per field:
+   * every admission records a send, at 1,000 keys in a log that has gone cold, and one array is
+   * one line of memory to bring in where three arrays were six.
+   */
+  private readonly records: number[] = [];
   /** Where the next send goes once the ring is full: the oldest. */
   private next = 0;
 
   constructor(private readonly capacity: number) {}
 
+  private get size(): number {
+    return this.records.length / FIELDS;
+  }
+
   record(at: number): void {
-    if (this.sent.length < this.capacity) {
-      this.sent.push(at);
-      this.counted.push(at);
-      this.answered.push(false);
-    } else {
-      this.sent[this.next] = at;
-      this.counted[this.next] = at;
-      this.answered[this.next] = false;
-      this.next = (this.next + 1) % this.capacity;
+    const records = this.records;
+    if (records.length < this.capacity * FIELDS) {
+      records.push(at, at, 0);
+      return;
     }
+    const offset = this.next * FIELDS;
+    records[offset + SENT] = at;
+    records[offset + COUNTED] = at;
+    records[offset + ANSWERED] = 0;
+    this.next = (this.next + 1) % this.capacity;
   }
 
   /**
@@ -34,43 +52,39 @@ export class SendLog {
    * one), in send order with what is known of each; the oldest go when the ring is full.
    */
   absorb(other: SendLog): void {
-    const records = [...this.records(), ...other.records()]
+    const records = [...this.inOrder(), ...other.inOrder()]
       .filter((record) => !Number.isNaN(record.sent))
       .sort((a, b) => a.sent - b.sent)
       .slice(-this.capacity);
-    this.sent.length = this.counted.length = this.answered.length = 0;
+    this.records.length = 0;
     this.next = 0;
-    for (const record of records) {
-      this.sent.push(record.sent);
-      this.counted.push(record.counted);
-      this.answered.push(record.answered);
-    }
+    for (const record of records) this.records.push(record.sent, record.counted, record.answered ? 1 : 0);
   }
 
   /** A send logged at admission (`from`) went out at `to` (the transport reported it). */
   moveSent(from: number, to: number): void {
-    const index = this.newest(from, false);
-    if (index < 0) return;
-    this.sent[index] = to;
-    this.counted[index] = to;
+    const offset = this.newest(from, false);
+    if (offset < 0) return;
+    this.records[offset + SENT] = to;
+    this.records[offset + COUNTED] = to;
   }
 
   /** The send at `sentAt` was counted by `at` at the latest (its first response byte came then). */
   markCounted(sentAt: number, at: number): void {
-    const index = this.newest(sentAt, false);
-    if (index < 0) return;
-    this.counted[index] = at;
-    this.answered[index] = true;
+    const offset = this.newest(sentAt, false);
+    if (offset < 0) return;
+    this.records[offset + COUNTED] = at;
+    this.records[offset + ANSWERED] = 1;
   }
 
   /** The server did not count a send (it answered a platform 429): it leaves the log. */
   forget(sentAt: number): void {
     // A refusal was marked counted just before (its first byte came): that is the one to forget.
-    const index = this.newest(sentAt, true);
-    if (index < 0) return;
-    this.sent[index] = NaN;
-    this.counted[index] = NaN;
-    this.answered[index] = false;
+    const offset = this.newest(sentAt, true);
+    if (offset < 0) return;
+    this.records[offset + SENT] = NaN;
+    this.records[offset + COUNTED] = NaN;
+    this.records[offset + ANSWERED] = 0;
   }
 
   /**
@@ -79,8 +93,11 @@ export class SendLog {
    * can answer after it, and counting it would make a window look fuller than the server's.
    */
   answeredAfter(from: number): number {
+    const records = this.records;
     let count = 0;
-    for (let index = 0; index < this.sent.length; index++) if (this.answered[index] === true && this.sent[index]! > from) count++;
+    for (let offset = 0; offset < records.length; offset += FIELDS) {
+      if (records[offset + ANSWERED] === 1 && records[offset + SENT]! > from) count++;
+    }
     return count;
   }
 
@@ -89,14 +106,16 @@ export class SendLog {
    * (inclusive), and later ones already answered (they overtook it on the way), oldest first.
    */
   countedBefore(at: number): number[] {
-    const sent = this.ordered(this.sent);
-    const answered = this.ordered(this.answered);
-    return sent.filter((time, index) => time <= at || (answered[index] === true && !Number.isNaN(time)));
+    return this.inOrder()
+      .filter((record) => record.sent <= at || (record.answered && !Number.isNaN(record.sent)))
+      .map((record) => record.sent);
   }
 
   /** Send times up to `at` (inclusive), oldest first. */
   sentThrough(at: number): number[] {
-    return this.ordered(this.sent).filter((time) => time <= at);
+    return this.inOrder()
+      .map((record) => record.sent)
+      .filter((time) => time <= at);
   }
 
   /**
@@ -107,37 +126,39 @@ export class SendLog {
    * the requests waiting for it draw a burst of 429s.
    */
   countedTimes(unansweredTripMs = 0): number[] {
-    const counted = this.ordered(this.counted);
-    const answered = this.ordered(this.answered);
-    return counted
-      .map((time, index) => (answered[index] === true ? time : time + unansweredTripMs))
+    return this.inOrder()
+      .map((record) => (record.answered ? record.counted : record.counted + unansweredTripMs))
       .filter((time) => !Number.isNaN(time))
       .sort((a, b) => a - b);
   }
 
-  private ordered<T>(values: readonly T[]): T[] {
-    return [...values.slice(this.next), ...values.slice(0, this.next)];
-  }
-
   /** Every send with what is known of it, oldest first. */
-  private records(): { sent: number; counted: number; answered: boolean }[] {
-    const counted = this.ordered(this.counted);
-    const answered = this.ordered(this.answered);
-    return this.ordered(this.sent).map((sent, index) => ({ sent, counted: counted[index]!, answered: answered[index]! }));
+  private inOrder(): SendRecord[] {
+    const records = this.records;
+    const size = this.size;
+    const ordered: SendRecord[] = [];
+    for (let step = 0; step < size; step++) {
+      const offset = ((this.next + step) % size) * FIELDS;
+      ordered.push({ sent: records[offset + SENT]!, counted: records[offset + COUNTED]!, answered: records[offset + ANSWERED] === 1 });
+    }
+    return ordered;
   }
 
   /**
-   * The index of the newest send that went out at `sentAt`, or -1. Sends of one millisecond are
-   * told apart by whether they were answered: the newest with `answered` as given, else the newest.
+   * Where the newest send that went out at `sentAt` starts in `records`, or -1. Sends of one
+   * millisecond are told apart by whether they were answered: the newest with `answered` as
+   * given, else the newest.
    */
   private newest(sentAt: number, answered: boolean): number {
-    const length = this.sent.length;
+    const records = this.records;
+    const size = this.size;
+    const flag = answered ? 1 : 0;
     let fallback = -1;
-    for (let step = 1; step <= length; step++) {
-      const index = (this.next - step + length) % length;
-      if (this.sent[index] !== sentAt) continue;
-      if (this.answered[index] === answered) return index;
-      if (fallback < 0) fallback = index;
+    for (let step = 1; step <= size; step++) {
+      const offset = ((this.next - step + size) % size) * FIELDS;
+      if (records[offset + SENT] !== sentAt) continue;
+      if (records[offset + ANSWERED] === flag) return offset;
+      if (fallback < 0) fallback = offset;
     }
     return fallback;
   }
