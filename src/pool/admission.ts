@@ -1,9 +1,9 @@
-import { Observable, isObservable, type Subscriber } from 'rxjs';
+import { Observable, isObservable } from 'rxjs';
 import { callbackError, NoKeyAvailableError, OpenRouterError, toOpenRouterError } from '../core/errors.js';
 import { scheduleAfter } from '../core/timers.js';
 import { estimateTokens } from '../core/tokens.js';
 import type { ChatRequest } from '../core/types.js';
-import { isMemoryStore, type AdmissionPlan, type Reservation, type ReserveResult } from '../store/state-store.js';
+import { isMemoryStore, type AdmissionPlan, type MemoryStateStore, type Reservation, type ReserveResult } from '../store/state-store.js';
 import type { PoolContext } from './context.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 import {
@@ -22,7 +22,7 @@ import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { StrategyIds, Ticket } from './ticket.js';
 import { CapacityWaiters, insertInLine } from './capacity-waiters.js';
-import { Placement, type Eligibility } from './placement.js';
+import { Placement, type Eligibility, type PlacedTicket } from './placement.js';
 import { WakeUpTimer, addTokenCount, queueWakeAt } from './wake-up.js';
 import type { AcquireOptions, KeyLease } from './types.js';
 
@@ -58,6 +58,8 @@ export class Admission implements LeaseOwner, Eligibility {
   private triedTokens = new Map<string, number[]>();
   /** Strategy objects told apart, for the signatures of tickets that bring their own. */
   private readonly strategyIds = new StrategyIds();
+  /** The store, if it is the memory store (whose answers `acquireNow` can wait for): looked up once, not per admission. */
+  private readonly memoryStore: MemoryStateStore | undefined;
 
   constructor(
     private readonly context: PoolContext,
@@ -71,6 +73,7 @@ export class Admission implements LeaseOwner, Eligibility {
     this.capacity = new CapacityWaiters(context.scheduler, this.queue, () => this.drain());
     this.placement = new Placement(this, context.config.random);
     this.rooms = roomLookupOf(context.registry, context.store);
+    this.memoryStore = isMemoryStore(context.store) ? context.store : undefined;
   }
 
   /** Requests waiting for a key. */
@@ -116,7 +119,7 @@ export class Admission implements LeaseOwner, Eligibility {
    * strategy that takes none of the keys that could serve it would leave it waiting for ever when
    * nothing can change its mind (nothing in flight or being read, every key out for good or on offer).
    */
-  private place(ticket: Ticket, now: number): Claim | NoKeyAvailableError | undefined {
+  private place(ticket: PlacedTicket, now: number): Claim | NoKeyAvailableError | undefined {
     // A strategy is user code: one that asks for a key while it picks gets a placement of its own.
     const placement = this.placing ? new Placement(this, this.context.config.random) : this.placement;
     const outer = !this.placing;
@@ -136,7 +139,7 @@ export class Admission implements LeaseOwner, Eligibility {
   }
 
   /** `place`, with what fails the ticket at once as an error: a strategy that throws, or one that declines every key (see `refuse`). */
-  private claimFor(ticket: Ticket, now: number): Claim | OpenRouterError | undefined {
+  private claimFor(ticket: PlacedTicket, now: number): Claim | OpenRouterError | undefined {
     let claim: Claim | NoKeyAvailableError | undefined;
     try {
       claim = this.place(ticket, now);
@@ -327,7 +330,8 @@ export class Admission implements LeaseOwner, Eligibility {
         subscriber.error(disposedError());
         return undefined;
       }
-      const ticket = this.ticketOf(request, options, subscriber);
+      const tokens = estimateTokens(request, this.context.config.defaultCompletionTokens);
+      const ticket = new Ticket(request, options, tokens, this.ticketSeq++, this.context.scheduler.now(), subscriber, this);
       this.enqueue(ticket);
       return ticket;
     });
@@ -335,10 +339,11 @@ export class Admission implements LeaseOwner, Eligibility {
 
   /** See `PoolPort.acquireNow`: `enqueue`'s grant at once, for a ticket nobody subscribed (the memory store answers at once). */
   acquireNow(request: ChatRequest, options: AcquireOptions): AdmittedLease | OpenRouterError | undefined {
-    const { store, registry } = this.context;
-    if (this.closed || this.queue.length > 0 || registry.everyKeyDisabled || !isMemoryStore(store)) return undefined;
-    const ticket = this.ticketOf(request, options, undefined);
-    const now = ticket.askedAt;
+    const store = this.memoryStore;
+    if (this.closed || this.queue.length > 0 || this.context.registry.everyKeyDisabled || store === undefined) return undefined;
+    const now = this.context.scheduler.now();
+    // What a placement reads of a ticket, not a ticket: this one is never queued, and a `Ticket` per admission is garbage.
+    const ticket: PlacedTicket = { request, options, tokens: estimateTokens(request, this.context.config.defaultCompletionTokens) };
     const claim = this.claimFor(ticket, now);
     if (claim === undefined) this.unplaced = { options, at: now };
     if (claim === undefined || claim instanceof OpenRouterError) return claim;
@@ -353,11 +358,6 @@ export class Admission implements LeaseOwner, Eligibility {
     const lease = this.lease(claim, plan, reserved.reservation, now);
     this.context.publisher.flush();
     return lease;
-  }
-
-  private ticketOf(request: ChatRequest, options: AcquireOptions, subscriber: Subscriber<KeyLease> | undefined): Ticket {
-    const tokens = estimateTokens(request, this.context.config.defaultCompletionTokens);
-    return new Ticket(request, options, tokens, this.ticketSeq++, this.context.scheduler.now(), subscriber, this);
   }
 
   private enqueue(ticket: Ticket): void {

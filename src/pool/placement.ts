@@ -12,10 +12,10 @@ export interface Eligibility {
 }
 
 /** The part of a waiting request a placement reads. */
-interface PlacedTicket {
+export interface PlacedTicket {
   readonly request: ChatRequest;
   readonly tokens: number;
-  readonly options: Pick<AcquireOptions, 'models' | 'avoid'>;
+  readonly options: Pick<AcquireOptions, 'models' | 'avoid' | 'strategy'>;
 }
 
 /**

@@ -53,8 +53,7 @@ export class Ticket {
     readonly seq: number,
     /** Scheduler time of the `acquire`: its queue timeout counts from then. */
     readonly askedAt: number,
-    /** None for `acquireNow`'s: it is never queued, and its outcome is returned. */
-    subscriber: Subscriber<KeyLease> | undefined,
+    subscriber: Subscriber<KeyLease>,
     private readonly queue: TicketQueue,
   ) {
     this.priority = options.priority ?? 0;
