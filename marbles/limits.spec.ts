@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Observable, distinctUntilChanged, filter, map, of, type SchedulerLike, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
@@ -8,6 +9,7 @@ import type { KeyInfoSnapshot } from '../src/pool/config.js';
 import type { PoolEvent } from '../src/pool/events.js';
 import { SendLog } from '../src/pool/send-log.js';
 import { AdaptiveLimit } from '../src/health/adaptive-limit.js';
+import { Limiter, type LimiterHold } from '../src/health/limiter.js';
 import type { QuotaRemaining } from '../src/health/records.js';
 import { POOL_PORT, type KeyLease } from '../src/pool/types.js';
 import { createMemoryStore } from '../src/store/state-store.js';
@@ -1312,5 +1314,56 @@ describe('a strategy that waits for key info', () => {
       scheduler.schedule(() => pool.dispose(), 100);
     });
     expect(outcomes).toEqual(['50 k1']);
+  });
+});
+
+describe("a limiter's sure room (how `fits` answers without reading its windows)", () => {
+  type Step =
+    | { kind: 'take'; tokens: number }
+    | { kind: 'release' }
+    | { kind: 'retime'; hold: number; delayMs: number }
+    | { kind: 'reconcile'; hold: number; tokens: number }
+    | { kind: 'refund'; hold: number }
+    | { kind: 'learn'; requests: number }
+    | { kind: 'unlearn' }
+    | { kind: 'wait'; ms: number };
+  const holdIndex = fc.nat(40);
+  const stepArb: fc.Arbitrary<Step> = fc.oneof(
+    fc.record({ kind: fc.constant('take' as const), tokens: fc.integer({ min: 0, max: 400 }) }),
+    fc.record({ kind: fc.constant('release' as const) }),
+    fc.record({ kind: fc.constant('retime' as const), hold: holdIndex, delayMs: fc.integer({ min: -500, max: 70_000 }) }),
+    fc.record({ kind: fc.constant('reconcile' as const), hold: holdIndex, tokens: fc.integer({ min: 0, max: 900 }) }),
+    fc.record({ kind: fc.constant('refund' as const), hold: holdIndex }),
+    fc.record({ kind: fc.constant('learn' as const), requests: fc.integer({ min: 1, max: 8 }) }),
+    fc.record({ kind: fc.constant('unlearn' as const) }),
+    fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 40_000 }) }),
+  );
+
+  it('answers as its windows would, whatever was taken, moved, resized, refunded, learned or waited out before', () => {
+    fc.assert(
+      fc.property(fc.array(stepArb, { maxLength: 80 }), fc.integer({ min: 0, max: 1_000 }), (steps, asked) => {
+        const limiter = new Limiter({ rpm: 6, tpm: 1_000, maxConcurrent: 4 }, 'key');
+        const holds: LimiterHold[] = [];
+        let now = 1_000_000;
+        for (const step of steps) {
+          const hold = holds.length === 0 ? undefined : holds[('hold' in step ? step.hold : 0) % holds.length]!;
+          if (step.kind === 'take') holds.push(limiter.take(now, step.tokens));
+          else if (step.kind === 'release') limiter.release();
+          else if (step.kind === 'retime' && hold !== undefined) limiter.retime(hold, now + step.delayMs);
+          else if (step.kind === 'reconcile' && hold !== undefined) limiter.reconcileTokens(hold, step.tokens);
+          else if (step.kind === 'refund' && hold !== undefined) limiter.refund(hold);
+          else if (step.kind === 'learn') limiter.learn({ requests: step.requests, windowMs: 10_000, source: 'learned', bucket: 'b' }, now);
+          else if (step.kind === 'unlearn') limiter.unlearn('b');
+          else if (step.kind === 'wait') now += step.ms;
+          // Asked first: the reference below prunes the windows, which would only make the quick answer easier.
+          const answer = limiter.fits(now, asked);
+          const windowsAdmit = limiter
+            .remaining(now)
+            .every((quota) => quota.remaining >= (quota.unit === 'requests' ? 1 : Math.min(asked, quota.limit)));
+          expect(answer).toBe(limiter.hasConcurrencyRoom && windowsAdmit);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -78,11 +78,19 @@ class OutcomeWindow {
  * it opened since it was last closed (which sets the next cooldown).
  */
 type BreakerInner =
-  { value: 'closed' } | { value: 'open'; until: number; openings: number } | { value: 'half-open'; probes: number; openings: number };
+  | { readonly value: 'closed' }
+  | { value: 'open'; until: number; openings: number }
+  | { value: 'half-open'; probes: number; openings: number };
+
+/**
+ * Every closed breaker's state, one object: the pool reads each sampled key's breaker state, and
+ * one shared object stays in the cache where a thousand keys' own would each be a line to fetch.
+ */
+const CLOSED: BreakerInner = Object.freeze({ value: 'closed' });
 
 export class Breaker {
   consecutiveFailures = 0;
-  private inner: BreakerInner = { value: 'closed' };
+  private inner: BreakerInner = CLOSED;
   private readonly window: OutcomeWindow;
 
   constructor(readonly policy: BreakerPolicy) {
@@ -134,7 +142,7 @@ export class Breaker {
     this.window.record(now, false);
     this.consecutiveFailures = 0;
     if (this.inner.value !== 'half-open') return false;
-    this.inner = { value: 'closed' };
+    this.inner = CLOSED;
     this.window.clear();
     return true;
   }

@@ -36,6 +36,14 @@ export class SlidingWindow {
     return this.limit - this.total;
   }
 
+  /**
+   * What is left of the quota at any time from now on, without pruning (pruning only frees room):
+   * none once the log is long enough to want pruning (see `MAX_UNPRUNED`).
+   */
+  get sureRoom(): number {
+    return this.unpruned < MAX_UNPRUNED ? this.limit - this.total : 0;
+  }
+
   /** Whether `amount` fits at `now`. An amount above the limit fits only in an empty window. */
   fits(now: number, amount: number): boolean {
     // Pruning only lowers the total: what fits without it fits, and the log is left untouched (at

@@ -31,6 +31,11 @@ export class UtcDayWindow {
     return this.limit - this.total;
   }
 
+  /** What is left of the day's quota at any time from now on (a new day only frees room). */
+  get sureRoom(): number {
+    return this.limit - this.total;
+  }
+
   fits(now: number, amount: number): boolean {
     this.roll(now);
     return this.total === 0 || this.total + Math.min(amount, this.limit) <= this.limit;
