@@ -15,11 +15,11 @@ import { describe, expect, it } from 'vitest';
  * 1.80 MB with one line for room at a model's limit (587b6ef); 520 KB with the stall-aware
  * deadlines, the tool-call assembly and the Redis fault handling (de4e4b3); 1.95 MB unpacked with the steady clock; 1.99 MB with
  * the quota line, the dispose that aborts attempts and backoffs outside the slot; 548 KB packed with the stall detection
- * and the lean admission (the leases out as a list, one array per send log, each limiter's sure room). Room enough for
- * code to grow, not for a stray file (the source maps alone are 1.3 MB).
+ * and the lean admission (the leases out as a list, one array per send log, each limiter's sure room), 2.04 MB unpacked.
+ * Room enough for code to grow, not for a stray file (the source maps alone are 1.3 MB).
  */
 const MAX_PACKED_BYTES = 560_000;
-const MAX_UNPACKED_BYTES = 2_040_000;
+const MAX_UNPACKED_BYTES = 2_100_000;
 
 interface PackResult {
   size: number;

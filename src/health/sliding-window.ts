@@ -37,11 +37,12 @@ export class SlidingWindow {
   }
 
   /**
-   * What is left of the quota at any time from now on, without pruning (pruning only frees room):
-   * none once the log is long enough to want pruning (see `MAX_UNPRUNED`).
+   * What is left of the quota at any time from now on, without pruning (pruning only frees room);
+   * -Infinity once the log is long enough to want pruning (see `MAX_UNPRUNED`), so that no amount,
+   * not even 0, is taken to fit before it is pruned.
    */
   get sureRoom(): number {
-    return this.unpruned < MAX_UNPRUNED ? this.limit - this.total : 0;
+    return this.unpruned < MAX_UNPRUNED ? this.limit - this.total : -Infinity;
   }
 
   /** Whether `amount` fits at `now`. An amount above the limit fits only in an empty window. */

@@ -30,7 +30,8 @@ export interface Claim {
 
 /**
  * A granted key slot. The pool's own state sits in `#` fields, so logging a lease shows only its
- * public face (labels and the credential, whose key is not enumerable).
+ * public face: the credential (its label and fingerprint; its key is not enumerable), the account
+ * and the model.
  */
 export class AdmittedLease implements KeyLease, LeaseHolder {
   readonly credential: KeyCredential;
