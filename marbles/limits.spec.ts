@@ -359,6 +359,34 @@ describe("a key's learned quota assumed for its siblings", () => {
     ]);
     expect(refused).toEqual({ k1: 1, k2: 1, k3: 1 });
   });
+
+  it('is dropped at once for a sibling that has passed it already: the sibling serves on, never held a window for it', () => {
+    const scheduler = newTestScheduler();
+    let learned: Extract<PoolEvent, { type: 'limit-learned' }>[] = [];
+    let drive!: Driver;
+    scheduler.run(() => {
+      const pool = makePool(scheduler, {
+        keys: ['k1', 'k2'].map((label, index) => ({ key: `sk-test-${index + 1}`, label })),
+      });
+      learned = eventsOf(pool, 'limit-learned');
+      drive = driver(scheduler, pool);
+      // Round robin: k1, k2, k1, k2, then k1's third is refused (2 a minute), its answer slow...
+      for (const at of [0, 10, 20, 30]) drive.send(at, 5);
+      drive.send(40, 100, platform429({ limit: 2, remaining: 0, resetAfterMs: 59_960, bucket: 'requests-per-minute' }));
+      // ...so that k2 has three sends answered when the 429 comes: it passed 2 + 1 already.
+      drive.send(50, 5);
+      // Two more, after the 429: k1 is full for the minute, k2 takes them.
+      drive.send(200, 5);
+      drive.send(210, 5);
+    });
+    expect(learned.map(({ target, quota, cause }) => `${target} ${quota.requests} ${cause}`)).toEqual([
+      'key:k1 2 learned',
+      'key:k2 3 assumed',
+      'key:k2 3 disproved',
+    ]);
+    // Held by the assumption, they would wait for k2's first send to leave its window (60 s).
+    expect(drive.admitted.slice(-2)).toEqual([200, 210]);
+  });
 });
 
 describe("the account's free-model bucket", () => {

@@ -220,6 +220,7 @@ export class QuotaLearning {
       if (known !== undefined && known.requests === assumed.requests && known.windowMs === assumed.windowMs) continue;
       // The sibling's own sends fill the window: if it has sent as many as the quota, it waits too.
       this.apply(sibling, assumed, now, 'assumed', undefined, this.logs.get(sibling.id)?.countedTimes(unansweredTripMs) ?? []);
+      this.checkAssumption(sibling, this.learned.get(sibling.id)!.get(assumed.bucket)!, now);
     }
   }
 
@@ -246,6 +247,7 @@ export class QuotaLearning {
       { remaining: assumed.requests, resetAfterMs: 0 },
       this.logs.get(scope.id)?.countedTimes() ?? [],
     );
+    this.checkAssumption(scope, this.learned.get(scope.id)!.get(assumed.bucket)!, now);
   }
 
   /** Whether the scope has a quota of `bucket`, learned or assumed, or had one disproved. */
@@ -291,9 +293,11 @@ export class QuotaLearning {
   }
 
   /**
-   * A success on a scope with an assumed quota: once as many sends as the quota admits were
-   * answered within one window, none refused, the scope has passed it without a 429, so its limit
-   * is not the sibling's.
+   * A success on a scope with an assumed quota, or the assumption itself: once as many sends as
+   * the quota admits were answered within one window, none refused, the scope has passed it without
+   * a 429, so its limit is not the sibling's. Checked as it is assumed too: a scope that has passed
+   * it already would otherwise be held by a window its own sends fill, with no success to come that
+   * could drop it, until they leave the window (a minute).
    */
   private checkAssumption(scope: ScopeDefinition, learned: Learned, now: number): void {
     const answered = this.logs.get(scope.id)?.answeredAfter(now - learned.quota.windowMs) ?? 0;
