@@ -35,7 +35,6 @@ export class Admission implements LeaseOwner, Eligibility {
   private readonly queue: Ticket[] = [];
   /** Out of the queue while a shared store answers their reservations: `close` fails them at once. */
   private readonly reserving = new Set<Ticket>();
-  private ticketSeq = 0;
   private draining = false;
   private drainAgain = false;
   private readonly wakeUp: WakeUpTimer;
@@ -331,7 +330,7 @@ export class Admission implements LeaseOwner, Eligibility {
         return undefined;
       }
       const tokens = estimateTokens(request, this.context.config.defaultCompletionTokens);
-      const ticket = new Ticket(request, options, tokens, this.ticketSeq++, this.context.scheduler.now(), subscriber, this);
+      const ticket = new Ticket(request, options, tokens, this.context.scheduler.now(), subscriber, this);
       this.enqueue(ticket);
       return ticket;
     });

@@ -218,9 +218,9 @@ export class QuotaLearning {
       )
         continue;
       if (known !== undefined && known.requests === assumed.requests && known.windowMs === assumed.windowMs) continue;
-      // The sibling's own sends fill the window: if it has sent as many as the quota, it waits too.
+      // The sibling's own sends fill the window: if it has sent as many as the quota, it waits too
+      // (unless they were answered: then it passed the quota, see `checkAssumption`).
       this.apply(sibling, assumed, now, 'assumed', undefined, this.logs.get(sibling.id)?.countedTimes(unansweredTripMs) ?? []);
-      this.checkAssumption(sibling, this.learned.get(sibling.id)!.get(assumed.bucket)!, now);
     }
   }
 
@@ -247,7 +247,6 @@ export class QuotaLearning {
       { remaining: assumed.requests, resetAfterMs: 0 },
       this.logs.get(scope.id)?.countedTimes() ?? [],
     );
-    this.checkAssumption(scope, this.learned.get(scope.id)!.get(assumed.bucket)!, now);
   }
 
   /** Whether the scope has a quota of `bucket`, learned or assumed, or had one disproved. */
@@ -295,7 +294,7 @@ export class QuotaLearning {
   /**
    * A success on a scope with an assumed quota, or the assumption itself: once as many sends as
    * the quota admits were answered within one window, none refused, the scope has passed it without
-   * a 429, so its limit is not the sibling's. Checked as it is assumed too: a scope that has passed
+   * a 429, so its limit is not the sibling's. Checked as it is assumed too (`apply`): a scope that has passed
    * it already would otherwise be held by a window its own sends fill, with no success to come that
    * could drop it, until they leave the window (a minute).
    */
@@ -336,7 +335,8 @@ export class QuotaLearning {
     }
     const previous = buckets.get(quota.bucket);
     const learnedAt = previous !== undefined && previous.quota.source !== 'assumed' ? previous.learnedAt : now;
-    buckets.set(quota.bucket, { quota, learnedAt, reprobeAt: quota.source === 'assumed' ? Infinity : now + this.reprobeAfterMs(quota) });
+    const learned: Learned = { quota, learnedAt, reprobeAt: quota.source === 'assumed' ? Infinity : now + this.reprobeAfterMs(quota) };
+    buckets.set(quota.bucket, learned);
     // The other 429s of a burst teach the same quota again (their seeds resync the window): one event says it.
     const same =
       previous !== undefined &&
@@ -344,6 +344,8 @@ export class QuotaLearning {
       previous.quota.requests === quota.requests &&
       previous.quota.windowMs === quota.windowMs;
     if (!same) this.context.emit({ type: 'limit-learned', scope: scope.kind, target: scope.id, quota, cause, at: now });
+    // A scope may have passed what it is assumed already (see `checkAssumption`).
+    if (cause === 'assumed') this.checkAssumption(scope, learned, now);
   }
 
   /** A calendar-day quota changes with the account's credits, which key info reports: never probed. */

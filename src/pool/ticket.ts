@@ -50,7 +50,6 @@ export class Ticket {
     readonly request: ChatRequest,
     readonly options: AcquireOptions,
     readonly tokens: number,
-    readonly seq: number,
     /** Scheduler time of the `acquire`: its queue timeout counts from then. */
     readonly askedAt: number,
     subscriber: Subscriber<KeyLease>,
