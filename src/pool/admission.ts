@@ -17,7 +17,7 @@ import {
   type RoomLookup,
 } from './model-availability.js';
 import type { QuotaLearning } from './quota-learning.js';
-import { admissionPlanOf } from './scopes.js';
+import { admissionPlanOf, boundedLimitersOf } from './scopes.js';
 import type { Strategy } from './strategies.js';
 import { AdmittedLease, type Claim, type LeaseOwner } from './lease.js';
 import { StrategyIds, Ticket } from './ticket.js';
@@ -93,6 +93,8 @@ export class Admission implements LeaseOwner, Eligibility {
       if (entry.breaker.advance(now)) this.context.publisher.markKey(entry);
       if (!entry.breaker.admits()) return false;
     }
+    const memory = this.memoryStore;
+    if (memory !== undefined) return memory.fitsIn(boundedLimitersOf(entry, model, memory), tokens, now);
     return this.context.store.fits(admissionPlanOf(entry, model, this.context.store), tokens, now);
   }
 
@@ -346,8 +348,9 @@ export class Admission implements LeaseOwner, Eligibility {
     const claim = this.claimFor(ticket, now);
     if (claim === undefined) this.unplaced = { options, at: now };
     if (claim === undefined || claim instanceof OpenRouterError) return claim;
+    const limiters = boundedLimitersOf(claim.entry, claim.model, store);
     const plan = admissionPlanOf(claim.entry, claim.model, store);
-    const reserved = store.reserve(plan, ticket.tokens, now);
+    const reserved = store.reserveIn(plan, limiters, ticket.tokens, now);
     if (!reserved.ok) {
       // As `onReserved` skips the key; the ticket's acquisition then waits in line.
       this.giveBack(claim);

@@ -3,6 +3,7 @@ import type { KeyCredential } from '../core/types.js';
 import { AdaptiveLimit, type AdaptiveLimitPolicy } from '../health/adaptive-limit.js';
 import type { Breaker } from '../health/breaker.js';
 import type { LimitsConfig } from '../health/limits.js';
+import type { Limiter } from '../health/limiter.js';
 import {
   emptyUsage,
   type Credit,
@@ -167,7 +168,18 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
   parkedUntil = 0;
   /** The shared store said this key's quotas are full until then (another process took them). */
   fullUntil = 0;
-  readonly plans = new Map<string, AdmissionPlan>();
+  /** Its admission plans by model (see `admissionPlanOf`), built on first use; built again when its account changes. */
+  readonly #plans = new Map<string, AdmissionPlan>();
+  /**
+   * The plan last looked up, its model, and the memory store's bounded limiters of it as of the
+   * store's plan generation (see `keptLimiters`). A strategy samples keys at random among up to
+   * thousands, and for each one the plan's `Map` and the store's `WeakMap` are two lookups in
+   * memory gone cold: a pool serving one model finds both in the key itself.
+   */
+  #lastModel: string | undefined = undefined;
+  #lastPlan: AdmissionPlan | undefined = undefined;
+  #lastLimiters: readonly Limiter[] | undefined = undefined;
+  #lastGeneration = -1;
   credit: Credit | null = null;
   limitReset: string | null = null;
 
@@ -194,6 +206,53 @@ export class KeyEntry extends PublishedEntity<KeyHealth> implements KeyCandidate
     if (disabled === this.#disabled) return;
     this.#disabled = disabled;
     this.disabledKeys.value += disabled ? 1 : -1;
+  }
+
+  /** Its admission plans by model. */
+  get plans(): ReadonlyMap<string, AdmissionPlan> {
+    return this.#plans;
+  }
+
+  /** The admission plan for `model`, if built (see `admissionPlanOf`). */
+  plan(model: string): AdmissionPlan | undefined {
+    if (model === this.#lastModel) return this.#lastPlan;
+    const plan = this.#plans.get(model);
+    if (plan !== undefined) this.#remember(model, plan, undefined, -1);
+    return plan;
+  }
+
+  keepPlan(model: string, plan: AdmissionPlan): void {
+    this.#plans.set(model, plan);
+    this.#remember(model, plan, undefined, -1);
+  }
+
+  /** The memory store's bounded limiters of the plan for `model`, kept by `keepLimiters` while the store's plan generation is `generation`. */
+  keptLimiters(model: string, generation: number): readonly Limiter[] | undefined {
+    return model === this.#lastModel && generation === this.#lastGeneration ? this.#lastLimiters : undefined;
+  }
+
+  keepLimiters(model: string, plan: AdmissionPlan, generation: number, limiters: readonly Limiter[]): readonly Limiter[] {
+    this.#remember(model, plan, limiters, generation);
+    return limiters;
+  }
+
+  /** Its plans go (its account changed, or the model's record did): built again on next use. */
+  dropPlans(model?: string): void {
+    if (model === undefined) this.#plans.clear();
+    else this.#plans.delete(model);
+    if (model === undefined || model === this.#lastModel) this.#remember(undefined, undefined, undefined, -1);
+  }
+
+  #remember(
+    model: string | undefined,
+    plan: AdmissionPlan | undefined,
+    limiters: readonly Limiter[] | undefined,
+    generation: number,
+  ): void {
+    this.#lastModel = model;
+    this.#lastPlan = plan;
+    this.#lastLimiters = limiters;
+    this.#lastGeneration = generation;
   }
 
   get label(): string {

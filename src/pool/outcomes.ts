@@ -77,7 +77,7 @@ export class OutcomePolicy {
         }
         entry.usage = addUsage(entry.usage, outcome.usage, true);
         this.context.sendMargin.narrow();
-        this.learning?.onSuccess(entry.plans.get(model.model) ?? [], now);
+        this.learning?.onSuccess(entry.plan(model.model) ?? [], now);
         this.context.publisher.markKey(entry);
       }
       model.breaker.succeed(now);

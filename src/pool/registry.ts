@@ -134,7 +134,7 @@ export class Registry {
     previous.inFlight -= entry.inFlight;
     account.inFlight += entry.inFlight;
     entry.account = account;
-    entry.plans.clear();
+    entry.dropPlans();
     // What the key sent under its old account was counted by the server in this one: it counts in
     // this one's quotas too (and, if the old account had other keys, their sends as well: on the
     // side of caution, for one window at most).
@@ -208,7 +208,7 @@ export class Registry {
     const idle = [...this.models.values()].filter((entry) => entry.isIdleAndHealthy(now)).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
     for (const entry of idle.slice(0, Math.max(0, this.models.size - target))) {
       this.models.delete(entry.model);
-      for (const key of this.keys) key.plans.delete(entry.model);
+      for (const key of this.keys) key.dropPlans(entry.model);
       entry.close();
     }
     this.modelSetChange = true;

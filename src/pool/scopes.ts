@@ -1,5 +1,6 @@
 import type { OpenRouterError } from '../core/errors.js';
-import type { AdmissionPlan, ScopeDefinition, StateStore } from '../store/state-store.js';
+import type { Limiter } from '../health/limiter.js';
+import type { AdmissionPlan, MemoryStateStore, ScopeDefinition, StateStore } from '../store/state-store.js';
 import type { KeyEntry, ModelEntry } from './entities.js';
 
 /** Which scope a refusal names, and which scopes have what: small facts the pool's parts share. */
@@ -32,14 +33,23 @@ export function isFreeModel(model: string): boolean {
  * once per key and model (defining its scopes in `store`), then kept on the key.
  */
 export function admissionPlanOf(entry: KeyEntry, model: ModelEntry, store: Pick<StateStore, 'define'>): AdmissionPlan {
-  let plan = entry.plans.get(model.model);
+  let plan = entry.plan(model.model);
   if (plan === undefined) {
     const patterns = model.limitPatterns;
     // A free model's requests also count in the account's free-model bucket, whose limit may be learned.
     const free = isFreeModel(model.model) && !patterns.includes(FREE_MODELS_PATTERN) ? [FREE_MODELS_PATTERN] : [];
     plan = [entry.scope, entry.account.scope, ...[...patterns, ...free].map((pattern) => entry.account.modelScope(pattern))];
     for (const scope of plan) store.define(scope);
-    entry.plans.set(model.model, plan);
+    entry.keepPlan(model.model, plan);
   }
   return plan;
+}
+
+/** The memory store's bounded limiters of `entry`'s plan on `model`, kept on the key while the store's plans stay as they are. */
+export function boundedLimitersOf(entry: KeyEntry, model: ModelEntry, store: MemoryStateStore): readonly Limiter[] {
+  const generation = store.planGeneration;
+  const kept = entry.keptLimiters(model.model, generation);
+  if (kept !== undefined) return kept;
+  const plan = admissionPlanOf(entry, model, store);
+  return entry.keepLimiters(model.model, plan, generation, store.boundedLimiters(plan));
 }

@@ -199,6 +199,7 @@ export class MemoryStateStore implements StateStore {
   private readonly limiters = new Map<string, Limiter>();
   /** A plan's limiters, looked up once: `fits` runs for every key a strategy samples. Reset when a quota is learned. */
   private planLimiters = new WeakMap<AdmissionPlan, readonly Limiter[]>();
+  #planGeneration = 0;
   private readonly changes = new Subject<StateChange>();
   private readonly status = new BehaviorSubject<StoreStatus>({ mode: 'shared' });
   private reservations = 0;
@@ -220,8 +221,19 @@ export class MemoryStateStore implements StateStore {
     return this.limiters.get(scope.id)!;
   }
 
-  /** The plan's bounded limiters (unbounded ones never refuse anything). */
-  private limitersOf(plan: AdmissionPlan): readonly Limiter[] {
+  /**
+   * Counts the times the plans' bounded limiters were found again (a quota learned may bound a
+   * limiter that bounded nothing): a caller that keeps `boundedLimiters` keeps them while it holds.
+   */
+  get planGeneration(): number {
+    return this.#planGeneration;
+  }
+
+  /**
+   * The plan's bounded limiters (unbounded ones never refuse anything); `allFit` tells whether they
+   * have room. The same array while `planGeneration` holds, so that a caller may keep it.
+   */
+  boundedLimiters(plan: AdmissionPlan): readonly Limiter[] {
     let limiters = this.planLimiters.get(plan);
     if (limiters === undefined) {
       limiters = plan.map((scope) => this.limiter(scope)).filter((limiter) => limiter.isBounded);
@@ -231,18 +243,27 @@ export class MemoryStateStore implements StateStore {
   }
 
   fits(plan: AdmissionPlan, tokens: number, now: number): boolean {
-    return allFit(this.limitersOf(plan), tokens, now);
+    return allFit(this.boundedLimiters(plan), tokens, now);
+  }
+
+  /** `fits`, for a caller that kept the plan's `boundedLimiters`. */
+  fitsIn(limiters: readonly Limiter[], tokens: number, now: number): boolean {
+    return allFit(limiters, tokens, now);
   }
 
   nextFitAt(plan: AdmissionPlan, tokens: number, now: number): number {
     let at = now;
-    for (const limiter of this.limitersOf(plan)) at = Math.max(at, limiter.nextFitAt(now, tokens));
+    for (const limiter of this.boundedLimiters(plan)) at = Math.max(at, limiter.nextFitAt(now, tokens));
     return at;
   }
 
   reserve(plan: AdmissionPlan, tokens: number, now: number): ReserveResult {
     // One lookup of the plan's limiters for the check and the take: every admission comes here.
-    const limiters = this.limitersOf(plan);
+    return this.reserveIn(plan, this.boundedLimiters(plan), tokens, now);
+  }
+
+  /** `reserve`, for a caller that kept the plan's `boundedLimiters`. */
+  reserveIn(plan: AdmissionPlan, limiters: readonly Limiter[], tokens: number, now: number): ReserveResult {
     if (!allFit(limiters, tokens, now)) {
       return { ok: false, retryAfterMs: Math.max(0, this.nextFitAt(plan, tokens, now) - now) };
     }
@@ -280,6 +301,7 @@ export class MemoryStateStore implements StateStore {
     this.limiter(scope).learn(quota, now, seed, sendTimes);
     // A limiter that bounded nothing was left out of its plans.
     this.planLimiters = new WeakMap();
+    this.#planGeneration++;
   }
 
   unlearn(scopeId: string, bucket: string): void {
