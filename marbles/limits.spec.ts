@@ -1416,4 +1416,13 @@ describe("a limiter's sure room (how `fits` answers without reading its windows)
     expect(limiter.fits(10, 0)).toBe(false);
     expect(limiter.fits(60_001, 0)).toBe(true);
   });
+
+  it('answers exactly for rooms beyond the small integers it keeps: two billion tokens a minute take a request of 1.5 billion, and then no second one', () => {
+    const limiter = new Limiter({ tpm: 2_000_000_000 }, 'key');
+    expect(limiter.fits(0, 1_500_000_000)).toBe(true);
+    limiter.take(0, 1_500_000_000);
+    expect(limiter.fits(0, 500_000_000)).toBe(true);
+    expect(limiter.fits(0, 500_000_001)).toBe(false);
+    expect(limiter.fits(60_000, 1_500_000_000)).toBe(true);
+  });
 });
