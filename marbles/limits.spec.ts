@@ -1426,3 +1426,55 @@ describe("a limiter's sure room (how `fits` answers without reading its windows)
     expect(limiter.fits(60_000, 1_500_000_000)).toBe(true);
   });
 });
+
+describe("a window's entries that attempts hold (through an absorb, a pruning, a late send)", () => {
+  const tokensLeft = (limiter: Limiter, now: number) => limiter.remaining(now).find((quota) => quota.unit === 'tokens')!.remaining;
+
+  it('keeps the holds taken before an absorb: their reconcile and refund find their entries among the copies', () => {
+    const account = new Limiter({ tpm: 1_000 }, 'account');
+    const hold = account.take(30, 100);
+    const before = new Limiter({ tpm: 1_000 }, 'account');
+    before.take(10, 300);
+    account.absorb(before, 40);
+    expect(tokensLeft(account, 40)).toBe(600);
+    account.reconcileTokens(hold, 50);
+    expect(tokensLeft(account, 40)).toBe(650);
+    account.refund(hold);
+    expect(tokensLeft(account, 40)).toBe(700);
+    // The copy counted from 10 leaves first, as pruning from the oldest has it.
+    expect(tokensLeft(account, 60_010)).toBe(1_000);
+  });
+
+  it('keeps a hold through two absorbs', () => {
+    const account = new Limiter({ tpm: 1_000 }, 'account');
+    const hold = account.take(0, 100);
+    for (const at of [5, 6]) {
+      const other = new Limiter({ tpm: 1_000 }, 'account');
+      other.take(at, 10);
+      account.absorb(other, 7);
+    }
+    account.reconcileTokens(hold, 400);
+    expect(tokensLeft(account, 7)).toBe(580);
+  });
+
+  it('keeps the handles of live entries when it drops the pruned ones from its log', () => {
+    const limiter = new Limiter({ tpm: 100_000 }, 'key');
+    const holds = Array.from({ length: 200 }, (_, at) => limiter.take(at, 10));
+    // 151 entries leave (those counted from 0 to 150), more than half the log: it is copied without them.
+    expect(tokensLeft(limiter, 60_150)).toBe(100_000 - 490);
+    limiter.reconcileTokens(holds[199]!, 110);
+    limiter.reconcileTokens(holds[0]!, 1_000);
+    expect(tokensLeft(limiter, 60_150)).toBe(100_000 - 590);
+  });
+
+  it('counts an entry that left its window before its request went out again, at what its hold counts now', () => {
+    const limiter = new Limiter({ tpm: 1_000 }, 'key');
+    const hold = limiter.take(0, 100);
+    limiter.reconcileTokens(hold, 40);
+    expect(tokensLeft(limiter, 60_001)).toBe(1_000);
+    limiter.retime(hold, 60_001);
+    expect(tokensLeft(limiter, 60_001)).toBe(960);
+    limiter.refund(hold);
+    expect(tokensLeft(limiter, 60_001)).toBe(1_000);
+  });
+});
