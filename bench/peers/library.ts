@@ -48,6 +48,17 @@ export function poolFor(library: LibraryModule, context: PeerContext): KeyPool {
 }
 
 /**
+ * One key pick as the scale row times it: admission as an attempt makes it (the strategy's pick,
+ * the quota and concurrency checks, the lease) and its release; at once where a key is free
+ * (`acquireNow`), else through the queue.
+ */
+export function pickOnce(port: KeyPool[LibraryModule['POOL_PORT']], probe: ChatRequest, options: { models: string[] }): void {
+  const granted = port.acquireNow?.(probe, options);
+  if (granted === undefined) port.acquire(probe, options).subscribe().unsubscribe();
+  else if (!(granted instanceof Error)) granted.release();
+}
+
+/**
  * Counts the pool's events, for `observe`: every type, the cooldowns and retries in detail, and the
  * quotas learnt and concurrency limits the pool reports (read loosely: those events are newer than
  * some trees the bench runs on).
@@ -183,14 +194,7 @@ export const libraryPeer: Peer = {
           });
         });
       },
-      pick() {
-        // Admission as an attempt makes it: the strategy's pick, the quota and concurrency checks,
-        // the lease, and its release; at once where a key is free (`acquireNow`, as here), else
-        // through the queue.
-        const granted = port.acquireNow?.(probe, probeOptions);
-        if (granted === undefined) port.acquire(probe, probeOptions).subscribe().unsubscribe();
-        else if (!(granted instanceof Error)) granted.release();
-      },
+      pick: () => pickOnce(port, probe, probeOptions),
       ...(context.observe === true ? { observe: () => observationsOf(pool.snapshot(), tally) } : {}),
       async close() {
         subscription.unsubscribe();

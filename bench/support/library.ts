@@ -17,10 +17,12 @@ export type LibraryModule = typeof Library;
 const ENTRY = process.env['BENCH_LIBRARY_ENTRY'] ?? fileURLToPath(new URL('../../src/index.ts', import.meta.url));
 const OUTDIR = fileURLToPath(new URL('../.build/', import.meta.url));
 
-const OUTFILE =
-  process.env['BENCH_LIBRARY_ENTRY'] === undefined
-    ? 'openrouter-rx'
-    : `openrouter-rx-${createHash('sha1').update(ENTRY).digest('hex').slice(0, 8)}`;
+/** A build of another tree is named by its entry's hash, so that builds of several trees stand side by side. */
+function outfileOf(entry: string): string {
+  return `openrouter-rx-${createHash('sha1').update(entry).digest('hex').slice(0, 8)}`;
+}
+
+const OUTFILE = process.env['BENCH_LIBRARY_ENTRY'] === undefined ? 'openrouter-rx' : outfileOf(ENTRY);
 
 /** Set for the processes `bench/run.ts` forks: the run built the library once, before them. */
 const BUILT_ENV = 'BENCH_LIBRARY_BUILT';
@@ -29,9 +31,15 @@ let loading: Promise<LibraryModule> | undefined;
 
 /** Compiles the library into `bench/.build/`, and tells processes forked after it to load that build. */
 export async function buildLibrary(): Promise<void> {
+  await buildTree(ENTRY, OUTFILE);
+  process.env[BUILT_ENV] = OUTFILE;
+}
+
+/** Compiles the library of the source tree whose entry is `entry` (its `src/index.ts`) into `bench/.build/<outfile>.mjs`. */
+async function buildTree(entry: string, outfile: string): Promise<string> {
   const { build } = await import('esbuild');
   await build({
-    entryPoints: { [OUTFILE]: ENTRY },
+    entryPoints: { [outfile]: entry },
     outdir: OUTDIR,
     bundle: true,
     format: 'esm',
@@ -44,7 +52,13 @@ export async function buildLibrary(): Promise<void> {
     sourcemap: 'linked',
     logLevel: 'silent',
   });
-  process.env[BUILT_ENV] = OUTFILE;
+  return `${OUTDIR}${outfile}.mjs`;
+}
+
+/** The library of another source tree (`/path/to/src/index.ts`), built and loaded beside this one's, for an A/B in one process. */
+export async function loadTree(entry: string): Promise<LibraryModule> {
+  const file = await buildTree(entry, outfileOf(entry));
+  return (await import(pathToFileURL(file).href)) as LibraryModule;
 }
 
 export function loadLibrary(): Promise<LibraryModule> {
