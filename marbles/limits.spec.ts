@@ -1457,7 +1457,7 @@ describe("a window's entries that attempts hold (through an absorb, a pruning, a
     expect(tokensLeft(account, 7)).toBe(580);
   });
 
-  it('keeps the handles of live entries when it drops the pruned ones from its log', () => {
+  it('keeps the entries still counted, and the holds on them, when it drops the pruned ones from its log', () => {
     const limiter = new Limiter({ tpm: 100_000 }, 'key');
     const holds = Array.from({ length: 200 }, (_, at) => limiter.take(at, 10));
     // 151 entries leave (those counted from 0 to 150), more than half the log: it is copied without them.
