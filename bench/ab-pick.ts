@@ -9,7 +9,10 @@
  *   git worktree add --detach /tmp/before <rev>
  *   npx tsx bench/ab-pick.ts /tmp/before/src/index.ts src/index.ts [--rounds 20] [--picks 10000] [--rpm 600]
  *
- * Two copies of one tree (an A/A) read 1.01–1.09 on the host of 2026-12-07.
+ * Two copies of one tree (an A/A) read 1.01–1.09 on the host of 2026-12-07. A round of 10,000
+ * picks starts with caches the other pool's round left cold, so it weighs memory reads more than
+ * the row does, whose 100,000 picks in one block warm the keys they sample: `--picks 100000` is
+ * closer to the row.
  */
 import { performance } from 'node:perf_hooks';
 import { resolve } from 'node:path';
