@@ -939,6 +939,32 @@ describe('accounts and free-model quotas from key info', () => {
     expect(freeHourOfTwoKeys(6_000, 6_100)).toEqual({ admitted: [5_000, 5_000], refused: [6_100, 6_100] });
   });
 
+  it("checks a key that joined an account against the account's limits, not those it was checked against before (a lease at once too)", () => {
+    const scheduler = newTestScheduler();
+    const granted: boolean[] = [];
+    scheduler.run(({ cold }) => {
+      const pool = makePool(scheduler, {
+        keys: keys.slice(0, 2),
+        keyInfo: () => cold('6s (i|)', { i: infoOf('user_a') }),
+        models: { '*:free': { quotas: [{ requests: 2, windowMs: 3_600_000 }] } },
+        adaptiveConcurrency: false,
+        store: undefined,
+      });
+      const port = pool[POOL_PORT];
+      // At 5 s each key serves as an account of its own, one of its own two an hour; at 6 s user_a
+      // takes both in, with both sends: its two an hour are spent.
+      for (let index = 0; index < 2; index++)
+        port.acquire(chatRequest('hi', { model: FREE }), { models: [FREE] }).subscribe((lease) => lease.release());
+      scheduler.schedule(() => {
+        for (let index = 0; index < 2; index++) {
+          const lease = port.acquireNow?.(chatRequest('hi', { model: FREE }), { models: [FREE] });
+          granted.push(lease !== undefined && !(lease instanceof Error));
+        }
+      }, 6_100);
+    });
+    expect(granted).toEqual([false, false]);
+  });
+
   it('so a burst of free-model requests draws one 429 from an account that counts 20 a minute, which then teaches the limit', () => {
     const scheduler = newTestScheduler();
     let drive!: Driver;

@@ -230,7 +230,7 @@ export class MemoryStateStore implements StateStore {
   }
 
   /**
-   * The plan's bounded limiters (unbounded ones never refuse anything); `allFit` tells whether they
+   * The plan's bounded limiters (unbounded ones never refuse anything); `fitsIn` tells whether they
    * have room. The same array while `planGeneration` holds, so that a caller may keep it.
    */
   boundedLimiters(plan: AdmissionPlan): readonly Limiter[] {
