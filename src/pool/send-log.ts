@@ -18,50 +18,33 @@ interface SendRecord {
   answered: boolean;
 }
 
-/** Sends a log has room for before it first grows: a scope with few sends keeps a small array. */
-const INITIAL_SENDS = 32;
-
 export class SendLog {
   /**
-   * Every send's numbers in one typed array (`answered` as 1 or 0), not an array per field nor an
-   * array of objects: every admission records a send, at 1,000 keys in a log that has gone cold,
-   * and one array is one line of memory to bring in where three were six. Typed, and grown by
-   * doubling rather than by `push`: a plain array grown a send at a time copies its doubles into
-   * the young generation again and again, and every scavenge while a scope's log fills copied them
-   * once more (half of what the pick's scavenges promoted, at 1,000 keys).
+   * Every send's numbers in one array of doubles (`answered` as 1 or 0), not an array per field:
+   * every admission records a send, at 1,000 keys in a log that has gone cold, and one array is
+   * one line of memory to bring in where three arrays were six.
    */
-  private records = new Float64Array(0);
-  /** Sends on record: up to `capacity`. */
-  private size = 0;
+  private readonly records: number[] = [];
   /** Where the next send goes once the ring is full: the oldest. */
   private next = 0;
 
   constructor(private readonly capacity: number) {}
 
-  record(at: number): void {
-    if (this.size < this.capacity) {
-      if (this.size * FIELDS === this.records.length) this.grow();
-      this.write(this.size * FIELDS, at);
-      this.size++;
-      return;
-    }
-    this.write(this.next * FIELDS, at);
-    this.next = (this.next + 1) % this.capacity;
+  private get size(): number {
+    return this.records.length / FIELDS;
   }
 
-  private write(offset: number, at: number): void {
+  record(at: number): void {
     const records = this.records;
+    if (records.length < this.capacity * FIELDS) {
+      records.push(at, at, 0);
+      return;
+    }
+    const offset = this.next * FIELDS;
     records[offset + SENT] = at;
     records[offset + COUNTED] = at;
     records[offset + ANSWERED] = 0;
-  }
-
-  /** Twice the room (up to `capacity`), the sends on record kept where they were. */
-  private grow(): void {
-    const sends = Math.min(this.capacity, Math.max(INITIAL_SENDS, this.size * 2));
-    const grown = new Float64Array(sends * FIELDS);
-    grown.set(this.records);
-    this.records = grown;
+    this.next = (this.next + 1) % this.capacity;
   }
 
   /**
@@ -73,15 +56,9 @@ export class SendLog {
       .filter((record) => !Number.isNaN(record.sent))
       .sort((a, b) => a.sent - b.sent)
       .slice(-this.capacity);
-    this.records = new Float64Array(Math.min(this.capacity, Math.max(INITIAL_SENDS, records.length)) * FIELDS);
-    this.size = records.length;
+    this.records.length = 0;
     this.next = 0;
-    for (const [index, record] of records.entries()) {
-      const offset = index * FIELDS;
-      this.records[offset + SENT] = record.sent;
-      this.records[offset + COUNTED] = record.counted;
-      this.records[offset + ANSWERED] = record.answered ? 1 : 0;
-    }
+    for (const record of records) this.records.push(record.sent, record.counted, record.answered ? 1 : 0);
   }
 
   /** A send logged at admission (`from`) went out at `to` (the transport reported it). */
@@ -118,7 +95,7 @@ export class SendLog {
   answeredAfter(from: number): number {
     const records = this.records;
     let count = 0;
-    for (let offset = 0; offset < this.size * FIELDS; offset += FIELDS) {
+    for (let offset = 0; offset < records.length; offset += FIELDS) {
       if (records[offset + ANSWERED] === 1 && records[offset + SENT]! > from) count++;
     }
     return count;
