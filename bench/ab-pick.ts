@@ -9,10 +9,14 @@
  *   git worktree add --detach /tmp/before <rev>
  *   npx tsx bench/ab-pick.ts /tmp/before/src/index.ts src/index.ts [--rounds 20] [--picks 10000] [--rpm 600]
  *
- * Two copies of one tree (an A/A) read 1.01–1.09 on the host of 2026-12-07. A round of 10,000
- * picks starts with caches the other pool's round left cold, so it weighs memory reads more than
- * the row does, whose 100,000 picks in one block warm the keys they sample: `--picks 100000` is
- * closer to the row.
+ * Rounds start once every request of both pools has reached the transport, as the row's picks do:
+ * before, the SDK's work for requests still on their way ran between rounds and collected its
+ * garbage in them, and an A/A (two copies of one tree) read 1.01–1.24. Now it reads 1.02–1.04, the
+ * tree built second still faring a few percent worse: run each pair in both orders and take the
+ * square root of (forward ratio / reverse ratio). A round of 10,000 picks starts with caches the
+ * other pool's round left cold, so it weighs memory reads more than the row does, whose 100,000
+ * picks in one block warm the keys they sample. Every pick counts in its key's `--rpm` window: a
+ * run takes at most what the keys have room for in a minute.
  */
 import { performance } from 'node:perf_hooks';
 import { resolve } from 'node:path';
@@ -22,6 +26,7 @@ import { pickOnce, poolFor } from './peers/library.js';
 import { benchRequest } from './support/driver.js';
 import { loadTree } from './support/library.js';
 import { median, sleep } from './support/measure.js';
+import { neverAnsweringFetch, waitFor } from './support/never-answering.js';
 
 function option(name: string, fallback: number): number {
   const index = process.argv.indexOf(name);
@@ -36,25 +41,29 @@ const rpm = option('--rpm', 600);
 const model = 'bench/scale';
 const baseURL = 'http://127.0.0.1:9/api/v1';
 
-/** A `fetch` that never answers; it rejects only when its signal aborts (as the scale row's). */
-const neverAnswering = ((_input: unknown, init?: RequestInit) =>
-  new Promise<Response>((_resolve, reject) =>
-    init?.signal?.addEventListener('abort', () => reject(new DOMException('This operation was aborted', 'AbortError'))),
-  )) as typeof fetch;
-
 const keys = Array.from({ length: 1000 }, (_, index) => ({
   key: `sk-or-v1-bench-ab-${String(index + 1).padStart(4, '0')}`,
   label: `key-${index + 1}`,
   limits: { rpm, maxConcurrent: 20 },
 }));
 
+// Past its keys' quota a pool's picks go to its queue, and the figures time that instead.
+if (rounds * picksPerRound + 13_000 > rpm * keys.length)
+  throw new Error(
+    `${rounds} rounds of ${picksPerRound} picks need --rpm above ${Math.ceil((rounds * picksPerRound + 13_000) / keys.length)}`,
+  );
+
 const sessions: { entry: string; pick: () => void; close: () => void }[] = [];
 for (const entry of entries) {
   const library = await loadTree(resolve(entry));
-  const pool = poolFor(library, { baseURL, keys, model, concurrency: 10_000, fetch: neverAnswering });
+  const never = neverAnsweringFetch();
+  const pool = poolFor(library, { baseURL, keys, model, concurrency: 10_000, fetch: never.fetch });
   const input = new Subject<ChatRequest>();
   const subscription = input.pipe(library.balance(pool, { concurrency: 10_000 })).subscribe();
   for (let index = 0; index < 10_000; index++) input.next({ ...benchRequest(false), model });
+  // As the scale row: every request through the SDK to the transport before any pick is timed.
+  if (!(await waitFor(() => never.pending() >= 10_000, 60_000)))
+    throw new Error(`only ${never.pending()} of 10,000 requests reached the transport`);
   const port = pool[library.POOL_PORT];
   const probe: ChatRequest = { model, messages: [{ role: 'user', content: 'pick' }], max_tokens: 16 };
   const options = { models: [model] };
@@ -67,7 +76,6 @@ for (const entry of entries) {
     },
   });
 }
-await sleep(1000);
 for (const session of sessions) for (let index = 0; index < 3000; index++) session.pick();
 
 const micros = sessions.map((): number[] => []);

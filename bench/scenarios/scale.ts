@@ -25,35 +25,10 @@ import type { BenchKey, Peer } from '../peers/types.js';
 import { benchRequest, drive } from '../support/driver.js';
 import { loadLibrary } from '../support/library.js';
 import { collectGarbage, median, round, settledHeap, sleep } from '../support/measure.js';
+import { neverAnsweringFetch, waitFor } from '../support/never-answering.js';
 import { fmt, measurePeer, ratio, type PeerResult, type Scenario, type ScenarioEnv, type TargetCheck } from './types.js';
 
 const UNREACHABLE = 'http://127.0.0.1:9/api/v1';
-
-/** A `fetch` that never answers; it rejects only when its signal aborts. */
-function neverAnsweringFetch() {
-  let pending = 0;
-  const fetchImpl = ((_input: unknown, init?: RequestInit) =>
-    new Promise<Response>((_resolve, reject) => {
-      pending++;
-      const signal = init?.signal;
-      const abort = () => {
-        pending--;
-        reject(new DOMException('This operation was aborted', 'AbortError'));
-      };
-      if (signal?.aborted) abort();
-      else signal?.addEventListener('abort', abort, { once: true });
-    })) as typeof fetch;
-  return { fetch: fetchImpl, pending: () => pending };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > until) return false;
-    await sleep(10);
-  }
-  return true;
-}
 
 function timePicks(pick: () => void, count: number): number {
   for (let index = 0; index < Math.min(2000, count); index++) pick();
