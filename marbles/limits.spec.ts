@@ -1493,6 +1493,55 @@ describe("a window's entries that attempts hold (through an absorb, a pruning, a
     expect(tokensLeft(limiter, 60_150)).toBe(100_000 - 590);
   });
 
+  it('keeps an entry per quota of a limiter of several: each is reconciled, retimed and refunded in its own window', () => {
+    const DAY = 86_400_000;
+    // A minute's requests, a minute's tokens, an hour's tokens and a UTC day's requests (a learned free-model bucket).
+    const limiter = new Limiter({ rpm: 10, tpm: 1_000, quotas: [{ tokens: 5_000, windowMs: 3_600_000 }] }, 'account');
+    limiter.learn({ bucket: 'free-models-per-day', requests: 50, windowMs: DAY, calendar: 'utc-day', source: 'key-info' }, 0);
+    const left = (now: number) => limiter.remaining(now).map((quota) => quota.remaining);
+    const hold = limiter.take(0, 100);
+    expect(left(0)).toEqual([9, 900, 4_900, 49]);
+    limiter.reconcileTokens(hold, 300);
+    expect(left(0)).toEqual([9, 700, 4_700, 49]);
+    // The minute's entries leave; the request goes out only now: it counts again in the minute's
+    // windows, with the 300 tokens its hold counts, and stays where it was in the hour's and the day's.
+    expect(left(60_001)).toEqual([10, 1_000, 4_700, 49]);
+    limiter.retime(hold, 60_001);
+    expect(left(60_001)).toEqual([9, 700, 4_700, 49]);
+    limiter.refund(hold);
+    expect(left(60_001)).toEqual([10, 1_000, 5_000, 50]);
+  });
+
+  it("keeps a day's entry until midnight only: a refund after it gives back nothing of the new day's count", () => {
+    const DAY = 86_400_000;
+    const limiter = new Limiter({ quotas: [{ tokens: 1_000, windowMs: 3_600_000 }] }, 'account');
+    limiter.learn({ bucket: 'free-models-per-day', requests: 50, windowMs: DAY, calendar: 'utc-day', source: 'key-info' }, DAY - 10_000);
+    const left = (now: number) => limiter.remaining(now).map((quota) => quota.remaining);
+    const yesterday = limiter.take(DAY - 5_000, 100);
+    const today = limiter.take(DAY + 1_000, 10);
+    expect(left(DAY + 1_000)).toEqual([890, 49]);
+    // Its tokens leave the hour's window; its request counted on a day that has ended.
+    limiter.refund(yesterday);
+    expect(left(DAY + 1_000)).toEqual([990, 49]);
+    limiter.refund(today);
+    expect(left(DAY + 1_000)).toEqual([1_000, 50]);
+  });
+
+  it('takes the copies an absorb brought and its own entries in the order they leave, for when the next request fits', () => {
+    const account = new Limiter({ rpm: 3 }, 'account');
+    account.take(20_000, 0);
+    account.take(40_000, 0);
+    const before = new Limiter({ rpm: 3 }, 'account');
+    before.take(10_000, 0);
+    account.absorb(before, 41_000);
+    expect(account.fits(41_000, 0)).toBe(false);
+    // The copy counted from 10 s leaves first, then its own entry of 20 s.
+    expect(account.nextFitAt(41_000, 0)).toBe(70_000);
+    expect(account.remaining(70_000)[0]!.freesAt).toBe(80_000);
+    expect(account.remaining(80_000)[0]!.remaining).toBe(2);
+    expect(account.remaining(100_000)[0]).toMatchObject({ remaining: 3, freesAt: null });
+  });
+
   it('counts an entry that left its window before its request went out again, at what its hold counts now', () => {
     const limiter = new Limiter({ tpm: 1_000 }, 'key');
     const hold = limiter.take(0, 100);

@@ -11,12 +11,13 @@ import { describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Minified bytes of the initial load (the entry and every chunk it imports statically). */
-// A guard on growth, not a target: set with a few KB of headroom over what the core weighs (220.4 KB
+// A guard on growth, not a target: set with a few KB of headroom over what the core weighs (225.8 KB
+// with quota windows that log numbers, not objects, and keep an absorb's copies apart; 220.4 KB
 // with dispose aborting attempts, backoffs outside the slot and refusals that teach left uncounted;
 // 219.1 KB with balance's line for quota room; 217.2 KB with the pool-wide key scrub; 215.2 KB with the steady clock, a wall clock set back holding no wait; 210.6 KB with PoolPort.acquireNow, the lease at once without an acquisition; 205.2 KB once each operator
 // checked its own options and health records were frozen; 200.1 KB at 0771888, with learned limits,
 // accounts and adaptive concurrency; 158 KB at 35d23c0).
-const INITIAL_LOAD_BUDGET_BYTES = 225_000;
+const INITIAL_LOAD_BUDGET_BYTES = 230_000;
 
 const app = `
 import { from } from 'rxjs';
