@@ -1542,6 +1542,16 @@ describe("a window's entries that attempts hold (through an absorb, a pruning, a
     expect(account.remaining(100_000)[0]).toMatchObject({ remaining: 3, freesAt: null });
   });
 
+  it('absorbs a window of 200,000 entries (more than a call takes arguments)', () => {
+    const before = new Limiter({ tpm: 10_000_000 }, 'account');
+    for (let at = 0; at < 200_000; at++) before.take(at / 10, 1);
+    const account = new Limiter({ tpm: 10_000_000 }, 'account');
+    account.absorb(before, 20_000);
+    expect(tokensLeft(account, 20_000)).toBe(10_000_000 - 200_000);
+    // The copies leave as they came, a tenth of a millisecond apart.
+    expect(tokensLeft(account, 69_999.95)).toBe(10_000_000 - 100_000);
+  });
+
   it('counts an entry that left its window before its request went out again, at what its hold counts now', () => {
     const limiter = new Limiter({ tpm: 1_000 }, 'key');
     const hold = limiter.take(0, 100);

@@ -154,10 +154,13 @@ export class SlidingWindow {
     for (let offset = this.absorbedHead * FIELDS; offset < this.absorbed.length; offset += FIELDS) {
       copies.push({ at: this.absorbed[offset + AT]!, amount: this.absorbed[offset + AMOUNT]! });
     }
-    copies.push(...entries);
+    // A loop, not `push(...entries)`: a window of tokens may hold more entries than a call takes arguments.
+    for (const entry of entries) {
+      copies.push(entry);
+      this.total += entry.amount;
+    }
     copies.sort((a, b) => a.at - b.at);
     this.unpruned += entries.length;
-    for (const entry of entries) this.total += entry.amount;
     this.absorbed = copies.flatMap((entry) => [entry.at, entry.amount]);
     this.absorbedHead = 0;
   }
@@ -211,31 +214,29 @@ export class SlidingWindow {
   }
 
   private prune(now: number): void {
-    const log = this.log;
-    let head = this.head;
-    while (head * FIELDS < log.length && log[head * FIELDS + AT]! + this.windowMs <= now) {
-      this.total -= log[head * FIELDS + AMOUNT]!;
-      head++;
-      this.unpruned--;
-    }
+    const head = this.leftSince(this.log, this.head, now);
     this.head = head;
     // More than half the log has left: it is copied without them, their handles passing to `firstHandle`.
-    if (head > 64 && head * FIELDS * 2 > log.length) {
-      this.log = log.slice(head * FIELDS);
+    if (head > 64 && head * FIELDS * 2 > this.log.length) {
+      this.log = this.log.slice(head * FIELDS);
       this.firstHandle += head;
       this.head = 0;
     }
-    const absorbed = this.absorbed;
-    let copy = this.absorbedHead;
-    while (copy * FIELDS < absorbed.length && absorbed[copy * FIELDS + AT]! + this.windowMs <= now) {
-      this.total -= absorbed[copy * FIELDS + AMOUNT]!;
-      copy++;
-      this.unpruned--;
-    }
-    this.absorbedHead = copy;
-    if (copy * FIELDS === absorbed.length && copy > 0) {
+    this.absorbedHead = this.leftSince(this.absorbed, this.absorbedHead, now);
+    if (this.absorbedHead * FIELDS === this.absorbed.length && this.absorbedHead > 0) {
       this.absorbed = [];
       this.absorbedHead = 0;
     }
+  }
+
+  /** Uncounts the entries of `log` from `head` on that have left the window at `now`; returns the first still in it. */
+  private leftSince(log: readonly number[], head: number, now: number): number {
+    let first = head;
+    while (first * FIELDS < log.length && log[first * FIELDS + AT]! + this.windowMs <= now) {
+      this.total -= log[first * FIELDS + AMOUNT]!;
+      this.unpruned--;
+      first++;
+    }
+    return first;
   }
 }
