@@ -1,7 +1,8 @@
 /**
  * The send log against a model of what it promises: the last `capacity` sends, oldest first,
- * each found by its send time from the newest. Random capacities on both sides of the log's first
- * size, so that its growth and its ring's wrapping are both run, with every operation in between.
+ * each found by its send time from the newest. Random capacities from 1 to 80 and up to 300
+ * operations, so that logs still filling and logs whose ring has wrapped are both run, with every
+ * operation in between.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';

@@ -22,6 +22,7 @@ export function neverAnsweringFetch() {
   return { fetch: fetchImpl, pending: () => pending };
 }
 
+/** Whether `condition` came true within `timeoutMs`, looking every 10 ms. */
 export async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   while (!condition()) {
